@@ -1,0 +1,549 @@
+//! One call to `/coins/{id}/market_chart/range`: the request, the retry loop and its
+//! back-off, and the sorting of failures into transient and permanent.
+//!
+//! The retry loop is ours rather than reqwest-retry's `RetryTransientMiddleware`: that
+//! middleware takes every delay from its policy and cannot wait for what a 429's
+//! `Retry-After` header says, nor for CoinGecko's one-minute window when the header is
+//! absent. Its pieces are reused: the exponential back-off policy, and
+//! `default_on_request_failure` to tell a dropped connection from a broken request.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::Url;
+use reqwest_middleware::ClientWithMiddleware;
+use reqwest_retry::policies::ExponentialBackoff;
+use reqwest_retry::{Jitter, RetryDecision, RetryPolicy, Retryable, default_on_request_failure};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::error::{CoinGeckoError, ErrorBody};
+use super::rate_limit::RateLimit;
+use super::wire::MarketChart;
+
+/// The host of CoinGecko's paid plans; keys for it go in a different header.
+const PRO_HOST: &str = "pro-api.coingecko.com";
+const DEMO_KEY_HEADER: HeaderName = HeaderName::from_static("x-cg-demo-api-key");
+const PRO_KEY_HEADER: HeaderName = HeaderName::from_static("x-cg-pro-api-key");
+/// CoinGecko's rate-limit window: after a 429 without `Retry-After`, waiting less than
+/// this would most likely be refused again.
+const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(60);
+/// Upper bound of one back-off delay, whatever the base and the retry count.
+const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
+/// Upper bound of a `Retry-After` wait: a far-off date is better answered by handing the
+/// job back to the queue than by holding the worker for hours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10 * 60);
+/// How long to wait for a TCP/TLS connection, when the call's time-out is longer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to reach CoinGecko, as configured (`COINGECKO_*`).
+#[derive(Clone)]
+pub struct CoinGeckoSettings {
+    /// API root, such as `https://api.coingecko.com/api/v3`; a trailing slash is fine.
+    pub base_url: String,
+    /// Demo or paid key; which header carries it follows from `base_url`'s host.
+    pub api_key: Option<SecretString>,
+    /// The call budget, retries included, spread evenly over the minute.
+    pub calls_per_minute: NonZeroU32,
+    /// HTTP-level retries of one call, on 429, 408, 5xx, time-outs and connection errors.
+    pub max_retries: u32,
+    /// The first back-off delay; it doubles per retry, with jitter.
+    pub retry_base_delay: Duration,
+    /// One attempt's time limit, from connecting to the end of the body.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for CoinGeckoSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoinGeckoSettings")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("calls_per_minute", &self.calls_per_minute)
+            .field("max_retries", &self.max_retries)
+            .field("retry_base_delay", &self.retry_base_delay)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The CoinGecko client: one per process, so that every task shares one call budget.
+/// Cloning is cheap and shares the budget.
+#[derive(Clone)]
+pub struct CoinGeckoClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// reqwest with the rate limit as middleware, so every attempt waits its turn.
+    http: ClientWithMiddleware,
+    /// The API root, parsed once; paths are appended segment by segment.
+    base_url: Url,
+    /// The key's header (Demo or Pro) and value, marked sensitive so no Debug shows it.
+    api_key: Option<(HeaderName, HeaderValue)>,
+    /// Delays between attempts and the retry limit (`max_retries`).
+    backoff: ExponentialBackoff,
+    /// Attempts sent, counted by the rate-limit middleware.
+    sent: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for CoinGeckoClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoinGeckoClient")
+            .field("base_url", &self.inner.base_url.as_str())
+            .field("api_key", &self.inner.api_key.as_ref().map(|_| "***"))
+            .field("calls_made", &self.calls_made())
+            .finish()
+    }
+}
+
+impl CoinGeckoClient {
+    /// Builds the client; fails on a base URL that is not http(s) or a key that cannot be
+    /// a header value (the error never contains the key).
+    pub fn new(settings: CoinGeckoSettings) -> anyhow::Result<Self> {
+        Self::build(settings, None)
+    }
+
+    /// For tests: like [`new`](Self::new), but connections to `host` go to `addr`, so
+    /// that a fake can stand in for `pro-api.coingecko.com` (the port of `base_url` is used).
+    #[doc(hidden)]
+    pub fn new_resolving(
+        settings: CoinGeckoSettings,
+        host: &str,
+        addr: SocketAddr,
+    ) -> anyhow::Result<Self> {
+        Self::build(settings, Some((host, addr)))
+    }
+
+    fn build(
+        settings: CoinGeckoSettings,
+        resolve: Option<(&str, SocketAddr)>,
+    ) -> anyhow::Result<Self> {
+        let base_url = Url::parse(settings.base_url.trim())
+            .with_context(|| format!("COINGECKO_BASE_URL {:?} is not a URL", settings.base_url))?;
+        if !matches!(base_url.scheme(), "http" | "https") || base_url.cannot_be_a_base() {
+            bail!(
+                "COINGECKO_BASE_URL {:?} must be an http(s) URL such as https://api.coingecko.com/api/v3",
+                settings.base_url
+            );
+        }
+        let api_key = settings
+            .api_key
+            .as_ref()
+            .map(|key| {
+                let header = if base_url.host_str() == Some(PRO_HOST) {
+                    PRO_KEY_HEADER
+                } else {
+                    DEMO_KEY_HEADER
+                };
+                let mut value =
+                    HeaderValue::from_str(key.expose_secret().trim()).map_err(|_| {
+                        anyhow::anyhow!(
+                            "COINGECKO_API_KEY contains characters an HTTP header cannot carry"
+                        )
+                    })?;
+                value.set_sensitive(true);
+                anyhow::Ok((header, value))
+            })
+            .transpose()?;
+
+        // reqwest is built with `rustls-no-provider`: it needs a process-wide provider.
+        // Another part of the program may have installed one already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut http = reqwest::Client::builder()
+            .user_agent(concat!("price-history/", env!("CARGO_PKG_VERSION")))
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(CONNECT_TIMEOUT));
+        if let Some((host, addr)) = resolve {
+            http = http.resolve(host, addr);
+        }
+        let http = http
+            .build()
+            .context("while building the HTTP client for CoinGecko")?;
+        let sent = Arc::new(AtomicU64::new(0));
+        let http = reqwest_middleware::ClientBuilder::new(http)
+            .with(RateLimit::new(settings.calls_per_minute, sent.clone()))
+            .build();
+        let backoff = ExponentialBackoff::builder()
+            .retry_bounds(
+                settings.retry_base_delay,
+                settings.retry_base_delay.max(MAX_BACKOFF),
+            )
+            .jitter(Jitter::Bounded)
+            .base(2)
+            .build_with_max_retries(settings.max_retries);
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                api_key,
+                backoff,
+                sent,
+            }),
+        })
+    }
+
+    /// Attempts sent so far by this client and its clones, retries included.
+    pub fn calls_made(&self) -> u64 {
+        self.inner.sent.load(Ordering::Relaxed)
+    }
+
+    /// `GET {base}/coins/{coin_id}/market_chart/range?vs_currency=usd&from=…&to=…`, with
+    /// `from` and `to` in UNIX seconds, retried as configured.
+    #[tracing::instrument(skip_all, fields(coin_id = %coin_id, from = %from, to = %to))]
+    pub async fn market_chart_range(
+        &self,
+        coin_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<MarketChart, CoinGeckoError> {
+        let url = self.market_chart_range_url(coin_id, from, to);
+        let started = SystemTime::now();
+        let mut retries = 0;
+        loop {
+            let failure = match self.attempt(&url, coin_id).await {
+                Outcome::Done(result) => return result,
+                Outcome::Retry(failure) => failure,
+            };
+            let attempts = retries + 1;
+            if !failure.retryable {
+                return Err(failure.give_up(attempts));
+            }
+            let backoff = match self.inner.backoff.should_retry(started, retries) {
+                RetryDecision::DoNotRetry => return Err(failure.give_up(attempts)),
+                RetryDecision::Retry { execute_after } => execute_after
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default(),
+            };
+            let delay = failure.delay(backoff);
+            retries += 1;
+            tracing::warn!(
+                status = failure.status,
+                error = %failure.what,
+                retry = retries,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "CoinGecko call failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn market_chart_range_url(&self, coin_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Url {
+        let mut url = self.inner.base_url.clone();
+        url.path_segments_mut()
+            .expect("checked in new: an http(s) URL can be a base")
+            .pop_if_empty()
+            .extend(["coins", coin_id, "market_chart", "range"]);
+        url.query_pairs_mut()
+            .append_pair("vs_currency", "usd")
+            .append_pair("from", &from.timestamp().to_string())
+            .append_pair("to", &to.timestamp().to_string());
+        url
+    }
+
+    /// One attempt: through the rate limit, to an answer or a failure worth retrying.
+    async fn attempt(&self, url: &Url, coin_id: &str) -> Outcome {
+        let mut request = self.inner.http.get(url.clone());
+        if let Some((header, value)) = &self.inner.api_key {
+            request = request.header(header, value.clone());
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => return Outcome::Retry(Failure::transport(&error)),
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(error) => return Outcome::Retry(Failure::body(status, &error)),
+        };
+
+        if status.is_success() {
+            Outcome::Done(
+                MarketChart::parse(&body)
+                    .map_err(|why| CoinGeckoError::unreadable(status, &body, why)),
+            )
+        } else if status.is_server_error()
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status == StatusCode::TOO_MANY_REQUESTS
+        {
+            Outcome::Retry(Failure {
+                what: ErrorBody::read(&body).describe(status),
+                status: Some(status.as_u16()),
+                retryable: true,
+                rate_limited: status == StatusCode::TOO_MANY_REQUESTS,
+                retry_after,
+            })
+        } else {
+            Outcome::Done(Err(CoinGeckoError::refused(status, &body, coin_id)))
+        }
+    }
+}
+
+enum Outcome {
+    /// An answer to hand back: the chart, or a permanent refusal.
+    Done(Result<MarketChart, CoinGeckoError>),
+    /// A failure that another attempt may not repeat.
+    Retry(Failure),
+}
+
+/// A failed attempt, described for the log and for the final error.
+struct Failure {
+    /// What happened, in words: `CoinGecko answered HTTP 503: "…".` or the transport error.
+    what: String,
+    /// The HTTP status, when there was a response.
+    status: Option<u16>,
+    /// False for transport errors that are not worth retrying right away (a broken
+    /// request rather than a broken connection); the job still goes back on the queue.
+    retryable: bool,
+    /// A 429: wait for CoinGecko's window rather than the usual back-off.
+    rate_limited: bool,
+    /// What the `Retry-After` header asked for, if anything.
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn transport(error: &reqwest_middleware::Error) -> Self {
+        let retryable = matches!(
+            default_on_request_failure(error),
+            Some(Retryable::Transient)
+        );
+        Self {
+            what: format!("could not reach CoinGecko: {}", error_chain(error)),
+            status: None,
+            retryable,
+            rate_limited: false,
+            retry_after: None,
+        }
+    }
+
+    /// The connection broke or timed out while the body was arriving.
+    fn body(status: StatusCode, error: &reqwest::Error) -> Self {
+        Self {
+            what: format!(
+                "the body of CoinGecko's HTTP {} answer did not arrive: {}",
+                status.as_u16(),
+                error_chain(error)
+            ),
+            status: Some(status.as_u16()),
+            retryable: true,
+            rate_limited: false,
+            retry_after: None,
+        }
+    }
+
+    /// How long to wait before the next attempt, given the policy's back-off.
+    fn delay(&self, backoff: Duration) -> Duration {
+        match (self.retry_after, self.rate_limited) {
+            (Some(asked), _) => asked.min(MAX_RETRY_AFTER),
+            (None, true) => backoff.max(RATE_LIMIT_WINDOW),
+            (None, false) => backoff,
+        }
+    }
+
+    fn give_up(self, attempts: u32) -> CoinGeckoError {
+        let tries = if attempts == 1 {
+            "1 attempt".to_owned()
+        } else {
+            format!("{attempts} attempts")
+        };
+        let advice = if self.rate_limited {
+            " CoinGecko is rate-limiting this address or key: lower COINGECKO_CALLS_PER_MINUTE, \
+             or make sure nothing else uses the same key or address."
+        } else {
+            " Trying again later may succeed."
+        };
+        CoinGeckoError::Transient {
+            message: format!(
+                "Gave up after {tries}; the last one failed: {}.{advice}",
+                self.what.trim_end_matches('.'),
+            ),
+        }
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP date; `None` when absent or unreadable.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    // An HTTP date (IMF-fixdate, `GMT`) is valid RFC 2822.
+    let at = DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&Utc) - Utc::now())
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
+/// An error with its causes, `a: b: c`, because reqwest keeps the useful part
+/// ("Connection refused") in its sources.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(base_url: &str, key: Option<&str>) -> CoinGeckoSettings {
+        CoinGeckoSettings {
+            base_url: base_url.to_owned(),
+            api_key: key.map(|key| SecretString::from(key.to_owned())),
+            calls_per_minute: NonZeroU32::new(25).unwrap(),
+            max_retries: 3,
+            retry_base_delay: Duration::from_millis(10),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn settings_debug_hides_the_key() {
+        let shown = format!(
+            "{:?}",
+            settings("https://api.coingecko.com/api/v3", Some("CG-secret"))
+        );
+        assert!(!shown.contains("CG-secret"), "{shown}");
+        assert!(shown.contains("\"***\""), "{shown}");
+    }
+
+    #[test]
+    fn the_pro_host_gets_the_pro_header_and_any_other_the_demo_one() {
+        let pro =
+            CoinGeckoClient::new(settings("https://pro-api.coingecko.com/api/v3/", Some("k")))
+                .unwrap();
+        assert_eq!(pro.inner.api_key.as_ref().unwrap().0, PRO_KEY_HEADER);
+        let demo =
+            CoinGeckoClient::new(settings("https://api.coingecko.com/api/v3", Some("k"))).unwrap();
+        assert_eq!(demo.inner.api_key.as_ref().unwrap().0, DEMO_KEY_HEADER);
+        assert!(!format!("{pro:?}{demo:?}").contains("\"k\""));
+    }
+
+    #[test]
+    fn the_url_has_unix_seconds_and_tolerates_a_trailing_slash() {
+        let from = DateTime::parse_from_rfc3339("2024-03-31T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let to = DateTime::parse_from_rfc3339("2024-04-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        for base in [
+            "https://api.coingecko.com/api/v3",
+            "https://api.coingecko.com/api/v3/",
+        ] {
+            let client = CoinGeckoClient::new(settings(base, None)).unwrap();
+            assert_eq!(
+                client.market_chart_range_url("bitcoin", from, to).as_str(),
+                "https://api.coingecko.com/api/v3/coins/bitcoin/market_chart/range\
+                 ?vs_currency=usd&from=1711843200&to=1711929600"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_refused_without_showing_the_key() {
+        assert!(CoinGeckoClient::new(settings("api.coingecko.com/api/v3", None)).is_err());
+        assert!(CoinGeckoClient::new(settings("ftp://api.coingecko.com", None)).is_err());
+        let error =
+            CoinGeckoClient::new(settings("https://api.coingecko.com", Some("bad\nkey-123")))
+                .unwrap_err();
+        assert!(!format!("{error:?}").contains("key-123"), "{error:?}");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("119"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(119)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        let soon = (Utc::now() + chrono::Duration::seconds(30))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&soon).unwrap());
+        let waited = retry_after(&headers).unwrap();
+        assert!(
+            waited > Duration::from_secs(27) && waited <= Duration::from_secs(30),
+            "{waited:?}"
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn a_429_waits_what_it_is_told_or_a_whole_window() {
+        let mut failure = Failure {
+            what: String::new(),
+            status: Some(429),
+            retryable: true,
+            rate_limited: true,
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        assert_eq!(
+            failure.delay(Duration::from_secs(8)),
+            Duration::from_secs(1)
+        );
+        failure.retry_after = None;
+        assert_eq!(failure.delay(Duration::from_secs(8)), RATE_LIMIT_WINDOW);
+        assert_eq!(
+            failure.delay(Duration::from_secs(90)),
+            Duration::from_secs(90)
+        );
+        failure.rate_limited = false;
+        assert_eq!(
+            failure.delay(Duration::from_secs(8)),
+            Duration::from_secs(8)
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_within_its_jitter() {
+        let client = CoinGeckoClient::new(CoinGeckoSettings {
+            retry_base_delay: Duration::from_secs(2),
+            ..settings("https://api.coingecko.com", None)
+        })
+        .unwrap();
+        let now = SystemTime::now();
+        for retry in 0..3 {
+            let RetryDecision::Retry { execute_after } =
+                client.inner.backoff.should_retry(now, retry)
+            else {
+                panic!("retry {retry} should be allowed");
+            };
+            let delay = execute_after
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            let ceiling = Duration::from_secs(2 << retry);
+            assert!(
+                delay <= ceiling && delay >= Duration::from_millis(900),
+                "{retry}: {delay:?}"
+            );
+        }
+        assert!(matches!(
+            client.inner.backoff.should_retry(now, 3),
+            RetryDecision::DoNotRetry
+        ));
+    }
+}

@@ -1,0 +1,403 @@
+//! What went wrong with a call, in the two kinds the caller decides on, and the
+//! lenient reading of CoinGecko's error bodies that makes the messages useful.
+//!
+//! CoinGecko's error bodies come in several shapes (`{"status":{…}}`,
+//! `{"error":{"status":{…}}}`, `{"error_code":…,"status":{…}}`, `{"error":"…"}`, and
+//! Cloudflare HTML pages), so they are read as loose JSON, never into one struct.
+
+use http::StatusCode;
+use serde_json::Value;
+
+/// How much of an error body a message quotes: enough for CoinGecko's sentence, not a page.
+const QUOTE_LIMIT: usize = 300;
+
+/// Why a call to CoinGecko did not produce a market chart.
+///
+/// Messages quote CoinGecko and say what to do; they never contain the API key.
+#[derive(Debug, thiserror::Error)]
+pub enum CoinGeckoError {
+    /// Worth trying again later: retries ran out on 429, 5xx, time-outs or connection
+    /// errors. The job goes back on the queue.
+    #[error("{message}")]
+    Transient {
+        /// The last status or error, how many attempts were made, and what to do.
+        message: String,
+    },
+    /// Will fail again whatever we do: another 4xx (such as error code 10012, the
+    /// 365-day limit of the public and Demo plans) or a body that does not parse. The
+    /// job fails.
+    #[error("{message}")]
+    Permanent {
+        /// The HTTP status CoinGecko answered with, when there was an answer.
+        status: Option<u16>,
+        /// CoinGecko's own `error_code` (10002, 10012, …) when the body carried one.
+        error_code: Option<i64>,
+        /// CoinGecko's words, quoted, and what to do about them.
+        message: String,
+    },
+}
+
+impl CoinGeckoError {
+    /// True when trying again cannot help, so the job should fail rather than be requeued.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent { .. })
+    }
+
+    /// A refusal (non-retryable status) turned into the message a user can act on.
+    pub(crate) fn refused(status: StatusCode, body: &[u8], coin_id: &str) -> Self {
+        let said = ErrorBody::read(body);
+        let message = format!(
+            "{} {}",
+            said.describe(status),
+            advice(status, said.error_code, said.text.as_deref(), coin_id)
+        );
+        Self::Permanent {
+            status: Some(status.as_u16()),
+            error_code: said.error_code,
+            message,
+        }
+    }
+
+    /// A 2xx whose body is not a market chart: CoinGecko changed or something in between
+    /// (a proxy, a captive portal) answered instead.
+    pub(crate) fn unreadable(status: StatusCode, body: &[u8], why: impl std::fmt::Display) -> Self {
+        Self::Permanent {
+            status: Some(status.as_u16()),
+            error_code: None,
+            message: format!(
+                "CoinGecko answered HTTP {} with a body that is not a market chart: {why}; \
+                 it begins {}. Check COINGECKO_BASE_URL points at CoinGecko's API root \
+                 (https://api.coingecko.com/api/v3 or https://pro-api.coingecko.com/api/v3).",
+                status.as_u16(),
+                quote(&String::from_utf8_lossy(body)),
+            ),
+        }
+    }
+}
+
+/// What CoinGecko said in an error body, whichever shape it came in.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct ErrorBody {
+    /// `error_code` (such as 10012), wherever in the body it was.
+    pub error_code: Option<i64>,
+    /// CoinGecko's sentence, or the start of a body that had none we could find.
+    pub text: Option<String>,
+}
+
+impl ErrorBody {
+    pub(crate) fn read(body: &[u8]) -> Self {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(json) => Self::from_json(&json),
+            Err(_) => Self {
+                error_code: None,
+                text: plain_text(&String::from_utf8_lossy(body)),
+            },
+        }
+    }
+
+    fn from_json(json: &Value) -> Self {
+        let nested_error = json.get("error").filter(|error| error.is_object());
+        let status = json
+            .get("status")
+            .filter(|status| status.is_object())
+            .or_else(|| nested_error.and_then(|error| error.get("status")));
+        let places = [Some(json), status, nested_error];
+        let error_code = places
+            .iter()
+            .flatten()
+            .find_map(|place| place.get("error_code").and_then(as_code));
+        let text = places
+            .iter()
+            .flatten()
+            .find_map(|place| {
+                ["error_message", "message", "error"]
+                    .iter()
+                    .find_map(|key| place.get(*key).and_then(Value::as_str))
+            })
+            .map(str::to_owned)
+            .or_else(|| plain_text(&json.to_string()).filter(|_| !is_empty_json(json)));
+        Self { error_code, text }
+    }
+
+    /// `CoinGecko answered HTTP 401 (error code 10012): "…".`
+    pub(crate) fn describe(&self, status: StatusCode) -> String {
+        let code = self
+            .error_code
+            .filter(|code| i64::from(status.as_u16()) != *code)
+            .map(|code| format!(" (error code {code})"))
+            .unwrap_or_default();
+        match &self.text {
+            Some(text) => format!(
+                "CoinGecko answered HTTP {}{code}: {}.",
+                status.as_u16(),
+                quote(text)
+            ),
+            None => format!("CoinGecko answered HTTP {}{code}.", status.as_u16()),
+        }
+    }
+}
+
+fn as_code(value: &Value) -> Option<i64> {
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+fn is_empty_json(json: &Value) -> bool {
+    match json {
+        Value::Null => true,
+        Value::Object(map) => map.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+/// The useful words of a non-JSON body: an HTML page's `<title>` (Cloudflare puts the
+/// reason there), else the text with its whitespace collapsed. `None` when blank.
+fn plain_text(body: &str) -> Option<String> {
+    let lower = body.to_ascii_lowercase();
+    let title = lower.find("<title>").and_then(|start| {
+        let start = start + "<title>".len();
+        let end = start + lower[start..].find("</title>")?;
+        body.get(start..end)
+    });
+    let text = title
+        .unwrap_or(body)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!text.is_empty()).then_some(text)
+}
+
+/// `"…"` around at most [`QUOTE_LIMIT`] characters, cut on a character boundary.
+pub(crate) fn quote(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(QUOTE_LIMIT) {
+        Some((cut, _)) => format!("\"{}…\"", &text[..cut]),
+        None => format!("\"{text}\""),
+    }
+}
+
+/// What the user should do about a refusal; each case is one CoinGecko documents or
+/// that users run into (see the research notes on error codes).
+fn advice(
+    status: StatusCode,
+    error_code: Option<i64>,
+    text: Option<&str>,
+    coin_id: &str,
+) -> String {
+    let text = text.unwrap_or_default().to_ascii_lowercase();
+    match (status.as_u16(), error_code) {
+        (_, Some(10012)) => "CoinGecko's public and Demo plans serve only the past 365 days: \
+             pick a start date within the last 365 days, or use a paid key by setting \
+             COINGECKO_API_KEY and COINGECKO_BASE_URL=https://pro-api.coingecko.com/api/v3."
+            .to_owned(),
+        (_, Some(10010)) => "That is a paid (Pro) key on the public root URL: set \
+             COINGECKO_BASE_URL=https://pro-api.coingecko.com/api/v3."
+            .to_owned(),
+        (_, Some(10011)) => "That is a Demo key on the Pro root URL: set \
+             COINGECKO_BASE_URL=https://api.coingecko.com/api/v3."
+            .to_owned(),
+        (_, Some(10005)) => "This endpoint is not included in your CoinGecko plan: \
+             use a key whose plan includes /coins/{id}/market_chart/range."
+            .to_owned(),
+        (_, Some(10002)) | (401, _) => "The API key is missing or invalid: check \
+             COINGECKO_API_KEY (a Demo key goes with https://api.coingecko.com/api/v3, a paid \
+             key with https://pro-api.coingecko.com/api/v3 in COINGECKO_BASE_URL)."
+            .to_owned(),
+        (403, _) => "Access was denied: check COINGECKO_API_KEY and COINGECKO_BASE_URL; \
+             if CoinGecko's firewall (Cloudflare error 1020) blocked this address, try \
+             another network or a key."
+            .to_owned(),
+        _ if text.contains("coin not found") => format!(
+            "CoinGecko does not know the coin id \"{coin_id}\": check the CoinGecko id \
+             of the symbol."
+        ),
+        (404, _) => "The URL was not found: check that COINGECKO_BASE_URL is CoinGecko's \
+             API root (https://api.coingecko.com/api/v3 or https://pro-api.coingecko.com/api/v3)."
+            .to_owned(),
+        (400, _) => "CoinGecko rejected the request itself: check the date range, and \
+             report it as a bug of price-history if the range is valid."
+            .to_owned(),
+        _ => "Retrying will not change that answer.".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, body: &str) -> CoinGeckoError {
+        CoinGeckoError::refused(
+            StatusCode::from_u16(status).unwrap(),
+            body.as_bytes(),
+            "bitcoin",
+        )
+    }
+
+    /// The message of a permanent refusal.
+    fn message(status: u16, body: &str) -> String {
+        parts(&refused(status, body)).2.to_owned()
+    }
+
+    fn parts(error: &CoinGeckoError) -> (Option<u16>, Option<i64>, &str) {
+        match error {
+            CoinGeckoError::Permanent {
+                status,
+                error_code,
+                message,
+            } => (*status, *error_code, message),
+            CoinGeckoError::Transient { .. } => panic!("expected Permanent, got {error:?}"),
+        }
+    }
+
+    const BODY_10012: &str = r#"{"error":{"status":{"timestamp":"2024-04-20T22:00:05.123+00:00","error_code":10012,"error_message":"Your request exceeds the allowed time range. Public API users are limited to querying historical data within the past 365 days. Upgrade to a paid plan to enjoy full historical data access: https://www.coingecko.com/en/api/pricing. "}}}"#;
+
+    #[test]
+    fn the_365_day_limit_is_permanent_and_says_what_to_do() {
+        let error = refused(401, BODY_10012);
+        let (status, code, message) = parts(&error);
+        assert!(error.is_permanent());
+        assert_eq!((status, code), (Some(401), Some(10012)));
+        assert!(message.contains("error code 10012"), "{message}");
+        assert!(
+            message.contains("Public API users are limited"),
+            "{message}"
+        );
+        assert!(message.contains("past 365 days"), "{message}");
+        assert!(message.contains("COINGECKO_API_KEY"), "{message}");
+        assert!(
+            message.contains("https://pro-api.coingecko.com/api/v3"),
+            "{message}"
+        );
+        assert!(!message.contains("missing or invalid"), "{message}");
+    }
+
+    #[test]
+    fn every_documented_body_shape_yields_its_code_and_words() {
+        let cases = [
+            (
+                BODY_10012,
+                Some(10012),
+                "Your request exceeds the allowed time range.",
+            ),
+            (
+                r#"{"status":{"error_code":429,"error_message":"You've exceeded the Rate Limit."}}"#,
+                Some(429),
+                "You've exceeded the Rate Limit.",
+            ),
+            (
+                r#"{"status":{"timestamp":"2026-05-17T01:39:44.892+00:00","error_code":10002,"error_message":"API Key Missing."}}"#,
+                Some(10002),
+                "API Key Missing.",
+            ),
+            (
+                r#"{"timestamp":"2025-09-01T13:07:05.880+00:00","error_code":10011,"status":{"error_message":"If you are using Demo API key, please change your root URL"}}"#,
+                Some(10011),
+                "If you are using Demo API key, please change your root URL",
+            ),
+            (r#"{"error":"coin not found"}"#, None, "coin not found"),
+            (
+                r#"{"error_code":"10010","error_message":"wrong root"}"#,
+                Some(10010),
+                "wrong root",
+            ),
+        ];
+        for (body, code, text) in cases {
+            let said = ErrorBody::read(body.as_bytes());
+            assert_eq!(said.error_code, code, "{body}");
+            assert!(
+                said.text.as_deref().unwrap().starts_with(text),
+                "{body}: {said:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn html_bodies_are_quoted_by_their_title() {
+        let body = "<!DOCTYPE html>\n<html><head><title>Access denied | api.coingecko.com used \
+                    Cloudflare to restrict access</title></head><body>…</body></html>";
+        let message = message(403, body);
+        assert!(
+            message.contains(
+                "\"Access denied | api.coingecko.com used Cloudflare to restrict access\""
+            ),
+            "{message}"
+        );
+        assert!(message.contains("COINGECKO_API_KEY"), "{message}");
+    }
+
+    #[test]
+    fn long_bodies_are_cut_to_a_short_quote() {
+        let body = "x".repeat(5_000);
+        let message = message(418, &body);
+        assert!(message.len() < 600, "{} chars", message.len());
+        assert!(message.contains(&"x".repeat(QUOTE_LIMIT)));
+        assert!(message.contains("…"));
+    }
+
+    #[test]
+    fn quotes_cut_on_character_boundaries() {
+        let quoted = quote(&"é".repeat(QUOTE_LIMIT + 10));
+        assert_eq!(quoted.chars().filter(|c| *c == 'é').count(), QUOTE_LIMIT);
+    }
+
+    #[test]
+    fn unknown_coins_are_named() {
+        let error = CoinGeckoError::refused(
+            StatusCode::NOT_FOUND,
+            br#"{"error":"coin not found"}"#,
+            "bitcorn",
+        );
+        let (status, code, message) = parts(&error);
+        assert_eq!((status, code), (Some(404), None));
+        assert!(message.contains("\"coin not found\""), "{message}");
+        assert!(message.contains("\"bitcorn\""), "{message}");
+    }
+
+    #[test]
+    fn keys_and_root_urls_get_their_own_advice() {
+        let missing = message(
+            401,
+            r#"{"status":{"error_code":10002,"error_message":"API Key Missing."}}"#,
+        );
+        assert!(missing.contains("missing or invalid"), "{missing}");
+        let bare_401 = message(401, "");
+        assert!(bare_401.contains("check COINGECKO_API_KEY"), "{bare_401}");
+        assert_eq!(bare_401.matches("HTTP 401").count(), 1, "{bare_401}");
+        let demo_on_pro = message(
+            400,
+            r#"{"error_code":10011,"status":{"error_message":"use api.coingecko.com"}}"#,
+        );
+        assert!(
+            demo_on_pro.contains("COINGECKO_BASE_URL=https://api.coingecko.com/api/v3"),
+            "{demo_on_pro}"
+        );
+        let pro_on_public = message(
+            401,
+            r#"{"error_code":10010,"status":{"error_message":"use pro-api"}}"#,
+        );
+        assert!(
+            pro_on_public.contains("COINGECKO_BASE_URL=https://pro-api.coingecko.com/api/v3"),
+            "{pro_on_public}"
+        );
+    }
+
+    #[test]
+    fn a_status_code_repeated_as_error_code_is_not_said_twice() {
+        let said = ErrorBody::read(br#"{"status":{"error_code":429,"error_message":"slow down"}}"#);
+        assert_eq!(
+            said.describe(StatusCode::TOO_MANY_REQUESTS),
+            "CoinGecko answered HTTP 429: \"slow down\"."
+        );
+    }
+
+    #[test]
+    fn json_without_words_is_quoted_whole_and_empty_bodies_not_at_all() {
+        let said = ErrorBody::read(br#"{"weird":true}"#);
+        assert_eq!(said.text.as_deref(), Some(r#"{"weird":true}"#));
+        assert_eq!(ErrorBody::read(b"{}"), ErrorBody::default());
+        assert_eq!(ErrorBody::read(b"  \n"), ErrorBody::default());
+    }
+}

@@ -1,0 +1,22 @@
+//! The CoinGecko HTTP client: the only place that talks to CoinGecko.
+//!
+//! The ingest code asks for one window of prices with
+//! [`CoinGeckoClient::market_chart_range`] and learns from the error variant whether to
+//! put the job back on the queue ([`CoinGeckoError::Transient`]) or fail it
+//! ([`CoinGeckoError::Permanent`]). Everything about the wire stays in here.
+//!
+//! # Layout
+//!
+//! - `client`: settings, the request, the retry loop and its back-off.
+//! - `rate_limit`: the call budget, as a middleware every attempt passes through.
+//! - `wire`: the success body (`prices`, `total_volumes`) and the `f64` to `Decimal` rule.
+//! - `error`: the error enum and the lenient reading of CoinGecko's error bodies.
+
+mod client;
+mod error;
+mod rate_limit;
+mod wire;
+
+pub use client::{CoinGeckoClient, CoinGeckoSettings};
+pub use error::CoinGeckoError;
+pub use wire::{MarketChart, Point, decimal_from_f64};

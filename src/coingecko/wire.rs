@@ -1,0 +1,244 @@
+//! The success body of `/coins/{id}/market_chart/range`, read leniently.
+//!
+//! CoinGecko sends `{"prices":[[ms,v],…],"market_caps":[…],"total_volumes":[…]}`. We keep
+//! prices and 24 h volumes; market caps are not stored, so their absence is no error.
+//! Values are JSON numbers (binary floating point on CoinGecko's side), so the faithful
+//! decimal is the shortest one that reads back as the same `f64`.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+/// One window of CoinGecko data, each series sorted by time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketChart {
+    /// Prices in USD, one per CoinGecko point (hourly or daily, plus a live point when
+    /// the window reaches the present).
+    pub prices: Vec<Point>,
+    /// 24 h trading volumes in USD, at the same times as `prices`.
+    pub total_volumes: Vec<Point>,
+}
+
+/// One value of a series at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Point {
+    /// When CoinGecko sampled the value (millisecond precision, as sent).
+    pub at: DateTime<Utc>,
+    /// The value, exactly as the shortest decimal form of the number CoinGecko sent.
+    pub value: Decimal,
+}
+
+/// Why a 2xx body is not a market chart.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    #[error("it is not the expected JSON ({0})")]
+    Json(#[from] serde_json::Error),
+    #[error("it has a timestamp out of range ({0} ms)")]
+    Timestamp(f64),
+    #[error("it has a value that does not fit a decimal ({0})")]
+    Value(f64),
+}
+
+/// `[ms, value]`; a `null` value is a hole CoinGecko sometimes leaves, not an error.
+type RawPoint = (f64, Option<f64>);
+
+#[derive(Deserialize)]
+struct RawChart {
+    prices: Vec<RawPoint>,
+    total_volumes: Vec<RawPoint>,
+}
+
+impl MarketChart {
+    /// Reads a success body. Tolerates a missing `market_caps`, `null` values (the point
+    /// is skipped), float timestamps and exponent notation; anything else is an error.
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, BodyError> {
+        let raw: RawChart = serde_json::from_slice(body)?;
+        Ok(Self {
+            prices: points(raw.prices)?,
+            total_volumes: points(raw.total_volumes)?,
+        })
+    }
+}
+
+fn points(raw: Vec<RawPoint>) -> Result<Vec<Point>, BodyError> {
+    let mut points = raw
+        .into_iter()
+        .filter_map(|(ms, value)| value.map(|value| (ms, value)))
+        .map(|(ms, value)| {
+            let at = millis_to_time(ms).ok_or(BodyError::Timestamp(ms))?;
+            let value = decimal_from_f64(value).ok_or(BodyError::Value(value))?;
+            Ok(Point { at, value })
+        })
+        .collect::<Result<Vec<_>, BodyError>>()?;
+    points.sort_by_key(|point| point.at);
+    Ok(points)
+}
+
+fn millis_to_time(ms: f64) -> Option<DateTime<Utc>> {
+    if !ms.is_finite() {
+        return None;
+    }
+    // Range-checked by `from_timestamp_millis`; the cast saturates, it cannot wrap.
+    DateTime::from_timestamp_millis(ms.round() as i64)
+}
+
+/// The decimal a JSON number stands for: the shortest decimal that reads back as the
+/// same `f64` (Rust's `Display` for floats), so `69702.3087473573` stays exactly that
+/// and `0.1` does not become `0.1000000000000000055…`. `None` for NaN, infinities and
+/// magnitudes beyond `Decimal` (about 7.9e28); digits past 28 decimal places are rounded.
+///
+/// serde_json (without its `float_roundtrip` feature) reads numbers of up to 15
+/// significant digits exactly, which is what CoinGecko sends; about one 17-digit number
+/// in ten would come out one bit off, and so as a different 17-digit decimal.
+pub fn decimal_from_f64(value: f64) -> Option<Decimal> {
+    if !value.is_finite() {
+        return None;
+    }
+    // `Display` never uses exponent form; `Decimal::from_str` would accept it anyway.
+    value.to_string().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn decimal_keeps_the_shortest_form_of_the_number_sent() {
+        assert_eq!(
+            decimal_from_f64(69702.3087473573),
+            Some(dec("69702.3087473573"))
+        );
+        assert_eq!(decimal_from_f64(0.1), Some(dec("0.1")));
+        assert_eq!(decimal_from_f64(135.3), Some(dec("135.3")));
+        assert_eq!(
+            decimal_from_f64(1370247487960.09),
+            Some(dec("1370247487960.09"))
+        );
+        assert_eq!(decimal_from_f64(42.0), Some(dec("42")));
+        assert_eq!(decimal_from_f64(-0.5), Some(dec("-0.5")));
+    }
+
+    #[test]
+    fn decimal_reads_numbers_sent_in_exponent_form() {
+        let from_json: f64 = serde_json::from_str("4.22610406175669e4").unwrap();
+        assert_eq!(decimal_from_f64(from_json), Some(dec("42261.0406175669")));
+        let tiny: f64 = serde_json::from_str("1.5e-7").unwrap();
+        assert_eq!(decimal_from_f64(tiny), Some(dec("0.00000015")));
+        let big: f64 = serde_json::from_str("1.9723005998215E10").unwrap();
+        assert_eq!(decimal_from_f64(big), Some(dec("19723005998.215")));
+    }
+
+    #[test]
+    fn decimal_refuses_what_it_cannot_hold() {
+        assert_eq!(decimal_from_f64(f64::NAN), None);
+        assert_eq!(decimal_from_f64(f64::INFINITY), None);
+        assert_eq!(decimal_from_f64(1e30), None);
+    }
+
+    #[test]
+    fn the_daily_sample_parses_with_its_live_point() {
+        // samples/market_chart_range_daily_btc.coingecko-net-fixture.json
+        let body = br#"{
+          "prices": [
+            [1711843200000, 69702.3087473573],
+            [1711929600000, 71246.9514406015],
+            [1711983682000, 68887.7495158568]
+          ],
+          "market_caps": [
+            [1711843200000, 1370247487960.09],
+            [1711929600000, 1401370211582.37],
+            [1711983682000, 1355701979725.16]
+          ],
+          "total_volumes": [
+            [1711843200000, 16408802301.8374],
+            [1711929600000, 19723005998.215],
+            [1711983682000, 30137418199.6431]
+          ]
+        }"#;
+        let chart = MarketChart::parse(body).unwrap();
+        assert_eq!(chart.prices.len(), 3);
+        assert_eq!(chart.total_volumes.len(), 3);
+        assert_eq!(chart.prices[0].at.to_rfc3339(), "2024-03-31T00:00:00+00:00");
+        assert_eq!(chart.prices[0].value, dec("69702.3087473573"));
+        assert_eq!(chart.prices[2].at.to_rfc3339(), "2024-04-01T15:01:22+00:00");
+        assert_eq!(chart.total_volumes[1].value, dec("19723005998.215"));
+    }
+
+    #[test]
+    fn the_hourly_sample_keeps_its_millisecond_jitter() {
+        // samples/market_chart_range_hourly_btc.openapi-example.json
+        let body = br#"{
+          "prices": [
+            [1704067241331, 42261.0406175669],
+            [1704070847420, 42493.2764087546],
+            [1704074443652, 42654.0731066594]
+          ],
+          "market_caps": [
+            [1704067241331, 827596236151.196],
+            [1704070847420, 831531023621.411],
+            [1704074443652, 835499399014.932]
+          ],
+          "total_volumes": [
+            [1704067241331, 14305769170.9498],
+            [1704070847420, 14130205376.1709],
+            [1704074443652, 13697382902.2424]
+          ]
+        }"#;
+        let chart = MarketChart::parse(body).unwrap();
+        assert_eq!(chart.prices[0].at.timestamp_millis(), 1_704_067_241_331);
+        assert_eq!(chart.prices[0].value, dec("42261.0406175669"));
+    }
+
+    #[test]
+    fn missing_market_caps_null_values_and_float_timestamps_are_tolerated() {
+        let body = br#"{"prices":[[1711929600000.0,2.5e4],[1711843200000,null],[1711843200000,1]],
+                        "total_volumes":[[1711843200000,null]]}"#;
+        let chart = MarketChart::parse(body).unwrap();
+        assert_eq!(chart.prices.len(), 2);
+        assert_eq!(chart.total_volumes, vec![]);
+        assert_eq!(chart.prices[1].value, dec("25000"));
+    }
+
+    #[test]
+    fn points_come_out_sorted_by_time() {
+        let body = br#"{"prices":[[3000,3],[1000,1],[2000,2]],"total_volumes":[]}"#;
+        let chart = MarketChart::parse(body).unwrap();
+        let times: Vec<i64> = chart
+            .prices
+            .iter()
+            .map(|p| p.at.timestamp_millis())
+            .collect();
+        assert_eq!(times, vec![1000, 2000, 3000]);
+    }
+
+    #[test]
+    fn an_empty_chart_is_a_chart() {
+        let chart =
+            MarketChart::parse(br#"{"prices":[],"market_caps":[],"total_volumes":[]}"#).unwrap();
+        assert!(chart.prices.is_empty());
+    }
+
+    #[test]
+    fn bodies_that_are_not_a_chart_are_errors() {
+        for body in [
+            &b"<html>oops</html>"[..],
+            br#"{"error":"coin not found"}"#,
+            br#"{"prices":[[1,"abc"]],"total_volumes":[]}"#,
+            br#"{"prices":[[1]],"total_volumes":[]}"#,
+            br#"{"prices":[[1e300,1]],"total_volumes":[]}"#,
+            br#"{"prices":[[1,1e40]],"total_volumes":[]}"#,
+            b"",
+        ] {
+            assert!(
+                MarketChart::parse(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

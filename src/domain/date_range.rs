@@ -1,0 +1,155 @@
+use chrono::{NaiveDate, Utc};
+
+use super::Symbol;
+
+/// The longest range one job may cover: four years, one of them a leap year.
+pub const MAX_RANGE_DAYS: i64 = 1461;
+
+/// Today's date in UTC: the last day a range may reach.
+pub fn today_utc() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+/// An inclusive range of UTC days that a job may ask for: ordered, not in the future, at
+/// most [`MAX_RANGE_DAYS`] long, and not before the coin's first day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateRange {
+    start: NaiveDate,
+    end: NaiveDate,
+}
+
+/// Why a range was refused; each message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    #[error(
+        "end_date {end} is before start_date {start}: swap them or pick an end on or after the start"
+    )]
+    EndBeforeStart { start: NaiveDate, end: NaiveDate },
+    #[error(
+        "end_date {end} is in the future (today is {today} UTC): pick an end on or before today"
+    )]
+    EndInFuture { end: NaiveDate, today: NaiveDate },
+    #[error(
+        "the range covers {days} days but at most {MAX_RANGE_DAYS} are allowed: split it into several jobs"
+    )]
+    TooLong { days: i64 },
+    #[error(
+        "start_date {start} is before {symbol}'s first day of data, {first_day}: start on or after {first_day}"
+    )]
+    BeforeFirstDay {
+        start: NaiveDate,
+        symbol: Symbol,
+        first_day: NaiveDate,
+    },
+}
+
+impl RangeError {
+    /// The stable snake_case code that API error bodies carry.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RangeError::EndBeforeStart { .. } => "end_before_start",
+            RangeError::EndInFuture { .. } => "end_in_future",
+            RangeError::TooLong { .. } => "range_too_long",
+            RangeError::BeforeFirstDay { .. } => "before_first_day",
+        }
+    }
+}
+
+impl DateRange {
+    /// Parses a requested range for `symbol`, judged against `today` (UTC).
+    pub fn for_symbol(
+        symbol: Symbol,
+        start: NaiveDate,
+        end: NaiveDate,
+        today: NaiveDate,
+    ) -> Result<Self, RangeError> {
+        if end < start {
+            return Err(RangeError::EndBeforeStart { start, end });
+        }
+        if end > today {
+            return Err(RangeError::EndInFuture { end, today });
+        }
+        let days = (end - start).num_days() + 1;
+        if days > MAX_RANGE_DAYS {
+            return Err(RangeError::TooLong { days });
+        }
+        if start < symbol.first_day() {
+            return Err(RangeError::BeforeFirstDay {
+                start,
+                symbol,
+                first_day: symbol.first_day(),
+            });
+        }
+        Ok(DateRange { start, end })
+    }
+
+    /// A range read back from storage, where it was validated when the job was made;
+    /// only the order is checked again (the table enforces it too).
+    pub fn stored(start: NaiveDate, end: NaiveDate) -> Option<Self> {
+        (start <= end).then_some(DateRange { start, end })
+    }
+
+    pub fn start(&self) -> NaiveDate {
+        self.start
+    }
+
+    pub fn end(&self) -> NaiveDate {
+        self.end
+    }
+
+    /// Number of days, both ends included.
+    pub fn days(&self) -> i64 {
+        (self.end - self.start).num_days() + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    const TODAY: &str = "2026-11-28";
+
+    fn range(start: &str, end: &str) -> Result<DateRange, RangeError> {
+        DateRange::for_symbol(Symbol::Btc, day(start), day(end), day(TODAY))
+    }
+
+    #[test]
+    fn a_single_day_and_four_full_years_are_accepted() {
+        assert_eq!(range("2026-11-28", "2026-11-28").unwrap().days(), 1);
+        assert_eq!(range("2022-11-29", "2026-11-28").unwrap().days(), 1461);
+    }
+
+    #[test]
+    fn each_broken_rule_has_its_own_error() {
+        assert_eq!(
+            range("2024-02-02", "2024-02-01").unwrap_err().code(),
+            "end_before_start"
+        );
+        assert_eq!(
+            range("2026-11-01", "2026-11-29").unwrap_err().code(),
+            "end_in_future"
+        );
+        assert_eq!(
+            range("2022-11-28", "2026-11-28").unwrap_err(),
+            RangeError::TooLong { days: 1462 }
+        );
+        assert_eq!(
+            range("2013-04-27", "2013-05-01").unwrap_err().code(),
+            "before_first_day"
+        );
+        assert!(range("2013-04-28", "2013-05-01").is_ok());
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let message = range("2013-01-01", "2013-05-01").unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "start_date 2013-01-01 is before BTC's first day of data, 2013-04-28: start on or after 2013-04-28"
+        );
+    }
+}

@@ -1,0 +1,629 @@
+//! A fake CoinGecko on loopback, faithful to what the real one does with
+//! `/coins/{id}/market_chart/range`: for integration tests, benchmarks and the hidden
+//! `price-history fake-coingecko` subcommand.
+//!
+//! What it copies from CoinGecko (see the research notes): `from`/`to` in UNIX seconds;
+//! only `bitcoin`, whose data begins 2013-04-28; hourly points with a few seconds of
+//! jitter for ranges up to 90 days (from 2018-01-30 on, daily before), daily 00:00 UTC
+//! points for longer ranges; nothing after now, and a live point at now when the range
+//! reaches it; CoinGecko's error shapes. What it adds for tests: it records every call,
+//! can be told to answer with scripted responses, to be slow, to leave days empty, to
+//! change its prices, to rate-limit, and to refuse history older than N days (10012).
+//!
+//! Not copied: 5-minutely points for one-day ranges near now, the `interval` and
+//! `precision` parameters, ISO dates in `from`/`to`, and currencies other than USD
+//! (any `vs_currency` gets USD prices).
+
+mod market;
+
+use std::collections::{HashSet, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::listener::TcpAcceptor;
+use poem::{Endpoint, Request, Response, Route, Server, get};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde_json::json;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::coingecko::decimal_from_f64;
+use market::{DAY_MS, Market};
+
+const DEMO_KEY_HEADER: &str = "x-cg-demo-api-key";
+const PRO_KEY_HEADER: &str = "x-cg-pro-api-key";
+/// CoinGecko's 10012 body, from `samples/error_bodies.json`.
+const HISTORY_LIMIT_BODY: &str = r#"{"error":{"status":{"timestamp":"2024-04-20T22:00:05.123+00:00","error_code":10012,"error_message":"Your request exceeds the allowed time range. Public API users are limited to querying historical data within the past 365 days. Upgrade to a paid plan to enjoy full historical data access: https://www.coingecko.com/en/api/pricing. "}}}"#;
+/// CoinGecko's 429 body, from `samples/error_bodies.json`.
+const RATE_LIMIT_BODY: &str = r#"{"status":{"error_code":429,"error_message":"You've exceeded the Rate Limit. Please visit https://www.coingecko.com/en/api/pricing to subscribe to our API plans for higher rate limits."}}"#;
+/// CoinGecko's window for its per-minute limit.
+const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(60);
+
+/// How to start the fake.
+#[derive(Debug, Clone)]
+pub struct FakeOptions {
+    /// Where to listen; port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// Added before every response (see [`FakeCoinGecko::set_delay`]).
+    pub delay: Duration,
+    /// Answer 429 (with `Retry-After`) to calls beyond this many in any 60 s, counting
+    /// every call as CoinGecko does; `None` never rate-limits.
+    pub calls_per_minute_limit: Option<NonZeroU32>,
+    /// Answer 401 with error code 10012 when `from` is more than this many days ago, as
+    /// the public and Demo plans do with 365; `None` serves all history, as paid plans do.
+    pub history_limit_days: Option<u32>,
+}
+
+impl Default for FakeOptions {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            delay: Duration::ZERO,
+            calls_per_minute_limit: None,
+            history_limit_days: None,
+        }
+    }
+}
+
+/// One request the fake received, recorded before it answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedCall {
+    /// When the request arrived (before any delay).
+    pub at: Instant,
+    /// The `{id}` of the path, such as `bitcoin`.
+    pub coin_id: String,
+    /// `vs_currency`, if given.
+    pub vs_currency: Option<String>,
+    /// `from`; the UNIX epoch when it was missing or not UNIX seconds (then `status` is 400).
+    pub from: DateTime<Utc>,
+    /// `to`; the UNIX epoch when it was missing or not UNIX seconds (then `status` is 400).
+    pub to: DateTime<Utc>,
+    /// Whether an API key header (Demo or Pro) came with it.
+    pub api_key_present: bool,
+    /// Which key header came with it: `x-cg-demo-api-key` or `x-cg-pro-api-key`.
+    pub api_key_header: Option<&'static str>,
+    /// That header's value (this is a test fake: tests check the right key was sent).
+    pub api_key: Option<String>,
+    /// The status the fake answered with.
+    pub status: u16,
+}
+
+/// What to answer one request with, instead of deciding; queued in the order pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptedResponse {
+    /// `None`: answer as usual (see [`passthrough`](Self::passthrough)).
+    fixed: Option<Fixed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fixed {
+    status: u16,
+    /// Sent as is; `application/json` unless a `content-type` header says otherwise.
+    body: String,
+    headers: Vec<(String, String)>,
+}
+
+impl ScriptedResponse {
+    /// This status and body, such as `status(500, "oops")` or `status(200, "<html>")`.
+    pub fn status(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            fixed: Some(Fixed {
+                status,
+                body: body.into(),
+                headers: Vec::new(),
+            }),
+        }
+    }
+
+    /// The usual answer, as if nothing were scripted: to let the first requests through
+    /// before the scripted failures.
+    pub fn passthrough() -> Self {
+        Self { fixed: None }
+    }
+
+    /// Adds a header, such as `("retry-after", "1")`. No effect on a passthrough.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        if let Some(fixed) = &mut self.fixed {
+            fixed.headers.push((name.into(), value.into()));
+        }
+        self
+    }
+
+    /// 429 with CoinGecko's body, and `Retry-After: <seconds>` when given.
+    pub fn rate_limited(retry_after_secs: Option<u64>) -> Self {
+        let response = Self::status(429, RATE_LIMIT_BODY);
+        match retry_after_secs {
+            Some(seconds) => response.with_header("retry-after", seconds.to_string()),
+            None => response,
+        }
+    }
+
+    /// 401 with CoinGecko's 10012 body: the 365-day limit of the public and Demo plans.
+    pub fn history_limit_exceeded() -> Self {
+        Self::status(401, HISTORY_LIMIT_BODY)
+    }
+
+    /// A 5xx with a small JSON body.
+    pub fn server_error(status: u16) -> Self {
+        Self::status(status, r#"{"error":"Internal Server Error"}"#)
+    }
+}
+
+/// A running fake CoinGecko. Dropping it (or [`shutdown`](Self::shutdown)) stops it.
+pub struct FakeCoinGecko {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// What the server and the test share.
+struct Shared {
+    state: Mutex<State>,
+    /// The number of recorded calls, for `wait_for_calls` to wait on.
+    call_count: watch::Sender<usize>,
+    calls_per_minute_limit: Option<NonZeroU32>,
+    history_limit_days: Option<u32>,
+}
+
+struct State {
+    calls: Vec<RecordedCall>,
+    scripted: VecDeque<ScriptedResponse>,
+    delay: Duration,
+    market: Market,
+}
+
+impl FakeCoinGecko {
+    /// Starts with the defaults: loopback, a free port, no delay, no limits.
+    pub async fn start() -> Self {
+        Self::start_with(FakeOptions::default())
+            .await
+            .expect("a fake CoinGecko can listen on a free loopback port")
+    }
+
+    pub async fn start_with(options: FakeOptions) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(options.bind)
+            .await
+            .with_context(|| format!("while binding the fake CoinGecko to {}", options.bind))?;
+        let addr = listener.local_addr()?;
+        let acceptor = TcpAcceptor::from_tokio(listener)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                calls: Vec::new(),
+                scripted: VecDeque::new(),
+                delay: options.delay,
+                market: Market {
+                    multiplier: 1.0,
+                    missing_days: HashSet::new(),
+                },
+            }),
+            call_count: watch::Sender::new(0),
+            calls_per_minute_limit: options.calls_per_minute_limit,
+            history_limit_days: options.history_limit_days,
+        });
+        let endpoint = MarketChartRange {
+            shared: shared.clone(),
+        };
+        let routes = Route::new()
+            .at("/coins/:id/market_chart/range", get(endpoint.clone()))
+            .at("/api/v3/coins/:id/market_chart/range", get(endpoint))
+            .at("/ping", get(Ping))
+            .at("/api/v3/ping", get(Ping));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            // A zero grace period: stopping the fake is CoinGecko going away, and open
+            // connections are cut as they would be.
+            let _ = Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(
+                    routes,
+                    async {
+                        let _ = stopped.await;
+                    },
+                    Some(Duration::ZERO),
+                )
+                .await;
+        });
+        Ok(Self {
+            addr,
+            shared,
+            stop: Some(stop),
+            server: Some(server),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`: a `COINGECKO_BASE_URL` for the client.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.shared.state().calls.clone()
+    }
+
+    pub fn call_count(&self) -> usize {
+        *self.shared.call_count.borrow()
+    }
+
+    /// Resolves once at least `n` requests have been received (and recorded).
+    pub async fn wait_for_calls(&self, n: usize) {
+        let mut count = self.shared.call_count.subscribe();
+        count
+            .wait_for(|count| *count >= n)
+            .await
+            .expect("the sender lives as long as the fake");
+    }
+
+    /// Days the fake has no points for: served ranges skip them, as if CoinGecko had a hole.
+    pub fn set_missing_days(&self, days: impl IntoIterator<Item = NaiveDate>) {
+        self.shared.state().market.missing_days = days.into_iter().collect();
+    }
+
+    /// The next request gets this instead of data; several queue up in order.
+    pub fn push_response(&self, scripted: ScriptedResponse) {
+        self.shared.state().scripted.push_back(scripted);
+    }
+
+    /// Delays every response from now on (the call is recorded before the delay).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.state().delay = delay;
+    }
+
+    /// Multiplies every price, market cap and volume served from now on (`1.25`: 25 %
+    /// up; `1` restores the reference series), so that a forced re-run sees new values.
+    pub fn set_price_shift(&self, multiplier: Decimal) {
+        let multiplier = multiplier
+            .to_f64()
+            .expect("a Decimal is within f64's range");
+        assert!(multiplier > 0.0, "prices stay positive");
+        self.shared.state().market.multiplier = multiplier;
+    }
+
+    /// The price the fake serves for a point at `at_ms`, as the client reads it.
+    pub fn price_at(&self, at_ms: i64) -> Decimal {
+        wire_decimal(self.shared.state().market.price(at_ms))
+    }
+
+    /// The 24 h volume the fake serves for a point at `at_ms`, as the client reads it.
+    pub fn volume_at(&self, at_ms: i64) -> Decimal {
+        wire_decimal(self.shared.state().market.volume(at_ms))
+    }
+
+    /// `(ms, price, volume)` of every point the fake serves within `day`, hourly (a range
+    /// of at most 90 days) or daily (a longer range); empty for a missing day or a day
+    /// before 2013-04-28; up to now for today, without the live point a range reaching
+    /// now also gets.
+    pub fn points_for_day(&self, day: NaiveDate, hourly: bool) -> Vec<(i64, Decimal, Decimal)> {
+        let start = day
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_millis();
+        let end = (start + DAY_MS - 1).min(Utc::now().timestamp_millis());
+        let market = self.shared.state().market.clone();
+        market
+            .times(start, end, hourly)
+            .into_iter()
+            .map(|at| {
+                let sample = market.sample(at);
+                (at, wire_decimal(sample.price), wire_decimal(sample.volume))
+            })
+            .collect()
+    }
+
+    /// Stops the server and waits until it has stopped listening.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for FakeCoinGecko {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl std::fmt::Debug for FakeCoinGecko {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeCoinGecko")
+            .field("addr", &self.addr)
+            .field("calls", &self.call_count())
+            .finish()
+    }
+}
+
+/// Serves a fake CoinGecko at `bind` until ctrl-c, every response delayed by `delay`.
+pub async fn run_standalone(bind: SocketAddr, delay: Duration) -> anyhow::Result<()> {
+    let fake = FakeCoinGecko::start_with(FakeOptions {
+        bind,
+        delay,
+        ..FakeOptions::default()
+    })
+    .await?;
+    tracing::info!(base_url = %fake.base_url(), "fake CoinGecko listening; ctrl-c stops it");
+    tokio::signal::ctrl_c()
+        .await
+        .context("while waiting for ctrl-c")?;
+    fake.shutdown().await;
+    Ok(())
+}
+
+/// The decimal a client reads from a served value (the same rule as the real client).
+fn wire_decimal(value: f64) -> Decimal {
+    decimal_from_f64(value).expect("the fake serves values a Decimal holds")
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A test that panicked while holding the lock has failed already; keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[derive(Clone)]
+struct MarketChartRange {
+    shared: Arc<Shared>,
+}
+
+/// The answer decided for one request, before it is recorded and sent.
+struct Answer {
+    status: StatusCode,
+    body: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    fn json(status: StatusCode, body: serde_json::Value) -> Self {
+        Self {
+            status,
+            body: body.to_string(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let mut response = Response::builder().status(self.status).body(self.body);
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        for (name, value) in self.headers {
+            match (
+                header::HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(value.as_str()),
+            ) {
+                (Ok(name), Ok(value)) => {
+                    headers.insert(name, value);
+                }
+                _ => panic!("scripted header {name:?}: {value:?} is not a valid header"),
+            }
+        }
+        response
+    }
+}
+
+/// The request's parts the fake looks at.
+struct Asked {
+    coin_id: String,
+    vs_currency: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    api_key_header: Option<&'static str>,
+    api_key: Option<String>,
+}
+
+impl Asked {
+    fn read(request: &Request) -> Self {
+        let query = request.uri().query().unwrap_or_default();
+        let param = |name: &str| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_owned())
+        };
+        let seconds = |name: &str| {
+            param(name)
+                .and_then(|value| value.parse::<i64>().ok())
+                .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
+        };
+        let (api_key_header, api_key) = [DEMO_KEY_HEADER, PRO_KEY_HEADER]
+            .into_iter()
+            .find_map(|name| Some((name, request.header(name)?.to_owned())))
+            .map_or((None, None), |(name, key)| (Some(name), Some(key)));
+        Self {
+            coin_id: request.raw_path_param("id").unwrap_or_default().to_owned(),
+            vs_currency: param("vs_currency"),
+            from: seconds("from"),
+            to: seconds("to"),
+            api_key_header,
+            api_key,
+        }
+    }
+}
+
+impl Endpoint for MarketChartRange {
+    type Output = Response;
+
+    async fn call(&self, request: Request) -> poem::Result<Response> {
+        let arrived = Instant::now();
+        let asked = Asked::read(&request);
+        let (answer, delay) = {
+            let mut state = self.shared.state();
+            let scripted = state
+                .scripted
+                .pop_front()
+                .and_then(|scripted| scripted.fixed);
+            let answer = match scripted {
+                Some(fixed) => Answer {
+                    status: StatusCode::from_u16(fixed.status)
+                        .expect("a scripted status is a valid HTTP status"),
+                    body: fixed.body,
+                    headers: fixed.headers,
+                },
+                None => self.answer(&state, &asked, arrived),
+            };
+            state.calls.push(RecordedCall {
+                at: arrived,
+                coin_id: asked.coin_id,
+                vs_currency: asked.vs_currency,
+                from: asked.from.unwrap_or(DateTime::UNIX_EPOCH),
+                to: asked.to.unwrap_or(DateTime::UNIX_EPOCH),
+                api_key_present: asked.api_key_header.is_some(),
+                api_key_header: asked.api_key_header,
+                api_key: asked.api_key,
+                status: answer.status.as_u16(),
+            });
+            self.shared.call_count.send_replace(state.calls.len());
+            (answer, state.delay)
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(answer.into_response())
+    }
+}
+
+impl MarketChartRange {
+    /// What CoinGecko would answer, in the order it seems to check things.
+    fn answer(&self, state: &State, asked: &Asked, arrived: Instant) -> Answer {
+        if let Some(limit) = self.shared.calls_per_minute_limit
+            && let Some(wait) = rate_limit_wait(&state.calls, limit, arrived)
+        {
+            return Answer {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                body: RATE_LIMIT_BODY.to_owned(),
+                headers: vec![("retry-after".to_owned(), wait.as_secs().max(1).to_string())],
+            };
+        }
+        if asked.vs_currency.as_deref().is_none_or(str::is_empty) {
+            return Answer::json(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "Missing parameter vs_currency"}),
+            );
+        }
+        let (Some(from), Some(to)) = (asked.from, asked.to) else {
+            return Answer::json(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "Invalid from or to: expected UNIX timestamps in seconds"}),
+            );
+        };
+        if asked.coin_id != "bitcoin" {
+            return Answer::json(StatusCode::NOT_FOUND, json!({"error": "coin not found"}));
+        }
+        let now = Utc::now();
+        if let Some(days) = self.shared.history_limit_days
+            && from < now - chrono::Duration::days(i64::from(days))
+        {
+            return Answer {
+                status: StatusCode::UNAUTHORIZED,
+                body: HISTORY_LIMIT_BODY.to_owned(),
+                headers: Vec::new(),
+            };
+        }
+        let samples = state.market.range(
+            from.timestamp_millis(),
+            to.timestamp_millis(),
+            now.timestamp_millis(),
+        );
+        let series = |value: fn(&market::Sample) -> f64| {
+            samples
+                .iter()
+                .map(|sample| json!([sample.at_ms, value(sample)]))
+                .collect::<Vec<_>>()
+        };
+        Answer::json(
+            StatusCode::OK,
+            json!({
+                "prices": series(|s| s.price),
+                "market_caps": series(|s| s.market_cap),
+                "total_volumes": series(|s| s.volume),
+            }),
+        )
+    }
+}
+
+/// How long until a call is allowed, when `limit` calls were already made in the last
+/// minute; `None` when one is allowed now.
+fn rate_limit_wait(calls: &[RecordedCall], limit: NonZeroU32, now: Instant) -> Option<Duration> {
+    let in_window: Vec<Instant> = calls
+        .iter()
+        .map(|call| call.at)
+        .filter(|at| now.duration_since(*at) < RATE_LIMIT_WINDOW)
+        .collect();
+    let limit = usize::try_from(limit.get()).expect("u32 fits usize");
+    (in_window.len() >= limit).then(|| {
+        let oldest_that_must_leave = in_window[in_window.len() - limit];
+        RATE_LIMIT_WINDOW.saturating_sub(now.duration_since(oldest_that_must_leave))
+            + Duration::from_millis(999)
+    })
+}
+
+/// `GET /ping`, as CoinGecko answers it.
+struct Ping;
+
+impl Endpoint for Ping {
+    type Output = Response;
+
+    async fn call(&self, _request: Request) -> poem::Result<Response> {
+        Ok(
+            Answer::json(StatusCode::OK, json!({"gecko_says": "(V3) To the Moon!"}))
+                .into_response(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_counts_every_call_of_the_last_minute() {
+        let now = Instant::now();
+        let call = |ago: u64| RecordedCall {
+            at: now - Duration::from_secs(ago),
+            coin_id: "bitcoin".into(),
+            vs_currency: None,
+            from: DateTime::UNIX_EPOCH,
+            to: DateTime::UNIX_EPOCH,
+            api_key_present: false,
+            api_key_header: None,
+            api_key: None,
+            status: 200,
+        };
+        let limit = NonZeroU32::new(2).unwrap();
+        assert_eq!(rate_limit_wait(&[call(70), call(30)], limit, now), None);
+        let wait = rate_limit_wait(&[call(50), call(30)], limit, now).unwrap();
+        assert_eq!(wait.as_secs(), 10);
+    }
+
+    #[test]
+    fn scripted_helpers_match_coingeckos_bodies() {
+        let limited = ScriptedResponse::rate_limited(Some(1)).fixed.unwrap();
+        assert_eq!(limited.status, 429);
+        assert_eq!(limited.headers, vec![("retry-after".into(), "1".into())]);
+        let history = ScriptedResponse::history_limit_exceeded().fixed.unwrap();
+        let body: serde_json::Value = serde_json::from_str(&history.body).unwrap();
+        assert_eq!(body["error"]["status"]["error_code"], 10012);
+    }
+}

@@ -1,0 +1,11 @@
+//! The job itself: plan windows from the gaps, fetch each from CoinGecko, aggregate its
+//! points into daily candles, store them with a checkpoint, fill what is still missing,
+//! and say exactly what is left.
+
+mod aggregate;
+mod job;
+mod plan;
+
+pub use aggregate::daily_candles;
+pub use job::{Ingestor, JobError, Outcome};
+pub use plan::{Window, windows_for_days, windows_for_range};

@@ -1,0 +1,94 @@
+//! The durable queue: apalis-postgres storage in the `apalis` schema, the submission of
+//! a job (its record and its queue entry in one transaction), and the worker that runs
+//! jobs one at a time, keeping `ingestion_jobs` true at every step.
+//!
+//! apalis-postgres 1.0's defaults are wrong for us, so each is set on purpose:
+//! - batch size 1: a fetched-but-waiting job gets no heartbeat and can be run twice;
+//! - heartbeat and missed beats from `JOB_LEASE_SECS` (the default is 300 s);
+//! - a worker name unique to each process incarnation: a restart under the same name
+//!   would leave its old job `Running` forever;
+//! - LISTEN/NOTIFY pick-up, so an idle worker starts a job at once, not on its next beat;
+//! - `max_attempts` from `JOB_MAX_ATTEMPTS` (the backend's default is 25).
+
+mod worker;
+
+use std::time::Duration;
+
+use apalis::prelude::{TaskBuilder, TaskId};
+use apalis_postgres::{Config, PgTask, PostgresStorage};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use ulid::Ulid;
+use uuid::Uuid;
+
+use crate::store::ingestion_jobs::{self, JobRecord, NewJob};
+
+pub use worker::{WorkerOptions, run_worker, worker_name};
+
+/// The queue's name in `apalis.jobs.job_type`.
+pub const QUEUE: &str = "price-history::ingest";
+
+/// What the queue carries: only the job's id. Everything else is read from
+/// `ingestion_jobs`, the one place that is kept up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestTask {
+    pub job_id: Uuid,
+}
+
+/// The storage as every process configures it.
+pub fn storage(pool: &PgPool, lease: Duration) -> PostgresStorage<IngestTask> {
+    PostgresStorage::new(pool).with_config(queue_config(lease))
+}
+
+/// Heartbeats three times per lease, so a worker is declared dead after missing all
+/// three: a lease of 30 s is a 10 s heartbeat.
+fn queue_config(lease: Duration) -> Config {
+    const MISSED_HEARTBEATS: u32 = 3;
+    let heartbeat = (lease / MISSED_HEARTBEATS).max(Duration::from_secs(1));
+    Config::default()
+        .queue(QUEUE)
+        .batch_size(1)
+        .heartbeat_interval(heartbeat)
+        .missed_heartbeats(MISSED_HEARTBEATS as usize)
+}
+
+/// Why a submission was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("job {0} is already pending or running; wait for it to finish or cancel it")]
+    JobInProgress(Uuid),
+    #[error("another job became active and finished while this one was submitted; submit again")]
+    Contended,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("could not queue the job: {0}")]
+    Queue(String),
+}
+
+/// Records the job and puts it on the queue in one transaction: a crash between the two
+/// leaves neither. The job's queue id is its own UUIDv7 read as a ULID (both are 128 bits
+/// led by a millisecond timestamp), so the two tables are joined by one id.
+pub async fn submit(
+    pool: &PgPool,
+    job: NewJob,
+    max_attempts: u32,
+) -> Result<JobRecord, SubmitError> {
+    let mut tx = pool.begin().await?;
+    let record = match ingestion_jobs::insert(&mut tx, job).await? {
+        Ok(record) => record,
+        Err(Some(active)) => return Err(SubmitError::JobInProgress(active)),
+        Err(None) => return Err(SubmitError::Contended),
+    };
+    let payload = serde_json::to_vec(&IngestTask { job_id: job.id })
+        .map_err(|e| SubmitError::Queue(e.to_string()))?;
+    let task: PgTask = TaskBuilder::new(payload)
+        .task_id(TaskId::from_ulid(Ulid::from(job.id.as_u128())))
+        .max_attempts(max_attempts as usize)
+        .build();
+    apalis_postgres::queries::push_tasks(&mut *tx, QUEUE, vec![task])
+        .await
+        .map_err(|e| SubmitError::Queue(e.to_string()))?;
+    tx.commit().await?;
+    tracing::info!(job_id = %record.id, symbol = %record.symbol, start = %record.range.start(), end = %record.range.end(), force = record.force, "job submitted");
+    Ok(record)
+}

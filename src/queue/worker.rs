@@ -1,0 +1,206 @@
+//! The worker: takes one job at a time off the queue and runs it, and decides from the
+//! attempt's outcome what the queue and `ingestion_jobs` should say.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
+use apalis::layers::retry::{HasherRng, RetryPolicy};
+use apalis::prelude::*;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use super::{IngestTask, storage};
+use crate::domain::JobStatus;
+use crate::ingest::{Ingestor, JobError, Outcome};
+use crate::store::ingestion_jobs;
+
+/// A job whose worker died mid-run this many times beyond its attempts is failed
+/// rather than taken over again: it is probably what kills the process.
+pub const MAX_TAKEOVERS: u32 = 5;
+
+/// How long a shutting-down worker waits for its job to reach a window boundary.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Unique to this process incarnation; see [`worker_name`].
+    pub name: String,
+    /// `JOB_LEASE_SECS`: silence after which another worker takes the job over.
+    pub lease: Duration,
+    /// `JOB_MAX_ATTEMPTS`: attempts of a job that fails transiently.
+    pub max_attempts: u32,
+    /// First delay before a job is retried after a transient failure; doubles each time.
+    pub retry_base_delay: Duration,
+}
+
+/// `price-history-<host>-<pid>-<ulid>`: readable, and never reused by a restarted process.
+pub fn worker_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!(
+        "price-history-{host}-{}-{}",
+        std::process::id(),
+        ulid::Ulid::generate()
+    )
+}
+
+/// What every run of the handler shares.
+#[derive(Clone)]
+struct WorkerState {
+    ingestor: Ingestor,
+    max_attempts: u32,
+    /// True once shutdown began: the running job stops at its next window boundary.
+    stop: watch::Receiver<bool>,
+}
+
+/// Runs a worker until `shutdown` resolves, then lets the current job reach a window
+/// boundary, hands it back to the queue and returns.
+pub async fn run_worker(
+    pool: PgPool,
+    ingestor: Ingestor,
+    options: WorkerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop) = watch::channel(false);
+    let state = Arc::new(WorkerState {
+        ingestor,
+        max_attempts: options.max_attempts,
+        stop,
+    });
+    let base_name = options.name.clone();
+    tracing::info!(worker = %base_name, lease_secs = options.lease.as_secs(), "worker starting");
+    let monitor = Monitor::new()
+        .register(move |restarts| {
+            let backoff = ExponentialBackoffMaker::new(
+                options.retry_base_delay.max(Duration::from_millis(1)),
+                Duration::from_secs(120).max(options.retry_base_delay),
+                0.5,
+                HasherRng::default(),
+            )
+            .expect("backoff bounds are ordered")
+            .make_backoff();
+            // A restarted worker takes a new name: the old one may still hold its lock.
+            let name = if restarts == 0 { base_name.clone() } else { format!("{base_name}-r{restarts}") };
+            WorkerBuilder::new(name)
+                .backend(storage(&pool, options.lease).with_pubsub())
+                .data(state.clone())
+                .concurrency(1)
+                .retry(RetryPolicy::retries(options.max_attempts.saturating_sub(1) as usize).with_backoff(backoff))
+                .catch_panic()
+                .enable_tracing()
+                .build(handle)
+        })
+        .should_restart(|ctx, error| {
+            tracing::error!(worker = ctx.name(), %error, "worker stopped on an error; restarting it");
+            true
+        })
+        .shutdown_timeout(SHUTDOWN_TIMEOUT);
+    monitor
+        .run_with_signal(async move {
+            shutdown.await;
+            tracing::info!("shutting down: the current job stops after its window");
+            let _ = stop_tx.send(true);
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// One attempt of one job. The `Result` tells apalis what to do next: `Ok` ends the task,
+/// a plain error retries it after a back-off, `AbortError` ends it for good, and
+/// `RetryAfterError` puts it back as pending for any worker (a hand-off at shutdown).
+async fn handle(
+    task: IngestTask,
+    attempt: Attempt,
+    state: Data<Arc<WorkerState>>,
+) -> Result<(), BoxDynError> {
+    let id = task.job_id;
+    let pool = &state.ingestor.pool;
+    let attempt_no = i32::try_from(attempt.current()).unwrap_or(i32::MAX);
+    let Some(job) = ingestion_jobs::begin_attempt(pool, id, attempt_no)
+        .await
+        .map_err(retry_later)?
+    else {
+        tracing::info!(job_id = %id, "job is no longer active (cancelled or finished); nothing to do");
+        return Ok(());
+    };
+    if job.attempts as u32 > state.max_attempts + MAX_TAKEOVERS {
+        let message = format!(
+            "the job was started {} times: its worker died or was stopped mid-run too often. \
+             Check the worker's logs for a crash, then submit the job again.",
+            job.attempts
+        );
+        ingestion_jobs::finish(pool, id, JobStatus::Failed, &[], Some(&message))
+            .await
+            .map_err(retry_later)?;
+        return Err(Box::new(AbortError::new(message)));
+    }
+
+    match state.ingestor.run(&job, &state.stop).await {
+        Ok(Outcome::Finished {
+            status,
+            gap_dates,
+            message,
+        }) => {
+            ingestion_jobs::finish(pool, id, status, &gap_dates, message.as_deref())
+                .await
+                .map_err(retry_later)?;
+            tracing::info!(job_id = %id, %status, gaps = gap_dates.len(), "job finished");
+            Ok(())
+        }
+        Ok(Outcome::Cancelled) => {
+            tracing::info!(job_id = %id, "job was cancelled; stopped after its current window");
+            Ok(())
+        }
+        Ok(Outcome::Interrupted) => {
+            ingestion_jobs::release(pool, id, "handed back to the queue at shutdown; another worker resumes it from its checkpoint")
+                .await
+                .map_err(retry_later)?;
+            tracing::info!(job_id = %id, "job handed back to the queue");
+            Err(Box::new(RetryAfterError::new(
+                "worker shutting down",
+                Duration::ZERO,
+            )))
+        }
+        Err(JobError::Permanent(message)) => {
+            ingestion_jobs::finish(pool, id, JobStatus::Failed, &[], Some(&message))
+                .await
+                .map_err(retry_later)?;
+            tracing::error!(job_id = %id, %message, "job failed");
+            Err(Box::new(AbortError::new(message)))
+        }
+        Err(JobError::Transient(reason)) if (job.attempts as u32) < state.max_attempts => {
+            let message = format!(
+                "attempt {} of {} failed and will be retried: {reason}",
+                job.attempts, state.max_attempts
+            );
+            tracing::warn!(job_id = %id, %message);
+            ingestion_jobs::release(pool, id, &message)
+                .await
+                .map_err(retry_later)?;
+            Err(message.into())
+        }
+        Err(JobError::Transient(reason)) => {
+            let message = format!(
+                "failed after {} attempts; the last error was: {reason}. Submit the job again once the cause is fixed.",
+                job.attempts
+            );
+            ingestion_jobs::finish(pool, id, JobStatus::Failed, &[], Some(&message))
+                .await
+                .map_err(retry_later)?;
+            tracing::error!(job_id = %id, %message, "job failed");
+            Err(Box::new(AbortError::new(message)))
+        }
+    }
+}
+
+/// A database error while recording the outcome: let the queue try the job again.
+fn retry_later(e: sqlx::Error) -> BoxDynError {
+    format!("could not update the job record: {e}").into()
+}

@@ -1,0 +1,111 @@
+//! `daily_prices`: one candle per symbol and UTC day.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::domain::{DailyCandle, Symbol};
+
+/// Not forced: a day already stored for good is left alone; only a provisional row (a day
+/// that was not over when fetched) is replaced.
+const UPSERT_KEEPING_FINAL_ROWS: &str = r#"
+INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional)
+SELECT $1, d.* FROM UNNEST($2::date[], $3::numeric[], $4::numeric[], $5::numeric[], $6::numeric[],
+                          $7::numeric[], $8::timestamptz[], $9::boolean[]) AS d
+ON CONFLICT (symbol, date) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    volume = EXCLUDED.volume, "timestamp" = EXCLUDED."timestamp",
+    provisional = EXCLUDED.provisional, updated_at = now()
+WHERE daily_prices.provisional
+"#;
+
+/// Forced: every fetched day replaces what is stored.
+const UPSERT_REPLACING: &str = r#"
+INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional)
+SELECT $1, d.* FROM UNNEST($2::date[], $3::numeric[], $4::numeric[], $5::numeric[], $6::numeric[],
+                          $7::numeric[], $8::timestamptz[], $9::boolean[]) AS d
+ON CONFLICT (symbol, date) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    volume = EXCLUDED.volume, "timestamp" = EXCLUDED."timestamp",
+    provisional = EXCLUDED.provisional, updated_at = now()
+"#;
+
+/// Writes a window's candles in one statement; returns how many rows were inserted or
+/// changed.
+pub async fn upsert(
+    tx: &mut Transaction<'_, Postgres>,
+    symbol: Symbol,
+    candles: &[DailyCandle],
+    force: bool,
+) -> sqlx::Result<u64> {
+    if candles.is_empty() {
+        return Ok(0);
+    }
+    let mut dates = Vec::with_capacity(candles.len());
+    let mut opens = Vec::with_capacity(candles.len());
+    let mut highs = Vec::with_capacity(candles.len());
+    let mut lows = Vec::with_capacity(candles.len());
+    let mut closes = Vec::with_capacity(candles.len());
+    let mut volumes = Vec::with_capacity(candles.len());
+    let mut timestamps = Vec::with_capacity(candles.len());
+    let mut provisional = Vec::with_capacity(candles.len());
+    for candle in candles {
+        dates.push(candle.date);
+        opens.push(candle.open);
+        highs.push(candle.high);
+        lows.push(candle.low);
+        closes.push(candle.close);
+        volumes.push(candle.volume);
+        timestamps.push(candle.timestamp);
+        provisional.push(candle.provisional);
+    }
+    let statement = if force {
+        UPSERT_REPLACING
+    } else {
+        UPSERT_KEEPING_FINAL_ROWS
+    };
+    let result = sqlx::query(statement)
+        .bind(symbol.as_str())
+        .bind(dates)
+        .bind(opens)
+        .bind(highs)
+        .bind(lows)
+        .bind(closes)
+        .bind(volumes)
+        .bind(timestamps)
+        .bind(provisional)
+        .execute(&mut **tx)
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// A stored day as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredPrice {
+    pub date: NaiveDate,
+    pub open: Decimal,
+    pub high: Decimal,
+    pub low: Decimal,
+    pub close: Decimal,
+    pub volume: Decimal,
+    pub timestamp: DateTime<Utc>,
+    pub provisional: bool,
+}
+
+/// The stored days of `symbol` between `start` and `end` (inclusive), ascending.
+pub async fn list(
+    pool: &PgPool,
+    symbol: Symbol,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> sqlx::Result<Vec<StoredPrice>> {
+    sqlx::query_as(
+        r#"SELECT date, open, high, low, close, volume, "timestamp", provisional
+           FROM daily_prices WHERE symbol = $1 AND date BETWEEN $2 AND $3 ORDER BY date"#,
+    )
+    .bind(symbol.as_str())
+    .bind(start)
+    .bind(end)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,122 @@
+//! Connecting, creating the database when it is missing, and migrating — safely when
+//! several processes start at once.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+/// How long a query waits for a free connection before it fails: short, so that a
+/// database outage surfaces as an error (and a 503 on /readyz) instead of a hang.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLSTATEs a racing `CREATE DATABASE` may get when another process won the race.
+const DUPLICATE_DATABASE: &str = "42P04";
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Opens a pool on `url` without touching the schema.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options = parse(url)?;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .with_context(|| {
+            format!(
+                "could not connect to PostgreSQL at {}: is it running, and is DATABASE_URL right?",
+                redact(url)
+            )
+        })
+}
+
+/// Creates the database if it is missing, opens a pool and applies every migration:
+/// the project's own and apalis-postgres's queue schema.
+pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    create_database_if_missing(url).await?;
+    let pool = connect(url, max_connections).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Applies migrations. Both migrators take PostgreSQL's advisory migration lock, so
+/// replicas starting together apply each migration exactly once.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("./migrations")
+        .run(pool)
+        .await
+        .context("while applying price-history's migrations")?;
+    apalis_postgres::PostgresStorage::setup(pool)
+        .await
+        .context("while creating the job queue's tables (apalis-postgres migrations)")?;
+    Ok(())
+}
+
+async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+    let options = parse(url)?;
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(()); // connecting to the user's default database, which exists
+    };
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .with_context(|| {
+            format!(
+                "could not connect to PostgreSQL at {}: is it running, and is DATABASE_URL right?",
+                redact(url)
+            )
+        })?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .context("while checking whether the database exists")?;
+    if !exists {
+        // Identifiers cannot be bound as parameters; quote the configured name instead.
+        let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await
+        {
+            Ok(_) => tracing::info!(database = %name, "created the database"),
+            Err(sqlx::Error::Database(e))
+                if matches!(
+                    e.code().as_deref(),
+                    Some(DUPLICATE_DATABASE | UNIQUE_VIOLATION)
+                ) => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("could not create database {name:?}: does the user have CREATEDB?")
+                });
+            }
+        }
+    }
+    admin.close().await.ok();
+    Ok(())
+}
+
+fn parse(url: &str) -> anyhow::Result<PgConnectOptions> {
+    PgConnectOptions::from_str(url).with_context(|| {
+        format!(
+            "DATABASE_URL {:?} is not a valid postgres:// URL",
+            redact(url)
+        )
+    })
+}
+
+/// The URL with any password replaced, fit for logs and error messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparseable url>".to_owned(),
+    }
+}

@@ -1,0 +1,121 @@
+//! Which days of a range are missing, and how complete a range is.
+//!
+//! A day is missing when it has no row or only a provisional one. The calendar comes
+//! from `generate_series`, joined against the table's primary key.
+
+use chrono::NaiveDate;
+use sqlx::PgPool;
+
+use crate::domain::Symbol;
+
+const MISSING_DAYS: &str = r#"
+SELECT day::date
+FROM generate_series($2::date, $3::date, interval '1 day') AS day
+LEFT JOIN daily_prices p ON p.symbol = $1 AND p.date = day::date AND NOT p.provisional
+WHERE p.date IS NULL
+ORDER BY day
+"#;
+
+/// The missing days of `symbol` in `start..=end`, ascending.
+pub async fn missing_days(
+    pool: &PgPool,
+    symbol: Symbol,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> sqlx::Result<Vec<NaiveDate>> {
+    sqlx::query_scalar(MISSING_DAYS)
+        .bind(symbol.as_str())
+        .bind(start)
+        .bind(end)
+        .fetch_all(pool)
+        .await
+}
+
+/// How complete a range is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coverage {
+    pub symbol: Symbol,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub total_expected_days: i64,
+    pub total_stored_days: i64,
+    pub gap_dates: Vec<NaiveDate>,
+    /// Stored over expected, in percent, rounded to two decimals.
+    pub coverage_percent: f64,
+}
+
+/// Coverage of `symbol` over `start..=end`; days before the coin's first day are not
+/// expected, since no source has them.
+pub async fn coverage(
+    pool: &PgPool,
+    symbol: Symbol,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> sqlx::Result<Coverage> {
+    let from = start.max(symbol.first_day());
+    let (expected, gap_dates) = if from > end {
+        (0, Vec::new())
+    } else {
+        (
+            (end - from).num_days() + 1,
+            missing_days(pool, symbol, from, end).await?,
+        )
+    };
+    let stored = expected - gap_dates.len() as i64;
+    let coverage_percent = if expected == 0 {
+        100.0
+    } else {
+        (stored as f64 * 10_000.0 / expected as f64).round() / 100.0
+    };
+    Ok(Coverage {
+        symbol,
+        start,
+        end,
+        total_expected_days: expected,
+        total_stored_days: stored,
+        gap_dates,
+        coverage_percent,
+    })
+}
+
+/// Joins ascending days into runs of consecutive days, as inclusive `(first, last)` pairs.
+pub fn runs(days: &[NaiveDate]) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut runs: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    for &day in days {
+        match runs.last_mut() {
+            Some((_, last)) if last.succ_opt() == Some(day) => *last = day,
+            _ => runs.push((day, day)),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn consecutive_days_join_into_one_run_and_holes_split_them() {
+        let days = [
+            day("2024-01-01"),
+            day("2024-01-02"),
+            day("2024-01-03"),
+            day("2024-01-05"),
+            day("2024-02-29"),
+            day("2024-03-01"),
+        ];
+        assert_eq!(
+            runs(&days),
+            vec![
+                (day("2024-01-01"), day("2024-01-03")),
+                (day("2024-01-05"), day("2024-01-05")),
+                (day("2024-02-29"), day("2024-03-01")),
+            ]
+        );
+        assert!(runs(&[]).is_empty());
+    }
+}

@@ -1,0 +1,351 @@
+//! `ingestion_jobs`: the user-facing record of each job — what it was asked, how far it
+//! got, how it ended. The queue's own bookkeeping lives in apalis's schema; this table is
+//! what the API and the CLI report, so every transition of a job is written here.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{Executor, FromRow, PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::domain::{DateRange, JobStatus, Symbol};
+
+/// `error_message` is `VARCHAR(2000)`.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 2000;
+
+const COLUMNS: &str = "id, status, symbol, start_date, end_date, force, created_at, updated_at, started_at, \
+     completed_at, records_fetched, gaps_detected, gap_dates, error_message, attempts, chunks_done, chunks_total";
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    pub id: Uuid,
+    pub status: JobStatus,
+    pub symbol: Symbol,
+    pub range: DateRange,
+    pub force: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Daily rows received from CoinGecko so far, over all windows.
+    pub records_fetched: i32,
+    pub gaps_detected: i32,
+    pub gap_dates: Vec<NaiveDate>,
+    pub error_message: Option<String>,
+    /// Attempts started so far, takeovers after a crash included.
+    pub attempts: i32,
+    pub chunks_done: i32,
+    pub chunks_total: i32,
+}
+
+impl FromRow<'_, PgRow> for JobRecord {
+    fn from_row(row: &PgRow) -> sqlx::Result<Self> {
+        let decode = |column: &str, e: String| sqlx::Error::ColumnDecode {
+            index: column.into(),
+            source: e.into(),
+        };
+        let status: String = row.try_get("status")?;
+        let symbol: String = row.try_get("symbol")?;
+        let start: NaiveDate = row.try_get("start_date")?;
+        let end: NaiveDate = row.try_get("end_date")?;
+        Ok(JobRecord {
+            id: row.try_get("id")?,
+            status: status
+                .parse()
+                .map_err(|e: crate::domain::UnknownJobStatus| decode("status", e.to_string()))?,
+            symbol: symbol
+                .parse()
+                .map_err(|e: crate::domain::UnknownSymbol| decode("symbol", e.to_string()))?,
+            range: DateRange::stored(start, end)
+                .ok_or_else(|| decode("end_date", "end before start".into()))?,
+            force: row.try_get("force")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            started_at: row.try_get("started_at")?,
+            completed_at: row.try_get("completed_at")?,
+            records_fetched: row.try_get("records_fetched")?,
+            gaps_detected: row.try_get("gaps_detected")?,
+            gap_dates: row.try_get("gap_dates")?,
+            error_message: row.try_get("error_message")?,
+            attempts: row.try_get("attempts")?,
+            chunks_done: row.try_get("chunks_done")?,
+            chunks_total: row.try_get("chunks_total")?,
+        })
+    }
+}
+
+/// What a submission asks for, already validated.
+#[derive(Debug, Clone, Copy)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub symbol: Symbol,
+    pub range: DateRange,
+    pub force: bool,
+}
+
+/// Inserts a pending job, unless another job is pending or running: then nothing is
+/// written and the active job's id is returned as `Err`. The decision is the database's
+/// (the partial unique index `ingestion_jobs_one_active`), so it holds across processes.
+pub async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    job: NewJob,
+) -> sqlx::Result<Result<JobRecord, Option<Uuid>>> {
+    let inserted: Option<JobRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO ingestion_jobs (id, status, symbol, start_date, end_date, force) \
+         VALUES ($1, 'pending', $2, $3, $4, $5) \
+         ON CONFLICT ((TRUE)) WHERE status IN ('pending', 'running') DO NOTHING \
+         RETURNING {COLUMNS}"
+    )))
+    .bind(job.id)
+    .bind(job.symbol.as_str())
+    .bind(job.range.start())
+    .bind(job.range.end())
+    .bind(job.force)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match inserted {
+        Some(record) => Ok(Ok(record)),
+        // The active job may have ended in between; the caller can say so or try again.
+        None => Ok(Err(active_job_id(&mut **tx).await?)),
+    }
+}
+
+/// The pending or running job, if any.
+pub async fn active_job_id<'e, E: Executor<'e, Database = Postgres>>(
+    executor: E,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM ingestion_jobs WHERE status IN ('pending', 'running') LIMIT 1",
+    )
+    .fetch_optional(executor)
+    .await
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<JobRecord>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM ingestion_jobs WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Newest first; `status` narrows when given.
+pub async fn list(
+    pool: &PgPool,
+    status: Option<JobStatus>,
+    limit: i64,
+) -> sqlx::Result<Vec<JobRecord>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM ingestion_jobs WHERE ($1::text IS NULL OR status = $1) \
+         ORDER BY created_at DESC, id DESC LIMIT $2"
+    )))
+    .bind(status.map(JobStatus::as_str))
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Marks a job running for attempt number `attempt`. Returns `None` when the job is not
+/// pending or running any more (cancelled, finished) or does not exist.
+pub async fn begin_attempt(
+    pool: &PgPool,
+    id: Uuid,
+    attempt: i32,
+) -> sqlx::Result<Option<JobRecord>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE ingestion_jobs SET status = 'running', attempts = GREATEST(attempts + 1, $2), \
+             started_at = COALESCE(started_at, now()), updated_at = now() \
+         WHERE id = $1 AND status IN ('pending', 'running') RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(attempt)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Records how many windows this attempt will fetch on top of those already done.
+pub async fn set_chunks_total(pool: &PgPool, id: Uuid, chunks_total: i32) -> sqlx::Result<()> {
+    sqlx::query("UPDATE ingestion_jobs SET chunks_total = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(chunks_total)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The checkpoint: one more window done and its rows counted, in the caller's
+/// transaction, the same one that stored the rows.
+pub async fn checkpoint(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+    records: i32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE ingestion_jobs SET chunks_done = chunks_done + 1, records_fetched = records_fetched + $2, \
+         updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(records)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Whether the job was cancelled (or otherwise ended) behind the worker's back.
+pub async fn is_still_active(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM ingestion_jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(matches!(status.as_deref(), Some("pending" | "running")))
+}
+
+/// Ends a job that is still active with `status`. A job cancelled meanwhile keeps its
+/// `cancelled`. Returns whether the row changed.
+pub async fn finish(
+    pool: &PgPool,
+    id: Uuid,
+    status: JobStatus,
+    gap_dates: &[NaiveDate],
+    message: Option<&str>,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE ingestion_jobs SET status = $2, gaps_detected = $3, gap_dates = $4, error_message = $5, \
+             completed_at = now(), updated_at = now() \
+         WHERE id = $1 AND status IN ('pending', 'running')",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(gap_dates.len() as i32)
+    .bind(gap_dates)
+    .bind(message.map(truncate_message))
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Hands an active job back to the queue's care: `pending`, with the reason it stopped.
+pub async fn release(pool: &PgPool, id: Uuid, message: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE ingestion_jobs SET status = 'pending', error_message = $2, updated_at = now() \
+         WHERE id = $1 AND status IN ('pending', 'running')",
+    )
+    .bind(id)
+    .bind(truncate_message(message))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// What cancelling did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cancelled {
+    Now(JobRecord),
+    AlreadyFinished(JobRecord),
+    NotFound,
+}
+
+/// Cancels a pending or running job. A pending job will never run; a running one stops
+/// after its current window.
+pub async fn cancel(pool: &PgPool, id: Uuid) -> sqlx::Result<Cancelled> {
+    let cancelled: Option<JobRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE ingestion_jobs SET status = 'cancelled', completed_at = now(), updated_at = now(), \
+             error_message = 'cancelled by request' \
+         WHERE id = $1 AND status IN ('pending', 'running') RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match cancelled {
+        Some(record) => Cancelled::Now(record),
+        None => match get(pool, id).await? {
+            Some(record) => Cancelled::AlreadyFinished(record),
+            None => Cancelled::NotFound,
+        },
+    })
+}
+
+/// The channel on which every change of a job is announced (payload: the job's id).
+pub const CHANGES_CHANNEL: &str = "ingestion_jobs";
+
+/// Follows one job's changes as they are committed, without polling.
+pub struct JobFollower {
+    listener: sqlx::postgres::PgListener,
+    pool: PgPool,
+    id: Uuid,
+}
+
+impl JobFollower {
+    /// Starts listening before the first read, so no change can slip between the two.
+    pub async fn new(pool: &PgPool, id: Uuid) -> sqlx::Result<Self> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(CHANGES_CHANNEL).await?;
+        Ok(JobFollower {
+            listener,
+            pool: pool.clone(),
+            id,
+        })
+    }
+
+    /// The job as it is now.
+    pub async fn current(&self) -> sqlx::Result<Option<JobRecord>> {
+        get(&self.pool, self.id).await
+    }
+
+    /// Waits for the next change of this job and returns it. Notifications sent while
+    /// the listener was reconnecting are lost, so after a quiet second the job is read
+    /// again anyway.
+    pub async fn next_change(&mut self) -> sqlx::Result<Option<JobRecord>> {
+        const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+        loop {
+            match tokio::time::timeout(QUIET, self.listener.recv()).await {
+                Ok(Ok(notification)) if notification.payload() != self.id.to_string() => continue,
+                Ok(Ok(_)) | Err(_) => return self.current().await,
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits until the job has ended, and returns it.
+    pub async fn until_finished(&mut self) -> sqlx::Result<Option<JobRecord>> {
+        let mut job = self.current().await?;
+        while let Some(record) = &job {
+            if record.status.is_terminal() {
+                break;
+            }
+            job = self.next_change().await?;
+        }
+        Ok(job)
+    }
+}
+
+/// Cuts a message to what the column holds, on a character boundary.
+pub fn truncate_message(message: &str) -> String {
+    match message.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
+        None => message.to_owned(),
+        Some((cut, _)) => {
+            let ellipsis = '…';
+            let keep = message[..cut]
+                .char_indices()
+                .nth(MAX_ERROR_MESSAGE_CHARS - 1)
+                .map_or(cut, |(i, _)| i);
+            format!("{}{ellipsis}", &message[..keep])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_to_the_column_on_a_character_boundary() {
+        let message = "é".repeat(2500);
+        let cut = truncate_message(&message);
+        assert_eq!(cut.chars().count(), MAX_ERROR_MESSAGE_CHARS);
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate_message("short"), "short");
+    }
+}

@@ -1,0 +1,9 @@
+//! All SQL of the service, one module per table or concern, as plain parameterised
+//! queries. Nothing here knows about HTTP, the queue or CoinGecko.
+
+pub mod daily_prices;
+pub mod database;
+pub mod gaps;
+pub mod ingestion_jobs;
+
+pub use database::{connect, connect_and_migrate};

@@ -1,0 +1,196 @@
+//! The `price-history` binary itself, as a user runs it.
+
+use std::process::Output;
+
+use chrono::Days;
+use price_history::fake_coingecko::ScriptedResponse;
+use tokio::process::Command;
+
+use crate::support::{Harness, admin_url, days_before_today};
+
+fn price_history(h: &Harness) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_price-history"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &h.db.url)
+        .env("COINGECKO_BASE_URL", h.fake.base_url())
+        .env("COINGECKO_CALLS_PER_MINUTE", "6000")
+        .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
+        .env("COINGECKO_API_KEY", "cg-secret-key-123")
+        .env("RUST_LOG", "info")
+        .kill_on_drop(true);
+    command
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test]
+async fn backfill_stores_1461_days_with_17_calls_and_exits_0() {
+    let h = Harness::new().await;
+    let end = days_before_today(1);
+    let start = end.checked_sub_days(Days::new(1460)).unwrap();
+
+    let output = price_history(&h)
+        .args([
+            "backfill",
+            "--start-date",
+            &start.to_string(),
+            "--end-date",
+            &end.to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+
+    let printed = text(&output);
+    assert!(output.status.success(), "{printed}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(": completed"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("windows: 17/17, rows fetched: 1461"),
+        "{printed}"
+    );
+    assert_eq!(h.fake.call_count(), 17);
+    assert_eq!(h.stored_days().await, 1461);
+    assert!(
+        h.fake.calls().iter().all(|c| c.api_key_present),
+        "the key is sent"
+    );
+    assert!(
+        !printed.contains("cg-secret-key-123"),
+        "the key is never printed"
+    );
+}
+
+#[tokio::test]
+async fn backfill_exits_non_zero_with_coingeckos_reason_when_the_job_fails() {
+    let h = Harness::new().await;
+    h.fake.push_response(ScriptedResponse::status(
+        401,
+        r#"{"error":{"status":{"error_code":10012,"error_message":"Your request exceeds the allowed time range. Public API users are limited to querying historical data within the past 365 days."}}}"#,
+    ));
+
+    let output = price_history(&h)
+        .args([
+            "backfill",
+            "--start-date",
+            "2020-01-01",
+            "--end-date",
+            "2020-02-01",
+        ])
+        .output()
+        .await
+        .unwrap();
+
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(": failed") && stdout.contains("365 days"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
+    let h = Harness::new().await;
+    let cases = [
+        (["2020-01-01", "2024-12-31"], "at most 1461"),
+        (["2024-02-01", "2024-01-01"], "before start_date"),
+        (["2013-01-01", "2013-06-01"], "2013-04-28"),
+    ];
+    for ([start, end], reason) in cases {
+        let output = price_history(&h)
+            .args(["backfill", "--start-date", start, "--end-date", end])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        assert!(text(&output).contains(reason), "{}", text(&output));
+    }
+    let output = price_history(&h)
+        .args([
+            "backfill",
+            "--start-date",
+            "2024-01-01",
+            "--end-date",
+            "2024-01-02",
+            "--symbol",
+            "DOGE",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).contains("unknown symbol \"DOGE\""));
+    assert_eq!(h.fake.call_count(), 0);
+}
+
+#[tokio::test]
+async fn migrate_creates_the_database_when_it_is_missing() {
+    let h = Harness::new().await;
+    let name = format!("ph_test_missing_{}", uuid::Uuid::now_v7().simple());
+    let mut url = url::Url::parse(&admin_url()).unwrap();
+    url.set_path(&name);
+
+    let output = price_history(&h)
+        .env("DATABASE_URL", url.as_str())
+        .arg("migrate")
+        .output()
+        .await
+        .unwrap();
+
+    assert!(output.status.success(), "{}", text(&output));
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
+        .await
+        .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert!(exists);
+    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn migrate_twice_at_once_is_safe() {
+    let h = Harness::new().await;
+    let name = format!("ph_test_race_{}", uuid::Uuid::now_v7().simple());
+    let mut url = url::Url::parse(&admin_url()).unwrap();
+    url.set_path(&name);
+
+    let runs = (0..3).map(|_| {
+        price_history(&h)
+            .env("DATABASE_URL", url.as_str())
+            .arg("migrate")
+            .output()
+    });
+    let outputs = futures::future::join_all(runs).await;
+
+    for output in outputs {
+        let output = output.unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
+        .await
+        .unwrap();
+    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}

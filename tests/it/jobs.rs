@@ -1,0 +1,284 @@
+//! The job's life on the queue: every status transition, retries, cancellation, and the
+//! one-active-job rule.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use price_history::domain::{DateRange, JobStatus, Symbol, today_utc};
+use price_history::fake_coingecko::ScriptedResponse;
+use price_history::queue::{self, SubmitError};
+use price_history::store::ingestion_jobs::{self, Cancelled, JobFollower, NewJob};
+use uuid::Uuid;
+
+use crate::support::{Harness, days_before_today};
+
+#[tokio::test]
+async fn a_job_goes_from_pending_to_running_to_completed() {
+    let h = Harness::new().await;
+    h.fake.set_delay(Duration::from_millis(100));
+    let job = h
+        .submit(days_before_today(200), days_before_today(1), false)
+        .await;
+    assert_eq!(job.status, JobStatus::Pending);
+    assert!(job.started_at.is_none());
+    let mut follower = JobFollower::new(h.pool(), job.id).await.unwrap();
+
+    let worker = h.start_worker();
+    let mut seen = vec![job.status];
+    let mut progress = vec![];
+    let finished = loop {
+        let now = follower.next_change().await.unwrap().unwrap();
+        if seen.last() != Some(&now.status) {
+            seen.push(now.status);
+        }
+        progress.push(now.chunks_done);
+        if now.status.is_terminal() {
+            break now;
+        }
+    };
+    worker.stop().await;
+
+    assert_eq!(
+        seen,
+        vec![JobStatus::Pending, JobStatus::Running, JobStatus::Completed]
+    );
+    assert!(
+        progress.windows(2).all(|p| p[0] <= p[1]),
+        "progress only grows: {progress:?}"
+    );
+    assert!(finished.started_at.is_some() && finished.completed_at.is_some());
+    assert!(finished.completed_at >= finished.started_at);
+    assert_eq!((finished.chunks_done, finished.chunks_total), (3, 3));
+    assert_eq!(finished.attempts, 1);
+}
+
+#[tokio::test]
+async fn a_transient_failure_goes_back_on_the_queue_and_the_next_attempt_completes() {
+    let h = Harness::new().await;
+    // The call and its 3 retries all fail: attempt 1 fails; attempt 2 finds CoinGecko well.
+    for _ in 0..4 {
+        h.fake
+            .push_response(ScriptedResponse::status(503, "Service Unavailable"));
+    }
+
+    let job = h
+        .run_job(days_before_today(10), days_before_today(1), false)
+        .await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_eq!(job.attempts, 2);
+    assert_eq!(h.fake.call_count(), 5);
+    assert_eq!(h.stored_days().await, 10);
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_transiently_is_failed_after_job_max_attempts() {
+    let h = Harness::new().await;
+    for _ in 0..(3 * 4) {
+        h.fake
+            .push_response(ScriptedResponse::status(502, "Bad Gateway"));
+    }
+
+    let job = h
+        .run_job(days_before_today(10), days_before_today(1), false)
+        .await;
+
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.attempts, 3);
+    assert_eq!(
+        h.fake.call_count(),
+        12,
+        "3 attempts of 1 call and 3 retries"
+    );
+    let message = job.error_message.unwrap();
+    assert!(
+        message.contains("failed after 3 attempts") && message.contains("502"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_job_does_not_fetch_the_windows_it_already_stored() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(270), days_before_today(1));
+    // Window 1 succeeds; window 2 fails with every retry; attempt 2 resumes.
+    h.fake.push_response(ScriptedResponse::passthrough());
+    for _ in 0..4 {
+        h.fake.push_response(ScriptedResponse::status(500, "oops"));
+    }
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_eq!(job.attempts, 2);
+    let successful: Vec<_> = h
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.status == 200)
+        .collect();
+    assert_eq!(successful.len(), 3, "each of the 3 windows fetched once");
+    let distinct: HashSet<_> = successful.iter().map(|c| c.from).collect();
+    assert_eq!(distinct.len(), 3);
+    assert_eq!(h.stored_days().await, 270);
+}
+
+#[tokio::test]
+async fn a_cancelled_pending_job_never_runs() {
+    let h = Harness::new().await;
+    let cancelled = h
+        .submit(days_before_today(300), days_before_today(200), false)
+        .await;
+    let Cancelled::Now(record) = ingestion_jobs::cancel(h.pool(), cancelled.id)
+        .await
+        .unwrap()
+    else {
+        panic!("a pending job can be cancelled");
+    };
+    assert_eq!(record.status, JobStatus::Cancelled);
+    // The queue takes jobs in order: once the next one is done, the cancelled one was seen.
+    let next = h
+        .run_job(days_before_today(5), days_before_today(1), false)
+        .await;
+
+    assert_eq!(next.status, JobStatus::Completed);
+    let after = h.job(cancelled.id).await;
+    assert_eq!(after.status, JobStatus::Cancelled);
+    assert!(after.started_at.is_none());
+    assert_eq!(after.attempts, 0);
+    assert!(
+        h.fake
+            .calls()
+            .iter()
+            .all(|c| c.from.date_naive() >= days_before_today(5)),
+        "no call for the cancelled range"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_running_job_stops_it_after_its_current_window() {
+    let h = Harness::new().await;
+    h.fake.set_delay(Duration::from_millis(300));
+    let job = h
+        .submit(days_before_today(270), days_before_today(1), false)
+        .await;
+    let mut follower = JobFollower::new(h.pool(), job.id).await.unwrap();
+    let worker = h.start_worker();
+    h.fake.wait_for_calls(1).await;
+
+    let Cancelled::Now(_) = ingestion_jobs::cancel(h.pool(), job.id).await.unwrap() else {
+        panic!("a running job can be cancelled");
+    };
+    // The window in flight is still stored and checkpointed; then the job stops.
+    let mut now = follower.current().await.unwrap().unwrap();
+    while now.chunks_done < 1 {
+        now = follower.next_change().await.unwrap().unwrap();
+    }
+    worker.stop().await;
+
+    let after = h.job(job.id).await;
+    assert_eq!(after.status, JobStatus::Cancelled);
+    assert_eq!(after.chunks_done, 1);
+    assert_eq!(h.fake.call_count(), 1, "no window after the cancel");
+    assert_eq!(h.stored_days().await, 90);
+}
+
+#[tokio::test]
+async fn a_finished_job_cannot_be_cancelled() {
+    let h = Harness::new().await;
+    let job = h
+        .run_job(days_before_today(3), days_before_today(1), false)
+        .await;
+
+    let outcome = ingestion_jobs::cancel(h.pool(), job.id).await.unwrap();
+
+    assert!(
+        matches!(outcome, Cancelled::AlreadyFinished(ref r) if r.status == JobStatus::Completed),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        ingestion_jobs::cancel(h.pool(), Uuid::now_v7())
+            .await
+            .unwrap(),
+        Cancelled::NotFound
+    );
+}
+
+fn new_job(start_days_ago: u64) -> NewJob {
+    let range = DateRange::for_symbol(
+        Symbol::Btc,
+        days_before_today(start_days_ago),
+        days_before_today(1),
+        today_utc(),
+    )
+    .unwrap();
+    NewJob {
+        id: Uuid::now_v7(),
+        symbol: Symbol::Btc,
+        range,
+        force: false,
+    }
+}
+
+#[tokio::test]
+async fn only_one_job_can_be_pending_or_running() {
+    let h = Harness::new().await;
+    let first = h
+        .submit(days_before_today(10), days_before_today(1), false)
+        .await;
+
+    let second = queue::submit(h.pool(), new_job(20), 3).await;
+
+    assert!(
+        matches!(second, Err(SubmitError::JobInProgress(id)) if id == first.id),
+        "{second:?}"
+    );
+    // The rule is the database's, not the process's: a raw insert is refused too.
+    let raw = sqlx::query("INSERT INTO ingestion_jobs (id, status, symbol, start_date, end_date) VALUES ($1, 'running', 'BTC', '2024-01-01', '2024-01-02')")
+        .bind(Uuid::now_v7())
+        .execute(h.pool())
+        .await;
+    assert!(
+        raw.unwrap_err()
+            .to_string()
+            .contains("ingestion_jobs_one_active")
+    );
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        queued, 1,
+        "the refused submission left nothing on the queue"
+    );
+    ingestion_jobs::cancel(h.pool(), first.id).await.unwrap();
+    assert!(
+        queue::submit(h.pool(), new_job(20), 3).await.is_ok(),
+        "once the first ended, a new job is accepted"
+    );
+}
+
+#[tokio::test]
+async fn of_many_concurrent_submissions_exactly_one_is_accepted() {
+    let h = Harness::new().await;
+
+    let attempts = (0..8).map(|i| {
+        let pool = h.pool().clone();
+        tokio::spawn(async move { queue::submit(&pool, new_job(10 + i), 3).await })
+    });
+    let results = futures::future::join_all(attempts).await;
+
+    let accepted = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(SubmitError::JobInProgress(_)))))
+        .count();
+    assert_eq!((accepted, refused), (1, 7));
+    let active: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ingestion_jobs WHERE status IN ('pending','running')",
+    )
+    .fetch_one(h.pool())
+    .await
+    .unwrap();
+    assert_eq!(active, 1);
+}

@@ -1,0 +1,326 @@
+//! The job's algorithm end to end: windows, calls, aggregation, gaps, force, errors.
+
+use std::time::Duration;
+
+use chrono::{Days, NaiveDate};
+use price_history::domain::{JobStatus, Symbol, today_utc};
+use price_history::fake_coingecko::ScriptedResponse;
+use price_history::store::{daily_prices, gaps};
+use rust_decimal::Decimal;
+
+use crate::support::{Harness, days_before_today};
+
+/// The stored close of a day.
+async fn close_of(h: &Harness, date: NaiveDate) -> Decimal {
+    sqlx::query_scalar("SELECT close FROM daily_prices WHERE symbol = 'BTC' AND date = $1")
+        .bind(date)
+        .fetch_one(h.pool())
+        .await
+        .expect("the day is stored")
+}
+
+async fn delete_days(h: &Harness, first: NaiveDate, days: u64) {
+    let last = first.checked_add_days(Days::new(days - 1)).unwrap();
+    let deleted = sqlx::query("DELETE FROM daily_prices WHERE date BETWEEN $1 AND $2")
+        .bind(first)
+        .bind(last)
+        .execute(h.pool())
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(deleted, days, "the hole was made");
+}
+
+#[tokio::test]
+async fn a_1461_day_backfill_stores_every_day_with_17_calls() {
+    let h = Harness::new().await;
+    let end = days_before_today(1);
+    let start = end.checked_sub_days(Days::new(1460)).unwrap();
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_eq!(h.fake.call_count(), 17);
+    assert_eq!(h.stored_days().await, 1461);
+    assert_eq!(
+        (job.chunks_done, job.chunks_total, job.records_fetched),
+        (17, 17, 1461)
+    );
+    assert!(job.gap_dates.is_empty());
+    for call in h.fake.calls() {
+        assert!(
+            call.to - call.from < chrono::Duration::days(90),
+            "every call stays in the hourly band: {call:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn stored_candles_are_the_first_max_min_and_last_of_the_days_hourly_points() {
+    let h = Harness::new().await;
+    let day = days_before_today(10);
+
+    h.run_job(day, day, false).await;
+
+    let points = h.fake.points_for_day(day, true);
+    assert!(points.len() >= 20, "an hourly day has about 24 points");
+    let prices: Vec<Decimal> = points.iter().map(|p| p.1).collect();
+    let stored = daily_prices::list(h.pool(), Symbol::Btc, day, day)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    let row = &stored[0];
+    assert_eq!(row.open, prices[0]);
+    assert_eq!(row.close, *prices.last().unwrap());
+    assert_eq!(row.high, *prices.iter().max().unwrap());
+    assert_eq!(row.low, *prices.iter().min().unwrap());
+    assert_eq!(row.volume, points.last().unwrap().2);
+    assert!(!row.provisional);
+}
+
+#[tokio::test]
+async fn a_rerun_with_nothing_missing_makes_no_calls() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(200), days_before_today(1));
+    h.run_job(start, end, false).await;
+    let calls_before = h.fake.call_count();
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(h.fake.call_count(), calls_before, "no call at all");
+    assert_eq!(
+        (job.chunks_done, job.chunks_total, job.records_fetched),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn holes_of_1_5_and_120_days_are_refilled_with_exactly_4_calls() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(400), days_before_today(1));
+    h.run_job(start, end, false).await;
+    let truth = close_of(&h, days_before_today(300)).await;
+    delete_days(&h, days_before_today(390), 1).await;
+    delete_days(&h, days_before_today(350), 5).await;
+    delete_days(&h, days_before_today(320), 120).await;
+    let calls_before = h.fake.call_count();
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_eq!(h.fake.call_count() - calls_before, 4);
+    assert_eq!(h.stored_days().await, 400);
+    assert_eq!(job.records_fetched, 126);
+    assert_eq!(close_of(&h, days_before_today(300)).await, truth);
+}
+
+#[tokio::test]
+async fn force_updates_changed_prices_without_duplicating_rows() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(30), days_before_today(1));
+    h.run_job(start, end, false).await;
+    let day = days_before_today(15);
+    let old_close = close_of(&h, day).await;
+    h.fake.set_price_shift(Decimal::new(125, 2)); // prices move 25 % up
+
+    let unforced = h.run_job(start, end, false).await;
+    assert_eq!(unforced.records_fetched, 0);
+    assert_eq!(
+        close_of(&h, day).await,
+        old_close,
+        "not forced: stored days are left alone"
+    );
+    let job = h.run_job(start, end, true).await;
+
+    assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(h.stored_days().await, 30, "no row doubled");
+    let new_close = close_of(&h, day).await;
+    assert_ne!(new_close, old_close);
+    assert_eq!(
+        new_close,
+        h.fake.points_for_day(day, true).last().unwrap().1
+    );
+}
+
+#[tokio::test]
+async fn a_server_error_is_retried_and_the_job_completes() {
+    let h = Harness::new().await;
+    h.fake.push_response(ScriptedResponse::status(
+        503,
+        r#"{"error":"upstream unavailable"}"#,
+    ));
+
+    let job = h
+        .run_job(days_before_today(10), days_before_today(1), false)
+        .await;
+
+    assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(h.fake.call_count(), 2);
+    assert_eq!(job.attempts, 1, "retried inside the call, not by the queue");
+    assert_eq!(h.stored_days().await, 10);
+}
+
+#[tokio::test]
+async fn a_429_waits_for_retry_after_and_then_succeeds() {
+    let h = Harness::new().await;
+    h.fake.push_response(
+        ScriptedResponse::status(
+            429,
+            r#"{"status":{"error_code":429,"error_message":"You've exceeded the Rate Limit."}}"#,
+        )
+        .with_header("retry-after", "1"),
+    );
+
+    let job = h
+        .run_job(days_before_today(10), days_before_today(1), false)
+        .await;
+
+    assert_eq!(job.status, JobStatus::Completed);
+    let calls = h.fake.calls();
+    assert_eq!(calls.len(), 2);
+    let waited = calls[1].at - calls[0].at;
+    assert!(
+        waited >= Duration::from_secs(1),
+        "waited {waited:?}, Retry-After said 1 s"
+    );
+}
+
+#[tokio::test]
+async fn error_10012_fails_the_job_at_once_without_retries() {
+    let h = Harness::new().await;
+    h.fake.push_response(ScriptedResponse::status(
+        401,
+        r#"{"error":{"status":{"timestamp":"2024-04-20T22:00:05.123+00:00","error_code":10012,"error_message":"Your request exceeds the allowed time range. Public API users are limited to querying historical data within the past 365 days. Upgrade to a paid plan to enjoy full historical data access: https://www.coingecko.com/en/api/pricing. "}}}"#,
+    ));
+
+    let job = h
+        .run_job(days_before_today(500), days_before_today(450), false)
+        .await;
+
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(h.fake.call_count(), 1, "no retry of any kind");
+    assert_eq!(job.attempts, 1);
+    let message = job.error_message.expect("a reason");
+    assert!(
+        message.contains("10012") && message.contains("365 days"),
+        "{message}"
+    );
+    assert!(
+        message.contains("COINGECKO_API_KEY"),
+        "says what to do: {message}"
+    );
+    assert_eq!(h.stored_days().await, 0);
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_parse_fails_the_job_with_what_coingecko_sent() {
+    let h = Harness::new().await;
+    h.fake.push_response(ScriptedResponse::status(
+        200,
+        "<html>Just a moment...</html>",
+    ));
+
+    let job = h
+        .run_job(days_before_today(10), days_before_today(1), false)
+        .await;
+
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(h.fake.call_count(), 1);
+    assert!(job.error_message.unwrap().contains("Just a moment"));
+    assert_eq!(h.stored_days().await, 0, "nothing half-written");
+}
+
+#[tokio::test]
+async fn calls_are_spaced_by_at_least_60_over_the_rate() {
+    let mut h = Harness::new().await;
+    h.settings.coingecko_calls_per_minute = std::num::NonZeroU32::new(600).unwrap(); // one call per 100 ms
+
+    h.run_job(days_before_today(450), days_before_today(1), false)
+        .await;
+
+    let calls = h.fake.calls();
+    assert_eq!(calls.len(), 5);
+    for pair in calls.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(98),
+            "calls {gap:?} apart, the budget allows one per 100 ms"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_day_coingecko_has_no_data_for_is_asked_once_more_then_reported_as_a_gap() {
+    let h = Harness::new().await;
+    let hole = days_before_today(12);
+    h.fake.set_missing_days([hole]);
+
+    let job = h
+        .run_job(days_before_today(30), days_before_today(1), false)
+        .await;
+
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    assert_eq!(job.gap_dates, vec![hole]);
+    assert_eq!(job.gaps_detected, 1);
+    assert_eq!(
+        h.fake.call_count(),
+        2,
+        "the window, then one call for the one-day run"
+    );
+    let retry = &h.fake.calls()[1];
+    assert_eq!(retry.from.date_naive(), hole);
+    assert!(job.error_message.unwrap().contains(&hole.to_string()));
+}
+
+#[tokio::test]
+async fn a_range_ending_today_stores_a_provisional_row_that_still_counts_as_missing() {
+    let h = Harness::new().await;
+    let today = today_utc();
+
+    let job = h.run_job(days_before_today(2), today, false).await;
+
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    assert_eq!(job.gap_dates, vec![today]);
+    assert_eq!(
+        h.fake.call_count(),
+        1,
+        "no call is spent refilling a day that is not over"
+    );
+    let rows = daily_prices::list(h.pool(), Symbol::Btc, today, today)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].provisional);
+    let coverage = gaps::coverage(h.pool(), Symbol::Btc, days_before_today(2), today)
+        .await
+        .unwrap();
+    assert_eq!(
+        (coverage.total_expected_days, coverage.total_stored_days),
+        (3, 2)
+    );
+}
+
+#[tokio::test]
+async fn coverage_counts_stored_days_and_lists_the_gaps() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(40), days_before_today(1));
+    h.run_job(start, end, false).await;
+    delete_days(&h, days_before_today(20), 3).await;
+
+    let coverage = gaps::coverage(h.pool(), Symbol::Btc, start, end)
+        .await
+        .unwrap();
+
+    assert_eq!(coverage.total_expected_days, 40);
+    assert_eq!(coverage.total_stored_days, 37);
+    assert_eq!(
+        coverage.gap_dates,
+        vec![
+            days_before_today(20),
+            days_before_today(19),
+            days_before_today(18)
+        ]
+    );
+    assert_eq!(coverage.coverage_percent, 92.5);
+}
