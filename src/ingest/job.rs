@@ -1,14 +1,17 @@
 //! One attempt of a job, from plan to outcome. The queue calls [`Ingestor::run`]; it
 //! decides what to do with the outcome (finish, retry, hand back).
 
+use std::future::Future;
+use std::time::{Duration, Instant};
+
 use chrono::{NaiveDate, Utc};
 use sqlx::PgPool;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use super::{Window, daily_candles, windows_for_days, windows_for_range};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoError};
-use crate::domain::{JobStatus, today_utc};
+use crate::domain::{DailyCandle, JobStatus, today_utc};
+use crate::store::queue_lease::{self, Lease};
 use crate::store::{daily_prices, gaps, ingestion_jobs, ingestion_jobs::JobRecord};
 
 /// How an attempt ended without an error.
@@ -25,6 +28,9 @@ pub enum Outcome {
     /// The process is shutting down; the last window was committed or not started, and
     /// the job should go back on the queue.
     Interrupted,
+    /// Another worker took the job over (this one was silent past the lease, say during
+    /// a database outage); this attempt stopped without writing anything more.
+    LeaseLost,
 }
 
 /// Why an attempt failed.
@@ -54,6 +60,10 @@ impl From<CoinGeckoError> for JobError {
     }
 }
 
+/// How long a running job waits for the database to come back before it gives the
+/// attempt up: long enough that a restart or fail-over of PostgreSQL costs nothing.
+const DATABASE_PATIENCE: Duration = Duration::from_secs(120);
+
 /// Everything a job needs: the database, the CoinGecko client and the window size.
 #[derive(Clone)]
 pub struct Ingestor {
@@ -62,28 +72,37 @@ pub struct Ingestor {
     pub chunk_days: u32,
 }
 
+/// One attempt's view of its job: the record as it was when the attempt began, the
+/// queue lease it runs under, and the process's stop signal.
+pub struct Attempt<'a> {
+    pub job: &'a JobRecord,
+    /// `None` only where no queue is involved.
+    pub lease: Option<&'a Lease>,
+    /// Turns true when the process shuts down.
+    pub stop: &'a watch::Receiver<bool>,
+}
+
 impl Ingestor {
-    /// Runs one attempt of `job` (already marked running). Resumes from the checkpoint:
+    /// Runs one attempt of a job (already marked running). Resumes from the checkpoint:
     /// not forced, the missing days are read again from the table, so windows already
     /// stored are not fetched again; forced, the windows before `chunks_done` are skipped.
-    /// `stop` turning true ends the attempt after the current window.
-    #[tracing::instrument(skip_all, fields(job_id = %job.id, attempt = job.attempts))]
-    pub async fn run(
-        &self,
-        job: &JobRecord,
-        stop: &watch::Receiver<bool>,
-    ) -> Result<Outcome, JobError> {
+    #[tracing::instrument(skip_all, fields(job_id = %attempt.job.id, attempt = attempt.job.attempts))]
+    pub async fn run(&self, attempt: Attempt<'_>) -> Result<Outcome, JobError> {
+        let job = attempt.job;
         let (start, end) = (job.range.start(), job.range.end());
         let windows = if job.force {
             let all = windows_for_range(job.range, self.chunk_days);
             let done = usize::try_from(job.chunks_done).unwrap_or(0).min(all.len());
             all[done..].to_vec()
         } else {
-            let missing = gaps::missing_days(&self.pool, job.symbol, start, end).await?;
+            let missing = self
+                .patiently(|| gaps::missing_days(&self.pool, job.symbol, start, end))
+                .await?;
             windows_for_days(&missing, self.chunk_days)
         };
         let mut planned = job.chunks_done + windows.len() as i32;
-        ingestion_jobs::set_chunks_total(&self.pool, job.id, planned).await?;
+        self.patiently(|| ingestion_jobs::set_chunks_total(&self.pool, job.id, planned))
+            .await?;
         tracing::info!(
             windows = windows.len(),
             done_before = job.chunks_done,
@@ -92,17 +111,17 @@ impl Ingestor {
         );
 
         for window in &windows {
-            if let Some(outcome) = self.should_stop(job.id, stop).await? {
+            if let Some(outcome) = self.window(&attempt, window).await? {
                 return Ok(outcome);
             }
-            self.fetch_and_store(job, window).await?;
         }
 
         // Fill what is still missing: one call per run of consecutive days (split only
         // where a run is longer than a window). Days not over yet cannot be completed now,
         // so no call is spent on them.
         let today = today_utc();
-        let fillable: Vec<NaiveDate> = gaps::missing_days(&self.pool, job.symbol, start, end)
+        let fillable: Vec<NaiveDate> = self
+            .patiently(|| gaps::missing_days(&self.pool, job.symbol, start, end))
             .await?
             .into_iter()
             .filter(|day| *day < today)
@@ -110,56 +129,128 @@ impl Ingestor {
         let fills = windows_for_days(&fillable, self.chunk_days);
         if !fills.is_empty() {
             planned += fills.len() as i32;
-            ingestion_jobs::set_chunks_total(&self.pool, job.id, planned).await?;
+            self.patiently(|| ingestion_jobs::set_chunks_total(&self.pool, job.id, planned))
+                .await?;
             tracing::info!(runs = fills.len(), days = fillable.len(), "filling gaps");
         }
         for window in &fills {
-            if let Some(outcome) = self.should_stop(job.id, stop).await? {
-                return Ok(outcome);
-            }
-            if let Err(e) = self.fetch_and_store(job, window).await {
-                tracing::warn!(start = %window.start, end = %window.end, error = %e, "could not fill a gap; going on");
+            match self.window(&attempt, window).await {
+                Ok(None) => {}
+                Ok(Some(outcome)) => return Ok(outcome),
+                Err(e) => {
+                    tracing::warn!(start = %window.start, end = %window.end, error = %e, "could not fill a gap; going on")
+                }
             }
         }
 
-        let gap_dates = gaps::missing_days(&self.pool, job.symbol, start, end).await?;
+        let gap_dates = self
+            .patiently(|| gaps::missing_days(&self.pool, job.symbol, start, end))
+            .await?;
         Ok(finished(gap_dates, today))
     }
 
-    async fn should_stop(
+    /// One window: fetch it, aggregate it, and store its rows with the checkpoint in one
+    /// transaction, so a crash leaves either both or neither. Returns an outcome when the
+    /// attempt must stop instead. A shutdown during the call drops the window (nothing of
+    /// it was written); a shutdown during the commit lets the commit finish.
+    #[tracing::instrument(skip_all, fields(start = %window.start, end = %window.end))]
+    async fn window(
         &self,
-        id: Uuid,
-        stop: &watch::Receiver<bool>,
+        attempt: &Attempt<'_>,
+        window: &Window,
     ) -> Result<Option<Outcome>, JobError> {
-        if *stop.borrow() {
+        let job = attempt.job;
+        if *attempt.stop.borrow() {
             return Ok(Some(Outcome::Interrupted));
         }
-        if !ingestion_jobs::is_still_active(&self.pool, id).await? {
+        if !self
+            .patiently(|| ingestion_jobs::is_still_active(&self.pool, job.id))
+            .await?
+        {
             return Ok(Some(Outcome::Cancelled));
         }
-        Ok(None)
+        let mut stop = attempt.stop.clone();
+        let chart = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopping| *stopping) => return Ok(Some(Outcome::Interrupted)),
+            chart = self.client.market_chart_range(job.symbol.coingecko_id(), window.from(), window.to()) => chart?,
+        };
+        let candles = daily_candles(&chart, window, Utc::now());
+        let written = self.patiently(|| self.store(attempt, &candles)).await?;
+        match written {
+            Some(written) => {
+                tracing::info!(
+                    days = window.days(),
+                    fetched = candles.len(),
+                    written,
+                    "window stored"
+                );
+                Ok(None)
+            }
+            None => {
+                tracing::warn!("another worker holds this job now; stopping without writing");
+                Ok(Some(Outcome::LeaseLost))
+            }
+        }
     }
 
-    /// One window: fetch, aggregate, and store its rows with the checkpoint in one
-    /// transaction, so a crash leaves either both or neither.
-    #[tracing::instrument(skip_all, fields(start = %window.start, end = %window.end))]
-    async fn fetch_and_store(&self, job: &JobRecord, window: &Window) -> Result<(), JobError> {
-        let chart = self
-            .client
-            .market_chart_range(job.symbol.coingecko_id(), window.from(), window.to())
-            .await?;
-        let candles = daily_candles(&chart, window, Utc::now());
+    /// The checkpoint transaction. `None` when this worker no longer holds the job: the
+    /// lease is checked, and held, inside the same transaction that writes.
+    async fn store(
+        &self,
+        attempt: &Attempt<'_>,
+        candles: &[DailyCandle],
+    ) -> sqlx::Result<Option<u64>> {
+        let job = attempt.job;
         let mut tx = self.pool.begin().await?;
-        let written = daily_prices::upsert(&mut tx, job.symbol, &candles, job.force).await?;
+        if let Some(lease) = attempt.lease
+            && !queue_lease::hold(&mut tx, lease).await?
+        {
+            return Ok(None);
+        }
+        let written = daily_prices::upsert(&mut tx, job.symbol, candles, job.force).await?;
         ingestion_jobs::checkpoint(&mut tx, job.id, candles.len() as i32).await?;
         tx.commit().await?;
-        tracing::info!(
-            days = window.days(),
-            fetched = candles.len(),
-            written,
-            "window stored"
-        );
-        Ok(())
+        Ok(Some(written))
+    }
+
+    /// Runs a database operation, waiting out an unavailable database for up to
+    /// [`DATABASE_PATIENCE`] rather than failing the job over a blink.
+    async fn patiently<T, F, Fut>(&self, mut operation: F) -> Result<T, JobError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = sqlx::Result<T>>,
+    {
+        let began = Instant::now();
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match operation().await {
+                Ok(value) => return Ok(value),
+                Err(e) if is_unavailable(&e) && began.elapsed() < DATABASE_PATIENCE => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "the database is unavailable; waiting for it");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Errors that mean "the database is not there right now", as opposed to "this query is
+/// wrong".
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        // 08: connection exceptions; 57P0x: the server is shutting down or starting;
+        // 53300: too many connections.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P0") || code == "53300"
+        }),
+        _ => false,
     }
 }
 

@@ -7,5 +7,5 @@ mod job;
 mod plan;
 
 pub use aggregate::daily_candles;
-pub use job::{Ingestor, JobError, Outcome};
+pub use job::{Attempt, Ingestor, JobError, Outcome};
 pub use plan::{Window, windows_for_days, windows_for_range};

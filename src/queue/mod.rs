@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::store::ingestion_jobs::{self, JobRecord, NewJob};
 
-pub use worker::{WorkerOptions, run_worker, worker_name};
+pub use worker::{WorkerOptions, reconcile_orphans, run_worker, worker_name};
 
 /// The queue's name in `apalis.jobs.job_type`.
 pub const QUEUE: &str = "price-history::ingest";
@@ -50,6 +50,11 @@ fn queue_config(lease: Duration) -> Config {
         .batch_size(1)
         .heartbeat_interval(heartbeat)
         .missed_heartbeats(MISSED_HEARTBEATS as usize)
+}
+
+/// A job's id on the queue: its UUIDv7 read as a ULID.
+pub fn task_id(job_id: Uuid) -> TaskId {
+    TaskId::from_ulid(Ulid::from(job_id.as_u128()))
 }
 
 /// Why a submission was not queued.
@@ -82,7 +87,7 @@ pub async fn submit(
     let payload = serde_json::to_vec(&IngestTask { job_id: job.id })
         .map_err(|e| SubmitError::Queue(e.to_string()))?;
     let task: PgTask = TaskBuilder::new(payload)
-        .task_id(TaskId::from_ulid(Ulid::from(job.id.as_u128())))
+        .task_id(task_id(job.id))
         .max_attempts(max_attempts as usize)
         .build();
     apalis_postgres::queries::push_tasks(&mut *tx, QUEUE, vec![task])

@@ -13,12 +13,14 @@ use tokio::sync::watch;
 
 use super::{IngestTask, storage};
 use crate::domain::JobStatus;
-use crate::ingest::{Ingestor, JobError, Outcome};
+use crate::ingest::{self, Ingestor, JobError, Outcome};
 use crate::store::ingestion_jobs;
+use crate::store::queue_lease::{self, Lease};
 
-/// A job whose worker died mid-run this many times beyond its attempts is failed
-/// rather than taken over again: it is probably what kills the process.
-pub const MAX_TAKEOVERS: u32 = 5;
+/// A job started this many times beyond `JOB_MAX_ATTEMPTS` (every takeover after a crash
+/// and every hand-off at shutdown starts it again) is failed rather than started once
+/// more: it is probably what kills the process.
+pub const MAX_TAKEOVERS: u32 = 10;
 
 /// How long a shutting-down worker waits for its job to reach a window boundary.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
@@ -68,6 +70,7 @@ pub async fn run_worker(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(reconcile_orphans(pool.clone(), options.lease, stop.clone()));
     let state = Arc::new(WorkerState {
         ingestor,
         max_attempts: options.max_attempts,
@@ -118,9 +121,15 @@ pub async fn run_worker(
 async fn handle(
     task: IngestTask,
     attempt: Attempt,
+    task_id: TaskId,
+    worker: WorkerContext,
     state: Data<Arc<WorkerState>>,
 ) -> Result<(), BoxDynError> {
     let id = task.job_id;
+    let lease = Lease {
+        task_id: task_id.to_string(),
+        worker: worker.name().to_owned(),
+    };
     let pool = &state.ingestor.pool;
     let attempt_no = i32::try_from(attempt.current()).unwrap_or(i32::MAX);
     let Some(job) = ingestion_jobs::begin_attempt(pool, id, attempt_no)
@@ -142,7 +151,12 @@ async fn handle(
         return Err(Box::new(AbortError::new(message)));
     }
 
-    match state.ingestor.run(&job, &state.stop).await {
+    let attempt = ingest::Attempt {
+        job: &job,
+        lease: Some(&lease),
+        stop: &state.stop,
+    };
+    match state.ingestor.run(attempt).await {
         Ok(Outcome::Finished {
             status,
             gap_dates,
@@ -152,6 +166,12 @@ async fn handle(
                 .await
                 .map_err(retry_later)?;
             tracing::info!(job_id = %id, %status, gaps = gap_dates.len(), "job finished");
+            Ok(())
+        }
+        Ok(Outcome::LeaseLost) => {
+            // The record belongs to the worker that took over; apalis ignores this
+            // worker's result because it no longer holds the lock.
+            tracing::warn!(job_id = %id, "job was taken over by another worker; this attempt stopped");
             Ok(())
         }
         Ok(Outcome::Cancelled) => {
@@ -203,4 +223,51 @@ async fn handle(
 /// A database error while recording the outcome: let the queue try the job again.
 fn retry_later(e: sqlx::Error) -> BoxDynError {
     format!("could not update the job record: {e}").into()
+}
+
+/// Sets back to `pending` every job recorded as running that no live worker holds: its
+/// process died and nobody has taken it over yet. Without this, a job whose only worker
+/// was killed would read `running` until some worker came back. Runs until `stop`.
+pub async fn reconcile_orphans(pool: PgPool, lease: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval((lease / 3).max(Duration::from_secs(1)));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        }
+        if let Err(e) = reconcile_once(&pool, lease).await {
+            tracing::debug!(error = %e, "could not check for orphaned jobs; will try again");
+        }
+    }
+}
+
+async fn reconcile_once(pool: &PgPool, lease: Duration) -> sqlx::Result<()> {
+    let quiet = ingestion_jobs::running_and_quiet(pool, lease).await?;
+    if quiet.is_empty() {
+        return Ok(());
+    }
+    let task_ids: Vec<String> = quiet
+        .iter()
+        .map(|id| super::task_id(*id).to_string())
+        .collect();
+    let live = queue_lease::held_by_live_workers(pool, &task_ids, lease).await?;
+    let orphans: Vec<uuid::Uuid> = quiet
+        .into_iter()
+        .zip(task_ids)
+        .filter(|(_, task)| !live.contains(task))
+        .map(|(id, _)| id)
+        .collect();
+    if !orphans.is_empty() {
+        let released = ingestion_jobs::release_quiet(
+            pool,
+            &orphans,
+            lease,
+            "its worker stopped answering; the job waits for a worker to take it over from its checkpoint",
+        )
+        .await?;
+        if released > 0 {
+            tracing::warn!(jobs = released, "jobs whose worker died are pending again");
+        }
+    }
+    Ok(())
 }

@@ -41,16 +41,17 @@ pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Res
     Ok(pool)
 }
 
-/// Applies migrations. Both migrators take PostgreSQL's advisory migration lock, so
-/// replicas starting together apply each migration exactly once.
+/// Applies migrations: the queue's first, because one of ours adds a trigger to its
+/// table. Both migrators take PostgreSQL's advisory migration lock, so replicas starting
+/// together apply each migration exactly once.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    apalis_postgres::PostgresStorage::setup(pool)
+        .await
+        .context("while creating the job queue's tables (apalis-postgres migrations)")?;
     sqlx::migrate!("./migrations")
         .run(pool)
         .await
         .context("while applying price-history's migrations")?;
-    apalis_postgres::PostgresStorage::setup(pool)
-        .await
-        .context("while creating the job queue's tables (apalis-postgres migrations)")?;
     Ok(())
 }
 

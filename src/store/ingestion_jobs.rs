@@ -239,6 +239,38 @@ pub async fn release(pool: &PgPool, id: Uuid, message: &str) -> sqlx::Result<()>
     Ok(())
 }
 
+/// Jobs marked running whose record has not moved for `quiet`.
+pub async fn running_and_quiet(
+    pool: &PgPool,
+    quiet: std::time::Duration,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM ingestion_jobs WHERE status = 'running' AND updated_at < now() - make_interval(secs => $1)",
+    )
+    .bind(quiet.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
+/// Sets running jobs back to pending, when they are still running and still quiet.
+pub async fn release_quiet(
+    pool: &PgPool,
+    ids: &[Uuid],
+    quiet: std::time::Duration,
+    message: &str,
+) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "UPDATE ingestion_jobs SET status = 'pending', error_message = $3, updated_at = now() \
+         WHERE id = ANY($1) AND status = 'running' AND updated_at < now() - make_interval(secs => $2)",
+    )
+    .bind(ids)
+    .bind(quiet.as_secs_f64())
+    .bind(truncate_message(message))
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected())
+}
+
 /// What cancelling did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Cancelled {

@@ -5,5 +5,7 @@ pub mod daily_prices;
 pub mod database;
 pub mod gaps;
 pub mod ingestion_jobs;
+pub mod queue_lease;
+pub mod stats;
 
 pub use database::{connect, connect_and_migrate};

@@ -2,6 +2,7 @@
 //! its own) and a fake CoinGecko on loopback.
 
 mod cli;
+mod durability;
 mod jobs;
 mod pipeline;
 mod support;

@@ -217,3 +217,145 @@ impl Drop for RunningWorker {
         }
     }
 }
+
+/// A `price-history` process of the test's own, with its output kept for failure reports.
+pub struct Service {
+    child: tokio::process::Child,
+    pub pid: u32,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Harness {
+    /// Starts `price-history <args>` against this test's database and fake CoinGecko,
+    /// with a short lease so takeovers happen within seconds.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Service {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.db.url)
+            .env("COINGECKO_BASE_URL", self.fake.base_url())
+            .env("COINGECKO_CALLS_PER_MINUTE", "6000")
+            .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
+            .env("JOB_LEASE_SECS", "5")
+            .env("RUST_LOG", "info,sqlx=warn")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("the binary starts");
+        let pid = child.id().expect("a running child has a pid");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut out = output.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        Service { child, pid, output }
+    }
+
+    /// Waits for the job's next change that satisfies `condition`, and returns it.
+    pub async fn wait_for(
+        &self,
+        id: Uuid,
+        what: &str,
+        condition: impl Fn(&JobRecord) -> bool,
+    ) -> JobRecord {
+        let mut follower = JobFollower::new(self.pool(), id).await.expect("can listen");
+        let wait = async {
+            let mut job = follower
+                .current()
+                .await
+                .expect("the database answers")
+                .expect("the job exists");
+            while !condition(&job) {
+                job = follower
+                    .next_change()
+                    .await
+                    .expect("the database answers")
+                    .expect("the job exists");
+            }
+            job
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
+    }
+
+    /// The name of the worker holding the job on the queue, if any.
+    pub async fn holder(&self, id: Uuid) -> Option<String> {
+        sqlx::query_scalar(
+            "SELECT lock_by FROM apalis.jobs WHERE id = $1 AND status IN ('Queued', 'Running')",
+        )
+        .bind(queue::task_id(id).to_string())
+        .fetch_optional(self.pool())
+        .await
+        .expect("the database answers")
+        .flatten()
+    }
+}
+
+impl Service {
+    /// `kill -9`.
+    pub async fn kill(&mut self) {
+        self.child.start_kill().expect("the process can be killed");
+        self.child.wait().await.expect("the process is reaped");
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the process did not exit within {within:?}; it printed:\n{}",
+                    self.output()
+                )
+            })
+            .expect("the process is reaped");
+        status.code()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Whether a worker name belongs to this process.
+    pub fn owns(&self, worker: &str) -> bool {
+        worker.contains(&format!("-{}-", self.pid))
+    }
+}
