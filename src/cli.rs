@@ -8,8 +8,10 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
+use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::api::{self, ApiState};
 use crate::coingecko::CoinGeckoClient;
 use crate::config::Settings;
 use crate::domain::{DateRange, JobStatus, Symbol, today_utc};
@@ -39,10 +41,14 @@ pub struct Cli {
 pub enum Command {
     /// REST API and one worker in one process: the single-machine default.
     Serve,
+    /// REST API only.
+    Api,
     /// Worker only; run any number of replicas against one database.
     Worker,
     /// Create the database if missing, apply all migrations, exit.
     Migrate,
+    /// Print the OpenAPI document (JSON) to stdout.
+    Openapi,
     /// Queue a backfill on the durable queue, run it here with a progress bar, print the outcome.
     Backfill {
         /// First day, YYYY-MM-DD (UTC).
@@ -81,10 +87,56 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Worker | Command::Serve => {
+        Command::Worker => {
             let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
             let ingestor = ingestor(&settings, &pool)?;
             queue::run_worker(pool, ingestor, worker_options(&settings), shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => {
+            let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
+            let ingestor = ingestor(&settings, &pool)?;
+            let state = api_state(&settings, &pool, Some(ingestor.client.clone()))?;
+            // One signal, broadcast to the API and the worker.
+            let (stop_tx, stop) = watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            let worker = queue::run_worker(
+                pool,
+                ingestor,
+                worker_options(&settings),
+                stopped(stop.clone()),
+            );
+            let api = api::serve(state, settings.bind_addr, stopped(stop));
+            let (worker, api) = tokio::join!(worker, api);
+            worker?;
+            api?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Api => {
+            let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
+            let (stop_tx, stop) = watch::channel(false);
+            // No worker here, but jobs whose worker died are still set back to pending.
+            tokio::spawn(queue::reconcile_orphans(
+                pool.clone(),
+                settings.job_lease(),
+                stop.clone(),
+            ));
+            api::serve(
+                api_state(&settings, &pool, None)?,
+                settings.bind_addr,
+                async move {
+                    shutdown_signal().await;
+                    let _ = stop_tx.send(true);
+                },
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            println!("{}", api::openapi_json());
             Ok(ExitCode::SUCCESS)
         }
         Command::Backfill {
@@ -107,6 +159,35 @@ fn ingestor(settings: &Settings, pool: &PgPool) -> anyhow::Result<Ingestor> {
             .context("while building the CoinGecko client")?,
         chunk_days: settings.coingecko_chunk_days,
     })
+}
+
+fn api_state(
+    settings: &Settings,
+    pool: &PgPool,
+    coingecko: Option<CoinGeckoClient>,
+) -> anyhow::Result<ApiState> {
+    use secrecy::ExposeSecret;
+    // An empty token would quietly leave every POST open.
+    if settings
+        .api_token
+        .as_ref()
+        .is_some_and(|token| token.expose_secret().is_empty())
+    {
+        anyhow::bail!(
+            "API_TOKEN is set but empty: unset it to leave the POST endpoints open, or give it a value"
+        );
+    }
+    Ok(ApiState {
+        pool: pool.clone(),
+        api_token: settings.api_token.clone(),
+        job_max_attempts: settings.job_max_attempts,
+        coingecko,
+    })
+}
+
+/// Resolves once the broadcast stop signal is raised.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
 fn worker_options(settings: &Settings) -> WorkerOptions {

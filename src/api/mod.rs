@@ -1,1 +1,168 @@
-//! The REST API (being written).
+//! The REST API (INTERFACE.md, "REST API"): poem with poem-openapi, so the OpenAPI
+//! document is generated from the same types that serve the requests.
+//!
+//! # Layout
+//!
+//! - `jobs`, `data`, `ops`: one module per tag, each an `*Api` struct with one
+//!   `#[derive(ApiResponse)]` enum per operation.
+//! - `error`: the one error body, and how every refusal becomes it.
+//! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format.
+//! - `auth`: the `API_TOKEN` bearer check on every POST.
+//! - `middleware`: access log with request id, time-out, body size limit, and the
+//!   `Allow` header of a 405.
+//!
+//! Handlers parse the request into domain types once and call `queue` and `store`;
+//! nothing below calls back up.
+
+mod auth;
+mod data;
+mod day;
+mod error;
+mod jobs;
+mod middleware;
+mod ops;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::http::StatusCode;
+use poem::listener::{Acceptor, TcpAcceptor};
+use poem::middleware::CatchPanic;
+use poem::{Endpoint, EndpointExt, Route, Server};
+use poem_openapi::{OpenApiService, Tags};
+use secrecy::SecretString;
+use sqlx::PgPool;
+
+use crate::coingecko::CoinGeckoClient;
+
+pub use data::DataApi;
+pub use jobs::JobsApi;
+pub use ops::OpsApi;
+
+use auth::Authorized;
+use error::ErrorBody;
+use middleware::REQUEST_TIMEOUT;
+
+/// The operations of the document, one `*Api` per tag.
+pub type Apis = (JobsApi, DataApi, OpsApi);
+
+/// What the handlers share. Cloning is cheap: the pool and the client are handles.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Data, job records and the queue.
+    pub pool: PgPool,
+    /// When set, every POST needs `Authorization: Bearer <token>` (`API_TOKEN`).
+    pub api_token: Option<SecretString>,
+    /// Queue-level attempts given to each submitted job (`JOB_MAX_ATTEMPTS`).
+    pub job_max_attempts: u32,
+    /// The worker's CoinGecko client when a worker runs in this process (`serve`), so
+    /// that `/metrics` can report its calls; `None` for `api`.
+    pub coingecko: Option<CoinGeckoClient>,
+}
+
+/// The document's tags.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Backfill jobs: submit, follow, list, cancel.
+    Jobs,
+    /// The stored daily prices and how complete they are.
+    Data,
+    /// Liveness, readiness and metrics.
+    Ops,
+}
+
+/// How long shutdown waits for in-flight requests: one full request time-out, plus a
+/// little for the answer to be written.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(REQUEST_TIMEOUT.as_secs() + 5);
+
+/// The OpenAPI service: the document and the routes of every operation. Its server URL
+/// is relative (`/`), so the document is right wherever the API is reached.
+pub fn openapi_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new((JobsApi, DataApi, OpsApi), "price-history", env!("CARGO_PKG_VERSION"))
+        .summary("A complete, trustworthy history of daily Bitcoin prices from CoinGecko")
+        .description(
+            "Backfills daily open/high/low/close/volume candles from CoinGecko into PostgreSQL through a durable job \
+             queue, and serves what is stored.\n\n\
+             Dates are `YYYY-MM-DD` (UTC days), timestamps RFC 3339 in UTC, job ids UUIDv7. Prices and volumes are \
+             decimal strings, so that no digit is lost to floating point. Every error is \
+             `{\"error\": \"<snake_case_code>\", \"message\": \"...\"}`. Every response carries an `x-request-id` \
+             header: the request's own, when it sent a short printable one, else a new one.",
+        )
+        .license("MIT")
+        .server("/")
+}
+
+/// The document as `price-history openapi` prints it: pretty JSON, the same bytes on
+/// every call, so a checked-in `openapi/openapi.json` can be compared byte for byte.
+pub fn openapi_json() -> String {
+    openapi_service().spec()
+}
+
+/// Every route — the operations, `/openapi.json` and Swagger UI at `/docs` — wrapped in
+/// the JSON error catch-all, the time-out, the body limit and the access log.
+pub fn app(state: ApiState) -> impl Endpoint + 'static {
+    let service = openapi_service();
+    let routes = Route::new()
+        .at("/openapi.json", service.spec_endpoint())
+        .nest("/docs", service.swagger_ui())
+        .nest("/", service);
+    let allowed = Arc::new(middleware::AllowedMethods::of::<Apis>());
+    routes
+        .data(state)
+        .around(middleware::body_limit)
+        .around(middleware::time_limit)
+        .catch_all_error(error::catch_all)
+        .around(move |next, request| allowed.clone().add_to_405(next, request))
+        .with(CatchPanic::new().with_handler(|_| {
+            tracing::error!("a request handler panicked");
+            ErrorBody::new(
+                "internal_error",
+                "the server failed to answer this request; try again, and report it if it persists",
+            )
+            .into_response_with(StatusCode::INTERNAL_SERVER_ERROR)
+        }))
+        .around(middleware::access_log)
+        .map_to_response()
+}
+
+/// Serves on `bind` until `shutdown` resolves; then stops accepting, lets in-flight
+/// requests finish (up to one request time-out) and returns.
+pub async fn serve(
+    state: ApiState,
+    bind: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| {
+        format!("could not listen on {bind} (BIND_ADDR): is another process using it?")
+    })?;
+    serve_on(state, listener, shutdown).await
+}
+
+/// [`serve`] on a listener already bound, so that tests can bind `127.0.0.1:0` and
+/// learn the port first.
+pub async fn serve_on(
+    state: ApiState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let acceptor =
+        TcpAcceptor::from_tokio(listener).context("while taking over the API's listener")?;
+    let addresses: Vec<String> = acceptor
+        .local_addr()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if state.api_token.is_none() {
+        tracing::warn!("API_TOKEN is not set: the POST endpoints accept any caller");
+    }
+    tracing::info!(addr = %addresses.join(", "), "REST API listening; documentation at /docs");
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app(state), shutdown, Some(SHUTDOWN_GRACE))
+        .await
+        .context("the REST API server failed")?;
+    tracing::info!("REST API stopped");
+    Ok(())
+}

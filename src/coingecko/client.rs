@@ -91,7 +91,19 @@ struct Inner {
     backoff: ExponentialBackoff,
     /// Attempts sent, counted by the rate-limit middleware.
     sent: Arc<AtomicU64>,
+    /// Attempts by how they ended, in the order of [`OUTCOMES`].
+    outcomes: [AtomicU64; OUTCOMES.len()],
 }
+
+/// How an attempt ended, as `/metrics` labels it.
+pub const OUTCOMES: [&str; 6] = [
+    "ok",
+    "unreadable",
+    "rate_limited",
+    "server_error",
+    "refused",
+    "transport_error",
+];
 
 impl fmt::Debug for CoinGeckoClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -186,6 +198,7 @@ impl CoinGeckoClient {
                 api_key,
                 backoff,
                 sent,
+                outcomes: Default::default(),
             }),
         })
     }
@@ -193,6 +206,11 @@ impl CoinGeckoClient {
     /// Attempts sent so far by this client and its clones, retries included.
     pub fn calls_made(&self) -> u64 {
         self.inner.sent.load(Ordering::Relaxed)
+    }
+
+    /// Attempts so far by how they ended, labelled as in [`OUTCOMES`].
+    pub fn calls_by_outcome(&self) -> [(&'static str, u64); OUTCOMES.len()] {
+        std::array::from_fn(|i| (OUTCOMES[i], self.inner.outcomes[i].load(Ordering::Relaxed)))
     }
 
     /// `GET {base}/coins/{coin_id}/market_chart/range?vs_currency=usd&from=…&to=…`, with
@@ -254,26 +272,42 @@ impl CoinGeckoClient {
         if let Some((header, value)) = &self.inner.api_key {
             request = request.header(header, value.clone());
         }
+        let count = |outcome: &str| {
+            if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+                self.inner.outcomes[i].fetch_add(1, Ordering::Relaxed);
+            }
+        };
         let response = match request.send().await {
             Ok(response) => response,
-            Err(error) => return Outcome::Retry(Failure::transport(&error)),
+            Err(error) => {
+                count("transport_error");
+                return Outcome::Retry(Failure::transport(&error));
+            }
         };
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let body = match response.bytes().await {
             Ok(body) => body,
-            Err(error) => return Outcome::Retry(Failure::body(status, &error)),
+            Err(error) => {
+                count("transport_error");
+                return Outcome::Retry(Failure::body(status, &error));
+            }
         };
 
         if status.is_success() {
-            Outcome::Done(
-                MarketChart::parse(&body)
-                    .map_err(|why| CoinGeckoError::unreadable(status, &body, why)),
-            )
+            let chart = MarketChart::parse(&body)
+                .map_err(|why| CoinGeckoError::unreadable(status, &body, why));
+            count(if chart.is_ok() { "ok" } else { "unreadable" });
+            Outcome::Done(chart)
         } else if status.is_server_error()
             || status == StatusCode::REQUEST_TIMEOUT
             || status == StatusCode::TOO_MANY_REQUESTS
         {
+            count(if status == StatusCode::TOO_MANY_REQUESTS {
+                "rate_limited"
+            } else {
+                "server_error"
+            });
             Outcome::Retry(Failure {
                 what: ErrorBody::read(&body).describe(status),
                 status: Some(status.as_u16()),
@@ -282,6 +316,7 @@ impl CoinGeckoClient {
                 retry_after,
             })
         } else {
+            count("refused");
             Outcome::Done(Err(CoinGeckoError::refused(status, &body, coin_id)))
         }
     }

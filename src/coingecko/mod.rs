@@ -17,6 +17,6 @@ mod error;
 mod rate_limit;
 mod wire;
 
-pub use client::{CoinGeckoClient, CoinGeckoSettings};
+pub use client::{CoinGeckoClient, CoinGeckoSettings, OUTCOMES};
 pub use error::CoinGeckoError;
 pub use wire::{MarketChart, Point, decimal_from_f64};

@@ -252,3 +252,45 @@ async fn restarts_under_load_leave_the_table_equal_to_coingeckos_truth() {
     assert!(finished.attempts >= 5);
     assert_table_matches_the_truth(&h, start, end).await;
 }
+
+#[tokio::test]
+async fn a_job_whose_only_worker_died_reads_pending_not_running() {
+    let h = Harness::new().await;
+    h.fake.set_delay(Duration::from_millis(250));
+    let (start, end) = four_years();
+    let job = h.submit(start, end, false).await;
+    let mut worker = h.spawn(&["worker"], &[]);
+    h.wait_for(job.id, "a window stored", |j| j.chunks_done >= 1)
+        .await;
+    let api_port = crate::support::free_port().to_string();
+    let _api = h.spawn(&["api"], &[("BIND_ADDR", &format!("127.0.0.1:{api_port}"))]);
+
+    worker.kill().await;
+    let killed_at = Instant::now();
+    let orphan = h
+        .wait_for(job.id, "the record to say pending", |j| {
+            j.status == JobStatus::Pending
+        })
+        .await;
+    let noticed = killed_at.elapsed();
+
+    println!(
+        "a job without a live worker read pending {noticed:.2?} after kill -9 (lease {LEASE:?})"
+    );
+    assert!(
+        noticed <= LEASE + Duration::from_secs(10),
+        "took {noticed:?}"
+    );
+    assert!(orphan.error_message.unwrap().contains("stopped answering"));
+    let _worker = h.spawn(&["worker"], &[]);
+    let finished = h
+        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
+        .await;
+    assert_eq!(
+        finished.status,
+        JobStatus::Completed,
+        "{:?}",
+        finished.error_message
+    );
+    assert_table_matches_the_truth(&h, start, end).await;
+}

@@ -282,3 +282,31 @@ async fn of_many_concurrent_submissions_exactly_one_is_accepted() {
     .unwrap();
     assert_eq!(active, 1);
 }
+
+#[tokio::test]
+async fn a_job_started_too_many_times_is_failed_instead_of_taken_over_again() {
+    let h = Harness::new().await;
+    let job = h
+        .submit(days_before_today(10), days_before_today(1), false)
+        .await;
+    // As if its worker had died mid-run every time so far.
+    let limit = h.settings.job_max_attempts + price_history::queue::MAX_TAKEOVERS;
+    sqlx::query("UPDATE ingestion_jobs SET attempts = $2 WHERE id = $1")
+        .bind(job.id)
+        .bind(limit as i32)
+        .execute(h.pool())
+        .await
+        .unwrap();
+
+    let worker = h.start_worker();
+    let finished = h.until_finished(job.id).await;
+    worker.stop().await;
+
+    assert_eq!(finished.status, JobStatus::Failed);
+    assert_eq!(h.fake.call_count(), 0);
+    let message = finished.error_message.unwrap();
+    assert!(
+        message.contains(&format!("started {} times", limit + 1)),
+        "{message}"
+    );
+}

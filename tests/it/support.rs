@@ -229,52 +229,8 @@ impl Harness {
     /// Starts `price-history <args>` against this test's database and fake CoinGecko,
     /// with a short lease so takeovers happen within seconds.
     pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Service {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"));
-        command
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &self.db.url)
-            .env("COINGECKO_BASE_URL", self.fake.base_url())
-            .env("COINGECKO_CALLS_PER_MINUTE", "6000")
-            .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
-            .env("JOB_LEASE_SECS", "5")
-            .env("RUST_LOG", "info,sqlx=warn")
-            .envs(env.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("the binary starts");
-        let pid = child.id().expect("a running child has a pid");
-        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let output = output.clone();
-            tokio::spawn(async move {
-                use tokio::io::AsyncBufReadExt;
-                let mut lines = tokio::io::BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut out = output.lock().unwrap();
-                    out.push_str(&line);
-                    out.push('\n');
-                }
-            });
-        }
-        Service { child, pid, output }
+        spawn_service(&self.db.url, &self.fake.base_url(), args, env)
     }
-
     /// Waits for the job's next change that satisfies `condition`, and returns it.
     pub async fn wait_for(
         &self,
@@ -314,6 +270,60 @@ impl Harness {
         .expect("the database answers")
         .flatten()
     }
+}
+
+/// Starts `price-history <args>` against a database and a CoinGecko, with a short lease
+/// so takeovers happen within seconds.
+pub fn spawn_service(
+    database_url: &str,
+    coingecko_url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Service {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("COINGECKO_BASE_URL", coingecko_url)
+        .env("COINGECKO_CALLS_PER_MINUTE", "6000")
+        .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
+        .env("JOB_LEASE_SECS", "5")
+        .env("RUST_LOG", "info,sqlx=warn")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("the binary starts");
+    let pid = child.id().expect("a running child has a pid");
+    let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let output = output.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut out = output.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
+    }
+    Service { child, pid, output }
 }
 
 impl Service {
@@ -358,4 +368,13 @@ impl Service {
     pub fn owns(&self, worker: &str) -> bool {
         worker.contains(&format!("-{}-", self.pid))
     }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("can bind")
+        .local_addr()
+        .expect("an address")
+        .port()
 }

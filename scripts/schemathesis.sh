@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Fuzzes the REST API with Schemathesis, driven by the API's own OpenAPI document: no
+# request, however malformed, may get a 5xx, and every response must match the document.
+#
+# It builds the binary, starts `price-history api` on a free port against a throwaway
+# database (created by the binary, dropped at the end), waits for /readyz, runs
+# Schemathesis, and stops the server. Schemathesis is installed from PyPI into a venv
+# under target/ on first use.
+#
+# Needs: cargo, python3, psql, and PostgreSQL on 127.0.0.1:5432 where user postgres may
+# connect without a password (as in the test suite).
+#
+# Settings (environment):
+#   SCHEMATHESIS_MAX_EXAMPLES  test cases per operation and phase (default 100)
+#   SCHEMATHESIS_SEED          a seed, to replay a run (default: random)
+#   POSTGRES_ADMIN_URL         where to drop the database (default postgres://postgres@127.0.0.1:5432/postgres)
+# Extra arguments are passed to `st run`.
+
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+venv=target/schemathesis-venv
+max_examples=${SCHEMATHESIS_MAX_EXAMPLES:-100}
+admin_url=${POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+database="ph_schemathesis_$(date +%s)_$$"
+token="schemathesis-$(date +%s%N)"
+log=target/schemathesis-server.log
+
+if [[ ! -x "$venv/bin/st" ]]; then
+    echo "installing schemathesis into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip
+    "$venv/bin/pip" install --quiet schemathesis
+fi
+
+cargo build --locked
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base="http://127.0.0.1:$port"
+
+server=""
+cleanup() {
+    if [[ -n "$server" ]] && kill -0 "$server" 2>/dev/null; then
+        kill -TERM "$server"
+        wait "$server" || true
+    fi
+    psql -q -X "$admin_url" -c "DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)" >/dev/null || true
+}
+trap cleanup EXIT
+
+# No worker runs in `api`, so CoinGecko is never called; the URL points nowhere on purpose.
+DATABASE_URL="postgres://postgres@127.0.0.1:5432/$database" \
+    BIND_ADDR="127.0.0.1:$port" \
+    API_TOKEN="$token" \
+    COINGECKO_BASE_URL="http://127.0.0.1:9" \
+    RUST_LOG="${RUST_LOG:-warn}" \
+    target/debug/price-history api >"$log" 2>&1 &
+server=$!
+
+for _ in $(seq 1 120); do
+    if ! kill -0 "$server" 2>/dev/null; then
+        echo "price-history api exited before it was ready; its log:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+    if python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "$base/readyz" 2>/dev/null; then
+        break
+    fi
+    sleep 0.5
+done
+
+seed_args=()
+if [[ -n "${SCHEMATHESIS_SEED:-}" ]]; then
+    seed_args=(--seed "$SCHEMATHESIS_SEED")
+fi
+
+# From target/, so that Schemathesis keeps its cache (.schemathesis/, replayable
+# failures) there rather than in the repository.
+mkdir -p target/schemathesis
+cd target/schemathesis
+"../../$venv/bin/st" run "$base/openapi.json" \
+    --checks not_a_server_error,response_schema_conformance \
+    --max-examples "$max_examples" \
+    --header "Authorization: Bearer $token" \
+    --request-timeout 40 \
+    "${seed_args[@]}" \
+    "$@"

@@ -1,0 +1,411 @@
+//! The `Data` tag: the stored prices, as JSON or CSV, and how complete a range is.
+
+use chrono::NaiveDate;
+use poem::http::{StatusCode, header};
+use poem::web::Data;
+use poem::{IntoResponse, Request, Response};
+use poem_openapi::param::Query;
+use poem_openapi::payload::{Json, Payload};
+use poem_openapi::registry::MetaSchemaRef;
+use poem_openapi::types::Type;
+use poem_openapi::{ApiResponse, Object, OpenApi, ResponseContent};
+use rust_decimal::Decimal;
+
+use super::day::Day;
+use super::error::{ErrorBody, Refusal, refused};
+use super::{ApiState, ApiTags};
+use crate::domain::Symbol;
+use crate::store::daily_prices::{self, StoredPrice};
+use crate::store::gaps::{self, Coverage};
+
+/// The longest range one read may cover: twenty years, which bounds the size of an
+/// answer (and the calendar `coverage` generates) while covering all of BTC's history.
+pub const MAX_READ_DAYS: i64 = 7305;
+
+/// The CSV header, as INTERFACE.md fixes it.
+const CSV_HEADER: &str = "date,open,high,low,close,volume";
+
+pub struct DataApi;
+
+#[OpenApi(tag = "ApiTags::Data")]
+impl DataApi {
+    /// Stored daily prices
+    ///
+    /// The stored candles of a range, ascending by date; days not stored are absent. As
+    /// JSON, or as CSV with `Accept: text/csv`. A day with `provisional: true` was not
+    /// over when it was fetched: its close and volume may still change.
+    #[oai(path = "/api/v1/prices", method = "get", operation_id = "listPrices")]
+    async fn prices(
+        &self,
+        state: Data<&ApiState>,
+        request: &Request,
+        /// The coin's ticker, case-insensitive.
+        #[oai(default = "default_symbol")]
+        symbol: Query<String>,
+        /// First day, `YYYY-MM-DD` (UTC).
+        start_date: Query<Day>,
+        /// Last day, `YYYY-MM-DD` (UTC), on or after `start_date`, at most 7305 days (20 years) later.
+        end_date: Query<Day>,
+    ) -> PricesResponse {
+        let (symbol, range) = match ReadRange::parse(&symbol, start_date.0.0, end_date.0.0) {
+            Ok(parsed) => parsed,
+            Err(body) => return PricesResponse::BadRequest(body),
+        };
+        let prices = match range.queried(symbol) {
+            Some((start, end)) => match daily_prices::list(&state.pool, symbol, start, end).await {
+                Ok(prices) => prices,
+                Err(e) => {
+                    return PricesResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+                }
+            },
+            None => Vec::new(),
+        };
+        PricesResponse::Ok(if wants_csv(request) {
+            PricesBody::Csv(Csv::of(&prices))
+        } else {
+            PricesBody::Json(Json(PriceList {
+                prices: prices.into_iter().map(Price::from).collect(),
+            }))
+        })
+    }
+
+    /// Coverage of a range
+    ///
+    /// How many days of the range are stored, and which are missing. Days before the
+    /// coin's first day of data are not expected; a provisional day counts as missing.
+    #[oai(
+        path = "/api/v1/coverage",
+        method = "get",
+        operation_id = "getCoverage"
+    )]
+    async fn coverage(
+        &self,
+        state: Data<&ApiState>,
+        /// The coin's ticker, case-insensitive.
+        #[oai(default = "default_symbol")]
+        symbol: Query<String>,
+        /// First day, `YYYY-MM-DD` (UTC).
+        start_date: Query<Day>,
+        /// Last day, `YYYY-MM-DD` (UTC), on or after `start_date`, at most 7305 days (20 years) later.
+        end_date: Query<Day>,
+    ) -> CoverageResponse {
+        let (symbol, range) = match ReadRange::parse(&symbol, start_date.0.0, end_date.0.0) {
+            Ok(parsed) => parsed,
+            Err(body) => return CoverageResponse::BadRequest(body),
+        };
+        match gaps::coverage(&state.pool, symbol, range.start, range.end).await {
+            Ok(coverage) => CoverageResponse::Ok(Json(coverage.into())),
+            Err(e) => CoverageResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+        }
+    }
+}
+
+fn default_symbol() -> String {
+    Symbol::default().as_str().to_owned()
+}
+
+/// A range to read: ordered and at most [`MAX_READ_DAYS`] long. Unlike a job's range it
+/// may reach into the future or before the coin's first day: such days are simply not
+/// stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReadRange {
+    start: NaiveDate,
+    end: NaiveDate,
+}
+
+impl ReadRange {
+    fn parse(
+        symbol: &str,
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<(Symbol, ReadRange), Json<ErrorBody>> {
+        let symbol: Symbol = symbol
+            .parse()
+            .map_err(|e| ErrorBody::json("unknown_symbol", format!("{e}")))?;
+        if end < start {
+            return Err(ErrorBody::json(
+                "end_before_start",
+                format!(
+                    "end_date {end} is before start_date {start}: swap them or pick an end on or after the start"
+                ),
+            ));
+        }
+        let days = (end - start).num_days() + 1;
+        if days > MAX_READ_DAYS {
+            return Err(ErrorBody::json(
+                "range_too_long",
+                format!(
+                    "the range covers {days} days but at most {MAX_READ_DAYS} (20 years) can be read at once: split it"
+                ),
+            ));
+        }
+        Ok((symbol, ReadRange { start, end }))
+    }
+
+    /// The part of the range that can hold rows: from the coin's first day on; `None`
+    /// when the whole range is earlier and there is nothing to ask the database.
+    fn queried(self, symbol: Symbol) -> Option<(NaiveDate, NaiveDate)> {
+        let start = self.start.max(symbol.first_day());
+        (start <= self.end).then_some((start, self.end))
+    }
+}
+
+/// Whether the client asked for CSV: `text/csv` (or `text/*`) ranked above JSON in
+/// `Accept`. Anything else, no `Accept` included, gets JSON.
+fn wants_csv(request: &Request) -> bool {
+    let Some(accept) = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let mut best: Option<(f32, bool)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|param| param.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let csv = match media.as_str() {
+            "text/csv" | "text/*" => true,
+            "application/json" | "application/*" | "*/*" => false,
+            _ => continue,
+        };
+        if quality > 0.0 && best.is_none_or(|(q, _)| quality > q) {
+            best = Some((quality, csv));
+        }
+    }
+    best.is_some_and(|(_, csv)| csv)
+}
+
+/// One stored UTC day. Prices are in USD; every number is a decimal string, so that no
+/// digit is lost to floating point.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "DailyPrice")]
+pub struct Price {
+    /// The UTC day.
+    pub date: Day,
+    /// First price of the day.
+    pub open: Decimal,
+    /// Highest price of the day.
+    pub high: Decimal,
+    /// Lowest price of the day.
+    pub low: Decimal,
+    /// Last price of the day.
+    pub close: Decimal,
+    /// The last 24-hour trading volume reported that day, in USD.
+    pub volume: Decimal,
+    /// The day was not over when it was fetched: close and volume may still change, and
+    /// coverage counts it as missing until a later job replaces it.
+    pub provisional: bool,
+}
+
+impl From<StoredPrice> for Price {
+    fn from(price: StoredPrice) -> Self {
+        Price {
+            date: Day(price.date),
+            open: price.open,
+            high: price.high,
+            low: price.low,
+            close: price.close,
+            volume: price.volume,
+            provisional: price.provisional,
+        }
+    }
+}
+
+/// Stored days, ascending by date.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "DailyPriceList")]
+pub struct PriceList {
+    pub prices: Vec<Price>,
+}
+
+/// A CSV document, `text/csv`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Csv(pub String);
+
+impl Csv {
+    /// The header `date,open,high,low,close,volume`, then one line per day.
+    fn of(prices: &[StoredPrice]) -> Csv {
+        use std::fmt::Write;
+        let mut csv = String::with_capacity(64 * (prices.len() + 1));
+        csv.push_str(CSV_HEADER);
+        csv.push('\n');
+        for p in prices {
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{}",
+                p.date, p.open, p.high, p.low, p.close, p.volume
+            );
+        }
+        Csv(csv)
+    }
+}
+
+impl Payload for Csv {
+    const CONTENT_TYPE: &'static str = "text/csv; charset=utf-8";
+
+    fn schema_ref() -> MetaSchemaRef {
+        String::schema_ref()
+    }
+}
+
+impl IntoResponse for Csv {
+    fn into_response(self) -> Response {
+        Response::builder()
+            .status(StatusCode::OK)
+            .content_type(Self::CONTENT_TYPE)
+            .body(self.0)
+    }
+}
+
+#[derive(ResponseContent)]
+pub enum PricesBody {
+    Json(Json<PriceList>),
+    Csv(Csv),
+}
+
+/// How complete a range is.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Coverage")]
+pub struct CoverageStats {
+    /// The coin's ticker.
+    pub symbol: String,
+    pub start_date: Day,
+    pub end_date: Day,
+    /// Days of the range from the coin's first day of data on.
+    pub total_expected_days: i64,
+    /// Of those, the days stored for good (not provisional).
+    pub total_stored_days: i64,
+    /// The number of missing days.
+    pub gap_count: i64,
+    /// The missing days, ascending.
+    pub gap_dates: Vec<Day>,
+    /// Stored over expected, in percent, rounded to two decimals; 100 when nothing is
+    /// expected.
+    pub coverage_percent: f64,
+}
+
+impl From<Coverage> for CoverageStats {
+    fn from(coverage: Coverage) -> Self {
+        CoverageStats {
+            symbol: coverage.symbol.as_str().to_owned(),
+            start_date: Day(coverage.start),
+            end_date: Day(coverage.end),
+            total_expected_days: coverage.total_expected_days,
+            total_stored_days: coverage.total_stored_days,
+            gap_count: coverage.gap_dates.len() as i64,
+            gap_dates: coverage.gap_dates.into_iter().map(Day).collect(),
+            coverage_percent: coverage.coverage_percent,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum PricesResponse {
+    /// The stored days, ascending: JSON, or CSV with the header
+    /// `date,open,high,low,close,volume` when `Accept: text/csv`.
+    #[oai(status = 200)]
+    Ok(PricesBody),
+    /// A date is missing or malformed, `end_before_start`, `range_too_long` or
+    /// `unknown_symbol`.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The database is not answering.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for PricesResponse {
+    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
+        Self::BadRequest(body)
+    }
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum CoverageResponse {
+    /// The coverage of the range.
+    #[oai(status = 200)]
+    Ok(Json<CoverageStats>),
+    /// A date is missing or malformed, `end_before_start`, `range_too_long` or
+    /// `unknown_symbol`.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The database is not answering.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for CoverageResponse {
+    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
+        Self::BadRequest(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn accepting(accept: Option<&str>) -> bool {
+        let mut request = Request::builder();
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
+        wants_csv(&request.finish())
+    }
+
+    #[test]
+    fn csv_is_served_only_when_it_is_preferred() {
+        assert!(accepting(Some("text/csv")));
+        assert!(accepting(Some("text/csv, application/json;q=0.5")));
+        assert!(!accepting(Some("application/json, text/csv;q=0.5")));
+        assert!(!accepting(Some("*/*")));
+        assert!(!accepting(Some("text/html")));
+        assert!(!accepting(None));
+    }
+
+    #[test]
+    fn a_read_range_is_ordered_and_at_most_twenty_years() {
+        assert!(ReadRange::parse("btc", day("2020-01-01"), day("2020-01-01")).is_ok());
+        assert_eq!(
+            ReadRange::parse("BTC", day("2020-01-02"), day("2020-01-01"))
+                .unwrap_err()
+                .error,
+            "end_before_start"
+        );
+        assert_eq!(
+            ReadRange::parse("BTC", day("2000-01-01"), day("2020-01-01"))
+                .unwrap_err()
+                .error,
+            "range_too_long"
+        );
+        assert_eq!(
+            ReadRange::parse("DOGE", day("2020-01-01"), day("2020-01-01"))
+                .unwrap_err()
+                .error,
+            "unknown_symbol"
+        );
+    }
+
+    #[test]
+    fn days_before_the_first_day_are_never_queried() {
+        let (symbol, range) =
+            ReadRange::parse("BTC", day("2010-01-01"), day("2013-05-01")).unwrap();
+        assert_eq!(
+            range.queried(symbol),
+            Some((day("2013-04-28"), day("2013-05-01")))
+        );
+        let (symbol, range) =
+            ReadRange::parse("BTC", day("2000-01-01"), day("2013-04-27")).unwrap();
+        assert_eq!(range.queried(symbol), None);
+    }
+}

@@ -1,0 +1,476 @@
+//! The `Jobs` tag: submit a backfill, follow it, list jobs, cancel one.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use uuid::Uuid;
+
+use super::day::Day;
+use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
+use super::{ApiState, ApiTags, Authorized};
+use crate::domain::{DateRange, JobStatus, Symbol, today_utc};
+use crate::queue::{self, SubmitError};
+use crate::store::ingestion_jobs::{self, Cancelled, JobRecord, NewJob};
+
+/// The jobs listed when `limit` is not given.
+const DEFAULT_LIST_LIMIT: u32 = 20;
+
+pub struct JobsApi;
+
+#[OpenApi(tag = "ApiTags::Jobs")]
+impl JobsApi {
+    /// Submit a backfill
+    ///
+    /// Queues a job that fetches the days of the range that are missing (every day with
+    /// `force`) and stores one candle per UTC day. The range is at most 1461 days, ends
+    /// today (UTC) at the latest and starts on the coin's first day (BTC: 2013-04-28) at
+    /// the earliest. Only one job may be pending or running at a time, across every
+    /// process sharing the database.
+    #[oai(
+        path = "/api/v1/ingestion-jobs",
+        method = "post",
+        operation_id = "submitIngestionJob"
+    )]
+    async fn submit(
+        &self,
+        _auth: Authorized,
+        state: Data<&ApiState>,
+        body: Json<NewJobRequest>,
+    ) -> SubmitResponse {
+        let request = body.0;
+        let symbol: Symbol = match request.symbol.parse() {
+            Ok(symbol) => symbol,
+            Err(e) => {
+                return SubmitResponse::BadRequest(ErrorBody::json(
+                    "unknown_symbol",
+                    format!("{e}"),
+                ));
+            }
+        };
+        let range = match DateRange::for_symbol(
+            symbol,
+            request.start_date.0,
+            request.end_date.0,
+            today_utc(),
+        ) {
+            Ok(range) => range,
+            Err(e) => return SubmitResponse::BadRequest(ErrorBody::json(e.code(), e.to_string())),
+        };
+        let job = NewJob {
+            id: Uuid::now_v7(),
+            symbol,
+            range,
+            force: request.force,
+        };
+
+        let mut outcome = queue::submit(&state.pool, job, state.job_max_attempts).await;
+        if matches!(outcome, Err(SubmitError::Contended)) {
+            // The active job ended between the insert and the look-up: the slot is free now.
+            outcome = queue::submit(&state.pool, job, state.job_max_attempts).await;
+        }
+        match outcome {
+            Ok(record) => {
+                let location = format!("/api/v1/ingestion-jobs/{}", record.id);
+                SubmitResponse::Accepted(Json(record.into()), location)
+            }
+            Err(SubmitError::JobInProgress(active)) => {
+                SubmitResponse::Conflict(ErrorBody::job_in_progress(active))
+            }
+            Err(SubmitError::Contended) => SubmitResponse::ServiceUnavailable(ErrorBody::json(
+                "busy",
+                "jobs are being submitted and finished concurrently; submit again",
+            )),
+            Err(e @ (SubmitError::Database(_) | SubmitError::Queue(_))) => {
+                SubmitResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e))
+            }
+        }
+    }
+
+    /// Get a job
+    ///
+    /// The job as it stands now, with its progress in windows.
+    #[oai(
+        path = "/api/v1/ingestion-jobs/:id",
+        method = "get",
+        operation_id = "getIngestionJob"
+    )]
+    async fn get(
+        &self,
+        state: Data<&ApiState>,
+        /// The job's id, as returned on submission.
+        id: Path<Uuid>,
+    ) -> GetJobResponse {
+        match ingestion_jobs::get(&state.pool, id.0).await {
+            Ok(Some(job)) => GetJobResponse::Ok(Json(job.into())),
+            Ok(None) => GetJobResponse::NotFound(ErrorBody::job_not_found(id.0)),
+            Err(e) => GetJobResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+        }
+    }
+
+    /// List jobs
+    ///
+    /// Newest first.
+    #[oai(
+        path = "/api/v1/ingestion-jobs",
+        method = "get",
+        operation_id = "listIngestionJobs"
+    )]
+    async fn list(
+        &self,
+        state: Data<&ApiState>,
+        /// Only the jobs with this status.
+        status: Query<Option<Status>>,
+        /// How many jobs at most.
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "100"))
+        )]
+        limit: Query<u32>,
+    ) -> ListJobsResponse {
+        match ingestion_jobs::list(
+            &state.pool,
+            status.0.map(JobStatus::from),
+            i64::from(limit.0),
+        )
+        .await
+        {
+            Ok(jobs) => ListJobsResponse::Ok(Json(JobList {
+                jobs: jobs.into_iter().map(Job::from).collect(),
+            })),
+            Err(e) => ListJobsResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+        }
+    }
+
+    /// Cancel a job
+    ///
+    /// A pending job will never run; a running one stops after the window it is
+    /// fetching, keeping what it stored.
+    #[oai(
+        path = "/api/v1/ingestion-jobs/:id/cancel",
+        method = "post",
+        operation_id = "cancelIngestionJob"
+    )]
+    async fn cancel(
+        &self,
+        _auth: Authorized,
+        state: Data<&ApiState>,
+        /// The job's id.
+        id: Path<Uuid>,
+    ) -> CancelResponse {
+        match ingestion_jobs::cancel(&state.pool, id.0).await {
+            Ok(Cancelled::Now(job)) => CancelResponse::Ok(Json(job.into())),
+            Ok(Cancelled::AlreadyFinished(job)) => CancelResponse::Conflict(ErrorBody::json(
+                "job_finished",
+                format!(
+                    "job {} has already finished as {}; there is nothing to cancel",
+                    job.id, job.status
+                ),
+            )),
+            Ok(Cancelled::NotFound) => CancelResponse::NotFound(ErrorBody::job_not_found(id.0)),
+            Err(e) => CancelResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+        }
+    }
+}
+
+fn default_limit() -> u32 {
+    DEFAULT_LIST_LIMIT
+}
+
+fn default_symbol() -> String {
+    Symbol::default().as_str().to_owned()
+}
+
+/// What to backfill.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "NewIngestionJob", example, deny_unknown_fields)]
+pub struct NewJobRequest {
+    /// First day, `YYYY-MM-DD` (UTC); not before the coin's first day (BTC: 2013-04-28).
+    pub start_date: Day,
+    /// Last day, `YYYY-MM-DD` (UTC), on or after `start_date`, at most today and at most
+    /// 1461 days after `start_date`.
+    pub end_date: Day,
+    /// Fetch every day again and replace what is stored, instead of only the missing days.
+    #[oai(default)]
+    pub force: bool,
+    /// The coin's ticker, case-insensitive. Only `BTC` for now.
+    #[oai(default = "default_symbol")]
+    pub symbol: String,
+}
+
+impl Example for NewJobRequest {
+    fn example() -> Self {
+        NewJobRequest {
+            start_date: Day(NaiveDate::from_ymd_opt(2024, 1, 1).expect("a valid date")),
+            end_date: Day(NaiveDate::from_ymd_opt(2024, 12, 31).expect("a valid date")),
+            force: false,
+            symbol: default_symbol(),
+        }
+    }
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "JobStatus", rename_all = "snake_case")]
+pub enum Status {
+    /// Queued; no worker has started it yet (or it was handed back to the queue).
+    Pending,
+    /// A worker is fetching it.
+    Running,
+    /// Every day of the range is stored.
+    Completed,
+    /// Finished, but CoinGecko had no data for some days: see `gap_dates`.
+    CompletedWithGaps,
+    /// Gave up: see `error_message`.
+    Failed,
+    /// Cancelled by request.
+    Cancelled,
+}
+
+impl From<JobStatus> for Status {
+    fn from(status: JobStatus) -> Self {
+        match status {
+            JobStatus::Pending => Status::Pending,
+            JobStatus::Running => Status::Running,
+            JobStatus::Completed => Status::Completed,
+            JobStatus::CompletedWithGaps => Status::CompletedWithGaps,
+            JobStatus::Failed => Status::Failed,
+            JobStatus::Cancelled => Status::Cancelled,
+        }
+    }
+}
+
+impl From<Status> for JobStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Pending => JobStatus::Pending,
+            Status::Running => JobStatus::Running,
+            Status::Completed => JobStatus::Completed,
+            Status::CompletedWithGaps => JobStatus::CompletedWithGaps,
+            Status::Failed => JobStatus::Failed,
+            Status::Cancelled => JobStatus::Cancelled,
+        }
+    }
+}
+
+/// How far a job has got, in windows of up to `COINGECKO_CHUNK_DAYS` days.
+#[derive(Debug, Clone, Object)]
+pub struct Progress {
+    /// Windows fetched and stored so far, over all attempts.
+    pub chunks_done: i32,
+    /// Windows planned so far; it grows when a later attempt or the gap fill plans more.
+    pub chunks_total: i32,
+}
+
+/// A backfill job.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "IngestionJob", example)]
+pub struct Job {
+    /// A UUIDv7.
+    pub id: Uuid,
+    pub status: Status,
+    /// The coin's ticker.
+    pub symbol: String,
+    /// First day of the range (UTC).
+    pub start_date: Day,
+    /// Last day of the range (UTC).
+    pub end_date: Day,
+    /// Whether stored days are fetched again and replaced.
+    pub force: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When the first attempt began; null while pending.
+    #[oai(nullable)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the job finished or was cancelled; null while pending or running.
+    #[oai(nullable)]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Daily rows received from CoinGecko so far.
+    pub records_fetched: i32,
+    /// Days of the range still missing when the job finished.
+    pub gaps_detected: i32,
+    /// Those days, ascending.
+    pub gap_dates: Vec<Day>,
+    /// Why the job failed, was cancelled, finished with gaps, or went back to the queue.
+    #[oai(nullable)]
+    pub error_message: Option<String>,
+    /// Attempts started, takeovers after a crash included.
+    pub attempts: i32,
+    pub progress: Progress,
+}
+
+impl From<JobRecord> for Job {
+    fn from(job: JobRecord) -> Self {
+        Job {
+            id: job.id,
+            status: job.status.into(),
+            symbol: job.symbol.as_str().to_owned(),
+            start_date: Day(job.range.start()),
+            end_date: Day(job.range.end()),
+            force: job.force,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            started_at: job.started_at,
+            completed_at: job.completed_at,
+            records_fetched: job.records_fetched,
+            gaps_detected: job.gaps_detected,
+            gap_dates: job.gap_dates.into_iter().map(Day).collect(),
+            error_message: job.error_message,
+            attempts: job.attempts,
+            progress: Progress {
+                chunks_done: job.chunks_done,
+                chunks_total: job.chunks_total,
+            },
+        }
+    }
+}
+
+impl Example for Job {
+    fn example() -> Self {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().expect("a valid timestamp");
+        Job {
+            id: "01943d9a-6c00-7a3b-8f5e-2b1c0d4e5f60"
+                .parse()
+                .expect("a valid UUID"),
+            status: Status::Completed,
+            symbol: "BTC".to_owned(),
+            start_date: Day(NaiveDate::from_ymd_opt(2024, 1, 1).expect("a valid date")),
+            end_date: Day(NaiveDate::from_ymd_opt(2024, 12, 31).expect("a valid date")),
+            force: false,
+            created_at: at("2025-01-02T09:00:00Z"),
+            updated_at: at("2025-01-02T09:01:10Z"),
+            started_at: Some(at("2025-01-02T09:00:01Z")),
+            completed_at: Some(at("2025-01-02T09:01:10Z")),
+            records_fetched: 366,
+            gaps_detected: 0,
+            gap_dates: vec![],
+            error_message: None,
+            attempts: 1,
+            progress: Progress {
+                chunks_done: 5,
+                chunks_total: 5,
+            },
+        }
+    }
+}
+
+/// Jobs, newest first.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "IngestionJobList")]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum SubmitResponse {
+    /// The job is queued; `Location` is where to follow it.
+    #[oai(status = 202)]
+    Accepted(Json<Job>, #[oai(header = "Location")] String),
+    /// The body is malformed or breaks a rule: `end_before_start`, `end_in_future`,
+    /// `range_too_long`, `before_first_day`, `unknown_symbol`, `invalid_request`.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `API_TOKEN` is set and the bearer token is missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `job_in_progress`: another job is pending or running; `active_job_id` names it.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// The database is not answering; nothing was queued. Submit again later.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for SubmitResponse {
+    fn refusal(status: StatusCode, body: Json<ErrorBody>) -> Self {
+        match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(body, BEARER_CHALLENGE.to_owned()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(body),
+            _ => Self::BadRequest(body),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum GetJobResponse {
+    /// The job.
+    #[oai(status = 200)]
+    Ok(Json<Job>),
+    /// The id is not a UUID.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No job has this id.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The database is not answering.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for GetJobResponse {
+    // The id in the path is the only thing to parse.
+    fn refusal(_: StatusCode, _: Json<ErrorBody>) -> Self {
+        Self::BadRequest(ErrorBody::not_a_job_id())
+    }
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum ListJobsResponse {
+    /// The jobs, newest first.
+    #[oai(status = 200)]
+    Ok(Json<JobList>),
+    /// `status` is not a known status, or `limit` is not between 1 and 100.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The database is not answering.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for ListJobsResponse {
+    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
+        Self::BadRequest(body)
+    }
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum CancelResponse {
+    /// The job, now `cancelled`.
+    #[oai(status = 200)]
+    Ok(Json<Job>),
+    /// The id is not a UUID.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `API_TOKEN` is set and the bearer token is missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// No job has this id.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// `job_finished`: the job has already finished; it is left as it is.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The database is not answering; nothing changed.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for CancelResponse {
+    fn refusal(status: StatusCode, body: Json<ErrorBody>) -> Self {
+        match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(body, BEARER_CHALLENGE.to_owned()),
+            // Else the id in the path, the only thing to parse.
+            _ => Self::BadRequest(ErrorBody::not_a_job_id()),
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! A database outage: the processes keep running, /readyz says 503 meanwhile, and the
+//! job continues afterwards. PostgreSQL here is a private cluster the test starts and
+//! stops itself (initdb / pg_ctl from the machine's PostgreSQL binaries).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::Days;
+use price_history::domain::{DateRange, JobStatus, Symbol, today_utc};
+use price_history::fake_coingecko::FakeCoinGecko;
+use price_history::queue;
+use price_history::store::{
+    self, ingestion_jobs::JobFollower, ingestion_jobs::JobRecord, ingestion_jobs::NewJob,
+};
+use uuid::Uuid;
+
+use crate::support::{days_before_today, free_port, spawn_service};
+
+/// A PostgreSQL cluster of the test's own, on a free port, removed when dropped.
+struct PrivateCluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl PrivateCluster {
+    fn create() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's binaries are installed under /usr/lib/postgresql")
+            .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists())
+            .max()
+            .expect("an initdb");
+        let dir = std::env::temp_dir().join(format!("ph-outage-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cluster = PrivateCluster {
+            bin,
+            dir,
+            port: free_port(),
+        };
+        // initdb refuses to run as root: the cluster belongs to the postgres user then.
+        if is_root() {
+            assert!(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&cluster.dir)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &cluster.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        cluster
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    fn start(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let status = if is_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&path)
+                .args(args)
+                .status()
+        } else {
+            Command::new(&path).args(args).status()
+        }
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+        assert!(status.success(), "{program} {args:?} failed");
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let path = self.bin.join("pg_ctl");
+        let data = self.data();
+        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
+        let _ = if is_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&path)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&path).args(args).output()
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
+}
+
+async fn readyz(client: &reqwest::Client, base: &str) -> Option<u16> {
+    let response = client
+        .get(format!("{base}/readyz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    Some(response.status().as_u16())
+}
+
+async fn wait_until(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
+    let cluster = PrivateCluster::create();
+    cluster.start();
+    let fake = FakeCoinGecko::start().await;
+    fake.set_delay(Duration::from_millis(300));
+    let url = cluster.url("price_history");
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let base = format!("http://{bind}");
+    let mut serve = spawn_service(&url, &fake.base_url(), &["serve"], &[("BIND_ADDR", &bind)]);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    // The process starts (and creates the database) on its own; its readiness is polled
+    // because an outside process offers no event to wait on.
+    wait_until("serve is ready", Duration::from_secs(30), async || {
+        readyz(&client, &base).await == Some(200)
+    })
+    .await;
+    let pool = store::connect(&url, 4).await.unwrap();
+    let end = days_before_today(1);
+    let range = DateRange::for_symbol(
+        Symbol::Btc,
+        end.checked_sub_days(Days::new(1460)).unwrap(),
+        end,
+        today_utc(),
+    )
+    .unwrap();
+    let job = queue::submit(
+        &pool,
+        NewJob {
+            id: Uuid::now_v7(),
+            symbol: Symbol::Btc,
+            range,
+            force: false,
+        },
+        3,
+    )
+    .await
+    .unwrap();
+    let mut follower = JobFollower::new(&pool, job.id).await.unwrap();
+    let mut now: JobRecord = follower.current().await.unwrap().unwrap();
+    while now.chunks_done < 3 {
+        now = follower.next_change().await.unwrap().unwrap();
+    }
+
+    cluster.stop();
+    let stopped_at = Instant::now();
+    wait_until("/readyz says 503", Duration::from_secs(5), async || {
+        readyz(&client, &base).await == Some(503)
+    })
+    .await;
+    let noticed = stopped_at.elapsed();
+    // The outage lasts a few seconds, longer than CoinGecko's call: the job must wait.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        serve.is_running(),
+        "the process survived the outage:\n{}",
+        serve.output()
+    );
+    assert_eq!(readyz(&client, &base).await, Some(503));
+    cluster.start();
+    let restarted_at = Instant::now();
+    wait_until(
+        "/readyz says 200 again",
+        Duration::from_secs(30),
+        async || readyz(&client, &base).await == Some(200),
+    )
+    .await;
+    let ready_again = restarted_at.elapsed();
+    let finished = tokio::time::timeout(Duration::from_secs(90), async {
+        loop {
+            // The follower's connection died with the server; a fresh one follows on.
+            if let Ok(mut follower) = JobFollower::new(&pool, job.id).await
+                && let Ok(Some(job)) = follower.until_finished().await
+            {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the job ends after the database is back");
+
+    if std::env::var_os("PH_SHOW_OUTPUT").is_some() {
+        println!("{}", serve.output());
+    }
+    println!(
+        "outage: /readyz 503 after {noticed:.2?}; 200 again {ready_again:.2?} after restart; job {} with {} attempt(s)",
+        finished.status, finished.attempts
+    );
+    assert_eq!(
+        finished.status,
+        JobStatus::Completed,
+        "{:?}\n{}",
+        finished.error_message,
+        serve.output()
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM daily_prices")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1461);
+    assert!(serve.is_running());
+    serve.signal("TERM");
+    assert_eq!(serve.exit_code(Duration::from_secs(30)).await, Some(0));
+}
