@@ -34,7 +34,8 @@ if [[ ! -x "$venv/bin/st" ]]; then
     "$venv/bin/pip" install --quiet schemathesis
 fi
 
-cargo build --locked
+# The same build as the test suite's (`cargo test` builds the binary too), so CI compiles once.
+cargo test --locked --no-run
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"

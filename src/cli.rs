@@ -182,6 +182,7 @@ fn api_state(
         api_token: settings.api_token.clone(),
         job_max_attempts: settings.job_max_attempts,
         coingecko,
+        finished_jobs: Default::default(),
     })
 }
 

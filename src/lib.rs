@@ -18,7 +18,7 @@
 //! - [`cli`]: the subcommands; `main.rs` only calls [`cli::run`].
 //! - [`fake_coingecko`]: a loopback stand-in for CoinGecko, for tests and benchmarks.
 //!
-//! Data flows one way: cli → queue → ingest → (coingecko, store).
+//! Data flows one way: (cli, api) → queue → ingest → (coingecko, store).
 
 pub mod api;
 pub mod cli;

@@ -104,8 +104,14 @@ impl JobsApi {
         /// The job's id, as returned on submission.
         id: Path<Uuid>,
     ) -> GetJobResponse {
+        if let Some(job) = state.finished_jobs.get(id.0) {
+            return GetJobResponse::Ok(Json(job.into()));
+        }
         match ingestion_jobs::get(&state.pool, id.0).await {
-            Ok(Some(job)) => GetJobResponse::Ok(Json(job.into())),
+            Ok(Some(job)) => {
+                state.finished_jobs.remember(&job);
+                GetJobResponse::Ok(Json(job.into()))
+            }
             Ok(None) => GetJobResponse::NotFound(ErrorBody::job_not_found(id.0)),
             Err(e) => GetJobResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
         }

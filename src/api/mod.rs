@@ -15,6 +15,7 @@
 //! nothing below calls back up.
 
 mod auth;
+mod cache;
 mod data;
 mod day;
 mod error;
@@ -38,6 +39,7 @@ use sqlx::PgPool;
 
 use crate::coingecko::CoinGeckoClient;
 
+pub use cache::FinishedJobs;
 pub use data::DataApi;
 pub use jobs::JobsApi;
 pub use ops::OpsApi;
@@ -61,6 +63,8 @@ pub struct ApiState {
     /// The worker's CoinGecko client when a worker runs in this process (`serve`), so
     /// that `/metrics` can report its calls; `None` for `api`.
     pub coingecko: Option<CoinGeckoClient>,
+    /// Jobs that have ended for good, served without a database read.
+    pub finished_jobs: FinishedJobs,
 }
 
 /// The document's tags.

@@ -91,7 +91,10 @@ pub async fn run_worker(
             // A restarted worker takes a new name: the old one may still hold its lock.
             let name = if restarts == 0 { base_name.clone() } else { format!("{base_name}-r{restarts}") };
             WorkerBuilder::new(name)
-                .backend(storage(&pool, options.lease).with_pubsub())
+                .backend(PollWith::new(
+                    storage(&pool, options.lease),
+                    StreamStrategy::new(wake_ups(pool.clone())),
+                ))
                 .data(state.clone())
                 .concurrency(1)
                 .retry(RetryPolicy::retries(options.max_attempts.saturating_sub(1) as usize).with_backoff(backoff))
@@ -113,6 +116,68 @@ pub async fn run_worker(
         })
         .await?;
     Ok(())
+}
+
+/// How long after a notification the worker is woken a second time.
+const ECHO_AFTER: Duration = Duration::from_millis(50);
+
+/// The channel apalis-postgres notifies on when a job is inserted (and ours when a job is
+/// re-queued); the payload is JSON with the job's `job_type`.
+const NEW_JOBS_CHANNEL: &str = "apalis::job::insert";
+
+/// Wake-ups for an idle worker, each of which makes it look for a job:
+/// - one as soon as it is listening, for jobs queued before it listened (apalis's own
+///   listener connects lazily and misses those; measured: a job submitted right as the
+///   process came up waited 10 s, for the next heartbeat);
+/// - one per new or re-queued job of our queue (LISTEN/NOTIFY), delivered twice, at once
+///   and again [`ECHO_AFTER`] later: apalis consumes a notification even when it arrives
+///   while a fetch is in flight, a fetch that cannot see the new job yet;
+/// - one after the listener lost its connection, since notifications may have been lost.
+///
+/// The task ends with the worker that reads the stream.
+fn wake_ups(pool: PgPool) -> impl futures::Stream<Item = ()> + Unpin + Send + 'static {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    tokio::spawn(async move {
+        loop {
+            if let Ok(mut listener) = sqlx::postgres::PgListener::connect_with(&pool).await
+                && listener.listen(NEW_JOBS_CHANNEL).await.is_ok()
+            {
+                let _ = tx.send(());
+                loop {
+                    let notification = tokio::select! {
+                        () = tx.closed() => return,
+                        notification = listener.try_recv() => notification,
+                    };
+                    match notification {
+                        Ok(Some(notification)) if is_for_our_queue(notification.payload()) => {
+                            let _ = tx.send(());
+                            let echo = tx.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(ECHO_AFTER).await;
+                                let _ = echo.send(());
+                            });
+                        }
+                        Ok(Some(_)) => {}
+                        // The connection was lost; the next call reconnects.
+                        Ok(None) => {
+                            let _ = tx.send(());
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            tokio::select! {
+                () = tx.closed() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn is_for_our_queue(payload: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(payload)
+        .is_ok_and(|event| event.get("job_type").and_then(|t| t.as_str()) == Some(super::QUEUE))
 }
 
 /// One attempt of one job. The `Result` tells apalis what to do next: `Ok` ends the task,

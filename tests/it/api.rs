@@ -164,6 +164,7 @@ fn state(h: &Harness, token: Option<&str>) -> ApiState {
         api_token: token.map(|token| SecretString::from(token.to_owned())),
         job_max_attempts: h.settings.job_max_attempts,
         coingecko: None,
+        finished_jobs: Default::default(),
     }
 }
 

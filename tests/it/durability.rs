@@ -294,3 +294,48 @@ async fn a_job_whose_only_worker_died_reads_pending_not_running() {
     );
     assert_table_matches_the_truth(&h, start, end).await;
 }
+
+#[tokio::test]
+async fn a_job_submitted_as_serve_comes_up_starts_at_once() {
+    let h = Harness::new().await;
+    let port = crate::support::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // A 60 s lease is a 20 s heartbeat: a job found only by polling would wait that long.
+    let mut serve = h.spawn(
+        &["serve"],
+        &[
+            ("BIND_ADDR", &format!("127.0.0.1:{port}")),
+            ("JOB_LEASE_SECS", "60"),
+        ],
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    // Readiness of an outside process has no event to wait on: poll it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "serve never became ready:\n{}",
+            serve.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let day = days_before_today(3);
+    let job = h.submit(day, day, false).await;
+    let submitted = Instant::now();
+    h.wait_for(job.id, "the job to start", |j| {
+        j.status != JobStatus::Pending
+    })
+    .await;
+    let picked_up = submitted.elapsed();
+
+    println!("a job submitted as serve came up started after {picked_up:.2?}");
+    assert!(picked_up < Duration::from_secs(2), "took {picked_up:?}");
+    assert!(serve.is_running());
+}

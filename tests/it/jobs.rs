@@ -310,3 +310,32 @@ async fn a_job_started_too_many_times_is_failed_instead_of_taken_over_again() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn an_idle_worker_starts_each_new_job_at_once_not_at_its_next_heartbeat() {
+    let mut h = Harness::new().await;
+    // A 60 s lease is a 20 s heartbeat: a job picked up by polling would wait seconds.
+    h.settings.job_lease_secs = 60;
+    let worker = h.start_worker();
+
+    // Back to back, as a script submitting one range after another does: each job is
+    // submitted the moment the previous one is seen finished.
+    let mut slowest = Duration::ZERO;
+    for i in 0..5 {
+        let day = days_before_today(10 + i);
+        let job = h.submit(day, day, false).await;
+        let submitted = std::time::Instant::now();
+        h.wait_for(job.id, "the job to start", |j| {
+            j.status != JobStatus::Pending
+        })
+        .await;
+        slowest = slowest.max(submitted.elapsed());
+        h.until_finished(job.id).await;
+    }
+    worker.stop().await;
+
+    assert!(
+        slowest < Duration::from_secs(2),
+        "the slowest pick-up took {slowest:?}"
+    );
+}
