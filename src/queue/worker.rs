@@ -126,9 +126,7 @@ const ECHO_AFTER: Duration = Duration::from_millis(50);
 const NEW_JOBS_CHANNEL: &str = "apalis::job::insert";
 
 /// Wake-ups for an idle worker, each of which makes it look for a job:
-/// - one as soon as it is listening, for jobs queued before it listened (apalis's own
-///   listener connects lazily and misses those; measured: a job submitted right as the
-///   process came up waited 10 s, for the next heartbeat);
+/// - one as soon as it is listening, for jobs queued before it listened;
 /// - one per new or re-queued job of our queue (LISTEN/NOTIFY), delivered twice, at once
 ///   and again [`ECHO_AFTER`] later: apalis consumes a notification even when it arrives
 ///   while a fetch is in flight, a fetch that cannot see the new job yet;
@@ -172,7 +170,23 @@ fn wake_ups(pool: PgPool) -> impl futures::Stream<Item = ()> + Unpin + Send + 's
             }
         }
     });
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    // apalis's StreamStrategy polls its stream once per poll of the worker and drops the
+    // item; a stream that answered `Ready` has registered no waker, so a notification
+    // sent afterwards would wake nobody (measured: a job waited 9.8 s, for the next
+    // heartbeat). So every wake-up already sent is taken at once, and the stream is
+    // polled until `Pending`, which leaves the worker's waker registered for the next.
+    futures::stream::poll_fn(move |cx| {
+        use std::task::Poll;
+        let mut woken = false;
+        loop {
+            match rx.poll_recv(cx) {
+                Poll::Ready(Some(())) => woken = true,
+                Poll::Ready(None) => return Poll::Ready(woken.then_some(())),
+                Poll::Pending if woken => return Poll::Ready(Some(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
 }
 
 fn is_for_our_queue(payload: &str) -> bool {
