@@ -356,6 +356,14 @@ impl Bench {
             Some(max < Duration::from_millis(250)),
         );
 
+        report.notes.push(format!(
+            "Row 8: the queue wakes an idle worker by LISTEN/NOTIFY (apalis-postgres's channel `apalis::job::insert`, \
+             also sent by our trigger when a job goes back to Pending), with a second wake-up 50 ms after each \
+             notification for one that lands during a fetch already in flight. Polling remains only as the fallback on \
+             each heartbeat, every JOB_LEASE_SECS / 3 ({} s with the default lease of 30 s).",
+            30 / 3
+        ));
+
         // 6. HTTP under load, beside a trivial endpoint.
         let job_url = format!("{base}/api/v1/ingestion-jobs/{}", job.id);
         let coverage_url =
