@@ -6,9 +6,10 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::domain::{DailyCandle, Symbol};
 
-/// Not forced: a day already stored for good is left alone; only a provisional row (a day
-/// that was not over when fetched) is replaced.
-const UPSERT_KEEPING_FINAL_ROWS: &str = r#"
+/// One statement for a whole window. Not forced (`$10` false), a day already stored for
+/// good is left alone and only a provisional row (a day that was not over when fetched)
+/// is replaced; forced, every fetched day replaces what is stored.
+const UPSERT: &str = r#"
 INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional)
 SELECT $1, d.* FROM UNNEST($2::date[], $3::numeric[], $4::numeric[], $5::numeric[], $6::numeric[],
                           $7::numeric[], $8::timestamptz[], $9::boolean[]) AS d
@@ -16,18 +17,7 @@ ON CONFLICT (symbol, date) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
     volume = EXCLUDED.volume, "timestamp" = EXCLUDED."timestamp",
     provisional = EXCLUDED.provisional, updated_at = now()
-WHERE daily_prices.provisional
-"#;
-
-/// Forced: every fetched day replaces what is stored.
-const UPSERT_REPLACING: &str = r#"
-INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional)
-SELECT $1, d.* FROM UNNEST($2::date[], $3::numeric[], $4::numeric[], $5::numeric[], $6::numeric[],
-                          $7::numeric[], $8::timestamptz[], $9::boolean[]) AS d
-ON CONFLICT (symbol, date) DO UPDATE SET
-    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-    volume = EXCLUDED.volume, "timestamp" = EXCLUDED."timestamp",
-    provisional = EXCLUDED.provisional, updated_at = now()
+WHERE $10 OR daily_prices.provisional
 "#;
 
 /// Writes a window's candles in one statement; returns how many rows were inserted or
@@ -59,12 +49,7 @@ pub async fn upsert(
         timestamps.push(candle.timestamp);
         provisional.push(candle.provisional);
     }
-    let statement = if force {
-        UPSERT_REPLACING
-    } else {
-        UPSERT_KEEPING_FINAL_ROWS
-    };
-    let result = sqlx::query(statement)
+    let result = sqlx::query(UPSERT)
         .bind(symbol.as_str())
         .bind(dates)
         .bind(opens)
@@ -74,6 +59,7 @@ pub async fn upsert(
         .bind(volumes)
         .bind(timestamps)
         .bind(provisional)
+        .bind(force)
         .execute(&mut **tx)
         .await?;
     Ok(result.rows_affected())
