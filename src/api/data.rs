@@ -14,8 +14,9 @@ use rust_decimal::Decimal;
 use super::day::Day;
 use super::error::{ErrorBody, Refusal, refused};
 use super::{ApiState, ApiTags};
+use crate::domain::DailyCandle;
 use crate::domain::Symbol;
-use crate::store::daily_prices::{self, StoredPrice};
+use crate::store::daily_prices;
 use crate::store::gaps::{self, Coverage};
 
 /// The longest range one read may cover: twenty years, which bounds the size of an
@@ -202,8 +203,8 @@ pub struct Price {
     pub provisional: bool,
 }
 
-impl From<StoredPrice> for Price {
-    fn from(price: StoredPrice) -> Self {
+impl From<DailyCandle> for Price {
+    fn from(price: DailyCandle) -> Self {
         Price {
             date: Day(price.date),
             open: price.open,
@@ -229,7 +230,7 @@ pub struct Csv(pub String);
 
 impl Csv {
     /// The header `date,open,high,low,close,volume`, then one line per day.
-    fn of(prices: &[StoredPrice]) -> Csv {
+    fn of(prices: &[DailyCandle]) -> Csv {
         use std::fmt::Write;
         let mut csv = String::with_capacity(64 * (prices.len() + 1));
         csv.push_str(CSV_HEADER);

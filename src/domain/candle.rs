@@ -1,8 +1,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
-/// One UTC day of a coin, built from CoinGecko's points of that day.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One UTC day of a coin, built from CoinGecko's points of that day, and read back as
+/// stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DailyCandle {
     pub date: NaiveDate,
     /// First price of the day.

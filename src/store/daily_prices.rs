@@ -1,7 +1,6 @@
 //! `daily_prices`: one candle per symbol and UTC day.
 
-use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
+use chrono::NaiveDate;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::domain::{DailyCandle, Symbol};
@@ -65,26 +64,13 @@ pub async fn upsert(
     Ok(result.rows_affected())
 }
 
-/// A stored day as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct StoredPrice {
-    pub date: NaiveDate,
-    pub open: Decimal,
-    pub high: Decimal,
-    pub low: Decimal,
-    pub close: Decimal,
-    pub volume: Decimal,
-    pub timestamp: DateTime<Utc>,
-    pub provisional: bool,
-}
-
 /// The stored days of `symbol` between `start` and `end` (inclusive), ascending.
 pub async fn list(
     pool: &PgPool,
     symbol: Symbol,
     start: NaiveDate,
     end: NaiveDate,
-) -> sqlx::Result<Vec<StoredPrice>> {
+) -> sqlx::Result<Vec<DailyCandle>> {
     sqlx::query_as(
         r#"SELECT date, open, high, low, close, volume, "timestamp", provisional
            FROM daily_prices WHERE symbol = $1 AND date BETWEEN $2 AND $3 ORDER BY date"#,
