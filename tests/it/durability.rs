@@ -9,7 +9,10 @@ use chrono::{Days, NaiveDate};
 use price_history::domain::{JobStatus, Symbol};
 use price_history::store::daily_prices;
 
-use crate::support::{Harness, days_before_today};
+use price_history::store::ingestion_jobs::JobRecord;
+use uuid::Uuid;
+
+use crate::support::{Harness, Service, days_before_today};
 
 const LEASE: Duration = Duration::from_secs(5);
 
@@ -64,6 +67,43 @@ fn refetched_windows(h: &Harness) -> Vec<NaiveDate> {
         .collect()
 }
 
+/// Waits for the job to end, and checks that it completed.
+async fn completes(h: &Harness, id: Uuid) -> JobRecord {
+    let finished = h
+        .wait_for(id, "the job ends", |j| j.status.is_terminal())
+        .await;
+    assert_eq!(
+        finished.status,
+        JobStatus::Completed,
+        "{:?}",
+        finished.error_message
+    );
+    finished
+}
+
+/// Waits until a second attempt of the job is running: a takeover or a hand-off.
+async fn second_attempt(h: &Harness, id: Uuid) -> JobRecord {
+    h.wait_for(id, "a second attempt", |j| {
+        j.attempts >= 2 && j.status == JobStatus::Running
+    })
+    .await
+}
+
+/// Of two workers, the one holding the job and the other, with the holder's name.
+async fn busy_and_other<'w>(
+    h: &Harness,
+    id: Uuid,
+    a: &'w mut Service,
+    b: &'w mut Service,
+) -> (String, &'w mut Service, &'w mut Service) {
+    let holder = h.holder(id).await.expect("a worker holds the job");
+    if a.owns(&holder) {
+        (holder, a, b)
+    } else {
+        (holder, b, a)
+    }
+}
+
 #[tokio::test]
 async fn a_job_killed_with_its_worker_resumes_after_restart_without_refetching_stored_windows() {
     let h = Harness::new().await;
@@ -78,26 +118,14 @@ async fn a_job_killed_with_its_worker_resumes_after_restart_without_refetching_s
     let killed_at = Instant::now();
     let stored_at_kill = stored_dates(&h).await;
     let _second = h.spawn(&["worker"], &[]);
-    let resumed = h
-        .wait_for(job.id, "a second attempt", |j| {
-            j.attempts >= 2 && j.status == JobStatus::Running
-        })
-        .await;
+    let resumed = second_attempt(&h, job.id).await;
     let takeover = killed_at.elapsed();
-    let finished = h
-        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
-        .await;
+    completes(&h, job.id).await;
 
     println!("takeover after kill -9 and restart: {takeover:.2?} (lease {LEASE:?})");
     assert!(
         takeover <= LEASE + Duration::from_secs(10),
         "took {takeover:?}"
-    );
-    assert_eq!(
-        finished.status,
-        JobStatus::Completed,
-        "{:?}",
-        finished.error_message
     );
     assert!(resumed.chunks_done >= 3, "the checkpoint survived");
     for day in refetched_windows(&h) {
@@ -124,35 +152,19 @@ async fn when_the_busy_worker_of_two_is_killed_the_other_finishes_the_job() {
     let job = h.submit(start, end, false).await;
     h.wait_for(job.id, "2 windows stored", |j| j.chunks_done >= 2)
         .await;
-    let holder = h.holder(job.id).await.expect("a worker holds the job");
-    let (busy, idle) = if a.owns(&holder) {
-        (&mut a, &mut b)
-    } else {
-        (&mut b, &mut a)
-    };
+    let (holder, busy, idle) = busy_and_other(&h, job.id, &mut a, &mut b).await;
     assert!(busy.owns(&holder));
 
     busy.kill().await;
     let killed_at = Instant::now();
-    h.wait_for(job.id, "the other worker's attempt", |j| {
-        j.attempts >= 2 && j.status == JobStatus::Running
-    })
-    .await;
+    second_attempt(&h, job.id).await;
     let takeover = killed_at.elapsed();
-    let finished = h
-        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
-        .await;
+    completes(&h, job.id).await;
 
     println!("takeover by the other replica after kill -9: {takeover:.2?} (lease {LEASE:?})");
     assert!(
         takeover <= LEASE + Duration::from_secs(10),
         "took {takeover:?}"
-    );
-    assert_eq!(
-        finished.status,
-        JobStatus::Completed,
-        "{:?}",
-        finished.error_message
     );
     assert!(idle.is_running());
     assert_table_matches_the_truth(&h, start, end).await;
@@ -168,26 +180,15 @@ async fn sigterm_hands_the_job_to_the_other_worker_at_once_and_exits_0() {
     let job = h.submit(start, end, false).await;
     h.wait_for(job.id, "2 windows stored", |j| j.chunks_done >= 2)
         .await;
-    let holder = h.holder(job.id).await.expect("a worker holds the job");
-    let (busy, other) = if a.owns(&holder) {
-        (&mut a, &mut b)
-    } else {
-        (&mut b, &mut a)
-    };
+    let (_, busy, other) = busy_and_other(&h, job.id, &mut a, &mut b).await;
 
     busy.signal("TERM");
     let signalled_at = Instant::now();
-    let taken = h
-        .wait_for(job.id, "the other worker's attempt", |j| {
-            j.attempts >= 2 && j.status == JobStatus::Running
-        })
-        .await;
+    let taken = second_attempt(&h, job.id).await;
     let handoff = signalled_at.elapsed();
     let code = busy.exit_code(Duration::from_secs(30)).await;
     let exited = signalled_at.elapsed();
-    let finished = h
-        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
-        .await;
+    let finished = completes(&h, job.id).await;
 
     println!(
         "hand-off after SIGTERM: {handoff:.2?}; the signalled worker exited after {exited:.2?}"
@@ -201,12 +202,6 @@ async fn sigterm_hands_the_job_to_the_other_worker_at_once_and_exits_0() {
         other.owns(&h.holder(job.id).await.unwrap_or_default()) || finished.status.is_terminal()
     );
     assert!(taken.chunks_done >= 2);
-    assert_eq!(
-        finished.status,
-        JobStatus::Completed,
-        "{:?}",
-        finished.error_message
-    );
     assert!(
         refetched_windows(&h).len() <= 1,
         "at most the dropped window is fetched again"
@@ -239,16 +234,8 @@ async fn restarts_under_load_leave_the_table_equal_to_coingeckos_truth() {
         }
     }
     let _last = h.spawn(&["worker"], &[]);
-    let finished = h
-        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
-        .await;
+    let finished = completes(&h, job.id).await;
 
-    assert_eq!(
-        finished.status,
-        JobStatus::Completed,
-        "{:?}",
-        finished.error_message
-    );
     assert!(finished.attempts >= 5);
     assert_table_matches_the_truth(&h, start, end).await;
 }
@@ -283,15 +270,7 @@ async fn a_job_whose_only_worker_died_reads_pending_not_running() {
     );
     assert!(orphan.error_message.unwrap().contains("stopped answering"));
     let _worker = h.spawn(&["worker"], &[]);
-    let finished = h
-        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
-        .await;
-    assert_eq!(
-        finished.status,
-        JobStatus::Completed,
-        "{:?}",
-        finished.error_message
-    );
+    completes(&h, job.id).await;
     assert_table_matches_the_truth(&h, start, end).await;
 }
 
