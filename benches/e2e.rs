@@ -485,7 +485,7 @@ impl Bench {
             sqlx::query("TRUNCATE daily_prices").execute(&pool).await?;
             let began = Instant::now();
             let mut tx = pool.begin().await?;
-            let written = daily_prices::upsert(&mut tx, Symbol::Btc, &candles, false).await?;
+            let written = daily_prices::upsert(&mut tx, Symbol::BTC, &candles, false).await?;
             tx.commit().await?;
             upsert_best = upsert_best.min(began.elapsed());
             anyhow::ensure!(written as usize == candles.len(), "upsert wrote {written}");
@@ -577,7 +577,15 @@ impl Bench {
         let symbols: Vec<String> = std::iter::once("BTC".to_owned())
             .chain((1..sizes.gap_symbols).map(|i| format!("COIN{i}")))
             .collect();
-        // Every symbol, every day, except a pseudo-random 1 %.
+        // Every symbol registered (prices belong to a registered coin)...
+        sqlx::query(
+            "INSERT INTO coins (symbol, coingecko_id) SELECT s, lower(s) FROM unnest($1::text[]) AS s \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&symbols)
+        .execute(&pool)
+        .await?;
+        // ... and every day, except a pseudo-random 1 %.
         sqlx::query(
             r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
                SELECT s, d::date, 100, 110, 90, 105, 1000, d
@@ -599,12 +607,20 @@ impl Bench {
         let mut missing = 0;
         for _ in 0..20 {
             let began = Instant::now();
-            missing = gaps::missing_days(&pool, Symbol::Btc, start, end)
+            missing = gaps::missing_days(&pool, Symbol::BTC, start, end)
                 .await?
                 .len();
             gap_times.push(began.elapsed());
             let began = Instant::now();
-            gaps::coverage(&pool, Symbol::Btc, start, end).await?;
+            gaps::coverage(
+                &pool,
+                &price_history::domain::Coin::bitcoin(),
+                price_history::domain::PlanReach::UNLIMITED,
+                end,
+                start,
+                end,
+            )
+            .await?;
             coverage_times.push(began.elapsed());
         }
         gap_times.sort();
@@ -838,15 +854,16 @@ impl Bench {
         end: NaiveDate,
         force: bool,
     ) -> Result<JobRecord> {
-        let range = price_history::domain::DateRange::for_symbol(
-            Symbol::Btc,
+        let range = price_history::domain::DateRange::for_coin(
+            &price_history::domain::Coin::bitcoin(),
             start,
             end,
             Utc::now().date_naive(),
         )?;
         let job = price_history::store::ingestion_jobs::NewJob {
             id: Uuid::now_v7(),
-            symbol: Symbol::Btc,
+            symbol: Symbol::BTC,
+            trigger: price_history::domain::Trigger::Api,
             range,
             force,
         };

@@ -14,10 +14,11 @@ use uuid::Uuid;
 use crate::api::{self, ApiState};
 use crate::coingecko::CoinGeckoClient;
 use crate::config::Settings;
-use crate::domain::{DateRange, JobStatus, Symbol, today_utc};
-use crate::ingest::Ingestor;
+use crate::domain::{CoinGeckoId, DateRange, JobStatus, Symbol, Trigger, today_utc};
+use crate::ingest::{Ingestor, Reach};
 use crate::queue::{self, SubmitError, WorkerOptions};
-use crate::store::{self, ingestion_jobs, ingestion_jobs::NewJob};
+use crate::registry::{CoinRequest, Registered, Registry};
+use crate::store::{self, coins, ingestion_jobs, ingestion_jobs::NewJob};
 use crate::telemetry;
 
 /// Connections per process: the worker needs a few (heartbeat, listener, the job), the
@@ -28,7 +29,7 @@ const POOL_SIZE: u32 = 10;
 #[command(
     name = "price-history",
     version,
-    about = "A complete, trustworthy history of daily Bitcoin prices from CoinGecko, kept in PostgreSQL"
+    about = "A complete, trustworthy history of daily coin prices from CoinGecko, kept in PostgreSQL"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -49,6 +50,11 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document (JSON) to stdout.
     Openapi,
+    /// Register or list coins (the same rules as the API).
+    Coins {
+        #[command(subcommand)]
+        command: CoinsCommand,
+    },
     /// Queue a backfill on the durable queue, run it here with a progress bar, print the outcome.
     Backfill {
         /// First day, YYYY-MM-DD (UTC).
@@ -60,6 +66,7 @@ pub enum Command {
         /// Fetch every day again and update stored rows.
         #[arg(long)]
         force: bool,
+        /// A registered coin (`price-history coins list`).
         #[arg(long, default_value = "BTC")]
         symbol: String,
     },
@@ -72,6 +79,25 @@ pub enum Command {
         #[arg(long, default_value = "0")]
         delay_ms: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CoinsCommand {
+    /// Register a coin (checked with one CoinGecko call), or change whether it is tracked.
+    Add {
+        /// The ticker: 1 to 15 letters A-Z or digits, case-insensitive.
+        symbol: String,
+        /// CoinGecko's id of the coin (the "API ID" on its CoinGecko page), such as ethereum.
+        coingecko_id: String,
+        /// Keep the coin up to date every day (SYNC_SCHEDULE).
+        #[arg(long)]
+        track: bool,
+        /// With --track: the first day to keep, YYYY-MM-DD.
+        #[arg(long)]
+        since: Option<NaiveDate>,
+    },
+    /// List the registered coins with their freshness.
+    List,
 }
 
 /// Runs the parsed command line; errors are printed by `main` with their causes.
@@ -139,6 +165,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", api::openapi_json());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Coins { command } => coins_command(&settings, command).await,
         Command::Backfill {
             start_date,
             end_date,
@@ -155,12 +182,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn ingestor(settings: &Settings, pool: &PgPool) -> anyhow::Result<Ingestor> {
     Ok(Ingestor {
         pool: pool.clone(),
-        client: CoinGeckoClient::new(settings.coingecko())
-            .context("while building the CoinGecko client")?,
+        client: coingecko_client(settings)?,
         chunk_days: settings.coingecko_chunk_days,
+        reach: reach(settings),
     })
 }
 
+fn coingecko_client(settings: &Settings) -> anyhow::Result<CoinGeckoClient> {
+    CoinGeckoClient::new(settings.coingecko()).context("while building the CoinGecko client")
+}
+
+fn reach(settings: &Settings) -> Reach {
+    Reach::new(settings.plan_reach(), &settings.coingecko())
+}
+
+/// The registry, checking new coins with `client` (the worker's, where there is one, so
+/// that both share one call budget).
+fn registry(settings: &Settings, pool: &PgPool, client: CoinGeckoClient) -> Registry {
+    Registry {
+        pool: pool.clone(),
+        client,
+        reach: reach(settings),
+    }
+}
+
+/// The API's state. `coingecko` is the worker's client when a worker runs in this
+/// process (`serve`); `api` makes its own for coin checks.
 fn api_state(
     settings: &Settings,
     pool: &PgPool,
@@ -177,12 +224,17 @@ fn api_state(
             "API_TOKEN is set but empty: unset it to leave the POST endpoints open, or give it a value"
         );
     }
+    let checker = match &coingecko {
+        Some(client) => client.clone(),
+        None => coingecko_client(settings)?,
+    };
     Ok(ApiState {
         pool: pool.clone(),
         api_token: settings.api_token.clone(),
         job_max_attempts: settings.job_max_attempts,
         coingecko,
         finished_jobs: Default::default(),
+        registry: registry(settings, pool, checker),
     })
 }
 
@@ -234,16 +286,23 @@ async fn backfill(
         Ok(symbol) => symbol,
         Err(e) => return Ok(refuse(&e.to_string())),
     };
-    let range = match DateRange::for_symbol(symbol, start, end, today_utc()) {
+    let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
+    let Some(coin) = coins::get(&pool, symbol).await? else {
+        return Ok(refuse(&format!(
+            "{symbol} is not a registered coin: register it with `price-history coins add {symbol} COINGECKO_ID`, \
+             or pick one of `price-history coins list`"
+        )));
+    };
+    let range = match DateRange::for_coin(&coin.coin, start, end, today_utc()) {
         Ok(range) => range,
         Err(e) => return Ok(refuse(&e.to_string())),
     };
-    let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
     let job = NewJob {
         id: Uuid::now_v7(),
         symbol,
         range,
         force,
+        trigger: Trigger::Cli,
     };
     let record = match queue::submit(&pool, job, settings.job_max_attempts).await {
         Ok(record) => record,
@@ -314,6 +373,9 @@ async fn backfill(
         "windows: {}/{}, rows fetched: {}, attempts: {}",
         job.chunks_done, job.chunks_total, job.records_fetched, job.attempts
     );
+    if job.out_of_plan_days > 0 {
+        println!("out of plan: {} day(s)", job.out_of_plan_days);
+    }
     if !job.gap_dates.is_empty() {
         let shown: Vec<String> = job
             .gap_dates
@@ -351,4 +413,84 @@ async fn backfill(
 fn refuse(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
+}
+
+/// `coins add` and `coins list`.
+async fn coins_command(settings: &Settings, command: CoinsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        CoinsCommand::Add {
+            symbol,
+            coingecko_id,
+            track,
+            since,
+        } => {
+            let symbol = match Symbol::parse(&symbol) {
+                Ok(symbol) => symbol,
+                Err(e) => return Ok(refuse(&e.to_string())),
+            };
+            let coingecko_id = match CoinGeckoId::parse(&coingecko_id) {
+                Ok(id) => id,
+                Err(e) => return Ok(refuse(&e.to_string())),
+            };
+            let pool = store::connect_and_migrate(&settings.database_url, 2).await?;
+            let registry = registry(settings, &pool, coingecko_client(settings)?);
+            let request = CoinRequest {
+                symbol,
+                coingecko_id,
+                tracked: track,
+                track_since: since,
+            };
+            match registry.put(request).await {
+                Ok(Registered::Created(coin)) => {
+                    println!("registered {}", describe_coin(&coin));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(Registered::Changed { coin, .. }) => {
+                    println!("updated {}", describe_coin(&coin));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(crate::registry::RegisterError::Database(e)) => Err(e.into()),
+                Err(e) => Ok(refuse(&e.to_string())),
+            }
+        }
+        CoinsCommand::List => {
+            let pool = store::connect_and_migrate(&settings.database_url, 2).await?;
+            let list = coins::list(&pool).await?;
+            println!(
+                "{:<15} {:<30} {:<10} {:<8} {:<11} {:<10}",
+                "SYMBOL", "COINGECKO_ID", "FIRST_DAY", "TRACKED", "SINCE", "LAST_DAY"
+            );
+            for coin in &list {
+                let day =
+                    |d: Option<NaiveDate>| d.map_or_else(|| "-".to_owned(), |d| d.to_string());
+                println!(
+                    "{:<15} {:<30} {:<10} {:<8} {:<11} {:<10}",
+                    coin.coin.symbol.as_str(),
+                    coin.coin.coingecko_id.as_str(),
+                    day(coin.coin.first_day),
+                    if coin.coin.tracked { "yes" } else { "no" },
+                    day(coin.coin.track_since),
+                    day(coin.last_complete_day),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn describe_coin(coin: &crate::store::coins::CoinRecord) -> String {
+    format!(
+        "{} ({}), first day {}, {}",
+        coin.coin.symbol,
+        coin.coin.coingecko_id,
+        coin.coin.first_day.map_or_else(
+            || "older than the plan serves".to_owned(),
+            |d| d.to_string()
+        ),
+        match (coin.coin.tracked, coin.coin.track_since) {
+            (true, Some(since)) => format!("tracked since {since}"),
+            (true, None) => "tracked".to_owned(),
+            (false, _) => "not tracked".to_owned(),
+        }
+    )
 }

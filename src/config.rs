@@ -9,6 +9,17 @@ use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
 use crate::coingecko::CoinGeckoSettings;
+use crate::domain::PlanReach;
+
+/// What the public and Demo plans serve: the past 365 days.
+pub const PUBLIC_PLAN_DAYS: u32 = 365;
+
+/// Whether `base_url` is CoinGecko's public root, `https://api.coingecko.com/...`, where
+/// keyless and Demo keys are served.
+fn is_public_root(base_url: &str) -> bool {
+    url::Url::parse(base_url.trim())
+        .is_ok_and(|url| url.scheme() == "https" && url.host_str() == Some("api.coingecko.com"))
+}
 
 /// Settings shared by every subcommand.
 #[derive(Debug, Clone, Args)]
@@ -53,6 +64,11 @@ pub struct Settings {
     )]
     pub coingecko_calls_per_minute: NonZeroU32,
 
+    /// How far back the plan serves, in days: 365 for the public and Demo plans (the
+    /// default on https://api.coingecko.com/...), none on other roots; 0 means no limit known.
+    #[arg(long, env = "COINGECKO_HISTORY_DAYS", global = true)]
+    pub coingecko_history_days: Option<u32>,
+
     /// At most this many days per call.
     #[arg(long, env = "COINGECKO_CHUNK_DAYS", default_value = "90", value_parser = clap::value_parser!(u32).range(1..=365), global = true)]
     pub coingecko_chunk_days: u32,
@@ -87,7 +103,7 @@ pub struct Settings {
     #[arg(long, env = "JOB_LEASE_SECS", default_value = "30", value_parser = clap::value_parser!(u64).range(2..=3600), global = true)]
     pub job_lease_secs: u64,
 
-    /// When set, every POST needs `Authorization: Bearer <token>`.
+    /// When set, every write (POST, PUT) needs `Authorization: Bearer <token>`.
     #[arg(long, env = "API_TOKEN", hide_env_values = true, global = true)]
     pub api_token: Option<SecretString>,
 
@@ -120,7 +136,60 @@ impl Settings {
         }
     }
 
+    /// The plan's reach as configured: `COINGECKO_HISTORY_DAYS`, else 365 days on the
+    /// public root (which serves the public and Demo plans), else no limit known.
+    pub fn plan_reach(&self) -> PlanReach {
+        match self.coingecko_history_days {
+            Some(days) => PlanReach::days(days),
+            None if is_public_root(&self.coingecko_base_url) => PlanReach::days(PUBLIC_PLAN_DAYS),
+            None => PlanReach::UNLIMITED,
+        }
+    }
+
     pub fn job_lease(&self) -> Duration {
         Duration::from_secs(self.job_lease_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut argv = vec!["price-history"];
+        argv.extend_from_slice(args);
+        Cli::parse_from(argv).settings
+    }
+
+    #[test]
+    fn the_public_root_defaults_to_365_days_and_other_roots_to_no_limit() {
+        let public = settings(&["--coingecko-base-url", "https://api.coingecko.com/api/v3"]);
+        assert_eq!(public.plan_reach(), PlanReach::days(365));
+        let pro = settings(&[
+            "--coingecko-base-url",
+            "https://pro-api.coingecko.com/api/v3",
+        ]);
+        assert_eq!(pro.plan_reach(), PlanReach::UNLIMITED);
+        let zero = settings(&[
+            "--coingecko-base-url",
+            "https://api.coingecko.com/api/v3",
+            "--coingecko-history-days",
+            "0",
+        ]);
+        assert_eq!(zero.plan_reach(), PlanReach::UNLIMITED);
+        let set = settings(&[
+            "--coingecko-base-url",
+            "http://127.0.0.1:1",
+            "--coingecko-history-days",
+            "30",
+        ]);
+        assert_eq!(set.plan_reach(), PlanReach::days(30));
     }
 }

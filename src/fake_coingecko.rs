@@ -3,7 +3,8 @@
 //! `price-history fake-coingecko` subcommand.
 //!
 //! What it copies from CoinGecko (see the research notes): `from`/`to` in UNIX seconds;
-//! only `bitcoin`, whose data begins 2013-04-28; hourly points with a few seconds of
+//! a few coins ([`COINS`]: `bitcoin` from 2013-04-28, `ethereum` from 2015-08-07, ...),
+//! each with its own first day and prices, and "coin not found" for any other id; hourly points with a few seconds of
 //! jitter for ranges up to 90 days (from 2018-01-30 on, daily before), daily 00:00 UTC
 //! points for longer ranges; nothing after now, and a live point at now when the range
 //! reaches it; CoinGecko's error shapes. What it adds for tests: it records every call,
@@ -34,6 +35,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::coingecko::decimal_from_f64;
+pub use market::{BITCOIN, COINS, FakeCoin, coin};
 use market::{DAY_MS, Market};
 
 const DEMO_KEY_HEADER: &str = "x-cg-demo-api-key";
@@ -201,6 +203,7 @@ impl FakeCoinGecko {
                 market: Market {
                     multiplier: 1.0,
                     missing_days: HashSet::new(),
+                    coin: BITCOIN,
                 },
             }),
             call_count: watch::Sender::new(0),
@@ -301,16 +304,27 @@ impl FakeCoinGecko {
 
     /// `(ms, price, volume)` of every point the fake serves within `day`, hourly (a range
     /// of at most 90 days) or daily (a longer range); empty for a missing day or a day
-    /// before 2013-04-28; up to now for today, without the live point a range reaching
+    /// before the coin's first day (Bitcoin: 2013-04-28); up to now for today, without the live point a range reaching
     /// now also gets.
     pub fn points_for_day(&self, day: NaiveDate, hourly: bool) -> Vec<(i64, Decimal, Decimal)> {
+        self.points_for_coin_day(BITCOIN.id, day, hourly)
+    }
+
+    /// [`points_for_day`](Self::points_for_day) of the coin with CoinGecko id `coin_id`.
+    pub fn points_for_coin_day(
+        &self,
+        coin_id: &str,
+        day: NaiveDate,
+        hourly: bool,
+    ) -> Vec<(i64, Decimal, Decimal)> {
+        let coin = coin(coin_id).expect("a coin the fake knows");
         let start = day
             .and_hms_opt(0, 0, 0)
             .expect("midnight exists")
             .and_utc()
             .timestamp_millis();
         let end = (start + DAY_MS - 1).min(Utc::now().timestamp_millis());
-        let market = self.shared.state().market.clone();
+        let market = self.shared.state().market.of(coin);
         market
             .times(start, end, hourly)
             .into_iter()
@@ -528,9 +542,9 @@ impl MarketChartRange {
                 json!({"error": "Invalid from or to: expected UNIX timestamps in seconds"}),
             );
         };
-        if asked.coin_id != "bitcoin" {
+        let Some(coin) = coin(&asked.coin_id) else {
             return Answer::json(StatusCode::NOT_FOUND, json!({"error": "coin not found"}));
-        }
+        };
         let now = Utc::now();
         if let Some(days) = self.shared.history_limit_days
             && from < now - chrono::Duration::days(i64::from(days))
@@ -541,7 +555,7 @@ impl MarketChartRange {
                 headers: Vec::new(),
             };
         }
-        let samples = state.market.range(
+        let samples = state.market.of(coin).range(
             from.timestamp_millis(),
             to.timestamp_millis(),
             now.timestamp_millis(),

@@ -1,5 +1,5 @@
 //! price-history builds and keeps a complete, trustworthy history of daily coin prices
-//! (Bitcoin for now) from CoinGecko's API in PostgreSQL.
+//! (any coin registered) from CoinGecko's API in PostgreSQL.
 //!
 //! A user asks for a range of up to four years. A job on a durable queue in PostgreSQL
 //! fetches the days that are missing, in windows that fit CoinGecko's call budget, stores
@@ -9,16 +9,17 @@
 //! # Layout
 //!
 //! - [`config`]: every setting, as environment variable and flag.
-//! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `DailyCandle`, `JobStatus`).
+//! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`).
 //! - [`coingecko`]: the HTTP client (call budget, retries, error bodies).
 //! - [`store`]: all SQL, a module per table.
 //! - [`ingest`]: the job: plan windows from gaps, fetch, aggregate, upsert, checkpoint.
 //! - [`queue`]: apalis-postgres storage, submission and the worker.
+//! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
 //! - [`cli`]: the subcommands; `main.rs` only calls [`cli::run`].
 //! - [`fake_coingecko`]: a loopback stand-in for CoinGecko, for tests and benchmarks.
 //!
-//! Data flows one way: (cli, api) → queue → ingest → (coingecko, store).
+//! Data flows one way: (cli, api) → (registry, queue) → ingest → (coingecko, store).
 
 pub mod api;
 pub mod cli;
@@ -28,5 +29,6 @@ pub mod domain;
 pub mod fake_coingecko;
 pub mod ingest;
 pub mod queue;
+pub mod registry;
 pub mod store;
 pub mod telemetry;

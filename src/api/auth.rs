@@ -1,4 +1,4 @@
-//! `API_TOKEN`: when it is set, every POST needs `Authorization: Bearer <token>`.
+//! `API_TOKEN`: when it is set, every write (POST, PUT) needs `Authorization: Bearer <token>`.
 //!
 //! [`Authorized`] is an extractor written by hand rather than derived with
 //! `#[derive(SecurityScheme)]`: the derived bearer scheme refuses a request without the
@@ -47,8 +47,8 @@ impl<'a> ApiExtractor<'a> for Authorized {
             MetaSecurityScheme {
                 ty: "http",
                 description: Some(
-                    "`Authorization: Bearer <API_TOKEN>`. Needed by every POST when the server runs with `API_TOKEN` set; \
-                     without it the POSTs are open.",
+                    "`Authorization: Bearer <API_TOKEN>`. Needed by every write (POST, PUT) when the server runs with `API_TOKEN` set; \
+                     without it the writes are open.",
                 ),
                 name: None,
                 key_in: None,

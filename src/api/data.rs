@@ -14,10 +14,9 @@ use rust_decimal::Decimal;
 use super::day::Day;
 use super::error::{ErrorBody, Refusal, refused};
 use super::{ApiState, ApiTags};
-use crate::domain::DailyCandle;
-use crate::domain::Symbol;
-use crate::store::daily_prices;
+use crate::domain::{Coin, DailyCandle, Symbol, today_utc};
 use crate::store::gaps::{self, Coverage};
+use crate::store::{coins, daily_prices};
 
 /// The longest range one read may cover: twenty years, which bounds the size of an
 /// answer (and the calendar `coverage` generates) while covering all of BTC's history.
@@ -52,7 +51,14 @@ impl DataApi {
             Ok(parsed) => parsed,
             Err(body) => return PricesResponse::BadRequest(body),
         };
-        let prices = match range.queried(symbol) {
+        let coin = match registered(&state, symbol).await {
+            Ok(coin) => coin,
+            Err(Unregistered::Unknown(body)) => return PricesResponse::BadRequest(body),
+            Err(Unregistered::Unavailable(body)) => {
+                return PricesResponse::ServiceUnavailable(body);
+            }
+        };
+        let prices = match range.queried(&coin) {
             Some((start, end)) => match daily_prices::list(&state.pool, symbol, start, end).await {
                 Ok(prices) => prices,
                 Err(e) => {
@@ -74,6 +80,8 @@ impl DataApi {
     ///
     /// How many days of the range are stored, and which are missing. Days before the
     /// coin's first day of data are not expected; a provisional day counts as missing.
+    /// Missing days older than the CoinGecko plan serves are counted in
+    /// `out_of_plan_days`, apart from the gaps.
     #[oai(
         path = "/api/v1/coverage",
         method = "get",
@@ -94,7 +102,26 @@ impl DataApi {
             Ok(parsed) => parsed,
             Err(body) => return CoverageResponse::BadRequest(body),
         };
-        match gaps::coverage(&state.pool, symbol, range.start, range.end).await {
+        let coin = match registered(&state, symbol).await {
+            Ok(coin) => coin,
+            Err(Unregistered::Unknown(body)) => return CoverageResponse::BadRequest(body),
+            Err(Unregistered::Unavailable(body)) => {
+                return CoverageResponse::ServiceUnavailable(body);
+            }
+        };
+        let coverage = async {
+            let reach = state.registry.reach().await?;
+            gaps::coverage(
+                &state.pool,
+                &coin,
+                reach,
+                today_utc(),
+                range.start,
+                range.end,
+            )
+            .await
+        };
+        match coverage.await {
             Ok(coverage) => CoverageResponse::Ok(Json(coverage.into())),
             Err(e) => CoverageResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
         }
@@ -102,7 +129,25 @@ impl DataApi {
 }
 
 fn default_symbol() -> String {
-    Symbol::default().as_str().to_owned()
+    Symbol::BTC.as_str().to_owned()
+}
+
+/// Why a read names no coin.
+enum Unregistered {
+    /// Not registered: a 400 that says how to register it.
+    Unknown(Json<ErrorBody>),
+    /// The database did not answer.
+    Unavailable(Json<ErrorBody>),
+}
+
+async fn registered(state: &ApiState, symbol: Symbol) -> Result<Coin, Unregistered> {
+    match coins::get(&state.pool, symbol).await {
+        Ok(Some(record)) => Ok(record.coin),
+        Ok(None) => Err(Unregistered::Unknown(ErrorBody::unknown_symbol(symbol))),
+        Err(e) => Err(Unregistered::Unavailable(ErrorBody::database_unavailable(
+            &e,
+        ))),
+    }
 }
 
 /// A range to read: ordered and at most [`MAX_READ_DAYS`] long. Unlike a job's range it
@@ -120,9 +165,7 @@ impl ReadRange {
         start: NaiveDate,
         end: NaiveDate,
     ) -> Result<(Symbol, ReadRange), Json<ErrorBody>> {
-        let symbol: Symbol = symbol
-            .parse()
-            .map_err(|e| ErrorBody::json("unknown_symbol", format!("{e}")))?;
+        let symbol: Symbol = symbol.parse().map_err(|e| ErrorBody::invalid_symbol(&e))?;
         if end < start {
             return Err(ErrorBody::json(
                 "end_before_start",
@@ -145,8 +188,10 @@ impl ReadRange {
 
     /// The part of the range that can hold rows: from the coin's first day on; `None`
     /// when the whole range is earlier and there is nothing to ask the database.
-    fn queried(self, symbol: Symbol) -> Option<(NaiveDate, NaiveDate)> {
-        let start = self.start.max(symbol.first_day());
+    fn queried(self, coin: &Coin) -> Option<(NaiveDate, NaiveDate)> {
+        let start = coin
+            .first_day
+            .map_or(self.start, |first| self.start.max(first));
         (start <= self.end).then_some((start, self.end))
     }
 }
@@ -283,8 +328,14 @@ pub struct CoverageStats {
     pub total_stored_days: i64,
     /// The number of missing days.
     pub gap_count: i64,
-    /// The missing days, ascending.
+    /// The missing days the CoinGecko plan serves, ascending.
     pub gap_dates: Vec<Day>,
+    /// Missing days older than the CoinGecko plan serves: a job cannot fetch them with
+    /// this key, so they are not gaps.
+    pub out_of_plan_days: i64,
+    /// The oldest day the CoinGecko plan serves today; null when no limit is known.
+    #[oai(nullable)]
+    pub plan_first_day: Option<Day>,
     /// Stored over expected, in percent, rounded to two decimals; 100 when nothing is
     /// expected.
     pub coverage_percent: f64,
@@ -300,6 +351,8 @@ impl From<Coverage> for CoverageStats {
             total_stored_days: coverage.total_stored_days,
             gap_count: coverage.gap_dates.len() as i64,
             gap_dates: coverage.gap_dates.into_iter().map(Day).collect(),
+            out_of_plan_days: coverage.out_of_plan_days,
+            plan_first_day: coverage.plan_first_day.map(Day),
             coverage_percent: coverage.coverage_percent,
         }
     }
@@ -312,8 +365,8 @@ pub enum PricesResponse {
     /// `date,open,high,low,close,volume` when `Accept: text/csv`.
     #[oai(status = 200)]
     Ok(PricesBody),
-    /// A date is missing or malformed, `end_before_start`, `range_too_long` or
-    /// `unknown_symbol`.
+    /// A date is missing or malformed, `end_before_start`, `range_too_long`,
+    /// `invalid_symbol` or `unknown_symbol` (not a registered coin).
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// The database is not answering.
@@ -333,8 +386,8 @@ pub enum CoverageResponse {
     /// The coverage of the range.
     #[oai(status = 200)]
     Ok(Json<CoverageStats>),
-    /// A date is missing or malformed, `end_before_start`, `range_too_long` or
-    /// `unknown_symbol`.
+    /// A date is missing or malformed, `end_before_start`, `range_too_long`,
+    /// `invalid_symbol` or `unknown_symbol` (not a registered coin).
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// The database is not answering.
@@ -390,23 +443,22 @@ mod tests {
             "range_too_long"
         );
         assert_eq!(
-            ReadRange::parse("DOGE", day("2020-01-01"), day("2020-01-01"))
+            ReadRange::parse("DO-GE", day("2020-01-01"), day("2020-01-01"))
                 .unwrap_err()
                 .error,
-            "unknown_symbol"
+            "invalid_symbol"
         );
     }
 
     #[test]
     fn days_before_the_first_day_are_never_queried() {
-        let (symbol, range) =
-            ReadRange::parse("BTC", day("2010-01-01"), day("2013-05-01")).unwrap();
+        let bitcoin = Coin::bitcoin();
+        let (_, range) = ReadRange::parse("BTC", day("2010-01-01"), day("2013-05-01")).unwrap();
         assert_eq!(
-            range.queried(symbol),
+            range.queried(&bitcoin),
             Some((day("2013-04-28"), day("2013-05-01")))
         );
-        let (symbol, range) =
-            ReadRange::parse("BTC", day("2000-01-01"), day("2013-04-27")).unwrap();
-        assert_eq!(range.queried(symbol), None);
+        let (_, range) = ReadRange::parse("BTC", day("2000-01-01"), day("2013-04-27")).unwrap();
+        assert_eq!(range.queried(&bitcoin), None);
     }
 }

@@ -69,6 +69,23 @@ impl ErrorBody {
         Self::json("invalid_request", message)
     }
 
+    /// A ticker that breaks the shape rule.
+    pub fn invalid_symbol(e: &crate::domain::InvalidSymbol) -> Json<Self> {
+        Self::json("invalid_symbol", e.to_string())
+    }
+
+    /// A well-formed ticker that is not a registered coin.
+    pub fn unknown_symbol(symbol: crate::domain::Symbol) -> Json<Self> {
+        Self::json(
+            "unknown_symbol",
+            format!(
+                "{symbol} is not a registered coin: register it with PUT /api/v1/coins/{symbol} and a body \
+                 {{\"coingecko_id\": \"...\"}} (or `price-history coins add {symbol} COINGECKO_ID`), \
+                 or pick one of GET /api/v1/coins"
+            ),
+        )
+    }
+
     pub fn job_not_found(id: Uuid) -> Json<Self> {
         Self::json(
             "not_found",
@@ -88,7 +105,7 @@ impl ErrorBody {
             ..Self::new(
                 "job_in_progress",
                 format!(
-                    "job {active} is already pending or running and only one job runs at a time; \
+                    "job {active} of the same coin is already pending or running and only one job per coin runs at a time; \
                      follow it with GET /api/v1/ingestion-jobs/{active} or cancel it, then submit again"
                 ),
             )

@@ -12,8 +12,9 @@ use uuid::Uuid;
 use super::day::Day;
 use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
 use super::{ApiState, ApiTags, Authorized};
-use crate::domain::{DateRange, JobStatus, Symbol, today_utc};
+use crate::domain::{DateRange, JobStatus, Symbol, Trigger, today_utc};
 use crate::queue::{self, SubmitError};
+use crate::store::coins;
 use crate::store::ingestion_jobs::{self, Cancelled, JobRecord, NewJob};
 
 /// The jobs listed when `limit` is not given.
@@ -28,8 +29,10 @@ impl JobsApi {
     /// Queues a job that fetches the days of the range that are missing (every day with
     /// `force`) and stores one candle per UTC day. The range is at most 1461 days, ends
     /// today (UTC) at the latest and starts on the coin's first day (BTC: 2013-04-28) at
-    /// the earliest. Only one job may be pending or running at a time, across every
-    /// process sharing the database.
+    /// the earliest; the coin must be registered (`PUT /api/v1/coins/{symbol}`). Only one
+    /// job per coin may be pending or running at a time, across every process sharing
+    /// the database. Days older than the CoinGecko plan's reach are not asked for: they
+    /// end up in `out_of_plan_days`.
     #[oai(
         path = "/api/v1/ingestion-jobs",
         method = "post",
@@ -44,27 +47,29 @@ impl JobsApi {
         let request = body.0;
         let symbol: Symbol = match request.symbol.parse() {
             Ok(symbol) => symbol,
+            Err(e) => return SubmitResponse::BadRequest(ErrorBody::invalid_symbol(&e)),
+        };
+        let coin = match coins::get(&state.pool, symbol).await {
+            Ok(Some(record)) => record.coin,
+            Ok(None) => return SubmitResponse::BadRequest(ErrorBody::unknown_symbol(symbol)),
             Err(e) => {
-                return SubmitResponse::BadRequest(ErrorBody::json(
-                    "unknown_symbol",
-                    format!("{e}"),
-                ));
+                return SubmitResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
             }
         };
-        let range = match DateRange::for_symbol(
-            symbol,
-            request.start_date.0,
-            request.end_date.0,
-            today_utc(),
-        ) {
-            Ok(range) => range,
-            Err(e) => return SubmitResponse::BadRequest(ErrorBody::json(e.code(), e.to_string())),
-        };
+        let range =
+            match DateRange::for_coin(&coin, request.start_date.0, request.end_date.0, today_utc())
+            {
+                Ok(range) => range,
+                Err(e) => {
+                    return SubmitResponse::BadRequest(ErrorBody::json(e.code(), e.to_string()));
+                }
+            };
         let job = NewJob {
             id: Uuid::now_v7(),
             symbol,
             range,
             force: request.force,
+            trigger: Trigger::Api,
         };
 
         let mut outcome = queue::submit(&state.pool, job, state.job_max_attempts).await;
@@ -136,10 +141,17 @@ impl JobsApi {
             validator(minimum(value = "1"), maximum(value = "100"))
         )]
         limit: Query<u32>,
+        /// Only the jobs of this coin (its ticker, case-insensitive).
+        symbol: Query<Option<String>>,
     ) -> ListJobsResponse {
+        let symbol = match symbol.0.as_deref().map(Symbol::parse).transpose() {
+            Ok(symbol) => symbol,
+            Err(e) => return ListJobsResponse::BadRequest(ErrorBody::invalid_symbol(&e)),
+        };
         match ingestion_jobs::list(
             &state.pool,
             status.0.map(JobStatus::from),
+            symbol,
             i64::from(limit.0),
         )
         .await
@@ -187,7 +199,7 @@ fn default_limit() -> u32 {
 }
 
 fn default_symbol() -> String {
-    Symbol::default().as_str().to_owned()
+    Symbol::BTC.as_str().to_owned()
 }
 
 /// What to backfill.
@@ -202,8 +214,8 @@ pub struct NewJobRequest {
     /// Fetch every day again and replace what is stored, instead of only the missing days.
     #[oai(default)]
     pub force: bool,
-    /// The coin's ticker, case-insensitive. Only `BTC` for now.
-    #[oai(default = "default_symbol")]
+    /// The coin's ticker, case-insensitive: a registered coin (`GET /api/v1/coins`).
+    #[oai(default = "default_symbol", validator(max_length = 15))]
     pub symbol: String,
 }
 
@@ -262,6 +274,28 @@ impl From<Status> for JobStatus {
     }
 }
 
+/// Who asked for a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "JobTrigger", rename_all = "snake_case")]
+pub enum JobTrigger {
+    /// `POST /api/v1/ingestion-jobs`.
+    Api,
+    /// `price-history backfill`.
+    Cli,
+    /// The schedule that keeps tracked coins current (`SYNC_SCHEDULE`).
+    Schedule,
+}
+
+impl From<Trigger> for JobTrigger {
+    fn from(trigger: Trigger) -> Self {
+        match trigger {
+            Trigger::Api => JobTrigger::Api,
+            Trigger::Cli => JobTrigger::Cli,
+            Trigger::Schedule => JobTrigger::Schedule,
+        }
+    }
+}
+
 /// How far a job has got, in windows of up to `COINGECKO_CHUNK_DAYS` days.
 #[derive(Debug, Clone, Object)]
 pub struct Progress {
@@ -286,6 +320,8 @@ pub struct Job {
     pub end_date: Day,
     /// Whether stored days are fetched again and replaced.
     pub force: bool,
+    /// Who asked for the job.
+    pub trigger: JobTrigger,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// When the first attempt began; null while pending.
@@ -300,6 +336,9 @@ pub struct Job {
     pub gaps_detected: i32,
     /// Those days, ascending.
     pub gap_dates: Vec<Day>,
+    /// Days of the range older than the CoinGecko plan serves (`COINGECKO_HISTORY_DAYS`,
+    /// or learned from CoinGecko's 10012 answer): not asked for, not stored, not gaps.
+    pub out_of_plan_days: i32,
     /// Why the job failed, was cancelled, finished with gaps, or went back to the queue.
     #[oai(nullable)]
     pub error_message: Option<String>,
@@ -317,6 +356,7 @@ impl From<JobRecord> for Job {
             start_date: Day(job.range.start()),
             end_date: Day(job.range.end()),
             force: job.force,
+            trigger: job.trigger.into(),
             created_at: job.created_at,
             updated_at: job.updated_at,
             started_at: job.started_at,
@@ -324,6 +364,7 @@ impl From<JobRecord> for Job {
             records_fetched: job.records_fetched,
             gaps_detected: job.gaps_detected,
             gap_dates: job.gap_dates.into_iter().map(Day).collect(),
+            out_of_plan_days: job.out_of_plan_days,
             error_message: job.error_message,
             attempts: job.attempts,
             progress: Progress {
@@ -346,6 +387,7 @@ impl Example for Job {
             start_date: Day(NaiveDate::from_ymd_opt(2024, 1, 1).expect("a valid date")),
             end_date: Day(NaiveDate::from_ymd_opt(2024, 12, 31).expect("a valid date")),
             force: false,
+            trigger: JobTrigger::Api,
             created_at: at("2025-01-02T09:00:00Z"),
             updated_at: at("2025-01-02T09:01:10Z"),
             started_at: Some(at("2025-01-02T09:00:01Z")),
@@ -353,6 +395,7 @@ impl Example for Job {
             records_fetched: 366,
             gaps_detected: 0,
             gap_dates: vec![],
+            out_of_plan_days: 0,
             error_message: None,
             attempts: 1,
             progress: Progress {
@@ -377,13 +420,15 @@ pub enum SubmitResponse {
     #[oai(status = 202)]
     Accepted(Json<Job>, #[oai(header = "Location")] String),
     /// The body is malformed or breaks a rule: `end_before_start`, `end_in_future`,
-    /// `range_too_long`, `before_first_day`, `unknown_symbol`, `invalid_request`.
+    /// `range_too_long`, `before_first_day`, `invalid_symbol`, `unknown_symbol` (not a
+    /// registered coin), `invalid_request`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// `API_TOKEN` is set and the bearer token is missing or wrong.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// `job_in_progress`: another job is pending or running; `active_job_id` names it.
+    /// `job_in_progress`: another job of the same coin is pending or running;
+    /// `active_job_id` names it.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
     /// The body is not `application/json`.
@@ -434,7 +479,8 @@ pub enum ListJobsResponse {
     /// The jobs, newest first.
     #[oai(status = 200)]
     Ok(Json<JobList>),
-    /// `status` is not a known status, or `limit` is not between 1 and 100.
+    /// `status` is not a known status, `limit` is not between 1 and 100, or `symbol` is
+    /// not a ticker.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// The database is not answering.

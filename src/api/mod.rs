@@ -3,11 +3,11 @@
 //!
 //! # Layout
 //!
-//! - `jobs`, `data`, `ops`: one module per tag, each an `*Api` struct with one
+//! - `jobs`, `coins`, `data`, `ops`: one module per tag, each an `*Api` struct with one
 //!   `#[derive(ApiResponse)]` enum per operation.
 //! - `error`: the one error body, and how every refusal becomes it.
 //! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format.
-//! - `auth`: the `API_TOKEN` bearer check on every POST.
+//! - `auth`: the `API_TOKEN` bearer check on every write (POST, PUT).
 //! - `middleware`: access log with request id, time-out, body size limit, and the
 //!   `Allow` header of a 405.
 //!
@@ -16,6 +16,7 @@
 
 mod auth;
 mod cache;
+mod coins;
 mod data;
 mod day;
 mod error;
@@ -38,8 +39,10 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 
 use crate::coingecko::CoinGeckoClient;
+use crate::registry::Registry;
 
 pub use cache::FinishedJobs;
+pub use coins::CoinsApi;
 pub use data::DataApi;
 pub use jobs::JobsApi;
 pub use ops::OpsApi;
@@ -49,14 +52,14 @@ use error::ErrorBody;
 use middleware::REQUEST_TIMEOUT;
 
 /// The operations of the document, one `*Api` per tag.
-pub type Apis = (JobsApi, DataApi, OpsApi);
+pub type Apis = (JobsApi, CoinsApi, DataApi, OpsApi);
 
 /// What the handlers share. Cloning is cheap: the pool and the client are handles.
 #[derive(Clone)]
 pub struct ApiState {
     /// Data, job records and the queue.
     pub pool: PgPool,
-    /// When set, every POST needs `Authorization: Bearer <token>` (`API_TOKEN`).
+    /// When set, every write (POST, PUT) needs `Authorization: Bearer <token>` (`API_TOKEN`).
     pub api_token: Option<SecretString>,
     /// Queue-level attempts given to each submitted job (`JOB_MAX_ATTEMPTS`).
     pub job_max_attempts: u32,
@@ -65,6 +68,8 @@ pub struct ApiState {
     pub coingecko: Option<CoinGeckoClient>,
     /// Jobs that have ended for good, served without a database read.
     pub finished_jobs: FinishedJobs,
+    /// The coin registry, which checks new coins with CoinGecko and knows the plan's reach.
+    pub registry: Registry,
 }
 
 /// The document's tags.
@@ -72,6 +77,8 @@ pub struct ApiState {
 pub enum ApiTags {
     /// Backfill jobs: submit, follow, list, cancel.
     Jobs,
+    /// The coins the service fetches: register one, track it, see how fresh it is.
+    Coins,
     /// The stored daily prices and how complete they are.
     Data,
     /// Liveness, readiness and metrics.
@@ -85,8 +92,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(REQUEST_TIMEOUT.as_secs() +
 /// The OpenAPI service: the document and the routes of every operation. Its server URL
 /// is relative (`/`), so the document is right wherever the API is reached.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new((JobsApi, DataApi, OpsApi), "price-history", env!("CARGO_PKG_VERSION"))
-        .summary("A complete, trustworthy history of daily Bitcoin prices from CoinGecko")
+    OpenApiService::new((JobsApi, CoinsApi, DataApi, OpsApi), "price-history", env!("CARGO_PKG_VERSION"))
+        .summary("A complete, trustworthy history of daily coin prices from CoinGecko")
         .description(
             "Backfills daily open/high/low/close/volume candles from CoinGecko into PostgreSQL through a durable job \
              queue, and serves what is stored.\n\n\

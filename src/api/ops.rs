@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::error::ErrorBody;
 use super::{ApiState, ApiTags};
-use crate::domain::{JobStatus, Symbol};
+use crate::domain::JobStatus;
 use crate::store::stats;
 
 /// How long `/readyz` and `/metrics` wait for the database. Short, so that a probe gets
@@ -152,15 +152,10 @@ fn render(coingecko_calls: Option<&[(&str, u64)]>, database: Option<&DatabaseFig
             "Jobs waiting on the queue for a worker (status pending).",
             &[(String::new(), queued.to_string())],
         );
-        let samples: Vec<_> = Symbol::ALL
+        // Every registered coin gets a sample, 0 included.
+        let samples: Vec<_> = stored_days
             .iter()
-            .map(|symbol| {
-                let count = stored_days
-                    .iter()
-                    .find(|(name, _)| name == symbol.as_str())
-                    .map_or(0, |(_, count)| *count);
-                (format!("{{symbol=\"{symbol}\"}}"), count.to_string())
-            })
+            .map(|(symbol, count)| (format!("{{symbol=\"{symbol}\"}}"), count.to_string()))
             .collect();
         family(
             "price_history_stored_days",

@@ -43,6 +43,28 @@ impl CoinGeckoError {
         matches!(self, Self::Permanent { .. })
     }
 
+    /// With CoinGecko's 10012 answer ("past 365 days only", the public and Demo plans'
+    /// limit): how many days the plan serves, read from CoinGecko's sentence (365 when it
+    /// names no number). `None` for every other error.
+    pub fn history_limit_days(&self) -> Option<u32> {
+        let Self::Permanent {
+            error_code: Some(10012),
+            message,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let days = message.split("past ").skip(1).find_map(|rest| {
+            let (number, after) = rest.split_once(' ')?;
+            after
+                .starts_with("day")
+                .then(|| number.parse::<u32>().ok())
+                .flatten()
+        });
+        Some(days.filter(|days| *days > 0).unwrap_or(365))
+    }
+
     /// A refusal (non-retryable status) turned into the message a user can act on.
     pub(crate) fn refused(status: StatusCode, body: &[u8], coin_id: &str) -> Self {
         let said = ErrorBody::read(body);
@@ -272,6 +294,19 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("missing or invalid"), "{message}");
+    }
+
+    #[test]
+    fn the_reach_is_read_from_the_10012_answer() {
+        assert_eq!(refused(401, BODY_10012).history_limit_days(), Some(365));
+        let thirty = BODY_10012.replace("past 365 days", "past 30 days");
+        assert_eq!(refused(401, &thirty).history_limit_days(), Some(30));
+        let bare = r#"{"status":{"error_code":10012,"error_message":"too old"}}"#;
+        assert_eq!(refused(401, bare).history_limit_days(), Some(365));
+        assert_eq!(
+            refused(401, r#"{"status":{"error_code":10002}}"#).history_limit_days(),
+            None
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use chrono::{NaiveDate, Utc};
 
-use super::Symbol;
+use super::{Coin, Symbol};
 
 /// The longest range one job may cover: four years, one of them a leap year.
 pub const MAX_RANGE_DAYS: i64 = 1461;
@@ -56,9 +56,9 @@ impl RangeError {
 }
 
 impl DateRange {
-    /// Parses a requested range for `symbol`, judged against `today` (UTC).
-    pub fn for_symbol(
-        symbol: Symbol,
+    /// Parses a requested range for `coin`, judged against `today` (UTC).
+    pub fn for_coin(
+        coin: &Coin,
         start: NaiveDate,
         end: NaiveDate,
         today: NaiveDate,
@@ -73,11 +73,13 @@ impl DateRange {
         if days > MAX_RANGE_DAYS {
             return Err(RangeError::TooLong { days });
         }
-        if start < symbol.first_day() {
+        if let Some(first_day) = coin.first_day
+            && start < first_day
+        {
             return Err(RangeError::BeforeFirstDay {
                 start,
-                symbol,
-                first_day: symbol.first_day(),
+                symbol: coin.symbol,
+                first_day,
             });
         }
         Ok(DateRange { start, end })
@@ -114,7 +116,7 @@ mod tests {
     const TODAY: &str = "2026-11-28";
 
     fn range(start: &str, end: &str) -> Result<DateRange, RangeError> {
-        DateRange::for_symbol(Symbol::Btc, day(start), day(end), day(TODAY))
+        DateRange::for_coin(&Coin::bitcoin(), day(start), day(end), day(TODAY))
     }
 
     #[test]

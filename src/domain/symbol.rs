@@ -1,38 +1,53 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::NaiveDate;
+/// The longest ticker: 15 characters of `A-Z 0-9`.
+pub const MAX_SYMBOL_LEN: usize = 15;
 
-/// A coin the service knows how to fetch. Only BTC for now; adding a coin is adding a
-/// variant with its CoinGecko id and its first day of data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Symbol {
-    #[default]
-    Btc,
+/// A coin's ticker as users write it and as rows store it: 1 to 15 of `A-Z 0-9`, read
+/// case-insensitively. Whether the coin is registered is the registry's business
+/// (`coins`); a `Symbol` only promises the shape. Stored inline, so it stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Symbol {
+    bytes: [u8; MAX_SYMBOL_LEN],
+    len: u8,
 }
 
 impl Symbol {
-    pub const ALL: [Symbol; 1] = [Symbol::Btc];
+    /// Bitcoin, registered by the first migration and the default of every request.
+    pub const BTC: Symbol = Symbol {
+        bytes: *b"BTC\0\0\0\0\0\0\0\0\0\0\0\0",
+        len: 3,
+    };
 
-    /// The ticker as users write it and as rows store it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Symbol::Btc => "BTC",
+    /// Reads a ticker: surrounding spaces are ignored and letters upper-cased.
+    pub fn parse(s: &str) -> Result<Self, InvalidSymbol> {
+        let trimmed = s.trim();
+        let valid = (1..=MAX_SYMBOL_LEN).contains(&trimmed.len())
+            && trimmed.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !valid {
+            return Err(InvalidSymbol(s.chars().take(40).collect()));
         }
+        let mut bytes = [0; MAX_SYMBOL_LEN];
+        for (slot, b) in bytes.iter_mut().zip(trimmed.bytes()) {
+            *slot = b.to_ascii_uppercase();
+        }
+        Ok(Symbol {
+            bytes,
+            len: trimmed.len() as u8,
+        })
     }
 
-    /// CoinGecko's id for the coin, used in `/coins/{id}/...`.
-    pub fn coingecko_id(self) -> &'static str {
-        match self {
-            Symbol::Btc => "bitcoin",
-        }
+    /// The ticker, upper case.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII letters and digits are ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
+}
 
-    /// The first UTC day CoinGecko has data for; nothing earlier can ever be fetched.
-    pub fn first_day(self) -> NaiveDate {
-        match self {
-            Symbol::Btc => NaiveDate::from_ymd_opt(2013, 4, 28).expect("a valid date"),
-        }
+impl Default for Symbol {
+    fn default() -> Self {
+        Symbol::BTC
     }
 }
 
@@ -42,19 +57,24 @@ impl fmt::Display for Symbol {
     }
 }
 
+impl fmt::Debug for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Symbol({})", self.as_str())
+    }
+}
+
+/// A ticker that breaks the shape rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown symbol {0:?}: the symbols this service knows are {known}", known = Symbol::ALL.map(Symbol::as_str).join(", "))]
-pub struct UnknownSymbol(pub String);
+#[error(
+    "{0:?} is not a symbol: a symbol is 1 to {MAX_SYMBOL_LEN} letters A-Z or digits 0-9, such as BTC or ETH"
+)]
+pub struct InvalidSymbol(pub String);
 
 impl FromStr for Symbol {
-    type Err = UnknownSymbol;
+    type Err = InvalidSymbol;
 
-    /// Case-insensitive, so `btc` and `BTC` are the same coin.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Symbol::ALL
-            .into_iter()
-            .find(|symbol| symbol.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| UnknownSymbol(s.to_owned()))
+        Symbol::parse(s)
     }
 }
 
@@ -63,13 +83,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn symbols_parse_case_insensitively_and_unknown_ones_are_named() {
-        assert_eq!("btc".parse::<Symbol>(), Ok(Symbol::Btc));
-        assert_eq!(" BTC ".parse::<Symbol>(), Ok(Symbol::Btc));
-        let err = "DOGE".parse::<Symbol>().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unknown symbol \"DOGE\": the symbols this service knows are BTC"
-        );
+    fn symbols_parse_case_insensitively() {
+        assert_eq!("btc".parse::<Symbol>(), Ok(Symbol::BTC));
+        assert_eq!(" BTC ".parse::<Symbol>(), Ok(Symbol::BTC));
+        assert_eq!(Symbol::parse("eth2").unwrap().as_str(), "ETH2");
+        assert_eq!(Symbol::parse("ABCDEFGHIJKLMNO").unwrap().as_str().len(), 15);
+    }
+
+    #[test]
+    fn malformed_symbols_are_refused_with_the_rule() {
+        for bad in ["", " ", "ABCDEFGHIJKLMNOP", "BT-C", "BTC/USD", "ÉTH", "a b"] {
+            let err = Symbol::parse(bad).unwrap_err();
+            assert!(err.to_string().contains("1 to 15 letters"), "{bad}: {err}");
+        }
     }
 }

@@ -37,16 +37,86 @@ pub(crate) struct Sample {
     pub volume: f64,
 }
 
-/// The market as the fake serves it right now.
+/// A coin the fake knows: its CoinGecko id, its first point, and what sets its prices
+/// apart from the others'.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FakeCoin {
+    /// CoinGecko's id, as in `/coins/{id}/...`.
+    pub id: &'static str,
+    /// Its first point, at 00:00 UTC of its first day.
+    pub genesis_ms: i64,
+    /// Its prices are the reference series times this.
+    pub scale: f64,
+    /// Keeps its noise independent of the other coins'.
+    pub salt: u64,
+}
+
+impl FakeCoin {
+    /// The first UTC day the fake has a point for.
+    pub fn first_day(&self) -> NaiveDate {
+        day_of(self.genesis_ms)
+    }
+}
+
+/// Bitcoin, exactly as the fake served it when it knew only Bitcoin.
+pub const BITCOIN: FakeCoin = FakeCoin {
+    id: "bitcoin",
+    genesis_ms: GENESIS_MS,
+    scale: 1.0,
+    salt: 0,
+};
+
+/// Every coin the fake serves; any other id is "coin not found".
+pub const COINS: [FakeCoin; 4] = [
+    BITCOIN,
+    FakeCoin {
+        // 2015-08-07
+        id: "ethereum",
+        genesis_ms: 1_438_905_600_000,
+        scale: 0.05,
+        salt: 0x4554_4800,
+    },
+    FakeCoin {
+        // 2020-04-10
+        id: "solana",
+        genesis_ms: 1_586_476_800_000,
+        scale: 0.002,
+        salt: 0x534f_4c00,
+    },
+    FakeCoin {
+        // 2013-12-15
+        id: "dogecoin",
+        genesis_ms: 1_387_065_600_000,
+        scale: 0.000_002,
+        salt: 0x444f_4745,
+    },
+];
+
+/// The coin with CoinGecko id `id`, if the fake knows it.
+pub fn coin(id: &str) -> Option<FakeCoin> {
+    COINS.iter().copied().find(|coin| coin.id == id)
+}
+
+/// The market as the fake serves it right now, for one coin.
 #[derive(Debug, Clone)]
 pub(crate) struct Market {
     /// Multiplies every price, cap and volume (1.0 = the reference series).
     pub multiplier: f64,
     /// Days with no point at all.
     pub missing_days: HashSet<NaiveDate>,
+    /// Whose prices these are.
+    pub coin: FakeCoin,
 }
 
 impl Market {
+    /// The same market, for another coin.
+    pub(crate) fn of(&self, coin: FakeCoin) -> Market {
+        Market {
+            coin,
+            ..self.clone()
+        }
+    }
+
     /// What `/market_chart/range?from=&to=` answers (bounds in ms, inclusive), `now_ms`
     /// being the present: granularity by range length, nothing before the genesis or
     /// after now, plus a live point at `now_ms` when the range reaches it.
@@ -55,7 +125,7 @@ impl Market {
         let mut times = self.times(from_ms, to_ms.min(now_ms), hourly);
         let live = from_ms <= now_ms
             && now_ms <= to_ms
-            && now_ms >= GENESIS_MS
+            && now_ms >= self.coin.genesis_ms
             && !self.is_missing(now_ms)
             && times.last().is_none_or(|last| *last < now_ms);
         if live {
@@ -66,7 +136,7 @@ impl Market {
 
     /// Every timestamp the fake has in `[from_ms, to_ms]` at one granularity, sorted.
     pub(crate) fn times(&self, from_ms: i64, to_ms: i64, hourly: bool) -> Vec<i64> {
-        let from_ms = from_ms.max(GENESIS_MS);
+        let from_ms = from_ms.max(self.coin.genesis_ms);
         if from_ms > to_ms {
             return Vec::new();
         }
@@ -99,19 +169,27 @@ impl Market {
         Sample {
             at_ms,
             price,
-            market_cap: round_like_coingecko(price * circulating_supply(at_ms), at_ms ^ 1),
+            market_cap: round_like_coingecko(
+                price * circulating_supply(at_ms) / self.coin.scale,
+                at_ms ^ 1,
+            ),
             volume: self.volume(at_ms),
         }
     }
 
     /// The price served at `at_ms`, exactly as it goes on the wire.
     pub(crate) fn price(&self, at_ms: i64) -> f64 {
-        round_like_coingecko(reference_price(at_ms) * self.multiplier, at_ms)
+        let coin = self.coin;
+        round_like_coingecko(
+            reference_price(at_ms, coin.salt) * coin.scale * self.multiplier,
+            at_ms,
+        )
     }
 
     /// The 24 h volume served at `at_ms`, exactly as it goes on the wire.
     pub(crate) fn volume(&self, at_ms: i64) -> f64 {
-        round_like_coingecko(reference_volume(at_ms) * self.multiplier, at_ms ^ 2)
+        let salt = self.coin.salt;
+        round_like_coingecko(reference_volume(at_ms, salt) * self.multiplier, at_ms ^ 2)
     }
 }
 
@@ -128,23 +206,23 @@ fn age_in_days(at_ms: i64) -> f64 {
 
 /// 135.3 at the genesis, growing about 500-fold over eleven years, with a four-year
 /// cycle, a monthly wave, a daily wave and hourly noise of ±0.4 %. Always positive.
-fn reference_price(at_ms: i64) -> f64 {
+fn reference_price(at_ms: i64, salt: u64) -> f64 {
     let days = age_in_days(at_ms);
     let trend = 135.3 * (days * 500f64.ln() / 4_000.0).exp();
     let cycle = 1.0 + 0.3 * (TAU * days / 1_400.0).sin();
     let month = 1.0 + 0.04 * (TAU * days / 29.5).sin();
     let intraday = 1.0 + 0.006 * (TAU * days).sin();
-    let noise = 1.0 + 0.004 * unit_noise(at_ms.div_euclid(HOUR_MS) as u64 ^ PRICE_SALT);
+    let noise = 1.0 + 0.004 * unit_noise(at_ms.div_euclid(HOUR_MS) as u64 ^ PRICE_SALT ^ salt);
     trend * cycle * month * intraday * noise
 }
 
 /// Tens of millions of USD a day at the start, tens of billions later; always positive.
-fn reference_volume(at_ms: i64) -> f64 {
+fn reference_volume(at_ms: i64, salt: u64) -> f64 {
     let days = age_in_days(at_ms);
     let trend = 1.0e7 * (days * 3_000f64.ln() / 4_000.0).exp();
     let season = 1.0 + 0.35 * (TAU * days / 90.0).sin();
     let intraday = 1.0 + 0.1 * (TAU * days).sin();
-    let noise = 1.0 + 0.05 * unit_noise(at_ms.div_euclid(HOUR_MS) as u64 ^ VOLUME_SALT);
+    let noise = 1.0 + 0.05 * unit_noise(at_ms.div_euclid(HOUR_MS) as u64 ^ VOLUME_SALT ^ salt);
     trend * season * intraday * noise
 }
 
@@ -199,6 +277,7 @@ mod tests {
         Market {
             multiplier: 1.0,
             missing_days: HashSet::new(),
+            coin: BITCOIN,
         }
     }
 
@@ -288,6 +367,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn each_coin_starts_on_its_own_first_day_with_its_own_prices() {
+        let ethereum = coin("ethereum").unwrap();
+        assert_eq!(
+            ethereum.first_day(),
+            NaiveDate::from_ymd_opt(2015, 8, 7).unwrap()
+        );
+        let market = market().of(ethereum);
+        let first = market.range(0, ethereum.genesis_ms + 200 * DAY_MS, FAR_FUTURE)[0];
+        assert_eq!(first.at_ms, ethereum.genesis_ms);
+        let at = ms(2024, 1, 1, 0);
+        assert_ne!(market.price(at), market_of_bitcoin_price(at));
+        assert!(coin("bitcorn").is_none());
+        for coin in COINS {
+            assert_eq!(coin.genesis_ms % DAY_MS, 0, "{}", coin.id);
+        }
+    }
+
+    fn market_of_bitcoin_price(at: i64) -> f64 {
+        market().price(at)
     }
 
     #[test]

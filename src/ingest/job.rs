@@ -8,11 +8,11 @@ use chrono::{NaiveDate, Utc};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use super::{Window, daily_candles, windows_for_days, windows_for_range};
+use super::{Reach, Window, daily_candles, windows_for_days, windows_for_range};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoError};
-use crate::domain::{DailyCandle, JobStatus, today_utc};
+use crate::domain::{Coin, DailyCandle, JobStatus, PlanReach, today_utc};
 use crate::store::queue_lease::{self, Lease};
-use crate::store::{daily_prices, gaps, ingestion_jobs, ingestion_jobs::JobRecord};
+use crate::store::{coins, daily_prices, gaps, ingestion_jobs, ingestion_jobs::JobRecord};
 
 /// How an attempt ended without an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +20,10 @@ pub enum Outcome {
     /// Every window was tried; the job is `completed` or `completed_with_gaps`.
     Finished {
         status: JobStatus,
+        /// Days the plan serves that are still missing.
         gap_dates: Vec<NaiveDate>,
+        /// Days older than the plan's reach, not stored and never asked for.
+        out_of_plan_days: i32,
         message: Option<String>,
     },
     /// The job was cancelled (or ended elsewhere) while it ran; it stopped after a window.
@@ -31,6 +34,17 @@ pub enum Outcome {
     /// Another worker took the job over (this one was silent past the lease, say during
     /// a database outage); this attempt stopped without writing anything more.
     LeaseLost,
+}
+
+/// How one window ended.
+enum WindowEnd {
+    /// Fetched and stored (or nothing to store).
+    Stored,
+    /// The attempt must stop.
+    Stop(Outcome),
+    /// CoinGecko refused the window as older than the plan serves (10012): the plan
+    /// serves only this many days.
+    BeyondReach(u32),
 }
 
 /// Why an attempt failed.
@@ -64,12 +78,14 @@ impl From<CoinGeckoError> for JobError {
 /// attempt up: long enough that a restart or fail-over of PostgreSQL costs nothing.
 const DATABASE_PATIENCE: Duration = Duration::from_secs(120);
 
-/// Everything a job needs: the database, the CoinGecko client and the window size.
+/// Everything a job needs: the database, the CoinGecko client, the window size and the
+/// plan's reach.
 #[derive(Clone)]
 pub struct Ingestor {
     pub pool: PgPool,
     pub client: CoinGeckoClient,
     pub chunk_days: u32,
+    pub reach: Reach,
 }
 
 /// One attempt's view of its job: the record as it was when the attempt began, the
@@ -86,46 +102,98 @@ impl Ingestor {
     /// Runs one attempt of a job (already marked running). Resumes from the checkpoint:
     /// not forced, the missing days are read again from the table, so windows already
     /// stored are not fetched again; forced, the windows before `chunks_done` are skipped.
-    #[tracing::instrument(skip_all, fields(job_id = %attempt.job.id, attempt = attempt.job.attempts))]
+    /// Days older than the plan's reach are never asked for; a 10012 answer teaches the
+    /// reach, and the rest of the range is planned again within it.
+    #[tracing::instrument(skip_all, fields(job_id = %attempt.job.id, symbol = %attempt.job.symbol, attempt = attempt.job.attempts))]
     pub async fn run(&self, attempt: Attempt<'_>) -> Result<Outcome, JobError> {
         let job = attempt.job;
         let (start, end) = (job.range.start(), job.range.end());
-        let windows = if job.force {
-            let all = windows_for_range(job.range, self.chunk_days);
-            let done = usize::try_from(job.chunks_done).unwrap_or(0).min(all.len());
-            all[done..].to_vec()
-        } else {
-            let missing = self
-                .patiently(|| gaps::missing_days(&self.pool, job.symbol, start, end))
+        let coin = self
+            .patiently(|| coins::get(&self.pool, job.symbol))
+            .await?
+            .ok_or_else(|| {
+                JobError::Permanent(format!(
+                    "{} is no longer a registered coin: register it again (PUT /api/v1/coins/{}) and submit the job again",
+                    job.symbol, job.symbol
+                ))
+            })?
+            .coin;
+        let today = today_utc();
+        let mut reach = self.patiently(|| self.reach.current(&self.pool)).await?;
+        let mut planned = job.chunks_done;
+        let mut learned = false;
+        'plan: loop {
+            let windows = match reach.served_part(start, end, today) {
+                None => Vec::new(),
+                Some((from, _)) if job.force => {
+                    let all = windows_for_range(job.range, self.chunk_days);
+                    let done = usize::try_from(job.chunks_done).unwrap_or(0).min(all.len());
+                    all[done..]
+                        .iter()
+                        .filter(|w| w.end >= from)
+                        .map(|w| Window {
+                            start: w.start.max(from),
+                            end: w.end,
+                        })
+                        .collect()
+                }
+                Some((from, to)) => {
+                    let missing = self
+                        .patiently(|| gaps::missing_days(&self.pool, job.symbol, from, to))
+                        .await?;
+                    windows_for_days(&missing, self.chunk_days)
+                }
+            };
+            planned += windows.len() as i32;
+            self.patiently(|| ingestion_jobs::set_chunks_total(&self.pool, job.id, planned))
                 .await?;
-            windows_for_days(&missing, self.chunk_days)
-        };
-        let mut planned = job.chunks_done + windows.len() as i32;
-        self.patiently(|| ingestion_jobs::set_chunks_total(&self.pool, job.id, planned))
-            .await?;
-        tracing::info!(
-            windows = windows.len(),
-            done_before = job.chunks_done,
-            force = job.force,
-            "fetching"
-        );
-
-        for window in &windows {
-            if let Some(outcome) = self.window(&attempt, window).await? {
-                return Ok(outcome);
+            tracing::info!(
+                windows = windows.len(),
+                done_before = job.chunks_done,
+                force = job.force,
+                reach_days = reach.limit_days(),
+                "fetching"
+            );
+            for (i, window) in windows.iter().enumerate() {
+                match self.window(&attempt, &coin, window).await? {
+                    WindowEnd::Stored => {}
+                    WindowEnd::Stop(outcome) => return Ok(outcome),
+                    WindowEnd::BeyondReach(days) if !learned => {
+                        learned = true;
+                        self.patiently(|| self.reach.learn(&self.pool, days))
+                            .await?;
+                        reach = self.patiently(|| self.reach.current(&self.pool)).await?;
+                        // The windows not fetched are planned again within the reach.
+                        planned -= (windows.len() - i) as i32;
+                        continue 'plan;
+                    }
+                    WindowEnd::BeyondReach(_) => {
+                        return Err(JobError::Permanent(format!(
+                            "CoinGecko refused {}..{} as older than the plan serves (error 10012), even \
+                             within the reach it taught before ({} days). Set COINGECKO_HISTORY_DAYS to what \
+                             the plan serves and submit the job again.",
+                            window.start,
+                            window.end,
+                            reach.limit_days().unwrap_or_default()
+                        )));
+                    }
+                }
             }
+            break;
         }
 
         // Fill what is still missing: one call per run of consecutive days (split only
         // where a run is longer than a window). Days not over yet cannot be completed now,
         // so no call is spent on them.
-        let today = today_utc();
-        let fillable: Vec<NaiveDate> = self
-            .patiently(|| gaps::missing_days(&self.pool, job.symbol, start, end))
-            .await?
-            .into_iter()
-            .filter(|day| *day < today)
-            .collect();
+        let fillable: Vec<NaiveDate> = match reach.served_part(start, end, today) {
+            None => Vec::new(),
+            Some((from, to)) => self
+                .patiently(|| gaps::missing_days(&self.pool, job.symbol, from, to))
+                .await?
+                .into_iter()
+                .filter(|day| *day < today)
+                .collect(),
+        };
         let fills = windows_for_days(&fillable, self.chunk_days);
         if !fills.is_empty() {
             planned += fills.len() as i32;
@@ -134,46 +202,62 @@ impl Ingestor {
             tracing::info!(runs = fills.len(), days = fillable.len(), "filling gaps");
         }
         for window in &fills {
-            match self.window(&attempt, window).await {
-                Ok(None) => {}
-                Ok(Some(outcome)) => return Ok(outcome),
+            match self.window(&attempt, &coin, window).await {
+                Ok(WindowEnd::Stored) => {}
+                Ok(WindowEnd::Stop(outcome)) => return Ok(outcome),
+                Ok(WindowEnd::BeyondReach(days)) => {
+                    if !learned {
+                        learned = true;
+                        self.patiently(|| self.reach.learn(&self.pool, days))
+                            .await?;
+                    }
+                    reach = self.patiently(|| self.reach.current(&self.pool)).await?;
+                }
                 Err(e) => {
                     tracing::warn!(start = %window.start, end = %window.end, error = %e, "could not fill a gap; going on")
                 }
             }
         }
 
-        let gap_dates = self
+        let missing = self
             .patiently(|| gaps::missing_days(&self.pool, job.symbol, start, end))
             .await?;
-        Ok(finished(gap_dates, today))
+        Ok(finished(missing, reach, today))
     }
 
     /// One window: fetch it, aggregate it, and store its rows with the checkpoint in one
-    /// transaction, so a crash leaves either both or neither. Returns an outcome when the
-    /// attempt must stop instead. A shutdown during the call drops the window (nothing of
-    /// it was written); a shutdown during the commit lets the commit finish.
+    /// transaction, so a crash leaves either both or neither. A shutdown during the call
+    /// drops the window (nothing of it was written); a shutdown during the commit lets
+    /// the commit finish.
     #[tracing::instrument(skip_all, fields(start = %window.start, end = %window.end))]
     async fn window(
         &self,
         attempt: &Attempt<'_>,
+        coin: &Coin,
         window: &Window,
-    ) -> Result<Option<Outcome>, JobError> {
+    ) -> Result<WindowEnd, JobError> {
         let job = attempt.job;
         if *attempt.stop.borrow() {
-            return Ok(Some(Outcome::Interrupted));
+            return Ok(WindowEnd::Stop(Outcome::Interrupted));
         }
         if !self
             .patiently(|| ingestion_jobs::is_still_active(&self.pool, job.id))
             .await?
         {
-            return Ok(Some(Outcome::Cancelled));
+            return Ok(WindowEnd::Stop(Outcome::Cancelled));
         }
         let mut stop = attempt.stop.clone();
         let chart = tokio::select! {
             biased;
-            _ = stop.wait_for(|stopping| *stopping) => return Ok(Some(Outcome::Interrupted)),
-            chart = self.client.market_chart_range(job.symbol.coingecko_id(), window.from(), window.to()) => chart?,
+            _ = stop.wait_for(|stopping| *stopping) => return Ok(WindowEnd::Stop(Outcome::Interrupted)),
+            chart = self.client.market_chart_range(coin.coingecko_id.as_str(), window.from(), window.to()) => chart,
+        };
+        let chart = match chart {
+            Ok(chart) => chart,
+            Err(e) => match e.history_limit_days() {
+                Some(days) => return Ok(WindowEnd::BeyondReach(days)),
+                None => return Err(e.into()),
+            },
         };
         let candles = daily_candles(&chart, window, Utc::now());
         let written = self.patiently(|| self.store(attempt, &candles)).await?;
@@ -185,11 +269,11 @@ impl Ingestor {
                     written,
                     "window stored"
                 );
-                Ok(None)
+                Ok(WindowEnd::Stored)
             }
             None => {
                 tracing::warn!("another worker holds this job now; stopping without writing");
-                Ok(Some(Outcome::LeaseLost))
+                Ok(WindowEnd::Stop(Outcome::LeaseLost))
             }
         }
     }
@@ -254,31 +338,52 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
-/// The final word on a job whose windows have all been tried.
-fn finished(gap_dates: Vec<NaiveDate>, today: NaiveDate) -> Outcome {
-    if gap_dates.is_empty() {
+/// The final word on a job whose windows have all been tried, from the days of its
+/// range still missing: those the plan serves are gaps, the older ones out of plan.
+fn finished(missing: Vec<NaiveDate>, reach: PlanReach, today: NaiveDate) -> Outcome {
+    let (gap_dates, out_of_plan) = reach.split(missing, today);
+    if gap_dates.is_empty() && out_of_plan.is_empty() {
         return Outcome::Finished {
             status: JobStatus::Completed,
             gap_dates,
+            out_of_plan_days: 0,
             message: None,
         };
     }
-    let not_over = gap_dates.iter().filter(|day| **day >= today).count();
-    let mut message = format!(
-        "{} day(s) still have no final price: {}.",
-        gap_dates.len(),
-        describe_days(&gap_dates)
-    );
-    if not_over > 0 {
-        message.push_str(" Today (UTC) is not over, so its row is provisional; run the job again after 00:40 UTC tomorrow to complete it.");
+    let mut sentences = Vec::new();
+    if let (Some(first), Some(last), Some(served_from)) = (
+        out_of_plan.first(),
+        out_of_plan.last(),
+        reach.first_served_day(today),
+    ) {
+        sentences.push(format!(
+            "{} day(s) from {first} to {last} are older than CoinGecko's plan serves (the past {} days, \
+             from {served_from} on) and were not asked for; a paid key reaches further: set \
+             COINGECKO_API_KEY and COINGECKO_BASE_URL=https://pro-api.coingecko.com/api/v3 (and \
+             COINGECKO_HISTORY_DAYS=0), then run the job again.",
+            out_of_plan.len(),
+            reach.limit_days().unwrap_or_default(),
+        ));
     }
-    if not_over < gap_dates.len() {
-        message.push_str(" CoinGecko returned no data for the other days even after a second try; run the job again later to retry them.");
+    if !gap_dates.is_empty() {
+        let not_over = gap_dates.iter().filter(|day| **day >= today).count();
+        sentences.push(format!(
+            "{} day(s) still have no final price: {}.",
+            gap_dates.len(),
+            describe_days(&gap_dates)
+        ));
+        if not_over > 0 {
+            sentences.push("Today (UTC) is not over, so its row is provisional; run the job again after 00:40 UTC tomorrow to complete it.".to_owned());
+        }
+        if not_over < gap_dates.len() {
+            sentences.push("CoinGecko returned no data for the other days even after a second try; run the job again later to retry them.".to_owned());
+        }
     }
     Outcome::Finished {
         status: JobStatus::CompletedWithGaps,
         gap_dates,
-        message: Some(message),
+        out_of_plan_days: out_of_plan.len() as i32,
+        message: Some(sentences.join(" ")),
     }
 }
 
@@ -314,10 +419,11 @@ mod tests {
     #[test]
     fn no_gaps_is_completed_without_a_message() {
         assert_eq!(
-            finished(vec![], day("2024-01-01")),
+            finished(vec![], PlanReach::UNLIMITED, day("2024-01-01")),
             Outcome::Finished {
                 status: JobStatus::Completed,
                 gap_dates: vec![],
+                out_of_plan_days: 0,
                 message: None
             }
         );
@@ -329,6 +435,7 @@ mod tests {
             status, message, ..
         } = finished(
             vec![day("2024-01-01"), day("2024-01-02"), day("2024-01-09")],
+            PlanReach::UNLIMITED,
             day("2024-01-09"),
         )
         else {
@@ -344,5 +451,37 @@ mod tests {
         );
         assert!(message.contains("Today (UTC) is not over"), "{message}");
         assert!(message.contains("no data for the other days"), "{message}");
+    }
+
+    #[test]
+    fn days_beyond_the_reach_are_out_of_plan_not_gaps_and_the_message_names_the_way_out() {
+        let today = day("2026-11-28");
+        let Outcome::Finished {
+            status,
+            gap_dates,
+            out_of_plan_days,
+            message,
+        } = finished(
+            vec![day("2025-11-27"), day("2025-11-28"), day("2026-01-05")],
+            PlanReach::days(365),
+            today,
+        )
+        else {
+            panic!("not finished");
+        };
+        assert_eq!(status, JobStatus::CompletedWithGaps);
+        assert_eq!(gap_dates, vec![day("2026-01-05")]);
+        assert_eq!(out_of_plan_days, 2);
+        let message = message.unwrap();
+        assert!(
+            message.contains("2 day(s) from 2025-11-27 to 2025-11-28 are older"),
+            "{message}"
+        );
+        assert!(message.contains("from 2025-11-29 on"), "{message}");
+        assert!(message.contains("paid key reaches further"), "{message}");
+        assert!(
+            message.contains("1 day(s) still have no final price: 2026-01-05."),
+            "{message}"
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! The job itself: plan windows from the gaps, fetch each from CoinGecko, aggregate its
 //! points into daily candles, store them with a checkpoint, fill what is still missing,
-//! and say exactly what is left.
+//! and say exactly what is left. Days older than the plan's reach are never asked for.
 
 mod aggregate;
 mod job;
 mod plan;
+mod reach;
 
 pub use aggregate::daily_candles;
 pub use job::{Attempt, Ingestor, JobError, Outcome};
 pub use plan::{Window, windows_for_days, windows_for_range};
+pub use reach::Reach;

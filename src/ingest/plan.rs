@@ -73,7 +73,7 @@ pub fn windows_for_days(days: &[NaiveDate], chunk_days: u32) -> Vec<Window> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Symbol;
+    use crate::domain::Coin;
 
     fn day(s: &str) -> NaiveDate {
         s.parse().unwrap()
@@ -82,7 +82,7 @@ mod tests {
     fn range_of(days: i64) -> DateRange {
         let start = day("2022-01-01");
         let end = start + chrono::Duration::days(days - 1);
-        DateRange::for_symbol(Symbol::Btc, start, end, day("2026-11-28")).unwrap()
+        DateRange::for_coin(&Coin::bitcoin(), start, end, day("2026-11-28")).unwrap()
     }
 
     #[test]

@@ -12,9 +12,8 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use super::{IngestTask, storage};
-use crate::domain::JobStatus;
 use crate::ingest::{self, Ingestor, JobError, Outcome};
-use crate::store::ingestion_jobs;
+use crate::store::ingestion_jobs::{self, Ending};
 use crate::store::queue_lease::{self, Lease};
 
 /// A job started this many times beyond `JOB_MAX_ATTEMPTS` (every takeover after a crash
@@ -224,7 +223,7 @@ async fn handle(
              Check the worker's logs for a crash, then submit the job again.",
             job.attempts
         );
-        ingestion_jobs::finish(pool, id, JobStatus::Failed, &[], Some(&message))
+        ingestion_jobs::finish(pool, id, Ending::failed(&message))
             .await
             .map_err(retry_later)?;
         return Err(Box::new(AbortError::new(message)));
@@ -239,12 +238,19 @@ async fn handle(
         Ok(Outcome::Finished {
             status,
             gap_dates,
+            out_of_plan_days,
             message,
         }) => {
-            ingestion_jobs::finish(pool, id, status, &gap_dates, message.as_deref())
+            let ending = Ending {
+                status,
+                gap_dates: &gap_dates,
+                out_of_plan_days,
+                message: message.as_deref(),
+            };
+            ingestion_jobs::finish(pool, id, ending)
                 .await
                 .map_err(retry_later)?;
-            tracing::info!(job_id = %id, %status, gaps = gap_dates.len(), "job finished");
+            tracing::info!(job_id = %id, %status, gaps = gap_dates.len(), out_of_plan_days, "job finished");
             Ok(())
         }
         Ok(Outcome::LeaseLost) => {
@@ -268,7 +274,7 @@ async fn handle(
             )))
         }
         Err(JobError::Permanent(message)) => {
-            ingestion_jobs::finish(pool, id, JobStatus::Failed, &[], Some(&message))
+            ingestion_jobs::finish(pool, id, Ending::failed(&message))
                 .await
                 .map_err(retry_later)?;
             tracing::error!(job_id = %id, %message, "job failed");
@@ -290,7 +296,7 @@ async fn handle(
                 "failed after {} attempts; the last error was: {reason}. Submit the job again once the cause is fixed.",
                 job.attempts
             );
-            ingestion_jobs::finish(pool, id, JobStatus::Failed, &[], Some(&message))
+            ingestion_jobs::finish(pool, id, Ending::failed(&message))
                 .await
                 .map_err(retry_later)?;
             tracing::error!(job_id = %id, %message, "job failed");

@@ -6,7 +6,7 @@
 use chrono::NaiveDate;
 use sqlx::PgPool;
 
-use crate::domain::Symbol;
+use crate::domain::{Coin, PlanReach, Symbol};
 
 /// The gap query: days of `$2..=$3` with no final row for symbol `$1`. Public so that the
 /// benchmarks can show its plan.
@@ -45,41 +45,53 @@ pub struct Coverage {
     pub end: NaiveDate,
     pub total_expected_days: i64,
     pub total_stored_days: i64,
+    /// Missing days the plan serves, ascending.
     pub gap_dates: Vec<NaiveDate>,
+    /// Missing days older than the plan's reach: not gaps, since no job can fetch them
+    /// with this key.
+    pub out_of_plan_days: i64,
+    /// The oldest day the plan serves, when it has a limit.
+    pub plan_first_day: Option<NaiveDate>,
     /// Stored over expected, in percent, rounded to two decimals.
     pub coverage_percent: f64,
 }
 
-/// Coverage of `symbol` over `start..=end`; days before the coin's first day are not
-/// expected, since no source has them.
+/// Coverage of `coin` over `start..=end`, judged on `today`; days before the coin's
+/// first day are not expected, since no source has them. Missing days older than the
+/// plan's `reach` are counted apart from the gaps.
 pub async fn coverage(
     pool: &PgPool,
-    symbol: Symbol,
+    coin: &Coin,
+    reach: PlanReach,
+    today: NaiveDate,
     start: NaiveDate,
     end: NaiveDate,
 ) -> sqlx::Result<Coverage> {
-    let from = start.max(symbol.first_day());
-    let (expected, gap_dates) = if from > end {
+    let from = coin.first_day.map_or(start, |first| start.max(first));
+    let (expected, missing) = if from > end {
         (0, Vec::new())
     } else {
         (
             (end - from).num_days() + 1,
-            missing_days(pool, symbol, from, end).await?,
+            missing_days(pool, coin.symbol, from, end).await?,
         )
     };
-    let stored = expected - gap_dates.len() as i64;
+    let stored = expected - missing.len() as i64;
+    let (gap_dates, out_of_plan) = reach.split(missing, today);
     let coverage_percent = if expected == 0 {
         100.0
     } else {
         (stored as f64 * 10_000.0 / expected as f64).round() / 100.0
     };
     Ok(Coverage {
-        symbol,
+        symbol: coin.symbol,
         start,
         end,
         total_expected_days: expected,
         total_stored_days: stored,
         gap_dates,
+        out_of_plan_days: out_of_plan.len() as i64,
+        plan_first_day: reach.first_served_day(today),
         coverage_percent,
     })
 }

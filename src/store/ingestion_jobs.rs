@@ -7,13 +7,14 @@ use sqlx::postgres::PgRow;
 use sqlx::{Executor, FromRow, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::domain::{DateRange, JobStatus, Symbol};
+use crate::domain::{DateRange, JobStatus, Symbol, Trigger};
 
 /// `error_message` is `VARCHAR(2000)`.
 pub const MAX_ERROR_MESSAGE_CHARS: usize = 2000;
 
-const COLUMNS: &str = "id, status, symbol, start_date, end_date, force, created_at, updated_at, started_at, \
-     completed_at, records_fetched, gaps_detected, gap_dates, error_message, attempts, chunks_done, chunks_total";
+const COLUMNS: &str = "id, status, symbol, start_date, end_date, force, trigger, created_at, updated_at, started_at, \
+     completed_at, records_fetched, gaps_detected, gap_dates, out_of_plan_days, error_message, attempts, chunks_done, \
+     chunks_total";
 
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct JobRecord {
     pub symbol: Symbol,
     pub range: DateRange,
     pub force: bool,
+    /// Who asked for it.
+    pub trigger: Trigger,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -31,6 +34,8 @@ pub struct JobRecord {
     pub records_fetched: i32,
     pub gaps_detected: i32,
     pub gap_dates: Vec<NaiveDate>,
+    /// Days of the range older than the plan's reach, not stored, not asked for.
+    pub out_of_plan_days: i32,
     pub error_message: Option<String>,
     /// Attempts started so far, takeovers after a crash included.
     pub attempts: i32,
@@ -46,6 +51,7 @@ impl FromRow<'_, PgRow> for JobRecord {
         };
         let status: String = row.try_get("status")?;
         let symbol: String = row.try_get("symbol")?;
+        let trigger: String = row.try_get("trigger")?;
         let start: NaiveDate = row.try_get("start_date")?;
         let end: NaiveDate = row.try_get("end_date")?;
         Ok(JobRecord {
@@ -55,10 +61,13 @@ impl FromRow<'_, PgRow> for JobRecord {
                 .map_err(|e: crate::domain::UnknownJobStatus| decode("status", e.to_string()))?,
             symbol: symbol
                 .parse()
-                .map_err(|e: crate::domain::UnknownSymbol| decode("symbol", e.to_string()))?,
+                .map_err(|e: crate::domain::InvalidSymbol| decode("symbol", e.to_string()))?,
             range: DateRange::stored(start, end)
                 .ok_or_else(|| decode("end_date", "end before start".into()))?,
             force: row.try_get("force")?,
+            trigger: trigger
+                .parse()
+                .map_err(|e: crate::domain::UnknownTrigger| decode("trigger", e.to_string()))?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             started_at: row.try_get("started_at")?,
@@ -66,6 +75,7 @@ impl FromRow<'_, PgRow> for JobRecord {
             records_fetched: row.try_get("records_fetched")?,
             gaps_detected: row.try_get("gaps_detected")?,
             gap_dates: row.try_get("gap_dates")?,
+            out_of_plan_days: row.try_get("out_of_plan_days")?,
             error_message: row.try_get("error_message")?,
             attempts: row.try_get("attempts")?,
             chunks_done: row.try_get("chunks_done")?,
@@ -81,19 +91,21 @@ pub struct NewJob {
     pub symbol: Symbol,
     pub range: DateRange,
     pub force: bool,
+    pub trigger: Trigger,
 }
 
-/// Inserts a pending job, unless another job is pending or running: then nothing is
-/// written and the active job's id is returned as `Err`. The decision is the database's
-/// (the partial unique index `ingestion_jobs_one_active`), so it holds across processes.
+/// Inserts a pending job, unless another job of the same coin is pending or running:
+/// then nothing is written and the active job's id is returned as `Err`. The decision is
+/// the database's (the partial unique index `ingestion_jobs_one_active_per_symbol`), so it
+/// holds across processes.
 pub async fn insert(
     tx: &mut Transaction<'_, Postgres>,
     job: NewJob,
 ) -> sqlx::Result<Result<JobRecord, Option<Uuid>>> {
     let inserted: Option<JobRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO ingestion_jobs (id, status, symbol, start_date, end_date, force) \
-         VALUES ($1, 'pending', $2, $3, $4, $5) \
-         ON CONFLICT ((TRUE)) WHERE status IN ('pending', 'running') DO NOTHING \
+        "INSERT INTO ingestion_jobs (id, status, symbol, start_date, end_date, force, trigger) \
+         VALUES ($1, 'pending', $2, $3, $4, $5, $6) \
+         ON CONFLICT (symbol) WHERE status IN ('pending', 'running') DO NOTHING \
          RETURNING {COLUMNS}"
     )))
     .bind(job.id)
@@ -101,22 +113,25 @@ pub async fn insert(
     .bind(job.range.start())
     .bind(job.range.end())
     .bind(job.force)
+    .bind(job.trigger.as_str())
     .fetch_optional(&mut **tx)
     .await?;
     match inserted {
         Some(record) => Ok(Ok(record)),
         // The active job may have ended in between; the caller can say so or try again.
-        None => Ok(Err(active_job_id(&mut **tx).await?)),
+        None => Ok(Err(active_job_id(&mut **tx, job.symbol).await?)),
     }
 }
 
-/// The pending or running job, if any.
+/// The pending or running job of `symbol`, if any.
 pub async fn active_job_id<'e, E: Executor<'e, Database = Postgres>>(
     executor: E,
+    symbol: Symbol,
 ) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar(
-        "SELECT id FROM ingestion_jobs WHERE status IN ('pending', 'running') LIMIT 1",
+        "SELECT id FROM ingestion_jobs WHERE symbol = $1 AND status IN ('pending', 'running') LIMIT 1",
     )
+    .bind(symbol.as_str())
     .fetch_optional(executor)
     .await
 }
@@ -130,18 +145,20 @@ pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<JobRecord>> {
     .await
 }
 
-/// Newest first; `status` narrows when given.
+/// Newest first; `status` and `symbol` narrow when given.
 pub async fn list(
     pool: &PgPool,
     status: Option<JobStatus>,
+    symbol: Option<Symbol>,
     limit: i64,
 ) -> sqlx::Result<Vec<JobRecord>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM ingestion_jobs WHERE ($1::text IS NULL OR status = $1) \
-         ORDER BY created_at DESC, id DESC LIMIT $2"
+         AND ($3::text IS NULL OR symbol = $3) ORDER BY created_at DESC, id DESC LIMIT $2"
     )))
     .bind(status.map(JobStatus::as_str))
     .bind(limit)
+    .bind(symbol.as_ref().map(Symbol::as_str))
     .fetch_all(pool)
     .await
 }
@@ -202,25 +219,43 @@ pub async fn is_still_active(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
     Ok(matches!(status.as_deref(), Some("pending" | "running")))
 }
 
-/// Ends a job that is still active with `status`. A job cancelled meanwhile keeps its
-/// `cancelled`. Returns whether the row changed.
-pub async fn finish(
-    pool: &PgPool,
-    id: Uuid,
-    status: JobStatus,
-    gap_dates: &[NaiveDate],
-    message: Option<&str>,
-) -> sqlx::Result<bool> {
+/// How a job ended, as its record keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ending<'a> {
+    pub status: JobStatus,
+    /// Days of the range the plan serves that are still missing.
+    pub gap_dates: &'a [NaiveDate],
+    /// Days of the range older than the plan's reach and not stored.
+    pub out_of_plan_days: i32,
+    pub message: Option<&'a str>,
+}
+
+impl<'a> Ending<'a> {
+    /// A failure, with nothing known about the days.
+    pub fn failed(message: &'a str) -> Self {
+        Ending {
+            status: JobStatus::Failed,
+            gap_dates: &[],
+            out_of_plan_days: 0,
+            message: Some(message),
+        }
+    }
+}
+
+/// Ends a job that is still active. A job cancelled meanwhile keeps its `cancelled`.
+/// Returns whether the row changed.
+pub async fn finish(pool: &PgPool, id: Uuid, ending: Ending<'_>) -> sqlx::Result<bool> {
     let result = sqlx::query(
         "UPDATE ingestion_jobs SET status = $2, gaps_detected = $3, gap_dates = $4, error_message = $5, \
-             completed_at = now(), updated_at = now() \
+             out_of_plan_days = $6, completed_at = now(), updated_at = now() \
          WHERE id = $1 AND status IN ('pending', 'running')",
     )
     .bind(id)
-    .bind(status.as_str())
-    .bind(gap_dates.len() as i32)
-    .bind(gap_dates)
-    .bind(message.map(truncate_message))
+    .bind(ending.status.as_str())
+    .bind(ending.gap_dates.len() as i32)
+    .bind(ending.gap_dates)
+    .bind(ending.message.map(truncate_message))
+    .bind(ending.out_of_plan_days)
     .execute(pool)
     .await?;
     Ok(result.rows_affected() == 1)

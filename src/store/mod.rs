@@ -1,10 +1,12 @@
 //! All SQL of the service, one module per table or concern, as plain parameterised
 //! queries. Nothing here knows about HTTP, the queue or CoinGecko.
 
+pub mod coins;
 pub mod daily_prices;
 pub mod database;
 pub mod gaps;
 pub mod ingestion_jobs;
+pub mod plan_reach;
 pub mod queue_lease;
 pub mod stats;
 

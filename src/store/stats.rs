@@ -22,9 +22,12 @@ pub async fn jobs_by_status(pool: &PgPool) -> sqlx::Result<Vec<(JobStatus, i64)>
         .collect())
 }
 
-/// Stored days per symbol, provisional ones included.
+/// Stored days per registered coin (0 for a coin with none), provisional ones included.
 pub async fn stored_days(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
-    sqlx::query_as("SELECT symbol, count(*) FROM daily_prices GROUP BY symbol ORDER BY symbol")
+    sqlx::query_as(
+        "SELECT c.symbol, count(p.date) FROM coins c LEFT JOIN daily_prices p ON p.symbol = c.symbol \
+         GROUP BY c.symbol ORDER BY c.symbol",
+    )
         .fetch_all(pool)
         .await
 }

@@ -21,7 +21,7 @@ use crate::support::{Harness, days_before_today};
 const TOKEN: &str = "s3cret-token-for-tests";
 
 /// A running API on `127.0.0.1:<random port>` and a client for it.
-struct TestApi {
+pub(crate) struct TestApi {
     base: String,
     client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -29,14 +29,14 @@ struct TestApi {
 }
 
 /// What came back: status, headers and the body read once.
-struct Answer {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "the body is JSON ({e}): {}",
@@ -45,16 +45,16 @@ impl Answer {
         })
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
 
     /// Asserts the documented error shape and returns its code.
-    fn error_code(&self) -> String {
+    pub(crate) fn error_code(&self) -> String {
         assert!(
             self.header("content-type")
                 .is_some_and(|ct| ct.starts_with("application/json")),
@@ -75,11 +75,11 @@ impl Answer {
 }
 
 impl TestApi {
-    async fn start(h: &Harness) -> TestApi {
+    pub(crate) async fn start(h: &Harness) -> TestApi {
         Self::start_with(state(h, None)).await
     }
 
-    async fn start_with(state: ApiState) -> TestApi {
+    pub(crate) async fn start_with(state: ApiState) -> TestApi {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -101,7 +101,7 @@ impl TestApi {
         }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
         let response = request.send().await.expect("the API answers");
         let status = response.status();
         let headers = response.headers().clone();
@@ -113,13 +113,18 @@ impl TestApi {
         }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         self.send(self.client.get(format!("{}{path}", self.base)))
             .await
     }
 
     /// A POST with a JSON body and, when given, a bearer token.
-    async fn post(&self, path: &str, body: Option<Value>, token: Option<&str>) -> Answer {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> Answer {
         let mut request = self.client.post(format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request
@@ -132,11 +137,24 @@ impl TestApi {
         self.send(request).await
     }
 
-    async fn submit(&self, body: Value) -> Answer {
+    /// A PUT with a JSON body and, when given, a bearer token.
+    pub(crate) async fn put(&self, path: &str, body: Value, token: Option<&str>) -> Answer {
+        let mut request = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(request).await
+    }
+
+    pub(crate) async fn submit(&self, body: Value) -> Answer {
         self.post("/api/v1/ingestion-jobs", Some(body), None).await
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -158,13 +176,14 @@ impl Drop for TestApi {
     }
 }
 
-fn state(h: &Harness, token: Option<&str>) -> ApiState {
+pub(crate) fn state(h: &Harness, token: Option<&str>) -> ApiState {
     ApiState {
         pool: h.pool().clone(),
         api_token: token.map(|token| SecretString::from(token.to_owned())),
         job_max_attempts: h.settings.job_max_attempts,
         coingecko: None,
         finished_jobs: Default::default(),
+        registry: h.registry(),
     }
 }
 

@@ -76,7 +76,7 @@ async fn backfill_exits_non_zero_with_coingeckos_reason_when_the_job_fails() {
     let h = Harness::new().await;
     h.fake.push_response(ScriptedResponse::status(
         401,
-        r#"{"error":{"status":{"error_code":10012,"error_message":"Your request exceeds the allowed time range. Public API users are limited to querying historical data within the past 365 days."}}}"#,
+        r#"{"status":{"error_code":10002,"error_message":"API Key Missing."}}"#,
     ));
 
     let output = price_history(&h)
@@ -94,9 +94,110 @@ async fn backfill_exits_non_zero_with_coingeckos_reason_when_the_job_fails() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains(": failed") && stdout.contains("365 days"),
+        stdout.contains(": failed") && stdout.contains("API Key Missing"),
         "{stdout}"
     );
+}
+
+#[tokio::test]
+async fn backfill_on_a_365_day_plan_stores_the_last_year_and_reports_the_rest_out_of_plan() {
+    let h = Harness::with_fake(price_history::fake_coingecko::FakeOptions {
+        history_limit_days: Some(365),
+        ..Default::default()
+    })
+    .await;
+    let end = days_before_today(1);
+    let start = end.checked_sub_days(Days::new(1460)).unwrap();
+
+    let output = price_history(&h)
+        .env("COINGECKO_HISTORY_DAYS", "365")
+        .args([
+            "backfill",
+            "--start-date",
+            &start.to_string(),
+            "--end-date",
+            &end.to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+
+    let printed = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{printed}");
+    assert!(printed.contains(": completed_with_gaps"), "{printed}");
+    assert!(printed.contains("out of plan: 1097 day(s)"), "{printed}");
+    assert!(printed.contains("a paid key reaches further"), "{printed}");
+    assert!(
+        h.fake.calls().iter().all(|c| c.status == 200),
+        "no call refused"
+    );
+    assert_eq!(h.stored_days().await, 364);
+}
+
+#[tokio::test]
+async fn coins_are_added_and_listed_from_the_shell_with_the_apis_rules() {
+    let h = Harness::new().await;
+
+    let added = price_history(&h)
+        .args([
+            "coins",
+            "add",
+            "eth",
+            "ethereum",
+            "--track",
+            "--since",
+            "2024-01-01",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let unknown = price_history(&h)
+        .args(["coins", "add", "BCN", "bitcorn"])
+        .output()
+        .await
+        .unwrap();
+    let taken = price_history(&h)
+        .args(["coins", "add", "ETH", "solana"])
+        .output()
+        .await
+        .unwrap();
+    let listed = price_history(&h)
+        .args(["coins", "list"])
+        .output()
+        .await
+        .unwrap();
+
+    assert_eq!(added.status.code(), Some(0), "{}", text(&added));
+    assert!(
+        text(&added)
+            .contains("registered ETH (ethereum), first day 2015-08-07, tracked since 2024-01-01"),
+        "{}",
+        text(&added)
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown).contains("does not know the coin id bitcorn"),
+        "{}",
+        text(&unknown)
+    );
+    assert_eq!(taken.status.code(), Some(2));
+    assert!(
+        text(&taken).contains("ETH is registered with coingecko_id ethereum"),
+        "{}",
+        text(&taken)
+    );
+    let list = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let rows: Vec<&str> = list.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{list}");
+    assert!(
+        rows[0].starts_with("BTC") && rows[0].contains("bitcoin"),
+        "{list}"
+    );
+    assert!(
+        rows[1].starts_with("ETH") && rows[1].contains("yes"),
+        "{list}"
+    );
+    assert_eq!(h.fake.call_count(), 2, "one check per new id");
 }
 
 #[tokio::test]
@@ -130,7 +231,11 @@ async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
         .await
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output).contains("unknown symbol \"DOGE\""));
+    assert!(
+        text(&output).contains("DOGE is not a registered coin"),
+        "{}",
+        text(&output)
+    );
     assert_eq!(h.fake.call_count(), 0);
 }
 

@@ -33,7 +33,7 @@ async fn stored_dates(h: &Harness) -> HashSet<NaiveDate> {
 
 /// Every stored day equals what the fake serves, and every day is there exactly once.
 async fn assert_table_matches_the_truth(h: &Harness, start: NaiveDate, end: NaiveDate) {
-    let rows = daily_prices::list(h.pool(), Symbol::Btc, start, end)
+    let rows = daily_prices::list(h.pool(), Symbol::BTC, start, end)
         .await
         .unwrap();
     assert_eq!(

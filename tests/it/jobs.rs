@@ -205,8 +205,8 @@ async fn a_finished_job_cannot_be_cancelled() {
 }
 
 fn new_job(start_days_ago: u64) -> NewJob {
-    let range = DateRange::for_symbol(
-        Symbol::Btc,
+    let range = DateRange::for_coin(
+        &price_history::domain::Coin::bitcoin(),
         days_before_today(start_days_ago),
         days_before_today(1),
         today_utc(),
@@ -214,7 +214,8 @@ fn new_job(start_days_ago: u64) -> NewJob {
     .unwrap();
     NewJob {
         id: Uuid::now_v7(),
-        symbol: Symbol::Btc,
+        symbol: Symbol::BTC,
+        trigger: price_history::domain::Trigger::Api,
         range,
         force: false,
     }

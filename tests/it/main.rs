@@ -3,8 +3,10 @@
 
 mod api;
 mod cli;
+mod coins;
 mod durability;
 mod jobs;
 mod outage;
 mod pipeline;
 mod support;
+mod upgrade;

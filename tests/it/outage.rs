@@ -181,8 +181,8 @@ async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
     .await;
     let pool = store::connect(&url, 4).await.unwrap();
     let end = days_before_today(1);
-    let range = DateRange::for_symbol(
-        Symbol::Btc,
+    let range = DateRange::for_coin(
+        &price_history::domain::Coin::bitcoin(),
         end.checked_sub_days(Days::new(1460)).unwrap(),
         end,
         today_utc(),
@@ -192,7 +192,8 @@ async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
         &pool,
         NewJob {
             id: Uuid::now_v7(),
-            symbol: Symbol::Btc,
+            symbol: Symbol::BTC,
+            trigger: price_history::domain::Trigger::Api,
             range,
             force: false,
         },

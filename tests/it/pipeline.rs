@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::{Days, NaiveDate};
-use price_history::domain::{JobStatus, Symbol, today_utc};
+use price_history::domain::{Coin, JobStatus, PlanReach, Symbol, today_utc};
 use price_history::fake_coingecko::ScriptedResponse;
 use price_history::store::{daily_prices, gaps};
 use rust_decimal::Decimal;
@@ -65,7 +65,7 @@ async fn stored_candles_are_the_first_max_min_and_last_of_the_days_hourly_points
     let points = h.fake.points_for_day(day, true);
     assert!(points.len() >= 20, "an hourly day has about 24 points");
     let prices: Vec<Decimal> = points.iter().map(|p| p.1).collect();
-    let stored = daily_prices::list(h.pool(), Symbol::Btc, day, day)
+    let stored = daily_prices::list(h.pool(), Symbol::BTC, day, day)
         .await
         .unwrap();
     assert_eq!(stored.len(), 1);
@@ -187,7 +187,7 @@ async fn a_429_waits_for_retry_after_and_then_succeeds() {
 }
 
 #[tokio::test]
-async fn error_10012_fails_the_job_at_once_without_retries() {
+async fn error_10012_teaches_the_reach_and_the_job_ends_out_of_plan_without_retries() {
     let h = Harness::new().await;
     h.fake.push_response(ScriptedResponse::status(
         401,
@@ -198,16 +198,14 @@ async fn error_10012_fails_the_job_at_once_without_retries() {
         .run_job(days_before_today(500), days_before_today(450), false)
         .await;
 
-    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
     assert_eq!(h.fake.call_count(), 1, "no retry of any kind");
     assert_eq!(job.attempts, 1);
+    assert_eq!(job.out_of_plan_days, 51);
+    assert!(job.gap_dates.is_empty(), "{:?}", job.gap_dates);
     let message = job.error_message.expect("a reason");
     assert!(
-        message.contains("10012") && message.contains("365 days"),
-        "{message}"
-    );
-    assert!(
-        message.contains("COINGECKO_API_KEY"),
+        message.contains("past 365 days") && message.contains("COINGECKO_API_KEY"),
         "says what to do: {message}"
     );
     assert_eq!(h.stored_days().await, 0);
@@ -287,14 +285,21 @@ async fn a_range_ending_today_stores_a_provisional_row_that_still_counts_as_miss
         1,
         "no call is spent refilling a day that is not over"
     );
-    let rows = daily_prices::list(h.pool(), Symbol::Btc, today, today)
+    let rows = daily_prices::list(h.pool(), Symbol::BTC, today, today)
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].provisional);
-    let coverage = gaps::coverage(h.pool(), Symbol::Btc, days_before_today(2), today)
-        .await
-        .unwrap();
+    let coverage = gaps::coverage(
+        h.pool(),
+        &Coin::bitcoin(),
+        PlanReach::UNLIMITED,
+        today,
+        days_before_today(2),
+        today,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (coverage.total_expected_days, coverage.total_stored_days),
         (3, 2)
@@ -308,9 +313,16 @@ async fn coverage_counts_stored_days_and_lists_the_gaps() {
     h.run_job(start, end, false).await;
     delete_days(&h, days_before_today(20), 3).await;
 
-    let coverage = gaps::coverage(h.pool(), Symbol::Btc, start, end)
-        .await
-        .unwrap();
+    let coverage = gaps::coverage(
+        h.pool(),
+        &Coin::bitcoin(),
+        PlanReach::UNLIMITED,
+        today_utc(),
+        start,
+        end,
+    )
+    .await
+    .unwrap();
 
     assert_eq!(coverage.total_expected_days, 40);
     assert_eq!(coverage.total_stored_days, 37);

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use price_history::config::{LogFormat, Settings};
 use price_history::domain::{DateRange, Symbol, today_utc};
-use price_history::fake_coingecko::FakeCoinGecko;
-use price_history::ingest::Ingestor;
+use price_history::fake_coingecko::{FakeCoinGecko, FakeOptions};
+use price_history::ingest::{Ingestor, Reach};
 use price_history::queue::{self, WorkerOptions};
 use price_history::store::{
     self, ingestion_jobs, ingestion_jobs::JobFollower, ingestion_jobs::JobRecord,
@@ -34,15 +34,35 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> Self {
-        let name = format!("ph_test_{}", Uuid::now_v7().simple());
-        let mut url = url::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");
-        url.set_path(&name);
-        let url = url.to_string();
+        let (name, url) = Self::fresh_name();
         // The service creates the database itself, as it does on a fresh machine.
         let pool = store::connect_and_migrate(&url, 10)
             .await
             .expect("the test database can be created and migrated");
         TestDb { url, pool, name }
+    }
+
+    /// An empty database, not migrated: for building what an earlier release left.
+    pub async fn empty() -> Self {
+        let (name, url) = Self::fresh_name();
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("the test server answers");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("a database can be created");
+        let pool = store::connect(&url, 10)
+            .await
+            .expect("the database answers");
+        TestDb { url, pool, name }
+    }
+
+    fn fresh_name() -> (String, String) {
+        let name = format!("ph_test_{}", Uuid::now_v7().simple());
+        let mut url = url::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        (name, url.to_string())
     }
 }
 
@@ -85,14 +105,22 @@ impl Harness {
     /// Fast settings: a generous call budget and millisecond back-offs, so tests measure
     /// behaviour, not waiting.
     pub async fn new() -> Self {
+        Self::with_fake(FakeOptions::default()).await
+    }
+
+    /// With a fake CoinGecko started with `options` (a plan's reach, a rate limit...).
+    pub async fn with_fake(options: FakeOptions) -> Self {
         let db = TestDb::new().await;
-        let fake = FakeCoinGecko::start().await;
+        let fake = FakeCoinGecko::start_with(options)
+            .await
+            .expect("a fake CoinGecko can listen on a free loopback port");
         let settings = Settings {
             database_url: db.url.clone(),
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             coingecko_base_url: fake.base_url(),
             coingecko_api_key: None,
             coingecko_calls_per_minute: NonZeroU32::new(6000).expect("non-zero"),
+            coingecko_history_days: None,
             coingecko_chunk_days: 90,
             coingecko_max_retries: 3,
             coingecko_retry_base_delay_ms: 10,
@@ -115,16 +143,43 @@ impl Harness {
             client: price_history::coingecko::CoinGeckoClient::new(self.settings.coingecko())
                 .expect("a client"),
             chunk_days: self.settings.coingecko_chunk_days,
+            reach: Reach::new(self.settings.plan_reach(), &self.settings.coingecko()),
+        }
+    }
+
+    /// The coin registry as the API and the CLI use it.
+    pub fn registry(&self) -> price_history::registry::Registry {
+        let ingestor = self.ingestor();
+        price_history::registry::Registry {
+            pool: ingestor.pool,
+            client: ingestor.client,
+            reach: ingestor.reach,
         }
     }
 
     /// Submits a BTC job through the queue, as the API and the CLI do.
     pub async fn submit(&self, start: NaiveDate, end: NaiveDate, force: bool) -> JobRecord {
-        let range =
-            DateRange::for_symbol(Symbol::Btc, start, end, today_utc()).expect("a valid range");
+        self.submit_for(Symbol::BTC, start, end, force).await
+    }
+
+    /// Submits a job for a registered coin.
+    pub async fn submit_for(
+        &self,
+        symbol: Symbol,
+        start: NaiveDate,
+        end: NaiveDate,
+        force: bool,
+    ) -> JobRecord {
+        let coin = price_history::store::coins::get(self.pool(), symbol)
+            .await
+            .expect("the database answers")
+            .expect("the coin is registered")
+            .coin;
+        let range = DateRange::for_coin(&coin, start, end, today_utc()).expect("a valid range");
         let job = NewJob {
             id: Uuid::now_v7(),
-            symbol: Symbol::Btc,
+            symbol,
+            trigger: price_history::domain::Trigger::Api,
             range,
             force,
         };
@@ -173,6 +228,22 @@ impl Harness {
         let finished = self.until_finished(job.id).await;
         worker.stop().await;
         finished
+    }
+
+    /// Registers a coin the fake knows, through the registry (one CoinGecko call).
+    pub async fn register(&self, symbol: &str, coingecko_id: &str) -> Symbol {
+        let symbol = Symbol::parse(symbol).expect("a symbol");
+        let request = price_history::registry::CoinRequest {
+            symbol,
+            coingecko_id: price_history::domain::CoinGeckoId::parse(coingecko_id).expect("an id"),
+            tracked: false,
+            track_since: None,
+        };
+        self.registry()
+            .put(request)
+            .await
+            .expect("the coin is registered");
+        symbol
     }
 
     pub async fn stored_days(&self) -> i64 {

@@ -1,0 +1,355 @@
+//! The `Coins` tag: the registry of coins the service fetches, with each coin's
+//! freshness, and the one write that registers a coin or changes its tracking.
+
+use chrono::{Days, NaiveDate};
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::day::Day;
+use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
+use super::{ApiState, ApiTags, Authorized};
+use crate::domain::{CoinGeckoId, Symbol, today_utc};
+use crate::registry::{CoinRequest, RegisterError, Registered};
+use crate::store::coins::{self, CoinRecord};
+
+pub struct CoinsApi;
+
+#[OpenApi(tag = "ApiTags::Coins")]
+impl CoinsApi {
+    /// List coins
+    ///
+    /// Every registered coin, by symbol, with how fresh its history is.
+    #[oai(path = "/api/v1/coins", method = "get", operation_id = "listCoins")]
+    async fn list(&self, state: Data<&ApiState>) -> ListCoinsResponse {
+        match coins::list(&state.pool).await {
+            Ok(list) => {
+                let today = today_utc();
+                ListCoinsResponse::Ok(Json(CoinList {
+                    coins: list.into_iter().map(|c| CoinView::of(c, today)).collect(),
+                }))
+            }
+            Err(e) => ListCoinsResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+        }
+    }
+
+    /// Get a coin
+    #[oai(
+        path = "/api/v1/coins/:symbol",
+        method = "get",
+        operation_id = "getCoin"
+    )]
+    async fn get(
+        &self,
+        state: Data<&ApiState>,
+        /// The coin's ticker, case-insensitive.
+        symbol: Path<String>,
+    ) -> GetCoinResponse {
+        let symbol = match Symbol::parse(&symbol.0) {
+            Ok(symbol) => symbol,
+            Err(e) => return GetCoinResponse::BadRequest(ErrorBody::invalid_symbol(&e)),
+        };
+        match coins::get(&state.pool, symbol).await {
+            Ok(Some(coin)) => GetCoinResponse::Ok(Json(CoinView::of(coin, today_utc()))),
+            Ok(None) => GetCoinResponse::NotFound(ErrorBody::json(
+                "not_found",
+                format!(
+                    "{symbol} is not a registered coin: register it with PUT /api/v1/coins/{symbol}, \
+                     or list the coins with GET /api/v1/coins"
+                ),
+            )),
+            Err(e) => GetCoinResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+        }
+    }
+
+    /// Register or change a coin
+    ///
+    /// Registers `symbol` for CoinGecko's `coingecko_id` (`201`), or changes whether a
+    /// registered coin is tracked (`200`). A new id is checked with one CoinGecko call,
+    /// which also finds the coin's first day of data; nothing is stored when the check
+    /// fails. A symbol keeps its id for good. A tracked coin is kept up to date by the
+    /// schedule (`SYNC_SCHEDULE`), from `track_since` when given.
+    #[oai(
+        path = "/api/v1/coins/:symbol",
+        method = "put",
+        operation_id = "putCoin"
+    )]
+    async fn put(
+        &self,
+        _auth: Authorized,
+        state: Data<&ApiState>,
+        /// The coin's ticker: 1 to 15 letters A-Z or digits, case-insensitive.
+        symbol: Path<String>,
+        body: Json<PutCoinRequest>,
+    ) -> PutCoinResponse {
+        let symbol = match Symbol::parse(&symbol.0) {
+            Ok(symbol) => symbol,
+            Err(e) => return PutCoinResponse::BadRequest(ErrorBody::invalid_symbol(&e)),
+        };
+        let coingecko_id = match CoinGeckoId::parse(&body.0.coingecko_id) {
+            Ok(id) => id,
+            Err(e) => {
+                return PutCoinResponse::BadRequest(ErrorBody::json(
+                    "invalid_coingecko_id",
+                    e.to_string(),
+                ));
+            }
+        };
+        let request = CoinRequest {
+            symbol,
+            coingecko_id,
+            tracked: body.0.tracked,
+            track_since: body.0.track_since.map(|day| day.0),
+        };
+        let today = today_utc();
+        match state.registry.put(request).await {
+            Ok(Registered::Created(coin)) => {
+                let location = format!("/api/v1/coins/{}", coin.coin.symbol);
+                PutCoinResponse::Created(Json(CoinView::of(coin, today)), location)
+            }
+            Ok(Registered::Changed { coin, .. }) => {
+                PutCoinResponse::Ok(Json(CoinView::of(coin, today)))
+            }
+            Err(e) => PutCoinResponse::from(e),
+        }
+    }
+}
+
+impl From<RegisterError> for PutCoinResponse {
+    fn from(e: RegisterError) -> Self {
+        let message = e.to_string();
+        match e {
+            RegisterError::TrackSinceInFuture(..) => {
+                Self::BadRequest(ErrorBody::json("track_since_in_future", message))
+            }
+            RegisterError::UnknownCoinGeckoId(_) => {
+                Self::BadRequest(ErrorBody::json("unknown_coingecko_id", message))
+            }
+            RegisterError::SymbolTaken { .. } => {
+                Self::Conflict(ErrorBody::json("symbol_registered", message))
+            }
+            RegisterError::IdTaken { .. } => {
+                Self::Conflict(ErrorBody::json("coingecko_id_registered", message))
+            }
+            RegisterError::CoinGeckoRefused { .. } => {
+                tracing::warn!(%message, "a coin check was refused by CoinGecko");
+                Self::BadGateway(ErrorBody::json("coingecko_refused", message))
+            }
+            RegisterError::CoinGeckoUnavailable { .. } => {
+                tracing::warn!(%message, "a coin check could not reach CoinGecko");
+                Self::ServiceUnavailable(ErrorBody::json("coingecko_unavailable", message))
+            }
+            RegisterError::Database(e) => {
+                Self::ServiceUnavailable(ErrorBody::database_unavailable(&e))
+            }
+        }
+    }
+}
+
+/// What to register, or how to change a registered coin. A PUT replaces: `tracked` and
+/// `track_since` left out mean `false` and `null`.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "PutCoin", example, deny_unknown_fields)]
+pub struct PutCoinRequest {
+    /// CoinGecko's id of the coin (the "API ID" on its CoinGecko page), such as
+    /// `ethereum`. A registered coin keeps its id.
+    #[oai(validator(min_length = 1, max_length = 100))]
+    pub coingecko_id: String,
+    /// Keep the coin up to date every day (`SYNC_SCHEDULE`).
+    #[oai(default)]
+    pub tracked: bool,
+    /// With `tracked`: the first day to keep, `YYYY-MM-DD`; else the coin's first day
+    /// (or the oldest day the CoinGecko plan serves, whichever is later).
+    pub track_since: Option<Day>,
+}
+
+impl Example for PutCoinRequest {
+    fn example() -> Self {
+        PutCoinRequest {
+            coingecko_id: "ethereum".to_owned(),
+            tracked: true,
+            track_since: Some(Day(
+                NaiveDate::from_ymd_opt(2024, 1, 1).expect("a valid date")
+            )),
+        }
+    }
+}
+
+/// A registered coin.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Coin", example)]
+pub struct CoinView {
+    /// The ticker, upper case.
+    pub symbol: String,
+    /// CoinGecko's id of the coin.
+    pub coingecko_id: String,
+    /// The first UTC day CoinGecko has a price for; null when the plan's reach hid it
+    /// (the coin is older than the oldest day the plan serves).
+    #[oai(nullable)]
+    pub first_day: Option<Day>,
+    /// Kept up to date every day by the schedule.
+    pub tracked: bool,
+    /// The first day the schedule keeps, when set.
+    #[oai(nullable)]
+    pub track_since: Option<Day>,
+    /// The latest stored day that is not provisional; null when none is stored.
+    #[oai(nullable)]
+    pub last_complete_day: Option<Day>,
+    /// Days from `last_complete_day` to yesterday (UTC): 0 when yesterday is stored;
+    /// null when nothing is stored.
+    #[oai(nullable)]
+    pub stale_days: Option<i64>,
+}
+
+impl CoinView {
+    fn of(record: CoinRecord, today: NaiveDate) -> Self {
+        let yesterday = today.checked_sub_days(Days::new(1)).unwrap_or(today);
+        CoinView {
+            symbol: record.coin.symbol.as_str().to_owned(),
+            coingecko_id: record.coin.coingecko_id.as_str().to_owned(),
+            first_day: record.coin.first_day.map(Day),
+            tracked: record.coin.tracked,
+            track_since: record.coin.track_since.map(Day),
+            last_complete_day: record.last_complete_day.map(Day),
+            stale_days: record
+                .last_complete_day
+                .map(|last| (yesterday - last).num_days().max(0)),
+        }
+    }
+}
+
+impl Example for CoinView {
+    fn example() -> Self {
+        let day = |s: &str| Day(s.parse().expect("a valid date"));
+        CoinView {
+            symbol: "BTC".to_owned(),
+            coingecko_id: "bitcoin".to_owned(),
+            first_day: Some(day("2013-04-28")),
+            tracked: true,
+            track_since: Some(day("2022-01-01")),
+            last_complete_day: Some(day("2026-11-27")),
+            stale_days: Some(0),
+        }
+    }
+}
+
+/// Every registered coin, by symbol.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "CoinList")]
+pub struct CoinList {
+    pub coins: Vec<CoinView>,
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum ListCoinsResponse {
+    /// The coins, by symbol.
+    #[oai(status = 200)]
+    Ok(Json<CoinList>),
+    /// The query is malformed.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The database is not answering.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for ListCoinsResponse {
+    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
+        Self::BadRequest(body)
+    }
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum GetCoinResponse {
+    /// The coin.
+    #[oai(status = 200)]
+    Ok(Json<CoinView>),
+    /// `invalid_symbol`: the symbol is not 1 to 15 letters or digits.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No coin is registered under this symbol.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The database is not answering.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for GetCoinResponse {
+    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
+        Self::BadRequest(body)
+    }
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum PutCoinResponse {
+    /// The coin was registered already; its tracking is now as asked.
+    #[oai(status = 200)]
+    Ok(Json<CoinView>),
+    /// The coin is registered, checked with CoinGecko; `Location` is where to read it.
+    #[oai(status = 201)]
+    Created(Json<CoinView>, #[oai(header = "Location")] String),
+    /// The body is malformed or breaks a rule: `invalid_symbol`, `invalid_coingecko_id`,
+    /// `unknown_coingecko_id` (CoinGecko does not know it), `track_since_in_future`,
+    /// `invalid_request`.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `API_TOKEN` is set and the bearer token is missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `symbol_registered`: the symbol is registered with another id;
+    /// `coingecko_id_registered`: the id is registered under another symbol.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// `coingecko_refused`: CoinGecko refused the check for a reason other than the id
+    /// (a key problem, say); nothing was registered.
+    #[oai(status = 502)]
+    BadGateway(Json<ErrorBody>),
+    /// `coingecko_unavailable`: CoinGecko did not answer the check; `database_unavailable`.
+    /// Nothing was registered: try again.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for PutCoinResponse {
+    fn refusal(status: StatusCode, body: Json<ErrorBody>) -> Self {
+        match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(body, BEARER_CHALLENGE.to_owned()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(body),
+            _ => Self::BadRequest(body),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Coin;
+
+    #[test]
+    fn stale_days_count_from_the_last_complete_day_to_yesterday() {
+        let today: NaiveDate = "2026-11-28".parse().unwrap();
+        let record = |last: Option<&str>| CoinRecord {
+            coin: Coin::bitcoin(),
+            last_complete_day: last.map(|d| d.parse().unwrap()),
+        };
+        assert_eq!(
+            CoinView::of(record(Some("2026-11-27")), today).stale_days,
+            Some(0)
+        );
+        assert_eq!(
+            CoinView::of(record(Some("2026-11-20")), today).stale_days,
+            Some(7)
+        );
+        assert_eq!(CoinView::of(record(None), today).stale_days, None);
+    }
+}

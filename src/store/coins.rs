@@ -1,0 +1,105 @@
+//! `coins`: the registry of coins the service fetches, with what a user of the list
+//! wants beside each one: its last complete day.
+
+use chrono::NaiveDate;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgPool, Row};
+
+use crate::domain::{Coin, CoinGeckoId, Symbol};
+
+/// A registered coin and how far its history reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoinRecord {
+    pub coin: Coin,
+    /// The latest stored day that is not provisional; `None` when there is none.
+    pub last_complete_day: Option<NaiveDate>,
+}
+
+const SELECT: &str = r#"
+SELECT c.symbol, c.coingecko_id, c.first_day, c.tracked, c.track_since,
+       (SELECT max(p.date) FROM daily_prices p WHERE p.symbol = c.symbol AND NOT p.provisional)
+           AS last_complete_day
+FROM coins c
+"#;
+
+impl FromRow<'_, PgRow> for CoinRecord {
+    fn from_row(row: &PgRow) -> sqlx::Result<Self> {
+        let decode = |column: &str, e: String| sqlx::Error::ColumnDecode {
+            index: column.into(),
+            source: e.into(),
+        };
+        let symbol: String = row.try_get("symbol")?;
+        let coingecko_id: String = row.try_get("coingecko_id")?;
+        Ok(CoinRecord {
+            coin: Coin {
+                symbol: Symbol::parse(&symbol).map_err(|e| decode("symbol", e.to_string()))?,
+                coingecko_id: CoinGeckoId::parse(&coingecko_id)
+                    .map_err(|e| decode("coingecko_id", e.to_string()))?,
+                first_day: row.try_get("first_day")?,
+                tracked: row.try_get("tracked")?,
+                track_since: row.try_get("track_since")?,
+            },
+            last_complete_day: row.try_get("last_complete_day")?,
+        })
+    }
+}
+
+/// Every coin, by symbol.
+pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<CoinRecord>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY c.symbol")))
+        .fetch_all(pool)
+        .await
+}
+
+pub async fn get(pool: &PgPool, symbol: Symbol) -> sqlx::Result<Option<CoinRecord>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE c.symbol = $1")))
+        .bind(symbol.as_str())
+        .fetch_optional(pool)
+        .await
+}
+
+/// The coin registered under CoinGecko's `id`, whatever its symbol.
+pub async fn by_coingecko_id(pool: &PgPool, id: &CoinGeckoId) -> sqlx::Result<Option<CoinRecord>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE c.coingecko_id = $1"
+    )))
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await
+}
+
+/// Registers a checked coin. `false` when its symbol or its id was registered meanwhile
+/// (the caller reads again and says which).
+pub async fn insert(pool: &PgPool, coin: &Coin) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "INSERT INTO coins (symbol, coingecko_id, first_day, tracked, track_since) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(coin.symbol.as_str())
+    .bind(coin.coingecko_id.as_str())
+    .bind(coin.first_day)
+    .bind(coin.tracked)
+    .bind(coin.track_since)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Changes whether a coin is tracked and from when. Returns the coin as it was before,
+/// `None` when the symbol is not registered.
+pub async fn set_tracking(
+    pool: &PgPool,
+    symbol: Symbol,
+    tracked: bool,
+    track_since: Option<NaiveDate>,
+) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar(
+        "UPDATE coins n SET tracked = $2, track_since = $3, updated_at = now() \
+         FROM coins o WHERE n.symbol = $1 AND o.symbol = n.symbol RETURNING o.tracked",
+    )
+    .bind(symbol.as_str())
+    .bind(tracked)
+    .bind(track_since)
+    .fetch_optional(pool)
+    .await
+}
