@@ -25,6 +25,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
+#[path = "e2e/coins.rs"]
+mod coins;
+
 /// Sizes of one run.
 struct Sizes {
     smoke: bool,
@@ -179,12 +182,16 @@ impl Bench {
 
     async fn cleanup(&self) {
         self.pool.close().await;
+        // Every database of this run: its own and those the rows made beside it.
         if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
-            for name in [
-                self.database.clone(),
-                format!("{}_bulk", self.database),
-                format!("{}_gaps", self.database),
-            ] {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+            )
+            .bind(&self.database)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap_or_default();
+            for name in names {
                 let statement = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
                 let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
                     .execute(&mut admin)
@@ -198,6 +205,7 @@ impl Bench {
         self.bulk_upsert(sizes, report).await?;
         self.gap_detection(sizes, report).await?;
         self.takeover(sizes, report).await?;
+        self.coins(sizes, report).await?;
         Ok(())
     }
 
