@@ -155,10 +155,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn ingestor(settings: &Settings, pool: &PgPool) -> anyhow::Result<Ingestor> {
     Ok(Ingestor {
         pool: pool.clone(),
-        client: CoinGeckoClient::new(settings.coingecko())
-            .context("while building the CoinGecko client")?,
+        client: coingecko_client(settings)?,
         chunk_days: settings.coingecko_chunk_days,
     })
+}
+
+/// The CoinGecko client, keeping every secret of the process out of what it quotes: the
+/// key, `API_TOKEN` and the database password, should an answer ever echo them.
+fn coingecko_client(settings: &Settings) -> anyhow::Result<CoinGeckoClient> {
+    use secrecy::ExposeSecret;
+    // As written in the URL, and decoded (`%40` for `@`, say).
+    let database_password: Vec<String> = url::Url::parse(&settings.database_url)
+        .ok()
+        .and_then(|url| url.password().map(str::to_owned))
+        .map(|password| vec![percent_decoded(&password), password])
+        .unwrap_or_default();
+    let client = CoinGeckoClient::new(settings.coingecko())
+        .context("while building the CoinGecko client")?
+        .hiding(
+            settings
+                .api_token
+                .iter()
+                .map(|token| token.expose_secret())
+                .chain(database_password.iter().map(String::as_str)),
+        );
+    Ok(client)
+}
+
+/// `%XX` sequences as the bytes they stand for (lossy where that is not UTF-8).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn api_state(
@@ -167,15 +212,20 @@ fn api_state(
     coingecko: Option<CoinGeckoClient>,
 ) -> anyhow::Result<ApiState> {
     use secrecy::ExposeSecret;
-    // An empty token would quietly leave every POST open.
-    if settings
-        .api_token
-        .as_ref()
-        .is_some_and(|token| token.expose_secret().is_empty())
-    {
-        anyhow::bail!(
-            "API_TOKEN is set but empty: unset it to leave the POST endpoints open, or give it a value"
-        );
+    // An empty token would quietly leave every POST open; one with surrounding spaces
+    // would quietly lock every POST out, since the presented token is read trimmed.
+    if let Some(token) = &settings.api_token {
+        let token = token.expose_secret();
+        if token.is_empty() {
+            anyhow::bail!(
+                "API_TOKEN is set but empty: unset it to leave the POST endpoints open, or give it a value"
+            );
+        }
+        if token.trim() != token {
+            anyhow::bail!(
+                "API_TOKEN begins or ends with whitespace, which no client can send in a bearer token: remove it"
+            );
+        }
     }
     Ok(ApiState {
         pool: pool.clone(),

@@ -200,10 +200,11 @@ pub struct NewJobRequest {
     /// 1461 days after `start_date`.
     pub end_date: Day,
     /// Fetch every day again and replace what is stored, instead of only the missing days.
-    #[oai(default)]
+    /// Absent or null: `false`.
+    #[oai(default, nullable)]
     pub force: bool,
-    /// The coin's ticker, case-insensitive. Only `BTC` for now.
-    #[oai(default = "default_symbol")]
+    /// The coin's ticker, case-insensitive. Only `BTC` for now. Absent or null: `BTC`.
+    #[oai(default = "default_symbol", nullable)]
     pub symbol: String,
 }
 

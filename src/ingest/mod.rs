@@ -6,6 +6,6 @@ mod aggregate;
 mod job;
 mod plan;
 
-pub use aggregate::daily_candles;
+pub use aggregate::{DailyCandles, MIN_HOURLY_POINTS, daily_candles};
 pub use job::{Attempt, Ingestor, JobError, Outcome};
 pub use plan::{Window, windows_for_days, windows_for_range};

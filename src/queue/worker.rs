@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use super::{IngestTask, storage};
 use crate::domain::JobStatus;
 use crate::ingest::{self, Ingestor, JobError, Outcome};
-use crate::store::ingestion_jobs;
+use crate::store::gaps;
+use crate::store::ingestion_jobs::{self, JobRecord};
 use crate::store::queue_lease::{self, Lease};
 
 /// A job started this many times beyond `JOB_MAX_ATTEMPTS` (every takeover after a crash
@@ -224,9 +225,7 @@ async fn handle(
              Check the worker's logs for a crash, then submit the job again.",
             job.attempts
         );
-        ingestion_jobs::finish(pool, id, JobStatus::Failed, &[], Some(&message))
-            .await
-            .map_err(retry_later)?;
+        fail(pool, &job, &message).await?;
         return Err(Box::new(AbortError::new(message)));
     }
 
@@ -268,9 +267,7 @@ async fn handle(
             )))
         }
         Err(JobError::Permanent(message)) => {
-            ingestion_jobs::finish(pool, id, JobStatus::Failed, &[], Some(&message))
-                .await
-                .map_err(retry_later)?;
+            fail(pool, &job, &message).await?;
             tracing::error!(job_id = %id, %message, "job failed");
             Err(Box::new(AbortError::new(message)))
         }
@@ -287,16 +284,27 @@ async fn handle(
         }
         Err(JobError::Transient(reason)) => {
             let message = format!(
-                "failed after {} attempts; the last error was: {reason}. Submit the job again once the cause is fixed.",
-                job.attempts
+                "failed after {} attempts; the last error was: {}. Submit the job again once the cause is fixed.",
+                job.attempts,
+                reason.trim_end_matches('.')
             );
-            ingestion_jobs::finish(pool, id, JobStatus::Failed, &[], Some(&message))
-                .await
-                .map_err(retry_later)?;
+            fail(pool, &job, &message).await?;
             tracing::error!(job_id = %id, %message, "job failed");
             Err(Box::new(AbortError::new(message)))
         }
     }
+}
+
+/// Ends the job as failed, with the days of its range still missing, so that a failed
+/// job says what it left undone as a finished one does.
+async fn fail(pool: &PgPool, job: &JobRecord, message: &str) -> Result<(), BoxDynError> {
+    let missing = gaps::missing_days(pool, job.symbol, job.range.start(), job.range.end())
+        .await
+        .map_err(retry_later)?;
+    ingestion_jobs::finish(pool, job.id, JobStatus::Failed, &missing, Some(message))
+        .await
+        .map_err(retry_later)?;
+    Ok(())
 }
 
 /// A database error while recording the outcome: let the queue try the job again.

@@ -8,3 +8,4 @@ mod jobs;
 mod outage;
 mod pipeline;
 mod support;
+mod untrusted;
