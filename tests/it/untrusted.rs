@@ -235,6 +235,100 @@ async fn a_day_of_hourly_data_with_too_few_points_is_not_stored_and_is_named() {
     assert!(stored[0].points.unwrap() >= 20, "{:?}", stored[0].points);
 }
 
+/// Takes a migrated database back to the schema before the price rules, with `rows`
+/// (`date`, price) stored as that release could store them.
+async fn as_an_earlier_release_left_it(pool: &sqlx::PgPool, rows: &[(&str, i32)]) {
+    sqlx::raw_sql(
+        "ALTER TABLE daily_prices DROP CONSTRAINT daily_prices_prices_positive, \
+             DROP CONSTRAINT daily_prices_points_positive, DROP COLUMN points; \
+         DELETE FROM _sqlx_migrations WHERE version = 20261129000010",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    for (date, price) in rows {
+        sqlx::query(
+            r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
+               VALUES ('BTC', $1::date, $2, $2, $2, $2, 0, now())"#,
+        )
+        .bind(date)
+        .bind(price)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+fn day(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+async fn prices_rule_is_validated(pool: &sqlx::PgPool) -> bool {
+    sqlx::query_scalar(
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'daily_prices_prices_positive'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_database_of_an_earlier_release_upgrades_in_place_even_with_a_bad_price() {
+    let clean = crate::support::TestDb::new().await;
+    as_an_earlier_release_left_it(&clean.pool, &[("2024-01-01", 100)]).await;
+    price_history::store::database::migrate(&clean.pool)
+        .await
+        .expect("a database with valid rows upgrades");
+    assert!(prices_rule_is_validated(&clean.pool).await);
+    let kept = daily_prices::list(
+        &clean.pool,
+        Symbol::Btc,
+        day("2024-01-01"),
+        day("2024-12-31"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!((kept[0].points, kept[0].provisional), (None, false));
+
+    let dirty = crate::support::TestDb::new().await;
+    as_an_earlier_release_left_it(&dirty.pool, &[("2024-01-01", 100), ("2024-01-02", -1)]).await;
+    price_history::store::database::migrate(&dirty.pool)
+        .await
+        .expect("a database with a bad price from the earlier release still starts");
+
+    let rows = daily_prices::list(
+        &dirty.pool,
+        Symbol::Btc,
+        day("2024-01-01"),
+        day("2024-12-31"),
+    )
+    .await
+    .unwrap();
+    let flags: Vec<_> = rows
+        .iter()
+        .map(|r| (r.date.to_string(), r.provisional))
+        .collect();
+    assert_eq!(
+        flags,
+        vec![
+            ("2024-01-01".to_owned(), false),
+            ("2024-01-02".to_owned(), true)
+        ],
+        "no row lost; the bad one counts as missing until a job replaces it"
+    );
+    let refused = sqlx::query(
+        r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
+           VALUES ('BTC', '2024-01-03', 0, 0, 0, 0, 0, now())"#,
+    )
+    .execute(&dirty.pool)
+    .await;
+    assert!(
+        refused.is_err(),
+        "new rows are checked even before validation"
+    );
+}
+
 // --- Secrets -------------------------------------------------------------------------
 
 const KEY: &str = "CG-canary-key-7f3a9c2e";
@@ -317,6 +411,7 @@ async fn run_echoing_jobs(h: &Harness, format: &str) -> String {
             ("LOG_FORMAT", format),
         ],
     );
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     // Readiness of an outside process has no event to wait on: poll it.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -498,6 +593,7 @@ struct LimitedApi {
 
 impl LimitedApi {
     async fn start(h: &Harness, limits: ConnectionLimits) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
