@@ -564,22 +564,31 @@ async fn a_key_or_token_echoed_by_coingecko_shows_in_no_response_row_log_or_metr
 async fn an_api_token_with_surrounding_spaces_is_refused_at_start() {
     let h = Harness::new().await;
     for command in ["api", "serve"] {
-        let port = free_port().to_string();
-        let mut service = h.spawn(
-            &[command],
-            &[
-                ("BIND_ADDR", &format!("127.0.0.1:{port}")),
-                ("API_TOKEN", " s3cret-with-spaces "),
-            ],
+        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"))
+            .arg(command)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &h.db.url)
+            .env("COINGECKO_BASE_URL", h.fake.base_url())
+            .env("BIND_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env("API_TOKEN", " s3cret-with-spaces ")
+            .kill_on_drop(true)
+            .output();
+
+        let output = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .unwrap_or_else(|_| panic!("{command} started with the token instead of refusing it"))
+            .unwrap();
+
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         );
-
-        let code = service.exit_code(Duration::from_secs(30)).await;
-
-        let output = service.output();
-        assert_eq!(code, Some(1), "{command}: {output}");
-        assert!(output.contains("API_TOKEN"), "{output}");
-        assert!(output.contains("whitespace"), "{output}");
-        assert!(!output.contains("s3cret"), "{output}");
+        assert_eq!(output.status.code(), Some(1), "{command}: {printed}");
+        assert!(printed.contains("API_TOKEN"), "{printed}");
+        assert!(printed.contains("whitespace"), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
     }
 }
 
