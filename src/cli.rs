@@ -402,3 +402,52 @@ fn refuse(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(database_url: &str, api_token: Option<&str>) -> Settings {
+        let mut args = vec!["price-history", "--database-url", database_url];
+        if let Some(token) = api_token {
+            args.extend(["--api-token", token]);
+        }
+        args.push("migrate");
+        Cli::try_parse_from(args).expect("valid arguments").settings
+    }
+
+    #[test]
+    fn percent_escapes_are_decoded_and_the_rest_kept() {
+        assert_eq!(percent_decoded("p%40ss%2Fw0rd"), "p@ss/w0rd");
+        assert_eq!(percent_decoded("100%"), "100%");
+        assert_eq!(percent_decoded("%zz"), "%zz");
+    }
+
+    #[tokio::test]
+    async fn the_token_is_refused_when_blank_or_padded_and_the_message_does_not_show_it() {
+        let pool = PgPool::connect_lazy("postgres://localhost/none").expect("a lazy pool");
+        for token in ["", " padded-secret", "padded-secret\n"] {
+            let error = api_state(
+                &settings("postgres://localhost/x", Some(token)),
+                &pool,
+                None,
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{token:?} was accepted"));
+            assert!(error.to_string().contains("API_TOKEN"), "{error}");
+            assert!(!error.to_string().contains("padded-secret"), "{error}");
+        }
+        assert!(api_state(&settings("postgres://localhost/x", Some("ok")), &pool, None).is_ok());
+    }
+
+    #[test]
+    fn the_coingecko_client_is_built_hiding_the_token_and_the_database_password() {
+        let settings = settings(
+            "postgres://u:p%40ss-w0rd-99@localhost/x",
+            Some("tok-123456"),
+        );
+        let client = coingecko_client(&settings).expect("a client");
+        let quoted = client.redact("echo: tok-123456, p@ss-w0rd-99 and p%40ss-w0rd-99");
+        assert_eq!(quoted, "echo: ***, *** and ***");
+    }
+}

@@ -276,6 +276,11 @@ impl CoinGeckoClient {
         }
     }
 
+    /// `text` with every secret this client hides replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.apply(text)
+    }
+
     /// The error with every secret masked: the last guard before a message leaves the
     /// client (the quotes were masked before they were cut, this catches the rest).
     fn redacted(&self, error: CoinGeckoError) -> CoinGeckoError {
