@@ -469,6 +469,7 @@ impl Bench {
                     volume: Decimal::new(2_500_000_000_000 + i as i64, 2),
                     timestamp: date.and_hms_opt(23, 0, 41).unwrap().and_utc(),
                     provisional: false,
+                    points: Some(24),
                 }
             })
             .collect();

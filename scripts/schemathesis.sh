@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Fuzzes the REST API with Schemathesis, driven by the API's own OpenAPI document: no
-# request, however malformed, may get a 5xx, and every response must match the document.
+# request, however malformed, may get a 5xx, every response must match the document, and
+# every request the document forbids (negative data) must be refused with a 4xx.
+#
+# First it checks the document itself with openapi-spec-validator, a standard validator
+# that, unlike Schemathesis, refuses anything OpenAPI 3.0 does not allow (such as the
+# 3.1-only `info.summary`), as strict client generators do.
 #
 # It builds the binary, starts `price-history api` on a free port against a throwaway
 # database (created by the binary, dropped at the end), waits for /readyz, runs
-# Schemathesis, and stops the server. Schemathesis is installed from PyPI into a venv
-# under target/ on first use.
+# Schemathesis, and stops the server. Schemathesis and openapi-spec-validator are
+# installed from PyPI into a venv under target/ on first use.
 #
 # Needs: cargo, python3, psql, and PostgreSQL on 127.0.0.1:5432 where user postgres may
 # connect without a password (as in the test suite).
@@ -27,12 +32,15 @@ database="ph_schemathesis_$(date +%s)_$$"
 token="schemathesis-$(date +%s%N)"
 log=target/schemathesis-server.log
 
-if [[ ! -x "$venv/bin/st" ]]; then
-    echo "installing schemathesis into $venv" >&2
-    python3 -m venv "$venv"
+if [[ ! -x "$venv/bin/st" || ! -x "$venv/bin/openapi-spec-validator" ]]; then
+    echo "installing schemathesis and openapi-spec-validator into $venv" >&2
+    [[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --upgrade pip
-    "$venv/bin/pip" install --quiet schemathesis
+    "$venv/bin/pip" install --quiet schemathesis openapi-spec-validator
 fi
+
+# The checked-in document, which a test keeps identical to what the binary serves.
+"$venv/bin/openapi-spec-validator" openapi/openapi.json
 
 # The same build as the test suite's (`cargo test` builds the binary too), so CI compiles once.
 cargo test --locked --no-run
@@ -81,7 +89,7 @@ fi
 mkdir -p target/schemathesis
 cd target/schemathesis
 "../../$venv/bin/st" run "$base/openapi.json" \
-    --checks not_a_server_error,response_schema_conformance \
+    --checks not_a_server_error,response_schema_conformance,negative_data_rejection \
     --max-examples "$max_examples" \
     --header "Authorization: Bearer $token" \
     --request-timeout 40 \

@@ -188,8 +188,50 @@ fn ingestor(settings: &Settings, pool: &PgPool) -> anyhow::Result<Ingestor> {
     })
 }
 
+/// The CoinGecko client, keeping every secret of the process out of what it quotes: the
+/// key, `API_TOKEN` and the database password, should an answer ever echo them.
 fn coingecko_client(settings: &Settings) -> anyhow::Result<CoinGeckoClient> {
-    CoinGeckoClient::new(settings.coingecko()).context("while building the CoinGecko client")
+    use secrecy::ExposeSecret;
+    // As written in the URL, and decoded (`%40` for `@`, say).
+    let database_password: Vec<String> = url::Url::parse(&settings.database_url)
+        .ok()
+        .and_then(|url| url.password().map(str::to_owned))
+        .map(|password| vec![percent_decoded(&password), password])
+        .unwrap_or_default();
+    let client = CoinGeckoClient::new(settings.coingecko())
+        .context("while building the CoinGecko client")?
+        .hiding(
+            settings
+                .api_token
+                .iter()
+                .map(|token| token.expose_secret())
+                .chain(database_password.iter().map(String::as_str)),
+        );
+    Ok(client)
+}
+
+/// `%XX` sequences as the bytes they stand for (lossy where that is not UTF-8).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn reach(settings: &Settings) -> Reach {
@@ -214,15 +256,20 @@ fn api_state(
     coingecko: Option<CoinGeckoClient>,
 ) -> anyhow::Result<ApiState> {
     use secrecy::ExposeSecret;
-    // An empty token would quietly leave every POST open.
-    if settings
-        .api_token
-        .as_ref()
-        .is_some_and(|token| token.expose_secret().is_empty())
-    {
-        anyhow::bail!(
-            "API_TOKEN is set but empty: unset it to leave the POST endpoints open, or give it a value"
-        );
+    // An empty token would quietly leave every POST open; one with surrounding spaces
+    // would quietly lock every POST out, since the presented token is read trimmed.
+    if let Some(token) = &settings.api_token {
+        let token = token.expose_secret();
+        if token.is_empty() {
+            anyhow::bail!(
+                "API_TOKEN is set but empty: unset it to leave the POST endpoints open, or give it a value"
+            );
+        }
+        if token.trim() != token {
+            anyhow::bail!(
+                "API_TOKEN begins or ends with whitespace, which no client can send in a bearer token: remove it"
+            );
+        }
     }
     let checker = match &coingecko {
         Some(client) => client.clone(),
@@ -493,4 +540,53 @@ fn describe_coin(coin: &crate::store::coins::CoinRecord) -> String {
             (false, _) => "not tracked".to_owned(),
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(database_url: &str, api_token: Option<&str>) -> Settings {
+        let mut args = vec!["price-history", "--database-url", database_url];
+        if let Some(token) = api_token {
+            args.extend(["--api-token", token]);
+        }
+        args.push("migrate");
+        Cli::try_parse_from(args).expect("valid arguments").settings
+    }
+
+    #[test]
+    fn percent_escapes_are_decoded_and_the_rest_kept() {
+        assert_eq!(percent_decoded("p%40ss%2Fw0rd"), "p@ss/w0rd");
+        assert_eq!(percent_decoded("100%"), "100%");
+        assert_eq!(percent_decoded("%zz"), "%zz");
+    }
+
+    #[tokio::test]
+    async fn the_token_is_refused_when_blank_or_padded_and_the_message_does_not_show_it() {
+        let pool = PgPool::connect_lazy("postgres://localhost/none").expect("a lazy pool");
+        for token in ["", " padded-secret", "padded-secret\n"] {
+            let error = api_state(
+                &settings("postgres://localhost/x", Some(token)),
+                &pool,
+                None,
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{token:?} was accepted"));
+            assert!(error.to_string().contains("API_TOKEN"), "{error}");
+            assert!(!error.to_string().contains("padded-secret"), "{error}");
+        }
+        assert!(api_state(&settings("postgres://localhost/x", Some("ok")), &pool, None).is_ok());
+    }
+
+    #[test]
+    fn the_coingecko_client_is_built_hiding_the_token_and_the_database_password() {
+        let settings = settings(
+            "postgres://u:p%40ss-w0rd-99@localhost/x",
+            Some("tok-123456"),
+        );
+        let client = coingecko_client(&settings).expect("a client");
+        let quoted = client.redact("echo: tok-123456, p@ss-w0rd-99 and p%40ss-w0rd-99");
+        assert_eq!(quoted, "echo: ***, *** and ***");
+    }
 }

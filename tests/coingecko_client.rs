@@ -504,3 +504,81 @@ async fn a_scripted_passthrough_answers_as_usual_before_the_next_script() {
     let statuses: Vec<u16> = fake.calls().iter().map(|call| call.status).collect();
     assert_eq!(statuses, vec![200, 500]);
 }
+
+/// A server that answers every request with a 200 whose body never ends (no
+/// `Content-Length`, cut only by the client), or announces `announced` bytes; it returns
+/// how many body bytes it managed to send.
+async fn endless_body_server(announced: Option<u64>) -> (String, tokio::task::JoinHandle<usize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client sent a whole request");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let length = announced.map_or_else(String::new, |n| format!("Content-Length: {n}\r\n"));
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}Connection: close\r\n\r\n"
+        );
+        socket.write_all(response.as_bytes()).await.unwrap();
+        let mut chunk = b"[1,2],".repeat(64 * 1024 / 6);
+        chunk.insert(0, b'[');
+        let mut sent = 0;
+        // Up to 256 MiB: far past the limit, and past what a test should hold in memory.
+        while sent < 256 * 1024 * 1024 {
+            match socket.write_all(&chunk).await {
+                Ok(()) => sent += chunk.len(),
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    (base, server)
+}
+
+#[tokio::test]
+async fn a_body_over_32_mib_is_refused_while_it_is_read() {
+    let (base, server) = endless_body_server(None).await;
+    let client = CoinGeckoClient::new(CoinGeckoSettings {
+        timeout: Duration::from_secs(60),
+        ..settings(base)
+    })
+    .unwrap();
+
+    let error = two_days_of_2024(&client).await.unwrap_err();
+
+    let (status, _, message) = permanent_parts(&error);
+    assert_eq!(status, Some(200));
+    assert!(message.contains("over 32 MiB"), "{message}");
+    let sent = server.await.unwrap();
+    println!(
+        "the server got {} MiB out before the client hung up",
+        sent >> 20
+    );
+    assert!(
+        sent < 48 * 1024 * 1024,
+        "the client read {} MiB instead of stopping at 32",
+        sent >> 20
+    );
+    assert_eq!(
+        client.calls_made(),
+        1,
+        "a refused body is not fetched again"
+    );
+}
+
+#[tokio::test]
+async fn a_body_announced_over_32_mib_is_refused_unread() {
+    let (base, server) = endless_body_server(Some(40 * 1024 * 1024)).await;
+    let client = CoinGeckoClient::new(settings(base)).unwrap();
+
+    let error = two_days_of_2024(&client).await.unwrap_err();
+
+    assert!(permanent_parts(&error).2.contains("over 32 MiB"), "{error}");
+    server.abort();
+}

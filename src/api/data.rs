@@ -23,7 +23,7 @@ use crate::store::{coins, daily_prices};
 pub const MAX_READ_DAYS: i64 = 7305;
 
 /// The CSV header, as INTERFACE.md fixes it.
-const CSV_HEADER: &str = "date,open,high,low,close,volume";
+const CSV_HEADER: &str = "date,open,high,low,close,volume,provisional";
 
 pub struct DataApi;
 
@@ -246,6 +246,11 @@ pub struct Price {
     /// The day was not over when it was fetched: close and volume may still change, and
     /// coverage counts it as missing until a later job replaces it.
     pub provisional: bool,
+    /// How many of CoinGecko's price points the day was built from: about 24 from hourly
+    /// data, 1 from daily data (before 2018-01-30). Null for a day stored before the
+    /// count was recorded.
+    #[oai(nullable)]
+    pub points: Option<i32>,
 }
 
 impl From<DailyCandle> for Price {
@@ -258,6 +263,7 @@ impl From<DailyCandle> for Price {
             close: price.close,
             volume: price.volume,
             provisional: price.provisional,
+            points: price.points,
         }
     }
 }
@@ -274,7 +280,7 @@ pub struct PriceList {
 pub struct Csv(pub String);
 
 impl Csv {
-    /// The header `date,open,high,low,close,volume`, then one line per day.
+    /// The header `date,open,high,low,close,volume,provisional`, then one line per day.
     fn of(prices: &[DailyCandle]) -> Csv {
         use std::fmt::Write;
         let mut csv = String::with_capacity(64 * (prices.len() + 1));
@@ -283,8 +289,8 @@ impl Csv {
         for p in prices {
             let _ = writeln!(
                 csv,
-                "{},{},{},{},{},{}",
-                p.date, p.open, p.high, p.low, p.close, p.volume
+                "{},{},{},{},{},{},{}",
+                p.date, p.open, p.high, p.low, p.close, p.volume, p.provisional
             );
         }
         Csv(csv)
@@ -362,7 +368,7 @@ impl From<Coverage> for CoverageStats {
 #[oai(bad_request_handler = "refused")]
 pub enum PricesResponse {
     /// The stored days, ascending: JSON, or CSV with the header
-    /// `date,open,high,low,close,volume` when `Accept: text/csv`.
+    /// `date,open,high,low,close,volume,provisional` when `Accept: text/csv`.
     #[oai(status = 200)]
     Ok(PricesBody),
     /// A date is missing or malformed, `end_before_start`, `range_too_long`,

@@ -212,10 +212,12 @@ pub struct NewJobRequest {
     /// 1461 days after `start_date`.
     pub end_date: Day,
     /// Fetch every day again and replace what is stored, instead of only the missing days.
-    #[oai(default)]
+    /// Absent or null: `false`.
+    #[oai(default, nullable)]
     pub force: bool,
     /// The coin's ticker, case-insensitive: a registered coin (`GET /api/v1/coins`).
-    #[oai(default = "default_symbol", validator(max_length = 15))]
+    /// Absent or null: `BTC`.
+    #[oai(default = "default_symbol", nullable)]
     pub symbol: String,
 }
 

@@ -1,6 +1,6 @@
 //! What wraps every request: an access log line with a request id, a time-out, a body
-//! size limit, and the `Allow` header of a 405. Each answers with the API's JSON error
-//! body, never plain text.
+//! size and time limit, and the `Allow` header of a 405. Each answers with the API's
+//! JSON error body, never plain text.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -89,8 +89,15 @@ pub async fn time_limit<E: Endpoint>(next: Arc<E>, request: Request) -> poem::Re
 }
 
 /// Answers `413 payload_too_large` for a body over [`MAX_BODY_BYTES`], whether it
-/// announces its length or is sent in chunks; a body that fits is read here, once.
-pub async fn body_limit<E: Endpoint>(next: Arc<E>, mut request: Request) -> poem::Result<Response> {
+/// announces its length or is sent in chunks, and `408 request_timeout` for a body that
+/// has not arrived whole within `within`: a client that stalls its body is the one at
+/// fault, so it gets a 4xx, not the 5xx of [`time_limit`]. A body that fits is read
+/// here, once.
+pub async fn body_limit<E: Endpoint>(
+    next: Arc<E>,
+    mut request: Request,
+    within: Duration,
+) -> poem::Result<Response> {
     let announced = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -99,7 +106,24 @@ pub async fn body_limit<E: Endpoint>(next: Arc<E>, mut request: Request) -> poem
     if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Ok(too_large());
     }
-    match request.take_body().into_bytes_limit(MAX_BODY_BYTES).await {
+    let read = tokio::time::timeout(within, request.take_body().into_bytes_limit(MAX_BODY_BYTES));
+    let Ok(read) = read.await else {
+        tracing::info!(timeout_secs = within.as_secs_f64(), "request body stalled");
+        let mut response = ErrorBody::new(
+            "request_timeout",
+            format!(
+                "the request body did not arrive whole within {} s; send it at once",
+                within.as_secs_f64()
+            ),
+        )
+        .into_response_with(StatusCode::REQUEST_TIMEOUT);
+        // The rest of the body may still come; the connection cannot be reused.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(response);
+    };
+    match read {
         Ok(bytes) => request.set_body(bytes),
         Err(ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
         Err(e) => {

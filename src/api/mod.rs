@@ -8,8 +8,9 @@
 //! - `error`: the one error body, and how every refusal becomes it.
 //! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format.
 //! - `auth`: the `API_TOKEN` bearer check on every write (POST, PUT).
-//! - `middleware`: access log with request id, time-out, body size limit, and the
-//!   `Allow` header of a 405.
+//! - `middleware`: access log with request id, time-out, body size and time limits,
+//!   and the `Allow` header of a 405.
+//! - `server`: the accept loop, with the limits on heads, silence and connections.
 //!
 //! Handlers parse the request into domain types once and call `queue` and `store`;
 //! nothing below calls back up.
@@ -23,6 +24,7 @@ mod error;
 mod jobs;
 mod middleware;
 mod ops;
+mod server;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,9 +33,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use poem::http::StatusCode;
-use poem::listener::{Acceptor, TcpAcceptor};
 use poem::middleware::CatchPanic;
-use poem::{Endpoint, EndpointExt, Route, Server};
+use poem::{Endpoint, EndpointExt, Response, Route};
 use poem_openapi::{OpenApiService, Tags};
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -46,6 +47,7 @@ pub use coins::CoinsApi;
 pub use data::DataApi;
 pub use jobs::JobsApi;
 pub use ops::OpsApi;
+pub use server::ConnectionLimits;
 
 use auth::Authorized;
 use error::ErrorBody;
@@ -90,12 +92,13 @@ pub enum ApiTags {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(REQUEST_TIMEOUT.as_secs() + 5);
 
 /// The OpenAPI service: the document and the routes of every operation. Its server URL
-/// is relative (`/`), so the document is right wherever the API is reached.
+/// is relative (`/`), so the document is right wherever the API is reached. The document
+/// is OpenAPI 3.0, so it carries nothing only 3.1 allows (such as `info.summary`).
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new((JobsApi, CoinsApi, DataApi, OpsApi), "price-history", env!("CARGO_PKG_VERSION"))
-        .summary("A complete, trustworthy history of daily coin prices from CoinGecko")
         .description(
-            "Backfills daily open/high/low/close/volume candles from CoinGecko into PostgreSQL through a durable job \
+            "A complete, trustworthy history of daily coin prices from CoinGecko.\n\n\
+             Backfills daily open/high/low/close/volume candles from CoinGecko into PostgreSQL through a durable job \
              queue, and serves what is stored.\n\n\
              Dates are `YYYY-MM-DD` (UTC days), timestamps RFC 3339 in UTC, job ids UUIDv7. Prices and volumes are \
              decimal strings, so that no digit is lost to floating point. Every error is \
@@ -113,8 +116,11 @@ pub fn openapi_json() -> String {
 }
 
 /// Every route — the operations, `/openapi.json` and Swagger UI at `/docs` — wrapped in
-/// the JSON error catch-all, the time-out, the body limit and the access log.
-pub fn app(state: ApiState) -> impl Endpoint + 'static {
+/// the JSON error catch-all, the time-out, the body limits and the access log.
+pub fn app(
+    state: ApiState,
+    limits: ConnectionLimits,
+) -> impl Endpoint<Output = Response> + 'static {
     let service = openapi_service();
     let routes = Route::new()
         .at("/openapi.json", service.spec_endpoint())
@@ -123,7 +129,7 @@ pub fn app(state: ApiState) -> impl Endpoint + 'static {
     let allowed = Arc::new(middleware::AllowedMethods::of::<Apis>());
     routes
         .data(state)
-        .around(middleware::body_limit)
+        .around(move |next, request| middleware::body_limit(next, request, limits.body))
         .around(middleware::time_limit)
         .catch_all_error(error::catch_all)
         .around(move |next, request| allowed.clone().add_to_405(next, request))
@@ -159,21 +165,33 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let acceptor =
-        TcpAcceptor::from_tokio(listener).context("while taking over the API's listener")?;
-    let addresses: Vec<String> = acceptor
+    serve_with_limits(state, listener, ConnectionLimits::default(), shutdown).await
+}
+
+/// [`serve_on`] with other limits than the documented ones: for tests, which cannot wait
+/// a minute to see a connection closed.
+pub async fn serve_with_limits(
+    state: ApiState,
+    listener: tokio::net::TcpListener,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener
         .local_addr()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+        .context("while taking over the API's listener")?;
     if state.api_token.is_none() {
         tracing::warn!("API_TOKEN is not set: the POST endpoints accept any caller");
     }
-    tracing::info!(addr = %addresses.join(", "), "REST API listening; documentation at /docs");
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app(state), shutdown, Some(SHUTDOWN_GRACE))
-        .await
-        .context("the REST API server failed")?;
+    tracing::info!(addr = %address, "REST API listening; documentation at /docs");
+    server::run(
+        listener,
+        app(state, limits),
+        limits,
+        shutdown,
+        SHUTDOWN_GRACE,
+    )
+    .await
+    .context("the REST API server failed")?;
     tracing::info!("REST API stopped");
     Ok(())
 }

@@ -26,6 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::error::{CoinGeckoError, ErrorBody};
 use super::rate_limit::RateLimit;
+use super::redact::Redactor;
 use super::wire::MarketChart;
 
 /// The host of CoinGecko's paid plans; keys for it go in a different header.
@@ -42,6 +43,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10 * 60);
 /// How long to wait for a TCP/TLS connection, when the call's time-out is longer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest body read from CoinGecko. A 90-day hourly window is about 200 KB and the
+/// longest daily one (365 days) about 30 KB; anything near this is not a market chart,
+/// and reading it whole would cost the worker its memory.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// How to reach CoinGecko, as configured (`COINGECKO_*`).
 #[derive(Clone)]
@@ -78,6 +83,9 @@ impl fmt::Debug for CoinGeckoSettings {
 #[derive(Clone)]
 pub struct CoinGeckoClient {
     inner: Arc<Inner>,
+    /// Removes the key (and whatever [`hiding`](Self::hiding) added) from every body,
+    /// URL and error this client quotes.
+    redactor: Arc<Redactor>,
 }
 
 struct Inner {
@@ -145,6 +153,7 @@ impl CoinGeckoClient {
                 settings.base_url
             );
         }
+        let redactor = Redactor::new(settings.api_key.iter().map(|key| key.expose_secret()));
         let api_key = settings
             .api_key
             .as_ref()
@@ -200,7 +209,20 @@ impl CoinGeckoClient {
                 sent,
                 outcomes: Default::default(),
             }),
+            redactor: Arc::new(redactor),
         })
+    }
+
+    /// Also keeps these secrets (`API_TOKEN`, the database password) out of everything
+    /// the client quotes, should CoinGecko or something in between ever echo them. The
+    /// API key is always kept out.
+    pub fn hiding<'a>(mut self, secrets: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut redactor = (*self.redactor).clone();
+        for secret in secrets {
+            redactor.add(secret);
+        }
+        self.redactor = Arc::new(redactor);
+        self
     }
 
     /// Attempts sent so far by this client and its clones, retries included.
@@ -226,16 +248,17 @@ impl CoinGeckoClient {
         let started = SystemTime::now();
         let mut retries = 0;
         loop {
-            let failure = match self.attempt(&url, coin_id).await {
-                Outcome::Done(result) => return result,
+            let mut failure = match self.attempt(&url, coin_id).await {
+                Outcome::Done(result) => return result.map_err(|e| self.redacted(e)),
                 Outcome::Retry(failure) => failure,
             };
+            failure.what = self.redactor.apply(&failure.what);
             let attempts = retries + 1;
             if !failure.retryable {
-                return Err(failure.give_up(attempts));
+                return Err(self.redacted(failure.give_up(attempts)));
             }
             let backoff = match self.inner.backoff.should_retry(started, retries) {
-                RetryDecision::DoNotRetry => return Err(failure.give_up(attempts)),
+                RetryDecision::DoNotRetry => return Err(self.redacted(failure.give_up(attempts))),
                 RetryDecision::Retry { execute_after } => execute_after
                     .duration_since(SystemTime::now())
                     .unwrap_or_default(),
@@ -250,6 +273,30 @@ impl CoinGeckoClient {
                 "CoinGecko call failed; retrying"
             );
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// `text` with every secret this client hides replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.apply(text)
+    }
+
+    /// The error with every secret masked: the last guard before a message leaves the
+    /// client (the quotes were masked before they were cut, this catches the rest).
+    fn redacted(&self, error: CoinGeckoError) -> CoinGeckoError {
+        match error {
+            CoinGeckoError::Transient { message } => CoinGeckoError::Transient {
+                message: self.redactor.apply(&message),
+            },
+            CoinGeckoError::Permanent {
+                status,
+                error_code,
+                message,
+            } => CoinGeckoError::Permanent {
+                status,
+                error_code,
+                message: self.redactor.apply(&message),
+            },
         }
     }
 
@@ -286,17 +333,27 @@ impl CoinGeckoClient {
         };
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let body = match response.bytes().await {
-            Ok(body) => body,
+        let body = match read_capped(response, MAX_BODY_BYTES).await {
+            Ok(Some(body)) => body,
+            Ok(None) => {
+                count("unreadable");
+                return Outcome::Done(Err(CoinGeckoError::too_large(status, MAX_BODY_BYTES)));
+            }
             Err(error) => {
                 count("transport_error");
                 return Outcome::Retry(Failure::body(status, &error));
             }
         };
+        let redactor = &*self.redactor;
 
         if status.is_success() {
-            let chart = MarketChart::parse(&body)
-                .map_err(|why| CoinGeckoError::unreadable(status, &body, why));
+            let chart = MarketChart::parse(&body).map_err(|why| {
+                if why.is_bad_data() {
+                    CoinGeckoError::bad_data(status, why)
+                } else {
+                    CoinGeckoError::unreadable(status, &body, why, redactor)
+                }
+            });
             count(if chart.is_ok() { "ok" } else { "unreadable" });
             Outcome::Done(chart)
         } else if status.is_server_error()
@@ -309,7 +366,7 @@ impl CoinGeckoClient {
                 "server_error"
             });
             Outcome::Retry(Failure {
-                what: ErrorBody::read(&body).describe(status),
+                what: ErrorBody::read_redacted(&body, redactor).describe(status),
                 status: Some(status.as_u16()),
                 retryable: true,
                 rate_limited: status == StatusCode::TOO_MANY_REQUESTS,
@@ -317,7 +374,9 @@ impl CoinGeckoClient {
             })
         } else {
             count("refused");
-            Outcome::Done(Err(CoinGeckoError::refused(status, &body, coin_id)))
+            Outcome::Done(Err(CoinGeckoError::refused(
+                status, &body, coin_id, redactor,
+            )))
         }
     }
 }
@@ -402,6 +461,29 @@ impl Failure {
             ),
         }
     }
+}
+
+/// The body, read chunk by chunk and given up as soon as it is over `limit` bytes
+/// (`Ok(None)`), so that an endless or huge answer never sits whole in memory. A
+/// `Content-Length` over the limit is refused before anything is read.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|announced| announced > limit as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// `Retry-After` as seconds or as an HTTP date; `None` when absent or unreadable.

@@ -8,12 +8,16 @@
 use http::StatusCode;
 use serde_json::Value;
 
+use super::redact::Redactor;
+use super::wire::BodyError;
+
 /// How much of an error body a message quotes: enough for CoinGecko's sentence, not a page.
 const QUOTE_LIMIT: usize = 300;
 
 /// Why a call to CoinGecko did not produce a market chart.
 ///
-/// Messages quote CoinGecko and say what to do; they never contain the API key.
+/// Messages quote CoinGecko and say what to do; every quote has passed a [`Redactor`],
+/// so they never contain the API key or another secret, whatever CoinGecko sent.
 #[derive(Debug, thiserror::Error)]
 pub enum CoinGeckoError {
     /// Worth trying again later: retries ran out on 429, 5xx, time-outs or connection
@@ -66,8 +70,13 @@ impl CoinGeckoError {
     }
 
     /// A refusal (non-retryable status) turned into the message a user can act on.
-    pub(crate) fn refused(status: StatusCode, body: &[u8], coin_id: &str) -> Self {
-        let said = ErrorBody::read(body);
+    pub(crate) fn refused(
+        status: StatusCode,
+        body: &[u8],
+        coin_id: &str,
+        redactor: &Redactor,
+    ) -> Self {
+        let said = ErrorBody::read_redacted(body, redactor);
         let message = format!(
             "{} {}",
             said.describe(status),
@@ -82,7 +91,12 @@ impl CoinGeckoError {
 
     /// A 2xx whose body is not a market chart: CoinGecko changed or something in between
     /// (a proxy, a captive portal) answered instead.
-    pub(crate) fn unreadable(status: StatusCode, body: &[u8], why: impl std::fmt::Display) -> Self {
+    pub(crate) fn unreadable(
+        status: StatusCode,
+        body: &[u8],
+        why: impl std::fmt::Display,
+        redactor: &Redactor,
+    ) -> Self {
         Self::Permanent {
             status: Some(status.as_u16()),
             error_code: None,
@@ -91,7 +105,37 @@ impl CoinGeckoError {
                  it begins {}. Check COINGECKO_BASE_URL points at CoinGecko's API root \
                  (https://api.coingecko.com/api/v3 or https://pro-api.coingecko.com/api/v3).",
                 status.as_u16(),
-                quote(&String::from_utf8_lossy(body)),
+                quote(&redactor.apply(&String::from_utf8_lossy(body))),
+            ),
+        }
+    }
+
+    /// A market chart whose data cannot be true (a price not above zero, a negative
+    /// volume, one instant with two values). Trying again within the attempt would most
+    /// likely get the same answer, so the window is refused whole and the job fails.
+    pub(crate) fn bad_data(status: StatusCode, why: BodyError) -> Self {
+        Self::Permanent {
+            status: Some(status.as_u16()),
+            error_code: None,
+            message: format!(
+                "CoinGecko's answer was refused: {why}. Nothing of that window was stored. \
+                 The fault is in CoinGecko's data, not in a setting here: run the job again \
+                 later, when CoinGecko may have corrected it."
+            ),
+        }
+    }
+
+    /// A body longer than any market chart: refused while it was being read.
+    pub(crate) fn too_large(status: StatusCode, limit: usize) -> Self {
+        Self::Permanent {
+            status: Some(status.as_u16()),
+            error_code: None,
+            message: format!(
+                "CoinGecko answered HTTP {} with a body over {} MiB, far more than any market \
+                 chart; it was refused unread. Check COINGECKO_BASE_URL points at CoinGecko's \
+                 API root (https://api.coingecko.com/api/v3 or https://pro-api.coingecko.com/api/v3).",
+                status.as_u16(),
+                limit / (1024 * 1024),
             ),
         }
     }
@@ -107,6 +151,16 @@ pub(crate) struct ErrorBody {
 }
 
 impl ErrorBody {
+    /// [`read`](Self::read) with every secret masked: in the raw body (as is,
+    /// percent-encoded or JSON-escaped) and again in the words found, which JSON escapes
+    /// may have spelled differently. Both before any quote is cut short, so no part of
+    /// a secret survives at the cut.
+    pub(crate) fn read_redacted(body: &[u8], redactor: &Redactor) -> Self {
+        let mut said = Self::read(&redactor.apply_bytes(body));
+        said.text = said.text.map(|text| redactor.apply(&text));
+        said
+    }
+
     pub(crate) fn read(body: &[u8]) -> Self {
         match serde_json::from_slice::<Value>(body) {
             Ok(json) => Self::from_json(&json),
@@ -255,6 +309,7 @@ mod tests {
             StatusCode::from_u16(status).unwrap(),
             body.as_bytes(),
             "bitcoin",
+            &Redactor::default(),
         )
     }
 
@@ -384,6 +439,7 @@ mod tests {
             StatusCode::NOT_FOUND,
             br#"{"error":"coin not found"}"#,
             "bitcorn",
+            &Redactor::default(),
         );
         let (status, code, message) = parts(&error);
         assert_eq!((status, code), (Some(404), None));
@@ -417,6 +473,38 @@ mod tests {
             pro_on_public.contains("COINGECKO_BASE_URL=https://pro-api.coingecko.com/api/v3"),
             "{pro_on_public}"
         );
+    }
+
+    #[test]
+    fn a_key_echoed_in_any_spelling_is_masked_even_where_the_quote_is_cut() {
+        let redactor = Redactor::new(["CG-secret-key", "api-token"]);
+        let bodies = [
+            r#"{"status":{"error_code":10002,"error_message":"Invalid key CG-secret-key"}}"#
+                .to_owned(),
+            r#"{"error":"CG-secret-key and api-token"}"#.to_owned(),
+            "<html><title>Key CG-secret-key refused</title></html>".to_owned(),
+            format!("{}CG-secret-key", "x".repeat(QUOTE_LIMIT - 5)),
+            "GET /coins?x_cg_demo_api_key=CG-secret-key".to_owned(),
+        ];
+        for body in bodies {
+            for status in [400, 401, 404] {
+                let error = CoinGeckoError::refused(
+                    StatusCode::from_u16(status).unwrap(),
+                    body.as_bytes(),
+                    "bitcoin",
+                    &redactor,
+                );
+                let message = error.to_string();
+                assert!(!message.contains("CG-s"), "{message}");
+                assert!(!message.contains("api-token"), "{message}");
+            }
+            let error =
+                CoinGeckoError::unreadable(StatusCode::OK, body.as_bytes(), "not JSON", &redactor);
+            assert!(!error.to_string().contains("CG-s"), "{error}");
+            let said = ErrorBody::read_redacted(body.as_bytes(), &redactor);
+            let described = said.describe(StatusCode::BAD_GATEWAY);
+            assert!(!described.contains("CG-s"), "{described}");
+        }
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! prices and 24 h volumes; market caps are not stored, so their absence is no error.
 //! Values are JSON numbers (binary floating point on CoinGecko's side), so the faithful
 //! decimal is the shortest one that reads back as the same `f64`.
+//!
+//! What the body says is not trusted: a price must be above zero and a volume must not
+//! be negative, and one instant may not carry two different values. An answer that
+//! breaks any of these is refused whole ([`BodyError::is_bad_data`]), so that nothing of
+//! it is stored.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -37,6 +42,35 @@ pub(crate) enum BodyError {
     Timestamp(f64),
     #[error("it has a value that does not fit a decimal ({0})")]
     Value(f64),
+    #[error("it has a price of {value} at {at}, and a price must be above zero")]
+    PriceNotPositive { value: f64, at: DateTime<Utc> },
+    #[error("it has a 24-hour volume of {value} at {at}, and a volume cannot be negative")]
+    NegativeVolume { value: f64, at: DateTime<Utc> },
+    #[error("it has two different {series} for {at} ({first} and {second})")]
+    Conflict {
+        series: &'static str,
+        at: DateTime<Utc>,
+        first: Decimal,
+        second: Decimal,
+    },
+}
+
+impl BodyError {
+    /// The body is a market chart, but its data cannot be true: the fault is in
+    /// CoinGecko's data, not in where the request went.
+    pub(crate) fn is_bad_data(&self) -> bool {
+        matches!(
+            self,
+            Self::PriceNotPositive { .. } | Self::NegativeVolume { .. } | Self::Conflict { .. }
+        )
+    }
+}
+
+/// Which series a point belongs to, for the rule its values must follow.
+#[derive(Clone, Copy)]
+enum Series {
+    Prices,
+    Volumes,
 }
 
 /// `[ms, value]`; a `null` value is a hole CoinGecko sometimes leaves, not an error.
@@ -50,27 +84,53 @@ struct RawChart {
 
 impl MarketChart {
     /// Reads a success body. Tolerates a missing `market_caps`, `null` values (the point
-    /// is skipped), float timestamps and exponent notation; anything else is an error.
+    /// is skipped), float timestamps, exponent notation and a point sent twice with the
+    /// same value; anything else is an error, and so is a price that is not above zero,
+    /// a negative volume, or one instant with two different values.
     pub(crate) fn parse(body: &[u8]) -> Result<Self, BodyError> {
         let raw: RawChart = serde_json::from_slice(body)?;
         Ok(Self {
-            prices: points(raw.prices)?,
-            total_volumes: points(raw.total_volumes)?,
+            prices: points(raw.prices, Series::Prices)?,
+            total_volumes: points(raw.total_volumes, Series::Volumes)?,
         })
     }
 }
 
-fn points(raw: Vec<RawPoint>) -> Result<Vec<Point>, BodyError> {
+fn points(raw: Vec<RawPoint>, series: Series) -> Result<Vec<Point>, BodyError> {
     let mut points = raw
         .into_iter()
         .filter_map(|(ms, value)| value.map(|value| (ms, value)))
-        .map(|(ms, value)| {
+        .map(|(ms, raw)| {
             let at = millis_to_time(ms).ok_or(BodyError::Timestamp(ms))?;
-            let value = decimal_from_f64(value).ok_or(BodyError::Value(value))?;
-            Ok(Point { at, value })
+            let value = decimal_from_f64(raw).ok_or(BodyError::Value(raw))?;
+            // Checked on the decimal too: a tiny positive float can round to 0 in it.
+            match series {
+                Series::Prices if raw <= 0.0 || value <= Decimal::ZERO => {
+                    Err(BodyError::PriceNotPositive { value: raw, at })
+                }
+                Series::Volumes if raw < 0.0 || value < Decimal::ZERO => {
+                    Err(BodyError::NegativeVolume { value: raw, at })
+                }
+                _ => Ok(Point { at, value }),
+            }
         })
         .collect::<Result<Vec<_>, BodyError>>()?;
     points.sort_by_key(|point| point.at);
+    // The same instant twice: harmless when the values agree, a contradiction when not.
+    for pair in points.windows(2) {
+        if pair[0].at == pair[1].at && pair[0].value != pair[1].value {
+            return Err(BodyError::Conflict {
+                series: match series {
+                    Series::Prices => "prices",
+                    Series::Volumes => "24-hour volumes",
+                },
+                at: pair[0].at,
+                first: pair[0].value,
+                second: pair[1].value,
+            });
+        }
+    }
+    points.dedup_by_key(|point| point.at);
     Ok(points)
 }
 
@@ -214,6 +274,58 @@ mod tests {
             .map(|p| p.at.timestamp_millis())
             .collect();
         assert_eq!(times, vec![1000, 2000, 3000]);
+    }
+
+    #[test]
+    fn prices_not_above_zero_and_negative_volumes_are_bad_data_quoting_the_value() {
+        for (body, quoted) in [
+            (
+                r#"{"prices":[[1711843200000,-5.5]],"total_volumes":[]}"#,
+                "price of -5.5",
+            ),
+            (
+                r#"{"prices":[[1711843200000,0]],"total_volumes":[]}"#,
+                "price of 0",
+            ),
+            (
+                r#"{"prices":[[1711843200000,1e-40]],"total_volumes":[]}"#,
+                "price of 0.0000",
+            ),
+            (
+                r#"{"prices":[[1711843200000,1]],"total_volumes":[[1711843200000,-2]]}"#,
+                "volume of -2",
+            ),
+        ] {
+            let error = MarketChart::parse(body.as_bytes()).unwrap_err();
+            assert!(error.is_bad_data(), "{body}: {error}");
+            assert!(error.to_string().contains(quoted), "{body}: {error}");
+        }
+        let zero_volume = r#"{"prices":[[1711843200000,1]],"total_volumes":[[1711843200000,0]]}"#;
+        assert!(MarketChart::parse(zero_volume.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn one_instant_with_two_values_is_bad_data_and_a_repeated_point_is_kept_once() {
+        let conflicting =
+            br#"{"prices":[[1711843200000,100],[1711843200000,101]],"total_volumes":[]}"#;
+        let error = MarketChart::parse(conflicting).unwrap_err();
+        assert!(error.is_bad_data(), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("2024-03-31 00:00:00 UTC (100 and 101)"),
+            "{error}"
+        );
+        let conflicting_volumes =
+            br#"{"prices":[],"total_volumes":[[1711843200000,5],[1711843200000,6]]}"#;
+        assert!(
+            MarketChart::parse(conflicting_volumes)
+                .unwrap_err()
+                .is_bad_data()
+        );
+        let repeated =
+            br#"{"prices":[[1711843200000,100],[1711843200000,100.0]],"total_volumes":[]}"#;
+        assert_eq!(MarketChart::parse(repeated).unwrap().prices.len(), 1);
     }
 
     #[test]

@@ -19,4 +19,7 @@ pub struct DailyCandle {
     /// The day was not over when it was fetched, so its close and volume may still move;
     /// it counts as missing until a later run replaces it.
     pub provisional: bool,
+    /// How many price points the candle was built from (about 24 from hourly data, 1
+    /// from daily data); `None` for a row stored before the count was recorded.
+    pub points: Option<i32>,
 }

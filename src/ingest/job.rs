@@ -1,6 +1,7 @@
 //! One attempt of a job, from plan to outcome. The queue calls [`Ingestor::run`]; it
 //! decides what to do with the outcome (finish, retry, hand back).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use chrono::{NaiveDate, Utc};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use super::{Reach, Window, daily_candles, windows_for_days, windows_for_range};
+use super::{MIN_HOURLY_POINTS, Reach, Window, daily_candles, windows_for_days, windows_for_range};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoError};
 use crate::domain::{Coin, DailyCandle, JobStatus, PlanReach, today_utc};
 use crate::store::queue_lease::{self, Lease};
@@ -59,8 +60,27 @@ pub enum JobError {
 }
 
 impl From<sqlx::Error> for JobError {
+    /// A row the table refuses (SQLSTATE class 22, data exception, or 23, a broken
+    /// constraint) will be refused again however often the window is fetched: that is
+    /// permanent, and said without PostgreSQL's own text. Anything else may pass.
     fn from(e: sqlx::Error) -> Self {
-        JobError::Transient(format!("database error: {e}"))
+        match &e {
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|code| code.starts_with("22") || code.starts_with("23")) =>
+            {
+                let rule = db
+                    .constraint()
+                    .map(|name| format!(" ({name})"))
+                    .unwrap_or_default();
+                JobError::Permanent(format!(
+                    "CoinGecko's data for a window broke a rule of the table{rule}; nothing of that \
+                     window was stored. Run the job again later, when CoinGecko may have corrected it."
+                ))
+            }
+            _ => JobError::Transient(format!("database error: {e}")),
+        }
     }
 }
 
@@ -122,6 +142,7 @@ impl Ingestor {
         let mut reach = self.patiently(|| self.reach.current(&self.pool)).await?;
         let mut planned = job.chunks_done;
         let mut learned = false;
+        let mut shortfalls = Shortfalls::default();
         'plan: loop {
             let windows = match reach.served_part(start, end, today) {
                 None => Vec::new(),
@@ -155,7 +176,10 @@ impl Ingestor {
                 "fetching"
             );
             for (i, window) in windows.iter().enumerate() {
-                match self.window(&attempt, &coin, window).await? {
+                match self
+                    .window(&attempt, &coin, window, &mut shortfalls)
+                    .await?
+                {
                     WindowEnd::Stored => {}
                     WindowEnd::Stop(outcome) => return Ok(outcome),
                     WindowEnd::BeyondReach(days) if !learned => {
@@ -202,7 +226,7 @@ impl Ingestor {
             tracing::info!(runs = fills.len(), days = fillable.len(), "filling gaps");
         }
         for window in &fills {
-            match self.window(&attempt, &coin, window).await {
+            match self.window(&attempt, &coin, window, &mut shortfalls).await {
                 Ok(WindowEnd::Stored) => {}
                 Ok(WindowEnd::Stop(outcome)) => return Ok(outcome),
                 Ok(WindowEnd::BeyondReach(days)) => {
@@ -214,7 +238,8 @@ impl Ingestor {
                     reach = self.patiently(|| self.reach.current(&self.pool)).await?;
                 }
                 Err(e) => {
-                    tracing::warn!(start = %window.start, end = %window.end, error = %e, "could not fill a gap; going on")
+                    tracing::warn!(start = %window.start, end = %window.end, error = %e, "could not fill a gap; going on");
+                    shortfalls.failed_fills.push((*window, e.to_string()));
                 }
             }
         }
@@ -222,7 +247,7 @@ impl Ingestor {
         let missing = self
             .patiently(|| gaps::missing_days(&self.pool, job.symbol, start, end))
             .await?;
-        Ok(finished(missing, reach, today))
+        Ok(finished(missing, reach, today, &shortfalls))
     }
 
     /// One window: fetch it, aggregate it, and store its rows with the checkpoint in one
@@ -235,6 +260,7 @@ impl Ingestor {
         attempt: &Attempt<'_>,
         coin: &Coin,
         window: &Window,
+        shortfalls: &mut Shortfalls,
     ) -> Result<WindowEnd, JobError> {
         let job = attempt.job;
         if *attempt.stop.borrow() {
@@ -259,7 +285,12 @@ impl Ingestor {
                 None => return Err(e.into()),
             },
         };
-        let candles = daily_candles(&chart, window, Utc::now());
+        let built = daily_candles(&chart, window, Utc::now());
+        if !built.too_thin.is_empty() {
+            tracing::warn!(days = ?built.too_thin, "days with too few points were not stored");
+        }
+        shortfalls.too_thin.extend(built.too_thin.iter().copied());
+        let candles = built.candles;
         let written = self.patiently(|| self.store(attempt, &candles)).await?;
         match written {
             Some(written) => {
@@ -338,9 +369,26 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Why days are still missing, beyond "CoinGecko had nothing": gathered over an attempt
+/// so that the final message says what happened.
+#[derive(Debug, Default)]
+struct Shortfalls {
+    /// Finished days CoinGecko sent too few points for, with the latest count.
+    too_thin: BTreeMap<NaiveDate, usize>,
+    /// Gap-fill calls that failed, with why.
+    failed_fills: Vec<(Window, String)>,
+}
+
 /// The final word on a job whose windows have all been tried, from the days of its
-/// range still missing: those the plan serves are gaps, the older ones out of plan.
-fn finished(missing: Vec<NaiveDate>, reach: PlanReach, today: NaiveDate) -> Outcome {
+/// range still missing: those the plan serves are gaps, each explained by what happened
+/// to it (not over, too few points, a failed call, or no data at all); the older ones are
+/// out of plan.
+fn finished(
+    missing: Vec<NaiveDate>,
+    reach: PlanReach,
+    today: NaiveDate,
+    shortfalls: &Shortfalls,
+) -> Outcome {
     let (gap_dates, out_of_plan) = reach.split(missing, today);
     if gap_dates.is_empty() && out_of_plan.is_empty() {
         return Outcome::Finished {
@@ -366,18 +414,7 @@ fn finished(missing: Vec<NaiveDate>, reach: PlanReach, today: NaiveDate) -> Outc
         ));
     }
     if !gap_dates.is_empty() {
-        let not_over = gap_dates.iter().filter(|day| **day >= today).count();
-        sentences.push(format!(
-            "{} day(s) still have no final price: {}.",
-            gap_dates.len(),
-            describe_days(&gap_dates)
-        ));
-        if not_over > 0 {
-            sentences.push("Today (UTC) is not over, so its row is provisional; run the job again after 00:40 UTC tomorrow to complete it.".to_owned());
-        }
-        if not_over < gap_dates.len() {
-            sentences.push("CoinGecko returned no data for the other days even after a second try; run the job again later to retry them.".to_owned());
-        }
+        sentences.push(gap_message(&gap_dates, today, shortfalls));
     }
     Outcome::Finished {
         status: JobStatus::CompletedWithGaps,
@@ -385,6 +422,72 @@ fn finished(missing: Vec<NaiveDate>, reach: PlanReach, today: NaiveDate) -> Outc
         out_of_plan_days: out_of_plan.len() as i32,
         message: Some(sentences.join(" ")),
     }
+}
+
+/// What to say of days the plan serves that are still missing.
+fn gap_message(gap_dates: &[NaiveDate], today: NaiveDate, shortfalls: &Shortfalls) -> String {
+    let mut message = format!(
+        "{} day(s) still have no final price: {}.",
+        gap_dates.len(),
+        describe_days(gap_dates)
+    );
+    let (not_over, past): (Vec<NaiveDate>, Vec<NaiveDate>) =
+        gap_dates.iter().partition(|day| **day >= today);
+    if !not_over.is_empty() {
+        message.push_str(" Today (UTC) is not over, so its row is provisional; run the job again after 00:40 UTC tomorrow to complete it.");
+    }
+    let (thin, past): (Vec<NaiveDate>, Vec<NaiveDate>) = past
+        .into_iter()
+        .partition(|day| shortfalls.too_thin.contains_key(day));
+    if !thin.is_empty() {
+        let fewest = thin
+            .iter()
+            .filter_map(|day| shortfalls.too_thin.get(day))
+            .min()
+            .copied()
+            .unwrap_or_default();
+        message.push_str(&format!(
+            " CoinGecko sent too few points for {} ({} day(s), as few as {fewest}): a day of hourly data is stored from at least {MIN_HOURLY_POINTS} points, so they were not stored; run the job again later to retry them.",
+            describe_days(&thin),
+            thin.len(),
+        ));
+    }
+    let (failed, past): (Vec<NaiveDate>, Vec<NaiveDate>) = past.into_iter().partition(|day| {
+        shortfalls
+            .failed_fills
+            .iter()
+            .any(|(window, _)| window.contains(*day))
+    });
+    if !failed.is_empty() {
+        for (window, why) in shortfalls.failed_fills.iter().take(3) {
+            message.push_str(&format!(
+                " Asking CoinGecko again for {}..{} failed: {}",
+                window.start,
+                window.end,
+                why.trim_end_matches('.')
+            ));
+            message.push('.');
+        }
+        if shortfalls.failed_fills.len() > 3 {
+            message.push_str(&format!(
+                " {} more call(s) failed the same way.",
+                shortfalls.failed_fills.len() - 3
+            ));
+        }
+        message.push_str(" Run the job again once that is fixed.");
+    }
+    if !past.is_empty() {
+        let others = if past.len() == gap_dates.len() {
+            "these"
+        } else {
+            "the other"
+        };
+        message.push_str(&format!(
+            " CoinGecko returned no data for {others} {} day(s) even after a second try; run the job again later to retry them.",
+            past.len()
+        ));
+    }
+    message
 }
 
 /// Days as runs, e.g. `2024-01-01..2024-01-03, 2024-02-10`, at most a handful shown.
@@ -416,10 +519,26 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn message_of(outcome: Outcome) -> String {
+        let Outcome::Finished {
+            status, message, ..
+        } = outcome
+        else {
+            panic!("not finished");
+        };
+        assert_eq!(status, JobStatus::CompletedWithGaps);
+        message.unwrap()
+    }
+
     #[test]
     fn no_gaps_is_completed_without_a_message() {
         assert_eq!(
-            finished(vec![], PlanReach::UNLIMITED, day("2024-01-01")),
+            finished(
+                vec![],
+                PlanReach::UNLIMITED,
+                day("2024-01-01"),
+                &Shortfalls::default()
+            ),
             Outcome::Finished {
                 status: JobStatus::Completed,
                 gap_dates: vec![],
@@ -431,18 +550,12 @@ mod tests {
 
     #[test]
     fn gaps_name_their_days_and_say_what_to_do() {
-        let Outcome::Finished {
-            status, message, ..
-        } = finished(
+        let message = message_of(finished(
             vec![day("2024-01-01"), day("2024-01-02"), day("2024-01-09")],
             PlanReach::UNLIMITED,
             day("2024-01-09"),
-        )
-        else {
-            panic!("not finished");
-        };
-        assert_eq!(status, JobStatus::CompletedWithGaps);
-        let message = message.unwrap();
+            &Shortfalls::default(),
+        ));
         assert!(
             message.starts_with(
                 "3 day(s) still have no final price: 2024-01-01..2024-01-02, 2024-01-09."
@@ -450,7 +563,60 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("Today (UTC) is not over"), "{message}");
-        assert!(message.contains("no data for the other days"), "{message}");
+        assert!(
+            message.contains("no data for the other 2 day(s)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_failed_gap_fill_is_said_as_what_it_was_not_as_no_data() {
+        let shortfalls = Shortfalls {
+            too_thin: BTreeMap::new(),
+            failed_fills: vec![(
+                Window {
+                    start: day("2024-01-01"),
+                    end: day("2024-01-02"),
+                },
+                "CoinGecko answered HTTP 401: \"Invalid API key\". The API key is missing or invalid.".to_owned(),
+            )],
+        };
+        let message = message_of(finished(
+            vec![day("2024-01-01"), day("2024-01-02")],
+            PlanReach::UNLIMITED,
+            day("2024-02-01"),
+            &shortfalls,
+        ));
+        assert!(
+            message.contains("Asking CoinGecko again for 2024-01-01..2024-01-02 failed: CoinGecko answered HTTP 401"),
+            "{message}"
+        );
+        assert!(!message.contains("no data"), "{message}");
+        let without_ranges = message.replace("2024-01-01..2024-01-02", "");
+        assert!(!without_ranges.contains(".."), "{without_ranges}");
+    }
+
+    #[test]
+    fn days_with_too_few_points_are_named_with_the_rule() {
+        let shortfalls = Shortfalls {
+            too_thin: BTreeMap::from([(day("2024-01-05"), 1)]),
+            failed_fills: vec![],
+        };
+        let message = message_of(finished(
+            vec![day("2024-01-05"), day("2024-01-07")],
+            PlanReach::UNLIMITED,
+            day("2024-02-01"),
+            &shortfalls,
+        ));
+        assert!(
+            message.contains("too few points for 2024-01-05 (1 day(s), as few as 1)"),
+            "{message}"
+        );
+        assert!(message.contains("at least 12 points"), "{message}");
+        assert!(
+            message.contains("no data for the other 1 day(s)"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -465,6 +631,7 @@ mod tests {
             vec![day("2025-11-27"), day("2025-11-28"), day("2026-01-05")],
             PlanReach::days(365),
             today,
+            &Shortfalls::default(),
         )
         else {
             panic!("not finished");

@@ -7,7 +7,7 @@ mod job;
 mod plan;
 mod reach;
 
-pub use aggregate::daily_candles;
+pub use aggregate::{DailyCandles, MIN_HOURLY_POINTS, daily_candles};
 pub use job::{Attempt, Ingestor, JobError, Outcome};
 pub use plan::{Window, windows_for_days, windows_for_range};
 pub use reach::Reach;

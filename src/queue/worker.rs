@@ -12,8 +12,10 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use super::{IngestTask, storage};
+use crate::domain::{JobStatus, today_utc};
 use crate::ingest::{self, Ingestor, JobError, Outcome};
-use crate::store::ingestion_jobs::{self, Ending};
+use crate::store::gaps;
+use crate::store::ingestion_jobs::{self, Ending, JobRecord};
 use crate::store::queue_lease::{self, Lease};
 
 /// A job started this many times beyond `JOB_MAX_ATTEMPTS` (every takeover after a crash
@@ -223,9 +225,7 @@ async fn handle(
              Check the worker's logs for a crash, then submit the job again.",
             job.attempts
         );
-        ingestion_jobs::finish(pool, id, Ending::failed(&message))
-            .await
-            .map_err(retry_later)?;
+        fail(&state.ingestor, &job, &message).await?;
         return Err(Box::new(AbortError::new(message)));
     }
 
@@ -274,9 +274,7 @@ async fn handle(
             )))
         }
         Err(JobError::Permanent(message)) => {
-            ingestion_jobs::finish(pool, id, Ending::failed(&message))
-                .await
-                .map_err(retry_later)?;
+            fail(&state.ingestor, &job, &message).await?;
             tracing::error!(job_id = %id, %message, "job failed");
             Err(Box::new(AbortError::new(message)))
         }
@@ -293,16 +291,36 @@ async fn handle(
         }
         Err(JobError::Transient(reason)) => {
             let message = format!(
-                "failed after {} attempts; the last error was: {reason}. Submit the job again once the cause is fixed.",
-                job.attempts
+                "failed after {} attempts; the last error was: {}. Submit the job again once the cause is fixed.",
+                job.attempts,
+                reason.trim_end_matches('.')
             );
-            ingestion_jobs::finish(pool, id, Ending::failed(&message))
-                .await
-                .map_err(retry_later)?;
+            fail(&state.ingestor, &job, &message).await?;
             tracing::error!(job_id = %id, %message, "job failed");
             Err(Box::new(AbortError::new(message)))
         }
     }
+}
+
+/// Ends the job as failed, with the days of its range still missing, so that a failed
+/// job says what it left undone as a finished one does.
+async fn fail(ingestor: &Ingestor, job: &JobRecord, message: &str) -> Result<(), BoxDynError> {
+    let pool = &ingestor.pool;
+    let missing = gaps::missing_days(pool, job.symbol, job.range.start(), job.range.end())
+        .await
+        .map_err(retry_later)?;
+    let reach = ingestor.reach.current(pool).await.map_err(retry_later)?;
+    let (gap_dates, out_of_plan) = reach.split(missing, today_utc());
+    let ending = Ending {
+        status: JobStatus::Failed,
+        gap_dates: &gap_dates,
+        out_of_plan_days: out_of_plan.len() as i32,
+        message: Some(message),
+    };
+    ingestion_jobs::finish(pool, job.id, ending)
+        .await
+        .map_err(retry_later)?;
+    Ok(())
 }
 
 /// A database error while recording the outcome: let the queue try the job again.

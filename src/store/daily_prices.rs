@@ -9,13 +9,13 @@ use crate::domain::{DailyCandle, Symbol};
 /// good is left alone and only a provisional row (a day that was not over when fetched)
 /// is replaced; forced, every fetched day replaces what is stored.
 const UPSERT: &str = r#"
-INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional)
+INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional, points)
 SELECT $1, d.* FROM UNNEST($2::date[], $3::numeric[], $4::numeric[], $5::numeric[], $6::numeric[],
-                          $7::numeric[], $8::timestamptz[], $9::boolean[]) AS d
+                          $7::numeric[], $8::timestamptz[], $9::boolean[], $11::integer[]) AS d
 ON CONFLICT (symbol, date) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
     volume = EXCLUDED.volume, "timestamp" = EXCLUDED."timestamp",
-    provisional = EXCLUDED.provisional, updated_at = now()
+    provisional = EXCLUDED.provisional, points = EXCLUDED.points, updated_at = now()
 WHERE $10 OR daily_prices.provisional
 "#;
 
@@ -38,6 +38,7 @@ pub async fn upsert(
     let mut volumes = Vec::with_capacity(candles.len());
     let mut timestamps = Vec::with_capacity(candles.len());
     let mut provisional = Vec::with_capacity(candles.len());
+    let mut points = Vec::with_capacity(candles.len());
     for candle in candles {
         dates.push(candle.date);
         opens.push(candle.open);
@@ -47,6 +48,7 @@ pub async fn upsert(
         volumes.push(candle.volume);
         timestamps.push(candle.timestamp);
         provisional.push(candle.provisional);
+        points.push(candle.points);
     }
     let result = sqlx::query(UPSERT)
         .bind(symbol.as_str())
@@ -59,6 +61,7 @@ pub async fn upsert(
         .bind(timestamps)
         .bind(provisional)
         .bind(force)
+        .bind(points)
         .execute(&mut **tx)
         .await?;
     Ok(result.rows_affected())
@@ -72,7 +75,7 @@ pub async fn list(
     end: NaiveDate,
 ) -> sqlx::Result<Vec<DailyCandle>> {
     sqlx::query_as(
-        r#"SELECT date, open, high, low, close, volume, "timestamp", provisional
+        r#"SELECT date, open, high, low, close, volume, "timestamp", provisional, points
            FROM daily_prices WHERE symbol = $1 AND date BETWEEN $2 AND $3 ORDER BY date"#,
     )
     .bind(symbol.as_str())

@@ -230,18 +230,6 @@ pub struct Ending<'a> {
     pub message: Option<&'a str>,
 }
 
-impl<'a> Ending<'a> {
-    /// A failure, with nothing known about the days.
-    pub fn failed(message: &'a str) -> Self {
-        Ending {
-            status: JobStatus::Failed,
-            gap_dates: &[],
-            out_of_plan_days: 0,
-            message: Some(message),
-        }
-    }
-}
-
 /// Ends a job that is still active. A job cancelled meanwhile keeps its `cancelled`.
 /// Returns whether the row changed.
 pub async fn finish(pool: &PgPool, id: Uuid, ending: Ending<'_>) -> sqlx::Result<bool> {

@@ -726,10 +726,11 @@ async fn prices_are_served_ascending_as_json_with_decimal_strings_or_as_csv() {
     );
     let text = csv.text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "date,open,high,low,close,volume");
+    assert_eq!(lines[0], "date,open,high,low,close,volume,provisional");
     assert_eq!(lines.len(), 11);
     let first: Vec<&str> = lines[1].split(',').collect();
     assert_eq!(first[0], start.to_string());
+    assert_eq!(first[6], "false");
     assert_eq!(
         first[4],
         prices[0]["close"].as_str().unwrap(),

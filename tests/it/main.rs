@@ -9,4 +9,5 @@ mod jobs;
 mod outage;
 mod pipeline;
 mod support;
+mod untrusted;
 mod upgrade;

@@ -294,6 +294,8 @@ pub struct Service {
     child: tokio::process::Child,
     pub pid: u32,
     output: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The tasks copying stdout and stderr into `output`; done once the process is.
+    readers: Vec<JoinHandle<()>>,
 }
 
 impl Harness {
@@ -370,6 +372,7 @@ pub fn spawn_service(
     let mut child = command.spawn().expect("the binary starts");
     let pid = child.id().expect("a running child has a pid");
     let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut readers = Vec::new();
     for stream in [
         child
             .stdout
@@ -384,7 +387,7 @@ pub fn spawn_service(
     .flatten()
     {
         let output = output.clone();
-        tokio::spawn(async move {
+        readers.push(tokio::spawn(async move {
             use tokio::io::AsyncBufReadExt;
             let mut lines = tokio::io::BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
@@ -392,9 +395,14 @@ pub fn spawn_service(
                 out.push_str(&line);
                 out.push('\n');
             }
-        });
+        }));
     }
-    Service { child, pid, output }
+    Service {
+        child,
+        pid,
+        output,
+        readers,
+    }
 }
 
 impl Service {
@@ -424,6 +432,10 @@ impl Service {
                 )
             })
             .expect("the process is reaped");
+        // Everything it printed is in `output` once its pipes have been read to the end.
+        for reader in self.readers.drain(..) {
+            let _ = reader.await;
+        }
         status.code()
     }
 

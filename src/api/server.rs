@@ -1,0 +1,319 @@
+//! The HTTP server under the API: accepts connections and serves each with hyper, within
+//! the limits a public endpoint needs (INTERFACE.md, "What the service never trusts").
+//!
+//! poem's own `Server` has neither a time limit on a request head nor a connection cap,
+//! and its idle time-out waits politely for the request in progress, which a client that
+//! stopped reading never finishes. So the accept loop is ours; the endpoint is poem's.
+//!
+//! - A request head must be complete within [`ConnectionLimits::head`]: from the
+//!   connection's opening for its first request (a silent or half-open connection, or
+//!   one that trickles its head, is closed), and from the previous answer for the next
+//!   (hyper's header-read time-out, which therefore also closes a kept-alive connection
+//!   left unused that long).
+//! - A connection on which no byte has moved either way for [`ConnectionLimits::idle`]
+//!   (a client that stopped reading its answer, say) is closed, request or not.
+//! - At most [`ConnectionLimits::max_connections`] connections are served at once; more
+//!   wait in the listen backlog until one closes.
+//! - A request body must arrive whole within [`ConnectionLimits::body`]; that one is
+//!   enforced by the API's body middleware, which answers `408` rather than closing.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use poem::http::uri::Scheme;
+use poem::web::{LocalAddr, RemoteAddr};
+use poem::{Addr, Endpoint, Response};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// What a client may cost the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A request head must be complete this long after the connection opened (or after
+    /// the previous answer).
+    pub head: Duration,
+    /// A connection with no byte moving either way this long is closed.
+    pub idle: Duration,
+    /// A request body must arrive whole within this, or the request gets `408`.
+    pub body: Duration,
+    /// Connections served at once; further ones wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    /// 10 s for a head or a body (a real client sends either in milliseconds), 60 s of
+    /// silence, 1024 connections: far above what the API's users need, far below what
+    /// the process's file descriptors and memory allow.
+    fn default() -> Self {
+        Self {
+            head: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            body: Duration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Serves `endpoint` on `listener` until `shutdown` resolves; then stops accepting, lets
+/// the requests in flight finish for up to `grace`, and returns.
+pub async fn run<E>(
+    listener: TcpListener,
+    endpoint: E,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()>
+where
+    E: Endpoint<Output = Response> + 'static,
+{
+    let local = listener.local_addr()?;
+    let endpoint = Arc::new(endpoint);
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (closing, closed) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let (socket, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was
+                    // accepted: not a reason to stop serving the others.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        connections.spawn(serve_connection(
+            socket,
+            (local, remote),
+            endpoint.clone(),
+            limits,
+            closed.clone(),
+            permit,
+        ));
+    }
+
+    drop(listener);
+    let _ = closing.send(true);
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            "connections still open after the grace period; closing them"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+/// One connection, from accept to close: hyper with a header-read time-out, watched for
+/// a first head that never completes and for silence.
+async fn serve_connection<E>(
+    socket: TcpStream,
+    (local, remote): (SocketAddr, SocketAddr),
+    endpoint: Arc<E>,
+    limits: ConnectionLimits,
+    mut closing: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) where
+    E: Endpoint<Output = Response> + 'static,
+{
+    let _ = socket.set_nodelay(true);
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: socket,
+        activity: activity.clone(),
+    });
+    let service = hyper::service::service_fn({
+        let activity = activity.clone();
+        move |request: http::Request<Incoming>| {
+            activity.requested.store(true, Ordering::Relaxed);
+            let endpoint = endpoint.clone();
+            async move {
+                let request = poem::Request::from((
+                    request,
+                    LocalAddr(Addr::SocketAddr(local)),
+                    RemoteAddr(Addr::SocketAddr(remote)),
+                    Scheme::HTTP,
+                ));
+                let response = endpoint.get_response(request).await;
+                Ok::<_, Infallible>(hyper::Response::from(response))
+            }
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.head);
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+
+    let mut shutting_down = false;
+    loop {
+        let deadline = activity.deadline(&limits);
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            changed = closing.changed(), if !shutting_down => {
+                if changed.is_err() || *closing.borrow() {
+                    shutting_down = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                if Instant::now() >= activity.deadline(&limits) {
+                    tracing::debug!(%remote, "closing a connection that stalled");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What the watchdog of one connection knows: when it opened, when a byte last moved,
+/// whether a request head has arrived.
+struct Activity {
+    opened: Instant,
+    /// Milliseconds from `opened` to the last byte read or written.
+    last_io_ms: AtomicU64,
+    /// A complete request head has arrived (hyper called the service).
+    requested: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            last_io_ms: AtomicU64::new(0),
+            requested: AtomicBool::new(false),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_io_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// When the connection is to be closed unless something happens first.
+    fn deadline(&self, limits: &ConnectionLimits) -> Instant {
+        let idle_until = self.opened
+            + Duration::from_millis(self.last_io_ms.load(Ordering::Relaxed))
+            + limits.idle;
+        if self.requested.load(Ordering::Relaxed) {
+            idle_until
+        } else {
+            idle_until.min(self.opened + limits.head)
+        }
+    }
+}
+
+/// The socket, noting every byte that moves.
+struct Watched<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_limits_are_the_documented_ones() {
+        let limits = ConnectionLimits::default();
+        assert_eq!(limits.head, Duration::from_secs(10));
+        assert_eq!(limits.idle, Duration::from_secs(60));
+        assert_eq!(limits.body, Duration::from_secs(10));
+        assert_eq!(limits.max_connections, 1024);
+    }
+
+    #[tokio::test]
+    async fn a_connection_without_a_request_has_until_the_head_limit_then_until_idle() {
+        let limits = ConnectionLimits::default();
+        let activity = Activity::new();
+        assert_eq!(activity.deadline(&limits), activity.opened + limits.head);
+        activity.requested.store(true, Ordering::Relaxed);
+        assert_eq!(activity.deadline(&limits), activity.opened + limits.idle);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        activity.touch();
+        assert!(
+            activity.deadline(&limits) >= activity.opened + limits.idle + Duration::from_millis(20)
+        );
+    }
+}

@@ -1,0 +1,932 @@
+//! What the service never trusts (INTERFACE.md): CoinGecko's answers, clients, and the
+//! secrets it holds. Each test feeds the service what a misbehaving upstream or a hostile
+//! client would, and checks what a user would see.
+
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, NaiveTime};
+use price_history::api::{self, ConnectionLimits};
+use price_history::domain::{JobStatus, Symbol};
+use price_history::fake_coingecko::ScriptedResponse;
+use price_history::store::daily_prices;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use crate::support::{Harness, days_before_today, free_port};
+
+/// One point per hour of `day` at `price` (a little jitter past the hour, as CoinGecko
+/// sends), each with `volume`, as `[ms, value]` pairs.
+fn hourly_points(day: NaiveDate, price: f64, volume: f64) -> (Vec<Value>, Vec<Value>) {
+    (0..24)
+        .map(|hour| {
+            let ms = day
+                .and_time(NaiveTime::from_hms_opt(hour, 0, 41).unwrap())
+                .and_utc()
+                .timestamp_millis();
+            (json!([ms, price + f64::from(hour)]), json!([ms, volume]))
+        })
+        .unzip()
+}
+
+/// A market chart body from series of `[ms, value]` pairs.
+fn chart(prices: Vec<Value>, volumes: Vec<Value>) -> String {
+    json!({"prices": prices, "market_caps": [], "total_volumes": volumes}).to_string()
+}
+
+fn at(day: NaiveDate, hour: u32) -> i64 {
+    day.and_time(NaiveTime::from_hms_opt(hour, 0, 0).unwrap())
+        .and_utc()
+        .timestamp_millis()
+}
+
+// --- CoinGecko's answers -------------------------------------------------------------
+
+#[tokio::test]
+async fn a_price_not_above_zero_fails_the_job_at_once_quoting_it_and_stores_nothing() {
+    let h = Harness::new().await;
+    let (a, b) = (days_before_today(10), days_before_today(9));
+    let (mut prices, mut volumes) = hourly_points(a, 100.0, 5.0);
+    let (more_prices, more_volumes) = hourly_points(b, 100.0, 5.0);
+    prices.extend(more_prices);
+    volumes.extend(more_volumes);
+    prices[30] = json!([at(b, 6), -5.5]);
+    h.fake
+        .push_response(ScriptedResponse::status(200, chart(prices, volumes)));
+
+    let job = h.run_job(a, b, false).await;
+
+    assert_eq!(job.status, JobStatus::Failed);
+    let message = job.error_message.unwrap();
+    assert!(message.contains("price of -5.5"), "{message}");
+    assert!(message.contains("must be above zero"), "{message}");
+    assert!(
+        message.contains("Nothing of that window was stored"),
+        "{message}"
+    );
+    assert_eq!(h.fake.call_count(), 1, "a bad answer is not fetched again");
+    assert_eq!(job.attempts, 1);
+    assert_eq!(
+        h.stored_days().await,
+        0,
+        "not even the good day of that window"
+    );
+}
+
+#[tokio::test]
+async fn the_table_itself_refuses_a_price_not_above_zero() {
+    let h = Harness::new().await;
+    let insert = |price: i32| {
+        sqlx::query(
+            r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
+               VALUES ('BTC', '2024-01-01', $1, $1, $1, $1, 1, now())"#,
+        )
+        .bind(price)
+        .execute(h.pool())
+    };
+
+    for price in [0, -1] {
+        let error = insert(price).await.unwrap_err();
+        let constraint = error
+            .as_database_error()
+            .and_then(|e| e.constraint())
+            .map(str::to_owned);
+        assert_eq!(constraint.as_deref(), Some("daily_prices_prices_positive"));
+    }
+    insert(1).await.expect("a positive price is stored");
+}
+
+#[tokio::test]
+async fn a_negative_volume_fails_at_once_without_refetching_and_without_postgres_text() {
+    let h = Harness::new().await;
+    let day = days_before_today(10);
+    let (prices, mut volumes) = hourly_points(day, 100.0, 5.0);
+    volumes[23] = json!([at(day, 23), -2]);
+    h.fake
+        .push_response(ScriptedResponse::status(200, chart(prices, volumes)));
+
+    let job = h.run_job(day, day, false).await;
+
+    assert_eq!(job.status, JobStatus::Failed);
+    let message = job.error_message.unwrap();
+    assert!(message.contains("volume of -2"), "{message}");
+    for postgres in ["violates", "check constraint", "database error", "SQLSTATE"] {
+        assert!(!message.contains(postgres), "{message}");
+    }
+    assert_eq!(h.fake.call_count(), 1, "the window is not fetched again");
+    assert_eq!(job.attempts, 1, "a bad answer is not retried by the queue");
+    assert_eq!(h.stored_days().await, 0);
+}
+
+#[tokio::test]
+async fn a_gap_fill_refused_by_coingecko_is_reported_as_the_refusal() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(20), days_before_today(11));
+    let hole = [days_before_today(15), days_before_today(14)];
+    h.fake.set_missing_days(hole);
+    h.fake.push_response(ScriptedResponse::passthrough());
+    h.fake.push_response(ScriptedResponse::status(
+        401,
+        r#"{"status":{"error_code":10002,"error_message":"Invalid API Key."}}"#,
+    ));
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    assert_eq!(job.gap_dates, hole.to_vec());
+    let message = job.error_message.unwrap();
+    assert!(message.contains("Asking CoinGecko again for"), "{message}");
+    assert!(message.contains("HTTP 401"), "{message}");
+    assert!(message.contains("Invalid API Key"), "{message}");
+    assert!(!message.contains("returned no data"), "{message}");
+}
+
+#[tokio::test]
+async fn a_gap_fill_that_met_only_server_errors_says_so() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(20), days_before_today(11));
+    h.fake.set_missing_days([days_before_today(15)]);
+    h.fake.push_response(ScriptedResponse::passthrough());
+    for _ in 0..=h.settings.coingecko_max_retries {
+        h.fake.push_response(ScriptedResponse::server_error(503));
+    }
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    let message = job.error_message.unwrap();
+    assert!(message.contains("HTTP 503"), "{message}");
+    assert!(message.contains("Gave up after 4 attempts"), "{message}");
+    assert!(!message.contains("returned no data"), "{message}");
+}
+
+#[tokio::test]
+async fn a_failed_job_counts_its_missing_days_and_its_message_reads_cleanly() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(12), days_before_today(10));
+    let calls = (h.settings.coingecko_max_retries + 1) * h.settings.job_max_attempts;
+    for _ in 0..calls {
+        h.fake.push_response(ScriptedResponse::server_error(500));
+    }
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.gaps_detected, 3);
+    assert_eq!(job.gap_dates, vec![start, days_before_today(11), end]);
+    let message = job.error_message.unwrap();
+    assert!(message.contains("HTTP 500"), "{message}");
+    assert!(!message.contains(".."), "{message}");
+}
+
+#[tokio::test]
+async fn one_instant_with_two_prices_is_a_bad_answer_not_a_silent_merge() {
+    let h = Harness::new().await;
+    let day = days_before_today(10);
+    let (mut prices, volumes) = hourly_points(day, 100.0, 5.0);
+    let twin = prices[5][0].clone();
+    prices.push(json!([twin, 250.0]));
+    h.fake
+        .push_response(ScriptedResponse::status(200, chart(prices, volumes)));
+
+    let job = h.run_job(day, day, false).await;
+
+    assert_eq!(job.status, JobStatus::Failed);
+    let message = job.error_message.unwrap();
+    assert!(message.contains("two different prices"), "{message}");
+    assert!(message.contains("and 250"), "{message}");
+    assert_eq!(h.stored_days().await, 0);
+}
+
+#[tokio::test]
+async fn a_day_of_hourly_data_with_too_few_points_is_not_stored_and_is_named() {
+    let h = Harness::new().await;
+    let (full, thin) = (days_before_today(10), days_before_today(9));
+    let (mut prices, mut volumes) = hourly_points(full, 100.0, 5.0);
+    prices.push(json!([at(thin, 12), 120.0]));
+    volumes.push(json!([at(thin, 12), 6.0]));
+    let body = chart(prices, volumes);
+    // The window, then the gap fill of the thin day, both thin.
+    h.fake
+        .push_response(ScriptedResponse::status(200, body.clone()));
+    h.fake.push_response(ScriptedResponse::status(200, body));
+
+    let job = h.run_job(full, thin, false).await;
+
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    assert_eq!(job.gap_dates, vec![thin]);
+    let message = job.error_message.unwrap();
+    assert!(message.contains("too few points"), "{message}");
+    assert!(message.contains("at least 12 points"), "{message}");
+    let stored = daily_prices::list(h.pool(), Symbol::BTC, full, thin)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].date, stored[0].points), (full, Some(24)));
+
+    // A later job gets the day whole from the fake's usual answer.
+    let job = h.run_job(full, thin, false).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    let stored = daily_prices::list(h.pool(), Symbol::BTC, thin, thin)
+        .await
+        .unwrap();
+    assert!(stored[0].points.unwrap() >= 20, "{:?}", stored[0].points);
+}
+
+/// Takes a migrated database back to the schema before the price rules, with `rows`
+/// (`date`, price) stored as that release could store them.
+async fn as_an_earlier_release_left_it(pool: &sqlx::PgPool, rows: &[(&str, i32)]) {
+    sqlx::raw_sql(
+        "ALTER TABLE daily_prices DROP CONSTRAINT daily_prices_prices_positive, \
+             DROP CONSTRAINT daily_prices_points_positive, DROP COLUMN points; \
+         DELETE FROM _sqlx_migrations WHERE version = 20261129000010",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    for (date, price) in rows {
+        sqlx::query(
+            r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
+               VALUES ('BTC', $1::date, $2, $2, $2, $2, 0, now())"#,
+        )
+        .bind(date)
+        .bind(price)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+fn day(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+async fn prices_rule_is_validated(pool: &sqlx::PgPool) -> bool {
+    sqlx::query_scalar(
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'daily_prices_prices_positive'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_database_of_an_earlier_release_upgrades_in_place_even_with_a_bad_price() {
+    let clean = crate::support::TestDb::new().await;
+    as_an_earlier_release_left_it(&clean.pool, &[("2024-01-01", 100)]).await;
+    price_history::store::database::migrate(&clean.pool)
+        .await
+        .expect("a database with valid rows upgrades");
+    assert!(prices_rule_is_validated(&clean.pool).await);
+    let kept = daily_prices::list(
+        &clean.pool,
+        Symbol::BTC,
+        day("2024-01-01"),
+        day("2024-12-31"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!((kept[0].points, kept[0].provisional), (None, false));
+
+    let dirty = crate::support::TestDb::new().await;
+    as_an_earlier_release_left_it(&dirty.pool, &[("2024-01-01", 100), ("2024-01-02", -1)]).await;
+    price_history::store::database::migrate(&dirty.pool)
+        .await
+        .expect("a database with a bad price from the earlier release still starts");
+
+    let rows = daily_prices::list(
+        &dirty.pool,
+        Symbol::BTC,
+        day("2024-01-01"),
+        day("2024-12-31"),
+    )
+    .await
+    .unwrap();
+    let flags: Vec<_> = rows
+        .iter()
+        .map(|r| (r.date.to_string(), r.provisional))
+        .collect();
+    assert_eq!(
+        flags,
+        vec![
+            ("2024-01-01".to_owned(), false),
+            ("2024-01-02".to_owned(), true)
+        ],
+        "no row lost; the bad one counts as missing until a job replaces it"
+    );
+    let refused = sqlx::query(
+        r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
+           VALUES ('BTC', '2024-01-03', 0, 0, 0, 0, 0, now())"#,
+    )
+    .execute(&dirty.pool)
+    .await;
+    assert!(
+        refused.is_err(),
+        "new rows are checked even before validation"
+    );
+}
+
+// --- Secrets -------------------------------------------------------------------------
+
+const KEY: &str = "CG-canary-key-7f3a9c2e";
+const TOKEN: &str = "api-canary-token-91b2d4";
+
+/// Every kind of answer, each quoting the key and the token in its own way.
+fn echoing_answers() -> Vec<(&'static str, Vec<ScriptedResponse>)> {
+    let escaped_key = format!("\\u0043{}", &KEY[1..]);
+    vec![
+        (
+            "a 401 in JSON",
+            vec![ScriptedResponse::status(
+                401,
+                format!(
+                    r#"{{"status":{{"error_code":10002,"error_message":"Invalid API key {KEY} (token {TOKEN})"}}}}"#
+                ),
+            )],
+        ),
+        (
+            "a 400 in plain text with the query echoed",
+            vec![
+                ScriptedResponse::status(
+                    400,
+                    format!("bad request: x_cg_demo_api_key={KEY}&token={TOKEN}"),
+                )
+                .with_header("content-type", "text/plain"),
+            ],
+        ),
+        (
+            "a 403 whose JSON escapes the key",
+            vec![ScriptedResponse::status(
+                403,
+                format!(r#"{{"error":"key {escaped_key} refused"}}"#),
+            )],
+        ),
+        (
+            "500s, retried",
+            vec![
+                ScriptedResponse::status(500, format!(r#"{{"error":"{KEY} {TOKEN}"}}"#));
+                2
+            ],
+        ),
+        (
+            "429s, retried",
+            vec![
+                ScriptedResponse::status(429, format!("slow down, {KEY} / {TOKEN}"))
+                    .with_header("retry-after", "0");
+                2
+            ],
+        ),
+        (
+            "an HTML 200",
+            vec![
+                ScriptedResponse::status(
+                    200,
+                    format!(
+                        "<html><head><title>Welcome {KEY} {TOKEN}</title></head><body>{KEY}</body></html>"
+                    ),
+                )
+                .with_header("content-type", "text/html"),
+            ],
+        ),
+    ]
+}
+
+/// Runs every echoing answer through a `serve` process logging at debug level in
+/// `format`, and returns the process's output.
+async fn run_echoing_jobs(h: &Harness, format: &str) -> String {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut serve = h.spawn(
+        &["serve"],
+        &[
+            ("BIND_ADDR", &format!("127.0.0.1:{port}")),
+            ("COINGECKO_API_KEY", KEY),
+            ("API_TOKEN", TOKEN),
+            ("COINGECKO_MAX_RETRIES", "1"),
+            ("JOB_MAX_ATTEMPTS", "1"),
+            ("RUST_LOG", "debug"),
+            ("LOG_FORMAT", format),
+        ],
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    // Readiness of an outside process has no event to wait on: poll it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "serve never became ready:\n{}",
+            serve.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let day = days_before_today(10);
+    for (kind, answers) in echoing_answers() {
+        for answer in answers {
+            h.fake.push_response(answer);
+        }
+        let submitted = client
+            .post(format!("{base}/api/v1/ingestion-jobs"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(json!({"start_date": day, "end_date": day}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(submitted.status(), StatusCode::ACCEPTED, "{kind}");
+        let body: Value = serde_json::from_str(&submitted.text().await.unwrap()).unwrap();
+        let id = body["id"].as_str().unwrap().parse().unwrap();
+        let job = h.until_finished(id).await;
+        assert_eq!(job.status, JobStatus::Failed, "{kind}");
+        let message = job.error_message.unwrap_or_default();
+        assert!(
+            message.contains("***"),
+            "{kind}: the quote was kept, masked: {message}"
+        );
+    }
+    serve.signal("TERM");
+    assert_eq!(serve.exit_code(Duration::from_secs(30)).await, Some(0));
+    serve.output()
+}
+
+#[tokio::test]
+async fn a_key_or_token_echoed_by_coingecko_shows_in_no_response_row_log_or_metric() {
+    let h = Harness::new().await;
+
+    let text_logs = run_echoing_jobs(&h, "text").await;
+    let json_logs = run_echoing_jobs(&h, "json").await;
+
+    let mut seen = vec![
+        ("the text logs".to_owned(), text_logs),
+        ("the JSON logs".to_owned(), json_logs),
+    ];
+    // What any caller reads, through an API of its own on the same database.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut api = h.spawn(&["api"], &[("BIND_ADDR", &format!("127.0.0.1:{port}"))]);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let jobs = loop {
+        if let Ok(answer) = client
+            .get(format!("{base}/api/v1/ingestion-jobs?limit=100"))
+            .send()
+            .await
+        {
+            break answer.text().await.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "api never answered:\n{}",
+            api.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let listed: Value = serde_json::from_str(&jobs).unwrap();
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 12, "{jobs}");
+    for job in listed["jobs"].as_array().unwrap() {
+        let id = job["id"].as_str().unwrap();
+        let one = client
+            .get(format!("{base}/api/v1/ingestion-jobs/{id}"))
+            .send()
+            .await
+            .unwrap();
+        seen.push((format!("GET job {id}"), one.text().await.unwrap()));
+    }
+    seen.push(("the job list".to_owned(), jobs));
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    seen.push(("/metrics".to_owned(), metrics.text().await.unwrap()));
+    api.kill().await;
+    // Every text column of both tables, and every table of the queue.
+    for table in ["ingestion_jobs", "daily_prices"] {
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT t::text FROM {table} t"
+        )))
+        .fetch_all(h.pool())
+        .await
+        .unwrap();
+        seen.push((table.to_owned(), rows.join("\n")));
+    }
+    let queue_tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = 'apalis' AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(h.pool())
+    .await
+    .unwrap();
+    assert!(queue_tables.iter().any(|t| t == "jobs"), "{queue_tables:?}");
+    for table in queue_tables {
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT t::text FROM apalis.\"{table}\" t"
+        )))
+        .fetch_all(h.pool())
+        .await
+        .unwrap();
+        seen.push((format!("apalis.{table}"), rows.join("\n")));
+    }
+
+    let last_results: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT last_result::text FROM apalis.jobs")
+            .fetch_all(h.pool())
+            .await
+            .unwrap();
+    assert!(
+        last_results.iter().flatten().any(|r| r.contains("***")),
+        "the queue kept the masked reasons: {last_results:?}"
+    );
+    for (place, text) in &seen {
+        assert!(
+            !text.is_empty() || place == "daily_prices",
+            "{place} was read"
+        );
+        for secret in [KEY, TOKEN, &KEY[3..], &TOKEN[4..]] {
+            assert!(
+                !text.contains(secret),
+                "{secret} shows in {place}:\n{}",
+                text.lines()
+                    .filter(|line| line.contains(secret))
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_api_token_with_surrounding_spaces_is_refused_at_start() {
+    let h = Harness::new().await;
+    for command in ["api", "serve"] {
+        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"))
+            .arg(command)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &h.db.url)
+            .env("COINGECKO_BASE_URL", h.fake.base_url())
+            .env("BIND_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env("API_TOKEN", " s3cret-with-spaces ")
+            .kill_on_drop(true)
+            .output();
+
+        let output = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .unwrap_or_else(|_| panic!("{command} started with the token instead of refusing it"))
+            .unwrap();
+
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.code(), Some(1), "{command}: {printed}");
+        assert!(printed.contains("API_TOKEN"), "{printed}");
+        assert!(printed.contains("whitespace"), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+    }
+}
+
+// --- Clients -------------------------------------------------------------------------
+
+/// An API on a random port with `limits`, stopped when dropped.
+struct LimitedApi {
+    addr: std::net::SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+impl LimitedApi {
+    async fn start(h: &Harness, limits: ConnectionLimits) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let state = crate::api::state(h, None);
+        tokio::spawn(api::serve_with_limits(
+            state,
+            listener,
+            limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        LimitedApi { addr, _stop: stop }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Reads until the server closes the connection; what it sent before closing.
+async fn until_closed(stream: &mut TcpStream, within: Duration) -> String {
+    let mut received = Vec::new();
+    tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the server kept the connection open for {within:?}; it sent: {}",
+            String::from_utf8_lossy(&received)
+        )
+    });
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+fn short_limits() -> ConnectionLimits {
+    ConnectionLimits {
+        head: Duration::from_secs(1),
+        idle: Duration::from_secs(2),
+        body: Duration::from_secs(1),
+        max_connections: 1024,
+    }
+}
+
+#[tokio::test]
+async fn half_open_silent_and_trickling_connections_are_closed_while_healthz_answers() {
+    let h = Harness::new().await;
+    let api = LimitedApi::start(&h, short_limits()).await;
+    let mut half_open = Vec::new();
+    for _ in 0..300 {
+        let mut stream = TcpStream::connect(api.addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        half_open.push(stream);
+    }
+    let mut silent = TcpStream::connect(api.addr).await.unwrap();
+    let mut trickling = TcpStream::connect(api.addr).await.unwrap();
+    let (mut trickle_read, mut trickle_write) = trickling.split();
+    let trickle = async {
+        // One byte of a never-ending header every 100 ms: never idle, never complete.
+        let _ = trickle_write
+            .write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+            .await;
+        for _ in 0..100 {
+            if trickle_write.write_all(b"a").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+
+    let began = Instant::now();
+    let health = reqwest::get(api.url("/healthz")).await.unwrap();
+    println!(
+        "/healthz answered in {:?} beside 300 half-open connections",
+        began.elapsed()
+    );
+    assert_eq!(health.status(), StatusCode::OK);
+
+    let closed = async {
+        let mut buf = [0u8; 64];
+        tokio::time::timeout(Duration::from_secs(8), async {
+            while !matches!(trickle_read.read(&mut buf).await, Ok(0) | Err(_)) {}
+        })
+        .await
+        .expect("the trickling connection is closed although it keeps sending");
+    };
+    tokio::join!(trickle, closed);
+    until_closed(&mut silent, Duration::from_secs(8)).await;
+    let all = futures::future::join_all(
+        half_open
+            .iter_mut()
+            .map(|stream| until_closed(stream, Duration::from_secs(8))),
+    )
+    .await;
+    assert_eq!(all.len(), 300);
+    assert!(
+        all.iter().all(|sent| !sent.contains("200 OK")),
+        "no half-open request was answered as if complete"
+    );
+    println!(
+        "300 half-open connections closed {:?} after they opened",
+        began.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_left_unused_is_closed_after_the_head_limit() {
+    let h = Harness::new().await;
+    let api = LimitedApi::start(&h, short_limits()).await;
+    let mut stream = TcpStream::connect(api.addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+
+    let began = Instant::now();
+    let sent = until_closed(&mut stream, Duration::from_secs(8)).await;
+
+    assert!(sent.starts_with("HTTP/1.1 200 OK"), "{sent}");
+    assert!(
+        began.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        began.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_connection_silent_mid_request_is_closed_after_the_idle_limit() {
+    let h = Harness::new().await;
+    let api = LimitedApi::start(
+        &h,
+        ConnectionLimits {
+            head: Duration::from_secs(30),
+            idle: Duration::from_secs(1),
+            body: Duration::from_secs(30),
+            max_connections: 1024,
+        },
+    )
+    .await;
+    let mut stream = TcpStream::connect(api.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/ingestion-jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 80\r\n\r\n{\"start",
+        )
+        .await
+        .unwrap();
+
+    let began = Instant::now();
+    until_closed(&mut stream, Duration::from_secs(8)).await;
+
+    assert!(
+        began.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(began.elapsed() < Duration::from_secs(8));
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let h = Harness::new().await;
+    let api = LimitedApi::start(
+        &h,
+        ConnectionLimits {
+            max_connections: 8,
+            ..short_limits()
+        },
+    )
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(TcpStream::connect(api.addr).await.unwrap());
+    }
+
+    let began = Instant::now();
+    let health = reqwest::get(api.url("/healthz")).await.unwrap();
+
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(
+        began.elapsed() >= Duration::from_millis(700),
+        "the ninth connection was served before a slot was free: {:?}",
+        began.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_gets_408_not_a_5xx() {
+    let h = Harness::new().await;
+    let api = LimitedApi::start(&h, short_limits()).await;
+    let mut stream = TcpStream::connect(api.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/ingestion-jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 80\r\n\r\n{\"start",
+        )
+        .await
+        .unwrap();
+
+    let sent = until_closed(&mut stream, Duration::from_secs(8)).await;
+
+    assert!(sent.starts_with("HTTP/1.1 408"), "{sent}");
+    assert!(sent.contains(r#""error":"request_timeout""#), "{sent}");
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM ingestion_jobs")
+            .fetch_one(h.pool())
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn null_symbol_and_force_mean_the_defaults_and_the_document_says_so() {
+    let h = Harness::new().await;
+    let api = LimitedApi::start(&h, ConnectionLimits::default()).await;
+    let day = days_before_today(3);
+
+    let answer = reqwest::Client::new()
+        .post(api.url("/api/v1/ingestion-jobs"))
+        .header("content-type", "application/json")
+        .body(
+            json!({"start_date": day, "end_date": day, "symbol": null, "force": null}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let job: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(
+        (job["symbol"].as_str(), job["force"].as_bool()),
+        (Some("BTC"), Some(false))
+    );
+    let document: Value = serde_json::from_str(&api::openapi_json()).unwrap();
+    let properties = &document["components"]["schemas"]["NewIngestionJob"]["properties"];
+    assert_eq!(properties["symbol"]["nullable"], true, "{properties}");
+    assert_eq!(properties["force"]["nullable"], true, "{properties}");
+}
+
+#[tokio::test]
+async fn csv_marks_todays_partial_candle_provisional_and_json_counts_points() {
+    let h = Harness::new().await;
+    let (start, today) = (days_before_today(2), days_before_today(0));
+    h.run_job(start, today, false).await;
+    let api = LimitedApi::start(&h, ConnectionLimits::default()).await;
+    let path = format!("/api/v1/prices?start_date={start}&end_date={today}");
+
+    let csv = reqwest::Client::new()
+        .get(api.url(&path))
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let json: Value = serde_json::from_str(
+        &reqwest::get(api.url(&path))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "date,open,high,low,close,volume,provisional");
+    assert!(lines[1].ends_with(",false"), "{csv}");
+    let last = lines.last().unwrap();
+    assert!(last.starts_with(&today.to_string()), "{csv}");
+    assert!(last.ends_with(",true"), "today's row is provisional: {csv}");
+    let prices = json["prices"].as_array().unwrap();
+    assert_eq!(prices[0]["points"], 24, "{json}");
+}
+
+// --- The document --------------------------------------------------------------------
+
+/// What OpenAPI 3.0 forbids and 3.1 allows, looked for anywhere in the document; the
+/// full check is `openapi-spec-validator`, run by `scripts/schemathesis.sh` in CI.
+#[test]
+fn the_document_is_openapi_3_0_without_anything_only_3_1_allows() {
+    let document: Value = serde_json::from_str(&api::openapi_json()).unwrap();
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3.0."),
+        "{}",
+        document["openapi"]
+    );
+    assert!(
+        document["info"].get("summary").is_none(),
+        "info.summary is 3.1 only"
+    );
+    assert!(document["info"]["license"].get("identifier").is_none());
+    assert!(document.get("webhooks").is_none());
+    assert!(document.get("jsonSchemaDialect").is_none());
+    fn walk(value: &Value, path: &str) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    let here = format!("{path}/{key}");
+                    assert!(
+                        !(key == "type" && child.is_array()),
+                        "{here}: a list of types is 3.1 only"
+                    );
+                    assert!(
+                        !matches!(key.as_str(), "const" | "$schema" | "prefixItems"),
+                        "{here} is 3.1 only"
+                    );
+                    walk(child, &here);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, path)),
+            _ => {}
+        }
+    }
+    walk(&document["components"], "#/components");
+    walk(&document["paths"], "#/paths");
+}
