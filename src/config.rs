@@ -10,6 +10,7 @@ use secrecy::SecretString;
 
 use crate::coingecko::CoinGeckoSettings;
 use crate::domain::PlanReach;
+use crate::schedule::{Clock, DEFAULT_SCHEDULE, SyncSchedule};
 
 /// What the public and Demo plans serve: the past 365 days.
 pub const PUBLIC_PLAN_DAYS: u32 = 365;
@@ -116,6 +117,29 @@ pub struct Settings {
         global = true
     )]
     pub log_format: LogFormat,
+
+    /// When tracked coins are brought up to date: a cron expression with a seconds field,
+    /// in UTC (seconds minutes hours day-of-month month day-of-week [year]); `off` disables.
+    #[arg(
+        long,
+        env = "SYNC_SCHEDULE",
+        default_value = DEFAULT_SCHEDULE,
+        value_parser = SyncSchedule::parse_arg,
+        global = true
+    )]
+    pub sync_schedule: SyncSchedule,
+
+    /// For tests only: shifts this process's scheduling clock by this many milliseconds
+    /// (negative: behind), to run processes whose clocks disagree.
+    #[arg(
+        long,
+        env = "PH_SYNC_CLOCK_OFFSET_MS",
+        default_value = "0",
+        allow_hyphen_values = true,
+        hide = true,
+        global = true
+    )]
+    pub sync_clock_offset_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,6 +172,11 @@ impl Settings {
 
     pub fn job_lease(&self) -> Duration {
         Duration::from_secs(self.job_lease_secs)
+    }
+
+    /// The clock the schedule reads.
+    pub fn sync_clock(&self) -> Clock {
+        Clock::offset_by_ms(self.sync_clock_offset_ms)
     }
 }
 
