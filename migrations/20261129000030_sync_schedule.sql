@@ -21,8 +21,8 @@ CREATE TABLE sync_ticks (
     acted_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
     -- Acted on at start, for a tick that passed while no process ran.
     catch_up     BOOLEAN     NOT NULL,
-    -- Tracked coins looked at; those with missing days; jobs queued for them; coins left
-    -- to the next tick because a job of theirs was active.
+    -- Tracked coins looked at; those not up to date (days missing, or a job of theirs
+    -- active); jobs queued; coins left to the next tick because a job of theirs was active.
     coins_tracked INTEGER    NOT NULL,
     coins_behind  INTEGER    NOT NULL,
     jobs_queued   INTEGER    NOT NULL,

@@ -198,6 +198,18 @@ mod tests {
     }
 
     #[test]
+    fn the_sync_schedule_defaults_to_00_40_utc_and_a_malformed_one_is_refused_as_given() {
+        assert_eq!(settings(&[]).sync_schedule.to_string(), "0 40 0 * * *");
+        assert!(settings(&["--sync-schedule", "off"]).sync_schedule.is_off());
+        let refused = Cli::try_parse_from(["price-history", "--sync-schedule", "0 40 * * *"])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(refused.contains("\"0 40 * * *\""), "{refused}");
+        assert!(refused.contains("6 or 7 are needed"), "{refused}");
+    }
+
+    #[test]
     fn the_public_root_defaults_to_365_days_and_other_roots_to_no_limit() {
         let public = settings(&["--coingecko-base-url", "https://api.coingecko.com/api/v3"]);
         assert_eq!(public.plan_reach(), PlanReach::days(365));

@@ -10,7 +10,7 @@ use crate::domain::{Coin, DateRange, MAX_RANGE_DAYS, PlanReach, Trigger};
 use crate::ingest::Reach;
 use crate::queue::{self, SubmitError};
 use crate::store::gaps;
-use crate::store::ingestion_jobs::{JobRecord, NewJob};
+use crate::store::ingestion_jobs::{self, JobRecord, NewJob};
 
 /// What bringing one coin up to date did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +66,11 @@ pub async fn bring_up_to_date(
     let Some((start, end)) = days_to_keep(coin, reach, today) else {
         return Ok(CoinSync::UpToDate);
     };
+    // An active job first: its days may be missing only until it commits them, so
+    // reading the gaps before it ends would queue a second job for the same days.
+    if let Some(active) = ingestion_jobs::active_job_id(pool, coin.symbol).await? {
+        return Ok(CoinSync::Busy(Some(active)));
+    }
     let missing = gaps::missing_days(pool, coin.symbol, start, end).await?;
     let Some((start, end)) = job_range(&missing) else {
         return Ok(CoinSync::UpToDate);

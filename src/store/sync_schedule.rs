@@ -33,10 +33,10 @@ pub struct TickRecord {
     /// Acted on at start, for a tick that passed while no process ran.
     pub catch_up: bool,
     pub coins_tracked: i32,
-    /// Tracked coins with missing days.
+    /// Tracked coins not up to date: days missing, or a job of theirs active.
     pub coins_behind: i32,
     pub jobs_queued: i32,
-    /// Coins with missing days left to the next tick: a job of theirs was active.
+    /// Coins left to the next tick because a job of theirs was active.
     pub coins_busy: i32,
 }
 

@@ -8,5 +8,6 @@ mod durability;
 mod jobs;
 mod outage;
 mod pipeline;
+mod schedule;
 mod support;
 mod upgrade;
