@@ -40,6 +40,7 @@ use tokio::sync::watch;
 
 use crate::domain::{Symbol, Trigger};
 use crate::ingest::Reach;
+use crate::queue::SubmitError;
 use crate::store::{coins, sync_schedule, sync_schedule::TickRecord};
 
 pub use clock::Clock;
@@ -63,10 +64,6 @@ pub struct Scheduler {
     /// Recorded in `sync_ticks.acted_by`: this process's worker name.
     pub name: String,
 }
-
-/// What acting on a tick did; `None` from [`Scheduler::act_on`] when another process had
-/// acted on it.
-pub type Acted = TickRecord;
 
 impl Scheduler {
     /// Acts on the ticks of the schedule until `stop` is raised: first on the latest past
@@ -127,12 +124,15 @@ impl Scheduler {
     }
 
     /// Acts on `tick` if no process has acted on it or on a later one: for each tracked
-    /// coin that misses days and has no active job, queues one job.
+    /// coin that misses days and has no active job, queues one job. Returns what it did,
+    /// `None` when another process had acted on the tick. A database error fails the whole
+    /// tick (its claim is rolled back, so it is tried again); any other error of one coin
+    /// is logged and the other coins go on.
     pub async fn act_on(
         &self,
         tick: DateTime<Utc>,
         catch_up: bool,
-    ) -> anyhow::Result<Option<Acted>> {
+    ) -> anyhow::Result<Option<TickRecord>> {
         let mut tx = self.pool.begin().await?;
         if !sync_schedule::claim(&mut tx, tick).await? {
             tx.rollback().await?;
@@ -150,7 +150,7 @@ impl Scheduler {
             }
             acted.coins_tracked += 1;
             let symbol = record.coin.symbol;
-            match bring_up_to_date(
+            let synced = bring_up_to_date(
                 &self.pool,
                 &record.coin,
                 reach,
@@ -158,15 +158,24 @@ impl Scheduler {
                 Trigger::Schedule,
                 self.max_attempts,
             )
-            .await?
-            {
-                CoinSync::UpToDate => {}
-                CoinSync::Queued(job) => {
+            .await;
+            match synced {
+                Err(e)
+                    if e.downcast_ref::<sqlx::Error>().is_some()
+                        || e.downcast_ref::<SubmitError>().is_some() =>
+                {
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::error!(%symbol, error = format!("{e:#}"), "could not bring a tracked coin up to date");
+                }
+                Ok(CoinSync::UpToDate) => {}
+                Ok(CoinSync::Queued(job)) => {
                     acted.coins_behind += 1;
                     acted.jobs_queued += 1;
                     tracing::info!(%symbol, job_id = %job.id, start = %job.range.start(), end = %job.range.end(), "tracked coin behind: job queued");
                 }
-                CoinSync::Busy(active) => {
+                Ok(CoinSync::Busy(active)) => {
                     acted.coins_behind += 1;
                     acted.coins_busy += 1;
                     tracing::info!(%symbol, active_job = ?active, "tracked coin behind but a job of it is active; left to the next tick");

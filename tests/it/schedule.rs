@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Days, TimeDelta, Timelike, Utc};
 use price_history::domain::{JobStatus, Symbol, Trigger};
-use price_history::schedule::SyncSchedule;
+use price_history::schedule::{Clock, Scheduler, SyncSchedule};
 use price_history::store::sync_schedule::{self, ActedTick, TICKS_CHANNEL};
 use price_history::store::{coins, ingestion_jobs, ingestion_jobs::JobRecord};
 use reqwest::StatusCode;
@@ -119,6 +119,50 @@ fn assert_consecutive(ticks: &[ActedTick]) {
             pair[1].tick
         );
     }
+}
+
+#[tokio::test]
+async fn a_tick_is_acted_on_once_and_never_after_a_later_one() {
+    let h = Harness::new().await;
+    track_btc_since(&h, 3).await;
+    let scheduler = |name: &str| Scheduler {
+        pool: h.pool().clone(),
+        schedule: EVERY_TWO_SECONDS.parse().unwrap(),
+        clock: Clock::SYSTEM,
+        reach: h.ingestor().reach,
+        max_attempts: 3,
+        name: name.to_owned(),
+    };
+    let (a, b) = (scheduler("a"), scheduler("b"));
+    let tick = Utc::now().with_nanosecond(0).unwrap();
+
+    let (by_a, by_b) = tokio::join!(a.act_on(tick, false), b.act_on(tick, false));
+    let earlier = a.act_on(tick - TimeDelta::seconds(2), false).await.unwrap();
+    let later = b.act_on(tick + TimeDelta::seconds(2), false).await.unwrap();
+
+    let acted: Vec<_> = [by_a.unwrap(), by_b.unwrap()]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(acted.len(), 1, "one of two processes acts: {acted:?}");
+    assert_eq!((acted[0].jobs_queued, acted[0].coins_behind), (1, 1));
+    assert_eq!(earlier, None, "never a tick older than one acted on");
+    let later = later.expect("a later tick is acted on");
+    assert_eq!(
+        (later.jobs_queued, later.coins_busy),
+        (0, 1),
+        "the first job is still pending"
+    );
+    let jobs = jobs_by(&h, Trigger::Schedule).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].range.start(), jobs[0].range.end()),
+        (days_before_today(3), days_before_today(1))
+    );
+    assert_eq!(
+        sync_schedule::last_tick(h.pool()).await.unwrap(),
+        Some(tick + TimeDelta::seconds(2))
+    );
 }
 
 #[tokio::test]
