@@ -27,6 +27,8 @@ use uuid::Uuid;
 
 #[path = "e2e/coins.rs"]
 mod coins;
+#[path = "e2e/schedule.rs"]
+mod schedule;
 
 /// Sizes of one run.
 struct Sizes {
@@ -206,6 +208,7 @@ impl Bench {
         self.gap_detection(sizes, report).await?;
         self.takeover(sizes, report).await?;
         self.coins(sizes, report).await?;
+        self.schedule(sizes, report).await?;
         Ok(())
     }
 

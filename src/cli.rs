@@ -18,6 +18,7 @@ use crate::domain::{CoinGeckoId, DateRange, JobStatus, Symbol, Trigger, today_ut
 use crate::ingest::{Ingestor, Reach};
 use crate::queue::{self, SubmitError, WorkerOptions};
 use crate::registry::{CoinRequest, Registered, Registry};
+use crate::schedule::{self, CoinSync, Scheduler};
 use crate::store::{self, coins, ingestion_jobs, ingestion_jobs::NewJob};
 use crate::telemetry;
 
@@ -116,7 +117,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker => {
             let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
             let ingestor = ingestor(&settings, &pool)?;
-            queue::run_worker(pool, ingestor, worker_options(&settings), shutdown_signal()).await?;
+            // One signal, broadcast to the worker and the scheduler.
+            let (stop_tx, stop) = watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            let scheduler = start_scheduler(&settings, &pool, stop.clone());
+            let worker =
+                queue::run_worker(pool, ingestor, worker_options(&settings), stopped(stop)).await;
+            if let (Ok(()), Some(scheduler)) = (&worker, scheduler) {
+                let _ = scheduler.await;
+            }
+            worker?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
@@ -129,6 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 shutdown_signal().await;
                 let _ = stop_tx.send(true);
             });
+            let scheduler = start_scheduler(&settings, &pool, stop.clone());
             let worker = queue::run_worker(
                 pool,
                 ingestor,
@@ -137,6 +151,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             let api = api::serve(state, settings.bind_addr, stopped(stop));
             let (worker, api) = tokio::join!(worker, api);
+            if let (Ok(()), Ok(()), Some(scheduler)) = (&worker, &api, scheduler) {
+                let _ = scheduler.await;
+            }
             worker?;
             api?;
             Ok(ExitCode::SUCCESS)
@@ -282,7 +299,31 @@ fn api_state(
         coingecko,
         finished_jobs: Default::default(),
         registry: registry(settings, pool, checker),
+        sync_schedule: settings.sync_schedule.clone(),
     })
+}
+
+/// Starts this process's part in `SYNC_SCHEDULE` (serve and worker), until `stop`.
+fn start_scheduler(
+    settings: &Settings,
+    pool: &PgPool,
+    stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if settings.sync_schedule.is_off() {
+        tracing::info!(
+            "SYNC_SCHEDULE is off: tracked coins are brought up to date only when tracking is turned on"
+        );
+        return None;
+    }
+    let scheduler = Scheduler {
+        pool: pool.clone(),
+        schedule: settings.sync_schedule.clone(),
+        clock: settings.sync_clock(),
+        reach: reach(settings),
+        max_attempts: settings.job_max_attempts,
+        name: queue::worker_name(),
+    };
+    Some(tokio::spawn(scheduler.run(stop)))
 }
 
 /// Resolves once the broadcast stop signal is raised.
@@ -487,18 +528,50 @@ async fn coins_command(settings: &Settings, command: CoinsCommand) -> anyhow::Re
                 tracked: track,
                 track_since: since,
             };
-            match registry.put(request).await {
+            let (coin, started_tracking) = match registry.put(request).await {
                 Ok(Registered::Created(coin)) => {
                     println!("registered {}", describe_coin(&coin));
-                    Ok(ExitCode::SUCCESS)
+                    let tracked = coin.coin.tracked;
+                    (coin, tracked)
                 }
-                Ok(Registered::Changed { coin, .. }) => {
+                Ok(Registered::Changed {
+                    coin,
+                    started_tracking,
+                }) => {
                     println!("updated {}", describe_coin(&coin));
-                    Ok(ExitCode::SUCCESS)
+                    (coin, started_tracking)
                 }
-                Err(crate::registry::RegisterError::Database(e)) => Err(e.into()),
-                Err(e) => Ok(refuse(&e.to_string())),
+                Err(crate::registry::RegisterError::Database(e)) => return Err(e.into()),
+                Err(e) => return Ok(refuse(&e.to_string())),
+            };
+            if started_tracking {
+                // Up to date at once, not at the next tick.
+                let synced = schedule::tracking_started(
+                    &pool,
+                    &registry.reach,
+                    &coin.coin,
+                    Trigger::Cli,
+                    settings.job_max_attempts,
+                )
+                .await
+                .context("the coin is registered, but its missing days could not be queued")?;
+                let symbol = coin.coin.symbol;
+                match synced {
+                    CoinSync::UpToDate => println!("{symbol} is up to date"),
+                    CoinSync::Queued(job) => println!(
+                        "job {} queued for {symbol}'s missing days, {}..{}: any worker (price-history worker or serve) runs it",
+                        job.id,
+                        job.range.start(),
+                        job.range.end()
+                    ),
+                    CoinSync::Busy(_) => {
+                        println!(
+                            "a job of {symbol} is active already; the schedule looks again at its next tick"
+                        )
+                    }
+                }
             }
+            Ok(ExitCode::SUCCESS)
         }
         CoinsCommand::List => {
             let pool = store::connect_and_migrate(&settings.database_url, 2).await?;

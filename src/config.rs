@@ -10,6 +10,7 @@ use secrecy::SecretString;
 
 use crate::coingecko::CoinGeckoSettings;
 use crate::domain::PlanReach;
+use crate::schedule::{Clock, DEFAULT_SCHEDULE, SyncSchedule};
 
 /// What the public and Demo plans serve: the past 365 days.
 pub const PUBLIC_PLAN_DAYS: u32 = 365;
@@ -116,6 +117,29 @@ pub struct Settings {
         global = true
     )]
     pub log_format: LogFormat,
+
+    /// When tracked coins are brought up to date: a cron expression with a seconds field,
+    /// in UTC (seconds minutes hours day-of-month month day-of-week [year]); `off` disables.
+    #[arg(
+        long,
+        env = "SYNC_SCHEDULE",
+        default_value = DEFAULT_SCHEDULE,
+        value_parser = SyncSchedule::parse_arg,
+        global = true
+    )]
+    pub sync_schedule: SyncSchedule,
+
+    /// For tests only: shifts this process's scheduling clock by this many milliseconds
+    /// (negative: behind), to run processes whose clocks disagree.
+    #[arg(
+        long,
+        env = "PH_SYNC_CLOCK_OFFSET_MS",
+        default_value = "0",
+        allow_hyphen_values = true,
+        hide = true,
+        global = true
+    )]
+    pub sync_clock_offset_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,6 +173,11 @@ impl Settings {
     pub fn job_lease(&self) -> Duration {
         Duration::from_secs(self.job_lease_secs)
     }
+
+    /// The clock the schedule reads.
+    pub fn sync_clock(&self) -> Clock {
+        Clock::offset_by_ms(self.sync_clock_offset_ms)
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +195,18 @@ mod tests {
         let mut argv = vec!["price-history"];
         argv.extend_from_slice(args);
         Cli::parse_from(argv).settings
+    }
+
+    #[test]
+    fn the_sync_schedule_defaults_to_00_40_utc_and_a_malformed_one_is_refused_as_given() {
+        assert_eq!(settings(&[]).sync_schedule.to_string(), "0 40 0 * * *");
+        assert!(settings(&["--sync-schedule", "off"]).sync_schedule.is_off());
+        let refused = Cli::try_parse_from(["price-history", "--sync-schedule", "0 40 * * *"])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(refused.contains("\"0 40 * * *\""), "{refused}");
+        assert!(refused.contains("6 or 7 are needed"), "{refused}");
     }
 
     #[test]

@@ -15,11 +15,12 @@
 //! - [`ingest`]: the job: plan windows from gaps, fetch, aggregate, upsert, checkpoint.
 //! - [`queue`]: apalis-postgres storage, submission and the worker.
 //! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
+//! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
 //! - [`cli`]: the subcommands; `main.rs` only calls [`cli::run`].
 //! - [`fake_coingecko`]: a loopback stand-in for CoinGecko, for tests and benchmarks.
 //!
-//! Data flows one way: (cli, api) → (registry, queue) → ingest → (coingecko, store).
+//! Data flows one way: (cli, api, schedule) → (registry, queue) → ingest → (coingecko, store).
 
 pub mod api;
 pub mod cli;
@@ -30,5 +31,6 @@ pub mod fake_coingecko;
 pub mod ingest;
 pub mod queue;
 pub mod registry;
+pub mod schedule;
 pub mod store;
 pub mod telemetry;

@@ -1,7 +1,7 @@
 //! The `Coins` tag: the registry of coins the service fetches, with each coin's
 //! freshness, and the one write that registers a coin or changes its tracking.
 
-use chrono::{Days, NaiveDate};
+use chrono::NaiveDate;
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::Path;
@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::day::Day;
 use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
 use super::{ApiState, ApiTags, Authorized};
-use crate::domain::{CoinGeckoId, Symbol, today_utc};
+use crate::domain::{CoinGeckoId, Symbol, Trigger, today_utc};
 use crate::registry::{CoinRequest, RegisterError, Registered};
 use crate::store::coins::{self, CoinRecord};
 
@@ -71,7 +71,8 @@ impl CoinsApi {
     /// registered coin is tracked (`200`). A new id is checked with one CoinGecko call,
     /// which also finds the coin's first day of data; nothing is stored when the check
     /// fails. A symbol keeps its id for good. A tracked coin is kept up to date by the
-    /// schedule (`SYNC_SCHEDULE`), from `track_since` when given.
+    /// schedule (`SYNC_SCHEDULE`), from `track_since` when given; turning `tracked` on
+    /// queues a job for its missing days at once.
     #[oai(
         path = "/api/v1/coins/:symbol",
         method = "put",
@@ -107,14 +108,39 @@ impl CoinsApi {
         let today = today_utc();
         match state.registry.put(request).await {
             Ok(Registered::Created(coin)) => {
+                if coin.coin.tracked {
+                    tracking_started(&state, &coin).await;
+                }
                 let location = format!("/api/v1/coins/{}", coin.coin.symbol);
                 PutCoinResponse::Created(Json(CoinView::of(coin, today)), location)
             }
-            Ok(Registered::Changed { coin, .. }) => {
+            Ok(Registered::Changed {
+                coin,
+                started_tracking,
+            }) => {
+                if started_tracking {
+                    tracking_started(&state, &coin).await;
+                }
                 PutCoinResponse::Ok(Json(CoinView::of(coin, today)))
             }
             Err(e) => PutCoinResponse::from(e),
         }
+    }
+}
+
+/// Turning tracking on brings the coin up to date at once, not at the next tick. The coin
+/// is registered whatever happens here: a failure is logged, and the next tick retries.
+async fn tracking_started(state: &ApiState, coin: &CoinRecord) {
+    if let Err(e) = crate::schedule::tracking_started(
+        &state.pool,
+        &state.registry.reach,
+        &coin.coin,
+        Trigger::Api,
+        state.job_max_attempts,
+    )
+    .await
+    {
+        tracing::warn!(symbol = %coin.coin.symbol, error = format!("{e:#}"), "tracking on, but the missing days could not be queued; the next tick of SYNC_SCHEDULE tries again");
     }
 }
 
@@ -206,7 +232,7 @@ pub struct CoinView {
 
 impl CoinView {
     fn of(record: CoinRecord, today: NaiveDate) -> Self {
-        let yesterday = today.checked_sub_days(Days::new(1)).unwrap_or(today);
+        let stale_days = record.stale_days(today);
         CoinView {
             symbol: record.coin.symbol.as_str().to_owned(),
             coingecko_id: record.coin.coingecko_id.as_str().to_owned(),
@@ -214,9 +240,7 @@ impl CoinView {
             tracked: record.coin.tracked,
             track_since: record.coin.track_since.map(Day),
             last_complete_day: record.last_complete_day.map(Day),
-            stale_days: record
-                .last_complete_day
-                .map(|last| (yesterday - last).num_days().max(0)),
+            stale_days,
         }
     }
 }

@@ -41,6 +41,7 @@ use sqlx::PgPool;
 
 use crate::coingecko::CoinGeckoClient;
 use crate::registry::Registry;
+use crate::schedule::SyncSchedule;
 
 pub use cache::FinishedJobs;
 pub use coins::CoinsApi;
@@ -72,6 +73,8 @@ pub struct ApiState {
     pub finished_jobs: FinishedJobs,
     /// The coin registry, which checks new coins with CoinGecko and knows the plan's reach.
     pub registry: Registry,
+    /// `SYNC_SCHEDULE`, for the next tick that `/metrics` reports.
+    pub sync_schedule: SyncSchedule,
 }
 
 /// The document's tags.

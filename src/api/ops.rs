@@ -3,6 +3,8 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveTime, Utc};
+
 use poem::web::Data;
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::{Json, Payload};
@@ -13,6 +15,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::error::ErrorBody;
 use super::{ApiState, ApiTags};
 use crate::domain::JobStatus;
+use crate::schedule::{self, CoinFreshness, Freshness};
 use crate::store::stats;
 
 /// How long `/readyz` and `/metrics` wait for the database. Short, so that a probe gets
@@ -55,8 +58,9 @@ impl OpsApi {
     /// Metrics
     ///
     /// Prometheus text format: CoinGecko requests sent by this process's worker, jobs by
-    /// status, stored days and queued jobs over the whole database, and whether the
-    /// database answered. Always `200`: when the database is away, only its figures are
+    /// status, stored days and queued jobs over the whole database, how current each coin
+    /// is (its last complete day and stale days), the last and next tick of
+    /// `SYNC_SCHEDULE`, and whether the database answered. Always `200`: when the database is away, only its figures are
     /// missing.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self, state: Data<&ApiState>) -> MetricsResponse {
@@ -64,6 +68,8 @@ impl OpsApi {
             Ok::<_, sqlx::Error>(DatabaseFigures {
                 jobs: stats::jobs_by_status(&state.pool).await?,
                 stored_days: stats::stored_days(&state.pool).await?,
+                freshness: schedule::freshness(&state.pool, &state.sync_schedule, Utc::now())
+                    .await?,
             })
         })
         .await;
@@ -93,17 +99,15 @@ impl OpsApi {
 struct DatabaseFigures {
     jobs: Vec<(JobStatus, i64)>,
     stored_days: Vec<(String, i64)>,
+    /// How current each coin is, and the schedule's ticks.
+    freshness: Freshness,
 }
 
 /// Writes the exposition by hand: a few series do not need a metrics library.
 fn render(coingecko_calls: Option<&[(&str, u64)]>, database: Option<&DatabaseFigures>) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
+        write_family(&mut out, name, kind, help, samples);
     };
     family(
         "price_history_database_up",
@@ -123,7 +127,10 @@ fn render(coingecko_calls: Option<&[(&str, u64)]>, database: Option<&DatabaseFig
             &samples,
         );
     }
-    if let Some(DatabaseFigures { jobs, stored_days }) = database {
+    if let Some(DatabaseFigures {
+        jobs, stored_days, ..
+    }) = database
+    {
         let count_of = |wanted: JobStatus| {
             jobs.iter()
                 .find(|(status, _)| *status == wanted)
@@ -164,7 +171,81 @@ fn render(coingecko_calls: Option<&[(&str, u64)]>, database: Option<&DatabaseFig
             &samples,
         );
     }
+    if let Some(figures) = database {
+        render_freshness(&mut out, &figures.freshness);
+    }
     out
+}
+
+fn write_family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(String, String)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+/// Freshness to alert on (`SYNC_SCHEDULE`): per coin with a complete day, that day and
+/// how stale it is; the last tick acted on and the next one, when there are.
+fn render_freshness(out: &mut String, freshness: &Freshness) {
+    let labels = |coin: &CoinFreshness| {
+        format!(
+            "{{symbol=\"{}\",tracked=\"{}\"}}",
+            coin.symbol, coin.tracked
+        )
+    };
+    let last_days: Vec<_> = freshness
+        .coins
+        .iter()
+        .map(|coin| {
+            let midnight = coin.last_complete_day.and_time(NaiveTime::MIN).and_utc();
+            (labels(coin), midnight.timestamp().to_string())
+        })
+        .collect();
+    write_family(
+        out,
+        "price_history_coin_last_complete_day_timestamp_seconds",
+        "gauge",
+        "The latest stored day that is not provisional, as the unix time of its 00:00 UTC, per coin with one.",
+        &last_days,
+    );
+    let stale: Vec<_> = freshness
+        .coins
+        .iter()
+        .map(|coin| (labels(coin), coin.stale_days.to_string()))
+        .collect();
+    write_family(
+        out,
+        "price_history_coin_stale_days",
+        "gauge",
+        "Days from the last complete day to yesterday (UTC): 0 when yesterday is stored.",
+        &stale,
+    );
+    let tick = |at: Option<DateTime<Utc>>| -> Vec<(String, String)> {
+        at.map(|at| (String::new(), at.timestamp().to_string()))
+            .into_iter()
+            .collect()
+    };
+    write_family(
+        out,
+        "price_history_sync_last_tick_timestamp_seconds",
+        "gauge",
+        "The last tick of SYNC_SCHEDULE acted on by any process, as a unix time; absent before the first.",
+        &tick(freshness.last_tick),
+    );
+    write_family(
+        out,
+        "price_history_sync_next_tick_timestamp_seconds",
+        "gauge",
+        "The next tick of SYNC_SCHEDULE, as a unix time; absent when the schedule is off.",
+        &tick(freshness.next_tick),
+    );
 }
 
 /// `{"status": "ok"}`: the process (or the database) answers.
@@ -232,6 +313,16 @@ mod tests {
         let figures = DatabaseFigures {
             jobs,
             stored_days: vec![("BTC".to_owned(), 42)],
+            freshness: Freshness {
+                coins: vec![CoinFreshness {
+                    symbol: crate::domain::Symbol::BTC,
+                    tracked: true,
+                    last_complete_day: "2026-11-26".parse().unwrap(),
+                    stale_days: 1,
+                }],
+                last_tick: Some("2026-11-28T00:40:00Z".parse().unwrap()),
+                next_tick: Some("2026-11-29T00:40:00Z".parse().unwrap()),
+            },
         };
         let text = render(Some(&[("ok", 7), ("rate_limited", 1)]), Some(&figures));
         assert!(text.contains("price_history_database_up 1\n"), "{text}");
@@ -261,7 +352,15 @@ mod tests {
                 .filter(|line| line.starts_with("# HELP"))
                 .count()
         );
-        assert_eq!(families, 5);
+        assert_eq!(families, 9);
+        for line in [
+            "price_history_coin_last_complete_day_timestamp_seconds{symbol=\"BTC\",tracked=\"true\"} 1795651200\n",
+            "price_history_coin_stale_days{symbol=\"BTC\",tracked=\"true\"} 1\n",
+            "price_history_sync_last_tick_timestamp_seconds 1795826400\n",
+            "price_history_sync_next_tick_timestamp_seconds 1795912800\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]

@@ -15,6 +15,16 @@ pub struct CoinRecord {
     pub last_complete_day: Option<NaiveDate>,
 }
 
+impl CoinRecord {
+    /// Days from the last complete day to yesterday (UTC) on `today`: 0 when yesterday is
+    /// stored; `None` when nothing is.
+    pub fn stale_days(&self, today: NaiveDate) -> Option<i64> {
+        let yesterday = today.pred_opt().unwrap_or(today);
+        self.last_complete_day
+            .map(|last| (yesterday - last).num_days().max(0))
+    }
+}
+
 const SELECT: &str = r#"
 SELECT c.symbol, c.coingecko_id, c.first_day, c.tracked, c.track_since,
        (SELECT max(p.date) FROM daily_prices p WHERE p.symbol = c.symbol AND NOT p.provisional)

@@ -9,5 +9,6 @@ pub mod ingestion_jobs;
 pub mod plan_reach;
 pub mod queue_lease;
 pub mod stats;
+pub mod sync_schedule;
 
 pub use database::{connect, connect_and_migrate};

@@ -184,6 +184,7 @@ pub(crate) fn state(h: &Harness, token: Option<&str>) -> ApiState {
         coingecko: None,
         finished_jobs: Default::default(),
         registry: h.registry(),
+        sync_schedule: h.settings.sync_schedule.clone(),
     }
 }
 

@@ -8,6 +8,7 @@ mod durability;
 mod jobs;
 mod outage;
 mod pipeline;
+mod schedule;
 mod support;
 mod untrusted;
 mod upgrade;

@@ -129,6 +129,8 @@ impl Harness {
             job_lease_secs: 30,
             api_token: None,
             log_format: LogFormat::Text,
+            sync_schedule: price_history::schedule::SyncSchedule::Off,
+            sync_clock_offset_ms: 0,
         };
         Harness { db, fake, settings }
     }

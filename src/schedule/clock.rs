@@ -1,0 +1,31 @@
+//! The scheduler's clock: the system's, shifted by a test-only offset so that tests can
+//! run processes whose clocks disagree.
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Clock {
+    /// Added to the system clock; zero outside tests.
+    offset: TimeDelta,
+}
+
+impl Clock {
+    pub const SYSTEM: Clock = Clock {
+        offset: TimeDelta::zero(),
+    };
+
+    /// The system clock shifted by `offset_ms` (negative: behind).
+    pub fn offset_by_ms(offset_ms: i64) -> Clock {
+        Clock {
+            offset: TimeDelta::milliseconds(offset_ms),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+
+    pub fn today(&self) -> NaiveDate {
+        self.now().date_naive()
+    }
+}

@@ -1,0 +1,247 @@
+//! Keeping tracked coins current (INTERFACE.md, "Keeping coins current"): every `serve`
+//! and `worker` process runs a [`Scheduler`] on `SYNC_SCHEDULE`; at each tick exactly one
+//! of them acts, and acting queues one job per tracked coin that misses days.
+//!
+//! # How one process, and only one, acts on a tick
+//!
+//! Every process computes the same ticks from the expression, each from the last target
+//! time (never from "now", which drifts). To act on tick `T` a process moves the single
+//! row of `sync_schedule` forward, `UPDATE ... WHERE last_tick < T`, in a transaction it
+//! keeps open while it queues the jobs: the first to get there wins, the others find the
+//! row moved on (after waiting for the winner's commit). A process whose clock runs a
+//! second or two ahead just wins earlier; one that runs behind finds the tick taken. A
+//! winner that fails before its commit rolls its claim back, so the tick is not lost.
+//!
+//! # Catch-up
+//!
+//! At start a process claims the latest tick at or before now: if no process acted on it
+//! (all were down), it is acted on at once. What a tick queues is computed from what is
+//! missing in `daily_prices`, so a week down costs one job per coin, not seven.
+//!
+//! # Why not apalis-cron
+//!
+//! `apalis-cron` 1.0 turns a `cron::Schedule` into a stream of ticks in one process. Each
+//! process's stream would push its own job per tick (no exclusion across processes),
+//! ticks missed while nothing ran are lost, and each tick is computed from the system
+//! clock's "now", which tests cannot shift. What it adds over the `cron` crate it is
+//! built on is the stream, which is the part we cannot use; so this module uses `cron`
+//! directly, with the claim and catch-up on the database. The storage's scheduled jobs
+//! (`run_at`) do not fit either: a tick's work is decided when it is due, from the data.
+
+mod clock;
+mod expression;
+mod sync;
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::domain::{Symbol, Trigger};
+use crate::ingest::Reach;
+use crate::queue::SubmitError;
+use crate::store::{coins, sync_schedule, sync_schedule::TickRecord};
+
+pub use clock::Clock;
+pub use expression::{DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
+pub use sync::{CoinSync, bring_up_to_date, days_to_keep, job_range, tracking_started};
+
+/// How long a process waits before trying a tick again when the database failed it.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// One process's part in the schedule.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    pub pool: PgPool,
+    /// Never `Off`: a process with the schedule off runs no scheduler.
+    pub schedule: SyncSchedule,
+    pub clock: Clock,
+    /// The plan's reach, configured or learned: days older are never asked for.
+    pub reach: Reach,
+    /// `JOB_MAX_ATTEMPTS`, given to each queued job.
+    pub max_attempts: u32,
+    /// Recorded in `sync_ticks.acted_by`: this process's worker name.
+    pub name: String,
+}
+
+impl Scheduler {
+    /// Acts on the ticks of the schedule until `stop` is raised: first on the latest past
+    /// tick if no process did (catch-up), then on each tick as it comes.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        tracing::info!(schedule = %self.schedule, "sync schedule running (UTC)");
+        let mut due = self.schedule.latest_at_or_before(self.clock.now());
+        let mut catch_up = true;
+        loop {
+            if let Some(tick) = due {
+                match self.act_on(tick, catch_up).await {
+                    Ok(Some(acted)) => {
+                        tracing::info!(%tick, catch_up, coins_tracked = acted.coins_tracked,
+                            coins_behind = acted.coins_behind, jobs_queued = acted.jobs_queued,
+                            coins_busy = acted.coins_busy, "acted on a tick of the sync schedule");
+                    }
+                    Ok(None) => {
+                        tracing::debug!(%tick, "another process acted on this tick");
+                    }
+                    Err(e) => {
+                        tracing::warn!(%tick, error = format!("{e:#}"), "could not act on a tick of the sync schedule; trying again");
+                        if wait_or_stop(&mut stop, RETRY_AFTER).await {
+                            return;
+                        }
+                        // A tick that passed meanwhile supersedes this one.
+                        due = self.schedule.latest_at_or_before(self.clock.now()).max(due);
+                        continue;
+                    }
+                }
+            }
+            catch_up = false;
+            // The next target follows the last one, not "now".
+            let Some(next) = self
+                .schedule
+                .next_after(due.unwrap_or_else(|| self.clock.now()))
+            else {
+                tracing::info!(schedule = %self.schedule, "the sync schedule has no more ticks");
+                let _ = stop.wait_for(|stopping| *stopping).await;
+                return;
+            };
+            loop {
+                let now = self.clock.now();
+                if now >= next {
+                    break;
+                }
+                let wait = (next - now).to_std().unwrap_or_default();
+                if wait_or_stop(&mut stop, wait).await {
+                    return;
+                }
+            }
+            // After a long sleep (a suspended process), several ticks may have passed:
+            // the latest stands for all of them.
+            due = self
+                .schedule
+                .latest_at_or_before(self.clock.now())
+                .max(Some(next));
+        }
+    }
+
+    /// Acts on `tick` if no process has acted on it or on a later one: for each tracked
+    /// coin that misses days and has no active job, queues one job. Returns what it did,
+    /// `None` when another process had acted on the tick. A database error fails the whole
+    /// tick (its claim is rolled back, so it is tried again); any other error of one coin
+    /// is logged and the other coins go on.
+    pub async fn act_on(
+        &self,
+        tick: DateTime<Utc>,
+        catch_up: bool,
+    ) -> anyhow::Result<Option<TickRecord>> {
+        let mut tx = self.pool.begin().await?;
+        if !sync_schedule::claim(&mut tx, tick).await? {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let today = self.clock.today();
+        let reach = self.reach.current(&self.pool).await?;
+        let mut acted = TickRecord {
+            catch_up,
+            ..TickRecord::default()
+        };
+        for record in coins::list(&self.pool).await? {
+            if !record.coin.tracked {
+                continue;
+            }
+            acted.coins_tracked += 1;
+            let symbol = record.coin.symbol;
+            let synced = bring_up_to_date(
+                &self.pool,
+                &record.coin,
+                reach,
+                today,
+                Trigger::Schedule,
+                self.max_attempts,
+            )
+            .await;
+            match synced {
+                Err(e)
+                    if e.downcast_ref::<sqlx::Error>().is_some()
+                        || e.downcast_ref::<SubmitError>().is_some() =>
+                {
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::error!(%symbol, error = format!("{e:#}"), "could not bring a tracked coin up to date");
+                }
+                Ok(CoinSync::UpToDate) => {}
+                Ok(CoinSync::Queued(job)) => {
+                    acted.coins_behind += 1;
+                    acted.jobs_queued += 1;
+                    tracing::info!(%symbol, job_id = %job.id, start = %job.range.start(), end = %job.range.end(), "tracked coin behind: job queued");
+                }
+                Ok(CoinSync::Busy(active)) => {
+                    acted.coins_behind += 1;
+                    acted.coins_busy += 1;
+                    tracing::info!(%symbol, active_job = ?active, "tracked coin behind but a job of it is active; left to the next tick");
+                }
+            }
+        }
+        sync_schedule::record(&mut tx, tick, &self.name, acted).await?;
+        tx.commit().await?;
+        Ok(Some(acted))
+    }
+}
+
+/// Sleeps for `wait`; true when `stop` was raised first.
+async fn wait_or_stop(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
+    let stopped = tokio::select! {
+        () = tokio::time::sleep(wait) => false,
+        _ = stop.wait_for(|stopping| *stopping) => true,
+    };
+    stopped || *stop.borrow()
+}
+
+/// Freshness to alert on, for `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freshness {
+    /// Every coin with a complete day stored, by symbol.
+    pub coins: Vec<CoinFreshness>,
+    /// The last tick acted on, by any process.
+    pub last_tick: Option<DateTime<Utc>>,
+    /// The next tick of this process's `SYNC_SCHEDULE`; `None` when it is off.
+    pub next_tick: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoinFreshness {
+    pub symbol: Symbol,
+    pub tracked: bool,
+    /// The latest stored day that is not provisional.
+    pub last_complete_day: NaiveDate,
+    /// Days from it to yesterday (UTC).
+    pub stale_days: i64,
+}
+
+/// The figures of [`Freshness`], judged at `now`.
+pub async fn freshness(
+    pool: &PgPool,
+    schedule: &SyncSchedule,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Freshness> {
+    let today = now.date_naive();
+    let coins = coins::list(pool)
+        .await?
+        .into_iter()
+        .filter_map(|record| {
+            Some(CoinFreshness {
+                symbol: record.coin.symbol,
+                tracked: record.coin.tracked,
+                last_complete_day: record.last_complete_day?,
+                stale_days: record.stale_days(today)?,
+            })
+        })
+        .collect();
+    let last_tick = sync_schedule::last_tick(pool).await?;
+    let next_tick = schedule.next_after(last_tick.map_or(now, |last| last.max(now)));
+    Ok(Freshness {
+        coins,
+        last_tick,
+        next_tick,
+    })
+}

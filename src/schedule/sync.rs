@@ -1,0 +1,175 @@
+//! What bringing a tracked coin up to date means: its missing days, from the latest of
+//! `track_since`, its first day and the plan's reach, to yesterday (UTC), in one job.
+
+use chrono::{Days, NaiveDate};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::Clock;
+use crate::domain::{Coin, DateRange, MAX_RANGE_DAYS, PlanReach, Trigger};
+use crate::ingest::Reach;
+use crate::queue::{self, SubmitError};
+use crate::store::gaps;
+use crate::store::ingestion_jobs::{self, JobRecord, NewJob};
+
+/// What bringing one coin up to date did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoinSync {
+    /// Nothing to fetch: no job, no call.
+    UpToDate,
+    /// Its missing days are on the queue.
+    Queued(JobRecord),
+    /// Days are missing but a job of the coin is active; the next tick looks again.
+    Busy(Option<Uuid>),
+}
+
+/// The days a tracked coin should have on `today`: from the latest of `track_since`, its
+/// first day and the first day the plan serves, to yesterday. `None` when that is empty.
+pub fn days_to_keep(
+    coin: &Coin,
+    reach: PlanReach,
+    today: NaiveDate,
+) -> Option<(NaiveDate, NaiveDate)> {
+    let yesterday = today.checked_sub_days(Days::new(1))?;
+    let start = [
+        coin.track_since,
+        coin.first_day,
+        reach.first_served_day(today),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(NaiveDate::MIN);
+    (start <= yesterday).then_some((start, yesterday))
+}
+
+/// The job's range for ascending `missing` days: from the first to the last, cut to the
+/// most recent [`MAX_RANGE_DAYS`] (a job's limit); the next tick takes the older rest.
+pub fn job_range(missing: &[NaiveDate]) -> Option<(NaiveDate, NaiveDate)> {
+    let (first, last) = (*missing.first()?, *missing.last()?);
+    let earliest = last
+        .checked_sub_days(Days::new(MAX_RANGE_DAYS as u64 - 1))
+        .unwrap_or(NaiveDate::MIN);
+    Some((first.max(earliest), last))
+}
+
+/// Queues one job for `coin`'s missing days, unless none is missing or a job of the coin
+/// is active. `trigger` says who asked: the schedule, or a user who turned tracking on.
+pub async fn bring_up_to_date(
+    pool: &PgPool,
+    coin: &Coin,
+    reach: PlanReach,
+    today: NaiveDate,
+    trigger: Trigger,
+    max_attempts: u32,
+) -> anyhow::Result<CoinSync> {
+    let Some((start, end)) = days_to_keep(coin, reach, today) else {
+        return Ok(CoinSync::UpToDate);
+    };
+    // An active job first: its days may be missing only until it commits them, so
+    // reading the gaps before it ends would queue a second job for the same days.
+    if let Some(active) = ingestion_jobs::active_job_id(pool, coin.symbol).await? {
+        return Ok(CoinSync::Busy(Some(active)));
+    }
+    let missing = gaps::missing_days(pool, coin.symbol, start, end).await?;
+    let Some((start, end)) = job_range(&missing) else {
+        return Ok(CoinSync::UpToDate);
+    };
+    let range = DateRange::for_coin(coin, start, end, today)?;
+    let job = NewJob {
+        id: Uuid::now_v7(),
+        symbol: coin.symbol,
+        range,
+        force: false,
+        trigger,
+    };
+    match queue::submit(pool, job, max_attempts).await {
+        Ok(record) => Ok(CoinSync::Queued(record)),
+        Err(SubmitError::JobInProgress(active)) => Ok(CoinSync::Busy(Some(active))),
+        Err(SubmitError::Contended) => Ok(CoinSync::Busy(None)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Brings a coin whose tracking was just turned on up to date at once, not at the next
+/// tick: `PUT /api/v1/coins/{symbol}` and `coins add --track`.
+pub async fn tracking_started(
+    pool: &PgPool,
+    reach: &Reach,
+    coin: &Coin,
+    trigger: Trigger,
+    max_attempts: u32,
+) -> anyhow::Result<CoinSync> {
+    let reach = reach.current(pool).await?;
+    let synced = bring_up_to_date(
+        pool,
+        coin,
+        reach,
+        Clock::SYSTEM.today(),
+        trigger,
+        max_attempts,
+    )
+    .await?;
+    match &synced {
+        CoinSync::UpToDate => tracing::info!(symbol = %coin.symbol, "tracking on: nothing missing"),
+        CoinSync::Queued(job) => {
+            tracing::info!(symbol = %coin.symbol, job_id = %job.id, start = %job.range.start(), end = %job.range.end(), "tracking on: job queued for the missing days")
+        }
+        CoinSync::Busy(active) => {
+            tracing::info!(symbol = %coin.symbol, active_job = ?active, "tracking on: a job of the coin is active already")
+        }
+    }
+    Ok(synced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Coin;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_latest_of_track_since_first_day_and_reach_starts_the_days_to_keep() {
+        let today = day("2026-11-28");
+        let mut coin = Coin::bitcoin();
+        assert_eq!(
+            days_to_keep(&coin, PlanReach::UNLIMITED, today),
+            Some((day("2013-04-28"), day("2026-11-27")))
+        );
+        assert_eq!(
+            days_to_keep(&coin, PlanReach::days(365), today),
+            Some((day("2025-11-29"), day("2026-11-27")))
+        );
+        coin.track_since = Some(day("2026-11-01"));
+        assert_eq!(
+            days_to_keep(&coin, PlanReach::days(365), today),
+            Some((day("2026-11-01"), day("2026-11-27")))
+        );
+        coin.track_since = Some(today);
+        assert_eq!(days_to_keep(&coin, PlanReach::UNLIMITED, today), None);
+        coin.track_since = None;
+        coin.first_day = None;
+        assert_eq!(
+            days_to_keep(&coin, PlanReach::days(1), today),
+            None,
+            "a plan that serves only today leaves nothing to keep"
+        );
+    }
+
+    #[test]
+    fn a_job_spans_the_missing_days_and_at_most_the_latest_1461() {
+        assert_eq!(job_range(&[]), None);
+        let holes = [day("2026-01-05"), day("2026-03-01"), day("2026-11-27")];
+        assert_eq!(
+            job_range(&holes),
+            Some((day("2026-01-05"), day("2026-11-27")))
+        );
+        let old = [day("2013-04-28"), day("2026-11-27")];
+        let (start, end) = job_range(&old).unwrap();
+        assert_eq!((end - start).num_days() + 1, MAX_RANGE_DAYS);
+        assert_eq!(end, day("2026-11-27"));
+    }
+}
