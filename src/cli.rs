@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::api::{self, ApiState};
-use crate::coingecko::CoinGeckoClient;
+use crate::coingecko::{CallBudget, CoinGeckoClient};
 use crate::config::Settings;
 use crate::domain::{CoinGeckoId, DateRange, JobStatus, Symbol, Trigger, today_utc};
 use crate::ingest::{Ingestor, Reach};
@@ -182,14 +182,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn ingestor(settings: &Settings, pool: &PgPool) -> anyhow::Result<Ingestor> {
     Ok(Ingestor {
         pool: pool.clone(),
-        client: coingecko_client(settings)?,
+        client: coingecko_client(settings, pool)?,
         chunk_days: settings.coingecko_chunk_days,
         reach: reach(settings),
     })
 }
 
-fn coingecko_client(settings: &Settings) -> anyhow::Result<CoinGeckoClient> {
-    CoinGeckoClient::new(settings.coingecko()).context("while building the CoinGecko client")
+/// A CoinGecko client whose every attempt takes a slot of the call budget shared by every
+/// process on this database.
+fn coingecko_client(settings: &Settings, pool: &PgPool) -> anyhow::Result<CoinGeckoClient> {
+    CoinGeckoClient::new(settings.coingecko(), CallBudget::Shared(pool.clone()))
+        .context("while building the CoinGecko client")
 }
 
 fn reach(settings: &Settings) -> Reach {
@@ -226,7 +229,7 @@ fn api_state(
     }
     let checker = match &coingecko {
         Some(client) => client.clone(),
-        None => coingecko_client(settings)?,
+        None => coingecko_client(settings, pool)?,
     };
     Ok(ApiState {
         pool: pool.clone(),
@@ -433,7 +436,7 @@ async fn coins_command(settings: &Settings, command: CoinsCommand) -> anyhow::Re
                 Err(e) => return Ok(refuse(&e.to_string())),
             };
             let pool = store::connect_and_migrate(&settings.database_url, 2).await?;
-            let registry = registry(settings, &pool, coingecko_client(settings)?);
+            let registry = registry(settings, &pool, coingecko_client(settings, &pool)?);
             let request = CoinRequest {
                 symbol,
                 coingecko_id,

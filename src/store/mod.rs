@@ -1,6 +1,7 @@
 //! All SQL of the service, one module per table or concern, as plain parameterised
 //! queries. Nothing here knows about HTTP, the queue or CoinGecko.
 
+pub mod call_budget;
 pub mod coins;
 pub mod daily_prices;
 pub mod database;
@@ -10,4 +11,4 @@ pub mod plan_reach;
 pub mod queue_lease;
 pub mod stats;
 
-pub use database::{connect, connect_and_migrate};
+pub use database::{connect, connect_and_migrate, is_unavailable};
