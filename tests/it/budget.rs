@@ -1,0 +1,255 @@
+//! One CoinGecko call budget for every process on the database: worker replicas fetch
+//! different coins at the same time, and together never exceed the budget (issue 11).
+//! These start the real binary as separate processes against a fake CoinGecko that
+//! answers 429 beyond the same per-minute limit.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use chrono::{Days, NaiveDate};
+use price_history::domain::{JobStatus, Symbol};
+use price_history::fake_coingecko::FakeOptions;
+use price_history::store::daily_prices;
+use price_history::store::ingestion_jobs::JobRecord;
+use uuid::Uuid;
+
+use crate::support::{Harness, Service, days_before_today};
+
+/// Shared by the fake's limit and every process: 51 calls take about 5 s.
+const BUDGET: u32 = 600;
+
+/// Three coins of 1461 days: 17 windows each at 90 days, 51 calls.
+const COINS: [(&str, &str); 3] = [("BTC", "bitcoin"), ("ETH", "ethereum"), ("SOL", "solana")];
+
+fn four_years() -> (NaiveDate, NaiveDate) {
+    let end = days_before_today(1);
+    (end.checked_sub_days(Days::new(1460)).unwrap(), end)
+}
+
+/// A harness whose fake allows `BUDGET` calls a minute and whose own client (used to
+/// register coins) draws from the same budget as the workers.
+async fn harness() -> Harness {
+    let mut h = Harness::with_fake(FakeOptions {
+        calls_per_minute_limit: NonZeroU32::new(BUDGET),
+        ..FakeOptions::default()
+    })
+    .await;
+    h.settings.coingecko_calls_per_minute = NonZeroU32::new(BUDGET).unwrap();
+    for (symbol, id) in COINS.iter().skip(1) {
+        h.register(symbol, id).await;
+    }
+    h
+}
+
+fn workers(h: &Harness, n: usize) -> Vec<Service> {
+    let budget = BUDGET.to_string();
+    (0..n)
+        .map(|_| h.spawn(&["worker"], &[("COINGECKO_CALLS_PER_MINUTE", &budget)]))
+        .collect()
+}
+
+async fn submit_all(h: &Harness) -> Vec<(Symbol, &'static str, Uuid)> {
+    let (start, end) = four_years();
+    let mut jobs = Vec::new();
+    for (symbol, id) in COINS {
+        let symbol = Symbol::parse(symbol).unwrap();
+        jobs.push((symbol, id, h.submit_for(symbol, start, end, false).await.id));
+    }
+    jobs
+}
+
+async fn completes(h: &Harness, id: Uuid) -> JobRecord {
+    let finished = h
+        .wait_for(id, "the job ends", |j| j.status.is_terminal())
+        .await;
+    assert_eq!(
+        finished.status,
+        JobStatus::Completed,
+        "{:?}",
+        finished.error_message
+    );
+    finished
+}
+
+/// The fake's record of when calls arrived, sorted.
+fn arrivals(h: &Harness) -> Vec<Instant> {
+    let mut at: Vec<Instant> = h.fake.calls().iter().map(|call| call.at).collect();
+    at.sort();
+    at
+}
+
+/// The most calls the fake saw in any 60 s.
+fn most_in_a_minute(at: &[Instant]) -> usize {
+    let mut most = 0;
+    let mut first = 0;
+    for (last, t) in at.iter().enumerate() {
+        while t.duration_since(at[first]) >= Duration::from_secs(60) {
+            first += 1;
+        }
+        most = most.max(last - first + 1);
+    }
+    most
+}
+
+/// No stretch of the run holds more calls than the budget allows for its length: calls
+/// i and j (i < j) are at least (j - i) slots apart, less a little jitter. This is the
+/// minute's rule at every scale, so that a short test checks it too.
+fn assert_evenly_spaced(at: &[Instant]) {
+    let slot = Duration::from_secs(60) / BUDGET;
+    let jitter = Duration::from_millis(30);
+    for i in 0..at.len() {
+        for j in i + 1..at.len() {
+            let apart = at[j].duration_since(at[i]);
+            let allowed = slot * u32::try_from(j - i).unwrap();
+            assert!(
+                apart + jitter >= allowed,
+                "calls {i} and {j} arrived {apart:?} apart; the budget spaces them at least {allowed:?}"
+            );
+        }
+    }
+}
+
+/// Every day of the coin stored once, equal to what the fake serves.
+async fn assert_coin_matches_the_truth(h: &Harness, symbol: Symbol, coin_id: &str) {
+    let (start, end) = four_years();
+    let rows = daily_prices::list(h.pool(), symbol, start, end)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1461, "{symbol}: every day stored");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM daily_prices WHERE symbol = $1")
+        .bind(symbol.as_str())
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored, 1461,
+        "{symbol}: no row outside the range, none doubled"
+    );
+    for row in rows {
+        let points = h.fake.points_for_coin_day(coin_id, row.date, true);
+        assert_eq!(
+            row.open,
+            points.first().unwrap().1,
+            "{symbol} open of {}",
+            row.date
+        );
+        assert_eq!(
+            row.close,
+            points.last().unwrap().1,
+            "{symbol} close of {}",
+            row.date
+        );
+        assert!(!row.provisional);
+    }
+}
+
+fn assert_no_429(h: &Harness) {
+    let refused: Vec<_> = h
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|call| call.status == 429)
+        .collect();
+    assert!(refused.is_empty(), "{} calls got 429", refused.len());
+}
+
+#[tokio::test]
+async fn three_replicas_fetch_three_coins_at_once_within_one_budget() {
+    let h = harness().await;
+    let _workers = workers(&h, 3);
+    let registered = h.fake.call_count();
+    let jobs = submit_all(&h).await;
+    let started = Instant::now();
+    for (_, _, id) in &jobs {
+        completes(&h, *id).await;
+    }
+    let took = started.elapsed();
+
+    assert_no_429(&h);
+    let at = arrivals(&h);
+    assert_eq!(
+        at.len(),
+        registered + 51,
+        "one call per window, none repeated"
+    );
+    assert!(most_in_a_minute(&at) <= BUDGET as usize);
+    assert_evenly_spaced(&at);
+    // The replicas worked at the same time: every coin was being fetched in the first
+    // few calls after the jobs were submitted.
+    let first_calls: HashSet<String> = h
+        .fake
+        .calls()
+        .into_iter()
+        .skip(registered)
+        .take(6)
+        .map(|call| call.coin_id)
+        .collect();
+    assert_eq!(first_calls.len(), 3, "{first_calls:?}");
+    let floor = Duration::from_secs(60) / BUDGET * 50;
+    println!("3 coins on 3 replicas at {BUDGET}/min: {took:.2?} (floor {floor:.2?})");
+    for (symbol, coin_id, _) in &jobs {
+        assert_coin_matches_the_truth(&h, *symbol, coin_id).await;
+    }
+    let granted: i64 = sqlx::query_scalar("SELECT sum(granted)::bigint FROM coingecko_call_budget")
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        granted as usize,
+        at.len(),
+        "every call took a slot of the shared budget"
+    );
+}
+
+#[tokio::test]
+async fn a_replica_killed_mid_run_loses_its_coin_to_another_and_the_budget_holds() {
+    let h = harness().await;
+    let mut workers = workers(&h, 3);
+    let jobs = submit_all(&h).await;
+    // Every replica is busy with a coin of its own.
+    for (_, _, id) in &jobs {
+        h.wait_for(*id, "2 windows stored", |j| j.chunks_done >= 2)
+            .await;
+    }
+    let (victim_symbol, _, victim_job) = jobs[1];
+    let holder = h.holder(victim_job).await.expect("a worker holds the job");
+    let victim = workers
+        .iter_mut()
+        .position(|w| w.owns(&holder))
+        .expect("one of the three holds it");
+    let others: HashSet<String> = {
+        let mut names = HashSet::new();
+        for (_, _, id) in &jobs {
+            if *id != victim_job
+                && let Some(name) = h.holder(*id).await
+            {
+                names.insert(name);
+            }
+        }
+        names
+    };
+    assert!(!others.contains(&holder), "each coin on its own replica");
+
+    workers[victim].kill().await;
+    let taken = h
+        .wait_for(victim_job, "a takeover", |j| {
+            j.attempts >= 2 && j.status == JobStatus::Running
+        })
+        .await;
+    assert!(
+        taken.chunks_done >= 2,
+        "{victim_symbol}: the checkpoint survived"
+    );
+    for (_, _, id) in &jobs {
+        completes(&h, *id).await;
+    }
+
+    assert_no_429(&h);
+    let at = arrivals(&h);
+    assert!(most_in_a_minute(&at) <= BUDGET as usize);
+    assert_evenly_spaced(&at);
+    for (symbol, coin_id, _) in &jobs {
+        assert_coin_matches_the_truth(&h, *symbol, coin_id).await;
+    }
+}
