@@ -253,3 +253,57 @@ async fn a_replica_killed_mid_run_loses_its_coin_to_another_and_the_budget_holds
         assert_coin_matches_the_truth(&h, *symbol, coin_id).await;
     }
 }
+
+/// `promtool check metrics` (Debian's `prometheus` package; `.ci/run` installs it)
+/// accepts `/metrics` with every family present: the budget's, the jobs', the stored
+/// candles'. A machine without promtool fails this test rather than skip it.
+#[tokio::test]
+async fn metrics_pass_promtool_check() {
+    use std::io::Write;
+    let h = Harness::new().await;
+    h.run_job(days_before_today(3), days_before_today(1), false)
+        .await;
+    let client = h.ingestor().client;
+    let api = crate::api::TestApi::start_with(price_history::api::ApiState {
+        coingecko: Some(client),
+        ..crate::api::state(&h, None)
+    })
+    .await;
+    let metrics = api.get("/metrics").await;
+    let text = metrics.text();
+    for family in [
+        "price_history_coingecko_budget_granted_total{key=\"none\"} 1",
+        "# TYPE price_history_coingecko_slot_wait_seconds histogram",
+        "price_history_coingecko_budget_calls_per_minute 6000",
+        "price_history_stored_candles{symbol=\"BTC\"} 3",
+    ] {
+        assert!(text.lines().any(|l| l == family), "{family:?} in\n{text}");
+    }
+
+    let mut promtool = match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => panic!(
+            "promtool is needed for this test and could not be started ({e}): \
+             install Debian's `prometheus` package (apt-get install prometheus), as .ci/run does"
+        ),
+    };
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics refused /metrics:\n{}{}\n---\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
