@@ -229,9 +229,6 @@ async fn fetch_all(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    sqlx::query("DELETE FROM apalis.workers")
-        .execute(pool)
-        .await?;
 
     let end = Utc::now()
         .date_naive()
