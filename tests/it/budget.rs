@@ -204,34 +204,59 @@ async fn three_replicas_fetch_three_coins_at_once_within_one_budget() {
 
 #[tokio::test]
 async fn a_replica_killed_mid_run_loses_its_coin_to_another_and_the_budget_holds() {
+    let (_h, mut stopped) = stop_a_busy_replica("KILL").await;
+    assert!(!stopped.is_running());
+}
+
+#[tokio::test]
+async fn sigterm_of_a_replica_hands_its_coin_over_and_the_budget_holds() {
+    let (_h, mut stopped) = stop_a_busy_replica("TERM").await;
+    assert_eq!(
+        stopped.exit_code(Duration::from_secs(30)).await,
+        Some(0),
+        "{}",
+        stopped.output()
+    );
+}
+
+/// Three replicas, three coins: once every replica is busy, stops (`KILL` or `TERM`)
+/// the one holding the second coin; the coin is taken over from its checkpoint and
+/// every coin completes, within the budget, each window fetched once but the one in
+/// flight. Returns the stopped replica.
+async fn stop_a_busy_replica(signal: &str) -> (Harness, Service) {
     let h = harness().await;
     let mut workers = workers(&h, 3);
+    let registered = h.fake.call_count();
     let jobs = submit_all(&h).await;
     // Every replica is busy with a coin of its own.
     for (_, _, id) in &jobs {
         h.wait_for(*id, "2 windows stored", |j| j.chunks_done >= 2)
             .await;
     }
+    let mut holders = HashSet::new();
+    for (_, _, id) in &jobs {
+        if let Some(name) = h.holder(*id).await {
+            holders.insert(name);
+        }
+    }
+    assert_eq!(
+        holders.len(),
+        3,
+        "each coin on a replica of its own: {holders:?}"
+    );
     let (victim_symbol, _, victim_job) = jobs[1];
     let holder = h.holder(victim_job).await.expect("a worker holds the job");
     let victim = workers
-        .iter_mut()
+        .iter()
         .position(|w| w.owns(&holder))
         .expect("one of the three holds it");
-    let others: HashSet<String> = {
-        let mut names = HashSet::new();
-        for (_, _, id) in &jobs {
-            if *id != victim_job
-                && let Some(name) = h.holder(*id).await
-            {
-                names.insert(name);
-            }
-        }
-        names
-    };
-    assert!(!others.contains(&holder), "each coin on its own replica");
+    let mut victim = workers.remove(victim);
 
-    workers[victim].kill().await;
+    if signal == "KILL" {
+        victim.kill().await;
+    } else {
+        victim.signal(signal);
+    }
     let taken = h
         .wait_for(victim_job, "a takeover", |j| {
             j.attempts >= 2 && j.status == JobStatus::Running
@@ -241,6 +266,8 @@ async fn a_replica_killed_mid_run_loses_its_coin_to_another_and_the_budget_holds
         taken.chunks_done >= 2,
         "{victim_symbol}: the checkpoint survived"
     );
+    let new_holder = h.holder(victim_job).await.expect("a worker holds the job");
+    assert!(!victim.owns(&new_holder), "another replica took it");
     for (_, _, id) in &jobs {
         completes(&h, *id).await;
     }
@@ -249,9 +276,27 @@ async fn a_replica_killed_mid_run_loses_its_coin_to_another_and_the_budget_holds
     let at = arrivals(&h);
     assert!(most_in_a_minute(&at) <= BUDGET as usize);
     assert_evenly_spaced(&at);
+    // One job per coin at a time: each coin's windows were fetched once, but for the
+    // stopped replica's window in flight.
+    let calls = h.fake.calls();
     for (symbol, coin_id, _) in &jobs {
+        let fetched: Vec<_> = calls
+            .iter()
+            .skip(registered)
+            .filter(|call| call.coin_id == *coin_id && call.status == 200)
+            .map(|call| call.from)
+            .collect();
+        let distinct: HashSet<_> = fetched.iter().collect();
+        assert_eq!(distinct.len(), 17, "{symbol}: every window fetched");
+        let allowed = if *symbol == victim_symbol { 1 } else { 0 };
+        assert!(
+            fetched.len() - distinct.len() <= allowed,
+            "{symbol}: {} windows fetched twice",
+            fetched.len() - distinct.len()
+        );
         assert_coin_matches_the_truth(&h, *symbol, coin_id).await;
     }
+    (h, victim)
 }
 
 /// `promtool check metrics` (Debian's `prometheus` package; `.ci/run` installs it)
