@@ -92,12 +92,15 @@ fn most_in_a_minute(at: &[Instant]) -> usize {
     most
 }
 
-/// No stretch of the run holds more calls than the budget allows for its length: calls
-/// i and j (i < j) are at least (j - i) slots apart, less a little jitter. This is the
-/// minute's rule at every scale, so that a short test checks it too.
+/// No stretch of the run holds more calls than the budget allows for its length: a call
+/// may reach the fake late (a busy machine delays a process's wake-up) but never before
+/// its slot, so calls i and j (i < j) are at least (j - i) slots apart, less the lateness
+/// of call i. The 0.5 % margin of the spacing absorbs 0.3 s of lateness per minute; 250 ms
+/// are allowed here. This is the minute's rule at every scale, so that a short test
+/// checks it too.
 fn assert_evenly_spaced(at: &[Instant]) {
     let slot = Duration::from_secs(60) / BUDGET;
-    let jitter = Duration::from_millis(30);
+    let jitter = Duration::from_millis(250);
     for i in 0..at.len() {
         for j in i + 1..at.len() {
             let apart = at[j].duration_since(at[i]);
