@@ -17,8 +17,7 @@ use uuid::Uuid;
 
 use super::{Bench, Report, Sizes, ms, spawn, terminate, with_database};
 
-/// The coins fetched side by side, with their first days on the fake: each has more than
-/// ten years.
+/// The coins fetched side by side, with their first days on the fake.
 const COINS: [(&str, &str, (i32, u32, u32)); 3] = [
     ("BTC", "bitcoin", (2013, 4, 28)),
     ("ETH", "ethereum", (2015, 8, 7)),
@@ -27,6 +26,8 @@ const COINS: [(&str, &str, (i32, u32, u32)); 3] = [
 
 struct BudgetSizes {
     days: u64,
+    /// `COINGECKO_CHUNK_DAYS` of the workers.
+    chunk_days: u64,
     calls_per_minute: u32,
     /// The fake's answer time: CoinGecko takes a few hundred milliseconds for a 90-day
     /// range, more than one slot at 120 calls/min, which is what replicas can hide.
@@ -39,15 +40,18 @@ impl BudgetSizes {
         if sizes.smoke {
             BudgetSizes {
                 days: 180,
+                chunk_days: 90,
                 calls_per_minute: 1200,
                 delay: Duration::from_millis(20),
                 limiter_samples: 200,
             }
         } else {
-            // Ten years of each coin: 3 x 41 = 123 calls, just over a minute's budget, so
-            // that the busiest 60 s of the run is a full minute at the budget.
+            // 1461 days (the most one job takes) in windows of 36 days: 3 x 41 = 123 calls,
+            // just over a minute's budget, so that the busiest 60 s of the run is a full
+            // minute at the budget.
             BudgetSizes {
-                days: 3650,
+                days: 1461,
+                chunk_days: 36,
                 calls_per_minute: 120,
                 delay: Duration::from_millis(600),
                 limiter_samples: 2000,
@@ -114,13 +118,13 @@ async fn measure(
     for (replicas, run) in &runs {
         let floor = run.calls.saturating_sub(1) as f64 * slot;
         let ratio = run.wall.as_secs_f64() / floor.max(f64::EPSILON);
-        let expected = 3 * sizes.days.div_ceil(90) as usize;
+        let expected = 3 * sizes.days.div_ceil(sizes.chunk_days) as usize;
         let ok = run.calls == expected && run.completed;
         if *replicas == 3 {
             report.row(
                 format!(
-                    "Shared budget: 3 coins x {} days on 3 worker replicas at {cpm} calls/min (fake answers in {delay:.0} ms): wall / floor",
-                    sizes.days
+                    "Shared budget: 3 coins x {} days ({}-day windows) on 3 worker replicas at {cpm} calls/min (fake answers in {delay:.0} ms): wall / floor",
+                    sizes.days, sizes.chunk_days
                 ),
                 format!(
                     "{:.2} s for {} calls; floor (calls - 1) x 60 / {cpm} = {floor:.2} s; ratio {ratio:.3}",
@@ -208,7 +212,11 @@ async fn fetch_all(
     replicas: usize,
 ) -> Result<Run> {
     let cpm = sizes.calls_per_minute.to_string();
-    let env = [("COINGECKO_CALLS_PER_MINUTE", cpm.as_str())];
+    let chunk_days = sizes.chunk_days.to_string();
+    let env = [
+        ("COINGECKO_CALLS_PER_MINUTE", cpm.as_str()),
+        ("COINGECKO_CHUNK_DAYS", chunk_days.as_str()),
+    ];
     let mut workers = Vec::new();
     for _ in 0..replicas {
         workers.push(spawn(url, &fake.base_url(), &["worker"], &env)?);
