@@ -102,7 +102,10 @@ fn most_in_a_minute(at: &[Instant]) -> usize {
 /// are allowed here. This is the minute's rule at every scale, so that a short test
 /// checks it too.
 fn assert_evenly_spaced(at: &[Instant]) {
-    let slot = Duration::from_secs(60) / BUDGET;
+    assert_spaced_by(at, Duration::from_secs(60) / BUDGET);
+}
+
+fn assert_spaced_by(at: &[Instant], slot: Duration) {
     let jitter = Duration::from_millis(250);
     for i in 0..at.len() {
         for j in i + 1..at.len() {
@@ -357,4 +360,70 @@ async fn metrics_pass_promtool_check() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Two processes' limiters on one database: the slots of both interleave, evenly spaced;
+/// the one that joins late gets the next slot, not a burst of its own; and after an idle
+/// spell the budget has saved nothing up.
+#[tokio::test]
+async fn limiters_sharing_a_database_space_their_slots_and_a_newcomer_cannot_burst() {
+    use price_history::coingecko::{CallBudget, CallLimiter};
+    let h = Harness::new().await;
+    let limiter = || CallLimiter::new(CallBudget::Shared(h.pool().clone()), 600, None);
+    let (first, late) = (limiter(), limiter());
+    let slot = first.interval();
+
+    let taken = std::sync::Mutex::new(Vec::new());
+    async fn take(limiter: &CallLimiter, n: usize, taken: &std::sync::Mutex<Vec<Instant>>) {
+        for _ in 0..n {
+            limiter.acquire().await.unwrap();
+            taken.lock().unwrap().push(Instant::now());
+        }
+    }
+    let started = Instant::now();
+    tokio::join!(take(&first, 10, &taken), async {
+        // Joins once the first one is under way.
+        tokio::time::sleep(slot * 3).await;
+        take(&late, 10, &taken).await;
+    });
+    let mut at = taken.into_inner().unwrap();
+    at.sort();
+    assert_eq!(at.len(), 20);
+    assert_spaced_by(&at, slot);
+    assert!(started.elapsed() >= slot * 19, "{:?}", started.elapsed());
+
+    // Idle for a while: the next slot is at once, the one after a full slot later.
+    tokio::time::sleep(slot * 10).await;
+    let idle = Instant::now();
+    first.acquire().await.unwrap();
+    assert!(idle.elapsed() < slot, "{:?}", idle.elapsed());
+    late.acquire().await.unwrap();
+    assert!(
+        idle.elapsed() + Duration::from_millis(40) >= slot,
+        "{:?}",
+        idle.elapsed()
+    );
+}
+
+/// A caller that takes a slot and goes away before using it (a process killed while it
+/// waits, a job cancelled) wastes that one slot: the next caller waits one slot more,
+/// not longer.
+#[tokio::test]
+async fn a_slot_taken_and_never_used_costs_that_slot_only() {
+    use price_history::coingecko::{CallBudget, CallLimiter};
+    let h = Harness::new().await;
+    let limiter = CallLimiter::new(CallBudget::Shared(h.pool().clone()), 120, None);
+    let slot = limiter.interval();
+    let began = Instant::now();
+    limiter.acquire().await.unwrap();
+    // Takes the second slot, then gives up while waiting for it.
+    let gave_up = tokio::time::timeout(slot / 2, limiter.acquire()).await;
+    assert!(gave_up.is_err(), "the second slot is a slot away");
+    limiter.acquire().await.unwrap();
+    let waited = began.elapsed();
+    assert!(
+        waited + Duration::from_millis(40) >= slot * 2 && waited < slot * 3,
+        "the third slot came after {waited:?}; one slot is {slot:?}"
+    );
+    assert_eq!(limiter.metrics().granted.get(), 2);
 }
