@@ -25,6 +25,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
+#[path = "e2e/budget.rs"]
+mod budget;
 #[path = "e2e/coins.rs"]
 mod coins;
 #[path = "e2e/schedule.rs"]
@@ -209,6 +211,7 @@ impl Bench {
         self.takeover(sizes, report).await?;
         self.coins(sizes, report).await?;
         self.schedule(sizes, report).await?;
+        budget::rows(self, sizes, report).await?;
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{Days, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
-use price_history::coingecko::{CoinGeckoClient, CoinGeckoSettings};
+use price_history::coingecko::{CallBudget, CoinGeckoClient, CoinGeckoSettings};
 use price_history::fake_coingecko::FakeCoinGecko;
 use price_history::ingest::{Window, daily_candles};
 
@@ -25,15 +25,18 @@ fn window_of_90_days() -> Window {
 fn benches(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let fake = runtime.block_on(FakeCoinGecko::start());
-    let client = CoinGeckoClient::new(CoinGeckoSettings {
-        base_url: fake.base_url(),
-        api_key: None,
-        // High enough that the budget never waits: this measures the work, not the limit.
-        calls_per_minute: NonZeroU32::new(u32::MAX / 2).unwrap(),
-        max_retries: 0,
-        retry_base_delay: Duration::from_millis(1),
-        timeout: Duration::from_secs(10),
-    })
+    let client = CoinGeckoClient::new(
+        CoinGeckoSettings {
+            base_url: fake.base_url(),
+            api_key: None,
+            // High enough that the budget never waits: this measures the work, not the limit.
+            calls_per_minute: NonZeroU32::new(u32::MAX / 2).unwrap(),
+            max_retries: 0,
+            retry_base_delay: Duration::from_millis(1),
+            timeout: Duration::from_secs(10),
+        },
+        CallBudget::ProcessLocal,
+    )
     .expect("a client");
     let window = window_of_90_days();
 

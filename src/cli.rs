@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::api::{self, ApiState};
-use crate::coingecko::CoinGeckoClient;
+use crate::coingecko::{CallBudget, CoinGeckoClient};
 use crate::config::Settings;
 use crate::domain::{CoinGeckoId, DateRange, JobStatus, Symbol, Trigger, today_utc};
 use crate::ingest::{Ingestor, Reach};
@@ -199,7 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn ingestor(settings: &Settings, pool: &PgPool) -> anyhow::Result<Ingestor> {
     Ok(Ingestor {
         pool: pool.clone(),
-        client: coingecko_client(settings)?,
+        client: coingecko_client(settings, pool)?,
         chunk_days: settings.coingecko_chunk_days,
         reach: reach(settings),
     })
@@ -207,7 +207,8 @@ fn ingestor(settings: &Settings, pool: &PgPool) -> anyhow::Result<Ingestor> {
 
 /// The CoinGecko client, keeping every secret of the process out of what it quotes: the
 /// key, `API_TOKEN` and the database password, should an answer ever echo them.
-fn coingecko_client(settings: &Settings) -> anyhow::Result<CoinGeckoClient> {
+/// Every attempt takes a slot of the call budget shared by every process on this database.
+fn coingecko_client(settings: &Settings, pool: &PgPool) -> anyhow::Result<CoinGeckoClient> {
     use secrecy::ExposeSecret;
     // As written in the URL, and decoded (`%40` for `@`, say).
     let database_password: Vec<String> = url::Url::parse(&settings.database_url)
@@ -215,7 +216,7 @@ fn coingecko_client(settings: &Settings) -> anyhow::Result<CoinGeckoClient> {
         .and_then(|url| url.password().map(str::to_owned))
         .map(|password| vec![percent_decoded(&password), password])
         .unwrap_or_default();
-    let client = CoinGeckoClient::new(settings.coingecko())
+    let client = CoinGeckoClient::new(settings.coingecko(), CallBudget::Shared(pool.clone()))
         .context("while building the CoinGecko client")?
         .hiding(
             settings
@@ -290,7 +291,7 @@ fn api_state(
     }
     let checker = match &coingecko {
         Some(client) => client.clone(),
-        None => coingecko_client(settings)?,
+        None => coingecko_client(settings, pool)?,
     };
     Ok(ApiState {
         pool: pool.clone(),
@@ -521,7 +522,7 @@ async fn coins_command(settings: &Settings, command: CoinsCommand) -> anyhow::Re
                 Err(e) => return Ok(refuse(&e.to_string())),
             };
             let pool = store::connect_and_migrate(&settings.database_url, 2).await?;
-            let registry = registry(settings, &pool, coingecko_client(settings)?);
+            let registry = registry(settings, &pool, coingecko_client(settings, &pool)?);
             let request = CoinRequest {
                 symbol,
                 coingecko_id,
@@ -652,13 +653,14 @@ mod tests {
         assert!(api_state(&settings("postgres://localhost/x", Some("ok")), &pool, None).is_ok());
     }
 
-    #[test]
-    fn the_coingecko_client_is_built_hiding_the_token_and_the_database_password() {
+    #[tokio::test]
+    async fn the_coingecko_client_is_built_hiding_the_token_and_the_database_password() {
         let settings = settings(
             "postgres://u:p%40ss-w0rd-99@localhost/x",
             Some("tok-123456"),
         );
-        let client = coingecko_client(&settings).expect("a client");
+        let pool = PgPool::connect_lazy("postgres://localhost/none").expect("a lazy pool");
+        let client = coingecko_client(&settings, &pool).expect("a client");
         let quoted = client.redact("echo: tok-123456, p@ss-w0rd-99 and p%40ss-w0rd-99");
         assert_eq!(quoted, "echo: ***, *** and ***");
     }

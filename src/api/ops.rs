@@ -1,6 +1,5 @@
 //! The `Ops` tag: liveness, readiness and metrics, for orchestrators and Prometheus.
 
-use std::fmt::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, Utc};
@@ -14,9 +13,10 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::error::ErrorBody;
 use super::{ApiState, ApiTags};
+use crate::coingecko::CoinGeckoClient;
 use crate::domain::JobStatus;
-use crate::schedule::{self, CoinFreshness, Freshness};
-use crate::store::stats;
+use crate::schedule::{self, Freshness};
+use crate::store::{call_budget, stats};
 
 /// How long `/readyz` and `/metrics` wait for the database. Short, so that a probe gets
 /// its answer well within an orchestrator's own probe time-out.
@@ -57,17 +57,18 @@ impl OpsApi {
 
     /// Metrics
     ///
-    /// Prometheus text format: CoinGecko requests sent by this process's worker, jobs by
-    /// status, stored days and queued jobs over the whole database, how current each coin
-    /// is (its last complete day and stale days), the last and next tick of
-    /// `SYNC_SCHEDULE`, and whether the database answered. Always `200`: when the database is away, only its figures are
-    /// missing.
+    /// Prometheus text format: this process's CoinGecko requests and its share of the call
+    /// budget (slots taken, time waited for them, the configured budget); over the whole
+    /// database, jobs by status, stored candles, and the shared budget (slots granted to
+    /// every process, how far ahead they are handed out); and whether the database
+    /// answered. Always `200`: when the database is away, only its figures are missing.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self, state: Data<&ApiState>) -> MetricsResponse {
         let database = tokio::time::timeout(DATABASE_PROBE_TIMEOUT, async {
             Ok::<_, sqlx::Error>(DatabaseFigures {
                 jobs: stats::jobs_by_status(&state.pool).await?,
-                stored_days: stats::stored_days(&state.pool).await?,
+                stored_candles: stats::stored_days(&state.pool).await?,
+                budgets: call_budget::figures(&state.pool).await?,
                 freshness: schedule::freshness(&state.pool, &state.sync_schedule, Utc::now())
                     .await?,
             })
@@ -84,51 +85,50 @@ impl OpsApi {
                 None
             }
         };
-        let coingecko_calls = state
-            .coingecko
-            .as_ref()
-            .map(|client| client.calls_by_outcome());
-        MetricsResponse::Ok(PrometheusText(render(
-            coingecko_calls.as_ref().map(|calls| calls.as_slice()),
-            database.as_ref(),
-        )))
+        // The worker's client where a worker runs here (`serve`), else the one that checks
+        // new coins: either way, the requests this process sent.
+        let client = state.coingecko.as_ref().unwrap_or(&state.registry.client);
+        MetricsResponse::Ok(PrometheusText(render(client, database.as_ref())))
     }
 }
 
 /// The figures `/metrics` reads from the database.
 struct DatabaseFigures {
     jobs: Vec<(JobStatus, i64)>,
-    stored_days: Vec<(String, i64)>,
+    stored_candles: Vec<(String, i64)>,
+    budgets: Vec<call_budget::BudgetFigures>,
     /// How current each coin is, and the schedule's ticks.
     freshness: Freshness,
 }
 
-/// Writes the exposition by hand: a few series do not need a metrics library.
-fn render(coingecko_calls: Option<&[(&str, u64)]>, database: Option<&DatabaseFigures>) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
-        write_family(&mut out, name, kind, help, samples);
-    };
-    family(
+/// The exposition: a registry of its own per scrape, holding this process's metrics
+/// (shared handles, so they keep counting between scrapes) and the database's figures
+/// as read now. To add a family, add one call below.
+fn render(client: &CoinGeckoClient, database: Option<&DatabaseFigures>) -> String {
+    let out = Exposition::default();
+    out.gauge(
         "price_history_database_up",
-        "gauge",
         "1 when the database answered the queries behind these metrics, 0 when not.",
-        &[(String::new(), u8::from(database.is_some()).to_string())],
+        &[],
+        [(vec![], f64::from(u8::from(database.is_some())))],
     );
-    if let Some(calls) = coingecko_calls {
-        let samples: Vec<_> = calls
-            .iter()
-            .map(|(outcome, count)| (format!("{{outcome=\"{outcome}\"}}"), count.to_string()))
-            .collect();
-        family(
-            "price_history_coingecko_requests_total",
-            "counter",
-            "HTTP requests this process sent to CoinGecko, retries included, by how they ended.",
-            &samples,
-        );
-    }
+    out.counter(
+        "price_history_coingecko_requests_total",
+        "HTTP requests this process sent to CoinGecko, retries included, by how they ended.",
+        &["outcome"],
+        client
+            .calls_by_outcome()
+            .map(|(outcome, count)| (vec![outcome.to_owned()], count)),
+    );
+    let budget = client.budget_metrics();
+    out.register(budget.granted.clone());
+    out.register(budget.wait.clone());
+    out.register(budget.calls_per_minute.clone());
     if let Some(DatabaseFigures {
-        jobs, stored_days, ..
+        jobs,
+        stored_candles,
+        budgets,
+        freshness,
     }) = database
     {
         let count_of = |wanted: JobStatus| {
@@ -137,115 +137,148 @@ fn render(coingecko_calls: Option<&[(&str, u64)]>, database: Option<&DatabaseFig
                 .map_or(0, |(_, count)| *count)
         };
         // Every status gets a sample, 0 included, so that a series never vanishes.
-        let samples: Vec<_> = JobStatus::ALL
-            .iter()
-            .map(|status| {
-                (
-                    format!("{{status=\"{status}\"}}"),
-                    count_of(*status).to_string(),
-                )
-            })
-            .collect();
-        family(
+        out.gauge(
             "price_history_jobs",
-            "gauge",
             "Ingestion jobs by status, over every process sharing the database.",
-            &samples,
+            &["status"],
+            JobStatus::ALL
+                .iter()
+                .map(|status| (vec![status.to_string()], count_of(*status) as f64)),
         );
-        let queued = count_of(JobStatus::Pending);
-        family(
+        out.gauge(
             "price_history_jobs_queued",
-            "gauge",
             "Jobs waiting on the queue for a worker (status pending).",
-            &[(String::new(), queued.to_string())],
+            &[],
+            [(vec![], count_of(JobStatus::Pending) as f64)],
         );
         // Every registered coin gets a sample, 0 included.
-        let samples: Vec<_> = stored_days
-            .iter()
-            .map(|(symbol, count)| (format!("{{symbol=\"{symbol}\"}}"), count.to_string()))
-            .collect();
-        family(
-            "price_history_stored_days",
-            "gauge",
-            "Rows in daily_prices, provisional days included.",
-            &samples,
+        out.gauge(
+            "price_history_stored_candles",
+            "Rows in daily_prices (one candle per coin and day), provisional days included.",
+            &["symbol"],
+            stored_candles
+                .iter()
+                .map(|(symbol, count)| (vec![symbol.clone()], *count as f64)),
         );
+        out.counter(
+            "price_history_coingecko_budget_granted_total",
+            "Slots of the shared CoinGecko call budget granted to every process on this database, by key fingerprint.",
+            &["key"],
+            budgets.iter().map(|budget| {
+                (
+                    vec![budget.key_fingerprint.clone()],
+                    u64::try_from(budget.granted).unwrap_or(0),
+                )
+            }),
+        );
+        out.gauge(
+            "price_history_coingecko_budget_backlog_seconds",
+            "How far ahead of now the shared call budget has handed out slots: above 0, the budget is in full use and callers queue.",
+            &["key"],
+            budgets.iter().map(|budget| {
+                (
+                    vec![budget.key_fingerprint.clone()],
+                    budget.backlog.as_secs_f64(),
+                )
+            }),
+        );
+        render_freshness(&out, freshness);
     }
-    if let Some(figures) = database {
-        render_freshness(&mut out, &figures.freshness);
-    }
-    out
-}
-
-fn write_family(
-    out: &mut String,
-    name: &str,
-    kind: &str,
-    help: &str,
-    samples: &[(String, String)],
-) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{labels} {value}");
-    }
+    out.text()
 }
 
 /// Freshness to alert on (`SYNC_SCHEDULE`): per coin with a complete day, that day and
 /// how stale it is; the last tick acted on and the next one, when there are.
-fn render_freshness(out: &mut String, freshness: &Freshness) {
-    let labels = |coin: &CoinFreshness| {
-        format!(
-            "{{symbol=\"{}\",tracked=\"{}\"}}",
-            coin.symbol, coin.tracked
-        )
-    };
-    let last_days: Vec<_> = freshness
-        .coins
-        .iter()
-        .map(|coin| {
-            let midnight = coin.last_complete_day.and_time(NaiveTime::MIN).and_utc();
-            (labels(coin), midnight.timestamp().to_string())
-        })
-        .collect();
-    write_family(
-        out,
+fn render_freshness(out: &Exposition, freshness: &Freshness) {
+    let labels =
+        |coin: &schedule::CoinFreshness| vec![coin.symbol.to_string(), coin.tracked.to_string()];
+    out.gauge(
         "price_history_coin_last_complete_day_timestamp_seconds",
-        "gauge",
         "The latest stored day that is not provisional, as the unix time of its 00:00 UTC, per coin with one.",
-        &last_days,
+        &["symbol", "tracked"],
+        freshness.coins.iter().map(|coin| {
+            let midnight = coin.last_complete_day.and_time(NaiveTime::MIN).and_utc();
+            (labels(coin), midnight.timestamp() as f64)
+        }),
     );
-    let stale: Vec<_> = freshness
-        .coins
-        .iter()
-        .map(|coin| (labels(coin), coin.stale_days.to_string()))
-        .collect();
-    write_family(
-        out,
-        "price_history_coin_stale_days",
-        "gauge",
-        "Days from the last complete day to yesterday (UTC): 0 when yesterday is stored.",
-        &stale,
+    out.gauge(
+        "price_history_coin_stale_seconds",
+        "How far the last complete day is behind yesterday (UTC): the coin's stale_days times 86400; 0 when yesterday is stored.",
+        &["symbol", "tracked"],
+        freshness
+            .coins
+            .iter()
+            .map(|coin| (labels(coin), (coin.stale_days * 86_400) as f64)),
     );
-    let tick = |at: Option<DateTime<Utc>>| -> Vec<(String, String)> {
-        at.map(|at| (String::new(), at.timestamp().to_string()))
-            .into_iter()
-            .collect()
-    };
-    write_family(
-        out,
+    let tick = |at: Option<DateTime<Utc>>| at.map(|at| (vec![], at.timestamp() as f64));
+    out.gauge(
         "price_history_sync_last_tick_timestamp_seconds",
-        "gauge",
         "The last tick of SYNC_SCHEDULE acted on by any process, as a unix time; absent before the first.",
-        &tick(freshness.last_tick),
+        &[],
+        tick(freshness.last_tick),
     );
-    write_family(
-        out,
+    out.gauge(
         "price_history_sync_next_tick_timestamp_seconds",
-        "gauge",
         "The next tick of SYNC_SCHEDULE, as a unix time; absent when the schedule is off.",
-        &tick(freshness.next_tick),
+        &[],
+        tick(freshness.next_tick),
     );
+}
+
+/// A registry with shorthands for the families `/metrics` builds at each scrape.
+#[derive(Default)]
+struct Exposition {
+    registry: prometheus::Registry,
+}
+
+impl Exposition {
+    /// A gauge family with one sample per label-value list.
+    fn gauge(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        samples: impl IntoIterator<Item = (Vec<String>, f64)>,
+    ) {
+        let family = prometheus::GaugeVec::new(prometheus::Opts::new(name, help), labels)
+            .expect("a valid metric name and labels");
+        for (values, value) in samples {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            family.with_label_values(&values).set(value);
+        }
+        self.register(family);
+    }
+
+    /// A counter family (`_total`) with one sample per label-value list.
+    fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        samples: impl IntoIterator<Item = (Vec<String>, u64)>,
+    ) {
+        let family = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels)
+            .expect("a valid metric name and labels");
+        for (values, value) in samples {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            family.with_label_values(&values).inc_by(value);
+        }
+        self.register(family);
+    }
+
+    /// A metric kept elsewhere (a handle that counts between scrapes).
+    fn register(&self, collector: impl prometheus::core::Collector + 'static) {
+        self.registry
+            .register(Box::new(collector))
+            .expect("each family is registered once");
+    }
+
+    /// The Prometheus text format, version 0.0.4.
+    fn text(&self) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .expect("the text encoder writes any gathered family")
+    }
 }
 
 /// `{"status": "ok"}`: the process (or the database) answers.
@@ -306,15 +339,37 @@ pub enum MetricsResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coingecko::CallBudget;
+
+    fn client() -> CoinGeckoClient {
+        CoinGeckoClient::new(
+            crate::coingecko::CoinGeckoSettings {
+                base_url: "http://127.0.0.1:1".to_owned(),
+                api_key: None,
+                calls_per_minute: std::num::NonZeroU32::new(120).unwrap(),
+                max_retries: 0,
+                retry_base_delay: Duration::from_millis(1),
+                timeout: Duration::from_secs(1),
+            },
+            CallBudget::ProcessLocal,
+        )
+        .unwrap()
+    }
 
     #[test]
     fn every_status_and_symbol_has_a_sample_and_each_family_its_help_and_type() {
         let jobs = vec![(JobStatus::Pending, 1), (JobStatus::Completed, 3)];
         let figures = DatabaseFigures {
             jobs,
-            stored_days: vec![("BTC".to_owned(), 42)],
+            stored_candles: vec![("BTC".to_owned(), 42)],
+            budgets: vec![call_budget::BudgetFigures {
+                key_fingerprint: "none".to_owned(),
+                granted: 51,
+                calls_per_minute: 120,
+                backlog: Duration::from_millis(1500),
+            }],
             freshness: Freshness {
-                coins: vec![CoinFreshness {
+                coins: vec![schedule::CoinFreshness {
                     symbol: crate::domain::Symbol::BTC,
                     tracked: true,
                     last_complete_day: "2026-11-26".parse().unwrap(),
@@ -324,24 +379,29 @@ mod tests {
                 next_tick: Some("2026-11-29T00:40:00Z".parse().unwrap()),
             },
         };
-        let text = render(Some(&[("ok", 7), ("rate_limited", 1)]), Some(&figures));
-        assert!(text.contains("price_history_database_up 1\n"), "{text}");
-        assert!(
-            text.contains("price_history_coingecko_requests_total{outcome=\"ok\"} 7\n")
-                && text.contains(
-                    "price_history_coingecko_requests_total{outcome=\"rate_limited\"} 1\n"
-                ),
-            "{text}"
-        );
-        assert!(
-            text.contains("price_history_jobs{status=\"completed_with_gaps\"} 0\n"),
-            "{text}"
-        );
-        assert!(text.contains("price_history_jobs_queued 1\n"), "{text}");
-        assert!(
-            text.contains("price_history_stored_days{symbol=\"BTC\"} 42\n"),
-            "{text}"
-        );
+        let client = client();
+        client.budget_metrics().granted.inc_by(2);
+        let text = render(&client, Some(&figures));
+        for line in [
+            "price_history_database_up 1",
+            "price_history_coingecko_requests_total{outcome=\"ok\"} 0",
+            "price_history_coingecko_requests_total{outcome=\"rate_limited\"} 0",
+            "price_history_jobs{status=\"completed_with_gaps\"} 0",
+            "price_history_jobs{status=\"completed\"} 3",
+            "price_history_jobs_queued 1",
+            "price_history_stored_candles{symbol=\"BTC\"} 42",
+            "price_history_coingecko_slots_granted_total 2",
+            "price_history_coingecko_slot_wait_seconds_count 0",
+            "price_history_coingecko_budget_calls_per_minute 120",
+            "price_history_coingecko_budget_granted_total{key=\"none\"} 51",
+            "price_history_coingecko_budget_backlog_seconds{key=\"none\"} 1.5",
+            "price_history_coin_last_complete_day_timestamp_seconds{symbol=\"BTC\",tracked=\"true\"} 1795651200",
+            "price_history_coin_stale_seconds{symbol=\"BTC\",tracked=\"true\"} 86400",
+            "price_history_sync_last_tick_timestamp_seconds 1795826400",
+            "price_history_sync_next_tick_timestamp_seconds 1795912800",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
         let families = text
             .lines()
             .filter(|line| line.starts_with("# TYPE"))
@@ -352,25 +412,14 @@ mod tests {
                 .filter(|line| line.starts_with("# HELP"))
                 .count()
         );
-        assert_eq!(families, 9);
-        for line in [
-            "price_history_coin_last_complete_day_timestamp_seconds{symbol=\"BTC\",tracked=\"true\"} 1795651200\n",
-            "price_history_coin_stale_days{symbol=\"BTC\",tracked=\"true\"} 1\n",
-            "price_history_sync_last_tick_timestamp_seconds 1795826400\n",
-            "price_history_sync_next_tick_timestamp_seconds 1795912800\n",
-        ] {
-            assert!(text.contains(line), "{line} in {text}");
-        }
+        assert_eq!(families, 14);
     }
 
     #[test]
     fn without_the_database_only_its_figures_are_missing() {
-        let text = render(None, None);
-        assert_eq!(
-            text.lines()
-                .filter(|line| !line.starts_with('#'))
-                .collect::<Vec<_>>(),
-            vec!["price_history_database_up 0"]
-        );
+        let text = render(&client(), None);
+        assert!(text.contains("price_history_database_up 0\n"), "{text}");
+        assert!(!text.contains("price_history_jobs"), "{text}");
+        assert!(!text.contains("budget_granted"), "{text}");
     }
 }

@@ -24,8 +24,8 @@ use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::{Jitter, RetryDecision, RetryPolicy, Retryable, default_on_request_failure};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::budget::{BudgetMetrics, CallBudget, CallLimiter, RateLimit};
 use super::error::{CoinGeckoError, ErrorBody};
-use super::rate_limit::RateLimit;
 use super::redact::Redactor;
 use super::wire::MarketChart;
 
@@ -78,8 +78,9 @@ impl fmt::Debug for CoinGeckoSettings {
     }
 }
 
-/// The CoinGecko client: one per process, so that every task shares one call budget.
-/// Cloning is cheap and shares the budget.
+/// The CoinGecko client. Every attempt takes a slot of the [`CallBudget`] it is built
+/// with: with [`CallBudget::Shared`], one budget for every process on the database.
+/// Cloning is cheap and shares the budget and the counters.
 #[derive(Clone)]
 pub struct CoinGeckoClient {
     inner: Arc<Inner>,
@@ -99,6 +100,8 @@ struct Inner {
     backoff: ExponentialBackoff,
     /// Attempts sent, counted by the rate-limit middleware.
     sent: Arc<AtomicU64>,
+    /// The call budget every attempt takes its slot from.
+    limiter: Arc<CallLimiter>,
     /// Attempts by how they ended, in the order of [`OUTCOMES`].
     outcomes: [AtomicU64; OUTCOMES.len()],
 }
@@ -124,10 +127,10 @@ impl fmt::Debug for CoinGeckoClient {
 }
 
 impl CoinGeckoClient {
-    /// Builds the client; fails on a base URL that is not http(s) or a key that cannot be
-    /// a header value (the error never contains the key).
-    pub fn new(settings: CoinGeckoSettings) -> anyhow::Result<Self> {
-        Self::build(settings, None)
+    /// Builds the client, whose attempts draw from `budget`; fails on a base URL that is
+    /// not http(s) or a key that cannot be a header value (the error never contains the key).
+    pub fn new(settings: CoinGeckoSettings, budget: CallBudget) -> anyhow::Result<Self> {
+        Self::build(settings, budget, None)
     }
 
     /// For tests: like [`new`](Self::new), but connections to `host` go to `addr`, so
@@ -135,14 +138,16 @@ impl CoinGeckoClient {
     #[doc(hidden)]
     pub fn new_resolving(
         settings: CoinGeckoSettings,
+        budget: CallBudget,
         host: &str,
         addr: SocketAddr,
     ) -> anyhow::Result<Self> {
-        Self::build(settings, Some((host, addr)))
+        Self::build(settings, budget, Some((host, addr)))
     }
 
     fn build(
         settings: CoinGeckoSettings,
+        budget: CallBudget,
         resolve: Option<(&str, SocketAddr)>,
     ) -> anyhow::Result<Self> {
         let base_url = Url::parse(settings.base_url.trim())
@@ -188,8 +193,16 @@ impl CoinGeckoClient {
             .build()
             .context("while building the HTTP client for CoinGecko")?;
         let sent = Arc::new(AtomicU64::new(0));
+        let limiter = Arc::new(CallLimiter::new(
+            budget,
+            settings.calls_per_minute.get(),
+            settings.api_key.as_ref().map(|key| key.expose_secret()),
+        ));
         let http = reqwest_middleware::ClientBuilder::new(http)
-            .with(RateLimit::new(settings.calls_per_minute, sent.clone()))
+            .with(RateLimit {
+                limiter: limiter.clone(),
+                sent: sent.clone(),
+            })
             .build();
         let backoff = ExponentialBackoff::builder()
             .retry_bounds(
@@ -207,6 +220,7 @@ impl CoinGeckoClient {
                 api_key,
                 backoff,
                 sent,
+                limiter,
                 outcomes: Default::default(),
             }),
             redactor: Arc::new(redactor),
@@ -228,6 +242,11 @@ impl CoinGeckoClient {
     /// Attempts sent so far by this client and its clones, retries included.
     pub fn calls_made(&self) -> u64 {
         self.inner.sent.load(Ordering::Relaxed)
+    }
+
+    /// This process's figures of the call budget: slots taken, time spent waiting.
+    pub fn budget_metrics(&self) -> &BudgetMetrics {
+        self.inner.limiter.metrics()
     }
 
     /// Attempts so far by how they ended, labelled as in [`OUTCOMES`].
@@ -326,6 +345,12 @@ impl CoinGeckoClient {
         };
         let response = match request.send().await {
             Ok(response) => response,
+            // No slot of the budget, so no request was sent: nothing to count or retry.
+            Err(reqwest_middleware::Error::Middleware(error)) => {
+                return Outcome::Done(Err(CoinGeckoError::Transient {
+                    message: format!("{error:#}"),
+                }));
+            }
             Err(error) => {
                 count("transport_error");
                 return Outcome::Retry(Failure::transport(&error));
@@ -544,12 +569,17 @@ mod tests {
 
     #[test]
     fn the_pro_host_gets_the_pro_header_and_any_other_the_demo_one() {
-        let pro =
-            CoinGeckoClient::new(settings("https://pro-api.coingecko.com/api/v3/", Some("k")))
-                .unwrap();
+        let pro = CoinGeckoClient::new(
+            settings("https://pro-api.coingecko.com/api/v3/", Some("k")),
+            CallBudget::ProcessLocal,
+        )
+        .unwrap();
         assert_eq!(pro.inner.api_key.as_ref().unwrap().0, PRO_KEY_HEADER);
-        let demo =
-            CoinGeckoClient::new(settings("https://api.coingecko.com/api/v3", Some("k"))).unwrap();
+        let demo = CoinGeckoClient::new(
+            settings("https://api.coingecko.com/api/v3", Some("k")),
+            CallBudget::ProcessLocal,
+        )
+        .unwrap();
         assert_eq!(demo.inner.api_key.as_ref().unwrap().0, DEMO_KEY_HEADER);
         assert!(!format!("{pro:?}{demo:?}").contains("\"k\""));
     }
@@ -566,7 +596,8 @@ mod tests {
             "https://api.coingecko.com/api/v3",
             "https://api.coingecko.com/api/v3/",
         ] {
-            let client = CoinGeckoClient::new(settings(base, None)).unwrap();
+            let client =
+                CoinGeckoClient::new(settings(base, None), CallBudget::ProcessLocal).unwrap();
             assert_eq!(
                 client.market_chart_range_url("bitcoin", from, to).as_str(),
                 "https://api.coingecko.com/api/v3/coins/bitcoin/market_chart/range\
@@ -577,11 +608,25 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused_without_showing_the_key() {
-        assert!(CoinGeckoClient::new(settings("api.coingecko.com/api/v3", None)).is_err());
-        assert!(CoinGeckoClient::new(settings("ftp://api.coingecko.com", None)).is_err());
-        let error =
-            CoinGeckoClient::new(settings("https://api.coingecko.com", Some("bad\nkey-123")))
-                .unwrap_err();
+        assert!(
+            CoinGeckoClient::new(
+                settings("api.coingecko.com/api/v3", None),
+                CallBudget::ProcessLocal
+            )
+            .is_err()
+        );
+        assert!(
+            CoinGeckoClient::new(
+                settings("ftp://api.coingecko.com", None),
+                CallBudget::ProcessLocal
+            )
+            .is_err()
+        );
+        let error = CoinGeckoClient::new(
+            settings("https://api.coingecko.com", Some("bad\nkey-123")),
+            CallBudget::ProcessLocal,
+        )
+        .unwrap_err();
         assert!(!format!("{error:?}").contains("key-123"), "{error:?}");
     }
 
@@ -637,10 +682,13 @@ mod tests {
 
     #[test]
     fn backoff_doubles_within_its_jitter() {
-        let client = CoinGeckoClient::new(CoinGeckoSettings {
-            retry_base_delay: Duration::from_secs(2),
-            ..settings("https://api.coingecko.com", None)
-        })
+        let client = CoinGeckoClient::new(
+            CoinGeckoSettings {
+                retry_base_delay: Duration::from_secs(2),
+                ..settings("https://api.coingecko.com", None)
+            },
+            CallBudget::ProcessLocal,
+        )
         .unwrap();
         let now = SystemTime::now();
         for retry in 0..3 {

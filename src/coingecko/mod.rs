@@ -8,7 +8,8 @@
 //! # Layout
 //!
 //! - `client`: settings, the request, the retry loop and its back-off.
-//! - `rate_limit`: the call budget, as a middleware every attempt passes through.
+//! - `budget`: the call budget shared by every process on the database (GCRA in one
+//!   PostgreSQL row), as a middleware every attempt passes through.
 //! - `wire`: the success body (`prices`, `total_volumes`) and the `f64` to `Decimal` rule.
 //! - `error`: the error enum and the lenient reading of CoinGecko's error bodies.
 //! - `redact`: keeps the key and the other secrets out of every quoted body and error.
@@ -17,12 +18,13 @@
 //! it is read, a chart with a price not above zero, a negative volume or two values at
 //! one instant is refused whole, and every quote of a body is redacted.
 
+mod budget;
 mod client;
 mod error;
-mod rate_limit;
 mod redact;
 mod wire;
 
+pub use budget::{BudgetMetrics, CallBudget, CallLimiter};
 pub use client::{CoinGeckoClient, CoinGeckoSettings, MAX_BODY_BYTES, OUTCOMES};
 pub use error::CoinGeckoError;
 pub use wire::{MarketChart, Point, decimal_from_f64};

@@ -13,7 +13,9 @@ use super::{MIN_HOURLY_POINTS, Reach, Window, daily_candles, windows_for_days, w
 use crate::coingecko::{CoinGeckoClient, CoinGeckoError};
 use crate::domain::{Coin, DailyCandle, JobStatus, PlanReach, today_utc};
 use crate::store::queue_lease::{self, Lease};
-use crate::store::{coins, daily_prices, gaps, ingestion_jobs, ingestion_jobs::JobRecord};
+use crate::store::{
+    coins, daily_prices, gaps, ingestion_jobs, ingestion_jobs::JobRecord, is_unavailable,
+};
 
 /// How an attempt ended without an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,23 +351,6 @@ impl Ingestor {
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-}
-
-/// Errors that mean "the database is not there right now", as opposed to "this query is
-/// wrong".
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_) => true,
-        // 08: connection exceptions; 57P0x: the server is shutting down or starting;
-        // 53300: too many connections.
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P0") || code == "53300"
-        }),
-        _ => false,
     }
 }
 

@@ -110,6 +110,23 @@ fn parse(url: &str) -> anyhow::Result<PgConnectOptions> {
     })
 }
 
+/// Errors that mean "the database is not there right now", as opposed to "this query is
+/// wrong".
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        // 08: connection exceptions; 57P0x: the server is shutting down or starting;
+        // 53300: too many connections.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P0") || code == "53300"
+        }),
+        _ => false,
+    }
+}
+
 /// The URL with any password replaced, fit for logs and error messages.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {

@@ -1,6 +1,7 @@
 //! All SQL of the service, one module per table or concern, as plain parameterised
 //! queries. Nothing here knows about HTTP, the queue or CoinGecko.
 
+pub mod call_budget;
 pub mod coins;
 pub mod daily_prices;
 pub mod database;
@@ -11,4 +12,4 @@ pub mod queue_lease;
 pub mod stats;
 pub mod sync_schedule;
 
-pub use database::{connect, connect_and_migrate};
+pub use database::{connect, connect_and_migrate, is_unavailable};

@@ -862,7 +862,7 @@ async fn health_readiness_and_metrics_answer() {
         "price_history_jobs{status=\"completed\"} 1",
         "price_history_jobs{status=\"failed\"} 0",
         "price_history_jobs_queued 0",
-        "price_history_stored_days{symbol=\"BTC\"} 3",
+        "price_history_stored_candles{symbol=\"BTC\"} 3",
         "price_history_coingecko_requests_total{outcome=\"ok\"} 0",
         "price_history_database_up 1",
     ] {

@@ -2,6 +2,7 @@
 //! its own) and a fake CoinGecko on loopback.
 
 mod api;
+mod budget;
 mod cli;
 mod coins;
 mod durability;

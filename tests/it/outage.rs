@@ -268,3 +268,57 @@ async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
     serve.signal("TERM");
     assert_eq!(serve.exit_code(Duration::from_secs(30)).await, Some(0));
 }
+
+/// The shared call budget lives in the database: while it is away, a CoinGecko call waits
+/// for its slot instead of going without one, and goes once the database is back.
+#[tokio::test]
+async fn without_the_database_a_call_waits_for_its_slot_and_goes_once_it_is_back() {
+    use price_history::coingecko::{CallBudget, CoinGeckoClient, CoinGeckoSettings};
+    let cluster = PrivateCluster::create();
+    cluster.start();
+    let fake = FakeCoinGecko::start().await;
+    let pool = store::connect_and_migrate(&cluster.url("price_history"), 2)
+        .await
+        .unwrap();
+    let client = CoinGeckoClient::new(
+        CoinGeckoSettings {
+            base_url: fake.base_url(),
+            api_key: None,
+            calls_per_minute: std::num::NonZeroU32::new(6000).unwrap(),
+            max_retries: 0,
+            retry_base_delay: Duration::from_millis(10),
+            timeout: Duration::from_secs(5),
+        },
+        CallBudget::Shared(pool.clone()),
+    )
+    .unwrap();
+    let to = chrono::Utc::now() - chrono::Duration::days(1);
+    let from = to - chrono::Duration::days(2);
+    client
+        .market_chart_range("bitcoin", from, to)
+        .await
+        .unwrap();
+
+    cluster.stop();
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.market_chart_range("bitcoin", from, to).await }
+    });
+    // Nothing to await here: the point is that nothing happens for a while.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.call_count(), 1, "no call without a slot");
+    assert!(!call.is_finished(), "the call waits for the database");
+
+    cluster.start();
+    let chart = tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("the call goes within 30 s of the database's return")
+        .unwrap();
+    assert!(chart.is_ok(), "{chart:?}");
+    assert_eq!(fake.call_count(), 2);
+    let granted: i64 = sqlx::query_scalar("SELECT granted FROM coingecko_call_budget")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(granted, 2, "each call took its slot from the database");
+}

@@ -492,7 +492,7 @@ async fn metrics_show_each_coins_freshness_and_the_schedules_ticks() {
         "{text}"
     );
     assert!(
-        text.contains("price_history_coin_stale_days{symbol=\"BTC\",tracked=\"false\"} 1\n"),
+        text.contains("price_history_coin_stale_seconds{symbol=\"BTC\",tracked=\"false\"} 86400\n"),
         "{text}"
     );
     let next = schedule.next_after(Utc::now()).unwrap().timestamp();

@@ -142,8 +142,11 @@ impl Harness {
     pub fn ingestor(&self) -> Ingestor {
         Ingestor {
             pool: self.db.pool.clone(),
-            client: price_history::coingecko::CoinGeckoClient::new(self.settings.coingecko())
-                .expect("a client"),
+            client: price_history::coingecko::CoinGeckoClient::new(
+                self.settings.coingecko(),
+                price_history::coingecko::CallBudget::Shared(self.db.pool.clone()),
+            )
+            .expect("a client"),
             chunk_days: self.settings.coingecko_chunk_days,
             reach: Reach::new(self.settings.plan_reach(), &self.settings.coingecko()),
         }

@@ -1,0 +1,253 @@
+//! The call budget: `COINGECKO_CALLS_PER_MINUTE` for every process sharing the database,
+//! retries and coin checks included, each attempt in a slot of its own, evenly spaced.
+//!
+//! CoinGecko counts every request against the per-minute limit of the key, failed ones
+//! too, whichever process sent it. So the slot is taken in the HTTP client's middleware
+//! stack, where every attempt passes, and it comes from one row in PostgreSQL (GCRA, see
+//! `store::call_budget`), not from a limiter in this process: N worker replicas together
+//! stay within one budget.
+//!
+//! governor, the in-process limiter of earlier releases, is gone: a process-local
+//! limiter is blind to the other replicas, and in front of the shared one it would only
+//! add a second wait for the same slot. [`CallBudget::ProcessLocal`] keeps the same GCRA
+//! on the process's clock for tests and tools that have no database.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use http::Extensions;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+
+use crate::store::{call_budget, is_unavailable};
+
+/// The spacing is stretched by this fraction so that jitter in when requests reach
+/// CoinGecko (a slower first request, a faster last one) cannot make it see N + 1 calls
+/// in one minute: call N lands 0.3 s after the minute at any rate. It costs 0.5 % of a
+/// long backfill's wall time.
+const SPACING_MARGIN: f64 = 0.005;
+
+/// How long a caller waits for the database to hand out a slot before it gives the
+/// attempt up (without calling): as long as a job waits for its own queries.
+const DATABASE_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Where the slots come from.
+#[derive(Clone)]
+pub enum CallBudget {
+    /// One budget for every process sharing this database: what the service runs with.
+    Shared(PgPool),
+    /// This process alone, on its own clock: for tests and tools without a database.
+    ProcessLocal,
+}
+
+/// This process's figures of the budget, for `/metrics`. Clones share the counters.
+#[derive(Clone)]
+pub struct BudgetMetrics {
+    /// `price_history_coingecko_slots_granted_total`.
+    pub granted: IntCounter,
+    /// `price_history_coingecko_slot_wait_seconds`: from asking for a slot to holding it.
+    pub wait: Histogram,
+    /// `price_history_coingecko_budget_calls_per_minute`: the configured budget.
+    pub calls_per_minute: IntGauge,
+}
+
+impl BudgetMetrics {
+    fn new(calls_per_minute: u32) -> Self {
+        let granted = IntCounter::new(
+            "price_history_coingecko_slots_granted_total",
+            "Slots of the shared CoinGecko call budget this process took, one per attempt.",
+        )
+        .expect("a valid metric name");
+        let wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "price_history_coingecko_slot_wait_seconds",
+                "Time from asking for a slot of the call budget to holding it, database round trip included.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+            ]),
+        )
+        .expect("valid histogram options");
+        let gauge = IntGauge::new(
+            "price_history_coingecko_budget_calls_per_minute",
+            "COINGECKO_CALLS_PER_MINUTE of this process: the budget every process sharing the database draws from.",
+        )
+        .expect("a valid metric name");
+        gauge.set(i64::from(calls_per_minute));
+        Self {
+            granted,
+            wait,
+            calls_per_minute: gauge,
+        }
+    }
+}
+
+/// Hands out slots of the budget: one per attempt, `interval` apart.
+pub struct CallLimiter {
+    source: Source,
+    interval: Duration,
+    calls_per_minute: u32,
+    metrics: BudgetMetrics,
+}
+
+enum Source {
+    Shared {
+        pool: PgPool,
+        key_fingerprint: String,
+    },
+    /// The theoretical arrival time of the next call.
+    ProcessLocal(Mutex<Option<tokio::time::Instant>>),
+}
+
+impl CallLimiter {
+    /// A limiter of `calls_per_minute` for the key `api_key` (only a fingerprint of it is
+    /// kept: each key has its own budget).
+    pub fn new(budget: CallBudget, calls_per_minute: u32, api_key: Option<&str>) -> Self {
+        let calls_per_minute = calls_per_minute.max(1);
+        let interval =
+            Duration::from_secs_f64(60.0 / f64::from(calls_per_minute) * (1.0 + SPACING_MARGIN));
+        let source = match budget {
+            CallBudget::Shared(pool) => Source::Shared {
+                pool,
+                key_fingerprint: key_fingerprint(api_key),
+            },
+            CallBudget::ProcessLocal => Source::ProcessLocal(Mutex::new(None)),
+        };
+        Self {
+            source,
+            interval,
+            calls_per_minute,
+            metrics: BudgetMetrics::new(calls_per_minute),
+        }
+    }
+
+    /// This limiter's figures.
+    pub fn metrics(&self) -> &BudgetMetrics {
+        &self.metrics
+    }
+
+    /// The spacing between two slots.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Takes the next slot and waits for it. While the database is away it waits for it
+    /// to come back (up to two minutes); it never returns `Ok` without a slot.
+    pub async fn acquire(&self) -> anyhow::Result<()> {
+        let began = Instant::now();
+        let wait = match &self.source {
+            Source::Shared {
+                pool,
+                key_fingerprint,
+            } => {
+                let mut delay = Duration::from_millis(250);
+                loop {
+                    match call_budget::take_slot(
+                        pool,
+                        key_fingerprint,
+                        self.interval,
+                        self.calls_per_minute,
+                    )
+                    .await
+                    {
+                        Ok(wait) => break wait,
+                        Err(e) if is_unavailable(&e) && began.elapsed() < DATABASE_PATIENCE => {
+                            tracing::warn!(error = %e, retry_in = ?delay, "no slot of the CoinGecko call budget: the database is unavailable; waiting for it");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(5));
+                        }
+                        Err(e) => {
+                            return Err(e).context(
+                                "could not take a slot of the CoinGecko call budget from the database, so no call was made",
+                            );
+                        }
+                    }
+                }
+            }
+            Source::ProcessLocal(tat) => {
+                let mut tat = tat.lock().await;
+                let now = tokio::time::Instant::now();
+                let slot = tat.map_or(now, |tat| tat.max(now));
+                *tat = Some(slot + self.interval);
+                slot - now
+            }
+        };
+        tokio::time::sleep(wait).await;
+        self.metrics.granted.inc();
+        self.metrics.wait.observe(began.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+/// A SHA-256 prefix of the key, `none` without one: each key has a budget of its own,
+/// and the key itself is never stored.
+fn key_fingerprint(api_key: Option<&str>) -> String {
+    match api_key.map(str::trim) {
+        Some(key) if !key.is_empty() => {
+            let digest = Sha256::new()
+                .chain_update(b"price-history call budget\0")
+                .chain_update(key.as_bytes())
+                .finalize();
+            hex::encode(&digest[..8])
+        }
+        _ => "none".to_owned(),
+    }
+}
+
+/// Waits for a slot of the budget, then sends; counts what it sends.
+pub(crate) struct RateLimit {
+    pub(crate) limiter: Arc<CallLimiter>,
+    /// Attempts sent, retries included, shared with the client for `calls_made`.
+    pub(crate) sent: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl Middleware for RateLimit {
+    async fn handle(
+        &self,
+        request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        self.limiter
+            .acquire()
+            .await
+            .map_err(reqwest_middleware::Error::Middleware)?;
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        next.run(request, extensions).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_never_shows_the_key_and_tells_keys_apart() {
+        let a = key_fingerprint(Some("CG-secret-a"));
+        let b = key_fingerprint(Some(" CG-secret-b "));
+        assert_ne!(a, b);
+        assert!(!a.contains("secret"));
+        assert_eq!(a.len(), 16);
+        assert_eq!(key_fingerprint(None), "none");
+        assert_eq!(key_fingerprint(Some("  ")), "none");
+    }
+
+    #[tokio::test]
+    async fn process_local_slots_are_spaced_without_a_burst() {
+        let limiter = CallLimiter::new(CallBudget::ProcessLocal, 6000, None);
+        let started = tokio::time::Instant::now();
+        for _ in 0..5 {
+            limiter.acquire().await.unwrap();
+        }
+        // Slots 0..4: the first at once, each next one an interval later.
+        let spent = started.elapsed();
+        assert!(spent >= limiter.interval() * 4, "{spent:?}");
+        assert_eq!(limiter.metrics().granted.get(), 5);
+    }
+}

@@ -1,0 +1,68 @@
+//! `coingecko_call_budget`: the CoinGecko call budget shared by every process on this
+//! database, as GCRA state in one row per key (see the migration).
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+/// Takes the next slot of the budget of `key_fingerprint`, `interval` after the one
+/// before (or now, when the budget is idle), and returns how long to wait for it.
+///
+/// The wait is computed with the database's clock, so processes on machines whose
+/// clocks disagree still space their calls by the same timeline.
+pub async fn take_slot(
+    pool: &PgPool,
+    key_fingerprint: &str,
+    interval: Duration,
+    calls_per_minute: u32,
+) -> sqlx::Result<Duration> {
+    let wait_secs: f64 = sqlx::query_scalar(
+        "INSERT INTO coingecko_call_budget AS b (key_fingerprint, tat, granted, calls_per_minute) \
+         VALUES ($1, clock_timestamp() + make_interval(secs => $2), 1, $3) \
+         ON CONFLICT (key_fingerprint) DO UPDATE \
+         SET tat = greatest(b.tat, clock_timestamp()) + make_interval(secs => $2), \
+             granted = b.granted + 1, \
+             calls_per_minute = $3 \
+         RETURNING greatest(0, extract(epoch FROM b.tat - make_interval(secs => $2) - clock_timestamp()))::float8",
+    )
+    .bind(key_fingerprint)
+    .bind(interval.as_secs_f64())
+    .bind(i32::try_from(calls_per_minute).unwrap_or(i32::MAX))
+    .fetch_one(pool)
+    .await?;
+    Ok(Duration::try_from_secs_f64(wait_secs).unwrap_or_default())
+}
+
+/// One key's budget as `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetFigures {
+    pub key_fingerprint: String,
+    /// Slots handed out so far, over every process.
+    pub granted: i64,
+    /// The budget per minute the last caller used.
+    pub calls_per_minute: i32,
+    /// How far ahead of now slots are already handed out: 0 when the budget has room.
+    pub backlog: Duration,
+}
+
+/// Every key's budget.
+pub async fn figures(pool: &PgPool) -> sqlx::Result<Vec<BudgetFigures>> {
+    let rows: Vec<(String, i64, i32, f64)> = sqlx::query_as(
+        "SELECT key_fingerprint, granted, calls_per_minute, \
+                greatest(0, extract(epoch FROM tat - clock_timestamp()))::float8 \
+         FROM coingecko_call_budget ORDER BY key_fingerprint",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(key_fingerprint, granted, calls_per_minute, backlog)| BudgetFigures {
+                key_fingerprint,
+                granted,
+                calls_per_minute,
+                backlog: Duration::try_from_secs_f64(backlog).unwrap_or_default(),
+            },
+        )
+        .collect())
+}
