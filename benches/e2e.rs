@@ -25,6 +25,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
+#[path = "e2e/page.rs"]
+mod page;
+
 /// Sizes of one run.
 struct Sizes {
     smoke: bool,
@@ -198,6 +201,7 @@ impl Bench {
         self.bulk_upsert(sizes, report).await?;
         self.gap_detection(sizes, report).await?;
         self.takeover(sizes, report).await?;
+        self.page(sizes, report).await?;
         Ok(())
     }
 

@@ -8,6 +8,8 @@
 //! - `error`: the one error body, and how every refusal becomes it.
 //! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format.
 //! - `auth`: the `API_TOKEN` bearer check on every write (POST, PUT).
+//! - `events`: one LISTEN on job changes per process, fanned out to the event streams.
+//! - `page`: the page at `/` and its assets, embedded in the binary.
 //! - `middleware`: access log with request id, time-out, body size limit, and the
 //!   `Allow` header of a 405.
 //!
@@ -20,9 +22,11 @@ mod coins;
 mod data;
 mod day;
 mod error;
+mod events;
 mod jobs;
 mod middleware;
 mod ops;
+pub mod page;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -115,6 +119,12 @@ pub fn openapi_json() -> String {
 /// Every route — the operations, `/openapi.json` and Swagger UI at `/docs` — wrapped in
 /// the JSON error catch-all, the time-out, the body limit and the access log.
 pub fn app(state: ApiState) -> impl Endpoint + 'static {
+    let events = events::JobEvents::new(state.pool.clone());
+    app_with(state, events)
+}
+
+/// [`app`] with the process's job-event listener, so that shutdown can end the streams.
+fn app_with(state: ApiState, events: events::JobEvents) -> impl Endpoint + 'static {
     let service = openapi_service();
     let routes = Route::new()
         .at("/openapi.json", service.spec_endpoint())
@@ -123,8 +133,10 @@ pub fn app(state: ApiState) -> impl Endpoint + 'static {
     let allowed = Arc::new(middleware::AllowedMethods::of::<Apis>());
     routes
         .data(state)
+        .data(events)
         .around(middleware::body_limit)
         .around(middleware::time_limit)
+        .around(page::serve)
         .catch_all_error(error::catch_all)
         .around(move |next, request| allowed.clone().add_to_405(next, request))
         .with(CatchPanic::new().with_handler(|_| {
@@ -170,8 +182,16 @@ pub async fn serve_on(
         tracing::warn!("API_TOKEN is not set: the POST endpoints accept any caller");
     }
     tracing::info!(addr = %addresses.join(", "), "REST API listening; documentation at /docs");
+    let events = events::JobEvents::new(state.pool.clone());
+    let app = app_with(state, events.clone());
+    // Event streams never end by themselves: ending them lets shutdown wait only for the
+    // requests that will finish.
+    let shutdown = async move {
+        shutdown.await;
+        events.close();
+    };
     Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app(state), shutdown, Some(SHUTDOWN_GRACE))
+        .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
         .await
         .context("the REST API server failed")?;
     tracing::info!("REST API stopped");

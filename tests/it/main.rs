@@ -2,11 +2,13 @@
 //! its own) and a fake CoinGecko on loopback.
 
 mod api;
+mod browser;
 mod cli;
 mod coins;
 mod durability;
 mod jobs;
 mod outage;
+mod page;
 mod pipeline;
 mod support;
 mod upgrade;
