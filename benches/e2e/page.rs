@@ -103,7 +103,12 @@ impl Bench {
         rows
     }
 
-    async fn page_measures(&self, base: &str, sizes: &PageSizes, report: &mut Report) -> Result<()> {
+    async fn page_measures(
+        &self,
+        base: &str,
+        sizes: &PageSizes,
+        report: &mut Report,
+    ) -> Result<()> {
         let today = Utc::now().date_naive();
         let day = |n: u64| today.checked_sub_days(Days::new(n)).expect("a date");
 

@@ -134,7 +134,11 @@ impl DataApi {
     /// served by the CoinGecko plan (a gap a job can fill), `o` missing and older than
     /// the plan serves (out of plan), `-` not expected (before the coin's first day of
     /// data, or after today, UTC). Twenty years is 7305 letters.
-    #[oai(path = "/api/v1/days", method = "get", operation_id = "listDayStatuses")]
+    #[oai(
+        path = "/api/v1/days",
+        method = "get",
+        operation_id = "listDayStatuses"
+    )]
     async fn days(
         &self,
         state: Data<&ApiState>,

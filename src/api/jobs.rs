@@ -1,15 +1,15 @@
 //! The `Jobs` tag: submit a backfill, follow it, list jobs, cancel one.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use futures::StreamExt;
-use futures::stream::BoxStream;
 use poem_openapi::payload::{EventStream, Json};
-use tokio::sync::broadcast::error::RecvError;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::day::Day;

@@ -62,7 +62,10 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
 pub async fn serve<E: Endpoint>(next: Arc<E>, request: Request) -> poem::Result<Response> {
     let method = request.method();
     if method == Method::GET || method == Method::HEAD {
-        if let Some(asset) = ASSETS.iter().find(|asset| asset.path == request.uri().path()) {
+        if let Some(asset) = ASSETS
+            .iter()
+            .find(|asset| asset.path == request.uri().path())
+        {
             return Ok(asset.response());
         }
     }

@@ -44,7 +44,10 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver on a free port and opens a session `width` × `height` pixels.
     pub async fn start(width: u32, height: u32) -> Browser {
-        let chromium = program("CHROME_BIN", &["chromium", "chromium-browser", "google-chrome"]);
+        let chromium = program(
+            "CHROME_BIN",
+            &["chromium", "chromium-browser", "google-chrome"],
+        );
         let chromedriver = program("CHROMEDRIVER", &["chromedriver"]);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
@@ -109,7 +112,10 @@ impl Browser {
         .await
         .expect("Chromium starts within 60 s")
         .unwrap_or_else(|e| {
-            panic!("Chromium ({}) does not start a session: {e}", chromium.display())
+            panic!(
+                "Chromium ({}) does not start a session: {e}",
+                chromium.display()
+            )
         });
         let browser = Browser {
             client,
@@ -139,7 +145,10 @@ impl Browser {
         let (dw, dh) = (i64::from(width) - w, i64::from(height) - h);
         if dw != 0 || dh != 0 {
             self.client
-                .set_window_size((i64::from(width) + dw) as u32, (i64::from(height) + dh) as u32)
+                .set_window_size(
+                    (i64::from(width) + dw) as u32,
+                    (i64::from(height) + dh) as u32,
+                )
                 .await
                 .expect("the window can be resized");
         }

@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod coins;
 mod durability;
+mod events;
 mod jobs;
 mod outage;
 mod page;

@@ -106,7 +106,10 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
 
     let today = days_before_today(0);
     let start = days_before_today(VIEW_DAYS - 1);
-    let url = format!("{}/?symbol=BTC&start_date={start}&end_date={today}", api.base);
+    let url = format!(
+        "{}/?symbol=BTC&start_date={start}&end_date={today}",
+        api.base
+    );
     browser.client.goto(&url).await.expect("the page loads");
     browser.run("window.notReloaded = true;", vec![]).await;
 
@@ -137,7 +140,11 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
     assert_eq!(
         runs,
         vec![
-            format!("{} to {} (19 days, out of plan)", start, day(FIRST_STORED + 1)),
+            format!(
+                "{} to {} (19 days, out of plan)",
+                start,
+                day(FIRST_STORED + 1)
+            ),
             format!("{} to {} (5 days, missing)", day(200), day(196)),
             format!("{} (1 day, missing)", day(LONE_HOLE)),
             format!("{today} (1 day, missing)"),
@@ -185,9 +192,7 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
         .await
         .expect("the submit button");
     submit.click().await.expect("a click");
-    browser
-        .wait_for("#job-result.error", "the refusal")
-        .await;
+    browser.wait_for("#job-result.error", "the refusal").await;
     let shown = browser
         .client
         .find(fantoccini::Locator::Css("#job-result"))
@@ -202,7 +207,10 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
     );
     assert_eq!(
         browser
-            .run("return sessionStorage.getItem('price-history.api-token');", vec![])
+            .run(
+                "return sessionStorage.getItem('price-history.api-token');",
+                vec![]
+            )
             .await,
         json!("wrong-token"),
         "the token is kept in the tab's session storage"
@@ -230,7 +238,11 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
     assert_eq!(progress["status"], json!("completed"), "{progress}");
     assert_eq!(progress["value"], progress["max"], "{progress}");
     assert_eq!(progress["text"], json!("1 of 1 window"), "{progress}");
-    assert_eq!(progress["notReloaded"], json!(true), "no reload: {progress}");
+    assert_eq!(
+        progress["notReloaded"],
+        json!(true),
+        "no reload: {progress}"
+    );
     // The job of the coin on view ended: the calendar is read again, the hole filled.
     browser
         .wait_for("#calendar[data-missing='5']", "the calendar after the job")
@@ -263,14 +275,20 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
         "no sideways scrolling at 390 px: {fits}"
     );
     assert!(
-        fits["chart"].as_f64().is_some_and(|w| w > 300.0 && w <= 390.0),
+        fits["chart"]
+            .as_f64()
+            .is_some_and(|w| w > 300.0 && w <= 390.0),
         "the chart fits the width: {fits}"
     );
     browser.run("window.scrollTo(0, 0);", vec![]).await;
     let png = browser.client.screenshot().await.expect("a screenshot");
     std::fs::write(screenshots.join("page-390.png"), png).expect("the screenshot is saved");
 
-    assert_eq!(page_errors(&browser).await, json!([]), "no errors on the page");
+    assert_eq!(
+        page_errors(&browser).await,
+        json!([]),
+        "no errors on the page"
+    );
     browser.close().await;
     worker.stop().await;
     api.stop().await;
