@@ -61,13 +61,12 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
 /// middleware rather than routes, because the OpenAPI service is nested at `/`.
 pub async fn serve<E: Endpoint>(next: Arc<E>, request: Request) -> poem::Result<Response> {
     let method = request.method();
-    if method == Method::GET || method == Method::HEAD {
-        if let Some(asset) = ASSETS
+    if (method == Method::GET || method == Method::HEAD)
+        && let Some(asset) = ASSETS
             .iter()
             .find(|asset| asset.path == request.uri().path())
-        {
-            return Ok(asset.response());
-        }
+    {
+        return Ok(asset.response());
     }
     next.call(request).await.map(IntoResponse::into_response)
 }
