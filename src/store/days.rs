@@ -4,28 +4,14 @@
 use chrono::NaiveDate;
 use sqlx::PgPool;
 
-/// One letter per day, in the order of the range:
-///
-/// - `s` stored for good;
-/// - `p` stored, provisional (the day was not over when fetched; it counts as missing);
-/// - `m` missing, and the plan serves it: a gap a job can fill;
-/// - `o` missing, older than the plan's reach: out of plan;
-/// - `-` not expected: before the coin's first day of data, or after today.
-pub const DAY_STATUSES: &str = r#"
-SELECT string_agg(
-         CASE
-           WHEN ($4::date IS NOT NULL AND day < $4::date) OR day > $6::date THEN '-'
-           WHEN p.provisional THEN 'p'
-           WHEN p.provisional IS NOT NULL THEN 's'
-           WHEN $5::date IS NOT NULL AND day < $5::date THEN 'o'
-           ELSE 'm'
-         END, '' ORDER BY day)
-FROM generate_series($2::date, $3::date, interval '1 day') AS series(ts)
-CROSS JOIN LATERAL (SELECT series.ts::date AS day) AS d
-LEFT JOIN daily_prices p
-       ON p.symbol = $1 AND p.date = d.day
-      -- As in the gap query: the repeated range keeps the index scan within its ends.
-      AND p.date BETWEEN $2 AND $3
+/// The stored days of `$2..=$3` for symbol `$1`, each as one number: its offset from `$2`
+/// times two, plus one when provisional. One index range scan and no calendar to join:
+/// the letters are made from these in Rust (measured: about half the time of joining
+/// `generate_series`, for twenty years).
+pub const STORED_DAYS: &str = r#"
+SELECT COALESCE(array_agg((date - $2::date) * 2 + provisional::int), '{}')
+FROM daily_prices
+WHERE symbol = $1 AND date BETWEEN $2 AND $3
 "#;
 
 /// What the calendar needs to know besides the rows.
@@ -39,7 +25,7 @@ pub struct Bounds {
     pub today: NaiveDate,
 }
 
-/// The statuses of `start..=end` for `symbol`, one letter per day (see [`DAY_STATUSES`]).
+/// The statuses of `start..=end` for `symbol`, one letter per day (see [`letters`]).
 pub async fn statuses(
     pool: &PgPool,
     symbol: &str,
@@ -47,14 +33,79 @@ pub async fn statuses(
     end: NaiveDate,
     bounds: Bounds,
 ) -> sqlx::Result<String> {
-    let statuses: Option<String> = sqlx::query_scalar(DAY_STATUSES)
+    let stored: Vec<i32> = sqlx::query_scalar(STORED_DAYS)
         .bind(symbol)
         .bind(start)
         .bind(end)
-        .bind(bounds.first_day)
-        .bind(bounds.plan_first_day)
-        .bind(bounds.today)
         .fetch_one(pool)
         .await?;
-    Ok(statuses.unwrap_or_default())
+    Ok(letters(start, end, bounds, &stored))
+}
+
+/// One letter per day of `start..=end`, in order:
+///
+/// - `s` stored for good;
+/// - `p` stored, provisional (the day was not over when fetched; it counts as missing);
+/// - `m` missing, and the plan serves it: a gap a job can fill;
+/// - `o` missing, older than the plan's reach: out of plan;
+/// - `-` not expected: before the coin's first day of data, or after today.
+///
+/// `stored` holds the stored days as [`STORED_DAYS`] encodes them.
+pub fn letters(start: NaiveDate, end: NaiveDate, bounds: Bounds, stored: &[i32]) -> String {
+    let len = usize::try_from((end - start).num_days() + 1).unwrap_or(0);
+    let mut out: Vec<u8> = start
+        .iter_days()
+        .take(len)
+        .map(|day| {
+            if bounds.first_day.is_some_and(|first| day < first) || day > bounds.today {
+                b'-'
+            } else if bounds.plan_first_day.is_some_and(|first| day < first) {
+                b'o'
+            } else {
+                b'm'
+            }
+        })
+        .collect();
+    for &code in stored {
+        if let Some(letter) = usize::try_from(code / 2).ok().and_then(|i| out.get_mut(i))
+            && *letter != b'-'
+        {
+            *letter = if code % 2 == 1 { b'p' } else { b's' };
+        }
+    }
+    String::from_utf8(out).expect("ASCII letters")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn each_day_gets_the_letter_of_its_status() {
+        let bounds = Bounds {
+            first_day: Some(day("2024-01-02")),
+            plan_first_day: Some(day("2024-01-04")),
+            today: day("2024-01-08"),
+        };
+        // 2024-01-02 stored (offset 1, so 1 * 2), 01-04 stored (3 * 2), 01-07 provisional
+        // (6 * 2 + 1), and a row on 01-01, before the first day: not expected anyway.
+        let stored = [0, 2, 6, 13];
+        assert_eq!(
+            letters(day("2024-01-01"), day("2024-01-09"), bounds, &stored),
+            "-sosmmpm-"
+        );
+        let unlimited = Bounds {
+            first_day: None,
+            plan_first_day: None,
+            today: day("2024-01-08"),
+        };
+        assert_eq!(
+            letters(day("2024-01-01"), day("2024-01-03"), unlimited, &[]),
+            "mmm"
+        );
+    }
 }

@@ -440,14 +440,15 @@
     view.start = params.get('start_date') || addDays(view.end, -364);
     $('#job-end').value = addDays(todayUtc(), -1);
     $('#job-start').value = addDays(todayUtc(), -30);
+    view.symbol = (params.get('symbol') || 'BTC').toUpperCase();
     wireForms();
     follow();
+    // The history and the coin list are read side by side; a coin that is not
+    // registered gives way to the first one that is.
+    showView();
     loadCoins().then(function () {
-      var wanted = (params.get('symbol') || '').toUpperCase();
-      var known = coins.some(function (coin) { return coin.symbol === wanted; });
-      view.symbol = known ? wanted : (coins.some(function (c) { return c.symbol === 'BTC'; }) || !coins.length ? 'BTC' : coins[0].symbol);
-      $('#job-symbol').value = view.symbol;
-      return showView();
+      var known = coins.some(function (coin) { return coin.symbol === view.symbol; });
+      if (!known && coins.length) choose(coins[0].symbol);
     }).catch(report);
   }
 
