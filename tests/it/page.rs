@@ -96,13 +96,14 @@ async fn page_errors(browser: &Browser) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
+    // The browser first: without Chromium the test fails at once, saying what to install.
+    let browser = Browser::start(1280, 1600).await;
     let mut h = Harness::new().await;
     seed(&h).await;
     // From now on the plan serves the past 365 days: the 19 oldest days are out of plan.
     h.settings.coingecko_history_days = Some(365);
     let api = TestApi::start_with(state(&h, Some(TOKEN))).await;
     let worker = h.start_worker();
-    let browser = Browser::start(1280, 1600).await;
 
     let today = days_before_today(0);
     let start = days_before_today(VIEW_DAYS - 1);
