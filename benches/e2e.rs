@@ -29,6 +29,8 @@ use uuid::Uuid;
 mod budget;
 #[path = "e2e/coins.rs"]
 mod coins;
+#[path = "e2e/page.rs"]
+mod page;
 #[path = "e2e/schedule.rs"]
 mod schedule;
 
@@ -212,6 +214,7 @@ impl Bench {
         self.coins(sizes, report).await?;
         self.schedule(sizes, report).await?;
         budget::rows(self, sizes, report).await?;
+        self.page(sizes, report).await?;
         Ok(())
     }
 

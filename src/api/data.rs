@@ -16,7 +16,7 @@ use super::error::{ErrorBody, Refusal, refused};
 use super::{ApiState, ApiTags};
 use crate::domain::{Coin, DailyCandle, Symbol, today_utc};
 use crate::store::gaps::{self, Coverage};
-use crate::store::{coins, daily_prices};
+use crate::store::{coins, daily_prices, days};
 
 /// The longest range one read may cover: twenty years, which bounds the size of an
 /// answer (and the calendar `coverage` generates) while covering all of BTC's history.
@@ -124,6 +124,65 @@ impl DataApi {
         match coverage.await {
             Ok(coverage) => CoverageResponse::Ok(Json(coverage.into())),
             Err(e) => CoverageResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+        }
+    }
+
+    /// Status of every day of a range
+    ///
+    /// One letter per day of the range, in order, for a calendar: `s` stored, `p`
+    /// provisional (stored before the day was over; counts as missing), `m` missing and
+    /// served by the CoinGecko plan (a gap a job can fill), `o` missing and older than
+    /// the plan serves (out of plan), `-` not expected (before the coin's first day of
+    /// data, or after today, UTC). Twenty years is 7305 letters.
+    #[oai(
+        path = "/api/v1/days",
+        method = "get",
+        operation_id = "listDayStatuses"
+    )]
+    async fn days(
+        &self,
+        state: Data<&ApiState>,
+        /// The coin's ticker, case-insensitive.
+        #[oai(default = "default_symbol")]
+        symbol: Query<String>,
+        /// First day, `YYYY-MM-DD` (UTC).
+        start_date: Query<Day>,
+        /// Last day, `YYYY-MM-DD` (UTC), on or after `start_date`, at most 7305 days (20 years) later.
+        end_date: Query<Day>,
+    ) -> DaysResponse {
+        let (symbol, range) = match ReadRange::parse(&symbol, start_date.0.0, end_date.0.0) {
+            Ok(parsed) => parsed,
+            Err(body) => return DaysResponse::BadRequest(body),
+        };
+        let coin = match registered(&state, symbol).await {
+            Ok(coin) => coin,
+            Err(Unregistered::Unknown(body)) => return DaysResponse::BadRequest(body),
+            Err(Unregistered::Unavailable(body)) => return DaysResponse::ServiceUnavailable(body),
+        };
+        let today = today_utc();
+        let answer = async {
+            let reach = state.registry.reach().await?;
+            let bounds = days::Bounds {
+                first_day: coin.first_day,
+                plan_first_day: reach.first_served_day(today),
+                today,
+            };
+            let statuses =
+                days::statuses(&state.pool, symbol.as_str(), range.start, range.end, bounds)
+                    .await?;
+            Ok::<_, sqlx::Error>((bounds, statuses))
+        };
+        match answer.await {
+            Ok((bounds, statuses)) => DaysResponse::Ok(Json(DayStatuses {
+                symbol: symbol.as_str().to_owned(),
+                start_date: Day(range.start),
+                end_date: Day(range.end),
+                first_day: bounds.first_day.map(Day),
+                plan_first_day: bounds.plan_first_day.map(Day),
+                counts: DayCounts::of(&statuses),
+                statuses,
+            })),
+            Err(e) => DaysResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
         }
     }
 }
@@ -402,6 +461,80 @@ pub enum CoverageResponse {
 }
 
 impl Refusal for CoverageResponse {
+    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
+        Self::BadRequest(body)
+    }
+}
+
+/// The status of every day of a range, one letter per day.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "DayStatuses")]
+pub struct DayStatuses {
+    /// The coin's ticker.
+    pub symbol: String,
+    pub start_date: Day,
+    pub end_date: Day,
+    /// The coin's first day of data; earlier days are `-`. Null when unknown.
+    #[oai(nullable)]
+    pub first_day: Option<Day>,
+    /// The oldest day the CoinGecko plan serves today; older missing days are `o`. Null
+    /// when no limit is known.
+    #[oai(nullable)]
+    pub plan_first_day: Option<Day>,
+    /// One letter per day from `start_date` to `end_date`: `s` stored, `p` provisional,
+    /// `m` missing, `o` out of plan, `-` not expected.
+    pub statuses: String,
+    /// How many days have each status.
+    pub counts: DayCounts,
+}
+
+/// How many days of the range have each status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Object)]
+pub struct DayCounts {
+    /// `s`: stored for good.
+    pub stored: i64,
+    /// `p`: stored before the day was over; counts as missing until replaced.
+    pub provisional: i64,
+    /// `m`: missing, and the plan serves it.
+    pub missing: i64,
+    /// `o`: missing, older than the plan serves.
+    pub out_of_plan: i64,
+    /// `-`: before the coin's first day, or after today.
+    pub not_expected: i64,
+}
+
+impl DayCounts {
+    fn of(statuses: &str) -> DayCounts {
+        let mut counts = DayCounts::default();
+        for letter in statuses.bytes() {
+            match letter {
+                b's' => counts.stored += 1,
+                b'p' => counts.provisional += 1,
+                b'm' => counts.missing += 1,
+                b'o' => counts.out_of_plan += 1,
+                _ => counts.not_expected += 1,
+            }
+        }
+        counts
+    }
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum DaysResponse {
+    /// The status of every day of the range.
+    #[oai(status = 200)]
+    Ok(Json<DayStatuses>),
+    /// A date is missing or malformed, `end_before_start`, `range_too_long`,
+    /// `invalid_symbol` or `unknown_symbol` (not a registered coin).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The database is not answering.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for DaysResponse {
     fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
         Self::BadRequest(body)
     }

@@ -1,16 +1,20 @@
 //! The `Jobs` tag: submit a backfill, follow it, list jobs, cancel one.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::day::Day;
 use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
+use super::events::JobEvents;
 use super::{ApiState, ApiTags, Authorized};
 use crate::domain::{DateRange, JobStatus, Symbol, Trigger, today_utc};
 use crate::queue::{self, SubmitError};
@@ -163,6 +167,48 @@ impl JobsApi {
         }
     }
 
+    /// Follow job changes
+    ///
+    /// Server-sent events (`text/event-stream`): from the moment of the request, one
+    /// event per committed change of any job (or only of `symbol`'s jobs), its data the
+    /// job as `GET /api/v1/ingestion-jobs/{id}` returns it. A comment is sent every 15 s
+    /// to keep the connection open. Changes made while a client is disconnected are not
+    /// replayed: a client that reconnects reads the list again.
+    #[oai(
+        path = "/api/v1/job-events",
+        method = "get",
+        operation_id = "followIngestionJobs"
+    )]
+    async fn events(
+        &self,
+        events: Data<&JobEvents>,
+        /// Only the jobs of this coin (its ticker, case-insensitive).
+        symbol: Query<Option<String>>,
+    ) -> JobEventsResponse {
+        let symbol = match symbol.0.as_deref().map(Symbol::parse).transpose() {
+            Ok(symbol) => symbol,
+            Err(e) => return JobEventsResponse::BadRequest(ErrorBody::invalid_symbol(&e)),
+        };
+        let receiver = match events.subscribe().await {
+            Ok(receiver) => receiver,
+            Err(e) => {
+                return JobEventsResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+            }
+        };
+        let changes = futures::stream::unfold(receiver, move |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(job) if symbol.is_none_or(|symbol| job.symbol == symbol) => {
+                        return Some((Job::from(job), receiver));
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        });
+        JobEventsResponse::Ok(EventStream::new(changes.boxed()).keep_alive(KEEP_ALIVE))
+    }
+
     /// Cancel a job
     ///
     /// A pending job will never run; a running one stops after the window it is
@@ -191,6 +237,29 @@ impl JobsApi {
             Ok(Cancelled::NotFound) => CancelResponse::NotFound(ErrorBody::job_not_found(id.0)),
             Err(e) => CancelResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
         }
+    }
+}
+
+/// How often an idle event stream sends a comment, so that proxies keep it open.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum JobEventsResponse {
+    /// One event per job change, its data the job.
+    #[oai(status = 200)]
+    Ok(EventStream<BoxStream<'static, Job>>),
+    /// `symbol` is not a ticker.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The database is not answering.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for JobEventsResponse {
+    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
+        Self::BadRequest(body)
     }
 }
 

@@ -8,6 +8,8 @@
 //! - `error`: the one error body, and how every refusal becomes it.
 //! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format.
 //! - `auth`: the `API_TOKEN` bearer check on every write (POST, PUT).
+//! - `events`: one LISTEN on job changes per process, fanned out to the event streams.
+//! - `page`: the page at `/` and its assets, embedded in the binary.
 //! - `middleware`: access log with request id, time-out, body size and time limits,
 //!   and the `Allow` header of a 405.
 //! - `server`: the accept loop, with the limits on heads, silence and connections.
@@ -21,9 +23,11 @@ mod coins;
 mod data;
 mod day;
 mod error;
+mod events;
 mod jobs;
 mod middleware;
 mod ops;
+pub mod page;
 mod server;
 
 use std::future::Future;
@@ -124,6 +128,16 @@ pub fn app(
     state: ApiState,
     limits: ConnectionLimits,
 ) -> impl Endpoint<Output = Response> + 'static {
+    let events = events::JobEvents::new(state.pool.clone());
+    app_with(state, limits, events)
+}
+
+/// [`app`] with the process's job-event listener, so that shutdown can end the streams.
+fn app_with(
+    state: ApiState,
+    limits: ConnectionLimits,
+    events: events::JobEvents,
+) -> impl Endpoint<Output = Response> + 'static {
     let service = openapi_service();
     let routes = Route::new()
         .at("/openapi.json", service.spec_endpoint())
@@ -132,8 +146,10 @@ pub fn app(
     let allowed = Arc::new(middleware::AllowedMethods::of::<Apis>());
     routes
         .data(state)
+        .data(events)
         .around(move |next, request| middleware::body_limit(next, request, limits.body))
         .around(middleware::time_limit)
+        .around(page::serve)
         .catch_all_error(error::catch_all)
         .around(move |next, request| allowed.clone().add_to_405(next, request))
         .with(CatchPanic::new().with_handler(|_| {
@@ -186,15 +202,17 @@ pub async fn serve_with_limits(
         tracing::warn!("API_TOKEN is not set: the POST endpoints accept any caller");
     }
     tracing::info!(addr = %address, "REST API listening; documentation at /docs");
-    server::run(
-        listener,
-        app(state, limits),
-        limits,
-        shutdown,
-        SHUTDOWN_GRACE,
-    )
-    .await
-    .context("the REST API server failed")?;
+    let events = events::JobEvents::new(state.pool.clone());
+    let app = app_with(state, limits, events.clone());
+    // Event streams never end by themselves: ending them lets shutdown wait only for the
+    // requests that will finish.
+    let shutdown = async move {
+        shutdown.await;
+        events.close();
+    };
+    server::run(listener, app, limits, shutdown, SHUTDOWN_GRACE)
+        .await
+        .context("the REST API server failed")?;
     tracing::info!("REST API stopped");
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod call_budget;
 pub mod coins;
 pub mod daily_prices;
 pub mod database;
+pub mod days;
 pub mod gaps;
 pub mod ingestion_jobs;
 pub mod plan_reach;

@@ -22,7 +22,7 @@ const TOKEN: &str = "s3cret-token-for-tests";
 
 /// A running API on `127.0.0.1:<random port>` and a client for it.
 pub(crate) struct TestApi {
-    base: String,
+    pub(crate) base: String,
     client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,

@@ -2,12 +2,15 @@
 //! its own) and a fake CoinGecko on loopback.
 
 mod api;
+mod browser;
 mod budget;
 mod cli;
 mod coins;
 mod durability;
+mod events;
 mod jobs;
 mod outage;
+mod page;
 mod pipeline;
 mod schedule;
 mod support;

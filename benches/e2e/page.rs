@@ -1,0 +1,230 @@
+//! The page's rows: what a browser downloads for `/`, how soon four years of one coin
+//! are drawn as candles, and the server time of the calendar's data for twenty years.
+//! In a real headless Chromium (the same WebDriver helper as the page test), against an
+//! `api` process of its own on a database of its own.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::{Days, Utc};
+use sqlx::{Connection, PgConnection};
+
+use super::{Bench, Report, Sizes, free_port, ms, spawn, terminate, with_database};
+
+#[path = "../../tests/it/browser.rs"]
+#[allow(dead_code)]
+mod browser;
+
+/// Sizes of the page rows.
+struct PageSizes {
+    chart_days: u64,
+    calendar_days: u64,
+    loads: usize,
+    requests: usize,
+}
+
+impl PageSizes {
+    fn of(sizes: &Sizes) -> Self {
+        if sizes.smoke {
+            PageSizes {
+                chart_days: 60,
+                calendar_days: 365,
+                loads: 1,
+                requests: 5,
+            }
+        } else {
+            PageSizes {
+                chart_days: 1461,
+                calendar_days: 7305,
+                loads: 7,
+                requests: 100,
+            }
+        }
+    }
+}
+
+impl Bench {
+    /// The page rows.
+    pub(super) async fn page(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
+        let page_sizes = PageSizes::of(sizes);
+        let database = format!("{}_page", self.database);
+        let url = with_database(&self.admin_url, &database)?;
+        let result = self.page_rows(&url, &page_sizes, report).await;
+        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
+            let statement = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                .execute(&mut admin)
+                .await;
+        }
+        result
+    }
+
+    async fn page_rows(&self, url: &str, sizes: &PageSizes, report: &mut Report) -> Result<()> {
+        let pool = price_history::store::connect_and_migrate(url, 4).await?;
+        let today = Utc::now().date_naive();
+        let day = |n: u64| today.checked_sub_days(Days::new(n)).expect("a date");
+        // A coin with twenty years of history (one hole a month), and BTC's last four years.
+        sqlx::query(
+            "INSERT INTO coins (symbol, coingecko_id, first_day) VALUES ('LONG', 'long-history', $1)",
+        )
+        .bind(day(sizes.calendar_days - 1))
+        .execute(&pool)
+        .await?;
+        for (symbol, days) in [("LONG", sizes.calendar_days), ("BTC", sizes.chart_days)] {
+            sqlx::query(
+                r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
+                   SELECT $1, d, o, GREATEST(o, c) * 1.01, LEAST(o, c) * 0.99, c, 1000000 + n, d
+                   FROM (SELECT g::date AS d, n,
+                                (30000 + 5000 * sin(n / 30.0))::numeric(20, 2) AS o,
+                                (30000 + 5000 * sin((n + 1) / 30.0))::numeric(20, 2) AS c
+                         FROM generate_series($2::date, $3::date, interval '1 day') WITH ORDINALITY AS s(g, n)) AS days
+                   WHERE extract(day FROM d) <> 15"#,
+            )
+            .bind(symbol)
+            .bind(day(days))
+            .bind(day(1))
+            .execute(&pool)
+            .await?;
+        }
+        sqlx::query("ANALYZE daily_prices").execute(&pool).await?;
+        pool.close().await;
+
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut api = spawn(
+            url,
+            &self.fake.base_url(),
+            &["api"],
+            &[("BIND_ADDR", &format!("127.0.0.1:{port}"))],
+        )?;
+        self.wait_ready(&base).await?;
+        let rows = self.page_measures(&base, sizes, report).await;
+        terminate(&mut api).await?;
+        rows
+    }
+
+    async fn page_measures(
+        &self,
+        base: &str,
+        sizes: &PageSizes,
+        report: &mut Report,
+    ) -> Result<()> {
+        let today = Utc::now().date_naive();
+        let day = |n: u64| today.checked_sub_days(Days::new(n)).expect("a date");
+
+        // The calendar's data for twenty years, over loopback, after a warm-up.
+        let days_url = format!(
+            "{base}/api/v1/days?symbol=LONG&start_date={}&end_date={today}",
+            day(sizes.calendar_days - 1)
+        );
+        let mut times = Vec::with_capacity(sizes.requests);
+        let mut letters = 0;
+        for i in 0..sizes.requests + 3 {
+            let began = Instant::now();
+            let bytes = self.http.get(&days_url).send().await?.bytes().await?;
+            let body: serde_json::Value = serde_json::from_slice(&bytes)?;
+            if i >= 3 {
+                times.push(began.elapsed());
+            }
+            letters = body["statuses"].as_str().map_or(0, str::len);
+        }
+        anyhow::ensure!(
+            letters as u64 == sizes.calendar_days,
+            "the calendar has {letters} days"
+        );
+        times.sort();
+        let median = times[times.len() / 2];
+        let p95 = times[(times.len() * 95 / 100).min(times.len() - 1)];
+        report.row(
+            format!(
+                "Page: the calendar's data (GET /api/v1/days), {} days, over loopback",
+                sizes.calendar_days
+            ),
+            format!(
+                "median {:.2} ms, p95 {:.2} ms ({} requests, request to parsed body)",
+                ms(median),
+                ms(p95),
+                sizes.requests
+            ),
+            "< 5 ms",
+            Some(median < Duration::from_millis(5)),
+        );
+
+        // The browser: transfer size and time to a drawn chart of four years.
+        let browser = browser::Browser::start(1280, 1000).await;
+        let page = format!(
+            "{base}/?symbol=BTC&start_date={}&end_date={today}",
+            day(sizes.chart_days)
+        );
+        let mut drawn = Vec::with_capacity(sizes.loads);
+        let mut transfer = serde_json::Value::Null;
+        for _ in 0..sizes.loads {
+            browser
+                .client
+                .goto("about:blank")
+                .await
+                .context("a blank page")?;
+            browser.client.goto(&page).await.context("the page loads")?;
+            browser
+                .wait_for("body[data-chart-candles]", "the chart")
+                .await;
+            let figures = browser
+                .run(
+                    "const nav = performance.getEntriesByType('navigation')[0];
+                     const resources = performance.getEntriesByType('resource');
+                     const size = entry => entry.transferSize || entry.encodedBodySize || 0;
+                     const assets = resources.filter(entry => new URL(entry.name).pathname.startsWith('/assets/'));
+                     const data = resources.filter(entry => new URL(entry.name).pathname.startsWith('/api/')
+                       && !entry.name.includes('job-events'));
+                     return {drawn: window.chartDrawnAt, candles: Number(document.body.dataset.chartCandles),
+                             page: size(nav) + assets.reduce((sum, entry) => sum + size(entry), 0),
+                             files: 1 + assets.length,
+                             data: data.reduce((sum, entry) => sum + size(entry), 0),
+                             errors: window.pageErrors.length};",
+                    vec![],
+                )
+                .await;
+            anyhow::ensure!(
+                figures["errors"] == 0,
+                "the page reported errors: {figures}"
+            );
+            drawn.push(figures["drawn"].as_f64().context("a drawing time")?);
+            transfer = figures;
+        }
+        browser.close().await;
+        drawn.sort_by(f64::total_cmp);
+        let median = drawn[drawn.len() / 2];
+        let page_kib = transfer["page"].as_f64().unwrap_or(f64::MAX) / 1024.0;
+        report.row(
+            "Page: total transfer of `/` (the page and its assets, uncompressed)",
+            format!(
+                "{page_kib:.1} KiB in {} files; the default view's data {:.1} KiB more",
+                transfer["files"],
+                transfer["data"].as_f64().unwrap_or(0.0) / 1024.0
+            ),
+            "< 300 KB",
+            Some(page_kib * 1024.0 < 300_000.0),
+        );
+        report.row(
+            format!(
+                "Page: navigation start to drawn chart, {} days of one coin, loopback, headless Chromium",
+                sizes.chart_days
+            ),
+            format!(
+                "median {median:.0} ms of {} loads ({} candles)",
+                sizes.loads, transfer["candles"]
+            ),
+            "< 300 ms",
+            Some(median < 300.0),
+        );
+        report.notes.push(
+            "The page rows: `/api/v1/days` is timed from request to parsed body over loopback, so it bounds the \
+             server time from above. The chart time is `performance.now()` (from navigation start) two animation \
+             frames after Lightweight Charts was given the candles, read in a real headless Chromium (software \
+             rendering, `--disable-gpu`); it includes loading the page, its 194 KiB chart library, the coin list, \
+             the calendar and the prices."
+                .to_owned(),
+        );
+        Ok(())
+    }
+}

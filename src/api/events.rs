@@ -1,0 +1,129 @@
+//! Job changes as they are committed, for `GET /api/v1/job-events`: one LISTEN on the
+//! `ingestion_jobs` channel per API process, however many clients follow, each change
+//! read once and fanned out to every follower.
+//!
+//! The listener holds one database connection; it is opened with the first follower and
+//! closed once nobody follows any more, so an idle API holds none.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+use crate::store::ingestion_jobs::{self, CHANGES_CHANNEL, JobRecord};
+
+/// Changes a slow follower may fall behind by before it misses some.
+const BACKLOG: usize = 256;
+
+/// How often the listener checks whether anybody still follows, when no change comes.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+/// The process's one listener, started on demand.
+#[derive(Clone)]
+pub struct JobEvents {
+    pool: PgPool,
+    sender: Arc<Mutex<Option<broadcast::Sender<JobRecord>>>>,
+    /// Set on shutdown: every stream ends, so that in-flight requests can finish.
+    closed: watch::Sender<bool>,
+}
+
+impl JobEvents {
+    pub fn new(pool: PgPool) -> Self {
+        JobEvents {
+            pool,
+            sender: Arc::new(Mutex::new(None)),
+            closed: watch::Sender::new(false),
+        }
+    }
+
+    /// Ends every stream and the listener; later subscribers get a stream that ends at
+    /// once. Called when the server shuts down, since an event stream never ends by itself.
+    pub fn close(&self) {
+        let mut slot = self.sender.lock().expect("not poisoned");
+        self.closed.send_replace(true);
+        *slot = None;
+    }
+
+    /// Every job change from now on. Listening starts before this returns, so a client
+    /// that reads the job list after subscribing misses nothing.
+    pub async fn subscribe(&self) -> sqlx::Result<broadcast::Receiver<JobRecord>> {
+        if *self.closed.borrow() {
+            return Ok(broadcast::channel(1).1);
+        }
+        if let Some(sender) = self.sender.lock().expect("not poisoned").as_ref() {
+            return Ok(sender.subscribe());
+        }
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANGES_CHANNEL).await?;
+        let mut slot = self.sender.lock().expect("not poisoned");
+        if *self.closed.borrow() {
+            return Ok(broadcast::channel(1).1);
+        }
+        if let Some(sender) = slot.as_ref() {
+            // Another follower started one meanwhile; this listener is dropped.
+            return Ok(sender.subscribe());
+        }
+        let (sender, receiver) = broadcast::channel(BACKLOG);
+        *slot = Some(sender.clone());
+        tokio::spawn(forward(
+            listener,
+            self.pool.clone(),
+            sender,
+            self.sender.clone(),
+            self.closed.subscribe(),
+        ));
+        Ok(receiver)
+    }
+}
+
+/// Reads each announced job once and sends it to the followers, until none is left.
+async fn forward(
+    mut listener: PgListener,
+    pool: PgPool,
+    sender: broadcast::Sender<JobRecord>,
+    slot: Arc<Mutex<Option<broadcast::Sender<JobRecord>>>>,
+    mut closed: watch::Receiver<bool>,
+) {
+    loop {
+        {
+            // Deciding under the lock that subscribers take: nobody can join a listener
+            // that is about to stop.
+            let mut slot = slot.lock().expect("not poisoned");
+            if *closed.borrow() {
+                return;
+            }
+            if sender.receiver_count() == 0 {
+                *slot = None;
+                return;
+            }
+        }
+        let next = tokio::select! {
+            next = tokio::time::timeout(IDLE_CHECK, listener.recv()) => next,
+            _ = closed.changed() => continue,
+        };
+        let notification = match next {
+            Err(_) => continue,
+            Ok(Ok(notification)) => notification,
+            Ok(Err(e)) => {
+                // PgListener reconnects on the next recv; a change announced meanwhile
+                // is lost, which is why the page reads the list again on reconnecting.
+                tracing::warn!(error = %e, "job events: the listener lost its connection");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let Ok(id) = notification.payload().parse::<Uuid>() else {
+            continue;
+        };
+        match ingestion_jobs::get(&pool, id).await {
+            Ok(Some(job)) => {
+                let _ = sender.send(job);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, %id, "job events: could not read a changed job"),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! `GET /`: the page for people, and the assets it loads, all compiled into the binary
+//! (no CDN; it works offline). Plain HTML, CSS and JavaScript, no build step; the page
+//! reads and writes through the public API only.
+//!
+//! The price chart is TradingView's Lightweight Charts, vendored from the npm registry
+//! with its licence beside it (`page/vendor/`).
+
+use std::sync::Arc;
+
+use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+/// The version of the vendored Lightweight Charts build (`page/vendor/VERSION`).
+pub const CHARTS_VERSION: &str = include_str!("page/vendor/VERSION");
+
+/// One embedded file.
+#[derive(Debug, Clone, Copy)]
+pub struct Asset {
+    /// Where it is served.
+    pub path: &'static str,
+    pub content_type: &'static str,
+    pub body: &'static str,
+}
+
+/// Everything the page loads, the page first.
+pub const ASSETS: [Asset; 5] = [
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_str!("page/index.html"),
+    },
+    Asset {
+        path: "/assets/app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("page/app.css"),
+    },
+    Asset {
+        path: "/assets/errors.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("page/errors.js"),
+    },
+    Asset {
+        path: "/assets/app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("page/app.js"),
+    },
+    Asset {
+        path: "/assets/lightweight-charts.standalone.production.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("page/vendor/lightweight-charts.standalone.production.js"),
+    },
+];
+
+/// The page's own content policy: nothing but this origin. Lightweight Charts sets
+/// element styles from script, hence `'unsafe-inline'` for styles only.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// Serves the page and its assets to GET and HEAD; passes every other request on. A
+/// middleware rather than routes, because the OpenAPI service is nested at `/`.
+pub async fn serve<E: Endpoint>(next: Arc<E>, request: Request) -> poem::Result<Response> {
+    let method = request.method();
+    if (method == Method::GET || method == Method::HEAD)
+        && let Some(asset) = ASSETS
+            .iter()
+            .find(|asset| asset.path == request.uri().path())
+    {
+        return Ok(asset.response());
+    }
+    next.call(request).await.map(IntoResponse::into_response)
+}
+
+impl Asset {
+    fn response(&self) -> Response {
+        let mut response = self.body.with_status(StatusCode::OK).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        // Revalidated on each load; the binary's version changes the page anyway.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_loads_only_embedded_assets() {
+        let page = ASSETS[0].body;
+        for asset in &ASSETS[1..] {
+            assert!(page.contains(asset.path), "the page loads {}", asset.path);
+        }
+        assert!(!page.contains("src=\"http") && !page.contains("stylesheet\" href=\"http"));
+        assert!(CHARTS_VERSION.trim().starts_with('5'));
+    }
+
+    #[test]
+    fn the_whole_page_stays_small() {
+        let total: usize = ASSETS.iter().map(|asset| asset.body.len()).sum();
+        assert!(total < 300 * 1024, "{total} bytes");
+    }
+}

@@ -1,0 +1,457 @@
+// The page: coins, a calendar of days, a price chart and the jobs, all read from the
+// public API (GET /api/v1/coins, /days, /prices, /ingestion-jobs, /job-events), and two
+// forms that write through it. No framework, no build step.
+'use strict';
+(function () {
+  var TOKEN_KEY = 'price-history.api-token';
+  var MAX_JOBS = 20;
+  var TERMINAL = ['completed', 'completed_with_gaps', 'failed', 'cancelled'];
+  // The letters of GET /api/v1/days, as class names and sentences.
+  var STATUS = {
+    's': ['stored', 'stored'],
+    'p': ['provisional', 'provisional: stored before the day was over, counts as missing'],
+    'm': ['missing', 'missing: a job can fetch it'],
+    'o': ['out-of-plan', 'out of plan: older than the CoinGecko plan serves'],
+    '-': ['not-expected', "not expected: before the coin's first day, or not yet"]
+  };
+  var MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+  var view = { symbol: null, start: null, end: null };
+  var coins = [];
+  var jobs = new Map();
+  var chart = null;
+  var viewLoads = 0;
+
+  function $(selector) { return document.querySelector(selector); }
+
+  function el(tag, attributes) {
+    var node = document.createElement(tag);
+    var names = Object.keys(attributes || {});
+    for (var i = 0; i < names.length; i++) {
+      var value = attributes[names[i]];
+      if (value === null || value === undefined || value === false) continue;
+      if (names[i] === 'text') node.textContent = value;
+      else node.setAttribute(names[i], value === true ? '' : String(value));
+    }
+    for (var j = 2; j < arguments.length; j++) {
+      var child = arguments[j];
+      if (child === null || child === undefined) continue;
+      node.append(child);
+    }
+    return node;
+  }
+
+  function isoDay(date) { return date.toISOString().slice(0, 10); }
+  function todayUtc() { return isoDay(new Date()); }
+  function addDays(day, n) {
+    var date = new Date(day + 'T00:00:00Z');
+    date.setUTCDate(date.getUTCDate() + n);
+    return isoDay(date);
+  }
+
+  // ---- the API --------------------------------------------------------------------
+
+  function ApiError(status, code, message) {
+    this.status = status;
+    this.code = code;
+    this.message = message;
+  }
+  ApiError.prototype.toString = function () {
+    return (this.status ? this.status + ' ' : '') + this.code + ': ' + this.message;
+  };
+
+  function api(method, path, body) {
+    var headers = { 'Accept': 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    var token = sessionStorage.getItem(TOKEN_KEY);
+    if (token && method !== 'GET') headers['Authorization'] = 'Bearer ' + token;
+    return fetch(path, {
+      method: method,
+      headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body)
+    }).catch(function (e) {
+      throw new ApiError(0, 'unreachable', 'the service did not answer (' + e.message + ')');
+    }).then(function (response) {
+      return response.json().catch(function () { return null; }).then(function (data) {
+        if (!response.ok) {
+          throw new ApiError(response.status, (data && data.error) || 'error',
+            (data && data.message) || response.statusText);
+        }
+        return { status: response.status, data: data };
+      });
+    });
+  }
+
+  function query(params) { return new URLSearchParams(params).toString(); }
+
+  function say(node, text, ok) {
+    node.textContent = text;
+    node.className = 'result ' + (ok ? 'ok' : 'error');
+  }
+
+  // ---- coins ----------------------------------------------------------------------
+
+  function loadCoins() {
+    return api('GET', '/api/v1/coins').then(function (answer) {
+      coins = answer.data.coins;
+      renderCoins();
+    });
+  }
+
+  function renderCoins() {
+    var rows = coins.map(function (coin) {
+      var tracked = coin.tracked ? 'yes' + (coin.track_since ? ', since ' + coin.track_since : '') : 'no';
+      var stale = coin.stale_days === null || coin.stale_days === undefined ? '—' : String(coin.stale_days);
+      var staleClass = coin.stale_days > 0 ? 'stale' : (coin.stale_days === 0 ? 'fresh' : null);
+      var pick = el('button', { type: 'button', class: 'link', text: coin.symbol, 'aria-label': 'Show ' + coin.symbol });
+      pick.addEventListener('click', function () { choose(coin.symbol); });
+      return el('tr', { class: coin.symbol === view.symbol ? 'chosen' : null, 'data-symbol': coin.symbol },
+        el('td', null, pick),
+        el('td', { text: coin.coingecko_id }),
+        el('td', { text: coin.first_day || 'unknown' }),
+        el('td', { text: tracked }),
+        el('td', { text: coin.last_complete_day || 'none' }),
+        el('td', { class: staleClass, text: stale }));
+    });
+    $('#coins tbody').replaceChildren.apply($('#coins tbody'), rows);
+    ['#view-symbol', '#job-symbol'].forEach(function (selector) {
+      var select = $(selector);
+      var chosen = select.value || view.symbol;
+      select.replaceChildren.apply(select, coins.map(function (coin) {
+        return el('option', { value: coin.symbol, text: coin.symbol });
+      }));
+      if (chosen) select.value = chosen;
+    });
+  }
+
+  function choose(symbol) {
+    view.symbol = symbol;
+    $('#job-symbol').value = symbol;
+    showView();
+  }
+
+  // ---- the view: calendar and chart -----------------------------------------------
+
+  function showView() {
+    $('#view-symbol').value = view.symbol;
+    $('#view-start').value = view.start;
+    $('#view-end').value = view.end;
+    $('#view-symbol-name').textContent = view.symbol;
+    var rows = document.querySelectorAll('#coins tbody tr');
+    for (var i = 0; i < rows.length; i++) {
+      rows[i].classList.toggle('chosen', rows[i].getAttribute('data-symbol') === view.symbol);
+    }
+    history.replaceState(null, '', '?' + query({ symbol: view.symbol, start_date: view.start, end_date: view.end }));
+    return loadView();
+  }
+
+  function loadView() {
+    var load = ++viewLoads;
+    var params = query({ symbol: view.symbol, start_date: view.start, end_date: view.end });
+    var days = api('GET', '/api/v1/days?' + params).then(function (answer) {
+      if (load === viewLoads) renderCalendar(answer.data);
+    });
+    var prices = api('GET', '/api/v1/prices?' + params).then(function (answer) {
+      if (load === viewLoads) renderChart(answer.data.prices);
+    });
+    return Promise.all([days, prices]).catch(function (e) {
+      $('#calendar-summary').textContent = 'Could not read the history: ' + e;
+    });
+  }
+
+  function renderCalendar(data) {
+    var letters = data.statuses;
+    var calendar = $('#calendar');
+    var fragment = document.createDocumentFragment();
+    var month = null;
+    var grid = null;
+    var date = new Date(data.start_date + 'T00:00:00Z');
+    for (var i = 0; i < letters.length; i++) {
+      var day = isoDay(date);
+      if (day.slice(0, 7) !== month) {
+        month = day.slice(0, 7);
+        grid = el('div', { class: 'month-grid' });
+        var weekday = (date.getUTCDay() + 6) % 7;
+        for (var k = 0; k < weekday; k++) grid.append(el('span', { class: 'pad', 'aria-hidden': 'true' }));
+        fragment.append(el('div', { class: 'month' },
+          el('div', { class: 'month-name', text: MONTHS[date.getUTCMonth()] + ' ' + date.getUTCFullYear() }),
+          grid));
+      }
+      var status = STATUS[letters[i]] || STATUS['-'];
+      var text = day + ': ' + status[1];
+      grid.append(el('span', { class: 'day ' + status[0], 'data-status': status[0], 'data-date': day, title: text, role: 'img', 'aria-label': text }));
+      date.setUTCDate(date.getUTCDate() + 1);
+    }
+    calendar.replaceChildren(fragment);
+    // The counts as attributes too, for scripts and tests: data-stored="358" ...
+    Object.keys(data.counts).forEach(function (name) {
+      calendar.setAttribute('data-' + name.replace(/_/g, '-'), String(data.counts[name]));
+    });
+    calendar.setAttribute('data-range', data.start_date + '/' + data.end_date);
+
+    var c = data.counts;
+    var summary = c.stored + ' stored, ' + c.provisional + ' provisional, ' + c.missing + ' missing, ' +
+      c.out_of_plan + ' out of plan';
+    if (data.plan_first_day) summary += ' (the CoinGecko plan serves ' + data.plan_first_day + ' on)';
+    if (data.first_day) summary += '; first day of data ' + data.first_day;
+    $('#calendar-summary').textContent = summary + '.';
+    renderRuns(data);
+  }
+
+  // Runs of consecutive missing (or provisional) days, and of out-of-plan days.
+  function renderRuns(data) {
+    var runs = [];
+    var letters = data.statuses;
+    var i = 0;
+    while (i < letters.length) {
+      var kind = letters[i] === 'm' || letters[i] === 'p' ? 'gap' : (letters[i] === 'o' ? 'out' : null);
+      var j = i;
+      while (j + 1 < letters.length && kind !== null &&
+        (kind === 'gap' ? (letters[j + 1] === 'm' || letters[j + 1] === 'p') : letters[j + 1] === 'o')) j++;
+      if (kind) runs.push({ kind: kind, first: addDays(data.start_date, i), last: addDays(data.start_date, j), days: j - i + 1 });
+      i = j + 1;
+    }
+    var items = runs.slice(0, 200).map(function (run) {
+      var span = run.first === run.last ? run.first : run.first + ' to ' + run.last;
+      var what = run.kind === 'gap' ? 'missing' : 'out of plan';
+      return el('li', { class: 'run ' + run.kind, text: span + ' (' + run.days + ' day' + (run.days === 1 ? '' : 's') + ', ' + what + ')' });
+    });
+    if (runs.length > 200) items.push(el('li', { text: 'and ' + (runs.length - 200) + ' more runs' }));
+    if (!runs.length) items.push(el('li', { text: 'None: every expected day is stored.' }));
+    $('#gap-runs').replaceChildren.apply($('#gap-runs'), items);
+    $('#gaps summary').textContent = 'Gap runs (' + runs.length + ')';
+  }
+
+  function ensureChart() {
+    if (chart) return chart;
+    var LC = window.LightweightCharts;
+    var instance = LC.createChart($('#chart'), {
+      autoSize: true,
+      layout: { background: { color: '#ffffff' }, textColor: '#1f2933' },
+      grid: { vertLines: { color: '#eef1f5' }, horzLines: { color: '#eef1f5' } },
+      rightPriceScale: { borderVisible: false },
+      timeScale: { borderVisible: false }
+    });
+    var candles = instance.addSeries(LC.CandlestickSeries, {
+      upColor: '#15803d', downColor: '#dc2626', borderVisible: false,
+      wickUpColor: '#15803d', wickDownColor: '#dc2626'
+    });
+    candles.priceScale().applyOptions({ scaleMargins: { top: 0.05, bottom: 0.28 } });
+    var volume = instance.addSeries(LC.HistogramSeries, {
+      priceFormat: { type: 'volume' }, priceScaleId: 'volume', lastValueVisible: false, priceLineVisible: false
+    });
+    instance.priceScale('volume').applyOptions({ scaleMargins: { top: 0.78, bottom: 0 } });
+    chart = { chart: instance, candles: candles, volume: volume };
+    return chart;
+  }
+
+  function renderChart(prices) {
+    var c = ensureChart();
+    var candles = [];
+    var volumes = [];
+    for (var i = 0; i < prices.length; i++) {
+      var p = prices[i];
+      var open = Number(p.open);
+      var close = Number(p.close);
+      var candle = { time: p.date, open: open, high: Number(p.high), low: Number(p.low), close: close };
+      if (p.provisional) {
+        candle.color = '#9ca3af';
+        candle.wickColor = '#9ca3af';
+      }
+      candles.push(candle);
+      volumes.push({
+        time: p.date,
+        value: Number(p.volume),
+        color: p.provisional ? 'rgba(156,163,175,.5)' : (close >= open ? 'rgba(21,128,61,.35)' : 'rgba(220,38,38,.35)')
+      });
+    }
+    c.candles.setData(candles);
+    c.volume.setData(volumes);
+    c.chart.timeScale().fitContent();
+    $('#chart-empty').hidden = candles.length > 0;
+    // Lightweight Charts paints on the next frame; the frame after that has it on screen.
+    requestAnimationFrame(function () {
+      requestAnimationFrame(function () {
+        window.chartDrawnAt = performance.now();
+        document.body.setAttribute('data-chart-candles', String(candles.length));
+      });
+    });
+  }
+
+  // ---- jobs -----------------------------------------------------------------------
+
+  function isTerminal(status) { return TERMINAL.indexOf(status) >= 0; }
+
+  function loadJobs() {
+    return api('GET', '/api/v1/ingestion-jobs?limit=' + MAX_JOBS).then(function (answer) {
+      answer.data.jobs.forEach(function (job) { jobs.set(job.id, job); });
+      renderJobs();
+    });
+  }
+
+  function jobChanged(job) {
+    var before = jobs.get(job.id);
+    if (before && Date.parse(before.updated_at) > Date.parse(job.updated_at)) return;
+    jobs.set(job.id, job);
+    renderJobs();
+    var ended = isTerminal(job.status) && !(before && isTerminal(before.status));
+    if (ended) {
+      loadCoins().catch(report);
+      if (job.symbol === view.symbol) loadView();
+    }
+  }
+
+  function renderJobs() {
+    var list = Array.from(jobs.values()).sort(function (a, b) {
+      return Date.parse(b.created_at) - Date.parse(a.created_at) || (a.id < b.id ? 1 : -1);
+    });
+    list.slice(MAX_JOBS).forEach(function (job) { jobs.delete(job.id); });
+    list = list.slice(0, MAX_JOBS);
+    $('#jobs').replaceChildren.apply($('#jobs'), list.map(renderJob));
+    $('#jobs-empty').hidden = list.length > 0;
+  }
+
+  function renderJob(job) {
+    var done = job.progress.chunks_done;
+    var total = job.progress.chunks_total;
+    var finished = isTerminal(job.status) && job.status !== 'failed' && job.status !== 'cancelled';
+    // A job with nothing to fetch has no windows: once finished it is all done.
+    var max = Math.max(total, done, 1);
+    var value = finished ? max : Math.min(done, max);
+    var progressText = total > 0 ? done + ' of ' + total + (total === 1 ? ' window' : ' windows') : (finished ? 'nothing to fetch' : 'planning');
+    var facts = [
+      job.records_fetched + ' days fetched',
+      job.gaps_detected + ' gap' + (job.gaps_detected === 1 ? '' : 's'),
+      job.out_of_plan_days + ' out of plan',
+      'attempt ' + job.attempts,
+      'created ' + job.created_at.replace('T', ' ').slice(0, 19) + ' UTC'
+    ].join(' · ');
+    var item = el('li', { class: 'job', 'data-id': job.id, 'data-status': job.status },
+      el('div', { class: 'job-head' },
+        el('strong', { text: job.symbol }),
+        el('span', { class: 'job-range', text: job.start_date + ' → ' + job.end_date + (job.force ? ' (force)' : '') }),
+        el('span', { class: 'badge status-' + job.status, text: job.status.replace(/_/g, ' ') }),
+        el('span', { class: 'trigger', text: 'by ' + job.trigger })),
+      el('progress', { max: max, value: value, 'aria-label': 'Progress of job ' + job.id }),
+      el('div', { class: 'job-facts' }, el('span', { class: 'progress-text', text: progressText }), ' · ' + facts),
+      job.error_message ? el('p', { class: 'job-message', text: job.error_message }) : null,
+      job.gap_dates.length ? el('p', { class: 'job-message', text: 'Gaps: ' + job.gap_dates.slice(0, 10).join(', ') + (job.gap_dates.length > 10 ? ' …' : '') }) : null);
+    if (!isTerminal(job.status)) {
+      var cancel = el('button', { type: 'button', class: 'secondary', text: 'Cancel' });
+      cancel.addEventListener('click', function () {
+        api('POST', '/api/v1/ingestion-jobs/' + job.id + '/cancel').then(function (answer) {
+          jobChanged(answer.data);
+        }, function (e) { say($('#job-result'), String(e), false); });
+      });
+      item.append(cancel);
+    }
+    return item;
+  }
+
+  // Server-sent events: each committed change of a job, as it happens. On every
+  // (re)connection the list is read again, so nothing missed meanwhile stays stale.
+  function follow() {
+    var live = $('#live');
+    var source = new EventSource('/api/v1/job-events');
+    source.onopen = function () {
+      live.textContent = 'live';
+      live.className = 'live on';
+      loadJobs().catch(report);
+    };
+    source.onmessage = function (event) { jobChanged(JSON.parse(event.data)); };
+    source.onerror = function () {
+      live.textContent = 'reconnecting…';
+      live.className = 'live';
+    };
+  }
+
+  // ---- forms ----------------------------------------------------------------------
+
+  function wireForms() {
+    var token = $('#token');
+    token.value = sessionStorage.getItem(TOKEN_KEY) || '';
+    token.addEventListener('input', function () {
+      if (token.value) sessionStorage.setItem(TOKEN_KEY, token.value);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    });
+    $('#token-form').addEventListener('submit', function (event) { event.preventDefault(); });
+
+    $('#view-form').addEventListener('submit', function (event) {
+      event.preventDefault();
+      view.symbol = $('#view-symbol').value;
+      view.start = $('#view-start').value;
+      view.end = $('#view-end').value;
+      showView();
+    });
+    $('#view-last-year').addEventListener('click', function () {
+      view.end = todayUtc();
+      view.start = addDays(view.end, -364);
+      showView();
+    });
+
+    $('#job-form').addEventListener('submit', function (event) {
+      event.preventDefault();
+      var result = $('#job-result');
+      var button = event.target.querySelector('button');
+      button.disabled = true;
+      say(result, 'Submitting…', true);
+      api('POST', '/api/v1/ingestion-jobs', {
+        symbol: $('#job-symbol').value,
+        start_date: $('#job-start').value,
+        end_date: $('#job-end').value,
+        force: $('#job-force').checked
+      }).then(function (answer) {
+        say(result, 'Queued job ' + answer.data.id + '.', true);
+        jobChanged(answer.data);
+      }, function (e) {
+        say(result, String(e), false);
+      }).then(function () { button.disabled = false; });
+    });
+
+    $('#coin-form').addEventListener('submit', function (event) {
+      event.preventDefault();
+      var result = $('#coin-result');
+      var button = event.target.querySelector('button');
+      var symbol = $('#coin-symbol').value.trim().toUpperCase();
+      button.disabled = true;
+      say(result, 'Saving… (a new coin is checked with CoinGecko)', true);
+      api('PUT', '/api/v1/coins/' + encodeURIComponent(symbol), {
+        coingecko_id: $('#coin-id').value.trim(),
+        tracked: $('#coin-tracked').checked,
+        track_since: $('#coin-since').value || null
+      }).then(function (answer) {
+        var coin = answer.data;
+        say(result, (answer.status === 201 ? 'Registered ' : 'Updated ') + coin.symbol +
+          ' (first day ' + (coin.first_day || 'unknown') + ', ' + (coin.tracked ? 'tracked' : 'not tracked') + ').', true);
+        return loadCoins();
+      }, function (e) {
+        say(result, String(e), false);
+      }).then(function () { button.disabled = false; });
+    });
+  }
+
+  function report(e) { console.error('price-history: ' + e); }
+
+  // ---- start ----------------------------------------------------------------------
+
+  function start() {
+    var params = new URLSearchParams(location.search);
+    view.end = params.get('end_date') || todayUtc();
+    view.start = params.get('start_date') || addDays(view.end, -364);
+    $('#job-end').value = addDays(todayUtc(), -1);
+    $('#job-start').value = addDays(todayUtc(), -30);
+    view.symbol = (params.get('symbol') || 'BTC').toUpperCase();
+    wireForms();
+    follow();
+    // The history and the coin list are read side by side; a coin that is not
+    // registered gives way to the first one that is.
+    showView();
+    loadCoins().then(function () {
+      var known = coins.some(function (coin) { return coin.symbol === view.symbol; });
+      if (!known && coins.length) choose(coins[0].symbol);
+    }).catch(report);
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();

@@ -1,0 +1,296 @@
+//! The page at `/`, in a real headless Chromium driven over WebDriver: the calendar, the
+//! chart, a job submitted from the form and followed live, the API's 401 message, both
+//! widths, no page errors. Screenshots go to `target/page-1280.png` and `target/page-390.png`.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::api::{TestApi, state};
+use crate::browser::Browser;
+use crate::support::{Harness, days_before_today};
+
+const TOKEN: &str = "page-test-token";
+
+/// The days of the view, `today - 399 ..= today`, and what the seed makes of them with a
+/// plan that serves 365 days: 19 out of plan (never stored, older than the reach), 374
+/// stored, 6 missing in two runs, today provisional.
+const VIEW_DAYS: u64 = 400;
+const HOLE: std::ops::RangeInclusive<u64> = 196..=200;
+const LONE_HOLE: u64 = 50;
+const FIRST_STORED: u64 = 380;
+
+/// Stores the fake CoinGecko's candles from `today - 380` to today (today provisional),
+/// through a job as in production, then cuts the holes.
+async fn seed(h: &Harness) {
+    let job = h
+        .run_job(days_before_today(FIRST_STORED), days_before_today(0), false)
+        .await;
+    // Today is stored, but provisional: the job says so.
+    assert_eq!(job.records_fetched, 381, "{job:?}");
+    assert_eq!(job.gap_dates, vec![days_before_today(0)], "{job:?}");
+    for (first, last) in [(*HOLE.end(), *HOLE.start()), (LONE_HOLE, LONE_HOLE)] {
+        sqlx::query("DELETE FROM daily_prices WHERE date BETWEEN $1 AND $2")
+            .bind(days_before_today(first))
+            .bind(days_before_today(last))
+            .execute(h.pool())
+            .await
+            .expect("the holes are cut");
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// How many calendar cells have each status.
+async fn cell_counts(browser: &Browser) -> Value {
+    browser
+        .run(
+            "const counts = {};
+             for (const cell of document.querySelectorAll('#calendar .day')) {
+               const status = cell.dataset.status;
+               if (!cell.title.includes(status.replace(/-/g, ' '))) return 'a cell whose title does not say its status: ' + cell.title;
+               counts[status] = (counts[status] || 0) + 1;
+             }
+             return counts;",
+            vec![],
+        )
+        .await
+}
+
+/// Pixels of the chart in the candles' own colours: the chart has drawn them.
+async fn candle_pixels(browser: &Browser) -> Value {
+    browser
+        .run(
+            "let up = 0, down = 0, sized = 0;
+             for (const canvas of document.querySelectorAll('#chart canvas')) {
+               if (!canvas.width || !canvas.height) continue;
+               sized++;
+               const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+               for (let i = 0; i < data.length; i += 4) {
+                 if (data[i] === 21 && data[i + 1] === 128 && data[i + 2] === 61) up++;
+                 if (data[i] === 220 && data[i + 1] === 38 && data[i + 2] === 38) down++;
+               }
+             }
+             return {sized, up, down, candles: Number(document.body.dataset.chartCandles)};",
+            vec![],
+        )
+        .await
+}
+
+async fn set_value(browser: &Browser, css: &str, value: &str) {
+    browser
+        .run(
+            "document.querySelector(arguments[0]).value = arguments[1];",
+            vec![json!(css), json!(value)],
+        )
+        .await;
+}
+
+async fn page_errors(browser: &Browser) -> Value {
+    browser.run("return window.pageErrors;", vec![]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
+    // The browser first: without Chromium the test fails at once, saying what to install.
+    let browser = Browser::start(1280, 1600).await;
+    let mut h = Harness::new().await;
+    seed(&h).await;
+    // From now on the plan serves the past 365 days: the 19 oldest days are out of plan.
+    h.settings.coingecko_history_days = Some(365);
+    let api = TestApi::start_with(state(&h, Some(TOKEN))).await;
+    let worker = h.start_worker();
+
+    let today = days_before_today(0);
+    let start = days_before_today(VIEW_DAYS - 1);
+    let url = format!(
+        "{}/?symbol=BTC&start_date={start}&end_date={today}",
+        api.base
+    );
+    browser.client.goto(&url).await.expect("the page loads");
+    browser.run("window.notReloaded = true;", vec![]).await;
+
+    // The calendar: one cell per day, each with the status the seed gives it.
+    browser
+        .wait_for(
+            &format!("#calendar[data-range='{start}/{today}']"),
+            "the calendar",
+        )
+        .await;
+    assert_eq!(
+        cell_counts(&browser).await,
+        json!({"stored": 374, "missing": 6, "provisional": 1, "out-of-plan": 19}),
+        "the calendar's cells"
+    );
+    let runs: Vec<String> = browser
+        .run(
+            "return [...document.querySelectorAll('#gap-runs li')].map(li => li.textContent);",
+            vec![],
+        )
+        .await
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|run| run.as_str().unwrap_or_default().to_owned())
+        .collect();
+    let day = |n: u64| days_before_today(n).to_string();
+    assert_eq!(
+        runs,
+        vec![
+            format!(
+                "{} to {} (19 days, out of plan)",
+                start,
+                day(FIRST_STORED + 1)
+            ),
+            format!("{} to {} (5 days, missing)", day(200), day(196)),
+            format!("{} (1 day, missing)", day(LONE_HOLE)),
+            format!("{today} (1 day, missing)"),
+        ],
+        "the gap runs, the provisional day among them"
+    );
+
+    // The chart: every stored day a candle, drawn in the candles' colours.
+    browser
+        .wait_for("body[data-chart-candles]", "the chart")
+        .await;
+    let pixels = candle_pixels(&browser).await;
+    assert_eq!(pixels["candles"], json!(375), "{pixels}");
+    assert!(pixels["sized"].as_u64() > Some(0), "{pixels}");
+    assert!(
+        pixels["up"].as_u64() > Some(100) && pixels["down"].as_u64() > Some(100),
+        "candles of both colours are drawn: {pixels}"
+    );
+
+    // A wrong token: the API's own 401 message, shown by the form.
+    let refused = api
+        .post(
+            "/api/v1/ingestion-jobs",
+            Some(json!({"start_date": day(60), "end_date": day(1)})),
+            Some("wrong"),
+        )
+        .await;
+    assert_eq!(refused.status, 401);
+    let message = refused.json()["message"]
+        .as_str()
+        .expect("a message")
+        .to_owned();
+    let token = browser
+        .client
+        .find(fantoccini::Locator::Css("#token"))
+        .await
+        .expect("the token field");
+    token.send_keys("wrong-token").await.expect("typing");
+    // The last 60 days: the lone hole is in them, the run of five is not.
+    set_value(&browser, "#job-start", &day(60)).await;
+    set_value(&browser, "#job-end", &day(1)).await;
+    let submit = browser
+        .client
+        .find(fantoccini::Locator::Css("#job-form button[type=submit]"))
+        .await
+        .expect("the submit button");
+    submit.click().await.expect("a click");
+    browser.wait_for("#job-result.error", "the refusal").await;
+    let shown = browser
+        .client
+        .find(fantoccini::Locator::Css("#job-result"))
+        .await
+        .expect("the result")
+        .text()
+        .await
+        .expect("its text");
+    assert!(
+        shown.contains("401") && shown.contains(&message),
+        "the form shows the API's 401 message {message:?}: {shown:?}"
+    );
+    assert_eq!(
+        browser
+            .run(
+                "return sessionStorage.getItem('price-history.api-token');",
+                vec![]
+            )
+            .await,
+        json!("wrong-token"),
+        "the token is kept in the tab's session storage"
+    );
+
+    // The right token: the job appears, runs on the worker and its progress reaches the
+    // end, all without a reload.
+    token.clear().await.expect("clearing");
+    token.send_keys(TOKEN).await.expect("typing");
+    submit.click().await.expect("a click");
+    browser.wait_for("#job-result.ok", "the job queued").await;
+    browser
+        .wait_for("#jobs li.job[data-status='completed']", "the job completed")
+        .await;
+    let progress = browser
+        .run(
+            "const job = document.querySelector('#jobs li.job');
+             const bar = job.querySelector('progress');
+             return {status: job.dataset.status, value: bar.value, max: bar.max,
+                     text: job.querySelector('.progress-text').textContent,
+                     notReloaded: window.notReloaded === true};",
+            vec![],
+        )
+        .await;
+    assert_eq!(progress["status"], json!("completed"), "{progress}");
+    assert_eq!(progress["value"], progress["max"], "{progress}");
+    assert_eq!(progress["text"], json!("1 of 1 window"), "{progress}");
+    assert_eq!(
+        progress["notReloaded"],
+        json!(true),
+        "no reload: {progress}"
+    );
+    // The job of the coin on view ended: the calendar is read again, the hole filled.
+    browser
+        .wait_for("#calendar[data-missing='5']", "the calendar after the job")
+        .await;
+    assert_eq!(
+        cell_counts(&browser).await,
+        json!({"stored": 375, "missing": 5, "provisional": 1, "out-of-plan": 19}),
+        "the calendar after the job"
+    );
+
+    browser.resize(1280, 1800).await;
+    browser.run("window.scrollTo(0, 0);", vec![]).await;
+    let screenshots = target_dir();
+    std::fs::create_dir_all(&screenshots).expect("target/ exists");
+    let png = browser.client.screenshot().await.expect("a screenshot");
+    std::fs::write(screenshots.join("page-1280.png"), png).expect("the screenshot is saved");
+
+    // A phone's width: everything fits, nothing scrolls sideways.
+    browser.resize(390, 1800).await;
+    let fits = browser
+        .run(
+            "return {scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
+                     chart: document.querySelector('#chart > div').getBoundingClientRect().width};",
+            vec![],
+        )
+        .await;
+    assert_eq!(fits["inner"], json!(390), "{fits}");
+    assert!(
+        fits["scroll"].as_u64() <= fits["inner"].as_u64(),
+        "no sideways scrolling at 390 px: {fits}"
+    );
+    assert!(
+        fits["chart"]
+            .as_f64()
+            .is_some_and(|w| w > 300.0 && w <= 390.0),
+        "the chart fits the width: {fits}"
+    );
+    browser.run("window.scrollTo(0, 0);", vec![]).await;
+    let png = browser.client.screenshot().await.expect("a screenshot");
+    std::fs::write(screenshots.join("page-390.png"), png).expect("the screenshot is saved");
+
+    assert_eq!(
+        page_errors(&browser).await,
+        json!([]),
+        "no errors on the page"
+    );
+    browser.close().await;
+    worker.stop().await;
+    api.stop().await;
+}
