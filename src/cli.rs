@@ -80,7 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.settings;
     match cli.command {
         Command::Migrate => {
-            store::connect_and_migrate(&settings.database_url, 2).await?;
+            open_database(&settings, 2).await?;
             eprintln!(
                 "database {} is ready",
                 store::database::redact(&settings.database_url)
@@ -88,13 +88,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker => {
-            let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
+            let pool = open_database(&settings, POOL_SIZE).await?;
             let ingestor = ingestor(&settings, &pool)?;
             queue::run_worker(pool, ingestor, worker_options(&settings), shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
-            let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
+            let pool = open_database(&settings, POOL_SIZE).await?;
             let ingestor = ingestor(&settings, &pool)?;
             let state = api_state(&settings, &pool, Some(ingestor.client.clone()))?;
             // One signal, broadcast to the API and the worker.
@@ -116,7 +116,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Api => {
-            let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
+            let pool = open_database(&settings, POOL_SIZE).await?;
             let (stop_tx, stop) = watch::channel(false);
             // No worker here, but jobs whose worker died are still set back to pending.
             tokio::spawn(queue::reconcile_orphans(
@@ -152,6 +152,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Waits for PostgreSQL (up to `DATABASE_CONNECT_TIMEOUT_SECS`), then creates and
+/// migrates the database and opens the pool.
+async fn open_database(settings: &Settings, max_connections: u32) -> anyhow::Result<PgPool> {
+    store::database::wait_for_server(&settings.database_url, settings.database_connect_timeout())
+        .await?;
+    store::connect_and_migrate(&settings.database_url, max_connections).await
+}
+
 fn ingestor(settings: &Settings, pool: &PgPool) -> anyhow::Result<Ingestor> {
     Ok(Ingestor {
         pool: pool.clone(),
@@ -167,19 +175,24 @@ fn api_state(
     coingecko: Option<CoinGeckoClient>,
 ) -> anyhow::Result<ApiState> {
     use secrecy::ExposeSecret;
-    // An empty token would quietly leave every POST open.
-    if settings
+    // An empty API_TOKEN means "not set", as an unset one does: that is what compose's
+    // `${API_TOKEN:-}` passes when the user set none. A token of only blanks is a mistake
+    // no default produces, and it would quietly guard the POSTs with a guessable token.
+    let api_token = settings
         .api_token
+        .clone()
+        .filter(|token| !token.expose_secret().is_empty());
+    if api_token
         .as_ref()
-        .is_some_and(|token| token.expose_secret().is_empty())
+        .is_some_and(|token| token.expose_secret().trim().is_empty())
     {
         anyhow::bail!(
-            "API_TOKEN is set but empty: unset it to leave the POST endpoints open, or give it a value"
+            "API_TOKEN is set but blank: unset it (or set it empty) to leave the POST endpoints open, or give it a value"
         );
     }
     Ok(ApiState {
         pool: pool.clone(),
-        api_token: settings.api_token.clone(),
+        api_token,
         job_max_attempts: settings.job_max_attempts,
         coingecko,
         finished_jobs: Default::default(),
@@ -238,7 +251,7 @@ async fn backfill(
         Ok(range) => range,
         Err(e) => return Ok(refuse(&e.to_string())),
     };
-    let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
+    let pool = open_database(settings, POOL_SIZE).await?;
     let job = NewJob {
         id: Uuid::now_v7(),
         symbol,

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod container;
 mod durability;
 mod jobs;
 mod outage;
