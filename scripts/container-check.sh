@@ -183,7 +183,7 @@ else
   COLD_BUILD="(skipped: COLD=0)"
 fi
 say "rebuild after a one-line change to src/main.rs"
-echo "// container-check: a one-line change" >>src/main.rs
+echo "// container-check: a one-line change at $(date +%s)" >>src/main.rs
 started=$(now)
 build
 REBUILD=$(since "$started")
@@ -274,9 +274,15 @@ podman stop -t 35 "$busy" >/dev/null &
 stopping=$!
 taken_over() { [[ $(job_field status) == running ]] && (($(job_field attempts) > attempts)); }
 wait_for "the other replica to take the job" 30 taken_over
-HANDOFF=$(since "$started")
 wait "$stopping"
 STOPPED=$(since "$started")
+# From the SIGTERM to the other replica's first log line of the job ("fetching"), by the
+# timestamps both write (polling the database would add its own latency).
+other=$(grep -vx "$busy" <<<"$workers")
+resumed_at=$(podman logs "$other" 2>&1 | grep '"message":"fetching"' | tail -1 |
+  sed -n 's/.*"timestamp":"\([^"]*\)".*/\1/p')
+[[ -n $resumed_at ]] || fail "$other logged no start of the job"
+HANDOFF=$(awk -v a="$started" -v b="$(date -d "$resumed_at" +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
 exit_code=$(podman inspect "$busy" --format '{{.State.ExitCode}}')
 [[ $exit_code == 0 ]] || fail "the stopped worker exited $exit_code"
 if podman logs "$busy" 2>&1 | grep '"level":"ERROR"' >&2; then
@@ -294,6 +300,7 @@ days=$(psql_ "SELECT count(*) FROM daily_prices")
 podman start "$busy" >/dev/null
 
 say "compose down, up: the data stays"
+podman rm -f "$FAKE" >/dev/null
 compose down >/dev/null 2>&1
 compose up -d >/dev/null 2>&1
 wait_for "the api's /readyz after up" 120 ready

@@ -181,12 +181,13 @@ fn host_triple() -> String {
 }
 
 /// What `cargo build` reads before it compiles anything, checked on `dir`: the manifest
-/// parses with every target it names (benches included) and the lock file fits it
-/// (`cargo fetch --locked --offline`); every source file a target names exists; and
+/// parses with every target it names (benches included; `cargo metadata` alone skips a
+/// missing bench) and the lock file fits it (`cargo fetch --locked`, which downloads
+/// nothing once `cargo test` has built); every source file a target names exists; and
 /// every file the code embeds at compile time (`include_str!`, `sqlx::migrate!`) is there.
 fn assert_cargo_can_build(dir: &Path, what: &str) {
     let fetch = cargo()
-        .args(["fetch", "--locked", "--offline", "--target", &host_triple()])
+        .args(["fetch", "--locked", "--target", &host_triple()])
         .current_dir(dir)
         .output()
         .unwrap();
