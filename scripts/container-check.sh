@@ -177,7 +177,7 @@ if [[ $COLD == 1 ]]; then
   say "cold build of docker/Dockerfile (no cached layers)"
   started=$(now)
   build --no-cache
-  COLD_BUILD=$(since "$started")
+  COLD_BUILD="$(since "$started") s"
 else
   build
   COLD_BUILD="(skipped: COLD=0)"
@@ -314,7 +314,7 @@ cat <<EOF
 
 container check passed ($(podman --version), $(podman-compose version 2>/dev/null | grep -io 'podman-compose version [0-9.]*'), runc $(runc --version | sed -n 's/runc version //p'))
   image price-history:latest     $((size / 1000000)) MB (binary $((binary / 1000000)) MB)
-  cold build                     ${COLD_BUILD} s
+  cold build                     ${COLD_BUILD}
   rebuild after a one-line change ${REBUILD} s
   compose up -d --build returned ${UP_RETURNED} s; api /readyz 200 after ${API_READY} s
   hand-off after podman stop     ${HANDOFF} s (the worker exited 0 after ${STOPPED} s)
