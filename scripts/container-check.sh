@@ -18,7 +18,8 @@
 #      the stopped worker logged no ERROR, and that `down` and `up` keep the data;
 #   5. prints the figures.
 #
-# Run by hand (it takes ~15 minutes and both cores), and by anyone who changes
+# Run by hand (a cold release build takes both cores for 10-40 minutes; COLD=0 reuses
+# the layers and takes ~5), and by anyone who changes
 # docker/Dockerfile, docker/compose.yaml or .dockerignore:
 #
 #   bash scripts/container-check.sh            # everything
