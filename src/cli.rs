@@ -107,7 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.settings;
     match cli.command {
         Command::Migrate => {
-            store::connect_and_migrate(&settings.database_url, 2).await?;
+            open_database(&settings, 2).await?;
             eprintln!(
                 "database {} is ready",
                 store::database::redact(&settings.database_url)
@@ -115,7 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker => {
-            let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
+            let pool = open_database(&settings, POOL_SIZE).await?;
             let ingestor = ingestor(&settings, &pool)?;
             // One signal, broadcast to the worker and the scheduler.
             let (stop_tx, stop) = watch::channel(false);
@@ -133,7 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
-            let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
+            let pool = open_database(&settings, POOL_SIZE).await?;
             let ingestor = ingestor(&settings, &pool)?;
             let state = api_state(&settings, &pool, Some(ingestor.client.clone()))?;
             // One signal, broadcast to the API and the worker.
@@ -159,7 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Api => {
-            let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
+            let pool = open_database(&settings, POOL_SIZE).await?;
             let (stop_tx, stop) = watch::channel(false);
             // No worker here, but jobs whose worker died are still set back to pending.
             tokio::spawn(queue::reconcile_orphans(
@@ -194,6 +194,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Waits for PostgreSQL (up to `DATABASE_CONNECT_TIMEOUT_SECS`), then creates and
+/// migrates the database and opens the pool.
+async fn open_database(settings: &Settings, max_connections: u32) -> anyhow::Result<PgPool> {
+    store::database::wait_for_server(&settings.database_url, settings.database_connect_timeout())
+        .await?;
+    store::connect_and_migrate(&settings.database_url, max_connections).await
 }
 
 fn ingestor(settings: &Settings, pool: &PgPool) -> anyhow::Result<Ingestor> {
@@ -274,13 +282,20 @@ fn api_state(
     coingecko: Option<CoinGeckoClient>,
 ) -> anyhow::Result<ApiState> {
     use secrecy::ExposeSecret;
-    // An empty token would quietly leave every POST open; one with surrounding spaces
-    // would quietly lock every POST out, since the presented token is read trimmed.
-    if let Some(token) = &settings.api_token {
+    // An empty API_TOKEN means "not set", as an unset one does: that is what compose's
+    // `${API_TOKEN:-}` passes when the user set none. A token of only blanks, or one with
+    // spaces around it, is a mistake no default produces: the first would guard the writes
+    // with a guessable token, the second would lock every write out (the presented token
+    // is read trimmed).
+    let api_token = settings
+        .api_token
+        .clone()
+        .filter(|token| !token.expose_secret().is_empty());
+    if let Some(token) = &api_token {
         let token = token.expose_secret();
-        if token.is_empty() {
+        if token.trim().is_empty() {
             anyhow::bail!(
-                "API_TOKEN is set but empty: unset it to leave the POST endpoints open, or give it a value"
+                "API_TOKEN is set but blank: unset it (or set it empty) to leave the writes open, or give it a value"
             );
         }
         if token.trim() != token {
@@ -295,7 +310,7 @@ fn api_state(
     };
     Ok(ApiState {
         pool: pool.clone(),
-        api_token: settings.api_token.clone(),
+        api_token,
         job_max_attempts: settings.job_max_attempts,
         coingecko,
         finished_jobs: Default::default(),
@@ -375,7 +390,7 @@ async fn backfill(
         Ok(symbol) => symbol,
         Err(e) => return Ok(refuse(&e.to_string())),
     };
-    let pool = store::connect_and_migrate(&settings.database_url, POOL_SIZE).await?;
+    let pool = open_database(settings, POOL_SIZE).await?;
     let Some(coin) = coins::get(&pool, symbol).await? else {
         return Ok(refuse(&format!(
             "{symbol} is not a registered coin: register it with `price-history coins add {symbol} COINGECKO_ID`, \
@@ -521,7 +536,7 @@ async fn coins_command(settings: &Settings, command: CoinsCommand) -> anyhow::Re
                 Ok(id) => id,
                 Err(e) => return Ok(refuse(&e.to_string())),
             };
-            let pool = store::connect_and_migrate(&settings.database_url, 2).await?;
+            let pool = open_database(settings, 2).await?;
             let registry = registry(settings, &pool, coingecko_client(settings, &pool)?);
             let request = CoinRequest {
                 symbol,
@@ -575,7 +590,7 @@ async fn coins_command(settings: &Settings, command: CoinsCommand) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         CoinsCommand::List => {
-            let pool = store::connect_and_migrate(&settings.database_url, 2).await?;
+            let pool = open_database(settings, 2).await?;
             let list = coins::list(&pool).await?;
             println!(
                 "{:<15} {:<30} {:<10} {:<8} {:<11} {:<10}",
@@ -637,9 +652,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_token_is_refused_when_blank_or_padded_and_the_message_does_not_show_it() {
+    async fn the_token_is_refused_when_blank_or_padded_and_the_message_does_not_show_it_but_empty_means_unset()
+     {
         let pool = PgPool::connect_lazy("postgres://localhost/none").expect("a lazy pool");
-        for token in ["", " padded-secret", "padded-secret\n"] {
+        for token in ["   ", " padded-secret", "padded-secret\n"] {
             let error = api_state(
                 &settings("postgres://localhost/x", Some(token)),
                 &pool,
@@ -651,6 +667,9 @@ mod tests {
             assert!(!error.to_string().contains("padded-secret"), "{error}");
         }
         assert!(api_state(&settings("postgres://localhost/x", Some("ok")), &pool, None).is_ok());
+        let empty = api_state(&settings("postgres://localhost/x", Some("")), &pool, None)
+            .expect("an empty token means not set");
+        assert!(empty.api_token.is_none());
     }
 
     #[tokio::test]

@@ -34,6 +34,16 @@ pub struct Settings {
     )]
     pub database_url: String,
 
+    /// How long a process waits at start for PostgreSQL to accept a connection (retrying
+    /// with back-off) before it exits; 0 tries once.
+    #[arg(
+        long,
+        env = "DATABASE_CONNECT_TIMEOUT_SECS",
+        default_value = "60",
+        global = true
+    )]
+    pub database_connect_timeout_secs: u64,
+
     /// Where the REST API listens.
     #[arg(
         long,
@@ -53,6 +63,7 @@ pub struct Settings {
     pub coingecko_base_url: String,
 
     /// CoinGecko API key, sent as x-cg-demo-api-key (or x-cg-pro-api-key on the Pro root).
+    /// An empty value means no key.
     #[arg(long, env = "COINGECKO_API_KEY", hide_env_values = true, global = true)]
     pub coingecko_api_key: Option<SecretString>,
 
@@ -104,7 +115,9 @@ pub struct Settings {
     #[arg(long, env = "JOB_LEASE_SECS", default_value = "30", value_parser = clap::value_parser!(u64).range(2..=3600), global = true)]
     pub job_lease_secs: u64,
 
-    /// When set, every write (POST, PUT) needs `Authorization: Bearer <token>`.
+    /// When set, every write (POST, PUT) needs `Authorization: Bearer <token>`. An empty
+    /// value means not set (so compose's `${API_TOKEN:-}` leaves the writes open, as no
+    /// variable would).
     #[arg(long, env = "API_TOKEN", hide_env_values = true, global = true)]
     pub api_token: Option<SecretString>,
 
@@ -152,7 +165,10 @@ impl Settings {
     pub fn coingecko(&self) -> CoinGeckoSettings {
         CoinGeckoSettings {
             base_url: self.coingecko_base_url.clone(),
-            api_key: self.coingecko_api_key.clone(),
+            api_key: self.coingecko_api_key.clone().filter(|key| {
+                use secrecy::ExposeSecret;
+                !key.expose_secret().is_empty()
+            }),
             calls_per_minute: self.coingecko_calls_per_minute,
             max_retries: self.coingecko_max_retries,
             retry_base_delay: Duration::from_millis(self.coingecko_retry_base_delay_ms),
@@ -168,6 +184,10 @@ impl Settings {
             None if is_public_root(&self.coingecko_base_url) => PlanReach::days(PUBLIC_PLAN_DAYS),
             None => PlanReach::UNLIMITED,
         }
+    }
+
+    pub fn database_connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.database_connect_timeout_secs)
     }
 
     pub fn job_lease(&self) -> Duration {

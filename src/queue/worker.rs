@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
 use apalis::layers::retry::{HasherRng, RetryPolicy};
+use apalis::layers::tracing::TraceLayer;
 use apalis::prelude::*;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -100,7 +101,7 @@ pub async fn run_worker(
                 .concurrency(1)
                 .retry(RetryPolicy::retries(options.max_attempts.saturating_sub(1) as usize).with_backoff(backoff))
                 .catch_panic()
-                .enable_tracing()
+                .layer(TraceLayer::new().on_failure(log_failure))
                 .build(handle)
         })
         .should_restart(|ctx, error| {
@@ -117,6 +118,22 @@ pub async fn run_worker(
         })
         .await?;
     Ok(())
+}
+
+/// apalis's tracing layer, except for the level of a failed attempt: its default logs every
+/// one at ERROR, the hand-off of every SIGTERM included. Here a hand-off (the only
+/// `RetryAfterError`) is DEBUG, a failure that will be retried WARN, and only the end of a
+/// job for good (`AbortError`: a permanent failure, a panic, too many starts) ERROR. The
+/// handler logs each outcome itself too, with the job's id.
+fn log_failure(error: &BoxDynError, latency: Duration, _span: &tracing::Span) {
+    let done_in_ms = latency.as_millis() as u64;
+    if error.downcast_ref::<RetryAfterError>().is_some() {
+        tracing::debug!(done_in_ms, result = %error, "task.failed");
+    } else if error.downcast_ref::<AbortError>().is_some() {
+        tracing::error!(done_in_ms, result = %error, "task.failed");
+    } else {
+        tracing::warn!(done_in_ms, result = %error, "task.failed");
+    }
 }
 
 /// How long after a notification the worker is woken a second time.

@@ -16,6 +16,90 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const DUPLICATE_DATABASE: &str = "42P04";
 const UNIQUE_VIOLATION: &str = "23505";
 
+/// SQLSTATE of "the database system is starting up" (and shutting down, in recovery).
+const CANNOT_CONNECT_NOW: &str = "57P03";
+
+/// The longest pause between two attempts of [`wait_for_server`].
+const MAX_WAIT_STEP: Duration = Duration::from_secs(5);
+
+/// Waits until PostgreSQL at `url` accepts a connection, for at most `limit`: trying
+/// again with back-off while the server cannot be reached or is still starting up, and
+/// logging what it waits for (host and port only). Any other refusal (a wrong password, a
+/// missing role) fails at once; so does the first attempt when `limit` is zero. Only for
+/// start-up: a running process rides out an outage on its pool instead.
+pub async fn wait_for_server(url: &str, limit: Duration) -> anyhow::Result<()> {
+    let options = parse(url)?;
+    // The maintenance database, since the configured one may not exist yet.
+    let probe = match options.get_database() {
+        Some(_) => options.clone().database("postgres"),
+        None => options.clone(),
+    };
+    let target = match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(250);
+    let mut attempt = 1u32;
+    loop {
+        let remaining = limit.saturating_sub(started.elapsed());
+        let outcome = tokio::time::timeout(
+            remaining.clamp(Duration::from_secs(1), Duration::from_secs(10)),
+            probe.connect(),
+        )
+        .await;
+        let error = match outcome {
+            Ok(Ok(connection)) => {
+                connection.close().await.ok();
+                if attempt > 1 {
+                    tracing::info!(database = %target, waited_ms = started.elapsed().as_millis() as u64, "PostgreSQL is up");
+                }
+                return Ok(());
+            }
+            Ok(Err(e)) if !is_not_up_yet(&e) => {
+                return Err(anyhow::Error::new(e)).with_context(|| {
+                    format!(
+                        "could not connect to PostgreSQL at {}: is DATABASE_URL right?",
+                        redact(url)
+                    )
+                });
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer to the connection attempt".to_owned(),
+        };
+        let waited = started.elapsed();
+        if waited >= limit {
+            anyhow::bail!(
+                "PostgreSQL at {target} did not accept a connection within {} s \
+                 (DATABASE_CONNECT_TIMEOUT_SECS); the last attempt said: {error}. \
+                 Is it running, and is DATABASE_URL ({}) right?",
+                limit.as_secs(),
+                redact(url)
+            );
+        }
+        tracing::info!(
+            database = %target,
+            attempt,
+            waited_secs = waited.as_secs(),
+            limit_secs = limit.as_secs(),
+            %error,
+            "waiting for PostgreSQL to accept connections"
+        );
+        tokio::time::sleep(pause.min(limit - waited)).await;
+        pause = (pause * 2).min(MAX_WAIT_STEP);
+        attempt += 1;
+    }
+}
+
+/// Whether a failed connection attempt means "not reachable yet" rather than "refused".
+fn is_not_up_yet(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(e) => e.code().as_deref() == Some(CANNOT_CONNECT_NOW),
+        _ => false,
+    }
+}
+
 /// Opens a pool on `url` without touching the schema.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     let options = parse(url)?;
@@ -101,13 +185,18 @@ async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The connection options of `url`. PostgreSQL's notices are not asked for: they would be
+/// logged at INFO, and the only ones the service provokes are the "already exists,
+/// skipping" of every migration run at start.
 fn parse(url: &str) -> anyhow::Result<PgConnectOptions> {
-    PgConnectOptions::from_str(url).with_context(|| {
-        format!(
-            "DATABASE_URL {:?} is not a valid postgres:// URL",
-            redact(url)
-        )
-    })
+    PgConnectOptions::from_str(url)
+        .map(|options| options.options([("client_min_messages", "warning")]))
+        .with_context(|| {
+            format!(
+                "DATABASE_URL {:?} is not a valid postgres:// URL",
+                redact(url)
+            )
+        })
 }
 
 /// Errors that mean "the database is not there right now", as opposed to "this query is

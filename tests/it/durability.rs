@@ -194,6 +194,14 @@ async fn sigterm_hands_the_job_to_the_other_worker_at_once_and_exits_0() {
         "hand-off after SIGTERM: {handoff:.2?}; the signalled worker exited after {exited:.2?}"
     );
     assert_eq!(code, Some(0), "{}", busy.output());
+    // A hand-off happens at every rolling deploy: nothing an operator must look at.
+    let errors: Vec<String> = busy
+        .output()
+        .lines()
+        .filter(|line| line.contains("ERROR"))
+        .map(str::to_owned)
+        .collect();
+    assert!(errors.is_empty(), "ERROR lines at a hand-off: {errors:#?}");
     assert!(
         handoff < Duration::from_secs(3),
         "hand-off took {handoff:?}, well under the {LEASE:?} lease expected"

@@ -6,6 +6,7 @@ mod browser;
 mod budget;
 mod cli;
 mod coins;
+mod container;
 mod durability;
 mod events;
 mod jobs;

@@ -322,3 +322,87 @@ async fn without_the_database_a_call_waits_for_its_slot_and_goes_once_it_is_back
         .unwrap();
     assert_eq!(granted, 2, "each call took its slot from the database");
 }
+
+#[tokio::test]
+async fn a_process_started_before_its_database_waits_for_it_saying_where_and_then_serves() {
+    let cluster = PrivateCluster::create();
+    // The password is never printed; trust authentication ignores it.
+    let url = format!(
+        "postgres://postgres:hunter2secret@127.0.0.1:{}/price_history",
+        cluster.port
+    );
+    let fake = FakeCoinGecko::start().await;
+    let bind = format!("127.0.0.1:{}", free_port());
+    let base = format!("http://{bind}");
+    let mut api = spawn_service(
+        &url,
+        &fake.base_url(),
+        &["api"],
+        &[
+            ("BIND_ADDR", &bind),
+            ("DATABASE_CONNECT_TIMEOUT_SECS", "60"),
+        ],
+    );
+    let waiting = format!("127.0.0.1:{}", cluster.port);
+    wait_until(
+        "the api says it waits",
+        Duration::from_secs(10),
+        async || api.output().contains("waiting for PostgreSQL") && api.output().contains(&waiting),
+    )
+    .await;
+    assert!(api.is_running(), "{}", api.output());
+
+    cluster.start();
+    let started = Instant::now();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    wait_until("the api is ready", Duration::from_secs(30), async || {
+        readyz(&client, &base).await == Some(200)
+    })
+    .await;
+    println!("ready {:.2?} after PostgreSQL came up", started.elapsed());
+    // Back-off is capped at 5 s, so the next attempt comes soon after.
+    assert!(started.elapsed() < Duration::from_secs(15));
+    api.signal("TERM");
+    assert_eq!(api.exit_code(Duration::from_secs(30)).await, Some(0));
+    let output = api.output();
+    assert!(!output.contains("hunter2secret"), "{output}");
+    assert!(output.contains("PostgreSQL is up"), "{output}");
+}
+
+#[tokio::test]
+async fn a_process_whose_database_never_comes_exits_1_after_the_limit_saying_why() {
+    let port = free_port();
+    let url = format!("postgres://postgres:hunter2secret@127.0.0.1:{port}/price_history");
+    let started = Instant::now();
+    let mut worker = spawn_service(
+        &url,
+        "http://127.0.0.1:9",
+        &["worker"],
+        &[("DATABASE_CONNECT_TIMEOUT_SECS", "2")],
+    );
+    let code = worker.exit_code(Duration::from_secs(20)).await;
+    let took = started.elapsed();
+    // The last line may still be on its way from the pipe.
+    wait_until(
+        "the reason is printed",
+        Duration::from_secs(5),
+        async || worker.output().contains("error: "),
+    )
+    .await;
+
+    let output = worker.output();
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "exited after {took:?}"
+    );
+    assert!(
+        output.contains(&format!(
+            "PostgreSQL at 127.0.0.1:{port} did not accept a connection within 2 s"
+        )),
+        "{output}"
+    );
+    assert!(output.contains("DATABASE_CONNECT_TIMEOUT_SECS"), "{output}");
+    assert!(!output.contains("hunter2secret"), "{output}");
+}

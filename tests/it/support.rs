@@ -116,6 +116,7 @@ impl Harness {
             .expect("a fake CoinGecko can listen on a free loopback port");
         let settings = Settings {
             database_url: db.url.clone(),
+            database_connect_timeout_secs: 0,
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             coingecko_base_url: fake.base_url(),
             coingecko_api_key: None,
@@ -369,7 +370,24 @@ pub fn spawn_service(
         .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
         .env("JOB_LEASE_SECS", "5")
         .env("RUST_LOG", "info,sqlx=warn")
-        .envs(env.iter().copied())
+        .envs(env.iter().copied());
+    start_captured(command)
+}
+
+/// Starts `price-history <args>` with exactly `env` (and `PATH`), nothing added.
+pub fn spawn_with_exact_env(args: &[&str], env: &[(String, String)]) -> Service {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    start_captured(command)
+}
+
+/// Starts the command with its stdout and stderr kept in the `Service`.
+fn start_captured(mut command: tokio::process::Command) -> Service {
+    command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
