@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod durability;
 mod jobs;
+mod mutants;
 mod outage;
 mod pipeline;
 mod support;
