@@ -159,3 +159,62 @@ async fn a_worker_frozen_past_its_lease_cannot_overwrite_what_the_worker_that_to
     );
     assert!(other.is_running());
 }
+
+/// Kills `src/store/queue_lease.rs`: `held_by_live_workers` -> `Ok(vec![])` (and the
+/// other made-up lists): the orphan sweep would take a job from a worker that is alive
+/// but whose one call outlasts the lease, and the job would read `pending`, "its worker
+/// stopped answering", while that worker still runs it.
+#[tokio::test]
+async fn a_live_worker_whose_call_outlasts_the_lease_keeps_its_job_running() {
+    let h = Harness::new().await;
+    // The one answer is held 9 s: past the 5 s lease and several of the sweep's 1.7 s ticks.
+    h.fake.set_delay(Duration::from_secs(9));
+    let day = days_before_today(3);
+    let job = h.submit(day, day, false).await;
+    let worker = h.spawn(&["worker"], &[]);
+    let seen = std::sync::Mutex::new(Vec::new());
+
+    let finished = h
+        .wait_for(job.id, "the job ends", |j| {
+            seen.lock().unwrap().push(j.status);
+            j.status.is_terminal()
+        })
+        .await;
+
+    assert_eq!(finished.status, JobStatus::Completed, "{}", worker.output());
+    let seen = seen.into_inner().unwrap();
+    let since_started: Vec<JobStatus> = seen
+        .iter()
+        .copied()
+        .skip_while(|s| *s != JobStatus::Running)
+        .collect();
+    assert!(
+        !since_started.contains(&JobStatus::Pending),
+        "the running job read pending while its worker was alive: {seen:?}\n{}",
+        worker.output()
+    );
+    assert_eq!(finished.attempts, 1);
+    assert_eq!(h.fake.call_count(), 1);
+}
+
+/// Kills `src/store/gaps.rs`: `from > end` -> `from >= end` in `coverage`: a one-day
+/// range would expect no day at all.
+#[tokio::test]
+async fn coverage_of_one_missing_day_expects_that_day() {
+    let db = crate::support::TestDb::new().await;
+    let day = days_before_today(5);
+
+    let coverage = price_history::store::gaps::coverage(&db.pool, Symbol::Btc, day, day)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        (
+            coverage.total_expected_days,
+            coverage.total_stored_days,
+            coverage.gap_dates,
+            coverage.coverage_percent
+        ),
+        (1, 0, vec![day], 0.0)
+    );
+}
