@@ -99,9 +99,14 @@ async fn a_worker_frozen_past_its_lease_cannot_overwrite_what_the_worker_that_to
     h.fake.set_delay(Duration::from_secs(2));
     // Forced: a write replaces stored days, so a stale write would show in the prices.
     let job = h.submit(start, end, true).await;
-    let stale = h.spawn(&["worker"], &[("COINGECKO_TIMEOUT_SECS", "300")]);
+    // The shortest lease (2 s) keeps the freeze under the pool's 5 s acquire timeout: a
+    // query the worker had in flight when frozen must not time out when it is resumed
+    // (that makes apalis restart the worker, which drops the attempt before it writes).
+    let lease = ("JOB_LEASE_SECS", "2");
+    let stale = h.spawn(&["worker"], &[lease, ("COINGECKO_TIMEOUT_SECS", "300")]);
     h.fake.wait_for_calls(1).await;
     stale.signal("STOP");
+    let frozen_at = std::time::Instant::now();
     let stale_holder = h
         .holder(job.id)
         .await
@@ -111,7 +116,7 @@ async fn a_worker_frozen_past_its_lease_cannot_overwrite_what_the_worker_that_to
     // From now on CoinGecko answers at once, with prices 25 % up.
     h.fake.set_delay(Duration::ZERO);
     h.fake.set_price_shift(Decimal::new(125, 2));
-    let mut other = h.spawn(&["worker"], &[]);
+    let mut other = h.spawn(&["worker"], &[lease]);
     let finished = h
         .wait_for(job.id, "the other worker ends the job", |j| {
             j.status.is_terminal()
@@ -130,6 +135,7 @@ async fn a_worker_frozen_past_its_lease_cannot_overwrite_what_the_worker_that_to
     }
 
     stale.signal("CONT");
+    println!("the stale worker was frozen {:.2?}", frozen_at.elapsed());
     let said = stale
         .wait_for_output(
             "the resumed worker to end its window",
