@@ -10,6 +10,7 @@ mod container;
 mod durability;
 mod events;
 mod jobs;
+mod mutants;
 mod outage;
 mod page;
 mod pipeline;

@@ -302,6 +302,8 @@ pub struct Service {
     output: std::sync::Arc<std::sync::Mutex<String>>,
     /// The tasks copying stdout and stderr into `output`; done once the process is.
     readers: Vec<JoinHandle<()>>,
+    /// Lines printed so far; changes with every line, for [`Service::wait_for_output`].
+    lines: tokio::sync::watch::Receiver<usize>,
 }
 
 impl Harness {
@@ -396,6 +398,8 @@ fn start_captured(mut command: tokio::process::Command) -> Service {
     let pid = child.id().expect("a running child has a pid");
     let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let mut readers = Vec::new();
+    let (lines_tx, lines) = tokio::sync::watch::channel(0usize);
+    let lines_tx = std::sync::Arc::new(lines_tx);
     for stream in [
         child
             .stdout
@@ -410,13 +414,18 @@ fn start_captured(mut command: tokio::process::Command) -> Service {
     .flatten()
     {
         let output = output.clone();
+        let lines_tx = lines_tx.clone();
         readers.push(tokio::spawn(async move {
             use tokio::io::AsyncBufReadExt;
             let mut lines = tokio::io::BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let mut out = output.lock().unwrap();
-                out.push_str(&line);
-                out.push('\n');
+                {
+                    let mut out = output.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+                // Released the output first: a waiter reads it while it holds the channel.
+                lines_tx.send_modify(|n| *n += 1);
             }
         }));
     }
@@ -425,6 +434,7 @@ fn start_captured(mut command: tokio::process::Command) -> Service {
         pid,
         output,
         readers,
+        lines,
     }
 }
 
@@ -468,6 +478,34 @@ impl Service {
 
     pub fn output(&self) -> String {
         self.output.lock().unwrap().clone()
+    }
+
+    /// Waits until what the process printed so far satisfies `condition` (checked at
+    /// every new line), and returns it.
+    pub async fn wait_for_output(
+        &self,
+        what: &str,
+        within: Duration,
+        condition: impl Fn(&str) -> bool,
+    ) -> String {
+        let mut lines = self.lines.clone();
+        let output = self.output.clone();
+        let printed = tokio::time::timeout(
+            within,
+            lines.wait_for(|_| condition(&output.lock().unwrap())),
+        )
+        .await;
+        match printed {
+            Ok(Ok(_)) => self.output(),
+            Ok(Err(_)) => panic!(
+                "the process closed its output before {what}; it printed:\n{}",
+                self.output()
+            ),
+            Err(_) => panic!(
+                "timed out after {within:?} waiting for {what}; it printed:\n{}",
+                self.output()
+            ),
+        }
     }
 
     /// Whether a worker name belongs to this process.

@@ -1,0 +1,233 @@
+//! Tests written to kill mutants: bugs the rest of the suite let through (issue 14,
+//! `TESTING.md`). Each names the mutant it kills.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{Days, NaiveDate};
+use price_history::domain::{JobStatus, Symbol};
+use price_history::fake_coingecko::ScriptedResponse;
+use price_history::store::daily_prices;
+use rust_decimal::Decimal;
+
+use crate::support::{Harness, days_before_today};
+
+/// `n` consecutive days from `first`.
+fn run_of(first: NaiveDate, n: u64) -> Vec<NaiveDate> {
+    (0..n)
+        .map(|i| first.checked_add_days(Days::new(i)).unwrap())
+        .collect()
+}
+
+/// A 200 body with the fake's hourly points for `start..=end`, except on `dropped` days:
+/// an answer that misses days the next call will have.
+fn chart_without(
+    h: &Harness,
+    start: NaiveDate,
+    end: NaiveDate,
+    dropped: &HashSet<NaiveDate>,
+) -> String {
+    let (mut prices, mut volumes) = (Vec::new(), Vec::new());
+    for day in start.iter_days().take_while(|day| *day <= end) {
+        if dropped.contains(&day) {
+            continue;
+        }
+        for (ms, price, volume) in h.fake.points_for_day(day, true) {
+            prices.push(format!("[{ms},{price}]"));
+            volumes.push(format!("[{ms},{volume}]"));
+        }
+    }
+    format!(
+        r#"{{"prices":[{}],"market_caps":[],"total_volumes":[{}]}}"#,
+        prices.join(","),
+        volumes.join(",")
+    )
+}
+
+/// The stored closes of the symbol, by day.
+async fn closes(h: &Harness, start: NaiveDate, end: NaiveDate) -> Vec<(NaiveDate, Decimal)> {
+    daily_prices::list(h.pool(), Symbol::BTC, start, end)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.date, row.close))
+        .collect()
+}
+
+/// Kills `src/ingest/job.rs`: `windows_for_days(&fillable, self.chunk_days)` ->
+/// `windows_for_days(&fillable, 1)` (one fill call per missing day).
+#[tokio::test]
+async fn runs_missing_from_the_first_answer_are_filled_with_one_call_per_run() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(30), days_before_today(1));
+    let three = run_of(days_before_today(20), 3);
+    let four = run_of(days_before_today(10), 4);
+    let dropped: HashSet<NaiveDate> = three.iter().chain(&four).copied().collect();
+    h.fake.push_response(ScriptedResponse::status(
+        200,
+        chart_without(&h, start, end, &dropped),
+    ));
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_eq!(h.stored_days().await, 30, "the fills stored the 7 days");
+    let calls: Vec<(NaiveDate, NaiveDate)> = h
+        .fake
+        .calls()
+        .iter()
+        .map(|c| (c.from.date_naive(), c.to.date_naive()))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![(start, end), (three[0], three[2]), (four[0], four[3]),],
+        "the window, then exactly one call per run of missing days"
+    );
+    assert_eq!((job.chunks_done, job.chunks_total), (3, 3));
+    assert_eq!(job.records_fetched, 30);
+}
+
+/// Kills `src/store/queue_lease.rs`: `hold` -> `Ok(true)` (the lease fence off). A worker
+/// frozen (SIGSTOP) past its lease with its CoinGecko call in flight is taken over; the
+/// worker that took over stores newer prices and ends the job; the frozen one is resumed
+/// (SIGCONT), gets its stale answer and tries to write it: it must write nothing.
+#[tokio::test]
+async fn a_worker_frozen_past_its_lease_cannot_overwrite_what_the_worker_that_took_over_stored() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(10), days_before_today(1));
+    // The first answer is held back 2 s, so that the worker is frozen with it in flight.
+    h.fake.set_delay(Duration::from_secs(2));
+    // Forced: a write replaces stored days, so a stale write would show in the prices.
+    let job = h.submit(start, end, true).await;
+    // The shortest lease (2 s) keeps the freeze under the pool's 5 s acquire timeout: a
+    // query the worker had in flight when frozen must not time out when it is resumed
+    // (that makes apalis restart the worker, which drops the attempt before it writes).
+    let lease = ("JOB_LEASE_SECS", "2");
+    let stale = h.spawn(&["worker"], &[lease, ("COINGECKO_TIMEOUT_SECS", "300")]);
+    h.fake.wait_for_calls(1).await;
+    stale.signal("STOP");
+    let frozen_at = std::time::Instant::now();
+    let stale_holder = h
+        .holder(job.id)
+        .await
+        .expect("the frozen worker holds the job");
+    assert!(stale.owns(&stale_holder));
+
+    // From now on CoinGecko answers at once, with prices 25 % up.
+    h.fake.set_delay(Duration::ZERO);
+    h.fake.set_price_shift(Decimal::new(125, 2));
+    let mut other = h.spawn(&["worker"], &[lease]);
+    let finished = h
+        .wait_for(job.id, "the other worker ends the job", |j| {
+            j.status.is_terminal()
+        })
+        .await;
+    assert_eq!(finished.status, JobStatus::Completed, "{}", other.output());
+    assert_eq!(finished.attempts, 2, "taken over once");
+    let stored = closes(&h, start, end).await;
+    assert_eq!(stored.len(), 10);
+    for (day, close) in &stored {
+        let truth = h.fake.points_for_day(*day, true).last().unwrap().1;
+        assert_eq!(
+            *close, truth,
+            "the new worker stored the new price of {day}"
+        );
+    }
+
+    stale.signal("CONT");
+    println!("the stale worker was frozen {:.2?}", frozen_at.elapsed());
+    let said = stale
+        .wait_for_output(
+            "the resumed worker to end its window",
+            Duration::from_secs(60),
+            |out| out.contains("window stored") || out.contains("another worker holds this job"),
+        )
+        .await;
+
+    assert_eq!(
+        closes(&h, start, end).await,
+        stored,
+        "the stale answer overwrote the prices the new worker stored:\n{said}"
+    );
+    assert!(
+        said.contains("another worker holds this job now; stopping without writing"),
+        "{said}"
+    );
+    let after = h.job(job.id).await;
+    assert_eq!(
+        (after.status, after.chunks_done, after.records_fetched),
+        (
+            finished.status,
+            finished.chunks_done,
+            finished.records_fetched
+        ),
+        "the stale worker left the record alone"
+    );
+    assert!(other.is_running());
+}
+
+/// Kills `src/store/queue_lease.rs`: `held_by_live_workers` -> `Ok(vec![])` (and the
+/// other made-up lists): the orphan sweep would take a job from a worker that is alive
+/// but whose one call outlasts the lease, and the job would read `pending`, "its worker
+/// stopped answering", while that worker still runs it.
+#[tokio::test]
+async fn a_live_worker_whose_call_outlasts_the_lease_keeps_its_job_running() {
+    let h = Harness::new().await;
+    // The one answer is held 9 s: past the 5 s lease and several of the sweep's 1.7 s ticks.
+    h.fake.set_delay(Duration::from_secs(9));
+    let day = days_before_today(3);
+    let job = h.submit(day, day, false).await;
+    let worker = h.spawn(&["worker"], &[]);
+    let seen = std::sync::Mutex::new(Vec::new());
+
+    let finished = h
+        .wait_for(job.id, "the job ends", |j| {
+            seen.lock().unwrap().push(j.status);
+            j.status.is_terminal()
+        })
+        .await;
+
+    assert_eq!(finished.status, JobStatus::Completed, "{}", worker.output());
+    let seen = seen.into_inner().unwrap();
+    let since_started: Vec<JobStatus> = seen
+        .iter()
+        .copied()
+        .skip_while(|s| *s != JobStatus::Running)
+        .collect();
+    assert!(
+        !since_started.contains(&JobStatus::Pending),
+        "the running job read pending while its worker was alive: {seen:?}\n{}",
+        worker.output()
+    );
+    assert_eq!(finished.attempts, 1);
+    assert_eq!(h.fake.call_count(), 1);
+}
+
+/// Kills `src/store/gaps.rs`: `from > end` -> `from >= end` in `coverage`: a one-day
+/// range would expect no day at all.
+#[tokio::test]
+async fn coverage_of_one_missing_day_expects_that_day() {
+    let db = crate::support::TestDb::new().await;
+    let day = days_before_today(5);
+
+    let coverage = price_history::store::gaps::coverage(
+        &db.pool,
+        &price_history::domain::Coin::bitcoin(),
+        price_history::domain::PlanReach::UNLIMITED,
+        price_history::domain::today_utc(),
+        day,
+        day,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        (
+            coverage.total_expected_days,
+            coverage.total_stored_days,
+            coverage.gap_dates,
+            coverage.coverage_percent
+        ),
+        (1, 0, vec![day], 0.0)
+    );
+}
