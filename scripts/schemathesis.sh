@@ -7,7 +7,8 @@
 # that, unlike Schemathesis, refuses anything OpenAPI 3.0 does not allow (such as the
 # 3.1-only `info.summary`), as strict client generators do.
 #
-# It builds the binary, starts `price-history api` on a free port against a throwaway
+# It builds the binary, starts a loopback fake CoinGecko and `price-history api` on free
+# ports, the api against a throwaway
 # database (created by the binary, dropped at the end), waits for /readyz, runs
 # Schemathesis, and stops the server. Schemathesis and openapi-spec-validator are
 # installed from PyPI into a venv under target/ on first use.
@@ -49,20 +50,31 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 base="http://127.0.0.1:$port"
 
 server=""
+fake=""
 cleanup() {
-    if [[ -n "$server" ]] && kill -0 "$server" 2>/dev/null; then
-        kill -TERM "$server"
-        wait "$server" || true
-    fi
+    for pid in "$server" "$fake"; do
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid"
+            wait "$pid" || true
+        fi
+    done
     psql -q -X "$admin_url" -c "DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)" >/dev/null || true
 }
 trap cleanup EXIT
 
-# No worker runs in `api`, so CoinGecko is never called; the URL points nowhere on purpose.
+# No worker runs in `api`, but registering a coin (PUT /api/v1/coins/{symbol}) checks its
+# id with one CoinGecko call: the loopback fake answers it (ids it does not know get
+# "coin not found", as CoinGecko's do), with a budget that never makes a request wait.
+fake_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+RUST_LOG=warn target/debug/price-history fake-coingecko --bind "127.0.0.1:$fake_port" \
+    >target/schemathesis-fake.log 2>&1 &
+fake=$!
+
 DATABASE_URL="postgres://postgres@127.0.0.1:5432/$database" \
     BIND_ADDR="127.0.0.1:$port" \
     API_TOKEN="$token" \
-    COINGECKO_BASE_URL="http://127.0.0.1:9" \
+    COINGECKO_BASE_URL="http://127.0.0.1:$fake_port" \
+    COINGECKO_CALLS_PER_MINUTE=60000 \
     RUST_LOG="${RUST_LOG:-warn}" \
     target/debug/price-history api >"$log" 2>&1 &
 server=$!

@@ -184,11 +184,12 @@ pub struct PutCoinRequest {
     /// `ethereum`. A registered coin keeps its id.
     #[oai(validator(min_length = 1, max_length = 100))]
     pub coingecko_id: String,
-    /// Keep the coin up to date every day (`SYNC_SCHEDULE`).
-    #[oai(default)]
+    /// Keep the coin up to date every day (`SYNC_SCHEDULE`). Absent or null: `false`.
+    #[oai(default, nullable)]
     pub tracked: bool,
-    /// With `tracked`: the first day to keep, `YYYY-MM-DD`; else the coin's first day
-    /// (or the oldest day the CoinGecko plan serves, whichever is later).
+    /// With `tracked`: the first day to keep, `YYYY-MM-DD`; absent or null: the coin's
+    /// first day (or the oldest day the CoinGecko plan serves, whichever is later).
+    #[oai(nullable)]
     pub track_since: Option<Day>,
 }
 
