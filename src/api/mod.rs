@@ -133,11 +133,15 @@ pub fn app(
 }
 
 /// [`app`] with the process's job-event listener, so that shutdown can end the streams.
+///
+/// The stack is boxed: its full type is deep enough that the release build's layout
+/// queries overflow the compiler's recursion limit, and one virtual call per request
+/// costs nothing next to the work behind it.
 fn app_with(
     state: ApiState,
     limits: ConnectionLimits,
     events: events::JobEvents,
-) -> impl Endpoint<Output = Response> + 'static {
+) -> poem::endpoint::BoxEndpoint<'static, Response> {
     let service = openapi_service();
     let routes = Route::new()
         .at("/openapi.json", service.spec_endpoint())
@@ -162,6 +166,7 @@ fn app_with(
         }))
         .around(middleware::access_log)
         .map_to_response()
+        .boxed()
 }
 
 /// Serves on `bind` until `shutdown` resolves; then stops accepting, lets in-flight
