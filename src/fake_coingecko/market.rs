@@ -233,7 +233,9 @@ fn circulating_supply(at_ms: i64) -> f64 {
 /// CoinGecko sends at most 15 significant digits (`69702.3087473573`), and some values
 /// are round cents. Fifteen digits also read back exactly as the same decimal.
 fn round_like_coingecko(value: f64, at_ms: i64) -> f64 {
-    if splitmix64(at_ms as u64 ^ ROUND_SALT).is_multiple_of(4) {
+    // Cents only for values of a dollar or more: a coin worth a fraction of a cent would
+    // round to a price of zero, which CoinGecko never sends.
+    if value >= 1.0 && splitmix64(at_ms as u64 ^ ROUND_SALT).is_multiple_of(4) {
         (value * 100.0).round() / 100.0
     } else {
         format!("{value:.14e}")
@@ -389,6 +391,25 @@ mod tests {
 
     fn market_of_bitcoin_price(at: i64) -> f64 {
         market().price(at)
+    }
+
+    #[test]
+    fn every_coin_has_prices_above_zero_from_its_first_day() {
+        for coin in COINS {
+            let market = market().of(coin);
+            for at in market
+                .times(coin.genesis_ms, ms(2026, 1, 1, 0), false)
+                .into_iter()
+                .step_by(3)
+            {
+                let sample = market.sample(at);
+                assert!(
+                    sample.price > 0.0 && sample.volume > 0.0,
+                    "{} at {at}",
+                    coin.id
+                );
+            }
+        }
     }
 
     #[test]
