@@ -309,3 +309,58 @@ async fn schedule_acts_on_no_tick_before_it_is_due() {
     }
     assert!(ended - began >= TimeDelta::seconds(1), "{acted:#?}");
 }
+
+/// Kills `src/schedule/mod.rs`, `Scheduler::act_on`: the match guard
+/// `e.downcast_ref::<sqlx::Error>().is_some() || e.downcast_ref::<SubmitError>().is_some()`
+/// -> `false`, and `||` -> `&&`. A database error while queuing a coin's job must fail the
+/// whole tick and roll its claim back, so that the tick is tried again; the mutants log
+/// it, record the tick as acted on, and the coin waits for the next tick.
+#[tokio::test]
+async fn schedule_a_database_error_fails_the_whole_tick_and_frees_it_for_a_retry() {
+    use chrono::{Timelike, Utc};
+    use price_history::schedule::{Clock, Scheduler};
+    use price_history::store::{coins, sync_schedule};
+    let h = Harness::new().await;
+    coins::set_tracking(h.pool(), Symbol::BTC, true, Some(days_before_today(3)))
+        .await
+        .unwrap()
+        .unwrap();
+    sqlx::query(
+        "CREATE FUNCTION refuse_jobs() RETURNS trigger AS $$ \
+         BEGIN RAISE EXCEPTION 'no job today'; END $$ LANGUAGE plpgsql",
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_jobs BEFORE INSERT ON ingestion_jobs \
+         FOR EACH ROW EXECUTE FUNCTION refuse_jobs()",
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+    let scheduler = Scheduler {
+        pool: h.pool().clone(),
+        schedule: "* * * * * *".parse().unwrap(),
+        clock: Clock::SYSTEM,
+        reach: h.ingestor().reach,
+        max_attempts: 3,
+        name: "in-process".to_owned(),
+    };
+    let tick = Utc::now().with_nanosecond(0).unwrap();
+
+    let acted = scheduler.act_on(tick, false).await;
+
+    assert!(acted.is_err(), "the tick fails: {acted:?}");
+    assert_eq!(
+        sync_schedule::last_tick(h.pool()).await.unwrap(),
+        None,
+        "its claim is rolled back"
+    );
+    assert!(
+        sync_schedule::acted_ticks(h.pool())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
