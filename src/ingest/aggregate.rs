@@ -302,6 +302,20 @@ mod tests {
         assert!(built.too_thin.is_empty());
     }
 
+    /// Kills `fetched_at < end` -> `fetched_at <= end`: a day fetched at the next
+    /// midnight is over, so its candle is final, not provisional.
+    #[test]
+    fn a_day_fetched_at_the_next_midnight_is_over() {
+        let window = window("2024-01-01", "2024-01-01");
+        let prices = hourly("2024-01-01", vec![], 5);
+        let volumes = prices.clone();
+        let chart = chart(prices, volumes);
+        let at_midnight = daily_candles(&chart, &window, at("2024-01-02T00:00:00Z"));
+        assert!(!at_midnight.candles[0].provisional);
+        let just_before = daily_candles(&chart, &window, at("2024-01-01T23:59:59.999Z"));
+        assert!(just_before.candles[0].provisional);
+    }
+
     #[test]
     fn unsorted_points_are_ordered_before_open_and_close_are_taken() {
         let window = window("2024-01-01", "2024-01-01");

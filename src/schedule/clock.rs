@@ -29,3 +29,27 @@ impl Clock {
         self.now().date_naive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kills `offset_by_ms -> Default::default()` and `+` -> `-` in `now`: a process
+    /// started with `PH_SYNC_CLOCK_OFFSET_MS` must run that far ahead (or behind).
+    #[test]
+    fn an_offset_shifts_the_clock_by_that_much() {
+        let before = Utc::now();
+        let ahead = Clock::offset_by_ms(60_000).now();
+        let behind = Clock::offset_by_ms(-60_000).now();
+        let after = Utc::now();
+        let minute = TimeDelta::minutes(1);
+        assert!(
+            before + minute <= ahead && ahead <= after + minute,
+            "{ahead}"
+        );
+        assert!(
+            before - minute <= behind && behind <= after - minute,
+            "{behind}"
+        );
+    }
+}

@@ -304,8 +304,11 @@ async fn without_the_database_a_call_waits_for_its_slot_and_goes_once_it_is_back
         let client = client.clone();
         async move { client.market_chart_range("bitcoin", from, to).await }
     });
-    // Nothing to await here: the point is that nothing happens for a while.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nothing to await here: the point is that nothing happens for a while, longer than
+    // the pool's 5 s acquire timeout, so that the database has failed the limiter's query
+    // at least once and the limiter waits on (the match guard of `CallLimiter::acquire`
+    // turned `false` gives the attempt up then, issue 14).
+    tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(fake.call_count(), 1, "no call without a slot");
     assert!(!call.is_finished(), "the call waits for the database");
 

@@ -149,8 +149,8 @@ async fn a_tick_is_acted_on_once_and_never_after_a_later_one() {
     assert_eq!(earlier, None, "never a tick older than one acted on");
     let later = later.expect("a later tick is acted on");
     assert_eq!(
-        (later.jobs_queued, later.coins_busy),
-        (0, 1),
+        (later.jobs_queued, later.coins_busy, later.coins_behind),
+        (0, 1, 1),
         "the first job is still pending"
     );
     let jobs = jobs_by(&h, Trigger::Schedule).await;
