@@ -613,3 +613,35 @@ async fn a_body_announced_over_32_mib_is_refused_unread() {
     assert!(permanent_parts(&error).2.contains("over 32 MiB"), "{error}");
     server.abort();
 }
+
+/// Kills `src/coingecko/client.rs`, `attempt`: `*o == outcome` -> `!=` in the counter, and
+/// `status == StatusCode::TOO_MANY_REQUESTS` -> `!=` in its label: `/metrics` counts
+/// every attempt under how it ended, a 429 apart from a 5xx.
+#[tokio::test]
+async fn every_attempt_is_counted_under_how_it_ended() {
+    let fake = FakeCoinGecko::start().await;
+    let client = client_for(&fake);
+    fake.push_response(ScriptedResponse::server_error(503));
+    fake.push_response(ScriptedResponse::rate_limited(Some(1)));
+    fake.push_response(ScriptedResponse::passthrough());
+    fake.push_response(ScriptedResponse::status(400, r#"{"error":"invalid from"}"#));
+
+    two_days_of_2024(&client)
+        .await
+        .expect("the third attempt succeeds");
+    two_days_of_2024(&client)
+        .await
+        .expect_err("a 400 is refused");
+
+    assert_eq!(
+        client.calls_by_outcome(),
+        [
+            ("ok", 1),
+            ("unreadable", 0),
+            ("rate_limited", 1),
+            ("server_error", 1),
+            ("refused", 1),
+            ("transport_error", 0),
+        ]
+    );
+}

@@ -711,4 +711,35 @@ mod tests {
             RetryDecision::DoNotRetry
         ));
     }
+
+    /// Kills `MAX_BACKOFF`'s `10 * 60` -> `10 + 60` and `10 / 60`: back-offs grow up to
+    /// ten minutes and no further. Jitter draws each delay between half the base and the
+    /// ceiling, so the ceiling shows over many draws.
+    #[test]
+    fn backoff_stops_growing_at_ten_minutes() {
+        let client = CoinGeckoClient::new(
+            CoinGeckoSettings {
+                retry_base_delay: Duration::from_secs(2),
+                max_retries: 30,
+                ..settings("https://api.coingecko.com", None)
+            },
+            CallBudget::ProcessLocal,
+        )
+        .unwrap();
+        let delays: Vec<Duration> = (0..200)
+            .map(|_| {
+                let RetryDecision::Retry { execute_after } =
+                    client.inner.backoff.should_retry(SystemTime::now(), 20)
+                else {
+                    panic!("retry 20 of 30 should be allowed");
+                };
+                execute_after
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let longest = delays.iter().max().copied().unwrap_or_default();
+        assert!(longest <= Duration::from_secs(600), "{longest:?}");
+        assert!(longest > Duration::from_secs(300), "{longest:?}");
+    }
 }

@@ -362,6 +362,19 @@ mod tests {
             refused(401, r#"{"status":{"error_code":10002}}"#).history_limit_days(),
             None
         );
+        // A plan of 0 days is no plan: read as the documented 365, not as "serves nothing".
+        let zero = BODY_10012.replace("past 365 days", "past 0 days");
+        assert_eq!(refused(401, &zero).history_limit_days(), Some(365));
+    }
+
+    #[test]
+    fn only_a_refusal_is_permanent() {
+        assert!(refused(400, "").is_permanent());
+        let transient = CoinGeckoError::Transient {
+            message: "CoinGecko answered HTTP 503 three times".to_owned(),
+        };
+        assert!(!transient.is_permanent());
+        assert_eq!(transient.history_limit_days(), None);
     }
 
     #[test]
@@ -476,6 +489,35 @@ mod tests {
     }
 
     #[test]
+    fn plans_urls_and_bad_requests_get_their_own_advice() {
+        let plan = message(
+            401,
+            r#"{"status":{"error_code":10005,"error_message":"You need to upgrade."}}"#,
+        );
+        assert!(
+            plan.contains("not included in your CoinGecko plan"),
+            "{plan}"
+        );
+        let no_such_url = message(404, "<html><title>404 Not Found</title></html>");
+        assert!(
+            no_such_url.contains("The URL was not found"),
+            "{no_such_url}"
+        );
+        assert!(!no_such_url.contains("coin id"), "{no_such_url}");
+        let bad_request = message(400, r#"{"error":"invalid from"}"#);
+        assert!(
+            bad_request.contains("rejected the request itself"),
+            "{bad_request}"
+        );
+        assert!(!bad_request.contains("coin id"), "{bad_request}");
+        let teapot = message(418, "I'm a teapot");
+        assert!(
+            teapot.ends_with("Retrying will not change that answer."),
+            "{teapot}"
+        );
+    }
+
+    #[test]
     fn a_key_echoed_in_any_spelling_is_masked_even_where_the_quote_is_cut() {
         let redactor = Redactor::new(["CG-secret-key", "api-token"]);
         let bodies = [
@@ -520,7 +562,16 @@ mod tests {
     fn json_without_words_is_quoted_whole_and_empty_bodies_not_at_all() {
         let said = ErrorBody::read(br#"{"weird":true}"#);
         assert_eq!(said.text.as_deref(), Some(r#"{"weird":true}"#));
-        assert_eq!(ErrorBody::read(b"{}"), ErrorBody::default());
-        assert_eq!(ErrorBody::read(b"  \n"), ErrorBody::default());
+        for empty in ["{}", "  \n", "null", "[]", r#""  ""#] {
+            assert_eq!(
+                ErrorBody::read(empty.as_bytes()),
+                ErrorBody::default(),
+                "{empty}"
+            );
+        }
+        assert_eq!(
+            message(418, "null"),
+            "CoinGecko answered HTTP 418. Retrying will not change that answer."
+        );
     }
 }

@@ -52,4 +52,15 @@ mod tests {
             "{behind}"
         );
     }
+
+    /// Kills `today -> Default::default()`: the day is the shifted clock's UTC day.
+    #[test]
+    fn today_is_the_shifted_clocks_utc_day() {
+        let day = TimeDelta::days(1);
+        let before = (Utc::now() + day).date_naive();
+        let today = Clock::offset_by_ms(day.num_milliseconds()).today();
+        let after = (Utc::now() + day).date_naive();
+        assert!(before <= today && today <= after, "{today}");
+        assert!(Clock::SYSTEM.today() >= before.pred_opt().unwrap());
+    }
 }

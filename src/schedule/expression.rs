@@ -156,6 +156,7 @@ mod tests {
     #[test]
     fn a_seconds_schedule_ticks_on_its_seconds() {
         let every_two = schedule("*/2 * * * * *");
+        assert!(!every_two.is_off(), "a schedule that ticks is not off");
         assert_eq!(
             every_two.next_after(at("2026-11-28T10:00:00Z")),
             Some(at("2026-11-28T10:00:02Z"))
@@ -173,6 +174,7 @@ mod tests {
             assert!(s.is_off());
             assert_eq!(s.next_after(Utc::now()), None);
             assert_eq!(s.latest_at_or_before(Utc::now()), None);
+            assert_eq!(format!("{s} {s:?}"), "off SyncSchedule(off)");
         }
     }
 

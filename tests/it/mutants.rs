@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::{Days, NaiveDate};
 use price_history::domain::{JobStatus, Symbol};
-use price_history::fake_coingecko::ScriptedResponse;
+use price_history::fake_coingecko::{FakeOptions, ScriptedResponse};
+use price_history::ingest::JobError;
 use price_history::store::daily_prices;
 use rust_decimal::Decimal;
 
@@ -362,5 +363,117 @@ async fn schedule_a_database_error_fails_the_whole_tick_and_frees_it_for_a_retry
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// Kills `src/ingest/job.rs`, `From<sqlx::Error> for JobError`: the guard on SQLSTATE
+/// class 22/23 -> `true` or `false`, and `||` -> `&&`. A row the table refuses is refused
+/// again however often it is fetched (permanent, said without PostgreSQL's text); any
+/// other database error may pass (transient: the job goes back on the queue).
+#[tokio::test]
+async fn a_row_the_table_refuses_fails_the_job_and_other_database_errors_retry_it() {
+    let h = Harness::new().await;
+    let pool = h.pool();
+    let error_of = |sql: &'static str| async move {
+        sqlx::query(sql)
+            .execute(pool)
+            .await
+            .expect_err("PostgreSQL refuses it")
+    };
+
+    let broken_rule = JobError::from(
+        error_of(
+            r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
+               VALUES ('BTC', '2024-01-01', 0, 0, 0, 0, 1, now())"#,
+        )
+        .await,
+    );
+    let bad_value = JobError::from(error_of("SELECT 1 / 0").await);
+    let no_table = JobError::from(error_of("SELECT * FROM no_such_table").await);
+
+    let JobError::Permanent(message) = broken_rule else {
+        panic!("class 23 (a CHECK broken) is permanent: {broken_rule:?}");
+    };
+    assert!(
+        message.contains("broke a rule of the table (daily_prices_prices_positive)"),
+        "{message}"
+    );
+    assert!(!message.contains("violates"), "{message}");
+    assert!(
+        matches!(bad_value, JobError::Permanent(_)),
+        "class 22 (division by zero) is permanent: {bad_value:?}"
+    );
+    assert!(
+        matches!(no_table, JobError::Transient(_)),
+        "class 42 is no fault of the data: {no_table:?}"
+    );
+}
+
+/// Kills `src/ingest/job.rs`, `Ingestor::run`: the plan loop's guard `!learned` -> `true`.
+/// A 10012 answer within the reach the first 10012 taught must fail the job at once; with
+/// the guard gone it would learn the same reach again and again, a refused call each time.
+#[tokio::test]
+async fn a_second_10012_within_the_reach_it_taught_fails_the_job_after_two_calls() {
+    // The fake refuses `from` older than 30 days, but its 10012 sentence says 365: a plan
+    // narrower than CoinGecko's own words.
+    let h = Harness::with_fake(FakeOptions {
+        history_limit_days: Some(30),
+        ..FakeOptions::default()
+    })
+    .await;
+    let (start, end) = (days_before_today(100), days_before_today(1));
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
+    let message = job.error_message.unwrap_or_default();
+    assert!(
+        message.contains("even within the reach it taught before (365 days)"),
+        "{message}"
+    );
+    assert!(message.contains("COINGECKO_HISTORY_DAYS"), "{message}");
+    let statuses: Vec<u16> = h.fake.calls().iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        vec![401, 401],
+        "one call to learn, one to find it wrong"
+    );
+    assert_eq!(h.stored_days().await, 0);
+}
+
+/// Kills `src/ingest/job.rs`, `Ingestor::run`: `delete !` in the gap fill's `if !learned`.
+/// A 10012 first met by a gap-fill call must teach the reach like one met by a window,
+/// or every later job spends a refused call to learn it again.
+#[tokio::test]
+async fn a_10012_met_first_by_a_gap_fill_teaches_the_reach() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(30), days_before_today(1));
+    let three = run_of(days_before_today(20), 3);
+    let dropped: HashSet<NaiveDate> = three.iter().copied().collect();
+    h.fake.push_response(ScriptedResponse::status(
+        200,
+        chart_without(&h, start, end, &dropped),
+    ));
+    h.fake
+        .push_response(ScriptedResponse::history_limit_exceeded());
+
+    let job = h.run_job(start, end, false).await;
+
+    let statuses: Vec<u16> = h.fake.calls().iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        vec![200, 401],
+        "the window, then the refused fill"
+    );
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    assert_eq!(
+        job.gap_dates, three,
+        "within 365 days: gaps, not out of plan"
+    );
+    let reach = h.ingestor().reach.current(h.pool()).await.unwrap();
+    assert_eq!(
+        reach.limit_days(),
+        Some(365),
+        "the fill's 10012 taught the reach"
     );
 }
