@@ -622,13 +622,14 @@ async fn every_attempt_is_counted_under_how_it_ended() {
     let fake = FakeCoinGecko::start().await;
     let client = client_for(&fake);
     fake.push_response(ScriptedResponse::server_error(503));
+    fake.push_response(ScriptedResponse::server_error(502));
     fake.push_response(ScriptedResponse::rate_limited(Some(1)));
     fake.push_response(ScriptedResponse::passthrough());
     fake.push_response(ScriptedResponse::status(400, r#"{"error":"invalid from"}"#));
 
     two_days_of_2024(&client)
         .await
-        .expect("the third attempt succeeds");
+        .expect("the fourth attempt succeeds");
     two_days_of_2024(&client)
         .await
         .expect_err("a 400 is refused");
@@ -639,7 +640,7 @@ async fn every_attempt_is_counted_under_how_it_ended() {
             ("ok", 1),
             ("unreadable", 0),
             ("rate_limited", 1),
-            ("server_error", 1),
+            ("server_error", 2),
             ("refused", 1),
             ("transport_error", 0),
         ]
