@@ -453,6 +453,12 @@ async fn a_reach_learned_from_10012_costs_one_refused_call_in_the_service_lifeti
         first.error_message
     );
     assert_eq!(refused_after_first, 1, "one 10012 teaches the reach");
+    assert_eq!(
+        (first.chunks_done, first.chunks_total),
+        (5, 5),
+        "the windows refused are planned again within the reach, not counted twice"
+    );
+    assert_eq!(first.attempts, 1, "learning the reach costs no attempt");
     let served_from = today_utc().checked_sub_days(Days::new(364)).unwrap();
     let served_days = (end - served_from).num_days() + 1;
     assert_eq!(i64::from(first.out_of_plan_days), 1461 - served_days);
