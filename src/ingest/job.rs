@@ -636,4 +636,47 @@ mod tests {
             "{message}"
         );
     }
+
+    /// Kills `runs.len() > SHOWN` -> `==` / `>=` in `describe_days`, and
+    /// `failed_fills.len() > 3` -> `==` / `>=` in `gap_message`: what is left out is
+    /// counted, and nothing is said to be left out when nothing is.
+    #[test]
+    fn long_lists_of_runs_and_failed_calls_are_cut_and_the_rest_counted() {
+        let every_other_day = |n: u64| -> Vec<NaiveDate> {
+            (0..n)
+                .map(|i| day("2024-01-01") + chrono::Days::new(2 * i))
+                .collect()
+        };
+        assert!(!describe_days(&every_other_day(10)).contains("more run(s)"));
+        let twelve = describe_days(&every_other_day(12));
+        assert!(twelve.ends_with(", and 2 more run(s)"), "{twelve}");
+        assert_eq!(twelve.matches(", ").count(), 10, "{twelve}");
+
+        let failed = |n: u64| Shortfalls {
+            too_thin: BTreeMap::new(),
+            failed_fills: every_other_day(n)
+                .into_iter()
+                .map(|d| (Window { start: d, end: d }, "HTTP 401".to_owned()))
+                .collect(),
+        };
+        let three = message_of(finished(
+            every_other_day(3),
+            PlanReach::UNLIMITED,
+            day("2024-02-01"),
+            &failed(3),
+        ));
+        assert_eq!(three.matches("failed: HTTP 401").count(), 3, "{three}");
+        assert!(!three.contains("more call(s)"), "{three}");
+        let five = message_of(finished(
+            every_other_day(5),
+            PlanReach::UNLIMITED,
+            day("2024-02-01"),
+            &failed(5),
+        ));
+        assert_eq!(five.matches("failed: HTTP 401").count(), 3, "{five}");
+        assert!(
+            five.contains(" 2 more call(s) failed the same way."),
+            "{five}"
+        );
+    }
 }
