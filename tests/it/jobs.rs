@@ -169,11 +169,31 @@ async fn cancelling_a_running_job_stops_it_after_its_current_window() {
     let Cancelled::Now(_) = ingestion_jobs::cancel(h.pool(), job.id).await.unwrap() else {
         panic!("a running job can be cancelled");
     };
-    // The window in flight is still stored and checkpointed; then the job stops.
+    // The window in flight is still stored and checkpointed; then the attempt stops. Its
+    // end is awaited on the queue (the task done), not guessed, so that a worker that
+    // goes on fetching after the cancel would be seen doing it (`is_still_active`
+    // -> `Ok(true)`, a mutant).
     let mut now = follower.current().await.unwrap().unwrap();
     while now.chunks_done < 1 {
         now = follower.next_change().await.unwrap().unwrap();
     }
+    let task = price_history::queue::task_id(job.id).to_string();
+    let ended = async {
+        loop {
+            let status: String = sqlx::query_scalar("SELECT status FROM apalis.jobs WHERE id = $1")
+                .bind(&task)
+                .fetch_one(h.pool())
+                .await
+                .unwrap();
+            if status == "Done" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), ended)
+        .await
+        .expect("the cancelled attempt ends on the queue");
     worker.stop().await;
 
     let after = h.job(job.id).await;
