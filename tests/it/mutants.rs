@@ -477,3 +477,38 @@ async fn a_10012_met_first_by_a_gap_fill_teaches_the_reach() {
         "the fill's 10012 taught the reach"
     );
 }
+
+/// Kills `src/ingest/job.rs`, `Ingestor::patiently`: the guard
+/// `is_unavailable(&e) && began.elapsed() < DATABASE_PATIENCE` -> `true` (and `&&` ->
+/// `||`). Only an unavailable database is waited for; a write the table refuses fails the
+/// job at once, with the rule's name and without PostgreSQL's text.
+#[tokio::test]
+async fn a_write_the_table_refuses_fails_the_job_at_once_instead_of_being_waited_on() {
+    let h = Harness::new().await;
+    sqlx::raw_sql(
+        r#"CREATE FUNCTION refuse_prices() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+               RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation',
+                   CONSTRAINT = 'a_rule_of_the_test';
+           END $$;
+           CREATE TRIGGER refuse_prices BEFORE INSERT ON daily_prices
+               FOR EACH ROW EXECUTE FUNCTION refuse_prices();"#,
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+    let (start, end) = (days_before_today(10), days_before_today(1));
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
+    let message = job.error_message.unwrap_or_default();
+    assert!(
+        message.contains("broke a rule of the table (a_rule_of_the_test)"),
+        "{message}"
+    );
+    assert!(!message.contains("refused by the test"), "{message}");
+    assert_eq!(job.attempts, 1, "a refused row is not retried");
+    assert_eq!(h.fake.call_count(), 1, "the window is not fetched again");
+    assert_eq!(h.stored_days().await, 0);
+}
