@@ -409,3 +409,94 @@ async fn a_process_whose_database_never_comes_exits_1_after_the_limit_saying_why
     assert!(output.contains("DATABASE_CONNECT_TIMEOUT_SECS"), "{output}");
     assert!(!output.contains("hunter2secret"), "{output}");
 }
+
+/// A job's attempt waits out a database outage instead of failing: the window fetched
+/// while the database was away is stored once it is back, with no second call. Runs the
+/// attempt directly (no queue), so that only the job's own patience is tested. Kills
+/// `Ingestor::patiently`'s guard -> `false` and `<` -> `>` / `==` (issue 14).
+#[tokio::test]
+async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched() {
+    use price_history::coingecko::{CallBudget, CoinGeckoClient, CoinGeckoSettings};
+    use price_history::domain::PlanReach;
+    use price_history::ingest::{Attempt, Ingestor, Outcome, Reach};
+
+    let cluster = PrivateCluster::create();
+    cluster.start();
+    let fake = FakeCoinGecko::start().await;
+    // The answer is held back 2 s, so that the database goes away while it is in flight.
+    fake.set_delay(Duration::from_secs(2));
+    let pool = store::connect_and_migrate(&cluster.url("price_history"), 2)
+        .await
+        .unwrap();
+    let settings = CoinGeckoSettings {
+        base_url: fake.base_url(),
+        api_key: None,
+        calls_per_minute: std::num::NonZeroU32::new(6000).unwrap(),
+        max_retries: 0,
+        retry_base_delay: Duration::from_millis(10),
+        timeout: Duration::from_secs(10),
+    };
+    let ingestor = Ingestor {
+        pool: pool.clone(),
+        // A budget of this process's own: the database's absence tests the job, not it.
+        client: CoinGeckoClient::new(settings.clone(), CallBudget::ProcessLocal).unwrap(),
+        chunk_days: 90,
+        reach: Reach::new(PlanReach::UNLIMITED, &settings),
+    };
+    let (start, end) = (days_before_today(10), days_before_today(1));
+    let job = queue::submit(
+        &pool,
+        NewJob {
+            id: Uuid::now_v7(),
+            symbol: Symbol::BTC,
+            trigger: price_history::domain::Trigger::Api,
+            range: DateRange::for_coin(
+                &price_history::domain::Coin::bitcoin(),
+                start,
+                end,
+                today_utc(),
+            )
+            .unwrap(),
+            force: false,
+        },
+        3,
+    )
+    .await
+    .unwrap();
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+
+    let attempt = ingestor.run(Attempt {
+        job: &job,
+        lease: None,
+        stop: &stop,
+    });
+    let outage = async {
+        fake.wait_for_calls(1).await;
+        cluster.stop();
+        // Nothing to await: the answer arrives (at 2 s) while the database is away, and
+        // the write waits in the pool until its 5 s acquire timeout fails it (at 7 s); the
+        // database stays away past that, so that the job itself must wait for it.
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        cluster.start();
+    };
+    let (outcome, ()) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(attempt, outage)
+    })
+    .await
+    .expect("the attempt ends within a minute");
+
+    let Ok(Outcome::Finished { status, .. }) = outcome else {
+        panic!("the attempt waits for the database and finishes: {outcome:?}");
+    };
+    assert_eq!(status, JobStatus::Completed);
+    assert_eq!(
+        fake.call_count(),
+        1,
+        "the window fetched is not fetched again"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM daily_prices")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 10);
+}
