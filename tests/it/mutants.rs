@@ -512,3 +512,95 @@ async fn a_write_the_table_refuses_fails_the_job_at_once_instead_of_being_waited
     assert_eq!(h.fake.call_count(), 1, "the window is not fetched again");
     assert_eq!(h.stored_days().await, 0);
 }
+
+/// Kills `src/store/ingestion_jobs.rs`, `finish`: `rows_affected() == 1` -> `!= 1`. Ending
+/// a job says whether it did; a job cancelled meanwhile keeps its `cancelled`.
+#[tokio::test]
+async fn finishing_a_job_cancelled_meanwhile_changes_nothing_and_says_so() {
+    use price_history::store::ingestion_jobs::{self, Cancelled, Ending};
+    let h = Harness::new().await;
+    let ending = Ending {
+        status: JobStatus::Completed,
+        gap_dates: &[],
+        out_of_plan_days: 0,
+        message: None,
+    };
+    let cancelled = h
+        .submit(days_before_today(3), days_before_today(1), false)
+        .await;
+    let Cancelled::Now(_) = ingestion_jobs::cancel(h.pool(), cancelled.id)
+        .await
+        .unwrap()
+    else {
+        panic!("a pending job can be cancelled");
+    };
+    let active = h
+        .submit(days_before_today(3), days_before_today(1), false)
+        .await;
+
+    let ended_cancelled = ingestion_jobs::finish(h.pool(), cancelled.id, ending)
+        .await
+        .unwrap();
+    let ended_active = ingestion_jobs::finish(h.pool(), active.id, ending)
+        .await
+        .unwrap();
+
+    assert!(!ended_cancelled, "a cancelled job is not ended again");
+    assert_eq!(h.job(cancelled.id).await.status, JobStatus::Cancelled);
+    assert!(ended_active, "an active job is ended");
+    assert_eq!(h.job(active.id).await.status, JobStatus::Completed);
+}
+
+/// Kills `src/store/ingestion_jobs.rs`: `release -> Ok(())`. An attempt that failed and
+/// will be retried hands its job back as `pending`, saying why, before the next attempt
+/// takes it. Every state the record passes through is kept by a trigger, since the
+/// retry follows too fast for a listener to be sure to see it.
+#[tokio::test]
+async fn a_failed_attempt_hands_its_job_back_as_pending_saying_why() {
+    let h = Harness::new().await;
+    sqlx::raw_sql(
+        r#"CREATE TABLE job_states (n bigserial PRIMARY KEY, status text, attempts int, error_message text);
+           CREATE FUNCTION keep_job_state() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+               INSERT INTO job_states (status, attempts, error_message)
+                   VALUES (NEW.status, NEW.attempts, NEW.error_message);
+               RETURN NEW;
+           END $$;
+           CREATE TRIGGER keep_job_state AFTER UPDATE OF status ON ingestion_jobs
+               FOR EACH ROW EXECUTE FUNCTION keep_job_state();"#,
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+    // The call and its 3 retries fail: attempt 1 fails; attempt 2 finds CoinGecko well.
+    for _ in 0..4 {
+        h.fake
+            .push_response(ScriptedResponse::status(503, "Service Unavailable"));
+    }
+
+    let job = h
+        .run_job(days_before_today(10), days_before_today(1), false)
+        .await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    let states: Vec<(String, i32, Option<String>)> =
+        sqlx::query_as("SELECT status, attempts, error_message FROM job_states ORDER BY n")
+            .fetch_all(h.pool())
+            .await
+            .unwrap();
+    let handed_back = states
+        .iter()
+        .position(|(status, attempts, _)| status == "pending" && *attempts == 1)
+        .unwrap_or_else(|| panic!("attempt 1 handed the job back: {states:?}"));
+    let message = states[handed_back].2.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("attempt 1 of 3 failed and will be retried") && message.contains("503"),
+        "{message}"
+    );
+    assert!(
+        states[handed_back + 1..]
+            .iter()
+            .any(|(status, attempts, _)| status == "running" && *attempts == 2),
+        "{states:?}"
+    );
+}
