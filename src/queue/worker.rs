@@ -391,3 +391,27 @@ async fn reconcile_once(pool: &PgPool, lease: Duration) -> sqlx::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kills `delete !` in `worker_name`'s filter: the name shows the host it runs on,
+    /// so that an operator can tell the replicas apart (`sync_ticks.acted_by`, the queue's
+    /// `lock_by`).
+    #[test]
+    fn a_worker_is_named_after_its_host_and_process_and_never_twice_alike() {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".to_owned());
+        let name = worker_name();
+        let prefix = format!("price-history-{host}-{}-", std::process::id());
+        assert!(
+            name.starts_with(&prefix),
+            "{name} should start with {prefix}"
+        );
+        assert_ne!(name, worker_name());
+    }
+}
