@@ -604,3 +604,41 @@ async fn a_failed_attempt_hands_its_job_back_as_pending_saying_why() {
         "{states:?}"
     );
 }
+
+/// Kills `src/queue/worker.rs`, `run_worker`: `restarts == 0` -> `!=`. A worker holds its
+/// jobs under the name it was given; only a restarted one takes a new name (`-r1`...), so
+/// that it never passes for the instance whose lock may still be held.
+#[tokio::test]
+async fn a_worker_holds_its_job_under_the_name_it_was_given() {
+    use price_history::queue::{self, WorkerOptions};
+    let h = Harness::new().await;
+    // The answer is held back, so that the job is held while the test looks.
+    h.fake.set_delay(Duration::from_secs(1));
+    let job = h
+        .submit(days_before_today(3), days_before_today(1), false)
+        .await;
+    let name = format!("named-by-the-test-{}", job.id.simple());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(queue::run_worker(
+        h.pool().clone(),
+        h.ingestor(),
+        WorkerOptions {
+            name: name.clone(),
+            lease: h.settings.job_lease(),
+            max_attempts: 3,
+            retry_base_delay: Duration::from_millis(10),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    h.fake.wait_for_calls(1).await;
+    let holder = h.holder(job.id).await;
+    let finished = h.until_finished(job.id).await;
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+
+    assert_eq!(holder.as_deref(), Some(name.as_str()));
+    assert_eq!(finished.status, JobStatus::Completed);
+}
