@@ -23,7 +23,9 @@ use uuid::Uuid;
 
 use crate::store::ingestion_jobs::{self, JobRecord, NewJob};
 
-pub use worker::{MAX_TAKEOVERS, WorkerOptions, reconcile_orphans, run_worker, worker_name};
+pub use worker::{
+    MAX_TAKEOVERS, WorkerOptions, reconcile_orphans, run_worker, wake_ups, worker_name,
+};
 
 /// The queue's name in `apalis.jobs.job_type`.
 pub const QUEUE: &str = "price-history::ingest";

@@ -151,7 +151,7 @@ const NEW_JOBS_CHANNEL: &str = "apalis::job::insert";
 /// - one after the listener lost its connection, since notifications may have been lost.
 ///
 /// The task ends with the worker that reads the stream.
-fn wake_ups(pool: PgPool) -> impl futures::Stream<Item = ()> + Unpin + Send + 'static {
+pub fn wake_ups(pool: PgPool) -> impl futures::Stream<Item = ()> + Unpin + Send + 'static {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     tokio::spawn(async move {
         loop {

@@ -642,3 +642,68 @@ async fn a_worker_holds_its_job_under_the_name_it_was_given() {
     assert_eq!(holder.as_deref(), Some(name.as_str()));
     assert_eq!(finished.status, JobStatus::Completed);
 }
+
+/// Kills `src/queue/worker.rs`, `wake_ups`: `Poll::Pending if woken` -> `true` (an idle
+/// worker would poll the database in a loop) and -> `false` (a wake-up would be taken
+/// and lost, the job left for the next heartbeat), the guard `is_for_our_queue(..)` ->
+/// `true` and `is_for_our_queue -> true` (another queue's jobs would wake it). The stream
+/// is read directly: once when listening, once per job of our queue, never otherwise.
+#[tokio::test]
+async fn an_idle_worker_is_woken_once_listening_and_then_only_by_jobs_of_its_queue() {
+    use futures::StreamExt;
+    let h = Harness::new().await;
+    let notify = |job_type: &'static str| {
+        sqlx::query("SELECT pg_notify('apalis::job::insert', $1)")
+            .bind(serde_json::json!({ "job_type": job_type }).to_string())
+            .execute(h.pool())
+    };
+    let mut wake_ups = price_history::queue::wake_ups(h.pool().clone());
+    // Absence is asserted over a bounded wait: long beside a wake-up, which comes at once.
+    let quiet = Duration::from_millis(300);
+
+    let listening = tokio::time::timeout(Duration::from_secs(5), wake_ups.next()).await;
+    let uncaused = tokio::time::timeout(quiet, wake_ups.next()).await;
+    notify("another-queue").await.unwrap();
+    let by_another_queue = tokio::time::timeout(quiet, wake_ups.next()).await;
+    notify(price_history::queue::QUEUE).await.unwrap();
+    let by_ours = tokio::time::timeout(Duration::from_secs(5), wake_ups.next()).await;
+
+    assert_eq!(listening, Ok(Some(())), "woken once listening");
+    assert!(uncaused.is_err(), "no wake-up without a cause");
+    assert!(
+        by_another_queue.is_err(),
+        "another queue's job wakes nobody"
+    );
+    assert_eq!(by_ours, Ok(Some(())), "a job of our queue wakes the worker");
+}
+
+/// Kills `src/queue/worker.rs`, `handle`: `attempts > max_attempts + MAX_TAKEOVERS` ->
+/// `>=`. A job started exactly as often as allowed still runs; only one more is refused
+/// (`jobs::a_job_started_too_many_times_...`).
+#[tokio::test]
+async fn a_job_started_as_often_as_allowed_still_runs() {
+    let h = Harness::new().await;
+    let job = h
+        .submit(days_before_today(3), days_before_today(1), false)
+        .await;
+    let limit = h.settings.job_max_attempts + price_history::queue::MAX_TAKEOVERS;
+    // This start will be number `limit`.
+    sqlx::query("UPDATE ingestion_jobs SET attempts = $2 WHERE id = $1")
+        .bind(job.id)
+        .bind(limit as i32 - 1)
+        .execute(h.pool())
+        .await
+        .unwrap();
+
+    let worker = h.start_worker();
+    let finished = h.until_finished(job.id).await;
+    worker.stop().await;
+
+    assert_eq!(
+        finished.status,
+        JobStatus::Completed,
+        "{:?}",
+        finished.error_message
+    );
+    assert_eq!(finished.attempts, limit as i32);
+}
