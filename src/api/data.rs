@@ -47,19 +47,15 @@ impl DataApi {
         /// Last day, `YYYY-MM-DD` (UTC), on or after `start_date`, at most 7305 days (20 years) later.
         end_date: Query<Day>,
     ) -> PricesResponse {
-        let (symbol, range) = match ReadRange::parse(&symbol, start_date.0.0, end_date.0.0) {
-            Ok(parsed) => parsed,
-            Err(body) => return PricesResponse::BadRequest(body),
-        };
-        let coin = match registered(&state, symbol).await {
-            Ok(coin) => coin,
-            Err(Unregistered::Unknown(body)) => return PricesResponse::BadRequest(body),
-            Err(Unregistered::Unavailable(body)) => {
-                return PricesResponse::ServiceUnavailable(body);
-            }
+        let (range, coin) = match read_target(&state, &symbol, start_date.0.0, end_date.0.0).await {
+            Ok(target) => target,
+            Err(Refused::BadRequest(body)) => return PricesResponse::BadRequest(body),
+            Err(Refused::Unavailable(body)) => return PricesResponse::ServiceUnavailable(body),
         };
         let prices = match range.queried(&coin) {
-            Some((start, end)) => match daily_prices::list(&state.pool, symbol, start, end).await {
+            Some((start, end)) => match daily_prices::list(&state.pool, coin.symbol, start, end)
+                .await
+            {
                 Ok(prices) => prices,
                 Err(e) => {
                     return PricesResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
@@ -98,16 +94,10 @@ impl DataApi {
         /// Last day, `YYYY-MM-DD` (UTC), on or after `start_date`, at most 7305 days (20 years) later.
         end_date: Query<Day>,
     ) -> CoverageResponse {
-        let (symbol, range) = match ReadRange::parse(&symbol, start_date.0.0, end_date.0.0) {
-            Ok(parsed) => parsed,
-            Err(body) => return CoverageResponse::BadRequest(body),
-        };
-        let coin = match registered(&state, symbol).await {
-            Ok(coin) => coin,
-            Err(Unregistered::Unknown(body)) => return CoverageResponse::BadRequest(body),
-            Err(Unregistered::Unavailable(body)) => {
-                return CoverageResponse::ServiceUnavailable(body);
-            }
+        let (range, coin) = match read_target(&state, &symbol, start_date.0.0, end_date.0.0).await {
+            Ok(target) => target,
+            Err(Refused::BadRequest(body)) => return CoverageResponse::BadRequest(body),
+            Err(Refused::Unavailable(body)) => return CoverageResponse::ServiceUnavailable(body),
         };
         let coverage = async {
             let reach = state.registry.reach().await?;
@@ -150,14 +140,10 @@ impl DataApi {
         /// Last day, `YYYY-MM-DD` (UTC), on or after `start_date`, at most 7305 days (20 years) later.
         end_date: Query<Day>,
     ) -> DaysResponse {
-        let (symbol, range) = match ReadRange::parse(&symbol, start_date.0.0, end_date.0.0) {
-            Ok(parsed) => parsed,
-            Err(body) => return DaysResponse::BadRequest(body),
-        };
-        let coin = match registered(&state, symbol).await {
-            Ok(coin) => coin,
-            Err(Unregistered::Unknown(body)) => return DaysResponse::BadRequest(body),
-            Err(Unregistered::Unavailable(body)) => return DaysResponse::ServiceUnavailable(body),
+        let (range, coin) = match read_target(&state, &symbol, start_date.0.0, end_date.0.0).await {
+            Ok(target) => target,
+            Err(Refused::BadRequest(body)) => return DaysResponse::BadRequest(body),
+            Err(Refused::Unavailable(body)) => return DaysResponse::ServiceUnavailable(body),
         };
         let today = today_utc();
         let answer = async {
@@ -167,14 +153,19 @@ impl DataApi {
                 plan_first_day: reach.first_served_day(today),
                 today,
             };
-            let statuses =
-                days::statuses(&state.pool, symbol.as_str(), range.start, range.end, bounds)
-                    .await?;
+            let statuses = days::statuses(
+                &state.pool,
+                coin.symbol.as_str(),
+                range.start,
+                range.end,
+                bounds,
+            )
+            .await?;
             Ok::<_, sqlx::Error>((bounds, statuses))
         };
         match answer.await {
             Ok((bounds, statuses)) => DaysResponse::Ok(Json(DayStatuses {
-                symbol: symbol.as_str().to_owned(),
+                symbol: coin.symbol.as_str().to_owned(),
                 start_date: Day(range.start),
                 end_date: Day(range.end),
                 first_day: bounds.first_day.map(Day),
@@ -191,21 +182,26 @@ fn default_symbol() -> String {
     Symbol::BTC.as_str().to_owned()
 }
 
-/// Why a read names no coin.
-enum Unregistered {
-    /// Not registered: a 400 that says how to register it.
-    Unknown(Json<ErrorBody>),
+/// Why a read is refused before it starts.
+enum Refused {
+    /// A malformed symbol or range, or a coin not registered: a 400 that says what to do.
+    BadRequest(Json<ErrorBody>),
     /// The database did not answer.
     Unavailable(Json<ErrorBody>),
 }
 
-async fn registered(state: &ApiState, symbol: Symbol) -> Result<Coin, Unregistered> {
+/// What every read starts with: the symbol and range checked, and the coin registered.
+async fn read_target(
+    state: &ApiState,
+    symbol: &str,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> Result<(ReadRange, Coin), Refused> {
+    let (symbol, range) = ReadRange::parse(symbol, start, end).map_err(Refused::BadRequest)?;
     match coins::get(&state.pool, symbol).await {
-        Ok(Some(record)) => Ok(record.coin),
-        Ok(None) => Err(Unregistered::Unknown(ErrorBody::unknown_symbol(symbol))),
-        Err(e) => Err(Unregistered::Unavailable(ErrorBody::database_unavailable(
-            &e,
-        ))),
+        Ok(Some(record)) => Ok((range, record.coin)),
+        Ok(None) => Err(Refused::BadRequest(ErrorBody::unknown_symbol(symbol))),
+        Err(e) => Err(Refused::Unavailable(ErrorBody::database_unavailable(&e))),
     }
 }
 

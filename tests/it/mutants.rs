@@ -610,7 +610,6 @@ async fn a_failed_attempt_hands_its_job_back_as_pending_saying_why() {
 /// that it never passes for the instance whose lock may still be held.
 #[tokio::test]
 async fn a_worker_holds_its_job_under_the_name_it_was_given() {
-    use price_history::queue::{self, WorkerOptions};
     let h = Harness::new().await;
     // The answer is held back, so that the job is held while the test looks.
     h.fake.set_delay(Duration::from_secs(1));
@@ -618,26 +617,12 @@ async fn a_worker_holds_its_job_under_the_name_it_was_given() {
         .submit(days_before_today(3), days_before_today(1), false)
         .await;
     let name = format!("named-by-the-test-{}", job.id.simple());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(queue::run_worker(
-        h.pool().clone(),
-        h.ingestor(),
-        WorkerOptions {
-            name: name.clone(),
-            lease: h.settings.job_lease(),
-            max_attempts: 3,
-            retry_base_delay: Duration::from_millis(10),
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let worker = h.start_worker_named(name.clone());
 
     h.fake.wait_for_calls(1).await;
     let holder = h.holder(job.id).await;
     let finished = h.until_finished(job.id).await;
-    let _ = stop.send(());
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 
     assert_eq!(holder.as_deref(), Some(name.as_str()));
     assert_eq!(finished.status, JobStatus::Completed);

@@ -196,9 +196,14 @@ impl Harness {
 
     /// Starts a worker in this process.
     pub fn start_worker(&self) -> RunningWorker {
+        self.start_worker_named(queue::worker_name())
+    }
+
+    /// Starts a worker in this process under the given name.
+    pub fn start_worker_named(&self, name: String) -> RunningWorker {
         let (stop, stopped) = oneshot::channel::<()>();
         let options = WorkerOptions {
-            name: queue::worker_name(),
+            name,
             lease: self.settings.job_lease(),
             max_attempts: self.settings.job_max_attempts,
             retry_base_delay: Duration::from_millis(self.settings.coingecko_retry_base_delay_ms),
