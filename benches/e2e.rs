@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{Days, NaiveDate, Utc};
+use fake_upstream::coingecko::FakeCoinGecko;
 use price_history::domain::{DailyCandle, JobStatus, Symbol};
-use price_history::fake_coingecko::FakeCoinGecko;
 use price_history::queue;
 use price_history::store::{
     self, daily_prices, gaps, ingestion_jobs::JobFollower, ingestion_jobs::JobRecord,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{Days, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
+use fake_upstream::coingecko::FakeCoinGecko;
 use price_history::coingecko::{CallBudget, CoinGeckoClient, CoinGeckoSettings};
-use price_history::fake_coingecko::FakeCoinGecko;
 use price_history::ingest::{Window, daily_candles};
 
 fn window_of_90_days() -> Window {

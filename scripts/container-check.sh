@@ -12,8 +12,8 @@
 #      after a one-line change to src/ (in a copy of the sources: the work tree is not
 #      touched);
 #   4. brings the unchanged docker/compose.yaml up (`up -d --build`, nothing set but
-#      COINGECKO_BASE_URL, pointed at the fake CoinGecko in a container of the same
-#      image), submits the README's job, stops the worker that runs it, checks that the
+#      COINGECKO_BASE_URL, pointed at the fake CoinGecko in a container of the
+#      Dockerfile's `fake-upstream` stage), submits the README's job, stops the worker that runs it, checks that the
 #      other replica takes it over at once and completes it with every day stored, that
 #      the stopped worker logged no ERROR, and that `down` and `up` keep the data;
 #   5. prints the figures.
@@ -191,6 +191,12 @@ REBUILD=$(since "$started")
 if grep -q "Compiling tokio " "$CHECK_DIR/build.log"; then
   fail "a one-line change to src/ rebuilt the dependencies"
 fi
+say "the fake CoinGecko's image (the Dockerfile's fake-upstream stage)"
+podman build -f docker/Dockerfile --target fake-upstream -t price-history-fake-upstream:latest . \
+  >"$CHECK_DIR/build-fake.log" 2>&1 || {
+  tail -40 "$CHECK_DIR/build-fake.log" >&2
+  fail "podman build of the fake upstream failed (log: $CHECK_DIR/build-fake.log)"
+}
 cd "$ROOT"
 rm -rf "$sources"
 
@@ -245,8 +251,8 @@ done
 network=$(podman inspect "$api" --format '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' | awk '{print $1}')
 # The fake answers each call after 400 ms, so a four-year job (17 windows) runs long
 # enough to stop its worker in the middle.
-podman run -d --name "$FAKE" --network "$network" --entrypoint price-history price-history:latest \
-  fake-coingecko --bind 0.0.0.0:8090 --delay-ms 400 >/dev/null
+podman run -d --name "$FAKE" --network "$network" price-history-fake-upstream:latest \
+  coingecko --bind 0.0.0.0:8090 --delay-ms 400 >/dev/null
 
 say "a job, submitted as the README says"
 end=$(date -u -d yesterday +%F)

@@ -45,6 +45,9 @@ fi
 
 # The same build as the test suite's (`cargo test` builds the binary too), so CI compiles once.
 cargo test --locked --no-run
+# The fake CoinGecko's command; `--workspace` keeps the features of `cargo build`, so only
+# the fake itself is compiled here.
+cargo build --locked --workspace --bin fake-upstream
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
@@ -66,7 +69,7 @@ trap cleanup EXIT
 # id with one CoinGecko call: the loopback fake answers it (ids it does not know get
 # "coin not found", as CoinGecko's do), with a budget that never makes a request wait.
 fake_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-RUST_LOG=warn target/debug/price-history fake-coingecko --bind "127.0.0.1:$fake_port" \
+target/debug/fake-upstream coingecko --bind "127.0.0.1:$fake_port" \
     >target/schemathesis-fake.log 2>&1 &
 fake=$!
 

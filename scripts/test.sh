@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command of README.md: everything the suite needs on a fresh machine, then
-# `cargo test --locked`.
+# `cargo test --locked --workspace`.
 #
 # The suite talks to a real PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth;
 # TEST_DATABASE_URL overrides), lints /metrics with promtool (Debian's `prometheus`), and
@@ -32,4 +32,4 @@ if [[ -z "${TEST_DATABASE_URL:-}" ]] && ! pg_isready -h 127.0.0.1 -p 5432 -q; th
   pg_isready -h 127.0.0.1 -p 5432
 fi
 
-exec cargo test --locked "$@"
+exec cargo test --locked --workspace "$@"

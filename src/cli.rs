@@ -71,15 +71,6 @@ pub enum Command {
         #[arg(long, default_value = "BTC")]
         symbol: String,
     },
-    /// A loopback CoinGecko stand-in with deterministic prices, for trials and benchmarks.
-    #[command(hide = true)]
-    FakeCoingecko {
-        #[arg(long, default_value = "127.0.0.1:8090")]
-        bind: std::net::SocketAddr,
-        /// Delay added to every response, in milliseconds.
-        #[arg(long, default_value = "0")]
-        delay_ms: u64,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,10 +180,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             symbol,
         } => backfill(&settings, &symbol, start_date, end_date, force).await,
-        Command::FakeCoingecko { bind, delay_ms } => {
-            crate::fake_coingecko::run_standalone(bind, Duration::from_millis(delay_ms)).await?;
-            Ok(ExitCode::SUCCESS)
-        }
     }
 }
 

@@ -143,15 +143,22 @@ pub struct Settings {
     pub sync_schedule: SyncSchedule,
 
     /// For tests only: shifts this process's scheduling clock by this many milliseconds
-    /// (negative: behind), to run processes whose clocks disagree.
-    #[arg(
-        long,
-        env = "PH_SYNC_CLOCK_OFFSET_MS",
-        default_value = "0",
-        allow_hyphen_values = true,
-        hide = true,
-        global = true
+    /// (negative: behind), to run processes whose clocks disagree. Read only by debug
+    /// builds, which `cargo test` starts; a release build has no such setting (always 0).
+    /// Gated on `debug_assertions` rather than a cargo feature so that `cargo build` and
+    /// `cargo test` keep compiling this crate once, with one feature set.
+    #[cfg_attr(
+        debug_assertions,
+        arg(
+            long,
+            env = "PH_SYNC_CLOCK_OFFSET_MS",
+            default_value = "0",
+            allow_hyphen_values = true,
+            hide = true,
+            global = true
+        )
     )]
+    #[cfg_attr(not(debug_assertions), arg(skip))]
     pub sync_clock_offset_ms: i64,
 }
 

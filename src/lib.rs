@@ -18,7 +18,10 @@
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
 //! - [`cli`]: the subcommands; `main.rs` only calls [`cli::run`].
-//! - [`fake_coingecko`]: a loopback stand-in for CoinGecko, for tests and benchmarks.
+//!
+//! Test-only code lives outside this crate: `crates/fake-upstream` (package
+//! `price-history-fake-upstream`, a dev-dependency) holds the loopback fake CoinGecko the
+//! tests, benchmarks and checks talk to, so the release binary carries none of it.
 //!
 //! Data flows one way: (cli, api, schedule) → (registry, queue) → ingest → (coingecko, store).
 
@@ -27,7 +30,6 @@ pub mod cli;
 pub mod coingecko;
 pub mod config;
 pub mod domain;
-pub mod fake_coingecko;
 pub mod ingest;
 pub mod queue;
 pub mod registry;

@@ -5,10 +5,10 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions, ScriptedResponse};
 use price_history::coingecko::{
     CallBudget, CoinGeckoClient, CoinGeckoError, CoinGeckoSettings, MarketChart,
 };
-use price_history::fake_coingecko::{FakeCoinGecko, FakeOptions, ScriptedResponse};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
 
@@ -207,30 +207,6 @@ async fn a_demo_key_goes_in_the_demo_header_and_shows_nowhere() {
     ] {
         assert!(!shown.contains(SECRET_KEY), "the key leaked into {shown}");
     }
-}
-
-#[tokio::test]
-async fn a_paid_key_goes_in_the_pro_header_on_the_pro_host() {
-    let fake = FakeCoinGecko::start().await;
-    let port = fake.addr().port();
-    let settings = CoinGeckoSettings {
-        api_key: Some(SecretString::from(SECRET_KEY)),
-        ..settings(format!("http://pro-api.coingecko.com:{port}/api/v3/"))
-    };
-    let client = CoinGeckoClient::new_resolving(
-        settings,
-        CallBudget::ProcessLocal,
-        "pro-api.coingecko.com",
-        fake.addr(),
-    )
-    .unwrap();
-
-    two_days_of_2024(&client).await.unwrap();
-
-    let calls = fake.calls();
-    assert_eq!(calls[0].api_key_header, Some("x-cg-pro-api-key"));
-    assert_eq!(calls[0].api_key.as_deref(), Some(SECRET_KEY));
-    assert!(!format!("{client:?}").contains(SECRET_KEY));
 }
 
 #[tokio::test]

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::{Days, NaiveDate, Utc};
+use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
 use price_history::coingecko::{CallBudget, CallLimiter};
 use price_history::domain::{Coin, CoinGeckoId, DateRange, JobStatus, Symbol, Trigger};
-use price_history::fake_coingecko::{FakeCoinGecko, FakeOptions};
 use price_history::queue;
 use price_history::store::{self, coins, ingestion_jobs::JobFollower, ingestion_jobs::NewJob};
 use sqlx::{Connection, PgConnection, PgPool};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{Days, Utc};
-use price_history::fake_coingecko::{FakeCoinGecko, FakeOptions};
+use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
 use price_history::store::{self, ingestion_jobs::JobFollower};
 
 use super::{Bench, JsonBody, Report, Sizes, ms, spawn, terminate, with_database};

@@ -133,10 +133,11 @@ impl CoinGeckoClient {
         Self::build(settings, budget, None)
     }
 
-    /// For tests: like [`new`](Self::new), but connections to `host` go to `addr`, so
-    /// that a fake can stand in for `pro-api.coingecko.com` (the port of `base_url` is used).
-    #[doc(hidden)]
-    pub fn new_resolving(
+    /// For the tests below: like [`new`](Self::new), but connections to `host` go to
+    /// `addr`, so that a fake can stand in for `pro-api.coingecko.com` (the port of
+    /// `base_url` is used). Test builds only: nothing else may redirect the client.
+    #[cfg(test)]
+    fn new_resolving(
         settings: CoinGeckoSettings,
         budget: CallBudget,
         host: &str,
@@ -582,6 +583,39 @@ mod tests {
         .unwrap();
         assert_eq!(demo.inner.api_key.as_ref().unwrap().0, DEMO_KEY_HEADER);
         assert!(!format!("{pro:?}{demo:?}").contains("\"k\""));
+    }
+
+    /// Over the wire: the Pro host (resolved to the fake) receives the key in the Pro header.
+    #[tokio::test]
+    async fn a_paid_key_goes_in_the_pro_header_on_the_pro_host() {
+        const SECRET_KEY: &str = "CG-k3y-that-must-never-show";
+        let fake = fake_upstream::coingecko::FakeCoinGecko::start().await;
+        let port = fake.addr().port();
+        let client = CoinGeckoClient::new_resolving(
+            settings(
+                &format!("http://pro-api.coingecko.com:{port}/api/v3/"),
+                Some(SECRET_KEY),
+            ),
+            CallBudget::ProcessLocal,
+            "pro-api.coingecko.com",
+            fake.addr(),
+        )
+        .unwrap();
+        let day = |d| DateTime::parse_from_rfc3339(d).unwrap().to_utc();
+
+        client
+            .market_chart_range(
+                "bitcoin",
+                day("2024-01-01T00:00:00Z"),
+                day("2024-01-03T00:00:00Z"),
+            )
+            .await
+            .unwrap();
+
+        let calls = fake.calls();
+        assert_eq!(calls[0].api_key_header, Some("x-cg-pro-api-key"));
+        assert_eq!(calls[0].api_key.as_deref(), Some(SECRET_KEY));
+        assert!(!format!("{client:?}").contains(SECRET_KEY));
     }
 
     #[test]

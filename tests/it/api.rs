@@ -430,7 +430,7 @@ async fn a_submission_while_a_job_is_active_gets_409_naming_the_active_job() {
 }
 
 #[tokio::test]
-async fn of_many_concurrent_submissions_exactly_one_is_accepted() {
+async fn of_many_concurrent_posts_one_is_accepted_and_the_rest_get_409_naming_it() {
     let h = Harness::new().await;
     let api = TestApi::start(&h).await;
 

@@ -8,8 +8,8 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate};
+use fake_upstream::coingecko::FakeOptions;
 use price_history::domain::{JobStatus, Symbol};
-use price_history::fake_coingecko::FakeOptions;
 use price_history::store::daily_prices;
 use price_history::store::ingestion_jobs::JobRecord;
 use uuid::Uuid;
@@ -426,4 +426,30 @@ async fn a_slot_taken_and_never_used_costs_that_slot_only() {
         "the third slot came after {waited:?}; one slot is {slot:?}"
     );
     assert_eq!(limiter.metrics().granted.get(), 2);
+}
+
+/// Kills `src/coingecko/budget.rs`, `CallLimiter::acquire`: the match guard
+/// `is_unavailable(&e) && began.elapsed() < DATABASE_PATIENCE` -> `true`, and `&&` -> `||`.
+/// A database error that is not an outage (here the budget's table is gone) must fail the
+/// attempt at once, without a call; the mutants wait on it, forever or for two minutes.
+#[tokio::test]
+async fn a_budget_error_that_is_no_outage_fails_the_slot_at_once_without_a_call() {
+    use price_history::coingecko::{CallBudget, CallLimiter};
+    let h = Harness::new().await;
+    sqlx::query("DROP TABLE coingecko_call_budget")
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let limiter = CallLimiter::new(CallBudget::Shared(h.pool().clone()), 600, None);
+
+    let taken = tokio::time::timeout(Duration::from_secs(10), limiter.acquire())
+        .await
+        .expect("a query that is wrong is not waited on like an outage");
+
+    let error = format!(
+        "{:#}",
+        taken.expect_err("no slot without the budget's table")
+    );
+    assert!(error.contains("so no call was made"), "{error}");
+    assert_eq!(limiter.metrics().granted.get(), 0);
 }

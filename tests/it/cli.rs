@@ -3,7 +3,7 @@
 use std::process::Output;
 
 use chrono::Days;
-use price_history::fake_coingecko::ScriptedResponse;
+use fake_upstream::coingecko::ScriptedResponse;
 use tokio::process::Command;
 
 use crate::support::{Harness, admin_url, days_before_today};
@@ -101,7 +101,7 @@ async fn backfill_exits_non_zero_with_coingeckos_reason_when_the_job_fails() {
 
 #[tokio::test]
 async fn backfill_on_a_365_day_plan_stores_the_last_year_and_reports_the_rest_out_of_plan() {
-    let h = Harness::with_fake(price_history::fake_coingecko::FakeOptions {
+    let h = Harness::with_fake(fake_upstream::coingecko::FakeOptions {
         history_limit_days: Some(365),
         ..Default::default()
     })

@@ -2,8 +2,8 @@
 //! its own id, and days older than the plan serves are out of plan, never a failure.
 
 use chrono::Days;
+use fake_upstream::coingecko::{FakeOptions, ScriptedResponse};
 use price_history::domain::{JobStatus, Symbol, today_utc};
-use price_history::fake_coingecko::{FakeOptions, ScriptedResponse};
 use price_history::store::{coins, daily_prices};
 use reqwest::StatusCode;
 use serde_json::json;

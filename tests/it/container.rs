@@ -209,9 +209,18 @@ fn assert_cargo_can_build(dir: &Path, what: &str) {
         .unwrap();
     assert!(metadata.status.success(), "{what}: cargo metadata failed");
     let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
-    let targets = metadata["packages"][0]["targets"].as_array().unwrap();
+    // Every member of the workspace: cargo reads each one's manifest and targets.
+    let packages = metadata["packages"].as_array().unwrap();
+    let service = packages
+        .iter()
+        .find(|package| package["name"] == "price-history")
+        .expect("the service's package");
+    let targets = service["targets"].as_array().unwrap();
     assert!(targets.len() >= 3, "lib, bin and build script: {targets:?}");
-    for target in targets {
+    for target in packages
+        .iter()
+        .flat_map(|package| package["targets"].as_array().unwrap())
+    {
         let path = Path::new(target["src_path"].as_str().unwrap());
         assert!(path.is_file(), "{what}: {} is missing", path.display());
     }
@@ -271,8 +280,13 @@ fn each_cargo_build_of_the_dockerfile_has_all_that_cargo_toml_names() {
     let scratch =
         Scratch(std::env::temp_dir().join(format!("ph-docker-context-{}", Uuid::now_v7())));
     let scratch = &scratch.0;
+    // Stages built `FROM build` (the fake upstream's image) go on in the same files.
+    let on_build = stages[1..]
+        .iter()
+        .filter(|stage| stage[0].rest.starts_with("build "))
+        .flatten();
     let mut builds = 0;
-    for instruction in build {
+    for instruction in build.iter().chain(on_build) {
         match instruction.keyword.as_str() {
             "COPY" => apply_copy(&instruction.rest, scratch, &patterns),
             "RUN" if instruction.rest.contains("cargo build") => {
@@ -280,7 +294,7 @@ fn each_cargo_build_of_the_dockerfile_has_all_that_cargo_toml_names() {
                 // The stand-in sources a dependency layer writes before building.
                 for word in instruction.rest.split_whitespace() {
                     let word = word.trim_matches(|c| c == '\'' || c == '"' || c == ';');
-                    if word.starts_with("src/") && word.ends_with(".rs") {
+                    if word.contains("src/") && word.ends_with(".rs") {
                         let stub = scratch.join(word);
                         if !stub.exists() {
                             std::fs::create_dir_all(stub.parent().unwrap()).unwrap();
@@ -304,8 +318,8 @@ fn each_cargo_build_of_the_dockerfile_has_all_that_cargo_toml_names() {
         }
     }
     assert_eq!(
-        builds, 2,
-        "a dependency layer and the project's own build: {build:?}"
+        builds, 3,
+        "a dependency layer, the project's own build and the fake upstream's: {stages:?}"
     );
     let last = build.last().unwrap();
     assert!(
@@ -327,7 +341,13 @@ fn dockerignore_keeps_target_and_git_out_of_the_context() {
     for path in ["target", "target/debug/price-history", ".git/HEAD"] {
         assert!(ignored(Path::new(path), &patterns), "{path}");
     }
-    for path in ["src/main.rs", "Cargo.toml", "migrations", "benches/e2e.rs"] {
+    for path in [
+        "src/main.rs",
+        "Cargo.toml",
+        "migrations",
+        "benches/e2e.rs",
+        "crates/fake-upstream/Cargo.toml",
+    ] {
         assert!(!ignored(Path::new(path), &patterns), "{path}");
     }
 }

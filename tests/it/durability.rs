@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{Days, NaiveDate};
 use price_history::domain::{JobStatus, Symbol};
 use price_history::store::daily_prices;
+use rust_decimal::Decimal;
 
 use price_history::store::ingestion_jobs::JobRecord;
 use uuid::Uuid;
@@ -325,4 +326,153 @@ async fn a_job_submitted_as_serve_comes_up_starts_at_once() {
     println!("a job submitted as serve came up started after {picked_up:.2?}");
     assert!(picked_up < Duration::from_secs(2), "took {picked_up:?}");
     assert!(serve.is_running());
+}
+
+/// The stored closes of the symbol, by day.
+async fn closes(h: &Harness, start: NaiveDate, end: NaiveDate) -> Vec<(NaiveDate, Decimal)> {
+    daily_prices::list(h.pool(), Symbol::BTC, start, end)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.date, row.close))
+        .collect()
+}
+
+/// Kills `src/store/queue_lease.rs`: `hold` -> `Ok(true)` (the lease fence off). A worker
+/// frozen (SIGSTOP) past its lease with its CoinGecko call in flight is taken over; the
+/// worker that took over stores newer prices and ends the job; the frozen one is resumed
+/// (SIGCONT), gets its stale answer and tries to write it: it must write nothing.
+#[tokio::test]
+async fn a_worker_frozen_past_its_lease_cannot_overwrite_what_the_worker_that_took_over_stored() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(10), days_before_today(1));
+    // The first answer is held back 2 s, so that the worker is frozen with it in flight.
+    h.fake.set_delay(Duration::from_secs(2));
+    // Forced: a write replaces stored days, so a stale write would show in the prices.
+    let job = h.submit(start, end, true).await;
+    // The shortest lease (2 s) keeps the freeze under the pool's 5 s acquire timeout: a
+    // query the worker had in flight when frozen must not time out when it is resumed
+    // (that makes apalis restart the worker, which drops the attempt before it writes).
+    let lease = ("JOB_LEASE_SECS", "2");
+    let stale = h.spawn(&["worker"], &[lease, ("COINGECKO_TIMEOUT_SECS", "300")]);
+    h.fake.wait_for_calls(1).await;
+    stale.signal("STOP");
+    let frozen_at = std::time::Instant::now();
+    let stale_holder = h
+        .holder(job.id)
+        .await
+        .expect("the frozen worker holds the job");
+    assert!(stale.owns(&stale_holder));
+
+    // From now on CoinGecko answers at once, with prices 25 % up.
+    h.fake.set_delay(Duration::ZERO);
+    h.fake.set_price_shift(Decimal::new(125, 2));
+    let mut other = h.spawn(&["worker"], &[lease]);
+    let finished = h
+        .wait_for(job.id, "the other worker ends the job", |j| {
+            j.status.is_terminal()
+        })
+        .await;
+    assert_eq!(finished.status, JobStatus::Completed, "{}", other.output());
+    assert_eq!(finished.attempts, 2, "taken over once");
+    let stored = closes(&h, start, end).await;
+    assert_eq!(stored.len(), 10);
+    for (day, close) in &stored {
+        let truth = h.fake.points_for_day(*day, true).last().unwrap().1;
+        assert_eq!(
+            *close, truth,
+            "the new worker stored the new price of {day}"
+        );
+    }
+
+    stale.signal("CONT");
+    println!("the stale worker was frozen {:.2?}", frozen_at.elapsed());
+    let said = stale
+        .wait_for_output(
+            "the resumed worker to end its window",
+            Duration::from_secs(60),
+            |out| out.contains("window stored") || out.contains("another worker holds this job"),
+        )
+        .await;
+
+    assert_eq!(
+        closes(&h, start, end).await,
+        stored,
+        "the stale answer overwrote the prices the new worker stored:\n{said}"
+    );
+    assert!(
+        said.contains("another worker holds this job now; stopping without writing"),
+        "{said}"
+    );
+    let after = h.job(job.id).await;
+    assert_eq!(
+        (after.status, after.chunks_done, after.records_fetched),
+        (
+            finished.status,
+            finished.chunks_done,
+            finished.records_fetched
+        ),
+        "the stale worker left the record alone"
+    );
+    assert!(other.is_running());
+}
+
+/// Kills `src/store/queue_lease.rs`: `held_by_live_workers` -> `Ok(vec![])` (and the
+/// other made-up lists): the orphan sweep would take a job from a worker that is alive
+/// but whose one call outlasts the lease, and the job would read `pending`, "its worker
+/// stopped answering", while that worker still runs it.
+#[tokio::test]
+async fn a_live_worker_whose_call_outlasts_the_lease_keeps_its_job_running() {
+    let h = Harness::new().await;
+    // The one answer is held 9 s: past the 5 s lease and several of the sweep's 1.7 s ticks.
+    h.fake.set_delay(Duration::from_secs(9));
+    let day = days_before_today(3);
+    let job = h.submit(day, day, false).await;
+    let worker = h.spawn(&["worker"], &[]);
+    let seen = std::sync::Mutex::new(Vec::new());
+
+    let finished = h
+        .wait_for(job.id, "the job ends", |j| {
+            seen.lock().unwrap().push(j.status);
+            j.status.is_terminal()
+        })
+        .await;
+
+    assert_eq!(finished.status, JobStatus::Completed, "{}", worker.output());
+    let seen = seen.into_inner().unwrap();
+    let since_started: Vec<JobStatus> = seen
+        .iter()
+        .copied()
+        .skip_while(|s| *s != JobStatus::Running)
+        .collect();
+    assert!(
+        !since_started.contains(&JobStatus::Pending),
+        "the running job read pending while its worker was alive: {seen:?}\n{}",
+        worker.output()
+    );
+    assert_eq!(finished.attempts, 1);
+    assert_eq!(h.fake.call_count(), 1);
+}
+
+/// Kills `src/queue/worker.rs`, `run_worker`: `restarts == 0` -> `!=`. A worker holds its
+/// jobs under the name it was given; only a restarted one takes a new name (`-r1`...), so
+/// that it never passes for the instance whose lock may still be held.
+#[tokio::test]
+async fn a_worker_holds_its_job_under_the_name_it_was_given() {
+    let h = Harness::new().await;
+    // The answer is held back, so that the job is held while the test looks.
+    h.fake.set_delay(Duration::from_secs(1));
+    let job = h
+        .submit(days_before_today(3), days_before_today(1), false)
+        .await;
+    let name = format!("named-by-the-test-{}", job.id.simple());
+    let worker = h.start_worker_named(name.clone());
+
+    h.fake.wait_for_calls(1).await;
+    let holder = h.holder(job.id).await;
+    let finished = h.until_finished(job.id).await;
+    worker.stop().await;
+
+    assert_eq!(holder.as_deref(), Some(name.as_str()));
+    assert_eq!(finished.status, JobStatus::Completed);
 }

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use fake_upstream::coingecko::ScriptedResponse;
 use price_history::domain::{DateRange, JobStatus, Symbol, today_utc};
-use price_history::fake_coingecko::ScriptedResponse;
 use price_history::queue::{self, SubmitError};
 use price_history::store::ingestion_jobs::{self, Cancelled, JobFollower, NewJob};
 use uuid::Uuid;
@@ -359,4 +359,161 @@ async fn an_idle_worker_starts_each_new_job_at_once_not_at_its_next_heartbeat() 
         slowest < Duration::from_secs(2),
         "the slowest pick-up took {slowest:?}"
     );
+}
+
+/// Kills `src/store/ingestion_jobs.rs`, `finish`: `rows_affected() == 1` -> `!= 1`. Ending
+/// a job says whether it did; a job cancelled meanwhile keeps its `cancelled`.
+#[tokio::test]
+async fn finishing_a_job_cancelled_meanwhile_changes_nothing_and_says_so() {
+    use price_history::store::ingestion_jobs::{self, Cancelled, Ending};
+    let h = Harness::new().await;
+    let ending = Ending {
+        status: JobStatus::Completed,
+        gap_dates: &[],
+        out_of_plan_days: 0,
+        message: None,
+    };
+    let cancelled = h
+        .submit(days_before_today(3), days_before_today(1), false)
+        .await;
+    let Cancelled::Now(_) = ingestion_jobs::cancel(h.pool(), cancelled.id)
+        .await
+        .unwrap()
+    else {
+        panic!("a pending job can be cancelled");
+    };
+    let active = h
+        .submit(days_before_today(3), days_before_today(1), false)
+        .await;
+
+    let ended_cancelled = ingestion_jobs::finish(h.pool(), cancelled.id, ending)
+        .await
+        .unwrap();
+    let ended_active = ingestion_jobs::finish(h.pool(), active.id, ending)
+        .await
+        .unwrap();
+
+    assert!(!ended_cancelled, "a cancelled job is not ended again");
+    assert_eq!(h.job(cancelled.id).await.status, JobStatus::Cancelled);
+    assert!(ended_active, "an active job is ended");
+    assert_eq!(h.job(active.id).await.status, JobStatus::Completed);
+}
+
+/// Kills `src/store/ingestion_jobs.rs`: `release -> Ok(())`. An attempt that failed and
+/// will be retried hands its job back as `pending`, saying why, before the next attempt
+/// takes it. Every state the record passes through is kept by a trigger, since the
+/// retry follows too fast for a listener to be sure to see it.
+#[tokio::test]
+async fn a_failed_attempt_hands_its_job_back_as_pending_saying_why() {
+    let h = Harness::new().await;
+    sqlx::raw_sql(
+        r#"CREATE TABLE job_states (n bigserial PRIMARY KEY, status text, attempts int, error_message text);
+           CREATE FUNCTION keep_job_state() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+               INSERT INTO job_states (status, attempts, error_message)
+                   VALUES (NEW.status, NEW.attempts, NEW.error_message);
+               RETURN NEW;
+           END $$;
+           CREATE TRIGGER keep_job_state AFTER UPDATE OF status ON ingestion_jobs
+               FOR EACH ROW EXECUTE FUNCTION keep_job_state();"#,
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+    // The call and its 3 retries fail: attempt 1 fails; attempt 2 finds CoinGecko well.
+    for _ in 0..4 {
+        h.fake
+            .push_response(ScriptedResponse::status(503, "Service Unavailable"));
+    }
+
+    let job = h
+        .run_job(days_before_today(10), days_before_today(1), false)
+        .await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    let states: Vec<(String, i32, Option<String>)> =
+        sqlx::query_as("SELECT status, attempts, error_message FROM job_states ORDER BY n")
+            .fetch_all(h.pool())
+            .await
+            .unwrap();
+    let handed_back = states
+        .iter()
+        .position(|(status, attempts, _)| status == "pending" && *attempts == 1)
+        .unwrap_or_else(|| panic!("attempt 1 handed the job back: {states:?}"));
+    let message = states[handed_back].2.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("attempt 1 of 3 failed and will be retried") && message.contains("503"),
+        "{message}"
+    );
+    assert!(
+        states[handed_back + 1..]
+            .iter()
+            .any(|(status, attempts, _)| status == "running" && *attempts == 2),
+        "{states:?}"
+    );
+}
+
+/// Kills `src/queue/worker.rs`, `wake_ups`: `Poll::Pending if woken` -> `true` (an idle
+/// worker would poll the database in a loop) and -> `false` (a wake-up would be taken
+/// and lost, the job left for the next heartbeat), the guard `is_for_our_queue(..)` ->
+/// `true` and `is_for_our_queue -> true` (another queue's jobs would wake it). The stream
+/// is read directly: once when listening, once per job of our queue, never otherwise.
+#[tokio::test]
+async fn an_idle_worker_is_woken_once_listening_and_then_only_by_jobs_of_its_queue() {
+    use futures::StreamExt;
+    let h = Harness::new().await;
+    let notify = |job_type: &'static str| {
+        sqlx::query("SELECT pg_notify('apalis::job::insert', $1)")
+            .bind(serde_json::json!({ "job_type": job_type }).to_string())
+            .execute(h.pool())
+    };
+    let mut wake_ups = price_history::queue::wake_ups(h.pool().clone());
+    // Absence is asserted over a bounded wait: long beside a wake-up, which comes at once.
+    let quiet = Duration::from_millis(300);
+
+    let listening = tokio::time::timeout(Duration::from_secs(5), wake_ups.next()).await;
+    let uncaused = tokio::time::timeout(quiet, wake_ups.next()).await;
+    notify("another-queue").await.unwrap();
+    let by_another_queue = tokio::time::timeout(quiet, wake_ups.next()).await;
+    notify(price_history::queue::QUEUE).await.unwrap();
+    let by_ours = tokio::time::timeout(Duration::from_secs(5), wake_ups.next()).await;
+
+    assert_eq!(listening, Ok(Some(())), "woken once listening");
+    assert!(uncaused.is_err(), "no wake-up without a cause");
+    assert!(
+        by_another_queue.is_err(),
+        "another queue's job wakes nobody"
+    );
+    assert_eq!(by_ours, Ok(Some(())), "a job of our queue wakes the worker");
+}
+
+/// Kills `src/queue/worker.rs`, `handle`: `attempts > max_attempts + MAX_TAKEOVERS` ->
+/// `>=`. A job started exactly as often as allowed still runs; only one more is refused
+/// (`jobs::a_job_started_too_many_times_...`).
+#[tokio::test]
+async fn a_job_started_as_often_as_allowed_still_runs() {
+    let h = Harness::new().await;
+    let job = h
+        .submit(days_before_today(3), days_before_today(1), false)
+        .await;
+    let limit = h.settings.job_max_attempts + price_history::queue::MAX_TAKEOVERS;
+    // This start will be number `limit`.
+    sqlx::query("UPDATE ingestion_jobs SET attempts = $2 WHERE id = $1")
+        .bind(job.id)
+        .bind(limit as i32 - 1)
+        .execute(h.pool())
+        .await
+        .unwrap();
+
+    let worker = h.start_worker();
+    let finished = h.until_finished(job.id).await;
+    worker.stop().await;
+
+    assert_eq!(
+        finished.status,
+        JobStatus::Completed,
+        "{:?}",
+        finished.error_message
+    );
+    assert_eq!(finished.attempts, limit as i32);
 }

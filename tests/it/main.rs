@@ -10,7 +10,6 @@ mod container;
 mod durability;
 mod events;
 mod jobs;
-mod mutants;
 mod outage;
 mod page;
 mod pipeline;

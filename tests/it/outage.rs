@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::Days;
+use fake_upstream::coingecko::FakeCoinGecko;
 use price_history::domain::{DateRange, JobStatus, Symbol, today_utc};
-use price_history::fake_coingecko::FakeCoinGecko;
 use price_history::queue;
 use price_history::store::{
     self, ingestion_jobs::JobFollower, ingestion_jobs::JobRecord, ingestion_jobs::NewJob,

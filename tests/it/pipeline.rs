@@ -1,10 +1,12 @@
 //! The job's algorithm end to end: windows, calls, aggregation, gaps, force, errors.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{Days, NaiveDate};
+use fake_upstream::coingecko::{FakeOptions, ScriptedResponse};
 use price_history::domain::{Coin, JobStatus, PlanReach, Symbol, today_utc};
-use price_history::fake_coingecko::ScriptedResponse;
+use price_history::ingest::JobError;
 use price_history::store::{daily_prices, gaps};
 use rust_decimal::Decimal;
 
@@ -342,4 +344,245 @@ async fn coverage_counts_stored_days_and_lists_the_gaps() {
         ]
     );
     assert_eq!(coverage.coverage_percent, 92.5);
+}
+
+/// `n` consecutive days from `first`.
+fn run_of(first: NaiveDate, n: u64) -> Vec<NaiveDate> {
+    (0..n)
+        .map(|i| first.checked_add_days(Days::new(i)).unwrap())
+        .collect()
+}
+
+/// A 200 body with the fake's hourly points for `start..=end`, except on `dropped` days:
+/// an answer that misses days the next call will have.
+fn chart_without(
+    h: &Harness,
+    start: NaiveDate,
+    end: NaiveDate,
+    dropped: &HashSet<NaiveDate>,
+) -> String {
+    let (mut prices, mut volumes) = (Vec::new(), Vec::new());
+    for day in start.iter_days().take_while(|day| *day <= end) {
+        if dropped.contains(&day) {
+            continue;
+        }
+        for (ms, price, volume) in h.fake.points_for_day(day, true) {
+            prices.push(format!("[{ms},{price}]"));
+            volumes.push(format!("[{ms},{volume}]"));
+        }
+    }
+    format!(
+        r#"{{"prices":[{}],"market_caps":[],"total_volumes":[{}]}}"#,
+        prices.join(","),
+        volumes.join(",")
+    )
+}
+
+/// Kills `src/ingest/job.rs`: `windows_for_days(&fillable, self.chunk_days)` ->
+/// `windows_for_days(&fillable, 1)` (one fill call per missing day).
+#[tokio::test]
+async fn runs_missing_from_the_first_answer_are_filled_with_one_call_per_run() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(30), days_before_today(1));
+    let three = run_of(days_before_today(20), 3);
+    let four = run_of(days_before_today(10), 4);
+    let dropped: HashSet<NaiveDate> = three.iter().chain(&four).copied().collect();
+    h.fake.push_response(ScriptedResponse::status(
+        200,
+        chart_without(&h, start, end, &dropped),
+    ));
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_eq!(h.stored_days().await, 30, "the fills stored the 7 days");
+    let calls: Vec<(NaiveDate, NaiveDate)> = h
+        .fake
+        .calls()
+        .iter()
+        .map(|c| (c.from.date_naive(), c.to.date_naive()))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![(start, end), (three[0], three[2]), (four[0], four[3]),],
+        "the window, then exactly one call per run of missing days"
+    );
+    assert_eq!((job.chunks_done, job.chunks_total), (3, 3));
+    assert_eq!(job.records_fetched, 30);
+}
+
+/// Kills `src/store/gaps.rs`: `from > end` -> `from >= end` in `coverage`: a one-day
+/// range would expect no day at all.
+#[tokio::test]
+async fn coverage_of_one_missing_day_expects_that_day() {
+    let db = crate::support::TestDb::new().await;
+    let day = days_before_today(5);
+
+    let coverage = price_history::store::gaps::coverage(
+        &db.pool,
+        &price_history::domain::Coin::bitcoin(),
+        price_history::domain::PlanReach::UNLIMITED,
+        price_history::domain::today_utc(),
+        day,
+        day,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        (
+            coverage.total_expected_days,
+            coverage.total_stored_days,
+            coverage.gap_dates,
+            coverage.coverage_percent
+        ),
+        (1, 0, vec![day], 0.0)
+    );
+}
+
+/// Kills `src/ingest/job.rs`, `From<sqlx::Error> for JobError`: the guard on SQLSTATE
+/// class 22/23 -> `true` or `false`, and `||` -> `&&`. A row the table refuses is refused
+/// again however often it is fetched (permanent, said without PostgreSQL's text); any
+/// other database error may pass (transient: the job goes back on the queue).
+#[tokio::test]
+async fn a_row_the_table_refuses_fails_the_job_and_other_database_errors_retry_it() {
+    let h = Harness::new().await;
+    let pool = h.pool();
+    let error_of = |sql: &'static str| async move {
+        sqlx::query(sql)
+            .execute(pool)
+            .await
+            .expect_err("PostgreSQL refuses it")
+    };
+
+    let broken_rule = JobError::from(
+        error_of(
+            r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
+               VALUES ('BTC', '2024-01-01', 0, 0, 0, 0, 1, now())"#,
+        )
+        .await,
+    );
+    let bad_value = JobError::from(error_of("SELECT 1 / 0").await);
+    let no_table = JobError::from(error_of("SELECT * FROM no_such_table").await);
+
+    let JobError::Permanent(message) = broken_rule else {
+        panic!("class 23 (a CHECK broken) is permanent: {broken_rule:?}");
+    };
+    assert!(
+        message.contains("broke a rule of the table (daily_prices_prices_positive)"),
+        "{message}"
+    );
+    assert!(!message.contains("violates"), "{message}");
+    assert!(
+        matches!(bad_value, JobError::Permanent(_)),
+        "class 22 (division by zero) is permanent: {bad_value:?}"
+    );
+    assert!(
+        matches!(no_table, JobError::Transient(_)),
+        "class 42 is no fault of the data: {no_table:?}"
+    );
+}
+
+/// Kills `src/ingest/job.rs`, `Ingestor::run`: the plan loop's guard `!learned` -> `true`.
+/// A 10012 answer within the reach the first 10012 taught must fail the job at once; with
+/// the guard gone it would learn the same reach again and again, a refused call each time.
+#[tokio::test]
+async fn a_second_10012_within_the_reach_it_taught_fails_the_job_after_two_calls() {
+    // The fake refuses `from` older than 30 days, but its 10012 sentence says 365: a plan
+    // narrower than CoinGecko's own words.
+    let h = Harness::with_fake(FakeOptions {
+        history_limit_days: Some(30),
+        ..FakeOptions::default()
+    })
+    .await;
+    let (start, end) = (days_before_today(100), days_before_today(1));
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
+    let message = job.error_message.unwrap_or_default();
+    assert!(
+        message.contains("even within the reach it taught before (365 days)"),
+        "{message}"
+    );
+    assert!(message.contains("COINGECKO_HISTORY_DAYS"), "{message}");
+    let statuses: Vec<u16> = h.fake.calls().iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        vec![401, 401],
+        "one call to learn, one to find it wrong"
+    );
+    assert_eq!(h.stored_days().await, 0);
+}
+
+/// Kills `src/ingest/job.rs`, `Ingestor::run`: `delete !` in the gap fill's `if !learned`.
+/// A 10012 first met by a gap-fill call must teach the reach like one met by a window,
+/// or every later job spends a refused call to learn it again.
+#[tokio::test]
+async fn a_10012_met_first_by_a_gap_fill_teaches_the_reach() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(30), days_before_today(1));
+    let three = run_of(days_before_today(20), 3);
+    let dropped: HashSet<NaiveDate> = three.iter().copied().collect();
+    h.fake.push_response(ScriptedResponse::status(
+        200,
+        chart_without(&h, start, end, &dropped),
+    ));
+    h.fake
+        .push_response(ScriptedResponse::history_limit_exceeded());
+
+    let job = h.run_job(start, end, false).await;
+
+    let statuses: Vec<u16> = h.fake.calls().iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        vec![200, 401],
+        "the window, then the refused fill"
+    );
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    assert_eq!(
+        job.gap_dates, three,
+        "within 365 days: gaps, not out of plan"
+    );
+    let reach = h.ingestor().reach.current(h.pool()).await.unwrap();
+    assert_eq!(
+        reach.limit_days(),
+        Some(365),
+        "the fill's 10012 taught the reach"
+    );
+}
+
+/// Kills `src/ingest/job.rs`, `Ingestor::patiently`: the guard
+/// `is_unavailable(&e) && began.elapsed() < DATABASE_PATIENCE` -> `true` (and `&&` ->
+/// `||`). Only an unavailable database is waited for; a write the table refuses fails the
+/// job at once, with the rule's name and without PostgreSQL's text.
+#[tokio::test]
+async fn a_write_the_table_refuses_fails_the_job_at_once_instead_of_being_waited_on() {
+    let h = Harness::new().await;
+    sqlx::raw_sql(
+        r#"CREATE FUNCTION refuse_prices() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+               RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation',
+                   CONSTRAINT = 'a_rule_of_the_test';
+           END $$;
+           CREATE TRIGGER refuse_prices BEFORE INSERT ON daily_prices
+               FOR EACH ROW EXECUTE FUNCTION refuse_prices();"#,
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+    let (start, end) = (days_before_today(10), days_before_today(1));
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
+    let message = job.error_message.unwrap_or_default();
+    assert!(
+        message.contains("broke a rule of the table (a_rule_of_the_test)"),
+        "{message}"
+    );
+    assert!(!message.contains("refused by the test"), "{message}");
+    assert_eq!(job.attempts, 1, "a refused row is not retried");
+    assert_eq!(h.fake.call_count(), 1, "the window is not fetched again");
+    assert_eq!(h.stored_days().await, 0);
 }

@@ -509,3 +509,110 @@ async fn metrics_show_each_coins_freshness_and_the_schedules_ticks() {
         "no tick acted on yet: {text}"
     );
 }
+
+/// Kills `src/schedule/mod.rs`, `Scheduler::run`: `now >= next` -> `now < next` (the wait
+/// for a tick's time skipped: every tick to come acted on at once, the schedule run
+/// ahead of the clock). Ticks are acted on one by one, each at or after its time.
+#[tokio::test]
+async fn no_tick_is_acted_on_before_it_is_due() {
+    use chrono::TimeDelta;
+    use price_history::schedule::{Clock, Scheduler};
+    use price_history::store::sync_schedule;
+    let h = Harness::new().await;
+    let scheduler = Scheduler {
+        pool: h.pool().clone(),
+        schedule: "* * * * * *".parse().unwrap(),
+        clock: Clock::SYSTEM,
+        reach: h.ingestor().reach,
+        max_attempts: 3,
+        name: "in-process".to_owned(),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let began = chrono::Utc::now();
+    let running = tokio::spawn(scheduler.run(stopped));
+
+    // Three ticks: the catch-up one and the two that follow.
+    let acted = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let acted = sync_schedule::acted_ticks(h.pool()).await.unwrap();
+            if acted.len() >= 3 {
+                return acted;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("three ticks of a one-second schedule within 30 s");
+    let ended = chrono::Utc::now();
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the scheduler stops when told")
+        .unwrap();
+
+    for tick in &acted {
+        assert!(
+            tick.tick <= tick.acted_at + TimeDelta::milliseconds(100),
+            "tick {} acted on at {}, before its time: {acted:#?}",
+            tick.tick,
+            tick.acted_at
+        );
+        assert!(tick.tick <= ended, "{acted:#?}");
+    }
+    assert!(ended - began >= TimeDelta::seconds(1), "{acted:#?}");
+}
+
+/// Kills `src/schedule/mod.rs`, `Scheduler::act_on`: the match guard
+/// `e.downcast_ref::<sqlx::Error>().is_some() || e.downcast_ref::<SubmitError>().is_some()`
+/// -> `false`, and `||` -> `&&`. A database error while queuing a coin's job must fail the
+/// whole tick and roll its claim back, so that the tick is tried again; the mutants log
+/// it, record the tick as acted on, and the coin waits for the next tick.
+#[tokio::test]
+async fn a_database_error_while_queuing_fails_the_whole_tick_and_frees_it_for_a_retry() {
+    use chrono::{Timelike, Utc};
+    use price_history::schedule::{Clock, Scheduler};
+    use price_history::store::{coins, sync_schedule};
+    let h = Harness::new().await;
+    coins::set_tracking(h.pool(), Symbol::BTC, true, Some(days_before_today(3)))
+        .await
+        .unwrap()
+        .unwrap();
+    sqlx::query(
+        "CREATE FUNCTION refuse_jobs() RETURNS trigger AS $$ \
+         BEGIN RAISE EXCEPTION 'no job today'; END $$ LANGUAGE plpgsql",
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_jobs BEFORE INSERT ON ingestion_jobs \
+         FOR EACH ROW EXECUTE FUNCTION refuse_jobs()",
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+    let scheduler = Scheduler {
+        pool: h.pool().clone(),
+        schedule: "* * * * * *".parse().unwrap(),
+        clock: Clock::SYSTEM,
+        reach: h.ingestor().reach,
+        max_attempts: 3,
+        name: "in-process".to_owned(),
+    };
+    let tick = Utc::now().with_nanosecond(0).unwrap();
+
+    let acted = scheduler.act_on(tick, false).await;
+
+    assert!(acted.is_err(), "the tick fails: {acted:?}");
+    assert_eq!(
+        sync_schedule::last_tick(h.pool()).await.unwrap(),
+        None,
+        "its claim is rolled back"
+    );
+    assert!(
+        sync_schedule::acted_ticks(h.pool())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

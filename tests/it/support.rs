@@ -5,9 +5,9 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use chrono::NaiveDate;
+use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
 use price_history::config::{LogFormat, Settings};
 use price_history::domain::{DateRange, Symbol, today_utc};
-use price_history::fake_coingecko::{FakeCoinGecko, FakeOptions};
 use price_history::ingest::{Ingestor, Reach};
 use price_history::queue::{self, WorkerOptions};
 use price_history::store::{

@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, NaiveTime};
+use fake_upstream::coingecko::ScriptedResponse;
 use price_history::api::{self, ConnectionLimits};
 use price_history::domain::{JobStatus, Symbol};
-use price_history::fake_coingecko::ScriptedResponse;
 use price_history::store::daily_prices;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

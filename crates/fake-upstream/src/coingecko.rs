@@ -1,6 +1,6 @@
 //! A fake CoinGecko on loopback, faithful to what the real one does with
-//! `/coins/{id}/market_chart/range`: for integration tests, benchmarks and the hidden
-//! `price-history fake-coingecko` subcommand.
+//! `/coins/{id}/market_chart/range`: for integration tests, benchmarks and the
+//! `fake-upstream coingecko` command.
 //!
 //! What it copies from CoinGecko (see the research notes): `from`/`to` in UNIX seconds;
 //! a few coins ([`COINS`]: `bitcoin` from 2013-04-28, `ethereum` from 2015-08-07, ...),
@@ -34,7 +34,6 @@ use serde_json::json;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::coingecko::decimal_from_f64;
 pub use market::{BITCOIN, COINS, FakeCoin, coin};
 use market::{DAY_MS, Market};
 
@@ -363,25 +362,15 @@ impl std::fmt::Debug for FakeCoinGecko {
     }
 }
 
-/// Serves a fake CoinGecko at `bind` until ctrl-c, every response delayed by `delay`.
-pub async fn run_standalone(bind: SocketAddr, delay: Duration) -> anyhow::Result<()> {
-    let fake = FakeCoinGecko::start_with(FakeOptions {
-        bind,
-        delay,
-        ..FakeOptions::default()
-    })
-    .await?;
-    tracing::info!(base_url = %fake.base_url(), "fake CoinGecko listening; ctrl-c stops it");
-    tokio::signal::ctrl_c()
-        .await
-        .context("while waiting for ctrl-c")?;
-    fake.shutdown().await;
-    Ok(())
-}
-
-/// The decimal a client reads from a served value (the same rule as the real client).
+/// The decimal a client reads from a served value: the same rule as price-history's
+/// `coingecko::decimal_from_f64` (the shortest decimal that reads back as the same `f64`),
+/// restated here so that the fake does not depend on the service it stands in for.
 fn wire_decimal(value: f64) -> Decimal {
-    decimal_from_f64(value).expect("the fake serves values a Decimal holds")
+    assert!(value.is_finite(), "the fake serves finite values");
+    value
+        .to_string()
+        .parse()
+        .expect("the fake serves values a Decimal holds")
 }
 
 impl Shared {

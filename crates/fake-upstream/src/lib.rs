@@ -1,0 +1,15 @@
+//! Loopback stand-ins for the upstream price sources of price-history, for its tests,
+//! benchmarks and checks only: a dev-dependency of the service, never part of its
+//! release binary.
+//!
+//! # Layout
+//!
+//! - [`coingecko`]: a fake CoinGecko (`/coins/{id}/market_chart/range`), scriptable and
+//!   recording every call.
+//! - `src/main.rs`: the `fake-upstream` command, which serves one fake as a process
+//!   (`fake-upstream coingecko --bind 127.0.0.1:8090`) for Schemathesis and the
+//!   container check.
+//!
+//! Each upstream gets its own module and its own subcommand.
+
+pub mod coingecko;
