@@ -276,7 +276,7 @@ async fn schedule_acts_on_no_tick_before_it_is_due() {
         max_attempts: 3,
         name: "in-process".to_owned(),
     };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = price_history::shutdown::Shutdown::new();
     let began = chrono::Utc::now();
     let running = tokio::spawn(scheduler.run(stopped));
 
@@ -293,7 +293,7 @@ async fn schedule_acts_on_no_tick_before_it_is_due() {
     .await
     .expect("three ticks of a one-second schedule within 30 s");
     let ended = chrono::Utc::now();
-    stop.send(true).unwrap();
+    stop.raise();
     tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("the scheduler stops when told")

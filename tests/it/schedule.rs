@@ -16,8 +16,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
-use crate::api::{TestApi, state};
-use crate::support::{Harness, Service, days_before_today};
+use crate::support::{Harness, Service, TestApi, days_before_today};
 
 /// Every two seconds: a few ticks within a test.
 const EVERY_TWO_SECONDS: &str = "*/2 * * * * *";
@@ -93,9 +92,7 @@ async fn jobs_by(h: &Harness, trigger: Trigger) -> Vec<JobRecord> {
 }
 
 fn workers(h: &Harness, count: usize, schedule: &str) -> Vec<Service> {
-    (0..count)
-        .map(|_| h.spawn(&["worker"], &[("SYNC_SCHEDULE", schedule)]))
-        .collect()
+    h.spawn_workers(count, &[("SYNC_SCHEDULE", schedule)])
 }
 
 /// The job queued by `tick`: the newest scheduled job created after it.
@@ -474,7 +471,7 @@ async fn metrics_show_each_coins_freshness_and_the_schedules_ticks() {
     let schedule: SyncSchedule = "0 40 0 * * *".parse().unwrap();
     let api = TestApi::start_with(price_history::api::ApiState {
         sync_schedule: schedule.clone(),
-        ..state(&h, None)
+        ..h.api_state(None)
     })
     .await;
 
