@@ -2,8 +2,8 @@
 //! source's client, the ingestor, the registry, the API's state, the worker and the
 //! scheduler (zero2prod's `Application::build`).
 //!
-//! The commands of [`crate::cli`] start their role through [`Service::run`]; the tests'
-//! harness and the benchmarks build the same [`Service`], so that what they exercise is
+//! The commands of [`crate::cli`] start their role through [`Application::run`]; the tests'
+//! harness and the benchmarks build the same [`Application`], so that what they exercise is
 //! what ships (a hand-built copy once lost the client's redaction of secrets).
 
 use std::time::Duration;
@@ -89,7 +89,7 @@ pub enum Role {
 
 /// One process of the service, wired from its settings.
 #[derive(Clone)]
-pub struct Service {
+pub struct Application {
     /// What the process was started with.
     pub settings: Settings,
     /// The database, migrated.
@@ -98,18 +98,18 @@ pub struct Service {
     pub sources: Sources,
 }
 
-impl Service {
+impl Application {
     /// Waits for PostgreSQL (up to `DATABASE_CONNECT_TIMEOUT_SECS`), creates and migrates
     /// the database, opens a pool of `max_connections` and wires the clients.
-    pub async fn build(settings: Settings, max_connections: u32) -> anyhow::Result<Service> {
+    pub async fn build(settings: Settings, max_connections: u32) -> anyhow::Result<Application> {
         let pool = open_database(&settings, max_connections).await?;
-        Service::with_pool(settings, pool)
+        Application::with_pool(settings, pool)
     }
 
     /// Wires the clients over a pool already open on a migrated database.
-    pub fn with_pool(settings: Settings, pool: PgPool) -> anyhow::Result<Service> {
+    pub fn with_pool(settings: Settings, pool: PgPool) -> anyhow::Result<Application> {
         let sources = Sources::new(&settings, &pool)?;
-        Ok(Service {
+        Ok(Application {
             settings,
             pool,
             sources,
@@ -277,8 +277,8 @@ mod tests {
             Some("tok-123456"),
         );
         let pool = PgPool::connect_lazy("postgres://localhost/none").expect("a lazy pool");
-        let service = Service::with_pool(settings, pool).expect("a service");
-        let quoted = service
+        let app = Application::with_pool(settings, pool).expect("an application");
+        let quoted = app
             .sources
             .coingecko
             .redact("echo: tok-123456, p@ss-w0rd-99 and p%40ss-w0rd-99");
@@ -298,23 +298,23 @@ mod tests {
     async fn the_apis_state_refuses_a_blank_or_padded_token_without_showing_it_and_takes_empty_as_unset()
      {
         let pool = PgPool::connect_lazy("postgres://localhost/none").expect("a lazy pool");
-        let service = |token: &str| {
-            Service::with_pool(
+        let app = |token: &str| {
+            Application::with_pool(
                 settings("postgres://localhost/x", Some(token)),
                 pool.clone(),
             )
-            .expect("a service")
+            .expect("an application")
         };
         for token in ["   ", " padded-secret", "padded-secret\n"] {
-            let error = service(token)
+            let error = app(token)
                 .api_state(false)
                 .err()
                 .unwrap_or_else(|| panic!("{token:?} was accepted"));
             assert!(error.to_string().contains("API_TOKEN"), "{error}");
             assert!(!error.to_string().contains("padded-secret"), "{error}");
         }
-        assert!(service("ok").api_state(false).is_ok());
-        let empty = service("")
+        assert!(app("ok").api_state(false).is_ok());
+        let empty = app("")
             .api_state(false)
             .expect("an empty token means not set");
         assert!(empty.api_token.is_none());

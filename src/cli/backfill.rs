@@ -15,7 +15,7 @@ use crate::config::Settings;
 use crate::domain::{DateRange, JobStatus, Symbol, Trigger, today_utc};
 use crate::queue::{self, SubmitError};
 use crate::shutdown::Shutdown;
-use crate::startup::{self, Service};
+use crate::startup::{self, Application};
 use crate::store::coins;
 use crate::store::ingestion_jobs::{self, JobFollower, JobRecord, NewJob};
 
@@ -36,8 +36,8 @@ pub(super) async fn run(
         Ok(symbol) => symbol,
         Err(e) => return Ok(refuse(&e.to_string())),
     };
-    let service = Service::build(settings, startup::POOL_SIZE).await?;
-    let pool = &service.pool;
+    let app = Application::build(settings, startup::POOL_SIZE).await?;
+    let pool = &app.pool;
     let Some(coin) = coins::get(pool, symbol).await? else {
         return Ok(refuse(&format!(
             "{symbol} is not a registered coin: register it with `price-history coins add {symbol} COINGECKO_ID`, \
@@ -55,7 +55,7 @@ pub(super) async fn run(
         force,
         trigger: Trigger::Cli,
     };
-    let record = match queue::submit(pool, job, service.settings.job_max_attempts).await {
+    let record = match queue::submit(pool, job, app.settings.job_max_attempts).await {
         Ok(record) => record,
         Err(SubmitError::JobInProgress(active)) => {
             return Ok(refuse(&format!(
@@ -81,7 +81,7 @@ pub(super) async fn run(
     let mut follower = JobFollower::new(pool, record.id)
         .await
         .context("while listening for the job's changes")?;
-    let mut worker = service.spawn_worker(queue::worker_name(), shutdown);
+    let mut worker = app.spawn_worker(queue::worker_name(), shutdown);
     let (job, stopped) = match follow(&mut follower, &mut worker).await {
         Followed::Ended(job) => {
             stop.raise();

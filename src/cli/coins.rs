@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::domain::{CoinGeckoId, Symbol, Trigger};
 use crate::registry::{CoinRequest, RegisterError, Registered};
 use crate::schedule::{self, CoinSync};
-use crate::startup::{self, Service};
+use crate::startup::{self, Application};
 use crate::store::coins::{self, CoinRecord};
 
 pub(super) async fn run(settings: Settings, command: CoinsCommand) -> anyhow::Result<ExitCode> {
@@ -29,8 +29,8 @@ pub(super) async fn run(settings: Settings, command: CoinsCommand) -> anyhow::Re
                 Ok(id) => id,
                 Err(e) => return Ok(refuse(&e.to_string())),
             };
-            let service = Service::build(settings, startup::SHORT_POOL_SIZE).await?;
-            let registry = service.registry();
+            let app = Application::build(settings, startup::SHORT_POOL_SIZE).await?;
+            let registry = app.registry();
             let request = CoinRequest {
                 symbol,
                 coingecko_id,
@@ -56,11 +56,11 @@ pub(super) async fn run(settings: Settings, command: CoinsCommand) -> anyhow::Re
             if started_tracking {
                 // Up to date at once, not at the next tick.
                 let synced = schedule::tracking_started(
-                    &service.pool,
+                    &app.pool,
                     &registry.reach,
                     &coin.coin,
                     Trigger::Cli,
-                    service.settings.job_max_attempts,
+                    app.settings.job_max_attempts,
                 )
                 .await
                 .context("the coin is registered, but its missing days could not be queued")?;

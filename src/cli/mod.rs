@@ -1,7 +1,7 @@
 //! The command line: one binary, a subcommand per role (see INTERFACE.md, "Processes").
 //! This module defines the commands and dispatches them; the long-lived roles start
 //! through [`crate::startup`], and each command that does more than that has a module:
-//! [`backfill`] and [`coins`].
+//! `backfill` and `coins`.
 
 mod backfill;
 mod coins;
@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use crate::api;
 use crate::config::Settings;
 use crate::shutdown::Shutdown;
-use crate::startup::{self, Role, Service};
+use crate::startup::{self, Application, Role};
 use crate::store;
 use crate::telemetry;
 
@@ -126,7 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    Service::build(settings, startup::POOL_SIZE)
+    Application::build(settings, startup::POOL_SIZE)
         .await?
         .run(role, Shutdown::on_signal())
         .await?;

@@ -16,7 +16,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
-use crate::support::{Harness, Service, TestApi, days_before_today};
+use crate::support::{Harness, TestApi, days_before_today};
 
 /// Every two seconds: a few ticks within a test.
 const EVERY_TWO_SECONDS: &str = "*/2 * * * * *";
@@ -89,10 +89,6 @@ async fn jobs_by(h: &Harness, trigger: Trigger) -> Vec<JobRecord> {
         .into_iter()
         .filter(|job| job.trigger == trigger)
         .collect()
-}
-
-fn workers(h: &Harness, count: usize, schedule: &str) -> Vec<Service> {
-    h.spawn_workers(count, &[("SYNC_SCHEDULE", schedule)])
 }
 
 /// The job queued by `tick`: the newest scheduled job created after it.
@@ -168,7 +164,7 @@ async fn three_workers_queue_exactly_one_job_per_tick_that_finds_missing_days() 
     track_btc_since(&h, 10).await;
     let mut ticks = Ticks::new(h.pool()).await;
 
-    let mut processes = workers(&h, 3, EVERY_TWO_SECONDS);
+    let mut processes = h.spawn_workers(3, &[("SYNC_SCHEDULE", EVERY_TWO_SECONDS)]);
     // The first tick finds the 10 days missing and queues one job for them.
     let mut seen = ticks.until(|t| t.jobs_queued > 0).await;
     let first = job_of(&h, seen.last().unwrap()).await;

@@ -13,7 +13,7 @@ use price_history::fake_coingecko::{FakeCoinGecko, FakeOptions};
 use price_history::ingest::Ingestor;
 use price_history::queue;
 use price_history::shutdown::{Shutdown, ShutdownTrigger};
-use price_history::startup::Service as App;
+use price_history::startup::Application;
 use price_history::store::{
     self, ingestion_jobs, ingestion_jobs::JobFollower, ingestion_jobs::JobRecord,
     ingestion_jobs::NewJob,
@@ -162,8 +162,9 @@ impl Harness {
 
     /// The service as `startup` wires it from this test's settings (read at each call:
     /// a test may change them after the harness is built).
-    pub fn app(&self) -> App {
-        App::with_pool(self.settings.clone(), self.db.pool.clone()).expect("the service is wired")
+    pub fn app(&self) -> Application {
+        Application::with_pool(self.settings.clone(), self.db.pool.clone())
+            .expect("the service is wired")
     }
 
     pub fn ingestor(&self) -> Ingestor {
@@ -179,7 +180,7 @@ impl Harness {
     pub fn api_state(&self, token: Option<&str>) -> ApiState {
         let mut settings = self.settings.clone();
         settings.api_token = token.map(|token| SecretString::from(token.to_owned()));
-        App::with_pool(settings, self.db.pool.clone())
+        Application::with_pool(settings, self.db.pool.clone())
             .expect("the service is wired")
             .api_state(false)
             .expect("a valid API_TOKEN")
