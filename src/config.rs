@@ -201,6 +201,34 @@ impl Settings {
         Duration::from_secs(self.job_lease_secs)
     }
 
+    /// `API_TOKEN`, checked. Empty means "not set", as unset does: that is what compose's
+    /// `${API_TOKEN:-}` passes when the user set none. A token of only blanks, or one with
+    /// spaces around it, is a mistake no default produces: the first would guard the
+    /// writes with a guessable token, the second would lock every write out (the presented
+    /// token is read trimmed). The error never quotes the token.
+    pub fn api_token(&self) -> anyhow::Result<Option<SecretString>> {
+        use secrecy::ExposeSecret;
+        let Some(token) = self
+            .api_token
+            .clone()
+            .filter(|token| !token.expose_secret().is_empty())
+        else {
+            return Ok(None);
+        };
+        let text = token.expose_secret();
+        if text.trim().is_empty() {
+            anyhow::bail!(
+                "API_TOKEN is set but blank: unset it (or set it empty) to leave the writes open, or give it a value"
+            );
+        }
+        if text.trim() != text {
+            anyhow::bail!(
+                "API_TOKEN begins or ends with whitespace, which no client can send in a bearer token: remove it"
+            );
+        }
+        Ok(Some(token))
+    }
+
     /// The clock the schedule reads.
     pub fn sync_clock(&self) -> Clock {
         Clock::offset_by_ms(self.sync_clock_offset_ms)

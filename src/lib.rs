@@ -17,13 +17,19 @@
 //! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
-//! - [`cli`]: the subcommands; `main.rs` only calls [`cli::run`].
+//! - [`startup`]: settings in, a running service out: the one place that wires the pool,
+//!   the price sources' clients, the ingestor, the registry, the API's state, the worker and
+//!   the scheduler. The commands, the tests and the benchmarks all start the service here.
+//! - [`shutdown`]: the one stop signal (SIGTERM, SIGINT) handed to every long-lived task.
+//! - [`cli`]: the subcommands and their dispatch, a module per command that does more
+//!   (`backfill`, `coins`); `main.rs` only calls [`cli::run`].
 //!
 //! Test-only code lives outside this crate: `crates/fake-upstream` (package
 //! `price-history-fake-upstream`, a dev-dependency) holds the loopback fake CoinGecko the
 //! tests, benchmarks and checks talk to, so the release binary carries none of it.
 //!
-//! Data flows one way: (cli, api, schedule) → (registry, queue) → ingest → (coingecko, store).
+//! Data flows one way: cli → startup → (api, schedule) → (registry, queue) → ingest →
+//! (coingecko, store); every layer may read `config`, `domain` and `shutdown`.
 
 pub mod api;
 pub mod cli;
@@ -34,5 +40,7 @@ pub mod ingest;
 pub mod queue;
 pub mod registry;
 pub mod schedule;
+pub mod shutdown;
+pub mod startup;
 pub mod store;
 pub mod telemetry;

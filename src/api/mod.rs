@@ -30,8 +30,6 @@ mod ops;
 pub mod page;
 mod server;
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +44,7 @@ use sqlx::PgPool;
 use crate::coingecko::CoinGeckoClient;
 use crate::registry::Registry;
 use crate::schedule::SyncSchedule;
+use crate::shutdown::Shutdown;
 
 pub use cache::FinishedJobs;
 pub use coins::CoinsApi;
@@ -169,36 +168,16 @@ fn app_with(
         .boxed()
 }
 
-/// Serves on `bind` until `shutdown` resolves; then stops accepting, lets in-flight
-/// requests finish (up to one request time-out) and returns.
+/// Serves on `listener` until `shutdown` is raised; then stops accepting, lets in-flight
+/// requests finish (up to one request time-out) and returns. The one way to run the API:
+/// `startup` binds `BIND_ADDR` with [`ConnectionLimits::default`]; tests bind
+/// `127.0.0.1:0` to learn the port first, and some pass shorter limits, since they cannot
+/// wait a minute to see a connection closed.
 pub async fn serve(
-    state: ApiState,
-    bind: SocketAddr,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| {
-        format!("could not listen on {bind} (BIND_ADDR): is another process using it?")
-    })?;
-    serve_on(state, listener, shutdown).await
-}
-
-/// [`serve`] on a listener already bound, so that tests can bind `127.0.0.1:0` and
-/// learn the port first.
-pub async fn serve_on(
-    state: ApiState,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    serve_with_limits(state, listener, ConnectionLimits::default(), shutdown).await
-}
-
-/// [`serve_on`] with other limits than the documented ones: for tests, which cannot wait
-/// a minute to see a connection closed.
-pub async fn serve_with_limits(
     state: ApiState,
     listener: tokio::net::TcpListener,
     limits: ConnectionLimits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let address = listener
         .local_addr()
@@ -212,7 +191,7 @@ pub async fn serve_with_limits(
     // Event streams never end by themselves: ending them lets shutdown wait only for the
     // requests that will finish.
     let shutdown = async move {
-        shutdown.await;
+        shutdown.recv().await;
         events.close();
     };
     server::run(listener, app, limits, shutdown, SHUTDOWN_GRACE)

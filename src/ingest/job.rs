@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
 use sqlx::PgPool;
-use tokio::sync::watch;
 
 use super::{MIN_HOURLY_POINTS, Reach, Window, daily_candles, windows_for_days, windows_for_range};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoError};
 use crate::domain::{Coin, DailyCandle, JobStatus, PlanReach, today_utc};
+use crate::shutdown::Shutdown;
 use crate::store::queue_lease::{self, Lease};
 use crate::store::{
     coins, daily_prices, gaps, ingestion_jobs, ingestion_jobs::JobRecord, is_unavailable,
@@ -116,8 +116,8 @@ pub struct Attempt<'a> {
     pub job: &'a JobRecord,
     /// `None` only where no queue is involved.
     pub lease: Option<&'a Lease>,
-    /// Turns true when the process shuts down.
-    pub stop: &'a watch::Receiver<bool>,
+    /// Raised when the process shuts down.
+    pub stop: &'a Shutdown,
 }
 
 impl Ingestor {
@@ -265,7 +265,7 @@ impl Ingestor {
         shortfalls: &mut Shortfalls,
     ) -> Result<WindowEnd, JobError> {
         let job = attempt.job;
-        if *attempt.stop.borrow() {
+        if attempt.stop.is_shutdown() {
             return Ok(WindowEnd::Stop(Outcome::Interrupted));
         }
         if !self
@@ -274,10 +274,9 @@ impl Ingestor {
         {
             return Ok(WindowEnd::Stop(Outcome::Cancelled));
         }
-        let mut stop = attempt.stop.clone();
         let chart = tokio::select! {
             biased;
-            _ = stop.wait_for(|stopping| *stopping) => return Ok(WindowEnd::Stop(Outcome::Interrupted)),
+            () = attempt.stop.recv() => return Ok(WindowEnd::Stop(Outcome::Interrupted)),
             chart = self.client.market_chart_range(coin.coingecko_id.as_str(), window.from(), window.to()) => chart,
         };
         let chart = match chart {

@@ -1,7 +1,6 @@
 //! The worker: takes one job at a time off the queue and runs it, and decides from the
 //! attempt's outcome what the queue and `ingestion_jobs` should say.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,11 +9,11 @@ use apalis::layers::retry::{HasherRng, RetryPolicy};
 use apalis::layers::tracing::TraceLayer;
 use apalis::prelude::*;
 use sqlx::PgPool;
-use tokio::sync::watch;
 
 use super::{IngestTask, storage};
 use crate::domain::{JobStatus, today_utc};
 use crate::ingest::{self, Ingestor, JobError, Outcome};
+use crate::shutdown::Shutdown;
 use crate::store::gaps;
 use crate::store::ingestion_jobs::{self, Ending, JobRecord};
 use crate::store::queue_lease::{self, Lease};
@@ -59,24 +58,27 @@ pub fn worker_name() -> String {
 struct WorkerState {
     ingestor: Ingestor,
     max_attempts: u32,
-    /// True once shutdown began: the running job stops at its next window boundary.
-    stop: watch::Receiver<bool>,
+    /// Raised when shutdown begins: the running job stops at its next window boundary.
+    shutdown: Shutdown,
 }
 
-/// Runs a worker until `shutdown` resolves, then lets the current job reach a window
+/// Runs a worker until `shutdown` is raised, then lets the current job reach a window
 /// boundary, hands it back to the queue and returns.
 pub async fn run_worker(
     pool: PgPool,
     ingestor: Ingestor,
     options: WorkerOptions,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(reconcile_orphans(pool.clone(), options.lease, stop.clone()));
+    tokio::spawn(reconcile_orphans(
+        pool.clone(),
+        options.lease,
+        shutdown.clone(),
+    ));
     let state = Arc::new(WorkerState {
         ingestor,
         max_attempts: options.max_attempts,
-        stop,
+        shutdown: shutdown.clone(),
     });
     let base_name = options.name.clone();
     tracing::info!(worker = %base_name, lease_secs = options.lease.as_secs(), "worker starting");
@@ -111,9 +113,8 @@ pub async fn run_worker(
         .shutdown_timeout(SHUTDOWN_TIMEOUT);
     monitor
         .run_with_signal(async move {
-            shutdown.await;
+            shutdown.recv().await;
             tracing::info!("shutting down: the current job stops after its window");
-            let _ = stop_tx.send(true);
             Ok(())
         })
         .await?;
@@ -249,7 +250,7 @@ async fn handle(
     let attempt = ingest::Attempt {
         job: &job,
         lease: Some(&lease),
-        stop: &state.stop,
+        stop: &state.shutdown,
     };
     match state.ingestor.run(attempt).await {
         Ok(Outcome::Finished {
@@ -347,13 +348,13 @@ fn retry_later(e: sqlx::Error) -> BoxDynError {
 
 /// Sets back to `pending` every job recorded as running that no live worker holds: its
 /// process died and nobody has taken it over yet. Without this, a job whose only worker
-/// was killed would read `running` until some worker came back. Runs until `stop`.
-pub async fn reconcile_orphans(pool: PgPool, lease: Duration, mut stop: watch::Receiver<bool>) {
+/// was killed would read `running` until some worker came back. Runs until `shutdown`.
+pub async fn reconcile_orphans(pool: PgPool, lease: Duration, shutdown: Shutdown) {
     let mut ticker = tokio::time::interval((lease / 3).max(Duration::from_secs(1)));
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = stop.wait_for(|stopping| *stopping) => return,
+            () = shutdown.recv() => return,
         }
         if let Err(e) = reconcile_once(&pool, lease).await {
             tracing::debug!(error = %e, "could not check for orphaned jobs; will try again");

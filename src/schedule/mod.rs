@@ -36,11 +36,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
-use tokio::sync::watch;
 
 use crate::domain::{Symbol, Trigger};
 use crate::ingest::Reach;
 use crate::queue::SubmitError;
+use crate::shutdown::Shutdown;
 use crate::store::{coins, sync_schedule, sync_schedule::TickRecord};
 
 pub use clock::Clock;
@@ -66,9 +66,9 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Acts on the ticks of the schedule until `stop` is raised: first on the latest past
-    /// tick if no process did (catch-up), then on each tick as it comes.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Acts on the ticks of the schedule until `shutdown` is raised: first on the latest
+    /// past tick if no process did (catch-up), then on each tick as it comes.
+    pub async fn run(self, shutdown: Shutdown) {
         tracing::info!(schedule = %self.schedule, "sync schedule running (UTC)");
         let mut due = self.schedule.latest_at_or_before(self.clock.now());
         let mut catch_up = true;
@@ -85,7 +85,7 @@ impl Scheduler {
                     }
                     Err(e) => {
                         tracing::warn!(%tick, error = format!("{e:#}"), "could not act on a tick of the sync schedule; trying again");
-                        if wait_or_stop(&mut stop, RETRY_AFTER).await {
+                        if wait_or_stop(&shutdown, RETRY_AFTER).await {
                             return;
                         }
                         // A tick that passed meanwhile supersedes this one.
@@ -101,7 +101,7 @@ impl Scheduler {
                 .next_after(due.unwrap_or_else(|| self.clock.now()))
             else {
                 tracing::info!(schedule = %self.schedule, "the sync schedule has no more ticks");
-                let _ = stop.wait_for(|stopping| *stopping).await;
+                shutdown.recv().await;
                 return;
             };
             loop {
@@ -110,7 +110,7 @@ impl Scheduler {
                     break;
                 }
                 let wait = (next - now).to_std().unwrap_or_default();
-                if wait_or_stop(&mut stop, wait).await {
+                if wait_or_stop(&shutdown, wait).await {
                     return;
                 }
             }
@@ -188,13 +188,13 @@ impl Scheduler {
     }
 }
 
-/// Sleeps for `wait`; true when `stop` was raised first.
-async fn wait_or_stop(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
+/// Sleeps for `wait`; true when `shutdown` was raised first.
+async fn wait_or_stop(shutdown: &Shutdown, wait: Duration) -> bool {
     let stopped = tokio::select! {
         () = tokio::time::sleep(wait) => false,
-        _ = stop.wait_for(|stopping| *stopping) => true,
+        () = shutdown.recv() => true,
     };
-    stopped || *stop.borrow()
+    stopped || shutdown.is_shutdown()
 }
 
 /// Freshness to alert on, for `/metrics`.

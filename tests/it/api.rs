@@ -9,198 +9,20 @@ use price_history::api::{self, ApiState};
 use price_history::domain::{JobStatus, today_utc};
 use price_history::store::ingestion_jobs;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::support::{Harness, days_before_today};
+use crate::support::{Answer, Harness, TestApi, day, days_before_today};
 
 const TOKEN: &str = "s3cret-token-for-tests";
-
-/// A running API on `127.0.0.1:<random port>` and a client for it.
-pub(crate) struct TestApi {
-    pub(crate) base: String,
-    client: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-/// What came back: status, headers and the body read once.
-pub(crate) struct Answer {
-    pub(crate) status: StatusCode,
-    pub(crate) headers: reqwest::header::HeaderMap,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Answer {
-    pub(crate) fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "the body is JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|value| value.to_str().ok())
-    }
-
-    /// Asserts the documented error shape and returns its code.
-    pub(crate) fn error_code(&self) -> String {
-        assert!(
-            self.header("content-type")
-                .is_some_and(|ct| ct.starts_with("application/json")),
-            "an error is JSON: {:?} {}",
-            self.header("content-type"),
-            self.text()
-        );
-        let body = self.json();
-        let message = body["message"]
-            .as_str()
-            .unwrap_or_else(|| panic!("a message: {body}"));
-        assert!(!message.is_empty(), "{body}");
-        body["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("an error code: {body}"))
-            .to_owned()
-    }
-}
-
-impl TestApi {
-    pub(crate) async fn start(h: &Harness) -> TestApi {
-        Self::start_with(state(h, None)).await
-    }
-
-    pub(crate) async fn start_with(state: ApiState) -> TestApi {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port");
-        let base = format!("http://{}", listener.local_addr().expect("an address"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(api::serve_on(state, listener, async move {
-            let _ = stopped.await;
-        }));
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("a client");
-        TestApi {
-            base,
-            client,
-            stop: Some(stop),
-            server: Some(server),
-        }
-    }
-
-    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
-        let response = request.send().await.expect("the API answers");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.expect("a body").to_vec();
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    pub(crate) async fn get(&self, path: &str) -> Answer {
-        self.send(self.client.get(format!("{}{path}", self.base)))
-            .await
-    }
-
-    /// A POST with a JSON body and, when given, a bearer token.
-    pub(crate) async fn post(
-        &self,
-        path: &str,
-        body: Option<Value>,
-        token: Option<&str>,
-    ) -> Answer {
-        let mut request = self.client.post(format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        self.send(request).await
-    }
-
-    /// A PUT with a JSON body and, when given, a bearer token.
-    pub(crate) async fn put(&self, path: &str, body: Value, token: Option<&str>) -> Answer {
-        let mut request = self
-            .client
-            .put(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        self.send(request).await
-    }
-
-    pub(crate) async fn submit(&self, body: Value) -> Answer {
-        self.post("/api/v1/ingestion-jobs", Some(body), None).await
-    }
-
-    pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            tokio::time::timeout(Duration::from_secs(10), server)
-                .await
-                .expect("the server stops within 10 s")
-                .expect("the server does not panic")
-                .expect("the server stops cleanly");
-        }
-    }
-}
-
-impl Drop for TestApi {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
-    }
-}
-
-pub(crate) fn state(h: &Harness, token: Option<&str>) -> ApiState {
-    ApiState {
-        pool: h.pool().clone(),
-        api_token: token.map(|token| SecretString::from(token.to_owned())),
-        job_max_attempts: h.settings.job_max_attempts,
-        coingecko: None,
-        finished_jobs: Default::default(),
-        registry: h.registry(),
-        sync_schedule: h.settings.sync_schedule.clone(),
-    }
-}
-
-fn day(s: &str) -> NaiveDate {
-    s.parse().expect("a YYYY-MM-DD date")
-}
 
 fn range(start: NaiveDate, end: NaiveDate) -> Value {
     json!({"start_date": start.to_string(), "end_date": end.to_string()})
 }
 
 async fn job_count(h: &Harness) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM ingestion_jobs")
-        .fetch_one(h.pool())
-        .await
-        .expect("count")
+    h.rows("ingestion_jobs").await
 }
 
 #[tokio::test]
@@ -460,7 +282,7 @@ async fn of_many_concurrent_posts_one_is_accepted_and_the_rest_get_409_naming_it
 #[tokio::test]
 async fn with_api_token_set_posts_need_the_bearer_token_and_gets_stay_open() {
     let h = Harness::new().await;
-    let api = TestApi::start_with(state(&h, Some(TOKEN))).await;
+    let api = TestApi::start_with(h.api_state(Some(TOKEN))).await;
     let body = range(days_before_today(10), days_before_today(1));
 
     for token in [
@@ -836,7 +658,7 @@ async fn health_readiness_and_metrics_answer() {
         .await;
     let api = TestApi::start_with(ApiState {
         coingecko: Some(h.ingestor().client),
-        ..state(&h, None)
+        ..h.api_state(None)
     })
     .await;
 
@@ -879,7 +701,7 @@ async fn without_a_database_readiness_is_503_and_requests_get_503_json_without_t
         .unwrap();
     let api = TestApi::start_with(ApiState {
         pool,
-        ..state(&h, None)
+        ..h.api_state(None)
     })
     .await;
 
@@ -1062,7 +884,7 @@ async fn on_shutdown_a_request_in_flight_still_gets_its_answer() {
         .unwrap();
     let api = TestApi::start_with(ApiState {
         pool,
-        ..state(&h, None)
+        ..h.api_state(None)
     })
     .await;
     let url = format!("{}/api/v1/ingestion-jobs", api.base);

@@ -46,10 +46,7 @@ async fn harness() -> Harness {
 }
 
 fn workers(h: &Harness, n: usize) -> Vec<Service> {
-    let budget = BUDGET.to_string();
-    (0..n)
-        .map(|_| h.spawn(&["worker"], &[("COINGECKO_CALLS_PER_MINUTE", &budget)]))
-        .collect()
+    h.spawn_workers(n, &[("COINGECKO_CALLS_PER_MINUTE", &BUDGET.to_string())])
 }
 
 async fn submit_all(h: &Harness) -> Vec<(Symbol, &'static str, Uuid)> {
@@ -126,11 +123,7 @@ async fn assert_coin_matches_the_truth(h: &Harness, symbol: Symbol, coin_id: &st
         .await
         .unwrap();
     assert_eq!(rows.len(), 1461, "{symbol}: every day stored");
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM daily_prices WHERE symbol = $1")
-        .bind(symbol.as_str())
-        .fetch_one(h.pool())
-        .await
-        .unwrap();
+    let stored = h.stored_days_of(symbol).await;
     assert_eq!(
         stored, 1461,
         "{symbol}: no row outside the range, none doubled"
@@ -318,9 +311,9 @@ async fn metrics_pass_promtool_check() {
     h.run_job(days_before_today(3), days_before_today(1), false)
         .await;
     let client = h.ingestor().client;
-    let api = crate::api::TestApi::start_with(price_history::api::ApiState {
+    let api = crate::support::TestApi::start_with(price_history::api::ApiState {
         coingecko: Some(client),
-        ..crate::api::state(&h, None)
+        ..h.api_state(None)
     })
     .await;
     let metrics = api.get("/metrics").await;

@@ -299,3 +299,53 @@ async fn migrate_twice_at_once_is_safe() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn backfill_interrupted_by_sigterm_hands_its_job_back_and_exits_3() {
+    let h = Harness::new().await;
+    h.fake.set_delay(std::time::Duration::from_millis(250));
+    let end = days_before_today(1);
+    let start = end.checked_sub_days(Days::new(1460)).unwrap();
+    let mut backfill = h.spawn(
+        &[
+            "backfill",
+            "--start-date",
+            &start.to_string(),
+            "--end-date",
+            &end.to_string(),
+        ],
+        &[],
+    );
+    let queued = backfill
+        .wait_for_output(
+            "the job queued",
+            std::time::Duration::from_secs(30),
+            |out| out.contains(" queued: BTC "),
+        )
+        .await;
+    let id: uuid::Uuid = queued
+        .lines()
+        .find_map(|line| line.strip_prefix("job "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("a job id in: {queued}"));
+    h.wait_for(id, "2 windows stored", |j| j.chunks_done >= 2)
+        .await;
+
+    backfill.signal("TERM");
+    let code = backfill.exit_code(std::time::Duration::from_secs(30)).await;
+
+    let printed = backfill.output();
+    assert_eq!(code, Some(3), "{printed}");
+    assert!(
+        printed.contains("the job was handed back to the queue"),
+        "{printed}"
+    );
+    let job = h.job(id).await;
+    assert_eq!(
+        job.status,
+        price_history::domain::JobStatus::Pending,
+        "{printed}"
+    );
+    assert!(job.chunks_done >= 2, "the checkpoint is kept");
+}

@@ -8,8 +8,7 @@ use price_history::store::{coins, daily_prices};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::api::{TestApi, state};
-use crate::support::{Harness, days_before_today};
+use crate::support::{Harness, TestApi, days_before_today};
 
 const TOKEN: &str = "coins-token-for-tests";
 
@@ -250,7 +249,7 @@ async fn a_coingecko_failure_during_the_check_is_a_503_that_stores_nothing() {
 #[tokio::test]
 async fn registering_a_coin_needs_the_bearer_token_when_one_is_set() {
     let h = Harness::new().await;
-    let api = TestApi::start_with(state(&h, Some(TOKEN))).await;
+    let api = TestApi::start_with(h.api_state(Some(TOKEN))).await;
 
     let without = api
         .put(

@@ -6,8 +6,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
-use crate::api::{TestApi, state};
-use crate::support::{Harness, days_before_today};
+use crate::support::{Harness, TestApi, day, days_before_today};
 
 async fn store(h: &Harness, day: NaiveDate, provisional: bool) {
     sqlx::query(
@@ -21,19 +20,15 @@ async fn store(h: &Harness, day: NaiveDate, provisional: bool) {
     .expect("a row is stored");
 }
 
-fn date(s: &str) -> NaiveDate {
-    s.parse().expect("a date")
-}
-
 #[tokio::test]
 async fn every_day_of_a_range_has_one_letter_and_the_counts_add_up() {
     let mut h = Harness::new().await;
     h.settings.coingecko_history_days = Some(365);
     let today = days_before_today(0);
-    store(&h, date("2013-04-29"), false).await;
+    store(&h, day("2013-04-29"), false).await;
     store(&h, days_before_today(2), false).await;
     store(&h, today, true).await;
-    let api = TestApi::start_with(state(&h, None)).await;
+    let api = TestApi::start_with(h.api_state(None)).await;
 
     // BTC's first day is 2013-04-28; the plan serves only the past 365 days.
     let answer = api

@@ -264,10 +264,7 @@ async fn only_one_job_can_be_pending_or_running() {
             .to_string()
             .contains("ingestion_jobs_one_active")
     );
-    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
-        .fetch_one(h.pool())
-        .await
-        .unwrap();
+    let queued = h.rows("apalis.jobs").await;
     assert_eq!(
         queued, 1,
         "the refused submission left nothing on the queue"
@@ -295,12 +292,9 @@ async fn of_many_concurrent_submissions_exactly_one_is_accepted() {
         .filter(|r| matches!(r, Ok(Err(SubmitError::JobInProgress(_)))))
         .count();
     assert_eq!((accepted, refused), (1, 7));
-    let active: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM ingestion_jobs WHERE status IN ('pending','running')",
-    )
-    .fetch_one(h.pool())
-    .await
-    .unwrap();
+    let active = h
+        .rows("ingestion_jobs WHERE status IN ('pending','running')")
+        .await;
     assert_eq!(active, 1);
 }
 

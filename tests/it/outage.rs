@@ -15,7 +15,7 @@ use price_history::store::{
 };
 use uuid::Uuid;
 
-use crate::support::{days_before_today, free_port, spawn_service};
+use crate::support::{count_rows, days_before_today, free_port, spawn_service};
 
 /// A PostgreSQL cluster of the test's own, on a free port, removed when dropped.
 struct PrivateCluster {
@@ -259,10 +259,7 @@ async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
         finished.error_message,
         serve.output()
     );
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM daily_prices")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let stored = count_rows(&pool, "daily_prices").await;
     assert_eq!(stored, 1461);
     assert!(serve.is_running());
     serve.signal("TERM");
@@ -463,7 +460,7 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
     )
     .await
     .unwrap();
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (_stop_tx, stop) = price_history::shutdown::Shutdown::new();
 
     let attempt = ingestor.run(Attempt {
         job: &job,
@@ -494,9 +491,6 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
         1,
         "the window fetched is not fetched again"
     );
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM daily_prices")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let stored = count_rows(&pool, "daily_prices").await;
     assert_eq!(stored, 10);
 }

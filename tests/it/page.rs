@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::api::{TestApi, state};
 use crate::browser::Browser;
+use crate::support::TestApi;
 use crate::support::{Harness, days_before_today};
 
 const TOKEN: &str = "page-test-token";
@@ -102,7 +102,7 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
     seed(&h).await;
     // From now on the plan serves the past 365 days: the 19 oldest days are out of plan.
     h.settings.coingecko_history_days = Some(365);
-    let api = TestApi::start_with(state(&h, Some(TOKEN))).await;
+    let api = TestApi::start_with(h.api_state(Some(TOKEN))).await;
     let worker = h.start_worker();
 
     let today = days_before_today(0);

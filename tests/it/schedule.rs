@@ -16,8 +16,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
-use crate::api::{TestApi, state};
-use crate::support::{Harness, Service, days_before_today};
+use crate::support::{Harness, TestApi, days_before_today};
 
 /// Every two seconds: a few ticks within a test.
 const EVERY_TWO_SECONDS: &str = "*/2 * * * * *";
@@ -89,12 +88,6 @@ async fn jobs_by(h: &Harness, trigger: Trigger) -> Vec<JobRecord> {
         .expect("the database answers")
         .into_iter()
         .filter(|job| job.trigger == trigger)
-        .collect()
-}
-
-fn workers(h: &Harness, count: usize, schedule: &str) -> Vec<Service> {
-    (0..count)
-        .map(|_| h.spawn(&["worker"], &[("SYNC_SCHEDULE", schedule)]))
         .collect()
 }
 
@@ -171,7 +164,7 @@ async fn three_workers_queue_exactly_one_job_per_tick_that_finds_missing_days() 
     track_btc_since(&h, 10).await;
     let mut ticks = Ticks::new(h.pool()).await;
 
-    let mut processes = workers(&h, 3, EVERY_TWO_SECONDS);
+    let mut processes = h.spawn_workers(3, &[("SYNC_SCHEDULE", EVERY_TWO_SECONDS)]);
     // The first tick finds the 10 days missing and queues one job for them.
     let mut seen = ticks.until(|t| t.jobs_queued > 0).await;
     let first = job_of(&h, seen.last().unwrap()).await;
@@ -474,7 +467,7 @@ async fn metrics_show_each_coins_freshness_and_the_schedules_ticks() {
     let schedule: SyncSchedule = "0 40 0 * * *".parse().unwrap();
     let api = TestApi::start_with(price_history::api::ApiState {
         sync_schedule: schedule.clone(),
-        ..state(&h, None)
+        ..h.api_state(None)
     })
     .await;
 
@@ -527,7 +520,7 @@ async fn no_tick_is_acted_on_before_it_is_due() {
         max_attempts: 3,
         name: "in-process".to_owned(),
     };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = price_history::shutdown::Shutdown::new();
     let began = chrono::Utc::now();
     let running = tokio::spawn(scheduler.run(stopped));
 
@@ -544,7 +537,7 @@ async fn no_tick_is_acted_on_before_it_is_due() {
     .await
     .expect("three ticks of a one-second schedule within 30 s");
     let ended = chrono::Utc::now();
-    stop.send(true).unwrap();
+    stop.raise();
     tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("the scheduler stops when told")

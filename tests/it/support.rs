@@ -1,4 +1,5 @@
-//! Shared arrangements: a fresh database per test, the fake CoinGecko, a worker.
+//! Shared arrangements, built on the service's own `startup`: a fresh database per test,
+//! the fake CoinGecko, a worker, the API on a random port, the binary as a child process.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -6,16 +7,21 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
+use price_history::api::{self, ApiState, ConnectionLimits};
 use price_history::config::{LogFormat, Settings};
 use price_history::domain::{DateRange, Symbol, today_utc};
-use price_history::ingest::{Ingestor, Reach};
-use price_history::queue::{self, WorkerOptions};
+use price_history::ingest::Ingestor;
+use price_history::queue;
+use price_history::shutdown::{Shutdown, ShutdownTrigger};
+use price_history::startup::Application;
 use price_history::store::{
     self, ingestion_jobs, ingestion_jobs::JobFollower, ingestion_jobs::JobRecord,
     ingestion_jobs::NewJob,
 };
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -88,6 +94,20 @@ impl Drop for TestDb {
     }
 }
 
+/// A date written `YYYY-MM-DD`.
+pub fn day(s: &str) -> NaiveDate {
+    s.parse().expect("a YYYY-MM-DD date")
+}
+
+/// Rows of `from` (a table, with a `WHERE` clause if need be), counted.
+pub async fn count_rows(pool: &PgPool, from: &str) -> i64 {
+    let statement = format!("SELECT count(*) FROM {from}");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("rows of {from} can be counted: {e}"))
+}
+
 pub fn days_before_today(n: u64) -> NaiveDate {
     today_utc()
         .checked_sub_days(chrono::Days::new(n))
@@ -140,27 +160,30 @@ impl Harness {
         &self.db.pool
     }
 
+    /// The service as `startup` wires it from this test's settings (read at each call:
+    /// a test may change them after the harness is built).
+    pub fn app(&self) -> Application {
+        Application::with_pool(self.settings.clone(), self.db.pool.clone())
+            .expect("the service is wired")
+    }
+
     pub fn ingestor(&self) -> Ingestor {
-        Ingestor {
-            pool: self.db.pool.clone(),
-            client: price_history::coingecko::CoinGeckoClient::new(
-                self.settings.coingecko(),
-                price_history::coingecko::CallBudget::Shared(self.db.pool.clone()),
-            )
-            .expect("a client"),
-            chunk_days: self.settings.coingecko_chunk_days,
-            reach: Reach::new(self.settings.plan_reach(), &self.settings.coingecko()),
-        }
+        self.app().ingestor()
     }
 
     /// The coin registry as the API and the CLI use it.
     pub fn registry(&self) -> price_history::registry::Registry {
-        let ingestor = self.ingestor();
-        price_history::registry::Registry {
-            pool: ingestor.pool,
-            client: ingestor.client,
-            reach: ingestor.reach,
-        }
+        self.app().registry()
+    }
+
+    /// The API's state as `api` builds it, with `token` as `API_TOKEN`.
+    pub fn api_state(&self, token: Option<&str>) -> ApiState {
+        let mut settings = self.settings.clone();
+        settings.api_token = token.map(|token| SecretString::from(token.to_owned()));
+        Application::with_pool(settings, self.db.pool.clone())
+            .expect("the service is wired")
+            .api_state(false)
+            .expect("a valid API_TOKEN")
     }
 
     /// Submits a BTC job through the queue, as the API and the CLI do.
@@ -201,21 +224,8 @@ impl Harness {
 
     /// Starts a worker in this process under the given name.
     pub fn start_worker_named(&self, name: String) -> RunningWorker {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let options = WorkerOptions {
-            name,
-            lease: self.settings.job_lease(),
-            max_attempts: self.settings.job_max_attempts,
-            retry_base_delay: Duration::from_millis(self.settings.coingecko_retry_base_delay_ms),
-        };
-        let handle = tokio::spawn(queue::run_worker(
-            self.pool().clone(),
-            self.ingestor(),
-            options,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (stop, shutdown) = Shutdown::new();
+        let handle = self.app().spawn_worker(name, shutdown);
         RunningWorker {
             stop: Some(stop),
             handle: Some(handle),
@@ -257,11 +267,22 @@ impl Harness {
         symbol
     }
 
+    /// Rows of `from` in this test's database; see [`count_rows`].
+    pub async fn rows(&self, from: &str) -> i64 {
+        count_rows(self.pool(), from).await
+    }
+
     pub async fn stored_days(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM daily_prices")
+        self.rows("daily_prices").await
+    }
+
+    /// Days stored for one coin.
+    pub async fn stored_days_of(&self, symbol: Symbol) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM daily_prices WHERE symbol = $1")
+            .bind(symbol.as_str())
             .fetch_one(self.pool())
             .await
-            .expect("count")
+            .expect("rows can be counted")
     }
 
     pub async fn job(&self, id: Uuid) -> JobRecord {
@@ -273,14 +294,14 @@ impl Harness {
 }
 
 pub struct RunningWorker {
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<ShutdownTrigger>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl RunningWorker {
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            stop.raise();
         }
         if let Some(handle) = self.handle.take() {
             tokio::time::timeout(Duration::from_secs(30), handle)
@@ -317,6 +338,12 @@ impl Harness {
     pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Service {
         spawn_service(&self.db.url, &self.fake.base_url(), args, env)
     }
+
+    /// Starts `n` `price-history worker` processes with `env` added.
+    pub fn spawn_workers(&self, n: usize, env: &[(&str, &str)]) -> Vec<Service> {
+        (0..n).map(|_| self.spawn(&["worker"], env)).collect()
+    }
+
     /// Waits for the job's next change that satisfies `condition`, and returns it.
     pub async fn wait_for(
         &self,
@@ -526,4 +553,160 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("an address")
         .port()
+}
+
+/// A running API on `127.0.0.1:<random port>` and a client for it.
+pub struct TestApi {
+    pub base: String,
+    /// A client with a 30 s time-out, for requests the helpers do not build.
+    pub client: reqwest::Client,
+    stop: Option<ShutdownTrigger>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// What came back: status, headers and the body read once.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "the body is JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// Asserts the documented error shape and returns its code.
+    pub fn error_code(&self) -> String {
+        assert!(
+            self.header("content-type")
+                .is_some_and(|ct| ct.starts_with("application/json")),
+            "an error is JSON: {:?} {}",
+            self.header("content-type"),
+            self.text()
+        );
+        let body = self.json();
+        let message = body["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a message: {body}"));
+        assert!(!message.is_empty(), "{body}");
+        body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an error code: {body}"))
+            .to_owned()
+    }
+}
+
+impl TestApi {
+    pub async fn start(h: &Harness) -> TestApi {
+        Self::start_with(h.api_state(None)).await
+    }
+
+    pub async fn start_with(state: ApiState) -> TestApi {
+        Self::start_with_limits(state, ConnectionLimits::default()).await
+    }
+
+    /// With other limits than the documented ones, for tests that cannot wait a minute to
+    /// see a connection closed.
+    pub async fn start_with_limits(state: ApiState, limits: ConnectionLimits) -> TestApi {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let base = format!("http://{}", listener.local_addr().expect("an address"));
+        let (stop, shutdown) = Shutdown::new();
+        let server = tokio::spawn(api::serve(state, listener, limits, shutdown));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a client");
+        TestApi {
+            base,
+            client,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("the API answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.expect("a body").to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(self.client.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// A POST with a JSON body and, when given, a bearer token.
+    pub async fn post(&self, path: &str, body: Option<Value>, token: Option<&str>) -> Answer {
+        let mut request = self.client.post(format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(request).await
+    }
+
+    /// A PUT with a JSON body and, when given, a bearer token.
+    pub async fn put(&self, path: &str, body: Value, token: Option<&str>) -> Answer {
+        let mut request = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(request).await
+    }
+
+    pub async fn submit(&self, body: Value) -> Answer {
+        self.post("/api/v1/ingestion-jobs", Some(body), None).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.raise();
+        }
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .expect("the server stops within 10 s")
+                .expect("the server does not panic")
+                .expect("the server stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
 }

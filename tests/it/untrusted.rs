@@ -8,14 +8,14 @@ use chrono::{NaiveDate, NaiveTime};
 use fake_upstream::coingecko::ScriptedResponse;
 use price_history::api::{self, ConnectionLimits};
 use price_history::domain::{JobStatus, Symbol};
+use price_history::shutdown::{Shutdown, ShutdownTrigger};
 use price_history::store::daily_prices;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 
-use crate::support::{Harness, days_before_today, free_port};
+use crate::support::{Harness, day, days_before_today, free_port};
 
 /// One point per hour of `day` at `price` (a little jitter past the hour, as CoinGecko
 /// sends), each with `volume`, as `[ms, value]` pairs.
@@ -257,10 +257,6 @@ async fn as_an_earlier_release_left_it(pool: &sqlx::PgPool, rows: &[(&str, i32)]
         .await
         .unwrap();
     }
-}
-
-fn day(s: &str) -> NaiveDate {
-    s.parse().unwrap()
 }
 
 async fn prices_rule_is_validated(pool: &sqlx::PgPool) -> bool {
@@ -597,7 +593,7 @@ async fn an_api_token_with_surrounding_spaces_is_refused_at_start() {
 /// An API on a random port with `limits`, stopped when dropped.
 struct LimitedApi {
     addr: std::net::SocketAddr,
-    _stop: oneshot::Sender<()>,
+    _stop: ShutdownTrigger,
 }
 
 impl LimitedApi {
@@ -605,16 +601,8 @@ impl LimitedApi {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let state = crate::api::state(h, None);
-        tokio::spawn(api::serve_with_limits(
-            state,
-            listener,
-            limits,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (stop, shutdown) = Shutdown::new();
+        tokio::spawn(api::serve(h.api_state(None), listener, limits, shutdown));
         LimitedApi { addr, _stop: stop }
     }
 
@@ -814,13 +802,7 @@ async fn a_body_that_stalls_gets_408_not_a_5xx() {
 
     assert!(sent.starts_with("HTTP/1.1 408"), "{sent}");
     assert!(sent.contains(r#""error":"request_timeout""#), "{sent}");
-    assert_eq!(
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM ingestion_jobs")
-            .fetch_one(h.pool())
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(h.rows("ingestion_jobs").await, 0);
 }
 
 #[tokio::test]

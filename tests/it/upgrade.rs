@@ -7,8 +7,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::api::TestApi;
-use crate::support::{Harness, TestDb, days_before_today};
+use crate::support::{Harness, TestApi, TestDb, count_rows, days_before_today};
 
 /// The last migration of the release before the coin registry.
 const PREVIOUS_RELEASE: i64 = 20261128000003;
@@ -73,10 +72,7 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
     .expect("old jobs");
     let prices_before = snapshot(&db.pool, PRICES).await;
     let jobs_before = snapshot(&db.pool, JOBS).await;
-    let queue_before: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let queue_before = count_rows(&db.pool, "apalis.jobs").await;
 
     // Act: a process of this release starts on it.
     let pool = store::connect_and_migrate(&db.url, 5)
@@ -87,10 +83,7 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
     assert_eq!(snapshot(&pool, PRICES).await, prices_before);
     assert_eq!(snapshot(&pool, JOBS).await, jobs_before);
     assert_eq!(prices_before.len(), 121);
-    let queue_after: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let queue_after = count_rows(&pool, "apalis.jobs").await;
     assert_eq!(queue_after, queue_before);
 
     let mut h = Harness::new().await;

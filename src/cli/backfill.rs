@@ -1,0 +1,190 @@
+//! `backfill`: puts a job on the same durable queue as the API, runs it with a worker in
+//! this process, follows it (by its change notifications) with a progress bar, and prints
+//! the outcome. Exit codes: INTERFACE.md, "Processes".
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use indicatif::{ProgressBar, ProgressStyle};
+use uuid::Uuid;
+
+use super::refuse;
+use crate::config::Settings;
+use crate::domain::{DateRange, JobStatus, Symbol, Trigger, today_utc};
+use crate::queue::{self, SubmitError};
+use crate::shutdown::Shutdown;
+use crate::startup::{self, Application};
+use crate::store::coins;
+use crate::store::ingestion_jobs::{self, JobFollower, JobRecord, NewJob};
+
+/// How long to wait before following the job again after the database failed to answer.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Gap dates printed at most; more are shown as `...`.
+const GAPS_SHOWN: usize = 20;
+
+pub(super) async fn run(
+    settings: Settings,
+    symbol: &str,
+    start: NaiveDate,
+    end: NaiveDate,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let symbol: Symbol = match symbol.parse() {
+        Ok(symbol) => symbol,
+        Err(e) => return Ok(refuse(&e.to_string())),
+    };
+    let app = Application::build(settings, startup::POOL_SIZE).await?;
+    let pool = &app.pool;
+    let Some(coin) = coins::get(pool, symbol).await? else {
+        return Ok(refuse(&format!(
+            "{symbol} is not a registered coin: register it with `price-history coins add {symbol} COINGECKO_ID`, \
+             or pick one of `price-history coins list`"
+        )));
+    };
+    let range = match DateRange::for_coin(&coin.coin, start, end, today_utc()) {
+        Ok(range) => range,
+        Err(e) => return Ok(refuse(&e.to_string())),
+    };
+    let job = NewJob {
+        id: Uuid::now_v7(),
+        symbol,
+        range,
+        force,
+        trigger: Trigger::Cli,
+    };
+    let record = match queue::submit(pool, job, app.settings.job_max_attempts).await {
+        Ok(record) => record,
+        Err(SubmitError::JobInProgress(active)) => {
+            return Ok(refuse(&format!(
+                "job {active} is already pending or running; wait for it (GET /api/v1/ingestion-jobs/{active}) or cancel it, then run the backfill again"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    eprintln!(
+        "job {} queued: {} {}..{} ({} days{})",
+        record.id,
+        symbol,
+        range.start(),
+        range.end(),
+        range.days(),
+        if force { ", forced" } else { "" }
+    );
+
+    // The worker stops when the job has ended, or on SIGTERM/SIGINT (then it hands the
+    // job back at a window boundary, and the job reads pending again).
+    let (stop, shutdown) = Shutdown::new();
+    stop.raise_on_signal();
+    let mut follower = JobFollower::new(pool, record.id)
+        .await
+        .context("while listening for the job's changes")?;
+    let mut worker = app.spawn_worker(queue::worker_name(), shutdown);
+    let (job, stopped) = match follow(&mut follower, &mut worker).await {
+        Followed::Ended(job) => {
+            stop.raise();
+            (job, worker.await)
+        }
+        // Read once more after the worker stopped: its hand-off is what it did last.
+        Followed::WorkerStopped(stopped) => (ingestion_jobs::get(pool, record.id).await?, stopped),
+    };
+    stopped.context("the in-process worker panicked")??;
+    let Some(job) = job else {
+        anyhow::bail!("job {} disappeared from ingestion_jobs", record.id);
+    };
+    report(&job);
+    Ok(exit_code(job.status))
+}
+
+/// How following the job ended.
+enum Followed {
+    /// The job ended (or disappeared, `None`); the worker still runs.
+    Ended(Option<JobRecord>),
+    /// The worker stopped first: shut down (the job handed back), or failed.
+    WorkerStopped(Result<anyhow::Result<()>, tokio::task::JoinError>),
+}
+
+/// Shows the job's progress at each of its changes until it ends or the worker stops.
+async fn follow(
+    follower: &mut JobFollower,
+    worker: &mut tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> Followed {
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} windows, {msg}",
+        )
+        .expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut change = follower.current().await;
+    let finished = loop {
+        match change {
+            Ok(Some(job)) => {
+                bar.set_length(job.chunks_total.max(0) as u64);
+                bar.set_position(job.chunks_done.max(0) as u64);
+                bar.set_message(format!("{} rows, {}", job.records_fetched, job.status));
+                if job.status.is_terminal() {
+                    break Followed::Ended(Some(job));
+                }
+            }
+            Ok(None) => break Followed::Ended(None),
+            Err(e) => {
+                bar.set_message(format!("database unavailable ({e}); waiting"));
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
+        change = tokio::select! {
+            change = follower.next_change() => change,
+            stopped = &mut *worker => break Followed::WorkerStopped(stopped),
+        };
+    };
+    bar.finish_and_clear();
+    finished
+}
+
+fn report(job: &JobRecord) {
+    println!("job {}: {}", job.id, job.status);
+    println!(
+        "windows: {}/{}, rows fetched: {}, attempts: {}",
+        job.chunks_done, job.chunks_total, job.records_fetched, job.attempts
+    );
+    if job.out_of_plan_days > 0 {
+        println!("out of plan: {} day(s)", job.out_of_plan_days);
+    }
+    if !job.gap_dates.is_empty() {
+        let shown: Vec<String> = job
+            .gap_dates
+            .iter()
+            .take(GAPS_SHOWN)
+            .map(NaiveDate::to_string)
+            .collect();
+        println!(
+            "gaps ({}): {}{}",
+            job.gaps_detected,
+            shown.join(", "),
+            if job.gap_dates.len() > GAPS_SHOWN {
+                ", ..."
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(message) = &job.error_message {
+        println!("{message}");
+    }
+    if !job.status.is_terminal() {
+        println!(
+            "the job was handed back to the queue; any worker (price-history worker) resumes it from its checkpoint"
+        );
+    }
+}
+
+fn exit_code(status: JobStatus) -> ExitCode {
+    match status {
+        JobStatus::Completed | JobStatus::CompletedWithGaps => ExitCode::SUCCESS,
+        JobStatus::Pending | JobStatus::Running => ExitCode::from(3),
+        JobStatus::Failed | JobStatus::Cancelled => ExitCode::FAILURE,
+    }
+}

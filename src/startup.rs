@@ -1,0 +1,322 @@
+//! Settings in, a running service out: the one place that wires the pool, the price
+//! source's client, the ingestor, the registry, the API's state, the worker and the
+//! scheduler (zero2prod's `Application::build`).
+//!
+//! The commands of [`crate::cli`] start their role through [`Application::run`]; the tests'
+//! harness and the benchmarks build the same [`Application`], so that what they exercise is
+//! what ships (a hand-built copy once lost the client's redaction of secrets).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, ApiState, ConnectionLimits};
+use crate::coingecko::{CallBudget, CoinGeckoClient};
+use crate::config::Settings;
+use crate::ingest::{Ingestor, Reach};
+use crate::queue::{self, WorkerOptions};
+use crate::registry::Registry;
+use crate::schedule::Scheduler;
+use crate::shutdown::Shutdown;
+use crate::store;
+
+/// Connections per long-running process: the worker needs a few (heartbeat, listener,
+/// the job), the API the rest.
+pub const POOL_SIZE: u32 = 10;
+
+/// Connections for a command that runs a few statements and exits (`migrate`, `coins`).
+pub const SHORT_POOL_SIZE: u32 = 2;
+
+/// The price sources the service fetches from, built once per process so that every user
+/// of a source shares its call budget. A new source (and its settings) is one more field
+/// here, built in [`Sources::new`].
+#[derive(Clone)]
+pub struct Sources {
+    /// CoinGecko, hiding every secret of the process from what it quotes.
+    pub coingecko: CoinGeckoClient,
+}
+
+impl Sources {
+    /// Every client, each keeping the key, `API_TOKEN` and the database password out of
+    /// what it quotes, should an answer ever echo them. Every attempt takes a slot of the
+    /// call budget shared by every process on this database.
+    pub fn new(settings: &Settings, pool: &PgPool) -> anyhow::Result<Sources> {
+        let secrets = secrets(settings);
+        let coingecko =
+            CoinGeckoClient::new(settings.coingecko(), CallBudget::Shared(pool.clone()))
+                .context("while building the CoinGecko client")?
+                .hiding(secrets.iter().map(String::as_str));
+        Ok(Sources { coingecko })
+    }
+}
+
+/// What a process must never quote: `API_TOKEN`, and the database password as written in
+/// `DATABASE_URL` and decoded (`%40` for `@`, say).
+fn secrets(settings: &Settings) -> Vec<String> {
+    let mut secrets: Vec<String> = settings
+        .api_token
+        .iter()
+        .map(|token| token.expose_secret().to_owned())
+        .collect();
+    if let Some(password) = url::Url::parse(&settings.database_url)
+        .ok()
+        .and_then(|url| url.password().map(str::to_owned))
+    {
+        secrets.push(
+            percent_encoding::percent_decode_str(&password)
+                .decode_utf8_lossy()
+                .into_owned(),
+        );
+        secrets.push(password);
+    }
+    secrets
+}
+
+/// Which long-lived role a process plays (INTERFACE.md, "Processes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The REST API and one worker (with its part in the schedule).
+    Serve,
+    /// The REST API only; it still sets back to pending the jobs whose worker died.
+    Api,
+    /// A worker (with its part in the schedule).
+    Worker,
+}
+
+/// One process of the service, wired from its settings.
+#[derive(Clone)]
+pub struct Application {
+    /// What the process was started with.
+    pub settings: Settings,
+    /// The database, migrated.
+    pub pool: PgPool,
+    /// The price sources' clients, shared by the worker, the registry and the API.
+    pub sources: Sources,
+}
+
+impl Application {
+    /// Waits for PostgreSQL (up to `DATABASE_CONNECT_TIMEOUT_SECS`), creates and migrates
+    /// the database, opens a pool of `max_connections` and wires the clients.
+    pub async fn build(settings: Settings, max_connections: u32) -> anyhow::Result<Application> {
+        let pool = open_database(&settings, max_connections).await?;
+        Application::with_pool(settings, pool)
+    }
+
+    /// Wires the clients over a pool already open on a migrated database.
+    pub fn with_pool(settings: Settings, pool: PgPool) -> anyhow::Result<Application> {
+        let sources = Sources::new(&settings, &pool)?;
+        Ok(Application {
+            settings,
+            pool,
+            sources,
+        })
+    }
+
+    /// The plan's reach: configured, or learned and kept in the database.
+    pub fn reach(&self) -> Reach {
+        Reach::new(self.settings.plan_reach(), &self.settings.coingecko())
+    }
+
+    /// What runs a job.
+    pub fn ingestor(&self) -> Ingestor {
+        Ingestor {
+            pool: self.pool.clone(),
+            client: self.sources.coingecko.clone(),
+            chunk_days: self.settings.coingecko_chunk_days,
+            reach: self.reach(),
+        }
+    }
+
+    /// The coin registry, checking new coins with the process's client (so that the
+    /// checks and the jobs share one call budget).
+    pub fn registry(&self) -> Registry {
+        Registry {
+            pool: self.pool.clone(),
+            client: self.sources.coingecko.clone(),
+            reach: self.reach(),
+        }
+    }
+
+    /// The API's state; refuses an `API_TOKEN` no client could present. `with_worker`
+    /// says whether a worker runs in this process (`serve`), whose client the API then
+    /// reports on.
+    pub fn api_state(&self, with_worker: bool) -> anyhow::Result<ApiState> {
+        Ok(ApiState {
+            pool: self.pool.clone(),
+            api_token: self.settings.api_token()?,
+            job_max_attempts: self.settings.job_max_attempts,
+            coingecko: with_worker.then(|| self.sources.coingecko.clone()),
+            finished_jobs: Default::default(),
+            registry: self.registry(),
+            sync_schedule: self.settings.sync_schedule.clone(),
+        })
+    }
+
+    /// How this process's worker runs, under `name` (see [`queue::worker_name`]).
+    pub fn worker_options(&self, name: String) -> WorkerOptions {
+        WorkerOptions {
+            name,
+            lease: self.settings.job_lease(),
+            max_attempts: self.settings.job_max_attempts,
+            retry_base_delay: Duration::from_millis(self.settings.coingecko_retry_base_delay_ms),
+        }
+    }
+
+    /// Starts a worker named `name` until `shutdown`.
+    pub fn spawn_worker(&self, name: String, shutdown: Shutdown) -> JoinHandle<anyhow::Result<()>> {
+        tokio::spawn(queue::run_worker(
+            self.pool.clone(),
+            self.ingestor(),
+            self.worker_options(name),
+            shutdown,
+        ))
+    }
+
+    /// Starts this process's part in `SYNC_SCHEDULE` until `shutdown`; none when the
+    /// schedule is off.
+    pub fn spawn_scheduler(&self, shutdown: Shutdown) -> Option<JoinHandle<()>> {
+        if self.settings.sync_schedule.is_off() {
+            tracing::info!(
+                "SYNC_SCHEDULE is off: tracked coins are brought up to date only when tracking is turned on"
+            );
+            return None;
+        }
+        let scheduler = Scheduler {
+            pool: self.pool.clone(),
+            schedule: self.settings.sync_schedule.clone(),
+            clock: self.settings.sync_clock(),
+            reach: self.reach(),
+            max_attempts: self.settings.job_max_attempts,
+            name: queue::worker_name(),
+        };
+        Some(tokio::spawn(scheduler.run(shutdown)))
+    }
+
+    /// Runs `role` until `shutdown` is raised, then lets every task stop cleanly (the
+    /// worker hands its job back at a window boundary) and returns.
+    pub async fn run(self, role: Role, shutdown: Shutdown) -> anyhow::Result<()> {
+        match role {
+            Role::Worker => {
+                let scheduler = self.spawn_scheduler(shutdown.clone());
+                let worker = self.spawn_worker(queue::worker_name(), shutdown).await;
+                let worker = worker.context("the worker panicked")?;
+                if let (Ok(()), Some(scheduler)) = (&worker, scheduler) {
+                    let _ = scheduler.await;
+                }
+                worker
+            }
+            Role::Serve => {
+                let state = self.api_state(true)?;
+                let listener = bind(&self.settings).await?;
+                let scheduler = self.spawn_scheduler(shutdown.clone());
+                let worker = self.spawn_worker(queue::worker_name(), shutdown.clone());
+                let api = api::serve(state, listener, ConnectionLimits::default(), shutdown);
+                let (worker, api) = tokio::join!(worker, api);
+                let worker = worker.context("the worker panicked")?;
+                if let (Ok(()), Ok(()), Some(scheduler)) = (&worker, &api, scheduler) {
+                    let _ = scheduler.await;
+                }
+                worker?;
+                api
+            }
+            Role::Api => {
+                let state = self.api_state(false)?;
+                let listener = bind(&self.settings).await?;
+                // No worker here, but jobs whose worker died are still set back to pending.
+                tokio::spawn(queue::reconcile_orphans(
+                    self.pool.clone(),
+                    self.settings.job_lease(),
+                    shutdown.clone(),
+                ));
+                api::serve(state, listener, ConnectionLimits::default(), shutdown).await
+            }
+        }
+    }
+}
+
+/// Waits for PostgreSQL (up to `DATABASE_CONNECT_TIMEOUT_SECS`), then creates and
+/// migrates the database and opens the pool.
+pub async fn open_database(settings: &Settings, max_connections: u32) -> anyhow::Result<PgPool> {
+    store::database::wait_for_server(&settings.database_url, settings.database_connect_timeout())
+        .await?;
+    store::connect_and_migrate(&settings.database_url, max_connections).await
+}
+
+/// Listens on `BIND_ADDR`, saying what to check when it cannot.
+async fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
+    let bind = settings.bind_addr;
+    TcpListener::bind(bind).await.with_context(|| {
+        format!("could not listen on {bind} (BIND_ADDR): is another process using it?")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(database_url: &str, api_token: Option<&str>) -> Settings {
+        let mut args = vec!["price-history", "--database-url", database_url];
+        if let Some(token) = api_token {
+            args.extend(["--api-token", token]);
+        }
+        args.push("migrate");
+        crate::cli::Cli::try_parse_from(args)
+            .expect("valid arguments")
+            .settings
+    }
+
+    #[tokio::test]
+    async fn the_coingecko_client_is_built_hiding_the_token_and_the_database_password() {
+        let settings = settings(
+            "postgres://u:p%40ss-w0rd-99@localhost/x",
+            Some("tok-123456"),
+        );
+        let pool = PgPool::connect_lazy("postgres://localhost/none").expect("a lazy pool");
+        let app = Application::with_pool(settings, pool).expect("an application");
+        let quoted = app
+            .sources
+            .coingecko
+            .redact("echo: tok-123456, p@ss-w0rd-99 and p%40ss-w0rd-99");
+        assert_eq!(quoted, "echo: ***, *** and ***");
+    }
+
+    #[test]
+    fn the_database_password_is_hidden_as_written_and_percent_decoded_and_bad_escapes_are_kept() {
+        let hidden = secrets(&settings("postgres://u:p%40ss%2Fw0rd@localhost/x", None));
+        assert!(hidden.contains(&"p@ss/w0rd".to_owned()), "{hidden:?}");
+        assert!(hidden.contains(&"p%40ss%2Fw0rd".to_owned()), "{hidden:?}");
+        let hidden = secrets(&settings("postgres://u:100%25%zz@localhost/x", None));
+        assert!(hidden.contains(&"100%%zz".to_owned()), "{hidden:?}");
+    }
+
+    #[tokio::test]
+    async fn the_apis_state_refuses_a_blank_or_padded_token_without_showing_it_and_takes_empty_as_unset()
+     {
+        let pool = PgPool::connect_lazy("postgres://localhost/none").expect("a lazy pool");
+        let app = |token: &str| {
+            Application::with_pool(
+                settings("postgres://localhost/x", Some(token)),
+                pool.clone(),
+            )
+            .expect("an application")
+        };
+        for token in ["   ", " padded-secret", "padded-secret\n"] {
+            let error = app(token)
+                .api_state(false)
+                .err()
+                .unwrap_or_else(|| panic!("{token:?} was accepted"));
+            assert!(error.to_string().contains("API_TOKEN"), "{error}");
+            assert!(!error.to_string().contains("padded-secret"), "{error}");
+        }
+        assert!(app("ok").api_state(false).is_ok());
+        let empty = app("")
+            .api_state(false)
+            .expect("an empty token means not set");
+        assert!(empty.api_token.is_none());
+    }
+}
