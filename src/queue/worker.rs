@@ -262,8 +262,9 @@ async fn handle(
 struct Step {
     /// What `ingestion_jobs` says of the job from now on.
     record: Record,
-    /// The line logged, with the job's id.
-    log: Log,
+    /// The level and the words of the line logged, with the job's id and what the
+    /// record says.
+    log: (tracing::Level, &'static str),
     /// What apalis does with the task (see [`handle`]).
     next: Result<(), BoxDynError>,
 }
@@ -285,29 +286,7 @@ enum Record {
     Fail(String),
 }
 
-/// A line of the log: its level, what it says, and the message it carries, if any.
-struct Log {
-    level: tracing::Level,
-    what: &'static str,
-    message: Option<String>,
-}
-
-impl Log {
-    fn new(level: tracing::Level, what: &'static str) -> Self {
-        Self {
-            level,
-            what,
-            message: None,
-        }
-    }
-
-    fn with(mut self, message: &str) -> Self {
-        self.message = Some(message.to_owned());
-        self
-    }
-}
-
-/// The worker's policy, one line per result of an attempt: what the record says, what
+/// The worker's policy, one arm per result of an attempt: what the record says, what
 /// is logged, and what apalis does next (`Ok` ends the task, `AbortError` ends it for
 /// good, a plain error retries it after a back-off, `RetryAfterError` hands it back).
 fn policy(result: Result<Outcome, JobError>, attempts: u32, max_attempts: u32) -> Step {
@@ -320,34 +299,24 @@ fn policy(result: Result<Outcome, JobError>, attempts: u32, max_attempts: u32) -
             out_of_plan_days,
             message,
         }) => {
-            let log = Log::new(Level::INFO, "job finished").with(&format!(
-                "{status}; {} gap day(s), {out_of_plan_days} out of plan",
-                gap_dates.len()
-            ));
             let record = Record::Finish {
                 status,
                 gap_dates,
                 out_of_plan_days,
                 message,
             };
-            step(record, log, Ok(()))
+            step(record, (Level::INFO, "job finished"), Ok(()))
         }
         // The record belongs to the worker that took over; apalis ignores this worker's
         // result because it no longer holds the lock.
         Ok(Outcome::LeaseLost) => step(
             Record::Untouched,
-            Log::new(
-                Level::WARN,
-                "job was taken over by another worker; this attempt stopped",
-            ),
+            (Level::WARN, "job was taken over by another worker; this attempt stopped"),
             Ok(()),
         ),
         Ok(Outcome::Cancelled) => step(
             Record::Untouched,
-            Log::new(
-                Level::INFO,
-                "job was cancelled; stopped after its current window",
-            ),
+            (Level::INFO, "job was cancelled; stopped after its current window"),
             Ok(()),
         ),
         Ok(Outcome::Interrupted) => step(
@@ -355,7 +324,7 @@ fn policy(result: Result<Outcome, JobError>, attempts: u32, max_attempts: u32) -
                 "handed back to the queue at shutdown; another worker resumes it from its checkpoint"
                     .to_owned(),
             ),
-            Log::new(Level::INFO, "job handed back to the queue"),
+            (Level::INFO, "job handed back to the queue"),
             Err(Box::new(RetryAfterError::new(
                 "worker shutting down",
                 Duration::ZERO,
@@ -363,7 +332,7 @@ fn policy(result: Result<Outcome, JobError>, attempts: u32, max_attempts: u32) -
         ),
         Err(JobError::Permanent(message)) => step(
             Record::Fail(message.clone()),
-            Log::new(Level::ERROR, "job failed").with(&message),
+            (Level::ERROR, "job failed"),
             Err(Box::new(AbortError::new(message))),
         ),
         Err(JobError::Transient(reason)) if attempts < max_attempts => {
@@ -372,7 +341,7 @@ fn policy(result: Result<Outcome, JobError>, attempts: u32, max_attempts: u32) -
             );
             step(
                 Record::Release(message.clone()),
-                Log::new(Level::WARN, "job will be retried").with(&message),
+                (Level::WARN, "job will be retried"),
                 Err(message.into()),
             )
         }
@@ -383,7 +352,7 @@ fn policy(result: Result<Outcome, JobError>, attempts: u32, max_attempts: u32) -
             );
             step(
                 Record::Fail(message.clone()),
-                Log::new(Level::ERROR, "job failed").with(&message),
+                (Level::ERROR, "job failed"),
                 Err(Box::new(AbortError::new(message))),
             )
         }
@@ -422,25 +391,26 @@ impl Step {
         Ok(())
     }
 
-    /// Logs the policy's line, with the job's id and the message, if any.
+    /// Logs the policy's line, with the job's id and what the record says.
     fn log(&self, job_id: uuid::Uuid) {
-        let Log {
-            level,
-            what,
-            message,
-        } = &self.log;
-        macro_rules! emit {
-            ($level:ident) => {
-                match message {
-                    Some(detail) => tracing::$level!(%job_id, %detail, "{what}"),
-                    None => tracing::$level!(%job_id, "{what}"),
-                }
-            };
-        }
-        match *level {
-            tracing::Level::ERROR => emit!(error),
-            tracing::Level::WARN => emit!(warn),
-            _ => emit!(info),
+        let (level, what) = self.log;
+        let detail = match &self.record {
+            Record::Untouched => String::new(),
+            Record::Finish {
+                status,
+                gap_dates,
+                out_of_plan_days,
+                ..
+            } => format!(
+                "{status}; {} gap day(s), {out_of_plan_days} out of plan",
+                gap_dates.len()
+            ),
+            Record::Release(message) | Record::Fail(message) => message.clone(),
+        };
+        match level {
+            tracing::Level::ERROR => tracing::error!(%job_id, %detail, "{what}"),
+            tracing::Level::WARN => tracing::warn!(%job_id, %detail, "{what}"),
+            _ => tracing::info!(%job_id, %detail, "{what}"),
         }
     }
 }
@@ -557,7 +527,7 @@ mod tests {
         let permanent = policy(Err(JobError::Permanent("refused".into())), 1, 3);
         assert!(matches!(&permanent.record, Record::Fail(m) if m == "refused"));
         assert!(is::<AbortError>(&permanent.next));
-        assert_eq!(permanent.log.level, tracing::Level::ERROR);
+        assert_eq!(permanent.log.0, tracing::Level::ERROR);
 
         let interrupted = policy(Ok(Outcome::Interrupted), 1, 3);
         assert!(matches!(interrupted.record, Record::Release(_)));
