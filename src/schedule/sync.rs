@@ -59,6 +59,7 @@ pub enum SyncError {
     /// The database or the queue failed: nothing was queued, and trying again may pass.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// The queue refused the job for a reason other than an active job of the coin.
     #[error(transparent)]
     Queue(SubmitError),
     /// The coin's missing days make no job the rules accept (its record contradicts
