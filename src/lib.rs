@@ -12,7 +12,9 @@
 //! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`).
 //! - [`coingecko`]: the HTTP client (call budget, retries, error bodies).
 //! - [`store`]: all SQL, a module per table.
-//! - [`ingest`]: the job: plan windows from gaps, fetch, aggregate, upsert, checkpoint.
+//! - [`ingest`]: the job: plan windows from gaps, fetch, fill, upsert, checkpoint;
+//!   `ingest::source` is the seat of a price source (what it is asked, what it answers),
+//!   with CoinGecko as its first implementation.
 //! - [`queue`]: apalis-postgres storage, submission and the worker.
 //! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.

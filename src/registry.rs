@@ -189,14 +189,11 @@ impl Registry {
                     let first_day = first.at.date_naive();
                     return Ok((Some(first_day) != served_from).then_some(first_day));
                 }
-                Err(e) => match e.history_limit_days() {
-                    Some(days) if !learned => {
-                        learned = true;
-                        self.reach.learn(&self.pool, days).await?;
-                        reach = self.reach.current(&self.pool).await?;
-                    }
-                    _ => return Err(check_failed(id, e)),
-                },
+                Err(CoinGeckoError::PlanLimit { days, .. }) if !learned => {
+                    learned = true;
+                    reach = self.reach.learn(&self.pool, days).await?;
+                }
+                Err(e) => return Err(check_failed(id, e)),
             }
         }
     }
@@ -211,14 +208,21 @@ fn check_failed(id: &CoinGeckoId, e: CoinGeckoError) -> RegisterError {
     match e {
         CoinGeckoError::Permanent {
             status: Some(404), ..
-        } => RegisterError::UnknownCoinGeckoId(id.clone()),
-        CoinGeckoError::Permanent { message, .. } => RegisterError::CoinGeckoRefused {
+        }
+        | CoinGeckoError::BadAnswer { status: 404, .. } => {
+            RegisterError::UnknownCoinGeckoId(id.clone())
+        }
+        CoinGeckoError::Permanent { message, .. }
+        | CoinGeckoError::PlanLimit { message, .. }
+        | CoinGeckoError::BadAnswer { message, .. } => RegisterError::CoinGeckoRefused {
             id: id.clone(),
             cause: message,
         },
-        CoinGeckoError::Transient { message } => RegisterError::CoinGeckoUnavailable {
-            id: id.clone(),
-            cause: message,
-        },
+        CoinGeckoError::Transient { message } | CoinGeckoError::RateLimited { message } => {
+            RegisterError::CoinGeckoUnavailable {
+                id: id.clone(),
+                cause: message,
+            }
+        }
     }
 }

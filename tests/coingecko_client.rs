@@ -51,14 +51,18 @@ fn permanent_parts(error: &CoinGeckoError) -> (Option<u16>, Option<i64>, &str) {
             error_code,
             message,
         } => (*status, *error_code, message.as_str()),
-        CoinGeckoError::Transient { .. } => panic!("expected a permanent error, got {error:?}"),
+        CoinGeckoError::PlanLimit {
+            status, message, ..
+        } => (Some(*status), Some(10012), message.as_str()),
+        CoinGeckoError::BadAnswer { status, message } => (Some(*status), None, message.as_str()),
+        _ => panic!("expected a permanent error, got {error:?}"),
     }
 }
 
 fn transient_message(error: &CoinGeckoError) -> &str {
     match error {
-        CoinGeckoError::Transient { message } => message,
-        CoinGeckoError::Permanent { .. } => panic!("expected a transient error, got {error:?}"),
+        CoinGeckoError::Transient { message } | CoinGeckoError::RateLimited { message } => message,
+        _ => panic!("expected a transient error, got {error:?}"),
     }
 }
 

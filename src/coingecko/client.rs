@@ -102,19 +102,50 @@ struct Inner {
     sent: Arc<AtomicU64>,
     /// The call budget every attempt takes its slot from.
     limiter: Arc<CallLimiter>,
-    /// Attempts by how they ended, in the order of [`OUTCOMES`].
-    outcomes: [AtomicU64; OUTCOMES.len()],
+    /// Attempts by how they ended, indexed by [`CallOutcome`] (as `usize`).
+    outcomes: [AtomicU64; CallOutcome::ALL.len()],
 }
 
-/// How an attempt ended, as `/metrics` labels it.
-pub const OUTCOMES: [&str; 6] = [
-    "ok",
-    "unreadable",
-    "rate_limited",
-    "server_error",
-    "refused",
-    "transport_error",
-];
+/// How an attempt ended, counted per client and shown on `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// A market chart came back.
+    Ok,
+    /// A 2xx whose body was not a market chart, or was too large to read.
+    Unreadable,
+    /// A 429.
+    RateLimited,
+    /// A 5xx or a 408.
+    ServerError,
+    /// Another status: CoinGecko refused the request.
+    Refused,
+    /// No answer: the connection failed or broke, or timed out.
+    TransportError,
+}
+
+impl CallOutcome {
+    /// Every outcome, in the order `/metrics` lists them.
+    pub const ALL: [CallOutcome; 6] = [
+        Self::Ok,
+        Self::Unreadable,
+        Self::RateLimited,
+        Self::ServerError,
+        Self::Refused,
+        Self::TransportError,
+    ];
+
+    /// The `outcome` label on `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Unreadable => "unreadable",
+            Self::RateLimited => "rate_limited",
+            Self::ServerError => "server_error",
+            Self::Refused => "refused",
+            Self::TransportError => "transport_error",
+        }
+    }
+}
 
 impl fmt::Debug for CoinGeckoClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -250,9 +281,13 @@ impl CoinGeckoClient {
         self.inner.limiter.metrics()
     }
 
-    /// Attempts so far by how they ended, labelled as in [`OUTCOMES`].
-    pub fn calls_by_outcome(&self) -> [(&'static str, u64); OUTCOMES.len()] {
-        std::array::from_fn(|i| (OUTCOMES[i], self.inner.outcomes[i].load(Ordering::Relaxed)))
+    /// Attempts so far by how they ended, labelled as on `/metrics`, in the order of
+    /// [`CallOutcome::ALL`].
+    pub fn calls_by_outcome(&self) -> [(&'static str, u64); CallOutcome::ALL.len()] {
+        CallOutcome::ALL.map(|outcome| {
+            let count = self.inner.outcomes[outcome as usize].load(Ordering::Relaxed);
+            (outcome.label(), count)
+        })
     }
 
     /// `GET {base}/coins/{coin_id}/market_chart/range?vs_currency=usd&from=…&to=…`, with
@@ -304,20 +339,7 @@ impl CoinGeckoClient {
     /// The error with every secret masked: the last guard before a message leaves the
     /// client (the quotes were masked before they were cut, this catches the rest).
     fn redacted(&self, error: CoinGeckoError) -> CoinGeckoError {
-        match error {
-            CoinGeckoError::Transient { message } => CoinGeckoError::Transient {
-                message: self.redactor.apply(&message),
-            },
-            CoinGeckoError::Permanent {
-                status,
-                error_code,
-                message,
-            } => CoinGeckoError::Permanent {
-                status,
-                error_code,
-                message: self.redactor.apply(&message),
-            },
-        }
+        error.map_message(|message| self.redactor.apply(message))
     }
 
     fn market_chart_range_url(&self, coin_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Url {
@@ -339,10 +361,8 @@ impl CoinGeckoClient {
         if let Some((header, value)) = &self.inner.api_key {
             request = request.header(header, value.clone());
         }
-        let count = |outcome: &str| {
-            if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-                self.inner.outcomes[i].fetch_add(1, Ordering::Relaxed);
-            }
+        let count = |outcome: CallOutcome| {
+            self.inner.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
         };
         let response = match request.send().await {
             Ok(response) => response,
@@ -353,7 +373,7 @@ impl CoinGeckoClient {
                 }));
             }
             Err(error) => {
-                count("transport_error");
+                count(CallOutcome::TransportError);
                 return Outcome::Retry(Failure::transport(&error));
             }
         };
@@ -362,11 +382,11 @@ impl CoinGeckoClient {
         let body = match read_capped(response, MAX_BODY_BYTES).await {
             Ok(Some(body)) => body,
             Ok(None) => {
-                count("unreadable");
+                count(CallOutcome::Unreadable);
                 return Outcome::Done(Err(CoinGeckoError::too_large(status, MAX_BODY_BYTES)));
             }
             Err(error) => {
-                count("transport_error");
+                count(CallOutcome::TransportError);
                 return Outcome::Retry(Failure::body(status, &error));
             }
         };
@@ -380,16 +400,20 @@ impl CoinGeckoClient {
                     CoinGeckoError::unreadable(status, &body, why, redactor)
                 }
             });
-            count(if chart.is_ok() { "ok" } else { "unreadable" });
+            count(if chart.is_ok() {
+                CallOutcome::Ok
+            } else {
+                CallOutcome::Unreadable
+            });
             Outcome::Done(chart)
         } else if status.is_server_error()
             || status == StatusCode::REQUEST_TIMEOUT
             || status == StatusCode::TOO_MANY_REQUESTS
         {
             count(if status == StatusCode::TOO_MANY_REQUESTS {
-                "rate_limited"
+                CallOutcome::RateLimited
             } else {
-                "server_error"
+                CallOutcome::ServerError
             });
             Outcome::Retry(Failure {
                 what: ErrorBody::read_redacted(&body, redactor).describe(status),
@@ -399,7 +423,7 @@ impl CoinGeckoClient {
                 retry_after,
             })
         } else {
-            count("refused");
+            count(CallOutcome::Refused);
             Outcome::Done(Err(CoinGeckoError::refused(
                 status, &body, coin_id, redactor,
             )))
@@ -480,11 +504,14 @@ impl Failure {
         } else {
             " Trying again later may succeed."
         };
-        CoinGeckoError::Transient {
-            message: format!(
-                "Gave up after {tries}; the last one failed: {}.{advice}",
-                self.what.trim_end_matches('.'),
-            ),
+        let message = format!(
+            "Gave up after {tries}; the last one failed: {}.{advice}",
+            self.what.trim_end_matches('.'),
+        );
+        if self.rate_limited {
+            CoinGeckoError::RateLimited { message }
+        } else {
+            CoinGeckoError::Transient { message }
         }
     }
 }
@@ -546,6 +573,17 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_outcome_is_counted_in_its_own_slot_under_its_own_label() {
+        for (i, outcome) in CallOutcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, i, "{outcome:?}");
+        }
+        let mut labels = CallOutcome::ALL.map(CallOutcome::label).to_vec();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), CallOutcome::ALL.len());
+    }
 
     fn settings(base_url: &str, key: Option<&str>) -> CoinGeckoSettings {
         CoinGeckoSettings {

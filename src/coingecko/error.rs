@@ -14,59 +14,116 @@ use super::wire::BodyError;
 /// How much of an error body a message quotes: enough for CoinGecko's sentence, not a page.
 const QUOTE_LIMIT: usize = 300;
 
-/// Why a call to CoinGecko did not produce a market chart.
+/// Why a call to CoinGecko did not produce a market chart: one variant per decision a
+/// caller makes (retry later, learn the plan's reach, fail), so none reads the prose.
 ///
 /// Messages quote CoinGecko and say what to do; every quote has passed a [`Redactor`],
 /// so they never contain the API key or another secret, whatever CoinGecko sent.
 #[derive(Debug, thiserror::Error)]
 pub enum CoinGeckoError {
-    /// Worth trying again later: retries ran out on 429, 5xx, time-outs or connection
-    /// errors. The job goes back on the queue.
+    /// Worth trying again later: retries ran out on 5xx, time-outs or connection errors.
+    /// The job goes back on the queue.
     #[error("{message}")]
     Transient {
         /// The last status or error, how many attempts were made, and what to do.
         message: String,
     },
-    /// Will fail again whatever we do: another 4xx (such as error code 10012, the
-    /// 365-day limit of the public and Demo plans) or a body that does not parse. The
-    /// job fails.
+    /// Worth trying again later: CoinGecko kept answering 429 until the retries ran out.
+    /// The job goes back on the queue.
+    #[error("{message}")]
+    RateLimited {
+        /// How many attempts were made, and what to do about the rate.
+        message: String,
+    },
+    /// Error code 10012: the plan (public or Demo) serves only the past `days` days, and
+    /// the window asked for older ones. Callers learn the reach from it.
+    #[error("{message}")]
+    PlanLimit {
+        /// The HTTP status CoinGecko answered with (401 as documented).
+        status: u16,
+        /// How many days back the plan serves, read from CoinGecko's sentence (365 when
+        /// it names no number).
+        days: u32,
+        /// CoinGecko's words, quoted, and what to do about them.
+        message: String,
+    },
+    /// Will fail again whatever we do: another 4xx. The job fails.
     #[error("{message}")]
     Permanent {
         /// The HTTP status CoinGecko answered with, when there was an answer.
         status: Option<u16>,
-        /// CoinGecko's own `error_code` (10002, 10012, …) when the body carried one.
+        /// CoinGecko's own `error_code` (10002, 10010, …) when the body carried one.
         error_code: Option<i64>,
         /// CoinGecko's words, quoted, and what to do about them.
         message: String,
     },
+    /// A 2xx whose body is not a market chart, is too large, or holds data that cannot
+    /// be true. The job fails; nothing of the window is stored.
+    #[error("{message}")]
+    BadAnswer {
+        /// The HTTP status of the answer.
+        status: u16,
+        /// What was wrong with it, quoted where that helps, and what to do.
+        message: String,
+    },
 }
+
+/// CoinGecko's `error_code` for a window older than the plan serves.
+const PLAN_LIMIT_CODE: i64 = 10012;
+
+/// The reach assumed when a 10012 answer names no number: the public and Demo plans'.
+const DOCUMENTED_PLAN_DAYS: u32 = 365;
 
 impl CoinGeckoError {
     /// True when trying again cannot help, so the job should fail rather than be requeued.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::Permanent { .. })
+        matches!(
+            self,
+            Self::Permanent { .. } | Self::PlanLimit { .. } | Self::BadAnswer { .. }
+        )
     }
 
-    /// With CoinGecko's 10012 answer ("past 365 days only", the public and Demo plans'
-    /// limit): how many days the plan serves, read from CoinGecko's sentence (365 when it
-    /// names no number). `None` for every other error.
+    /// With CoinGecko's 10012 answer: how many days the plan serves. `None` for every
+    /// other error.
     pub fn history_limit_days(&self) -> Option<u32> {
-        let Self::Permanent {
-            error_code: Some(10012),
-            message,
-            ..
-        } = self
-        else {
-            return None;
-        };
-        let days = message.split("past ").skip(1).find_map(|rest| {
-            let (number, after) = rest.split_once(' ')?;
-            after
-                .starts_with("day")
-                .then(|| number.parse::<u32>().ok())
-                .flatten()
-        });
-        Some(days.filter(|days| *days > 0).unwrap_or(365))
+        match self {
+            Self::PlanLimit { days, .. } => Some(*days),
+            _ => None,
+        }
+    }
+
+    /// The message with `mask` applied to it, the variant and its figures kept.
+    pub(crate) fn map_message(self, mask: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            Self::Transient { message } => Self::Transient {
+                message: mask(&message),
+            },
+            Self::RateLimited { message } => Self::RateLimited {
+                message: mask(&message),
+            },
+            Self::PlanLimit {
+                status,
+                days,
+                message,
+            } => Self::PlanLimit {
+                status,
+                days,
+                message: mask(&message),
+            },
+            Self::Permanent {
+                status,
+                error_code,
+                message,
+            } => Self::Permanent {
+                status,
+                error_code,
+                message: mask(&message),
+            },
+            Self::BadAnswer { status, message } => Self::BadAnswer {
+                status,
+                message: mask(&message),
+            },
+        }
     }
 
     /// A refusal (non-retryable status) turned into the message a user can act on.
@@ -82,6 +139,13 @@ impl CoinGeckoError {
             said.describe(status),
             advice(status, said.error_code, said.text.as_deref(), coin_id)
         );
+        if said.error_code == Some(PLAN_LIMIT_CODE) {
+            return Self::PlanLimit {
+                status: status.as_u16(),
+                days: plan_days(said.text.as_deref().unwrap_or_default()),
+                message,
+            };
+        }
         Self::Permanent {
             status: Some(status.as_u16()),
             error_code: said.error_code,
@@ -97,9 +161,8 @@ impl CoinGeckoError {
         why: impl std::fmt::Display,
         redactor: &Redactor,
     ) -> Self {
-        Self::Permanent {
-            status: Some(status.as_u16()),
-            error_code: None,
+        Self::BadAnswer {
+            status: status.as_u16(),
             message: format!(
                 "CoinGecko answered HTTP {} with a body that is not a market chart: {why}; \
                  it begins {}. Check COINGECKO_BASE_URL points at CoinGecko's API root \
@@ -114,9 +177,8 @@ impl CoinGeckoError {
     /// volume, one instant with two values). Trying again within the attempt would most
     /// likely get the same answer, so the window is refused whole and the job fails.
     pub(crate) fn bad_data(status: StatusCode, why: BodyError) -> Self {
-        Self::Permanent {
-            status: Some(status.as_u16()),
-            error_code: None,
+        Self::BadAnswer {
+            status: status.as_u16(),
             message: format!(
                 "CoinGecko's answer was refused: {why}. Nothing of that window was stored. \
                  The fault is in CoinGecko's data, not in a setting here: run the job again \
@@ -127,9 +189,8 @@ impl CoinGeckoError {
 
     /// A body longer than any market chart: refused while it was being read.
     pub(crate) fn too_large(status: StatusCode, limit: usize) -> Self {
-        Self::Permanent {
-            status: Some(status.as_u16()),
-            error_code: None,
+        Self::BadAnswer {
+            status: status.as_u16(),
             message: format!(
                 "CoinGecko answered HTTP {} with a body over {} MiB, far more than any market \
                  chart; it was refused unread. Check COINGECKO_BASE_URL points at CoinGecko's \
@@ -139,6 +200,20 @@ impl CoinGeckoError {
             ),
         }
     }
+}
+
+/// How many days a 10012 answer says the plan serves ("… within the past 365 days …"),
+/// [`DOCUMENTED_PLAN_DAYS`] when its sentence names no number (or zero, which is no plan).
+fn plan_days(said: &str) -> u32 {
+    let days = said.split("past ").skip(1).find_map(|rest| {
+        let (number, after) = rest.split_once(' ')?;
+        after
+            .starts_with("day")
+            .then(|| number.parse::<u32>().ok())
+            .flatten()
+    });
+    days.filter(|days| *days > 0)
+        .unwrap_or(DOCUMENTED_PLAN_DAYS)
 }
 
 /// What CoinGecko said in an error body, whichever shape it came in.
@@ -265,10 +340,12 @@ fn advice(
 ) -> String {
     let text = text.unwrap_or_default().to_ascii_lowercase();
     match (status.as_u16(), error_code) {
-        (_, Some(10012)) => "CoinGecko's public and Demo plans serve only the past 365 days: \
+        (_, Some(PLAN_LIMIT_CODE)) => {
+            "CoinGecko's public and Demo plans serve only the past 365 days: \
              pick a start date within the last 365 days, or use a paid key by setting \
              COINGECKO_API_KEY and COINGECKO_BASE_URL=https://pro-api.coingecko.com/api/v3."
-            .to_owned(),
+                .to_owned()
+        }
         (_, Some(10010)) => "That is a paid (Pro) key on the public root URL: set \
              COINGECKO_BASE_URL=https://pro-api.coingecko.com/api/v3."
             .to_owned(),
@@ -325,7 +402,10 @@ mod tests {
                 error_code,
                 message,
             } => (*status, *error_code, message),
-            CoinGeckoError::Transient { .. } => panic!("expected Permanent, got {error:?}"),
+            CoinGeckoError::PlanLimit {
+                status, message, ..
+            } => (Some(*status), Some(PLAN_LIMIT_CODE), message),
+            _ => panic!("expected a refusal, got {error:?}"),
         }
     }
 

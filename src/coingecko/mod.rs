@@ -1,9 +1,12 @@
 //! The CoinGecko HTTP client: the only place that talks to CoinGecko.
 //!
 //! The ingest code asks for one window of prices with
-//! [`CoinGeckoClient::market_chart_range`] and learns from the error variant whether to
-//! put the job back on the queue ([`CoinGeckoError::Transient`]) or fail it
-//! ([`CoinGeckoError::Permanent`]). Everything about the wire stays in here.
+//! [`CoinGeckoClient::market_chart_range`] and learns from the error variant what to do:
+//! put the job back on the queue ([`CoinGeckoError::Transient`],
+//! [`CoinGeckoError::RateLimited`]), learn the plan's reach
+//! ([`CoinGeckoError::PlanLimit`], CoinGecko's 10012), or fail it
+//! ([`CoinGeckoError::Permanent`], [`CoinGeckoError::BadAnswer`]). Everything about the
+//! wire stays in here.
 //!
 //! # Layout
 //!
@@ -25,6 +28,6 @@ mod redact;
 mod wire;
 
 pub use budget::{BudgetMetrics, CallBudget, CallLimiter};
-pub use client::{CoinGeckoClient, CoinGeckoSettings, MAX_BODY_BYTES, OUTCOMES};
+pub use client::{CallOutcome, CoinGeckoClient, CoinGeckoSettings, MAX_BODY_BYTES};
 pub use error::CoinGeckoError;
 pub use wire::{MarketChart, Point, decimal_from_f64};

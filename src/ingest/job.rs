@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use sqlx::PgPool;
 
-use super::{MIN_HOURLY_POINTS, Reach, Window, daily_candles, windows_for_days, windows_for_range};
-use crate::coingecko::{CoinGeckoClient, CoinGeckoError};
+use super::source::{CoinGecko, PriceSource, SourceError};
+use super::{MIN_HOURLY_POINTS, Reach, Window, windows_for_days, windows_for_range};
+use crate::coingecko::CoinGeckoClient;
 use crate::domain::{Coin, DailyCandle, JobStatus, PlanReach, today_utc};
 use crate::shutdown::Shutdown;
 use crate::store::queue_lease::{self, Lease};
@@ -45,8 +47,8 @@ enum WindowEnd {
     Stored,
     /// The attempt must stop.
     Stop(Outcome),
-    /// CoinGecko refused the window as older than the plan serves (10012): the plan
-    /// serves only this many days.
+    /// The source refused the window as older than its plan serves (CoinGecko's 10012):
+    /// the plan serves only this many days.
     BeyondReach(u32),
 }
 
@@ -86,8 +88,8 @@ impl From<sqlx::Error> for JobError {
     }
 }
 
-impl From<CoinGeckoError> for JobError {
-    fn from(e: CoinGeckoError) -> Self {
+impl From<SourceError> for JobError {
+    fn from(e: SourceError) -> Self {
         if e.is_permanent() {
             JobError::Permanent(e.to_string())
         } else {
@@ -121,15 +123,37 @@ pub struct Attempt<'a> {
 }
 
 impl Ingestor {
-    /// Runs one attempt of a job (already marked running). Resumes from the checkpoint:
-    /// not forced, the missing days are read again from the table, so windows already
-    /// stored are not fetched again; forced, the windows before `chunks_done` are skipped.
-    /// Days older than the plan's reach are never asked for; a 10012 answer teaches the
-    /// reach, and the rest of the range is planned again within it.
+    /// Runs one attempt of a job (already marked running), in three steps: fetch what
+    /// the plan asks for, fill what is still missing, and say what is left. Resumes from
+    /// the checkpoint: not forced, the missing days are read again from the table, so
+    /// windows already stored are not fetched again; forced, the windows before
+    /// `chunks_done` are skipped. Days older than the plan's reach are never asked for;
+    /// a 10012 answer teaches the reach, and the rest of the range is planned again
+    /// within it.
     #[tracing::instrument(skip_all, fields(job_id = %attempt.job.id, symbol = %attempt.job.symbol, attempt = attempt.job.attempts))]
     pub async fn run(&self, attempt: Attempt<'_>) -> Result<Outcome, JobError> {
+        let mut run = self.begin(attempt, self.coingecko()).await?;
+        if let ControlFlow::Break(outcome) = run.fetch().await? {
+            return Ok(outcome);
+        }
+        if let ControlFlow::Break(outcome) = run.fill().await? {
+            return Ok(outcome);
+        }
+        run.finish().await
+    }
+
+    /// CoinGecko, as the source the job's windows are asked of.
+    pub fn coingecko(&self) -> CoinGecko {
+        CoinGecko::new(self.client.clone(), self.chunk_days)
+    }
+
+    /// What an attempt starts from: its coin (still registered) and the reach in force.
+    async fn begin<'a, S: PriceSource>(
+        &'a self,
+        attempt: Attempt<'a>,
+        source: S,
+    ) -> Result<Run<'a, S>, JobError> {
         let job = attempt.job;
-        let (start, end) = (job.range.start(), job.range.end());
         let coin = self
             .patiently(|| coins::get(&self.pool, job.symbol))
             .await?
@@ -140,174 +164,18 @@ impl Ingestor {
                 ))
             })?
             .coin;
-        let today = today_utc();
-        let mut reach = self.patiently(|| self.reach.current(&self.pool)).await?;
-        let mut planned = job.chunks_done;
-        let mut learned = false;
-        let mut shortfalls = Shortfalls::default();
-        'plan: loop {
-            let windows = match reach.served_part(start, end, today) {
-                None => Vec::new(),
-                Some((from, _)) if job.force => {
-                    let all = windows_for_range(job.range, self.chunk_days);
-                    let done = usize::try_from(job.chunks_done).unwrap_or(0).min(all.len());
-                    all[done..]
-                        .iter()
-                        .filter(|w| w.end >= from)
-                        .map(|w| Window {
-                            start: w.start.max(from),
-                            end: w.end,
-                        })
-                        .collect()
-                }
-                Some((from, to)) => {
-                    let missing = self
-                        .patiently(|| gaps::missing_days(&self.pool, job.symbol, from, to))
-                        .await?;
-                    windows_for_days(&missing, self.chunk_days)
-                }
-            };
-            planned += windows.len() as i32;
-            self.patiently(|| ingestion_jobs::set_chunks_total(&self.pool, job.id, planned))
-                .await?;
-            tracing::info!(
-                windows = windows.len(),
-                done_before = job.chunks_done,
-                force = job.force,
-                reach_days = reach.limit_days(),
-                "fetching"
-            );
-            for (i, window) in windows.iter().enumerate() {
-                match self
-                    .window(&attempt, &coin, window, &mut shortfalls)
-                    .await?
-                {
-                    WindowEnd::Stored => {}
-                    WindowEnd::Stop(outcome) => return Ok(outcome),
-                    WindowEnd::BeyondReach(days) if !learned => {
-                        learned = true;
-                        self.patiently(|| self.reach.learn(&self.pool, days))
-                            .await?;
-                        reach = self.patiently(|| self.reach.current(&self.pool)).await?;
-                        // The windows not fetched are planned again within the reach.
-                        planned -= (windows.len() - i) as i32;
-                        continue 'plan;
-                    }
-                    WindowEnd::BeyondReach(_) => {
-                        return Err(JobError::Permanent(format!(
-                            "CoinGecko refused {}..{} as older than the plan serves (error 10012), even \
-                             within the reach it taught before ({} days). Set COINGECKO_HISTORY_DAYS to what \
-                             the plan serves and submit the job again.",
-                            window.start,
-                            window.end,
-                            reach.limit_days().unwrap_or_default()
-                        )));
-                    }
-                }
-            }
-            break;
-        }
-
-        // Fill what is still missing: one call per run of consecutive days (split only
-        // where a run is longer than a window). Days not over yet cannot be completed now,
-        // so no call is spent on them.
-        let fillable: Vec<NaiveDate> = match reach.served_part(start, end, today) {
-            None => Vec::new(),
-            Some((from, to)) => self
-                .patiently(|| gaps::missing_days(&self.pool, job.symbol, from, to))
-                .await?
-                .into_iter()
-                .filter(|day| *day < today)
-                .collect(),
-        };
-        let fills = windows_for_days(&fillable, self.chunk_days);
-        if !fills.is_empty() {
-            planned += fills.len() as i32;
-            self.patiently(|| ingestion_jobs::set_chunks_total(&self.pool, job.id, planned))
-                .await?;
-            tracing::info!(runs = fills.len(), days = fillable.len(), "filling gaps");
-        }
-        for window in &fills {
-            match self.window(&attempt, &coin, window, &mut shortfalls).await {
-                Ok(WindowEnd::Stored) => {}
-                Ok(WindowEnd::Stop(outcome)) => return Ok(outcome),
-                Ok(WindowEnd::BeyondReach(days)) => {
-                    if !learned {
-                        learned = true;
-                        self.patiently(|| self.reach.learn(&self.pool, days))
-                            .await?;
-                    }
-                    reach = self.patiently(|| self.reach.current(&self.pool)).await?;
-                }
-                Err(e) => {
-                    tracing::warn!(start = %window.start, end = %window.end, error = %e, "could not fill a gap; going on");
-                    shortfalls.failed_fills.push((*window, e.to_string()));
-                }
-            }
-        }
-
-        let missing = self
-            .patiently(|| gaps::missing_days(&self.pool, job.symbol, start, end))
-            .await?;
-        Ok(finished(missing, reach, today, &shortfalls))
-    }
-
-    /// One window: fetch it, aggregate it, and store its rows with the checkpoint in one
-    /// transaction, so a crash leaves either both or neither. A shutdown during the call
-    /// drops the window (nothing of it was written); a shutdown during the commit lets
-    /// the commit finish.
-    #[tracing::instrument(skip_all, fields(start = %window.start, end = %window.end))]
-    async fn window(
-        &self,
-        attempt: &Attempt<'_>,
-        coin: &Coin,
-        window: &Window,
-        shortfalls: &mut Shortfalls,
-    ) -> Result<WindowEnd, JobError> {
-        let job = attempt.job;
-        if attempt.stop.is_shutdown() {
-            return Ok(WindowEnd::Stop(Outcome::Interrupted));
-        }
-        if !self
-            .patiently(|| ingestion_jobs::is_still_active(&self.pool, job.id))
-            .await?
-        {
-            return Ok(WindowEnd::Stop(Outcome::Cancelled));
-        }
-        let chart = tokio::select! {
-            biased;
-            () = attempt.stop.recv() => return Ok(WindowEnd::Stop(Outcome::Interrupted)),
-            chart = self.client.market_chart_range(coin.coingecko_id.as_str(), window.from(), window.to()) => chart,
-        };
-        let chart = match chart {
-            Ok(chart) => chart,
-            Err(e) => match e.history_limit_days() {
-                Some(days) => return Ok(WindowEnd::BeyondReach(days)),
-                None => return Err(e.into()),
-            },
-        };
-        let built = daily_candles(&chart, window, Utc::now());
-        if !built.too_thin.is_empty() {
-            tracing::warn!(days = ?built.too_thin, "days with too few points were not stored");
-        }
-        shortfalls.too_thin.extend(built.too_thin.iter().copied());
-        let candles = built.candles;
-        let written = self.patiently(|| self.store(attempt, &candles)).await?;
-        match written {
-            Some(written) => {
-                tracing::info!(
-                    days = window.days(),
-                    fetched = candles.len(),
-                    written,
-                    "window stored"
-                );
-                Ok(WindowEnd::Stored)
-            }
-            None => {
-                tracing::warn!("another worker holds this job now; stopping without writing");
-                Ok(WindowEnd::Stop(Outcome::LeaseLost))
-            }
-        }
+        let reach = self.patiently(|| self.reach.current(&self.pool)).await?;
+        Ok(Run {
+            ingestor: self,
+            attempt,
+            source,
+            coin,
+            today: today_utc(),
+            reach,
+            planned: job.chunks_done,
+            learned: false,
+            shortfalls: Shortfalls::default(),
+        })
     }
 
     /// The checkpoint transaction. `None` when this worker no longer holds the job: the
@@ -348,6 +216,269 @@ impl Ingestor {
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// One attempt under way: what it knows (the coin, today, the reach) and what it has
+/// done so far (windows planned, whether it learned the reach, what fell short).
+struct Run<'a, S> {
+    ingestor: &'a Ingestor,
+    attempt: Attempt<'a>,
+    /// Where the windows are asked for.
+    source: S,
+    coin: Coin,
+    /// Today (UTC) when the attempt began: days from it on are not over.
+    today: NaiveDate,
+    /// The reach in force: days older are never asked for.
+    reach: PlanReach,
+    /// The job's `chunks_total`: windows done before this attempt plus those it planned.
+    planned: i32,
+    /// True once this attempt learned the reach: a second refusal within the learned
+    /// reach fails the attempt instead of planning again.
+    learned: bool,
+    shortfalls: Shortfalls,
+}
+
+/// How a batch of windows ended.
+enum Batch {
+    /// Every window was tried.
+    Done,
+    /// The attempt must stop.
+    Stopped(Outcome),
+    /// `window` was refused as beyond the plan's reach of `days`; `unfetched` windows
+    /// (it included) were not fetched.
+    BeyondReach {
+        window: Window,
+        days: u32,
+        unfetched: usize,
+    },
+}
+
+impl<S: PriceSource> Run<'_, S> {
+    /// Step 1: fetch what the plan asks for. When the source teaches a reach, the
+    /// windows not fetched are planned again within it, once.
+    async fn fetch(&mut self) -> Result<ControlFlow<Outcome>, JobError> {
+        loop {
+            let windows = self.plan().await?;
+            match self.fetch_all(&windows).await? {
+                Batch::Done => return Ok(ControlFlow::Continue(())),
+                Batch::Stopped(outcome) => return Ok(ControlFlow::Break(outcome)),
+                Batch::BeyondReach { window, .. } if self.learned => {
+                    return Err(self.beyond_learned_reach(&window));
+                }
+                Batch::BeyondReach {
+                    days, unfetched, ..
+                } => {
+                    self.learn_reach(days).await?;
+                    self.planned -= unfetched as i32;
+                }
+            }
+        }
+    }
+
+    /// The windows to fetch within the reach, counted into the job's `chunks_total`:
+    /// forced, the range's windows after the checkpoint; otherwise the missing days'.
+    async fn plan(&mut self) -> Result<Vec<Window>, JobError> {
+        let job = self.attempt.job;
+        let window_days = self.source.window_days();
+        let windows = match self.served_part() {
+            None => Vec::new(),
+            Some((from, _)) if job.force => {
+                let all = windows_for_range(job.range, window_days);
+                let done = usize::try_from(job.chunks_done).unwrap_or(0).min(all.len());
+                all[done..]
+                    .iter()
+                    .filter(|w| w.end >= from)
+                    .map(|w| Window {
+                        start: w.start.max(from),
+                        end: w.end,
+                    })
+                    .collect()
+            }
+            Some((from, to)) => windows_for_days(&self.missing_days(from, to).await?, window_days),
+        };
+        self.count_planned(windows.len()).await?;
+        tracing::info!(
+            windows = windows.len(),
+            done_before = job.chunks_done,
+            force = job.force,
+            reach_days = self.reach.limit_days(),
+            "fetching"
+        );
+        Ok(windows)
+    }
+
+    /// Fetches `windows` in order, until one stops the attempt or is beyond the reach.
+    async fn fetch_all(&mut self, windows: &[Window]) -> Result<Batch, JobError> {
+        for (i, window) in windows.iter().enumerate() {
+            match self.window(window).await? {
+                WindowEnd::Stored => {}
+                WindowEnd::Stop(outcome) => return Ok(Batch::Stopped(outcome)),
+                WindowEnd::BeyondReach(days) => {
+                    return Ok(Batch::BeyondReach {
+                        window: *window,
+                        days,
+                        unfetched: windows.len() - i,
+                    });
+                }
+            }
+        }
+        Ok(Batch::Done)
+    }
+
+    /// Step 2: fill what is still missing: one call per run of consecutive days (split
+    /// only where a run is longer than a window). Days not over yet cannot be completed
+    /// now, so no call is spent on them. A failed call does not end the attempt: it is
+    /// said in the job's message.
+    async fn fill(&mut self) -> Result<ControlFlow<Outcome>, JobError> {
+        let fillable: Vec<NaiveDate> = match self.served_part() {
+            None => Vec::new(),
+            Some((from, to)) => self
+                .missing_days(from, to)
+                .await?
+                .into_iter()
+                .filter(|day| *day < self.today)
+                .collect(),
+        };
+        let fills = windows_for_days(&fillable, self.source.window_days());
+        if !fills.is_empty() {
+            self.count_planned(fills.len()).await?;
+            tracing::info!(runs = fills.len(), days = fillable.len(), "filling gaps");
+        }
+        for window in &fills {
+            match self.window(window).await {
+                Ok(WindowEnd::Stored) => {}
+                Ok(WindowEnd::Stop(outcome)) => return Ok(ControlFlow::Break(outcome)),
+                Ok(WindowEnd::BeyondReach(days)) => self.learn_reach(days).await?,
+                Err(e) => {
+                    tracing::warn!(start = %window.start, end = %window.end, error = %e, "could not fill a gap; going on");
+                    self.shortfalls.failed_fills.push((*window, e.to_string()));
+                }
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Step 3: the final word, from the days of the range still missing.
+    async fn finish(self) -> Result<Outcome, JobError> {
+        let range = self.attempt.job.range;
+        let missing = self.missing_days(range.start(), range.end()).await?;
+        Ok(finished(missing, self.reach, self.today, &self.shortfalls))
+    }
+
+    /// The one place an attempt learns the reach: what the source's refusal taught is
+    /// remembered (once per attempt, for every process and later job), and the reach in
+    /// force is read again.
+    async fn learn_reach(&mut self, days: u32) -> Result<(), JobError> {
+        let ingestor = self.ingestor;
+        self.reach = if self.learned {
+            ingestor
+                .patiently(|| ingestor.reach.current(&ingestor.pool))
+                .await?
+        } else {
+            self.learned = true;
+            ingestor
+                .patiently(|| ingestor.reach.learn(&ingestor.pool, days))
+                .await?
+        };
+        Ok(())
+    }
+
+    /// A refusal within the reach this attempt learned: the plan serves less than the
+    /// source said, and only the settings can say how much.
+    fn beyond_learned_reach(&self, window: &Window) -> JobError {
+        JobError::Permanent(format!(
+            "CoinGecko refused {}..{} as older than the plan serves (error 10012), even \
+             within the reach it taught before ({} days). Set COINGECKO_HISTORY_DAYS to what \
+             the plan serves and submit the job again.",
+            window.start,
+            window.end,
+            self.reach.limit_days().unwrap_or_default()
+        ))
+    }
+
+    /// Adds `windows` to the job's `chunks_total`.
+    async fn count_planned(&mut self, windows: usize) -> Result<(), JobError> {
+        self.planned += windows as i32;
+        let (ingestor, id, planned) = (self.ingestor, self.attempt.job.id, self.planned);
+        ingestor
+            .patiently(|| ingestion_jobs::set_chunks_total(&ingestor.pool, id, planned))
+            .await
+    }
+
+    /// The part of the job's range the reach serves, if any.
+    fn served_part(&self) -> Option<(NaiveDate, NaiveDate)> {
+        let range = self.attempt.job.range;
+        self.reach
+            .served_part(range.start(), range.end(), self.today)
+    }
+
+    /// The coin's days from `from` to `to` that have no final row.
+    async fn missing_days(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<NaiveDate>, JobError> {
+        let (ingestor, symbol) = (self.ingestor, self.attempt.job.symbol);
+        ingestor
+            .patiently(|| gaps::missing_days(&ingestor.pool, symbol, from, to))
+            .await
+    }
+
+    /// One window: ask the source for it, and store its candles with the checkpoint in
+    /// one transaction, so a crash leaves either both or neither. A shutdown during the
+    /// call drops the window (nothing of it was written); a shutdown during the commit
+    /// lets the commit finish.
+    #[tracing::instrument(skip_all, fields(start = %window.start, end = %window.end))]
+    async fn window(&mut self, window: &Window) -> Result<WindowEnd, JobError> {
+        let (ingestor, attempt) = (self.ingestor, &self.attempt);
+        let job = attempt.job;
+        if attempt.stop.is_shutdown() {
+            return Ok(WindowEnd::Stop(Outcome::Interrupted));
+        }
+        if !ingestor
+            .patiently(|| ingestion_jobs::is_still_active(&ingestor.pool, job.id))
+            .await?
+        {
+            return Ok(WindowEnd::Stop(Outcome::Cancelled));
+        }
+        let answer = tokio::select! {
+            biased;
+            () = attempt.stop.recv() => return Ok(WindowEnd::Stop(Outcome::Interrupted)),
+            answer = self.source.daily_candles(&self.coin, *window) => answer,
+        };
+        let built = match answer {
+            Ok(built) => built,
+            Err(SourceError::PlanLimit { reach_days, .. }) => {
+                return Ok(WindowEnd::BeyondReach(reach_days));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !built.too_thin.is_empty() {
+            tracing::warn!(days = ?built.too_thin, "days with too few points were not stored");
+        }
+        self.shortfalls
+            .too_thin
+            .extend(built.too_thin.iter().copied());
+        let candles = built.candles;
+        let written = ingestor
+            .patiently(|| ingestor.store(&self.attempt, &candles))
+            .await?;
+        match written {
+            Some(written) => {
+                tracing::info!(
+                    days = window.days(),
+                    fetched = candles.len(),
+                    written,
+                    "window stored"
+                );
+                Ok(WindowEnd::Stored)
+            }
+            None => {
+                tracing::warn!("another worker holds this job now; stopping without writing");
+                Ok(WindowEnd::Stop(Outcome::LeaseLost))
             }
         }
     }

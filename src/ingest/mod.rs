@@ -1,13 +1,16 @@
-//! The job itself: plan windows from the gaps, fetch each from CoinGecko, aggregate its
-//! points into daily candles, store them with a checkpoint, fill what is still missing,
-//! and say exactly what is left. Days older than the plan's reach are never asked for.
+//! The job itself: plan windows from the gaps, ask a price source for each (CoinGecko,
+//! whose points are aggregated into daily candles), store them with a checkpoint, fill
+//! what is still missing, and say exactly what is left. Days older than the plan's reach
+//! are never asked for.
 
 mod aggregate;
 mod job;
 mod plan;
 mod reach;
+pub mod source;
 
 pub use aggregate::{DailyCandles, MIN_HOURLY_POINTS, daily_candles};
 pub use job::{Attempt, Ingestor, JobError, Outcome};
 pub use plan::{Window, windows_for_days, windows_for_range};
 pub use reach::Reach;
+pub use source::{CoinGecko, PriceSource, SourceError};

@@ -48,14 +48,17 @@ impl Reach {
         Ok(narrower(self.configured, learned.unwrap_or_default()))
     }
 
-    /// Remembers that CoinGecko serves this plan only `days` back.
-    pub async fn learn(&self, pool: &PgPool, days: u32) -> sqlx::Result<()> {
+    /// Remembers that CoinGecko serves this plan only `days` back (its 10012 answer), and
+    /// returns the reach in force from now on. The one place a reach is learned: the job
+    /// and the registry's check both come here.
+    pub async fn learn(&self, pool: &PgPool, days: u32) -> sqlx::Result<PlanReach> {
         tracing::warn!(
             days,
             "CoinGecko answered 10012: this plan serves only the past {days} days; \
              older days are out of plan from now on"
         );
-        plan_reach::learn(pool, &self.base_url, &self.key_fingerprint, days).await
+        plan_reach::learn(pool, &self.base_url, &self.key_fingerprint, days).await?;
+        self.current(pool).await
     }
 }
 

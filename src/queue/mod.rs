@@ -21,7 +21,7 @@ use sqlx::PgPool;
 use ulid::Ulid;
 use uuid::Uuid;
 
-use crate::store::ingestion_jobs::{self, JobRecord, NewJob};
+use crate::store::ingestion_jobs::{self, Insertion, JobRecord, NewJob};
 
 pub use worker::{
     MAX_TAKEOVERS, WorkerOptions, reconcile_orphans, run_worker, wake_ups, worker_name,
@@ -82,9 +82,9 @@ pub async fn submit(
 ) -> Result<JobRecord, SubmitError> {
     let mut tx = pool.begin().await?;
     let record = match ingestion_jobs::insert(&mut tx, job).await? {
-        Ok(record) => record,
-        Err(Some(active)) => return Err(SubmitError::JobInProgress(active)),
-        Err(None) => return Err(SubmitError::Contended),
+        Insertion::Inserted(record) => record,
+        Insertion::Busy { active_job_id } => return Err(SubmitError::JobInProgress(active_job_id)),
+        Insertion::LostRace => return Err(SubmitError::Contended),
     };
     let payload = serde_json::to_vec(&IngestTask { job_id: job.id })
         .map_err(|e| SubmitError::Queue(e.to_string()))?;

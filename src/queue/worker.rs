@@ -252,70 +252,166 @@ async fn handle(
         lease: Some(&lease),
         stop: &state.shutdown,
     };
-    match state.ingestor.run(attempt).await {
+    let result = state.ingestor.run(attempt).await;
+    let step = policy(result, job.attempts as u32, state.max_attempts);
+    step.record(&state.ingestor, &job).await?;
+    step.log(id);
+    step.next
+}
+
+/// What the worker does after an attempt, decided by [`policy`].
+struct Step {
+    /// What `ingestion_jobs` says of the job from now on.
+    record: Record,
+    /// The level and the words of the line logged, with the job's id and what the
+    /// record says.
+    log: (tracing::Level, &'static str),
+    /// What apalis does with the task (see [`handle`]).
+    next: Result<(), BoxDynError>,
+}
+
+/// A write of the job's record.
+enum Record {
+    /// Nothing: the job ended elsewhere (cancelled), or another worker owns it now.
+    Untouched,
+    /// The attempt's final word.
+    Finish {
+        status: JobStatus,
+        gap_dates: Vec<chrono::NaiveDate>,
+        out_of_plan_days: i32,
+        message: Option<String>,
+    },
+    /// Pending again, saying why (a hand-off, or a retry to come).
+    Release(String),
+    /// Failed for good, saying why.
+    Fail(String),
+}
+
+/// The worker's policy, one arm per result of an attempt: what the record says, what
+/// is logged, and what apalis does next (`Ok` ends the task, `AbortError` ends it for
+/// good, a plain error retries it after a back-off, `RetryAfterError` hands it back).
+fn policy(result: Result<Outcome, JobError>, attempts: u32, max_attempts: u32) -> Step {
+    use tracing::Level;
+    let step = |record, log, next| Step { record, log, next };
+    match result {
         Ok(Outcome::Finished {
             status,
             gap_dates,
             out_of_plan_days,
             message,
         }) => {
-            let ending = Ending {
+            let record = Record::Finish {
                 status,
-                gap_dates: &gap_dates,
+                gap_dates,
                 out_of_plan_days,
-                message: message.as_deref(),
+                message,
             };
-            ingestion_jobs::finish(pool, id, ending)
-                .await
-                .map_err(retry_later)?;
-            tracing::info!(job_id = %id, %status, gaps = gap_dates.len(), out_of_plan_days, "job finished");
-            Ok(())
+            step(record, (Level::INFO, "job finished"), Ok(()))
         }
-        Ok(Outcome::LeaseLost) => {
-            // The record belongs to the worker that took over; apalis ignores this
-            // worker's result because it no longer holds the lock.
-            tracing::warn!(job_id = %id, "job was taken over by another worker; this attempt stopped");
-            Ok(())
-        }
-        Ok(Outcome::Cancelled) => {
-            tracing::info!(job_id = %id, "job was cancelled; stopped after its current window");
-            Ok(())
-        }
-        Ok(Outcome::Interrupted) => {
-            ingestion_jobs::release(pool, id, "handed back to the queue at shutdown; another worker resumes it from its checkpoint")
-                .await
-                .map_err(retry_later)?;
-            tracing::info!(job_id = %id, "job handed back to the queue");
+        // The record belongs to the worker that took over; apalis ignores this worker's
+        // result because it no longer holds the lock.
+        Ok(Outcome::LeaseLost) => step(
+            Record::Untouched,
+            (Level::WARN, "job was taken over by another worker; this attempt stopped"),
+            Ok(()),
+        ),
+        Ok(Outcome::Cancelled) => step(
+            Record::Untouched,
+            (Level::INFO, "job was cancelled; stopped after its current window"),
+            Ok(()),
+        ),
+        Ok(Outcome::Interrupted) => step(
+            Record::Release(
+                "handed back to the queue at shutdown; another worker resumes it from its checkpoint"
+                    .to_owned(),
+            ),
+            (Level::INFO, "job handed back to the queue"),
             Err(Box::new(RetryAfterError::new(
                 "worker shutting down",
                 Duration::ZERO,
-            )))
-        }
-        Err(JobError::Permanent(message)) => {
-            fail(&state.ingestor, &job, &message).await?;
-            tracing::error!(job_id = %id, %message, "job failed");
-            Err(Box::new(AbortError::new(message)))
-        }
-        Err(JobError::Transient(reason)) if (job.attempts as u32) < state.max_attempts => {
+            ))),
+        ),
+        Err(JobError::Permanent(message)) => step(
+            Record::Fail(message.clone()),
+            (Level::ERROR, "job failed"),
+            Err(Box::new(AbortError::new(message))),
+        ),
+        Err(JobError::Transient(reason)) if attempts < max_attempts => {
             let message = format!(
-                "attempt {} of {} failed and will be retried: {reason}",
-                job.attempts, state.max_attempts
+                "attempt {attempts} of {max_attempts} failed and will be retried: {reason}"
             );
-            tracing::warn!(job_id = %id, %message);
-            ingestion_jobs::release(pool, id, &message)
-                .await
-                .map_err(retry_later)?;
-            Err(message.into())
+            step(
+                Record::Release(message.clone()),
+                (Level::WARN, "job will be retried"),
+                Err(message.into()),
+            )
         }
         Err(JobError::Transient(reason)) => {
             let message = format!(
-                "failed after {} attempts; the last error was: {}. Submit the job again once the cause is fixed.",
-                job.attempts,
+                "failed after {attempts} attempts; the last error was: {}. Submit the job again once the cause is fixed.",
                 reason.trim_end_matches('.')
             );
-            fail(&state.ingestor, &job, &message).await?;
-            tracing::error!(job_id = %id, %message, "job failed");
-            Err(Box::new(AbortError::new(message)))
+            step(
+                Record::Fail(message.clone()),
+                (Level::ERROR, "job failed"),
+                Err(Box::new(AbortError::new(message))),
+            )
+        }
+    }
+}
+
+impl Step {
+    /// Writes the record as the policy says; a database error lets the queue try again.
+    async fn record(&self, ingestor: &Ingestor, job: &JobRecord) -> Result<(), BoxDynError> {
+        let pool = &ingestor.pool;
+        match &self.record {
+            Record::Untouched => {}
+            Record::Finish {
+                status,
+                gap_dates,
+                out_of_plan_days,
+                message,
+            } => {
+                let ending = Ending {
+                    status: *status,
+                    gap_dates,
+                    out_of_plan_days: *out_of_plan_days,
+                    message: message.as_deref(),
+                };
+                ingestion_jobs::finish(pool, job.id, ending)
+                    .await
+                    .map_err(retry_later)?;
+            }
+            Record::Release(message) => {
+                ingestion_jobs::release(pool, job.id, message)
+                    .await
+                    .map_err(retry_later)?;
+            }
+            Record::Fail(message) => fail(ingestor, job, message).await?,
+        }
+        Ok(())
+    }
+
+    /// Logs the policy's line, with the job's id and what the record says.
+    fn log(&self, job_id: uuid::Uuid) {
+        let (level, what) = self.log;
+        let detail = match &self.record {
+            Record::Untouched => String::new(),
+            Record::Finish {
+                status,
+                gap_dates,
+                out_of_plan_days,
+                ..
+            } => format!(
+                "{status}; {} gap day(s), {out_of_plan_days} out of plan",
+                gap_dates.len()
+            ),
+            Record::Release(message) | Record::Fail(message) => message.clone(),
+        };
+        match level {
+            tracing::Level::ERROR => tracing::error!(%job_id, %detail, "{what}"),
+            tracing::Level::WARN => tracing::warn!(%job_id, %detail, "{what}"),
+            _ => tracing::info!(%job_id, %detail, "{what}"),
         }
     }
 }
@@ -396,6 +492,75 @@ async fn reconcile_once(pool: &PgPool, lease: Duration) -> sqlx::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn is<E: std::error::Error + 'static>(next: &Result<(), BoxDynError>) -> bool {
+        next.as_ref()
+            .err()
+            .is_some_and(|e| e.downcast_ref::<E>().is_some())
+    }
+
+    #[test]
+    fn a_transient_failure_is_retried_until_the_last_attempt_then_fails_the_job() {
+        let early = policy(Err(JobError::Transient("HTTP 503".into())), 1, 3);
+        let Record::Release(message) = &early.record else {
+            panic!("not released");
+        };
+        assert_eq!(
+            message,
+            "attempt 1 of 3 failed and will be retried: HTTP 503"
+        );
+        assert!(early.next.is_err());
+        assert!(!is::<AbortError>(&early.next) && !is::<RetryAfterError>(&early.next));
+
+        let last = policy(Err(JobError::Transient("HTTP 503.".into())), 3, 3);
+        let Record::Fail(message) = &last.record else {
+            panic!("not failed");
+        };
+        assert!(
+            message.starts_with("failed after 3 attempts; the last error was: HTTP 503. Submit"),
+            "{message}"
+        );
+        assert!(is::<AbortError>(&last.next));
+    }
+
+    #[test]
+    fn a_permanent_failure_fails_the_job_at_once_and_a_shutdown_hands_it_back() {
+        let permanent = policy(Err(JobError::Permanent("refused".into())), 1, 3);
+        assert!(matches!(&permanent.record, Record::Fail(m) if m == "refused"));
+        assert!(is::<AbortError>(&permanent.next));
+        assert_eq!(permanent.log.0, tracing::Level::ERROR);
+
+        let interrupted = policy(Ok(Outcome::Interrupted), 1, 3);
+        assert!(matches!(interrupted.record, Record::Release(_)));
+        assert!(is::<RetryAfterError>(&interrupted.next));
+    }
+
+    #[test]
+    fn a_job_that_ended_elsewhere_is_left_as_it_is() {
+        for outcome in [Outcome::Cancelled, Outcome::LeaseLost] {
+            let step = policy(Ok(outcome), 1, 3);
+            assert!(matches!(step.record, Record::Untouched));
+            assert!(step.next.is_ok());
+        }
+        let finished = policy(
+            Ok(Outcome::Finished {
+                status: JobStatus::Completed,
+                gap_dates: vec![],
+                out_of_plan_days: 0,
+                message: None,
+            }),
+            1,
+            3,
+        );
+        assert!(matches!(
+            finished.record,
+            Record::Finish {
+                status: JobStatus::Completed,
+                ..
+            }
+        ));
+        assert!(finished.next.is_ok());
+    }
 
     /// Kills `delete !` in `worker_name`'s filter: the name shows the host it runs on,
     /// so that an operator can tell the replicas apart (`sync_ticks.acted_by`, the queue's

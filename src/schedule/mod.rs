@@ -39,13 +39,12 @@ use sqlx::PgPool;
 
 use crate::domain::{Symbol, Trigger};
 use crate::ingest::Reach;
-use crate::queue::SubmitError;
 use crate::shutdown::Shutdown;
 use crate::store::{coins, sync_schedule, sync_schedule::TickRecord};
 
 pub use clock::Clock;
 pub use expression::{DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
-pub use sync::{CoinSync, bring_up_to_date, days_to_keep, job_range, tracking_started};
+pub use sync::{CoinSync, SyncError, bring_up_to_date, days_to_keep, job_range, tracking_started};
 
 /// How long a process waits before trying a tick again when the database failed it.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -160,12 +159,7 @@ impl Scheduler {
             )
             .await;
             match synced {
-                Err(e)
-                    if e.downcast_ref::<sqlx::Error>().is_some()
-                        || e.downcast_ref::<SubmitError>().is_some() =>
-                {
-                    return Err(e);
-                }
+                Err(e) if e.is_unavailable() => return Err(e.into()),
                 Err(e) => {
                     tracing::error!(%symbol, error = format!("{e:#}"), "could not bring a tracked coin up to date");
                 }

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::Clock;
-use crate::domain::{Coin, DateRange, MAX_RANGE_DAYS, PlanReach, Trigger};
+use crate::domain::{Coin, DateRange, MAX_RANGE_DAYS, PlanReach, RangeError, Trigger};
 use crate::ingest::Reach;
 use crate::queue::{self, SubmitError};
 use crate::store::gaps;
@@ -53,6 +53,29 @@ pub fn job_range(missing: &[NaiveDate]) -> Option<(NaiveDate, NaiveDate)> {
     Some((first.max(earliest), last))
 }
 
+/// Why a coin could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The database or the queue failed: nothing was queued, and trying again may pass.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// The queue refused the job for a reason other than an active job of the coin.
+    #[error(transparent)]
+    Queue(SubmitError),
+    /// The coin's missing days make no job the rules accept (its record contradicts
+    /// them): a fault of this coin alone.
+    #[error(transparent)]
+    Range(#[from] RangeError),
+}
+
+impl SyncError {
+    /// True when the fault is the database's or the queue's rather than the coin's: a
+    /// tick fails whole on it (and is tried again) instead of going on to the next coin.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Database(_) | Self::Queue(_))
+    }
+}
+
 /// Queues one job for `coin`'s missing days, unless none is missing or a job of the coin
 /// is active. `trigger` says who asked: the schedule, or a user who turned tracking on.
 pub async fn bring_up_to_date(
@@ -62,7 +85,7 @@ pub async fn bring_up_to_date(
     today: NaiveDate,
     trigger: Trigger,
     max_attempts: u32,
-) -> anyhow::Result<CoinSync> {
+) -> Result<CoinSync, SyncError> {
     let Some((start, end)) = days_to_keep(coin, reach, today) else {
         return Ok(CoinSync::UpToDate);
     };
@@ -87,7 +110,7 @@ pub async fn bring_up_to_date(
         Ok(record) => Ok(CoinSync::Queued(record)),
         Err(SubmitError::JobInProgress(active)) => Ok(CoinSync::Busy(Some(active))),
         Err(SubmitError::Contended) => Ok(CoinSync::Busy(None)),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(SyncError::Queue(e)),
     }
 }
 
@@ -99,7 +122,7 @@ pub async fn tracking_started(
     coin: &Coin,
     trigger: Trigger,
     max_attempts: u32,
-) -> anyhow::Result<CoinSync> {
+) -> Result<CoinSync, SyncError> {
     let reach = reach.current(pool).await?;
     let synced = bring_up_to_date(
         pool,

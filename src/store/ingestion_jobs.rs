@@ -94,14 +94,23 @@ pub struct NewJob {
     pub trigger: Trigger,
 }
 
+/// What [`insert`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Insertion {
+    /// The job is recorded, pending.
+    Inserted(JobRecord),
+    /// Another job of the coin is pending or running; nothing was written.
+    Busy { active_job_id: Uuid },
+    /// Another job of the coin was active when the row was refused, but had ended by the
+    /// time its id was read: nothing was written, and submitting again may succeed.
+    LostRace,
+}
+
 /// Inserts a pending job, unless another job of the same coin is pending or running:
-/// then nothing is written and the active job's id is returned as `Err`. The decision is
-/// the database's (the partial unique index `ingestion_jobs_one_active_per_symbol`), so it
-/// holds across processes.
-pub async fn insert(
-    tx: &mut Transaction<'_, Postgres>,
-    job: NewJob,
-) -> sqlx::Result<Result<JobRecord, Option<Uuid>>> {
+/// then nothing is written and the active job is named. The decision is the database's
+/// (the partial unique index `ingestion_jobs_one_active_per_symbol`), so it holds across
+/// processes.
+pub async fn insert(tx: &mut Transaction<'_, Postgres>, job: NewJob) -> sqlx::Result<Insertion> {
     let inserted: Option<JobRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO ingestion_jobs (id, status, symbol, start_date, end_date, force, trigger) \
          VALUES ($1, 'pending', $2, $3, $4, $5, $6) \
@@ -116,11 +125,13 @@ pub async fn insert(
     .bind(job.trigger.as_str())
     .fetch_optional(&mut **tx)
     .await?;
-    match inserted {
-        Some(record) => Ok(Ok(record)),
-        // The active job may have ended in between; the caller can say so or try again.
-        None => Ok(Err(active_job_id(&mut **tx, job.symbol).await?)),
+    if let Some(record) = inserted {
+        return Ok(Insertion::Inserted(record));
     }
+    Ok(match active_job_id(&mut **tx, job.symbol).await? {
+        Some(active_job_id) => Insertion::Busy { active_job_id },
+        None => Insertion::LostRace,
+    })
 }
 
 /// The pending or running job of `symbol`, if any.
