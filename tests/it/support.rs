@@ -149,6 +149,7 @@ impl Harness {
             job_max_attempts: 3,
             job_lease_secs: 30,
             api_token: None,
+            event_streams_max: 256,
             log_format: LogFormat::Text,
             sync_schedule: price_history::schedule::SyncSchedule::Off,
             sync_clock_offset_ms: 0,
