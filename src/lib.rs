@@ -15,7 +15,8 @@
 //! - [`ingest`]: the job: plan windows from gaps, fetch, fill, upsert, checkpoint;
 //!   `ingest::source` is the seat of a price source (what it is asked, what it answers),
 //!   with CoinGecko as its first implementation.
-//! - [`queue`]: apalis-postgres storage, submission and the worker.
+//! - [`queue`]: apalis-postgres storage (patient with database outages), submission and
+//!   the worker.
 //! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
