@@ -4,6 +4,7 @@
 mod api;
 mod browser;
 mod budget;
+mod chaos;
 mod cli;
 mod coins;
 mod container;

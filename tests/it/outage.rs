@@ -18,14 +18,14 @@ use uuid::Uuid;
 use crate::support::{count_rows, days_before_today, free_port, spawn_service};
 
 /// A PostgreSQL cluster of the test's own, on a free port, removed when dropped.
-struct PrivateCluster {
+pub(crate) struct PrivateCluster {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
 }
 
 impl PrivateCluster {
-    fn create() -> Self {
+    pub(crate) fn create() -> Self {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL's binaries are installed under /usr/lib/postgresql")
             .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
@@ -71,11 +71,11 @@ impl PrivateCluster {
         self.dir.join("data").display().to_string()
     }
 
-    fn url(&self, database: &str) -> String {
+    pub(crate) fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
-    fn start(&self) {
+    pub(crate) fn start(&self) {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off",
             self.port,
@@ -97,7 +97,7 @@ impl PrivateCluster {
         );
     }
 
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
     }
 
@@ -142,7 +142,7 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"0"))
 }
 
-async fn readyz(client: &reqwest::Client, base: &str) -> Option<u16> {
+pub(crate) async fn readyz(client: &reqwest::Client, base: &str) -> Option<u16> {
     let response = client
         .get(format!("{base}/readyz"))
         .timeout(Duration::from_secs(5))
@@ -152,7 +152,7 @@ async fn readyz(client: &reqwest::Client, base: &str) -> Option<u16> {
     Some(response.status().as_u16())
 }
 
-async fn wait_until(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
