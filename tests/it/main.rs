@@ -4,8 +4,8 @@
 mod api;
 mod browser;
 mod budget;
-mod chaos;
 mod cli;
+mod cluster;
 mod coins;
 mod container;
 mod durability;

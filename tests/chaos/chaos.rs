@@ -3,8 +3,10 @@
 //! every few seconds, while 50 random events hit them: `kill -9` or `SIGTERM` of a worker
 //! (restarted at once) and two restarts of the database of 10 s or more.
 //!
-//! Takes two to four minutes and most of the machine: run it alone with
-//! `cargo test --test it chaos::`. `PH_CHAOS_SEED=<n>` replays a run's events.
+//! Takes two to three minutes and most of the machine, so it is a test binary of its own
+//! (`tests/chaos.rs`): `cargo test` runs test binaries one after another, so it never
+//! shares the machine with the other integration tests, and `cargo test --test chaos`
+//! runs it alone. `PH_CHAOS_SEED=<n>` replays a run's events.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -17,7 +19,7 @@ use price_history::store::{self, daily_prices};
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::outage::{PrivateCluster, readyz, wait_until};
+use crate::cluster::{PrivateCluster, readyz, wait_until};
 use crate::support::{Service, days_before_today, free_port, spawn_service};
 
 /// Calls a minute, the fake's limit and every process's setting: 51 windows take at least
