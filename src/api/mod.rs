@@ -185,6 +185,7 @@ pub async fn serve(
     if state.api_token.is_none() {
         tracing::warn!("API_TOKEN is not set: the POST endpoints accept any caller");
     }
+    server::raise_open_files_limit(&limits);
     tracing::info!(addr = %address, "REST API listening; documentation at /docs");
     let events = events::JobEvents::new(state.pool.clone(), limits.event_streams);
     let app = app_with(state, limits, events.clone());

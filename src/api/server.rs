@@ -85,6 +85,48 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// Sockets and files the process needs besides its connections: the listener, the
+/// database pool, the event listener, the CoinGecko client, logs.
+const OTHER_FILES: u64 = 128;
+
+/// Raises the process's soft limit on open files to what `limits` need, up to the hard
+/// limit: many systems start processes with a soft limit of 1024, under the 1024
+/// connections and the streams the API serves, and a process may raise its own soft
+/// limit. Says so at start when even the hard limit is too low, since the connections
+/// over it would then be refused (the accept loop waits and goes on).
+pub fn raise_open_files_limit(limits: &ConnectionLimits) {
+    let needed = (limits.max_connections + limits.event_streams) as u64 + OTHER_FILES;
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) } != 0 {
+        return;
+    }
+    if current.rlim_cur >= needed {
+        return;
+    }
+    let wanted = libc::rlimit {
+        rlim_cur: needed.min(current.rlim_max),
+        rlim_max: current.rlim_max,
+    };
+    // SAFETY: as above.
+    let raised = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0;
+    if !raised || wanted.rlim_cur < needed {
+        tracing::warn!(
+            needed,
+            soft = if raised {
+                wanted.rlim_cur
+            } else {
+                current.rlim_cur
+            },
+            hard = current.rlim_max,
+            "the open-files limit (ulimit -n) is below what the API's connections and event streams need; raise it"
+        );
+    }
+}
+
 /// Serves `endpoint` on `listener` until `shutdown` resolves; then stops accepting, lets
 /// the requests in flight finish for up to `grace`, and returns.
 pub async fn run<E>(
@@ -352,6 +394,19 @@ mod tests {
         assert_eq!(limits.body, Duration::from_secs(10));
         assert_eq!(limits.max_connections, 1024);
         assert_eq!(limits.event_streams, 256);
+    }
+
+    #[test]
+    fn the_open_files_limit_is_raised_to_what_the_connections_need() {
+        let limits = ConnectionLimits::default();
+        raise_open_files_limit(&limits);
+        let mut now = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct passed to it.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) }, 0);
+        assert!(now.rlim_cur >= (1024 + 256 + OTHER_FILES).min(now.rlim_max));
     }
 
     #[tokio::test]

@@ -61,6 +61,8 @@ struct Tally {
     kills: usize,
     terms: usize,
     database_restarts: usize,
+    /// The longest a worker took to exit after SIGTERM.
+    slowest_exit: Duration,
 }
 
 struct Fleet {
@@ -226,8 +228,10 @@ async fn chaos_of_fifty_kills_terms_and_database_restarts_leaves_every_coin_comp
             worker.kill().await;
             tally.kills += 1;
         } else {
+            let signalled = Instant::now();
             worker.signal("TERM");
             let code = worker.exit_code(Duration::from_secs(30)).await;
+            tally.slowest_exit = tally.slowest_exit.max(signalled.elapsed());
             assert_eq!(
                 code,
                 Some(0),
@@ -353,11 +357,12 @@ async fn chaos_of_fifty_kills_terms_and_database_restarts_leaves_every_coin_comp
     let fetched_twice = windows.values().filter(|n| **n > 1).count();
     let attempts: i32 = jobs.iter().map(|job| job.4).sum();
     println!(
-        "chaos: {} kill -9, {} SIGTERM, {} database restarts; events over after {chaos_ended:.1?}, \
+        "chaos: {} kill -9, {} SIGTERM (slowest exit {:.1?}), {} database restarts; events over after {chaos_ended:.1?}, \
          all complete after {took:.1?}; {} calls ({} windows, {fetched_twice} fetched twice), \
          busiest minute {busiest}/{BUDGET}; {} jobs, {attempts} attempts",
         tally.kills,
         tally.terms,
+        tally.slowest_exit,
         tally.database_restarts,
         calls.len(),
         windows.len(),
