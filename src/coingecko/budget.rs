@@ -33,8 +33,10 @@ use crate::store::{call_budget, is_unavailable};
 const SPACING_MARGIN: f64 = 0.005;
 
 /// How long a caller waits for the database to hand out a slot before it gives the
-/// attempt up (without calling): as long as a job waits for its own queries.
-const DATABASE_PATIENCE: Duration = Duration::from_secs(120);
+/// attempt up (without calling): as long as a job waits for its own queries, which is
+/// for as long as the outage lasts. (An API request that checks a coin is bounded by the
+/// request's own time limit.)
+const DATABASE_PATIENCE: Duration = Duration::MAX;
 
 /// Where the slots come from.
 #[derive(Clone)]
@@ -137,7 +139,7 @@ impl CallLimiter {
     }
 
     /// Takes the next slot and waits for it. While the database is away it waits for it
-    /// to come back (up to two minutes); it never returns `Ok` without a slot.
+    /// to come back; it never returns `Ok` without a slot.
     pub async fn acquire(&self) -> anyhow::Result<()> {
         let began = Instant::now();
         let wait = match &self.source {

@@ -99,8 +99,11 @@ impl From<SourceError> for JobError {
 }
 
 /// How long a running job waits for the database to come back before it gives the
-/// attempt up: long enough that a restart or fail-over of PostgreSQL costs nothing.
-const DATABASE_PATIENCE: Duration = Duration::from_secs(120);
+/// attempt up: for as long as it takes. The worker's queue waits for it too
+/// (`queue::patient`), so an outage of any length costs the job neither an attempt nor a
+/// call; if another worker took the job over meanwhile, the checkpoint's lease check
+/// refuses this attempt's late write.
+const DATABASE_PATIENCE: Duration = Duration::MAX;
 
 /// Everything a job needs: the database, the CoinGecko client, the window size and the
 /// plan's reach.
@@ -198,8 +201,8 @@ impl Ingestor {
         Ok(Some(written))
     }
 
-    /// Runs a database operation, waiting out an unavailable database for up to
-    /// [`DATABASE_PATIENCE`] rather than failing the job over a blink.
+    /// Runs a database operation, waiting out an unavailable database (for up to
+    /// [`DATABASE_PATIENCE`]) rather than failing the job over it.
     async fn patiently<T, F, Fut>(&self, mut operation: F) -> Result<T, JobError>
     where
         F: FnMut() -> Fut,
