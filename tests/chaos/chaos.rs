@@ -83,7 +83,7 @@ impl Fleet {
                 ("COINGECKO_CALLS_PER_MINUTE", &BUDGET.to_string()),
                 ("JOB_MAX_ATTEMPTS", MAX_ATTEMPTS),
                 ("SYNC_SCHEDULE", "*/3 * * * * *"),
-                ("RUST_LOG", "warn"),
+                ("RUST_LOG", "info,sqlx=warn"),
             ],
         )
     }
@@ -231,7 +231,16 @@ async fn chaos_of_fifty_kills_terms_and_database_restarts_leaves_every_coin_comp
             let signalled = Instant::now();
             worker.signal("TERM");
             let code = worker.exit_code(Duration::from_secs(30)).await;
-            tally.slowest_exit = tally.slowest_exit.max(signalled.elapsed());
+            let took = signalled.elapsed();
+            tally.slowest_exit = tally.slowest_exit.max(took);
+            if took > Duration::from_secs(10) {
+                let output = worker.output();
+                let tail: Vec<&str> = output.lines().rev().take(30).collect();
+                println!(
+                    "a worker took {took:.1?} to exit after SIGTERM; its last lines:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
             assert_eq!(
                 code,
                 Some(0),
