@@ -11,6 +11,10 @@
 //! - [`config`]: every setting, as environment variable and flag.
 //! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`).
 //! - [`coingecko`]: the HTTP client (call budget, retries, error bodies).
+//! - [`coinbase`]: the second source's client (Coinbase Exchange's daily candles), for the
+//!   days older than the CoinGecko plan's reach.
+//! - [`upstream`]: what both clients share: the call budget per source, the body cap,
+//!   redaction, `Retry-After`.
 //! - [`store`]: all SQL, a module per table.
 //! - [`ingest`]: the job: plan windows from gaps, fetch, aggregate, upsert, checkpoint.
 //! - [`queue`]: apalis-postgres storage, submission and the worker.
@@ -19,14 +23,17 @@
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
 //! - [`cli`]: the subcommands; `main.rs` only calls [`cli::run`].
 //! - [`fake_coingecko`]: a loopback stand-in for CoinGecko, for tests and benchmarks.
+//! - [`fake_coinbase`]: the same for Coinbase Exchange, its prices a little off CoinGecko's.
 //!
-//! Data flows one way: (cli, api, schedule) → (registry, queue) → ingest → (coingecko, store).
+//! Data flows one way: (cli, api, schedule) → (registry, queue) → ingest → (coingecko, coinbase, store).
 
 pub mod api;
 pub mod cli;
+pub mod coinbase;
 pub mod coingecko;
 pub mod config;
 pub mod domain;
+pub mod fake_coinbase;
 pub mod fake_coingecko;
 pub mod ingest;
 pub mod queue;
@@ -34,3 +41,4 @@ pub mod registry;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;
