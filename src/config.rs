@@ -220,7 +220,9 @@ fn parse_percent(value: &str) -> Result<Decimal, String> {
         .parse()
         .map_err(|_| format!("{value:?} is not a number of percent such as 5 or 2.5"))?;
     if percent.is_sign_negative() && !percent.is_zero() {
-        return Err(format!("{value:?} is negative; a deviation limit is 0 or more"));
+        return Err(format!(
+            "{value:?} is negative; a deviation limit is 0 or more"
+        ));
     }
     Ok(percent)
 }
@@ -328,15 +330,14 @@ mod tests {
     #[test]
     fn a_negative_or_wordy_deviation_limit_is_refused() {
         for bad in ["-1", "five", ""] {
-            let refused = Cli::try_parse_from([
-                "price-history",
-                "--fallback-max-deviation-percent",
-                bad,
-            ]);
+            let refused =
+                Cli::try_parse_from(["price-history", "--fallback-max-deviation-percent", bad]);
             assert!(refused.is_err(), "{bad:?}");
         }
         assert!(Cli::try_parse_from(["price-history", "--fallback-source", "binance"]).is_err());
-        assert!(Cli::try_parse_from(["price-history", "--coinbase-calls-per-minute", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["price-history", "--coinbase-calls-per-minute", "0"]).is_err()
+        );
     }
 
     #[test]

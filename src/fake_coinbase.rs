@@ -360,7 +360,10 @@ impl FakeCoinbase {
 
     /// The next request gets this status and body instead; several queue up in order.
     pub fn push_response(&self, status: u16, body: impl Into<String>) {
-        self.shared.state().scripted.push_back((status, body.into()));
+        self.shared
+            .state()
+            .scripted
+            .push_back((status, body.into()));
     }
 
     /// Every request from now on meets this fault (`None`: back to normal).
@@ -593,7 +596,10 @@ fn candles(state: &State, product: FakeProduct, asked: &Asked) -> (u16, String) 
     match asked.granularity.as_deref() {
         None | Some("86400") => {}
         Some("60" | "300" | "900" | "3600" | "21600") => {
-            return message(400, "this fake serves daily candles only (granularity=86400)");
+            return message(
+                400,
+                "this fake serves daily candles only (granularity=86400)",
+            );
         }
         Some(_) => return message(400, "Unsupported granularity"),
     }
@@ -680,7 +686,10 @@ mod tests {
         let today = candle_of(BTC_USD, day(2024, 1, 1), noon.timestamp_millis()).unwrap();
         let whole = candle_of(BTC_USD, day(2024, 1, 1), FAR_FUTURE).unwrap();
         assert_eq!(today.open, whole.open);
-        assert_ne!(today.close, whole.close, "today's close is the latest trade");
+        assert_ne!(
+            today.close, whole.close,
+            "today's close is the latest trade"
+        );
     }
 
     #[test]
@@ -720,7 +729,12 @@ mod tests {
     #[test]
     fn times_are_read_in_every_form_coinbase_takes() {
         let t = day(2024, 1, 1).and_hms_opt(0, 0, 0).unwrap().and_utc();
-        for value in ["2024-01-01T00:00:00Z", "2024-01-01T00:00:00", "2024-01-01", "1704067200"] {
+        for value in [
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T00:00:00",
+            "2024-01-01",
+            "1704067200",
+        ] {
             assert_eq!(parse_time(value), Some(t), "{value}");
         }
         assert_eq!(parse_time("yesterday"), None);

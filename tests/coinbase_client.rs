@@ -11,8 +11,8 @@ use price_history::coinbase::{
 };
 use price_history::domain::ProductId;
 use price_history::fake_coinbase::{
-    BTC_USD, COLLIDING, FakeCoinbase, FakeCoinbaseOptions, NOT_FOUND_BODY, Outage,
-    RATE_LIMIT_BODY, TOO_MANY_CANDLES_BODY,
+    BTC_USD, COLLIDING, FakeCoinbase, FakeCoinbaseOptions, NOT_FOUND_BODY, Outage, RATE_LIMIT_BODY,
+    TOO_MANY_CANDLES_BODY,
 };
 use price_history::upstream::CallBudget;
 
@@ -102,7 +102,11 @@ async fn volume_is_stored_in_usd_as_base_volume_times_close() {
     assert_eq!(candle.open, number(3));
     assert_eq!(candle.close, number(4));
     let usd = number(5) * number(4);
-    assert!((candle.volume - usd).abs() < rust_decimal::Decimal::new(1, 6), "{} vs {usd}", candle.volume);
+    assert!(
+        (candle.volume - usd).abs() < rust_decimal::Decimal::new(1, 6),
+        "{} vs {usd}",
+        candle.volume
+    );
 }
 
 #[tokio::test]
@@ -123,7 +127,10 @@ async fn a_day_without_trades_is_absent_and_days_before_the_first_candle_are_emp
     let days: Vec<NaiveDate> = around_a_quiet_day.iter().map(|c| c.date).collect();
     assert_eq!(days, vec![day(2020, 3, 1), day(2020, 3, 3)]);
     let days: Vec<NaiveDate> = before_the_product.iter().map(|c| c.date).collect();
-    assert_eq!(days, vec![day(2015, 7, 20), day(2015, 7, 21), day(2015, 7, 22)]);
+    assert_eq!(
+        days,
+        vec![day(2015, 7, 20), day(2015, 7, 21), day(2015, 7, 22)]
+    );
     assert_eq!(BTC_USD.first_day(), day(2015, 7, 20));
 }
 
@@ -138,7 +145,10 @@ async fn candles_outside_the_asked_days_are_dropped() {
         .unwrap();
 
     let days: Vec<NaiveDate> = candles.iter().map(|c| c.date).collect();
-    assert_eq!(days, vec![day(2022, 5, 10), day(2022, 5, 11), day(2022, 5, 12)]);
+    assert_eq!(
+        days,
+        vec![day(2022, 5, 10), day(2022, 5, 11), day(2022, 5, 12)]
+    );
 }
 
 #[tokio::test]
@@ -203,8 +213,17 @@ async fn a_listed_product_is_described_and_an_unknown_one_is_none() {
         .unwrap();
 
     assert_eq!(listed.id, "BTC-USD");
-    assert_eq!((listed.base_currency.as_str(), listed.quote_currency.as_str()), ("BTC", "USD"));
-    assert!(collision.is_some(), "a colliding ticker is listed: only the check finds it out");
+    assert_eq!(
+        (
+            listed.base_currency.as_str(),
+            listed.quote_currency.as_str()
+        ),
+        ("BTC", "USD")
+    );
+    assert!(
+        collision.is_some(),
+        "a colliding ticker is listed: only the check finds it out"
+    );
     assert_eq!(unknown, None);
     assert_eq!(fake.calls().last().unwrap().status, 404);
     assert_eq!(fake.call_count(), 3);
@@ -225,7 +244,10 @@ async fn candles_of_an_unknown_product_are_refused_at_once_naming_coinbase() {
         .await
         .unwrap_err();
 
-    assert!(matches!(error, CoinbaseError::Refused { status: 404, .. }), "{error:?}");
+    assert!(
+        matches!(error, CoinbaseError::Refused { status: 404, .. }),
+        "{error:?}"
+    );
     assert!(!error.is_transient());
     assert!(error.message().contains("Coinbase Exchange"), "{error}");
     assert!(error.message().contains("NotFound"), "{error}");
@@ -277,7 +299,12 @@ async fn coinbase_down_gives_up_as_unavailable_after_the_last_retry() {
     assert!(error.message().contains("Coinbase Exchange"), "{error}");
     assert_eq!(fake.call_count(), 4);
     fake.set_outage(None);
-    assert!(client.candles(&btc(), window(day(2024, 1, 1), day(2024, 1, 2))).await.is_ok());
+    assert!(
+        client
+            .candles(&btc(), window(day(2024, 1, 1), day(2024, 1, 2)))
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -296,9 +323,15 @@ async fn garbage_and_impossible_prices_fail_at_once_without_a_retry() {
         .await
         .unwrap_err();
 
-    assert!(matches!(garbage, CoinbaseError::BadAnswer { .. }), "{garbage:?}");
+    assert!(
+        matches!(garbage, CoinbaseError::BadAnswer { .. }),
+        "{garbage:?}"
+    );
     assert!(garbage.message().contains("Bad gateway"), "{garbage}");
-    assert!(matches!(negative, CoinbaseError::BadAnswer { .. }), "{negative:?}");
+    assert!(
+        matches!(negative, CoinbaseError::BadAnswer { .. }),
+        "{negative:?}"
+    );
     assert!(negative.message().contains("not above zero"), "{negative}");
     assert_eq!(fake.call_count(), 2);
 }
@@ -321,7 +354,6 @@ async fn the_fake_rate_limits_like_coinbase_and_names_it() {
     let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
     assert_eq!(statuses, vec![200, 200, 429]);
     assert_eq!(answers[2].1, RATE_LIMIT_BODY);
-
 }
 
 #[tokio::test]
@@ -355,7 +387,9 @@ async fn endless_body_server() -> (String, tokio::task::JoinHandle<usize>) {
             head.extend_from_slice(&buf[..n]);
         }
         socket
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+            )
             .await
             .unwrap();
         let chunk = b"[1704067200,1,2,1,1,1],".repeat(64 * 1024 / 23);
@@ -388,7 +422,10 @@ async fn a_body_over_32_mib_is_refused_while_it_is_read() {
         .await
         .unwrap_err();
 
-    assert!(matches!(error, CoinbaseError::BadAnswer { .. }), "{error:?}");
+    assert!(
+        matches!(error, CoinbaseError::BadAnswer { .. }),
+        "{error:?}"
+    );
     assert!(error.message().contains("over 32 MiB"), "{error}");
     let sent = server.await.unwrap();
     assert!(sent < 48 * 1024 * 1024, "read {} MiB", sent >> 20);
@@ -413,7 +450,11 @@ async fn the_calls_are_spaced_by_coinbases_own_budget() {
     }
 
     // 600 a minute: a slot every 100 ms, the first at once.
-    assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(client.budget_metrics().granted.get(), 4);
     assert_eq!(client.budget_metrics().calls_per_minute.get(), 600);
 }

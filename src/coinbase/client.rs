@@ -64,7 +64,10 @@ impl CandleWindow {
         let mut start = first;
         while start <= last {
             let end = (start + chrono::Days::new(u64::from(MAX_CANDLES_PER_CALL) - 1)).min(last);
-            windows.push(Self { first: start, last: end });
+            windows.push(Self {
+                first: start,
+                last: end,
+            });
             match end.succ_opt() {
                 Some(next) => start = next,
                 None => break,
@@ -303,12 +306,14 @@ impl CoinbaseClient {
             if day < window.first || day > window.last {
                 continue;
             }
-            let daily = candle.to_daily(now).ok_or_else(|| CoinbaseError::BadAnswer {
-                message: format!(
-                    "Coinbase Exchange answered {what} with a value no decimal holds; nothing \
+            let daily = candle
+                .to_daily(now)
+                .ok_or_else(|| CoinbaseError::BadAnswer {
+                    message: format!(
+                        "Coinbase Exchange answered {what} with a value no decimal holds; nothing \
                      was stored. Retry later, or set FALLBACK_SOURCE=off if it persists."
-                ),
-            })?;
+                    ),
+                })?;
             days.push(daily);
         }
         days.sort_by_key(|candle| candle.date);
@@ -380,7 +385,10 @@ impl CoinbaseClient {
                 Err(failure) => failure,
             };
             let attempts = retries + 1;
-            let backoff = match (failure.retryable, self.inner.backoff.should_retry(started, retries)) {
+            let backoff = match (
+                failure.retryable,
+                self.inner.backoff.should_retry(started, retries),
+            ) {
                 (true, RetryDecision::Retry { execute_after }) => execute_after
                     .duration_since(SystemTime::now())
                     .unwrap_or_default(),
@@ -583,7 +591,10 @@ mod tests {
 
     #[test]
     fn bad_base_urls_are_refused() {
-        for base in ["api.exchange.coinbase.com", "ftp://api.exchange.coinbase.com"] {
+        for base in [
+            "api.exchange.coinbase.com",
+            "ftp://api.exchange.coinbase.com",
+        ] {
             let error = CoinbaseClient::new(settings(base), CallBudget::ProcessLocal).unwrap_err();
             assert!(error.to_string().contains("COINBASE_BASE_URL"), "{error}");
         }
@@ -597,12 +608,21 @@ mod tests {
             rate_limited: true,
             retry_after: Some(Duration::from_secs(3)),
         };
-        assert_eq!(failure.delay(Duration::from_millis(10)), Duration::from_secs(3));
+        assert_eq!(
+            failure.delay(Duration::from_millis(10)),
+            Duration::from_secs(3)
+        );
         failure.retry_after = None;
         assert_eq!(failure.delay(Duration::from_millis(10)), RATE_LIMIT_WINDOW);
         failure.rate_limited = false;
-        assert_eq!(failure.delay(Duration::from_millis(10)), Duration::from_millis(10));
+        assert_eq!(
+            failure.delay(Duration::from_millis(10)),
+            Duration::from_millis(10)
+        );
         let message = failure.give_up(4).to_string();
-        assert!(message.contains("after 4 attempts") && message.contains("Coinbase"), "{message}");
+        assert!(
+            message.contains("after 4 attempts") && message.contains("Coinbase"),
+            "{message}"
+        );
     }
 }

@@ -37,7 +37,12 @@ impl CoinbaseError {
         }
     }
 
-    pub(crate) fn refused(status: StatusCode, body: &[u8], what: &str, redactor: &Redactor) -> Self {
+    pub(crate) fn refused(
+        status: StatusCode,
+        body: &[u8],
+        what: &str,
+        redactor: &Redactor,
+    ) -> Self {
         let said = error_message(body)
             .map(|m| format!(": {}", quote(&redactor.apply(&m))))
             .unwrap_or_default();
@@ -54,7 +59,9 @@ impl CoinbaseError {
                 "Its public market data needs no key: check that COINBASE_BASE_URL is \
                  https://api.exchange.coinbase.com and that no proxy blocks it."
             }
-            _ => "Check COINBASE_BASE_URL; set FALLBACK_SOURCE=off to do without the second source.",
+            _ => {
+                "Check COINBASE_BASE_URL; set FALLBACK_SOURCE=off to do without the second source."
+            }
         };
         CoinbaseError::Refused {
             status: status.as_u16(),
@@ -120,7 +127,12 @@ mod tests {
         );
         assert!(!error.is_transient());
         let message = error.message();
-        assert!(message.contains("Coinbase Exchange refused the candles of FOO-USD with HTTP 404: \"NotFound\""), "{message}");
+        assert!(
+            message.contains(
+                "Coinbase Exchange refused the candles of FOO-USD with HTTP 404: \"NotFound\""
+            ),
+            "{message}"
+        );
         assert!(message.contains("coinbase_product"), "{message}");
     }
 

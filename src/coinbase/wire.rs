@@ -62,9 +62,9 @@ pub fn parse_candles(body: &[u8]) -> Result<Vec<WireCandle>, CandlesError> {
                 CandlesError::Shape(format!("candle {i}: field {n} is not a number"))
             })
         };
-        let time = fields[0]
-            .as_i64()
-            .ok_or_else(|| CandlesError::Shape(format!("candle {i}: its time is not whole seconds")))?;
+        let time = fields[0].as_i64().ok_or_else(|| {
+            CandlesError::Shape(format!("candle {i}: its time is not whole seconds"))
+        })?;
         let candle = WireCandle {
             time,
             low: number(1)?,
@@ -198,7 +198,10 @@ mod tests {
         assert_eq!(candles[0].high, 45500.0);
         assert_eq!(candles[0].open, 44100.25);
         assert_eq!(candles[0].close, 45000.0);
-        assert_eq!(candles[0].day(), NaiveDate::from_ymd_opt(2024, 1, 2).unwrap());
+        assert_eq!(
+            candles[0].day(),
+            NaiveDate::from_ymd_opt(2024, 1, 2).unwrap()
+        );
         let now = DateTime::from_timestamp(1_704_200_000, 0).unwrap();
         let day = candles[0].to_daily(now).unwrap();
         assert_eq!(day.volume, dec("112500"), "2.5 BTC at a close of 45000 USD");
@@ -240,7 +243,11 @@ mod tests {
             br#"[[1704067200, "1", 2, 1, 1, 1]]"#,
         ] {
             let error = parse_candles(body).unwrap_err();
-            assert!(!error.is_bad_data(), "{}: {error}", String::from_utf8_lossy(body));
+            assert!(
+                !error.is_bad_data(),
+                "{}: {error}",
+                String::from_utf8_lossy(body)
+            );
         }
         assert_eq!(parse_candles(b"[]").unwrap(), vec![]);
     }

@@ -27,7 +27,7 @@ mod wire;
 pub use budget::{BudgetMetrics, CallBudget, CallLimiter};
 // For the other upstream clients (see `crate::upstream`), until these move there.
 pub(crate) use budget::RateLimit;
-pub(crate) use redact::Redactor;
 pub use client::{CoinGeckoClient, CoinGeckoSettings, MAX_BODY_BYTES, OUTCOMES};
 pub use error::CoinGeckoError;
+pub(crate) use redact::Redactor;
 pub use wire::{MarketChart, Point, decimal_from_f64};

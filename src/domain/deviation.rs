@@ -117,17 +117,34 @@ mod tests {
 
     #[test]
     fn the_median_of_an_odd_count_is_the_middle_difference() {
-        let primary = [(day(0), dec("100")), (day(1), dec("100")), (day(2), dec("100"))];
-        let second = [(day(2), dec("150")), (day(0), dec("101")), (day(1), dec("98"))];
+        let primary = [
+            (day(0), dec("100")),
+            (day(1), dec("100")),
+            (day(2), dec("100")),
+        ];
+        let second = [
+            (day(2), dec("150")),
+            (day(0), dec("101")),
+            (day(1), dec("98")),
+        ];
         let deviation = median_deviation(&primary, &second).unwrap();
-        assert_eq!(deviation, Deviation { percent: dec("2"), days: 3 });
+        assert_eq!(
+            deviation,
+            Deviation {
+                percent: dec("2"),
+                days: 3
+            }
+        );
     }
 
     #[test]
     fn the_median_of_an_even_count_is_the_mean_of_the_two_middle_ones() {
         let primary = [(day(0), dec("200")), (day(1), dec("100"))];
         let second = [(day(0), dec("202")), (day(1), dec("103"))];
-        assert_eq!(median_deviation(&primary, &second).unwrap().percent, dec("2"));
+        assert_eq!(
+            median_deviation(&primary, &second).unwrap().percent,
+            dec("2")
+        );
     }
 
     #[test]
@@ -145,8 +162,14 @@ mod tests {
 
     #[test]
     fn no_shared_day_means_no_deviation() {
-        assert_eq!(median_deviation(&[(day(0), dec("1"))], &[(day(1), dec("1"))]), None);
-        assert_eq!(median_deviation(&[(day(0), dec("0"))], &[(day(0), dec("1"))]), None);
+        assert_eq!(
+            median_deviation(&[(day(0), dec("1"))], &[(day(1), dec("1"))]),
+            None
+        );
+        assert_eq!(
+            median_deviation(&[(day(0), dec("0"))], &[(day(0), dec("1"))]),
+            None
+        );
         assert_eq!(median_deviation(&[], &[]), None);
     }
 
@@ -161,7 +184,10 @@ mod tests {
         let verdict = judge_mapping(symbol, &product, deviation, dec("5"));
         assert!(!verdict.usable);
         let reason = verdict.reason.unwrap();
-        assert!(reason.contains("SOLX-USD") && reason.contains("9900 %"), "{reason}");
+        assert!(
+            reason.contains("SOLX-USD") && reason.contains("9900 %"),
+            "{reason}"
+        );
         assert!(reason.contains("coinbase_product"), "{reason}");
     }
 
@@ -169,9 +195,17 @@ mod tests {
     fn a_deviation_at_the_limit_is_usable_and_above_it_is_not() {
         let symbol = Symbol::parse("BTC").unwrap();
         let product = ProductId::parse("BTC-USD").unwrap();
-        let at = |percent: &str| Some(Deviation { percent: dec(percent), days: 30 });
+        let at = |percent: &str| {
+            Some(Deviation {
+                percent: dec(percent),
+                days: 30,
+            })
+        };
         assert!(judge_mapping(symbol, &product, at("5"), dec("5")).usable);
-        assert_eq!(judge_mapping(symbol, &product, at("5"), dec("5")).reason, None);
+        assert_eq!(
+            judge_mapping(symbol, &product, at("5"), dec("5")).reason,
+            None
+        );
         assert!(!judge_mapping(symbol, &product, at("5.0001"), dec("5")).usable);
         let unchecked = judge_mapping(symbol, &product, None, dec("5"));
         assert!(!unchecked.usable && unchecked.reason.unwrap().contains("retry"));

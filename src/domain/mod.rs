@@ -14,10 +14,10 @@ mod trigger;
 
 pub use candle::DailyCandle;
 pub use coin::{Coin, CoinGeckoId, InvalidCoinGeckoId, MAX_COINGECKO_ID_LEN};
+pub use date_range::{DateRange, MAX_RANGE_DAYS, RangeError, today_utc};
 pub use deviation::{
     DEVIATION_SAMPLE_DAYS, Deviation, MappingVerdict, judge_mapping, median_deviation,
 };
-pub use date_range::{DateRange, MAX_RANGE_DAYS, RangeError, today_utc};
 pub use job_status::{JobStatus, UnknownJobStatus};
 pub use plan_reach::PlanReach;
 pub use product::{InvalidProductId, MAX_PRODUCT_SIDE_LEN, ProductId};

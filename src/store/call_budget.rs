@@ -18,7 +18,11 @@ pub async fn take_slot(
     take_source_slot(
         pool,
         PriceSource::CoinGecko,
-        key_fingerprint, interval, calls_per_minute).await
+        key_fingerprint,
+        interval,
+        calls_per_minute,
+    )
+    .await
 }
 
 /// Takes the next slot of the budget of `source` and

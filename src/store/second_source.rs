@@ -213,12 +213,14 @@ pub async fn list_sourced(
             let source: String = row.try_get("source")?;
             Ok(SourcedCandle {
                 candle: DailyCandle::from_row(row)?,
-                source: source.parse().map_err(|e: crate::domain::UnknownPriceSource| {
-                    sqlx::Error::ColumnDecode {
-                        index: "source".into(),
-                        source: e.into(),
-                    }
-                })?,
+                source: source
+                    .parse()
+                    .map_err(
+                        |e: crate::domain::UnknownPriceSource| sqlx::Error::ColumnDecode {
+                            index: "source".into(),
+                            source: e.into(),
+                        },
+                    )?,
             })
         })
         .collect()
