@@ -124,7 +124,7 @@ impl CallLimiter {
     /// A limiter of `calls_per_minute` for `source`'s budget (and the key `api_key`, for
     /// a source that has keys): every source is limited on its own, by the same rule.
     pub fn for_source(
-        source: PriceSource,
+        upstream: PriceSource,
         budget: CallBudget,
         calls_per_minute: u32,
         api_key: Option<&str>,
@@ -135,7 +135,7 @@ impl CallLimiter {
         let source = match budget {
             CallBudget::Shared(pool) => Source::Shared {
                 pool,
-                source,
+                source: upstream,
                 key_fingerprint: key_fingerprint(api_key),
             },
             CallBudget::ProcessLocal => Source::ProcessLocal(Mutex::new(None)),
@@ -144,7 +144,7 @@ impl CallLimiter {
             source,
             interval,
             calls_per_minute,
-            metrics: BudgetMetrics::new(source, calls_per_minute),
+            metrics: BudgetMetrics::new(upstream, calls_per_minute),
         }
     }
 
