@@ -712,6 +712,67 @@ mod tests {
         }
     }
 
+    /// The check the service runs (median of the close differences on 30 days both
+    /// cover) finds a faithful product well within the default 5 % and the colliding
+    /// one far beyond it, against CoinGecko's close (its last hourly point of the day).
+    #[test]
+    fn the_mapping_check_passes_faithful_products_and_fails_the_collision() {
+        use crate::domain::median_deviation;
+        use rust_decimal::Decimal;
+        let dec = |v: f64| crate::upstream::decimal_from_f64(v).unwrap();
+        for (product, within) in [
+            (BTC_USD, true),
+            (product("ETH-USD").unwrap(), true),
+            (product("SOL-USD").unwrap(), true),
+            (product("DOGE-USD").unwrap(), true),
+            (COLLIDING, false),
+        ] {
+            let market = Market {
+                multiplier: 1.0,
+                missing_days: HashSet::new(),
+                coin: product.coin(),
+            };
+            let days: Vec<NaiveDate> = (0..30u64)
+                .map(|n| day(2024, 3, 1) + chrono::Days::new(n))
+                .collect();
+            let coingecko: Vec<(NaiveDate, Decimal)> = days
+                .iter()
+                .map(|d| {
+                    let start = d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis();
+                    let last = *market
+                        .times(start, start + DAY_MS - 1, true)
+                        .last()
+                        .unwrap();
+                    (*d, dec(market.price(last)))
+                })
+                .collect();
+            let coinbase: Vec<(NaiveDate, Decimal)> = days
+                .iter()
+                .map(|d| (*d, dec(candle_of(product, *d, FAR_FUTURE).unwrap().close)))
+                .collect();
+            let deviation = median_deviation(&coingecko, &coinbase).unwrap();
+            assert_eq!(deviation.days, 30);
+            if within {
+                assert!(
+                    deviation.percent < Decimal::new(5, 1),
+                    "{}: {deviation:?}",
+                    product.id
+                );
+                assert!(
+                    deviation.percent > Decimal::ZERO,
+                    "{}: tells the sources apart",
+                    product.id
+                );
+            } else {
+                assert!(
+                    deviation.percent > Decimal::from(5000),
+                    "{}: {deviation:?}",
+                    product.id
+                );
+            }
+        }
+    }
+
     #[test]
     fn candles_hold_their_open_and_close_and_are_read_back_as_sent() {
         for product in PRODUCTS {
