@@ -89,6 +89,24 @@ impl CandleWindow {
         u32::try_from((self.last - self.first).num_days() + 1).expect("1 to 300")
     }
 
+    /// Where candles begin in this window, when its first day has none: the first day
+    /// with a candle in `candles` (an answer to this window), or the day after the
+    /// window when there is none. `None` when the first day has a candle. For a window
+    /// that starts at (or before) the earliest day ever asked of the product, this is
+    /// where the product's candles begin (`store::second_source::learn_candles_from`).
+    pub fn candles_begin(&self, candles: &[DailyCandle]) -> Option<NaiveDate> {
+        let first_with_candle = candles
+            .iter()
+            .map(|candle| candle.date)
+            .filter(|day| (self.first..=self.last).contains(day))
+            .min();
+        match first_with_candle {
+            Some(day) if day == self.first => None,
+            Some(day) => Some(day),
+            None => self.last.succ_opt(),
+        }
+    }
+
     /// `start` and `end` of the request: 00:00:00 of the first day to 23:59:59 of the
     /// last, so the last day's candle is in the range whether Coinbase reads `end` as
     /// inclusive or not, and `(end - start) / 86400` stays under 300.
@@ -569,6 +587,26 @@ mod tests {
             assert_eq!(pair[0].last().succ_opt(), Some(pair[1].first()));
         }
         assert!(CandleWindow::split(day(2024, 1, 2), day(2024, 1, 1)).is_empty());
+    }
+
+    #[test]
+    fn where_candles_begin_is_read_from_an_answer_whose_first_days_are_empty() {
+        let window = CandleWindow::new(day(2015, 7, 1), day(2015, 7, 31)).unwrap();
+        let candle = |date| DailyCandle {
+            date,
+            open: rust_decimal::Decimal::ONE,
+            high: rust_decimal::Decimal::ONE,
+            low: rust_decimal::Decimal::ONE,
+            close: rust_decimal::Decimal::ONE,
+            volume: rust_decimal::Decimal::ONE,
+            timestamp: Utc::now(),
+            provisional: false,
+            points: Some(1),
+        };
+        let from_the_20th = [candle(day(2015, 7, 21)), candle(day(2015, 7, 20))];
+        assert_eq!(window.candles_begin(&from_the_20th), Some(day(2015, 7, 20)));
+        assert_eq!(window.candles_begin(&[]), Some(day(2015, 8, 1)));
+        assert_eq!(window.candles_begin(&[candle(day(2015, 7, 1))]), None);
     }
 
     #[test]
