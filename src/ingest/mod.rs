@@ -3,6 +3,7 @@
 //! and say exactly what is left. Days older than the plan's reach are never asked for.
 
 mod aggregate;
+pub mod fallback;
 mod job;
 mod plan;
 mod reach;

@@ -1,6 +1,7 @@
-//! The second source's tables on real PostgreSQL: the migration (an earlier release's
-//! rows all CoinGecko's, BTC mapped to BTC-USD), which source's row may replace which,
-//! the mapping and its check, and one call budget per source.
+//! The second source on real PostgreSQL, against the fake Coinbase: the migration (an
+//! earlier release's rows all CoinGecko's, BTC mapped to BTC-USD), which source's row may
+//! replace which, the mapping and its check, the product guessed at registration, and
+//! one call budget per source.
 //!
 //! Its own small database helper: `tests/it/support.rs` is being reshaped meanwhile; these
 //! tests move there when it lands.
@@ -492,4 +493,219 @@ async fn each_source_has_its_own_call_budget() {
         .unwrap();
     assert_eq!((coingecko.len(), coingecko[0].granted), (1, 2));
     assert_eq!((coinbase.len(), coinbase[0].granted), (1, 2));
+}
+
+mod check {
+    use super::*;
+    use price_history::coinbase::{CoinbaseClient, CoinbaseSettings};
+    use price_history::fake_coinbase::{COLLIDING, FakeCoinbase, Outage};
+    use price_history::fake_coingecko::FakeCoinGecko;
+    use price_history::ingest::fallback::{CheckError, check_mapping, guess_product};
+    use price_history::upstream::CallBudget;
+    use std::num::NonZeroU32;
+
+    fn client(fake: &FakeCoinbase) -> CoinbaseClient {
+        CoinbaseClient::new(
+            CoinbaseSettings {
+                base_url: fake.base_url(),
+                calls_per_minute: NonZeroU32::new(60_000).unwrap(),
+                max_retries: 1,
+                retry_base_delay: Duration::from_millis(10),
+                timeout: Duration::from_secs(5),
+            },
+            CallBudget::ProcessLocal,
+        )
+        .unwrap()
+    }
+
+    fn plan_first_day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()
+    }
+
+    /// Stores `days` days of CoinGecko's rows for `symbol` from the plan's first day on,
+    /// each closing at the fake CoinGecko's last hourly price of the day.
+    async fn store_coingecko_days(pool: &PgPool, symbol: Symbol, coin_id: &str, days: u64) {
+        let fake = FakeCoinGecko::start().await;
+        let candles: Vec<DailyCandle> = (0..days)
+            .map(|n| {
+                let date = plan_first_day() + Days::new(n);
+                let (_, close, _) = *fake
+                    .points_for_coin_day(coin_id, date, true)
+                    .last()
+                    .unwrap();
+                DailyCandle {
+                    open: close,
+                    high: close,
+                    low: close,
+                    close,
+                    ..candle(date, 1, false)
+                }
+            })
+            .collect();
+        let mut tx = pool.begin().await.unwrap();
+        daily_prices::upsert(&mut tx, symbol, &candles, false)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn btc_usd_agrees_with_coingecko_within_the_limit_with_one_call() {
+        let db = Db::migrated().await;
+        let fake = FakeCoinbase::start().await;
+        store_coingecko_days(&db.pool, btc(), "bitcoin", 40).await;
+        let product = ProductId::parse("BTC-USD").unwrap();
+
+        let verdict = check_mapping(
+            &db.pool,
+            &client(&fake),
+            btc(),
+            &product,
+            plan_first_day(),
+            Decimal::from(5),
+        )
+        .await
+        .unwrap()
+        .expect("CoinGecko's rows are there to compare with");
+
+        assert!(verdict.usable, "{verdict:?}");
+        let deviation = verdict.deviation.unwrap();
+        assert_eq!(deviation.days, 30);
+        assert!(deviation.percent < Decimal::new(5, 1), "{deviation:?}");
+        assert_eq!(fake.candle_calls(), 1);
+        let call = &fake.calls()[0];
+        assert_eq!(call.start.as_deref(), Some("2024-02-01T00:00:00Z"));
+        assert_eq!(
+            call.end.as_deref(),
+            Some("2024-03-01T23:59:59Z"),
+            "the earliest 30 days only"
+        );
+        let mapping = second_source::mapping(&db.pool, btc())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(mapping.usable_product(), Some(&product));
+        assert_eq!(mapping.deviation_percent, Some(deviation.percent));
+    }
+
+    #[tokio::test]
+    async fn a_colliding_ticker_is_found_out_and_the_coin_says_why() {
+        let db = Db::migrated().await;
+        let fake = FakeCoinbase::start().await;
+        sqlx::query("INSERT INTO coins (symbol, coingecko_id, coinbase_product) VALUES ('SOLX', 'solana', $1)")
+            .bind(COLLIDING.id)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let solx = Symbol::parse("SOLX").unwrap();
+        store_coingecko_days(&db.pool, solx, "solana", 30).await;
+        let product = ProductId::parse(COLLIDING.id).unwrap();
+
+        let verdict = check_mapping(
+            &db.pool,
+            &client(&fake),
+            solx,
+            &product,
+            plan_first_day(),
+            Decimal::from(5),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+
+        assert!(!verdict.usable);
+        assert!(verdict.deviation.unwrap().percent > Decimal::from(5000));
+        let mapping = second_source::mapping(&db.pool, solx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(mapping.usable, Some(false));
+        assert_eq!(mapping.usable_product(), None);
+        let reason = mapping.unusable_reason.unwrap();
+        assert!(
+            reason.contains("SOLX-USD") && reason.contains("another asset"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_coingecko_rows_to_compare_no_call_is_made_and_nothing_recorded() {
+        let db = Db::migrated().await;
+        let fake = FakeCoinbase::start().await;
+        let product = ProductId::parse("BTC-USD").unwrap();
+
+        let verdict = check_mapping(
+            &db.pool,
+            &client(&fake),
+            btc(),
+            &product,
+            plan_first_day(),
+            Decimal::from(5),
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(verdict, None);
+        assert_eq!(fake.call_count(), 0);
+        assert!(
+            second_source::mapping(&db.pool, btc())
+                .await
+                .unwrap()
+                .unwrap()
+                .needs_check()
+        );
+    }
+
+    #[tokio::test]
+    async fn coinbase_down_leaves_the_mapping_unchecked_and_names_coinbase() {
+        let db = Db::migrated().await;
+        let fake = FakeCoinbase::start().await;
+        fake.set_outage(Some(Outage::Status(503)));
+        store_coingecko_days(&db.pool, btc(), "bitcoin", 30).await;
+        let product = ProductId::parse("BTC-USD").unwrap();
+
+        let error = check_mapping(
+            &db.pool,
+            &client(&fake),
+            btc(),
+            &product,
+            plan_first_day(),
+            Decimal::from(5),
+        )
+        .await
+        .unwrap_err();
+
+        let CheckError::Coinbase(error) = error else {
+            panic!("expected Coinbase's error, got {error:?}");
+        };
+        assert!(error.is_transient());
+        assert!(error.message().contains("Coinbase Exchange"), "{error}");
+        assert!(
+            second_source::mapping(&db.pool, btc())
+                .await
+                .unwrap()
+                .unwrap()
+                .needs_check()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_coins_product_is_guessed_from_its_symbol_with_one_call_each() {
+        let fake = FakeCoinbase::start().await;
+        let client = client(&fake);
+
+        let eth = guess_product(&client, Symbol::parse("eth").unwrap())
+            .await
+            .unwrap();
+        let unknown = guess_product(&client, Symbol::parse("NOPE").unwrap())
+            .await
+            .unwrap();
+
+        assert_eq!(eth, Some(ProductId::parse("ETH-USD").unwrap()));
+        assert_eq!(
+            unknown, None,
+            "not listed means no second source, not an error"
+        );
+        assert_eq!(fake.call_count(), 2);
+    }
 }
