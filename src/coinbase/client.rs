@@ -63,7 +63,9 @@ impl CandleWindow {
         let mut windows = Vec::new();
         let mut start = first;
         while start <= last {
-            let end = (start + chrono::Days::new(u64::from(MAX_CANDLES_PER_CALL) - 1)).min(last);
+            let end = start
+                .checked_add_days(chrono::Days::new(u64::from(MAX_CANDLES_PER_CALL) - 1))
+                .map_or(last, |end| end.min(last));
             windows.push(Self {
                 first: start,
                 last: end,
