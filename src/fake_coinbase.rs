@@ -189,6 +189,21 @@ pub fn candle_of(product: FakeProduct, day: NaiveDate, now_ms: i64) -> Option<Wi
     })
 }
 
+/// Serves a fake Coinbase Exchange at `bind` until ctrl-c.
+pub async fn run_standalone(bind: SocketAddr) -> anyhow::Result<()> {
+    let fake = FakeCoinbase::start_with(FakeCoinbaseOptions {
+        bind,
+        ..FakeCoinbaseOptions::default()
+    })
+    .await?;
+    tracing::info!(base_url = %fake.base_url(), "fake Coinbase Exchange listening; ctrl-c stops it");
+    tokio::signal::ctrl_c()
+        .await
+        .context("while waiting for ctrl-c")?;
+    fake.shutdown().await;
+    Ok(())
+}
+
 /// How to start the fake.
 #[derive(Debug, Clone)]
 pub struct FakeCoinbaseOptions {
@@ -392,6 +407,20 @@ impl FakeCoinbase {
         }
         let now = Utc::now();
         candle_of(product, day, now.timestamp_millis())?.to_daily(now)
+    }
+
+    /// [`candle`](Self::candle) of every day from `first` to `last` that has one, oldest first.
+    pub fn candles_between(
+        &self,
+        product_id: &str,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Vec<DailyCandle> {
+        first
+            .iter_days()
+            .take_while(|day| *day <= last)
+            .filter_map(|day| self.candle(product_id, day))
+            .collect()
     }
 
     /// Stops the server and waits until it has stopped listening.

@@ -61,6 +61,7 @@ async fn three_hundred_days_come_back_oldest_first_each_equal_to_the_fakes_candl
 
     let candles = client.candles(&btc(), window(first, last)).await.unwrap();
 
+    assert_eq!(candles, fake.candles_between("BTC-USD", first, last));
     assert_eq!(candles.len(), 300);
     assert_eq!(candles[0].date, first);
     assert_eq!(candles[299].date, last);

@@ -84,7 +84,7 @@ pub fn judge_mapping(
         None => Some(format!(
             "Coinbase's {product} has no close on the days CoinGecko serves for {symbol}, so \
              the mapping could not be checked and the second source is not used for {symbol}; \
-             set coinbase_product to the right product (or null), or retry later."
+             set coinbase_product to the right product, or null."
         )),
         Some(Deviation { percent, days }) if percent > max_percent => Some(format!(
             "Coinbase's {product} closes differ from CoinGecko's {symbol} by a median {percent} % \
@@ -208,6 +208,6 @@ mod tests {
         );
         assert!(!judge_mapping(symbol, &product, at("5.0001"), dec("5")).usable);
         let unchecked = judge_mapping(symbol, &product, None, dec("5"));
-        assert!(!unchecked.usable && unchecked.reason.unwrap().contains("retry"));
+        assert!(!unchecked.usable && unchecked.reason.unwrap().contains("could not be checked"));
     }
 }
