@@ -11,6 +11,10 @@
 //! - [`config`]: every setting, as environment variable and flag.
 //! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`).
 //! - [`coingecko`]: the HTTP client (call budget, retries, error bodies).
+//! - [`coinbase`]: the second source's client (Coinbase Exchange's daily candles), for the
+//!   days older than the CoinGecko plan's reach.
+//! - [`upstream`]: what both clients share: the call budget per source, the body cap,
+//!   redaction, `Retry-After`.
 //! - [`store`]: all SQL, a module per table.
 //! - [`ingest`]: the job: plan windows from gaps, fetch, fill, upsert, checkpoint;
 //!   `ingest::source` is the seat of a price source (what it is asked, what it answers),
@@ -27,14 +31,15 @@
 //!   (`backfill`, `coins`); `main.rs` only calls [`cli::run`].
 //!
 //! Test-only code lives outside this crate: `crates/fake-upstream` (package
-//! `price-history-fake-upstream`, a dev-dependency) holds the loopback fake CoinGecko the
+//! `price-history-fake-upstream`, a dev-dependency) holds the loopback fake CoinGecko and fake Coinbase the
 //! tests, benchmarks and checks talk to, so the release binary carries none of it.
 //!
 //! Data flows one way: cli → startup → (api, schedule) → (registry, queue) → ingest →
-//! (coingecko, store); every layer may read `config`, `domain` and `shutdown`.
+//! (coingecko, coinbase, store); every layer may read `config`, `domain` and `shutdown`.
 
 pub mod api;
 pub mod cli;
+pub mod coinbase;
 pub mod coingecko;
 pub mod config;
 pub mod domain;
@@ -46,3 +51,4 @@ pub mod shutdown;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;

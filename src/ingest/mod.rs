@@ -4,6 +4,7 @@
 //! are never asked for.
 
 mod aggregate;
+pub mod fallback;
 mod job;
 mod plan;
 mod reach;

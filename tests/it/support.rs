@@ -150,6 +150,11 @@ impl Harness {
             job_lease_secs: 30,
             api_token: None,
             log_format: LogFormat::Text,
+            // Off until the jobs use the second source (issue 19, phase 2).
+            fallback_source: price_history::config::FallbackSource::Off,
+            coinbase_base_url: "http://127.0.0.1:9".to_owned(),
+            coinbase_calls_per_minute: NonZeroU32::new(6000).expect("non-zero"),
+            fallback_max_deviation_percent: rust_decimal::Decimal::from(5),
             sync_schedule: price_history::schedule::SyncSchedule::Off,
             sync_clock_offset_ms: 0,
         };

@@ -15,7 +15,7 @@
 //! `precision` parameters, ISO dates in `from`/`to`, and currencies other than USD
 //! (any `vs_currency` gets USD prices).
 
-mod market;
+pub(crate) mod market;
 
 use std::collections::{HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
