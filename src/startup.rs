@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState, ConnectionLimits};
+use crate::coinbase::CoinbaseClient;
 use crate::coingecko::{CallBudget, CoinGeckoClient};
 use crate::config::Settings;
 use crate::ingest::{Ingestor, Reach};
@@ -38,6 +39,9 @@ pub const SHORT_POOL_SIZE: u32 = 2;
 pub struct Sources {
     /// CoinGecko, hiding every secret of the process from what it quotes.
     pub coingecko: CoinGeckoClient,
+    /// The second source (Coinbase Exchange) for the days CoinGecko's plan cannot reach;
+    /// `None` with `FALLBACK_SOURCE=off`. It has a call budget of its own.
+    pub coinbase: Option<CoinbaseClient>,
 }
 
 impl Sources {
@@ -50,7 +54,26 @@ impl Sources {
             CoinGeckoClient::new(settings.coingecko(), CallBudget::Shared(pool.clone()))
                 .context("while building the CoinGecko client")?
                 .hiding(secrets.iter().map(String::as_str));
-        Ok(Sources { coingecko })
+        let coinbase = settings
+            .coinbase()
+            .map(|coinbase| {
+                CoinbaseClient::new(coinbase, CallBudget::Shared(pool.clone()))
+                    .context("while building the Coinbase client")
+                    .map(|client| {
+                        // CoinGecko's key is no business of Coinbase's, but should an answer
+                        // ever echo it, it is hidden there too.
+                        let key = settings
+                            .coingecko_api_key
+                            .as_ref()
+                            .map(|k| k.expose_secret());
+                        client.hiding(secrets.iter().map(String::as_str).chain(key))
+                    })
+            })
+            .transpose()?;
+        Ok(Sources {
+            coingecko,
+            coinbase,
+        })
     }
 }
 
