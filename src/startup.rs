@@ -161,6 +161,7 @@ impl Application {
             pool: self.pool.clone(),
             client: self.sources.coingecko.clone(),
             reach: self.reach(),
+            coinbase: self.sources.coinbase.clone(),
         }
     }
 
