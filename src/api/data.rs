@@ -56,19 +56,16 @@ impl DataApi {
             Err(Refused::Unavailable(body)) => return PricesResponse::ServiceUnavailable(body),
         };
         let prices = match range.queried(&coin) {
-            Some((start, end)) => match second_source::list_sourced(
-                &state.pool,
-                coin.symbol,
-                start,
-                end,
-            )
-            .await
-            {
-                Ok(prices) => prices,
-                Err(e) => {
-                    return PricesResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+            Some((start, end)) => {
+                match second_source::list_sourced(&state.pool, coin.symbol, start, end).await {
+                    Ok(prices) => prices,
+                    Err(e) => {
+                        return PricesResponse::ServiceUnavailable(
+                            ErrorBody::database_unavailable(&e),
+                        );
+                    }
                 }
-            },
+            }
             None => Vec::new(),
         };
         PricesResponse::Ok(if wants_csv(request) {
@@ -341,7 +338,12 @@ impl From<PriceSource> for Source {
 }
 
 impl From<SourcedCandle> for Price {
-    fn from(SourcedCandle { candle: price, source }: SourcedCandle) -> Self {
+    fn from(
+        SourcedCandle {
+            candle: price,
+            source,
+        }: SourcedCandle,
+    ) -> Self {
         Price {
             date: Day(price.date),
             open: price.open,

@@ -13,8 +13,9 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::error::ErrorBody;
 use super::{ApiState, ApiTags};
+use crate::coinbase::CoinbaseClient;
 use crate::coingecko::CoinGeckoClient;
-use crate::domain::JobStatus;
+use crate::domain::{JobStatus, PriceSource};
 use crate::schedule::{self, Freshness};
 use crate::store::{call_budget, stats};
 
@@ -69,6 +70,8 @@ impl OpsApi {
                 jobs: stats::jobs_by_status(&state.pool).await?,
                 stored_candles: stats::stored_days(&state.pool).await?,
                 budgets: call_budget::figures(&state.pool).await?,
+                coinbase_budgets: call_budget::source_figures(&state.pool, PriceSource::Coinbase)
+                    .await?,
                 freshness: schedule::freshness(&state.pool, &state.sync_schedule, Utc::now())
                     .await?,
             })
@@ -88,7 +91,8 @@ impl OpsApi {
         // The worker's client where a worker runs here (`serve`), else the one that checks
         // new coins: either way, the requests this process sent.
         let client = state.coingecko.as_ref().unwrap_or(&state.registry.client);
-        MetricsResponse::Ok(PrometheusText(render(client, database.as_ref())))
+        let coinbase = state.registry.coinbase.as_ref();
+        MetricsResponse::Ok(PrometheusText(render(client, coinbase, database.as_ref())))
     }
 }
 
@@ -97,6 +101,8 @@ struct DatabaseFigures {
     jobs: Vec<(JobStatus, i64)>,
     stored_candles: Vec<(String, i64)>,
     budgets: Vec<call_budget::BudgetFigures>,
+    /// The second source's shared budget, by key (one: its calls need no key).
+    coinbase_budgets: Vec<call_budget::BudgetFigures>,
     /// How current each coin is, and the schedule's ticks.
     freshness: Freshness,
 }
@@ -104,7 +110,11 @@ struct DatabaseFigures {
 /// The exposition: a registry of its own per scrape, holding this process's metrics
 /// (shared handles, so they keep counting between scrapes) and the database's figures
 /// as read now. To add a family, add one call below.
-fn render(client: &CoinGeckoClient, database: Option<&DatabaseFigures>) -> String {
+fn render(
+    client: &CoinGeckoClient,
+    coinbase: Option<&CoinbaseClient>,
+    database: Option<&DatabaseFigures>,
+) -> String {
     let out = Exposition::default();
     out.gauge(
         "price_history_database_up",
@@ -124,10 +134,14 @@ fn render(client: &CoinGeckoClient, database: Option<&DatabaseFigures>) -> Strin
     out.register(budget.granted.clone());
     out.register(budget.wait.clone());
     out.register(budget.calls_per_minute.clone());
+    if let Some(coinbase) = coinbase {
+        render_coinbase(&out, coinbase);
+    }
     if let Some(DatabaseFigures {
         jobs,
         stored_candles,
         budgets,
+        coinbase_budgets,
         freshness,
     }) = database
     {
@@ -183,8 +197,53 @@ fn render(client: &CoinGeckoClient, database: Option<&DatabaseFigures>) -> Strin
             }),
         );
         render_freshness(&out, freshness);
+        if coinbase.is_some() {
+            render_budgets(&out, PriceSource::Coinbase, coinbase_budgets);
+        }
     }
     out.text()
+}
+
+/// The second source's requests and this process's share of its budget
+/// (`FALLBACK_SOURCE=coinbase`; absent when it is off).
+fn render_coinbase(out: &Exposition, coinbase: &CoinbaseClient) {
+    out.counter(
+        "price_history_coinbase_requests_total",
+        "HTTP requests this process sent to Coinbase Exchange (the second source), retries included, by how they ended.",
+        &["outcome"],
+        coinbase
+            .calls_by_outcome()
+            .map(|(outcome, count)| (vec![outcome.as_str().to_owned()], count)),
+    );
+    let budget = coinbase.budget_metrics();
+    out.register(budget.granted.clone());
+    out.register(budget.wait.clone());
+    out.register(budget.calls_per_minute.clone());
+}
+
+/// A source's shared budget over every process on the database, as CoinGecko's above.
+fn render_budgets(out: &Exposition, source: PriceSource, budgets: &[call_budget::BudgetFigures]) {
+    let prefix = source.as_str();
+    let name = source.display_name();
+    out.counter(
+        &format!("price_history_{prefix}_budget_granted_total"),
+        &format!("Slots of the shared {name} call budget granted to every process on this database, by key."),
+        &["key"],
+        budgets.iter().map(|budget| {
+            (
+                vec![budget.key_fingerprint.clone()],
+                u64::try_from(budget.granted).unwrap_or(0),
+            )
+        }),
+    );
+    out.gauge(
+        &format!("price_history_{prefix}_budget_backlog_seconds"),
+        &format!("How far ahead of now the shared {name} call budget has handed out slots: above 0, callers queue."),
+        &["key"],
+        budgets
+            .iter()
+            .map(|budget| (vec![budget.key_fingerprint.clone()], budget.backlog.as_secs_f64())),
+    );
 }
 
 /// Freshness to alert on (`SYNC_SCHEDULE`): per coin with a complete day, that day and
@@ -368,6 +427,7 @@ mod tests {
                 calls_per_minute: 120,
                 backlog: Duration::from_millis(1500),
             }],
+            coinbase_budgets: vec![],
             freshness: Freshness {
                 coins: vec![schedule::CoinFreshness {
                     symbol: crate::domain::Symbol::BTC,
@@ -381,7 +441,7 @@ mod tests {
         };
         let client = client();
         client.budget_metrics().granted.inc_by(2);
-        let text = render(&client, Some(&figures));
+        let text = render(&client, None, Some(&figures));
         for line in [
             "price_history_database_up 1",
             "price_history_coingecko_requests_total{outcome=\"ok\"} 0",
@@ -417,9 +477,54 @@ mod tests {
 
     #[test]
     fn without_the_database_only_its_figures_are_missing() {
-        let text = render(&client(), None);
+        let text = render(&client(), None, None);
         assert!(text.contains("price_history_database_up 0\n"), "{text}");
         assert!(!text.contains("price_history_jobs"), "{text}");
         assert!(!text.contains("budget_granted"), "{text}");
+    }
+
+    #[test]
+    fn the_second_source_has_its_requests_and_budget_beside_coingeckos() {
+        let coinbase = CoinbaseClient::new(
+            crate::coinbase::CoinbaseSettings {
+                base_url: "http://127.0.0.1:1".to_owned(),
+                calls_per_minute: std::num::NonZeroU32::new(120).unwrap(),
+                max_retries: 0,
+                retry_base_delay: Duration::from_millis(1),
+                timeout: Duration::from_secs(1),
+            },
+            CallBudget::ProcessLocal,
+        )
+        .unwrap();
+        coinbase.budget_metrics().granted.inc_by(3);
+        let figures = DatabaseFigures {
+            jobs: vec![],
+            stored_candles: vec![],
+            budgets: vec![],
+            coinbase_budgets: vec![call_budget::BudgetFigures {
+                key_fingerprint: "none".to_owned(),
+                granted: 7,
+                calls_per_minute: 120,
+                backlog: Duration::from_millis(500),
+            }],
+            freshness: Freshness {
+                coins: vec![],
+                last_tick: None,
+                next_tick: None,
+            },
+        };
+        let text = render(&client(), Some(&coinbase), Some(&figures));
+        for line in [
+            "price_history_coinbase_requests_total{outcome=\"ok\"} 0",
+            "price_history_coinbase_requests_total{outcome=\"transport_error\"} 0",
+            "price_history_coinbase_slots_granted_total 3",
+            "price_history_coinbase_budget_calls_per_minute 120",
+            "price_history_coinbase_budget_granted_total{key=\"none\"} 7",
+            "price_history_coinbase_budget_backlog_seconds{key=\"none\"} 0.5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
+        let without = render(&client(), None, Some(&figures));
+        assert!(!without.contains("price_history_coinbase"), "{without}");
     }
 }

@@ -105,7 +105,12 @@ mod tests {
         );
         // 01-03 from the second source (2 * 4 + 2); a provisional one (5 * 4 + 3) is `p`.
         assert_eq!(
-            letters(day("2024-01-01"), day("2024-01-09"), bounds, &[4, 10, 12, 23]),
+            letters(
+                day("2024-01-01"),
+                day("2024-01-09"),
+                bounds,
+                &[4, 10, 12, 23]
+            ),
             "-sfsmpmm-"
         );
         let unlimited = Bounds {
