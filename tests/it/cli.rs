@@ -18,6 +18,9 @@ fn price_history(h: &Harness) -> Command {
         .env("COINGECKO_CALLS_PER_MINUTE", "6000")
         .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
         .env("COINGECKO_API_KEY", "cg-secret-key-123")
+        // Never the real Coinbase Exchange from a test: registering a coin would guess
+        // its product there.
+        .env("FALLBACK_SOURCE", "off")
         .env("RUST_LOG", "info")
         .kill_on_drop(true);
     command

@@ -264,6 +264,7 @@ impl Harness {
             coingecko_id: price_history::domain::CoinGeckoId::parse(coingecko_id).expect("an id"),
             tracked: false,
             track_since: None,
+            coinbase_product: Default::default(),
         };
         self.registry()
             .put(request)
