@@ -139,7 +139,7 @@
     if (coin.fallback_usable === false) {
       return text + ', not used' + (coin.fallback_unusable_reason ? ': ' + coin.fallback_unusable_reason : '');
     }
-    return text + ', not checked yet (checked before its first day is stored)';
+    return text + ', not checked yet';
   }
 
   function renderFallback() {
