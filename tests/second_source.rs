@@ -497,9 +497,9 @@ async fn each_source_has_its_own_call_budget() {
 
 mod check {
     use super::*;
+    use fake_upstream::coinbase::{COLLIDING, FakeCoinbase, Outage};
+    use fake_upstream::coingecko::FakeCoinGecko;
     use price_history::coinbase::{CoinbaseClient, CoinbaseSettings};
-    use price_history::fake_coinbase::{COLLIDING, FakeCoinbase, Outage};
-    use price_history::fake_coingecko::FakeCoinGecko;
     use price_history::ingest::fallback::{CheckError, check_mapping, guess_product};
     use price_history::upstream::CallBudget;
     use std::num::NonZeroU32;
@@ -547,6 +547,61 @@ mod check {
             .await
             .unwrap();
         tx.commit().await.unwrap();
+    }
+
+    /// The fake's products against the check the service runs (median of the close
+    /// differences on 30 days both cover): each faithful product well within the default
+    /// 5 % but not equal, the colliding one far beyond it.
+    #[tokio::test]
+    async fn the_fakes_products_pass_the_check_and_the_collision_fails_it() {
+        use fake_upstream::coinbase::{BTC_USD, candle_of, product};
+        use price_history::domain::median_deviation;
+        let coingecko = FakeCoinGecko::start().await;
+        let days: Vec<NaiveDate> = (0..30u64)
+            .map(|n| NaiveDate::from_ymd_opt(2024, 3, 1).unwrap() + Days::new(n))
+            .collect();
+        for (product, within) in [
+            (BTC_USD, true),
+            (product("ETH-USD").unwrap(), true),
+            (product("SOL-USD").unwrap(), true),
+            (product("DOGE-USD").unwrap(), true),
+            (COLLIDING, false),
+        ] {
+            let theirs: Vec<(NaiveDate, Decimal)> = days
+                .iter()
+                .map(|d| {
+                    let (_, close, _) = *coingecko
+                        .points_for_coin_day(product.coingecko_id, *d, true)
+                        .last()
+                        .unwrap();
+                    (*d, close)
+                })
+                .collect();
+            let ours: Vec<(NaiveDate, Decimal)> = days
+                .iter()
+                .map(|d| {
+                    let served = candle_of(product, *d, i64::MAX / 2).unwrap();
+                    (*d, served.truth(Utc::now()).close)
+                })
+                .collect();
+
+            let deviation = median_deviation(&theirs, &ours).unwrap();
+
+            assert_eq!(deviation.days, 30);
+            if within {
+                assert!(
+                    deviation.percent < Decimal::new(5, 1) && deviation.percent > Decimal::ZERO,
+                    "{}: {deviation:?}",
+                    product.id
+                );
+            } else {
+                assert!(
+                    deviation.percent > Decimal::from(5000),
+                    "{}: {deviation:?}",
+                    product.id
+                );
+            }
+        }
     }
 
     #[tokio::test]
