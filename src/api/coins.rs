@@ -212,7 +212,8 @@ impl From<RegisterError> for PutCoinResponse {
 }
 
 /// What to register, or how to change a registered coin. A PUT replaces: `tracked` and
-/// `track_since` left out mean `false` and `null`.
+/// `track_since` left out mean `false` and `null`; `coinbase_product` left out is kept
+/// (or guessed, for a new coin).
 #[derive(Debug, Clone, Object)]
 #[oai(rename = "PutCoin", example, deny_unknown_fields)]
 pub struct PutCoinRequest {
@@ -231,7 +232,7 @@ pub struct PutCoinRequest {
     /// currency codes joined by `-`, case-insensitive). Null: no second source for the
     /// coin. Absent: a new coin gets `{SYMBOL}-USD` when Coinbase lists it; a registered
     /// coin keeps its product.
-    #[oai(validator(max_length = 40))]
+    #[oai(validator(max_length = 40), nullable)]
     pub coinbase_product: MaybeUndefined<String>,
 }
 

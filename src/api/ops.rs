@@ -59,8 +59,9 @@ impl OpsApi {
     /// Metrics
     ///
     /// Prometheus text format: this process's CoinGecko requests and its share of the call
-    /// budget (slots taken, time waited for them, the configured budget); over the whole
-    /// database, jobs by status, stored candles, and the shared budget (slots granted to
+    /// budget (slots taken, time waited for them, the configured budget), and the same for
+    /// Coinbase Exchange, the second source (unless `FALLBACK_SOURCE=off`); over the whole
+    /// database, jobs by status, stored candles, and the shared budgets (slots granted to
     /// every process, how far ahead they are handed out); and whether the database
     /// answered. Always `200`: when the database is away, only its figures are missing.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
