@@ -20,7 +20,8 @@
 //!   `ingest::source` is the seat of a price source (what it is asked, what it answers),
 //!   with CoinGecko as its first implementation.
 //! - [`queue`]: apalis-postgres storage, submission and the worker.
-//! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
+//! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call, a
+//!   Coinbase product with one more, or guessed as `{SYMBOL}-USD`).
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
 //! - [`startup`]: settings in, a running service out: the one place that wires the pool,
