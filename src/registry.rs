@@ -7,7 +7,7 @@
 //! checked with one Coinbase call (`400` when Coinbase does not list it), a new coin
 //! without one gets `{SYMBOL}-USD` when Coinbase lists it. A guess that cannot be made
 //! (Coinbase unreachable) registers the coin without a product rather than refusing a
-//! coin CoinGecko has just vouched for; [`Registered::notes`] says so. With
+//! coin CoinGecko has just vouched for; the notes of [`Registered::Created`] say so. With
 //! `FALLBACK_SOURCE=off` there is no client: an explicit product is stored unchecked
 //! (it is checked against CoinGecko's closes before its first use anyway, and a product
 //! Coinbase does not list makes the job say so), and nothing is guessed.
@@ -67,15 +67,6 @@ pub enum Registered {
         coin: CoinRecord,
         started_tracking: bool,
     },
-}
-
-impl Registered {
-    /// The coin as it is now.
-    pub fn coin(&self) -> &CoinRecord {
-        match self {
-            Registered::Created { coin, .. } | Registered::Changed { coin, .. } => coin,
-        }
-    }
 }
 
 /// Why a coin was not registered; each says what to do.
