@@ -16,6 +16,7 @@ use crate::coingecko::{CallBudget, CoinGeckoClient};
 use crate::config::Settings;
 use crate::domain::{CoinGeckoId, DateRange, JobStatus, Symbol, Trigger, today_utc};
 use crate::ingest::{Ingestor, Reach};
+use crate::private_postgres;
 use crate::queue::{self, SubmitError, WorkerOptions};
 use crate::registry::{CoinRequest, Registered, Registry};
 use crate::schedule::{self, CoinSync, Scheduler};
@@ -37,6 +38,23 @@ pub struct Cli {
     pub settings: Settings,
     #[command(subcommand)]
     pub command: Command,
+    /// Whether `DATABASE_URL` was left to its default (neither the variable nor the flag
+    /// given), which alone allows a private PostgreSQL; set by [`Cli::parse_args`].
+    #[arg(skip)]
+    pub database_url_defaulted: bool,
+}
+
+impl Cli {
+    /// Parses the command line as `Cli::parse` does, and notes whether `DATABASE_URL` was
+    /// given: the parsed settings alone cannot tell it from its default.
+    pub fn parse_args() -> Self {
+        use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+        let matches = Self::command().get_matches();
+        let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.database_url_defaulted =
+            matches.value_source("database_url") == Some(ValueSource::DefaultValue);
+        cli
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,7 +122,16 @@ pub enum CoinsCommand {
 /// Runs the parsed command line; errors are printed by `main` with their causes.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     telemetry::init(cli.settings.log_format);
-    let settings = cli.settings;
+    let mut settings = cli.settings;
+    // Held until this function returns, after every pool of the command is closed.
+    let (database_url, _private_postgres) = match &cli.command {
+        Command::Openapi | Command::FakeCoingecko { .. } => (settings.database_url.clone(), None),
+        _ => {
+            private_postgres::resolve_database(&settings.database_url, !cli.database_url_defaulted)
+                .await?
+        }
+    };
+    settings.database_url = database_url;
     match cli.command {
         Command::Migrate => {
             open_database(&settings, 2).await?;

@@ -12,6 +12,8 @@
 //! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`).
 //! - [`coingecko`]: the HTTP client (call budget, retries, error bodies).
 //! - [`store`]: all SQL, a module per table.
+//! - [`private_postgres`]: the PostgreSQL a first run starts from the machine's binaries
+//!   when `DATABASE_URL` is not set and nothing answers at its default.
 //! - [`ingest`]: the job: plan windows from gaps, fetch, aggregate, upsert, checkpoint.
 //! - [`queue`]: apalis-postgres storage, submission and the worker.
 //! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
@@ -29,6 +31,7 @@ pub mod config;
 pub mod domain;
 pub mod fake_coingecko;
 pub mod ingest;
+pub mod private_postgres;
 pub mod queue;
 pub mod registry;
 pub mod schedule;

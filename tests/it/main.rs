@@ -15,6 +15,7 @@ mod mutants;
 mod outage;
 mod page;
 mod pipeline;
+mod private_postgres;
 mod schedule;
 mod support;
 mod untrusted;

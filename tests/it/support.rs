@@ -393,7 +393,7 @@ pub fn spawn_with_exact_env(args: &[&str], env: &[(String, String)]) -> Service 
 }
 
 /// Starts the command with its stdout and stderr kept in the `Service`.
-fn start_captured(mut command: tokio::process::Command) -> Service {
+pub fn start_captured(mut command: tokio::process::Command) -> Service {
     command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
