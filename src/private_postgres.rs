@@ -22,7 +22,6 @@
 //!   reqwest's JSON/stream stack, `tokio/full` (rebuilding the whole tree) and a build
 //!   script into every build for what is a page of process calls here.
 
-use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -450,24 +449,23 @@ fn parse_version(text: &str) -> Option<String> {
 
 /// The error when there is nothing to start a server from: the three ways out.
 fn no_binaries_message() -> String {
-    let mut message = format!(
+    format!(
         "no PostgreSQL to use: DATABASE_URL is not set, nothing answers at {}, and no \
          PostgreSQL programs (initdb, pg_ctl, postgres) were found in PATH or in \
          /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin, Homebrew's or Postgres.app's places \
-         to start a private one. Any one of these gets you going:",
-        default_address()
-    );
-    let _ = write!(
-        message,
-        "\n  1. install PostgreSQL: `sudo apt install postgresql` (Debian, Ubuntu) or \
+         to start a private one. Any one of these gets you going:\
+         \n  1. install PostgreSQL: `sudo apt install postgresql` (Debian, Ubuntu) or \
          `brew install postgresql@17` (macOS); price-history then starts a private server \
-         from it, its data under ~/.local/share/price-history\
+         from it, its data under ~/.local/share/price-history. Debian's package also \
+         starts a server of its own on port 5432, which price-history would then try \
+         instead (as user postgres, without a password): \
+         `sudo systemctl disable --now postgresql` leaves its programs to the private one\
          \n  2. run the service and a PostgreSQL in containers: \
          `docker compose -f docker/compose.yaml up`\
          \n  3. set DATABASE_URL to a PostgreSQL server you have, such as \
-         postgres://user:password@host:5432/price_history"
-    );
-    message
+         postgres://user:password@host:5432/price_history",
+        default_address()
+    )
 }
 
 /// PostgreSQL will not run as root; refuse before anything is made on disk.

@@ -403,3 +403,63 @@ async fn without_postgresql_programs_it_exits_1_within_2_s_naming_the_three_ways
     );
     assert!(!scratch.0.join(".local").exists());
 }
+
+fn printed(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test]
+async fn a_server_left_behind_by_kill_9_is_used_by_the_next_process_which_then_stops_it() {
+    let user = TestUser::create();
+    let netns = fake_in_new_netns().await;
+    let mut first = serve(&user, netns.pid).await;
+    let server = postmaster_pid(&user.data_dir()).expect("the server runs");
+
+    first.kill().await;
+    assert_eq!(
+        postmaster_pid(&user.data_dir()).as_ref(),
+        Some(&server),
+        "kill -9 cannot stop the server; it is left running"
+    );
+
+    let list = user
+        .price_history(netns.pid, &["coins", "list"])
+        .output()
+        .await
+        .unwrap();
+    let said = printed(&list);
+    assert!(list.status.success(), "{said}");
+    assert!(
+        said.contains("using the private PostgreSQL another price-history process started"),
+        "{said}"
+    );
+    assert!(said.contains("stopped the private PostgreSQL"), "{said}");
+    assert_eq!(user.processes(), "", "processes left after the last exit");
+    assert_eq!(postmaster_pid(&user.data_dir()), None);
+}
+
+#[tokio::test]
+async fn processes_starting_at_once_make_one_data_directory_and_leave_no_server() {
+    let user = TestUser::create();
+    let netns = fake_in_new_netns().await;
+    let (a, b) = tokio::join!(
+        user.price_history(netns.pid, &["coins", "list"]).output(),
+        user.price_history(netns.pid, &["coins", "list"]).output(),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let said = format!("{}\n---\n{}", printed(&a), printed(&b));
+    assert!(a.status.success() && b.status.success(), "{said}");
+    assert_eq!(
+        said.matches("created and started a private PostgreSQL")
+            .count(),
+        1,
+        "{said}"
+    );
+    assert!(said.matches("BTC ").count() == 2, "{said}");
+    assert_eq!(user.processes(), "", "processes left after the last exit");
+    assert_eq!(postmaster_pid(&user.data_dir()), None);
+}
