@@ -52,10 +52,10 @@ const PG_CTL_WAIT_SECS: &str = "60";
 /// macOS, the terminating NUL included); longer, the socket goes to a short directory.
 const MAX_SOCKET_PATH: usize = 100;
 
-/// The database to connect to: `settings`' URL when it was given or something answers
-/// there, else the URL of the private server, started (or joined) here and held until the
-/// returned guard is dropped. `url_given`: whether `DATABASE_URL` (or `--database-url`)
-/// was set, rather than defaulted.
+/// The database to connect to: `database_url` when it was given (`DATABASE_URL` or
+/// `--database-url` set, rather than defaulted) or something answers there; else the URL
+/// of the private server, started (or joined) here and held until the returned guard is
+/// dropped. The one entry point of this module: the connect path calls it at start.
 pub async fn resolve_database(
     database_url: &str,
     url_given: bool,
@@ -134,6 +134,7 @@ impl PrivateServer {
         };
         if layout.socket_dir != layout.data {
             create_private_dir(&layout.socket_dir)?;
+            ensure_only_ours(&layout.socket_dir)?;
         }
         let started = if is_running(&binaries, &layout)? {
             false
@@ -175,7 +176,7 @@ impl PrivateServer {
         let what = match (self.created, self.started) {
             (true, _) => "created and started a private PostgreSQL",
             (false, true) => "started the private PostgreSQL",
-            (false, false) => "using the private PostgreSQL another price-history process started",
+            (false, false) => "uses the private PostgreSQL another price-history process started",
         };
         format!(
             "DATABASE_URL is not set and nothing answers at {}, so price-history {what} \
@@ -495,6 +496,22 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("could not create {}", dir.display()))
+}
+
+/// A socket directory under the shared temporary directory may have been made by
+/// someone else before us: use it only when it is this user's and closed to others.
+fn ensure_only_ours(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta =
+        fs::symlink_metadata(dir).with_context(|| format!("could not read {}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != uid() || meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "{} is not a directory only this user can enter, so the private PostgreSQL's \
+             socket cannot go there: remove it, or set XDG_DATA_HOME to a shorter path",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn lock_exclusive(path: &Path) -> anyhow::Result<File> {

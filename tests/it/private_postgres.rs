@@ -278,7 +278,7 @@ async fn serve_without_a_database_starts_a_private_one_shares_it_stops_it_on_sig
     assert!(backfill.status.success(), "{printed}");
     assert!(printed.contains(": completed"), "{printed}");
     assert!(
-        printed.contains("using the private PostgreSQL another price-history process started"),
+        printed.contains("uses the private PostgreSQL another price-history process started"),
         "{printed}"
     );
     assert!(printed.contains("keeps running"), "{printed}");
@@ -434,7 +434,7 @@ async fn a_server_left_behind_by_kill_9_is_used_by_the_next_process_which_then_s
     let said = printed(&list);
     assert!(list.status.success(), "{said}");
     assert!(
-        said.contains("using the private PostgreSQL another price-history process started"),
+        said.contains("uses the private PostgreSQL another price-history process started"),
         "{said}"
     );
     assert!(said.contains("stopped the private PostgreSQL"), "{said}");
