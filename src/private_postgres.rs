@@ -19,8 +19,10 @@
 //! - Hand-written `initdb`/`pg_ctl` calls rather than the `postgresql_embedded` crate: the
 //!   crate downloads binaries unless pointed at an installation by hand, finds none on the
 //!   machine itself, does not share one server between processes, and would pull
-//!   reqwest's JSON/stream stack, `tokio/full` (rebuilding the whole tree) and a build
-//!   script into every build for what is a page of process calls here.
+//!   reqwest's JSON/stream stack, `tokio/full` and a build script into every build for
+//!   what is a page of process calls here: added without its default features (tokio,
+//!   rustls-ring), it rebuilt 45 crates, 200 CPU-seconds of a dev build on this 2-core
+//!   machine (issue 22's note).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
