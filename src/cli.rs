@@ -48,12 +48,21 @@ impl Cli {
     /// Parses the command line as `Cli::parse` does, and notes whether `DATABASE_URL` was
     /// given: the parsed settings alone cannot tell it from its default.
     pub fn parse_args() -> Self {
+        Self::parse_args_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Cli::parse_args`] of the given arguments (the program's name first).
+    pub fn parse_args_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
         use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
-        let matches = Self::command().get_matches();
-        let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let matches = Self::command().try_get_matches_from(args)?;
+        let mut cli = Self::from_arg_matches(&matches)?;
         cli.database_url_defaulted =
             matches.value_source("database_url") == Some(ValueSource::DefaultValue);
-        cli
+        Ok(cli)
     }
 }
 
@@ -669,6 +678,25 @@ mod tests {
         }
         args.push("migrate");
         Cli::try_parse_from(args).expect("valid arguments").settings
+    }
+
+    #[test]
+    fn database_url_counts_as_given_as_a_flag_before_or_after_the_subcommand() {
+        let url = "postgres://u@db:5432/x";
+        for args in [
+            vec!["price-history", "--database-url", url, "migrate"],
+            vec!["price-history", "migrate", "--database-url", url],
+        ] {
+            let cli = Cli::parse_args_from(args).expect("valid arguments");
+            assert!(!cli.database_url_defaulted);
+            assert_eq!(cli.settings.database_url, url);
+        }
+        // Without the flag it is the default, unless the environment sets it.
+        let cli = Cli::parse_args_from(["price-history", "migrate"]).expect("valid arguments");
+        assert_eq!(
+            cli.database_url_defaulted,
+            std::env::var_os("DATABASE_URL").is_none()
+        );
     }
 
     #[test]

@@ -463,3 +463,35 @@ async fn processes_starting_at_once_make_one_data_directory_and_leave_no_server(
     assert_eq!(user.processes(), "", "processes left after the last exit");
     assert_eq!(postmaster_pid(&user.data_dir()), None);
 }
+
+#[tokio::test]
+async fn database_url_set_even_to_the_default_means_no_private_server_as_before() {
+    assert_root();
+    let scratch = Scratch::new("given");
+    let output = Command::new("unshare")
+        .args([
+            "--net",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$@\"",
+            "sh",
+        ])
+        .arg(env!("CARGO_BIN_EXE_price-history"))
+        .arg("migrate")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &scratch.0)
+        .env("DATABASE_URL", price_history::config::DEFAULT_DATABASE_URL)
+        .env("DATABASE_CONNECT_TIMEOUT_SECS", "0")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("did not accept a connection within 0 s"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("private"), "{stderr}");
+    assert!(!scratch.0.join(".local").exists());
+}
