@@ -63,6 +63,10 @@ impl Drop for Scratch {
     }
 }
 
+/// `useradd` and `userdel` lock /etc/passwd and give up when another holds it: the
+/// tests of this file, run in parallel, take turns.
+static ACCOUNTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// An ordinary user made for one test, with a home of its own; deleted at the end, after
 /// any server of its left running (a failed test) is stopped.
 struct TestUser {
@@ -81,6 +85,9 @@ impl TestUser {
         std::fs::create_dir(&home).unwrap();
         // Short and unique: user names are at most 32 characters.
         let name = format!("phpg{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        let accounts = ACCOUNTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let status = StdCommand::new("useradd")
             .args(["--no-create-home", "--user-group", "--shell", "/bin/sh"])
             .arg("--home-dir")
@@ -88,6 +95,7 @@ impl TestUser {
             .arg(&name)
             .status()
             .expect("useradd runs");
+        drop(accounts);
         assert!(status.success(), "useradd {name} failed");
         let id = |flag: &str| -> u32 {
             let out = StdCommand::new("id").args([flag, &name]).output().unwrap();
@@ -170,6 +178,9 @@ impl Drop for TestUser {
                 .arg(&data)
                 .status();
         }
+        let _accounts = ACCOUNTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let _ = StdCommand::new("userdel").arg(&self.name).status();
     }
 }
