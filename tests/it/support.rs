@@ -425,7 +425,7 @@ pub fn spawn_with_exact_env(args: &[&str], env: &[(String, String)]) -> Service 
 }
 
 /// Starts the command with its stdout and stderr kept in the `Service`.
-fn start_captured(mut command: tokio::process::Command) -> Service {
+pub fn start_captured(mut command: tokio::process::Command) -> Service {
     command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -714,4 +714,28 @@ impl Drop for TestApi {
             server.abort();
         }
     }
+}
+
+/// The fake upstream's own program (`crates/fake-upstream`), for a test that needs the fake
+/// in another process (inside a network namespace, say). `cargo test --workspace` builds
+/// it beside the service's binary; a narrower `cargo test` does not, so it is built here
+/// once when missing.
+pub fn fake_upstream_program() -> std::path::PathBuf {
+    static PROGRAM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PROGRAM
+        .get_or_init(|| {
+            let service = std::path::Path::new(env!("CARGO_BIN_EXE_price-history"));
+            let program = service.with_file_name("fake-upstream");
+            if !program.exists() {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+                let status = std::process::Command::new(cargo)
+                    .args(["build", "--workspace", "--bin", "fake-upstream"])
+                    .current_dir(env!("CARGO_MANIFEST_DIR"))
+                    .status()
+                    .expect("cargo runs");
+                assert!(status.success(), "cargo built the fake upstream");
+            }
+            program
+        })
+        .clone()
 }
