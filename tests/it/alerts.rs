@@ -76,9 +76,9 @@ async fn every_family_the_alerts_read_is_one_metrics_writes() {
     let h = Harness::new().await;
     h.run_job(days_before_today(3), days_before_today(1), false)
         .await;
-    let api = crate::api::TestApi::start_with(price_history::api::ApiState {
+    let api = crate::support::TestApi::start_with(price_history::api::ApiState {
         coingecko: Some(h.ingestor().client),
-        ..crate::api::state(&h, None)
+        ..h.api_state(None)
     })
     .await;
     let text = api.get("/metrics").await.text();
