@@ -16,3 +16,9 @@ pub use job_status::{JobStatus, UnknownJobStatus};
 pub use plan_reach::PlanReach;
 pub use symbol::{InvalidSymbol, MAX_SYMBOL_LEN, Symbol};
 pub use trigger::{Trigger, UnknownTrigger};
+
+/// A day written `YYYY-MM-DD`, for unit tests, which read best with their days as text.
+#[cfg(test)]
+pub(crate) fn day(s: &str) -> chrono::NaiveDate {
+    s.parse().expect("a YYYY-MM-DD day")
+}
