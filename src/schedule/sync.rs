@@ -148,8 +148,8 @@ pub async fn tracking_started(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::day;
     use crate::domain::Coin;
+    use crate::domain::day;
 
     #[test]
     fn the_latest_of_track_since_first_day_and_reach_starts_the_days_to_keep() {

@@ -11,7 +11,6 @@ use chrono::{Days, NaiveDate};
 use fake_upstream::coingecko::FakeOptions;
 use price_history::domain::{JobStatus, Symbol};
 use price_history::store::daily_prices;
-use price_history::store::ingestion_jobs::JobRecord;
 use uuid::Uuid;
 
 use crate::support::{Harness, Service, days_before_today};
@@ -57,19 +56,6 @@ async fn submit_all(h: &Harness) -> Vec<(Symbol, &'static str, Uuid)> {
         jobs.push((symbol, id, h.submit_for(symbol, start, end, false).await.id));
     }
     jobs
-}
-
-async fn completes(h: &Harness, id: Uuid) -> JobRecord {
-    let finished = h
-        .wait_for(id, "the job ends", |j| j.status.is_terminal())
-        .await;
-    assert_eq!(
-        finished.status,
-        JobStatus::Completed,
-        "{:?}",
-        finished.error_message
-    );
-    finished
 }
 
 /// The fake's record of when calls arrived, sorted.
@@ -164,7 +150,7 @@ async fn three_replicas_fetch_three_coins_at_once_within_one_budget() {
     let jobs = submit_all(&h).await;
     let started = Instant::now();
     for (_, _, id) in &jobs {
-        completes(&h, *id).await;
+        h.completes(*id).await;
     }
     let took = started.elapsed();
 
@@ -271,7 +257,7 @@ async fn stop_a_busy_replica(signal: &str) -> (Harness, Service) {
     let new_holder = h.holder(victim_job).await.expect("a worker holds the job");
     assert!(!victim.owns(&new_holder), "another replica took it");
     for (_, _, id) in &jobs {
-        completes(&h, *id).await;
+        h.completes(*id).await;
     }
 
     assert_no_429(&h);

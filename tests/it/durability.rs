@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use price_history::store::ingestion_jobs::JobRecord;
 use uuid::Uuid;
 
-use crate::support::{Harness, Service, days_before_today};
+use crate::support::{Harness, Service, days_before_today, until_ready};
 
 const LEASE: Duration = Duration::from_secs(5);
 
@@ -68,20 +68,6 @@ fn refetched_windows(h: &Harness) -> Vec<NaiveDate> {
         .collect()
 }
 
-/// Waits for the job to end, and checks that it completed.
-async fn completes(h: &Harness, id: Uuid) -> JobRecord {
-    let finished = h
-        .wait_for(id, "the job ends", |j| j.status.is_terminal())
-        .await;
-    assert_eq!(
-        finished.status,
-        JobStatus::Completed,
-        "{:?}",
-        finished.error_message
-    );
-    finished
-}
-
 /// Waits until a second attempt of the job is running: a takeover or a hand-off.
 async fn second_attempt(h: &Harness, id: Uuid) -> JobRecord {
     h.wait_for(id, "a second attempt", |j| {
@@ -121,7 +107,7 @@ async fn a_job_killed_with_its_worker_resumes_after_restart_without_refetching_s
     let _second = h.spawn(&["worker"], &[]);
     let resumed = second_attempt(&h, job.id).await;
     let takeover = killed_at.elapsed();
-    completes(&h, job.id).await;
+    h.completes(job.id).await;
 
     println!("takeover after kill -9 and restart: {takeover:.2?} (lease {LEASE:?})");
     assert!(
@@ -160,7 +146,7 @@ async fn when_the_busy_worker_of_two_is_killed_the_other_finishes_the_job() {
     let killed_at = Instant::now();
     second_attempt(&h, job.id).await;
     let takeover = killed_at.elapsed();
-    completes(&h, job.id).await;
+    h.completes(job.id).await;
 
     println!("takeover by the other replica after kill -9: {takeover:.2?} (lease {LEASE:?})");
     assert!(
@@ -189,7 +175,7 @@ async fn sigterm_hands_the_job_to_the_other_worker_at_once_and_exits_0() {
     let handoff = signalled_at.elapsed();
     let code = busy.exit_code(Duration::from_secs(30)).await;
     let exited = signalled_at.elapsed();
-    let finished = completes(&h, job.id).await;
+    let finished = h.completes(job.id).await;
 
     println!(
         "hand-off after SIGTERM: {handoff:.2?}; the signalled worker exited after {exited:.2?}"
@@ -243,7 +229,7 @@ async fn restarts_under_load_leave_the_table_equal_to_coingeckos_truth() {
         }
     }
     let _last = h.spawn(&["worker"], &[]);
-    let finished = completes(&h, job.id).await;
+    let finished = h.completes(job.id).await;
 
     assert!(finished.attempts >= 5);
     assert_table_matches_the_truth(&h, start, end).await;
@@ -279,7 +265,7 @@ async fn a_job_whose_only_worker_died_reads_pending_not_running() {
     );
     assert!(orphan.error_message.unwrap().contains("stopped answering"));
     let _worker = h.spawn(&["worker"], &[]);
-    completes(&h, job.id).await;
+    h.completes(job.id).await;
     assert_table_matches_the_truth(&h, start, end).await;
 }
 
@@ -296,23 +282,7 @@ async fn a_job_submitted_as_serve_comes_up_starts_at_once() {
             ("JOB_LEASE_SECS", "60"),
         ],
     );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
-    // Readiness of an outside process has no event to wait on: poll it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "serve never became ready:\n{}",
-            serve.output()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_ready(&serve, &base).await;
 
     let day = days_before_today(3);
     let job = h.submit(day, day, false).await;

@@ -3,13 +3,13 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
 use price_history::api::{self, ApiState, ConnectionLimits};
 use price_history::config::{LogFormat, Settings};
-use price_history::domain::{DateRange, Symbol, today_utc};
+use price_history::domain::{DateRange, JobStatus, Symbol, today_utc};
 use price_history::ingest::Ingestor;
 use price_history::queue;
 use price_history::shutdown::{Shutdown, ShutdownTrigger};
@@ -372,6 +372,20 @@ impl Harness {
             .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
     }
 
+    /// Waits for the job to end, and checks that it completed.
+    pub async fn completes(&self, id: Uuid) -> JobRecord {
+        let finished = self
+            .wait_for(id, "the job ends", |j| j.status.is_terminal())
+            .await;
+        assert_eq!(
+            finished.status,
+            JobStatus::Completed,
+            "{:?}",
+            finished.error_message
+        );
+        finished
+    }
+
     /// The name of the worker holding the job on the queue, if any.
     pub async fn holder(&self, id: Uuid) -> Option<String> {
         sqlx::query_scalar(
@@ -553,6 +567,29 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("an address")
         .port()
+}
+
+/// Waits until the process serving `base` answers `/readyz` with 200, and returns a
+/// client for it. Polls: readiness of an outside process has no event to wait on.
+pub async fn until_ready(service: &Service, base: &str) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(format!("{base}/readyz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{base} never became ready:\n{}",
+            service.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client
 }
 
 /// A running API on `127.0.0.1:<random port>` and a client for it.

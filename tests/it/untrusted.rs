@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Harness, day, days_before_today, free_port};
+use crate::support::{Harness, day, days_before_today, free_port, until_ready};
 
 /// One point per hour of `day` at `price` (a little jitter past the hour, as CoinGecko
 /// sends), each with `volume`, as `[ms, value]` pairs.
@@ -407,23 +407,7 @@ async fn run_echoing_jobs(h: &Harness, format: &str) -> String {
             ("LOG_FORMAT", format),
         ],
     );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
-    // Readiness of an outside process has no event to wait on: poll it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "serve never became ready:\n{}",
-            serve.output()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let client = until_ready(&serve, &base).await;
     let day = days_before_today(10);
     for (kind, answers) in echoing_answers() {
         for answer in answers {
