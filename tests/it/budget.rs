@@ -13,7 +13,7 @@ use price_history::domain::{JobStatus, Symbol};
 use price_history::store::daily_prices;
 use uuid::Uuid;
 
-use crate::support::{Harness, Service, days_before_today};
+use crate::support::{Harness, Service, days_before_today, stdout_and_stderr};
 
 /// Shared by the fake's limit and every process: 51 calls take about 12.5 s. Low enough
 /// that three replicas with a budget each (the per-process limiter of earlier releases)
@@ -133,12 +133,7 @@ async fn assert_coin_matches_the_truth(h: &Harness, symbol: Symbol, coin_id: &st
 }
 
 fn assert_no_429(h: &Harness) {
-    let refused: Vec<_> = h
-        .fake
-        .calls()
-        .into_iter()
-        .filter(|call| call.status == 429)
-        .collect();
+    let refused = h.calls_answered(429);
     assert!(refused.is_empty(), "{} calls got 429", refused.len());
 }
 
@@ -335,9 +330,8 @@ async fn metrics_pass_promtool_check() {
     let output = promtool.wait_with_output().unwrap();
     assert!(
         output.status.success(),
-        "promtool check metrics refused /metrics:\n{}{}\n---\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        "promtool check metrics refused /metrics:\n{}\n---\n{text}",
+        stdout_and_stderr(&output)
     );
 }
 

@@ -441,7 +441,7 @@ async fn a_reach_learned_from_10012_costs_one_refused_call_in_the_service_lifeti
     let (start, end) = four_years_to_yesterday();
 
     let first = h.run_job(start, end, false).await;
-    let refused_after_first = h.fake.calls().iter().filter(|c| c.status == 401).count();
+    let refused_after_first = h.calls_answered(401).len();
     let second = h.run_job(start, end, true).await;
     h.register("ETH", "ethereum").await;
 

@@ -58,7 +58,7 @@ async fn assert_table_matches_the_truth(h: &Harness, start: NaiveDate, end: Naiv
 /// Windows fetched more than once, by the day they start.
 fn refetched_windows(h: &Harness) -> Vec<NaiveDate> {
     let mut per_window: HashMap<NaiveDate, usize> = HashMap::new();
-    for call in h.fake.calls().into_iter().filter(|c| c.status == 200) {
+    for call in h.calls_answered(200) {
         *per_window.entry(call.from.date_naive()).or_default() += 1;
     }
     per_window

@@ -111,12 +111,7 @@ async fn a_resumed_job_does_not_fetch_the_windows_it_already_stored() {
 
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
     assert_eq!(job.attempts, 2);
-    let successful: Vec<_> = h
-        .fake
-        .calls()
-        .into_iter()
-        .filter(|c| c.status == 200)
-        .collect();
+    let successful = h.calls_answered(200);
     assert_eq!(successful.len(), 3, "each of the 3 windows fetched once");
     let distinct: HashSet<_> = successful.iter().map(|c| c.from).collect();
     assert_eq!(distinct.len(), 3);

@@ -7,6 +7,7 @@ use chrono::{Days, NaiveDate};
 use fake_upstream::coingecko::{FakeOptions, ScriptedResponse};
 use price_history::domain::{Coin, JobStatus, PlanReach, Symbol, today_utc};
 use price_history::ingest::JobError;
+use price_history::store::ingestion_jobs::JobRecord;
 use price_history::store::{daily_prices, gaps};
 use rust_decimal::Decimal;
 
@@ -19,6 +20,17 @@ async fn close_of(h: &Harness, date: NaiveDate) -> Decimal {
         .fetch_one(h.pool())
         .await
         .expect("the day is stored")
+}
+
+/// The job's message, once it is checked to have failed.
+fn failure_message(job: &JobRecord) -> String {
+    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
+    job.error_message.clone().unwrap_or_default()
+}
+
+/// The statuses the fake answered with, in the order of the calls.
+fn statuses(h: &Harness) -> Vec<u16> {
+    h.fake.calls().iter().map(|c| c.status).collect()
 }
 
 async fn delete_days(h: &Harness, first: NaiveDate, days: u64) {
@@ -499,14 +511,13 @@ async fn a_second_10012_within_the_reach_it_taught_fails_the_job_after_two_calls
 
     let job = h.run_job(start, end, false).await;
 
-    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
-    let message = job.error_message.unwrap_or_default();
+    let message = failure_message(&job);
     assert!(
         message.contains("even within the reach it taught before (365 days)"),
         "{message}"
     );
     assert!(message.contains("COINGECKO_HISTORY_DAYS"), "{message}");
-    let statuses: Vec<u16> = h.fake.calls().iter().map(|c| c.status).collect();
+    let statuses = statuses(&h);
     assert_eq!(
         statuses,
         vec![401, 401],
@@ -533,7 +544,7 @@ async fn a_10012_met_first_by_a_gap_fill_teaches_the_reach() {
 
     let job = h.run_job(start, end, false).await;
 
-    let statuses: Vec<u16> = h.fake.calls().iter().map(|c| c.status).collect();
+    let statuses = statuses(&h);
     assert_eq!(
         statuses,
         vec![200, 401],
@@ -575,8 +586,7 @@ async fn a_write_the_table_refuses_fails_the_job_at_once_instead_of_being_waited
 
     let job = h.run_job(start, end, false).await;
 
-    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
-    let message = job.error_message.unwrap_or_default();
+    let message = failure_message(&job);
     assert!(
         message.contains("broke a rule of the table (a_rule_of_the_test)"),
         "{message}"

@@ -393,20 +393,9 @@ async fn turning_tracking_on_queues_the_missing_days_at_once() {
     let h = Harness::new().await;
     let api = TestApi::start(&h).await;
 
-    let tracked = api
-        .put(
-            "/api/v1/coins/BTC",
-            json!({"coingecko_id": "bitcoin", "tracked": true, "track_since": days_before_today(5).to_string()}),
-            None,
-        )
-        .await;
-    let again = api
-        .put(
-            "/api/v1/coins/BTC",
-            json!({"coingecko_id": "bitcoin", "tracked": true, "track_since": days_before_today(5).to_string()}),
-            None,
-        )
-        .await;
+    let track = json!({"coingecko_id": "bitcoin", "tracked": true, "track_since": days_before_today(5).to_string()});
+    let tracked = api.put("/api/v1/coins/BTC", track.clone(), None).await;
+    let again = api.put("/api/v1/coins/BTC", track, None).await;
 
     assert_eq!(tracked.status, StatusCode::OK, "{}", tracked.text());
     assert_eq!(again.status, StatusCode::OK);

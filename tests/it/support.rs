@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
+use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions, RecordedCall};
 use price_history::api::{self, ApiState, ConnectionLimits};
 use price_history::config::{LogFormat, Settings};
 use price_history::domain::{DateRange, JobStatus, Symbol, today_utc};
@@ -224,12 +224,9 @@ impl Harness {
 
     /// Starts a worker in this process under the given name.
     pub fn start_worker_named(&self, name: String) -> RunningWorker {
-        let (stop, shutdown) = Shutdown::new();
-        let handle = self.app().spawn_worker(name, shutdown);
-        RunningWorker {
-            stop: Some(stop),
-            handle: Some(handle),
-        }
+        RunningWorker(Task::spawn(|shutdown| {
+            self.app().spawn_worker(name, shutdown)
+        }))
     }
 
     /// Waits (on the job's change notifications) until the job has ended.
@@ -293,27 +290,47 @@ impl Harness {
     }
 }
 
-pub struct RunningWorker {
+/// A worker in this process; stopped cleanly by [`RunningWorker::stop`].
+pub struct RunningWorker(Task);
+
+impl RunningWorker {
+    pub async fn stop(self) {
+        self.0.stop("the worker", Duration::from_secs(30)).await;
+    }
+}
+
+/// A task of the test's own and its stop signal: stopped cleanly by [`Task::stop`],
+/// aborted when dropped (a failing test does not leave it running).
+struct Task {
     stop: Option<ShutdownTrigger>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-impl RunningWorker {
-    pub async fn stop(mut self) {
+impl Task {
+    fn spawn(run: impl FnOnce(Shutdown) -> JoinHandle<anyhow::Result<()>>) -> Task {
+        let (stop, shutdown) = Shutdown::new();
+        Task {
+            stop: Some(stop),
+            handle: Some(run(shutdown)),
+        }
+    }
+
+    /// Raises the stop signal and checks that the task ends cleanly `within`.
+    async fn stop(mut self, what: &str, within: Duration) {
         if let Some(stop) = self.stop.take() {
             stop.raise();
         }
         if let Some(handle) = self.handle.take() {
-            tokio::time::timeout(Duration::from_secs(30), handle)
+            tokio::time::timeout(within, handle)
                 .await
-                .expect("the worker stops within 30 s")
-                .expect("the worker does not panic")
-                .expect("the worker stops cleanly");
+                .unwrap_or_else(|_| panic!("{what} stops within {within:?}"))
+                .unwrap_or_else(|_| panic!("{what} does not panic"))
+                .unwrap_or_else(|e| panic!("{what} stops cleanly: {e:#}"));
         }
     }
 }
 
-impl Drop for RunningWorker {
+impl Drop for Task {
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
             handle.abort();
@@ -370,6 +387,15 @@ impl Harness {
         tokio::time::timeout(Duration::from_secs(60), wait)
             .await
             .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
+    }
+
+    /// The calls the fake answered with `status`, in the order they came.
+    pub fn calls_answered(&self, status: u16) -> Vec<RecordedCall> {
+        self.fake
+            .calls()
+            .into_iter()
+            .filter(|call| call.status == status)
+            .collect()
     }
 
     /// Waits for the job to end, and checks that it completed.
@@ -560,6 +586,15 @@ impl Service {
     }
 }
 
+/// What a finished process printed, stdout then stderr, for assertions and failure reports.
+pub fn stdout_and_stderr(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -597,8 +632,7 @@ pub struct TestApi {
     pub base: String,
     /// A client with a 30 s time-out, for requests the helpers do not build.
     pub client: reqwest::Client,
-    stop: Option<ShutdownTrigger>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
+    server: Task,
 }
 
 /// What came back: status, headers and the body read once.
@@ -664,8 +698,8 @@ impl TestApi {
             .await
             .expect("a free port");
         let base = format!("http://{}", listener.local_addr().expect("an address"));
-        let (stop, shutdown) = Shutdown::new();
-        let server = tokio::spawn(api::serve(state, listener, limits, shutdown));
+        let server =
+            Task::spawn(|shutdown| tokio::spawn(api::serve(state, listener, limits, shutdown)));
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -673,8 +707,7 @@ impl TestApi {
         TestApi {
             base,
             client,
-            stop: Some(stop),
-            server: Some(server),
+            server,
         }
     }
 
@@ -726,24 +759,9 @@ impl TestApi {
         self.post("/api/v1/ingestion-jobs", Some(body), None).await
     }
 
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.raise();
-        }
-        if let Some(server) = self.server.take() {
-            tokio::time::timeout(Duration::from_secs(10), server)
-                .await
-                .expect("the server stops within 10 s")
-                .expect("the server does not panic")
-                .expect("the server stops cleanly");
-        }
-    }
-}
-
-impl Drop for TestApi {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
+    pub async fn stop(self) {
+        self.server
+            .stop("the server", Duration::from_secs(10))
+            .await;
     }
 }
