@@ -1,6 +1,29 @@
 //! Types that cannot be invalid: a request is parsed into them once, at the edge, and the
 //! rest of the code never checks again.
 
+/// `Display` and `FromStr` for an enum stored as text, both read from its `as_str` and
+/// its `ALL`, so that what is written is always what is read back.
+macro_rules! stored_as_text {
+    ($type:ty, $unknown:ident) => {
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $type {
+            type Err = $unknown;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|value| value.as_str() == s)
+                    .ok_or_else(|| $unknown(s.to_owned()))
+            }
+        }
+    };
+}
+
 mod candle;
 mod coin;
 mod date_range;

@@ -76,6 +76,22 @@ async fn second_attempt(h: &Harness, id: Uuid) -> JobRecord {
     .await
 }
 
+/// Two worker processes, and a job they are two windows into, its calls slowed so that
+/// it can be interrupted.
+async fn two_workers_two_windows_into(
+    h: &Harness,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> (JobRecord, Service, Service) {
+    h.fake.set_delay(Duration::from_millis(250));
+    let a = h.spawn(&["worker"], &[]);
+    let b = h.spawn(&["worker"], &[]);
+    let job = h.submit(start, end, false).await;
+    h.wait_for(job.id, "2 windows stored", |j| j.chunks_done >= 2)
+        .await;
+    (job, a, b)
+}
+
 /// Of two workers, the one holding the job and the other, with the holder's name.
 async fn busy_and_other<'w>(
     h: &Harness,
@@ -132,13 +148,8 @@ async fn a_job_killed_with_its_worker_resumes_after_restart_without_refetching_s
 #[tokio::test]
 async fn when_the_busy_worker_of_two_is_killed_the_other_finishes_the_job() {
     let h = Harness::new().await;
-    h.fake.set_delay(Duration::from_millis(250));
     let (start, end) = four_years();
-    let mut a = h.spawn(&["worker"], &[]);
-    let mut b = h.spawn(&["worker"], &[]);
-    let job = h.submit(start, end, false).await;
-    h.wait_for(job.id, "2 windows stored", |j| j.chunks_done >= 2)
-        .await;
+    let (job, mut a, mut b) = two_workers_two_windows_into(&h, start, end).await;
     let (holder, busy, idle) = busy_and_other(&h, job.id, &mut a, &mut b).await;
     assert!(busy.owns(&holder));
 
@@ -160,13 +171,8 @@ async fn when_the_busy_worker_of_two_is_killed_the_other_finishes_the_job() {
 #[tokio::test]
 async fn sigterm_hands_the_job_to_the_other_worker_at_once_and_exits_0() {
     let h = Harness::new().await;
-    h.fake.set_delay(Duration::from_millis(250));
     let (start, end) = four_years();
-    let mut a = h.spawn(&["worker"], &[]);
-    let mut b = h.spawn(&["worker"], &[]);
-    let job = h.submit(start, end, false).await;
-    h.wait_for(job.id, "2 windows stored", |j| j.chunks_done >= 2)
-        .await;
+    let (job, mut a, mut b) = two_workers_two_windows_into(&h, start, end).await;
     let (_, busy, other) = busy_and_other(&h, job.id, &mut a, &mut b).await;
 
     busy.signal("TERM");

@@ -10,7 +10,7 @@ use price_history::queue::{self, SubmitError};
 use price_history::store::ingestion_jobs::{self, Cancelled, JobFollower, NewJob};
 use uuid::Uuid;
 
-use crate::support::{Harness, days_before_today};
+use crate::support::{Harness, api_job, days_before_today};
 
 #[tokio::test]
 async fn a_job_goes_from_pending_to_running_to_completed() {
@@ -227,13 +227,7 @@ fn new_job(start_days_ago: u64) -> NewJob {
         today_utc(),
     )
     .unwrap();
-    NewJob {
-        id: Uuid::now_v7(),
-        symbol: Symbol::BTC,
-        trigger: price_history::domain::Trigger::Api,
-        range,
-        force: false,
-    }
+    api_job(Symbol::BTC, range, false)
 }
 
 #[tokio::test]

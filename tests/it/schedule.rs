@@ -73,6 +73,18 @@ impl Ticks {
     }
 }
 
+/// A scheduler in this process, on the system clock, acting as `name`.
+fn scheduler(h: &Harness, schedule: &str, name: &str) -> Scheduler {
+    Scheduler {
+        pool: h.pool().clone(),
+        schedule: schedule.parse().unwrap(),
+        clock: Clock::SYSTEM,
+        reach: h.ingestor().reach,
+        max_attempts: 3,
+        name: name.to_owned(),
+    }
+}
+
 /// Tracks BTC from `days` days ago, as a PUT would, but without the PUT's own job: what
 /// follows is the schedule's doing alone.
 async fn track_btc_since(h: &Harness, days: u64) {
@@ -118,15 +130,10 @@ fn assert_consecutive(ticks: &[ActedTick]) {
 async fn a_tick_is_acted_on_once_and_never_after_a_later_one() {
     let h = Harness::new().await;
     track_btc_since(&h, 3).await;
-    let scheduler = |name: &str| Scheduler {
-        pool: h.pool().clone(),
-        schedule: EVERY_TWO_SECONDS.parse().unwrap(),
-        clock: Clock::SYSTEM,
-        reach: h.ingestor().reach,
-        max_attempts: 3,
-        name: name.to_owned(),
-    };
-    let (a, b) = (scheduler("a"), scheduler("b"));
+    let (a, b) = (
+        scheduler(&h, EVERY_TWO_SECONDS, "a"),
+        scheduler(&h, EVERY_TWO_SECONDS, "b"),
+    );
     let tick = Utc::now().with_nanosecond(0).unwrap();
 
     let (by_a, by_b) = tokio::join!(a.act_on(tick, false), b.act_on(tick, false));
@@ -497,18 +504,8 @@ async fn metrics_show_each_coins_freshness_and_the_schedules_ticks() {
 /// ahead of the clock). Ticks are acted on one by one, each at or after its time.
 #[tokio::test]
 async fn no_tick_is_acted_on_before_it_is_due() {
-    use chrono::TimeDelta;
-    use price_history::schedule::{Clock, Scheduler};
-    use price_history::store::sync_schedule;
     let h = Harness::new().await;
-    let scheduler = Scheduler {
-        pool: h.pool().clone(),
-        schedule: "* * * * * *".parse().unwrap(),
-        clock: Clock::SYSTEM,
-        reach: h.ingestor().reach,
-        max_attempts: 3,
-        name: "in-process".to_owned(),
-    };
+    let scheduler = scheduler(&h, "* * * * * *", "in-process");
     let (stop, stopped) = price_history::shutdown::Shutdown::new();
     let began = chrono::Utc::now();
     let running = tokio::spawn(scheduler.run(stopped));
@@ -551,9 +548,6 @@ async fn no_tick_is_acted_on_before_it_is_due() {
 /// it, record the tick as acted on, and the coin waits for the next tick.
 #[tokio::test]
 async fn a_database_error_while_queuing_fails_the_whole_tick_and_frees_it_for_a_retry() {
-    use chrono::{Timelike, Utc};
-    use price_history::schedule::{Clock, Scheduler};
-    use price_history::store::{coins, sync_schedule};
     let h = Harness::new().await;
     coins::set_tracking(h.pool(), Symbol::BTC, true, Some(days_before_today(3)))
         .await
@@ -573,14 +567,7 @@ async fn a_database_error_while_queuing_fails_the_whole_tick_and_frees_it_for_a_
     .execute(h.pool())
     .await
     .unwrap();
-    let scheduler = Scheduler {
-        pool: h.pool().clone(),
-        schedule: "* * * * * *".parse().unwrap(),
-        clock: Clock::SYSTEM,
-        reach: h.ingestor().reach,
-        max_attempts: 3,
-        name: "in-process".to_owned(),
-    };
+    let scheduler = scheduler(&h, "* * * * * *", "in-process");
     let tick = Utc::now().with_nanosecond(0).unwrap();
 
     let acted = scheduler.act_on(tick, false).await;

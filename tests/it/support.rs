@@ -114,6 +114,17 @@ pub fn days_before_today(n: u64) -> NaiveDate {
         .expect("a date")
 }
 
+/// A job as the API would ask for it.
+pub fn api_job(symbol: Symbol, range: DateRange, force: bool) -> NewJob {
+    NewJob {
+        id: Uuid::now_v7(),
+        symbol,
+        trigger: price_history::domain::Trigger::Api,
+        range,
+        force,
+    }
+}
+
 /// A test's world: its database, its fake CoinGecko and the settings pointing at both.
 pub struct Harness {
     pub db: TestDb,
@@ -205,16 +216,13 @@ impl Harness {
             .expect("the coin is registered")
             .coin;
         let range = DateRange::for_coin(&coin, start, end, today_utc()).expect("a valid range");
-        let job = NewJob {
-            id: Uuid::now_v7(),
-            symbol,
-            trigger: price_history::domain::Trigger::Api,
-            range,
-            force,
-        };
-        queue::submit(self.pool(), job, self.settings.job_max_attempts)
-            .await
-            .expect("the job is queued")
+        queue::submit(
+            self.pool(),
+            api_job(symbol, range, force),
+            self.settings.job_max_attempts,
+        )
+        .await
+        .expect("the job is queued")
     }
 
     /// Starts a worker in this process.
@@ -629,6 +637,8 @@ pub async fn until_ready(service: &Service, base: &str) -> reqwest::Client {
 
 /// A running API on `127.0.0.1:<random port>` and a client for it.
 pub struct TestApi {
+    /// Where it listens, for tests that speak raw TCP to it.
+    pub addr: SocketAddr,
     pub base: String,
     /// A client with a 30 s time-out, for requests the helpers do not build.
     pub client: reqwest::Client,
@@ -697,7 +707,8 @@ impl TestApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");
-        let base = format!("http://{}", listener.local_addr().expect("an address"));
+        let addr = listener.local_addr().expect("an address");
+        let base = format!("http://{addr}");
         let server =
             Task::spawn(|shutdown| tokio::spawn(api::serve(state, listener, limits, shutdown)));
         let client = reqwest::Client::builder()
@@ -705,10 +716,15 @@ impl TestApi {
             .build()
             .expect("a client");
         TestApi {
+            addr,
             base,
             client,
             server,
         }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
@@ -724,13 +740,12 @@ impl TestApi {
     }
 
     pub async fn get(&self, path: &str) -> Answer {
-        self.send(self.client.get(format!("{}{path}", self.base)))
-            .await
+        self.send(self.client.get(self.url(path))).await
     }
 
     /// A POST with a JSON body and, when given, a bearer token.
     pub async fn post(&self, path: &str, body: Option<Value>, token: Option<&str>) -> Answer {
-        let mut request = self.client.post(format!("{}{path}", self.base));
+        let mut request = self.client.post(self.url(path));
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
@@ -746,7 +761,7 @@ impl TestApi {
     pub async fn put(&self, path: &str, body: Value, token: Option<&str>) -> Answer {
         let mut request = self
             .client
-            .put(format!("{}{path}", self.base))
+            .put(self.url(path))
             .header("content-type", "application/json")
             .body(body.to_string());
         if let Some(token) = token {
