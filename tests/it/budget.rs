@@ -13,7 +13,7 @@ use price_history::domain::{JobStatus, Symbol};
 use price_history::store::daily_prices;
 use uuid::Uuid;
 
-use crate::support::{Harness, Service, days_before_today, stdout_and_stderr};
+use crate::support::{Harness, Service, days_before_today, output_text};
 
 /// Shared by the fake's limit and every process: 51 calls take about 12.5 s. Low enough
 /// that three replicas with a budget each (the per-process limiter of earlier releases)
@@ -331,7 +331,7 @@ async fn metrics_pass_promtool_check() {
     assert!(
         output.status.success(),
         "promtool check metrics refused /metrics:\n{}\n---\n{text}",
-        stdout_and_stderr(&output)
+        output_text(&output)
     );
 }
 

@@ -7,17 +7,11 @@ use chrono::Days;
 use fake_upstream::coingecko::ScriptedResponse;
 use tokio::process::Command;
 
-use crate::support::{Harness, admin_url, days_before_today, stdout_and_stderr};
+use crate::support::{Harness, admin_url, days_before_today, output_text, price_history_command};
 
 fn price_history(h: &Harness) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_price-history"));
+    let mut command = price_history_command(&h.db.url, &h.fake.base_url());
     command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &h.db.url)
-        .env("COINGECKO_BASE_URL", h.fake.base_url())
-        .env("COINGECKO_CALLS_PER_MINUTE", "6000")
-        .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
         .env("COINGECKO_API_KEY", "cg-secret-key-123")
         .env("RUST_LOG", "info")
         .kill_on_drop(true);
@@ -58,7 +52,7 @@ async fn backfill_stores_1461_days_with_17_calls_and_exits_0() {
 
     let output = backfill(&mut price_history(&h), start, end).await;
 
-    let printed = stdout_and_stderr(&output);
+    let printed = output_text(&output);
     assert!(output.status.success(), "{printed}");
     assert!(
         String::from_utf8_lossy(&output.stdout).contains(": completed"),
@@ -90,12 +84,7 @@ async fn backfill_exits_non_zero_with_coingeckos_reason_when_the_job_fails() {
 
     let output = backfill(&mut price_history(&h), "2020-01-01", "2020-02-01").await;
 
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}",
-        stdout_and_stderr(&output)
-    );
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains(": failed") && stdout.contains("API Key Missing"),
@@ -120,7 +109,7 @@ async fn backfill_on_a_365_day_plan_stores_the_last_year_and_reports_the_rest_ou
     )
     .await;
 
-    let printed = stdout_and_stderr(&output);
+    let printed = output_text(&output);
     assert_eq!(output.status.code(), Some(0), "{printed}");
     assert!(printed.contains(": completed_with_gaps"), "{printed}");
     assert!(printed.contains("out of plan: 1097 day(s)"), "{printed}");
@@ -165,29 +154,24 @@ async fn coins_are_added_and_listed_from_the_shell_with_the_apis_rules() {
         .await
         .unwrap();
 
-    assert_eq!(
-        added.status.code(),
-        Some(0),
-        "{}",
-        stdout_and_stderr(&added)
-    );
+    assert_eq!(added.status.code(), Some(0), "{}", output_text(&added));
     assert!(
-        stdout_and_stderr(&added)
+        output_text(&added)
             .contains("registered ETH (ethereum), first day 2015-08-07, tracked since 2024-01-01"),
         "{}",
-        stdout_and_stderr(&added)
+        output_text(&added)
     );
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
-        stdout_and_stderr(&unknown).contains("does not know the coin id bitcorn"),
+        output_text(&unknown).contains("does not know the coin id bitcorn"),
         "{}",
-        stdout_and_stderr(&unknown)
+        output_text(&unknown)
     );
     assert_eq!(taken.status.code(), Some(2));
     assert!(
-        stdout_and_stderr(&taken).contains("ETH is registered with coingecko_id ethereum"),
+        output_text(&taken).contains("ETH is registered with coingecko_id ethereum"),
         "{}",
-        stdout_and_stderr(&taken)
+        output_text(&taken)
     );
     let list = String::from_utf8_lossy(&listed.stdout).into_owned();
     let rows: Vec<&str> = list.lines().skip(1).collect();
@@ -215,9 +199,9 @@ async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
         let output = backfill(&mut price_history(&h), start, end).await;
         assert_eq!(output.status.code(), Some(2));
         assert!(
-            stdout_and_stderr(&output).contains(reason),
+            output_text(&output).contains(reason),
             "{}",
-            stdout_and_stderr(&output)
+            output_text(&output)
         );
     }
     let output = price_history(&h)
@@ -235,9 +219,9 @@ async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stdout_and_stderr(&output).contains("DOGE is not a registered coin"),
+        output_text(&output).contains("DOGE is not a registered coin"),
         "{}",
-        stdout_and_stderr(&output)
+        output_text(&output)
     );
     assert_eq!(h.fake.call_count(), 0);
 }
@@ -254,7 +238,7 @@ async fn migrate_creates_the_database_when_it_is_missing() {
         .await
         .unwrap();
 
-    assert!(output.status.success(), "{}", stdout_and_stderr(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
         .await
         .unwrap();
@@ -283,7 +267,7 @@ async fn migrate_twice_at_once_is_safe() {
 
     for output in outputs {
         let output = output.unwrap();
-        assert!(output.status.success(), "{}", stdout_and_stderr(&output));
+        assert!(output.status.success(), "{}", output_text(&output));
     }
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
         .await

@@ -16,7 +16,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
-use crate::support::{Harness, TestApi, days_before_today};
+use crate::support::{Harness, TestApi, days_before_today, price_history_command};
 
 /// Every two seconds: a few ticks within a test.
 const EVERY_TWO_SECONDS: &str = "*/2 * * * * *";
@@ -401,8 +401,8 @@ async fn turning_tracking_on_queues_the_missing_days_at_once() {
     let api = TestApi::start(&h).await;
 
     let track = json!({"coingecko_id": "bitcoin", "tracked": true, "track_since": days_before_today(5).to_string()});
-    let tracked = api.put("/api/v1/coins/BTC", track.clone(), None).await;
-    let again = api.put("/api/v1/coins/BTC", track, None).await;
+    let tracked = api.put_coin("BTC", track.clone()).await;
+    let again = api.put_coin("BTC", track).await;
 
     assert_eq!(tracked.status, StatusCode::OK, "{}", tracked.text());
     assert_eq!(again.status, StatusCode::OK);
@@ -424,7 +424,7 @@ async fn turning_tracking_on_queues_the_missing_days_at_once() {
 async fn coins_add_with_track_queues_the_missing_days_at_once() {
     let h = Harness::new().await;
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"))
+    let output = price_history_command(&h.db.url, &h.fake.base_url())
         .args([
             "coins",
             "add",
@@ -434,8 +434,6 @@ async fn coins_add_with_track_queues_the_missing_days_at_once() {
             "--since",
             &days_before_today(3).to_string(),
         ])
-        .env("DATABASE_URL", &h.db.url)
-        .env("COINGECKO_BASE_URL", h.fake.base_url())
         .output()
         .await
         .unwrap();

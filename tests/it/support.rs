@@ -441,15 +441,9 @@ pub fn spawn_service(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Service {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"));
+    let mut command = price_history_command(database_url, coingecko_url);
     command
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("COINGECKO_BASE_URL", coingecko_url)
-        .env("COINGECKO_CALLS_PER_MINUTE", "6000")
-        .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
         .env("JOB_LEASE_SECS", "5")
         .env("RUST_LOG", "info,sqlx=warn")
         .envs(env.iter().copied());
@@ -458,13 +452,30 @@ pub fn spawn_service(
 
 /// Starts `price-history <args>` with exactly `env` (and `PATH`), nothing added.
 pub fn spawn_with_exact_env(args: &[&str], env: &[(String, String)]) -> Service {
+    let mut command = bare_command();
+    command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+    start_captured(command)
+}
+
+/// `price-history` against a database and a CoinGecko, with a call budget no test waits
+/// on and quick retries; nothing of the test's own environment but `PATH`.
+pub fn price_history_command(database_url: &str, coingecko_url: &str) -> tokio::process::Command {
+    let mut command = bare_command();
+    command
+        .env("DATABASE_URL", database_url)
+        .env("COINGECKO_BASE_URL", coingecko_url)
+        .env("COINGECKO_CALLS_PER_MINUTE", "6000")
+        .env("COINGECKO_RETRY_BASE_DELAY_MS", "10");
+    command
+}
+
+/// `price-history` with no environment but `PATH`.
+fn bare_command() -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"));
     command
-        .args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k, v)));
-    start_captured(command)
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
 }
 
 /// Starts the command with its stdout and stderr kept in the `Service`.
@@ -595,7 +606,7 @@ impl Service {
 }
 
 /// What a finished process printed, stdout then stderr, for assertions and failure reports.
-pub fn stdout_and_stderr(output: &std::process::Output) -> String {
+pub fn output_text(output: &std::process::Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -723,6 +734,7 @@ impl TestApi {
         }
     }
 
+    /// `path` on this API, as a full URL.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -768,6 +780,12 @@ impl TestApi {
             request = request.header("authorization", format!("Bearer {token}"));
         }
         self.send(request).await
+    }
+
+    /// `PUT /api/v1/coins/{symbol}` with `body`, without a token.
+    pub async fn put_coin(&self, symbol: &str, body: Value) -> Answer {
+        self.put(&format!("/api/v1/coins/{symbol}"), body, None)
+            .await
     }
 
     pub async fn submit(&self, body: Value) -> Answer {

@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Harness, TestApi, day, days_before_today, free_port, until_ready};
+use crate::support::{
+    Harness, TestApi, day, days_before_today, free_port, output_text, price_history_command,
+    until_ready,
+};
 
 /// One point per hour of `day` at `price` (a little jitter past the hour, as CoinGecko
 /// sends), each with `volume`, as `[ms, value]` pairs.
@@ -543,12 +546,8 @@ async fn a_key_or_token_echoed_by_coingecko_shows_in_no_response_row_log_or_metr
 async fn an_api_token_with_surrounding_spaces_is_refused_at_start() {
     let h = Harness::new().await;
     for command in ["api", "serve"] {
-        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"))
+        let run = price_history_command(&h.db.url, &h.fake.base_url())
             .arg(command)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &h.db.url)
-            .env("COINGECKO_BASE_URL", h.fake.base_url())
             .env("BIND_ADDR", format!("127.0.0.1:{}", free_port()))
             .env("API_TOKEN", " s3cret-with-spaces ")
             .kill_on_drop(true)
@@ -559,11 +558,7 @@ async fn an_api_token_with_surrounding_spaces_is_refused_at_start() {
             .unwrap_or_else(|_| panic!("{command} started with the token instead of refusing it"))
             .unwrap();
 
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let printed = output_text(&output);
         assert_eq!(output.status.code(), Some(1), "{command}: {printed}");
         assert!(printed.contains("API_TOKEN"), "{printed}");
         assert!(printed.contains("whitespace"), "{printed}");
