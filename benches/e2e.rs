@@ -31,6 +31,8 @@ mod budget;
 mod coins;
 #[path = "e2e/page.rs"]
 mod page;
+#[path = "e2e/private_postgres.rs"]
+mod private_postgres;
 #[path = "e2e/schedule.rs"]
 mod schedule;
 
@@ -215,6 +217,7 @@ impl Bench {
         self.schedule(sizes, report).await?;
         budget::rows(self, sizes, report).await?;
         self.page(sizes, report).await?;
+        private_postgres::rows(self, sizes, report).await?;
         Ok(())
     }
 

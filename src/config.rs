@@ -24,14 +24,20 @@ fn is_public_root(base_url: &str) -> bool {
         .is_ok_and(|url| url.scheme() == "https" && url.host_str() == Some("api.coingecko.com"))
 }
 
+/// `DATABASE_URL` when it is not set. Nothing answering there (and no `DATABASE_URL`) means
+/// a private server instead: see [`crate::private_postgres`].
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/price_history";
+
 /// Settings shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
-    /// PostgreSQL holding the data, the job records and the job queue.
+    /// PostgreSQL holding the data, the job records and the job queue. Not set, and
+    /// nothing answering at the default: a private server, started from the machine's
+    /// PostgreSQL binaries, its data under ~/.local/share/price-history.
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@localhost:5432/price_history",
+        default_value = DEFAULT_DATABASE_URL,
         global = true
     )]
     pub database_url: String,

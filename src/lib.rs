@@ -16,6 +16,8 @@
 //! - [`upstream`]: what both clients share: the call budget per source, the body cap,
 //!   redaction, `Retry-After`.
 //! - [`store`]: all SQL, a module per table.
+//! - [`private_postgres`]: the PostgreSQL a first run starts from the machine's binaries
+//!   when `DATABASE_URL` is not set and nothing answers at its default.
 //! - [`ingest`]: the job: plan windows from gaps, fetch, fill, upsert, checkpoint;
 //!   `ingest::source` is the seat of a price source (what it is asked, what it answers),
 //!   with CoinGecko as its first implementation.
@@ -45,6 +47,7 @@ pub mod coingecko;
 pub mod config;
 pub mod domain;
 pub mod ingest;
+pub mod private_postgres;
 pub mod queue;
 pub mod registry;
 pub mod schedule;

@@ -1,6 +1,29 @@
 //! Types that cannot be invalid: a request is parsed into them once, at the edge, and the
 //! rest of the code never checks again.
 
+/// `Display` and `FromStr` for an enum stored as text, both read from its `as_str` and
+/// its `ALL`, so that what is written is always what is read back.
+macro_rules! stored_as_text {
+    ($type:ty, $unknown:ident) => {
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $type {
+            type Err = $unknown;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|value| value.as_str() == s)
+                    .ok_or_else(|| $unknown(s.to_owned()))
+            }
+        }
+    };
+}
+
 mod candle;
 mod coin;
 mod date_range;
@@ -24,3 +47,9 @@ pub use product::{InvalidProductId, MAX_PRODUCT_SIDE_LEN, ProductId};
 pub use source::{PriceSource, UnknownPriceSource};
 pub use symbol::{InvalidSymbol, MAX_SYMBOL_LEN, Symbol};
 pub use trigger::{Trigger, UnknownTrigger};
+
+/// A day written `YYYY-MM-DD`, for unit tests, which read best with their days as text.
+#[cfg(test)]
+pub(crate) fn day(s: &str) -> chrono::NaiveDate {
+    s.parse().expect("a YYYY-MM-DD day")
+}

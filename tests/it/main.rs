@@ -1,6 +1,7 @@
 //! Integration tests: one binary, against the real PostgreSQL (each test in a database of
 //! its own) and a fake CoinGecko on loopback.
 
+mod alerts;
 mod api;
 mod browser;
 mod budget;
@@ -13,6 +14,7 @@ mod jobs;
 mod outage;
 mod page;
 mod pipeline;
+mod private_postgres;
 mod schedule;
 mod support;
 mod untrusted;
