@@ -19,7 +19,7 @@ pub async fn take_slot(
     let wait_secs: f64 = sqlx::query_scalar(
         "INSERT INTO coingecko_call_budget AS b (key_fingerprint, tat, granted, calls_per_minute) \
          VALUES ($1, clock_timestamp() + make_interval(secs => $2), 1, $3) \
-         ON CONFLICT (key_fingerprint) DO UPDATE \
+         ON CONFLICT (source, key_fingerprint) DO UPDATE \
          SET tat = greatest(b.tat, clock_timestamp()) + make_interval(secs => $2), \
              granted = b.granted + 1, \
              calls_per_minute = $3 \

@@ -9,6 +9,7 @@ mod coins;
 mod container;
 mod durability;
 mod events;
+mod figures;
 mod jobs;
 mod outage;
 mod page;
