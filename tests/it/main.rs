@@ -14,6 +14,7 @@ mod jobs;
 mod outage;
 mod page;
 mod pipeline;
+mod scale;
 mod schedule;
 mod support;
 mod untrusted;
