@@ -194,3 +194,72 @@ async fn the_coin_list_pages_by_symbol_and_filters_by_text_and_tracking() {
     }
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_coin_list_shows_a_page_of_ten_thousand_coins_and_finds_one_as_it_is_typed() {
+    let browser = crate::browser::Browser::start(1280, 1000).await;
+    let h = Harness::new().await;
+    sqlx::query(
+        "INSERT INTO coins (symbol, coingecko_id) \
+         SELECT 'X' || lpad(k::text, 5, '0'), 'x-coin-' || k FROM generate_series(1, 10000) AS k",
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+    let api = TestApi::start(&h).await;
+
+    browser
+        .client
+        .goto(&format!("{}/?symbol=BTC", api.base))
+        .await
+        .expect("the page loads");
+    browser
+        .wait_for(
+            "#coins tbody tr[data-symbol='X00099']",
+            "the first page of coins",
+        )
+        .await;
+    let shown = browser
+        .run(
+            "return [document.querySelectorAll('#coins tbody tr').length, document.querySelector('#coins-more').hidden];",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        shown,
+        serde_json::json!([100, false]),
+        "one page, and more to come"
+    );
+
+    let search = browser
+        .client
+        .find(fantoccini::Locator::Css("#coin-search"))
+        .await
+        .expect("the search field");
+    let typed = Instant::now();
+    search.send_keys("X-COIN-4242").await.expect("typing");
+    browser
+        .wait_for(
+            "#coins tbody tr[data-symbol='X04242']:only-child",
+            "the coin typed",
+        )
+        .await;
+    let found_in = typed.elapsed();
+    println!(
+        "found one coin of 10,001 {found_in:.2?} after typing (200 ms of it waiting for the typing to pause)"
+    );
+    assert!(found_in < Duration::from_secs(5));
+    let more = browser
+        .run(
+            "return document.querySelector('#coins-more').hidden;",
+            vec![],
+        )
+        .await;
+    assert_eq!(more, serde_json::json!(true), "nothing more to show");
+    assert_eq!(
+        browser.run("return window.pageErrors;", vec![]).await,
+        serde_json::json!([])
+    );
+    api.stop().await;
+    browser.close().await;
+}
