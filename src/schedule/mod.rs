@@ -177,31 +177,29 @@ impl Scheduler {
         }
         let today = self.clock.today();
         let reach = self.reach.current(&self.pool).await?;
-        let figures = coin_figures::all(&self.pool).await?;
+        // One query for every tracked coin; only those not plainly complete come back.
+        let (tracked, to_look_at) =
+            coin_figures::tracked_needing_a_look(&self.pool, today, reach.first_served_day(today))
+                .await?;
         let mut acted = TickRecord {
             catch_up,
+            coins_tracked: i32::try_from(tracked).unwrap_or(i32::MAX),
             ..TickRecord::default()
         };
         let mut gap_queries = 0;
-        for record in coins::list(&self.pool).await? {
-            if !record.coin.tracked {
-                continue;
-            }
+        for (done, symbol) in to_look_at.iter().copied().enumerate() {
             if stopping() {
                 tx.rollback().await?;
-                tracing::info!(%tick, coins_done = acted.coins_tracked, jobs_queued = acted.jobs_queued,
+                tracing::info!(%tick, coins_done = done, coins_to_look_at = to_look_at.len(),
+                    jobs_queued = acted.jobs_queued,
                     "stopping in the middle of a tick: the next process to act finishes it");
                 return Ok(Acted::Stopped);
             }
-            acted.coins_tracked += 1;
-            let symbol = record.coin.symbol;
-            // The kept figures answer for a coin whose days are all there: no query.
-            let complete = days_to_keep(&record.coin, reach, today).is_none_or(|(start, end)| {
-                figures
-                    .get(&symbol)
-                    .is_some_and(|figures| figures.covers(start, end))
-            });
-            if complete {
+            // Gone or untracked since the query: nothing to do for it.
+            let Some(record) = coins::get(&self.pool, symbol).await? else {
+                continue;
+            };
+            if !record.coin.tracked {
                 continue;
             }
             gap_queries += 1;
@@ -288,16 +286,16 @@ pub async fn freshness(
     schedule: &SyncSchedule,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Freshness> {
-    let today = now.date_naive();
-    let coins = coins::list(pool)
+    let yesterday = now.date_naive().pred_opt().unwrap_or(now.date_naive());
+    let coins = coin_figures::last_complete_days(pool)
         .await?
         .into_iter()
-        .filter_map(|record| {
+        .filter_map(|(symbol, tracked, last_complete_day)| {
             Some(CoinFreshness {
-                symbol: record.coin.symbol,
-                tracked: record.coin.tracked,
-                last_complete_day: record.last_complete_day?,
-                stale_days: record.stale_days(today)?,
+                symbol: Symbol::parse(&symbol).ok()?,
+                tracked,
+                last_complete_day,
+                stale_days: (yesterday - last_complete_day).num_days().max(0),
             })
         })
         .collect();

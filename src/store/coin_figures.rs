@@ -3,8 +3,6 @@
 //! ticks cost the same per coin however much history is stored. Read here summed over the
 //! sources: a day has one row whatever its source.
 
-use std::collections::HashMap;
-
 use chrono::NaiveDate;
 use sqlx::PgPool;
 
@@ -24,20 +22,6 @@ pub struct Figures {
     pub last_complete_day: Option<NaiveDate>,
 }
 
-impl Figures {
-    /// Whether every day of `start..=end` has a complete row, judged from the figures
-    /// alone: the complete days form one unbroken run (as many as the days from the first
-    /// to the last) that covers the range. `false` says only "look": a hole anywhere in the
-    /// run, even outside the range, sends the caller to the gap query.
-    pub fn covers(&self, start: NaiveDate, end: NaiveDate) -> bool {
-        let (Some(first), Some(last)) = (self.first_complete_day, self.last_complete_day) else {
-            return false;
-        };
-        let unbroken = (last - first).num_days() + 1 == self.complete_days;
-        unbroken && first <= start && end <= last
-    }
-}
-
 /// The sum over sources, per symbol, of the rows the triggers keep.
 const SUMMED: &str = r#"
 SELECT symbol,
@@ -49,33 +33,65 @@ SELECT symbol,
 FROM coin_figures
 "#;
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    symbol: String,
-    #[sqlx(flatten)]
-    figures: Figures,
-}
-
-/// Every coin's figures, by symbol; a coin that never had a row is absent (all zero).
-pub async fn all(pool: &PgPool) -> sqlx::Result<HashMap<Symbol, Figures>> {
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SUMMED} GROUP BY symbol")))
-        .fetch_all(pool)
-        .await?;
-    Ok(rows
+/// The tracked coins that need a look on `today`, and how many coins are tracked.
+///
+/// A tracked coin is left out, at the cost of no query of its own, when its complete
+/// days are one unbroken run (as many as the days from the first to the last) covering
+/// what it should have: from the latest of `track_since`, its first day and the plan's
+/// `first_served` day, to yesterday. Any other coin (a hole anywhere in its run, even
+/// outside that range, or behind) is returned, by symbol, for the gap query.
+pub async fn tracked_needing_a_look(
+    pool: &PgPool,
+    today: NaiveDate,
+    first_served: Option<NaiveDate>,
+) -> sqlx::Result<(i64, Vec<Symbol>)> {
+    let rows: Vec<(Option<i64>, Option<String>)> = sqlx::query_as(
+        r#"
+WITH kept AS (
+    SELECT c.symbol,
+           greatest(c.track_since, c.first_day, $2::date) AS start,
+           f.complete, f.first_complete, f.last_complete
+    FROM coins c
+    LEFT JOIN (SELECT symbol, sum(complete_days) AS complete,
+                      min(first_complete_day) AS first_complete,
+                      max(last_complete_day) AS last_complete
+               FROM coin_figures GROUP BY symbol) f ON f.symbol = c.symbol
+    WHERE c.tracked
+),
+looked AS (
+    SELECT symbol FROM kept
+    WHERE coalesce(start, '-infinity') <= $1::date - 1
+      AND NOT coalesce(last_complete - first_complete + 1 = complete
+                       AND first_complete <= coalesce(start, '-infinity')
+                       AND last_complete >= $1::date - 1, FALSE)
+)
+SELECT (SELECT count(*) FROM kept), NULL::text
+UNION ALL
+SELECT NULL, symbol FROM looked
+"#,
+    )
+    .bind(today)
+    .bind(first_served)
+    .fetch_all(pool)
+    .await?;
+    let tracked = rows.iter().find_map(|(count, _)| *count).unwrap_or(0);
+    let mut symbols: Vec<Symbol> = rows
         .into_iter()
-        .filter_map(|row| Some((Symbol::parse(&row.symbol).ok()?, row.figures)))
-        .collect())
+        .filter_map(|(_, symbol)| Symbol::parse(&symbol?).ok())
+        .collect();
+    symbols.sort();
+    Ok((tracked, symbols))
 }
 
 /// One coin's figures (all zero when it has no row).
 pub async fn of(pool: &PgPool, symbol: Symbol) -> sqlx::Result<Figures> {
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let figures: Option<Figures> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SUMMED} WHERE symbol = $1 GROUP BY symbol"
     )))
     .bind(symbol.as_str())
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|row| row.figures).unwrap_or_default())
+    Ok(figures.unwrap_or_default())
 }
 
 /// Stored days (complete and provisional) per registered coin, 0 for a coin with none,
@@ -90,32 +106,16 @@ pub async fn stored_days(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
     .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn day(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
-
-    fn figures(first: &str, last: &str, complete: i64) -> Figures {
-        Figures {
-            complete_days: complete,
-            first_complete_day: Some(day(first)),
-            last_complete_day: Some(day(last)),
-            ..Figures::default()
-        }
-    }
-
-    #[test]
-    fn an_unbroken_run_that_spans_the_range_covers_it_and_a_hole_anywhere_does_not() {
-        let (start, end) = (day("2026-01-10"), day("2026-01-20"));
-        assert!(figures("2026-01-10", "2026-01-20", 11).covers(start, end));
-        assert!(figures("2026-01-01", "2026-01-20", 20).covers(start, end));
-        // One day short: a hole somewhere, maybe before the range, and the gap query finds it.
-        assert!(!figures("2026-01-01", "2026-01-20", 19).covers(start, end));
-        assert!(!figures("2026-01-11", "2026-01-20", 10).covers(start, end));
-        assert!(!figures("2026-01-10", "2026-01-19", 10).covers(start, end));
-        assert!(!Figures::default().covers(start, end));
-    }
+/// Every coin with a complete day stored: its symbol, whether it is tracked, and its
+/// last complete day, by symbol. For `/metrics`, one row per coin from the kept figures.
+pub async fn last_complete_days(pool: &PgPool) -> sqlx::Result<Vec<(String, bool, NaiveDate)>> {
+    sqlx::query_as(
+        "SELECT c.symbol, c.tracked, f.last_complete_day \
+         FROM coins c \
+         JOIN (SELECT symbol, max(last_complete_day) AS last_complete_day FROM coin_figures GROUP BY symbol) f \
+           ON f.symbol = c.symbol \
+         WHERE f.last_complete_day IS NOT NULL ORDER BY c.symbol",
+    )
+    .fetch_all(pool)
+    .await
 }
