@@ -30,4 +30,4 @@ mod wire;
 pub use budget::{BudgetMetrics, CallBudget, CallLimiter};
 pub use client::{CallOutcome, CoinGeckoClient, CoinGeckoSettings, MAX_BODY_BYTES};
 pub use error::CoinGeckoError;
-pub use wire::{MarketChart, Point, decimal_from_f64};
+pub use wire::{MarketChart, MarketCoin, Point, decimal_from_f64};

@@ -3,6 +3,7 @@
 
 pub mod call_budget;
 pub mod coin_figures;
+pub mod coin_imports;
 pub mod coins;
 pub mod daily_prices;
 pub mod database;
