@@ -17,5 +17,6 @@ mod pipeline;
 mod scale;
 mod schedule;
 mod support;
+mod track_top;
 mod untrusted;
 mod upgrade;
