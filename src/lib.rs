@@ -23,6 +23,8 @@
 //!   with CoinGecko as its first implementation.
 //! - [`queue`]: apalis-postgres storage, submission and the worker.
 //! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
+//! - [`track_top`]: tracking the N largest coins by market cap in one import (CoinGecko's
+//!   `/coins/markets`, then the registry's rules per coin), recorded like a job.
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
 //! - [`startup`]: settings in, a running service out: the one place that wires the pool,
@@ -30,13 +32,13 @@
 //!   the scheduler. The commands, the tests and the benchmarks all start the service here.
 //! - [`shutdown`]: the one stop signal (SIGTERM, SIGINT) handed to every long-lived task.
 //! - [`cli`]: the subcommands and their dispatch, a module per command that does more
-//!   (`backfill`, `coins`); `main.rs` only calls [`cli::run`].
+//!   (`backfill`, `coins`, `track_top`); `main.rs` only calls [`cli::run`].
 //!
 //! Test-only code lives outside this crate: `crates/fake-upstream` (package
 //! `price-history-fake-upstream`, a dev-dependency) holds the loopback fake CoinGecko and fake Coinbase the
 //! tests, benchmarks and checks talk to, so the release binary carries none of it.
 //!
-//! Data flows one way: cli → startup → (api, schedule) → (registry, queue) → ingest →
+//! Data flows one way: cli → startup → (api, schedule) → (track_top, registry, queue) → ingest →
 //! (coingecko, coinbase, store); every layer may read `config`, `domain` and `shutdown`.
 
 pub mod api;
@@ -54,4 +56,5 @@ pub mod shutdown;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod track_top;
 pub mod upstream;

@@ -132,7 +132,7 @@ impl Bench {
 }
 
 /// A `serve` on a free port, ready; returns it and its base URL.
-async fn serve(
+pub(super) async fn serve(
     url: &str,
     coingecko: &str,
     sizes: &Sizes,
