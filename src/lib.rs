@@ -21,7 +21,8 @@
 //! - [`ingest`]: the job: plan windows from gaps, fetch, fill, upsert, checkpoint;
 //!   `ingest::source` is the seat of a price source (what it is asked, what it answers),
 //!   with CoinGecko as its first implementation.
-//! - [`queue`]: apalis-postgres storage, submission and the worker.
+//! - [`queue`]: apalis-postgres storage (patient with database outages), submission and
+//!   the worker.
 //! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
 //! - [`track_top`]: tracking the N largest coins by market cap in one import (CoinGecko's
 //!   `/coins/markets`, then the registry's rules per coin), recorded like a job.

@@ -219,6 +219,14 @@ impl Application {
         Some(tokio::spawn(scheduler.run(shutdown)))
     }
 
+    /// The API's limits: the documented ones, with `EVENT_STREAMS_MAX`.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            event_streams: self.settings.event_streams_max as usize,
+            ..ConnectionLimits::default()
+        }
+    }
+
     /// Runs `role` until `shutdown` is raised, then lets every task stop cleanly (the
     /// worker hands its job back at a window boundary) and returns.
     pub async fn run(self, role: Role, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -237,7 +245,7 @@ impl Application {
                 let listener = bind(&self.settings).await?;
                 let scheduler = self.spawn_scheduler(shutdown.clone());
                 let worker = self.spawn_worker(queue::worker_name(), shutdown.clone());
-                let api = api::serve(state, listener, ConnectionLimits::default(), shutdown);
+                let api = api::serve(state, listener, self.connection_limits(), shutdown);
                 let (worker, api) = tokio::join!(worker, api);
                 let worker = worker.context("the worker panicked")?;
                 if let (Ok(()), Ok(()), Some(scheduler)) = (&worker, &api, scheduler) {
@@ -255,7 +263,7 @@ impl Application {
                     self.settings.job_lease(),
                     shutdown.clone(),
                 ));
-                api::serve(state, listener, ConnectionLimits::default(), shutdown).await
+                api::serve(state, listener, self.connection_limits(), shutdown).await
             }
         }
     }

@@ -6,6 +6,7 @@ mod api;
 mod browser;
 mod budget;
 mod cli;
+mod cluster;
 mod coins;
 mod container;
 mod durability;

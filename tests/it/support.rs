@@ -160,6 +160,7 @@ impl Harness {
             job_max_attempts: 3,
             job_lease_secs: 30,
             api_token: None,
+            event_streams_max: 256,
             log_format: LogFormat::Text,
             // Off until the jobs use the second source (issue 19, phase 2).
             fallback_source: price_history::config::FallbackSource::Off,
