@@ -14,4 +14,4 @@ pub use aggregate::{DailyCandles, MIN_HOURLY_POINTS, daily_candles};
 pub use job::{Attempt, Ingestor, JobError, Outcome};
 pub use plan::{Window, windows_for_days, windows_for_range};
 pub use reach::Reach;
-pub use source::{CoinGecko, PriceSource, SourceError};
+pub use source::{CoinGecko, Coinbase, PriceSource, SourceError};
