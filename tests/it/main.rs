@@ -1,5 +1,5 @@
 //! Integration tests: one binary, against the real PostgreSQL (each test in a database of
-//! its own) and a fake CoinGecko on loopback.
+//! its own), a fake CoinGecko and a fake Coinbase Exchange on loopback.
 
 mod api;
 mod browser;
@@ -14,6 +14,7 @@ mod outage;
 mod page;
 mod pipeline;
 mod schedule;
+mod second_source;
 mod support;
 mod untrusted;
 mod upgrade;

@@ -122,7 +122,6 @@ pub struct Harness {
     pub db: TestDb,
     pub fake: FakeCoinGecko,
     /// Started with every harness; used only with `FALLBACK_SOURCE=coinbase`.
-    #[allow(dead_code)] // until the jobs' tests of the second source land (issue 19)
     pub coinbase: FakeCoinbase,
     pub settings: Settings,
 }
@@ -182,7 +181,6 @@ impl Harness {
 
     /// The same world with the second source on (`FALLBACK_SOURCE=coinbase`), as it is
     /// by default in production.
-    #[allow(dead_code)] // until the jobs' tests of the second source land (issue 19)
     pub fn with_coinbase(mut self) -> Self {
         self.settings.fallback_source = price_history::config::FallbackSource::Coinbase;
         self
@@ -435,6 +433,9 @@ pub fn spawn_service(
         .env("COINGECKO_CALLS_PER_MINUTE", "6000")
         .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
         .env("JOB_LEASE_SECS", "5")
+        // As the in-process harness: the second source only where a test asks for it
+        // (never the real Coinbase Exchange).
+        .env("FALLBACK_SOURCE", "off")
         .env("RUST_LOG", "info,sqlx=warn")
         .envs(env.iter().copied());
     start_captured(command)
