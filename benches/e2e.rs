@@ -141,11 +141,20 @@ async fn run(sizes: Sizes) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut report = Report::default();
     let bench = Bench::new(&sizes).await?;
-    let result = bench.all(&sizes, &mut report).await;
+    // `PH_BENCH_ONLY=second-source`: that row alone, written beside the full table.
+    let only_second_source =
+        std::env::var("PH_BENCH_ONLY").is_ok_and(|only| only == "second-source");
+    let result = if only_second_source {
+        bench.second_source(&sizes, &mut report).await
+    } else {
+        bench.all(&sizes, &mut report).await
+    };
     bench.cleanup().await;
     result?;
 
-    let out = if sizes.smoke {
+    let out = if only_second_source {
+        PathBuf::from("target/BENCHMARKS.second-source.md")
+    } else if sizes.smoke {
         PathBuf::from("target/BENCHMARKS.smoke.md")
     } else {
         PathBuf::from("BENCHMARKS.md")
@@ -934,6 +943,9 @@ fn spawn(
         .env("DATABASE_URL", database_url)
         .env("COINGECKO_BASE_URL", coingecko_url)
         .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
+        // The second source only in the rows that measure it (with a fake Coinbase),
+        // never the real Coinbase Exchange.
+        .env("FALLBACK_SOURCE", "off")
         .env("RUST_LOG", "warn")
         .env_remove("API_TOKEN")
         .envs(env.iter().copied())

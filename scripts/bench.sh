@@ -6,6 +6,9 @@
 #   bash scripts/bench.sh            full sizes (a few minutes), writes BENCHMARKS.md
 #   PH_BENCH_SMOKE=1 bash scripts/bench.sh
 #                                    tiny sizes, writes target/BENCHMARKS.smoke.md
+#   PH_BENCH_ONLY=second-source cargo bench --bench e2e
+#                                    row 11 with the second source alone, writes
+#                                    target/BENCHMARKS.second-source.md
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) and wrk, which it
 # installs from Debian's packages when missing.

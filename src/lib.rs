@@ -16,9 +16,11 @@
 //! - [`upstream`]: what both clients share: the call budget per source, the body cap,
 //!   redaction, `Retry-After`.
 //! - [`store`]: all SQL, a module per table.
-//! - [`ingest`]: the job: plan windows from gaps, fetch, fill, upsert, checkpoint;
-//!   `ingest::source` is the seat of a price source (what it is asked, what it answers),
-//!   with CoinGecko as its first implementation.
+//! - [`ingest`]: the job: plan windows from gaps, fetch, fill, then the days older than
+//!   the plan serves from the second source; upsert, checkpoint. `ingest::source` is the
+//!   seat of a price source (what it is asked, what it answers), with CoinGecko and
+//!   Coinbase Exchange as its implementations; `ingest::fallback` the second source's
+//!   windows and its mapping check.
 //! - [`queue`]: apalis-postgres storage, submission and the worker.
 //! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.

@@ -14,6 +14,7 @@ use super::fallback::{
 };
 use super::source::{CoinGecko, Coinbase, PriceSource, SourceError};
 use super::{DailyCandles, MIN_HOURLY_POINTS, Reach, Window, windows_for_days, windows_for_range};
+use crate::coinbase::CandleWindow;
 use crate::coingecko::CoinGeckoClient;
 use crate::domain::{self, Coin, DailyCandle, JobStatus, PlanReach, ProductId, today_utc};
 use crate::shutdown::Shutdown;
@@ -419,22 +420,8 @@ impl<S: PriceSource> Run<'_, S> {
             };
             match self.window_from(&source, &window).await? {
                 WindowEnd::Stored(built) if i == 0 => {
-                    let begin = candle_window.candles_begin(&built.candles);
-                    if let Some(begin) = begin.filter(|begin| {
-                        (*begin - window.start).num_days() >= CANDLES_BEGIN_MIN_EMPTY_DAYS
-                    }) {
-                        let (ingestor, symbol) = (self.ingestor, self.attempt.job.symbol);
-                        ingestor
-                            .patiently(|| {
-                                second_source::learn_candles_from(
-                                    &ingestor.pool,
-                                    symbol,
-                                    &product,
-                                    begin,
-                                )
-                            })
-                            .await?;
-                    }
+                    self.learn_candles_begin(&product, candle_window, &built.candles)
+                        .await?;
                 }
                 WindowEnd::Stored(_) | WindowEnd::BeyondReach(_) => {}
                 WindowEnd::Stop(outcome) => return Ok(ControlFlow::Break(outcome)),
@@ -446,6 +433,29 @@ impl<S: PriceSource> Run<'_, S> {
             }
         }
         Ok(ControlFlow::Continue(()))
+    }
+
+    /// Remembers where `product`'s candles begin when the job's oldest window found none
+    /// on its first days, for at least [`CANDLES_BEGIN_MIN_EMPTY_DAYS`] (fewer are quiet
+    /// days of a listed product): later jobs then spend no call on the days before.
+    async fn learn_candles_begin(
+        &self,
+        product: &ProductId,
+        oldest: &CandleWindow,
+        candles: &[DailyCandle],
+    ) -> Result<(), JobError> {
+        let Some(begin) = oldest
+            .candles_begin(candles)
+            .filter(|begin| (*begin - oldest.first()).num_days() >= CANDLES_BEGIN_MIN_EMPTY_DAYS)
+        else {
+            return Ok(());
+        };
+        tracing::info!(%product, %begin, "the second source's candles begin later than asked");
+        let (ingestor, symbol) = (self.ingestor, self.attempt.job.symbol);
+        ingestor
+            .patiently(|| second_source::learn_candles_from(&ingestor.pool, symbol, product, begin))
+            .await?;
+        Ok(())
     }
 
     /// The job's days older than the plan serves that the second source may fill: those

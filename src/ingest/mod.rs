@@ -1,7 +1,8 @@
 //! The job itself: plan windows from the gaps, ask a price source for each (CoinGecko,
 //! whose points are aggregated into daily candles), store them with a checkpoint, fill
 //! what is still missing, and say exactly what is left. Days older than the plan's reach
-//! are never asked for.
+//! are never asked of CoinGecko: with `FALLBACK_SOURCE=coinbase` they are asked of the
+//! second source (Coinbase Exchange), once its mapping has been checked.
 
 mod aggregate;
 pub mod fallback;

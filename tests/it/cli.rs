@@ -18,6 +18,9 @@ fn price_history(h: &Harness) -> Command {
         .env("COINGECKO_CALLS_PER_MINUTE", "6000")
         .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
         .env("COINGECKO_API_KEY", "cg-secret-key-123")
+        // As the in-process harness: the second source off, and never the real one.
+        .env("FALLBACK_SOURCE", "off")
+        .env("COINBASE_BASE_URL", h.coinbase.base_url())
         .env("RUST_LOG", "info")
         .kill_on_drop(true);
     command
