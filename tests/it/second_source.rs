@@ -1,6 +1,9 @@
 //! The second source in a job, against the fake CoinGecko (a 365-day plan) and the fake
 //! Coinbase Exchange: which days each source fills, what each costs in calls, the mapping
-//! check, failures that never fail a job, and the days Coinbase has no candle for.
+//! check, failures that never fail a job, and the days Coinbase has no candle for. The
+//! second source's store and mapping check, below the job, are in `store`.
+
+mod store;
 
 use chrono::{Days, NaiveDate};
 use fake_upstream::coinbase::{COLLIDING, Outage};
