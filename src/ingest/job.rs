@@ -987,6 +987,54 @@ mod tests {
         );
     }
 
+    #[test]
+    fn what_became_of_the_second_source_is_said_after_the_out_of_plan_days() {
+        let today = day("2026-11-28");
+        let said = |end: SecondSourceEnd| {
+            message_of(finished(
+                vec![day("2025-01-01"), day("2025-01-02")],
+                PlanReach::days(365),
+                today,
+                &Shortfalls {
+                    second_source: Some(end),
+                    ..Shortfalls::default()
+                },
+            ))
+        };
+
+        let failed = said(SecondSourceEnd::Failed(
+            "Coinbase Exchange did not answer: connection refused.".to_owned(),
+        ));
+        let unusable = said(SecondSourceEnd::Unusable(
+            "SOLX-USD's closes differ from CoinGecko's by 9900 %: another asset.".to_owned(),
+        ));
+        let asked = said(SecondSourceEnd::Asked);
+        let unchecked = said(SecondSourceEnd::Unchecked(day("2025-11-29")));
+
+        assert!(
+            failed.starts_with("2 day(s) from 2025-01-01 to 2025-01-02 are older"),
+            "{failed}"
+        );
+        assert!(
+            failed.contains("could not fill them: Coinbase Exchange did not answer")
+                && failed.contains("Run the job again later"),
+            "{failed}"
+        );
+        assert!(
+            unusable.contains("not used for this coin: SOLX-USD"),
+            "{unusable}"
+        );
+        assert!(asked.contains("has no candle for them either"), "{asked}");
+        assert!(unchecked.contains("from 2025-11-29 on"), "{unchecked}");
+        let none = message_of(finished(
+            vec![day("2025-01-01")],
+            PlanReach::days(365),
+            today,
+            &Shortfalls::default(),
+        ));
+        assert!(!none.contains("second source"), "{none}");
+    }
+
     /// Kills `runs.len() > SHOWN` -> `==` / `>=` in `describe_days`, and
     /// `failed_fills.len() > 3` -> `==` / `>=` in `gap_message`: what is left out is
     /// counted, and nothing is said to be left out when nothing is.

@@ -394,3 +394,37 @@ async fn a_forced_job_whose_plan_reaches_coinbases_days_replaces_them_with_coing
         assert_is_coingeckos(&h, row);
     }
 }
+
+#[tokio::test]
+async fn a_forced_job_beyond_the_plan_never_replaces_coingeckos_rows_with_coinbases() {
+    // A plan without a limit first: every day is CoinGecko's.
+    let mut h = Harness::new().await.with_coinbase();
+    let (start, end) = (days_before_today(20), days_before_today(1));
+    h.run_job(start, end, false).await;
+    let before = rows(&h, Symbol::BTC, start, end).await;
+
+    // Then a plan of 5 days, forced: days 20..5 before today are out of plan.
+    h.settings.coingecko_history_days = Some(5);
+    let forced = h.run_job(start, end, true).await;
+
+    assert_eq!(
+        forced.status,
+        JobStatus::Completed,
+        "{:?}",
+        forced.error_message
+    );
+    assert_eq!(fallback_days(&h, &forced).await, 0);
+    assert!(
+        h.coinbase.candle_calls() >= 1,
+        "the second source was asked, and its candles refused by the table"
+    );
+    let after = rows(&h, Symbol::BTC, start, end).await;
+    assert_eq!(after.len(), 20);
+    assert_eq!(before.len(), 20);
+    for (was, is) in before.iter().zip(&after) {
+        assert_eq!(is.source, PriceSource::CoinGecko, "{}", is.candle.date);
+        if is.candle.date < days_before_today(4) {
+            assert_eq!(was.candle, is.candle, "kept as it was");
+        }
+    }
+}
