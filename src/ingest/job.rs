@@ -14,7 +14,7 @@ use super::fallback::{
 };
 use super::source::{CoinGecko, Coinbase, PriceSource, SourceError};
 use super::{DailyCandles, MIN_HOURLY_POINTS, Reach, Window, windows_for_days, windows_for_range};
-use crate::coinbase::CandleWindow;
+use crate::coinbase::{CandleWindow, CoinbaseError};
 use crate::coingecko::CoinGeckoClient;
 use crate::domain::{self, Coin, DailyCandle, JobStatus, PlanReach, ProductId, today_utc};
 use crate::shutdown::Shutdown;
@@ -427,7 +427,11 @@ impl<S: PriceSource> Run<'_, S> {
                 WindowEnd::Stop(outcome) => return Ok(ControlFlow::Break(outcome)),
                 WindowEnd::Failed(e) => {
                     tracing::warn!(error = %e, "the second source failed; its days stay out of plan");
-                    self.shortfalls.second_source = Some(SecondSourceEnd::Failed(e.to_string()));
+                    self.shortfalls.second_source = Some(SecondSourceEnd::Failed {
+                        // A refusal stays one; garbage may be a passing fault.
+                        retry: !matches!(e, SourceError::Permanent(_)),
+                        why: e.to_string(),
+                    });
                     break;
                 }
             }
@@ -502,9 +506,10 @@ impl<S: PriceSource> Run<'_, S> {
             let end = match checked {
                 Ok(Some(_)) => None,
                 Ok(None) => Some(SecondSourceEnd::Unchecked(plan_first_day)),
-                Err(CheckError::Coinbase(e)) => {
-                    Some(SecondSourceEnd::Failed(e.message().to_owned()))
-                }
+                Err(CheckError::Coinbase(e)) => Some(SecondSourceEnd::Failed {
+                    retry: !matches!(e, CoinbaseError::Refused { .. }),
+                    why: e.message().to_owned(),
+                }),
                 Err(CheckError::Database(e)) => return Err(e.into()),
             };
             if end.is_some() {
@@ -678,8 +683,9 @@ struct Shortfalls {
 enum SecondSourceEnd {
     /// It was asked; what is still out of plan, it has no candle for.
     Asked,
-    /// It failed (down, refusing or answering garbage): a later run may fill the days.
-    Failed(String),
+    /// It failed (down, refusing or answering garbage), saying why; `retry` when a later
+    /// run may fill the days as things are (its own words say what to do otherwise).
+    Failed { why: String, retry: bool },
     /// Its mapping check found the product to be another asset: the coin's reason.
     Unusable(String),
     /// Its mapping could not be checked: CoinGecko has no final row from this day on yet.
@@ -740,9 +746,13 @@ fn second_source_message(end: &SecondSourceEnd) -> String {
         SecondSourceEnd::Asked => "Coinbase Exchange, the second source, has no candle for them \
             either (days without trades, or before its product's first candle)."
             .to_owned(),
-        SecondSourceEnd::Failed(why) => format!(
+        SecondSourceEnd::Failed { why, retry: true } => format!(
             "Coinbase Exchange, the second source, could not fill them: {} Run the job again \
              later to fill them from it.",
+            why.trim_end()
+        ),
+        SecondSourceEnd::Failed { why, retry: false } => format!(
+            "Coinbase Exchange, the second source, could not fill them: {}",
             why.trim_end()
         ),
         SecondSourceEnd::Unusable(reason) => format!(
@@ -1002,9 +1012,14 @@ mod tests {
             ))
         };
 
-        let failed = said(SecondSourceEnd::Failed(
-            "Coinbase Exchange did not answer: connection refused.".to_owned(),
-        ));
+        let failed = said(SecondSourceEnd::Failed {
+            why: "Coinbase Exchange did not answer: connection refused.".to_owned(),
+            retry: true,
+        });
+        let refused = said(SecondSourceEnd::Failed {
+            why: "Coinbase Exchange refused it: set the coin's coinbase_product.".to_owned(),
+            retry: false,
+        });
         let unusable = said(SecondSourceEnd::Unusable(
             "SOLX-USD's closes differ from CoinGecko's by 9900 %: another asset.".to_owned(),
         ));
@@ -1019,6 +1034,10 @@ mod tests {
             failed.contains("could not fill them: Coinbase Exchange did not answer")
                 && failed.contains("Run the job again later"),
             "{failed}"
+        );
+        assert!(
+            refused.contains("set the coin's coinbase_product") && !refused.contains("later"),
+            "{refused}"
         );
         assert!(
             unusable.contains("not used for this coin: SOLX-USD"),

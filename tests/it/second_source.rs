@@ -428,3 +428,26 @@ async fn a_forced_job_beyond_the_plan_never_replaces_coingeckos_rows_with_coinba
         }
     }
 }
+
+#[tokio::test]
+async fn a_product_coinbase_does_not_list_is_said_once_with_what_to_set_and_no_call_is_repeated() {
+    let h = on_a_365_day_plan(true).await;
+    checked_product(&h, Symbol::BTC, "NOPE-USD").await;
+    let (start, end) = four_years();
+
+    let job = h.run_job(start, end, false).await;
+
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    assert_eq!((job.out_of_plan_days, h.stored_days().await), (1097, 364));
+    assert_eq!(
+        h.coinbase.candle_calls(),
+        1,
+        "a refusal is neither retried nor repeated"
+    );
+    let message = job.error_message.unwrap();
+    assert!(
+        message.contains("Coinbase Exchange") && message.contains("coinbase_product"),
+        "{message}"
+    );
+    assert!(!message.contains("again later"), "{message}");
+}
