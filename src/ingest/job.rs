@@ -418,7 +418,17 @@ impl<S: PriceSource> Run<'_, S> {
                 start: candle_window.first(),
                 end: candle_window.last(),
             };
-            match self.window_from(&source, &window).await? {
+            let end = match self.window_from(&source, &window).await {
+                Ok(end) => end,
+                // Rows the table refuses: the source's data, not the job, is at fault.
+                Err(JobError::Permanent(_)) => WindowEnd::Failed(SourceError::BadAnswer(format!(
+                    "its candles for {}..{} broke a rule of the table, and nothing of them was \
+                     stored.",
+                    window.start, window.end
+                ))),
+                Err(e) => return Err(e),
+            };
+            match end {
                 WindowEnd::Stored(built) if i == 0 => {
                     self.learn_candles_begin(&product, candle_window, &built.candles)
                         .await?;
