@@ -225,7 +225,10 @@ impl Bench {
             // One piece alone (`PH_BENCH_ONLY=scale`), to measure a change without the rest.
             return match only.as_str() {
                 "scale" => self.scale(sizes, report).await,
-                other => bail!("PH_BENCH_ONLY={other}: the pieces run alone are: scale"),
+                "second-source" => self.second_source(sizes, report).await,
+                other => {
+                    bail!("PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source")
+                }
             };
         }
         self.pipeline(sizes, report).await?;
@@ -957,6 +960,9 @@ fn spawn(
         .env("DATABASE_URL", database_url)
         .env("COINGECKO_BASE_URL", coingecko_url)
         .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
+        // The second source only in the rows that measure it (with a fake Coinbase),
+        // never the real Coinbase Exchange.
+        .env("FALLBACK_SOURCE", "off")
         .env("RUST_LOG", "warn")
         .env_remove("API_TOKEN")
         .envs(env.iter().copied())

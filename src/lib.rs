@@ -18,9 +18,11 @@
 //! - [`store`]: all SQL, a module per table.
 //! - [`private_postgres`]: the PostgreSQL a first run starts from the machine's binaries
 //!   when `DATABASE_URL` is not set and nothing answers at its default.
-//! - [`ingest`]: the job: plan windows from gaps, fetch, fill, upsert, checkpoint;
-//!   `ingest::source` is the seat of a price source (what it is asked, what it answers),
-//!   with CoinGecko as its first implementation.
+//! - [`ingest`]: the job: plan windows from gaps, fetch, fill, then the days older than
+//!   the plan serves from the second source; upsert, checkpoint. `ingest::source` is the
+//!   seat of a price source (what it is asked, what it answers), with CoinGecko and
+//!   Coinbase Exchange as its implementations; `ingest::fallback` the second source's
+//!   windows and its mapping check.
 //! - [`queue`]: apalis-postgres storage (patient with database outages), submission and
 //!   the worker.
 //! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).

@@ -18,6 +18,7 @@ use crate::api::{self, ApiState, ConnectionLimits};
 use crate::coinbase::CoinbaseClient;
 use crate::coingecko::{CallBudget, CoinGeckoClient};
 use crate::config::Settings;
+use crate::ingest::fallback::SecondSource;
 use crate::ingest::{Ingestor, Reach};
 use crate::queue::{self, WorkerOptions};
 use crate::registry::Registry;
@@ -151,6 +152,10 @@ impl Application {
             client: self.sources.coingecko.clone(),
             chunk_days: self.settings.coingecko_chunk_days,
             reach: self.reach(),
+            second_source: self.sources.coinbase.clone().map(|client| SecondSource {
+                client,
+                max_deviation_percent: self.settings.fallback_max_deviation_percent,
+            }),
         }
     }
 

@@ -6,14 +6,14 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use chrono::{Days, NaiveDate, Utc};
+use fake_upstream::coinbase::{
+    BTC_USD, COLLIDING, FakeCoinbase, FakeCoinbaseOptions, NOT_FOUND_BODY, Outage, RATE_LIMIT_BODY,
+    TOO_MANY_CANDLES_BODY, TruthCandle,
+};
 use price_history::coinbase::{
     CallOutcome, CandleWindow, CoinbaseClient, CoinbaseError, CoinbaseSettings,
 };
-use price_history::domain::ProductId;
-use price_history::fake_coinbase::{
-    BTC_USD, COLLIDING, FakeCoinbase, FakeCoinbaseOptions, NOT_FOUND_BODY, Outage, RATE_LIMIT_BODY,
-    TOO_MANY_CANDLES_BODY,
-};
+use price_history::domain::{DailyCandle, ProductId};
 use price_history::upstream::CallBudget;
 
 /// Settings for tests: quick retries and a budget too large to slow anything down.
@@ -48,6 +48,19 @@ fn btc() -> ProductId {
     ProductId::parse("BTC-USD").unwrap()
 }
 
+/// A candle as the fake computes the truth: what the service's row must equal.
+fn as_truth(candle: &DailyCandle) -> TruthCandle {
+    TruthCandle {
+        date: candle.date,
+        open: candle.open,
+        high: candle.high,
+        low: candle.low,
+        close: candle.close,
+        volume: candle.volume,
+        provisional: candle.provisional,
+    }
+}
+
 fn window(first: NaiveDate, last: NaiveDate) -> CandleWindow {
     CandleWindow::new(first, last).expect("at most 300 days")
 }
@@ -61,12 +74,13 @@ async fn three_hundred_days_come_back_oldest_first_each_equal_to_the_fakes_candl
 
     let candles = client.candles(&btc(), window(first, last)).await.unwrap();
 
-    assert_eq!(candles, fake.candles_between("BTC-USD", first, last));
+    let read: Vec<TruthCandle> = candles.iter().map(as_truth).collect();
+    assert_eq!(read, fake.candles_between("BTC-USD", first, last));
     assert_eq!(candles.len(), 300);
     assert_eq!(candles[0].date, first);
     assert_eq!(candles[299].date, last);
     for candle in &candles {
-        assert_eq!(Some(candle), fake.candle("BTC-USD", candle.date).as_ref());
+        assert_eq!(Some(as_truth(candle)), fake.candle("BTC-USD", candle.date));
         assert!(!candle.provisional);
     }
     assert_eq!(fake.candle_calls(), 1);

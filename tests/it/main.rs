@@ -1,5 +1,5 @@
 //! Integration tests: one binary, against the real PostgreSQL (each test in a database of
-//! its own) and a fake CoinGecko on loopback.
+//! its own), a fake CoinGecko and a fake Coinbase Exchange on loopback.
 
 mod alerts;
 mod api;
@@ -19,6 +19,7 @@ mod pipeline;
 mod private_postgres;
 mod scale;
 mod schedule;
+mod second_source;
 mod support;
 mod track_top;
 mod untrusted;

@@ -1,11 +1,12 @@
 //! Shared arrangements, built on the service's own `startup`: a fresh database per test,
-//! the fake CoinGecko, a worker, the API on a random port, the binary as a child process.
+//! the fake CoinGecko and the fake Coinbase Exchange, a worker, the API on a random port, the binary as a child process.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use fake_upstream::coinbase::{FakeCoinbase, FakeCoinbaseOptions};
 use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions, RecordedCall};
 use price_history::api::{self, ApiState, ConnectionLimits};
 use price_history::config::{LogFormat, Settings};
@@ -125,10 +126,14 @@ pub fn api_job(symbol: Symbol, range: DateRange, force: bool) -> NewJob {
     }
 }
 
-/// A test's world: its database, its fake CoinGecko and the settings pointing at both.
+/// A test's world: its database, its fake CoinGecko, its fake Coinbase Exchange and the
+/// settings pointing at them. The second source is off unless a test asks for it
+/// ([`Harness::with_coinbase`]), so that the tests of CoinGecko alone count its calls only.
 pub struct Harness {
     pub db: TestDb,
     pub fake: FakeCoinGecko,
+    /// Started with every harness; used only with `FALLBACK_SOURCE=coinbase`.
+    pub coinbase: FakeCoinbase,
     pub settings: Settings,
 }
 
@@ -145,6 +150,14 @@ impl Harness {
         let fake = FakeCoinGecko::start_with(options)
             .await
             .expect("a fake CoinGecko can listen on a free loopback port");
+        // No rate limit of its own: the tests' budget (100 calls a second) would meet
+        // Coinbase's 10 a second and measure retries instead of behaviour.
+        let coinbase = FakeCoinbase::start_with(FakeCoinbaseOptions {
+            requests_per_second_limit: None,
+            ..FakeCoinbaseOptions::default()
+        })
+        .await
+        .expect("a fake Coinbase can listen on a free loopback port");
         let settings = Settings {
             database_url: db.url.clone(),
             database_connect_timeout_secs: 0,
@@ -162,15 +175,27 @@ impl Harness {
             api_token: None,
             event_streams_max: 256,
             log_format: LogFormat::Text,
-            // Off until the jobs use the second source (issue 19, phase 2).
+            // Off unless a test turns it on (`with_coinbase`).
             fallback_source: price_history::config::FallbackSource::Off,
-            coinbase_base_url: "http://127.0.0.1:9".to_owned(),
+            coinbase_base_url: coinbase.base_url(),
             coinbase_calls_per_minute: NonZeroU32::new(6000).expect("non-zero"),
             fallback_max_deviation_percent: rust_decimal::Decimal::from(5),
             sync_schedule: price_history::schedule::SyncSchedule::Off,
             sync_clock_offset_ms: 0,
         };
-        Harness { db, fake, settings }
+        Harness {
+            db,
+            fake,
+            coinbase,
+            settings,
+        }
+    }
+
+    /// The same world with the second source on (`FALLBACK_SOURCE=coinbase`), as it is
+    /// by default in production.
+    pub fn with_coinbase(mut self) -> Self {
+        self.settings.fallback_source = price_history::config::FallbackSource::Coinbase;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -451,6 +476,9 @@ pub fn spawn_service(
     command
         .args(args)
         .env("JOB_LEASE_SECS", "5")
+        // As the in-process harness: the second source only where a test asks for it
+        // (never the real Coinbase Exchange).
+        .env("FALLBACK_SOURCE", "off")
         .env("RUST_LOG", "info,sqlx=warn")
         .envs(env.iter().copied());
     start_captured(command)
