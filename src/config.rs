@@ -129,6 +129,12 @@ pub struct Settings {
     #[arg(long, env = "API_TOKEN", hide_env_values = true, global = true)]
     pub api_token: Option<SecretString>,
 
+    /// Event streams (`GET /api/v1/job-events`) served at once; one more gets 503 with
+    /// Retry-After. The API serves this many connections on top of the 1024 it keeps for
+    /// every other request.
+    #[arg(long, env = "EVENT_STREAMS_MAX", default_value = "256", value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub event_streams_max: u32,
+
     /// `text` or `json`; RUST_LOG filters as usual.
     #[arg(
         long,

@@ -18,6 +18,7 @@ use crate::api::{self, ApiState, ConnectionLimits};
 use crate::coinbase::CoinbaseClient;
 use crate::coingecko::{CallBudget, CoinGeckoClient};
 use crate::config::Settings;
+use crate::ingest::fallback::SecondSource;
 use crate::ingest::{Ingestor, Reach};
 use crate::queue::{self, WorkerOptions};
 use crate::registry::Registry;
@@ -151,6 +152,10 @@ impl Application {
             client: self.sources.coingecko.clone(),
             chunk_days: self.settings.coingecko_chunk_days,
             reach: self.reach(),
+            second_source: self.sources.coinbase.clone().map(|client| SecondSource {
+                client,
+                max_deviation_percent: self.settings.fallback_max_deviation_percent,
+            }),
         }
     }
 
@@ -220,6 +225,14 @@ impl Application {
         Some(tokio::spawn(scheduler.run(shutdown)))
     }
 
+    /// The API's limits: the documented ones, with `EVENT_STREAMS_MAX`.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            event_streams: self.settings.event_streams_max as usize,
+            ..ConnectionLimits::default()
+        }
+    }
+
     /// Runs `role` until `shutdown` is raised, then lets every task stop cleanly (the
     /// worker hands its job back at a window boundary) and returns.
     pub async fn run(self, role: Role, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -238,7 +251,7 @@ impl Application {
                 let listener = bind(&self.settings).await?;
                 let scheduler = self.spawn_scheduler(shutdown.clone());
                 let worker = self.spawn_worker(queue::worker_name(), shutdown.clone());
-                let api = api::serve(state, listener, ConnectionLimits::default(), shutdown);
+                let api = api::serve(state, listener, self.connection_limits(), shutdown);
                 let (worker, api) = tokio::join!(worker, api);
                 let worker = worker.context("the worker panicked")?;
                 if let (Ok(()), Ok(()), Some(scheduler)) = (&worker, &api, scheduler) {
@@ -256,7 +269,7 @@ impl Application {
                     self.settings.job_lease(),
                     shutdown.clone(),
                 ));
-                api::serve(state, listener, ConnectionLimits::default(), shutdown).await
+                api::serve(state, listener, self.connection_limits(), shutdown).await
             }
         }
     }

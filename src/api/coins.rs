@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::{Example, MaybeUndefined};
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -23,14 +23,47 @@ pub struct CoinsApi;
 impl CoinsApi {
     /// List coins
     ///
-    /// Every registered coin, by symbol, with how fresh its history is.
+    /// Registered coins by symbol, a page at a time, with how fresh each one's history
+    /// is. `next` is the symbol to pass as `after` for the following page, null on the
+    /// last one. Each coin's figures are kept by the database as rows change, so a page
+    /// costs the same however much history is stored.
     #[oai(path = "/api/v1/coins", method = "get", operation_id = "listCoins")]
-    async fn list(&self, state: Data<&ApiState>) -> ListCoinsResponse {
-        match coins::list(&state.pool).await {
-            Ok(list) => {
+    async fn list(
+        &self,
+        state: Data<&ApiState>,
+        /// How many coins at most.
+        #[oai(
+            default = "default_page_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+        /// Only the coins after this symbol (the previous page's `next`).
+        after: Query<Option<String>>,
+        /// Only the coins whose symbol or CoinGecko id contains this (case-insensitive).
+        #[oai(validator(max_length = 100))]
+        q: Query<Option<String>>,
+        /// Only tracked coins (`true`) or untracked ones (`false`).
+        tracked: Query<Option<bool>>,
+    ) -> ListCoinsResponse {
+        let after = match after.0.as_deref().map(Symbol::parse).transpose() {
+            Ok(after) => after,
+            Err(e) => return ListCoinsResponse::BadRequest(ErrorBody::invalid_symbol(&e)),
+        };
+        let query = coins::PageQuery {
+            limit: limit.0,
+            after,
+            q: q.0.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty()),
+            tracked: tracked.0,
+        };
+        match coins::page(&state.pool, &query).await {
+            Ok((page, more)) => {
                 let today = today_utc();
+                let next = more
+                    .then(|| page.last().map(|c| c.coin.symbol.to_string()))
+                    .flatten();
                 ListCoinsResponse::Ok(Json(CoinList {
-                    coins: list.into_iter().map(|c| CoinView::of(c, today)).collect(),
+                    coins: page.into_iter().map(|c| CoinView::of(c, today)).collect(),
+                    next,
                 }))
             }
             Err(e) => ListCoinsResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
@@ -335,20 +368,32 @@ impl Example for CoinView {
     }
 }
 
-/// Every registered coin, by symbol.
+/// The coins listed when `limit` is not given.
+pub const DEFAULT_PAGE_LIMIT: u32 = 100;
+
+fn default_page_limit() -> u32 {
+    DEFAULT_PAGE_LIMIT
+}
+
+/// A page of registered coins, by symbol.
 #[derive(Debug, Clone, Object)]
 #[oai(rename = "CoinList")]
 pub struct CoinList {
     pub coins: Vec<CoinView>,
+    /// The last symbol of this page when more coins follow (pass it as `after`); null on
+    /// the last page.
+    #[oai(nullable)]
+    pub next: Option<String>,
 }
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
 pub enum ListCoinsResponse {
-    /// The coins, by symbol.
+    /// A page of coins, by symbol.
     #[oai(status = 200)]
     Ok(Json<CoinList>),
-    /// The query is malformed.
+    /// The query is malformed: `limit` not between 1 and 1000, `after` not a symbol
+    /// (`invalid_symbol`), `tracked` not true or false.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// The database is not answering.

@@ -96,6 +96,7 @@ pub(super) async fn run(settings: Settings, command: CoinsCommand) -> anyhow::Re
             }
             Ok(ExitCode::SUCCESS)
         }
+        CoinsCommand::TrackTop { n, since } => super::track_top::run(settings, n, since).await,
         CoinsCommand::List => {
             let pool = startup::open_database(&settings, startup::SHORT_POOL_SIZE).await?;
             let list = coins::list(&pool).await?;

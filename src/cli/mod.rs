@@ -5,6 +5,7 @@
 
 mod backfill;
 mod coins;
+mod track_top;
 
 use std::process::ExitCode;
 
@@ -114,6 +115,16 @@ pub enum CoinsCommand {
     },
     /// List the registered coins with their freshness.
     List,
+    /// Register and track the N largest coins by market cap (CoinGecko's /coins/markets),
+    /// with a progress bar; symbols already taken by another id are skipped and listed.
+    TrackTop {
+        /// How many of the largest coins: 1 to 10000.
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        n: u32,
+        /// The first day to keep of each newly tracked coin, YYYY-MM-DD.
+        #[arg(long)]
+        since: Option<NaiveDate>,
+    },
 }
 
 /// Runs the parsed command line; errors are printed by `main` with their causes.

@@ -33,4 +33,4 @@ pub(crate) use budget::RateLimit;
 pub use client::{CallOutcome, CoinGeckoClient, CoinGeckoSettings, MAX_BODY_BYTES};
 pub use error::CoinGeckoError;
 pub(crate) use redact::Redactor;
-pub use wire::{MarketChart, Point, decimal_from_f64};
+pub use wire::{MarketChart, MarketCoin, Point, decimal_from_f64};

@@ -1,6 +1,7 @@
-//! The second source's part of a job that does not depend on how the job is run: the
-//! check of a coin's mapping before its first second-source row is stored, and the
-//! guess of a new coin's product at registration.
+//! The second source's part of a job that does not depend on how the job is run: its
+//! settings ([`SecondSource`]), the windows of out-of-plan days, the check of a coin's
+//! mapping before its first second-source row is stored, and the guess of a new coin's
+//! product at registration.
 
 use chrono::{Days, NaiveDate};
 use rust_decimal::Decimal;
@@ -12,6 +13,21 @@ use crate::domain::{
     median_deviation,
 };
 use crate::store::second_source;
+
+/// The second source as a job uses it (`FALLBACK_SOURCE=coinbase`).
+#[derive(Debug, Clone)]
+pub struct SecondSource {
+    /// Coinbase Exchange's client, with its own call budget.
+    pub client: CoinbaseClient,
+    /// `FALLBACK_MAX_DEVIATION_PERCENT`: a mapping whose closes differ more is not used.
+    pub max_deviation_percent: Decimal,
+}
+
+/// How many days without a candle at the start of a job's oldest window teach where a
+/// product's candles begin. A listed product rarely goes a day without a trade and never
+/// a week; fewer than this is taken as quiet days, so that one of them can never hide the
+/// product's older history from later jobs.
+pub const CANDLES_BEGIN_MIN_EMPTY_DAYS: i64 = 7;
 
 /// The fewest candle windows that cover `days` (the out-of-plan days a job misses, in any
 /// order), oldest first, leaving out the days before `candles_from` (where the product is

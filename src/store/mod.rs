@@ -2,6 +2,8 @@
 //! queries. Nothing here knows about HTTP, the queue or CoinGecko.
 
 pub mod call_budget;
+pub mod coin_figures;
+pub mod coin_imports;
 pub mod coins;
 pub mod daily_prices;
 pub mod database;

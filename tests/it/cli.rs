@@ -13,6 +13,9 @@ fn price_history(h: &Harness) -> Command {
     let mut command = price_history_command(&h.db.url, &h.fake.base_url());
     command
         .env("COINGECKO_API_KEY", "cg-secret-key-123")
+        // As the in-process harness: the second source off, and never the real one.
+        .env("FALLBACK_SOURCE", "off")
+        .env("COINBASE_BASE_URL", h.coinbase.base_url())
         .env("RUST_LOG", "info")
         .kill_on_drop(true);
     command

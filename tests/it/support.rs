@@ -133,7 +133,6 @@ pub struct Harness {
     pub db: TestDb,
     pub fake: FakeCoinGecko,
     /// Started with every harness; used only with `FALLBACK_SOURCE=coinbase`.
-    #[allow(dead_code)] // until the jobs' tests of the second source land (issue 19)
     pub coinbase: FakeCoinbase,
     pub settings: Settings,
 }
@@ -174,6 +173,7 @@ impl Harness {
             job_max_attempts: 3,
             job_lease_secs: 30,
             api_token: None,
+            event_streams_max: 256,
             log_format: LogFormat::Text,
             // Off unless a test turns it on (`with_coinbase`).
             fallback_source: price_history::config::FallbackSource::Off,
@@ -193,7 +193,6 @@ impl Harness {
 
     /// The same world with the second source on (`FALLBACK_SOURCE=coinbase`), as it is
     /// by default in production.
-    #[allow(dead_code)] // until the jobs' tests of the second source land (issue 19)
     pub fn with_coinbase(mut self) -> Self {
         self.settings.fallback_source = price_history::config::FallbackSource::Coinbase;
         self
@@ -478,6 +477,9 @@ pub fn spawn_service(
     command
         .args(args)
         .env("JOB_LEASE_SECS", "5")
+        // As the in-process harness: the second source only where a test asks for it
+        // (never the real Coinbase Exchange).
+        .env("FALLBACK_SOURCE", "off")
         .env("RUST_LOG", "info,sqlx=warn")
         .envs(env.iter().copied());
     start_captured(command)

@@ -611,6 +611,7 @@ fn short_limits() -> ConnectionLimits {
         idle: Duration::from_secs(2),
         body: Duration::from_secs(1),
         max_connections: 1024,
+        ..ConnectionLimits::default()
     }
 }
 
@@ -700,6 +701,7 @@ async fn a_connection_silent_mid_request_is_closed_after_the_idle_limit() {
             idle: Duration::from_secs(1),
             body: Duration::from_secs(30),
             max_connections: 1024,
+            ..ConnectionLimits::default()
         },
     )
     .await;

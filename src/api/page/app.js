@@ -19,6 +19,10 @@
 
   var view = { symbol: null, start: null, end: null };
   var coins = [];
+  // The coin list is read a page at a time (GET /api/v1/coins?limit=&after=&q=), so that it
+  // stays quick at ten thousand coins: the rows shown, the filter typed, where the next page starts.
+  var COIN_PAGE = 100;
+  var coinList = { q: '', next: null, loads: 0 };
   var jobs = new Map();
   var chart = null;
   var viewLoads = 0;
@@ -92,9 +96,17 @@
 
   // ---- coins ----------------------------------------------------------------------
 
-  function loadCoins() {
-    return api('GET', '/api/v1/coins').then(function (answer) {
-      coins = answer.data.coins;
+  // Reads the first page of the list for the filter typed (or, with `more`, the next
+  // page, added below the rows shown). A newer read wins over an older one still on its way.
+  function loadCoins(more) {
+    var load = ++coinList.loads;
+    var params = { limit: COIN_PAGE };
+    if (coinList.q) params.q = coinList.q;
+    if (more && coinList.next) params.after = coinList.next;
+    return api('GET', '/api/v1/coins?' + query(params)).then(function (answer) {
+      if (load !== coinList.loads) return;
+      coins = more ? coins.concat(answer.data.coins) : answer.data.coins;
+      coinList.next = answer.data.next || null;
       renderCoins();
     });
   }
@@ -117,11 +129,18 @@
     });
     renderFallback();
     $('#coins tbody').replaceChildren.apply($('#coins tbody'), rows);
+    $('#coins-more').hidden = !coinList.next;
+    $('#coins-count').textContent = coins.length
+      ? coins.length + (coinList.next ? '+' : '') + ' coin' + (coins.length === 1 && !coinList.next ? '' : 's') + (coinList.q ? ' matching “' + coinList.q + '”' : '')
+      : (coinList.q ? 'No coin matches “' + coinList.q + '”.' : 'No coin registered.');
     ['#view-symbol', '#job-symbol'].forEach(function (selector) {
       var select = $(selector);
       var chosen = select.value || view.symbol;
-      select.replaceChildren.apply(select, coins.map(function (coin) {
-        return el('option', { value: coin.symbol, text: coin.symbol });
+      var symbols = coins.map(function (coin) { return coin.symbol; });
+      // The chosen coin stays selectable even when the list shown does not hold it.
+      if (chosen && symbols.indexOf(chosen) < 0) symbols.unshift(chosen);
+      select.replaceChildren.apply(select, symbols.map(function (symbol) {
+        return el('option', { value: symbol, text: symbol });
       }));
       if (chosen) select.value = chosen;
     });
@@ -147,6 +166,20 @@
     var line = $('#view-fallback');
     line.textContent = coin ? 'Second source: ' + describeFallback(coin) + '.' : '';
     line.classList.toggle('unusable', Boolean(coin && coin.fallback_usable === false));
+  }
+
+  function wireCoinList() {
+    var typing = null;
+    $('#coin-search').addEventListener('input', function (event) {
+      clearTimeout(typing);
+      typing = setTimeout(function () {
+        coinList.q = event.target.value.trim();
+        loadCoins(false).catch(report);
+      }, 200);
+    });
+    $('#coins-more').addEventListener('click', function () {
+      loadCoins(true).catch(report);
+    });
   }
 
   function choose(symbol) {
@@ -459,7 +492,7 @@
         say(result, (answer.status === 201 ? 'Registered ' : 'Updated ') + coin.symbol +
           ' (first day ' + (coin.first_day || 'unknown') + ', ' + (coin.tracked ? 'tracked' : 'not tracked') +
           ', second source ' + describeFallback(coin) + ').', true);
-        return loadCoins();
+        return loadCoins(false);
       }, function (e) {
         say(result, String(e), false);
       }).then(function () { button.disabled = false; });
@@ -478,13 +511,18 @@
     $('#job-start').value = addDays(todayUtc(), -30);
     view.symbol = (params.get('symbol') || 'BTC').toUpperCase();
     wireForms();
+    wireCoinList();
     follow();
     // The history and the coin list are read side by side; a coin that is not
     // registered gives way to the first one that is.
     showView();
-    loadCoins().then(function () {
-      var known = coins.some(function (coin) { return coin.symbol === view.symbol; });
-      if (!known && coins.length) choose(coins[0].symbol);
+    loadCoins(false).then(function () {
+      var listed = coins.some(function (coin) { return coin.symbol === view.symbol; });
+      if (listed || !coins.length) return;
+      // Not on the first page is not the same as not registered: ask for the coin itself.
+      return api('GET', '/api/v1/coins/' + encodeURIComponent(view.symbol)).catch(function (e) {
+        if (e.status === 404 || e.status === 400) choose(coins[0].symbol);
+      });
     }).catch(report);
   }
 

@@ -1,10 +1,7 @@
-//! The second source on real PostgreSQL, against the fake Coinbase: the migration (an
-//! earlier release's rows all CoinGecko's, BTC mapped to BTC-USD), which source's row may
-//! replace which, the mapping and its check, the product guessed at registration, and
+//! The second source's store on real PostgreSQL, against the fake Coinbase: the migration
+//! (an earlier release's rows all CoinGecko's, BTC mapped to BTC-USD), which source's row
+//! may replace which, the mapping and its check, the product guessed at registration, and
 //! one call budget per source.
-//!
-//! Its own small database helper: `tests/it/support.rs` is being reshaped meanwhile; these
-//! tests move there when it lands.
 
 use std::time::Duration;
 
@@ -14,76 +11,26 @@ use price_history::domain::{
 };
 use price_history::store::{self, call_budget, daily_prices, second_source};
 use rust_decimal::Decimal;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::support::TestDb;
 
 /// The last migration before the second source's.
 const BEFORE_SECOND_SOURCE: i64 = 20261129000030;
 
-fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A database of its own for one test, dropped when the test ends.
-struct Db {
-    pool: PgPool,
-    name: String,
-}
-
-impl Db {
-    async fn migrated() -> Self {
-        let (name, url) = Self::fresh();
-        let pool = store::connect_and_migrate(&url, 5).await.unwrap();
-        Db { pool, name }
-    }
-
-    /// Migrated up to the release before the second source.
-    async fn previous_release() -> Self {
-        let (name, url) = Self::fresh();
-        let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let pool = store::connect(&url, 5).await.unwrap();
-        apalis_postgres::PostgresStorage::setup(&pool)
-            .await
-            .unwrap();
-        sqlx::migrate!("./migrations")
-            .run_to(BEFORE_SECOND_SOURCE, &pool)
-            .await
-            .unwrap();
-        Db { pool, name }
-    }
-
-    fn fresh() -> (String, String) {
-        let name = format!("ph_test_{}", Uuid::now_v7().simple());
-        let mut url = url::Url::parse(&admin_url()).unwrap();
-        url.set_path(&name);
-        (name, url.to_string())
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
-                        let statement = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                            .execute(&mut admin)
-                            .await;
-                    }
-                });
-        })
-        .join();
-    }
+/// A database as the release before the second source left it: apalis's tables and our
+/// migrations up to [`BEFORE_SECOND_SOURCE`].
+async fn previous_release() -> TestDb {
+    let db = TestDb::empty().await;
+    apalis_postgres::PostgresStorage::setup(&db.pool)
+        .await
+        .unwrap();
+    sqlx::migrate!("./migrations")
+        .run_to(BEFORE_SECOND_SOURCE, &db.pool)
+        .await
+        .unwrap();
+    db
 }
 
 fn btc() -> Symbol {
@@ -128,7 +75,7 @@ async fn stored(pool: &PgPool, date: NaiveDate) -> (PriceSource, Decimal) {
 
 #[tokio::test]
 async fn an_earlier_releases_rows_all_become_coingeckos_and_btc_maps_to_btc_usd() {
-    let db = Db::previous_release().await;
+    let db = previous_release().await;
     sqlx::query(
         r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional)
            SELECT 'BTC', d::date, 100, 110, 90, 105, 1000, d, false
@@ -168,7 +115,7 @@ async fn an_earlier_releases_rows_all_become_coingeckos_and_btc_maps_to_btc_usd(
 
 #[tokio::test]
 async fn a_second_source_row_never_replaces_coingeckos_even_forced() {
-    let db = Db::migrated().await;
+    let db = TestDb::new().await;
     write(
         &db.pool,
         PriceSource::CoinGecko,
@@ -205,7 +152,7 @@ async fn a_second_source_row_never_replaces_coingeckos_even_forced() {
 
 #[tokio::test]
 async fn a_forced_coingecko_window_replaces_a_second_source_row_and_an_unforced_one_does_not() {
-    let db = Db::migrated().await;
+    let db = TestDb::new().await;
     write(
         &db.pool,
         PriceSource::Coinbase,
@@ -257,7 +204,7 @@ async fn a_forced_coingecko_window_replaces_a_second_source_row_and_an_unforced_
 
 #[tokio::test]
 async fn the_second_source_replaces_its_own_provisional_row_and_keeps_its_final_one() {
-    let db = Db::migrated().await;
+    let db = TestDb::new().await;
     let mut tx = db.pool.begin().await.unwrap();
     second_source::upsert_fallback(
         &mut tx,
@@ -290,7 +237,7 @@ async fn the_second_source_replaces_its_own_provisional_row_and_keeps_its_final_
 
 #[tokio::test]
 async fn a_check_is_kept_for_its_product_and_forgotten_when_the_product_changes() {
-    let db = Db::migrated().await;
+    let db = TestDb::new().await;
     let btc_usd = ProductId::parse("BTC-USD").unwrap();
     let verdict = judge_mapping(
         btc(),
@@ -373,7 +320,7 @@ async fn a_check_is_kept_for_its_product_and_forgotten_when_the_product_changes(
 
 #[tokio::test]
 async fn an_unusable_verdict_is_kept_with_its_reason() {
-    let db = Db::migrated().await;
+    let db = TestDb::new().await;
     let product = ProductId::parse("BTC-USD").unwrap();
     let verdict: MappingVerdict = judge_mapping(
         btc(),
@@ -401,7 +348,7 @@ async fn an_unusable_verdict_is_kept_with_its_reason() {
 
 #[tokio::test]
 async fn the_check_reads_the_earliest_final_closes_of_one_source() {
-    let db = Db::migrated().await;
+    let db = TestDb::new().await;
     write(
         &db.pool,
         PriceSource::Coinbase,
@@ -434,7 +381,7 @@ async fn the_check_reads_the_earliest_final_closes_of_one_source() {
 
 #[tokio::test]
 async fn a_jobs_fallback_days_add_up() {
-    let db = Db::migrated().await;
+    let db = TestDb::new().await;
     let id = Uuid::now_v7();
     sqlx::query("INSERT INTO ingestion_jobs (id, status, symbol, start_date, end_date) VALUES ($1, 'running', 'BTC', $2, $3)")
         .bind(id)
@@ -460,7 +407,7 @@ async fn a_jobs_fallback_days_add_up() {
 
 #[tokio::test]
 async fn each_source_has_its_own_call_budget() {
-    let db = Db::migrated().await;
+    let db = TestDb::new().await;
     let interval = Duration::from_secs(10);
 
     // CoinGecko's budget is booked ahead; Coinbase's first slot is still free now.
@@ -606,7 +553,7 @@ mod check {
 
     #[tokio::test]
     async fn btc_usd_agrees_with_coingecko_within_the_limit_with_one_call() {
-        let db = Db::migrated().await;
+        let db = TestDb::new().await;
         let fake = FakeCoinbase::start().await;
         store_coingecko_days(&db.pool, btc(), "bitcoin", 40).await;
         let product = ProductId::parse("BTC-USD").unwrap();
@@ -645,7 +592,7 @@ mod check {
 
     #[tokio::test]
     async fn a_colliding_ticker_is_found_out_and_the_coin_says_why() {
-        let db = Db::migrated().await;
+        let db = TestDb::new().await;
         let fake = FakeCoinbase::start().await;
         sqlx::query("INSERT INTO coins (symbol, coingecko_id, coinbase_product) VALUES ('SOLX', 'solana', $1)")
             .bind(COLLIDING.id)
@@ -685,7 +632,7 @@ mod check {
 
     #[tokio::test]
     async fn without_coingecko_rows_to_compare_no_call_is_made_and_nothing_recorded() {
-        let db = Db::migrated().await;
+        let db = TestDb::new().await;
         let fake = FakeCoinbase::start().await;
         let product = ProductId::parse("BTC-USD").unwrap();
 
@@ -713,7 +660,7 @@ mod check {
 
     #[tokio::test]
     async fn coinbase_down_leaves_the_mapping_unchecked_and_names_coinbase() {
-        let db = Db::migrated().await;
+        let db = TestDb::new().await;
         let fake = FakeCoinbase::start().await;
         fake.set_outage(Some(Outage::Status(503)));
         store_coingecko_days(&db.pool, btc(), "bitcoin", 30).await;
