@@ -25,7 +25,8 @@
 //!   windows and its mapping check.
 //! - [`queue`]: apalis-postgres storage (patient with database outages), submission and
 //!   the worker.
-//! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
+//! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call, a
+//!   Coinbase product with one more, or guessed as `{SYMBOL}-USD`).
 //! - [`track_top`]: tracking the N largest coins by market cap in one import (CoinGecko's
 //!   `/coins/markets`, then the registry's rules per coin), recorded like a job.
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.

@@ -166,6 +166,7 @@ impl Application {
             pool: self.pool.clone(),
             client: self.sources.coingecko.clone(),
             reach: self.reach(),
+            coinbase: self.sources.coinbase.clone(),
         }
     }
 

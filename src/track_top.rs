@@ -152,9 +152,11 @@ impl TrackTop {
             coingecko_id: id,
             tracked: true,
             track_since: record.track_since,
+            // As any new coin: `{SYMBOL}-USD` when Coinbase lists it (one call).
+            coinbase_product: Default::default(),
         };
         let (coin, started_tracking) = match self.registry.put(request).await {
-            Ok(Registered::Created(coin)) => {
+            Ok(Registered::Created { coin, .. }) => {
                 record.registered.push(symbol.to_string());
                 (coin, true)
             }

@@ -13,8 +13,9 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::error::ErrorBody;
 use super::{ApiState, ApiTags};
+use crate::coinbase::CoinbaseClient;
 use crate::coingecko::CoinGeckoClient;
-use crate::domain::JobStatus;
+use crate::domain::{JobStatus, PriceSource};
 use crate::schedule::{self, Freshness};
 use crate::store::{call_budget, coin_figures, stats};
 
@@ -58,8 +59,9 @@ impl OpsApi {
     /// Metrics
     ///
     /// Prometheus text format: this process's CoinGecko requests and its share of the call
-    /// budget (slots taken, time waited for them, the configured budget); over the whole
-    /// database, jobs by status, stored candles, and the shared budget (slots granted to
+    /// budget (slots taken, time waited for them, the configured budget), and the same for
+    /// Coinbase Exchange, the second source (unless `FALLBACK_SOURCE=off`); over the whole
+    /// database, jobs by status, stored candles, and the shared budgets (slots granted to
     /// every process, how far ahead they are handed out); and whether the database
     /// answers. Always `200`: a figure the database does not give within 2 seconds is
     /// left out, and `price_history_database_up` says only whether it answers at all.
@@ -68,11 +70,15 @@ impl OpsApi {
         // Each figure on its own clock, all at once: a slow one is left out, never the
         // others, and never taken for the database being down.
         let pool = &state.pool;
-        let (up, jobs, stored_candles, budgets, freshness) = tokio::join!(
+        let (up, jobs, stored_candles, budgets, coinbase_budgets, freshness) = tokio::join!(
             figure("database_up", stats::ping(pool)),
             figure("jobs", stats::jobs_by_status(pool)),
             figure("stored_candles", coin_figures::stored_days(pool)),
             figure("budgets", call_budget::figures(pool)),
+            figure(
+                "coinbase_budgets",
+                call_budget::source_figures(pool, PriceSource::Coinbase)
+            ),
             figure(
                 "freshness",
                 schedule::freshness(pool, &state.sync_schedule, Utc::now())
@@ -83,12 +89,14 @@ impl OpsApi {
             jobs,
             stored_candles,
             budgets,
+            coinbase_budgets,
             freshness,
         };
         // The worker's client where a worker runs here (`serve`), else the one that checks
         // new coins: either way, the requests this process sent.
         let client = state.coingecko.as_ref().unwrap_or(&state.registry.client);
-        MetricsResponse::Ok(PrometheusText(render(client, &database)))
+        let coinbase = state.registry.coinbase.as_ref();
+        MetricsResponse::Ok(PrometheusText(render(client, coinbase, &database)))
     }
 }
 
@@ -121,6 +129,8 @@ struct DatabaseFigures {
     jobs: Option<Vec<(JobStatus, i64)>>,
     stored_candles: Option<Vec<(String, i64)>>,
     budgets: Option<Vec<call_budget::BudgetFigures>>,
+    /// The second source's shared budget, by key (one: its calls need no key).
+    coinbase_budgets: Option<Vec<call_budget::BudgetFigures>>,
     /// How current each coin is, and the schedule's ticks.
     freshness: Option<Freshness>,
 }
@@ -128,7 +138,11 @@ struct DatabaseFigures {
 /// The exposition: a registry of its own per scrape, holding this process's metrics
 /// (shared handles, so they keep counting between scrapes) and the database's figures
 /// as read now. To add a family, add one call below.
-fn render(client: &CoinGeckoClient, database: &DatabaseFigures) -> String {
+fn render(
+    client: &CoinGeckoClient,
+    coinbase: Option<&CoinbaseClient>,
+    database: &DatabaseFigures,
+) -> String {
     let out = Exposition::default();
     out.gauge(
         "price_history_database_up",
@@ -148,6 +162,9 @@ fn render(client: &CoinGeckoClient, database: &DatabaseFigures) -> String {
     out.register(budget.granted.clone());
     out.register(budget.wait.clone());
     out.register(budget.calls_per_minute.clone());
+    if let Some(coinbase) = coinbase {
+        render_coinbase(&out, coinbase, database.coinbase_budgets.as_deref());
+    }
     if let Some(jobs) = &database.jobs {
         let count_of = |wanted: JobStatus| {
             jobs.iter()
@@ -211,6 +228,49 @@ fn render(client: &CoinGeckoClient, database: &DatabaseFigures) -> String {
         render_freshness(&out, freshness);
     }
     out.text()
+}
+
+/// The second source's requests, this process's share of its budget and, when read, the
+/// shared budget (`FALLBACK_SOURCE=coinbase`; absent when it is off).
+fn render_coinbase(
+    out: &Exposition,
+    coinbase: &CoinbaseClient,
+    budgets: Option<&[call_budget::BudgetFigures]>,
+) {
+    out.counter(
+        "price_history_coinbase_requests_total",
+        "HTTP requests this process sent to Coinbase Exchange (the second source), retries included, by how they ended.",
+        &["outcome"],
+        coinbase
+            .calls_by_outcome()
+            .map(|(outcome, count)| (vec![outcome.as_str().to_owned()], count)),
+    );
+    let budget = coinbase.budget_metrics();
+    out.register(budget.granted.clone());
+    out.register(budget.wait.clone());
+    out.register(budget.calls_per_minute.clone());
+    let Some(budgets) = budgets else {
+        return;
+    };
+    out.counter(
+        "price_history_coinbase_budget_granted_total",
+        "Slots of the shared Coinbase Exchange call budget granted to every process on this database, by key.",
+        &["key"],
+        budgets.iter().map(|budget| {
+            (
+                vec![budget.key_fingerprint.clone()],
+                u64::try_from(budget.granted).unwrap_or(0),
+            )
+        }),
+    );
+    out.gauge(
+        "price_history_coinbase_budget_backlog_seconds",
+        "How far ahead of now the shared Coinbase Exchange call budget has handed out slots: above 0, callers queue.",
+        &["key"],
+        budgets
+            .iter()
+            .map(|budget| (vec![budget.key_fingerprint.clone()], budget.backlog.as_secs_f64())),
+    );
 }
 
 /// Freshness to alert on (`SYNC_SCHEDULE`): per coin with a complete day, that day and
@@ -443,6 +503,7 @@ mod tests {
                 calls_per_minute: 120,
                 backlog: Duration::from_millis(1500),
             }]),
+            coinbase_budgets: None,
             freshness: Some(Freshness {
                 coins: vec![schedule::CoinFreshness {
                     symbol: crate::domain::Symbol::BTC,
@@ -456,7 +517,7 @@ mod tests {
         };
         let client = client();
         client.budget_metrics().granted.inc_by(2);
-        let text = render(&client, &figures);
+        let text = render(&client, None, &figures);
         for line in [
             "price_history_database_up 1",
             "price_history_coingecko_requests_total{outcome=\"ok\"} 0",
@@ -497,9 +558,10 @@ mod tests {
             jobs: None,
             stored_candles: None,
             budgets: None,
+            coinbase_budgets: None,
             freshness: None,
         };
-        let text = render(&client(), &none);
+        let text = render(&client(), None, &none);
         assert!(text.contains("price_history_database_up 0\n"), "{text}");
         assert!(!text.contains("price_history_jobs"), "{text}");
         assert!(!text.contains("budget_granted"), "{text}");
@@ -512,11 +574,54 @@ mod tests {
             jobs: Some(vec![]),
             stored_candles: None,
             budgets: Some(vec![]),
+            coinbase_budgets: Some(vec![]),
             freshness: None,
         };
-        let text = render(&client(), &slow_candles);
+        let text = render(&client(), None, &slow_candles);
         assert!(text.contains("price_history_database_up 1\n"), "{text}");
         assert!(text.contains("price_history_jobs_queued 0\n"), "{text}");
         assert!(!text.contains("price_history_stored_candles"), "{text}");
+    }
+
+    #[test]
+    fn the_second_source_has_its_requests_and_budget_beside_coingeckos() {
+        let coinbase = CoinbaseClient::new(
+            crate::coinbase::CoinbaseSettings {
+                base_url: "http://127.0.0.1:1".to_owned(),
+                calls_per_minute: std::num::NonZeroU32::new(120).unwrap(),
+                max_retries: 0,
+                retry_base_delay: Duration::from_millis(1),
+                timeout: Duration::from_secs(1),
+            },
+            CallBudget::ProcessLocal,
+        )
+        .unwrap();
+        coinbase.budget_metrics().granted.inc_by(3);
+        let figures = DatabaseFigures {
+            up: true,
+            jobs: None,
+            stored_candles: None,
+            budgets: None,
+            coinbase_budgets: Some(vec![call_budget::BudgetFigures {
+                key_fingerprint: "none".to_owned(),
+                granted: 7,
+                calls_per_minute: 120,
+                backlog: Duration::from_millis(500),
+            }]),
+            freshness: None,
+        };
+        let text = render(&client(), Some(&coinbase), &figures);
+        for line in [
+            "price_history_coinbase_requests_total{outcome=\"ok\"} 0",
+            "price_history_coinbase_requests_total{outcome=\"transport_error\"} 0",
+            "price_history_coinbase_slots_granted_total 3",
+            "price_history_coinbase_budget_calls_per_minute 120",
+            "price_history_coinbase_budget_granted_total{key=\"none\"} 7",
+            "price_history_coinbase_budget_backlog_seconds{key=\"none\"} 0.5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
+        let without = render(&client(), None, &figures);
+        assert!(!without.contains("price_history_coinbase"), "{without}");
     }
 }

@@ -107,6 +107,11 @@ pub enum CoinsCommand {
         /// With --track: the first day to keep, YYYY-MM-DD.
         #[arg(long)]
         since: Option<NaiveDate>,
+        /// The coin's product on Coinbase Exchange, the second source (such as ETH-USD),
+        /// checked with one call; `none` for no second source. Left out, a new coin gets
+        /// {SYMBOL}-USD when Coinbase lists it, and a registered coin keeps its product.
+        #[arg(long, value_name = "PRODUCT")]
+        coinbase_product: Option<String>,
     },
     /// List the registered coins with their freshness.
     List,

@@ -5,6 +5,7 @@ use chrono::NaiveDate;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgPool, Row};
 
+use super::second_source::Mapping;
 use crate::domain::{Coin, CoinGeckoId, Symbol};
 
 /// A registered coin and how far its history reaches.
@@ -13,6 +14,8 @@ pub struct CoinRecord {
     pub coin: Coin,
     /// The latest stored day that is not provisional; `None` when there is none.
     pub last_complete_day: Option<NaiveDate>,
+    /// Its second source's product and what checking it found.
+    pub mapping: Mapping,
 }
 
 impl CoinRecord {
@@ -27,6 +30,8 @@ impl CoinRecord {
 
 const SELECT: &str = r#"
 SELECT c.symbol, c.coingecko_id, c.first_day, c.tracked, c.track_since,
+       c.coinbase_product, c.fallback_deviation_percent, c.fallback_checked_at,
+       c.fallback_usable, c.fallback_unusable_reason, c.coinbase_candles_from,
        -- Kept by triggers (store::coin_figures): one index probe, however long the history.
        (SELECT max(f.last_complete_day) FROM coin_figures f WHERE f.symbol = c.symbol)
            AS last_complete_day
@@ -51,6 +56,7 @@ impl FromRow<'_, PgRow> for CoinRecord {
                 track_since: row.try_get("track_since")?,
             },
             last_complete_day: row.try_get("last_complete_day")?,
+            mapping: Mapping::from_row(row)?,
         })
     }
 }

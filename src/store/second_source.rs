@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::domain::{DailyCandle, MappingVerdict, PriceSource, ProductId, Symbol};
 
 /// A coin's mapping to the second source, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Mapping {
     /// `None`: no second source for the coin.
     pub product: Option<ProductId>,
@@ -36,6 +36,31 @@ impl Mapping {
     /// Whether the product is set but not checked yet: checking comes before its first row.
     pub fn needs_check(&self) -> bool {
         self.product.is_some() && self.usable.is_none()
+    }
+}
+
+impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for Mapping {
+    /// From the `coins` columns of the mapping, as named in the table (for reads of the
+    /// whole coin, `store::coins`).
+    fn from_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        let product: Option<String> = row.try_get("coinbase_product")?;
+        let product = product
+            .map(|p| {
+                ProductId::parse(&p).map_err(|e| sqlx::Error::ColumnDecode {
+                    index: "coinbase_product".into(),
+                    source: e.into(),
+                })
+            })
+            .transpose()?;
+        Ok(Mapping {
+            product,
+            deviation_percent: row.try_get("fallback_deviation_percent")?,
+            checked_at: row.try_get("fallback_checked_at")?,
+            usable: row.try_get("fallback_usable")?,
+            unusable_reason: row.try_get("fallback_unusable_reason")?,
+            candles_from: row.try_get("coinbase_candles_from")?,
+        })
     }
 }
 

@@ -288,9 +288,11 @@ async fn stop_a_busy_replica(signal: &str) -> (Harness, Service) {
 #[tokio::test]
 async fn metrics_pass_promtool_check() {
     use std::io::Write;
-    let h = Harness::new().await;
+    let mut h = Harness::new().await;
     h.run_job(days_before_today(3), days_before_today(1), false)
         .await;
+    // The second source's families too (its client is built; it is not called here).
+    h.settings.fallback_source = price_history::config::FallbackSource::Coinbase;
     let client = h.ingestor().client;
     let api = crate::support::TestApi::start_with(price_history::api::ApiState {
         coingecko: Some(client),
@@ -304,6 +306,9 @@ async fn metrics_pass_promtool_check() {
         "# TYPE price_history_coingecko_slot_wait_seconds histogram",
         "price_history_coingecko_budget_calls_per_minute 6000",
         "price_history_stored_candles{symbol=\"BTC\"} 3",
+        "price_history_coinbase_requests_total{outcome=\"ok\"} 0",
+        "# TYPE price_history_coinbase_slot_wait_seconds histogram",
+        "price_history_coinbase_budget_calls_per_minute 6000",
     ] {
         assert!(text.lines().any(|l| l == family), "{family:?} in\n{text}");
     }

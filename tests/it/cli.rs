@@ -191,6 +191,95 @@ async fn coins_are_added_and_listed_from_the_shell_with_the_apis_rules() {
 }
 
 #[tokio::test]
+async fn coins_add_takes_a_coinbase_product_or_none_and_refuses_a_malformed_one() {
+    let h = Harness::new().await;
+
+    let malformed = price_history(&h)
+        .args([
+            "coins",
+            "add",
+            "ETH",
+            "ethereum",
+            "--coinbase-product",
+            "ETHUSD",
+        ])
+        .output()
+        .await
+        .unwrap();
+    // FALLBACK_SOURCE=off here: the product is stored as given, unchecked.
+    let added = price_history(&h)
+        .args([
+            "coins",
+            "add",
+            "ETH",
+            "ethereum",
+            "--coinbase-product",
+            "eth-usd",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let listed = price_history(&h)
+        .args(["coins", "list"])
+        .output()
+        .await
+        .unwrap();
+    let cleared = price_history(&h)
+        .args([
+            "coins",
+            "add",
+            "ETH",
+            "ethereum",
+            "--coinbase-product",
+            "none",
+        ])
+        .output()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        malformed.status.code(),
+        Some(2),
+        "{}",
+        output_text(&malformed)
+    );
+    assert!(
+        output_text(&malformed).contains("is not a Coinbase product")
+            && output_text(&malformed).contains("or none"),
+        "{}",
+        output_text(&malformed)
+    );
+    assert_eq!(added.status.code(), Some(0), "{}", output_text(&added));
+    assert!(
+        output_text(&added).contains("second source Coinbase Exchange ETH-USD"),
+        "{}",
+        output_text(&added)
+    );
+    let list = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        list.lines().next().unwrap().contains("COINBASE_PRODUCT"),
+        "{list}"
+    );
+    let eth = list
+        .lines()
+        .find(|l| l.starts_with("ETH"))
+        .expect("ETH is listed");
+    assert!(eth.contains("ETH-USD (unchecked)"), "{list}");
+    assert_eq!(cleared.status.code(), Some(0), "{}", output_text(&cleared));
+    assert!(
+        output_text(&cleared).contains("updated ETH")
+            && output_text(&cleared).contains("second source none"),
+        "{}",
+        output_text(&cleared)
+    );
+    assert_eq!(
+        h.fake.call_count(),
+        1,
+        "one check of the new id, none for the product"
+    );
+}
+
+#[tokio::test]
 async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
     let h = Harness::new().await;
     let cases = [

@@ -295,6 +295,7 @@ impl Harness {
             coingecko_id: price_history::domain::CoinGeckoId::parse(coingecko_id).expect("an id"),
             tracked: false,
             track_since: None,
+            coinbase_product: Default::default(),
         };
         self.registry()
             .put(request)
@@ -492,14 +493,18 @@ pub fn spawn_with_exact_env(args: &[&str], env: &[(String, String)]) -> Service 
 }
 
 /// `price-history` against a database and a CoinGecko, with a call budget no test waits
-/// on and quick retries; nothing of the test's own environment but `PATH`.
+/// on and quick retries; nothing of the test's own environment but `PATH`. The second
+/// source is off, so that no test reaches the real Coinbase Exchange (registering a coin
+/// would guess its product there); a test of it sets `FALLBACK_SOURCE=coinbase` and
+/// `COINBASE_BASE_URL` to its fake.
 pub fn price_history_command(database_url: &str, coingecko_url: &str) -> tokio::process::Command {
     let mut command = bare_command();
     command
         .env("DATABASE_URL", database_url)
         .env("COINGECKO_BASE_URL", coingecko_url)
         .env("COINGECKO_CALLS_PER_MINUTE", "6000")
-        .env("COINGECKO_RETRY_BASE_DELAY_MS", "10");
+        .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
+        .env("FALLBACK_SOURCE", "off");
     command
 }
 

@@ -814,11 +814,17 @@ async fn csv_marks_todays_partial_candle_provisional_and_json_counts_points() {
     .unwrap();
 
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "date,open,high,low,close,volume,provisional");
-    assert!(lines[1].ends_with(",false"), "{csv}");
+    assert_eq!(
+        lines[0],
+        "date,open,high,low,close,volume,provisional,source"
+    );
+    assert!(lines[1].ends_with(",false,coingecko"), "{csv}");
     let last = lines.last().unwrap();
     assert!(last.starts_with(&today.to_string()), "{csv}");
-    assert!(last.ends_with(",true"), "today's row is provisional: {csv}");
+    assert!(
+        last.ends_with(",true,coingecko"),
+        "today's row is provisional: {csv}"
+    );
     let prices = json["prices"].as_array().unwrap();
     assert_eq!(prices[0]["points"], 24, "{json}");
 }

@@ -8,10 +8,11 @@
   var TERMINAL = ['completed', 'completed_with_gaps', 'failed', 'cancelled'];
   // The letters of GET /api/v1/days, as class names and sentences.
   var STATUS = {
-    's': ['stored', 'stored'],
+    's': ['stored', 'stored (CoinGecko)'],
+    'f': ['second-source', 'stored from the second source (Coinbase Exchange)'],
     'p': ['provisional', 'provisional: stored before the day was over, counts as missing'],
     'm': ['missing', 'missing: a job can fetch it'],
-    'o': ['out-of-plan', 'out of plan: older than the CoinGecko plan serves'],
+    'o': ['out-of-plan', 'out of plan: older than the CoinGecko plan serves, and in neither source'],
     '-': ['not-expected', "not expected: before the coin's first day, or not yet"]
   };
   var MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -123,8 +124,10 @@
         el('td', { text: coin.first_day || 'unknown' }),
         el('td', { text: tracked }),
         el('td', { text: coin.last_complete_day || 'none' }),
-        el('td', { class: staleClass, text: stale }));
+        el('td', { class: staleClass, text: stale }),
+        el('td', { class: 'fallback' + (coin.fallback_usable === false ? ' unusable' : ''), 'data-usable': String(coin.fallback_usable), text: describeFallback(coin) }));
     });
+    renderFallback();
     $('#coins tbody').replaceChildren.apply($('#coins tbody'), rows);
     $('#coins-more').hidden = !coinList.next;
     $('#coins-count').textContent = coins.length
@@ -141,6 +144,28 @@
       }));
       if (chosen) select.value = chosen;
     });
+  }
+
+  // The coin's second source in a sentence: its product, how far its closes are from
+  // CoinGecko's, and whether it is used (with the reason when not).
+  function describeFallback(coin) {
+    if (!coin.coinbase_product) return 'none';
+    var text = coin.coinbase_product;
+    if (coin.fallback_deviation_percent !== null && coin.fallback_deviation_percent !== undefined) {
+      text += ', ' + coin.fallback_deviation_percent + ' % from CoinGecko';
+    }
+    if (coin.fallback_usable === true) return text + ', used';
+    if (coin.fallback_usable === false) {
+      return text + ', not used' + (coin.fallback_unusable_reason ? ': ' + coin.fallback_unusable_reason : '');
+    }
+    return text + ', not checked yet';
+  }
+
+  function renderFallback() {
+    var coin = coins.find(function (c) { return c.symbol === view.symbol; });
+    var line = $('#view-fallback');
+    line.textContent = coin ? 'Second source: ' + describeFallback(coin) + '.' : '';
+    line.classList.toggle('unusable', Boolean(coin && coin.fallback_usable === false));
   }
 
   function wireCoinList() {
@@ -175,6 +200,7 @@
       rows[i].classList.toggle('chosen', rows[i].getAttribute('data-symbol') === view.symbol);
     }
     history.replaceState(null, '', '?' + query({ symbol: view.symbol, start_date: view.start, end_date: view.end }));
+    renderFallback();
     return loadView();
   }
 
@@ -223,7 +249,7 @@
     calendar.setAttribute('data-range', data.start_date + '/' + data.end_date);
 
     var c = data.counts;
-    var summary = c.stored + ' stored, ' + c.provisional + ' provisional, ' + c.missing + ' missing, ' +
+    var summary = c.stored + ' stored, ' + c.second_source + ' from the second source, ' + c.provisional + ' provisional, ' + c.missing + ' missing, ' +
       c.out_of_plan + ' out of plan';
     if (data.plan_first_day) summary += ' (the CoinGecko plan serves ' + data.plan_first_day + ' on)';
     if (data.first_day) summary += '; first day of data ' + data.first_day;
@@ -290,6 +316,9 @@
       if (p.provisional) {
         candle.color = '#9ca3af';
         candle.wickColor = '#9ca3af';
+      } else if (p.source === 'coinbase') {
+        candle.color = close >= open ? '#60a5fa' : '#1e40af';
+        candle.wickColor = candle.color;
       }
       candles.push(candle);
       volumes.push({
@@ -356,6 +385,7 @@
       job.records_fetched + ' days fetched',
       job.gaps_detected + ' gap' + (job.gaps_detected === 1 ? '' : 's'),
       job.out_of_plan_days + ' out of plan',
+      (job.fallback_days || 0) + ' from the second source',
       'attempt ' + job.attempts,
       'created ' + job.created_at.replace('T', ' ').slice(0, 19) + ' UTC'
     ].join(' · ');
@@ -448,14 +478,20 @@
       var symbol = $('#coin-symbol').value.trim().toUpperCase();
       button.disabled = true;
       say(result, 'Saving… (a new coin is checked with CoinGecko)', true);
-      api('PUT', '/api/v1/coins/' + encodeURIComponent(symbol), {
+      var body = {
         coingecko_id: $('#coin-id').value.trim(),
         tracked: $('#coin-tracked').checked,
         track_since: $('#coin-since').value || null
-      }).then(function (answer) {
+      };
+      // Empty leaves the product unsaid (guessed for a new coin, kept for a registered
+      // one); "none" clears it.
+      var product = $('#coin-product').value.trim();
+      if (product) body.coinbase_product = product.toLowerCase() === 'none' ? null : product;
+      api('PUT', '/api/v1/coins/' + encodeURIComponent(symbol), body).then(function (answer) {
         var coin = answer.data;
         say(result, (answer.status === 201 ? 'Registered ' : 'Updated ') + coin.symbol +
-          ' (first day ' + (coin.first_day || 'unknown') + ', ' + (coin.tracked ? 'tracked' : 'not tracked') + ').', true);
+          ' (first day ' + (coin.first_day || 'unknown') + ', ' + (coin.tracked ? 'tracked' : 'not tracked') +
+          ', second source ' + describeFallback(coin) + ').', true);
         return loadCoins(false);
       }, function (e) {
         say(result, String(e), false);
