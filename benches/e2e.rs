@@ -31,6 +31,8 @@ mod budget;
 mod coins;
 #[path = "e2e/page.rs"]
 mod page;
+#[path = "e2e/private_postgres.rs"]
+mod private_postgres;
 #[path = "e2e/scale.rs"]
 mod scale;
 #[path = "e2e/schedule.rs"]
@@ -223,7 +225,10 @@ impl Bench {
             // One piece alone (`PH_BENCH_ONLY=scale`), to measure a change without the rest.
             return match only.as_str() {
                 "scale" => self.scale(sizes, report).await,
-                other => bail!("PH_BENCH_ONLY={other}: the pieces run alone are: scale"),
+                "second-source" => self.second_source(sizes, report).await,
+                other => {
+                    bail!("PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source")
+                }
             };
         }
         self.pipeline(sizes, report).await?;
@@ -234,6 +239,7 @@ impl Bench {
         self.schedule(sizes, report).await?;
         budget::rows(self, sizes, report).await?;
         self.page(sizes, report).await?;
+        private_postgres::rows(self, sizes, report).await?;
         self.scale(sizes, report).await?;
         Ok(())
     }
@@ -954,6 +960,9 @@ fn spawn(
         .env("DATABASE_URL", database_url)
         .env("COINGECKO_BASE_URL", coingecko_url)
         .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
+        // The second source only in the rows that measure it (with a fake Coinbase),
+        // never the real Coinbase Exchange.
+        .env("FALLBACK_SOURCE", "off")
         .env("RUST_LOG", "warn")
         .env_remove("API_TOKEN")
         .envs(env.iter().copied())

@@ -11,11 +11,20 @@
 //! - [`config`]: every setting, as environment variable and flag.
 //! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`).
 //! - [`coingecko`]: the HTTP client (call budget, retries, error bodies).
+//! - [`coinbase`]: the second source's client (Coinbase Exchange's daily candles), for the
+//!   days older than the CoinGecko plan's reach.
+//! - [`upstream`]: what both clients share: the call budget per source, the body cap,
+//!   redaction, `Retry-After`.
 //! - [`store`]: all SQL, a module per table.
-//! - [`ingest`]: the job: plan windows from gaps, fetch, fill, upsert, checkpoint;
-//!   `ingest::source` is the seat of a price source (what it is asked, what it answers),
-//!   with CoinGecko as its first implementation.
-//! - [`queue`]: apalis-postgres storage, submission and the worker.
+//! - [`private_postgres`]: the PostgreSQL a first run starts from the machine's binaries
+//!   when `DATABASE_URL` is not set and nothing answers at its default.
+//! - [`ingest`]: the job: plan windows from gaps, fetch, fill, then the days older than
+//!   the plan serves from the second source; upsert, checkpoint. `ingest::source` is the
+//!   seat of a price source (what it is asked, what it answers), with CoinGecko and
+//!   Coinbase Exchange as its implementations; `ingest::fallback` the second source's
+//!   windows and its mapping check.
+//! - [`queue`]: apalis-postgres storage (patient with database outages), submission and
+//!   the worker.
 //! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
 //! - [`track_top`]: tracking the N largest coins by market cap in one import (CoinGecko's
 //!   `/coins/markets`, then the registry's rules per coin), recorded like a job.
@@ -29,18 +38,20 @@
 //!   (`backfill`, `coins`, `track_top`); `main.rs` only calls [`cli::run`].
 //!
 //! Test-only code lives outside this crate: `crates/fake-upstream` (package
-//! `price-history-fake-upstream`, a dev-dependency) holds the loopback fake CoinGecko the
+//! `price-history-fake-upstream`, a dev-dependency) holds the loopback fake CoinGecko and fake Coinbase the
 //! tests, benchmarks and checks talk to, so the release binary carries none of it.
 //!
 //! Data flows one way: cli → startup → (api, schedule) → (track_top, registry, queue) → ingest →
-//! (coingecko, store); every layer may read `config`, `domain` and `shutdown`.
+//! (coingecko, coinbase, store); every layer may read `config`, `domain` and `shutdown`.
 
 pub mod api;
 pub mod cli;
+pub mod coinbase;
 pub mod coingecko;
 pub mod config;
 pub mod domain;
 pub mod ingest;
+pub mod private_postgres;
 pub mod queue;
 pub mod registry;
 pub mod schedule;
@@ -49,3 +60,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod track_top;
+pub mod upstream;

@@ -4,13 +4,17 @@
 //!
 //! The listener holds one database connection; it is opened with the first follower and
 //! closed once nobody follows any more, so an idle API holds none.
+//!
+//! A stream holds its connection for as long as the client stays: the followers are
+//! counted here, up to `EVENT_STREAMS_MAX`, and not among the server's connections for
+//! every other request (`server::ConnectionPlace`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use uuid::Uuid;
 
 use crate::store::ingestion_jobs::{self, CHANGES_CHANNEL, JobRecord};
@@ -28,15 +32,25 @@ pub struct JobEvents {
     sender: Arc<Mutex<Option<broadcast::Sender<JobRecord>>>>,
     /// Set on shutdown: every stream ends, so that in-flight requests can finish.
     closed: watch::Sender<bool>,
+    /// One permit per open stream, held by the stream until its client goes.
+    streams: Arc<Semaphore>,
 }
 
 impl JobEvents {
-    pub fn new(pool: PgPool) -> Self {
+    /// A listener serving at most `max_streams` followers at once.
+    pub fn new(pool: PgPool, max_streams: usize) -> Self {
         JobEvents {
             pool,
             sender: Arc::new(Mutex::new(None)),
             closed: watch::Sender::new(false),
+            streams: Arc::new(Semaphore::new(max_streams)),
         }
+    }
+
+    /// A place for one more stream, kept until the permit drops; `None` when all are
+    /// taken (never waits: a client over the cap is told at once).
+    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.streams.clone().try_acquire_owned().ok()
     }
 
     /// Ends every stream and the listener; later subscribers get a stream that ends at

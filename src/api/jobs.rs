@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::day::Day;
 use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
 use super::events::JobEvents;
+use super::server::ConnectionPlace;
 use super::{ApiState, ApiTags, Authorized};
 use crate::domain::{DateRange, JobStatus, Symbol, Trigger, today_utc};
 use crate::queue::{self, SubmitError};
@@ -173,7 +174,9 @@ impl JobsApi {
     /// event per committed change of any job (or only of `symbol`'s jobs), its data the
     /// job as `GET /api/v1/ingestion-jobs/{id}` returns it. A comment is sent every 15 s
     /// to keep the connection open. Changes made while a client is disconnected are not
-    /// replayed: a client that reconnects reads the list again.
+    /// replayed: a client that reconnects reads the list again. At most
+    /// `EVENT_STREAMS_MAX` streams (default 256) are open at once; one more is refused at
+    /// once with `503` and `Retry-After`.
     #[oai(
         path = "/api/v1/job-events",
         method = "get",
@@ -181,6 +184,7 @@ impl JobsApi {
     )]
     async fn events(
         &self,
+        request: &poem::Request,
         events: Data<&JobEvents>,
         /// Only the jobs of this coin (its ticker, case-insensitive).
         symbol: Query<Option<String>>,
@@ -189,23 +193,45 @@ impl JobsApi {
             Ok(symbol) => symbol,
             Err(e) => return JobEventsResponse::BadRequest(ErrorBody::invalid_symbol(&e)),
         };
+        let Some(place) = events.admit() else {
+            return JobEventsResponse::ServiceUnavailable(
+                ErrorBody::json(
+                    "too_many_streams",
+                    format!(
+                        "every event stream this server serves is taken; try again in \
+                         {STREAMS_RETRY_AFTER_SECS} s, or read GET /api/v1/ingestion-jobs meanwhile"
+                    ),
+                ),
+                Some(STREAMS_RETRY_AFTER_SECS),
+            );
+        };
         let receiver = match events.subscribe().await {
             Ok(receiver) => receiver,
             Err(e) => {
-                return JobEventsResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+                return JobEventsResponse::ServiceUnavailable(
+                    ErrorBody::database_unavailable(&e),
+                    None,
+                );
             }
         };
-        let changes = futures::stream::unfold(receiver, move |mut receiver| async move {
-            loop {
-                match receiver.recv().await {
-                    Ok(job) if symbol.is_none_or(|symbol| job.symbol == symbol) => {
-                        return Some((Job::from(job), receiver));
+        // The stream is counted by its own cap from now on, not among the connections of
+        // ordinary requests; its place goes with the stream, given back when the client
+        // leaves.
+        if let Some(connection) = request.extensions().get::<ConnectionPlace>() {
+            connection.release();
+        }
+        let changes =
+            futures::stream::unfold((receiver, place), move |(mut receiver, place)| async move {
+                loop {
+                    match receiver.recv().await {
+                        Ok(job) if symbol.is_none_or(|symbol| job.symbol == symbol) => {
+                            return Some((Job::from(job), (receiver, place)));
+                        }
+                        Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return None,
                     }
-                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return None,
                 }
-            }
-        });
+            });
         JobEventsResponse::Ok(EventStream::new(changes.boxed()).keep_alive(KEEP_ALIVE))
     }
 
@@ -240,6 +266,10 @@ impl JobsApi {
     }
 }
 
+/// How long a client refused a stream is asked to wait: streams last as long as their
+/// pages, so a place frees up in minutes rather than seconds.
+const STREAMS_RETRY_AFTER_SECS: u32 = 30;
+
 /// How often an idle event stream sends a comment, so that proxies keep it open.
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -252,9 +282,16 @@ pub enum JobEventsResponse {
     /// `symbol` is not a ticker.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
-    /// The database is not answering.
+    /// `too_many_streams`: `EVENT_STREAMS_MAX` streams are open; try again after
+    /// `Retry-After` seconds (the connection is closed). Or `database_unavailable`: the
+    /// database is not answering.
     #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+    ServiceUnavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before asking again (with `too_many_streams`).
+        #[oai(header = "Retry-After")]
+        Option<u32>,
+    ),
 }
 
 impl Refusal for JobEventsResponse {

@@ -129,7 +129,7 @@ pub fn app(
     state: ApiState,
     limits: ConnectionLimits,
 ) -> impl Endpoint<Output = Response> + 'static {
-    let events = events::JobEvents::new(state.pool.clone());
+    let events = events::JobEvents::new(state.pool.clone(), limits.event_streams);
     app_with(state, limits, events)
 }
 
@@ -188,7 +188,7 @@ pub async fn serve(
         tracing::warn!("API_TOKEN is not set: the POST endpoints accept any caller");
     }
     tracing::info!(addr = %address, "REST API listening; documentation at /docs");
-    let events = events::JobEvents::new(state.pool.clone());
+    let events = events::JobEvents::new(state.pool.clone(), limits.event_streams);
     let app = app_with(state, limits, events.clone());
     // Event streams never end by themselves: ending them lets shutdown wait only for the
     // requests that will finish.

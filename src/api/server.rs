@@ -13,7 +13,14 @@
 //! - A connection on which no byte has moved either way for [`ConnectionLimits::idle`]
 //!   (a client that stopped reading its answer, say) is closed, request or not.
 //! - At most [`ConnectionLimits::max_connections`] connections are served at once; more
-//!   wait in the listen backlog until one closes.
+//!   wait in the listen backlog until one closes. Event streams never end by themselves,
+//!   so they are counted apart: a connection whose request became a stream gives its
+//!   place back ([`ConnectionPlace`]) and holds one of the
+//!   [`ConnectionLimits::event_streams`] places of the API's job-event listener instead,
+//!   which refuses one more with `503`. However many clients ask for streams,
+//!   `max_connections` places stay for every other request.
+//! - An answer `503` with `Retry-After` closes its connection: a refused client is told
+//!   to come back later, and does not keep a connection meanwhile.
 //! - A request body must arrive whole within [`ConnectionLimits::body`]; that one is
 //!   enforced by the API's body middleware, which answers `408` rather than closing.
 
@@ -29,6 +36,8 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use poem::http::StatusCode;
+use poem::http::header::{self, HeaderValue};
 use poem::http::uri::Scheme;
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Addr, Endpoint, Response};
@@ -48,20 +57,30 @@ pub struct ConnectionLimits {
     pub idle: Duration,
     /// A request body must arrive whole within this, or the request gets `408`.
     pub body: Duration,
-    /// Connections served at once; further ones wait to be accepted.
+    /// Connections served at once besides the event streams; further ones wait to be
+    /// accepted.
     pub max_connections: usize,
+    /// Event streams (`GET /api/v1/job-events`) open at once (`EVENT_STREAMS_MAX`); one
+    /// more is refused with `503`. Their connections are not counted in
+    /// `max_connections`, so streams never take the places other requests need.
+    pub event_streams: usize,
 }
+
+/// `EVENT_STREAMS_MAX` when not set: a page open in 256 browsers at once.
+pub const DEFAULT_EVENT_STREAMS: usize = 256;
 
 impl Default for ConnectionLimits {
     /// 10 s for a head or a body (a real client sends either in milliseconds), 60 s of
-    /// silence, 1024 connections: far above what the API's users need, far below what
-    /// the process's file descriptors and memory allow.
+    /// silence, 1024 connections and 256 streams: far above what the API's users need,
+    /// far below what the process's file descriptors (1280 sockets, a few more for the
+    /// database pool and logs) and memory allow.
     fn default() -> Self {
         Self {
             head: Duration::from_secs(10),
             idle: Duration::from_secs(60),
             body: Duration::from_secs(10),
             max_connections: 1024,
+            event_streams: DEFAULT_EVENT_STREAMS,
         }
     }
 }
@@ -130,6 +149,25 @@ where
     Ok(())
 }
 
+/// The connection's place among [`ConnectionLimits::max_connections`], reachable from
+/// its requests (as a request extension): a request that turns into an endless stream,
+/// counted by a cap of its own, gives the place back for other clients.
+#[derive(Clone)]
+pub struct ConnectionPlace(Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl ConnectionPlace {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(permit))))
+    }
+
+    /// Gives the place back for another connection; this one is served on regardless.
+    pub fn release(&self) {
+        if let Ok(mut place) = self.0.lock() {
+            place.take();
+        }
+    }
+}
+
 /// One connection, from accept to close: hyper with a header-read time-out, watched for
 /// a first head that never completes and for silence.
 async fn serve_connection<E>(
@@ -138,7 +176,7 @@ async fn serve_connection<E>(
     endpoint: Arc<E>,
     limits: ConnectionLimits,
     mut closing: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) where
     E: Endpoint<Output = Response> + 'static,
 {
@@ -148,19 +186,31 @@ async fn serve_connection<E>(
         inner: socket,
         activity: activity.clone(),
     });
+    // Dropped with the connection, unless a stream gave it back earlier.
+    let place = ConnectionPlace::new(permit);
     let service = hyper::service::service_fn({
         let activity = activity.clone();
         move |request: http::Request<Incoming>| {
             activity.requested.store(true, Ordering::Relaxed);
             let endpoint = endpoint.clone();
+            let place = place.clone();
             async move {
-                let request = poem::Request::from((
+                let mut request = poem::Request::from((
                     request,
                     LocalAddr(Addr::SocketAddr(local)),
                     RemoteAddr(Addr::SocketAddr(remote)),
                     Scheme::HTTP,
                 ));
-                let response = endpoint.get_response(request).await;
+                request.extensions_mut().insert(place);
+                let mut response = endpoint.get_response(request).await;
+                if response.status() == StatusCode::SERVICE_UNAVAILABLE
+                    && response.headers().contains_key(header::RETRY_AFTER)
+                {
+                    // hyper ends the connection after an answer that says so.
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 Ok::<_, Infallible>(hyper::Response::from(response))
             }
         }
@@ -301,6 +351,7 @@ mod tests {
         assert_eq!(limits.idle, Duration::from_secs(60));
         assert_eq!(limits.body, Duration::from_secs(10));
         assert_eq!(limits.max_connections, 1024);
+        assert_eq!(limits.event_streams, 256);
     }
 
     #[tokio::test]

@@ -8,14 +8,17 @@
 //! - a worker name unique to each process incarnation: a restart under the same name
 //!   would leave its old job `Running` forever;
 //! - LISTEN/NOTIFY pick-up, so an idle worker starts a job at once, not on its next beat;
-//! - `max_attempts` from `JOB_MAX_ATTEMPTS` (the backend's default is 25).
+//! - `max_attempts` from `JOB_MAX_ATTEMPTS` (the backend's default is 25);
+//! - its queries wait out a database outage (`patient`): the worker would otherwise
+//!   die of the first failed poll and drop the attempt in flight.
 
+mod patient;
 mod worker;
 
 use std::time::Duration;
 
 use apalis::prelude::{TaskBuilder, TaskId};
-use apalis_postgres::{Config, PgTask, PostgresStorage};
+use apalis_postgres::{Config, PgTask};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use ulid::Ulid;
@@ -37,14 +40,9 @@ pub struct IngestTask {
     pub job_id: Uuid,
 }
 
-/// The storage as every process configures it.
-pub fn storage(pool: &PgPool, lease: Duration) -> PostgresStorage<IngestTask> {
-    PostgresStorage::new(pool).with_config(queue_config(lease))
-}
-
 /// Heartbeats three times per lease, so a worker is declared dead after missing all
 /// three: a lease of 30 s is a 10 s heartbeat.
-fn queue_config(lease: Duration) -> Config {
+pub(crate) fn queue_config(lease: Duration) -> Config {
     const MISSED_HEARTBEATS: u32 = 3;
     let heartbeat = (lease / MISSED_HEARTBEATS).max(Duration::from_secs(1));
     Config::default()

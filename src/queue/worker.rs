@@ -10,7 +10,8 @@ use apalis::layers::tracing::TraceLayer;
 use apalis::prelude::*;
 use sqlx::PgPool;
 
-use super::{IngestTask, storage};
+use super::patient::PatientStorage;
+use super::{IngestTask, queue_config};
 use crate::domain::{JobStatus, today_utc};
 use crate::ingest::{self, Ingestor, JobError, Outcome};
 use crate::shutdown::Shutdown;
@@ -95,10 +96,10 @@ pub async fn run_worker(
             // A restarted worker takes a new name: the old one may still hold its lock.
             let name = if restarts == 0 { base_name.clone() } else { format!("{base_name}-r{restarts}") };
             WorkerBuilder::new(name)
-                .backend(PollWith::new(
-                    storage(&pool, options.lease),
-                    StreamStrategy::new(wake_ups(pool.clone())),
-                ))
+                .backend(
+                    PatientStorage::<IngestTask>::new(&pool, queue_config(options.lease))
+                        .poll_with(wake_ups(pool.clone())),
+                )
                 .data(state.clone())
                 .concurrency(1)
                 .retry(RetryPolicy::retries(options.max_attempts.saturating_sub(1) as usize).with_backoff(backoff))

@@ -149,10 +149,7 @@ pub async fn tracking_started(
 mod tests {
     use super::*;
     use crate::domain::Coin;
-
-    fn day(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use crate::domain::day;
 
     #[test]
     fn the_latest_of_track_since_first_day_and_reach_starts_the_days_to_keep() {

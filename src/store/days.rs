@@ -79,10 +79,7 @@ pub fn letters(start: NaiveDate, end: NaiveDate, bounds: Bounds, stored: &[i32])
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn day(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use crate::domain::day;
 
     #[test]
     fn each_day_gets_the_letter_of_its_status() {

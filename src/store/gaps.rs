@@ -111,10 +111,7 @@ pub fn runs(days: &[NaiveDate]) -> Vec<(NaiveDate, NaiveDate)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn day(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use crate::domain::day;
 
     #[test]
     fn consecutive_days_join_into_one_run_and_holes_split_them() {

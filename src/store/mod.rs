@@ -12,6 +12,7 @@ pub mod gaps;
 pub mod ingestion_jobs;
 pub mod plan_reach;
 pub mod queue_lease;
+pub mod second_source;
 pub mod stats;
 pub mod sync_schedule;
 

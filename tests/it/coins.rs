@@ -18,11 +18,7 @@ async fn a_new_coin_is_checked_with_one_call_that_finds_its_first_day_and_is_lis
     let api = TestApi::start(&h).await;
 
     let answer = api
-        .put(
-            "/api/v1/coins/eth",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("eth", json!({"coingecko_id": "ethereum"}))
         .await;
 
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
@@ -60,11 +56,7 @@ async fn an_unknown_coingecko_id_is_refused_after_one_call_and_nothing_is_stored
     let api = TestApi::start(&h).await;
 
     let answer = api
-        .put(
-            "/api/v1/coins/BCN",
-            json!({"coingecko_id": "bitcorn"}),
-            None,
-        )
+        .put_coin("BCN", json!({"coingecko_id": "bitcorn"}))
         .await;
 
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text());
@@ -87,29 +79,18 @@ async fn a_symbol_keeps_its_id_and_an_id_its_symbol_and_tracking_changes_without
     let h = Harness::new().await;
     let api = TestApi::start(&h).await;
     let created = api
-        .put(
-            "/api/v1/coins/ETH",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
         .await;
     assert_eq!(created.status, StatusCode::CREATED);
 
-    let other_id = api
-        .put("/api/v1/coins/ETH", json!({"coingecko_id": "solana"}), None)
-        .await;
+    let other_id = api.put_coin("ETH", json!({"coingecko_id": "solana"})).await;
     let other_symbol = api
-        .put(
-            "/api/v1/coins/ETH2",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("ETH2", json!({"coingecko_id": "ethereum"}))
         .await;
     let tracked = api
-        .put(
-            "/api/v1/coins/eth",
+        .put_coin(
+            "eth",
             json!({"coingecko_id": "ethereum", "tracked": true, "track_since": "2024-01-01"}),
-            None,
         )
         .await;
 
@@ -196,11 +177,7 @@ async fn a_coingecko_failure_during_the_check_is_a_503_that_stores_nothing() {
     }
 
     let answer = api
-        .put(
-            "/api/v1/coins/ETH",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
         .await;
 
     assert_eq!(
@@ -226,12 +203,8 @@ async fn a_coingecko_failure_during_the_check_is_a_503_that_stores_nothing() {
             401,
             r#"{"status":{"error_code":10002,"error_message":"API Key Missing."}}"#,
         ));
-        api.put(
-            "/api/v1/coins/ETH",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
-        .await
+        api.put_coin("ETH", json!({"coingecko_id": "ethereum"}))
+            .await
     };
     assert_eq!(
         refused.status,
@@ -252,11 +225,7 @@ async fn registering_a_coin_needs_the_bearer_token_when_one_is_set() {
     let api = TestApi::start_with(h.api_state(Some(TOKEN))).await;
 
     let without = api
-        .put(
-            "/api/v1/coins/ETH",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
         .await;
     let wrong = api
         .put(
@@ -441,7 +410,7 @@ async fn a_reach_learned_from_10012_costs_one_refused_call_in_the_service_lifeti
     let (start, end) = four_years_to_yesterday();
 
     let first = h.run_job(start, end, false).await;
-    let refused_after_first = h.fake.calls().iter().filter(|c| c.status == 401).count();
+    let refused_after_first = h.calls_answered(401).len();
     let second = h.run_job(start, end, true).await;
     h.register("ETH", "ethereum").await;
 

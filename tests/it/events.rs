@@ -182,3 +182,139 @@ async fn each_change_of_a_job_is_pushed_to_every_follower_and_shutdown_ends_the_
     .await;
     assert!(ended.is_ok(), "the stream ends at shutdown");
 }
+
+/// Opens a connection and asks for the event stream; returns the socket and the answer's
+/// head (status line and headers), read as soon as it comes.
+async fn ask_for_a_stream(address: &str) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("the API accepts");
+    socket
+        .write_all(
+            b"GET /api/v1/job-events HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .await
+        .expect("the request is sent");
+    let mut head = Vec::new();
+    let read = async {
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = socket.read(&mut byte).await.expect("the answer reads");
+            assert_eq!(n, 1, "the head is complete before the connection ends");
+            head.push(byte[0]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("the answer's head comes at once");
+    (socket, String::from_utf8_lossy(&head).to_lowercase())
+}
+
+#[tokio::test]
+async fn eleven_hundred_streams_leave_the_api_answering_and_the_two_hundred_fifty_seventh_is_refused()
+ {
+    use tokio::io::AsyncReadExt;
+    let h = Harness::new().await;
+    let job = h
+        .submit(days_before_today(10), days_before_today(1), false)
+        .await;
+    let api = TestApi::start(&h).await;
+    let address = api.base.trim_start_matches("http://").to_owned();
+
+    let mut open = Vec::new();
+    for _ in 0..256 {
+        let (socket, head) = ask_for_a_stream(&address).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        open.push(socket);
+    }
+    let (mut refused, head) = ask_for_a_stream(&address).await;
+    assert!(head.starts_with("http/1.1 503"), "stream 257: {head}");
+    assert!(head.contains("\r\nretry-after: 30\r\n"), "{head}");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), refused.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_))),
+        "the refused connection is closed, not kept: {closed:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&rest).contains("too_many_streams"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+    // The attacker goes on: 843 more ask, all at once, and keep their sockets.
+    let more = futures::future::join_all((0..843).map(|_| ask_for_a_stream(&address))).await;
+    for (socket, head) in more {
+        assert!(head.starts_with("http/1.1 503"), "{head}");
+        open.push(socket);
+    }
+
+    for path in [
+        "/healthz".to_owned(),
+        format!("/api/v1/ingestion-jobs/{}", job.id),
+    ] {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(1), api.get(&path))
+            .await
+            .unwrap_or_else(|_| panic!("{path} answers within a second"));
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    // A stream that closes gives its place back.
+    drop(open.swap_remove(0));
+    let reopened = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let (socket, head) = ask_for_a_stream(&address).await;
+            if head.starts_with("http/1.1 200") {
+                return socket;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        reopened.is_ok(),
+        "a freed place is given to the next stream"
+    );
+    drop(open);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn streams_do_not_count_among_the_connections_of_ordinary_requests() {
+    let h = Harness::new().await;
+    let limits = price_history::api::ConnectionLimits {
+        max_connections: 4,
+        event_streams: 16,
+        ..Default::default()
+    };
+    let api = TestApi::start_with_limits(h.api_state(None), limits).await;
+    let address = api.base.trim_start_matches("http://").to_owned();
+
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        let (socket, head) = ask_for_a_stream(&address).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        open.push(socket);
+    }
+    let (_, head) = ask_for_a_stream(&address).await;
+    assert!(head.starts_with("http/1.1 503"), "stream 17: {head}");
+
+    // Four times the ordinary cap in streams, and the four places are all free.
+    let answers = tokio::time::timeout(
+        Duration::from_secs(1),
+        futures::future::join_all((0..4).map(|_| {
+            let client = reqwest::Client::new();
+            let url = format!("{}/healthz", api.base);
+            async move { client.get(url).send().await.map(|r| r.status()) }
+        })),
+    )
+    .await
+    .expect("four requests at once answer within a second");
+    for answer in answers {
+        assert_eq!(answer.expect("an answer"), 200);
+    }
+    drop(open);
+    api.stop().await;
+}

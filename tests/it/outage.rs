@@ -2,8 +2,6 @@
 //! job continues afterwards. PostgreSQL here is a private cluster the test starts and
 //! stops itself (initdb / pg_ctl from the machine's PostgreSQL binaries).
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::Days;
@@ -15,150 +13,8 @@ use price_history::store::{
 };
 use uuid::Uuid;
 
+use crate::cluster::{PrivateCluster, readyz, wait_until};
 use crate::support::{count_rows, days_before_today, free_port, spawn_service};
-
-/// A PostgreSQL cluster of the test's own, on a free port, removed when dropped.
-struct PrivateCluster {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl PrivateCluster {
-    fn create() -> Self {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL's binaries are installed under /usr/lib/postgresql")
-            .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
-            .filter(|bin| bin.join("initdb").exists())
-            .max()
-            .expect("an initdb");
-        let dir = std::env::temp_dir().join(format!("ph-outage-{}", Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cluster = PrivateCluster {
-            bin,
-            dir,
-            port: free_port(),
-        };
-        // initdb refuses to run as root: the cluster belongs to the postgres user then.
-        if is_root() {
-            assert!(
-                Command::new("chown")
-                    .args(["-R", "postgres:postgres"])
-                    .arg(&cluster.dir)
-                    .status()
-                    .unwrap()
-                    .success()
-            );
-        }
-        cluster.run(
-            "initdb",
-            &[
-                "-D",
-                &cluster.data(),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-        );
-        cluster
-    }
-
-    fn data(&self) -> String {
-        self.dir.join("data").display().to_string()
-    }
-
-    fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
-
-    fn start(&self) {
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off",
-            self.port,
-            self.dir.display()
-        );
-        let log = self.dir.join("server.log").display().to_string();
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data(),
-                "-o",
-                &options,
-                "-l",
-                &log,
-                "-w",
-                "start",
-            ],
-        );
-    }
-
-    fn stop(&self) {
-        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
-    }
-
-    fn run(&self, program: &str, args: &[&str]) {
-        let path = self.bin.join(program);
-        let status = if is_root() {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&path)
-                .args(args)
-                .status()
-        } else {
-            Command::new(&path).args(args).status()
-        }
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-        assert!(status.success(), "{program} {args:?} failed");
-    }
-}
-
-impl Drop for PrivateCluster {
-    fn drop(&mut self) {
-        let path = self.bin.join("pg_ctl");
-        let data = self.data();
-        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
-        let _ = if is_root() {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&path)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&path).args(args).output()
-        };
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"))
-}
-
-async fn readyz(client: &reqwest::Client, base: &str) -> Option<u16> {
-    let response = client
-        .get(format!("{base}/readyz"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?;
-    Some(response.status().as_u16())
-}
-
-async fn wait_until(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test]
 async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
@@ -439,6 +295,7 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
         client: CoinGeckoClient::new(settings.clone(), CallBudget::ProcessLocal).unwrap(),
         chunk_days: 90,
         reach: Reach::new(PlanReach::UNLIMITED, &settings),
+        second_source: None,
     };
     let (start, end) = (days_before_today(10), days_before_today(1));
     let job = queue::submit(
@@ -493,4 +350,109 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
     );
     let stored = count_rows(&pool, "daily_prices").await;
     assert_eq!(stored, 10);
+}
+
+/// Runs a 1461-day job on one `worker` process and takes the database away for `outage`
+/// once three windows are stored; returns the job as it ended and the calls made.
+async fn a_job_through_an_outage_of(outage: Duration) -> (JobRecord, usize, String) {
+    let cluster = PrivateCluster::create();
+    cluster.start();
+    let fake = FakeCoinGecko::start().await;
+    // Each answer takes a while, so that the job is mid-window when the database goes.
+    fake.set_delay(Duration::from_millis(400));
+    let url = cluster.url("price_history");
+    let pool = store::connect_and_migrate(&url, 4).await.unwrap();
+    let mut worker = spawn_service(
+        &url,
+        &fake.base_url(),
+        &["worker"],
+        // A heartbeat every 5 s: any outage of 10 s holds one, which fails after the pool's
+        // 5 s acquire time-out while the database is still away.
+        &[("JOB_LEASE_SECS", "15"), ("SYNC_SCHEDULE", "off")],
+    );
+    let end = days_before_today(1);
+    let range = DateRange::for_coin(
+        &price_history::domain::Coin::bitcoin(),
+        end.checked_sub_days(Days::new(1460)).unwrap(),
+        end,
+        today_utc(),
+    )
+    .unwrap();
+    let job = queue::submit(
+        &pool,
+        NewJob {
+            id: Uuid::now_v7(),
+            symbol: Symbol::BTC,
+            trigger: price_history::domain::Trigger::Api,
+            range,
+            force: false,
+        },
+        3,
+    )
+    .await
+    .unwrap();
+    let mut follower = JobFollower::new(&pool, job.id).await.unwrap();
+    let mut now: JobRecord = follower.current().await.unwrap().unwrap();
+    while now.chunks_done < 3 {
+        now = follower.next_change().await.unwrap().unwrap();
+    }
+    // A window is in flight: its call has gone, its answer comes while the database is away.
+    fake.wait_for_calls(4).await;
+    cluster.stop();
+    tokio::time::sleep(outage).await;
+    assert!(
+        worker.is_running(),
+        "the worker survived the outage:\n{}",
+        worker.output()
+    );
+    cluster.start();
+    let finished = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            // The follower's connection died with the server; a fresh one follows on.
+            if let Ok(mut follower) = JobFollower::new(&pool, job.id).await
+                && let Ok(Some(job)) = follower.until_finished().await
+            {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the job ends after the database is back");
+    let stored = count_rows(&pool, "daily_prices").await;
+    assert_eq!(stored, 1461);
+    worker.signal("TERM");
+    assert_eq!(worker.exit_code(Duration::from_secs(30)).await, Some(0));
+    (finished, fake.call_count(), worker.output())
+}
+
+fn assert_rode_it_out(job: &JobRecord, calls: usize, output: &str) {
+    assert_eq!(
+        job.status,
+        JobStatus::Completed,
+        "{:?}\n{output}",
+        job.error_message
+    );
+    assert_eq!(job.attempts, 1, "the outage cost no attempt:\n{output}");
+    assert_eq!(
+        calls,
+        1461usize.div_ceil(90),
+        "the outage cost no call: every window fetched once:\n{output}"
+    );
+    assert!(
+        !output.contains("restarting it"),
+        "the worker was not restarted:\n{output}"
+    );
+}
+
+#[tokio::test]
+async fn a_ten_second_outage_mid_job_costs_no_attempt_and_no_call() {
+    let (job, calls, output) = a_job_through_an_outage_of(Duration::from_secs(10)).await;
+    assert_rode_it_out(&job, calls, &output);
+}
+
+#[tokio::test]
+async fn a_thirty_second_outage_mid_job_costs_no_attempt_and_no_call() {
+    let (job, calls, output) = a_job_through_an_outage_of(Duration::from_secs(30)).await;
+    assert_rode_it_out(&job, calls, &output);
 }

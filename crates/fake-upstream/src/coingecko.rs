@@ -16,7 +16,7 @@
 //! `precision` parameters, ISO dates in `from`/`to`, and currencies other than USD
 //! (any `vs_currency` gets USD prices).
 
-mod market;
+pub(crate) mod market;
 
 use std::collections::{HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -373,7 +373,7 @@ impl std::fmt::Debug for FakeCoinGecko {
 /// The decimal a client reads from a served value: the same rule as price-history's
 /// `coingecko::decimal_from_f64` (the shortest decimal that reads back as the same `f64`),
 /// restated here so that the fake does not depend on the service it stands in for.
-fn wire_decimal(value: f64) -> Decimal {
+pub(crate) fn wire_decimal(value: f64) -> Decimal {
     assert!(value.is_finite(), "the fake serves finite values");
     value
         .to_string()
