@@ -25,6 +25,8 @@ pub enum CoinSync {
 
 /// The days a tracked coin should have on `today`: from the latest of `track_since`, its
 /// first day and the first day the plan serves, to yesterday. `None` when that is empty.
+/// The tick applies the same rule in SQL to all coins at once
+/// (`store::coin_figures::tracked_needing_a_look`): change both together.
 pub fn days_to_keep(
     coin: &Coin,
     reach: PlanReach,

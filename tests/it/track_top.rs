@@ -166,3 +166,54 @@ async fn coins_track_top_on_the_command_line_shows_what_it_registered_and_what_i
     assert_eq!(bad.exit_code(Duration::from_secs(30)).await, Some(2));
     assert_eq!(h.fake.calls().len(), 8);
 }
+
+#[tokio::test]
+async fn an_import_whose_process_died_stops_blocking_a_new_one_but_a_live_one_blocks_the_command_line()
+ {
+    let h = harness().await;
+    let live = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO coin_imports (id, status, n, trigger) VALUES ($1, 'running', 5, 'api')",
+    )
+    .bind(live)
+    .execute(h.pool())
+    .await
+    .unwrap();
+
+    // A live import (its heartbeat fresh) refuses the command line, before any call.
+    let mut refused = h.spawn(&["coins", "track-top", "5"], &[]);
+    assert_eq!(refused.exit_code(Duration::from_secs(30)).await, Some(2));
+    assert!(
+        refused.output().contains(&live.to_string()),
+        "{}",
+        refused.output()
+    );
+    assert_eq!(h.fake.calls().len(), 0);
+
+    // Its process died: two minutes without a heartbeat, and a new import may start.
+    sqlx::query("UPDATE coin_imports SET updated_at = now() - interval '3 minutes'")
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let api = TestApi::start(&h).await;
+    let answer = api
+        .post("/api/v1/coins/track-top", Some(json!({"n": 5})), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let location = answer.header("location").expect("a Location").to_owned();
+    let import = until_ended(&api, &location).await;
+    assert_eq!(import["status"], "completed", "{import}");
+    let dead = api
+        .get(&format!("/api/v1/coins/track-top/{live}"))
+        .await
+        .json();
+    assert_eq!(dead["status"], "failed");
+    assert!(
+        dead["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("abandoned"),
+        "{dead}"
+    );
+    api.stop().await;
+}

@@ -22,7 +22,7 @@
   // The coin list is read a page at a time (GET /api/v1/coins?limit=&after=&q=), so that it
   // stays quick at ten thousand coins: the rows shown, the filter typed, where the next page starts.
   var COIN_PAGE = 100;
-  var coinList = { q: '', next: null, loads: 0 };
+  var coinList = { q: '', tracked: false, next: null, loads: 0 };
   var jobs = new Map();
   var chart = null;
   var viewLoads = 0;
@@ -102,6 +102,7 @@
     var load = ++coinList.loads;
     var params = { limit: COIN_PAGE };
     if (coinList.q) params.q = coinList.q;
+    if (coinList.tracked) params.tracked = 'true';
     if (more && coinList.next) params.after = coinList.next;
     return api('GET', '/api/v1/coins?' + query(params)).then(function (answer) {
       if (load !== coinList.loads) return;
@@ -132,7 +133,8 @@
     $('#coins-more').hidden = !coinList.next;
     $('#coins-count').textContent = coins.length
       ? coins.length + (coinList.next ? '+' : '') + ' coin' + (coins.length === 1 && !coinList.next ? '' : 's') + (coinList.q ? ' matching “' + coinList.q + '”' : '')
-      : (coinList.q ? 'No coin matches “' + coinList.q + '”.' : 'No coin registered.');
+      : (coinList.q ? 'No ' + (coinList.tracked ? 'tracked ' : '') + 'coin matches “' + coinList.q + '”.'
+        : (coinList.tracked ? 'No coin tracked.' : 'No coin registered.'));
     ['#view-symbol', '#job-symbol'].forEach(function (selector) {
       var select = $(selector);
       var chosen = select.value || view.symbol;
@@ -176,6 +178,10 @@
         coinList.q = event.target.value.trim();
         loadCoins(false).catch(report);
       }, 200);
+    });
+    $('#coin-tracked-only').addEventListener('change', function (event) {
+      coinList.tracked = event.target.checked;
+      loadCoins(false).catch(report);
     });
     $('#coins-more').addEventListener('click', function () {
       loadCoins(true).catch(report);
