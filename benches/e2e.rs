@@ -31,6 +31,10 @@ mod budget;
 mod coins;
 #[path = "e2e/page.rs"]
 mod page;
+#[path = "e2e/private_postgres.rs"]
+mod private_postgres;
+#[path = "e2e/scale.rs"]
+mod scale;
 #[path = "e2e/schedule.rs"]
 mod schedule;
 
@@ -145,7 +149,10 @@ async fn run(sizes: Sizes) -> Result<()> {
     bench.cleanup().await;
     result?;
 
-    let out = if sizes.smoke {
+    let out = if let Some(only) = only() {
+        // A piece alone never replaces the whole table.
+        PathBuf::from(format!("target/BENCHMARKS.{only}.md"))
+    } else if sizes.smoke {
         PathBuf::from("target/BENCHMARKS.smoke.md")
     } else {
         PathBuf::from("BENCHMARKS.md")
@@ -155,6 +162,13 @@ async fn run(sizes: Sizes) -> Result<()> {
     std::fs::write(root.join(&out), markdown(&sizes, &report))?;
     println!("wrote {}", out.display());
     Ok(())
+}
+
+/// `PH_BENCH_ONLY`: the one piece to run, when set.
+fn only() -> Option<String> {
+    std::env::var("PH_BENCH_ONLY")
+        .ok()
+        .filter(|only| !only.is_empty())
 }
 
 /// The runner's world: its databases, the fake CoinGecko, an HTTP client.
@@ -207,6 +221,16 @@ impl Bench {
     }
 
     async fn all(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
+        if let Some(only) = only() {
+            // One piece alone (`PH_BENCH_ONLY=scale`), to measure a change without the rest.
+            return match only.as_str() {
+                "scale" => self.scale(sizes, report).await,
+                "second-source" => self.second_source(sizes, report).await,
+                other => {
+                    bail!("PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source")
+                }
+            };
+        }
         self.pipeline(sizes, report).await?;
         self.bulk_upsert(sizes, report).await?;
         self.gap_detection(sizes, report).await?;
@@ -215,6 +239,8 @@ impl Bench {
         self.schedule(sizes, report).await?;
         budget::rows(self, sizes, report).await?;
         self.page(sizes, report).await?;
+        private_postgres::rows(self, sizes, report).await?;
+        self.scale(sizes, report).await?;
         Ok(())
     }
 
@@ -934,6 +960,9 @@ fn spawn(
         .env("DATABASE_URL", database_url)
         .env("COINGECKO_BASE_URL", coingecko_url)
         .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
+        // The second source only in the rows that measure it (with a fake Coinbase),
+        // never the real Coinbase Exchange.
+        .env("FALLBACK_SOURCE", "off")
         .env("RUST_LOG", "warn")
         .env_remove("API_TOKEN")
         .envs(env.iter().copied())

@@ -7,8 +7,8 @@
 # that, unlike Schemathesis, refuses anything OpenAPI 3.0 does not allow (such as the
 # 3.1-only `info.summary`), as strict client generators do.
 #
-# It builds the binary, starts a loopback fake CoinGecko and `price-history api` on free
-# ports, the api against a throwaway
+# It builds the binary, starts a loopback fake CoinGecko, a loopback fake Coinbase
+# Exchange (the second source) and `price-history api` on free ports, the api against a throwaway
 # database (created by the binary, dropped at the end), waits for /readyz, runs
 # Schemathesis, and stops the server. Schemathesis and openapi-spec-validator are
 # installed from PyPI into a venv under target/ on first use.
@@ -54,8 +54,9 @@ base="http://127.0.0.1:$port"
 
 server=""
 fake=""
+fake_coinbase=""
 cleanup() {
-    for pid in "$server" "$fake"; do
+    for pid in "$server" "$fake" "$fake_coinbase"; do
         if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
             kill -TERM "$pid"
             wait "$pid" || true
@@ -73,11 +74,21 @@ target/debug/fake-upstream coingecko --bind "127.0.0.1:$fake_port" \
     >target/schemathesis-fake.log 2>&1 &
 fake=$!
 
+# Registering a coin also asks Coinbase Exchange about its product (`coinbase_product`, or
+# the guess `{SYMBOL}-USD`): a loopback fake answers, without a rate limit of its own and
+# with a budget that never makes a request wait, so that no test case reaches the real one.
+fake_coinbase_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+target/debug/fake-upstream coinbase --bind "127.0.0.1:$fake_coinbase_port" --requests-per-second 0 \
+    >target/schemathesis-fake-coinbase.log 2>&1 &
+fake_coinbase=$!
+
 DATABASE_URL="postgres://postgres@127.0.0.1:5432/$database" \
     BIND_ADDR="127.0.0.1:$port" \
     API_TOKEN="$token" \
     COINGECKO_BASE_URL="http://127.0.0.1:$fake_port" \
     COINGECKO_CALLS_PER_MINUTE=60000 \
+    COINBASE_BASE_URL="http://127.0.0.1:$fake_coinbase_port" \
+    COINBASE_CALLS_PER_MINUTE=60000 \
     RUST_LOG="${RUST_LOG:-warn}" \
     target/debug/price-history api >"$log" 2>&1 &
 server=$!

@@ -6,8 +6,10 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use rust_decimal::Decimal;
 use secrecy::SecretString;
 
+use crate::coinbase::CoinbaseSettings;
 use crate::coingecko::CoinGeckoSettings;
 use crate::domain::PlanReach;
 use crate::schedule::{Clock, DEFAULT_SCHEDULE, SyncSchedule};
@@ -22,14 +24,20 @@ fn is_public_root(base_url: &str) -> bool {
         .is_ok_and(|url| url.scheme() == "https" && url.host_str() == Some("api.coingecko.com"))
 }
 
+/// `DATABASE_URL` when it is not set. Nothing answering there (and no `DATABASE_URL`) means
+/// a private server instead: see [`crate::private_postgres`].
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/price_history";
+
 /// Settings shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
-    /// PostgreSQL holding the data, the job records and the job queue.
+    /// PostgreSQL holding the data, the job records and the job queue. Not set, and
+    /// nothing answering at the default: a private server, started from the machine's
+    /// PostgreSQL binaries, its data under ~/.local/share/price-history.
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@localhost:5432/price_history",
+        default_value = DEFAULT_DATABASE_URL,
         global = true
     )]
     pub database_url: String,
@@ -137,6 +145,47 @@ pub struct Settings {
     )]
     pub log_format: LogFormat,
 
+    /// Where a coin's days older than the CoinGecko plan's reach come from: `coinbase`
+    /// (Coinbase Exchange's public daily candles, no key) or `off`.
+    #[arg(
+        long,
+        env = "FALLBACK_SOURCE",
+        value_enum,
+        default_value = "coinbase",
+        global = true
+    )]
+    pub fallback_source: FallbackSource,
+
+    /// The second source's root.
+    #[arg(
+        long,
+        env = "COINBASE_BASE_URL",
+        default_value = "https://api.exchange.coinbase.com",
+        global = true
+    )]
+    pub coinbase_base_url: String,
+
+    /// The second source's own call budget per minute, retries included, shared by every
+    /// process on the database like CoinGecko's.
+    #[arg(
+        long,
+        env = "COINBASE_CALLS_PER_MINUTE",
+        default_value = "120",
+        global = true
+    )]
+    pub coinbase_calls_per_minute: NonZeroU32,
+
+    /// A coin's second source is used only while the median difference of the two
+    /// sources' closes, on days both cover, is at most this many percent.
+    #[arg(
+        long,
+        env = "FALLBACK_MAX_DEVIATION_PERCENT",
+        default_value = "5",
+        value_parser = parse_percent,
+        global = true
+    )]
+    pub fallback_max_deviation_percent: Decimal,
+
     /// When tracked coins are brought up to date: a cron expression with a seconds field,
     /// in UTC (seconds minutes hours day-of-month month day-of-week [year]); `off` disables.
     #[arg(
@@ -174,6 +223,29 @@ pub enum LogFormat {
     Json,
 }
 
+/// `FALLBACK_SOURCE`: the second source, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FallbackSource {
+    /// Coinbase Exchange's public daily candles.
+    Coinbase,
+    /// No second source: out-of-plan days stay empty, as before it existed.
+    Off,
+}
+
+/// A percentage: a finite decimal, not negative (`5`, `2.5`).
+fn parse_percent(value: &str) -> Result<Decimal, String> {
+    let percent: Decimal = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number of percent such as 5 or 2.5"))?;
+    if percent.is_sign_negative() && !percent.is_zero() {
+        return Err(format!(
+            "{value:?} is negative; a deviation limit is 0 or more"
+        ));
+    }
+    Ok(percent)
+}
+
 impl Settings {
     pub fn coingecko(&self) -> CoinGeckoSettings {
         CoinGeckoSettings {
@@ -187,6 +259,20 @@ impl Settings {
             retry_base_delay: Duration::from_millis(self.coingecko_retry_base_delay_ms),
             timeout: Duration::from_secs(self.coingecko_timeout_secs),
         }
+    }
+
+    /// How to reach the second source; `None` with `FALLBACK_SOURCE=off`. Its HTTP-level
+    /// retries and time limit are CoinGecko's (`COINGECKO_MAX_RETRIES`,
+    /// `COINGECKO_RETRY_BASE_DELAY_MS`, `COINGECKO_TIMEOUT_SECS`): one retry policy for
+    /// every upstream.
+    pub fn coinbase(&self) -> Option<CoinbaseSettings> {
+        (self.fallback_source == FallbackSource::Coinbase).then(|| CoinbaseSettings {
+            base_url: self.coinbase_base_url.clone(),
+            calls_per_minute: self.coinbase_calls_per_minute,
+            max_retries: self.coingecko_max_retries,
+            retry_base_delay: Duration::from_millis(self.coingecko_retry_base_delay_ms),
+            timeout: Duration::from_secs(self.coingecko_timeout_secs),
+        })
     }
 
     /// The plan's reach as configured: `COINGECKO_HISTORY_DAYS`, else 365 days on the
@@ -268,6 +354,37 @@ mod tests {
             .to_string();
         assert!(refused.contains("\"0 40 * * *\""), "{refused}");
         assert!(refused.contains("6 or 7 are needed"), "{refused}");
+    }
+
+    #[test]
+    fn the_second_source_is_coinbase_by_default_and_off_turns_it_off() {
+        let defaults = settings(&[]);
+        let coinbase = defaults.coinbase().expect("on by default");
+        assert_eq!(coinbase.base_url, "https://api.exchange.coinbase.com");
+        assert_eq!(coinbase.calls_per_minute.get(), 120);
+        assert_eq!(defaults.fallback_max_deviation_percent, Decimal::from(5));
+        assert!(settings(&["--fallback-source", "off"]).coinbase().is_none());
+        let set = settings(&[
+            "--coinbase-calls-per-minute",
+            "30",
+            "--fallback-max-deviation-percent",
+            "2.5",
+        ]);
+        assert_eq!(set.coinbase().unwrap().calls_per_minute.get(), 30);
+        assert_eq!(set.fallback_max_deviation_percent.to_string(), "2.5");
+    }
+
+    #[test]
+    fn a_negative_or_wordy_deviation_limit_is_refused() {
+        for bad in ["-1", "five", ""] {
+            let refused =
+                Cli::try_parse_from(["price-history", "--fallback-max-deviation-percent", bad]);
+            assert!(refused.is_err(), "{bad:?}");
+        }
+        assert!(Cli::try_parse_from(["price-history", "--fallback-source", "binance"]).is_err());
+        assert!(
+            Cli::try_parse_from(["price-history", "--coinbase-calls-per-minute", "0"]).is_err()
+        );
     }
 
     #[test]

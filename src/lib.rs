@@ -11,13 +11,24 @@
 //! - [`config`]: every setting, as environment variable and flag.
 //! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`).
 //! - [`coingecko`]: the HTTP client (call budget, retries, error bodies).
+//! - [`coinbase`]: the second source's client (Coinbase Exchange's daily candles), for the
+//!   days older than the CoinGecko plan's reach.
+//! - [`upstream`]: what both clients share: the call budget per source, the body cap,
+//!   redaction, `Retry-After`.
 //! - [`store`]: all SQL, a module per table.
-//! - [`ingest`]: the job: plan windows from gaps, fetch, fill, upsert, checkpoint;
-//!   `ingest::source` is the seat of a price source (what it is asked, what it answers),
-//!   with CoinGecko as its first implementation.
+//! - [`private_postgres`]: the PostgreSQL a first run starts from the machine's binaries
+//!   when `DATABASE_URL` is not set and nothing answers at its default.
+//! - [`ingest`]: the job: plan windows from gaps, fetch, fill, then the days older than
+//!   the plan serves from the second source; upsert, checkpoint. `ingest::source` is the
+//!   seat of a price source (what it is asked, what it answers), with CoinGecko and
+//!   Coinbase Exchange as its implementations; `ingest::fallback` the second source's
+//!   windows and its mapping check.
 //! - [`queue`]: apalis-postgres storage (patient with database outages), submission and
 //!   the worker.
-//! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call).
+//! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call, a
+//!   Coinbase product with one more, or guessed as `{SYMBOL}-USD`).
+//! - [`track_top`]: tracking the N largest coins by market cap in one import (CoinGecko's
+//!   `/coins/markets`, then the registry's rules per coin), recorded like a job.
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
 //! - [`startup`]: settings in, a running service out: the one place that wires the pool,
@@ -25,21 +36,23 @@
 //!   the scheduler. The commands, the tests and the benchmarks all start the service here.
 //! - [`shutdown`]: the one stop signal (SIGTERM, SIGINT) handed to every long-lived task.
 //! - [`cli`]: the subcommands and their dispatch, a module per command that does more
-//!   (`backfill`, `coins`); `main.rs` only calls [`cli::run`].
+//!   (`backfill`, `coins`, `track_top`); `main.rs` only calls [`cli::run`].
 //!
 //! Test-only code lives outside this crate: `crates/fake-upstream` (package
-//! `price-history-fake-upstream`, a dev-dependency) holds the loopback fake CoinGecko the
+//! `price-history-fake-upstream`, a dev-dependency) holds the loopback fake CoinGecko and fake Coinbase the
 //! tests, benchmarks and checks talk to, so the release binary carries none of it.
 //!
-//! Data flows one way: cli → startup → (api, schedule) → (registry, queue) → ingest →
-//! (coingecko, store); every layer may read `config`, `domain` and `shutdown`.
+//! Data flows one way: cli → startup → (api, schedule) → (track_top, registry, queue) → ingest →
+//! (coingecko, coinbase, store); every layer may read `config`, `domain` and `shutdown`.
 
 pub mod api;
 pub mod cli;
+pub mod coinbase;
 pub mod coingecko;
 pub mod config;
 pub mod domain;
 pub mod ingest;
+pub mod private_postgres;
 pub mod queue;
 pub mod registry;
 pub mod schedule;
@@ -47,3 +60,5 @@ pub mod shutdown;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod track_top;
+pub mod upstream;

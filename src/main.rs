@@ -1,11 +1,10 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use price_history::cli::{self, Cli};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {

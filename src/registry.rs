@@ -2,14 +2,26 @@
 //! `price-history coins add`: a symbol names one CoinGecko id for good, a new id is
 //! checked with exactly one `market_chart/range` call (which also finds the coin's first
 //! day), and nothing is stored for a coin that was not checked.
+//!
+//! The second source's product is part of the registration: an explicit product is
+//! checked with one Coinbase call (`400` when Coinbase does not list it), a new coin
+//! without one gets `{SYMBOL}-USD` when Coinbase lists it. A guess that cannot be made
+//! (Coinbase unreachable) registers the coin without a product rather than refusing a
+//! coin CoinGecko has just vouched for; the notes of [`Registered::Created`] say so. With
+//! `FALLBACK_SOURCE=off` there is no client: an explicit product is stored unchecked
+//! (it is checked against CoinGecko's closes before its first use anyway, and a product
+//! Coinbase does not list makes the job say so), and nothing is guessed.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 
+use crate::coinbase::{CoinbaseClient, CoinbaseError};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoError};
-use crate::domain::{Coin, CoinGeckoId, PlanReach, Symbol, today_utc};
+use crate::domain::{Coin, CoinGeckoId, PlanReach, ProductId, Symbol, today_utc};
 use crate::ingest::Reach;
+use crate::ingest::fallback::guess_product;
 use crate::store::coins::{self, CoinRecord};
+use crate::store::second_source;
 
 /// Where the check asks from when the plan has no limit: before any coin's first price
 /// (Bitcoin's genesis block), so that the answer starts at the coin's first day.
@@ -22,15 +34,35 @@ pub struct CoinRequest {
     pub coingecko_id: CoinGeckoId,
     pub tracked: bool,
     pub track_since: Option<NaiveDate>,
+    /// The coin's product on the second source.
+    pub coinbase_product: ProductChoice,
+}
+
+/// What a caller says about a coin's Coinbase product.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ProductChoice {
+    /// Nothing: a new coin gets `{SYMBOL}-USD` when Coinbase lists it; a registered coin
+    /// keeps its product.
+    #[default]
+    Unsaid,
+    /// No second source for the coin.
+    Clear,
+    /// This product, once Coinbase says it lists it.
+    Set(ProductId),
 }
 
 /// What the registry did.
 #[derive(Debug, Clone)]
 pub enum Registered {
     /// A new coin, checked with CoinGecko.
-    Created(CoinRecord),
-    /// A coin already registered with that id; its tracking is as asked now.
-    /// `started_tracking` is true when `tracked` was off before.
+    Created {
+        coin: CoinRecord,
+        /// What a person should know that the coin does not show (the product could
+        /// not be guessed, say).
+        notes: Vec<String>,
+    },
+    /// A coin already registered with that id; its tracking (and product, when given)
+    /// is as asked now. `started_tracking` is true when `tracked` was off before.
     Changed {
         coin: CoinRecord,
         started_tracking: bool,
@@ -70,17 +102,33 @@ pub enum RegisterError {
     /// CoinGecko refused the check for a reason that is not the id; nothing was stored.
     #[error("CoinGecko refused the check of {id}, so nothing was registered: {cause}")]
     CoinGeckoRefused { id: CoinGeckoId, cause: String },
+    #[error(
+        "Coinbase Exchange does not list the product {0}: give one it lists (such as BTC-USD; \
+         see https://api.exchange.coinbase.com/products), or null for no second source"
+    )]
+    UnknownCoinbaseProduct(ProductId),
+    /// Coinbase could not answer the check of an explicit product; nothing was stored.
+    #[error(
+        "could not check the product {product} with Coinbase Exchange, so nothing was changed: {cause} \
+         Try again in a minute, or leave coinbase_product out."
+    )]
+    CoinbaseUnavailable { product: ProductId, cause: String },
+    /// Coinbase refused the check for a reason that is not the product; nothing was stored.
+    #[error("Coinbase Exchange refused the check of {product}, so nothing was changed: {cause}")]
+    CoinbaseRefused { product: ProductId, cause: String },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-/// The registry: the database, and the client that checks new ids (it shares the
-/// process's call budget).
+/// The registry: the database, and the clients that check new ids and products (they
+/// share the process's call budgets).
 #[derive(Debug, Clone)]
 pub struct Registry {
     pub pool: PgPool,
     pub client: CoinGeckoClient,
     pub reach: Reach,
+    /// The second source's client; `None` with `FALLBACK_SOURCE=off`.
+    pub coinbase: Option<CoinbaseClient>,
 }
 
 impl Registry {
@@ -101,7 +149,16 @@ impl Registry {
                 symbol: other.coin.symbol,
             });
         }
+        if let ProductChoice::Set(product) = &request.coinbase_product {
+            self.check_product(product).await?;
+        }
         let first_day = self.first_day(&request.coingecko_id, today).await?;
+        let mut notes = Vec::new();
+        let product = match &request.coinbase_product {
+            ProductChoice::Set(product) => Some(product.clone()),
+            ProductChoice::Clear => None,
+            ProductChoice::Unsaid => self.guess(request.symbol, &mut notes).await,
+        };
         let coin = Coin {
             symbol: request.symbol,
             coingecko_id: request.coingecko_id.clone(),
@@ -110,11 +167,17 @@ impl Registry {
             track_since: request.track_since,
         };
         if coins::insert(&self.pool, &coin).await? {
-            tracing::info!(symbol = %coin.symbol, coingecko_id = %coin.coingecko_id, first_day = ?coin.first_day, "coin registered");
+            if product.is_some() {
+                second_source::set_product(&self.pool, coin.symbol, product.as_ref()).await?;
+            }
+            tracing::info!(symbol = %coin.symbol, coingecko_id = %coin.coingecko_id, first_day = ?coin.first_day, coinbase_product = ?product, "coin registered");
             let record = coins::get(&self.pool, coin.symbol)
                 .await?
                 .ok_or_else(|| sqlx::Error::RowNotFound)?;
-            return Ok(Registered::Created(record));
+            return Ok(Registered::Created {
+                coin: record,
+                notes,
+            });
         }
         // Registered by someone else while we checked: answer as if we had come second.
         match coins::get(&self.pool, request.symbol).await? {
@@ -140,6 +203,20 @@ impl Registry {
                 registered: existing.coin.coingecko_id,
                 asked: request.coingecko_id,
             });
+        }
+        let product = match request.coinbase_product {
+            ProductChoice::Unsaid => None,
+            ProductChoice::Clear => Some(None),
+            ProductChoice::Set(product) => {
+                // The same product again costs no call: it was checked when it was set.
+                if existing.mapping.product.as_ref() != Some(&product) {
+                    self.check_product(&product).await?;
+                }
+                Some(Some(product))
+            }
+        };
+        if let Some(product) = product {
+            second_source::set_product(&self.pool, request.symbol, product.as_ref()).await?;
         }
         let was_tracked = coins::set_tracking(
             &self.pool,
@@ -194,6 +271,50 @@ impl Registry {
                     reach = self.reach.learn(&self.pool, days).await?;
                 }
                 Err(e) => return Err(check_failed(id, e)),
+            }
+        }
+    }
+
+    /// Whether Coinbase lists an explicitly given `product`: one call. Without a client
+    /// (`FALLBACK_SOURCE=off`) the product is taken unchecked.
+    async fn check_product(&self, product: &ProductId) -> Result<(), RegisterError> {
+        let Some(coinbase) = &self.coinbase else {
+            return Ok(());
+        };
+        match coinbase.product(product).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(RegisterError::UnknownCoinbaseProduct(product.clone())),
+            Err(CoinbaseError::Unavailable { message }) => {
+                Err(RegisterError::CoinbaseUnavailable {
+                    product: product.clone(),
+                    cause: message,
+                })
+            }
+            Err(CoinbaseError::Refused { message, .. } | CoinbaseError::BadAnswer { message }) => {
+                Err(RegisterError::CoinbaseRefused {
+                    product: product.clone(),
+                    cause: message,
+                })
+            }
+        }
+    }
+
+    /// The product of a new coin registered without one: `{SYMBOL}-USD` when Coinbase
+    /// lists it. A guess that fails leaves the coin without a product and adds a note:
+    /// CoinGecko has vouched for the coin, and the product can be set later.
+    async fn guess(&self, symbol: Symbol, notes: &mut Vec<String>) -> Option<ProductId> {
+        let coinbase = self.coinbase.as_ref()?;
+        match guess_product(coinbase, symbol).await {
+            Ok(product) => product,
+            Err(e) => {
+                let guess = ProductId::usd_of(symbol);
+                tracing::warn!(%symbol, error = %e, "registered without a Coinbase product: the guess could not be checked");
+                notes.push(format!(
+                    "{symbol} has no second source for now: Coinbase Exchange could not be asked whether it lists \
+                     {guess} ({}). Set it later with coinbase_product.",
+                    e.message().trim_end_matches('.')
+                ));
+                None
             }
         }
     }

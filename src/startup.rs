@@ -15,8 +15,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState, ConnectionLimits};
+use crate::coinbase::CoinbaseClient;
 use crate::coingecko::{CallBudget, CoinGeckoClient};
 use crate::config::Settings;
+use crate::ingest::fallback::SecondSource;
 use crate::ingest::{Ingestor, Reach};
 use crate::queue::{self, WorkerOptions};
 use crate::registry::Registry;
@@ -38,6 +40,9 @@ pub const SHORT_POOL_SIZE: u32 = 2;
 pub struct Sources {
     /// CoinGecko, hiding every secret of the process from what it quotes.
     pub coingecko: CoinGeckoClient,
+    /// The second source (Coinbase Exchange) for the days CoinGecko's plan cannot reach;
+    /// `None` with `FALLBACK_SOURCE=off`. It has a call budget of its own.
+    pub coinbase: Option<CoinbaseClient>,
 }
 
 impl Sources {
@@ -50,7 +55,26 @@ impl Sources {
             CoinGeckoClient::new(settings.coingecko(), CallBudget::Shared(pool.clone()))
                 .context("while building the CoinGecko client")?
                 .hiding(secrets.iter().map(String::as_str));
-        Ok(Sources { coingecko })
+        let coinbase = settings
+            .coinbase()
+            .map(|coinbase| {
+                CoinbaseClient::new(coinbase, CallBudget::Shared(pool.clone()))
+                    .context("while building the Coinbase client")
+                    .map(|client| {
+                        // CoinGecko's key is no business of Coinbase's, but should an answer
+                        // ever echo it, it is hidden there too.
+                        let key = settings
+                            .coingecko_api_key
+                            .as_ref()
+                            .map(|k| k.expose_secret());
+                        client.hiding(secrets.iter().map(String::as_str).chain(key))
+                    })
+            })
+            .transpose()?;
+        Ok(Sources {
+            coingecko,
+            coinbase,
+        })
     }
 }
 
@@ -128,6 +152,10 @@ impl Application {
             client: self.sources.coingecko.clone(),
             chunk_days: self.settings.coingecko_chunk_days,
             reach: self.reach(),
+            second_source: self.sources.coinbase.clone().map(|client| SecondSource {
+                client,
+                max_deviation_percent: self.settings.fallback_max_deviation_percent,
+            }),
         }
     }
 
@@ -138,6 +166,7 @@ impl Application {
             pool: self.pool.clone(),
             client: self.sources.coingecko.clone(),
             reach: self.reach(),
+            coinbase: self.sources.coinbase.clone(),
         }
     }
 

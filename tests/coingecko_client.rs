@@ -27,7 +27,12 @@ fn settings(base_url: String) -> CoinGeckoSettings {
 }
 
 fn client_for(fake: &FakeCoinGecko) -> CoinGeckoClient {
-    CoinGeckoClient::new(settings(fake.base_url()), CallBudget::ProcessLocal).unwrap()
+    client_with(settings(fake.base_url()))
+}
+
+/// A client with its own budget, as a single process has.
+fn client_with(settings: CoinGeckoSettings) -> CoinGeckoClient {
+    CoinGeckoClient::new(settings, CallBudget::ProcessLocal).unwrap()
 }
 
 fn utc(y: i32, m: u32, d: u32) -> DateTime<Utc> {
@@ -189,7 +194,7 @@ async fn a_demo_key_goes_in_the_demo_header_and_shows_nowhere() {
         ..settings(fake.base_url())
     };
     let settings_shown = format!("{settings:?}");
-    let client = CoinGeckoClient::new(settings, CallBudget::ProcessLocal).unwrap();
+    let client = client_with(settings);
     fake.push_response(ScriptedResponse::status(
         401,
         r#"{"status":{"error_code":10002,"error_message":"API Key Missing."}}"#,
@@ -321,14 +326,10 @@ async fn an_unknown_coin_fails_at_once_and_is_named() {
 #[tokio::test]
 async fn server_errors_that_persist_give_up_as_transient_after_the_last_retry() {
     let fake = FakeCoinGecko::start().await;
-    let client = CoinGeckoClient::new(
-        CoinGeckoSettings {
-            max_retries: 2,
-            ..settings(fake.base_url())
-        },
-        CallBudget::ProcessLocal,
-    )
-    .unwrap();
+    let client = client_with(CoinGeckoSettings {
+        max_retries: 2,
+        ..settings(fake.base_url())
+    });
     for _ in 0..4 {
         fake.push_response(ScriptedResponse::server_error(503));
     }
@@ -349,15 +350,11 @@ async fn server_errors_that_persist_give_up_as_transient_after_the_last_retry() 
 async fn a_slow_answer_times_out_and_counts_as_transient() {
     let fake = FakeCoinGecko::start().await;
     fake.set_delay(Duration::from_millis(500));
-    let client = CoinGeckoClient::new(
-        CoinGeckoSettings {
-            max_retries: 1,
-            timeout: Duration::from_millis(100),
-            ..settings(fake.base_url())
-        },
-        CallBudget::ProcessLocal,
-    )
-    .unwrap();
+    let client = client_with(CoinGeckoSettings {
+        max_retries: 1,
+        timeout: Duration::from_millis(100),
+        ..settings(fake.base_url())
+    });
 
     let error = two_days_of_2024(&client).await.unwrap_err();
 
@@ -375,14 +372,10 @@ async fn a_refused_connection_is_transient() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         listener.local_addr().unwrap()
     };
-    let client = CoinGeckoClient::new(
-        CoinGeckoSettings {
-            max_retries: 1,
-            ..settings(format!("http://{closed}"))
-        },
-        CallBudget::ProcessLocal,
-    )
-    .unwrap();
+    let client = client_with(CoinGeckoSettings {
+        max_retries: 1,
+        ..settings(format!("http://{closed}"))
+    });
 
     let error = two_days_of_2024(&client).await.unwrap_err();
 
@@ -397,15 +390,11 @@ async fn a_refused_connection_is_transient() {
 #[tokio::test]
 async fn calls_and_retries_from_all_clones_are_spaced_by_the_budget() {
     let fake = FakeCoinGecko::start().await;
-    let client = CoinGeckoClient::new(
-        CoinGeckoSettings {
-            calls_per_minute: NonZeroU32::new(600).unwrap(),
-            retry_base_delay: Duration::ZERO,
-            ..settings(fake.base_url())
-        },
-        CallBudget::ProcessLocal,
-    )
-    .unwrap();
+    let client = client_with(CoinGeckoSettings {
+        calls_per_minute: NonZeroU32::new(600).unwrap(),
+        retry_base_delay: Duration::ZERO,
+        ..settings(fake.base_url())
+    });
     fake.push_response(ScriptedResponse::server_error(502));
 
     let calls = (0..5).map(|_| {
@@ -436,14 +425,10 @@ async fn the_fake_can_rate_limit_like_coingecko() {
     })
     .await
     .unwrap();
-    let client = CoinGeckoClient::new(
-        CoinGeckoSettings {
-            max_retries: 0,
-            ..settings(fake.base_url())
-        },
-        CallBudget::ProcessLocal,
-    )
-    .unwrap();
+    let client = client_with(CoinGeckoSettings {
+        max_retries: 0,
+        ..settings(fake.base_url())
+    });
     two_days_of_2024(&client).await.unwrap();
 
     let error = two_days_of_2024(&client).await.unwrap_err();
@@ -474,14 +459,10 @@ async fn wait_for_calls_resolves_when_a_slow_call_has_arrived() {
 #[tokio::test]
 async fn a_stopped_fake_refuses_connections() {
     let fake = FakeCoinGecko::start().await;
-    let client = CoinGeckoClient::new(
-        CoinGeckoSettings {
-            max_retries: 0,
-            ..settings(fake.base_url())
-        },
-        CallBudget::ProcessLocal,
-    )
-    .unwrap();
+    let client = client_with(CoinGeckoSettings {
+        max_retries: 0,
+        ..settings(fake.base_url())
+    });
     two_days_of_2024(&client).await.unwrap();
 
     fake.shutdown().await;
@@ -493,14 +474,10 @@ async fn a_stopped_fake_refuses_connections() {
 #[tokio::test]
 async fn a_scripted_passthrough_answers_as_usual_before_the_next_script() {
     let fake = FakeCoinGecko::start().await;
-    let client = CoinGeckoClient::new(
-        CoinGeckoSettings {
-            max_retries: 0,
-            ..settings(fake.base_url())
-        },
-        CallBudget::ProcessLocal,
-    )
-    .unwrap();
+    let client = client_with(CoinGeckoSettings {
+        max_retries: 0,
+        ..settings(fake.base_url())
+    });
     fake.push_response(ScriptedResponse::passthrough());
     fake.push_response(ScriptedResponse::server_error(500));
 
@@ -552,14 +529,10 @@ async fn endless_body_server(announced: Option<u64>) -> (String, tokio::task::Jo
 #[tokio::test]
 async fn a_body_over_32_mib_is_refused_while_it_is_read() {
     let (base, server) = endless_body_server(None).await;
-    let client = CoinGeckoClient::new(
-        CoinGeckoSettings {
-            timeout: Duration::from_secs(60),
-            ..settings(base)
-        },
-        CallBudget::ProcessLocal,
-    )
-    .unwrap();
+    let client = client_with(CoinGeckoSettings {
+        timeout: Duration::from_secs(60),
+        ..settings(base)
+    });
 
     let error = two_days_of_2024(&client).await.unwrap_err();
 
@@ -586,7 +559,7 @@ async fn a_body_over_32_mib_is_refused_while_it_is_read() {
 #[tokio::test]
 async fn a_body_announced_over_32_mib_is_refused_unread() {
     let (base, server) = endless_body_server(Some(40 * 1024 * 1024)).await;
-    let client = CoinGeckoClient::new(settings(base), CallBudget::ProcessLocal).unwrap();
+    let client = client_with(settings(base));
 
     let error = two_days_of_2024(&client).await.unwrap_err();
 

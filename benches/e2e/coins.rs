@@ -1,13 +1,15 @@
 //! Rows 10 and 11 (the coin registry and the plan's reach): the latency of checking a
 //! new coin (one CoinGecko call), and a four-year request on a plan that serves 365 days,
-//! with the reach configured and learned from CoinGecko's 10012 answer.
+//! with the reach configured and learned from CoinGecko's 10012 answer, and with the
+//! second source (a fake Coinbase Exchange) filling the older days.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{Days, Utc};
+use fake_upstream::coinbase::FakeCoinbase;
 use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
-use price_history::store::{self, ingestion_jobs::JobFollower};
+use price_history::store::{self, ingestion_jobs::JobFollower, ingestion_jobs::JobRecord};
 
 use super::{Bench, JsonBody, Report, Sizes, ms, spawn, terminate, with_database};
 
@@ -17,6 +19,7 @@ impl Bench {
         for learned in [false, true] {
             self.plan_reach(sizes, report, learned).await?;
         }
+        self.second_source(sizes, report).await?;
         Ok(())
     }
 
@@ -75,33 +78,7 @@ impl Bench {
         } else {
             &[("COINGECKO_HISTORY_DAYS", "365")]
         };
-        let (mut serve, base) = serve(&url, &fake.base_url(), sizes, env).await?;
-        let pool = store::connect(&url, 2).await?;
-        let end = Utc::now()
-            .date_naive()
-            .checked_sub_days(Days::new(1))
-            .unwrap();
-        let start = end.checked_sub_days(Days::new(1460)).unwrap();
-
-        let began = Instant::now();
-        let response = self
-            .http
-            .post(format!("{base}/api/v1/ingestion-jobs"))
-            .json_body(&serde_json::json!({"start_date": start, "end_date": end}))
-            .send()
-            .await?;
-        let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-        let id = body["id"].as_str().context("a job id")?.parse()?;
-        let job = tokio::time::timeout(
-            Duration::from_secs(300),
-            JobFollower::new(&pool, id).await?.until_finished(),
-        )
-        .await
-        .context("the job ended within 5 minutes")??
-        .context("the job exists")?;
-        let wall = began.elapsed();
-        terminate(&mut serve).await?;
-        pool.close().await;
+        let (job, wall) = self.four_years(&url, &fake, sizes, env).await?;
 
         let calls = fake.calls();
         let refused = calls.iter().filter(|c| c.status == 401).count();
@@ -131,8 +108,104 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// Row 11 with the second source: the 1461 days on a 365-day plan, the 1097 older
+    /// days from a fake Coinbase Exchange (at its public limit of 10 requests a second)
+    /// under the default budget of 120 calls a minute.
+    pub(crate) async fn second_source(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
+        const COINBASE_CALLS_PER_MINUTE: u32 = 120;
+        let url = with_database(&self.admin_url, &format!("{}_second", self.database))?;
+        let fake = FakeCoinGecko::start_with(FakeOptions {
+            history_limit_days: Some(365),
+            ..FakeOptions::default()
+        })
+        .await?;
+        let coinbase = FakeCoinbase::start().await;
+        let coinbase_url = coinbase.base_url();
+        let per_minute = COINBASE_CALLS_PER_MINUTE.to_string();
+        let env: &[(&str, &str)] = &[
+            ("COINGECKO_HISTORY_DAYS", "365"),
+            ("FALLBACK_SOURCE", "coinbase"),
+            ("COINBASE_BASE_URL", &coinbase_url),
+            ("COINBASE_CALLS_PER_MINUTE", &per_minute),
+        ];
+        let (job, wall) = self.four_years(&url, &fake, sizes, env).await?;
+
+        let coingecko_calls = fake.call_count();
+        let coinbase_calls = coinbase.call_count();
+        let refused = coinbase.calls().iter().filter(|c| c.status != 200).count();
+        // Each source spaces its own calls; Coinbase's begin after CoinGecko's last.
+        let floor = coingecko_calls.saturating_sub(1) as f64 * 60.0
+            / f64::from(sizes.calls_per_minute)
+            + coinbase_calls.saturating_sub(1) as f64 * 60.0 / f64::from(COINBASE_CALLS_PER_MINUTE);
+        let out_of_plan = 1097usize;
+        let windows = out_of_plan.div_ceil(300);
+        report.row(
+            format!(
+                "11. 1461 days on a 365-day plan with the second source, at {} and {COINBASE_CALLS_PER_MINUTE} calls/min: calls, wall time",
+                sizes.calls_per_minute
+            ),
+            format!(
+                "{coingecko_calls} CoinGecko + {coinbase_calls} Coinbase calls (1 check + {windows} windows of <= 300 days; {refused} refused); {} days stored, {} out of plan, {}; {:.3} s (floor {floor:.3} s, ratio {:.3})",
+                job.records_fetched,
+                job.out_of_plan_days,
+                job.status,
+                wall.as_secs_f64(),
+                wall.as_secs_f64() / floor.max(f64::EPSILON)
+            ),
+            format!("5 + {} calls, 1461 days, completed", 1 + windows),
+            Some(
+                coingecko_calls == 5
+                    && coinbase_calls == 1 + windows
+                    && job.records_fetched == 1461
+                    && job.out_of_plan_days == 0,
+            ),
+        );
+        Ok(())
+    }
+
+    /// Submits the 1461 days up to yesterday to a fresh `serve` with `env` and waits for
+    /// the job's end: the job and the wall time from submission to its end.
+    async fn four_years(
+        &self,
+        url: &str,
+        fake: &FakeCoinGecko,
+        sizes: &Sizes,
+        env: &[(&str, &str)],
+    ) -> Result<(JobRecord, Duration)> {
+        let (mut serve, base) = serve(url, &fake.base_url(), sizes, env).await?;
+        let pool = store::connect(url, 2).await?;
+        let end = Utc::now()
+            .date_naive()
+            .checked_sub_days(Days::new(1))
+            .unwrap();
+        let start = end.checked_sub_days(Days::new(1460)).unwrap();
+
+        let began = Instant::now();
+        let response = self
+            .http
+            .post(format!("{base}/api/v1/ingestion-jobs"))
+            .json_body(&serde_json::json!({"start_date": start, "end_date": end}))
+            .send()
+            .await?;
+        let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
+        let id = body["id"].as_str().context("a job id")?.parse()?;
+        let job = tokio::time::timeout(
+            Duration::from_secs(300),
+            JobFollower::new(&pool, id).await?.until_finished(),
+        )
+        .await
+        .context("the job ended within 5 minutes")??
+        .context("the job exists")?;
+        let wall = began.elapsed();
+        terminate(&mut serve).await?;
+        pool.close().await;
+        Ok((job, wall))
+    }
+}
+
 /// A `serve` on a free port, ready; returns it and its base URL.
-async fn serve(
+pub(super) async fn serve(
     url: &str,
     coingecko: &str,
     sizes: &Sizes,

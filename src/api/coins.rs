@@ -4,16 +4,17 @@
 use chrono::NaiveDate;
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::types::Example;
+use poem_openapi::types::{Example, MaybeUndefined};
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use rust_decimal::prelude::ToPrimitive;
 
 use super::day::Day;
 use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
 use super::{ApiState, ApiTags, Authorized};
-use crate::domain::{CoinGeckoId, Symbol, Trigger, today_utc};
-use crate::registry::{CoinRequest, RegisterError, Registered};
+use crate::domain::{CoinGeckoId, ProductId, Symbol, Trigger, today_utc};
+use crate::registry::{CoinRequest, ProductChoice, RegisterError, Registered};
 use crate::store::coins::{self, CoinRecord};
 
 pub struct CoinsApi;
@@ -22,14 +23,47 @@ pub struct CoinsApi;
 impl CoinsApi {
     /// List coins
     ///
-    /// Every registered coin, by symbol, with how fresh its history is.
+    /// Registered coins by symbol, a page at a time, with how fresh each one's history
+    /// is. `next` is the symbol to pass as `after` for the following page, null on the
+    /// last one. Each coin's figures are kept by the database as rows change, so a page
+    /// costs the same however much history is stored.
     #[oai(path = "/api/v1/coins", method = "get", operation_id = "listCoins")]
-    async fn list(&self, state: Data<&ApiState>) -> ListCoinsResponse {
-        match coins::list(&state.pool).await {
-            Ok(list) => {
+    async fn list(
+        &self,
+        state: Data<&ApiState>,
+        /// How many coins at most.
+        #[oai(
+            default = "default_page_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+        /// Only the coins after this symbol (the previous page's `next`).
+        after: Query<Option<String>>,
+        /// Only the coins whose symbol or CoinGecko id contains this (case-insensitive).
+        #[oai(validator(max_length = 100))]
+        q: Query<Option<String>>,
+        /// Only tracked coins (`true`) or untracked ones (`false`).
+        tracked: Query<Option<bool>>,
+    ) -> ListCoinsResponse {
+        let after = match after.0.as_deref().map(Symbol::parse).transpose() {
+            Ok(after) => after,
+            Err(e) => return ListCoinsResponse::BadRequest(ErrorBody::invalid_symbol(&e)),
+        };
+        let query = coins::PageQuery {
+            limit: limit.0,
+            after,
+            q: q.0.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty()),
+            tracked: tracked.0,
+        };
+        match coins::page(&state.pool, &query).await {
+            Ok((page, more)) => {
                 let today = today_utc();
+                let next = more
+                    .then(|| page.last().map(|c| c.coin.symbol.to_string()))
+                    .flatten();
                 ListCoinsResponse::Ok(Json(CoinList {
-                    coins: list.into_iter().map(|c| CoinView::of(c, today)).collect(),
+                    coins: page.into_iter().map(|c| CoinView::of(c, today)).collect(),
+                    next,
                 }))
             }
             Err(e) => ListCoinsResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
@@ -73,6 +107,13 @@ impl CoinsApi {
     /// fails. A symbol keeps its id for good. A tracked coin is kept up to date by the
     /// schedule (`SYNC_SCHEDULE`), from `track_since` when given; turning `tracked` on
     /// queues a job for its missing days at once.
+    ///
+    /// `coinbase_product` names the coin's product on the second source (Coinbase
+    /// Exchange), which fills the days older than the CoinGecko plan serves. A product
+    /// given is checked with one Coinbase call; null clears it; left out, a new coin gets
+    /// `{SYMBOL}-USD` when Coinbase lists it (else none, or none for now when Coinbase
+    /// cannot be asked), and a registered coin keeps its product. With
+    /// `FALLBACK_SOURCE=off` a product given is stored unchecked and none is guessed.
     #[oai(
         path = "/api/v1/coins/:symbol",
         method = "put",
@@ -99,15 +140,32 @@ impl CoinsApi {
                 ));
             }
         };
+        let coinbase_product = match &body.0.coinbase_product {
+            MaybeUndefined::Undefined => ProductChoice::Unsaid,
+            MaybeUndefined::Null => ProductChoice::Clear,
+            MaybeUndefined::Value(product) => match ProductId::parse(product) {
+                Ok(product) => ProductChoice::Set(product),
+                Err(e) => {
+                    return PutCoinResponse::BadRequest(ErrorBody::json(
+                        "invalid_coinbase_product",
+                        e.to_string(),
+                    ));
+                }
+            },
+        };
         let request = CoinRequest {
             symbol,
             coingecko_id,
             tracked: body.0.tracked,
             track_since: body.0.track_since.map(|day| day.0),
+            coinbase_product,
         };
         let today = today_utc();
         match state.registry.put(request).await {
-            Ok(Registered::Created(coin)) => {
+            Ok(Registered::Created { coin, notes }) => {
+                for note in &notes {
+                    tracing::info!(symbol = %coin.coin.symbol, note = %note, "coin registered with a note");
+                }
                 if coin.coin.tracked {
                     tracking_started(&state, &coin).await;
                 }
@@ -168,6 +226,17 @@ impl From<RegisterError> for PutCoinResponse {
                 tracing::warn!(%message, "a coin check could not reach CoinGecko");
                 Self::ServiceUnavailable(ErrorBody::json("coingecko_unavailable", message))
             }
+            RegisterError::UnknownCoinbaseProduct(_) => {
+                Self::BadRequest(ErrorBody::json("unknown_coinbase_product", message))
+            }
+            RegisterError::CoinbaseRefused { .. } => {
+                tracing::warn!(%message, "a product check was refused by Coinbase Exchange");
+                Self::BadGateway(ErrorBody::json("coinbase_refused", message))
+            }
+            RegisterError::CoinbaseUnavailable { .. } => {
+                tracing::warn!(%message, "a product check could not reach Coinbase Exchange");
+                Self::ServiceUnavailable(ErrorBody::json("coinbase_unavailable", message))
+            }
             RegisterError::Database(e) => {
                 Self::ServiceUnavailable(ErrorBody::database_unavailable(&e))
             }
@@ -176,7 +245,8 @@ impl From<RegisterError> for PutCoinResponse {
 }
 
 /// What to register, or how to change a registered coin. A PUT replaces: `tracked` and
-/// `track_since` left out mean `false` and `null`.
+/// `track_since` left out mean `false` and `null`; `coinbase_product` left out is kept
+/// (or guessed, for a new coin).
 #[derive(Debug, Clone, Object)]
 #[oai(rename = "PutCoin", example, deny_unknown_fields)]
 pub struct PutCoinRequest {
@@ -191,6 +261,12 @@ pub struct PutCoinRequest {
     /// first day (or the oldest day the CoinGecko plan serves, whichever is later).
     #[oai(nullable)]
     pub track_since: Option<Day>,
+    /// The coin's product on Coinbase Exchange, the second source (`ETH-USD`: two
+    /// currency codes joined by `-`, case-insensitive). Null: no second source for the
+    /// coin. Absent: a new coin gets `{SYMBOL}-USD` when Coinbase lists it; a registered
+    /// coin keeps its product.
+    #[oai(validator(max_length = 40), nullable)]
+    pub coinbase_product: MaybeUndefined<String>,
 }
 
 impl Example for PutCoinRequest {
@@ -201,6 +277,7 @@ impl Example for PutCoinRequest {
             track_since: Some(Day(
                 NaiveDate::from_ymd_opt(2024, 1, 1).expect("a valid date")
             )),
+            coinbase_product: MaybeUndefined::Value("ETH-USD".to_owned()),
         }
     }
 }
@@ -229,11 +306,29 @@ pub struct CoinView {
     /// null when nothing is stored.
     #[oai(nullable)]
     pub stale_days: Option<i64>,
+    /// The coin's product on Coinbase Exchange, the second source that fills the days
+    /// older than the CoinGecko plan serves; null: none.
+    #[oai(nullable)]
+    pub coinbase_product: Option<String>,
+    /// The median difference of the two sources' closes on up to 30 days both cover, in
+    /// percent (two decimals); null until the product has been checked (before its
+    /// first row is stored), or when the check found no day to compare.
+    #[oai(nullable)]
+    pub fallback_deviation_percent: Option<f64>,
+    /// Whether the second source is used for the coin: null until checked, false when
+    /// the deviation is over `FALLBACK_MAX_DEVIATION_PERCENT` (see
+    /// `fallback_unusable_reason`).
+    #[oai(nullable)]
+    pub fallback_usable: Option<bool>,
+    /// Why the second source is not used for the coin, when `fallback_usable` is false.
+    #[oai(nullable)]
+    pub fallback_unusable_reason: Option<String>,
 }
 
 impl CoinView {
     fn of(record: CoinRecord, today: NaiveDate) -> Self {
         let stale_days = record.stale_days(today);
+        let mapping = record.mapping;
         CoinView {
             symbol: record.coin.symbol.as_str().to_owned(),
             coingecko_id: record.coin.coingecko_id.as_str().to_owned(),
@@ -242,6 +337,14 @@ impl CoinView {
             track_since: record.coin.track_since.map(Day),
             last_complete_day: record.last_complete_day.map(Day),
             stale_days,
+            coinbase_product: mapping.product.map(|p| p.as_str().to_owned()),
+            fallback_deviation_percent: mapping
+                .deviation_percent
+                .and_then(|d| d.round_dp(2).to_f64()),
+            fallback_usable: mapping.usable,
+            fallback_unusable_reason: mapping
+                .unusable_reason
+                .filter(|_| mapping.usable == Some(false)),
         }
     }
 }
@@ -257,24 +360,40 @@ impl Example for CoinView {
             track_since: Some(day("2022-01-01")),
             last_complete_day: Some(day("2026-11-27")),
             stale_days: Some(0),
+            coinbase_product: Some("BTC-USD".to_owned()),
+            fallback_deviation_percent: Some(0.12),
+            fallback_usable: Some(true),
+            fallback_unusable_reason: None,
         }
     }
 }
 
-/// Every registered coin, by symbol.
+/// The coins listed when `limit` is not given.
+pub const DEFAULT_PAGE_LIMIT: u32 = 100;
+
+fn default_page_limit() -> u32 {
+    DEFAULT_PAGE_LIMIT
+}
+
+/// A page of registered coins, by symbol.
 #[derive(Debug, Clone, Object)]
 #[oai(rename = "CoinList")]
 pub struct CoinList {
     pub coins: Vec<CoinView>,
+    /// The last symbol of this page when more coins follow (pass it as `after`); null on
+    /// the last page.
+    #[oai(nullable)]
+    pub next: Option<String>,
 }
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
 pub enum ListCoinsResponse {
-    /// The coins, by symbol.
+    /// A page of coins, by symbol.
     #[oai(status = 200)]
     Ok(Json<CoinList>),
-    /// The query is malformed.
+    /// The query is malformed: `limit` not between 1 and 1000, `after` not a symbol
+    /// (`invalid_symbol`), `tracked` not true or false.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// The database is not answering.
@@ -321,8 +440,9 @@ pub enum PutCoinResponse {
     #[oai(status = 201)]
     Created(Json<CoinView>, #[oai(header = "Location")] String),
     /// The body is malformed or breaks a rule: `invalid_symbol`, `invalid_coingecko_id`,
-    /// `unknown_coingecko_id` (CoinGecko does not know it), `track_since_in_future`,
-    /// `invalid_request`.
+    /// `unknown_coingecko_id` (CoinGecko does not know it), `invalid_coinbase_product`,
+    /// `unknown_coinbase_product` (Coinbase Exchange does not list it),
+    /// `track_since_in_future`, `invalid_request`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// `API_TOKEN` is set and the bearer token is missing or wrong.
@@ -336,11 +456,13 @@ pub enum PutCoinResponse {
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
     /// `coingecko_refused`: CoinGecko refused the check for a reason other than the id
-    /// (a key problem, say); nothing was registered.
+    /// (a key problem, say); `coinbase_refused`: Coinbase Exchange refused the check of
+    /// the product for a reason other than the product. Nothing was stored.
     #[oai(status = 502)]
     BadGateway(Json<ErrorBody>),
-    /// `coingecko_unavailable`: CoinGecko did not answer the check; `database_unavailable`.
-    /// Nothing was registered: try again.
+    /// `coingecko_unavailable`: CoinGecko did not answer the check;
+    /// `coinbase_unavailable`: Coinbase Exchange did not answer the check of the product
+    /// given; `database_unavailable`. Nothing was stored: try again.
     #[oai(status = 503)]
     ServiceUnavailable(Json<ErrorBody>),
 }
@@ -366,6 +488,7 @@ mod tests {
         let record = |last: Option<&str>| CoinRecord {
             coin: Coin::bitcoin(),
             last_complete_day: last.map(|d| d.parse().unwrap()),
+            mapping: Default::default(),
         };
         assert_eq!(
             CoinView::of(record(Some("2026-11-27")), today).stale_days,

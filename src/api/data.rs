@@ -8,22 +8,23 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::MetaSchemaRef;
 use poem_openapi::types::Type;
-use poem_openapi::{ApiResponse, Object, OpenApi, ResponseContent};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, ResponseContent};
 use rust_decimal::Decimal;
 
 use super::day::Day;
 use super::error::{ErrorBody, Refusal, refused};
 use super::{ApiState, ApiTags};
-use crate::domain::{Coin, DailyCandle, Symbol, today_utc};
+use crate::domain::{Coin, PriceSource, Symbol, today_utc};
 use crate::store::gaps::{self, Coverage};
-use crate::store::{coins, daily_prices, days};
+use crate::store::second_source::{self, SourcedCandle};
+use crate::store::{coins, days};
 
 /// The longest range one read may cover: twenty years, which bounds the size of an
 /// answer (and the calendar `coverage` generates) while covering all of BTC's history.
 pub const MAX_READ_DAYS: i64 = 7305;
 
 /// The CSV header, as INTERFACE.md fixes it.
-const CSV_HEADER: &str = "date,open,high,low,close,volume,provisional";
+const CSV_HEADER: &str = "date,open,high,low,close,volume,provisional,source";
 
 pub struct DataApi;
 
@@ -33,7 +34,9 @@ impl DataApi {
     ///
     /// The stored candles of a range, ascending by date; days not stored are absent. As
     /// JSON, or as CSV with `Accept: text/csv`. A day with `provisional: true` was not
-    /// over when it was fetched: its close and volume may still change.
+    /// over when it was fetched: its close and volume may still change. `source` says
+    /// where each day came from: `coingecko`, or `coinbase` (the second source, for days
+    /// older than the CoinGecko plan serves).
     #[oai(path = "/api/v1/prices", method = "get", operation_id = "listPrices")]
     async fn prices(
         &self,
@@ -53,14 +56,16 @@ impl DataApi {
             Err(Refused::Unavailable(body)) => return PricesResponse::ServiceUnavailable(body),
         };
         let prices = match range.queried(&coin) {
-            Some((start, end)) => match daily_prices::list(&state.pool, coin.symbol, start, end)
-                .await
-            {
-                Ok(prices) => prices,
-                Err(e) => {
-                    return PricesResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+            Some((start, end)) => {
+                match second_source::list_sourced(&state.pool, coin.symbol, start, end).await {
+                    Ok(prices) => prices,
+                    Err(e) => {
+                        return PricesResponse::ServiceUnavailable(
+                            ErrorBody::database_unavailable(&e),
+                        );
+                    }
                 }
-            },
+            }
             None => Vec::new(),
         };
         PricesResponse::Ok(if wants_csv(request) {
@@ -77,7 +82,8 @@ impl DataApi {
     /// How many days of the range are stored, and which are missing. Days before the
     /// coin's first day of data are not expected; a provisional day counts as missing.
     /// Missing days older than the CoinGecko plan serves are counted in
-    /// `out_of_plan_days`, apart from the gaps.
+    /// `out_of_plan_days`, apart from the gaps. `days_by_source` splits the stored days
+    /// by where they came from.
     #[oai(
         path = "/api/v1/coverage",
         method = "get",
@@ -119,7 +125,8 @@ impl DataApi {
 
     /// Status of every day of a range
     ///
-    /// One letter per day of the range, in order, for a calendar: `s` stored, `p`
+    /// One letter per day of the range, in order, for a calendar: `s` stored (from
+    /// CoinGecko), `f` stored from the second source (Coinbase Exchange), `p`
     /// provisional (stored before the day was over; counts as missing), `m` missing and
     /// served by the CoinGecko plan (a gap a job can fill), `o` missing and older than
     /// the plan serves (out of plan), `-` not expected (before the coin's first day of
@@ -303,13 +310,40 @@ pub struct Price {
     pub provisional: bool,
     /// How many of CoinGecko's price points the day was built from: about 24 from hourly
     /// data, 1 from daily data (before 2018-01-30). Null for a day stored before the
-    /// count was recorded.
+    /// count was recorded, and for a day from the second source.
     #[oai(nullable)]
     pub points: Option<i32>,
+    /// Where the day came from.
+    pub source: Source,
 }
 
-impl From<DailyCandle> for Price {
-    fn from(price: DailyCandle) -> Self {
+/// Where a stored day came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "PriceSource", rename_all = "lowercase")]
+pub enum Source {
+    /// CoinGecko, the primary source.
+    Coingecko,
+    /// Coinbase Exchange's daily candles, the second source, for days older than the
+    /// CoinGecko plan serves.
+    Coinbase,
+}
+
+impl From<PriceSource> for Source {
+    fn from(source: PriceSource) -> Self {
+        match source {
+            PriceSource::CoinGecko => Source::Coingecko,
+            PriceSource::Coinbase => Source::Coinbase,
+        }
+    }
+}
+
+impl From<SourcedCandle> for Price {
+    fn from(
+        SourcedCandle {
+            candle: price,
+            source,
+        }: SourcedCandle,
+    ) -> Self {
         Price {
             date: Day(price.date),
             open: price.open,
@@ -319,6 +353,7 @@ impl From<DailyCandle> for Price {
             volume: price.volume,
             provisional: price.provisional,
             points: price.points,
+            source: source.into(),
         }
     }
 }
@@ -335,17 +370,18 @@ pub struct PriceList {
 pub struct Csv(pub String);
 
 impl Csv {
-    /// The header `date,open,high,low,close,volume,provisional`, then one line per day.
-    fn of(prices: &[DailyCandle]) -> Csv {
+    /// The header `date,open,high,low,close,volume,provisional,source`, then one line
+    /// per day.
+    fn of(prices: &[SourcedCandle]) -> Csv {
         use std::fmt::Write;
         let mut csv = String::with_capacity(64 * (prices.len() + 1));
         csv.push_str(CSV_HEADER);
         csv.push('\n');
-        for p in prices {
+        for SourcedCandle { candle: p, source } in prices {
             let _ = writeln!(
                 csv,
-                "{},{},{},{},{},{},{}",
-                p.date, p.open, p.high, p.low, p.close, p.volume, p.provisional
+                "{},{},{},{},{},{},{},{}",
+                p.date, p.open, p.high, p.low, p.close, p.volume, p.provisional, source
             );
         }
         Csv(csv)
@@ -385,8 +421,10 @@ pub struct CoverageStats {
     pub end_date: Day,
     /// Days of the range from the coin's first day of data on.
     pub total_expected_days: i64,
-    /// Of those, the days stored for good (not provisional).
+    /// Of those, the days stored for good (not provisional), from either source.
     pub total_stored_days: i64,
+    /// The stored days by where they came from; they add up to `total_stored_days`.
+    pub days_by_source: DaysBySource,
     /// The number of missing days.
     pub gap_count: i64,
     /// The missing days the CoinGecko plan serves, ascending.
@@ -402,9 +440,34 @@ pub struct CoverageStats {
     pub coverage_percent: f64,
 }
 
+/// Stored days by source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Object)]
+pub struct DaysBySource {
+    /// Days from CoinGecko.
+    pub coingecko: i64,
+    /// Days from the second source, Coinbase Exchange.
+    pub coinbase: i64,
+}
+
+impl DaysBySource {
+    fn of(counts: &[(PriceSource, i64)]) -> Self {
+        let count = |wanted| {
+            counts
+                .iter()
+                .find(|(source, _)| *source == wanted)
+                .map_or(0, |(_, n)| *n)
+        };
+        DaysBySource {
+            coingecko: count(PriceSource::CoinGecko),
+            coinbase: count(PriceSource::Coinbase),
+        }
+    }
+}
+
 impl From<Coverage> for CoverageStats {
     fn from(coverage: Coverage) -> Self {
         CoverageStats {
+            days_by_source: DaysBySource::of(&coverage.days_by_source),
             symbol: coverage.symbol.as_str().to_owned(),
             start_date: Day(coverage.start),
             end_date: Day(coverage.end),
@@ -423,7 +486,7 @@ impl From<Coverage> for CoverageStats {
 #[oai(bad_request_handler = "refused")]
 pub enum PricesResponse {
     /// The stored days, ascending: JSON, or CSV with the header
-    /// `date,open,high,low,close,volume,provisional` when `Accept: text/csv`.
+    /// `date,open,high,low,close,volume,provisional,source` when `Accept: text/csv`.
     #[oai(status = 200)]
     Ok(PricesBody),
     /// A date is missing or malformed, `end_before_start`, `range_too_long`,
@@ -477,8 +540,9 @@ pub struct DayStatuses {
     /// when no limit is known.
     #[oai(nullable)]
     pub plan_first_day: Option<Day>,
-    /// One letter per day from `start_date` to `end_date`: `s` stored, `p` provisional,
-    /// `m` missing, `o` out of plan, `-` not expected.
+    /// One letter per day from `start_date` to `end_date`: `s` stored (CoinGecko), `f`
+    /// stored from the second source, `p` provisional, `m` missing, `o` out of plan and
+    /// in neither source, `-` not expected.
     pub statuses: String,
     /// How many days have each status.
     pub counts: DayCounts,
@@ -487,13 +551,15 @@ pub struct DayStatuses {
 /// How many days of the range have each status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Object)]
 pub struct DayCounts {
-    /// `s`: stored for good.
+    /// `s`: stored for good, from CoinGecko.
     pub stored: i64,
+    /// `f`: stored for good, from the second source (Coinbase Exchange).
+    pub second_source: i64,
     /// `p`: stored before the day was over; counts as missing until replaced.
     pub provisional: i64,
     /// `m`: missing, and the plan serves it.
     pub missing: i64,
-    /// `o`: missing, older than the plan serves.
+    /// `o`: missing, older than the plan serves, and in neither source.
     pub out_of_plan: i64,
     /// `-`: before the coin's first day, or after today.
     pub not_expected: i64,
@@ -505,6 +571,7 @@ impl DayCounts {
         for letter in statuses.bytes() {
             match letter {
                 b's' => counts.stored += 1,
+                b'f' => counts.second_source += 1,
                 b'p' => counts.provisional += 1,
                 b'm' => counts.missing += 1,
                 b'o' => counts.out_of_plan += 1,

@@ -445,8 +445,11 @@ pub struct Job {
     /// Those days, ascending.
     pub gap_dates: Vec<Day>,
     /// Days of the range older than the CoinGecko plan serves (`COINGECKO_HISTORY_DAYS`,
-    /// or learned from CoinGecko's 10012 answer): not asked for, not stored, not gaps.
+    /// or learned from CoinGecko's 10012 answer) that neither source stored: not gaps.
     pub out_of_plan_days: i32,
+    /// Days of the range this job stored from the second source (Coinbase Exchange),
+    /// days older than the CoinGecko plan serves.
+    pub fallback_days: i32,
     /// Why the job failed, was cancelled, finished with gaps, or went back to the queue.
     #[oai(nullable)]
     pub error_message: Option<String>,
@@ -473,6 +476,7 @@ impl From<JobRecord> for Job {
             gaps_detected: job.gaps_detected,
             gap_dates: job.gap_dates.into_iter().map(Day).collect(),
             out_of_plan_days: job.out_of_plan_days,
+            fallback_days: job.fallback_days,
             error_message: job.error_message,
             attempts: job.attempts,
             progress: Progress {
@@ -504,6 +508,7 @@ impl Example for Job {
             gaps_detected: 0,
             gap_dates: vec![],
             out_of_plan_days: 0,
+            fallback_days: 0,
             error_message: None,
             attempts: 1,
             progress: Progress {

@@ -29,6 +29,7 @@ mod middleware;
 mod ops;
 pub mod page;
 mod server;
+mod track_top;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,13 +53,14 @@ pub use data::DataApi;
 pub use jobs::JobsApi;
 pub use ops::OpsApi;
 pub use server::ConnectionLimits;
+pub use track_top::TrackTopApi;
 
 use auth::Authorized;
 use error::ErrorBody;
 use middleware::REQUEST_TIMEOUT;
 
 /// The operations of the document, one `*Api` per tag.
-pub type Apis = (JobsApi, CoinsApi, DataApi, OpsApi);
+pub type Apis = (JobsApi, CoinsApi, TrackTopApi, DataApi, OpsApi);
 
 /// What the handlers share. Cloning is cheap: the pool and the client are handles.
 #[derive(Clone)]
@@ -101,7 +103,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(REQUEST_TIMEOUT.as_secs() +
 /// is relative (`/`), so the document is right wherever the API is reached. The document
 /// is OpenAPI 3.0, so it carries nothing only 3.1 allows (such as `info.summary`).
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new((JobsApi, CoinsApi, DataApi, OpsApi), "price-history", env!("CARGO_PKG_VERSION"))
+    OpenApiService::new((JobsApi, CoinsApi, TrackTopApi, DataApi, OpsApi), "price-history", env!("CARGO_PKG_VERSION"))
         .description(
             "A complete, trustworthy history of daily coin prices from CoinGecko.\n\n\
              Backfills daily open/high/low/close/volume candles from CoinGecko into PostgreSQL through a durable job \

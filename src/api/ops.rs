@@ -13,10 +13,11 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::error::ErrorBody;
 use super::{ApiState, ApiTags};
+use crate::coinbase::CoinbaseClient;
 use crate::coingecko::CoinGeckoClient;
-use crate::domain::JobStatus;
+use crate::domain::{JobStatus, PriceSource};
 use crate::schedule::{self, Freshness};
-use crate::store::{call_budget, stats};
+use crate::store::{call_budget, coin_figures, stats};
 
 /// How long `/readyz` and `/metrics` wait for the database. Short, so that a probe gets
 /// its answer well within an orchestrator's own probe time-out.
@@ -58,59 +59,96 @@ impl OpsApi {
     /// Metrics
     ///
     /// Prometheus text format: this process's CoinGecko requests and its share of the call
-    /// budget (slots taken, time waited for them, the configured budget); over the whole
-    /// database, jobs by status, stored candles, and the shared budget (slots granted to
+    /// budget (slots taken, time waited for them, the configured budget), and the same for
+    /// Coinbase Exchange, the second source (unless `FALLBACK_SOURCE=off`); over the whole
+    /// database, jobs by status, stored candles, and the shared budgets (slots granted to
     /// every process, how far ahead they are handed out); and whether the database
-    /// answered. Always `200`: when the database is away, only its figures are missing.
+    /// answers. Always `200`: a figure the database does not give within 2 seconds is
+    /// left out, and `price_history_database_up` says only whether it answers at all.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self, state: Data<&ApiState>) -> MetricsResponse {
-        let database = tokio::time::timeout(DATABASE_PROBE_TIMEOUT, async {
-            Ok::<_, sqlx::Error>(DatabaseFigures {
-                jobs: stats::jobs_by_status(&state.pool).await?,
-                stored_candles: stats::stored_days(&state.pool).await?,
-                budgets: call_budget::figures(&state.pool).await?,
-                freshness: schedule::freshness(&state.pool, &state.sync_schedule, Utc::now())
-                    .await?,
-            })
-        })
-        .await;
-        let database = match database {
-            Ok(Ok(figures)) => Some(figures),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "metrics without the database's figures");
-                None
-            }
-            Err(_) => {
-                tracing::warn!("metrics without the database's figures: it did not answer in time");
-                None
-            }
+        // Each figure on its own clock, all at once: a slow one is left out, never the
+        // others, and never taken for the database being down.
+        let pool = &state.pool;
+        let (up, jobs, stored_candles, budgets, coinbase_budgets, freshness) = tokio::join!(
+            figure("database_up", stats::ping(pool)),
+            figure("jobs", stats::jobs_by_status(pool)),
+            figure("stored_candles", coin_figures::stored_days(pool)),
+            figure("budgets", call_budget::figures(pool)),
+            figure(
+                "coinbase_budgets",
+                call_budget::source_figures(pool, PriceSource::Coinbase)
+            ),
+            figure(
+                "freshness",
+                schedule::freshness(pool, &state.sync_schedule, Utc::now())
+            ),
+        );
+        let database = DatabaseFigures {
+            up: up.is_some(),
+            jobs,
+            stored_candles,
+            budgets,
+            coinbase_budgets,
+            freshness,
         };
         // The worker's client where a worker runs here (`serve`), else the one that checks
         // new coins: either way, the requests this process sent.
         let client = state.coingecko.as_ref().unwrap_or(&state.registry.client);
-        MetricsResponse::Ok(PrometheusText(render(client, database.as_ref())))
+        let coinbase = state.registry.coinbase.as_ref();
+        MetricsResponse::Ok(PrometheusText(render(client, coinbase, &database)))
     }
 }
 
-/// The figures `/metrics` reads from the database.
+/// One figure of `/metrics` read within [`DATABASE_PROBE_TIMEOUT`]; `None`, logged, when
+/// it failed or took longer.
+async fn figure<T>(
+    name: &str,
+    read: impl std::future::Future<Output = sqlx::Result<T>>,
+) -> Option<T> {
+    match tokio::time::timeout(DATABASE_PROBE_TIMEOUT, read).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(e)) => {
+            tracing::warn!(figure = name, error = %e, "metrics without this figure of the database");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                figure = name,
+                "metrics without this figure of the database: it did not answer in time"
+            );
+            None
+        }
+    }
+}
+
+/// The figures `/metrics` reads from the database; each `None` when it could not be read.
 struct DatabaseFigures {
-    jobs: Vec<(JobStatus, i64)>,
-    stored_candles: Vec<(String, i64)>,
-    budgets: Vec<call_budget::BudgetFigures>,
+    /// Whether the database answered `SELECT 1` in time: the only figure that says so.
+    up: bool,
+    jobs: Option<Vec<(JobStatus, i64)>>,
+    stored_candles: Option<Vec<(String, i64)>>,
+    budgets: Option<Vec<call_budget::BudgetFigures>>,
+    /// The second source's shared budget, by key (one: its calls need no key).
+    coinbase_budgets: Option<Vec<call_budget::BudgetFigures>>,
     /// How current each coin is, and the schedule's ticks.
-    freshness: Freshness,
+    freshness: Option<Freshness>,
 }
 
 /// The exposition: a registry of its own per scrape, holding this process's metrics
 /// (shared handles, so they keep counting between scrapes) and the database's figures
 /// as read now. To add a family, add one call below.
-fn render(client: &CoinGeckoClient, database: Option<&DatabaseFigures>) -> String {
+fn render(
+    client: &CoinGeckoClient,
+    coinbase: Option<&CoinbaseClient>,
+    database: &DatabaseFigures,
+) -> String {
     let out = Exposition::default();
     out.gauge(
         "price_history_database_up",
-        "1 when the database answered the queries behind these metrics, 0 when not.",
+        "1 when the database answered SELECT 1 within 2 seconds, 0 when not; a figure too slow to read is left out, not counted here.",
         &[],
-        [(vec![], f64::from(u8::from(database.is_some())))],
+        [(vec![], f64::from(u8::from(database.up)))],
     );
     out.counter(
         "price_history_coingecko_requests_total",
@@ -124,13 +162,10 @@ fn render(client: &CoinGeckoClient, database: Option<&DatabaseFigures>) -> Strin
     out.register(budget.granted.clone());
     out.register(budget.wait.clone());
     out.register(budget.calls_per_minute.clone());
-    if let Some(DatabaseFigures {
-        jobs,
-        stored_candles,
-        budgets,
-        freshness,
-    }) = database
-    {
+    if let Some(coinbase) = coinbase {
+        render_coinbase(&out, coinbase, database.coinbase_budgets.as_deref());
+    }
+    if let Some(jobs) = &database.jobs {
         let count_of = |wanted: JobStatus| {
             jobs.iter()
                 .find(|(status, _)| *status == wanted)
@@ -151,15 +186,21 @@ fn render(client: &CoinGeckoClient, database: Option<&DatabaseFigures>) -> Strin
             &[],
             [(vec![], count_of(JobStatus::Pending) as f64)],
         );
+    }
+    if let Some(stored_candles) = &database.stored_candles {
         // Every registered coin gets a sample, 0 included.
-        out.gauge(
+        let symbols: Vec<[&str; 1]> = stored_candles.iter().map(|(s, _)| [s.as_str()]).collect();
+        out.per_coin_gauge(
             "price_history_stored_candles",
             "Rows in daily_prices (one candle per coin and day), provisional days included.",
             &["symbol"],
-            stored_candles
+            symbols
                 .iter()
-                .map(|(symbol, count)| (vec![symbol.clone()], *count as f64)),
+                .zip(stored_candles)
+                .map(|(labels, (_, count))| (&labels[..], *count as f64)),
         );
+    }
+    if let Some(budgets) = &database.budgets {
         out.counter(
             "price_history_coingecko_budget_granted_total",
             "Slots of the shared CoinGecko call budget granted to every process on this database, by key fingerprint.",
@@ -182,33 +223,86 @@ fn render(client: &CoinGeckoClient, database: Option<&DatabaseFigures>) -> Strin
                 )
             }),
         );
+    }
+    if let Some(freshness) = &database.freshness {
         render_freshness(&out, freshness);
     }
     out.text()
 }
 
-/// Freshness to alert on (`SYNC_SCHEDULE`): per coin with a complete day, that day and
-/// how stale it is; the last tick acted on and the next one, when there are.
-fn render_freshness(out: &Exposition, freshness: &Freshness) {
-    let labels =
-        |coin: &schedule::CoinFreshness| vec![coin.symbol.to_string(), coin.tracked.to_string()];
-    out.gauge(
-        "price_history_coin_last_complete_day_timestamp_seconds",
-        "The latest stored day that is not provisional, as the unix time of its 00:00 UTC, per coin with one.",
-        &["symbol", "tracked"],
-        freshness.coins.iter().map(|coin| {
-            let midnight = coin.last_complete_day.and_time(NaiveTime::MIN).and_utc();
-            (labels(coin), midnight.timestamp() as f64)
+/// The second source's requests, this process's share of its budget and, when read, the
+/// shared budget (`FALLBACK_SOURCE=coinbase`; absent when it is off).
+fn render_coinbase(
+    out: &Exposition,
+    coinbase: &CoinbaseClient,
+    budgets: Option<&[call_budget::BudgetFigures]>,
+) {
+    out.counter(
+        "price_history_coinbase_requests_total",
+        "HTTP requests this process sent to Coinbase Exchange (the second source), retries included, by how they ended.",
+        &["outcome"],
+        coinbase
+            .calls_by_outcome()
+            .map(|(outcome, count)| (vec![outcome.as_str().to_owned()], count)),
+    );
+    let budget = coinbase.budget_metrics();
+    out.register(budget.granted.clone());
+    out.register(budget.wait.clone());
+    out.register(budget.calls_per_minute.clone());
+    let Some(budgets) = budgets else {
+        return;
+    };
+    out.counter(
+        "price_history_coinbase_budget_granted_total",
+        "Slots of the shared Coinbase Exchange call budget granted to every process on this database, by key.",
+        &["key"],
+        budgets.iter().map(|budget| {
+            (
+                vec![budget.key_fingerprint.clone()],
+                u64::try_from(budget.granted).unwrap_or(0),
+            )
         }),
     );
     out.gauge(
+        "price_history_coinbase_budget_backlog_seconds",
+        "How far ahead of now the shared Coinbase Exchange call budget has handed out slots: above 0, callers queue.",
+        &["key"],
+        budgets
+            .iter()
+            .map(|budget| (vec![budget.key_fingerprint.clone()], budget.backlog.as_secs_f64())),
+    );
+}
+
+/// Freshness to alert on (`SYNC_SCHEDULE`): per coin with a complete day, that day and
+/// how stale it is; the last tick acted on and the next one, when there are.
+fn render_freshness(out: &Exposition, freshness: &Freshness) {
+    let labels: Vec<[&str; 2]> = freshness
+        .coins
+        .iter()
+        .map(|coin| {
+            [
+                coin.symbol.as_str(),
+                if coin.tracked { "true" } else { "false" },
+            ]
+        })
+        .collect();
+    out.per_coin_gauge(
+        "price_history_coin_last_complete_day_timestamp_seconds",
+        "The latest stored day that is not provisional, as the unix time of its 00:00 UTC, per coin with one.",
+        &["symbol", "tracked"],
+        labels.iter().zip(&freshness.coins).map(|(labels, coin)| {
+            let midnight = coin.last_complete_day.and_time(NaiveTime::MIN).and_utc();
+            (&labels[..], midnight.timestamp() as f64)
+        }),
+    );
+    out.per_coin_gauge(
         "price_history_coin_stale_seconds",
         "How far the last complete day is behind yesterday (UTC): the coin's stale_days times 86400; 0 when yesterday is stored.",
         &["symbol", "tracked"],
-        freshness
-            .coins
+        labels
             .iter()
-            .map(|coin| (labels(coin), (coin.stale_days * 86_400) as f64)),
+            .zip(&freshness.coins)
+            .map(|(labels, coin)| (&labels[..], (coin.stale_days * 86_400) as f64)),
     );
     let tick = |at: Option<DateTime<Utc>>| at.map(|at| (vec![], at.timestamp() as f64));
     out.gauge(
@@ -229,6 +323,10 @@ fn render_freshness(out: &Exposition, freshness: &Freshness) {
 #[derive(Default)]
 struct Exposition {
     registry: prometheus::Registry,
+    /// Families with one sample per coin, written straight as text: at ten thousand
+    /// coins, building them through the registry (a hashed, allocated label set per
+    /// sample, then sorted) cost most of a scrape.
+    per_coin: std::cell::RefCell<String>,
 }
 
 impl Exposition {
@@ -273,11 +371,47 @@ impl Exposition {
             .expect("each family is registered once");
     }
 
+    /// A gauge family with one sample per coin, as text; `samples` are label values
+    /// (in the order of `labels`) and the value.
+    fn per_coin_gauge<'a>(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        samples: impl IntoIterator<Item = (&'a [&'a str], f64)>,
+    ) {
+        use std::fmt::Write as _;
+        let mut out = self.per_coin.borrow_mut();
+        let _ = writeln!(
+            out,
+            "# HELP {name} {}",
+            help.replace('\\', "\\\\").replace('\n', "\\n")
+        );
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (values, value) in samples {
+            out.push_str(name);
+            out.push('{');
+            for (i, (label, value)) in labels.iter().zip(values).enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let escaped = value
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(out, "{label}=\"{escaped}\"");
+            }
+            let _ = writeln!(out, "}} {value}");
+        }
+    }
+
     /// The Prometheus text format, version 0.0.4.
     fn text(&self) -> String {
-        prometheus::TextEncoder::new()
+        let mut text = prometheus::TextEncoder::new()
             .encode_to_string(&self.registry.gather())
-            .expect("the text encoder writes any gathered family")
+            .expect("the text encoder writes any gathered family");
+        text.push_str(&self.per_coin.borrow());
+        text
     }
 }
 
@@ -360,15 +494,17 @@ mod tests {
     fn every_status_and_symbol_has_a_sample_and_each_family_its_help_and_type() {
         let jobs = vec![(JobStatus::Pending, 1), (JobStatus::Completed, 3)];
         let figures = DatabaseFigures {
-            jobs,
-            stored_candles: vec![("BTC".to_owned(), 42)],
-            budgets: vec![call_budget::BudgetFigures {
+            up: true,
+            jobs: Some(jobs),
+            stored_candles: Some(vec![("BTC".to_owned(), 42)]),
+            budgets: Some(vec![call_budget::BudgetFigures {
                 key_fingerprint: "none".to_owned(),
                 granted: 51,
                 calls_per_minute: 120,
                 backlog: Duration::from_millis(1500),
-            }],
-            freshness: Freshness {
+            }]),
+            coinbase_budgets: None,
+            freshness: Some(Freshness {
                 coins: vec![schedule::CoinFreshness {
                     symbol: crate::domain::Symbol::BTC,
                     tracked: true,
@@ -377,11 +513,11 @@ mod tests {
                 }],
                 last_tick: Some("2026-11-28T00:40:00Z".parse().unwrap()),
                 next_tick: Some("2026-11-29T00:40:00Z".parse().unwrap()),
-            },
+            }),
         };
         let client = client();
         client.budget_metrics().granted.inc_by(2);
-        let text = render(&client, Some(&figures));
+        let text = render(&client, None, &figures);
         for line in [
             "price_history_database_up 1",
             "price_history_coingecko_requests_total{outcome=\"ok\"} 0",
@@ -417,9 +553,75 @@ mod tests {
 
     #[test]
     fn without_the_database_only_its_figures_are_missing() {
-        let text = render(&client(), None);
+        let none = DatabaseFigures {
+            up: false,
+            jobs: None,
+            stored_candles: None,
+            budgets: None,
+            coinbase_budgets: None,
+            freshness: None,
+        };
+        let text = render(&client(), None, &none);
         assert!(text.contains("price_history_database_up 0\n"), "{text}");
         assert!(!text.contains("price_history_jobs"), "{text}");
         assert!(!text.contains("budget_granted"), "{text}");
+    }
+
+    #[test]
+    fn a_figure_too_slow_to_read_is_left_out_and_the_database_still_counts_as_up() {
+        let slow_candles = DatabaseFigures {
+            up: true,
+            jobs: Some(vec![]),
+            stored_candles: None,
+            budgets: Some(vec![]),
+            coinbase_budgets: Some(vec![]),
+            freshness: None,
+        };
+        let text = render(&client(), None, &slow_candles);
+        assert!(text.contains("price_history_database_up 1\n"), "{text}");
+        assert!(text.contains("price_history_jobs_queued 0\n"), "{text}");
+        assert!(!text.contains("price_history_stored_candles"), "{text}");
+    }
+
+    #[test]
+    fn the_second_source_has_its_requests_and_budget_beside_coingeckos() {
+        let coinbase = CoinbaseClient::new(
+            crate::coinbase::CoinbaseSettings {
+                base_url: "http://127.0.0.1:1".to_owned(),
+                calls_per_minute: std::num::NonZeroU32::new(120).unwrap(),
+                max_retries: 0,
+                retry_base_delay: Duration::from_millis(1),
+                timeout: Duration::from_secs(1),
+            },
+            CallBudget::ProcessLocal,
+        )
+        .unwrap();
+        coinbase.budget_metrics().granted.inc_by(3);
+        let figures = DatabaseFigures {
+            up: true,
+            jobs: None,
+            stored_candles: None,
+            budgets: None,
+            coinbase_budgets: Some(vec![call_budget::BudgetFigures {
+                key_fingerprint: "none".to_owned(),
+                granted: 7,
+                calls_per_minute: 120,
+                backlog: Duration::from_millis(500),
+            }]),
+            freshness: None,
+        };
+        let text = render(&client(), Some(&coinbase), &figures);
+        for line in [
+            "price_history_coinbase_requests_total{outcome=\"ok\"} 0",
+            "price_history_coinbase_requests_total{outcome=\"transport_error\"} 0",
+            "price_history_coinbase_slots_granted_total 3",
+            "price_history_coinbase_budget_calls_per_minute 120",
+            "price_history_coinbase_budget_granted_total{key=\"none\"} 7",
+            "price_history_coinbase_budget_backlog_seconds{key=\"none\"} 0.5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
+        let without = render(&client(), None, &figures);
+        assert!(!without.contains("price_history_coinbase"), "{without}");
     }
 }

@@ -24,32 +24,24 @@ pub struct Asset {
 
 /// Everything the page loads, the page first.
 pub const ASSETS: [Asset; 5] = [
-    Asset {
-        path: "/",
-        content_type: "text/html; charset=utf-8",
-        body: include_str!("page/index.html"),
-    },
-    Asset {
-        path: "/assets/app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("page/app.css"),
-    },
-    Asset {
-        path: "/assets/errors.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("page/errors.js"),
-    },
-    Asset {
-        path: "/assets/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("page/app.js"),
-    },
-    Asset {
-        path: "/assets/lightweight-charts.standalone.production.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("page/vendor/lightweight-charts.standalone.production.js"),
-    },
+    Asset::new("/", HTML, include_str!("page/index.html")),
+    Asset::new("/assets/app.css", CSS, include_str!("page/app.css")),
+    Asset::new(
+        "/assets/errors.js",
+        JAVASCRIPT,
+        include_str!("page/errors.js"),
+    ),
+    Asset::new("/assets/app.js", JAVASCRIPT, include_str!("page/app.js")),
+    Asset::new(
+        "/assets/lightweight-charts.standalone.production.js",
+        JAVASCRIPT,
+        include_str!("page/vendor/lightweight-charts.standalone.production.js"),
+    ),
 ];
+
+const HTML: &str = "text/html; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 
 /// The page's own content policy: nothing but this origin. Lightweight Charts sets
 /// element styles from script, hence `'unsafe-inline'` for styles only.
@@ -72,6 +64,14 @@ pub async fn serve<E: Endpoint>(next: Arc<E>, request: Request) -> poem::Result<
 }
 
 impl Asset {
+    const fn new(path: &'static str, content_type: &'static str, body: &'static str) -> Asset {
+        Asset {
+            path,
+            content_type,
+            body,
+        }
+    }
+
     fn response(&self) -> Response {
         let mut response = self.body.with_status(StatusCode::OK).into_response();
         let headers = response.headers_mut();

@@ -5,6 +5,7 @@
 
 mod backfill;
 mod coins;
+mod track_top;
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api;
 use crate::config::Settings;
+use crate::private_postgres;
 use crate::shutdown::Shutdown;
 use crate::startup::{self, Application, Role};
 use crate::store;
@@ -29,6 +31,32 @@ pub struct Cli {
     pub settings: Settings,
     #[command(subcommand)]
     pub command: Command,
+    /// Whether `DATABASE_URL` was left to its default (neither the variable nor the flag
+    /// given), which alone allows a private PostgreSQL; set by [`Cli::parse_args`].
+    #[arg(skip)]
+    pub database_url_defaulted: bool,
+}
+
+impl Cli {
+    /// Parses the command line as `Cli::parse` does, and notes whether `DATABASE_URL` was
+    /// given: the parsed settings alone cannot tell it from its default.
+    pub fn parse_args() -> Self {
+        Self::parse_args_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Cli::parse_args`] of the given arguments (the program's name first).
+    pub fn parse_args_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+        let matches = Self::command().try_get_matches_from(args)?;
+        let mut cli = Self::from_arg_matches(&matches)?;
+        cli.database_url_defaulted =
+            matches.value_source("database_url") == Some(ValueSource::DefaultValue);
+        Ok(cli)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,15 +107,39 @@ pub enum CoinsCommand {
         /// With --track: the first day to keep, YYYY-MM-DD.
         #[arg(long)]
         since: Option<NaiveDate>,
+        /// The coin's product on Coinbase Exchange, the second source (such as ETH-USD),
+        /// checked with one call; `none` for no second source. Left out, a new coin gets
+        /// {SYMBOL}-USD when Coinbase lists it, and a registered coin keeps its product.
+        #[arg(long, value_name = "PRODUCT")]
+        coinbase_product: Option<String>,
     },
     /// List the registered coins with their freshness.
     List,
+    /// Register and track the N largest coins by market cap (CoinGecko's /coins/markets),
+    /// with a progress bar; symbols already taken by another id are skipped and listed.
+    TrackTop {
+        /// How many of the largest coins: 1 to 10000.
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        n: u32,
+        /// The first day to keep of each newly tracked coin, YYYY-MM-DD.
+        #[arg(long)]
+        since: Option<NaiveDate>,
+    },
 }
 
 /// Runs the parsed command line; errors are printed by `main` with their causes.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     telemetry::init(cli.settings.log_format);
-    let settings = cli.settings;
+    let mut settings = cli.settings;
+    // Held until this function returns, after every pool of the command is closed.
+    let (database_url, _private_postgres) = match &cli.command {
+        Command::Openapi => (settings.database_url.clone(), None),
+        _ => {
+            private_postgres::resolve_database(&settings.database_url, !cli.database_url_defaulted)
+                .await?
+        }
+    };
+    settings.database_url = database_url;
     let role = match cli.command {
         Command::Serve => Role::Serve,
         Command::Api => Role::Api,
@@ -123,4 +175,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn refuse(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_counts_as_given_as_a_flag_before_or_after_the_subcommand() {
+        let url = "postgres://u@db:5432/x";
+        for args in [
+            vec!["price-history", "--database-url", url, "migrate"],
+            vec!["price-history", "migrate", "--database-url", url],
+        ] {
+            let cli = Cli::parse_args_from(args).expect("valid arguments");
+            assert!(!cli.database_url_defaulted);
+            assert_eq!(cli.settings.database_url, url);
+        }
+        // Without the flag it is the default, unless the environment sets it.
+        let cli = Cli::parse_args_from(["price-history", "migrate"]).expect("valid arguments");
+        assert_eq!(
+            cli.database_url_defaulted,
+            std::env::var_os("DATABASE_URL").is_none()
+        );
+    }
 }

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
+use crate::domain::PriceSource;
 use crate::store::{call_budget, is_unavailable};
 
 /// The spacing is stretched by this fraction so that jitter in when requests reach
@@ -59,15 +60,19 @@ pub struct BudgetMetrics {
 }
 
 impl BudgetMetrics {
-    fn new(calls_per_minute: u32) -> Self {
+    /// The figures of `source`'s budget, named after it (`price_history_coingecko_...`,
+    /// `price_history_coinbase_...`).
+    fn new(source: PriceSource, calls_per_minute: u32) -> Self {
+        let prefix = source.as_str();
+        let name = source.display_name();
         let granted = IntCounter::new(
-            "price_history_coingecko_slots_granted_total",
-            "Slots of the shared CoinGecko call budget this process took, one per attempt.",
+            format!("price_history_{prefix}_slots_granted_total"),
+            format!("Slots of the shared {name} call budget this process took, one per attempt."),
         )
         .expect("a valid metric name");
         let wait = Histogram::with_opts(
             HistogramOpts::new(
-                "price_history_coingecko_slot_wait_seconds",
+                format!("price_history_{prefix}_slot_wait_seconds"),
                 "Time from asking for a slot of the call budget to holding it, database round trip included.",
             )
             .buckets(vec![
@@ -76,8 +81,11 @@ impl BudgetMetrics {
         )
         .expect("valid histogram options");
         let gauge = IntGauge::new(
-            "price_history_coingecko_budget_calls_per_minute",
-            "COINGECKO_CALLS_PER_MINUTE of this process: the budget every process sharing the database draws from.",
+            format!("price_history_{prefix}_budget_calls_per_minute"),
+            format!(
+                "{}_CALLS_PER_MINUTE of this process: the budget every process sharing the database draws from.",
+                prefix.to_ascii_uppercase()
+            ),
         )
         .expect("a valid metric name");
         gauge.set(i64::from(calls_per_minute));
@@ -100,6 +108,8 @@ pub struct CallLimiter {
 enum Source {
     Shared {
         pool: PgPool,
+        /// Whose budget: each upstream has its own row.
+        source: PriceSource,
         key_fingerprint: String,
     },
     /// The theoretical arrival time of the next call.
@@ -110,12 +120,24 @@ impl CallLimiter {
     /// A limiter of `calls_per_minute` for the key `api_key` (only a fingerprint of it is
     /// kept: each key has its own budget).
     pub fn new(budget: CallBudget, calls_per_minute: u32, api_key: Option<&str>) -> Self {
+        Self::for_source(PriceSource::CoinGecko, budget, calls_per_minute, api_key)
+    }
+
+    /// A limiter of `calls_per_minute` for `source`'s budget (and the key `api_key`, for
+    /// a source that has keys): every source is limited on its own, by the same rule.
+    pub fn for_source(
+        upstream: PriceSource,
+        budget: CallBudget,
+        calls_per_minute: u32,
+        api_key: Option<&str>,
+    ) -> Self {
         let calls_per_minute = calls_per_minute.max(1);
         let interval =
             Duration::from_secs_f64(60.0 / f64::from(calls_per_minute) * (1.0 + SPACING_MARGIN));
         let source = match budget {
             CallBudget::Shared(pool) => Source::Shared {
                 pool,
+                source: upstream,
                 key_fingerprint: key_fingerprint(api_key),
             },
             CallBudget::ProcessLocal => Source::ProcessLocal(Mutex::new(None)),
@@ -124,7 +146,7 @@ impl CallLimiter {
             source,
             interval,
             calls_per_minute,
-            metrics: BudgetMetrics::new(calls_per_minute),
+            metrics: BudgetMetrics::new(upstream, calls_per_minute),
         }
     }
 
@@ -145,12 +167,14 @@ impl CallLimiter {
         let wait = match &self.source {
             Source::Shared {
                 pool,
+                source,
                 key_fingerprint,
             } => {
                 let mut delay = Duration::from_millis(250);
                 loop {
-                    match call_budget::take_slot(
+                    match call_budget::take_source_slot(
                         pool,
+                        *source,
                         key_fingerprint,
                         self.interval,
                         self.calls_per_minute,
@@ -159,14 +183,17 @@ impl CallLimiter {
                     {
                         Ok(wait) => break wait,
                         Err(e) if is_unavailable(&e) && began.elapsed() < DATABASE_PATIENCE => {
-                            tracing::warn!(error = %e, retry_in = ?delay, "no slot of the CoinGecko call budget: the database is unavailable; waiting for it");
+                            tracing::warn!(error = %e, retry_in = ?delay, source = %source, "no slot of the call budget: the database is unavailable; waiting for it");
                             tokio::time::sleep(delay).await;
                             delay = (delay * 2).min(Duration::from_secs(5));
                         }
                         Err(e) => {
-                            return Err(e).context(
-                                "could not take a slot of the CoinGecko call budget from the database, so no call was made",
-                            );
+                            return Err(e).with_context(|| {
+                                format!(
+                                    "could not take a slot of the {} call budget from the database, so no call was made",
+                                    source.display_name()
+                                )
+                            });
                         }
                     }
                 }

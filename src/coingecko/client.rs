@@ -27,7 +27,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::budget::{BudgetMetrics, CallBudget, CallLimiter, RateLimit};
 use super::error::{CoinGeckoError, ErrorBody};
 use super::redact::Redactor;
-use super::wire::MarketChart;
+use super::wire::{MarketChart, MarketCoin};
 
 /// The host of CoinGecko's paid plans; keys for it go in a different header.
 const PRO_HOST: &str = "pro-api.coingecko.com";
@@ -300,10 +300,42 @@ impl CoinGeckoClient {
         to: DateTime<Utc>,
     ) -> Result<MarketChart, CoinGeckoError> {
         let url = self.market_chart_range_url(coin_id, from, to);
+        self.call(&url, coin_id, parse_chart).await
+    }
+
+    /// `GET {base}/coins/markets?vs_currency=usd&order=market_cap_desc&per_page=…&page=…`:
+    /// one page of coins by market cap, largest first (`page` from 1; CoinGecko serves at
+    /// most 250 a page). Through the same budget and retries as every call.
+    #[tracing::instrument(skip_all, fields(page = page, per_page = per_page))]
+    pub async fn markets_page(
+        &self,
+        page: u32,
+        per_page: u32,
+    ) -> Result<Vec<MarketCoin>, CoinGeckoError> {
+        let mut url = self.inner.base_url.clone();
+        url.path_segments_mut()
+            .expect("checked in new: an http(s) URL can be a base")
+            .pop_if_empty()
+            .extend(["coins", "markets"]);
+        url.query_pairs_mut()
+            .append_pair("vs_currency", "usd")
+            .append_pair("order", "market_cap_desc")
+            .append_pair("per_page", &per_page.to_string())
+            .append_pair("page", &page.to_string());
+        self.call(&url, "markets", parse_markets).await
+    }
+
+    /// One call, retried as configured: `parse` reads a success body.
+    async fn call<T>(
+        &self,
+        url: &Url,
+        subject: &str,
+        parse: Parse<T>,
+    ) -> Result<T, CoinGeckoError> {
         let started = SystemTime::now();
         let mut retries = 0;
         loop {
-            let mut failure = match self.attempt(&url, coin_id).await {
+            let mut failure = match self.attempt(url, subject, parse).await {
                 Outcome::Done(result) => return result.map_err(|e| self.redacted(e)),
                 Outcome::Retry(failure) => failure,
             };
@@ -356,7 +388,7 @@ impl CoinGeckoClient {
     }
 
     /// One attempt: through the rate limit, to an answer or a failure worth retrying.
-    async fn attempt(&self, url: &Url, coin_id: &str) -> Outcome {
+    async fn attempt<T>(&self, url: &Url, coin_id: &str, parse: Parse<T>) -> Outcome<T> {
         let mut request = self.inner.http.get(url.clone());
         if let Some((header, value)) = &self.inner.api_key {
             request = request.header(header, value.clone());
@@ -393,13 +425,7 @@ impl CoinGeckoClient {
         let redactor = &*self.redactor;
 
         if status.is_success() {
-            let chart = MarketChart::parse(&body).map_err(|why| {
-                if why.is_bad_data() {
-                    CoinGeckoError::bad_data(status, why)
-                } else {
-                    CoinGeckoError::unreadable(status, &body, why, redactor)
-                }
-            });
+            let chart = parse(status, &body, redactor);
             count(if chart.is_ok() {
                 CallOutcome::Ok
             } else {
@@ -431,9 +457,35 @@ impl CoinGeckoClient {
     }
 }
 
-enum Outcome {
-    /// An answer to hand back: the chart, or a permanent refusal.
-    Done(Result<MarketChart, CoinGeckoError>),
+/// Reads a success body of one endpoint.
+type Parse<T> = fn(StatusCode, &[u8], &Redactor) -> Result<T, CoinGeckoError>;
+
+fn parse_chart(
+    status: StatusCode,
+    body: &[u8],
+    redactor: &Redactor,
+) -> Result<MarketChart, CoinGeckoError> {
+    MarketChart::parse(body).map_err(|why| {
+        if why.is_bad_data() {
+            CoinGeckoError::bad_data(status, why)
+        } else {
+            CoinGeckoError::unreadable(status, body, why, redactor)
+        }
+    })
+}
+
+fn parse_markets(
+    status: StatusCode,
+    body: &[u8],
+    redactor: &Redactor,
+) -> Result<Vec<MarketCoin>, CoinGeckoError> {
+    MarketCoin::parse_page(body)
+        .map_err(|why| CoinGeckoError::unreadable(status, body, why, redactor))
+}
+
+enum Outcome<T> {
+    /// An answer to hand back: the body read, or a permanent refusal.
+    Done(Result<T, CoinGeckoError>),
     /// A failure that another attempt may not repeat.
     Retry(Failure),
 }

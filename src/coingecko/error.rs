@@ -93,37 +93,14 @@ impl CoinGeckoError {
     }
 
     /// The message with `mask` applied to it, the variant and its figures kept.
-    pub(crate) fn map_message(self, mask: impl FnOnce(&str) -> String) -> Self {
-        match self {
-            Self::Transient { message } => Self::Transient {
-                message: mask(&message),
-            },
-            Self::RateLimited { message } => Self::RateLimited {
-                message: mask(&message),
-            },
-            Self::PlanLimit {
-                status,
-                days,
-                message,
-            } => Self::PlanLimit {
-                status,
-                days,
-                message: mask(&message),
-            },
-            Self::Permanent {
-                status,
-                error_code,
-                message,
-            } => Self::Permanent {
-                status,
-                error_code,
-                message: mask(&message),
-            },
-            Self::BadAnswer { status, message } => Self::BadAnswer {
-                status,
-                message: mask(&message),
-            },
-        }
+    pub(crate) fn map_message(mut self, mask: impl FnOnce(&str) -> String) -> Self {
+        let (Self::Transient { message }
+        | Self::RateLimited { message }
+        | Self::PlanLimit { message, .. }
+        | Self::Permanent { message, .. }
+        | Self::BadAnswer { message, .. }) = &mut self;
+        *message = mask(message);
+        self
     }
 
     /// A refusal (non-retryable status) turned into the message a user can act on.

@@ -28,6 +28,9 @@ mod redact;
 mod wire;
 
 pub use budget::{BudgetMetrics, CallBudget, CallLimiter};
+// For the other upstream clients (see `crate::upstream`), until these move there.
+pub(crate) use budget::RateLimit;
 pub use client::{CallOutcome, CoinGeckoClient, CoinGeckoSettings, MAX_BODY_BYTES};
 pub use error::CoinGeckoError;
-pub use wire::{MarketChart, Point, decimal_from_f64};
+pub(crate) use redact::Redactor;
+pub use wire::{MarketChart, MarketCoin, Point, decimal_from_f64};

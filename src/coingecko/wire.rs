@@ -354,3 +354,23 @@ mod tests {
         }
     }
 }
+
+/// One coin of `/coins/markets` (the fields the top-N import reads; CoinGecko sends
+/// many more, ignored): its id, its ticker as CoinGecko writes it (lower case), its name
+/// and its rank by market cap.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MarketCoin {
+    pub id: String,
+    pub symbol: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub market_cap_rank: Option<u32>,
+}
+
+impl MarketCoin {
+    /// A page of `/coins/markets`: a JSON array of coins.
+    pub(crate) fn parse_page(body: &[u8]) -> Result<Vec<MarketCoin>, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+}

@@ -108,10 +108,7 @@ impl DateRange {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn day(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use crate::domain::day;
 
     const TODAY: &str = "2026-11-28";
 

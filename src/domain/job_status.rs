@@ -1,6 +1,3 @@
-use std::fmt;
-use std::str::FromStr;
-
 /// Where a job stands. Stored as text in `ingestion_jobs.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobStatus {
@@ -39,23 +36,8 @@ impl JobStatus {
     }
 }
 
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("unknown job status {0:?}")]
 pub struct UnknownJobStatus(pub String);
 
-impl FromStr for JobStatus {
-    type Err = UnknownJobStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownJobStatus(s.to_owned()))
-    }
-}
+stored_as_text!(JobStatus, UnknownJobStatus);

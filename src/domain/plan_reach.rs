@@ -68,10 +68,7 @@ impl PlanReach {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn day(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use crate::domain::day;
 
     #[test]
     fn the_past_365_days_are_today_and_the_364_before() {

@@ -1,6 +1,3 @@
-use std::fmt;
-use std::str::FromStr;
-
 /// Who asked for a job. Stored as text in `ingestion_jobs.trigger`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Trigger {
@@ -25,23 +22,8 @@ impl Trigger {
     }
 }
 
-impl fmt::Display for Trigger {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown trigger {0:?}: expected api, cli or schedule")]
 pub struct UnknownTrigger(pub String);
 
-impl FromStr for Trigger {
-    type Err = UnknownTrigger;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Trigger::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| UnknownTrigger(s.to_owned()))
-    }
-}
+stored_as_text!(Trigger, UnknownTrigger);

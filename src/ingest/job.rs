@@ -9,14 +9,19 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use sqlx::PgPool;
 
-use super::source::{CoinGecko, PriceSource, SourceError};
-use super::{MIN_HOURLY_POINTS, Reach, Window, windows_for_days, windows_for_range};
+use super::fallback::{
+    CANDLES_BEGIN_MIN_EMPTY_DAYS, CheckError, SecondSource, check_mapping, fallback_windows,
+};
+use super::source::{CoinGecko, Coinbase, PriceSource, SourceError};
+use super::{DailyCandles, MIN_HOURLY_POINTS, Reach, Window, windows_for_days, windows_for_range};
+use crate::coinbase::{CandleWindow, CoinbaseError};
 use crate::coingecko::CoinGeckoClient;
-use crate::domain::{Coin, DailyCandle, JobStatus, PlanReach, today_utc};
+use crate::domain::{self, Coin, DailyCandle, JobStatus, PlanReach, ProductId, today_utc};
 use crate::shutdown::Shutdown;
 use crate::store::queue_lease::{self, Lease};
 use crate::store::{
     coins, daily_prices, gaps, ingestion_jobs, ingestion_jobs::JobRecord, is_unavailable,
+    second_source,
 };
 
 /// How an attempt ended without an error.
@@ -43,13 +48,16 @@ pub enum Outcome {
 
 /// How one window ended.
 enum WindowEnd {
-    /// Fetched and stored (or nothing to store).
-    Stored,
+    /// Fetched and stored (or nothing to store): what the source answered.
+    Stored(DailyCandles),
     /// The attempt must stop.
     Stop(Outcome),
     /// The source refused the window as older than its plan serves (CoinGecko's 10012):
     /// the plan serves only this many days.
     BeyondReach(u32),
+    /// The source failed for this window (after its own retries); nothing of it was
+    /// stored. The caller decides whether that fails the attempt.
+    Failed(SourceError),
 }
 
 /// Why an attempt failed.
@@ -105,14 +113,16 @@ impl From<SourceError> for JobError {
 /// refuses this attempt's late write.
 const DATABASE_PATIENCE: Duration = Duration::MAX;
 
-/// Everything a job needs: the database, the CoinGecko client, the window size and the
-/// plan's reach.
+/// Everything a job needs: the database, the CoinGecko client, the window size, the
+/// plan's reach and the second source.
 #[derive(Clone)]
 pub struct Ingestor {
     pub pool: PgPool,
     pub client: CoinGeckoClient,
     pub chunk_days: u32,
     pub reach: Reach,
+    /// Where out-of-plan days come from; `None` with `FALLBACK_SOURCE=off`.
+    pub second_source: Option<SecondSource>,
 }
 
 /// One attempt's view of its job: the record as it was when the attempt began, the
@@ -126,8 +136,9 @@ pub struct Attempt<'a> {
 }
 
 impl Ingestor {
-    /// Runs one attempt of a job (already marked running), in three steps: fetch what
-    /// the plan asks for, fill what is still missing, and say what is left. Resumes from
+    /// Runs one attempt of a job (already marked running), in four steps: fetch what
+    /// the plan asks for, fill what is still missing, fetch the days older than the plan
+    /// serves from the second source, and say what is left. Resumes from
     /// the checkpoint: not forced, the missing days are read again from the table, so
     /// windows already stored are not fetched again; forced, the windows before
     /// `chunks_done` are skipped. Days older than the plan's reach are never asked for;
@@ -140,6 +151,9 @@ impl Ingestor {
             return Ok(outcome);
         }
         if let ControlFlow::Break(outcome) = run.fill().await? {
+            return Ok(outcome);
+        }
+        if let ControlFlow::Break(outcome) = run.out_of_plan().await? {
             return Ok(outcome);
         }
         run.finish().await
@@ -181,11 +195,14 @@ impl Ingestor {
         })
     }
 
-    /// The checkpoint transaction. `None` when this worker no longer holds the job: the
-    /// lease is checked, and held, inside the same transaction that writes.
+    /// The checkpoint transaction: the rows marked with their `origin`, the job's
+    /// progress, and the days it stored from the second source. `None` when this worker
+    /// no longer holds the job: the lease is checked, and held, inside the same
+    /// transaction that writes.
     async fn store(
         &self,
         attempt: &Attempt<'_>,
+        origin: domain::PriceSource,
         candles: &[DailyCandle],
     ) -> sqlx::Result<Option<u64>> {
         let job = attempt.job;
@@ -195,8 +212,12 @@ impl Ingestor {
         {
             return Ok(None);
         }
-        let written = daily_prices::upsert(&mut tx, job.symbol, candles, job.force).await?;
+        let written =
+            daily_prices::upsert_from(&mut tx, job.symbol, origin, candles, job.force).await?;
         ingestion_jobs::checkpoint(&mut tx, job.id, candles.len() as i32).await?;
+        if origin == domain::PriceSource::Coinbase && written > 0 {
+            second_source::add_fallback_days(&mut tx, job.id, written as i32).await?;
+        }
         tx.commit().await?;
         Ok(Some(written))
     }
@@ -317,7 +338,8 @@ impl<S: PriceSource> Run<'_, S> {
     async fn fetch_all(&mut self, windows: &[Window]) -> Result<Batch, JobError> {
         for (i, window) in windows.iter().enumerate() {
             match self.window(window).await? {
-                WindowEnd::Stored => {}
+                WindowEnd::Stored(_) => {}
+                WindowEnd::Failed(e) => return Err(e.into()),
                 WindowEnd::Stop(outcome) => return Ok(Batch::Stopped(outcome)),
                 WindowEnd::BeyondReach(days) => {
                     return Ok(Batch::BeyondReach {
@@ -351,20 +373,179 @@ impl<S: PriceSource> Run<'_, S> {
             tracing::info!(runs = fills.len(), days = fillable.len(), "filling gaps");
         }
         for window in &fills {
-            match self.window(window).await {
-                Ok(WindowEnd::Stored) => {}
+            let failed = match self.window(window).await {
+                Ok(WindowEnd::Stored(_)) => None,
                 Ok(WindowEnd::Stop(outcome)) => return Ok(ControlFlow::Break(outcome)),
-                Ok(WindowEnd::BeyondReach(days)) => self.learn_reach(days).await?,
-                Err(e) => {
-                    tracing::warn!(start = %window.start, end = %window.end, error = %e, "could not fill a gap; going on");
-                    self.shortfalls.failed_fills.push((*window, e.to_string()));
+                Ok(WindowEnd::BeyondReach(days)) => {
+                    self.learn_reach(days).await?;
+                    None
+                }
+                Ok(WindowEnd::Failed(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(e) = failed {
+                tracing::warn!(start = %window.start, end = %window.end, error = %e, "could not fill a gap; going on");
+                self.shortfalls.failed_fills.push((*window, e));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Step 3: the days older than the plan serves, from the second source, for a coin
+    /// whose product passed the mapping check (checked here first, once, against the
+    /// CoinGecko rows just stored). The windows are planned from the missing days'
+    /// runs, at most 300 days each, skipping days before the product's first candle;
+    /// each is stored with the checkpoint. Nothing the second source does fails the job:
+    /// what it could not fill stays out of plan, and the final message says why.
+    async fn out_of_plan(&mut self) -> Result<ControlFlow<Outcome>, JobError> {
+        let Some(second) = self.ingestor.second_source.clone() else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        let days = self.out_of_plan_days().await?;
+        if days.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let Some((product, candles_from)) = self.usable_product(&second).await? else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        let windows = fallback_windows(days, candles_from);
+        if windows.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        self.count_planned(windows.len()).await?;
+        tracing::info!(windows = windows.len(), %product, "fetching out-of-plan days from the second source");
+        self.shortfalls.second_source = Some(SecondSourceEnd::Asked);
+        let source = Coinbase::new(second.client, product.clone());
+        for (i, candle_window) in windows.iter().enumerate() {
+            let window = Window {
+                start: candle_window.first(),
+                end: candle_window.last(),
+            };
+            let end = match self.window_from(&source, &window).await {
+                Ok(end) => end,
+                // Rows the table refuses: the source's data, not the job, is at fault.
+                Err(JobError::Permanent(_)) => WindowEnd::Failed(SourceError::BadAnswer(format!(
+                    "its candles for {}..{} broke a rule of the table, and nothing of them was \
+                     stored.",
+                    window.start, window.end
+                ))),
+                Err(e) => return Err(e),
+            };
+            match end {
+                WindowEnd::Stored(built) if i == 0 => {
+                    self.learn_candles_begin(&product, candle_window, &built.candles)
+                        .await?;
+                }
+                WindowEnd::Stored(_) | WindowEnd::BeyondReach(_) => {}
+                WindowEnd::Stop(outcome) => return Ok(ControlFlow::Break(outcome)),
+                WindowEnd::Failed(e) => {
+                    tracing::warn!(error = %e, "the second source failed; its days stay out of plan");
+                    self.shortfalls.second_source = Some(SecondSourceEnd::Failed {
+                        // A refusal stays one; garbage may be a passing fault.
+                        retry: !matches!(e, SourceError::Permanent(_)),
+                        why: e.to_string(),
+                    });
+                    break;
                 }
             }
         }
         Ok(ControlFlow::Continue(()))
     }
 
-    /// Step 3: the final word, from the days of the range still missing.
+    /// Remembers where `product`'s candles begin when the job's oldest window found none
+    /// on its first days, for at least [`CANDLES_BEGIN_MIN_EMPTY_DAYS`] (fewer are quiet
+    /// days of a listed product): later jobs then spend no call on the days before.
+    async fn learn_candles_begin(
+        &self,
+        product: &ProductId,
+        oldest: &CandleWindow,
+        candles: &[DailyCandle],
+    ) -> Result<(), JobError> {
+        let Some(begin) = oldest
+            .candles_begin(candles)
+            .filter(|begin| (*begin - oldest.first()).num_days() >= CANDLES_BEGIN_MIN_EMPTY_DAYS)
+        else {
+            return Ok(());
+        };
+        tracing::info!(%product, %begin, "the second source's candles begin later than asked");
+        let (ingestor, symbol) = (self.ingestor, self.attempt.job.symbol);
+        ingestor
+            .patiently(|| second_source::learn_candles_from(&ingestor.pool, symbol, product, begin))
+            .await?;
+        Ok(())
+    }
+
+    /// The job's days older than the plan serves that the second source may fill: those
+    /// missing, or every one when forced (its own rows are then replaced, CoinGecko's never).
+    async fn out_of_plan_days(&self) -> Result<Vec<NaiveDate>, JobError> {
+        let range = self.attempt.job.range;
+        let days = if self.attempt.job.force {
+            range
+                .start()
+                .iter_days()
+                .take_while(|day| *day <= range.end())
+                .collect()
+        } else {
+            self.missing_days(range.start(), range.end()).await?
+        };
+        Ok(self.reach.split(days, self.today).1)
+    }
+
+    /// The coin's product if the second source may be used for it, with the day its
+    /// candles begin when known. A product not checked yet is checked now (one call);
+    /// when the check cannot be made or finds the product unusable, the shortfall says why.
+    async fn usable_product(
+        &mut self,
+        second: &SecondSource,
+    ) -> Result<Option<(ProductId, Option<NaiveDate>)>, JobError> {
+        let (ingestor, symbol) = (self.ingestor, self.attempt.job.symbol);
+        let read = || second_source::mapping(&ingestor.pool, symbol);
+        let Some(mut mapping) = ingestor.patiently(read).await? else {
+            return Ok(None);
+        };
+        if let Some(product) = mapping.product.clone().filter(|_| mapping.needs_check()) {
+            let Some(plan_first_day) = self.reach.first_served_day(self.today) else {
+                return Ok(None);
+            };
+            let checked = check_mapping(
+                &ingestor.pool,
+                &second.client,
+                symbol,
+                &product,
+                plan_first_day,
+                second.max_deviation_percent,
+            )
+            .await;
+            let end = match checked {
+                Ok(Some(_)) => None,
+                Ok(None) => Some(SecondSourceEnd::Unchecked(plan_first_day)),
+                Err(CheckError::Coinbase(e)) => Some(SecondSourceEnd::Failed {
+                    retry: !matches!(e, CoinbaseError::Refused { .. }),
+                    why: e.message().to_owned(),
+                }),
+                Err(CheckError::Database(e)) => return Err(e.into()),
+            };
+            if end.is_some() {
+                self.shortfalls.second_source = end;
+                return Ok(None);
+            }
+            match ingestor.patiently(read).await? {
+                Some(checked) => mapping = checked,
+                None => return Ok(None),
+            }
+        }
+        if mapping.usable == Some(false) {
+            self.shortfalls.second_source = Some(SecondSourceEnd::Unusable(
+                mapping.unusable_reason.clone().unwrap_or_default(),
+            ));
+        }
+        Ok(mapping
+            .usable_product()
+            .cloned()
+            .map(|product| (product, mapping.candles_from)))
+    }
+
+    /// Step 4: the final word, from the days of the range still missing.
     async fn finish(self) -> Result<Outcome, JobError> {
         let range = self.attempt.job.range;
         let missing = self.missing_days(range.start(), range.end()).await?;
@@ -430,12 +611,27 @@ impl<S: PriceSource> Run<'_, S> {
             .await
     }
 
-    /// One window: ask the source for it, and store its candles with the checkpoint in
-    /// one transaction, so a crash leaves either both or neither. A shutdown during the
-    /// call drops the window (nothing of it was written); a shutdown during the commit
-    /// lets the commit finish.
-    #[tracing::instrument(skip_all, fields(start = %window.start, end = %window.end))]
+    /// One window of the job's own source; see [`window_from`](Self::window_from).
     async fn window(&mut self, window: &Window) -> Result<WindowEnd, JobError> {
+        let end = self.window_from(&self.source, window).await?;
+        if let WindowEnd::Stored(built) = &end {
+            self.shortfalls
+                .too_thin
+                .extend(built.too_thin.iter().copied());
+        }
+        Ok(end)
+    }
+
+    /// One window: ask `source` for it, and store its candles (marked with its origin)
+    /// with the checkpoint in one transaction, so a crash leaves either both or neither.
+    /// A shutdown during the call drops the window (nothing of it was written); a
+    /// shutdown during the commit lets the commit finish.
+    #[tracing::instrument(skip_all, fields(source = source.name(), start = %window.start, end = %window.end))]
+    async fn window_from<T: PriceSource>(
+        &self,
+        source: &T,
+        window: &Window,
+    ) -> Result<WindowEnd, JobError> {
         let (ingestor, attempt) = (self.ingestor, &self.attempt);
         let job = attempt.job;
         if attempt.stop.is_shutdown() {
@@ -450,34 +646,30 @@ impl<S: PriceSource> Run<'_, S> {
         let answer = tokio::select! {
             biased;
             () = attempt.stop.recv() => return Ok(WindowEnd::Stop(Outcome::Interrupted)),
-            answer = self.source.daily_candles(&self.coin, *window) => answer,
+            answer = source.daily_candles(&self.coin, *window) => answer,
         };
         let built = match answer {
             Ok(built) => built,
             Err(SourceError::PlanLimit { reach_days, .. }) => {
                 return Ok(WindowEnd::BeyondReach(reach_days));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Ok(WindowEnd::Failed(e)),
         };
         if !built.too_thin.is_empty() {
             tracing::warn!(days = ?built.too_thin, "days with too few points were not stored");
         }
-        self.shortfalls
-            .too_thin
-            .extend(built.too_thin.iter().copied());
-        let candles = built.candles;
         let written = ingestor
-            .patiently(|| ingestor.store(&self.attempt, &candles))
+            .patiently(|| ingestor.store(&self.attempt, source.origin(), &built.candles))
             .await?;
         match written {
             Some(written) => {
                 tracing::info!(
                     days = window.days(),
-                    fetched = candles.len(),
+                    fetched = built.candles.len(),
                     written,
                     "window stored"
                 );
-                Ok(WindowEnd::Stored)
+                Ok(WindowEnd::Stored(built))
             }
             None => {
                 tracing::warn!("another worker holds this job now; stopping without writing");
@@ -495,6 +687,22 @@ struct Shortfalls {
     too_thin: BTreeMap<NaiveDate, usize>,
     /// Gap-fill calls that failed, with why.
     failed_fills: Vec<(Window, String)>,
+    /// What became of the second source, when it had out-of-plan days to fill.
+    second_source: Option<SecondSourceEnd>,
+}
+
+/// How the second source's step ended, for the final message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SecondSourceEnd {
+    /// It was asked; what is still out of plan, it has no candle for.
+    Asked,
+    /// It failed (down, refusing or answering garbage), saying why; `retry` when a later
+    /// run may fill the days as things are (its own words say what to do otherwise).
+    Failed { why: String, retry: bool },
+    /// Its mapping check found the product to be another asset: the coin's reason.
+    Unusable(String),
+    /// Its mapping could not be checked: CoinGecko has no final row from this day on yet.
+    Unchecked(NaiveDate),
 }
 
 /// The final word on a job whose windows have all been tried, from the days of its
@@ -530,6 +738,9 @@ fn finished(
             out_of_plan.len(),
             reach.limit_days().unwrap_or_default(),
         ));
+        if let Some(end) = &shortfalls.second_source {
+            sentences.push(second_source_message(end));
+        }
     }
     if !gap_dates.is_empty() {
         sentences.push(gap_message(&gap_dates, today, shortfalls));
@@ -539,6 +750,33 @@ fn finished(
         gap_dates,
         out_of_plan_days: out_of_plan.len() as i32,
         message: Some(sentences.join(" ")),
+    }
+}
+
+/// What to say of the second source, when days older than the plan serves are still missing.
+fn second_source_message(end: &SecondSourceEnd) -> String {
+    match end {
+        SecondSourceEnd::Asked => "Coinbase Exchange, the second source, has no candle for them \
+            either (days without trades, or before its product's first candle)."
+            .to_owned(),
+        SecondSourceEnd::Failed { why, retry: true } => format!(
+            "Coinbase Exchange, the second source, could not fill them: {} Run the job again \
+             later to fill them from it.",
+            why.trim_end()
+        ),
+        SecondSourceEnd::Failed { why, retry: false } => format!(
+            "Coinbase Exchange, the second source, could not fill them: {}",
+            why.trim_end()
+        ),
+        SecondSourceEnd::Unusable(reason) => format!(
+            "The second source (Coinbase Exchange) is not used for this coin: {}",
+            reason.trim_end()
+        ),
+        SecondSourceEnd::Unchecked(from) => format!(
+            "The second source (Coinbase Exchange) was not used: its prices are first compared \
+             with CoinGecko's on the earliest days the plan serves (from {from} on), and none is \
+             stored yet; run a job that includes them, then this one again."
+        ),
     }
 }
 
@@ -698,6 +936,7 @@ mod tests {
                 },
                 "CoinGecko answered HTTP 401: \"Invalid API key\". The API key is missing or invalid.".to_owned(),
             )],
+            second_source: None,
         };
         let message = message_of(finished(
             vec![day("2024-01-01"), day("2024-01-02")],
@@ -719,6 +958,7 @@ mod tests {
         let shortfalls = Shortfalls {
             too_thin: BTreeMap::from([(day("2024-01-05"), 1)]),
             failed_fills: vec![],
+            second_source: None,
         };
         let message = message_of(finished(
             vec![day("2024-01-05"), day("2024-01-07")],
@@ -770,6 +1010,63 @@ mod tests {
         );
     }
 
+    #[test]
+    fn what_became_of_the_second_source_is_said_after_the_out_of_plan_days() {
+        let today = day("2026-11-28");
+        let said = |end: SecondSourceEnd| {
+            message_of(finished(
+                vec![day("2025-01-01"), day("2025-01-02")],
+                PlanReach::days(365),
+                today,
+                &Shortfalls {
+                    second_source: Some(end),
+                    ..Shortfalls::default()
+                },
+            ))
+        };
+
+        let failed = said(SecondSourceEnd::Failed {
+            why: "Coinbase Exchange did not answer: connection refused.".to_owned(),
+            retry: true,
+        });
+        let refused = said(SecondSourceEnd::Failed {
+            why: "Coinbase Exchange refused it: set the coin's coinbase_product.".to_owned(),
+            retry: false,
+        });
+        let unusable = said(SecondSourceEnd::Unusable(
+            "SOLX-USD's closes differ from CoinGecko's by 9900 %: another asset.".to_owned(),
+        ));
+        let asked = said(SecondSourceEnd::Asked);
+        let unchecked = said(SecondSourceEnd::Unchecked(day("2025-11-29")));
+
+        assert!(
+            failed.starts_with("2 day(s) from 2025-01-01 to 2025-01-02 are older"),
+            "{failed}"
+        );
+        assert!(
+            failed.contains("could not fill them: Coinbase Exchange did not answer")
+                && failed.contains("Run the job again later"),
+            "{failed}"
+        );
+        assert!(
+            refused.contains("set the coin's coinbase_product") && !refused.contains("later"),
+            "{refused}"
+        );
+        assert!(
+            unusable.contains("not used for this coin: SOLX-USD"),
+            "{unusable}"
+        );
+        assert!(asked.contains("has no candle for them either"), "{asked}");
+        assert!(unchecked.contains("from 2025-11-29 on"), "{unchecked}");
+        let none = message_of(finished(
+            vec![day("2025-01-01")],
+            PlanReach::days(365),
+            today,
+            &Shortfalls::default(),
+        ));
+        assert!(!none.contains("second source"), "{none}");
+    }
+
     /// Kills `runs.len() > SHOWN` -> `==` / `>=` in `describe_days`, and
     /// `failed_fills.len() > 3` -> `==` / `>=` in `gap_message`: what is left out is
     /// counted, and nothing is said to be left out when nothing is.
@@ -791,6 +1088,7 @@ mod tests {
                 .into_iter()
                 .map(|d| (Window { start: d, end: d }, "HTTP 401".to_owned()))
                 .collect(),
+            second_source: None,
         };
         let three = message_of(finished(
             every_other_day(3),

@@ -1,22 +1,28 @@
 //! The seat of a price source: what the job asks a source (a coin's whole UTC days in a
 //! window) and what the source answers (daily candles for those days, or a typed reason
 //! why not). The job plans, stores and reports; it never knows whose wire it went over.
-//! CoinGecko is the first source ([`CoinGecko`]); another is a new module beside it that
-//! implements [`PriceSource`].
+//! CoinGecko is the first source ([`CoinGecko`]), Coinbase Exchange the second
+//! ([`Coinbase`], for the days older than CoinGecko's plan serves); another is a new
+//! module beside them that implements [`PriceSource`].
 
+mod coinbase;
 mod coingecko;
 
 use std::future::Future;
 
 use super::{DailyCandles, Window};
-use crate::domain::Coin;
+use crate::domain::{self, Coin};
 
+pub use coinbase::Coinbase;
 pub use coingecko::CoinGecko;
 
 /// A place daily candles come from.
 pub trait PriceSource: Send + Sync {
     /// The source's name, as messages and logs say it.
     fn name(&self) -> &'static str;
+
+    /// What every row stored from it says in `source`.
+    fn origin(&self) -> domain::PriceSource;
 
     /// The most days one call may ask for: the job plans its windows to this size.
     fn window_days(&self) -> u32;

@@ -126,30 +126,36 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Checks the tick after each instant and the latest one at or before each instant,
+    /// as `(instant, tick)`; a failure names the instant.
+    fn assert_ticks(s: &SyncSchedule, next_after: &[(&str, &str)], latest: &[(&str, &str)]) {
+        for (now, tick) in next_after {
+            assert_eq!(s.next_after(at(now)), Some(at(tick)), "next after {now}");
+        }
+        for (now, tick) in latest {
+            assert_eq!(
+                s.latest_at_or_before(at(now)),
+                Some(at(tick)),
+                "latest at or before {now}"
+            );
+        }
+    }
+
     #[test]
     fn the_default_ticks_at_00_40_utc_every_day() {
-        let daily = schedule(DEFAULT_SCHEDULE);
-        assert_eq!(
-            daily.next_after(at("2026-11-28T00:39:59.9Z")),
-            Some(at("2026-11-28T00:40:00Z"))
-        );
-        assert_eq!(
-            daily.next_after(at("2026-11-28T00:40:00Z")),
-            Some(at("2026-11-29T00:40:00Z")),
-            "strictly after"
-        );
-        assert_eq!(
-            daily.latest_at_or_before(at("2026-11-28T00:40:00Z")),
-            Some(at("2026-11-28T00:40:00Z")),
-            "a tick is due at its own time"
-        );
-        assert_eq!(
-            daily.latest_at_or_before(at("2026-11-28T00:39:59.999Z")),
-            Some(at("2026-11-27T00:40:00Z"))
-        );
-        assert_eq!(
-            daily.latest_at_or_before(at("2026-11-28T17:00:00.5Z")),
-            Some(at("2026-11-28T00:40:00Z"))
+        assert_ticks(
+            &schedule(DEFAULT_SCHEDULE),
+            &[
+                ("2026-11-28T00:39:59.9Z", "2026-11-28T00:40:00Z"),
+                // Strictly after.
+                ("2026-11-28T00:40:00Z", "2026-11-29T00:40:00Z"),
+            ],
+            &[
+                // A tick is due at its own time.
+                ("2026-11-28T00:40:00Z", "2026-11-28T00:40:00Z"),
+                ("2026-11-28T00:39:59.999Z", "2026-11-27T00:40:00Z"),
+                ("2026-11-28T17:00:00.5Z", "2026-11-28T00:40:00Z"),
+            ],
         );
     }
 
@@ -157,13 +163,10 @@ mod tests {
     fn a_seconds_schedule_ticks_on_its_seconds() {
         let every_two = schedule("*/2 * * * * *");
         assert!(!every_two.is_off(), "a schedule that ticks is not off");
-        assert_eq!(
-            every_two.next_after(at("2026-11-28T10:00:00Z")),
-            Some(at("2026-11-28T10:00:02Z"))
-        );
-        assert_eq!(
-            every_two.latest_at_or_before(at("2026-11-28T10:00:03.7Z")),
-            Some(at("2026-11-28T10:00:02Z"))
+        assert_ticks(
+            &every_two,
+            &[("2026-11-28T10:00:00Z", "2026-11-28T10:00:02Z")],
+            &[("2026-11-28T10:00:03.7Z", "2026-11-28T10:00:02Z")],
         );
     }
 
@@ -180,31 +183,31 @@ mod tests {
 
     #[test]
     fn a_malformed_expression_is_refused_with_the_expression_and_what_is_wrong() {
-        let five = "0 40 * * *"
-            .parse::<SyncSchedule>()
-            .unwrap_err()
-            .to_string();
-        assert!(five.contains("\"0 40 * * *\""), "{five}");
-        assert!(five.contains("5 fields where 6 or 7 are needed"), "{five}");
-        assert!(five.contains("no seconds"), "{five}");
-        let range = "0 61 0 * * *"
-            .parse::<SyncSchedule>()
-            .unwrap_err()
-            .to_string();
-        assert!(range.contains("\"0 61 0 * * *\""), "{range}");
-        assert!(range.contains("the cron parser says"), "{range}");
-        let word = "daily".parse::<SyncSchedule>().unwrap_err().to_string();
-        assert!(word.contains("1 field where"), "{word}");
-        let past = "0 0 0 1 1 * 2020"
-            .parse::<SyncSchedule>()
-            .unwrap_err()
-            .to_string();
-        assert!(past.contains("no time after now"), "{past}");
-        assert!(
-            "".parse::<SyncSchedule>()
-                .unwrap_err()
-                .to_string()
-                .contains("empty")
-        );
+        let cases: [(&str, &[&str]); 5] = [
+            (
+                "0 40 * * *",
+                &[
+                    "\"0 40 * * *\"",
+                    "5 fields where 6 or 7 are needed",
+                    "no seconds",
+                ],
+            ),
+            (
+                "0 61 0 * * *",
+                &["\"0 61 0 * * *\"", "the cron parser says"],
+            ),
+            ("daily", &["1 field where"]),
+            ("0 0 0 1 1 * 2020", &["no time after now"]),
+            ("", &["empty"]),
+        ];
+        for (expression, phrases) in cases {
+            let refused = expression.parse::<SyncSchedule>().unwrap_err().to_string();
+            for phrase in phrases {
+                assert!(
+                    refused.contains(phrase),
+                    "{expression:?}: {phrase:?} is not in: {refused}"
+                );
+            }
+        }
     }
 }

@@ -18,6 +18,21 @@
 //! (all were down), it is acted on at once. What a tick queues is computed from what is
 //! missing in `daily_prices`, so a week down costs one job per coin, not seven.
 //!
+//! # What a tick costs
+//!
+//! O(coins), however much history is stored: the figures `coin_figures` keeps (by
+//! triggers, so rows changed by plain SQL count too) say for each coin whether its
+//! complete days are one unbroken run covering what it should have. Such a coin costs no
+//! query; only a coin with a hole anywhere, or behind, gets the gap query (which finds a
+//! hole in the middle exactly as before) and, if need be, a job.
+//!
+//! # Stopping
+//!
+//! The stop signal is looked at between two coins. A tick stopped half done rolls back
+//! its claim, so the next process to try the tick acts on it whole; the jobs queued before
+//! the stop are on the queue already, and the one-active-job rule keeps that process from
+//! queuing a second one for those coins.
+//!
 //! # Why not apalis-cron
 //!
 //! `apalis-cron` 1.0 turns a `cron::Schedule` into a stream of ticks in one process. Each
@@ -40,7 +55,7 @@ use sqlx::PgPool;
 use crate::domain::{Symbol, Trigger};
 use crate::ingest::Reach;
 use crate::shutdown::Shutdown;
-use crate::store::{coins, sync_schedule, sync_schedule::TickRecord};
+use crate::store::{coin_figures, coins, sync_schedule, sync_schedule::TickRecord};
 
 pub use clock::Clock;
 pub use expression::{DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
@@ -73,15 +88,13 @@ impl Scheduler {
         let mut catch_up = true;
         loop {
             if let Some(tick) = due {
-                match self.act_on(tick, catch_up).await {
-                    Ok(Some(acted)) => {
-                        tracing::info!(%tick, catch_up, coins_tracked = acted.coins_tracked,
-                            coins_behind = acted.coins_behind, jobs_queued = acted.jobs_queued,
-                            coins_busy = acted.coins_busy, "acted on a tick of the sync schedule");
-                    }
-                    Ok(None) => {
+                match self.act_on_until(tick, catch_up, Some(&shutdown)).await {
+                    // `act_on_until` logged its one line.
+                    Ok(Acted::Done(_)) => {}
+                    Ok(Acted::Taken) => {
                         tracing::debug!(%tick, "another process acted on this tick");
                     }
+                    Ok(Acted::Stopped) => return,
                     Err(e) => {
                         tracing::warn!(%tick, error = format!("{e:#}"), "could not act on a tick of the sync schedule; trying again");
                         if wait_or_stop(&shutdown, RETRY_AFTER).await {
@@ -132,23 +145,64 @@ impl Scheduler {
         tick: DateTime<Utc>,
         catch_up: bool,
     ) -> anyhow::Result<Option<TickRecord>> {
+        match self.act_on_until(tick, catch_up, None).await? {
+            Acted::Done(record) => Ok(Some(record)),
+            Acted::Taken | Acted::Stopped => Ok(None),
+        }
+    }
+
+    /// [`Scheduler::act_on`], stopping between two coins when `shutdown` is raised: the
+    /// claim is rolled back, so the next process to try the tick (one waiting on the claim
+    /// at once, or any at its next tick) acts on it whole. The jobs queued before the stop
+    /// stay queued, and the one-active-job rule keeps that process from queuing a second.
+    pub async fn act_on_until(
+        &self,
+        tick: DateTime<Utc>,
+        catch_up: bool,
+        shutdown: Option<&Shutdown>,
+    ) -> anyhow::Result<Acted> {
+        let stopping = || shutdown.is_some_and(Shutdown::is_shutdown);
         let mut tx = self.pool.begin().await?;
-        if !sync_schedule::claim(&mut tx, tick).await? {
+        // The claim waits while another process acts on the tick; a stop must not.
+        let claimed = match shutdown {
+            Some(shutdown) => tokio::select! {
+                claimed = sync_schedule::claim(&mut tx, tick) => claimed?,
+                () = shutdown.recv() => return Ok(Acted::Stopped),
+            },
+            None => sync_schedule::claim(&mut tx, tick).await?,
+        };
+        if !claimed {
             tx.rollback().await?;
-            return Ok(None);
+            return Ok(Acted::Taken);
         }
         let today = self.clock.today();
         let reach = self.reach.current(&self.pool).await?;
+        // One query for every tracked coin; only those not plainly complete come back.
+        let (tracked, to_look_at) =
+            coin_figures::tracked_needing_a_look(&self.pool, today, reach.first_served_day(today))
+                .await?;
         let mut acted = TickRecord {
             catch_up,
+            coins_tracked: i32::try_from(tracked).unwrap_or(i32::MAX),
             ..TickRecord::default()
         };
-        for record in coins::list(&self.pool).await? {
+        let mut gap_queries = 0;
+        for (done, symbol) in to_look_at.iter().copied().enumerate() {
+            if stopping() {
+                tx.rollback().await?;
+                tracing::info!(%tick, coins_done = done, coins_to_look_at = to_look_at.len(),
+                    jobs_queued = acted.jobs_queued,
+                    "stopping in the middle of a tick: the next process to act finishes it");
+                return Ok(Acted::Stopped);
+            }
+            // Gone or untracked since the query: nothing to do for it.
+            let Some(record) = coins::get(&self.pool, symbol).await? else {
+                continue;
+            };
             if !record.coin.tracked {
                 continue;
             }
-            acted.coins_tracked += 1;
-            let symbol = record.coin.symbol;
+            gap_queries += 1;
             let synced = bring_up_to_date(
                 &self.pool,
                 &record.coin,
@@ -167,19 +221,33 @@ impl Scheduler {
                 Ok(CoinSync::Queued(job)) => {
                     acted.coins_behind += 1;
                     acted.jobs_queued += 1;
-                    tracing::info!(%symbol, job_id = %job.id, start = %job.range.start(), end = %job.range.end(), "tracked coin behind: job queued");
+                    tracing::debug!(%symbol, job_id = %job.id, start = %job.range.start(), end = %job.range.end(), "tracked coin behind: job queued");
                 }
                 Ok(CoinSync::Busy(active)) => {
                     acted.coins_behind += 1;
                     acted.coins_busy += 1;
-                    tracing::info!(%symbol, active_job = ?active, "tracked coin behind but a job of it is active; left to the next tick");
+                    tracing::debug!(%symbol, active_job = ?active, "tracked coin behind but a job of it is active; left to the next tick");
                 }
             }
         }
         sync_schedule::record(&mut tx, tick, &self.name, acted).await?;
         tx.commit().await?;
-        Ok(Some(acted))
+        tracing::info!(%tick, catch_up, coins_tracked = acted.coins_tracked, gap_queries,
+            coins_behind = acted.coins_behind, jobs_queued = acted.jobs_queued,
+            coins_busy = acted.coins_busy, "acted on a tick of the sync schedule");
+        Ok(Acted::Done(acted))
     }
+}
+
+/// What trying to act on a tick came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acted {
+    /// This process acted on the tick: what it did.
+    Done(TickRecord),
+    /// Another process had acted on it, or on a later one.
+    Taken,
+    /// The stop signal came first; the tick is left, unclaimed, to the next process.
+    Stopped,
 }
 
 /// Sleeps for `wait`; true when `shutdown` was raised first.
@@ -218,16 +286,16 @@ pub async fn freshness(
     schedule: &SyncSchedule,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Freshness> {
-    let today = now.date_naive();
-    let coins = coins::list(pool)
+    let yesterday = now.date_naive().pred_opt().unwrap_or(now.date_naive());
+    let coins = coin_figures::last_complete_days(pool)
         .await?
         .into_iter()
-        .filter_map(|record| {
+        .filter_map(|(symbol, tracked, last_complete_day)| {
             Some(CoinFreshness {
-                symbol: record.coin.symbol,
-                tracked: record.coin.tracked,
-                last_complete_day: record.last_complete_day?,
-                stale_days: record.stale_days(today)?,
+                symbol: Symbol::parse(&symbol).ok()?,
+                tracked,
+                last_complete_day,
+                stale_days: (yesterday - last_complete_day).num_days().max(0),
             })
         })
         .collect();

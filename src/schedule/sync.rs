@@ -25,6 +25,8 @@ pub enum CoinSync {
 
 /// The days a tracked coin should have on `today`: from the latest of `track_since`, its
 /// first day and the first day the plan serves, to yesterday. `None` when that is empty.
+/// The tick applies the same rule in SQL to all coins at once
+/// (`store::coin_figures::tracked_needing_a_look`): change both together.
 pub fn days_to_keep(
     coin: &Coin,
     reach: PlanReach,
@@ -149,10 +151,7 @@ pub async fn tracking_started(
 mod tests {
     use super::*;
     use crate::domain::Coin;
-
-    fn day(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use crate::domain::day;
 
     #[test]
     fn the_latest_of_track_since_first_day_and_reach_starts_the_days_to_keep() {

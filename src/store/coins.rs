@@ -5,6 +5,7 @@ use chrono::NaiveDate;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgPool, Row};
 
+use super::second_source::Mapping;
 use crate::domain::{Coin, CoinGeckoId, Symbol};
 
 /// A registered coin and how far its history reaches.
@@ -13,6 +14,8 @@ pub struct CoinRecord {
     pub coin: Coin,
     /// The latest stored day that is not provisional; `None` when there is none.
     pub last_complete_day: Option<NaiveDate>,
+    /// Its second source's product and what checking it found.
+    pub mapping: Mapping,
 }
 
 impl CoinRecord {
@@ -27,7 +30,10 @@ impl CoinRecord {
 
 const SELECT: &str = r#"
 SELECT c.symbol, c.coingecko_id, c.first_day, c.tracked, c.track_since,
-       (SELECT max(p.date) FROM daily_prices p WHERE p.symbol = c.symbol AND NOT p.provisional)
+       c.coinbase_product, c.fallback_deviation_percent, c.fallback_checked_at,
+       c.fallback_usable, c.fallback_unusable_reason, c.coinbase_candles_from,
+       -- Kept by triggers (store::coin_figures): one index probe, however long the history.
+       (SELECT max(f.last_complete_day) FROM coin_figures f WHERE f.symbol = c.symbol)
            AS last_complete_day
 FROM coins c
 "#;
@@ -50,6 +56,7 @@ impl FromRow<'_, PgRow> for CoinRecord {
                 track_since: row.try_get("track_since")?,
             },
             last_complete_day: row.try_get("last_complete_day")?,
+            mapping: Mapping::from_row(row)?,
         })
     }
 }
@@ -59,6 +66,39 @@ pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<CoinRecord>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY c.symbol")))
         .fetch_all(pool)
         .await
+}
+
+/// Which coins a page of the list holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageQuery {
+    /// At most this many.
+    pub limit: u32,
+    /// Only symbols after this one: the previous page's last.
+    pub after: Option<Symbol>,
+    /// Only coins whose symbol or CoinGecko id contains this, case-insensitive.
+    pub q: Option<String>,
+    /// Only tracked coins (`true`) or untracked ones (`false`).
+    pub tracked: Option<bool>,
+}
+
+/// One page of coins by symbol, and whether more follow it.
+pub async fn page(pool: &PgPool, query: &PageQuery) -> sqlx::Result<(Vec<CoinRecord>, bool)> {
+    // One more than asked tells whether a next page exists.
+    let mut coins: Vec<CoinRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE ($1::text IS NULL OR c.symbol > $1) \
+           AND ($2::text IS NULL OR strpos(c.symbol, upper($2)) > 0 OR strpos(c.coingecko_id, lower($2)) > 0) \
+           AND ($3::boolean IS NULL OR c.tracked = $3) \
+         ORDER BY c.symbol LIMIT $4"
+    )))
+    .bind(query.after.map(|s| s.as_str().to_owned()))
+    .bind(query.q.as_deref())
+    .bind(query.tracked)
+    .bind(i64::from(query.limit) + 1)
+    .fetch_all(pool)
+    .await?;
+    let more = coins.len() > query.limit as usize;
+    coins.truncate(query.limit as usize);
+    Ok((coins, more))
 }
 
 pub async fn get(pool: &PgPool, symbol: Symbol) -> sqlx::Result<Option<CoinRecord>> {

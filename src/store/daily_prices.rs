@@ -1,69 +1,66 @@
 //! `daily_prices`: one candle per symbol and UTC day.
 
 use chrono::NaiveDate;
+use rust_decimal::Decimal;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::domain::{DailyCandle, Symbol};
+use crate::domain::{DailyCandle, PriceSource, Symbol};
 
-/// One statement for a whole window. Not forced (`$10` false), a day already stored for
-/// good is left alone and only a provisional row (a day that was not over when fetched)
-/// is replaced; forced, every fetched day replaces what is stored.
-const UPSERT: &str = r#"
-INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional, points)
-SELECT $1, d.* FROM UNNEST($2::date[], $3::numeric[], $4::numeric[], $5::numeric[], $6::numeric[],
-                          $7::numeric[], $8::timestamptz[], $9::boolean[], $11::integer[]) AS d
-ON CONFLICT (symbol, date) DO UPDATE SET
-    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-    volume = EXCLUDED.volume, "timestamp" = EXCLUDED."timestamp",
-    provisional = EXCLUDED.provisional, points = EXCLUDED.points, updated_at = now()
-WHERE $10 OR daily_prices.provisional
-"#;
-
-/// Writes a window's candles in one statement; returns how many rows were inserted or
-/// changed.
+/// Writes a window of CoinGecko's candles in one statement; returns how many rows were
+/// inserted or changed. Not forced, a day already stored for good is left alone and only
+/// a provisional row (a day that was not over when fetched) is replaced; forced, every
+/// fetched day replaces what is stored, a second source's row included.
 pub async fn upsert(
     tx: &mut Transaction<'_, Postgres>,
     symbol: Symbol,
     candles: &[DailyCandle],
     force: bool,
 ) -> sqlx::Result<u64> {
+    upsert_from(tx, symbol, PriceSource::CoinGecko, candles, force).await
+}
+
+/// Writes a window of `source`'s candles in one statement. The row of another source is
+/// replaced only by CoinGecko's and only when `force` (a forced job whose plan reaches a
+/// second-source day); a row of the same source when provisional or `force`.
+pub async fn upsert_from(
+    tx: &mut Transaction<'_, Postgres>,
+    symbol: Symbol,
+    source: PriceSource,
+    candles: &[DailyCandle],
+    force: bool,
+) -> sqlx::Result<u64> {
     if candles.is_empty() {
         return Ok(0);
     }
-    let mut dates = Vec::with_capacity(candles.len());
-    let mut opens = Vec::with_capacity(candles.len());
-    let mut highs = Vec::with_capacity(candles.len());
-    let mut lows = Vec::with_capacity(candles.len());
-    let mut closes = Vec::with_capacity(candles.len());
-    let mut volumes = Vec::with_capacity(candles.len());
-    let mut timestamps = Vec::with_capacity(candles.len());
-    let mut provisional = Vec::with_capacity(candles.len());
-    let mut points = Vec::with_capacity(candles.len());
-    for candle in candles {
-        dates.push(candle.date);
-        opens.push(candle.open);
-        highs.push(candle.high);
-        lows.push(candle.low);
-        closes.push(candle.close);
-        volumes.push(candle.volume);
-        timestamps.push(candle.timestamp);
-        provisional.push(candle.provisional);
-        points.push(candle.points);
-    }
-    let result = sqlx::query(UPSERT)
-        .bind(symbol.as_str())
-        .bind(dates)
-        .bind(opens)
-        .bind(highs)
-        .bind(lows)
-        .bind(closes)
-        .bind(volumes)
-        .bind(timestamps)
-        .bind(provisional)
-        .bind(force)
-        .bind(points)
-        .execute(&mut **tx)
-        .await?;
+    let column = |f: fn(&DailyCandle) -> Decimal| candles.iter().map(f).collect::<Vec<_>>();
+    let result = sqlx::query(
+        r#"
+INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional, points, source)
+SELECT $1, d.*, $12 FROM UNNEST($2::date[], $3::numeric[], $4::numeric[], $5::numeric[], $6::numeric[],
+                               $7::numeric[], $8::timestamptz[], $9::boolean[], $11::integer[]) AS d
+ON CONFLICT (symbol, date) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    volume = EXCLUDED.volume, "timestamp" = EXCLUDED."timestamp",
+    provisional = EXCLUDED.provisional, points = EXCLUDED.points, source = EXCLUDED.source,
+    updated_at = now()
+WHERE CASE WHEN daily_prices.source = EXCLUDED.source THEN $10 OR daily_prices.provisional
+           ELSE EXCLUDED.source = 'coingecko' AND ($10 OR daily_prices.provisional) END
+"#,
+    )
+    .bind(symbol.as_str())
+    .bind(candles.iter().map(|c| c.date).collect::<Vec<_>>())
+    .bind(column(|c| c.open))
+    .bind(column(|c| c.high))
+    .bind(column(|c| c.low))
+    .bind(column(|c| c.close))
+    .bind(column(|c| c.volume))
+    .bind(candles.iter().map(|c| c.timestamp).collect::<Vec<_>>())
+    .bind(candles.iter().map(|c| c.provisional).collect::<Vec<_>>())
+    .bind(force)
+    .bind(candles.iter().map(|c| c.points).collect::<Vec<_>>())
+    .bind(source.as_str())
+    .execute(&mut **tx)
+    .await?;
     Ok(result.rows_affected())
 }
 

@@ -5,11 +5,11 @@ use chrono::NaiveDate;
 use sqlx::PgPool;
 
 /// The stored days of `$2..=$3` for symbol `$1`, each as one number: its offset from `$2`
-/// times two, plus one when provisional. One index range scan and no calendar to join:
-/// the letters are made from these in Rust (measured: about half the time of joining
-/// `generate_series`, for twenty years).
+/// times four, plus two when stored from the second source, plus one when provisional.
+/// One index range scan and no calendar to join: the letters are made from these in Rust
+/// (measured: about half the time of joining `generate_series`, for twenty years).
 pub const STORED_DAYS: &str = r#"
-SELECT COALESCE(array_agg((date - $2::date) * 2 + provisional::int), '{}')
+SELECT COALESCE(array_agg((date - $2::date) * 4 + (source <> 'coingecko')::int * 2 + provisional::int), '{}')
 FROM daily_prices
 WHERE symbol = $1 AND date BETWEEN $2 AND $3
 "#;
@@ -44,7 +44,8 @@ pub async fn statuses(
 
 /// One letter per day of `start..=end`, in order:
 ///
-/// - `s` stored for good;
+/// - `s` stored for good, from CoinGecko;
+/// - `f` stored for good, from the second source (a day older than the plan serves);
 /// - `p` stored, provisional (the day was not over when fetched; it counts as missing);
 /// - `m` missing, and the plan serves it: a gap a job can fill;
 /// - `o` missing, older than the plan's reach: out of plan;
@@ -67,10 +68,14 @@ pub fn letters(start: NaiveDate, end: NaiveDate, bounds: Bounds, stored: &[i32])
         })
         .collect();
     for &code in stored {
-        if let Some(letter) = usize::try_from(code / 2).ok().and_then(|i| out.get_mut(i))
+        if let Some(letter) = usize::try_from(code / 4).ok().and_then(|i| out.get_mut(i))
             && *letter != b'-'
         {
-            *letter = if code % 2 == 1 { b'p' } else { b's' };
+            *letter = match code % 4 {
+                1 | 3 => b'p',
+                2 => b'f',
+                _ => b's',
+            };
         }
     }
     String::from_utf8(out).expect("ASCII letters")
@@ -79,10 +84,7 @@ pub fn letters(start: NaiveDate, end: NaiveDate, bounds: Bounds, stored: &[i32])
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn day(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use crate::domain::day;
 
     #[test]
     fn each_day_gets_the_letter_of_its_status() {
@@ -91,12 +93,22 @@ mod tests {
             plan_first_day: Some(day("2024-01-04")),
             today: day("2024-01-08"),
         };
-        // 2024-01-02 stored (offset 1, so 1 * 2), 01-04 stored (3 * 2), 01-07 provisional
-        // (6 * 2 + 1), and a row on 01-01, before the first day: not expected anyway.
-        let stored = [0, 2, 6, 13];
+        // 2024-01-02 stored (offset 1, so 1 * 4), 01-04 stored (3 * 4), 01-07 provisional
+        // (6 * 4 + 1), and a row on 01-01, before the first day: not expected anyway.
+        let stored = [0, 4, 12, 25];
         assert_eq!(
             letters(day("2024-01-01"), day("2024-01-09"), bounds, &stored),
             "-sosmmpm-"
+        );
+        // 01-03 from the second source (2 * 4 + 2); a provisional one (5 * 4 + 3) is `p`.
+        assert_eq!(
+            letters(
+                day("2024-01-01"),
+                day("2024-01-09"),
+                bounds,
+                &[4, 10, 12, 23]
+            ),
+            "-sfsmpmm-"
         );
         let unlimited = Bounds {
             first_day: None,

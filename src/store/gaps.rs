@@ -6,7 +6,7 @@
 use chrono::NaiveDate;
 use sqlx::PgPool;
 
-use crate::domain::{Coin, PlanReach, Symbol};
+use crate::domain::{Coin, PlanReach, PriceSource, Symbol};
 
 /// The gap query: days of `$2..=$3` with no final row for symbol `$1`. Public so that the
 /// benchmarks can show its plan.
@@ -52,6 +52,9 @@ pub struct Coverage {
     pub out_of_plan_days: i64,
     /// The oldest day the plan serves, when it has a limit.
     pub plan_first_day: Option<NaiveDate>,
+    /// The days of `total_stored_days` by the source they came from, every source
+    /// listed (0 when none).
+    pub days_by_source: Vec<(PriceSource, i64)>,
     /// Stored over expected, in percent, rounded to two decimals.
     pub coverage_percent: f64,
 }
@@ -68,14 +71,25 @@ pub async fn coverage(
     end: NaiveDate,
 ) -> sqlx::Result<Coverage> {
     let from = coin.first_day.map_or(start, |first| start.max(first));
-    let (expected, missing) = if from > end {
-        (0, Vec::new())
+    let (expected, missing, by_source) = if from > end {
+        (0, Vec::new(), Vec::new())
     } else {
         (
             (end - from).num_days() + 1,
             missing_days(pool, coin.symbol, from, end).await?,
+            final_days_by_source(pool, coin.symbol, from, end).await?,
         )
     };
+    let days_by_source = PriceSource::ALL
+        .into_iter()
+        .map(|source| {
+            let n = by_source
+                .iter()
+                .find(|(s, _)| s == source.as_str())
+                .map_or(0, |(_, n)| *n);
+            (source, n)
+        })
+        .collect();
     let stored = expected - missing.len() as i64;
     let (gap_dates, out_of_plan) = reach.split(missing, today);
     let coverage_percent = if expected == 0 {
@@ -92,8 +106,28 @@ pub async fn coverage(
         gap_dates,
         out_of_plan_days: out_of_plan.len() as i64,
         plan_first_day: reach.first_served_day(today),
+        days_by_source,
         coverage_percent,
     })
+}
+
+/// The days of `symbol` in `start..=end` stored for good (not provisional), counted by
+/// source: the stored days of [`coverage`], split.
+async fn final_days_by_source(
+    pool: &PgPool,
+    symbol: Symbol,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT source, count(*) FROM daily_prices \
+         WHERE symbol = $1 AND date BETWEEN $2 AND $3 AND NOT provisional GROUP BY source",
+    )
+    .bind(symbol.as_str())
+    .bind(start)
+    .bind(end)
+    .fetch_all(pool)
+    .await
 }
 
 /// Joins ascending days into runs of consecutive days, as inclusive `(first, last)` pairs.
@@ -111,10 +145,7 @@ pub fn runs(days: &[NaiveDate]) -> Vec<(NaiveDate, NaiveDate)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn day(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use crate::domain::day;
 
     #[test]
     fn consecutive_days_join_into_one_run_and_holes_split_them() {

@@ -14,7 +14,7 @@ pub const MAX_ERROR_MESSAGE_CHARS: usize = 2000;
 
 const COLUMNS: &str = "id, status, symbol, start_date, end_date, force, trigger, created_at, updated_at, started_at, \
      completed_at, records_fetched, gaps_detected, gap_dates, out_of_plan_days, error_message, attempts, chunks_done, \
-     chunks_total";
+     chunks_total, fallback_days";
 
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub struct JobRecord {
     pub attempts: i32,
     pub chunks_done: i32,
     pub chunks_total: i32,
+    /// Days this job stored from the second source.
+    pub fallback_days: i32,
 }
 
 impl FromRow<'_, PgRow> for JobRecord {
@@ -80,6 +82,7 @@ impl FromRow<'_, PgRow> for JobRecord {
             attempts: row.try_get("attempts")?,
             chunks_done: row.try_get("chunks_done")?,
             chunks_total: row.try_get("chunks_total")?,
+            fallback_days: row.try_get("fallback_days")?,
         })
     }
 }

@@ -2,6 +2,8 @@
 //! queries. Nothing here knows about HTTP, the queue or CoinGecko.
 
 pub mod call_budget;
+pub mod coin_figures;
+pub mod coin_imports;
 pub mod coins;
 pub mod daily_prices;
 pub mod database;
@@ -10,6 +12,7 @@ pub mod gaps;
 pub mod ingestion_jobs;
 pub mod plan_reach;
 pub mod queue_lease;
+pub mod second_source;
 pub mod stats;
 pub mod sync_schedule;
 

@@ -21,13 +21,3 @@ pub async fn jobs_by_status(pool: &PgPool) -> sqlx::Result<Vec<(JobStatus, i64)>
         .filter_map(|(status, count)| status.parse().ok().map(|status| (status, count)))
         .collect())
 }
-
-/// Stored days per registered coin (0 for a coin with none), provisional ones included.
-pub async fn stored_days(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
-    sqlx::query_as(
-        "SELECT c.symbol, count(p.date) FROM coins c LEFT JOIN daily_prices p ON p.symbol = c.symbol \
-         GROUP BY c.symbol ORDER BY c.symbol",
-    )
-        .fetch_all(pool)
-        .await
-}

@@ -549,7 +549,10 @@ async fn prices_are_served_ascending_as_json_with_decimal_strings_or_as_csv() {
     );
     let text = csv.text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "date,open,high,low,close,volume,provisional");
+    assert_eq!(
+        lines[0],
+        "date,open,high,low,close,volume,provisional,source"
+    );
     assert_eq!(lines.len(), 11);
     let first: Vec<&str> = lines[1].split(',').collect();
     assert_eq!(first[0], start.to_string());
@@ -649,6 +652,105 @@ async fn reads_refuse_bad_ranges_symbols_and_dates_with_400() {
         .get("/api/v1/prices?start_date=0001-01-01&end_date=0001-12-31")
         .await;
     assert_eq!(ancient.status, StatusCode::OK, "{}", ancient.text());
+}
+
+/// Stores BTC's days `first..=last` days before today as the second source would (by
+/// SQL: the reads are tested here, not the job), with a close of 1000 that no CoinGecko
+/// day of the fake has.
+async fn store_from_the_second_source(h: &Harness, first: u64, last: u64) {
+    sqlx::query(
+        r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional, source)
+           SELECT 'BTC', d::date, 990, 1010, 980, 1000, 5000000, d + interval '1 day', false, 'coinbase'
+           FROM generate_series($1::date, $2::date, interval '1 day') AS d"#,
+    )
+    .bind(days_before_today(first))
+    .bind(days_before_today(last))
+    .execute(h.pool())
+    .await
+    .expect("the second source's rows are stored");
+}
+
+#[tokio::test]
+async fn every_read_says_which_source_each_day_came_from() {
+    let h = Harness::new().await;
+    let job = h
+        .run_job(days_before_today(10), days_before_today(1), false)
+        .await;
+    assert_eq!(job.fallback_days, 0, "{job:?}");
+    store_from_the_second_source(&h, 20, 13).await;
+    let api = TestApi::start(&h).await;
+    let range = format!(
+        "start_date={}&end_date={}",
+        days_before_today(20),
+        days_before_today(1)
+    );
+
+    let prices = api.get(&format!("/api/v1/prices?{range}")).await.json();
+    let prices = prices["prices"].as_array().unwrap();
+    assert_eq!(prices.len(), 18);
+    let sources: Vec<&str> = prices
+        .iter()
+        .map(|p| p["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources[..8], ["coinbase"; 8], "{sources:?}");
+    assert_eq!(sources[8..], ["coingecko"; 10], "{sources:?}");
+    assert_eq!(prices[0]["close"], "1000");
+    assert_ne!(prices[8]["close"], "1000");
+
+    let csv = api
+        .send(
+            api.client
+                .get(format!("{}/api/v1/prices?{range}", api.base))
+                .header("accept", "text/csv"),
+        )
+        .await
+        .text();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "date,open,high,low,close,volume,provisional,source"
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "{},990,1010,980,1000,5000000,false,coinbase",
+            days_before_today(20)
+        )
+    );
+    assert!(lines[18].ends_with(",false,coingecko"), "{csv}");
+
+    let coverage = api.get(&format!("/api/v1/coverage?{range}")).await.json();
+    assert_eq!(coverage["total_expected_days"], 20, "{coverage}");
+    assert_eq!(coverage["total_stored_days"], 18, "{coverage}");
+    assert_eq!(
+        coverage["days_by_source"],
+        json!({"coingecko": 10, "coinbase": 8}),
+        "{coverage}"
+    );
+    assert_eq!(coverage["gap_count"], 2, "{coverage}");
+
+    let days = api.get(&format!("/api/v1/days?{range}")).await.json();
+    assert_eq!(
+        days["statuses"],
+        format!("{}mm{}", "f".repeat(8), "s".repeat(10)),
+        "{days}"
+    );
+    assert_eq!(days["counts"]["second_source"], 8, "{days}");
+    assert_eq!(days["counts"]["stored"], 10, "{days}");
+
+    // The job says how many days it stored from the second source.
+    sqlx::query("UPDATE ingestion_jobs SET fallback_days = 8 WHERE id = $1")
+        .bind(job.id)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let read = api
+        .get(&format!("/api/v1/ingestion-jobs/{}", job.id))
+        .await
+        .json();
+    assert_eq!(read["fallback_days"], 8, "{read}");
+    let listed = api.get("/api/v1/ingestion-jobs").await.json();
+    assert_eq!(listed["jobs"][0]["fallback_days"], 8, "{listed}");
 }
 
 #[tokio::test]

@@ -11,10 +11,9 @@ use chrono::{Days, NaiveDate};
 use fake_upstream::coingecko::FakeOptions;
 use price_history::domain::{JobStatus, Symbol};
 use price_history::store::daily_prices;
-use price_history::store::ingestion_jobs::JobRecord;
 use uuid::Uuid;
 
-use crate::support::{Harness, Service, days_before_today};
+use crate::support::{Harness, Service, days_before_today, output_text};
 
 /// Shared by the fake's limit and every process: 51 calls take about 12.5 s. Low enough
 /// that three replicas with a budget each (the per-process limiter of earlier releases)
@@ -57,19 +56,6 @@ async fn submit_all(h: &Harness) -> Vec<(Symbol, &'static str, Uuid)> {
         jobs.push((symbol, id, h.submit_for(symbol, start, end, false).await.id));
     }
     jobs
-}
-
-async fn completes(h: &Harness, id: Uuid) -> JobRecord {
-    let finished = h
-        .wait_for(id, "the job ends", |j| j.status.is_terminal())
-        .await;
-    assert_eq!(
-        finished.status,
-        JobStatus::Completed,
-        "{:?}",
-        finished.error_message
-    );
-    finished
 }
 
 /// The fake's record of when calls arrived, sorted.
@@ -147,12 +133,7 @@ async fn assert_coin_matches_the_truth(h: &Harness, symbol: Symbol, coin_id: &st
 }
 
 fn assert_no_429(h: &Harness) {
-    let refused: Vec<_> = h
-        .fake
-        .calls()
-        .into_iter()
-        .filter(|call| call.status == 429)
-        .collect();
+    let refused = h.calls_answered(429);
     assert!(refused.is_empty(), "{} calls got 429", refused.len());
 }
 
@@ -164,7 +145,7 @@ async fn three_replicas_fetch_three_coins_at_once_within_one_budget() {
     let jobs = submit_all(&h).await;
     let started = Instant::now();
     for (_, _, id) in &jobs {
-        completes(&h, *id).await;
+        h.completes(*id).await;
     }
     let took = started.elapsed();
 
@@ -271,7 +252,7 @@ async fn stop_a_busy_replica(signal: &str) -> (Harness, Service) {
     let new_holder = h.holder(victim_job).await.expect("a worker holds the job");
     assert!(!victim.owns(&new_holder), "another replica took it");
     for (_, _, id) in &jobs {
-        completes(&h, *id).await;
+        h.completes(*id).await;
     }
 
     assert_no_429(&h);
@@ -307,9 +288,11 @@ async fn stop_a_busy_replica(signal: &str) -> (Harness, Service) {
 #[tokio::test]
 async fn metrics_pass_promtool_check() {
     use std::io::Write;
-    let h = Harness::new().await;
+    let mut h = Harness::new().await;
     h.run_job(days_before_today(3), days_before_today(1), false)
         .await;
+    // The second source's families too (its client is built; it is not called here).
+    h.settings.fallback_source = price_history::config::FallbackSource::Coinbase;
     let client = h.ingestor().client;
     let api = crate::support::TestApi::start_with(price_history::api::ApiState {
         coingecko: Some(client),
@@ -323,6 +306,9 @@ async fn metrics_pass_promtool_check() {
         "# TYPE price_history_coingecko_slot_wait_seconds histogram",
         "price_history_coingecko_budget_calls_per_minute 6000",
         "price_history_stored_candles{symbol=\"BTC\"} 3",
+        "price_history_coinbase_requests_total{outcome=\"ok\"} 0",
+        "# TYPE price_history_coinbase_slot_wait_seconds histogram",
+        "price_history_coinbase_budget_calls_per_minute 6000",
     ] {
         assert!(text.lines().any(|l| l == family), "{family:?} in\n{text}");
     }
@@ -349,9 +335,8 @@ async fn metrics_pass_promtool_check() {
     let output = promtool.wait_with_output().unwrap();
     assert!(
         output.status.success(),
-        "promtool check metrics refused /metrics:\n{}{}\n---\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        "promtool check metrics refused /metrics:\n{}\n---\n{text}",
+        output_text(&output)
     );
 }
 

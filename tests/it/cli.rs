@@ -1,34 +1,50 @@
 //! The `price-history` binary itself, as a user runs it.
 
+use std::fmt::Display;
 use std::process::Output;
 
 use chrono::Days;
 use fake_upstream::coingecko::ScriptedResponse;
 use tokio::process::Command;
 
-use crate::support::{Harness, admin_url, days_before_today};
+use crate::support::{Harness, admin_url, days_before_today, output_text, price_history_command};
 
 fn price_history(h: &Harness) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_price-history"));
+    let mut command = price_history_command(&h.db.url, &h.fake.base_url());
     command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &h.db.url)
-        .env("COINGECKO_BASE_URL", h.fake.base_url())
-        .env("COINGECKO_CALLS_PER_MINUTE", "6000")
-        .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
         .env("COINGECKO_API_KEY", "cg-secret-key-123")
+        // As the in-process harness: the second source off, and never the real one.
+        .env("FALLBACK_SOURCE", "off")
+        .env("COINBASE_BASE_URL", h.coinbase.base_url())
         .env("RUST_LOG", "info")
         .kill_on_drop(true);
     command
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+/// Runs `price-history backfill` over the days from `start` to `end`, to its end.
+async fn backfill(command: &mut Command, start: impl Display, end: impl Display) -> Output {
+    let (start, end) = (start.to_string(), end.to_string());
+    command
+        .args(["backfill", "--start-date", &start, "--end-date", &end])
+        .output()
+        .await
+        .unwrap()
+}
+
+/// A database name nobody uses, and the URL that points at it.
+fn missing_database(prefix: &str) -> (String, url::Url) {
+    let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+    let mut url = url::Url::parse(&admin_url()).unwrap();
+    url.set_path(&name);
+    (name, url)
+}
+
+async fn drop_database(admin: &mut sqlx::PgConnection, name: &str) {
+    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+        .execute(admin)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -37,19 +53,9 @@ async fn backfill_stores_1461_days_with_17_calls_and_exits_0() {
     let end = days_before_today(1);
     let start = end.checked_sub_days(Days::new(1460)).unwrap();
 
-    let output = price_history(&h)
-        .args([
-            "backfill",
-            "--start-date",
-            &start.to_string(),
-            "--end-date",
-            &end.to_string(),
-        ])
-        .output()
-        .await
-        .unwrap();
+    let output = backfill(&mut price_history(&h), start, end).await;
 
-    let printed = text(&output);
+    let printed = output_text(&output);
     assert!(output.status.success(), "{printed}");
     assert!(
         String::from_utf8_lossy(&output.stdout).contains(": completed"),
@@ -79,19 +85,9 @@ async fn backfill_exits_non_zero_with_coingeckos_reason_when_the_job_fails() {
         r#"{"status":{"error_code":10002,"error_message":"API Key Missing."}}"#,
     ));
 
-    let output = price_history(&h)
-        .args([
-            "backfill",
-            "--start-date",
-            "2020-01-01",
-            "--end-date",
-            "2020-02-01",
-        ])
-        .output()
-        .await
-        .unwrap();
+    let output = backfill(&mut price_history(&h), "2020-01-01", "2020-02-01").await;
 
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains(": failed") && stdout.contains("API Key Missing"),
@@ -109,20 +105,14 @@ async fn backfill_on_a_365_day_plan_stores_the_last_year_and_reports_the_rest_ou
     let end = days_before_today(1);
     let start = end.checked_sub_days(Days::new(1460)).unwrap();
 
-    let output = price_history(&h)
-        .env("COINGECKO_HISTORY_DAYS", "365")
-        .args([
-            "backfill",
-            "--start-date",
-            &start.to_string(),
-            "--end-date",
-            &end.to_string(),
-        ])
-        .output()
-        .await
-        .unwrap();
+    let output = backfill(
+        price_history(&h).env("COINGECKO_HISTORY_DAYS", "365"),
+        start,
+        end,
+    )
+    .await;
 
-    let printed = text(&output);
+    let printed = output_text(&output);
     assert_eq!(output.status.code(), Some(0), "{printed}");
     assert!(printed.contains(": completed_with_gaps"), "{printed}");
     assert!(printed.contains("out of plan: 1097 day(s)"), "{printed}");
@@ -167,24 +157,24 @@ async fn coins_are_added_and_listed_from_the_shell_with_the_apis_rules() {
         .await
         .unwrap();
 
-    assert_eq!(added.status.code(), Some(0), "{}", text(&added));
+    assert_eq!(added.status.code(), Some(0), "{}", output_text(&added));
     assert!(
-        text(&added)
+        output_text(&added)
             .contains("registered ETH (ethereum), first day 2015-08-07, tracked since 2024-01-01"),
         "{}",
-        text(&added)
+        output_text(&added)
     );
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
-        text(&unknown).contains("does not know the coin id bitcorn"),
+        output_text(&unknown).contains("does not know the coin id bitcorn"),
         "{}",
-        text(&unknown)
+        output_text(&unknown)
     );
     assert_eq!(taken.status.code(), Some(2));
     assert!(
-        text(&taken).contains("ETH is registered with coingecko_id ethereum"),
+        output_text(&taken).contains("ETH is registered with coingecko_id ethereum"),
         "{}",
-        text(&taken)
+        output_text(&taken)
     );
     let list = String::from_utf8_lossy(&listed.stdout).into_owned();
     let rows: Vec<&str> = list.lines().skip(1).collect();
@@ -201,6 +191,95 @@ async fn coins_are_added_and_listed_from_the_shell_with_the_apis_rules() {
 }
 
 #[tokio::test]
+async fn coins_add_takes_a_coinbase_product_or_none_and_refuses_a_malformed_one() {
+    let h = Harness::new().await;
+
+    let malformed = price_history(&h)
+        .args([
+            "coins",
+            "add",
+            "ETH",
+            "ethereum",
+            "--coinbase-product",
+            "ETHUSD",
+        ])
+        .output()
+        .await
+        .unwrap();
+    // FALLBACK_SOURCE=off here: the product is stored as given, unchecked.
+    let added = price_history(&h)
+        .args([
+            "coins",
+            "add",
+            "ETH",
+            "ethereum",
+            "--coinbase-product",
+            "eth-usd",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let listed = price_history(&h)
+        .args(["coins", "list"])
+        .output()
+        .await
+        .unwrap();
+    let cleared = price_history(&h)
+        .args([
+            "coins",
+            "add",
+            "ETH",
+            "ethereum",
+            "--coinbase-product",
+            "none",
+        ])
+        .output()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        malformed.status.code(),
+        Some(2),
+        "{}",
+        output_text(&malformed)
+    );
+    assert!(
+        output_text(&malformed).contains("is not a Coinbase product")
+            && output_text(&malformed).contains("or none"),
+        "{}",
+        output_text(&malformed)
+    );
+    assert_eq!(added.status.code(), Some(0), "{}", output_text(&added));
+    assert!(
+        output_text(&added).contains("second source Coinbase Exchange ETH-USD"),
+        "{}",
+        output_text(&added)
+    );
+    let list = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        list.lines().next().unwrap().contains("COINBASE_PRODUCT"),
+        "{list}"
+    );
+    let eth = list
+        .lines()
+        .find(|l| l.starts_with("ETH"))
+        .expect("ETH is listed");
+    assert!(eth.contains("ETH-USD (unchecked)"), "{list}");
+    assert_eq!(cleared.status.code(), Some(0), "{}", output_text(&cleared));
+    assert!(
+        output_text(&cleared).contains("updated ETH")
+            && output_text(&cleared).contains("second source none"),
+        "{}",
+        output_text(&cleared)
+    );
+    assert_eq!(
+        h.fake.call_count(),
+        1,
+        "one check of the new id, none for the product"
+    );
+}
+
+#[tokio::test]
 async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
     let h = Harness::new().await;
     let cases = [
@@ -209,13 +288,13 @@ async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
         (["2013-01-01", "2013-06-01"], "2013-04-28"),
     ];
     for ([start, end], reason) in cases {
-        let output = price_history(&h)
-            .args(["backfill", "--start-date", start, "--end-date", end])
-            .output()
-            .await
-            .unwrap();
+        let output = backfill(&mut price_history(&h), start, end).await;
         assert_eq!(output.status.code(), Some(2));
-        assert!(text(&output).contains(reason), "{}", text(&output));
+        assert!(
+            output_text(&output).contains(reason),
+            "{}",
+            output_text(&output)
+        );
     }
     let output = price_history(&h)
         .args([
@@ -232,9 +311,9 @@ async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        text(&output).contains("DOGE is not a registered coin"),
+        output_text(&output).contains("DOGE is not a registered coin"),
         "{}",
-        text(&output)
+        output_text(&output)
     );
     assert_eq!(h.fake.call_count(), 0);
 }
@@ -242,9 +321,7 @@ async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
 #[tokio::test]
 async fn migrate_creates_the_database_when_it_is_missing() {
     let h = Harness::new().await;
-    let name = format!("ph_test_missing_{}", uuid::Uuid::now_v7().simple());
-    let mut url = url::Url::parse(&admin_url()).unwrap();
-    url.set_path(&name);
+    let (name, url) = missing_database("ph_test_missing");
 
     let output = price_history(&h)
         .env("DATABASE_URL", url.as_str())
@@ -253,7 +330,7 @@ async fn migrate_creates_the_database_when_it_is_missing() {
         .await
         .unwrap();
 
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
         .await
         .unwrap();
@@ -264,19 +341,13 @@ async fn migrate_creates_the_database_when_it_is_missing() {
             .await
             .unwrap();
     assert!(exists);
-    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    drop_database(&mut admin, &name).await;
 }
 
 #[tokio::test]
 async fn migrate_twice_at_once_is_safe() {
     let h = Harness::new().await;
-    let name = format!("ph_test_race_{}", uuid::Uuid::now_v7().simple());
-    let mut url = url::Url::parse(&admin_url()).unwrap();
-    url.set_path(&name);
+    let (name, url) = missing_database("ph_test_race");
 
     let runs = (0..3).map(|_| {
         price_history(&h)
@@ -288,16 +359,12 @@ async fn migrate_twice_at_once_is_safe() {
 
     for output in outputs {
         let output = output.unwrap();
-        assert!(output.status.success(), "{}", text(&output));
+        assert!(output.status.success(), "{}", output_text(&output));
     }
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
         .await
         .unwrap();
-    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    drop_database(&mut admin, &name).await;
 }
 
 #[tokio::test]

@@ -18,11 +18,7 @@ async fn a_new_coin_is_checked_with_one_call_that_finds_its_first_day_and_is_lis
     let api = TestApi::start(&h).await;
 
     let answer = api
-        .put(
-            "/api/v1/coins/eth",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("eth", json!({"coingecko_id": "ethereum"}))
         .await;
 
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
@@ -60,11 +56,7 @@ async fn an_unknown_coingecko_id_is_refused_after_one_call_and_nothing_is_stored
     let api = TestApi::start(&h).await;
 
     let answer = api
-        .put(
-            "/api/v1/coins/BCN",
-            json!({"coingecko_id": "bitcorn"}),
-            None,
-        )
+        .put_coin("BCN", json!({"coingecko_id": "bitcorn"}))
         .await;
 
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text());
@@ -87,29 +79,18 @@ async fn a_symbol_keeps_its_id_and_an_id_its_symbol_and_tracking_changes_without
     let h = Harness::new().await;
     let api = TestApi::start(&h).await;
     let created = api
-        .put(
-            "/api/v1/coins/ETH",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
         .await;
     assert_eq!(created.status, StatusCode::CREATED);
 
-    let other_id = api
-        .put("/api/v1/coins/ETH", json!({"coingecko_id": "solana"}), None)
-        .await;
+    let other_id = api.put_coin("ETH", json!({"coingecko_id": "solana"})).await;
     let other_symbol = api
-        .put(
-            "/api/v1/coins/ETH2",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("ETH2", json!({"coingecko_id": "ethereum"}))
         .await;
     let tracked = api
-        .put(
-            "/api/v1/coins/eth",
+        .put_coin(
+            "eth",
             json!({"coingecko_id": "ethereum", "tracked": true, "track_since": "2024-01-01"}),
-            None,
         )
         .await;
 
@@ -196,11 +177,7 @@ async fn a_coingecko_failure_during_the_check_is_a_503_that_stores_nothing() {
     }
 
     let answer = api
-        .put(
-            "/api/v1/coins/ETH",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
         .await;
 
     assert_eq!(
@@ -226,12 +203,8 @@ async fn a_coingecko_failure_during_the_check_is_a_503_that_stores_nothing() {
             401,
             r#"{"status":{"error_code":10002,"error_message":"API Key Missing."}}"#,
         ));
-        api.put(
-            "/api/v1/coins/ETH",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
-        .await
+        api.put_coin("ETH", json!({"coingecko_id": "ethereum"}))
+            .await
     };
     assert_eq!(
         refused.status,
@@ -252,11 +225,7 @@ async fn registering_a_coin_needs_the_bearer_token_when_one_is_set() {
     let api = TestApi::start_with(h.api_state(Some(TOKEN))).await;
 
     let without = api
-        .put(
-            "/api/v1/coins/ETH",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
         .await;
     let wrong = api
         .put(
@@ -441,7 +410,7 @@ async fn a_reach_learned_from_10012_costs_one_refused_call_in_the_service_lifeti
     let (start, end) = four_years_to_yesterday();
 
     let first = h.run_job(start, end, false).await;
-    let refused_after_first = h.fake.calls().iter().filter(|c| c.status == 401).count();
+    let refused_after_first = h.calls_answered(401).len();
     let second = h.run_job(start, end, true).await;
     h.register("ETH", "ethereum").await;
 
@@ -485,4 +454,316 @@ async fn a_reach_learned_from_10012_costs_one_refused_call_in_the_service_lifeti
         eth.coin.first_day, None,
         "older than the reach: its first day is not known"
     );
+}
+
+// --- The second source's product ------------------------------------------------------
+
+#[tokio::test]
+async fn without_the_second_source_a_product_is_stored_unchecked_kept_when_unsaid_and_cleared_by_null()
+ {
+    // The harness runs with FALLBACK_SOURCE=off: there is no Coinbase client to ask.
+    let h = Harness::new().await;
+    let api = TestApi::start(&h).await;
+
+    let created = api
+        .put(
+            "/api/v1/coins/eth",
+            json!({"coingecko_id": "ethereum", "coinbase_product": " eth-usd "}),
+            None,
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let coin = created.json();
+    assert_eq!(coin["coinbase_product"], "ETH-USD", "{coin}");
+    assert_eq!(coin["fallback_deviation_percent"], serde_json::Value::Null);
+    assert_eq!(coin["fallback_usable"], serde_json::Value::Null);
+    assert_eq!(coin["fallback_unusable_reason"], serde_json::Value::Null);
+
+    let unsaid = api
+        .put(
+            "/api/v1/coins/ETH",
+            json!({"coingecko_id": "ethereum", "tracked": false}),
+            None,
+        )
+        .await;
+    assert_eq!(unsaid.status, StatusCode::OK, "{}", unsaid.text());
+    assert_eq!(unsaid.json()["coinbase_product"], "ETH-USD");
+
+    let cleared = api
+        .put(
+            "/api/v1/coins/ETH",
+            json!({"coingecko_id": "ethereum", "coinbase_product": null}),
+            None,
+        )
+        .await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.text());
+    assert_eq!(cleared.json()["coinbase_product"], serde_json::Value::Null);
+    assert_eq!(
+        api.get("/api/v1/coins/ETH").await.json()["coinbase_product"],
+        serde_json::Value::Null
+    );
+
+    // Nothing is guessed without the second source; BTC has its product by migration.
+    let sol = api
+        .put("/api/v1/coins/SOL", json!({"coingecko_id": "solana"}), None)
+        .await;
+    assert_eq!(sol.status, StatusCode::CREATED, "{}", sol.text());
+    assert_eq!(sol.json()["coinbase_product"], serde_json::Value::Null);
+    assert_eq!(
+        api.get("/api/v1/coins/BTC").await.json()["coinbase_product"],
+        "BTC-USD"
+    );
+    assert_eq!(h.fake.call_count(), 2, "one CoinGecko check per new id");
+}
+
+#[tokio::test]
+async fn a_malformed_product_is_refused_with_400_before_any_call() {
+    let h = Harness::new().await;
+    let api = TestApi::start(&h).await;
+
+    for product in ["ETHUSD", "ETH-", "eth/usd", "ETH-USD-X", "ÉTH-USD"] {
+        let answer = api
+            .put(
+                "/api/v1/coins/ETH",
+                json!({"coingecko_id": "ethereum", "coinbase_product": product}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{product}: {}",
+            answer.text()
+        );
+        assert_eq!(answer.error_code(), "invalid_coinbase_product", "{product}");
+        assert!(
+            answer.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("BTC-USD"),
+            "the message shows a product's form: {}",
+            answer.text()
+        );
+    }
+    let too_long = api
+        .put(
+            "/api/v1/coins/ETH",
+            json!({"coingecko_id": "ethereum", "coinbase_product": "A".repeat(41)}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        too_long.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        too_long.text()
+    );
+    assert_eq!(h.fake.call_count(), 0);
+    assert_eq!(
+        api.get("/api/v1/coins/ETH").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn coinbase_unreachable_refuses_a_given_product_with_503_but_a_guess_registers_without_one() {
+    let mut h = Harness::new().await;
+    // A port nothing listens on: every call to Coinbase fails to connect.
+    h.settings.fallback_source = price_history::config::FallbackSource::Coinbase;
+    h.settings.coinbase_base_url = "http://127.0.0.1:9".to_owned();
+    let api = TestApi::start_with(h.api_state(None)).await;
+
+    let given = api
+        .put(
+            "/api/v1/coins/ETH",
+            json!({"coingecko_id": "ethereum", "coinbase_product": "ETH-USD"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        given.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        given.text()
+    );
+    assert_eq!(given.error_code(), "coinbase_unavailable");
+    assert!(
+        given.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("Coinbase Exchange"),
+        "{}",
+        given.text()
+    );
+    assert_eq!(
+        api.get("/api/v1/coins/ETH").await.status,
+        StatusCode::NOT_FOUND,
+        "nothing stored"
+    );
+
+    let guessed = api
+        .put(
+            "/api/v1/coins/ETH",
+            json!({"coingecko_id": "ethereum"}),
+            None,
+        )
+        .await;
+    assert_eq!(guessed.status, StatusCode::CREATED, "{}", guessed.text());
+    assert_eq!(guessed.json()["coinbase_product"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn a_new_coin_gets_symbol_usd_when_coinbase_lists_it_and_none_when_it_does_not() {
+    let h = Harness::new().await.with_coinbase();
+    let api = TestApi::start_with(h.api_state(None)).await;
+
+    let eth = api
+        .put(
+            "/api/v1/coins/eth",
+            json!({"coingecko_id": "ethereum"}),
+            None,
+        )
+        .await;
+    let sol = api
+        .put(
+            "/api/v1/coins/SOLANA",
+            json!({"coingecko_id": "solana"}),
+            None,
+        )
+        .await;
+
+    assert_eq!(eth.status, StatusCode::CREATED, "{}", eth.text());
+    assert_eq!(eth.json()["coinbase_product"], "ETH-USD");
+    assert_eq!(
+        eth.json()["fallback_usable"],
+        serde_json::Value::Null,
+        "not checked yet"
+    );
+    assert_eq!(sol.status, StatusCode::CREATED, "{}", sol.text());
+    assert_eq!(
+        sol.json()["coinbase_product"],
+        serde_json::Value::Null,
+        "Coinbase does not list SOLANA-USD: no second source, not an error"
+    );
+    let asked: Vec<String> = h
+        .coinbase
+        .calls()
+        .iter()
+        .map(|c| c.product.clone())
+        .collect();
+    assert_eq!(asked, vec!["ETH-USD", "SOLANA-USD"], "one call per guess");
+    assert_eq!(h.coinbase.candle_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_given_product_is_checked_once_an_unknown_one_is_400_and_a_new_one_forgets_the_old_check()
+{
+    let h = Harness::new().await.with_coinbase();
+    let api = TestApi::start_with(h.api_state(None)).await;
+    let put = |product: serde_json::Value| {
+        let api = &api;
+        async move {
+            api.put(
+                "/api/v1/coins/SOL",
+                json!({"coingecko_id": "solana", "coinbase_product": product}),
+                None,
+            )
+            .await
+        }
+    };
+
+    // An unknown product on registration: 400, nothing stored, CoinGecko not asked.
+    let unknown = put(json!("NOPE-USD")).await;
+    assert_eq!(
+        unknown.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        unknown.text()
+    );
+    assert_eq!(unknown.error_code(), "unknown_coinbase_product");
+    assert!(unknown.text().contains("NOPE-USD"), "{}", unknown.text());
+    assert_eq!(
+        api.get("/api/v1/coins/SOL").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(h.fake.call_count(), 0);
+
+    let created = put(json!("sol-usd")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    assert_eq!(created.json()["coinbase_product"], "SOL-USD");
+    assert_eq!(h.coinbase.call_count(), 2);
+
+    // Its check, as a job would record it; the same product again keeps it, at no call.
+    sqlx::query(
+        "UPDATE coins SET fallback_deviation_percent = 0.3, fallback_usable = true, \
+         fallback_checked_at = now() WHERE symbol = 'SOL'",
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+    let again = put(json!("SOL-USD")).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    assert_eq!(again.json()["fallback_deviation_percent"], 0.3);
+    assert_eq!(again.json()["fallback_usable"], true);
+    assert_eq!(h.coinbase.call_count(), 2, "the same product costs no call");
+
+    // An unknown product on a change: 400, the product stays.
+    let refused = put(json!("NOPE-USD")).await;
+    assert_eq!(refused.error_code(), "unknown_coinbase_product");
+    assert_eq!(
+        api.get("/api/v1/coins/SOL").await.json()["coinbase_product"],
+        "SOL-USD"
+    );
+
+    // Another product: checked, and the old product's check is forgotten.
+    let changed = put(json!("SOLX-USD")).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
+    let coin = changed.json();
+    assert_eq!(coin["coinbase_product"], "SOLX-USD");
+    assert_eq!(coin["fallback_deviation_percent"], serde_json::Value::Null);
+    assert_eq!(coin["fallback_usable"], serde_json::Value::Null);
+    assert_eq!(h.coinbase.call_count(), 4);
+}
+
+#[tokio::test]
+async fn coinbase_failing_refuses_a_given_product_with_503_and_registers_a_guess_without_one() {
+    let h = Harness::new().await.with_coinbase();
+    let api = TestApi::start_with(h.api_state(None)).await;
+    // Every attempt of the first call (and its three retries) is a 502.
+    for _ in 0..4 {
+        h.coinbase.push_response(502, "<html>bad gateway</html>");
+    }
+
+    let given = api
+        .put(
+            "/api/v1/coins/ETH",
+            json!({"coingecko_id": "ethereum", "coinbase_product": "ETH-USD"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        given.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        given.text()
+    );
+    assert_eq!(given.error_code(), "coinbase_unavailable");
+    assert_eq!(
+        api.get("/api/v1/coins/ETH").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    for _ in 0..4 {
+        h.coinbase.push_response(503, "{\"message\":\"down\"}");
+    }
+    let guessed = api
+        .put(
+            "/api/v1/coins/ETH",
+            json!({"coingecko_id": "ethereum"}),
+            None,
+        )
+        .await;
+    assert_eq!(guessed.status, StatusCode::CREATED, "{}", guessed.text());
+    assert_eq!(guessed.json()["coinbase_product"], serde_json::Value::Null);
+    assert_eq!(h.coinbase.call_count(), 8);
 }

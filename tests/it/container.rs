@@ -4,13 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Days;
 use price_history::domain::JobStatus;
 use uuid::Uuid;
 
-use crate::support::{Harness, Service, days_before_today, free_port, spawn_with_exact_env};
+use crate::support::{
+    Harness, Service, days_before_today, free_port, spawn_with_exact_env, until_ready,
+};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -492,33 +494,19 @@ fn compose_runs_postgres_one_api_and_two_worker_replicas_built_from_the_dockerfi
     }
 }
 
-async fn readyz(client: &reqwest::Client, base: &str) -> Option<u16> {
-    let response = client
-        .get(format!("{base}/readyz"))
-        .timeout(Duration::from_secs(5))
+/// Asks the API at `base`, as a user would, for BTC's last `days` days up to yesterday.
+async fn submit_days(client: &reqwest::Client, base: &str, days: u64) -> reqwest::Response {
+    let end = days_before_today(1);
+    let start = end.checked_sub_days(Days::new(days - 1)).unwrap();
+    client
+        .post(format!("{base}/api/v1/ingestion-jobs"))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"symbol":"BTC","start_date":"{start}","end_date":"{end}"}}"#
+        ))
         .send()
         .await
-        .ok()?;
-    Some(response.status().as_u16())
-}
-
-/// Polls, because an outside process offers no event to wait on.
-async fn wait_until(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits for a line of the service's log that contains `needle`.
-async fn wait_for_log(service: &Service, needle: &str) {
-    wait_until(
-        &format!("a log line with {needle:?}"),
-        Duration::from_secs(30),
-        async || service.output().contains(needle),
-    )
-    .await;
+        .unwrap()
 }
 
 /// The lines an operator would look into, or that should not be there at all: any ERROR
@@ -563,29 +551,20 @@ fn start_as_compose(
 async fn the_api_and_a_worker_start_to_ready_with_composes_environment_at_its_defaults() {
     let h = Harness::new().await;
     let compose = compose();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
 
     let (mut api, base) = start_as_compose(&compose, "api", &h.db.url, &BTreeMap::new());
     let (mut worker, _) = start_as_compose(&compose, "worker", &h.db.url, &BTreeMap::new());
-    wait_until("the api is ready", Duration::from_secs(30), async || {
-        readyz(&client, &base).await == Some(200)
-    })
-    .await;
-    wait_for_log(&worker, "worker starting").await;
+    let client = until_ready(&api, &base).await;
+    worker
+        .wait_for_output(
+            "a log line with \"worker starting\"",
+            Duration::from_secs(30),
+            |o| o.contains("worker starting"),
+        )
+        .await;
 
     // API_TOKEN is empty in compose when the user set none: the POSTs are open.
-    let end = days_before_today(1);
-    let start = end.checked_sub_days(Days::new(9)).unwrap();
-    let response = client
-        .post(format!("{base}/api/v1/ingestion-jobs"))
-        .header("content-type", "application/json")
-        .body(format!(
-            r#"{{"symbol":"BTC","start_date":"{start}","end_date":"{end}"}}"#
-        ))
-        .send()
-        .await
-        .unwrap();
+    let response = submit_days(&client, &base, 10).await;
     assert_eq!(response.status().as_u16(), 202, "{}", api.output());
 
     api.signal("TERM");
@@ -609,8 +588,6 @@ async fn the_api_and_a_worker_start_to_ready_with_composes_environment_at_its_de
 async fn serve_as_compose_starts_it_runs_a_job_without_sending_an_empty_api_key() {
     let h = Harness::new().await;
     let compose = compose();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
     // The image's default command; the user points it at the fake CoinGecko.
     let shell = BTreeMap::from([
         ("COINGECKO_BASE_URL", h.fake.base_url()),
@@ -628,22 +605,9 @@ async fn serve_as_compose_starts_it_runs_a_job_without_sending_an_empty_api_key(
     assert_eq!(image_command(), ["serve"]);
     let env: Vec<(String, String)> = env.into_iter().collect();
     let mut serve = spawn_with_exact_env(&["serve"], &env);
-    wait_until("serve is ready", Duration::from_secs(30), async || {
-        readyz(&client, &base).await == Some(200)
-    })
-    .await;
+    let client = until_ready(&serve, &base).await;
 
-    let end = days_before_today(1);
-    let start = end.checked_sub_days(Days::new(29)).unwrap();
-    let response = client
-        .post(format!("{base}/api/v1/ingestion-jobs"))
-        .header("content-type", "application/json")
-        .body(format!(
-            r#"{{"symbol":"BTC","start_date":"{start}","end_date":"{end}"}}"#
-        ))
-        .send()
-        .await
-        .unwrap();
+    let response = submit_days(&client, &base, 30).await;
     assert_eq!(response.status().as_u16(), 202, "{}", serve.output());
     let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     let id: Uuid = body["id"].as_str().unwrap().parse().unwrap();

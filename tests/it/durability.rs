@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use price_history::store::ingestion_jobs::JobRecord;
 use uuid::Uuid;
 
-use crate::support::{Harness, Service, days_before_today};
+use crate::support::{Harness, Service, days_before_today, until_ready};
 
 const LEASE: Duration = Duration::from_secs(5);
 
@@ -58,7 +58,7 @@ async fn assert_table_matches_the_truth(h: &Harness, start: NaiveDate, end: Naiv
 /// Windows fetched more than once, by the day they start.
 fn refetched_windows(h: &Harness) -> Vec<NaiveDate> {
     let mut per_window: HashMap<NaiveDate, usize> = HashMap::new();
-    for call in h.fake.calls().into_iter().filter(|c| c.status == 200) {
+    for call in h.calls_answered(200) {
         *per_window.entry(call.from.date_naive()).or_default() += 1;
     }
     per_window
@@ -68,26 +68,28 @@ fn refetched_windows(h: &Harness) -> Vec<NaiveDate> {
         .collect()
 }
 
-/// Waits for the job to end, and checks that it completed.
-async fn completes(h: &Harness, id: Uuid) -> JobRecord {
-    let finished = h
-        .wait_for(id, "the job ends", |j| j.status.is_terminal())
-        .await;
-    assert_eq!(
-        finished.status,
-        JobStatus::Completed,
-        "{:?}",
-        finished.error_message
-    );
-    finished
-}
-
 /// Waits until a second attempt of the job is running: a takeover or a hand-off.
 async fn second_attempt(h: &Harness, id: Uuid) -> JobRecord {
     h.wait_for(id, "a second attempt", |j| {
         j.attempts >= 2 && j.status == JobStatus::Running
     })
     .await
+}
+
+/// Two worker processes, and a job they are two windows into, its calls slowed so that
+/// it can be interrupted.
+async fn two_workers_two_windows_into(
+    h: &Harness,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> (JobRecord, Service, Service) {
+    h.fake.set_delay(Duration::from_millis(250));
+    let a = h.spawn(&["worker"], &[]);
+    let b = h.spawn(&["worker"], &[]);
+    let job = h.submit(start, end, false).await;
+    h.wait_for(job.id, "2 windows stored", |j| j.chunks_done >= 2)
+        .await;
+    (job, a, b)
 }
 
 /// Of two workers, the one holding the job and the other, with the holder's name.
@@ -121,7 +123,7 @@ async fn a_job_killed_with_its_worker_resumes_after_restart_without_refetching_s
     let _second = h.spawn(&["worker"], &[]);
     let resumed = second_attempt(&h, job.id).await;
     let takeover = killed_at.elapsed();
-    completes(&h, job.id).await;
+    h.completes(job.id).await;
 
     println!("takeover after kill -9 and restart: {takeover:.2?} (lease {LEASE:?})");
     assert!(
@@ -146,13 +148,8 @@ async fn a_job_killed_with_its_worker_resumes_after_restart_without_refetching_s
 #[tokio::test]
 async fn when_the_busy_worker_of_two_is_killed_the_other_finishes_the_job() {
     let h = Harness::new().await;
-    h.fake.set_delay(Duration::from_millis(250));
     let (start, end) = four_years();
-    let mut a = h.spawn(&["worker"], &[]);
-    let mut b = h.spawn(&["worker"], &[]);
-    let job = h.submit(start, end, false).await;
-    h.wait_for(job.id, "2 windows stored", |j| j.chunks_done >= 2)
-        .await;
+    let (job, mut a, mut b) = two_workers_two_windows_into(&h, start, end).await;
     let (holder, busy, idle) = busy_and_other(&h, job.id, &mut a, &mut b).await;
     assert!(busy.owns(&holder));
 
@@ -160,7 +157,7 @@ async fn when_the_busy_worker_of_two_is_killed_the_other_finishes_the_job() {
     let killed_at = Instant::now();
     second_attempt(&h, job.id).await;
     let takeover = killed_at.elapsed();
-    completes(&h, job.id).await;
+    h.completes(job.id).await;
 
     println!("takeover by the other replica after kill -9: {takeover:.2?} (lease {LEASE:?})");
     assert!(
@@ -174,13 +171,8 @@ async fn when_the_busy_worker_of_two_is_killed_the_other_finishes_the_job() {
 #[tokio::test]
 async fn sigterm_hands_the_job_to_the_other_worker_at_once_and_exits_0() {
     let h = Harness::new().await;
-    h.fake.set_delay(Duration::from_millis(250));
     let (start, end) = four_years();
-    let mut a = h.spawn(&["worker"], &[]);
-    let mut b = h.spawn(&["worker"], &[]);
-    let job = h.submit(start, end, false).await;
-    h.wait_for(job.id, "2 windows stored", |j| j.chunks_done >= 2)
-        .await;
+    let (job, mut a, mut b) = two_workers_two_windows_into(&h, start, end).await;
     let (_, busy, other) = busy_and_other(&h, job.id, &mut a, &mut b).await;
 
     busy.signal("TERM");
@@ -189,7 +181,7 @@ async fn sigterm_hands_the_job_to_the_other_worker_at_once_and_exits_0() {
     let handoff = signalled_at.elapsed();
     let code = busy.exit_code(Duration::from_secs(30)).await;
     let exited = signalled_at.elapsed();
-    let finished = completes(&h, job.id).await;
+    let finished = h.completes(job.id).await;
 
     println!(
         "hand-off after SIGTERM: {handoff:.2?}; the signalled worker exited after {exited:.2?}"
@@ -243,7 +235,7 @@ async fn restarts_under_load_leave_the_table_equal_to_coingeckos_truth() {
         }
     }
     let _last = h.spawn(&["worker"], &[]);
-    let finished = completes(&h, job.id).await;
+    let finished = h.completes(job.id).await;
 
     assert!(finished.attempts >= 5);
     assert_table_matches_the_truth(&h, start, end).await;
@@ -279,7 +271,7 @@ async fn a_job_whose_only_worker_died_reads_pending_not_running() {
     );
     assert!(orphan.error_message.unwrap().contains("stopped answering"));
     let _worker = h.spawn(&["worker"], &[]);
-    completes(&h, job.id).await;
+    h.completes(job.id).await;
     assert_table_matches_the_truth(&h, start, end).await;
 }
 
@@ -296,23 +288,7 @@ async fn a_job_submitted_as_serve_comes_up_starts_at_once() {
             ("JOB_LEASE_SECS", "60"),
         ],
     );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
-    // Readiness of an outside process has no event to wait on: poll it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "serve never became ready:\n{}",
-            serve.output()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_ready(&serve, &base).await;
 
     let day = days_before_today(3);
     let job = h.submit(day, day, false).await;

@@ -45,7 +45,7 @@ async fn every_day_of_a_range_has_one_letter_and_the_counts_add_up() {
     );
     assert_eq!(
         body["counts"],
-        json!({"stored": 1, "provisional": 0, "missing": 0, "out_of_plan": 2, "not_expected": 2})
+        json!({"stored": 1, "second_source": 0, "provisional": 0, "missing": 0, "out_of_plan": 2, "not_expected": 2})
     );
 
     // Yesterday missing, today provisional, tomorrow not expected yet.

@@ -10,7 +10,7 @@ use price_history::queue::{self, SubmitError};
 use price_history::store::ingestion_jobs::{self, Cancelled, JobFollower, NewJob};
 use uuid::Uuid;
 
-use crate::support::{Harness, days_before_today};
+use crate::support::{Harness, api_job, days_before_today};
 
 #[tokio::test]
 async fn a_job_goes_from_pending_to_running_to_completed() {
@@ -111,12 +111,7 @@ async fn a_resumed_job_does_not_fetch_the_windows_it_already_stored() {
 
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
     assert_eq!(job.attempts, 2);
-    let successful: Vec<_> = h
-        .fake
-        .calls()
-        .into_iter()
-        .filter(|c| c.status == 200)
-        .collect();
+    let successful = h.calls_answered(200);
     assert_eq!(successful.len(), 3, "each of the 3 windows fetched once");
     let distinct: HashSet<_> = successful.iter().map(|c| c.from).collect();
     assert_eq!(distinct.len(), 3);
@@ -232,13 +227,7 @@ fn new_job(start_days_ago: u64) -> NewJob {
         today_utc(),
     )
     .unwrap();
-    NewJob {
-        id: Uuid::now_v7(),
-        symbol: Symbol::BTC,
-        trigger: price_history::domain::Trigger::Api,
-        range,
-        force: false,
-    }
+    api_job(Symbol::BTC, range, false)
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, against the real PostgreSQL (each test in a database of
-//! its own) and a fake CoinGecko on loopback.
+//! its own), a fake CoinGecko and a fake Coinbase Exchange on loopback.
 
+mod alerts;
 mod api;
 mod browser;
 mod budget;
@@ -10,11 +11,16 @@ mod coins;
 mod container;
 mod durability;
 mod events;
+mod figures;
 mod jobs;
 mod outage;
 mod page;
 mod pipeline;
+mod private_postgres;
+mod scale;
 mod schedule;
+mod second_source;
 mod support;
+mod track_top;
 mod untrusted;
 mod upgrade;

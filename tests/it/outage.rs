@@ -295,6 +295,7 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
         client: CoinGeckoClient::new(settings.clone(), CallBudget::ProcessLocal).unwrap(),
         chunk_days: 90,
         reach: Reach::new(PlanReach::UNLIMITED, &settings),
+        second_source: None,
     };
     let (start, end) = (days_before_today(10), days_before_today(1));
     let job = queue::submit(

@@ -294,3 +294,146 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
     worker.stop().await;
     api.stop().await;
 }
+
+/// The second source on the page: its days have their own colour on the calendar (and a
+/// legend entry), and each coin shows its product, its deviation and whether it is used,
+/// with the reason when not. Rows and checks are stored by SQL: the page is tested here,
+/// not the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_marks_second_source_days_and_shows_each_coins_deviation() {
+    let browser = Browser::start(1280, 1600).await;
+    let h = Harness::new().await;
+    // 30 days from CoinGecko (yesterday back), the 30 before them from Coinbase.
+    for (first, last, source, close) in [(30u64, 59u64, "coinbase", 101), (1, 29, "coingecko", 100)]
+    {
+        sqlx::query(
+            r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional, source)
+               SELECT 'BTC', d::date, 99, 103, 98, $4, 1000, d + interval '1 day', false, $3
+               FROM generate_series($1::date, $2::date, interval '1 day') AS d"#,
+        )
+        .bind(days_before_today(last))
+        .bind(days_before_today(first))
+        .bind(source)
+        .bind(close)
+        .execute(h.pool())
+        .await
+        .expect("rows are stored");
+    }
+    let reason = "XYZ-USD closes 9876.5 % away from CoinGecko's: another asset";
+    sqlx::query(
+        "UPDATE coins SET fallback_deviation_percent = 0.4213, fallback_usable = true, \
+         fallback_checked_at = now() WHERE symbol = 'BTC'",
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO coins (symbol, coingecko_id, first_day, coinbase_product, \
+             fallback_deviation_percent, fallback_usable, fallback_checked_at, fallback_unusable_reason) \
+         VALUES ('XYZ', 'xyz-coin', '2020-01-01', 'XYZ-USD', 9876.5, false, now(), $1)",
+    )
+    .bind(reason)
+    .execute(h.pool())
+    .await
+    .unwrap();
+    let api = TestApi::start_with(h.api_state(None)).await;
+
+    let (start, end) = (days_before_today(59), days_before_today(1));
+    browser
+        .client
+        .goto(&format!(
+            "{}/?symbol=BTC&start_date={start}&end_date={end}",
+            api.base
+        ))
+        .await
+        .expect("the page loads");
+    browser
+        .wait_for(
+            &format!("#calendar[data-range='{start}/{end}']"),
+            "the calendar",
+        )
+        .await;
+    assert_eq!(
+        cell_counts(&browser).await,
+        json!({"stored": 29, "second-source": 30}),
+        "the calendar's cells"
+    );
+    let looks = browser
+        .run(
+            "const colour = css => getComputedStyle(document.querySelector(css)).backgroundColor;
+             return {stored: colour('#calendar .day.stored'),
+                     second: colour('#calendar .day.second-source'),
+                     legend: colour('.legend .day.second-source'),
+                     legendText: document.querySelector('.legend .day.second-source').parentElement.textContent,
+                     summary: document.querySelector('#calendar-summary').textContent,
+                     counted: document.querySelector('#calendar').dataset.secondSource};",
+            vec![],
+        )
+        .await;
+    assert_ne!(
+        looks["stored"], looks["second"],
+        "a colour of its own: {looks}"
+    );
+    assert_eq!(
+        looks["second"], looks["legend"],
+        "the legend shows it: {looks}"
+    );
+    assert!(
+        looks["legendText"]
+            .as_str()
+            .is_some_and(|t| t.contains("second source")),
+        "{looks}"
+    );
+    assert!(
+        looks["summary"]
+            .as_str()
+            .is_some_and(|t| t.contains("30 from the second source")),
+        "{looks}"
+    );
+    assert_eq!(looks["counted"], json!("30"), "{looks}");
+
+    // Each coin's second source: product, deviation, used or not and why.
+    browser
+        .wait_for("#coins tr[data-symbol='XYZ'] td.fallback", "the coins")
+        .await;
+    let coins = browser
+        .run(
+            "const cell = symbol => document.querySelector(`#coins tr[data-symbol='${symbol}'] td.fallback`);
+             return {btc: cell('BTC').textContent, xyz: cell('XYZ').textContent,
+                     xyzFlagged: cell('XYZ').classList.contains('unusable'),
+                     view: document.querySelector('#view-fallback').textContent};",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        coins["btc"],
+        json!("BTC-USD, 0.42 % from CoinGecko, used"),
+        "{coins}"
+    );
+    assert_eq!(
+        coins["xyz"],
+        json!(format!(
+            "XYZ-USD, 9876.5 % from CoinGecko, not used: {reason}"
+        )),
+        "{coins}"
+    );
+    assert_eq!(coins["xyzFlagged"], json!(true), "{coins}");
+    assert_eq!(
+        coins["view"],
+        json!("Second source: BTC-USD, 0.42 % from CoinGecko, used."),
+        "{coins}"
+    );
+
+    // The chart draws every stored day, whichever its source.
+    browser
+        .wait_for("body[data-chart-candles]", "the chart")
+        .await;
+    assert_eq!(candle_pixels(&browser).await["candles"], json!(59));
+    assert_eq!(
+        page_errors(&browser).await,
+        json!([]),
+        "no errors on the page"
+    );
+    browser.close().await;
+    api.stop().await;
+}

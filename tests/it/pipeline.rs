@@ -7,6 +7,7 @@ use chrono::{Days, NaiveDate};
 use fake_upstream::coingecko::{FakeOptions, ScriptedResponse};
 use price_history::domain::{Coin, JobStatus, PlanReach, Symbol, today_utc};
 use price_history::ingest::JobError;
+use price_history::store::ingestion_jobs::JobRecord;
 use price_history::store::{daily_prices, gaps};
 use rust_decimal::Decimal;
 
@@ -19,6 +20,21 @@ async fn close_of(h: &Harness, date: NaiveDate) -> Decimal {
         .fetch_one(h.pool())
         .await
         .expect("the day is stored")
+}
+
+/// Checks that the job failed with a message saying each of `phrases`, and returns it.
+fn assert_failed_saying(job: &JobRecord, phrases: &[&str]) -> String {
+    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
+    let message = job.error_message.clone().unwrap_or_default();
+    for phrase in phrases {
+        assert!(message.contains(phrase), "{phrase:?} is not in: {message}");
+    }
+    message
+}
+
+/// The statuses the fake answered with, in the order of the calls.
+fn statuses(h: &Harness) -> Vec<u16> {
+    h.fake.calls().iter().map(|c| c.status).collect()
 }
 
 async fn delete_days(h: &Harness, first: NaiveDate, days: u64) {
@@ -191,10 +207,8 @@ async fn a_429_waits_for_retry_after_and_then_succeeds() {
 #[tokio::test]
 async fn error_10012_teaches_the_reach_and_the_job_ends_out_of_plan_without_retries() {
     let h = Harness::new().await;
-    h.fake.push_response(ScriptedResponse::status(
-        401,
-        r#"{"error":{"status":{"timestamp":"2024-04-20T22:00:05.123+00:00","error_code":10012,"error_message":"Your request exceeds the allowed time range. Public API users are limited to querying historical data within the past 365 days. Upgrade to a paid plan to enjoy full historical data access: https://www.coingecko.com/en/api/pricing. "}}}"#,
-    ));
+    h.fake
+        .push_response(ScriptedResponse::history_limit_exceeded());
 
     let job = h
         .run_job(days_before_today(500), days_before_today(450), false)
@@ -499,14 +513,14 @@ async fn a_second_10012_within_the_reach_it_taught_fails_the_job_after_two_calls
 
     let job = h.run_job(start, end, false).await;
 
-    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
-    let message = job.error_message.unwrap_or_default();
-    assert!(
-        message.contains("even within the reach it taught before (365 days)"),
-        "{message}"
+    assert_failed_saying(
+        &job,
+        &[
+            "even within the reach it taught before (365 days)",
+            "COINGECKO_HISTORY_DAYS",
+        ],
     );
-    assert!(message.contains("COINGECKO_HISTORY_DAYS"), "{message}");
-    let statuses: Vec<u16> = h.fake.calls().iter().map(|c| c.status).collect();
+    let statuses = statuses(&h);
     assert_eq!(
         statuses,
         vec![401, 401],
@@ -533,7 +547,7 @@ async fn a_10012_met_first_by_a_gap_fill_teaches_the_reach() {
 
     let job = h.run_job(start, end, false).await;
 
-    let statuses: Vec<u16> = h.fake.calls().iter().map(|c| c.status).collect();
+    let statuses = statuses(&h);
     assert_eq!(
         statuses,
         vec![200, 401],
@@ -575,12 +589,7 @@ async fn a_write_the_table_refuses_fails_the_job_at_once_instead_of_being_waited
 
     let job = h.run_job(start, end, false).await;
 
-    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
-    let message = job.error_message.unwrap_or_default();
-    assert!(
-        message.contains("broke a rule of the table (a_rule_of_the_test)"),
-        "{message}"
-    );
+    let message = assert_failed_saying(&job, &["broke a rule of the table (a_rule_of_the_test)"]);
     assert!(!message.contains("refused by the test"), "{message}");
     assert_eq!(job.attempts, 1, "a refused row is not retried");
     assert_eq!(h.fake.call_count(), 1, "the window is not fetched again");

@@ -16,7 +16,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
-use crate::support::{Harness, TestApi, days_before_today};
+use crate::support::{Harness, TestApi, days_before_today, price_history_command};
 
 /// Every two seconds: a few ticks within a test.
 const EVERY_TWO_SECONDS: &str = "*/2 * * * * *";
@@ -73,6 +73,18 @@ impl Ticks {
     }
 }
 
+/// A scheduler in this process, on the system clock, acting as `name`.
+fn scheduler(h: &Harness, schedule: &str, name: &str) -> Scheduler {
+    Scheduler {
+        pool: h.pool().clone(),
+        schedule: schedule.parse().unwrap(),
+        clock: Clock::SYSTEM,
+        reach: h.ingestor().reach,
+        max_attempts: 3,
+        name: name.to_owned(),
+    }
+}
+
 /// Tracks BTC from `days` days ago, as a PUT would, but without the PUT's own job: what
 /// follows is the schedule's doing alone.
 async fn track_btc_since(h: &Harness, days: u64) {
@@ -118,15 +130,10 @@ fn assert_consecutive(ticks: &[ActedTick]) {
 async fn a_tick_is_acted_on_once_and_never_after_a_later_one() {
     let h = Harness::new().await;
     track_btc_since(&h, 3).await;
-    let scheduler = |name: &str| Scheduler {
-        pool: h.pool().clone(),
-        schedule: EVERY_TWO_SECONDS.parse().unwrap(),
-        clock: Clock::SYSTEM,
-        reach: h.ingestor().reach,
-        max_attempts: 3,
-        name: name.to_owned(),
-    };
-    let (a, b) = (scheduler("a"), scheduler("b"));
+    let (a, b) = (
+        scheduler(&h, EVERY_TWO_SECONDS, "a"),
+        scheduler(&h, EVERY_TWO_SECONDS, "b"),
+    );
     let tick = Utc::now().with_nanosecond(0).unwrap();
 
     let (by_a, by_b) = tokio::join!(a.act_on(tick, false), b.act_on(tick, false));
@@ -393,20 +400,9 @@ async fn turning_tracking_on_queues_the_missing_days_at_once() {
     let h = Harness::new().await;
     let api = TestApi::start(&h).await;
 
-    let tracked = api
-        .put(
-            "/api/v1/coins/BTC",
-            json!({"coingecko_id": "bitcoin", "tracked": true, "track_since": days_before_today(5).to_string()}),
-            None,
-        )
-        .await;
-    let again = api
-        .put(
-            "/api/v1/coins/BTC",
-            json!({"coingecko_id": "bitcoin", "tracked": true, "track_since": days_before_today(5).to_string()}),
-            None,
-        )
-        .await;
+    let track = json!({"coingecko_id": "bitcoin", "tracked": true, "track_since": days_before_today(5).to_string()});
+    let tracked = api.put_coin("BTC", track.clone()).await;
+    let again = api.put_coin("BTC", track).await;
 
     assert_eq!(tracked.status, StatusCode::OK, "{}", tracked.text());
     assert_eq!(again.status, StatusCode::OK);
@@ -428,7 +424,7 @@ async fn turning_tracking_on_queues_the_missing_days_at_once() {
 async fn coins_add_with_track_queues_the_missing_days_at_once() {
     let h = Harness::new().await;
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"))
+    let output = price_history_command(&h.db.url, &h.fake.base_url())
         .args([
             "coins",
             "add",
@@ -438,8 +434,6 @@ async fn coins_add_with_track_queues_the_missing_days_at_once() {
             "--since",
             &days_before_today(3).to_string(),
         ])
-        .env("DATABASE_URL", &h.db.url)
-        .env("COINGECKO_BASE_URL", h.fake.base_url())
         .output()
         .await
         .unwrap();
@@ -508,18 +502,8 @@ async fn metrics_show_each_coins_freshness_and_the_schedules_ticks() {
 /// ahead of the clock). Ticks are acted on one by one, each at or after its time.
 #[tokio::test]
 async fn no_tick_is_acted_on_before_it_is_due() {
-    use chrono::TimeDelta;
-    use price_history::schedule::{Clock, Scheduler};
-    use price_history::store::sync_schedule;
     let h = Harness::new().await;
-    let scheduler = Scheduler {
-        pool: h.pool().clone(),
-        schedule: "* * * * * *".parse().unwrap(),
-        clock: Clock::SYSTEM,
-        reach: h.ingestor().reach,
-        max_attempts: 3,
-        name: "in-process".to_owned(),
-    };
+    let scheduler = scheduler(&h, "* * * * * *", "in-process");
     let (stop, stopped) = price_history::shutdown::Shutdown::new();
     let began = chrono::Utc::now();
     let running = tokio::spawn(scheduler.run(stopped));
@@ -562,9 +546,6 @@ async fn no_tick_is_acted_on_before_it_is_due() {
 /// it, record the tick as acted on, and the coin waits for the next tick.
 #[tokio::test]
 async fn a_database_error_while_queuing_fails_the_whole_tick_and_frees_it_for_a_retry() {
-    use chrono::{Timelike, Utc};
-    use price_history::schedule::{Clock, Scheduler};
-    use price_history::store::{coins, sync_schedule};
     let h = Harness::new().await;
     coins::set_tracking(h.pool(), Symbol::BTC, true, Some(days_before_today(3)))
         .await
@@ -584,14 +565,7 @@ async fn a_database_error_while_queuing_fails_the_whole_tick_and_frees_it_for_a_
     .execute(h.pool())
     .await
     .unwrap();
-    let scheduler = Scheduler {
-        pool: h.pool().clone(),
-        schedule: "* * * * * *".parse().unwrap(),
-        clock: Clock::SYSTEM,
-        reach: h.ingestor().reach,
-        max_attempts: 3,
-        name: "in-process".to_owned(),
-    };
+    let scheduler = scheduler(&h, "* * * * * *", "in-process");
     let tick = Utc::now().with_nanosecond(0).unwrap();
 
     let acted = scheduler.act_on(tick, false).await;

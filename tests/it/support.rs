@@ -1,15 +1,16 @@
 //! Shared arrangements, built on the service's own `startup`: a fresh database per test,
-//! the fake CoinGecko, a worker, the API on a random port, the binary as a child process.
+//! the fake CoinGecko and the fake Coinbase Exchange, a worker, the API on a random port, the binary as a child process.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
+use fake_upstream::coinbase::{FakeCoinbase, FakeCoinbaseOptions};
+use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions, RecordedCall};
 use price_history::api::{self, ApiState, ConnectionLimits};
 use price_history::config::{LogFormat, Settings};
-use price_history::domain::{DateRange, Symbol, today_utc};
+use price_history::domain::{DateRange, JobStatus, Symbol, today_utc};
 use price_history::ingest::Ingestor;
 use price_history::queue;
 use price_history::shutdown::{Shutdown, ShutdownTrigger};
@@ -114,10 +115,25 @@ pub fn days_before_today(n: u64) -> NaiveDate {
         .expect("a date")
 }
 
-/// A test's world: its database, its fake CoinGecko and the settings pointing at both.
+/// A job as the API would ask for it.
+pub fn api_job(symbol: Symbol, range: DateRange, force: bool) -> NewJob {
+    NewJob {
+        id: Uuid::now_v7(),
+        symbol,
+        trigger: price_history::domain::Trigger::Api,
+        range,
+        force,
+    }
+}
+
+/// A test's world: its database, its fake CoinGecko, its fake Coinbase Exchange and the
+/// settings pointing at them. The second source is off unless a test asks for it
+/// ([`Harness::with_coinbase`]), so that the tests of CoinGecko alone count its calls only.
 pub struct Harness {
     pub db: TestDb,
     pub fake: FakeCoinGecko,
+    /// Started with every harness; used only with `FALLBACK_SOURCE=coinbase`.
+    pub coinbase: FakeCoinbase,
     pub settings: Settings,
 }
 
@@ -134,6 +150,14 @@ impl Harness {
         let fake = FakeCoinGecko::start_with(options)
             .await
             .expect("a fake CoinGecko can listen on a free loopback port");
+        // No rate limit of its own: the tests' budget (100 calls a second) would meet
+        // Coinbase's 10 a second and measure retries instead of behaviour.
+        let coinbase = FakeCoinbase::start_with(FakeCoinbaseOptions {
+            requests_per_second_limit: None,
+            ..FakeCoinbaseOptions::default()
+        })
+        .await
+        .expect("a fake Coinbase can listen on a free loopback port");
         let settings = Settings {
             database_url: db.url.clone(),
             database_connect_timeout_secs: 0,
@@ -151,10 +175,27 @@ impl Harness {
             api_token: None,
             event_streams_max: 256,
             log_format: LogFormat::Text,
+            // Off unless a test turns it on (`with_coinbase`).
+            fallback_source: price_history::config::FallbackSource::Off,
+            coinbase_base_url: coinbase.base_url(),
+            coinbase_calls_per_minute: NonZeroU32::new(6000).expect("non-zero"),
+            fallback_max_deviation_percent: rust_decimal::Decimal::from(5),
             sync_schedule: price_history::schedule::SyncSchedule::Off,
             sync_clock_offset_ms: 0,
         };
-        Harness { db, fake, settings }
+        Harness {
+            db,
+            fake,
+            coinbase,
+            settings,
+        }
+    }
+
+    /// The same world with the second source on (`FALLBACK_SOURCE=coinbase`), as it is
+    /// by default in production.
+    pub fn with_coinbase(mut self) -> Self {
+        self.settings.fallback_source = price_history::config::FallbackSource::Coinbase;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -206,16 +247,13 @@ impl Harness {
             .expect("the coin is registered")
             .coin;
         let range = DateRange::for_coin(&coin, start, end, today_utc()).expect("a valid range");
-        let job = NewJob {
-            id: Uuid::now_v7(),
-            symbol,
-            trigger: price_history::domain::Trigger::Api,
-            range,
-            force,
-        };
-        queue::submit(self.pool(), job, self.settings.job_max_attempts)
-            .await
-            .expect("the job is queued")
+        queue::submit(
+            self.pool(),
+            api_job(symbol, range, force),
+            self.settings.job_max_attempts,
+        )
+        .await
+        .expect("the job is queued")
     }
 
     /// Starts a worker in this process.
@@ -225,12 +263,9 @@ impl Harness {
 
     /// Starts a worker in this process under the given name.
     pub fn start_worker_named(&self, name: String) -> RunningWorker {
-        let (stop, shutdown) = Shutdown::new();
-        let handle = self.app().spawn_worker(name, shutdown);
-        RunningWorker {
-            stop: Some(stop),
-            handle: Some(handle),
-        }
+        RunningWorker(Task::spawn(|shutdown| {
+            self.app().spawn_worker(name, shutdown)
+        }))
     }
 
     /// Waits (on the job's change notifications) until the job has ended.
@@ -260,6 +295,7 @@ impl Harness {
             coingecko_id: price_history::domain::CoinGeckoId::parse(coingecko_id).expect("an id"),
             tracked: false,
             track_since: None,
+            coinbase_product: Default::default(),
         };
         self.registry()
             .put(request)
@@ -294,27 +330,47 @@ impl Harness {
     }
 }
 
-pub struct RunningWorker {
+/// A worker in this process; stopped cleanly by [`RunningWorker::stop`].
+pub struct RunningWorker(Task);
+
+impl RunningWorker {
+    pub async fn stop(self) {
+        self.0.stop("the worker", Duration::from_secs(30)).await;
+    }
+}
+
+/// A task of the test's own and its stop signal: stopped cleanly by [`Task::stop`],
+/// aborted when dropped (a failing test does not leave it running).
+struct Task {
     stop: Option<ShutdownTrigger>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-impl RunningWorker {
-    pub async fn stop(mut self) {
+impl Task {
+    fn spawn(run: impl FnOnce(Shutdown) -> JoinHandle<anyhow::Result<()>>) -> Task {
+        let (stop, shutdown) = Shutdown::new();
+        Task {
+            stop: Some(stop),
+            handle: Some(run(shutdown)),
+        }
+    }
+
+    /// Raises the stop signal and checks that the task ends cleanly `within`.
+    async fn stop(mut self, what: &str, within: Duration) {
         if let Some(stop) = self.stop.take() {
             stop.raise();
         }
         if let Some(handle) = self.handle.take() {
-            tokio::time::timeout(Duration::from_secs(30), handle)
+            tokio::time::timeout(within, handle)
                 .await
-                .expect("the worker stops within 30 s")
-                .expect("the worker does not panic")
-                .expect("the worker stops cleanly");
+                .unwrap_or_else(|_| panic!("{what} stops within {within:?}"))
+                .unwrap_or_else(|_| panic!("{what} does not panic"))
+                .unwrap_or_else(|e| panic!("{what} stops cleanly: {e:#}"));
         }
     }
 }
 
-impl Drop for RunningWorker {
+impl Drop for Task {
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
             handle.abort();
@@ -373,6 +429,29 @@ impl Harness {
             .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
     }
 
+    /// The calls the fake answered with `status`, in the order they came.
+    pub fn calls_answered(&self, status: u16) -> Vec<RecordedCall> {
+        self.fake
+            .calls()
+            .into_iter()
+            .filter(|call| call.status == status)
+            .collect()
+    }
+
+    /// Waits for the job to end, and checks that it completed.
+    pub async fn completes(&self, id: Uuid) -> JobRecord {
+        let finished = self
+            .wait_for(id, "the job ends", |j| j.status.is_terminal())
+            .await;
+        assert_eq!(
+            finished.status,
+            JobStatus::Completed,
+            "{:?}",
+            finished.error_message
+        );
+        finished
+    }
+
     /// The name of the worker holding the job on the queue, if any.
     pub async fn holder(&self, id: Uuid) -> Option<String> {
         sqlx::query_scalar(
@@ -394,16 +473,13 @@ pub fn spawn_service(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Service {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"));
+    let mut command = price_history_command(database_url, coingecko_url);
     command
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("COINGECKO_BASE_URL", coingecko_url)
-        .env("COINGECKO_CALLS_PER_MINUTE", "6000")
-        .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
         .env("JOB_LEASE_SECS", "5")
+        // As the in-process harness: the second source only where a test asks for it
+        // (never the real Coinbase Exchange).
+        .env("FALLBACK_SOURCE", "off")
         .env("RUST_LOG", "info,sqlx=warn")
         .envs(env.iter().copied());
     start_captured(command)
@@ -411,17 +487,38 @@ pub fn spawn_service(
 
 /// Starts `price-history <args>` with exactly `env` (and `PATH`), nothing added.
 pub fn spawn_with_exact_env(args: &[&str], env: &[(String, String)]) -> Service {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"));
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k, v)));
+    let mut command = bare_command();
+    command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
     start_captured(command)
 }
 
+/// `price-history` against a database and a CoinGecko, with a call budget no test waits
+/// on and quick retries; nothing of the test's own environment but `PATH`. The second
+/// source is off, so that no test reaches the real Coinbase Exchange (registering a coin
+/// would guess its product there); a test of it sets `FALLBACK_SOURCE=coinbase` and
+/// `COINBASE_BASE_URL` to its fake.
+pub fn price_history_command(database_url: &str, coingecko_url: &str) -> tokio::process::Command {
+    let mut command = bare_command();
+    command
+        .env("DATABASE_URL", database_url)
+        .env("COINGECKO_BASE_URL", coingecko_url)
+        .env("COINGECKO_CALLS_PER_MINUTE", "6000")
+        .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
+        .env("FALLBACK_SOURCE", "off");
+    command
+}
+
+/// `price-history` with no environment but `PATH`.
+fn bare_command() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
 /// Starts the command with its stdout and stderr kept in the `Service`.
-fn start_captured(mut command: tokio::process::Command) -> Service {
+pub fn start_captured(mut command: tokio::process::Command) -> Service {
     command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -547,6 +644,15 @@ impl Service {
     }
 }
 
+/// What a finished process printed, stdout then stderr, for assertions and failure reports.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -556,13 +662,37 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until the process serving `base` answers `/readyz` with 200, and returns a
+/// client for it. Polls: readiness of an outside process has no event to wait on.
+pub async fn until_ready(service: &Service, base: &str) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(format!("{base}/readyz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{base} never became ready:\n{}",
+            service.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client
+}
+
 /// A running API on `127.0.0.1:<random port>` and a client for it.
 pub struct TestApi {
+    /// Where it listens, for tests that speak raw TCP to it.
+    pub addr: SocketAddr,
     pub base: String,
     /// A client with a 30 s time-out, for requests the helpers do not build.
     pub client: reqwest::Client,
-    stop: Option<ShutdownTrigger>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
+    server: Task,
 }
 
 /// What came back: status, headers and the body read once.
@@ -627,19 +757,25 @@ impl TestApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");
-        let base = format!("http://{}", listener.local_addr().expect("an address"));
-        let (stop, shutdown) = Shutdown::new();
-        let server = tokio::spawn(api::serve(state, listener, limits, shutdown));
+        let addr = listener.local_addr().expect("an address");
+        let base = format!("http://{addr}");
+        let server =
+            Task::spawn(|shutdown| tokio::spawn(api::serve(state, listener, limits, shutdown)));
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("a client");
         TestApi {
+            addr,
             base,
             client,
-            stop: Some(stop),
-            server: Some(server),
+            server,
         }
+    }
+
+    /// `path` on this API, as a full URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
@@ -655,13 +791,12 @@ impl TestApi {
     }
 
     pub async fn get(&self, path: &str) -> Answer {
-        self.send(self.client.get(format!("{}{path}", self.base)))
-            .await
+        self.send(self.client.get(self.url(path))).await
     }
 
     /// A POST with a JSON body and, when given, a bearer token.
     pub async fn post(&self, path: &str, body: Option<Value>, token: Option<&str>) -> Answer {
-        let mut request = self.client.post(format!("{}{path}", self.base));
+        let mut request = self.client.post(self.url(path));
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
@@ -677,7 +812,7 @@ impl TestApi {
     pub async fn put(&self, path: &str, body: Value, token: Option<&str>) -> Answer {
         let mut request = self
             .client
-            .put(format!("{}{path}", self.base))
+            .put(self.url(path))
             .header("content-type", "application/json")
             .body(body.to_string());
         if let Some(token) = token {
@@ -686,28 +821,43 @@ impl TestApi {
         self.send(request).await
     }
 
+    /// `PUT /api/v1/coins/{symbol}` with `body`, without a token.
+    pub async fn put_coin(&self, symbol: &str, body: Value) -> Answer {
+        self.put(&format!("/api/v1/coins/{symbol}"), body, None)
+            .await
+    }
+
     pub async fn submit(&self, body: Value) -> Answer {
         self.post("/api/v1/ingestion-jobs", Some(body), None).await
     }
 
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.raise();
-        }
-        if let Some(server) = self.server.take() {
-            tokio::time::timeout(Duration::from_secs(10), server)
-                .await
-                .expect("the server stops within 10 s")
-                .expect("the server does not panic")
-                .expect("the server stops cleanly");
-        }
+    pub async fn stop(self) {
+        self.server
+            .stop("the server", Duration::from_secs(10))
+            .await;
     }
 }
 
-impl Drop for TestApi {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
-    }
+/// The fake upstream's own program (`crates/fake-upstream`), for a test that needs the fake
+/// in another process (inside a network namespace, say). `cargo test --workspace` builds
+/// it beside the service's binary; a narrower `cargo test` does not, so it is built here
+/// once when missing.
+pub fn fake_upstream_program() -> std::path::PathBuf {
+    static PROGRAM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PROGRAM
+        .get_or_init(|| {
+            let service = std::path::Path::new(env!("CARGO_BIN_EXE_price-history"));
+            let program = service.with_file_name("fake-upstream");
+            if !program.exists() {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+                let status = std::process::Command::new(cargo)
+                    .args(["build", "--workspace", "--bin", "fake-upstream"])
+                    .current_dir(env!("CARGO_MANIFEST_DIR"))
+                    .status()
+                    .expect("cargo runs");
+                assert!(status.success(), "cargo built the fake upstream");
+            }
+            program
+        })
+        .clone()
 }

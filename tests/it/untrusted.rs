@@ -8,14 +8,16 @@ use chrono::{NaiveDate, NaiveTime};
 use fake_upstream::coingecko::ScriptedResponse;
 use price_history::api::{self, ConnectionLimits};
 use price_history::domain::{JobStatus, Symbol};
-use price_history::shutdown::{Shutdown, ShutdownTrigger};
 use price_history::store::daily_prices;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Harness, day, days_before_today, free_port};
+use crate::support::{
+    Harness, TestApi, day, days_before_today, free_port, output_text, price_history_command,
+    until_ready,
+};
 
 /// One point per hour of `day` at `price` (a little jitter past the hour, as CoinGecko
 /// sends), each with `volume`, as `[ms, value]` pairs.
@@ -407,23 +409,7 @@ async fn run_echoing_jobs(h: &Harness, format: &str) -> String {
             ("LOG_FORMAT", format),
         ],
     );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
-    // Readiness of an outside process has no event to wait on: poll it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "serve never became ready:\n{}",
-            serve.output()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let client = until_ready(&serve, &base).await;
     let day = days_before_today(10);
     for (kind, answers) in echoing_answers() {
         for answer in answers {
@@ -560,12 +546,8 @@ async fn a_key_or_token_echoed_by_coingecko_shows_in_no_response_row_log_or_metr
 async fn an_api_token_with_surrounding_spaces_is_refused_at_start() {
     let h = Harness::new().await;
     for command in ["api", "serve"] {
-        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_price-history"))
+        let run = price_history_command(&h.db.url, &h.fake.base_url())
             .arg(command)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &h.db.url)
-            .env("COINGECKO_BASE_URL", h.fake.base_url())
             .env("BIND_ADDR", format!("127.0.0.1:{}", free_port()))
             .env("API_TOKEN", " s3cret-with-spaces ")
             .kill_on_drop(true)
@@ -576,11 +558,7 @@ async fn an_api_token_with_surrounding_spaces_is_refused_at_start() {
             .unwrap_or_else(|_| panic!("{command} started with the token instead of refusing it"))
             .unwrap();
 
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let printed = output_text(&output);
         assert_eq!(output.status.code(), Some(1), "{command}: {printed}");
         assert!(printed.contains("API_TOKEN"), "{printed}");
         assert!(printed.contains("whitespace"), "{printed}");
@@ -590,26 +568,20 @@ async fn an_api_token_with_surrounding_spaces_is_refused_at_start() {
 
 // --- Clients -------------------------------------------------------------------------
 
-/// An API on a random port with `limits`, stopped when dropped.
-struct LimitedApi {
-    addr: std::net::SocketAddr,
-    _stop: ShutdownTrigger,
+/// An API on a random port with `limits`.
+async fn limited_api(h: &Harness, limits: ConnectionLimits) -> TestApi {
+    TestApi::start_with_limits(h.api_state(None), limits).await
 }
 
-impl LimitedApi {
-    async fn start(h: &Harness, limits: ConnectionLimits) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, shutdown) = Shutdown::new();
-        tokio::spawn(api::serve(h.api_state(None), listener, limits, shutdown));
-        LimitedApi { addr, _stop: stop }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
+/// A connection to the API that has sent `bytes`.
+async fn connect_sending(api: &TestApi, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(api.addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
 }
+
+/// A request whose body stops after a few bytes of the 80 it announced.
+const STALLED_POST: &[u8] = b"POST /api/v1/ingestion-jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 80\r\n\r\n{\"start";
 
 /// Reads until the server closes the connection; what it sent before closing.
 async fn until_closed(stream: &mut TcpStream, within: Duration) -> String {
@@ -646,15 +618,10 @@ fn short_limits() -> ConnectionLimits {
 #[tokio::test]
 async fn half_open_silent_and_trickling_connections_are_closed_while_healthz_answers() {
     let h = Harness::new().await;
-    let api = LimitedApi::start(&h, short_limits()).await;
+    let api = limited_api(&h, short_limits()).await;
     let mut half_open = Vec::new();
     for _ in 0..300 {
-        let mut stream = TcpStream::connect(api.addr).await.unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .unwrap();
-        half_open.push(stream);
+        half_open.push(connect_sending(&api, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await);
     }
     let mut silent = TcpStream::connect(api.addr).await.unwrap();
     let mut trickling = TcpStream::connect(api.addr).await.unwrap();
@@ -710,12 +677,8 @@ async fn half_open_silent_and_trickling_connections_are_closed_while_healthz_ans
 #[tokio::test]
 async fn a_kept_alive_connection_left_unused_is_closed_after_the_head_limit() {
     let h = Harness::new().await;
-    let api = LimitedApi::start(&h, short_limits()).await;
-    let mut stream = TcpStream::connect(api.addr).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let api = limited_api(&h, short_limits()).await;
+    let mut stream = connect_sending(&api, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
 
     let began = Instant::now();
     let sent = until_closed(&mut stream, Duration::from_secs(8)).await;
@@ -731,7 +694,7 @@ async fn a_kept_alive_connection_left_unused_is_closed_after_the_head_limit() {
 #[tokio::test]
 async fn a_connection_silent_mid_request_is_closed_after_the_idle_limit() {
     let h = Harness::new().await;
-    let api = LimitedApi::start(
+    let api = limited_api(
         &h,
         ConnectionLimits {
             head: Duration::from_secs(30),
@@ -742,13 +705,7 @@ async fn a_connection_silent_mid_request_is_closed_after_the_idle_limit() {
         },
     )
     .await;
-    let mut stream = TcpStream::connect(api.addr).await.unwrap();
-    stream
-        .write_all(
-            b"POST /api/v1/ingestion-jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 80\r\n\r\n{\"start",
-        )
-        .await
-        .unwrap();
+    let mut stream = connect_sending(&api, STALLED_POST).await;
 
     let began = Instant::now();
     until_closed(&mut stream, Duration::from_secs(8)).await;
@@ -764,7 +721,7 @@ async fn a_connection_silent_mid_request_is_closed_after_the_idle_limit() {
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
     let h = Harness::new().await;
-    let api = LimitedApi::start(
+    let api = limited_api(
         &h,
         ConnectionLimits {
             max_connections: 8,
@@ -791,14 +748,8 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
 #[tokio::test]
 async fn a_body_that_stalls_gets_408_not_a_5xx() {
     let h = Harness::new().await;
-    let api = LimitedApi::start(&h, short_limits()).await;
-    let mut stream = TcpStream::connect(api.addr).await.unwrap();
-    stream
-        .write_all(
-            b"POST /api/v1/ingestion-jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 80\r\n\r\n{\"start",
-        )
-        .await
-        .unwrap();
+    let api = limited_api(&h, short_limits()).await;
+    let mut stream = connect_sending(&api, STALLED_POST).await;
 
     let sent = until_closed(&mut stream, Duration::from_secs(8)).await;
 
@@ -810,7 +761,7 @@ async fn a_body_that_stalls_gets_408_not_a_5xx() {
 #[tokio::test]
 async fn null_symbol_and_force_mean_the_defaults_and_the_document_says_so() {
     let h = Harness::new().await;
-    let api = LimitedApi::start(&h, ConnectionLimits::default()).await;
+    let api = limited_api(&h, ConnectionLimits::default()).await;
     let day = days_before_today(3);
 
     let answer = reqwest::Client::new()
@@ -840,7 +791,7 @@ async fn csv_marks_todays_partial_candle_provisional_and_json_counts_points() {
     let h = Harness::new().await;
     let (start, today) = (days_before_today(2), days_before_today(0));
     h.run_job(start, today, false).await;
-    let api = LimitedApi::start(&h, ConnectionLimits::default()).await;
+    let api = limited_api(&h, ConnectionLimits::default()).await;
     let path = format!("/api/v1/prices?start_date={start}&end_date={today}");
 
     let csv = reqwest::Client::new()
@@ -863,11 +814,17 @@ async fn csv_marks_todays_partial_candle_provisional_and_json_counts_points() {
     .unwrap();
 
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "date,open,high,low,close,volume,provisional");
-    assert!(lines[1].ends_with(",false"), "{csv}");
+    assert_eq!(
+        lines[0],
+        "date,open,high,low,close,volume,provisional,source"
+    );
+    assert!(lines[1].ends_with(",false,coingecko"), "{csv}");
     let last = lines.last().unwrap();
     assert!(last.starts_with(&today.to_string()), "{csv}");
-    assert!(last.ends_with(",true"), "today's row is provisional: {csv}");
+    assert!(
+        last.ends_with(",true,coingecko"),
+        "today's row is provisional: {csv}"
+    );
     let prices = json["prices"].as_array().unwrap();
     assert_eq!(prices[0]["points"], 24, "{json}");
 }

@@ -1,5 +1,6 @@
 //! A fake CoinGecko on loopback, faithful to what the real one does with
-//! `/coins/{id}/market_chart/range`: for integration tests, benchmarks and the
+//! `/coins/{id}/market_chart/range` and `/coins/markets` (the coins by market cap, in
+//! pages, see [`listing`]): for integration tests, benchmarks and the
 //! `fake-upstream coingecko` command.
 //!
 //! What it copies from CoinGecko (see the research notes): `from`/`to` in UNIX seconds;
@@ -15,7 +16,7 @@
 //! `precision` parameters, ISO dates in `from`/`to`, and currencies other than USD
 //! (any `vs_currency` gets USD prices).
 
-mod market;
+pub(crate) mod market;
 
 use std::collections::{HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -34,7 +35,9 @@ use serde_json::json;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use market::{BITCOIN, COINS, FakeCoin, coin};
+pub use market::{
+    BITCOIN, COINS, COLLIDING_RANK, FakeCoin, LISTED, Listed, UNSYMBOLIC_RANK, coin, listing,
+};
 use market::{DAY_MS, Market};
 
 const DEMO_KEY_HEADER: &str = "x-cg-demo-api-key";
@@ -77,7 +80,7 @@ impl Default for FakeOptions {
 pub struct RecordedCall {
     /// When the request arrived (before any delay).
     pub at: Instant,
-    /// The `{id}` of the path, such as `bitcoin`.
+    /// The `{id}` of the path, such as `bitcoin`; [`MARKETS`] for a call of the list.
     pub coin_id: String,
     /// `vs_currency`, if given.
     pub vs_currency: Option<String>,
@@ -212,7 +215,12 @@ impl FakeCoinGecko {
         let endpoint = MarketChartRange {
             shared: shared.clone(),
         };
+        let markets = Markets {
+            shared: shared.clone(),
+        };
         let routes = Route::new()
+            .at("/coins/markets", get(markets.clone()))
+            .at("/api/v3/coins/markets", get(markets))
             .at("/coins/:id/market_chart/range", get(endpoint.clone()))
             .at("/api/v3/coins/:id/market_chart/range", get(endpoint))
             .at("/ping", get(Ping))
@@ -365,7 +373,7 @@ impl std::fmt::Debug for FakeCoinGecko {
 /// The decimal a client reads from a served value: the same rule as price-history's
 /// `coingecko::decimal_from_f64` (the shortest decimal that reads back as the same `f64`),
 /// restated here so that the fake does not depend on the service it stands in for.
-fn wire_decimal(value: f64) -> Decimal {
+pub(crate) fn wire_decimal(value: f64) -> Decimal {
     assert!(value.is_finite(), "the fake serves finite values");
     value
         .to_string()
@@ -583,6 +591,133 @@ fn rate_limit_wait(calls: &[RecordedCall], limit: NonZeroU32, now: Instant) -> O
 }
 
 /// `GET /ping`, as CoinGecko answers it.
+/// The [`RecordedCall::coin_id`] of a call of `/coins/markets`.
+pub const MARKETS: &str = "coins/markets";
+
+/// `/coins/markets?vs_currency=usd&order=market_cap_desc&per_page=&page=`: the coins of
+/// [`listing`], largest market cap first, a page at a time, as CoinGecko pages them
+/// (`per_page` 1 to 250, default 100; `page` from 1, default 1; a page past the end is
+/// `[]`). Calls count toward the rate limit and are recorded like the others.
+#[derive(Clone)]
+struct Markets {
+    shared: Arc<Shared>,
+}
+
+impl Endpoint for Markets {
+    type Output = Response;
+
+    async fn call(&self, request: Request) -> poem::Result<Response> {
+        let arrived = Instant::now();
+        let asked = Asked::read(&request);
+        let query = request.uri().query().unwrap_or_default().to_owned();
+        let param = |name: &str| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_owned())
+        };
+        let (answer, delay) = {
+            let mut state = self.shared.state();
+            let answer = if let Some(limit) = self.shared.calls_per_minute_limit
+                && let Some(wait) = rate_limit_wait(&state.calls, limit, arrived)
+            {
+                Answer {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    body: RATE_LIMIT_BODY.to_owned(),
+                    headers: vec![("retry-after".to_owned(), wait.as_secs().max(1).to_string())],
+                }
+            } else {
+                markets_page(
+                    asked.vs_currency.as_deref(),
+                    param("order").as_deref(),
+                    param("per_page").as_deref(),
+                    param("page").as_deref(),
+                )
+            };
+            state.calls.push(RecordedCall {
+                at: arrived,
+                coin_id: MARKETS.to_owned(),
+                vs_currency: asked.vs_currency,
+                from: DateTime::UNIX_EPOCH,
+                to: DateTime::UNIX_EPOCH,
+                api_key_present: asked.api_key_header.is_some(),
+                api_key_header: asked.api_key_header,
+                api_key: asked.api_key,
+                status: answer.status.as_u16(),
+            });
+            self.shared.call_count.send_replace(state.calls.len());
+            (answer, state.delay)
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(answer.into_response())
+    }
+}
+
+/// What CoinGecko answers for one page of `/coins/markets`.
+fn markets_page(
+    vs_currency: Option<&str>,
+    order: Option<&str>,
+    per_page: Option<&str>,
+    page: Option<&str>,
+) -> Answer {
+    if vs_currency.is_none_or(str::is_empty) {
+        return Answer::json(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "Missing parameter vs_currency"}),
+        );
+    }
+    if order.is_some_and(|order| order != "market_cap_desc") {
+        return Answer::json(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "the fake orders by market_cap_desc only"}),
+        );
+    }
+    let per_page = per_page.map_or(Some(100), |n| n.parse::<usize>().ok());
+    let page = page.map_or(Some(1), |n| n.parse::<usize>().ok());
+    let (Some(per_page @ 1..=250), Some(page @ 1..)) = (per_page, page) else {
+        return Answer::json(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "per_page must be 1 to 250 and page at least 1"}),
+        );
+    };
+    let now = Utc::now();
+    let coins: Vec<serde_json::Value> = listing()
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|listed| {
+            let market_cap = 2.0e12 / listed.rank as f64;
+            let price = market_cap / 2.0e7;
+            json!({
+                "id": listed.coin.id,
+                "symbol": listed.symbol,
+                "name": listed.name,
+                "image": format!("https://coin-images.coingecko.com/coins/images/{}/large/{}.png", listed.rank, listed.coin.id),
+                "current_price": price,
+                "market_cap": market_cap,
+                "market_cap_rank": listed.rank,
+                "fully_diluted_valuation": market_cap,
+                "total_volume": market_cap / 50.0,
+                "high_24h": price * 1.02,
+                "low_24h": price * 0.98,
+                "price_change_24h": 0.0,
+                "price_change_percentage_24h": 0.0,
+                "circulating_supply": 2.0e7,
+                "total_supply": 2.0e7,
+                "max_supply": null,
+                "ath": price * 1.5,
+                "atl": price * 0.1,
+                "roi": null,
+                "last_updated": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            })
+        })
+        .collect();
+    Answer::json(StatusCode::OK, serde_json::Value::Array(coins))
+}
+
 struct Ping;
 
 impl Endpoint for Ping {

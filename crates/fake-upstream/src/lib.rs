@@ -6,10 +6,14 @@
 //!
 //! - [`coingecko`]: a fake CoinGecko (`/coins/{id}/market_chart/range`), scriptable and
 //!   recording every call.
+//! - [`coinbase`]: a fake Coinbase Exchange (`/products/{id}/candles` and `/products/{id}`),
+//!   the second source, whose products follow the fake CoinGecko's coins a little off.
 //! - `src/main.rs`: the `fake-upstream` command, which serves one fake as a process
-//!   (`fake-upstream coingecko --bind 127.0.0.1:8090`) for Schemathesis and the
+//!   (`fake-upstream coingecko --bind 127.0.0.1:8090`, `fake-upstream coinbase --bind
+//!   127.0.0.1:8091`) for Schemathesis and the
 //!   container check.
 //!
 //! Each upstream gets its own module and its own subcommand.
 
+pub mod coinbase;
 pub mod coingecko;

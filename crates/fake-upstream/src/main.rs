@@ -1,10 +1,12 @@
 //! `fake-upstream`: serves one fake upstream until ctrl-c or SIGTERM.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use fake_upstream::coinbase::{FakeCoinbase, FakeCoinbaseOptions};
 use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
 
 #[derive(Parser)]
@@ -28,6 +30,16 @@ enum Upstream {
         #[arg(long, default_value_t = 0)]
         delay_ms: u64,
     },
+    /// A fake Coinbase Exchange: `COINBASE_BASE_URL=http://<bind>` points price-history at it.
+    Coinbase {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8091")]
+        bind: SocketAddr,
+        /// Answer 429 beyond this many requests in any second, as Coinbase's public limit
+        /// does (10); 0 never rate-limits.
+        #[arg(long, default_value_t = 10)]
+        requests_per_second: u32,
+    },
 }
 
 #[tokio::main]
@@ -41,6 +53,19 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             eprintln!("fake CoinGecko listening at {}", fake.base_url());
+            stopped().await?;
+            fake.shutdown().await;
+        }
+        Upstream::Coinbase {
+            bind,
+            requests_per_second,
+        } => {
+            let fake = FakeCoinbase::start_with(FakeCoinbaseOptions {
+                bind,
+                requests_per_second_limit: NonZeroU32::new(requests_per_second),
+            })
+            .await?;
+            eprintln!("fake Coinbase Exchange listening at {}", fake.base_url());
             stopped().await?;
             fake.shutdown().await;
         }

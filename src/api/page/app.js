@@ -8,16 +8,21 @@
   var TERMINAL = ['completed', 'completed_with_gaps', 'failed', 'cancelled'];
   // The letters of GET /api/v1/days, as class names and sentences.
   var STATUS = {
-    's': ['stored', 'stored'],
+    's': ['stored', 'stored (CoinGecko)'],
+    'f': ['second-source', 'stored from the second source (Coinbase Exchange)'],
     'p': ['provisional', 'provisional: stored before the day was over, counts as missing'],
     'm': ['missing', 'missing: a job can fetch it'],
-    'o': ['out-of-plan', 'out of plan: older than the CoinGecko plan serves'],
+    'o': ['out-of-plan', 'out of plan: older than the CoinGecko plan serves, and in neither source'],
     '-': ['not-expected', "not expected: before the coin's first day, or not yet"]
   };
   var MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
   var view = { symbol: null, start: null, end: null };
   var coins = [];
+  // The coin list is read a page at a time (GET /api/v1/coins?limit=&after=&q=), so that it
+  // stays quick at ten thousand coins: the rows shown, the filter typed, where the next page starts.
+  var COIN_PAGE = 100;
+  var coinList = { q: '', tracked: false, next: null, loads: 0 };
   var jobs = new Map();
   var chart = null;
   var viewLoads = 0;
@@ -91,9 +96,18 @@
 
   // ---- coins ----------------------------------------------------------------------
 
-  function loadCoins() {
-    return api('GET', '/api/v1/coins').then(function (answer) {
-      coins = answer.data.coins;
+  // Reads the first page of the list for the filter typed (or, with `more`, the next
+  // page, added below the rows shown). A newer read wins over an older one still on its way.
+  function loadCoins(more) {
+    var load = ++coinList.loads;
+    var params = { limit: COIN_PAGE };
+    if (coinList.q) params.q = coinList.q;
+    if (coinList.tracked) params.tracked = 'true';
+    if (more && coinList.next) params.after = coinList.next;
+    return api('GET', '/api/v1/coins?' + query(params)).then(function (answer) {
+      if (load !== coinList.loads) return;
+      coins = more ? coins.concat(answer.data.coins) : answer.data.coins;
+      coinList.next = answer.data.next || null;
       renderCoins();
     });
   }
@@ -111,16 +125,66 @@
         el('td', { text: coin.first_day || 'unknown' }),
         el('td', { text: tracked }),
         el('td', { text: coin.last_complete_day || 'none' }),
-        el('td', { class: staleClass, text: stale }));
+        el('td', { class: staleClass, text: stale }),
+        el('td', { class: 'fallback' + (coin.fallback_usable === false ? ' unusable' : ''), 'data-usable': String(coin.fallback_usable), text: describeFallback(coin) }));
     });
+    renderFallback();
     $('#coins tbody').replaceChildren.apply($('#coins tbody'), rows);
+    $('#coins-more').hidden = !coinList.next;
+    $('#coins-count').textContent = coins.length
+      ? coins.length + (coinList.next ? '+' : '') + ' coin' + (coins.length === 1 && !coinList.next ? '' : 's') + (coinList.q ? ' matching “' + coinList.q + '”' : '')
+      : (coinList.q ? 'No ' + (coinList.tracked ? 'tracked ' : '') + 'coin matches “' + coinList.q + '”.'
+        : (coinList.tracked ? 'No coin tracked.' : 'No coin registered.'));
     ['#view-symbol', '#job-symbol'].forEach(function (selector) {
       var select = $(selector);
       var chosen = select.value || view.symbol;
-      select.replaceChildren.apply(select, coins.map(function (coin) {
-        return el('option', { value: coin.symbol, text: coin.symbol });
+      var symbols = coins.map(function (coin) { return coin.symbol; });
+      // The chosen coin stays selectable even when the list shown does not hold it.
+      if (chosen && symbols.indexOf(chosen) < 0) symbols.unshift(chosen);
+      select.replaceChildren.apply(select, symbols.map(function (symbol) {
+        return el('option', { value: symbol, text: symbol });
       }));
       if (chosen) select.value = chosen;
+    });
+  }
+
+  // The coin's second source in a sentence: its product, how far its closes are from
+  // CoinGecko's, and whether it is used (with the reason when not).
+  function describeFallback(coin) {
+    if (!coin.coinbase_product) return 'none';
+    var text = coin.coinbase_product;
+    if (coin.fallback_deviation_percent !== null && coin.fallback_deviation_percent !== undefined) {
+      text += ', ' + coin.fallback_deviation_percent + ' % from CoinGecko';
+    }
+    if (coin.fallback_usable === true) return text + ', used';
+    if (coin.fallback_usable === false) {
+      return text + ', not used' + (coin.fallback_unusable_reason ? ': ' + coin.fallback_unusable_reason : '');
+    }
+    return text + ', not checked yet';
+  }
+
+  function renderFallback() {
+    var coin = coins.find(function (c) { return c.symbol === view.symbol; });
+    var line = $('#view-fallback');
+    line.textContent = coin ? 'Second source: ' + describeFallback(coin) + '.' : '';
+    line.classList.toggle('unusable', Boolean(coin && coin.fallback_usable === false));
+  }
+
+  function wireCoinList() {
+    var typing = null;
+    $('#coin-search').addEventListener('input', function (event) {
+      clearTimeout(typing);
+      typing = setTimeout(function () {
+        coinList.q = event.target.value.trim();
+        loadCoins(false).catch(report);
+      }, 200);
+    });
+    $('#coin-tracked-only').addEventListener('change', function (event) {
+      coinList.tracked = event.target.checked;
+      loadCoins(false).catch(report);
+    });
+    $('#coins-more').addEventListener('click', function () {
+      loadCoins(true).catch(report);
     });
   }
 
@@ -142,6 +206,7 @@
       rows[i].classList.toggle('chosen', rows[i].getAttribute('data-symbol') === view.symbol);
     }
     history.replaceState(null, '', '?' + query({ symbol: view.symbol, start_date: view.start, end_date: view.end }));
+    renderFallback();
     return loadView();
   }
 
@@ -190,7 +255,7 @@
     calendar.setAttribute('data-range', data.start_date + '/' + data.end_date);
 
     var c = data.counts;
-    var summary = c.stored + ' stored, ' + c.provisional + ' provisional, ' + c.missing + ' missing, ' +
+    var summary = c.stored + ' stored, ' + c.second_source + ' from the second source, ' + c.provisional + ' provisional, ' + c.missing + ' missing, ' +
       c.out_of_plan + ' out of plan';
     if (data.plan_first_day) summary += ' (the CoinGecko plan serves ' + data.plan_first_day + ' on)';
     if (data.first_day) summary += '; first day of data ' + data.first_day;
@@ -257,6 +322,9 @@
       if (p.provisional) {
         candle.color = '#9ca3af';
         candle.wickColor = '#9ca3af';
+      } else if (p.source === 'coinbase') {
+        candle.color = close >= open ? '#60a5fa' : '#1e40af';
+        candle.wickColor = candle.color;
       }
       candles.push(candle);
       volumes.push({
@@ -323,6 +391,7 @@
       job.records_fetched + ' days fetched',
       job.gaps_detected + ' gap' + (job.gaps_detected === 1 ? '' : 's'),
       job.out_of_plan_days + ' out of plan',
+      (job.fallback_days || 0) + ' from the second source',
       'attempt ' + job.attempts,
       'created ' + job.created_at.replace('T', ' ').slice(0, 19) + ' UTC'
     ].join(' · ');
@@ -415,15 +484,21 @@
       var symbol = $('#coin-symbol').value.trim().toUpperCase();
       button.disabled = true;
       say(result, 'Saving… (a new coin is checked with CoinGecko)', true);
-      api('PUT', '/api/v1/coins/' + encodeURIComponent(symbol), {
+      var body = {
         coingecko_id: $('#coin-id').value.trim(),
         tracked: $('#coin-tracked').checked,
         track_since: $('#coin-since').value || null
-      }).then(function (answer) {
+      };
+      // Empty leaves the product unsaid (guessed for a new coin, kept for a registered
+      // one); "none" clears it.
+      var product = $('#coin-product').value.trim();
+      if (product) body.coinbase_product = product.toLowerCase() === 'none' ? null : product;
+      api('PUT', '/api/v1/coins/' + encodeURIComponent(symbol), body).then(function (answer) {
         var coin = answer.data;
         say(result, (answer.status === 201 ? 'Registered ' : 'Updated ') + coin.symbol +
-          ' (first day ' + (coin.first_day || 'unknown') + ', ' + (coin.tracked ? 'tracked' : 'not tracked') + ').', true);
-        return loadCoins();
+          ' (first day ' + (coin.first_day || 'unknown') + ', ' + (coin.tracked ? 'tracked' : 'not tracked') +
+          ', second source ' + describeFallback(coin) + ').', true);
+        return loadCoins(false);
       }, function (e) {
         say(result, String(e), false);
       }).then(function () { button.disabled = false; });
@@ -442,13 +517,18 @@
     $('#job-start').value = addDays(todayUtc(), -30);
     view.symbol = (params.get('symbol') || 'BTC').toUpperCase();
     wireForms();
+    wireCoinList();
     follow();
     // The history and the coin list are read side by side; a coin that is not
     // registered gives way to the first one that is.
     showView();
-    loadCoins().then(function () {
-      var known = coins.some(function (coin) { return coin.symbol === view.symbol; });
-      if (!known && coins.length) choose(coins[0].symbol);
+    loadCoins(false).then(function () {
+      var listed = coins.some(function (coin) { return coin.symbol === view.symbol; });
+      if (listed || !coins.length) return;
+      // Not on the first page is not the same as not registered: ask for the coin itself.
+      return api('GET', '/api/v1/coins/' + encodeURIComponent(view.symbol)).catch(function (e) {
+        if (e.status === 404 || e.status === 400) choose(coins[0].symbol);
+      });
     }).catch(report);
   }
 

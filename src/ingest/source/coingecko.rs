@@ -32,6 +32,10 @@ impl PriceSource for CoinGecko {
         "CoinGecko"
     }
 
+    fn origin(&self) -> crate::domain::PriceSource {
+        crate::domain::PriceSource::CoinGecko
+    }
+
     fn window_days(&self) -> u32 {
         self.window_days
     }

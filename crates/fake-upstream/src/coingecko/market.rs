@@ -92,9 +92,89 @@ pub const COINS: [FakeCoin; 4] = [
     },
 ];
 
-/// The coin with CoinGecko id `id`, if the fake knows it.
+/// The coin with CoinGecko id `id`, if the fake knows it: one of [`COINS`] or one of
+/// the [`listing`]'s.
 pub fn coin(id: &str) -> Option<FakeCoin> {
-    COINS.iter().copied().find(|coin| coin.id == id)
+    COINS
+        .iter()
+        .copied()
+        .find(|coin| coin.id == id)
+        .or_else(|| {
+            listing()
+                .iter()
+                .map(|listed| listed.coin)
+                .find(|coin| coin.id == id)
+        })
+}
+
+/// How many coins `/coins/markets` lists, by market cap.
+pub const LISTED: usize = 600;
+
+/// The rank (from 1) of a listed coin whose ticker is Bitcoin's (`btc`, as a bridged
+/// bitcoin's is on CoinGecko): tickers collide, and an import must skip it, not fail.
+pub const COLLIDING_RANK: usize = 7;
+
+/// The rank of a listed coin whose ticker is no symbol here (`usd+`, as CoinGecko has).
+pub const UNSYMBOLIC_RANK: usize = 9;
+
+/// One coin of the fake's `/coins/markets`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Listed {
+    pub coin: FakeCoin,
+    /// CoinGecko's ticker, lower case as it sends them.
+    pub symbol: &'static str,
+    pub name: &'static str,
+    /// 1 for the largest market cap.
+    pub rank: usize,
+}
+
+/// The coins `/coins/markets` lists, largest first: the four of [`COINS`], then
+/// generated ones (`top-coin-0005`, ticker `tc5`, from 2021 on), [`LISTED`] in all.
+pub fn listing() -> &'static [Listed] {
+    static LISTING: std::sync::LazyLock<Vec<Listed>> = std::sync::LazyLock::new(|| {
+        let named = [
+            ("btc", "Bitcoin"),
+            ("eth", "Ethereum"),
+            ("sol", "Solana"),
+            ("doge", "Dogecoin"),
+        ];
+        let mut listing: Vec<Listed> = COINS
+            .iter()
+            .zip(named)
+            .enumerate()
+            .map(|(i, (coin, (symbol, name)))| Listed {
+                coin: *coin,
+                symbol,
+                name,
+                rank: i + 1,
+            })
+            .collect();
+        for rank in listing.len() + 1..=LISTED {
+            // Leaked once, for the life of the process: ids and names are `&'static`.
+            let (symbol, name): (&'static str, &'static str) = match rank {
+                COLLIDING_RANK => ("btc", "Bridged Bitcoin"),
+                UNSYMBOLIC_RANK => ("usd+", "USD+"),
+                _ => (
+                    format!("tc{rank}").leak(),
+                    format!("Top Coin {rank}").leak(),
+                ),
+            };
+            listing.push(Listed {
+                coin: FakeCoin {
+                    id: format!("top-coin-{rank:04}").leak(),
+                    // 2021-01-01 plus a day per rank.
+                    genesis_ms: 1_609_459_200_000 + rank as i64 * DAY_MS,
+                    scale: 1.0 / rank as f64,
+                    salt: 0x544f_5000_0000 + rank as u64,
+                },
+                symbol,
+                name,
+                rank,
+            });
+        }
+        listing
+    });
+    &LISTING
 }
 
 /// The market as the fake serves it right now, for one coin.

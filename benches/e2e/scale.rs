@@ -1,0 +1,186 @@
+//! Row 12 (issue 20): many coins with long histories. Tracked coins × days of complete
+//! history, loaded with SQL in one `INSERT ... SELECT` over `generate_series` (as a
+//! newcomer's database would hold them after tracking them), then, on a warm `serve`:
+//! `GET /api/v1/coins` (the first page), `GET /metrics`, and a schedule tick that finds
+//! nothing to do, each the median of several. Run at two sizes to show the cost is flat
+//! in the history stored.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chrono::{Days, TimeDelta, Timelike, Utc};
+use price_history::coingecko::CoinGeckoSettings;
+use price_history::domain::PlanReach;
+use price_history::ingest::Reach;
+use price_history::schedule::{Clock, Scheduler};
+use price_history::store;
+use sqlx::{Connection, PgConnection};
+
+use super::{Bench, Report, Sizes, ms, terminate, with_database};
+
+/// Each figure is the median of this many.
+const SAMPLES: usize = 15;
+
+impl Bench {
+    pub(super) async fn scale(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
+        let (days, coin_counts) = if sizes.smoke {
+            (30, [20, 50])
+        } else {
+            (1461, [1_000, 10_000])
+        };
+        for coins in coin_counts {
+            let database = format!("{}_scale{coins}", self.database);
+            let url = with_database(&self.admin_url, &database)?;
+            let result = self.scale_run(&url, sizes, coins, days, report).await;
+            if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
+                let statement = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut admin)
+                    .await;
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn scale_run(
+        &self,
+        url: &str,
+        sizes: &Sizes,
+        coins: i32,
+        days: u64,
+        report: &mut Report,
+    ) -> Result<()> {
+        let pool = store::connect_and_migrate(url, 4).await?;
+        let today = Utc::now().date_naive();
+        let first = today.checked_sub_days(Days::new(days)).context("a date")?;
+        let began = Instant::now();
+        sqlx::query(
+            "INSERT INTO coins (symbol, coingecko_id, first_day, tracked, track_since) \
+             SELECT 'S' || lpad(k::text, 6, '0'), 'scale-coin-' || k, $2, TRUE, $2 \
+             FROM generate_series(1, $1) AS k",
+        )
+        .bind(coins)
+        .bind(first)
+        .execute(&pool)
+        .await?;
+        // One statement: the triggers see it as one, and build the figures in one pass.
+        let rows = sqlx::query(
+            r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
+               SELECT c.symbol, d::date, 100, 110, 90, 105, 1000, d + interval '23 hours'
+               FROM coins c CROSS JOIN generate_series($1::date, $2::date - 1, interval '1 day') AS d
+               WHERE c.tracked"#,
+        )
+        .bind(first)
+        .bind(today)
+        .execute(&pool)
+        .await?
+        .rows_affected();
+        sqlx::raw_sql("VACUUM ANALYZE").execute(&pool).await?;
+        let loaded = began.elapsed();
+
+        let (mut serve, base) = super::coins::serve(url, &self.fake.base_url(), sizes, &[]).await?;
+        let result = async {
+            let coins_page = self
+                .median_get(&format!("{base}/api/v1/coins"), |body| {
+                    body.contains("\"next\"")
+                })
+                .await?;
+            let metrics = self
+                .median_get(&format!("{base}/metrics"), |body| {
+                    body.contains("price_history_database_up 1")
+                        && body.contains("price_history_stored_candles{symbol=\"S000001\"}")
+                })
+                .await?;
+            Ok::<_, anyhow::Error>((coins_page, metrics))
+        }
+        .await;
+        terminate(&mut serve).await?;
+        let (coins_page, metrics) = result?;
+
+        let scheduler = Scheduler {
+            pool: pool.clone(),
+            schedule: "* * * * * *".parse()?,
+            clock: Clock::SYSTEM,
+            reach: Reach::new(
+                PlanReach::UNLIMITED,
+                &CoinGeckoSettings {
+                    base_url: self.fake.base_url(),
+                    api_key: None,
+                    calls_per_minute: std::num::NonZeroU32::new(600).context("non-zero")?,
+                    max_retries: 0,
+                    retry_base_delay: Duration::from_millis(10),
+                    timeout: Duration::from_secs(5),
+                },
+            ),
+            max_attempts: 3,
+            name: "bench-scale".to_owned(),
+        };
+        let base_tick = Utc::now().with_nanosecond(0).context("a time")?;
+        let mut ticks = Vec::new();
+        for i in 0..SAMPLES {
+            let tick = base_tick + TimeDelta::seconds(i as i64);
+            let began = Instant::now();
+            let acted = scheduler
+                .act_on(tick, false)
+                .await?
+                .context("the tick is this scheduler's")?;
+            ticks.push(began.elapsed());
+            if acted.jobs_queued != 0 || acted.coins_tracked != coins {
+                bail!(
+                    "a tick with nothing to do queued {} jobs",
+                    acted.jobs_queued
+                );
+            }
+        }
+        pool.close().await;
+        let tick = median(ticks);
+
+        let label = format!("{coins} coins × {days} days ({rows} rows)");
+        report.notes.push(format!(
+            "Row 12, {label}: loaded with one INSERT ... SELECT (figures built by the statement triggers) and VACUUM ANALYZE in {:.1} s.",
+            loaded.as_secs_f64()
+        ));
+        for (what, figure) in [
+            ("GET /api/v1/coins, first page (100)", coins_page),
+            ("GET /metrics", metrics),
+            ("a schedule tick with nothing to do", tick),
+        ] {
+            report.row(
+                format!("12. {label}: {what}"),
+                format!("median {:.1} ms of {SAMPLES}", ms(figure)),
+                "< 100 ms",
+                Some(figure < Duration::from_millis(100)),
+            );
+        }
+        Ok(())
+    }
+
+    /// The median time of [`SAMPLES`] GETs of `url` (after one to warm up), each body
+    /// checked with `valid`.
+    async fn median_get(&self, url: &str, valid: impl Fn(&str) -> bool) -> Result<Duration> {
+        let mut times = Vec::new();
+        for i in 0..=SAMPLES {
+            let began = Instant::now();
+            let response = self.http.get(url).send().await?;
+            let status = response.status();
+            let body = response.text().await?;
+            let took = began.elapsed();
+            if status != 200 || !valid(&body) {
+                bail!(
+                    "{url} answered {status}: {}",
+                    body.chars().take(500).collect::<String>()
+                );
+            }
+            if i > 0 {
+                times.push(took);
+            }
+        }
+        Ok(median(times))
+    }
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}

@@ -1,0 +1,277 @@
+//! `POST /api/v1/coins/track-top` and following its record: the N largest coins by
+//! market cap registered and tracked in one request (see `track_top`). The import runs
+//! in this process after the `202`; its record is read like a job's.
+
+use chrono::{DateTime, Utc};
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::day::Day;
+use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
+use super::{ApiState, ApiTags, Authorized};
+use crate::domain::{Trigger, today_utc};
+use crate::store::coin_imports::{self, ImportRecord, Start};
+use crate::track_top::TrackTop;
+
+pub struct TrackTopApi;
+
+#[OpenApi(tag = "ApiTags::Coins")]
+impl TrackTopApi {
+    /// Track the top N coins
+    ///
+    /// Registers and tracks the `n` largest coins by market cap, as CoinGecko's
+    /// `/coins/markets` lists them: one call per page of 250, then one check call per new
+    /// coin, all within the call budget. Coins registered already with the same id are
+    /// tracked; a coin whose ticker is registered with another id (tickers collide) is
+    /// skipped with the reason. Answers at once with the import's record; follow it at
+    /// `Location`. One import runs at a time.
+    #[oai(
+        path = "/api/v1/coins/track-top",
+        method = "post",
+        operation_id = "trackTopCoins"
+    )]
+    async fn track_top(
+        &self,
+        _auth: Authorized,
+        state: Data<&ApiState>,
+        body: Json<TrackTopRequest>,
+    ) -> TrackTopResponse {
+        let today = today_utc();
+        if let Some(since) = body.0.track_since
+            && since.0 > today
+        {
+            return TrackTopResponse::BadRequest(ErrorBody::json(
+                "track_since_in_future",
+                format!(
+                    "track_since {} is in the future (today is {today} UTC): pick a day on or before today, or leave it out",
+                    since.0
+                ),
+            ));
+        }
+        let import = TrackTop {
+            registry: state.registry.clone(),
+            job_max_attempts: state.job_max_attempts,
+            trigger: Trigger::Api,
+        };
+        match import
+            .start(body.0.n, body.0.track_since.map(|d| d.0))
+            .await
+        {
+            Ok(Start::Started(record)) => {
+                let location = format!("/api/v1/coins/track-top/{}", record.id);
+                let view = ImportView::from(&*record);
+                tokio::spawn(async move {
+                    let id = record.id;
+                    if let Err(e) = import.run(*record, None, |_| {}).await {
+                        tracing::error!(import = %id, error = %e, "the import of the top coins stopped: the database failed");
+                    }
+                });
+                TrackTopResponse::Accepted(Json(view), location)
+            }
+            Ok(Start::Running(active)) => TrackTopResponse::Conflict(Json(ImportConflict {
+                error: "import_in_progress".to_owned(),
+                message: format!(
+                    "an import of the top coins is running ({active}): follow it at /api/v1/coins/track-top/{active}, and start another when it has ended"
+                ),
+                active_import_id: active,
+            })),
+            Err(e) => TrackTopResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+        }
+    }
+
+    /// Follow an import of the top coins
+    #[oai(
+        path = "/api/v1/coins/track-top/:id",
+        method = "get",
+        operation_id = "getTrackTopImport"
+    )]
+    async fn get(&self, state: Data<&ApiState>, id: Path<Uuid>) -> GetImportResponse {
+        match coin_imports::get(&state.pool, id.0).await {
+            Ok(Some(record)) => GetImportResponse::Ok(Json(ImportView::from(&record))),
+            Ok(None) => GetImportResponse::NotFound(ErrorBody::json(
+                "not_found",
+                format!("no import of the top coins has the id {}", id.0),
+            )),
+            Err(e) => GetImportResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+        }
+    }
+}
+
+/// Which coins to track.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "TrackTop", example, deny_unknown_fields)]
+pub struct TrackTopRequest {
+    /// How many of the largest coins by market cap: 1 to 10000.
+    #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
+    pub n: u32,
+    /// The first day to keep of each newly tracked coin, `YYYY-MM-DD`; absent or null:
+    /// each coin's first day (or the oldest day the plan serves, whichever is later).
+    #[oai(nullable)]
+    pub track_since: Option<Day>,
+}
+
+impl Example for TrackTopRequest {
+    fn example() -> Self {
+        TrackTopRequest {
+            n: 100,
+            track_since: None,
+        }
+    }
+}
+
+/// How far an import has got.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "ImportProgress")]
+pub struct ImportProgress {
+    /// Pages of CoinGecko's `/coins/markets` read (one call each), of those needed.
+    pub pages_done: i32,
+    pub pages_total: i32,
+    /// Coins of the list dealt with, of those listed.
+    pub coins_done: i32,
+    pub coins_total: i32,
+}
+
+/// A coin of the list that was not registered, and why.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "SkippedCoin")]
+pub struct SkippedCoin {
+    /// CoinGecko's ticker, as it lists it.
+    pub symbol: String,
+    pub coingecko_id: String,
+    /// A sentence: the symbol is registered with another id, the ticker is no symbol
+    /// here, CoinGecko could not be reached for the check...
+    pub reason: String,
+}
+
+/// An import of the top coins, read like a job.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "TrackTopImport")]
+pub struct ImportView {
+    pub id: Uuid,
+    /// `running`, `completed` or `failed` (with `error_message`).
+    pub status: String,
+    pub n: i32,
+    #[oai(nullable)]
+    pub track_since: Option<Day>,
+    /// `api` or `cli`.
+    pub trigger: String,
+    pub progress: ImportProgress,
+    /// New coins registered and tracked, by rank.
+    pub registered: Vec<String>,
+    /// Coins registered before with the same id, now tracked.
+    pub already_registered: Vec<String>,
+    pub skipped: Vec<SkippedCoin>,
+    #[oai(nullable)]
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[oai(nullable)]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<&ImportRecord> for ImportView {
+    fn from(record: &ImportRecord) -> Self {
+        ImportView {
+            id: record.id,
+            status: record.status.clone(),
+            n: record.n,
+            track_since: record.track_since.map(Day),
+            trigger: record.trigger.clone(),
+            progress: ImportProgress {
+                pages_done: record.pages_done,
+                pages_total: record.pages_total,
+                coins_done: record.coins_done,
+                coins_total: record.coins_total,
+            },
+            registered: record.registered.clone(),
+            already_registered: record.already.clone(),
+            skipped: record
+                .skipped
+                .0
+                .iter()
+                .map(|s| SkippedCoin {
+                    symbol: s.symbol.clone(),
+                    coingecko_id: s.coingecko_id.clone(),
+                    reason: s.reason.clone(),
+                })
+                .collect(),
+            error_message: record.error_message.clone(),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            completed_at: record.completed_at,
+        }
+    }
+}
+
+/// `409` while another import runs.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "ImportInProgress")]
+pub struct ImportConflict {
+    /// `import_in_progress`.
+    pub error: String,
+    pub message: String,
+    /// The running import.
+    pub active_import_id: Uuid,
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum TrackTopResponse {
+    /// The import is running; `Location` is where to follow it.
+    #[oai(status = 202)]
+    Accepted(Json<ImportView>, #[oai(header = "Location")] String),
+    /// The body is malformed or breaks a rule: `n` not between 1 and 10000,
+    /// `track_since_in_future`, `invalid_request`.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `API_TOKEN` is set and the bearer token is missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `import_in_progress`: another import runs, `active_import_id`.
+    #[oai(status = 409)]
+    Conflict(Json<ImportConflict>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// The database is not answering.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for TrackTopResponse {
+    fn refusal(status: StatusCode, body: Json<ErrorBody>) -> Self {
+        match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(body, BEARER_CHALLENGE.to_owned()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(body),
+            _ => Self::BadRequest(body),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "refused")]
+pub enum GetImportResponse {
+    /// The import.
+    #[oai(status = 200)]
+    Ok(Json<ImportView>),
+    /// The id is not a UUID.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No import has this id.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The database is not answering.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+impl Refusal for GetImportResponse {
+    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
+        Self::BadRequest(body)
+    }
+}

@@ -1,0 +1,160 @@
+//! Coinbase Exchange's failures, sorted by what the caller does about them. None of them
+//! fails a job: the days it would have filled stay out of plan, and the job says why.
+
+use http::StatusCode;
+
+use super::wire::{CandlesError, error_message};
+use crate::upstream::{Redactor, quote};
+
+/// Why a call to Coinbase Exchange gave no answer to use. Each message names Coinbase
+/// Exchange and says what to do; every quote of its bodies is redacted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoinbaseError {
+    /// Down, slow, rate-limiting or unreachable, after the retries: a later job may succeed.
+    #[error("{message}")]
+    Unavailable { message: String },
+    /// A refusal (a 4xx other than 429): asking again the same way gets the same answer.
+    #[error("{message}")]
+    Refused { status: u16, message: String },
+    /// An answer that is not what Coinbase documents, or values no market has: nothing
+    /// of it is used.
+    #[error("{message}")]
+    BadAnswer { message: String },
+}
+
+impl CoinbaseError {
+    /// Whether asking again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CoinbaseError::Unavailable { .. })
+    }
+
+    /// The message, for the job and the log.
+    pub fn message(&self) -> &str {
+        match self {
+            CoinbaseError::Unavailable { message }
+            | CoinbaseError::Refused { message, .. }
+            | CoinbaseError::BadAnswer { message } => message,
+        }
+    }
+
+    pub(crate) fn refused(
+        status: StatusCode,
+        body: &[u8],
+        what: &str,
+        redactor: &Redactor,
+    ) -> Self {
+        let said = error_message(body)
+            .map(|m| format!(": {}", quote(&redactor.apply(&m))))
+            .unwrap_or_default();
+        let advice = match status {
+            StatusCode::NOT_FOUND => {
+                "Coinbase Exchange does not list that product: set the coin's coinbase_product \
+                 to one it lists (such as BTC-USD), or to null."
+            }
+            StatusCode::BAD_REQUEST => {
+                "The request was refused as malformed; this is a bug of price-history if it \
+                 persists: please report it with this message."
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                "Its public market data needs no key: check that COINBASE_BASE_URL is \
+                 https://api.exchange.coinbase.com and that no proxy blocks it."
+            }
+            _ => {
+                "Check COINBASE_BASE_URL; set FALLBACK_SOURCE=off to do without the second source."
+            }
+        };
+        CoinbaseError::Refused {
+            status: status.as_u16(),
+            message: format!(
+                "Coinbase Exchange refused {what} with HTTP {}{said}. {advice}",
+                status.as_u16()
+            ),
+        }
+    }
+
+    pub(crate) fn unreadable(
+        status: StatusCode,
+        body: &[u8],
+        what: &str,
+        why: &str,
+        redactor: &Redactor,
+    ) -> Self {
+        let text = String::from_utf8_lossy(body);
+        CoinbaseError::BadAnswer {
+            message: format!(
+                "Coinbase Exchange answered {what} with HTTP {} and a body that is not what it \
+                 documents ({}): {}. Nothing of it was stored; retry later, or set \
+                 FALLBACK_SOURCE=off if it persists.",
+                status.as_u16(),
+                redactor.apply(why),
+                quote(&redactor.apply(&text)),
+            ),
+        }
+    }
+
+    pub(crate) fn bad_data(what: &str, why: &CandlesError) -> Self {
+        CoinbaseError::BadAnswer {
+            message: format!(
+                "Coinbase Exchange answered {what} with values no market has ({why}), so none \
+                 of its candles was stored; retry later, or set FALLBACK_SOURCE=off if it persists."
+            ),
+        }
+    }
+
+    pub(crate) fn too_large(status: StatusCode, what: &str, limit: usize) -> Self {
+        CoinbaseError::BadAnswer {
+            message: format!(
+                "Coinbase Exchange answered {what} with HTTP {} and a body over {} MiB, which \
+                 no candle list is; it was not read. Retry later, or check COINBASE_BASE_URL.",
+                status.as_u16(),
+                limit / (1024 * 1024)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_product_names_coinbase_and_says_what_to_do() {
+        let error = CoinbaseError::refused(
+            StatusCode::NOT_FOUND,
+            br#"{"message":"NotFound"}"#,
+            "the candles of FOO-USD",
+            &Redactor::default(),
+        );
+        assert!(!error.is_transient());
+        let message = error.message();
+        assert!(
+            message.contains(
+                "Coinbase Exchange refused the candles of FOO-USD with HTTP 404: \"NotFound\""
+            ),
+            "{message}"
+        );
+        assert!(message.contains("coinbase_product"), "{message}");
+    }
+
+    #[test]
+    fn secrets_in_a_quoted_body_are_masked() {
+        let redactor = Redactor::new(["tok-3141"]);
+        let refused = CoinbaseError::refused(
+            StatusCode::FORBIDDEN,
+            br#"{"message":"bearer tok-3141 is not welcome"}"#,
+            "a call",
+            &redactor,
+        );
+        let garbage = CoinbaseError::unreadable(
+            StatusCode::OK,
+            b"echo tok-3141",
+            "a call",
+            "not JSON",
+            &redactor,
+        );
+        for error in [refused, garbage] {
+            assert!(!error.message().contains("tok-3141"), "{error}");
+            assert!(error.message().contains("***"), "{error}");
+        }
+    }
+}

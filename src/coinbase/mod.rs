@@ -1,0 +1,29 @@
+//! The Coinbase Exchange client: the second source, which fills the days older than the
+//! CoinGecko plan's reach from Coinbase's public daily candles (no key).
+//!
+//! Two calls: [`CoinbaseClient::candles`] (`/products/{product}/candles`, at most
+//! [`MAX_CANDLES_PER_CALL`] days, asked as a [`CandleWindow`]) and
+//! [`CoinbaseClient::product`] (`/products/{product}`: whether Coinbase lists it). Every
+//! failure is a [`CoinbaseError`] whose variant says whether a later try may succeed;
+//! none of them is meant to fail a job.
+//!
+//! # Layout
+//!
+//! - `client`: settings, the windows, the requests, the retry loop and its back-off.
+//! - `wire`: the candle list (`[time, low, high, open, close, volume]`, newest first)
+//!   and the product's description, read without trusting them.
+//! - `error`: the error enum and its messages.
+//!
+//! The call budget (its own, `COINBASE_CALLS_PER_MINUTE`, shared by every process on the
+//! database), the body cap and the redaction of secrets are shared with CoinGecko's
+//! client through `crate::upstream`.
+
+mod client;
+mod error;
+mod wire;
+
+pub use client::{
+    CallOutcome, CandleWindow, CoinbaseClient, CoinbaseSettings, MAX_CANDLES_PER_CALL,
+};
+pub use error::CoinbaseError;
+pub use wire::{CandlesError, ProductInfo, WireCandle, parse_candles};

@@ -1,0 +1,121 @@
+//! `coin_figures`: each coin's stored days, counted and bounded, kept by triggers on
+//! `daily_prices` (see the migration), so that the coin list, `/metrics` and the schedule's
+//! ticks cost the same per coin however much history is stored. Read here summed over the
+//! sources: a day has one row whatever its source.
+
+use chrono::NaiveDate;
+use sqlx::PgPool;
+
+use crate::domain::Symbol;
+
+/// One coin's stored days, over every source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Figures {
+    /// Stored days that are not provisional.
+    pub complete_days: i64,
+    /// Stored days that are provisional (they count as missing).
+    pub provisional_days: i64,
+    /// The first stored day, provisional or not.
+    pub first_day: Option<NaiveDate>,
+    pub first_complete_day: Option<NaiveDate>,
+    /// The latest stored day that is not provisional.
+    pub last_complete_day: Option<NaiveDate>,
+}
+
+/// The sum over sources, per symbol, of the rows the triggers keep.
+const SUMMED: &str = r#"
+SELECT symbol,
+       sum(complete_days)::bigint    AS complete_days,
+       sum(provisional_days)::bigint AS provisional_days,
+       min(first_day)                AS first_day,
+       min(first_complete_day)       AS first_complete_day,
+       max(last_complete_day)        AS last_complete_day
+FROM coin_figures
+"#;
+
+/// The tracked coins that need a look on `today`, and how many coins are tracked.
+///
+/// A tracked coin is left out, at the cost of no query of its own, when its complete
+/// days are one unbroken run (as many as the days from the first to the last) covering
+/// what it should have: from the latest of `track_since`, its first day and the plan's
+/// `first_served` day, to yesterday. Any other coin (a hole anywhere in its run, even
+/// outside that range, or behind) is returned, by symbol, for the gap query.
+pub async fn tracked_needing_a_look(
+    pool: &PgPool,
+    today: NaiveDate,
+    first_served: Option<NaiveDate>,
+) -> sqlx::Result<(i64, Vec<Symbol>)> {
+    let rows: Vec<(Option<i64>, Option<String>)> = sqlx::query_as(
+        r#"
+WITH kept AS (
+    SELECT c.symbol,
+           greatest(c.track_since, c.first_day, $2::date) AS start,
+           f.complete, f.first_complete, f.last_complete
+    FROM coins c
+    LEFT JOIN (SELECT symbol, sum(complete_days) AS complete,
+                      min(first_complete_day) AS first_complete,
+                      max(last_complete_day) AS last_complete
+               FROM coin_figures GROUP BY symbol) f ON f.symbol = c.symbol
+    WHERE c.tracked
+),
+looked AS (
+    SELECT symbol FROM kept
+    WHERE coalesce(start, '-infinity') <= $1::date - 1
+      AND NOT coalesce(last_complete - first_complete + 1 = complete
+                       AND first_complete <= coalesce(start, '-infinity')
+                       AND last_complete >= $1::date - 1, FALSE)
+)
+SELECT (SELECT count(*) FROM kept), NULL::text
+UNION ALL
+SELECT NULL, symbol FROM looked
+"#,
+    )
+    .bind(today)
+    .bind(first_served)
+    .fetch_all(pool)
+    .await?;
+    let tracked = rows.iter().find_map(|(count, _)| *count).unwrap_or(0);
+    let mut symbols: Vec<Symbol> = rows
+        .into_iter()
+        .filter_map(|(_, symbol)| Symbol::parse(&symbol?).ok())
+        .collect();
+    symbols.sort();
+    Ok((tracked, symbols))
+}
+
+/// One coin's figures (all zero when it has no row).
+pub async fn of(pool: &PgPool, symbol: Symbol) -> sqlx::Result<Figures> {
+    let figures: Option<Figures> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SUMMED} WHERE symbol = $1 GROUP BY symbol"
+    )))
+    .bind(symbol.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(figures.unwrap_or_default())
+}
+
+/// Stored days (complete and provisional) per registered coin, 0 for a coin with none,
+/// by symbol: `/metrics`' `price_history_stored_candles`.
+pub async fn stored_days(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT c.symbol, coalesce(sum(f.complete_days + f.provisional_days), 0)::bigint \
+         FROM coins c LEFT JOIN coin_figures f ON f.symbol = c.symbol \
+         GROUP BY c.symbol ORDER BY c.symbol",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Every coin with a complete day stored: its symbol, whether it is tracked, and its
+/// last complete day, by symbol. For `/metrics`, one row per coin from the kept figures.
+pub async fn last_complete_days(pool: &PgPool) -> sqlx::Result<Vec<(String, bool, NaiveDate)>> {
+    sqlx::query_as(
+        "SELECT c.symbol, c.tracked, f.last_complete_day \
+         FROM coins c \
+         JOIN (SELECT symbol, max(last_complete_day) AS last_complete_day FROM coin_figures GROUP BY symbol) f \
+           ON f.symbol = c.symbol \
+         WHERE f.last_complete_day IS NOT NULL ORDER BY c.symbol",
+    )
+    .fetch_all(pool)
+    .await
+}

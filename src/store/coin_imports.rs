@@ -1,0 +1,122 @@
+//! `coin_imports`: the record of each import of the top N coins (see `track_top`), read
+//! like a job; at most one runs at a time across every process.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+/// A running import whose heartbeat is older than this is taken for dead (its process
+/// went away) and no longer blocks a new one.
+pub const ABANDONED_AFTER_SECS: i64 = 120;
+
+/// One coin of the list left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// CoinGecko's ticker, as it sends it.
+    pub symbol: String,
+    pub coingecko_id: String,
+    pub reason: String,
+}
+
+/// An import, as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ImportRecord {
+    pub id: Uuid,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    pub n: i32,
+    pub track_since: Option<NaiveDate>,
+    /// `api` or `cli`.
+    pub trigger: String,
+    pub pages_done: i32,
+    pub pages_total: i32,
+    pub coins_done: i32,
+    pub coins_total: i32,
+    /// New coins registered (each checked with one CoinGecko call), tracked.
+    pub registered: Vec<String>,
+    /// Coins registered before with the same id: tracked now (or already).
+    pub already: Vec<String>,
+    pub skipped: Json<Vec<Skipped>>,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Whether an import could start.
+#[derive(Debug, Clone)]
+pub enum Start {
+    Started(Box<ImportRecord>),
+    /// Another import is running: its id.
+    Running(Uuid),
+}
+
+/// Records a new running import, unless one runs already (one left by a process that
+/// died is marked failed first).
+pub async fn start(
+    pool: &PgPool,
+    id: Uuid,
+    n: u32,
+    track_since: Option<NaiveDate>,
+    trigger: &str,
+) -> sqlx::Result<Start> {
+    sqlx::query(
+        "UPDATE coin_imports SET status = 'failed', completed_at = now(), updated_at = now(), \
+           error_message = 'abandoned: the process running it stopped answering; the coins it registered are kept' \
+         WHERE status = 'running' AND updated_at < now() - make_interval(secs => $1)",
+    )
+    .bind(ABANDONED_AFTER_SECS as f64)
+    .execute(pool)
+    .await?;
+    let started: Option<ImportRecord> = sqlx::query_as(
+        "INSERT INTO coin_imports (id, status, n, track_since, trigger) VALUES ($1, 'running', $2, $3, $4) \
+         ON CONFLICT DO NOTHING RETURNING *",
+    )
+    .bind(id)
+    .bind(i32::try_from(n).unwrap_or(i32::MAX))
+    .bind(track_since)
+    .bind(trigger)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(record) = started {
+        return Ok(Start::Started(Box::new(record)));
+    }
+    let running: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM coin_imports WHERE status = 'running'")
+            .fetch_optional(pool)
+            .await?;
+    // Ended between the two statements: the caller may simply try again.
+    Ok(Start::Running(running.unwrap_or(Uuid::nil())))
+}
+
+/// Saves the progress and lists of `record` (and its heartbeat).
+pub async fn save(pool: &PgPool, record: &ImportRecord) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE coin_imports SET status = $2, pages_done = $3, pages_total = $4, coins_done = $5, \
+           coins_total = $6, registered = $7, already = $8, skipped = $9, error_message = $10, \
+           updated_at = now(), completed_at = CASE WHEN $2 = 'running' THEN NULL ELSE now() END \
+         WHERE id = $1",
+    )
+    .bind(record.id)
+    .bind(&record.status)
+    .bind(record.pages_done)
+    .bind(record.pages_total)
+    .bind(record.coins_done)
+    .bind(record.coins_total)
+    .bind(&record.registered)
+    .bind(&record.already)
+    .bind(&record.skipped)
+    .bind(record.error_message.as_deref())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<ImportRecord>> {
+    sqlx::query_as("SELECT * FROM coin_imports WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}

@@ -1,0 +1,306 @@
+//! The second source's data: each coin's Coinbase product and what checking it found
+//! (`coins`), the rows it stored (`daily_prices.source`), and the days a job stored from
+//! it (`ingestion_jobs.fallback_days`). The primary source's statements stay in their
+//! table's module; those written here never replace a CoinGecko row.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::domain::{DailyCandle, MappingVerdict, PriceSource, ProductId, Symbol};
+
+/// A coin's mapping to the second source, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Mapping {
+    /// `None`: no second source for the coin.
+    pub product: Option<ProductId>,
+    /// `None` until checked, or when the sources shared no day.
+    pub deviation_percent: Option<Decimal>,
+    /// When the current product was checked; `None` until then.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Whether the second source may be used for the coin; `None` until checked.
+    pub usable: Option<bool>,
+    /// Why not, when `usable` is false.
+    pub unusable_reason: Option<String>,
+    /// The product has no candle before this day: no call is spent on earlier days.
+    pub candles_from: Option<NaiveDate>,
+}
+
+impl Mapping {
+    /// The product to fetch from, when one is set and its check found it usable.
+    pub fn usable_product(&self) -> Option<&ProductId> {
+        self.product.as_ref().filter(|_| self.usable == Some(true))
+    }
+
+    /// Whether the product is set but not checked yet: checking comes before its first row.
+    pub fn needs_check(&self) -> bool {
+        self.product.is_some() && self.usable.is_none()
+    }
+}
+
+impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for Mapping {
+    /// From the `coins` columns of the mapping, as named in the table (for reads of the
+    /// whole coin, `store::coins`).
+    fn from_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        let product: Option<String> = row.try_get("coinbase_product")?;
+        let product = product
+            .map(|p| {
+                ProductId::parse(&p).map_err(|e| sqlx::Error::ColumnDecode {
+                    index: "coinbase_product".into(),
+                    source: e.into(),
+                })
+            })
+            .transpose()?;
+        Ok(Mapping {
+            product,
+            deviation_percent: row.try_get("fallback_deviation_percent")?,
+            checked_at: row.try_get("fallback_checked_at")?,
+            usable: row.try_get("fallback_usable")?,
+            unusable_reason: row.try_get("fallback_unusable_reason")?,
+            candles_from: row.try_get("coinbase_candles_from")?,
+        })
+    }
+}
+
+/// The coin's mapping; `None` when the symbol is not registered.
+pub async fn mapping(pool: &PgPool, symbol: Symbol) -> sqlx::Result<Option<Mapping>> {
+    type Row = (
+        Option<String>,
+        Option<Decimal>,
+        Option<DateTime<Utc>>,
+        Option<bool>,
+        Option<String>,
+        Option<NaiveDate>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT coinbase_product, fallback_deviation_percent, fallback_checked_at, \
+                fallback_usable, fallback_unusable_reason, coinbase_candles_from \
+         FROM coins WHERE symbol = $1",
+    )
+    .bind(symbol.as_str())
+    .fetch_optional(pool)
+    .await?;
+    row.map(
+        |(product, deviation_percent, checked_at, usable, unusable_reason, candles_from)| {
+            let product = product
+                .map(|p| {
+                    ProductId::parse(&p).map_err(|e| sqlx::Error::ColumnDecode {
+                        index: "coinbase_product".into(),
+                        source: e.into(),
+                    })
+                })
+                .transpose()?;
+            Ok(Mapping {
+                product,
+                deviation_percent,
+                checked_at,
+                usable,
+                unusable_reason,
+                candles_from,
+            })
+        },
+    )
+    .transpose()
+}
+
+/// Sets (or with `None` clears) the coin's product. A product that differs from the
+/// stored one forgets the old one's check and where its candles begin; setting the same
+/// product again keeps them. `false` when the symbol is not registered.
+pub async fn set_product(
+    pool: &PgPool,
+    symbol: Symbol,
+    product: Option<&ProductId>,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE coins SET \
+             fallback_deviation_percent = CASE WHEN coinbase_product IS DISTINCT FROM $2 THEN NULL ELSE fallback_deviation_percent END, \
+             fallback_checked_at = CASE WHEN coinbase_product IS DISTINCT FROM $2 THEN NULL ELSE fallback_checked_at END, \
+             fallback_usable = CASE WHEN coinbase_product IS DISTINCT FROM $2 THEN NULL ELSE fallback_usable END, \
+             fallback_unusable_reason = CASE WHEN coinbase_product IS DISTINCT FROM $2 THEN NULL ELSE fallback_unusable_reason END, \
+             coinbase_candles_from = CASE WHEN coinbase_product IS DISTINCT FROM $2 THEN NULL ELSE coinbase_candles_from END, \
+             coinbase_product = $2, updated_at = now() \
+         WHERE symbol = $1",
+    )
+    .bind(symbol.as_str())
+    .bind(product.map(ProductId::as_str))
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Records what checking `product` found, if it is still the coin's product (a `PUT`
+/// may have changed it meanwhile: then nothing is written and `false` returned).
+pub async fn record_check(
+    pool: &PgPool,
+    symbol: Symbol,
+    product: &ProductId,
+    verdict: &MappingVerdict,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE coins SET fallback_deviation_percent = $3, fallback_usable = $4, \
+             fallback_unusable_reason = $5, fallback_checked_at = now(), updated_at = now() \
+         WHERE symbol = $1 AND coinbase_product = $2",
+    )
+    .bind(symbol.as_str())
+    .bind(product.as_str())
+    .bind(verdict.deviation.map(|d| d.percent))
+    .bind(verdict.usable)
+    .bind(verdict.reason.as_deref())
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Remembers that `product` has no candle before `day` (an answer that began later than
+/// asked): the bound only moves later, and only while `product` is the coin's product.
+pub async fn learn_candles_from(
+    pool: &PgPool,
+    symbol: Symbol,
+    product: &ProductId,
+    day: NaiveDate,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "UPDATE coins SET coinbase_candles_from = greatest(coinbase_candles_from, $3), updated_at = now() \
+         WHERE symbol = $1 AND coinbase_product = $2",
+    )
+    .bind(symbol.as_str())
+    .bind(product.as_str())
+    .bind(day)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// The closes of `symbol` stored from `source` on its earliest `limit` days from `from`
+/// on (not provisional), ascending: one side of the mapping check.
+pub async fn earliest_closes(
+    pool: &PgPool,
+    symbol: Symbol,
+    source: PriceSource,
+    from: NaiveDate,
+    limit: usize,
+) -> sqlx::Result<Vec<(NaiveDate, Decimal)>> {
+    sqlx::query_as(
+        "SELECT date, close FROM daily_prices \
+         WHERE symbol = $1 AND source = $2 AND date >= $3 AND NOT provisional \
+         ORDER BY date LIMIT $4",
+    )
+    .bind(symbol.as_str())
+    .bind(source.as_str())
+    .bind(from)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+}
+
+/// Writes a window of the second source's candles in one statement, marked
+/// `source = 'coinbase'`; returns how many rows were inserted or changed. A CoinGecko
+/// row is never replaced; a second-source row is replaced when provisional, or always
+/// when `force`.
+pub async fn upsert_fallback(
+    tx: &mut Transaction<'_, Postgres>,
+    symbol: Symbol,
+    candles: &[DailyCandle],
+    force: bool,
+) -> sqlx::Result<u64> {
+    super::daily_prices::upsert_from(tx, symbol, PriceSource::Coinbase, candles, force).await
+}
+
+/// A stored day and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcedCandle {
+    pub candle: DailyCandle,
+    pub source: PriceSource,
+}
+
+/// The stored days of `symbol` between `start` and `end` (inclusive), ascending, each
+/// with its source.
+pub async fn list_sourced(
+    pool: &PgPool,
+    symbol: Symbol,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> sqlx::Result<Vec<SourcedCandle>> {
+    use sqlx::{FromRow, Row};
+    let rows = sqlx::query(
+        r#"SELECT date, open, high, low, close, volume, "timestamp", provisional, points, source
+           FROM daily_prices WHERE symbol = $1 AND date BETWEEN $2 AND $3 ORDER BY date"#,
+    )
+    .bind(symbol.as_str())
+    .bind(start)
+    .bind(end)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let source: String = row.try_get("source")?;
+            Ok(SourcedCandle {
+                candle: DailyCandle::from_row(row)?,
+                source: source
+                    .parse()
+                    .map_err(
+                        |e: crate::domain::UnknownPriceSource| sqlx::Error::ColumnDecode {
+                            index: "source".into(),
+                            source: e.into(),
+                        },
+                    )?,
+            })
+        })
+        .collect()
+}
+
+/// How many days of `symbol` between `start` and `end` each source stored (provisional
+/// days included), every source listed, 0 when none.
+pub async fn days_by_source(
+    pool: &PgPool,
+    symbol: Symbol,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> sqlx::Result<Vec<(PriceSource, i64)>> {
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT source, count(*) FROM daily_prices \
+         WHERE symbol = $1 AND date BETWEEN $2 AND $3 GROUP BY source",
+    )
+    .bind(symbol.as_str())
+    .bind(start)
+    .bind(end)
+    .fetch_all(pool)
+    .await?;
+    Ok(PriceSource::ALL
+        .into_iter()
+        .map(|source| {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == source.as_str())
+                .map_or(0, |(_, n)| *n);
+            (source, n)
+        })
+        .collect())
+}
+
+/// Counts `days` more days the job stored from the second source, in the caller's
+/// transaction (the one that stored them, beside the checkpoint).
+pub async fn add_fallback_days(
+    tx: &mut Transaction<'_, Postgres>,
+    job_id: Uuid,
+    days: i32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE ingestion_jobs SET fallback_days = fallback_days + $2, updated_at = now() WHERE id = $1",
+    )
+    .bind(job_id)
+    .bind(days)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The days the job stored from the second source so far.
+pub async fn fallback_days(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar("SELECT fallback_days FROM ingestion_jobs WHERE id = $1")
+        .bind(job_id)
+        .fetch_optional(pool)
+        .await
+}

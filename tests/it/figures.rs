@@ -1,0 +1,252 @@
+//! Per-coin figures kept by the database (`coin_figures`, issue 20): built at migration
+//! from an earlier release's rows, and kept true by triggers whatever changes the rows,
+//! plain SQL included, so that `/api/v1/coins`, `/metrics` and the schedule's ticks can
+//! read them instead of scanning `daily_prices`.
+
+use chrono::{TimeDelta, Timelike, Utc};
+use price_history::domain::{Symbol, Trigger};
+use price_history::schedule::{Clock, Scheduler};
+use price_history::store::{self, coins, ingestion_jobs};
+use sqlx::PgPool;
+
+use crate::support::{Harness, TestApi, TestDb, days_before_today};
+
+/// The last migration before the figures: the release being upgraded from (with the
+/// second source's `source` column).
+const BEFORE_FIGURES: i64 = 20261202000010;
+
+/// What a full scan of `daily_prices` says, per coin and source, as text.
+const SCAN: &str = r#"
+SELECT (symbol, source,
+        count(*) FILTER (WHERE NOT provisional), count(*) FILTER (WHERE provisional),
+        min(date), min(date) FILTER (WHERE NOT provisional), max(date) FILTER (WHERE NOT provisional))::text
+FROM daily_prices GROUP BY symbol, source ORDER BY symbol, source
+"#;
+
+/// What the kept figures say, in the same shape (rows emptied of every day left out).
+const KEPT: &str = r#"
+SELECT (symbol, source, complete_days, provisional_days, first_day, first_complete_day, last_complete_day)::text
+FROM coin_figures WHERE complete_days + provisional_days > 0 ORDER BY symbol, source
+"#;
+
+async fn texts(pool: &PgPool, query: &str) -> Vec<String> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(query.to_owned()))
+        .fetch_all(pool)
+        .await
+        .expect("the query reads")
+}
+
+async fn assert_kept_equals_scan(pool: &PgPool, after: &str) {
+    let scan = texts(pool, SCAN).await;
+    assert_eq!(texts(pool, KEPT).await, scan, "after {after}");
+}
+
+async fn sql(pool: &PgPool, statement: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+/// Rows for `symbol` from `days_ago` to `until_days_ago` days before today, of `source`,
+/// the last `provisional_last` of them provisional.
+fn rows(
+    symbol: &str,
+    days_ago: u64,
+    until_days_ago: u64,
+    source: &str,
+    provisional_last: u64,
+) -> String {
+    let (first, last) = (
+        days_before_today(days_ago),
+        days_before_today(until_days_ago),
+    );
+    format!(
+        r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional, source)
+           SELECT '{symbol}', d::date, 100, 110, 90, 105, 1000, d + interval '23 hours',
+                  d::date > '{last}'::date - {provisional_last}, '{source}'
+           FROM generate_series('{first}'::date, '{last}'::date, interval '1 day') AS d"#
+    )
+}
+
+#[tokio::test]
+async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_a_scan() {
+    // Arrange: the release before the figures, with coins, holes, provisional days and
+    // rows of both sources.
+    let db = TestDb::empty().await;
+    apalis_postgres::PostgresStorage::setup(&db.pool)
+        .await
+        .expect("the queue's schema");
+    sqlx::migrate!("./migrations")
+        .run_to(BEFORE_FIGURES, &db.pool)
+        .await
+        .expect("the previous release's migrations");
+    sql(&db.pool, "INSERT INTO coins (symbol, coingecko_id) VALUES ('ETH', 'ethereum'), ('SOL', 'solana'), ('NONE', 'none-stored')").await;
+    sql(&db.pool, &rows("BTC", 800, 366, "coinbase", 0)).await;
+    sql(&db.pool, &rows("BTC", 365, 0, "coingecko", 1)).await;
+    sql(&db.pool, &rows("ETH", 100, 0, "coingecko", 3)).await;
+    sql(&db.pool, &rows("SOL", 50, 10, "coingecko", 0)).await;
+    sql(
+        &db.pool,
+        &format!(
+            "DELETE FROM daily_prices WHERE (symbol = 'ETH' AND date BETWEEN '{}' AND '{}') \
+             OR (symbol = 'BTC' AND date = '{}')",
+            days_before_today(60),
+            days_before_today(50),
+            days_before_today(500)
+        ),
+    )
+    .await;
+    let scan_before = texts(&db.pool, SCAN).await;
+    assert_eq!(scan_before.len(), 4, "{scan_before:?}");
+
+    // Act: a process of this release starts on it.
+    let pool = store::connect_and_migrate(&db.url, 5)
+        .await
+        .expect("the upgrade applies");
+
+    // Assert: the figures say what a scan says, and the rows are as they were.
+    assert_eq!(texts(&pool, KEPT).await, scan_before);
+    assert_eq!(texts(&pool, SCAN).await, scan_before);
+    let btc = store::coin_figures::of(&pool, Symbol::BTC).await.unwrap();
+    assert_eq!(
+        btc.complete_days,
+        435 + 365 - 1,
+        "both sources summed, the hole left out"
+    );
+    assert_eq!(btc.provisional_days, 1);
+    assert_eq!(btc.last_complete_day, Some(days_before_today(1)));
+    assert_eq!(btc.first_day, Some(days_before_today(800)));
+}
+
+#[tokio::test]
+async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the_metrics_and_the_next_tick()
+ {
+    let h = Harness::new().await;
+    let pool = h.pool();
+    coins::set_tracking(pool, Symbol::BTC, true, Some(days_before_today(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    let api = TestApi::start(&h).await;
+    let scheduler = Scheduler {
+        pool: pool.clone(),
+        schedule: "* * * * * *".parse().unwrap(),
+        clock: Clock::SYSTEM,
+        reach: h.ingestor().reach,
+        max_attempts: 3,
+        name: "figures-test".to_owned(),
+    };
+    let mut tick = Utc::now().with_nanosecond(0).unwrap();
+    let mut next_tick = || {
+        tick += TimeDelta::seconds(1);
+        tick
+    };
+
+    // Loaded by SQL, complete from 40 days ago to yesterday, today provisional.
+    sql(pool, &rows("BTC", 40, 0, "coingecko", 1)).await;
+    assert_kept_equals_scan(pool, "an INSERT ... SELECT").await;
+    let btc = api.get("/api/v1/coins/BTC").await.json();
+    assert_eq!(btc["last_complete_day"], days_before_today(1).to_string());
+    assert_eq!(btc["stale_days"], 0);
+    let metrics = api.get("/metrics").await.text();
+    assert!(
+        metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 41\n"),
+        "{metrics}"
+    );
+    let acted = scheduler.act_on(next_tick(), false).await.unwrap().unwrap();
+    assert_eq!(
+        (acted.coins_tracked, acted.coins_behind, acted.jobs_queued),
+        (1, 0, 0),
+        "nothing missing, nothing queued"
+    );
+
+    // An operator deletes a day in the middle and the last two days, to have them fetched again.
+    sql(
+        pool,
+        &format!(
+            "DELETE FROM daily_prices WHERE symbol = 'BTC' AND (date = '{}' OR date >= '{}')",
+            days_before_today(20),
+            days_before_today(2)
+        ),
+    )
+    .await;
+    assert_kept_equals_scan(pool, "a DELETE").await;
+    let btc = api.get("/api/v1/coins/BTC").await.json();
+    assert_eq!(btc["last_complete_day"], days_before_today(3).to_string());
+    assert_eq!(btc["stale_days"], 2);
+    let metrics = api.get("/metrics").await.text();
+    assert!(
+        metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 37\n"),
+        "{metrics}"
+    );
+    let acted = scheduler.act_on(next_tick(), false).await.unwrap().unwrap();
+    assert_eq!((acted.coins_behind, acted.jobs_queued), (1, 1));
+    let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].trigger, Trigger::Schedule);
+    assert_eq!(
+        (jobs[0].range.start(), jobs[0].range.end()),
+        (days_before_today(20), days_before_today(1)),
+        "the hole in the middle found exactly, as the gap query finds it"
+    );
+    sql(pool, "DELETE FROM ingestion_jobs").await;
+
+    // Updates: the hole filled and the provisional day made complete by an upsert; a
+    // complete day turned provisional; a symbol moved.
+    sql(
+        pool,
+        &format!(
+            "{} ON CONFLICT (symbol, date) DO UPDATE SET provisional = FALSE",
+            rows("BTC", 20, 0, "coingecko", 0)
+        ),
+    )
+    .await;
+    assert_kept_equals_scan(pool, "an upsert").await;
+    sql(
+        pool,
+        &format!(
+            "UPDATE daily_prices SET provisional = TRUE WHERE symbol = 'BTC' AND date = '{}'",
+            days_before_today(1)
+        ),
+    )
+    .await;
+    assert_kept_equals_scan(pool, "an UPDATE of provisional").await;
+    sql(
+        pool,
+        "INSERT INTO coins (symbol, coingecko_id) VALUES ('ETH', 'ethereum')",
+    )
+    .await;
+    sql(pool, &format!("UPDATE daily_prices SET symbol = 'ETH', source = 'coinbase' WHERE symbol = 'BTC' AND date < '{}'", days_before_today(35))).await;
+    assert_kept_equals_scan(pool, "an UPDATE of symbol and source").await;
+    let metrics = api.get("/metrics").await.text();
+    assert!(
+        metrics.contains("price_history_stored_candles{symbol=\"ETH\"} 5\n"),
+        "{metrics}"
+    );
+    let acted = scheduler.act_on(next_tick(), false).await.unwrap().unwrap();
+    assert_eq!(
+        acted.jobs_queued, 1,
+        "yesterday turned provisional is missing again"
+    );
+    sql(pool, "DELETE FROM ingestion_jobs").await;
+
+    // TRUNCATE: every figure gone.
+    sql(pool, "TRUNCATE daily_prices").await;
+    assert_kept_equals_scan(pool, "a TRUNCATE").await;
+    let btc = api.get("/api/v1/coins/BTC").await.json();
+    assert_eq!(btc["last_complete_day"], serde_json::Value::Null);
+    let metrics = api.get("/metrics").await.text();
+    assert!(
+        metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 0\n"),
+        "{metrics}"
+    );
+    let acted = scheduler.act_on(next_tick(), false).await.unwrap().unwrap();
+    assert_eq!(acted.jobs_queued, 1);
+    let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
+    assert_eq!(
+        (jobs[0].range.start(), jobs[0].range.end()),
+        (days_before_today(30), days_before_today(1))
+    );
+    api.stop().await;
+}

@@ -1,0 +1,219 @@
+//! Tracking the top N coins by market cap (issue 20) against the fake CoinGecko, which
+//! lists its coins at `/coins/markets` in pages of 250, with a ticker that collides with
+//! Bitcoin's and one that is no symbol here.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use fake_upstream::coingecko::{COLLIDING_RANK, FakeOptions, MARKETS, UNSYMBOLIC_RANK};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Harness, TestApi, count_rows};
+
+/// The budget of these tests, and the fake's own limit: a call over it would be a 429.
+const CALLS_PER_MINUTE: u32 = 1200;
+
+async fn harness() -> Harness {
+    let limit = NonZeroU32::new(CALLS_PER_MINUTE).unwrap();
+    let mut h = Harness::with_fake(FakeOptions {
+        calls_per_minute_limit: Some(limit),
+        ..FakeOptions::default()
+    })
+    .await;
+    h.settings.coingecko_calls_per_minute = limit;
+    h
+}
+
+/// Follows the import at `location` until it has ended.
+async fn until_ended(api: &TestApi, location: &str) -> Value {
+    let wait = async {
+        loop {
+            let import = api.get(location).await.json();
+            if import["status"] != "running" {
+                return import;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), wait)
+        .await
+        .expect("the import ends within two minutes")
+}
+
+#[tokio::test]
+async fn tracking_the_top_300_registers_the_listed_coins_skips_a_colliding_symbol_and_stays_in_the_budget()
+ {
+    let h = harness().await;
+    let api = TestApi::start(&h).await;
+    let began = Instant::now();
+
+    let answer = api
+        .post("/api/v1/coins/track-top", Some(json!({"n": 300})), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let location = answer.header("location").expect("a Location").to_owned();
+    let second = api
+        .post("/api/v1/coins/track-top", Some(json!({"n": 5})), None)
+        .await;
+    assert_eq!(second.status, StatusCode::CONFLICT, "{}", second.text());
+    assert_eq!(second.json()["error"], "import_in_progress");
+    assert_eq!(second.json()["active_import_id"], answer.json()["id"]);
+    let import = until_ended(&api, &location).await;
+    let took = began.elapsed();
+
+    // The listed coins: BTC was registered (now tracked), 297 are new, two are skipped.
+    assert_eq!(import["status"], "completed", "{import}");
+    assert_eq!(
+        import["progress"],
+        json!({"pages_done": 2, "pages_total": 2, "coins_done": 300, "coins_total": 300})
+    );
+    assert_eq!(import["already_registered"], json!(["BTC"]));
+    let registered: Vec<&str> = import["registered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(registered.len(), 297, "{import}");
+    assert_eq!(&registered[..4], ["ETH", "SOL", "DOGE", "TC5"]);
+    let skipped = import["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 2, "{import}");
+    assert_eq!(skipped[0]["symbol"], "btc");
+    assert_eq!(
+        skipped[0]["coingecko_id"],
+        format!("top-coin-{COLLIDING_RANK:04}")
+    );
+    assert!(
+        skipped[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("BTC is registered with coingecko_id bitcoin"),
+        "{}",
+        skipped[0]
+    );
+    assert_eq!(
+        skipped[1]["coingecko_id"],
+        format!("top-coin-{UNSYMBOLIC_RANK:04}")
+    );
+    assert_eq!(count_rows(h.pool(), "coins WHERE tracked").await, 298);
+    let sol = api.get("/api/v1/coins/SOL").await.json();
+    assert_eq!(
+        (sol["coingecko_id"].as_str(), sol["tracked"].as_bool()),
+        (Some("solana"), Some(true))
+    );
+
+    // The calls: ceil(300/250) list calls, then one check per new coin, none refused.
+    let calls = h.fake.calls();
+    let lists = calls.iter().filter(|c| c.coin_id == MARKETS).count();
+    let checks: HashSet<&str> = calls
+        .iter()
+        .filter(|c| c.coin_id != MARKETS)
+        .map(|c| c.coin_id.as_str())
+        .collect();
+    assert_eq!(lists, 2);
+    assert_eq!(calls.len(), 2 + 297, "one call per page and per new coin");
+    assert_eq!(checks.len(), 297);
+    assert!(
+        calls.iter().all(|c| c.status == 200),
+        "no 429: within the budget"
+    );
+    for (i, call) in calls.iter().enumerate() {
+        let in_a_minute = calls[i..]
+            .iter()
+            .take_while(|later| later.at - call.at < Duration::from_secs(60))
+            .count();
+        assert!(in_a_minute <= CALLS_PER_MINUTE as usize);
+    }
+    println!(
+        "track-top 300: {} calls in {took:.2?} (budget {CALLS_PER_MINUTE}/min)",
+        calls.len()
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn coins_track_top_on_the_command_line_shows_what_it_registered_and_what_it_skipped() {
+    let h = harness().await;
+    let budget = CALLS_PER_MINUTE.to_string();
+    let mut cli = h.spawn(
+        &["coins", "track-top", "10"],
+        &[("COINGECKO_CALLS_PER_MINUTE", &budget)],
+    );
+
+    let code = cli.exit_code(Duration::from_secs(60)).await;
+
+    let out = cli.output();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("registered and tracked: 7 new, 1 already registered"),
+        "{out}"
+    );
+    assert!(out.contains("skipped 2:"), "{out}");
+    assert!(
+        out.contains("btc (top-coin-0007): BTC is registered with coingecko_id bitcoin"),
+        "{out}"
+    );
+    assert_eq!(
+        h.fake.calls().len(),
+        1 + 7,
+        "one list call, one check per new coin"
+    );
+
+    // Bad input is refused before any call.
+    let mut bad = h.spawn(&["coins", "track-top", "0"], &[]);
+    assert_eq!(bad.exit_code(Duration::from_secs(30)).await, Some(2));
+    assert_eq!(h.fake.calls().len(), 8);
+}
+
+#[tokio::test]
+async fn an_import_whose_process_died_stops_blocking_a_new_one_but_a_live_one_blocks_the_command_line()
+ {
+    let h = harness().await;
+    let live = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO coin_imports (id, status, n, trigger) VALUES ($1, 'running', 5, 'api')",
+    )
+    .bind(live)
+    .execute(h.pool())
+    .await
+    .unwrap();
+
+    // A live import (its heartbeat fresh) refuses the command line, before any call.
+    let mut refused = h.spawn(&["coins", "track-top", "5"], &[]);
+    assert_eq!(refused.exit_code(Duration::from_secs(30)).await, Some(2));
+    assert!(
+        refused.output().contains(&live.to_string()),
+        "{}",
+        refused.output()
+    );
+    assert_eq!(h.fake.calls().len(), 0);
+
+    // Its process died: two minutes without a heartbeat, and a new import may start.
+    sqlx::query("UPDATE coin_imports SET updated_at = now() - interval '3 minutes'")
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let api = TestApi::start(&h).await;
+    let answer = api
+        .post("/api/v1/coins/track-top", Some(json!({"n": 5})), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let location = answer.header("location").expect("a Location").to_owned();
+    let import = until_ended(&api, &location).await;
+    assert_eq!(import["status"], "completed", "{import}");
+    let dead = api
+        .get(&format!("/api/v1/coins/track-top/{live}"))
+        .await
+        .json();
+    assert_eq!(dead["status"], "failed");
+    assert!(
+        dead["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("abandoned"),
+        "{dead}"
+    );
+    api.stop().await;
+}
