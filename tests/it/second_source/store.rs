@@ -65,6 +65,21 @@ async fn write(pool: &PgPool, source: PriceSource, candles: &[DailyCandle], forc
     n
 }
 
+/// Writes one final candle for day `n`, closing at `close`; how many rows changed.
+async fn write_day(pool: &PgPool, source: PriceSource, n: u64, close: i64, force: bool) -> u64 {
+    write(pool, source, &[candle(day(n), close, false)], force).await
+}
+
+/// Asserts that day `n` is stored once, from `source`, closing at `close`.
+async fn assert_stored(pool: &PgPool, n: u64, source: PriceSource, close: i64) {
+    assert_eq!(stored(pool, day(n)).await, (source, Decimal::from(close)));
+}
+
+/// The symbol's mapping, which the migration or a registration has made.
+async fn mapping_of(pool: &PgPool, symbol: Symbol) -> second_source::Mapping {
+    second_source::mapping(pool, symbol).await.unwrap().unwrap()
+}
+
 async fn stored(pool: &PgPool, date: NaiveDate) -> (PriceSource, Decimal) {
     let rows = second_source::list_sourced(pool, btc(), date, date)
         .await
@@ -94,10 +109,7 @@ async fn an_earlier_releases_rows_all_become_coingeckos_and_btc_maps_to_btc_usd(
         by_source,
         vec![(PriceSource::CoinGecko, 365), (PriceSource::Coinbase, 0)]
     );
-    let mapping = second_source::mapping(&db.pool, btc())
-        .await
-        .unwrap()
-        .unwrap();
+    let mapping = mapping_of(&db.pool, btc()).await;
     assert_eq!(mapping.product, Some(ProductId::parse("BTC-USD").unwrap()));
     assert!(mapping.needs_check());
     assert_eq!(
@@ -124,30 +136,12 @@ async fn a_second_source_row_never_replaces_coingeckos_even_forced() {
     )
     .await;
 
-    let forced = write(
-        &db.pool,
-        PriceSource::Coinbase,
-        &[candle(day(0), 200, false)],
-        true,
-    )
-    .await;
-    let over_provisional = write(
-        &db.pool,
-        PriceSource::Coinbase,
-        &[candle(day(1), 200, false)],
-        false,
-    )
-    .await;
+    let forced = write_day(&db.pool, PriceSource::Coinbase, 0, 200, true).await;
+    let over_provisional = write_day(&db.pool, PriceSource::Coinbase, 1, 200, false).await;
 
     assert_eq!((forced, over_provisional), (0, 0));
-    assert_eq!(
-        stored(&db.pool, day(0)).await,
-        (PriceSource::CoinGecko, Decimal::from(100))
-    );
-    assert_eq!(
-        stored(&db.pool, day(1)).await,
-        (PriceSource::CoinGecko, Decimal::from(100))
-    );
+    assert_stored(&db.pool, 0, PriceSource::CoinGecko, 100).await;
+    assert_stored(&db.pool, 1, PriceSource::CoinGecko, 100).await;
 }
 
 #[tokio::test]
@@ -165,41 +159,14 @@ async fn a_forced_coingecko_window_replaces_a_second_source_row_and_an_unforced_
     )
     .await;
 
-    let unforced = write(
-        &db.pool,
-        PriceSource::CoinGecko,
-        &[candle(day(0), 100, false)],
-        false,
-    )
-    .await;
-    let forced = write(
-        &db.pool,
-        PriceSource::CoinGecko,
-        &[candle(day(1), 100, false)],
-        true,
-    )
-    .await;
-    let over_provisional = write(
-        &db.pool,
-        PriceSource::CoinGecko,
-        &[candle(day(2), 100, false)],
-        false,
-    )
-    .await;
+    let unforced = write_day(&db.pool, PriceSource::CoinGecko, 0, 100, false).await;
+    let forced = write_day(&db.pool, PriceSource::CoinGecko, 1, 100, true).await;
+    let over_provisional = write_day(&db.pool, PriceSource::CoinGecko, 2, 100, false).await;
 
     assert_eq!((unforced, forced, over_provisional), (0, 1, 1));
-    assert_eq!(
-        stored(&db.pool, day(0)).await,
-        (PriceSource::Coinbase, Decimal::from(200))
-    );
-    assert_eq!(
-        stored(&db.pool, day(1)).await,
-        (PriceSource::CoinGecko, Decimal::from(100))
-    );
-    assert_eq!(
-        stored(&db.pool, day(2)).await,
-        (PriceSource::CoinGecko, Decimal::from(100))
-    );
+    assert_stored(&db.pool, 0, PriceSource::Coinbase, 200).await;
+    assert_stored(&db.pool, 1, PriceSource::CoinGecko, 100).await;
+    assert_stored(&db.pool, 2, PriceSource::CoinGecko, 100).await;
 }
 
 #[tokio::test]
@@ -225,14 +192,8 @@ async fn the_second_source_replaces_its_own_provisional_row_and_keeps_its_final_
     .await;
 
     assert_eq!(changed, 1);
-    assert_eq!(
-        stored(&db.pool, day(0)).await,
-        (PriceSource::Coinbase, Decimal::from(210))
-    );
-    assert_eq!(
-        stored(&db.pool, day(1)).await,
-        (PriceSource::Coinbase, Decimal::from(200))
-    );
+    assert_stored(&db.pool, 0, PriceSource::Coinbase, 210).await;
+    assert_stored(&db.pool, 1, PriceSource::Coinbase, 200).await;
 }
 
 #[tokio::test]
@@ -262,20 +223,14 @@ async fn a_check_is_kept_for_its_product_and_forgotten_when_the_product_changes(
     second_source::learn_candles_from(&db.pool, btc(), &btc_usd, day(5))
         .await
         .unwrap();
-    let checked = second_source::mapping(&db.pool, btc())
-        .await
-        .unwrap()
-        .unwrap();
+    let checked = mapping_of(&db.pool, btc()).await;
     // The same product again keeps what is known of it.
     assert!(
         second_source::set_product(&db.pool, btc(), Some(&btc_usd))
             .await
             .unwrap()
     );
-    let same = second_source::mapping(&db.pool, btc())
-        .await
-        .unwrap()
-        .unwrap();
+    let same = mapping_of(&db.pool, btc()).await;
     let other = ProductId::parse("XBT-USD").unwrap();
     second_source::set_product(&db.pool, btc(), Some(&other))
         .await
@@ -283,17 +238,11 @@ async fn a_check_is_kept_for_its_product_and_forgotten_when_the_product_changes(
     let stale = second_source::record_check(&db.pool, btc(), &btc_usd, &verdict)
         .await
         .unwrap();
-    let changed = second_source::mapping(&db.pool, btc())
-        .await
-        .unwrap()
-        .unwrap();
+    let changed = mapping_of(&db.pool, btc()).await;
     second_source::set_product(&db.pool, btc(), None)
         .await
         .unwrap();
-    let cleared = second_source::mapping(&db.pool, btc())
-        .await
-        .unwrap()
-        .unwrap();
+    let cleared = mapping_of(&db.pool, btc()).await;
 
     assert_eq!(checked.usable_product(), Some(&btc_usd));
     assert_eq!(checked.deviation_percent, Some(Decimal::new(42, 2)));
@@ -336,10 +285,7 @@ async fn an_unusable_verdict_is_kept_with_its_reason() {
         .await
         .unwrap();
 
-    let mapping = second_source::mapping(&db.pool, btc())
-        .await
-        .unwrap()
-        .unwrap();
+    let mapping = mapping_of(&db.pool, btc()).await;
     assert_eq!(mapping.usable, Some(false));
     assert_eq!(mapping.usable_product(), None);
     assert!(!mapping.needs_check());
@@ -349,13 +295,7 @@ async fn an_unusable_verdict_is_kept_with_its_reason() {
 #[tokio::test]
 async fn the_check_reads_the_earliest_final_closes_of_one_source() {
     let db = TestDb::new().await;
-    write(
-        &db.pool,
-        PriceSource::Coinbase,
-        &[candle(day(0), 1, false)],
-        false,
-    )
-    .await;
+    write_day(&db.pool, PriceSource::Coinbase, 0, 1, false).await;
     write(
         &db.pool,
         PriceSource::CoinGecko,
@@ -465,6 +405,25 @@ mod check {
         .unwrap()
     }
 
+    /// Checks `product` for `symbol` as the service does: against the plan's first day,
+    /// within the default 5 %.
+    async fn check(
+        pool: &PgPool,
+        fake: &FakeCoinbase,
+        symbol: Symbol,
+        product: &ProductId,
+    ) -> Result<Option<MappingVerdict>, CheckError> {
+        check_mapping(
+            pool,
+            &client(fake),
+            symbol,
+            product,
+            plan_first_day(),
+            Decimal::from(5),
+        )
+        .await
+    }
+
     fn plan_first_day() -> NaiveDate {
         NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()
     }
@@ -558,17 +517,10 @@ mod check {
         store_coingecko_days(&db.pool, btc(), "bitcoin", 40).await;
         let product = ProductId::parse("BTC-USD").unwrap();
 
-        let verdict = check_mapping(
-            &db.pool,
-            &client(&fake),
-            btc(),
-            &product,
-            plan_first_day(),
-            Decimal::from(5),
-        )
-        .await
-        .unwrap()
-        .expect("CoinGecko's rows are there to compare with");
+        let verdict = check(&db.pool, &fake, btc(), &product)
+            .await
+            .unwrap()
+            .expect("CoinGecko's rows are there to compare with");
 
         assert!(verdict.usable, "{verdict:?}");
         let deviation = verdict.deviation.unwrap();
@@ -582,10 +534,7 @@ mod check {
             Some("2024-03-01T23:59:59Z"),
             "the earliest 30 days only"
         );
-        let mapping = second_source::mapping(&db.pool, btc())
-            .await
-            .unwrap()
-            .unwrap();
+        let mapping = mapping_of(&db.pool, btc()).await;
         assert_eq!(mapping.usable_product(), Some(&product));
         assert_eq!(mapping.deviation_percent, Some(deviation.percent));
     }
@@ -603,24 +552,14 @@ mod check {
         store_coingecko_days(&db.pool, solx, "solana", 30).await;
         let product = ProductId::parse(COLLIDING.id).unwrap();
 
-        let verdict = check_mapping(
-            &db.pool,
-            &client(&fake),
-            solx,
-            &product,
-            plan_first_day(),
-            Decimal::from(5),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-
-        assert!(!verdict.usable);
-        assert!(verdict.deviation.unwrap().percent > Decimal::from(5000));
-        let mapping = second_source::mapping(&db.pool, solx)
+        let verdict = check(&db.pool, &fake, solx, &product)
             .await
             .unwrap()
             .unwrap();
+
+        assert!(!verdict.usable);
+        assert!(verdict.deviation.unwrap().percent > Decimal::from(5000));
+        let mapping = mapping_of(&db.pool, solx).await;
         assert_eq!(mapping.usable, Some(false));
         assert_eq!(mapping.usable_product(), None);
         let reason = mapping.unusable_reason.unwrap();
@@ -636,26 +575,11 @@ mod check {
         let fake = FakeCoinbase::start().await;
         let product = ProductId::parse("BTC-USD").unwrap();
 
-        let verdict = check_mapping(
-            &db.pool,
-            &client(&fake),
-            btc(),
-            &product,
-            plan_first_day(),
-            Decimal::from(5),
-        )
-        .await
-        .unwrap();
+        let verdict = check(&db.pool, &fake, btc(), &product).await.unwrap();
 
         assert_eq!(verdict, None);
         assert_eq!(fake.call_count(), 0);
-        assert!(
-            second_source::mapping(&db.pool, btc())
-                .await
-                .unwrap()
-                .unwrap()
-                .needs_check()
-        );
+        assert!(mapping_of(&db.pool, btc()).await.needs_check());
     }
 
     #[tokio::test]
@@ -666,29 +590,14 @@ mod check {
         store_coingecko_days(&db.pool, btc(), "bitcoin", 30).await;
         let product = ProductId::parse("BTC-USD").unwrap();
 
-        let error = check_mapping(
-            &db.pool,
-            &client(&fake),
-            btc(),
-            &product,
-            plan_first_day(),
-            Decimal::from(5),
-        )
-        .await
-        .unwrap_err();
+        let error = check(&db.pool, &fake, btc(), &product).await.unwrap_err();
 
         let CheckError::Coinbase(error) = error else {
             panic!("expected Coinbase's error, got {error:?}");
         };
         assert!(error.is_transient());
         assert!(error.message().contains("Coinbase Exchange"), "{error}");
-        assert!(
-            second_source::mapping(&db.pool, btc())
-                .await
-                .unwrap()
-                .unwrap()
-                .needs_check()
-        );
+        assert!(mapping_of(&db.pool, btc()).await.needs_check());
     }
 
     #[tokio::test]
