@@ -12,6 +12,12 @@ use crate::support::{Harness, TestApi, days_before_today};
 
 const TOKEN: &str = "coins-token-for-tests";
 
+/// Asserts that no coin `symbol` is registered: its page is a 404.
+async fn assert_unregistered(api: &TestApi, symbol: &str) {
+    let answer = api.get(&format!("/api/v1/coins/{symbol}")).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{symbol}");
+}
+
 #[tokio::test]
 async fn a_new_coin_is_checked_with_one_call_that_finds_its_first_day_and_is_listed() {
     let h = Harness::new().await;
@@ -21,7 +27,7 @@ async fn a_new_coin_is_checked_with_one_call_that_finds_its_first_day_and_is_lis
         .put_coin("eth", json!({"coingecko_id": "ethereum"}))
         .await;
 
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    answer.assert_status(StatusCode::CREATED);
     assert_eq!(answer.header("location"), Some("/api/v1/coins/ETH"));
     let coin = answer.json();
     assert_eq!(coin["symbol"], "ETH");
@@ -44,10 +50,7 @@ async fn a_new_coin_is_checked_with_one_call_that_finds_its_first_day_and_is_lis
     let btc = api.get("/api/v1/coins/btc").await;
     assert_eq!(btc.status, StatusCode::OK);
     assert_eq!(btc.json()["first_day"], "2013-04-28");
-    assert_eq!(
-        api.get("/api/v1/coins/DOGE").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_unregistered(&api, "DOGE").await;
 }
 
 #[tokio::test]
@@ -59,19 +62,11 @@ async fn an_unknown_coingecko_id_is_refused_after_one_call_and_nothing_is_stored
         .put_coin("BCN", json!({"coingecko_id": "bitcorn"}))
         .await;
 
-    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text());
+    answer.assert_status(StatusCode::BAD_REQUEST);
     assert_eq!(answer.error_code(), "unknown_coingecko_id");
-    assert!(
-        answer.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("bitcorn")
-    );
+    assert!(answer.message().contains("bitcorn"));
     assert_eq!(h.fake.call_count(), 1);
-    assert_eq!(
-        api.get("/api/v1/coins/BCN").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_unregistered(&api, "BCN").await;
 }
 
 #[tokio::test]
@@ -98,7 +93,7 @@ async fn a_symbol_keeps_its_id_and_an_id_its_symbol_and_tracking_changes_without
     assert_eq!(other_id.error_code(), "symbol_registered");
     assert_eq!(other_symbol.status, StatusCode::CONFLICT);
     assert_eq!(other_symbol.error_code(), "coingecko_id_registered");
-    assert_eq!(tracked.status, StatusCode::OK, "{}", tracked.text());
+    tracked.assert_status(StatusCode::OK);
     assert_eq!(tracked.json()["tracked"], true);
     assert_eq!(tracked.json()["track_since"], "2024-01-01");
     assert_eq!(
@@ -180,23 +175,10 @@ async fn a_coingecko_failure_during_the_check_is_a_503_that_stores_nothing() {
         .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
         .await;
 
-    assert_eq!(
-        answer.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        answer.text()
-    );
+    answer.assert_status(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.error_code(), "coingecko_unavailable");
-    assert!(
-        answer.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("Try again")
-    );
-    assert_eq!(
-        api.get("/api/v1/coins/ETH").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert!(answer.message().contains("Try again"));
+    assert_unregistered(&api, "ETH").await;
 
     let refused = {
         h.fake.push_response(ScriptedResponse::status(
@@ -206,17 +188,9 @@ async fn a_coingecko_failure_during_the_check_is_a_503_that_stores_nothing() {
         api.put_coin("ETH", json!({"coingecko_id": "ethereum"}))
             .await
     };
-    assert_eq!(
-        refused.status,
-        StatusCode::BAD_GATEWAY,
-        "{}",
-        refused.text()
-    );
+    refused.assert_status(StatusCode::BAD_GATEWAY);
     assert_eq!(refused.error_code(), "coingecko_refused");
-    assert_eq!(
-        api.get("/api/v1/coins/ETH").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_unregistered(&api, "ETH").await;
 }
 
 #[tokio::test]
@@ -244,7 +218,7 @@ async fn registering_a_coin_needs_the_bearer_token_when_one_is_set() {
 
     assert_eq!(without.status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(right.status, StatusCode::CREATED, "{}", right.text());
+    right.assert_status(StatusCode::CREATED);
     assert_eq!(h.fake.call_count(), 1);
 }
 
@@ -263,7 +237,7 @@ async fn a_job_for_an_unregistered_or_malformed_symbol_is_refused_with_how_to_re
 
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(answer.error_code(), "unknown_symbol");
-    let message = answer.json()["message"].as_str().unwrap().to_owned();
+    let message = answer.message();
     assert!(message.contains("PUT /api/v1/coins/DOGE"), "{message}");
     assert_eq!(bad.error_code(), "invalid_symbol");
     assert_eq!(h.fake.call_count(), 0);
@@ -281,12 +255,7 @@ async fn a_job_before_the_coins_first_day_is_refused() {
 
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(answer.error_code(), "before_first_day");
-    assert!(
-        answer.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("2015-08-07")
-    );
+    assert!(answer.message().contains("2015-08-07"));
 }
 
 #[tokio::test]
@@ -337,7 +306,7 @@ async fn jobs_of_different_coins_are_active_at_once_but_two_of_one_coin_never() 
     let btc_again = api.submit(body("btc")).await;
 
     assert_eq!(btc.status, StatusCode::ACCEPTED);
-    assert_eq!(eth.status, StatusCode::ACCEPTED, "{}", eth.text());
+    eth.assert_status(StatusCode::ACCEPTED);
     assert_eq!(btc_again.status, StatusCode::CONFLICT);
     assert_eq!(btc_again.json()["active_job_id"], btc.json()["id"]);
     let eth_jobs = api.get("/api/v1/ingestion-jobs?symbol=eth").await.json();
@@ -466,13 +435,12 @@ async fn without_the_second_source_a_product_is_stored_unchecked_kept_when_unsai
     let api = TestApi::start(&h).await;
 
     let created = api
-        .put(
-            "/api/v1/coins/eth",
+        .put_coin(
+            "eth",
             json!({"coingecko_id": "ethereum", "coinbase_product": " eth-usd "}),
-            None,
         )
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    created.assert_status(StatusCode::CREATED);
     let coin = created.json();
     assert_eq!(coin["coinbase_product"], "ETH-USD", "{coin}");
     assert_eq!(coin["fallback_deviation_percent"], serde_json::Value::Null);
@@ -480,23 +448,18 @@ async fn without_the_second_source_a_product_is_stored_unchecked_kept_when_unsai
     assert_eq!(coin["fallback_unusable_reason"], serde_json::Value::Null);
 
     let unsaid = api
-        .put(
-            "/api/v1/coins/ETH",
-            json!({"coingecko_id": "ethereum", "tracked": false}),
-            None,
-        )
+        .put_coin("ETH", json!({"coingecko_id": "ethereum", "tracked": false}))
         .await;
-    assert_eq!(unsaid.status, StatusCode::OK, "{}", unsaid.text());
+    unsaid.assert_status(StatusCode::OK);
     assert_eq!(unsaid.json()["coinbase_product"], "ETH-USD");
 
     let cleared = api
-        .put(
-            "/api/v1/coins/ETH",
+        .put_coin(
+            "ETH",
             json!({"coingecko_id": "ethereum", "coinbase_product": null}),
-            None,
         )
         .await;
-    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.text());
+    cleared.assert_status(StatusCode::OK);
     assert_eq!(cleared.json()["coinbase_product"], serde_json::Value::Null);
     assert_eq!(
         api.get("/api/v1/coins/ETH").await.json()["coinbase_product"],
@@ -504,10 +467,8 @@ async fn without_the_second_source_a_product_is_stored_unchecked_kept_when_unsai
     );
 
     // Nothing is guessed without the second source; BTC has its product by migration.
-    let sol = api
-        .put("/api/v1/coins/SOL", json!({"coingecko_id": "solana"}), None)
-        .await;
-    assert_eq!(sol.status, StatusCode::CREATED, "{}", sol.text());
+    let sol = api.put_coin("SOL", json!({"coingecko_id": "solana"})).await;
+    sol.assert_status(StatusCode::CREATED);
     assert_eq!(sol.json()["coinbase_product"], serde_json::Value::Null);
     assert_eq!(
         api.get("/api/v1/coins/BTC").await.json()["coinbase_product"],
@@ -523,10 +484,9 @@ async fn a_malformed_product_is_refused_with_400_before_any_call() {
 
     for product in ["ETHUSD", "ETH-", "eth/usd", "ETH-USD-X", "ÉTH-USD"] {
         let answer = api
-            .put(
-                "/api/v1/coins/ETH",
+            .put_coin(
+                "ETH",
                 json!({"coingecko_id": "ethereum", "coinbase_product": product}),
-                None,
             )
             .await;
         assert_eq!(
@@ -537,32 +497,20 @@ async fn a_malformed_product_is_refused_with_400_before_any_call() {
         );
         assert_eq!(answer.error_code(), "invalid_coinbase_product", "{product}");
         assert!(
-            answer.json()["message"]
-                .as_str()
-                .unwrap()
-                .contains("BTC-USD"),
+            answer.message().contains("BTC-USD"),
             "the message shows a product's form: {}",
             answer.text()
         );
     }
     let too_long = api
-        .put(
-            "/api/v1/coins/ETH",
+        .put_coin(
+            "ETH",
             json!({"coingecko_id": "ethereum", "coinbase_product": "A".repeat(41)}),
-            None,
         )
         .await;
-    assert_eq!(
-        too_long.status,
-        StatusCode::BAD_REQUEST,
-        "{}",
-        too_long.text()
-    );
+    too_long.assert_status(StatusCode::BAD_REQUEST);
     assert_eq!(h.fake.call_count(), 0);
-    assert_eq!(
-        api.get("/api/v1/coins/ETH").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_unregistered(&api, "ETH").await;
 }
 
 #[tokio::test]
@@ -574,24 +522,15 @@ async fn coinbase_unreachable_refuses_a_given_product_with_503_but_a_guess_regis
     let api = TestApi::start_with(h.api_state(None)).await;
 
     let given = api
-        .put(
-            "/api/v1/coins/ETH",
+        .put_coin(
+            "ETH",
             json!({"coingecko_id": "ethereum", "coinbase_product": "ETH-USD"}),
-            None,
         )
         .await;
-    assert_eq!(
-        given.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        given.text()
-    );
+    given.assert_status(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(given.error_code(), "coinbase_unavailable");
     assert!(
-        given.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("Coinbase Exchange"),
+        given.message().contains("Coinbase Exchange"),
         "{}",
         given.text()
     );
@@ -602,13 +541,9 @@ async fn coinbase_unreachable_refuses_a_given_product_with_503_but_a_guess_regis
     );
 
     let guessed = api
-        .put(
-            "/api/v1/coins/ETH",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
         .await;
-    assert_eq!(guessed.status, StatusCode::CREATED, "{}", guessed.text());
+    guessed.assert_status(StatusCode::CREATED);
     assert_eq!(guessed.json()["coinbase_product"], serde_json::Value::Null);
 }
 
@@ -618,28 +553,20 @@ async fn a_new_coin_gets_symbol_usd_when_coinbase_lists_it_and_none_when_it_does
     let api = TestApi::start_with(h.api_state(None)).await;
 
     let eth = api
-        .put(
-            "/api/v1/coins/eth",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("eth", json!({"coingecko_id": "ethereum"}))
         .await;
     let sol = api
-        .put(
-            "/api/v1/coins/SOLANA",
-            json!({"coingecko_id": "solana"}),
-            None,
-        )
+        .put_coin("SOLANA", json!({"coingecko_id": "solana"}))
         .await;
 
-    assert_eq!(eth.status, StatusCode::CREATED, "{}", eth.text());
+    eth.assert_status(StatusCode::CREATED);
     assert_eq!(eth.json()["coinbase_product"], "ETH-USD");
     assert_eq!(
         eth.json()["fallback_usable"],
         serde_json::Value::Null,
         "not checked yet"
     );
-    assert_eq!(sol.status, StatusCode::CREATED, "{}", sol.text());
+    sol.assert_status(StatusCode::CREATED);
     assert_eq!(
         sol.json()["coinbase_product"],
         serde_json::Value::Null,
@@ -663,10 +590,9 @@ async fn a_given_product_is_checked_once_an_unknown_one_is_400_and_a_new_one_for
     let put = |product: serde_json::Value| {
         let api = &api;
         async move {
-            api.put(
-                "/api/v1/coins/SOL",
+            api.put_coin(
+                "SOL",
                 json!({"coingecko_id": "solana", "coinbase_product": product}),
-                None,
             )
             .await
         }
@@ -674,22 +600,14 @@ async fn a_given_product_is_checked_once_an_unknown_one_is_400_and_a_new_one_for
 
     // An unknown product on registration: 400, nothing stored, CoinGecko not asked.
     let unknown = put(json!("NOPE-USD")).await;
-    assert_eq!(
-        unknown.status,
-        StatusCode::BAD_REQUEST,
-        "{}",
-        unknown.text()
-    );
+    unknown.assert_status(StatusCode::BAD_REQUEST);
     assert_eq!(unknown.error_code(), "unknown_coinbase_product");
     assert!(unknown.text().contains("NOPE-USD"), "{}", unknown.text());
-    assert_eq!(
-        api.get("/api/v1/coins/SOL").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_unregistered(&api, "SOL").await;
     assert_eq!(h.fake.call_count(), 0);
 
     let created = put(json!("sol-usd")).await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    created.assert_status(StatusCode::CREATED);
     assert_eq!(created.json()["coinbase_product"], "SOL-USD");
     assert_eq!(h.coinbase.call_count(), 2);
 
@@ -702,7 +620,7 @@ async fn a_given_product_is_checked_once_an_unknown_one_is_400_and_a_new_one_for
     .await
     .unwrap();
     let again = put(json!("SOL-USD")).await;
-    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    again.assert_status(StatusCode::OK);
     assert_eq!(again.json()["fallback_deviation_percent"], 0.3);
     assert_eq!(again.json()["fallback_usable"], true);
     assert_eq!(h.coinbase.call_count(), 2, "the same product costs no call");
@@ -717,7 +635,7 @@ async fn a_given_product_is_checked_once_an_unknown_one_is_400_and_a_new_one_for
 
     // Another product: checked, and the old product's check is forgotten.
     let changed = put(json!("SOLX-USD")).await;
-    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
+    changed.assert_status(StatusCode::OK);
     let coin = changed.json();
     assert_eq!(coin["coinbase_product"], "SOLX-USD");
     assert_eq!(coin["fallback_deviation_percent"], serde_json::Value::Null);
@@ -735,35 +653,22 @@ async fn coinbase_failing_refuses_a_given_product_with_503_and_registers_a_guess
     }
 
     let given = api
-        .put(
-            "/api/v1/coins/ETH",
+        .put_coin(
+            "ETH",
             json!({"coingecko_id": "ethereum", "coinbase_product": "ETH-USD"}),
-            None,
         )
         .await;
-    assert_eq!(
-        given.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        given.text()
-    );
+    given.assert_status(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(given.error_code(), "coinbase_unavailable");
-    assert_eq!(
-        api.get("/api/v1/coins/ETH").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_unregistered(&api, "ETH").await;
 
     for _ in 0..4 {
         h.coinbase.push_response(503, "{\"message\":\"down\"}");
     }
     let guessed = api
-        .put(
-            "/api/v1/coins/ETH",
-            json!({"coingecko_id": "ethereum"}),
-            None,
-        )
+        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
         .await;
-    assert_eq!(guessed.status, StatusCode::CREATED, "{}", guessed.text());
+    guessed.assert_status(StatusCode::CREATED);
     assert_eq!(guessed.json()["coinbase_product"], serde_json::Value::Null);
     assert_eq!(h.coinbase.call_count(), 8);
 }
