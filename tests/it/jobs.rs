@@ -16,9 +16,7 @@ use crate::support::{Harness, api_job, days_before_today};
 async fn a_job_goes_from_pending_to_running_to_completed() {
     let h = Harness::new().await;
     h.fake.set_delay(Duration::from_millis(100));
-    let job = h
-        .submit(days_before_today(200), days_before_today(1), false)
-        .await;
+    let job = h.submit_days_to_yesterday(200).await;
     assert_eq!(job.status, JobStatus::Pending);
     assert!(job.started_at.is_none());
     let mut follower = JobFollower::new(h.pool(), job.id).await.unwrap();
@@ -56,14 +54,9 @@ async fn a_job_goes_from_pending_to_running_to_completed() {
 async fn a_transient_failure_goes_back_on_the_queue_and_the_next_attempt_completes() {
     let h = Harness::new().await;
     // The call and its 3 retries all fail: attempt 1 fails; attempt 2 finds CoinGecko well.
-    for _ in 0..4 {
-        h.fake
-            .push_response(ScriptedResponse::status(503, "Service Unavailable"));
-    }
+    h.fail_next_calls(4, 503, "Service Unavailable");
 
-    let job = h
-        .run_job(days_before_today(10), days_before_today(1), false)
-        .await;
+    let job = h.run_days_to_yesterday(10).await;
 
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
     assert_eq!(job.attempts, 2);
@@ -74,14 +67,9 @@ async fn a_transient_failure_goes_back_on_the_queue_and_the_next_attempt_complet
 #[tokio::test]
 async fn a_job_that_keeps_failing_transiently_is_failed_after_job_max_attempts() {
     let h = Harness::new().await;
-    for _ in 0..(3 * 4) {
-        h.fake
-            .push_response(ScriptedResponse::status(502, "Bad Gateway"));
-    }
+    h.fail_next_calls(3 * 4, 502, "Bad Gateway");
 
-    let job = h
-        .run_job(days_before_today(10), days_before_today(1), false)
-        .await;
+    let job = h.run_days_to_yesterday(10).await;
 
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.attempts, 3);
@@ -103,9 +91,7 @@ async fn a_resumed_job_does_not_fetch_the_windows_it_already_stored() {
     let (start, end) = (days_before_today(270), days_before_today(1));
     // Window 1 succeeds; window 2 fails with every retry; attempt 2 resumes.
     h.fake.push_response(ScriptedResponse::passthrough());
-    for _ in 0..4 {
-        h.fake.push_response(ScriptedResponse::status(500, "oops"));
-    }
+    h.fail_next_calls(4, 500, "oops");
 
     let job = h.run_job(start, end, false).await;
 
@@ -132,9 +118,7 @@ async fn a_cancelled_pending_job_never_runs() {
     };
     assert_eq!(record.status, JobStatus::Cancelled);
     // The queue takes jobs in order: once the next one is done, the cancelled one was seen.
-    let next = h
-        .run_job(days_before_today(5), days_before_today(1), false)
-        .await;
+    let next = h.run_days_to_yesterday(5).await;
 
     assert_eq!(next.status, JobStatus::Completed);
     let after = h.job(cancelled.id).await;
@@ -154,9 +138,7 @@ async fn a_cancelled_pending_job_never_runs() {
 async fn cancelling_a_running_job_stops_it_after_its_current_window() {
     let h = Harness::new().await;
     h.fake.set_delay(Duration::from_millis(300));
-    let job = h
-        .submit(days_before_today(270), days_before_today(1), false)
-        .await;
+    let job = h.submit_days_to_yesterday(270).await;
     let mut follower = JobFollower::new(h.pool(), job.id).await.unwrap();
     let worker = h.start_worker();
     h.fake.wait_for_calls(1).await;
@@ -201,9 +183,7 @@ async fn cancelling_a_running_job_stops_it_after_its_current_window() {
 #[tokio::test]
 async fn a_finished_job_cannot_be_cancelled() {
     let h = Harness::new().await;
-    let job = h
-        .run_job(days_before_today(3), days_before_today(1), false)
-        .await;
+    let job = h.run_days_to_yesterday(3).await;
 
     let outcome = ingestion_jobs::cancel(h.pool(), job.id).await.unwrap();
 
@@ -233,9 +213,7 @@ fn new_job(start_days_ago: u64) -> NewJob {
 #[tokio::test]
 async fn only_one_job_can_be_pending_or_running() {
     let h = Harness::new().await;
-    let first = h
-        .submit(days_before_today(10), days_before_today(1), false)
-        .await;
+    let first = h.submit_days_to_yesterday(10).await;
 
     let second = queue::submit(h.pool(), new_job(20), 3).await;
 
@@ -290,9 +268,7 @@ async fn of_many_concurrent_submissions_exactly_one_is_accepted() {
 #[tokio::test]
 async fn a_job_started_too_many_times_is_failed_instead_of_taken_over_again() {
     let h = Harness::new().await;
-    let job = h
-        .submit(days_before_today(10), days_before_today(1), false)
-        .await;
+    let job = h.submit_days_to_yesterday(10).await;
     // As if its worker had died mid-run every time so far.
     let limit = h.settings.job_max_attempts + price_history::queue::MAX_TAKEOVERS;
     sqlx::query("UPDATE ingestion_jobs SET attempts = $2 WHERE id = $1")
@@ -356,18 +332,14 @@ async fn finishing_a_job_cancelled_meanwhile_changes_nothing_and_says_so() {
         out_of_plan_days: 0,
         message: None,
     };
-    let cancelled = h
-        .submit(days_before_today(3), days_before_today(1), false)
-        .await;
+    let cancelled = h.submit_days_to_yesterday(3).await;
     let Cancelled::Now(_) = ingestion_jobs::cancel(h.pool(), cancelled.id)
         .await
         .unwrap()
     else {
         panic!("a pending job can be cancelled");
     };
-    let active = h
-        .submit(days_before_today(3), days_before_today(1), false)
-        .await;
+    let active = h.submit_days_to_yesterday(3).await;
 
     let ended_cancelled = ingestion_jobs::finish(h.pool(), cancelled.id, ending)
         .await
@@ -404,14 +376,9 @@ async fn a_failed_attempt_hands_its_job_back_as_pending_saying_why() {
     .await
     .unwrap();
     // The call and its 3 retries fail: attempt 1 fails; attempt 2 finds CoinGecko well.
-    for _ in 0..4 {
-        h.fake
-            .push_response(ScriptedResponse::status(503, "Service Unavailable"));
-    }
+    h.fail_next_calls(4, 503, "Service Unavailable");
 
-    let job = h
-        .run_job(days_before_today(10), days_before_today(1), false)
-        .await;
+    let job = h.run_days_to_yesterday(10).await;
 
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
     let states: Vec<(String, i32, Option<String>)> =
@@ -476,9 +443,7 @@ async fn an_idle_worker_is_woken_once_listening_and_then_only_by_jobs_of_its_que
 #[tokio::test]
 async fn a_job_started_as_often_as_allowed_still_runs() {
     let h = Harness::new().await;
-    let job = h
-        .submit(days_before_today(3), days_before_today(1), false)
-        .await;
+    let job = h.submit_days_to_yesterday(3).await;
     let limit = h.settings.job_max_attempts + price_history::queue::MAX_TAKEOVERS;
     // This start will be number `limit`.
     sqlx::query("UPDATE ingestion_jobs SET attempts = $2 WHERE id = $1")

@@ -287,6 +287,28 @@ impl Harness {
         finished
     }
 
+    /// Runs a BTC job over the `days` days up to yesterday, unforced.
+    pub async fn run_days_to_yesterday(&self, days: u64) -> JobRecord {
+        self.run_job(days_before_today(days), days_before_today(1), false)
+            .await
+    }
+
+    /// Submits a BTC job over the `days` days up to yesterday, unforced.
+    pub async fn submit_days_to_yesterday(&self, days: u64) -> JobRecord {
+        self.submit(days_before_today(days), days_before_today(1), false)
+            .await
+    }
+
+    /// Scripts the fake CoinGecko's next `calls` answers as `status` with `body`.
+    pub fn fail_next_calls(&self, calls: usize, status: u16, body: &str) {
+        for _ in 0..calls {
+            self.fake
+                .push_response(fake_upstream::coingecko::ScriptedResponse::status(
+                    status, body,
+                ));
+        }
+    }
+
     /// Registers a coin the fake knows, through the registry (one CoinGecko call).
     pub async fn register(&self, symbol: &str, coingecko_id: &str) -> Symbol {
         let symbol = Symbol::parse(symbol).expect("a symbol");
