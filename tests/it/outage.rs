@@ -16,6 +16,56 @@ use uuid::Uuid;
 use crate::cluster::{PrivateCluster, readyz, wait_until};
 use crate::support::{count_rows, days_before_today, free_port, spawn_service};
 
+/// Submits a BTC job over the 1461 days up to yesterday and waits until three of its
+/// windows are stored, so that an outage strikes mid-job; returns the job as submitted.
+async fn submit_four_years_and_await_three_windows(pool: &sqlx::PgPool) -> JobRecord {
+    let end = days_before_today(1);
+    let range = DateRange::for_coin(
+        &price_history::domain::Coin::bitcoin(),
+        end.checked_sub_days(Days::new(1460)).unwrap(),
+        end,
+        today_utc(),
+    )
+    .unwrap();
+    let job = queue::submit(
+        pool,
+        NewJob {
+            id: Uuid::now_v7(),
+            symbol: Symbol::BTC,
+            trigger: price_history::domain::Trigger::Api,
+            range,
+            force: false,
+        },
+        3,
+    )
+    .await
+    .unwrap();
+    let mut follower = JobFollower::new(pool, job.id).await.unwrap();
+    let mut now: JobRecord = follower.current().await.unwrap().unwrap();
+    while now.chunks_done < 3 {
+        now = follower.next_change().await.unwrap().unwrap();
+    }
+    job
+}
+
+/// The job once it has ended, within `within`, followed on a fresh connection each time
+/// because the follower's connection died with the server.
+async fn finished_after_outage(pool: &sqlx::PgPool, id: Uuid, within: Duration) -> JobRecord {
+    tokio::time::timeout(within, async {
+        loop {
+            // The follower's connection died with the server; a fresh one follows on.
+            if let Ok(mut follower) = JobFollower::new(pool, id).await
+                && let Ok(Some(job)) = follower.until_finished().await
+            {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the job ends after the database is back")
+}
+
 #[tokio::test]
 async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
     let cluster = PrivateCluster::create();
@@ -36,32 +86,7 @@ async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
     })
     .await;
     let pool = store::connect(&url, 4).await.unwrap();
-    let end = days_before_today(1);
-    let range = DateRange::for_coin(
-        &price_history::domain::Coin::bitcoin(),
-        end.checked_sub_days(Days::new(1460)).unwrap(),
-        end,
-        today_utc(),
-    )
-    .unwrap();
-    let job = queue::submit(
-        &pool,
-        NewJob {
-            id: Uuid::now_v7(),
-            symbol: Symbol::BTC,
-            trigger: price_history::domain::Trigger::Api,
-            range,
-            force: false,
-        },
-        3,
-    )
-    .await
-    .unwrap();
-    let mut follower = JobFollower::new(&pool, job.id).await.unwrap();
-    let mut now: JobRecord = follower.current().await.unwrap().unwrap();
-    while now.chunks_done < 3 {
-        now = follower.next_change().await.unwrap().unwrap();
-    }
+    let job = submit_four_years_and_await_three_windows(&pool).await;
 
     cluster.stop();
     let stopped_at = Instant::now();
@@ -87,19 +112,7 @@ async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
     )
     .await;
     let ready_again = restarted_at.elapsed();
-    let finished = tokio::time::timeout(Duration::from_secs(90), async {
-        loop {
-            // The follower's connection died with the server; a fresh one follows on.
-            if let Ok(mut follower) = JobFollower::new(&pool, job.id).await
-                && let Ok(Some(job)) = follower.until_finished().await
-            {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await
-    .expect("the job ends after the database is back");
+    let finished = finished_after_outage(&pool, job.id, Duration::from_secs(90)).await;
 
     if std::env::var_os("PH_SHOW_OUTPUT").is_some() {
         println!("{}", serve.output());
@@ -370,32 +383,7 @@ async fn a_job_through_an_outage_of(outage: Duration) -> (JobRecord, usize, Stri
         // 5 s acquire time-out while the database is still away.
         &[("JOB_LEASE_SECS", "15"), ("SYNC_SCHEDULE", "off")],
     );
-    let end = days_before_today(1);
-    let range = DateRange::for_coin(
-        &price_history::domain::Coin::bitcoin(),
-        end.checked_sub_days(Days::new(1460)).unwrap(),
-        end,
-        today_utc(),
-    )
-    .unwrap();
-    let job = queue::submit(
-        &pool,
-        NewJob {
-            id: Uuid::now_v7(),
-            symbol: Symbol::BTC,
-            trigger: price_history::domain::Trigger::Api,
-            range,
-            force: false,
-        },
-        3,
-    )
-    .await
-    .unwrap();
-    let mut follower = JobFollower::new(&pool, job.id).await.unwrap();
-    let mut now: JobRecord = follower.current().await.unwrap().unwrap();
-    while now.chunks_done < 3 {
-        now = follower.next_change().await.unwrap().unwrap();
-    }
+    let job = submit_four_years_and_await_three_windows(&pool).await;
     // A window is in flight: its call has gone, its answer comes while the database is away.
     fake.wait_for_calls(4).await;
     cluster.stop();
@@ -406,19 +394,7 @@ async fn a_job_through_an_outage_of(outage: Duration) -> (JobRecord, usize, Stri
         worker.output()
     );
     cluster.start();
-    let finished = tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            // The follower's connection died with the server; a fresh one follows on.
-            if let Ok(mut follower) = JobFollower::new(&pool, job.id).await
-                && let Ok(Some(job)) = follower.until_finished().await
-            {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await
-    .expect("the job ends after the database is back");
+    let finished = finished_after_outage(&pool, job.id, Duration::from_secs(120)).await;
     let stored = count_rows(&pool, "daily_prices").await;
     assert_eq!(stored, 1461);
     worker.signal("TERM");
