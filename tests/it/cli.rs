@@ -21,6 +21,11 @@ fn price_history(h: &Harness) -> Command {
     command
 }
 
+/// Runs `price-history` with `args`, to its end.
+async fn run(h: &Harness, args: &[&str]) -> Output {
+    price_history(h).args(args).output().await.unwrap()
+}
+
 /// Runs `price-history backfill` over the days from `start` to `end`, to its end.
 async fn backfill(command: &mut Command, start: impl Display, end: impl Display) -> Output {
     let (start, end) = (start.to_string(), end.to_string());
@@ -128,8 +133,9 @@ async fn backfill_on_a_365_day_plan_stores_the_last_year_and_reports_the_rest_ou
 async fn coins_are_added_and_listed_from_the_shell_with_the_apis_rules() {
     let h = Harness::new().await;
 
-    let added = price_history(&h)
-        .args([
+    let added = run(
+        &h,
+        &[
             "coins",
             "add",
             "eth",
@@ -137,25 +143,12 @@ async fn coins_are_added_and_listed_from_the_shell_with_the_apis_rules() {
             "--track",
             "--since",
             "2024-01-01",
-        ])
-        .output()
-        .await
-        .unwrap();
-    let unknown = price_history(&h)
-        .args(["coins", "add", "BCN", "bitcorn"])
-        .output()
-        .await
-        .unwrap();
-    let taken = price_history(&h)
-        .args(["coins", "add", "ETH", "solana"])
-        .output()
-        .await
-        .unwrap();
-    let listed = price_history(&h)
-        .args(["coins", "list"])
-        .output()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
+    let unknown = run(&h, &["coins", "add", "BCN", "bitcorn"]).await;
+    let taken = run(&h, &["coins", "add", "ETH", "solana"]).await;
+    let listed = run(&h, &["coins", "list"]).await;
 
     assert_eq!(added.status.code(), Some(0), "{}", output_text(&added));
     assert!(
@@ -194,48 +187,44 @@ async fn coins_are_added_and_listed_from_the_shell_with_the_apis_rules() {
 async fn coins_add_takes_a_coinbase_product_or_none_and_refuses_a_malformed_one() {
     let h = Harness::new().await;
 
-    let malformed = price_history(&h)
-        .args([
+    let malformed = run(
+        &h,
+        &[
             "coins",
             "add",
             "ETH",
             "ethereum",
             "--coinbase-product",
             "ETHUSD",
-        ])
-        .output()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     // FALLBACK_SOURCE=off here: the product is stored as given, unchecked.
-    let added = price_history(&h)
-        .args([
+    let added = run(
+        &h,
+        &[
             "coins",
             "add",
             "ETH",
             "ethereum",
             "--coinbase-product",
             "eth-usd",
-        ])
-        .output()
-        .await
-        .unwrap();
-    let listed = price_history(&h)
-        .args(["coins", "list"])
-        .output()
-        .await
-        .unwrap();
-    let cleared = price_history(&h)
-        .args([
+        ],
+    )
+    .await;
+    let listed = run(&h, &["coins", "list"]).await;
+    let cleared = run(
+        &h,
+        &[
             "coins",
             "add",
             "ETH",
             "ethereum",
             "--coinbase-product",
             "none",
-        ])
-        .output()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
 
     assert_eq!(
         malformed.status.code(),
@@ -296,8 +285,9 @@ async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
             output_text(&output)
         );
     }
-    let output = price_history(&h)
-        .args([
+    let output = run(
+        &h,
+        &[
             "backfill",
             "--start-date",
             "2024-01-01",
@@ -305,10 +295,9 @@ async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
             "2024-01-02",
             "--symbol",
             "DOGE",
-        ])
-        .output()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(output.status.code(), Some(2));
     assert!(
         output_text(&output).contains("DOGE is not a registered coin"),
