@@ -135,13 +135,7 @@ async fn each_broken_rule_of_a_submission_has_its_own_400_code_and_queues_nothin
     for (body, code) in cases {
         let answer = api.submit(body.clone()).await;
 
-        assert_eq!(
-            answer.status,
-            StatusCode::BAD_REQUEST,
-            "{body}: {}",
-            answer.text()
-        );
-        assert_eq!(answer.error_code(), code, "{body}");
+        answer.assert_refused(code, &format!("{body}"));
     }
     assert_eq!(job_count(&h).await, 0);
 }
@@ -191,13 +185,7 @@ async fn malformed_bodies_get_a_400_json_error_and_a_body_that_is_not_json_gets_
             )
             .await;
 
-        assert_eq!(
-            answer.status,
-            StatusCode::BAD_REQUEST,
-            "{body:?}: {}",
-            answer.text()
-        );
-        assert_eq!(answer.error_code(), "invalid_request", "{body:?}");
+        answer.assert_refused("invalid_request", &format!("{body:?}"));
     }
 
     let answer = api
@@ -360,13 +348,7 @@ async fn a_job_is_404_when_unknown_and_400_when_the_id_is_not_a_uuid() {
     ] {
         let answer = api.get(&format!("/api/v1/ingestion-jobs/{id}")).await;
 
-        assert_eq!(
-            answer.status,
-            StatusCode::BAD_REQUEST,
-            "{id}: {}",
-            answer.text()
-        );
-        assert_eq!(answer.error_code(), "invalid_request");
+        answer.assert_refused("invalid_request", id);
     }
 }
 
@@ -439,13 +421,7 @@ async fn jobs_are_listed_newest_first_narrowed_by_status_and_limited() {
     ] {
         let answer = api.get(&format!("/api/v1/ingestion-jobs?{query}")).await;
 
-        assert_eq!(
-            answer.status,
-            StatusCode::BAD_REQUEST,
-            "{query}: {}",
-            answer.text()
-        );
-        assert_eq!(answer.error_code(), "invalid_request");
+        answer.assert_refused("invalid_request", query);
     }
 }
 
@@ -633,13 +609,7 @@ async fn reads_refuse_bad_ranges_symbols_and_dates_with_400() {
         for (query, code) in cases {
             let answer = api.get(&format!("{endpoint}?{query}")).await;
 
-            assert_eq!(
-                answer.status,
-                StatusCode::BAD_REQUEST,
-                "{endpoint}?{query}: {}",
-                answer.text()
-            );
-            assert_eq!(answer.error_code(), code, "{endpoint}?{query}");
+            answer.assert_refused(code, &format!("{endpoint}?{query}"));
         }
     }
     // Far but well-formed dates are simply not stored.

@@ -148,13 +148,7 @@ async fn malformed_symbols_ids_and_days_are_refused_with_400_and_no_call() {
     ];
     for (path, body, code) in cases {
         let answer = api.put(path, body.clone(), None).await;
-        assert_eq!(
-            answer.status,
-            StatusCode::BAD_REQUEST,
-            "{path} {body}: {}",
-            answer.text()
-        );
-        assert_eq!(answer.error_code(), code, "{path} {body}");
+        answer.assert_refused(code, &format!("{path} {body}"));
     }
     assert_eq!(
         api.get("/api/v1/coins/ET-H").await.error_code(),
@@ -489,13 +483,7 @@ async fn a_malformed_product_is_refused_with_400_before_any_call() {
                 json!({"coingecko_id": "ethereum", "coinbase_product": product}),
             )
             .await;
-        assert_eq!(
-            answer.status,
-            StatusCode::BAD_REQUEST,
-            "{product}: {}",
-            answer.text()
-        );
-        assert_eq!(answer.error_code(), "invalid_coinbase_product", "{product}");
+        answer.assert_refused("invalid_coinbase_product", product);
         assert!(
             answer.message().contains("BTC-USD"),
             "the message shows a product's form: {}",

@@ -749,6 +749,18 @@ impl Answer {
         assert_eq!(self.status, status, "{}", self.text());
     }
 
+    /// Asserts a 400 with the error `code`; `what` names the request in the messages.
+    #[track_caller]
+    pub fn assert_refused(&self, code: &str, what: &str) {
+        assert_eq!(
+            self.status,
+            StatusCode::BAD_REQUEST,
+            "{what}: {}",
+            self.text()
+        );
+        assert_eq!(self.error_code(), code, "{what}");
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
