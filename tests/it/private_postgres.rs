@@ -187,17 +187,37 @@ impl Drop for TestUser {
 
 /// A fake CoinGecko in a network namespace of its own, loopback up: its pid names the
 /// namespace for `nsenter`.
+/// `unshare` ready to run a program, given next, in a new network namespace whose
+/// loopback is up: no other process's server is reachable there.
+fn in_new_netns() -> Command {
+    let mut command = Command::new("unshare");
+    command.args([
+        "--net",
+        "sh",
+        "-c",
+        "ip link set lo up && exec \"$@\"",
+        "sh",
+    ]);
+    command
+}
+
+/// `price-history migrate` in a new network namespace, with only `PATH` and a scratch
+/// `HOME` in its environment.
+fn migrate_in_new_netns(scratch: &Scratch) -> Command {
+    let mut command = in_new_netns();
+    command
+        .arg(env!("CARGO_BIN_EXE_price-history"))
+        .arg("migrate")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &scratch.0);
+    command
+}
+
 async fn fake_in_new_netns() -> Service {
     let (argv, ready) = fake_coingecko(FAKE_BIND);
-    let mut command = Command::new("unshare");
+    let mut command = in_new_netns();
     command
-        .args([
-            "--net",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$@\"",
-            "sh",
-        ])
         .args(&argv)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -331,22 +351,7 @@ async fn as_root_the_private_server_is_refused_saying_why_and_nothing_is_made() 
     assert_root();
     let scratch = Scratch::new("root");
     let started = Instant::now();
-    let output = Command::new("unshare")
-        .args([
-            "--net",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$@\"",
-            "sh",
-        ])
-        .arg(env!("CARGO_BIN_EXE_price-history"))
-        .arg("migrate")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &scratch.0)
-        .output()
-        .await
-        .unwrap();
+    let output = migrate_in_new_netns(&scratch).output().await.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
@@ -481,19 +486,7 @@ async fn processes_starting_at_once_make_one_data_directory_and_leave_no_server(
 async fn database_url_set_even_to_the_default_means_no_private_server_as_before() {
     assert_root();
     let scratch = Scratch::new("given");
-    let output = Command::new("unshare")
-        .args([
-            "--net",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$@\"",
-            "sh",
-        ])
-        .arg(env!("CARGO_BIN_EXE_price-history"))
-        .arg("migrate")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &scratch.0)
+    let output = migrate_in_new_netns(&scratch)
         .env("DATABASE_URL", price_history::config::DEFAULT_DATABASE_URL)
         .env("DATABASE_CONNECT_TIMEOUT_SECS", "0")
         .output()
