@@ -27,8 +27,7 @@ async fn job_count(h: &Harness) -> i64 {
 
 #[tokio::test]
 async fn a_submitted_job_is_accepted_with_its_location_and_is_seen_completed_through_get() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
 
     let submitted = api
         .submit(range(days_before_today(10), days_before_today(1)))
@@ -106,8 +105,7 @@ async fn a_submitted_job_is_accepted_with_its_location_and_is_seen_completed_thr
 
 #[tokio::test]
 async fn each_broken_rule_of_a_submission_has_its_own_400_code_and_queues_nothing() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
     let today = today_utc();
     let cases = [
         (
@@ -142,8 +140,7 @@ async fn each_broken_rule_of_a_submission_has_its_own_400_code_and_queues_nothin
 
 #[tokio::test]
 async fn the_symbol_is_read_case_insensitively_and_a_four_year_range_is_accepted() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (_h, api) = TestApi::with_harness().await;
 
     let answer = api
         .submit(json!({"start_date": "2020-01-01", "end_date": "2023-12-31", "symbol": "btc", "force": true}))
@@ -156,8 +153,7 @@ async fn the_symbol_is_read_case_insensitively_and_a_four_year_range_is_accepted
 
 #[tokio::test]
 async fn malformed_bodies_get_a_400_json_error_and_a_body_that_is_not_json_gets_415() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
     let url = format!("{}/api/v1/ingestion-jobs", api.base);
     let bodies = [
         "{",
@@ -216,8 +212,7 @@ async fn malformed_bodies_get_a_400_json_error_and_a_body_that_is_not_json_gets_
 
 #[tokio::test]
 async fn a_submission_while_a_job_is_active_gets_409_naming_the_active_job() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
     let first = api
         .submit(range(days_before_today(10), days_before_today(1)))
         .await
@@ -241,8 +236,7 @@ async fn a_submission_while_a_job_is_active_gets_409_naming_the_active_job() {
 
 #[tokio::test]
 async fn of_many_concurrent_posts_one_is_accepted_and_the_rest_get_409_naming_it() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
 
     let answers = futures::future::join_all(
         (0..12).map(|i| api.submit(range(days_before_today(10 + i), days_before_today(1)))),
@@ -331,8 +325,7 @@ async fn with_api_token_set_posts_need_the_bearer_token_and_gets_stay_open() {
 
 #[tokio::test]
 async fn a_job_is_404_when_unknown_and_400_when_the_id_is_not_a_uuid() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (_h, api) = TestApi::with_harness().await;
 
     let unknown = api
         .get(&format!("/api/v1/ingestion-jobs/{}", Uuid::now_v7()))
@@ -354,8 +347,7 @@ async fn a_job_is_404_when_unknown_and_400_when_the_id_is_not_a_uuid() {
 
 #[tokio::test]
 async fn jobs_are_listed_newest_first_narrowed_by_status_and_limited() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (_h, api) = TestApi::with_harness().await;
     let mut ids = Vec::new();
     for i in 0..3 {
         let job = api
@@ -427,8 +419,7 @@ async fn jobs_are_listed_newest_first_narrowed_by_status_and_limited() {
 
 #[tokio::test]
 async fn cancelling_returns_the_job_cancelled_and_a_finished_job_is_409() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
     let id = api
         .submit(range(days_before_today(10), days_before_today(1)))
         .await
@@ -574,8 +565,7 @@ async fn coverage_counts_stored_and_missing_days() {
 
 #[tokio::test]
 async fn reads_refuse_bad_ranges_symbols_and_dates_with_400() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (_h, api) = TestApi::with_harness().await;
     let cases = [
         (
             "start_date=2024-02-02&end_date=2024-02-01",
@@ -811,8 +801,7 @@ async fn without_a_database_readiness_is_503_and_requests_get_503_json_without_t
 
 #[tokio::test]
 async fn unknown_routes_wrong_methods_and_oversized_bodies_get_json_errors() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (_h, api) = TestApi::with_harness().await;
 
     let missing = api.get("/api/v1/nothing-here").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
@@ -872,8 +861,7 @@ async fn raw_http(api: &TestApi, request: &str) -> String {
 
 #[tokio::test]
 async fn every_response_carries_a_request_id_echoing_a_sensible_one() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (_h, api) = TestApi::with_harness().await;
 
     let echoed = api
         .send(
@@ -906,8 +894,7 @@ async fn every_response_carries_a_request_id_echoing_a_sensible_one() {
 
 #[tokio::test]
 async fn the_document_and_swagger_ui_are_served_and_the_document_is_what_openapi_prints() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (_h, api) = TestApi::with_harness().await;
 
     let document = api.get("/openapi.json").await;
 

@@ -12,6 +12,12 @@ use crate::support::{Harness, TestApi, days_before_today};
 
 const TOKEN: &str = "coins-token-for-tests";
 
+/// Registers (or re-registers) `symbol` with nothing but its CoinGecko id.
+async fn put_id(api: &TestApi, symbol: &str, coingecko_id: &str) -> crate::support::Answer {
+    api.put_coin(symbol, json!({ "coingecko_id": coingecko_id }))
+        .await
+}
+
 /// Asserts that no coin `symbol` is registered: its page is a 404.
 async fn assert_unregistered(api: &TestApi, symbol: &str) {
     let answer = api.get(&format!("/api/v1/coins/{symbol}")).await;
@@ -20,12 +26,9 @@ async fn assert_unregistered(api: &TestApi, symbol: &str) {
 
 #[tokio::test]
 async fn a_new_coin_is_checked_with_one_call_that_finds_its_first_day_and_is_listed() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
 
-    let answer = api
-        .put_coin("eth", json!({"coingecko_id": "ethereum"}))
-        .await;
+    let answer = put_id(&api, "eth", "ethereum").await;
 
     answer.assert_status(StatusCode::CREATED);
     assert_eq!(answer.header("location"), Some("/api/v1/coins/ETH"));
@@ -55,12 +58,9 @@ async fn a_new_coin_is_checked_with_one_call_that_finds_its_first_day_and_is_lis
 
 #[tokio::test]
 async fn an_unknown_coingecko_id_is_refused_after_one_call_and_nothing_is_stored() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
 
-    let answer = api
-        .put_coin("BCN", json!({"coingecko_id": "bitcorn"}))
-        .await;
+    let answer = put_id(&api, "BCN", "bitcorn").await;
 
     answer.assert_status(StatusCode::BAD_REQUEST);
     assert_eq!(answer.error_code(), "unknown_coingecko_id");
@@ -71,17 +71,12 @@ async fn an_unknown_coingecko_id_is_refused_after_one_call_and_nothing_is_stored
 
 #[tokio::test]
 async fn a_symbol_keeps_its_id_and_an_id_its_symbol_and_tracking_changes_without_a_call() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
-    let created = api
-        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
-        .await;
+    let (h, api) = TestApi::with_harness().await;
+    let created = put_id(&api, "ETH", "ethereum").await;
     assert_eq!(created.status, StatusCode::CREATED);
 
-    let other_id = api.put_coin("ETH", json!({"coingecko_id": "solana"})).await;
-    let other_symbol = api
-        .put_coin("ETH2", json!({"coingecko_id": "ethereum"}))
-        .await;
+    let other_id = put_id(&api, "ETH", "solana").await;
+    let other_symbol = put_id(&api, "ETH2", "ethereum").await;
     let tracked = api
         .put_coin(
             "eth",
@@ -110,8 +105,7 @@ async fn a_symbol_keeps_its_id_and_an_id_its_symbol_and_tracking_changes_without
 
 #[tokio::test]
 async fn malformed_symbols_ids_and_days_are_refused_with_400_and_no_call() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
     let tomorrow = today_utc().checked_add_days(Days::new(1)).unwrap();
     let cases = [
         (
@@ -159,15 +153,12 @@ async fn malformed_symbols_ids_and_days_are_refused_with_400_and_no_call() {
 
 #[tokio::test]
 async fn a_coingecko_failure_during_the_check_is_a_503_that_stores_nothing() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
     for _ in 0..=h.settings.coingecko_max_retries {
         h.fake.push_response(ScriptedResponse::server_error(503));
     }
 
-    let answer = api
-        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
-        .await;
+    let answer = put_id(&api, "ETH", "ethereum").await;
 
     answer.assert_status(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.error_code(), "coingecko_unavailable");
@@ -179,8 +170,7 @@ async fn a_coingecko_failure_during_the_check_is_a_503_that_stores_nothing() {
             401,
             r#"{"status":{"error_code":10002,"error_message":"API Key Missing."}}"#,
         ));
-        api.put_coin("ETH", json!({"coingecko_id": "ethereum"}))
-            .await
+        put_id(&api, "ETH", "ethereum").await
     };
     refused.assert_status(StatusCode::BAD_GATEWAY);
     assert_eq!(refused.error_code(), "coingecko_refused");
@@ -192,9 +182,7 @@ async fn registering_a_coin_needs_the_bearer_token_when_one_is_set() {
     let h = Harness::new().await;
     let api = TestApi::start_with(h.api_state(Some(TOKEN))).await;
 
-    let without = api
-        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
-        .await;
+    let without = put_id(&api, "ETH", "ethereum").await;
     let wrong = api
         .put(
             "/api/v1/coins/ETH",
@@ -218,8 +206,7 @@ async fn registering_a_coin_needs_the_bearer_token_when_one_is_set() {
 
 #[tokio::test]
 async fn a_job_for_an_unregistered_or_malformed_symbol_is_refused_with_how_to_register() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
     let range = json!({"start_date": days_before_today(5).to_string(), "end_date": days_before_today(1).to_string()});
     let mut unknown = range.clone();
     unknown["symbol"] = json!("doge");
@@ -425,8 +412,7 @@ async fn a_reach_learned_from_10012_costs_one_refused_call_in_the_service_lifeti
 async fn without_the_second_source_a_product_is_stored_unchecked_kept_when_unsaid_and_cleared_by_null()
  {
     // The harness runs with FALLBACK_SOURCE=off: there is no Coinbase client to ask.
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
 
     let created = api
         .put_coin(
@@ -461,7 +447,7 @@ async fn without_the_second_source_a_product_is_stored_unchecked_kept_when_unsai
     );
 
     // Nothing is guessed without the second source; BTC has its product by migration.
-    let sol = api.put_coin("SOL", json!({"coingecko_id": "solana"})).await;
+    let sol = put_id(&api, "SOL", "solana").await;
     sol.assert_status(StatusCode::CREATED);
     assert_eq!(sol.json()["coinbase_product"], serde_json::Value::Null);
     assert_eq!(
@@ -473,8 +459,7 @@ async fn without_the_second_source_a_product_is_stored_unchecked_kept_when_unsai
 
 #[tokio::test]
 async fn a_malformed_product_is_refused_with_400_before_any_call() {
-    let h = Harness::new().await;
-    let api = TestApi::start(&h).await;
+    let (h, api) = TestApi::with_harness().await;
 
     for product in ["ETHUSD", "ETH-", "eth/usd", "ETH-USD-X", "ÉTH-USD"] {
         let answer = api
@@ -528,9 +513,7 @@ async fn coinbase_unreachable_refuses_a_given_product_with_503_but_a_guess_regis
         "nothing stored"
     );
 
-    let guessed = api
-        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
-        .await;
+    let guessed = put_id(&api, "ETH", "ethereum").await;
     guessed.assert_status(StatusCode::CREATED);
     assert_eq!(guessed.json()["coinbase_product"], serde_json::Value::Null);
 }
@@ -540,12 +523,8 @@ async fn a_new_coin_gets_symbol_usd_when_coinbase_lists_it_and_none_when_it_does
     let h = Harness::new().await.with_coinbase();
     let api = TestApi::start_with(h.api_state(None)).await;
 
-    let eth = api
-        .put_coin("eth", json!({"coingecko_id": "ethereum"}))
-        .await;
-    let sol = api
-        .put_coin("SOLANA", json!({"coingecko_id": "solana"}))
-        .await;
+    let eth = put_id(&api, "eth", "ethereum").await;
+    let sol = put_id(&api, "SOLANA", "solana").await;
 
     eth.assert_status(StatusCode::CREATED);
     assert_eq!(eth.json()["coinbase_product"], "ETH-USD");
@@ -653,9 +632,7 @@ async fn coinbase_failing_refuses_a_given_product_with_503_and_registers_a_guess
     for _ in 0..4 {
         h.coinbase.push_response(503, "{\"message\":\"down\"}");
     }
-    let guessed = api
-        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
-        .await;
+    let guessed = put_id(&api, "ETH", "ethereum").await;
     guessed.assert_status(StatusCode::CREATED);
     assert_eq!(guessed.json()["coinbase_product"], serde_json::Value::Null);
     assert_eq!(h.coinbase.call_count(), 8);

@@ -787,6 +787,13 @@ impl Answer {
 }
 
 impl TestApi {
+    /// A fresh harness and its API, the arrangement most API tests start from.
+    pub async fn with_harness() -> (Harness, TestApi) {
+        let h = Harness::new().await;
+        let api = TestApi::start(&h).await;
+        (h, api)
+    }
+
     pub async fn start(h: &Harness) -> TestApi {
         Self::start_with(h.api_state(None)).await
     }
