@@ -21,9 +21,24 @@ fn price_history(h: &Harness) -> Command {
     command
 }
 
+/// Asserts that the process's output (stdout and stderr) contains `text`.
+#[track_caller]
+fn assert_says(output: &Output, text: &str) {
+    assert!(
+        output_text(output).contains(text),
+        "{}",
+        output_text(output)
+    );
+}
+
 /// Runs `price-history` with `args`, to its end.
 async fn run(h: &Harness, args: &[&str]) -> Output {
     price_history(h).args(args).output().await.unwrap()
+}
+
+/// Runs `price-history coins add` with `args`, to its end.
+async fn coins_add(h: &Harness, args: &[&str]) -> Output {
+    run(h, &[&["coins", "add"], args].concat()).await
 }
 
 /// Runs `price-history backfill` over the days from `start` to `end`, to its end.
@@ -133,42 +148,20 @@ async fn backfill_on_a_365_day_plan_stores_the_last_year_and_reports_the_rest_ou
 async fn coins_are_added_and_listed_from_the_shell_with_the_apis_rules() {
     let h = Harness::new().await;
 
-    let added = run(
-        &h,
-        &[
-            "coins",
-            "add",
-            "eth",
-            "ethereum",
-            "--track",
-            "--since",
-            "2024-01-01",
-        ],
-    )
-    .await;
-    let unknown = run(&h, &["coins", "add", "BCN", "bitcorn"]).await;
-    let taken = run(&h, &["coins", "add", "ETH", "solana"]).await;
+    let added = coins_add(&h, &["eth", "ethereum", "--track", "--since", "2024-01-01"]).await;
+    let unknown = coins_add(&h, &["BCN", "bitcorn"]).await;
+    let taken = coins_add(&h, &["ETH", "solana"]).await;
     let listed = run(&h, &["coins", "list"]).await;
 
     assert_eq!(added.status.code(), Some(0), "{}", output_text(&added));
-    assert!(
-        output_text(&added)
-            .contains("registered ETH (ethereum), first day 2015-08-07, tracked since 2024-01-01"),
-        "{}",
-        output_text(&added)
+    assert_says(
+        &added,
+        "registered ETH (ethereum), first day 2015-08-07, tracked since 2024-01-01",
     );
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(
-        output_text(&unknown).contains("does not know the coin id bitcorn"),
-        "{}",
-        output_text(&unknown)
-    );
+    assert_says(&unknown, "does not know the coin id bitcorn");
     assert_eq!(taken.status.code(), Some(2));
-    assert!(
-        output_text(&taken).contains("ETH is registered with coingecko_id ethereum"),
-        "{}",
-        output_text(&taken)
-    );
+    assert_says(&taken, "ETH is registered with coingecko_id ethereum");
     let list = String::from_utf8_lossy(&listed.stdout).into_owned();
     let rows: Vec<&str> = list.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{list}");
@@ -187,44 +180,11 @@ async fn coins_are_added_and_listed_from_the_shell_with_the_apis_rules() {
 async fn coins_add_takes_a_coinbase_product_or_none_and_refuses_a_malformed_one() {
     let h = Harness::new().await;
 
-    let malformed = run(
-        &h,
-        &[
-            "coins",
-            "add",
-            "ETH",
-            "ethereum",
-            "--coinbase-product",
-            "ETHUSD",
-        ],
-    )
-    .await;
+    let malformed = coins_add(&h, &["ETH", "ethereum", "--coinbase-product", "ETHUSD"]).await;
     // FALLBACK_SOURCE=off here: the product is stored as given, unchecked.
-    let added = run(
-        &h,
-        &[
-            "coins",
-            "add",
-            "ETH",
-            "ethereum",
-            "--coinbase-product",
-            "eth-usd",
-        ],
-    )
-    .await;
+    let added = coins_add(&h, &["ETH", "ethereum", "--coinbase-product", "eth-usd"]).await;
     let listed = run(&h, &["coins", "list"]).await;
-    let cleared = run(
-        &h,
-        &[
-            "coins",
-            "add",
-            "ETH",
-            "ethereum",
-            "--coinbase-product",
-            "none",
-        ],
-    )
-    .await;
+    let cleared = coins_add(&h, &["ETH", "ethereum", "--coinbase-product", "none"]).await;
 
     assert_eq!(
         malformed.status.code(),
@@ -239,11 +199,7 @@ async fn coins_add_takes_a_coinbase_product_or_none_and_refuses_a_malformed_one(
         output_text(&malformed)
     );
     assert_eq!(added.status.code(), Some(0), "{}", output_text(&added));
-    assert!(
-        output_text(&added).contains("second source Coinbase Exchange ETH-USD"),
-        "{}",
-        output_text(&added)
-    );
+    assert_says(&added, "second source Coinbase Exchange ETH-USD");
     let list = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(
         list.lines().next().unwrap().contains("COINBASE_PRODUCT"),
@@ -279,11 +235,7 @@ async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
     for ([start, end], reason) in cases {
         let output = backfill(&mut price_history(&h), start, end).await;
         assert_eq!(output.status.code(), Some(2));
-        assert!(
-            output_text(&output).contains(reason),
-            "{}",
-            output_text(&output)
-        );
+        assert_says(&output, reason);
     }
     let output = run(
         &h,
@@ -299,11 +251,7 @@ async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
     )
     .await;
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        output_text(&output).contains("DOGE is not a registered coin"),
-        "{}",
-        output_text(&output)
-    );
+    assert_says(&output, "DOGE is not a registered coin");
     assert_eq!(h.fake.call_count(), 0);
 }
 

@@ -12,6 +12,16 @@ use uuid::Uuid;
 
 use crate::support::{Harness, api_job, days_before_today};
 
+/// Sets how often the job has been started, as if its worker had died that often.
+async fn set_attempts(h: &Harness, id: Uuid, attempts: i32) {
+    sqlx::query("UPDATE ingestion_jobs SET attempts = $2 WHERE id = $1")
+        .bind(id)
+        .bind(attempts)
+        .execute(h.pool())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_job_goes_from_pending_to_running_to_completed() {
     let h = Harness::new().await;
@@ -271,12 +281,7 @@ async fn a_job_started_too_many_times_is_failed_instead_of_taken_over_again() {
     let job = h.submit_days_to_yesterday(10).await;
     // As if its worker had died mid-run every time so far.
     let limit = h.settings.job_max_attempts + price_history::queue::MAX_TAKEOVERS;
-    sqlx::query("UPDATE ingestion_jobs SET attempts = $2 WHERE id = $1")
-        .bind(job.id)
-        .bind(limit as i32)
-        .execute(h.pool())
-        .await
-        .unwrap();
+    set_attempts(&h, job.id, limit as i32).await;
 
     let worker = h.start_worker();
     let finished = h.until_finished(job.id).await;
@@ -446,12 +451,7 @@ async fn a_job_started_as_often_as_allowed_still_runs() {
     let job = h.submit_days_to_yesterday(3).await;
     let limit = h.settings.job_max_attempts + price_history::queue::MAX_TAKEOVERS;
     // This start will be number `limit`.
-    sqlx::query("UPDATE ingestion_jobs SET attempts = $2 WHERE id = $1")
-        .bind(job.id)
-        .bind(limit as i32 - 1)
-        .execute(h.pool())
-        .await
-        .unwrap();
+    set_attempts(&h, job.id, limit as i32 - 1).await;
 
     let worker = h.start_worker();
     let finished = h.until_finished(job.id).await;
