@@ -126,6 +126,23 @@ async fn checked_product(h: &Harness, symbol: Symbol, product: &str) {
     .unwrap();
 }
 
+/// Asserts that the job completed, showing its message when it did not.
+#[track_caller]
+fn assert_completed(job: &JobRecord) {
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+}
+
+/// Asserts that a job's message names Coinbase Exchange and says `also`; returns it.
+#[track_caller]
+fn message_naming_coinbase(message: Option<String>, also: &str) -> String {
+    let message = message.unwrap();
+    assert!(
+        message.contains("Coinbase Exchange") && message.contains(also),
+        "{message}"
+    );
+    message
+}
+
 #[tokio::test]
 async fn four_years_on_a_365_day_plan_are_all_stored_each_from_its_source_with_5_coingecko_and_4_coinbase_calls_and_the_check()
  {
@@ -134,7 +151,7 @@ async fn four_years_on_a_365_day_plan_are_all_stored_each_from_its_source_with_5
 
     let job = h.run_job(start, end, false).await;
 
-    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_completed(&job);
     assert_eq!(
         (job.out_of_plan_days, job.error_message.as_deref()),
         (0, None)
@@ -257,11 +274,7 @@ async fn coinbase_down_at_the_check_ends_the_job_with_gaps_and_every_coingecko_d
     assert_eq!(job.out_of_plan_days, 1097);
     assert!(job.gap_dates.is_empty());
     assert_eq!(h.stored_days().await, 364, "every day CoinGecko serves");
-    let message = job.error_message.unwrap();
-    assert!(
-        message.contains("Coinbase Exchange") && message.contains("again later"),
-        "{message}"
-    );
+    message_naming_coinbase(job.error_message, "again later");
     assert!(
         second_source::mapping(h.pool(), Symbol::BTC)
             .await
@@ -289,21 +302,12 @@ async fn coinbase_answering_garbage_ends_the_job_with_gaps_after_one_window() {
         1,
         "a garbage answer is not retried, and the other windows are not asked"
     );
-    let message = job.error_message.unwrap();
-    assert!(
-        message.contains("Coinbase Exchange") && message.contains("again later"),
-        "{message}"
-    );
+    message_naming_coinbase(job.error_message, "again later");
 
     // Coinbase back: the next job fills the out-of-plan days and nothing else.
     h.coinbase.set_outage(None);
     let again = h.run_job(start, end, false).await;
-    assert_eq!(
-        again.status,
-        JobStatus::Completed,
-        "{:?}",
-        again.error_message
-    );
+    assert_completed(&again);
     assert_eq!(fallback_days(&h, &again).await, 1097);
     assert_eq!(h.fake.call_count(), 5);
 }
@@ -354,12 +358,7 @@ async fn a_forced_job_whose_plan_reaches_coinbases_days_replaces_them_with_coing
     h.settings.coingecko_history_days = Some(5);
     let (start, end) = (days_before_today(20), days_before_today(1));
     let first = h.run_job(start, end, false).await;
-    assert_eq!(
-        first.status,
-        JobStatus::Completed,
-        "{:?}",
-        first.error_message
-    );
+    assert_completed(&first);
     assert_eq!(fallback_days(&h, &first).await, 16);
 
     // Then a plan reaching all of them.
@@ -381,12 +380,7 @@ async fn a_forced_job_whose_plan_reaches_coinbases_days_replaces_them_with_coing
             .count(),
         16
     );
-    assert_eq!(
-        forced.status,
-        JobStatus::Completed,
-        "{:?}",
-        forced.error_message
-    );
+    assert_completed(&forced);
     assert_eq!(fallback_days(&h, &forced).await, 0);
     let replaced = rows(&h, Symbol::BTC, start, end).await;
     assert_eq!(replaced.len(), 20);
@@ -407,12 +401,7 @@ async fn a_forced_job_beyond_the_plan_never_replaces_coingeckos_rows_with_coinba
     h.settings.coingecko_history_days = Some(5);
     let forced = h.run_job(start, end, true).await;
 
-    assert_eq!(
-        forced.status,
-        JobStatus::Completed,
-        "{:?}",
-        forced.error_message
-    );
+    assert_completed(&forced);
     assert_eq!(fallback_days(&h, &forced).await, 0);
     assert!(
         h.coinbase.candle_calls() >= 1,
@@ -444,10 +433,6 @@ async fn a_product_coinbase_does_not_list_is_said_once_with_what_to_set_and_no_c
         1,
         "a refusal is neither retried nor repeated"
     );
-    let message = job.error_message.unwrap();
-    assert!(
-        message.contains("Coinbase Exchange") && message.contains("coinbase_product"),
-        "{message}"
-    );
+    let message = message_naming_coinbase(job.error_message, "coinbase_product");
     assert!(!message.contains("again later"), "{message}");
 }
