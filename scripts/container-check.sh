@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The container deployment, run as a new user runs it, on a real engine, here:
 #
-#   1. installs podman (with runc) and podman-compose (Debian's packages, PyPI);
+#   1. installs podman (with runc) and podman-compose (Debian's packages, PyPI), or with
+#      ENGINE=docker Debian's docker.io and docker-compose;
 #   2. builds stand-in base images, since no registry of images can be reached:
 #      debian:bookworm-slim from debootstrap, rust:1.95-bookworm from it plus gcc and this
 #      machine's Rust toolchain, postgres:16 from it plus Debian's PostgreSQL (15: the
