@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use http::StatusCode;
-use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{HeaderName, HeaderValue};
 use reqwest::Url;
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_retry::policies::ExponentialBackoff;
@@ -28,6 +28,7 @@ use super::budget::{BudgetMetrics, CallBudget, CallLimiter, RateLimit};
 use super::error::{CoinGeckoError, ErrorBody};
 use super::redact::Redactor;
 use super::wire::{MarketChart, MarketCoin};
+use crate::upstream::{read_capped, retry_after};
 
 /// The host of CoinGecko's paid plans; keys for it go in a different header.
 const PRO_HOST: &str = "pro-api.coingecko.com";
@@ -568,44 +569,6 @@ impl Failure {
     }
 }
 
-/// The body, read chunk by chunk and given up as soon as it is over `limit` bytes
-/// (`Ok(None)`), so that an endless or huge answer never sits whole in memory. A
-/// `Content-Length` over the limit is refused before anything is read.
-async fn read_capped(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    if response
-        .content_length()
-        .is_some_and(|announced| announced > limit as u64)
-    {
-        return Ok(None);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > limit {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
-}
-
-/// `Retry-After` as seconds or as an HTTP date; `None` when absent or unreadable.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    // An HTTP date (IMF-fixdate, `GMT`) is valid RFC 2822.
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    Some(
-        (at.with_timezone(&Utc) - Utc::now())
-            .to_std()
-            .unwrap_or_default(),
-    )
-}
-
 /// An error with its causes, `a: b: c`, because reqwest keeps the useful part
 /// ("Connection refused") in its sources.
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
@@ -625,6 +588,7 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::{HeaderMap, RETRY_AFTER};
 
     #[test]
     fn every_outcome_is_counted_in_its_own_slot_under_its_own_label() {
