@@ -75,7 +75,7 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
     let queue_before = count_rows(&db.pool, "apalis.jobs").await;
 
     // Act: a process of this release starts on it.
-    let pool = store::connect_and_migrate(&db.url, 5)
+    let pool = store::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
         .await
         .expect("the upgrade applies");
 
@@ -87,7 +87,7 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
     assert_eq!(queue_after, queue_before);
 
     let mut h = Harness::new().await;
-    h.settings.database_url = db.url.clone();
+    h.settings.database_url = db.url.parse().expect("a valid URL");
     let h = Harness { db, ..h };
     let api = TestApi::start(&h).await;
     for (id, status) in [
