@@ -14,7 +14,7 @@ use super::day::Day;
 use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
 use super::{ApiState, ApiTags, Authorized};
 use crate::domain::{CoinGeckoId, ProductId, Symbol, Trigger, today_utc};
-use crate::registry::{CoinRequest, ProductChoice, RegisterError, Registered};
+use crate::registry::{CoinRequest, ProductChoice, RegisterError};
 use crate::store::coins::{self, CoinRecord};
 
 pub struct CoinsApi;
@@ -160,45 +160,20 @@ impl CoinsApi {
             track_since: body.0.track_since.map(|day| day.0),
             coinbase_product,
         };
-        let today = today_utc();
-        match state.registry.put(request).await {
-            Ok(Registered::Created { coin, notes }) => {
-                for note in &notes {
-                    tracing::info!(symbol = %coin.coin.symbol, note = %note, "coin registered with a note");
-                }
-                if coin.coin.tracked {
-                    tracking_started(&state, &coin).await;
-                }
-                let location = format!("/api/v1/coins/{}", coin.coin.symbol);
-                PutCoinResponse::Created(Json(CoinView::of(coin, today)), location)
-            }
-            Ok(Registered::Changed {
-                coin,
-                started_tracking,
-            }) => {
-                if started_tracking {
-                    tracking_started(&state, &coin).await;
-                }
-                PutCoinResponse::Ok(Json(CoinView::of(coin, today)))
-            }
-            Err(e) => PutCoinResponse::from(e),
+        let registered = match state.registry.put(request, Trigger::Api).await {
+            Ok(registered) => registered,
+            Err(e) => return PutCoinResponse::from(e),
+        };
+        for note in &registered.notes {
+            tracing::info!(symbol = %registered.coin.coin.symbol, note = %note, "coin registered with a note");
         }
-    }
-}
-
-/// Turning tracking on brings the coin up to date at once, not at the next tick. The coin
-/// is registered whatever happens here: a failure is logged, and the next tick retries.
-async fn tracking_started(state: &ApiState, coin: &CoinRecord) {
-    if let Err(e) = crate::schedule::tracking_started(
-        &state.pool,
-        &state.registry.reach,
-        &coin.coin,
-        Trigger::Api,
-        state.job_max_attempts,
-    )
-    .await
-    {
-        tracing::warn!(symbol = %coin.coin.symbol, error = format!("{e:#}"), "tracking on, but the missing days could not be queued; the next tick of SYNC_SCHEDULE tries again");
+        let view = CoinView::of(registered.coin, today_utc());
+        if registered.created {
+            let location = format!("/api/v1/coins/{}", view.symbol);
+            PutCoinResponse::Created(Json(view), location)
+        } else {
+            PutCoinResponse::Ok(Json(view))
+        }
     }
 }
 

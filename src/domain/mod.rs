@@ -21,6 +21,16 @@ macro_rules! stored_as_text {
                     .ok_or_else(|| $unknown(s.to_owned()))
             }
         }
+
+        /// For `#[sqlx(try_from = "String")]`: a stored value that is none of `ALL` is
+        /// a decoding error, not a silent default.
+        impl TryFrom<String> for $type {
+            type Error = $unknown;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
     };
 }
 
@@ -28,6 +38,7 @@ mod candle;
 mod coin;
 mod date_range;
 mod deviation;
+mod import;
 mod job_status;
 mod plan_reach;
 mod product;
@@ -41,6 +52,7 @@ pub use date_range::{DateRange, MAX_RANGE_DAYS, RangeError, today_utc};
 pub use deviation::{
     DEVIATION_SAMPLE_DAYS, Deviation, MappingVerdict, judge_mapping, median_deviation,
 };
+pub use import::{ImportStatus, ImportTrigger, UnknownImportStatus, UnknownImportTrigger};
 pub use job_status::{JobStatus, UnknownJobStatus};
 pub use plan_reach::PlanReach;
 pub use product::{InvalidProductId, MAX_PRODUCT_SIDE_LEN, ProductId};

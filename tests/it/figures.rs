@@ -6,6 +6,7 @@
 use chrono::{TimeDelta, Timelike, Utc};
 use price_history::domain::{Symbol, Trigger};
 use price_history::schedule::{Clock, Scheduler};
+use price_history::shutdown::Shutdown;
 use price_history::store::{self, coins, ingestion_jobs};
 use sqlx::PgPool;
 
@@ -101,7 +102,7 @@ async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_
     assert_eq!(scan_before.len(), 4, "{scan_before:?}");
 
     // Act: a process of this release starts on it.
-    let pool = store::connect_and_migrate(&db.url, 5)
+    let pool = store::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
         .await
         .expect("the upgrade applies");
 
@@ -137,6 +138,8 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         max_attempts: 3,
         name: "figures-test".to_owned(),
     };
+    // Never raised: every tick is acted on whole.
+    let (_stop, running) = Shutdown::new();
     let mut tick = Utc::now().with_nanosecond(0).unwrap();
     let mut next_tick = || {
         tick += TimeDelta::seconds(1);
@@ -154,7 +157,12 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 41\n"),
         "{metrics}"
     );
-    let acted = scheduler.act_on(next_tick(), false).await.unwrap().unwrap();
+    let acted = scheduler
+        .act_on(next_tick(), false, &running)
+        .await
+        .unwrap()
+        .done()
+        .unwrap();
     assert_eq!(
         (acted.coins_tracked, acted.coins_behind, acted.jobs_queued),
         (1, 0, 0),
@@ -180,7 +188,12 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 37\n"),
         "{metrics}"
     );
-    let acted = scheduler.act_on(next_tick(), false).await.unwrap().unwrap();
+    let acted = scheduler
+        .act_on(next_tick(), false, &running)
+        .await
+        .unwrap()
+        .done()
+        .unwrap();
     assert_eq!((acted.coins_behind, acted.jobs_queued), (1, 1));
     let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
@@ -224,7 +237,12 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         metrics.contains("price_history_stored_candles{symbol=\"ETH\"} 5\n"),
         "{metrics}"
     );
-    let acted = scheduler.act_on(next_tick(), false).await.unwrap().unwrap();
+    let acted = scheduler
+        .act_on(next_tick(), false, &running)
+        .await
+        .unwrap()
+        .done()
+        .unwrap();
     assert_eq!(
         acted.jobs_queued, 1,
         "yesterday turned provisional is missing again"
@@ -241,7 +259,12 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 0\n"),
         "{metrics}"
     );
-    let acted = scheduler.act_on(next_tick(), false).await.unwrap().unwrap();
+    let acted = scheduler
+        .act_on(next_tick(), false, &running)
+        .await
+        .unwrap()
+        .done()
+        .unwrap();
     assert_eq!(acted.jobs_queued, 1);
     let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
     assert_eq!(

@@ -10,7 +10,7 @@ use fake_upstream::coingecko::{COLLIDING_RANK, FakeOptions, MARKETS, UNSYMBOLIC_
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, TestApi, count_rows};
+use crate::support::{Harness, TestApi, count_rows, free_port, until_ready};
 
 /// The budget of these tests, and the fake's own limit: a call over it would be a 429.
 const CALLS_PER_MINUTE: u32 = 1200;
@@ -215,5 +215,98 @@ async fn an_import_whose_process_died_stops_blocking_a_new_one_but_a_live_one_bl
             .starts_with("abandoned"),
         "{dead}"
     );
+    api.stop().await;
+}
+
+/// Issue 25: the API's import ran with no stop signal, so SIGTERM abandoned it `running`
+/// until an import started two minutes later swept it. Now it stops between two coins,
+/// ends its record `failed` saying how far it got, and the process exits 0.
+#[tokio::test]
+async fn an_import_the_api_started_stops_on_sigterm_and_ends_its_record_saying_so() {
+    let h = harness().await;
+    // Each check takes a moment, so that the import is midway when the signal comes.
+    h.fake.set_delay(Duration::from_millis(50));
+    let bind = format!("127.0.0.1:{}", free_port());
+    let budget = CALLS_PER_MINUTE.to_string();
+    let mut api = h.spawn(
+        &["api"],
+        &[
+            ("BIND_ADDR", &bind),
+            ("COINGECKO_CALLS_PER_MINUTE", &budget),
+        ],
+    );
+    let base = format!("http://{bind}");
+    let client = until_ready(&api, &base).await;
+    let answer = client
+        .post(format!("{base}/api/v1/coins/track-top"))
+        .header("content-type", "application/json")
+        .body(json!({"n": 300}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let body: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    let coins_done = || async {
+        sqlx::query_scalar::<_, i32>("SELECT coins_done FROM coin_imports WHERE id = $1")
+            .bind(id)
+            .fetch_one(h.pool())
+            .await
+            .unwrap()
+    };
+    // Another process's progress has no event to wait on: its record is read until it
+    // has registered a few coins.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while coins_done().await < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the import gets going");
+
+    api.signal("TERM");
+
+    assert_eq!(
+        api.exit_code(Duration::from_secs(30)).await,
+        Some(0),
+        "{}",
+        api.output()
+    );
+    let (status, message, done, total, registered): (String, Option<String>, i32, i32, Vec<String>) =
+        sqlx::query_as(
+            "SELECT status, error_message, coins_done, coins_total, registered FROM coin_imports WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "failed", "ended at once, not left running");
+    let message = message.expect("it says why");
+    assert!(
+        message.starts_with(&format!("interrupted after {done} of {total} coins")),
+        "{message}"
+    );
+    assert!((3..total).contains(&done), "{done} of {total}");
+    let tracked: i64 = count_rows(h.pool(), "coins WHERE tracked").await;
+    assert!(
+        tracked as usize >= registered.len() && !registered.is_empty(),
+        "the coins registered before the signal stay registered and tracked: {tracked} tracked, {registered:?}"
+    );
+}
+
+/// Schemathesis's finding: `OPTIONS /api/v1/coins/track-top` answered as if `track-top`
+/// were a coin's symbol, `Allow: GET, HEAD, PUT`.
+#[tokio::test]
+async fn options_on_the_import_path_answers_that_it_takes_post_alone() {
+    let (_h, api) = TestApi::with_harness().await;
+    let options = |path: &str| api.client.request(reqwest::Method::OPTIONS, api.url(path));
+
+    let import = api.send(options("/api/v1/coins/track-top")).await;
+    let coin = api.send(options("/api/v1/coins/ETH")).await;
+
+    assert_eq!(import.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(import.header("allow"), Some("POST"));
+    assert_eq!(coin.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(coin.header("allow"), Some("GET, HEAD, PUT"));
     api.stop().await;
 }
