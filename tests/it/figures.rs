@@ -16,6 +16,10 @@ use crate::support::{Harness, TestApi, TestDb, days_before_today};
 /// second source's `source` column).
 const BEFORE_FIGURES: i64 = 20261202000010;
 
+/// The last migration whose figures three trigger functions kept, before one path kept
+/// them (issue 25).
+const BEFORE_ONE_PATH: i64 = 20261202000030;
+
 /// What a full scan of `daily_prices` says, per coin and source, as text.
 const SCAN: &str = r#"
 SELECT (symbol, source,
@@ -118,6 +122,89 @@ async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_
     assert_eq!(btc.provisional_days, 1);
     assert_eq!(btc.last_complete_day, Some(days_before_today(1)));
     assert_eq!(btc.first_day, Some(days_before_today(800)));
+}
+
+/// The release before kept the figures with three trigger functions, the update's a copy
+/// of the other two; this one keeps them through one path. A populated database upgrades
+/// with its figures as they were, and every kind of change after it keeps them equal to a
+/// scan.
+#[tokio::test]
+async fn figures_kept_by_the_previous_release_stay_true_through_the_upgrade_and_every_change_after()
+{
+    // Arrange: the previous release, its figures kept by its triggers.
+    let db = TestDb::empty().await;
+    apalis_postgres::PostgresStorage::setup(&db.pool)
+        .await
+        .expect("the queue's schema");
+    sqlx::migrate!("./migrations")
+        .run_to(BEFORE_ONE_PATH, &db.pool)
+        .await
+        .expect("the previous release's migrations");
+    sql(
+        &db.pool,
+        "INSERT INTO coins (symbol, coingecko_id) VALUES ('ETH', 'ethereum'), ('SOL', 'solana')",
+    )
+    .await;
+    sql(&db.pool, &rows("BTC", 800, 366, "coinbase", 0)).await;
+    sql(&db.pool, &rows("BTC", 365, 0, "coingecko", 1)).await;
+    sql(&db.pool, &rows("ETH", 100, 0, "coingecko", 3)).await;
+    sql(
+        &db.pool,
+        &format!(
+            "UPDATE daily_prices SET provisional = TRUE WHERE symbol = 'ETH' AND date = '{}'",
+            days_before_today(50)
+        ),
+    )
+    .await;
+    let kept_before = texts(&db.pool, KEPT).await;
+    assert_eq!(kept_before, texts(&db.pool, SCAN).await, "the old triggers");
+
+    // Act: a process of this release starts on it.
+    let pool = store::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
+        .await
+        .expect("the upgrade applies");
+
+    // Assert: the figures as they were, then true after each kind of change.
+    assert_eq!(texts(&pool, KEPT).await, kept_before);
+    sql(&pool, &rows("SOL", 50, 10, "coingecko", 0)).await;
+    assert_kept_equals_scan(&pool, "an INSERT").await;
+    let (d20, d40) = (days_before_today(20), days_before_today(40));
+    sql(&pool, &format!("UPDATE daily_prices SET provisional = NOT provisional WHERE symbol = 'ETH' AND date > '{d20}'")).await;
+    assert_kept_equals_scan(&pool, "an UPDATE turning days provisional and back").await;
+    sql(&pool, &format!("UPDATE daily_prices SET symbol = 'ETH', source = 'coinbase' WHERE symbol = 'BTC' AND date < '{}'", days_before_today(500))).await;
+    assert_kept_equals_scan(&pool, "an UPDATE moving rows to another coin and source").await;
+    sql(
+        &pool,
+        &format!(
+            "UPDATE daily_prices SET date = date - 1000 WHERE symbol = 'SOL' AND date = '{}'",
+            days_before_today(10)
+        ),
+    )
+    .await;
+    assert_kept_equals_scan(&pool, "an UPDATE moving a last day far back").await;
+    sql(
+        &pool,
+        "UPDATE daily_prices SET close = close WHERE symbol = 'NOBODY'",
+    )
+    .await;
+    assert_kept_equals_scan(&pool, "an UPDATE of no row").await;
+    sql(
+        &pool,
+        &format!("DELETE FROM daily_prices WHERE date BETWEEN '{d40}' AND '{d20}'"),
+    )
+    .await;
+    assert_kept_equals_scan(&pool, "a DELETE across coins").await;
+    sql(
+        &pool,
+        &format!(
+            "{} ON CONFLICT (symbol, date) DO UPDATE SET provisional = FALSE",
+            rows("BTC", 45, 0, "coingecko", 2)
+        ),
+    )
+    .await;
+    assert_kept_equals_scan(&pool, "an upsert").await;
+    sql(&pool, "DELETE FROM daily_prices WHERE symbol = 'SOL'").await;
+    assert_kept_equals_scan(&pool, "a DELETE of a whole coin").await;
 }
 
 #[tokio::test]
