@@ -1,10 +1,12 @@
 //! Types that cannot be invalid: a request is parsed into them once, at the edge, and the
 //! rest of the code never checks again.
 
-/// `Display` and `FromStr` for an enum stored as text, both read from its `as_str` and
-/// its `ALL`, so that what is written is always what is read back.
-macro_rules! stored_as_text {
-    ($type:ty, $unknown:ident) => {
+/// One way in and out for a type written as text: `Display` as its `as_str` gives it,
+/// `FromStr` through `$parse`, and `TryFrom<String>` (for sqlx's
+/// `#[sqlx(try_from = "String")]`) through `FromStr`, so that what is written is always
+/// what is read back, and a value the type refuses is an error, never a default.
+macro_rules! text_form {
+    ($type:ty, $error:ty, $parse:expr) => {
         impl std::fmt::Display for $type {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
@@ -12,23 +14,44 @@ macro_rules! stored_as_text {
         }
 
         impl std::str::FromStr for $type {
-            type Err = $unknown;
+            type Err = $error;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::ALL
-                    .into_iter()
-                    .find(|value| value.as_str() == s)
-                    .ok_or_else(|| $unknown(s.to_owned()))
+                ($parse)(s)
             }
         }
 
-        /// For `#[sqlx(try_from = "String")]`: a stored value that is none of `ALL` is
-        /// a decoding error, not a silent default.
         impl TryFrom<String> for $type {
-            type Error = $unknown;
+            type Error = $error;
 
             fn try_from(s: String) -> Result<Self, Self::Error> {
                 s.parse()
+            }
+        }
+    };
+}
+
+/// [`text_form!`] for an enum stored as text: read back from its `ALL` and `as_str`.
+macro_rules! stored_as_text {
+    ($type:ty, $unknown:ident) => {
+        text_form!($type, $unknown, |s: &str| {
+            Self::ALL
+                .into_iter()
+                .find(|value| value.as_str() == s)
+                .ok_or_else(|| $unknown(s.to_owned()))
+        });
+    };
+}
+
+/// [`text_form!`] for a newtype whose `parse` checks the text, with a `Debug` of
+/// `Type(text)`.
+macro_rules! text_newtype {
+    ($type:ident, $invalid:ty) => {
+        text_form!($type, $invalid, $type::parse);
+
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($type), self.as_str())
             }
         }
     };

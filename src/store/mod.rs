@@ -8,6 +8,7 @@ pub mod coins;
 pub mod daily_prices;
 pub mod database;
 pub mod days;
+mod decode;
 pub mod gaps;
 pub mod ingestion_jobs;
 pub mod plan_reach;
