@@ -2,7 +2,6 @@
 //! freshness, and the one write that registers a coin or changes its tracking.
 
 use chrono::NaiveDate;
-use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -11,7 +10,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use rust_decimal::prelude::ToPrimitive;
 
 use super::day::Day;
-use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
+use super::error::{ErrorBody, refusal, refused};
 use super::{ApiState, ApiTags, Authorized};
 use crate::domain::{CoinGeckoId, ProductId, Symbol, Trigger, today_utc};
 use crate::registry::{CoinRequest, ProductChoice, RegisterError};
@@ -376,11 +375,7 @@ pub enum ListCoinsResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for ListCoinsResponse {
-    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
-        Self::BadRequest(body)
-    }
-}
+refusal!(ListCoinsResponse);
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
@@ -399,11 +394,7 @@ pub enum GetCoinResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for GetCoinResponse {
-    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
-        Self::BadRequest(body)
-    }
-}
+refusal!(GetCoinResponse);
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
@@ -442,15 +433,7 @@ pub enum PutCoinResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for PutCoinResponse {
-    fn refusal(status: StatusCode, body: Json<ErrorBody>) -> Self {
-        match status {
-            StatusCode::UNAUTHORIZED => Self::Unauthorized(body, BEARER_CHALLENGE.to_owned()),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(body),
-            _ => Self::BadRequest(body),
-        }
-    }
-}
+refusal!(PutCoinResponse, body);
 
 #[cfg(test)]
 mod tests {

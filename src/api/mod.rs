@@ -5,7 +5,8 @@
 //!
 //! - `jobs`, `coins`, `data`, `ops`: one module per tag, each an `*Api` struct with one
 //!   `#[derive(ApiResponse)]` enum per operation.
-//! - `error`: the one error body, and how every refusal becomes it.
+//! - `error`: the one error body, and how every refusal becomes it (`refusal!` writes an
+//!   operation's usual `Refusal`).
 //! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format.
 //! - `auth`: the `API_TOKEN` bearer check on every write (POST, PUT).
 //! - `events`: one LISTEN on job changes per process, fanned out to the event streams.

@@ -3,7 +3,6 @@
 //! in this process after the `202`; its record is read like a job's.
 
 use chrono::{DateTime, Utc};
-use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -12,7 +11,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::day::Day;
-use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
+use super::error::{ErrorBody, refusal, refused};
 use super::{ApiState, ApiTags, Authorized};
 use crate::shutdown::Tasks;
 use crate::store::coin_imports::{self, ImportRecord, Start};
@@ -243,15 +242,7 @@ pub enum TrackTopResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for TrackTopResponse {
-    fn refusal(status: StatusCode, body: Json<ErrorBody>) -> Self {
-        match status {
-            StatusCode::UNAUTHORIZED => Self::Unauthorized(body, BEARER_CHALLENGE.to_owned()),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(body),
-            _ => Self::BadRequest(body),
-        }
-    }
-}
+refusal!(TrackTopResponse, body);
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
@@ -270,8 +261,4 @@ pub enum GetImportResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for GetImportResponse {
-    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
-        Self::BadRequest(body)
-    }
-}
+refusal!(GetImportResponse);
