@@ -78,14 +78,7 @@ fn rows(
 async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_a_scan() {
     // Arrange: the release before the figures, with coins, holes, provisional days and
     // rows of both sources.
-    let db = TestDb::empty().await;
-    apalis_postgres::PostgresStorage::setup(&db.pool)
-        .await
-        .expect("the queue's schema");
-    sqlx::migrate!("./migrations")
-        .run_to(BEFORE_FIGURES, &db.pool)
-        .await
-        .expect("the previous release's migrations");
+    let db = TestDb::at_release(BEFORE_FIGURES).await;
     sql(&db.pool, "INSERT INTO coins (symbol, coingecko_id) VALUES ('ETH', 'ethereum'), ('SOL', 'solana'), ('NONE', 'none-stored')").await;
     sql(&db.pool, &rows("BTC", 800, 366, "coinbase", 0)).await;
     sql(&db.pool, &rows("BTC", 365, 0, "coingecko", 1)).await;
@@ -132,14 +125,7 @@ async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_
 async fn figures_kept_by_the_previous_release_stay_true_through_the_upgrade_and_every_change_after()
 {
     // Arrange: the previous release, its figures kept by its triggers.
-    let db = TestDb::empty().await;
-    apalis_postgres::PostgresStorage::setup(&db.pool)
-        .await
-        .expect("the queue's schema");
-    sqlx::migrate!("./migrations")
-        .run_to(BEFORE_ONE_PATH, &db.pool)
-        .await
-        .expect("the previous release's migrations");
+    let db = TestDb::at_release(BEFORE_ONE_PATH).await;
     sql(
         &db.pool,
         "INSERT INTO coins (symbol, coingecko_id) VALUES ('ETH', 'ethereum'), ('SOL', 'solana')",
@@ -232,6 +218,10 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         tick += TimeDelta::seconds(1);
         tick
     };
+    let act_on = async |tick: chrono::DateTime<Utc>| {
+        let acted = scheduler.act_on(tick, false, &running).await.unwrap();
+        acted.done().expect("this process acts on the tick")
+    };
 
     // Loaded by SQL, complete from 40 days ago to yesterday, today provisional.
     sql(pool, &rows("BTC", 40, 0, "coingecko", 1)).await;
@@ -244,12 +234,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 41\n"),
         "{metrics}"
     );
-    let acted = scheduler
-        .act_on(next_tick(), false, &running)
-        .await
-        .unwrap()
-        .done()
-        .unwrap();
+    let acted = act_on(next_tick()).await;
     assert_eq!(
         (acted.coins_tracked, acted.coins_behind, acted.jobs_queued),
         (1, 0, 0),
@@ -275,12 +260,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 37\n"),
         "{metrics}"
     );
-    let acted = scheduler
-        .act_on(next_tick(), false, &running)
-        .await
-        .unwrap()
-        .done()
-        .unwrap();
+    let acted = act_on(next_tick()).await;
     assert_eq!((acted.coins_behind, acted.jobs_queued), (1, 1));
     let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
@@ -324,12 +304,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         metrics.contains("price_history_stored_candles{symbol=\"ETH\"} 5\n"),
         "{metrics}"
     );
-    let acted = scheduler
-        .act_on(next_tick(), false, &running)
-        .await
-        .unwrap()
-        .done()
-        .unwrap();
+    let acted = act_on(next_tick()).await;
     assert_eq!(
         acted.jobs_queued, 1,
         "yesterday turned provisional is missing again"
@@ -346,12 +321,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 0\n"),
         "{metrics}"
     );
-    let acted = scheduler
-        .act_on(next_tick(), false, &running)
-        .await
-        .unwrap()
-        .done()
-        .unwrap();
+    let acted = act_on(next_tick()).await;
     assert_eq!(acted.jobs_queued, 1);
     let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
     assert_eq!(

@@ -7,6 +7,8 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use fake_upstream::coingecko::{COLLIDING_RANK, FakeOptions, MARKETS, UNSYMBOLIC_RANK};
+use price_history::domain::ImportStatus;
+use price_history::store::coin_imports;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -247,17 +249,16 @@ async fn an_import_the_api_started_stops_on_sigterm_and_ends_its_record_saying_s
     assert_eq!(answer.status(), StatusCode::ACCEPTED);
     let body: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
     let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
-    let coins_done = || async {
-        sqlx::query_scalar::<_, i32>("SELECT coins_done FROM coin_imports WHERE id = $1")
-            .bind(id)
-            .fetch_one(h.pool())
+    let import = async || {
+        coin_imports::get(h.pool(), id)
             .await
-            .unwrap()
+            .expect("the database answers")
+            .expect("the import is recorded")
     };
     // Another process's progress has no event to wait on: its record is read until it
     // has registered a few coins.
     tokio::time::timeout(Duration::from_secs(60), async {
-        while coins_done().await < 3 {
+        while import().await.coins_done < 3 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -272,25 +273,24 @@ async fn an_import_the_api_started_stops_on_sigterm_and_ends_its_record_saying_s
         "{}",
         api.output()
     );
-    let (status, message, done, total, registered): (String, Option<String>, i32, i32, Vec<String>) =
-        sqlx::query_as(
-            "SELECT status, error_message, coins_done, coins_total, registered FROM coin_imports WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_one(h.pool())
-        .await
-        .unwrap();
-    assert_eq!(status, "failed", "ended at once, not left running");
-    let message = message.expect("it says why");
+    let ended = import().await;
+    assert_eq!(
+        ended.status,
+        ImportStatus::Failed,
+        "ended at once, not left running"
+    );
+    let message = ended.error_message.expect("it says why");
+    let (done, total) = (ended.coins_done, ended.coins_total);
     assert!(
         message.starts_with(&format!("interrupted after {done} of {total} coins")),
         "{message}"
     );
     assert!((3..total).contains(&done), "{done} of {total}");
-    let tracked: i64 = count_rows(h.pool(), "coins WHERE tracked").await;
+    let tracked = count_rows(h.pool(), "coins WHERE tracked").await;
     assert!(
-        tracked as usize >= registered.len() && !registered.is_empty(),
-        "the coins registered before the signal stay registered and tracked: {tracked} tracked, {registered:?}"
+        tracked as usize >= ended.registered.len() && !ended.registered.is_empty(),
+        "the coins registered before the signal stay registered and tracked: {tracked} tracked, {:?}",
+        ended.registered
     );
 }
 

@@ -28,14 +28,7 @@ const JOBS: &str = "SELECT (id, status, symbol, start_date, end_date, force, rec
 #[tokio::test]
 async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost() {
     // Arrange: the previous release's schema, with what it would have written.
-    let db = TestDb::empty().await;
-    apalis_postgres::PostgresStorage::setup(&db.pool)
-        .await
-        .expect("the queue's schema");
-    sqlx::migrate!("./migrations")
-        .run_to(PREVIOUS_RELEASE, &db.pool)
-        .await
-        .expect("the previous release's migrations");
+    let db = TestDb::at_release(PREVIOUS_RELEASE).await;
     let first = days_before_today(120);
     sqlx::query(
         r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional)
