@@ -198,9 +198,10 @@ pub async fn serve(
         shutdown.recv().await;
         events.close();
     };
-    let served = server::run(listener, app, limits, shutdown, SHUTDOWN_GRACE).await;
+    server::run(listener, app, limits, shutdown, SHUTDOWN_GRACE)
+        .await
+        .context("the REST API server failed")?;
     tasks.wait().await;
-    served.context("the REST API server failed")?;
     tracing::info!("REST API stopped");
     Ok(())
 }
