@@ -175,6 +175,24 @@ pub struct Settings {
     )]
     pub coinbase_calls_per_minute: NonZeroU32,
 
+    /// The second source's HTTP-level retries of one call.
+    #[arg(long, env = "COINBASE_MAX_RETRIES", default_value = "3", global = true)]
+    pub coinbase_max_retries: u32,
+
+    /// The second source's first back-off delay in milliseconds; it doubles per retry,
+    /// with jitter.
+    #[arg(
+        long,
+        env = "COINBASE_RETRY_BASE_DELAY_MS",
+        default_value = "2000",
+        global = true
+    )]
+    pub coinbase_retry_base_delay_ms: u64,
+
+    /// One call's time limit in seconds, for the second source.
+    #[arg(long, env = "COINBASE_TIMEOUT_SECS", default_value = "30", value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub coinbase_timeout_secs: u64,
+
     /// A coin's second source is used only while the median difference of the two
     /// sources' closes, on days both cover, is at most this many percent.
     #[arg(
@@ -261,17 +279,16 @@ impl Settings {
         }
     }
 
-    /// How to reach the second source; `None` with `FALLBACK_SOURCE=off`. Its HTTP-level
-    /// retries and time limit are CoinGecko's (`COINGECKO_MAX_RETRIES`,
-    /// `COINGECKO_RETRY_BASE_DELAY_MS`, `COINGECKO_TIMEOUT_SECS`): one retry policy for
-    /// every upstream.
+    /// How to reach the second source; `None` with `FALLBACK_SOURCE=off`. Its retries
+    /// and time limit are its own (`COINBASE_MAX_RETRIES`, `COINBASE_RETRY_BASE_DELAY_MS`,
+    /// `COINBASE_TIMEOUT_SECS`), under the same rule as CoinGecko's.
     pub fn coinbase(&self) -> Option<CoinbaseSettings> {
         (self.fallback_source == FallbackSource::Coinbase).then(|| CoinbaseSettings {
             base_url: self.coinbase_base_url.clone(),
             calls_per_minute: self.coinbase_calls_per_minute,
-            max_retries: self.coingecko_max_retries,
-            retry_base_delay: Duration::from_millis(self.coingecko_retry_base_delay_ms),
-            timeout: Duration::from_secs(self.coingecko_timeout_secs),
+            max_retries: self.coinbase_max_retries,
+            retry_base_delay: Duration::from_millis(self.coinbase_retry_base_delay_ms),
+            timeout: Duration::from_secs(self.coinbase_timeout_secs),
         })
     }
 
@@ -362,6 +379,14 @@ mod tests {
         let coinbase = defaults.coinbase().expect("on by default");
         assert_eq!(coinbase.base_url, "https://api.exchange.coinbase.com");
         assert_eq!(coinbase.calls_per_minute.get(), 120);
+        assert_eq!(
+            (
+                coinbase.max_retries,
+                coinbase.retry_base_delay,
+                coinbase.timeout
+            ),
+            (3, Duration::from_millis(2000), Duration::from_secs(30))
+        );
         assert_eq!(defaults.fallback_max_deviation_percent, Decimal::from(5));
         assert!(settings(&["--fallback-source", "off"]).coinbase().is_none());
         let set = settings(&[
@@ -372,6 +397,46 @@ mod tests {
         ]);
         assert_eq!(set.coinbase().unwrap().calls_per_minute.get(), 30);
         assert_eq!(set.fallback_max_deviation_percent.to_string(), "2.5");
+    }
+
+    #[test]
+    fn coinbase_has_retries_and_a_time_limit_of_its_own_not_coingeckos() {
+        let set = settings(&[
+            "--coingecko-max-retries",
+            "9",
+            "--coingecko-retry-base-delay-ms",
+            "7",
+            "--coingecko-timeout-secs",
+            "99",
+            "--coinbase-max-retries",
+            "1",
+            "--coinbase-retry-base-delay-ms",
+            "250",
+            "--coinbase-timeout-secs",
+            "12",
+        ]);
+        let coinbase = set.coinbase().unwrap();
+        assert_eq!(
+            (
+                coinbase.max_retries,
+                coinbase.retry_base_delay,
+                coinbase.timeout
+            ),
+            (1, Duration::from_millis(250), Duration::from_secs(12))
+        );
+        let coingecko = set.coingecko();
+        assert_eq!(
+            (coingecko.max_retries, coingecko.timeout),
+            (9, Duration::from_secs(99))
+        );
+        for bad in [
+            ["--coinbase-timeout-secs", "0"],
+            ["--coinbase-max-retries", "-1"],
+            ["--coinbase-retry-base-delay-ms", "soon"],
+        ] {
+            let refused = Cli::try_parse_from(["price-history", bad[0], bad[1]]);
+            assert!(refused.is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState, ConnectionLimits};
 use crate::coinbase::CoinbaseClient;
-use crate::coingecko::{CallBudget, CoinGeckoClient};
+use crate::coingecko::CoinGeckoClient;
 use crate::config::Settings;
 use crate::ingest::fallback::SecondSource;
 use crate::ingest::{Ingestor, Reach};
@@ -25,6 +25,7 @@ use crate::registry::Registry;
 use crate::schedule::Scheduler;
 use crate::shutdown::Shutdown;
 use crate::store;
+use crate::upstream::CallBudget;
 
 /// Connections per long-running process: the worker needs a few (heartbeat, listener,
 /// the job), the API the rest.
@@ -318,6 +319,7 @@ mod tests {
         let quoted = app
             .sources
             .coingecko
+            .caller()
             .redact("echo: tok-123456, p@ss-w0rd-99 and p%40ss-w0rd-99");
         assert_eq!(quoted, "echo: ***, *** and ***");
     }

@@ -8,8 +8,8 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use super::redact::Redactor;
 use super::wire::BodyError;
+use crate::upstream::{CallError, MAX_BODY_BYTES, NoSlot, Redactor, quote_at_most};
 
 /// How much of an error body a message quotes: enough for CoinGecko's sentence, not a page.
 const QUOTE_LIMIT: usize = 300;
@@ -179,6 +179,42 @@ impl CoinGeckoError {
     }
 }
 
+impl From<CallError> for CoinGeckoError {
+    /// A call that ended without an answer to read: worth trying again later, as a
+    /// rate limit when CoinGecko kept answering 429. A body too large to read is no
+    /// market chart, and refused.
+    fn from(error: CallError) -> Self {
+        match error {
+            // The database could not say: worth trying again later. (A new kind of
+            // refusal, a spent monthly quota, is matched here with its own meaning.)
+            CallError::NoSlot {
+                message,
+                why: NoSlot::Database { .. },
+            } => Self::Transient { message },
+            CallError::GaveUp { attempts, last } => {
+                let advice = if last.rate_limited {
+                    " CoinGecko is rate-limiting this address or key: lower \
+                     COINGECKO_CALLS_PER_MINUTE, or make sure nothing else uses the same key \
+                     or address."
+                } else {
+                    " Trying again later may succeed."
+                };
+                let message = format!(
+                    "Gave up after {}; the last one failed: {}.{advice}",
+                    crate::upstream::Failure::attempts(attempts),
+                    last.said(),
+                );
+                if last.rate_limited {
+                    Self::RateLimited { message }
+                } else {
+                    Self::Transient { message }
+                }
+            }
+            CallError::TooLarge { status, .. } => Self::too_large(status, MAX_BODY_BYTES),
+        }
+    }
+}
+
 /// How many days a 10012 answer says the plan serves ("… within the past 365 days …"),
 /// [`DOCUMENTED_PLAN_DAYS`] when its sentence names no number (or zero, which is no plan).
 fn plan_days(said: &str) -> u32 {
@@ -298,13 +334,9 @@ fn plain_text(body: &str) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// `"…"` around at most [`QUOTE_LIMIT`] characters, cut on a character boundary.
-pub(crate) fn quote(text: &str) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(QUOTE_LIMIT) {
-        Some((cut, _)) => format!("\"{}…\"", &text[..cut]),
-        None => format!("\"{text}\""),
-    }
+/// `"…"` around at most [`QUOTE_LIMIT`] characters of `text`, on one line.
+fn quote(text: &str) -> String {
+    quote_at_most(text, QUOTE_LIMIT)
 }
 
 /// What the user should do about a refusal; each case is one CoinGecko documents or
