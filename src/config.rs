@@ -9,8 +9,6 @@ use clap::{Args, ValueEnum};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
 
-use crate::coinbase::CoinbaseSettings;
-use crate::coingecko::CoinGeckoSettings;
 use crate::domain::PlanReach;
 use crate::schedule::{Clock, DEFAULT_SCHEDULE, SyncSchedule};
 
@@ -265,33 +263,6 @@ fn parse_percent(value: &str) -> Result<Decimal, String> {
 }
 
 impl Settings {
-    pub fn coingecko(&self) -> CoinGeckoSettings {
-        CoinGeckoSettings {
-            base_url: self.coingecko_base_url.clone(),
-            api_key: self.coingecko_api_key.clone().filter(|key| {
-                use secrecy::ExposeSecret;
-                !key.expose_secret().is_empty()
-            }),
-            calls_per_minute: self.coingecko_calls_per_minute,
-            max_retries: self.coingecko_max_retries,
-            retry_base_delay: Duration::from_millis(self.coingecko_retry_base_delay_ms),
-            timeout: Duration::from_secs(self.coingecko_timeout_secs),
-        }
-    }
-
-    /// How to reach the second source; `None` with `FALLBACK_SOURCE=off`. Its retries
-    /// and time limit are its own (`COINBASE_MAX_RETRIES`, `COINBASE_RETRY_BASE_DELAY_MS`,
-    /// `COINBASE_TIMEOUT_SECS`), under the same rule as CoinGecko's.
-    pub fn coinbase(&self) -> Option<CoinbaseSettings> {
-        (self.fallback_source == FallbackSource::Coinbase).then(|| CoinbaseSettings {
-            base_url: self.coinbase_base_url.clone(),
-            calls_per_minute: self.coinbase_calls_per_minute,
-            max_retries: self.coinbase_max_retries,
-            retry_base_delay: Duration::from_millis(self.coinbase_retry_base_delay_ms),
-            timeout: Duration::from_secs(self.coinbase_timeout_secs),
-        })
-    }
-
     /// The plan's reach as configured: `COINGECKO_HISTORY_DAYS`, else 365 days on the
     /// public root (which serves the public and Demo plans), else no limit known.
     pub fn plan_reach(&self) -> PlanReach {
@@ -374,61 +345,17 @@ mod tests {
     }
 
     #[test]
-    fn the_second_source_is_coinbase_by_default_and_off_turns_it_off() {
-        let defaults = settings(&[]);
-        let coinbase = defaults.coinbase().expect("on by default");
-        assert_eq!(coinbase.base_url, "https://api.exchange.coinbase.com");
-        assert_eq!(coinbase.calls_per_minute.get(), 120);
+    fn the_deviation_limit_defaults_to_5_percent_and_takes_decimals() {
         assert_eq!(
-            (
-                coinbase.max_retries,
-                coinbase.retry_base_delay,
-                coinbase.timeout
-            ),
-            (3, Duration::from_millis(2000), Duration::from_secs(30))
+            settings(&[]).fallback_max_deviation_percent,
+            Decimal::from(5)
         );
-        assert_eq!(defaults.fallback_max_deviation_percent, Decimal::from(5));
-        assert!(settings(&["--fallback-source", "off"]).coinbase().is_none());
-        let set = settings(&[
-            "--coinbase-calls-per-minute",
-            "30",
-            "--fallback-max-deviation-percent",
-            "2.5",
-        ]);
-        assert_eq!(set.coinbase().unwrap().calls_per_minute.get(), 30);
+        let set = settings(&["--fallback-max-deviation-percent", "2.5"]);
         assert_eq!(set.fallback_max_deviation_percent.to_string(), "2.5");
     }
 
     #[test]
-    fn coinbase_has_retries_and_a_time_limit_of_its_own_not_coingeckos() {
-        let set = settings(&[
-            "--coingecko-max-retries",
-            "9",
-            "--coingecko-retry-base-delay-ms",
-            "7",
-            "--coingecko-timeout-secs",
-            "99",
-            "--coinbase-max-retries",
-            "1",
-            "--coinbase-retry-base-delay-ms",
-            "250",
-            "--coinbase-timeout-secs",
-            "12",
-        ]);
-        let coinbase = set.coinbase().unwrap();
-        assert_eq!(
-            (
-                coinbase.max_retries,
-                coinbase.retry_base_delay,
-                coinbase.timeout
-            ),
-            (1, Duration::from_millis(250), Duration::from_secs(12))
-        );
-        let coingecko = set.coingecko();
-        assert_eq!(
-            (coingecko.max_retries, coingecko.timeout),
-            (9, Duration::from_secs(99))
-        );
+    fn coinbase_retries_and_time_limits_that_are_no_numbers_are_refused() {
         for bad in [
             ["--coinbase-timeout-secs", "0"],
             ["--coinbase-max-retries", "-1"],

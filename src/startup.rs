@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState, ConnectionLimits};
-use crate::coinbase::CoinbaseClient;
-use crate::coingecko::CoinGeckoClient;
+use crate::coinbase::{CoinbaseClient, CoinbaseSettings};
+use crate::coingecko::{CoinGeckoClient, CoinGeckoSettings};
 use crate::config::Settings;
 use crate::ingest::fallback::SecondSource;
 use crate::ingest::{Ingestor, Reach};
@@ -52,12 +52,13 @@ impl Sources {
     /// call budget shared by every process on this database.
     pub fn new(settings: &Settings, pool: &PgPool) -> anyhow::Result<Sources> {
         let secrets = secrets(settings);
-        let coingecko =
-            CoinGeckoClient::new(settings.coingecko(), CallBudget::Shared(pool.clone()))
-                .context("while building the CoinGecko client")?
-                .hiding(secrets.iter().map(String::as_str));
-        let coinbase = settings
-            .coinbase()
+        let coingecko = CoinGeckoClient::new(
+            CoinGeckoSettings::from_config(settings),
+            CallBudget::Shared(pool.clone()),
+        )
+        .context("while building the CoinGecko client")?
+        .hiding(secrets.iter().map(String::as_str));
+        let coinbase = CoinbaseSettings::from_config(settings)
             .map(|coinbase| {
                 CoinbaseClient::new(coinbase, CallBudget::Shared(pool.clone()))
                     .context("while building the Coinbase client")
@@ -143,7 +144,10 @@ impl Application {
 
     /// The plan's reach: configured, or learned and kept in the database.
     pub fn reach(&self) -> Reach {
-        Reach::new(self.settings.plan_reach(), &self.settings.coingecko())
+        Reach::new(
+            self.settings.plan_reach(),
+            &CoinGeckoSettings::from_config(&self.settings),
+        )
     }
 
     /// What runs a job.

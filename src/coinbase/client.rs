@@ -14,6 +14,7 @@ use reqwest::Url;
 use super::error::{CoinbaseError, said};
 use super::window::{CandleWindow, Span};
 use super::wire::{ProductInfo, WireCandle, parse_candles};
+use crate::config::{FallbackSource, Settings};
 use crate::domain::{DailyCandle, PriceSource, ProductId};
 use crate::upstream::{CallBudget, CallSettings, Caller, Profile, base_url, endpoint};
 
@@ -57,6 +58,21 @@ pub struct CoinbaseClient {
     caller: Caller,
     /// The API root, parsed once; paths are appended segment by segment.
     base_url: Url,
+}
+
+impl CoinbaseSettings {
+    /// How to reach the second source as configured (`COINBASE_*`); `None` with
+    /// `FALLBACK_SOURCE=off`. Its retries and time limit are its own, under the same rule
+    /// as CoinGecko's.
+    pub fn from_config(config: &Settings) -> Option<Self> {
+        (config.fallback_source == FallbackSource::Coinbase).then(|| Self {
+            base_url: config.coinbase_base_url.clone(),
+            calls_per_minute: config.coinbase_calls_per_minute,
+            max_retries: config.coinbase_max_retries,
+            retry_base_delay: Duration::from_millis(config.coinbase_retry_base_delay_ms),
+            timeout: Duration::from_secs(config.coinbase_timeout_secs),
+        })
+    }
 }
 
 impl CoinbaseClient {
@@ -192,6 +208,71 @@ mod tests {
 
     fn day(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    /// Settings as `price-history` reads them from `args`.
+    fn configured(args: &[&str]) -> Settings {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let argv = std::iter::once("price-history").chain(args.iter().copied());
+        <Cli as clap::Parser>::parse_from(argv).settings
+    }
+
+    #[test]
+    fn the_second_source_is_coinbase_by_default_and_off_turns_it_off() {
+        let defaults = configured(&[]);
+        let coinbase = CoinbaseSettings::from_config(&defaults).expect("on by default");
+        assert_eq!(coinbase.base_url, "https://api.exchange.coinbase.com");
+        assert_eq!(coinbase.calls_per_minute.get(), 120);
+        assert_eq!(
+            (
+                coinbase.max_retries,
+                coinbase.retry_base_delay,
+                coinbase.timeout
+            ),
+            (3, Duration::from_millis(2000), Duration::from_secs(30))
+        );
+        assert!(
+            CoinbaseSettings::from_config(&configured(&["--fallback-source", "off"])).is_none()
+        );
+        let set = configured(&["--coinbase-calls-per-minute", "30"]);
+        assert_eq!(
+            CoinbaseSettings::from_config(&set)
+                .unwrap()
+                .calls_per_minute
+                .get(),
+            30
+        );
+    }
+
+    #[test]
+    fn coinbase_has_retries_and_a_time_limit_of_its_own_not_coingeckos() {
+        let set = configured(&[
+            "--coingecko-max-retries",
+            "9",
+            "--coingecko-retry-base-delay-ms",
+            "7",
+            "--coingecko-timeout-secs",
+            "99",
+            "--coinbase-max-retries",
+            "1",
+            "--coinbase-retry-base-delay-ms",
+            "250",
+            "--coinbase-timeout-secs",
+            "12",
+        ]);
+        let coinbase = CoinbaseSettings::from_config(&set).unwrap();
+        assert_eq!(
+            (
+                coinbase.max_retries,
+                coinbase.retry_base_delay,
+                coinbase.timeout
+            ),
+            (1, Duration::from_millis(250), Duration::from_secs(12))
+        );
     }
 
     fn settings(base_url: &str) -> CoinbaseSettings {

@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::error::{CoinGeckoError, ErrorBody};
 use super::wire::{MarketChart, MarketCoin};
+use crate::config::Settings;
 use crate::domain::PriceSource;
 use crate::upstream::{
     Answer, CallBudget, CallSettings, Caller, Profile, Redactor, base_url, endpoint,
@@ -58,6 +59,21 @@ pub struct CoinGeckoSettings {
 }
 
 impl CoinGeckoSettings {
+    /// As configured (`COINGECKO_*`); an empty key is no key.
+    pub fn from_config(config: &Settings) -> Self {
+        Self {
+            base_url: config.coingecko_base_url.clone(),
+            api_key: config
+                .coingecko_api_key
+                .clone()
+                .filter(|key| !key.expose_secret().is_empty()),
+            calls_per_minute: config.coingecko_calls_per_minute,
+            max_retries: config.coingecko_max_retries,
+            retry_base_delay: Duration::from_millis(config.coingecko_retry_base_delay_ms),
+            timeout: Duration::from_secs(config.coingecko_timeout_secs),
+        }
+    }
+
     fn call(&self) -> CallSettings {
         CallSettings {
             calls_per_minute: self.calls_per_minute,
@@ -261,6 +277,7 @@ fn key_header(base_url: &Url, key: &str) -> anyhow::Result<(HeaderName, HeaderVa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::{CallError, Failure};
     use reqwest_retry::{RetryDecision, RetryPolicy};
     use std::time::SystemTime;
 
@@ -379,6 +396,38 @@ mod tests {
         )
         .unwrap_err();
         assert!(!format!("{error:?}").contains("key-123"), "{error:?}");
+    }
+
+    #[test]
+    fn a_429_waits_what_it_is_told_or_coingeckos_whole_minute_and_giving_up_says_why() {
+        let mut failure = Failure {
+            what: "CoinGecko answered HTTP 429.".to_owned(),
+            status: Some(429),
+            retryable: true,
+            rate_limited: true,
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        let backoff = Duration::from_secs(8);
+        assert_eq!(PROFILE.wait(&failure, backoff), Duration::from_secs(1));
+        failure.retry_after = Some(Duration::from_secs(3600));
+        assert_eq!(PROFILE.wait(&failure, backoff), Duration::from_secs(600));
+        failure.retry_after = None;
+        assert_eq!(PROFILE.wait(&failure, backoff), Duration::from_secs(60));
+        let error = CoinGeckoError::from(CallError::GaveUp {
+            attempts: 4,
+            last: failure,
+        });
+        assert!(
+            matches!(error, CoinGeckoError::RateLimited { .. }),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "Gave up after 4 attempts; the last one failed: CoinGecko answered HTTP 429."
+            ) && message.contains("COINGECKO_CALLS_PER_MINUTE"),
+            "{message}"
+        );
     }
 
     #[test]
