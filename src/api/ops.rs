@@ -318,13 +318,8 @@ impl Exposition {
         labels: &[&str],
         samples: impl IntoIterator<Item = (Vec<String>, f64)>,
     ) {
-        let family = prometheus::GaugeVec::new(prometheus::Opts::new(name, help), labels)
-            .expect("a valid metric name and labels");
-        for (values, value) in samples {
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            family.with_label_values(&values).set(value);
-        }
-        self.register(family);
+        let family = prometheus::GaugeVec::new(prometheus::Opts::new(name, help), labels);
+        self.family(family, samples, |gauge, value| gauge.set(value));
     }
 
     /// A counter family (`_total`) with one sample per label-value list.
@@ -335,11 +330,23 @@ impl Exposition {
         labels: &[&str],
         samples: impl IntoIterator<Item = (Vec<String>, u64)>,
     ) {
-        let family = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels)
-            .expect("a valid metric name and labels");
+        let family = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels);
+        self.family(family, samples, |counter, value| counter.inc_by(value));
+    }
+
+    /// A family of `family`'s kind, each sample `put` under its label values.
+    fn family<T, V>(
+        &self,
+        family: prometheus::Result<prometheus::core::MetricVec<T>>,
+        samples: impl IntoIterator<Item = (Vec<String>, V)>,
+        put: impl Fn(&T::M, V),
+    ) where
+        T: prometheus::core::MetricVecBuilder + 'static,
+    {
+        let family = family.expect("a valid metric name and labels");
         for (values, value) in samples {
             let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            family.with_label_values(&values).inc_by(value);
+            put(&family.with_label_values(&values), value);
         }
         self.register(family);
     }

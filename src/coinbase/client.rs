@@ -203,7 +203,6 @@ impl CoinbaseClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::{CallError, Failure};
     use chrono::NaiveDate;
 
     fn day(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -286,12 +285,20 @@ mod tests {
     }
 
     #[test]
-    fn the_url_asks_for_daily_candles_in_iso_8601() {
+    fn the_url_asks_for_daily_candles_in_iso_8601_and_a_root_that_is_no_url_is_refused() {
+        let client = |base| CoinbaseClient::new(settings(base), CallBudget::ProcessLocal);
+        for bad in [
+            "api.exchange.coinbase.com",
+            "ftp://api.exchange.coinbase.com",
+        ] {
+            let error = client(bad).unwrap_err();
+            assert!(error.to_string().contains("COINBASE_BASE_URL"), "{error}");
+        }
         for base in [
             "https://api.exchange.coinbase.com",
             "https://api.exchange.coinbase.com/",
         ] {
-            let client = CoinbaseClient::new(settings(base), CallBudget::ProcessLocal).unwrap();
+            let client = client(base).unwrap();
             let window = CandleWindow::new(day(2024, 1, 1), day(2024, 1, 31)).unwrap();
             assert_eq!(
                 client
@@ -304,41 +311,8 @@ mod tests {
     }
 
     #[test]
-    fn bad_base_urls_are_refused() {
-        for base in [
-            "api.exchange.coinbase.com",
-            "ftp://api.exchange.coinbase.com",
-        ] {
-            let error = CoinbaseClient::new(settings(base), CallBudget::ProcessLocal).unwrap_err();
-            assert!(error.to_string().contains("COINBASE_BASE_URL"), "{error}");
-        }
-    }
-
-    #[test]
-    fn a_429_waits_what_it_is_told_or_at_least_a_second_and_giving_up_names_coinbase() {
-        let mut failure = Failure {
-            what: "Coinbase Exchange answered a call with HTTP 429.".to_owned(),
-            status: Some(429),
-            retryable: true,
-            rate_limited: true,
-            retry_after: Some(Duration::from_secs(3)),
-        };
-        let backoff = Duration::from_millis(10);
-        assert_eq!(PROFILE.wait(&failure, backoff), Duration::from_secs(3));
-        failure.retry_after = Some(Duration::from_secs(600));
-        assert_eq!(PROFILE.wait(&failure, backoff), Duration::from_secs(60));
-        failure.retry_after = None;
-        assert_eq!(PROFILE.wait(&failure, backoff), Duration::from_secs(1));
-        failure.rate_limited = false;
-        assert_eq!(PROFILE.wait(&failure, backoff), backoff);
-        let message = CoinbaseError::from(CallError::GaveUp {
-            attempts: 4,
-            last: failure,
-        })
-        .to_string();
-        assert!(
-            message.contains("after 4 attempts") && message.contains("Coinbase"),
-            "{message}"
-        );
+    fn a_429_waits_what_it_is_told_or_at_least_coinbases_second() {
+        let waits = PROFILE.waits_after_a_429(Duration::from_millis(10));
+        assert_eq!(waits, [3, 60, 1].map(Duration::from_secs));
     }
 }

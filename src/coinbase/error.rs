@@ -4,7 +4,7 @@
 use http::StatusCode;
 
 use super::wire::{CandlesError, error_message};
-use crate::upstream::{Answer, CallError, Failure, MAX_BODY_BYTES, NoSlot, Redactor, quote};
+use crate::upstream::{Answer, CallError, MAX_BODY_BYTES, NoSlot, Redactor, quote};
 
 /// Why a call to Coinbase Exchange gave no answer to use. Each message names Coinbase
 /// Exchange and says what to do; every quote of its bodies is redacted.
@@ -113,8 +113,8 @@ impl From<CallError> for CoinbaseError {
                 message,
                 why: NoSlot::Database { .. },
             } => CoinbaseError::Unavailable { message },
-            CallError::GaveUp { attempts, last } => {
-                let advice = if last.rate_limited {
+            CallError::GaveUp(gave_up) => {
+                let advice = if gave_up.rate_limited() {
                     "Coinbase Exchange is rate-limiting this address: lower \
                      COINBASE_CALLS_PER_MINUTE, or make sure nothing else on this address uses it."
                 } else {
@@ -122,11 +122,7 @@ impl From<CallError> for CoinbaseError {
                      (FALLBACK_SOURCE=off does without the second source)."
                 };
                 CoinbaseError::Unavailable {
-                    message: format!(
-                        "Gave up on Coinbase Exchange after {}; the last one failed: {}. {advice}",
-                        Failure::attempts(attempts),
-                        last.said(),
-                    ),
+                    message: gave_up.message(" on Coinbase Exchange", advice),
                 }
             }
             CallError::TooLarge { status, what } => Self::too_large(
@@ -149,6 +145,7 @@ pub(crate) fn said(body: &[u8], redactor: &Redactor) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::{Failure, GaveUp};
 
     fn answer(status: StatusCode, body: &[u8]) -> Answer {
         Answer {
@@ -173,6 +170,20 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("coinbase_product"), "{message}");
+    }
+
+    #[test]
+    fn giving_up_names_coinbase_and_what_to_do_about_its_rate() {
+        let message = CoinbaseError::from(CallError::GaveUp(GaveUp {
+            attempts: 4,
+            last: Failure::rate_limited("Coinbase Exchange answered a call with HTTP 429."),
+        }))
+        .to_string();
+        assert!(
+            message.starts_with("Gave up on Coinbase Exchange after 4 attempts; the last one failed: Coinbase Exchange answered a call with HTTP 429. ")
+                && message.contains("COINBASE_CALLS_PER_MINUTE"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::DailyCandle;
+use crate::domain::{DailyCandle, day_runs};
 
 /// Coinbase answers at most this many candles per request, and refuses a longer range
 /// with a 400 rather than cutting it.
@@ -31,22 +31,10 @@ impl CandleWindow {
     /// `first..=last` cut into windows of at most 300 days, oldest first: the fewest
     /// calls that cover it. Empty when `last` is before `first`.
     pub fn split(first: NaiveDate, last: NaiveDate) -> Vec<Self> {
-        let mut windows = Vec::new();
-        let mut start = first;
-        while start <= last {
-            let end = start
-                .checked_add_days(chrono::Days::new(u64::from(MAX_CANDLES_PER_CALL) - 1))
-                .map_or(last, |end| end.min(last));
-            windows.push(Self {
-                first: start,
-                last: end,
-            });
-            match end.succ_opt() {
-                Some(next) => start = next,
-                None => break,
-            }
-        }
-        windows
+        day_runs(first, last, MAX_CANDLES_PER_CALL)
+            .into_iter()
+            .map(|(first, last)| Self { first, last })
+            .collect()
     }
 
     pub fn first(&self) -> NaiveDate {

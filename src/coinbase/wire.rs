@@ -191,11 +191,6 @@ pub fn error_message(body: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use rust_decimal::Decimal;
-    use std::str::FromStr;
-
-    fn dec(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
 
     #[test]
     fn candles_are_read_in_coinbases_field_order() {
@@ -213,7 +208,11 @@ mod tests {
         );
         let now = DateTime::from_timestamp(1_704_200_000, 0).unwrap();
         let day = candles[0].to_daily(now).unwrap();
-        assert_eq!(day.volume, dec("112500"), "2.5 BTC at a close of 45000 USD");
+        assert_eq!(
+            day.volume,
+            Decimal::from(112_500),
+            "2.5 BTC at a close of 45000 USD"
+        );
         assert!(day.provisional, "2024-01-02 was not over at {now}");
         assert_eq!(day.timestamp, now);
         let before = candles[1].to_daily(now).unwrap();

@@ -191,25 +191,17 @@ impl From<CallError> for CoinGeckoError {
                 message,
                 why: NoSlot::Database { .. },
             } => Self::Transient { message },
-            CallError::GaveUp { attempts, last } => {
-                let advice = if last.rate_limited {
-                    " CoinGecko is rate-limiting this address or key: lower \
-                     COINGECKO_CALLS_PER_MINUTE, or make sure nothing else uses the same key \
-                     or address."
-                } else {
-                    " Trying again later may succeed."
-                };
-                let message = format!(
-                    "Gave up after {}; the last one failed: {}.{advice}",
-                    crate::upstream::Failure::attempts(attempts),
-                    last.said(),
-                );
-                if last.rate_limited {
-                    Self::RateLimited { message }
-                } else {
-                    Self::Transient { message }
-                }
-            }
+            CallError::GaveUp(gave_up) if gave_up.rate_limited() => Self::RateLimited {
+                message: gave_up.message(
+                    "",
+                    "CoinGecko is rate-limiting this address or key: lower \
+                     COINGECKO_CALLS_PER_MINUTE, or make sure nothing else uses the same key or \
+                     address.",
+                ),
+            },
+            CallError::GaveUp(gave_up) => Self::Transient {
+                message: gave_up.message("", "Trying again later may succeed."),
+            },
             CallError::TooLarge { status, .. } => Self::too_large(status, MAX_BODY_BYTES),
         }
     }
@@ -389,6 +381,7 @@ fn advice(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::{Failure, GaveUp};
 
     fn refused(status: u16, body: &str) -> CoinGeckoError {
         CoinGeckoError::refused(
@@ -504,6 +497,41 @@ mod tests {
                 "{body}: {said:?}"
             );
         }
+    }
+
+    #[test]
+    fn giving_up_on_429s_is_a_rate_limit_that_names_the_setting_to_lower() {
+        let gave_up = |rate_limited| {
+            CoinGeckoError::from(CallError::GaveUp(GaveUp {
+                attempts: 4,
+                last: Failure {
+                    rate_limited,
+                    ..Failure::rate_limited("CoinGecko answered HTTP 429.")
+                },
+            }))
+        };
+        let error = gave_up(true);
+        assert!(
+            matches!(error, CoinGeckoError::RateLimited { .. }),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "Gave up after 4 attempts; the last one failed: CoinGecko answered HTTP 429. "
+            ) && message.contains("COINGECKO_CALLS_PER_MINUTE"),
+            "{message}"
+        );
+        let other = gave_up(false);
+        assert!(
+            matches!(other, CoinGeckoError::Transient { .. }),
+            "{other:?}"
+        );
+        assert!(
+            other
+                .to_string()
+                .ends_with("Trying again later may succeed.")
+        );
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub(crate) enum CallError {
     },
     /// The last attempt failed, and no other was made: the retries ran out, or the
     /// failure was not worth retrying right away.
-    GaveUp { attempts: u32, last: Failure },
+    GaveUp(GaveUp),
     /// An answer whose body was over [`MAX_BODY_BYTES`]: refused while it was read.
     TooLarge {
         status: StatusCode,
@@ -146,19 +146,42 @@ pub(crate) struct Failure {
     pub retry_after: Option<Duration>,
 }
 
-impl Failure {
-    /// `1 attempt`, `3 attempts`: how a message counts them.
-    pub fn attempts(attempts: u32) -> String {
-        if attempts == 1 {
-            "1 attempt".to_owned()
-        } else {
-            format!("{attempts} attempts")
-        }
+/// The attempts of a call that gave up, and how the last one failed.
+#[derive(Debug)]
+pub(crate) struct GaveUp {
+    pub attempts: u32,
+    pub last: Failure,
+}
+
+impl GaveUp {
+    /// Whether the source kept answering 429: its advice is then about the rate.
+    pub fn rate_limited(&self) -> bool {
+        self.last.rate_limited
     }
 
-    /// What happened, without a closing full stop, for a sentence that goes on.
-    pub fn said(&self) -> &str {
-        self.what.trim_end_matches('.')
+    /// `Gave up{on} after 3 attempts; the last one failed: … {advice}`: the message a
+    /// source gives, with its own name (`on`, such as " on Coinbase Exchange") and advice.
+    pub fn message(&self, on: &str, advice: &str) -> String {
+        let tries = match self.attempts {
+            1 => "1 attempt".to_owned(),
+            n => format!("{n} attempts"),
+        };
+        let said = self.last.what.trim_end_matches('.');
+        format!("Gave up{on} after {tries}; the last one failed: {said}. {advice}")
+    }
+}
+
+#[cfg(test)]
+impl Failure {
+    /// A 429 that said `what`, without `Retry-After`.
+    pub fn rate_limited(what: &str) -> Self {
+        Self {
+            what: what.to_owned(),
+            status: Some(429),
+            retryable: true,
+            rate_limited: true,
+            retry_after: None,
+        }
     }
 }
 
@@ -323,10 +346,10 @@ impl Caller {
                 Err(failure) => failure,
             };
             let Some(delay) = self.delay(&failure, started, retries) else {
-                return Err(CallError::GaveUp {
+                return Err(CallError::GaveUp(GaveUp {
                     attempts: retries + 1,
                     last: failure,
-                });
+                }));
             };
             retries += 1;
             tracing::warn!(
@@ -451,6 +474,19 @@ impl Caller {
 }
 
 impl Profile {
+    /// The waits after a 429 whose `Retry-After` said 3 s, said an hour, and said
+    /// nothing, given the policy's `backoff`: what a source's tests hold its numbers to.
+    #[cfg(test)]
+    pub(crate) fn waits_after_a_429(&self, backoff: Duration) -> [Duration; 3] {
+        [Some(3), Some(3600), None].map(|told| {
+            let failure = Failure {
+                retry_after: told.map(Duration::from_secs),
+                ..Failure::rate_limited("")
+            };
+            self.wait(&failure, backoff)
+        })
+    }
+
     /// How long to wait before the next attempt after `failure`, given the policy's
     /// back-off: what `Retry-After` asked (within reason), else at least the rate-limit
     /// window after a 429, else the back-off.
@@ -505,44 +541,38 @@ mod tests {
     }
 
     #[test]
-    fn a_429_waits_what_it_is_told_or_a_whole_window() {
+    fn a_429_waits_what_it_is_told_within_reason_or_a_whole_window_and_others_the_back_off() {
         let profile = profile(Duration::from_secs(60));
-        let mut failure = Failure {
-            what: String::new(),
-            status: Some(429),
-            retryable: true,
-            rate_limited: true,
-            retry_after: Some(Duration::from_secs(1)),
+        let [told, told_an_hour, not_told] = profile.waits_after_a_429(Duration::from_secs(8));
+        assert_eq!(
+            [told, told_an_hour, not_told],
+            [3, 600, 60].map(Duration::from_secs)
+        );
+        let longer = profile.waits_after_a_429(Duration::from_secs(90))[2];
+        assert_eq!(longer, Duration::from_secs(90), "a longer back-off stands");
+        let server_error = Failure {
+            rate_limited: false,
+            ..Failure::rate_limited("")
         };
-        let wait = |failure: &Failure, backoff| profile.wait(failure, backoff);
-        assert_eq!(
-            wait(&failure, Duration::from_secs(8)),
-            Duration::from_secs(1)
-        );
-        failure.retry_after = Some(Duration::from_secs(3600));
-        assert_eq!(
-            wait(&failure, Duration::from_secs(8)),
-            Duration::from_secs(600)
-        );
-        failure.retry_after = None;
-        assert_eq!(
-            wait(&failure, Duration::from_secs(8)),
-            Duration::from_secs(60)
-        );
-        assert_eq!(
-            wait(&failure, Duration::from_secs(90)),
-            Duration::from_secs(90)
-        );
-        failure.rate_limited = false;
-        assert_eq!(
-            wait(&failure, Duration::from_secs(8)),
-            Duration::from_secs(8)
-        );
+        let backoff = Duration::from_secs(8);
+        assert_eq!(profile.wait(&server_error, backoff), backoff);
     }
 
     #[test]
-    fn attempts_are_counted_in_words() {
-        assert_eq!(Failure::attempts(1), "1 attempt");
-        assert_eq!(Failure::attempts(4), "4 attempts");
+    fn giving_up_counts_the_attempts_in_words_and_quotes_the_last_failure() {
+        let gave_up = |attempts| GaveUp {
+            attempts,
+            last: Failure::rate_limited("X answered HTTP 429."),
+        };
+        assert_eq!(
+            gave_up(1).message("", "Wait."),
+            "Gave up after 1 attempt; the last one failed: X answered HTTP 429. Wait."
+        );
+        assert!(
+            gave_up(4)
+                .message(" on X", "")
+                .starts_with("Gave up on X after 4 attempts;")
+        );
+        assert!(gave_up(4).rate_limited());
     }
 }

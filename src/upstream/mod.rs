@@ -22,8 +22,10 @@ mod redact;
 mod wire;
 
 pub use budget::{BudgetMetrics, CallBudget, CallLimiter, NoSlot};
-pub(crate) use caller::{Answer, CallError, Failure, Profile};
+pub(crate) use caller::{Answer, CallError, Profile};
 pub use caller::{CallOutcome, CallSettings, Caller};
+#[cfg(test)]
+pub(crate) use caller::{Failure, GaveUp};
 pub(crate) use redact::Redactor;
 pub use wire::{MAX_BODY_BYTES, decimal_from_f64};
 pub(crate) use wire::{base_url, endpoint, quote, quote_at_most};

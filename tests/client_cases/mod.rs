@@ -21,6 +21,16 @@ pub struct Tweaks {
     pub timeout: Duration,
 }
 
+impl Tweaks {
+    /// The defaults, with at most `max_retries` retries of a call.
+    fn retries(max_retries: u32) -> Self {
+        Self {
+            max_retries,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for Tweaks {
     fn default() -> Self {
         Self {
@@ -68,6 +78,13 @@ fn client_for<S: Source>(fake: &Fake<S::Upstream>, tweaks: Tweaks) -> S::Client 
     S::client(fake.base_url(), tweaks)
 }
 
+/// A fake of the source, and a client of it with `tweaks`.
+async fn fake_and_client<S: Source>(tweaks: Tweaks) -> (Fake<S::Upstream>, S::Client) {
+    let fake = start::<S>().await;
+    let client = client_for::<S>(&fake, tweaks);
+    (fake, client)
+}
+
 fn statuses<S: Source>(fake: &Fake<S::Upstream>) -> Vec<u16> {
     fake.calls().iter().map(|call| S::arrival(call).1).collect()
 }
@@ -78,8 +95,7 @@ fn rate_limited() -> ScriptedResponse {
 }
 
 pub async fn a_server_error_is_retried_and_the_second_answer_used<S: Source>() {
-    let fake = start::<S>().await;
-    let client = client_for::<S>(&fake, Tweaks::default());
+    let (fake, client) = fake_and_client::<S>(Tweaks::default()).await;
     fake.push_response(ScriptedResponse::server_error(500));
 
     S::ask(&client).await.unwrap();
@@ -89,8 +105,7 @@ pub async fn a_server_error_is_retried_and_the_second_answer_used<S: Source>() {
 }
 
 pub async fn a_rate_limited_call_waits_for_retry_after_then_succeeds<S: Source>() {
-    let fake = start::<S>().await;
-    let client = client_for::<S>(&fake, Tweaks::default());
+    let (fake, client) = fake_and_client::<S>(Tweaks::default()).await;
     fake.push_response(rate_limited());
 
     S::ask(&client).await.unwrap();
@@ -106,13 +121,7 @@ pub async fn a_rate_limited_call_waits_for_retry_after_then_succeeds<S: Source>(
 
 pub async fn server_errors_that_persist_give_up_as_transient_after_the_last_retry<S: Source>() {
     let fake = start::<S>().await;
-    let client = client_for::<S>(
-        &fake,
-        Tweaks {
-            max_retries: 2,
-            ..Tweaks::default()
-        },
-    );
+    let client = client_for::<S>(&fake, Tweaks::retries(2));
     for _ in 0..4 {
         fake.push_response(ScriptedResponse::server_error(503));
     }
@@ -157,13 +166,7 @@ pub async fn a_refused_connection_is_transient<S: Source>() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         listener.local_addr().unwrap()
     };
-    let client = S::client(
-        format!("http://{closed}"),
-        Tweaks {
-            max_retries: 1,
-            ..Tweaks::default()
-        },
-    );
+    let client = S::client(format!("http://{closed}"), Tweaks::retries(1));
 
     let error = S::ask(&client).await.unwrap_err();
 
@@ -178,13 +181,7 @@ pub async fn a_refused_connection_is_transient<S: Source>() {
 
 pub async fn a_stopped_fake_refuses_connections<S: Source>() {
     let fake = start::<S>().await;
-    let client = client_for::<S>(
-        &fake,
-        Tweaks {
-            max_retries: 0,
-            ..Tweaks::default()
-        },
-    );
+    let client = client_for::<S>(&fake, Tweaks::retries(0));
     S::ask(&client).await.unwrap();
 
     fake.shutdown().await;
@@ -260,8 +257,7 @@ pub async fn secrets_echoed_in_an_error_body_are_masked<S: Source>() {
 /// Kills `src/upstream/caller.rs`: a wrong slot in the counter, or a 429 labelled as a
 /// 5xx: `/metrics` counts every attempt under how it ended.
 pub async fn every_attempt_is_counted_under_how_it_ended<S: Source>() {
-    let fake = start::<S>().await;
-    let client = client_for::<S>(&fake, Tweaks::default());
+    let (fake, client) = fake_and_client::<S>(Tweaks::default()).await;
     fake.push_response(ScriptedResponse::server_error(503));
     fake.push_response(ScriptedResponse::server_error(502));
     fake.push_response(rate_limited());
@@ -286,13 +282,7 @@ pub async fn every_attempt_is_counted_under_how_it_ended<S: Source>() {
 
 pub async fn a_scripted_passthrough_answers_as_usual_before_the_next_script<S: Source>() {
     let fake = start::<S>().await;
-    let client = client_for::<S>(
-        &fake,
-        Tweaks {
-            max_retries: 0,
-            ..Tweaks::default()
-        },
-    );
+    let client = client_for::<S>(&fake, Tweaks::retries(0));
     fake.push_response(ScriptedResponse::passthrough());
     fake.push_response(ScriptedResponse::server_error(500));
 
