@@ -960,6 +960,7 @@ fn spawn(
         .env("DATABASE_URL", database_url)
         .env("COINGECKO_BASE_URL", coingecko_url)
         .env("COINGECKO_RETRY_BASE_DELAY_MS", "10")
+        .env("COINBASE_RETRY_BASE_DELAY_MS", "10")
         // The second source only in the rows that measure it (with a fake Coinbase),
         // never the real Coinbase Exchange.
         .env("FALLBACK_SOURCE", "off")

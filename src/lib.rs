@@ -11,11 +11,13 @@
 //! - [`config`]: every setting, as environment variable and flag, parsed once:
 //!   `DATABASE_URL` into a [`config::DatabaseUrl`] (`config/database.rs`).
 //! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`).
-//! - [`coingecko`]: the HTTP client (call budget, retries, error bodies).
-//! - [`coinbase`]: the second source's client (Coinbase Exchange's daily candles), for the
-//!   days older than the CoinGecko plan's reach.
-//! - [`upstream`]: what both clients share: the call budget per source, the body cap,
-//!   redaction, `Retry-After`.
+//! - [`coingecko`]: CoinGecko's URL and key, its wire format and its error meanings.
+//! - [`coinbase`]: the same for the second source (Coinbase Exchange's candles, of a
+//!   granularity, at most 300 a call), for the days older than the CoinGecko plan's reach.
+//! - [`upstream`]: what every source shares: one caller per source (the HTTP client, the
+//!   retry loop, the failure policy, the outcome counters), the call budget per source
+//!   (the one place that decides whether a call may go), redaction, the body cap,
+//!   `Retry-After`. The sources import from it, never the other way.
 //! - [`store`]: all SQL, a module per table.
 //! - [`private_postgres`]: the PostgreSQL a first run starts from the machine's binaries
 //!   when `DATABASE_URL` is not set and nothing answers at its default; a file each for
@@ -52,8 +54,8 @@
 //! tests, benchmarks and checks talk to, so the release binary carries none of it.
 //!
 //! Data flows one way: cli → startup → (api, schedule) → track_top → registry → queue →
-//! ingest → (coingecko, coinbase, store); every layer may read `config`, `domain` and
-//! `shutdown`.
+//! ingest → (coingecko, coinbase, store), and (coingecko, coinbase) → upstream → store (the
+//! budget's row); every layer may read `config`, `domain` and `shutdown`.
 
 pub mod api;
 pub mod cli;

@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState, ConnectionLimits};
-use crate::coinbase::CoinbaseClient;
-use crate::coingecko::{CallBudget, CoinGeckoClient};
+use crate::coinbase::{CoinbaseClient, CoinbaseSettings};
+use crate::coingecko::{CoinGeckoClient, CoinGeckoSettings};
 use crate::config::Settings;
 use crate::domain::ImportTrigger;
 use crate::ingest::fallback::SecondSource;
@@ -27,6 +27,7 @@ use crate::schedule::Scheduler;
 use crate::shutdown::Shutdown;
 use crate::store;
 use crate::track_top::TrackTop;
+use crate::upstream::CallBudget;
 
 /// Connections per long-running process: the worker needs a few (heartbeat, listener,
 /// the job), the API the rest.
@@ -53,12 +54,13 @@ impl Sources {
     /// call budget shared by every process on this database.
     pub fn new(settings: &Settings, pool: &PgPool) -> anyhow::Result<Sources> {
         let secrets = secrets(settings);
-        let coingecko =
-            CoinGeckoClient::new(settings.coingecko(), CallBudget::Shared(pool.clone()))
-                .context("while building the CoinGecko client")?
-                .hiding(secrets.iter().map(String::as_str));
-        let coinbase = settings
-            .coinbase()
+        let coingecko = CoinGeckoClient::new(
+            CoinGeckoSettings::from_config(settings),
+            CallBudget::Shared(pool.clone()),
+        )
+        .context("while building the CoinGecko client")?
+        .hiding(secrets.iter().map(String::as_str));
+        let coinbase = CoinbaseSettings::from_config(settings)
             .map(|coinbase| {
                 CoinbaseClient::new(coinbase, CallBudget::Shared(pool.clone()))
                     .context("while building the Coinbase client")
@@ -132,7 +134,10 @@ impl Application {
 
     /// The plan's reach: configured, or learned and kept in the database.
     pub fn reach(&self) -> Reach {
-        Reach::new(self.settings.plan_reach(), &self.settings.coingecko())
+        Reach::new(
+            self.settings.plan_reach(),
+            &CoinGeckoSettings::from_config(&self.settings),
+        )
     }
 
     /// What runs a job.
@@ -318,6 +323,7 @@ mod tests {
         let quoted = app
             .sources
             .coingecko
+            .caller()
             .redact("echo: tok-123456, p@ss-w0rd-99 and p%40ss-w0rd-99");
         assert_eq!(quoted, "echo: ***, *** and ***");
     }

@@ -141,7 +141,8 @@ async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
 /// for its slot instead of going without one, and goes once the database is back.
 #[tokio::test]
 async fn without_the_database_a_call_waits_for_its_slot_and_goes_once_it_is_back() {
-    use price_history::coingecko::{CallBudget, CoinGeckoClient, CoinGeckoSettings};
+    use price_history::coingecko::{CoinGeckoClient, CoinGeckoSettings};
+    use price_history::upstream::CallBudget;
     let cluster = PrivateCluster::create();
     cluster.start();
     let fake = FakeCoinGecko::start().await;
@@ -287,9 +288,10 @@ async fn a_process_whose_database_never_comes_exits_1_after_the_limit_saying_why
 /// `Ingestor::patiently`'s guard -> `false` and `<` -> `>` / `==` (issue 14).
 #[tokio::test]
 async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched() {
-    use price_history::coingecko::{CallBudget, CoinGeckoClient, CoinGeckoSettings};
+    use price_history::coingecko::{CoinGeckoClient, CoinGeckoSettings};
     use price_history::domain::PlanReach;
     use price_history::ingest::{Attempt, Ingestor, Outcome, Reach};
+    use price_history::upstream::CallBudget;
 
     let cluster = PrivateCluster::create();
     cluster.start();
