@@ -43,7 +43,7 @@ impl TestDb {
     pub async fn new() -> Self {
         let (name, url) = Self::fresh_name();
         // The service creates the database itself, as it does on a fresh machine.
-        let pool = store::connect_and_migrate(&url, 10)
+        let pool = price_history::startup::connect_and_migrate(&url, 10)
             .await
             .expect("the test database can be created and migrated");
         TestDb { url, pool, name }

@@ -2,7 +2,6 @@
 //! place at start: no row lost, every old job still readable, the new rules in force.
 
 use chrono::Days;
-use price_history::store;
 use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
@@ -75,7 +74,7 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
     let queue_before = count_rows(&db.pool, "apalis.jobs").await;
 
     // Act: a process of this release starts on it.
-    let pool = store::connect_and_migrate(&db.url, 5)
+    let pool = price_history::startup::connect_and_migrate(&db.url, 5)
         .await
         .expect("the upgrade applies");
 
