@@ -18,18 +18,21 @@
 //!   retry loop, the failure policy, the outcome counters), the call budget per source
 //!   (the one place that decides whether a call may go), redaction, the body cap,
 //!   `Retry-After`. The sources import from it, never the other way.
-//! - [`store`]: all SQL, a module per table.
+//! - [`store`]: all SQL, a module per table; `store::patience`, the one way a running
+//!   process waits out the database.
 //! - [`private_postgres`]: the PostgreSQL a first run starts from the machine's binaries
 //!   when `DATABASE_URL` is not set and nothing answers at its default; a file each for
 //!   choosing the database, the server held, its layout, its binaries, its locks and the
 //!   programs run.
-//! - [`ingest`]: the job: plan windows from gaps, fetch, fill, then the days older than
-//!   the plan serves from the second source; upsert, checkpoint. `ingest::source` is the
+//! - [`ingest`]: the job (`ingest::job`, a file per step and concern): plan windows from
+//!   gaps, fetch, fill, then the days older than the plan serves from the second source;
+//!   upsert, checkpoint behind the queue's fence ([`ingest::Fence`]). `ingest::source` is the
 //!   seat of a price source (what it is asked, what it answers), with CoinGecko and
 //!   Coinbase Exchange as its implementations; `ingest::fallback` the second source's
 //!   windows and its mapping check.
-//! - [`queue`]: apalis-postgres storage (patient with database outages), submission and
-//!   the worker.
+//! - [`queue`]: everything that knows apalis: its schema, channel and status strings
+//!   (`queue::contract`, pinned and tested), the storage (patient with database outages),
+//!   the lease, submission and the worker.
 //! - [`registry`]: the coin registry's rules, each written once for the API, the CLI and
 //!   track-top (a new CoinGecko id is checked with one call, a Coinbase product with one
 //!   more, or guessed as `{SYMBOL}-USD`; `track_since` never in the future; turning
@@ -40,7 +43,8 @@
 //!   between two coins by the shutdown signal; built by `startup`.
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
-//! - [`startup`]: settings in, a running service out: the one place that wires the pool,
+//! - [`startup`]: settings in, a running service out: the one place that migrates the
+//!   database (the queue's schema, then ours) and wires the pool,
 //!   the price sources' clients, the ingestor, the registry, the API's state, the worker and
 //!   the scheduler. The commands, the tests and the benchmarks all start the service here.
 //! - [`shutdown`]: the one stop signal (SIGTERM, SIGINT), its handlers installed first

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiState, ConnectionLimits};
 use crate::coinbase::{CoinbaseClient, CoinbaseSettings};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoSettings};
-use crate::config::Settings;
+use crate::config::{DatabaseUrl, Settings};
 use crate::domain::ImportTrigger;
 use crate::ingest::fallback::SecondSource;
 use crate::ingest::{Ingestor, Reach};
@@ -285,7 +285,28 @@ impl Application {
 pub async fn open_database(settings: &Settings, max_connections: u32) -> anyhow::Result<PgPool> {
     store::database::wait_for_server(&settings.database_url, settings.database_connect_timeout())
         .await?;
-    store::connect_and_migrate(&settings.database_url, max_connections).await
+    connect_and_migrate(&settings.database_url, max_connections).await
+}
+
+/// Creates the database if it is missing, opens a pool and applies every migration.
+pub async fn connect_and_migrate(
+    url: &DatabaseUrl,
+    max_connections: u32,
+) -> anyhow::Result<PgPool> {
+    store::database::create_database_if_missing(url).await?;
+    let pool = store::connect(url, max_connections).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Applies every migration: the queue's schema first (apalis-postgres's), because one of
+/// ours puts a trigger on its table; then ours. Both migrators take PostgreSQL's advisory
+/// migration lock, so replicas starting together apply each migration exactly once.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    queue::contract::setup(pool)
+        .await
+        .context("while creating the job queue's tables (apalis-postgres migrations)")?;
+    store::database::migrate(pool).await
 }
 
 /// Listens on `BIND_ADDR`, saying what to check when it cannot.

@@ -11,10 +11,11 @@ pub mod days;
 mod decode;
 pub mod gaps;
 pub mod ingestion_jobs;
+pub mod patience;
 pub mod plan_reach;
-pub mod queue_lease;
 pub mod second_source;
 pub mod stats;
 pub mod sync_schedule;
 
-pub use database::{connect, connect_and_migrate, is_unavailable};
+pub use database::connect;
+pub use patience::{is_unavailable, patiently};

@@ -99,9 +99,10 @@ async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_
     assert_eq!(scan_before.len(), 4, "{scan_before:?}");
 
     // Act: a process of this release starts on it.
-    let pool = store::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
-        .await
-        .expect("the upgrade applies");
+    let pool =
+        price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
+            .await
+            .expect("the upgrade applies");
 
     // Assert: the figures say what a scan says, and the rows are as they were.
     assert_eq!(texts(&pool, KEPT).await, scan_before);
@@ -146,9 +147,10 @@ async fn figures_kept_by_the_previous_release_stay_true_through_the_upgrade_and_
     assert_eq!(kept_before, texts(&db.pool, SCAN).await, "the old triggers");
 
     // Act: a process of this release starts on it.
-    let pool = store::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
-        .await
-        .expect("the upgrade applies");
+    let pool =
+        price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
+            .await
+            .expect("the upgrade applies");
 
     // Assert: the figures as they were, then true after each kind of change.
     assert_eq!(texts(&pool, KEPT).await, kept_before);

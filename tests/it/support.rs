@@ -43,9 +43,10 @@ impl TestDb {
     pub async fn new() -> Self {
         let (name, url) = Self::fresh_name();
         // The service creates the database itself, as it does on a fresh machine.
-        let pool = store::connect_and_migrate(&url.parse().expect("a valid URL"), 10)
-            .await
-            .expect("the test database can be created and migrated");
+        let pool =
+            price_history::startup::connect_and_migrate(&url.parse().expect("a valid URL"), 10)
+                .await
+                .expect("the test database can be created and migrated");
         TestDb { url, pool, name }
     }
 

@@ -2,7 +2,6 @@
 //! place at start: no row lost, every old job still readable, the new rules in force.
 
 use chrono::Days;
-use price_history::store;
 use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
@@ -68,9 +67,10 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
     let queue_before = count_rows(&db.pool, "apalis.jobs").await;
 
     // Act: a process of this release starts on it.
-    let pool = store::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
-        .await
-        .expect("the upgrade applies");
+    let pool =
+        price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
+            .await
+            .expect("the upgrade applies");
 
     // Assert: every row as it was, every job readable, the new rules in force.
     assert_eq!(snapshot(&pool, PRICES).await, prices_before);
