@@ -87,3 +87,16 @@ pub async fn of(pool: &PgPool, symbol: Symbol) -> sqlx::Result<HourlyFigures> {
     .await?;
     Ok(figures.unwrap_or_default())
 }
+
+/// Stored hours (complete and provisional) per coin that keeps hours or has any stored, 0
+/// for one with none, by symbol: `/metrics`' stored candles of the `1h` timeframe, one row
+/// per coin.
+pub async fn stored_hours(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT c.symbol, coalesce(f.complete_hours + f.provisional_hours, 0) \
+         FROM coins c LEFT JOIN hourly_figures f ON f.symbol = c.symbol \
+         WHERE c.hourly OR f.symbol IS NOT NULL ORDER BY c.symbol",
+    )
+    .fetch_all(pool)
+    .await
+}

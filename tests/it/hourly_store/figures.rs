@@ -163,6 +163,10 @@ async fn a_coin_shows_its_disputed_hours_and_median_deviation_from_one_row_of_fi
         (0, Some(Decimal::ZERO))
     );
     assert_eq!(hourly_figures::of(pool, Symbol::BTC).await.unwrap(), btc);
+    assert_eq!(
+        hourly_figures::stored_hours(pool).await.unwrap(),
+        vec![("BTC".to_owned(), 48), ("ETH".to_owned(), 10)]
+    );
 
     // A hole breaks the run; a coin without hours reads as all zero.
     sql(

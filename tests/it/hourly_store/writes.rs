@@ -1,6 +1,7 @@
 //! What a window's upsert keeps and replaces, the checks beside exchange candles, the
 //! hours without trades, and the candles the table refuses whoever writes them.
 
+use futures::TryStreamExt;
 use price_history::domain::{ExchangeCandle, PriceSource, hours_from_exchange};
 use rust_decimal::Decimal;
 
@@ -41,6 +42,11 @@ async fn a_window_of_exchange_candles_reads_back_exactly_as_it_was_stored() {
     assert_eq!(written, 5);
     let back = stored(&db.pool, window).await;
     assert_eq!(back, checked);
+    let streamed: Vec<HourlyCandle> = hourly_prices::stream(&db.pool, Symbol::BTC, window)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(streamed, back);
     assert_eq!(back[1].check.unwrap().deviation_percent, Decimal::ZERO);
     assert!(back[4].provisional, "05:00 was not over when fetched");
     assert_eq!(back[0].volume, "52750.9375".parse::<Decimal>().unwrap());
