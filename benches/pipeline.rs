@@ -8,8 +8,9 @@ use std::time::Duration;
 use chrono::{Days, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use fake_upstream::coingecko::FakeCoinGecko;
-use price_history::coingecko::{CallBudget, CoinGeckoClient, CoinGeckoSettings};
+use price_history::coingecko::{CoinGeckoClient, CoinGeckoSettings};
 use price_history::ingest::{Window, daily_candles};
+use price_history::upstream::CallBudget;
 
 fn window_of_90_days() -> Window {
     let end = Utc::now()

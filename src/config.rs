@@ -9,8 +9,6 @@ use clap::{Args, ValueEnum};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
 
-use crate::coinbase::CoinbaseSettings;
-use crate::coingecko::CoinGeckoSettings;
 use crate::domain::PlanReach;
 use crate::schedule::{Clock, DEFAULT_SCHEDULE, SyncSchedule};
 
@@ -175,6 +173,24 @@ pub struct Settings {
     )]
     pub coinbase_calls_per_minute: NonZeroU32,
 
+    /// The second source's HTTP-level retries of one call.
+    #[arg(long, env = "COINBASE_MAX_RETRIES", default_value = "3", global = true)]
+    pub coinbase_max_retries: u32,
+
+    /// The second source's first back-off delay in milliseconds; it doubles per retry,
+    /// with jitter.
+    #[arg(
+        long,
+        env = "COINBASE_RETRY_BASE_DELAY_MS",
+        default_value = "2000",
+        global = true
+    )]
+    pub coinbase_retry_base_delay_ms: u64,
+
+    /// One call's time limit in seconds, for the second source.
+    #[arg(long, env = "COINBASE_TIMEOUT_SECS", default_value = "30", value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub coinbase_timeout_secs: u64,
+
     /// A coin's second source is used only while the median difference of the two
     /// sources' closes, on days both cover, is at most this many percent.
     #[arg(
@@ -247,34 +263,6 @@ fn parse_percent(value: &str) -> Result<Decimal, String> {
 }
 
 impl Settings {
-    pub fn coingecko(&self) -> CoinGeckoSettings {
-        CoinGeckoSettings {
-            base_url: self.coingecko_base_url.clone(),
-            api_key: self.coingecko_api_key.clone().filter(|key| {
-                use secrecy::ExposeSecret;
-                !key.expose_secret().is_empty()
-            }),
-            calls_per_minute: self.coingecko_calls_per_minute,
-            max_retries: self.coingecko_max_retries,
-            retry_base_delay: Duration::from_millis(self.coingecko_retry_base_delay_ms),
-            timeout: Duration::from_secs(self.coingecko_timeout_secs),
-        }
-    }
-
-    /// How to reach the second source; `None` with `FALLBACK_SOURCE=off`. Its HTTP-level
-    /// retries and time limit are CoinGecko's (`COINGECKO_MAX_RETRIES`,
-    /// `COINGECKO_RETRY_BASE_DELAY_MS`, `COINGECKO_TIMEOUT_SECS`): one retry policy for
-    /// every upstream.
-    pub fn coinbase(&self) -> Option<CoinbaseSettings> {
-        (self.fallback_source == FallbackSource::Coinbase).then(|| CoinbaseSettings {
-            base_url: self.coinbase_base_url.clone(),
-            calls_per_minute: self.coinbase_calls_per_minute,
-            max_retries: self.coingecko_max_retries,
-            retry_base_delay: Duration::from_millis(self.coingecko_retry_base_delay_ms),
-            timeout: Duration::from_secs(self.coingecko_timeout_secs),
-        })
-    }
-
     /// The plan's reach as configured: `COINGECKO_HISTORY_DAYS`, else 365 days on the
     /// public root (which serves the public and Demo plans), else no limit known.
     pub fn plan_reach(&self) -> PlanReach {
@@ -357,21 +345,25 @@ mod tests {
     }
 
     #[test]
-    fn the_second_source_is_coinbase_by_default_and_off_turns_it_off() {
-        let defaults = settings(&[]);
-        let coinbase = defaults.coinbase().expect("on by default");
-        assert_eq!(coinbase.base_url, "https://api.exchange.coinbase.com");
-        assert_eq!(coinbase.calls_per_minute.get(), 120);
-        assert_eq!(defaults.fallback_max_deviation_percent, Decimal::from(5));
-        assert!(settings(&["--fallback-source", "off"]).coinbase().is_none());
-        let set = settings(&[
-            "--coinbase-calls-per-minute",
-            "30",
-            "--fallback-max-deviation-percent",
-            "2.5",
-        ]);
-        assert_eq!(set.coinbase().unwrap().calls_per_minute.get(), 30);
+    fn the_deviation_limit_defaults_to_5_percent_and_takes_decimals() {
+        assert_eq!(
+            settings(&[]).fallback_max_deviation_percent,
+            Decimal::from(5)
+        );
+        let set = settings(&["--fallback-max-deviation-percent", "2.5"]);
         assert_eq!(set.fallback_max_deviation_percent.to_string(), "2.5");
+    }
+
+    #[test]
+    fn coinbase_retries_and_time_limits_that_are_no_numbers_are_refused() {
+        for bad in [
+            ["--coinbase-timeout-secs", "0"],
+            ["--coinbase-max-retries", "-1"],
+            ["--coinbase-retry-base-delay-ms", "soon"],
+        ] {
+            let refused = Cli::try_parse_from(["price-history", bad[0], bad[1]]);
+            assert!(refused.is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -10,28 +10,34 @@
 //!
 //! - [`config`]: every setting, as environment variable and flag.
 //! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`).
-//! - [`coingecko`]: the HTTP client (call budget, retries, error bodies).
-//! - [`coinbase`]: the second source's client (Coinbase Exchange's daily candles), for the
-//!   days older than the CoinGecko plan's reach.
-//! - [`upstream`]: what both clients share: the call budget per source, the body cap,
-//!   redaction, `Retry-After`.
-//! - [`store`]: all SQL, a module per table.
+//! - [`coingecko`]: CoinGecko's URL and key, its wire format and its error meanings.
+//! - [`coinbase`]: the same for the second source (Coinbase Exchange's candles, of a
+//!   granularity, at most 300 a call), for the days older than the CoinGecko plan's reach.
+//! - [`upstream`]: what every source shares: one caller per source (the HTTP client, the
+//!   retry loop, the failure policy, the outcome counters), the call budget per source
+//!   (the one place that decides whether a call may go), redaction, the body cap,
+//!   `Retry-After`. The sources import from it, never the other way.
+//! - [`store`]: all SQL, a module per table; `store::patience`, the one way a running
+//!   process waits out the database.
 //! - [`private_postgres`]: the PostgreSQL a first run starts from the machine's binaries
 //!   when `DATABASE_URL` is not set and nothing answers at its default.
-//! - [`ingest`]: the job: plan windows from gaps, fetch, fill, then the days older than
-//!   the plan serves from the second source; upsert, checkpoint. `ingest::source` is the
+//! - [`ingest`]: the job (`ingest::job`, a file per step and concern): plan windows from
+//!   gaps, fetch, fill, then the days older than the plan serves from the second source;
+//!   upsert, checkpoint behind the queue's fence ([`ingest::Fence`]). `ingest::source` is the
 //!   seat of a price source (what it is asked, what it answers), with CoinGecko and
 //!   Coinbase Exchange as its implementations; `ingest::fallback` the second source's
 //!   windows and its mapping check.
-//! - [`queue`]: apalis-postgres storage (patient with database outages), submission and
-//!   the worker.
+//! - [`queue`]: everything that knows apalis: its schema, channel and status strings
+//!   (`queue::contract`, pinned and tested), the storage (patient with database outages),
+//!   the lease, submission and the worker.
 //! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call, a
 //!   Coinbase product with one more, or guessed as `{SYMBOL}-USD`).
 //! - [`track_top`]: tracking the N largest coins by market cap in one import (CoinGecko's
 //!   `/coins/markets`, then the registry's rules per coin), recorded like a job.
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
-//! - [`startup`]: settings in, a running service out: the one place that wires the pool,
+//! - [`startup`]: settings in, a running service out: the one place that migrates the
+//!   database (the queue's schema, then ours) and wires the pool,
 //!   the price sources' clients, the ingestor, the registry, the API's state, the worker and
 //!   the scheduler. The commands, the tests and the benchmarks all start the service here.
 //! - [`shutdown`]: the one stop signal (SIGTERM, SIGINT) handed to every long-lived task.
@@ -43,7 +49,8 @@
 //! tests, benchmarks and checks talk to, so the release binary carries none of it.
 //!
 //! Data flows one way: cli → startup → (api, schedule) → (track_top, registry, queue) → ingest →
-//! (coingecko, coinbase, store); every layer may read `config`, `domain` and `shutdown`.
+//! (coingecko, coinbase, store), and (coingecko, coinbase) → upstream → store (the budget's
+//! row); every layer may read `config`, `domain` and `shutdown`.
 
 pub mod api;
 pub mod cli;

@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState, ConnectionLimits};
-use crate::coinbase::CoinbaseClient;
-use crate::coingecko::{CallBudget, CoinGeckoClient};
+use crate::coinbase::{CoinbaseClient, CoinbaseSettings};
+use crate::coingecko::{CoinGeckoClient, CoinGeckoSettings};
 use crate::config::Settings;
 use crate::ingest::fallback::SecondSource;
 use crate::ingest::{Ingestor, Reach};
@@ -25,6 +25,7 @@ use crate::registry::Registry;
 use crate::schedule::Scheduler;
 use crate::shutdown::Shutdown;
 use crate::store;
+use crate::upstream::CallBudget;
 
 /// Connections per long-running process: the worker needs a few (heartbeat, listener,
 /// the job), the API the rest.
@@ -51,12 +52,13 @@ impl Sources {
     /// call budget shared by every process on this database.
     pub fn new(settings: &Settings, pool: &PgPool) -> anyhow::Result<Sources> {
         let secrets = secrets(settings);
-        let coingecko =
-            CoinGeckoClient::new(settings.coingecko(), CallBudget::Shared(pool.clone()))
-                .context("while building the CoinGecko client")?
-                .hiding(secrets.iter().map(String::as_str));
-        let coinbase = settings
-            .coinbase()
+        let coingecko = CoinGeckoClient::new(
+            CoinGeckoSettings::from_config(settings),
+            CallBudget::Shared(pool.clone()),
+        )
+        .context("while building the CoinGecko client")?
+        .hiding(secrets.iter().map(String::as_str));
+        let coinbase = CoinbaseSettings::from_config(settings)
             .map(|coinbase| {
                 CoinbaseClient::new(coinbase, CallBudget::Shared(pool.clone()))
                     .context("while building the Coinbase client")
@@ -142,7 +144,10 @@ impl Application {
 
     /// The plan's reach: configured, or learned and kept in the database.
     pub fn reach(&self) -> Reach {
-        Reach::new(self.settings.plan_reach(), &self.settings.coingecko())
+        Reach::new(
+            self.settings.plan_reach(),
+            &CoinGeckoSettings::from_config(&self.settings),
+        )
     }
 
     /// What runs a job.
@@ -280,7 +285,25 @@ impl Application {
 pub async fn open_database(settings: &Settings, max_connections: u32) -> anyhow::Result<PgPool> {
     store::database::wait_for_server(&settings.database_url, settings.database_connect_timeout())
         .await?;
-    store::connect_and_migrate(&settings.database_url, max_connections).await
+    connect_and_migrate(&settings.database_url, max_connections).await
+}
+
+/// Creates the database if it is missing, opens a pool and applies every migration.
+pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    store::database::create_database_if_missing(url).await?;
+    let pool = store::connect(url, max_connections).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Applies every migration: the queue's schema first (apalis-postgres's), because one of
+/// ours puts a trigger on its table; then ours. Both migrators take PostgreSQL's advisory
+/// migration lock, so replicas starting together apply each migration exactly once.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    queue::contract::setup(pool)
+        .await
+        .context("while creating the job queue's tables (apalis-postgres migrations)")?;
+    store::database::migrate(pool).await
 }
 
 /// Listens on `BIND_ADDR`, saying what to check when it cannot.
@@ -318,6 +341,7 @@ mod tests {
         let quoted = app
             .sources
             .coingecko
+            .caller()
             .redact("echo: tok-123456, p@ss-w0rd-99 and p%40ss-w0rd-99");
         assert_eq!(quoted, "echo: ***, *** and ***");
     }

@@ -1,20 +1,70 @@
-//! The Coinbase Exchange client against the loopback fake: candles in Coinbase's order
-//! and field order, the product check, retries, the body cap and how failures are
-//! sorted. No database.
+//! The Coinbase Exchange client against the loopback fake: the cases every client
+//! passes (`client_cases`: retries, the budget, the body cap, redaction...), then
+//! Coinbase's own: candles in its order and field order, the product check, its outages.
+//! No database.
+
+#[macro_use]
+mod client_cases;
 
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate, Utc};
 use fake_upstream::coinbase::{
-    BTC_USD, COLLIDING, FakeCoinbase, FakeCoinbaseOptions, NOT_FOUND_BODY, Outage, RATE_LIMIT_BODY,
-    TOO_MANY_CANDLES_BODY, TruthCandle,
+    BTC_USD, COLLIDING, Coinbase, FakeCoinbase, FakeCoinbaseOptions, NOT_FOUND_BODY, Outage,
+    RATE_LIMIT_BODY, RecordedCall, TOO_MANY_CANDLES_BODY, TruthCandle,
 };
-use price_history::coinbase::{
-    CallOutcome, CandleWindow, CoinbaseClient, CoinbaseError, CoinbaseSettings,
-};
+use price_history::coinbase::{CandleWindow, CoinbaseClient, CoinbaseError, CoinbaseSettings};
 use price_history::domain::{DailyCandle, ProductId};
-use price_history::upstream::CallBudget;
+use price_history::upstream::{CallBudget, Caller};
+
+use client_cases::{Source, Tweaks};
+
+/// Coinbase as the common cases see it: its usual call is two days of BTC-USD candles.
+struct CoinbaseSource;
+
+impl Source for CoinbaseSource {
+    const NAME: &'static str = "Coinbase Exchange";
+    type Upstream = Coinbase;
+    type Client = CoinbaseClient;
+    type Error = CoinbaseError;
+
+    fn client(base_url: String, tweaks: Tweaks) -> CoinbaseClient {
+        let settings = CoinbaseSettings {
+            calls_per_minute: NonZeroU32::new(tweaks.calls_per_minute).unwrap(),
+            max_retries: tweaks.max_retries,
+            retry_base_delay: tweaks.retry_base_delay,
+            timeout: tweaks.timeout,
+            ..settings(base_url)
+        };
+        CoinbaseClient::new(settings, CallBudget::ProcessLocal).unwrap()
+    }
+
+    fn caller(client: &CoinbaseClient) -> &Caller {
+        client.caller()
+    }
+
+    fn hiding(client: CoinbaseClient, secret: &'static str) -> CoinbaseClient {
+        client.hiding([secret])
+    }
+
+    async fn ask(client: &CoinbaseClient) -> Result<(), CoinbaseError> {
+        let window = window(day(2024, 1, 1), day(2024, 1, 2));
+        client.candles(&btc(), window).await.map(|candles| {
+            assert_eq!(candles.len(), 2, "two days of candles");
+        })
+    }
+
+    fn is_transient(error: &CoinbaseError) -> bool {
+        error.is_transient()
+    }
+
+    fn arrival(call: &RecordedCall) -> (Instant, u16) {
+        (call.at, call.status)
+    }
+}
+
+client_cases!(CoinbaseSource);
 
 /// Settings for tests: quick retries and a budget too large to slow anything down.
 fn settings(base_url: String) -> CoinbaseSettings {
@@ -88,7 +138,7 @@ async fn three_hundred_days_come_back_oldest_first_each_equal_to_the_fakes_candl
     assert_eq!(call.granularity.as_deref(), Some("86400"));
     assert_eq!(call.start.as_deref(), Some("2019-01-01T00:00:00Z"));
     assert_eq!(call.end.as_deref(), Some("2019-10-27T23:59:59Z"));
-    assert_eq!(client.calls_made(), 1);
+    assert_eq!(client.caller().calls_made(), 1);
 }
 
 #[tokio::test]
@@ -270,35 +320,6 @@ async fn candles_of_an_unknown_product_are_refused_at_once_naming_coinbase() {
 }
 
 #[tokio::test]
-async fn server_errors_and_rate_limits_are_retried_and_the_answer_used() {
-    let fake = FakeCoinbase::start().await;
-    let client = client_for(&fake);
-    fake.push_response(503, r#"{"message":"Internal server error"}"#);
-    fake.push_response(429, RATE_LIMIT_BODY);
-
-    let candles = client
-        .candles(&btc(), window(day(2024, 1, 1), day(2024, 1, 2)))
-        .await
-        .unwrap();
-
-    assert_eq!(candles.len(), 2);
-    assert_eq!(fake.call_count(), 3);
-    let counted: Vec<(CallOutcome, u64)> = client
-        .calls_by_outcome()
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .collect();
-    assert_eq!(
-        counted,
-        vec![
-            (CallOutcome::Ok, 1),
-            (CallOutcome::RateLimited, 1),
-            (CallOutcome::ServerError, 1)
-        ]
-    );
-}
-
-#[tokio::test]
 async fn coinbase_down_gives_up_as_unavailable_after_the_last_retry() {
     let fake = FakeCoinbase::start().await;
     let client = client_for(&fake);
@@ -369,107 +390,4 @@ async fn the_fake_rate_limits_like_coinbase_and_names_it() {
     let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
     assert_eq!(statuses, vec![200, 200, 429]);
     assert_eq!(answers[2].1, RATE_LIMIT_BODY);
-}
-
-#[tokio::test]
-async fn secrets_echoed_in_an_error_body_are_masked() {
-    let fake = FakeCoinbase::start().await;
-    let client = client_for(&fake).hiding(["tok-9f8e7d"]);
-    fake.push_response(403, r#"{"message":"token tok-9f8e7d refused"}"#);
-
-    let error = client
-        .candles(&btc(), window(day(2024, 1, 1), day(2024, 1, 2)))
-        .await
-        .unwrap_err();
-
-    assert!(!error.message().contains("tok-9f8e7d"), "{error}");
-    assert!(error.message().contains("***"), "{error}");
-}
-
-/// A server that answers every request with a 200 whose body never ends; it returns how
-/// many body bytes it managed to send.
-async fn endless_body_server() -> (String, tokio::task::JoinHandle<usize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.ends_with(b"\r\n\r\n") {
-            let n = socket.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the client sent a whole request");
-            head.extend_from_slice(&buf[..n]);
-        }
-        socket
-            .write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
-            )
-            .await
-            .unwrap();
-        let chunk = b"[1704067200,1,2,1,1,1],".repeat(64 * 1024 / 23);
-        let mut sent = 0;
-        while sent < 256 * 1024 * 1024 {
-            match socket.write_all(&chunk).await {
-                Ok(()) => sent += chunk.len(),
-                Err(_) => break,
-            }
-        }
-        sent
-    });
-    (base, server)
-}
-
-#[tokio::test]
-async fn a_body_over_32_mib_is_refused_while_it_is_read() {
-    let (base, server) = endless_body_server().await;
-    let client = CoinbaseClient::new(
-        CoinbaseSettings {
-            timeout: Duration::from_secs(60),
-            ..settings(base)
-        },
-        CallBudget::ProcessLocal,
-    )
-    .unwrap();
-
-    let error = client
-        .candles(&btc(), window(day(2024, 1, 1), day(2024, 1, 2)))
-        .await
-        .unwrap_err();
-
-    assert!(
-        matches!(error, CoinbaseError::BadAnswer { .. }),
-        "{error:?}"
-    );
-    assert!(error.message().contains("over 32 MiB"), "{error}");
-    let sent = server.await.unwrap();
-    assert!(sent < 48 * 1024 * 1024, "read {} MiB", sent >> 20);
-    assert_eq!(client.calls_made(), 1);
-}
-
-#[tokio::test]
-async fn the_calls_are_spaced_by_coinbases_own_budget() {
-    let fake = FakeCoinbase::start().await;
-    let client = CoinbaseClient::new(
-        CoinbaseSettings {
-            calls_per_minute: NonZeroU32::new(600).unwrap(),
-            ..settings(fake.base_url())
-        },
-        CallBudget::ProcessLocal,
-    )
-    .unwrap();
-    let started = std::time::Instant::now();
-
-    for _ in 0..4 {
-        client.product(&btc()).await.unwrap();
-    }
-
-    // 600 a minute: a slot every 100 ms, the first at once.
-    assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(client.budget_metrics().granted.get(), 4);
-    assert_eq!(client.budget_metrics().calls_per_minute.get(), 600);
 }

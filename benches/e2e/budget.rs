@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chrono::{Days, NaiveDate, Utc};
 use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
-use price_history::coingecko::{CallBudget, CallLimiter};
 use price_history::domain::{Coin, CoinGeckoId, DateRange, JobStatus, Symbol, Trigger};
 use price_history::queue;
-use price_history::store::{self, coins, ingestion_jobs::JobFollower, ingestion_jobs::NewJob};
+use price_history::store::{coins, ingestion_jobs::JobFollower, ingestion_jobs::NewJob};
+use price_history::upstream::{CallBudget, CallLimiter};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -64,7 +64,7 @@ impl BudgetSizes {
 pub(super) async fn rows(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()> {
     let name = format!("{}_budget", bench.database);
     let url = with_database(&bench.admin_url, &name)?;
-    let pool = store::connect_and_migrate(&url, 4).await?;
+    let pool = price_history::startup::connect_and_migrate(&url, 4).await?;
     let sizes = BudgetSizes::of(sizes);
     // A fake of its own, answering 429 beyond the budget, as CoinGecko would.
     let fake = FakeCoinGecko::start_with(FakeOptions {
@@ -158,6 +158,7 @@ async fn measure(
     // The limiter's own cost: one slot from PostgreSQL when the budget has room (a budget
     // of its own, so that no slot waits), one round trip on loopback.
     let limiter = CallLimiter::new(
+        price_history::domain::PriceSource::CoinGecko,
         CallBudget::Shared(pool.clone()),
         u32::MAX,
         Some("benchmark: the limiter's own cost"),

@@ -13,7 +13,6 @@ use price_history::coingecko::CoinGeckoSettings;
 use price_history::domain::PlanReach;
 use price_history::ingest::Reach;
 use price_history::schedule::{Clock, Scheduler};
-use price_history::store;
 use sqlx::{Connection, PgConnection};
 
 use super::{Bench, Report, Sizes, ms, terminate, with_database};
@@ -51,7 +50,7 @@ impl Bench {
         days: u64,
         report: &mut Report,
     ) -> Result<()> {
-        let pool = store::connect_and_migrate(url, 4).await?;
+        let pool = price_history::startup::connect_and_migrate(url, 4).await?;
         let today = Utc::now().date_naive();
         let first = today.checked_sub_days(Days::new(days)).context("a date")?;
         let began = Instant::now();

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Days, TimeDelta, Utc};
 use price_history::domain::{Symbol, Trigger};
 use price_history::schedule::SyncSchedule;
-use price_history::store::{self, coins, ingestion_jobs, sync_schedule};
+use price_history::store::{coins, ingestion_jobs, sync_schedule};
 use sqlx::{Connection, PgConnection};
 
 use super::{Bench, Report, Sizes, spawn, terminate, with_database};
@@ -27,7 +27,7 @@ impl Bench {
         };
         let database = format!("{}_schedule", self.database);
         let url = with_database(&self.admin_url, &database)?;
-        let pool = store::connect_and_migrate(&url, 4).await?;
+        let pool = price_history::startup::connect_and_migrate(&url, 4).await?;
         let result = self.schedule_run(&url, &pool, run_for, report).await;
         pool.close().await;
         if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {

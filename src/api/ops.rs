@@ -14,10 +14,11 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::error::ErrorBody;
 use super::{ApiState, ApiTags};
 use crate::coinbase::CoinbaseClient;
-use crate::coingecko::CoinGeckoClient;
 use crate::domain::{JobStatus, PriceSource};
 use crate::schedule::{self, Freshness};
-use crate::store::{call_budget, coin_figures, stats};
+use crate::store::call_budget::{self, BudgetFigures};
+use crate::store::{coin_figures, stats};
+use crate::upstream::Caller;
 
 /// How long `/readyz` and `/metrics` wait for the database. Short, so that a probe gets
 /// its answer well within an orchestrator's own probe time-out.
@@ -67,36 +68,46 @@ impl OpsApi {
     /// left out, and `price_history_database_up` says only whether it answers at all.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self, state: Data<&ApiState>) -> MetricsResponse {
-        // Each figure on its own clock, all at once: a slow one is left out, never the
-        // others, and never taken for the database being down.
-        let pool = &state.pool;
-        let (up, jobs, stored_candles, budgets, coinbase_budgets, freshness) = tokio::join!(
-            figure("database_up", stats::ping(pool)),
-            figure("jobs", stats::jobs_by_status(pool)),
-            figure("stored_candles", coin_figures::stored_days(pool)),
-            figure("budgets", call_budget::figures(pool)),
-            figure(
-                "coinbase_budgets",
-                call_budget::source_figures(pool, PriceSource::Coinbase)
-            ),
-            figure(
-                "freshness",
-                schedule::freshness(pool, &state.sync_schedule, Utc::now())
-            ),
-        );
-        let database = DatabaseFigures {
-            up: up.is_some(),
-            jobs,
-            stored_candles,
-            budgets,
-            coinbase_budgets,
-            freshness,
-        };
         // The worker's client where a worker runs here (`serve`), else the one that checks
-        // new coins: either way, the requests this process sent.
-        let client = state.coingecko.as_ref().unwrap_or(&state.registry.client);
-        let coinbase = state.registry.coinbase.as_ref();
-        MetricsResponse::Ok(PrometheusText(render(client, coinbase, &database)))
+        // new coins: either way, the requests this process sent; and the second source's,
+        // unless it is off.
+        let coingecko = state.coingecko.as_ref().unwrap_or(&state.registry.client);
+        let coinbase = state.registry.coinbase.as_ref().map(CoinbaseClient::caller);
+        let callers: Vec<&Caller> = std::iter::once(coingecko.caller())
+            .chain(coinbase)
+            .collect();
+        let database = database_figures(state.0, &callers).await;
+        MetricsResponse::Ok(PrometheusText(render(&callers, &database)))
+    }
+}
+
+/// What `/metrics` reads from the database: each figure on its own clock, all at once,
+/// so that a slow one is left out, never the others, and never taken for the database
+/// being down. The budgets are read for the sources this process calls.
+async fn database_figures(state: &ApiState, callers: &[&Caller]) -> DatabaseFigures {
+    let pool = &state.pool;
+    let budgets = futures::future::join_all(callers.iter().map(|caller| async move {
+        let source = caller.source();
+        let name = format!("{source}_budgets");
+        let read = figure(&name, call_budget::source_figures(pool, source)).await;
+        read.map(|figures| (source, figures))
+    }));
+    let (up, jobs, stored_candles, budgets, freshness) = tokio::join!(
+        figure("database_up", stats::ping(pool)),
+        figure("jobs", stats::jobs_by_status(pool)),
+        figure("stored_candles", coin_figures::stored_days(pool)),
+        budgets,
+        figure(
+            "freshness",
+            schedule::freshness(pool, &state.sync_schedule, Utc::now())
+        ),
+    );
+    DatabaseFigures {
+        up: up.is_some(),
+        jobs,
+        stored_candles,
+        budgets: budgets.into_iter().flatten().collect(),
+        freshness,
     }
 }
 
@@ -128,21 +139,25 @@ struct DatabaseFigures {
     up: bool,
     jobs: Option<Vec<(JobStatus, i64)>>,
     stored_candles: Option<Vec<(String, i64)>>,
-    budgets: Option<Vec<call_budget::BudgetFigures>>,
-    /// The second source's shared budget, by key (one: its calls need no key).
-    coinbase_budgets: Option<Vec<call_budget::BudgetFigures>>,
+    /// Each source's shared budget, by key, for the sources whose budget could be read.
+    budgets: Vec<(PriceSource, Vec<BudgetFigures>)>,
     /// How current each coin is, and the schedule's ticks.
     freshness: Option<Freshness>,
+}
+
+impl DatabaseFigures {
+    fn budgets_of(&self, source: PriceSource) -> Option<&[BudgetFigures]> {
+        self.budgets
+            .iter()
+            .find(|(of, _)| *of == source)
+            .map(|(_, figures)| figures.as_slice())
+    }
 }
 
 /// The exposition: a registry of its own per scrape, holding this process's metrics
 /// (shared handles, so they keep counting between scrapes) and the database's figures
 /// as read now. To add a family, add one call below.
-fn render(
-    client: &CoinGeckoClient,
-    coinbase: Option<&CoinbaseClient>,
-    database: &DatabaseFigures,
-) -> String {
+fn render(callers: &[&Caller], database: &DatabaseFigures) -> String {
     let out = Exposition::default();
     out.gauge(
         "price_history_database_up",
@@ -150,42 +165,11 @@ fn render(
         &[],
         [(vec![], f64::from(u8::from(database.up)))],
     );
-    out.counter(
-        "price_history_coingecko_requests_total",
-        "HTTP requests this process sent to CoinGecko, retries included, by how they ended.",
-        &["outcome"],
-        client
-            .calls_by_outcome()
-            .map(|(outcome, count)| (vec![outcome.to_owned()], count)),
-    );
-    let budget = client.budget_metrics();
-    out.register(budget.granted.clone());
-    out.register(budget.wait.clone());
-    out.register(budget.calls_per_minute.clone());
-    if let Some(coinbase) = coinbase {
-        render_coinbase(&out, coinbase, database.coinbase_budgets.as_deref());
+    for caller in callers {
+        render_source(&out, caller, database.budgets_of(caller.source()));
     }
     if let Some(jobs) = &database.jobs {
-        let count_of = |wanted: JobStatus| {
-            jobs.iter()
-                .find(|(status, _)| *status == wanted)
-                .map_or(0, |(_, count)| *count)
-        };
-        // Every status gets a sample, 0 included, so that a series never vanishes.
-        out.gauge(
-            "price_history_jobs",
-            "Ingestion jobs by status, over every process sharing the database.",
-            &["status"],
-            JobStatus::ALL
-                .iter()
-                .map(|status| (vec![status.to_string()], count_of(*status) as f64)),
-        );
-        out.gauge(
-            "price_history_jobs_queued",
-            "Jobs waiting on the queue for a worker (status pending).",
-            &[],
-            [(vec![], count_of(JobStatus::Pending) as f64)],
-        );
+        render_jobs(&out, jobs);
     }
     if let Some(stored_candles) = &database.stored_candles {
         // Every registered coin gets a sample, 0 included.
@@ -200,76 +184,72 @@ fn render(
                 .map(|(labels, (_, count))| (&labels[..], *count as f64)),
         );
     }
-    if let Some(budgets) = &database.budgets {
-        out.counter(
-            "price_history_coingecko_budget_granted_total",
-            "Slots of the shared CoinGecko call budget granted to every process on this database, by key fingerprint.",
-            &["key"],
-            budgets.iter().map(|budget| {
-                (
-                    vec![budget.key_fingerprint.clone()],
-                    u64::try_from(budget.granted).unwrap_or(0),
-                )
-            }),
-        );
-        out.gauge(
-            "price_history_coingecko_budget_backlog_seconds",
-            "How far ahead of now the shared call budget has handed out slots: above 0, the budget is in full use and callers queue.",
-            &["key"],
-            budgets.iter().map(|budget| {
-                (
-                    vec![budget.key_fingerprint.clone()],
-                    budget.backlog.as_secs_f64(),
-                )
-            }),
-        );
-    }
     if let Some(freshness) = &database.freshness {
         render_freshness(&out, freshness);
     }
     out.text()
 }
 
-/// The second source's requests, this process's share of its budget and, when read, the
-/// shared budget (`FALLBACK_SOURCE=coinbase`; absent when it is off).
-fn render_coinbase(
-    out: &Exposition,
-    coinbase: &CoinbaseClient,
-    budgets: Option<&[call_budget::BudgetFigures]>,
-) {
+/// One source's families, named after it (`price_history_coingecko_...`,
+/// `price_history_coinbase_...`): this process's requests by outcome and its share of
+/// the source's budget, and, when read, the budget shared by every process.
+fn render_source(out: &Exposition, caller: &Caller, budgets: Option<&[BudgetFigures]>) {
+    let (prefix, name) = (caller.source().as_str(), caller.source().display_name());
     out.counter(
-        "price_history_coinbase_requests_total",
-        "HTTP requests this process sent to Coinbase Exchange (the second source), retries included, by how they ended.",
+        &format!("price_history_{prefix}_requests_total"),
+        &format!("HTTP requests this process sent to {name}, retries included, by how they ended."),
         &["outcome"],
-        coinbase
+        caller
             .calls_by_outcome()
             .map(|(outcome, count)| (vec![outcome.as_str().to_owned()], count)),
     );
-    let budget = coinbase.budget_metrics();
+    let budget = caller.budget_metrics();
     out.register(budget.granted.clone());
     out.register(budget.wait.clone());
     out.register(budget.calls_per_minute.clone());
     let Some(budgets) = budgets else {
         return;
     };
+    let key = |budget: &BudgetFigures| vec![budget.key_fingerprint.clone()];
     out.counter(
-        "price_history_coinbase_budget_granted_total",
-        "Slots of the shared Coinbase Exchange call budget granted to every process on this database, by key.",
-        &["key"],
-        budgets.iter().map(|budget| {
-            (
-                vec![budget.key_fingerprint.clone()],
-                u64::try_from(budget.granted).unwrap_or(0),
-            )
-        }),
-    );
-    out.gauge(
-        "price_history_coinbase_budget_backlog_seconds",
-        "How far ahead of now the shared Coinbase Exchange call budget has handed out slots: above 0, callers queue.",
+        &format!("price_history_{prefix}_budget_granted_total"),
+        &format!("Slots of the shared {name} call budget granted to every process on this database, by key fingerprint."),
         &["key"],
         budgets
             .iter()
-            .map(|budget| (vec![budget.key_fingerprint.clone()], budget.backlog.as_secs_f64())),
+            .map(|budget| (key(budget), u64::try_from(budget.granted).unwrap_or(0))),
+    );
+    out.gauge(
+        &format!("price_history_{prefix}_budget_backlog_seconds"),
+        &format!("How far ahead of now the shared {name} call budget has handed out slots: above 0, the budget is in full use and callers queue."),
+        &["key"],
+        budgets
+            .iter()
+            .map(|budget| (key(budget), budget.backlog.as_secs_f64())),
+    );
+}
+
+/// Ingestion jobs by status over the database; every status gets a sample, 0 included,
+/// so that a series never vanishes.
+fn render_jobs(out: &Exposition, jobs: &[(JobStatus, i64)]) {
+    let count_of = |wanted: JobStatus| {
+        jobs.iter()
+            .find(|(status, _)| *status == wanted)
+            .map_or(0, |(_, count)| *count)
+    };
+    out.gauge(
+        "price_history_jobs",
+        "Ingestion jobs by status, over every process sharing the database.",
+        &["status"],
+        JobStatus::ALL
+            .iter()
+            .map(|status| (vec![status.to_string()], count_of(*status) as f64)),
+    );
+    out.gauge(
+        "price_history_jobs_queued",
+        "Jobs waiting on the queue for a worker (status pending).",
+        &[],
+        [(vec![], count_of(JobStatus::Pending) as f64)],
     );
 }
 
@@ -338,13 +318,8 @@ impl Exposition {
         labels: &[&str],
         samples: impl IntoIterator<Item = (Vec<String>, f64)>,
     ) {
-        let family = prometheus::GaugeVec::new(prometheus::Opts::new(name, help), labels)
-            .expect("a valid metric name and labels");
-        for (values, value) in samples {
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            family.with_label_values(&values).set(value);
-        }
-        self.register(family);
+        let family = prometheus::GaugeVec::new(prometheus::Opts::new(name, help), labels);
+        self.family(family, samples, |gauge, value| gauge.set(value));
     }
 
     /// A counter family (`_total`) with one sample per label-value list.
@@ -355,11 +330,23 @@ impl Exposition {
         labels: &[&str],
         samples: impl IntoIterator<Item = (Vec<String>, u64)>,
     ) {
-        let family = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels)
-            .expect("a valid metric name and labels");
+        let family = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels);
+        self.family(family, samples, |counter, value| counter.inc_by(value));
+    }
+
+    /// A family of `family`'s kind, each sample `put` under its label values.
+    fn family<T, V>(
+        &self,
+        family: prometheus::Result<prometheus::core::MetricVec<T>>,
+        samples: impl IntoIterator<Item = (Vec<String>, V)>,
+        put: impl Fn(&T::M, V),
+    ) where
+        T: prometheus::core::MetricVecBuilder + 'static,
+    {
+        let family = family.expect("a valid metric name and labels");
         for (values, value) in samples {
             let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            family.with_label_values(&values).inc_by(value);
+            put(&family.with_label_values(&values), value);
         }
         self.register(family);
     }
@@ -473,7 +460,8 @@ pub enum MetricsResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coingecko::CallBudget;
+    use crate::coingecko::CoinGeckoClient;
+    use crate::upstream::CallBudget;
 
     fn client() -> CoinGeckoClient {
         CoinGeckoClient::new(
@@ -497,13 +485,15 @@ mod tests {
             up: true,
             jobs: Some(jobs),
             stored_candles: Some(vec![("BTC".to_owned(), 42)]),
-            budgets: Some(vec![call_budget::BudgetFigures {
-                key_fingerprint: "none".to_owned(),
-                granted: 51,
-                calls_per_minute: 120,
-                backlog: Duration::from_millis(1500),
-            }]),
-            coinbase_budgets: None,
+            budgets: vec![(
+                PriceSource::CoinGecko,
+                vec![BudgetFigures {
+                    key_fingerprint: "none".to_owned(),
+                    granted: 51,
+                    calls_per_minute: 120,
+                    backlog: Duration::from_millis(1500),
+                }],
+            )],
             freshness: Some(Freshness {
                 coins: vec![schedule::CoinFreshness {
                     symbol: crate::domain::Symbol::BTC,
@@ -516,8 +506,8 @@ mod tests {
             }),
         };
         let client = client();
-        client.budget_metrics().granted.inc_by(2);
-        let text = render(&client, None, &figures);
+        client.caller().budget_metrics().granted.inc_by(2);
+        let text = render(&[client.caller()], &figures);
         for line in [
             "price_history_database_up 1",
             "price_history_coingecko_requests_total{outcome=\"ok\"} 0",
@@ -557,11 +547,10 @@ mod tests {
             up: false,
             jobs: None,
             stored_candles: None,
-            budgets: None,
-            coinbase_budgets: None,
+            budgets: vec![],
             freshness: None,
         };
-        let text = render(&client(), None, &none);
+        let text = render(&[client().caller()], &none);
         assert!(text.contains("price_history_database_up 0\n"), "{text}");
         assert!(!text.contains("price_history_jobs"), "{text}");
         assert!(!text.contains("budget_granted"), "{text}");
@@ -573,11 +562,13 @@ mod tests {
             up: true,
             jobs: Some(vec![]),
             stored_candles: None,
-            budgets: Some(vec![]),
-            coinbase_budgets: Some(vec![]),
+            budgets: vec![
+                (PriceSource::CoinGecko, vec![]),
+                (PriceSource::Coinbase, vec![]),
+            ],
             freshness: None,
         };
-        let text = render(&client(), None, &slow_candles);
+        let text = render(&[client().caller()], &slow_candles);
         assert!(text.contains("price_history_database_up 1\n"), "{text}");
         assert!(text.contains("price_history_jobs_queued 0\n"), "{text}");
         assert!(!text.contains("price_history_stored_candles"), "{text}");
@@ -596,21 +587,24 @@ mod tests {
             CallBudget::ProcessLocal,
         )
         .unwrap();
-        coinbase.budget_metrics().granted.inc_by(3);
+        coinbase.caller().budget_metrics().granted.inc_by(3);
         let figures = DatabaseFigures {
             up: true,
             jobs: None,
             stored_candles: None,
-            budgets: None,
-            coinbase_budgets: Some(vec![call_budget::BudgetFigures {
-                key_fingerprint: "none".to_owned(),
-                granted: 7,
-                calls_per_minute: 120,
-                backlog: Duration::from_millis(500),
-            }]),
+            budgets: vec![(
+                PriceSource::Coinbase,
+                vec![BudgetFigures {
+                    key_fingerprint: "none".to_owned(),
+                    granted: 7,
+                    calls_per_minute: 120,
+                    backlog: Duration::from_millis(500),
+                }],
+            )],
             freshness: None,
         };
-        let text = render(&client(), Some(&coinbase), &figures);
+        let coingecko = client();
+        let text = render(&[coingecko.caller(), coinbase.caller()], &figures);
         for line in [
             "price_history_coinbase_requests_total{outcome=\"ok\"} 0",
             "price_history_coinbase_requests_total{outcome=\"transport_error\"} 0",
@@ -621,7 +615,7 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
         }
-        let without = render(&client(), None, &figures);
+        let without = render(&[coingecko.caller()], &figures);
         assert!(!without.contains("price_history_coinbase"), "{without}");
     }
 }

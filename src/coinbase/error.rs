@@ -4,7 +4,7 @@
 use http::StatusCode;
 
 use super::wire::{CandlesError, error_message};
-use crate::upstream::{Redactor, quote};
+use crate::upstream::{Answer, CallError, MAX_BODY_BYTES, NoSlot, Redactor, quote};
 
 /// Why a call to Coinbase Exchange gave no answer to use. Each message names Coinbase
 /// Exchange and says what to do; every quote of its bodies is redacted.
@@ -37,15 +37,10 @@ impl CoinbaseError {
         }
     }
 
-    pub(crate) fn refused(
-        status: StatusCode,
-        body: &[u8],
-        what: &str,
-        redactor: &Redactor,
-    ) -> Self {
-        let said = error_message(body)
-            .map(|m| format!(": {}", quote(&redactor.apply(&m))))
-            .unwrap_or_default();
+    /// A refusal (a status not worth retrying) of `what`, with what to do about it.
+    pub(crate) fn refused(answer: &Answer, what: &str, redactor: &Redactor) -> Self {
+        let status = answer.status;
+        let said = said(&answer.body, redactor);
         let advice = match status {
             StatusCode::NOT_FOUND => {
                 "Coinbase Exchange does not list that product: set the coin's coinbase_product \
@@ -72,14 +67,10 @@ impl CoinbaseError {
         }
     }
 
-    pub(crate) fn unreadable(
-        status: StatusCode,
-        body: &[u8],
-        what: &str,
-        why: &str,
-        redactor: &Redactor,
-    ) -> Self {
-        let text = String::from_utf8_lossy(body);
+    /// A 2xx whose body is not what Coinbase documents.
+    pub(crate) fn unreadable(answer: &Answer, what: &str, why: &str, redactor: &Redactor) -> Self {
+        let status = answer.status;
+        let text = String::from_utf8_lossy(&answer.body);
         CoinbaseError::BadAnswer {
             message: format!(
                 "Coinbase Exchange answered {what} with HTTP {} and a body that is not what it \
@@ -113,15 +104,60 @@ impl CoinbaseError {
     }
 }
 
+impl From<CallError> for CoinbaseError {
+    /// A call that ended without an answer to read: unavailable for now (none of these
+    /// fails a job), or, for a body too large to read, no candle list.
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::NoSlot {
+                message,
+                why: NoSlot::Database { .. },
+            } => CoinbaseError::Unavailable { message },
+            CallError::GaveUp(gave_up) => {
+                let advice = if gave_up.rate_limited() {
+                    "Coinbase Exchange is rate-limiting this address: lower \
+                     COINBASE_CALLS_PER_MINUTE, or make sure nothing else on this address uses it."
+                } else {
+                    "The days it would have filled stay out of plan; a later job retries them \
+                     (FALLBACK_SOURCE=off does without the second source)."
+                };
+                CoinbaseError::Unavailable {
+                    message: gave_up.message(" on Coinbase Exchange", advice),
+                }
+            }
+            CallError::TooLarge { status, what } => Self::too_large(
+                status,
+                what.as_deref().unwrap_or("a request"),
+                MAX_BODY_BYTES,
+            ),
+        }
+    }
+}
+
+/// What Coinbase said in an error body, quoted and masked, as `: "…"`; empty when it
+/// said nothing readable.
+pub(crate) fn said(body: &[u8], redactor: &Redactor) -> String {
+    error_message(body)
+        .map(|m| format!(": {}", quote(&redactor.apply(&m))))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::{Failure, GaveUp};
+
+    fn answer(status: StatusCode, body: &[u8]) -> Answer {
+        Answer {
+            status,
+            body: body.to_vec(),
+        }
+    }
 
     #[test]
     fn an_unknown_product_names_coinbase_and_says_what_to_do() {
         let error = CoinbaseError::refused(
-            StatusCode::NOT_FOUND,
-            br#"{"message":"NotFound"}"#,
+            &answer(StatusCode::NOT_FOUND, br#"{"message":"NotFound"}"#),
             "the candles of FOO-USD",
             &Redactor::default(),
         );
@@ -137,17 +173,32 @@ mod tests {
     }
 
     #[test]
+    fn giving_up_names_coinbase_and_what_to_do_about_its_rate() {
+        let message = CoinbaseError::from(CallError::GaveUp(GaveUp {
+            attempts: 4,
+            last: Failure::rate_limited("Coinbase Exchange answered a call with HTTP 429."),
+        }))
+        .to_string();
+        assert!(
+            message.starts_with("Gave up on Coinbase Exchange after 4 attempts; the last one failed: Coinbase Exchange answered a call with HTTP 429. ")
+                && message.contains("COINBASE_CALLS_PER_MINUTE"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn secrets_in_a_quoted_body_are_masked() {
         let redactor = Redactor::new(["tok-3141"]);
         let refused = CoinbaseError::refused(
-            StatusCode::FORBIDDEN,
-            br#"{"message":"bearer tok-3141 is not welcome"}"#,
+            &answer(
+                StatusCode::FORBIDDEN,
+                br#"{"message":"bearer tok-3141 is not welcome"}"#,
+            ),
             "a call",
             &redactor,
         );
         let garbage = CoinbaseError::unreadable(
-            StatusCode::OK,
-            b"echo tok-3141",
+            &answer(StatusCode::OK, b"echo tok-3141"),
             "a call",
             "not JSON",
             &redactor,

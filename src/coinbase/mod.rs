@@ -9,21 +9,22 @@
 //!
 //! # Layout
 //!
-//! - `client`: settings, the windows, the requests, the retry loop and its back-off.
+//! - `client`: settings, the root URL, the two calls and how their answers read. The
+//!   budget (its own, `COINBASE_CALLS_PER_MINUTE`, shared by every process on the
+//!   database), the retries, the body cap and the redaction of secrets are the shared
+//!   [`Caller`](crate::upstream::Caller)'s.
+//! - `window`: what one candle request may ask for: at most 300 candles of one
+//!   [`Granularity`]; [`CandleWindow`] is a run of whole days.
 //! - `wire`: the candle list (`[time, low, high, open, close, volume]`, newest first)
 //!   and the product's description, read without trusting them.
 //! - `error`: the error enum and its messages.
-//!
-//! The call budget (its own, `COINBASE_CALLS_PER_MINUTE`, shared by every process on the
-//! database), the body cap and the redaction of secrets are shared with CoinGecko's
-//! client through `crate::upstream`.
 
 mod client;
 mod error;
+mod window;
 mod wire;
 
-pub use client::{
-    CallOutcome, CandleWindow, CoinbaseClient, CoinbaseSettings, MAX_CANDLES_PER_CALL,
-};
+pub use client::{CoinbaseClient, CoinbaseSettings};
 pub use error::CoinbaseError;
+pub use window::{CandleWindow, Granularity, MAX_CANDLES_PER_CALL};
 pub use wire::{CandlesError, ProductInfo, WireCandle, parse_candles};

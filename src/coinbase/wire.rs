@@ -5,11 +5,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::window::Granularity;
 use crate::domain::DailyCandle;
 use crate::upstream::decimal_from_f64;
-
-/// Seconds in a UTC day: the candles' granularity.
-pub const DAY_SECS: i64 = 86_400;
 
 /// One candle as sent, before it becomes a [`DailyCandle`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,10 +39,14 @@ impl CandlesError {
     }
 }
 
-/// Reads a candle list: an array of six-number arrays, each a daily candle starting at
-/// 00:00 UTC, every price finite and above zero, the volume finite and not negative, low
-/// ≤ open, close ≤ high, at most one candle per day. Anything else refuses the whole list.
-pub fn parse_candles(body: &[u8]) -> Result<Vec<WireCandle>, CandlesError> {
+/// Reads a candle list: an array of six-number arrays, each a candle of `granularity`
+/// starting where one starts (00:00 UTC for a day), every price finite and above zero,
+/// the volume finite and not negative, low ≤ open, close ≤ high, at most one candle per
+/// period. Anything else refuses the whole list.
+pub fn parse_candles(
+    body: &[u8],
+    granularity: Granularity,
+) -> Result<Vec<WireCandle>, CandlesError> {
     let rows: Vec<Value> = serde_json::from_slice(body)
         .map_err(|e| CandlesError::Shape(format!("not a JSON array of candles: {e}")))?;
     let mut candles = Vec::with_capacity(rows.len());
@@ -73,14 +75,15 @@ pub fn parse_candles(body: &[u8]) -> Result<Vec<WireCandle>, CandlesError> {
             close: number(4)?,
             volume: number(5)?,
         };
-        candle.check(i)?;
+        candle.check(i, granularity)?;
         candles.push(candle);
     }
     let mut times: Vec<i64> = candles.iter().map(|c| c.time).collect();
     times.sort_unstable();
     if let Some(twice) = times.windows(2).find(|w| w[0] == w[1]) {
         return Err(CandlesError::BadData(format!(
-            "two candles for the day starting at {}",
+            "two candles for the {} starting at {}",
+            granularity.period(),
             twice[0]
         )));
     }
@@ -88,10 +91,16 @@ pub fn parse_candles(body: &[u8]) -> Result<Vec<WireCandle>, CandlesError> {
 }
 
 impl WireCandle {
-    fn check(&self, i: usize) -> Result<(), CandlesError> {
+    fn check(&self, i: usize, granularity: Granularity) -> Result<(), CandlesError> {
         let bad = |why: String| Err(CandlesError::BadData(format!("candle {i}: {why}")));
-        if self.time.rem_euclid(DAY_SECS) != 0 || DateTime::from_timestamp(self.time, 0).is_none() {
-            return bad(format!("{} is not 00:00 UTC of a day", self.time));
+        if self.time.rem_euclid(granularity.seconds()) != 0
+            || DateTime::from_timestamp(self.time, 0).is_none()
+        {
+            return bad(format!(
+                "{} is not the start of a {} (UTC)",
+                self.time,
+                granularity.period()
+            ));
         }
         for (name, price) in [
             ("low", self.low),
@@ -133,7 +142,7 @@ impl WireCandle {
             .checked_mul(close)?
             .round_dp(8)
             .normalize();
-        let end = DateTime::from_timestamp(self.time + DAY_SECS, 0)?;
+        let end = DateTime::from_timestamp(self.time + Granularity::Day.seconds(), 0)?;
         Some(DailyCandle {
             date: self.day(),
             open: decimal_from_f64(self.open)?,
@@ -182,17 +191,12 @@ pub fn error_message(body: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use rust_decimal::Decimal;
-    use std::str::FromStr;
-
-    fn dec(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
 
     #[test]
     fn candles_are_read_in_coinbases_field_order() {
         let body = br#"[[1704153600, 44000.5, 45500, 44100.25, 45000, 2.5],
                         [1704067200, 42000, 44200, 42300, 44100.25, 10]]"#;
-        let candles = parse_candles(body).unwrap();
+        let candles = parse_candles(body, Granularity::Day).unwrap();
         assert_eq!(candles.len(), 2);
         assert_eq!(candles[0].low, 44000.5);
         assert_eq!(candles[0].high, 45500.0);
@@ -204,7 +208,11 @@ mod tests {
         );
         let now = DateTime::from_timestamp(1_704_200_000, 0).unwrap();
         let day = candles[0].to_daily(now).unwrap();
-        assert_eq!(day.volume, dec("112500"), "2.5 BTC at a close of 45000 USD");
+        assert_eq!(
+            day.volume,
+            Decimal::from(112_500),
+            "2.5 BTC at a close of 45000 USD"
+        );
         assert!(day.provisional, "2024-01-02 was not over at {now}");
         assert_eq!(day.timestamp, now);
         let before = candles[1].to_daily(now).unwrap();
@@ -228,7 +236,7 @@ mod tests {
                 "a day twice",
             ),
         ] {
-            let error = parse_candles(body).unwrap_err();
+            let error = parse_candles(body, Granularity::Day).unwrap_err();
             assert!(error.is_bad_data(), "{what}: {error}");
         }
     }
@@ -242,14 +250,14 @@ mod tests {
             br#"[["1704067200", 1, 2, 1, 1, 1]]"#,
             br#"[[1704067200, "1", 2, 1, 1, 1]]"#,
         ] {
-            let error = parse_candles(body).unwrap_err();
+            let error = parse_candles(body, Granularity::Day).unwrap_err();
             assert!(
                 !error.is_bad_data(),
                 "{}: {error}",
                 String::from_utf8_lossy(body)
             );
         }
-        assert_eq!(parse_candles(b"[]").unwrap(), vec![]);
+        assert_eq!(parse_candles(b"[]", Granularity::Day).unwrap(), vec![]);
     }
 
     #[test]

@@ -1,53 +1,45 @@
-//! One call to `/coins/{id}/market_chart/range`: the request, the retry loop and its
-//! back-off, and the sorting of failures into transient and permanent.
-//!
-//! The retry loop is ours rather than reqwest-retry's `RetryTransientMiddleware`: that
-//! middleware takes every delay from its policy and cannot wait for what a 429's
-//! `Retry-After` header says, nor for CoinGecko's one-minute window when the header is
-//! absent. Its pieces are reused: the exponential back-off policy, and
-//! `default_on_request_failure` to tell a dropped connection from a broken request.
+//! The CoinGecko client: its root URL and key, its two calls
+//! (`/coins/{id}/market_chart/range`, `/coins/markets`) and how their answers read. The
+//! budget, the retries and the sorting of failures are the shared [`Caller`]'s.
 
 use std::fmt;
+#[cfg(test)]
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use http::StatusCode;
-use http::header::{HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
-use reqwest_middleware::ClientWithMiddleware;
-use reqwest_retry::policies::ExponentialBackoff;
-use reqwest_retry::{Jitter, RetryDecision, RetryPolicy, Retryable, default_on_request_failure};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::budget::{BudgetMetrics, CallBudget, CallLimiter, RateLimit};
 use super::error::{CoinGeckoError, ErrorBody};
-use super::redact::Redactor;
 use super::wire::{MarketChart, MarketCoin};
-use crate::upstream::{read_capped, retry_after};
+use crate::config::Settings;
+use crate::domain::PriceSource;
+use crate::upstream::{
+    Answer, CallBudget, CallSettings, Caller, Profile, Redactor, base_url, endpoint,
+};
 
 /// The host of CoinGecko's paid plans; keys for it go in a different header.
 const PRO_HOST: &str = "pro-api.coingecko.com";
 const DEMO_KEY_HEADER: HeaderName = HeaderName::from_static("x-cg-demo-api-key");
 const PRO_KEY_HEADER: HeaderName = HeaderName::from_static("x-cg-pro-api-key");
-/// CoinGecko's rate-limit window: after a 429 without `Retry-After`, waiting less than
-/// this would most likely be refused again.
-const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(60);
 /// Upper bound of one back-off delay, whatever the base and the retry count.
 const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
-/// Upper bound of a `Retry-After` wait: a far-off date is better answered by handing the
-/// job back to the queue than by holding the worker for hours.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(10 * 60);
-/// How long to wait for a TCP/TLS connection, when the call's time-out is longer.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest body read from CoinGecko. A 90-day hourly window is about 200 KB and the
-/// longest daily one (365 days) about 30 KB; anything near this is not a market chart,
-/// and reading it whole would cost the worker its memory.
-pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// CoinGecko as the caller sees it: its rate-limit window is a minute (after a 429
+/// without `Retry-After`, waiting less would most likely be refused again), a back-off
+/// or a `Retry-After` may last ten minutes, and its error bodies come in several shapes.
+const PROFILE: Profile = Profile {
+    source: PriceSource::CoinGecko,
+    rate_limit_window: Duration::from_secs(60),
+    max_backoff: MAX_BACKOFF,
+    max_retry_after: Duration::from_secs(10 * 60),
+    describe: |answer, _, redactor| {
+        ErrorBody::read_redacted(&answer.body, redactor).describe(answer.status)
+    },
+};
 
 /// How to reach CoinGecko, as configured (`COINGECKO_*`).
 #[derive(Clone)]
@@ -64,6 +56,32 @@ pub struct CoinGeckoSettings {
     pub retry_base_delay: Duration,
     /// One attempt's time limit, from connecting to the end of the body.
     pub timeout: Duration,
+}
+
+impl CoinGeckoSettings {
+    /// As configured (`COINGECKO_*`); an empty key is no key.
+    pub fn from_config(config: &Settings) -> Self {
+        Self {
+            base_url: config.coingecko_base_url.clone(),
+            api_key: config
+                .coingecko_api_key
+                .clone()
+                .filter(|key| !key.expose_secret().is_empty()),
+            calls_per_minute: config.coingecko_calls_per_minute,
+            max_retries: config.coingecko_max_retries,
+            retry_base_delay: Duration::from_millis(config.coingecko_retry_base_delay_ms),
+            timeout: Duration::from_secs(config.coingecko_timeout_secs),
+        }
+    }
+
+    fn call(&self) -> CallSettings {
+        CallSettings {
+            calls_per_minute: self.calls_per_minute,
+            max_retries: self.max_retries,
+            retry_base_delay: self.retry_base_delay,
+            timeout: self.timeout,
+        }
+    }
 }
 
 impl fmt::Debug for CoinGeckoSettings {
@@ -84,76 +102,22 @@ impl fmt::Debug for CoinGeckoSettings {
 /// Cloning is cheap and shares the budget and the counters.
 #[derive(Clone)]
 pub struct CoinGeckoClient {
-    inner: Arc<Inner>,
-    /// Removes the key (and whatever [`hiding`](Self::hiding) added) from every body,
-    /// URL and error this client quotes.
-    redactor: Arc<Redactor>,
-}
-
-struct Inner {
-    /// reqwest with the rate limit as middleware, so every attempt waits its turn.
-    http: ClientWithMiddleware,
+    /// The budget, the retries, the counters, and the redaction of the key (and of
+    /// whatever [`hiding`](Self::hiding) added) from everything quoted.
+    caller: Caller,
     /// The API root, parsed once; paths are appended segment by segment.
     base_url: Url,
-    /// The key's header (Demo or Pro) and value, marked sensitive so no Debug shows it.
+    /// The key's header (Demo or Pro) and value, marked sensitive so no Debug shows it;
+    /// every request carries it.
     api_key: Option<(HeaderName, HeaderValue)>,
-    /// Delays between attempts and the retry limit (`max_retries`).
-    backoff: ExponentialBackoff,
-    /// Attempts sent, counted by the rate-limit middleware.
-    sent: Arc<AtomicU64>,
-    /// The call budget every attempt takes its slot from.
-    limiter: Arc<CallLimiter>,
-    /// Attempts by how they ended, indexed by [`CallOutcome`] (as `usize`).
-    outcomes: [AtomicU64; CallOutcome::ALL.len()],
-}
-
-/// How an attempt ended, counted per client and shown on `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallOutcome {
-    /// A market chart came back.
-    Ok,
-    /// A 2xx whose body was not a market chart, or was too large to read.
-    Unreadable,
-    /// A 429.
-    RateLimited,
-    /// A 5xx or a 408.
-    ServerError,
-    /// Another status: CoinGecko refused the request.
-    Refused,
-    /// No answer: the connection failed or broke, or timed out.
-    TransportError,
-}
-
-impl CallOutcome {
-    /// Every outcome, in the order `/metrics` lists them.
-    pub const ALL: [CallOutcome; 6] = [
-        Self::Ok,
-        Self::Unreadable,
-        Self::RateLimited,
-        Self::ServerError,
-        Self::Refused,
-        Self::TransportError,
-    ];
-
-    /// The `outcome` label on `/metrics`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Unreadable => "unreadable",
-            Self::RateLimited => "rate_limited",
-            Self::ServerError => "server_error",
-            Self::Refused => "refused",
-            Self::TransportError => "transport_error",
-        }
-    }
 }
 
 impl fmt::Debug for CoinGeckoClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CoinGeckoClient")
-            .field("base_url", &self.inner.base_url.as_str())
-            .field("api_key", &self.inner.api_key.as_ref().map(|_| "***"))
-            .field("calls_made", &self.calls_made())
+            .field("base_url", &self.base_url.as_str())
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("calls_made", &self.caller.calls_made())
             .finish()
     }
 }
@@ -162,7 +126,7 @@ impl CoinGeckoClient {
     /// Builds the client, whose attempts draw from `budget`; fails on a base URL that is
     /// not http(s) or a key that cannot be a header value (the error never contains the key).
     pub fn new(settings: CoinGeckoSettings, budget: CallBudget) -> anyhow::Result<Self> {
-        Self::build(settings, budget, None)
+        Self::build(settings, budget, |http| http)
     }
 
     /// For the tests below: like [`new`](Self::new), but connections to `host` go to
@@ -175,88 +139,29 @@ impl CoinGeckoClient {
         host: &str,
         addr: SocketAddr,
     ) -> anyhow::Result<Self> {
-        Self::build(settings, budget, Some((host, addr)))
+        Self::build(settings, budget, |http| http.resolve(host, addr))
     }
 
     fn build(
         settings: CoinGeckoSettings,
         budget: CallBudget,
-        resolve: Option<(&str, SocketAddr)>,
+        http: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
     ) -> anyhow::Result<Self> {
-        let base_url = Url::parse(settings.base_url.trim())
-            .with_context(|| format!("COINGECKO_BASE_URL {:?} is not a URL", settings.base_url))?;
-        if !matches!(base_url.scheme(), "http" | "https") || base_url.cannot_be_a_base() {
-            bail!(
-                "COINGECKO_BASE_URL {:?} must be an http(s) URL such as https://api.coingecko.com/api/v3",
-                settings.base_url
-            );
-        }
-        let redactor = Redactor::new(settings.api_key.iter().map(|key| key.expose_secret()));
-        let api_key = settings
-            .api_key
-            .as_ref()
-            .map(|key| {
-                let header = if base_url.host_str() == Some(PRO_HOST) {
-                    PRO_KEY_HEADER
-                } else {
-                    DEMO_KEY_HEADER
-                };
-                let mut value =
-                    HeaderValue::from_str(key.expose_secret().trim()).map_err(|_| {
-                        anyhow::anyhow!(
-                            "COINGECKO_API_KEY contains characters an HTTP header cannot carry"
-                        )
-                    })?;
-                value.set_sensitive(true);
-                anyhow::Ok((header, value))
-            })
-            .transpose()?;
-
-        // reqwest is built with `rustls-no-provider`: it needs a process-wide provider.
-        // Another part of the program may have installed one already, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut http = reqwest::Client::builder()
-            .user_agent(concat!("price-history/", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(CONNECT_TIMEOUT));
-        if let Some((host, addr)) = resolve {
-            http = http.resolve(host, addr);
-        }
-        let http = http
-            .build()
-            .context("while building the HTTP client for CoinGecko")?;
-        let sent = Arc::new(AtomicU64::new(0));
-        let limiter = Arc::new(CallLimiter::new(
-            budget,
-            settings.calls_per_minute.get(),
-            settings.api_key.as_ref().map(|key| key.expose_secret()),
-        ));
-        let http = reqwest_middleware::ClientBuilder::new(http)
-            .with(RateLimit {
-                limiter: limiter.clone(),
-                sent: sent.clone(),
-            })
-            .build();
-        let backoff = ExponentialBackoff::builder()
-            .retry_bounds(
-                settings.retry_base_delay,
-                settings.retry_base_delay.max(MAX_BACKOFF),
-            )
-            .jitter(Jitter::Bounded)
-            .base(2)
-            .build_with_max_retries(settings.max_retries);
-
+        let base_url = base_url(
+            "COINGECKO_BASE_URL",
+            &settings.base_url,
+            "https://api.coingecko.com/api/v3",
+        )?;
+        let key = settings.api_key.as_ref().map(|key| key.expose_secret());
+        let api_key = key.map(|key| key_header(&base_url, key)).transpose()?;
+        let headers: HeaderMap = api_key.clone().into_iter().collect();
+        let caller = Caller::new(PROFILE, settings.call(), budget, key, |client| {
+            http(client.default_headers(headers))
+        })?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                http,
-                base_url,
-                api_key,
-                backoff,
-                sent,
-                limiter,
-                outcomes: Default::default(),
-            }),
-            redactor: Arc::new(redactor),
+            caller,
+            base_url,
+            api_key,
         })
     }
 
@@ -264,31 +169,13 @@ impl CoinGeckoClient {
     /// the client quotes, should CoinGecko or something in between ever echo them. The
     /// API key is always kept out.
     pub fn hiding<'a>(mut self, secrets: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut redactor = (*self.redactor).clone();
-        for secret in secrets {
-            redactor.add(secret);
-        }
-        self.redactor = Arc::new(redactor);
+        self.caller = self.caller.hiding(secrets);
         self
     }
 
-    /// Attempts sent so far by this client and its clones, retries included.
-    pub fn calls_made(&self) -> u64 {
-        self.inner.sent.load(Ordering::Relaxed)
-    }
-
-    /// This process's figures of the call budget: slots taken, time spent waiting.
-    pub fn budget_metrics(&self) -> &BudgetMetrics {
-        self.inner.limiter.metrics()
-    }
-
-    /// Attempts so far by how they ended, labelled as on `/metrics`, in the order of
-    /// [`CallOutcome::ALL`].
-    pub fn calls_by_outcome(&self) -> [(&'static str, u64); CallOutcome::ALL.len()] {
-        CallOutcome::ALL.map(|outcome| {
-            let count = self.inner.outcomes[outcome as usize].load(Ordering::Relaxed);
-            (outcome.label(), count)
-        })
+    /// The calls as made: their budget, their counters, their redaction.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 
     /// `GET {base}/coins/{coin_id}/market_chart/range?vs_currency=usd&from=…&to=…`, with
@@ -301,7 +188,16 @@ impl CoinGeckoClient {
         to: DateTime<Utc>,
     ) -> Result<MarketChart, CoinGeckoError> {
         let url = self.market_chart_range_url(coin_id, from, to);
-        self.call(&url, coin_id, parse_chart).await
+        self.call(&url, coin_id, |status, body, redactor| {
+            MarketChart::parse(body).map_err(|why| {
+                if why.is_bad_data() {
+                    CoinGeckoError::bad_data(status, why)
+                } else {
+                    CoinGeckoError::unreadable(status, body, why, redactor)
+                }
+            })
+        })
+        .await
     }
 
     /// `GET {base}/coins/markets?vs_currency=usd&order=market_cap_desc&per_page=…&page=…`:
@@ -313,293 +209,76 @@ impl CoinGeckoClient {
         page: u32,
         per_page: u32,
     ) -> Result<Vec<MarketCoin>, CoinGeckoError> {
-        let mut url = self.inner.base_url.clone();
-        url.path_segments_mut()
-            .expect("checked in new: an http(s) URL can be a base")
-            .pop_if_empty()
-            .extend(["coins", "markets"]);
+        let mut url = endpoint(&self.base_url, ["coins", "markets"]);
         url.query_pairs_mut()
             .append_pair("vs_currency", "usd")
             .append_pair("order", "market_cap_desc")
             .append_pair("per_page", &per_page.to_string())
             .append_pair("page", &page.to_string());
-        self.call(&url, "markets", parse_markets).await
+        self.call(&url, "markets", |status, body, redactor| {
+            MarketCoin::parse_page(body)
+                .map_err(|why| CoinGeckoError::unreadable(status, body, why, redactor))
+        })
+        .await
     }
 
-    /// One call, retried as configured: `parse` reads a success body.
+    /// One call through the caller: `parse` reads a success body; any other answer is a
+    /// refusal, explained for `subject` (the coin id asked about).
     async fn call<T>(
         &self,
         url: &Url,
         subject: &str,
-        parse: Parse<T>,
+        parse: impl FnOnce(http::StatusCode, &[u8], &Redactor) -> Result<T, CoinGeckoError>,
     ) -> Result<T, CoinGeckoError> {
-        let started = SystemTime::now();
-        let mut retries = 0;
-        loop {
-            let mut failure = match self.attempt(url, subject, parse).await {
-                Outcome::Done(result) => return result.map_err(|e| self.redacted(e)),
-                Outcome::Retry(failure) => failure,
-            };
-            failure.what = self.redactor.apply(&failure.what);
-            let attempts = retries + 1;
-            if !failure.retryable {
-                return Err(self.redacted(failure.give_up(attempts)));
+        let read = |answer: &Answer, redactor: &Redactor| {
+            if answer.status.is_success() {
+                parse(answer.status, &answer.body, redactor)
+            } else {
+                Err(CoinGeckoError::refused(
+                    answer.status,
+                    &answer.body,
+                    subject,
+                    redactor,
+                ))
             }
-            let backoff = match self.inner.backoff.should_retry(started, retries) {
-                RetryDecision::DoNotRetry => return Err(self.redacted(failure.give_up(attempts))),
-                RetryDecision::Retry { execute_after } => execute_after
-                    .duration_since(SystemTime::now())
-                    .unwrap_or_default(),
-            };
-            let delay = failure.delay(backoff);
-            retries += 1;
-            tracing::warn!(
-                status = failure.status,
-                error = %failure.what,
-                retry = retries,
-                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                "CoinGecko call failed; retrying"
-            );
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    /// `text` with every secret this client hides replaced by `***`.
-    pub fn redact(&self, text: &str) -> String {
-        self.redactor.apply(text)
-    }
-
-    /// The error with every secret masked: the last guard before a message leaves the
-    /// client (the quotes were masked before they were cut, this catches the rest).
-    fn redacted(&self, error: CoinGeckoError) -> CoinGeckoError {
-        error.map_message(|message| self.redactor.apply(message))
+        };
+        // The last guard before a message leaves the client: the quotes were masked
+        // before they were cut, this catches the rest.
+        self.caller
+            .get(url, None, read)
+            .await
+            .map_err(|error| error.map_message(|message| self.caller.redact(message)))
     }
 
     fn market_chart_range_url(&self, coin_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Url {
-        let mut url = self.inner.base_url.clone();
-        url.path_segments_mut()
-            .expect("checked in new: an http(s) URL can be a base")
-            .pop_if_empty()
-            .extend(["coins", coin_id, "market_chart", "range"]);
+        let mut url = endpoint(&self.base_url, ["coins", coin_id, "market_chart", "range"]);
         url.query_pairs_mut()
             .append_pair("vs_currency", "usd")
             .append_pair("from", &from.timestamp().to_string())
             .append_pair("to", &to.timestamp().to_string());
         url
     }
-
-    /// One attempt: through the rate limit, to an answer or a failure worth retrying.
-    async fn attempt<T>(&self, url: &Url, coin_id: &str, parse: Parse<T>) -> Outcome<T> {
-        let mut request = self.inner.http.get(url.clone());
-        if let Some((header, value)) = &self.inner.api_key {
-            request = request.header(header, value.clone());
-        }
-        let count = |outcome: CallOutcome| {
-            self.inner.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
-        };
-        let response = match request.send().await {
-            Ok(response) => response,
-            // No slot of the budget, so no request was sent: nothing to count or retry.
-            Err(reqwest_middleware::Error::Middleware(error)) => {
-                return Outcome::Done(Err(CoinGeckoError::Transient {
-                    message: format!("{error:#}"),
-                }));
-            }
-            Err(error) => {
-                count(CallOutcome::TransportError);
-                return Outcome::Retry(Failure::transport(&error));
-            }
-        };
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let body = match read_capped(response, MAX_BODY_BYTES).await {
-            Ok(Some(body)) => body,
-            Ok(None) => {
-                count(CallOutcome::Unreadable);
-                return Outcome::Done(Err(CoinGeckoError::too_large(status, MAX_BODY_BYTES)));
-            }
-            Err(error) => {
-                count(CallOutcome::TransportError);
-                return Outcome::Retry(Failure::body(status, &error));
-            }
-        };
-        let redactor = &*self.redactor;
-
-        if status.is_success() {
-            let chart = parse(status, &body, redactor);
-            count(if chart.is_ok() {
-                CallOutcome::Ok
-            } else {
-                CallOutcome::Unreadable
-            });
-            Outcome::Done(chart)
-        } else if status.is_server_error()
-            || status == StatusCode::REQUEST_TIMEOUT
-            || status == StatusCode::TOO_MANY_REQUESTS
-        {
-            count(if status == StatusCode::TOO_MANY_REQUESTS {
-                CallOutcome::RateLimited
-            } else {
-                CallOutcome::ServerError
-            });
-            Outcome::Retry(Failure {
-                what: ErrorBody::read_redacted(&body, redactor).describe(status),
-                status: Some(status.as_u16()),
-                retryable: true,
-                rate_limited: status == StatusCode::TOO_MANY_REQUESTS,
-                retry_after,
-            })
-        } else {
-            count(CallOutcome::Refused);
-            Outcome::Done(Err(CoinGeckoError::refused(
-                status, &body, coin_id, redactor,
-            )))
-        }
-    }
 }
 
-/// Reads a success body of one endpoint.
-type Parse<T> = fn(StatusCode, &[u8], &Redactor) -> Result<T, CoinGeckoError>;
-
-fn parse_chart(
-    status: StatusCode,
-    body: &[u8],
-    redactor: &Redactor,
-) -> Result<MarketChart, CoinGeckoError> {
-    MarketChart::parse(body).map_err(|why| {
-        if why.is_bad_data() {
-            CoinGeckoError::bad_data(status, why)
-        } else {
-            CoinGeckoError::unreadable(status, body, why, redactor)
-        }
-    })
-}
-
-fn parse_markets(
-    status: StatusCode,
-    body: &[u8],
-    redactor: &Redactor,
-) -> Result<Vec<MarketCoin>, CoinGeckoError> {
-    MarketCoin::parse_page(body)
-        .map_err(|why| CoinGeckoError::unreadable(status, body, why, redactor))
-}
-
-enum Outcome<T> {
-    /// An answer to hand back: the body read, or a permanent refusal.
-    Done(Result<T, CoinGeckoError>),
-    /// A failure that another attempt may not repeat.
-    Retry(Failure),
-}
-
-/// A failed attempt, described for the log and for the final error.
-struct Failure {
-    /// What happened, in words: `CoinGecko answered HTTP 503: "…".` or the transport error.
-    what: String,
-    /// The HTTP status, when there was a response.
-    status: Option<u16>,
-    /// False for transport errors that are not worth retrying right away (a broken
-    /// request rather than a broken connection); the job still goes back on the queue.
-    retryable: bool,
-    /// A 429: wait for CoinGecko's window rather than the usual back-off.
-    rate_limited: bool,
-    /// What the `Retry-After` header asked for, if anything.
-    retry_after: Option<Duration>,
-}
-
-impl Failure {
-    fn transport(error: &reqwest_middleware::Error) -> Self {
-        let retryable = matches!(
-            default_on_request_failure(error),
-            Some(Retryable::Transient)
-        );
-        Self {
-            what: format!("could not reach CoinGecko: {}", error_chain(error)),
-            status: None,
-            retryable,
-            rate_limited: false,
-            retry_after: None,
-        }
-    }
-
-    /// The connection broke or timed out while the body was arriving.
-    fn body(status: StatusCode, error: &reqwest::Error) -> Self {
-        Self {
-            what: format!(
-                "the body of CoinGecko's HTTP {} answer did not arrive: {}",
-                status.as_u16(),
-                error_chain(error)
-            ),
-            status: Some(status.as_u16()),
-            retryable: true,
-            rate_limited: false,
-            retry_after: None,
-        }
-    }
-
-    /// How long to wait before the next attempt, given the policy's back-off.
-    fn delay(&self, backoff: Duration) -> Duration {
-        match (self.retry_after, self.rate_limited) {
-            (Some(asked), _) => asked.min(MAX_RETRY_AFTER),
-            (None, true) => backoff.max(RATE_LIMIT_WINDOW),
-            (None, false) => backoff,
-        }
-    }
-
-    fn give_up(self, attempts: u32) -> CoinGeckoError {
-        let tries = if attempts == 1 {
-            "1 attempt".to_owned()
-        } else {
-            format!("{attempts} attempts")
-        };
-        let advice = if self.rate_limited {
-            " CoinGecko is rate-limiting this address or key: lower COINGECKO_CALLS_PER_MINUTE, \
-             or make sure nothing else uses the same key or address."
-        } else {
-            " Trying again later may succeed."
-        };
-        let message = format!(
-            "Gave up after {tries}; the last one failed: {}.{advice}",
-            self.what.trim_end_matches('.'),
-        );
-        if self.rate_limited {
-            CoinGeckoError::RateLimited { message }
-        } else {
-            CoinGeckoError::Transient { message }
-        }
-    }
-}
-
-/// An error with its causes, `a: b: c`, because reqwest keeps the useful part
-/// ("Connection refused") in its sources.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+/// The header that carries `key`: the Pro one on the Pro host, the Demo one elsewhere.
+fn key_header(base_url: &Url, key: &str) -> anyhow::Result<(HeaderName, HeaderValue)> {
+    let header = if base_url.host_str() == Some(PRO_HOST) {
+        PRO_KEY_HEADER
+    } else {
+        DEMO_KEY_HEADER
+    };
+    let mut value = HeaderValue::from_str(key.trim()).map_err(|_| {
+        anyhow::anyhow!("COINGECKO_API_KEY contains characters an HTTP header cannot carry")
+    })?;
+    value.set_sensitive(true);
+    Ok((header, value))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::{HeaderMap, RETRY_AFTER};
-
-    #[test]
-    fn every_outcome_is_counted_in_its_own_slot_under_its_own_label() {
-        for (i, outcome) in CallOutcome::ALL.iter().enumerate() {
-            assert_eq!(*outcome as usize, i, "{outcome:?}");
-        }
-        let mut labels = CallOutcome::ALL.map(CallOutcome::label).to_vec();
-        labels.sort_unstable();
-        labels.dedup();
-        assert_eq!(labels.len(), CallOutcome::ALL.len());
-    }
+    use reqwest_retry::{RetryDecision, RetryPolicy};
+    use std::time::SystemTime;
 
     fn settings(base_url: &str, key: Option<&str>) -> CoinGeckoSettings {
         CoinGeckoSettings {
@@ -629,13 +308,13 @@ mod tests {
             CallBudget::ProcessLocal,
         )
         .unwrap();
-        assert_eq!(pro.inner.api_key.as_ref().unwrap().0, PRO_KEY_HEADER);
+        assert_eq!(pro.api_key.as_ref().unwrap().0, PRO_KEY_HEADER);
         let demo = CoinGeckoClient::new(
             settings("https://api.coingecko.com/api/v3", Some("k")),
             CallBudget::ProcessLocal,
         )
         .unwrap();
-        assert_eq!(demo.inner.api_key.as_ref().unwrap().0, DEMO_KEY_HEADER);
+        assert_eq!(demo.api_key.as_ref().unwrap().0, DEMO_KEY_HEADER);
         assert!(!format!("{pro:?}{demo:?}").contains("\"k\""));
     }
 
@@ -719,53 +398,9 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("119"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(119)));
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
-        );
-        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
-        let soon = (Utc::now() + chrono::Duration::seconds(30))
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string();
-        headers.insert(RETRY_AFTER, HeaderValue::from_str(&soon).unwrap());
-        let waited = retry_after(&headers).unwrap();
-        assert!(
-            waited > Duration::from_secs(27) && waited <= Duration::from_secs(30),
-            "{waited:?}"
-        );
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&headers), None);
-    }
-
-    #[test]
-    fn a_429_waits_what_it_is_told_or_a_whole_window() {
-        let mut failure = Failure {
-            what: String::new(),
-            status: Some(429),
-            retryable: true,
-            rate_limited: true,
-            retry_after: Some(Duration::from_secs(1)),
-        };
-        assert_eq!(
-            failure.delay(Duration::from_secs(8)),
-            Duration::from_secs(1)
-        );
-        failure.retry_after = None;
-        assert_eq!(failure.delay(Duration::from_secs(8)), RATE_LIMIT_WINDOW);
-        assert_eq!(
-            failure.delay(Duration::from_secs(90)),
-            Duration::from_secs(90)
-        );
-        failure.rate_limited = false;
-        assert_eq!(
-            failure.delay(Duration::from_secs(8)),
-            Duration::from_secs(8)
-        );
+    fn a_429_waits_what_it_is_told_or_coingeckos_whole_minute() {
+        let waits = PROFILE.waits_after_a_429(Duration::from_secs(8));
+        assert_eq!(waits, [3, 600, 60].map(Duration::from_secs));
     }
 
     #[test]
@@ -781,7 +416,7 @@ mod tests {
         let now = SystemTime::now();
         for retry in 0..3 {
             let RetryDecision::Retry { execute_after } =
-                client.inner.backoff.should_retry(now, retry)
+                client.caller.backoff().should_retry(now, retry)
             else {
                 panic!("retry {retry} should be allowed");
             };
@@ -795,7 +430,7 @@ mod tests {
             );
         }
         assert!(matches!(
-            client.inner.backoff.should_retry(now, 3),
+            client.caller.backoff().should_retry(now, 3),
             RetryDecision::DoNotRetry
         ));
     }
@@ -817,7 +452,7 @@ mod tests {
         let delays: Vec<Duration> = (0..200)
             .map(|_| {
                 let RetryDecision::Retry { execute_after } =
-                    client.inner.backoff.should_retry(SystemTime::now(), 20)
+                    client.caller.backoff().should_retry(SystemTime::now(), 20)
                 else {
                     panic!("retry 20 of 30 should be allowed");
                 };

@@ -8,8 +8,8 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use super::redact::Redactor;
 use super::wire::BodyError;
+use crate::upstream::{CallError, MAX_BODY_BYTES, NoSlot, Redactor, quote_at_most};
 
 /// How much of an error body a message quotes: enough for CoinGecko's sentence, not a page.
 const QUOTE_LIMIT: usize = 300;
@@ -179,6 +179,34 @@ impl CoinGeckoError {
     }
 }
 
+impl From<CallError> for CoinGeckoError {
+    /// A call that ended without an answer to read: worth trying again later, as a
+    /// rate limit when CoinGecko kept answering 429. A body too large to read is no
+    /// market chart, and refused.
+    fn from(error: CallError) -> Self {
+        match error {
+            // The database could not say: worth trying again later. (A new kind of
+            // refusal, a spent monthly quota, is matched here with its own meaning.)
+            CallError::NoSlot {
+                message,
+                why: NoSlot::Database { .. },
+            } => Self::Transient { message },
+            CallError::GaveUp(gave_up) if gave_up.rate_limited() => Self::RateLimited {
+                message: gave_up.message(
+                    "",
+                    "CoinGecko is rate-limiting this address or key: lower \
+                     COINGECKO_CALLS_PER_MINUTE, or make sure nothing else uses the same key or \
+                     address.",
+                ),
+            },
+            CallError::GaveUp(gave_up) => Self::Transient {
+                message: gave_up.message("", "Trying again later may succeed."),
+            },
+            CallError::TooLarge { status, .. } => Self::too_large(status, MAX_BODY_BYTES),
+        }
+    }
+}
+
 /// How many days a 10012 answer says the plan serves ("… within the past 365 days …"),
 /// [`DOCUMENTED_PLAN_DAYS`] when its sentence names no number (or zero, which is no plan).
 fn plan_days(said: &str) -> u32 {
@@ -298,13 +326,9 @@ fn plain_text(body: &str) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// `"…"` around at most [`QUOTE_LIMIT`] characters, cut on a character boundary.
-pub(crate) fn quote(text: &str) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(QUOTE_LIMIT) {
-        Some((cut, _)) => format!("\"{}…\"", &text[..cut]),
-        None => format!("\"{text}\""),
-    }
+/// `"…"` around at most [`QUOTE_LIMIT`] characters of `text`, on one line.
+fn quote(text: &str) -> String {
+    quote_at_most(text, QUOTE_LIMIT)
 }
 
 /// What the user should do about a refusal; each case is one CoinGecko documents or
@@ -357,6 +381,7 @@ fn advice(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::{Failure, GaveUp};
 
     fn refused(status: u16, body: &str) -> CoinGeckoError {
         CoinGeckoError::refused(
@@ -472,6 +497,41 @@ mod tests {
                 "{body}: {said:?}"
             );
         }
+    }
+
+    #[test]
+    fn giving_up_on_429s_is_a_rate_limit_that_names_the_setting_to_lower() {
+        let gave_up = |rate_limited| {
+            CoinGeckoError::from(CallError::GaveUp(GaveUp {
+                attempts: 4,
+                last: Failure {
+                    rate_limited,
+                    ..Failure::rate_limited("CoinGecko answered HTTP 429.")
+                },
+            }))
+        };
+        let error = gave_up(true);
+        assert!(
+            matches!(error, CoinGeckoError::RateLimited { .. }),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "Gave up after 4 attempts; the last one failed: CoinGecko answered HTTP 429. "
+            ) && message.contains("COINGECKO_CALLS_PER_MINUTE"),
+            "{message}"
+        );
+        let other = gave_up(false);
+        assert!(
+            matches!(other, CoinGeckoError::Transient { .. }),
+            "{other:?}"
+        );
+        assert!(
+            other
+                .to_string()
+                .ends_with("Trying again later may succeed.")
+        );
     }
 
     #[test]

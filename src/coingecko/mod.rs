@@ -10,27 +10,21 @@
 //!
 //! # Layout
 //!
-//! - `client`: settings, the request, the retry loop and its back-off.
-//! - `budget`: the call budget shared by every process on the database (GCRA in one
-//!   PostgreSQL row), as a middleware every attempt passes through.
-//! - `wire`: the success body (`prices`, `total_volumes`) and the `f64` to `Decimal` rule.
+//! - `client`: settings, the root URL and key header, the two calls and how their
+//!   answers read. The budget, the retries and the back-off are the shared
+//!   [`Caller`](crate::upstream::Caller)'s.
+//! - `wire`: the success bodies (`prices`, `total_volumes`; a page of `/coins/markets`).
 //! - `error`: the error enum and the lenient reading of CoinGecko's error bodies.
-//! - `redact`: keeps the key and the other secrets out of every quoted body and error.
 //!
-//! Nothing CoinGecko sends is trusted: a body over [`MAX_BODY_BYTES`] is refused while
-//! it is read, a chart with a price not above zero, a negative volume or two values at
-//! one instant is refused whole, and every quote of a body is redacted.
+//! Nothing CoinGecko sends is trusted: a body over
+//! [`MAX_BODY_BYTES`](crate::upstream::MAX_BODY_BYTES) is refused while it is read, a
+//! chart with a price not above zero, a negative volume or two values at one instant is
+//! refused whole, and every quote of a body is redacted.
 
-mod budget;
 mod client;
 mod error;
-mod redact;
 mod wire;
 
-pub use budget::{BudgetMetrics, CallBudget, CallLimiter};
-// For the other upstream clients (see `crate::upstream`), until these move there.
-pub(crate) use budget::RateLimit;
-pub use client::{CallOutcome, CoinGeckoClient, CoinGeckoSettings, MAX_BODY_BYTES};
+pub use client::{CoinGeckoClient, CoinGeckoSettings};
 pub use error::CoinGeckoError;
-pub(crate) use redact::Redactor;
-pub use wire::{MarketChart, MarketCoin, Point, decimal_from_f64};
+pub use wire::{MarketChart, MarketCoin, Point};

@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
+use crate::upstream::decimal_from_f64;
+
 /// One window of CoinGecko data, each series sorted by time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarketChart {
@@ -142,22 +144,6 @@ fn millis_to_time(ms: f64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms.round() as i64)
 }
 
-/// The decimal a JSON number stands for: the shortest decimal that reads back as the
-/// same `f64` (Rust's `Display` for floats), so `69702.3087473573` stays exactly that
-/// and `0.1` does not become `0.1000000000000000055…`. `None` for NaN, infinities and
-/// magnitudes beyond `Decimal` (about 7.9e28); digits past 28 decimal places are rounded.
-///
-/// serde_json (without its `float_roundtrip` feature) reads numbers of up to 15
-/// significant digits exactly, which is what CoinGecko sends; about one 17-digit number
-/// in ten would come out one bit off, and so as a different 17-digit decimal.
-pub fn decimal_from_f64(value: f64) -> Option<Decimal> {
-    if !value.is_finite() {
-        return None;
-    }
-    // `Display` never uses exponent form; `Decimal::from_str` would accept it anyway.
-    value.to_string().parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,39 +151,6 @@ mod tests {
 
     fn dec(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
-    }
-
-    #[test]
-    fn decimal_keeps_the_shortest_form_of_the_number_sent() {
-        assert_eq!(
-            decimal_from_f64(69702.3087473573),
-            Some(dec("69702.3087473573"))
-        );
-        assert_eq!(decimal_from_f64(0.1), Some(dec("0.1")));
-        assert_eq!(decimal_from_f64(135.3), Some(dec("135.3")));
-        assert_eq!(
-            decimal_from_f64(1370247487960.09),
-            Some(dec("1370247487960.09"))
-        );
-        assert_eq!(decimal_from_f64(42.0), Some(dec("42")));
-        assert_eq!(decimal_from_f64(-0.5), Some(dec("-0.5")));
-    }
-
-    #[test]
-    fn decimal_reads_numbers_sent_in_exponent_form() {
-        let from_json: f64 = serde_json::from_str("4.22610406175669e4").unwrap();
-        assert_eq!(decimal_from_f64(from_json), Some(dec("42261.0406175669")));
-        let tiny: f64 = serde_json::from_str("1.5e-7").unwrap();
-        assert_eq!(decimal_from_f64(tiny), Some(dec("0.00000015")));
-        let big: f64 = serde_json::from_str("1.9723005998215E10").unwrap();
-        assert_eq!(decimal_from_f64(big), Some(dec("19723005998.215")));
-    }
-
-    #[test]
-    fn decimal_refuses_what_it_cannot_hold() {
-        assert_eq!(decimal_from_f64(f64::NAN), None);
-        assert_eq!(decimal_from_f64(f64::INFINITY), None);
-        assert_eq!(decimal_from_f64(1e30), None);
     }
 
     #[test]

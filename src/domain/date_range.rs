@@ -10,6 +10,25 @@ pub fn today_utc() -> NaiveDate {
     Utc::now().date_naive()
 }
 
+/// `first..=last` cut into consecutive runs of at most `days` days (at least 1), oldest
+/// first, each as its first and last day: the fewest calls of that size that cover it.
+/// Empty when `last` is before `first`.
+pub fn day_runs(first: NaiveDate, last: NaiveDate, days: u32) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut runs = Vec::new();
+    let mut from = first;
+    while from <= last {
+        let to = from
+            .checked_add_days(chrono::Days::new(u64::from(days.max(1)) - 1))
+            .map_or(last, |to| to.min(last));
+        runs.push((from, to));
+        match to.succ_opt() {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    runs
+}
+
 /// An inclusive range of UTC days that a job may ask for: ordered, not in the future, at
 /// most [`MAX_RANGE_DAYS`] long, and not before the coin's first day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -44,7 +44,7 @@ mod trigger;
 
 pub use candle::DailyCandle;
 pub use coin::{Coin, CoinGeckoId, InvalidCoinGeckoId, MAX_COINGECKO_ID_LEN};
-pub use date_range::{DateRange, MAX_RANGE_DAYS, RangeError, today_utc};
+pub use date_range::{DateRange, MAX_RANGE_DAYS, RangeError, day_runs, today_utc};
 pub use deviation::{
     DEVIATION_SAMPLE_DAYS, Deviation, MappingVerdict, judge_mapping, median_deviation,
 };

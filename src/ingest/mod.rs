@@ -12,7 +12,7 @@ mod reach;
 pub mod source;
 
 pub use aggregate::{DailyCandles, MIN_HOURLY_POINTS, daily_candles};
-pub use job::{Attempt, Ingestor, JobError, Outcome};
+pub use job::{Attempt, Fence, Ingestor, JobError, Outcome};
 pub use plan::{Window, windows_for_days, windows_for_range};
 pub use reach::Reach;
 pub use source::{CoinGecko, Coinbase, PriceSource, SourceError};

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 
-use crate::domain::DateRange;
+use crate::domain::{DateRange, day_runs};
 use crate::store::gaps::runs;
 
 /// Whole UTC days `start..=end` fetched by one call.
@@ -37,20 +37,8 @@ impl Window {
 
 /// Splits `start..=end` into consecutive windows of at most `chunk_days` days.
 fn split(start: NaiveDate, end: NaiveDate, chunk_days: u32, windows: &mut Vec<Window>) {
-    let mut from = start;
-    while from <= end {
-        let last = from
-            .checked_add_days(Days::new(u64::from(chunk_days.max(1)) - 1))
-            .map_or(end, |d| d.min(end));
-        windows.push(Window {
-            start: from,
-            end: last,
-        });
-        match last.succ_opt() {
-            Some(next) => from = next,
-            None => break,
-        }
-    }
+    let runs = day_runs(start, end, chunk_days);
+    windows.extend(runs.into_iter().map(|(start, end)| Window { start, end }));
 }
 
 /// Forced jobs fetch the whole range.

@@ -1,6 +1,16 @@
-//! The durable queue: apalis-postgres storage in the `apalis` schema, the submission of
-//! a job (its record and its queue entry in one transaction), and the worker that runs
-//! jobs one at a time, keeping `ingestion_jobs` true at every step.
+//! The durable queue, and the one home of everything that knows apalis: apalis-postgres
+//! storage in the `apalis` schema, the submission of a job (its record and its queue entry
+//! in one transaction), and the worker that runs jobs one at a time, keeping
+//! `ingestion_jobs` true at every step.
+//!
+//! - `contract`: what we rely on of apalis beyond its Rust API (its schema, channel and
+//!   status strings, and our trigger on its table), checked by `tests/it/queue_contract.rs`;
+//! - `patient`: the backend, built from apalis-postgres's public parts, whose queries
+//!   wait out a database outage;
+//! - `lease`: who holds a job (the fence each attempt's checkpoints pass);
+//! - `wake_ups`: LISTEN/NOTIFY for idle workers; `orphans`: the sweep of jobs whose
+//!   worker died;
+//! - `worker`: the worker and its handler; `policy`: what follows each attempt.
 //!
 //! apalis-postgres 1.0's defaults are wrong for us, so each is set on purpose:
 //! - batch size 1: a fetched-but-waiting job gets no heartbeat and can be run twice;
@@ -12,7 +22,12 @@
 //! - its queries wait out a database outage (`patient`): the worker would otherwise
 //!   die of the first failed poll and drop the attempt in flight.
 
+pub mod contract;
+mod lease;
+mod orphans;
 mod patient;
+mod policy;
+mod wake_ups;
 mod worker;
 
 use std::time::Duration;
@@ -26,9 +41,9 @@ use uuid::Uuid;
 
 use crate::store::ingestion_jobs::{self, Insertion, JobRecord, NewJob};
 
-pub use worker::{
-    MAX_TAKEOVERS, WorkerOptions, reconcile_orphans, run_worker, wake_ups, worker_name,
-};
+pub use orphans::reconcile_orphans;
+pub use wake_ups::wake_ups;
+pub use worker::{MAX_TAKEOVERS, WorkerOptions, run_worker, worker_name};
 
 /// The queue's name in `apalis.jobs.job_type`.
 pub const QUEUE: &str = "price-history::ingest";

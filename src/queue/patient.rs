@@ -1,29 +1,33 @@
-//! The queue backend: apalis-postgres's, except that it waits out a database outage
-//! instead of dying of it.
+//! The queue backend: apalis-postgres's, except that its queries wait out a database
+//! outage instead of killing the worker.
 //!
-//! apalis-postgres drives its table through a [`Persistence`] (register the worker, beat
-//! the heart, fetch, record results) inside apalis-core's [`Persisted`] state machine.
-//! When one of those queries fails, the machine turns `Dead`, the worker stream ends with
-//! a backend error, the monitor restarts the worker, and the attempt in flight is dropped
-//! with it: its window is fetched again and the outage costs one of the job's
-//! `JOB_MAX_ATTEMPTS`. Here each query is retried while the database is unavailable
-//! (connection lost, server shutting down or starting), so the machine never sees the
-//! outage, and the attempt, which waits for the database in its own queries, goes on.
+//! A backend's table is driven through a [`Persistence`] (register the worker, beat the
+//! heart, fetch, record locks and results, hand jobs back) inside apalis-core's
+//! [`Persisted`] state machine. When one of those queries fails, the machine turns `Dead`,
+//! the worker stream ends with a backend error, the monitor restarts the worker, and the
+//! attempt in flight is dropped with it: its window is fetched again and the outage costs
+//! one of the job's `JOB_MAX_ATTEMPTS`. Here each step's transaction is tried again while
+//! the database is unavailable (`store::patience`), so the machine never sees the outage,
+//! and the attempt, which waits for the database in its own queries, goes on. The lease
+//! still fences: a heartbeat that cannot reach the database does not refresh the worker's
+//! `last_seen`, so an outage longer than `JOB_LEASE_SECS` lets another worker take the job
+//! over, and this one's late checkpoint is refused (`queue::lease`).
 //!
-//! The lease still fences: a heartbeat that cannot reach the database does not refresh
-//! the worker's `last_seen`, so an outage longer than `JOB_LEASE_SECS` lets another
-//! worker take the job over, and this one's late checkpoint is refused
-//! (`store::queue_lease`).
+//! Built from apalis's public parts: [`Persisted`] and its [`TaskPersistLayer`] (the lock
+//! and ack events) from apalis-core, and every query from `apalis_postgres::queries`
+//! (register, keep-alive, orphan re-enqueue, fetch, results, locks, hand-back), each in the
+//! transaction apalis-postgres runs it in. No SQL of apalis is copied.
 //!
-//! The queries are apalis-postgres's own (`apalis_postgres::queries`), in the same
-//! transactions; only the worker's registration is written out here, since its query
-//! takes a type the crate does not export. apalis-postgres's `SqlxPersistence` is not
-//! public, which is why this is a copy rather than a wrapper.
+//! What is still a copy, and why: apalis-postgres's own `Persistence` (`SqlxPersistence`)
+//! and the storage that owns its `Persisted` are private to the crate, and its storage
+//! reports a failed query only once its machine is dead, with the lock and result events
+//! of the attempt gone with it; so it can be neither wrapped nor restarted. This file
+//! repeats its wiring instead: which queries each step runs together, how the events split
+//! into locks and results, and the three trait impls that hand the machine to a worker.
 
-use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::{Backend, PollWith, StreamStrategy, WorkerContext};
 use apalis_codec::json::JsonCodec;
@@ -34,13 +38,13 @@ use serde_json::Value;
 use sqlx::PgPool;
 use ulid::Ulid;
 
-use crate::store::database::is_unavailable;
+use crate::store::patience::{Unavailable, patiently};
 
-/// The first wait before a query is tried again; it doubles up to [`MAX_RETRY_DELAY`].
-const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
-
-/// The longest wait between two tries: the database is noticed back within seconds.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+impl Unavailable for Error {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Database(e) if e.is_unavailable())
+    }
+}
 
 /// apalis-postgres's storage, patient with the database; see the module's docs.
 pub struct PatientStorage<Args> {
@@ -51,11 +55,9 @@ pub struct PatientStorage<Args> {
 
 impl<Args> PatientStorage<Args> {
     pub fn new(pool: &PgPool, config: Config) -> Self {
+        let pool = pool.clone();
         PatientStorage {
-            persistence: Persisted::new(PatientPersistence {
-                pool: pool.clone(),
-                config,
-            }),
+            persistence: Persisted::new(PatientPersistence { pool, config }),
             codec: JsonCodec::default(),
             _marker: PhantomData,
         }
@@ -78,7 +80,7 @@ impl<Args> Backend for PatientStorage<Args> {
         &mut self,
         cx: &mut Context<'_>,
         worker: &WorkerContext,
-    ) -> Poll<Result<(), Self::Error>> {
+    ) -> Poll<Result<(), Error>> {
         let heartbeat = self.persistence.config.heartbeat_interval;
         self.persistence.poll_ready(cx, worker, heartbeat)
     }
@@ -87,7 +89,7 @@ impl<Args> Backend for PatientStorage<Args> {
         &mut self,
         cx: &mut Context<'_>,
         worker: &WorkerContext,
-    ) -> Poll<Option<Result<PgTask, Self::Error>>> {
+    ) -> Poll<Option<Result<PgTask, Error>>> {
         self.persistence.poll_next(cx, worker)
     }
 
@@ -95,7 +97,7 @@ impl<Args> Backend for PatientStorage<Args> {
         &mut self,
         cx: &mut Context<'_>,
         worker: &WorkerContext,
-    ) -> Poll<Result<(), Self::Error>> {
+    ) -> Poll<Result<(), Error>> {
         self.persistence.poll_close(cx, worker)
     }
 }
@@ -124,54 +126,49 @@ impl<Args> WireFormatBackend for PatientStorage<Args> {
     type Codec = JsonCodec;
     type Compact = Vec<u8>;
 
-    fn codec(&self) -> &Self::Codec {
+    fn codec(&self) -> &JsonCodec {
         &self.codec
     }
 }
 
-/// apalis-postgres's queries, each retried while the database is unavailable.
+/// apalis-postgres's queries, each step in one transaction tried again while the database
+/// is unavailable.
 #[derive(Debug, Clone)]
 pub struct PatientPersistence {
     pool: PgPool,
     config: Config,
 }
 
+/// A transaction on the queue's tables, handed to a step and back for the commit.
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
 impl PatientPersistence {
+    /// Runs `step` in a transaction of its own, the whole transaction tried again while
+    /// the database is unavailable; `step` hands the transaction back to be committed.
+    /// `what` names the step in the log. (Each step borrows the persistence as `this`, a
+    /// shared reference every try can copy.)
+    async fn transaction<T, F, Fut>(&self, what: &str, step: F) -> Result<T, Error>
+    where
+        F: Fn(Tx) -> Fut,
+        Fut: Future<Output = Result<(Tx, T), Error>>,
+    {
+        patiently(&format!("the queue's {what}"), || async {
+            let (tx, value) = step(self.pool.begin().await?).await?;
+            tx.commit().await?;
+            Ok(value)
+        })
+        .await
+    }
+
     fn queue(&self) -> &str {
         self.config.queue.as_ref()
     }
 
-    fn orphaned_after(&self) -> u64 {
-        self.config.orphaned_duration().as_secs()
-    }
-}
-
-/// Runs `query` until it succeeds or fails for another reason than an unavailable
-/// database, waiting a little longer each time (up to [`MAX_RETRY_DELAY`]).
-async fn patiently<T, F, Fut>(what: &'static str, mut query: F) -> Result<T, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Error>>,
-{
-    let mut delay = FIRST_RETRY_DELAY;
-    let mut waited = false;
-    loop {
-        match query().await {
-            Err(Error::Database(e)) if is_unavailable(&e) => {
-                if !waited {
-                    tracing::warn!(error = %e, "the queue cannot {what}: the database is unavailable; waiting for it");
-                    waited = true;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_RETRY_DELAY);
-            }
-            result => {
-                if waited && result.is_ok() {
-                    tracing::info!("the queue can {what} again: the database is back");
-                }
-                return result;
-            }
-        }
+    /// The sweep apalis-postgres runs at registration and with every heartbeat: jobs held
+    /// by workers silent for the orphan timeout go back to `Pending`.
+    async fn reenqueue_orphaned(&self, tx: &mut Tx) -> Result<u64, Error> {
+        let dead_for = self.config.orphaned_duration().as_secs();
+        queries::reenqueue_orphaned(&mut **tx, self.queue(), dead_for).await
     }
 }
 
@@ -180,50 +177,38 @@ impl Persistence for PatientPersistence {
     type Error = Error;
     type Response = Value;
 
-    /// apalis-postgres's registration (`queries/worker/register.sql`), after the same
-    /// sweep of orphaned jobs.
     async fn register(&mut self, worker: &WorkerContext) -> Result<(), Error> {
-        patiently("register its worker", || async {
-            let mut tx = self.pool.begin().await?;
-            queries::reenqueue_orphaned(&mut *tx, self.queue(), self.orphaned_after()).await?;
-            let registered = sqlx::query(
-                "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) \
-                 VALUES ($1, $2, 'PgStorage', $3, now()) ON CONFLICT (id) DO UPDATE \
-                 SET worker_type = EXCLUDED.worker_type, storage_name = EXCLUDED.storage_name, \
-                     layers = EXCLUDED.layers, last_seen = now() \
-                 WHERE pg_try_advisory_lock(hashtext(workers.id))",
-            )
-            .bind(worker.name())
-            .bind(self.queue())
-            .bind(worker.get_service())
-            .execute(&mut *tx)
-            .await?;
-            if registered.rows_affected() == 0 {
-                return Err(Error::WorkerAlreadyExists(worker.name().to_owned()));
-            }
-            tx.commit().await?;
-            Ok(())
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        // The query's `last_seen` is a type apalis-postgres does not export; it converts
+        // from Unix seconds.
+        let last_seen = &From::from(now.as_secs() as i64);
+        let this = &*self;
+        this.transaction("registration", |mut tx| async move {
+            this.reenqueue_orphaned(&mut tx).await?;
+            queries::register_worker(&mut *tx, this.queue(), worker, last_seen, "PgStorage")
+                .await?;
+            Ok((tx, ()))
         })
         .await
     }
 
     async fn heartbeat(&mut self, worker: &WorkerContext) -> Result<(), Error> {
-        patiently("beat its heart", || async {
-            let mut tx = self.pool.begin().await?;
-            queries::keep_alive(&mut *tx, self.queue(), worker).await?;
-            queries::reenqueue_orphaned(&mut *tx, self.queue(), self.orphaned_after()).await?;
-            tx.commit().await?;
-            Ok(())
+        let this = &*self;
+        this.transaction("heartbeat", |mut tx| async move {
+            queries::keep_alive(&mut *tx, this.queue(), worker).await?;
+            this.reenqueue_orphaned(&mut tx).await?;
+            Ok((tx, ()))
         })
         .await
     }
 
     async fn fetch_next(&mut self, worker: &WorkerContext) -> Result<Vec<PgTask>, Error> {
-        patiently("fetch a job", || async {
-            let mut tx = self.pool.begin().await?;
-            let tasks = queries::fetch_next(&mut *tx, &self.config, worker).await?;
-            tx.commit().await?;
-            Ok(tasks)
+        let this = &*self;
+        this.transaction("fetch", |mut tx| async move {
+            let tasks = queries::fetch_next(&mut *tx, &this.config, worker).await?;
+            Ok((tx, tasks))
         })
         .await
     }
@@ -233,75 +218,70 @@ impl Persistence for PatientPersistence {
         tasks: Vec<PgTask>,
         worker: &WorkerContext,
     ) -> Result<u64, Error> {
-        let task_ids: Vec<String> = tasks
+        let ids: Vec<String> = tasks
             .iter()
             .filter_map(|task| task.task_id().map(ToString::to_string))
             .collect();
-        patiently("hand back its jobs", || async {
-            let mut tx = self.pool.begin().await?;
+        let (ids, queued) = (&ids, tasks.len());
+        let this = &*self;
+        this.transaction("hand-back", |mut tx| async move {
             let count =
-                queries::reenqueue_abandoned(&mut *tx, self.queue(), worker.name(), &task_ids)
-                    .await?;
-            if count as usize != tasks.len() {
-                return Err(Error::ReenqueueMismatch {
-                    queued: tasks.len(),
-                    abandoned: count as usize,
-                });
+                queries::reenqueue_abandoned(&mut *tx, this.queue(), worker.name(), ids).await?;
+            if count as usize != queued {
+                let abandoned = count as usize;
+                return Err(Error::ReenqueueMismatch { queued, abandoned });
             }
-            tx.commit().await?;
-            Ok(count)
+            Ok((tx, count))
         })
         .await
     }
 
-    /// Locks and results, as apalis-postgres records them: a result that could not be
-    /// written is written once the database is back, not lost.
+    /// Locks and results, as apalis-postgres records them (a result wins over a lock of
+    /// the same job): a result that could not be written is written once the database is
+    /// back, not lost.
     async fn handle_events(
         &mut self,
         events: Vec<TaskEvent<Value>>,
         worker: &WorkerContext,
     ) -> Result<(), Error> {
-        let results: Vec<&queries::ResultPayload> = events
-            .iter()
-            .filter_map(|event| match event {
-                TaskEvent::Complete(payload) => Some(payload),
-                _ => None,
-            })
-            .collect();
-        let finished: HashSet<String> = results
-            .iter()
-            .map(|payload| payload.task_id().to_string())
-            .collect();
-        let locks: Vec<String> = events
-            .iter()
-            .filter_map(|event| match event {
-                TaskEvent::Lock { task_id, .. } => Some(task_id.to_string()),
-                _ => None,
-            })
-            .filter(|id| !finished.contains(id))
-            .collect();
+        let (mut results, mut locks) = (Vec::new(), Vec::new());
+        for event in &events {
+            match event {
+                TaskEvent::Complete(result) => results.push(result),
+                TaskEvent::Lock { task_id } => locks.push(task_id.to_string()),
+                _ => {}
+            }
+        }
+        locks.retain(|id| {
+            !results
+                .iter()
+                .any(|result| result.task_id().to_string() == *id)
+        });
         if locks.is_empty() && results.is_empty() {
             return Ok(());
         }
-        patiently("record a job's result", || async {
-            let mut tx = self.pool.begin().await?;
+        let (results, locks) = (&results, &locks);
+        let this = &*self;
+        this.transaction("record of results", |mut tx| async move {
             if !results.is_empty() {
-                queries::handle_results(&mut *tx, &results, worker.name()).await?;
+                queries::handle_results(&mut *tx, results, worker.name()).await?;
             }
             if !locks.is_empty() {
-                queries::lock_tasks(&mut *tx, &locks, worker.name()).await?;
+                queries::lock_tasks(&mut *tx, locks, worker.name()).await?;
             }
-            tx.commit().await?;
-            Ok(())
+            Ok((tx, ()))
         })
         .await
     }
 
+    /// Only a sink of the storage would push; jobs are pushed by `queue::submit`.
     async fn push_tasks(&mut self, tasks: Vec<PgTask>) -> Result<(), Error> {
-        // Only the queue's sink calls this, and jobs are pushed by `queue::submit`.
-        let mut tx = self.pool.begin().await?;
-        queries::push_tasks(&mut *tx, self.queue(), tasks).await?;
-        tx.commit().await?;
-        Ok(())
+        let tasks = &tasks;
+        let this = &*self;
+        this.transaction("push", |mut tx| async move {
+            queries::push_tasks(&mut *tx, this.queue(), tasks.clone()).await?;
+            Ok((tx, ()))
+        })
+        .await
     }
 }

@@ -1,5 +1,5 @@
-//! Connecting, creating the database when it is missing, and migrating — safely when
-//! several processes start at once.
+//! Connecting, creating the database when it is missing, and applying our migrations —
+//! safely when several processes start at once.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -116,22 +116,11 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
         })
 }
 
-/// Creates the database if it is missing, opens a pool and applies every migration:
-/// the project's own and apalis-postgres's queue schema.
-pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    create_database_if_missing(url).await?;
-    let pool = connect(url, max_connections).await?;
-    migrate(&pool).await?;
-    Ok(pool)
-}
-
-/// Applies migrations: the queue's first, because one of ours adds a trigger to its
-/// table. Both migrators take PostgreSQL's advisory migration lock, so replicas starting
-/// together apply each migration exactly once.
+/// Applies price-history's migrations (`migrations/`). The queue's schema must be there
+/// first, since one of them puts a trigger on its table: `startup::migrate` runs both, in
+/// that order. PostgreSQL's advisory migration lock makes replicas starting together
+/// apply each migration exactly once.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    apalis_postgres::PostgresStorage::setup(pool)
-        .await
-        .context("while creating the job queue's tables (apalis-postgres migrations)")?;
     sqlx::migrate!("./migrations")
         .run(pool)
         .await
@@ -139,7 +128,9 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+/// Creates the database `url` names if it is missing, safely when several processes
+/// race to create it.
+pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     let options = parse(url)?;
     let Some(name) = options.get_database().map(str::to_owned) else {
         return Ok(()); // connecting to the user's default database, which exists
@@ -197,23 +188,6 @@ fn parse(url: &str) -> anyhow::Result<PgConnectOptions> {
                 redact(url)
             )
         })
-}
-
-/// Errors that mean "the database is not there right now", as opposed to "this query is
-/// wrong".
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_) => true,
-        // 08: connection exceptions; 57P0x: the server is shutting down or starting;
-        // 53300: too many connections.
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P0") || code == "53300"
-        }),
-        _ => false,
-    }
 }
 
 /// The URL with any password replaced, fit for logs and error messages.

@@ -16,10 +16,11 @@ pub mod hourly_prices;
 pub mod hours_without_trades;
 pub mod ingestion_jobs;
 pub mod job_hours;
+pub mod patience;
 pub mod plan_reach;
-pub mod queue_lease;
 pub mod second_source;
 pub mod stats;
 pub mod sync_schedule;
 
-pub use database::{connect, connect_and_migrate, is_unavailable};
+pub use database::connect;
+pub use patience::{is_unavailable, patiently};

@@ -152,7 +152,9 @@ async fn chaos_of_fifty_kills_terms_and_database_restarts_leaves_every_coin_comp
     .unwrap();
     // An answer takes a while, so that a kill often lands while a window is in flight.
     fake.set_delay(Duration::from_millis(400));
-    let pool = store::connect_and_migrate(&url, 4).await.unwrap();
+    let pool = price_history::startup::connect_and_migrate(&url, 4)
+        .await
+        .unwrap();
 
     let bind = format!("127.0.0.1:{}", free_port());
     let base = format!("http://{bind}");

@@ -345,9 +345,17 @@ async fn metrics_pass_promtool_check() {
 /// spell the budget has saved nothing up.
 #[tokio::test]
 async fn limiters_sharing_a_database_space_their_slots_and_a_newcomer_cannot_burst() {
-    use price_history::coingecko::{CallBudget, CallLimiter};
+    use price_history::domain::PriceSource;
+    use price_history::upstream::{CallBudget, CallLimiter};
     let h = Harness::new().await;
-    let limiter = || CallLimiter::new(CallBudget::Shared(h.pool().clone()), 600, None);
+    let limiter = || {
+        CallLimiter::new(
+            PriceSource::CoinGecko,
+            CallBudget::Shared(h.pool().clone()),
+            600,
+            None,
+        )
+    };
     let (first, late) = (limiter(), limiter());
     let slot = first.interval();
 
@@ -388,9 +396,15 @@ async fn limiters_sharing_a_database_space_their_slots_and_a_newcomer_cannot_bur
 /// not longer.
 #[tokio::test]
 async fn a_slot_taken_and_never_used_costs_that_slot_only() {
-    use price_history::coingecko::{CallBudget, CallLimiter};
+    use price_history::domain::PriceSource;
+    use price_history::upstream::{CallBudget, CallLimiter};
     let h = Harness::new().await;
-    let limiter = CallLimiter::new(CallBudget::Shared(h.pool().clone()), 120, None);
+    let limiter = CallLimiter::new(
+        PriceSource::CoinGecko,
+        CallBudget::Shared(h.pool().clone()),
+        120,
+        None,
+    );
     let slot = limiter.interval();
     let began = Instant::now();
     limiter.acquire().await.unwrap();
@@ -406,19 +420,25 @@ async fn a_slot_taken_and_never_used_costs_that_slot_only() {
     assert_eq!(limiter.metrics().granted.get(), 2);
 }
 
-/// Kills `src/coingecko/budget.rs`, `CallLimiter::acquire`: the match guard
+/// Kills `src/upstream/budget.rs`, `CallLimiter::take`: the match guard
 /// `is_unavailable(&e) && began.elapsed() < DATABASE_PATIENCE` -> `true`, and `&&` -> `||`.
 /// A database error that is not an outage (here the budget's table is gone) must fail the
 /// attempt at once, without a call; the mutants wait on it, forever or for two minutes.
 #[tokio::test]
 async fn a_budget_error_that_is_no_outage_fails_the_slot_at_once_without_a_call() {
-    use price_history::coingecko::{CallBudget, CallLimiter};
+    use price_history::domain::PriceSource;
+    use price_history::upstream::{CallBudget, CallLimiter};
     let h = Harness::new().await;
     sqlx::query("DROP TABLE coingecko_call_budget")
         .execute(h.pool())
         .await
         .unwrap();
-    let limiter = CallLimiter::new(CallBudget::Shared(h.pool().clone()), 600, None);
+    let limiter = CallLimiter::new(
+        PriceSource::CoinGecko,
+        CallBudget::Shared(h.pool().clone()),
+        600,
+        None,
+    );
 
     let taken = tokio::time::timeout(Duration::from_secs(10), limiter.acquire())
         .await

@@ -616,7 +616,8 @@ async fn coinbase_failing_refuses_a_given_product_with_503_and_registers_a_guess
     let api = TestApi::start_with(h.api_state(None)).await;
     // Every attempt of the first call (and its three retries) is a 502.
     for _ in 0..4 {
-        h.coinbase.push_response(502, "<html>bad gateway</html>");
+        h.coinbase
+            .push_response(ScriptedResponse::status(502, "<html>bad gateway</html>"));
     }
 
     let given = api
@@ -630,7 +631,8 @@ async fn coinbase_failing_refuses_a_given_product_with_503_and_registers_a_guess
     assert_unregistered(&api, "ETH").await;
 
     for _ in 0..4 {
-        h.coinbase.push_response(503, "{\"message\":\"down\"}");
+        h.coinbase
+            .push_response(ScriptedResponse::status(503, "{\"message\":\"down\"}"));
     }
     let guessed = put_id(&api, "ETH", "ethereum").await;
     guessed.assert_status(StatusCode::CREATED);

@@ -314,7 +314,7 @@ async fn closes(h: &Harness, start: NaiveDate, end: NaiveDate) -> Vec<(NaiveDate
         .collect()
 }
 
-/// Kills `src/store/queue_lease.rs`: `hold` -> `Ok(true)` (the lease fence off). A worker
+/// Kills `src/queue/lease.rs`: `Lease::holds` -> `Ok(true)` (the lease fence off). A worker
 /// frozen (SIGSTOP) past its lease with its CoinGecko call in flight is taken over; the
 /// worker that took over stores newer prices and ends the job; the frozen one is resumed
 /// (SIGCONT), gets its stale answer and tries to write it: it must write nothing.
@@ -393,7 +393,7 @@ async fn a_worker_frozen_past_its_lease_cannot_overwrite_what_the_worker_that_to
     assert!(other.is_running());
 }
 
-/// Kills `src/store/queue_lease.rs`: `held_by_live_workers` -> `Ok(vec![])` (and the
+/// Kills `src/queue/lease.rs`: `held_by_live_workers` -> `Ok(vec![])` (and the
 /// other made-up lists): the orphan sweep would take a job from a worker that is alive
 /// but whose one call outlasts the lease, and the job would read `pending`, "its worker
 /// stopped answering", while that worker still runs it.

@@ -101,7 +101,7 @@ async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_
     assert_eq!(scan_before.len(), 4, "{scan_before:?}");
 
     // Act: a process of this release starts on it.
-    let pool = store::connect_and_migrate(&db.url, 5)
+    let pool = price_history::startup::connect_and_migrate(&db.url, 5)
         .await
         .expect("the upgrade applies");
 

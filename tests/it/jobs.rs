@@ -408,7 +408,7 @@ async fn a_failed_attempt_hands_its_job_back_as_pending_saying_why() {
     );
 }
 
-/// Kills `src/queue/worker.rs`, `wake_ups`: `Poll::Pending if woken` -> `true` (an idle
+/// Kills `src/queue/wake_ups.rs`, `wake_ups`: `Poll::Pending if woken` -> `true` (an idle
 /// worker would poll the database in a loop) and -> `false` (a wake-up would be taken
 /// and lost, the job left for the next heartbeat), the guard `is_for_our_queue(..)` ->
 /// `true` and `is_for_our_queue -> true` (another queue's jobs would wake it). The stream

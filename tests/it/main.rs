@@ -18,6 +18,7 @@ mod outage;
 mod page;
 mod pipeline;
 mod private_postgres;
+mod queue_contract;
 mod scale;
 mod schedule;
 mod second_source;

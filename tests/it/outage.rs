@@ -139,11 +139,12 @@ async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
 /// for its slot instead of going without one, and goes once the database is back.
 #[tokio::test]
 async fn without_the_database_a_call_waits_for_its_slot_and_goes_once_it_is_back() {
-    use price_history::coingecko::{CallBudget, CoinGeckoClient, CoinGeckoSettings};
+    use price_history::coingecko::{CoinGeckoClient, CoinGeckoSettings};
+    use price_history::upstream::CallBudget;
     let cluster = PrivateCluster::create();
     cluster.start();
     let fake = FakeCoinGecko::start().await;
-    let pool = store::connect_and_migrate(&cluster.url("price_history"), 2)
+    let pool = price_history::startup::connect_and_migrate(&cluster.url("price_history"), 2)
         .await
         .unwrap();
     let client = CoinGeckoClient::new(
@@ -279,19 +280,20 @@ async fn a_process_whose_database_never_comes_exits_1_after_the_limit_saying_why
 /// A job's attempt waits out a database outage instead of failing: the window fetched
 /// while the database was away is stored once it is back, with no second call. Runs the
 /// attempt directly (no queue), so that only the job's own patience is tested. Kills
-/// `Ingestor::patiently`'s guard -> `false` and `<` -> `>` / `==` (issue 14).
+/// `store::patience::patiently`'s guard `e.is_unavailable()` -> `false` (issue 14).
 #[tokio::test]
 async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched() {
-    use price_history::coingecko::{CallBudget, CoinGeckoClient, CoinGeckoSettings};
+    use price_history::coingecko::{CoinGeckoClient, CoinGeckoSettings};
     use price_history::domain::PlanReach;
     use price_history::ingest::{Attempt, Ingestor, Outcome, Reach};
+    use price_history::upstream::CallBudget;
 
     let cluster = PrivateCluster::create();
     cluster.start();
     let fake = FakeCoinGecko::start().await;
     // The answer is held back 2 s, so that the database goes away while it is in flight.
     fake.set_delay(Duration::from_secs(2));
-    let pool = store::connect_and_migrate(&cluster.url("price_history"), 2)
+    let pool = price_history::startup::connect_and_migrate(&cluster.url("price_history"), 2)
         .await
         .unwrap();
     let settings = CoinGeckoSettings {
@@ -334,7 +336,7 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
 
     let attempt = ingestor.run(Attempt {
         job: &job,
-        lease: None,
+        fence: None,
         stop: &stop,
     });
     let outage = async {
@@ -374,7 +376,9 @@ async fn a_job_through_an_outage_of(outage: Duration) -> (JobRecord, usize, Stri
     // Each answer takes a while, so that the job is mid-window when the database goes.
     fake.set_delay(Duration::from_millis(400));
     let url = cluster.url("price_history");
-    let pool = store::connect_and_migrate(&url, 4).await.unwrap();
+    let pool = price_history::startup::connect_and_migrate(&url, 4)
+        .await
+        .unwrap();
     let mut worker = spawn_service(
         &url,
         &fake.base_url(),

@@ -392,8 +392,8 @@ fn chart_without(
     )
 }
 
-/// Kills `src/ingest/job.rs`: `windows_for_days(&fillable, self.chunk_days)` ->
-/// `windows_for_days(&fillable, 1)` (one fill call per missing day).
+/// Kills `src/ingest/job/fill.rs`: `windows_for_days(&fillable, self.source.window_days())`
+/// -> `windows_for_days(&fillable, 1)` (one fill call per missing day).
 #[tokio::test]
 async fn runs_missing_from_the_first_answer_are_filled_with_one_call_per_run() {
     let h = Harness::new().await;
@@ -454,7 +454,7 @@ async fn coverage_of_one_missing_day_expects_that_day() {
     );
 }
 
-/// Kills `src/ingest/job.rs`, `From<sqlx::Error> for JobError`: the guard on SQLSTATE
+/// Kills `src/ingest/job/outcome.rs`, `From<sqlx::Error> for JobError`: the guard on SQLSTATE
 /// class 22/23 -> `true` or `false`, and `||` -> `&&`. A row the table refuses is refused
 /// again however often it is fetched (permanent, said without PostgreSQL's text); any
 /// other database error may pass (transient: the job goes back on the queue).
@@ -497,7 +497,7 @@ async fn a_row_the_table_refuses_fails_the_job_and_other_database_errors_retry_i
     );
 }
 
-/// Kills `src/ingest/job.rs`, `Ingestor::run`: the plan loop's guard `!learned` -> `true`.
+/// Kills `src/ingest/job/fetch.rs`, `Run::fetch`: the plan loop's guard `learned` -> `false`.
 /// A 10012 answer within the reach the first 10012 taught must fail the job at once; with
 /// the guard gone it would learn the same reach again and again, a refused call each time.
 #[tokio::test]
@@ -529,7 +529,8 @@ async fn a_second_10012_within_the_reach_it_taught_fails_the_job_after_two_calls
     assert_eq!(h.stored_days().await, 0);
 }
 
-/// Kills `src/ingest/job.rs`, `Ingestor::run`: `delete !` in the gap fill's `if !learned`.
+/// Kills `src/ingest/job/run.rs`, `Run::learn_reach`: `if self.learned` -> `true`, and
+/// `src/ingest/job/fill.rs`: the gap fill's `learn_reach` call deleted.
 /// A 10012 first met by a gap-fill call must teach the reach like one met by a window,
 /// or every later job spends a refused call to learn it again.
 #[tokio::test]
@@ -566,9 +567,7 @@ async fn a_10012_met_first_by_a_gap_fill_teaches_the_reach() {
     );
 }
 
-/// Kills `src/ingest/job.rs`, `Ingestor::patiently`: the guard
-/// `is_unavailable(&e) && began.elapsed() < DATABASE_PATIENCE` -> `true` (and `&&` ->
-/// `||`). Only an unavailable database is waited for; a write the table refuses fails the
+/// Kills `src/store/patience.rs`, `patiently`: the guard `e.is_unavailable()` -> `true`. Only an unavailable database is waited for; a write the table refuses fails the
 /// job at once, with the rule's name and without PostgreSQL's text.
 #[tokio::test]
 async fn a_write_the_table_refuses_fails_the_job_at_once_instead_of_being_waited_on() {

@@ -43,7 +43,7 @@ impl TestDb {
     pub async fn new() -> Self {
         let (name, url) = Self::fresh_name();
         // The service creates the database itself, as it does on a fresh machine.
-        let pool = store::connect_and_migrate(&url, 10)
+        let pool = price_history::startup::connect_and_migrate(&url, 10)
             .await
             .expect("the test database can be created and migrated");
         TestDb { url, pool, name }
@@ -179,6 +179,9 @@ impl Harness {
             fallback_source: price_history::config::FallbackSource::Off,
             coinbase_base_url: coinbase.base_url(),
             coinbase_calls_per_minute: NonZeroU32::new(6000).expect("non-zero"),
+            coinbase_max_retries: 3,
+            coinbase_retry_base_delay_ms: 10,
+            coinbase_timeout_secs: 5,
             fallback_max_deviation_percent: rust_decimal::Decimal::from(5),
             sync_schedule: price_history::schedule::SyncSchedule::Off,
             sync_clock_offset_ms: 0,

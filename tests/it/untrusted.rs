@@ -274,7 +274,7 @@ async fn prices_rule_is_validated(pool: &sqlx::PgPool) -> bool {
 async fn a_database_of_an_earlier_release_upgrades_in_place_even_with_a_bad_price() {
     let clean = crate::support::TestDb::new().await;
     as_an_earlier_release_left_it(&clean.pool, &[("2024-01-01", 100)]).await;
-    price_history::store::database::migrate(&clean.pool)
+    price_history::startup::migrate(&clean.pool)
         .await
         .expect("a database with valid rows upgrades");
     assert!(prices_rule_is_validated(&clean.pool).await);
@@ -291,7 +291,7 @@ async fn a_database_of_an_earlier_release_upgrades_in_place_even_with_a_bad_pric
 
     let dirty = crate::support::TestDb::new().await;
     as_an_earlier_release_left_it(&dirty.pool, &[("2024-01-01", 100), ("2024-01-02", -1)]).await;
-    price_history::store::database::migrate(&dirty.pool)
+    price_history::startup::migrate(&dirty.pool)
         .await
         .expect("a database with a bad price from the earlier release still starts");
 

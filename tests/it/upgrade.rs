@@ -2,7 +2,6 @@
 //! place at start: no row lost, every old job still readable, the new rules in force.
 
 use chrono::Days;
-use price_history::store;
 use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
@@ -81,7 +80,7 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
     let queue_before = count_rows(&db.pool, "apalis.jobs").await;
 
     // Act: a process of this release starts on it.
-    let pool = store::connect_and_migrate(&db.url, 5)
+    let pool = price_history::startup::connect_and_migrate(&db.url, 5)
         .await
         .expect("the upgrade applies");
 
@@ -248,7 +247,7 @@ async fn a_populated_database_of_the_release_before_hours_upgrades_with_every_ro
     let queue_before = count_rows(&db.pool, "apalis.jobs").await;
 
     // Act: a process of this release starts on it.
-    let pool = store::connect_and_migrate(&db.url, 5)
+    let pool = price_history::startup::connect_and_migrate(&db.url, 5)
         .await
         .expect("the upgrade applies");
 
@@ -285,7 +284,9 @@ async fn a_populated_database_of_the_release_before_hours_upgrades_with_every_ro
     .await
     .expect("an hour is stored");
     let eth = price_history::domain::Symbol::parse("ETH").unwrap();
-    let figures = store::hourly_figures::of(&pool, eth).await.unwrap();
+    let figures = price_history::store::hourly_figures::of(&pool, eth)
+        .await
+        .unwrap();
     assert_eq!(figures.complete_hours, 1);
     let second_active = sqlx::query(
         "INSERT INTO ingestion_jobs (id, status, symbol, start_date, end_date) \

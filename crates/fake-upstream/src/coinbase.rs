@@ -20,24 +20,22 @@
 //! range, and computes the candle it serves for a product and day ([`FakeCoinbase::candle`]),
 //! as the service stores it ([`TruthCandle`]), without depending on the service.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use poem::http::{HeaderValue, StatusCode, header};
-use poem::listener::TcpAcceptor;
-use poem::{Endpoint, Request, Response, Route, Server, get};
+use poem::http::StatusCode;
+use poem::{Endpoint, Request, Response, Route, get};
 use rust_decimal::Decimal;
 use serde_json::json;
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
 
 use crate::coingecko::market::{DAY_MS, Market};
 use crate::coingecko::{FakeCoin, coin, wire_decimal};
+pub use crate::server::ScriptedResponse;
+use crate::server::{Answer, Fake, Shared, State, Upstream, query_param, wait_for_room};
 
 const DAY_SECS: i64 = 86_400;
 const HOUR_MS: i64 = 3_600_000;
@@ -294,103 +292,45 @@ pub enum Outage {
     BadCandles,
 }
 
-/// A running fake Coinbase Exchange. Dropping it (or [`shutdown`](Self::shutdown)) stops it.
-pub struct FakeCoinbase {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
-}
+/// A running fake Coinbase Exchange. Dropping it (or `shutdown`) stops it.
+pub type FakeCoinbase = Fake<Coinbase>;
 
-struct Shared {
-    state: Mutex<State>,
-    call_count: watch::Sender<usize>,
-    requests_per_second_limit: Option<NonZeroU32>,
-}
-
+/// The fake Coinbase's world: the faults it is told to have.
 #[derive(Default)]
-struct State {
-    calls: Vec<RecordedCall>,
-    /// `(status, body)` for the next requests, in order.
-    scripted: VecDeque<(u16, String)>,
+pub struct Coinbase {
     outage: Option<Outage>,
     days_without_trades: HashSet<NaiveDate>,
     /// Also answer the candles of the day before and after the asked range.
     spill: bool,
 }
 
+impl Upstream for Coinbase {
+    type Options = FakeCoinbaseOptions;
+    type Call = RecordedCall;
+    const NAME: &'static str = "Coinbase";
+
+    fn bind(options: &FakeCoinbaseOptions) -> SocketAddr {
+        options.bind
+    }
+
+    fn new(_: &FakeCoinbaseOptions) -> Self {
+        Self::default()
+    }
+
+    fn routes(shared: &Arc<Shared<Self>>) -> Route {
+        let endpoint = |endpoint| {
+            get(Products {
+                shared: shared.clone(),
+                endpoint,
+            })
+        };
+        Route::new()
+            .at("/products/:product/candles", endpoint(Endpointed::Candles))
+            .at("/products/:product", endpoint(Endpointed::Product))
+    }
+}
+
 impl FakeCoinbase {
-    /// Starts with the defaults: loopback, a free port, Coinbase's rate limit.
-    pub async fn start() -> Self {
-        Self::start_with(FakeCoinbaseOptions::default())
-            .await
-            .expect("a fake Coinbase can listen on a free loopback port")
-    }
-
-    pub async fn start_with(options: FakeCoinbaseOptions) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(options.bind)
-            .await
-            .with_context(|| format!("while binding the fake Coinbase to {}", options.bind))?;
-        let addr = listener.local_addr()?;
-        let acceptor = TcpAcceptor::from_tokio(listener)?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            call_count: watch::Sender::new(0),
-            requests_per_second_limit: options.requests_per_second_limit,
-        });
-        let routes = Route::new()
-            .at(
-                "/products/:product/candles",
-                get(Products {
-                    shared: shared.clone(),
-                    endpoint: Endpointed::Candles,
-                }),
-            )
-            .at(
-                "/products/:product",
-                get(Products {
-                    shared: shared.clone(),
-                    endpoint: Endpointed::Product,
-                }),
-            );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let _ = Server::new_with_acceptor(acceptor)
-                .run_with_graceful_shutdown(
-                    routes,
-                    async {
-                        let _ = stopped.await;
-                    },
-                    Some(Duration::ZERO),
-                )
-                .await;
-        });
-        Ok(Self {
-            addr,
-            shared,
-            stop: Some(stop),
-            server: Some(server),
-        })
-    }
-
-    /// `http://127.0.0.1:<port>`: a `COINBASE_BASE_URL` for the client.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Every request received so far, oldest first.
-    pub fn calls(&self) -> Vec<RecordedCall> {
-        self.shared.state().calls.clone()
-    }
-
-    pub fn call_count(&self) -> usize {
-        *self.shared.call_count.borrow()
-    }
-
     /// Requests for candles so far (product checks not counted).
     pub fn candle_calls(&self) -> usize {
         self.shared
@@ -401,37 +341,20 @@ impl FakeCoinbase {
             .count()
     }
 
-    /// Resolves once at least `n` requests have been received (and recorded).
-    pub async fn wait_for_calls(&self, n: usize) {
-        let mut count = self.shared.call_count.subscribe();
-        count
-            .wait_for(|count| *count >= n)
-            .await
-            .expect("the sender lives as long as the fake");
-    }
-
-    /// The next request gets this status and body instead; several queue up in order.
-    pub fn push_response(&self, status: u16, body: impl Into<String>) {
-        self.shared
-            .state()
-            .scripted
-            .push_back((status, body.into()));
-    }
-
     /// Every request from now on meets this fault (`None`: back to normal).
     pub fn set_outage(&self, outage: Option<Outage>) {
-        self.shared.state().outage = outage;
+        self.shared.state().world.outage = outage;
     }
 
     /// Days on which no product traded: no candle is served for them.
     pub fn set_days_without_trades(&self, days: impl IntoIterator<Item = NaiveDate>) {
-        self.shared.state().days_without_trades = days.into_iter().collect();
+        self.shared.state().world.days_without_trades = days.into_iter().collect();
     }
 
     /// Also answer the candles of the day before and the day after the asked range, as
     /// Coinbase sometimes does, so a client must drop what it did not ask for.
     pub fn set_spill(&self, spill: bool) {
-        self.shared.state().spill = spill;
+        self.shared.state().world.spill = spill;
     }
 
     /// The candle the fake serves for `product` on `day`, as the client stores it (volume
@@ -439,7 +362,7 @@ impl FakeCoinbase {
     /// product's first day, a day without trades, a future day).
     pub fn candle(&self, product_id: &str, day: NaiveDate) -> Option<TruthCandle> {
         let product = product(product_id).expect("a product the fake lists");
-        if self.shared.state().days_without_trades.contains(&day) {
+        if self.shared.state().world.days_without_trades.contains(&day) {
             return None;
         }
         let now = Utc::now();
@@ -459,47 +382,11 @@ impl FakeCoinbase {
             .filter_map(|day| self.candle(product_id, day))
             .collect()
     }
-
-    /// Stops the server and waits until it has stopped listening.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
-    }
-}
-
-impl Drop for FakeCoinbase {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-impl std::fmt::Debug for FakeCoinbase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeCoinbase")
-            .field("addr", &self.addr)
-            .field("calls", &self.call_count())
-            .finish()
-    }
-}
-
-impl Shared {
-    fn state(&self) -> MutexGuard<'_, State> {
-        // A test that panicked while holding the lock has failed already; keep serving.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 #[derive(Clone)]
 struct Products {
-    shared: Arc<Shared>,
+    shared: Arc<Shared<Coinbase>>,
     endpoint: Endpointed,
 }
 
@@ -513,12 +400,7 @@ struct Asked {
 
 impl Asked {
     fn read(request: &Request) -> Self {
-        let query = request.uri().query().unwrap_or_default();
-        let param = |name: &str| {
-            url::form_urlencoded::parse(query.as_bytes())
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.into_owned())
-        };
+        let param = |name: &str| query_param(request, name);
         Self {
             product: request
                 .raw_path_param("product")
@@ -535,74 +417,57 @@ impl Endpoint for Products {
     type Output = Response;
 
     async fn call(&self, request: Request) -> poem::Result<Response> {
-        let arrived = Instant::now();
         let asked = Asked::read(&request);
-        let (status, body) = {
-            let mut state = self.shared.state();
-            let (status, body) = match state.scripted.pop_front() {
-                Some(scripted) => scripted,
-                None => self.answer(&state, &asked, arrived),
-            };
-            state.calls.push(RecordedCall {
-                at: arrived,
-                endpoint: self.endpoint,
-                product: asked.product,
-                granularity: asked.granularity,
-                start: asked.start,
-                end: asked.end,
-                status,
-            });
-            self.shared.call_count.send_replace(state.calls.len());
-            (status, body)
+        let record = |at, status| RecordedCall {
+            at,
+            endpoint: self.endpoint,
+            product: asked.product.clone(),
+            granularity: asked.granularity.clone(),
+            start: asked.start.clone(),
+            end: asked.end.clone(),
+            status,
         };
-        let content_type = if body.starts_with('<') {
-            "text/html"
-        } else {
-            "application/json; charset=utf-8"
-        };
-        let mut response = Response::builder()
-            .status(StatusCode::from_u16(status).expect("a valid HTTP status"))
-            .body(body);
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let response = self
+            .shared
+            .respond(|state, arrived| self.answer(state, &asked, arrived), record)
+            .await;
         Ok(response)
     }
 }
 
-fn message(status: u16, text: &str) -> (u16, String) {
-    (status, json!({ "message": text }).to_string())
+/// `{"message": text}` with `status`, as Coinbase words its errors.
+fn message(status: u16, text: &str) -> Answer {
+    Answer::json(
+        StatusCode::from_u16(status).expect("a valid HTTP status"),
+        json!({ "message": text }),
+    )
 }
 
 impl Products {
     /// What Coinbase would answer, in the order it seems to check things.
-    fn answer(&self, state: &State, asked: &Asked, arrived: Instant) -> (u16, String) {
-        if let Some(limit) = self.shared.requests_per_second_limit {
-            let recent = state
-                .calls
-                .iter()
-                .filter(|call| arrived.duration_since(call.at) < RATE_LIMIT_WINDOW)
-                .count();
-            if recent >= usize::try_from(limit.get()).expect("u32 fits usize") {
-                return (429, RATE_LIMIT_BODY.to_owned());
+    fn answer(&self, state: &State<Coinbase>, asked: &Asked, arrived: Instant) -> Answer {
+        if let Some(limit) = self.shared.options.requests_per_second_limit {
+            let arrivals = state.calls.iter().map(|call| call.at);
+            if wait_for_room(arrivals, limit, RATE_LIMIT_WINDOW, arrived).is_some() {
+                return Answer::text(StatusCode::TOO_MANY_REQUESTS, RATE_LIMIT_BODY);
             }
         }
-        match &state.outage {
+        match &state.world.outage {
             Some(Outage::Status(status)) => return message(*status, "Internal server error"),
             Some(Outage::Garbage) => {
-                return (200, "<html><body>Bad gateway</body></html>".to_owned());
+                return Answer::text(StatusCode::OK, "<html><body>Bad gateway</body></html>");
             }
             Some(Outage::BadCandles) if self.endpoint == Endpointed::Candles => {
-                return (200, "[[1704067200, -1, 2, 1, 1, 5]]".to_owned());
+                return Answer::text(StatusCode::OK, "[[1704067200, -1, 2, 1, 1, 5]]");
             }
             _ => {}
         }
         let Some(product) = product(&asked.product) else {
-            return (404, NOT_FOUND_BODY.to_owned());
+            return Answer::text(StatusCode::NOT_FOUND, NOT_FOUND_BODY);
         };
         match self.endpoint {
-            Endpointed::Product => (200, describe(product)),
-            Endpointed::Candles => candles(state, product, asked),
+            Endpointed::Product => Answer::text(StatusCode::OK, describe(product)),
+            Endpointed::Candles => candles(&state.world, product, asked),
         }
     }
 }
@@ -658,7 +523,7 @@ fn parse_time(value: &str) -> Option<DateTime<Utc>> {
         })
 }
 
-fn candles(state: &State, product: FakeProduct, asked: &Asked) -> (u16, String) {
+fn candles(world: &Coinbase, product: FakeProduct, asked: &Asked) -> Answer {
     match asked.granularity.as_deref() {
         None | Some("86400") => {}
         Some("60" | "300" | "900" | "3600" | "21600") => {
@@ -685,10 +550,10 @@ fn candles(state: &State, product: FakeProduct, asked: &Asked) -> (u16, String) 
         || ((end - start).num_seconds() / DAY_SECS == MAX_CANDLES
             && (end - start).num_seconds() % DAY_SECS > 0)
     {
-        return (400, TOO_MANY_CANDLES_BODY.to_owned());
+        return Answer::text(StatusCode::BAD_REQUEST, TOO_MANY_CANDLES_BODY);
     }
     // Candles whose start lies in [start, end]; with `spill`, one more on each side.
-    let spill = i64::from(state.spill);
+    let spill = i64::from(world.spill);
     let first = start.timestamp().div_euclid(DAY_SECS)
         + i64::from(start.timestamp().rem_euclid(DAY_SECS) != 0)
         - spill;
@@ -698,11 +563,11 @@ fn candles(state: &State, product: FakeProduct, asked: &Asked) -> (u16, String) 
         .rev()
         .filter_map(|n| DateTime::from_timestamp(n * DAY_SECS, 0))
         .map(|t| t.date_naive())
-        .filter(|day| !state.days_without_trades.contains(day))
+        .filter(|day| !world.days_without_trades.contains(day))
         .filter_map(|day| candle_of(product, day, now_ms))
         .map(|c| json!([c.time, c.low, c.high, c.open, c.close, c.volume]))
         .collect();
-    (200, serde_json::Value::Array(rows).to_string())
+    Answer::json(StatusCode::OK, serde_json::Value::Array(rows))
 }
 
 fn day_number(day: NaiveDate) -> i64 {

@@ -18,23 +18,21 @@
 
 pub(crate) mod market;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use poem::http::{HeaderValue, StatusCode, header};
-use poem::listener::TcpAcceptor;
-use poem::{Endpoint, Request, Response, Route, Server, get};
+use poem::http::StatusCode;
+use poem::{Endpoint, Request, Response, Route, get};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::json;
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
 
+pub use crate::server::ScriptedResponse;
+use crate::server::{Answer, Fake, Shared, State, Upstream, query_param, wait_for_room};
 pub use market::{
     BITCOIN, COINS, COLLIDING_RANK, FakeCoin, LISTED, Listed, UNSYMBOLIC_RANK, coin, listing,
 };
@@ -48,6 +46,9 @@ const HISTORY_LIMIT_BODY: &str = r#"{"error":{"status":{"timestamp":"2024-04-20T
 const RATE_LIMIT_BODY: &str = r#"{"status":{"error_code":429,"error_message":"You've exceeded the Rate Limit. Please visit https://www.coingecko.com/en/api/pricing to subscribe to our API plans for higher rate limits."}}"#;
 /// CoinGecko's window for its per-minute limit.
 const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(60);
+
+/// A running fake CoinGecko. Dropping it (or `shutdown`) stops it.
+pub type FakeCoinGecko = Fake<CoinGecko>;
 
 /// How to start the fake.
 #[derive(Debug, Clone)]
@@ -98,47 +99,7 @@ pub struct RecordedCall {
     pub status: u16,
 }
 
-/// What to answer one request with, instead of deciding; queued in the order pushed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScriptedResponse {
-    /// `None`: answer as usual (see [`passthrough`](Self::passthrough)).
-    fixed: Option<Fixed>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Fixed {
-    status: u16,
-    /// Sent as is; `application/json` unless a `content-type` header says otherwise.
-    body: String,
-    headers: Vec<(String, String)>,
-}
-
 impl ScriptedResponse {
-    /// This status and body, such as `status(500, "oops")` or `status(200, "<html>")`.
-    pub fn status(status: u16, body: impl Into<String>) -> Self {
-        Self {
-            fixed: Some(Fixed {
-                status,
-                body: body.into(),
-                headers: Vec::new(),
-            }),
-        }
-    }
-
-    /// The usual answer, as if nothing were scripted: to let the first requests through
-    /// before the scripted failures.
-    pub fn passthrough() -> Self {
-        Self { fixed: None }
-    }
-
-    /// Adds a header, such as `("retry-after", "1")`. No effect on a passthrough.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        if let Some(fixed) = &mut self.fixed {
-            fixed.headers.push((name.into(), value.into()));
-        }
-        self
-    }
-
     /// 429 with CoinGecko's body, and `Retry-After: <seconds>` when given.
     pub fn rate_limited(retry_after_secs: Option<u64>) -> Self {
         let response = Self::status(429, RATE_LIMIT_BODY);
@@ -152,141 +113,57 @@ impl ScriptedResponse {
     pub fn history_limit_exceeded() -> Self {
         Self::status(401, HISTORY_LIMIT_BODY)
     }
-
-    /// A 5xx with a small JSON body.
-    pub fn server_error(status: u16) -> Self {
-        Self::status(status, r#"{"error":"Internal Server Error"}"#)
-    }
 }
 
-/// A running fake CoinGecko. Dropping it (or [`shutdown`](Self::shutdown)) stops it.
-pub struct FakeCoinGecko {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
-}
-
-/// What the server and the test share.
-struct Shared {
-    state: Mutex<State>,
-    /// The number of recorded calls, for `wait_for_calls` to wait on.
-    call_count: watch::Sender<usize>,
-    calls_per_minute_limit: Option<NonZeroU32>,
-    history_limit_days: Option<u32>,
-}
-
-struct State {
-    calls: Vec<RecordedCall>,
-    scripted: VecDeque<ScriptedResponse>,
-    delay: Duration,
+/// The fake CoinGecko's world: the market it serves.
+pub struct CoinGecko {
     market: Market,
 }
 
-impl FakeCoinGecko {
-    /// Starts with the defaults: loopback, a free port, no delay, no limits.
-    pub async fn start() -> Self {
-        Self::start_with(FakeOptions::default())
-            .await
-            .expect("a fake CoinGecko can listen on a free loopback port")
+impl Upstream for CoinGecko {
+    type Options = FakeOptions;
+    type Call = RecordedCall;
+    const NAME: &'static str = "CoinGecko";
+
+    fn bind(options: &FakeOptions) -> SocketAddr {
+        options.bind
     }
 
-    pub async fn start_with(options: FakeOptions) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(options.bind)
-            .await
-            .with_context(|| format!("while binding the fake CoinGecko to {}", options.bind))?;
-        let addr = listener.local_addr()?;
-        let acceptor = TcpAcceptor::from_tokio(listener)?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                calls: Vec::new(),
-                scripted: VecDeque::new(),
-                delay: options.delay,
-                market: Market {
-                    multiplier: 1.0,
-                    missing_days: HashSet::new(),
-                    coin: BITCOIN,
-                },
-            }),
-            call_count: watch::Sender::new(0),
-            calls_per_minute_limit: options.calls_per_minute_limit,
-            history_limit_days: options.history_limit_days,
-        });
+    fn delay(options: &FakeOptions) -> Duration {
+        options.delay
+    }
+
+    fn new(_: &FakeOptions) -> Self {
+        Self {
+            market: Market {
+                multiplier: 1.0,
+                missing_days: HashSet::new(),
+                coin: BITCOIN,
+            },
+        }
+    }
+
+    fn routes(shared: &Arc<Shared<Self>>) -> Route {
         let endpoint = MarketChartRange {
             shared: shared.clone(),
         };
         let markets = Markets {
             shared: shared.clone(),
         };
-        let routes = Route::new()
+        Route::new()
             .at("/coins/markets", get(markets.clone()))
             .at("/api/v3/coins/markets", get(markets))
             .at("/coins/:id/market_chart/range", get(endpoint.clone()))
             .at("/api/v3/coins/:id/market_chart/range", get(endpoint))
             .at("/ping", get(Ping))
-            .at("/api/v3/ping", get(Ping));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            // A zero grace period: stopping the fake is CoinGecko going away, and open
-            // connections are cut as they would be.
-            let _ = Server::new_with_acceptor(acceptor)
-                .run_with_graceful_shutdown(
-                    routes,
-                    async {
-                        let _ = stopped.await;
-                    },
-                    Some(Duration::ZERO),
-                )
-                .await;
-        });
-        Ok(Self {
-            addr,
-            shared,
-            stop: Some(stop),
-            server: Some(server),
-        })
+            .at("/api/v3/ping", get(Ping))
     }
+}
 
-    /// `http://127.0.0.1:<port>`: a `COINGECKO_BASE_URL` for the client.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Every request received so far, oldest first.
-    pub fn calls(&self) -> Vec<RecordedCall> {
-        self.shared.state().calls.clone()
-    }
-
-    pub fn call_count(&self) -> usize {
-        *self.shared.call_count.borrow()
-    }
-
-    /// Resolves once at least `n` requests have been received (and recorded).
-    pub async fn wait_for_calls(&self, n: usize) {
-        let mut count = self.shared.call_count.subscribe();
-        count
-            .wait_for(|count| *count >= n)
-            .await
-            .expect("the sender lives as long as the fake");
-    }
-
+impl FakeCoinGecko {
     /// Days the fake has no points for: served ranges skip them, as if CoinGecko had a hole.
     pub fn set_missing_days(&self, days: impl IntoIterator<Item = NaiveDate>) {
-        self.shared.state().market.missing_days = days.into_iter().collect();
-    }
-
-    /// The next request gets this instead of data; several queue up in order.
-    pub fn push_response(&self, scripted: ScriptedResponse) {
-        self.shared.state().scripted.push_back(scripted);
-    }
-
-    /// Delays every response from now on (the call is recorded before the delay).
-    pub fn set_delay(&self, delay: Duration) {
-        self.shared.state().delay = delay;
+        self.shared.state().world.market.missing_days = days.into_iter().collect();
     }
 
     /// Multiplies every price, market cap and volume served from now on (`1.25`: 25 %
@@ -296,17 +173,17 @@ impl FakeCoinGecko {
             .to_f64()
             .expect("a Decimal is within f64's range");
         assert!(multiplier > 0.0, "prices stay positive");
-        self.shared.state().market.multiplier = multiplier;
+        self.shared.state().world.market.multiplier = multiplier;
     }
 
     /// The price the fake serves for a point at `at_ms`, as the client reads it.
     pub fn price_at(&self, at_ms: i64) -> Decimal {
-        wire_decimal(self.shared.state().market.price(at_ms))
+        wire_decimal(self.shared.state().world.market.price(at_ms))
     }
 
     /// The 24 h volume the fake serves for a point at `at_ms`, as the client reads it.
     pub fn volume_at(&self, at_ms: i64) -> Decimal {
-        wire_decimal(self.shared.state().market.volume(at_ms))
+        wire_decimal(self.shared.state().world.market.volume(at_ms))
     }
 
     /// `(ms, price, volume)` of every point the fake serves within `day`, hourly (a range
@@ -331,7 +208,7 @@ impl FakeCoinGecko {
             .and_utc()
             .timestamp_millis();
         let end = (start + DAY_MS - 1).min(Utc::now().timestamp_millis());
-        let market = self.shared.state().market.of(coin);
+        let market = self.shared.state().world.market.of(coin);
         market
             .times(start, end, hourly)
             .into_iter()
@@ -340,33 +217,6 @@ impl FakeCoinGecko {
                 (at, wire_decimal(sample.price), wire_decimal(sample.volume))
             })
             .collect()
-    }
-
-    /// Stops the server and waits until it has stopped listening.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
-    }
-}
-
-impl Drop for FakeCoinGecko {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-impl std::fmt::Debug for FakeCoinGecko {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeCoinGecko")
-            .field("addr", &self.addr)
-            .field("calls", &self.call_count())
-            .finish()
     }
 }
 
@@ -381,56 +231,9 @@ pub(crate) fn wire_decimal(value: f64) -> Decimal {
         .expect("the fake serves values a Decimal holds")
 }
 
-impl Shared {
-    fn state(&self) -> MutexGuard<'_, State> {
-        // A test that panicked while holding the lock has failed already; keep serving.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
 #[derive(Clone)]
 struct MarketChartRange {
-    shared: Arc<Shared>,
-}
-
-/// The answer decided for one request, before it is recorded and sent.
-struct Answer {
-    status: StatusCode,
-    body: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Answer {
-    fn json(status: StatusCode, body: serde_json::Value) -> Self {
-        Self {
-            status,
-            body: body.to_string(),
-            headers: Vec::new(),
-        }
-    }
-
-    fn into_response(self) -> Response {
-        let mut response = Response::builder().status(self.status).body(self.body);
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
-        for (name, value) in self.headers {
-            match (
-                header::HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.as_str()),
-            ) {
-                (Ok(name), Ok(value)) => {
-                    headers.insert(name, value);
-                }
-                _ => panic!("scripted header {name:?}: {value:?} is not a valid header"),
-            }
-        }
-        response
-    }
+    shared: Arc<Shared<CoinGecko>>,
 }
 
 /// The request's parts the fake looks at.
@@ -445,14 +248,7 @@ struct Asked {
 
 impl Asked {
     fn read(request: &Request) -> Self {
-        let query = request.uri().query().unwrap_or_default();
-        let param = |name: &str| {
-            query
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| value.to_owned())
-        };
+        let param = |name: &str| query_param(request, name);
         let seconds = |name: &str| {
             param(name)
                 .and_then(|value| value.parse::<i64>().ok())
@@ -471,61 +267,44 @@ impl Asked {
             api_key,
         }
     }
+
+    /// The call as recorded, answered with `status` (`coin_id` for the path's id).
+    fn recorded(&self, at: Instant, status: u16) -> RecordedCall {
+        RecordedCall {
+            at,
+            coin_id: self.coin_id.clone(),
+            vs_currency: self.vs_currency.clone(),
+            from: self.from.unwrap_or(DateTime::UNIX_EPOCH),
+            to: self.to.unwrap_or(DateTime::UNIX_EPOCH),
+            api_key_present: self.api_key_header.is_some(),
+            api_key_header: self.api_key_header,
+            api_key: self.api_key.clone(),
+            status,
+        }
+    }
 }
 
 impl Endpoint for MarketChartRange {
     type Output = Response;
 
     async fn call(&self, request: Request) -> poem::Result<Response> {
-        let arrived = Instant::now();
         let asked = Asked::read(&request);
-        let (answer, delay) = {
-            let mut state = self.shared.state();
-            let scripted = state
-                .scripted
-                .pop_front()
-                .and_then(|scripted| scripted.fixed);
-            let answer = match scripted {
-                Some(fixed) => Answer {
-                    status: StatusCode::from_u16(fixed.status)
-                        .expect("a scripted status is a valid HTTP status"),
-                    body: fixed.body,
-                    headers: fixed.headers,
-                },
-                None => self.answer(&state, &asked, arrived),
-            };
-            state.calls.push(RecordedCall {
-                at: arrived,
-                coin_id: asked.coin_id,
-                vs_currency: asked.vs_currency,
-                from: asked.from.unwrap_or(DateTime::UNIX_EPOCH),
-                to: asked.to.unwrap_or(DateTime::UNIX_EPOCH),
-                api_key_present: asked.api_key_header.is_some(),
-                api_key_header: asked.api_key_header,
-                api_key: asked.api_key,
-                status: answer.status.as_u16(),
-            });
-            self.shared.call_count.send_replace(state.calls.len());
-            (answer, state.delay)
-        };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        Ok(answer.into_response())
+        let response = self
+            .shared
+            .respond(
+                |state, arrived| self.answer(state, &asked, arrived),
+                |at, status| asked.recorded(at, status),
+            )
+            .await;
+        Ok(response)
     }
 }
 
 impl MarketChartRange {
     /// What CoinGecko would answer, in the order it seems to check things.
-    fn answer(&self, state: &State, asked: &Asked, arrived: Instant) -> Answer {
-        if let Some(limit) = self.shared.calls_per_minute_limit
-            && let Some(wait) = rate_limit_wait(&state.calls, limit, arrived)
-        {
-            return Answer {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                body: RATE_LIMIT_BODY.to_owned(),
-                headers: vec![("retry-after".to_owned(), wait.as_secs().max(1).to_string())],
-            };
+    fn answer(&self, state: &State<CoinGecko>, asked: &Asked, arrived: Instant) -> Answer {
+        if let Some(limited) = rate_limited(&self.shared.options, state, arrived) {
+            return limited;
         }
         if asked.vs_currency.as_deref().is_none_or(str::is_empty) {
             return Answer::json(
@@ -543,16 +322,12 @@ impl MarketChartRange {
             return Answer::json(StatusCode::NOT_FOUND, json!({"error": "coin not found"}));
         };
         let now = Utc::now();
-        if let Some(days) = self.shared.history_limit_days
+        if let Some(days) = self.shared.options.history_limit_days
             && from < now - chrono::Duration::days(i64::from(days))
         {
-            return Answer {
-                status: StatusCode::UNAUTHORIZED,
-                body: HISTORY_LIMIT_BODY.to_owned(),
-                headers: Vec::new(),
-            };
+            return Answer::text(StatusCode::UNAUTHORIZED, HISTORY_LIMIT_BODY);
         }
-        let samples = state.market.of(coin).range(
+        let samples = state.world.market.of(coin).range(
             from.timestamp_millis(),
             to.timestamp_millis(),
             now.timestamp_millis(),
@@ -574,23 +349,24 @@ impl MarketChartRange {
     }
 }
 
-/// How long until a call is allowed, when `limit` calls were already made in the last
-/// minute; `None` when one is allowed now.
-fn rate_limit_wait(calls: &[RecordedCall], limit: NonZeroU32, now: Instant) -> Option<Duration> {
-    let in_window: Vec<Instant> = calls
-        .iter()
-        .map(|call| call.at)
-        .filter(|at| now.duration_since(*at) < RATE_LIMIT_WINDOW)
-        .collect();
-    let limit = usize::try_from(limit.get()).expect("u32 fits usize");
-    (in_window.len() >= limit).then(|| {
-        let oldest_that_must_leave = in_window[in_window.len() - limit];
-        RATE_LIMIT_WINDOW.saturating_sub(now.duration_since(oldest_that_must_leave))
-            + Duration::from_millis(999)
-    })
+/// 429 with CoinGecko's body and a `Retry-After`, when `options` set a limit and it is
+/// reached: CoinGecko counts every call of the last minute, whatever its endpoint.
+fn rate_limited(
+    options: &FakeOptions,
+    state: &State<CoinGecko>,
+    arrived: Instant,
+) -> Option<Answer> {
+    let limit = options.calls_per_minute_limit?;
+    let arrivals = state.calls.iter().map(|call| call.at);
+    let wait =
+        wait_for_room(arrivals, limit, RATE_LIMIT_WINDOW, arrived)? + Duration::from_millis(999);
+    let mut answer = Answer::text(StatusCode::TOO_MANY_REQUESTS, RATE_LIMIT_BODY);
+    answer
+        .headers
+        .push(("retry-after".to_owned(), wait.as_secs().max(1).to_string()));
+    Some(answer)
 }
 
-/// `GET /ping`, as CoinGecko answers it.
 /// The [`RecordedCall::coin_id`] of a call of `/coins/markets`.
 pub const MARKETS: &str = "coins/markets";
 
@@ -600,59 +376,35 @@ pub const MARKETS: &str = "coins/markets";
 /// `[]`). Calls count toward the rate limit and are recorded like the others.
 #[derive(Clone)]
 struct Markets {
-    shared: Arc<Shared>,
+    shared: Arc<Shared<CoinGecko>>,
 }
 
 impl Endpoint for Markets {
     type Output = Response;
 
     async fn call(&self, request: Request) -> poem::Result<Response> {
-        let arrived = Instant::now();
-        let asked = Asked::read(&request);
-        let query = request.uri().query().unwrap_or_default().to_owned();
-        let param = |name: &str| {
-            query
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| value.to_owned())
+        let asked = Asked {
+            coin_id: MARKETS.to_owned(),
+            from: None,
+            to: None,
+            ..Asked::read(&request)
         };
-        let (answer, delay) = {
-            let mut state = self.shared.state();
-            let answer = if let Some(limit) = self.shared.calls_per_minute_limit
-                && let Some(wait) = rate_limit_wait(&state.calls, limit, arrived)
-            {
-                Answer {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    body: RATE_LIMIT_BODY.to_owned(),
-                    headers: vec![("retry-after".to_owned(), wait.as_secs().max(1).to_string())],
-                }
-            } else {
+        let param = |name: &str| query_param(&request, name);
+        let decide = |state: &State<CoinGecko>, arrived| {
+            rate_limited(&self.shared.options, state, arrived).unwrap_or_else(|| {
                 markets_page(
                     asked.vs_currency.as_deref(),
                     param("order").as_deref(),
                     param("per_page").as_deref(),
                     param("page").as_deref(),
                 )
-            };
-            state.calls.push(RecordedCall {
-                at: arrived,
-                coin_id: MARKETS.to_owned(),
-                vs_currency: asked.vs_currency,
-                from: DateTime::UNIX_EPOCH,
-                to: DateTime::UNIX_EPOCH,
-                api_key_present: asked.api_key_header.is_some(),
-                api_key_header: asked.api_key_header,
-                api_key: asked.api_key,
-                status: answer.status.as_u16(),
-            });
-            self.shared.call_count.send_replace(state.calls.len());
-            (answer, state.delay)
+            })
         };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        Ok(answer.into_response())
+        let response = self
+            .shared
+            .respond(decide, |at, status| asked.recorded(at, status))
+            .await;
+        Ok(response)
     }
 }
 
@@ -718,6 +470,7 @@ fn markets_page(
     Answer::json(StatusCode::OK, serde_json::Value::Array(coins))
 }
 
+/// `GET /ping`, as CoinGecko answers it.
 struct Ping;
 
 impl Endpoint for Ping {
@@ -734,26 +487,6 @@ impl Endpoint for Ping {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_limit_counts_every_call_of_the_last_minute() {
-        let now = Instant::now();
-        let call = |ago: u64| RecordedCall {
-            at: now - Duration::from_secs(ago),
-            coin_id: "bitcoin".into(),
-            vs_currency: None,
-            from: DateTime::UNIX_EPOCH,
-            to: DateTime::UNIX_EPOCH,
-            api_key_present: false,
-            api_key_header: None,
-            api_key: None,
-            status: 200,
-        };
-        let limit = NonZeroU32::new(2).unwrap();
-        assert_eq!(rate_limit_wait(&[call(70), call(30)], limit, now), None);
-        let wait = rate_limit_wait(&[call(50), call(30)], limit, now).unwrap();
-        assert_eq!(wait.as_secs(), 10);
-    }
 
     #[test]
     fn scripted_helpers_match_coingeckos_bodies() {

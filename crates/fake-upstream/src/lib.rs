@@ -13,7 +13,14 @@
 //!   127.0.0.1:8091`) for Schemathesis and the
 //!   container check.
 //!
-//! Each upstream gets its own module and its own subcommand.
+//! - `server`: what every fake shares ([`Fake`], [`ScriptedResponse`]): listening,
+//!   stopping, recording every call, scripted answers, a delay, a rate limit.
+//!
+//! Each upstream gets its own module and its own subcommand; a module is the upstream's
+//! routes, world and answers, and a [`server::Upstream`] the core runs.
 
 pub mod coinbase;
 pub mod coingecko;
+pub mod server;
+
+pub use server::{Fake, ScriptedResponse};

@@ -9,7 +9,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use price_history::domain::{
     DailyCandle, Deviation, MappingVerdict, PriceSource, ProductId, Symbol, judge_mapping,
 };
-use price_history::store::{self, call_budget, daily_prices, second_source};
+use price_history::store::{call_budget, daily_prices, second_source};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -100,7 +100,7 @@ async fn an_earlier_releases_rows_all_become_coingeckos_and_btc_maps_to_btc_usd(
     .await
     .unwrap();
 
-    store::database::migrate(&db.pool).await.unwrap();
+    price_history::startup::migrate(&db.pool).await.unwrap();
 
     let by_source = second_source::days_by_source(&db.pool, btc(), day(0), day(364))
         .await

@@ -1,25 +1,24 @@
-//! The call budget: `COINGECKO_CALLS_PER_MINUTE` for every process sharing the database,
-//! retries and coin checks included, each attempt in a slot of its own, evenly spaced.
+//! "May I make this call?", per source: the call budget (`COINGECKO_CALLS_PER_MINUTE`,
+//! `COINBASE_CALLS_PER_MINUTE`) for every process sharing the database, retries and coin
+//! checks included, each attempt in a slot of its own, evenly spaced.
 //!
-//! CoinGecko counts every request against the per-minute limit of the key, failed ones
-//! too, whichever process sent it. So the slot is taken in the HTTP client's middleware
-//! stack, where every attempt passes, and it comes from one row in PostgreSQL (GCRA, see
+//! An upstream counts every request against its limit, failed ones too, whichever
+//! process sent it. So the [`Caller`](super::Caller) takes a slot before every attempt, and
+//! the slot comes from one row per source and key in PostgreSQL (GCRA, see
 //! `store::call_budget`), not from a limiter in this process: N worker replicas together
-//! stay within one budget.
+//! stay within one budget. This is the one place that decides whether a call may go: a
+//! limit of another kind (a monthly quota) is one more check in [`CallLimiter::acquire`]
+//! and one more variant of [`NoSlot`].
 //!
 //! governor, the in-process limiter of earlier releases, is gone: a process-local
 //! limiter is blind to the other replicas, and in front of the shared one it would only
 //! add a second wait for the same slot. [`CallBudget::ProcessLocal`] keeps the same GCRA
 //! on the process's clock for tests and tools that have no database.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use http::Extensions;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
-use reqwest::{Request, Response};
-use reqwest_middleware::{Middleware, Next};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
@@ -97,12 +96,33 @@ impl BudgetMetrics {
     }
 }
 
-/// Hands out slots of the budget: one per attempt, `interval` apart.
+/// How many of the latest slots a limiter remembers (see [`CallLimiter::recent_slots`]).
+const RECENT_SLOTS: usize = 64;
+
+/// Hands out slots of one source's budget: one per attempt, `interval` apart.
 pub struct CallLimiter {
     source: Source,
     interval: Duration,
     calls_per_minute: u32,
     metrics: BudgetMetrics,
+    /// When the latest slots began, as this limiter scheduled them (not when the calls
+    /// arrived anywhere): what shows the spacing the budget kept.
+    recent: std::sync::Mutex<VecDeque<Instant>>,
+}
+
+/// Why the budget gave no slot: no request was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum NoSlot {
+    /// The database failed the budget's query in a way that is no outage (an outage is
+    /// waited out): a broken table, a refused statement.
+    #[error(
+        "could not take a slot of the {upstream} call budget from the database, so no call was made: {cause}"
+    )]
+    Database {
+        /// The source's name, as messages say it.
+        upstream: &'static str,
+        cause: sqlx::Error,
+    },
 }
 
 enum Source {
@@ -117,15 +137,10 @@ enum Source {
 }
 
 impl CallLimiter {
-    /// A limiter of `calls_per_minute` for the key `api_key` (only a fingerprint of it is
-    /// kept: each key has its own budget).
-    pub fn new(budget: CallBudget, calls_per_minute: u32, api_key: Option<&str>) -> Self {
-        Self::for_source(PriceSource::CoinGecko, budget, calls_per_minute, api_key)
-    }
-
-    /// A limiter of `calls_per_minute` for `source`'s budget (and the key `api_key`, for
-    /// a source that has keys): every source is limited on its own, by the same rule.
-    pub fn for_source(
+    /// A limiter of `calls_per_minute` for `source`'s budget and the key `api_key`, for a
+    /// source that has keys (only a fingerprint of it is kept: each key has its own
+    /// budget). Every source is limited on its own, by the same rule.
+    pub fn new(
         upstream: PriceSource,
         budget: CallBudget,
         calls_per_minute: u32,
@@ -147,6 +162,7 @@ impl CallLimiter {
             interval,
             calls_per_minute,
             metrics: BudgetMetrics::new(upstream, calls_per_minute),
+            recent: Default::default(),
         }
     }
 
@@ -160,11 +176,42 @@ impl CallLimiter {
         self.interval
     }
 
+    /// When the latest slots (up to 64) began, oldest first, as this limiter scheduled
+    /// them: the spacing the budget kept, whatever the network did to the calls after.
+    pub fn recent_slots(&self) -> Vec<Instant> {
+        let mut slots: Vec<Instant> = self.recent().iter().copied().collect();
+        slots.sort_unstable();
+        slots
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, VecDeque<Instant>> {
+        self.recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Takes the next slot and waits for it. While the database is away it waits for it
     /// to come back; it never returns `Ok` without a slot.
-    pub async fn acquire(&self) -> anyhow::Result<()> {
+    pub async fn acquire(&self) -> Result<(), NoSlot> {
         let began = Instant::now();
-        let wait = match &self.source {
+        let slot = self.take().await?;
+        {
+            let mut recent = self.recent();
+            if recent.len() == RECENT_SLOTS {
+                recent.pop_front();
+            }
+            recent.push_back(slot.into_std());
+        }
+        tokio::time::sleep_until(slot).await;
+        self.metrics.granted.inc();
+        self.metrics.wait.observe(began.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Takes the next slot: when it begins.
+    async fn take(&self) -> Result<tokio::time::Instant, NoSlot> {
+        let began = Instant::now();
+        Ok(match &self.source {
             Source::Shared {
                 pool,
                 source,
@@ -181,18 +228,16 @@ impl CallLimiter {
                     )
                     .await
                     {
-                        Ok(wait) => break wait,
+                        Ok(wait) => break tokio::time::Instant::now() + wait,
                         Err(e) if is_unavailable(&e) && began.elapsed() < DATABASE_PATIENCE => {
                             tracing::warn!(error = %e, retry_in = ?delay, source = %source, "no slot of the call budget: the database is unavailable; waiting for it");
                             tokio::time::sleep(delay).await;
                             delay = (delay * 2).min(Duration::from_secs(5));
                         }
-                        Err(e) => {
-                            return Err(e).with_context(|| {
-                                format!(
-                                    "could not take a slot of the {} call budget from the database, so no call was made",
-                                    source.display_name()
-                                )
+                        Err(cause) => {
+                            return Err(NoSlot::Database {
+                                upstream: source.display_name(),
+                                cause,
                             });
                         }
                     }
@@ -203,13 +248,9 @@ impl CallLimiter {
                 let now = tokio::time::Instant::now();
                 let slot = tat.map_or(now, |tat| tat.max(now));
                 *tat = Some(slot + self.interval);
-                slot - now
+                slot
             }
-        };
-        tokio::time::sleep(wait).await;
-        self.metrics.granted.inc();
-        self.metrics.wait.observe(began.elapsed().as_secs_f64());
-        Ok(())
+        })
     }
 }
 
@@ -225,30 +266,6 @@ fn key_fingerprint(api_key: Option<&str>) -> String {
             hex::encode(&digest[..8])
         }
         _ => "none".to_owned(),
-    }
-}
-
-/// Waits for a slot of the budget, then sends; counts what it sends.
-pub(crate) struct RateLimit {
-    pub(crate) limiter: Arc<CallLimiter>,
-    /// Attempts sent, retries included, shared with the client for `calls_made`.
-    pub(crate) sent: Arc<std::sync::atomic::AtomicU64>,
-}
-
-#[async_trait::async_trait]
-impl Middleware for RateLimit {
-    async fn handle(
-        &self,
-        request: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        self.limiter
-            .acquire()
-            .await
-            .map_err(reqwest_middleware::Error::Middleware)?;
-        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        next.run(request, extensions).await
     }
 }
 
@@ -269,7 +286,8 @@ mod tests {
 
     #[tokio::test]
     async fn process_local_slots_are_spaced_without_a_burst() {
-        let limiter = CallLimiter::new(CallBudget::ProcessLocal, 6000, None);
+        let limiter =
+            CallLimiter::new(PriceSource::CoinGecko, CallBudget::ProcessLocal, 6000, None);
         let started = tokio::time::Instant::now();
         for _ in 0..5 {
             limiter.acquire().await.unwrap();
@@ -278,5 +296,10 @@ mod tests {
         let spent = started.elapsed();
         assert!(spent >= limiter.interval() * 4, "{spent:?}");
         assert_eq!(limiter.metrics().granted.get(), 5);
+        let slots = limiter.recent_slots();
+        assert_eq!(slots.len(), 5);
+        for pair in slots.windows(2) {
+            assert!(pair[1] - pair[0] >= limiter.interval(), "{pair:?}");
+        }
     }
 }

@@ -1,0 +1,96 @@
+//! Step 1: fetch what the plan asks for, from the job's own source. When the source
+//! teaches a reach, the windows not fetched are planned again within it, once.
+
+use std::ops::ControlFlow;
+
+use super::window::WindowEnd;
+use super::{JobError, Outcome, Run};
+use crate::ingest::{PriceSource, Window, windows_for_days, windows_for_range};
+
+/// How a batch of windows ended.
+enum Batch {
+    /// Every window was tried.
+    Done,
+    /// The attempt must stop.
+    Stopped(Outcome),
+    /// `window` was refused as beyond the plan's reach of `days`; `unfetched` windows
+    /// (it included) were not fetched.
+    BeyondReach {
+        window: Window,
+        days: u32,
+        unfetched: usize,
+    },
+}
+
+impl<S: PriceSource> Run<'_, S> {
+    /// Step 1; see the module's docs.
+    pub(super) async fn fetch(&mut self) -> Result<ControlFlow<Outcome>, JobError> {
+        loop {
+            let windows = self.plan().await?;
+            match self.fetch_all(&windows).await? {
+                Batch::Done => return Ok(ControlFlow::Continue(())),
+                Batch::Stopped(outcome) => return Ok(ControlFlow::Break(outcome)),
+                Batch::BeyondReach { window, .. } if self.learned => {
+                    return Err(self.beyond_learned_reach(&window));
+                }
+                Batch::BeyondReach {
+                    days, unfetched, ..
+                } => {
+                    self.learn_reach(days).await?;
+                    self.planned -= unfetched as i32;
+                }
+            }
+        }
+    }
+
+    /// The windows to fetch within the reach, counted into the job's `chunks_total`:
+    /// forced, the range's windows after the checkpoint; otherwise the missing days'.
+    async fn plan(&mut self) -> Result<Vec<Window>, JobError> {
+        let job = self.attempt.job;
+        let window_days = self.source.window_days();
+        let windows = match self.served_part() {
+            None => Vec::new(),
+            Some((from, _)) if job.force => {
+                let all = windows_for_range(job.range, window_days);
+                let done = usize::try_from(job.chunks_done).unwrap_or(0).min(all.len());
+                all[done..]
+                    .iter()
+                    .filter(|w| w.end >= from)
+                    .map(|w| Window {
+                        start: w.start.max(from),
+                        end: w.end,
+                    })
+                    .collect()
+            }
+            Some((from, to)) => windows_for_days(&self.missing_days(from, to).await?, window_days),
+        };
+        self.count_planned(windows.len()).await?;
+        tracing::info!(
+            windows = windows.len(),
+            done_before = job.chunks_done,
+            force = job.force,
+            reach_days = self.reach.limit_days(),
+            "fetching"
+        );
+        Ok(windows)
+    }
+
+    /// Fetches `windows` in order, until one stops the attempt or is beyond the reach.
+    async fn fetch_all(&mut self, windows: &[Window]) -> Result<Batch, JobError> {
+        for (i, window) in windows.iter().enumerate() {
+            match self.window(window).await? {
+                WindowEnd::Stored(_) => {}
+                WindowEnd::Failed(e) => return Err(e.into()),
+                WindowEnd::Stop(outcome) => return Ok(Batch::Stopped(outcome)),
+                WindowEnd::BeyondReach(days) => {
+                    return Ok(Batch::BeyondReach {
+                        window: *window,
+                        days,
+                        unfetched: windows.len() - i,
+                    });
+                }
+            }
+        }
+        Ok(Batch::Done)
+    }
+}

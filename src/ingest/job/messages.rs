@@ -1,0 +1,157 @@
+//! The sentences that say what is missing and why: the days older than the plan serves
+//! (and what the second source made of them), and the gaps, each explained by what
+//! happened to it.
+
+use chrono::NaiveDate;
+
+use super::report::{SecondSourceEnd, Shortfalls};
+use crate::domain::PlanReach;
+use crate::ingest::MIN_HOURLY_POINTS;
+use crate::store::gaps;
+
+/// What to say of `count` days from `first` to `last` older than the plan serves (the
+/// reach, from `served_from` on), and the way to them.
+pub(super) fn out_of_plan_message(
+    count: usize,
+    (first, last): (NaiveDate, NaiveDate),
+    reach: PlanReach,
+    served_from: NaiveDate,
+) -> String {
+    format!(
+        "{count} day(s) from {first} to {last} are older than CoinGecko's plan serves (the past {} days, \
+         from {served_from} on) and were not asked for; a paid key reaches further: set \
+         COINGECKO_API_KEY and COINGECKO_BASE_URL=https://pro-api.coingecko.com/api/v3 (and \
+         COINGECKO_HISTORY_DAYS=0), then run the job again.",
+        reach.limit_days().unwrap_or_default(),
+    )
+}
+
+/// What to say of the second source, when days older than the plan serves are still missing.
+pub(super) fn second_source_message(end: &SecondSourceEnd) -> String {
+    match end {
+        SecondSourceEnd::Asked => "Coinbase Exchange, the second source, has no candle for them \
+            either (days without trades, or before its product's first candle)."
+            .to_owned(),
+        SecondSourceEnd::Failed { why, retry: true } => format!(
+            "Coinbase Exchange, the second source, could not fill them: {} Run the job again \
+             later to fill them from it.",
+            why.trim_end()
+        ),
+        SecondSourceEnd::Failed { why, retry: false } => format!(
+            "Coinbase Exchange, the second source, could not fill them: {}",
+            why.trim_end()
+        ),
+        SecondSourceEnd::Unusable(reason) => format!(
+            "The second source (Coinbase Exchange) is not used for this coin: {}",
+            reason.trim_end()
+        ),
+        SecondSourceEnd::Unchecked(from) => format!(
+            "The second source (Coinbase Exchange) was not used: its prices are first compared \
+             with CoinGecko's on the earliest days the plan serves (from {from} on), and none is \
+             stored yet; run a job that includes them, then this one again."
+        ),
+    }
+}
+
+/// What to say of days the plan serves that are still missing: each day explained by
+/// what happened to it (not over, too few points, a failed call, or no data at all).
+pub(super) fn gap_message(
+    gap_dates: &[NaiveDate],
+    today: NaiveDate,
+    shortfalls: &Shortfalls,
+) -> String {
+    let mut message = format!(
+        "{} day(s) still have no final price: {}.",
+        gap_dates.len(),
+        describe_days(gap_dates)
+    );
+    let (not_over, past): (Vec<NaiveDate>, Vec<NaiveDate>) =
+        gap_dates.iter().partition(|day| **day >= today);
+    if !not_over.is_empty() {
+        message.push_str(" Today (UTC) is not over, so its row is provisional; run the job again after 00:40 UTC tomorrow to complete it.");
+    }
+    let (thin, past): (Vec<NaiveDate>, Vec<NaiveDate>) = past
+        .into_iter()
+        .partition(|day| shortfalls.too_thin.contains_key(day));
+    if !thin.is_empty() {
+        message.push_str(&too_thin_sentence(&thin, shortfalls));
+    }
+    let (failed, past): (Vec<NaiveDate>, Vec<NaiveDate>) = past.into_iter().partition(|day| {
+        shortfalls
+            .failed_fills
+            .iter()
+            .any(|(window, _)| window.contains(*day))
+    });
+    if !failed.is_empty() {
+        message.push_str(&failed_fills_sentences(shortfalls));
+    }
+    if !past.is_empty() {
+        let others = if past.len() == gap_dates.len() {
+            "these"
+        } else {
+            "the other"
+        };
+        message.push_str(&format!(
+            " CoinGecko returned no data for {others} {} day(s) even after a second try; run the job again later to retry them.",
+            past.len()
+        ));
+    }
+    message
+}
+
+/// The days CoinGecko sent too few points for, with the fewest and the rule.
+fn too_thin_sentence(thin: &[NaiveDate], shortfalls: &Shortfalls) -> String {
+    let fewest = thin
+        .iter()
+        .filter_map(|day| shortfalls.too_thin.get(day))
+        .min()
+        .copied()
+        .unwrap_or_default();
+    format!(
+        " CoinGecko sent too few points for {} ({} day(s), as few as {fewest}): a day of hourly data is stored from at least {MIN_HOURLY_POINTS} points, so they were not stored; run the job again later to retry them.",
+        describe_days(thin),
+        thin.len(),
+    )
+}
+
+/// The gap-fill calls that failed, the first three with why, the rest counted.
+fn failed_fills_sentences(shortfalls: &Shortfalls) -> String {
+    let mut sentences = String::new();
+    for (window, why) in shortfalls.failed_fills.iter().take(3) {
+        sentences.push_str(&format!(
+            " Asking CoinGecko again for {}..{} failed: {}.",
+            window.start,
+            window.end,
+            why.trim_end_matches('.')
+        ));
+    }
+    if shortfalls.failed_fills.len() > 3 {
+        sentences.push_str(&format!(
+            " {} more call(s) failed the same way.",
+            shortfalls.failed_fills.len() - 3
+        ));
+    }
+    sentences.push_str(" Run the job again once that is fixed.");
+    sentences
+}
+
+/// Days as runs, e.g. `2024-01-01..2024-01-03, 2024-02-10`, at most a handful shown.
+pub(super) fn describe_days(days: &[NaiveDate]) -> String {
+    const SHOWN: usize = 10;
+    let runs = gaps::runs(days);
+    let mut parts: Vec<String> = runs
+        .iter()
+        .take(SHOWN)
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}..{b}")
+            }
+        })
+        .collect();
+    if runs.len() > SHOWN {
+        parts.push(format!("and {} more run(s)", runs.len() - SHOWN));
+    }
+    parts.join(", ")
+}

@@ -1,0 +1,96 @@
+//! The attempt under way: what it knows (the coin, today, the reach), what it has done so
+//! far (windows planned, whether it learned the reach, what fell short), and what every
+//! step asks of the database through it.
+
+use std::future::Future;
+
+use chrono::NaiveDate;
+
+use super::{Attempt, Ingestor, JobError, Shortfalls};
+use crate::domain::{Coin, PlanReach};
+use crate::ingest::Window;
+use crate::store::{gaps, ingestion_jobs, patience};
+
+/// One attempt under way; each step is a method of it, in a file of its own.
+pub(super) struct Run<'a, S> {
+    pub(super) ingestor: &'a Ingestor,
+    pub(super) attempt: Attempt<'a>,
+    /// Where the windows are asked for.
+    pub(super) source: S,
+    pub(super) coin: Coin,
+    /// Today (UTC) when the attempt began: days from it on are not over.
+    pub(super) today: NaiveDate,
+    /// The reach in force: days older are never asked for.
+    pub(super) reach: PlanReach,
+    /// The job's `chunks_total`: windows done before this attempt plus those it planned.
+    pub(super) planned: i32,
+    /// True once this attempt learned the reach: a second refusal within the learned
+    /// reach fails the attempt instead of planning again.
+    pub(super) learned: bool,
+    pub(super) shortfalls: Shortfalls,
+}
+
+/// Runs a query of the job, waiting out an unavailable database rather than failing the
+/// job over it (`store::patience`): an outage of any length costs the job neither an
+/// attempt nor a call. If another worker took the job over meanwhile, the checkpoint's
+/// fence refuses this attempt's late write.
+pub(super) async fn patiently<T, F, Fut>(query: F) -> Result<T, JobError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = sqlx::Result<T>>,
+{
+    Ok(patience::patiently("the job", query).await?)
+}
+
+impl<S> Run<'_, S> {
+    /// Adds `windows` to the job's `chunks_total`.
+    pub(super) async fn count_planned(&mut self, windows: usize) -> Result<(), JobError> {
+        self.planned += windows as i32;
+        let (pool, id, planned) = (&self.ingestor.pool, self.attempt.job.id, self.planned);
+        patiently(|| ingestion_jobs::set_chunks_total(pool, id, planned)).await
+    }
+
+    /// The part of the job's range the reach serves, if any.
+    pub(super) fn served_part(&self) -> Option<(NaiveDate, NaiveDate)> {
+        let range = self.attempt.job.range;
+        self.reach
+            .served_part(range.start(), range.end(), self.today)
+    }
+
+    /// The coin's days from `from` to `to` that have no final row.
+    pub(super) async fn missing_days(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<NaiveDate>, JobError> {
+        let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
+        patiently(|| gaps::missing_days(pool, symbol, from, to)).await
+    }
+
+    /// The one place an attempt learns the reach: what the source's refusal taught is
+    /// remembered (once per attempt, for every process and later job), and the reach in
+    /// force is read again.
+    pub(super) async fn learn_reach(&mut self, days: u32) -> Result<(), JobError> {
+        let (reach, pool) = (&self.ingestor.reach, &self.ingestor.pool);
+        self.reach = if self.learned {
+            patiently(|| reach.current(pool)).await?
+        } else {
+            self.learned = true;
+            patiently(|| reach.learn(pool, days)).await?
+        };
+        Ok(())
+    }
+
+    /// A refusal within the reach this attempt learned: the plan serves less than the
+    /// source said, and only the settings can say how much.
+    pub(super) fn beyond_learned_reach(&self, window: &Window) -> JobError {
+        JobError::Permanent(format!(
+            "CoinGecko refused {}..{} as older than the plan serves (error 10012), even \
+             within the reach it taught before ({} days). Set COINGECKO_HISTORY_DAYS to what \
+             the plan serves and submit the job again.",
+            window.start,
+            window.end,
+            self.reach.limit_days().unwrap_or_default()
+        ))
+    }
+}

@@ -1,0 +1,189 @@
+//! Step 3: the days older than the plan serves, from the second source, for a coin whose
+//! product passed the mapping check (checked here first, once, against the CoinGecko rows
+//! just stored). The windows are planned from the missing days' runs, at most 300 days
+//! each, skipping days before the product's first candle; each is stored with the
+//! checkpoint. Nothing the second source does fails the job: what it could not fill stays
+//! out of plan, and the final message says why (`SecondSourceEnd`).
+
+use std::ops::ControlFlow;
+
+use chrono::NaiveDate;
+
+use super::report::SecondSourceEnd;
+use super::run::patiently;
+use super::window::WindowEnd;
+use super::{JobError, Outcome, Run};
+use crate::coinbase::{CandleWindow, CoinbaseError};
+use crate::domain::{DailyCandle, ProductId};
+use crate::ingest::fallback::{
+    CANDLES_BEGIN_MIN_EMPTY_DAYS, CheckError, SecondSource, check_mapping, fallback_windows,
+};
+use crate::ingest::{Coinbase, DailyCandles, SourceError, Window};
+use crate::store::second_source;
+
+impl<S: Sync> Run<'_, S> {
+    /// Step 3; see the module's docs.
+    pub(super) async fn out_of_plan(&mut self) -> Result<ControlFlow<Outcome>, JobError> {
+        let Some(second) = self.ingestor.second_source.clone() else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        let days = self.out_of_plan_days().await?;
+        if days.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let Some((product, candles_from)) = self.usable_product(&second).await? else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        let windows = fallback_windows(days, candles_from);
+        if windows.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        self.count_planned(windows.len()).await?;
+        tracing::info!(windows = windows.len(), %product, "fetching out-of-plan days from the second source");
+        self.shortfalls.second_source = Some(SecondSourceEnd::Asked);
+        let source = Coinbase::new(second.client, product.clone());
+        for (i, candle_window) in windows.iter().enumerate() {
+            match self.second_source_window(&source, candle_window).await? {
+                WindowEnd::Stored(built) if i == 0 => {
+                    self.learn_candles_begin(&product, candle_window, &built.candles)
+                        .await?;
+                }
+                WindowEnd::Stored(_) | WindowEnd::BeyondReach(_) => {}
+                WindowEnd::Stop(outcome) => return Ok(ControlFlow::Break(outcome)),
+                WindowEnd::Failed(e) => {
+                    tracing::warn!(error = %e, "the second source failed; its days stay out of plan");
+                    self.shortfalls.second_source = Some(SecondSourceEnd::Failed {
+                        // A refusal stays one; garbage may be a passing fault.
+                        retry: !matches!(e, SourceError::Permanent(_)),
+                        why: e.to_string(),
+                    });
+                    break;
+                }
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// One window of the second source. Rows the table refuses are the source's fault,
+    /// not the job's: the window failed, and the job goes on.
+    async fn second_source_window(
+        &self,
+        source: &Coinbase,
+        candle_window: &CandleWindow,
+    ) -> Result<WindowEnd<DailyCandles>, JobError> {
+        let window = Window {
+            start: candle_window.first(),
+            end: candle_window.last(),
+        };
+        match self.daily_window(source, &window).await {
+            Err(JobError::Permanent(_)) => Ok(WindowEnd::Failed(SourceError::BadAnswer(format!(
+                "its candles for {}..{} broke a rule of the table, and nothing of them was \
+                 stored.",
+                window.start, window.end
+            )))),
+            end => end,
+        }
+    }
+
+    /// Remembers where `product`'s candles begin when the job's oldest window found none
+    /// on its first days, for at least [`CANDLES_BEGIN_MIN_EMPTY_DAYS`] (fewer are quiet
+    /// days of a listed product): later jobs then spend no call on the days before.
+    async fn learn_candles_begin(
+        &self,
+        product: &ProductId,
+        oldest: &CandleWindow,
+        candles: &[DailyCandle],
+    ) -> Result<(), JobError> {
+        let Some(begin) = oldest
+            .candles_begin(candles)
+            .filter(|begin| (*begin - oldest.first()).num_days() >= CANDLES_BEGIN_MIN_EMPTY_DAYS)
+        else {
+            return Ok(());
+        };
+        tracing::info!(%product, %begin, "the second source's candles begin later than asked");
+        let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
+        patiently(|| second_source::learn_candles_from(pool, symbol, product, begin)).await?;
+        Ok(())
+    }
+
+    /// The job's days older than the plan serves that the second source may fill: those
+    /// missing, or every one when forced (its own rows are then replaced, CoinGecko's never).
+    async fn out_of_plan_days(&self) -> Result<Vec<NaiveDate>, JobError> {
+        let range = self.attempt.job.range;
+        let days = if self.attempt.job.force {
+            range
+                .start()
+                .iter_days()
+                .take_while(|day| *day <= range.end())
+                .collect()
+        } else {
+            self.missing_days(range.start(), range.end()).await?
+        };
+        Ok(self.reach.split(days, self.today).1)
+    }
+
+    /// The coin's product if the second source may be used for it, with the day its
+    /// candles begin when known. A product not checked yet is checked now (one call);
+    /// when the check cannot be made or finds the product unusable, the shortfall says why.
+    async fn usable_product(
+        &mut self,
+        second: &SecondSource,
+    ) -> Result<Option<(ProductId, Option<NaiveDate>)>, JobError> {
+        let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
+        let read = || second_source::mapping(pool, symbol);
+        let Some(mut mapping) = patiently(read).await? else {
+            return Ok(None);
+        };
+        if let Some(product) = mapping.product.clone().filter(|_| mapping.needs_check()) {
+            let Some(plan_first_day) = self.reach.first_served_day(self.today) else {
+                return Ok(None);
+            };
+            if let Some(end) = self.check_product(second, &product, plan_first_day).await? {
+                self.shortfalls.second_source = Some(end);
+                return Ok(None);
+            }
+            match patiently(read).await? {
+                Some(checked) => mapping = checked,
+                None => return Ok(None),
+            }
+        }
+        if mapping.usable == Some(false) {
+            self.shortfalls.second_source = Some(SecondSourceEnd::Unusable(
+                mapping.unusable_reason.clone().unwrap_or_default(),
+            ));
+        }
+        Ok(mapping
+            .usable_product()
+            .cloned()
+            .map(|product| (product, mapping.candles_from)))
+    }
+
+    /// Checks `product` against CoinGecko's rows from `plan_first_day` on (the check
+    /// records its verdict); `Some` says why the second source cannot be used for now when
+    /// the check could not be made.
+    async fn check_product(
+        &self,
+        second: &SecondSource,
+        product: &ProductId,
+        plan_first_day: NaiveDate,
+    ) -> Result<Option<SecondSourceEnd>, JobError> {
+        let checked = check_mapping(
+            &self.ingestor.pool,
+            &second.client,
+            self.attempt.job.symbol,
+            product,
+            plan_first_day,
+            second.max_deviation_percent,
+        )
+        .await;
+        match checked {
+            Ok(Some(_)) => Ok(None),
+            Ok(None) => Ok(Some(SecondSourceEnd::Unchecked(plan_first_day))),
+            Err(CheckError::Coinbase(e)) => Ok(Some(SecondSourceEnd::Failed {
+                retry: !matches!(e, CoinbaseError::Refused { .. }),
+                why: e.message().to_owned(),
+            })),
+            Err(CheckError::Database(e)) => Err(e.into()),
+        }
+    }
+}

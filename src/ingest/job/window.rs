@@ -1,0 +1,103 @@
+//! One window, as every step runs it: not started once the process stops or the job is
+//! cancelled; its call dropped at shutdown (nothing of it was written); its rows stored
+//! with the checkpoint, unless another worker holds the job now.
+
+use std::future::Future;
+
+use super::checkpoint::{DailyRows, Rows, checkpoint};
+use super::run::patiently;
+use super::{JobError, Outcome, Run};
+use crate::ingest::{DailyCandles, PriceSource, SourceError, Window};
+use crate::store::ingestion_jobs;
+
+/// How one window ended.
+pub(super) enum WindowEnd<R> {
+    /// Fetched and stored (or nothing to store): what the source answered.
+    Stored(R),
+    /// The attempt must stop.
+    Stop(Outcome),
+    /// The source refused the window as older than its plan serves (CoinGecko's 10012):
+    /// the plan serves only this many days.
+    BeyondReach(u32),
+    /// The source failed for this window (after its own retries); nothing of it was
+    /// stored. The caller decides whether that fails the attempt.
+    Failed(SourceError),
+}
+
+impl<S: PriceSource> Run<'_, S> {
+    /// One window of the job's own source; the days it had too few points for are noted.
+    pub(super) async fn window(
+        &mut self,
+        window: &Window,
+    ) -> Result<WindowEnd<DailyCandles>, JobError> {
+        let end = self.daily_window(&self.source, window).await?;
+        if let WindowEnd::Stored(built) = &end {
+            self.shortfalls
+                .too_thin
+                .extend(built.too_thin.iter().copied());
+        }
+        Ok(end)
+    }
+}
+
+impl<S: Sync> Run<'_, S> {
+    /// One window of `source`'s daily candles, stored marked with its origin.
+    #[tracing::instrument(skip_all, fields(source = source.name(), start = %window.start, end = %window.end, days = window.days()))]
+    pub(super) async fn daily_window<T: PriceSource>(
+        &self,
+        source: &T,
+        window: &Window,
+    ) -> Result<WindowEnd<DailyCandles>, JobError> {
+        let origin = source.origin();
+        let ask = async {
+            let built = source.daily_candles(&self.coin, *window).await?;
+            if !built.too_thin.is_empty() {
+                tracing::warn!(days = ?built.too_thin, "days with too few points were not stored");
+            }
+            Ok(DailyRows { origin, built })
+        };
+        Ok(match self.ask_and_store(ask).await? {
+            WindowEnd::Stored(rows) => WindowEnd::Stored(rows.built),
+            WindowEnd::Stop(outcome) => WindowEnd::Stop(outcome),
+            WindowEnd::BeyondReach(days) => WindowEnd::BeyondReach(days),
+            WindowEnd::Failed(e) => WindowEnd::Failed(e),
+        })
+    }
+
+    /// Asks for a window's rows with `ask` and stores them with the checkpoint; see the
+    /// module's docs.
+    pub(super) async fn ask_and_store<R: Rows>(
+        &self,
+        ask: impl Future<Output = Result<R, SourceError>>,
+    ) -> Result<WindowEnd<R>, JobError> {
+        let (pool, attempt) = (&self.ingestor.pool, &self.attempt);
+        if attempt.stop.is_shutdown() {
+            return Ok(WindowEnd::Stop(Outcome::Interrupted));
+        }
+        if !patiently(|| ingestion_jobs::is_still_active(pool, attempt.job.id)).await? {
+            return Ok(WindowEnd::Stop(Outcome::Cancelled));
+        }
+        let answer = tokio::select! {
+            biased;
+            () = attempt.stop.recv() => return Ok(WindowEnd::Stop(Outcome::Interrupted)),
+            answer = ask => answer,
+        };
+        let rows = match answer {
+            Ok(rows) => rows,
+            Err(SourceError::PlanLimit { reach_days, .. }) => {
+                return Ok(WindowEnd::BeyondReach(reach_days));
+            }
+            Err(e) => return Ok(WindowEnd::Failed(e)),
+        };
+        match patiently(|| checkpoint(pool, attempt, &rows)).await? {
+            Some(written) => {
+                tracing::info!(fetched = rows.fetched(), written, "window stored");
+                Ok(WindowEnd::Stored(rows))
+            }
+            None => {
+                tracing::warn!("another worker holds this job now; stopping without writing");
+                Ok(WindowEnd::Stop(Outcome::LeaseLost))
+            }
+        }
+    }
+}

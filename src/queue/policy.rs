@@ -1,0 +1,289 @@
+//! What the worker does after an attempt: what `ingestion_jobs` says of the job from then
+//! on, what is logged, and what apalis does with the task, decided by [`policy`].
+
+use std::time::Duration;
+
+use apalis::prelude::{AbortError, BoxDynError, RetryAfterError};
+use tracing::Level;
+
+use crate::domain::{JobStatus, today_utc};
+use crate::ingest::{Ingestor, JobError, Outcome};
+use crate::store::gaps;
+use crate::store::ingestion_jobs::{self, Ending, JobRecord};
+
+/// What the worker does after an attempt, decided by [`policy`].
+pub(super) struct Step {
+    /// What `ingestion_jobs` says of the job from now on.
+    pub(super) record: Record,
+    /// The level and the words of the line logged, with the job's id and what the
+    /// record says.
+    pub(super) log: (tracing::Level, &'static str),
+    /// What apalis does with the task: `Ok` ends it, `AbortError` ends it for good, a
+    /// plain error retries it after a back-off, `RetryAfterError` hands it back.
+    pub(super) next: Result<(), BoxDynError>,
+}
+
+/// A write of the job's record.
+pub(super) enum Record {
+    /// Nothing: the job ended elsewhere (cancelled), or another worker owns it now.
+    Untouched,
+    /// The attempt's final word.
+    Finish {
+        status: JobStatus,
+        gap_dates: Vec<chrono::NaiveDate>,
+        out_of_plan_days: i32,
+        message: Option<String>,
+    },
+    /// Pending again, saying why (a hand-off, or a retry to come).
+    Release(String),
+    /// Failed for good, saying why.
+    Fail(String),
+}
+
+/// The worker's policy, one arm per result of an attempt: what the record says, what
+/// is logged, and what apalis does next.
+pub(super) fn policy(result: Result<Outcome, JobError>, attempts: u32, max_attempts: u32) -> Step {
+    match result {
+        Ok(outcome) => after(outcome),
+        Err(JobError::Permanent(message)) => Step::give_up(message),
+        Err(JobError::Transient(reason)) if attempts < max_attempts => {
+            let message = format!(
+                "attempt {attempts} of {max_attempts} failed and will be retried: {reason}"
+            );
+            Step {
+                record: Record::Release(message.clone()),
+                log: (Level::WARN, "job will be retried"),
+                next: Err(message.into()),
+            }
+        }
+        Err(JobError::Transient(reason)) => Step::give_up(format!(
+            "failed after {attempts} attempts; the last error was: {}. Submit the job again once the cause is fixed.",
+            reason.trim_end_matches('.')
+        )),
+    }
+}
+
+/// The policy for an attempt that ended without an error.
+fn after(outcome: Outcome) -> Step {
+    match outcome {
+        Outcome::Finished {
+            status,
+            gap_dates,
+            out_of_plan_days,
+            message,
+        } => Step {
+            record: Record::Finish {
+                status,
+                gap_dates,
+                out_of_plan_days,
+                message,
+            },
+            log: (Level::INFO, "job finished"),
+            next: Ok(()),
+        },
+        // The record belongs to the worker that took over; apalis ignores this worker's
+        // result because it no longer holds the lock.
+        Outcome::LeaseLost => Step::untouched(
+            Level::WARN,
+            "job was taken over by another worker; this attempt stopped",
+        ),
+        Outcome::Cancelled => Step::untouched(
+            Level::INFO,
+            "job was cancelled; stopped after its current window",
+        ),
+        Outcome::Interrupted => Step {
+            record: Record::Release(
+                "handed back to the queue at shutdown; another worker resumes it from its checkpoint"
+                    .to_owned(),
+            ),
+            log: (Level::INFO, "job handed back to the queue"),
+            next: Err(Box::new(RetryAfterError::new(
+                "worker shutting down",
+                Duration::ZERO,
+            ))),
+        },
+    }
+}
+
+impl Step {
+    /// The job ended elsewhere (cancelled), or another worker owns it now: nothing to
+    /// write, and the task ends.
+    fn untouched(level: Level, what: &'static str) -> Step {
+        Step {
+            record: Record::Untouched,
+            log: (level, what),
+            next: Ok(()),
+        }
+    }
+
+    /// The job fails for good, saying why.
+    fn give_up(message: String) -> Step {
+        Step {
+            record: Record::Fail(message.clone()),
+            log: (Level::ERROR, "job failed"),
+            next: Err(Box::new(AbortError::new(message))),
+        }
+    }
+
+    /// Writes the record as the policy says; a database error lets the queue try again.
+    pub(super) async fn record(
+        &self,
+        ingestor: &Ingestor,
+        job: &JobRecord,
+    ) -> Result<(), BoxDynError> {
+        let pool = &ingestor.pool;
+        match &self.record {
+            Record::Untouched => {}
+            Record::Finish {
+                status,
+                gap_dates,
+                out_of_plan_days,
+                message,
+            } => {
+                let ending = Ending {
+                    status: *status,
+                    gap_dates,
+                    out_of_plan_days: *out_of_plan_days,
+                    message: message.as_deref(),
+                };
+                ingestion_jobs::finish(pool, job.id, ending)
+                    .await
+                    .map_err(retry_later)?;
+            }
+            Record::Release(message) => {
+                ingestion_jobs::release(pool, job.id, message)
+                    .await
+                    .map_err(retry_later)?;
+            }
+            Record::Fail(message) => fail(ingestor, job, message).await?,
+        }
+        Ok(())
+    }
+
+    /// Logs the policy's line, with the job's id and what the record says.
+    pub(super) fn log(&self, job_id: uuid::Uuid) {
+        let (level, what) = self.log;
+        let detail = match &self.record {
+            Record::Untouched => String::new(),
+            Record::Finish {
+                status,
+                gap_dates,
+                out_of_plan_days,
+                ..
+            } => format!(
+                "{status}; {} gap day(s), {out_of_plan_days} out of plan",
+                gap_dates.len()
+            ),
+            Record::Release(message) | Record::Fail(message) => message.clone(),
+        };
+        match level {
+            tracing::Level::ERROR => tracing::error!(%job_id, %detail, "{what}"),
+            tracing::Level::WARN => tracing::warn!(%job_id, %detail, "{what}"),
+            _ => tracing::info!(%job_id, %detail, "{what}"),
+        }
+    }
+}
+
+/// Ends the job as failed, with the days of its range still missing, so that a failed
+/// job says what it left undone as a finished one does.
+pub(super) async fn fail(
+    ingestor: &Ingestor,
+    job: &JobRecord,
+    message: &str,
+) -> Result<(), BoxDynError> {
+    let pool = &ingestor.pool;
+    let missing = gaps::missing_days(pool, job.symbol, job.range.start(), job.range.end())
+        .await
+        .map_err(retry_later)?;
+    let reach = ingestor.reach.current(pool).await.map_err(retry_later)?;
+    let (gap_dates, out_of_plan) = reach.split(missing, today_utc());
+    let ending = Ending {
+        status: JobStatus::Failed,
+        gap_dates: &gap_dates,
+        out_of_plan_days: out_of_plan.len() as i32,
+        message: Some(message),
+    };
+    ingestion_jobs::finish(pool, job.id, ending)
+        .await
+        .map_err(retry_later)?;
+    Ok(())
+}
+
+/// A database error while recording the outcome: let the queue try the job again.
+pub(super) fn retry_later(e: sqlx::Error) -> BoxDynError {
+    format!("could not update the job record: {e}").into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is<E: std::error::Error + 'static>(next: &Result<(), BoxDynError>) -> bool {
+        next.as_ref()
+            .err()
+            .is_some_and(|e| e.downcast_ref::<E>().is_some())
+    }
+
+    #[test]
+    fn a_transient_failure_is_retried_until_the_last_attempt_then_fails_the_job() {
+        let early = policy(Err(JobError::Transient("HTTP 503".into())), 1, 3);
+        let Record::Release(message) = &early.record else {
+            panic!("not released");
+        };
+        assert_eq!(
+            message,
+            "attempt 1 of 3 failed and will be retried: HTTP 503"
+        );
+        assert!(early.next.is_err());
+        assert!(!is::<AbortError>(&early.next) && !is::<RetryAfterError>(&early.next));
+
+        let last = policy(Err(JobError::Transient("HTTP 503.".into())), 3, 3);
+        let Record::Fail(message) = &last.record else {
+            panic!("not failed");
+        };
+        assert!(
+            message.starts_with("failed after 3 attempts; the last error was: HTTP 503. Submit"),
+            "{message}"
+        );
+        assert!(is::<AbortError>(&last.next));
+    }
+
+    #[test]
+    fn a_permanent_failure_fails_the_job_at_once_and_a_shutdown_hands_it_back() {
+        let permanent = policy(Err(JobError::Permanent("refused".into())), 1, 3);
+        assert!(matches!(&permanent.record, Record::Fail(m) if m == "refused"));
+        assert!(is::<AbortError>(&permanent.next));
+        assert_eq!(permanent.log.0, tracing::Level::ERROR);
+
+        let interrupted = policy(Ok(Outcome::Interrupted), 1, 3);
+        assert!(matches!(interrupted.record, Record::Release(_)));
+        assert!(is::<RetryAfterError>(&interrupted.next));
+    }
+
+    #[test]
+    fn a_job_that_ended_elsewhere_is_left_as_it_is() {
+        for outcome in [Outcome::Cancelled, Outcome::LeaseLost] {
+            let step = policy(Ok(outcome), 1, 3);
+            assert!(matches!(step.record, Record::Untouched));
+            assert!(step.next.is_ok());
+        }
+        let finished = policy(
+            Ok(Outcome::Finished {
+                status: JobStatus::Completed,
+                gap_dates: vec![],
+                out_of_plan_days: 0,
+                message: None,
+            }),
+            1,
+            3,
+        );
+        assert!(matches!(
+            finished.record,
+            Record::Finish {
+                status: JobStatus::Completed,
+                ..
+            }
+        ));
+        assert!(finished.next.is_ok());
+    }
+}
