@@ -353,13 +353,21 @@ fn by_hour(
     hours
 }
 
-/// The decimal of the shortest text that reads back as `value` (`0.1`, not
-/// `0.1000000000000000055…`); `None` for a value that is not finite or too large. The
-/// one conversion every source's numbers go through on their way into a candle.
+/// The decimal a JSON number stands for: the shortest decimal that reads back as the
+/// same `f64` (Rust's `Display` for floats), so `69702.3087473573` stays exactly that
+/// and `0.1` does not become `0.1000000000000000055…`. `None` for NaN, infinities and
+/// magnitudes beyond `Decimal` (about 7.9e28); digits past 28 decimal places are rounded.
+/// The one conversion every source's numbers go through on their way into a candle
+/// (`upstream::decimal_from_f64` is this one).
+///
+/// serde_json (without its `float_roundtrip` feature) reads numbers of up to 15
+/// significant digits exactly, which is what CoinGecko sends; about one 17-digit number
+/// in ten would come out one bit off, and so as a different 17-digit decimal.
 pub fn decimal_from_f64(value: f64) -> Option<Decimal> {
     if !value.is_finite() {
         return None;
     }
+    // `Display` never uses exponent form; `Decimal::from_str` would accept it anyway.
     value.to_string().parse().ok()
 }
 
