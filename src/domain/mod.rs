@@ -31,14 +31,16 @@ macro_rules! text_form {
     };
 }
 
-/// [`text_form!`] for an enum stored as text: read back from its `ALL` and `as_str`.
+/// [`text_form!`] for an enum stored as text: read back from its `ALL` and `as_str`. What
+/// cannot be read is quoted in the error up to 40 characters: enough to recognise, never a
+/// request's worth.
 macro_rules! stored_as_text {
     ($type:ty, $unknown:ident) => {
         text_form!($type, $unknown, |s: &str| {
             Self::ALL
                 .into_iter()
                 .find(|value| value.as_str() == s)
-                .ok_or_else(|| $unknown(s.to_owned()))
+                .ok_or_else(|| $unknown(s.chars().take(40).collect()))
         });
     };
 }
@@ -61,12 +63,18 @@ mod candle;
 mod coin;
 mod date_range;
 mod deviation;
+mod dispute;
+mod four_hours;
+mod hour;
+mod hourly_candle;
+mod hourly_source;
 mod import;
 mod job_status;
 mod plan_reach;
 mod product;
 mod source;
 mod symbol;
+mod timeframe;
 mod trigger;
 
 pub use candle::DailyCandle;
@@ -75,16 +83,37 @@ pub use date_range::{DateRange, MAX_RANGE_DAYS, RangeError, day_runs, today_utc}
 pub use deviation::{
     DEVIATION_SAMPLE_DAYS, Deviation, MappingVerdict, judge_mapping, median_deviation,
 };
+pub use dispute::{CheckPoint, DisputeRule, HourCheck, check_points, distance_outside_band};
+pub use four_hours::{BlockSource, FourHourCandle, UnknownBlockSource};
+pub use hour::{HOUR_SECS, HOURS_PER_BLOCK, HOURS_PER_DAY, Hour, HourRange, OffTheHour};
+pub use hourly_candle::{
+    BadCandle, COINGECKO_VOLUME_HOURS, ExchangeCandle, HourParts, HourlyCandle, Hours, RefusedHour,
+    decimal_from_f64, hours_from_exchange, hours_from_points,
+};
+pub use hourly_source::{ExchangeProduct, hourly_source};
 pub use import::{ImportStatus, ImportTrigger, UnknownImportStatus, UnknownImportTrigger};
 pub use job_status::{JobStatus, UnknownJobStatus};
 pub use plan_reach::PlanReach;
 pub use product::{InvalidProductId, MAX_PRODUCT_SIDE_LEN, ProductId};
 pub use source::{PriceSource, UnknownPriceSource};
 pub use symbol::{InvalidSymbol, MAX_SYMBOL_LEN, Symbol};
+pub use timeframe::{Timeframe, UnknownTimeframe};
 pub use trigger::{Trigger, UnknownTrigger};
 
 /// A day written `YYYY-MM-DD`, for unit tests, which read best with their days as text.
 #[cfg(test)]
 pub(crate) fn day(s: &str) -> chrono::NaiveDate {
     s.parse().expect("a YYYY-MM-DD day")
+}
+
+/// A time written in RFC 3339, for unit tests.
+#[cfg(test)]
+pub(crate) fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    s.parse().expect("an RFC 3339 time")
+}
+
+/// A decimal written as text, for unit tests.
+#[cfg(test)]
+pub(crate) fn dec(s: &str) -> rust_decimal::Decimal {
+    s.parse().expect("a decimal")
 }

@@ -8,7 +8,6 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use http::header::{HeaderMap, RETRY_AFTER};
 use reqwest::Url;
-use rust_decimal::Decimal;
 
 /// The largest body read from any upstream: far above any honest answer (a 300-day
 /// candle list is about 25 KB, a 90-day hourly chart about 200 KB), and small enough
@@ -94,26 +93,15 @@ pub(crate) fn quote_at_most(text: &str, limit: usize) -> String {
     }
 }
 
-/// The decimal a JSON number stands for: the shortest decimal that reads back as the
-/// same `f64` (Rust's `Display` for floats), so `69702.3087473573` stays exactly that
-/// and `0.1` does not become `0.1000000000000000055…`. `None` for NaN, infinities and
-/// magnitudes beyond `Decimal` (about 7.9e28); digits past 28 decimal places are rounded.
-///
-/// serde_json (without its `float_roundtrip` feature) reads numbers of up to 15
-/// significant digits exactly, which is what CoinGecko sends; about one 17-digit number
-/// in ten would come out one bit off, and so as a different 17-digit decimal.
-pub fn decimal_from_f64(value: f64) -> Option<Decimal> {
-    if !value.is_finite() {
-        return None;
-    }
-    // `Display` never uses exponent form; `Decimal::from_str` would accept it anyway.
-    value.to_string().parse().ok()
-}
+/// The decimal a JSON number stands for; kept in `domain`, where every candle's numbers
+/// meet it, so that a source's wire and a candle convert alike.
+pub use crate::domain::decimal_from_f64;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use rust_decimal::Decimal;
 
     /// The decimal written `text`, as `decimal_from_f64` should give it.
     fn written(text: &str) -> Option<Decimal> {

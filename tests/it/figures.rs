@@ -10,7 +10,8 @@ use price_history::shutdown::Shutdown;
 use price_history::store::{self, coins, ingestion_jobs};
 use sqlx::PgPool;
 
-use crate::support::{Harness, TestApi, TestDb, days_before_today};
+use crate::support::{Harness, TestApi, days_before_today};
+use crate::upgrade::release_up_to;
 
 /// The last migration before the figures: the release being upgraded from (with the
 /// second source's `source` column).
@@ -18,7 +19,7 @@ const BEFORE_FIGURES: i64 = 20261202000010;
 
 /// The last migration whose figures three trigger functions kept, before one path kept
 /// them (issue 25).
-const BEFORE_ONE_PATH: i64 = 20261202000030;
+const BEFORE_ONE_PATH: i64 = 20261206100010;
 
 /// What a full scan of `daily_prices` says, per coin and source, as text.
 const SCAN: &str = r#"
@@ -78,7 +79,7 @@ fn rows(
 async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_a_scan() {
     // Arrange: the release before the figures, with coins, holes, provisional days and
     // rows of both sources.
-    let db = TestDb::at_release(BEFORE_FIGURES).await;
+    let db = release_up_to(BEFORE_FIGURES).await;
     sql(&db.pool, "INSERT INTO coins (symbol, coingecko_id) VALUES ('ETH', 'ethereum'), ('SOL', 'solana'), ('NONE', 'none-stored')").await;
     sql(&db.pool, &rows("BTC", 800, 366, "coinbase", 0)).await;
     sql(&db.pool, &rows("BTC", 365, 0, "coingecko", 1)).await;
@@ -126,7 +127,7 @@ async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_
 async fn figures_kept_by_the_previous_release_stay_true_through_the_upgrade_and_every_change_after()
 {
     // Arrange: the previous release, its figures kept by its triggers.
-    let db = TestDb::at_release(BEFORE_ONE_PATH).await;
+    let db = release_up_to(BEFORE_ONE_PATH).await;
     sql(
         &db.pool,
         "INSERT INTO coins (symbol, coingecko_id) VALUES ('ETH', 'ethereum'), ('SOL', 'solana')",

@@ -66,20 +66,6 @@ impl TestDb {
         TestDb { url, pool, name }
     }
 
-    /// A database as the release whose last migration is `last_migration` left it: the
-    /// queue's schema and the migrations up to that one, for an upgrade test to fill.
-    pub async fn at_release(last_migration: i64) -> Self {
-        let db = Self::empty().await;
-        apalis_postgres::PostgresStorage::setup(&db.pool)
-            .await
-            .expect("the queue's schema");
-        sqlx::migrate!("./migrations")
-            .run_to(last_migration, &db.pool)
-            .await
-            .expect("the earlier release's migrations");
-        db
-    }
-
     fn fresh_name() -> (String, String) {
         let name = format!("ph_test_{}", Uuid::now_v7().simple());
         let mut url = url::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");

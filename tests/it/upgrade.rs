@@ -11,8 +11,21 @@ use crate::support::{Harness, TestApi, TestDb, count_rows, days_before_today};
 /// The last migration of the release before the coin registry.
 const PREVIOUS_RELEASE: i64 = 20261128000003;
 
+/// A database as a release left it: the queue's schema and our migrations up to `last`.
+pub async fn release_up_to(last: i64) -> TestDb {
+    let db = TestDb::empty().await;
+    apalis_postgres::PostgresStorage::setup(&db.pool)
+        .await
+        .expect("the queue's schema");
+    sqlx::migrate!("./migrations")
+        .run_to(last, &db.pool)
+        .await
+        .expect("the release's migrations");
+    db
+}
+
 /// The whole table as text, in key order, to compare before and after.
-async fn snapshot(pool: &sqlx::PgPool, query: &str) -> Vec<String> {
+pub async fn snapshot(pool: &sqlx::PgPool, query: &str) -> Vec<String> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(query.to_owned()))
         .fetch_all(pool)
         .await
@@ -27,7 +40,7 @@ const JOBS: &str = "SELECT (id, status, symbol, start_date, end_date, force, rec
 #[tokio::test]
 async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost() {
     // Arrange: the previous release's schema, with what it would have written.
-    let db = TestDb::at_release(PREVIOUS_RELEASE).await;
+    let db = release_up_to(PREVIOUS_RELEASE).await;
     let first = days_before_today(120);
     sqlx::query(
         r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional)
@@ -129,4 +142,162 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
         }))
         .await;
     assert_eq!(eth.status, StatusCode::ACCEPTED, "{}", eth.text());
+}
+
+/// The last migration of the release before hourly candles (issue 26).
+const BEFORE_HOURS: i64 = 20261202000030;
+
+/// Every table of schema `public` (the migrations' own bookkeeping aside) with its
+/// columns, in order.
+async fn tables_and_columns(pool: &sqlx::PgPool) -> Vec<(String, Vec<String>)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name <> '_sqlx_migrations' \
+         ORDER BY table_name",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("the catalog reads");
+    let mut out = Vec::new();
+    for table in tables {
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+        )
+        .bind(&table)
+        .fetch_all(pool)
+        .await
+        .expect("the catalog reads");
+        out.push((table, columns));
+    }
+    out
+}
+
+/// Every row of each of `tables`, as text of the columns listed, in order.
+async fn every_row(
+    pool: &sqlx::PgPool,
+    tables: &[(String, Vec<String>)],
+) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for (table, columns) in tables {
+        let row: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+        let query = format!(
+            "SELECT ROW({})::text FROM \"{table}\" ORDER BY 1",
+            row.join(", ")
+        );
+        out.push((table.clone(), snapshot(pool, &query).await));
+    }
+    out
+}
+
+/// What the release before hours writes: coins with and without a product and its check,
+/// days of both sources (and the figures their triggers keep), jobs of every status, an
+/// import, a schedule tick, a learned plan reach and the call budgets.
+const BEFORE_HOURS_ROWS: &str = r#"
+INSERT INTO coins (symbol, coingecko_id, first_day, tracked, track_since, coinbase_product,
+                   fallback_deviation_percent, fallback_checked_at, fallback_usable, coinbase_candles_from)
+VALUES ('ETH', 'ethereum', '2015-08-07', true, '2024-01-01', 'ETH-USD', 0.4, now(), true, '2016-05-18'),
+       ('SOLX', 'solx', NULL, false, NULL, 'SOLX-USD', 9900, now(), false, NULL),
+       ('NEW', 'new-coin', '2026-01-01', false, NULL, NULL, NULL, NULL, NULL, NULL);
+UPDATE coins SET fallback_unusable_reason = 'another asset' WHERE symbol = 'SOLX';
+INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional, points, source)
+SELECT s, d::date, 100 + i, 110 + i, 90 + i, 105 + i, 1000 * i, d + interval '23 hours',
+       d::date = current_date, CASE WHEN d::date < current_date - 365 THEN 1 ELSE 24 END,
+       CASE WHEN d::date < current_date - 365 THEN 'coinbase' ELSE 'coingecko' END
+FROM unnest(ARRAY['BTC', 'ETH']) s,
+     generate_series(current_date - 500, current_date, interval '1 day') WITH ORDINALITY AS g(d, i);
+INSERT INTO ingestion_jobs (id, status, symbol, start_date, end_date, records_fetched, gaps_detected, gap_dates,
+                            error_message, attempts, chunks_done, chunks_total, completed_at, trigger,
+                            out_of_plan_days, fallback_days)
+VALUES (gen_random_uuid(), 'completed', 'BTC', current_date - 500, current_date - 1, 500, 0, '{}', NULL, 1, 7, 7, now(), 'api', 0, 135),
+       (gen_random_uuid(), 'completed_with_gaps', 'ETH', current_date - 30, current_date - 1, 28, 2,
+        ARRAY[current_date - 3, current_date - 2], '2 day(s) still missing', 2, 1, 1, now(), 'schedule', 0, 0),
+       (gen_random_uuid(), 'failed', 'SOLX', current_date - 30, current_date - 1, 0, 0, '{}', 'CoinGecko said no', 3, 0, 1, now(), 'cli', 0, 0),
+       (gen_random_uuid(), 'cancelled', 'NEW', current_date - 3, current_date - 1, 0, 0, '{}', NULL, 1, 0, 1, now(), 'api', 0, 0),
+       (gen_random_uuid(), 'running', 'ETH', current_date - 3, current_date - 1, 0, 0, '{}', NULL, 1, 0, 1, NULL, 'api', 0, 0),
+       (gen_random_uuid(), 'pending', 'BTC', current_date - 3, current_date - 1, 0, 0, '{}', NULL, 0, 0, 0, NULL, 'schedule', 0, 0);
+INSERT INTO coin_imports (id, status, n, trigger, registered, skipped, completed_at)
+VALUES (gen_random_uuid(), 'completed', 3, 'cli', ARRAY['ETH'], '[{"symbol": "X", "reason": "taken"}]', now());
+INSERT INTO sync_ticks (tick, acted_by, catch_up, coins_tracked, coins_behind, jobs_queued, coins_busy)
+VALUES (date_trunc('day', now()) + interval '40 minutes', 'worker-1', false, 1, 1, 1, 0);
+UPDATE sync_schedule SET last_tick = date_trunc('day', now()) + interval '40 minutes';
+INSERT INTO coingecko_plan_reach (base_url, key_fingerprint, history_days) VALUES ('https://api.coingecko.com/api/v3', 'none', 365);
+INSERT INTO coingecko_call_budget (source, key_fingerprint, tat, granted, calls_per_minute)
+VALUES ('coingecko', 'none', now(), 12, 25), ('coinbase', 'none', now(), 4, 120);
+"#;
+
+#[tokio::test]
+async fn a_populated_database_of_the_release_before_hours_upgrades_with_every_row_and_job_kept() {
+    // Arrange: the release before hours, with something in every table.
+    let db = release_up_to(BEFORE_HOURS).await;
+    sqlx::raw_sql(BEFORE_HOURS_ROWS)
+        .execute(&db.pool)
+        .await
+        .expect("the previous release's rows");
+    let tables = tables_and_columns(&db.pool).await;
+    let before = every_row(&db.pool, &tables).await;
+    let empty: Vec<&str> = before
+        .iter()
+        .filter(|(_, rows)| rows.is_empty())
+        .map(|(table, _)| table.as_str())
+        .collect();
+    assert!(
+        empty.is_empty(),
+        "every table of the release holds rows: {empty:?}"
+    );
+    let queue_before = count_rows(&db.pool, "apalis.jobs").await;
+
+    // Act: a process of this release starts on it.
+    let pool =
+        price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
+            .await
+            .expect("the upgrade applies");
+
+    // Assert: every row of every table as it was, and nothing hourly about any of it.
+    assert_eq!(every_row(&pool, &tables).await, before);
+    assert_eq!(count_rows(&pool, "ingestion_jobs").await, 6);
+    assert_eq!(count_rows(&pool, "apalis.jobs").await, queue_before);
+    assert_eq!(
+        count_rows(
+            &pool,
+            "coins WHERE hourly OR coinbase_hours_from IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count_rows(
+            &pool,
+            "ingestion_jobs WHERE hours_fetched IS NOT NULL OR hours_missing IS NOT NULL \
+                           OR hours_without_trades IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    for table in ["hourly_prices", "hours_without_trades", "hourly_figures"] {
+        assert_eq!(count_rows(&pool, table).await, 0, "{table}");
+    }
+    // The new tables work on the upgraded database, and the old rules still hold.
+    sqlx::query(
+        "INSERT INTO hourly_prices (symbol, hour, open, high, low, close, volume, source) \
+         VALUES ('ETH', date_trunc('hour', now()) - interval '1 hour', 1, 2, 1, 2, 3, 'coinbase')",
+    )
+    .execute(&pool)
+    .await
+    .expect("an hour is stored");
+    let eth = price_history::domain::Symbol::parse("ETH").unwrap();
+    let figures = price_history::store::hourly_figures::of(&pool, eth)
+        .await
+        .unwrap();
+    assert_eq!(figures.complete_hours, 1);
+    let second_active = sqlx::query(
+        "INSERT INTO ingestion_jobs (id, status, symbol, start_date, end_date) \
+         VALUES (gen_random_uuid(), 'pending', 'BTC', current_date, current_date)",
+    )
+    .execute(&pool)
+    .await;
+    assert!(
+        second_active.is_err(),
+        "BTC's pending job still holds its one active slot"
+    );
 }
