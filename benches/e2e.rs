@@ -187,7 +187,7 @@ impl Bench {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let database = format!("ph_bench_{}", Uuid::now_v7().simple());
         let url = with_database(&admin_url, &database)?;
-        let pool = price_history::startup::connect_and_migrate(&url, 8).await?;
+        let pool = price_history::startup::connect_and_migrate(&url.parse()?, 8).await?;
         let fake = FakeCoinGecko::start().await;
         let _ = sizes;
         Ok(Bench {
@@ -489,7 +489,7 @@ impl Bench {
     /// Row 4: the project's upsert beside COPY, into the same table, in the same run.
     async fn bulk_upsert(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
         let url = with_database(&self.admin_url, &format!("{}_bulk", self.database))?;
-        let pool = price_history::startup::connect_and_migrate(&url, 2).await?;
+        let pool = price_history::startup::connect_and_migrate(&url.parse()?, 2).await?;
         let first = NaiveDate::from_ymd_opt(1800, 1, 1).unwrap();
         let candles: Vec<DailyCandle> = (0..sizes.upsert_rows)
             .map(|i| {
@@ -610,7 +610,7 @@ impl Bench {
     /// Row 5: gap detection and coverage over many symbols and years, 1 % missing.
     async fn gap_detection(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
         let url = with_database(&self.admin_url, &format!("{}_gaps", self.database))?;
-        let pool = price_history::startup::connect_and_migrate(&url, 2).await?;
+        let pool = price_history::startup::connect_and_migrate(&url.parse()?, 2).await?;
         let end = Utc::now()
             .date_naive()
             .checked_sub_days(Days::new(1))

@@ -1,5 +1,10 @@
 //! Every setting of INTERFACE.md, in one place: each is an environment variable and a
-//! flag of the same name (`DATABASE_URL` and `--database-url`), flag first.
+//! flag of the same name (`DATABASE_URL` and `--database-url`), flag first. Each is
+//! parsed here, once, into the type the code uses.
+
+mod database;
+
+pub use database::{DatabaseUrl, DatabaseUrlParser, InvalidDatabaseUrl};
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -36,9 +41,10 @@ pub struct Settings {
         long,
         env = "DATABASE_URL",
         default_value = DEFAULT_DATABASE_URL,
+        value_parser = DatabaseUrlParser,
         global = true
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
 
     /// How long a process waits at start for PostgreSQL to accept a connection (retrying
     /// with back-off) before it exits; 0 tries once.

@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: every setting, as environment variable and flag.
+//! - [`config`]: every setting, as environment variable and flag, parsed once:
+//!   `DATABASE_URL` into a [`config::DatabaseUrl`] (`config/database.rs`).
 //! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`).
 //! - [`coingecko`]: CoinGecko's URL and key, its wire format and its error meanings.
 //! - [`coinbase`]: the same for the second source (Coinbase Exchange's candles, of a
@@ -20,7 +21,9 @@
 //! - [`store`]: all SQL, a module per table; `store::patience`, the one way a running
 //!   process waits out the database.
 //! - [`private_postgres`]: the PostgreSQL a first run starts from the machine's binaries
-//!   when `DATABASE_URL` is not set and nothing answers at its default.
+//!   when `DATABASE_URL` is not set and nothing answers at its default; a file each for
+//!   choosing the database, the server held, its layout, its binaries, its locks and the
+//!   programs run.
 //! - [`ingest`]: the job (`ingest::job`, a file per step and concern): plan windows from
 //!   gaps, fetch, fill, then the days older than the plan serves from the second source;
 //!   upsert, checkpoint behind the queue's fence ([`ingest::Fence`]). `ingest::source` is the
@@ -30,17 +33,23 @@
 //! - [`queue`]: everything that knows apalis: its schema, channel and status strings
 //!   (`queue::contract`, pinned and tested), the storage (patient with database outages),
 //!   the lease, submission and the worker.
-//! - [`registry`]: the coin registry's rules (a new CoinGecko id is checked with one call, a
-//!   Coinbase product with one more, or guessed as `{SYMBOL}-USD`).
+//! - [`registry`]: the coin registry's rules, each written once for the API, the CLI and
+//!   track-top (a new CoinGecko id is checked with one call, a Coinbase product with one
+//!   more, or guessed as `{SYMBOL}-USD`; `track_since` never in the future; turning
+//!   tracking on queues the coin's missing days at once). `registry::tracking`: what
+//!   bringing a tracked coin up to date means, for the registry and the schedule.
 //! - [`track_top`]: tracking the N largest coins by market cap in one import (CoinGecko's
-//!   `/coins/markets`, then the registry's rules per coin), recorded like a job.
+//!   `/coins/markets`, then the registry's rules per coin), recorded like a job, stopped
+//!   between two coins by the shutdown signal; built by `startup`.
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
 //! - [`startup`]: settings in, a running service out: the one place that migrates the
 //!   database (the queue's schema, then ours) and wires the pool,
 //!   the price sources' clients, the ingestor, the registry, the API's state, the worker and
 //!   the scheduler. The commands, the tests and the benchmarks all start the service here.
-//! - [`shutdown`]: the one stop signal (SIGTERM, SIGINT) handed to every long-lived task.
+//! - [`shutdown`]: the one stop signal (SIGTERM, SIGINT), its handlers installed first
+//!   thing in `main`, handed to every long-lived task (never an `Option`); `Tasks` for
+//!   those a request starts (the API's import), which the server waits for.
 //! - [`cli`]: the subcommands and their dispatch, a module per command that does more
 //!   (`backfill`, `coins`, `track_top`); `main.rs` only calls [`cli::run`].
 //!
@@ -48,9 +57,9 @@
 //! `price-history-fake-upstream`, a dev-dependency) holds the loopback fake CoinGecko and fake Coinbase the
 //! tests, benchmarks and checks talk to, so the release binary carries none of it.
 //!
-//! Data flows one way: cli → startup → (api, schedule) → (track_top, registry, queue) → ingest →
-//! (coingecko, coinbase, store), and (coingecko, coinbase) → upstream → store (the budget's
-//! row); every layer may read `config`, `domain` and `shutdown`.
+//! Data flows one way: cli → startup → (api, schedule) → track_top → registry → queue →
+//! ingest → (coingecko, coinbase, store), and (coingecko, coinbase) → upstream → store (the
+//! budget's row); every layer may read `config`, `domain` and `shutdown`.
 
 pub mod api;
 pub mod cli;

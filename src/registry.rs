@@ -7,21 +7,30 @@
 //! checked with one Coinbase call (`400` when Coinbase does not list it), a new coin
 //! without one gets `{SYMBOL}-USD` when Coinbase lists it. A guess that cannot be made
 //! (Coinbase unreachable) registers the coin without a product rather than refusing a
-//! coin CoinGecko has just vouched for; the notes of [`Registered::Created`] say so. With
+//! coin CoinGecko has just vouched for; the notes of [`Registered`] say so. With
 //! `FALLBACK_SOURCE=off` there is no client: an explicit product is stored unchecked
 //! (it is checked against CoinGecko's closes before its first use anyway, and a product
 //! Coinbase does not list makes the job say so), and nothing is guessed.
+//!
+//! Each rule is written here once, for the API, the CLI and the import of the top coins:
+//! `track_since` is never in the future ([`check_track_since`]), and turning tracking on
+//! (a new tracked coin included) queues the coin's missing days at once, not at the next
+//! tick ([`Registry::put`], through `tracking`).
+
+mod tracking;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 
 use crate::coinbase::{CoinbaseClient, CoinbaseError};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoError};
-use crate::domain::{Coin, CoinGeckoId, PlanReach, ProductId, Symbol, today_utc};
+use crate::domain::{Coin, CoinGeckoId, PlanReach, ProductId, Symbol, Trigger, today_utc};
 use crate::ingest::Reach;
 use crate::ingest::fallback::guess_product;
 use crate::store::coins::{self, CoinRecord};
 use crate::store::second_source;
+
+pub use tracking::{CoinSync, SyncError, bring_up_to_date};
 
 /// Where the check asks from when the plan has no limit: before any coin's first price
 /// (Bitcoin's genesis block), so that the answer starts at the coin's first day.
@@ -52,30 +61,46 @@ pub enum ProductChoice {
 }
 
 /// What the registry did.
-#[derive(Debug, Clone)]
-pub enum Registered {
-    /// A new coin, checked with CoinGecko.
-    Created {
-        coin: CoinRecord,
-        /// What a person should know that the coin does not show (the product could
-        /// not be guessed, say).
-        notes: Vec<String>,
-    },
-    /// A coin already registered with that id; its tracking (and product, when given)
-    /// is as asked now. `started_tracking` is true when `tracked` was off before.
-    Changed {
-        coin: CoinRecord,
-        started_tracking: bool,
-    },
+#[derive(Debug)]
+pub struct Registered {
+    /// The coin as it is now.
+    pub coin: CoinRecord,
+    /// A new coin, checked with CoinGecko; else one registered already with that id,
+    /// whose tracking (and product, when given) is now as asked.
+    pub created: bool,
+    /// What a person should know that the coin does not show (the product of a new coin
+    /// could not be guessed, say).
+    pub notes: Vec<String>,
+    /// When tracking was turned on (a new tracked coin included): the job queued for its
+    /// missing days, or why none could be (already logged; the next tick of
+    /// `SYNC_SCHEDULE` tries again). The coin is registered either way.
+    pub synced: Option<Result<CoinSync, SyncError>>,
+}
+
+/// The rule on `track_since`: a day on or before today (UTC), or none.
+pub fn check_track_since(track_since: Option<NaiveDate>) -> Result<(), TrackSinceInFuture> {
+    let today = today_utc();
+    match track_since {
+        Some(since) if since > today => Err(TrackSinceInFuture { since, today }),
+        _ => Ok(()),
+    }
+}
+
+/// A `track_since` after today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "track_since {since} is in the future (today is {today} UTC): pick a day on or before today, or leave it out"
+)]
+pub struct TrackSinceInFuture {
+    pub since: NaiveDate,
+    pub today: NaiveDate,
 }
 
 /// Why a coin was not registered; each says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
-    #[error(
-        "track_since {0} is in the future (today is {1} UTC): pick a day on or before today, or leave it out"
-    )]
-    TrackSinceInFuture(NaiveDate, NaiveDate),
+    #[error(transparent)]
+    TrackSinceInFuture(#[from] TrackSinceInFuture),
     #[error(
         "{symbol} is registered with coingecko_id {registered}, not {asked}: a symbol keeps its id; \
          use another symbol for {asked}"
@@ -129,20 +154,52 @@ pub struct Registry {
     pub reach: Reach,
     /// The second source's client; `None` with `FALLBACK_SOURCE=off`.
     pub coinbase: Option<CoinbaseClient>,
+    /// `JOB_MAX_ATTEMPTS`, for the job that brings a newly tracked coin up to date.
+    pub job_max_attempts: u32,
 }
 
 impl Registry {
-    /// Registers a coin (checking a new id with CoinGecko) or changes its tracking.
-    pub async fn put(&self, request: CoinRequest) -> Result<Registered, RegisterError> {
-        let today = today_utc();
-        if let Some(since) = request.track_since
-            && since > today
-        {
-            return Err(RegisterError::TrackSinceInFuture(since, today));
+    /// Registers a coin (checking a new id with CoinGecko) or changes its tracking; when
+    /// that turns tracking on, queues the coin's missing days at once, as asked by
+    /// `trigger`.
+    pub async fn put(
+        &self,
+        request: CoinRequest,
+        trigger: Trigger,
+    ) -> Result<Registered, RegisterError> {
+        check_track_since(request.track_since)?;
+        let (mut registered, started_tracking) =
+            match coins::get(&self.pool, request.symbol).await? {
+                Some(existing) => self.change(existing, request).await?,
+                None => self.create(request).await?,
+            };
+        if started_tracking {
+            let synced = self.tracking_started(&registered.coin.coin, trigger).await;
+            registered.synced = Some(synced);
         }
-        if let Some(existing) = coins::get(&self.pool, request.symbol).await? {
-            return self.change(existing, request).await;
+        Ok(registered)
+    }
+
+    /// Turning tracking on brings the coin up to date at once. A failure is logged here;
+    /// the next tick tries again.
+    async fn tracking_started(&self, coin: &Coin, trigger: Trigger) -> Result<CoinSync, SyncError> {
+        let synced = tracking::tracking_started(
+            &self.pool,
+            &self.reach,
+            coin,
+            trigger,
+            self.job_max_attempts,
+        )
+        .await;
+        if let Err(e) = &synced {
+            tracing::warn!(symbol = %coin.symbol, error = %e, "tracking on, but the missing days could not be queued; the next tick of SYNC_SCHEDULE tries again");
         }
+        synced
+    }
+
+    /// Registers a new coin, checked with CoinGecko (and its product with Coinbase). Also
+    /// says whether it is tracked.
+    async fn create(&self, request: CoinRequest) -> Result<(Registered, bool), RegisterError> {
         if let Some(other) = coins::by_coingecko_id(&self.pool, &request.coingecko_id).await? {
             return Err(RegisterError::IdTaken {
                 id: request.coingecko_id,
@@ -152,7 +209,7 @@ impl Registry {
         if let ProductChoice::Set(product) = &request.coinbase_product {
             self.check_product(product).await?;
         }
-        let first_day = self.first_day(&request.coingecko_id, today).await?;
+        let first_day = self.first_day(&request.coingecko_id, today_utc()).await?;
         let mut notes = Vec::new();
         let product = match &request.coinbase_product {
             ProductChoice::Set(product) => Some(product.clone()),
@@ -166,37 +223,49 @@ impl Registry {
             tracked: request.tracked,
             track_since: request.track_since,
         };
-        if coins::insert(&self.pool, &coin).await? {
-            if product.is_some() {
-                second_source::set_product(&self.pool, coin.symbol, product.as_ref()).await?;
-            }
-            tracing::info!(symbol = %coin.symbol, coingecko_id = %coin.coingecko_id, first_day = ?coin.first_day, coinbase_product = ?product, "coin registered");
-            let record = coins::get(&self.pool, coin.symbol)
-                .await?
-                .ok_or_else(|| sqlx::Error::RowNotFound)?;
-            return Ok(Registered::Created {
-                coin: record,
-                notes,
-            });
+        if !coins::insert(&self.pool, &coin).await? {
+            return self.registered_meanwhile(request).await;
         }
-        // Registered by someone else while we checked: answer as if we had come second.
-        match coins::get(&self.pool, request.symbol).await? {
-            Some(existing) => self.change(existing, request).await,
-            None => match coins::by_coingecko_id(&self.pool, &request.coingecko_id).await? {
-                Some(other) => Err(RegisterError::IdTaken {
-                    id: request.coingecko_id,
-                    symbol: other.coin.symbol,
-                }),
-                None => Err(RegisterError::Database(sqlx::Error::RowNotFound)),
-            },
+        if product.is_some() {
+            second_source::set_product(&self.pool, coin.symbol, product.as_ref()).await?;
+        }
+        tracing::info!(symbol = %coin.symbol, coingecko_id = %coin.coingecko_id, first_day = ?coin.first_day, coinbase_product = ?product, "coin registered");
+        let record = coins::get(&self.pool, coin.symbol)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        let registered = Registered {
+            coin: record,
+            created: true,
+            notes,
+            synced: None,
+        };
+        Ok((registered, coin.tracked))
+    }
+
+    /// Registered by someone else while we checked: answers as if we had come second.
+    async fn registered_meanwhile(
+        &self,
+        request: CoinRequest,
+    ) -> Result<(Registered, bool), RegisterError> {
+        if let Some(existing) = coins::get(&self.pool, request.symbol).await? {
+            return self.change(existing, request).await;
+        }
+        match coins::by_coingecko_id(&self.pool, &request.coingecko_id).await? {
+            Some(other) => Err(RegisterError::IdTaken {
+                id: request.coingecko_id,
+                symbol: other.coin.symbol,
+            }),
+            None => Err(RegisterError::Database(sqlx::Error::RowNotFound)),
         }
     }
 
+    /// Changes a registered coin's tracking (and product, when given). Also says whether
+    /// that turned tracking on.
     async fn change(
         &self,
         existing: CoinRecord,
         request: CoinRequest,
-    ) -> Result<Registered, RegisterError> {
+    ) -> Result<(Registered, bool), RegisterError> {
         if existing.coin.coingecko_id != request.coingecko_id {
             return Err(RegisterError::SymbolTaken {
                 symbol: request.symbol,
@@ -229,10 +298,14 @@ impl Registry {
         let coin = coins::get(&self.pool, request.symbol)
             .await?
             .ok_or(sqlx::Error::RowNotFound)?;
-        Ok(Registered::Changed {
-            started_tracking: coin.coin.tracked && !was_tracked,
+        let started_tracking = coin.coin.tracked && !was_tracked;
+        let registered = Registered {
             coin,
-        })
+            created: false,
+            notes: Vec::new(),
+            synced: None,
+        };
+        Ok((registered, started_tracking))
     }
 
     /// The check of a new id: one call over everything the plan serves. A range longer

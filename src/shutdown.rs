@@ -1,14 +1,17 @@
 //! One stop signal for the whole process (mini-redis's `Shutdown`): raised once — by
 //! SIGTERM or SIGINT, or by the code that started the tasks — and seen by every long-lived
-//! task: the API server, the worker and the job it runs, the scheduler, `backfill`.
+//! task: the API server, the worker and the job it runs, the scheduler, the import of the
+//! top coins, `backfill`. No task is handed a signal that "cannot be raised": a task that
+//! runs on is one that was told to, never one that could not be told.
 //!
 //! Each task holds a [`Shutdown`] (cheap to clone) and either waits for it
 //! ([`Shutdown::recv`]) or looks at it between two steps ([`Shutdown::is_shutdown`]), so
 //! that nothing is stopped in the middle of a transaction.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// A task's view of the process's stop signal.
 #[derive(Debug, Clone)]
@@ -37,11 +40,31 @@ impl Shutdown {
     }
 
     /// A signal raised by SIGTERM or SIGINT (Ctrl-C): what every process of the service
-    /// stops on.
+    /// stops on. The handlers are in place when this returns, so `main` calls it first:
+    /// from then on a signal, however early, stops the process in order (exit 0) instead
+    /// of killing it (exit 143).
     pub fn on_signal() -> Shutdown {
         let (trigger, shutdown) = Shutdown::new();
-        trigger.raise_on_signal();
+        let signals = Signals::install();
+        tokio::spawn(async move {
+            signals.recv().await;
+            trigger.raise();
+        });
         shutdown
+    }
+
+    /// A signal of its own, raised by its trigger or when this one is: for a task the
+    /// code stops by itself as well (the in-process worker of `backfill`, once its job
+    /// has ended).
+    pub fn child(&self) -> (ShutdownTrigger, Shutdown) {
+        let (trigger, child) = Shutdown::new();
+        let parent = self.clone();
+        let raise = trigger.clone();
+        tokio::spawn(async move {
+            parent.raised().await;
+            raise.raise();
+        });
+        (trigger, child)
     }
 
     /// Whether the signal has been raised: for a task that checks between two steps.
@@ -55,6 +78,28 @@ impl Shutdown {
         // An error means every trigger is gone: nobody can raise it any more.
         let _ = raised.wait_for(|raised| *raised).await;
     }
+
+    /// `work`'s output, or `None` when the signal is raised first; `work` is then dropped
+    /// where it stands. Only for work that may stop at any await: waiting for a lock or
+    /// for the database, reading, a statement in a transaction that then rolls back.
+    pub async fn unless_raised<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        if self.is_shutdown() {
+            return None;
+        }
+        tokio::select! {
+            output = work => Some(output),
+            () = self.raised() => None,
+        }
+    }
+
+    /// Resolves once the signal is raised; never when every trigger is gone without
+    /// raising it.
+    async fn raised(&self) {
+        let mut raised = self.raised.clone();
+        if raised.wait_for(|raised| *raised).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl ShutdownTrigger {
@@ -62,36 +107,91 @@ impl ShutdownTrigger {
     pub fn raise(&self) {
         self.raised.send_replace(true);
     }
+}
 
-    /// Raises the signal on SIGTERM or SIGINT as well: the one place that handles them.
-    pub fn raise_on_signal(&self) {
-        let trigger = self.clone();
-        tokio::spawn(async move {
-            terminated().await;
-            trigger.raise();
-        });
+/// Tasks started along the way that must end before their process does (the imports the
+/// API starts): each is handed the signal, and [`Tasks::wait`] waits for them all.
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    shutdown: Shutdown,
+    running: Arc<Mutex<JoinSet<()>>>,
+}
+
+impl Tasks {
+    /// Tasks that stop on `shutdown`.
+    pub fn new(shutdown: Shutdown) -> Tasks {
+        Tasks {
+            shutdown,
+            running: Arc::default(),
+        }
+    }
+
+    /// Starts `task`, handing it the signal.
+    pub fn spawn<F>(&self, task: impl FnOnce(Shutdown) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        // Those that have ended are forgotten: a long-lived process keeps no list of them.
+        while running.try_join_next().is_some() {}
+        running.spawn(task(self.shutdown.clone()));
+    }
+
+    /// Waits until every task started so far has ended.
+    pub async fn wait(&self) {
+        let mut running = {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::take(&mut *running)
+        };
+        while running.join_next().await.is_some() {}
     }
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn terminated() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The handlers of SIGTERM and SIGINT, installed.
+struct Signals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers now, not at the first poll of a future: a signal that comes
+    /// before anything waits on them is kept for [`Signals::recv`].
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT.
+    async fn recv(mut self) {
+        #[cfg(unix)]
+        {
+            async fn one(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = one(&mut self.terminate) => {},
+                () = one(&mut self.interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -110,6 +210,41 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), copy.recv())
             .await
             .expect("a raised signal is received at once");
+    }
+
+    #[tokio::test]
+    async fn a_child_signal_is_raised_by_its_own_trigger_or_by_its_parent() {
+        let (parent_trigger, parent) = Shutdown::new();
+        let (own, child) = parent.child();
+        own.raise();
+        assert!(child.is_shutdown());
+        assert!(!parent.is_shutdown(), "a child never raises its parent");
+
+        let (_own, child) = parent.child();
+        parent_trigger.raise();
+        tokio::time::timeout(std::time::Duration::from_secs(1), child.recv())
+            .await
+            .expect("the parent's signal reaches the child");
+        assert!(child.is_shutdown());
+    }
+
+    #[tokio::test]
+    async fn work_is_abandoned_when_the_signal_comes_first_and_finished_otherwise() {
+        let (trigger, shutdown) = Shutdown::new();
+        assert_eq!(shutdown.unless_raised(async { 7 }).await, Some(7));
+        let waiting = shutdown.unless_raised(std::future::pending::<()>());
+        trigger.raise();
+        assert_eq!(waiting.await, None);
+        assert_eq!(
+            shutdown.unless_raised(async { 7 }).await,
+            None,
+            "no work starts once the signal is up"
+        );
+
+        // A signal nobody can raise abandons nothing.
+        let (trigger, shutdown) = Shutdown::new();
+        drop(trigger);
+        assert_eq!(shutdown.unless_raised(async { 7 }).await, Some(7));
     }
 
     #[tokio::test]

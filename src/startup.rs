@@ -17,7 +17,8 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiState, ConnectionLimits};
 use crate::coinbase::{CoinbaseClient, CoinbaseSettings};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoSettings};
-use crate::config::Settings;
+use crate::config::{DatabaseUrl, Settings};
+use crate::domain::ImportTrigger;
 use crate::ingest::fallback::SecondSource;
 use crate::ingest::{Ingestor, Reach};
 use crate::queue::{self, WorkerOptions};
@@ -25,6 +26,7 @@ use crate::registry::Registry;
 use crate::schedule::Scheduler;
 use crate::shutdown::Shutdown;
 use crate::store;
+use crate::track_top::TrackTop;
 use crate::upstream::CallBudget;
 
 /// Connections per long-running process: the worker needs a few (heartbeat, listener,
@@ -83,23 +85,11 @@ impl Sources {
 /// What a process must never quote: `API_TOKEN`, and the database password as written in
 /// `DATABASE_URL` and decoded (`%40` for `@`, say).
 fn secrets(settings: &Settings) -> Vec<String> {
-    let mut secrets: Vec<String> = settings
-        .api_token
-        .iter()
+    let token = settings.api_token.iter();
+    token
         .map(|token| token.expose_secret().to_owned())
-        .collect();
-    if let Some(password) = url::Url::parse(&settings.database_url)
-        .ok()
-        .and_then(|url| url.password().map(str::to_owned))
-    {
-        secrets.push(
-            percent_encoding::percent_decode_str(&password)
-                .decode_utf8_lossy()
-                .into_owned(),
-        );
-        secrets.push(password);
-    }
-    secrets
+        .chain(settings.database_url.passwords())
+        .collect()
 }
 
 /// Which long-lived role a process plays (INTERFACE.md, "Processes").
@@ -172,6 +162,15 @@ impl Application {
             client: self.sources.coingecko.clone(),
             reach: self.reach(),
             coinbase: self.sources.coinbase.clone(),
+            job_max_attempts: self.settings.job_max_attempts,
+        }
+    }
+
+    /// The import of the top coins, through the registry, for `trigger`.
+    pub fn track_top(&self, trigger: ImportTrigger) -> TrackTop {
+        TrackTop {
+            registry: self.registry(),
+            trigger,
         }
     }
 
@@ -186,6 +185,7 @@ impl Application {
             coingecko: with_worker.then(|| self.sources.coingecko.clone()),
             finished_jobs: Default::default(),
             registry: self.registry(),
+            track_top: self.track_top(ImportTrigger::Api),
             sync_schedule: self.settings.sync_schedule.clone(),
         })
     }
@@ -289,7 +289,10 @@ pub async fn open_database(settings: &Settings, max_connections: u32) -> anyhow:
 }
 
 /// Creates the database if it is missing, opens a pool and applies every migration.
-pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+pub async fn connect_and_migrate(
+    url: &DatabaseUrl,
+    max_connections: u32,
+) -> anyhow::Result<PgPool> {
     store::database::create_database_if_missing(url).await?;
     let pool = store::connect(url, max_connections).await?;
     migrate(&pool).await?;
@@ -344,15 +347,6 @@ mod tests {
             .caller()
             .redact("echo: tok-123456, p@ss-w0rd-99 and p%40ss-w0rd-99");
         assert_eq!(quoted, "echo: ***, *** and ***");
-    }
-
-    #[test]
-    fn the_database_password_is_hidden_as_written_and_percent_decoded_and_bad_escapes_are_kept() {
-        let hidden = secrets(&settings("postgres://u:p%40ss%2Fw0rd@localhost/x", None));
-        assert!(hidden.contains(&"p@ss/w0rd".to_owned()), "{hidden:?}");
-        assert!(hidden.contains(&"p%40ss%2Fw0rd".to_owned()), "{hidden:?}");
-        let hidden = secrets(&settings("postgres://u:100%25%zz@localhost/x", None));
-        assert!(hidden.contains(&"100%%zz".to_owned()), "{hidden:?}");
     }
 
     #[tokio::test]

@@ -11,9 +11,10 @@ use chrono::NaiveDate;
 use uuid::Uuid;
 
 use crate::coingecko::MarketCoin;
-use crate::domain::{CoinGeckoId, Symbol, Trigger};
-use crate::registry::{CoinRequest, RegisterError, Registered, Registry};
-use crate::schedule;
+use crate::domain::{CoinGeckoId, ImportStatus, ImportTrigger, Symbol};
+use crate::registry::{
+    CoinRequest, RegisterError, Registry, TrackSinceInFuture, check_track_since,
+};
 use crate::shutdown::Shutdown;
 use crate::store::coin_imports::{self, ImportRecord, Skipped, Start};
 use crate::store::coins;
@@ -24,14 +25,22 @@ pub const PAGE_SIZE: u32 = 250;
 /// The most coins one import takes: forty pages.
 pub const MAX_N: u32 = 10_000;
 
-/// What an import needs besides its record.
+/// What an import needs besides its record; built by `startup`.
 #[derive(Debug, Clone)]
 pub struct TrackTop {
+    /// Registers and tracks each coin, with the rules of any other registration.
     pub registry: Registry,
-    /// `JOB_MAX_ATTEMPTS`, for the jobs that bring each newly tracked coin up to date.
-    pub job_max_attempts: u32,
-    /// Who asked: `Api` or `Cli`.
-    pub trigger: Trigger,
+    /// Who asks: the API or the command line.
+    pub trigger: ImportTrigger,
+}
+
+/// Why an import did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    TrackSinceInFuture(#[from] TrackSinceInFuture),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
 }
 
 /// The calls an import of `n` coins makes to list them: one per page of 250.
@@ -40,101 +49,130 @@ pub fn pages_for(n: u32) -> u32 {
 }
 
 impl TrackTop {
-    /// Records a new import of the `n` largest coins, unless one runs already.
-    pub async fn start(&self, n: u32, track_since: Option<NaiveDate>) -> sqlx::Result<Start> {
-        let trigger = match self.trigger {
-            Trigger::Cli => "cli",
-            _ => "api",
-        };
-        coin_imports::start(&self.registry.pool, Uuid::now_v7(), n, track_since, trigger).await
+    /// Records a new import of the `n` largest coins, unless one runs already or
+    /// `track_since` breaks the registry's rule.
+    pub async fn start(&self, n: u32, track_since: Option<NaiveDate>) -> Result<Start, StartError> {
+        check_track_since(track_since)?;
+        let pool = &self.registry.pool;
+        Ok(coin_imports::start(pool, Uuid::now_v7(), n, track_since, self.trigger).await?)
     }
 
     /// Runs the import `record` to its end (saving its progress after each step, and
-    /// calling `progress` with it), or until `shutdown`: then it ends `failed`, saying
-    /// so; the coins registered so far stay registered and tracked.
+    /// calling `progress` with it), or until `shutdown`: then it ends `failed`, saying so
+    /// (the coin being registered when the signal came is finished first); the coins
+    /// registered so far stay registered and tracked.
     pub async fn run(
         &self,
         mut record: ImportRecord,
-        shutdown: Option<&Shutdown>,
+        shutdown: &Shutdown,
         mut progress: impl FnMut(&ImportRecord),
     ) -> sqlx::Result<ImportRecord> {
-        let pool = &self.registry.pool;
         let n = u32::try_from(record.n).unwrap_or(0);
         record.pages_total = pages_for(n) as i32;
-        coin_imports::save(pool, &record).await?;
-        progress(&record);
-
-        let mut listed: Vec<MarketCoin> = Vec::new();
-        for page in 1..=pages_for(n) {
-            match self.registry.client.markets_page(page, PAGE_SIZE).await {
-                Ok(coins) => {
-                    let full = coins.len() == PAGE_SIZE as usize;
-                    listed.extend(coins);
-                    record.pages_done += 1;
-                    if !full {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    record.status = "failed".to_owned();
-                    record.error_message = Some(format!(
-                        "could not read page {page} of CoinGecko's coins by market cap, so nothing was registered from it: {e}"
-                    ));
-                    coin_imports::save(pool, &record).await?;
-                    progress(&record);
-                    return Ok(record);
-                }
-            }
-        }
-        listed.truncate(n as usize);
+        self.save(&record, &mut progress).await?;
+        let listed = match self.list(&mut record, n, shutdown).await {
+            Ok(listed) => listed,
+            Err(why) => return self.end(record, Err(why), &mut progress).await,
+        };
         record.coins_total = listed.len() as i32;
-        coin_imports::save(pool, &record).await?;
-        progress(&record);
+        self.save(&record, &mut progress).await?;
 
         for coin in listed {
-            if shutdown.is_some_and(Shutdown::is_shutdown) {
-                record.status = "failed".to_owned();
-                record.error_message = Some(format!(
+            if shutdown.is_shutdown() {
+                let why = format!(
                     "interrupted after {} of {} coins: the coins registered so far are kept and tracked; run the import again for the rest",
                     record.coins_done, record.coins_total
-                ));
-                coin_imports::save(pool, &record).await?;
-                return Ok(record);
+                );
+                return self.end(record, Err(why), &mut progress).await;
             }
             self.one(&mut record, coin).await?;
             record.coins_done += 1;
-            coin_imports::save(pool, &record).await?;
-            progress(&record);
+            self.save(&record, &mut progress).await?;
         }
-        record.status = "completed".to_owned();
-        coin_imports::save(pool, &record).await?;
-        progress(&record);
+        let record = self.end(record, Ok(()), &mut progress).await?;
         tracing::info!(import = %record.id, registered = record.registered.len(), already = record.already.len(),
             skipped = record.skipped.len(), "top coins imported");
+        Ok(record)
+    }
+
+    /// The `n` largest coins, a page at a time (counted in `record`); or, when a page
+    /// cannot be read or the process is told to stop first, why the import ends with
+    /// nothing registered.
+    async fn list(
+        &self,
+        record: &mut ImportRecord,
+        n: u32,
+        shutdown: &Shutdown,
+    ) -> Result<Vec<MarketCoin>, String> {
+        let mut listed: Vec<MarketCoin> = Vec::new();
+        for page in 1..=pages_for(n) {
+            // Reading a page writes nothing: it may be left half done.
+            let read = shutdown
+                .unless_raised(self.registry.client.markets_page(page, PAGE_SIZE))
+                .await;
+            let coins = match read {
+                Some(Ok(coins)) => coins,
+                Some(Err(e)) => {
+                    return Err(format!(
+                        "could not read page {page} of CoinGecko's coins by market cap, so nothing was registered from it: {e}"
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "interrupted while listing the coins (page {page} of {}): nothing was registered; run the import again",
+                        pages_for(n)
+                    ));
+                }
+            };
+            let full = coins.len() == PAGE_SIZE as usize;
+            listed.extend(coins);
+            record.pages_done += 1;
+            if !full {
+                break;
+            }
+        }
+        listed.truncate(n as usize);
+        Ok(listed)
+    }
+
+    /// Saves the record's progress (its heartbeat too) and shows it.
+    async fn save(
+        &self,
+        record: &ImportRecord,
+        progress: &mut impl FnMut(&ImportRecord),
+    ) -> sqlx::Result<()> {
+        coin_imports::save(&self.registry.pool, record).await?;
+        progress(record);
+        Ok(())
+    }
+
+    /// Ends the import: `completed`, or `failed` saying why.
+    async fn end(
+        &self,
+        mut record: ImportRecord,
+        outcome: Result<(), String>,
+        progress: &mut impl FnMut(&ImportRecord),
+    ) -> sqlx::Result<ImportRecord> {
+        (record.status, record.error_message) = match outcome {
+            Ok(()) => (ImportStatus::Completed, None),
+            Err(why) => (ImportStatus::Failed, Some(why)),
+        };
+        self.save(&record, progress).await?;
         Ok(record)
     }
 
     /// Registers and tracks one coin of the list, or says why it is skipped. Only a
     /// database failure stops the import.
     async fn one(&self, record: &mut ImportRecord, coin: MarketCoin) -> sqlx::Result<()> {
-        let mut skip = |reason: String| {
-            record.skipped.0.push(Skipped {
-                symbol: coin.symbol.clone(),
-                coingecko_id: coin.id.clone(),
-                reason,
-            });
+        let skipped = |reason: String| Skipped {
+            symbol: coin.symbol.clone(),
+            coingecko_id: coin.id.clone(),
+            reason,
         };
-        let symbol = match Symbol::parse(&coin.symbol) {
-            Ok(symbol) => symbol,
-            Err(e) => {
-                skip(format!("CoinGecko's ticker is no symbol here: {e}"));
-                return Ok(());
-            }
-        };
-        let id = match CoinGeckoId::parse(&coin.id) {
-            Ok(id) => id,
-            Err(e) => {
-                skip(e.to_string());
+        let (symbol, id) = match ids_of(&coin) {
+            Ok(ids) => ids,
+            Err(reason) => {
+                record.skipped.0.push(skipped(reason));
                 return Ok(());
             }
         };
@@ -155,38 +193,22 @@ impl TrackTop {
             // As any new coin: `{SYMBOL}-USD` when Coinbase lists it (one call).
             coinbase_product: Default::default(),
         };
-        let (coin, started_tracking) = match self.registry.put(request).await {
-            Ok(Registered::Created { coin, .. }) => {
-                record.registered.push(symbol.to_string());
-                (coin, true)
-            }
-            Ok(Registered::Changed {
-                coin,
-                started_tracking,
-            }) => {
-                record.already.push(symbol.to_string());
-                (coin, started_tracking)
-            }
+        match self.registry.put(request, self.trigger.job_trigger()).await {
+            Ok(registered) if registered.created => record.registered.push(symbol.to_string()),
+            Ok(_) => record.already.push(symbol.to_string()),
             Err(RegisterError::Database(e)) => return Err(e),
-            Err(e) => {
-                skip(e.to_string());
-                return Ok(());
-            }
-        };
-        if started_tracking
-            && let Err(e) = schedule::tracking_started(
-                &self.registry.pool,
-                &self.registry.reach,
-                &coin.coin,
-                self.trigger,
-                self.job_max_attempts,
-            )
-            .await
-        {
-            tracing::warn!(%symbol, error = format!("{e:#}"), "tracked, but the missing days could not be queued; the next tick of SYNC_SCHEDULE tries again");
+            Err(e) => record.skipped.0.push(skipped(e.to_string())),
         }
         Ok(())
     }
+}
+
+/// The coin's symbol and id here, or why CoinGecko's are none.
+fn ids_of(coin: &MarketCoin) -> Result<(Symbol, CoinGeckoId), String> {
+    let symbol = Symbol::parse(&coin.symbol)
+        .map_err(|e| format!("CoinGecko's ticker is no symbol here: {e}"))?;
+    let id = CoinGeckoId::parse(&coin.id).map_err(|e| e.to_string())?;
+    Ok((symbol, id))
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ impl BudgetSizes {
 pub(super) async fn rows(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()> {
     let name = format!("{}_budget", bench.database);
     let url = with_database(&bench.admin_url, &name)?;
-    let pool = price_history::startup::connect_and_migrate(&url, 4).await?;
+    let pool = price_history::startup::connect_and_migrate(&url.parse()?, 4).await?;
     let sizes = BudgetSizes::of(sizes);
     // A fake of its own, answering 429 beyond the budget, as CoinGecko would.
     let fake = FakeCoinGecko::start_with(FakeOptions {

@@ -174,7 +174,7 @@ impl Bench {
         env: &[(&str, &str)],
     ) -> Result<(JobRecord, Duration)> {
         let (mut serve, base) = serve(url, &fake.base_url(), sizes, env).await?;
-        let pool = store::connect(url, 2).await?;
+        let pool = store::connect(&url.parse()?, 2).await?;
         let end = Utc::now()
             .date_naive()
             .checked_sub_days(Days::new(1))

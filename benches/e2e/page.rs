@@ -60,7 +60,7 @@ impl Bench {
     }
 
     async fn page_rows(&self, url: &str, sizes: &PageSizes, report: &mut Report) -> Result<()> {
-        let pool = price_history::startup::connect_and_migrate(url, 4).await?;
+        let pool = price_history::startup::connect_and_migrate(&url.parse()?, 4).await?;
         let today = Utc::now().date_naive();
         let day = |n: u64| today.checked_sub_days(Days::new(n)).expect("a date");
         // A coin with twenty years of history (one hole a month), and BTC's last four years.

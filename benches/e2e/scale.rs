@@ -50,7 +50,7 @@ impl Bench {
         days: u64,
         report: &mut Report,
     ) -> Result<()> {
-        let pool = price_history::startup::connect_and_migrate(url, 4).await?;
+        let pool = price_history::startup::connect_and_migrate(&url.parse()?, 4).await?;
         let today = Utc::now().date_naive();
         let first = today.checked_sub_days(Days::new(days)).context("a date")?;
         let began = Instant::now();
@@ -115,14 +115,17 @@ impl Bench {
             max_attempts: 3,
             name: "bench-scale".to_owned(),
         };
+        // Never raised: every tick is acted on whole.
+        let (_stop, running) = price_history::shutdown::Shutdown::new();
         let base_tick = Utc::now().with_nanosecond(0).context("a time")?;
         let mut ticks = Vec::new();
         for i in 0..SAMPLES {
             let tick = base_tick + TimeDelta::seconds(i as i64);
             let began = Instant::now();
             let acted = scheduler
-                .act_on(tick, false)
+                .act_on(tick, false, &running)
                 .await?
+                .done()
                 .context("the tick is this scheduler's")?;
             ticks.push(began.elapsed());
             if acted.jobs_queued != 0 || acted.coins_tracked != coins {

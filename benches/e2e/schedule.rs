@@ -27,7 +27,7 @@ impl Bench {
         };
         let database = format!("{}_schedule", self.database);
         let url = with_database(&self.admin_url, &database)?;
-        let pool = price_history::startup::connect_and_migrate(&url, 4).await?;
+        let pool = price_history::startup::connect_and_migrate(&url.parse()?, 4).await?;
         let result = self.schedule_run(&url, &pool, run_for, report).await;
         pool.close().await;
         if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {

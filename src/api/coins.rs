@@ -2,7 +2,6 @@
 //! freshness, and the one write that registers a coin or changes its tracking.
 
 use chrono::NaiveDate;
-use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -11,10 +10,10 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use rust_decimal::prelude::ToPrimitive;
 
 use super::day::Day;
-use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
+use super::error::{ErrorBody, refusal, refused};
 use super::{ApiState, ApiTags, Authorized};
 use crate::domain::{CoinGeckoId, ProductId, Symbol, Trigger, today_utc};
-use crate::registry::{CoinRequest, ProductChoice, RegisterError, Registered};
+use crate::registry::{CoinRequest, ProductChoice, RegisterError};
 use crate::store::coins::{self, CoinRecord};
 
 pub struct CoinsApi;
@@ -160,45 +159,20 @@ impl CoinsApi {
             track_since: body.0.track_since.map(|day| day.0),
             coinbase_product,
         };
-        let today = today_utc();
-        match state.registry.put(request).await {
-            Ok(Registered::Created { coin, notes }) => {
-                for note in &notes {
-                    tracing::info!(symbol = %coin.coin.symbol, note = %note, "coin registered with a note");
-                }
-                if coin.coin.tracked {
-                    tracking_started(&state, &coin).await;
-                }
-                let location = format!("/api/v1/coins/{}", coin.coin.symbol);
-                PutCoinResponse::Created(Json(CoinView::of(coin, today)), location)
-            }
-            Ok(Registered::Changed {
-                coin,
-                started_tracking,
-            }) => {
-                if started_tracking {
-                    tracking_started(&state, &coin).await;
-                }
-                PutCoinResponse::Ok(Json(CoinView::of(coin, today)))
-            }
-            Err(e) => PutCoinResponse::from(e),
+        let registered = match state.registry.put(request, Trigger::Api).await {
+            Ok(registered) => registered,
+            Err(e) => return PutCoinResponse::from(e),
+        };
+        for note in &registered.notes {
+            tracing::info!(symbol = %registered.coin.coin.symbol, note = %note, "coin registered with a note");
         }
-    }
-}
-
-/// Turning tracking on brings the coin up to date at once, not at the next tick. The coin
-/// is registered whatever happens here: a failure is logged, and the next tick retries.
-async fn tracking_started(state: &ApiState, coin: &CoinRecord) {
-    if let Err(e) = crate::schedule::tracking_started(
-        &state.pool,
-        &state.registry.reach,
-        &coin.coin,
-        Trigger::Api,
-        state.job_max_attempts,
-    )
-    .await
-    {
-        tracing::warn!(symbol = %coin.coin.symbol, error = format!("{e:#}"), "tracking on, but the missing days could not be queued; the next tick of SYNC_SCHEDULE tries again");
+        let view = CoinView::of(registered.coin, today_utc());
+        if registered.created {
+            let location = format!("/api/v1/coins/{}", view.symbol);
+            PutCoinResponse::Created(Json(view), location)
+        } else {
+            PutCoinResponse::Ok(Json(view))
+        }
     }
 }
 
@@ -401,11 +375,7 @@ pub enum ListCoinsResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for ListCoinsResponse {
-    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
-        Self::BadRequest(body)
-    }
-}
+refusal!(ListCoinsResponse);
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
@@ -424,11 +394,7 @@ pub enum GetCoinResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for GetCoinResponse {
-    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
-        Self::BadRequest(body)
-    }
-}
+refusal!(GetCoinResponse);
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
@@ -467,15 +433,7 @@ pub enum PutCoinResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for PutCoinResponse {
-    fn refusal(status: StatusCode, body: Json<ErrorBody>) -> Self {
-        match status {
-            StatusCode::UNAUTHORIZED => Self::Unauthorized(body, BEARER_CHALLENGE.to_owned()),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(body),
-            _ => Self::BadRequest(body),
-        }
-    }
-}
+refusal!(PutCoinResponse, body);
 
 #[cfg(test)]
 mod tests {

@@ -143,6 +143,42 @@ pub trait Refusal {
     fn refusal(status: StatusCode, body: Json<ErrorBody>) -> Self;
 }
 
+/// The usual [`Refusal`] of an operation's response enum. `refusal!(R)`: every refusal
+/// is its `BadRequest`. `refusal!(R, body)`, for a write that takes a JSON body: 401 is
+/// its `Unauthorized` (with the bearer challenge), 415 its `UnsupportedMediaType`, and
+/// the rest its `BadRequest`. An operation whose refusals differ implements it by hand.
+macro_rules! refusal {
+    ($response:ty) => {
+        impl $crate::api::error::Refusal for $response {
+            fn refusal(
+                _: poem::http::StatusCode,
+                body: poem_openapi::payload::Json<$crate::api::error::ErrorBody>,
+            ) -> Self {
+                Self::BadRequest(body)
+            }
+        }
+    };
+    ($response:ty, body) => {
+        impl $crate::api::error::Refusal for $response {
+            fn refusal(
+                status: poem::http::StatusCode,
+                body: poem_openapi::payload::Json<$crate::api::error::ErrorBody>,
+            ) -> Self {
+                match status {
+                    poem::http::StatusCode::UNAUTHORIZED => {
+                        Self::Unauthorized(body, $crate::api::error::BEARER_CHALLENGE.to_owned())
+                    }
+                    poem::http::StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                        Self::UnsupportedMediaType(body)
+                    }
+                    _ => Self::BadRequest(body),
+                }
+            }
+        }
+    };
+}
+pub(super) use refusal;
+
 /// Each operation's `bad_request_handler`: the refusal as that operation's variant.
 pub fn refused<T: Refusal>(error: poem::Error) -> T {
     let (status, body) = describe(&error);

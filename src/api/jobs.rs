@@ -13,7 +13,7 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::day::Day;
-use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
+use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refusal, refused};
 use super::events::JobEvents;
 use super::server::ConnectionPlace;
 use super::{ApiState, ApiTags, Authorized};
@@ -294,11 +294,7 @@ pub enum JobEventsResponse {
     ),
 }
 
-impl Refusal for JobEventsResponse {
-    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
-        Self::BadRequest(body)
-    }
-}
+refusal!(JobEventsResponse);
 
 fn default_limit() -> u32 {
     DEFAULT_LIST_LIMIT
@@ -552,15 +548,7 @@ pub enum SubmitResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for SubmitResponse {
-    fn refusal(status: StatusCode, body: Json<ErrorBody>) -> Self {
-        match status {
-            StatusCode::UNAUTHORIZED => Self::Unauthorized(body, BEARER_CHALLENGE.to_owned()),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(body),
-            _ => Self::BadRequest(body),
-        }
-    }
-}
+refusal!(SubmitResponse, body);
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
@@ -601,11 +589,7 @@ pub enum ListJobsResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for ListJobsResponse {
-    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
-        Self::BadRequest(body)
-    }
-}
+refusal!(ListJobsResponse);
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]

@@ -178,17 +178,22 @@ impl AllowedMethods {
         AllowedMethods { paths }
     }
 
-    /// `GET, HEAD`, say, for a path the API has; `None` for any other.
+    /// `GET, HEAD`, say, for a path the API has; `None` for any other. As the router does,
+    /// a literal segment wins over a template's (`/api/v1/coins/track-top` is not the
+    /// coin `track-top` of `/api/v1/coins/{symbol}`).
     fn for_path(&self, path: &str) -> Option<String> {
         let wanted: Vec<&str> = path.split('/').collect();
+        let is_template = |segment: &String| segment.starts_with('{') && segment.ends_with('}');
         self.paths
             .iter()
-            .find(|(segments, _)| {
+            .filter(|(segments, _)| {
                 segments.len() == wanted.len()
-                    && segments.iter().zip(&wanted).all(|(segment, given)| {
-                        (segment.starts_with('{') && segment.ends_with('}')) || segment == given
-                    })
+                    && segments
+                        .iter()
+                        .zip(&wanted)
+                        .all(|(segment, given)| is_template(segment) || segment == given)
             })
+            .min_by_key(|(segments, _)| segments.iter().filter(|s| is_template(s)).count())
             .map(|(_, methods)| {
                 methods
                     .iter()
@@ -235,6 +240,15 @@ mod tests {
             Some("POST")
         );
         assert_eq!(allowed.for_path("/healthz").as_deref(), Some("GET, HEAD"));
+        assert_eq!(
+            allowed.for_path("/api/v1/coins/track-top").as_deref(),
+            Some("POST"),
+            "the literal path, not a coin named track-top"
+        );
+        assert_eq!(
+            allowed.for_path("/api/v1/coins/ETH").as_deref(),
+            Some("GET, HEAD, PUT")
+        );
         assert_eq!(allowed.for_path("/api/v1/nothing"), None);
     }
 

@@ -5,7 +5,8 @@
 //!
 //! - `jobs`, `coins`, `data`, `ops`: one module per tag, each an `*Api` struct with one
 //!   `#[derive(ApiResponse)]` enum per operation.
-//! - `error`: the one error body, and how every refusal becomes it.
+//! - `error`: the one error body, and how every refusal becomes it (`refusal!` writes an
+//!   operation's usual `Refusal`).
 //! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format.
 //! - `auth`: the `API_TOKEN` bearer check on every write (POST, PUT).
 //! - `events`: one LISTEN on job changes per process, fanned out to the event streams.
@@ -37,7 +38,7 @@ use std::time::Duration;
 use anyhow::Context;
 use poem::http::StatusCode;
 use poem::middleware::CatchPanic;
-use poem::{Endpoint, EndpointExt, Response, Route};
+use poem::{EndpointExt, Response, Route};
 use poem_openapi::{OpenApiService, Tags};
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -45,7 +46,8 @@ use sqlx::PgPool;
 use crate::coingecko::CoinGeckoClient;
 use crate::registry::Registry;
 use crate::schedule::SyncSchedule;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Tasks};
+use crate::track_top::TrackTop;
 
 pub use cache::FinishedJobs;
 pub use coins::CoinsApi;
@@ -78,6 +80,8 @@ pub struct ApiState {
     pub finished_jobs: FinishedJobs,
     /// The coin registry, which checks new coins with CoinGecko and knows the plan's reach.
     pub registry: Registry,
+    /// The import of the top coins, as the API starts it.
+    pub track_top: TrackTop,
     /// `SYNC_SCHEDULE`, for the next tick that `/metrics` reports.
     pub sync_schedule: SyncSchedule,
 }
@@ -124,24 +128,18 @@ pub fn openapi_json() -> String {
 }
 
 /// Every route — the operations, `/openapi.json` and Swagger UI at `/docs` — wrapped in
-/// the JSON error catch-all, the time-out, the body limits and the access log.
-pub fn app(
-    state: ApiState,
-    limits: ConnectionLimits,
-) -> impl Endpoint<Output = Response> + 'static {
-    let events = events::JobEvents::new(state.pool.clone(), limits.event_streams);
-    app_with(state, limits, events)
-}
-
-/// [`app`] with the process's job-event listener, so that shutdown can end the streams.
+/// the JSON error catch-all, the time-out, the body limits and the access log; with the
+/// process's job-event listener, so that shutdown can end the streams, and the tasks the
+/// requests start, so that shutdown can wait for them.
 ///
 /// The stack is boxed: its full type is deep enough that the release build's layout
 /// queries overflow the compiler's recursion limit, and one virtual call per request
 /// costs nothing next to the work behind it.
-fn app_with(
+fn app(
     state: ApiState,
     limits: ConnectionLimits,
     events: events::JobEvents,
+    tasks: Tasks,
 ) -> poem::endpoint::BoxEndpoint<'static, Response> {
     let service = openapi_service();
     let routes = Route::new()
@@ -152,6 +150,7 @@ fn app_with(
     routes
         .data(state)
         .data(events)
+        .data(tasks)
         .around(move |next, request| middleware::body_limit(next, request, limits.body))
         .around(middleware::time_limit)
         .around(page::serve)
@@ -171,7 +170,8 @@ fn app_with(
 }
 
 /// Serves on `listener` until `shutdown` is raised; then stops accepting, lets in-flight
-/// requests finish (up to one request time-out) and returns. The one way to run the API:
+/// requests finish (up to one request time-out), waits for the imports they started to
+/// end their records, and returns. The one way to run the API:
 /// `startup` binds `BIND_ADDR` with [`ConnectionLimits::default`]; tests bind
 /// `127.0.0.1:0` to learn the port first, and some pass shorter limits, since they cannot
 /// wait a minute to see a connection closed.
@@ -190,7 +190,8 @@ pub async fn serve(
     server::raise_open_files_limit(&limits);
     tracing::info!(addr = %address, "REST API listening; documentation at /docs");
     let events = events::JobEvents::new(state.pool.clone(), limits.event_streams);
-    let app = app_with(state, limits, events.clone());
+    let tasks = Tasks::new(shutdown.clone());
+    let app = app(state, limits, events.clone(), tasks.clone());
     // Event streams never end by themselves: ending them lets shutdown wait only for the
     // requests that will finish.
     let shutdown = async move {
@@ -200,6 +201,7 @@ pub async fn serve(
     server::run(listener, app, limits, shutdown, SHUTDOWN_GRACE)
         .await
         .context("the REST API server failed")?;
+    tasks.wait().await;
     tracing::info!("REST API stopped");
     Ok(())
 }

@@ -214,7 +214,7 @@ impl ConnectionPlace {
 /// a first head that never completes and for silence.
 async fn serve_connection<E>(
     socket: TcpStream,
-    (local, remote): (SocketAddr, SocketAddr),
+    addrs: (SocketAddr, SocketAddr),
     endpoint: Arc<E>,
     limits: ConnectionLimits,
     mut closing: watch::Receiver<bool>,
@@ -234,27 +234,8 @@ async fn serve_connection<E>(
         let activity = activity.clone();
         move |request: http::Request<Incoming>| {
             activity.requested.store(true, Ordering::Relaxed);
-            let endpoint = endpoint.clone();
-            let place = place.clone();
-            async move {
-                let mut request = poem::Request::from((
-                    request,
-                    LocalAddr(Addr::SocketAddr(local)),
-                    RemoteAddr(Addr::SocketAddr(remote)),
-                    Scheme::HTTP,
-                ));
-                request.extensions_mut().insert(place);
-                let mut response = endpoint.get_response(request).await;
-                if response.status() == StatusCode::SERVICE_UNAVAILABLE
-                    && response.headers().contains_key(header::RETRY_AFTER)
-                {
-                    // hyper ends the connection after an answer that says so.
-                    response
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                Ok::<_, Infallible>(hyper::Response::from(response))
-            }
+            let answered = answer(endpoint.clone(), request, addrs, place.clone());
+            async move { Ok::<_, Infallible>(hyper::Response::from(answered.await)) }
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -278,12 +259,42 @@ async fn serve_connection<E>(
             }
             () = tokio::time::sleep_until(deadline) => {
                 if Instant::now() >= activity.deadline(&limits) {
-                    tracing::debug!(%remote, "closing a connection that stalled");
+                    tracing::debug!(remote = %addrs.1, "closing a connection that stalled");
                     return;
                 }
             }
         }
     }
+}
+
+/// One request of a connection, answered by poem's endpoint. An answer `503` with
+/// `Retry-After` closes the connection.
+async fn answer<E>(
+    endpoint: Arc<E>,
+    request: http::Request<Incoming>,
+    (local, remote): (SocketAddr, SocketAddr),
+    place: ConnectionPlace,
+) -> Response
+where
+    E: Endpoint<Output = Response> + 'static,
+{
+    let mut request = poem::Request::from((
+        request,
+        LocalAddr(Addr::SocketAddr(local)),
+        RemoteAddr(Addr::SocketAddr(remote)),
+        Scheme::HTTP,
+    ));
+    request.extensions_mut().insert(place);
+    let mut response = endpoint.get_response(request).await;
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && response.headers().contains_key(header::RETRY_AFTER)
+    {
+        // hyper ends the connection after an answer that says so.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// What the watchdog of one connection knows: when it opened, when a byte last moved,

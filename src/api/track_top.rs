@@ -3,7 +3,6 @@
 //! in this process after the `202`; its record is read like a job's.
 
 use chrono::{DateTime, Utc};
-use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -12,11 +11,11 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::day::Day;
-use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refused};
+use super::error::{ErrorBody, refusal, refused};
 use super::{ApiState, ApiTags, Authorized};
-use crate::domain::{Trigger, today_utc};
+use crate::shutdown::Tasks;
 use crate::store::coin_imports::{self, ImportRecord, Start};
-use crate::track_top::TrackTop;
+use crate::track_top::StartError;
 
 pub struct TrackTopApi;
 
@@ -39,49 +38,37 @@ impl TrackTopApi {
         &self,
         _auth: Authorized,
         state: Data<&ApiState>,
+        tasks: Data<&Tasks>,
         body: Json<TrackTopRequest>,
     ) -> TrackTopResponse {
-        let today = today_utc();
-        if let Some(since) = body.0.track_since
-            && since.0 > today
-        {
-            return TrackTopResponse::BadRequest(ErrorBody::json(
-                "track_since_in_future",
-                format!(
-                    "track_since {} is in the future (today is {today} UTC): pick a day on or before today, or leave it out",
-                    since.0
-                ),
-            ));
-        }
-        let import = TrackTop {
-            registry: state.registry.clone(),
-            job_max_attempts: state.job_max_attempts,
-            trigger: Trigger::Api,
-        };
-        match import
-            .start(body.0.n, body.0.track_since.map(|d| d.0))
-            .await
-        {
-            Ok(Start::Started(record)) => {
-                let location = format!("/api/v1/coins/track-top/{}", record.id);
-                let view = ImportView::from(&*record);
-                tokio::spawn(async move {
-                    let id = record.id;
-                    if let Err(e) = import.run(*record, None, |_| {}).await {
-                        tracing::error!(import = %id, error = %e, "the import of the top coins stopped: the database failed");
-                    }
-                });
-                TrackTopResponse::Accepted(Json(view), location)
+        let import = state.track_top.clone();
+        let track_since = body.0.track_since.map(|day| day.0);
+        let record = match import.start(body.0.n, track_since).await {
+            Ok(Start::Started(record)) => *record,
+            Ok(Start::Running(active)) => {
+                return TrackTopResponse::Conflict(Json(ImportConflict::with(active)));
             }
-            Ok(Start::Running(active)) => TrackTopResponse::Conflict(Json(ImportConflict {
-                error: "import_in_progress".to_owned(),
-                message: format!(
-                    "an import of the top coins is running ({active}): follow it at /api/v1/coins/track-top/{active}, and start another when it has ended"
-                ),
-                active_import_id: active,
-            })),
-            Err(e) => TrackTopResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
-        }
+            Err(StartError::TrackSinceInFuture(e)) => {
+                return TrackTopResponse::BadRequest(ErrorBody::json(
+                    "track_since_in_future",
+                    e.to_string(),
+                ));
+            }
+            Err(StartError::Database(e)) => {
+                return TrackTopResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+            }
+        };
+        let location = format!("/api/v1/coins/track-top/{}", record.id);
+        let view = ImportView::from(&record);
+        // It outlives the request, but not the process: on SIGTERM it ends its record
+        // between two coins, and the server waits for it.
+        tasks.spawn(|shutdown| async move {
+            let id = record.id;
+            if let Err(e) = import.run(record, &shutdown, |_| {}).await {
+                tracing::error!(import = %id, error = %e, "the import of the top coins stopped: the database failed");
+            }
+        });
+        TrackTopResponse::Accepted(Json(view), location)
     }
 
     /// Follow an import of the top coins
@@ -178,10 +165,10 @@ impl From<&ImportRecord> for ImportView {
     fn from(record: &ImportRecord) -> Self {
         ImportView {
             id: record.id,
-            status: record.status.clone(),
+            status: record.status.to_string(),
             n: record.n,
             track_since: record.track_since.map(Day),
-            trigger: record.trigger.clone(),
+            trigger: record.trigger.to_string(),
             progress: ImportProgress {
                 pages_done: record.pages_done,
                 pages_total: record.pages_total,
@@ -219,6 +206,18 @@ pub struct ImportConflict {
     pub active_import_id: Uuid,
 }
 
+impl ImportConflict {
+    fn with(active: Uuid) -> Self {
+        ImportConflict {
+            error: "import_in_progress".to_owned(),
+            message: format!(
+                "an import of the top coins is running ({active}): follow it at /api/v1/coins/track-top/{active}, and start another when it has ended"
+            ),
+            active_import_id: active,
+        }
+    }
+}
+
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
 pub enum TrackTopResponse {
@@ -243,15 +242,7 @@ pub enum TrackTopResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for TrackTopResponse {
-    fn refusal(status: StatusCode, body: Json<ErrorBody>) -> Self {
-        match status {
-            StatusCode::UNAUTHORIZED => Self::Unauthorized(body, BEARER_CHALLENGE.to_owned()),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(body),
-            _ => Self::BadRequest(body),
-        }
-    }
-}
+refusal!(TrackTopResponse, body);
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
@@ -270,8 +261,4 @@ pub enum GetImportResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for GetImportResponse {
-    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
-        Self::BadRequest(body)
-    }
-}
+refusal!(GetImportResponse);

@@ -18,6 +18,7 @@ use crate::shutdown::Shutdown;
 use crate::startup::{self, Application};
 use crate::store::coins;
 use crate::store::ingestion_jobs::{self, JobFollower, JobRecord, NewJob};
+use sqlx::PgPool;
 
 /// How long to wait before following the job again after the database failed to answer.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -28,34 +29,22 @@ const GAPS_SHOWN: usize = 20;
 pub(super) async fn run(
     settings: Settings,
     symbol: &str,
-    start: NaiveDate,
-    end: NaiveDate,
+    (start, end): (NaiveDate, NaiveDate),
     force: bool,
+    shutdown: Shutdown,
 ) -> anyhow::Result<ExitCode> {
     let symbol: Symbol = match symbol.parse() {
         Ok(symbol) => symbol,
         Err(e) => return Ok(refuse(&e.to_string())),
     };
-    let app = Application::build(settings, startup::POOL_SIZE).await?;
-    let pool = &app.pool;
-    let Some(coin) = coins::get(pool, symbol).await? else {
-        return Ok(refuse(&format!(
-            "{symbol} is not a registered coin: register it with `price-history coins add {symbol} COINGECKO_ID`, \
-             or pick one of `price-history coins list`"
-        )));
+    let Some(app) = super::build(settings, startup::POOL_SIZE, &shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
     };
-    let range = match DateRange::for_coin(&coin.coin, start, end, today_utc()) {
-        Ok(range) => range,
-        Err(e) => return Ok(refuse(&e.to_string())),
+    let job = match new_job(&app.pool, symbol, (start, end), force).await? {
+        Ok(job) => job,
+        Err(refused) => return Ok(refuse(&refused)),
     };
-    let job = NewJob {
-        id: Uuid::now_v7(),
-        symbol,
-        range,
-        force,
-        trigger: Trigger::Cli,
-    };
-    let record = match queue::submit(pool, job, app.settings.job_max_attempts).await {
+    let record = match queue::submit(&app.pool, job, app.settings.job_max_attempts).await {
         Ok(record) => record,
         Err(SubmitError::JobInProgress(active)) => {
             return Ok(refuse(&format!(
@@ -64,6 +53,7 @@ pub(super) async fn run(
         }
         Err(e) => return Err(e.into()),
     };
+    let range = job.range;
     eprintln!(
         "job {} queued: {} {}..{} ({} days{})",
         record.id,
@@ -73,29 +63,56 @@ pub(super) async fn run(
         range.days(),
         if force { ", forced" } else { "" }
     );
+    let job = run_here(&app, record.id, &shutdown).await?;
+    report(&job);
+    Ok(exit_code(job.status))
+}
 
-    // The worker stops when the job has ended, or on SIGTERM/SIGINT (then it hands the
-    // job back at a window boundary, and the job reads pending again).
-    let (stop, shutdown) = Shutdown::new();
-    stop.raise_on_signal();
-    let mut follower = JobFollower::new(pool, record.id)
+/// The job `backfill` asks for, or why it is refused: the coin must be registered, and
+/// the range fit its rules.
+async fn new_job(
+    pool: &PgPool,
+    symbol: Symbol,
+    (start, end): (NaiveDate, NaiveDate),
+    force: bool,
+) -> anyhow::Result<Result<NewJob, String>> {
+    let Some(coin) = coins::get(pool, symbol).await? else {
+        return Ok(Err(format!(
+            "{symbol} is not a registered coin: register it with `price-history coins add {symbol} COINGECKO_ID`, \
+             or pick one of `price-history coins list`"
+        )));
+    };
+    Ok(DateRange::for_coin(&coin.coin, start, end, today_utc())
+        .map(|range| NewJob {
+            id: Uuid::now_v7(),
+            symbol,
+            range,
+            force,
+            trigger: Trigger::Cli,
+        })
+        .map_err(|e| e.to_string()))
+}
+
+/// Runs job `id` with a worker in this process, following it with a progress bar, until
+/// it ends or the process is told to stop; returns the job as it then stands. On
+/// SIGTERM/SIGINT the worker hands the job back at a window boundary, and the job reads
+/// pending again.
+async fn run_here(app: &Application, id: Uuid, shutdown: &Shutdown) -> anyhow::Result<JobRecord> {
+    let (stop, worker_shutdown) = shutdown.child();
+    let mut follower = JobFollower::new(&app.pool, id)
         .await
         .context("while listening for the job's changes")?;
-    let mut worker = app.spawn_worker(queue::worker_name(), shutdown);
+    let mut worker = app.spawn_worker(queue::worker_name(), worker_shutdown);
     let (job, stopped) = match follow(&mut follower, &mut worker).await {
         Followed::Ended(job) => {
             stop.raise();
             (job, worker.await)
         }
         // Read once more after the worker stopped: its hand-off is what it did last.
-        Followed::WorkerStopped(stopped) => (ingestion_jobs::get(pool, record.id).await?, stopped),
+        Followed::WorkerStopped(stopped) => (ingestion_jobs::get(&app.pool, id).await?, stopped),
     };
     stopped.context("the in-process worker panicked")??;
-    let Some(job) = job else {
-        anyhow::bail!("job {} disappeared from ingestion_jobs", record.id);
-    };
-    report(&job);
-    Ok(exit_code(job.status))
+    job.with_context(|| format!("job {id} disappeared from ingestion_jobs"))
 }
 
 /// How following the job ended.

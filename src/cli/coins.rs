@@ -8,13 +8,17 @@ use chrono::NaiveDate;
 use super::{CoinsCommand, refuse};
 use crate::config::Settings;
 use crate::domain::{CoinGeckoId, ProductId, Symbol, Trigger};
-use crate::registry::{CoinRequest, ProductChoice, RegisterError, Registered};
-use crate::schedule::{self, CoinSync};
-use crate::startup::{self, Application};
+use crate::registry::{CoinRequest, CoinSync, ProductChoice, RegisterError};
+use crate::shutdown::Shutdown;
+use crate::startup;
 use crate::store::coins::{self, CoinRecord};
 use crate::store::second_source::Mapping;
 
-pub(super) async fn run(settings: Settings, command: CoinsCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    settings: Settings,
+    command: CoinsCommand,
+    shutdown: Shutdown,
+) -> anyhow::Result<ExitCode> {
     match command {
         CoinsCommand::Add {
             symbol,
@@ -23,110 +27,127 @@ pub(super) async fn run(settings: Settings, command: CoinsCommand) -> anyhow::Re
             since,
             coinbase_product,
         } => {
-            let symbol = match Symbol::parse(&symbol) {
-                Ok(symbol) => symbol,
-                Err(e) => return Ok(refuse(&e.to_string())),
-            };
-            let coingecko_id = match CoinGeckoId::parse(&coingecko_id) {
-                Ok(id) => id,
-                Err(e) => return Ok(refuse(&e.to_string())),
-            };
-            let coinbase_product = match coinbase_product.as_deref().map(str::trim) {
-                None => ProductChoice::Unsaid,
-                Some(none) if none.eq_ignore_ascii_case("none") => ProductChoice::Clear,
-                Some(product) => match ProductId::parse(product) {
-                    Ok(product) => ProductChoice::Set(product),
-                    Err(e) => return Ok(refuse(&format!("{e}, or none"))),
-                },
-            };
-            let app = Application::build(settings, startup::SHORT_POOL_SIZE).await?;
-            let registry = app.registry();
-            let request = CoinRequest {
-                symbol,
-                coingecko_id,
-                tracked: track,
-                track_since: since,
-                coinbase_product,
-            };
-            let (coin, started_tracking) = match registry.put(request).await {
-                Ok(Registered::Created { coin, notes }) => {
-                    println!("registered {}", describe_coin(&coin));
-                    for note in notes {
-                        println!("note: {note}");
-                    }
-                    let tracked = coin.coin.tracked;
-                    (coin, tracked)
-                }
-                Ok(Registered::Changed {
-                    coin,
-                    started_tracking,
-                }) => {
-                    println!("updated {}", describe_coin(&coin));
-                    (coin, started_tracking)
-                }
-                Err(RegisterError::Database(e)) => return Err(e.into()),
-                Err(e) => return Ok(refuse(&e.to_string())),
-            };
-            if started_tracking {
-                // Up to date at once, not at the next tick.
-                let synced = schedule::tracking_started(
-                    &app.pool,
-                    &registry.reach,
-                    &coin.coin,
-                    Trigger::Cli,
-                    app.settings.job_max_attempts,
-                )
-                .await
-                .context("the coin is registered, but its missing days could not be queued")?;
-                let symbol = coin.coin.symbol;
-                match synced {
-                    CoinSync::UpToDate => println!("{symbol} is up to date"),
-                    CoinSync::Queued(job) => println!(
-                        "job {} queued for {symbol}'s missing days, {}..{}: any worker (price-history worker or serve) runs it",
-                        job.id,
-                        job.range.start(),
-                        job.range.end()
-                    ),
-                    CoinSync::Busy(_) => {
-                        println!(
-                            "a job of {symbol} is active already; the schedule looks again at its next tick"
-                        )
-                    }
-                }
+            let product = coinbase_product.as_deref();
+            match request(&symbol, &coingecko_id, (track, since), product) {
+                Ok(request) => add(settings, request, &shutdown).await,
+                Err(refused) => Ok(refuse(&refused)),
             }
-            Ok(ExitCode::SUCCESS)
         }
-        CoinsCommand::TrackTop { n, since } => super::track_top::run(settings, n, since).await,
-        CoinsCommand::List => {
-            let pool = startup::open_database(&settings, startup::SHORT_POOL_SIZE).await?;
-            let list = coins::list(&pool).await?;
-            println!(
-                "{:<15} {:<30} {:<10} {:<8} {:<11} {:<10} {:<20}",
-                "SYMBOL",
-                "COINGECKO_ID",
-                "FIRST_DAY",
-                "TRACKED",
-                "SINCE",
-                "LAST_DAY",
-                "COINBASE_PRODUCT"
-            );
-            for coin in &list {
-                let day =
-                    |d: Option<NaiveDate>| d.map_or_else(|| "-".to_owned(), |d| d.to_string());
-                println!(
-                    "{:<15} {:<30} {:<10} {:<8} {:<11} {:<10} {:<20}",
-                    coin.coin.symbol.as_str(),
-                    coin.coin.coingecko_id.as_str(),
-                    day(coin.coin.first_day),
-                    if coin.coin.tracked { "yes" } else { "no" },
-                    day(coin.coin.track_since),
-                    day(coin.last_complete_day),
-                    describe_mapping(&coin.mapping),
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+        CoinsCommand::TrackTop { n, since } => {
+            super::track_top::run(settings, n, since, shutdown).await
         }
+        CoinsCommand::List => list(settings, &shutdown).await,
     }
+}
+
+/// What `coins add` asks of the registry, or why its arguments are refused.
+fn request(
+    symbol: &str,
+    coingecko_id: &str,
+    (tracked, track_since): (bool, Option<NaiveDate>),
+    coinbase_product: Option<&str>,
+) -> Result<CoinRequest, String> {
+    let symbol = Symbol::parse(symbol).map_err(|e| e.to_string())?;
+    let coingecko_id = CoinGeckoId::parse(coingecko_id).map_err(|e| e.to_string())?;
+    let coinbase_product = match coinbase_product.map(str::trim) {
+        None => ProductChoice::Unsaid,
+        Some(none) if none.eq_ignore_ascii_case("none") => ProductChoice::Clear,
+        Some(product) => {
+            ProductChoice::Set(ProductId::parse(product).map_err(|e| format!("{e}, or none"))?)
+        }
+    };
+    Ok(CoinRequest {
+        symbol,
+        coingecko_id,
+        tracked,
+        track_since,
+        coinbase_product,
+    })
+}
+
+/// `coins add`: registers the coin or changes its tracking, with the API's rules, and says
+/// what was queued when tracking was turned on.
+async fn add(
+    settings: Settings,
+    request: CoinRequest,
+    shutdown: &Shutdown,
+) -> anyhow::Result<ExitCode> {
+    let Some(app) = super::build(settings, startup::SHORT_POOL_SIZE, shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let registered = match app.registry().put(request, Trigger::Cli).await {
+        Ok(registered) => registered,
+        Err(RegisterError::Database(e)) => return Err(e.into()),
+        Err(e) => return Ok(refuse(&e.to_string())),
+    };
+    let done = if registered.created {
+        "registered"
+    } else {
+        "updated"
+    };
+    println!("{done} {}", describe_coin(&registered.coin));
+    for note in &registered.notes {
+        println!("note: {note}");
+    }
+    if let Some(synced) = registered.synced {
+        let synced =
+            synced.context("the coin is registered, but its missing days could not be queued")?;
+        println!("{}", describe_sync(registered.coin.coin.symbol, &synced));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What turning tracking on queued, in a sentence.
+fn describe_sync(symbol: Symbol, synced: &CoinSync) -> String {
+    match synced {
+        CoinSync::UpToDate => format!("{symbol} is up to date"),
+        CoinSync::Queued(job) => format!(
+            "job {} queued for {symbol}'s missing days, {}..{}: any worker (price-history worker or serve) runs it",
+            job.id,
+            job.range.start(),
+            job.range.end()
+        ),
+        CoinSync::Busy(_) => format!(
+            "a job of {symbol} is active already; the schedule looks again at its next tick"
+        ),
+    }
+}
+
+/// `coins list`: every registered coin with its freshness, as a table.
+async fn list(settings: Settings, shutdown: &Shutdown) -> anyhow::Result<ExitCode> {
+    let opening = startup::open_database(&settings, startup::SHORT_POOL_SIZE);
+    let Some(pool) = shutdown.unless_raised(opening).await.transpose()? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let list = coins::list(&pool).await?;
+    let row = |cells: [&str; 7]| {
+        println!(
+            "{:<15} {:<30} {:<10} {:<8} {:<11} {:<10} {:<20}",
+            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6]
+        );
+    };
+    row([
+        "SYMBOL",
+        "COINGECKO_ID",
+        "FIRST_DAY",
+        "TRACKED",
+        "SINCE",
+        "LAST_DAY",
+        "COINBASE_PRODUCT",
+    ]);
+    let day = |d: Option<NaiveDate>| d.map_or_else(|| "-".to_owned(), |d| d.to_string());
+    for coin in &list {
+        row([
+            coin.coin.symbol.as_str(),
+            coin.coin.coingecko_id.as_str(),
+            &day(coin.coin.first_day),
+            if coin.coin.tracked { "yes" } else { "no" },
+            &day(coin.coin.track_since),
+            &day(coin.last_complete_day),
+            &describe_mapping(&coin.mapping),
+        ]);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The second source of a coin in a few words: the product, and whether its check let it

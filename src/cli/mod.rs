@@ -17,7 +17,6 @@ use crate::config::Settings;
 use crate::private_postgres;
 use crate::shutdown::Shutdown;
 use crate::startup::{self, Application, Role};
-use crate::store;
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
@@ -127,48 +126,73 @@ pub enum CoinsCommand {
     },
 }
 
-/// Runs the parsed command line; errors are printed by `main` with their causes.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Runs the parsed command line until it is done or `shutdown` (SIGTERM, SIGINT) stops
+/// it; errors are printed by `main` with their causes.
+pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     telemetry::init(cli.settings.log_format);
     let mut settings = cli.settings;
     // Held until this function returns, after every pool of the command is closed.
-    let (database_url, _private_postgres) = match &cli.command {
-        Command::Openapi => (settings.database_url.clone(), None),
+    let _private_postgres = match cli.command {
+        Command::Openapi => None,
         _ => {
-            private_postgres::resolve_database(&settings.database_url, !cli.database_url_defaulted)
-                .await?
+            let resolving = private_postgres::resolve_database(
+                &settings.database_url,
+                !cli.database_url_defaulted,
+            );
+            let Some((database_url, server)) =
+                shutdown.unless_raised(resolving).await.transpose()?
+            else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            settings.database_url = database_url;
+            server
         }
     };
-    settings.database_url = database_url;
     let role = match cli.command {
         Command::Serve => Role::Serve,
         Command::Api => Role::Api,
         Command::Worker => Role::Worker,
-        Command::Migrate => {
-            startup::open_database(&settings, startup::SHORT_POOL_SIZE).await?;
-            eprintln!(
-                "database {} is ready",
-                store::database::redact(&settings.database_url)
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
+        Command::Migrate => return migrate(&settings, &shutdown).await,
         Command::Openapi => {
             println!("{}", api::openapi_json());
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Coins { command } => return coins::run(settings, command).await,
+        Command::Coins { command } => return coins::run(settings, command, shutdown).await,
         Command::Backfill {
             start_date,
             end_date,
             force,
             symbol,
-        } => return backfill::run(settings, &symbol, start_date, end_date, force).await,
+        } => {
+            return backfill::run(settings, &symbol, (start_date, end_date), force, shutdown).await;
+        }
     };
-    Application::build(settings, startup::POOL_SIZE)
-        .await?
-        .run(role, Shutdown::on_signal())
-        .await?;
+    let Some(app) = build(settings, startup::POOL_SIZE, &shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    app.run(role, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `migrate`: the database created and migrated, nothing else.
+async fn migrate(settings: &Settings, shutdown: &Shutdown) -> anyhow::Result<ExitCode> {
+    let opening = startup::open_database(settings, startup::SHORT_POOL_SIZE);
+    if shutdown.unless_raised(opening).await.transpose()?.is_some() {
+        eprintln!("database {} is ready", settings.database_url);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The service wired for a command, unless the process is told to stop while it waits for
+/// PostgreSQL or migrates: then `None`, with nothing half done (a migration rolls back),
+/// and the command ends as it would have on the signal a moment later.
+async fn build(
+    settings: Settings,
+    max_connections: u32,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<Application>> {
+    let building = Application::build(settings, max_connections);
+    shutdown.unless_raised(building).await.transpose()
 }
 
 /// Bad input: say why and exit 2, as command-line tools do.
@@ -190,7 +214,7 @@ mod tests {
         ] {
             let cli = Cli::parse_args_from(args).expect("valid arguments");
             assert!(!cli.database_url_defaulted);
-            assert_eq!(cli.settings.database_url, url);
+            assert_eq!(cli.settings.database_url, url.parse().unwrap());
         }
         // Without the flag it is the default, unless the environment sets it.
         let cli = Cli::parse_args_from(["price-history", "migrate"]).expect("valid arguments");

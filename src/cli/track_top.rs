@@ -11,38 +11,31 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::refuse;
 use crate::config::Settings;
-use crate::domain::{Trigger, today_utc};
+use crate::domain::{ImportStatus, ImportTrigger};
 use crate::shutdown::Shutdown;
-use crate::startup::{self, Application};
-use crate::store::coin_imports::Start;
-use crate::track_top::TrackTop;
+use crate::startup;
+use crate::store::coin_imports::{ImportRecord, Start};
+use crate::track_top::StartError;
 
 pub(super) async fn run(
     settings: Settings,
     n: u32,
     since: Option<NaiveDate>,
+    shutdown: Shutdown,
 ) -> anyhow::Result<ExitCode> {
-    let today = today_utc();
-    if let Some(since) = since
-        && since > today
-    {
-        return Ok(refuse(&format!(
-            "--since {since} is in the future (today is {today} UTC): pick a day on or before today, or leave it out"
-        )));
-    }
-    let app = Application::build(settings, startup::SHORT_POOL_SIZE).await?;
-    let import = TrackTop {
-        registry: app.registry(),
-        job_max_attempts: app.settings.job_max_attempts,
-        trigger: Trigger::Cli,
+    let Some(app) = super::build(settings, startup::SHORT_POOL_SIZE, &shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
     };
-    let record = match import.start(n, since).await? {
-        Start::Started(record) => *record,
-        Start::Running(active) => {
+    let import = app.track_top(ImportTrigger::Cli);
+    let record = match import.start(n, since).await {
+        Ok(Start::Started(record)) => *record,
+        Ok(Start::Running(active)) => {
             return Ok(refuse(&format!(
                 "an import of the top coins is running ({active}); try again when it has ended"
             )));
         }
+        Err(StartError::TrackSinceInFuture(e)) => return Ok(refuse(&e.to_string())),
+        Err(StartError::Database(e)) => return Err(e.into()),
     };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
@@ -51,22 +44,32 @@ pub(super) async fn run(
         .expect("a valid template"),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    let shutdown = Shutdown::on_signal();
     let record = import
-        .run(record, Some(&shutdown), |record| {
-            bar.set_length(record.coins_total.max(0) as u64);
-            bar.set_position(record.coins_done.max(0) as u64);
-            bar.set_message(format!(
-                "pages {}/{}, {} registered, {} skipped",
-                record.pages_done,
-                record.pages_total,
-                record.registered.len(),
-                record.skipped.len()
-            ));
-        })
+        .run(record, &shutdown, |record| show_progress(&bar, record))
         .await?;
     bar.finish_and_clear();
+    report(&record);
+    Ok(if record.status == ImportStatus::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
 
+fn show_progress(bar: &ProgressBar, record: &ImportRecord) {
+    bar.set_length(record.coins_total.max(0) as u64);
+    bar.set_position(record.coins_done.max(0) as u64);
+    bar.set_message(format!(
+        "pages {}/{}, {} registered, {} skipped",
+        record.pages_done,
+        record.pages_total,
+        record.registered.len(),
+        record.skipped.len()
+    ));
+}
+
+/// How the import ended: what it registered, what it skipped and why, and its error.
+fn report(record: &ImportRecord) {
     println!(
         "import {}: {} ({} of the {} largest coins listed)",
         record.id, record.status, record.coins_total, record.n
@@ -91,9 +94,4 @@ pub(super) async fn run(
     if let Some(message) = &record.error_message {
         eprintln!("error: {message}");
     }
-    Ok(if record.status == "completed" {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }

@@ -1,5 +1,3 @@
-use std::fmt;
-
 use chrono::NaiveDate;
 
 use super::Symbol;
@@ -41,17 +39,7 @@ impl CoinGeckoId {
     }
 }
 
-impl fmt::Display for CoinGeckoId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for CoinGeckoId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CoinGeckoId({})", self.0)
-    }
-}
+text_newtype!(CoinGeckoId, InvalidCoinGeckoId);
 
 /// A registered coin: what the service fetches for a symbol, and from when.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,12 @@
 //! Types that cannot be invalid: a request is parsed into them once, at the edge, and the
 //! rest of the code never checks again.
 
-/// `Display` and `FromStr` for an enum stored as text, both read from its `as_str` and
-/// its `ALL`, so that what is written is always what is read back. What cannot be read is
-/// quoted in the error up to 40 characters: enough to recognise, never a request's worth.
-macro_rules! stored_as_text {
-    ($type:ty, $unknown:ident) => {
+/// One way in and out for a type written as text: `Display` as its `as_str` gives it,
+/// `FromStr` through `$parse`, and `TryFrom<String>` (for sqlx's
+/// `#[sqlx(try_from = "String")]`) through `FromStr`, so that what is written is always
+/// what is read back, and a value the type refuses is an error, never a default.
+macro_rules! text_form {
+    ($type:ty, $error:ty, $parse:expr) => {
         impl std::fmt::Display for $type {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
@@ -13,13 +14,46 @@ macro_rules! stored_as_text {
         }
 
         impl std::str::FromStr for $type {
-            type Err = $unknown;
+            type Err = $error;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::ALL
-                    .into_iter()
-                    .find(|value| value.as_str() == s)
-                    .ok_or_else(|| $unknown(s.chars().take(40).collect()))
+                ($parse)(s)
+            }
+        }
+
+        impl TryFrom<String> for $type {
+            type Error = $error;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+    };
+}
+
+/// [`text_form!`] for an enum stored as text: read back from its `ALL` and `as_str`. What
+/// cannot be read is quoted in the error up to 40 characters: enough to recognise, never a
+/// request's worth.
+macro_rules! stored_as_text {
+    ($type:ty, $unknown:ident) => {
+        text_form!($type, $unknown, |s: &str| {
+            Self::ALL
+                .into_iter()
+                .find(|value| value.as_str() == s)
+                .ok_or_else(|| $unknown(s.chars().take(40).collect()))
+        });
+    };
+}
+
+/// [`text_form!`] for a newtype whose `parse` checks the text, with a `Debug` of
+/// `Type(text)`.
+macro_rules! text_newtype {
+    ($type:ident, $invalid:ty) => {
+        text_form!($type, $invalid, $type::parse);
+
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($type), self.as_str())
             }
         }
     };
@@ -34,6 +68,7 @@ mod four_hours;
 mod hour;
 mod hourly_candle;
 mod hourly_source;
+mod import;
 mod job_status;
 mod plan_reach;
 mod product;
@@ -56,6 +91,7 @@ pub use hourly_candle::{
     decimal_from_f64, hours_from_exchange, hours_from_points,
 };
 pub use hourly_source::{ExchangeProduct, hourly_source};
+pub use import::{ImportStatus, ImportTrigger, UnknownImportStatus, UnknownImportTrigger};
 pub use job_status::{JobStatus, UnknownJobStatus};
 pub use plan_reach::PlanReach;
 pub use product::{InvalidProductId, MAX_PRODUCT_SIDE_LEN, ProductId};

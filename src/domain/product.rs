@@ -1,5 +1,3 @@
-use std::fmt;
-
 /// The longest side of a product id (`BTC` of `BTC-USD`), as `coins` allows it.
 pub const MAX_PRODUCT_SIDE_LEN: usize = 15;
 
@@ -43,17 +41,7 @@ impl ProductId {
     }
 }
 
-impl fmt::Display for ProductId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for ProductId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ProductId({})", self.0)
-    }
-}
+text_newtype!(ProductId, InvalidProductId);
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,3 @@
-use std::fmt;
-use std::str::FromStr;
-
 /// The longest ticker: 15 characters of `A-Z 0-9`.
 pub const MAX_SYMBOL_LEN: usize = 15;
 
@@ -51,17 +48,7 @@ impl Default for Symbol {
     }
 }
 
-impl fmt::Display for Symbol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for Symbol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Symbol({})", self.as_str())
-    }
-}
+text_newtype!(Symbol, InvalidSymbol);
 
 /// A ticker that breaks the shape rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,14 +56,6 @@ impl fmt::Debug for Symbol {
     "{0:?} is not a symbol: a symbol is 1 to {MAX_SYMBOL_LEN} letters A-Z or digits 0-9, such as BTC or ETH"
 )]
 pub struct InvalidSymbol(pub String);
-
-impl FromStr for Symbol {
-    type Err = InvalidSymbol;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Symbol::parse(s)
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -45,21 +45,21 @@
 
 mod clock;
 mod expression;
-mod sync;
 
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 
+use crate::domain::PlanReach;
 use crate::domain::{Symbol, Trigger};
 use crate::ingest::Reach;
+use crate::registry::{CoinSync, bring_up_to_date};
 use crate::shutdown::Shutdown;
 use crate::store::{coin_figures, coins, sync_schedule, sync_schedule::TickRecord};
 
 pub use clock::Clock;
 pub use expression::{DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
-pub use sync::{CoinSync, SyncError, bring_up_to_date, days_to_keep, job_range, tracking_started};
 
 /// How long a process waits before trying a tick again when the database failed it.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -88,8 +88,8 @@ impl Scheduler {
         let mut catch_up = true;
         loop {
             if let Some(tick) = due {
-                match self.act_on_until(tick, catch_up, Some(&shutdown)).await {
-                    // `act_on_until` logged its one line.
+                match self.act_on(tick, catch_up, &shutdown).await {
+                    // `act_on` logged its one line.
                     Ok(Acted::Done(_)) => {}
                     Ok(Acted::Taken) => {
                         tracing::debug!(%tick, "another process acted on this tick");
@@ -136,42 +136,29 @@ impl Scheduler {
     }
 
     /// Acts on `tick` if no process has acted on it or on a later one: for each tracked
-    /// coin that misses days and has no active job, queues one job. Returns what it did,
-    /// `None` when another process had acted on the tick. A database error fails the whole
-    /// tick (its claim is rolled back, so it is tried again); any other error of one coin
-    /// is logged and the other coins go on.
+    /// coin that misses days and has no active job, queues one job. A database error fails
+    /// the whole tick (its claim is rolled back, so it is tried again); any other error of
+    /// one coin is logged and the other coins go on.
+    ///
+    /// Stops between two coins when `shutdown` is raised: the claim is rolled back, so the
+    /// next process to try the tick (one waiting on the claim at once, or any at its next
+    /// tick) acts on it whole. The jobs queued before the stop stay queued, and the
+    /// one-active-job rule keeps that process from queuing a second.
     pub async fn act_on(
         &self,
         tick: DateTime<Utc>,
         catch_up: bool,
-    ) -> anyhow::Result<Option<TickRecord>> {
-        match self.act_on_until(tick, catch_up, None).await? {
-            Acted::Done(record) => Ok(Some(record)),
-            Acted::Taken | Acted::Stopped => Ok(None),
-        }
-    }
-
-    /// [`Scheduler::act_on`], stopping between two coins when `shutdown` is raised: the
-    /// claim is rolled back, so the next process to try the tick (one waiting on the claim
-    /// at once, or any at its next tick) acts on it whole. The jobs queued before the stop
-    /// stay queued, and the one-active-job rule keeps that process from queuing a second.
-    pub async fn act_on_until(
-        &self,
-        tick: DateTime<Utc>,
-        catch_up: bool,
-        shutdown: Option<&Shutdown>,
+        shutdown: &Shutdown,
     ) -> anyhow::Result<Acted> {
-        let stopping = || shutdown.is_some_and(Shutdown::is_shutdown);
         let mut tx = self.pool.begin().await?;
         // The claim waits while another process acts on the tick; a stop must not.
-        let claimed = match shutdown {
-            Some(shutdown) => tokio::select! {
-                claimed = sync_schedule::claim(&mut tx, tick) => claimed?,
-                () = shutdown.recv() => return Ok(Acted::Stopped),
-            },
-            None => sync_schedule::claim(&mut tx, tick).await?,
+        let Some(claimed) = shutdown
+            .unless_raised(sync_schedule::claim(&mut tx, tick))
+            .await
+        else {
+            return Ok(Acted::Stopped);
         };
-        if !claimed {
+        if !claimed? {
             tx.rollback().await?;
             return Ok(Acted::Taken);
         }
@@ -188,46 +175,15 @@ impl Scheduler {
         };
         let mut gap_queries = 0;
         for (done, symbol) in to_look_at.iter().copied().enumerate() {
-            if stopping() {
+            if shutdown.is_shutdown() {
                 tx.rollback().await?;
                 tracing::info!(%tick, coins_done = done, coins_to_look_at = to_look_at.len(),
                     jobs_queued = acted.jobs_queued,
                     "stopping in the middle of a tick: the next process to act finishes it");
                 return Ok(Acted::Stopped);
             }
-            // Gone or untracked since the query: nothing to do for it.
-            let Some(record) = coins::get(&self.pool, symbol).await? else {
-                continue;
-            };
-            if !record.coin.tracked {
-                continue;
-            }
-            gap_queries += 1;
-            let synced = bring_up_to_date(
-                &self.pool,
-                &record.coin,
-                reach,
-                today,
-                Trigger::Schedule,
-                self.max_attempts,
-            )
-            .await;
-            match synced {
-                Err(e) if e.is_unavailable() => return Err(e.into()),
-                Err(e) => {
-                    tracing::error!(%symbol, error = format!("{e:#}"), "could not bring a tracked coin up to date");
-                }
-                Ok(CoinSync::UpToDate) => {}
-                Ok(CoinSync::Queued(job)) => {
-                    acted.coins_behind += 1;
-                    acted.jobs_queued += 1;
-                    tracing::debug!(%symbol, job_id = %job.id, start = %job.range.start(), end = %job.range.end(), "tracked coin behind: job queued");
-                }
-                Ok(CoinSync::Busy(active)) => {
-                    acted.coins_behind += 1;
-                    acted.coins_busy += 1;
-                    tracing::debug!(%symbol, active_job = ?active, "tracked coin behind but a job of it is active; left to the next tick");
-                }
+            if self.look_at(symbol, reach, today, &mut acted).await? {
+                gap_queries += 1;
             }
         }
         sync_schedule::record(&mut tx, tick, &self.name, acted).await?;
@@ -236,6 +192,51 @@ impl Scheduler {
             coins_behind = acted.coins_behind, jobs_queued = acted.jobs_queued,
             coins_busy = acted.coins_busy, "acted on a tick of the sync schedule");
         Ok(Acted::Done(acted))
+    }
+
+    /// Brings one coin of a tick up to date, counting in `acted` what that took. False
+    /// when the coin is gone or untracked since the tick's query (nothing was looked at);
+    /// an error only when the database or the queue failed.
+    async fn look_at(
+        &self,
+        symbol: Symbol,
+        reach: PlanReach,
+        today: NaiveDate,
+        acted: &mut TickRecord,
+    ) -> anyhow::Result<bool> {
+        let Some(record) = coins::get(&self.pool, symbol).await? else {
+            return Ok(false);
+        };
+        if !record.coin.tracked {
+            return Ok(false);
+        }
+        let synced = bring_up_to_date(
+            &self.pool,
+            &record.coin,
+            reach,
+            today,
+            Trigger::Schedule,
+            self.max_attempts,
+        )
+        .await;
+        match synced {
+            Err(e) if e.is_unavailable() => return Err(e.into()),
+            Err(e) => {
+                tracing::error!(%symbol, error = format!("{e:#}"), "could not bring a tracked coin up to date");
+            }
+            Ok(CoinSync::UpToDate) => {}
+            Ok(CoinSync::Queued(job)) => {
+                acted.coins_behind += 1;
+                acted.jobs_queued += 1;
+                tracing::debug!(%symbol, job_id = %job.id, start = %job.range.start(), end = %job.range.end(), "tracked coin behind: job queued");
+            }
+            Ok(CoinSync::Busy(active)) => {
+                acted.coins_behind += 1;
+                acted.coins_busy += 1;
+                tracing::debug!(%symbol, active_job = ?active, "tracked coin behind but a job of it is active; left to the next tick");
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -248,6 +249,16 @@ pub enum Acted {
     Taken,
     /// The stop signal came first; the tick is left, unclaimed, to the next process.
     Stopped,
+}
+
+impl Acted {
+    /// What this process did on the tick, when it acted on it.
+    pub fn done(self) -> Option<TickRecord> {
+        match self {
+            Acted::Done(record) => Some(record),
+            Acted::Taken | Acted::Stopped => None,
+        }
+    }
 }
 
 /// Sleeps for `wait`; true when `shutdown` was raised first.

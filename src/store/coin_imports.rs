@@ -7,6 +7,8 @@ use sqlx::PgPool;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use crate::domain::{ImportStatus, ImportTrigger};
+
 /// A running import whose heartbeat is older than this is taken for dead (its process
 /// went away) and no longer blocks a new one.
 pub const ABANDONED_AFTER_SECS: i64 = 120;
@@ -24,12 +26,12 @@ pub struct Skipped {
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ImportRecord {
     pub id: Uuid,
-    /// `running`, `completed` or `failed`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ImportStatus,
     pub n: i32,
     pub track_since: Option<NaiveDate>,
-    /// `api` or `cli`.
-    pub trigger: String,
+    #[sqlx(try_from = "String")]
+    pub trigger: ImportTrigger,
     pub pages_done: i32,
     pub pages_total: i32,
     pub coins_done: i32,
@@ -60,7 +62,7 @@ pub async fn start(
     id: Uuid,
     n: u32,
     track_since: Option<NaiveDate>,
-    trigger: &str,
+    trigger: ImportTrigger,
 ) -> sqlx::Result<Start> {
     sqlx::query(
         "UPDATE coin_imports SET status = 'failed', completed_at = now(), updated_at = now(), \
@@ -77,7 +79,7 @@ pub async fn start(
     .bind(id)
     .bind(i32::try_from(n).unwrap_or(i32::MAX))
     .bind(track_since)
-    .bind(trigger)
+    .bind(trigger.as_str())
     .fetch_optional(pool)
     .await?;
     if let Some(record) = started {
@@ -100,7 +102,7 @@ pub async fn save(pool: &PgPool, record: &ImportRecord) -> sqlx::Result<()> {
          WHERE id = $1",
     )
     .bind(record.id)
-    .bind(&record.status)
+    .bind(record.status.as_str())
     .bind(record.pages_done)
     .bind(record.pages_total)
     .bind(record.coins_done)

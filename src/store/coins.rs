@@ -5,6 +5,7 @@ use chrono::NaiveDate;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgPool, Row};
 
+use super::decode::parsed;
 use super::second_source::Mapping;
 use crate::domain::{Coin, CoinGeckoId, Symbol};
 
@@ -40,17 +41,10 @@ FROM coins c
 
 impl FromRow<'_, PgRow> for CoinRecord {
     fn from_row(row: &PgRow) -> sqlx::Result<Self> {
-        let decode = |column: &str, e: String| sqlx::Error::ColumnDecode {
-            index: column.into(),
-            source: e.into(),
-        };
-        let symbol: String = row.try_get("symbol")?;
-        let coingecko_id: String = row.try_get("coingecko_id")?;
         Ok(CoinRecord {
             coin: Coin {
-                symbol: Symbol::parse(&symbol).map_err(|e| decode("symbol", e.to_string()))?,
-                coingecko_id: CoinGeckoId::parse(&coingecko_id)
-                    .map_err(|e| decode("coingecko_id", e.to_string()))?,
+                symbol: parsed(row, "symbol")?,
+                coingecko_id: parsed(row, "coingecko_id")?,
                 first_day: row.try_get("first_day")?,
                 tracked: row.try_get("tracked")?,
                 track_since: row.try_get("track_since")?,

@@ -1,12 +1,13 @@
 //! Connecting, creating the database when it is missing, and applying our migrations —
 //! safely when several processes start at once.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::config::DatabaseUrl;
 
 /// How long a query waits for a free connection before it fails: short, so that a
 /// database outage surfaces as an error (and a 503 on /readyz) instead of a hang.
@@ -27,13 +28,10 @@ const MAX_WAIT_STEP: Duration = Duration::from_secs(5);
 /// logging what it waits for (host and port only). Any other refusal (a wrong password, a
 /// missing role) fails at once; so does the first attempt when `limit` is zero. Only for
 /// start-up: a running process rides out an outage on its pool instead.
-pub async fn wait_for_server(url: &str, limit: Duration) -> anyhow::Result<()> {
-    let options = parse(url)?;
-    // The maintenance database, since the configured one may not exist yet.
-    let probe = match options.get_database() {
-        Some(_) => options.clone().database("postgres"),
-        None => options.clone(),
-    };
+pub async fn wait_for_server(url: &DatabaseUrl, limit: Duration) -> anyhow::Result<()> {
+    let options = url.options();
+    // The configured database may not exist yet.
+    let probe = maintenance(options);
     let target = match options.get_socket() {
         Some(socket) => socket.display().to_string(),
         None => format!("{}:{}", options.get_host(), options.get_port()),
@@ -58,10 +56,7 @@ pub async fn wait_for_server(url: &str, limit: Duration) -> anyhow::Result<()> {
             }
             Ok(Err(e)) if !is_not_up_yet(&e) => {
                 return Err(anyhow::Error::new(e)).with_context(|| {
-                    format!(
-                        "could not connect to PostgreSQL at {}: is DATABASE_URL right?",
-                        redact(url)
-                    )
+                    format!("could not connect to PostgreSQL at {url}: is DATABASE_URL right?")
                 });
             }
             Ok(Err(e)) => e.to_string(),
@@ -72,9 +67,8 @@ pub async fn wait_for_server(url: &str, limit: Duration) -> anyhow::Result<()> {
             anyhow::bail!(
                 "PostgreSQL at {target} did not accept a connection within {} s \
                  (DATABASE_CONNECT_TIMEOUT_SECS); the last attempt said: {error}. \
-                 Is it running, and is DATABASE_URL ({}) right?",
+                 Is it running, and is DATABASE_URL ({url}) right?",
                 limit.as_secs(),
-                redact(url)
             );
         }
         tracing::info!(
@@ -101,19 +95,26 @@ fn is_not_up_yet(error: &sqlx::Error) -> bool {
 }
 
 /// Opens a pool on `url` without touching the schema.
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options = parse(url)?;
+pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(options)
+        .connect_with(url.options().clone())
         .await
-        .with_context(|| {
-            format!(
-                "could not connect to PostgreSQL at {}: is it running, and is DATABASE_URL right?",
-                redact(url)
-            )
-        })
+        .with_context(|| unreachable(url))
+}
+
+/// What to say when the server at `url` cannot be reached.
+fn unreachable(url: &DatabaseUrl) -> String {
+    format!("could not connect to PostgreSQL at {url}: is it running, and is DATABASE_URL right?")
+}
+
+/// The server's maintenance database, `postgres`: there before the configured one is.
+fn maintenance(options: &PgConnectOptions) -> PgConnectOptions {
+    match options.get_database() {
+        Some(_) => options.clone().database("postgres"),
+        None => options.clone(),
+    }
 }
 
 /// Applies price-history's migrations (`migrations/`). The queue's schema must be there
@@ -130,22 +131,14 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 
 /// Creates the database `url` names if it is missing, safely when several processes
 /// race to create it.
-pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
-    let options = parse(url)?;
-    let Some(name) = options.get_database().map(str::to_owned) else {
+pub async fn create_database_if_missing(url: &DatabaseUrl) -> anyhow::Result<()> {
+    let Some(name) = url.options().get_database().map(str::to_owned) else {
         return Ok(()); // connecting to the user's default database, which exists
     };
-    let mut admin = options
-        .clone()
-        .database("postgres")
+    let mut admin = maintenance(url.options())
         .connect()
         .await
-        .with_context(|| {
-            format!(
-                "could not connect to PostgreSQL at {}: is it running, and is DATABASE_URL right?",
-                redact(url)
-            )
-        })?;
+        .with_context(|| unreachable(url))?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(&name)
@@ -174,30 +167,4 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     }
     admin.close().await.ok();
     Ok(())
-}
-
-/// The connection options of `url`. PostgreSQL's notices are not asked for: they would be
-/// logged at INFO, and the only ones the service provokes are the "already exists,
-/// skipping" of every migration run at start.
-fn parse(url: &str) -> anyhow::Result<PgConnectOptions> {
-    PgConnectOptions::from_str(url)
-        .map(|options| options.options([("client_min_messages", "warning")]))
-        .with_context(|| {
-            format!(
-                "DATABASE_URL {:?} is not a valid postgres:// URL",
-                redact(url)
-            )
-        })
-}
-
-/// The URL with any password replaced, fit for logs and error messages.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "<unparseable url>".to_owned(),
-    }
 }

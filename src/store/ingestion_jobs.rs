@@ -17,14 +17,19 @@ const COLUMNS: &str = "id, status, symbol, start_date, end_date, force, trigger,
      chunks_total, fallback_days";
 
 /// A job as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct JobRecord {
     pub id: Uuid,
+    #[sqlx(try_from = "String")]
     pub status: JobStatus,
+    #[sqlx(try_from = "String")]
     pub symbol: Symbol,
+    /// `start_date` and `end_date`.
+    #[sqlx(flatten)]
     pub range: DateRange,
     pub force: bool,
     /// Who asked for it.
+    #[sqlx(try_from = "String")]
     pub trigger: Trigger,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -45,44 +50,14 @@ pub struct JobRecord {
     pub fallback_days: i32,
 }
 
-impl FromRow<'_, PgRow> for JobRecord {
+/// A job's range as stored: `start_date` and `end_date`, in order (the table enforces it
+/// too).
+impl FromRow<'_, PgRow> for DateRange {
     fn from_row(row: &PgRow) -> sqlx::Result<Self> {
-        let decode = |column: &str, e: String| sqlx::Error::ColumnDecode {
-            index: column.into(),
-            source: e.into(),
-        };
-        let status: String = row.try_get("status")?;
-        let symbol: String = row.try_get("symbol")?;
-        let trigger: String = row.try_get("trigger")?;
-        let start: NaiveDate = row.try_get("start_date")?;
-        let end: NaiveDate = row.try_get("end_date")?;
-        Ok(JobRecord {
-            id: row.try_get("id")?,
-            status: status
-                .parse()
-                .map_err(|e: crate::domain::UnknownJobStatus| decode("status", e.to_string()))?,
-            symbol: symbol
-                .parse()
-                .map_err(|e: crate::domain::InvalidSymbol| decode("symbol", e.to_string()))?,
-            range: DateRange::stored(start, end)
-                .ok_or_else(|| decode("end_date", "end before start".into()))?,
-            force: row.try_get("force")?,
-            trigger: trigger
-                .parse()
-                .map_err(|e: crate::domain::UnknownTrigger| decode("trigger", e.to_string()))?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-            started_at: row.try_get("started_at")?,
-            completed_at: row.try_get("completed_at")?,
-            records_fetched: row.try_get("records_fetched")?,
-            gaps_detected: row.try_get("gaps_detected")?,
-            gap_dates: row.try_get("gap_dates")?,
-            out_of_plan_days: row.try_get("out_of_plan_days")?,
-            error_message: row.try_get("error_message")?,
-            attempts: row.try_get("attempts")?,
-            chunks_done: row.try_get("chunks_done")?,
-            chunks_total: row.try_get("chunks_total")?,
-            fallback_days: row.try_get("fallback_days")?,
+        let (start, end) = (row.try_get("start_date")?, row.try_get("end_date")?);
+        DateRange::stored(start, end).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "end_date".into(),
+            source: "end before start".into(),
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod coins;
 pub mod daily_prices;
 pub mod database;
 pub mod days;
+mod decode;
 pub mod gaps;
 pub mod hourly_coins;
 pub mod hourly_coverage;

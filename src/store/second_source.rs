@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::decode::{parsed, parsed_or_null};
 use crate::domain::{DailyCandle, MappingVerdict, PriceSource, ProductId, Symbol};
 
 /// A coin's mapping to the second source, as stored.
@@ -40,21 +41,11 @@ impl Mapping {
 }
 
 impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for Mapping {
-    /// From the `coins` columns of the mapping, as named in the table (for reads of the
-    /// whole coin, `store::coins`).
+    /// From the `coins` columns of the mapping, as named in the table.
     fn from_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<Self> {
         use sqlx::Row;
-        let product: Option<String> = row.try_get("coinbase_product")?;
-        let product = product
-            .map(|p| {
-                ProductId::parse(&p).map_err(|e| sqlx::Error::ColumnDecode {
-                    index: "coinbase_product".into(),
-                    source: e.into(),
-                })
-            })
-            .transpose()?;
         Ok(Mapping {
-            product,
+            product: parsed_or_null(row, "coinbase_product")?,
             deviation_percent: row.try_get("fallback_deviation_percent")?,
             checked_at: row.try_get("fallback_checked_at")?,
             usable: row.try_get("fallback_usable")?,
@@ -66,43 +57,14 @@ impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for Mapping {
 
 /// The coin's mapping; `None` when the symbol is not registered.
 pub async fn mapping(pool: &PgPool, symbol: Symbol) -> sqlx::Result<Option<Mapping>> {
-    type Row = (
-        Option<String>,
-        Option<Decimal>,
-        Option<DateTime<Utc>>,
-        Option<bool>,
-        Option<String>,
-        Option<NaiveDate>,
-    );
-    let row: Option<Row> = sqlx::query_as(
+    sqlx::query_as(
         "SELECT coinbase_product, fallback_deviation_percent, fallback_checked_at, \
                 fallback_usable, fallback_unusable_reason, coinbase_candles_from \
          FROM coins WHERE symbol = $1",
     )
     .bind(symbol.as_str())
     .fetch_optional(pool)
-    .await?;
-    row.map(
-        |(product, deviation_percent, checked_at, usable, unusable_reason, candles_from)| {
-            let product = product
-                .map(|p| {
-                    ProductId::parse(&p).map_err(|e| sqlx::Error::ColumnDecode {
-                        index: "coinbase_product".into(),
-                        source: e.into(),
-                    })
-                })
-                .transpose()?;
-            Ok(Mapping {
-                product,
-                deviation_percent,
-                checked_at,
-                usable,
-                unusable_reason,
-                candles_from,
-            })
-        },
-    )
-    .transpose()
+    .await
 }
 
 /// Sets (or with `None` clears) the coin's product. A product that differs from the
@@ -223,7 +185,7 @@ pub async fn list_sourced(
     start: NaiveDate,
     end: NaiveDate,
 ) -> sqlx::Result<Vec<SourcedCandle>> {
-    use sqlx::{FromRow, Row};
+    use sqlx::FromRow;
     let rows = sqlx::query(
         r#"SELECT date, open, high, low, close, volume, "timestamp", provisional, points, source
            FROM daily_prices WHERE symbol = $1 AND date BETWEEN $2 AND $3 ORDER BY date"#,
@@ -235,17 +197,9 @@ pub async fn list_sourced(
     .await?;
     rows.iter()
         .map(|row| {
-            let source: String = row.try_get("source")?;
             Ok(SourcedCandle {
                 candle: DailyCandle::from_row(row)?,
-                source: source
-                    .parse()
-                    .map_err(
-                        |e: crate::domain::UnknownPriceSource| sqlx::Error::ColumnDecode {
-                            index: "source".into(),
-                            source: e.into(),
-                        },
-                    )?,
+                source: parsed(row, "source")?,
             })
         })
         .collect()

@@ -152,7 +152,7 @@ async fn chaos_of_fifty_kills_terms_and_database_restarts_leaves_every_coin_comp
     .unwrap();
     // An answer takes a while, so that a kill often lands while a window is in flight.
     fake.set_delay(Duration::from_millis(400));
-    let pool = price_history::startup::connect_and_migrate(&url, 4)
+    let pool = price_history::startup::connect_and_migrate(&url.parse().expect("a valid URL"), 4)
         .await
         .unwrap();
 
@@ -207,7 +207,9 @@ async fn chaos_of_fifty_kills_terms_and_database_restarts_leaves_every_coin_comp
 
     let (stop_sampling, until) = tokio::sync::watch::channel(false);
     let sampler = tokio::spawn({
-        let pool = store::connect(&url, 2).await.unwrap();
+        let pool = store::connect(&url.parse().expect("a valid URL"), 2)
+            .await
+            .unwrap();
         async move { most_active_jobs_of_one_coin(&pool, until).await }
     });
 

@@ -2,12 +2,16 @@
 
 use std::fmt::Display;
 use std::process::Output;
+use std::time::Duration;
 
 use chrono::Days;
 use fake_upstream::coingecko::ScriptedResponse;
 use tokio::process::Command;
 
-use crate::support::{Harness, admin_url, days_before_today, output_text, price_history_command};
+use crate::support::{
+    Harness, admin_url, days_before_today, free_port, output_text, price_history_command,
+    spawn_service,
+};
 
 fn price_history(h: &Harness) -> Command {
     let mut command = price_history_command(&h.db.url, &h.fake.base_url());
@@ -352,4 +356,38 @@ async fn backfill_interrupted_by_sigterm_hands_its_job_back_and_exits_3() {
         "{printed}"
     );
     assert!(job.chunks_done >= 2, "the checkpoint is kept");
+}
+
+/// Issue 25: the signal handlers were installed only once the service was up, so a SIGTERM
+/// while the process waited for PostgreSQL (or migrated) killed it, exit 143. They are
+/// installed first thing now: the process stops waiting and exits 0, like any other.
+#[tokio::test]
+async fn a_sigterm_while_the_process_waits_for_postgresql_at_start_exits_0() {
+    let nobody = format!(
+        "postgres://postgres@127.0.0.1:{}/price_history",
+        free_port()
+    );
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut api = spawn_service(
+        &nobody,
+        "http://127.0.0.1:1",
+        &["api"],
+        &[
+            ("DATABASE_CONNECT_TIMEOUT_SECS", "60"),
+            ("BIND_ADDR", &bind),
+        ],
+    );
+    api.wait_for_output("the wait for PostgreSQL", Duration::from_secs(20), |out| {
+        out.contains("waiting for PostgreSQL to accept connections")
+    })
+    .await;
+
+    api.signal("TERM");
+
+    assert_eq!(
+        api.exit_code(Duration::from_secs(10)).await,
+        Some(0),
+        "{}",
+        api.output()
+    );
 }

@@ -6,14 +6,20 @@
 use chrono::{TimeDelta, Timelike, Utc};
 use price_history::domain::{Symbol, Trigger};
 use price_history::schedule::{Clock, Scheduler};
+use price_history::shutdown::Shutdown;
 use price_history::store::{self, coins, ingestion_jobs};
 use sqlx::PgPool;
 
-use crate::support::{Harness, TestApi, TestDb, days_before_today};
+use crate::support::{Harness, TestApi, days_before_today};
+use crate::upgrade::release_up_to;
 
 /// The last migration before the figures: the release being upgraded from (with the
 /// second source's `source` column).
 const BEFORE_FIGURES: i64 = 20261202000010;
+
+/// The last migration whose figures three trigger functions kept, before one path kept
+/// them (issue 25).
+const BEFORE_ONE_PATH: i64 = 20261206100010;
 
 /// What a full scan of `daily_prices` says, per coin and source, as text.
 const SCAN: &str = r#"
@@ -73,14 +79,7 @@ fn rows(
 async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_a_scan() {
     // Arrange: the release before the figures, with coins, holes, provisional days and
     // rows of both sources.
-    let db = TestDb::empty().await;
-    apalis_postgres::PostgresStorage::setup(&db.pool)
-        .await
-        .expect("the queue's schema");
-    sqlx::migrate!("./migrations")
-        .run_to(BEFORE_FIGURES, &db.pool)
-        .await
-        .expect("the previous release's migrations");
+    let db = release_up_to(BEFORE_FIGURES).await;
     sql(&db.pool, "INSERT INTO coins (symbol, coingecko_id) VALUES ('ETH', 'ethereum'), ('SOL', 'solana'), ('NONE', 'none-stored')").await;
     sql(&db.pool, &rows("BTC", 800, 366, "coinbase", 0)).await;
     sql(&db.pool, &rows("BTC", 365, 0, "coingecko", 1)).await;
@@ -101,9 +100,10 @@ async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_
     assert_eq!(scan_before.len(), 4, "{scan_before:?}");
 
     // Act: a process of this release starts on it.
-    let pool = price_history::startup::connect_and_migrate(&db.url, 5)
-        .await
-        .expect("the upgrade applies");
+    let pool =
+        price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
+            .await
+            .expect("the upgrade applies");
 
     // Assert: the figures say what a scan says, and the rows are as they were.
     assert_eq!(texts(&pool, KEPT).await, scan_before);
@@ -117,6 +117,83 @@ async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_
     assert_eq!(btc.provisional_days, 1);
     assert_eq!(btc.last_complete_day, Some(days_before_today(1)));
     assert_eq!(btc.first_day, Some(days_before_today(800)));
+}
+
+/// The release before kept the figures with three trigger functions, the update's a copy
+/// of the other two; this one keeps them through one path. A populated database upgrades
+/// with its figures as they were, and every kind of change after it keeps them equal to a
+/// scan.
+#[tokio::test]
+async fn figures_kept_by_the_previous_release_stay_true_through_the_upgrade_and_every_change_after()
+{
+    // Arrange: the previous release, its figures kept by its triggers.
+    let db = release_up_to(BEFORE_ONE_PATH).await;
+    sql(
+        &db.pool,
+        "INSERT INTO coins (symbol, coingecko_id) VALUES ('ETH', 'ethereum'), ('SOL', 'solana')",
+    )
+    .await;
+    sql(&db.pool, &rows("BTC", 800, 366, "coinbase", 0)).await;
+    sql(&db.pool, &rows("BTC", 365, 0, "coingecko", 1)).await;
+    sql(&db.pool, &rows("ETH", 100, 0, "coingecko", 3)).await;
+    sql(
+        &db.pool,
+        &format!(
+            "UPDATE daily_prices SET provisional = TRUE WHERE symbol = 'ETH' AND date = '{}'",
+            days_before_today(50)
+        ),
+    )
+    .await;
+    let kept_before = texts(&db.pool, KEPT).await;
+    assert_eq!(kept_before, texts(&db.pool, SCAN).await, "the old triggers");
+
+    // Act: a process of this release starts on it.
+    let pool =
+        price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
+            .await
+            .expect("the upgrade applies");
+
+    // Assert: the figures as they were, then true after each kind of change.
+    assert_eq!(texts(&pool, KEPT).await, kept_before);
+    sql(&pool, &rows("SOL", 50, 10, "coingecko", 0)).await;
+    assert_kept_equals_scan(&pool, "an INSERT").await;
+    let (d20, d40) = (days_before_today(20), days_before_today(40));
+    sql(&pool, &format!("UPDATE daily_prices SET provisional = NOT provisional WHERE symbol = 'ETH' AND date > '{d20}'")).await;
+    assert_kept_equals_scan(&pool, "an UPDATE turning days provisional and back").await;
+    sql(&pool, &format!("UPDATE daily_prices SET symbol = 'ETH', source = 'coinbase' WHERE symbol = 'BTC' AND date < '{}'", days_before_today(500))).await;
+    assert_kept_equals_scan(&pool, "an UPDATE moving rows to another coin and source").await;
+    sql(
+        &pool,
+        &format!(
+            "UPDATE daily_prices SET date = date - 1000 WHERE symbol = 'SOL' AND date = '{}'",
+            days_before_today(10)
+        ),
+    )
+    .await;
+    assert_kept_equals_scan(&pool, "an UPDATE moving a last day far back").await;
+    sql(
+        &pool,
+        "UPDATE daily_prices SET close = close WHERE symbol = 'NOBODY'",
+    )
+    .await;
+    assert_kept_equals_scan(&pool, "an UPDATE of no row").await;
+    sql(
+        &pool,
+        &format!("DELETE FROM daily_prices WHERE date BETWEEN '{d40}' AND '{d20}'"),
+    )
+    .await;
+    assert_kept_equals_scan(&pool, "a DELETE across coins").await;
+    sql(
+        &pool,
+        &format!(
+            "{} ON CONFLICT (symbol, date) DO UPDATE SET provisional = FALSE",
+            rows("BTC", 45, 0, "coingecko", 2)
+        ),
+    )
+    .await;
+    assert_kept_equals_scan(&pool, "an upsert").await;
+    sql(&pool, "DELETE FROM daily_prices WHERE symbol = 'SOL'").await;
+    assert_kept_equals_scan(&pool, "a DELETE of a whole coin").await;
 }
 
 #[tokio::test]
@@ -137,10 +214,16 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         max_attempts: 3,
         name: "figures-test".to_owned(),
     };
+    // Never raised: every tick is acted on whole.
+    let (_stop, running) = Shutdown::new();
     let mut tick = Utc::now().with_nanosecond(0).unwrap();
     let mut next_tick = || {
         tick += TimeDelta::seconds(1);
         tick
+    };
+    let act_on = async |tick: chrono::DateTime<Utc>| {
+        let acted = scheduler.act_on(tick, false, &running).await.unwrap();
+        acted.done().expect("this process acts on the tick")
     };
 
     // Loaded by SQL, complete from 40 days ago to yesterday, today provisional.
@@ -154,7 +237,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 41\n"),
         "{metrics}"
     );
-    let acted = scheduler.act_on(next_tick(), false).await.unwrap().unwrap();
+    let acted = act_on(next_tick()).await;
     assert_eq!(
         (acted.coins_tracked, acted.coins_behind, acted.jobs_queued),
         (1, 0, 0),
@@ -180,7 +263,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 37\n"),
         "{metrics}"
     );
-    let acted = scheduler.act_on(next_tick(), false).await.unwrap().unwrap();
+    let acted = act_on(next_tick()).await;
     assert_eq!((acted.coins_behind, acted.jobs_queued), (1, 1));
     let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
@@ -224,7 +307,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         metrics.contains("price_history_stored_candles{symbol=\"ETH\"} 5\n"),
         "{metrics}"
     );
-    let acted = scheduler.act_on(next_tick(), false).await.unwrap().unwrap();
+    let acted = act_on(next_tick()).await;
     assert_eq!(
         acted.jobs_queued, 1,
         "yesterday turned provisional is missing again"
@@ -241,7 +324,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 0\n"),
         "{metrics}"
     );
-    let acted = scheduler.act_on(next_tick(), false).await.unwrap().unwrap();
+    let acted = act_on(next_tick()).await;
     assert_eq!(acted.jobs_queued, 1);
     let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
     assert_eq!(

@@ -85,7 +85,9 @@ async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
         readyz(&client, &base).await == Some(200)
     })
     .await;
-    let pool = store::connect(&url, 4).await.unwrap();
+    let pool = store::connect(&url.parse().expect("a valid URL"), 4)
+        .await
+        .unwrap();
     let job = submit_four_years_and_await_three_windows(&pool).await;
 
     cluster.stop();
@@ -144,9 +146,12 @@ async fn without_the_database_a_call_waits_for_its_slot_and_goes_once_it_is_back
     let cluster = PrivateCluster::create();
     cluster.start();
     let fake = FakeCoinGecko::start().await;
-    let pool = price_history::startup::connect_and_migrate(&cluster.url("price_history"), 2)
-        .await
-        .unwrap();
+    let pool = price_history::startup::connect_and_migrate(
+        &cluster.url("price_history").parse().expect("a valid URL"),
+        2,
+    )
+    .await
+    .unwrap();
     let client = CoinGeckoClient::new(
         CoinGeckoSettings {
             base_url: fake.base_url(),
@@ -293,9 +298,12 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
     let fake = FakeCoinGecko::start().await;
     // The answer is held back 2 s, so that the database goes away while it is in flight.
     fake.set_delay(Duration::from_secs(2));
-    let pool = price_history::startup::connect_and_migrate(&cluster.url("price_history"), 2)
-        .await
-        .unwrap();
+    let pool = price_history::startup::connect_and_migrate(
+        &cluster.url("price_history").parse().expect("a valid URL"),
+        2,
+    )
+    .await
+    .unwrap();
     let settings = CoinGeckoSettings {
         base_url: fake.base_url(),
         api_key: None,
@@ -376,7 +384,7 @@ async fn a_job_through_an_outage_of(outage: Duration) -> (JobRecord, usize, Stri
     // Each answer takes a while, so that the job is mid-window when the database goes.
     fake.set_delay(Duration::from_millis(400));
     let url = cluster.url("price_history");
-    let pool = price_history::startup::connect_and_migrate(&url, 4)
+    let pool = price_history::startup::connect_and_migrate(&url.parse().expect("a valid URL"), 4)
         .await
         .unwrap();
     let mut worker = spawn_service(

@@ -135,12 +135,24 @@ async fn a_tick_is_acted_on_once_and_never_after_a_later_one() {
         scheduler(&h, EVERY_TWO_SECONDS, "b"),
     );
     let tick = Utc::now().with_nanosecond(0).unwrap();
+    let (_stop, running) = price_history::shutdown::Shutdown::new();
 
-    let (by_a, by_b) = tokio::join!(a.act_on(tick, false), b.act_on(tick, false));
-    let earlier = a.act_on(tick - TimeDelta::seconds(2), false).await.unwrap();
-    let later = b.act_on(tick + TimeDelta::seconds(2), false).await.unwrap();
+    let (by_a, by_b) = tokio::join!(
+        a.act_on(tick, false, &running),
+        b.act_on(tick, false, &running)
+    );
+    let earlier = a
+        .act_on(tick - TimeDelta::seconds(2), false, &running)
+        .await
+        .unwrap()
+        .done();
+    let later = b
+        .act_on(tick + TimeDelta::seconds(2), false, &running)
+        .await
+        .unwrap()
+        .done();
 
-    let acted: Vec<_> = [by_a.unwrap(), by_b.unwrap()]
+    let acted: Vec<_> = [by_a.unwrap().done(), by_b.unwrap().done()]
         .into_iter()
         .flatten()
         .collect();
@@ -539,11 +551,10 @@ async fn no_tick_is_acted_on_before_it_is_due() {
     assert!(ended - began >= TimeDelta::seconds(1), "{acted:#?}");
 }
 
-/// Kills `src/schedule/mod.rs`, `Scheduler::act_on`: the match guard
-/// `e.downcast_ref::<sqlx::Error>().is_some() || e.downcast_ref::<SubmitError>().is_some()`
-/// -> `false`, and `||` -> `&&`. A database error while queuing a coin's job must fail the
-/// whole tick and roll its claim back, so that the tick is tried again; the mutants log
-/// it, record the tick as acted on, and the coin waits for the next tick.
+/// Kills `src/schedule/mod.rs`, `Scheduler::look_at`: the match guard
+/// `e.is_unavailable()` -> `false`. A database error while queuing a coin's job must fail the
+/// whole tick and roll its claim back, so that the tick is tried again; the mutant logs
+/// it, records the tick as acted on, and the coin waits for the next tick.
 #[tokio::test]
 async fn a_database_error_while_queuing_fails_the_whole_tick_and_frees_it_for_a_retry() {
     let h = Harness::new().await;
@@ -567,8 +578,9 @@ async fn a_database_error_while_queuing_fails_the_whole_tick_and_frees_it_for_a_
     .unwrap();
     let scheduler = scheduler(&h, "* * * * * *", "in-process");
     let tick = Utc::now().with_nanosecond(0).unwrap();
+    let (_stop, running) = price_history::shutdown::Shutdown::new();
 
-    let acted = scheduler.act_on(tick, false).await;
+    let acted = scheduler.act_on(tick, false, &running).await;
 
     assert!(acted.is_err(), "the tick fails: {acted:?}");
     assert_eq!(

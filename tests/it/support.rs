@@ -43,9 +43,10 @@ impl TestDb {
     pub async fn new() -> Self {
         let (name, url) = Self::fresh_name();
         // The service creates the database itself, as it does on a fresh machine.
-        let pool = price_history::startup::connect_and_migrate(&url, 10)
-            .await
-            .expect("the test database can be created and migrated");
+        let pool =
+            price_history::startup::connect_and_migrate(&url.parse().expect("a valid URL"), 10)
+                .await
+                .expect("the test database can be created and migrated");
         TestDb { url, pool, name }
     }
 
@@ -59,7 +60,7 @@ impl TestDb {
             .execute(&mut admin)
             .await
             .expect("a database can be created");
-        let pool = store::connect(&url, 10)
+        let pool = store::connect(&url.parse().expect("a valid URL"), 10)
             .await
             .expect("the database answers");
         TestDb { url, pool, name }
@@ -159,7 +160,7 @@ impl Harness {
         .await
         .expect("a fake Coinbase can listen on a free loopback port");
         let settings = Settings {
-            database_url: db.url.clone(),
+            database_url: db.url.parse().expect("a valid URL"),
             database_connect_timeout_secs: 0,
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             coingecko_base_url: fake.base_url(),
@@ -323,7 +324,7 @@ impl Harness {
             coinbase_product: Default::default(),
         };
         self.registry()
-            .put(request)
+            .put(request, price_history::domain::Trigger::Api)
             .await
             .expect("the coin is registered");
         symbol

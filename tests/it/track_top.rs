@@ -7,10 +7,12 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use fake_upstream::coingecko::{COLLIDING_RANK, FakeOptions, MARKETS, UNSYMBOLIC_RANK};
+use price_history::domain::ImportStatus;
+use price_history::store::coin_imports;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, TestApi, count_rows};
+use crate::support::{Harness, TestApi, count_rows, free_port, until_ready};
 
 /// The budget of these tests, and the fake's own limit: a call over it would be a 429.
 const CALLS_PER_MINUTE: u32 = 1200;
@@ -215,5 +217,96 @@ async fn an_import_whose_process_died_stops_blocking_a_new_one_but_a_live_one_bl
             .starts_with("abandoned"),
         "{dead}"
     );
+    api.stop().await;
+}
+
+/// Issue 25: the API's import ran with no stop signal, so SIGTERM abandoned it `running`
+/// until an import started two minutes later swept it. Now it stops between two coins,
+/// ends its record `failed` saying how far it got, and the process exits 0.
+#[tokio::test]
+async fn an_import_the_api_started_stops_on_sigterm_and_ends_its_record_saying_so() {
+    let h = harness().await;
+    // Each check takes a moment, so that the import is midway when the signal comes.
+    h.fake.set_delay(Duration::from_millis(50));
+    let bind = format!("127.0.0.1:{}", free_port());
+    let budget = CALLS_PER_MINUTE.to_string();
+    let mut api = h.spawn(
+        &["api"],
+        &[
+            ("BIND_ADDR", &bind),
+            ("COINGECKO_CALLS_PER_MINUTE", &budget),
+        ],
+    );
+    let base = format!("http://{bind}");
+    let client = until_ready(&api, &base).await;
+    let answer = client
+        .post(format!("{base}/api/v1/coins/track-top"))
+        .header("content-type", "application/json")
+        .body(json!({"n": 300}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let body: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    let import = async || {
+        coin_imports::get(h.pool(), id)
+            .await
+            .expect("the database answers")
+            .expect("the import is recorded")
+    };
+    // Another process's progress has no event to wait on: its record is read until it
+    // has registered a few coins.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while import().await.coins_done < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the import gets going");
+
+    api.signal("TERM");
+
+    assert_eq!(
+        api.exit_code(Duration::from_secs(30)).await,
+        Some(0),
+        "{}",
+        api.output()
+    );
+    let ended = import().await;
+    assert_eq!(
+        ended.status,
+        ImportStatus::Failed,
+        "ended at once, not left running"
+    );
+    let message = ended.error_message.expect("it says why");
+    let (done, total) = (ended.coins_done, ended.coins_total);
+    assert!(
+        message.starts_with(&format!("interrupted after {done} of {total} coins")),
+        "{message}"
+    );
+    assert!((3..total).contains(&done), "{done} of {total}");
+    let tracked = count_rows(h.pool(), "coins WHERE tracked").await;
+    assert!(
+        tracked as usize >= ended.registered.len() && !ended.registered.is_empty(),
+        "the coins registered before the signal stay registered and tracked: {tracked} tracked, {:?}",
+        ended.registered
+    );
+}
+
+/// Schemathesis's finding: `OPTIONS /api/v1/coins/track-top` answered as if `track-top`
+/// were a coin's symbol, `Allow: GET, HEAD, PUT`.
+#[tokio::test]
+async fn options_on_the_import_path_answers_that_it_takes_post_alone() {
+    let (_h, api) = TestApi::with_harness().await;
+    let options = |path: &str| api.client.request(reqwest::Method::OPTIONS, api.url(path));
+
+    let import = api.send(options("/api/v1/coins/track-top")).await;
+    let coin = api.send(options("/api/v1/coins/ETH")).await;
+
+    assert_eq!(import.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(import.header("allow"), Some("POST"));
+    assert_eq!(coin.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(coin.header("allow"), Some("GET, HEAD, PUT"));
     api.stop().await;
 }

@@ -80,9 +80,10 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
     let queue_before = count_rows(&db.pool, "apalis.jobs").await;
 
     // Act: a process of this release starts on it.
-    let pool = price_history::startup::connect_and_migrate(&db.url, 5)
-        .await
-        .expect("the upgrade applies");
+    let pool =
+        price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
+            .await
+            .expect("the upgrade applies");
 
     // Assert: every row as it was, every job readable, the new rules in force.
     assert_eq!(snapshot(&pool, PRICES).await, prices_before);
@@ -92,7 +93,7 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
     assert_eq!(queue_after, queue_before);
 
     let mut h = Harness::new().await;
-    h.settings.database_url = db.url.clone();
+    h.settings.database_url = db.url.parse().expect("a valid URL");
     let h = Harness { db, ..h };
     let api = TestApi::start(&h).await;
     for (id, status) in [
@@ -247,9 +248,10 @@ async fn a_populated_database_of_the_release_before_hours_upgrades_with_every_ro
     let queue_before = count_rows(&db.pool, "apalis.jobs").await;
 
     // Act: a process of this release starts on it.
-    let pool = price_history::startup::connect_and_migrate(&db.url, 5)
-        .await
-        .expect("the upgrade applies");
+    let pool =
+        price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
+            .await
+            .expect("the upgrade applies");
 
     // Assert: every row of every table as it was, and nothing hourly about any of it.
     assert_eq!(every_row(&pool, &tables).await, before);

@@ -1,12 +1,13 @@
 //! What bringing a tracked coin up to date means: its missing days, from the latest of
 //! `track_since`, its first day and the plan's reach, to yesterday (UTC), in one job.
+//! The schedule does it for every tracked coin at each tick; the registry does it for one
+//! coin at once when its tracking is turned on.
 
 use chrono::{Days, NaiveDate};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::Clock;
-use crate::domain::{Coin, DateRange, MAX_RANGE_DAYS, PlanReach, RangeError, Trigger};
+use crate::domain::{Coin, DateRange, MAX_RANGE_DAYS, PlanReach, RangeError, Trigger, today_utc};
 use crate::ingest::Reach;
 use crate::queue::{self, SubmitError};
 use crate::store::gaps;
@@ -117,8 +118,8 @@ pub async fn bring_up_to_date(
 }
 
 /// Brings a coin whose tracking was just turned on up to date at once, not at the next
-/// tick: `PUT /api/v1/coins/{symbol}` and `coins add --track`.
-pub async fn tracking_started(
+/// tick.
+pub(super) async fn tracking_started(
     pool: &PgPool,
     reach: &Reach,
     coin: &Coin,
@@ -126,15 +127,7 @@ pub async fn tracking_started(
     max_attempts: u32,
 ) -> Result<CoinSync, SyncError> {
     let reach = reach.current(pool).await?;
-    let synced = bring_up_to_date(
-        pool,
-        coin,
-        reach,
-        Clock::SYSTEM.today(),
-        trigger,
-        max_attempts,
-    )
-    .await?;
+    let synced = bring_up_to_date(pool, coin, reach, today_utc(), trigger, max_attempts).await?;
     match &synced {
         CoinSync::UpToDate => tracing::info!(symbol = %coin.symbol, "tracking on: nothing missing"),
         CoinSync::Queued(job) => {
