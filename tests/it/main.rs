@@ -12,6 +12,7 @@ mod container;
 mod durability;
 mod events;
 mod figures;
+mod hourly_optin;
 mod hourly_store;
 mod jobs;
 mod outage;
