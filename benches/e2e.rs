@@ -29,6 +29,8 @@ use uuid::Uuid;
 mod budget;
 #[path = "e2e/coins.rs"]
 mod coins;
+#[path = "e2e/export.rs"]
+mod export;
 #[path = "e2e/page.rs"]
 mod page;
 #[path = "e2e/private_postgres.rs"]
@@ -212,11 +214,16 @@ impl Bench {
             .await
             .unwrap_or_default();
             for name in names {
-                let statement = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                    .execute(&mut admin)
-                    .await;
+                drop_database(&mut admin, &name).await;
             }
+        }
+    }
+
+    /// Drops a database a piece made beside the run's own, as soon as the piece is done
+    /// with it (the largest hold millions of rows).
+    async fn drop_database(&self, name: &str) {
+        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
+            drop_database(&mut admin, name).await;
         }
     }
 
@@ -226,8 +233,11 @@ impl Bench {
             return match only.as_str() {
                 "scale" => self.scale(sizes, report).await,
                 "second-source" => self.second_source(sizes, report).await,
+                "export" => self.export(sizes, report).await,
                 other => {
-                    bail!("PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source")
+                    bail!(
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export"
+                    )
                 }
             };
         }
@@ -241,6 +251,7 @@ impl Bench {
         self.page(sizes, report).await?;
         private_postgres::rows(self, sizes, report).await?;
         self.scale(sizes, report).await?;
+        self.export(sizes, report).await?;
         Ok(())
     }
 
@@ -1048,6 +1059,14 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `DROP DATABASE ... WITH (FORCE)`, whatever is connected; a failure is left to `cleanup`.
+async fn drop_database(admin: &mut PgConnection, name: &str) {
+    let statement = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+        .execute(admin)
+        .await;
 }
 
 fn with_database(admin_url: &str, database: &str) -> Result<String> {

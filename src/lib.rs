@@ -10,7 +10,7 @@
 //!
 //! - [`config`]: every setting, as environment variable and flag, parsed once:
 //!   `DATABASE_URL` into a [`config::DatabaseUrl`] (`config/database.rs`).
-//! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`).
+//! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`, `Timeframe`).
 //! - [`coingecko`]: CoinGecko's URL and key, its wire format and its error meanings.
 //! - [`coinbase`]: the same for the second source (Coinbase Exchange's candles, of a
 //!   granularity, at most 300 a call), for the days older than the CoinGecko plan's reach.
@@ -43,6 +43,10 @@
 //! - [`track_top`]: tracking the N largest coins by market cap in one import (CoinGecko's
 //!   `/coins/markets`, then the registry's rules per coin), recorded like a job, stopped
 //!   between two coins by the shutdown signal; built by `startup`.
+//! - [`export`]: candles to the files backtesters and data tools read (freqtrade's
+//!   `BTC_USD-1d.feather`, Parquet, JSON, JSON.gz, CSV), streamed from the store one coin
+//!   at a time and renamed into place whole; `price-history export` writes them into a
+//!   directory, the API streams the Parquet and Feather ones.
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
 //! - [`startup`]: settings in, a running service out: the one place that migrates the
@@ -53,7 +57,7 @@
 //!   thing in `main`, handed to every long-lived task (never an `Option`); `Tasks` for
 //!   those a request starts (the API's import), which the server waits for.
 //! - [`cli`]: the subcommands and their dispatch, a module per command that does more
-//!   (`backfill`, `coins`, `track_top`); `main.rs` only calls [`cli::run`].
+//!   (`backfill`, `coins`, `track_top`, `export`); `main.rs` only calls [`cli::run`].
 //!
 //! Test-only code lives outside this crate: `crates/fake-upstream` (package
 //! `price-history-fake-upstream`, a dev-dependency) holds the loopback fake CoinGecko and fake Coinbase the
@@ -69,6 +73,7 @@ pub mod coinbase;
 pub mod coingecko;
 pub mod config;
 pub mod domain;
+pub mod export;
 pub mod ingest;
 pub mod private_postgres;
 pub mod queue;

@@ -12,7 +12,7 @@ use price_history::domain::{Coin, CoinGeckoId, DateRange, JobStatus, Symbol, Tri
 use price_history::queue;
 use price_history::store::{coins, ingestion_jobs::JobFollower, ingestion_jobs::NewJob};
 use price_history::upstream::{CallBudget, CallLimiter};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{Bench, Report, Sizes, ms, spawn, terminate, with_database};
@@ -76,12 +76,7 @@ pub(super) async fn rows(bench: &Bench, sizes: &Sizes, report: &mut Report) -> R
     let result = measure(&fake, &url, &pool, &sizes, report).await;
     fake.shutdown().await;
     pool.close().await;
-    if let Ok(mut admin) = PgConnection::connect(&bench.admin_url).await {
-        let statement = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-            .execute(&mut admin)
-            .await;
-    }
+    bench.drop_database(&name).await;
     result
 }
 

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::{Days, Utc};
-use sqlx::{Connection, PgConnection};
 
 use super::{Bench, Report, Sizes, free_port, ms, spawn, terminate, with_database};
 
@@ -50,12 +49,7 @@ impl Bench {
         let database = format!("{}_page", self.database);
         let url = with_database(&self.admin_url, &database)?;
         let result = self.page_rows(&url, &page_sizes, report).await;
-        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
-            let statement = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                .execute(&mut admin)
-                .await;
-        }
+        self.drop_database(&database).await;
         result
     }
 

@@ -13,7 +13,6 @@ use price_history::coingecko::CoinGeckoSettings;
 use price_history::domain::PlanReach;
 use price_history::ingest::Reach;
 use price_history::schedule::{Clock, Scheduler};
-use sqlx::{Connection, PgConnection};
 
 use super::{Bench, Report, Sizes, ms, terminate, with_database};
 
@@ -31,12 +30,7 @@ impl Bench {
             let database = format!("{}_scale{coins}", self.database);
             let url = with_database(&self.admin_url, &database)?;
             let result = self.scale_run(&url, sizes, coins, days, report).await;
-            if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
-                let statement = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                    .execute(&mut admin)
-                    .await;
-            }
+            self.drop_database(&database).await;
             result?;
         }
         Ok(())

@@ -12,7 +12,6 @@ use chrono::{DateTime, Days, TimeDelta, Utc};
 use price_history::domain::{Symbol, Trigger};
 use price_history::schedule::SyncSchedule;
 use price_history::store::{coins, ingestion_jobs, sync_schedule};
-use sqlx::{Connection, PgConnection};
 
 use super::{Bench, Report, Sizes, spawn, terminate, with_database};
 
@@ -30,12 +29,7 @@ impl Bench {
         let pool = price_history::startup::connect_and_migrate(&url.parse()?, 4).await?;
         let result = self.schedule_run(&url, &pool, run_for, report).await;
         pool.close().await;
-        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
-            let statement = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                .execute(&mut admin)
-                .await;
-        }
+        self.drop_database(&database).await;
         result
     }
 

@@ -1,12 +1,15 @@
-//! The `Data` tag: the stored prices, as JSON or CSV, and how complete a range is.
+//! The `Data` tag: the stored prices, as JSON, CSV, Parquet or Feather, and how complete
+//! a range is.
+
+use std::marker::PhantomData;
 
 use chrono::NaiveDate;
 use poem::http::{StatusCode, header};
 use poem::web::Data;
-use poem::{IntoResponse, Request, Response};
+use poem::{Body, IntoResponse, Request, Response};
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Json, Payload};
-use poem_openapi::registry::MetaSchemaRef;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, ResponseContent};
 use rust_decimal::Decimal;
@@ -14,7 +17,8 @@ use rust_decimal::Decimal;
 use super::day::Day;
 use super::error::{ErrorBody, Refusal, refused};
 use super::{ApiState, ApiTags};
-use crate::domain::{Coin, PriceSource, Symbol, today_utc};
+use crate::domain::{Coin, PriceSource, Symbol, Timeframe, today_utc};
+use crate::export::{self, Format, Span};
 use crate::store::gaps::{self, Coverage};
 use crate::store::second_source::{self, SourcedCandle};
 use crate::store::{coins, days};
@@ -37,6 +41,14 @@ impl DataApi {
     /// over when it was fetched: its close and volume may still change. `source` says
     /// where each day came from: `coingecko`, or `coinbase` (the second source, for days
     /// older than the CoinGecko plan serves).
+    ///
+    /// As a file for data tools, the same as `price-history export` writes: Parquet with
+    /// `Accept: application/vnd.apache.parquet`, Feather (an Arrow IPC file,
+    /// LZ4-compressed) with `Accept: application/vnd.apache.arrow.file`, streamed as it is
+    /// read. Their columns are `date` (UTC timestamp, milliseconds), `open`, `high`,
+    /// `low`, `close`, `volume` (float64) and `source`; provisional days are left out.
+    /// `format` picks the answer from the URL alone (`pandas.read_parquet(url)` sends no
+    /// `Accept`) and overrides `Accept`; `*/*` or no `Accept` is JSON.
     #[oai(path = "/api/v1/prices", method = "get", operation_id = "listPrices")]
     async fn prices(
         &self,
@@ -49,12 +61,20 @@ impl DataApi {
         start_date: Query<Day>,
         /// Last day, `YYYY-MM-DD` (UTC), on or after `start_date`, at most 7305 days (20 years) later.
         end_date: Query<Day>,
+        /// The answer's format, whatever `Accept` says: `json`, `csv`, `parquet` or `feather`.
+        format: Query<Option<PriceFormat>>,
     ) -> PricesResponse {
+        let Some(format) = format.0.or_else(|| negotiate(request)) else {
+            return PricesResponse::NotAcceptable(not_acceptable());
+        };
         let (range, coin) = match read_target(&state, &symbol, start_date.0.0, end_date.0.0).await {
             Ok(target) => target,
             Err(Refused::BadRequest(body)) => return PricesResponse::BadRequest(body),
             Err(Refused::Unavailable(body)) => return PricesResponse::ServiceUnavailable(body),
         };
+        if let Some(file) = format.file() {
+            return file_answer(state.pool.clone(), coin.symbol, range, file);
+        }
         let prices = match range.queried(&coin) {
             Some((start, end)) => {
                 match second_source::list_sourced(&state.pool, coin.symbol, start, end).await {
@@ -68,7 +88,7 @@ impl DataApi {
             }
             None => Vec::new(),
         };
-        PricesResponse::Ok(if wants_csv(request) {
+        PricesResponse::Ok(if format == PriceFormat::Csv {
             PricesBody::Csv(Csv::of(&prices))
         } else {
             PricesBody::Json(Json(PriceList {
@@ -258,17 +278,63 @@ impl ReadRange {
     }
 }
 
-/// Whether the client asked for CSV: `text/csv` (or `text/*`) ranked above JSON in
-/// `Accept`. Anything else, no `Accept` included, gets JSON.
-fn wants_csv(request: &Request) -> bool {
+/// What `GET /api/v1/prices` answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum PriceFormat {
+    /// `{"prices": [...]}`, every field as the API documents it.
+    Json,
+    /// The header `date,open,high,low,close,volume,provisional,source`, then a line per day.
+    Csv,
+    /// A Parquet file, as `price-history export --format parquet` writes it.
+    Parquet,
+    /// A Feather (Arrow IPC, LZ4) file, as `price-history export --format feather` writes it.
+    Feather,
+}
+
+impl PriceFormat {
+    /// The media types served, in the order `406` lists them.
+    const MEDIA_TYPES: [&str; 4] = [
+        "application/json",
+        "text/csv",
+        "application/vnd.apache.parquet",
+        "application/vnd.apache.arrow.file",
+    ];
+
+    /// The format a media range of `Accept` asks for; wildcards get JSON (CSV for
+    /// `text/*`).
+    fn of_media_range(range: &str) -> Option<PriceFormat> {
+        match range {
+            "application/json" | "application/*" | "*/*" => Some(PriceFormat::Json),
+            "text/csv" | "text/*" => Some(PriceFormat::Csv),
+            "application/vnd.apache.parquet" => Some(PriceFormat::Parquet),
+            "application/vnd.apache.arrow.file" => Some(PriceFormat::Feather),
+            _ => None,
+        }
+    }
+
+    /// The export's format of a file answer; `None` for JSON and CSV.
+    fn file(self) -> Option<Format> {
+        match self {
+            PriceFormat::Json | PriceFormat::Csv => None,
+            PriceFormat::Parquet => Some(Format::Parquet),
+            PriceFormat::Feather => Some(Format::Feather),
+        }
+    }
+}
+
+/// The format `Accept` ranks highest among those served (the first one listed on a tie);
+/// JSON when there is no `Accept`; `None` when it names none that is served.
+fn negotiate(request: &Request) -> Option<PriceFormat> {
     let Some(accept) = request
         .headers()
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
+        .filter(|accept| !accept.trim().is_empty())
     else {
-        return false;
+        return Some(PriceFormat::Json);
     };
-    let mut best: Option<(f32, bool)> = None;
+    let mut best: Option<(f32, PriceFormat)> = None;
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or_default().to_ascii_lowercase();
@@ -276,16 +342,111 @@ fn wants_csv(request: &Request) -> bool {
             .filter_map(|param| param.strip_prefix("q="))
             .find_map(|q| q.parse::<f32>().ok())
             .unwrap_or(1.0);
-        let csv = match media.as_str() {
-            "text/csv" | "text/*" => true,
-            "application/json" | "application/*" | "*/*" => false,
-            _ => continue,
+        let Some(format) = PriceFormat::of_media_range(&media) else {
+            continue;
         };
         if quality > 0.0 && best.is_none_or(|(q, _)| quality > q) {
-            best = Some((quality, csv));
+            best = Some((quality, format));
         }
     }
-    best.is_some_and(|(_, csv)| csv)
+    best.map(|(_, format)| format)
+}
+
+/// The answer to an `Accept` that names nothing served: what is.
+fn not_acceptable() -> Json<ErrorBody> {
+    ErrorBody::json(
+        "not_acceptable",
+        format!(
+            "Accept names no type this endpoint serves: it answers {}; send one of them (or */*), \
+             or pick the format with format=json, csv, parquet or feather",
+            PriceFormat::MEDIA_TYPES.join(", ")
+        ),
+    )
+}
+
+/// A Parquet or Feather answer: the file `export` writes for the coin and the range,
+/// streamed as it is read.
+fn file_answer(
+    pool: sqlx::PgPool,
+    coin: Symbol,
+    range: ReadRange,
+    format: Format,
+) -> PricesResponse {
+    let read = match export::candles(Timeframe::Day) {
+        Ok(read) => read,
+        Err(e) => return PricesResponse::BadRequest(ErrorBody::invalid_request(e.to_string())),
+    };
+    let span = Span {
+        start: Some(range.start),
+        end: Some(range.end),
+    };
+    let chunks = export::spawn_file(pool, read, coin, span, format, Timeframe::Day);
+    let body = Body::from_bytes_stream(chunks);
+    let name = format.file_name(coin, Timeframe::Day);
+    PricesResponse::Ok(match format {
+        Format::Feather => PricesBody::Feather(File::new(body, name)),
+        _ => PricesBody::Parquet(File::new(body, name)),
+    })
+}
+
+/// A file answer's type, fixed at compile time so that the document names it.
+pub trait FileType: Send {
+    const MEDIA_TYPE: &'static str;
+}
+
+/// `application/vnd.apache.parquet`.
+pub struct ParquetType;
+
+impl FileType for ParquetType {
+    const MEDIA_TYPE: &'static str = "application/vnd.apache.parquet";
+}
+
+/// `application/vnd.apache.arrow.file`: Feather version 2 is the Arrow IPC file format.
+pub struct FeatherType;
+
+impl FileType for FeatherType {
+    const MEDIA_TYPE: &'static str = "application/vnd.apache.arrow.file";
+}
+
+/// A binary file, streamed, saved under its export name by a browser.
+pub struct File<T> {
+    body: Body,
+    name: String,
+    kind: PhantomData<T>,
+}
+
+impl<T: FileType> File<T> {
+    fn new(body: Body, name: String) -> Self {
+        File {
+            body,
+            name,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<T: FileType> Payload for File<T> {
+    const CONTENT_TYPE: &'static str = T::MEDIA_TYPE;
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            format: Some("binary"),
+            ..MetaSchema::new("string")
+        }))
+    }
+}
+
+impl<T: FileType> IntoResponse for File<T> {
+    fn into_response(self) -> Response {
+        Response::builder()
+            .status(StatusCode::OK)
+            .content_type(Self::CONTENT_TYPE)
+            .header(
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", self.name),
+            )
+            .body(self.body)
+    }
 }
 
 /// One stored UTC day. Prices are in USD; every number is a decimal string, so that no
@@ -409,6 +570,8 @@ impl IntoResponse for Csv {
 pub enum PricesBody {
     Json(Json<PriceList>),
     Csv(Csv),
+    Parquet(File<ParquetType>),
+    Feather(File<FeatherType>),
 }
 
 /// How complete a range is.
@@ -485,14 +648,22 @@ impl From<Coverage> for CoverageStats {
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
 pub enum PricesResponse {
-    /// The stored days, ascending: JSON, or CSV with the header
-    /// `date,open,high,low,close,volume,provisional,source` when `Accept: text/csv`.
+    /// The stored days, ascending: JSON; CSV with the header
+    /// `date,open,high,low,close,volume,provisional,source`; or a Parquet or Feather
+    /// file with the columns `date` (UTC timestamp, ms), `open`, `high`, `low`, `close`,
+    /// `volume` (float64) and `source`, provisional days left out.
     #[oai(status = 200)]
     Ok(PricesBody),
     /// A date is missing or malformed, `end_before_start`, `range_too_long`,
-    /// `invalid_symbol` or `unknown_symbol` (not a registered coin).
+    /// `invalid_symbol` or `unknown_symbol` (not a registered coin), or `format` is not
+    /// one of `json`, `csv`, `parquet`, `feather`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// `not_acceptable`: `Accept` names none of `application/json`, `text/csv`,
+    /// `application/vnd.apache.parquet`, `application/vnd.apache.arrow.file` (nor a
+    /// wildcard); the message lists them.
+    #[oai(status = 406)]
+    NotAcceptable(Json<ErrorBody>),
     /// The database is not answering.
     #[oai(status = 503)]
     ServiceUnavailable(Json<ErrorBody>),
@@ -611,22 +782,40 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn accepting(accept: Option<&str>) -> bool {
+    fn accepting(accept: Option<&str>) -> Option<PriceFormat> {
         let mut request = Request::builder();
         if let Some(accept) = accept {
             request = request.header(header::ACCEPT, accept);
         }
-        wants_csv(&request.finish())
+        negotiate(&request.finish())
     }
 
     #[test]
-    fn csv_is_served_only_when_it_is_preferred() {
-        assert!(accepting(Some("text/csv")));
-        assert!(accepting(Some("text/csv, application/json;q=0.5")));
-        assert!(!accepting(Some("application/json, text/csv;q=0.5")));
-        assert!(!accepting(Some("*/*")));
-        assert!(!accepting(Some("text/html")));
-        assert!(!accepting(None));
+    fn accept_picks_the_best_served_format_json_by_default_and_none_when_nothing_is_served() {
+        use PriceFormat::*;
+        assert_eq!(accepting(Some("text/csv")), Some(Csv));
+        assert_eq!(
+            accepting(Some("text/csv, application/json;q=0.5")),
+            Some(Csv)
+        );
+        assert_eq!(
+            accepting(Some("application/json, text/csv;q=0.5")),
+            Some(Json)
+        );
+        assert_eq!(
+            accepting(Some("application/vnd.apache.parquet")),
+            Some(Parquet)
+        );
+        assert_eq!(
+            accepting(Some("application/vnd.apache.arrow.file;q=0.9, */*;q=0.1")),
+            Some(Feather)
+        );
+        assert_eq!(accepting(Some("*/*")), Some(Json));
+        assert_eq!(accepting(Some("text/html, */*;q=0.8")), Some(Json));
+        assert_eq!(accepting(None), Some(Json));
+        assert_eq!(accepting(Some("")), Some(Json));
+        assert_eq!(accepting(Some("text/html")), None);
+        assert_eq!(accepting(Some("application/json;q=0")), None);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The command line: one binary, a subcommand per role (see INTERFACE.md, "Processes").
 //! This module defines the commands and dispatches them; the long-lived roles start
 //! through [`crate::startup`], and each command that does more than that has a module:
-//! `backfill` and `coins`.
+//! `backfill`, `coins`, `track_top` and `export`.
 
 mod backfill;
 mod coins;
+mod export;
 mod track_top;
 
 use std::process::ExitCode;
@@ -90,6 +91,8 @@ pub enum Command {
         #[arg(long, default_value = "BTC")]
         symbol: String,
     },
+    /// Write a file per coin in freqtrade's layout (BTC_USD-1d.feather, ...), with a progress bar.
+    Export(export::ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +182,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
         } => {
             return backfill::run(settings, &symbol, (start_date, end_date), force, shutdown).await;
         }
+        Command::Export(args) => return export::run(settings, args, shutdown).await,
     };
     let Some(app) = build(settings, startup::POOL_SIZE, &shutdown).await? else {
         return Ok(ExitCode::SUCCESS);

@@ -58,6 +58,8 @@ macro_rules! text_newtype {
         }
     };
 }
+/// For the other modules' enums written as text (the export's formats).
+pub(crate) use {stored_as_text, text_form};
 
 mod candle;
 mod coin;

@@ -147,3 +147,51 @@ pub async fn set_tracking(
     .fetch_optional(executor)
     .await
 }
+
+/// Up to `limit` registered symbols after `after`, by symbol (only tracked coins when
+/// `tracked_only`): what walks every coin a page at a time, without holding them all.
+pub async fn symbols_after(
+    pool: &PgPool,
+    tracked_only: bool,
+    after: Option<Symbol>,
+    limit: i64,
+) -> sqlx::Result<Vec<Symbol>> {
+    let symbols: Vec<String> = sqlx::query_scalar(
+        "SELECT symbol FROM coins WHERE ($1::text IS NULL OR symbol > $1) AND (tracked OR NOT $2) \
+         ORDER BY symbol LIMIT $3",
+    )
+    .bind(after.map(|s| s.as_str().to_owned()))
+    .bind(tracked_only)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    symbols.iter().map(|s| decode_symbol(s)).collect()
+}
+
+/// How many coins are registered (only tracked ones when `tracked_only`).
+pub async fn count(pool: &PgPool, tracked_only: bool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM coins WHERE tracked OR NOT $1")
+        .bind(tracked_only)
+        .fetch_one(pool)
+        .await
+}
+
+/// The symbols of `symbols` that are not registered, in the order given.
+pub async fn unregistered(pool: &PgPool, symbols: &[Symbol]) -> sqlx::Result<Vec<Symbol>> {
+    let asked: Vec<String> = symbols.iter().map(|s| s.as_str().to_owned()).collect();
+    let missing: Vec<String> = sqlx::query_scalar(
+        "SELECT s FROM unnest($1::text[]) WITH ORDINALITY AS a(s, n) \
+         WHERE NOT EXISTS (SELECT 1 FROM coins c WHERE c.symbol = a.s) ORDER BY n",
+    )
+    .bind(asked)
+    .fetch_all(pool)
+    .await?;
+    missing.iter().map(|s| decode_symbol(s)).collect()
+}
+
+fn decode_symbol(symbol: &str) -> sqlx::Result<Symbol> {
+    Symbol::parse(symbol).map_err(|e| sqlx::Error::ColumnDecode {
+        index: "symbol".into(),
+        source: e.into(),
+    })
+}

@@ -1,6 +1,7 @@
 //! `daily_prices`: one candle per symbol and UTC day.
 
 use chrono::NaiveDate;
+use futures::stream::{BoxStream, StreamExt};
 use rust_decimal::Decimal;
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -80,4 +81,61 @@ pub async fn list(
     .bind(end)
     .fetch_all(pool)
     .await
+}
+
+/// A stored day that is over (not provisional), its prices and volume as float64: what
+/// the export writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FinalDay {
+    pub date: NaiveDate,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+    pub source: PriceSource,
+}
+
+/// The days of `symbol` that are over, from `start` to `end` (inclusive; `None`: no
+/// bound), ascending, streamed as PostgreSQL sends them: however long the history, only
+/// the rows in flight are held. Provisional days are left out, since their close and
+/// volume may still change. PostgreSQL turns each `numeric` into `float8` through its text
+/// form, so every number is the float64 nearest the stored decimal.
+pub fn stream_final(
+    pool: &PgPool,
+    symbol: Symbol,
+    start: Option<NaiveDate>,
+    end: Option<NaiveDate>,
+) -> BoxStream<'_, sqlx::Result<FinalDay>> {
+    type Row = (NaiveDate, f64, f64, f64, f64, f64, String);
+    sqlx::query_as::<_, Row>(
+        "SELECT date, open::float8, high::float8, low::float8, close::float8, volume::float8, source \
+         FROM daily_prices \
+         WHERE symbol = $1 AND NOT provisional \
+           AND date BETWEEN coalesce($2, '-infinity'::date) AND coalesce($3, 'infinity'::date) \
+         ORDER BY date",
+    )
+    .bind(symbol.as_str().to_owned())
+    .bind(start)
+    .bind(end)
+    .fetch(pool)
+    .map(|row| {
+        let (date, open, high, low, close, volume, source) = row?;
+        let source = source.parse().map_err(
+            |e: crate::domain::UnknownPriceSource| sqlx::Error::ColumnDecode {
+                index: "source".into(),
+                source: e.into(),
+            },
+        )?;
+        Ok(FinalDay {
+            date,
+            open,
+            high,
+            low,
+            close,
+            volume,
+            source,
+        })
+    })
+    .boxed()
 }

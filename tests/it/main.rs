@@ -11,6 +11,7 @@ mod coins;
 mod container;
 mod durability;
 mod events;
+mod export;
 mod figures;
 mod hourly_optin;
 mod hourly_store;

@@ -1,0 +1,241 @@
+//! Many coins into one directory, one coin at a time: each coin's candles are streamed
+//! from PostgreSQL into a temporary file, which is put in place while the next coin is
+//! read. Memory stays flat whatever the number of coins, and a failure part-way leaves
+//! every file either as it was or complete.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+
+use futures::StreamExt;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+
+use super::candles::{HoursNotStored, Reader, Span, candles};
+use super::encode::{ExportError, FileStream};
+use super::format::Format;
+use super::staged::Staged;
+use crate::domain::{Symbol, Timeframe};
+use crate::store::coins;
+
+/// Registered symbols read at a time when every coin (or every tracked one) is exported.
+const COINS_PAGE: i64 = 500;
+
+/// Which coins an export covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coins {
+    /// These, in this order (each checked to be registered by the caller).
+    Listed(Vec<Symbol>),
+    /// Every tracked coin, by symbol.
+    Tracked,
+    /// Every registered coin, by symbol.
+    All,
+}
+
+/// An export that can be done: its timeframe's candles are stored.
+pub struct Request {
+    pub coins: Coins,
+    pub timeframe: Timeframe,
+    pub format: Format,
+    pub span: Span,
+    read: Reader,
+}
+
+impl Request {
+    pub fn new(
+        coins: Coins,
+        timeframe: Timeframe,
+        format: Format,
+        span: Span,
+    ) -> Result<Self, HoursNotStored> {
+        Ok(Request {
+            read: candles(timeframe)?,
+            coins,
+            timeframe,
+            format,
+            span,
+        })
+    }
+}
+
+/// How far an export has come; reported after every chunk written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub coins_total: u64,
+    /// Coins finished: written or skipped.
+    pub coins_done: u64,
+    /// Candles written, in every file so far.
+    pub rows: u64,
+}
+
+/// What an export did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub progress: Progress,
+    /// Files put in place.
+    pub written: u64,
+    /// Coins with no candle in the span: no file written, none touched.
+    pub skipped: Vec<Symbol>,
+}
+
+/// An export that stopped part-way: what it had done, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{cause}", match .symbol { Some(symbol) => format!("while exporting {symbol}: "), None => String::new() })]
+pub struct Failure {
+    /// What was done before it stopped: the coin that failed is not in it.
+    pub done: Summary,
+    /// The coin being written; `None` when the coins could not be listed or the
+    /// directory synced.
+    pub symbol: Option<Symbol>,
+    pub cause: ExportError,
+}
+
+/// Writes a file per coin of `request` into `dir` (which exists and can be written),
+/// calling `progress` as it goes. A coin's file is put in place (its fsync and rename) on
+/// a blocking thread while the next coin is read, since the fsync is most of a file's
+/// time on a disk; the directory is synced once, at the end.
+pub async fn to_directory(
+    pool: &PgPool,
+    request: &Request,
+    dir: &Path,
+    progress: impl FnMut(&Progress),
+) -> Result<Summary, Failure> {
+    let mut run = Run {
+        pool,
+        request,
+        dir,
+        summary: Summary::default(),
+        progress,
+        committing: None,
+    };
+    let result = run.all().await;
+    // Whatever happened, the file being put in place is finished (it was whole), and the
+    // renames done are made durable.
+    let placed = run.put_in_place().await;
+    let synced = File::open(dir).and_then(|dir| dir.sync_all());
+    if let Err(mut failure) = result.and(placed) {
+        failure.done = run.summary;
+        return Err(failure);
+    }
+    synced.map_err(|e| run.failed(None, cannot_write(dir, e).into()))?;
+    Ok(run.summary)
+}
+
+/// One export under way.
+struct Run<'a, P> {
+    pool: &'a PgPool,
+    request: &'a Request,
+    dir: &'a Path,
+    summary: Summary,
+    progress: P,
+    /// The last file written, being put in place.
+    committing: Option<(Symbol, JoinHandle<io::Result<()>>)>,
+}
+
+impl<P: FnMut(&Progress)> Run<'_, P> {
+    async fn all(&mut self) -> Result<(), Failure> {
+        let request = self.request;
+        self.summary.progress.coins_total = match &request.coins {
+            Coins::Listed(symbols) => symbols.len() as u64,
+            Coins::Tracked | Coins::All => coins::count(self.pool, request.coins == Coins::Tracked)
+                .await
+                .map_err(|e| self.failed(None, e.into()))?
+                as u64,
+        };
+        (self.progress)(&self.summary.progress);
+        let mut after = None;
+        loop {
+            let page = match &request.coins {
+                Coins::Listed(symbols) if after.is_none() => symbols.clone(),
+                Coins::Listed(_) => Vec::new(),
+                Coins::Tracked | Coins::All => {
+                    let tracked_only = request.coins == Coins::Tracked;
+                    coins::symbols_after(self.pool, tracked_only, after, COINS_PAGE)
+                        .await
+                        .map_err(|e| self.failed(None, e.into()))?
+                }
+            };
+            let Some(&last) = page.last() else {
+                return self.put_in_place().await;
+            };
+            for symbol in page {
+                self.one_coin(symbol).await?;
+            }
+            after = Some(last);
+        }
+    }
+
+    /// Writes one coin's file and starts putting it in place; a coin with no candle in
+    /// the span is skipped (nothing written, its previous file left alone).
+    async fn one_coin(&mut self, symbol: Symbol) -> Result<(), Failure> {
+        match self.write(symbol).await {
+            Ok(Some(staged)) => {
+                self.put_in_place().await?;
+                let commit = tokio::task::spawn_blocking(move || staged.commit());
+                self.committing = Some((symbol, commit));
+            }
+            Ok(None) => self.summary.skipped.push(symbol),
+            Err(cause) => return Err(self.failed(Some(symbol), cause)),
+        }
+        self.summary.progress.coins_done += 1;
+        (self.progress)(&self.summary.progress);
+        Ok(())
+    }
+
+    /// The coin's candles into a temporary file; `None` when it has none in the span.
+    async fn write(&mut self, symbol: Symbol) -> Result<Option<Staged>, ExportError> {
+        let request = self.request;
+        let mut candles = (request.read)(self.pool, symbol, request.span).peekable();
+        if Pin::new(&mut candles).peek().await.is_none() {
+            return Ok(None);
+        }
+        let name = request.format.file_name(symbol, request.timeframe);
+        let mut file = FileStream::new(candles.boxed(), request.format, request.timeframe)?;
+        let mut staged = Staged::create(self.dir, &name).map_err(|e| cannot_write(self.dir, e))?;
+        let rows_before = self.summary.progress.rows;
+        while let Some(chunk) = file.next_chunk().await? {
+            staged
+                .write(&chunk)
+                .map_err(|e| cannot_write(self.dir, e))?;
+            self.summary.progress.rows = rows_before + file.rows();
+            (self.progress)(&self.summary.progress);
+        }
+        tracing::debug!(%symbol, rows = file.rows(), file = %name, "file written");
+        Ok(Some(staged))
+    }
+
+    /// Waits until the last file written is in place.
+    async fn put_in_place(&mut self) -> Result<(), Failure> {
+        let Some((symbol, commit)) = self.committing.take() else {
+            return Ok(());
+        };
+        let committed = commit
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)))
+            .map_err(|e| cannot_write(self.dir, e));
+        match committed {
+            Ok(()) => {
+                self.summary.written += 1;
+                Ok(())
+            }
+            Err(e) => Err(self.failed(Some(symbol), e.into())),
+        }
+    }
+
+    fn failed(&self, symbol: Option<Symbol>, cause: ExportError) -> Failure {
+        Failure {
+            done: self.summary.clone(),
+            symbol,
+            cause,
+        }
+    }
+}
+
+/// An I/O error that names the directory it happened in.
+fn cannot_write(dir: &Path, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("could not write into {}: {e}", dir.display()),
+    )
+}

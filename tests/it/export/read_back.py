@@ -1,0 +1,106 @@
+"""Reads an exported file with readers that are not the service's own, and prints what
+they see as one JSON object, for tests/it/export.rs to compare with the API's prices.
+
+    python read_back.py FORMAT PATH_OR_URL
+
+FORMAT is feather, parquet, json, jsongz or csv. Parquet and Feather are read by pyarrow
+(and pandas, as freqtrade and `pandas.read_parquet(url)` read them); JSON, JSON.gz and CSV
+by Python's own json, gzip and csv modules. Prints:
+
+    {"columns": [...], "types": [...], "rows": [[ms, open, high, low, close, volume,
+     source or null], ...], "lz4": bool or null, "freqtrade_rows": int or null}
+"""
+
+import csv
+import datetime
+import gzip
+import io
+import json
+import sys
+import urllib.request
+
+OHLCV = ["date", "open", "high", "low", "close", "volume"]
+# The magic number that opens every LZ4 frame (0x184D2204, little-endian).
+LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"
+
+
+def columnar(fmt, source):
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    if source.startswith("http"):
+        # What the README promises: pandas reads the URL alone.
+        frame = pd.read_parquet(source) if fmt == "parquet" else pd.read_feather(source)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        data = None
+    else:
+        table = feather.read_table(source) if fmt == "feather" else pq.read_table(source)
+        with open(source, "rb") as f:
+            data = f.read()
+    dates = table.column("date").cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64()).to_pylist()
+    values = [table.column(name).to_pylist() for name in OHLCV[1:]]
+    sources = table.column("source").to_pylist()
+    rows = [[d, *v, s] for d, *v, s in zip(dates, *values, sources)]
+    result = {
+        "columns": table.column_names,
+        "types": [str(t) for t in table.schema.types],
+        "rows": rows,
+        "lz4": None,
+        "freqtrade_rows": None,
+    }
+    if data is not None:
+        if fmt == "feather":
+            # Feather's buffers are LZ4 frames when compressed as freqtrade writes them.
+            result["lz4"] = LZ4_FRAME_MAGIC in data
+        else:
+            codecs = {
+                pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(i).compression
+                for i in range(table.num_columns)
+            } if table.num_rows else set()
+            result["codecs"] = sorted(codecs)
+        result["freqtrade_rows"] = freqtrade_load(source, fmt)
+    return result
+
+
+def freqtrade_load(path, fmt):
+    """The steps of freqtrade 2026.9's loader (ArrowDataHandler._ohlcv_load): a dataset
+    read filtered on `date`, the OHLCV columns picked by name, floats, `date` in ms."""
+    import pyarrow.dataset as ds
+
+    since = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    frame = ds.dataset(path, format=fmt).to_table(filter=ds.field("date") >= since).to_pandas()
+    if not set(OHLCV).issubset(frame.columns):
+        raise SystemExit(f"freqtrade would not find its columns in {list(frame.columns)}")
+    frame = frame.loc[:, OHLCV].astype({name: "float" for name in OHLCV[1:]})
+    frame["date"] = frame["date"].dt.as_unit("ms")
+    return len(frame)
+
+
+def text(fmt, path):
+    opener = gzip.open if fmt == "jsongz" else open
+    if fmt in ("json", "jsongz"):
+        with opener(path, "rt") as f:
+            candles = json.load(f)
+        rows = [[*candle, None] for candle in candles]
+        return {"columns": OHLCV, "types": [], "rows": rows, "lz4": None, "freqtrade_rows": None}
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows = []
+        for date, *values, source in reader:
+            day = datetime.datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=datetime.timezone.utc)
+            rows.append([int(day.timestamp() * 1000), *map(float, values), source])
+    return {"columns": header, "types": [], "rows": rows, "lz4": None, "freqtrade_rows": None}
+
+
+def main():
+    fmt, source = sys.argv[1], sys.argv[2]
+    result = columnar(fmt, source) if fmt in ("feather", "parquet") else text(fmt, source)
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
