@@ -36,8 +36,10 @@
 //! - [`registry`]: the coin registry's rules, each written once for the API, the CLI and
 //!   track-top (a new CoinGecko id is checked with one call, a Coinbase product with one
 //!   more, or guessed as `{SYMBOL}-USD`; `track_since` never in the future; turning
-//!   tracking on queues the coin's missing days at once). `registry::tracking`: what
-//!   bringing a tracked coin up to date means, for the registry and the schedule.
+//!   tracking on queues the coin's missing days at once; a coin keeps hourly candles only
+//!   when asked, and turning them on queues its missing hours at once). `registry::tracking`:
+//!   what bringing a tracked coin up to date means, for the registry and the schedule;
+//!   `registry::hours`: the same for a coin's hours.
 //! - [`track_top`]: tracking the N largest coins by market cap in one import (CoinGecko's
 //!   `/coins/markets`, then the registry's rules per coin), recorded like a job, stopped
 //!   between two coins by the shutdown signal; built by `startup`.

@@ -15,8 +15,12 @@
 //! Each rule is written here once, for the API, the CLI and the import of the top coins:
 //! `track_since` is never in the future ([`check_track_since`]), and turning tracking on
 //! (a new tracked coin included) queues the coin's missing days at once, not at the next
-//! tick ([`Registry::put`], through `tracking`).
+//! tick ([`Registry::put`], through `tracking`). Hours likewise: a coin keeps hourly candles
+//! only when asked (`hourly`, off for a new coin, kept when unsaid), turning them on queues
+//! the coin's missing hours at once (through `hours`), and turning them off keeps every
+//! stored hour (the job fetches no hour of a coin whose `hourly` is false).
 
+mod hours;
 mod tracking;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -24,12 +28,15 @@ use sqlx::PgPool;
 
 use crate::coinbase::{CoinbaseClient, CoinbaseError};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoError};
+use crate::config::FallbackSource;
 use crate::domain::{Coin, CoinGeckoId, PlanReach, ProductId, Symbol, Trigger, today_utc};
 use crate::ingest::Reach;
 use crate::ingest::fallback::guess_product;
 use crate::store::coins::{self, CoinRecord};
+use crate::store::hourly_coins::{self, HourlyCoin};
 use crate::store::second_source;
 
+pub use hours::{days_of_hours_to_keep, hours_to_keep};
 pub use tracking::{CoinSync, SyncError, bring_up_to_date};
 
 /// Where the check asks from when the plan has no limit: before any coin's first price
@@ -45,6 +52,9 @@ pub struct CoinRequest {
     pub track_since: Option<NaiveDate>,
     /// The coin's product on the second source.
     pub coinbase_product: ProductChoice,
+    /// Whether the coin keeps hourly candles; `None` keeps a registered coin's setting
+    /// (and a new coin keeps none).
+    pub hourly: Option<bool>,
 }
 
 /// What a caller says about a coin's Coinbase product.
@@ -65,16 +75,25 @@ pub enum ProductChoice {
 pub struct Registered {
     /// The coin as it is now.
     pub coin: CoinRecord,
+    /// Its hourly side as it is now: whether it keeps hours, and its hours' figures.
+    pub hours: HourlyCoin,
     /// A new coin, checked with CoinGecko; else one registered already with that id,
-    /// whose tracking (and product, when given) is now as asked.
+    /// whose tracking (and product and hours, when given) is now as asked.
     pub created: bool,
     /// What a person should know that the coin does not show (the product of a new coin
     /// could not be guessed, say).
     pub notes: Vec<String>,
-    /// When tracking was turned on (a new tracked coin included): the job queued for its
-    /// missing days, or why none could be (already logged; the next tick of
-    /// `SYNC_SCHEDULE` tries again). The coin is registered either way.
+    /// When tracking or hours were turned on (a new coin included): the job queued for its
+    /// missing days (and hours, for an hourly coin), or why none could be (already logged;
+    /// the next tick of `SYNC_SCHEDULE` tries again). The coin is registered either way.
     pub synced: Option<Result<CoinSync, SyncError>>,
+}
+
+/// What a registration turned on, each of which brings the coin up to date at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct TurnedOn {
+    tracking: bool,
+    hours: bool,
 }
 
 /// The rule on `track_since`: a day on or before today (UTC), or none.
@@ -159,47 +178,69 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Registers a coin (checking a new id with CoinGecko) or changes its tracking; when
-    /// that turns tracking on, queues the coin's missing days at once, as asked by
-    /// `trigger`.
+    /// Registers a coin (checking a new id with CoinGecko) or changes its tracking, product
+    /// and hours; when that turns tracking or hours on, queues the coin's missing days and
+    /// hours at once, as asked by `trigger`.
     pub async fn put(
         &self,
         request: CoinRequest,
         trigger: Trigger,
     ) -> Result<Registered, RegisterError> {
         check_track_since(request.track_since)?;
-        let (mut registered, started_tracking) =
-            match coins::get(&self.pool, request.symbol).await? {
-                Some(existing) => self.change(existing, request).await?,
-                None => self.create(request).await?,
-            };
-        if started_tracking {
-            let synced = self.tracking_started(&registered.coin.coin, trigger).await;
-            registered.synced = Some(synced);
-        }
+        let (mut registered, turned_on) = match coins::get(&self.pool, request.symbol).await? {
+            Some(existing) => self.change(existing, request).await?,
+            None => self.create(request).await?,
+        };
+        registered.synced = self.bring_up(&registered, turned_on, trigger).await;
         Ok(registered)
     }
 
-    /// Turning tracking on brings the coin up to date at once. A failure is logged here;
-    /// the next tick tries again.
-    async fn tracking_started(&self, coin: &Coin, trigger: Trigger) -> Result<CoinSync, SyncError> {
-        let synced = tracking::tracking_started(
-            &self.pool,
-            &self.reach,
-            coin,
-            trigger,
-            self.job_max_attempts,
-        )
-        .await;
-        if let Err(e) = &synced {
-            tracing::warn!(symbol = %coin.symbol, error = %e, "tracking on, but the missing days could not be queued; the next tick of SYNC_SCHEDULE tries again");
+    /// Turning hours or tracking on brings the coin up to date at once, in one job: the job
+    /// over the days of its hours fills its missing days too, so tracking asks for its own
+    /// only when the hours needed none. A failure is logged here; the next tick tries again.
+    async fn bring_up(
+        &self,
+        registered: &Registered,
+        turned_on: TurnedOn,
+        trigger: Trigger,
+    ) -> Option<Result<CoinSync, SyncError>> {
+        let coin = &registered.coin.coin;
+        let mut synced = None;
+        if turned_on.hours {
+            let figures = &registered.hours.figures;
+            let started = (coin, figures);
+            let hours = hours::hours_started(
+                &self.pool,
+                &self.reach,
+                started,
+                trigger,
+                self.job_max_attempts,
+            )
+            .await;
+            log_sync(coin, "hours on", "hours", &hours);
+            if matches!(hours, Ok(CoinSync::Queued(_) | CoinSync::Busy(_))) {
+                return Some(hours);
+            }
+            synced = Some(hours);
+        }
+        if turned_on.tracking {
+            let days = tracking::tracking_started(
+                &self.pool,
+                &self.reach,
+                coin,
+                trigger,
+                self.job_max_attempts,
+            )
+            .await;
+            log_sync(coin, "tracking on", "days", &days);
+            synced = Some(days);
         }
         synced
     }
 
-    /// Registers a new coin, checked with CoinGecko (and its product with Coinbase). Also
-    /// says whether it is tracked.
-    async fn create(&self, request: CoinRequest) -> Result<(Registered, bool), RegisterError> {
+    /// Registers a new coin, checked with CoinGecko (and its product with Coinbase), in one
+    /// transaction with its product and hours. Also says what it turned on.
+    async fn create(&self, request: CoinRequest) -> Result<(Registered, TurnedOn), RegisterError> {
         if let Some(other) = coins::by_coingecko_id(&self.pool, &request.coingecko_id).await? {
             return Err(RegisterError::IdTaken {
                 id: request.coingecko_id,
@@ -223,30 +264,40 @@ impl Registry {
             tracked: request.tracked,
             track_since: request.track_since,
         };
-        if !coins::insert(&self.pool, &coin).await? {
+        let hourly = request.hourly.unwrap_or(false);
+        let mut tx = self.pool.begin().await?;
+        if !coins::insert(&mut *tx, &coin).await? {
+            drop(tx);
             return self.registered_meanwhile(request).await;
         }
         if product.is_some() {
-            second_source::set_product(&self.pool, coin.symbol, product.as_ref()).await?;
+            second_source::set_product(&mut *tx, coin.symbol, product.as_ref()).await?;
         }
-        tracing::info!(symbol = %coin.symbol, coingecko_id = %coin.coingecko_id, first_day = ?coin.first_day, coinbase_product = ?product, "coin registered");
-        let record = coins::get(&self.pool, coin.symbol)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
+        if hourly {
+            hourly_coins::set_hourly(&mut *tx, coin.symbol, true).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(symbol = %coin.symbol, coingecko_id = %coin.coingecko_id, first_day = ?coin.first_day, coinbase_product = ?product, hourly, "coin registered");
+        let (record, hours) = self.read(coin.symbol).await?;
         let registered = Registered {
             coin: record,
+            hours,
             created: true,
             notes,
             synced: None,
         };
-        Ok((registered, coin.tracked))
+        let turned_on = TurnedOn {
+            tracking: coin.tracked,
+            hours: hourly,
+        };
+        Ok((registered, turned_on))
     }
 
     /// Registered by someone else while we checked: answers as if we had come second.
     async fn registered_meanwhile(
         &self,
         request: CoinRequest,
-    ) -> Result<(Registered, bool), RegisterError> {
+    ) -> Result<(Registered, TurnedOn), RegisterError> {
         if let Some(existing) = coins::get(&self.pool, request.symbol).await? {
             return self.change(existing, request).await;
         }
@@ -259,13 +310,13 @@ impl Registry {
         }
     }
 
-    /// Changes a registered coin's tracking (and product, when given). Also says whether
-    /// that turned tracking on.
+    /// Changes a registered coin's tracking (and product and hours, when given) in one
+    /// transaction. Also says what that turned on.
     async fn change(
         &self,
         existing: CoinRecord,
         request: CoinRequest,
-    ) -> Result<(Registered, bool), RegisterError> {
+    ) -> Result<(Registered, TurnedOn), RegisterError> {
         if existing.coin.coingecko_id != request.coingecko_id {
             return Err(RegisterError::SymbolTaken {
                 symbol: request.symbol,
@@ -284,28 +335,41 @@ impl Registry {
                 Some(Some(product))
             }
         };
+        let symbol = request.symbol;
+        let mut tx = self.pool.begin().await?;
         if let Some(product) = product {
-            second_source::set_product(&self.pool, request.symbol, product.as_ref()).await?;
+            second_source::set_product(&mut *tx, symbol, product.as_ref()).await?;
         }
-        let was_tracked = coins::set_tracking(
-            &self.pool,
-            request.symbol,
-            request.tracked,
-            request.track_since,
-        )
-        .await?
-        .unwrap_or(existing.coin.tracked);
-        let coin = coins::get(&self.pool, request.symbol)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
-        let started_tracking = coin.coin.tracked && !was_tracked;
+        let was_tracked =
+            coins::set_tracking(&mut *tx, symbol, request.tracked, request.track_since).await?;
+        let was_hourly = match request.hourly {
+            Some(hourly) => hourly_coins::set_hourly(&mut *tx, symbol, hourly).await?,
+            None => None,
+        };
+        tx.commit().await?;
+        let (coin, hours) = self.read(symbol).await?;
+        let turned_on = TurnedOn {
+            tracking: coin.coin.tracked && !was_tracked.unwrap_or(existing.coin.tracked),
+            hours: hours.hourly && was_hourly == Some(false),
+        };
+        if was_hourly == Some(true) && !hours.hourly {
+            tracing::info!(%symbol, "hours off: the stored hours are kept, and no job fetches more");
+        }
         let registered = Registered {
             coin,
+            hours,
             created: false,
             notes: Vec::new(),
             synced: None,
         };
-        Ok((registered, started_tracking))
+        Ok((registered, turned_on))
+    }
+
+    /// The coin as it is now, with its hourly side.
+    async fn read(&self, symbol: Symbol) -> Result<(CoinRecord, HourlyCoin), RegisterError> {
+        let coin = coins::get(&self.pool, symbol).await?;
+        let hours = hourly_coins::get(&self.pool, symbol).await?;
+        Ok(coin.zip(hours).ok_or(sqlx::Error::RowNotFound)?)
     }
 
     /// The check of a new id: one call over everything the plan serves. A range longer
@@ -392,9 +456,36 @@ impl Registry {
         }
     }
 
+    /// `FALLBACK_SOURCE` as the registry was wired: without a Coinbase client, `off`. Says,
+    /// with a coin's mapping, where its hours come from.
+    pub fn fallback_source(&self) -> FallbackSource {
+        match self.coinbase {
+            Some(_) => FallbackSource::Coinbase,
+            None => FallbackSource::Off,
+        }
+    }
+
     /// The reach in force, for callers that report coverage.
     pub async fn reach(&self) -> sqlx::Result<PlanReach> {
         self.reach.current(&self.pool).await
+    }
+}
+
+/// Logs what turning `what` on did (`"tracking on"`, `"hours on"`), for the coin's missing
+/// `missing` (`"days"`, `"hours"`).
+fn log_sync(coin: &Coin, what: &str, missing: &str, synced: &Result<CoinSync, SyncError>) {
+    let symbol = coin.symbol;
+    match synced {
+        Ok(CoinSync::UpToDate) => tracing::info!(%symbol, "{what}: nothing missing"),
+        Ok(CoinSync::Queued(job)) => {
+            tracing::info!(%symbol, job_id = %job.id, start = %job.range.start(), end = %job.range.end(), "{what}: job queued for the missing {missing}")
+        }
+        Ok(CoinSync::Busy(active)) => {
+            tracing::info!(%symbol, active_job = ?active, "{what}: a job of the coin is active already")
+        }
+        Err(e) => {
+            tracing::warn!(%symbol, error = %e, "{what}, but the missing {missing} could not be queued; the next tick of SYNC_SCHEDULE tries again")
+        }
     }
 }
 

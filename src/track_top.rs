@@ -7,7 +7,6 @@
 //! with another id, or whose ticker is no symbol here, is skipped with the reason, and the
 //! import goes on. The record in `coin_imports` says how far it got, like a job.
 
-use chrono::NaiveDate;
 use uuid::Uuid;
 
 use crate::coingecko::MarketCoin;
@@ -17,7 +16,9 @@ use crate::registry::{
 };
 use crate::shutdown::Shutdown;
 use crate::store::coin_imports::{self, ImportRecord, Skipped, Start};
-use crate::store::coins;
+use crate::store::{coins, hourly_coins};
+
+pub use crate::store::coin_imports::Ask;
 
 /// CoinGecko's largest page of `/coins/markets`.
 pub const PAGE_SIZE: u32 = 250;
@@ -49,12 +50,13 @@ pub fn pages_for(n: u32) -> u32 {
 }
 
 impl TrackTop {
-    /// Records a new import of the `n` largest coins, unless one runs already or
-    /// `track_since` breaks the registry's rule.
-    pub async fn start(&self, n: u32, track_since: Option<NaiveDate>) -> Result<Start, StartError> {
-        check_track_since(track_since)?;
+    /// Records a new import of the `n` largest coins (tracked from `track_since`, with
+    /// hourly candles when `hourly`), unless one runs already or `track_since` breaks the
+    /// registry's rule.
+    pub async fn start(&self, ask: Ask) -> Result<Start, StartError> {
+        check_track_since(ask.track_since)?;
         let pool = &self.registry.pool;
-        Ok(coin_imports::start(pool, Uuid::now_v7(), n, track_since, self.trigger).await?)
+        Ok(coin_imports::start(pool, Uuid::now_v7(), ask, self.trigger).await?)
     }
 
     /// Runs the import `record` to its end (saving its progress after each step, and
@@ -176,11 +178,18 @@ impl TrackTop {
                 return Ok(());
             }
         };
-        // Registered already with this id and tracked: nothing to change (its own
-        // track_since stays).
-        if let Some(existing) = coins::get(&self.registry.pool, symbol).await?
-            && existing.coin.coingecko_id == id
-            && existing.coin.tracked
+        let pool = &self.registry.pool;
+        // Tracked already with this id: its own track_since stays.
+        let tracked_since = coins::get(pool, symbol)
+            .await?
+            .filter(|c| c.coin.coingecko_id == id && c.coin.tracked)
+            .map(|c| c.coin.track_since);
+        // And hourly already, or not asked to be: nothing to change.
+        if tracked_since.is_some()
+            && (!record.hourly
+                || hourly_coins::get(pool, symbol)
+                    .await?
+                    .is_some_and(|c| c.hourly))
         {
             record.already.push(symbol.to_string());
             return Ok(());
@@ -189,9 +198,11 @@ impl TrackTop {
             symbol,
             coingecko_id: id,
             tracked: true,
-            track_since: record.track_since,
+            track_since: tracked_since.unwrap_or(record.track_since),
             // As any new coin: `{SYMBOL}-USD` when Coinbase lists it (one call).
             coinbase_product: Default::default(),
+            // Hours are only ever turned on here: a coin that keeps them keeps them.
+            hourly: record.hourly.then_some(true),
         };
         match self.registry.put(request, self.trigger.job_trigger()).await {
             Ok(registered) if registered.created => record.registered.push(symbol.to_string()),

@@ -1,20 +1,26 @@
 //! The `Coins` tag: the registry of coins the service fetches, with each coin's
 //! freshness, and the one write that registers a coin or changes its tracking.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::{Example, MaybeUndefined};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use rust_decimal::prelude::ToPrimitive;
 
 use super::day::Day;
 use super::error::{ErrorBody, refusal, refused};
 use super::{ApiState, ApiTags, Authorized};
-use crate::domain::{CoinGeckoId, ProductId, Symbol, Trigger, today_utc};
+use crate::config::FallbackSource;
+use crate::domain::{
+    CoinGeckoId, PriceSource, ProductId, Symbol, Trigger, hourly_source, today_utc,
+};
 use crate::registry::{CoinRequest, ProductChoice, RegisterError};
 use crate::store::coins::{self, CoinRecord};
+use crate::store::hourly_coins::{self, HourlyCoin};
 
 pub struct CoinsApi;
 
@@ -54,14 +60,19 @@ impl CoinsApi {
             q: q.0.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty()),
             tracked: tracked.0,
         };
-        match coins::page(&state.pool, &query).await {
-            Ok((page, more)) => {
+        match page_with_hours(&state.pool, &query).await {
+            Ok((page, hours, more)) => {
                 let today = today_utc();
+                let fallback = state.registry.fallback_source();
                 let next = more
                     .then(|| page.last().map(|c| c.coin.symbol.to_string()))
                     .flatten();
+                let view = |c: CoinRecord| {
+                    let coin_hours = hours.get(&c.coin.symbol);
+                    CoinView::of(c, coin_hours, fallback, today)
+                };
                 ListCoinsResponse::Ok(Json(CoinList {
-                    coins: page.into_iter().map(|c| CoinView::of(c, today)).collect(),
+                    coins: page.into_iter().map(view).collect(),
                     next,
                 }))
             }
@@ -85,8 +96,12 @@ impl CoinsApi {
             Ok(symbol) => symbol,
             Err(e) => return GetCoinResponse::BadRequest(ErrorBody::invalid_symbol(&e)),
         };
-        match coins::get(&state.pool, symbol).await {
-            Ok(Some(coin)) => GetCoinResponse::Ok(Json(CoinView::of(coin, today_utc()))),
+        match coin_with_hours(&state.pool, symbol).await {
+            Ok(Some((coin, hours))) => {
+                let fallback = state.registry.fallback_source();
+                let view = CoinView::of(coin, hours.as_ref(), fallback, today_utc());
+                GetCoinResponse::Ok(Json(view))
+            }
             Ok(None) => GetCoinResponse::NotFound(ErrorBody::json(
                 "not_found",
                 format!(
@@ -113,6 +128,15 @@ impl CoinsApi {
     /// `{SYMBOL}-USD` when Coinbase lists it (else none, or none for now when Coinbase
     /// cannot be asked), and a registered coin keeps its product. With
     /// `FALLBACK_SOURCE=off` a product given is stored unchecked and none is guessed.
+    ///
+    /// `hourly` makes the coin keep hourly candles too (off for a new coin; left out, a
+    /// registered coin keeps its setting). Turning it on queues a job for the coin's missing
+    /// hours (and days) at once: the hours of the days it keeps (from `track_since`, its
+    /// first day or the oldest day the plan serves, whichever is latest, and at most 1461
+    /// days back) through the last complete hour, from Coinbase Exchange (one call per 300
+    /// missing hours) or, without a usable product, built from CoinGecko's hourly points.
+    /// Turning it off keeps the stored hours and fetches no more. While a job of the coin
+    /// is active, nothing more is queued, as for `tracked`.
     #[oai(
         path = "/api/v1/coins/:symbol",
         method = "put",
@@ -158,6 +182,7 @@ impl CoinsApi {
             tracked: body.0.tracked,
             track_since: body.0.track_since.map(|day| day.0),
             coinbase_product,
+            hourly: body.0.hourly,
         };
         let registered = match state.registry.put(request, Trigger::Api).await {
             Ok(registered) => registered,
@@ -166,7 +191,9 @@ impl CoinsApi {
         for note in &registered.notes {
             tracing::info!(symbol = %registered.coin.coin.symbol, note = %note, "coin registered with a note");
         }
-        let view = CoinView::of(registered.coin, today_utc());
+        let fallback = state.registry.fallback_source();
+        let hours = Some(&registered.hours);
+        let view = CoinView::of(registered.coin, hours, fallback, today_utc());
         if registered.created {
             let location = format!("/api/v1/coins/{}", view.symbol);
             PutCoinResponse::Created(Json(view), location)
@@ -220,7 +247,7 @@ impl From<RegisterError> for PutCoinResponse {
 
 /// What to register, or how to change a registered coin. A PUT replaces: `tracked` and
 /// `track_since` left out mean `false` and `null`; `coinbase_product` left out is kept
-/// (or guessed, for a new coin).
+/// (or guessed, for a new coin), and so is `hourly` (off for a new coin).
 #[derive(Debug, Clone, Object)]
 #[oai(rename = "PutCoin", example, deny_unknown_fields)]
 pub struct PutCoinRequest {
@@ -241,6 +268,11 @@ pub struct PutCoinRequest {
     /// coin keeps its product.
     #[oai(validator(max_length = 40), nullable)]
     pub coinbase_product: MaybeUndefined<String>,
+    /// Keep hourly candles too. `true` brings the coin's hours up to date at once;
+    /// `false` keeps the stored hours and fetches no more. Absent or null: a registered
+    /// coin keeps its setting; a new coin keeps no hours.
+    #[oai(nullable)]
+    pub hourly: Option<bool>,
 }
 
 impl Example for PutCoinRequest {
@@ -252,6 +284,7 @@ impl Example for PutCoinRequest {
                 NaiveDate::from_ymd_opt(2024, 1, 1).expect("a valid date")
             )),
             coinbase_product: MaybeUndefined::Value("ETH-USD".to_owned()),
+            hourly: Some(true),
         }
     }
 }
@@ -297,11 +330,59 @@ pub struct CoinView {
     /// Why the second source is not used for the coin, when `fallback_usable` is false.
     #[oai(nullable)]
     pub fallback_unusable_reason: Option<String>,
+    /// Whether the coin keeps hourly candles: its jobs fill its missing hours beside its
+    /// days. Off, its stored hours stay and no more are fetched.
+    pub hourly: bool,
+    /// Where the coin's hours come from; null when it keeps no hours, or while its
+    /// product awaits the check that decides (before its first candle is stored).
+    #[oai(nullable)]
+    pub hourly_source: Option<HourlySource>,
+    /// Of its stored Coinbase candles, how many are disputed: CoinGecko's price point in
+    /// the hour lies outside the candle's low–high band by more than
+    /// `FALLBACK_MAX_DEVIATION_PERCENT`. 0 when none is, or none was checked.
+    pub disputed_hours: i64,
+    /// The median, over its checked hours (Coinbase candles with a CoinGecko point in the
+    /// hour), of the point's distance outside the candle's low–high band, in percent of the
+    /// band's edge (0 inside it); null while no hour has been checked.
+    #[oai(nullable)]
+    pub hourly_median_deviation_percent: Option<f64>,
+}
+
+/// Where a coin's hourly candles come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "HourlySource", rename_all = "lowercase")]
+pub enum HourlySource {
+    /// Coinbase Exchange's true hourly candles (OHLCV) of the coin's product, each checked
+    /// against CoinGecko's price point in the hour where the plan serves one.
+    Coinbase,
+    /// Built from CoinGecko's hourly price points within the plan's reach (the coin has no
+    /// usable product); each row says how many points it was built from.
+    Coingecko,
+}
+
+impl From<PriceSource> for HourlySource {
+    fn from(source: PriceSource) -> Self {
+        match source {
+            PriceSource::Coinbase => HourlySource::Coinbase,
+            PriceSource::CoinGecko => HourlySource::Coingecko,
+        }
+    }
 }
 
 impl CoinView {
-    fn of(record: CoinRecord, today: NaiveDate) -> Self {
+    /// The coin as the API shows it, with its hourly side (`None`: keeps no hours and has
+    /// none stored) and `FALLBACK_SOURCE`, which says with its mapping where its hours come
+    /// from.
+    fn of(
+        record: CoinRecord,
+        hours: Option<&HourlyCoin>,
+        fallback: FallbackSource,
+        today: NaiveDate,
+    ) -> Self {
         let stale_days = record.stale_days(today);
+        let hourly = hours.is_some_and(|h| h.hourly);
+        let figures = hours.map(|h| h.figures).unwrap_or_default();
+        let hourly_source = hourly_source(hourly, record.mapping.exchange_product(fallback));
         let mapping = record.mapping;
         CoinView {
             symbol: record.coin.symbol.as_str().to_owned(),
@@ -319,8 +400,38 @@ impl CoinView {
             fallback_unusable_reason: mapping
                 .unusable_reason
                 .filter(|_| mapping.usable == Some(false)),
+            hourly,
+            hourly_source: hourly_source.map(HourlySource::from),
+            disputed_hours: figures.disputed_hours,
+            hourly_median_deviation_percent: figures
+                .median_deviation_percent
+                .and_then(|d| d.round_dp(4).to_f64()),
         }
     }
+}
+
+/// The coin with its hourly side; `None` when it is not registered.
+async fn coin_with_hours(
+    pool: &sqlx::PgPool,
+    symbol: Symbol,
+) -> sqlx::Result<Option<(CoinRecord, Option<HourlyCoin>)>> {
+    let Some(coin) = coins::get(pool, symbol).await? else {
+        return Ok(None);
+    };
+    Ok(Some((coin, hourly_coins::get(pool, symbol).await?)))
+}
+
+/// A page of coins with the hourly side of each (one query more, reading one row of kept
+/// figures per coin), and whether more coins follow.
+async fn page_with_hours(
+    pool: &sqlx::PgPool,
+    query: &coins::PageQuery,
+) -> sqlx::Result<(Vec<CoinRecord>, HashMap<Symbol, HourlyCoin>, bool)> {
+    let (page, more) = coins::page(pool, query).await?;
+    let symbols: Vec<Symbol> = page.iter().map(|c| c.coin.symbol).collect();
+    let hours = hourly_coins::of_coins(pool, &symbols).await?;
+    let hours = hours.into_iter().map(|h| (h.symbol, h)).collect();
+    Ok((page, hours, more))
 }
 
 impl Example for CoinView {
@@ -338,6 +449,10 @@ impl Example for CoinView {
             fallback_deviation_percent: Some(0.12),
             fallback_usable: Some(true),
             fallback_unusable_reason: None,
+            hourly: true,
+            hourly_source: Some(HourlySource::Coinbase),
+            disputed_hours: 3,
+            hourly_median_deviation_percent: Some(0.0),
         }
     }
 }
@@ -399,7 +514,7 @@ refusal!(GetCoinResponse);
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
 pub enum PutCoinResponse {
-    /// The coin was registered already; its tracking is now as asked.
+    /// The coin was registered already; its tracking, product and hours are now as asked.
     #[oai(status = 200)]
     Ok(Json<CoinView>),
     /// The coin is registered, checked with CoinGecko; `Location` is where to read it.
@@ -448,14 +563,9 @@ mod tests {
             last_complete_day: last.map(|d| d.parse().unwrap()),
             mapping: Default::default(),
         };
-        assert_eq!(
-            CoinView::of(record(Some("2026-11-27")), today).stale_days,
-            Some(0)
-        );
-        assert_eq!(
-            CoinView::of(record(Some("2026-11-20")), today).stale_days,
-            Some(7)
-        );
-        assert_eq!(CoinView::of(record(None), today).stale_days, None);
+        let view = |last| CoinView::of(record(last), None, FallbackSource::Coinbase, today);
+        assert_eq!(view(Some("2026-11-27")).stale_days, Some(0));
+        assert_eq!(view(Some("2026-11-20")).stale_days, Some(7));
+        assert_eq!(view(None).stale_days, None);
     }
 }

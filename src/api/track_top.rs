@@ -15,7 +15,7 @@ use super::error::{ErrorBody, refusal, refused};
 use super::{ApiState, ApiTags, Authorized};
 use crate::shutdown::Tasks;
 use crate::store::coin_imports::{self, ImportRecord, Start};
-use crate::track_top::StartError;
+use crate::track_top::{Ask, StartError};
 
 pub struct TrackTopApi;
 
@@ -27,8 +27,9 @@ impl TrackTopApi {
     /// `/coins/markets` lists them: one call per page of 250, then one check call per new
     /// coin, all within the call budget. Coins registered already with the same id are
     /// tracked; a coin whose ticker is registered with another id (tickers collide) is
-    /// skipped with the reason. Answers at once with the import's record; follow it at
-    /// `Location`. One import runs at a time.
+    /// skipped with the reason. With `hourly`, every coin of the list keeps hourly candles
+    /// too. Answers at once with the import's record; follow it at `Location`. One import
+    /// runs at a time.
     #[oai(
         path = "/api/v1/coins/track-top",
         method = "post",
@@ -42,8 +43,12 @@ impl TrackTopApi {
         body: Json<TrackTopRequest>,
     ) -> TrackTopResponse {
         let import = state.track_top.clone();
-        let track_since = body.0.track_since.map(|day| day.0);
-        let record = match import.start(body.0.n, track_since).await {
+        let ask = Ask {
+            n: body.0.n,
+            track_since: body.0.track_since.map(|day| day.0),
+            hourly: body.0.hourly,
+        };
+        let record = match import.start(ask).await {
             Ok(Start::Started(record)) => *record,
             Ok(Start::Running(active)) => {
                 return TrackTopResponse::Conflict(Json(ImportConflict::with(active)));
@@ -100,6 +105,12 @@ pub struct TrackTopRequest {
     /// each coin's first day (or the oldest day the plan serves, whichever is later).
     #[oai(nullable)]
     pub track_since: Option<Day>,
+    /// `true`: every coin of the import keeps hourly candles too (turned on for those
+    /// registered already), and each one's hours are brought up to date at once, as
+    /// `"hourly": true` on `PUT /api/v1/coins/{symbol}` does. Absent, null or `false`: new
+    /// coins keep no hours, and coins registered already keep theirs as they are.
+    #[oai(default, nullable)]
+    pub hourly: bool,
 }
 
 impl Example for TrackTopRequest {
@@ -107,6 +118,7 @@ impl Example for TrackTopRequest {
         TrackTopRequest {
             n: 100,
             track_since: None,
+            hourly: false,
         }
     }
 }
@@ -145,12 +157,14 @@ pub struct ImportView {
     pub n: i32,
     #[oai(nullable)]
     pub track_since: Option<Day>,
+    /// Whether every coin of the import keeps hourly candles too.
+    pub hourly: bool,
     /// `api` or `cli`.
     pub trigger: String,
     pub progress: ImportProgress,
     /// New coins registered and tracked, by rank.
     pub registered: Vec<String>,
-    /// Coins registered before with the same id, now tracked.
+    /// Coins registered before with the same id, now tracked (and hourly, when asked).
     pub already_registered: Vec<String>,
     pub skipped: Vec<SkippedCoin>,
     #[oai(nullable)]
@@ -168,6 +182,7 @@ impl From<&ImportRecord> for ImportView {
             status: record.status.to_string(),
             n: record.n,
             track_since: record.track_since.map(Day),
+            hourly: record.hourly,
             trigger: record.trigger.to_string(),
             progress: ImportProgress {
                 pages_done: record.pages_done,

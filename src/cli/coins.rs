@@ -1,18 +1,21 @@
 //! `coins add` and `coins list`: the coin registry from the shell, with the API's rules.
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::NaiveDate;
 
 use super::{CoinsCommand, refuse};
-use crate::config::Settings;
-use crate::domain::{CoinGeckoId, ProductId, Symbol, Trigger};
+use crate::config::{FallbackSource, Settings};
+use crate::domain::{CoinGeckoId, PriceSource, ProductId, Symbol, Trigger, hourly_source};
 use crate::registry::{CoinRequest, CoinSync, ProductChoice, RegisterError};
 use crate::shutdown::Shutdown;
 use crate::startup;
 use crate::store::coins::{self, CoinRecord};
+use crate::store::hourly_coins;
 use crate::store::second_source::Mapping;
+use crate::track_top::Ask;
 
 pub(super) async fn run(
     settings: Settings,
@@ -26,15 +29,24 @@ pub(super) async fn run(
             track,
             since,
             coinbase_product,
+            hourly,
+            no_hourly,
         } => {
             let product = coinbase_product.as_deref();
-            match request(&symbol, &coingecko_id, (track, since), product) {
+            // Neither flag: a registered coin keeps its setting, as the API's absent field.
+            let hourly = (hourly || no_hourly).then_some(hourly);
+            match request(&symbol, &coingecko_id, (track, since), product, hourly) {
                 Ok(request) => add(settings, request, &shutdown).await,
                 Err(refused) => Ok(refuse(&refused)),
             }
         }
-        CoinsCommand::TrackTop { n, since } => {
-            super::track_top::run(settings, n, since, shutdown).await
+        CoinsCommand::TrackTop { n, since, hourly } => {
+            let ask = Ask {
+                n,
+                track_since: since,
+                hourly,
+            };
+            super::track_top::run(settings, ask, shutdown).await
         }
         CoinsCommand::List => list(settings, &shutdown).await,
     }
@@ -46,6 +58,7 @@ fn request(
     coingecko_id: &str,
     (tracked, track_since): (bool, Option<NaiveDate>),
     coinbase_product: Option<&str>,
+    hourly: Option<bool>,
 ) -> Result<CoinRequest, String> {
     let symbol = Symbol::parse(symbol).map_err(|e| e.to_string())?;
     let coingecko_id = CoinGeckoId::parse(coingecko_id).map_err(|e| e.to_string())?;
@@ -62,6 +75,7 @@ fn request(
         tracked,
         track_since,
         coinbase_product,
+        hourly,
     })
 }
 
@@ -72,6 +86,7 @@ async fn add(
     request: CoinRequest,
     shutdown: &Shutdown,
 ) -> anyhow::Result<ExitCode> {
+    let fallback = settings.fallback_source;
     let Some(app) = super::build(settings, startup::SHORT_POOL_SIZE, shutdown).await? else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -85,24 +100,38 @@ async fn add(
     } else {
         "updated"
     };
-    println!("{done} {}", describe_coin(&registered.coin));
+    let hours = hours_from(&registered.coin, registered.hours.hourly, fallback);
+    println!(
+        "{done} {}, {}",
+        describe_coin(&registered.coin),
+        describe_hours(hours)
+    );
     for note in &registered.notes {
         println!("note: {note}");
     }
     if let Some(synced) = registered.synced {
         let synced =
             synced.context("the coin is registered, but its missing days could not be queued")?;
-        println!("{}", describe_sync(registered.coin.coin.symbol, &synced));
+        let missing = if registered.hours.hourly {
+            "days and hours"
+        } else {
+            "days"
+        };
+        println!(
+            "{}",
+            describe_sync(registered.coin.coin.symbol, missing, &synced)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// What turning tracking on queued, in a sentence.
-fn describe_sync(symbol: Symbol, synced: &CoinSync) -> String {
+/// What turning tracking or hours on queued, in a sentence; `missing` says what the job
+/// fills.
+fn describe_sync(symbol: Symbol, missing: &str, synced: &CoinSync) -> String {
     match synced {
         CoinSync::UpToDate => format!("{symbol} is up to date"),
         CoinSync::Queued(job) => format!(
-            "job {} queued for {symbol}'s missing days, {}..{}: any worker (price-history worker or serve) runs it",
+            "job {} queued for {symbol}'s missing {missing}, {}..{}: any worker (price-history worker or serve) runs it",
             job.id,
             job.range.start(),
             job.range.end()
@@ -120,10 +149,17 @@ async fn list(settings: Settings, shutdown: &Shutdown) -> anyhow::Result<ExitCod
         return Ok(ExitCode::SUCCESS);
     };
     let list = coins::list(&pool).await?;
-    let row = |cells: [&str; 7]| {
+    let symbols: Vec<Symbol> = list.iter().map(|c| c.coin.symbol).collect();
+    let hourly: HashSet<Symbol> = hourly_coins::of_coins(&pool, &symbols)
+        .await?
+        .into_iter()
+        .filter(|c| c.hourly)
+        .map(|c| c.symbol)
+        .collect();
+    let row = |cells: [&str; 8]| {
         println!(
-            "{:<15} {:<30} {:<10} {:<8} {:<11} {:<10} {:<20}",
-            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6]
+            "{:<15} {:<30} {:<10} {:<8} {:<11} {:<10} {:<20} {}",
+            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6], cells[7]
         );
     };
     row([
@@ -134,9 +170,15 @@ async fn list(settings: Settings, shutdown: &Shutdown) -> anyhow::Result<ExitCod
         "SINCE",
         "LAST_DAY",
         "COINBASE_PRODUCT",
+        "HOURLY",
     ]);
     let day = |d: Option<NaiveDate>| d.map_or_else(|| "-".to_owned(), |d| d.to_string());
     for coin in &list {
+        let hours = hours_from(
+            coin,
+            hourly.contains(&coin.coin.symbol),
+            settings.fallback_source,
+        );
         row([
             coin.coin.symbol.as_str(),
             coin.coin.coingecko_id.as_str(),
@@ -145,9 +187,29 @@ async fn list(settings: Settings, shutdown: &Shutdown) -> anyhow::Result<ExitCod
             &day(coin.coin.track_since),
             &day(coin.last_complete_day),
             &describe_mapping(&coin.mapping),
+            hours.map_or("no", |source| source.map_or("yes", PriceSource::as_str)),
         ]);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a coin's hours come from: `None` when it keeps none; `Some(None)` while its
+/// product awaits the check that decides.
+fn hours_from(
+    coin: &CoinRecord,
+    hourly: bool,
+    fallback: FallbackSource,
+) -> Option<Option<PriceSource>> {
+    hourly.then(|| hourly_source(hourly, coin.mapping.exchange_product(fallback)))
+}
+
+/// A coin's hours in a few words.
+fn describe_hours(hours: Option<Option<PriceSource>>) -> String {
+    match hours {
+        None => "no hourly candles".to_owned(),
+        Some(None) => "hourly candles (their source is decided by the product's check)".to_owned(),
+        Some(Some(source)) => format!("hourly candles from {}", source.display_name()),
+    }
 }
 
 /// The second source of a coin in a few words: the product, and whether its check let it

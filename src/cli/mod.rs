@@ -97,7 +97,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum CoinsCommand {
-    /// Register a coin (checked with one CoinGecko call), or change whether it is tracked.
+    /// Register a coin (checked with one CoinGecko call), or change whether it is tracked
+    /// and whether it keeps hourly candles.
     Add {
         /// The ticker: 1 to 15 letters A-Z or digits, case-insensitive.
         symbol: String,
@@ -114,11 +115,19 @@ pub enum CoinsCommand {
         /// {SYMBOL}-USD when Coinbase lists it, and a registered coin keeps its product.
         #[arg(long, value_name = "PRODUCT")]
         coinbase_product: Option<String>,
+        /// Keep hourly candles too, and bring the coin's hours up to date at once. Left
+        /// out, a new coin keeps none and a registered coin keeps its setting.
+        #[arg(long, conflicts_with = "no_hourly")]
+        hourly: bool,
+        /// Stop keeping hourly candles: the stored hours stay, no more are fetched.
+        #[arg(long)]
+        no_hourly: bool,
     },
     /// List the registered coins with their freshness.
     List,
     /// Register and track the N largest coins by market cap (CoinGecko's /coins/markets),
     /// with a progress bar; symbols already taken by another id are skipped and listed.
+    /// With --hourly, each keeps hourly candles too.
     TrackTop {
         /// How many of the largest coins: 1 to 10000.
         #[arg(value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -126,6 +135,10 @@ pub enum CoinsCommand {
         /// The first day to keep of each newly tracked coin, YYYY-MM-DD.
         #[arg(long)]
         since: Option<NaiveDate>,
+        /// Every coin of the list keeps hourly candles too (turned on for those registered
+        /// already), each one's hours brought up to date at once.
+        #[arg(long)]
+        hourly: bool,
     },
 }
 

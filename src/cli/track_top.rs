@@ -1,12 +1,12 @@
-//! `coins track-top N [--since D]`: the N largest coins registered and tracked from the
-//! shell, with a progress bar, then what was registered and what was skipped and why.
+//! `coins track-top N [--since D] [--hourly]`: the N largest coins registered and tracked
+//! (and kept hourly) from the shell, with a progress bar, then what was registered and
+//! what was skipped and why.
 //! Exit 0 when the import completed (skipped coins included), 1 when it failed or was
 //! interrupted, 2 when refused (bad input, or another import running).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::refuse;
@@ -15,19 +15,18 @@ use crate::domain::{ImportStatus, ImportTrigger};
 use crate::shutdown::Shutdown;
 use crate::startup;
 use crate::store::coin_imports::{ImportRecord, Start};
-use crate::track_top::StartError;
+use crate::track_top::{Ask, StartError};
 
 pub(super) async fn run(
     settings: Settings,
-    n: u32,
-    since: Option<NaiveDate>,
+    ask: Ask,
     shutdown: Shutdown,
 ) -> anyhow::Result<ExitCode> {
     let Some(app) = super::build(settings, startup::SHORT_POOL_SIZE, &shutdown).await? else {
         return Ok(ExitCode::SUCCESS);
     };
     let import = app.track_top(ImportTrigger::Cli);
-    let record = match import.start(n, since).await {
+    let record = match import.start(ask).await {
         Ok(Start::Started(record)) => *record,
         Ok(Start::Running(active)) => {
             return Ok(refuse(&format!(
@@ -75,7 +74,12 @@ fn report(record: &ImportRecord) {
         record.id, record.status, record.coins_total, record.n
     );
     println!(
-        "registered and tracked: {} new, {} already registered",
+        "registered and tracked{}: {} new, {} already registered",
+        if record.hourly {
+            ", with hourly candles"
+        } else {
+            ""
+        },
         record.registered.len(),
         record.already.len()
     );

@@ -1,7 +1,8 @@
 //! What bringing a tracked coin up to date means: its missing days, from the latest of
 //! `track_since`, its first day and the plan's reach, to yesterday (UTC), in one job.
 //! The schedule does it for every tracked coin at each tick; the registry does it for one
-//! coin at once when its tracking is turned on.
+//! coin at once when its tracking is turned on. Its hours start on the same first day
+//! ([`first_day_to_keep`]; see `registry::hours`).
 
 use chrono::{Days, NaiveDate};
 use sqlx::PgPool;
@@ -34,7 +35,14 @@ pub fn days_to_keep(
     today: NaiveDate,
 ) -> Option<(NaiveDate, NaiveDate)> {
     let yesterday = today.checked_sub_days(Days::new(1))?;
-    let start = [
+    let start = first_day_to_keep(coin, reach, today);
+    (start <= yesterday).then_some((start, yesterday))
+}
+
+/// The first day a coin keeps on `today`: the latest of `track_since`, its first day and
+/// the first day the plan serves. Its days start there, and so do its hours.
+pub fn first_day_to_keep(coin: &Coin, reach: PlanReach, today: NaiveDate) -> NaiveDate {
+    [
         coin.track_since,
         coin.first_day,
         reach.first_served_day(today),
@@ -42,8 +50,7 @@ pub fn days_to_keep(
     .into_iter()
     .flatten()
     .max()
-    .unwrap_or(NaiveDate::MIN);
-    (start <= yesterday).then_some((start, yesterday))
+    .unwrap_or(NaiveDate::MIN)
 }
 
 /// The job's range for ascending `missing` days: from the first to the last, cut to the
@@ -98,9 +105,22 @@ pub async fn bring_up_to_date(
         return Ok(CoinSync::Busy(Some(active)));
     }
     let missing = gaps::missing_days(pool, coin.symbol, start, end).await?;
-    let Some((start, end)) = job_range(&missing) else {
+    let Some(days) = job_range(&missing) else {
         return Ok(CoinSync::UpToDate);
     };
+    queue_job(pool, coin, days, today, trigger, max_attempts).await
+}
+
+/// Queues one unforced job of `coin` over `days` (which fetches only what is missing in
+/// them); a job of the coin active already makes it [`CoinSync::Busy`].
+pub(super) async fn queue_job(
+    pool: &PgPool,
+    coin: &Coin,
+    (start, end): (NaiveDate, NaiveDate),
+    today: NaiveDate,
+    trigger: Trigger,
+    max_attempts: u32,
+) -> Result<CoinSync, SyncError> {
     let range = DateRange::for_coin(coin, start, end, today)?;
     let job = NewJob {
         id: Uuid::now_v7(),
@@ -127,17 +147,7 @@ pub(super) async fn tracking_started(
     max_attempts: u32,
 ) -> Result<CoinSync, SyncError> {
     let reach = reach.current(pool).await?;
-    let synced = bring_up_to_date(pool, coin, reach, today_utc(), trigger, max_attempts).await?;
-    match &synced {
-        CoinSync::UpToDate => tracing::info!(symbol = %coin.symbol, "tracking on: nothing missing"),
-        CoinSync::Queued(job) => {
-            tracing::info!(symbol = %coin.symbol, job_id = %job.id, start = %job.range.start(), end = %job.range.end(), "tracking on: job queued for the missing days")
-        }
-        CoinSync::Busy(active) => {
-            tracing::info!(symbol = %coin.symbol, active_job = ?active, "tracking on: a job of the coin is active already")
-        }
-    }
-    Ok(synced)
+    bring_up_to_date(pool, coin, reach, today_utc(), trigger, max_attempts).await
 }
 
 #[cfg(test)]

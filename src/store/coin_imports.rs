@@ -30,6 +30,8 @@ pub struct ImportRecord {
     pub status: ImportStatus,
     pub n: i32,
     pub track_since: Option<NaiveDate>,
+    /// Whether every coin of the import keeps hourly candles too.
+    pub hourly: bool,
     #[sqlx(try_from = "String")]
     pub trigger: ImportTrigger,
     pub pages_done: i32,
@@ -38,7 +40,8 @@ pub struct ImportRecord {
     pub coins_total: i32,
     /// New coins registered (each checked with one CoinGecko call), tracked.
     pub registered: Vec<String>,
-    /// Coins registered before with the same id: tracked now (or already).
+    /// Coins registered before with the same id: tracked now (or already), and hourly
+    /// when the import asks for hours.
     pub already: Vec<String>,
     pub skipped: Json<Vec<Skipped>>,
     pub error_message: Option<String>,
@@ -55,13 +58,21 @@ pub enum Start {
     Running(Uuid),
 }
 
+/// What an import asks for: the `n` largest coins, tracked from `track_since`, and with
+/// hourly candles when `hourly`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask {
+    pub n: u32,
+    pub track_since: Option<NaiveDate>,
+    pub hourly: bool,
+}
+
 /// Records a new running import, unless one runs already (one left by a process that
 /// died is marked failed first).
 pub async fn start(
     pool: &PgPool,
     id: Uuid,
-    n: u32,
-    track_since: Option<NaiveDate>,
+    ask: Ask,
     trigger: ImportTrigger,
 ) -> sqlx::Result<Start> {
     sqlx::query(
@@ -73,12 +84,13 @@ pub async fn start(
     .execute(pool)
     .await?;
     let started: Option<ImportRecord> = sqlx::query_as(
-        "INSERT INTO coin_imports (id, status, n, track_since, trigger) VALUES ($1, 'running', $2, $3, $4) \
-         ON CONFLICT DO NOTHING RETURNING *",
+        "INSERT INTO coin_imports (id, status, n, track_since, hourly, trigger) \
+         VALUES ($1, 'running', $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING *",
     )
     .bind(id)
-    .bind(i32::try_from(n).unwrap_or(i32::MAX))
-    .bind(track_since)
+    .bind(i32::try_from(ask.n).unwrap_or(i32::MAX))
+    .bind(ask.track_since)
+    .bind(ask.hourly)
     .bind(trigger.as_str())
     .fetch_optional(pool)
     .await?;

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use sqlx::postgres::PgRow;
-use sqlx::{FromRow, PgPool, Row};
+use sqlx::{FromRow, PgExecutor, PgPool, Row};
 
 use super::decode::parsed;
 use super::second_source::Mapping;
@@ -114,7 +114,7 @@ pub async fn by_coingecko_id(pool: &PgPool, id: &CoinGeckoId) -> sqlx::Result<Op
 
 /// Registers a checked coin. `false` when its symbol or its id was registered meanwhile
 /// (the caller reads again and says which).
-pub async fn insert(pool: &PgPool, coin: &Coin) -> sqlx::Result<bool> {
+pub async fn insert(executor: impl PgExecutor<'_>, coin: &Coin) -> sqlx::Result<bool> {
     let result = sqlx::query(
         "INSERT INTO coins (symbol, coingecko_id, first_day, tracked, track_since) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -124,7 +124,7 @@ pub async fn insert(pool: &PgPool, coin: &Coin) -> sqlx::Result<bool> {
     .bind(coin.first_day)
     .bind(coin.tracked)
     .bind(coin.track_since)
-    .execute(pool)
+    .execute(executor)
     .await?;
     Ok(result.rows_affected() == 1)
 }
@@ -132,7 +132,7 @@ pub async fn insert(pool: &PgPool, coin: &Coin) -> sqlx::Result<bool> {
 /// Changes whether a coin is tracked and from when. Returns the coin as it was before,
 /// `None` when the symbol is not registered.
 pub async fn set_tracking(
-    pool: &PgPool,
+    executor: impl PgExecutor<'_>,
     symbol: Symbol,
     tracked: bool,
     track_since: Option<NaiveDate>,
@@ -144,7 +144,7 @@ pub async fn set_tracking(
     .bind(symbol.as_str())
     .bind(tracked)
     .bind(track_since)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await
 }
 

@@ -3,7 +3,7 @@
 //! ([`super::hourly_figures`]) in one query, by the coin or for a page of coins.
 
 use sqlx::postgres::PgRow;
-use sqlx::{FromRow, PgPool, Row};
+use sqlx::{FromRow, PgExecutor, PgPool, Row};
 
 use super::hourly_figures::{self, HourlyFigures};
 use crate::domain::{Hour, ProductId, Symbol};
@@ -70,14 +70,18 @@ pub async fn hourly(pool: &PgPool) -> sqlx::Result<Vec<HourlyCoin>> {
 
 /// Turns the coin's hours on or off; returns whether they were on before, `None` when the
 /// symbol is not registered. Turning them off keeps every stored hour.
-pub async fn set_hourly(pool: &PgPool, symbol: Symbol, hourly: bool) -> sqlx::Result<Option<bool>> {
+pub async fn set_hourly(
+    executor: impl PgExecutor<'_>,
+    symbol: Symbol,
+    hourly: bool,
+) -> sqlx::Result<Option<bool>> {
     sqlx::query_scalar(
         "UPDATE coins n SET hourly = $2, updated_at = now() \
          FROM coins o WHERE n.symbol = $1 AND o.symbol = n.symbol RETURNING o.hourly",
     )
     .bind(symbol.as_str())
     .bind(hourly)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await
 }
 

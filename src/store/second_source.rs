@@ -5,11 +5,12 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::decode::{parsed, parsed_or_null};
-use crate::domain::{DailyCandle, MappingVerdict, PriceSource, ProductId, Symbol};
+use crate::config::FallbackSource;
+use crate::domain::{DailyCandle, ExchangeProduct, MappingVerdict, PriceSource, ProductId, Symbol};
 
 /// A coin's mapping to the second source, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -37,6 +38,18 @@ impl Mapping {
     /// Whether the product is set but not checked yet: checking comes before its first row.
     pub fn needs_check(&self) -> bool {
         self.product.is_some() && self.usable.is_none()
+    }
+
+    /// What the coin has on the exchange for its hours ([`crate::domain::hourly_source`]):
+    /// nothing with `FALLBACK_SOURCE=off`, which makes no Coinbase call at all, else its
+    /// product as its check left it.
+    pub fn exchange_product(&self, fallback: FallbackSource) -> ExchangeProduct {
+        match (fallback, &self.product, self.usable) {
+            (FallbackSource::Off, ..) | (_, None, _) => ExchangeProduct::None,
+            (_, Some(_), None) => ExchangeProduct::Unchecked,
+            (_, Some(_), Some(true)) => ExchangeProduct::Usable,
+            (_, Some(_), Some(false)) => ExchangeProduct::Unusable,
+        }
     }
 }
 
@@ -71,7 +84,7 @@ pub async fn mapping(pool: &PgPool, symbol: Symbol) -> sqlx::Result<Option<Mappi
 /// stored one forgets the old one's check and where its candles begin; setting the same
 /// product again keeps them. `false` when the symbol is not registered.
 pub async fn set_product(
-    pool: &PgPool,
+    executor: impl PgExecutor<'_>,
     symbol: Symbol,
     product: Option<&ProductId>,
 ) -> sqlx::Result<bool> {
@@ -87,7 +100,7 @@ pub async fn set_product(
     )
     .bind(symbol.as_str())
     .bind(product.map(ProductId::as_str))
-    .execute(pool)
+    .execute(executor)
     .await?;
     Ok(result.rows_affected() == 1)
 }
@@ -257,4 +270,50 @@ pub async fn fallback_days(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Option<i
         .bind(job_id)
         .fetch_optional(pool)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_coins_hours_see_its_product_as_its_check_left_it_and_none_with_the_fallback_off() {
+        let product = ProductId::parse("ETH-USD").unwrap();
+        let mapping = |product: Option<&ProductId>, usable| Mapping {
+            product: product.cloned(),
+            usable,
+            ..Mapping::default()
+        };
+        let on = FallbackSource::Coinbase;
+        let table = [
+            (mapping(None, None), on, ExchangeProduct::None),
+            (
+                mapping(Some(&product), None),
+                on,
+                ExchangeProduct::Unchecked,
+            ),
+            (
+                mapping(Some(&product), Some(true)),
+                on,
+                ExchangeProduct::Usable,
+            ),
+            (
+                mapping(Some(&product), Some(false)),
+                on,
+                ExchangeProduct::Unusable,
+            ),
+            (
+                mapping(Some(&product), Some(true)),
+                FallbackSource::Off,
+                ExchangeProduct::None,
+            ),
+        ];
+        for (mapping, fallback, expected) in table {
+            assert_eq!(
+                mapping.exchange_product(fallback),
+                expected,
+                "{mapping:?} {fallback:?}"
+            );
+        }
+    }
 }

@@ -229,6 +229,64 @@ async fn coins_add_takes_a_coinbase_product_or_none_and_refuses_a_malformed_one(
 }
 
 #[tokio::test]
+async fn coins_add_hourly_keeps_hours_and_queues_them_and_no_hourly_turns_them_off() {
+    let h = Harness::new().await;
+
+    let hourly = coins_add(&h, &["ETH", "ethereum", "--hourly"]).await;
+    let listed = run(&h, &["coins", "list"]).await;
+    let left_out = coins_add(&h, &["ETH", "ethereum", "--track"]).await;
+    let both = coins_add(&h, &["ETH", "ethereum", "--hourly", "--no-hourly"]).await;
+    let off = coins_add(&h, &["ETH", "ethereum", "--no-hourly"]).await;
+
+    assert_eq!(hourly.status.code(), Some(0), "{}", output_text(&hourly));
+    // FALLBACK_SOURCE=off here: its hours are built from CoinGecko's points.
+    assert_says(&hourly, "registered ETH (ethereum)");
+    assert_says(&hourly, "hourly candles from CoinGecko");
+    let jobs = price_history::store::ingestion_jobs::list(h.pool(), None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    let job = &jobs[0];
+    assert_eq!(job.trigger, price_history::domain::Trigger::Cli);
+    let today = price_history::domain::today_utc();
+    assert_eq!(
+        (job.range.start(), job.range.end()),
+        (today.checked_sub_days(Days::new(1460)).unwrap(), today)
+    );
+    assert_says(
+        &hourly,
+        &format!("job {} queued for ETH's missing days and hours", job.id),
+    );
+    let list = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(list.lines().next().unwrap().ends_with("HOURLY"), "{list}");
+    let eth = list
+        .lines()
+        .find(|l| l.starts_with("ETH"))
+        .expect("ETH is listed");
+    assert_eq!(eth.split_whitespace().last(), Some("coingecko"), "{list}");
+    let btc = list
+        .lines()
+        .find(|l| l.starts_with("BTC"))
+        .expect("BTC is listed");
+    assert_eq!(btc.split_whitespace().last(), Some("no"), "{list}");
+
+    assert_eq!(
+        left_out.status.code(),
+        Some(0),
+        "{}",
+        output_text(&left_out)
+    );
+    assert_says(&left_out, "hourly candles from CoinGecko");
+    assert_eq!(both.status.code(), Some(2), "{}", output_text(&both));
+    assert_says(&both, "--no-hourly");
+    assert_eq!(off.status.code(), Some(0), "{}", output_text(&off));
+    assert_says(&off, "updated ETH");
+    assert_says(&off, "no hourly candles");
+    let still_hourly = crate::support::count_rows(h.pool(), "coins WHERE hourly").await;
+    assert_eq!(still_hourly, 0);
+}
+
+#[tokio::test]
 async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
     let h = Harness::new().await;
     let cases = [

@@ -10,7 +10,7 @@ use chrono::{DateTime, Days, TimeDelta, Timelike, Utc};
 use price_history::domain::{JobStatus, Symbol, Trigger};
 use price_history::schedule::{Clock, Scheduler, SyncSchedule};
 use price_history::store::sync_schedule::{self, ActedTick, TICKS_CHANNEL};
-use price_history::store::{coins, ingestion_jobs, ingestion_jobs::JobRecord};
+use price_history::store::{coins, ingestion_jobs::JobRecord};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
@@ -94,18 +94,9 @@ async fn track_btc_since(h: &Harness, days: u64) {
         .expect("BTC is registered");
 }
 
-async fn jobs_by(h: &Harness, trigger: Trigger) -> Vec<JobRecord> {
-    ingestion_jobs::list(h.pool(), None, None, 100)
-        .await
-        .expect("the database answers")
-        .into_iter()
-        .filter(|job| job.trigger == trigger)
-        .collect()
-}
-
 /// The job queued by `tick`: the newest scheduled job created after it.
 async fn job_of(h: &Harness, tick: &ActedTick) -> JobRecord {
-    jobs_by(h, Trigger::Schedule)
+    h.jobs_by(Trigger::Schedule)
         .await
         .into_iter()
         .find(|job| job.created_at >= tick.acted_at - TimeDelta::seconds(1))
@@ -165,7 +156,7 @@ async fn a_tick_is_acted_on_once_and_never_after_a_later_one() {
         (0, 1, 1),
         "the first job is still pending"
     );
-    let jobs = jobs_by(&h, Trigger::Schedule).await;
+    let jobs = h.jobs_by(Trigger::Schedule).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(
         (jobs[0].range.start(), jobs[0].range.end()),
@@ -236,7 +227,7 @@ async fn three_workers_queue_exactly_one_job_per_tick_that_finds_missing_days() 
             && (t.coins_behind == 0) == (t.jobs_queued + t.coins_busy == 0)),
         "{seen:#?}"
     );
-    let scheduled = jobs_by(&h, Trigger::Schedule).await;
+    let scheduled = h.jobs_by(Trigger::Schedule).await;
     let queued: i32 = sync_schedule::acted_ticks(h.pool())
         .await
         .unwrap()
@@ -271,7 +262,7 @@ async fn an_untracked_coin_gets_no_job_and_no_call() {
             .all(|t| t.coins_tracked == 0 && t.jobs_queued == 0),
         "{seen:#?}"
     );
-    assert!(jobs_by(&h, Trigger::Schedule).await.is_empty());
+    assert!(h.jobs_by(Trigger::Schedule).await.is_empty());
     assert_eq!(h.fake.call_count(), 0);
 }
 
@@ -297,7 +288,7 @@ async fn with_the_schedule_off_a_tracked_coin_gets_nothing() {
             .unwrap()
             .is_empty()
     );
-    assert!(jobs_by(&h, Trigger::Schedule).await.is_empty());
+    assert!(h.jobs_by(Trigger::Schedule).await.is_empty());
     assert_eq!(h.fake.call_count(), 0);
 }
 
@@ -369,7 +360,7 @@ async fn processes_whose_clocks_differ_still_act_once_per_tick() {
 
     assert_consecutive(&seen);
     assert_eq!(
-        jobs_by(&h, Trigger::Schedule).await.len(),
+        h.jobs_by(Trigger::Schedule).await.len(),
         1,
         "{seen:#?}\n{}\n{}",
         ahead.output(),
@@ -418,7 +409,7 @@ async fn turning_tracking_on_queues_the_missing_days_at_once() {
 
     assert_eq!(tracked.status, StatusCode::OK, "{}", tracked.text());
     assert_eq!(again.status, StatusCode::OK);
-    let jobs = jobs_by(&h, Trigger::Api).await;
+    let jobs = h.jobs_by(Trigger::Api).await;
     assert_eq!(
         jobs.len(),
         1,
@@ -452,7 +443,7 @@ async fn coins_add_with_track_queues_the_missing_days_at_once() {
 
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{text}");
-    let jobs = jobs_by(&h, Trigger::Cli).await;
+    let jobs = h.jobs_by(Trigger::Cli).await;
     assert_eq!(jobs.len(), 1, "{jobs:#?}");
     assert_eq!(jobs[0].symbol.as_str(), "ETH");
     assert_eq!(

@@ -322,6 +322,7 @@ impl Harness {
             tracked: false,
             track_since: None,
             coinbase_product: Default::default(),
+            hourly: None,
         };
         self.registry()
             .put(request, price_history::domain::Trigger::Api)
@@ -353,6 +354,16 @@ impl Harness {
             .await
             .expect("the database answers")
             .expect("the job exists")
+    }
+
+    /// The jobs `trigger` asked for (the latest 100), newest first.
+    pub async fn jobs_by(&self, trigger: price_history::domain::Trigger) -> Vec<JobRecord> {
+        ingestion_jobs::list(self.pool(), None, None, 100)
+            .await
+            .expect("the database answers")
+            .into_iter()
+            .filter(|job| job.trigger == trigger)
+            .collect()
     }
 }
 

@@ -1,18 +1,19 @@
 //! Tracking the top N coins by market cap (issue 20) against the fake CoinGecko, which
 //! lists its coins at `/coins/markets` in pages of 250, with a ticker that collides with
-//! Bitcoin's and one that is no symbol here.
+//! Bitcoin's and one that is no symbol here; with `hourly`, each keeps hourly candles too
+//! (issue 26).
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use fake_upstream::coingecko::{COLLIDING_RANK, FakeOptions, MARKETS, UNSYMBOLIC_RANK};
-use price_history::domain::ImportStatus;
-use price_history::store::coin_imports;
+use price_history::domain::{ImportStatus, Symbol, Trigger, today_utc};
+use price_history::store::{coin_imports, coins, ingestion_jobs};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, TestApi, count_rows, free_port, until_ready};
+use crate::support::{Harness, TestApi, count_rows, days_before_today, free_port, until_ready};
 
 /// The budget of these tests, and the fake's own limit: a call over it would be a 429.
 const CALLS_PER_MINUTE: u32 = 1200;
@@ -167,6 +168,104 @@ async fn coins_track_top_on_the_command_line_shows_what_it_registered_and_what_i
     let mut bad = h.spawn(&["coins", "track-top", "0"], &[]);
     assert_eq!(bad.exit_code(Duration::from_secs(30)).await, Some(2));
     assert_eq!(h.fake.calls().len(), 8);
+}
+
+#[tokio::test]
+async fn tracking_the_top_coins_hourly_keeps_each_ones_hours_and_turns_them_on_for_a_coin_tracked_already()
+ {
+    let h = harness().await;
+    let since = days_before_today(30);
+    coins::set_tracking(h.pool(), Symbol::BTC, true, Some(since))
+        .await
+        .unwrap();
+    let api = TestApi::start(&h).await;
+
+    let answer = api
+        .post(
+            "/api/v1/coins/track-top",
+            Some(json!({"n": 10, "hourly": true})),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    assert_eq!(answer.json()["hourly"], true);
+    let location = answer.header("location").expect("a Location").to_owned();
+    let import = until_ended(&api, &location).await;
+    let without_hours = api
+        .post("/api/v1/coins/track-top", Some(json!({"n": 10})), None)
+        .await;
+    let location = without_hours
+        .header("location")
+        .expect("a Location")
+        .to_owned();
+    let again = until_ended(&api, &location).await;
+
+    // BTC was tracked already, not hourly: now it is, its own track_since kept.
+    assert_eq!(import["status"], "completed", "{import}");
+    assert_eq!(import["hourly"], true);
+    assert_eq!(import["already_registered"], json!(["BTC"]));
+    assert_eq!(
+        import["registered"].as_array().unwrap().len(),
+        7,
+        "{import}"
+    );
+    assert_eq!(
+        count_rows(h.pool(), "coins WHERE hourly AND tracked").await,
+        8
+    );
+    let btc = api.get("/api/v1/coins/BTC").await.json();
+    assert_eq!(
+        (&btc["hourly"], &btc["track_since"]),
+        (&json!(true), &json!(since.to_string()))
+    );
+    // Each coin's hours queued at once, with its days: one job a coin.
+    let jobs = ingestion_jobs::list(h.pool(), None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 8, "{jobs:#?}");
+    assert!(
+        jobs.iter()
+            .all(|j| j.trigger == Trigger::Api && j.range.end() == today_utc())
+    );
+    let btc_job = jobs.iter().find(|j| j.symbol == Symbol::BTC).unwrap();
+    assert_eq!(btc_job.range.start(), since);
+    // An import without hours leaves them as they are.
+    assert_eq!(again["status"], "completed", "{again}");
+    assert_eq!(again["hourly"], false);
+    assert_eq!(count_rows(h.pool(), "coins WHERE hourly").await, 8);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn coins_track_top_hourly_on_the_command_line_registers_the_coins_hourly() {
+    let h = harness().await;
+    let budget = CALLS_PER_MINUTE.to_string();
+    let mut cli = h.spawn(
+        &["coins", "track-top", "3", "--hourly"],
+        &[("COINGECKO_CALLS_PER_MINUTE", &budget)],
+    );
+
+    let code = cli.exit_code(Duration::from_secs(60)).await;
+
+    let out = cli.output();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("registered and tracked, with hourly candles: 2 new, 1 already registered"),
+        "{out}"
+    );
+    assert_eq!(
+        count_rows(h.pool(), "coins WHERE hourly AND tracked").await,
+        3
+    );
+    assert_eq!(
+        count_rows(h.pool(), "coin_imports WHERE hourly AND trigger = 'cli'").await,
+        1
+    );
+    let jobs = ingestion_jobs::list(h.pool(), None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 3, "{jobs:#?}");
+    assert!(jobs.iter().all(|j| j.trigger == Trigger::Cli), "{jobs:#?}");
 }
 
 #[tokio::test]

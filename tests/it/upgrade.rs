@@ -274,6 +274,11 @@ async fn a_populated_database_of_the_release_before_hours_upgrades_with_every_ro
         .await,
         0
     );
+    assert_eq!(
+        count_rows(&pool, "coin_imports WHERE hourly").await,
+        0,
+        "an earlier import left hours alone"
+    );
     for table in ["hourly_prices", "hours_without_trades", "hourly_figures"] {
         assert_eq!(count_rows(&pool, table).await, 0, "{table}");
     }
