@@ -25,8 +25,10 @@
 //!   choosing the database, the server held, its layout, its binaries, its locks and the
 //!   programs run.
 //! - [`ingest`]: the job (`ingest::job`, a file per step and concern): plan windows from
-//!   gaps, fetch, fill, then the days older than the plan serves from the second source;
-//!   upsert, checkpoint behind the queue's fence ([`ingest::Fence`]). `ingest::source` is the
+//!   gaps, fetch, fill, then the days older than the plan serves from the second source,
+//!   then an hourly coin's missing hours from its exchange product (or built from the
+//!   CoinGecko windows' hourly points); upsert, checkpoint behind the queue's fence
+//!   ([`ingest::Fence`]). `ingest::source` is the
 //!   seat of a price source (what it is asked, what it answers), with CoinGecko and
 //!   Coinbase Exchange as its implementations; `ingest::fallback` the second source's
 //!   windows and its mapping check.
@@ -47,7 +49,9 @@
 //!   `BTC_USD-1d.feather`, Parquet, JSON, JSON.gz, CSV), streamed from the store one coin
 //!   at a time and renamed into place whole; `price-history export` writes them into a
 //!   directory, the API streams the Parquet and Feather ones.
-//! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
+//! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues (the
+//!   missing days of tracked coins, the hours of hourly coins up to the last complete
+//!   hour), catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
 //! - [`startup`]: settings in, a running service out: the one place that migrates the
 //!   database (the queue's schema, then ours) and wires the pool,
