@@ -5,7 +5,7 @@
 //! whole, and the schedule's ticks that keep the hours current.
 
 use chrono::{DateTime, Days, NaiveDate, TimeDelta, Utc};
-use fake_upstream::coinbase::{BadHour, Outage};
+use fake_upstream::coinbase::{BadHour, Outage, ScriptedResponse};
 use fake_upstream::coingecko::FakeOptions;
 use price_history::domain::{Hour, HourRange, JobStatus, PriceSource, Symbol, Trigger};
 use price_history::schedule::{Clock, Scheduler};
@@ -526,4 +526,41 @@ async fn a_tick_gives_an_hourly_coin_without_a_product_its_coingecko_window() {
     assert_eq!(h.fake.call_count(), calls + 1, "one window, for its hours");
     assert_eq!(h.coinbase.call_count(), 0);
     assert!(stored_hours(&h).await >= stored + 3);
+}
+
+#[tokio::test]
+async fn each_window_of_hours_is_kept_once_stored_and_a_later_job_asks_only_for_the_rest() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    let range = last_days(60);
+    // Two windows of 300 hours answer, then Coinbase is down (a call and its 3 retries).
+    for _ in 0..2 {
+        h.coinbase.push_response(ScriptedResponse::passthrough());
+    }
+    for _ in 0..4 {
+        h.coinbase
+            .push_response(ScriptedResponse::server_error(503));
+    }
+
+    let job = run(&h, range).await;
+
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    assert_eq!(stored_hours(&h).await, 600);
+    assert_eq!(
+        (hours_of(&h, &job).await.hours_missing, job.chunks_done),
+        (60 * 24 - 600, 1 + 2),
+        "the day window and the two windows of hours were checkpointed"
+    );
+    let hourly = h.coinbase.hourly_calls();
+
+    let again = run(&h, range).await;
+
+    assert_eq!(
+        again.status,
+        JobStatus::Completed,
+        "{:?}",
+        again.error_message
+    );
+    assert_eq!(h.coinbase.hourly_calls() - hourly, 3, "ceil(840 / 300)");
+    assert_eq!(stored_hours(&h).await, 60 * 24);
 }
