@@ -47,11 +47,13 @@
 //!   `/coins/markets`, then the registry's rules per coin), recorded like a job, stopped
 //!   between two coins by the shutdown signal; built by `startup`.
 //! - [`export`]: candles to the files backtesters and data tools read (freqtrade's
-//!   `BTC_USD-1d.feather`, Parquet, JSON, JSON.gz, CSV), streamed from the store one coin
-//!   at a time and renamed into place whole; `price-history export` writes them into a
-//!   directory, the API streams the Parquet and Feather ones.
+//!   `BTC_USD-1d.feather`, `BTC_USD-1h.feather`, Parquet, JSON, JSON.gz, CSV) in every
+//!   timeframe (days, hours, `4h` blocks made from the hours), streamed from the store one
+//!   coin at a time and renamed into place whole; `price-history export` writes them into
+//!   a directory, the API streams the Parquet and Feather ones.
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
-//! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
+//! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document; reads in
+//!   three timeframes (`1d`, `4h`, `1h`).
 //! - [`startup`]: settings in, a running service out: the one place that migrates the
 //!   database (the queue's schema, then ours) and wires the pool,
 //!   the price sources' clients, the ingestor, the registry, the API's state, the worker and

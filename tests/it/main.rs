@@ -14,6 +14,7 @@ mod events;
 mod export;
 mod figures;
 mod hourly_optin;
+mod hourly_reads;
 mod hourly_store;
 mod jobs;
 mod outage;
