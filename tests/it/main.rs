@@ -13,6 +13,7 @@ mod durability;
 mod events;
 mod export;
 mod figures;
+mod hourly_job;
 mod hourly_optin;
 mod hourly_reads;
 mod hourly_store;
