@@ -23,13 +23,18 @@ pub struct Asset {
 }
 
 /// Everything the page loads, the page first.
-pub const ASSETS: [Asset; 5] = [
+pub const ASSETS: [Asset; 6] = [
     Asset::new("/", HTML, include_str!("page/index.html")),
     Asset::new("/assets/app.css", CSS, include_str!("page/app.css")),
     Asset::new(
         "/assets/errors.js",
         JAVASCRIPT,
         include_str!("page/errors.js"),
+    ),
+    Asset::new(
+        "/assets/chart.js",
+        JAVASCRIPT,
+        include_str!("page/chart.js"),
     ),
     Asset::new("/assets/app.js", JAVASCRIPT, include_str!("page/app.js")),
     Asset::new(

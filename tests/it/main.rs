@@ -15,6 +15,7 @@ mod export;
 mod figures;
 mod hourly_job;
 mod hourly_optin;
+mod hourly_reads;
 mod hourly_store;
 mod jobs;
 mod outage;

@@ -17,7 +17,10 @@
   };
   var MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
-  var view = { symbol: null, start: null, end: null };
+  var view = { symbol: null, start: null, end: null, timeframe: '1d' };
+  var TIMEFRAMES = ['1d', '4h', '1h'];
+  // The coin on view as GET /api/v1/coins/{symbol} gives it: whether it has hours.
+  var viewCoin = null;
   var coins = [];
   // The coin list is read a page at a time (GET /api/v1/coins?limit=&after=&q=), so that it
   // stays quick at ten thousand coins: the rows shown, the filter typed, where the next page starts.
@@ -126,7 +129,8 @@
         el('td', { text: tracked }),
         el('td', { text: coin.last_complete_day || 'none' }),
         el('td', { class: staleClass, text: stale }),
-        el('td', { class: 'fallback' + (coin.fallback_usable === false ? ' unusable' : ''), 'data-usable': String(coin.fallback_usable), text: describeFallback(coin) }));
+        el('td', { class: 'fallback' + (coin.fallback_usable === false ? ' unusable' : ''), 'data-usable': String(coin.fallback_usable), text: describeFallback(coin) }),
+        hourlyCell(coin));
     });
     renderFallback();
     $('#coins tbody').replaceChildren.apply($('#coins tbody'), rows);
@@ -161,6 +165,55 @@
       return text + ', not used' + (coin.fallback_unusable_reason ? ': ' + coin.fallback_unusable_reason : '');
     }
     return text + ', not checked yet';
+  }
+
+  // The coin's hours in a sentence: where they come from, how many are disputed and the
+  // median distance of CoinGecko's point outside the candles' bands.
+  function describeHours(coin, long) {
+    var source = coin.hourly_source === 'coinbase' ? 'Coinbase Exchange candles'
+      : (coin.hourly_source === 'coingecko' ? "built from CoinGecko's hourly prices" : null);
+    var parts = [];
+    if (coin.hourly) parts.push(source || 'source not decided yet');
+    else if (coin.stored_hours > 0) parts.push('off, ' + coin.stored_hours + ' hours kept');
+    else parts.push(long ? 'keeps no hours' : 'off');
+    if (coin.disputed_hours > 0 || coin.hourly_median_deviation_percent !== null && coin.hourly_median_deviation_percent !== undefined) {
+      parts.push(coin.disputed_hours + ' disputed');
+      if (coin.hourly_median_deviation_percent !== null && coin.hourly_median_deviation_percent !== undefined) {
+        parts.push('median ' + coin.hourly_median_deviation_percent + ' % outside');
+      }
+    }
+    return (long ? 'Hours: ' : '') + parts.join(', ') + (long ? '.' : '');
+  }
+
+  // The coin's "hourly" checkbox: PUT /api/v1/coins/{symbol} with its other settings as
+  // they are (a PUT replaces `tracked` and `track_since`).
+  function hourlyCell(coin) {
+    var box = el('input', { type: 'checkbox', class: 'hourly', checked: coin.hourly, 'aria-label': 'Keep hourly candles of ' + coin.symbol });
+    var text = el('span', { class: 'hours-text', text: describeHours(coin, false) });
+    box.addEventListener('change', function () {
+      box.disabled = true;
+      api('PUT', '/api/v1/coins/' + encodeURIComponent(coin.symbol), {
+        coingecko_id: coin.coingecko_id, tracked: coin.tracked, track_since: coin.track_since, hourly: box.checked
+      }).then(function (answer) {
+        coinChanged(answer.data);
+      }, function (e) {
+        box.checked = !box.checked;
+        box.disabled = false;
+        text.textContent = String(e);
+        text.className = 'hours-text result error';
+      });
+    });
+    return el('td', { class: 'hours', 'data-hourly': String(coin.hourly) }, el('label', { class: 'check' }, box, text));
+  }
+
+  function coinChanged(coin) {
+    coins = coins.map(function (c) { return c.symbol === coin.symbol ? coin : c; });
+    renderCoins();
+    if (coin.symbol === view.symbol) {
+      viewCoin = coin;
+      renderTimeframes();
+      loadHours(viewLoads);
+    }
   }
 
   function renderFallback() {
@@ -200,28 +253,79 @@
     $('#view-symbol').value = view.symbol;
     $('#view-start').value = view.start;
     $('#view-end').value = view.end;
+    $('#view-timeframe').value = view.timeframe;
     $('#view-symbol-name').textContent = view.symbol;
     var rows = document.querySelectorAll('#coins tbody tr');
     for (var i = 0; i < rows.length; i++) {
       rows[i].classList.toggle('chosen', rows[i].getAttribute('data-symbol') === view.symbol);
     }
-    history.replaceState(null, '', '?' + query({ symbol: view.symbol, start_date: view.start, end_date: view.end }));
+    var params = { symbol: view.symbol, start_date: view.start, end_date: view.end };
+    if (view.timeframe !== '1d') params.timeframe = view.timeframe;
+    history.replaceState(null, '', '?' + query(params));
     renderFallback();
     return loadView();
   }
 
+  // The calendar, the chart and the coin's own record side by side; the hours once the
+  // record says the coin has any.
   function loadView() {
     var load = ++viewLoads;
     var params = query({ symbol: view.symbol, start_date: view.start, end_date: view.end });
     var days = api('GET', '/api/v1/days?' + params).then(function (answer) {
       if (load === viewLoads) renderCalendar(answer.data);
     });
-    var prices = api('GET', '/api/v1/prices?' + params).then(function (answer) {
-      if (load === viewLoads) renderChart(answer.data.prices);
+    var coin = api('GET', '/api/v1/coins/' + encodeURIComponent(view.symbol)).then(function (answer) {
+      if (load !== viewLoads) return;
+      viewCoin = answer.data;
+      renderTimeframes();
+      return loadHours(load);
+    }, function (e) {
+      if (e.status !== 404) throw e;
     });
-    return Promise.all([days, prices]).catch(function (e) {
+    return Promise.all([days, loadChart(load), coin]).catch(function (e) {
       $('#calendar-summary').textContent = 'Could not read the history: ' + e;
     });
+  }
+
+  function loadChart(load) {
+    var timeframe = view.timeframe;
+    var params = { symbol: view.symbol, start_date: view.start, end_date: view.end };
+    if (timeframe !== '1d') params.timeframe = timeframe;
+    return api('GET', '/api/v1/prices?' + query(params)).then(function (answer) {
+      if (load === viewLoads && timeframe === view.timeframe) {
+        $('#chart-error').textContent = '';
+        renderChart(answer.data.prices, timeframe);
+      }
+    }, function (e) {
+      if (load === viewLoads) $('#chart-error').textContent = 'Could not read the ' + timeframe + ' candles: ' + e;
+    });
+  }
+
+  function hasHours(coin) {
+    return Boolean(coin && (coin.hourly || coin.stored_hours > 0));
+  }
+
+  // 4h and 1h are offered for a coin that keeps hours or has hours stored; a coin
+  // without any goes back to days.
+  function renderTimeframes() {
+    var offered = hasHours(viewCoin);
+    var select = $('#view-timeframe');
+    select.setAttribute('data-offered', String(offered));
+    var options = select.options;
+    for (var i = 0; i < options.length; i++) {
+      if (options[i].value !== '1d') options[i].disabled = !offered;
+    }
+    $('#view-hours-source').textContent = viewCoin ? describeHours(viewCoin, true) : '';
+    if (!offered && view.timeframe !== '1d') switchTimeframe('1d');
+  }
+
+  function switchTimeframe(timeframe) {
+    view.timeframe = timeframe;
+    $('#view-timeframe').value = timeframe;
+    var params = { symbol: view.symbol, start_date: view.start, end_date: view.end };
+    if (timeframe !== '1d') params.timeframe = timeframe;
+    history.replaceState(null, '', '?' + query(params));
+    return loadChart(viewLoads);
   }
 
   function renderCalendar(data) {
@@ -287,64 +391,98 @@
     $('#gaps summary').textContent = 'Gap runs (' + runs.length + ')';
   }
 
+  // ---- the hours: where they are missing ----------------------------------------
+
+  // A coin with hours gets a layer of its own under the calendar: each day of the view
+  // (its last 1461 days at most, the longest read in hours) by how many of its 24 hours
+  // are missing, from the coverage in hours.
+  function loadHours(load) {
+    var layer = $('#hours');
+    if (!hasHours(viewCoin)) {
+      layer.hidden = true;
+      return null;
+    }
+    var start = view.start < addDays(view.end, -1460) ? addDays(view.end, -1460) : view.start;
+    var params = query({ symbol: view.symbol, start_date: start, end_date: view.end, timeframe: '1h' });
+    return api('GET', '/api/v1/coverage?' + params).then(function (answer) {
+      if (load !== viewLoads) return;
+      layer.hidden = false;
+      renderHours(answer.data);
+    }, function (e) {
+      if (load !== viewLoads) return;
+      layer.hidden = false;
+      $('#hours-summary').textContent = 'Could not read the hours: ' + e;
+      $('#hours-calendar').replaceChildren();
+    });
+  }
+
+  // Missing hours per UTC day, from the coverage's runs of missing hours.
+  function missingPerDay(runs) {
+    var perDay = new Map();
+    for (var i = 0; i < runs.length; i++) {
+      var hour = Date.parse(runs[i].start);
+      for (var left = runs[i].hours; left > 0;) {
+        var dayStart = hour - hour % 86400000;
+        var take = Math.min(left, (dayStart + 86400000 - hour) / 3600000);
+        var day = isoDay(new Date(dayStart));
+        perDay.set(day, (perDay.get(day) || 0) + take);
+        hour += take * 3600000;
+        left -= take;
+      }
+    }
+    return perDay;
+  }
+
+  function renderHours(data) {
+    if (data.timeframe !== '1h') {
+      $('#hours-summary').textContent = 'This server does not count hours yet.';
+      return;
+    }
+    var perDay = missingPerDay(data.missing_runs || []);
+    var fragment = document.createDocumentFragment();
+    var total = 0;
+    var today = todayUtc();
+    for (var day = data.start_date; day <= data.end_date; day = addDays(day, 1)) {
+      var missing = perDay.get(day) || 0;
+      total += missing;
+      var kind = missing === 0 ? (day > today ? 'not-expected' : 'complete') : (missing >= 24 ? 'none' : 'partial');
+      var text = day + ': ' + (kind === 'not-expected' ? 'not yet' : (missing ? missing + ' of 24 hours missing' : 'every hour accounted for'));
+      fragment.append(el('span', { class: 'day hours-' + kind, 'data-date': day, 'data-missing': missing, title: text, role: 'img', 'aria-label': text }));
+    }
+    var calendar = $('#hours-calendar');
+    calendar.replaceChildren(fragment);
+    calendar.setAttribute('data-range', data.start_date + '/' + data.end_date);
+    calendar.setAttribute('data-missing', String(total));
+    var bySource = Object.keys(data.hours_by_source || {}).map(function (source) {
+      return data.hours_by_source[source] + ' from ' + source;
+    }).join(', ');
+    var runs = data.missing_runs || [];
+    $('#hours-summary').textContent = data.total_stored_hours + ' of ' + data.total_expected_hours + ' hours stored' +
+      (bySource ? ' (' + bySource + ')' : '') + ', ' + data.hours_without_trades + ' without trades, ' +
+      total + ' missing in ' + runs.length + (runs.length >= 1000 ? '+' : '') + ' run' + (runs.length === 1 ? '' : 's') +
+      ', ' + data.disputed_hours + ' disputed (' + data.start_date + ' to ' + data.end_date + ').';
+  }
+
   function ensureChart() {
-    if (chart) return chart;
-    var LC = window.LightweightCharts;
-    var instance = LC.createChart($('#chart'), {
-      autoSize: true,
-      layout: { background: { color: '#ffffff' }, textColor: '#1f2933' },
-      grid: { vertLines: { color: '#eef1f5' }, horzLines: { color: '#eef1f5' } },
-      rightPriceScale: { borderVisible: false },
-      timeScale: { borderVisible: false }
-    });
-    var candles = instance.addSeries(LC.CandlestickSeries, {
-      upColor: '#15803d', downColor: '#dc2626', borderVisible: false,
-      wickUpColor: '#15803d', wickDownColor: '#dc2626'
-    });
-    candles.priceScale().applyOptions({ scaleMargins: { top: 0.05, bottom: 0.28 } });
-    var volume = instance.addSeries(LC.HistogramSeries, {
-      priceFormat: { type: 'volume' }, priceScaleId: 'volume', lastValueVisible: false, priceLineVisible: false
-    });
-    instance.priceScale('volume').applyOptions({ scaleMargins: { top: 0.78, bottom: 0 } });
-    chart = { chart: instance, candles: candles, volume: volume };
+    if (!chart) chart = window.PriceChart.create($('#chart'), $('#chart-legend'), $('#chart-readout'));
     return chart;
   }
 
-  function renderChart(prices) {
-    var c = ensureChart();
-    var candles = [];
-    var volumes = [];
-    for (var i = 0; i < prices.length; i++) {
-      var p = prices[i];
-      var open = Number(p.open);
-      var close = Number(p.close);
-      var candle = { time: p.date, open: open, high: Number(p.high), low: Number(p.low), close: close };
-      if (p.provisional) {
-        candle.color = '#9ca3af';
-        candle.wickColor = '#9ca3af';
-      } else if (p.source === 'coinbase') {
-        candle.color = close >= open ? '#60a5fa' : '#1e40af';
-        candle.wickColor = candle.color;
-      }
-      candles.push(candle);
-      volumes.push({
-        time: p.date,
-        value: Number(p.volume),
-        color: p.provisional ? 'rgba(156,163,175,.5)' : (close >= open ? 'rgba(21,128,61,.35)' : 'rgba(220,38,38,.35)')
-      });
-    }
-    c.candles.setData(candles);
-    c.volume.setData(volumes);
-    c.chart.timeScale().fitContent();
-    $('#chart-empty').hidden = candles.length > 0;
+  function renderChart(prices, timeframe) {
+    var drawn = window.PriceChart.draw(ensureChart(), prices, timeframe);
+    $('#chart-empty').hidden = drawn > 0;
     // Lightweight Charts paints on the next frame; the frame after that has it on screen.
     requestAnimationFrame(function () {
       requestAnimationFrame(function () {
         window.chartDrawnAt = performance.now();
-        document.body.setAttribute('data-chart-candles', String(candles.length));
+        document.body.setAttribute('data-chart-timeframe', timeframe);
+        document.body.setAttribute('data-chart-candles', String(drawn));
       });
     });
   }
+
+  // What the chart holds (its axis, marks and volume series), for scripts and tests.
+  window.chartState = function () { return chart ? window.PriceChart.state(chart) : null; };
 
   // ---- jobs -----------------------------------------------------------------------
 
@@ -450,7 +588,11 @@
       view.symbol = $('#view-symbol').value;
       view.start = $('#view-start').value;
       view.end = $('#view-end').value;
+      view.timeframe = $('#view-timeframe').value;
       showView();
+    });
+    $('#view-timeframe').addEventListener('change', function (event) {
+      switchTimeframe(event.target.value);
     });
     $('#view-last-year').addEventListener('click', function () {
       view.end = todayUtc();
@@ -516,6 +658,7 @@
     $('#job-end').value = addDays(todayUtc(), -1);
     $('#job-start').value = addDays(todayUtc(), -30);
     view.symbol = (params.get('symbol') || 'BTC').toUpperCase();
+    view.timeframe = TIMEFRAMES.indexOf(params.get('timeframe')) >= 0 ? params.get('timeframe') : '1d';
     wireForms();
     wireCoinList();
     follow();
