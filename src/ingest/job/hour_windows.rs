@@ -101,6 +101,7 @@ impl<S: Sync> Run<'_, S> {
                 None => return Ok(ControlFlow::Continue(())),
             },
         };
+        self.hours_begin_with_the_days(&product).await?;
         let windows = self.hour_windows().await?;
         if windows.is_empty() {
             return Ok(ControlFlow::Continue(()));
@@ -232,6 +233,27 @@ impl<S: Sync> Run<'_, S> {
             .as_ref()
             .map(|work| check_points(&work.points.prices, window))
             .unwrap_or_default()
+    }
+
+    /// A product has no hourly candle before its first daily one: where its daily candles
+    /// begin, when known (`coins.coinbase_candles_from`), is kept as where its hours begin
+    /// too, so that every reader of `coinbase_hours_from` (the coverage in hours, the
+    /// schedule) expects the hours this job does.
+    async fn hours_begin_with_the_days(&self, product: &ProductId) -> Result<(), JobError> {
+        let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
+        let days_from = patiently(|| crate::store::second_source::mapping(pool, symbol))
+            .await?
+            .and_then(|mapping| mapping.candles_from)
+            .map(Hour::first_of);
+        let hours_from = patiently(|| hourly_coins::get(pool, symbol))
+            .await?
+            .and_then(|coin| coin.coinbase_hours_from);
+        match days_from {
+            Some(days_from) if hours_from.is_none_or(|hours_from| hours_from < days_from) => {
+                self.learn_hours_from(product, days_from).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Remembers that `product` has no hourly candle before `begins`.
