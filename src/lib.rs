@@ -72,6 +72,7 @@ pub mod cli;
 pub mod coinbase;
 pub mod coingecko;
 pub mod config;
+pub mod credits;
 pub mod domain;
 pub mod export;
 pub mod ingest;

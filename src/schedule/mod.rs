@@ -43,7 +43,7 @@
 //! directly, with the claim and catch-up on the database. The storage's scheduled jobs
 //! (`run_at`) do not fit either: a tick's work is decided when it is due, from the data.
 
-mod clock;
+mod credits;
 mod expression;
 
 use std::time::Duration;
@@ -51,14 +51,16 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 
+use crate::credits::Credits;
 use crate::domain::PlanReach;
 use crate::domain::{Symbol, Trigger};
 use crate::ingest::Reach;
 use crate::registry::{CoinSync, bring_up_to_date};
 use crate::shutdown::Shutdown;
 use crate::store::{coin_figures, coins, sync_schedule, sync_schedule::TickRecord};
+use credits::Purse;
 
-pub use clock::Clock;
+pub use crate::domain::Clock;
 pub use expression::{DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
 
 /// How long a process waits before trying a tick again when the database failed it.
@@ -77,6 +79,9 @@ pub struct Scheduler {
     pub max_attempts: u32,
     /// Recorded in `sync_ticks.acted_by`: this process's worker name.
     pub name: String,
+    /// The month's CoinGecko credits: a tick queues only what they pay for. `None`: no
+    /// monthly limit is looked at.
+    pub credits: Option<Credits>,
 }
 
 impl Scheduler {
@@ -174,6 +179,7 @@ impl Scheduler {
             ..TickRecord::default()
         };
         let mut gap_queries = 0;
+        let mut purse = Purse::open(self.credits.as_ref()).await?;
         for (done, symbol) in to_look_at.iter().copied().enumerate() {
             if shutdown.is_shutdown() {
                 tx.rollback().await?;
@@ -182,15 +188,20 @@ impl Scheduler {
                     "stopping in the middle of a tick: the next process to act finishes it");
                 return Ok(Acted::Stopped);
             }
-            if self.look_at(symbol, reach, today, &mut acted).await? {
+            if self
+                .look_at(symbol, (reach, today), &mut purse, &mut acted)
+                .await?
+            {
                 gap_queries += 1;
             }
         }
         sync_schedule::record(&mut tx, tick, &self.name, acted).await?;
         tx.commit().await?;
+        purse.say_unaffordable(acted.coins_unaffordable);
         tracing::info!(%tick, catch_up, coins_tracked = acted.coins_tracked, gap_queries,
             coins_behind = acted.coins_behind, jobs_queued = acted.jobs_queued,
-            coins_busy = acted.coins_busy, "acted on a tick of the sync schedule");
+            coins_busy = acted.coins_busy, coins_unaffordable = acted.coins_unaffordable,
+            "acted on a tick of the sync schedule");
         Ok(Acted::Done(acted))
     }
 
@@ -200,8 +211,8 @@ impl Scheduler {
     async fn look_at(
         &self,
         symbol: Symbol,
-        reach: PlanReach,
-        today: NaiveDate,
+        (reach, today): (PlanReach, NaiveDate),
+        purse: &mut Purse,
         acted: &mut TickRecord,
     ) -> anyhow::Result<bool> {
         let Some(record) = coins::get(&self.pool, symbol).await? else {
@@ -209,6 +220,13 @@ impl Scheduler {
         };
         if !record.coin.tracked {
             return Ok(false);
+        }
+        let credits = self.credits.as_ref();
+        if !purse.pay_for(credits, &record.coin, reach, today).await? {
+            acted.coins_behind += 1;
+            acted.coins_unaffordable += 1;
+            tracing::debug!(%symbol, "tracked coin behind but the month's credits cannot pay for it; left to next month");
+            return Ok(true);
         }
         let synced = bring_up_to_date(
             &self.pool,
