@@ -39,6 +39,8 @@ mod private_postgres;
 mod scale;
 #[path = "e2e/schedule.rs"]
 mod schedule;
+#[path = "e2e/year.rs"]
+mod year;
 
 /// Sizes of one run.
 struct Sizes {
@@ -234,9 +236,10 @@ impl Bench {
                 "scale" => self.scale(sizes, report).await,
                 "second-source" => self.second_source(sizes, report).await,
                 "export" => self.export(sizes, report).await,
+                "year" => self.year(sizes, report).await,
                 other => {
                     bail!(
-                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export"
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, year"
                     )
                 }
             };
@@ -252,6 +255,7 @@ impl Bench {
         private_postgres::rows(self, sizes, report).await?;
         self.scale(sizes, report).await?;
         self.export(sizes, report).await?;
+        self.year(sizes, report).await?;
         Ok(())
     }
 

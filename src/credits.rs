@@ -115,7 +115,7 @@ impl Estimate {
         let limit = i64::from(calls_per_month?);
         (self.calls > limit).then(|| {
             format!(
-                "keeping the {} tracked coins current costs about {} CoinGecko calls a month under \
+                "Keeping the {} tracked coins current costs about {} CoinGecko calls a month under \
                  SYNC_SCHEDULE, more than the {limit} monthly credits (COINGECKO_CALLS_PER_MONTH): \
                  coins the month cannot pay for wait for the next month. Track fewer coins, keep \
                  hours only where Coinbase has the product, tick less often, or use a plan with more credits.",

@@ -47,7 +47,12 @@
 //!   `BTC_USD-1d.feather`, Parquet, JSON, JSON.gz, CSV), streamed from the store one coin
 //!   at a time and renamed into place whole; `price-history export` writes them into a
 //!   directory, the API streams the Parquet and Feather ones.
-//! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
+//! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues
+//!   (only what the month's credits pay for, `schedule::credits`), catch-up.
+//! - [`credits`]: the month's CoinGecko credits said before they are spent: what is used and
+//!   left over every process, what a job or the tracked coins cost, whether a job is
+//!   affordable. The credits themselves are taken per attempt by `upstream::budget`
+//!   (`store::monthly_credits`); `queue::retention` deletes old finished work.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document.
 //! - [`startup`]: settings in, a running service out: the one place that migrates the
 //!   database (the queue's schema, then ours) and wires the pool,

@@ -19,6 +19,7 @@ mod hourly_store;
 mod jobs;
 mod outage;
 mod page;
+mod page_budget;
 mod pipeline;
 mod private_postgres;
 mod queue_contract;
