@@ -60,7 +60,9 @@ use crate::credits::Credits;
 use crate::domain::PlanReach;
 use crate::domain::{Hour, Symbol, Trigger};
 use crate::ingest::Reach;
-use crate::registry::{CoinSync, SyncError, bring_hours_up_to_date, bring_up_to_date};
+use crate::registry::{
+    CoinSync, SyncError, bring_hours_up_to_date, bring_up_to_date, lagging_from,
+};
 use crate::shutdown::Shutdown;
 use crate::store::hourly_coins::{self, HourlyCoin};
 use crate::store::{coin_figures, coins, sync_schedule, sync_schedule::TickRecord};
@@ -180,6 +182,7 @@ impl Scheduler {
             catch_up,
             ..TickRecord::default()
         };
+        let mut purse = Purse::open(self.credits.as_ref()).await?;
         // One query for every hourly coin and its figures; only those behind get a job.
         let mut hours_queued = HashSet::new();
         for hourly in hourly_coins::hourly(&self.pool).await? {
@@ -188,7 +191,10 @@ impl Scheduler {
                 tracing::info!(%tick, "stopping in the middle of a tick: the next process to act finishes it");
                 return Ok(Acted::Stopped);
             }
-            if self.look_at_hours(&hourly, reach, now, &mut acted).await? {
+            if self
+                .look_at_hours(&hourly, (reach, now), &mut purse, &mut acted)
+                .await?
+            {
                 hours_queued.insert(hourly.symbol);
             }
         }
@@ -202,7 +208,6 @@ impl Scheduler {
             .into_iter()
             .filter(|symbol| !hours_queued.contains(symbol))
             .collect();
-        let mut purse = Purse::open(self.credits.as_ref()).await?;
         for (done, symbol) in to_look_at.iter().copied().enumerate() {
             if shutdown.is_shutdown() {
                 tx.rollback().await?;
@@ -270,8 +275,8 @@ impl Scheduler {
     async fn look_at_hours(
         &self,
         hourly: &HourlyCoin,
-        reach: PlanReach,
-        now: DateTime<Utc>,
+        (reach, now): (PlanReach, DateTime<Utc>),
+        purse: &mut Purse,
         acted: &mut TickRecord,
     ) -> anyhow::Result<bool> {
         let last_complete = Hour::last_complete(now);
@@ -285,6 +290,19 @@ impl Scheduler {
         let Some(record) = coins::get(&self.pool, hourly.symbol).await? else {
             return Ok(false);
         };
+        if let Some(from) = lagging_from(&record.coin, hourly, reach, now).filter(|_| hourly.hourly)
+        {
+            let paid = (&record, from.date());
+            if !purse
+                .pay_for_hours(self.credits.as_ref(), paid, now.date_naive())
+                .await?
+            {
+                acted.coins_behind += 1;
+                acted.coins_unaffordable += 1;
+                tracing::debug!(symbol = %hourly.symbol, "hourly coin behind but the month's credits cannot pay for it; left to next month");
+                return Ok(true);
+            }
+        }
         let synced = bring_hours_up_to_date(
             &self.pool,
             (&record.coin, hourly),
