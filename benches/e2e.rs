@@ -31,6 +31,8 @@ mod budget;
 mod coins;
 #[path = "e2e/export.rs"]
 mod export;
+#[path = "e2e/hourly.rs"]
+mod hourly;
 #[path = "e2e/page.rs"]
 mod page;
 #[path = "e2e/private_postgres.rs"]
@@ -234,9 +236,10 @@ impl Bench {
                 "scale" => self.scale(sizes, report).await,
                 "second-source" => self.second_source(sizes, report).await,
                 "export" => self.export(sizes, report).await,
+                "hourly" => self.hourly(sizes, report).await,
                 other => {
                     bail!(
-                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export"
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly"
                     )
                 }
             };
@@ -252,6 +255,7 @@ impl Bench {
         private_postgres::rows(self, sizes, report).await?;
         self.scale(sizes, report).await?;
         self.export(sizes, report).await?;
+        self.hourly(sizes, report).await?;
         Ok(())
     }
 
