@@ -97,7 +97,7 @@ pub use hourly_candle::{
     BadCandle, COINGECKO_VOLUME_HOURS, ExchangeCandle, HourParts, HourlyCandle, Hours, RefusedHour,
     decimal_from_f64, hours_from_exchange, hours_from_points,
 };
-pub use hourly_source::{ExchangeProduct, hourly_source};
+pub use hourly_source::{COINGECKO_HOURLY_FROM, ExchangeProduct, expected_hours, hourly_source};
 pub use import::{ImportStatus, ImportTrigger, UnknownImportStatus, UnknownImportTrigger};
 pub use job_status::{JobStatus, UnknownJobStatus};
 pub use plan_reach::PlanReach;

@@ -24,10 +24,7 @@ use crate::domain::{DailyCandle, Hour};
 pub const HOURLY_MAX_WINDOW_DAYS: i64 = 90;
 
 /// The first day CoinGecko has hourly points for; earlier days get one point a day.
-pub const HOURLY_DATA_FROM: NaiveDate = match NaiveDate::from_ymd_opt(2018, 1, 30) {
-    Some(day) => day,
-    None => panic!("a valid date"),
-};
+pub const HOURLY_DATA_FROM: NaiveDate = crate::domain::COINGECKO_HOURLY_FROM;
 
 /// The fewest points a finished day of hourly data is stored from: half its hours.
 pub const MIN_HOURLY_POINTS: usize = 12;

@@ -13,7 +13,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::PgPool;
 
 use super::tracking::{CoinSync, SyncError, first_day_to_keep, queue_job};
-use crate::domain::{Coin, Hour, HourRange, MAX_RANGE_DAYS, PlanReach, PriceSource, Trigger};
+use crate::domain::{Coin, Hour, HourRange, MAX_RANGE_DAYS, PlanReach, Trigger};
 use crate::ingest::Reach;
 use crate::store::hourly_coins::HourlyCoin;
 use crate::store::hourly_figures::HourlyFigures;
@@ -39,36 +39,8 @@ pub fn hours_to_keep(coin: &Coin, reach: PlanReach, now: DateTime<Utc>) -> Optio
     days_of_hours_to_keep(coin, reach, now.date_naive()).and_then(|days| complete_hours(days, now))
 }
 
-/// The hours of `days` (a read's range) that a coin can have at `now`, which coverage in
-/// hours and the calendar's hours count as expected: from the coin's first day, from where
-/// its `source` of hours begins (Coinbase: its product's first hourly candle,
-/// `coinbase_hours_from`; CoinGecko-built hours: the plan's first served day), through the
-/// last complete hour. With no source (the coin keeps no hours, or its product awaits its
-/// check) only the first day and the last complete hour bound it. `None` when none is.
-pub fn expected_hours(
-    coin: &Coin,
-    source: Option<PriceSource>,
-    coinbase_hours_from: Option<Hour>,
-    reach: PlanReach,
-    days: (NaiveDate, NaiveDate),
-    now: DateTime<Utc>,
-) -> Option<HourRange> {
-    let mut first = Hour::first_of(days.0);
-    if let Some(first_day) = coin.first_day {
-        first = first.max(Hour::first_of(first_day));
-    }
-    let from_source = match source {
-        Some(PriceSource::Coinbase) => coinbase_hours_from,
-        Some(PriceSource::CoinGecko) => {
-            reach.first_served_day(now.date_naive()).map(Hour::first_of)
-        }
-        None => None,
-    };
-    if let Some(from) = from_source {
-        first = first.max(from);
-    }
-    HourRange::new(first, Hour::last_of(days.1).min(Hour::last_complete(now)))
-}
+/// Where a read's and a job's expected hours are decided: one rule, in `domain`.
+pub use crate::domain::expected_hours;
 
 /// The hours of `days` that are over at `now`.
 fn complete_hours((start, end): (NaiveDate, NaiveDate), now: DateTime<Utc>) -> Option<HourRange> {
@@ -156,7 +128,7 @@ pub async fn bring_hours_up_to_date(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::day;
+    use crate::domain::{PriceSource, day};
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

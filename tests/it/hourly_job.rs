@@ -565,3 +565,37 @@ async fn each_window_of_hours_is_kept_once_stored_and_a_later_job_asks_only_for_
     assert_eq!(h.coinbase.hourly_calls() - hourly, 3, "ceil(840 / 300)");
     assert_eq!(stored_hours(&h).await, 60 * 24);
 }
+
+#[tokio::test]
+async fn hours_before_the_products_first_daily_candle_cost_no_call_even_the_first_time() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    let range = last_days(1461);
+    let listed_day = range.0 + Days::new(800);
+    h.coinbase.set_first_hour("BTC-USD", hour_of(listed_day, 0));
+
+    let job = run(&h, range).await;
+
+    assert_eq!(
+        job.status,
+        JobStatus::CompletedWithGaps,
+        "days before the listing"
+    );
+    let hours_after = (1461 - 800) * 24;
+    assert_eq!(
+        h.coinbase.hourly_calls(),
+        (hours_after as usize).div_ceil(300),
+        "no call for the hours before its first daily candle"
+    );
+    assert_eq!(stored_hours(&h).await, hours_after);
+    assert_eq!(hours_of(&h, &job).await.hours_missing, 0);
+    let coin = hourly_coins::get(h.pool(), Symbol::BTC)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        coin.coinbase_hours_from.map(|hour| hour.start()),
+        Some(hour_of(listed_day, 0)),
+        "kept for every reader of the coin's hours"
+    );
+}

@@ -101,6 +101,7 @@ impl<S: Sync> Run<'_, S> {
                 None => return Ok(ControlFlow::Continue(())),
             },
         };
+        self.hours_begin_with_the_days(&product).await?;
         let windows = self.hour_windows().await?;
         if windows.is_empty() {
             return Ok(ControlFlow::Continue(()));
@@ -234,6 +235,27 @@ impl<S: Sync> Run<'_, S> {
             .unwrap_or_default()
     }
 
+    /// A product has no hourly candle before its first daily one: where its daily candles
+    /// begin, when known (`coins.coinbase_candles_from`), is kept as where its hours begin
+    /// too, so that every reader of `coinbase_hours_from` (the coverage in hours, the
+    /// schedule) expects the hours this job does.
+    async fn hours_begin_with_the_days(&self, product: &ProductId) -> Result<(), JobError> {
+        let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
+        let days_from = patiently(|| crate::store::second_source::mapping(pool, symbol))
+            .await?
+            .and_then(|mapping| mapping.candles_from)
+            .map(Hour::first_of);
+        let hours_from = patiently(|| hourly_coins::get(pool, symbol))
+            .await?
+            .and_then(|coin| coin.coinbase_hours_from);
+        match days_from {
+            Some(days_from) if hours_from.is_none_or(|hours_from| hours_from < days_from) => {
+                self.learn_hours_from(product, days_from).await
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Remembers that `product` has no hourly candle before `begins`.
     async fn learn_hours_from(&self, product: &ProductId, begins: Hour) -> Result<(), JobError> {
         tracing::info!(%product, %begins, "the exchange's hourly candles begin later than asked");
@@ -295,5 +317,110 @@ fn hour_rows(
         rule,
         refused: hours.refused,
         begins,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::domain::ExchangeCandle;
+
+    fn first() -> Hour {
+        Hour::first_of(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap())
+    }
+
+    fn candle(hour: Hour, price: f64) -> ExchangeCandle {
+        ExchangeCandle {
+            time: hour.unix(),
+            low: price,
+            high: price,
+            open: price,
+            close: price,
+            volume: 1.0,
+        }
+    }
+
+    fn long_after() -> DateTime<Utc> {
+        first().plus(10_000).start()
+    }
+
+    fn rows(answer: &[ExchangeCandle], at_the_edge: bool) -> HourRows {
+        let window = HourRange::starting(first(), 300).unwrap();
+        let rule = DisputeRule::new(Decimal::from(5));
+        hour_rows(answer, window, long_after(), (&[], rule), at_the_edge)
+    }
+
+    #[test]
+    fn a_week_without_candles_at_the_oldest_edge_says_where_candles_begin() {
+        let listed = first().plus(200);
+        let answer: Vec<_> = (200..300).map(|n| candle(first().plus(n), 10.0)).collect();
+
+        let at_the_edge = rows(&answer, true);
+        assert_eq!(at_the_edge.begins, Some(listed));
+        assert!(
+            at_the_edge.quiet.is_empty(),
+            "the hours before are not quiet ones"
+        );
+        assert_eq!(at_the_edge.candles.len(), 100);
+
+        let in_the_middle = rows(&answer, false);
+        assert_eq!(in_the_middle.begins, None);
+        assert_eq!(
+            in_the_middle.quiet.len(),
+            200,
+            "a hole: hours without trades"
+        );
+    }
+
+    #[test]
+    fn fewer_quiet_hours_than_a_week_are_hours_without_trades_even_at_the_edge() {
+        let answer: Vec<_> = (100..300).map(|n| candle(first().plus(n), 10.0)).collect();
+        let rows = rows(&answer, true);
+        assert_eq!(rows.begins, None);
+        assert_eq!(rows.quiet.len(), 100);
+    }
+
+    #[test]
+    fn an_empty_answer_at_the_edge_moves_the_beginning_past_the_window() {
+        let rows = rows(&[], true);
+        assert_eq!(rows.begins, Some(first().plus(300)));
+        assert!(rows.quiet.is_empty());
+    }
+
+    #[test]
+    fn an_hour_that_ended_minutes_ago_is_not_taken_for_one_without_trades() {
+        let window = HourRange::starting(first(), 2).unwrap();
+        let rule = DisputeRule::new(Decimal::from(5));
+        let just_after = window.end() + TimeDelta::minutes(1);
+        let rows = hour_rows(&[], window, just_after, (&[], rule), false);
+        assert_eq!(
+            rows.quiet,
+            vec![first()],
+            "the last hour may still be published"
+        );
+    }
+
+    #[test]
+    fn a_candle_is_stored_beside_coingeckos_point_of_its_hour() {
+        let window = HourRange::starting(first(), 2).unwrap();
+        let rule = DisputeRule::new(Decimal::from(5));
+        let point = CheckPoint {
+            at: first().start() + TimeDelta::seconds(41),
+            price: Decimal::from(10),
+        };
+        let answer = [candle(first(), 12.0), candle(first().plus(1), 10.0)];
+        let rows = hour_rows(
+            &answer,
+            window,
+            long_after(),
+            (&[(first(), point)], rule),
+            false,
+        );
+        let check = rows.candles[0].check.expect("the first hour has a point");
+        assert!(check.disputed, "{check:?}");
+        assert_eq!(rows.candles[1].check, None, "no point, no check");
     }
 }

@@ -19,11 +19,10 @@ use super::run::patiently;
 use super::{Ingestor, JobError, Outcome, Run};
 use crate::config::FallbackSource;
 use crate::domain::{
-    ExchangeProduct, Hour, HourRange, JobStatus, ProductId, RefusedHour, check_points,
-    hours_from_points,
+    ExchangeProduct, Hour, HourRange, JobStatus, PriceSource, ProductId, RefusedHour, check_points,
+    expected_hours, hours_from_points,
 };
 use crate::ingest::HourlyPoints;
-use crate::ingest::aggregate::HOURLY_DATA_FROM;
 use crate::store::ingestion_jobs::JobRecord;
 use crate::store::{
     hourly_coins, hourly_coverage, hourly_prices, hours_without_trades, job_hours, second_source,
@@ -110,23 +109,29 @@ impl<S> Run<'_, S> {
             .is_some_and(|work| work.source == HourSource::Points)
     }
 
-    /// The hours of the job's range that are over now.
-    pub(super) fn complete_hours(&self) -> Option<HourRange> {
-        HourRange::of_range(self.attempt.job.range).until(Hour::last_complete(Utc::now()))
+    /// The hours of the job's range the coin can have now from `source`: the rule coverage
+    /// in hours follows too ([`expected_hours`]), so that a job's `hours_missing` and its
+    /// coin's coverage count alike.
+    fn expected(&self, source: Option<PriceSource>, hours_from: Option<Hour>) -> Option<HourRange> {
+        let range = self.attempt.job.range;
+        expected_hours(
+            &self.coin,
+            source,
+            hours_from,
+            self.reach,
+            (range.start(), range.end()),
+            Utc::now(),
+        )
     }
 
     /// The hours CoinGecko's points can build: the complete hours of the days the plan
-    /// serves, from the first day CoinGecko has hourly data for.
+    /// serves, from the first day CoinGecko has hourly points for.
     pub(super) fn hours_from_points_expected(&self) -> Option<HourRange> {
-        let range = self.attempt.job.range;
-        let (from, to) = self
-            .reach
-            .served_part(range.start(), range.end(), self.today)?;
-        HourRange::of_days(from.max(HOURLY_DATA_FROM), to)?.until(Hour::last_complete(Utc::now()))
+        self.expected(Some(PriceSource::CoinGecko), None)
     }
 
     /// The hours the exchange can have: the complete hours of the range from the product's
-    /// first candle, as far as it is known (hourly or daily).
+    /// first candle, as far as it is known (hourly, or daily: no hour before the first day).
     pub(super) async fn exchange_hours_expected(&self) -> Result<Option<HourRange>, JobError> {
         let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
         let hours_from = patiently(|| hourly_coins::get(pool, symbol))
@@ -136,10 +141,7 @@ impl<S> Run<'_, S> {
             .await?
             .and_then(|mapping| mapping.candles_from)
             .map(Hour::first_of);
-        let from = hours_from.max(days_from);
-        Ok(self
-            .complete_hours()
-            .and_then(|hours| from.map_or(Some(hours), |from| hours.from_hour(from))))
+        Ok(self.expected(Some(PriceSource::Coinbase), hours_from.max(days_from)))
     }
 
     /// The days of `from..=to` (served by the plan) whose hours CoinGecko's points should
@@ -202,7 +204,7 @@ impl<S: Sync> Run<'_, S> {
         let expected = match &work.source {
             HourSource::Exchange(_) => self.exchange_hours_expected().await?,
             HourSource::Points => self.hours_from_points_expected(),
-            HourSource::Undecided => self.complete_hours(),
+            HourSource::Undecided => self.expected(None, None),
         };
         let (pool, job) = (&self.ingestor.pool, self.attempt.job);
         let missing = match expected {

@@ -42,11 +42,15 @@ impl<S: Sync> Run<'_, S> {
         tracing::info!(windows = windows.len(), %product, "fetching out-of-plan days from the second source");
         self.shortfalls.second_source = Some(SecondSourceEnd::Asked);
         let source = Coinbase::new(second.client, product.clone());
-        for (i, candle_window) in windows.iter().enumerate() {
+        // The oldest window is at the edge of what the product is known to have; so is the
+        // next one while every window before it had no candle at all.
+        let mut at_the_edge = true;
+        for candle_window in &windows {
             match self.second_source_window(&source, candle_window).await? {
-                WindowEnd::Stored(built) if i == 0 => {
+                WindowEnd::Stored(built) if at_the_edge => {
                     self.learn_candles_begin(&product, candle_window, &built.candles)
                         .await?;
+                    at_the_edge = built.candles.is_empty();
                 }
                 WindowEnd::Stored(_) | WindowEnd::BeyondReach(_) => {}
                 WindowEnd::Stop(outcome) => return Ok(ControlFlow::Break(outcome)),
@@ -85,8 +89,8 @@ impl<S: Sync> Run<'_, S> {
         }
     }
 
-    /// Remembers where `product`'s candles begin when the job's oldest window found none
-    /// on its first days, for at least [`CANDLES_BEGIN_MIN_EMPTY_DAYS`] (fewer are quiet
+    /// Remembers where `product`'s candles begin when the job's oldest window (or one after
+    /// windows that found nothing) found none on its first days, for at least [`CANDLES_BEGIN_MIN_EMPTY_DAYS`] (fewer are quiet
     /// days of a listed product): later jobs then spend no call on the days before.
     async fn learn_candles_begin(
         &self,
