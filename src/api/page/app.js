@@ -17,8 +17,7 @@
   };
   var MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
-  var view = { symbol: null, start: null, end: null, timeframe: '1d' };
-  var TIMEFRAMES = ['1d', '4h', '1h'];
+  var view = { symbol: null, start: null, end: null, timeframe: '1d', missing: false };
   // The coin on view as GET /api/v1/coins/{symbol} gives it: whether it has hours.
   var viewCoin = null;
   var coins = [];
@@ -73,11 +72,14 @@
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     var token = sessionStorage.getItem(TOKEN_KEY);
     if (token && method !== 'GET') headers['Authorization'] = 'Bearer ' + token;
-    return fetch(path, {
+    // A read early.js started as the page began to load is taken up, once.
+    var early = method === 'GET' && window.earlyReads && window.earlyReads[path];
+    if (early) delete window.earlyReads[path];
+    return (early || fetch(path, {
       method: method,
       headers: headers,
       body: body === undefined ? undefined : JSON.stringify(body)
-    }).catch(function (e) {
+    })).catch(function (e) {
       throw new ApiError(0, 'unreachable', 'the service did not answer (' + e.message + ')');
     }).then(function (response) {
       return response.json().catch(function () { return null; }).then(function (data) {
@@ -266,36 +268,44 @@
     return loadView();
   }
 
-  // The calendar, the chart and the coin's own record side by side; the hours once the
-  // record says the coin has any.
+  // Every read of the view starts at once; the chart is drawn first, and the calendar
+  // and the coin's hours only once it is on screen, so that they never delay it.
   function loadView() {
     var load = ++viewLoads;
     var params = query({ symbol: view.symbol, start_date: view.start, end_date: view.end });
-    var days = api('GET', '/api/v1/days?' + params).then(function (answer) {
-      if (load === viewLoads) renderCalendar(answer.data);
+    var days = api('GET', '/api/v1/days?' + params);
+    var coin = api('GET', '/api/v1/coins/' + encodeURIComponent(view.symbol));
+    var drawn = loadChart(load);
+    var calendar = Promise.all([days, drawn]).then(function (answers) {
+      if (load === viewLoads) renderCalendar(answers[0].data);
     });
-    var coin = api('GET', '/api/v1/coins/' + encodeURIComponent(view.symbol)).then(function (answer) {
+    var hours = Promise.all([coin, drawn]).then(function (answers) {
       if (load !== viewLoads) return;
-      viewCoin = answer.data;
+      viewCoin = answers[0].data;
+      view.missing = false;
       renderTimeframes();
       return loadHours(load);
     }, function (e) {
       if (e.status !== 404) throw e;
+      viewCoin = null;
+      view.missing = true;
+      renderTimeframes();
     });
-    return Promise.all([days, loadChart(load), coin]).catch(function (e) {
+    return Promise.all([calendar, hours]).catch(function (e) {
       $('#calendar-summary').textContent = 'Could not read the history: ' + e;
     });
   }
 
+  // Reads and draws the candles of the view's timeframe; settles once they are on screen
+  // (or the read failed).
   function loadChart(load) {
     var timeframe = view.timeframe;
     var params = { symbol: view.symbol, start_date: view.start, end_date: view.end };
     if (timeframe !== '1d') params.timeframe = timeframe;
     return api('GET', '/api/v1/prices?' + query(params)).then(function (answer) {
-      if (load === viewLoads && timeframe === view.timeframe) {
-        $('#chart-error').textContent = '';
-        renderChart(answer.data.prices, timeframe);
-      }
+      if (load !== viewLoads || timeframe !== view.timeframe) return;
+      $('#chart-error').textContent = '';
+      return renderChart(answer.data.prices, timeframe);
     }, function (e) {
       if (load === viewLoads) $('#chart-error').textContent = 'Could not read the ' + timeframe + ' candles: ' + e;
     });
@@ -468,15 +478,19 @@
     return chart;
   }
 
+  // Draws the candles; settles once they are on screen.
   function renderChart(prices, timeframe) {
     var drawn = window.PriceChart.draw(ensureChart(), prices, timeframe);
     $('#chart-empty').hidden = drawn > 0;
     // Lightweight Charts paints on the next frame; the frame after that has it on screen.
-    requestAnimationFrame(function () {
+    return new Promise(function (resolve) {
       requestAnimationFrame(function () {
-        window.chartDrawnAt = performance.now();
-        document.body.setAttribute('data-chart-timeframe', timeframe);
-        document.body.setAttribute('data-chart-candles', String(drawn));
+        requestAnimationFrame(function () {
+          window.chartDrawnAt = performance.now();
+          document.body.setAttribute('data-chart-timeframe', timeframe);
+          document.body.setAttribute('data-chart-candles', String(drawn));
+          resolve();
+        });
       });
     });
   }
@@ -651,27 +665,24 @@
 
   // ---- start ----------------------------------------------------------------------
 
+  // The view comes from the address, as early.js read it (its reads already under way).
+  // The chart goes first; the jobs and the coin list follow once it is drawn, and a coin
+  // that is not registered gives way to the first one that is.
   function start() {
-    var params = new URLSearchParams(location.search);
-    view.end = params.get('end_date') || todayUtc();
-    view.start = params.get('start_date') || addDays(view.end, -364);
+    var early = window.earlyView;
+    view.symbol = early.symbol;
+    view.start = early.start;
+    view.end = early.end;
+    view.timeframe = early.timeframe;
     $('#job-end').value = addDays(todayUtc(), -1);
     $('#job-start').value = addDays(todayUtc(), -30);
-    view.symbol = (params.get('symbol') || 'BTC').toUpperCase();
-    view.timeframe = TIMEFRAMES.indexOf(params.get('timeframe')) >= 0 ? params.get('timeframe') : '1d';
     wireForms();
     wireCoinList();
-    follow();
-    // The history and the coin list are read side by side; a coin that is not
-    // registered gives way to the first one that is.
-    showView();
-    loadCoins(false).then(function () {
-      var listed = coins.some(function (coin) { return coin.symbol === view.symbol; });
-      if (listed || !coins.length) return;
-      // Not on the first page is not the same as not registered: ask for the coin itself.
-      return api('GET', '/api/v1/coins/' + encodeURIComponent(view.symbol)).catch(function (e) {
-        if (e.status === 404 || e.status === 400) choose(coins[0].symbol);
-      });
+    showView().then(function () {
+      follow();
+      return loadCoins(false);
+    }).then(function () {
+      if (view.missing && coins.length) choose(coins[0].symbol);
     }).catch(report);
   }
 
