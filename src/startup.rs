@@ -18,7 +18,7 @@ use crate::api::{self, ApiState, ConnectionLimits};
 use crate::coinbase::{CoinbaseClient, CoinbaseSettings};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoSettings};
 use crate::config::{DatabaseUrl, Settings};
-use crate::domain::ImportTrigger;
+use crate::domain::{DisputeRule, ImportTrigger};
 use crate::ingest::fallback::SecondSource;
 use crate::ingest::{Ingestor, Reach};
 use crate::queue::{self, WorkerOptions};
@@ -151,6 +151,7 @@ impl Application {
                 client,
                 max_deviation_percent: self.settings.fallback_max_deviation_percent,
             }),
+            hour_check: DisputeRule::new(self.settings.fallback_max_deviation_percent),
         }
     }
 

@@ -62,6 +62,7 @@ macro_rules! text_newtype {
 pub(crate) use {stored_as_text, text_form};
 
 mod candle;
+mod clock;
 mod coin;
 mod date_range;
 mod deviation;
@@ -76,10 +77,12 @@ mod plan_reach;
 mod product;
 mod source;
 mod symbol;
+mod sync_schedule;
 mod timeframe;
 mod trigger;
 
 pub use candle::DailyCandle;
+pub use clock::Clock;
 pub use coin::{Coin, CoinGeckoId, InvalidCoinGeckoId, MAX_COINGECKO_ID_LEN};
 pub use date_range::{DateRange, MAX_RANGE_DAYS, RangeError, day_runs, today_utc};
 pub use deviation::{
@@ -99,6 +102,7 @@ pub use plan_reach::PlanReach;
 pub use product::{InvalidProductId, MAX_PRODUCT_SIDE_LEN, ProductId};
 pub use source::{PriceSource, UnknownPriceSource};
 pub use symbol::{InvalidSymbol, MAX_SYMBOL_LEN, Symbol};
+pub use sync_schedule::{DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
 pub use timeframe::{Timeframe, UnknownTimeframe};
 pub use trigger::{Trigger, UnknownTrigger};
 

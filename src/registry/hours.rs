@@ -9,7 +9,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::PgPool;
 
 use super::tracking::{CoinSync, SyncError, first_day_to_keep, queue_job};
-use crate::domain::{Coin, Hour, HourRange, MAX_RANGE_DAYS, PlanReach, Trigger};
+use crate::domain::{Coin, Hour, HourRange, MAX_RANGE_DAYS, PlanReach, PriceSource, Trigger};
 use crate::ingest::Reach;
 use crate::store::hourly_figures::HourlyFigures;
 
@@ -32,6 +32,37 @@ pub fn days_of_hours_to_keep(
 /// complete hour; `None` when not one of them is over yet.
 pub fn hours_to_keep(coin: &Coin, reach: PlanReach, now: DateTime<Utc>) -> Option<HourRange> {
     days_of_hours_to_keep(coin, reach, now.date_naive()).and_then(|days| complete_hours(days, now))
+}
+
+/// The hours of `days` (a read's range) that a coin can have at `now`, which coverage in
+/// hours and the calendar's hours count as expected: from the coin's first day, from where
+/// its `source` of hours begins (Coinbase: its product's first hourly candle,
+/// `coinbase_hours_from`; CoinGecko-built hours: the plan's first served day), through the
+/// last complete hour. With no source (the coin keeps no hours, or its product awaits its
+/// check) only the first day and the last complete hour bound it. `None` when none is.
+pub fn expected_hours(
+    coin: &Coin,
+    source: Option<PriceSource>,
+    coinbase_hours_from: Option<Hour>,
+    reach: PlanReach,
+    days: (NaiveDate, NaiveDate),
+    now: DateTime<Utc>,
+) -> Option<HourRange> {
+    let mut first = Hour::first_of(days.0);
+    if let Some(first_day) = coin.first_day {
+        first = first.max(Hour::first_of(first_day));
+    }
+    let from_source = match source {
+        Some(PriceSource::Coinbase) => coinbase_hours_from,
+        Some(PriceSource::CoinGecko) => {
+            reach.first_served_day(now.date_naive()).map(Hour::first_of)
+        }
+        None => None,
+    };
+    if let Some(from) = from_source {
+        first = first.max(from);
+    }
+    HourRange::new(first, Hour::last_of(days.1).min(Hour::last_complete(now)))
 }
 
 /// The hours of `days` that are over at `now`.
@@ -89,6 +120,36 @@ mod tests {
         coin.track_since = Some(day("2026-11-01"));
         let since = days_of_hours_to_keep(&coin, PlanReach::days(365), day("2026-11-28"));
         assert_eq!(since, Some((day("2026-11-01"), day("2026-11-28"))));
+    }
+
+    #[test]
+    fn a_read_expects_hours_from_the_first_day_and_its_sources_start_through_the_last_complete_hour()
+     {
+        let now = at("2026-11-28T10:20:00Z");
+        let mut coin = Coin::bitcoin();
+        coin.first_day = Some(day("2026-11-20"));
+        let days = (day("2026-11-01"), day("2026-11-30"));
+        let from = Hour::first_of(day("2026-11-25")).plus(5);
+        let expect = |source, reach| expected_hours(&coin, source, Some(from), reach, days, now);
+        let plain = expect(None, PlanReach::days(3)).unwrap();
+        assert_eq!(plain.first(), Hour::first_of(day("2026-11-20")));
+        assert_eq!(plain.last().start(), at("2026-11-28T09:00:00Z"));
+        let coinbase = expect(Some(PriceSource::Coinbase), PlanReach::days(3)).unwrap();
+        assert_eq!(coinbase.first(), from);
+        let coingecko = expect(Some(PriceSource::CoinGecko), PlanReach::days(3)).unwrap();
+        assert_eq!(coingecko.first(), Hour::first_of(day("2026-11-26")));
+        let before = expected_hours(
+            &coin,
+            None,
+            None,
+            PlanReach::UNLIMITED,
+            (day("2026-01-01"), day("2026-01-31")),
+            now,
+        );
+        assert_eq!(
+            before, None,
+            "every day of the read is before the coin's first"
+        );
     }
 
     #[test]

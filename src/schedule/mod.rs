@@ -43,9 +43,6 @@
 //! directly, with the claim and catch-up on the database. The storage's scheduled jobs
 //! (`run_at`) do not fit either: a tick's work is decided when it is due, from the data.
 
-mod clock;
-mod expression;
-
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -58,8 +55,8 @@ use crate::registry::{CoinSync, bring_up_to_date};
 use crate::shutdown::Shutdown;
 use crate::store::{coin_figures, coins, sync_schedule, sync_schedule::TickRecord};
 
-pub use clock::Clock;
-pub use expression::{DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
+// The schedule's expression and clock are plain values (`config` parses them): `domain`.
+pub use crate::domain::{Clock, DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
 
 /// How long a process waits before trying a tick again when the database failed it.
 const RETRY_AFTER: Duration = Duration::from_secs(1);

@@ -77,17 +77,25 @@ async fn backfill_stores_1461_days_with_17_calls_and_exits_0() {
     let end = days_before_today(1);
     let start = end.checked_sub_days(Days::new(1460)).unwrap();
 
-    let output = backfill(&mut price_history(&h), start, end).await;
+    // As a person runs it: no RUST_LOG, so only warnings are logged beside the summary.
+    let output = backfill(price_history(&h).env_remove("RUST_LOG"), start, end).await;
 
     let printed = output_text(&output);
     assert!(output.status.success(), "{printed}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(": completed"), "{printed}");
+    assert!(stdout.contains("windows: 17/17"), "{printed}");
     assert!(
-        String::from_utf8_lossy(&output.stdout).contains(": completed"),
+        stdout.contains("days: 1461 from CoinGecko, 0 from Coinbase Exchange"),
         "{printed}"
     );
     assert!(
-        printed.contains("windows: 17/17, rows fetched: 1461"),
-        "{printed}"
+        !stdout.contains("hours:"),
+        "a daily-only coin has no hours: {printed}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains(" INFO "),
+        "only warnings are logged unless RUST_LOG asks for more: {printed}"
     );
     assert_eq!(h.fake.call_count(), 17);
     assert_eq!(h.stored_days().await, 1461);

@@ -319,6 +319,7 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
         chunk_days: 90,
         reach: Reach::new(PlanReach::UNLIMITED, &settings),
         second_source: None,
+        hour_check: price_history::domain::DisputeRule::new(5.into()),
     };
     let (start, end) = (days_before_today(10), days_before_today(1));
     let job = queue::submit(

@@ -3,6 +3,8 @@
 
 use std::ops::ControlFlow;
 
+use chrono::NaiveDate;
+
 use super::window::WindowEnd;
 use super::{JobError, Outcome, Run};
 use crate::ingest::{PriceSource, Window, windows_for_days, windows_for_range};
@@ -62,7 +64,7 @@ impl<S: PriceSource> Run<'_, S> {
                     })
                     .collect()
             }
-            Some((from, to)) => windows_for_days(&self.missing_days(from, to).await?, window_days),
+            Some(_) => windows_for_days(&self.days_to_fetch().await?, window_days),
         };
         self.count_planned(windows.len()).await?;
         tracing::info!(
@@ -73,6 +75,27 @@ impl<S: PriceSource> Run<'_, S> {
             "fetching"
         );
         Ok(windows)
+    }
+
+    /// The days the plan serves that the job fetches, not forced: those missing, and for a
+    /// coin whose hours are built from CoinGecko's points, those with missing hours (today
+    /// included, for its complete hours).
+    async fn days_to_fetch(&self) -> Result<Vec<NaiveDate>, JobError> {
+        let mut days = match self.served_part() {
+            Some((from, to)) => self.missing_days(from, to).await?,
+            None => Vec::new(),
+        };
+        let range = self.attempt.job.range;
+        if self.builds_hours_from_points()
+            && let Some((from, to)) = self
+                .reach
+                .served_part(range.start(), range.end(), self.today)
+        {
+            days.extend(self.days_of_missing_hours(from, to).await?);
+            days.sort_unstable();
+            days.dedup();
+        }
+        Ok(days)
     }
 
     /// Fetches `windows` in order, until one stops the attempt or is beyond the reach.

@@ -75,7 +75,7 @@ impl<S: Sync> Run<'_, S> {
             start: candle_window.first(),
             end: candle_window.last(),
         };
-        match self.daily_window(source, &window).await {
+        match self.daily_window(source, &window, None).await {
             Err(JobError::Permanent(_)) => Ok(WindowEnd::Failed(SourceError::BadAnswer(format!(
                 "its candles for {}..{} broke a rule of the table, and nothing of them was \
                  stored.",
@@ -109,15 +109,11 @@ impl<S: Sync> Run<'_, S> {
     /// The job's days older than the plan serves that the second source may fill: those
     /// missing, or every one when forced (its own rows are then replaced, CoinGecko's never).
     async fn out_of_plan_days(&self) -> Result<Vec<NaiveDate>, JobError> {
-        let range = self.attempt.job.range;
+        let (start, end) = (self.attempt.job.range.start(), self.last_day());
         let days = if self.attempt.job.force {
-            range
-                .start()
-                .iter_days()
-                .take_while(|day| *day <= range.end())
-                .collect()
+            start.iter_days().take_while(|day| *day <= end).collect()
         } else {
-            self.missing_days(range.start(), range.end()).await?
+            self.missing_days(start, end).await?
         };
         Ok(self.reach.split(days, self.today).1)
     }
@@ -125,7 +121,7 @@ impl<S: Sync> Run<'_, S> {
     /// The coin's product if the second source may be used for it, with the day its
     /// candles begin when known. A product not checked yet is checked now (one call);
     /// when the check cannot be made or finds the product unusable, the shortfall says why.
-    async fn usable_product(
+    pub(super) async fn usable_product(
         &mut self,
         second: &SecondSource,
     ) -> Result<Option<(ProductId, Option<NaiveDate>)>, JobError> {

@@ -1,0 +1,374 @@
+//! A job of an hourly coin, against the fake CoinGecko (a 365-day plan) and the fake
+//! Coinbase Exchange: the hours it fills and what they cost in calls, the hours without
+//! trades and before the product's first candle, the hours built from CoinGecko's points
+//! for a coin without a product, the hour-by-hour check, and the faults that leave the
+//! days whole.
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use fake_upstream::coinbase::{BadHour, Outage};
+use fake_upstream::coingecko::FakeOptions;
+use price_history::domain::{Hour, HourRange, JobStatus, PriceSource, Symbol};
+use price_history::store::ingestion_jobs::JobRecord;
+use price_history::store::{hourly_coins, hourly_figures, hourly_prices, job_hours, second_source};
+use rust_decimal::Decimal;
+
+use crate::support::{Harness, days_before_today};
+
+const PLAN_DAYS: u32 = 365;
+
+/// A harness whose CoinGecko serves the past 365 days only, whose settings know it, with
+/// the second source on and BTC keeping hours.
+async fn hourly_btc_on_a_365_day_plan() -> Harness {
+    let mut h = Harness::with_fake(FakeOptions {
+        history_limit_days: Some(PLAN_DAYS),
+        ..FakeOptions::default()
+    })
+    .await;
+    h.settings.coingecko_history_days = Some(PLAN_DAYS);
+    let h = h.with_coinbase();
+    hourly_coins::set_hourly(h.pool(), Symbol::BTC, true)
+        .await
+        .unwrap();
+    h
+}
+
+/// BTC's product marked checked and usable, as an earlier job's check would have.
+async fn checked_product(h: &Harness) {
+    sqlx::query(
+        "UPDATE coins SET coinbase_product = 'BTC-USD', fallback_usable = true, \
+             fallback_deviation_percent = 0.2, fallback_checked_at = now() WHERE symbol = 'BTC'",
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+}
+
+/// The `days` days up to yesterday.
+fn last_days(days: u64) -> (NaiveDate, NaiveDate) {
+    (days_before_today(days), days_before_today(1))
+}
+
+/// The start of hour `n` of `day`.
+fn hour_of(day: NaiveDate, n: i64) -> DateTime<Utc> {
+    Hour::first_of(day).plus(n).start()
+}
+
+async fn stored_hours(h: &Harness) -> i64 {
+    h.rows("hourly_prices WHERE symbol = 'BTC'").await
+}
+
+async fn hours_of(h: &Harness, job: &JobRecord) -> job_hours::JobHours {
+    job_hours::of(h.pool(), job.id)
+        .await
+        .unwrap()
+        .expect("a job of an hourly coin counts its hours")
+}
+
+async fn run(h: &Harness, (start, end): (NaiveDate, NaiveDate)) -> JobRecord {
+    h.run_job(start, end, false).await
+}
+
+#[tokio::test]
+async fn four_years_of_an_hourly_btc_on_a_365_day_plan_are_every_hour_at_one_call_per_300_and_no_extra_coingecko_call()
+ {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    let range = last_days(1461);
+    let quiet_day = range.0 + Days::new(500);
+    h.coinbase
+        .set_hours_without_trades((3..8).map(|n| hour_of(quiet_day, n)));
+
+    let job = run(&h, range).await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    let all_hours = 1461 * 24;
+    assert_eq!(all_hours, 35_064);
+    assert_eq!(h.coinbase.hourly_calls(), 117, "ceil(35,064 / 300)");
+    assert!(
+        h.coinbase
+            .hourly_requests()
+            .iter()
+            .all(|call| call.status == 200)
+    );
+    assert_eq!(
+        h.fake.call_count(),
+        364usize.div_ceil(90),
+        "CoinGecko: the windows of the days the plan serves, not one more"
+    );
+    assert_eq!(stored_hours(&h).await, all_hours - 5);
+    assert_eq!(
+        hours_of(&h, &job).await,
+        job_hours::JobHours {
+            hours_fetched: 35_059,
+            hours_missing: 0,
+            hours_without_trades: 5,
+        }
+    );
+    let figures = hourly_figures::of(h.pool(), Symbol::BTC).await.unwrap();
+    assert_eq!(figures.hours_without_trades, 5);
+    assert!(
+        figures.checked_hours >= 363 * 24,
+        "every hour of the plan's days is checked: {figures:?}"
+    );
+    assert_eq!(
+        figures.disputed_hours, 0,
+        "an honest product is not disputed"
+    );
+
+    // Nothing missing, the hours without trades included: the next job costs no call.
+    let calls = (h.fake.call_count(), h.coinbase.call_count());
+    let again = run(&h, range).await;
+    assert_eq!(
+        again.status,
+        JobStatus::Completed,
+        "{:?}",
+        again.error_message
+    );
+    assert_eq!((h.fake.call_count(), h.coinbase.call_count()), calls);
+    assert_eq!(hours_of(&h, &again).await.hours_fetched, 0);
+}
+
+#[tokio::test]
+async fn holes_of_1_30_and_700_hours_cost_1_1_and_3_calls() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    let range = last_days(60);
+    assert_eq!(run(&h, range).await.status, JobStatus::Completed);
+    let first = Hour::first_of(range.0);
+    for (from, hours) in [(10, 1), (100, 30), (300, 700)] {
+        sqlx::query("DELETE FROM hourly_prices WHERE symbol = 'BTC' AND hour >= $1 AND hour < $2")
+            .bind(first.plus(from))
+            .bind(first.plus(from + hours))
+            .execute(h.pool())
+            .await
+            .unwrap();
+    }
+    let (coingecko, hourly) = (h.fake.call_count(), h.coinbase.hourly_calls());
+
+    let job = run(&h, range).await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_eq!(h.coinbase.hourly_calls() - hourly, 1 + 1 + 3);
+    assert_eq!(h.fake.call_count(), coingecko, "the days are all there");
+    assert_eq!(stored_hours(&h).await, 60 * 24);
+    assert_eq!(hours_of(&h, &job).await.hours_fetched, 731);
+}
+
+#[tokio::test]
+async fn a_coin_without_a_product_gets_its_plans_year_of_hours_from_coingeckos_points_with_no_extra_call()
+ {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    second_source::set_product(h.pool(), Symbol::BTC, None)
+        .await
+        .unwrap();
+    let range = last_days(1461);
+
+    let job = run(&h, range).await;
+
+    assert_eq!(h.coinbase.call_count(), 0);
+    assert_eq!(h.fake.call_count(), 364usize.div_ceil(90));
+    assert_eq!(
+        job.status,
+        JobStatus::CompletedWithGaps,
+        "the days out of plan"
+    );
+    let hours = hours_of(&h, &job).await;
+    assert_eq!((hours.hours_fetched, hours.hours_missing), (364 * 24, 0));
+    let year = HourRange::of_days(days_before_today(364), days_before_today(1)).unwrap();
+    let stored = hourly_prices::list(h.pool(), Symbol::BTC, year)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 364 * 24);
+    for candle in &stored {
+        assert_eq!(candle.source, PriceSource::CoinGecko);
+        assert!(candle.points.is_some_and(|n| n >= 1), "{candle:?}");
+        assert!(!candle.provisional && candle.check.is_none());
+    }
+    // An hour is its points: here one, a little past the hour.
+    let day = days_before_today(100);
+    let points = h.fake.points_for_day(day, true);
+    let noon = stored
+        .iter()
+        .find(|c| c.hour.start() == hour_of(day, 12))
+        .unwrap();
+    let (_, price, _) = points
+        .iter()
+        .find(|(ms, _, _)| {
+            Hour::containing(DateTime::from_timestamp_millis(*ms).unwrap()) == noon.hour
+        })
+        .unwrap();
+    assert_eq!(
+        (noon.open, noon.close, noon.points),
+        (*price, *price, Some(1))
+    );
+}
+
+#[tokio::test]
+async fn with_the_second_source_off_hours_come_from_coingecko_and_no_coinbase_call_is_made() {
+    let mut h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    h.settings.fallback_source = price_history::config::FallbackSource::Off;
+
+    let job = run(&h, last_days(10)).await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_eq!(h.coinbase.call_count(), 0);
+    assert_eq!(h.fake.call_count(), 1);
+    assert_eq!(hours_of(&h, &job).await.hours_fetched, 240);
+    let coinbase_rows = h
+        .rows("hourly_prices WHERE symbol = 'BTC' AND source = 'coinbase'")
+        .await;
+    assert_eq!(coinbase_rows, 0);
+}
+
+#[tokio::test]
+async fn a_candle_20_percent_off_coingeckos_point_is_disputed_and_an_honest_one_is_not() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    let day = days_before_today(5);
+    h.coinbase.set_hour_off(hour_of(day, 9), 1.2);
+
+    let job = run(&h, last_days(10)).await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    let hours = HourRange::of_days(day, day).unwrap();
+    let stored = hourly_prices::list(h.pool(), Symbol::BTC, hours)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 24);
+    for candle in &stored {
+        let check = candle.check.expect("CoinGecko has a point in every hour");
+        assert!(candle.hour.contains(check.point.at));
+        if candle.hour.start() == hour_of(day, 9) {
+            assert!(check.disputed, "{candle:?}");
+            assert!(check.deviation_percent > Decimal::from(16), "{check:?}");
+        } else {
+            assert!(!check.disputed, "{candle:?}");
+            assert!(check.deviation_percent < Decimal::ONE, "{check:?}");
+        }
+    }
+    let figures = hourly_figures::of(h.pool(), Symbol::BTC).await.unwrap();
+    assert_eq!(figures.disputed_hours, 1);
+}
+
+#[tokio::test]
+async fn coinbase_down_or_garbage_for_hours_ends_completed_with_gaps_naming_it_and_the_days_are_stored()
+ {
+    // A 503 is retried three times; garbage is not worth another try.
+    for (outage, attempts) in [(Outage::Status(503), 4), (Outage::Garbage, 1)] {
+        let h = hourly_btc_on_a_365_day_plan().await;
+        checked_product(&h).await;
+        h.coinbase.set_hours_outage(Some(outage.clone()));
+
+        let job = run(&h, last_days(10)).await;
+
+        assert_eq!(job.status, JobStatus::CompletedWithGaps, "{outage:?}");
+        let message = job.error_message.clone().unwrap();
+        assert!(
+            message.contains("240 hour(s)")
+                && message.contains("Coinbase Exchange gave no hourly candles"),
+            "{message}"
+        );
+        assert!(
+            job.gap_dates.is_empty(),
+            "the days are whole: {:?}",
+            job.gap_dates
+        );
+        assert_eq!(h.stored_days_of(Symbol::BTC).await, 10);
+        assert_eq!(stored_hours(&h).await, 0);
+        assert_eq!(hours_of(&h, &job).await.hours_missing, 240);
+        assert_eq!(
+            h.coinbase.hourly_calls(),
+            attempts,
+            "{outage:?}: one call and its retries, then no more"
+        );
+        assert_eq!(h.rows("hours_without_trades").await, 0);
+    }
+}
+
+#[tokio::test]
+async fn hour_candles_that_break_a_rule_are_refused_counted_and_left_missing() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    let day = days_before_today(3);
+    h.coinbase
+        .set_bad_hour(hour_of(day, 1), BadHour::LowAboveHigh);
+    h.coinbase.set_bad_hour(hour_of(day, 2), BadHour::ZeroLow);
+    h.coinbase
+        .set_bad_hour(hour_of(day, 3), BadHour::OffTheGrid);
+
+    let job = run(&h, last_days(5)).await;
+
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    let message = job.error_message.clone().unwrap();
+    assert!(
+        message.contains("3 hour(s)")
+            && message.contains("3 hourly candle(s) from Coinbase Exchange were refused"),
+        "{message}"
+    );
+    assert!(message.contains("do not hold"), "{message}");
+    assert!(message.contains("not the start of a UTC hour"), "{message}");
+    assert_eq!(stored_hours(&h).await, 5 * 24 - 3);
+    let hours = hours_of(&h, &job).await;
+    assert_eq!((hours.hours_missing, hours.hours_without_trades), (3, 0));
+}
+
+#[tokio::test]
+async fn hours_before_the_products_first_candle_cost_no_call_once_learned() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    let range = last_days(40);
+    let listed = hour_of(range.0 + Days::new(20), 0);
+    h.coinbase.set_first_hour("BTC-USD", listed);
+
+    let job = run(&h, range).await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    let before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM hourly_prices WHERE symbol = 'BTC' AND hour < $1")
+            .bind(listed)
+            .fetch_one(h.pool())
+            .await
+            .unwrap();
+    assert_eq!(before, 0);
+    assert_eq!(stored_hours(&h).await, 20 * 24);
+    let learned = hourly_coins::get(h.pool(), Symbol::BTC)
+        .await
+        .unwrap()
+        .unwrap()
+        .coinbase_hours_from
+        .expect("where the candles begin is learned");
+    assert!(learned.start() <= listed && learned.start() > hour_of(range.0, 0));
+
+    let calls = h.coinbase.call_count();
+    let again = run(&h, range).await;
+    assert_eq!(
+        again.status,
+        JobStatus::Completed,
+        "{:?}",
+        again.error_message
+    );
+    assert_eq!(
+        h.coinbase.call_count(),
+        calls,
+        "no call for the hours before"
+    );
+}
+
+#[tokio::test]
+async fn turning_hours_off_keeps_them_and_a_later_job_makes_no_hourly_call() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    run(&h, last_days(3)).await;
+    assert_eq!(stored_hours(&h).await, 72);
+    hourly_coins::set_hourly(h.pool(), Symbol::BTC, false)
+        .await
+        .unwrap();
+    let hourly = h.coinbase.hourly_calls();
+
+    let job = run(&h, last_days(6)).await;
+
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_eq!(h.coinbase.hourly_calls(), hourly);
+    assert_eq!(stored_hours(&h).await, 72, "the stored hours stay");
+    assert_eq!(job_hours::of(h.pool(), job.id).await.unwrap(), None);
+}
