@@ -234,9 +234,10 @@ impl Bench {
                 "scale" => self.scale(sizes, report).await,
                 "second-source" => self.second_source(sizes, report).await,
                 "export" => self.export(sizes, report).await,
+                "page" => self.page(sizes, report).await,
                 other => {
                     bail!(
-                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export"
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, page"
                     )
                 }
             };

@@ -304,6 +304,7 @@
     if (timeframe !== '1d') params.timeframe = timeframe;
     return api('GET', '/api/v1/prices?' + query(params)).then(function (answer) {
       if (load !== viewLoads || timeframe !== view.timeframe) return;
+      performance.mark('prices-read');
       $('#chart-error').textContent = '';
       return renderChart(answer.data.prices, timeframe);
     }, function (e) {
@@ -404,8 +405,8 @@
   // ---- the hours: where they are missing ----------------------------------------
 
   // A coin with hours gets a layer of its own under the calendar: each day of the view
-  // (its last 1461 days at most, the longest read in hours) by how many of its 24 hours
-  // are missing, from the coverage in hours.
+  // (its last 1461 days at most, the longest read in hours) by how many of its hours are
+  // missing, from the calendar's data in hours (GET /api/v1/days?timeframe=1h).
   function loadHours(load) {
     var layer = $('#hours');
     if (!hasHours(viewCoin)) {
@@ -414,7 +415,7 @@
     }
     var start = view.start < addDays(view.end, -1460) ? addDays(view.end, -1460) : view.start;
     var params = query({ symbol: view.symbol, start_date: start, end_date: view.end, timeframe: '1h' });
-    return api('GET', '/api/v1/coverage?' + params).then(function (answer) {
+    return api('GET', '/api/v1/days?' + params).then(function (answer) {
       if (load !== viewLoads) return;
       layer.hidden = false;
       renderHours(answer.data);
@@ -426,51 +427,42 @@
     });
   }
 
-  // Missing hours per UTC day, from the coverage's runs of missing hours.
-  function missingPerDay(runs) {
-    var perDay = new Map();
-    for (var i = 0; i < runs.length; i++) {
-      var hour = Date.parse(runs[i].start);
-      for (var left = runs[i].hours; left > 0;) {
-        var dayStart = hour - hour % 86400000;
-        var take = Math.min(left, (dayStart + 86400000 - hour) / 3600000);
-        var day = isoDay(new Date(dayStart));
-        perDay.set(day, (perDay.get(day) || 0) + take);
-        hour += take * 3600000;
-        left -= take;
-      }
-    }
-    return perDay;
+  // One day's hours in words, and the kind of cell that shows them.
+  function dayHours(hours, i) {
+    var expected = hours.expected[i];
+    var missing = hours.missing[i];
+    var kind = expected === 0 ? 'not-expected' : (missing === 0 ? 'complete' : (missing >= expected ? 'none' : 'partial'));
+    var text = expected === 0 ? 'no hours expected' : hours.stored[i] + ' of ' + expected + ' hours stored' +
+      (hours.without_trades[i] ? ', ' + hours.without_trades[i] + ' without trades' : '') +
+      (missing ? ', ' + missing + ' missing' + (hours.provisional[i] ? ' (' + hours.provisional[i] + ' provisional)' : '') : '') +
+      (hours.disputed[i] ? ', ' + hours.disputed[i] + ' disputed' : '');
+    return { kind: kind, text: text, missing: missing };
   }
 
   function renderHours(data) {
-    if (data.timeframe !== '1h') {
-      $('#hours-summary').textContent = 'This server does not count hours yet.';
+    var hours = data.hours;
+    if (!hours) {
+      $('#hours-summary').textContent = 'This server does not count hours per day.';
       return;
     }
-    var perDay = missingPerDay(data.missing_runs || []);
     var fragment = document.createDocumentFragment();
-    var total = 0;
-    var today = todayUtc();
-    for (var day = data.start_date; day <= data.end_date; day = addDays(day, 1)) {
-      var missing = perDay.get(day) || 0;
-      total += missing;
-      var kind = missing === 0 ? (day > today ? 'not-expected' : 'complete') : (missing >= 24 ? 'none' : 'partial');
-      var text = day + ': ' + (kind === 'not-expected' ? 'not yet' : (missing ? missing + ' of 24 hours missing' : 'every hour accounted for'));
-      fragment.append(el('span', { class: 'day hours-' + kind, 'data-date': day, 'data-missing': missing, title: text, role: 'img', 'aria-label': text }));
+    var sums = { expected: 0, stored: 0, without_trades: 0, missing: 0, disputed: 0 };
+    var day = data.start_date;
+    for (var i = 0; i < hours.expected.length; i++, day = addDays(day, 1)) {
+      Object.keys(sums).forEach(function (name) { sums[name] += hours[name][i]; });
+      var shown = dayHours(hours, i);
+      var text = day + ': ' + shown.text;
+      fragment.append(el('span', { class: 'day hours-' + shown.kind, 'data-date': day, 'data-missing': shown.missing, title: text, role: 'img', 'aria-label': text }));
     }
     var calendar = $('#hours-calendar');
     calendar.replaceChildren(fragment);
     calendar.setAttribute('data-range', data.start_date + '/' + data.end_date);
-    calendar.setAttribute('data-missing', String(total));
-    var bySource = Object.keys(data.hours_by_source || {}).map(function (source) {
-      return data.hours_by_source[source] + ' from ' + source;
-    }).join(', ');
-    var runs = data.missing_runs || [];
-    $('#hours-summary').textContent = data.total_stored_hours + ' of ' + data.total_expected_hours + ' hours stored' +
-      (bySource ? ' (' + bySource + ')' : '') + ', ' + data.hours_without_trades + ' without trades, ' +
-      total + ' missing in ' + runs.length + (runs.length >= 1000 ? '+' : '') + ' run' + (runs.length === 1 ? '' : 's') +
-      ', ' + data.disputed_hours + ' disputed (' + data.start_date + ' to ' + data.end_date + ').';
+    Object.keys(sums).forEach(function (name) {
+      calendar.setAttribute('data-' + name.replace(/_/g, '-'), String(sums[name]));
+    });
+    $('#hours-summary').textContent = sums.stored + ' of ' + sums.expected + ' hours stored, ' +
+      sums.without_trades + ' without trades, ' + sums.missing + ' missing, ' + sums.disputed + ' disputed (' +
+      data.start_date + ' to ' + data.end_date + ').';
   }
 
   function ensureChart() {
@@ -481,12 +473,15 @@
   // Draws the candles; settles once they are on screen.
   function renderChart(prices, timeframe) {
     var drawn = window.PriceChart.draw(ensureChart(), prices, timeframe);
+    // Marks for the page's benchmark: where the time to a drawn chart goes.
+    performance.mark('candles-set');
     $('#chart-empty').hidden = drawn > 0;
     // Lightweight Charts paints on the next frame; the frame after that has it on screen.
     return new Promise(function (resolve) {
       requestAnimationFrame(function () {
         requestAnimationFrame(function () {
           window.chartDrawnAt = performance.now();
+          performance.mark('chart-drawn');
           document.body.setAttribute('data-chart-timeframe', timeframe);
           document.body.setAttribute('data-chart-candles', String(drawn));
           resolve();
@@ -574,6 +569,10 @@
   function follow() {
     var live = $('#live');
     var source = new EventSource('/api/v1/job-events');
+    // Closed as the page goes: left open, each page left behind kept one of the browser's
+    // six connections to the service, and the seventh page opened in a tab waited about a
+    // minute for one.
+    window.addEventListener('pagehide', function () { source.close(); });
     source.onopen = function () {
       live.textContent = 'live';
       live.className = 'live on';
@@ -669,6 +668,7 @@
   // The chart goes first; the jobs and the coin list follow once it is drawn, and a coin
   // that is not registered gives way to the first one that is.
   function start() {
+    performance.mark('app-start');
     var early = window.earlyView;
     view.symbol = early.symbol;
     view.start = early.start;

@@ -106,7 +106,7 @@ window.PriceChart = (function () {
       }
       perSource[source].push({ time: time, value: +row.volume });
       if (row.disputed) {
-        disputed.push({ time: time, position: 'aboveBar', shape: 'arrowDown', color: DISPUTED, size: 0.6 });
+        disputed.push({ time: time, position: 'aboveBar', shape: 'arrowDown', color: DISPUTED });
       }
     }
     self.rows = rows;
