@@ -27,6 +27,9 @@ window.PriceChart = (function () {
   var DOWN = '#dc2626';
   var DISPUTED = '#c026d3';
   var PROVISIONAL = '#9ca3af';
+  // Hours and four-hour blocks open on their latest 720 (30 days of 1h, 120 of 4h), wide
+  // enough to read; the rest are a drag or a zoom away. Days open on the whole range.
+  var HOURS_SHOWN = 720;
 
   // The price axis never runs below zero: the range is the candles' own, padded by 6 %,
   // with the padding under the lowest low cut at zero. The scale's margins are zero, so
@@ -57,8 +60,12 @@ window.PriceChart = (function () {
 
   function create(container, legend, readout) {
     var LC = window.LightweightCharts;
+    // Drawn first at the container's size as it is, then kept to it by a ResizeObserver:
+    // with Lightweight Charts' autoSize the first paint waited a frame for the observer's
+    // first answer.
     var chart = LC.createChart(container, {
-      autoSize: true,
+      width: container.clientWidth,
+      height: container.clientHeight,
       layout: { background: { color: '#ffffff' }, textColor: '#1f2933', panes: { separatorColor: '#d5dbe3' } },
       grid: { vertLines: { color: '#eef1f5' }, horzLines: { color: '#eef1f5' } },
       rightPriceScale: { borderVisible: false },
@@ -71,10 +78,19 @@ window.PriceChart = (function () {
     candles.priceScale().applyOptions({ scaleMargins: { top: 0, bottom: 0 } });
     var marks = LC.createSeriesMarkers(candles, []);
     var self = {
+      width: container.clientWidth, height: container.clientHeight,
       chart: chart, candles: candles, marks: marks, volumes: [], rows: [], times: null,
       timeframe: '1d', legend: legend, readout: readout
     };
     chart.subscribeCrosshairMove(function (param) { showReadout(self, param); });
+    new ResizeObserver(function (entries) {
+      var box = entries[0].contentRect;
+      var width = Math.floor(box.width);
+      var height = Math.floor(box.height);
+      if (width !== self.width || height !== self.height) chart.resize(width, height);
+      self.width = width;
+      self.height = height;
+    }).observe(container);
     return self;
   }
 
@@ -116,7 +132,11 @@ window.PriceChart = (function () {
     self.candles.setData(bars);
     self.marks.setMarkers(disputed);
     drawVolumes(self, perSource, order);
-    self.chart.timeScale().fitContent();
+    if (timeframe !== '1d' && n > HOURS_SHOWN) {
+      self.chart.timeScale().setVisibleLogicalRange({ from: n - HOURS_SHOWN, to: n + 1 });
+    } else {
+      self.chart.timeScale().fitContent();
+    }
     renderLegend(self, order, disputed.length);
     return n;
   }
