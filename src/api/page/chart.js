@@ -1,7 +1,7 @@
 // The price chart (Lightweight Charts): candles of one timeframe (1d, 4h or 1h), disputed
 // candles marked, each source's volume in a pane of its own on a scale of its own, a
 // legend that says what each volume measures, and a readout under the crosshair. app.js
-// hands it the rows of GET /api/v1/prices; it reads nothing itself.
+// hands it the rows of GET /api/v1/prices (from its CSV); it reads nothing itself.
 //
 // Why a pane per source: CoinGecko's volume is the whole market's 24-hour volume,
 // Coinbase's one exchange's, often 10-100x smaller. On one scale the place where the
@@ -202,8 +202,7 @@ window.PriceChart = (function () {
     var when = row.date || row.time.replace('T', ' ').slice(0, 16) + ' UTC';
     self.readout.textContent = when + ' · O ' + row.open + ' H ' + row.high + ' L ' + row.low + ' C ' + row.close +
       ' · volume ' + Math.round(+row.volume).toLocaleString('en') + ' USD from ' + look.name + ' (' + look.says + ')' +
-      (row.hours ? ' · ' + row.hours + ' of 4 hours' : '') +
-      (row.points ? ' · built from ' + row.points + ' CoinGecko price' + (row.points === 1 ? '' : 's') : '') +
+      (self.timeframe === '4h' ? ' · ' + row.hours + ' of 4 hours' : '') +
       (row.disputed ? " · disputed: CoinGecko's price lies outside this candle's band" : '') +
       (row.provisional ? ' · provisional' : '');
   }

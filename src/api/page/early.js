@@ -27,6 +27,7 @@
   var range = { symbol: view.symbol, start_date: view.start, end_date: view.end };
   var prices = Object.assign({}, range);
   if (view.timeframe !== '1d') prices.timeframe = view.timeframe;
+  prices.format = 'csv';
   [
     '/api/v1/prices?' + new URLSearchParams(prices),
     '/api/v1/days?' + new URLSearchParams(range),
