@@ -31,6 +31,8 @@ mod budget;
 mod coins;
 #[path = "e2e/export.rs"]
 mod export;
+#[path = "e2e/hourly.rs"]
+mod hourly;
 #[path = "e2e/page.rs"]
 mod page;
 #[path = "e2e/private_postgres.rs"]
@@ -234,10 +236,11 @@ impl Bench {
                 "scale" => self.scale(sizes, report).await,
                 "second-source" => self.second_source(sizes, report).await,
                 "export" => self.export(sizes, report).await,
+                "hourly-job" => self.hourly_job(sizes, report).await,
                 "page" => self.page(sizes, report).await,
                 other => {
                     bail!(
-                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, page"
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly-job, page"
                     )
                 }
             };
@@ -253,6 +256,7 @@ impl Bench {
         private_postgres::rows(self, sizes, report).await?;
         self.scale(sizes, report).await?;
         self.export(sizes, report).await?;
+        self.hourly_job(sizes, report).await?;
         Ok(())
     }
 

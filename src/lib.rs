@@ -28,8 +28,10 @@
 //!   choosing the database, the server held, its layout, its binaries, its locks and the
 //!   programs run.
 //! - [`ingest`]: the job (`ingest::job`, a file per step and concern): plan windows from
-//!   gaps, fetch, fill, then the days older than the plan serves from the second source;
-//!   upsert, checkpoint behind the queue's fence ([`ingest::Fence`]). `ingest::source` is the
+//!   gaps, fetch, fill, then the days older than the plan serves from the second source,
+//!   then an hourly coin's missing hours from its exchange product (or built from the
+//!   CoinGecko windows' hourly points); upsert, checkpoint behind the queue's fence
+//!   ([`ingest::Fence`]). `ingest::source` is the
 //!   seat of a price source (what it is asked, what it answers), with CoinGecko and
 //!   Coinbase Exchange as its implementations; `ingest::fallback` the second source's
 //!   windows and its mapping check.
@@ -51,7 +53,9 @@
 //!   timeframe (days, hours, `4h` blocks made from the hours), streamed from the store one
 //!   coin at a time and renamed into place whole; `price-history export` writes them into
 //!   a directory, the API streams the Parquet and Feather ones.
-//! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
+//! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues (the
+//!   missing days of tracked coins, the hours of hourly coins up to the last complete
+//!   hour), catch-up.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document; reads in
 //!   three timeframes (`1d`, `4h`, `1h`).
 //! - [`startup`]: settings in, a running service out: the one place that migrates the

@@ -110,6 +110,32 @@ async fn backfill_stores_1461_days_with_17_calls_and_exits_0() {
 }
 
 #[tokio::test]
+async fn backfill_of_an_hourly_coin_says_its_hours_in_the_summary() {
+    let h = Harness::new().await;
+    sqlx::query("UPDATE coins SET hourly = true WHERE symbol = 'BTC'")
+        .execute(h.pool())
+        .await
+        .unwrap();
+
+    let output = backfill(
+        &mut price_history(&h),
+        days_before_today(10),
+        days_before_today(1),
+    )
+    .await;
+
+    let printed = output_text(&output);
+    assert!(output.status.success(), "{printed}");
+    // FALLBACK_SOURCE=off: the hours are built from CoinGecko's points of the window.
+    let stored = h.rows("hourly_prices WHERE symbol = 'BTC'").await;
+    assert!(stored >= 24 * 10, "{stored} hours stored: {printed}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(&format!("hours: {stored} stored")),
+        "{printed}"
+    );
+}
+
+#[tokio::test]
 async fn backfill_exits_non_zero_with_coingeckos_reason_when_the_job_fails() {
     let h = Harness::new().await;
     h.fake.push_response(ScriptedResponse::status(

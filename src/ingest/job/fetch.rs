@@ -51,7 +51,6 @@ impl<S: PriceSource> Run<'_, S> {
         let job = self.attempt.job;
         let window_days = self.source.window_days();
         let windows = match self.served_part() {
-            None => Vec::new(),
             Some((from, _)) if job.force => {
                 let all = windows_for_range(job.range, window_days);
                 let done = usize::try_from(job.chunks_done).unwrap_or(0).min(all.len());
@@ -64,7 +63,8 @@ impl<S: PriceSource> Run<'_, S> {
                     })
                     .collect()
             }
-            Some(_) => windows_for_days(&self.days_to_fetch().await?, window_days),
+            None if job.force => Vec::new(),
+            _ => windows_for_days(&self.days_to_fetch().await?, window_days),
         };
         self.count_planned(windows.len()).await?;
         tracing::info!(
