@@ -706,6 +706,9 @@
     $('#job-start').value = addDays(todayUtc(), -30);
     wireForms();
     wireCoinList();
+    // The chart is made now, while the prices are still on their way: its canvases and
+    // axes are laid out by the time they arrive.
+    ensureChart();
     showView().then(function () {
       follow();
       return loadCoins(false);
