@@ -312,6 +312,7 @@
       return loadHours(load);
     }, function (e) {
       if (e.status !== 404) throw e;
+      if (load !== viewLoads) return;
       viewCoin = null;
       view.missing = true;
       renderTimeframes();
