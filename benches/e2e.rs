@@ -243,9 +243,10 @@ impl Bench {
                 "hourly-job" => self.hourly_job(sizes, report).await,
                 "year" => self.year(sizes, report).await,
                 "hourly" => self.hourly(sizes, report).await,
+                "page" => self.page(sizes, report).await,
                 other => {
                     bail!(
-                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly-job, year, hourly"
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly-job, year, hourly, page"
                     )
                 }
             };
