@@ -31,6 +31,8 @@ mod budget;
 mod coins;
 #[path = "e2e/export.rs"]
 mod export;
+#[path = "e2e/hourly.rs"]
+mod hourly;
 #[path = "e2e/page.rs"]
 mod page;
 #[path = "e2e/private_postgres.rs"]
@@ -39,6 +41,8 @@ mod private_postgres;
 mod scale;
 #[path = "e2e/schedule.rs"]
 mod schedule;
+#[path = "e2e/year.rs"]
+mod year;
 
 /// Sizes of one run.
 struct Sizes {
@@ -234,9 +238,11 @@ impl Bench {
                 "scale" => self.scale(sizes, report).await,
                 "second-source" => self.second_source(sizes, report).await,
                 "export" => self.export(sizes, report).await,
+                "hourly-job" => self.hourly_job(sizes, report).await,
+                "year" => self.year(sizes, report).await,
                 other => {
                     bail!(
-                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export"
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly-job, year"
                     )
                 }
             };
@@ -252,6 +258,8 @@ impl Bench {
         private_postgres::rows(self, sizes, report).await?;
         self.scale(sizes, report).await?;
         self.export(sizes, report).await?;
+        self.hourly_job(sizes, report).await?;
+        self.year(sizes, report).await?;
         Ok(())
     }
 

@@ -28,8 +28,10 @@
 //!   choosing the database, the server held, its layout, its binaries, its locks and the
 //!   programs run.
 //! - [`ingest`]: the job (`ingest::job`, a file per step and concern): plan windows from
-//!   gaps, fetch, fill, then the days older than the plan serves from the second source;
-//!   upsert, checkpoint behind the queue's fence ([`ingest::Fence`]). `ingest::source` is the
+//!   gaps, fetch, fill, then the days older than the plan serves from the second source,
+//!   then an hourly coin's missing hours from its exchange product (or built from the
+//!   CoinGecko windows' hourly points); upsert, checkpoint behind the queue's fence
+//!   ([`ingest::Fence`]). `ingest::source` is the
 //!   seat of a price source (what it is asked, what it answers), with CoinGecko and
 //!   Coinbase Exchange as its implementations; `ingest::fallback` the second source's
 //!   windows and its mapping check.
@@ -51,7 +53,13 @@
 //!   timeframe (days, hours, `4h` blocks made from the hours), streamed from the store one
 //!   coin at a time and renamed into place whole; `price-history export` writes them into
 //!   a directory, the API streams the Parquet and Feather ones.
-//! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
+//! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues (the
+//!   missing days of tracked coins, the hours of hourly coins up to the last complete
+//!   hour; only what the month's credits pay for, `schedule::credits`), catch-up.
+//! - [`credits`]: the month's CoinGecko credits said before they are spent: what is used and
+//!   left over every process, what a job or the tracked coins cost, whether a job is
+//!   affordable. The credits themselves are taken per attempt by `upstream::budget`
+//!   (`store::monthly_credits`); `queue::retention` deletes old finished work.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document; reads in
 //!   three timeframes (`1d`, `4h`, `1h`).
 //! - [`startup`]: settings in, a running service out: the one place that migrates the
@@ -77,6 +85,7 @@ pub mod cli;
 pub mod coinbase;
 pub mod coingecko;
 pub mod config;
+pub mod credits;
 pub mod domain;
 pub mod export;
 pub mod ingest;

@@ -1,15 +1,20 @@
 //! A job of an hourly coin, against the fake CoinGecko (a 365-day plan) and the fake
 //! Coinbase Exchange: the hours it fills and what they cost in calls, the hours without
 //! trades and before the product's first candle, the hours built from CoinGecko's points
-//! for a coin without a product, the hour-by-hour check, and the faults that leave the
-//! days whole.
+//! for a coin without a product, the hour-by-hour check, the faults that leave the days
+//! whole, and the schedule's ticks that keep the hours current.
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
-use fake_upstream::coinbase::{BadHour, Outage};
+use chrono::{DateTime, Days, NaiveDate, TimeDelta, Utc};
+use fake_upstream::coinbase::{BadHour, Outage, ScriptedResponse};
 use fake_upstream::coingecko::FakeOptions;
-use price_history::domain::{Hour, HourRange, JobStatus, PriceSource, Symbol};
+use price_history::domain::{Hour, HourRange, JobStatus, PriceSource, Symbol, Trigger};
+use price_history::schedule::{Clock, Scheduler};
+use price_history::shutdown::Shutdown;
 use price_history::store::ingestion_jobs::JobRecord;
-use price_history::store::{hourly_coins, hourly_figures, hourly_prices, job_hours, second_source};
+use price_history::store::sync_schedule::TickRecord;
+use price_history::store::{
+    coins, hourly_coins, hourly_figures, hourly_prices, job_hours, second_source,
+};
 use rust_decimal::Decimal;
 
 use crate::support::{Harness, days_before_today};
@@ -95,6 +100,15 @@ async fn four_years_of_an_hourly_btc_on_a_365_day_plan_are_every_hour_at_one_cal
         "CoinGecko: the windows of the days the plan serves, not one more"
     );
     assert_eq!(stored_hours(&h).await, all_hours - 5);
+    assert_eq!(
+        (
+            job.hours_fetched,
+            job.hours_missing,
+            job.hours_without_trades
+        ),
+        (Some(35_059), Some(0), Some(5)),
+        "the job says its hours"
+    );
     assert_eq!(
         hours_of(&h, &job).await,
         job_hours::JobHours {
@@ -371,4 +385,183 @@ async fn turning_hours_off_keeps_them_and_a_later_job_makes_no_hourly_call() {
     assert_eq!(h.coinbase.hourly_calls(), hourly);
     assert_eq!(stored_hours(&h).await, 72, "the stored hours stay");
     assert_eq!(job_hours::of(h.pool(), job.id).await.unwrap(), None);
+    assert_eq!(
+        job.hours_fetched, None,
+        "a daily-only job says nothing of hours"
+    );
+}
+
+/// A scheduler acting as the schedule does, on a clock `offset_minutes` from the system's:
+/// behind it, its last complete hour is never later than the one a job just stored.
+fn scheduler(h: &Harness, offset_minutes: i64) -> Scheduler {
+    Scheduler {
+        pool: h.pool().clone(),
+        schedule: "0 0 * * * *".parse().unwrap(),
+        clock: Clock::offset_by_ms(offset_minutes * 60_000),
+        reach: h.ingestor().reach,
+        max_attempts: 3,
+        name: "test".to_owned(),
+        credits: None,
+    }
+}
+
+/// Acts on the tick `minutes_ago` minutes back (later ticks must be fewer minutes back).
+async fn tick(h: &Harness, offset_minutes: i64, minutes_ago: i64) -> TickRecord {
+    let (_stop, shutdown) = Shutdown::new();
+    scheduler(h, offset_minutes)
+        .act_on(
+            Utc::now() - TimeDelta::minutes(minutes_ago),
+            false,
+            &shutdown,
+        )
+        .await
+        .unwrap()
+        .done()
+        .expect("the tick is acted on")
+}
+
+/// Runs the job the last tick queued to its end.
+async fn run_the_ticks_job(h: &Harness) -> JobRecord {
+    let job = h.jobs_by(Trigger::Schedule).await.remove(0);
+    let worker = h.start_worker();
+    let finished = h.until_finished(job.id).await;
+    worker.stop().await;
+    finished
+}
+
+/// Deletes BTC's last three hours, as if the coin had fallen behind.
+async fn drop_the_last_three_hours(h: &Harness) {
+    sqlx::query(
+        "DELETE FROM hourly_prices WHERE symbol = 'BTC' AND hour > \
+         (SELECT max(hour) - interval '3 hours' FROM hourly_prices WHERE symbol = 'BTC')",
+    )
+    .execute(h.pool())
+    .await
+    .unwrap();
+}
+
+/// BTC tracked from two days ago, without the job tracking would queue at once.
+async fn tracked_from_two_days_ago(h: &Harness) {
+    coins::set_tracking(h.pool(), Symbol::BTC, true, Some(days_before_today(2)))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_tick_brings_an_hourly_coins_hours_to_the_last_complete_hour_with_no_coingecko_call_for_today()
+ {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    tracked_from_two_days_ago(&h).await;
+
+    let first = tick(&h, 0, 30).await;
+
+    assert_eq!((first.coins_behind, first.jobs_queued), (1, 1));
+    let job = run_the_ticks_job(&h).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_eq!(
+        (job.range.start(), job.range.end()),
+        (days_before_today(2), days_before_today(0))
+    );
+    assert_eq!(
+        h.fake.call_count(),
+        1,
+        "the two days before today, in one window"
+    );
+    assert!(h.fake.calls()[0].to < Hour::first_of(days_before_today(0)).start());
+    assert_eq!(h.stored_days_of(Symbol::BTC).await, 2, "no row for today");
+    let figures = hourly_figures::of(h.pool(), Symbol::BTC).await.unwrap();
+    assert_eq!(
+        figures.accounted.unwrap().first(),
+        Hour::first_of(days_before_today(2))
+    );
+    assert_eq!(hours_of(&h, &job).await.hours_missing, 0);
+
+    let current = tick(&h, -10, 20).await;
+    assert_eq!((current.coins_behind, current.jobs_queued), (0, 0));
+
+    drop_the_last_three_hours(&h).await;
+    let (hourly, stored) = (h.coinbase.hourly_calls(), stored_hours(&h).await);
+    let behind = tick(&h, -10, 10).await;
+    assert_eq!(behind.jobs_queued, 1);
+    let job = run_the_ticks_job(&h).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_eq!(
+        h.fake.call_count(),
+        1,
+        "days complete: no CoinGecko call for today"
+    );
+    assert_eq!(h.coinbase.hourly_calls(), hourly + 1);
+    assert!(stored_hours(&h).await >= stored + 3);
+}
+
+#[tokio::test]
+async fn a_tick_gives_an_hourly_coin_without_a_product_its_coingecko_window() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    second_source::set_product(h.pool(), Symbol::BTC, None)
+        .await
+        .unwrap();
+    tracked_from_two_days_ago(&h).await;
+    assert_eq!(tick(&h, 0, 30).await.jobs_queued, 1);
+    let job = run_the_ticks_job(&h).await;
+    assert_eq!(
+        hours_of(&h, &job).await.hours_missing,
+        0,
+        "{:?}",
+        job.error_message
+    );
+    let calls = h.fake.call_count();
+
+    drop_the_last_three_hours(&h).await;
+    let stored = stored_hours(&h).await;
+    assert_eq!(tick(&h, -10, 10).await.jobs_queued, 1);
+    let job = run_the_ticks_job(&h).await;
+
+    assert_eq!(
+        hours_of(&h, &job).await.hours_missing,
+        0,
+        "{:?}",
+        job.error_message
+    );
+    assert_eq!(h.fake.call_count(), calls + 1, "one window, for its hours");
+    assert_eq!(h.coinbase.call_count(), 0);
+    assert!(stored_hours(&h).await >= stored + 3);
+}
+
+#[tokio::test]
+async fn each_window_of_hours_is_kept_once_stored_and_a_later_job_asks_only_for_the_rest() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    let range = last_days(60);
+    // Two windows of 300 hours answer, then Coinbase is down (a call and its 3 retries).
+    for _ in 0..2 {
+        h.coinbase.push_response(ScriptedResponse::passthrough());
+    }
+    for _ in 0..4 {
+        h.coinbase
+            .push_response(ScriptedResponse::server_error(503));
+    }
+
+    let job = run(&h, range).await;
+
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    assert_eq!(stored_hours(&h).await, 600);
+    assert_eq!(
+        (hours_of(&h, &job).await.hours_missing, job.chunks_done),
+        (60 * 24 - 600, 1 + 2),
+        "the day window and the two windows of hours were checkpointed"
+    );
+    let hourly = h.coinbase.hourly_calls();
+
+    let again = run(&h, range).await;
+
+    assert_eq!(
+        again.status,
+        JobStatus::Completed,
+        "{:?}",
+        again.error_message
+    );
+    assert_eq!(h.coinbase.hourly_calls() - hourly, 3, "ceil(840 / 300)");
+    assert_eq!(stored_hours(&h).await, 60 * 24);
 }
