@@ -33,6 +33,8 @@ mod coins;
 mod export;
 #[path = "e2e/hourly.rs"]
 mod hourly;
+#[path = "e2e/hours_read.rs"]
+mod hours_read;
 #[path = "e2e/page.rs"]
 mod page;
 #[path = "e2e/private_postgres.rs"]
@@ -240,9 +242,11 @@ impl Bench {
                 "export" => self.export(sizes, report).await,
                 "hourly-job" => self.hourly_job(sizes, report).await,
                 "year" => self.year(sizes, report).await,
+                "hourly" => self.hourly(sizes, report).await,
+                "page" => self.page(sizes, report).await,
                 other => {
                     bail!(
-                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly-job, year"
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly-job, year, hourly, page"
                     )
                 }
             };
@@ -260,6 +264,7 @@ impl Bench {
         self.export(sizes, report).await?;
         self.hourly_job(sizes, report).await?;
         self.year(sizes, report).await?;
+        self.hourly(sizes, report).await?;
         Ok(())
     }
 

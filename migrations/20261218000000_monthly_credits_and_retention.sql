@@ -29,3 +29,51 @@ ALTER TABLE sync_ticks ADD COLUMN coins_unaffordable INTEGER NOT NULL DEFAULT 0;
 -- time: this index finds each batch without reading the active jobs or the whole table.
 CREATE INDEX ingestion_jobs_finished_at ON ingestion_jobs (completed_at)
     WHERE status IN ('completed', 'completed_with_gaps', 'failed', 'cancelled');
+
+-- Jobs by status for /metrics without counting a year of finished jobs at every scrape:
+-- each statement that inserts, deletes or changes the status of jobs appends what it
+-- changed, per status, to this table (statement triggers, so plain SQL counts too). Only
+-- appends: no row is locked, so no job's transaction waits on another's. /metrics sums it;
+-- retention's task folds it into one row per status now and then
+-- (`store::stats::compact_job_counts`), so it stays a handful of rows.
+CREATE TABLE job_status_deltas (
+    status VARCHAR(30) NOT NULL,
+    delta  BIGINT      NOT NULL
+);
+
+CREATE FUNCTION ingestion_jobs_count_statuses() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO job_status_deltas (status, delta)
+        SELECT status, count(*) FROM new_rows GROUP BY status;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO job_status_deltas (status, delta)
+        SELECT status, -count(*) FROM old_rows GROUP BY status;
+    ELSE
+        INSERT INTO job_status_deltas (status, delta)
+        SELECT status, sum(d) FROM (
+            SELECT n.status, 1 AS d FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE n.status <> o.status
+            UNION ALL
+            SELECT o.status, -1 FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE n.status <> o.status
+        ) AS changed
+        GROUP BY status;
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER ingestion_jobs_count_inserted AFTER INSERT ON ingestion_jobs
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION ingestion_jobs_count_statuses();
+CREATE TRIGGER ingestion_jobs_count_updated AFTER UPDATE ON ingestion_jobs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION ingestion_jobs_count_statuses();
+CREATE TRIGGER ingestion_jobs_count_deleted AFTER DELETE ON ingestion_jobs
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION ingestion_jobs_count_statuses();
+
+-- The jobs of an earlier release, counted once.
+INSERT INTO job_status_deltas (status, delta)
+SELECT status, count(*) FROM ingestion_jobs GROUP BY status;

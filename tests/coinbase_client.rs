@@ -90,6 +90,20 @@ async fn raw_get(url: &str) -> (u16, String) {
     (status, response.text().await.unwrap())
 }
 
+/// The fake's raw answer to a call for `product`'s daily candles of `first..=last`.
+async fn raw_daily_candles(
+    fake: &FakeCoinbase,
+    product: &str,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> (u16, String) {
+    raw_get(&format!(
+        "{}/products/{product}/candles?granularity=86400&start={first}T00:00:00Z&end={last}T23:59:59Z",
+        fake.base_url()
+    ))
+    .await
+}
+
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }
@@ -146,11 +160,7 @@ async fn volume_is_stored_in_usd_as_base_volume_times_close() {
     let fake = FakeCoinbase::start().await;
     let client = client_for(&fake);
     // The fake's raw answer, in Coinbase's field order: [time, low, high, open, close, volume].
-    let (_, body) = raw_get(&format!(
-        "{}/products/BTC-USD/candles?granularity=86400&start=2024-01-01T00:00:00Z&end=2024-01-01T23:59:59Z",
-        fake.base_url()
-    ))
-    .await;
+    let (_, body) = raw_daily_candles(&fake, "BTC-USD", day(2024, 1, 1), day(2024, 1, 1)).await;
     let raw: serde_json::Value = serde_json::from_str(&body).unwrap();
     let row = raw[0].as_array().unwrap().clone();
 
@@ -236,11 +246,8 @@ async fn todays_candle_is_provisional() {
 async fn the_fake_refuses_more_than_300_candles_as_coinbase_does() {
     let fake = FakeCoinbase::start().await;
 
-    let (status, body) = raw_get(&format!(
-        "{}/products/BTC-USD/candles?granularity=86400&start=2019-01-01T00:00:00Z&end=2019-10-28T23:59:59Z",
-        fake.base_url()
-    ))
-    .await;
+    let (status, body) =
+        raw_daily_candles(&fake, "BTC-USD", day(2019, 1, 1), day(2019, 10, 28)).await;
 
     assert_eq!(status, 400);
     assert_eq!(body, TOO_MANY_CANDLES_BODY);
@@ -250,11 +257,7 @@ async fn the_fake_refuses_more_than_300_candles_as_coinbase_does() {
 async fn the_fake_answers_newest_first() {
     let fake = FakeCoinbase::start().await;
 
-    let (_, body) = raw_get(&format!(
-        "{}/products/ETH-USD/candles?granularity=86400&start=2023-01-01T00:00:00Z&end=2023-01-05T23:59:59Z",
-        fake.base_url()
-    ))
-    .await;
+    let (_, body) = raw_daily_candles(&fake, "ETH-USD", day(2023, 1, 1), day(2023, 1, 5)).await;
     let rows: Vec<Vec<f64>> = serde_json::from_str(&body).unwrap();
 
     let times: Vec<f64> = rows.iter().map(|row| row[0]).collect();

@@ -10,7 +10,7 @@ use poem::web::Data;
 use poem::{Body, IntoResponse, Request, Response};
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Json, Payload};
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, ResponseContent, Union};
 use rust_decimal::Decimal;
@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use super::day::Day;
 use super::error::{ErrorBody, Refusal, refused};
 use super::hours::{
-    FourHourPrice, HourlyCoverageStats, HourlyPrice, HoursPerDay, blocks_csv, hours_csv,
+    FourHourPrice, HOURS_CSV_HEADER, HourlyCoverageStats, HourlyPrice, HoursPerDay,
 };
 use super::timeframe::{TimeframeParam, or_days};
 use super::{ApiState, ApiTags};
@@ -29,8 +29,9 @@ use crate::export::{self, Format, Span};
 use crate::registry::expected_hours;
 use crate::store::coins::{self, CoinRecord};
 use crate::store::gaps::{self, Coverage};
+use crate::store::hour_rows::{self, Rendering};
 use crate::store::second_source::{self, SourcedCandle};
-use crate::store::{days, hourly_coins, hourly_coverage, hourly_prices};
+use crate::store::{days, hourly_coins, hourly_coverage};
 
 /// The longest range one read may cover: twenty years, which bounds the size of an
 /// answer (and the calendar `coverage` generates) while covering all of BTC's history.
@@ -110,7 +111,7 @@ impl DataApi {
                 timeframe,
             );
         }
-        match Rows::read(&state.pool, &record.coin, range, timeframe).await {
+        match Rows::read(&state.pool, &record.coin, range, timeframe, format).await {
             Ok(rows) => PricesResponse::Ok(rows.body(format)),
             Err(e) => PricesResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
         }
@@ -353,8 +354,9 @@ impl ReadRange {
 /// The rows of a JSON or CSV answer, in their timeframe.
 enum Rows {
     Days(Vec<SourcedCandle>),
-    Hours(Vec<HourlyPrice>),
-    Blocks(Vec<FourHourPrice>),
+    /// Hours or `4h` blocks, rendered by the store in the answer's format
+    /// ([`hour_rows`]): JSON objects joined by commas, or CSV lines by newlines.
+    Rendered(String),
 }
 
 impl Rows {
@@ -364,48 +366,45 @@ impl Rows {
         coin: &Coin,
         range: ReadRange,
         timeframe: Timeframe,
+        format: PriceFormat,
     ) -> sqlx::Result<Rows> {
         let Some((start, end)) = range.queried(coin) else {
             return Ok(match timeframe {
                 Timeframe::Day => Rows::Days(Vec::new()),
-                Timeframe::Hour => Rows::Hours(Vec::new()),
-                Timeframe::FourHours => Rows::Blocks(Vec::new()),
+                _ => Rows::Rendered(String::new()),
             });
         };
         let hours = HourRange::of_days(start, end).expect("an ordered range");
+        let rendering = match format {
+            PriceFormat::Csv => Rendering::Csv,
+            _ => Rendering::Json,
+        };
         Ok(match timeframe {
             Timeframe::Day => {
                 Rows::Days(second_source::list_sourced(pool, coin.symbol, start, end).await?)
             }
-            Timeframe::Hour => Rows::Hours(
-                hourly_prices::list(pool, coin.symbol, hours)
-                    .await?
-                    .into_iter()
-                    .map(HourlyPrice::from)
-                    .collect(),
-            ),
-            Timeframe::FourHours => {
-                let now = Utc::now();
-                Rows::Blocks(
-                    hourly_prices::four_hour_blocks(pool, coin.symbol, hours)
-                        .await?
-                        .into_iter()
-                        .map(|block| FourHourPrice::of(block, now))
-                        .collect(),
-                )
+            Timeframe::Hour => {
+                Rows::Rendered(hour_rows::hours(pool, coin.symbol, hours, rendering).await?)
             }
+            Timeframe::FourHours => Rows::Rendered(
+                hour_rows::blocks(pool, coin.symbol, hours, Utc::now(), rendering).await?,
+            ),
         })
     }
 
     fn body(self, format: PriceFormat) -> PricesBody {
-        let csv = format == PriceFormat::Csv;
-        match self {
-            Rows::Days(days) if csv => PricesBody::Csv(Csv::of(&days)),
-            Rows::Hours(hours) if csv => PricesBody::Csv(hours_csv(&hours)),
-            Rows::Blocks(blocks) if csv => PricesBody::Csv(blocks_csv(&blocks)),
-            Rows::Days(days) => PriceList::of(days.into_iter().map(|d| PriceRow::Day(d.into()))),
-            Rows::Hours(hours) => PriceList::of(hours.into_iter().map(PriceRow::Hour)),
-            Rows::Blocks(blocks) => PriceList::of(blocks.into_iter().map(PriceRow::FourHours)),
+        match (self, format) {
+            (Rows::Days(days), PriceFormat::Csv) => PricesBody::Csv(Csv::of(&days)),
+            (Rows::Days(days), _) => PricesBody::Json(JsonPrices::Objects(Json(PriceList {
+                prices: days.into_iter().map(|d| PriceRow::Day(d.into())).collect(),
+            }))),
+            (Rows::Rendered(lines), PriceFormat::Csv) => {
+                let newline = if lines.is_empty() { "" } else { "\n" };
+                PricesBody::Csv(Csv(format!("{HOURS_CSV_HEADER}\n{lines}{newline}")))
+            }
+            (Rows::Rendered(objects), _) => {
+                PricesBody::Json(JsonPrices::Rendered(format!("{{\"prices\":[{objects}]}}")))
+            }
         }
     }
 }
@@ -710,11 +709,35 @@ pub struct PriceList {
     pub prices: Vec<PriceRow>,
 }
 
-impl PriceList {
-    fn of(rows: impl Iterator<Item = PriceRow>) -> PricesBody {
-        PricesBody::Json(Json(PriceList {
-            prices: rows.collect(),
-        }))
+/// A JSON answer of prices, `PriceList` either way: days as poem writes its objects, hours
+/// and blocks as the store renders them ([`hour_rows`]), which four years of hours need to
+/// stay fast.
+pub enum JsonPrices {
+    Objects(Json<PriceList>),
+    Rendered(String),
+}
+
+impl Payload for JsonPrices {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn schema_ref() -> MetaSchemaRef {
+        PriceList::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        PriceList::register(registry);
+    }
+}
+
+impl IntoResponse for JsonPrices {
+    fn into_response(self) -> Response {
+        match self {
+            JsonPrices::Objects(json) => json.into_response(),
+            JsonPrices::Rendered(text) => Response::builder()
+                .status(StatusCode::OK)
+                .content_type(Self::CONTENT_TYPE)
+                .body(text),
+        }
     }
 }
 
@@ -760,7 +783,7 @@ impl IntoResponse for Csv {
 
 #[derive(ResponseContent)]
 pub enum PricesBody {
-    Json(Json<PriceList>),
+    Json(JsonPrices),
     Csv(Csv),
     Parquet(File<ParquetType>),
     Feather(File<FeatherType>),

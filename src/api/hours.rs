@@ -6,9 +6,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use poem_openapi::{Enum, Object};
 use rust_decimal::Decimal;
 
-use super::data::{Csv, Source};
+use super::data::Source;
 use super::day::Day;
-use crate::domain::{BlockSource, FourHourCandle, HourRange, HourlyCandle, PriceSource};
+use crate::domain::{BlockSource, HourRange, PriceSource};
 use crate::store::hourly_coverage::{DayHours, HourlyCoverage};
 
 /// One stored UTC hour. Prices and volume are in USD, decimal strings.
@@ -45,23 +45,6 @@ pub struct HourlyPrice {
     /// The hour was not over when it was fetched: its close and volume may still change,
     /// and coverage counts it as missing until a later job replaces it.
     pub provisional: bool,
-}
-
-impl From<HourlyCandle> for HourlyPrice {
-    fn from(hour: HourlyCandle) -> Self {
-        HourlyPrice {
-            time: hour.hour.start(),
-            open: hour.open,
-            high: hour.high,
-            low: hour.low,
-            close: hour.close,
-            volume: hour.volume,
-            source: hour.source.into(),
-            disputed: hour.check.is_some_and(|c| c.disputed),
-            points: hour.points,
-            provisional: hour.provisional,
-        }
-    }
 }
 
 /// Where a `4h` block's hours came from.
@@ -114,80 +97,9 @@ pub struct FourHourPrice {
     pub provisional: bool,
 }
 
-impl FourHourPrice {
-    /// The block as the API shows it at `now`.
-    pub fn of(block: FourHourCandle, now: DateTime<Utc>) -> Self {
-        FourHourPrice {
-            provisional: block.provisional || !block.is_over(now),
-            time: block.time.start(),
-            open: block.open,
-            high: block.high,
-            low: block.low,
-            close: block.close,
-            volume: block.volume,
-            source: block.source.into(),
-            disputed: block.disputed,
-            hours: block.hours,
-        }
-    }
-}
-
-/// The CSV header of hours, INTERFACE's with `provisional` after it, as days carry it.
-const CSV_HEADER: &str = "time,open,high,low,close,volume,source,disputed,hours,provisional";
-
-/// `1h` rows as CSV: `hours` is 1.
-pub fn hours_csv(hours: &[HourlyPrice]) -> Csv {
-    csv_of(hours.iter().map(|h| {
-        let source = match h.source {
-            Source::Coingecko => "coingecko",
-            Source::Coinbase => "coinbase",
-        };
-        (
-            h.time,
-            [h.open, h.high, h.low, h.close, h.volume],
-            source,
-            h.disputed,
-            1,
-            h.provisional,
-        )
-    }))
-}
-
-/// `4h` rows as CSV.
-pub fn blocks_csv(blocks: &[FourHourPrice]) -> Csv {
-    csv_of(blocks.iter().map(|b| {
-        let source = match b.source {
-            BlockSourceName::Coingecko => "coingecko",
-            BlockSourceName::Coinbase => "coinbase",
-            BlockSourceName::Mixed => "mixed",
-        };
-        (
-            b.time,
-            [b.open, b.high, b.low, b.close, b.volume],
-            source,
-            b.disputed,
-            b.hours,
-            b.provisional,
-        )
-    }))
-}
-
-type CsvRow = (DateTime<Utc>, [Decimal; 5], &'static str, bool, u8, bool);
-
-fn csv_of(rows: impl ExactSizeIterator<Item = CsvRow>) -> Csv {
-    use std::fmt::Write;
-    let mut csv = String::with_capacity(96 * (rows.len() + 1));
-    csv.push_str(CSV_HEADER);
-    csv.push('\n');
-    for (time, [open, high, low, close, volume], source, disputed, hours, provisional) in rows {
-        let _ = writeln!(
-            csv,
-            "{},{open},{high},{low},{close},{volume},{source},{disputed},{hours},{provisional}",
-            time.format("%Y-%m-%dT%H:%M:%SZ"),
-        );
-    }
-    Csv(csv)
-}
+/// The CSV header of hours: INTERFACE's, with `provisional` after it as days carry it.
+pub const HOURS_CSV_HEADER: &str =
+    "time,open,high,low,close,volume,source,disputed,hours,provisional";
 
 /// A run of missing hours.
 #[derive(Debug, Clone, Object)]
@@ -366,27 +278,5 @@ mod tests {
         assert_eq!(days.missing, [12, 2, 10, 0]);
         assert_eq!(days.provisional, [0, 1, 0, 0]);
         assert_eq!(days.disputed, [0, 3, 0, 0]);
-    }
-
-    #[test]
-    fn csv_rows_of_hours_carry_source_disputed_hours_and_provisional() {
-        let at: DateTime<Utc> = "2024-01-01T04:00:00Z".parse().unwrap();
-        let row = FourHourPrice {
-            time: at,
-            open: Decimal::from(1),
-            high: Decimal::from(3),
-            low: Decimal::from(1),
-            close: Decimal::from(2),
-            volume: Decimal::new(125, 1),
-            source: BlockSourceName::Mixed,
-            disputed: true,
-            hours: 3,
-            provisional: false,
-        };
-        assert_eq!(
-            blocks_csv(&[row]).0,
-            "time,open,high,low,close,volume,source,disputed,hours,provisional\n\
-             2024-01-01T04:00:00Z,1,3,1,2,12.5,mixed,true,3,false\n"
-        );
     }
 }

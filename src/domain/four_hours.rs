@@ -6,10 +6,9 @@
 //! read moves a quarter of the rows; [`FourHourCandle::of_hours`] is the same rule over
 //! hours in memory, and the store's tests hold the two equal.
 
-use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::{HOURS_PER_BLOCK, Hour, HourlyCandle, PriceSource};
+use super::{Hour, HourlyCandle, PriceSource};
 
 /// Where a block's hours came from: one source when all agree, else `mixed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,13 +90,6 @@ impl FourHourCandle {
             }
         }
         blocks
-    }
-
-    /// Whether the block's last hour is over at `now`; a block that is not over may still
-    /// gain hours and change its close, so a read marks it provisional and the export
-    /// leaves it out.
-    pub fn is_over(&self, now: DateTime<Utc>) -> bool {
-        self.time.plus(HOURS_PER_BLOCK - 1).is_over(now)
     }
 
     /// Adds the block's next hour.
@@ -216,14 +208,6 @@ mod tests {
         assert_eq!(blocks[1].source, BlockSource::One(PriceSource::CoinGecko));
         assert!(!blocks[1].disputed);
         assert!(FourHourCandle::of_hours(&[]).is_empty());
-    }
-
-    #[test]
-    fn a_block_is_over_when_its_fourth_hour_is() {
-        let block = &FourHourCandle::of_hours(&[candle(4, PriceSource::Coinbase, 10)])[0];
-        assert!(!block.is_over(hour(7).start()));
-        assert!(!block.is_over(hour(7).start() + chrono::TimeDelta::minutes(59)));
-        assert!(block.is_over(hour(8).start()));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 use super::{QUEUE, task_id};
 use crate::shutdown::Shutdown;
-use crate::store::retention;
+use crate::store::{retention, stats};
 
 /// Rows of each table one transaction deletes at most: a few milliseconds of locks.
 pub const BATCH: i64 = 500;
@@ -35,37 +35,45 @@ pub struct Pruned {
     pub locked: bool,
 }
 
-/// Prunes at start and then every hour until `shutdown`; `None` days: keeps everything.
+/// Prunes at start and then every hour until `shutdown` (`None` days: keeps everything),
+/// and each time folds the jobs' status counts (`store::stats::compact_job_counts`).
 pub async fn run_retention(pool: PgPool, days: Option<u32>, shutdown: Shutdown) {
-    let Some(days) = days else {
+    if days.is_none() {
         tracing::info!(
             "JOB_RETENTION_DAYS is 0: finished jobs, ticks and imports are kept forever"
         );
-        return;
-    };
+    }
     loop {
-        let began = Instant::now();
-        match prune(&pool, days, BATCH, &shutdown).await {
-            Ok(pruned) if pruned.jobs + pruned.ticks + pruned.imports > 0 => {
-                tracing::info!(
-                    days,
-                    jobs = pruned.jobs,
-                    ticks = pruned.ticks,
-                    imports = pruned.imports,
-                    batches = pruned.batches,
-                    took_ms = began.elapsed().as_millis() as u64,
-                    "deleted finished work older than JOB_RETENTION_DAYS"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "could not prune finished work; trying again later")
-            }
+        if let Err(e) = stats::compact_job_counts(&pool).await {
+            tracing::warn!(error = %e, "could not fold the jobs' status counts; trying again later");
+        }
+        if let Some(days) = days {
+            prune_logged(&pool, days, &shutdown).await;
         }
         tokio::select! {
             () = tokio::time::sleep(EVERY) => {}
             () = shutdown.recv() => return,
         }
+    }
+}
+
+/// One pruning, its outcome logged.
+async fn prune_logged(pool: &PgPool, days: u32, shutdown: &Shutdown) {
+    let began = Instant::now();
+    match prune(pool, days, BATCH, shutdown).await {
+        Ok(pruned) if pruned.jobs + pruned.ticks + pruned.imports > 0 => {
+            tracing::info!(
+                days,
+                jobs = pruned.jobs,
+                ticks = pruned.ticks,
+                imports = pruned.imports,
+                batches = pruned.batches,
+                took_ms = began.elapsed().as_millis() as u64,
+                "deleted finished work older than JOB_RETENTION_DAYS"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not prune finished work; trying again later"),
     }
 }
 

@@ -291,16 +291,18 @@ impl Scheduler {
         let Some(record) = coins::get(&self.pool, hourly.symbol).await? else {
             return Ok(false);
         };
-        let Some(from) = lagging_from(&record.coin, hourly, reach, now) else {
-            return Ok(false);
-        };
-        if let Some(credits) = &self.credits
-            && !purse.pay(hour_job_calls(credits, &record.mapping, from, now))
+        if let Some(from) = lagging_from(&record.coin, hourly, reach, now).filter(|_| hourly.hourly)
         {
-            acted.coins_behind += 1;
-            acted.coins_unaffordable += 1;
-            tracing::debug!(symbol = %hourly.symbol, "hourly coin behind but the month's credits cannot pay for it; left to next month");
-            return Ok(true);
+            let paid = (&record, from.date());
+            if !purse
+                .pay_for_hours(self.credits.as_ref(), paid, now.date_naive())
+                .await?
+            {
+                acted.coins_behind += 1;
+                acted.coins_unaffordable += 1;
+                tracing::debug!(symbol = %hourly.symbol, "hourly coin behind but the month's credits cannot pay for it; left to next month");
+                return Ok(true);
+            }
         }
         let synced = bring_hours_up_to_date(
             &self.pool,
@@ -313,23 +315,6 @@ impl Scheduler {
         .await;
         count(hourly.symbol, "hours", synced, acted)
     }
-}
-
-/// What a tick's job for an hourly coin lagging from `from` may cost in CoinGecko calls, at
-/// most: the windows of its days from `from`'s through today when its hours are built from
-/// CoinGecko's points, else those of its days before today (which may be missing; a job the
-/// schedule queued fetches no day of today for its own sake). Hours from Coinbase cost none.
-fn hour_job_calls(
-    credits: &Credits,
-    mapping: &crate::store::second_source::Mapping,
-    from: Hour,
-    now: DateTime<Utc>,
-) -> i64 {
-    let from_coingecko = credits.fallback == crate::config::FallbackSource::Off
-        || mapping.usable_product().is_none();
-    let days = (now.date_naive() - from.date()).num_days() + i64::from(from_coingecko);
-    let days = u64::try_from(days).unwrap_or(0);
-    i64::try_from(days.div_ceil(u64::from(credits.chunk_days.max(1)))).unwrap_or(i64::MAX)
 }
 
 /// Counts in `acted` what bringing `symbol`'s `what` (days, hours) up to date did; true when

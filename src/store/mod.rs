@@ -11,6 +11,7 @@ pub mod days;
 mod decode;
 pub mod final_hours;
 pub mod gaps;
+pub mod hour_rows;
 pub mod hourly_coins;
 pub mod hourly_coverage;
 pub mod hourly_figures;

@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 use crate::support::{
     Harness, admin_url, days_before_today, free_port, output_text, price_history_command,
-    spawn_service,
+    spawn_service, sql,
 };
 
 fn price_history(h: &Harness) -> Command {
@@ -112,10 +112,11 @@ async fn backfill_stores_1461_days_with_17_calls_and_exits_0() {
 #[tokio::test]
 async fn backfill_of_an_hourly_coin_says_its_hours_in_the_summary() {
     let h = Harness::new().await;
-    sqlx::query("UPDATE coins SET hourly = true WHERE symbol = 'BTC'")
-        .execute(h.pool())
-        .await
-        .unwrap();
+    sql(
+        h.pool(),
+        "UPDATE coins SET hourly = true WHERE symbol = 'BTC'",
+    )
+    .await;
 
     let output = backfill(
         &mut price_history(&h),
@@ -476,10 +477,5 @@ async fn a_sigterm_while_the_process_waits_for_postgresql_at_start_exits_0() {
 
     api.signal("TERM");
 
-    assert_eq!(
-        api.exit_code(Duration::from_secs(10)).await,
-        Some(0),
-        "{}",
-        api.output()
-    );
+    api.exits_0(Duration::from_secs(10)).await;
 }

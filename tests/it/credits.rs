@@ -211,6 +211,54 @@ async fn a_tick_over_budget_queues_only_what_fits_and_takes_up_the_rest_next_mon
     );
 }
 
+#[tokio::test]
+async fn a_tick_over_budget_pays_for_the_hours_of_hourly_coins_too() {
+    let h = harness(10).await;
+    let symbols = [
+        Symbol::BTC,
+        h.register("ETH", "ethereum").await,
+        h.register("SOL", "solana").await,
+    ];
+    // Hourly, untracked coins whose hours (built from CoinGecko's points: no second source
+    // here) stop three hours ago: each one's hours job is one CoinGecko window.
+    for symbol in symbols {
+        sqlx::query("UPDATE coins SET hourly = true WHERE symbol = $1")
+            .bind(symbol.as_str())
+            .execute(h.pool())
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO hourly_prices (symbol, hour, open, high, low, close, volume, source, points) \
+             SELECT $1, hour, 1, 1, 1, 1, 0, 'coingecko', 1 FROM generate_series( \
+                 date_trunc('hour', now()) - interval '30 hours', \
+                 date_trunc('hour', now()) - interval '3 hours', interval '1 hour') hour",
+        )
+        .bind(symbol.as_str())
+        .execute(h.pool())
+        .await
+        .unwrap();
+    }
+    let month = CreditMonth::of(Utc::now()).first_day();
+    monthly_credits::set_used(h.pool(), PriceSource::CoinGecko, "none", month, 8)
+        .await
+        .unwrap();
+    let (_stop, running) = Shutdown::new();
+
+    let acted = scheduler(&h, Clock::SYSTEM)
+        .act_on(Utc::now(), false, &running)
+        .await
+        .unwrap()
+        .done()
+        .expect("acted on");
+
+    assert_eq!(
+        (acted.jobs_queued, acted.coins_unaffordable),
+        (2, 1),
+        "two credits pay for two coins' hours, the third waits: {acted:?}"
+    );
+    assert_eq!(h.jobs_by(Trigger::Schedule).await.len(), 2);
+}
+
 /// A scheduler on `clock` whose credits are counted on the same clock (as `startup` wires
 /// them, from `PH_SYNC_CLOCK_OFFSET_MS`).
 fn scheduler(h: &Harness, clock: Clock) -> Scheduler {
@@ -289,4 +337,85 @@ async fn bad_monthly_credits_or_retention_stop_the_process_with_a_sentence() {
         assert!(output.contains(name), "{output}");
         assert!(output.contains("whole number"), "{output}");
     }
+}
+
+/// Spends the whole month of `limit` credits (the key `none`), as other processes would have.
+async fn spend_the_month(h: &Harness, limit: i64) {
+    let month = CreditMonth::of(Utc::now()).first_day();
+    monthly_credits::set_used(h.pool(), PriceSource::CoinGecko, "none", month, limit)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn backfill_exits_2_naming_the_reset_day_when_the_month_cannot_pay() {
+    let h = Harness::new().await;
+    spend_the_month(&h, 20).await;
+    let (start, end) = four_years();
+    let output = crate::support::price_history_command(&h.db.url, &h.fake.base_url())
+        .env("COINGECKO_CALLS_PER_MONTH", "20")
+        .args(["backfill", "--start-date", &start.to_string()])
+        .args(["--end-date", &end.to_string()])
+        .output()
+        .await
+        .unwrap();
+    let said = crate::support::output_text(&output);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(said.contains("monthly_credits_exhausted"), "{said}");
+    assert!(said.contains(&first_of_next_month().to_string()), "{said}");
+    assert_eq!(h.fake.call_count(), 0);
+    assert_eq!(h.rows("ingestion_jobs").await, 0, "nothing queued");
+}
+
+#[tokio::test]
+async fn a_coin_check_the_month_cannot_pay_for_is_a_429_and_nothing_is_registered() {
+    let h = harness(20).await;
+    spend_the_month(&h, 20).await;
+    let api = TestApi::start(&h).await;
+    let refused = api
+        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
+        .await;
+    refused.assert_status(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.error_code(), "monthly_credits_exhausted");
+    let reset_day = first_of_next_month().to_string();
+    assert_eq!(refused.json()["resets_on"], reset_day.as_str());
+    assert_eq!(h.fake.call_count(), 0);
+    assert_eq!(h.rows("coins").await, 1, "only BTC");
+}
+
+#[tokio::test]
+async fn turning_tracking_on_and_track_top_answer_with_the_monthly_cost_and_warn_over_the_month() {
+    let mut h = harness(100).await;
+    h.settings.sync_schedule = "0 40 0 * * *".parse().unwrap();
+    let api = TestApi::start(&h).await;
+
+    let tracked = api
+        .put_coin("BTC", json!({"coingecko_id": "bitcoin", "tracked": true}))
+        .await;
+    tracked.assert_status(StatusCode::OK);
+    let cost = &tracked.json()["tracking_cost"];
+    assert_eq!(cost["tracked_coins"], 1, "{cost}");
+    assert_eq!(cost["tracked_monthly_estimate"], 30, "a call a day: {cost}");
+    assert_eq!(cost["calls_per_month"], 100, "{cost}");
+    assert!(cost["warning"].is_null(), "{cost}");
+    let untouched = api
+        .put_coin("BTC", json!({"coingecko_id": "bitcoin", "tracked": true}))
+        .await;
+    assert!(
+        untouched.json().get("tracking_cost").is_none(),
+        "only when turned on"
+    );
+
+    let import = api
+        .post("/api/v1/coins/track-top", Some(json!({"n": 5})), None)
+        .await;
+    import.assert_status(StatusCode::ACCEPTED);
+    let cost = &import.json()["tracking_cost"];
+    assert_eq!(cost["tracked_coins"], 6, "at most five more: {cost}");
+    assert_eq!(cost["tracked_monthly_estimate"], 180, "{cost}");
+    let warning = cost["warning"].as_str().expect("over the month");
+    assert!(
+        warning.contains("180") && warning.contains("100"),
+        "{warning}"
+    );
 }

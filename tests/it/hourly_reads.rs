@@ -206,6 +206,21 @@ async fn four_hour_rows_equal_the_aggregate_of_the_hour_rows_including_partial_a
             "volume"
         ]
     );
+    assert_eq!(
+        blocks[0].as_object().unwrap().keys().collect::<Vec<_>>(),
+        [
+            "close",
+            "disputed",
+            "high",
+            "hours",
+            "low",
+            "open",
+            "provisional",
+            "source",
+            "time",
+            "volume"
+        ]
+    );
     let expected = blocks_of(&hours);
     assert_eq!(blocks.len(), expected.len());
     for (block, expected) in blocks.iter().zip(&expected) {

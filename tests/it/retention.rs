@@ -152,6 +152,31 @@ async fn pruning_deletes_exactly_the_old_finished_work_and_nothing_active() {
         "prices are never touched"
     );
 
+    // The status counts /metrics reads follow the deletions and every change before.
+    let counted = price_history::store::stats::jobs_by_status(h.pool())
+        .await
+        .unwrap();
+    let actual: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status::text, count(*) FROM ingestion_jobs GROUP BY status ORDER BY status",
+    )
+    .fetch_all(h.pool())
+    .await
+    .unwrap();
+    let counted: Vec<(String, i64)> = counted
+        .into_iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|(status, n)| (status.to_string(), n))
+        .collect();
+    assert_eq!(counted, actual);
+    price_history::store::stats::compact_job_counts(h.pool())
+        .await
+        .unwrap();
+    let folded: i64 = sqlx::query_scalar("SELECT count(*) FROM job_status_deltas")
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    assert!(folded <= 6, "one row per status: {folded}");
+
     // Nothing more to do the second time.
     let again = queue::prune(h.pool(), 30, 2, &live).await.unwrap();
     assert_eq!((again.jobs, again.ticks, again.imports), (0, 0, 0));

@@ -1,7 +1,7 @@
 // The price chart (Lightweight Charts): candles of one timeframe (1d, 4h or 1h), disputed
 // candles marked, each source's volume in a pane of its own on a scale of its own, a
 // legend that says what each volume measures, and a readout under the crosshair. app.js
-// hands it the rows of GET /api/v1/prices; it reads nothing itself.
+// hands it the rows of GET /api/v1/prices (from its CSV); it reads nothing itself.
 //
 // Why a pane per source: CoinGecko's volume is the whole market's 24-hour volume,
 // Coinbase's one exchange's, often 10-100x smaller. On one scale the place where the
@@ -27,6 +27,9 @@ window.PriceChart = (function () {
   var DOWN = '#dc2626';
   var DISPUTED = '#c026d3';
   var PROVISIONAL = '#9ca3af';
+  // Hours and four-hour blocks open on their latest 720 (30 days of 1h, 120 of 4h), wide
+  // enough to read; the rest are a drag or a zoom away. Days open on the whole range.
+  var HOURS_SHOWN = 720;
 
   // The price axis never runs below zero: the range is the candles' own, padded by 6 %,
   // with the padding under the lowest low cut at zero. The scale's margins are zero, so
@@ -57,8 +60,12 @@ window.PriceChart = (function () {
 
   function create(container, legend, readout) {
     var LC = window.LightweightCharts;
+    // Drawn first at the container's size as it is, then kept to it by a ResizeObserver:
+    // with Lightweight Charts' autoSize the first paint waited a frame for the observer's
+    // first answer.
     var chart = LC.createChart(container, {
-      autoSize: true,
+      width: container.clientWidth,
+      height: container.clientHeight,
       layout: { background: { color: '#ffffff' }, textColor: '#1f2933', panes: { separatorColor: '#d5dbe3' } },
       grid: { vertLines: { color: '#eef1f5' }, horzLines: { color: '#eef1f5' } },
       rightPriceScale: { borderVisible: false },
@@ -71,10 +78,19 @@ window.PriceChart = (function () {
     candles.priceScale().applyOptions({ scaleMargins: { top: 0, bottom: 0 } });
     var marks = LC.createSeriesMarkers(candles, []);
     var self = {
+      width: container.clientWidth, height: container.clientHeight,
       chart: chart, candles: candles, marks: marks, volumes: [], rows: [], times: null,
       timeframe: '1d', legend: legend, readout: readout
     };
     chart.subscribeCrosshairMove(function (param) { showReadout(self, param); });
+    new ResizeObserver(function (entries) {
+      var box = entries[0].contentRect;
+      var width = Math.floor(box.width);
+      var height = Math.floor(box.height);
+      if (width !== self.width || height !== self.height) chart.resize(width, height);
+      self.width = width;
+      self.height = height;
+    }).observe(container);
     return self;
   }
 
@@ -106,7 +122,7 @@ window.PriceChart = (function () {
       }
       perSource[source].push({ time: time, value: +row.volume });
       if (row.disputed) {
-        disputed.push({ time: time, position: 'aboveBar', shape: 'arrowDown', color: DISPUTED, size: 0.6 });
+        disputed.push({ time: time, position: 'aboveBar', shape: 'arrowDown', color: DISPUTED });
       }
     }
     self.rows = rows;
@@ -116,7 +132,11 @@ window.PriceChart = (function () {
     self.candles.setData(bars);
     self.marks.setMarkers(disputed);
     drawVolumes(self, perSource, order);
-    self.chart.timeScale().fitContent();
+    if (timeframe !== '1d' && n > HOURS_SHOWN) {
+      self.chart.timeScale().setVisibleLogicalRange({ from: n - HOURS_SHOWN, to: n + 1 });
+    } else {
+      self.chart.timeScale().fitContent();
+    }
     renderLegend(self, order, disputed.length);
     return n;
   }
@@ -182,8 +202,7 @@ window.PriceChart = (function () {
     var when = row.date || row.time.replace('T', ' ').slice(0, 16) + ' UTC';
     self.readout.textContent = when + ' · O ' + row.open + ' H ' + row.high + ' L ' + row.low + ' C ' + row.close +
       ' · volume ' + Math.round(+row.volume).toLocaleString('en') + ' USD from ' + look.name + ' (' + look.says + ')' +
-      (row.hours ? ' · ' + row.hours + ' of 4 hours' : '') +
-      (row.points ? ' · built from ' + row.points + ' CoinGecko price' + (row.points === 1 ? '' : 's') : '') +
+      (self.timeframe === '4h' ? ' · ' + row.hours + ' of 4 hours' : '') +
       (row.disputed ? " · disputed: CoinGecko's price lies outside this candle's band" : '') +
       (row.provisional ? ' · provisional' : '');
   }
