@@ -270,8 +270,9 @@ impl Scheduler {
     }
 
     /// Brings one hourly coin's hours up to the last complete hour, counting in `acted`
-    /// what that took. True when it was behind (a job queued, or one active). A coin whose figures show its
-    /// last complete hour accounted for costs no query at all.
+    /// what that took. True when it was behind (a job queued, one active, or one the month's
+    /// credits cannot pay for). A coin whose figures show its last complete hour accounted
+    /// for costs no query at all.
     async fn look_at_hours(
         &self,
         hourly: &HourlyCoin,

@@ -401,7 +401,7 @@ fn scheduler(h: &Harness, offset_minutes: i64) -> Scheduler {
         reach: h.ingestor().reach,
         max_attempts: 3,
         name: "test".to_owned(),
-        credits: None,
+        credits: Some(h.app().credits()),
     }
 }
 
@@ -598,4 +598,37 @@ async fn hours_before_the_products_first_daily_candle_cost_no_call_even_the_firs
         Some(hour_of(listed_day, 0)),
         "kept for every reader of the coin's hours"
     );
+}
+
+#[tokio::test]
+async fn a_tick_leaves_an_hourly_coin_whose_coingecko_windows_the_months_credits_cannot_pay_for() {
+    let mut h = hourly_btc_on_a_365_day_plan().await;
+    h.settings.coingecko_calls_per_month = Some("10".to_owned());
+    second_source::set_product(h.pool(), Symbol::BTC, None)
+        .await
+        .unwrap();
+    tracked_from_two_days_ago(&h).await;
+    let month = price_history::domain::CreditMonth::of(Utc::now()).first_day();
+    price_history::store::monthly_credits::set_used(
+        h.pool(),
+        PriceSource::CoinGecko,
+        "none",
+        month,
+        10,
+    )
+    .await
+    .unwrap();
+
+    let acted = tick(&h, 0, 30).await;
+
+    assert_eq!(
+        (
+            acted.jobs_queued,
+            acted.coins_behind,
+            acted.coins_unaffordable
+        ),
+        (0, 1, 1),
+        "its hours are built from CoinGecko's windows: none is left this month"
+    );
+    assert!(h.jobs_by(Trigger::Schedule).await.is_empty());
 }
