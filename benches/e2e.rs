@@ -41,6 +41,8 @@ mod private_postgres;
 mod scale;
 #[path = "e2e/schedule.rs"]
 mod schedule;
+#[path = "e2e/year.rs"]
+mod year;
 
 /// Sizes of one run.
 struct Sizes {
@@ -237,10 +239,11 @@ impl Bench {
                 "second-source" => self.second_source(sizes, report).await,
                 "export" => self.export(sizes, report).await,
                 "hourly-job" => self.hourly_job(sizes, report).await,
+                "year" => self.year(sizes, report).await,
                 "page" => self.page(sizes, report).await,
                 other => {
                     bail!(
-                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly-job, page"
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly-job, year, page"
                     )
                 }
             };
@@ -257,6 +260,7 @@ impl Bench {
         self.scale(sizes, report).await?;
         self.export(sizes, report).await?;
         self.hourly_job(sizes, report).await?;
+        self.year(sizes, report).await?;
         Ok(())
     }
 

@@ -55,7 +55,11 @@
 //!   a directory, the API streams the Parquet and Feather ones.
 //! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues (the
 //!   missing days of tracked coins, the hours of hourly coins up to the last complete
-//!   hour), catch-up.
+//!   hour; only what the month's credits pay for, `schedule::credits`), catch-up.
+//! - [`credits`]: the month's CoinGecko credits said before they are spent: what is used and
+//!   left over every process, what a job or the tracked coins cost, whether a job is
+//!   affordable. The credits themselves are taken per attempt by `upstream::budget`
+//!   (`store::monthly_credits`); `queue::retention` deletes old finished work.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document; reads in
 //!   three timeframes (`1d`, `4h`, `1h`).
 //! - [`startup`]: settings in, a running service out: the one place that migrates the
@@ -81,6 +85,7 @@ pub mod cli;
 pub mod coinbase;
 pub mod coingecko;
 pub mod config;
+pub mod credits;
 pub mod domain;
 pub mod export;
 pub mod ingest;

@@ -69,6 +69,21 @@ impl JobsApi {
                     return SubmitResponse::BadRequest(ErrorBody::json(e.code(), e.to_string()));
                 }
             };
+        match state
+            .credits
+            .afford_job(&coin, range, request.force, today_utc())
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(refused)) => {
+                return SubmitResponse::TooManyRequests(ErrorBody::monthly_credits_exhausted(
+                    &refused,
+                ));
+            }
+            Err(e) => {
+                return SubmitResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+            }
+        }
         let job = NewJob {
             id: Uuid::now_v7(),
             symbol,
@@ -560,6 +575,11 @@ pub enum SubmitResponse {
     /// The body is not `application/json`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
+    /// `monthly_credits_exhausted`: what is left of the month's CoinGecko credits
+    /// (`COINGECKO_CALLS_PER_MONTH`) does not cover the job's planned calls; `resets_on`
+    /// names the day they reset. Nothing was queued.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>),
     /// The database is not answering; nothing was queued. Submit again later.
     #[oai(status = 503)]
     ServiceUnavailable(Json<ErrorBody>),

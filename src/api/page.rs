@@ -24,7 +24,7 @@ pub struct Asset {
 }
 
 /// Everything the page loads, the page first.
-pub const ASSETS: [Asset; 7] = [
+pub const ASSETS: [Asset; 8] = [
     Asset::new("/", HTML, include_str!("page/index.html")),
     Asset::new("/assets/app.css", CSS, include_str!("page/app.css")),
     Asset::new(
@@ -43,6 +43,11 @@ pub const ASSETS: [Asset; 7] = [
         include_str!("page/chart.js"),
     ),
     Asset::new("/assets/app.js", JAVASCRIPT, include_str!("page/app.js")),
+    Asset::new(
+        "/assets/budget.js",
+        JAVASCRIPT,
+        include_str!("page/budget.js"),
+    ),
     Asset::new(
         "/assets/lightweight-charts.standalone.production.js",
         JAVASCRIPT,

@@ -19,7 +19,6 @@ use crate::startup::{self, Application};
 use crate::store::coins;
 use crate::store::ingestion_jobs::{self, JobFollower, JobRecord, NewJob};
 use crate::store::job_hours::{self, JobHours};
-use sqlx::PgPool;
 
 /// How long to wait before following the job again after the database failed to answer.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -41,7 +40,7 @@ pub(super) async fn run(
     let Some(app) = super::build(settings, startup::POOL_SIZE, &shutdown).await? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let job = match new_job(&app.pool, symbol, (start, end), force).await? {
+    let job = match new_job(&app, symbol, (start, end), force).await? {
         Ok(job) => job,
         Err(refused) => return Ok(refuse(&refused)),
     };
@@ -73,26 +72,33 @@ pub(super) async fn run(
 /// The job `backfill` asks for, or why it is refused: the coin must be registered, and
 /// the range fit its rules.
 async fn new_job(
-    pool: &PgPool,
+    app: &Application,
     symbol: Symbol,
     (start, end): (NaiveDate, NaiveDate),
     force: bool,
 ) -> anyhow::Result<Result<NewJob, String>> {
-    let Some(coin) = coins::get(pool, symbol).await? else {
+    let Some(coin) = coins::get(&app.pool, symbol).await? else {
         return Ok(Err(format!(
             "{symbol} is not a registered coin: register it with `price-history coins add {symbol} COINGECKO_ID`, \
              or pick one of `price-history coins list`"
         )));
     };
-    Ok(DateRange::for_coin(&coin.coin, start, end, today_utc())
-        .map(|range| NewJob {
-            id: Uuid::now_v7(),
-            symbol,
-            range,
-            force,
-            trigger: Trigger::Cli,
-        })
-        .map_err(|e| e.to_string()))
+    let today = today_utc();
+    let range = match DateRange::for_coin(&coin.coin, start, end, today) {
+        Ok(range) => range,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let credits = app.credits();
+    if let Err(refused) = credits.afford_job(&coin.coin, range, force, today).await? {
+        return Ok(Err(format!("monthly_credits_exhausted: {refused}")));
+    }
+    Ok(Ok(NewJob {
+        id: Uuid::now_v7(),
+        symbol,
+        range,
+        force,
+        trigger: Trigger::Cli,
+    }))
 }
 
 /// Runs job `id` with a worker in this process, following it with a progress bar, until

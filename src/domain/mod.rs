@@ -64,6 +64,7 @@ pub(crate) use {stored_as_text, text_form};
 mod candle;
 mod clock;
 mod coin;
+mod credit_month;
 mod date_range;
 mod deviation;
 mod dispute;
@@ -84,6 +85,7 @@ mod trigger;
 pub use candle::DailyCandle;
 pub use clock::Clock;
 pub use coin::{Coin, CoinGeckoId, InvalidCoinGeckoId, MAX_COINGECKO_ID_LEN};
+pub use credit_month::CreditMonth;
 pub use date_range::{DateRange, MAX_RANGE_DAYS, RangeError, day_runs, today_utc};
 pub use deviation::{
     DEVIATION_SAMPLE_DAYS, Deviation, MappingVerdict, judge_mapping, median_deviation,

@@ -48,18 +48,25 @@
 //! (`run_at`) do not fit either: a tick's work is decided when it is due, from the data.
 
 use std::collections::HashSet;
+
+mod credits;
+
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 
+use crate::credits::Credits;
 use crate::domain::PlanReach;
 use crate::domain::{Hour, Symbol, Trigger};
 use crate::ingest::Reach;
-use crate::registry::{CoinSync, SyncError, bring_hours_up_to_date, bring_up_to_date};
+use crate::registry::{
+    CoinSync, SyncError, bring_hours_up_to_date, bring_up_to_date, lagging_from,
+};
 use crate::shutdown::Shutdown;
 use crate::store::hourly_coins::{self, HourlyCoin};
 use crate::store::{coin_figures, coins, sync_schedule, sync_schedule::TickRecord};
+use credits::Purse;
 
 // The schedule's expression and clock are plain values (`config` parses them): `domain`.
 pub use crate::domain::{Clock, DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
@@ -80,6 +87,9 @@ pub struct Scheduler {
     pub max_attempts: u32,
     /// Recorded in `sync_ticks.acted_by`: this process's worker name.
     pub name: String,
+    /// The month's CoinGecko credits: a tick queues only what they pay for. `None`: no
+    /// monthly limit is looked at.
+    pub credits: Option<Credits>,
 }
 
 impl Scheduler {
@@ -172,6 +182,7 @@ impl Scheduler {
             catch_up,
             ..TickRecord::default()
         };
+        let mut purse = Purse::open(self.credits.as_ref()).await?;
         // One query for every hourly coin and its figures; only those behind get a job.
         let mut hours_queued = HashSet::new();
         for hourly in hourly_coins::hourly(&self.pool).await? {
@@ -180,7 +191,10 @@ impl Scheduler {
                 tracing::info!(%tick, "stopping in the middle of a tick: the next process to act finishes it");
                 return Ok(Acted::Stopped);
             }
-            if self.look_at_hours(&hourly, reach, now, &mut acted).await? {
+            if self
+                .look_at_hours(&hourly, (reach, now), &mut purse, &mut acted)
+                .await?
+            {
                 hours_queued.insert(hourly.symbol);
             }
         }
@@ -202,15 +216,20 @@ impl Scheduler {
                     "stopping in the middle of a tick: the next process to act finishes it");
                 return Ok(Acted::Stopped);
             }
-            if self.look_at(symbol, reach, today, &mut acted).await? {
+            if self
+                .look_at(symbol, (reach, today), &mut purse, &mut acted)
+                .await?
+            {
                 gap_queries += 1;
             }
         }
         sync_schedule::record(&mut tx, tick, &self.name, acted).await?;
         tx.commit().await?;
+        purse.say_unaffordable(acted.coins_unaffordable);
         tracing::info!(%tick, catch_up, coins_tracked = acted.coins_tracked, gap_queries,
             coins_behind = acted.coins_behind, jobs_queued = acted.jobs_queued,
-            coins_busy = acted.coins_busy, "acted on a tick of the sync schedule");
+            coins_busy = acted.coins_busy, coins_unaffordable = acted.coins_unaffordable,
+            "acted on a tick of the sync schedule");
         Ok(Acted::Done(acted))
     }
 
@@ -220,8 +239,8 @@ impl Scheduler {
     async fn look_at(
         &self,
         symbol: Symbol,
-        reach: PlanReach,
-        today: NaiveDate,
+        (reach, today): (PlanReach, NaiveDate),
+        purse: &mut Purse,
         acted: &mut TickRecord,
     ) -> anyhow::Result<bool> {
         let Some(record) = coins::get(&self.pool, symbol).await? else {
@@ -229,6 +248,13 @@ impl Scheduler {
         };
         if !record.coin.tracked {
             return Ok(false);
+        }
+        let credits = self.credits.as_ref();
+        if !purse.pay_for(credits, &record.coin, reach, today).await? {
+            acted.coins_behind += 1;
+            acted.coins_unaffordable += 1;
+            tracing::debug!(%symbol, "tracked coin behind but the month's credits cannot pay for it; left to next month");
+            return Ok(true);
         }
         let synced = bring_up_to_date(
             &self.pool,
@@ -249,8 +275,8 @@ impl Scheduler {
     async fn look_at_hours(
         &self,
         hourly: &HourlyCoin,
-        reach: PlanReach,
-        now: DateTime<Utc>,
+        (reach, now): (PlanReach, DateTime<Utc>),
+        purse: &mut Purse,
         acted: &mut TickRecord,
     ) -> anyhow::Result<bool> {
         let last_complete = Hour::last_complete(now);
@@ -264,6 +290,19 @@ impl Scheduler {
         let Some(record) = coins::get(&self.pool, hourly.symbol).await? else {
             return Ok(false);
         };
+        if let Some(from) = lagging_from(&record.coin, hourly, reach, now).filter(|_| hourly.hourly)
+        {
+            let paid = (&record, from.date());
+            if !purse
+                .pay_for_hours(self.credits.as_ref(), paid, now.date_naive())
+                .await?
+            {
+                acted.coins_behind += 1;
+                acted.coins_unaffordable += 1;
+                tracing::debug!(symbol = %hourly.symbol, "hourly coin behind but the month's credits cannot pay for it; left to next month");
+                return Ok(true);
+            }
+        }
         let synced = bring_hours_up_to_date(
             &self.pool,
             (&record.coin, hourly),

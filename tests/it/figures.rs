@@ -213,6 +213,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         reach: h.ingestor().reach,
         max_attempts: 3,
         name: "figures-test".to_owned(),
+        credits: None,
     };
     // Never raised: every tick is acted on whole.
     let (_stop, running) = Shutdown::new();

@@ -401,6 +401,7 @@ fn scheduler(h: &Harness, offset_minutes: i64) -> Scheduler {
         reach: h.ingestor().reach,
         max_attempts: 3,
         name: "test".to_owned(),
+        credits: None,
     }
 }
 

@@ -166,6 +166,7 @@ impl Harness {
             coingecko_base_url: fake.base_url(),
             coingecko_api_key: None,
             coingecko_calls_per_minute: NonZeroU32::new(6000).expect("non-zero"),
+            coingecko_calls_per_month: None,
             coingecko_history_days: None,
             coingecko_chunk_days: 90,
             coingecko_max_retries: 3,
@@ -175,6 +176,7 @@ impl Harness {
             job_lease_secs: 30,
             api_token: None,
             event_streams_max: 256,
+            job_retention_days: "30".to_owned(),
             log_format: LogFormat::Text,
             // Off unless a test turns it on (`with_coinbase`).
             fallback_source: price_history::config::FallbackSource::Off,

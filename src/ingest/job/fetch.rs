@@ -1,5 +1,6 @@
 //! Step 1: fetch what the plan asks for, from the job's own source. When the source
-//! teaches a reach, the windows not fetched are planned again within it, once.
+//! teaches a reach, the windows not fetched are planned again within it, once. When the
+//! month's credits run out, the rest is left for the report to name.
 
 use std::ops::ControlFlow;
 
@@ -7,7 +8,7 @@ use chrono::NaiveDate;
 
 use super::window::WindowEnd;
 use super::{JobError, Outcome, Run};
-use crate::ingest::{PriceSource, Window, windows_for_days, windows_for_range};
+use crate::ingest::{PriceSource, SourceError, Window, windows_for_days, windows_for_range};
 
 /// How a batch of windows ended.
 enum Batch {
@@ -103,6 +104,10 @@ impl<S: PriceSource> Run<'_, S> {
         for (i, window) in windows.iter().enumerate() {
             match self.window(window).await? {
                 WindowEnd::Stored(_) => {}
+                WindowEnd::Failed(SourceError::OutOfCredits(why)) => {
+                    self.shortfalls.out_of_credits = Some(why);
+                    return Ok(Batch::Done);
+                }
                 WindowEnd::Failed(e) => return Err(e.into()),
                 WindowEnd::Stop(outcome) => return Ok(Batch::Stopped(outcome)),
                 WindowEnd::BeyondReach(days) => {

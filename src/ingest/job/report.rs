@@ -21,6 +21,8 @@ pub(super) struct Shortfalls {
     pub(super) failed_fills: Vec<(Window, String)>,
     /// What became of the second source, when it had out-of-plan days to fill.
     pub(super) second_source: Option<SecondSourceEnd>,
+    /// Why the job stopped asking CoinGecko: the month's credits were spent.
+    pub(super) out_of_credits: Option<String>,
 }
 
 /// How the second source's step ended, for the final message.
@@ -83,6 +85,9 @@ fn finished(
         }
     }
     if !gap_dates.is_empty() {
+        if let Some(why) = &shortfalls.out_of_credits {
+            sentences.push(format!("Stopped before the end: {why}"));
+        }
         sentences.push(gap_message(&gap_dates, today, shortfalls));
     }
     Outcome::Finished {
@@ -155,6 +160,7 @@ mod tests {
     #[test]
     fn a_failed_gap_fill_is_said_as_what_it_was_not_as_no_data() {
         let shortfalls = Shortfalls {
+            out_of_credits: None,
             too_thin: BTreeMap::new(),
             failed_fills: vec![(
                 Window {
@@ -183,6 +189,7 @@ mod tests {
     #[test]
     fn days_with_too_few_points_are_named_with_the_rule() {
         let shortfalls = Shortfalls {
+            out_of_credits: None,
             too_thin: BTreeMap::from([(day("2024-01-05"), 1)]),
             failed_fills: vec![],
             second_source: None,
@@ -310,6 +317,7 @@ mod tests {
         assert_eq!(twelve.matches(", ").count(), 10, "{twelve}");
 
         let failed = |n: u64| Shortfalls {
+            out_of_credits: None,
             too_thin: BTreeMap::new(),
             failed_fills: every_other_day(n)
                 .into_iter()
