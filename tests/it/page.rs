@@ -263,8 +263,21 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
     let png = browser.client.screenshot().await.expect("a screenshot");
     std::fs::write(screenshots.join("page-1280.png"), png).expect("the screenshot is saved");
 
-    // A phone's width: everything fits, nothing scrolls sideways.
+    // A phone's width: everything fits, nothing scrolls sideways. The chart follows its
+    // container on the next frame: wait until it has been drawn at the container's width.
     browser.resize(390, 1800).await;
+    let width = browser
+        .run(
+            "return document.querySelector('#chart').clientWidth;",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_for(
+            &format!("#chart[data-drawn-width='{width}']"),
+            "the chart at the phone's width",
+        )
+        .await;
     let fits = browser
         .run(
             "return {scroll: document.documentElement.scrollWidth, inner: window.innerWidth,

@@ -90,6 +90,8 @@ window.PriceChart = (function () {
       if (width !== self.width || height !== self.height) chart.resize(width, height);
       self.width = width;
       self.height = height;
+      // The width the chart was last drawn at, for scripts and tests to wait on.
+      container.setAttribute('data-drawn-width', String(width));
     }).observe(container);
     return self;
   }
