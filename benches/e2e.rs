@@ -31,6 +31,10 @@ mod budget;
 mod coins;
 #[path = "e2e/export.rs"]
 mod export;
+#[path = "e2e/hourly.rs"]
+mod hourly;
+#[path = "e2e/hours_read.rs"]
+mod hours_read;
 #[path = "e2e/page.rs"]
 mod page;
 #[path = "e2e/private_postgres.rs"]
@@ -236,10 +240,13 @@ impl Bench {
                 "scale" => self.scale(sizes, report).await,
                 "second-source" => self.second_source(sizes, report).await,
                 "export" => self.export(sizes, report).await,
+                "hourly-job" => self.hourly_job(sizes, report).await,
                 "year" => self.year(sizes, report).await,
+                "hourly" => self.hourly(sizes, report).await,
+                "page" => self.page(sizes, report).await,
                 other => {
                     bail!(
-                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, year"
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly-job, year, hourly, page"
                     )
                 }
             };
@@ -255,7 +262,9 @@ impl Bench {
         private_postgres::rows(self, sizes, report).await?;
         self.scale(sizes, report).await?;
         self.export(sizes, report).await?;
+        self.hourly_job(sizes, report).await?;
         self.year(sizes, report).await?;
+        self.hourly(sizes, report).await?;
         Ok(())
     }
 

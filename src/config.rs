@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use secrecy::SecretString;
 
 use crate::domain::PlanReach;
-use crate::schedule::{Clock, DEFAULT_SCHEDULE, SyncSchedule};
+use crate::domain::{Clock, DEFAULT_SCHEDULE, SyncSchedule};
 
 /// What the public and Demo plans serve: the past 365 days.
 pub const PUBLIC_PLAN_DAYS: u32 = 365;

@@ -19,7 +19,7 @@ use crate::coinbase::{CoinbaseClient, CoinbaseSettings};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoSettings};
 use crate::config::{DatabaseUrl, Settings};
 use crate::credits::Credits;
-use crate::domain::ImportTrigger;
+use crate::domain::{DisputeRule, ImportTrigger};
 use crate::ingest::fallback::SecondSource;
 use crate::ingest::{Ingestor, Reach};
 use crate::queue::{self, WorkerOptions};
@@ -157,6 +157,7 @@ impl Application {
                 client,
                 max_deviation_percent: self.settings.fallback_max_deviation_percent,
             }),
+            hour_check: DisputeRule::new(self.settings.fallback_max_deviation_percent),
         }
     }
 

@@ -356,6 +356,9 @@ pub struct CoinView {
     /// band's edge (0 inside it); null while no hour has been checked.
     #[oai(nullable)]
     pub hourly_median_deviation_percent: Option<f64>,
+    /// How many of the coin's hours are stored (final or provisional), whether or not it
+    /// keeps hours now: `timeframe=1h` and `4h` have something to read when this is over 0.
+    pub stored_hours: i64,
     /// Only in the answer of a `PUT` that turned `tracked` (or `hourly`) on: what the
     /// tracked coins now cost a month under `SYNC_SCHEDULE`, with a warning when it is more
     /// than the month's credits.
@@ -421,6 +424,7 @@ impl CoinView {
             hourly_median_deviation_percent: figures
                 .median_deviation_percent
                 .and_then(|d| d.round_dp(4).to_f64()),
+            stored_hours: figures.complete_hours + figures.provisional_hours,
             tracking_cost: None,
         }
     }
@@ -469,6 +473,7 @@ impl Example for CoinView {
             hourly_source: Some(HourlySource::Coinbase),
             disputed_hours: 3,
             hourly_median_deviation_percent: Some(0.0),
+            stored_hours: 35_064,
             tracking_cost: None,
         }
     }

@@ -1,27 +1,37 @@
-//! The `Data` tag: the stored prices, as JSON, CSV, Parquet or Feather, and how complete
-//! a range is.
+//! The `Data` tag: the stored prices in three timeframes (`1d`, `4h`, `1h`), as JSON, CSV,
+//! Parquet or Feather, how complete a range is, and the status of each day for the
+//! calendar. The hours' own shapes are in `hours`.
 
 use std::marker::PhantomData;
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, Utc};
 use poem::http::{StatusCode, header};
 use poem::web::Data;
 use poem::{Body, IntoResponse, Request, Response};
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Json, Payload};
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi, ResponseContent};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, ResponseContent, Union};
 use rust_decimal::Decimal;
 
 use super::day::Day;
 use super::error::{ErrorBody, Refusal, refused};
+use super::hours::{
+    FourHourPrice, HOURS_CSV_HEADER, HourlyCoverageStats, HourlyPrice, HoursPerDay,
+};
+use super::timeframe::{TimeframeParam, or_days};
 use super::{ApiState, ApiTags};
-use crate::domain::{Coin, PriceSource, Symbol, Timeframe, today_utc};
+use crate::domain::{
+    Coin, HourRange, MAX_RANGE_DAYS, PriceSource, Symbol, Timeframe, hourly_source, today_utc,
+};
 use crate::export::{self, Format, Span};
+use crate::registry::expected_hours;
+use crate::store::coins::{self, CoinRecord};
 use crate::store::gaps::{self, Coverage};
+use crate::store::hour_rows::{self, Rendering};
 use crate::store::second_source::{self, SourcedCandle};
-use crate::store::{coins, days};
+use crate::store::{days, hourly_coins, hourly_coverage};
 
 /// The longest range one read may cover: twenty years, which bounds the size of an
 /// answer (and the calendar `coverage` generates) while covering all of BTC's history.
@@ -34,22 +44,38 @@ pub struct DataApi;
 
 #[OpenApi(tag = "ApiTags::Data")]
 impl DataApi {
-    /// Stored daily prices
+    /// Stored prices: days, hours or four-hour blocks
     ///
-    /// The stored candles of a range, ascending by date; days not stored are absent. As
-    /// JSON, or as CSV with `Accept: text/csv`. A day with `provisional: true` was not
-    /// over when it was fetched: its close and volume may still change. `source` says
-    /// where each day came from: `coingecko`, or `coinbase` (the second source, for days
-    /// older than the CoinGecko plan serves).
+    /// The stored candles of a range, ascending by time; periods not stored are absent,
+    /// never invented. `timeframe` picks them: `1d` (the default) the daily candles
+    /// (`DailyPrice`), `1h` the hourly ones (`HourlyPrice`), `4h` blocks made on read
+    /// from the stored hours of each block starting at 00, 04, 08, 12, 16 or 20 UTC
+    /// (`FourHourPrice`, with `hours` saying how many it holds). A `1h` or `4h` read covers
+    /// at most 1461 days. As JSON, or as CSV with `Accept: text/csv`: `1d` with the header
+    /// `date,open,high,low,close,volume,provisional,source`, hours with
+    /// `time,open,high,low,close,volume,source,disputed,hours,provisional` (`hours` is 1
+    /// for `1h`). A row with `provisional: true` was not over when it was fetched: its
+    /// close and volume may still change.
+    ///
+    /// `source` says where each row came from, and with it what `volume` measures, always
+    /// in USD: `coingecko` rows carry CoinGecko's whole-market volume (the trailing 24
+    /// hours over every exchange it tracks; for an hour an even 24th of it), `coinbase`
+    /// rows one exchange's, Coinbase Exchange's traded volume × close, often 10–100×
+    /// smaller. Where a series changes source its volume jumps; that is no market event,
+    /// so compare volumes within one source only.
     ///
     /// As a file for data tools, the same as `price-history export` writes: Parquet with
     /// `Accept: application/vnd.apache.parquet`, Feather (an Arrow IPC file,
     /// LZ4-compressed) with `Accept: application/vnd.apache.arrow.file`, streamed as it is
     /// read. Their columns are `date` (UTC timestamp, milliseconds), `open`, `high`,
-    /// `low`, `close`, `volume` (float64) and `source`; provisional days are left out.
-    /// `format` picks the answer from the URL alone (`pandas.read_parquet(url)` sends no
-    /// `Accept`) and overrides `Accept`; `*/*` or no `Accept` is JSON.
+    /// `low`, `close`, `volume` (float64, its meaning per `source` as above) and `source`,
+    /// plus `disputed` for `1h` and `4h`; provisional days and hours (and `4h` blocks not
+    /// over or holding a provisional hour) are left out. `format` picks the answer from
+    /// the URL alone (`pandas.read_parquet(url)` sends no `Accept`) and overrides
+    /// `Accept`; `*/*` or no `Accept` is JSON.
     #[oai(path = "/api/v1/prices", method = "get", operation_id = "listPrices")]
+    // poem-openapi takes each query parameter as an argument of its own.
+    #[allow(clippy::too_many_arguments)]
     async fn prices(
         &self,
         state: Data<&ApiState>,
@@ -61,49 +87,49 @@ impl DataApi {
         start_date: Query<Day>,
         /// Last day, `YYYY-MM-DD` (UTC), on or after `start_date`, at most 7305 days (20 years) later.
         end_date: Query<Day>,
+        /// The candles' length: `1d` (the default), `4h` or `1h`.
+        timeframe: Query<Option<TimeframeParam>>,
         /// The answer's format, whatever `Accept` says: `json`, `csv`, `parquet` or `feather`.
         format: Query<Option<PriceFormat>>,
     ) -> PricesResponse {
         let Some(format) = format.0.or_else(|| negotiate(request)) else {
             return PricesResponse::NotAcceptable(not_acceptable());
         };
-        let (range, coin) = match read_target(&state, &symbol, start_date.0.0, end_date.0.0).await {
+        let timeframe = or_days(timeframe.0);
+        let target = read_target(&state, &symbol, start_date.0.0, end_date.0.0, timeframe);
+        let (range, record) = match target.await {
             Ok(target) => target,
             Err(Refused::BadRequest(body)) => return PricesResponse::BadRequest(body),
             Err(Refused::Unavailable(body)) => return PricesResponse::ServiceUnavailable(body),
         };
         if let Some(file) = format.file() {
-            return file_answer(state.pool.clone(), coin.symbol, range, file);
+            return file_answer(
+                state.pool.clone(),
+                record.coin.symbol,
+                range,
+                file,
+                timeframe,
+            );
         }
-        let prices = match range.queried(&coin) {
-            Some((start, end)) => {
-                match second_source::list_sourced(&state.pool, coin.symbol, start, end).await {
-                    Ok(prices) => prices,
-                    Err(e) => {
-                        return PricesResponse::ServiceUnavailable(
-                            ErrorBody::database_unavailable(&e),
-                        );
-                    }
-                }
-            }
-            None => Vec::new(),
-        };
-        PricesResponse::Ok(if format == PriceFormat::Csv {
-            PricesBody::Csv(Csv::of(&prices))
-        } else {
-            PricesBody::Json(Json(PriceList {
-                prices: prices.into_iter().map(Price::from).collect(),
-            }))
-        })
+        match Rows::read(&state.pool, &record.coin, range, timeframe, format).await {
+            Ok(rows) => PricesResponse::Ok(rows.body(format)),
+            Err(e) => PricesResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+        }
     }
 
-    /// Coverage of a range
+    /// Coverage of a range, in days or in hours
     ///
-    /// How many days of the range are stored, and which are missing. Days before the
-    /// coin's first day of data are not expected; a provisional day counts as missing.
-    /// Missing days older than the CoinGecko plan serves are counted in
-    /// `out_of_plan_days`, apart from the gaps. `days_by_source` splits the stored days
-    /// by where they came from.
+    /// With `timeframe=1d` (the default, `Coverage`): how many days of the range are
+    /// stored, and which are missing. Days before the coin's first day of data are not
+    /// expected; a provisional day counts as missing. Missing days older than the
+    /// CoinGecko plan serves are counted in `out_of_plan_days`, apart from the gaps.
+    /// `days_by_source` splits the stored days by where they came from.
+    ///
+    /// With `timeframe=1h` or `4h` (`HourlyCoverage`, at most 1461 days): the same in
+    /// hours, which `4h` blocks are made of: the hours expected (from the coin's first day
+    /// and where its hours begin, through the last complete hour), those stored, those
+    /// without trades (accounted for), the runs of missing hours (the first 1000 listed),
+    /// the stored hours by source and the disputed ones.
     #[oai(
         path = "/api/v1/coverage",
         method = "get",
@@ -119,26 +145,45 @@ impl DataApi {
         start_date: Query<Day>,
         /// Last day, `YYYY-MM-DD` (UTC), on or after `start_date`, at most 7305 days (20 years) later.
         end_date: Query<Day>,
+        /// `1d` (the default): coverage in days; `1h` or `4h`: in hours.
+        timeframe: Query<Option<TimeframeParam>>,
     ) -> CoverageResponse {
-        let (range, coin) = match read_target(&state, &symbol, start_date.0.0, end_date.0.0).await {
+        let timeframe = or_days(timeframe.0);
+        let target = read_target(&state, &symbol, start_date.0.0, end_date.0.0, timeframe);
+        let (range, record) = match target.await {
             Ok(target) => target,
             Err(Refused::BadRequest(body)) => return CoverageResponse::BadRequest(body),
             Err(Refused::Unavailable(body)) => return CoverageResponse::ServiceUnavailable(body),
         };
         let coverage = async {
+            if timeframe.is_hourly() {
+                let expected = expected(&state, &record, range).await?;
+                let coverage =
+                    hourly_coverage::coverage(&state.pool, record.coin.symbol, expected).await?;
+                let days = (range.start, range.end);
+                let symbol = record.coin.symbol.as_str();
+                return Ok(CoverageAnswer::Hours(HourlyCoverageStats::of(
+                    symbol,
+                    days,
+                    timeframe.as_str(),
+                    coverage,
+                )));
+            }
             let reach = state.registry.reach().await?;
+            let coin = &record.coin;
             gaps::coverage(
                 &state.pool,
-                &coin,
+                coin,
                 reach,
                 today_utc(),
                 range.start,
                 range.end,
             )
             .await
+            .map(|coverage| CoverageAnswer::Days(coverage.into()))
         };
         match coverage.await {
-            Ok(coverage) => CoverageResponse::Ok(Json(coverage.into())),
+            Ok(coverage) => CoverageResponse::Ok(Json(coverage)),
             Err(e) => CoverageResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
         }
     }
@@ -151,6 +196,10 @@ impl DataApi {
     /// served by the CoinGecko plan (a gap a job can fill), `o` missing and older than
     /// the plan serves (out of plan), `-` not expected (before the coin's first day of
     /// data, or after today, UTC). Twenty years is 7305 letters.
+    ///
+    /// With `timeframe=1h` or `4h` (at most 1461 days) it adds `hours`: for every day, in
+    /// the letters' order, the hours expected, stored, provisional, without trades,
+    /// missing and disputed, so that a calendar can show the missing hours of each day.
     #[oai(
         path = "/api/v1/days",
         method = "get",
@@ -166,12 +215,17 @@ impl DataApi {
         start_date: Query<Day>,
         /// Last day, `YYYY-MM-DD` (UTC), on or after `start_date`, at most 7305 days (20 years) later.
         end_date: Query<Day>,
+        /// `1d` (the default): the letters alone; `1h` or `4h`: the hours of each day too.
+        timeframe: Query<Option<TimeframeParam>>,
     ) -> DaysResponse {
-        let (range, coin) = match read_target(&state, &symbol, start_date.0.0, end_date.0.0).await {
+        let timeframe = or_days(timeframe.0);
+        let target = read_target(&state, &symbol, start_date.0.0, end_date.0.0, timeframe);
+        let (range, record) = match target.await {
             Ok(target) => target,
             Err(Refused::BadRequest(body)) => return DaysResponse::BadRequest(body),
             Err(Refused::Unavailable(body)) => return DaysResponse::ServiceUnavailable(body),
         };
+        let coin = &record.coin;
         let today = today_utc();
         let answer = async {
             let reach = state.registry.reach().await?;
@@ -188,10 +242,14 @@ impl DataApi {
                 bounds,
             )
             .await?;
-            Ok::<_, sqlx::Error>((bounds, statuses))
+            let hours = match timeframe.is_hourly() {
+                true => Some(hours_per_day(&state, &record, range).await?),
+                false => None,
+            };
+            Ok::<_, sqlx::Error>((bounds, statuses, hours))
         };
         match answer.await {
-            Ok((bounds, statuses)) => DaysResponse::Ok(Json(DayStatuses {
+            Ok((bounds, statuses, hours)) => DaysResponse::Ok(Json(DayStatuses {
                 symbol: coin.symbol.as_str().to_owned(),
                 start_date: Day(range.start),
                 end_date: Day(range.end),
@@ -199,6 +257,7 @@ impl DataApi {
                 plan_first_day: bounds.plan_first_day.map(Day),
                 counts: DayCounts::of(&statuses),
                 statuses,
+                hours,
             })),
             Err(e) => DaysResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
         }
@@ -217,24 +276,27 @@ enum Refused {
     Unavailable(Json<ErrorBody>),
 }
 
-/// What every read starts with: the symbol and range checked, and the coin registered.
+/// What every read starts with: the symbol and range checked (for `timeframe`), and the
+/// coin registered.
 async fn read_target(
     state: &ApiState,
     symbol: &str,
     start: NaiveDate,
     end: NaiveDate,
-) -> Result<(ReadRange, Coin), Refused> {
-    let (symbol, range) = ReadRange::parse(symbol, start, end).map_err(Refused::BadRequest)?;
+    timeframe: Timeframe,
+) -> Result<(ReadRange, CoinRecord), Refused> {
+    let (symbol, range) =
+        ReadRange::parse(symbol, start, end, timeframe).map_err(Refused::BadRequest)?;
     match coins::get(&state.pool, symbol).await {
-        Ok(Some(record)) => Ok((range, record.coin)),
+        Ok(Some(record)) => Ok((range, record)),
         Ok(None) => Err(Refused::BadRequest(ErrorBody::unknown_symbol(symbol))),
         Err(e) => Err(Refused::Unavailable(ErrorBody::database_unavailable(&e))),
     }
 }
 
-/// A range to read: ordered and at most [`MAX_READ_DAYS`] long. Unlike a job's range it
-/// may reach into the future or before the coin's first day: such days are simply not
-/// stored.
+/// A range to read: ordered and at most [`MAX_READ_DAYS`] long, [`MAX_RANGE_DAYS`] for
+/// hours. Unlike a job's range it may reach into the future or before the coin's first
+/// day: such days are simply not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ReadRange {
     start: NaiveDate,
@@ -246,6 +308,7 @@ impl ReadRange {
         symbol: &str,
         start: NaiveDate,
         end: NaiveDate,
+        timeframe: Timeframe,
     ) -> Result<(Symbol, ReadRange), Json<ErrorBody>> {
         let symbol: Symbol = symbol.parse().map_err(|e| ErrorBody::invalid_symbol(&e))?;
         if end < start {
@@ -257,6 +320,16 @@ impl ReadRange {
             ));
         }
         let days = (end - start).num_days() + 1;
+        if timeframe.is_hourly() && days > MAX_RANGE_DAYS {
+            return Err(ErrorBody::json(
+                "range_too_long",
+                format!(
+                    "the range covers {days} days but a {timeframe} read covers at most {MAX_RANGE_DAYS} days (four years, \
+                     {} hours): split it, or read 1d",
+                    MAX_RANGE_DAYS * 24
+                ),
+            ));
+        }
         if days > MAX_READ_DAYS {
             return Err(ErrorBody::json(
                 "range_too_long",
@@ -278,13 +351,109 @@ impl ReadRange {
     }
 }
 
+/// The rows of a JSON or CSV answer, in their timeframe.
+enum Rows {
+    Days(Vec<SourcedCandle>),
+    /// Hours or `4h` blocks, rendered by the store in the answer's format
+    /// ([`hour_rows`]): JSON objects joined by commas, or CSV lines by newlines.
+    Rendered(String),
+}
+
+impl Rows {
+    /// The stored rows of `coin` in `range`, from the coin's first day on.
+    async fn read(
+        pool: &sqlx::PgPool,
+        coin: &Coin,
+        range: ReadRange,
+        timeframe: Timeframe,
+        format: PriceFormat,
+    ) -> sqlx::Result<Rows> {
+        let Some((start, end)) = range.queried(coin) else {
+            return Ok(match timeframe {
+                Timeframe::Day => Rows::Days(Vec::new()),
+                _ => Rows::Rendered(String::new()),
+            });
+        };
+        let hours = HourRange::of_days(start, end).expect("an ordered range");
+        let rendering = match format {
+            PriceFormat::Csv => Rendering::Csv,
+            _ => Rendering::Json,
+        };
+        Ok(match timeframe {
+            Timeframe::Day => {
+                Rows::Days(second_source::list_sourced(pool, coin.symbol, start, end).await?)
+            }
+            Timeframe::Hour => {
+                Rows::Rendered(hour_rows::hours(pool, coin.symbol, hours, rendering).await?)
+            }
+            Timeframe::FourHours => Rows::Rendered(
+                hour_rows::blocks(pool, coin.symbol, hours, Utc::now(), rendering).await?,
+            ),
+        })
+    }
+
+    fn body(self, format: PriceFormat) -> PricesBody {
+        match (self, format) {
+            (Rows::Days(days), PriceFormat::Csv) => PricesBody::Csv(Csv::of(&days)),
+            (Rows::Days(days), _) => PricesBody::Json(JsonPrices::Objects(Json(PriceList {
+                prices: days.into_iter().map(|d| PriceRow::Day(d.into())).collect(),
+            }))),
+            (Rows::Rendered(lines), PriceFormat::Csv) => {
+                let newline = if lines.is_empty() { "" } else { "\n" };
+                PricesBody::Csv(Csv(format!("{HOURS_CSV_HEADER}\n{lines}{newline}")))
+            }
+            (Rows::Rendered(objects), _) => {
+                PricesBody::Json(JsonPrices::Rendered(format!("{{\"prices\":[{objects}]}}")))
+            }
+        }
+    }
+}
+
+/// The hours a read of `range` expects of the coin now ([`expected_hours`]), from its
+/// hourly side, its product's check and the plan's reach.
+async fn expected(
+    state: &ApiState,
+    record: &CoinRecord,
+    range: ReadRange,
+) -> sqlx::Result<Option<HourRange>> {
+    let hourly = hourly_coins::get(&state.pool, record.coin.symbol).await?;
+    let reach = state.registry.reach().await?;
+    let product = record
+        .mapping
+        .exchange_product(state.registry.fallback_source());
+    let source = hourly_source(hourly.is_some_and(|h| h.hourly), product);
+    Ok(expected_hours(
+        &record.coin,
+        source,
+        hourly.and_then(|h| h.coinbase_hours_from),
+        reach,
+        (range.start, range.end),
+        Utc::now(),
+    ))
+}
+
+/// The hours of each day of `range`, for the calendar.
+async fn hours_per_day(
+    state: &ApiState,
+    record: &CoinRecord,
+    range: ReadRange,
+) -> sqlx::Result<HoursPerDay> {
+    let expected = expected(state, record, range).await?;
+    let rows =
+        hourly_coverage::hours_per_day(&state.pool, record.coin.symbol, range.start, range.end)
+            .await?;
+    Ok(HoursPerDay::of((range.start, range.end), &rows, expected))
+}
+
 /// What `GET /api/v1/prices` answers in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "lowercase")]
 pub enum PriceFormat {
     /// `{"prices": [...]}`, every field as the API documents it.
     Json,
-    /// The header `date,open,high,low,close,volume,provisional,source`, then a line per day.
+    /// The header `date,open,high,low,close,volume,provisional,source` (`1d`) or
+    /// `time,open,high,low,close,volume,source,disputed,hours,provisional` (`4h`, `1h`),
+    /// then a line per row.
     Csv,
     /// A Parquet file, as `price-history export --format parquet` writes it.
     Parquet,
@@ -364,25 +533,23 @@ fn not_acceptable() -> Json<ErrorBody> {
     )
 }
 
-/// A Parquet or Feather answer: the file `export` writes for the coin and the range,
-/// streamed as it is read.
+/// A Parquet or Feather answer: the file `export` writes for the coin, the range and the
+/// timeframe, streamed as it is read.
 fn file_answer(
     pool: sqlx::PgPool,
     coin: Symbol,
     range: ReadRange,
     format: Format,
+    timeframe: Timeframe,
 ) -> PricesResponse {
-    let read = match export::candles(Timeframe::Day) {
-        Ok(read) => read,
-        Err(e) => return PricesResponse::BadRequest(ErrorBody::invalid_request(e.to_string())),
-    };
     let span = Span {
         start: Some(range.start),
         end: Some(range.end),
     };
-    let chunks = export::spawn_file(pool, read, coin, span, format, Timeframe::Day);
+    let read = export::candles(timeframe);
+    let chunks = export::spawn_file(pool, read, coin, span, format, timeframe);
     let body = Body::from_bytes_stream(chunks);
-    let name = format.file_name(coin, Timeframe::Day);
+    let name = format.file_name(coin, timeframe);
     PricesResponse::Ok(match format {
         Format::Feather => PricesBody::Feather(File::new(body, name)),
         _ => PricesBody::Parquet(File::new(body, name)),
@@ -464,7 +631,11 @@ pub struct Price {
     pub low: Decimal,
     /// Last price of the day.
     pub close: Decimal,
-    /// The last 24-hour trading volume reported that day, in USD.
+    /// In USD, and what it measures depends on `source`. `coingecko`: the whole market's
+    /// trailing 24-hour volume (every exchange CoinGecko tracks) as last reported that
+    /// day. `coinbase`: what traded on Coinbase Exchange alone that day (its base volume
+    /// × close), often 10–100× less. Where a series changes source the volume jumps; that
+    /// is no market event, so compare volumes within one source only.
     pub volume: Decimal,
     /// The day was not over when it was fetched: close and volume may still change, and
     /// coverage counts it as missing until a later job replaces it.
@@ -478,14 +649,17 @@ pub struct Price {
     pub source: Source,
 }
 
-/// Where a stored day came from.
+/// Where a stored day or hour came from, and so what its volume measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename = "PriceSource", rename_all = "lowercase")]
 pub enum Source {
-    /// CoinGecko, the primary source.
+    /// CoinGecko, the primary source: prices aggregated over the market, volume the whole
+    /// market's trailing 24 hours in USD (for an hour, a 24th of it). Its hours are built
+    /// from its hourly price points.
     Coingecko,
-    /// Coinbase Exchange's daily candles, the second source, for days older than the
-    /// CoinGecko plan serves.
+    /// Coinbase Exchange's candles, true OHLCV of one exchange, volume what traded there
+    /// in USD: the second source for days older than the CoinGecko plan serves, and the
+    /// hourly candles of a coin with a usable product.
     Coinbase,
 }
 
@@ -519,11 +693,52 @@ impl From<SourcedCandle> for Price {
     }
 }
 
-/// Stored days, ascending by date.
+/// One row of a prices answer: a day (`1d`), an hour (`1h`) or a four-hour block (`4h`),
+/// as `timeframe` asked.
+#[derive(Debug, Clone, Union)]
+pub enum PriceRow {
+    Day(Price),
+    Hour(HourlyPrice),
+    FourHours(FourHourPrice),
+}
+
+/// Stored rows of one timeframe, ascending by time.
 #[derive(Debug, Clone, Object)]
-#[oai(rename = "DailyPriceList")]
+#[oai(rename = "PriceList")]
 pub struct PriceList {
-    pub prices: Vec<Price>,
+    pub prices: Vec<PriceRow>,
+}
+
+/// A JSON answer of prices, `PriceList` either way: days as poem writes its objects, hours
+/// and blocks as the store renders them ([`hour_rows`]), which four years of hours need to
+/// stay fast.
+pub enum JsonPrices {
+    Objects(Json<PriceList>),
+    Rendered(String),
+}
+
+impl Payload for JsonPrices {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn schema_ref() -> MetaSchemaRef {
+        PriceList::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        PriceList::register(registry);
+    }
+}
+
+impl IntoResponse for JsonPrices {
+    fn into_response(self) -> Response {
+        match self {
+            JsonPrices::Objects(json) => json.into_response(),
+            JsonPrices::Rendered(text) => Response::builder()
+                .status(StatusCode::OK)
+                .content_type(Self::CONTENT_TYPE)
+                .body(text),
+        }
+    }
 }
 
 /// A CSV document, `text/csv`.
@@ -568,7 +783,7 @@ impl IntoResponse for Csv {
 
 #[derive(ResponseContent)]
 pub enum PricesBody {
-    Json(Json<PriceList>),
+    Json(JsonPrices),
     Csv(Csv),
     Parquet(File<ParquetType>),
     Feather(File<FeatherType>),
@@ -645,18 +860,28 @@ impl From<Coverage> for CoverageStats {
     }
 }
 
+/// Coverage in the timeframe asked: days for `1d`, hours for `1h` and `4h`.
+#[derive(Debug, Clone, Union)]
+pub enum CoverageAnswer {
+    Days(CoverageStats),
+    Hours(HourlyCoverageStats),
+}
+
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
 pub enum PricesResponse {
-    /// The stored days, ascending: JSON; CSV with the header
-    /// `date,open,high,low,close,volume,provisional,source`; or a Parquet or Feather
-    /// file with the columns `date` (UTC timestamp, ms), `open`, `high`, `low`, `close`,
-    /// `volume` (float64) and `source`, provisional days left out.
+    /// The stored rows, ascending: JSON; CSV with the header
+    /// `date,open,high,low,close,volume,provisional,source` (`1d`) or
+    /// `time,open,high,low,close,volume,source,disputed,hours,provisional` (`4h`, `1h`);
+    /// or a Parquet or Feather file with the columns `date` (UTC timestamp, ms), `open`,
+    /// `high`, `low`, `close`, `volume` (float64, USD, what it measures per `source`),
+    /// `source`, and `disputed` for hours, provisional rows left out.
     #[oai(status = 200)]
     Ok(PricesBody),
-    /// A date is missing or malformed, `end_before_start`, `range_too_long`,
-    /// `invalid_symbol` or `unknown_symbol` (not a registered coin), or `format` is not
-    /// one of `json`, `csv`, `parquet`, `feather`.
+    /// A date is missing or malformed, `end_before_start`, `range_too_long` (more than
+    /// 7305 days, or more than 1461 for `1h` and `4h`), `invalid_symbol` or
+    /// `unknown_symbol` (not a registered coin), `timeframe` is not one of `1d`, `4h`,
+    /// `1h`, or `format` is not one of `json`, `csv`, `parquet`, `feather`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// `not_acceptable`: `Accept` names none of `application/json`, `text/csv`,
@@ -678,11 +903,13 @@ impl Refusal for PricesResponse {
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
 pub enum CoverageResponse {
-    /// The coverage of the range.
+    /// The coverage of the range: in days (`Coverage`) or hours (`HourlyCoverage`).
     #[oai(status = 200)]
-    Ok(Json<CoverageStats>),
-    /// A date is missing or malformed, `end_before_start`, `range_too_long`,
-    /// `invalid_symbol` or `unknown_symbol` (not a registered coin).
+    Ok(Json<CoverageAnswer>),
+    /// A date is missing or malformed, `end_before_start`, `range_too_long` (more than
+    /// 7305 days, or more than 1461 for `1h` and `4h`), `invalid_symbol`,
+    /// `unknown_symbol` (not a registered coin), or `timeframe` is not one of `1d`, `4h`,
+    /// `1h`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// The database is not answering.
@@ -717,6 +944,9 @@ pub struct DayStatuses {
     pub statuses: String,
     /// How many days have each status.
     pub counts: DayCounts,
+    /// With `timeframe=1h` or `4h` only: the hours of each day, in the letters' order.
+    #[oai(skip_serializing_if_is_none)]
+    pub hours: Option<HoursPerDay>,
 }
 
 /// How many days of the range have each status.
@@ -756,11 +986,13 @@ impl DayCounts {
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
 pub enum DaysResponse {
-    /// The status of every day of the range.
+    /// The status of every day of the range (and its hours, for `1h` and `4h`).
     #[oai(status = 200)]
     Ok(Json<DayStatuses>),
-    /// A date is missing or malformed, `end_before_start`, `range_too_long`,
-    /// `invalid_symbol` or `unknown_symbol` (not a registered coin).
+    /// A date is missing or malformed, `end_before_start`, `range_too_long` (more than
+    /// 7305 days, or more than 1461 for `1h` and `4h`), `invalid_symbol`,
+    /// `unknown_symbol` (not a registered coin), or `timeframe` is not one of `1d`, `4h`,
+    /// `1h`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// The database is not answering.
@@ -820,36 +1052,63 @@ mod tests {
 
     #[test]
     fn a_read_range_is_ordered_and_at_most_twenty_years() {
-        assert!(ReadRange::parse("btc", day("2020-01-01"), day("2020-01-01")).is_ok());
+        assert!(
+            ReadRange::parse("btc", day("2020-01-01"), day("2020-01-01"), Timeframe::Day).is_ok()
+        );
         assert_eq!(
-            ReadRange::parse("BTC", day("2020-01-02"), day("2020-01-01"))
+            ReadRange::parse("BTC", day("2020-01-02"), day("2020-01-01"), Timeframe::Day)
                 .unwrap_err()
                 .error,
             "end_before_start"
         );
         assert_eq!(
-            ReadRange::parse("BTC", day("2000-01-01"), day("2020-01-01"))
+            ReadRange::parse("BTC", day("2000-01-01"), day("2020-01-01"), Timeframe::Day)
                 .unwrap_err()
                 .error,
             "range_too_long"
         );
         assert_eq!(
-            ReadRange::parse("DO-GE", day("2020-01-01"), day("2020-01-01"))
-                .unwrap_err()
-                .error,
+            ReadRange::parse(
+                "DO-GE",
+                day("2020-01-01"),
+                day("2020-01-01"),
+                Timeframe::Day
+            )
+            .unwrap_err()
+            .error,
             "invalid_symbol"
+        );
+    }
+
+    #[test]
+    fn an_hourly_read_covers_at_most_1461_days() {
+        for timeframe in [Timeframe::Hour, Timeframe::FourHours] {
+            let read = |end| ReadRange::parse("BTC", day("2020-01-01"), day(end), timeframe);
+            assert!(read("2023-12-31").is_ok(), "1461 days");
+            let refused = read("2024-01-01").unwrap_err();
+            assert_eq!(refused.error, "range_too_long");
+            assert!(
+                refused.message.contains("at most 1461 days"),
+                "{}",
+                refused.message
+            );
+        }
+        assert!(
+            ReadRange::parse("BTC", day("2020-01-01"), day("2024-01-01"), Timeframe::Day).is_ok()
         );
     }
 
     #[test]
     fn days_before_the_first_day_are_never_queried() {
         let bitcoin = Coin::bitcoin();
-        let (_, range) = ReadRange::parse("BTC", day("2010-01-01"), day("2013-05-01")).unwrap();
+        let (_, range) =
+            ReadRange::parse("BTC", day("2010-01-01"), day("2013-05-01"), Timeframe::Day).unwrap();
         assert_eq!(
             range.queried(&bitcoin),
             Some((day("2013-04-28"), day("2013-05-01")))
         );
-        let (_, range) = ReadRange::parse("BTC", day("2000-01-01"), day("2013-04-27")).unwrap();
+        let (_, range) =
+            ReadRange::parse("BTC", day("2000-01-01"), day("2013-04-27"), Timeframe::Day).unwrap();
         assert_eq!(range.queried(&bitcoin), None);
     }
 }

@@ -8,7 +8,10 @@
 //!   /api/v1/budget`, the call budgets and the month's credits.
 //! - `error`: the one error body, and how every refusal becomes it (`refusal!` writes an
 //!   operation's usual `Refusal`).
-//! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format.
+//! - `hours`: the `1h` and `4h` rows, coverage in hours and the hours of each day, which
+//!   `data` answers with for `timeframe=1h|4h`.
+//! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format;
+//!   `timeframe`: `1d|4h|1h` on the wire.
 //! - `auth`: the `API_TOKEN` bearer check on every write (POST, PUT).
 //! - `events`: one LISTEN on job changes per process, fanned out to the event streams.
 //! - `page`: the page at `/` and its assets, embedded in the binary.
@@ -27,11 +30,13 @@ mod data;
 mod day;
 mod error;
 mod events;
+mod hours;
 mod jobs;
 mod middleware;
 mod ops;
 pub mod page;
 mod server;
+mod timeframe;
 mod track_top;
 
 use std::sync::Arc;
@@ -99,7 +104,7 @@ pub enum ApiTags {
     Jobs,
     /// The coins the service fetches: register one, track it, see how fresh it is.
     Coins,
-    /// The stored daily prices and how complete they are.
+    /// The stored prices (daily, hourly, four-hourly) and how complete they are.
     Data,
     /// Liveness, readiness and metrics.
     Ops,

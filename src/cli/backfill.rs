@@ -18,6 +18,7 @@ use crate::shutdown::Shutdown;
 use crate::startup::{self, Application};
 use crate::store::coins;
 use crate::store::ingestion_jobs::{self, JobFollower, JobRecord, NewJob};
+use crate::store::job_hours::{self, JobHours};
 
 /// How long to wait before following the job again after the database failed to answer.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -63,7 +64,8 @@ pub(super) async fn run(
         if force { ", forced" } else { "" }
     );
     let job = run_here(&app, record.id, &shutdown).await?;
-    report(&job);
+    let hours = job_hours::of(&app.pool, job.id).await?;
+    report(&job, hours);
     Ok(exit_code(job.status))
 }
 
@@ -167,41 +169,60 @@ async fn follow(
     finished
 }
 
-fn report(job: &JobRecord) {
+/// The closing summary: the days by source, the hours for an hourly coin, and what is
+/// missing and why.
+fn report(job: &JobRecord, hours: Option<JobHours>) {
     println!("job {}: {}", job.id, job.status);
     println!(
-        "windows: {}/{}, rows fetched: {}, attempts: {}",
-        job.chunks_done, job.chunks_total, job.records_fetched, job.attempts
+        "windows: {}/{}, attempts: {}",
+        job.chunks_done, job.chunks_total, job.attempts
     );
+    println!(
+        "days: {} from CoinGecko, {} from Coinbase Exchange (the second source)",
+        job.records_fetched, job.fallback_days
+    );
+    if let Some(hours) = hours {
+        println!(
+            "hours: {} stored, {} without trades (never fetched again), {} missing",
+            hours.hours_fetched, hours.hours_without_trades, hours.hours_missing
+        );
+    }
     if job.out_of_plan_days > 0 {
-        println!("out of plan: {} day(s)", job.out_of_plan_days);
+        println!(
+            "out of plan: {} day(s) older than the CoinGecko plan reaches, and no second source had them",
+            job.out_of_plan_days
+        );
     }
     if !job.gap_dates.is_empty() {
-        let shown: Vec<String> = job
-            .gap_dates
-            .iter()
-            .take(GAPS_SHOWN)
-            .map(NaiveDate::to_string)
-            .collect();
         println!(
-            "gaps ({}): {}{}",
+            "missing ({} day(s)): {}",
             job.gaps_detected,
-            shown.join(", "),
-            if job.gap_dates.len() > GAPS_SHOWN {
-                ", ..."
-            } else {
-                ""
-            }
+            gap_list(&job.gap_dates)
         );
     }
     if let Some(message) = &job.error_message {
-        println!("{message}");
+        println!("why: {message}");
     }
     if !job.status.is_terminal() {
         println!(
             "the job was handed back to the queue; any worker (price-history worker) resumes it from its checkpoint"
         );
     }
+}
+
+/// The first [`GAPS_SHOWN`] gap dates, `...` for the rest.
+fn gap_list(dates: &[NaiveDate]) -> String {
+    let shown: Vec<String> = dates
+        .iter()
+        .take(GAPS_SHOWN)
+        .map(NaiveDate::to_string)
+        .collect();
+    let more = if dates.len() > GAPS_SHOWN {
+        ", ..."
+    } else {
+        ""
+    };
+    format!("{}{more}", shown.join(", "))
 }
 
 fn exit_code(status: JobStatus) -> ExitCode {

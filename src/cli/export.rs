@@ -74,10 +74,7 @@ pub(super) async fn run(
         start: args.start_date,
         end: args.end_date,
     };
-    let request = match Request::new(coins, args.timeframe, args.format, span) {
-        Ok(request) => request,
-        Err(e) => return Ok(refuse(&e.to_string())),
-    };
+    let request = Request::new(coins, args.timeframe, args.format, span);
     if args.out.exists() && !args.out.is_dir() {
         return Ok(refuse(&format!(
             "--out {} is not a directory: name a directory (it is created when missing)",

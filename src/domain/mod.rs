@@ -78,6 +78,7 @@ mod plan_reach;
 mod product;
 mod source;
 mod symbol;
+mod sync_schedule;
 mod timeframe;
 mod trigger;
 
@@ -96,13 +97,14 @@ pub use hourly_candle::{
     BadCandle, COINGECKO_VOLUME_HOURS, ExchangeCandle, HourParts, HourlyCandle, Hours, RefusedHour,
     decimal_from_f64, hours_from_exchange, hours_from_points,
 };
-pub use hourly_source::{ExchangeProduct, hourly_source};
+pub use hourly_source::{COINGECKO_HOURLY_FROM, ExchangeProduct, expected_hours, hourly_source};
 pub use import::{ImportStatus, ImportTrigger, UnknownImportStatus, UnknownImportTrigger};
 pub use job_status::{JobStatus, UnknownJobStatus};
 pub use plan_reach::PlanReach;
 pub use product::{InvalidProductId, MAX_PRODUCT_SIDE_LEN, ProductId};
 pub use source::{PriceSource, UnknownPriceSource};
 pub use symbol::{InvalidSymbol, MAX_SYMBOL_LEN, Symbol};
+pub use sync_schedule::{DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
 pub use timeframe::{Timeframe, UnknownTimeframe};
 pub use trigger::{Trigger, UnknownTrigger};
 

@@ -1,14 +1,15 @@
 //! The seam between what is stored and what is exported: a stream of [`Candle`]s per coin
 //! and timeframe, ascending and without duplicates, provisional periods left out and
-//! missing ones absent. Every format is written from it, so a new timeframe is one reader
-//! here and nothing elsewhere.
+//! missing ones absent. Every format is written from it: days, hours, and `4h` blocks made
+//! from the hours as the API's reads make them.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use sqlx::PgPool;
 
-use crate::domain::{Symbol, Timeframe};
+use crate::domain::{Hour, Symbol, Timeframe};
 use crate::store::daily_prices::{self, FinalDay};
+use crate::store::final_hours::{self, FinalPeriod, HourSpan};
 
 /// One candle as every format writes it: prices and volume as float64, as backtesters
 /// read them.
@@ -55,22 +56,15 @@ pub struct Span {
     pub end: Option<NaiveDate>,
 }
 
-/// A timeframe whose candles are not stored: hourly candles come with issue 26.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "hours are not stored yet: this release keeps daily candles only, so there are no {0} candles to export; use 1d"
-)]
-pub struct HoursNotStored(pub Timeframe);
-
 /// How the candles of a timeframe are read.
 pub type Reader = for<'a> fn(&'a PgPool, Symbol, Span) -> CandleStream<'a>;
 
-/// The reader of `timeframe`'s candles, or why there is none. Asked once before anything
-/// is written, so that an export that cannot be done is refused whole.
-pub fn candles(timeframe: Timeframe) -> Result<Reader, HoursNotStored> {
+/// The reader of `timeframe`'s candles.
+pub fn candles(timeframe: Timeframe) -> Reader {
     match timeframe {
-        Timeframe::Day => Ok(days),
-        Timeframe::FourHours | Timeframe::Hour => Err(HoursNotStored(timeframe)),
+        Timeframe::Day => days,
+        Timeframe::FourHours => blocks,
+        Timeframe::Hour => hours,
     }
 }
 
@@ -80,19 +74,62 @@ fn days(pool: &PgPool, symbol: Symbol, span: Span) -> CandleStream<'_> {
         .boxed()
 }
 
+fn hours(pool: &PgPool, symbol: Symbol, span: Span) -> CandleStream<'_> {
+    final_hours::stream_hours(pool, symbol, span.hours())
+        .map(|hour| hour.map(Candle::from))
+        .boxed()
+}
+
+/// `4h` blocks made from the stored hours, as the API's `4h` reads make them; a block
+/// that holds a provisional hour, or is not over, is left out.
+fn blocks(pool: &PgPool, symbol: Symbol, span: Span) -> CandleStream<'_> {
+    final_hours::stream_blocks(pool, symbol, span.hours(), Utc::now())
+        .map(|block| block.map(Candle::from))
+        .boxed()
+}
+
+impl Span {
+    /// The hours of the span's days: from 00:00 of its first day to 23:00 of its last.
+    fn hours(self) -> HourSpan {
+        HourSpan {
+            first: self.start.map(Hour::first_of),
+            last: self.end.map(Hour::last_of),
+        }
+    }
+}
+
+impl From<FinalPeriod> for Candle {
+    fn from(period: FinalPeriod) -> Self {
+        Candle {
+            start: period.start.start(),
+            open: period.open,
+            high: period.high,
+            low: period.low,
+            close: period.close,
+            volume: period.volume,
+            source: period.source.as_str(),
+            disputed: Some(period.disputed),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::day;
 
     #[test]
-    fn days_are_read_and_hours_are_refused_until_they_are_stored() {
-        assert!(candles(Timeframe::Day).is_ok());
-        for timeframe in [Timeframe::Hour, Timeframe::FourHours] {
-            let refused = candles(timeframe).expect_err("refused");
-            assert!(
-                refused.to_string().starts_with("hours are not stored yet"),
-                "{refused}"
-            );
-        }
+    fn an_hourly_span_runs_from_the_first_days_midnight_to_the_last_days_last_hour() {
+        let span = Span {
+            start: Some(day("2024-01-01")),
+            end: Some(day("2024-01-02")),
+        };
+        let hours = span.hours();
+        assert_eq!(hours.first, Some(Hour::first_of(day("2024-01-01"))));
+        assert_eq!(
+            hours.last.map(Hour::start),
+            Some("2024-01-02T23:00:00Z".parse().unwrap())
+        );
+        assert_eq!(Span::default().hours(), HourSpan::default());
     }
 }

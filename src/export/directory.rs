@@ -12,7 +12,7 @@ use futures::StreamExt;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
-use super::candles::{HoursNotStored, Reader, Span, candles};
+use super::candles::{Reader, Span, candles};
 use super::encode::{ExportError, FileStream};
 use super::format::Format;
 use super::staged::Staged;
@@ -33,7 +33,7 @@ pub enum Coins {
     All,
 }
 
-/// An export that can be done: its timeframe's candles are stored.
+/// An export: which coins, which candles, in which format, over which days.
 pub struct Request {
     pub coins: Coins,
     pub timeframe: Timeframe,
@@ -43,19 +43,14 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn new(
-        coins: Coins,
-        timeframe: Timeframe,
-        format: Format,
-        span: Span,
-    ) -> Result<Self, HoursNotStored> {
-        Ok(Request {
-            read: candles(timeframe)?,
+    pub fn new(coins: Coins, timeframe: Timeframe, format: Format, span: Span) -> Self {
+        Request {
+            read: candles(timeframe),
             coins,
             timeframe,
             format,
             span,
-        })
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! # Layout
 //!
 //! - [`candles`]: the one seam between the store and the files: a stream of [`Candle`]s
-//!   per coin and timeframe. Days only for now; hours plug in there.
+//!   per coin and timeframe: days, hours, `4h` blocks.
 //! - `format`: the formats, their file names and media types.
 //! - `encode`: a file written batch by batch into a spool that its reader drains:
 //!   [`FileStream`], and the text formats (JSON, JSON.gz, CSV).
@@ -24,7 +24,7 @@ mod encode;
 mod format;
 mod staged;
 
-pub use candles::{Candle, CandleStream, HoursNotStored, Reader, Span, candles};
+pub use candles::{Candle, CandleStream, Reader, Span, candles};
 pub use directory::{Coins, Failure, Progress, Request, Summary, to_directory};
 pub use encode::{ExportError, FileStream, spawn_file};
 pub use format::{Format, UnknownFormat};

@@ -7,9 +7,10 @@
 use chrono::NaiveDate;
 
 use crate::credits::Credits;
-use crate::domain::{Coin, CreditMonth, PlanReach};
+use crate::domain::{Coin, CreditMonth, PlanReach, PriceSource, hourly_source};
 use crate::ingest::windows_for_days;
 use crate::registry::{days_to_keep, job_range};
+use crate::store::coins::CoinRecord;
 use crate::store::gaps;
 
 /// What is left to spend in one tick.
@@ -60,6 +61,41 @@ impl Purse {
             .filter(|day| (first..=last).contains(day))
             .collect();
         let calls = windows_for_days(&in_job, credits.chunk_days).len() as i64;
+        if calls > left {
+            return Ok(false);
+        }
+        self.left = Some(left - calls);
+        Ok(true)
+    }
+
+    /// Whether the job that would bring `coin`'s hours up from `from` fits in what is left;
+    /// if so, its CoinGecko windows are counted as spent: the windows of the days it misses
+    /// before today (a schedule job fetches no day of today for the day's sake), and, when
+    /// its hours are built from CoinGecko's points (no usable product), every window of
+    /// its lagging days. Hours from Coinbase cost no credit.
+    pub(super) async fn pay_for_hours(
+        &mut self,
+        credits: Option<&Credits>,
+        (record, from): (&CoinRecord, NaiveDate),
+        today: NaiveDate,
+    ) -> sqlx::Result<bool> {
+        let (Some(left), Some(credits)) = (self.left, credits) else {
+            return Ok(true);
+        };
+        let days: Vec<NaiveDate> =
+            match hourly_source(true, record.mapping.exchange_product(credits.fallback)) {
+                Some(PriceSource::Coinbase) => {
+                    let yesterday = today.pred_opt().unwrap_or(today);
+                    if from > yesterday {
+                        Vec::new()
+                    } else {
+                        gaps::missing_days(&credits.pool, record.coin.symbol, from, yesterday)
+                            .await?
+                    }
+                }
+                _ => from.iter_days().take_while(|day| *day <= today).collect(),
+            };
+        let calls = windows_for_days(&days, credits.chunk_days).len() as i64;
         if calls > left {
             return Ok(false);
         }

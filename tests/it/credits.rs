@@ -211,6 +211,54 @@ async fn a_tick_over_budget_queues_only_what_fits_and_takes_up_the_rest_next_mon
     );
 }
 
+#[tokio::test]
+async fn a_tick_over_budget_pays_for_the_hours_of_hourly_coins_too() {
+    let h = harness(10).await;
+    let symbols = [
+        Symbol::BTC,
+        h.register("ETH", "ethereum").await,
+        h.register("SOL", "solana").await,
+    ];
+    // Hourly, untracked coins whose hours (built from CoinGecko's points: no second source
+    // here) stop three hours ago: each one's hours job is one CoinGecko window.
+    for symbol in symbols {
+        sqlx::query("UPDATE coins SET hourly = true WHERE symbol = $1")
+            .bind(symbol.as_str())
+            .execute(h.pool())
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO hourly_prices (symbol, hour, open, high, low, close, volume, source, points) \
+             SELECT $1, hour, 1, 1, 1, 1, 0, 'coingecko', 1 FROM generate_series( \
+                 date_trunc('hour', now()) - interval '30 hours', \
+                 date_trunc('hour', now()) - interval '3 hours', interval '1 hour') hour",
+        )
+        .bind(symbol.as_str())
+        .execute(h.pool())
+        .await
+        .unwrap();
+    }
+    let month = CreditMonth::of(Utc::now()).first_day();
+    monthly_credits::set_used(h.pool(), PriceSource::CoinGecko, "none", month, 8)
+        .await
+        .unwrap();
+    let (_stop, running) = Shutdown::new();
+
+    let acted = scheduler(&h, Clock::SYSTEM)
+        .act_on(Utc::now(), false, &running)
+        .await
+        .unwrap()
+        .done()
+        .expect("acted on");
+
+    assert_eq!(
+        (acted.jobs_queued, acted.coins_unaffordable),
+        (2, 1),
+        "two credits pay for two coins' hours, the third waits: {acted:?}"
+    );
+    assert_eq!(h.jobs_by(Trigger::Schedule).await.len(), 2);
+}
+
 /// A scheduler on `clock` whose credits are counted on the same clock (as `startup` wires
 /// them, from `PH_SYNC_CLOCK_OFFSET_MS`).
 fn scheduler(h: &Harness, clock: Clock) -> Scheduler {

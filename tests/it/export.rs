@@ -3,6 +3,7 @@
 //! seen half-written; an export cut short leaves every file whole; memory stays flat over
 //! 1,000 coins; and what cannot be done is refused before anything is written.
 
+mod hours;
 mod proxy;
 mod python;
 
@@ -670,17 +671,17 @@ async fn what_cannot_be_exported_is_refused_with_exit_2_and_a_sentence_leaving_n
         ),
         (
             &fresh,
-            "1h",
+            "1H",
             "json",
             &["--all"],
-            "hours are not stored yet: this release keeps daily candles only, so there are no 1h candles to export; use 1d",
+            "\"1H\" is not a timeframe: use one of 1d, 4h, 1h",
         ),
         (
             &fresh,
             "4h",
             "feather",
-            &["--all"],
-            "there are no 4h candles to export",
+            &["--symbols", "BTC,nope"],
+            "NOPE is not a registered coin",
         ),
         (
             &fresh,

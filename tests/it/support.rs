@@ -26,6 +26,44 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+/// The text `field` of each item of a JSON array, in order.
+pub fn field_of_each<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|item| item[field].as_str().expect("a text field"))
+        .collect()
+}
+
+/// Each of `symbol`'s stored days is the fake's day of `coin_id`: opened at its first
+/// point, closed at its last, and not provisional.
+pub fn assert_days_are_the_fakes(
+    fake: &FakeCoinGecko,
+    coin_id: &str,
+    symbol: Symbol,
+    rows: &[price_history::domain::DailyCandle],
+) {
+    for row in rows {
+        let points = fake.points_for_coin_day(coin_id, row.date, true);
+        let (first, last) = (points.first().unwrap().1, points.last().unwrap().1);
+        assert_eq!(
+            (row.open, row.close),
+            (first, last),
+            "{symbol} open and close of {}",
+            row.date
+        );
+        assert!(!row.provisional, "{symbol} {}", row.date);
+    }
+}
+
+/// Runs `statement` as it is (several statements allowed), panicking with it on failure.
+pub async fn sql(pool: &PgPool, statement: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
 /// Where the test databases are created: `TEST_DATABASE_URL`, or the local server.
 pub fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -639,6 +677,15 @@ impl Service {
             let _ = reader.await;
         }
         status.code()
+    }
+
+    /// Waits for the process to exit, asserts that it exited 0 (showing what it printed
+    /// when not), and returns what it printed.
+    pub async fn exits_0(&mut self, within: Duration) -> String {
+        let code = self.exit_code(within).await;
+        let printed = self.output();
+        assert_eq!(code, Some(0), "{printed}");
+        printed
     }
 
     pub fn is_running(&mut self) -> bool {

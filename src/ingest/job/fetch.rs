@@ -4,6 +4,8 @@
 
 use std::ops::ControlFlow;
 
+use chrono::NaiveDate;
+
 use super::window::WindowEnd;
 use super::{JobError, Outcome, Run};
 use crate::ingest::{PriceSource, SourceError, Window, windows_for_days, windows_for_range};
@@ -50,7 +52,6 @@ impl<S: PriceSource> Run<'_, S> {
         let job = self.attempt.job;
         let window_days = self.source.window_days();
         let windows = match self.served_part() {
-            None => Vec::new(),
             Some((from, _)) if job.force => {
                 let all = windows_for_range(job.range, window_days);
                 let done = usize::try_from(job.chunks_done).unwrap_or(0).min(all.len());
@@ -63,7 +64,8 @@ impl<S: PriceSource> Run<'_, S> {
                     })
                     .collect()
             }
-            Some((from, to)) => windows_for_days(&self.missing_days(from, to).await?, window_days),
+            None if job.force => Vec::new(),
+            _ => windows_for_days(&self.days_to_fetch().await?, window_days),
         };
         self.count_planned(windows.len()).await?;
         tracing::info!(
@@ -74,6 +76,27 @@ impl<S: PriceSource> Run<'_, S> {
             "fetching"
         );
         Ok(windows)
+    }
+
+    /// The days the plan serves that the job fetches, not forced: those missing, and for a
+    /// coin whose hours are built from CoinGecko's points, those with missing hours (today
+    /// included, for its complete hours).
+    async fn days_to_fetch(&self) -> Result<Vec<NaiveDate>, JobError> {
+        let mut days = match self.served_part() {
+            Some((from, to)) => self.missing_days(from, to).await?,
+            None => Vec::new(),
+        };
+        let range = self.attempt.job.range;
+        if self.builds_hours_from_points()
+            && let Some((from, to)) = self
+                .reach
+                .served_part(range.start(), range.end(), self.today)
+        {
+            days.extend(self.days_of_missing_hours(from, to).await?);
+            days.sort_unstable();
+            days.dedup();
+        }
+        Ok(days)
     }
 
     /// Fetches `windows` in order, until one stops the attempt or is beyond the reach.

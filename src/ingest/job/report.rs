@@ -1,4 +1,4 @@
-//! Step 4: the final word on a job whose windows have all been tried, from the days of
+//! Step 5: the final word on a job whose windows have all been tried, from the days of
 //! its range still missing and what fell short on the way (`Shortfalls`); the sentences
 //! themselves are in `messages`.
 
@@ -39,12 +39,13 @@ pub(super) enum SecondSourceEnd {
     Unchecked(NaiveDate),
 }
 
-impl<S> Run<'_, S> {
-    /// Step 4: the final word, from the days of the range still missing.
+impl<S: Sync> Run<'_, S> {
+    /// Step 5: the final word, from the days (and hours) of the range still missing.
     pub(super) async fn finish(self) -> Result<Outcome, JobError> {
         let range = self.attempt.job.range;
-        let missing = self.missing_days(range.start(), range.end()).await?;
-        Ok(finished(missing, self.reach, self.today, &self.shortfalls))
+        let missing = self.missing_days(range.start(), self.last_day()).await?;
+        let outcome = finished(missing, self.reach, self.today, &self.shortfalls);
+        self.finish_hours(outcome).await
     }
 }
 

@@ -8,7 +8,10 @@ FORMAT is feather, parquet, json, jsongz or csv. Parquet and Feather are read by
 by Python's own json, gzip and csv modules. Prints:
 
     {"columns": [...], "types": [...], "rows": [[ms, open, high, low, close, volume,
-     source or null], ...], "lz4": bool or null, "freqtrade_rows": int or null}
+     source or null], ...], "disputed": [bool, ...] or null, "lz4": bool or null,
+     "freqtrade_rows": int or null}
+
+CSV dates are days (`2024-01-01`) or hours (`2024-01-01T04:00:00Z`).
 """
 
 import csv
@@ -48,6 +51,7 @@ def columnar(fmt, source):
         "columns": table.column_names,
         "types": [str(t) for t in table.schema.types],
         "rows": rows,
+        "disputed": table.column("disputed").to_pylist() if "disputed" in table.column_names else None,
         "lz4": None,
         "freqtrade_rows": None,
     }
@@ -79,21 +83,27 @@ def freqtrade_load(path, fmt):
     return len(frame)
 
 
+def milliseconds(date):
+    """A CSV date, `2024-01-01` or `2024-01-01T04:00:00Z` (nothing else), in ms since 1970."""
+    shape = "%Y-%m-%dT%H:%M:%SZ" if "T" in date else "%Y-%m-%d"
+    at = datetime.datetime.strptime(date, shape).replace(tzinfo=datetime.timezone.utc)
+    return int(at.timestamp() * 1000)
+
+
 def text(fmt, path):
     opener = gzip.open if fmt == "jsongz" else open
     if fmt in ("json", "jsongz"):
         with opener(path, "rt") as f:
             candles = json.load(f)
         rows = [[*candle, None] for candle in candles]
-        return {"columns": OHLCV, "types": [], "rows": rows, "lz4": None, "freqtrade_rows": None}
+        return {"columns": OHLCV, "types": [], "rows": rows, "disputed": None, "lz4": None, "freqtrade_rows": None}
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
         rows = []
         for date, *values, source in reader:
-            day = datetime.datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=datetime.timezone.utc)
-            rows.append([int(day.timestamp() * 1000), *map(float, values), source])
-    return {"columns": header, "types": [], "rows": rows, "lz4": None, "freqtrade_rows": None}
+            rows.append([milliseconds(date), *map(float, values), source])
+    return {"columns": header, "types": [], "rows": rows, "disputed": None, "lz4": None, "freqtrade_rows": None}
 
 
 def main():
