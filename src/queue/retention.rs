@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::{QUEUE, task_id};
@@ -91,8 +92,9 @@ pub async fn prune(
         locked: true,
         ..Pruned::default()
     };
+    let mut from = None;
     while !shutdown.is_shutdown() {
-        let Some((jobs, ticks, imports)) = one_batch(pool, days, batch).await? else {
+        let Some((jobs, ticks, imports)) = one_batch(pool, days, batch, &mut from).await? else {
             pruned.locked = pruned.batches > 0;
             return Ok(pruned);
         };
@@ -109,13 +111,18 @@ pub async fn prune(
 }
 
 /// One batch in one transaction under the lock: `None` when another process holds it.
-async fn one_batch(pool: &PgPool, days: u32, batch: i64) -> sqlx::Result<Option<(u64, u64, u64)>> {
+async fn one_batch(
+    pool: &PgPool,
+    days: u32,
+    batch: i64,
+    from: &mut Option<DateTime<Utc>>,
+) -> sqlx::Result<Option<(u64, u64, u64)>> {
     let mut tx = pool.begin().await?;
     if !retention::try_lock(&mut tx).await? {
         tx.rollback().await?;
         return Ok(None);
     }
-    let jobs = retention::delete_finished_jobs(&mut tx, days, batch).await?;
+    let (jobs, latest) = retention::delete_finished_jobs(&mut tx, days, batch, *from).await?;
     let task_ids: Vec<String> = jobs.iter().map(|id| task_id(*id).to_string()).collect();
     sqlx::query("DELETE FROM apalis.jobs WHERE id = ANY($1) AND job_type = $2")
         .bind(&task_ids)
@@ -125,5 +132,6 @@ async fn one_batch(pool: &PgPool, days: u32, batch: i64) -> sqlx::Result<Option<
     let ticks = retention::delete_old_ticks(&mut tx, days, batch).await?;
     let imports = retention::delete_old_imports(&mut tx, days, batch).await?;
     tx.commit().await?;
+    *from = latest.or(*from);
     Ok(Some((jobs.len() as u64, ticks, imports)))
 }

@@ -4,6 +4,7 @@
 //! or a running import, never is; stored prices are in other tables and never touched.
 //! The queue's rows of the same jobs are deleted beside them by `queue::retention`.
 
+use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -19,25 +20,32 @@ pub async fn try_lock(tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<bool> 
         .await
 }
 
-/// Deletes up to `batch` jobs that finished more than `days` days ago, oldest first, and
-/// returns their ids (for their queue rows). Rows another transaction holds are skipped.
+/// Deletes up to `batch` jobs that finished more than `days` days ago, oldest first from
+/// `from` (the latest end of the batch before, so that the index entries of the rows it
+/// deleted, dead until vacuumed, are not read again), and returns their ids (for their
+/// queue rows) and the latest end among them. Rows another transaction holds are skipped.
 pub async fn delete_finished_jobs(
     tx: &mut Transaction<'_, Postgres>,
     days: u32,
     batch: i64,
-) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
+    from: Option<DateTime<Utc>>,
+) -> sqlx::Result<(Vec<Uuid>, Option<DateTime<Utc>>)> {
+    let rows: Vec<(Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(
         "DELETE FROM ingestion_jobs WHERE id IN ( \
              SELECT id FROM ingestion_jobs \
              WHERE status IN ('completed', 'completed_with_gaps', 'failed', 'cancelled') \
+               AND completed_at >= coalesce($3, '-infinity'::timestamptz) \
                AND completed_at < now() - make_interval(days => $1) \
              ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-         RETURNING id",
+         RETURNING id, completed_at",
     )
     .bind(i32::try_from(days).unwrap_or(i32::MAX))
     .bind(batch)
+    .bind(from)
     .fetch_all(&mut **tx)
-    .await
+    .await?;
+    let latest = rows.iter().filter_map(|(_, at)| *at).max();
+    Ok((rows.into_iter().map(|(id, _)| id).collect(), latest))
 }
 
 /// Deletes up to `batch` schedule ticks acted on more than `days` days ago; how many.
