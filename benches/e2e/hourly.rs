@@ -239,7 +239,9 @@ impl Loaded {
 
 /// Registers `coins` hourly, tracked coins `H000001`... whose days start `days` days ago,
 /// stores every day through yesterday and every hour through the last complete one, a
-/// batch of coins per statement; then VACUUM ANALYZE.
+/// batch of coins per statement, each coin's hours together (as a backfill writes them,
+/// 300 hours a window); then VACUUM ANALYZE. Hours written an hour at a time for every
+/// coin (years of ticks) lie interleaved instead: BENCHMARKS.md says what that costs.
 async fn load(pool: &PgPool, coins: i32, days: u64) -> Result<Loaded> {
     let now = Utc::now();
     let today = now.date_naive();
@@ -276,7 +278,8 @@ async fn load(pool: &PgPool, coins: i32, days: u64) -> Result<Loaded> {
                       round(p * 1.0013, 8), round(p * 4321.123, 4), 'coinbase'
                FROM coins c CROSS JOIN generate_series($1::timestamptz, $2::timestamptz, interval '1 hour') AS h,
                     LATERAL (SELECT (100 * (2 + sin(extract(epoch FROM h) / 3e5 + hashtext(c.symbol))))::numeric AS p) AS price
-               WHERE c.symbol BETWEEN 'H' || lpad($3::text, 6, '0') AND 'H' || lpad($4::text, 6, '0')"#,
+               WHERE c.symbol BETWEEN 'H' || lpad($3::text, 6, '0') AND 'H' || lpad($4::text, 6, '0')
+               ORDER BY c.symbol, h"#,
         )
         .bind(Hour::first_of(first))
         .bind(last)
