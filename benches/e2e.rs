@@ -33,6 +33,8 @@ mod coins;
 mod export;
 #[path = "e2e/hourly.rs"]
 mod hourly;
+#[path = "e2e/hours_read.rs"]
+mod hours_read;
 #[path = "e2e/page.rs"]
 mod page;
 #[path = "e2e/private_postgres.rs"]
@@ -41,6 +43,8 @@ mod private_postgres;
 mod scale;
 #[path = "e2e/schedule.rs"]
 mod schedule;
+#[path = "e2e/year.rs"]
+mod year;
 
 /// Sizes of one run.
 struct Sizes {
@@ -236,10 +240,13 @@ impl Bench {
                 "scale" => self.scale(sizes, report).await,
                 "second-source" => self.second_source(sizes, report).await,
                 "export" => self.export(sizes, report).await,
+                "hourly-job" => self.hourly_job(sizes, report).await,
+                "year" => self.year(sizes, report).await,
                 "hourly" => self.hourly(sizes, report).await,
+                "page" => self.page(sizes, report).await,
                 other => {
                     bail!(
-                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly"
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly-job, year, hourly, page"
                     )
                 }
             };
@@ -255,6 +262,8 @@ impl Bench {
         private_postgres::rows(self, sizes, report).await?;
         self.scale(sizes, report).await?;
         self.export(sizes, report).await?;
+        self.hourly_job(sizes, report).await?;
+        self.year(sizes, report).await?;
         self.hourly(sizes, report).await?;
         Ok(())
     }

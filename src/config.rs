@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use secrecy::SecretString;
 
 use crate::domain::PlanReach;
-use crate::schedule::{Clock, DEFAULT_SCHEDULE, SyncSchedule};
+use crate::domain::{Clock, DEFAULT_SCHEDULE, SyncSchedule};
 
 /// What the public and Demo plans serve: the past 365 days.
 pub const PUBLIC_PLAN_DAYS: u32 = 365;
@@ -88,6 +88,17 @@ pub struct Settings {
     )]
     pub coingecko_calls_per_minute: NonZeroU32,
 
+    /// The key's monthly credits, counted over every process per UTC calendar month:
+    /// 10000 for a Demo key (a key on https://api.coingecko.com/...), else none; 0 means no
+    /// monthly limit. Read as text so that a bad value is refused with a sentence (exit 1).
+    #[arg(
+        long,
+        env = "COINGECKO_CALLS_PER_MONTH",
+        allow_hyphen_values = true,
+        global = true
+    )]
+    pub coingecko_calls_per_month: Option<String>,
+
     /// How far back the plan serves, in days: 365 for the public and Demo plans (the
     /// default on https://api.coingecko.com/...), none on other roots; 0 means no limit known.
     #[arg(long, env = "COINGECKO_HISTORY_DAYS", global = true)]
@@ -138,6 +149,18 @@ pub struct Settings {
     /// every other request.
     #[arg(long, env = "EVENT_STREAMS_MAX", default_value = "256", value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
     pub event_streams_max: u32,
+
+    /// Finished jobs (with their queue rows), schedule ticks and track-top imports older
+    /// than this many days are deleted; 0 keeps them forever. Read as text so that a bad
+    /// value is refused with a sentence (exit 1).
+    #[arg(
+        long,
+        env = "JOB_RETENTION_DAYS",
+        default_value = "30",
+        allow_hyphen_values = true,
+        global = true
+    )]
+    pub job_retention_days: String,
 
     /// `text` or `json`; RUST_LOG filters as usual.
     #[arg(
@@ -254,6 +277,20 @@ pub enum FallbackSource {
     Off,
 }
 
+/// What the Demo plan gives a month: the default of `COINGECKO_CALLS_PER_MONTH` for a key
+/// on the public root.
+pub const DEMO_CALLS_PER_MONTH: NonZeroU32 = NonZeroU32::new(10_000).expect("not zero");
+
+/// A setting that is a whole number, 0 or more: a sentence naming it and what it takes
+/// otherwise.
+fn whole_number(name: &str, text: &str, takes: &str) -> anyhow::Result<u32> {
+    text.trim().parse::<u32>().map_err(|_| {
+        anyhow::anyhow!(
+            "{name} is {text:?}, which is not a whole number of 0 or more: set it to {takes}, or unset it for the default"
+        )
+    })
+}
+
 /// A percentage: a finite decimal, not negative (`5`, `2.5`).
 fn parse_percent(value: &str) -> Result<Decimal, String> {
     let percent: Decimal = value
@@ -277,6 +314,37 @@ impl Settings {
             None if is_public_root(&self.coingecko_base_url) => PlanReach::days(PUBLIC_PLAN_DAYS),
             None => PlanReach::UNLIMITED,
         }
+    }
+
+    /// `COINGECKO_CALLS_PER_MONTH`, checked: the number given (`0`: none), else 10000 for a
+    /// Demo key (a key on the public root), else none.
+    pub fn calls_per_month(&self) -> anyhow::Result<Option<NonZeroU32>> {
+        use secrecy::ExposeSecret;
+        match &self.coingecko_calls_per_month {
+            Some(text) => Ok(NonZeroU32::new(whole_number(
+                "COINGECKO_CALLS_PER_MONTH",
+                text,
+                "the key's monthly credits, such as 10000 (0 for no monthly limit)",
+            )?)),
+            None => {
+                let keyed = self
+                    .coingecko_api_key
+                    .as_ref()
+                    .is_some_and(|key| !key.expose_secret().trim().is_empty());
+                Ok((keyed && is_public_root(&self.coingecko_base_url))
+                    .then_some(DEMO_CALLS_PER_MONTH))
+            }
+        }
+    }
+
+    /// `JOB_RETENTION_DAYS`, checked: `None` keeps finished work forever (`0`).
+    pub fn job_retention_days(&self) -> anyhow::Result<Option<u32>> {
+        let days = whole_number(
+            "JOB_RETENTION_DAYS",
+            &self.job_retention_days,
+            "days to keep finished jobs, such as 30 (0 keeps them forever)",
+        )?;
+        Ok((days > 0).then_some(days))
     }
 
     pub fn database_connect_timeout(&self) -> Duration {
@@ -383,6 +451,50 @@ mod tests {
         assert!(
             Cli::try_parse_from(["price-history", "--coinbase-calls-per-minute", "0"]).is_err()
         );
+    }
+
+    #[test]
+    fn a_demo_key_on_the_public_root_has_10000_calls_a_month_and_other_plans_none_unless_set() {
+        let public = "https://api.coingecko.com/api/v3";
+        let demo = settings(&["--coingecko-base-url", public, "--coingecko-api-key", "k"]);
+        assert_eq!(demo.calls_per_month().unwrap(), NonZeroU32::new(10_000));
+        let keyless = settings(&["--coingecko-base-url", public]);
+        assert_eq!(keyless.calls_per_month().unwrap(), None);
+        let pro = settings(&[
+            "--coingecko-base-url",
+            "https://pro-api.coingecko.com/api/v3",
+            "--coingecko-api-key",
+            "k",
+        ]);
+        assert_eq!(pro.calls_per_month().unwrap(), None);
+        let set = settings(&["--coingecko-calls-per-month", "500000"]);
+        assert_eq!(set.calls_per_month().unwrap(), NonZeroU32::new(500_000));
+        let off = settings(&[
+            "--coingecko-api-key",
+            "k",
+            "--coingecko-calls-per-month",
+            "0",
+        ]);
+        assert_eq!(off.calls_per_month().unwrap(), None);
+    }
+
+    #[test]
+    fn negative_or_wordy_monthly_credits_and_retention_are_refused_with_a_sentence() {
+        for bad in ["-1", "lots", "1.5", ""] {
+            let refused = settings(&["--coingecko-calls-per-month", bad])
+                .calls_per_month()
+                .unwrap_err()
+                .to_string();
+            assert!(refused.contains("COINGECKO_CALLS_PER_MONTH"), "{refused}");
+            let refused = settings(&["--job-retention-days", bad])
+                .job_retention_days()
+                .unwrap_err()
+                .to_string();
+            assert!(refused.contains("JOB_RETENTION_DAYS"), "{refused}");
+        }
+        assert_eq!(settings(&[]).job_retention_days().unwrap(), Some(30));
+        let forever = settings(&["--job-retention-days", "0"]);
+        assert_eq!(forever.job_retention_days().unwrap(), None);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!
 //! - [`config`]: every setting, as environment variable and flag, parsed once:
 //!   `DATABASE_URL` into a [`config::DatabaseUrl`] (`config/database.rs`).
-//! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`, `DailyCandle`, `JobStatus`, `Timeframe`).
+//! - [`domain`]: types that cannot be invalid (`DateRange`, `Symbol`, `Coin`, `PlanReach`,
+//!   `DailyCandle`, `JobStatus`, `Timeframe`; for hours `Hour`, `HourRange`, `HourlyCandle`,
+//!   `FourHourCandle`, and the hour-by-hour check, `DisputeRule`).
 //! - [`coingecko`]: CoinGecko's URL and key, its wire format and its error meanings.
 //! - [`coinbase`]: the same for the second source (Coinbase Exchange's candles, of a
 //!   granularity, at most 300 a call), for the days older than the CoinGecko plan's reach.
@@ -18,15 +20,18 @@
 //!   retry loop, the failure policy, the outcome counters), the call budget per source
 //!   (the one place that decides whether a call may go), redaction, the body cap,
 //!   `Retry-After`. The sources import from it, never the other way.
-//! - [`store`]: all SQL, a module per table; `store::patience`, the one way a running
-//!   process waits out the database.
+//! - [`store`]: all SQL, a module per table (hours: `hourly_prices`,
+//!   `hours_without_trades`, `hourly_coverage`, `hourly_figures`, `hourly_coins`,
+//!   `job_hours`); `store::patience`, the one way a running process waits out the database.
 //! - [`private_postgres`]: the PostgreSQL a first run starts from the machine's binaries
 //!   when `DATABASE_URL` is not set and nothing answers at its default; a file each for
 //!   choosing the database, the server held, its layout, its binaries, its locks and the
 //!   programs run.
 //! - [`ingest`]: the job (`ingest::job`, a file per step and concern): plan windows from
-//!   gaps, fetch, fill, then the days older than the plan serves from the second source;
-//!   upsert, checkpoint behind the queue's fence ([`ingest::Fence`]). `ingest::source` is the
+//!   gaps, fetch, fill, then the days older than the plan serves from the second source,
+//!   then an hourly coin's missing hours from its exchange product (or built from the
+//!   CoinGecko windows' hourly points); upsert, checkpoint behind the queue's fence
+//!   ([`ingest::Fence`]). `ingest::source` is the
 //!   seat of a price source (what it is asked, what it answers), with CoinGecko and
 //!   Coinbase Exchange as its implementations; `ingest::fallback` the second source's
 //!   windows and its mapping check.
@@ -48,7 +53,13 @@
 //!   timeframe (days, hours, `4h` blocks made from the hours), streamed from the store one
 //!   coin at a time and renamed into place whole; `price-history export` writes them into
 //!   a directory, the API streams the Parquet and Feather ones.
-//! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues, catch-up.
+//! - [`schedule`]: `SYNC_SCHEDULE`: which process acts on a tick, what a tick queues (the
+//!   missing days of tracked coins, the hours of hourly coins up to the last complete
+//!   hour; only what the month's credits pay for, `schedule::credits`), catch-up.
+//! - [`credits`]: the month's CoinGecko credits said before they are spent: what is used and
+//!   left over every process, what a job or the tracked coins cost, whether a job is
+//!   affordable. The credits themselves are taken per attempt by `upstream::budget`
+//!   (`store::monthly_credits`); `queue::retention` deletes old finished work.
 //! - [`api`]: the REST API (poem-openapi), Swagger UI and the OpenAPI document; reads in
 //!   three timeframes (`1d`, `4h`, `1h`).
 //! - [`startup`]: settings in, a running service out: the one place that migrates the
@@ -74,6 +85,7 @@ pub mod cli;
 pub mod coinbase;
 pub mod coingecko;
 pub mod config;
+pub mod credits;
 pub mod domain;
 pub mod export;
 pub mod ingest;

@@ -36,8 +36,10 @@ use crate::store::coins::{self, CoinRecord};
 use crate::store::hourly_coins::{self, HourlyCoin};
 use crate::store::second_source;
 
-pub use hours::{days_of_hours_to_keep, expected_hours, hours_to_keep};
-pub use tracking::{CoinSync, SyncError, bring_up_to_date};
+pub use hours::{
+    bring_hours_up_to_date, days_of_hours_to_keep, expected_hours, hours_to_keep, lagging_from,
+};
+pub use tracking::{CoinSync, SyncError, bring_up_to_date, days_to_keep, job_range};
 
 /// Where the check asks from when the plan has no limit: before any coin's first price
 /// (Bitcoin's genesis block), so that the answer starts at the coin's first day.
@@ -143,6 +145,14 @@ pub enum RegisterError {
         "could not check {id} with CoinGecko, so nothing was registered: {cause} Try again in a minute."
     )]
     CoinGeckoUnavailable { id: CoinGeckoId, cause: String },
+    /// The month's CoinGecko credits are spent, so the check could not be made; nothing
+    /// was stored.
+    #[error("could not check {id} with CoinGecko, so nothing was registered: {cause}")]
+    OutOfCredits {
+        id: CoinGeckoId,
+        cause: String,
+        resets_on: NaiveDate,
+    },
     /// CoinGecko refused the check for a reason that is not the id; nothing was stored.
     #[error("CoinGecko refused the check of {id}, so nothing was registered: {cause}")]
     CoinGeckoRefused { id: CoinGeckoId, cause: String },
@@ -502,6 +512,11 @@ fn check_failed(id: &CoinGeckoId, e: CoinGeckoError) -> RegisterError {
         | CoinGeckoError::BadAnswer { message, .. } => RegisterError::CoinGeckoRefused {
             id: id.clone(),
             cause: message,
+        },
+        CoinGeckoError::OutOfCredits { message, resets_on } => RegisterError::OutOfCredits {
+            id: id.clone(),
+            cause: message,
+            resets_on,
         },
         CoinGeckoError::Transient { message } | CoinGeckoError::RateLimited { message } => {
             RegisterError::CoinGeckoUnavailable {

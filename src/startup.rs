@@ -18,7 +18,8 @@ use crate::api::{self, ApiState, ConnectionLimits};
 use crate::coinbase::{CoinbaseClient, CoinbaseSettings};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoSettings};
 use crate::config::{DatabaseUrl, Settings};
-use crate::domain::ImportTrigger;
+use crate::credits::Credits;
+use crate::domain::{DisputeRule, ImportTrigger};
 use crate::ingest::fallback::SecondSource;
 use crate::ingest::{Ingestor, Reach};
 use crate::queue::{self, WorkerOptions};
@@ -27,7 +28,7 @@ use crate::schedule::Scheduler;
 use crate::shutdown::Shutdown;
 use crate::store;
 use crate::track_top::TrackTop;
-use crate::upstream::CallBudget;
+use crate::upstream::{CallBudget, MonthlyCredits};
 
 /// Connections per long-running process: the worker needs a few (heartbeat, listener,
 /// the job), the API the rest.
@@ -60,6 +61,10 @@ impl Sources {
         )
         .context("while building the CoinGecko client")?
         .hiding(secrets.iter().map(String::as_str));
+        coingecko.caller().budget().count_month(MonthlyCredits {
+            limit: settings.calls_per_month()?,
+            clock: settings.sync_clock(),
+        });
         let coinbase = CoinbaseSettings::from_config(settings)
             .map(|coinbase| {
                 CoinbaseClient::new(coinbase, CallBudget::Shared(pool.clone()))
@@ -124,6 +129,7 @@ impl Application {
 
     /// Wires the clients over a pool already open on a migrated database.
     pub fn with_pool(settings: Settings, pool: PgPool) -> anyhow::Result<Application> {
+        settings.job_retention_days()?;
         let sources = Sources::new(&settings, &pool)?;
         Ok(Application {
             settings,
@@ -151,6 +157,7 @@ impl Application {
                 client,
                 max_deviation_percent: self.settings.fallback_max_deviation_percent,
             }),
+            hour_check: DisputeRule::new(self.settings.fallback_max_deviation_percent),
         }
     }
 
@@ -163,6 +170,18 @@ impl Application {
             reach: self.reach(),
             coinbase: self.sources.coinbase.clone(),
             job_max_attempts: self.settings.job_max_attempts,
+        }
+    }
+
+    /// What work costs in the month's CoinGecko credits, and what is left.
+    pub fn credits(&self) -> Credits {
+        Credits {
+            pool: self.pool.clone(),
+            client: self.sources.coingecko.clone(),
+            chunk_days: self.settings.coingecko_chunk_days,
+            reach: self.reach(),
+            schedule: self.settings.sync_schedule.clone(),
+            fallback: self.settings.fallback_source,
         }
     }
 
@@ -187,6 +206,7 @@ impl Application {
             registry: self.registry(),
             track_top: self.track_top(ImportTrigger::Api),
             sync_schedule: self.settings.sync_schedule.clone(),
+            credits: self.credits(),
         })
     }
 
@@ -226,8 +246,16 @@ impl Application {
             reach: self.reach(),
             max_attempts: self.settings.job_max_attempts,
             name: queue::worker_name(),
+            credits: Some(self.credits()),
         };
         Some(tokio::spawn(scheduler.run(shutdown)))
+    }
+
+    /// Starts this process's part in retention (`JOB_RETENTION_DAYS`) until `shutdown`:
+    /// every long-running process takes part, one at a time prunes.
+    pub fn spawn_retention(&self, shutdown: Shutdown) -> JoinHandle<()> {
+        let days = self.settings.job_retention_days().unwrap_or(None);
+        tokio::spawn(queue::run_retention(self.pool.clone(), days, shutdown))
     }
 
     /// The API's limits: the documented ones, with `EVENT_STREAMS_MAX`.
@@ -243,6 +271,7 @@ impl Application {
     pub async fn run(self, role: Role, shutdown: Shutdown) -> anyhow::Result<()> {
         match role {
             Role::Worker => {
+                self.spawn_retention(shutdown.clone());
                 let scheduler = self.spawn_scheduler(shutdown.clone());
                 let worker = self.spawn_worker(queue::worker_name(), shutdown).await;
                 let worker = worker.context("the worker panicked")?;
@@ -254,6 +283,7 @@ impl Application {
             Role::Serve => {
                 let state = self.api_state(true)?;
                 let listener = bind(&self.settings).await?;
+                self.spawn_retention(shutdown.clone());
                 let scheduler = self.spawn_scheduler(shutdown.clone());
                 let worker = self.spawn_worker(queue::worker_name(), shutdown.clone());
                 let api = api::serve(state, listener, self.connection_limits(), shutdown);
@@ -268,6 +298,7 @@ impl Application {
             Role::Api => {
                 let state = self.api_state(false)?;
                 let listener = bind(&self.settings).await?;
+                self.spawn_retention(shutdown.clone());
                 // No worker here, but jobs whose worker died are still set back to pending.
                 tokio::spawn(queue::reconcile_orphans(
                     self.pool.clone(),

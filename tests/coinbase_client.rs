@@ -90,6 +90,20 @@ async fn raw_get(url: &str) -> (u16, String) {
     (status, response.text().await.unwrap())
 }
 
+/// The fake's raw answer to a call for `product`'s daily candles of `first..=last`.
+async fn raw_daily_candles(
+    fake: &FakeCoinbase,
+    product: &str,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> (u16, String) {
+    raw_get(&format!(
+        "{}/products/{product}/candles?granularity=86400&start={first}T00:00:00Z&end={last}T23:59:59Z",
+        fake.base_url()
+    ))
+    .await
+}
+
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }
@@ -146,11 +160,7 @@ async fn volume_is_stored_in_usd_as_base_volume_times_close() {
     let fake = FakeCoinbase::start().await;
     let client = client_for(&fake);
     // The fake's raw answer, in Coinbase's field order: [time, low, high, open, close, volume].
-    let (_, body) = raw_get(&format!(
-        "{}/products/BTC-USD/candles?granularity=86400&start=2024-01-01T00:00:00Z&end=2024-01-01T23:59:59Z",
-        fake.base_url()
-    ))
-    .await;
+    let (_, body) = raw_daily_candles(&fake, "BTC-USD", day(2024, 1, 1), day(2024, 1, 1)).await;
     let raw: serde_json::Value = serde_json::from_str(&body).unwrap();
     let row = raw[0].as_array().unwrap().clone();
 
@@ -236,11 +246,8 @@ async fn todays_candle_is_provisional() {
 async fn the_fake_refuses_more_than_300_candles_as_coinbase_does() {
     let fake = FakeCoinbase::start().await;
 
-    let (status, body) = raw_get(&format!(
-        "{}/products/BTC-USD/candles?granularity=86400&start=2019-01-01T00:00:00Z&end=2019-10-28T23:59:59Z",
-        fake.base_url()
-    ))
-    .await;
+    let (status, body) =
+        raw_daily_candles(&fake, "BTC-USD", day(2019, 1, 1), day(2019, 10, 28)).await;
 
     assert_eq!(status, 400);
     assert_eq!(body, TOO_MANY_CANDLES_BODY);
@@ -250,11 +257,7 @@ async fn the_fake_refuses_more_than_300_candles_as_coinbase_does() {
 async fn the_fake_answers_newest_first() {
     let fake = FakeCoinbase::start().await;
 
-    let (_, body) = raw_get(&format!(
-        "{}/products/ETH-USD/candles?granularity=86400&start=2023-01-01T00:00:00Z&end=2023-01-05T23:59:59Z",
-        fake.base_url()
-    ))
-    .await;
+    let (_, body) = raw_daily_candles(&fake, "ETH-USD", day(2023, 1, 1), day(2023, 1, 5)).await;
     let rows: Vec<Vec<f64>> = serde_json::from_str(&body).unwrap();
 
     let times: Vec<f64> = rows.iter().map(|row| row[0]).collect();
@@ -390,4 +393,67 @@ async fn the_fake_rate_limits_like_coinbase_and_names_it() {
     let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
     assert_eq!(statuses, vec![200, 200, 429]);
     assert_eq!(answers[2].1, RATE_LIMIT_BODY);
+}
+
+#[tokio::test]
+async fn three_hundred_hourly_candles_come_in_one_call_newest_first_and_301_are_refused() {
+    let fake = FakeCoinbase::start().await;
+    let client = client_for(&fake);
+    let first = price_history::domain::Hour::first_of(day(2024, 1, 1));
+    let hours = price_history::domain::HourRange::starting(first, 300).unwrap();
+
+    let candles = client.hourly_candles(&btc(), hours).await.unwrap();
+
+    assert_eq!(candles.len(), 300);
+    assert_eq!(candles[0].time, hours.last().unix(), "newest first");
+    assert_eq!(candles[299].time, first.unix());
+    let served = fake.hour_candle("BTC-USD", first.start()).unwrap();
+    assert_eq!(
+        (candles[299].low, candles[299].high, candles[299].close),
+        (served.low, served.high, served.close)
+    );
+    let call = &fake.calls()[0];
+    assert_eq!(call.granularity.as_deref(), Some("3600"));
+    assert_eq!(call.start.as_deref(), Some("2024-01-01T00:00:00Z"));
+    assert_eq!(call.end.as_deref(), Some("2024-01-13T11:59:59Z"));
+
+    let base = format!("{}/products/BTC-USD/candles", fake.base_url());
+    let (status, body) = raw_get(&format!(
+        "{base}?granularity=3600&start=2024-01-01T00:00:00Z&end=2024-01-13T12:00:01Z"
+    ))
+    .await;
+    assert_eq!((status, body.as_str()), (400, TOO_MANY_CANDLES_BODY));
+    let (status, body) = raw_get(&format!(
+        "{base}?granularity=7200&start=2024-01-01T00:00:00Z&end=2024-01-02T00:00:00Z"
+    ))
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Unsupported granularity"), "{body}");
+}
+
+#[tokio::test]
+async fn an_hour_without_trades_has_no_hourly_candle_and_an_answer_that_is_not_candles_is_bad() {
+    let fake = FakeCoinbase::start().await;
+    let client = client_for(&fake);
+    let first = price_history::domain::Hour::first_of(day(2024, 1, 1));
+    let hours = price_history::domain::HourRange::starting(first, 24).unwrap();
+    fake.set_hours_without_trades([first.plus(5).start()]);
+
+    let candles = client.hourly_candles(&btc(), hours).await.unwrap();
+    assert_eq!(candles.len(), 23);
+    assert!(candles.iter().all(|c| c.time != first.plus(5).unix()));
+
+    fake.set_hours_outage(Some(Outage::Garbage));
+    let error = client.hourly_candles(&btc(), hours).await.unwrap_err();
+    assert!(
+        matches!(error, CoinbaseError::BadAnswer { .. }),
+        "{error:?}"
+    );
+    assert!(
+        client
+            .candles(&btc(), window(day(2024, 1, 1), day(2024, 1, 1)))
+            .await
+            .is_ok(),
+        "daily candles still answer"
+    );
 }

@@ -100,6 +100,18 @@ async fn two_days_of_2024(client: &CoinGeckoClient) -> Result<MarketChart, CoinG
         .await
 }
 
+/// Bitcoin's chart of `from..to`, asked by a fresh client of `fake`.
+async fn bitcoin_chart(
+    fake: &FakeCoinGecko,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> MarketChart {
+    client_for(fake)
+        .market_chart_range("bitcoin", from, to)
+        .await
+        .unwrap()
+}
+
 fn permanent_parts(error: &CoinGeckoError) -> (Option<u16>, Option<i64>, &str) {
     match error {
         CoinGeckoError::Permanent {
@@ -163,10 +175,7 @@ async fn an_hourly_window_comes_back_as_the_points_the_server_sent() {
 async fn a_window_longer_than_90_days_is_one_point_per_day_at_midnight() {
     let fake = FakeCoinGecko::start().await;
 
-    let chart = client_for(&fake)
-        .market_chart_range("bitcoin", utc(2020, 1, 1), utc(2020, 6, 1))
-        .await
-        .unwrap();
+    let chart = bitcoin_chart(&fake, utc(2020, 1, 1), utc(2020, 6, 1)).await;
 
     assert_eq!(chart.prices.len(), 153);
     assert!(
@@ -183,10 +192,7 @@ async fn a_window_longer_than_90_days_is_one_point_per_day_at_midnight() {
 async fn a_window_before_bitcoins_first_day_is_empty_and_not_an_error() {
     let fake = FakeCoinGecko::start().await;
 
-    let chart = client_for(&fake)
-        .market_chart_range("bitcoin", utc(2012, 1, 1), utc(2013, 4, 28))
-        .await
-        .unwrap();
+    let chart = bitcoin_chart(&fake, utc(2012, 1, 1), utc(2013, 4, 28)).await;
 
     assert_eq!(chart.prices.len(), 1, "only 2013-04-28 00:00 itself");
     assert_eq!(chart.prices[0].at, utc(2013, 4, 28));
@@ -221,14 +227,12 @@ async fn a_window_reaching_now_ends_with_a_live_point() {
     let fake = FakeCoinGecko::start().await;
     let started = Utc::now();
 
-    let chart = client_for(&fake)
-        .market_chart_range(
-            "bitcoin",
-            started - chrono::Duration::days(2),
-            started + chrono::Duration::days(1),
-        )
-        .await
-        .unwrap();
+    let chart = bitcoin_chart(
+        &fake,
+        started - chrono::Duration::days(2),
+        started + chrono::Duration::days(1),
+    )
+    .await;
 
     let last = chart.prices.last().unwrap().at;
     assert!(

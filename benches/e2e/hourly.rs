@@ -1,462 +1,124 @@
-//! Row 14 (issues 26 and 27): hours at scale. 1,000 hourly, tracked coins × four years of
-//! hours (35 M rows of `hourly_prices`, 1461 days of `daily_prices` each), loaded by SQL
-//! with one `INSERT ... SELECT` over `generate_series` per batch of coins, then:
-//! - the load's time, and the tables' and indexes' bytes: rows and bytes per coin per
-//!   timeframe, and what 1,000 and 10,000 hourly coins weigh;
-//! - on a warm `serve`: one coin's four years of `1h` (35,064 rows) as JSON and as CSV,
-//!   its coverage in hours, `/metrics`, the first page of the coins and the four-year `1h`
-//!   Parquet download (time and size), each the median of several;
-//! - a schedule tick with nothing to do, in process;
-//! - `export --all --timeframe 1h` beside PostgreSQL's own `COPY ... TO` of the same rows.
-//!
-//! `PH_BENCH_ONLY=hourly` runs it alone; `PH_BENCH_SMOKE=1` with 4 coins × 30 days.
+//! Row 14 (issue 26): the four-year job of an hourly coin against its floor. The 1461 days of
+//! BTC up to yesterday on a plan that serves 365, with the second source and BTC's hours on:
+//! 5 CoinGecko calls for the plan's days, then on Coinbase's own budget (120 calls a minute,
+//! the default) the product's check, 4 windows of the older days and 117 windows of 300
+//! hours (35,064 hours), against a fake Coinbase Exchange at its public limit of 10
+//! requests a second. The floor is each source's calls spaced at its own rate, one after
+//! the other: the job cannot end sooner.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use chrono::{Days, NaiveDate, TimeDelta, Timelike, Utc};
-use futures::TryStreamExt;
-use price_history::coingecko::CoinGeckoSettings;
-use price_history::domain::{Hour, PlanReach};
-use price_history::ingest::Reach;
-use price_history::schedule::{Clock, Scheduler};
-use sqlx::PgPool;
+use anyhow::{Context, Result};
+use chrono::{Days, Utc};
+use fake_upstream::coinbase::{FakeCoinbase, FakeCoinbaseOptions};
+use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
+use price_history::store::{self, ingestion_jobs::JobFollower};
 
-use super::{Bench, Report, Sizes, ms, spawn, terminate, with_database};
+use super::coins::serve;
+use super::{Bench, JsonBody, Report, Sizes, terminate, with_database};
 
-/// Each figure is the median of this many (after one to warm up).
-const SAMPLES: usize = 9;
-
-/// Coins loaded per `INSERT`: 50 coins × 35,064 hours is 1.75 M rows a statement, which
-/// the statement triggers on `hourly_prices` fold into the figures in one pass each.
-const BATCH: i32 = 50;
-
-/// The rows `export --timeframe 1h` writes, as PostgreSQL's own COPY writes them.
-const COPY: &str = "COPY (SELECT symbol, hour, open::float8, high::float8, low::float8, \
-    close::float8, volume::float8, source, disputed FROM hourly_prices WHERE NOT provisional \
-    ORDER BY symbol, hour) TO STDOUT";
-
-/// What was loaded.
-struct Loaded {
-    coins: i32,
-    first: NaiveDate,
-    yesterday: NaiveDate,
-    hour_rows: u64,
-    day_rows: u64,
-    took: Duration,
-}
+/// `COINBASE_CALLS_PER_MINUTE`'s default.
+const COINBASE_CALLS_PER_MINUTE: u32 = 120;
 
 impl Bench {
-    pub(super) async fn hourly(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
-        let (coins, days) = if sizes.smoke { (4, 30) } else { (1_000, 1461) };
-        let database = format!("{}_hourly", self.database);
-        let url = with_database(&self.admin_url, &database)?;
-        let result = self.hourly_run(&url, sizes, coins, days, report).await;
-        self.drop_database(&database).await;
-        result
-    }
-
-    async fn hourly_run(
-        &self,
-        url: &str,
-        sizes: &Sizes,
-        coins: i32,
-        days: u64,
-        report: &mut Report,
-    ) -> Result<()> {
-        let pool = price_history::startup::connect_and_migrate(&url.parse()?, 4).await?;
-        let loaded = load(&pool, coins, days).await?;
-        weigh(&pool, &loaded, report).await?;
-        self.hourly_reads(url, sizes, &loaded, report).await?;
-        idle_tick(self, &pool, &loaded, report).await?;
-        let copy = copy_out(&pool).await?;
-        pool.close().await;
-        self.hourly_export(url, &loaded, copy, report).await
-    }
-
-    /// The reads of one coin on a warm `serve`, and the pages that must not slow down.
-    async fn hourly_reads(
-        &self,
-        url: &str,
-        sizes: &Sizes,
-        loaded: &Loaded,
-        report: &mut Report,
-    ) -> Result<()> {
-        // No schedule in the process measured: the idle tick is measured on its own below.
-        let env = [("SYNC_SCHEDULE", "off")];
-        let (mut serve, base) =
-            super::coins::serve(url, &self.fake.base_url(), sizes, &env).await?;
-        let range = format!(
-            "symbol=H000001&start_date={}&end_date={}",
-            loaded.first, loaded.yesterday
-        );
-        let hours = loaded.hour_rows_of_one_coin();
-        let result = async {
-            let json = self
-                .timed(&format!("{base}/api/v1/prices?{range}&timeframe=1h"))
-                .await?;
-            let csv = self
-                .timed(&format!(
-                    "{base}/api/v1/prices?{range}&timeframe=1h&format=csv"
-                ))
-                .await?;
-            let coverage = self
-                .timed(&format!("{base}/api/v1/coverage?{range}&timeframe=1h"))
-                .await?;
-            let parquet = self
-                .timed(&format!(
-                    "{base}/api/v1/prices?{range}&timeframe=1h&format=parquet"
-                ))
-                .await?;
-            let metrics = self.timed(&format!("{base}/metrics")).await?;
-            let page = self.timed(&format!("{base}/api/v1/coins")).await?;
-            Ok::<_, anyhow::Error>([json, csv, coverage, parquet, metrics, page])
-        }
-        .await;
-        terminate(&mut serve).await?;
-        let [json, csv, coverage, parquet, metrics, page] = result?;
-        let csv_lines = csv.1.iter().filter(|b| **b == b'\n').count() as u64;
-        if csv_lines != hours + 1 {
-            bail!(
-                "the 1h CSV holds {csv_lines} lines, not {} and its header",
-                hours
-            );
-        }
-        let label = format!("{} hourly coins × {} days", loaded.coins, loaded.days());
-        let sized = |(took, body): &(Duration, Vec<u8>)| {
-            format!(
-                "median {:.1} ms of {SAMPLES}, {:.2} MB",
-                ms(*took),
-                body.len() as f64 / 1e6
-            )
+    /// Row 14; see the module's docs. The smoke run asks for fewer days, at a budget the
+    /// fake answers without a rate limit.
+    pub(crate) async fn hourly_job(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
+        let url = with_database(&self.admin_url, &format!("{}_hourly", self.database))?;
+        let fake = FakeCoinGecko::start_with(FakeOptions {
+            history_limit_days: Some(365),
+            ..FakeOptions::default()
+        })
+        .await?;
+        let coinbase_per_minute = if sizes.smoke {
+            6000
+        } else {
+            COINBASE_CALLS_PER_MINUTE
         };
-        let cases = [
-            (
-                format!("1h prices of one coin, {hours} rows, JSON"),
-                &json,
-                300,
-            ),
-            (
-                format!("1h prices of one coin, {hours} rows, CSV"),
-                &csv,
-                300,
-            ),
-            (
-                format!("coverage in hours of one coin, {} days", loaded.days()),
-                &coverage,
-                100,
-            ),
-            ("GET /metrics".to_owned(), &metrics, 100),
-            ("GET /api/v1/coins, first page".to_owned(), &page, 100),
+        let coinbase = FakeCoinbase::start_with(FakeCoinbaseOptions {
+            requests_per_second_limit: if sizes.smoke {
+                None
+            } else {
+                FakeCoinbaseOptions::default().requests_per_second_limit
+            },
+            ..FakeCoinbaseOptions::default()
+        })
+        .await?;
+        let (coinbase_url, per_minute) = (coinbase.base_url(), coinbase_per_minute.to_string());
+        let env: &[(&str, &str)] = &[
+            ("COINGECKO_HISTORY_DAYS", "365"),
+            ("FALLBACK_SOURCE", "coinbase"),
+            ("COINBASE_BASE_URL", &coinbase_url),
+            ("COINBASE_CALLS_PER_MINUTE", &per_minute),
         ];
-        for (what, figure, limit) in cases {
-            report.row(
-                format!("14. {label}: {what}, loopback"),
-                sized(figure),
-                format!("< {limit} ms"),
-                Some(figure.0 < Duration::from_millis(limit)),
-            );
-        }
+        let (mut serve, base) = serve(&url, &fake.base_url(), sizes, env).await?;
+        let pool = store::connect(&url.parse()?, 2).await?;
+        sqlx::query("UPDATE coins SET hourly = true WHERE symbol = 'BTC'")
+            .execute(&pool)
+            .await?;
+        let end = Utc::now()
+            .date_naive()
+            .checked_sub_days(Days::new(1))
+            .context("a date")?;
+        let start = end
+            .checked_sub_days(Days::new(sizes.backfill_days - 1))
+            .context("a date")?;
+
+        let began = Instant::now();
+        let response = self
+            .http
+            .post(format!("{base}/api/v1/ingestion-jobs"))
+            .json_body(&serde_json::json!({"start_date": start, "end_date": end}))
+            .send()
+            .await?;
+        let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
+        let id = body["id"].as_str().context("a job id")?.parse()?;
+        let job = tokio::time::timeout(
+            Duration::from_secs(600),
+            JobFollower::new(&pool, id).await?.until_finished(),
+        )
+        .await
+        .context("the job ended within 10 minutes")??
+        .context("the job exists")?;
+        let wall = began.elapsed();
+        terminate(&mut serve).await?;
+        pool.close().await;
+        self.drop_database(&url_database(&url)).await;
+
+        let hours = sizes.backfill_days as usize * 24;
+        let hourly_calls = coinbase.hourly_calls();
+        let (coingecko_calls, coinbase_calls) = (fake.call_count(), coinbase.call_count());
+        let refused = coinbase.calls().iter().filter(|c| c.status != 200).count();
+        let floor = coingecko_calls.saturating_sub(1) as f64 * 60.0
+            / f64::from(sizes.calls_per_minute)
+            + coinbase_calls.saturating_sub(1) as f64 * 60.0 / f64::from(coinbase_per_minute);
+        let ratio = wall.as_secs_f64() / floor.max(f64::EPSILON);
         report.row(
-            format!("14. {label}: GET /api/v1/prices?timeframe=1h&format=parquet, one coin, {hours} rows, loopback"),
-            format!("{}; JSON of the same {:.2} MB", sized(&parquet), json.1.len() as f64 / 1e6),
-            "-",
-            None,
+            format!(
+                "14. {} days of an hourly BTC on a 365-day plan, Coinbase at {coinbase_per_minute} calls/min: calls, wall time / floor",
+                sizes.backfill_days
+            ),
+            format!(
+                "{hourly_calls} hourly Coinbase calls for {} of {hours} hours ({} missing), {} more Coinbase (check, days), {coingecko_calls} CoinGecko, {refused} refused; {}; {:.2} s, floor {floor:.2} s, ratio {ratio:.3}",
+                job.hours_fetched.unwrap_or_default(),
+                job.hours_missing.unwrap_or_default(),
+                coinbase_calls - hourly_calls,
+                job.status,
+                wall.as_secs_f64(),
+            ),
+            format!("{} hourly calls, ratio <= 1.05", hours.div_ceil(300)),
+            Some(
+                hourly_calls == hours.div_ceil(300)
+                    && job.hours_fetched == i32::try_from(hours).ok()
+                    // Smoke sizes make too few calls for a floor to mean anything.
+                    && (sizes.smoke || ratio <= 1.05),
+            ),
         );
         Ok(())
     }
-
-    /// The median time of [`SAMPLES`] GETs of `url` (after one to warm up), and its body.
-    async fn timed(&self, url: &str) -> Result<(Duration, Vec<u8>)> {
-        let mut times = Vec::new();
-        let mut body = Vec::new();
-        for i in 0..=SAMPLES {
-            let began = Instant::now();
-            let response = self.http.get(url).send().await?;
-            let status = response.status();
-            body = response.bytes().await?.to_vec();
-            if status != 200 {
-                bail!(
-                    "{url} answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                );
-            }
-            if i > 0 {
-                times.push(began.elapsed());
-            }
-        }
-        times.sort();
-        Ok((times[times.len() / 2], body))
-    }
-
-    /// `export --all --timeframe 1h` in Feather and Parquet, beside COPY.
-    async fn hourly_export(
-        &self,
-        url: &str,
-        loaded: &Loaded,
-        copy: Duration,
-        report: &mut Report,
-    ) -> Result<()> {
-        let rows = loaded.hour_rows;
-        let copy_rate = rows as f64 / copy.as_secs_f64();
-        report.notes.push(format!(
-            "Row 14: COPY (SELECT symbol, hour, open::float8, ..., source, disputed FROM hourly_prices \
-             WHERE NOT provisional ORDER BY symbol, hour) TO STDOUT of the {rows} rows the 1h export \
-             writes took {:.1} s ({copy_rate:.0} rows/s), once: at this size one run is minutes.",
-            copy.as_secs_f64()
-        ));
-        for format in ["feather", "parquet"] {
-            let (took, bytes) = export_hours(self, url, format).await?;
-            let rate = rows as f64 / took.as_secs_f64();
-            report.row(
-                format!("14. export --all --timeframe 1h --format {format}, {} coins × {} days ({rows} rows)", loaded.coins, loaded.days()),
-                format!(
-                    "{:.1} s, {rate:.0} rows/s, {:.0} MB; COPY ... TO {copy_rate:.0} rows/s; ratio {:.2}",
-                    took.as_secs_f64(),
-                    bytes as f64 / 1e6,
-                    rate / copy_rate
-                ),
-                "-",
-                None,
-            );
-        }
-        Ok(())
-    }
 }
 
-impl Loaded {
-    /// The days read: `first..=yesterday`.
-    fn days(&self) -> i64 {
-        (self.yesterday - self.first).num_days() + 1
-    }
-
-    /// One coin's hours of the days read, `first..=yesterday`: 35,064 for 1461 days.
-    fn hour_rows_of_one_coin(&self) -> u64 {
-        ((self.yesterday - self.first).num_days() as u64 + 1) * 24
-    }
-}
-
-/// Registers `coins` hourly, tracked coins `H000001`... whose days start `days` days ago,
-/// stores every day through yesterday and every hour through the last complete one, a
-/// batch of coins per statement, each coin's hours together (as a backfill writes them,
-/// 300 hours a window); then VACUUM ANALYZE. Hours written an hour at a time for every
-/// coin (years of ticks) lie interleaved instead: BENCHMARKS.md says what that costs.
-async fn load(pool: &PgPool, coins: i32, days: u64) -> Result<Loaded> {
-    let now = Utc::now();
-    let today = now.date_naive();
-    let first = today.checked_sub_days(Days::new(days)).context("a date")?;
-    let yesterday = today.pred_opt().context("a date")?;
-    let began = Instant::now();
-    sqlx::query(
-        "INSERT INTO coins (symbol, coingecko_id, first_day, tracked, track_since, hourly) \
-         SELECT 'H' || lpad(k::text, 6, '0'), 'hourly-coin-' || k, $2, TRUE, $2, TRUE \
-         FROM generate_series(1, $1) AS k",
-    )
-    .bind(coins)
-    .bind(first)
-    .execute(pool)
-    .await?;
-    let day_rows = sqlx::query(
-        r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
-           SELECT c.symbol, d::date, 100, 110, 90, 105, 1000, d + interval '23 hours'
-           FROM coins c CROSS JOIN generate_series($1::date, $2::date, interval '1 day') AS d
-           WHERE c.hourly"#,
-    )
-    .bind(first)
-    .bind(yesterday)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    let mut hour_rows = 0;
-    let last = Hour::last_complete(now);
-    for from in (1..=coins).step_by(BATCH as usize) {
-        let to = (from + BATCH - 1).min(coins);
-        hour_rows += sqlx::query(
-            r#"INSERT INTO hourly_prices (symbol, hour, open, high, low, close, volume, source)
-               SELECT c.symbol, h, round(p, 8), round(p * 1.0041, 8), round(p * 0.9962, 8),
-                      round(p * 1.0013, 8), round(p * 4321.123, 4), 'coinbase'
-               FROM coins c CROSS JOIN generate_series($1::timestamptz, $2::timestamptz, interval '1 hour') AS h,
-                    LATERAL (SELECT (100 * (2 + sin(extract(epoch FROM h) / 3e5 + hashtext(c.symbol))))::numeric AS p) AS price
-               WHERE c.symbol BETWEEN 'H' || lpad($3::text, 6, '0') AND 'H' || lpad($4::text, 6, '0')
-               ORDER BY c.symbol, h"#,
-        )
-        .bind(Hour::first_of(first))
-        .bind(last)
-        .bind(from)
-        .bind(to)
-        .execute(pool)
-        .await?
-        .rows_affected();
-    }
-    sqlx::raw_sql("VACUUM ANALYZE").execute(pool).await?;
-    Ok(Loaded {
-        coins,
-        first,
-        yesterday,
-        hour_rows,
-        day_rows,
-        took: began.elapsed(),
-    })
-}
-
-/// The tables' bytes, per coin and per timeframe, and what 1,000 and 10,000 coins weigh.
-async fn weigh(pool: &PgPool, loaded: &Loaded, report: &mut Report) -> Result<()> {
-    let size = |table: &'static str| async move {
-        sqlx::query_as::<_, (i64, i64)>(
-            "SELECT pg_table_size($1::regclass), pg_indexes_size($1::regclass)",
-        )
-        .bind(table)
-        .fetch_one(pool)
-        .await
-    };
-    let (hour_table, hour_index) = size("hourly_prices").await?;
-    let (day_table, day_index) = size("daily_prices").await?;
-    let coins = f64::from(loaded.coins);
-    let per_coin = |bytes: i64| bytes as f64 / coins;
-    let hour_coin = per_coin(hour_table + hour_index);
-    let day_coin = per_coin(day_table + day_index);
-    let hours_per_coin = loaded.hour_rows as f64 / coins;
-    report.row(
-        format!(
-            "14. Load of {} hourly coins × {} days by SQL ({} hour rows, {} day rows; one INSERT per {BATCH} coins)",
-            loaded.coins, loaded.days(), loaded.hour_rows, loaded.day_rows
-        ),
-        format!("{:.0} s with VACUUM ANALYZE ({:.0} hour rows/s)", loaded.took.as_secs_f64(), loaded.hour_rows as f64 / loaded.took.as_secs_f64()),
-        "-",
-        None,
-    );
-    report.row(
-        format!("14. Bytes per coin per timeframe ({} days): 1h stored, 4h made on read, 1d stored", loaded.days()),
-        format!(
-            "1h: {hours_per_coin:.0} rows, {:.2} MB (table {:.2} + primary key {:.2}; {:.0} B a row); \
-             4h: {:.0} rows, 0 B stored; 1d: {:.0} rows, {:.0} KB",
-            hour_coin / 1e6,
-            per_coin(hour_table) / 1e6,
-            per_coin(hour_index) / 1e6,
-            (hour_table + hour_index) as f64 / loaded.hour_rows as f64,
-            hours_per_coin / 4.0,
-            loaded.day_rows as f64 / coins,
-            day_coin / 1e3,
-        ),
-        "-",
-        None,
-    );
-    report.row(
-        format!("14. What hourly coins weigh ({} days of 1h and 1d), measured at this size and × 10", loaded.days()),
-        format!(
-            "{} coins: {:.2} GB (hourly_prices {:.2} GB); 10,000 coins: {:.1} GB (extrapolated, linear in coins)",
-            loaded.coins,
-            (hour_table + hour_index + day_table + day_index) as f64 / 1e9,
-            (hour_table + hour_index) as f64 / 1e9,
-            (hour_coin + day_coin) * 10_000.0 / 1e9
-        ),
-        "-",
-        None,
-    );
-    Ok(())
-}
-
-/// A schedule tick with every coin's days and hours stored: the median of [`SAMPLES`].
-async fn idle_tick(
-    bench: &Bench,
-    pool: &PgPool,
-    loaded: &Loaded,
-    report: &mut Report,
-) -> Result<()> {
-    let scheduler = Scheduler {
-        pool: pool.clone(),
-        schedule: "* * * * * *".parse()?,
-        clock: Clock::SYSTEM,
-        reach: Reach::new(
-            PlanReach::UNLIMITED,
-            &CoinGeckoSettings {
-                base_url: bench.fake.base_url(),
-                api_key: None,
-                calls_per_minute: std::num::NonZeroU32::new(600).context("non-zero")?,
-                max_retries: 0,
-                retry_base_delay: Duration::from_millis(10),
-                timeout: Duration::from_secs(5),
-            },
-        ),
-        max_attempts: 3,
-        name: "bench-hourly".to_owned(),
-    };
-    let (_stop, running) = price_history::shutdown::Shutdown::new();
-    let base_tick = Utc::now().with_nanosecond(0).context("a time")?;
-    let mut ticks = Vec::new();
-    let mut queued = 0;
-    for i in 0..SAMPLES {
-        let tick = base_tick + TimeDelta::seconds(i as i64);
-        let began = Instant::now();
-        let acted = scheduler
-            .act_on(tick, false, &running)
-            .await?
-            .done()
-            .context("the tick is this scheduler's")?;
-        ticks.push(began.elapsed());
-        queued += acted.jobs_queued;
-    }
-    ticks.sort();
-    let tick = ticks[ticks.len() / 2];
-    report.row(
-        format!(
-            "14. {} hourly coins × {} days: a schedule tick with nothing to do",
-            loaded.coins,
-            loaded.days()
-        ),
-        format!(
-            "median {:.1} ms of {SAMPLES} ({queued} jobs queued)",
-            ms(tick)
-        ),
-        "< 100 ms, 0 jobs",
-        Some(tick < Duration::from_millis(100) && queued == 0),
-    );
-    Ok(())
-}
-
-/// One `COPY ... TO STDOUT` of the rows the `1h` export writes, read to the end.
-async fn copy_out(pool: &PgPool) -> Result<Duration> {
-    let mut conn = pool.acquire().await?;
-    let began = Instant::now();
-    let mut stream = conn.copy_out_raw(COPY).await?;
-    let mut bytes = 0;
-    while let Some(chunk) = stream.try_next().await? {
-        bytes += chunk.len();
-    }
-    if bytes == 0 {
-        bail!("COPY sent nothing");
-    }
-    Ok(began.elapsed())
-}
-
-/// `export --all --timeframe 1h --format FORMAT` into an empty directory: its wall time
-/// and the bytes written.
-async fn export_hours(bench: &Bench, url: &str, format: &str) -> Result<(Duration, u64)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-export-hours");
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = dir.to_str().context("a UTF-8 path")?;
-    let args = [
-        "export",
-        "--out",
-        out,
-        "--timeframe",
-        "1h",
-        "--format",
-        format,
-        "--all",
-    ];
-    let began = Instant::now();
-    let mut child = spawn(url, &bench.fake.base_url(), &args, &[("RUST_LOG", "warn")])?;
-    let status = child.wait().await?;
-    let took = began.elapsed();
-    if !status.success() {
-        bail!("export --timeframe 1h --format {format} exited {status}");
-    }
-    let mut bytes = 0;
-    for entry in std::fs::read_dir(&dir)? {
-        bytes += entry?.metadata()?.len();
-    }
-    std::fs::remove_dir_all(&dir)?;
-    Ok((took, bytes))
+/// The database name at the end of `url`.
+fn url_database(url: &str) -> String {
+    url.rsplit('/').next().unwrap_or_default().to_owned()
 }

@@ -108,6 +108,7 @@ impl Bench {
             ),
             max_attempts: 3,
             name: "bench-scale".to_owned(),
+            credits: None,
         };
         // Never raised: every tick is acted on whole.
         let (_stop, running) = price_history::shutdown::Shutdown::new();

@@ -11,6 +11,7 @@ use poem_openapi::types::{Example, MaybeUndefined};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use rust_decimal::prelude::ToPrimitive;
 
+use super::budget::TrackingCost;
 use super::day::Day;
 use super::error::{ErrorBody, refusal, refused};
 use super::{ApiState, ApiTags, Authorized};
@@ -193,7 +194,10 @@ impl CoinsApi {
         }
         let fallback = state.registry.fallback_source();
         let hours = Some(&registered.hours);
-        let view = CoinView::of(registered.coin, hours, fallback, today_utc());
+        let mut view = CoinView::of(registered.coin, hours, fallback, today_utc());
+        if registered.synced.is_some() {
+            view.tracking_cost = TrackingCost::read(&state.credits, 0, false).await;
+        }
         if registered.created {
             let location = format!("/api/v1/coins/{}", view.symbol);
             PutCoinResponse::Created(Json(view), location)
@@ -222,6 +226,12 @@ impl From<RegisterError> for PutCoinResponse {
             RegisterError::CoinGeckoRefused { .. } => {
                 tracing::warn!(%message, "a coin check was refused by CoinGecko");
                 Self::BadGateway(ErrorBody::json("coingecko_refused", message))
+            }
+            RegisterError::OutOfCredits { resets_on, .. } => {
+                Self::TooManyRequests(Json(ErrorBody {
+                    resets_on: Some(resets_on),
+                    ..ErrorBody::new("monthly_credits_exhausted", message)
+                }))
             }
             RegisterError::CoinGeckoUnavailable { .. } => {
                 tracing::warn!(%message, "a coin check could not reach CoinGecko");
@@ -346,6 +356,14 @@ pub struct CoinView {
     /// band's edge (0 inside it); null while no hour has been checked.
     #[oai(nullable)]
     pub hourly_median_deviation_percent: Option<f64>,
+    /// How many of the coin's hours are stored (final or provisional), whether or not it
+    /// keeps hours now: `timeframe=1h` and `4h` have something to read when this is over 0.
+    pub stored_hours: i64,
+    /// Only in the answer of a `PUT` that turned `tracked` (or `hourly`) on: what the
+    /// tracked coins now cost a month under `SYNC_SCHEDULE`, with a warning when it is more
+    /// than the month's credits.
+    #[oai(skip_serializing_if_is_none)]
+    pub tracking_cost: Option<TrackingCost>,
 }
 
 /// Where a coin's hourly candles come from.
@@ -406,6 +424,8 @@ impl CoinView {
             hourly_median_deviation_percent: figures
                 .median_deviation_percent
                 .and_then(|d| d.round_dp(4).to_f64()),
+            stored_hours: figures.complete_hours + figures.provisional_hours,
+            tracking_cost: None,
         }
     }
 }
@@ -453,6 +473,8 @@ impl Example for CoinView {
             hourly_source: Some(HourlySource::Coinbase),
             disputed_hours: 3,
             hourly_median_deviation_percent: Some(0.0),
+            stored_hours: 35_064,
+            tracking_cost: None,
         }
     }
 }
@@ -539,6 +561,11 @@ pub enum PutCoinResponse {
     /// `coingecko_refused`: CoinGecko refused the check for a reason other than the id
     /// (a key problem, say); `coinbase_refused`: Coinbase Exchange refused the check of
     /// the product for a reason other than the product. Nothing was stored.
+    /// `monthly_credits_exhausted`: the month's CoinGecko credits
+    /// (`COINGECKO_CALLS_PER_MONTH`) are spent, so a new id could not be checked;
+    /// `resets_on` names the day they reset. Nothing was stored.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>),
     #[oai(status = 502)]
     BadGateway(Json<ErrorBody>),
     /// `coingecko_unavailable`: CoinGecko did not answer the check;

@@ -32,13 +32,18 @@ pub const BEARER_CHALLENGE: &str = "Bearer";
 pub struct ErrorBody {
     /// A stable snake_case code to branch on, such as `end_before_start`,
     /// `unknown_symbol`, `invalid_request`, `unauthorized`, `not_found`,
-    /// `job_in_progress`, `job_finished` or `database_unavailable`.
+    /// `job_in_progress`, `job_finished`, `monthly_credits_exhausted` or
+    /// `database_unavailable`.
     pub error: String,
     /// What went wrong and what to do about it, for a person.
     pub message: String,
     /// With `job_in_progress` only: the job that is pending or running.
     #[oai(skip_serializing_if_is_none)]
     pub active_job_id: Option<Uuid>,
+    /// With `monthly_credits_exhausted` only: the day (UTC) the monthly credits reset,
+    /// `YYYY-MM-DD`.
+    #[oai(skip_serializing_if_is_none)]
+    pub resets_on: Option<chrono::NaiveDate>,
 }
 
 impl Example for ErrorBody {
@@ -56,6 +61,7 @@ impl ErrorBody {
             error: error.to_owned(),
             message: message.into(),
             active_job_id: None,
+            resets_on: None,
         }
     }
 
@@ -109,6 +115,15 @@ impl ErrorBody {
                      follow it with GET /api/v1/ingestion-jobs/{active} or cancel it, then submit again"
                 ),
             )
+        })
+    }
+
+    /// Work the month's CoinGecko credits cannot pay for: what it needs, what is left, and
+    /// the day they reset.
+    pub fn monthly_credits_exhausted(refused: &crate::credits::Unaffordable) -> Json<Self> {
+        Json(ErrorBody {
+            resets_on: Some(refused.resets_on()),
+            ..Self::new("monthly_credits_exhausted", refused.to_string())
         })
     }
 

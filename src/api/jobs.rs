@@ -69,6 +69,21 @@ impl JobsApi {
                     return SubmitResponse::BadRequest(ErrorBody::json(e.code(), e.to_string()));
                 }
             };
+        match state
+            .credits
+            .afford_job(&coin, range, request.force, today_utc())
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(refused)) => {
+                return SubmitResponse::TooManyRequests(ErrorBody::monthly_credits_exhausted(
+                    &refused,
+                ));
+            }
+            Err(e) => {
+                return SubmitResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+            }
+        }
         let job = NewJob {
             id: Uuid::now_v7(),
             symbol,
@@ -446,6 +461,17 @@ pub struct Job {
     /// Days of the range this job stored from the second source (Coinbase Exchange),
     /// days older than the CoinGecko plan serves.
     pub fallback_days: i32,
+    /// Hourly candles this job stored; only for a job of a coin that keeps hours.
+    #[oai(skip_serializing_if_is_none)]
+    pub hours_fetched: Option<i32>,
+    /// Hours of the range still missing when the job ended (0 while it runs; only hours a
+    /// source can have count); only for a job of a coin that keeps hours.
+    #[oai(skip_serializing_if_is_none)]
+    pub hours_missing: Option<i32>,
+    /// Hours of the range recorded as without trades (the exchange published no candle:
+    /// never missing) when the job ended; only for a job of a coin that keeps hours.
+    #[oai(skip_serializing_if_is_none)]
+    pub hours_without_trades: Option<i32>,
     /// Why the job failed, was cancelled, finished with gaps, or went back to the queue.
     #[oai(nullable)]
     pub error_message: Option<String>,
@@ -473,6 +499,9 @@ impl From<JobRecord> for Job {
             gap_dates: job.gap_dates.into_iter().map(Day).collect(),
             out_of_plan_days: job.out_of_plan_days,
             fallback_days: job.fallback_days,
+            hours_fetched: job.hours_fetched,
+            hours_missing: job.hours_missing,
+            hours_without_trades: job.hours_without_trades,
             error_message: job.error_message,
             attempts: job.attempts,
             progress: Progress {
@@ -505,6 +534,9 @@ impl Example for Job {
             gap_dates: vec![],
             out_of_plan_days: 0,
             fallback_days: 0,
+            hours_fetched: Some(8_784),
+            hours_missing: Some(0),
+            hours_without_trades: Some(0),
             error_message: None,
             attempts: 1,
             progress: Progress {
@@ -543,6 +575,11 @@ pub enum SubmitResponse {
     /// The body is not `application/json`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
+    /// `monthly_credits_exhausted`: what is left of the month's CoinGecko credits
+    /// (`COINGECKO_CALLS_PER_MONTH`) does not cover the job's planned calls; `resets_on`
+    /// names the day they reset. Nothing was queued.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>),
     /// The database is not answering; nothing was queued. Submit again later.
     #[oai(status = 503)]
     ServiceUnavailable(Json<ErrorBody>),

@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - `jobs`, `coins`, `data`, `ops`: one module per tag, each an `*Api` struct with one
-//!   `#[derive(ApiResponse)]` enum per operation.
+//!   `#[derive(ApiResponse)]` enum per operation; `budget` (tag `Ops`): `GET
+//!   /api/v1/budget`, the call budgets and the month's credits.
 //! - `error`: the one error body, and how every refusal becomes it (`refusal!` writes an
 //!   operation's usual `Refusal`).
 //! - `hours`: the `1h` and `4h` rows, coverage in hours and the hours of each day, which
@@ -22,6 +23,7 @@
 //! nothing below calls back up.
 
 mod auth;
+pub mod budget;
 mod cache;
 mod coins;
 mod data;
@@ -49,11 +51,13 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 
 use crate::coingecko::CoinGeckoClient;
+use crate::credits::Credits;
 use crate::registry::Registry;
 use crate::schedule::SyncSchedule;
 use crate::shutdown::{Shutdown, Tasks};
 use crate::track_top::TrackTop;
 
+pub use budget::BudgetApi;
 pub use cache::FinishedJobs;
 pub use coins::CoinsApi;
 pub use data::DataApi;
@@ -67,7 +71,7 @@ use error::ErrorBody;
 use middleware::REQUEST_TIMEOUT;
 
 /// The operations of the document, one `*Api` per tag.
-pub type Apis = (JobsApi, CoinsApi, TrackTopApi, DataApi, OpsApi);
+pub type Apis = (JobsApi, CoinsApi, TrackTopApi, DataApi, OpsApi, BudgetApi);
 
 /// What the handlers share. Cloning is cheap: the pool and the client are handles.
 #[derive(Clone)]
@@ -89,6 +93,8 @@ pub struct ApiState {
     pub track_top: TrackTop,
     /// `SYNC_SCHEDULE`, for the next tick that `/metrics` reports.
     pub sync_schedule: SyncSchedule,
+    /// The month's CoinGecko credits: what a job costs, what is left, what tracking costs.
+    pub credits: Credits,
 }
 
 /// The document's tags.
@@ -112,7 +118,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(REQUEST_TIMEOUT.as_secs() +
 /// is relative (`/`), so the document is right wherever the API is reached. The document
 /// is OpenAPI 3.0, so it carries nothing only 3.1 allows (such as `info.summary`).
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new((JobsApi, CoinsApi, TrackTopApi, DataApi, OpsApi), "price-history", env!("CARGO_PKG_VERSION"))
+    OpenApiService::new((JobsApi, CoinsApi, TrackTopApi, DataApi, OpsApi, BudgetApi), "price-history", env!("CARGO_PKG_VERSION"))
         .description(
             "A complete, trustworthy history of daily coin prices from CoinGecko.\n\n\
              Backfills daily open/high/low/close/volume candles from CoinGecko into PostgreSQL through a durable job \

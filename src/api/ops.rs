@@ -14,11 +14,12 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::error::ErrorBody;
 use super::{ApiState, ApiTags};
 use crate::coinbase::CoinbaseClient;
+use crate::credits::Estimate;
 use crate::domain::{JobStatus, PriceSource};
 use crate::schedule::{self, Freshness};
 use crate::store::call_budget::{self, BudgetFigures};
 use crate::store::{coin_figures, stats};
-use crate::upstream::Caller;
+use crate::upstream::{Caller, MonthFigures};
 
 /// How long `/readyz` and `/metrics` wait for the database. Short, so that a probe gets
 /// its answer well within an orchestrator's own probe time-out.
@@ -92,7 +93,8 @@ async fn database_figures(state: &ApiState, callers: &[&Caller]) -> DatabaseFigu
         let read = figure(&name, call_budget::source_figures(pool, source)).await;
         read.map(|figures| (source, figures))
     }));
-    let (up, jobs, stored_candles, budgets, freshness) = tokio::join!(
+    let credits = &state.credits;
+    let (up, jobs, stored_candles, budgets, freshness, month, estimate) = tokio::join!(
         figure("database_up", stats::ping(pool)),
         figure("jobs", stats::jobs_by_status(pool)),
         figure("stored_candles", coin_figures::stored_days(pool)),
@@ -101,6 +103,8 @@ async fn database_figures(state: &ApiState, callers: &[&Caller]) -> DatabaseFigu
             "freshness",
             schedule::freshness(pool, &state.sync_schedule, Utc::now())
         ),
+        figure("monthly_credits", credits.month()),
+        figure("tracked_estimate", credits.tracked_estimate(credits.now())),
     );
     DatabaseFigures {
         up: up.is_some(),
@@ -108,6 +112,8 @@ async fn database_figures(state: &ApiState, callers: &[&Caller]) -> DatabaseFigu
         stored_candles,
         budgets: budgets.into_iter().flatten().collect(),
         freshness,
+        month: month.flatten(),
+        estimate,
     }
 }
 
@@ -143,6 +149,10 @@ struct DatabaseFigures {
     budgets: Vec<(PriceSource, Vec<BudgetFigures>)>,
     /// How current each coin is, and the schedule's ticks.
     freshness: Option<Freshness>,
+    /// CoinGecko's monthly credits over every process: one row.
+    month: Option<MonthFigures>,
+    /// What the tracked coins cost a month: one row of counts.
+    estimate: Option<Estimate>,
 }
 
 impl DatabaseFigures {
@@ -187,7 +197,45 @@ fn render(callers: &[&Caller], database: &DatabaseFigures) -> String {
     if let Some(freshness) = &database.freshness {
         render_freshness(&out, freshness);
     }
+    render_credits(&out, database.month.as_ref(), database.estimate.as_ref());
     out.text()
+}
+
+/// CoinGecko's month: the credits (when limited), what is used and left, when they reset,
+/// and what the tracked coins cost a month.
+fn render_credits(out: &Exposition, month: Option<&MonthFigures>, estimate: Option<&Estimate>) {
+    let gauge = |name: &str, help: &str, value: f64| out.gauge(name, help, &[], [(vec![], value)]);
+    if let Some(month) = month {
+        if let (Some(limit), Some(left)) = (month.limit, month.left()) {
+            gauge(
+                "price_history_coingecko_calls_per_month",
+                "COINGECKO_CALLS_PER_MONTH: the monthly credits every process on the database shares.",
+                f64::from(limit),
+            );
+            gauge(
+                "price_history_coingecko_month_left_calls",
+                "CoinGecko calls left this UTC month, over every process.",
+                left as f64,
+            );
+        }
+        gauge(
+            "price_history_coingecko_month_used_calls",
+            "CoinGecko calls this UTC month over every process, retries, coin checks and /coins/markets included.",
+            month.used as f64,
+        );
+        gauge(
+            "price_history_coingecko_month_resets_timestamp_seconds",
+            "When the month's CoinGecko credits reset (00:00 UTC on the first of the next month), in Unix seconds.",
+            month.month.resets_at().timestamp() as f64,
+        );
+    }
+    if let Some(estimate) = estimate {
+        gauge(
+            "price_history_coingecko_tracked_monthly_estimate_calls",
+            "What keeping the tracked coins current costs a month under SYNC_SCHEDULE, in CoinGecko calls.",
+            estimate.calls as f64,
+        );
+    }
 }
 
 /// One source's families, named after it (`price_history_coingecko_...`,
@@ -504,12 +552,23 @@ mod tests {
                 last_tick: Some("2026-11-28T00:40:00Z".parse().unwrap()),
                 next_tick: Some("2026-11-29T00:40:00Z".parse().unwrap()),
             }),
+            month: Some(MonthFigures {
+                month: crate::domain::CreditMonth::containing("2026-11-28".parse().unwrap()),
+                used: 9000,
+                limit: Some(10_000),
+            }),
+            estimate: Some(Estimate::of((300, 0, 0), (30, 30))),
         };
         let client = client();
         client.caller().budget_metrics().granted.inc_by(2);
         let text = render(&[client.caller()], &figures);
         for line in [
             "price_history_database_up 1",
+            "price_history_coingecko_calls_per_month 10000",
+            "price_history_coingecko_month_used_calls 9000",
+            "price_history_coingecko_month_left_calls 1000",
+            "price_history_coingecko_month_resets_timestamp_seconds 1796083200",
+            "price_history_coingecko_tracked_monthly_estimate_calls 9000",
             "price_history_coingecko_requests_total{outcome=\"ok\"} 0",
             "price_history_coingecko_requests_total{outcome=\"rate_limited\"} 0",
             "price_history_jobs{status=\"completed_with_gaps\"} 0",
@@ -538,7 +597,7 @@ mod tests {
                 .filter(|line| line.starts_with("# HELP"))
                 .count()
         );
-        assert_eq!(families, 14);
+        assert_eq!(families, 19);
     }
 
     #[test]
@@ -549,6 +608,8 @@ mod tests {
             stored_candles: None,
             budgets: vec![],
             freshness: None,
+            month: None,
+            estimate: None,
         };
         let text = render(&[client().caller()], &none);
         assert!(text.contains("price_history_database_up 0\n"), "{text}");
@@ -567,6 +628,8 @@ mod tests {
                 (PriceSource::Coinbase, vec![]),
             ],
             freshness: None,
+            month: None,
+            estimate: None,
         };
         let text = render(&[client().caller()], &slow_candles);
         assert!(text.contains("price_history_database_up 1\n"), "{text}");
@@ -602,6 +665,8 @@ mod tests {
                 }],
             )],
             freshness: None,
+            month: None,
+            estimate: None,
         };
         let coingecko = client();
         let text = render(&[coingecko.caller(), coinbase.caller()], &figures);

@@ -5,10 +5,11 @@
 //! The price chart is TradingView's Lightweight Charts, vendored from the npm registry
 //! with its licence beside it (`page/vendor/`).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
+use sha2::{Digest, Sha256};
 
 /// The version of the vendored Lightweight Charts build (`page/vendor/VERSION`).
 pub const CHARTS_VERSION: &str = include_str!("page/vendor/VERSION");
@@ -23,7 +24,7 @@ pub struct Asset {
 }
 
 /// Everything the page loads, the page first.
-pub const ASSETS: [Asset; 5] = [
+pub const ASSETS: [Asset; 8] = [
     Asset::new("/", HTML, include_str!("page/index.html")),
     Asset::new("/assets/app.css", CSS, include_str!("page/app.css")),
     Asset::new(
@@ -31,7 +32,22 @@ pub const ASSETS: [Asset; 5] = [
         JAVASCRIPT,
         include_str!("page/errors.js"),
     ),
+    Asset::new(
+        "/assets/early.js",
+        JAVASCRIPT,
+        include_str!("page/early.js"),
+    ),
+    Asset::new(
+        "/assets/chart.js",
+        JAVASCRIPT,
+        include_str!("page/chart.js"),
+    ),
     Asset::new("/assets/app.js", JAVASCRIPT, include_str!("page/app.js")),
+    Asset::new(
+        "/assets/budget.js",
+        JAVASCRIPT,
+        include_str!("page/budget.js"),
+    ),
     Asset::new(
         "/assets/lightweight-charts.standalone.production.js",
         JAVASCRIPT,
@@ -49,16 +65,38 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
      frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
+/// Each asset's `ETag`, in the order of [`ASSETS`]: a digest of its body, so a browser
+/// that holds the file gets `304 Not Modified` instead of it again, and keeps the chart
+/// library's compiled code between visits (Chromium caches it with the cached file).
+static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
+    ASSETS
+        .iter()
+        .map(|asset| {
+            let digest = Sha256::digest(asset.body.as_bytes());
+            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex digits are a header value")
+        })
+        .collect()
+});
+
 /// Serves the page and its assets to GET and HEAD; passes every other request on. A
 /// middleware rather than routes, because the OpenAPI service is nested at `/`.
 pub async fn serve<E: Endpoint>(next: Arc<E>, request: Request) -> poem::Result<Response> {
     let method = request.method();
     if (method == Method::GET || method == Method::HEAD)
-        && let Some(asset) = ASSETS
+        && let Some(index) = ASSETS
             .iter()
-            .find(|asset| asset.path == request.uri().path())
+            .position(|asset| asset.path == request.uri().path())
     {
-        return Ok(asset.response());
+        let etag = &ETAGS[index];
+        let held = request
+            .headers()
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|tag| tag.trim() == etag.to_str().unwrap_or_default() || tag.trim() == "*");
+        return Ok(ASSETS[index].response(etag, held));
     }
     next.call(request).await.map(IntoResponse::into_response)
 }
@@ -72,15 +110,21 @@ impl Asset {
         }
     }
 
-    fn response(&self) -> Response {
-        let mut response = self.body.with_status(StatusCode::OK).into_response();
+    /// The file, or `304` without a body when the browser already `held` this version.
+    fn response(&self, etag: &HeaderValue, held: bool) -> Response {
+        let mut response = if held {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            self.body.with_status(StatusCode::OK).into_response()
+        };
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(self.content_type),
         );
-        // Revalidated on each load; the binary's version changes the page anyway.
+        // Revalidated on each load (a new binary may serve another version), by its ETag.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert(header::ETAG, etag.clone());
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),

@@ -10,6 +10,7 @@ use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
+use super::budget::TrackingCost;
 use super::day::Day;
 use super::error::{ErrorBody, refusal, refused};
 use super::{ApiState, ApiTags, Authorized};
@@ -64,7 +65,9 @@ impl TrackTopApi {
             }
         };
         let location = format!("/api/v1/coins/track-top/{}", record.id);
-        let view = ImportView::from(&record);
+        let mut view = ImportView::from(&record);
+        let n = i64::from(record.n);
+        view.tracking_cost = TrackingCost::read(&state.credits, n, record.hourly).await;
         // It outlives the request, but not the process: on SIGTERM it ends its record
         // between two coins, and the server waits for it.
         tasks.spawn(|shutdown| async move {
@@ -84,7 +87,11 @@ impl TrackTopApi {
     )]
     async fn get(&self, state: Data<&ApiState>, id: Path<Uuid>) -> GetImportResponse {
         match coin_imports::get(&state.pool, id.0).await {
-            Ok(Some(record)) => GetImportResponse::Ok(Json(ImportView::from(&record))),
+            Ok(Some(record)) => {
+                let mut view = ImportView::from(&record);
+                view.tracking_cost = TrackingCost::read(&state.credits, 0, false).await;
+                GetImportResponse::Ok(Json(view))
+            }
             Ok(None) => GetImportResponse::NotFound(ErrorBody::json(
                 "not_found",
                 format!("no import of the top coins has the id {}", id.0),
@@ -173,6 +180,11 @@ pub struct ImportView {
     pub updated_at: DateTime<Utc>,
     #[oai(nullable)]
     pub completed_at: Option<DateTime<Utc>>,
+    /// What the tracked coins cost a month under `SYNC_SCHEDULE`: on the `202`, with all
+    /// `n` coins counted as newly tracked (at most what the import adds); afterwards, the
+    /// tracked coins as they are. With a warning when it is more than the month has.
+    #[oai(skip_serializing_if_is_none)]
+    pub tracking_cost: Option<TrackingCost>,
 }
 
 impl From<&ImportRecord> for ImportView {
@@ -206,6 +218,7 @@ impl From<&ImportRecord> for ImportView {
             created_at: record.created_at,
             updated_at: record.updated_at,
             completed_at: record.completed_at,
+            tracking_cost: None,
         }
     }
 }

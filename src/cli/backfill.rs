@@ -18,7 +18,7 @@ use crate::shutdown::Shutdown;
 use crate::startup::{self, Application};
 use crate::store::coins;
 use crate::store::ingestion_jobs::{self, JobFollower, JobRecord, NewJob};
-use sqlx::PgPool;
+use crate::store::job_hours::{self, JobHours};
 
 /// How long to wait before following the job again after the database failed to answer.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -40,7 +40,7 @@ pub(super) async fn run(
     let Some(app) = super::build(settings, startup::POOL_SIZE, &shutdown).await? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let job = match new_job(&app.pool, symbol, (start, end), force).await? {
+    let job = match new_job(&app, symbol, (start, end), force).await? {
         Ok(job) => job,
         Err(refused) => return Ok(refuse(&refused)),
     };
@@ -64,33 +64,41 @@ pub(super) async fn run(
         if force { ", forced" } else { "" }
     );
     let job = run_here(&app, record.id, &shutdown).await?;
-    report(&job);
+    let hours = job_hours::of(&app.pool, job.id).await?;
+    report(&job, hours);
     Ok(exit_code(job.status))
 }
 
 /// The job `backfill` asks for, or why it is refused: the coin must be registered, and
 /// the range fit its rules.
 async fn new_job(
-    pool: &PgPool,
+    app: &Application,
     symbol: Symbol,
     (start, end): (NaiveDate, NaiveDate),
     force: bool,
 ) -> anyhow::Result<Result<NewJob, String>> {
-    let Some(coin) = coins::get(pool, symbol).await? else {
+    let Some(coin) = coins::get(&app.pool, symbol).await? else {
         return Ok(Err(format!(
             "{symbol} is not a registered coin: register it with `price-history coins add {symbol} COINGECKO_ID`, \
              or pick one of `price-history coins list`"
         )));
     };
-    Ok(DateRange::for_coin(&coin.coin, start, end, today_utc())
-        .map(|range| NewJob {
-            id: Uuid::now_v7(),
-            symbol,
-            range,
-            force,
-            trigger: Trigger::Cli,
-        })
-        .map_err(|e| e.to_string()))
+    let today = today_utc();
+    let range = match DateRange::for_coin(&coin.coin, start, end, today) {
+        Ok(range) => range,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let credits = app.credits();
+    if let Err(refused) = credits.afford_job(&coin.coin, range, force, today).await? {
+        return Ok(Err(format!("monthly_credits_exhausted: {refused}")));
+    }
+    Ok(Ok(NewJob {
+        id: Uuid::now_v7(),
+        symbol,
+        range,
+        force,
+        trigger: Trigger::Cli,
+    }))
 }
 
 /// Runs job `id` with a worker in this process, following it with a progress bar, until
@@ -161,41 +169,60 @@ async fn follow(
     finished
 }
 
-fn report(job: &JobRecord) {
+/// The closing summary: the days by source, the hours for an hourly coin, and what is
+/// missing and why.
+fn report(job: &JobRecord, hours: Option<JobHours>) {
     println!("job {}: {}", job.id, job.status);
     println!(
-        "windows: {}/{}, rows fetched: {}, attempts: {}",
-        job.chunks_done, job.chunks_total, job.records_fetched, job.attempts
+        "windows: {}/{}, attempts: {}",
+        job.chunks_done, job.chunks_total, job.attempts
     );
+    println!(
+        "days: {} from CoinGecko, {} from Coinbase Exchange (the second source)",
+        job.records_fetched, job.fallback_days
+    );
+    if let Some(hours) = hours {
+        println!(
+            "hours: {} stored, {} without trades (never fetched again), {} missing",
+            hours.hours_fetched, hours.hours_without_trades, hours.hours_missing
+        );
+    }
     if job.out_of_plan_days > 0 {
-        println!("out of plan: {} day(s)", job.out_of_plan_days);
+        println!(
+            "out of plan: {} day(s) older than the CoinGecko plan reaches, and no second source had them",
+            job.out_of_plan_days
+        );
     }
     if !job.gap_dates.is_empty() {
-        let shown: Vec<String> = job
-            .gap_dates
-            .iter()
-            .take(GAPS_SHOWN)
-            .map(NaiveDate::to_string)
-            .collect();
         println!(
-            "gaps ({}): {}{}",
+            "missing ({} day(s)): {}",
             job.gaps_detected,
-            shown.join(", "),
-            if job.gap_dates.len() > GAPS_SHOWN {
-                ", ..."
-            } else {
-                ""
-            }
+            gap_list(&job.gap_dates)
         );
     }
     if let Some(message) = &job.error_message {
-        println!("{message}");
+        println!("why: {message}");
     }
     if !job.status.is_terminal() {
         println!(
             "the job was handed back to the queue; any worker (price-history worker) resumes it from its checkpoint"
         );
     }
+}
+
+/// The first [`GAPS_SHOWN`] gap dates, `...` for the rest.
+fn gap_list(dates: &[NaiveDate]) -> String {
+    let shown: Vec<String> = dates
+        .iter()
+        .take(GAPS_SHOWN)
+        .map(NaiveDate::to_string)
+        .collect();
+    let more = if dates.len() > GAPS_SHOWN {
+        ", ..."
+    } else {
+        ""
+    };
+    format!("{}{more}", shown.join(", "))
 }
 
 fn exit_code(status: JobStatus) -> ExitCode {

@@ -121,6 +121,9 @@ async fn add(
             "{}",
             describe_sync(registered.coin.coin.symbol, missing, &synced)
         );
+        if let Some(cost) = app.credits().tracking_cost_sentence().await {
+            println!("{cost}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::private_postgres;
 use crate::shutdown::Shutdown;
 use crate::startup::{self, Application, Role};
-use crate::telemetry;
+use crate::telemetry::{self, Verbosity};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,6 +95,21 @@ pub enum Command {
     Export(export::ExportArgs),
 }
 
+impl Command {
+    /// A command a person watches in a terminal logs only warnings unless `RUST_LOG` asks
+    /// for more: its progress bar and summary say what happened.
+    fn verbosity(&self) -> Verbosity {
+        match self {
+            Command::Backfill { .. }
+            | Command::Export(_)
+            | Command::Coins {
+                command: CoinsCommand::TrackTop { .. },
+            } => Verbosity::Interactive,
+            _ => Verbosity::Service,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CoinsCommand {
     /// Register a coin (checked with one CoinGecko call), or change whether it is tracked
@@ -145,7 +160,7 @@ pub enum CoinsCommand {
 /// Runs the parsed command line until it is done or `shutdown` (SIGTERM, SIGINT) stops
 /// it; errors are printed by `main` with their causes.
 pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
-    telemetry::init(cli.settings.log_format);
+    telemetry::init(cli.settings.log_format, cli.command.verbosity());
     let mut settings = cli.settings;
     // Held until this function returns, after every pool of the command is closed.
     let _private_postgres = match cli.command {

@@ -48,6 +48,9 @@ pub(super) async fn run(
         .await?;
     bar.finish_and_clear();
     report(&record);
+    if let Some(cost) = app.credits().tracking_cost_sentence().await {
+        println!("{cost}");
+    }
     Ok(if record.status == ImportStatus::Completed {
         ExitCode::SUCCESS
     } else {

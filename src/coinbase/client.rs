@@ -13,9 +13,9 @@ use reqwest::Url;
 
 use super::error::{CoinbaseError, said};
 use super::window::{CandleWindow, Span};
-use super::wire::{ProductInfo, WireCandle, parse_candles};
+use super::wire::{ProductInfo, WireCandle, parse_candles, parse_hourly_candles};
 use crate::config::{FallbackSource, Settings};
-use crate::domain::{DailyCandle, PriceSource, ProductId};
+use crate::domain::{DailyCandle, ExchangeCandle, HourRange, PriceSource, ProductId};
 use crate::upstream::{CallBudget, CallSettings, Caller, Profile, base_url, endpoint};
 
 /// Coinbase Exchange as the caller sees it: its rate-limit window is a second, and a
@@ -141,6 +141,39 @@ impl CoinbaseClient {
         }
         days.sort_by_key(|candle| candle.date);
         Ok(days)
+    }
+
+    /// The hourly candles of `product` over `hours` (at most 300), as sent, newest first:
+    /// one call (retries aside) at `granularity=3600`. Only the list's shape is checked
+    /// here; which candles are true, and which hours lie in `hours`, is for
+    /// `domain::hours_from_exchange` to judge (Coinbase may answer hours before `start`,
+    /// and publishes none for an hour without trades).
+    #[tracing::instrument(skip_all, fields(product = %product, hours = %hours))]
+    pub async fn hourly_candles(
+        &self,
+        product: &ProductId,
+        hours: HourRange,
+    ) -> Result<Vec<ExchangeCandle>, CoinbaseError> {
+        let span = Span::of_hours(hours).ok_or_else(|| CoinbaseError::Refused {
+            status: 400,
+            message: format!(
+                "{hours} is longer than the {} hours Coinbase Exchange answers in one call; \
+                 this is a bug of price-history: please report it.",
+                super::MAX_CANDLES_PER_CALL
+            ),
+        })?;
+        let what = format!("the hourly candles of {product} from {hours}");
+        let url = self.candles_url(product, span);
+        self.caller
+            .get(&url, Some(&what), |answer, redactor| {
+                if !answer.status.is_success() {
+                    return Err(CoinbaseError::refused(answer, &what, redactor));
+                }
+                parse_hourly_candles(&answer.body).map_err(|why| {
+                    CoinbaseError::unreadable(answer, &what, &why.to_string(), redactor)
+                })
+            })
+            .await
     }
 
     /// The candles of `product` over `span`, as sent and checked against its granularity
@@ -308,6 +341,27 @@ mod tests {
                  ?granularity=86400&start=2024-01-01T00%3A00%3A00Z&end=2024-01-31T23%3A59%3A59Z"
             );
         }
+    }
+
+    #[test]
+    fn the_url_asks_for_hourly_candles_from_the_first_hours_start_to_the_last_ones_end() {
+        let client = CoinbaseClient::new(
+            settings("https://api.exchange.coinbase.com"),
+            CallBudget::ProcessLocal,
+        )
+        .unwrap();
+        let first = crate::domain::Hour::first_of(day(2024, 1, 1)).plus(5);
+        let hours = HourRange::starting(first, 300).unwrap();
+        assert_eq!(
+            client
+                .candles_url(
+                    &ProductId::parse("BTC-USD").unwrap(),
+                    Span::of_hours(hours).unwrap()
+                )
+                .as_str(),
+            "https://api.exchange.coinbase.com/products/BTC-USD/candles\
+             ?granularity=3600&start=2024-01-01T05%3A00%3A00Z&end=2024-01-13T16%3A59%3A59Z"
+        );
     }
 
     #[test]

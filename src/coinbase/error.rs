@@ -109,9 +109,11 @@ impl From<CallError> for CoinbaseError {
     /// fails a job), or, for a body too large to read, no candle list.
     fn from(error: CallError) -> Self {
         match error {
+            // Coinbase has no monthly credits; were it ever given some, a spent month
+            // makes it unavailable for now, like a database that cannot say.
             CallError::NoSlot {
                 message,
-                why: NoSlot::Database { .. },
+                why: NoSlot::Database { .. } | NoSlot::MonthSpent { .. },
             } => CoinbaseError::Unavailable { message },
             CallError::GaveUp(gave_up) => {
                 let advice = if gave_up.rate_limited() {

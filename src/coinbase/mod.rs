@@ -1,8 +1,10 @@
 //! The Coinbase Exchange client: the second source, which fills the days older than the
 //! CoinGecko plan's reach from Coinbase's public daily candles (no key).
 //!
-//! Two calls: [`CoinbaseClient::candles`] (`/products/{product}/candles`, at most
-//! [`MAX_CANDLES_PER_CALL`] days, asked as a [`CandleWindow`]) and
+//! Three calls: [`CoinbaseClient::candles`] (`/products/{product}/candles`, at most
+//! [`MAX_CANDLES_PER_CALL`] days, asked as a [`CandleWindow`]),
+//! [`CoinbaseClient::hourly_candles`] (the same endpoint at `granularity=3600`, at most
+//! 300 hours) and
 //! [`CoinbaseClient::product`] (`/products/{product}`: whether Coinbase lists it). Every
 //! failure is a [`CoinbaseError`] whose variant says whether a later try may succeed;
 //! none of them is meant to fail a job.
@@ -27,4 +29,4 @@ mod wire;
 pub use client::{CoinbaseClient, CoinbaseSettings};
 pub use error::CoinbaseError;
 pub use window::{CandleWindow, Granularity, MAX_CANDLES_PER_CALL};
-pub use wire::{CandlesError, ProductInfo, WireCandle, parse_candles};
+pub use wire::{CandlesError, ProductInfo, WireCandle, parse_candles, parse_hourly_candles};

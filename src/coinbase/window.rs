@@ -1,11 +1,11 @@
 //! What one candle request of Coinbase Exchange may ask for: a run of at most
 //! [`MAX_CANDLES_PER_CALL`] candles of one [`Granularity`]. [`CandleWindow`] is such a run of
-//! whole UTC days; a run of hours is another constructor of a [`Span`] of
-//! `Granularity::Hour`.
+//! whole UTC days; a run of hours is an [`HourRange`] of at most as many hours
+//! ([`Span::of_hours`]).
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::{DailyCandle, day_runs};
+use crate::domain::{DailyCandle, HourRange, day_runs};
 
 /// Coinbase answers at most this many candles per request, and refuses a longer range
 /// with a 400 rather than cutting it.
@@ -86,6 +86,8 @@ impl CandleWindow {
 pub enum Granularity {
     /// Daily candles, each from 00:00 UTC.
     Day,
+    /// Hourly candles, each from the start of a UTC hour (`granularity=3600`).
+    Hour,
 }
 
 impl Granularity {
@@ -93,6 +95,7 @@ impl Granularity {
     pub fn seconds(self) -> i64 {
         match self {
             Granularity::Day => 86_400,
+            Granularity::Hour => 3_600,
         }
     }
 
@@ -100,6 +103,7 @@ impl Granularity {
     pub fn period(self) -> &'static str {
         match self {
             Granularity::Day => "day",
+            Granularity::Hour => "hour",
         }
     }
 }
@@ -114,6 +118,17 @@ pub(crate) struct Span {
 }
 
 impl Span {
+    /// The request for the hourly candles of `hours`; `None` when it holds more than
+    /// [`MAX_CANDLES_PER_CALL`] hours, which Coinbase would refuse.
+    pub fn of_hours(hours: HourRange) -> Option<Span> {
+        let periods = u32::try_from(hours.hours()).ok()?;
+        (periods <= MAX_CANDLES_PER_CALL).then(|| Span {
+            granularity: Granularity::Hour,
+            start: hours.first().start(),
+            periods,
+        })
+    }
+
     /// `start` and `end` of the request: the start of the first candle to the last
     /// second of the last one, so the last candle is in the range whether Coinbase reads
     /// `end` as inclusive or not, and `(end - start) / granularity` stays under 300.
@@ -186,5 +201,22 @@ mod tests {
                 "2024-01-31T23:59:59Z".to_owned()
             )
         );
+    }
+
+    #[test]
+    fn an_hourly_span_holds_at_most_three_hundred_hours_and_ends_a_second_before_the_next() {
+        use crate::domain::Hour;
+        let first = Hour::first_of(day(2024, 1, 1));
+        let longest = HourRange::starting(first, 300).unwrap();
+        let span = Span::of_hours(longest).unwrap();
+        assert_eq!(span.granularity.seconds(), 3_600);
+        assert_eq!(
+            span.bounds(),
+            (
+                "2024-01-01T00:00:00Z".to_owned(),
+                "2024-01-13T11:59:59Z".to_owned()
+            )
+        );
+        assert!(Span::of_hours(HourRange::starting(first, 301).unwrap()).is_none());
     }
 }

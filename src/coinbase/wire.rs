@@ -1,12 +1,16 @@
-//! What Coinbase Exchange sends: daily candles as `[time, low, high, open, close,
-//! volume]`, newest first, and a product's description; read without trusting either.
+//! What Coinbase Exchange sends: candles as `[time, low, high, open, close, volume]`,
+//! newest first, and a product's description; read without trusting either. A daily list
+//! is refused whole for one untrue candle ([`parse_candles`]); an hourly list is read for
+//! its shape only ([`parse_hourly_candles`]), each candle then judged on its own
+//! (`domain::hours_from_exchange`), so that one bad hour is refused and counted while
+//! the others are kept.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::window::Granularity;
-use crate::domain::DailyCandle;
+use crate::domain::{DailyCandle, ExchangeCandle};
 use crate::upstream::decimal_from_f64;
 
 /// One candle as sent, before it becomes a [`DailyCandle`].
@@ -47,6 +51,41 @@ pub fn parse_candles(
     body: &[u8],
     granularity: Granularity,
 ) -> Result<Vec<WireCandle>, CandlesError> {
+    let candles = read_rows(body)?;
+    for (i, candle) in candles.iter().enumerate() {
+        candle.check(i, granularity)?;
+    }
+    let mut times: Vec<i64> = candles.iter().map(|c| c.time).collect();
+    times.sort_unstable();
+    if let Some(twice) = times.windows(2).find(|w| w[0] == w[1]) {
+        return Err(CandlesError::BadData(format!(
+            "two candles for the {} starting at {}",
+            granularity.period(),
+            twice[0]
+        )));
+    }
+    Ok(candles)
+}
+
+/// Reads an hourly candle list for its shape only: an array of six-number arrays whose
+/// time is whole seconds. Whether each candle is on the hour grid, above zero and holds
+/// together is the domain's to judge, candle by candle.
+pub fn parse_hourly_candles(body: &[u8]) -> Result<Vec<ExchangeCandle>, CandlesError> {
+    Ok(read_rows(body)?
+        .into_iter()
+        .map(|c| ExchangeCandle {
+            time: c.time,
+            low: c.low,
+            high: c.high,
+            open: c.open,
+            close: c.close,
+            volume: c.volume,
+        })
+        .collect())
+}
+
+/// The rows of a candle list, as numbers, without judging them.
+fn read_rows(body: &[u8]) -> Result<Vec<WireCandle>, CandlesError> {
     let rows: Vec<Value> = serde_json::from_slice(body)
         .map_err(|e| CandlesError::Shape(format!("not a JSON array of candles: {e}")))?;
     let mut candles = Vec::with_capacity(rows.len());
@@ -75,17 +114,7 @@ pub fn parse_candles(
             close: number(4)?,
             volume: number(5)?,
         };
-        candle.check(i, granularity)?;
         candles.push(candle);
-    }
-    let mut times: Vec<i64> = candles.iter().map(|c| c.time).collect();
-    times.sort_unstable();
-    if let Some(twice) = times.windows(2).find(|w| w[0] == w[1]) {
-        return Err(CandlesError::BadData(format!(
-            "two candles for the {} starting at {}",
-            granularity.period(),
-            twice[0]
-        )));
     }
     Ok(candles)
 }
@@ -258,6 +287,21 @@ mod tests {
             );
         }
         assert_eq!(parse_candles(b"[]", Granularity::Day).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn an_hourly_list_is_read_for_its_shape_and_its_values_left_to_judge() {
+        let body = br#"[[1704070800, 5, 1, 2, 3, 4], [1704067230, 0, 2, 1, 1, 1]]"#;
+        let candles = parse_hourly_candles(body).unwrap();
+        assert_eq!(candles.len(), 2);
+        assert_eq!(
+            (candles[0].time, candles[0].low, candles[0].high),
+            (1_704_070_800, 5.0, 1.0)
+        );
+        assert_eq!(candles[1].time, 1_704_067_230, "off the grid, still read");
+        for garbage in [&b"<html>502</html>"[..], br#"[[1704067200, 1, 2]]"#] {
+            assert!(!parse_hourly_candles(garbage).unwrap_err().is_bad_data());
+        }
     }
 
     #[test]

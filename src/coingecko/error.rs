@@ -57,6 +57,16 @@ pub enum CoinGeckoError {
         /// CoinGecko's words, quoted, and what to do about them.
         message: String,
     },
+    /// The month's credits (`COINGECKO_CALLS_PER_MONTH`) are spent over every process: no
+    /// call was made. Nothing more can be fetched until `resets_on`; a job stops and
+    /// ends `completed_with_gaps`, a request is refused with 429.
+    #[error("{message}")]
+    OutOfCredits {
+        /// The month, what was used of what, the reset day, and what to do.
+        message: String,
+        /// The first day of the next month (UTC).
+        resets_on: chrono::NaiveDate,
+    },
     /// A 2xx whose body is not a market chart, is too large, or holds data that cannot
     /// be true. The job fails; nothing of the window is stored.
     #[error("{message}")]
@@ -98,6 +108,7 @@ impl CoinGeckoError {
         | Self::RateLimited { message }
         | Self::PlanLimit { message, .. }
         | Self::Permanent { message, .. }
+        | Self::OutOfCredits { message, .. }
         | Self::BadAnswer { message, .. }) = &mut self;
         *message = mask(message);
         self
@@ -185,12 +196,21 @@ impl From<CallError> for CoinGeckoError {
     /// market chart, and refused.
     fn from(error: CallError) -> Self {
         match error {
-            // The database could not say: worth trying again later. (A new kind of
-            // refusal, a spent monthly quota, is matched here with its own meaning.)
+            // The database could not say: worth trying again later.
             CallError::NoSlot {
                 message,
                 why: NoSlot::Database { .. },
             } => Self::Transient { message },
+            CallError::NoSlot {
+                message,
+                why: why @ NoSlot::MonthSpent { .. },
+            } => Self::OutOfCredits {
+                resets_on: why.resets_on().unwrap_or_default(),
+                message: format!(
+                    "{message}. The rest waits for the new month (a later job or tick fetches it), \
+                     or raise COINGECKO_CALLS_PER_MONTH if the plan has more credits."
+                ),
+            },
             CallError::GaveUp(gave_up) if gave_up.rate_limited() => Self::RateLimited {
                 message: gave_up.message(
                     "",

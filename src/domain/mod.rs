@@ -62,7 +62,9 @@ macro_rules! text_newtype {
 pub(crate) use {stored_as_text, text_form};
 
 mod candle;
+mod clock;
 mod coin;
+mod credit_month;
 mod date_range;
 mod deviation;
 mod dispute;
@@ -76,11 +78,14 @@ mod plan_reach;
 mod product;
 mod source;
 mod symbol;
+mod sync_schedule;
 mod timeframe;
 mod trigger;
 
 pub use candle::DailyCandle;
+pub use clock::Clock;
 pub use coin::{Coin, CoinGeckoId, InvalidCoinGeckoId, MAX_COINGECKO_ID_LEN};
+pub use credit_month::CreditMonth;
 pub use date_range::{DateRange, MAX_RANGE_DAYS, RangeError, day_runs, today_utc};
 pub use deviation::{
     DEVIATION_SAMPLE_DAYS, Deviation, MappingVerdict, judge_mapping, median_deviation,
@@ -92,13 +97,14 @@ pub use hourly_candle::{
     BadCandle, COINGECKO_VOLUME_HOURS, ExchangeCandle, HourParts, HourlyCandle, Hours, RefusedHour,
     decimal_from_f64, hours_from_exchange, hours_from_points,
 };
-pub use hourly_source::{ExchangeProduct, hourly_source};
+pub use hourly_source::{COINGECKO_HOURLY_FROM, ExchangeProduct, expected_hours, hourly_source};
 pub use import::{ImportStatus, ImportTrigger, UnknownImportStatus, UnknownImportTrigger};
 pub use job_status::{JobStatus, UnknownJobStatus};
 pub use plan_reach::PlanReach;
 pub use product::{InvalidProductId, MAX_PRODUCT_SIDE_LEN, ProductId};
 pub use source::{PriceSource, UnknownPriceSource};
 pub use symbol::{InvalidSymbol, MAX_SYMBOL_LEN, Symbol};
+pub use sync_schedule::{DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
 pub use timeframe::{Timeframe, UnknownTimeframe};
 pub use trigger::{Trigger, UnknownTrigger};
 

@@ -1,6 +1,3 @@
-use std::fmt;
-use std::str::FromStr;
-
 /// Where a stored day came from: CoinGecko (the primary source) or the second source
 /// that fills the days CoinGecko's plan cannot reach. Stored as `daily_prices.source`
 /// and shown on every read, and the key of each source's own call budget.
@@ -27,6 +24,21 @@ impl PriceSource {
         }
     }
 
+    /// Every source with its count among `counts` (rows of `source, count(*)` as a query
+    /// grouped by the stored text gives them), 0 for a source without a row.
+    pub fn each_counted(counts: &[(String, i64)]) -> Vec<(PriceSource, i64)> {
+        PriceSource::ALL
+            .into_iter()
+            .map(|source| {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| s == source.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (source, n)
+            })
+            .collect()
+    }
+
     /// As a message to a person names it.
     pub fn display_name(self) -> &'static str {
         match self {
@@ -36,22 +48,8 @@ impl PriceSource {
     }
 }
 
-impl fmt::Display for PriceSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for PriceSource {
-    type Err = UnknownPriceSource;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PriceSource::ALL
-            .into_iter()
-            .find(|source| source.as_str() == s)
-            .ok_or_else(|| UnknownPriceSource(s.chars().take(40).collect()))
-    }
-}
+// Exactly `coingecko` or `coinbase`, as stored: no other spelling is guessed at.
+stored_as_text!(PriceSource, UnknownPriceSource);
 
 #[cfg(test)]
 mod tests {

@@ -14,19 +14,17 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use rust_decimal::Decimal;
 
 use super::Window;
 use crate::coingecko::{MarketChart, Point};
-use crate::domain::DailyCandle;
+use crate::domain::{DailyCandle, Hour};
 
 /// The longest window CoinGecko answers with hourly points (its auto-granularity).
 pub const HOURLY_MAX_WINDOW_DAYS: i64 = 90;
 
 /// The first day CoinGecko has hourly points for; earlier days get one point a day.
-pub const HOURLY_DATA_FROM: NaiveDate = match NaiveDate::from_ymd_opt(2018, 1, 30) {
-    Some(day) => day,
-    None => panic!("a valid date"),
-};
+pub const HOURLY_DATA_FROM: NaiveDate = crate::domain::COINGECKO_HOURLY_FROM;
 
 /// The fewest points a finished day of hourly data is stored from: half its hours.
 pub const MIN_HOURLY_POINTS: usize = 12;
@@ -38,6 +36,49 @@ pub struct DailyCandles {
     pub candles: Vec<DailyCandle>,
     /// Finished days left out for having too few points, with how many they had.
     pub too_thin: Vec<(NaiveDate, usize)>,
+    /// The window's hourly points, kept for the hours of an hourly coin.
+    pub hourly_points: HourlyPoints,
+}
+
+/// CoinGecko's hourly price and 24-hour volume points of a window, as sent (only those of
+/// its days, and only where CoinGecko answered hourly): the hours of an hourly coin are
+/// built from them, or checked with them, at no extra call. Empty for a window CoinGecko
+/// answers with daily points, and for every other source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HourlyPoints {
+    pub prices: Vec<(DateTime<Utc>, Decimal)>,
+    pub volumes: Vec<(DateTime<Utc>, Decimal)>,
+}
+
+impl HourlyPoints {
+    /// The points of `chart` that are hourly data of `window`'s days.
+    pub fn of(chart: &MarketChart, window: &Window) -> HourlyPoints {
+        if window.days() > HOURLY_MAX_WINDOW_DAYS {
+            return HourlyPoints::default();
+        }
+        let from = Hour::first_of(HOURLY_DATA_FROM.max(window.start)).start();
+        let keep = |points: &[Point]| -> Vec<(DateTime<Utc>, Decimal)> {
+            points
+                .iter()
+                .filter(|p| p.at >= from && window.contains(p.at.date_naive()))
+                .map(|p| (p.at, p.value))
+                .collect()
+        };
+        HourlyPoints {
+            prices: keep(&chart.prices),
+            volumes: keep(&chart.total_volumes),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.prices.is_empty()
+    }
+
+    /// Adds `other`'s points to these.
+    pub fn extend(&mut self, other: &HourlyPoints) {
+        self.prices.extend_from_slice(&other.prices);
+        self.volumes.extend_from_slice(&other.volumes);
+    }
 }
 
 /// Builds the candles of `window` from `chart`: open = first price of the day, high = max,
@@ -53,7 +94,10 @@ pub fn daily_candles(
 ) -> DailyCandles {
     let prices = by_day(&chart.prices, window);
     let volumes = by_day(&chart.total_volumes, window);
-    let mut out = DailyCandles::default();
+    let mut out = DailyCandles {
+        hourly_points: HourlyPoints::of(chart, window),
+        ..DailyCandles::default()
+    };
     for (date, points) in prices {
         let Some(volume) = volumes.get(&date).and_then(|v| v.last()).map(|p| p.value) else {
             continue;
@@ -314,6 +358,26 @@ mod tests {
         assert!(!at_midnight.candles[0].provisional);
         let just_before = daily_candles(&chart, &window, at("2024-01-01T23:59:59.999Z"));
         assert!(just_before.candles[0].provisional);
+    }
+
+    #[test]
+    fn a_windows_hourly_points_are_kept_and_a_long_windows_daily_points_are_not() {
+        let prices = [
+            hourly("2024-01-01", vec![], 5),
+            vec![point("2024-01-02T00:00:10Z", 6)],
+        ]
+        .concat();
+        let chart = chart(prices.clone(), prices);
+        let one_day = window("2024-01-01", "2024-01-01");
+        let kept = daily_candles(&chart, &one_day, at(LONG_AFTER)).hourly_points;
+        assert_eq!(
+            kept.prices.len(),
+            24,
+            "the next day's point is not the window's"
+        );
+        assert_eq!(kept.volumes.len(), 24);
+        let long = window("2024-01-01", "2024-12-31");
+        assert!(HourlyPoints::of(&chart, &long).is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod plan;
 mod reach;
 pub mod source;
 
-pub use aggregate::{DailyCandles, MIN_HOURLY_POINTS, daily_candles};
+pub use aggregate::{DailyCandles, HourlyPoints, MIN_HOURLY_POINTS, daily_candles};
 pub use job::{Attempt, Fence, Ingestor, JobError, Outcome};
 pub use plan::{Window, windows_for_days, windows_for_range};
 pub use reach::Reach;

@@ -54,6 +54,10 @@ pub enum SourceError {
     /// The source refused the request, and will again whatever we do.
     #[error("{0}")]
     Permanent(String),
+    /// The month's credits are spent: nothing more is asked of the source until the month
+    /// turns. The job stops fetching and ends `completed_with_gaps`, saying so.
+    #[error("{0}")]
+    OutOfCredits(String),
     /// The source answered with something that is not candles, or data that cannot be
     /// true: nothing of the window is stored.
     #[error("{0}")]

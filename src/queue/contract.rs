@@ -26,7 +26,8 @@ use sqlx::PgPool;
 pub const NEW_JOBS_CHANNEL: &str = "apalis::job::insert";
 
 /// The columns of apalis's tables (in the `apalis` schema) that our SQL reads: the
-/// queue's lease check and orphan sweep, and the trigger of migration 20261128000003.
+/// queue's lease check and orphan sweep, the trigger of migration 20261128000003, and
+/// retention (which deletes a finished job's row by `id` and `job_type`).
 pub const READS: &[(&str, &[&str])] = &[
     ("jobs", &["id", "job_type", "status", "lock_by", "run_at"]),
     ("workers", &["id", "last_seen"]),

@@ -10,7 +10,9 @@
 //! - `lease`: who holds a job (the fence each attempt's checkpoints pass);
 //! - `wake_ups`: LISTEN/NOTIFY for idle workers; `orphans`: the sweep of jobs whose
 //!   worker died;
-//! - `worker`: the worker and its handler; `policy`: what follows each attempt.
+//! - `worker`: the worker and its handler; `policy`: what follows each attempt;
+//! - `retention`: deleting finished jobs with their queue rows (and old ticks and
+//!   imports) after `JOB_RETENTION_DAYS`, one process at a time, in small batches.
 //!
 //! apalis-postgres 1.0's defaults are wrong for us, so each is set on purpose:
 //! - batch size 1: a fetched-but-waiting job gets no heartbeat and can be run twice;
@@ -27,6 +29,7 @@ mod lease;
 mod orphans;
 mod patient;
 mod policy;
+mod retention;
 mod wake_ups;
 mod worker;
 
@@ -42,6 +45,7 @@ use uuid::Uuid;
 use crate::store::ingestion_jobs::{self, Insertion, JobRecord, NewJob};
 
 pub use orphans::reconcile_orphans;
+pub use retention::{BATCH as RETENTION_BATCH, Pruned, prune, run_retention};
 pub use wake_ups::wake_ups;
 pub use worker::{MAX_TAKEOVERS, WorkerOptions, run_worker, worker_name};
 

@@ -4,13 +4,18 @@
 //! the last complete hour, in one job of the coin. A job of an hourly coin fills the missing
 //! hours of its range beside its missing days, so the job is an ordinary one over those
 //! days: it asks only for what is missing, and nothing when nothing is.
+//!
+//! The schedule keeps them current the same way ([`bring_hours_up_to_date`]): at each tick,
+//! a coin whose last hour accounted for (read from its figures, one row per coin) is older
+//! than the last complete hour gets one job from that hour's day through today.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::PgPool;
 
 use super::tracking::{CoinSync, SyncError, first_day_to_keep, queue_job};
-use crate::domain::{Coin, Hour, HourRange, MAX_RANGE_DAYS, PlanReach, PriceSource, Trigger};
+use crate::domain::{Coin, Hour, HourRange, MAX_RANGE_DAYS, PlanReach, Trigger};
 use crate::ingest::Reach;
+use crate::store::hourly_coins::HourlyCoin;
 use crate::store::hourly_figures::HourlyFigures;
 
 /// The days whose hours a coin keeps on `today`: from its first day to keep, or the
@@ -34,36 +39,8 @@ pub fn hours_to_keep(coin: &Coin, reach: PlanReach, now: DateTime<Utc>) -> Optio
     days_of_hours_to_keep(coin, reach, now.date_naive()).and_then(|days| complete_hours(days, now))
 }
 
-/// The hours of `days` (a read's range) that a coin can have at `now`, which coverage in
-/// hours and the calendar's hours count as expected: from the coin's first day, from where
-/// its `source` of hours begins (Coinbase: its product's first hourly candle,
-/// `coinbase_hours_from`; CoinGecko-built hours: the plan's first served day), through the
-/// last complete hour. With no source (the coin keeps no hours, or its product awaits its
-/// check) only the first day and the last complete hour bound it. `None` when none is.
-pub fn expected_hours(
-    coin: &Coin,
-    source: Option<PriceSource>,
-    coinbase_hours_from: Option<Hour>,
-    reach: PlanReach,
-    days: (NaiveDate, NaiveDate),
-    now: DateTime<Utc>,
-) -> Option<HourRange> {
-    let mut first = Hour::first_of(days.0);
-    if let Some(first_day) = coin.first_day {
-        first = first.max(Hour::first_of(first_day));
-    }
-    let from_source = match source {
-        Some(PriceSource::Coinbase) => coinbase_hours_from,
-        Some(PriceSource::CoinGecko) => {
-            reach.first_served_day(now.date_naive()).map(Hour::first_of)
-        }
-        None => None,
-    };
-    if let Some(from) = from_source {
-        first = first.max(from);
-    }
-    HourRange::new(first, Hour::last_of(days.1).min(Hour::last_complete(now)))
-}
+/// Where a read's and a job's expected hours are decided: one rule, in `domain`.
+pub use crate::domain::expected_hours;
 
 /// The hours of `days` that are over at `now`.
 fn complete_hours((start, end): (NaiveDate, NaiveDate), now: DateTime<Utc>) -> Option<HourRange> {
@@ -95,10 +72,63 @@ pub(super) async fn hours_started(
     }
 }
 
+/// The first hour a coin's hours lag by at `now`: the hour after the last one accounted for
+/// (or the first hour it keeps, when none is, or when that is later), when the last complete
+/// hour is not accounted for yet; `None` when its hours are current. Read from the coin's
+/// figures alone: hours missing further back are not a tick's to look for (a job of the
+/// coin's range finds them), so that a hole no source can fill costs no call every tick.
+pub fn lagging_from(
+    coin: &Coin,
+    hourly: &HourlyCoin,
+    reach: PlanReach,
+    now: DateTime<Utc>,
+) -> Option<Hour> {
+    let keep = hours_to_keep(coin, reach, now)?;
+    let keep = match hourly.coinbase_hours_from {
+        Some(from) => keep.from_hour(from)?,
+        None => keep,
+    };
+    match hourly.figures.accounted {
+        Some(accounted) if accounted.last() >= keep.last() => None,
+        Some(accounted) => Some(accounted.last().plus(1).max(keep.first())),
+        None => Some(keep.first()),
+    }
+}
+
+/// Brings a coin's hours up to the last complete hour at `now`, as a tick of the schedule
+/// does: when they lag ([`lagging_from`]), one job from the first lagging hour's day through
+/// today (it fills the missing days of those days too; a job the schedule queued fetches no
+/// day of today). A job of the coin active already makes it [`CoinSync::Busy`].
+pub async fn bring_hours_up_to_date(
+    pool: &PgPool,
+    (coin, hourly): (&Coin, &HourlyCoin),
+    reach: PlanReach,
+    now: DateTime<Utc>,
+    trigger: Trigger,
+    max_attempts: u32,
+) -> Result<CoinSync, SyncError> {
+    if !hourly.hourly {
+        return Ok(CoinSync::UpToDate);
+    }
+    let Some(from) = lagging_from(coin, hourly, reach, now) else {
+        return Ok(CoinSync::UpToDate);
+    };
+    let today = now.date_naive();
+    queue_job(
+        pool,
+        coin,
+        (from.date(), today),
+        today,
+        trigger,
+        max_attempts,
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::day;
+    use crate::domain::{PriceSource, day};
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -120,6 +150,40 @@ mod tests {
         coin.track_since = Some(day("2026-11-01"));
         let since = days_of_hours_to_keep(&coin, PlanReach::days(365), day("2026-11-28"));
         assert_eq!(since, Some((day("2026-11-01"), day("2026-11-28"))));
+    }
+
+    fn hourly(accounted: Option<(&str, &str)>, from: Option<&str>) -> HourlyCoin {
+        let hour = |s: &str| Hour::parse(at(s)).unwrap();
+        HourlyCoin {
+            symbol: crate::domain::Symbol::BTC,
+            hourly: true,
+            coinbase_hours_from: from.map(hour),
+            figures: HourlyFigures {
+                accounted: accounted.and_then(|(a, b)| HourRange::new(hour(a), hour(b))),
+                ..HourlyFigures::default()
+            },
+        }
+    }
+
+    #[test]
+    fn hours_lag_from_the_hour_after_the_last_accounted_for_until_the_last_complete_one() {
+        let now = at("2026-11-28T10:20:00Z");
+        let mut coin = Coin::bitcoin();
+        coin.track_since = Some(day("2026-11-20"));
+        let reach = PlanReach::days(365);
+        let lag = |h: &HourlyCoin| lagging_from(&coin, h, reach, now).map(|h| h.to_string());
+        let current = hourly(Some(("2026-11-20T00:00:00Z", "2026-11-28T09:00:00Z")), None);
+        assert_eq!(lag(&current), None);
+        let behind = hourly(Some(("2026-11-20T00:00:00Z", "2026-11-27T21:00:00Z")), None);
+        assert_eq!(lag(&behind).as_deref(), Some("2026-11-27T22:00:00Z"));
+        assert_eq!(
+            lag(&hourly(None, None)).as_deref(),
+            Some("2026-11-20T00:00:00Z")
+        );
+        let listed_later = hourly(None, Some("2026-11-25T05:00:00Z"));
+        assert_eq!(lag(&listed_later).as_deref(), Some("2026-11-25T05:00:00Z"));
+        let older = hourly(Some(("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")), None);
+        assert_eq!(lag(&older).as_deref(), Some("2026-11-20T00:00:00Z"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Keeping tracked coins current (INTERFACE.md, "Keeping coins current"): every `serve`
 //! and `worker` process runs a [`Scheduler`] on `SYNC_SCHEDULE`; at each tick exactly one
-//! of them acts, and acting queues one job per tracked coin that misses days.
+//! of them acts, and acting queues one job per hourly coin whose hours lag the last
+//! complete hour, and one per tracked coin that misses days (none more for a coin that
+//! just got one for its hours: its job fills the days of its range too).
 //!
 //! # How one process, and only one, acts on a tick
 //!
@@ -24,7 +26,9 @@
 //! triggers, so rows changed by plain SQL count too) say for each coin whether its
 //! complete days are one unbroken run covering what it should have. Such a coin costs no
 //! query; only a coin with a hole anywhere, or behind, gets the gap query (which finds a
-//! hole in the middle exactly as before) and, if need be, a job.
+//! hole in the middle exactly as before) and, if need be, a job. Hours likewise: one query
+//! reads every hourly coin with its `hourly_figures` row (never `hourly_prices`); a coin
+//! whose last hour accounted for is the last complete one costs nothing more.
 //!
 //! # Stopping
 //!
@@ -43,23 +47,29 @@
 //! directly, with the claim and catch-up on the database. The storage's scheduled jobs
 //! (`run_at`) do not fit either: a tick's work is decided when it is due, from the data.
 
-mod clock;
-mod expression;
+use std::collections::HashSet;
+
+mod credits;
 
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 
+use crate::credits::Credits;
 use crate::domain::PlanReach;
-use crate::domain::{Symbol, Trigger};
+use crate::domain::{Hour, Symbol, Trigger};
 use crate::ingest::Reach;
-use crate::registry::{CoinSync, bring_up_to_date};
+use crate::registry::{
+    CoinSync, SyncError, bring_hours_up_to_date, bring_up_to_date, lagging_from,
+};
 use crate::shutdown::Shutdown;
+use crate::store::hourly_coins::{self, HourlyCoin};
 use crate::store::{coin_figures, coins, sync_schedule, sync_schedule::TickRecord};
+use credits::Purse;
 
-pub use clock::Clock;
-pub use expression::{DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
+// The schedule's expression and clock are plain values (`config` parses them): `domain`.
+pub use crate::domain::{Clock, DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
 
 /// How long a process waits before trying a tick again when the database failed it.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -77,6 +87,9 @@ pub struct Scheduler {
     pub max_attempts: u32,
     /// Recorded in `sync_ticks.acted_by`: this process's worker name.
     pub name: String,
+    /// The month's CoinGecko credits: a tick queues only what they pay for. `None`: no
+    /// monthly limit is looked at.
+    pub credits: Option<Credits>,
 }
 
 impl Scheduler {
@@ -162,18 +175,39 @@ impl Scheduler {
             tx.rollback().await?;
             return Ok(Acted::Taken);
         }
-        let today = self.clock.today();
+        let now = self.clock.now();
+        let today = now.date_naive();
         let reach = self.reach.current(&self.pool).await?;
+        let mut acted = TickRecord {
+            catch_up,
+            ..TickRecord::default()
+        };
+        let mut purse = Purse::open(self.credits.as_ref()).await?;
+        // One query for every hourly coin and its figures; only those behind get a job.
+        let mut hours_queued = HashSet::new();
+        for hourly in hourly_coins::hourly(&self.pool).await? {
+            if shutdown.is_shutdown() {
+                tx.rollback().await?;
+                tracing::info!(%tick, "stopping in the middle of a tick: the next process to act finishes it");
+                return Ok(Acted::Stopped);
+            }
+            if self
+                .look_at_hours(&hourly, (reach, now), &mut purse, &mut acted)
+                .await?
+            {
+                hours_queued.insert(hourly.symbol);
+            }
+        }
         // One query for every tracked coin; only those not plainly complete come back.
         let (tracked, to_look_at) =
             coin_figures::tracked_needing_a_look(&self.pool, today, reach.first_served_day(today))
                 .await?;
-        let mut acted = TickRecord {
-            catch_up,
-            coins_tracked: i32::try_from(tracked).unwrap_or(i32::MAX),
-            ..TickRecord::default()
-        };
+        acted.coins_tracked = i32::try_from(tracked).unwrap_or(i32::MAX);
         let mut gap_queries = 0;
+        let to_look_at: Vec<Symbol> = to_look_at
+            .into_iter()
+            .filter(|symbol| !hours_queued.contains(symbol))
+            .collect();
         for (done, symbol) in to_look_at.iter().copied().enumerate() {
             if shutdown.is_shutdown() {
                 tx.rollback().await?;
@@ -182,15 +216,20 @@ impl Scheduler {
                     "stopping in the middle of a tick: the next process to act finishes it");
                 return Ok(Acted::Stopped);
             }
-            if self.look_at(symbol, reach, today, &mut acted).await? {
+            if self
+                .look_at(symbol, (reach, today), &mut purse, &mut acted)
+                .await?
+            {
                 gap_queries += 1;
             }
         }
         sync_schedule::record(&mut tx, tick, &self.name, acted).await?;
         tx.commit().await?;
+        purse.say_unaffordable(acted.coins_unaffordable);
         tracing::info!(%tick, catch_up, coins_tracked = acted.coins_tracked, gap_queries,
             coins_behind = acted.coins_behind, jobs_queued = acted.jobs_queued,
-            coins_busy = acted.coins_busy, "acted on a tick of the sync schedule");
+            coins_busy = acted.coins_busy, coins_unaffordable = acted.coins_unaffordable,
+            "acted on a tick of the sync schedule");
         Ok(Acted::Done(acted))
     }
 
@@ -200,8 +239,8 @@ impl Scheduler {
     async fn look_at(
         &self,
         symbol: Symbol,
-        reach: PlanReach,
-        today: NaiveDate,
+        (reach, today): (PlanReach, NaiveDate),
+        purse: &mut Purse,
         acted: &mut TickRecord,
     ) -> anyhow::Result<bool> {
         let Some(record) = coins::get(&self.pool, symbol).await? else {
@@ -209,6 +248,13 @@ impl Scheduler {
         };
         if !record.coin.tracked {
             return Ok(false);
+        }
+        let credits = self.credits.as_ref();
+        if !purse.pay_for(credits, &record.coin, reach, today).await? {
+            acted.coins_behind += 1;
+            acted.coins_unaffordable += 1;
+            tracing::debug!(%symbol, "tracked coin behind but the month's credits cannot pay for it; left to next month");
+            return Ok(true);
         }
         let synced = bring_up_to_date(
             &self.pool,
@@ -219,24 +265,85 @@ impl Scheduler {
             self.max_attempts,
         )
         .await;
-        match synced {
-            Err(e) if e.is_unavailable() => return Err(e.into()),
-            Err(e) => {
-                tracing::error!(%symbol, error = format!("{e:#}"), "could not bring a tracked coin up to date");
-            }
-            Ok(CoinSync::UpToDate) => {}
-            Ok(CoinSync::Queued(job)) => {
+        count(symbol, "days", synced, acted)?;
+        Ok(true)
+    }
+
+    /// Brings one hourly coin's hours up to the last complete hour, counting in `acted`
+    /// what that took. True when it was behind (a job queued, or one active). A coin whose figures show its
+    /// last complete hour accounted for costs no query at all.
+    async fn look_at_hours(
+        &self,
+        hourly: &HourlyCoin,
+        (reach, now): (PlanReach, DateTime<Utc>),
+        purse: &mut Purse,
+        acted: &mut TickRecord,
+    ) -> anyhow::Result<bool> {
+        let last_complete = Hour::last_complete(now);
+        if hourly
+            .figures
+            .accounted
+            .is_some_and(|accounted| accounted.last() >= last_complete)
+        {
+            return Ok(false);
+        }
+        let Some(record) = coins::get(&self.pool, hourly.symbol).await? else {
+            return Ok(false);
+        };
+        if let Some(from) = lagging_from(&record.coin, hourly, reach, now).filter(|_| hourly.hourly)
+        {
+            let paid = (&record, from.date());
+            if !purse
+                .pay_for_hours(self.credits.as_ref(), paid, now.date_naive())
+                .await?
+            {
                 acted.coins_behind += 1;
-                acted.jobs_queued += 1;
-                tracing::debug!(%symbol, job_id = %job.id, start = %job.range.start(), end = %job.range.end(), "tracked coin behind: job queued");
-            }
-            Ok(CoinSync::Busy(active)) => {
-                acted.coins_behind += 1;
-                acted.coins_busy += 1;
-                tracing::debug!(%symbol, active_job = ?active, "tracked coin behind but a job of it is active; left to the next tick");
+                acted.coins_unaffordable += 1;
+                tracing::debug!(symbol = %hourly.symbol, "hourly coin behind but the month's credits cannot pay for it; left to next month");
+                return Ok(true);
             }
         }
-        Ok(true)
+        let synced = bring_hours_up_to_date(
+            &self.pool,
+            (&record.coin, hourly),
+            reach,
+            now,
+            Trigger::Schedule,
+            self.max_attempts,
+        )
+        .await;
+        count(hourly.symbol, "hours", synced, acted)
+    }
+}
+
+/// Counts in `acted` what bringing `symbol`'s `what` (days, hours) up to date did; true when
+/// it was behind (a job queued, or one active). An error only when the database or the queue failed (the tick fails
+/// whole); a fault of the coin alone is logged.
+fn count(
+    symbol: Symbol,
+    what: &str,
+    synced: Result<CoinSync, SyncError>,
+    acted: &mut TickRecord,
+) -> anyhow::Result<bool> {
+    match synced {
+        Err(e) if e.is_unavailable() => Err(e.into()),
+        Err(e) => {
+            tracing::error!(%symbol, what, error = format!("{e:#}"), "could not bring a coin up to date");
+            Ok(false)
+        }
+        Ok(CoinSync::UpToDate) => Ok(false),
+        Ok(CoinSync::Queued(job)) => {
+            acted.coins_behind += 1;
+            acted.jobs_queued += 1;
+            tracing::debug!(%symbol, what, job_id = %job.id, start = %job.range.start(), end = %job.range.end(), "coin behind: job queued");
+            Ok(true)
+        }
+        Ok(CoinSync::Busy(active)) => {
+            acted.coins_behind += 1;
+            acted.coins_busy += 1;
+            tracing::debug!(%symbol, what, active_job = ?active, "coin behind but a job of it is active; left to the next tick");
+            Ok(true)
+        }
     }
 }
 

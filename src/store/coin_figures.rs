@@ -4,7 +4,8 @@
 //! sources: a day has one row whatever its source.
 
 use chrono::NaiveDate;
-use sqlx::PgPool;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgPool};
 
 use crate::domain::Symbol;
 
@@ -85,12 +86,24 @@ SELECT NULL, symbol FROM looked
 
 /// One coin's figures (all zero when it has no row).
 pub async fn of(pool: &PgPool, symbol: Symbol) -> sqlx::Result<Figures> {
-    let figures: Option<Figures> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SUMMED} WHERE symbol = $1 GROUP BY symbol"
-    )))
-    .bind(symbol.as_str())
-    .fetch_optional(pool)
-    .await?;
+    of_one_coin(
+        pool,
+        format!("{SUMMED} WHERE symbol = $1 GROUP BY symbol"),
+        symbol,
+    )
+    .await
+}
+
+/// The figures `query` reads for `symbol` (bound as `$1`), all zero when it reads no row:
+/// a coin with nothing stored has no row of figures.
+pub(crate) async fn of_one_coin<F>(pool: &PgPool, query: String, symbol: Symbol) -> sqlx::Result<F>
+where
+    F: for<'r> FromRow<'r, PgRow> + Default + Send + Unpin,
+{
+    let figures: Option<F> = sqlx::query_as(sqlx::AssertSqlSafe(query))
+        .bind(symbol.as_str())
+        .fetch_optional(pool)
+        .await?;
     Ok(figures.unwrap_or_default())
 }
 

@@ -80,16 +80,7 @@ pub async fn coverage(
             final_days_by_source(pool, coin.symbol, from, end).await?,
         )
     };
-    let days_by_source = PriceSource::ALL
-        .into_iter()
-        .map(|source| {
-            let n = by_source
-                .iter()
-                .find(|(s, _)| s == source.as_str())
-                .map_or(0, |(_, n)| *n);
-            (source, n)
-        })
-        .collect();
+    let days_by_source = PriceSource::each_counted(&by_source);
     let stored = expected - missing.len() as i64;
     let (gap_dates, out_of_plan) = reach.split(missing, today);
     let coverage_percent = if expected == 0 {

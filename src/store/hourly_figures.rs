@@ -79,13 +79,8 @@ impl FromRow<'_, PgRow> for HourlyFigures {
 
 /// One coin's figures (all zero when it has none).
 pub async fn of(pool: &PgPool, symbol: Symbol) -> sqlx::Result<HourlyFigures> {
-    let figures: Option<HourlyFigures> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM hourly_figures f WHERE f.symbol = $1"
-    )))
-    .bind(symbol.as_str())
-    .fetch_optional(pool)
-    .await?;
-    Ok(figures.unwrap_or_default())
+    let query = format!("SELECT {COLUMNS} FROM hourly_figures f WHERE f.symbol = $1");
+    super::coin_figures::of_one_coin(pool, query, symbol).await
 }
 
 /// Stored hours (complete and provisional) per coin that keeps hours or has any stored, 0

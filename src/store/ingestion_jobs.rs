@@ -14,7 +14,7 @@ pub const MAX_ERROR_MESSAGE_CHARS: usize = 2000;
 
 const COLUMNS: &str = "id, status, symbol, start_date, end_date, force, trigger, created_at, updated_at, started_at, \
      completed_at, records_fetched, gaps_detected, gap_dates, out_of_plan_days, error_message, attempts, chunks_done, \
-     chunks_total, fallback_days";
+     chunks_total, fallback_days, hours_fetched, hours_missing, hours_without_trades";
 
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -48,6 +48,13 @@ pub struct JobRecord {
     pub chunks_total: i32,
     /// Days this job stored from the second source.
     pub fallback_days: i32,
+    /// Hours this job stored; `None` for a job of a coin that keeps no hours (the three
+    /// are written together, see `store::job_hours`).
+    pub hours_fetched: Option<i32>,
+    /// Hours of its range still missing when it ended (0 while it runs).
+    pub hours_missing: Option<i32>,
+    /// Hours of its range recorded as without trades when it ended (0 while it runs).
+    pub hours_without_trades: Option<i32>,
 }
 
 /// A job's range as stored: `start_date` and `end_date`, in order (the table enforces it

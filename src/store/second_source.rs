@@ -235,16 +235,7 @@ pub async fn days_by_source(
     .bind(end)
     .fetch_all(pool)
     .await?;
-    Ok(PriceSource::ALL
-        .into_iter()
-        .map(|source| {
-            let n = counts
-                .iter()
-                .find(|(s, _)| s == source.as_str())
-                .map_or(0, |(_, n)| *n);
-            (source, n)
-        })
-        .collect())
+    Ok(PriceSource::each_counted(&counts))
 }
 
 /// Counts `days` more days the job stored from the second source, in the caller's

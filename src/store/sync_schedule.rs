@@ -38,6 +38,8 @@ pub struct TickRecord {
     pub jobs_queued: i32,
     /// Coins left to the next tick because a job of theirs was active.
     pub coins_busy: i32,
+    /// Coins left for next month because the month's credits could not pay for them.
+    pub coins_unaffordable: i32,
 }
 
 /// Records what the claimed `tick` did, in the claim's transaction, and forgets old ticks.
@@ -48,8 +50,8 @@ pub async fn record(
     what: TickRecord,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO sync_ticks (tick, acted_by, catch_up, coins_tracked, coins_behind, jobs_queued, coins_busy) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO sync_ticks (tick, acted_by, catch_up, coins_tracked, coins_behind, jobs_queued, coins_busy, coins_unaffordable) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(tick)
     .bind(acted_by)
@@ -58,6 +60,7 @@ pub async fn record(
     .bind(what.coins_behind)
     .bind(what.jobs_queued)
     .bind(what.coins_busy)
+    .bind(what.coins_unaffordable)
     .execute(&mut **tx)
     .await?;
     sqlx::query(
@@ -88,12 +91,13 @@ pub struct ActedTick {
     pub coins_behind: i32,
     pub jobs_queued: i32,
     pub coins_busy: i32,
+    pub coins_unaffordable: i32,
 }
 
 /// The ticks kept, oldest first.
 pub async fn acted_ticks(pool: &PgPool) -> sqlx::Result<Vec<ActedTick>> {
     sqlx::query_as(
-        "SELECT tick, acted_by, acted_at, catch_up, coins_tracked, coins_behind, jobs_queued, coins_busy \
+        "SELECT tick, acted_by, acted_at, catch_up, coins_tracked, coins_behind, jobs_queued, coins_busy, coins_unaffordable \
          FROM sync_ticks ORDER BY tick",
     )
     .fetch_all(pool)

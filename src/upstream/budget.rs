@@ -6,9 +6,12 @@
 //! process sent it. So the [`Caller`](super::Caller) takes a slot before every attempt, and
 //! the slot comes from one row per source and key in PostgreSQL (GCRA, see
 //! `store::call_budget`), not from a limiter in this process: N worker replicas together
-//! stay within one budget. This is the one place that decides whether a call may go: a
-//! limit of another kind (a monthly quota) is one more check in [`CallLimiter::acquire`]
-//! and one more variant of [`NoSlot`].
+//! stay within one budget. This is the one place that decides whether a call may go: the
+//! monthly credits (`COINGECKO_CALLS_PER_MONTH`, [`MonthlyCredits`]) are one more check in
+//! [`CallLimiter::acquire`], taken before the minute's slot, and one more variant of
+//! [`NoSlot`]. A credit is one statement on one row per UTC month, source and key
+//! (`store::monthly_credits`), which never hands out more than the limit, however many
+//! processes race for the last credit.
 //!
 //! governor, the in-process limiter of earlier releases, is gone: a process-local
 //! limiter is blind to the other replicas, and in front of the shared one it would only
@@ -16,15 +19,19 @@
 //! on the process's clock for tests and tools that have no database.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
-use crate::domain::PriceSource;
-use crate::store::{call_budget, is_unavailable};
+use crate::domain::{Clock, CreditMonth, PriceSource};
+use crate::store::{call_budget, monthly_credits, patiently};
 
 /// The spacing is stretched by this fraction so that jitter in when requests reach
 /// CoinGecko (a slower first request, a faster last one) cannot make it see N + 1 calls
@@ -32,11 +39,33 @@ use crate::store::{call_budget, is_unavailable};
 /// long backfill's wall time.
 const SPACING_MARGIN: f64 = 0.005;
 
-/// How long a caller waits for the database to hand out a slot before it gives the
-/// attempt up (without calling): as long as a job waits for its own queries, which is
-/// for as long as the outage lasts. (An API request that checks a coin is bounded by the
-/// request's own time limit.)
-const DATABASE_PATIENCE: Duration = Duration::MAX;
+/// The monthly credits of a source's key, counted per UTC calendar month over every
+/// process on the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonthlyCredits {
+    /// `COINGECKO_CALLS_PER_MONTH`; `None`: the calls are counted, never refused.
+    pub limit: Option<NonZeroU32>,
+    /// Whose month: the system's clock (shifted only in tests).
+    pub clock: Clock,
+}
+
+/// A month's credits as they stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonthFigures {
+    pub month: CreditMonth,
+    /// Calls counted this month, over every process.
+    pub used: i64,
+    /// The limit; `None` when there is none.
+    pub limit: Option<u32>,
+}
+
+impl MonthFigures {
+    /// Credits left this month; `None` without a limit.
+    pub fn left(&self) -> Option<i64> {
+        self.limit
+            .map(|limit| (i64::from(limit) - self.used).max(0))
+    }
+}
 
 /// Where the slots come from.
 #[derive(Clone)]
@@ -96,8 +125,9 @@ impl BudgetMetrics {
     }
 }
 
-/// How many of the latest slots a limiter remembers (see [`CallLimiter::recent_slots`]).
-const RECENT_SLOTS: usize = 64;
+/// How many of the latest slots a limiter remembers (see [`CallLimiter::recent_slots`]):
+/// a minute's worth at the highest budget a source is usually given.
+const RECENT_SLOTS: usize = 256;
 
 /// Hands out slots of one source's budget: one per attempt, `interval` apart.
 pub struct CallLimiter {
@@ -108,6 +138,8 @@ pub struct CallLimiter {
     /// When the latest slots began, as this limiter scheduled them (not when the calls
     /// arrived anywhere): what shows the spacing the budget kept.
     recent: std::sync::Mutex<VecDeque<Instant>>,
+    /// The monthly credits, for a source that has them (set once, at start).
+    monthly: OnceLock<MonthlyCredits>,
 }
 
 /// Why the budget gave no slot: no request was sent.
@@ -123,6 +155,30 @@ pub enum NoSlot {
         upstream: &'static str,
         cause: sqlx::Error,
     },
+    /// The month's credits are spent, over every process: `used` of `limit` in `month`.
+    #[error(
+        "the {upstream} calls of {} (UTC) are spent: {used} of {limit} (COINGECKO_CALLS_PER_MONTH) used, \
+         so no call was made; the credits reset on {} (UTC)",
+        month.label(),
+        month.resets_on()
+    )]
+    MonthSpent {
+        /// The source's name, as messages say it.
+        upstream: &'static str,
+        month: CreditMonth,
+        used: i64,
+        limit: u32,
+    },
+}
+
+impl NoSlot {
+    /// With [`NoSlot::MonthSpent`]: the day the credits reset.
+    pub fn resets_on(&self) -> Option<NaiveDate> {
+        match self {
+            Self::MonthSpent { month, .. } => Some(month.resets_on()),
+            Self::Database { .. } => None,
+        }
+    }
 }
 
 enum Source {
@@ -163,7 +219,40 @@ impl CallLimiter {
             calls_per_minute,
             metrics: BudgetMetrics::new(upstream, calls_per_minute),
             recent: Default::default(),
+            monthly: OnceLock::new(),
         }
+    }
+
+    /// Counts this source's calls against `credits` from now on (once; a second call is
+    /// ignored). Only a limiter on the shared budget counts: one of its own has no month.
+    pub fn count_month(&self, credits: MonthlyCredits) {
+        let _ = self.monthly.set(credits);
+    }
+
+    /// The monthly credits counted, if any.
+    pub fn monthly(&self) -> Option<MonthlyCredits> {
+        self.monthly.get().copied()
+    }
+
+    /// This month's credits, over every process: one row read. `None` when this source has
+    /// no monthly credits or no database.
+    pub async fn month_figures(&self) -> Option<sqlx::Result<MonthFigures>> {
+        let credits = self.monthly()?;
+        let Source::Shared {
+            pool,
+            source,
+            key_fingerprint,
+        } = &self.source
+        else {
+            return None;
+        };
+        let month = CreditMonth::of(credits.clock.now());
+        let used = monthly_credits::used(pool, *source, key_fingerprint, month).await;
+        Some(used.map(|used| MonthFigures {
+            month,
+            used,
+            limit: credits.limit.map(NonZeroU32::get),
+        }))
     }
 
     /// This limiter's figures.
@@ -176,7 +265,24 @@ impl CallLimiter {
         self.interval
     }
 
-    /// When the latest slots (up to 64) began, oldest first, as this limiter scheduled
+    /// The budget per minute.
+    pub fn calls_per_minute(&self) -> u32 {
+        self.calls_per_minute
+    }
+
+    /// Slots this process began in the last 60 seconds (of the latest it remembers).
+    pub fn calls_in_the_last_minute(&self) -> u32 {
+        let now = Instant::now();
+        let minute_ago = now.checked_sub(Duration::from_secs(60));
+        let recent = self.recent();
+        let within = recent
+            .iter()
+            .filter(|slot| **slot <= now && minute_ago.is_none_or(|ago| **slot > ago))
+            .count();
+        u32::try_from(within).unwrap_or(u32::MAX)
+    }
+
+    /// When the latest slots (up to 256) began, oldest first, as this limiter scheduled
     /// them: the spacing the budget kept, whatever the network did to the calls after.
     pub fn recent_slots(&self) -> Vec<Instant> {
         let mut slots: Vec<Instant> = self.recent().iter().copied().collect();
@@ -194,6 +300,7 @@ impl CallLimiter {
     /// to come back; it never returns `Ok` without a slot.
     pub async fn acquire(&self) -> Result<(), NoSlot> {
         let began = Instant::now();
+        self.take_credit().await?;
         let slot = self.take().await?;
         {
             let mut recent = self.recent();
@@ -208,40 +315,67 @@ impl CallLimiter {
         Ok(())
     }
 
-    /// Takes the next slot: when it begins.
+    /// Takes a credit of this month, when the source counts its month: the month of the
+    /// clock now, so a call after midnight on the last day counts in the new month. Waits
+    /// out the database as [`take`](Self::take) does.
+    async fn take_credit(&self) -> Result<(), NoSlot> {
+        let (
+            Some(credits),
+            Source::Shared {
+                pool,
+                source,
+                key_fingerprint,
+            },
+        ) = (self.monthly.get(), &self.source)
+        else {
+            return Ok(());
+        };
+        let month = CreditMonth::of(credits.clock.now());
+        let limit = credits.limit.map(NonZeroU32::get);
+        let taken = patiently("a credit of the monthly budget", || {
+            monthly_credits::take(pool, *source, key_fingerprint, month, limit)
+        })
+        .await
+        .map_err(|cause| NoSlot::Database {
+            upstream: source.display_name(),
+            cause,
+        })?;
+        match (taken, limit) {
+            (Some(_), _) | (None, None) => Ok(()),
+            (None, Some(limit)) => Err(NoSlot::MonthSpent {
+                upstream: source.display_name(),
+                month,
+                used: i64::from(limit),
+                limit,
+            }),
+        }
+    }
+
+    /// Takes the next slot: when it begins. While the database is away it waits for it,
+    /// for as long as the outage lasts (`store::patiently`, as a job waits for its own
+    /// queries); an API request that checks a coin is bounded by its own time limit.
     async fn take(&self) -> Result<tokio::time::Instant, NoSlot> {
-        let began = Instant::now();
         Ok(match &self.source {
             Source::Shared {
                 pool,
                 source,
                 key_fingerprint,
             } => {
-                let mut delay = Duration::from_millis(250);
-                loop {
-                    match call_budget::take_source_slot(
+                let wait = patiently("a slot of the call budget", || {
+                    call_budget::take_source_slot(
                         pool,
                         *source,
                         key_fingerprint,
                         self.interval,
                         self.calls_per_minute,
                     )
-                    .await
-                    {
-                        Ok(wait) => break tokio::time::Instant::now() + wait,
-                        Err(e) if is_unavailable(&e) && began.elapsed() < DATABASE_PATIENCE => {
-                            tracing::warn!(error = %e, retry_in = ?delay, source = %source, "no slot of the call budget: the database is unavailable; waiting for it");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(5));
-                        }
-                        Err(cause) => {
-                            return Err(NoSlot::Database {
-                                upstream: source.display_name(),
-                                cause,
-                            });
-                        }
-                    }
-                }
+                })
+                .await
+                .map_err(|cause| NoSlot::Database {
+                    upstream: source.display_name(),
+                    cause,
+                })?;
+                tokio::time::Instant::now() + wait
             }
             Source::ProcessLocal(tat) => {
                 let mut tat = tat.lock().await;

@@ -21,7 +21,7 @@ mod caller;
 mod redact;
 mod wire;
 
-pub use budget::{BudgetMetrics, CallBudget, CallLimiter, NoSlot};
+pub use budget::{BudgetMetrics, CallBudget, CallLimiter, MonthFigures, MonthlyCredits, NoSlot};
 pub(crate) use caller::{Answer, CallError, Profile};
 pub use caller::{CallOutcome, CallSettings, Caller};
 #[cfg(test)]

@@ -20,7 +20,9 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::cluster::{PrivateCluster, readyz, wait_until};
-use crate::support::{Service, days_before_today, free_port, spawn_service};
+use crate::support::{
+    Service, assert_days_are_the_fakes, days_before_today, free_port, spawn_service,
+};
 
 /// Calls a minute, the fake's limit and every process's setting: 51 windows take at least
 /// 68 s, so the events land while the coins are being fetched.
@@ -152,9 +154,7 @@ async fn chaos_of_fifty_kills_terms_and_database_restarts_leaves_every_coin_comp
     .unwrap();
     // An answer takes a while, so that a kill often lands while a window is in flight.
     fake.set_delay(Duration::from_millis(400));
-    let pool = price_history::startup::connect_and_migrate(&url.parse().expect("a valid URL"), 4)
-        .await
-        .unwrap();
+    let pool = cluster.migrated_pool(4).await;
 
     let bind = format!("127.0.0.1:{}", free_port());
     let base = format!("http://{bind}");
@@ -332,22 +332,7 @@ async fn chaos_of_fifty_kills_terms_and_database_restarts_leaves_every_coin_comp
             .await
             .unwrap();
         assert_eq!(all, 1461, "{symbol}: no day outside the range, none twice");
-        for row in rows {
-            let points = fake.points_for_coin_day(id, row.date, true);
-            assert_eq!(
-                row.open,
-                points.first().unwrap().1,
-                "{symbol} open of {}",
-                row.date
-            );
-            assert_eq!(
-                row.close,
-                points.last().unwrap().1,
-                "{symbol} close of {}",
-                row.date
-            );
-            assert!(!row.provisional, "{symbol} {}", row.date);
-        }
+        assert_days_are_the_fakes(&fake, id, symbol, &rows);
     }
 
     // The budget: the fake never refused a call, and no 60 s held more than it allows.

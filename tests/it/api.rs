@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-use crate::support::{Answer, Harness, TestApi, day, days_before_today};
+use crate::support::{Answer, Harness, TestApi, day, days_before_today, field_of_each};
 
 const TOKEN: &str = "s3cret-token-for-tests";
 
@@ -367,12 +367,7 @@ async fn jobs_are_listed_newest_first_narrowed_by_status_and_limited() {
     }
 
     let all = api.get("/api/v1/ingestion-jobs").await.json();
-    let listed: Vec<&str> = all["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|job| job["id"].as_str().unwrap())
-        .collect();
+    let listed = field_of_each(&all["jobs"], "id");
     assert_eq!(
         listed,
         vec![ids[2].as_str(), ids[1].as_str(), ids[0].as_str()]

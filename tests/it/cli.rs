@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 use crate::support::{
     Harness, admin_url, days_before_today, free_port, output_text, price_history_command,
-    spawn_service,
+    spawn_service, sql,
 };
 
 fn price_history(h: &Harness) -> Command {
@@ -77,17 +77,25 @@ async fn backfill_stores_1461_days_with_17_calls_and_exits_0() {
     let end = days_before_today(1);
     let start = end.checked_sub_days(Days::new(1460)).unwrap();
 
-    let output = backfill(&mut price_history(&h), start, end).await;
+    // As a person runs it: no RUST_LOG, so only warnings are logged beside the summary.
+    let output = backfill(price_history(&h).env_remove("RUST_LOG"), start, end).await;
 
     let printed = output_text(&output);
     assert!(output.status.success(), "{printed}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(": completed"), "{printed}");
+    assert!(stdout.contains("windows: 17/17"), "{printed}");
     assert!(
-        String::from_utf8_lossy(&output.stdout).contains(": completed"),
+        stdout.contains("days: 1461 from CoinGecko, 0 from Coinbase Exchange"),
         "{printed}"
     );
     assert!(
-        printed.contains("windows: 17/17, rows fetched: 1461"),
-        "{printed}"
+        !stdout.contains("hours:"),
+        "a daily-only coin has no hours: {printed}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains(" INFO "),
+        "only warnings are logged unless RUST_LOG asks for more: {printed}"
     );
     assert_eq!(h.fake.call_count(), 17);
     assert_eq!(h.stored_days().await, 1461);
@@ -98,6 +106,33 @@ async fn backfill_stores_1461_days_with_17_calls_and_exits_0() {
     assert!(
         !printed.contains("cg-secret-key-123"),
         "the key is never printed"
+    );
+}
+
+#[tokio::test]
+async fn backfill_of_an_hourly_coin_says_its_hours_in_the_summary() {
+    let h = Harness::new().await;
+    sql(
+        h.pool(),
+        "UPDATE coins SET hourly = true WHERE symbol = 'BTC'",
+    )
+    .await;
+
+    let output = backfill(
+        &mut price_history(&h),
+        days_before_today(10),
+        days_before_today(1),
+    )
+    .await;
+
+    let printed = output_text(&output);
+    assert!(output.status.success(), "{printed}");
+    // FALLBACK_SOURCE=off: the hours are built from CoinGecko's points of the window.
+    let stored = h.rows("hourly_prices WHERE symbol = 'BTC'").await;
+    assert!(stored >= 24 * 10, "{stored} hours stored: {printed}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(&format!("hours: {stored} stored")),
+        "{printed}"
     );
 }
 
@@ -442,10 +477,5 @@ async fn a_sigterm_while_the_process_waits_for_postgresql_at_start_exits_0() {
 
     api.signal("TERM");
 
-    assert_eq!(
-        api.exit_code(Duration::from_secs(10)).await,
-        Some(0),
-        "{}",
-        api.output()
-    );
+    api.exits_0(Duration::from_secs(10)).await;
 }

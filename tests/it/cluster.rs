@@ -68,6 +68,15 @@ impl PrivateCluster {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// The service's pool on the cluster's `price_history` database, created and
+    /// migrated as a process of the service does at start.
+    pub(crate) async fn migrated_pool(&self, max_connections: u32) -> sqlx::PgPool {
+        let url = self.url("price_history").parse().expect("a valid URL");
+        price_history::startup::connect_and_migrate(&url, max_connections)
+            .await
+            .expect("the database is created and migrated")
+    }
+
     pub(crate) fn start(&self) {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off",
@@ -95,35 +104,34 @@ impl PrivateCluster {
     }
 
     fn run(&self, program: &str, args: &[&str]) {
-        let path = self.bin.join(program);
-        let status = if is_root() {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&path)
-                .args(args)
-                .status()
-        } else {
-            Command::new(&path).args(args).status()
-        }
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+        let status = self
+            .command(program, args)
+            .status()
+            .unwrap_or_else(|e| panic!("{program} runs: {e}"));
         assert!(status.success(), "{program} {args:?} failed");
+    }
+
+    /// `program` of the server's binaries with `args`, as the `postgres` user when this
+    /// runs as root (the server refuses to run as root).
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let path = self.bin.join(program);
+        if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&path).args(args);
+            command
+        } else {
+            let mut command = Command::new(&path);
+            command.args(args);
+            command
+        }
     }
 }
 
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
-        let path = self.bin.join("pg_ctl");
         let data = self.data();
         let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
-        let _ = if is_root() {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&path)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&path).args(args).output()
-        };
+        let _ = self.command("pg_ctl", &args).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

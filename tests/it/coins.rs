@@ -8,7 +8,7 @@ use price_history::store::{coins, daily_prices};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{Harness, TestApi, days_before_today};
+use crate::support::{Harness, TestApi, days_before_today, field_of_each, sql};
 
 const TOKEN: &str = "coins-token-for-tests";
 
@@ -43,12 +43,7 @@ async fn a_new_coin_is_checked_with_one_call_that_finds_its_first_day_and_is_lis
     assert_eq!(calls[0].coin_id, "ethereum");
 
     let list = api.get("/api/v1/coins").await.json();
-    let symbols: Vec<&str> = list["coins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["symbol"].as_str().unwrap())
-        .collect();
+    let symbols = field_of_each(&list["coins"], "symbol");
     assert_eq!(symbols, vec!["BTC", "ETH"]);
     let btc = api.get("/api/v1/coins/btc").await;
     assert_eq!(btc.status, StatusCode::OK);
@@ -579,13 +574,12 @@ async fn a_given_product_is_checked_once_an_unknown_one_is_400_and_a_new_one_for
     assert_eq!(h.coinbase.call_count(), 2);
 
     // Its check, as a job would record it; the same product again keeps it, at no call.
-    sqlx::query(
+    sql(
+        h.pool(),
         "UPDATE coins SET fallback_deviation_percent = 0.3, fallback_usable = true, \
          fallback_checked_at = now() WHERE symbol = 'SOL'",
     )
-    .execute(h.pool())
-    .await
-    .unwrap();
+    .await;
     let again = put(json!("SOL-USD")).await;
     again.assert_status(StatusCode::OK);
     assert_eq!(again.json()["fallback_deviation_percent"], 0.3);

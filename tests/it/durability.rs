@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use price_history::store::ingestion_jobs::JobRecord;
 use uuid::Uuid;
 
-use crate::support::{Harness, Service, days_before_today, until_ready};
+use crate::support::{Harness, Service, assert_days_are_the_fakes, days_before_today, until_ready};
 
 const LEASE: Duration = Duration::from_secs(5);
 
@@ -47,12 +47,7 @@ async fn assert_table_matches_the_truth(h: &Harness, start: NaiveDate, end: Naiv
         rows.len() as i64,
         "no row outside the range, none doubled"
     );
-    for row in rows {
-        let points = h.fake.points_for_day(row.date, true);
-        assert_eq!(row.open, points.first().unwrap().1, "open of {}", row.date);
-        assert_eq!(row.close, points.last().unwrap().1, "close of {}", row.date);
-        assert!(!row.provisional);
-    }
+    assert_days_are_the_fakes(&h.fake, "bitcoin", Symbol::BTC, &rows);
 }
 
 /// Windows fetched more than once, by the day they start.
@@ -107,15 +102,29 @@ async fn busy_and_other<'w>(
     }
 }
 
+/// A job of `start..=end` on a slowed fake, and one worker on it once it has stored
+/// `windows` windows.
+async fn one_worker_into(
+    h: &Harness,
+    start: NaiveDate,
+    end: NaiveDate,
+    windows: i32,
+) -> (JobRecord, Service) {
+    h.fake.set_delay(Duration::from_millis(250));
+    let job = h.submit(start, end, false).await;
+    let worker = h.spawn(&["worker"], &[]);
+    h.wait_for(job.id, &format!("{windows} window(s) stored"), |j| {
+        j.chunks_done >= windows
+    })
+    .await;
+    (job, worker)
+}
+
 #[tokio::test]
 async fn a_job_killed_with_its_worker_resumes_after_restart_without_refetching_stored_windows() {
     let h = Harness::new().await;
-    h.fake.set_delay(Duration::from_millis(250));
     let (start, end) = four_years();
-    let job = h.submit(start, end, false).await;
-    let mut first = h.spawn(&["worker"], &[]);
-    h.wait_for(job.id, "3 windows stored", |j| j.chunks_done >= 3)
-        .await;
+    let (job, mut first) = one_worker_into(&h, start, end, 3).await;
 
     first.kill().await;
     let killed_at = Instant::now();
@@ -226,12 +235,7 @@ async fn restarts_under_load_leave_the_table_equal_to_coingeckos_truth() {
             worker.kill().await;
         } else {
             worker.signal("TERM");
-            assert_eq!(
-                worker.exit_code(Duration::from_secs(30)).await,
-                Some(0),
-                "{}",
-                worker.output()
-            );
+            worker.exits_0(Duration::from_secs(30)).await;
         }
     }
     let _last = h.spawn(&["worker"], &[]);
@@ -244,12 +248,8 @@ async fn restarts_under_load_leave_the_table_equal_to_coingeckos_truth() {
 #[tokio::test]
 async fn a_job_whose_only_worker_died_reads_pending_not_running() {
     let h = Harness::new().await;
-    h.fake.set_delay(Duration::from_millis(250));
     let (start, end) = four_years();
-    let job = h.submit(start, end, false).await;
-    let mut worker = h.spawn(&["worker"], &[]);
-    h.wait_for(job.id, "a window stored", |j| j.chunks_done >= 1)
-        .await;
+    let (job, mut worker) = one_worker_into(&h, start, end, 1).await;
     let api_port = crate::support::free_port().to_string();
     let _api = h.spawn(&["api"], &[("BIND_ADDR", &format!("127.0.0.1:{api_port}"))]);
 

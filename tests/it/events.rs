@@ -183,6 +183,17 @@ async fn each_change_of_a_job_is_pushed_to_every_follower_and_shutdown_ends_the_
     assert!(ended.is_ok(), "the stream ends at shutdown");
 }
 
+/// Opens `n` event streams, each answered 200, and keeps them open.
+async fn open_streams(address: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut open = Vec::new();
+    for _ in 0..n {
+        let (socket, head) = ask_for_a_stream(address).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        open.push(socket);
+    }
+    open
+}
+
 /// Opens a connection and asks for the event stream; returns the socket and the answer's
 /// head (status line and headers), read as soon as it comes.
 async fn ask_for_a_stream(address: &str) -> (tokio::net::TcpStream, String) {
@@ -222,12 +233,7 @@ async fn eleven_hundred_streams_leave_the_api_answering_and_the_two_hundred_fift
     let api = TestApi::start(&h).await;
     let address = api.base.trim_start_matches("http://").to_owned();
 
-    let mut open = Vec::new();
-    for _ in 0..256 {
-        let (socket, head) = ask_for_a_stream(&address).await;
-        assert!(head.starts_with("http/1.1 200"), "{head}");
-        open.push(socket);
-    }
+    let mut open = open_streams(&address, 256).await;
     let (mut refused, head) = ask_for_a_stream(&address).await;
     assert!(head.starts_with("http/1.1 503"), "stream 257: {head}");
     assert!(head.contains("\r\nretry-after: 30\r\n"), "{head}");
@@ -292,12 +298,7 @@ async fn streams_do_not_count_among_the_connections_of_ordinary_requests() {
     let api = TestApi::start_with_limits(h.api_state(None), limits).await;
     let address = api.base.trim_start_matches("http://").to_owned();
 
-    let mut open = Vec::new();
-    for _ in 0..16 {
-        let (socket, head) = ask_for_a_stream(&address).await;
-        assert!(head.starts_with("http/1.1 200"), "{head}");
-        open.push(socket);
-    }
+    let open = open_streams(&address, 16).await;
     let (_, head) = ask_for_a_stream(&address).await;
     assert!(head.starts_with("http/1.1 503"), "stream 17: {head}");
 

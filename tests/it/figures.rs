@@ -10,8 +10,8 @@ use price_history::shutdown::Shutdown;
 use price_history::store::{self, coins, ingestion_jobs};
 use sqlx::PgPool;
 
-use crate::support::{Harness, TestApi, days_before_today};
-use crate::upgrade::release_up_to;
+use crate::support::{Harness, TestApi, days_before_today, sql};
+use crate::upgrade::{release_up_to, upgrade};
 
 /// The last migration before the figures: the release being upgraded from (with the
 /// second source's `source` column).
@@ -47,13 +47,6 @@ async fn assert_kept_equals_scan(pool: &PgPool, after: &str) {
     assert_eq!(texts(pool, KEPT).await, scan, "after {after}");
 }
 
-async fn sql(pool: &PgPool, statement: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
-        .execute(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{statement}: {e}"));
-}
-
 /// Rows for `symbol` from `days_ago` to `until_days_ago` days before today, of `source`,
 /// the last `provisional_last` of them provisional.
 fn rows(
@@ -75,15 +68,21 @@ fn rows(
     )
 }
 
+/// BTC's last 800 days, the older from the second source and the last year from
+/// CoinGecko with today provisional; ETH's last 100 days with the last three provisional.
+async fn btc_of_both_sources_and_eth(pool: &PgPool) {
+    sql(pool, &rows("BTC", 800, 366, "coinbase", 0)).await;
+    sql(pool, &rows("BTC", 365, 0, "coingecko", 1)).await;
+    sql(pool, &rows("ETH", 100, 0, "coingecko", 3)).await;
+}
+
 #[tokio::test]
 async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_a_scan() {
     // Arrange: the release before the figures, with coins, holes, provisional days and
     // rows of both sources.
     let db = release_up_to(BEFORE_FIGURES).await;
     sql(&db.pool, "INSERT INTO coins (symbol, coingecko_id) VALUES ('ETH', 'ethereum'), ('SOL', 'solana'), ('NONE', 'none-stored')").await;
-    sql(&db.pool, &rows("BTC", 800, 366, "coinbase", 0)).await;
-    sql(&db.pool, &rows("BTC", 365, 0, "coingecko", 1)).await;
-    sql(&db.pool, &rows("ETH", 100, 0, "coingecko", 3)).await;
+    btc_of_both_sources_and_eth(&db.pool).await;
     sql(&db.pool, &rows("SOL", 50, 10, "coingecko", 0)).await;
     sql(
         &db.pool,
@@ -100,10 +99,7 @@ async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_
     assert_eq!(scan_before.len(), 4, "{scan_before:?}");
 
     // Act: a process of this release starts on it.
-    let pool =
-        price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
-            .await
-            .expect("the upgrade applies");
+    let pool = upgrade(&db).await;
 
     // Assert: the figures say what a scan says, and the rows are as they were.
     assert_eq!(texts(&pool, KEPT).await, scan_before);
@@ -133,9 +129,7 @@ async fn figures_kept_by_the_previous_release_stay_true_through_the_upgrade_and_
         "INSERT INTO coins (symbol, coingecko_id) VALUES ('ETH', 'ethereum'), ('SOL', 'solana')",
     )
     .await;
-    sql(&db.pool, &rows("BTC", 800, 366, "coinbase", 0)).await;
-    sql(&db.pool, &rows("BTC", 365, 0, "coingecko", 1)).await;
-    sql(&db.pool, &rows("ETH", 100, 0, "coingecko", 3)).await;
+    btc_of_both_sources_and_eth(&db.pool).await;
     sql(
         &db.pool,
         &format!(
@@ -148,10 +142,7 @@ async fn figures_kept_by_the_previous_release_stay_true_through_the_upgrade_and_
     assert_eq!(kept_before, texts(&db.pool, SCAN).await, "the old triggers");
 
     // Act: a process of this release starts on it.
-    let pool =
-        price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
-            .await
-            .expect("the upgrade applies");
+    let pool = upgrade(&db).await;
 
     // Assert: the figures as they were, then true after each kind of change.
     assert_eq!(texts(&pool, KEPT).await, kept_before);
@@ -196,6 +187,20 @@ async fn figures_kept_by_the_previous_release_stay_true_through_the_upgrade_and_
     assert_kept_equals_scan(&pool, "a DELETE of a whole coin").await;
 }
 
+/// `/metrics` counts `n` stored days of `symbol`.
+async fn assert_stored_candles(api: &TestApi, symbol: &str, n: i64) {
+    let metrics = api.get("/metrics").await.text();
+    let line = format!("price_history_stored_candles{{symbol=\"{symbol}\"}} {n}\n");
+    assert!(metrics.contains(&line), "{metrics}");
+}
+
+/// The coin list reads BTC's last complete day and how many days it is behind.
+async fn assert_btc_listed(api: &TestApi, last_complete_day: chrono::NaiveDate, stale_days: i64) {
+    let btc = api.get("/api/v1/coins/BTC").await.json();
+    assert_eq!(btc["last_complete_day"], last_complete_day.to_string());
+    assert_eq!(btc["stale_days"], stale_days);
+}
+
 #[tokio::test]
 async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the_metrics_and_the_next_tick()
  {
@@ -213,6 +218,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         reach: h.ingestor().reach,
         max_attempts: 3,
         name: "figures-test".to_owned(),
+        credits: None,
     };
     // Never raised: every tick is acted on whole.
     let (_stop, running) = Shutdown::new();
@@ -229,14 +235,8 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
     // Loaded by SQL, complete from 40 days ago to yesterday, today provisional.
     sql(pool, &rows("BTC", 40, 0, "coingecko", 1)).await;
     assert_kept_equals_scan(pool, "an INSERT ... SELECT").await;
-    let btc = api.get("/api/v1/coins/BTC").await.json();
-    assert_eq!(btc["last_complete_day"], days_before_today(1).to_string());
-    assert_eq!(btc["stale_days"], 0);
-    let metrics = api.get("/metrics").await.text();
-    assert!(
-        metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 41\n"),
-        "{metrics}"
-    );
+    assert_btc_listed(&api, days_before_today(1), 0).await;
+    assert_stored_candles(&api, "BTC", 41).await;
     let acted = act_on(next_tick()).await;
     assert_eq!(
         (acted.coins_tracked, acted.coins_behind, acted.jobs_queued),
@@ -255,14 +255,8 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
     )
     .await;
     assert_kept_equals_scan(pool, "a DELETE").await;
-    let btc = api.get("/api/v1/coins/BTC").await.json();
-    assert_eq!(btc["last_complete_day"], days_before_today(3).to_string());
-    assert_eq!(btc["stale_days"], 2);
-    let metrics = api.get("/metrics").await.text();
-    assert!(
-        metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 37\n"),
-        "{metrics}"
-    );
+    assert_btc_listed(&api, days_before_today(3), 2).await;
+    assert_stored_candles(&api, "BTC", 37).await;
     let acted = act_on(next_tick()).await;
     assert_eq!((acted.coins_behind, acted.jobs_queued), (1, 1));
     let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
@@ -302,11 +296,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
     .await;
     sql(pool, &format!("UPDATE daily_prices SET symbol = 'ETH', source = 'coinbase' WHERE symbol = 'BTC' AND date < '{}'", days_before_today(35))).await;
     assert_kept_equals_scan(pool, "an UPDATE of symbol and source").await;
-    let metrics = api.get("/metrics").await.text();
-    assert!(
-        metrics.contains("price_history_stored_candles{symbol=\"ETH\"} 5\n"),
-        "{metrics}"
-    );
+    assert_stored_candles(&api, "ETH", 5).await;
     let acted = act_on(next_tick()).await;
     assert_eq!(
         acted.jobs_queued, 1,
@@ -319,11 +309,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
     assert_kept_equals_scan(pool, "a TRUNCATE").await;
     let btc = api.get("/api/v1/coins/BTC").await.json();
     assert_eq!(btc["last_complete_day"], serde_json::Value::Null);
-    let metrics = api.get("/metrics").await.text();
-    assert!(
-        metrics.contains("price_history_stored_candles{symbol=\"BTC\"} 0\n"),
-        "{metrics}"
-    );
+    assert_stored_candles(&api, "BTC", 0).await;
     let acted = act_on(next_tick()).await;
     assert_eq!(acted.jobs_queued, 1);
     let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();

@@ -10,7 +10,7 @@ use price_history::queue::{self, SubmitError};
 use price_history::store::ingestion_jobs::{self, Cancelled, JobFollower, NewJob};
 use uuid::Uuid;
 
-use crate::support::{Harness, api_job, days_before_today};
+use crate::support::{Harness, api_job, days_before_today, sql};
 
 /// Sets how often the job has been started, as if its worker had died that often.
 async fn set_attempts(h: &Harness, id: Uuid, attempts: i32) {
@@ -366,7 +366,8 @@ async fn finishing_a_job_cancelled_meanwhile_changes_nothing_and_says_so() {
 #[tokio::test]
 async fn a_failed_attempt_hands_its_job_back_as_pending_saying_why() {
     let h = Harness::new().await;
-    sqlx::raw_sql(
+    sql(
+        h.pool(),
         r#"CREATE TABLE job_states (n bigserial PRIMARY KEY, status text, attempts int, error_message text);
            CREATE FUNCTION keep_job_state() RETURNS trigger LANGUAGE plpgsql AS $$
            BEGIN
@@ -377,9 +378,7 @@ async fn a_failed_attempt_hands_its_job_back_as_pending_saying_why() {
            CREATE TRIGGER keep_job_state AFTER UPDATE OF status ON ingestion_jobs
                FOR EACH ROW EXECUTE FUNCTION keep_job_state();"#,
     )
-    .execute(h.pool())
-    .await
-    .unwrap();
+    .await;
     // The call and its 3 retries fail: attempt 1 fails; attempt 2 finds CoinGecko well.
     h.fail_next_calls(4, 503, "Service Unavailable");
 

@@ -66,12 +66,18 @@ async fn finished_after_outage(pool: &sqlx::PgPool, id: Uuid, within: Duration) 
     .expect("the job ends after the database is back")
 }
 
-#[tokio::test]
-async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
+/// A private cluster, started, and a fake CoinGecko whose every answer takes `delay`.
+async fn started_cluster_and_slow_fake(delay: Duration) -> (PrivateCluster, FakeCoinGecko) {
     let cluster = PrivateCluster::create();
     cluster.start();
     let fake = FakeCoinGecko::start().await;
-    fake.set_delay(Duration::from_millis(300));
+    fake.set_delay(delay);
+    (cluster, fake)
+}
+
+#[tokio::test]
+async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
+    let (cluster, fake) = started_cluster_and_slow_fake(Duration::from_millis(300)).await;
     let url = cluster.url("price_history");
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
@@ -146,12 +152,7 @@ async fn without_the_database_a_call_waits_for_its_slot_and_goes_once_it_is_back
     let cluster = PrivateCluster::create();
     cluster.start();
     let fake = FakeCoinGecko::start().await;
-    let pool = price_history::startup::connect_and_migrate(
-        &cluster.url("price_history").parse().expect("a valid URL"),
-        2,
-    )
-    .await
-    .unwrap();
+    let pool = cluster.migrated_pool(2).await;
     let client = CoinGeckoClient::new(
         CoinGeckoSettings {
             base_url: fake.base_url(),
@@ -239,8 +240,7 @@ async fn a_process_started_before_its_database_waits_for_it_saying_where_and_the
     // Back-off is capped at 5 s, so the next attempt comes soon after.
     assert!(started.elapsed() < Duration::from_secs(15));
     api.signal("TERM");
-    assert_eq!(api.exit_code(Duration::from_secs(30)).await, Some(0));
-    let output = api.output();
+    let output = api.exits_0(Duration::from_secs(30)).await;
     assert!(!output.contains("hunter2secret"), "{output}");
     assert!(output.contains("PostgreSQL is up"), "{output}");
 }
@@ -293,17 +293,9 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
     use price_history::ingest::{Attempt, Ingestor, Outcome, Reach};
     use price_history::upstream::CallBudget;
 
-    let cluster = PrivateCluster::create();
-    cluster.start();
-    let fake = FakeCoinGecko::start().await;
     // The answer is held back 2 s, so that the database goes away while it is in flight.
-    fake.set_delay(Duration::from_secs(2));
-    let pool = price_history::startup::connect_and_migrate(
-        &cluster.url("price_history").parse().expect("a valid URL"),
-        2,
-    )
-    .await
-    .unwrap();
+    let (cluster, fake) = started_cluster_and_slow_fake(Duration::from_secs(2)).await;
+    let pool = cluster.migrated_pool(2).await;
     let settings = CoinGeckoSettings {
         base_url: fake.base_url(),
         api_key: None,
@@ -319,6 +311,7 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
         chunk_days: 90,
         reach: Reach::new(PlanReach::UNLIMITED, &settings),
         second_source: None,
+        hour_check: price_history::domain::DisputeRule::new(5.into()),
     };
     let (start, end) = (days_before_today(10), days_before_today(1));
     let job = queue::submit(
@@ -378,15 +371,10 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
 /// Runs a 1461-day job on one `worker` process and takes the database away for `outage`
 /// once three windows are stored; returns the job as it ended and the calls made.
 async fn a_job_through_an_outage_of(outage: Duration) -> (JobRecord, usize, String) {
-    let cluster = PrivateCluster::create();
-    cluster.start();
-    let fake = FakeCoinGecko::start().await;
     // Each answer takes a while, so that the job is mid-window when the database goes.
-    fake.set_delay(Duration::from_millis(400));
+    let (cluster, fake) = started_cluster_and_slow_fake(Duration::from_millis(400)).await;
     let url = cluster.url("price_history");
-    let pool = price_history::startup::connect_and_migrate(&url.parse().expect("a valid URL"), 4)
-        .await
-        .unwrap();
+    let pool = cluster.migrated_pool(4).await;
     let mut worker = spawn_service(
         &url,
         &fake.base_url(),

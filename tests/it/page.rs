@@ -2,6 +2,8 @@
 //! chart, a job submitted from the form and followed live, the API's 401 message, both
 //! widths, no page errors. Screenshots go to `target/page-1280.png` and `target/page-390.png`.
 
+mod hours;
+
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
@@ -435,5 +437,38 @@ async fn the_page_marks_second_source_days_and_shows_each_coins_deviation() {
         "no errors on the page"
     );
     browser.close().await;
+    api.stop().await;
+}
+
+/// Each file of the page carries an `ETag`; asked again with it, the answer is `304`
+/// without a body (the browser keeps its copy, and Chromium the chart library's compiled
+/// code); with another tag, the file.
+#[tokio::test]
+async fn a_file_of_the_page_the_browser_holds_is_not_sent_again() {
+    let (_h, api) = TestApi::with_harness().await;
+    for path in [
+        "/",
+        "/assets/app.js",
+        "/assets/lightweight-charts.standalone.production.js",
+    ] {
+        let first = api.get(path).await;
+        assert_eq!(first.status, 200, "{path}");
+        let etag = first.header("etag").expect("an ETag").to_owned();
+        let held = api
+            .send(api.client.get(api.url(path)).header("If-None-Match", &etag))
+            .await;
+        assert_eq!(held.status, 304, "{path}");
+        assert!(held.body.is_empty(), "{path}: no body");
+        assert_eq!(held.header("etag"), Some(etag.as_str()), "{path}");
+        let stale = api
+            .send(
+                api.client
+                    .get(api.url(path))
+                    .header("If-None-Match", "\"an-older-version\""),
+            )
+            .await;
+        assert_eq!(stale.status, 200, "{path}");
+        assert_eq!(stale.body, first.body, "{path}: the file again");
+    }
     api.stop().await;
 }

@@ -11,7 +11,7 @@ use price_history::store::ingestion_jobs::JobRecord;
 use price_history::store::{daily_prices, gaps};
 use rust_decimal::Decimal;
 
-use crate::support::{Harness, days_before_today};
+use crate::support::{Harness, days_before_today, sql};
 
 /// The stored close of a day.
 async fn close_of(h: &Harness, date: NaiveDate) -> Decimal {
@@ -572,7 +572,8 @@ async fn a_10012_met_first_by_a_gap_fill_teaches_the_reach() {
 #[tokio::test]
 async fn a_write_the_table_refuses_fails_the_job_at_once_instead_of_being_waited_on() {
     let h = Harness::new().await;
-    sqlx::raw_sql(
+    sql(
+        h.pool(),
         r#"CREATE FUNCTION refuse_prices() RETURNS trigger LANGUAGE plpgsql AS $$
            BEGIN
                RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation',
@@ -581,9 +582,7 @@ async fn a_write_the_table_refuses_fails_the_job_at_once_instead_of_being_waited
            CREATE TRIGGER refuse_prices BEFORE INSERT ON daily_prices
                FOR EACH ROW EXECUTE FUNCTION refuse_prices();"#,
     )
-    .execute(h.pool())
-    .await
-    .unwrap();
+    .await;
     let (start, end) = (days_before_today(10), days_before_today(1));
 
     let job = h.run_job(start, end, false).await;

@@ -41,7 +41,7 @@ async fn sigterm_stops_a_busy_scheduler_within_30_s_and_the_next_process_finishe
         .wait_for_output(
             "the first process queuing jobs in its tick",
             Duration::from_secs(60),
-            |out| out.contains("tracked coin behind: job queued"),
+            |out| out.contains("coin behind: job queued"),
         )
         .await;
 
@@ -97,7 +97,7 @@ async fn sigterm_stops_a_busy_scheduler_within_30_s_and_the_next_process_finishe
     let one_line_per_tick = next
         .output()
         .lines()
-        .filter(|line| line.contains("tracked coin behind"))
+        .filter(|line| line.contains("coin behind: job queued"))
         .count();
     assert!(
         one_line_per_tick > 0,

@@ -82,6 +82,7 @@ fn scheduler(h: &Harness, schedule: &str, name: &str) -> Scheduler {
         reach: h.ingestor().reach,
         max_attempts: 3,
         name: name.to_owned(),
+        credits: None,
     }
 }
 

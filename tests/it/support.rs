@@ -26,6 +26,44 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+/// The text `field` of each item of a JSON array, in order.
+pub fn field_of_each<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|item| item[field].as_str().expect("a text field"))
+        .collect()
+}
+
+/// Each of `symbol`'s stored days is the fake's day of `coin_id`: opened at its first
+/// point, closed at its last, and not provisional.
+pub fn assert_days_are_the_fakes(
+    fake: &FakeCoinGecko,
+    coin_id: &str,
+    symbol: Symbol,
+    rows: &[price_history::domain::DailyCandle],
+) {
+    for row in rows {
+        let points = fake.points_for_coin_day(coin_id, row.date, true);
+        let (first, last) = (points.first().unwrap().1, points.last().unwrap().1);
+        assert_eq!(
+            (row.open, row.close),
+            (first, last),
+            "{symbol} open and close of {}",
+            row.date
+        );
+        assert!(!row.provisional, "{symbol} {}", row.date);
+    }
+}
+
+/// Runs `statement` as it is (several statements allowed), panicking with it on failure.
+pub async fn sql(pool: &PgPool, statement: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
 /// Where the test databases are created: `TEST_DATABASE_URL`, or the local server.
 pub fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -166,6 +204,7 @@ impl Harness {
             coingecko_base_url: fake.base_url(),
             coingecko_api_key: None,
             coingecko_calls_per_minute: NonZeroU32::new(6000).expect("non-zero"),
+            coingecko_calls_per_month: None,
             coingecko_history_days: None,
             coingecko_chunk_days: 90,
             coingecko_max_retries: 3,
@@ -175,6 +214,7 @@ impl Harness {
             job_lease_secs: 30,
             api_token: None,
             event_streams_max: 256,
+            job_retention_days: "30".to_owned(),
             log_format: LogFormat::Text,
             // Off unless a test turns it on (`with_coinbase`).
             fallback_source: price_history::config::FallbackSource::Off,
@@ -637,6 +677,15 @@ impl Service {
             let _ = reader.await;
         }
         status.code()
+    }
+
+    /// Waits for the process to exit, asserts that it exited 0 (showing what it printed
+    /// when not), and returns what it printed.
+    pub async fn exits_0(&mut self, within: Duration) -> String {
+        let code = self.exit_code(within).await;
+        let printed = self.output();
+        assert_eq!(code, Some(0), "{printed}");
+        printed
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -9,6 +9,7 @@ use fake_upstream::coingecko::ScriptedResponse;
 use price_history::api::{self, ConnectionLimits};
 use price_history::domain::{JobStatus, Symbol};
 use price_history::store::daily_prices;
+use price_history::store::ingestion_jobs::JobRecord;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,6 +39,23 @@ fn chart(prices: Vec<Value>, volumes: Vec<Value>) -> String {
     json!({"prices": prices, "market_caps": [], "total_volumes": volumes}).to_string()
 }
 
+/// Runs a job of `start..=end` whose one call is answered with `prices` and `volumes`,
+/// asserting that it failed: the job and its message.
+async fn failed_job_answered(
+    h: &Harness,
+    start: NaiveDate,
+    end: NaiveDate,
+    prices: Vec<Value>,
+    volumes: Vec<Value>,
+) -> (JobRecord, String) {
+    h.fake
+        .push_response(ScriptedResponse::status(200, chart(prices, volumes)));
+    let job = h.run_job(start, end, false).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    let message = job.error_message.clone().expect("a failed job says why");
+    (job, message)
+}
+
 fn at(day: NaiveDate, hour: u32) -> i64 {
     day.and_time(NaiveTime::from_hms_opt(hour, 0, 0).unwrap())
         .and_utc()
@@ -55,13 +73,9 @@ async fn a_price_not_above_zero_fails_the_job_at_once_quoting_it_and_stores_noth
     prices.extend(more_prices);
     volumes.extend(more_volumes);
     prices[30] = json!([at(b, 6), -5.5]);
-    h.fake
-        .push_response(ScriptedResponse::status(200, chart(prices, volumes)));
 
-    let job = h.run_job(a, b, false).await;
+    let (job, message) = failed_job_answered(&h, a, b, prices, volumes).await;
 
-    assert_eq!(job.status, JobStatus::Failed);
-    let message = job.error_message.unwrap();
     assert!(message.contains("price of -5.5"), "{message}");
     assert!(message.contains("must be above zero"), "{message}");
     assert!(
@@ -106,13 +120,9 @@ async fn a_negative_volume_fails_at_once_without_refetching_and_without_postgres
     let day = days_before_today(10);
     let (prices, mut volumes) = hourly_points(day, 100.0, 5.0);
     volumes[23] = json!([at(day, 23), -2]);
-    h.fake
-        .push_response(ScriptedResponse::status(200, chart(prices, volumes)));
 
-    let job = h.run_job(day, day, false).await;
+    let (job, message) = failed_job_answered(&h, day, day, prices, volumes).await;
 
-    assert_eq!(job.status, JobStatus::Failed);
-    let message = job.error_message.unwrap();
     assert!(message.contains("volume of -2"), "{message}");
     for postgres in ["violates", "check constraint", "database error", "SQLSTATE"] {
         assert!(!message.contains(postgres), "{message}");
@@ -190,13 +200,9 @@ async fn one_instant_with_two_prices_is_a_bad_answer_not_a_silent_merge() {
     let (mut prices, volumes) = hourly_points(day, 100.0, 5.0);
     let twin = prices[5][0].clone();
     prices.push(json!([twin, 250.0]));
-    h.fake
-        .push_response(ScriptedResponse::status(200, chart(prices, volumes)));
 
-    let job = h.run_job(day, day, false).await;
+    let (_, message) = failed_job_answered(&h, day, day, prices, volumes).await;
 
-    assert_eq!(job.status, JobStatus::Failed);
-    let message = job.error_message.unwrap();
     assert!(message.contains("two different prices"), "{message}");
     assert!(message.contains("and 250"), "{message}");
     assert_eq!(h.stored_days().await, 0);
@@ -605,6 +611,16 @@ async fn until_closed(stream: &mut TcpStream, within: Duration) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
+/// Waits (up to 8 s) for the server to close `stream`, asserting that it held it open at
+/// least `at_least`: what it sent, and how long it held it.
+async fn closed_after_at_least(stream: &mut TcpStream, at_least: Duration) -> (String, Duration) {
+    let began = Instant::now();
+    let sent = until_closed(stream, Duration::from_secs(8)).await;
+    let held = began.elapsed();
+    assert!(held >= at_least, "{held:?}");
+    (sent, held)
+}
+
 fn short_limits() -> ConnectionLimits {
     ConnectionLimits {
         head: Duration::from_secs(1),
@@ -680,15 +696,9 @@ async fn a_kept_alive_connection_left_unused_is_closed_after_the_head_limit() {
     let api = limited_api(&h, short_limits()).await;
     let mut stream = connect_sending(&api, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
 
-    let began = Instant::now();
-    let sent = until_closed(&mut stream, Duration::from_secs(8)).await;
+    let (sent, _) = closed_after_at_least(&mut stream, Duration::from_millis(900)).await;
 
     assert!(sent.starts_with("HTTP/1.1 200 OK"), "{sent}");
-    assert!(
-        began.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        began.elapsed()
-    );
 }
 
 #[tokio::test]
@@ -707,15 +717,9 @@ async fn a_connection_silent_mid_request_is_closed_after_the_idle_limit() {
     .await;
     let mut stream = connect_sending(&api, STALLED_POST).await;
 
-    let began = Instant::now();
-    until_closed(&mut stream, Duration::from_secs(8)).await;
+    let (_, held) = closed_after_at_least(&mut stream, Duration::from_millis(900)).await;
 
-    assert!(
-        began.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        began.elapsed()
-    );
-    assert!(began.elapsed() < Duration::from_secs(8));
+    assert!(held < Duration::from_secs(8));
 }
 
 #[tokio::test]

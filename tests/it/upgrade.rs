@@ -24,6 +24,13 @@ pub async fn release_up_to(last: i64) -> TestDb {
     db
 }
 
+/// What a process of this release does first on a database a release left: migrate it.
+pub async fn upgrade(db: &TestDb) -> sqlx::PgPool {
+    price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
+        .await
+        .expect("the upgrade applies")
+}
+
 /// The whole table as text, in key order, to compare before and after.
 pub async fn snapshot(pool: &sqlx::PgPool, query: &str) -> Vec<String> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(query.to_owned()))
@@ -80,10 +87,7 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
     let queue_before = count_rows(&db.pool, "apalis.jobs").await;
 
     // Act: a process of this release starts on it.
-    let pool =
-        price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
-            .await
-            .expect("the upgrade applies");
+    let pool = upgrade(&db).await;
 
     // Assert: every row as it was, every job readable, the new rules in force.
     assert_eq!(snapshot(&pool, PRICES).await, prices_before);
@@ -190,6 +194,35 @@ async fn every_row(
     out
 }
 
+/// Writes a release's `rows` into `db`, then reads every table with its columns, every
+/// row of each (asserting that every table holds rows, so that the comparison after the
+/// upgrade leaves no table untested) and how many jobs the queue holds.
+async fn full_release(
+    db: &TestDb,
+    rows: &[&'static str],
+) -> (Vec<(String, Vec<String>)>, Vec<(String, Vec<String>)>, i64) {
+    for &rows in rows {
+        sqlx::raw_sql(rows)
+            .execute(&db.pool)
+            .await
+            .expect("the release's rows");
+    }
+    let pool = &db.pool;
+    let tables = tables_and_columns(pool).await;
+    let before = every_row(pool, &tables).await;
+    let empty: Vec<&str> = before
+        .iter()
+        .filter(|(_, rows)| rows.is_empty())
+        .map(|(table, _)| table.as_str())
+        .collect();
+    assert!(
+        empty.is_empty(),
+        "every table of the release holds rows: {empty:?}"
+    );
+    let queue = count_rows(pool, "apalis.jobs").await;
+    (tables, before, queue)
+}
+
 /// What the release before hours writes: coins with and without a product and its check,
 /// days of both sources (and the figures their triggers keep), jobs of every status, an
 /// import, a schedule tick, a learned plan reach and the call budgets.
@@ -230,28 +263,10 @@ VALUES ('coingecko', 'none', now(), 12, 25), ('coinbase', 'none', now(), 4, 120)
 async fn a_populated_database_of_the_release_before_hours_upgrades_with_every_row_and_job_kept() {
     // Arrange: the release before hours, with something in every table.
     let db = release_up_to(BEFORE_HOURS).await;
-    sqlx::raw_sql(BEFORE_HOURS_ROWS)
-        .execute(&db.pool)
-        .await
-        .expect("the previous release's rows");
-    let tables = tables_and_columns(&db.pool).await;
-    let before = every_row(&db.pool, &tables).await;
-    let empty: Vec<&str> = before
-        .iter()
-        .filter(|(_, rows)| rows.is_empty())
-        .map(|(table, _)| table.as_str())
-        .collect();
-    assert!(
-        empty.is_empty(),
-        "every table of the release holds rows: {empty:?}"
-    );
-    let queue_before = count_rows(&db.pool, "apalis.jobs").await;
+    let (tables, before, queue_before) = full_release(&db, &[BEFORE_HOURS_ROWS]).await;
 
     // Act: a process of this release starts on it.
-    let pool =
-        price_history::startup::connect_and_migrate(&db.url.parse().expect("a valid URL"), 5)
-            .await
-            .expect("the upgrade applies");
+    let pool = upgrade(&db).await;
 
     // Assert: every row of every table as it was, and nothing hourly about any of it.
     assert_eq!(every_row(&pool, &tables).await, before);
@@ -305,4 +320,66 @@ async fn a_populated_database_of_the_release_before_hours_upgrades_with_every_ro
         second_active.is_err(),
         "BTC's pending job still holds its one active slot"
     );
+}
+
+/// The last migration of the release with hourly candles stored and opted into (the
+/// release before the hourly job, monthly credits and retention).
+const HOURS_RELEASE: i64 = 20261207100000;
+
+/// What that release writes besides [`BEFORE_HOURS_ROWS`]: an hourly coin with its
+/// product's first hour, hours of both sources (checked, disputed, provisional), hours
+/// without trades, a job of an hourly coin with its hour counts, and an hourly import.
+const HOURS_RELEASE_ROWS: &str = r#"
+UPDATE coins SET hourly = true, coinbase_hours_from = date_trunc('day', now()) - interval '30 days'
+WHERE symbol = 'ETH';
+UPDATE coins SET hourly = true WHERE symbol = 'NEW';
+INSERT INTO hourly_prices (symbol, hour, open, high, low, close, volume, source, points, provisional,
+                           check_price, check_at, check_deviation_percent, disputed)
+SELECT 'ETH', h, 100 + i, 102 + i, 99 + i, 101 + i, 10 * i, 'coinbase', NULL, h = date_trunc('hour', now()),
+       CASE WHEN i % 3 = 0 THEN 100 + i END, CASE WHEN i % 3 = 0 THEN h + interval '5 minutes' END,
+       CASE WHEN i % 3 = 0 THEN CASE WHEN i % 9 = 0 THEN 25 ELSE 0 END END, i % 9 = 0
+FROM generate_series(date_trunc('hour', now()) - interval '47 hours', date_trunc('hour', now()), interval '1 hour')
+     WITH ORDINALITY AS g(h, i);
+INSERT INTO hourly_prices (symbol, hour, open, high, low, close, volume, source, points)
+SELECT 'NEW', h, 5, 6, 4, 5, 1, 'coingecko', 1 + i % 3
+FROM generate_series(date_trunc('hour', now()) - interval '23 hours', date_trunc('hour', now()) - interval '1 hour',
+                     interval '1 hour') WITH ORDINALITY AS g(h, i);
+INSERT INTO hours_without_trades (symbol, hour)
+SELECT 'ETH', h FROM generate_series(date_trunc('hour', now()) - interval '60 hours',
+                                     date_trunc('hour', now()) - interval '50 hours', interval '1 hour') h;
+INSERT INTO ingestion_jobs (id, status, symbol, start_date, end_date, records_fetched, gaps_detected, gap_dates,
+                            attempts, chunks_done, chunks_total, completed_at, trigger, out_of_plan_days,
+                            fallback_days, hours_fetched, hours_missing, hours_without_trades)
+VALUES (gen_random_uuid(), 'completed_with_gaps', 'NEW', current_date - 2, current_date - 1, 2, 0, '{}',
+        1, 1, 1, now(), 'api', 0, 0, 47, 1, 11);
+INSERT INTO coin_imports (id, status, n, trigger, registered, skipped, completed_at, hourly)
+VALUES (gen_random_uuid(), 'completed', 2, 'api', ARRAY['NEW'], '[]', now(), true);
+"#;
+
+#[tokio::test]
+async fn a_populated_database_of_the_release_with_stored_hours_upgrades_with_every_row_and_job_kept()
+ {
+    // Arrange: that release, with something in every table, hours included.
+    let db = release_up_to(HOURS_RELEASE).await;
+    let (tables, before, queue_before) =
+        full_release(&db, &[BEFORE_HOURS_ROWS, HOURS_RELEASE_ROWS]).await;
+    let eth = price_history::domain::Symbol::parse("ETH").unwrap();
+    let figures_before = price_history::store::hourly_figures::of(&db.pool, eth)
+        .await
+        .unwrap();
+
+    // Act: a process of this release starts on it.
+    let pool = upgrade(&db).await;
+
+    // Assert: every row of every table of that release as it was (columns added since
+    // are not compared), every job, and the figures the triggers keep.
+    assert_eq!(every_row(&pool, &tables).await, before);
+    assert_eq!(count_rows(&pool, "ingestion_jobs").await, 7);
+    assert_eq!(count_rows(&pool, "apalis.jobs").await, queue_before);
+    assert_eq!(count_rows(&pool, "hourly_prices").await, 48 + 23);
+    let figures_after = price_history::store::hourly_figures::of(&pool, eth)
+        .await
+        .unwrap();
+    assert_eq!(figures_after, figures_before);
+    assert_eq!(figures_after.disputed_hours, 5, "{figures_after:?}");
 }

@@ -19,8 +19,15 @@
 //! until told otherwise, have days without trades, answer candles outside the asked
 //! range, and computes the candle it serves for a product and day ([`FakeCoinbase::candle`]),
 //! as the service stores it ([`TruthCandle`]), without depending on the service.
+//!
+//! Hourly candles (`granularity=3600`) are served the same way: at most 300 a request
+//! (more is the same 400), newest first, none for an hour without trades, none before the
+//! product's first hour, the hour not over with its latest trade. For tests it can also
+//! have hours without trades, move a product's first hour later, serve a candle a factor
+//! off (20 % above CoinGecko's price, say), serve candles that break a rule, and fail
+//! hourly requests alone while daily ones answer ([`FakeCoinbase::set_hours_outage`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -38,6 +45,7 @@ pub use crate::server::ScriptedResponse;
 use crate::server::{Answer, Fake, Shared, State, Upstream, query_param, wait_for_room};
 
 const DAY_SECS: i64 = 86_400;
+const HOUR_SECS: i64 = 3_600;
 const HOUR_MS: i64 = 3_600_000;
 /// Coinbase refuses a request for more candles than this.
 pub const MAX_CANDLES: i64 = 300;
@@ -281,6 +289,17 @@ pub struct RecordedCall {
     pub status: u16,
 }
 
+/// How a candle served for one hour breaks a rule, for tests of what the service refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadHour {
+    /// Its low above its high.
+    LowAboveHigh,
+    /// A low of zero: not a price.
+    ZeroLow,
+    /// Stamped half an hour past the hour's start: off the hour grid.
+    OffTheGrid,
+}
+
 /// A fault the fake keeps answering with until told otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outage {
@@ -299,9 +318,64 @@ pub type FakeCoinbase = Fake<Coinbase>;
 #[derive(Default)]
 pub struct Coinbase {
     outage: Option<Outage>,
+    /// A fault of hourly requests alone (`granularity=3600`).
+    hours_outage: Option<Outage>,
     days_without_trades: HashSet<NaiveDate>,
+    /// Hours (their start, UNIX seconds) with no trade: no hourly candle for them.
+    hours_without_trades: HashSet<i64>,
+    /// Products whose first candle is later than their listing says (upper-case id).
+    first_hours: HashMap<String, i64>,
+    /// Hours whose hourly candle is served with every price times a factor.
+    hours_off: HashMap<i64, f64>,
+    /// Hours whose hourly candle breaks a rule.
+    bad_hours: HashMap<i64, BadHour>,
     /// Also answer the candles of the day before and after the asked range.
     spill: bool,
+}
+
+impl Coinbase {
+    /// `product` as this world has it: its first candle moved later when told so.
+    fn effective(&self, product: FakeProduct) -> FakeProduct {
+        match self.first_hours.get(&product.id.to_ascii_uppercase()) {
+            Some(first) => FakeProduct {
+                first_candle_secs: (*first).max(product.first_candle_secs),
+                ..product
+            },
+            None => product,
+        }
+    }
+
+    /// The hourly candle served for the hour starting at `hour_secs`, faults included.
+    fn hour_candle(
+        &self,
+        product: FakeProduct,
+        hour_secs: i64,
+        now_ms: i64,
+    ) -> Option<ServedCandle> {
+        if self.hours_without_trades.contains(&hour_secs) {
+            return None;
+        }
+        let mut candle = hour_candle_of(self.effective(product), hour_secs, now_ms)?;
+        if let Some(factor) = self.hours_off.get(&hour_secs) {
+            for price in [
+                &mut candle.low,
+                &mut candle.high,
+                &mut candle.open,
+                &mut candle.close,
+            ] {
+                *price = (*price * factor * 100.0).round() / 100.0;
+            }
+        }
+        match self.bad_hours.get(&hour_secs) {
+            Some(BadHour::LowAboveHigh) => {
+                candle.low = candle.high + 1.0;
+            }
+            Some(BadHour::ZeroLow) => candle.low = 0.0,
+            Some(BadHour::OffTheGrid) => candle.time += 1_800,
+            None => {}
+        }
+        Some(candle)
+    }
 }
 
 impl Upstream for Coinbase {
@@ -341,6 +415,77 @@ impl FakeCoinbase {
             .count()
     }
 
+    /// Requests for hourly candles so far (`granularity=3600`).
+    pub fn hourly_calls(&self) -> usize {
+        self.hourly_requests().len()
+    }
+
+    /// The requests for hourly candles so far, oldest first.
+    pub fn hourly_requests(&self) -> Vec<RecordedCall> {
+        self.shared
+            .state()
+            .calls
+            .iter()
+            .filter(|call| {
+                call.endpoint == Endpointed::Candles && call.granularity.as_deref() == Some("3600")
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Every hourly request from now on meets this fault, while daily ones answer as usual
+    /// (`None`: back to normal).
+    pub fn set_hours_outage(&self, outage: Option<Outage>) {
+        self.shared.state().world.hours_outage = outage;
+    }
+
+    /// Hours (each given by its start) in which nothing traded: no hourly candle is served
+    /// for them.
+    pub fn set_hours_without_trades(&self, hours: impl IntoIterator<Item = DateTime<Utc>>) {
+        self.shared.state().world.hours_without_trades =
+            hours.into_iter().map(|at| at.timestamp()).collect();
+    }
+
+    /// `product_id` has no candle, daily or hourly, before `first` (an hour's start): as a
+    /// product listed later than the range asked.
+    pub fn set_first_hour(&self, product_id: &str, first: DateTime<Utc>) {
+        self.shared
+            .state()
+            .world
+            .first_hours
+            .insert(product_id.to_ascii_uppercase(), first.timestamp());
+    }
+
+    /// The hourly candle of the hour starting at `hour` is served with every price times
+    /// `factor` (1.2: 20 % above the market).
+    pub fn set_hour_off(&self, hour: DateTime<Utc>, factor: f64) {
+        self.shared
+            .state()
+            .world
+            .hours_off
+            .insert(hour.timestamp(), factor);
+    }
+
+    /// The hourly candle of the hour starting at `hour` is served broken as `how`.
+    pub fn set_bad_hour(&self, hour: DateTime<Utc>, how: BadHour) {
+        self.shared
+            .state()
+            .world
+            .bad_hours
+            .insert(hour.timestamp(), how);
+    }
+
+    /// The hourly candle served for the hour starting at `hour`, faults included; `None`
+    /// when none is (no trades, before the product's first hour, not begun).
+    pub fn hour_candle(&self, product_id: &str, hour: DateTime<Utc>) -> Option<ServedCandle> {
+        let product = product(product_id).expect("a product the fake lists");
+        self.shared.state().world.hour_candle(
+            product,
+            hour.timestamp(),
+            Utc::now().timestamp_millis(),
+        )
+    }
+
     /// Every request from now on meets this fault (`None`: back to normal).
     pub fn set_outage(&self, outage: Option<Outage>) {
         self.shared.state().world.outage = outage;
@@ -362,6 +507,7 @@ impl FakeCoinbase {
     /// product's first day, a day without trades, a future day).
     pub fn candle(&self, product_id: &str, day: NaiveDate) -> Option<TruthCandle> {
         let product = product(product_id).expect("a product the fake lists");
+        let product = self.shared.state().world.effective(product);
         if self.shared.state().world.days_without_trades.contains(&day) {
             return None;
         }
@@ -452,7 +598,12 @@ impl Products {
                 return Answer::text(StatusCode::TOO_MANY_REQUESTS, RATE_LIMIT_BODY);
             }
         }
-        match &state.world.outage {
+        let hourly = asked.granularity.as_deref() == Some("3600");
+        let outage = match &state.world.hours_outage {
+            Some(outage) if hourly && self.endpoint == Endpointed::Candles => Some(outage),
+            _ => state.world.outage.as_ref(),
+        };
+        match outage {
             Some(Outage::Status(status)) => return message(*status, "Internal server error"),
             Some(Outage::Garbage) => {
                 return Answer::text(StatusCode::OK, "<html><body>Bad gateway</body></html>");
@@ -524,19 +675,23 @@ fn parse_time(value: &str) -> Option<DateTime<Utc>> {
 }
 
 fn candles(world: &Coinbase, product: FakeProduct, asked: &Asked) -> Answer {
-    match asked.granularity.as_deref() {
-        None | Some("86400") => {}
-        Some("60" | "300" | "900" | "3600" | "21600") => {
+    let period = match asked.granularity.as_deref() {
+        None | Some("86400") => DAY_SECS,
+        Some("3600") => HOUR_SECS,
+        Some("60" | "300" | "900" | "21600") => {
             return message(
                 400,
-                "this fake serves daily candles only (granularity=86400)",
+                "this fake serves daily and hourly candles only (granularity=86400 or 3600)",
             );
         }
         Some(_) => return message(400, "Unsupported granularity"),
-    }
+    };
     let now = Utc::now();
     let (start, end) = match (asked.start.as_deref(), asked.end.as_deref()) {
-        (None, None) => (now - chrono::Duration::days(MAX_CANDLES - 1), now),
+        (None, None) => (
+            now - chrono::Duration::seconds(period * (MAX_CANDLES - 1)),
+            now,
+        ),
         (Some(start), Some(end)) => match (parse_time(start), parse_time(end)) {
             (Some(start), Some(end)) => (start, end),
             _ => return message(400, "Invalid start or end: expected an ISO 8601 time"),
@@ -546,12 +701,16 @@ fn candles(world: &Coinbase, product: FakeProduct, asked: &Asked) -> Answer {
     if end < start {
         return message(400, "start must be before end");
     }
-    if (end - start).num_seconds() / DAY_SECS > MAX_CANDLES
-        || ((end - start).num_seconds() / DAY_SECS == MAX_CANDLES
-            && (end - start).num_seconds() % DAY_SECS > 0)
+    if (end - start).num_seconds() / period > MAX_CANDLES
+        || ((end - start).num_seconds() / period == MAX_CANDLES
+            && (end - start).num_seconds() % period > 0)
     {
         return Answer::text(StatusCode::BAD_REQUEST, TOO_MANY_CANDLES_BODY);
     }
+    if period == HOUR_SECS {
+        return hourly_candles(world, product, start, end);
+    }
+    let product = world.effective(product);
     // Candles whose start lies in [start, end]; with `spill`, one more on each side.
     let spill = i64::from(world.spill);
     let first = start.timestamp().div_euclid(DAY_SECS)
@@ -568,6 +727,70 @@ fn candles(world: &Coinbase, product: FakeProduct, asked: &Asked) -> Answer {
         .map(|c| json!([c.time, c.low, c.high, c.open, c.close, c.volume]))
         .collect();
     Answer::json(StatusCode::OK, serde_json::Value::Array(rows))
+}
+
+/// The hourly candles whose start lies in `[start, end]` (one more on each side with
+/// `spill`), newest first.
+fn hourly_candles(
+    world: &Coinbase,
+    product: FakeProduct,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Answer {
+    let spill = i64::from(world.spill);
+    let first = start.timestamp().div_euclid(HOUR_SECS)
+        + i64::from(start.timestamp().rem_euclid(HOUR_SECS) != 0)
+        - spill;
+    let last = end.timestamp().div_euclid(HOUR_SECS) + spill;
+    let now_ms = Utc::now().timestamp_millis();
+    let rows: Vec<serde_json::Value> = (first..=last)
+        .rev()
+        .filter_map(|n| world.hour_candle(product, n * HOUR_SECS, now_ms))
+        .map(|c| json!([c.time, c.low, c.high, c.open, c.close, c.volume]))
+        .collect();
+    Answer::json(StatusCode::OK, serde_json::Value::Array(rows))
+}
+
+/// The hourly candle of `product` for the hour starting at `hour_secs`, as the fake serves
+/// it when nothing is scripted, up to `now_ms` for the hour not over: `None` before its
+/// first candle or after now. Its prices are the market's at four instants of the hour,
+/// a little off as the product's days are; its volume the product's share of the hour.
+pub fn hour_candle_of(product: FakeProduct, hour_secs: i64, now_ms: i64) -> Option<ServedCandle> {
+    let start_ms = hour_secs * 1000;
+    if hour_secs.rem_euclid(HOUR_SECS) != 0
+        || hour_secs < product.first_candle_secs
+        || start_ms > now_ms
+    {
+        return None;
+    }
+    let market = Market {
+        multiplier: 1.0,
+        missing_days: HashSet::new(),
+        coin: product.coin(),
+    };
+    let day = DateTime::from_timestamp(hour_secs, 0)?.date_naive();
+    let offset = 1.0 + PRICE_SPREAD * unit_noise(day_number(day) as u64 ^ product.salt);
+    let unit = 10f64.powi(product.quote_decimals);
+    let round = |price: f64| ((price * unit).round() / unit).max(1.0 / unit);
+    let prices: Vec<f64> = [0, 15, 30, 45, 59]
+        .map(|minute| start_ms + minute * 60_000)
+        .into_iter()
+        .take_while(|at| *at <= now_ms)
+        .map(|at| round(market.price(at) * product.factor * offset))
+        .collect();
+    let open = *prices.first()?;
+    let close = *prices.last()?;
+    let high = prices.iter().copied().fold(f64::MIN, f64::max);
+    let low = prices.iter().copied().fold(f64::MAX, f64::min);
+    let volume = market.volume(start_ms) * VOLUME_SHARE / 24.0 / close;
+    Some(ServedCandle {
+        time: hour_secs,
+        low,
+        high,
+        open,
+        close,
+        volume: (volume * 1e8).round() / 1e8,
+    })
 }
 
 fn day_number(day: NaiveDate) -> i64 {
@@ -655,6 +878,25 @@ mod tests {
                 assert_eq!(serde_json::from_str::<f64>(&wire).unwrap(), c.close);
             }
         }
+    }
+
+    #[test]
+    fn hourly_candles_start_on_the_hour_hold_their_open_and_close_and_begin_with_the_product() {
+        let first = BTC_USD.first_candle_secs;
+        assert!(hour_candle_of(BTC_USD, first - 3_600, FAR_FUTURE).is_none());
+        assert!(hour_candle_of(BTC_USD, first + 1_800, FAR_FUTURE).is_none());
+        for n in 0..200 {
+            let hour = 1_704_067_200 + n * 7 * 3_600;
+            let c = hour_candle_of(BTC_USD, hour, FAR_FUTURE).unwrap();
+            assert_eq!(c.time, hour);
+            assert!(c.low > 0.0 && c.volume > 0.0);
+            assert!(c.low <= c.open.min(c.close) && c.high >= c.open.max(c.close));
+        }
+        let running = hour_candle_of(BTC_USD, 1_704_067_200, 1_704_067_200_000 + 60_000).unwrap();
+        assert_eq!(
+            running.open, running.close,
+            "only its first minute has traded"
+        );
     }
 
     #[test]

@@ -8,9 +8,12 @@ use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::Attempt;
-use crate::domain;
+use crate::domain::{self, DisputeRule, HourRange, check_points, hours_from_points};
 use crate::ingest::DailyCandles;
-use crate::store::{daily_prices, ingestion_jobs, ingestion_jobs::JobRecord, second_source};
+use crate::store::{
+    daily_prices, hourly_prices, ingestion_jobs, ingestion_jobs::JobRecord, job_hours,
+    second_source,
+};
 
 /// Whether an attempt still owns its job, asked inside each checkpoint's transaction. A
 /// worker silent past its lease may find its job taken over; the fence, checked and held
@@ -40,6 +43,56 @@ pub(super) trait Rows: Send + Sync {
 pub(super) struct DailyRows {
     pub(super) origin: domain::PriceSource,
     pub(super) built: DailyCandles,
+    /// For a CoinGecko window of an hourly coin: what its hourly points do to its hours.
+    pub(super) hours: Option<WindowHours>,
+}
+
+/// What a CoinGecko window's hourly points do to an hourly coin's hours, in the window's
+/// checkpoint: check the exchange candles stored for them, or, for a coin without a usable
+/// product, become its hours.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WindowHours {
+    /// The window's hours.
+    pub(super) hours: HourRange,
+    /// Build the coin's hours from the points (it has no usable exchange product).
+    pub(super) build: bool,
+    pub(super) rule: DisputeRule,
+}
+
+impl WindowHours {
+    /// Checks the stored exchange candles of the window's hours with its points, or builds
+    /// the hours from them; returns how many hours were stored.
+    async fn write(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        job: &JobRecord,
+        built: &DailyCandles,
+    ) -> sqlx::Result<u64> {
+        let points = &built.hourly_points;
+        if points.is_empty() {
+            return Ok(0);
+        }
+        if !self.build {
+            let checks = check_points(&points.prices, self.hours);
+            hourly_prices::attach_checks(tx, job.symbol, &checks, self.rule).await?;
+            return Ok(0);
+        }
+        let hours = hours_from_points(
+            &points.prices,
+            &points.volumes,
+            self.hours,
+            chrono::Utc::now(),
+        );
+        let written =
+            hourly_prices::upsert(tx, job.symbol, &hours.candles, job.force, self.rule).await?;
+        job_hours::add_fetched(
+            &mut **tx,
+            job.id,
+            i32::try_from(written).unwrap_or(i32::MAX),
+        )
+        .await?;
+        Ok(written)
+    }
 }
 
 impl Rows for DailyRows {
@@ -57,6 +110,9 @@ impl Rows for DailyRows {
             daily_prices::upsert_from(tx, job.symbol, self.origin, candles, job.force).await?;
         if self.origin == domain::PriceSource::Coinbase && written > 0 {
             second_source::add_fallback_days(tx, job.id, written as i32).await?;
+        }
+        if let Some(hours) = &self.hours {
+            hours.write(tx, job, &self.built).await?;
         }
         Ok(written)
     }

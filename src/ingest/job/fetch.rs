@@ -1,11 +1,14 @@
 //! Step 1: fetch what the plan asks for, from the job's own source. When the source
-//! teaches a reach, the windows not fetched are planned again within it, once.
+//! teaches a reach, the windows not fetched are planned again within it, once. When the
+//! month's credits run out, the rest is left for the report to name.
 
 use std::ops::ControlFlow;
 
+use chrono::NaiveDate;
+
 use super::window::WindowEnd;
 use super::{JobError, Outcome, Run};
-use crate::ingest::{PriceSource, Window, windows_for_days, windows_for_range};
+use crate::ingest::{PriceSource, SourceError, Window, windows_for_days, windows_for_range};
 
 /// How a batch of windows ended.
 enum Batch {
@@ -49,7 +52,6 @@ impl<S: PriceSource> Run<'_, S> {
         let job = self.attempt.job;
         let window_days = self.source.window_days();
         let windows = match self.served_part() {
-            None => Vec::new(),
             Some((from, _)) if job.force => {
                 let all = windows_for_range(job.range, window_days);
                 let done = usize::try_from(job.chunks_done).unwrap_or(0).min(all.len());
@@ -62,7 +64,8 @@ impl<S: PriceSource> Run<'_, S> {
                     })
                     .collect()
             }
-            Some((from, to)) => windows_for_days(&self.missing_days(from, to).await?, window_days),
+            None if job.force => Vec::new(),
+            _ => windows_for_days(&self.days_to_fetch().await?, window_days),
         };
         self.count_planned(windows.len()).await?;
         tracing::info!(
@@ -75,11 +78,36 @@ impl<S: PriceSource> Run<'_, S> {
         Ok(windows)
     }
 
+    /// The days the plan serves that the job fetches, not forced: those missing, and for a
+    /// coin whose hours are built from CoinGecko's points, those with missing hours (today
+    /// included, for its complete hours).
+    async fn days_to_fetch(&self) -> Result<Vec<NaiveDate>, JobError> {
+        let mut days = match self.served_part() {
+            Some((from, to)) => self.missing_days(from, to).await?,
+            None => Vec::new(),
+        };
+        let range = self.attempt.job.range;
+        if self.builds_hours_from_points()
+            && let Some((from, to)) = self
+                .reach
+                .served_part(range.start(), range.end(), self.today)
+        {
+            days.extend(self.days_of_missing_hours(from, to).await?);
+            days.sort_unstable();
+            days.dedup();
+        }
+        Ok(days)
+    }
+
     /// Fetches `windows` in order, until one stops the attempt or is beyond the reach.
     async fn fetch_all(&mut self, windows: &[Window]) -> Result<Batch, JobError> {
         for (i, window) in windows.iter().enumerate() {
             match self.window(window).await? {
                 WindowEnd::Stored(_) => {}
+                WindowEnd::Failed(SourceError::OutOfCredits(why)) => {
+                    self.shortfalls.out_of_credits = Some(why);
+                    return Ok(Batch::Done);
+                }
                 WindowEnd::Failed(e) => return Err(e.into()),
                 WindowEnd::Stop(outcome) => return Ok(Batch::Stopped(outcome)),
                 WindowEnd::BeyondReach(days) => {

@@ -9,11 +9,14 @@ use chrono::NaiveDate;
 
 use super::window::WindowEnd;
 use super::{JobError, Outcome, Run};
-use crate::ingest::{PriceSource, windows_for_days};
+use crate::ingest::{PriceSource, SourceError, windows_for_days};
 
 impl<S: PriceSource> Run<'_, S> {
     /// Step 2; see the module's docs.
     pub(super) async fn fill(&mut self) -> Result<ControlFlow<Outcome>, JobError> {
+        if self.shortfalls.out_of_credits.is_some() {
+            return Ok(ControlFlow::Continue(()));
+        }
         let fillable: Vec<NaiveDate> = match self.served_part() {
             None => Vec::new(),
             Some((from, to)) => self
@@ -35,6 +38,10 @@ impl<S: PriceSource> Run<'_, S> {
                 Ok(WindowEnd::BeyondReach(days)) => {
                     self.learn_reach(days).await?;
                     None
+                }
+                Ok(WindowEnd::Failed(SourceError::OutOfCredits(why))) => {
+                    self.shortfalls.out_of_credits = Some(why);
+                    break;
                 }
                 Ok(WindowEnd::Failed(e)) => Some(e.to_string()),
                 Err(e) => Some(e.to_string()),

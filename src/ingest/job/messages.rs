@@ -4,6 +4,7 @@
 
 use chrono::NaiveDate;
 
+use super::hours::{HourSource, HourWork};
 use super::report::{SecondSourceEnd, Shortfalls};
 use crate::domain::PlanReach;
 use crate::ingest::MIN_HOURLY_POINTS;
@@ -154,4 +155,39 @@ pub(super) fn describe_days(days: &[NaiveDate]) -> String {
         parts.push(format!("and {} more run(s)", runs.len() - SHOWN));
     }
     parts.join(", ")
+}
+
+/// What to say of an hourly coin's hours still `missing` at the end, and of the candles
+/// refused on the way.
+pub(super) fn hours_message(missing: i64, work: &HourWork) -> String {
+    let mut message = if missing > 0 {
+        format!("{missing} hour(s) of the range still have no final candle.")
+    } else {
+        String::new()
+    };
+    if let Some(why) = &work.failed {
+        message.push_str(&format!(
+            " Coinbase Exchange gave no hourly candles: {} Run the job again later to fill them.",
+            why.trim_end()
+        ));
+    } else if work.source == HourSource::Undecided {
+        message.push_str(
+            " The coin's Coinbase product has not been checked against CoinGecko yet, so its \
+             hours were not fetched; a job that stores days the plan serves checks it.",
+        );
+    }
+    if work.refused_count > 0 {
+        let named: Vec<String> = work.refused.iter().map(ToString::to_string).collect();
+        message.push_str(&format!(
+            " {} hourly candle(s) from Coinbase Exchange were refused, their hours left missing: {}{}.",
+            work.refused_count,
+            named.join("; "),
+            if work.refused_count > named.len() {
+                format!("; and {} more", work.refused_count - named.len())
+            } else {
+                String::new()
+            }
+        ));
+    }
+    message.trim_start().to_owned()
 }

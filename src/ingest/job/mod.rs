@@ -10,7 +10,10 @@
 //!   [`Fence`];
 //! - the steps, in the order [`Ingestor::run`] takes them: `fetch` (what the plan asks
 //!   for), `fill` (what is still missing), `second_source` (the days older than the
-//!   plan serves), then `report` (the final word), whose sentences are in `messages`.
+//!   plan serves), `hour_windows` (the hours of an hourly coin from its exchange
+//!   product), then `report` (the final word), whose sentences are in `messages`;
+//! - `hours`: what a job of an hourly coin knows of its hours (where they come from, the
+//!   CoinGecko points its windows brought, what fell short) and says of them at the end.
 //!
 //! A new step (another timeframe, say) is a file beside these: a `Run` method that plans
 //! its windows, runs each through `Run::ask_and_store` with its own `Rows`, and notes
@@ -19,6 +22,8 @@
 mod checkpoint;
 mod fetch;
 mod fill;
+mod hour_windows;
+mod hours;
 mod messages;
 mod outcome;
 mod report;
@@ -34,7 +39,7 @@ use super::Reach;
 use super::fallback::SecondSource;
 use super::source::{CoinGecko, PriceSource};
 use crate::coingecko::CoinGeckoClient;
-use crate::domain::today_utc;
+use crate::domain::{DisputeRule, today_utc};
 use crate::shutdown::Shutdown;
 use crate::store::{coins, ingestion_jobs::JobRecord};
 
@@ -53,6 +58,8 @@ pub struct Ingestor {
     pub reach: Reach,
     /// Where out-of-plan days come from; `None` with `FALLBACK_SOURCE=off`.
     pub second_source: Option<SecondSource>,
+    /// `FALLBACK_MAX_DEVIATION_PERCENT` as the hour-by-hour check applies it.
+    pub hour_check: DisputeRule,
 }
 
 /// One attempt's view of its job: the record as it was when the attempt began, the
@@ -67,9 +74,10 @@ pub struct Attempt<'a> {
 }
 
 impl Ingestor {
-    /// Runs one attempt of a job (already marked running), in four steps: fetch what
+    /// Runs one attempt of a job (already marked running), in five steps: fetch what
     /// the plan asks for, fill what is still missing, fetch the days older than the plan
-    /// serves from the second source, and say what is left. Resumes from
+    /// serves from the second source, fetch an hourly coin's missing hours from its
+    /// exchange product, and say what is left. Resumes from
     /// the checkpoint: not forced, the missing days are read again from the table, so
     /// windows already stored are not fetched again; forced, the windows before
     /// `chunks_done` are skipped. Days older than the plan's reach are never asked for;
@@ -85,6 +93,9 @@ impl Ingestor {
             return Ok(outcome);
         }
         if let ControlFlow::Break(outcome) = run.out_of_plan().await? {
+            return Ok(outcome);
+        }
+        if let ControlFlow::Break(outcome) = run.exchange_hours().await? {
             return Ok(outcome);
         }
         run.finish().await
@@ -112,6 +123,7 @@ impl Ingestor {
             })?
             .coin;
         let reach = patiently(|| self.reach.current(&self.pool)).await?;
+        let hours = hours::HourWork::begin(self, job).await?;
         Ok(Run {
             ingestor: self,
             attempt,
@@ -122,6 +134,7 @@ impl Ingestor {
             planned: job.chunks_done,
             learned: false,
             shortfalls: Shortfalls::default(),
+            hours,
         })
     }
 }

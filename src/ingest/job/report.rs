@@ -1,4 +1,4 @@
-//! Step 4: the final word on a job whose windows have all been tried, from the days of
+//! Step 5: the final word on a job whose windows have all been tried, from the days of
 //! its range still missing and what fell short on the way (`Shortfalls`); the sentences
 //! themselves are in `messages`.
 
@@ -21,6 +21,8 @@ pub(super) struct Shortfalls {
     pub(super) failed_fills: Vec<(Window, String)>,
     /// What became of the second source, when it had out-of-plan days to fill.
     pub(super) second_source: Option<SecondSourceEnd>,
+    /// Why the job stopped asking CoinGecko: the month's credits were spent.
+    pub(super) out_of_credits: Option<String>,
 }
 
 /// How the second source's step ended, for the final message.
@@ -37,12 +39,13 @@ pub(super) enum SecondSourceEnd {
     Unchecked(NaiveDate),
 }
 
-impl<S> Run<'_, S> {
-    /// Step 4: the final word, from the days of the range still missing.
+impl<S: Sync> Run<'_, S> {
+    /// Step 5: the final word, from the days (and hours) of the range still missing.
     pub(super) async fn finish(self) -> Result<Outcome, JobError> {
         let range = self.attempt.job.range;
-        let missing = self.missing_days(range.start(), range.end()).await?;
-        Ok(finished(missing, self.reach, self.today, &self.shortfalls))
+        let missing = self.missing_days(range.start(), self.last_day()).await?;
+        let outcome = finished(missing, self.reach, self.today, &self.shortfalls);
+        self.finish_hours(outcome).await
     }
 }
 
@@ -82,6 +85,9 @@ fn finished(
         }
     }
     if !gap_dates.is_empty() {
+        if let Some(why) = &shortfalls.out_of_credits {
+            sentences.push(format!("Stopped before the end: {why}"));
+        }
         sentences.push(gap_message(&gap_dates, today, shortfalls));
     }
     Outcome::Finished {
@@ -154,6 +160,7 @@ mod tests {
     #[test]
     fn a_failed_gap_fill_is_said_as_what_it_was_not_as_no_data() {
         let shortfalls = Shortfalls {
+            out_of_credits: None,
             too_thin: BTreeMap::new(),
             failed_fills: vec![(
                 Window {
@@ -182,6 +189,7 @@ mod tests {
     #[test]
     fn days_with_too_few_points_are_named_with_the_rule() {
         let shortfalls = Shortfalls {
+            out_of_credits: None,
             too_thin: BTreeMap::from([(day("2024-01-05"), 1)]),
             failed_fills: vec![],
             second_source: None,
@@ -309,6 +317,7 @@ mod tests {
         assert_eq!(twelve.matches(", ").count(), 10, "{twelve}");
 
         let failed = |n: u64| Shortfalls {
+            out_of_credits: None,
             too_thin: BTreeMap::new(),
             failed_fills: every_other_day(n)
                 .into_iter()

@@ -6,8 +6,9 @@ use std::future::Future;
 
 use chrono::NaiveDate;
 
+use super::hours::HourWork;
 use super::{Attempt, Ingestor, JobError, Shortfalls};
-use crate::domain::{Coin, PlanReach};
+use crate::domain::{Coin, PlanReach, Trigger};
 use crate::ingest::Window;
 use crate::store::{gaps, ingestion_jobs, patience};
 
@@ -28,6 +29,9 @@ pub(super) struct Run<'a, S> {
     /// reach fails the attempt instead of planning again.
     pub(super) learned: bool,
     pub(super) shortfalls: Shortfalls,
+    /// The hours of an hourly coin (read when the attempt began); `None` for a coin that
+    /// keeps no hours, or has turned them off: its job fetches none.
+    pub(super) hours: Option<HourWork>,
 }
 
 /// Runs a query of the job, waiting out an unavailable database rather than failing the
@@ -50,11 +54,26 @@ impl<S> Run<'_, S> {
         patiently(|| ingestion_jobs::set_chunks_total(pool, id, planned)).await
     }
 
-    /// The part of the job's range the reach serves, if any.
+    /// The part of the job's days the reach serves, if any.
     pub(super) fn served_part(&self) -> Option<(NaiveDate, NaiveDate)> {
         let range = self.attempt.job.range;
         self.reach
-            .served_part(range.start(), range.end(), self.today)
+            .served_part(range.start(), self.last_day(), self.today)
+    }
+
+    /// The last day whose daily candle the job fetches: its range's end, except that a job
+    /// the schedule queued stops before today. The schedule keeps days up to yesterday; its
+    /// job reaches today only for the complete hours of an hourly coin, and today's day,
+    /// provisional until midnight, would cost a CoinGecko call every tick for nothing
+    /// (a coin whose hours are built from CoinGecko's points still fetches it, for them).
+    pub(super) fn last_day(&self) -> NaiveDate {
+        let end = self.attempt.job.range.end();
+        match self.today.pred_opt() {
+            Some(yesterday) if self.attempt.job.trigger == Trigger::Schedule && end > yesterday => {
+                yesterday
+            }
+            _ => end,
+        }
     }
 
     /// The coin's days from `from` to `to` that have no final row.

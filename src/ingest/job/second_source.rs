@@ -42,11 +42,15 @@ impl<S: Sync> Run<'_, S> {
         tracing::info!(windows = windows.len(), %product, "fetching out-of-plan days from the second source");
         self.shortfalls.second_source = Some(SecondSourceEnd::Asked);
         let source = Coinbase::new(second.client, product.clone());
-        for (i, candle_window) in windows.iter().enumerate() {
+        // The oldest window is at the edge of what the product is known to have; so is the
+        // next one while every window before it had no candle at all.
+        let mut at_the_edge = true;
+        for candle_window in &windows {
             match self.second_source_window(&source, candle_window).await? {
-                WindowEnd::Stored(built) if i == 0 => {
+                WindowEnd::Stored(built) if at_the_edge => {
                     self.learn_candles_begin(&product, candle_window, &built.candles)
                         .await?;
+                    at_the_edge = built.candles.is_empty();
                 }
                 WindowEnd::Stored(_) | WindowEnd::BeyondReach(_) => {}
                 WindowEnd::Stop(outcome) => return Ok(ControlFlow::Break(outcome)),
@@ -75,7 +79,7 @@ impl<S: Sync> Run<'_, S> {
             start: candle_window.first(),
             end: candle_window.last(),
         };
-        match self.daily_window(source, &window).await {
+        match self.daily_window(source, &window, None).await {
             Err(JobError::Permanent(_)) => Ok(WindowEnd::Failed(SourceError::BadAnswer(format!(
                 "its candles for {}..{} broke a rule of the table, and nothing of them was \
                  stored.",
@@ -85,8 +89,8 @@ impl<S: Sync> Run<'_, S> {
         }
     }
 
-    /// Remembers where `product`'s candles begin when the job's oldest window found none
-    /// on its first days, for at least [`CANDLES_BEGIN_MIN_EMPTY_DAYS`] (fewer are quiet
+    /// Remembers where `product`'s candles begin when the job's oldest window (or one after
+    /// windows that found nothing) found none on its first days, for at least [`CANDLES_BEGIN_MIN_EMPTY_DAYS`] (fewer are quiet
     /// days of a listed product): later jobs then spend no call on the days before.
     async fn learn_candles_begin(
         &self,
@@ -109,15 +113,11 @@ impl<S: Sync> Run<'_, S> {
     /// The job's days older than the plan serves that the second source may fill: those
     /// missing, or every one when forced (its own rows are then replaced, CoinGecko's never).
     async fn out_of_plan_days(&self) -> Result<Vec<NaiveDate>, JobError> {
-        let range = self.attempt.job.range;
+        let (start, end) = (self.attempt.job.range.start(), self.last_day());
         let days = if self.attempt.job.force {
-            range
-                .start()
-                .iter_days()
-                .take_while(|day| *day <= range.end())
-                .collect()
+            start.iter_days().take_while(|day| *day <= end).collect()
         } else {
-            self.missing_days(range.start(), range.end()).await?
+            self.missing_days(start, end).await?
         };
         Ok(self.reach.split(days, self.today).1)
     }
@@ -125,7 +125,7 @@ impl<S: Sync> Run<'_, S> {
     /// The coin's product if the second source may be used for it, with the day its
     /// candles begin when known. A product not checked yet is checked now (one call);
     /// when the check cannot be made or finds the product unusable, the shortfall says why.
-    async fn usable_product(
+    pub(super) async fn usable_product(
         &mut self,
         second: &SecondSource,
     ) -> Result<Option<(ProductId, Option<NaiveDate>)>, JobError> {

@@ -4,9 +4,11 @@
 
 use std::future::Future;
 
-use super::checkpoint::{DailyRows, Rows, checkpoint};
+use super::checkpoint::{DailyRows, Rows, WindowHours, checkpoint};
+use super::hours::HourSource;
 use super::run::patiently;
 use super::{JobError, Outcome, Run};
+use crate::domain::HourRange;
 use crate::ingest::{DailyCandles, PriceSource, SourceError, Window};
 use crate::store::ingestion_jobs;
 
@@ -26,17 +28,39 @@ pub(super) enum WindowEnd<R> {
 
 impl<S: PriceSource> Run<'_, S> {
     /// One window of the job's own source; the days it had too few points for are noted.
+    /// For an hourly coin, its hourly points check the hours or become them (see
+    /// [`WindowHours`]), and are kept for the exchange's candles fetched later.
     pub(super) async fn window(
         &mut self,
         window: &Window,
     ) -> Result<WindowEnd<DailyCandles>, JobError> {
-        let end = self.daily_window(&self.source, window).await?;
+        let hours = self.window_hours(window);
+        let end = self.daily_window(&self.source, window, hours).await?;
         if let WindowEnd::Stored(built) = &end {
             self.shortfalls
                 .too_thin
                 .extend(built.too_thin.iter().copied());
+            if let Some(work) = &mut self.hours {
+                work.points.extend(&built.hourly_points);
+            }
         }
         Ok(end)
+    }
+
+    /// What `window`'s hourly points do for an hourly coin; `None` for a daily-only one.
+    fn window_hours(&self, window: &Window) -> Option<WindowHours> {
+        let work = self.hours.as_ref()?;
+        let hours = HourRange::of_days(window.start, window.end)?;
+        let build = work.source == HourSource::Points;
+        Some(WindowHours {
+            hours: if build {
+                self.hours_from_points_expected()?.intersect(hours)?
+            } else {
+                hours
+            },
+            build,
+            rule: self.ingestor.hour_check,
+        })
     }
 }
 
@@ -47,6 +71,7 @@ impl<S: Sync> Run<'_, S> {
         &self,
         source: &T,
         window: &Window,
+        hours: Option<WindowHours>,
     ) -> Result<WindowEnd<DailyCandles>, JobError> {
         let origin = source.origin();
         let ask = async {
@@ -54,7 +79,11 @@ impl<S: Sync> Run<'_, S> {
             if !built.too_thin.is_empty() {
                 tracing::warn!(days = ?built.too_thin, "days with too few points were not stored");
             }
-            Ok(DailyRows { origin, built })
+            Ok(DailyRows {
+                origin,
+                built,
+                hours,
+            })
         };
         Ok(match self.ask_and_store(ask).await? {
             WindowEnd::Stored(rows) => WindowEnd::Stored(rows.built),

@@ -51,7 +51,7 @@ impl PriceSource for Coinbase {
         let candles = self.client.candles(&self.product, window).await?;
         Ok(DailyCandles {
             candles,
-            too_thin: Vec::new(),
+            ..DailyCandles::default()
         })
     }
 }

@@ -64,6 +64,7 @@ impl From<CoinGeckoError> for SourceError {
             CoinGeckoError::Transient { message } => SourceError::Transient(message),
             CoinGeckoError::Permanent { message, .. } => SourceError::Permanent(message),
             CoinGeckoError::BadAnswer { message, .. } => SourceError::BadAnswer(message),
+            CoinGeckoError::OutOfCredits { message, .. } => SourceError::OutOfCredits(message),
         }
     }
 }

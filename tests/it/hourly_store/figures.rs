@@ -69,12 +69,17 @@ async fn attach_to(pool: &PgPool, symbol: Symbol, prices: &[&str]) {
     tx.commit().await.unwrap();
 }
 
+/// BTC's first `btc` exchange hours and ETH's first `eth`, final.
+async fn btc_and_eth_hours(pool: &PgPool, btc: i64, eth_hours: i64) {
+    write(pool, &coinbase_hours(0..btc), false).await;
+    write_for(pool, eth(), &coinbase_hours(0..eth_hours), false).await;
+}
+
 #[tokio::test]
 async fn the_kept_figures_equal_a_scan_whatever_changes_the_rows() {
     let db = database().await;
     let pool = &db.pool;
-    write(pool, &coinbase_hours(0..100), false).await;
-    write_for(pool, eth(), &coinbase_hours(0..50), false).await;
+    btc_and_eth_hours(pool, 100, 50).await;
     assert_kept_equals_scan(pool, "two windows").await;
 
     // BTC: 10 checked, 2 outside the band (median 0); ETH: 10 checked, 9 outside.
@@ -126,8 +131,7 @@ async fn the_kept_figures_equal_a_scan_whatever_changes_the_rows() {
 async fn a_coin_shows_its_disputed_hours_and_median_deviation_from_one_row_of_figures() {
     let db = database().await;
     let pool = &db.pool;
-    write(pool, &coinbase_hours(0..48), false).await;
-    write_for(pool, eth(), &coinbase_hours(0..10), false).await;
+    btc_and_eth_hours(pool, 48, 10).await;
     // BTC: one point 20 % under the low of 99 (disputed), one 1 % over the high of 102,
     // two inside: the median of 0, 0, 1 and 20 is 0.5.
     attach_to(pool, Symbol::BTC, &["79.2", "103.02", "100", "101"]).await;

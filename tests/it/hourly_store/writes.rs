@@ -272,14 +272,8 @@ async fn a_new_product_forgets_which_hours_the_old_one_had_no_trades_in_and_wher
     )
     .await;
 
-    assert_eq!(
-        count_rows(&db.pool, "hours_without_trades WHERE symbol = 'BTC'").await,
-        0
-    );
-    assert_eq!(
-        count_rows(&db.pool, "hours_without_trades WHERE symbol = 'ETH'").await,
-        1
-    );
+    assert_eq!(quiet_hours_of(&db.pool, "BTC").await, 0);
+    assert_eq!(quiet_hours_of(&db.pool, "ETH").await, 1);
     let coin = price_history::store::hourly_coins::get(&db.pool, Symbol::BTC)
         .await
         .unwrap()
@@ -301,10 +295,16 @@ async fn a_new_product_forgets_which_hours_the_old_one_had_no_trades_in_and_wher
         "UPDATE coins SET fallback_usable = false WHERE symbol = 'BTC'",
     )
     .await;
-    assert_eq!(
-        count_rows(&db.pool, "hours_without_trades WHERE symbol = 'BTC'").await,
-        0
-    );
+    assert_eq!(quiet_hours_of(&db.pool, "BTC").await, 0);
+}
+
+/// How many hours of `symbol` are recorded as without trades.
+async fn quiet_hours_of(pool: &PgPool, symbol: &str) -> i64 {
+    count_rows(
+        pool,
+        &format!("hours_without_trades WHERE symbol = '{symbol}'"),
+    )
+    .await
 }
 
 /// Teaches that BTC-USD has no hourly candle before hour `n`; whether it was still BTC's.

@@ -1,4 +1,4 @@
-//! The scheduler's clock: the system's, shifted by a test-only offset so that tests can
+//! The clock of the schedule and of the monthly credits: the system's, shifted by a test-only offset so that tests can
 //! run processes whose clocks disagree. Only debug builds read the offset
 //! (`PH_SYNC_CLOCK_OFFSET_MS`, see `config.rs`); in a release build it is always zero.
 

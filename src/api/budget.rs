@@ -1,0 +1,181 @@
+//! `GET /api/v1/budget`: each source's call budgets as they stand, for people and the page:
+//! per minute for CoinGecko and Coinbase, and CoinGecko's monthly credits (used, left, when
+//! they reset) beside what the tracked coins cost a month under `SYNC_SCHEDULE`.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::error::ErrorBody;
+use super::{ApiState, ApiTags};
+use crate::credits::{Credits, Estimate};
+use crate::upstream::{CallLimiter, MonthFigures};
+
+pub struct BudgetApi;
+
+#[OpenApi(tag = "ApiTags::Ops")]
+impl BudgetApi {
+    /// Call budgets
+    ///
+    /// Per source: the budget per minute shared by every process on the database and the
+    /// calls this process made in the last 60 seconds; for CoinGecko also the month's
+    /// credits over every process (`COINGECKO_CALLS_PER_MONTH`: null when there is no
+    /// monthly limit), what is used and left, when they reset (00:00 UTC on the first of
+    /// the next month), and what the tracked coins cost a month under `SYNC_SCHEDULE`,
+    /// with a warning when that is more than the month has. `coinbase` is null with
+    /// `FALLBACK_SOURCE=off`; it has no monthly credits.
+    #[oai(path = "/api/v1/budget", method = "get", operation_id = "getBudget")]
+    async fn budget(&self, state: Data<&ApiState>) -> BudgetResponse {
+        let credits = &state.credits;
+        let now = credits.now();
+        let (month, estimate) = tokio::join!(credits.month(), credits.tracked_estimate(now));
+        let (month, estimate) = match (month, estimate) {
+            (Ok(month), Ok(estimate)) => (month, estimate),
+            (Err(e), _) | (_, Err(e)) => {
+                return BudgetResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+            }
+        };
+        let coingecko = state.coingecko.as_ref().unwrap_or(&state.registry.client);
+        let coinbase = state.registry.coinbase.as_ref();
+        BudgetResponse::Ok(Json(Budget {
+            coingecko: CoinGeckoBudget::of(coingecko.caller().budget(), month, estimate, now),
+            coinbase: coinbase.map(|client| MinuteBudget::of(client.caller().budget())),
+        }))
+    }
+}
+
+/// Every source's budget.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Budget")]
+pub struct Budget {
+    pub coingecko: CoinGeckoBudget,
+    /// Null with `FALLBACK_SOURCE=off`.
+    pub coinbase: Option<MinuteBudget>,
+}
+
+/// A budget per minute.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "MinuteBudget")]
+pub struct MinuteBudget {
+    /// The calls per minute every process on the database shares, retries included.
+    pub calls_per_minute: u32,
+    /// Calls this process began in the last 60 seconds.
+    pub calls_last_minute: u32,
+}
+
+impl MinuteBudget {
+    fn of(limiter: &CallLimiter) -> Self {
+        MinuteBudget {
+            calls_per_minute: limiter.calls_per_minute(),
+            calls_last_minute: limiter.calls_in_the_last_minute(),
+        }
+    }
+}
+
+/// CoinGecko's budgets: per minute, and the month's credits.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "CoinGeckoBudget")]
+pub struct CoinGeckoBudget {
+    /// The calls per minute every process on the database shares, retries included.
+    pub calls_per_minute: u32,
+    /// Calls this process began in the last 60 seconds.
+    pub calls_last_minute: u32,
+    /// `COINGECKO_CALLS_PER_MONTH`; null: no monthly limit.
+    pub calls_per_month: Option<u32>,
+    /// CoinGecko calls this UTC month over every process, retries, coin checks and
+    /// `/coins/markets` included.
+    pub used_this_month: i64,
+    /// What is left this month; null without a monthly limit.
+    pub left_this_month: Option<i64>,
+    /// When the month's credits reset: 00:00 UTC on the first of the next month.
+    pub month_resets_at: DateTime<Utc>,
+    /// Whole days until then (0 on the last day of the month).
+    pub days_to_reset: i64,
+    /// What the tracked coins cost a month under `SYNC_SCHEDULE`, in calls: a call per
+    /// coin per day with a tick, and one per tick more for each hourly coin whose hours
+    /// come from CoinGecko (hours from Coinbase cost no CoinGecko credit).
+    pub tracked_monthly_estimate: i64,
+    /// Tracked coins.
+    pub tracked_coins: i64,
+    /// Said when `tracked_monthly_estimate` is more than `calls_per_month`.
+    pub warning: Option<String>,
+}
+
+impl CoinGeckoBudget {
+    fn of(
+        limiter: &CallLimiter,
+        month: Option<MonthFigures>,
+        estimate: Estimate,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let month = month.unwrap_or(MonthFigures {
+            month: crate::domain::CreditMonth::of(now),
+            used: 0,
+            limit: limiter.monthly().and_then(|m| m.limit).map(|l| l.get()),
+        });
+        let resets_at = month.month.resets_at();
+        CoinGeckoBudget {
+            calls_per_minute: limiter.calls_per_minute(),
+            calls_last_minute: limiter.calls_in_the_last_minute(),
+            calls_per_month: month.limit,
+            used_this_month: month.used,
+            left_this_month: month.left(),
+            month_resets_at: resets_at,
+            days_to_reset: (resets_at - now).num_days(),
+            tracked_monthly_estimate: estimate.calls,
+            tracked_coins: estimate.coins(),
+            warning: estimate.warning(month.limit),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum BudgetResponse {
+    /// Each source's budget.
+    #[oai(status = 200)]
+    Ok(Json<Budget>),
+    /// The database is not answering.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+/// What keeping the tracked coins current costs a month: said in the answers that change
+/// the tracked set (turning `tracked` or `hourly` on, an import of the top coins).
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "TrackingCost")]
+pub struct TrackingCost {
+    /// Tracked coins counted.
+    pub tracked_coins: i64,
+    /// CoinGecko calls a month under `SYNC_SCHEDULE` for them.
+    pub tracked_monthly_estimate: i64,
+    /// `COINGECKO_CALLS_PER_MONTH`; null: no monthly limit.
+    pub calls_per_month: Option<u32>,
+    /// Said when the estimate is more than the month has.
+    pub warning: Option<String>,
+}
+
+impl TrackingCost {
+    /// The cost of the tracked coins now, with `more` coins on top (an import about to
+    /// register them: at most that many); `None`, logged, when the database cannot say.
+    pub async fn read(credits: &Credits, more: i64, hourly: bool) -> Option<TrackingCost> {
+        let estimate = credits.tracked_estimate(credits.now()).await;
+        let month = credits.month().await;
+        match (estimate, month) {
+            (Ok(estimate), Ok(month)) => {
+                let estimate = estimate.with_more(more, hourly);
+                let limit = month.and_then(|m| m.limit);
+                Some(TrackingCost {
+                    tracked_coins: estimate.coins(),
+                    tracked_monthly_estimate: estimate.calls,
+                    calls_per_month: limit,
+                    warning: estimate.warning(limit),
+                })
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "could not estimate what the tracked coins cost a month");
+                None
+            }
+        }
+    }
+}

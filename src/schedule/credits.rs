@@ -1,0 +1,120 @@
+//! What a tick may spend: with monthly credits (`COINGECKO_CALLS_PER_MONTH`), a tick queues
+//! a coin's job only while what is left of the month pays for its windows, counting down as
+//! it queues. A coin it cannot afford is counted in the tick's record and logged; its days
+//! stay missing, so the first tick of the next month (or after the limit is raised) takes
+//! it up like any coin behind.
+
+use chrono::NaiveDate;
+
+use crate::credits::Credits;
+use crate::domain::{Coin, CreditMonth, PlanReach, PriceSource, hourly_source};
+use crate::ingest::windows_for_days;
+use crate::registry::{days_to_keep, job_range};
+use crate::store::coins::CoinRecord;
+use crate::store::gaps;
+
+/// What is left to spend in one tick.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Purse {
+    /// Credits left this month, less what the tick queued; `None`: no monthly limit.
+    left: Option<i64>,
+    /// The month counted, for the log line.
+    month: Option<CreditMonth>,
+}
+
+impl Purse {
+    /// What is left this month, as the credits stand when the tick begins.
+    pub(super) async fn open(credits: Option<&Credits>) -> sqlx::Result<Purse> {
+        let Some(figures) = (match credits {
+            Some(credits) => credits.month().await?,
+            None => None,
+        }) else {
+            return Ok(Purse::default());
+        };
+        Ok(Purse {
+            left: figures.left(),
+            month: Some(figures.month),
+        })
+    }
+
+    /// Whether the job that would bring `coin` up to date fits in what is left; if so,
+    /// its windows are counted as spent. One gap query, and only with a limit.
+    pub(super) async fn pay_for(
+        &mut self,
+        credits: Option<&Credits>,
+        coin: &Coin,
+        reach: PlanReach,
+        today: NaiveDate,
+    ) -> sqlx::Result<bool> {
+        let (Some(left), Some(credits)) = (self.left, credits) else {
+            return Ok(true);
+        };
+        let Some((start, end)) = days_to_keep(coin, reach, today) else {
+            return Ok(true);
+        };
+        let missing = gaps::missing_days(&credits.pool, coin.symbol, start, end).await?;
+        let Some((first, last)) = job_range(&missing) else {
+            return Ok(true);
+        };
+        let in_job: Vec<NaiveDate> = missing
+            .into_iter()
+            .filter(|day| (first..=last).contains(day))
+            .collect();
+        let calls = windows_for_days(&in_job, credits.chunk_days).len() as i64;
+        if calls > left {
+            return Ok(false);
+        }
+        self.left = Some(left - calls);
+        Ok(true)
+    }
+
+    /// Whether the job that would bring `coin`'s hours up from `from` fits in what is left;
+    /// if so, its CoinGecko windows are counted as spent: the windows of the days it misses
+    /// before today (a schedule job fetches no day of today for the day's sake), and, when
+    /// its hours are built from CoinGecko's points (no usable product), every window of
+    /// its lagging days. Hours from Coinbase cost no credit.
+    pub(super) async fn pay_for_hours(
+        &mut self,
+        credits: Option<&Credits>,
+        (record, from): (&CoinRecord, NaiveDate),
+        today: NaiveDate,
+    ) -> sqlx::Result<bool> {
+        let (Some(left), Some(credits)) = (self.left, credits) else {
+            return Ok(true);
+        };
+        let days: Vec<NaiveDate> =
+            match hourly_source(true, record.mapping.exchange_product(credits.fallback)) {
+                Some(PriceSource::Coinbase) => {
+                    let yesterday = today.pred_opt().unwrap_or(today);
+                    if from > yesterday {
+                        Vec::new()
+                    } else {
+                        gaps::missing_days(&credits.pool, record.coin.symbol, from, yesterday)
+                            .await?
+                    }
+                }
+                _ => from.iter_days().take_while(|day| *day <= today).collect(),
+            };
+        let calls = windows_for_days(&days, credits.chunk_days).len() as i64;
+        if calls > left {
+            return Ok(false);
+        }
+        self.left = Some(left - calls);
+        Ok(true)
+    }
+
+    /// The line a tick logs when it left coins for lack of credits.
+    pub(super) fn say_unaffordable(&self, coins: i32) {
+        if coins == 0 {
+            return;
+        }
+        let resets_on = self.month.map(CreditMonth::resets_on);
+        tracing::warn!(
+            coins_unaffordable = coins,
+            credits_left = self.left,
+            resets_on = ?resets_on,
+            "the month's CoinGecko credits (COINGECKO_CALLS_PER_MONTH) cannot pay for these tracked \
+             coins: they are left for the first tick after the credits reset"
+        );
+    }
+}

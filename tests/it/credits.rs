@@ -1,0 +1,421 @@
+//! Monthly credits (`COINGECKO_CALLS_PER_MONTH`, issue 28): shared by every process on the
+//! database, counted per UTC calendar month, never exceeded; what cannot be paid for is
+//! refused (429), stopped cleanly (`completed_with_gaps`) or left to the next month.
+
+use chrono::{Datelike, Days, NaiveDate, TimeDelta, Utc};
+use price_history::domain::{Clock, CreditMonth, JobStatus, PriceSource, Symbol, Trigger};
+use price_history::schedule::Scheduler;
+use price_history::shutdown::Shutdown;
+use price_history::store::{coins, monthly_credits, sync_schedule};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{Harness, TestApi, days_before_today};
+
+/// Four years to yesterday: 17 windows of 90 days, so 17 calls.
+fn four_years() -> (NaiveDate, NaiveDate) {
+    let end = days_before_today(1);
+    (end.checked_sub_days(Days::new(1460)).unwrap(), end)
+}
+
+/// A harness whose processes share `limit` calls a month.
+async fn harness(limit: u32) -> Harness {
+    let mut h = Harness::new().await;
+    h.settings.coingecko_calls_per_month = Some(limit.to_string());
+    h
+}
+
+/// CoinGecko calls counted this month (by the system clock), over every process.
+async fn used(h: &Harness) -> i64 {
+    let month = CreditMonth::of(Utc::now());
+    monthly_credits::used(h.pool(), PriceSource::CoinGecko, "none", month)
+        .await
+        .unwrap()
+}
+
+fn first_of_next_month() -> NaiveDate {
+    CreditMonth::of(Utc::now()).resets_on()
+}
+
+#[tokio::test]
+async fn a_limit_of_20_lets_a_17_call_job_finish_and_refuses_the_next_with_429_naming_the_reset_day()
+ {
+    let h = harness(20).await;
+    let api = TestApi::start(&h).await;
+    let _worker = h.start_worker();
+    let (start, end) = four_years();
+    let body = json!({"start_date": start, "end_date": end});
+
+    let first = api.submit(body).await;
+    first.assert_status(StatusCode::ACCEPTED);
+    let id = first.json()["id"].as_str().unwrap().parse().unwrap();
+    h.completes(id).await;
+    assert_eq!(h.fake.call_count(), 17);
+    assert_eq!(used(&h).await, 17);
+
+    let budget = api.get("/api/v1/budget").await.json();
+    let coingecko = &budget["coingecko"];
+    assert_eq!(coingecko["calls_per_month"], 20, "{budget}");
+    assert_eq!(coingecko["used_this_month"], 17, "{budget}");
+    assert_eq!(coingecko["left_this_month"], 3, "{budget}");
+    let resets = format!("{}T00:00:00+00:00", first_of_next_month());
+    assert_eq!(coingecko["month_resets_at"], resets.as_str(), "{budget}");
+
+    let forced = json!({"start_date": start, "end_date": end, "force": true});
+    let refused = api.submit(forced).await;
+    refused.assert_status(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.error_code(), "monthly_credits_exhausted");
+    let reset_day = first_of_next_month().to_string();
+    assert_eq!(refused.json()["resets_on"], reset_day.as_str());
+    let message = refused.message();
+    assert!(message.contains(&reset_day), "{message}");
+    assert!(message.contains("17") && message.contains('3'), "{message}");
+    assert_eq!(h.fake.call_count(), 17, "a refused job costs nothing");
+    // What still fits is taken: one window of three days.
+    let small = json!({"start_date": days_before_today(3), "end_date": end, "force": true});
+    api.submit(small).await.assert_status(StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_running_job_that_reaches_the_limit_stops_cleanly_with_gaps_saying_why() {
+    let h = harness(20).await;
+    let month = CreditMonth::of(Utc::now()).first_day();
+    monthly_credits::set_used(h.pool(), PriceSource::CoinGecko, "none", month, 10)
+        .await
+        .unwrap();
+    let (start, end) = four_years();
+    // Queued as the schedule would (no check at submission): the month runs out mid-job.
+    let job = h.submit(start, end, false).await;
+    let _worker = h.start_worker();
+    let finished = h
+        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
+        .await;
+
+    assert_eq!(finished.status, JobStatus::CompletedWithGaps);
+    assert_eq!(h.fake.call_count(), 10, "ten credits were left");
+    assert_eq!(used(&h).await, 20, "never more than the limit");
+    assert_eq!(
+        finished.records_fetched, 900,
+        "ten windows of 90 days stored"
+    );
+    assert_eq!(finished.gaps_detected, 1461 - 900);
+    let message = finished.error_message.unwrap_or_default();
+    assert!(message.contains("COINGECKO_CALLS_PER_MONTH"), "{message}");
+    assert!(
+        message.contains(&first_of_next_month().to_string()),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn three_processes_never_spend_more_than_the_month_together() {
+    let h = Harness::new().await;
+    for (symbol, id) in [("ETH", "ethereum"), ("SOL", "solana")] {
+        h.register(symbol, id).await;
+    }
+    // The two checks above count too (this process has no limit, but counts).
+    assert_eq!(used(&h).await, 2);
+    let _workers = h.spawn_workers(3, &[("COINGECKO_CALLS_PER_MONTH", "30")]);
+    let (start, end) = four_years();
+    let mut jobs = Vec::new();
+    for symbol in ["BTC", "ETH", "SOL"] {
+        let symbol = Symbol::parse(symbol).unwrap();
+        jobs.push(h.submit_for(symbol, start, end, false).await.id);
+    }
+    let mut ended = Vec::new();
+    for id in jobs {
+        let job = h
+            .wait_for(id, "the job ends", |j| j.status.is_terminal())
+            .await;
+        ended.push(job.status);
+    }
+
+    assert_eq!(h.fake.call_count(), 30, "51 calls wanted, 30 allowed");
+    assert_eq!(used(&h).await, 30);
+    assert!(
+        ended.iter().all(|s| *s == JobStatus::CompletedWithGaps),
+        "{ended:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_tick_over_budget_queues_only_what_fits_and_takes_up_the_rest_next_month() {
+    let mut h = harness(10).await;
+    let symbols = [
+        Symbol::BTC,
+        h.register("ETH", "ethereum").await,
+        h.register("SOL", "solana").await,
+    ];
+    for symbol in symbols {
+        coins::set_tracking(h.pool(), symbol, true, Some(days_before_today(3)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Two of ten credits left: each coin's three missing days are one call.
+    let month = CreditMonth::of(Utc::now()).first_day();
+    monthly_credits::set_used(h.pool(), PriceSource::CoinGecko, "none", month, 8)
+        .await
+        .unwrap();
+    let (_stop, running) = Shutdown::new();
+    let tick = Utc::now();
+    let this_month = scheduler(&h, Clock::SYSTEM);
+    let acted = this_month.act_on(tick, false, &running).await.unwrap();
+    let acted = acted.done().expect("acted on");
+    assert_eq!(
+        (
+            acted.jobs_queued,
+            acted.coins_unaffordable,
+            acted.coins_behind
+        ),
+        (2, 1, 3)
+    );
+    let ticks = sync_schedule::acted_ticks(h.pool()).await.unwrap();
+    assert_eq!(ticks.last().unwrap().coins_unaffordable, 1);
+
+    // The clock moves an hour into the next month: its credits are whole again.
+    let next_month = first_of_next_month()
+        .and_hms_opt(1, 0, 0)
+        .unwrap()
+        .and_utc();
+    let offset = (next_month - Utc::now()).num_milliseconds();
+    h.settings.sync_clock_offset_ms = offset;
+    let clock = Clock::offset_by_ms(offset);
+    let acted = scheduler(&h, clock)
+        .act_on(clock.now(), false, &running)
+        .await
+        .unwrap()
+        .done()
+        .expect("acted on");
+    assert_eq!(
+        (
+            acted.jobs_queued,
+            acted.coins_busy,
+            acted.coins_unaffordable
+        ),
+        (1, 2, 0),
+        "the coin left over is queued; the others' jobs are still pending"
+    );
+    let mut queued: Vec<Symbol> = h
+        .jobs_by(Trigger::Schedule)
+        .await
+        .into_iter()
+        .map(|job| job.symbol)
+        .collect();
+    queued.sort();
+    queued.dedup();
+    assert_eq!(queued.len(), 3, "one job per coin: {queued:?}");
+    assert_eq!(
+        next_month.date_naive().month(),
+        first_of_next_month().month()
+    );
+}
+
+#[tokio::test]
+async fn a_tick_over_budget_pays_for_the_hours_of_hourly_coins_too() {
+    let h = harness(10).await;
+    let symbols = [
+        Symbol::BTC,
+        h.register("ETH", "ethereum").await,
+        h.register("SOL", "solana").await,
+    ];
+    // Hourly, untracked coins whose hours (built from CoinGecko's points: no second source
+    // here) stop three hours ago: each one's hours job is one CoinGecko window.
+    for symbol in symbols {
+        sqlx::query("UPDATE coins SET hourly = true WHERE symbol = $1")
+            .bind(symbol.as_str())
+            .execute(h.pool())
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO hourly_prices (symbol, hour, open, high, low, close, volume, source, points) \
+             SELECT $1, hour, 1, 1, 1, 1, 0, 'coingecko', 1 FROM generate_series( \
+                 date_trunc('hour', now()) - interval '30 hours', \
+                 date_trunc('hour', now()) - interval '3 hours', interval '1 hour') hour",
+        )
+        .bind(symbol.as_str())
+        .execute(h.pool())
+        .await
+        .unwrap();
+    }
+    let month = CreditMonth::of(Utc::now()).first_day();
+    monthly_credits::set_used(h.pool(), PriceSource::CoinGecko, "none", month, 8)
+        .await
+        .unwrap();
+    let (_stop, running) = Shutdown::new();
+
+    let acted = scheduler(&h, Clock::SYSTEM)
+        .act_on(Utc::now(), false, &running)
+        .await
+        .unwrap()
+        .done()
+        .expect("acted on");
+
+    assert_eq!(
+        (acted.jobs_queued, acted.coins_unaffordable),
+        (2, 1),
+        "two credits pay for two coins' hours, the third waits: {acted:?}"
+    );
+    assert_eq!(h.jobs_by(Trigger::Schedule).await.len(), 2);
+}
+
+/// A scheduler on `clock` whose credits are counted on the same clock (as `startup` wires
+/// them, from `PH_SYNC_CLOCK_OFFSET_MS`).
+fn scheduler(h: &Harness, clock: Clock) -> Scheduler {
+    let app = h.app();
+    Scheduler {
+        pool: h.pool().clone(),
+        schedule: "0 40 0 * * *".parse().unwrap(),
+        clock,
+        reach: h.ingestor().reach,
+        max_attempts: 3,
+        name: "credits-test".to_owned(),
+        credits: Some(app.credits()),
+    }
+}
+
+#[tokio::test]
+async fn a_clock_moving_into_a_new_month_mid_job_counts_the_new_month() {
+    let mut h = harness(20).await;
+    let now = Utc::now();
+    // A minute before the month ends, by this process's clock.
+    let last_minute = first_of_next_month()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        - TimeDelta::seconds(60);
+    h.settings.sync_clock_offset_ms = (last_minute - now).num_milliseconds();
+    let month = CreditMonth::of(last_minute);
+    monthly_credits::set_used(
+        h.pool(),
+        PriceSource::CoinGecko,
+        "none",
+        month.first_day(),
+        20,
+    )
+    .await
+    .unwrap();
+    let (start, end) = four_years();
+    let job = h.submit(start, end, false).await;
+    let worker = h.start_worker();
+    let spent = h
+        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
+        .await;
+    assert_eq!(
+        spent.status,
+        JobStatus::CompletedWithGaps,
+        "the old month is spent"
+    );
+    assert_eq!(h.fake.call_count(), 0);
+    worker.stop().await;
+
+    // An hour later by the same clock, the new month counts from zero.
+    h.settings.sync_clock_offset_ms += 3_600_000;
+    let job = h.submit(start, end, false).await;
+    let _worker = h.start_worker();
+    h.completes(job.id).await;
+    let next = CreditMonth::containing(month.resets_on());
+    let used_next = monthly_credits::used(h.pool(), PriceSource::CoinGecko, "none", next)
+        .await
+        .unwrap();
+    assert_eq!(used_next, 17);
+}
+
+#[tokio::test]
+async fn bad_monthly_credits_or_retention_stop_the_process_with_a_sentence() {
+    let h = Harness::new().await;
+    for (name, value) in [
+        ("COINGECKO_CALLS_PER_MONTH", "-5"),
+        ("COINGECKO_CALLS_PER_MONTH", "lots"),
+        ("JOB_RETENTION_DAYS", "-1"),
+        ("JOB_RETENTION_DAYS", "a month"),
+    ] {
+        let mut process = h.spawn(&["worker"], &[(name, value)]);
+        let code = process.exit_code(std::time::Duration::from_secs(30)).await;
+        assert_eq!(code, Some(1), "{name}={value}: {}", process.output());
+        let output = process.output();
+        assert!(output.contains(name), "{output}");
+        assert!(output.contains("whole number"), "{output}");
+    }
+}
+
+/// Spends the whole month of `limit` credits (the key `none`), as other processes would have.
+async fn spend_the_month(h: &Harness, limit: i64) {
+    let month = CreditMonth::of(Utc::now()).first_day();
+    monthly_credits::set_used(h.pool(), PriceSource::CoinGecko, "none", month, limit)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn backfill_exits_2_naming_the_reset_day_when_the_month_cannot_pay() {
+    let h = Harness::new().await;
+    spend_the_month(&h, 20).await;
+    let (start, end) = four_years();
+    let output = crate::support::price_history_command(&h.db.url, &h.fake.base_url())
+        .env("COINGECKO_CALLS_PER_MONTH", "20")
+        .args(["backfill", "--start-date", &start.to_string()])
+        .args(["--end-date", &end.to_string()])
+        .output()
+        .await
+        .unwrap();
+    let said = crate::support::output_text(&output);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(said.contains("monthly_credits_exhausted"), "{said}");
+    assert!(said.contains(&first_of_next_month().to_string()), "{said}");
+    assert_eq!(h.fake.call_count(), 0);
+    assert_eq!(h.rows("ingestion_jobs").await, 0, "nothing queued");
+}
+
+#[tokio::test]
+async fn a_coin_check_the_month_cannot_pay_for_is_a_429_and_nothing_is_registered() {
+    let h = harness(20).await;
+    spend_the_month(&h, 20).await;
+    let api = TestApi::start(&h).await;
+    let refused = api
+        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
+        .await;
+    refused.assert_status(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.error_code(), "monthly_credits_exhausted");
+    let reset_day = first_of_next_month().to_string();
+    assert_eq!(refused.json()["resets_on"], reset_day.as_str());
+    assert_eq!(h.fake.call_count(), 0);
+    assert_eq!(h.rows("coins").await, 1, "only BTC");
+}
+
+#[tokio::test]
+async fn turning_tracking_on_and_track_top_answer_with_the_monthly_cost_and_warn_over_the_month() {
+    let mut h = harness(100).await;
+    h.settings.sync_schedule = "0 40 0 * * *".parse().unwrap();
+    let api = TestApi::start(&h).await;
+
+    let tracked = api
+        .put_coin("BTC", json!({"coingecko_id": "bitcoin", "tracked": true}))
+        .await;
+    tracked.assert_status(StatusCode::OK);
+    let cost = &tracked.json()["tracking_cost"];
+    assert_eq!(cost["tracked_coins"], 1, "{cost}");
+    assert_eq!(cost["tracked_monthly_estimate"], 30, "a call a day: {cost}");
+    assert_eq!(cost["calls_per_month"], 100, "{cost}");
+    assert!(cost["warning"].is_null(), "{cost}");
+    let untouched = api
+        .put_coin("BTC", json!({"coingecko_id": "bitcoin", "tracked": true}))
+        .await;
+    assert!(
+        untouched.json().get("tracking_cost").is_none(),
+        "only when turned on"
+    );
+
+    let import = api
+        .post("/api/v1/coins/track-top", Some(json!({"n": 5})), None)
+        .await;
+    import.assert_status(StatusCode::ACCEPTED);
+    let cost = &import.json()["tracking_cost"];
+    assert_eq!(cost["tracked_coins"], 6, "at most five more: {cost}");
+    assert_eq!(cost["tracked_monthly_estimate"], 180, "{cost}");
+    let warning = cost["warning"].as_str().expect("over the month");
+    assert!(
+        warning.contains("180") && warning.contains("100"),
+        "{warning}"
+    );
+}
