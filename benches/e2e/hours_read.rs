@@ -152,14 +152,14 @@ impl Bench {
         ];
         for (what, figure, limit) in cases {
             report.row(
-                format!("14. {label}: {what}, loopback"),
+                format!("15. {label}: {what}, loopback"),
                 sized(figure),
                 format!("< {limit} ms"),
                 Some(figure.0 < Duration::from_millis(limit)),
             );
         }
         report.row(
-            format!("14. {label}: GET /api/v1/prices?timeframe=1h&format=parquet, one coin, {hours} rows, loopback"),
+            format!("15. {label}: GET /api/v1/prices?timeframe=1h&format=parquet, one coin, {hours} rows, loopback"),
             format!("{}; JSON of the same {:.2} MB", sized(&parquet), json.1.len() as f64 / 1e6),
             "-",
             None,
@@ -201,7 +201,7 @@ impl Bench {
         let rows = loaded.hour_rows;
         let copy_rate = rows as f64 / copy.as_secs_f64();
         report.notes.push(format!(
-            "Row 14: COPY (SELECT symbol, hour, open::float8, ..., source, disputed FROM hourly_prices \
+            "Row 15: COPY (SELECT symbol, hour, open::float8, ..., source, disputed FROM hourly_prices \
              WHERE NOT provisional ORDER BY symbol, hour) TO STDOUT of the {rows} rows the 1h export \
              writes took {:.1} s ({copy_rate:.0} rows/s), once: at this size one run is minutes.",
             copy.as_secs_f64()
@@ -210,7 +210,7 @@ impl Bench {
             let (took, bytes) = export_hours(self, url, format).await?;
             let rate = rows as f64 / took.as_secs_f64();
             report.row(
-                format!("14. export --all --timeframe 1h --format {format}, {} coins × {} days ({rows} rows)", loaded.coins, loaded.days()),
+                format!("15. export --all --timeframe 1h --format {format}, {} coins × {} days ({rows} rows)", loaded.coins, loaded.days()),
                 format!(
                     "{:.1} s, {rate:.0} rows/s, {:.0} MB; COPY ... TO {copy_rate:.0} rows/s; ratio {:.2}",
                     took.as_secs_f64(),
@@ -239,7 +239,9 @@ impl Loaded {
 
 /// Registers `coins` hourly, tracked coins `H000001`... whose days start `days` days ago,
 /// stores every day through yesterday and every hour through the last complete one, a
-/// batch of coins per statement; then VACUUM ANALYZE.
+/// batch of coins per statement, each coin's hours together (as a backfill writes them,
+/// 300 hours a window); then VACUUM ANALYZE. Hours written an hour at a time for every
+/// coin (years of ticks) lie interleaved instead: BENCHMARKS.md says what that costs.
 async fn load(pool: &PgPool, coins: i32, days: u64) -> Result<Loaded> {
     let now = Utc::now();
     let today = now.date_naive();
@@ -276,7 +278,8 @@ async fn load(pool: &PgPool, coins: i32, days: u64) -> Result<Loaded> {
                       round(p * 1.0013, 8), round(p * 4321.123, 4), 'coinbase'
                FROM coins c CROSS JOIN generate_series($1::timestamptz, $2::timestamptz, interval '1 hour') AS h,
                     LATERAL (SELECT (100 * (2 + sin(extract(epoch FROM h) / 3e5 + hashtext(c.symbol))))::numeric AS p) AS price
-               WHERE c.symbol BETWEEN 'H' || lpad($3::text, 6, '0') AND 'H' || lpad($4::text, 6, '0')"#,
+               WHERE c.symbol BETWEEN 'H' || lpad($3::text, 6, '0') AND 'H' || lpad($4::text, 6, '0')
+               ORDER BY c.symbol, h"#,
         )
         .bind(Hour::first_of(first))
         .bind(last)
@@ -316,7 +319,7 @@ async fn weigh(pool: &PgPool, loaded: &Loaded, report: &mut Report) -> Result<()
     let hours_per_coin = loaded.hour_rows as f64 / coins;
     report.row(
         format!(
-            "14. Load of {} hourly coins × {} days by SQL ({} hour rows, {} day rows; one INSERT per {BATCH} coins)",
+            "15. Load of {} hourly coins × {} days by SQL ({} hour rows, {} day rows; one INSERT per {BATCH} coins)",
             loaded.coins, loaded.days(), loaded.hour_rows, loaded.day_rows
         ),
         format!("{:.0} s with VACUUM ANALYZE ({:.0} hour rows/s)", loaded.took.as_secs_f64(), loaded.hour_rows as f64 / loaded.took.as_secs_f64()),
@@ -324,7 +327,7 @@ async fn weigh(pool: &PgPool, loaded: &Loaded, report: &mut Report) -> Result<()
         None,
     );
     report.row(
-        format!("14. Bytes per coin per timeframe ({} days): 1h stored, 4h made on read, 1d stored", loaded.days()),
+        format!("15. Bytes per coin per timeframe ({} days): 1h stored, 4h made on read, 1d stored", loaded.days()),
         format!(
             "1h: {hours_per_coin:.0} rows, {:.2} MB (table {:.2} + primary key {:.2}; {:.0} B a row); \
              4h: {:.0} rows, 0 B stored; 1d: {:.0} rows, {:.0} KB",
@@ -340,7 +343,7 @@ async fn weigh(pool: &PgPool, loaded: &Loaded, report: &mut Report) -> Result<()
         None,
     );
     report.row(
-        format!("14. What hourly coins weigh ({} days of 1h and 1d), measured at this size and × 10", loaded.days()),
+        format!("15. What hourly coins weigh ({} days of 1h and 1d), measured at this size and × 10", loaded.days()),
         format!(
             "{} coins: {:.2} GB (hourly_prices {:.2} GB); 10,000 coins: {:.1} GB (extrapolated, linear in coins)",
             loaded.coins,
@@ -399,7 +402,7 @@ async fn idle_tick(
     let tick = ticks[ticks.len() / 2];
     report.row(
         format!(
-            "14. {} hourly coins × {} days: a schedule tick with nothing to do",
+            "15. {} hourly coins × {} days: a schedule tick with nothing to do",
             loaded.coins,
             loaded.days()
         ),
