@@ -51,6 +51,7 @@ impl BudgetApi {
 pub struct Budget {
     pub coingecko: CoinGeckoBudget,
     /// Null with `FALLBACK_SOURCE=off`.
+    #[oai(nullable)]
     pub coinbase: Option<MinuteBudget>,
 }
 
@@ -82,11 +83,13 @@ pub struct CoinGeckoBudget {
     /// Calls this process began in the last 60 seconds.
     pub calls_last_minute: u32,
     /// `COINGECKO_CALLS_PER_MONTH`; null: no monthly limit.
+    #[oai(nullable)]
     pub calls_per_month: Option<u32>,
     /// CoinGecko calls this UTC month over every process, retries, coin checks and
     /// `/coins/markets` included.
     pub used_this_month: i64,
     /// What is left this month; null without a monthly limit.
+    #[oai(nullable)]
     pub left_this_month: Option<i64>,
     /// When the month's credits reset: 00:00 UTC on the first of the next month.
     pub month_resets_at: DateTime<Utc>,
@@ -99,6 +102,7 @@ pub struct CoinGeckoBudget {
     /// Tracked coins.
     pub tracked_coins: i64,
     /// Said when `tracked_monthly_estimate` is more than `calls_per_month`.
+    #[oai(nullable)]
     pub warning: Option<String>,
 }
 
@@ -150,8 +154,10 @@ pub struct TrackingCost {
     /// CoinGecko calls a month under `SYNC_SCHEDULE` for them.
     pub tracked_monthly_estimate: i64,
     /// `COINGECKO_CALLS_PER_MONTH`; null: no monthly limit.
+    #[oai(nullable)]
     pub calls_per_month: Option<u32>,
     /// Said when the estimate is more than the month has.
+    #[oai(nullable)]
     pub warning: Option<String>,
 }
 

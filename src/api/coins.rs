@@ -55,6 +55,13 @@ impl CoinsApi {
             Ok(after) => after,
             Err(e) => return ListCoinsResponse::BadRequest(ErrorBody::invalid_symbol(&e)),
         };
+        if q.0.as_deref().is_some_and(|q| q.contains('\0')) {
+            // PostgreSQL's text holds no NUL, and no symbol or CoinGecko id has one.
+            return ListCoinsResponse::BadRequest(ErrorBody::json(
+                "invalid_request",
+                "q must not contain a NUL character: give part of a symbol or a CoinGecko id",
+            ));
+        }
         let query = coins::PageQuery {
             limit: limit.0,
             after,
