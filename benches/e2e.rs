@@ -1191,3 +1191,19 @@ fn markdown(sizes: &Sizes, report: &Report) -> String {
     }
     out
 }
+
+/// What a benchmark's scheduler reads of the plan: unlimited, learned from the fake at
+/// `base_url` (600 calls a minute, no retry).
+fn unlimited_reach(base_url: String) -> Result<price_history::ingest::Reach> {
+    Ok(price_history::ingest::Reach::new(
+        price_history::domain::PlanReach::UNLIMITED,
+        &price_history::coingecko::CoinGeckoSettings {
+            base_url,
+            api_key: None,
+            calls_per_minute: std::num::NonZeroU32::new(600).context("non-zero")?,
+            max_retries: 0,
+            retry_base_delay: Duration::from_millis(10),
+            timeout: Duration::from_secs(5),
+        },
+    ))
+}

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::{Days, NaiveDate, TimeDelta, Timelike, Utc};
 use futures::TryStreamExt;
-use price_history::coingecko::CoinGeckoSettings;
-use price_history::domain::{Hour, PlanReach};
-use price_history::ingest::Reach;
+use price_history::domain::Hour;
 use price_history::schedule::{Clock, Scheduler};
 use sqlx::PgPool;
 
@@ -368,17 +366,7 @@ async fn idle_tick(
         pool: pool.clone(),
         schedule: "* * * * * *".parse()?,
         clock: Clock::SYSTEM,
-        reach: Reach::new(
-            PlanReach::UNLIMITED,
-            &CoinGeckoSettings {
-                base_url: bench.fake.base_url(),
-                api_key: None,
-                calls_per_minute: std::num::NonZeroU32::new(600).context("non-zero")?,
-                max_retries: 0,
-                retry_base_delay: Duration::from_millis(10),
-                timeout: Duration::from_secs(5),
-            },
-        ),
+        reach: super::unlimited_reach(bench.fake.base_url())?,
         max_attempts: 3,
         name: "bench-hourly".to_owned(),
         credits: None,

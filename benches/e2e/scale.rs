@@ -9,9 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{Days, TimeDelta, Timelike, Utc};
-use price_history::coingecko::CoinGeckoSettings;
-use price_history::domain::PlanReach;
-use price_history::ingest::Reach;
 use price_history::schedule::{Clock, Scheduler};
 
 use super::{Bench, Report, Sizes, ms, terminate, with_database};
@@ -95,17 +92,7 @@ impl Bench {
             pool: pool.clone(),
             schedule: "* * * * * *".parse()?,
             clock: Clock::SYSTEM,
-            reach: Reach::new(
-                PlanReach::UNLIMITED,
-                &CoinGeckoSettings {
-                    base_url: self.fake.base_url(),
-                    api_key: None,
-                    calls_per_minute: std::num::NonZeroU32::new(600).context("non-zero")?,
-                    max_retries: 0,
-                    retry_base_delay: Duration::from_millis(10),
-                    timeout: Duration::from_secs(5),
-                },
-            ),
+            reach: super::unlimited_reach(self.fake.base_url())?,
             max_attempts: 3,
             name: "bench-scale".to_owned(),
             credits: None,

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Days, NaiveDate, TimeDelta, Timelike, Utc};
-use price_history::domain::PlanReach;
-use price_history::ingest::Reach;
 use price_history::queue;
 use price_history::schedule::{Clock, Scheduler};
 use price_history::shutdown::Shutdown;
@@ -383,17 +381,7 @@ fn scheduler(pool: &PgPool, fake: &str) -> Result<Scheduler> {
         pool: pool.clone(),
         schedule: "0 40 0 * * *".parse()?,
         clock: Clock::SYSTEM,
-        reach: Reach::new(
-            PlanReach::UNLIMITED,
-            &price_history::coingecko::CoinGeckoSettings {
-                base_url: fake.to_owned(),
-                api_key: None,
-                calls_per_minute: std::num::NonZeroU32::new(600).context("non-zero")?,
-                max_retries: 0,
-                retry_base_delay: Duration::from_millis(10),
-                timeout: Duration::from_secs(5),
-            },
-        ),
+        reach: super::unlimited_reach(fake.to_owned())?,
         max_attempts: 3,
         name: "bench-year".to_owned(),
         credits: None,
