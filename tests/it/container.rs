@@ -552,8 +552,12 @@ async fn the_api_and_a_worker_start_to_ready_with_composes_environment_at_its_de
     let h = Harness::new().await;
     let compose = compose();
 
-    let (mut api, base) = start_as_compose(&compose, "api", &h.db.url, &BTreeMap::new());
-    let (mut worker, _) = start_as_compose(&compose, "worker", &h.db.url, &BTreeMap::new());
+    // Everything at compose's defaults but CoinGecko's address, which the user's shell
+    // points at the fake: the worker runs the job, and a call to the real CoinGecko (out of
+    // reach here) would log a warning depending on how soon SIGTERM follows.
+    let shell = BTreeMap::from([("COINGECKO_BASE_URL", h.fake.base_url())]);
+    let (mut api, base) = start_as_compose(&compose, "api", &h.db.url, &shell);
+    let (mut worker, _) = start_as_compose(&compose, "worker", &h.db.url, &shell);
     let client = until_ready(&api, &base).await;
     worker
         .wait_for_output(
@@ -566,6 +570,12 @@ async fn the_api_and_a_worker_start_to_ready_with_composes_environment_at_its_de
     // API_TOKEN is empty in compose when the user set none: the POSTs are open.
     let response = submit_days(&client, &base, 10).await;
     assert_eq!(response.status().as_u16(), 202, "{}", api.output());
+    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    let id: Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    let job = h
+        .wait_for(id, "the job finishes", |j| j.status.is_terminal())
+        .await;
+    assert_eq!(job.status, JobStatus::Completed, "{}", worker.output());
 
     api.signal("TERM");
     worker.signal("TERM");
