@@ -89,6 +89,40 @@ pub enum SubmitError {
     Queue(String),
 }
 
+/// Records `jobs` and puts them on the queue in one transaction, a statement for each
+/// table, as [`submit`] does one: a tick's jobs cost one commit, not one each. A job whose
+/// coin has an active job is left out; the records of those queued are returned.
+pub async fn submit_all(
+    pool: &PgPool,
+    jobs: &[NewJob],
+    max_attempts: u32,
+) -> Result<Vec<JobRecord>, SubmitError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = pool.begin().await?;
+    let records = ingestion_jobs::insert_many(&mut tx, jobs).await?;
+    let tasks = records
+        .iter()
+        .map(|record| task(record.id, max_attempts))
+        .collect::<Result<Vec<_>, _>>()?;
+    apalis_postgres::queries::push_tasks(&mut *tx, QUEUE, tasks)
+        .await
+        .map_err(|e| SubmitError::Queue(e.to_string()))?;
+    tx.commit().await?;
+    Ok(records)
+}
+
+/// The queue's entry for job `job_id`.
+fn task(job_id: Uuid, max_attempts: u32) -> Result<PgTask, SubmitError> {
+    let payload = serde_json::to_vec(&IngestTask { job_id })
+        .map_err(|e| SubmitError::Queue(e.to_string()))?;
+    Ok(TaskBuilder::new(payload)
+        .task_id(task_id(job_id))
+        .max_attempts(max_attempts as usize)
+        .build())
+}
+
 /// Records the job and puts it on the queue in one transaction: a crash between the two
 /// leaves neither. The job's queue id is its own UUIDv7 read as a ULID (both are 128 bits
 /// led by a millisecond timestamp), so the two tables are joined by one id.
@@ -103,13 +137,7 @@ pub async fn submit(
         Insertion::Busy { active_job_id } => return Err(SubmitError::JobInProgress(active_job_id)),
         Insertion::LostRace => return Err(SubmitError::Contended),
     };
-    let payload = serde_json::to_vec(&IngestTask { job_id: job.id })
-        .map_err(|e| SubmitError::Queue(e.to_string()))?;
-    let task: PgTask = TaskBuilder::new(payload)
-        .task_id(task_id(job.id))
-        .max_attempts(max_attempts as usize)
-        .build();
-    apalis_postgres::queries::push_tasks(&mut *tx, QUEUE, vec![task])
+    apalis_postgres::queries::push_tasks(&mut *tx, QUEUE, vec![task(job.id, max_attempts)?])
         .await
         .map_err(|e| SubmitError::Queue(e.to_string()))?;
     tx.commit().await?;

@@ -8,9 +8,12 @@ use chrono::{Days, NaiveDate};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::{Coin, DateRange, MAX_RANGE_DAYS, PlanReach, RangeError, Trigger, today_utc};
+use crate::domain::{
+    Coin, DateRange, MAX_RANGE_DAYS, PlanReach, RangeError, Symbol, Trigger, today_utc,
+};
 use crate::ingest::Reach;
 use crate::queue::{self, SubmitError};
+use crate::store::coin_figures::CompleteDays;
 use crate::store::gaps;
 use crate::store::ingestion_jobs::{self, JobRecord, NewJob};
 
@@ -61,6 +64,64 @@ pub fn job_range(missing: &[NaiveDate]) -> Option<(NaiveDate, NaiveDate)> {
         .checked_sub_days(Days::new(MAX_RANGE_DAYS as u64 - 1))
         .unwrap_or(NaiveDate::MIN);
     Some((first.max(earliest), last))
+}
+
+/// The missing days of `start..=end` of a coin whose complete days are `known`: computed
+/// from its figures when they are none or one unbroken run, by the gap query otherwise.
+/// The flag says whether the gap query ran.
+pub async fn missing_days_known(
+    pool: &PgPool,
+    symbol: Symbol,
+    (start, end): (NaiveDate, NaiveDate),
+    known: CompleteDays,
+) -> sqlx::Result<(Vec<NaiveDate>, bool)> {
+    let run = match known {
+        CompleteDays::None => None,
+        CompleteDays::Run(first, last) => Some((first, last)),
+        CompleteDays::Broken => {
+            return Ok((gaps::missing_days(pool, symbol, start, end).await?, true));
+        }
+    };
+    Ok((days_outside(start, end, run), false))
+}
+
+/// The days of `start..=end` outside the unbroken `run` (all of them without one).
+fn days_outside(
+    start: NaiveDate,
+    end: NaiveDate,
+    run: Option<(NaiveDate, NaiveDate)>,
+) -> Vec<NaiveDate> {
+    start
+        .iter_days()
+        .take_while(|day| *day <= end)
+        .filter(|day| run.is_none_or(|(first, last)| !(first..=last).contains(day)))
+        .collect()
+}
+
+/// The job a tick queues for `coin` to fill `missing` (ascending), its days cut as
+/// [`job_range`] cuts them, with the missing days it covers; `None` when nothing is
+/// missing.
+pub fn tick_job(
+    coin: &Coin,
+    missing: &[NaiveDate],
+    today: NaiveDate,
+) -> Result<Option<(NewJob, Vec<NaiveDate>)>, RangeError> {
+    let Some((start, end)) = job_range(missing) else {
+        return Ok(None);
+    };
+    let job = NewJob {
+        id: Uuid::now_v7(),
+        symbol: coin.symbol,
+        range: DateRange::for_coin(coin, start, end, today)?,
+        force: false,
+        trigger: Trigger::Schedule,
+    };
+    let in_job = missing
+        .iter()
+        .copied()
+        .filter(|day| (start..=end).contains(day))
+        .collect();
+    Ok(Some((job, in_job)))
 }
 
 /// Why a coin could not be brought up to date.
@@ -155,6 +216,32 @@ mod tests {
     use super::*;
     use crate::domain::Coin;
     use crate::domain::day;
+
+    #[test]
+    fn the_days_outside_an_unbroken_run_are_those_before_and_after_it() {
+        let days = |from: &str, to: &str| -> Vec<NaiveDate> {
+            day(from)
+                .iter_days()
+                .take_while(|d| *d <= day(to))
+                .collect()
+        };
+        let (start, end) = (day("2026-11-01"), day("2026-11-10"));
+        assert_eq!(
+            days_outside(start, end, None),
+            days("2026-11-01", "2026-11-10")
+        );
+        let run = Some((day("2026-11-03"), day("2026-11-08")));
+        let mut expected = days("2026-11-01", "2026-11-02");
+        expected.extend(days("2026-11-09", "2026-11-10"));
+        assert_eq!(days_outside(start, end, run), expected);
+        let covering = Some((day("2026-10-01"), day("2026-11-10")));
+        assert!(days_outside(start, end, covering).is_empty());
+        let behind = Some((day("2026-10-01"), day("2026-11-07")));
+        assert_eq!(
+            days_outside(start, end, behind),
+            days("2026-11-08", "2026-11-10")
+        );
+    }
 
     #[test]
     fn the_latest_of_track_since_first_day_and_reach_starts_the_days_to_keep() {

@@ -7,9 +7,8 @@
 use chrono::NaiveDate;
 
 use crate::credits::Credits;
-use crate::domain::{Coin, CreditMonth, PlanReach, PriceSource, hourly_source};
+use crate::domain::{CreditMonth, PriceSource, hourly_source};
 use crate::ingest::windows_for_days;
-use crate::registry::{days_to_keep, job_range};
 use crate::store::coins::CoinRecord;
 use crate::store::gaps;
 
@@ -37,35 +36,18 @@ impl Purse {
         })
     }
 
-    /// Whether the job that would bring `coin` up to date fits in what is left; if so,
-    /// its windows are counted as spent. One gap query, and only with a limit.
-    pub(super) async fn pay_for(
-        &mut self,
-        credits: Option<&Credits>,
-        coin: &Coin,
-        reach: PlanReach,
-        today: NaiveDate,
-    ) -> sqlx::Result<bool> {
+    /// Whether a job over the missing days `in_job` fits in what is left; if so, its
+    /// windows are counted as spent.
+    pub(super) fn pay_for(&mut self, credits: Option<&Credits>, in_job: &[NaiveDate]) -> bool {
         let (Some(left), Some(credits)) = (self.left, credits) else {
-            return Ok(true);
+            return true;
         };
-        let Some((start, end)) = days_to_keep(coin, reach, today) else {
-            return Ok(true);
-        };
-        let missing = gaps::missing_days(&credits.pool, coin.symbol, start, end).await?;
-        let Some((first, last)) = job_range(&missing) else {
-            return Ok(true);
-        };
-        let in_job: Vec<NaiveDate> = missing
-            .into_iter()
-            .filter(|day| (first..=last).contains(day))
-            .collect();
-        let calls = windows_for_days(&in_job, credits.chunk_days).len() as i64;
+        let calls = windows_for_days(in_job, credits.chunk_days).len() as i64;
         if calls > left {
-            return Ok(false);
+            return false;
         }
         self.left = Some(left - calls);
-        Ok(true)
+        true
     }
 
     /// Whether the job that would bring `coin`'s hours up from `from` fits in what is left;

@@ -25,16 +25,19 @@
 //! O(coins), however much history is stored: the figures `coin_figures` keeps (by
 //! triggers, so rows changed by plain SQL count too) say for each coin whether its
 //! complete days are one unbroken run covering what it should have. Such a coin costs no
-//! query; only a coin with a hole anywhere, or behind, gets the gap query (which finds a
-//! hole in the middle exactly as before) and, if need be, a job. Hours likewise: one query
+//! query. The others are looked at in batches of [`BATCH`]: one query reads their
+//! records, one their active jobs, and one transaction queues all their jobs (one commit
+//! for a hundred jobs, not one each). A coin behind with an unbroken run (or no day at
+//! all) misses exactly the days outside its run, known without a query; only a coin with
+//! a hole gets the gap query (which finds a hole in the middle exactly as before). Hours likewise: one query
 //! reads every hourly coin with its `hourly_figures` row (never `hourly_prices`); a coin
 //! whose last hour accounted for is the last complete one costs nothing more.
 //!
 //! # Stopping
 //!
-//! The stop signal is looked at between two coins. A tick stopped half done rolls back
-//! its claim, so the next process to try the tick acts on it whole; the jobs queued before
-//! the stop are on the queue already, and the one-active-job rule keeps that process from
+//! The stop signal is looked at between two batches of coins. A tick stopped half done
+//! rolls back its claim, so the next process to try the tick acts on it whole; the jobs of
+//! the batches before the stop are on the queue already, and the one-active-job rule keeps that process from
 //! queuing a second one for those coins.
 //!
 //! # Why not apalis-cron
@@ -47,7 +50,7 @@
 //! directly, with the claim and catch-up on the database. The storage's scheduled jobs
 //! (`run_at`) do not fit either: a tick's work is decided when it is due, from the data.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 mod credits;
 
@@ -55,21 +58,31 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::credits::Credits;
 use crate::domain::PlanReach;
 use crate::domain::{Hour, Symbol, Trigger};
 use crate::ingest::Reach;
+use crate::queue;
 use crate::registry::{
-    CoinSync, SyncError, bring_hours_up_to_date, bring_up_to_date, lagging_from,
+    CoinSync, SyncError, bring_hours_up_to_date, days_to_keep, lagging_from, missing_days_known,
+    tick_job,
 };
 use crate::shutdown::Shutdown;
+use crate::store::coin_figures::{self, ToLookAt};
+use crate::store::coins::{self, CoinRecord};
 use crate::store::hourly_coins::{self, HourlyCoin};
-use crate::store::{coin_figures, coins, sync_schedule, sync_schedule::TickRecord};
+use crate::store::ingestion_jobs;
+use crate::store::{sync_schedule, sync_schedule::TickRecord};
 use credits::Purse;
 
 // The schedule's expression and clock are plain values (`config` parses them): `domain`.
 pub use crate::domain::{Clock, DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
+
+/// How many coins a tick looks at together: their records, active jobs and jobs queued
+/// in one query each, and the stop signal looked at between two batches.
+const BATCH: usize = 100;
 
 /// How long a process waits before trying a tick again when the database failed it.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -153,7 +166,7 @@ impl Scheduler {
     /// the whole tick (its claim is rolled back, so it is tried again); any other error of
     /// one coin is logged and the other coins go on.
     ///
-    /// Stops between two coins when `shutdown` is raised: the claim is rolled back, so the
+    /// Stops between two batches of coins when `shutdown` is raised: the claim is rolled back, so the
     /// next process to try the tick (one waiting on the claim at once, or any at its next
     /// tick) acts on it whole. The jobs queued before the stop stay queued, and the
     /// one-active-job rule keeps that process from queuing a second.
@@ -203,25 +216,22 @@ impl Scheduler {
             coin_figures::tracked_needing_a_look(&self.pool, today, reach.first_served_day(today))
                 .await?;
         acted.coins_tracked = i32::try_from(tracked).unwrap_or(i32::MAX);
-        let mut gap_queries = 0;
-        let to_look_at: Vec<Symbol> = to_look_at
+        let to_look_at: Vec<ToLookAt> = to_look_at
             .into_iter()
-            .filter(|symbol| !hours_queued.contains(symbol))
+            .filter(|coin| !hours_queued.contains(&coin.symbol))
             .collect();
-        for (done, symbol) in to_look_at.iter().copied().enumerate() {
+        let mut gap_queries = 0;
+        for (done, batch) in to_look_at.chunks(BATCH).enumerate() {
             if shutdown.is_shutdown() {
                 tx.rollback().await?;
-                tracing::info!(%tick, coins_done = done, coins_to_look_at = to_look_at.len(),
+                tracing::info!(%tick, coins_done = done * BATCH, coins_to_look_at = to_look_at.len(),
                     jobs_queued = acted.jobs_queued,
                     "stopping in the middle of a tick: the next process to act finishes it");
                 return Ok(Acted::Stopped);
             }
-            if self
-                .look_at(symbol, (reach, today), &mut purse, &mut acted)
-                .await?
-            {
-                gap_queries += 1;
-            }
+            gap_queries += self
+                .look_at(batch, (reach, today), &mut purse, &mut acted)
+                .await?;
         }
         sync_schedule::record(&mut tx, tick, &self.name, acted).await?;
         tx.commit().await?;
@@ -233,40 +243,81 @@ impl Scheduler {
         Ok(Acted::Done(acted))
     }
 
-    /// Brings one coin of a tick up to date, counting in `acted` what that took. False
-    /// when the coin is gone or untracked since the tick's query (nothing was looked at);
-    /// an error only when the database or the queue failed.
+    /// Brings a batch of a tick's coins up to date, counting in `acted` what that took: a
+    /// query for their records, one for their active jobs, the gap query only for a coin
+    /// whose figures show a hole, and one transaction that queues every job of the batch.
+    /// A coin gone or untracked since the tick's query is passed over. Returns how many gap
+    /// queries ran; an error only when the database or the queue failed.
     async fn look_at(
         &self,
-        symbol: Symbol,
+        batch: &[ToLookAt],
         (reach, today): (PlanReach, NaiveDate),
         purse: &mut Purse,
         acted: &mut TickRecord,
-    ) -> anyhow::Result<bool> {
-        let Some(record) = coins::get(&self.pool, symbol).await? else {
-            return Ok(false);
-        };
-        if !record.coin.tracked {
-            return Ok(false);
+    ) -> anyhow::Result<usize> {
+        let symbols: Vec<Symbol> = batch.iter().map(|coin| coin.symbol).collect();
+        let records: HashMap<Symbol, CoinRecord> = coins::get_many(&self.pool, &symbols)
+            .await?
+            .into_iter()
+            .map(|record| (record.coin.symbol, record))
+            .collect();
+        let active: HashMap<Symbol, Uuid> = ingestion_jobs::active_jobs_of(&self.pool, &symbols)
+            .await?
+            .into_iter()
+            .collect();
+        let mut gap_queries = 0;
+        let mut jobs = Vec::new();
+        for coin in batch {
+            let Some(record) = records.get(&coin.symbol).filter(|r| r.coin.tracked) else {
+                continue;
+            };
+            let Some(kept) = days_to_keep(&record.coin, reach, today) else {
+                continue;
+            };
+            // An active job first: its days may be missing only until it commits them.
+            if let Some(active) = active.get(&coin.symbol) {
+                count(
+                    coin.symbol,
+                    "days",
+                    Ok(CoinSync::Busy(Some(*active))),
+                    acted,
+                )?;
+                continue;
+            }
+            let (missing, queried) =
+                missing_days_known(&self.pool, coin.symbol, kept, coin.complete).await?;
+            gap_queries += usize::from(queried);
+            let (job, in_job) = match tick_job(&record.coin, &missing, today) {
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
+                Err(e) => {
+                    count(coin.symbol, "days", Err(e.into()), acted)?;
+                    continue;
+                }
+            };
+            if !purse.pay_for(self.credits.as_ref(), &in_job) {
+                acted.coins_behind += 1;
+                acted.coins_unaffordable += 1;
+                tracing::debug!(symbol = %coin.symbol, "tracked coin behind but the month's credits cannot pay for it; left to next month");
+                continue;
+            }
+            jobs.push(job);
         }
-        let credits = self.credits.as_ref();
-        if !purse.pay_for(credits, &record.coin, reach, today).await? {
-            acted.coins_behind += 1;
-            acted.coins_unaffordable += 1;
-            tracing::debug!(%symbol, "tracked coin behind but the month's credits cannot pay for it; left to next month");
-            return Ok(true);
+        let queued = queue::submit_all(&self.pool, &jobs, self.max_attempts)
+            .await
+            .map_err(|e| anyhow::Error::from(SyncError::Queue(e)))?;
+        let queued_symbols: HashSet<Symbol> = queued.iter().map(|job| job.symbol).collect();
+        for record in queued {
+            count(record.symbol, "days", Ok(CoinSync::Queued(record)), acted)?;
         }
-        let synced = bring_up_to_date(
-            &self.pool,
-            &record.coin,
-            reach,
-            today,
-            Trigger::Schedule,
-            self.max_attempts,
-        )
-        .await;
-        count(symbol, "days", synced, acted)?;
-        Ok(true)
+        // A job of the coin became active since the batch's query: the next tick looks again.
+        for job in jobs
+            .iter()
+            .filter(|job| !queued_symbols.contains(&job.symbol))
+        {
+            count(job.symbol, "days", Ok(CoinSync::Busy(None)), acted)?;
+        }
+        Ok(gap_queries)
     }
 
     /// Brings one hourly coin's hours up to the last complete hour, counting in `acted`

@@ -34,54 +34,91 @@ SELECT symbol,
 FROM coin_figures
 "#;
 
-/// The tracked coins that need a look on `today`, and how many coins are tracked.
+/// What a coin's figures say of its complete days, so that the tick knows which days it
+/// misses without a gap query whenever it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompleteDays {
+    /// None stored.
+    None,
+    /// One unbroken run, first to last.
+    Run(NaiveDate, NaiveDate),
+    /// A hole somewhere: only the gap query tells where.
+    Broken,
+}
+
+/// A tracked coin the tick must look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToLookAt {
+    pub symbol: Symbol,
+    pub complete: CompleteDays,
+}
+
+/// The tracked coins that need a look on `today`, by symbol, and how many coins are
+/// tracked.
 ///
 /// A tracked coin is left out, at the cost of no query of its own, when its complete
 /// days are one unbroken run (as many as the days from the first to the last) covering
 /// what it should have: from the latest of `track_since`, its first day and the plan's
 /// `first_served` day, to yesterday. Any other coin (a hole anywhere in its run, even
-/// outside that range, or behind) is returned, by symbol, for the gap query.
+/// outside that range, or behind) is returned with what its figures say of its days.
 pub async fn tracked_needing_a_look(
     pool: &PgPool,
     today: NaiveDate,
     first_served: Option<NaiveDate>,
-) -> sqlx::Result<(i64, Vec<Symbol>)> {
-    let rows: Vec<(Option<i64>, Option<String>)> = sqlx::query_as(
+) -> sqlx::Result<(i64, Vec<ToLookAt>)> {
+    type Row = (
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+        Option<NaiveDate>,
+        Option<NaiveDate>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
         r#"
 WITH kept AS (
     SELECT c.symbol,
            greatest(c.track_since, c.first_day, $2::date) AS start,
            f.complete, f.first_complete, f.last_complete
     FROM coins c
-    LEFT JOIN (SELECT symbol, sum(complete_days) AS complete,
+    LEFT JOIN (SELECT symbol, sum(complete_days)::bigint AS complete,
                       min(first_complete_day) AS first_complete,
                       max(last_complete_day) AS last_complete
                FROM coin_figures GROUP BY symbol) f ON f.symbol = c.symbol
     WHERE c.tracked
 ),
 looked AS (
-    SELECT symbol FROM kept
+    SELECT symbol, complete, first_complete, last_complete FROM kept
     WHERE coalesce(start, '-infinity') <= $1::date - 1
       AND NOT coalesce(last_complete - first_complete + 1 = complete
                        AND first_complete <= coalesce(start, '-infinity')
                        AND last_complete >= $1::date - 1, FALSE)
 )
-SELECT (SELECT count(*) FROM kept), NULL::text
+SELECT (SELECT count(*) FROM kept), NULL::text, NULL::bigint, NULL::date, NULL::date
 UNION ALL
-SELECT NULL, symbol FROM looked
+SELECT NULL, symbol, complete, first_complete, last_complete FROM looked
 "#,
     )
     .bind(today)
     .bind(first_served)
     .fetch_all(pool)
     .await?;
-    let tracked = rows.iter().find_map(|(count, _)| *count).unwrap_or(0);
-    let mut symbols: Vec<Symbol> = rows
+    let tracked = rows.iter().find_map(|(count, ..)| *count).unwrap_or(0);
+    let mut coins: Vec<ToLookAt> = rows
         .into_iter()
-        .filter_map(|(_, symbol)| Symbol::parse(&symbol?).ok())
+        .filter_map(|(_, symbol, complete, first, last)| {
+            let symbol = Symbol::parse(&symbol?).ok()?;
+            let complete = match (complete.unwrap_or(0), first, last) {
+                (0, ..) => CompleteDays::None,
+                (count, Some(first), Some(last)) if (last - first).num_days() + 1 == count => {
+                    CompleteDays::Run(first, last)
+                }
+                _ => CompleteDays::Broken,
+            };
+            Some(ToLookAt { symbol, complete })
+        })
         .collect();
-    symbols.sort();
-    Ok((tracked, symbols))
+    coins.sort_by_key(|coin| coin.symbol);
+    Ok((tracked, coins))
 }
 
 /// One coin's figures (all zero when it has no row).

@@ -102,6 +102,18 @@ pub async fn get(pool: &PgPool, symbol: Symbol) -> sqlx::Result<Option<CoinRecor
         .await
 }
 
+/// The coins of `symbols` that are registered, in no particular order: one query for a
+/// tick's coins.
+pub async fn get_many(pool: &PgPool, symbols: &[Symbol]) -> sqlx::Result<Vec<CoinRecord>> {
+    let symbols: Vec<&str> = symbols.iter().map(Symbol::as_str).collect();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE c.symbol = ANY($1)"
+    )))
+    .bind(symbols)
+    .fetch_all(pool)
+    .await
+}
+
 /// The coin registered under CoinGecko's `id`, whatever its symbol.
 pub async fn by_coingecko_id(pool: &PgPool, id: &CoinGeckoId) -> sqlx::Result<Option<CoinRecord>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -119,6 +119,57 @@ pub async fn insert(tx: &mut Transaction<'_, Postgres>, job: NewJob) -> sqlx::Re
     })
 }
 
+/// Records `jobs` as pending in one statement, except those whose coin has an active job
+/// (the one-active-job rule): the records of those inserted, in no particular order.
+pub async fn insert_many(
+    tx: &mut Transaction<'_, Postgres>,
+    jobs: &[NewJob],
+) -> sqlx::Result<Vec<JobRecord>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO ingestion_jobs (id, status, symbol, start_date, end_date, force, trigger) \
+         SELECT id, 'pending', symbol, start_date, end_date, force, trigger \
+         FROM unnest($1::uuid[], $2::text[], $3::date[], $4::date[], $5::boolean[], $6::text[]) \
+             AS j(id, symbol, start_date, end_date, force, trigger) \
+         ON CONFLICT (symbol) WHERE status IN ('pending', 'running') DO NOTHING \
+         RETURNING {COLUMNS}"
+    )))
+    .bind(jobs.iter().map(|job| job.id).collect::<Vec<_>>())
+    .bind(
+        jobs.iter()
+            .map(|job| job.symbol.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(jobs.iter().map(|job| job.range.start()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|job| job.range.end()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|job| job.force).collect::<Vec<_>>())
+    .bind(
+        jobs.iter()
+            .map(|job| job.trigger.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// The pending or running job of each of `symbols` that has one: one query for a tick.
+pub async fn active_jobs_of(
+    pool: &PgPool,
+    symbols: &[Symbol],
+) -> sqlx::Result<Vec<(Symbol, Uuid)>> {
+    let symbols: Vec<&str> = symbols.iter().map(Symbol::as_str).collect();
+    let rows: Vec<(String, Uuid)> = sqlx::query_as(
+        "SELECT symbol, id FROM ingestion_jobs \
+         WHERE symbol = ANY($1) AND status IN ('pending', 'running')",
+    )
+    .bind(symbols)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(symbol, id)| Some((Symbol::parse(&symbol).ok()?, id)))
+        .collect())
+}
+
 /// The pending or running job of `symbol`, if any.
 pub async fn active_job_id<'e, E: Executor<'e, Database = Postgres>>(
     executor: E,

@@ -30,6 +30,18 @@ async fn sigterm_stops_a_busy_scheduler_within_30_s_and_the_next_process_finishe
     let h = Harness::new().await;
     let coins = 1500;
     many_tracked_coins(&h, coins).await;
+    // Each coin has a hole (its days three and one before yesterday stored, two before
+    // not), so each needs its own gap query: a tick long enough to be stopped half done.
+    sqlx::query(
+        r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
+           SELECT symbol, d, 100, 110, 90, 105, 1000, d + interval '23 hours'
+           FROM coins, unnest(ARRAY[$1::date, $2::date]) AS d"#,
+    )
+    .bind(days_before_today(4))
+    .bind(days_before_today(2))
+    .execute(h.pool())
+    .await
+    .expect("days with a hole stored");
     h.fake.set_delay(Duration::from_secs(600));
     let env = [
         ("SYNC_SCHEDULE", "* * * * * *"),
