@@ -19,7 +19,7 @@ impl BudgetApi {
     /// Call budgets
     ///
     /// Per source: the budget per minute shared by every process on the database and the
-    /// calls this process made in the last 60 seconds; for CoinGecko also the month's
+    /// calls they all began in the last 60 seconds; for CoinGecko also the month's
     /// credits over every process (`COINGECKO_CALLS_PER_MONTH`: null when there is no
     /// monthly limit), what is used and left, when they reset (00:00 UTC on the first of
     /// the next month), and what the tracked coins cost a month under `SYNC_SCHEDULE`,
@@ -29,18 +29,39 @@ impl BudgetApi {
     async fn budget(&self, state: Data<&ApiState>) -> BudgetResponse {
         let credits = &state.credits;
         let now = credits.now();
-        let (month, estimate) = tokio::join!(credits.month(), credits.tracked_estimate(now));
-        let (month, estimate) = match (month, estimate) {
-            (Ok(month), Ok(estimate)) => (month, estimate),
-            (Err(e), _) | (_, Err(e)) => {
+        let coingecko = state
+            .coingecko
+            .as_ref()
+            .unwrap_or(&state.registry.client)
+            .caller()
+            .budget();
+        let coinbase = state
+            .registry
+            .coinbase
+            .as_ref()
+            .map(|client| client.caller().budget());
+        let coinbase_minute = async {
+            match coinbase {
+                Some(limiter) => MinuteBudget::of(limiter).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (month, estimate, coingecko_minute, coinbase) = tokio::join!(
+            credits.month(),
+            credits.tracked_estimate(now),
+            MinuteBudget::of(coingecko),
+            coinbase_minute,
+        );
+        let read = (|| Ok::<_, sqlx::Error>((month?, estimate?, coingecko_minute?, coinbase?)))();
+        let (month, estimate, coingecko_minute, coinbase) = match read {
+            Ok(read) => read,
+            Err(e) => {
                 return BudgetResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
             }
         };
-        let coingecko = state.coingecko.as_ref().unwrap_or(&state.registry.client);
-        let coinbase = state.registry.coinbase.as_ref();
         BudgetResponse::Ok(Json(Budget {
-            coingecko: CoinGeckoBudget::of(coingecko.caller().budget(), month, estimate, now),
-            coinbase: coinbase.map(|client| MinuteBudget::of(client.caller().budget())),
+            coingecko: CoinGeckoBudget::of(coingecko, coingecko_minute, month, estimate, now),
+            coinbase,
         }))
     }
 }
@@ -61,16 +82,17 @@ pub struct Budget {
 pub struct MinuteBudget {
     /// The calls per minute every process on the database shares, retries included.
     pub calls_per_minute: u32,
-    /// Calls this process began in the last 60 seconds.
+    /// Calls every process on the database began in the last 60 seconds.
     pub calls_last_minute: u32,
 }
 
 impl MinuteBudget {
-    fn of(limiter: &CallLimiter) -> Self {
-        MinuteBudget {
+    /// `limiter`'s budget, its last minute read from the database.
+    async fn of(limiter: &CallLimiter) -> sqlx::Result<Self> {
+        Ok(MinuteBudget {
             calls_per_minute: limiter.calls_per_minute(),
-            calls_last_minute: limiter.calls_in_the_last_minute(),
-        }
+            calls_last_minute: limiter.shared_calls_in_the_last_minute().await?,
+        })
     }
 }
 
@@ -80,7 +102,7 @@ impl MinuteBudget {
 pub struct CoinGeckoBudget {
     /// The calls per minute every process on the database shares, retries included.
     pub calls_per_minute: u32,
-    /// Calls this process began in the last 60 seconds.
+    /// Calls every process on the database began in the last 60 seconds.
     pub calls_last_minute: u32,
     /// `COINGECKO_CALLS_PER_MONTH`; null: no monthly limit.
     #[oai(nullable)]
@@ -109,6 +131,7 @@ pub struct CoinGeckoBudget {
 impl CoinGeckoBudget {
     fn of(
         limiter: &CallLimiter,
+        minute: MinuteBudget,
         month: Option<MonthFigures>,
         estimate: Estimate,
         now: DateTime<Utc>,
@@ -120,8 +143,8 @@ impl CoinGeckoBudget {
         });
         let resets_at = month.month.resets_at();
         CoinGeckoBudget {
-            calls_per_minute: limiter.calls_per_minute(),
-            calls_last_minute: limiter.calls_in_the_last_minute(),
+            calls_per_minute: minute.calls_per_minute,
+            calls_last_minute: minute.calls_last_minute,
             calls_per_month: month.limit,
             used_this_month: month.used,
             left_this_month: month.left(),

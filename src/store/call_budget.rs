@@ -39,11 +39,14 @@ pub async fn take_source_slot(
     calls_per_minute: u32,
 ) -> sqlx::Result<Duration> {
     let wait_secs: f64 = sqlx::query_scalar(
-        "INSERT INTO coingecko_call_budget AS b (key_fingerprint, tat, granted, calls_per_minute, source) \
-         VALUES ($1, clock_timestamp() + make_interval(secs => $2), 1, $3, $4) \
+        "INSERT INTO coingecko_call_budget AS b (key_fingerprint, tat, granted, calls_per_minute, source, recent_slots) \
+         VALUES ($1, clock_timestamp() + make_interval(secs => $2), 1, $3, $4, ARRAY[clock_timestamp()]) \
          ON CONFLICT (source, key_fingerprint) DO UPDATE \
          SET tat = greatest(b.tat, clock_timestamp()) + make_interval(secs => $2), \
              granted = b.granted + 1, \
+             recent_slots = ARRAY(SELECT s FROM unnest(b.recent_slots) AS s \
+                                  WHERE s > clock_timestamp() - interval '60 seconds') \
+                            || greatest(b.tat, clock_timestamp()), \
              calls_per_minute = $3 \
          RETURNING greatest(0, extract(epoch FROM b.tat - make_interval(secs => $2) - clock_timestamp()))::float8",
     )
@@ -54,6 +57,24 @@ pub async fn take_source_slot(
     .fetch_one(pool)
     .await?;
     Ok(Duration::try_from_secs_f64(wait_secs).unwrap_or_default())
+}
+
+/// The slots of `source`'s budget of `key_fingerprint` that began in the last 60 seconds,
+/// taken by any process on the database.
+pub async fn calls_in_the_last_minute(
+    pool: &PgPool,
+    source: PriceSource,
+    key_fingerprint: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM coingecko_call_budget AS b, unnest(b.recent_slots) AS s \
+         WHERE b.source = $1 AND b.key_fingerprint = $2 \
+           AND s <= clock_timestamp() AND s > clock_timestamp() - interval '60 seconds'",
+    )
+    .bind(source.as_str())
+    .bind(key_fingerprint)
+    .fetch_one(pool)
+    .await
 }
 
 /// One key's budget as `/metrics` shows it.

@@ -282,6 +282,21 @@ impl CallLimiter {
         u32::try_from(within).unwrap_or(u32::MAX)
     }
 
+    /// Slots every process on the database began in the last 60 seconds, one row read;
+    /// this process's own without a shared budget.
+    pub async fn shared_calls_in_the_last_minute(&self) -> sqlx::Result<u32> {
+        let Source::Shared {
+            pool,
+            source,
+            key_fingerprint,
+        } = &self.source
+        else {
+            return Ok(self.calls_in_the_last_minute());
+        };
+        let calls = call_budget::calls_in_the_last_minute(pool, *source, key_fingerprint).await?;
+        Ok(u32::try_from(calls).unwrap_or(u32::MAX))
+    }
+
     /// When the latest slots (up to 256) began, oldest first, as this limiter scheduled
     /// them: the spacing the budget kept, whatever the network did to the calls after.
     pub fn recent_slots(&self) -> Vec<Instant> {

@@ -58,6 +58,8 @@ async fn a_limit_of_20_lets_a_17_call_job_finish_and_refuses_the_next_with_429_n
     assert_eq!(coingecko["calls_per_month"], 20, "{budget}");
     assert_eq!(coingecko["used_this_month"], 17, "{budget}");
     assert_eq!(coingecko["left_this_month"], 3, "{budget}");
+    // The worker made the calls, the API none: the minute is every process's.
+    assert_eq!(coingecko["calls_last_minute"], 17, "{budget}");
     let resets = format!("{}T00:00:00+00:00", first_of_next_month());
     assert_eq!(coingecko["month_resets_at"], resets.as_str(), "{budget}");
 

@@ -40,7 +40,7 @@
     warning.textContent = cg.warning || "";
     warning.hidden = !cg.warning;
     let minute = "Per minute: CoinGecko " + number(cg.calls_per_minute) + " (" +
-      number(cg.calls_last_minute) + " by this process in the last minute)";
+      number(cg.calls_last_minute) + " in the last minute, every process)";
     if (budget.coinbase) {
       minute += ", Coinbase Exchange " + number(budget.coinbase.calls_per_minute) + " (" +
         number(budget.coinbase.calls_last_minute) + "), no monthly credits";
