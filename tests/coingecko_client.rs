@@ -13,6 +13,7 @@ use fake_upstream::coingecko::{
     CoinGecko, FakeCoinGecko, FakeOptions, RecordedCall, ScriptedResponse,
 };
 use price_history::coingecko::{CoinGeckoClient, CoinGeckoError, CoinGeckoSettings, MarketChart};
+use price_history::domain::CreditMonth;
 use price_history::upstream::{CallBudget, Caller};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
@@ -295,6 +296,36 @@ async fn the_365_day_limit_fails_at_once_and_says_what_to_do() {
     );
     assert_eq!(fake.call_count(), 1);
     assert_eq!(client.caller().calls_made(), 1);
+}
+
+#[tokio::test]
+async fn a_refusal_naming_the_monthly_credits_is_not_retried_and_waits_for_the_month() {
+    let fake = FakeCoinGecko::start().await;
+    let client = client_for(&fake);
+    fake.push_response(ScriptedResponse::monthly_credits_spent());
+
+    let error = two_days_of_2024(&client).await.unwrap_err();
+
+    let CoinGeckoError::OutOfCredits { message, resets_on } = &error else {
+        panic!("out of credits, not {error:?}");
+    };
+    assert_eq!(*resets_on, CreditMonth::of(Utc::now()).resets_on());
+    assert!(message.contains("monthly credits are spent"), "{message}");
+    assert!(message.contains("COINGECKO_CALLS_PER_MONTH"), "{message}");
+    assert!(message.contains(&resets_on.to_string()), "{message}");
+    assert!(!error.is_permanent(), "the next month serves again");
+    assert_eq!(
+        fake.call_count(),
+        1,
+        "no retry: none succeeds before the month turns"
+    );
+
+    // The rate limit's 429 names no credits: it is still retried.
+    fake.push_response(ScriptedResponse::rate_limited(Some(0)));
+    two_days_of_2024(&client)
+        .await
+        .expect("the retry after the 429 succeeds");
+    assert_eq!(fake.call_count(), 3);
 }
 
 #[tokio::test]

@@ -33,6 +33,8 @@ const PROFILE: Profile = Profile {
             said(&answer.body, redactor)
         )
     },
+    // Coinbase's public candles have no credits to spend.
+    spent: |_| false,
 };
 
 /// How to reach Coinbase Exchange, as configured (`COINBASE_*`).

@@ -39,6 +39,9 @@ const PROFILE: Profile = Profile {
     describe: |answer, _, redactor| {
         ErrorBody::read_redacted(&answer.body, redactor).describe(answer.status)
     },
+    spent: |answer| {
+        !answer.status.is_success() && ErrorBody::read(&answer.body).names_spent_credits()
+    },
 };
 
 /// How to reach CoinGecko, as configured (`COINGECKO_*`).

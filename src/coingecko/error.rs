@@ -9,6 +9,7 @@ use http::StatusCode;
 use serde_json::Value;
 
 use super::wire::BodyError;
+use crate::domain::CreditMonth;
 use crate::upstream::{CallError, MAX_BODY_BYTES, NoSlot, Redactor, quote_at_most};
 
 /// How much of an error body a message quotes: enough for CoinGecko's sentence, not a page.
@@ -127,6 +128,19 @@ impl CoinGeckoError {
             said.describe(status),
             advice(status, said.error_code, said.text.as_deref(), coin_id)
         );
+        if said.names_spent_credits() {
+            let resets_on = CreditMonth::of(chrono::Utc::now()).resets_on();
+            return Self::OutOfCredits {
+                message: format!(
+                    "{} CoinGecko says this key's monthly credits are spent: nothing more can be \
+                     fetched from it until {resets_on} (UTC), when the month resets (a later job \
+                     or tick fetches the rest). Set COINGECKO_CALLS_PER_MONTH to the plan's \
+                     credits so that calls stop before CoinGecko refuses them.",
+                    said.describe(status)
+                ),
+                resets_on,
+            };
+        }
         if said.error_code == Some(PLAN_LIMIT_CODE) {
             return Self::PlanLimit {
                 status: status.as_u16(),
@@ -295,6 +309,20 @@ impl ErrorBody {
         Self { error_code, text }
     }
 
+    /// Whether CoinGecko's words name its monthly credits or limit (research:
+    /// hourly-and-export.md, plans with overage off refuse calls once the month's credits
+    /// are spent; what the words are is not documented, so any refusal that names credits
+    /// or a monthly limit counts). The rate limit's 429 names neither.
+    pub(crate) fn names_spent_credits(&self) -> bool {
+        if self.error_code == Some(PLAN_LIMIT_CODE) {
+            return false;
+        }
+        self.text.as_deref().is_some_and(|text| {
+            let text = text.to_lowercase();
+            text.contains("credit") || text.contains("monthly")
+        })
+    }
+
     /// `CoinGecko answered HTTP 401 (error code 10012): "…".`
     pub(crate) fn describe(&self, status: StatusCode) -> String {
         let code = self
@@ -451,6 +479,20 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("missing or invalid"), "{message}");
+    }
+
+    #[test]
+    fn only_words_naming_the_monthly_credits_say_the_month_is_spent() {
+        let said = |body: &str| ErrorBody::read(body.as_bytes()).names_spent_credits();
+        assert!(said(
+            r#"{"status":{"error_code":429,"error_message":"You've exceeded your monthly API call credits."}}"#
+        ));
+        assert!(said(r#"{"error":"Monthly limit reached"}"#));
+        assert!(!said(
+            r#"{"status":{"error_code":429,"error_message":"You've exceeded the Rate Limit. Please visit https://www.coingecko.com/en/api/pricing to subscribe to our API plans for higher rate limits."}}"#
+        ));
+        assert!(!said(BODY_10012));
+        assert!(!said("<html>Too Many Requests</html>"));
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub(crate) struct Profile {
     /// masked: for the log and for the message when the retries run out. Gets what was
     /// asked (see [`Caller::get`]).
     pub describe: fn(&Answer, Option<&str>, &Redactor) -> String,
+    /// Whether an answer says the source's credits are spent (CoinGecko's refusal naming
+    /// its monthly credits): read as a refusal, never retried, whatever its status, since
+    /// no retry succeeds before the month turns.
+    pub spent: fn(&Answer) -> bool,
 }
 
 /// How a source is called, as configured (`COINGECKO_*`, `COINBASE_*`).
@@ -441,7 +445,9 @@ impl Caller {
     ) -> Result<Answer, Failure> {
         let status = answer.status;
         let rate_limited = status == StatusCode::TOO_MANY_REQUESTS;
-        if !(rate_limited || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT) {
+        if !(rate_limited || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT)
+            || (self.inner.profile.spent)(&answer)
+        {
             return Ok(answer);
         }
         self.count(if rate_limited {
@@ -537,6 +543,7 @@ mod tests {
             max_backoff: Duration::from_secs(600),
             max_retry_after: Duration::from_secs(600),
             describe: |answer, _, _| answer.status.to_string(),
+            spent: |_| false,
         }
     }
 

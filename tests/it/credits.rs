@@ -3,6 +3,7 @@
 //! refused (429), stopped cleanly (`completed_with_gaps`) or left to the next month.
 
 use chrono::{Datelike, Days, NaiveDate, TimeDelta, Utc};
+use fake_upstream::coingecko::ScriptedResponse;
 use price_history::domain::{Clock, CreditMonth, JobStatus, PriceSource, Symbol, Trigger};
 use price_history::schedule::Scheduler;
 use price_history::shutdown::Shutdown;
@@ -103,6 +104,31 @@ async fn a_running_job_that_reaches_the_limit_stops_cleanly_with_gaps_saying_why
     assert_eq!(finished.gaps_detected, 1461 - 900);
     let message = finished.error_message.unwrap_or_default();
     assert!(message.contains("COINGECKO_CALLS_PER_MONTH"), "{message}");
+    assert!(
+        message.contains(&first_of_next_month().to_string()),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_job_coingecko_refuses_for_spent_monthly_credits_stops_after_that_call_with_gaps_saying_why()
+ {
+    // No limit configured here: CoinGecko's own refusal is what says the month is spent.
+    let h = Harness::new().await;
+    h.fake
+        .push_response(ScriptedResponse::monthly_credits_spent());
+    let (start, end) = four_years();
+    let job = h.submit(start, end, false).await;
+    let _worker = h.start_worker();
+    let finished = h
+        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
+        .await;
+
+    assert_eq!(finished.status, JobStatus::CompletedWithGaps);
+    assert_eq!(h.fake.call_count(), 1, "no retry and no other window");
+    assert_eq!(finished.records_fetched, 0);
+    let message = finished.error_message.unwrap_or_default();
+    assert!(message.contains("monthly credits are spent"), "{message}");
     assert!(
         message.contains(&first_of_next_month().to_string()),
         "{message}"

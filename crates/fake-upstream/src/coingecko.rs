@@ -44,6 +44,7 @@ const PRO_KEY_HEADER: &str = "x-cg-pro-api-key";
 const HISTORY_LIMIT_BODY: &str = r#"{"error":{"status":{"timestamp":"2024-04-20T22:00:05.123+00:00","error_code":10012,"error_message":"Your request exceeds the allowed time range. Public API users are limited to querying historical data within the past 365 days. Upgrade to a paid plan to enjoy full historical data access: https://www.coingecko.com/en/api/pricing. "}}}"#;
 /// CoinGecko's 429 body, from `samples/error_bodies.json`.
 const RATE_LIMIT_BODY: &str = r#"{"status":{"error_code":429,"error_message":"You've exceeded the Rate Limit. Please visit https://www.coingecko.com/en/api/pricing to subscribe to our API plans for higher rate limits."}}"#;
+const MONTHLY_CREDITS_BODY: &str = r#"{"status":{"error_code":429,"error_message":"You've exceeded your monthly API call credits. Please visit https://www.coingecko.com/en/api/pricing to upgrade your plan."}}"#;
 /// CoinGecko's window for its per-minute limit.
 const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(60);
 
@@ -107,6 +108,14 @@ impl ScriptedResponse {
             Some(seconds) => response.with_header("retry-after", seconds.to_string()),
             None => response,
         }
+    }
+
+    /// 429 saying the key's monthly credits are spent. CoinGecko documents no wording for
+    /// it (shared/research/hourly-and-export.md: plans with overage off stop serving when
+    /// the credits run out); this is its usual error body naming the monthly credits, which
+    /// is what the client keys on, unlike the rate limit's 429.
+    pub fn monthly_credits_spent() -> Self {
+        Self::status(429, MONTHLY_CREDITS_BODY)
     }
 
     /// 401 with CoinGecko's 10012 body: the 365-day limit of the public and Demo plans.
