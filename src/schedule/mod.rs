@@ -73,7 +73,7 @@ use crate::shutdown::Shutdown;
 use crate::store::coin_figures::{self, ToLookAt};
 use crate::store::coins::{self, CoinRecord};
 use crate::store::hourly_coins::{self, HourlyCoin};
-use crate::store::ingestion_jobs;
+use crate::store::ingestion_jobs::{self, NewJob};
 use crate::store::{sync_schedule, sync_schedule::TickRecord};
 use credits::Purse;
 
@@ -189,29 +189,81 @@ impl Scheduler {
             return Ok(Acted::Taken);
         }
         let now = self.clock.now();
-        let today = now.date_naive();
         let reach = self.reach.current(&self.pool).await?;
         let mut acted = TickRecord {
             catch_up,
             ..TickRecord::default()
         };
         let mut purse = Purse::open(self.credits.as_ref()).await?;
-        // One query for every hourly coin and its figures; only those behind get a job.
+        let done = match self
+            .hours_of_tick((reach, now), &mut purse, &mut acted, shutdown)
+            .await?
+        {
+            Some(hours_queued) => {
+                self.days_of_tick(
+                    (reach, now.date_naive()),
+                    &hours_queued,
+                    &mut purse,
+                    &mut acted,
+                    shutdown,
+                )
+                .await?
+            }
+            None => None,
+        };
+        let Some(looked) = done else {
+            tx.rollback().await?;
+            tracing::info!(%tick, jobs_queued = acted.jobs_queued,
+                "stopping in the middle of a tick: the next process to act finishes it");
+            return Ok(Acted::Stopped);
+        };
+        sync_schedule::record(&mut tx, tick, &self.name, acted).await?;
+        tx.commit().await?;
+        purse.say_unaffordable(acted.coins_unaffordable);
+        tracing::info!(%tick, catch_up, coins_tracked = acted.coins_tracked,
+            coins_looked_at = looked.looked_at, gap_queries = looked.gap_queries,
+            coins_behind = acted.coins_behind, jobs_queued = acted.jobs_queued,
+            coins_busy = acted.coins_busy, coins_unaffordable = acted.coins_unaffordable,
+            "acted on a tick of the sync schedule");
+        Ok(Acted::Done(acted))
+    }
+
+    /// The hours of a tick: one query for every hourly coin and its figures; only those
+    /// behind get a job. The coins queued (or behind), whose jobs fill their days too;
+    /// `None` when `shutdown` came first.
+    async fn hours_of_tick(
+        &self,
+        (reach, now): (PlanReach, DateTime<Utc>),
+        purse: &mut Purse,
+        acted: &mut TickRecord,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Option<HashSet<Symbol>>> {
         let mut hours_queued = HashSet::new();
         for hourly in hourly_coins::hourly(&self.pool).await? {
             if shutdown.is_shutdown() {
-                tx.rollback().await?;
-                tracing::info!(%tick, "stopping in the middle of a tick: the next process to act finishes it");
-                return Ok(Acted::Stopped);
+                return Ok(None);
             }
             if self
-                .look_at_hours(&hourly, (reach, now), &mut purse, &mut acted)
+                .look_at_hours(&hourly, (reach, now), purse, acted)
                 .await?
             {
                 hours_queued.insert(hourly.symbol);
             }
         }
-        // One query for every tracked coin; only those not plainly complete come back.
+        Ok(Some(hours_queued))
+    }
+
+    /// The days of a tick: one query for every tracked coin; only those not plainly
+    /// complete come back, and are looked at in batches, but for the coins whose hours'
+    /// job was just queued. `None` when `shutdown` came first.
+    async fn days_of_tick(
+        &self,
+        (reach, today): (PlanReach, NaiveDate),
+        hours_queued: &HashSet<Symbol>,
+        purse: &mut Purse,
+        acted: &mut TickRecord,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Option<Looked>> {
         let (tracked, to_look_at) =
             coin_figures::tracked_needing_a_look(&self.pool, today, reach.first_served_day(today))
                 .await?;
@@ -220,41 +272,35 @@ impl Scheduler {
             .into_iter()
             .filter(|coin| !hours_queued.contains(&coin.symbol))
             .collect();
-        let mut gap_queries = 0;
-        for (done, batch) in to_look_at.chunks(BATCH).enumerate() {
+        let mut looked = Looked {
+            looked_at: to_look_at.len(),
+            gap_queries: 0,
+        };
+        for batch in to_look_at.chunks(BATCH) {
             if shutdown.is_shutdown() {
-                tx.rollback().await?;
-                tracing::info!(%tick, coins_done = done * BATCH, coins_to_look_at = to_look_at.len(),
-                    jobs_queued = acted.jobs_queued,
-                    "stopping in the middle of a tick: the next process to act finishes it");
-                return Ok(Acted::Stopped);
+                return Ok(None);
             }
-            gap_queries += self
-                .look_at(batch, (reach, today), &mut purse, &mut acted)
+            let jobs = self
+                .jobs_of(batch, (reach, today), purse, acted, &mut looked)
                 .await?;
+            self.queue_all(&jobs, acted).await?;
         }
-        sync_schedule::record(&mut tx, tick, &self.name, acted).await?;
-        tx.commit().await?;
-        purse.say_unaffordable(acted.coins_unaffordable);
-        tracing::info!(%tick, catch_up, coins_tracked = acted.coins_tracked, gap_queries,
-            coins_behind = acted.coins_behind, jobs_queued = acted.jobs_queued,
-            coins_busy = acted.coins_busy, coins_unaffordable = acted.coins_unaffordable,
-            "acted on a tick of the sync schedule");
-        Ok(Acted::Done(acted))
+        Ok(Some(looked))
     }
 
-    /// Brings a batch of a tick's coins up to date, counting in `acted` what that took: a
-    /// query for their records, one for their active jobs, the gap query only for a coin
-    /// whose figures show a hole, and one transaction that queues every job of the batch.
-    /// A coin gone or untracked since the tick's query is passed over. Returns how many gap
-    /// queries ran; an error only when the database or the queue failed.
-    async fn look_at(
+    /// The jobs that would bring a batch of a tick's coins up to date, counting in `acted`
+    /// the coins busy or unaffordable: a query for their records, one for their active jobs,
+    /// and the gap query only for a coin whose figures show a hole. A coin gone or
+    /// untracked since the tick's query is passed over. An error only when the database
+    /// failed.
+    async fn jobs_of(
         &self,
         batch: &[ToLookAt],
         (reach, today): (PlanReach, NaiveDate),
         purse: &mut Purse,
         acted: &mut TickRecord,
-    ) -> anyhow::Result<usize> {
+        looked: &mut Looked,
+    ) -> anyhow::Result<Vec<NewJob>> {
         let symbols: Vec<Symbol> = batch.iter().map(|coin| coin.symbol).collect();
         let records: HashMap<Symbol, CoinRecord> = coins::get_many(&self.pool, &symbols)
             .await?
@@ -265,7 +311,6 @@ impl Scheduler {
             .await?
             .into_iter()
             .collect();
-        let mut gap_queries = 0;
         let mut jobs = Vec::new();
         for coin in batch {
             let Some(record) = records.get(&coin.symbol).filter(|r| r.coin.tracked) else {
@@ -286,7 +331,7 @@ impl Scheduler {
             }
             let (missing, queried) =
                 missing_days_known(&self.pool, coin.symbol, kept, coin.complete).await?;
-            gap_queries += usize::from(queried);
+            looked.gap_queries += usize::from(queried);
             let (job, in_job) = match tick_job(&record.coin, &missing, today) {
                 Ok(Some(job)) => job,
                 Ok(None) => continue,
@@ -295,29 +340,35 @@ impl Scheduler {
                     continue;
                 }
             };
-            if !purse.pay_for(self.credits.as_ref(), &in_job) {
+            if purse.pay_for(self.credits.as_ref(), &in_job) {
+                jobs.push(job);
+            } else {
                 acted.coins_behind += 1;
                 acted.coins_unaffordable += 1;
                 tracing::debug!(symbol = %coin.symbol, "tracked coin behind but the month's credits cannot pay for it; left to next month");
-                continue;
             }
-            jobs.push(job);
         }
-        let queued = queue::submit_all(&self.pool, &jobs, self.max_attempts)
+        Ok(jobs)
+    }
+
+    /// Queues `jobs` in one transaction, counting in `acted` what came of each: queued, or
+    /// busy when a job of its coin became active since the batch's query (the next tick
+    /// looks again).
+    async fn queue_all(&self, jobs: &[NewJob], acted: &mut TickRecord) -> anyhow::Result<()> {
+        let queued = queue::submit_all(&self.pool, jobs, self.max_attempts)
             .await
             .map_err(|e| anyhow::Error::from(SyncError::Queue(e)))?;
         let queued_symbols: HashSet<Symbol> = queued.iter().map(|job| job.symbol).collect();
         for record in queued {
             count(record.symbol, "days", Ok(CoinSync::Queued(record)), acted)?;
         }
-        // A job of the coin became active since the batch's query: the next tick looks again.
         for job in jobs
             .iter()
             .filter(|job| !queued_symbols.contains(&job.symbol))
         {
             count(job.symbol, "days", Ok(CoinSync::Busy(None)), acted)?;
         }
-        Ok(gap_queries)
+        Ok(())
     }
 
     /// Brings one hourly coin's hours up to the last complete hour, counting in `acted`
@@ -397,6 +448,15 @@ fn count(
             Ok(true)
         }
     }
+}
+
+/// What a tick's look at the days came to, for its log line.
+#[derive(Debug, Clone, Copy)]
+struct Looked {
+    /// Tracked coins not plainly complete by their figures.
+    looked_at: usize,
+    /// Of those, the coins with a hole, which needed the gap query.
+    gap_queries: usize,
 }
 
 /// What trying to act on a tick came to.
