@@ -56,31 +56,10 @@ pub(super) async fn run(
     args: ExportArgs,
     shutdown: Shutdown,
 ) -> anyhow::Result<ExitCode> {
-    if let (Some(start), Some(end)) = (args.start_date, args.end_date)
-        && end < start
-    {
-        return Ok(refuse(&format!(
-            "--end-date {end} is before --start-date {start}: swap them, or leave either out to export every stored day on that side"
-        )));
-    }
-    let coins = if args.all {
-        Coins::All
-    } else if args.tracked {
-        Coins::Tracked
-    } else {
-        Coins::Listed(args.symbols)
+    let request = match request_of(&args) {
+        Ok(request) => request,
+        Err(message) => return Ok(refuse(&message)),
     };
-    let span = Span {
-        start: args.start_date,
-        end: args.end_date,
-    };
-    let request = Request::new(coins, args.timeframe, args.format, span);
-    if args.out.exists() && !args.out.is_dir() {
-        return Ok(refuse(&format!(
-            "--out {} is not a directory: name a directory (it is created when missing)",
-            args.out.display()
-        )));
-    }
     let opening = startup::open_database(&settings, startup::SHORT_POOL_SIZE);
     let Some(pool) = shutdown.unless_raised(opening).await.transpose()? else {
         eprintln!("interrupted before any file was written");
@@ -95,14 +74,7 @@ pub(super) async fn run(
     if let Err(message) = prepare(&args.out) {
         return Ok(refuse(&message));
     }
-
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} coins, {msg} rows written",
-        )
-        .expect("a valid template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
+    let bar = progress_bar();
     let last = Cell::new(Progress::default());
     let written = tokio::select! {
         written = export::to_directory(&pool, &request, &args.out, |progress| {
@@ -131,6 +103,47 @@ pub(super) async fn run(
             ExitCode::FAILURE
         }
     })
+}
+
+/// What `args` ask to export, or the sentence that refuses them before anything is read.
+fn request_of(args: &ExportArgs) -> Result<Request, String> {
+    if let (Some(start), Some(end)) = (args.start_date, args.end_date)
+        && end < start
+    {
+        return Err(format!(
+            "--end-date {end} is before --start-date {start}: swap them, or leave either out to export every stored day on that side"
+        ));
+    }
+    if args.out.exists() && !args.out.is_dir() {
+        return Err(format!(
+            "--out {} is not a directory: name a directory (it is created when missing)",
+            args.out.display()
+        ));
+    }
+    let coins = if args.all {
+        Coins::All
+    } else if args.tracked {
+        Coins::Tracked
+    } else {
+        Coins::Listed(args.symbols.clone())
+    };
+    let span = Span {
+        start: args.start_date,
+        end: args.end_date,
+    };
+    Ok(Request::new(coins, args.timeframe, args.format, span))
+}
+
+/// The bar of coins done and rows written, ticking on its own.
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} coins, {msg} rows written",
+        )
+        .expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
 }
 
 /// Creates `out` when missing and checks that a file can be made in it; on refusal,
