@@ -8,7 +8,7 @@
 //! plan's reach for CoinGecko-built hours) is the caller's to say, by the range it asks
 //! about: the store never guesses it.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgExecutor, PgPool};
 
 use crate::domain::{Hour, HourRange, PriceSource, Symbol};
@@ -88,6 +88,34 @@ pub async fn missing_runs(
     range: HourRange,
 ) -> sqlx::Result<Vec<HourRange>> {
     Ok(missing(executor, symbol, range, i64::MAX).await?.listed)
+}
+
+/// The runs of hours of `range` a forced job that resumes still has to fetch: those with
+/// no final candle stored since `since` (the job's creation), less the hours recorded as
+/// without trades. The hours an earlier attempt of the job stored are not asked again.
+pub async fn runs_not_stored_since(
+    executor: impl PgExecutor<'_>,
+    symbol: Symbol,
+    range: HourRange,
+    since: DateTime<Utc>,
+) -> sqlx::Result<Vec<HourRange>> {
+    let query = MISSING_RUNS.replacen(
+        "AND NOT provisional",
+        "AND NOT provisional AND updated_at >= $5",
+        1,
+    );
+    let rows: Vec<(Hour, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(query))
+        .bind(symbol.as_str())
+        .bind(range.first())
+        .bind(range.last())
+        .bind(i64::MAX)
+        .bind(since)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(first, hours, _, _)| HourRange::starting(first, hours))
+        .collect())
 }
 
 /// How many hours of `range` are missing in all: a job's `hours_missing` at its end.

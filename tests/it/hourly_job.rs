@@ -632,3 +632,57 @@ async fn a_tick_leaves_an_hourly_coin_whose_coingecko_windows_the_months_credits
     );
     assert!(h.jobs_by(Trigger::Schedule).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_forced_job_stopped_among_its_hours_asks_its_next_attempt_only_for_the_hours_not_stored_yet()
+ {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    let range = last_days(60);
+    let stored = run(&h, range).await;
+    assert_eq!(
+        stored.status,
+        JobStatus::Completed,
+        "{:?}",
+        stored.error_message
+    );
+    let before = h.coinbase.hourly_calls();
+    assert_eq!(before, (60 * 24usize).div_ceil(300));
+    // Slow answers, so that the stop lands among the forced job's five windows of hours.
+    h.coinbase.set_delay(std::time::Duration::from_millis(400));
+
+    let job = h.submit(range.0, range.1, true).await;
+    let worker = h.start_worker();
+    h.wait_for(job.id, "the day window and two windows of hours", |j| {
+        j.chunks_done >= 3
+    })
+    .await;
+    worker.stop().await;
+    let handed_back = h.job(job.id).await;
+    assert_eq!(
+        handed_back.status,
+        JobStatus::Pending,
+        "handed back at the stop"
+    );
+    let first_attempt = h.coinbase.hourly_calls() - before;
+    assert!(
+        first_attempt < 5,
+        "stopped among the hours: {first_attempt} calls"
+    );
+    let _next = h.start_worker();
+    let finished = h.completes(job.id).await;
+
+    assert_eq!(
+        finished.status,
+        JobStatus::Completed,
+        "{:?}",
+        finished.error_message
+    );
+    assert_eq!(finished.attempts, 2);
+    let forced = h.coinbase.hourly_calls() - before;
+    assert!(
+        forced <= 5 + 1,
+        "five windows, and at most the one in flight at the stop asked again: {forced} calls"
+    );
+    assert_eq!(stored_hours(&h).await, 60 * 24);
+}

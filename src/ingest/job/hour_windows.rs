@@ -161,17 +161,26 @@ impl<S: Sync> Run<'_, S> {
         Ok(usable)
     }
 
-    /// The windows of the missing hours the exchange can have, oldest first: every hour of
-    /// them when forced.
+    /// The windows of the missing hours the exchange can have, oldest first: when forced,
+    /// every hour of them on the first attempt, and on a later one those that attempts
+    /// before it did not store.
     async fn hour_windows(&self) -> Result<Vec<HourRange>, JobError> {
         let Some(expected) = self.exchange_hours_expected().await? else {
             return Ok(Vec::new());
         };
-        let runs = if self.attempt.job.force {
-            vec![expected]
-        } else {
-            let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
-            patiently(|| hourly_coverage::missing_runs(pool, symbol, expected)).await?
+        let job = self.attempt.job;
+        let (pool, symbol) = (&self.ingestor.pool, job.symbol);
+        let runs = match (job.force, job.attempts) {
+            (true, ..=1) => vec![expected],
+            (true, _) => {
+                patiently(|| {
+                    hourly_coverage::runs_not_stored_since(pool, symbol, expected, job.created_at)
+                })
+                .await?
+            }
+            (false, _) => {
+                patiently(|| hourly_coverage::missing_runs(pool, symbol, expected)).await?
+            }
         };
         Ok(runs
             .iter()
