@@ -22,7 +22,7 @@
 //!   `Retry-After`. The sources import from it, never the other way.
 //! - [`store`]: all SQL, a module per table (hours: `hourly_prices`,
 //!   `hours_without_trades`, `hourly_coverage`, `hourly_figures`, `hourly_coins`,
-//!   `job_hours`); `store::patience`, the one way a running process waits out the database.
+//!   `job_hours`, `job_check_points`); `store::patience`, the one way a running process waits out the database.
 //! - [`private_postgres`]: the PostgreSQL a first run starts from the machine's binaries
 //!   when `DATABASE_URL` is not set and nothing answers at its default; a file each for
 //!   choosing the database, the server held, its layout, its binaries, its locks and the

@@ -18,6 +18,7 @@ pub mod hourly_figures;
 pub mod hourly_prices;
 pub mod hours_without_trades;
 pub mod ingestion_jobs;
+pub mod job_check_points;
 pub mod job_hours;
 pub mod monthly_credits;
 pub mod patience;

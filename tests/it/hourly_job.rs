@@ -686,3 +686,50 @@ async fn a_forced_job_stopped_among_its_hours_asks_its_next_attempt_only_for_the
     );
     assert_eq!(stored_hours(&h).await, 60 * 24);
 }
+
+#[tokio::test]
+async fn an_attempt_resumed_after_its_coingecko_window_checks_the_hours_it_fetches_against_the_points_read_before()
+ {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    let range = last_days(60);
+    // Slow answers, so that the stop lands among the five windows of hours, after the
+    // one CoinGecko window whose hourly points check them.
+    h.coinbase.set_delay(std::time::Duration::from_millis(400));
+    let job = h.submit(range.0, range.1, false).await;
+    let worker = h.start_worker();
+    h.wait_for(job.id, "the day window and a window of hours", |j| {
+        j.chunks_done >= 2
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(h.fake.call_count(), 1, "the CoinGecko window, read once");
+    let _next = h.start_worker();
+    let finished = h.completes(job.id).await;
+
+    assert_eq!(
+        finished.status,
+        JobStatus::Completed,
+        "{:?}",
+        finished.error_message
+    );
+    assert_eq!(finished.attempts, 2);
+    assert_eq!(
+        h.fake.call_count(),
+        1,
+        "not read again by the second attempt"
+    );
+    assert_eq!(stored_hours(&h).await, 60 * 24);
+    let unchecked = h
+        .rows("hourly_prices WHERE symbol = 'BTC' AND source = 'coinbase' AND check_price IS NULL")
+        .await;
+    assert_eq!(
+        unchecked, 0,
+        "every hour checked, those of the second attempt too"
+    );
+    assert_eq!(
+        h.rows("job_check_points").await,
+        0,
+        "the points are forgotten when the job ends"
+    );
+}

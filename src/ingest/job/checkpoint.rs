@@ -11,8 +11,8 @@ use super::Attempt;
 use crate::domain::{self, DisputeRule, HourRange, check_points, hours_from_points};
 use crate::ingest::DailyCandles;
 use crate::store::{
-    daily_prices, hourly_prices, ingestion_jobs, ingestion_jobs::JobRecord, job_hours,
-    second_source,
+    daily_prices, hourly_prices, ingestion_jobs, ingestion_jobs::JobRecord, job_check_points,
+    job_hours, second_source,
 };
 
 /// Whether an attempt still owns its job, asked inside each checkpoint's transaction. A
@@ -75,6 +75,8 @@ impl WindowHours {
         if !self.build {
             let checks = check_points(&points.prices, self.hours);
             hourly_prices::attach_checks(tx, job.symbol, &checks, self.rule).await?;
+            // For the candles fetched after this window, by this attempt or one resuming it.
+            job_check_points::keep(tx, job.id, &checks).await?;
             return Ok(0);
         }
         let hours = hours_from_points(

@@ -236,12 +236,23 @@ impl<S: Sync> Run<'_, S> {
         }
     }
 
-    /// CoinGecko's point of each hour of `window`, from the windows this attempt stored.
+    /// CoinGecko's point of each hour of `window`, from the windows this attempt stored,
+    /// and for the other hours from those attempts before it read.
     fn check_points_of(&self, window: HourRange) -> Vec<(Hour, CheckPoint)> {
-        self.hours
-            .as_ref()
-            .map(|work| check_points(&work.points.prices, window))
-            .unwrap_or_default()
+        let Some(work) = self.hours.as_ref() else {
+            return Vec::new();
+        };
+        let mut points = check_points(&work.points.prices, window);
+        let read_now: std::collections::HashSet<Hour> =
+            points.iter().map(|(hour, _)| *hour).collect();
+        points.extend(
+            work.kept
+                .iter()
+                .filter(|(hour, _)| window.contains(*hour) && !read_now.contains(hour))
+                .copied(),
+        );
+        points.sort_by_key(|(hour, _)| *hour);
+        points
     }
 
     /// A product has no hourly candle before its first daily one: where its daily candles

@@ -19,13 +19,14 @@ use super::run::patiently;
 use super::{Ingestor, JobError, Outcome, Run};
 use crate::config::FallbackSource;
 use crate::domain::{
-    ExchangeProduct, Hour, HourRange, JobStatus, PriceSource, ProductId, RefusedHour, check_points,
-    expected_hours, hours_from_points,
+    CheckPoint, ExchangeProduct, Hour, HourRange, JobStatus, PriceSource, ProductId, RefusedHour,
+    check_points, expected_hours, hours_from_points,
 };
 use crate::ingest::HourlyPoints;
 use crate::store::ingestion_jobs::JobRecord;
 use crate::store::{
-    hourly_coins, hourly_coverage, hourly_prices, hours_without_trades, job_hours, second_source,
+    hourly_coins, hourly_coverage, hourly_prices, hours_without_trades, job_check_points,
+    job_hours, second_source,
 };
 
 /// How many refused candles the final message names; the rest are counted.
@@ -54,6 +55,10 @@ pub(super) struct HourWork {
     pub(super) refused_count: usize,
     /// Why the exchange gave no hours (down, refusing, garbage), when it did not.
     pub(super) failed: Option<String>,
+    /// CoinGecko's points that attempts before this one read (`job_check_points`), by
+    /// hour: the check of the exchange candles this one fetches for windows it does not
+    /// ask CoinGecko again. Empty on a first attempt.
+    pub(super) kept: Vec<(Hour, CheckPoint)>,
 }
 
 impl HourWork {
@@ -84,12 +89,19 @@ impl HourWork {
             ExchangeProduct::None | ExchangeProduct::Unusable => HourSource::Points,
         };
         patiently(|| job_hours::begin(pool, job.id)).await?;
+        let kept = if job.attempts > 1 {
+            let range = HourRange::of_range(job.range);
+            patiently(|| job_check_points::of(pool, job.id, range)).await?
+        } else {
+            Vec::new()
+        };
         Ok(Some(HourWork {
             source,
             points: HourlyPoints::default(),
             refused: Vec::new(),
             refused_count: 0,
             failed: None,
+            kept,
         }))
     }
 
@@ -218,6 +230,7 @@ impl<S: Sync> Run<'_, S> {
         })
         .await?;
         patiently(|| job_hours::finish(pool, job.id, missing, quiet)).await?;
+        patiently(|| job_check_points::forget(pool, job.id)).await?;
         // A CoinGecko window stored after the candles it checks (a later job's) checks them now.
         if matches!(work.source, HourSource::Exchange(_)) && !work.points.is_empty() {
             let points = check_points(&work.points.prices, HourRange::of_range(job.range));
