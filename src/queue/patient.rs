@@ -147,6 +147,12 @@ impl PatientPersistence {
     /// the database is unavailable; `step` hands the transaction back to be committed.
     /// `what` names the step in the log. (Each step borrows the persistence as `this`, a
     /// shared reference every try can copy.)
+    ///
+    /// The commit runs to its end in a task of its own, even when the step's future is
+    /// dropped: apalis drops its fetch, ack and heartbeat futures when a worker stops, and
+    /// a commit cut off after PostgreSQL applied it left sqlx to send a ROLLBACK outside
+    /// any transaction (PostgreSQL's warning "there is no transaction in progress" at
+    /// SIGTERM).
     async fn transaction<T, F, Fut>(&self, what: &str, step: F) -> Result<T, Error>
     where
         F: Fn(Tx) -> Fut,
@@ -154,7 +160,9 @@ impl PatientPersistence {
     {
         patiently(&format!("the queue's {what}"), || async {
             let (tx, value) = step(self.pool.begin().await?).await?;
-            tx.commit().await?;
+            tokio::spawn(tx.commit())
+                .await
+                .map_err(|e| Error::Database(sqlx::Error::Protocol(e.to_string())))??;
             Ok(value)
         })
         .await
