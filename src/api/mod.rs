@@ -11,7 +11,8 @@
 //! - `hours`: the `1h` and `4h` rows, coverage in hours and the hours of each day, which
 //!   `data` answers with for `timeframe=1h|4h`.
 //! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format;
-//!   `timeframe`: `1d|4h|1h` on the wire.
+//!   `timeframe`: `1d|4h|1h` on the wire; `string_type`: the poem-openapi `Type` the two
+//!   share.
 //! - `auth`: the `API_TOKEN` bearer check on every write (POST, PUT).
 //! - `events`: one LISTEN on job changes per process, fanned out to the event streams.
 //! - `page`: the page at `/` and its assets, embedded in the binary.
@@ -36,6 +37,7 @@ mod middleware;
 mod ops;
 pub mod page;
 mod server;
+mod string_type;
 mod timeframe;
 mod track_top;
 
