@@ -7,7 +7,7 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::error::ErrorBody;
+use super::error::{ErrorBody, Unavailable, unavailable};
 use super::{ApiState, ApiTags};
 use crate::credits::{Credits, Estimate};
 use crate::upstream::{CallLimiter, MonthFigures};
@@ -33,7 +33,7 @@ impl BudgetApi {
         let (month, estimate) = match (month, estimate) {
             (Ok(month), Ok(estimate)) => (month, estimate),
             (Err(e), _) | (_, Err(e)) => {
-                return BudgetResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+                return BudgetResponse::unavailable(&e);
             }
         };
         let coingecko = state.coingecko.as_ref().unwrap_or(&state.registry.client);
@@ -143,6 +143,8 @@ pub enum BudgetResponse {
     #[oai(status = 503)]
     ServiceUnavailable(Json<ErrorBody>),
 }
+
+unavailable!(BudgetResponse);
 
 /// What keeping the tracked coins current costs a month: said in the answers that change
 /// the tracked set (turning `tracked` or `hourly` on, an import of the top coins).

@@ -7,7 +7,7 @@
 //!   `#[derive(ApiResponse)]` enum per operation; `budget` (tag `Ops`): `GET
 //!   /api/v1/budget`, the call budgets and the month's credits.
 //! - `error`: the one error body, and how every refusal becomes it (`refusal!` writes an
-//!   operation's usual `Refusal`).
+//!   operation's usual `Refusal`, `unavailable!` its answer when the database fails).
 //! - `hours`: the `1h` and `4h` rows, coverage in hours and the hours of each day, which
 //!   `data` answers with for `timeframe=1h|4h`.
 //! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format;

@@ -11,7 +11,7 @@ use poem_openapi::registry::MetaSchemaRef;
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::error::ErrorBody;
+use super::error::{ErrorBody, Unavailable, unavailable};
 use super::{ApiState, ApiTags};
 use crate::coinbase::CoinbaseClient;
 use crate::credits::Estimate;
@@ -48,13 +48,11 @@ impl OpsApi {
             Ok(Ok(())) => ReadyResponse::Ok(Json(Health {
                 status: "ready".to_owned(),
             })),
-            Ok(Err(e)) => ReadyResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
-            Err(_) => {
-                ReadyResponse::ServiceUnavailable(ErrorBody::database_unavailable(&format_args!(
-                    "no answer to SELECT 1 within {} s",
-                    DATABASE_PROBE_TIMEOUT.as_secs()
-                )))
-            }
+            Ok(Err(e)) => ReadyResponse::unavailable(&e),
+            Err(_) => ReadyResponse::unavailable(&format_args!(
+                "no answer to SELECT 1 within {} s",
+                DATABASE_PROBE_TIMEOUT.as_secs()
+            )),
         }
     }
 
@@ -494,6 +492,8 @@ pub enum ReadyResponse {
     #[oai(status = 503)]
     ServiceUnavailable(Json<ErrorBody>),
 }
+
+unavailable!(ReadyResponse);
 
 #[derive(ApiResponse)]
 pub enum MetricsResponse {
