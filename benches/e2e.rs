@@ -225,6 +225,20 @@ impl Bench {
         }
     }
 
+    /// Runs `piece` on a database of its own beside the run's, `{run}_{name}` (its URL the
+    /// argument), and drops that database when the piece is done, whatever it returned.
+    async fn in_own_database<T>(
+        &self,
+        name: &str,
+        piece: impl AsyncFnOnce(&str) -> Result<T>,
+    ) -> Result<T> {
+        let database = format!("{}_{name}", self.database);
+        let url = with_database(&self.admin_url, &database)?;
+        let result = piece(&url).await;
+        self.drop_database(&database).await;
+        result
+    }
+
     /// Drops a database a piece made beside the run's own, as soon as the piece is done
     /// with it (the largest hold millions of rows).
     async fn drop_database(&self, name: &str) {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{Days, TimeDelta, Timelike, Utc};
 use price_history::schedule::{Clock, Scheduler};
 
-use super::{Bench, Report, Sizes, ms, terminate, with_database};
+use super::{Bench, Report, Sizes, ms, terminate};
 
 /// Each figure is the median of this many.
 const SAMPLES: usize = 15;
@@ -24,11 +24,10 @@ impl Bench {
             (1461, [1_000, 10_000])
         };
         for coins in coin_counts {
-            let database = format!("{}_scale{coins}", self.database);
-            let url = with_database(&self.admin_url, &database)?;
-            let result = self.scale_run(&url, sizes, coins, days, report).await;
-            self.drop_database(&database).await;
-            result?;
+            self.in_own_database(&format!("scale{coins}"), async |url| {
+                self.scale_run(url, sizes, coins, days, report).await
+            })
+            .await?;
         }
         Ok(())
     }

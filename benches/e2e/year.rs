@@ -16,7 +16,7 @@ use price_history::shutdown::Shutdown;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Bench, Report, Sizes, ms, terminate, with_database};
+use super::{Bench, Report, Sizes, ms, terminate};
 
 /// Each latency is the median of this many.
 const SAMPLES: usize = 9;
@@ -45,11 +45,10 @@ impl Bench {
             Err(_) => vec![1_000, 10_000],
         };
         for coins in counts {
-            let database = format!("{}_year{coins}", self.database);
-            let url = with_database(&self.admin_url, &database)?;
-            let result = self.year_run(&url, sizes, coins, report).await;
-            self.drop_database(&database).await;
-            result?;
+            self.in_own_database(&format!("year{coins}"), async |url| {
+                self.year_run(url, sizes, coins, report).await
+            })
+            .await?;
         }
         Ok(())
     }
