@@ -85,11 +85,7 @@ async fn a_running_job_that_reaches_the_limit_stops_cleanly_with_gaps_saying_why
         .unwrap();
     let (start, end) = four_years();
     // Queued as the schedule would (no check at submission): the month runs out mid-job.
-    let job = h.submit(start, end, false).await;
-    let _worker = h.start_worker();
-    let finished = h
-        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
-        .await;
+    let finished = h.run_job(start, end, false).await;
 
     assert_eq!(finished.status, JobStatus::CompletedWithGaps);
     assert_eq!(h.fake.call_count(), 10, "ten credits were left");
@@ -296,18 +292,13 @@ async fn a_clock_moving_into_a_new_month_mid_job_counts_the_new_month() {
     .await
     .unwrap();
     let (start, end) = four_years();
-    let job = h.submit(start, end, false).await;
-    let worker = h.start_worker();
-    let spent = h
-        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
-        .await;
+    let spent = h.run_job(start, end, false).await;
     assert_eq!(
         spent.status,
         JobStatus::CompletedWithGaps,
         "the old month is spent"
     );
     assert_eq!(h.fake.call_count(), 0);
-    worker.stop().await;
 
     // An hour later by the same clock, the new month counts from zero.
     h.settings.sync_clock_offset_ms += 3_600_000;
