@@ -21,6 +21,7 @@ use super::hours::{
     FourHourPrice, HOURS_CSV_HEADER, HourlyCoverageStats, HourlyPrice, HoursPerDay,
 };
 use super::timeframe::{TimeframeParam, or_days};
+use super::wire::text_payload;
 use super::{ApiState, ApiTags};
 use crate::domain::{
     Coin, HourRange, MAX_RANGE_DAYS, PriceSource, Symbol, Timeframe, hourly_source, today_utc,
@@ -754,22 +755,7 @@ impl Csv {
     }
 }
 
-impl Payload for Csv {
-    const CONTENT_TYPE: &'static str = "text/csv; charset=utf-8";
-
-    fn schema_ref() -> MetaSchemaRef {
-        String::schema_ref()
-    }
-}
-
-impl IntoResponse for Csv {
-    fn into_response(self) -> Response {
-        Response::builder()
-            .status(StatusCode::OK)
-            .content_type(Self::CONTENT_TYPE)
-            .body(self.0)
-    }
-}
+text_payload!(Csv, "text/csv; charset=utf-8");
 
 #[derive(ResponseContent)]
 pub enum PricesBody {

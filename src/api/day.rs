@@ -11,7 +11,7 @@ use poem_openapi::registry::MetaSchema;
 use poem_openapi::types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON};
 use serde_json::Value;
 
-use super::string_type::string_type;
+use super::wire::string_type;
 
 /// The only shape a day is written in.
 const FORMAT: &str = "%Y-%m-%d";

@@ -11,8 +11,8 @@
 //! - `hours`: the `1h` and `4h` rows, coverage in hours and the hours of each day, which
 //!   `data` answers with for `timeframe=1h|4h`.
 //! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format;
-//!   `timeframe`: `1d|4h|1h` on the wire; `string_type`: the poem-openapi `Type` the two
-//!   share.
+//!   `timeframe`: `1d|4h|1h` on the wire; `wire`: the poem-openapi impls such types
+//!   share (one string; a body of text).
 //! - `auth`: the `API_TOKEN` bearer check on every write (POST, PUT).
 //! - `events`: one LISTEN on job changes per process, fanned out to the event streams.
 //! - `page`: the page at `/` and its assets, embedded in the binary.
@@ -37,9 +37,9 @@ mod middleware;
 mod ops;
 pub mod page;
 mod server;
-mod string_type;
 mod timeframe;
 mod track_top;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

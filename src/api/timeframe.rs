@@ -6,7 +6,7 @@ use poem_openapi::registry::MetaSchema;
 use poem_openapi::types::{ParseError, ParseFromParameter, ParseResult};
 use serde_json::Value;
 
-use super::string_type::string_type;
+use super::wire::string_type;
 use crate::domain::Timeframe;
 
 /// A read's timeframe; absent means `1d`.
