@@ -16,11 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::{Days, NaiveDate, TimeDelta, Timelike, Utc};
 use price_history::domain::Hour;
-use price_history::schedule::{Clock, Scheduler};
 use sqlx::PgPool;
 
 use super::export::copy_out;
-use super::{Bench, Report, Sizes, ms, terminate};
+use super::{Bench, Report, Sizes, bench_scheduler, ms, terminate, timed_tick};
 
 /// Each figure is the median of this many (after one to warm up).
 const SAMPLES: usize = 9;
@@ -360,28 +359,15 @@ async fn idle_tick(
     loaded: &Loaded,
     report: &mut Report,
 ) -> Result<()> {
-    let scheduler = Scheduler {
-        pool: pool.clone(),
-        schedule: "* * * * * *".parse()?,
-        clock: Clock::SYSTEM,
-        reach: super::unlimited_reach(bench.fake.base_url())?,
-        max_attempts: 3,
-        name: "bench-hourly".to_owned(),
-        credits: None,
-    };
+    let scheduler = bench_scheduler(pool, bench.fake.base_url(), "* * * * * *", "bench-hourly")?;
     let (_stop, running) = price_history::shutdown::Shutdown::new();
     let base_tick = Utc::now().with_nanosecond(0).context("a time")?;
     let mut ticks = Vec::new();
     let mut queued = 0;
     for i in 0..SAMPLES {
         let tick = base_tick + TimeDelta::seconds(i as i64);
-        let began = Instant::now();
-        let acted = scheduler
-            .act_on(tick, false, &running)
-            .await?
-            .done()
-            .context("the tick is this scheduler's")?;
-        ticks.push(began.elapsed());
+        let (acted, took) = timed_tick(&scheduler, tick, &running).await?;
+        ticks.push(took);
         queued += acted.jobs_queued;
     }
     ticks.sort();
