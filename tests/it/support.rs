@@ -56,6 +56,11 @@ pub fn assert_days_are_the_fakes(
     }
 }
 
+/// `job` completed; else its error message says why not.
+pub fn assert_completed(job: &JobRecord) {
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+}
+
 /// Runs `statement` as it is (several statements allowed), panicking with it on failure.
 pub async fn sql(pool: &PgPool, statement: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
@@ -520,12 +525,7 @@ impl Harness {
         let finished = self
             .wait_for(id, "the job ends", |j| j.status.is_terminal())
             .await;
-        assert_eq!(
-            finished.status,
-            JobStatus::Completed,
-            "{:?}",
-            finished.error_message
-        );
+        assert_completed(&finished);
         finished
     }
 
