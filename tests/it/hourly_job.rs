@@ -593,16 +593,7 @@ async fn a_tick_leaves_an_hourly_coin_whose_coingecko_windows_the_months_credits
         .await
         .unwrap();
     tracked_from_two_days_ago(&h).await;
-    let month = price_history::domain::CreditMonth::of(Utc::now()).first_day();
-    price_history::store::monthly_credits::set_used(
-        h.pool(),
-        PriceSource::CoinGecko,
-        "none",
-        month,
-        10,
-    )
-    .await
-    .unwrap();
+    h.set_credits_used(10).await;
 
     let acted = tick(&h, 0, 30).await;
 

@@ -327,6 +327,21 @@ impl Harness {
             .expect("the job exists")
     }
 
+    /// Sets this month's (by the system clock) CoinGecko credits used, under the key
+    /// `none`, to `used`, as other processes would have spent them.
+    pub async fn set_credits_used(&self, used: i64) {
+        let month = price_history::domain::CreditMonth::of(chrono::Utc::now()).first_day();
+        store::monthly_credits::set_used(
+            self.pool(),
+            price_history::domain::PriceSource::CoinGecko,
+            "none",
+            month,
+            used,
+        )
+        .await
+        .expect("the credits are set");
+    }
+
     /// Submits a job, runs a worker until the job ends, stops the worker.
     pub async fn run_job(&self, start: NaiveDate, end: NaiveDate, force: bool) -> JobRecord {
         let job = self.submit(start, end, force).await;
