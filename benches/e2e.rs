@@ -225,6 +225,20 @@ impl Bench {
         }
     }
 
+    /// Runs `piece` on a database of its own beside the run's, `{run}_{name}` (its URL the
+    /// argument), and drops that database when the piece is done, whatever it returned.
+    async fn in_own_database<T>(
+        &self,
+        name: &str,
+        piece: impl AsyncFnOnce(&str) -> Result<T>,
+    ) -> Result<T> {
+        let database = format!("{}_{name}", self.database);
+        let url = with_database(&self.admin_url, &database)?;
+        let result = piece(&url).await;
+        self.drop_database(&database).await;
+        result
+    }
+
     /// Drops a database a piece made beside the run's own, as soon as the piece is done
     /// with it (the largest hold millions of rows).
     async fn drop_database(&self, name: &str) {
@@ -1192,18 +1206,48 @@ fn markdown(sizes: &Sizes, report: &Report) -> String {
     out
 }
 
-/// What a benchmark's scheduler reads of the plan: unlimited, learned from the fake at
-/// `base_url` (600 calls a minute, no retry).
-fn unlimited_reach(base_url: String) -> Result<price_history::ingest::Reach> {
-    Ok(price_history::ingest::Reach::new(
+/// The scheduler the scale, year and hours benchmarks tick by hand: `schedule`, the
+/// system clock, a plan that reaches back without limit (learned from the fake CoinGecko
+/// at `fake_base_url`: 600 calls a minute, no retry), no monthly credits.
+fn bench_scheduler(
+    pool: &PgPool,
+    fake_base_url: String,
+    schedule: &str,
+    name: &str,
+) -> Result<price_history::schedule::Scheduler> {
+    let reach = price_history::ingest::Reach::new(
         price_history::domain::PlanReach::UNLIMITED,
         &price_history::coingecko::CoinGeckoSettings {
-            base_url,
+            base_url: fake_base_url,
             api_key: None,
             calls_per_minute: std::num::NonZeroU32::new(600).context("non-zero")?,
             max_retries: 0,
             retry_base_delay: Duration::from_millis(10),
             timeout: Duration::from_secs(5),
         },
-    ))
+    );
+    Ok(price_history::schedule::Scheduler {
+        pool: pool.clone(),
+        schedule: schedule.parse()?,
+        clock: price_history::schedule::Clock::SYSTEM,
+        reach,
+        max_attempts: 3,
+        name: name.to_owned(),
+        credits: None,
+    })
+}
+
+/// `scheduler` acts on `tick`: what it did, and how long that took.
+async fn timed_tick(
+    scheduler: &price_history::schedule::Scheduler,
+    tick: chrono::DateTime<Utc>,
+    running: &price_history::shutdown::Shutdown,
+) -> Result<(price_history::store::sync_schedule::TickRecord, Duration)> {
+    let began = Instant::now();
+    let acted = scheduler
+        .act_on(tick, false, running)
+        .await?
+        .done()
+        .context("the tick is this scheduler's")?;
+    Ok((acted, began.elapsed()))
 }

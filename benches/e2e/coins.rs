@@ -6,10 +6,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use chrono::{Days, Utc};
+use chrono::{Days, NaiveDate, Utc};
 use fake_upstream::coinbase::FakeCoinbase;
 use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
 use price_history::store::{self, ingestion_jobs::JobFollower, ingestion_jobs::JobRecord};
+use sqlx::PgPool;
 
 use super::{Bench, JsonBody, Report, Sizes, ms, spawn, terminate, with_database};
 
@@ -181,6 +182,26 @@ impl Bench {
             .unwrap();
         let start = end.checked_sub_days(Days::new(1460)).unwrap();
 
+        let limit = Duration::from_secs(300);
+        let (job, wall) = self
+            .job_until_finished(&base, &pool, start, end, limit)
+            .await?;
+        terminate(&mut serve).await?;
+        pool.close().await;
+        Ok((job, wall))
+    }
+
+    /// Submits a BTC job over `start..=end` to the `serve` at `base` and follows it in
+    /// `pool` until it ends, for at most `limit`: the job and the wall time from
+    /// submission to its end.
+    pub(super) async fn job_until_finished(
+        &self,
+        base: &str,
+        pool: &PgPool,
+        start: NaiveDate,
+        end: NaiveDate,
+        limit: Duration,
+    ) -> Result<(JobRecord, Duration)> {
         let began = Instant::now();
         let response = self
             .http
@@ -190,17 +211,11 @@ impl Bench {
             .await?;
         let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
         let id = body["id"].as_str().context("a job id")?.parse()?;
-        let job = tokio::time::timeout(
-            Duration::from_secs(300),
-            JobFollower::new(&pool, id).await?.until_finished(),
-        )
-        .await
-        .context("the job ended within 5 minutes")??
-        .context("the job exists")?;
-        let wall = began.elapsed();
-        terminate(&mut serve).await?;
-        pool.close().await;
-        Ok((job, wall))
+        let job = tokio::time::timeout(limit, JobFollower::new(pool, id).await?.until_finished())
+            .await
+            .with_context(|| format!("the job ended within {} s", limit.as_secs()))??
+            .context("the job exists")?;
+        Ok((job, began.elapsed()))
     }
 }
 

@@ -11,7 +11,7 @@ use chrono::{Days, NaiveDate};
 use futures::TryStreamExt;
 use sqlx::PgPool;
 
-use super::{Bench, Report, Sizes, ms, spawn, terminate, with_database};
+use super::{Bench, Report, Sizes, ms, spawn, terminate};
 
 /// Each download figure is the median of this many.
 const DOWNLOADS: usize = 15;
@@ -24,11 +24,10 @@ const COPY: &str = "COPY (SELECT symbol, date, open::float8, high::float8, low::
 impl Bench {
     pub(super) async fn export(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
         let (coins, days) = if sizes.smoke { (20, 60) } else { (1_000, 1461) };
-        let database = format!("{}_export", self.database);
-        let url = with_database(&self.admin_url, &database)?;
-        let result = self.export_run(&url, sizes, coins, days, report).await;
-        self.drop_database(&database).await;
-        result
+        self.in_own_database("export", async |url| {
+            self.export_run(url, sizes, coins, days, report).await
+        })
+        .await
     }
 
     async fn export_run(
@@ -45,7 +44,7 @@ impl Bench {
             .checked_sub_days(Days::new(days - 1))
             .context("a date")?;
         let rows = load(&pool, coins, first, last).await?;
-        let copy = copy_out(&pool).await?;
+        let copy = copy_out(&pool, COPY, 3).await?;
         let copy_rate = rows as f64 / copy.as_secs_f64();
         report.notes.push(format!(
             "Row 13: {coins} coins × {days} days ({rows} rows) loaded by SQL, prices with up to 15 significant \
@@ -56,7 +55,7 @@ impl Bench {
             copy.as_secs_f64()
         ));
         for format in ["feather", "parquet", "json", "jsongz", "csv"] {
-            let (took, bytes) = self.export_to_directory(url, format).await?;
+            let (took, bytes) = self.export_to_directory(url, "1d", format).await?;
             let rate = rows as f64 / took.as_secs_f64();
             report.row(
                 format!("13. export --all --format {format}, {coins} coins × {days} days of 1d ({rows} rows)"),
@@ -74,10 +73,16 @@ impl Bench {
         self.download(url, sizes, first, last, report).await
     }
 
-    /// Runs `export --all --format FORMAT` into an empty directory; its wall time and the
-    /// bytes it wrote.
-    async fn export_to_directory(&self, url: &str, format: &str) -> Result<(Duration, u64)> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-export");
+    /// Runs `export --all --timeframe TIMEFRAME --format FORMAT` into an empty directory;
+    /// its wall time and the bytes it wrote.
+    pub(super) async fn export_to_directory(
+        &self,
+        url: &str,
+        timeframe: &str,
+        format: &str,
+    ) -> Result<(Duration, u64)> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("target/bench-export-{timeframe}"));
         let _ = std::fs::remove_dir_all(&dir);
         let out = dir.to_str().context("a UTF-8 path")?;
         let args = [
@@ -85,7 +90,7 @@ impl Bench {
             "--out",
             out,
             "--timeframe",
-            "1d",
+            timeframe,
             "--format",
             format,
             "--all",
@@ -95,7 +100,7 @@ impl Bench {
         let status = child.wait().await?;
         let took = began.elapsed();
         if !status.success() {
-            bail!("export --format {format} exited {status}");
+            bail!("export --timeframe {timeframe} --format {format} exited {status}");
         }
         let mut bytes = 0;
         for entry in std::fs::read_dir(&dir)? {
@@ -196,13 +201,14 @@ async fn load(pool: &PgPool, coins: i32, first: NaiveDate, last: NaiveDate) -> R
     Ok(rows)
 }
 
-/// The best of three `COPY ... TO STDOUT` of the rows the export writes, read to the end.
-async fn copy_out(pool: &PgPool) -> Result<Duration> {
+/// The best of `runs` runs of `copy` (a `COPY ... TO STDOUT`), read to the end: what an
+/// export is measured against.
+pub(super) async fn copy_out(pool: &PgPool, copy: &str, runs: u32) -> Result<Duration> {
     let mut best = Duration::MAX;
-    for _ in 0..3 {
+    for _ in 0..runs {
         let mut conn = pool.acquire().await?;
         let began = Instant::now();
-        let mut stream = conn.copy_out_raw(COPY).await?;
+        let mut stream = conn.copy_out_raw(copy).await?;
         let mut bytes = 0;
         while let Some(chunk) = stream.try_next().await? {
             bytes += chunk.len();

@@ -6,16 +6,16 @@
 //! requests a second. The floor is each source's calls spaced at its own rate, one after
 //! the other: the job cannot end sooner.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{Days, Utc};
 use fake_upstream::coinbase::{FakeCoinbase, FakeCoinbaseOptions};
 use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
-use price_history::store::{self, ingestion_jobs::JobFollower};
+use price_history::store;
 
 use super::coins::serve;
-use super::{Bench, JsonBody, Report, Sizes, terminate, with_database};
+use super::{Bench, Report, Sizes, terminate, with_database};
 
 /// `COINBASE_CALLS_PER_MINUTE`'s default.
 const COINBASE_CALLS_PER_MINUTE: u32 = 120;
@@ -64,23 +64,10 @@ impl Bench {
             .checked_sub_days(Days::new(sizes.backfill_days - 1))
             .context("a date")?;
 
-        let began = Instant::now();
-        let response = self
-            .http
-            .post(format!("{base}/api/v1/ingestion-jobs"))
-            .json_body(&serde_json::json!({"start_date": start, "end_date": end}))
-            .send()
+        let limit = Duration::from_secs(600);
+        let (job, wall) = self
+            .job_until_finished(&base, &pool, start, end, limit)
             .await?;
-        let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-        let id = body["id"].as_str().context("a job id")?.parse()?;
-        let job = tokio::time::timeout(
-            Duration::from_secs(600),
-            JobFollower::new(&pool, id).await?.until_finished(),
-        )
-        .await
-        .context("the job ended within 10 minutes")??
-        .context("the job exists")?;
-        let wall = began.elapsed();
         terminate(&mut serve).await?;
         pool.close().await;
         self.drop_database(&url_database(&url)).await;

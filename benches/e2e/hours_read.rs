@@ -11,17 +11,15 @@
 //!
 //! `PH_BENCH_ONLY=hourly` runs it alone; `PH_BENCH_SMOKE=1` with 4 coins × 30 days.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{Days, NaiveDate, TimeDelta, Timelike, Utc};
-use futures::TryStreamExt;
 use price_history::domain::Hour;
-use price_history::schedule::{Clock, Scheduler};
 use sqlx::PgPool;
 
-use super::{Bench, Report, Sizes, ms, spawn, terminate, with_database};
+use super::export::copy_out;
+use super::{Bench, Report, Sizes, bench_scheduler, ms, terminate, timed_tick};
 
 /// Each figure is the median of this many (after one to warm up).
 const SAMPLES: usize = 9;
@@ -48,11 +46,10 @@ struct Loaded {
 impl Bench {
     pub(super) async fn hourly(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
         let (coins, days) = if sizes.smoke { (4, 30) } else { (1_000, 1461) };
-        let database = format!("{}_hourly", self.database);
-        let url = with_database(&self.admin_url, &database)?;
-        let result = self.hourly_run(&url, sizes, coins, days, report).await;
-        self.drop_database(&database).await;
-        result
+        self.in_own_database("hourly", async |url| {
+            self.hourly_run(url, sizes, coins, days, report).await
+        })
+        .await
     }
 
     async fn hourly_run(
@@ -68,7 +65,7 @@ impl Bench {
         weigh(&pool, &loaded, report).await?;
         self.hourly_reads(url, sizes, &loaded, report).await?;
         idle_tick(self, &pool, &loaded, report).await?;
-        let copy = copy_out(&pool).await?;
+        let copy = copy_out(&pool, COPY, 1).await?;
         pool.close().await;
         self.hourly_export(url, &loaded, copy, report).await
     }
@@ -205,7 +202,7 @@ impl Bench {
             copy.as_secs_f64()
         ));
         for format in ["feather", "parquet"] {
-            let (took, bytes) = export_hours(self, url, format).await?;
+            let (took, bytes) = self.export_to_directory(url, "1h", format).await?;
             let rate = rows as f64 / took.as_secs_f64();
             report.row(
                 format!("15. export --all --timeframe 1h --format {format}, {} coins × {} days ({rows} rows)", loaded.coins, loaded.days()),
@@ -362,28 +359,15 @@ async fn idle_tick(
     loaded: &Loaded,
     report: &mut Report,
 ) -> Result<()> {
-    let scheduler = Scheduler {
-        pool: pool.clone(),
-        schedule: "* * * * * *".parse()?,
-        clock: Clock::SYSTEM,
-        reach: super::unlimited_reach(bench.fake.base_url())?,
-        max_attempts: 3,
-        name: "bench-hourly".to_owned(),
-        credits: None,
-    };
+    let scheduler = bench_scheduler(pool, bench.fake.base_url(), "* * * * * *", "bench-hourly")?;
     let (_stop, running) = price_history::shutdown::Shutdown::new();
     let base_tick = Utc::now().with_nanosecond(0).context("a time")?;
     let mut ticks = Vec::new();
     let mut queued = 0;
     for i in 0..SAMPLES {
         let tick = base_tick + TimeDelta::seconds(i as i64);
-        let began = Instant::now();
-        let acted = scheduler
-            .act_on(tick, false, &running)
-            .await?
-            .done()
-            .context("the tick is this scheduler's")?;
-        ticks.push(began.elapsed());
+        let (acted, took) = timed_tick(&scheduler, tick, &running).await?;
+        ticks.push(took);
         queued += acted.jobs_queued;
     }
     ticks.sort();
@@ -402,50 +386,4 @@ async fn idle_tick(
         Some(tick < Duration::from_millis(100) && queued == 0),
     );
     Ok(())
-}
-
-/// One `COPY ... TO STDOUT` of the rows the `1h` export writes, read to the end.
-async fn copy_out(pool: &PgPool) -> Result<Duration> {
-    let mut conn = pool.acquire().await?;
-    let began = Instant::now();
-    let mut stream = conn.copy_out_raw(COPY).await?;
-    let mut bytes = 0;
-    while let Some(chunk) = stream.try_next().await? {
-        bytes += chunk.len();
-    }
-    if bytes == 0 {
-        bail!("COPY sent nothing");
-    }
-    Ok(began.elapsed())
-}
-
-/// `export --all --timeframe 1h --format FORMAT` into an empty directory: its wall time
-/// and the bytes written.
-async fn export_hours(bench: &Bench, url: &str, format: &str) -> Result<(Duration, u64)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-export-hours");
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = dir.to_str().context("a UTF-8 path")?;
-    let args = [
-        "export",
-        "--out",
-        out,
-        "--timeframe",
-        "1h",
-        "--format",
-        format,
-        "--all",
-    ];
-    let began = Instant::now();
-    let mut child = spawn(url, &bench.fake.base_url(), &args, &[("RUST_LOG", "warn")])?;
-    let status = child.wait().await?;
-    let took = began.elapsed();
-    if !status.success() {
-        bail!("export --timeframe 1h --format {format} exited {status}");
-    }
-    let mut bytes = 0;
-    for entry in std::fs::read_dir(&dir)? {
-        bytes += entry?.metadata()?.len();
-    }
-    std::fs::remove_dir_all(&dir)?;
-    Ok((took, bytes))
 }

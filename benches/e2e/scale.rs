@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{Days, TimeDelta, Timelike, Utc};
-use price_history::schedule::{Clock, Scheduler};
 
-use super::{Bench, Report, Sizes, ms, terminate, with_database};
+use super::{Bench, Report, Sizes, bench_scheduler, ms, terminate, timed_tick};
 
 /// Each figure is the median of this many.
 const SAMPLES: usize = 15;
@@ -24,11 +23,10 @@ impl Bench {
             (1461, [1_000, 10_000])
         };
         for coins in coin_counts {
-            let database = format!("{}_scale{coins}", self.database);
-            let url = with_database(&self.admin_url, &database)?;
-            let result = self.scale_run(&url, sizes, coins, days, report).await;
-            self.drop_database(&database).await;
-            result?;
+            self.in_own_database(&format!("scale{coins}"), async |url| {
+                self.scale_run(url, sizes, coins, days, report).await
+            })
+            .await?;
         }
         Ok(())
     }
@@ -88,28 +86,15 @@ impl Bench {
         terminate(&mut serve).await?;
         let (coins_page, metrics) = result?;
 
-        let scheduler = Scheduler {
-            pool: pool.clone(),
-            schedule: "* * * * * *".parse()?,
-            clock: Clock::SYSTEM,
-            reach: super::unlimited_reach(self.fake.base_url())?,
-            max_attempts: 3,
-            name: "bench-scale".to_owned(),
-            credits: None,
-        };
+        let scheduler = bench_scheduler(&pool, self.fake.base_url(), "* * * * * *", "bench-scale")?;
         // Never raised: every tick is acted on whole.
         let (_stop, running) = price_history::shutdown::Shutdown::new();
         let base_tick = Utc::now().with_nanosecond(0).context("a time")?;
         let mut ticks = Vec::new();
         for i in 0..SAMPLES {
             let tick = base_tick + TimeDelta::seconds(i as i64);
-            let began = Instant::now();
-            let acted = scheduler
-                .act_on(tick, false, &running)
-                .await?
-                .done()
-                .context("the tick is this scheduler's")?;
-            ticks.push(began.elapsed());
+            let (acted, took) = timed_tick(&scheduler, tick, &running).await?;
+            ticks.push(took);
             if acted.jobs_queued != 0 || acted.coins_tracked != coins {
                 bail!(
                     "a tick with nothing to do queued {} jobs",

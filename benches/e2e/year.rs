@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Days, NaiveDate, TimeDelta, Timelike, Utc};
 use price_history::queue;
-use price_history::schedule::{Clock, Scheduler};
 use price_history::shutdown::Shutdown;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Bench, Report, Sizes, ms, terminate, with_database};
+use super::{Bench, Report, Sizes, bench_scheduler, ms, terminate, timed_tick};
 
 /// Each latency is the median of this many.
 const SAMPLES: usize = 9;
@@ -45,11 +44,10 @@ impl Bench {
             Err(_) => vec![1_000, 10_000],
         };
         for coins in counts {
-            let database = format!("{}_year{coins}", self.database);
-            let url = with_database(&self.admin_url, &database)?;
-            let result = self.year_run(&url, sizes, coins, report).await;
-            self.drop_database(&database).await;
-            result?;
+            self.in_own_database(&format!("year{coins}"), async |url| {
+                self.year_run(url, sizes, coins, report).await
+            })
+            .await?;
         }
         Ok(())
     }
@@ -330,19 +328,14 @@ fn symbol(k: i32) -> String {
 async fn ticks(pool: &PgPool, fake: &str, coins: i32) -> Result<(Duration, Duration)> {
     let yesterday = Utc::now().date_naive() - TimeDelta::days(1);
     restore_day(pool, yesterday).await?;
-    let scheduler = scheduler(pool, fake)?;
+    let scheduler = bench_scheduler(pool, fake.to_owned(), "0 40 0 * * *", "bench-year")?;
     let (_stop, running) = Shutdown::new();
     let base = sync_tick_after(pool).await?;
     let mut idle = Vec::new();
     for i in 0..SAMPLES {
         let tick = base + TimeDelta::seconds(i as i64 + 1);
-        let began = Instant::now();
-        let acted = scheduler
-            .act_on(tick, false, &running)
-            .await?
-            .done()
-            .context("acted")?;
-        idle.push(began.elapsed());
+        let (acted, took) = timed_tick(&scheduler, tick, &running).await?;
+        idle.push(took);
         if acted.jobs_queued != 0 {
             bail!("an idle tick queued {} jobs", acted.jobs_queued);
         }
@@ -352,13 +345,7 @@ async fn ticks(pool: &PgPool, fake: &str, coins: i32) -> Result<(Duration, Durat
         .execute(pool)
         .await?;
     let tick = base + TimeDelta::seconds(SAMPLES as i64 + 1);
-    let began = Instant::now();
-    let acted = scheduler
-        .act_on(tick, false, &running)
-        .await?
-        .done()
-        .context("acted")?;
-    let queuing = began.elapsed();
+    let (acted, queuing) = timed_tick(&scheduler, tick, &running).await?;
     if acted.jobs_queued != coins {
         bail!(
             "the tick queued {} jobs for {coins} coins",
@@ -374,18 +361,6 @@ async fn sync_tick_after(pool: &PgPool) -> Result<DateTime<Utc>> {
     let last = price_history::store::sync_schedule::last_tick(pool).await?;
     let now = Utc::now().with_nanosecond(0).context("a time")?;
     Ok(last.map_or(now, |last| last.max(now)))
-}
-
-fn scheduler(pool: &PgPool, fake: &str) -> Result<Scheduler> {
-    Ok(Scheduler {
-        pool: pool.clone(),
-        schedule: "0 40 0 * * *".parse()?,
-        clock: Clock::SYSTEM,
-        reach: super::unlimited_reach(fake.to_owned())?,
-        max_attempts: 3,
-        name: "bench-year".to_owned(),
-        credits: None,
-    })
 }
 
 /// Every coin's candle of `day` stored (again).

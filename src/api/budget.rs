@@ -7,7 +7,7 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::error::ErrorBody;
+use super::error::{ErrorBody, Unavailable, unavailable};
 use super::{ApiState, ApiTags};
 use crate::credits::{Credits, Estimate};
 use crate::upstream::{CallLimiter, MonthFigures};
@@ -56,7 +56,7 @@ impl BudgetApi {
         let (month, estimate, coingecko_minute, coinbase) = match read {
             Ok(read) => read,
             Err(e) => {
-                return BudgetResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+                return BudgetResponse::unavailable(&e);
             }
         };
         BudgetResponse::Ok(Json(Budget {
@@ -166,6 +166,8 @@ pub enum BudgetResponse {
     #[oai(status = 503)]
     ServiceUnavailable(Json<ErrorBody>),
 }
+
+unavailable!(BudgetResponse);
 
 /// What keeping the tracked coins current costs a month: said in the answers that change
 /// the tracked set (turning `tracked` or `hourly` on, an import of the top coins).

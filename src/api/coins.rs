@@ -13,7 +13,7 @@ use rust_decimal::prelude::ToPrimitive;
 
 use super::budget::TrackingCost;
 use super::day::Day;
-use super::error::{ErrorBody, refusal, refused};
+use super::error::{ErrorBody, Unavailable, refusal, refused, unavailable};
 use super::{ApiState, ApiTags, Authorized};
 use crate::config::FallbackSource;
 use crate::domain::{
@@ -84,7 +84,7 @@ impl CoinsApi {
                     next,
                 }))
             }
-            Err(e) => ListCoinsResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+            Err(e) => ListCoinsResponse::unavailable(&e),
         }
     }
 
@@ -117,7 +117,7 @@ impl CoinsApi {
                      or list the coins with GET /api/v1/coins"
                 ),
             )),
-            Err(e) => GetCoinResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+            Err(e) => GetCoinResponse::unavailable(&e),
         }
     }
 
@@ -255,9 +255,7 @@ impl From<RegisterError> for PutCoinResponse {
                 tracing::warn!(%message, "a product check could not reach Coinbase Exchange");
                 Self::ServiceUnavailable(ErrorBody::json("coinbase_unavailable", message))
             }
-            RegisterError::Database(e) => {
-                Self::ServiceUnavailable(ErrorBody::database_unavailable(&e))
-            }
+            RegisterError::Database(e) => Self::unavailable(&e),
         }
     }
 }
@@ -583,6 +581,8 @@ pub enum PutCoinResponse {
 }
 
 refusal!(PutCoinResponse, body);
+
+unavailable!(ListCoinsResponse, GetCoinResponse, PutCoinResponse);
 
 #[cfg(test)]
 mod tests {

@@ -16,11 +16,12 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi, ResponseContent, Union};
 use rust_decimal::Decimal;
 
 use super::day::Day;
-use super::error::{ErrorBody, Refusal, refused};
+use super::error::{ErrorBody, Refusal, Unavailable, refusal, refused, unavailable};
 use super::hours::{
     FourHourPrice, HOURS_CSV_HEADER, HourlyCoverageStats, HourlyPrice, HoursPerDay,
 };
 use super::timeframe::{TimeframeParam, or_days};
+use super::wire::text_payload;
 use super::{ApiState, ApiTags};
 use crate::domain::{
     Coin, HourRange, MAX_RANGE_DAYS, PriceSource, Symbol, Timeframe, hourly_source, today_utc,
@@ -99,8 +100,7 @@ impl DataApi {
         let target = read_target(&state, &symbol, start_date.0.0, end_date.0.0, timeframe);
         let (range, record) = match target.await {
             Ok(target) => target,
-            Err(Refused::BadRequest(body)) => return PricesResponse::BadRequest(body),
-            Err(Refused::Unavailable(body)) => return PricesResponse::ServiceUnavailable(body),
+            Err(refused) => return refused,
         };
         if let Some(file) = format.file() {
             return file_answer(
@@ -113,7 +113,7 @@ impl DataApi {
         }
         match Rows::read(&state.pool, &record.coin, range, timeframe, format).await {
             Ok(rows) => PricesResponse::Ok(rows.body(format)),
-            Err(e) => PricesResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+            Err(e) => PricesResponse::unavailable(&e),
         }
     }
 
@@ -152,8 +152,7 @@ impl DataApi {
         let target = read_target(&state, &symbol, start_date.0.0, end_date.0.0, timeframe);
         let (range, record) = match target.await {
             Ok(target) => target,
-            Err(Refused::BadRequest(body)) => return CoverageResponse::BadRequest(body),
-            Err(Refused::Unavailable(body)) => return CoverageResponse::ServiceUnavailable(body),
+            Err(refused) => return refused,
         };
         let coverage = async {
             if timeframe.is_hourly() {
@@ -184,7 +183,7 @@ impl DataApi {
         };
         match coverage.await {
             Ok(coverage) => CoverageResponse::Ok(Json(coverage)),
-            Err(e) => CoverageResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+            Err(e) => CoverageResponse::unavailable(&e),
         }
     }
 
@@ -222,8 +221,7 @@ impl DataApi {
         let target = read_target(&state, &symbol, start_date.0.0, end_date.0.0, timeframe);
         let (range, record) = match target.await {
             Ok(target) => target,
-            Err(Refused::BadRequest(body)) => return DaysResponse::BadRequest(body),
-            Err(Refused::Unavailable(body)) => return DaysResponse::ServiceUnavailable(body),
+            Err(refused) => return refused,
         };
         let coin = &record.coin;
         let today = today_utc();
@@ -259,7 +257,7 @@ impl DataApi {
                 statuses,
                 hours,
             })),
-            Err(e) => DaysResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+            Err(e) => DaysResponse::unavailable(&e),
         }
     }
 }
@@ -268,29 +266,22 @@ fn default_symbol() -> String {
     Symbol::BTC.as_str().to_owned()
 }
 
-/// Why a read is refused before it starts.
-enum Refused {
-    /// A malformed symbol or range, or a coin not registered: a 400 that says what to do.
-    BadRequest(Json<ErrorBody>),
-    /// The database did not answer.
-    Unavailable(Json<ErrorBody>),
-}
-
 /// What every read starts with: the symbol and range checked (for `timeframe`), and the
-/// coin registered.
-async fn read_target(
+/// coin registered. Else the read's answer: its 400 for a malformed symbol or range or a
+/// coin not registered, its 503 when the database did not answer.
+async fn read_target<R: Refusal + Unavailable>(
     state: &ApiState,
     symbol: &str,
     start: NaiveDate,
     end: NaiveDate,
     timeframe: Timeframe,
-) -> Result<(ReadRange, CoinRecord), Refused> {
-    let (symbol, range) =
-        ReadRange::parse(symbol, start, end, timeframe).map_err(Refused::BadRequest)?;
+) -> Result<(ReadRange, CoinRecord), R> {
+    let bad_request = |body| R::refusal(StatusCode::BAD_REQUEST, body);
+    let (symbol, range) = ReadRange::parse(symbol, start, end, timeframe).map_err(bad_request)?;
     match coins::get(&state.pool, symbol).await {
         Ok(Some(record)) => Ok((range, record)),
-        Ok(None) => Err(Refused::BadRequest(ErrorBody::unknown_symbol(symbol))),
-        Err(e) => Err(Refused::Unavailable(ErrorBody::database_unavailable(&e))),
+        Ok(None) => Err(bad_request(ErrorBody::unknown_symbol(symbol))),
+        Err(e) => Err(R::unavailable(&e)),
     }
 }
 
@@ -764,22 +755,7 @@ impl Csv {
     }
 }
 
-impl Payload for Csv {
-    const CONTENT_TYPE: &'static str = "text/csv; charset=utf-8";
-
-    fn schema_ref() -> MetaSchemaRef {
-        String::schema_ref()
-    }
-}
-
-impl IntoResponse for Csv {
-    fn into_response(self) -> Response {
-        Response::builder()
-            .status(StatusCode::OK)
-            .content_type(Self::CONTENT_TYPE)
-            .body(self.0)
-    }
-}
+text_payload!(Csv, "text/csv; charset=utf-8");
 
 #[derive(ResponseContent)]
 pub enum PricesBody {
@@ -894,11 +870,7 @@ pub enum PricesResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for PricesResponse {
-    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
-        Self::BadRequest(body)
-    }
-}
+refusal!(PricesResponse);
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "refused")]
@@ -917,11 +889,7 @@ pub enum CoverageResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for CoverageResponse {
-    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
-        Self::BadRequest(body)
-    }
-}
+refusal!(CoverageResponse);
 
 /// The status of every day of a range, one letter per day.
 #[derive(Debug, Clone, Object)]
@@ -1000,11 +968,9 @@ pub enum DaysResponse {
     ServiceUnavailable(Json<ErrorBody>),
 }
 
-impl Refusal for DaysResponse {
-    fn refusal(_: StatusCode, body: Json<ErrorBody>) -> Self {
-        Self::BadRequest(body)
-    }
-}
+refusal!(DaysResponse);
+
+unavailable!(PricesResponse, CoverageResponse, DaysResponse);
 
 #[cfg(test)]
 mod tests {

@@ -6,14 +6,12 @@
 //! generators know what to send, and it accepts only four-digit years — which also keeps
 //! every date inside what PostgreSQL's `date` can hold.
 
-use std::borrow::Cow;
-
 use chrono::NaiveDate;
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{
-    ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type,
-};
+use poem_openapi::registry::MetaSchema;
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON};
 use serde_json::Value;
+
+use super::wire::string_type;
 
 /// The only shape a day is written in.
 const FORMAT: &str = "%Y-%m-%d";
@@ -47,31 +45,11 @@ impl From<NaiveDate> for Day {
     }
 }
 
-impl Type for Day {
-    const IS_REQUIRED: bool = true;
-
-    type RawValueType = Self;
-
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "string_date".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date")))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
+string_type!(
+    Day,
+    "string_date",
+    MetaSchema::new_with_format("string", "date")
+);
 
 impl ParseFromJSON for Day {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {

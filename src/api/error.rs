@@ -194,6 +194,28 @@ macro_rules! refusal {
 }
 pub(super) use refusal;
 
+/// An operation's answer when the database fails while serving it: its
+/// `ServiceUnavailable`, with [`ErrorBody::database_unavailable`]'s body (the cause logged,
+/// never returned).
+pub trait Unavailable {
+    fn unavailable(cause: &dyn Display) -> Self;
+}
+
+/// `unavailable!(R, ...)`: [`Unavailable`] for each response enum named, as its
+/// `ServiceUnavailable` variant.
+macro_rules! unavailable {
+    ($($response:ty),+ $(,)?) => {
+        $(
+            impl $crate::api::error::Unavailable for $response {
+                fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+                    Self::ServiceUnavailable($crate::api::error::ErrorBody::database_unavailable(cause))
+                }
+            }
+        )+
+    };
+}
+pub(super) use unavailable;
+
 /// Each operation's `bad_request_handler`: the refusal as that operation's variant.
 pub fn refused<T: Refusal>(error: poem::Error) -> T {
     let (status, body) = describe(&error);

@@ -13,7 +13,9 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::day::Day;
-use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, refusal, refused};
+use super::error::{
+    BEARER_CHALLENGE, ErrorBody, Refusal, Unavailable, refusal, refused, unavailable,
+};
 use super::events::JobEvents;
 use super::server::ConnectionPlace;
 use super::{ApiState, ApiTags, Authorized};
@@ -58,7 +60,7 @@ impl JobsApi {
             Ok(Some(record)) => record.coin,
             Ok(None) => return SubmitResponse::BadRequest(ErrorBody::unknown_symbol(symbol)),
             Err(e) => {
-                return SubmitResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+                return SubmitResponse::unavailable(&e);
             }
         };
         let range =
@@ -81,7 +83,7 @@ impl JobsApi {
                 ));
             }
             Err(e) => {
-                return SubmitResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+                return SubmitResponse::unavailable(&e);
             }
         }
         let job = NewJob {
@@ -110,7 +112,7 @@ impl JobsApi {
                 "jobs are being submitted and finished concurrently; submit again",
             )),
             Err(e @ (SubmitError::Database(_) | SubmitError::Queue(_))) => {
-                SubmitResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e))
+                SubmitResponse::unavailable(&e)
             }
         }
     }
@@ -138,7 +140,7 @@ impl JobsApi {
                 GetJobResponse::Ok(Json(job.into()))
             }
             Ok(None) => GetJobResponse::NotFound(ErrorBody::job_not_found(id.0)),
-            Err(e) => GetJobResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+            Err(e) => GetJobResponse::unavailable(&e),
         }
     }
 
@@ -179,7 +181,7 @@ impl JobsApi {
             Ok(jobs) => ListJobsResponse::Ok(Json(JobList {
                 jobs: jobs.into_iter().map(Job::from).collect(),
             })),
-            Err(e) => ListJobsResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+            Err(e) => ListJobsResponse::unavailable(&e),
         }
     }
 
@@ -276,7 +278,7 @@ impl JobsApi {
                 ),
             )),
             Ok(Cancelled::NotFound) => CancelResponse::NotFound(ErrorBody::job_not_found(id.0)),
-            Err(e) => CancelResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+            Err(e) => CancelResponse::unavailable(&e),
         }
     }
 }
@@ -660,3 +662,10 @@ impl Refusal for CancelResponse {
         }
     }
 }
+
+unavailable!(
+    SubmitResponse,
+    GetJobResponse,
+    ListJobsResponse,
+    CancelResponse
+);

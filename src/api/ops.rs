@@ -5,13 +5,11 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveTime, Utc};
 
 use poem::web::Data;
-use poem::{IntoResponse, Response};
-use poem_openapi::payload::{Json, Payload};
-use poem_openapi::registry::MetaSchemaRef;
-use poem_openapi::types::Type;
+use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::error::ErrorBody;
+use super::error::{ErrorBody, Unavailable, unavailable};
+use super::wire::text_payload;
 use super::{ApiState, ApiTags};
 use crate::coinbase::CoinbaseClient;
 use crate::credits::Estimate;
@@ -48,13 +46,11 @@ impl OpsApi {
             Ok(Ok(())) => ReadyResponse::Ok(Json(Health {
                 status: "ready".to_owned(),
             })),
-            Ok(Err(e)) => ReadyResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
-            Err(_) => {
-                ReadyResponse::ServiceUnavailable(ErrorBody::database_unavailable(&format_args!(
-                    "no answer to SELECT 1 within {} s",
-                    DATABASE_PROBE_TIMEOUT.as_secs()
-                )))
-            }
+            Ok(Err(e)) => ReadyResponse::unavailable(&e),
+            Err(_) => ReadyResponse::unavailable(&format_args!(
+                "no answer to SELECT 1 within {} s",
+                DATABASE_PROBE_TIMEOUT.as_secs()
+            )),
         }
     }
 
@@ -462,21 +458,7 @@ pub struct Health {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrometheusText(pub String);
 
-impl Payload for PrometheusText {
-    const CONTENT_TYPE: &'static str = "text/plain; version=0.0.4; charset=utf-8";
-
-    fn schema_ref() -> MetaSchemaRef {
-        String::schema_ref()
-    }
-}
-
-impl IntoResponse for PrometheusText {
-    fn into_response(self) -> Response {
-        Response::builder()
-            .content_type(Self::CONTENT_TYPE)
-            .body(self.0)
-    }
-}
+text_payload!(PrometheusText, "text/plain; version=0.0.4; charset=utf-8");
 
 #[derive(ApiResponse)]
 pub enum HealthResponse {
@@ -494,6 +476,8 @@ pub enum ReadyResponse {
     #[oai(status = 503)]
     ServiceUnavailable(Json<ErrorBody>),
 }
+
+unavailable!(ReadyResponse);
 
 #[derive(ApiResponse)]
 pub enum MetricsResponse {

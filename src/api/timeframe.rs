@@ -2,50 +2,29 @@
 //! (INTERFACE "Timeframes"), documented as an enum of the three; anything else is refused
 //! with a 400 that names them ([`crate::domain::UnknownTimeframe`]'s sentence).
 
-use std::borrow::Cow;
-
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{ParseError, ParseFromParameter, ParseResult, Type};
+use poem_openapi::registry::MetaSchema;
+use poem_openapi::types::{ParseError, ParseFromParameter, ParseResult};
 use serde_json::Value;
 
+use super::wire::string_type;
 use crate::domain::Timeframe;
 
 /// A read's timeframe; absent means `1d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeframeParam(pub Timeframe);
 
-impl Type for TimeframeParam {
-    const IS_REQUIRED: bool = true;
-
-    type RawValueType = Self;
-
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "string_timeframe".into()
+string_type!(
+    TimeframeParam,
+    "string_timeframe",
+    MetaSchema {
+        enum_items: Timeframe::ALL
+            .iter()
+            .map(|t| Value::String(t.as_str().to_owned()))
+            .collect(),
+        default: Some(Value::String(Timeframe::Day.as_str().to_owned())),
+        ..MetaSchema::new("string")
     }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            enum_items: Timeframe::ALL
-                .iter()
-                .map(|t| Value::String(t.as_str().to_owned()))
-                .collect(),
-            default: Some(Value::String(Timeframe::Day.as_str().to_owned())),
-            ..MetaSchema::new("string")
-        }))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
+);
 
 impl ParseFromParameter for TimeframeParam {
     fn parse_from_parameter(value: &str) -> ParseResult<Self> {

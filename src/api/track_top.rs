@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::budget::TrackingCost;
 use super::day::Day;
-use super::error::{ErrorBody, refusal, refused};
+use super::error::{ErrorBody, Unavailable, refusal, refused, unavailable};
 use super::{ApiState, ApiTags, Authorized};
 use crate::shutdown::Tasks;
 use crate::store::coin_imports::{self, ImportRecord, Start};
@@ -61,7 +61,7 @@ impl TrackTopApi {
                 ));
             }
             Err(StartError::Database(e)) => {
-                return TrackTopResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e));
+                return TrackTopResponse::unavailable(&e);
             }
         };
         let location = format!("/api/v1/coins/track-top/{}", record.id);
@@ -96,7 +96,7 @@ impl TrackTopApi {
                 "not_found",
                 format!("no import of the top coins has the id {}", id.0),
             )),
-            Err(e) => GetImportResponse::ServiceUnavailable(ErrorBody::database_unavailable(&e)),
+            Err(e) => GetImportResponse::unavailable(&e),
         }
     }
 }
@@ -290,3 +290,5 @@ pub enum GetImportResponse {
 }
 
 refusal!(GetImportResponse);
+
+unavailable!(TrackTopResponse, GetImportResponse);

@@ -13,18 +13,9 @@ use super::window::Granularity;
 use crate::domain::{DailyCandle, ExchangeCandle};
 use crate::upstream::decimal_from_f64;
 
-/// One candle as sent, before it becomes a [`DailyCandle`].
+/// One daily candle as sent, checked, before it becomes a [`DailyCandle`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WireCandle {
-    /// The candle's start, UNIX seconds (00:00 UTC of its day).
-    pub time: i64,
-    pub low: f64,
-    pub high: f64,
-    pub open: f64,
-    pub close: f64,
-    /// In the base asset (BTC of BTC-USD), traded on Coinbase alone.
-    pub volume: f64,
-}
+pub struct WireCandle(pub ExchangeCandle);
 
 /// Why a candle list cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,11 +42,11 @@ pub fn parse_candles(
     body: &[u8],
     granularity: Granularity,
 ) -> Result<Vec<WireCandle>, CandlesError> {
-    let candles = read_rows(body)?;
+    let candles: Vec<WireCandle> = read_rows(body)?.into_iter().map(WireCandle).collect();
     for (i, candle) in candles.iter().enumerate() {
         candle.check(i, granularity)?;
     }
-    let mut times: Vec<i64> = candles.iter().map(|c| c.time).collect();
+    let mut times: Vec<i64> = candles.iter().map(|c| c.0.time).collect();
     times.sort_unstable();
     if let Some(twice) = times.windows(2).find(|w| w[0] == w[1]) {
         return Err(CandlesError::BadData(format!(
@@ -71,21 +62,11 @@ pub fn parse_candles(
 /// time is whole seconds. Whether each candle is on the hour grid, above zero and holds
 /// together is the domain's to judge, candle by candle.
 pub fn parse_hourly_candles(body: &[u8]) -> Result<Vec<ExchangeCandle>, CandlesError> {
-    Ok(read_rows(body)?
-        .into_iter()
-        .map(|c| ExchangeCandle {
-            time: c.time,
-            low: c.low,
-            high: c.high,
-            open: c.open,
-            close: c.close,
-            volume: c.volume,
-        })
-        .collect())
+    read_rows(body)
 }
 
 /// The rows of a candle list, as numbers, without judging them.
-fn read_rows(body: &[u8]) -> Result<Vec<WireCandle>, CandlesError> {
+fn read_rows(body: &[u8]) -> Result<Vec<ExchangeCandle>, CandlesError> {
     let rows: Vec<Value> = serde_json::from_slice(body)
         .map_err(|e| CandlesError::Shape(format!("not a JSON array of candles: {e}")))?;
     let mut candles = Vec::with_capacity(rows.len());
@@ -106,7 +87,7 @@ fn read_rows(body: &[u8]) -> Result<Vec<WireCandle>, CandlesError> {
         let time = fields[0].as_i64().ok_or_else(|| {
             CandlesError::Shape(format!("candle {i}: its time is not whole seconds"))
         })?;
-        let candle = WireCandle {
+        let candle = ExchangeCandle {
             time,
             low: number(1)?,
             high: number(2)?,
@@ -121,35 +102,34 @@ fn read_rows(body: &[u8]) -> Result<Vec<WireCandle>, CandlesError> {
 
 impl WireCandle {
     fn check(&self, i: usize, granularity: Granularity) -> Result<(), CandlesError> {
+        let c = &self.0;
         let bad = |why: String| Err(CandlesError::BadData(format!("candle {i}: {why}")));
-        if self.time.rem_euclid(granularity.seconds()) != 0
-            || DateTime::from_timestamp(self.time, 0).is_none()
+        if c.time.rem_euclid(granularity.seconds()) != 0
+            || DateTime::from_timestamp(c.time, 0).is_none()
         {
             return bad(format!(
                 "{} is not the start of a {} (UTC)",
-                self.time,
+                c.time,
                 granularity.period()
             ));
         }
         for (name, price) in [
-            ("low", self.low),
-            ("high", self.high),
-            ("open", self.open),
-            ("close", self.close),
+            ("low", c.low),
+            ("high", c.high),
+            ("open", c.open),
+            ("close", c.close),
         ] {
             if !(price.is_finite() && price > 0.0) {
                 return bad(format!("its {name} price {price} is not above zero"));
             }
         }
-        if !(self.volume.is_finite() && self.volume >= 0.0) {
-            return bad(format!("its volume {} is negative", self.volume));
+        if !(c.volume.is_finite() && c.volume >= 0.0) {
+            return bad(format!("its volume {} is negative", c.volume));
         }
-        if self.low > self.high.min(self.open).min(self.close)
-            || self.high < self.open.max(self.close)
-        {
+        if c.low > c.high.min(c.open).min(c.close) || c.high < c.open.max(c.close) {
             return bad(format!(
                 "its low {} and high {} do not hold its open {} and close {}",
-                self.low, self.high, self.open, self.close
+                c.low, c.high, c.open, c.close
             ));
         }
         Ok(())
@@ -157,7 +137,7 @@ impl WireCandle {
 
     /// The UTC day the candle covers.
     pub fn day(&self) -> NaiveDate {
-        DateTime::from_timestamp(self.time, 0)
+        DateTime::from_timestamp(self.0.time, 0)
             .expect("checked when read")
             .date_naive()
     }
@@ -166,17 +146,18 @@ impl WireCandle {
     /// day was not over at `now`, time-stamped with the candle's end (or `now` for a
     /// day not over). `None` for a value a `Decimal` cannot hold.
     pub fn to_daily(&self, now: DateTime<Utc>) -> Option<DailyCandle> {
-        let close = decimal_from_f64(self.close)?;
-        let volume = decimal_from_f64(self.volume)?
+        let c = &self.0;
+        let close = decimal_from_f64(c.close)?;
+        let volume = decimal_from_f64(c.volume)?
             .checked_mul(close)?
             .round_dp(8)
             .normalize();
-        let end = DateTime::from_timestamp(self.time + Granularity::Day.seconds(), 0)?;
+        let end = DateTime::from_timestamp(c.time + Granularity::Day.seconds(), 0)?;
         Some(DailyCandle {
             date: self.day(),
-            open: decimal_from_f64(self.open)?,
-            high: decimal_from_f64(self.high)?,
-            low: decimal_from_f64(self.low)?,
+            open: decimal_from_f64(c.open)?,
+            high: decimal_from_f64(c.high)?,
+            low: decimal_from_f64(c.low)?,
             close,
             volume,
             timestamp: end.min(now),
@@ -227,10 +208,10 @@ mod tests {
                         [1704067200, 42000, 44200, 42300, 44100.25, 10]]"#;
         let candles = parse_candles(body, Granularity::Day).unwrap();
         assert_eq!(candles.len(), 2);
-        assert_eq!(candles[0].low, 44000.5);
-        assert_eq!(candles[0].high, 45500.0);
-        assert_eq!(candles[0].open, 44100.25);
-        assert_eq!(candles[0].close, 45000.0);
+        assert_eq!(candles[0].0.low, 44000.5);
+        assert_eq!(candles[0].0.high, 45500.0);
+        assert_eq!(candles[0].0.open, 44100.25);
+        assert_eq!(candles[0].0.close, 45000.0);
         assert_eq!(
             candles[0].day(),
             NaiveDate::from_ymd_opt(2024, 1, 2).unwrap()

@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgExecutor, PgPool, Row};
 
-use super::decode::parsed;
+use super::decode::{parsed, refused};
 use super::second_source::Mapping;
 use crate::domain::{Coin, CoinGeckoId, Symbol};
 
@@ -202,8 +202,5 @@ pub async fn unregistered(pool: &PgPool, symbols: &[Symbol]) -> sqlx::Result<Vec
 }
 
 fn decode_symbol(symbol: &str) -> sqlx::Result<Symbol> {
-    Symbol::parse(symbol).map_err(|e| sqlx::Error::ColumnDecode {
-        index: "symbol".into(),
-        source: e.into(),
-    })
+    Symbol::parse(symbol).map_err(|e| refused("symbol", e))
 }

@@ -5,6 +5,7 @@ use futures::stream::{BoxStream, StreamExt};
 use rust_decimal::Decimal;
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::decode::refused;
 use crate::domain::{DailyCandle, PriceSource, Symbol};
 
 /// Writes a window of CoinGecko's candles in one statement; returns how many rows were
@@ -121,12 +122,9 @@ pub fn stream_final(
     .fetch(pool)
     .map(|row| {
         let (date, open, high, low, close, volume, source) = row?;
-        let source = source.parse().map_err(
-            |e: crate::domain::UnknownPriceSource| sqlx::Error::ColumnDecode {
-                index: "source".into(),
-                source: e.into(),
-            },
-        )?;
+        let source = source
+            .parse::<PriceSource>()
+            .map_err(|e| refused("source", e))?;
         Ok(FinalDay {
             date,
             open,

@@ -28,7 +28,11 @@ where
         .transpose()
 }
 
-fn refused(column: &str, e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+/// The decoding error of a stored value in `column` that its type refuses.
+pub(crate) fn refused(
+    column: &str,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
         index: column.into(),
         source: Box::new(e),

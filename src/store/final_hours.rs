@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use sqlx::PgPool;
 
+use super::decode::refused;
 use crate::domain::{BlockSource, Hour, Symbol};
 
 /// One exported hour or block: its start, prices and volume as float64, where it came from
@@ -94,14 +95,7 @@ ORDER BY 1
 
 fn decoded(row: sqlx::Result<Row>) -> sqlx::Result<FinalPeriod> {
     let (start, open, high, low, close, volume, source, disputed) = row?;
-    let source: BlockSource = source
-        .parse()
-        .map_err(
-            |e: crate::domain::UnknownBlockSource| sqlx::Error::ColumnDecode {
-                index: "source".into(),
-                source: e.into(),
-            },
-        )?;
+    let source: BlockSource = source.parse().map_err(|e| refused("source", e))?;
     Ok(FinalPeriod {
         start,
         open,

@@ -42,9 +42,10 @@ WHERE symbol = $1 AND hour BETWEEN $2 AND $3
 "#;
 
 /// The `4h` blocks of `$1` whose hours lie in `$2..=$3`, ascending, rendered as [`HOURS`]
-/// renders hours: the aggregate of [`super::hourly_prices::FOUR_HOUR_BLOCKS`]; provisional
+/// renders hours: the blocks of [`super::hourly_prices::FOUR_HOUR_BLOCKS`]; provisional
 /// when a block holds a provisional hour or ends after `$5` (now).
-const BLOCKS: &str = r#"
+const BLOCKS: &str = concat!(
+    r#"
 SELECT coalesce(string_agg(CASE WHEN $4 THEN
            '{"time":"' || to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
            || '","open":"' || open || '","high":"' || high || '","low":"' || low
@@ -55,23 +56,12 @@ SELECT coalesce(string_agg(CASE WHEN $4 THEN
                       open, high, low, close, volume, source, disputed::text, hours, provisional::text)
        END, CASE WHEN $4 THEN ',' ELSE E'\n' END ORDER BY time), '')
 FROM (
-    SELECT date_bin('4 hours', hour, timestamptz '1970-01-01 00:00:00+00') AS time,
-           (array_agg(open ORDER BY hour))[1]       AS open,
-           max(high)                                AS high,
-           min(low)                                 AS low,
-           (array_agg(close ORDER BY hour DESC))[1] AS close,
-           sum(volume)                              AS volume,
-           CASE WHEN min(source) = max(source) THEN min(source) ELSE 'mixed' END AS source,
-           bool_or(disputed)                        AS disputed,
-           count(*)                                 AS hours,
-           bool_or(provisional)
-             OR date_bin('4 hours', min(hour), timestamptz '1970-01-01 00:00:00+00') + interval '4 hours' > $5
-                                                    AS provisional
-    FROM hourly_prices
-    WHERE symbol = $1 AND hour BETWEEN $2 AND $3
-    GROUP BY 1
-) blocks
-"#;
+    SELECT time, open, high, low, close, volume, source, disputed, hours,
+           provisional OR time + interval '4 hours' > $5 AS provisional
+    FROM ("#,
+    super::hourly_prices::four_hour_blocks_sql!(),
+    ") stored) blocks"
+);
 
 /// `symbol`'s stored hours in `range`, rendered and joined (empty when none).
 pub async fn hours(

@@ -5,8 +5,9 @@
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgExecutor, PgPool, Row};
 
+use super::decode::refused;
 use super::hourly_figures::{self, HourlyFigures};
-use crate::domain::{Hour, ProductId, Symbol};
+use crate::domain::{Hour, Symbol};
 
 /// A coin as far as its hours go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,10 +24,7 @@ impl FromRow<'_, PgRow> for HourlyCoin {
     fn from_row(row: &PgRow) -> sqlx::Result<Self> {
         let symbol: String = row.try_get("symbol")?;
         Ok(HourlyCoin {
-            symbol: Symbol::parse(&symbol).map_err(|e| sqlx::Error::ColumnDecode {
-                index: "symbol".into(),
-                source: Box::new(e),
-            })?,
+            symbol: Symbol::parse(&symbol).map_err(|e| refused("symbol", e))?,
             hourly: row.try_get("hourly")?,
             coinbase_hours_from: row.try_get("coinbase_hours_from")?,
             figures: HourlyFigures::from_row(row)?,
@@ -83,25 +81,4 @@ pub async fn set_hourly(
     .bind(hourly)
     .fetch_optional(executor)
     .await
-}
-
-/// Remembers that `product` has no hourly candle before `hour` (an answer that began later
-/// than asked): the bound only moves later, and only while `product` is the coin's.
-/// `false` when the coin's product is another (or none).
-pub async fn learn_hours_from(
-    pool: &PgPool,
-    symbol: Symbol,
-    product: &ProductId,
-    hour: Hour,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query(
-        "UPDATE coins SET coinbase_hours_from = greatest(coinbase_hours_from, $3), updated_at = now() \
-         WHERE symbol = $1 AND coinbase_product = $2",
-    )
-    .bind(symbol.as_str())
-    .bind(product.as_str())
-    .bind(hour)
-    .execute(pool)
-    .await?;
-    Ok(result.rows_affected() == 1)
 }

@@ -24,6 +24,7 @@ use rust_decimal::Decimal;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgPool, Postgres, Row, Transaction};
 
+use super::decode::refused;
 use crate::domain::{
     BlockSource, CheckPoint, DisputeRule, FourHourCandle, Hour, HourCheck, HourParts, HourRange,
     HourlyCandle, PriceSource, Symbol,
@@ -274,28 +275,23 @@ impl FromRow<'_, PgRow> for Stored {
             low: row.try_get(3)?,
             close: row.try_get(4)?,
             volume: row.try_get(5)?,
-            source: source.parse().map_err(|e| decode_error("source", e))?,
+            source: source.parse().map_err(|e| refused("source", e))?,
             points: row.try_get(7)?,
             provisional: row.try_get(8)?,
             check,
         };
         HourlyCandle::new(parts)
             .map(Stored)
-            .map_err(|e| decode_error("hour", e))
-    }
-}
-
-fn decode_error(column: &str, e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: column.into(),
-        source: Box::new(e),
+            .map_err(|e| refused("hour", e))
     }
 }
 
 /// The `4h` read: the stored hours of `$1` in `$2..=$3` aggregated per block of four UTC
-/// hours (`date_bin` from the epoch, a multiple of four hours: 00, 04, ... 20 UTC). Public
-/// so that the benchmarks can show its plan.
-pub const FOUR_HOUR_BLOCKS: &str = r#"
+/// hours (`date_bin` from the epoch, a multiple of four hours: 00, 04, ... 20 UTC), as a
+/// literal, so that the query that renders the blocks (`hour_rows`) is built on it.
+macro_rules! four_hour_blocks_sql {
+    () => {
+        r#"
 SELECT date_bin('4 hours', hour, timestamptz '1970-01-01 00:00:00+00') AS time,
        (array_agg(open ORDER BY hour))[1]       AS open,
        max(high)                                AS high,
@@ -310,7 +306,13 @@ FROM hourly_prices
 WHERE symbol = $1 AND hour BETWEEN $2 AND $3
 GROUP BY 1
 ORDER BY 1
-"#;
+"#
+    };
+}
+pub(crate) use four_hour_blocks_sql;
+
+/// The query of `four_hour_blocks_sql!`. Public so that the benchmarks can show its plan.
+pub const FOUR_HOUR_BLOCKS: &str = four_hour_blocks_sql!();
 
 /// The `4h` candles of `symbol` over `range`, widened to whole blocks so that no block is
 /// cut by the range, ascending; a block holds the hours stored (1 to 4) and says how many.
@@ -344,7 +346,7 @@ impl FromRow<'_, PgRow> for Block {
             volume: row.try_get("volume")?,
             source: source
                 .parse::<BlockSource>()
-                .map_err(|e| decode_error("source", e))?,
+                .map_err(|e| refused("source", e))?,
             disputed: row.try_get("disputed")?,
             provisional: row.try_get("provisional")?,
             hours: u8::try_from(hours).unwrap_or(0),

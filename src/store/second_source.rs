@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::decode::{parsed, parsed_or_null};
 use crate::config::FallbackSource;
-use crate::domain::{DailyCandle, ExchangeProduct, MappingVerdict, PriceSource, ProductId, Symbol};
+use crate::domain::{
+    DailyCandle, ExchangeProduct, Hour, MappingVerdict, PriceSource, ProductId, Symbol,
+};
 
 /// A coin's mapping to the second source, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -128,21 +130,49 @@ pub async fn record_check(
     Ok(result.rows_affected() == 1)
 }
 
-/// Remembers that `product` has no candle before `day` (an answer that began later than
-/// asked): the bound only moves later, and only while `product` is the coin's product.
+/// Where a product's candles begin, as an answer that began later than asked showed it:
+/// the first day of its daily candles, or the first hour of its hourly ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CandlesBegin {
+    Day(NaiveDate),
+    Hour(Hour),
+}
+
+impl From<NaiveDate> for CandlesBegin {
+    fn from(day: NaiveDate) -> Self {
+        CandlesBegin::Day(day)
+    }
+}
+
+impl From<Hour> for CandlesBegin {
+    fn from(hour: Hour) -> Self {
+        CandlesBegin::Hour(hour)
+    }
+}
+
+/// Remembers that `product` has no candle of that kind before `begin`: the bound only
+/// moves later, and only while `product` is the coin's product. `false` when the coin's
+/// product is another (or none).
 pub async fn learn_candles_from(
     pool: &PgPool,
     symbol: Symbol,
     product: &ProductId,
-    day: NaiveDate,
+    begin: impl Into<CandlesBegin>,
 ) -> sqlx::Result<bool> {
+    let (day, hour) = match begin.into() {
+        CandlesBegin::Day(day) => (Some(day), None),
+        CandlesBegin::Hour(hour) => (None, Some(hour)),
+    };
+    // `greatest` passes over a NULL: the bound not learnt is left as it is.
     let result = sqlx::query(
-        "UPDATE coins SET coinbase_candles_from = greatest(coinbase_candles_from, $3), updated_at = now() \
+        "UPDATE coins SET coinbase_candles_from = greatest(coinbase_candles_from, $3), \
+             coinbase_hours_from = greatest(coinbase_hours_from, $4), updated_at = now() \
          WHERE symbol = $1 AND coinbase_product = $2",
     )
     .bind(symbol.as_str())
     .bind(product.as_str())
     .bind(day)
+    .bind(hour)
     .execute(pool)
     .await?;
     Ok(result.rows_affected() == 1)

@@ -2,6 +2,8 @@
 //! what each acted-on tick did. The row of `sync_schedule` is the lock that lets exactly
 //! one process act on a tick.
 
+use std::ops::Deref;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -28,7 +30,7 @@ pub async fn claim(tx: &mut Transaction<'_, Postgres>, tick: DateTime<Utc>) -> s
 }
 
 /// What one acted-on tick did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
 pub struct TickRecord {
     /// Acted on at start, for a tick that passed while no process ran.
     pub catch_up: bool,
@@ -80,18 +82,22 @@ pub async fn last_tick(pool: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>> {
         .map(Option::flatten)
 }
 
-/// An acted-on tick as `sync_ticks` keeps it.
+/// An acted-on tick as `sync_ticks` keeps it: what it did, read through it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ActedTick {
     pub tick: DateTime<Utc>,
     pub acted_by: String,
     pub acted_at: DateTime<Utc>,
-    pub catch_up: bool,
-    pub coins_tracked: i32,
-    pub coins_behind: i32,
-    pub jobs_queued: i32,
-    pub coins_busy: i32,
-    pub coins_unaffordable: i32,
+    #[sqlx(flatten)]
+    pub what: TickRecord,
+}
+
+impl Deref for ActedTick {
+    type Target = TickRecord;
+
+    fn deref(&self) -> &TickRecord {
+        &self.what
+    }
 }
 
 /// The ticks kept, oldest first.

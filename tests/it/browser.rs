@@ -173,6 +173,17 @@ impl Browser {
             .unwrap_or_else(|e| panic!("timed out waiting for {what} ({css}): {e}"));
     }
 
+    /// Clicks the element `css` names, as a person would.
+    pub async fn click(&self, css: &str, what: &str) {
+        self.client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {what} ({css}): {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("{what} cannot be clicked: {e}"));
+    }
+
     /// Ends the session and chromedriver, and removes the profile.
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;

@@ -13,7 +13,7 @@ use price_history::domain::{JobStatus, Symbol};
 use price_history::store::daily_prices;
 use uuid::Uuid;
 
-use crate::support::{Harness, Service, days_before_today, output_text};
+use crate::support::{Harness, Service, assert_days_are_the_fakes, days_before_today, output_text};
 
 /// Shared by the fake's limit and every process: 51 calls take about 12.5 s. Low enough
 /// that three replicas with a budget each (the per-process limiter of earlier releases)
@@ -114,22 +114,7 @@ async fn assert_coin_matches_the_truth(h: &Harness, symbol: Symbol, coin_id: &st
         stored, 1461,
         "{symbol}: no row outside the range, none doubled"
     );
-    for row in rows {
-        let points = h.fake.points_for_coin_day(coin_id, row.date, true);
-        assert_eq!(
-            row.open,
-            points.first().unwrap().1,
-            "{symbol} open of {}",
-            row.date
-        );
-        assert_eq!(
-            row.close,
-            points.last().unwrap().1,
-            "{symbol} close of {}",
-            row.date
-        );
-        assert!(!row.provisional);
-    }
+    assert_days_are_the_fakes(&h.fake, coin_id, symbol, &rows);
 }
 
 fn assert_no_429(h: &Harness) {

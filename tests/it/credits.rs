@@ -82,17 +82,10 @@ async fn a_limit_of_20_lets_a_17_call_job_finish_and_refuses_the_next_with_429_n
 #[tokio::test]
 async fn a_running_job_that_reaches_the_limit_stops_cleanly_with_gaps_saying_why() {
     let h = harness(20).await;
-    let month = CreditMonth::of(Utc::now()).first_day();
-    monthly_credits::set_used(h.pool(), PriceSource::CoinGecko, "none", month, 10)
-        .await
-        .unwrap();
+    h.set_credits_used(10).await;
     let (start, end) = four_years();
     // Queued as the schedule would (no check at submission): the month runs out mid-job.
-    let job = h.submit(start, end, false).await;
-    let _worker = h.start_worker();
-    let finished = h
-        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
-        .await;
+    let finished = h.run_job(start, end, false).await;
 
     assert_eq!(finished.status, JobStatus::CompletedWithGaps);
     assert_eq!(h.fake.call_count(), 10, "ten credits were left");
@@ -181,10 +174,7 @@ async fn a_tick_over_budget_queues_only_what_fits_and_takes_up_the_rest_next_mon
             .unwrap();
     }
     // Two of ten credits left: each coin's three missing days are one call.
-    let month = CreditMonth::of(Utc::now()).first_day();
-    monthly_credits::set_used(h.pool(), PriceSource::CoinGecko, "none", month, 8)
-        .await
-        .unwrap();
+    h.set_credits_used(8).await;
     let (_stop, running) = Shutdown::new();
     let tick = Utc::now();
     let this_month = scheduler(&h, Clock::SYSTEM);
@@ -266,10 +256,7 @@ async fn a_tick_over_budget_pays_for_the_hours_of_hourly_coins_too() {
         .await
         .unwrap();
     }
-    let month = CreditMonth::of(Utc::now()).first_day();
-    monthly_credits::set_used(h.pool(), PriceSource::CoinGecko, "none", month, 8)
-        .await
-        .unwrap();
+    h.set_credits_used(8).await;
     let (_stop, running) = Shutdown::new();
 
     let acted = scheduler(&h, Clock::SYSTEM)
@@ -324,18 +311,13 @@ async fn a_clock_moving_into_a_new_month_mid_job_counts_the_new_month() {
     .await
     .unwrap();
     let (start, end) = four_years();
-    let job = h.submit(start, end, false).await;
-    let worker = h.start_worker();
-    let spent = h
-        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
-        .await;
+    let spent = h.run_job(start, end, false).await;
     assert_eq!(
         spent.status,
         JobStatus::CompletedWithGaps,
         "the old month is spent"
     );
     assert_eq!(h.fake.call_count(), 0);
-    worker.stop().await;
 
     // An hour later by the same clock, the new month counts from zero.
     h.settings.sync_clock_offset_ms += 3_600_000;
@@ -367,18 +349,10 @@ async fn bad_monthly_credits_or_retention_stop_the_process_with_a_sentence() {
     }
 }
 
-/// Spends the whole month of `limit` credits (the key `none`), as other processes would have.
-async fn spend_the_month(h: &Harness, limit: i64) {
-    let month = CreditMonth::of(Utc::now()).first_day();
-    monthly_credits::set_used(h.pool(), PriceSource::CoinGecko, "none", month, limit)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn backfill_exits_2_naming_the_reset_day_when_the_month_cannot_pay() {
     let h = Harness::new().await;
-    spend_the_month(&h, 20).await;
+    h.set_credits_used(20).await;
     let (start, end) = four_years();
     let output = crate::support::price_history_command(&h.db.url, &h.fake.base_url())
         .env("COINGECKO_CALLS_PER_MONTH", "20")
@@ -398,7 +372,7 @@ async fn backfill_exits_2_naming_the_reset_day_when_the_month_cannot_pay() {
 #[tokio::test]
 async fn a_coin_check_the_month_cannot_pay_for_is_a_429_and_nothing_is_registered() {
     let h = harness(20).await;
-    spend_the_month(&h, 20).await;
+    h.set_credits_used(20).await;
     let api = TestApi::start(&h).await;
     let refused = api
         .put_coin("ETH", json!({"coingecko_id": "ethereum"}))

@@ -17,7 +17,7 @@ use price_history::store::{
 };
 use rust_decimal::Decimal;
 
-use crate::support::{Harness, days_before_today};
+use crate::support::{Harness, assert_completed, days_before_today};
 
 const PLAN_DAYS: u32 = 365;
 
@@ -131,12 +131,7 @@ async fn four_years_of_an_hourly_btc_on_a_365_day_plan_are_every_hour_at_one_cal
     // Nothing missing, the hours without trades included: the next job costs no call.
     let calls = (h.fake.call_count(), h.coinbase.call_count());
     let again = run(&h, range).await;
-    assert_eq!(
-        again.status,
-        JobStatus::Completed,
-        "{:?}",
-        again.error_message
-    );
+    assert_completed(&again);
     assert_eq!((h.fake.call_count(), h.coinbase.call_count()), calls);
     assert_eq!(hours_of(&h, &again).await.hours_fetched, 0);
 }
@@ -355,12 +350,7 @@ async fn hours_before_the_products_first_candle_cost_no_call_once_learned() {
 
     let calls = h.coinbase.call_count();
     let again = run(&h, range).await;
-    assert_eq!(
-        again.status,
-        JobStatus::Completed,
-        "{:?}",
-        again.error_message
-    );
+    assert_completed(&again);
     assert_eq!(
         h.coinbase.call_count(),
         calls,
@@ -556,12 +546,7 @@ async fn each_window_of_hours_is_kept_once_stored_and_a_later_job_asks_only_for_
 
     let again = run(&h, range).await;
 
-    assert_eq!(
-        again.status,
-        JobStatus::Completed,
-        "{:?}",
-        again.error_message
-    );
+    assert_completed(&again);
     assert_eq!(h.coinbase.hourly_calls() - hourly, 3, "ceil(840 / 300)");
     assert_eq!(stored_hours(&h).await, 60 * 24);
 }
@@ -608,16 +593,7 @@ async fn a_tick_leaves_an_hourly_coin_whose_coingecko_windows_the_months_credits
         .await
         .unwrap();
     tracked_from_two_days_ago(&h).await;
-    let month = price_history::domain::CreditMonth::of(Utc::now()).first_day();
-    price_history::store::monthly_credits::set_used(
-        h.pool(),
-        PriceSource::CoinGecko,
-        "none",
-        month,
-        10,
-    )
-    .await
-    .unwrap();
+    h.set_credits_used(10).await;
 
     let acted = tick(&h, 0, 30).await;
 

@@ -16,7 +16,7 @@ use price_history::store::{hourly_prices, hours_without_trades};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 
-use crate::support::TestDb;
+use crate::support::{TestDb, sql};
 
 /// 2024-01-01T00:00:00Z plus `n` hours.
 fn hour(n: i64) -> Hour {
@@ -114,14 +114,6 @@ async fn attach(pool: &PgPool, points: &[(Hour, CheckPoint)]) -> u64 {
         .expect("the points are attached");
     tx.commit().await.expect("it commits");
     n
-}
-
-/// Runs `statement` as it is (several statements allowed).
-async fn sql(pool: &PgPool, statement: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
-        .execute(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{statement}: {e}"));
 }
 
 /// BTC's stored hours of `range`.

@@ -10,7 +10,7 @@ use price_history::queue::{self, SubmitError};
 use price_history::store::ingestion_jobs::{self, Cancelled, JobFollower, NewJob};
 use uuid::Uuid;
 
-use crate::support::{Harness, api_job, days_before_today, sql};
+use crate::support::{Harness, api_job, assert_completed, days_before_today, sql};
 
 /// Sets how often the job has been started, as if its worker had died that often.
 async fn set_attempts(h: &Harness, id: Uuid, attempts: i32) {
@@ -456,11 +456,6 @@ async fn a_job_started_as_often_as_allowed_still_runs() {
     let finished = h.until_finished(job.id).await;
     worker.stop().await;
 
-    assert_eq!(
-        finished.status,
-        JobStatus::Completed,
-        "{:?}",
-        finished.error_message
-    );
+    assert_completed(&finished);
     assert_eq!(finished.attempts, limit as i32);
 }

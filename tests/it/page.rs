@@ -6,6 +6,8 @@ mod hours;
 
 use std::path::PathBuf;
 
+use chrono::NaiveDate;
+
 use serde_json::{Value, json};
 
 use crate::browser::Browser;
@@ -92,8 +94,22 @@ async fn set_value(browser: &Browser, css: &str, value: &str) {
         .await;
 }
 
-async fn page_errors(browser: &Browser) -> Value {
-    browser.run("return window.pageErrors;", vec![]).await
+/// Opens the page on BTC's days `start..=end`; `more` is added to the query
+/// (`&timeframe=1h`).
+async fn open_btc(browser: &Browser, api: &TestApi, start: NaiveDate, end: NaiveDate, more: &str) {
+    let url = format!(
+        "{}/?symbol=BTC&start_date={start}&end_date={end}{more}",
+        api.base
+    );
+    browser.client.goto(&url).await.expect("the page loads");
+}
+
+/// How every page test ends: no errors on the page, the browser closed, the API stopped.
+async fn finish(browser: Browser, api: TestApi) {
+    let errors = browser.run("return window.pageErrors;", vec![]).await;
+    assert_eq!(errors, json!([]), "no errors on the page");
+    browser.close().await;
+    api.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,11 +125,7 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
 
     let today = days_before_today(0);
     let start = days_before_today(VIEW_DAYS - 1);
-    let url = format!(
-        "{}/?symbol=BTC&start_date={start}&end_date={today}",
-        api.base
-    );
-    browser.client.goto(&url).await.expect("the page loads");
+    open_btc(&browser, &api, start, today, "").await;
     browser.run("window.notReloaded = true;", vec![]).await;
 
     // The calendar: one cell per day, each with the status the seed gives it.
@@ -189,12 +201,9 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
     // The last 60 days: the lone hole is in them, the run of five is not.
     set_value(&browser, "#job-start", &day(60)).await;
     set_value(&browser, "#job-end", &day(1)).await;
-    let submit = browser
-        .client
-        .find(fantoccini::Locator::Css("#job-form button[type=submit]"))
-        .await
-        .expect("the submit button");
-    submit.click().await.expect("a click");
+    browser
+        .click("#job-form button[type=submit]", "the submit button")
+        .await;
     browser.wait_for("#job-result.error", "the refusal").await;
     let shown = browser
         .client
@@ -223,7 +232,9 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
     // end, all without a reload.
     token.clear().await.expect("clearing");
     token.send_keys(TOKEN).await.expect("typing");
-    submit.click().await.expect("a click");
+    browser
+        .click("#job-form button[type=submit]", "the submit button")
+        .await;
     browser.wait_for("#job-result.ok", "the job queued").await;
     browser
         .wait_for("#jobs li.job[data-status='completed']", "the job completed")
@@ -300,14 +311,8 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
     let png = browser.client.screenshot().await.expect("a screenshot");
     std::fs::write(screenshots.join("page-390.png"), png).expect("the screenshot is saved");
 
-    assert_eq!(
-        page_errors(&browser).await,
-        json!([]),
-        "no errors on the page"
-    );
-    browser.close().await;
     worker.stop().await;
-    api.stop().await;
+    finish(browser, api).await;
 }
 
 /// The second source on the page: its days have their own colour on the calendar (and a
@@ -354,14 +359,7 @@ async fn the_page_marks_second_source_days_and_shows_each_coins_deviation() {
     let api = TestApi::start_with(h.api_state(None)).await;
 
     let (start, end) = (days_before_today(59), days_before_today(1));
-    browser
-        .client
-        .goto(&format!(
-            "{}/?symbol=BTC&start_date={start}&end_date={end}",
-            api.base
-        ))
-        .await
-        .expect("the page loads");
+    open_btc(&browser, &api, start, end, "").await;
     browser
         .wait_for(
             &format!("#calendar[data-range='{start}/{end}']"),
@@ -444,13 +442,7 @@ async fn the_page_marks_second_source_days_and_shows_each_coins_deviation() {
         .wait_for("body[data-chart-candles]", "the chart")
         .await;
     assert_eq!(candle_pixels(&browser).await["candles"], json!(59));
-    assert_eq!(
-        page_errors(&browser).await,
-        json!([]),
-        "no errors on the page"
-    );
-    browser.close().await;
-    api.stop().await;
+    finish(browser, api).await;
 }
 
 /// Each file of the page carries an `ETag`; asked again with it, the answer is `304`

@@ -3,8 +3,8 @@
 //! when that is more than the month has. Screenshot: `target/page-budget.png`.
 
 use chrono::Utc;
-use price_history::domain::{CreditMonth, PriceSource};
-use price_history::store::{coins, monthly_credits};
+use price_history::domain::CreditMonth;
+use price_history::store::coins;
 use serde_json::{Value, json};
 
 use crate::browser::Browser;
@@ -30,16 +30,8 @@ async fn the_budget_panel_shows_the_months_credits_as_a_bar_and_the_days_to_rese
     let browser = Browser::start(1280, 1600).await;
     let mut h = Harness::new().await;
     h.settings.coingecko_calls_per_month = Some("20".to_owned());
+    h.set_credits_used(15).await;
     let month = CreditMonth::of(Utc::now());
-    monthly_credits::set_used(
-        h.pool(),
-        PriceSource::CoinGecko,
-        "none",
-        month.first_day(),
-        15,
-    )
-    .await
-    .unwrap();
     // BTC tracked on the daily schedule: 30 calls a month, more than the 20 credits.
     h.settings.sync_schedule = "0 40 0 * * *".parse().unwrap();
     coins::set_tracking(h.pool(), price_history::domain::Symbol::BTC, true, None)

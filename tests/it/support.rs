@@ -56,6 +56,11 @@ pub fn assert_days_are_the_fakes(
     }
 }
 
+/// `job` completed; else its error message says why not.
+pub fn assert_completed(job: &JobRecord) {
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+}
+
 /// Runs `statement` as it is (several statements allowed), panicking with it on failure.
 pub async fn sql(pool: &PgPool, statement: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
@@ -322,6 +327,21 @@ impl Harness {
             .expect("the job exists")
     }
 
+    /// Sets this month's (by the system clock) CoinGecko credits used, under the key
+    /// `none`, to `used`, as other processes would have spent them.
+    pub async fn set_credits_used(&self, used: i64) {
+        let month = price_history::domain::CreditMonth::of(chrono::Utc::now()).first_day();
+        store::monthly_credits::set_used(
+            self.pool(),
+            price_history::domain::PriceSource::CoinGecko,
+            "none",
+            month,
+            used,
+        )
+        .await
+        .expect("the credits are set");
+    }
+
     /// Submits a job, runs a worker until the job ends, stops the worker.
     pub async fn run_job(&self, start: NaiveDate, end: NaiveDate, force: bool) -> JobRecord {
         let job = self.submit(start, end, force).await;
@@ -520,12 +540,7 @@ impl Harness {
         let finished = self
             .wait_for(id, "the job ends", |j| j.status.is_terminal())
             .await;
-        assert_eq!(
-            finished.status,
-            JobStatus::Completed,
-            "{:?}",
-            finished.error_message
-        );
+        assert_completed(&finished);
         finished
     }
 

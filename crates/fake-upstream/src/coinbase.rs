@@ -219,6 +219,22 @@ pub fn candle_of(product: FakeProduct, day: NaiveDate, now_ms: i64) -> Option<Se
     if start_ms < product.first_candle_secs * 1000 || start_ms > now_ms {
         return None;
     }
+    let hours = (0..24).map(|hour| start_ms + hour * HOUR_MS);
+    sampled_candle(product, day, start_ms, hours, now_ms, 1.0)
+}
+
+/// The candle of `product` starting at `start_ms`, a period of `day`: its prices the
+/// market's at `instants` up to `now_ms`, a little off as the product's days are, rounded
+/// to its quote's decimals; its volume the product's share of the day's, divided among
+/// `periods_a_day`. `None` when no instant has come yet.
+fn sampled_candle(
+    product: FakeProduct,
+    day: NaiveDate,
+    start_ms: i64,
+    instants: impl Iterator<Item = i64>,
+    now_ms: i64,
+    periods_a_day: f64,
+) -> Option<ServedCandle> {
     let market = Market {
         multiplier: 1.0,
         missing_days: HashSet::new(),
@@ -227,8 +243,7 @@ pub fn candle_of(product: FakeProduct, day: NaiveDate, now_ms: i64) -> Option<Se
     let offset = 1.0 + PRICE_SPREAD * unit_noise(day_number(day) as u64 ^ product.salt);
     let unit = 10f64.powi(product.quote_decimals);
     let round = |price: f64| ((price * unit).round() / unit).max(1.0 / unit);
-    let prices: Vec<f64> = (0..24)
-        .map(|hour| start_ms + hour * HOUR_MS)
+    let prices: Vec<f64> = instants
         .take_while(|at| *at <= now_ms)
         .map(|at| round(market.price(at) * product.factor * offset))
         .collect();
@@ -236,7 +251,7 @@ pub fn candle_of(product: FakeProduct, day: NaiveDate, now_ms: i64) -> Option<Se
     let close = *prices.last()?;
     let high = prices.iter().copied().fold(f64::MIN, f64::max);
     let low = prices.iter().copied().fold(f64::MAX, f64::min);
-    let volume = market.volume(start_ms) * VOLUME_SHARE / close;
+    let volume = market.volume(start_ms) * VOLUME_SHARE / periods_a_day / close;
     Some(ServedCandle {
         time: start_ms / 1000,
         low,
@@ -763,34 +778,9 @@ pub fn hour_candle_of(product: FakeProduct, hour_secs: i64, now_ms: i64) -> Opti
     {
         return None;
     }
-    let market = Market {
-        multiplier: 1.0,
-        missing_days: HashSet::new(),
-        coin: product.coin(),
-    };
     let day = DateTime::from_timestamp(hour_secs, 0)?.date_naive();
-    let offset = 1.0 + PRICE_SPREAD * unit_noise(day_number(day) as u64 ^ product.salt);
-    let unit = 10f64.powi(product.quote_decimals);
-    let round = |price: f64| ((price * unit).round() / unit).max(1.0 / unit);
-    let prices: Vec<f64> = [0, 15, 30, 45, 59]
-        .map(|minute| start_ms + minute * 60_000)
-        .into_iter()
-        .take_while(|at| *at <= now_ms)
-        .map(|at| round(market.price(at) * product.factor * offset))
-        .collect();
-    let open = *prices.first()?;
-    let close = *prices.last()?;
-    let high = prices.iter().copied().fold(f64::MIN, f64::max);
-    let low = prices.iter().copied().fold(f64::MAX, f64::min);
-    let volume = market.volume(start_ms) * VOLUME_SHARE / 24.0 / close;
-    Some(ServedCandle {
-        time: hour_secs,
-        low,
-        high,
-        open,
-        close,
-        volume: (volume * 1e8).round() / 1e8,
-    })
+    let instants = [0, 15, 30, 45, 59].map(|minute| start_ms + minute * 60_000);
+    sampled_candle(product, day, start_ms, instants.into_iter(), now_ms, 24.0)
 }
 
 fn day_number(day: NaiveDate) -> i64 {

@@ -25,7 +25,9 @@ use crate::domain::{
 };
 use crate::ingest::SourceError;
 use crate::store::ingestion_jobs::JobRecord;
-use crate::store::{hourly_coins, hourly_coverage, hourly_prices, hours_without_trades, job_hours};
+use crate::store::{
+    hourly_coins, hourly_coverage, hourly_prices, hours_without_trades, job_hours, second_source,
+};
 
 /// How long after an hour ends its absence from an answer is taken to mean "no trades":
 /// an exchange may still be publishing the last hour's candle in its first minutes, and an
@@ -147,7 +149,7 @@ impl<S: Sync> Run<'_, S> {
             .await?
             .map(|(product, _)| product);
         let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
-        let mapping = patiently(|| crate::store::second_source::mapping(pool, symbol))
+        let mapping = patiently(|| second_source::mapping(pool, symbol))
             .await?
             .unwrap_or_default();
         let source = match (&usable, mapping.usable) {
@@ -261,7 +263,7 @@ impl<S: Sync> Run<'_, S> {
     /// schedule) expects the hours this job does.
     async fn hours_begin_with_the_days(&self, product: &ProductId) -> Result<(), JobError> {
         let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
-        let days_from = patiently(|| crate::store::second_source::mapping(pool, symbol))
+        let days_from = patiently(|| second_source::mapping(pool, symbol))
             .await?
             .and_then(|mapping| mapping.candles_from)
             .map(Hour::first_of);
@@ -280,7 +282,7 @@ impl<S: Sync> Run<'_, S> {
     async fn learn_hours_from(&self, product: &ProductId, begins: Hour) -> Result<(), JobError> {
         tracing::info!(%product, %begins, "the exchange's hourly candles begin later than asked");
         let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
-        patiently(|| hourly_coins::learn_hours_from(pool, symbol, product, begins)).await?;
+        patiently(|| second_source::learn_candles_from(pool, symbol, product, begins)).await?;
         Ok(())
     }
 }

@@ -90,7 +90,7 @@ async fn hours_before_the_products_first_candle_are_left_out_by_the_range_asked_
     let db = database().await;
     store_run(&db.pool, 100, 50).await;
     let product = price_history::domain::ProductId::parse("BTC-USD").unwrap();
-    price_history::store::hourly_coins::learn_hours_from(
+    price_history::store::second_source::learn_candles_from(
         &db.pool,
         Symbol::BTC,
         &product,

@@ -310,7 +310,7 @@ async fn quiet_hours_of(pool: &PgPool, symbol: &str) -> i64 {
 /// Teaches that BTC-USD has no hourly candle before hour `n`; whether it was still BTC's.
 async fn learn_hours_from(pool: &PgPool, n: i64) -> bool {
     let product = price_history::domain::ProductId::parse("BTC-USD").unwrap();
-    price_history::store::hourly_coins::learn_hours_from(pool, Symbol::BTC, &product, hour(n))
+    price_history::store::second_source::learn_candles_from(pool, Symbol::BTC, &product, hour(n))
         .await
         .expect("the coin is updated")
 }

@@ -13,7 +13,7 @@ use price_history::store::hourly_prices;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::page_errors;
+use super::{finish, open_btc};
 use crate::browser::Browser;
 use crate::support::{Harness, TestApi, days_before_today};
 
@@ -153,14 +153,7 @@ async fn the_price_axis_stays_above_zero_and_each_sources_volume_is_a_series_of_
             .expect("the lowest low and the highest high");
 
     let (start, end) = (days_before_today(59), days_before_today(1));
-    browser
-        .client
-        .goto(&format!(
-            "{}/?symbol=BTC&start_date={start}&end_date={end}",
-            api.base
-        ))
-        .await
-        .expect("the page loads");
+    open_btc(&browser, &api, start, end, "").await;
     browser
         .wait_for(
             "body[data-chart-timeframe='1d'][data-chart-candles='59']",
@@ -206,13 +199,7 @@ async fn the_price_axis_stays_above_zero_and_each_sources_volume_is_a_series_of_
             && says("coinbase", &["change of source, not of the market"]),
         "the legend says what each volume measures: {legend}"
     );
-    assert_eq!(
-        page_errors(&browser).await,
-        json!([]),
-        "no errors on the page"
-    );
-    browser.close().await;
-    api.stop().await;
+    finish(browser, api).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,28 +209,14 @@ async fn the_hourly_checkbox_turns_a_coins_hours_on_and_off() {
     store_days(&h, 10, 1, "coingecko", 1_000_000_000).await;
     let api = TestApi::start_with(h.api_state(None)).await;
     let (start, end) = (days_before_today(10), days_before_today(1));
-    browser
-        .client
-        .goto(&format!(
-            "{}/?symbol=BTC&start_date={start}&end_date={end}",
-            api.base
-        ))
-        .await
-        .expect("the page loads");
+    open_btc(&browser, &api, start, end, "").await;
     // BTC keeps no hours and has none: days only.
     browser
         .wait_for("#view-timeframe[data-offered='false']", "the timeframes")
         .await;
     let checkbox = "#coins tr[data-symbol='BTC'] td.hours[data-hourly='false'] input.hourly";
     browser.wait_for(checkbox, "BTC's hourly checkbox").await;
-    browser
-        .client
-        .find(fantoccini::Locator::Css(checkbox))
-        .await
-        .expect("the checkbox")
-        .click()
-        .await
-        .expect("a click");
+    browser.click(checkbox, "the checkbox").await;
     browser
         .wait_for(
             "#coins tr[data-symbol='BTC'] td.hours[data-hourly='true'] input.hourly:checked",
@@ -278,15 +251,11 @@ async fn the_hourly_checkbox_turns_a_coins_hours_on_and_off() {
 
     // And off again: the coin's JSON says so, and days are all it is offered.
     browser
-        .client
-        .find(fantoccini::Locator::Css(
+        .click(
             "#coins tr[data-symbol='BTC'] td.hours input.hourly",
-        ))
-        .await
-        .expect("the checkbox")
-        .click()
-        .await
-        .expect("a click");
+            "the checkbox",
+        )
+        .await;
     browser
         .wait_for(
             "#coins tr[data-symbol='BTC'] td.hours[data-hourly='false'] input.hourly:not(:checked)",
@@ -301,13 +270,7 @@ async fn the_hourly_checkbox_turns_a_coins_hours_on_and_off() {
     browser
         .wait_for("#view-timeframe[data-offered='false']", "days only again")
         .await;
-    assert_eq!(
-        page_errors(&browser).await,
-        json!([]),
-        "no errors on the page"
-    );
-    browser.close().await;
-    api.stop().await;
+    finish(browser, api).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,14 +289,7 @@ async fn the_chart_switches_to_hours_and_four_hour_blocks_marks_disputed_ones_an
     );
 
     let (start, end) = (days_before_today(2), days_before_today(1));
-    browser
-        .client
-        .goto(&format!(
-            "{}/?symbol=BTC&start_date={start}&end_date={end}",
-            api.base
-        ))
-        .await
-        .expect("the page loads");
+    open_btc(&browser, &api, start, end, "").await;
     browser
         .wait_for(
             "body[data-chart-timeframe='1d'][data-chart-candles='2']",
@@ -431,14 +387,7 @@ async fn the_chart_switches_to_hours_and_four_hour_blocks_marks_disputed_ones_an
     );
 
     // The address alone opens the chart in hours.
-    browser
-        .client
-        .goto(&format!(
-            "{}/?symbol=BTC&start_date={start}&end_date={end}&timeframe=1h",
-            api.base
-        ))
-        .await
-        .expect("the page loads");
+    open_btc(&browser, &api, start, end, "&timeframe=1h").await;
     browser
         .wait_for(
             "body[data-chart-timeframe='1h'][data-chart-candles='45']",
@@ -454,11 +403,5 @@ async fn the_chart_switches_to_hours_and_four_hour_blocks_marks_disputed_ones_an
             .await,
         json!("1h")
     );
-    assert_eq!(
-        page_errors(&browser).await,
-        json!([]),
-        "no errors on the page"
-    );
-    browser.close().await;
-    api.stop().await;
+    finish(browser, api).await;
 }
