@@ -238,16 +238,9 @@ impl CallLimiter {
     /// no monthly credits or no database.
     pub async fn month_figures(&self) -> Option<sqlx::Result<MonthFigures>> {
         let credits = self.monthly()?;
-        let Source::Shared {
-            pool,
-            source,
-            key_fingerprint,
-        } = &self.source
-        else {
-            return None;
-        };
+        let (pool, source, key_fingerprint) = self.shared()?;
         let month = CreditMonth::of(credits.clock.now());
-        let used = monthly_credits::used(pool, *source, key_fingerprint, month).await;
+        let used = monthly_credits::used(pool, source, key_fingerprint, month).await;
         Some(used.map(|used| MonthFigures {
             month,
             used,
@@ -285,16 +278,24 @@ impl CallLimiter {
     /// Slots every process on the database began in the last 60 seconds, one row read;
     /// this process's own without a shared budget.
     pub async fn shared_calls_in_the_last_minute(&self) -> sqlx::Result<u32> {
-        let Source::Shared {
-            pool,
-            source,
-            key_fingerprint,
-        } = &self.source
-        else {
+        let Some((pool, source, key_fingerprint)) = self.shared() else {
             return Ok(self.calls_in_the_last_minute());
         };
-        let calls = call_budget::calls_in_the_last_minute(pool, *source, key_fingerprint).await?;
+        let calls = call_budget::calls_in_the_last_minute(pool, source, key_fingerprint).await?;
         Ok(u32::try_from(calls).unwrap_or(u32::MAX))
+    }
+
+    /// The database, source and key of a budget shared by every process; `None` for one
+    /// of this process's own.
+    fn shared(&self) -> Option<(&PgPool, PriceSource, &str)> {
+        match &self.source {
+            Source::Shared {
+                pool,
+                source,
+                key_fingerprint,
+            } => Some((pool, *source, key_fingerprint)),
+            Source::ProcessLocal(_) => None,
+        }
     }
 
     /// When the latest slots (up to 256) began, oldest first, as this limiter scheduled
@@ -334,21 +335,15 @@ impl CallLimiter {
     /// clock now, so a call after midnight on the last day counts in the new month. Waits
     /// out the database as [`take`](Self::take) does.
     async fn take_credit(&self) -> Result<(), NoSlot> {
-        let (
-            Some(credits),
-            Source::Shared {
-                pool,
-                source,
-                key_fingerprint,
-            },
-        ) = (self.monthly.get(), &self.source)
+        let (Some(credits), Some((pool, source, key_fingerprint))) =
+            (self.monthly.get(), self.shared())
         else {
             return Ok(());
         };
         let month = CreditMonth::of(credits.clock.now());
         let limit = credits.limit.map(NonZeroU32::get);
         let taken = patiently("a credit of the monthly budget", || {
-            monthly_credits::take(pool, *source, key_fingerprint, month, limit)
+            monthly_credits::take(pool, source, key_fingerprint, month, limit)
         })
         .await
         .map_err(|cause| NoSlot::Database {

@@ -609,6 +609,42 @@ async fn a_tick_leaves_an_hourly_coin_whose_coingecko_windows_the_months_credits
     assert!(h.jobs_by(Trigger::Schedule).await.is_empty());
 }
 
+/// Runs a job of BTC over `range` (forced or not) whose worker is stopped once `chunks`
+/// windows are checkpointed, Coinbase's answers slowed so that the stop lands among the
+/// windows of hours, then resumed by another worker to its end: Coinbase's hourly calls at
+/// the stop, and the job as it finished (its second attempt, completed).
+async fn stopped_and_resumed(
+    h: &Harness,
+    (start, end): (NaiveDate, NaiveDate),
+    force: bool,
+    chunks: i32,
+) -> (usize, JobRecord) {
+    h.coinbase.set_delay(std::time::Duration::from_millis(400));
+    let job = h.submit(start, end, force).await;
+    let worker = h.start_worker();
+    h.wait_for(job.id, "windows checkpointed", |j| j.chunks_done >= chunks)
+        .await;
+    worker.stop().await;
+    let handed_back = h.job(job.id).await;
+    assert_eq!(
+        handed_back.status,
+        JobStatus::Pending,
+        "handed back at the stop"
+    );
+    let calls_at_the_stop = h.coinbase.hourly_calls();
+    let _next = h.start_worker();
+    let finished = h.completes(job.id).await;
+    assert_eq!(
+        finished.status,
+        JobStatus::Completed,
+        "{:?}",
+        finished.error_message
+    );
+    assert_eq!(finished.attempts, 2);
+    assert_eq!(stored_hours(h).await, 60 * 24);
+    (calls_at_the_stop, finished)
+}
+
 #[tokio::test]
 async fn a_forced_job_stopped_among_its_hours_asks_its_next_attempt_only_for_the_hours_not_stored_yet()
  {
@@ -624,43 +660,19 @@ async fn a_forced_job_stopped_among_its_hours_asks_its_next_attempt_only_for_the
     );
     let before = h.coinbase.hourly_calls();
     assert_eq!(before, (60 * 24usize).div_ceil(300));
-    // Slow answers, so that the stop lands among the forced job's five windows of hours.
-    h.coinbase.set_delay(std::time::Duration::from_millis(400));
 
-    let job = h.submit(range.0, range.1, true).await;
-    let worker = h.start_worker();
-    h.wait_for(job.id, "the day window and two windows of hours", |j| {
-        j.chunks_done >= 3
-    })
-    .await;
-    worker.stop().await;
-    let handed_back = h.job(job.id).await;
-    assert_eq!(
-        handed_back.status,
-        JobStatus::Pending,
-        "handed back at the stop"
-    );
-    let first_attempt = h.coinbase.hourly_calls() - before;
+    let (at_the_stop, _) = stopped_and_resumed(&h, range, true, 3).await;
+
     assert!(
-        first_attempt < 5,
-        "stopped among the hours: {first_attempt} calls"
+        at_the_stop - before < 5,
+        "stopped among the five windows of hours: {} calls",
+        at_the_stop - before
     );
-    let _next = h.start_worker();
-    let finished = h.completes(job.id).await;
-
-    assert_eq!(
-        finished.status,
-        JobStatus::Completed,
-        "{:?}",
-        finished.error_message
-    );
-    assert_eq!(finished.attempts, 2);
     let forced = h.coinbase.hourly_calls() - before;
     assert!(
         forced <= 5 + 1,
         "five windows, and at most the one in flight at the stop asked again: {forced} calls"
     );
-    assert_eq!(stored_hours(&h).await, 60 * 24);
 }
 
 #[tokio::test]
@@ -668,34 +680,11 @@ async fn an_attempt_resumed_after_its_coingecko_window_checks_the_hours_it_fetch
  {
     let h = hourly_btc_on_a_365_day_plan().await;
     checked_product(&h).await;
-    let range = last_days(60);
-    // Slow answers, so that the stop lands among the five windows of hours, after the
-    // one CoinGecko window whose hourly points check them.
-    h.coinbase.set_delay(std::time::Duration::from_millis(400));
-    let job = h.submit(range.0, range.1, false).await;
-    let worker = h.start_worker();
-    h.wait_for(job.id, "the day window and a window of hours", |j| {
-        j.chunks_done >= 2
-    })
-    .await;
-    worker.stop().await;
-    assert_eq!(h.fake.call_count(), 1, "the CoinGecko window, read once");
-    let _next = h.start_worker();
-    let finished = h.completes(job.id).await;
 
-    assert_eq!(
-        finished.status,
-        JobStatus::Completed,
-        "{:?}",
-        finished.error_message
-    );
-    assert_eq!(finished.attempts, 2);
-    assert_eq!(
-        h.fake.call_count(),
-        1,
-        "not read again by the second attempt"
-    );
-    assert_eq!(stored_hours(&h).await, 60 * 24);
+    // Stopped after the one CoinGecko window whose hourly points check the hours.
+    stopped_and_resumed(&h, last_days(60), false, 2).await;
+
+    assert_eq!(h.fake.call_count(), 1, "the CoinGecko window, read once");
     let unchecked = h
         .rows("hourly_prices WHERE symbol = 'BTC' AND source = 'coinbase' AND check_price IS NULL")
         .await;
