@@ -51,49 +51,10 @@ impl JobsApi {
         state: Data<&ApiState>,
         body: Json<NewJobRequest>,
     ) -> SubmitResponse {
-        let request = body.0;
-        let symbol: Symbol = match request.symbol.parse() {
-            Ok(symbol) => symbol,
-            Err(e) => return SubmitResponse::BadRequest(ErrorBody::invalid_symbol(&e)),
+        let job = match job_of(&state, body.0).await {
+            Ok(job) => job,
+            Err(refused) => return refused,
         };
-        let coin = match coins::get(&state.pool, symbol).await {
-            Ok(Some(record)) => record.coin,
-            Ok(None) => return SubmitResponse::BadRequest(ErrorBody::unknown_symbol(symbol)),
-            Err(e) => {
-                return SubmitResponse::unavailable(&e);
-            }
-        };
-        let range =
-            match DateRange::for_coin(&coin, request.start_date.0, request.end_date.0, today_utc())
-            {
-                Ok(range) => range,
-                Err(e) => {
-                    return SubmitResponse::BadRequest(ErrorBody::json(e.code(), e.to_string()));
-                }
-            };
-        match state
-            .credits
-            .afford_job(&coin, range, request.force, today_utc())
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(refused)) => {
-                return SubmitResponse::TooManyRequests(ErrorBody::monthly_credits_exhausted(
-                    &refused,
-                ));
-            }
-            Err(e) => {
-                return SubmitResponse::unavailable(&e);
-            }
-        }
-        let job = NewJob {
-            id: Uuid::now_v7(),
-            symbol,
-            range,
-            force: request.force,
-            trigger: Trigger::Api,
-        };
-
         let mut outcome = queue::submit(&state.pool, job, state.job_max_attempts).await;
         if matches!(outcome, Err(SubmitError::Contended)) {
             // The active job ended between the insert and the look-up: the slot is free now.
@@ -669,3 +630,45 @@ unavailable!(
     ListJobsResponse,
     CancelResponse
 );
+
+/// The job `request` asks for, or the answer that refuses it: a symbol that is not one or
+/// not registered, a range the coin cannot have, a month whose credits cannot pay for it,
+/// or the database away.
+async fn job_of(state: &ApiState, request: NewJobRequest) -> Result<NewJob, SubmitResponse> {
+    let symbol: Symbol = request
+        .symbol
+        .parse()
+        .map_err(|e| SubmitResponse::BadRequest(ErrorBody::invalid_symbol(&e)))?;
+    let coin = match coins::get(&state.pool, symbol).await {
+        Ok(Some(record)) => record.coin,
+        Ok(None) => {
+            return Err(SubmitResponse::BadRequest(ErrorBody::unknown_symbol(
+                symbol,
+            )));
+        }
+        Err(e) => return Err(SubmitResponse::unavailable(&e)),
+    };
+    let today = today_utc();
+    let range = DateRange::for_coin(&coin, request.start_date.0, request.end_date.0, today)
+        .map_err(|e| SubmitResponse::BadRequest(ErrorBody::json(e.code(), e.to_string())))?;
+    match state
+        .credits
+        .afford_job(&coin, range, request.force, today)
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(refused)) => {
+            return Err(SubmitResponse::TooManyRequests(
+                ErrorBody::monthly_credits_exhausted(&refused),
+            ));
+        }
+        Err(e) => return Err(SubmitResponse::unavailable(&e)),
+    }
+    Ok(NewJob {
+        id: Uuid::now_v7(),
+        symbol,
+        range,
+        force: request.force,
+        trigger: Trigger::Api,
+    })
+}
