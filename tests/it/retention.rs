@@ -30,8 +30,12 @@ async fn finished(h: &Harness, id: Uuid, status: &str, days_ago: i32) {
         .unwrap();
 }
 
-async fn job_ids(h: &Harness) -> BTreeSet<Uuid> {
-    sqlx::query_scalar("SELECT id FROM ingestion_jobs")
+/// The ids `table` holds.
+async fn ids<T>(h: &Harness, table: &str) -> BTreeSet<T>
+where
+    T: Ord + Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT id FROM {table}")))
         .fetch_all(h.pool())
         .await
         .unwrap()
@@ -39,13 +43,12 @@ async fn job_ids(h: &Harness) -> BTreeSet<Uuid> {
         .collect()
 }
 
+async fn job_ids(h: &Harness) -> BTreeSet<Uuid> {
+    ids(h, "ingestion_jobs").await
+}
+
 async fn queue_ids(h: &Harness) -> BTreeSet<String> {
-    sqlx::query_scalar("SELECT id FROM apalis.jobs")
-        .fetch_all(h.pool())
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
+    ids(h, "apalis.jobs").await
 }
 
 /// Records a tick acted on `days_ago` days ago.
