@@ -36,11 +36,10 @@ use crate::store::coins::{self, CoinRecord};
 use crate::store::hourly_coins::{self, HourlyCoin};
 use crate::store::second_source;
 
-pub use hours::{
-    bring_hours_up_to_date, days_of_hours_to_keep, expected_hours, hours_to_keep, lagging_from,
-};
+pub use hours::{days_of_hours_to_keep, expected_hours, hours_to_keep, lagging_from};
 pub use tracking::{
-    CoinSync, SyncError, bring_up_to_date, days_to_keep, job_range, missing_days_known, tick_job,
+    CoinSync, SyncError, bring_up_to_date, days_to_keep, job_range, missing_days_known,
+    schedule_job, tick_job,
 };
 
 /// Where the check asks from when the plan has no limit: before any coin's first price

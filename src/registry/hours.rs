@@ -5,9 +5,10 @@
 //! hours of its range beside its missing days, so the job is an ordinary one over those
 //! days: it asks only for what is missing, and nothing when nothing is.
 //!
-//! The schedule keeps them current the same way ([`bring_hours_up_to_date`]): at each tick,
-//! a coin whose last hour accounted for (read from its figures, one row per coin) is older
-//! than the last complete hour gets one job from that hour's day through today.
+//! The schedule keeps them current the same way (`schedule::Scheduler`, with
+//! [`lagging_from`]): at each tick, a coin whose last hour accounted for (read from its
+//! figures, one row per coin) is older than the last complete hour gets one job from that
+//! hour's day through today.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::PgPool;
@@ -93,36 +94,6 @@ pub fn lagging_from(
         Some(accounted) => Some(accounted.last().plus(1).max(keep.first())),
         None => Some(keep.first()),
     }
-}
-
-/// Brings a coin's hours up to the last complete hour at `now`, as a tick of the schedule
-/// does: when they lag ([`lagging_from`]), one job from the first lagging hour's day through
-/// today (it fills the missing days of those days too; a job the schedule queued fetches no
-/// day of today). A job of the coin active already makes it [`CoinSync::Busy`].
-pub async fn bring_hours_up_to_date(
-    pool: &PgPool,
-    (coin, hourly): (&Coin, &HourlyCoin),
-    reach: PlanReach,
-    now: DateTime<Utc>,
-    trigger: Trigger,
-    max_attempts: u32,
-) -> Result<CoinSync, SyncError> {
-    if !hourly.hourly {
-        return Ok(CoinSync::UpToDate);
-    }
-    let Some(from) = lagging_from(coin, hourly, reach, now) else {
-        return Ok(CoinSync::UpToDate);
-    };
-    let today = now.date_naive();
-    queue_job(
-        pool,
-        coin,
-        (from.date(), today),
-        today,
-        trigger,
-        max_attempts,
-    )
-    .await
 }
 
 #[cfg(test)]

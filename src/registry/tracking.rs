@@ -109,19 +109,28 @@ pub fn tick_job(
     let Some((start, end)) = job_range(missing) else {
         return Ok(None);
     };
-    let job = NewJob {
-        id: Uuid::now_v7(),
-        symbol: coin.symbol,
-        range: DateRange::for_coin(coin, start, end, today)?,
-        force: false,
-        trigger: Trigger::Schedule,
-    };
+    let job = schedule_job(coin, (start, end), today)?;
     let in_job = missing
         .iter()
         .copied()
         .filter(|day| (start..=end).contains(day))
         .collect();
     Ok(Some((job, in_job)))
+}
+
+/// The unforced job a tick of the schedule queues for `coin` over `days`.
+pub fn schedule_job(
+    coin: &Coin,
+    (start, end): (NaiveDate, NaiveDate),
+    today: NaiveDate,
+) -> Result<NewJob, RangeError> {
+    Ok(NewJob {
+        id: Uuid::now_v7(),
+        symbol: coin.symbol,
+        range: DateRange::for_coin(coin, start, end, today)?,
+        force: false,
+        trigger: Trigger::Schedule,
+    })
 }
 
 /// Why a coin could not be brought up to date.

@@ -62,12 +62,11 @@ use uuid::Uuid;
 
 use crate::credits::Credits;
 use crate::domain::PlanReach;
-use crate::domain::{Hour, Symbol, Trigger};
+use crate::domain::{Hour, Symbol};
 use crate::ingest::Reach;
 use crate::queue;
 use crate::registry::{
-    CoinSync, SyncError, bring_hours_up_to_date, days_to_keep, lagging_from, missing_days_known,
-    tick_job,
+    CoinSync, SyncError, days_to_keep, lagging_from, missing_days_known, schedule_job, tick_job,
 };
 use crate::shutdown::Shutdown;
 use crate::store::coin_figures::{self, ToLookAt};
@@ -229,8 +228,10 @@ impl Scheduler {
     }
 
     /// The hours of a tick: one query for every hourly coin and its figures; only those
-    /// behind get a job. The coins queued (or behind), whose jobs fill their days too;
-    /// `None` when `shutdown` came first.
+    /// whose last complete hour is not accounted for are looked at, in batches: one query
+    /// for their records and one transaction for their jobs. The coins behind (a job
+    /// queued, one active, or one the month's credits cannot pay for), whose jobs fill
+    /// their days too; `None` when `shutdown` came first.
     async fn hours_of_tick(
         &self,
         (reach, now): (PlanReach, DateTime<Utc>),
@@ -238,19 +239,76 @@ impl Scheduler {
         acted: &mut TickRecord,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Option<HashSet<Symbol>>> {
-        let mut hours_queued = HashSet::new();
-        for hourly in hourly_coins::hourly(&self.pool).await? {
+        let last_complete = Hour::last_complete(now);
+        let behind: Vec<HourlyCoin> = hourly_coins::hourly(&self.pool)
+            .await?
+            .into_iter()
+            .filter(|coin| coin.hourly)
+            .filter(|coin| {
+                coin.figures
+                    .accounted
+                    .is_none_or(|accounted| accounted.last() < last_complete)
+            })
+            .collect();
+        let mut hours_behind = HashSet::new();
+        for batch in behind.chunks(BATCH) {
             if shutdown.is_shutdown() {
                 return Ok(None);
             }
-            if self
-                .look_at_hours(&hourly, (reach, now), purse, acted)
+            let jobs = self
+                .hour_jobs_of(batch, (reach, now), purse, acted, &mut hours_behind)
+                .await?;
+            self.queue_all(&jobs, "hours", acted).await?;
+            hours_behind.extend(jobs.iter().map(|job| job.symbol));
+        }
+        Ok(Some(hours_behind))
+    }
+
+    /// The jobs that would bring a batch of hourly coins' hours up to the last complete
+    /// hour, from the first hour each lags by ([`lagging_from`]) through today, counting in
+    /// `acted` (and in `behind`) those the month's credits cannot pay for.
+    async fn hour_jobs_of(
+        &self,
+        batch: &[HourlyCoin],
+        (reach, now): (PlanReach, DateTime<Utc>),
+        purse: &mut Purse,
+        acted: &mut TickRecord,
+        behind: &mut HashSet<Symbol>,
+    ) -> anyhow::Result<Vec<NewJob>> {
+        let symbols: Vec<Symbol> = batch.iter().map(|coin| coin.symbol).collect();
+        let records: HashMap<Symbol, CoinRecord> = coins::get_many(&self.pool, &symbols)
+            .await?
+            .into_iter()
+            .map(|record| (record.coin.symbol, record))
+            .collect();
+        let today = now.date_naive();
+        let mut jobs = Vec::new();
+        for hourly in batch {
+            let Some(record) = records.get(&hourly.symbol) else {
+                continue;
+            };
+            let Some(from) = lagging_from(&record.coin, hourly, reach, now) else {
+                continue;
+            };
+            let paid = (record, from.date());
+            if !purse
+                .pay_for_hours(self.credits.as_ref(), paid, today)
                 .await?
             {
-                hours_queued.insert(hourly.symbol);
+                acted.coins_behind += 1;
+                acted.coins_unaffordable += 1;
+                behind.insert(hourly.symbol);
+                tracing::debug!(symbol = %hourly.symbol, "hourly coin behind but the month's credits cannot pay for it; left to next month");
+                continue;
+            }
+            match schedule_job(&record.coin, (from.date(), today), today) {
+                Ok(job) => jobs.push(job),
+                Err(e) => {
+                    count(hourly.symbol, "hours", Err(e.into()), acted)?;
+                }
             }
         }
-        Ok(Some(hours_queued))
+        Ok(jobs)
     }
 
     /// The days of a tick: one query for every tracked coin; only those not plainly
@@ -283,7 +341,7 @@ impl Scheduler {
             let jobs = self
                 .jobs_of(batch, (reach, today), purse, acted, &mut looked)
                 .await?;
-            self.queue_all(&jobs, acted).await?;
+            self.queue_all(&jobs, "days", acted).await?;
         }
         Ok(Some(looked))
     }
@@ -354,68 +412,26 @@ impl Scheduler {
     /// Queues `jobs` in one transaction, counting in `acted` what came of each: queued, or
     /// busy when a job of its coin became active since the batch's query (the next tick
     /// looks again).
-    async fn queue_all(&self, jobs: &[NewJob], acted: &mut TickRecord) -> anyhow::Result<()> {
+    async fn queue_all(
+        &self,
+        jobs: &[NewJob],
+        what: &str,
+        acted: &mut TickRecord,
+    ) -> anyhow::Result<()> {
         let queued = queue::submit_all(&self.pool, jobs, self.max_attempts)
             .await
             .map_err(|e| anyhow::Error::from(SyncError::Queue(e)))?;
         let queued_symbols: HashSet<Symbol> = queued.iter().map(|job| job.symbol).collect();
         for record in queued {
-            count(record.symbol, "days", Ok(CoinSync::Queued(record)), acted)?;
+            count(record.symbol, what, Ok(CoinSync::Queued(record)), acted)?;
         }
         for job in jobs
             .iter()
             .filter(|job| !queued_symbols.contains(&job.symbol))
         {
-            count(job.symbol, "days", Ok(CoinSync::Busy(None)), acted)?;
+            count(job.symbol, what, Ok(CoinSync::Busy(None)), acted)?;
         }
         Ok(())
-    }
-
-    /// Brings one hourly coin's hours up to the last complete hour, counting in `acted`
-    /// what that took. True when it was behind (a job queued, one active, or one the month's
-    /// credits cannot pay for). A coin whose figures show its last complete hour accounted
-    /// for costs no query at all.
-    async fn look_at_hours(
-        &self,
-        hourly: &HourlyCoin,
-        (reach, now): (PlanReach, DateTime<Utc>),
-        purse: &mut Purse,
-        acted: &mut TickRecord,
-    ) -> anyhow::Result<bool> {
-        let last_complete = Hour::last_complete(now);
-        if hourly
-            .figures
-            .accounted
-            .is_some_and(|accounted| accounted.last() >= last_complete)
-        {
-            return Ok(false);
-        }
-        let Some(record) = coins::get(&self.pool, hourly.symbol).await? else {
-            return Ok(false);
-        };
-        if let Some(from) = lagging_from(&record.coin, hourly, reach, now).filter(|_| hourly.hourly)
-        {
-            let paid = (&record, from.date());
-            if !purse
-                .pay_for_hours(self.credits.as_ref(), paid, now.date_naive())
-                .await?
-            {
-                acted.coins_behind += 1;
-                acted.coins_unaffordable += 1;
-                tracing::debug!(symbol = %hourly.symbol, "hourly coin behind but the month's credits cannot pay for it; left to next month");
-                return Ok(true);
-            }
-        }
-        let synced = bring_hours_up_to_date(
-            &self.pool,
-            (&record.coin, hourly),
-            reach,
-            now,
-            Trigger::Schedule,
-            self.max_attempts,
-        )
-        .await;
-        count(hourly.symbol, "hours", synced, acted)
     }
 }
 
