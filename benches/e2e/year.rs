@@ -30,6 +30,7 @@ const RETENTION_DAYS: u32 = 30;
 struct Round {
     idle_tick: Duration,
     queuing_tick: Duration,
+    hourly_tick: Duration,
     submit: Duration,
     list: Duration,
     metrics: Duration,
@@ -92,6 +93,20 @@ impl Bench {
                         None
                     } else {
                         target(round.queuing_tick)
+                    },
+                    if coins >= 10_000 {
+                        "say what it costs"
+                    } else {
+                        "< 100 ms"
+                    },
+                ),
+                (
+                    "a tick that queues an hourly job for every coin (every coin hourly, no hour stored)",
+                    round.hourly_tick,
+                    if coins >= 10_000 {
+                        None
+                    } else {
+                        target(round.hourly_tick)
                     },
                     if coins >= 10_000 {
                         "say what it costs"
@@ -179,10 +194,12 @@ impl Bench {
         terminate(&mut serve).await?;
         let (list, metrics, submit) = result?;
         finish_active_jobs(pool).await?;
-        let (idle_tick, queuing_tick) = ticks(pool, &self.fake.base_url(), coins).await?;
+        let (idle_tick, queuing_tick, hourly_tick) =
+            ticks(pool, &self.fake.base_url(), coins).await?;
         Ok(Round {
             idle_tick,
             queuing_tick,
+            hourly_tick,
             submit,
             list,
             metrics,
@@ -323,9 +340,11 @@ fn symbol(k: i32) -> String {
 }
 
 /// A tick with nothing to do, then (yesterday deleted for every coin) a tick that queues a
-/// job for every coin; both in this process, as `serve`'s scheduler would act. The jobs it
-/// queued are then marked finished, and yesterday stays missing for the next round.
-async fn ticks(pool: &PgPool, fake: &str, coins: i32) -> Result<(Duration, Duration)> {
+/// job for every coin, then (every coin made hourly, yesterday back) one that queues an
+/// hourly job for every coin; all in this process, as `serve`'s scheduler would act. The
+/// jobs they queued are then marked finished, the coins daily again, and yesterday stays
+/// missing for the next round.
+async fn ticks(pool: &PgPool, fake: &str, coins: i32) -> Result<(Duration, Duration, Duration)> {
     let yesterday = Utc::now().date_naive() - TimeDelta::days(1);
     restore_day(pool, yesterday).await?;
     let scheduler = bench_scheduler(pool, fake.to_owned(), "0 40 0 * * *", "bench-year")?;
@@ -353,7 +372,30 @@ async fn ticks(pool: &PgPool, fake: &str, coins: i32) -> Result<(Duration, Durat
         );
     }
     finish_active_jobs(pool).await?;
-    Ok((median(idle), queuing))
+
+    restore_day(pool, yesterday).await?;
+    let hourly_coins = sqlx::query("UPDATE coins SET hourly = TRUE WHERE tracked")
+        .execute(pool)
+        .await?
+        .rows_affected();
+    let tick = base + TimeDelta::seconds(SAMPLES as i64 + 2);
+    let hourly = timed_tick(&scheduler, tick, &running).await;
+    sqlx::query("UPDATE coins SET hourly = FALSE")
+        .execute(pool)
+        .await?;
+    sqlx::query("DELETE FROM daily_prices WHERE date = $1")
+        .bind(yesterday)
+        .execute(pool)
+        .await?;
+    let (acted, hourly) = hourly?;
+    if u64::try_from(acted.jobs_queued)? != hourly_coins {
+        bail!(
+            "the hourly tick queued {} jobs for {hourly_coins} hourly coins",
+            acted.jobs_queued
+        );
+    }
+    finish_active_jobs(pool).await?;
+    Ok((median(idle), queuing, hourly))
 }
 
 /// A tick later than any acted on.
