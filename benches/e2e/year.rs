@@ -78,6 +78,14 @@ impl Bench {
         pool.close().await;
 
         let target = |d: Duration| Some(d < Duration::from_millis(100));
+        // A tick queuing 10,000 jobs has no target: the issue asks what it costs.
+        let queuing = |what: &'static str, took: Duration| {
+            if coins >= 10_000 {
+                (what, took, None, "say what it costs")
+            } else {
+                (what, took, target(took), "< 100 ms")
+            }
+        };
         for (when, round) in [("retention off", &before), ("after pruning", &after)] {
             let rows = [
                 (
@@ -86,33 +94,13 @@ impl Bench {
                     target(round.idle_tick),
                     "< 100 ms",
                 ),
-                (
+                queuing(
                     "a tick that queues a job for every coin",
                     round.queuing_tick,
-                    if coins >= 10_000 {
-                        None
-                    } else {
-                        target(round.queuing_tick)
-                    },
-                    if coins >= 10_000 {
-                        "say what it costs"
-                    } else {
-                        "< 100 ms"
-                    },
                 ),
-                (
+                queuing(
                     "a tick that queues an hourly job for every coin (every coin hourly, no hour stored)",
                     round.hourly_tick,
-                    if coins >= 10_000 {
-                        None
-                    } else {
-                        target(round.hourly_tick)
-                    },
-                    if coins >= 10_000 {
-                        "say what it costs"
-                    } else {
-                        "< 100 ms"
-                    },
                 ),
                 (
                     "POST /api/v1/ingestion-jobs",

@@ -276,11 +276,7 @@ impl Scheduler {
         behind: &mut HashSet<Symbol>,
     ) -> anyhow::Result<Vec<NewJob>> {
         let symbols: Vec<Symbol> = batch.iter().map(|coin| coin.symbol).collect();
-        let records: HashMap<Symbol, CoinRecord> = coins::get_many(&self.pool, &symbols)
-            .await?
-            .into_iter()
-            .map(|record| (record.coin.symbol, record))
-            .collect();
+        let records = self.records_of(&symbols).await?;
         let today = now.date_naive();
         let mut jobs = Vec::new();
         for hourly in batch {
@@ -360,11 +356,7 @@ impl Scheduler {
         looked: &mut Looked,
     ) -> anyhow::Result<Vec<NewJob>> {
         let symbols: Vec<Symbol> = batch.iter().map(|coin| coin.symbol).collect();
-        let records: HashMap<Symbol, CoinRecord> = coins::get_many(&self.pool, &symbols)
-            .await?
-            .into_iter()
-            .map(|record| (record.coin.symbol, record))
-            .collect();
+        let records = self.records_of(&symbols).await?;
         let active: HashMap<Symbol, Uuid> = ingestion_jobs::active_jobs_of(&self.pool, &symbols)
             .await?
             .into_iter()
@@ -407,6 +399,15 @@ impl Scheduler {
             }
         }
         Ok(jobs)
+    }
+
+    /// The records of those of `symbols` that are registered, by symbol: one query.
+    async fn records_of(&self, symbols: &[Symbol]) -> sqlx::Result<HashMap<Symbol, CoinRecord>> {
+        Ok(coins::get_many(&self.pool, symbols)
+            .await?
+            .into_iter()
+            .map(|record| (record.coin.symbol, record))
+            .collect())
     }
 
     /// Queues `jobs` in one transaction, counting in `acted` what came of each: queued, or
