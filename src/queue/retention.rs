@@ -129,8 +129,8 @@ async fn one_batch(
         .bind(QUEUE)
         .execute(&mut *tx)
         .await?;
-    let ticks = retention::delete_old_ticks(&mut tx, days, batch).await?;
-    let imports = retention::delete_old_imports(&mut tx, days, batch).await?;
+    let ticks = retention::delete_old(&mut tx, retention::Old::Ticks, days, batch).await?;
+    let imports = retention::delete_old(&mut tx, retention::Old::Imports, days, batch).await?;
     tx.commit().await?;
     *from = latest.or(*from);
     Ok(Some((jobs.len() as u64, ticks, imports)))

@@ -48,39 +48,40 @@ pub async fn delete_finished_jobs(
     Ok((rows.into_iter().map(|(id, _)| id).collect(), latest))
 }
 
-/// Deletes up to `batch` schedule ticks acted on more than `days` days ago; how many.
-pub async fn delete_old_ticks(
-    tx: &mut Transaction<'_, Postgres>,
-    days: u32,
-    batch: i64,
-) -> sqlx::Result<u64> {
-    let deleted = sqlx::query(
-        "DELETE FROM sync_ticks WHERE tick IN ( \
-             SELECT tick FROM sync_ticks WHERE acted_at < now() - make_interval(days => $1) \
-             ORDER BY tick LIMIT $2 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(i32::try_from(days).unwrap_or(i32::MAX))
-    .bind(batch)
-    .execute(&mut **tx)
-    .await?;
-    Ok(deleted.rows_affected())
+/// What retention deletes whole beside the jobs, oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Old {
+    /// Schedule ticks acted on more than `days` days ago.
+    Ticks,
+    /// Track-top imports that ended more than `days` days ago (a running one never).
+    Imports,
 }
 
-/// Deletes up to `batch` track-top imports that ended more than `days` days ago; how many.
-pub async fn delete_old_imports(
+/// Deletes up to `batch` of the `old` rows more than `days` days old; how many. Rows
+/// another transaction holds are skipped.
+pub async fn delete_old(
     tx: &mut Transaction<'_, Postgres>,
+    old: Old,
     days: u32,
     batch: i64,
 ) -> sqlx::Result<u64> {
-    let deleted = sqlx::query(
-        "DELETE FROM coin_imports WHERE id IN ( \
-             SELECT id FROM coin_imports \
-             WHERE status <> 'running' AND completed_at < now() - make_interval(days => $1) \
-             ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(i32::try_from(days).unwrap_or(i32::MAX))
-    .bind(batch)
-    .execute(&mut **tx)
-    .await?;
+    let sql = match old {
+        Old::Ticks => {
+            "DELETE FROM sync_ticks WHERE tick IN ( \
+                 SELECT tick FROM sync_ticks WHERE acted_at < now() - make_interval(days => $1) \
+                 ORDER BY tick LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        }
+        Old::Imports => {
+            "DELETE FROM coin_imports WHERE id IN ( \
+                 SELECT id FROM coin_imports \
+                 WHERE status <> 'running' AND completed_at < now() - make_interval(days => $1) \
+                 ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        }
+    };
+    let deleted = sqlx::query(sql)
+        .bind(i32::try_from(days).unwrap_or(i32::MAX))
+        .bind(batch)
+        .execute(&mut **tx)
+        .await?;
     Ok(deleted.rows_affected())
 }
