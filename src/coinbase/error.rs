@@ -147,6 +147,7 @@ pub(crate) fn said(body: &[u8], redactor: &Redactor) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::assert_says;
     use crate::upstream::{Failure, GaveUp};
 
     fn answer(status: StatusCode, body: &[u8]) -> Answer {
@@ -165,13 +166,13 @@ mod tests {
         );
         assert!(!error.is_transient());
         let message = error.message();
-        assert!(
-            message.contains(
-                "Coinbase Exchange refused the candles of FOO-USD with HTTP 404: \"NotFound\""
-            ),
-            "{message}"
+        assert_says(
+            message,
+            &[
+                "Coinbase Exchange refused the candles of FOO-USD with HTTP 404: \"NotFound\"",
+                "coinbase_product",
+            ],
         );
-        assert!(message.contains("coinbase_product"), "{message}");
     }
 
     #[test]

@@ -429,6 +429,7 @@ fn advice(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::assert_says;
     use crate::upstream::{Failure, GaveUp};
 
     fn refused(status: u16, body: &str) -> CoinGeckoError {
@@ -467,16 +468,15 @@ mod tests {
         let (status, code, message) = parts(&error);
         assert!(error.is_permanent());
         assert_eq!((status, code), (Some(401), Some(10012)));
-        assert!(message.contains("error code 10012"), "{message}");
-        assert!(
-            message.contains("Public API users are limited"),
-            "{message}"
-        );
-        assert!(message.contains("past 365 days"), "{message}");
-        assert!(message.contains("COINGECKO_API_KEY"), "{message}");
-        assert!(
-            message.contains("https://pro-api.coingecko.com/api/v3"),
-            "{message}"
+        assert_says(
+            message,
+            &[
+                "error code 10012",
+                "Public API users are limited",
+                "past 365 days",
+                "COINGECKO_API_KEY",
+                "https://pro-api.coingecko.com/api/v3",
+            ],
         );
         assert!(!message.contains("missing or invalid"), "{message}");
     }
@@ -601,13 +601,13 @@ mod tests {
         let body = "<!DOCTYPE html>\n<html><head><title>Access denied | api.coingecko.com used \
                     Cloudflare to restrict access</title></head><body>…</body></html>";
         let message = message(403, body);
-        assert!(
-            message.contains(
-                "\"Access denied | api.coingecko.com used Cloudflare to restrict access\""
-            ),
-            "{message}"
+        assert_says(
+            &message,
+            &[
+                "\"Access denied | api.coingecko.com used Cloudflare to restrict access\"",
+                "COINGECKO_API_KEY",
+            ],
         );
-        assert!(message.contains("COINGECKO_API_KEY"), "{message}");
     }
 
     #[test]
@@ -635,8 +635,7 @@ mod tests {
         );
         let (status, code, message) = parts(&error);
         assert_eq!((status, code), (Some(404), None));
-        assert!(message.contains("\"coin not found\""), "{message}");
-        assert!(message.contains("\"bitcorn\""), "{message}");
+        assert_says(message, &["\"coin not found\"", "\"bitcorn\""]);
     }
 
     #[test]
@@ -645,25 +644,25 @@ mod tests {
             401,
             r#"{"status":{"error_code":10002,"error_message":"API Key Missing."}}"#,
         );
-        assert!(missing.contains("missing or invalid"), "{missing}");
+        assert_says(&missing, &["missing or invalid"]);
         let bare_401 = message(401, "");
-        assert!(bare_401.contains("check COINGECKO_API_KEY"), "{bare_401}");
+        assert_says(&bare_401, &["check COINGECKO_API_KEY"]);
         assert_eq!(bare_401.matches("HTTP 401").count(), 1, "{bare_401}");
         let demo_on_pro = message(
             400,
             r#"{"error_code":10011,"status":{"error_message":"use api.coingecko.com"}}"#,
         );
-        assert!(
-            demo_on_pro.contains("COINGECKO_BASE_URL=https://api.coingecko.com/api/v3"),
-            "{demo_on_pro}"
+        assert_says(
+            &demo_on_pro,
+            &["COINGECKO_BASE_URL=https://api.coingecko.com/api/v3"],
         );
         let pro_on_public = message(
             401,
             r#"{"error_code":10010,"status":{"error_message":"use pro-api"}}"#,
         );
-        assert!(
-            pro_on_public.contains("COINGECKO_BASE_URL=https://pro-api.coingecko.com/api/v3"),
-            "{pro_on_public}"
+        assert_says(
+            &pro_on_public,
+            &["COINGECKO_BASE_URL=https://pro-api.coingecko.com/api/v3"],
         );
     }
 
@@ -673,21 +672,12 @@ mod tests {
             401,
             r#"{"status":{"error_code":10005,"error_message":"You need to upgrade."}}"#,
         );
-        assert!(
-            plan.contains("not included in your CoinGecko plan"),
-            "{plan}"
-        );
+        assert_says(&plan, &["not included in your CoinGecko plan"]);
         let no_such_url = message(404, "<html><title>404 Not Found</title></html>");
-        assert!(
-            no_such_url.contains("The URL was not found"),
-            "{no_such_url}"
-        );
+        assert_says(&no_such_url, &["The URL was not found"]);
         assert!(!no_such_url.contains("coin id"), "{no_such_url}");
         let bad_request = message(400, r#"{"error":"invalid from"}"#);
-        assert!(
-            bad_request.contains("rejected the request itself"),
-            "{bad_request}"
-        );
+        assert_says(&bad_request, &["rejected the request itself"]);
         assert!(!bad_request.contains("coin id"), "{bad_request}");
         let teapot = message(418, "I'm a teapot");
         assert!(

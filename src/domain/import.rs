@@ -73,13 +73,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_and_triggers_read_back_what_is_written_and_nothing_else() {
-        for status in ImportStatus::ALL {
-            assert_eq!(status.as_str().parse::<ImportStatus>().unwrap(), status);
-        }
-        for trigger in ImportTrigger::ALL {
-            assert_eq!(trigger.as_str().parse::<ImportTrigger>().unwrap(), trigger);
-        }
+    fn statuses_and_triggers_read_nothing_but_what_is_written() {
         assert_eq!(ImportTrigger::Cli.as_str(), "cli");
         assert!("schedule".parse::<ImportTrigger>().is_err());
         assert!("cancelled".parse::<ImportStatus>().is_err());

@@ -120,8 +120,48 @@ pub(crate) fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
     s.parse().expect("an RFC 3339 time")
 }
 
+/// Fails, quoting `message`, unless it says each of `parts`: for unit tests of the
+/// sentences the service writes, which check what a sentence says, not all its words.
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn assert_says(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+}
+
+/// Fails unless each of `all` reads back as itself from the text it writes: for the unit
+/// tests of the enums written as text ([`stored_as_text!`]).
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn assert_reads_back<T>(all: &[T])
+where
+    T: Copy + PartialEq + std::fmt::Debug + std::fmt::Display + std::str::FromStr,
+    T::Err: std::fmt::Debug,
+{
+    for &value in all {
+        assert_eq!(value.to_string().parse::<T>().unwrap(), value);
+    }
+}
+
 /// A decimal written as text, for unit tests.
 #[cfg(test)]
 pub(crate) fn dec(s: &str) -> rust_decimal::Decimal {
     s.parse().expect("a decimal")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_enum_stored_as_text_reads_back_as_it_is_written() {
+        assert_reads_back(&PriceSource::ALL);
+        assert_reads_back(&BlockSource::ALL);
+        assert_reads_back(&Timeframe::ALL);
+        assert_reads_back(&JobStatus::ALL);
+        assert_reads_back(&Trigger::ALL);
+        assert_reads_back(&ImportStatus::ALL);
+        assert_reads_back(&ImportTrigger::ALL);
+    }
 }

@@ -70,6 +70,7 @@ stored_as_text!(Format, UnknownFormat);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::assert_reads_back;
 
     #[test]
     fn files_are_named_as_freqtrade_looks_for_them() {
@@ -92,8 +93,6 @@ mod tests {
             "xlsx".parse::<Format>().unwrap_err().to_string(),
             "\"xlsx\" is not an export format: one of feather, parquet, json, jsongz, csv"
         );
-        for format in Format::ALL {
-            assert_eq!(format.as_str().parse::<Format>(), Ok(format));
-        }
+        assert_reads_back(&Format::ALL);
     }
 }

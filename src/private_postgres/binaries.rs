@@ -189,6 +189,7 @@ fn no_binaries_message() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::assert_says;
 
     #[test]
     fn versions_are_read_from_pg_ctl_and_reduced_to_what_pg_version_says() {
@@ -245,14 +246,14 @@ mod tests {
 
     #[test]
     fn the_no_binaries_message_gives_the_three_ways_out() {
-        let message = no_binaries_message();
-        for way in [
-            "apt install postgresql",
-            "brew install postgresql@17",
-            "docker compose -f docker/compose.yaml up",
-            "set DATABASE_URL",
-        ] {
-            assert!(message.contains(way), "{way:?} in {message}");
-        }
+        assert_says(
+            &no_binaries_message(),
+            &[
+                "apt install postgresql",
+                "brew install postgresql@17",
+                "docker compose -f docker/compose.yaml up",
+                "set DATABASE_URL",
+            ],
+        );
     }
 }

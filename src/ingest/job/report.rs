@@ -102,6 +102,7 @@ fn finished(
 mod tests {
     use super::super::messages::describe_days;
     use super::*;
+    use crate::domain::assert_says;
 
     fn day(s: &str) -> NaiveDate {
         s.parse().unwrap()
@@ -150,18 +151,15 @@ mod tests {
             ),
             "{message}"
         );
-        assert!(message.contains("Today (UTC) is not over"), "{message}");
-        assert!(
-            message.contains("no data for the other 2 day(s)"),
-            "{message}"
+        assert_says(
+            &message,
+            &["Today (UTC) is not over", "no data for the other 2 day(s)"],
         );
     }
 
     #[test]
     fn a_failed_gap_fill_is_said_as_what_it_was_not_as_no_data() {
         let shortfalls = Shortfalls {
-            out_of_credits: None,
-            too_thin: BTreeMap::new(),
             failed_fills: vec![(
                 Window {
                     start: day("2024-01-01"),
@@ -169,7 +167,7 @@ mod tests {
                 },
                 "CoinGecko answered HTTP 401: \"Invalid API key\". The API key is missing or invalid.".to_owned(),
             )],
-            second_source: None,
+            ..Shortfalls::default()
         };
         let message = message_of(finished(
             vec![day("2024-01-01"), day("2024-01-02")],
@@ -177,9 +175,11 @@ mod tests {
             day("2024-02-01"),
             &shortfalls,
         ));
-        assert!(
-            message.contains("Asking CoinGecko again for 2024-01-01..2024-01-02 failed: CoinGecko answered HTTP 401"),
-            "{message}"
+        assert_says(
+            &message,
+            &[
+                "Asking CoinGecko again for 2024-01-01..2024-01-02 failed: CoinGecko answered HTTP 401",
+            ],
         );
         assert!(!message.contains("no data"), "{message}");
         let without_ranges = message.replace("2024-01-01..2024-01-02", "");
@@ -189,10 +189,8 @@ mod tests {
     #[test]
     fn days_with_too_few_points_are_named_with_the_rule() {
         let shortfalls = Shortfalls {
-            out_of_credits: None,
             too_thin: BTreeMap::from([(day("2024-01-05"), 1)]),
-            failed_fills: vec![],
-            second_source: None,
+            ..Shortfalls::default()
         };
         let message = message_of(finished(
             vec![day("2024-01-05"), day("2024-01-07")],
@@ -200,14 +198,13 @@ mod tests {
             day("2024-02-01"),
             &shortfalls,
         ));
-        assert!(
-            message.contains("too few points for 2024-01-05 (1 day(s), as few as 1)"),
-            "{message}"
-        );
-        assert!(message.contains("at least 12 points"), "{message}");
-        assert!(
-            message.contains("no data for the other 1 day(s)"),
-            "{message}"
+        assert_says(
+            &message,
+            &[
+                "too few points for 2024-01-05 (1 day(s), as few as 1)",
+                "at least 12 points",
+                "no data for the other 1 day(s)",
+            ],
         );
     }
 
@@ -232,15 +229,14 @@ mod tests {
         assert_eq!(gap_dates, vec![day("2026-01-05")]);
         assert_eq!(out_of_plan_days, 2);
         let message = message.unwrap();
-        assert!(
-            message.contains("2 day(s) from 2025-11-27 to 2025-11-28 are older"),
-            "{message}"
-        );
-        assert!(message.contains("from 2025-11-29 on"), "{message}");
-        assert!(message.contains("paid key reaches further"), "{message}");
-        assert!(
-            message.contains("1 day(s) still have no final price: 2026-01-05."),
-            "{message}"
+        assert_says(
+            &message,
+            &[
+                "2 day(s) from 2025-11-27 to 2025-11-28 are older",
+                "from 2025-11-29 on",
+                "paid key reaches further",
+                "1 day(s) still have no final price: 2026-01-05.",
+            ],
         );
     }
 
@@ -286,12 +282,9 @@ mod tests {
             refused.contains("set the coin's coinbase_product") && !refused.contains("later"),
             "{refused}"
         );
-        assert!(
-            unusable.contains("not used for this coin: SOLX-USD"),
-            "{unusable}"
-        );
-        assert!(asked.contains("has no candle for them either"), "{asked}");
-        assert!(unchecked.contains("from 2025-11-29 on"), "{unchecked}");
+        assert_says(&unusable, &["not used for this coin: SOLX-USD"]);
+        assert_says(&asked, &["has no candle for them either"]);
+        assert_says(&unchecked, &["from 2025-11-29 on"]);
         let none = message_of(finished(
             vec![day("2025-01-01")],
             PlanReach::days(365),
@@ -317,13 +310,11 @@ mod tests {
         assert_eq!(twelve.matches(", ").count(), 10, "{twelve}");
 
         let failed = |n: u64| Shortfalls {
-            out_of_credits: None,
-            too_thin: BTreeMap::new(),
             failed_fills: every_other_day(n)
                 .into_iter()
                 .map(|d| (Window { start: d, end: d }, "HTTP 401".to_owned()))
                 .collect(),
-            second_source: None,
+            ..Shortfalls::default()
         };
         let three = message_of(finished(
             every_other_day(3),
@@ -340,9 +331,6 @@ mod tests {
             &failed(5),
         ));
         assert_eq!(five.matches("failed: HTTP 401").count(), 3, "{five}");
-        assert!(
-            five.contains(" 2 more call(s) failed the same way."),
-            "{five}"
-        );
+        assert_says(&five, &[" 2 more call(s) failed the same way."]);
     }
 }
