@@ -102,11 +102,7 @@ fn finished(
 mod tests {
     use super::super::messages::describe_days;
     use super::*;
-    use crate::domain::assert_says;
-
-    fn day(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use crate::domain::{assert_says, day};
 
     fn message_of(outcome: Outcome) -> String {
         let Outcome::Finished {
@@ -117,6 +113,17 @@ mod tests {
         };
         assert_eq!(status, JobStatus::CompletedWithGaps);
         message.unwrap()
+    }
+
+    /// What a job says of `missing` days of January 2024 when it ends on 2024-02-01 with
+    /// every day in the plan's reach.
+    fn said_in_february(missing: Vec<NaiveDate>, shortfalls: &Shortfalls) -> String {
+        message_of(finished(
+            missing,
+            PlanReach::UNLIMITED,
+            day("2024-02-01"),
+            shortfalls,
+        ))
     }
 
     #[test]
@@ -169,12 +176,7 @@ mod tests {
             )],
             ..Shortfalls::default()
         };
-        let message = message_of(finished(
-            vec![day("2024-01-01"), day("2024-01-02")],
-            PlanReach::UNLIMITED,
-            day("2024-02-01"),
-            &shortfalls,
-        ));
+        let message = said_in_february(vec![day("2024-01-01"), day("2024-01-02")], &shortfalls);
         assert_says(
             &message,
             &[
@@ -192,12 +194,7 @@ mod tests {
             too_thin: BTreeMap::from([(day("2024-01-05"), 1)]),
             ..Shortfalls::default()
         };
-        let message = message_of(finished(
-            vec![day("2024-01-05"), day("2024-01-07")],
-            PlanReach::UNLIMITED,
-            day("2024-02-01"),
-            &shortfalls,
-        ));
+        let message = said_in_february(vec![day("2024-01-05"), day("2024-01-07")], &shortfalls);
         assert_says(
             &message,
             &[
@@ -316,20 +313,10 @@ mod tests {
                 .collect(),
             ..Shortfalls::default()
         };
-        let three = message_of(finished(
-            every_other_day(3),
-            PlanReach::UNLIMITED,
-            day("2024-02-01"),
-            &failed(3),
-        ));
+        let three = said_in_february(every_other_day(3), &failed(3));
         assert_eq!(three.matches("failed: HTTP 401").count(), 3, "{three}");
         assert!(!three.contains("more call(s)"), "{three}");
-        let five = message_of(finished(
-            every_other_day(5),
-            PlanReach::UNLIMITED,
-            day("2024-02-01"),
-            &failed(5),
-        ));
+        let five = said_in_february(every_other_day(5), &failed(5));
         assert_eq!(five.matches("failed: HTTP 401").count(), 3, "{five}");
         assert_says(&five, &[" 2 more call(s) failed the same way."]);
     }
