@@ -147,11 +147,7 @@ fn millis_to_time(ms: f64) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
-
-    fn dec(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
+    use crate::domain::dec;
 
     #[test]
     fn the_daily_sample_parses_with_its_live_point() {

@@ -105,14 +105,10 @@ pub fn judge_mapping(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
+    use crate::domain::dec;
 
     fn day(n: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(u64::from(n))
-    }
-
-    fn dec(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
     }
 
     #[test]

@@ -117,10 +117,7 @@ impl fmt::Debug for SyncSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
-    }
+    use crate::domain::at;
 
     fn schedule(s: &str) -> SyncSchedule {
         s.parse().unwrap()

@@ -162,14 +162,7 @@ mod tests {
     use rust_decimal::Decimal;
 
     use super::*;
-
-    fn day(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
-
-    fn at(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
-    }
+    use crate::domain::{at, day};
 
     fn point(t: &str, v: i64) -> Point {
         Point {

@@ -61,11 +61,7 @@ pub fn windows_for_days(days: &[NaiveDate], chunk_days: u32) -> Vec<Window> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Coin;
-
-    fn day(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use crate::domain::{Coin, day};
 
     fn range_of(days: i64) -> DateRange {
         let start = day("2022-01-01");

@@ -99,11 +99,7 @@ pub fn lagging_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{PriceSource, day};
-
-    fn at(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
-    }
+    use crate::domain::{PriceSource, at, day};
 
     #[test]
     fn hours_are_kept_for_the_days_kept_at_most_1461_back_through_the_last_complete_hour() {
