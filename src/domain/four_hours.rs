@@ -209,9 +209,4 @@ mod tests {
         assert!(!blocks[1].disputed);
         assert!(FourHourCandle::of_hours(&[]).is_empty());
     }
-
-    #[test]
-    fn a_block_source_no_read_writes_is_refused() {
-        assert!("binance".parse::<BlockSource>().is_err());
-    }
 }

@@ -67,15 +67,3 @@ impl ImportTrigger {
 pub struct UnknownImportTrigger(pub String);
 
 stored_as_text!(ImportTrigger, UnknownImportTrigger);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statuses_and_triggers_read_nothing_but_what_is_written() {
-        assert_eq!(ImportTrigger::Cli.as_str(), "cli");
-        assert!("schedule".parse::<ImportTrigger>().is_err());
-        assert!("cancelled".parse::<ImportStatus>().is_err());
-    }
-}

@@ -130,11 +130,12 @@ pub(crate) fn assert_says(message: &str, parts: &[&str]) {
     }
 }
 
-/// Fails unless each of `all` reads back as itself from the text it writes: for the unit
-/// tests of the enums written as text ([`stored_as_text!`]).
+/// Fails unless each of `all` reads back as itself from the text it writes, and `other`
+/// (a word that is not one of them) is refused: for the unit tests of the enums written as
+/// text ([`stored_as_text!`]).
 #[cfg(test)]
 #[track_caller]
-pub(crate) fn assert_reads_back<T>(all: &[T])
+pub(crate) fn assert_reads_back<T>(all: &[T], other: &str)
 where
     T: Copy + PartialEq + std::fmt::Debug + std::fmt::Display + std::str::FromStr,
     T::Err: std::fmt::Debug,
@@ -142,6 +143,7 @@ where
     for &value in all {
         assert_eq!(value.to_string().parse::<T>().unwrap(), value);
     }
+    assert!(other.parse::<T>().is_err(), "{other:?} read as a value");
 }
 
 /// A decimal written as text, for unit tests.
@@ -155,13 +157,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_enum_stored_as_text_reads_back_as_it_is_written() {
-        assert_reads_back(&PriceSource::ALL);
-        assert_reads_back(&BlockSource::ALL);
-        assert_reads_back(&Timeframe::ALL);
-        assert_reads_back(&JobStatus::ALL);
-        assert_reads_back(&Trigger::ALL);
-        assert_reads_back(&ImportStatus::ALL);
-        assert_reads_back(&ImportTrigger::ALL);
+    fn every_enum_stored_as_text_reads_back_what_it_writes_and_nothing_else() {
+        assert_reads_back(&PriceSource::ALL, "binance");
+        assert_reads_back(&BlockSource::ALL, "binance");
+        assert_reads_back(&Timeframe::ALL, "1w");
+        assert_reads_back(&JobStatus::ALL, "mixed");
+        assert_reads_back(&Trigger::ALL, "cron");
+        // What a job's status or trigger may be, an import's may not.
+        assert_reads_back(&ImportStatus::ALL, "cancelled");
+        assert_reads_back(&ImportTrigger::ALL, "schedule");
+        assert_eq!(ImportTrigger::Cli.to_string(), "cli");
     }
 }

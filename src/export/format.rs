@@ -93,6 +93,6 @@ mod tests {
             "xlsx".parse::<Format>().unwrap_err().to_string(),
             "\"xlsx\" is not an export format: one of feather, parquet, json, jsongz, csv"
         );
-        assert_reads_back(&Format::ALL);
+        assert_reads_back(&Format::ALL, "xlsx");
     }
 }
