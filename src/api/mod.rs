@@ -6,6 +6,8 @@
 //! - `jobs`, `coins`, `data`, `ops`: one module per tag, each an `*Api` struct with one
 //!   `#[derive(ApiResponse)]` enum per operation; `budget` (tag `Ops`): `GET
 //!   /api/v1/budget`, the call budgets and the month's credits.
+//! - `responses`: `responses!`, which writes an operation's response enum from its list
+//!   of statuses and docs, with what every operation answers alike.
 //! - `error`: the one error body, and how every refusal becomes it (`refusal!` writes an
 //!   operation's usual `Refusal`, `unavailable!` its answer when the database fails).
 //! - `hours`: the `1h` and `4h` rows, coverage in hours and the hours of each day, which
@@ -36,6 +38,7 @@ mod jobs;
 mod middleware;
 mod ops;
 pub mod page;
+mod responses;
 mod server;
 mod timeframe;
 mod track_top;
