@@ -17,6 +17,7 @@ use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, Unavailable, refused};
 use super::events::JobEvents;
 use super::responses::responses;
 use super::server::ConnectionPlace;
+use super::wire::mirrored;
 use super::{ApiState, ApiTags, Authorized};
 use crate::domain::{DateRange, JobStatus, Symbol, Trigger, today_utc};
 use crate::queue::{self, SubmitError};
@@ -306,69 +307,37 @@ impl Example for NewJobRequest {
     }
 }
 
-/// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "JobStatus", rename_all = "snake_case")]
-pub enum Status {
-    /// Queued; no worker has started it yet (or it was handed back to the queue).
-    Pending,
-    /// A worker is fetching it.
-    Running,
-    /// Every day of the range is stored.
-    Completed,
-    /// Finished, but CoinGecko had no data for some days: see `gap_dates`.
-    CompletedWithGaps,
-    /// Gave up: see `error_message`.
-    Failed,
-    /// Cancelled by request.
-    Cancelled,
-}
-
-impl From<JobStatus> for Status {
-    fn from(status: JobStatus) -> Self {
-        match status {
-            JobStatus::Pending => Status::Pending,
-            JobStatus::Running => Status::Running,
-            JobStatus::Completed => Status::Completed,
-            JobStatus::CompletedWithGaps => Status::CompletedWithGaps,
-            JobStatus::Failed => Status::Failed,
-            JobStatus::Cancelled => Status::Cancelled,
-        }
+mirrored! {
+    /// Where a job stands.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+    #[oai(rename = "JobStatus", rename_all = "snake_case")]
+    pub enum Status as JobStatus {
+        /// Queued; no worker has started it yet (or it was handed back to the queue).
+        Pending,
+        /// A worker is fetching it.
+        Running,
+        /// Every day of the range is stored.
+        Completed,
+        /// Finished, but CoinGecko had no data for some days: see `gap_dates`.
+        CompletedWithGaps,
+        /// Gave up: see `error_message`.
+        Failed,
+        /// Cancelled by request.
+        Cancelled,
     }
 }
 
-impl From<Status> for JobStatus {
-    fn from(status: Status) -> Self {
-        match status {
-            Status::Pending => JobStatus::Pending,
-            Status::Running => JobStatus::Running,
-            Status::Completed => JobStatus::Completed,
-            Status::CompletedWithGaps => JobStatus::CompletedWithGaps,
-            Status::Failed => JobStatus::Failed,
-            Status::Cancelled => JobStatus::Cancelled,
-        }
-    }
-}
-
-/// Who asked for a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "JobTrigger", rename_all = "snake_case")]
-pub enum JobTrigger {
-    /// `POST /api/v1/ingestion-jobs`.
-    Api,
-    /// `price-history backfill`.
-    Cli,
-    /// The schedule that keeps tracked coins current (`SYNC_SCHEDULE`).
-    Schedule,
-}
-
-impl From<Trigger> for JobTrigger {
-    fn from(trigger: Trigger) -> Self {
-        match trigger {
-            Trigger::Api => JobTrigger::Api,
-            Trigger::Cli => JobTrigger::Cli,
-            Trigger::Schedule => JobTrigger::Schedule,
-        }
+mirrored! {
+    /// Who asked for a job.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+    #[oai(rename = "JobTrigger", rename_all = "snake_case")]
+    pub enum JobTrigger as Trigger {
+        /// `POST /api/v1/ingestion-jobs`.
+        Api,
+        /// `price-history backfill`.
+        Cli,
+        /// The schedule that keeps tracked coins current (`SYNC_SCHEDULE`).
+        Schedule,
     }
 }
 

@@ -14,7 +14,7 @@
 //!   `data` answers with for `timeframe=1h|4h`.
 //! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format;
 //!   `timeframe`: `1d|4h|1h` on the wire; `wire`: the poem-openapi impls such types
-//!   share (one string; a body of text).
+//!   share (one string; a body of text; a domain enum shown variant for variant).
 //! - `auth`: the `API_TOKEN` bearer check on every write (POST, PUT).
 //! - `events`: one LISTEN on job changes per process, fanned out to the event streams.
 //! - `page`: the page at `/` and its assets, embedded in the binary.
