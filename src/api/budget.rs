@@ -5,9 +5,10 @@
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{Object, OpenApi};
 
-use super::error::{ErrorBody, Unavailable, unavailable};
+use super::error::Unavailable;
+use super::responses::responses;
 use super::{ApiState, ApiTags};
 use crate::credits::{Credits, Estimate};
 use crate::upstream::{CallLimiter, MonthFigures};
@@ -157,17 +158,14 @@ impl CoinGeckoBudget {
     }
 }
 
-#[derive(ApiResponse)]
-pub enum BudgetResponse {
-    /// Each source's budget.
-    #[oai(status = 200)]
-    Ok(Json<Budget>),
-    /// The database is not answering.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    pub enum BudgetResponse {
+        /// Each source's budget.
+        200 Ok(Json<Budget>),
+        /// The database is not answering.
+        503 ServiceUnavailable,
+    }
 }
-
-unavailable!(BudgetResponse);
 
 /// What keeping the tracked coins current costs a month: said in the answers that change
 /// the tracked set (turning `tracked` or `hourly` on, an import of the top coins).

@@ -8,12 +8,13 @@ use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::{Example, MaybeUndefined};
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{Enum, Object, OpenApi};
 use rust_decimal::prelude::ToPrimitive;
 
 use super::budget::TrackingCost;
 use super::day::Day;
-use super::error::{ErrorBody, Unavailable, refusal, refused, unavailable};
+use super::error::{ErrorBody, Unavailable, refused};
+use super::responses::responses;
 use super::{ApiState, ApiTags, Authorized};
 use crate::config::FallbackSource;
 use crate::domain::{
@@ -502,87 +503,61 @@ pub struct CoinList {
     pub next: Option<String>,
 }
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum ListCoinsResponse {
-    /// A page of coins, by symbol.
-    #[oai(status = 200)]
-    Ok(Json<CoinList>),
-    /// The query is malformed: `limit` not between 1 and 1000, `after` not a symbol
-    /// (`invalid_symbol`), `tracked` not true or false.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The database is not answering.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    pub enum ListCoinsResponse refused {
+        /// A page of coins, by symbol.
+        200 Ok(Json<CoinList>),
+        /// The query is malformed: `limit` not between 1 and 1000, `after` not a symbol
+        /// (`invalid_symbol`), `tracked` not true or false.
+        400 BadRequest,
+        /// The database is not answering.
+        503 ServiceUnavailable,
+    }
 }
 
-refusal!(ListCoinsResponse);
-
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum GetCoinResponse {
-    /// The coin.
-    #[oai(status = 200)]
-    Ok(Json<CoinView>),
-    /// `invalid_symbol`: the symbol is not 1 to 15 letters or digits.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// No coin is registered under this symbol.
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-    /// The database is not answering.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    pub enum GetCoinResponse refused {
+        /// The coin.
+        200 Ok(Json<CoinView>),
+        /// `invalid_symbol`: the symbol is not 1 to 15 letters or digits.
+        400 BadRequest,
+        /// No coin is registered under this symbol.
+        404 NotFound,
+        /// The database is not answering.
+        503 ServiceUnavailable,
+    }
 }
 
-refusal!(GetCoinResponse);
-
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum PutCoinResponse {
-    /// The coin was registered already; its tracking, product and hours are now as asked.
-    #[oai(status = 200)]
-    Ok(Json<CoinView>),
-    /// The coin is registered, checked with CoinGecko; `Location` is where to read it.
-    #[oai(status = 201)]
-    Created(Json<CoinView>, #[oai(header = "Location")] String),
-    /// The body is malformed or breaks a rule: `invalid_symbol`, `invalid_coingecko_id`,
-    /// `unknown_coingecko_id` (CoinGecko does not know it), `invalid_coinbase_product`,
-    /// `unknown_coinbase_product` (Coinbase Exchange does not list it),
-    /// `track_since_in_future`, `invalid_request`.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// `API_TOKEN` is set and the bearer token is missing or wrong.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// `symbol_registered`: the symbol is registered with another id;
-    /// `coingecko_id_registered`: the id is registered under another symbol.
-    #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
-    /// The body is not `application/json`.
-    #[oai(status = 415)]
-    UnsupportedMediaType(Json<ErrorBody>),
-    /// `coingecko_refused`: CoinGecko refused the check for a reason other than the id
-    /// (a key problem, say); `coinbase_refused`: Coinbase Exchange refused the check of
-    /// the product for a reason other than the product. Nothing was stored.
-    /// `monthly_credits_exhausted`: the month's CoinGecko credits
-    /// (`COINGECKO_CALLS_PER_MONTH`) are spent, so a new id could not be checked;
-    /// `resets_on` names the day they reset. Nothing was stored.
-    #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>),
-    #[oai(status = 502)]
-    BadGateway(Json<ErrorBody>),
-    /// `coingecko_unavailable`: CoinGecko did not answer the check;
-    /// `coinbase_unavailable`: Coinbase Exchange did not answer the check of the product
-    /// given; `database_unavailable`. Nothing was stored: try again.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    pub enum PutCoinResponse refused(body) {
+        /// The coin was registered already; its tracking, product and hours are now as asked.
+        200 Ok(Json<CoinView>),
+        /// The coin is registered, checked with CoinGecko; `Location` is where to read it.
+        201 Created(Json<CoinView>, #[oai(header = "Location")] String),
+        /// The body is malformed or breaks a rule: `invalid_symbol`, `invalid_coingecko_id`,
+        /// `unknown_coingecko_id` (CoinGecko does not know it), `invalid_coinbase_product`,
+        /// `unknown_coinbase_product` (Coinbase Exchange does not list it),
+        /// `track_since_in_future`, `invalid_request`.
+        400 BadRequest,
+        401 Unauthorized,
+        /// `symbol_registered`: the symbol is registered with another id;
+        /// `coingecko_id_registered`: the id is registered under another symbol.
+        409 Conflict,
+        415 UnsupportedMediaType,
+        /// `coingecko_refused`: CoinGecko refused the check for a reason other than the id
+        /// (a key problem, say); `coinbase_refused`: Coinbase Exchange refused the check of
+        /// the product for a reason other than the product. Nothing was stored.
+        /// `monthly_credits_exhausted`: the month's CoinGecko credits
+        /// (`COINGECKO_CALLS_PER_MONTH`) are spent, so a new id could not be checked;
+        /// `resets_on` names the day they reset. Nothing was stored.
+        429 TooManyRequests,
+        502 BadGateway,
+        /// `coingecko_unavailable`: CoinGecko did not answer the check;
+        /// `coinbase_unavailable`: Coinbase Exchange did not answer the check of the product
+        /// given; `database_unavailable`. Nothing was stored: try again.
+        503 ServiceUnavailable,
+    }
 }
-
-refusal!(PutCoinResponse, body);
-
-unavailable!(ListCoinsResponse, GetCoinResponse, PutCoinResponse);
 
 #[cfg(test)]
 mod tests {

@@ -12,14 +12,15 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi, ResponseContent, Union};
+use poem_openapi::{Enum, Object, OpenApi, ResponseContent, Union};
 use rust_decimal::Decimal;
 
 use super::day::Day;
-use super::error::{ErrorBody, Refusal, Unavailable, refusal, refused, unavailable};
+use super::error::{ErrorBody, Refusal, Unavailable, refused};
 use super::hours::{
     FourHourPrice, HOURS_CSV_HEADER, HourlyCoverageStats, HourlyPrice, HoursPerDay,
 };
+use super::responses::responses;
 use super::timeframe::{TimeframeParam, or_days};
 use super::wire::text_payload;
 use super::{ApiState, ApiTags};
@@ -843,53 +844,42 @@ pub enum CoverageAnswer {
     Hours(HourlyCoverageStats),
 }
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum PricesResponse {
-    /// The stored rows, ascending: JSON; CSV with the header
-    /// `date,open,high,low,close,volume,provisional,source` (`1d`) or
-    /// `time,open,high,low,close,volume,source,disputed,hours,provisional` (`4h`, `1h`);
-    /// or a Parquet or Feather file with the columns `date` (UTC timestamp, ms), `open`,
-    /// `high`, `low`, `close`, `volume` (float64, USD, what it measures per `source`),
-    /// `source`, and `disputed` for hours, provisional rows left out.
-    #[oai(status = 200)]
-    Ok(PricesBody),
-    /// A date is missing or malformed, `end_before_start`, `range_too_long` (more than
-    /// 7305 days, or more than 1461 for `1h` and `4h`), `invalid_symbol` or
-    /// `unknown_symbol` (not a registered coin), `timeframe` is not one of `1d`, `4h`,
-    /// `1h`, or `format` is not one of `json`, `csv`, `parquet`, `feather`.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// `not_acceptable`: `Accept` names none of `application/json`, `text/csv`,
-    /// `application/vnd.apache.parquet`, `application/vnd.apache.arrow.file` (nor a
-    /// wildcard); the message lists them.
-    #[oai(status = 406)]
-    NotAcceptable(Json<ErrorBody>),
-    /// The database is not answering.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    pub enum PricesResponse refused {
+        /// The stored rows, ascending: JSON; CSV with the header
+        /// `date,open,high,low,close,volume,provisional,source` (`1d`) or
+        /// `time,open,high,low,close,volume,source,disputed,hours,provisional` (`4h`, `1h`);
+        /// or a Parquet or Feather file with the columns `date` (UTC timestamp, ms), `open`,
+        /// `high`, `low`, `close`, `volume` (float64, USD, what it measures per `source`),
+        /// `source`, and `disputed` for hours, provisional rows left out.
+        200 Ok(PricesBody),
+        /// A date is missing or malformed, `end_before_start`, `range_too_long` (more than
+        /// 7305 days, or more than 1461 for `1h` and `4h`), `invalid_symbol` or
+        /// `unknown_symbol` (not a registered coin), `timeframe` is not one of `1d`, `4h`,
+        /// `1h`, or `format` is not one of `json`, `csv`, `parquet`, `feather`.
+        400 BadRequest,
+        /// `not_acceptable`: `Accept` names none of `application/json`, `text/csv`,
+        /// `application/vnd.apache.parquet`, `application/vnd.apache.arrow.file` (nor a
+        /// wildcard); the message lists them.
+        406 NotAcceptable,
+        /// The database is not answering.
+        503 ServiceUnavailable,
+    }
 }
 
-refusal!(PricesResponse);
-
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum CoverageResponse {
-    /// The coverage of the range: in days (`Coverage`) or hours (`HourlyCoverage`).
-    #[oai(status = 200)]
-    Ok(Json<CoverageAnswer>),
-    /// A date is missing or malformed, `end_before_start`, `range_too_long` (more than
-    /// 7305 days, or more than 1461 for `1h` and `4h`), `invalid_symbol`,
-    /// `unknown_symbol` (not a registered coin), or `timeframe` is not one of `1d`, `4h`,
-    /// `1h`.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The database is not answering.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    pub enum CoverageResponse refused {
+        /// The coverage of the range: in days (`Coverage`) or hours (`HourlyCoverage`).
+        200 Ok(Json<CoverageAnswer>),
+        /// A date is missing or malformed, `end_before_start`, `range_too_long` (more than
+        /// 7305 days, or more than 1461 for `1h` and `4h`), `invalid_symbol`,
+        /// `unknown_symbol` (not a registered coin), or `timeframe` is not one of `1d`, `4h`,
+        /// `1h`.
+        400 BadRequest,
+        /// The database is not answering.
+        503 ServiceUnavailable,
+    }
 }
-
-refusal!(CoverageResponse);
 
 /// The status of every day of a range, one letter per day.
 #[derive(Debug, Clone, Object)]
@@ -951,26 +941,19 @@ impl DayCounts {
     }
 }
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum DaysResponse {
-    /// The status of every day of the range (and its hours, for `1h` and `4h`).
-    #[oai(status = 200)]
-    Ok(Json<DayStatuses>),
-    /// A date is missing or malformed, `end_before_start`, `range_too_long` (more than
-    /// 7305 days, or more than 1461 for `1h` and `4h`), `invalid_symbol`,
-    /// `unknown_symbol` (not a registered coin), or `timeframe` is not one of `1d`, `4h`,
-    /// `1h`.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The database is not answering.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    pub enum DaysResponse refused {
+        /// The status of every day of the range (and its hours, for `1h` and `4h`).
+        200 Ok(Json<DayStatuses>),
+        /// A date is missing or malformed, `end_before_start`, `range_too_long` (more than
+        /// 7305 days, or more than 1461 for `1h` and `4h`), `invalid_symbol`,
+        /// `unknown_symbol` (not a registered coin), or `timeframe` is not one of `1d`, `4h`,
+        /// `1h`.
+        400 BadRequest,
+        /// The database is not answering.
+        503 ServiceUnavailable,
+    }
 }
-
-refusal!(DaysResponse);
-
-unavailable!(PricesResponse, CoverageResponse, DaysResponse);
 
 #[cfg(test)]
 mod tests {

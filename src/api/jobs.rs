@@ -8,16 +8,16 @@ use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::types::Example;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{Enum, Object, OpenApi};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::day::Day;
-use super::error::{
-    BEARER_CHALLENGE, ErrorBody, Refusal, Unavailable, refusal, refused, unavailable,
-};
+use super::error::{BEARER_CHALLENGE, ErrorBody, Refusal, Unavailable, refused};
 use super::events::JobEvents;
+use super::responses::responses;
 use super::server::ConnectionPlace;
+use super::wire::mirrored;
 use super::{ApiState, ApiTags, Authorized};
 use crate::domain::{DateRange, JobStatus, Symbol, Trigger, today_utc};
 use crate::queue::{self, SubmitError};
@@ -251,28 +251,23 @@ const STREAMS_RETRY_AFTER_SECS: u32 = 30;
 /// How often an idle event stream sends a comment, so that proxies keep it open.
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum JobEventsResponse {
-    /// One event per job change, its data the job.
-    #[oai(status = 200)]
-    Ok(EventStream<BoxStream<'static, Job>>),
-    /// `symbol` is not a ticker.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// `too_many_streams`: `EVENT_STREAMS_MAX` streams are open; try again after
-    /// `Retry-After` seconds (the connection is closed). Or `database_unavailable`: the
-    /// database is not answering.
-    #[oai(status = 503)]
-    ServiceUnavailable(
-        Json<ErrorBody>,
-        /// Seconds to wait before asking again (with `too_many_streams`).
-        #[oai(header = "Retry-After")]
-        Option<u32>,
-    ),
+responses! {
+    pub enum JobEventsResponse refused {
+        /// One event per job change, its data the job.
+        200 Ok(EventStream<BoxStream<'static, Job>>),
+        /// `symbol` is not a ticker.
+        400 BadRequest,
+        /// `too_many_streams`: `EVENT_STREAMS_MAX` streams are open; try again after
+        /// `Retry-After` seconds (the connection is closed). Or `database_unavailable`: the
+        /// database is not answering.
+        503 ServiceUnavailable(
+            Json<ErrorBody>,
+            /// Seconds to wait before asking again (with `too_many_streams`).
+            #[oai(header = "Retry-After")]
+            Option<u32>,
+        ),
+    }
 }
-
-refusal!(JobEventsResponse);
 
 fn default_limit() -> u32 {
     DEFAULT_LIST_LIMIT
@@ -312,69 +307,37 @@ impl Example for NewJobRequest {
     }
 }
 
-/// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "JobStatus", rename_all = "snake_case")]
-pub enum Status {
-    /// Queued; no worker has started it yet (or it was handed back to the queue).
-    Pending,
-    /// A worker is fetching it.
-    Running,
-    /// Every day of the range is stored.
-    Completed,
-    /// Finished, but CoinGecko had no data for some days: see `gap_dates`.
-    CompletedWithGaps,
-    /// Gave up: see `error_message`.
-    Failed,
-    /// Cancelled by request.
-    Cancelled,
-}
-
-impl From<JobStatus> for Status {
-    fn from(status: JobStatus) -> Self {
-        match status {
-            JobStatus::Pending => Status::Pending,
-            JobStatus::Running => Status::Running,
-            JobStatus::Completed => Status::Completed,
-            JobStatus::CompletedWithGaps => Status::CompletedWithGaps,
-            JobStatus::Failed => Status::Failed,
-            JobStatus::Cancelled => Status::Cancelled,
-        }
+mirrored! {
+    /// Where a job stands.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+    #[oai(rename = "JobStatus", rename_all = "snake_case")]
+    pub enum Status as JobStatus {
+        /// Queued; no worker has started it yet (or it was handed back to the queue).
+        Pending,
+        /// A worker is fetching it.
+        Running,
+        /// Every day of the range is stored.
+        Completed,
+        /// Finished, but CoinGecko had no data for some days: see `gap_dates`.
+        CompletedWithGaps,
+        /// Gave up: see `error_message`.
+        Failed,
+        /// Cancelled by request.
+        Cancelled,
     }
 }
 
-impl From<Status> for JobStatus {
-    fn from(status: Status) -> Self {
-        match status {
-            Status::Pending => JobStatus::Pending,
-            Status::Running => JobStatus::Running,
-            Status::Completed => JobStatus::Completed,
-            Status::CompletedWithGaps => JobStatus::CompletedWithGaps,
-            Status::Failed => JobStatus::Failed,
-            Status::Cancelled => JobStatus::Cancelled,
-        }
-    }
-}
-
-/// Who asked for a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "JobTrigger", rename_all = "snake_case")]
-pub enum JobTrigger {
-    /// `POST /api/v1/ingestion-jobs`.
-    Api,
-    /// `price-history backfill`.
-    Cli,
-    /// The schedule that keeps tracked coins current (`SYNC_SCHEDULE`).
-    Schedule,
-}
-
-impl From<Trigger> for JobTrigger {
-    fn from(trigger: Trigger) -> Self {
-        match trigger {
-            Trigger::Api => JobTrigger::Api,
-            Trigger::Cli => JobTrigger::Cli,
-            Trigger::Schedule => JobTrigger::Schedule,
-        }
+mirrored! {
+    /// Who asked for a job.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+    #[oai(rename = "JobTrigger", rename_all = "snake_case")]
+    pub enum JobTrigger as Trigger {
+        /// `POST /api/v1/ingestion-jobs`.
+        Api,
+        /// `price-history backfill`.
+        Cli,
+        /// The schedule that keeps tracked coins current (`SYNC_SCHEDULE`).
+        Schedule,
     }
 }
 
@@ -517,54 +480,40 @@ pub struct JobList {
     pub jobs: Vec<Job>,
 }
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum SubmitResponse {
-    /// The job is queued; `Location` is where to follow it.
-    #[oai(status = 202)]
-    Accepted(Json<Job>, #[oai(header = "Location")] String),
-    /// The body is malformed or breaks a rule: `end_before_start`, `end_in_future`,
-    /// `range_too_long`, `before_first_day`, `invalid_symbol`, `unknown_symbol` (not a
-    /// registered coin), `invalid_request`.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// `API_TOKEN` is set and the bearer token is missing or wrong.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// `job_in_progress`: another job of the same coin is pending or running;
-    /// `active_job_id` names it.
-    #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
-    /// The body is not `application/json`.
-    #[oai(status = 415)]
-    UnsupportedMediaType(Json<ErrorBody>),
-    /// `monthly_credits_exhausted`: what is left of the month's CoinGecko credits
-    /// (`COINGECKO_CALLS_PER_MONTH`) does not cover the job's planned calls; `resets_on`
-    /// names the day they reset. Nothing was queued.
-    #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>),
-    /// The database is not answering; nothing was queued. Submit again later.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    pub enum SubmitResponse refused(body) {
+        /// The job is queued; `Location` is where to follow it.
+        202 Accepted(Json<Job>, #[oai(header = "Location")] String),
+        /// The body is malformed or breaks a rule: `end_before_start`, `end_in_future`,
+        /// `range_too_long`, `before_first_day`, `invalid_symbol`, `unknown_symbol` (not a
+        /// registered coin), `invalid_request`.
+        400 BadRequest,
+        401 Unauthorized,
+        /// `job_in_progress`: another job of the same coin is pending or running;
+        /// `active_job_id` names it.
+        409 Conflict,
+        415 UnsupportedMediaType,
+        /// `monthly_credits_exhausted`: what is left of the month's CoinGecko credits
+        /// (`COINGECKO_CALLS_PER_MONTH`) does not cover the job's planned calls; `resets_on`
+        /// names the day they reset. Nothing was queued.
+        429 TooManyRequests,
+        /// The database is not answering; nothing was queued. Submit again later.
+        503 ServiceUnavailable,
+    }
 }
 
-refusal!(SubmitResponse, body);
-
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum GetJobResponse {
-    /// The job.
-    #[oai(status = 200)]
-    Ok(Json<Job>),
-    /// The id is not a UUID.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// No job has this id.
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-    /// The database is not answering.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    #[oai(bad_request_handler = "refused")]
+    pub enum GetJobResponse {
+        /// The job.
+        200 Ok(Json<Job>),
+        /// The id is not a UUID.
+        400 BadRequest,
+        /// No job has this id.
+        404 NotFound,
+        /// The database is not answering.
+        503 ServiceUnavailable,
+    }
 }
 
 impl Refusal for GetJobResponse {
@@ -574,44 +523,33 @@ impl Refusal for GetJobResponse {
     }
 }
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum ListJobsResponse {
-    /// The jobs, newest first.
-    #[oai(status = 200)]
-    Ok(Json<JobList>),
-    /// `status` is not a known status, `limit` is not between 1 and 100, or `symbol` is
-    /// not a ticker.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The database is not answering.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    pub enum ListJobsResponse refused {
+        /// The jobs, newest first.
+        200 Ok(Json<JobList>),
+        /// `status` is not a known status, `limit` is not between 1 and 100, or `symbol` is
+        /// not a ticker.
+        400 BadRequest,
+        /// The database is not answering.
+        503 ServiceUnavailable,
+    }
 }
 
-refusal!(ListJobsResponse);
-
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum CancelResponse {
-    /// The job, now `cancelled`.
-    #[oai(status = 200)]
-    Ok(Json<Job>),
-    /// The id is not a UUID.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// `API_TOKEN` is set and the bearer token is missing or wrong.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// No job has this id.
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-    /// `job_finished`: the job has already finished; it is left as it is.
-    #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
-    /// The database is not answering; nothing changed.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    #[oai(bad_request_handler = "refused")]
+    pub enum CancelResponse {
+        /// The job, now `cancelled`.
+        200 Ok(Json<Job>),
+        /// The id is not a UUID.
+        400 BadRequest,
+        401 Unauthorized,
+        /// No job has this id.
+        404 NotFound,
+        /// `job_finished`: the job has already finished; it is left as it is.
+        409 Conflict,
+        /// The database is not answering; nothing changed.
+        503 ServiceUnavailable,
+    }
 }
 
 impl Refusal for CancelResponse {
@@ -623,13 +561,6 @@ impl Refusal for CancelResponse {
         }
     }
 }
-
-unavailable!(
-    SubmitResponse,
-    GetJobResponse,
-    ListJobsResponse,
-    CancelResponse
-);
 
 /// The job `request` asks for, or the answer that refuses it: a symbol that is not one or
 /// not registered, a range the coin cannot have, a month whose credits cannot pay for it,

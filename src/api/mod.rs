@@ -6,13 +6,15 @@
 //! - `jobs`, `coins`, `data`, `ops`: one module per tag, each an `*Api` struct with one
 //!   `#[derive(ApiResponse)]` enum per operation; `budget` (tag `Ops`): `GET
 //!   /api/v1/budget`, the call budgets and the month's credits.
+//! - `responses`: `responses!`, which writes an operation's response enum from its list
+//!   of statuses and docs, with what every operation answers alike.
 //! - `error`: the one error body, and how every refusal becomes it (`refusal!` writes an
 //!   operation's usual `Refusal`, `unavailable!` its answer when the database fails).
 //! - `hours`: the `1h` and `4h` rows, coverage in hours and the hours of each day, which
 //!   `data` answers with for `timeframe=1h|4h`.
 //! - `day`: `YYYY-MM-DD` on the wire, documented as the standard `date` format;
 //!   `timeframe`: `1d|4h|1h` on the wire; `wire`: the poem-openapi impls such types
-//!   share (one string; a body of text).
+//!   share (one string; a body of text; a domain enum shown variant for variant).
 //! - `auth`: the `API_TOKEN` bearer check on every write (POST, PUT).
 //! - `events`: one LISTEN on job changes per process, fanned out to the event streams.
 //! - `page`: the page at `/` and its assets, embedded in the binary.
@@ -36,6 +38,7 @@ mod jobs;
 mod middleware;
 mod ops;
 pub mod page;
+mod responses;
 mod server;
 mod timeframe;
 mod track_top;

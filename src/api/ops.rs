@@ -8,7 +8,8 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::error::{ErrorBody, Unavailable, unavailable};
+use super::error::Unavailable;
+use super::responses::responses;
 use super::wire::text_payload;
 use super::{ApiState, ApiTags};
 use crate::coinbase::CoinbaseClient;
@@ -460,24 +461,21 @@ pub struct PrometheusText(pub String);
 
 text_payload!(PrometheusText, "text/plain; version=0.0.4; charset=utf-8");
 
-#[derive(ApiResponse)]
-pub enum HealthResponse {
-    /// The process runs.
-    #[oai(status = 200)]
-    Ok(Json<Health>),
+responses! {
+    pub enum HealthResponse {
+        /// The process runs.
+        200 Ok(Json<Health>),
+    }
 }
 
-#[derive(ApiResponse)]
-pub enum ReadyResponse {
-    /// The database answers.
-    #[oai(status = 200)]
-    Ok(Json<Health>),
-    /// `database_unavailable`: the database did not answer within 2 seconds.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    pub enum ReadyResponse {
+        /// The database answers.
+        200 Ok(Json<Health>),
+        /// `database_unavailable`: the database did not answer within 2 seconds.
+        503 ServiceUnavailable,
+    }
 }
-
-unavailable!(ReadyResponse);
 
 #[derive(ApiResponse)]
 pub enum MetricsResponse {

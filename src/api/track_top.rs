@@ -7,12 +7,13 @@ use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{Object, OpenApi};
 use uuid::Uuid;
 
 use super::budget::TrackingCost;
 use super::day::Day;
-use super::error::{ErrorBody, Unavailable, refusal, refused, unavailable};
+use super::error::{ErrorBody, Unavailable, refused};
+use super::responses::responses;
 use super::{ApiState, ApiTags, Authorized};
 use crate::shutdown::Tasks;
 use crate::store::coin_imports::{self, ImportRecord, Start};
@@ -246,49 +247,31 @@ impl ImportConflict {
     }
 }
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum TrackTopResponse {
-    /// The import is running; `Location` is where to follow it.
-    #[oai(status = 202)]
-    Accepted(Json<ImportView>, #[oai(header = "Location")] String),
-    /// The body is malformed or breaks a rule: `n` not between 1 and 10000,
-    /// `track_since_in_future`, `invalid_request`.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// `API_TOKEN` is set and the bearer token is missing or wrong.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// `import_in_progress`: another import runs, `active_import_id`.
-    #[oai(status = 409)]
-    Conflict(Json<ImportConflict>),
-    /// The body is not `application/json`.
-    #[oai(status = 415)]
-    UnsupportedMediaType(Json<ErrorBody>),
-    /// The database is not answering.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    pub enum TrackTopResponse refused(body) {
+        /// The import is running; `Location` is where to follow it.
+        202 Accepted(Json<ImportView>, #[oai(header = "Location")] String),
+        /// The body is malformed or breaks a rule: `n` not between 1 and 10000,
+        /// `track_since_in_future`, `invalid_request`.
+        400 BadRequest,
+        401 Unauthorized,
+        /// `import_in_progress`: another import runs, `active_import_id`.
+        409 Conflict(Json<ImportConflict>),
+        415 UnsupportedMediaType,
+        /// The database is not answering.
+        503 ServiceUnavailable,
+    }
 }
 
-refusal!(TrackTopResponse, body);
-
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "refused")]
-pub enum GetImportResponse {
-    /// The import.
-    #[oai(status = 200)]
-    Ok(Json<ImportView>),
-    /// The id is not a UUID.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// No import has this id.
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-    /// The database is not answering.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+responses! {
+    pub enum GetImportResponse refused {
+        /// The import.
+        200 Ok(Json<ImportView>),
+        /// The id is not a UUID.
+        400 BadRequest,
+        /// No import has this id.
+        404 NotFound,
+        /// The database is not answering.
+        503 ServiceUnavailable,
+    }
 }
-
-refusal!(GetImportResponse);
-
-unavailable!(TrackTopResponse, GetImportResponse);

@@ -1,7 +1,9 @@
 //! The poem-openapi impls the API's own wire types share: `string_type!`, the
 //! [`Type`](poem_openapi::types::Type) of a value written as one string, its schema inline
 //! ([`super::day::Day`], [`super::timeframe::TimeframeParam`]); `text_payload!`, a body of
-//! text answered with its media type (the prices' CSV, the Prometheus exposition).
+//! text answered with its media type (the prices' CSV, the Prometheus exposition);
+//! `mirrored!`, an enum of the document that shows a domain enum variant for variant (a
+//! job's status and trigger).
 
 /// `string_type!(T, "name", schema)`: `T` is a required value named `name`, documented
 /// inline as `schema` (a `MetaSchema`).
@@ -59,3 +61,38 @@ macro_rules! text_payload {
     };
 }
 pub(super) use text_payload;
+
+/// `mirrored! { pub enum Wire as Domain { A, B } }`: `Wire`, an enum of the document that
+/// shows the domain's `Domain` on the wire variant for variant, with `From` both ways, so
+/// that the variants are listed once here and a variant added to one side and not the
+/// other does not compile.
+macro_rules! mirrored {
+    (
+        $(#[$attr:meta])*
+        $vis:vis enum $wire:ident as $domain:ident {
+            $($(#[$doc:meta])* $variant:ident,)+
+        }
+    ) => {
+        $(#[$attr])*
+        $vis enum $wire {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl From<$domain> for $wire {
+            fn from(value: $domain) -> Self {
+                match value {
+                    $($domain::$variant => $wire::$variant,)+
+                }
+            }
+        }
+
+        impl From<$wire> for $domain {
+            fn from(value: $wire) -> Self {
+                match value {
+                    $($wire::$variant => $domain::$variant,)+
+                }
+            }
+        }
+    };
+}
+pub(super) use mirrored;
