@@ -20,7 +20,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// What a fake upstream is: its options, its record of a call, its world and its routes.
-pub trait Upstream: Sized + Send + Sync + 'static {
+/// Its `Default` is the world it starts with: prices, faults, whatever its answers
+/// depend on.
+pub trait Upstream: Default + Send + Sync + 'static {
     /// How to start it (where to listen, its limits).
     type Options: Default + Send + Sync;
     /// One request as recorded, before it was answered.
@@ -35,9 +37,6 @@ pub trait Upstream: Sized + Send + Sync + 'static {
     fn delay(_options: &Self::Options) -> Duration {
         Duration::ZERO
     }
-
-    /// The world it starts with: prices, faults, whatever its answers depend on.
-    fn new(options: &Self::Options) -> Self;
 
     /// Its endpoints, each answering through [`Shared::respond`].
     fn routes(shared: &Arc<Shared<Self>>) -> Route;
@@ -97,7 +96,7 @@ impl<U: Upstream> Fake<U> {
                 calls: Vec::new(),
                 scripted: VecDeque::new(),
                 delay: U::delay(&options),
-                world: U::new(&options),
+                world: U::default(),
             }),
             call_count: watch::Sender::new(0),
             options,
