@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
 use price_history::domain::{Coin, CoinGeckoId, DateRange, JobStatus, Symbol, Trigger};
 use price_history::queue;
@@ -15,7 +15,7 @@ use price_history::upstream::{CallBudget, CallLimiter};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Bench, Report, Sizes, ms, spawn, terminate, with_database};
+use super::{Bench, Report, Sizes, days_to_yesterday, ms, spawn, terminate, with_database};
 
 /// The coins fetched side by side, with their first days on the fake.
 const COINS: [(&str, &str, (i32, u32, u32)); 3] = [
@@ -237,11 +237,7 @@ async fn fetch_all(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let end = Utc::now()
-        .date_naive()
-        .checked_sub_days(Days::new(1))
-        .unwrap();
-    let start = end.checked_sub_days(Days::new(sizes.days - 1)).unwrap();
+    let (start, end) = days_to_yesterday(sizes.days);
     let calls_before = fake.call_count();
     let began = Instant::now();
     let mut ids = Vec::new();
