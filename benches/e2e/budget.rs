@@ -267,19 +267,11 @@ async fn fetch_all(
     let calls: Vec<_> = fake.calls().into_iter().skip(calls_before).collect();
     let mut at: Vec<Instant> = calls.iter().map(|call| call.at).collect();
     at.sort();
-    let mut most = 0;
-    let mut first = 0;
-    for (last, t) in at.iter().enumerate() {
-        while t.duration_since(at[first]) >= Duration::from_secs(60) {
-            first += 1;
-        }
-        most = most.max(last - first + 1);
-    }
     Ok(Run {
         wall,
         calls: calls.len(),
         refused: calls.iter().filter(|call| call.status == 429).count(),
-        most_in_a_minute: most,
+        most_in_a_minute: fake_upstream::most_within(&at, Duration::from_secs(60)),
         completed,
     })
 }
