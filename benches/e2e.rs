@@ -64,33 +64,23 @@ struct Sizes {
 }
 
 impl Sizes {
-    fn full() -> Self {
-        Sizes {
-            smoke: false,
-            backfill_days: 1461,
-            calls_per_minute: 600,
-            holes: [1, 5, 120],
-            upsert_rows: 100_000,
-            gap_symbols: 10,
-            gap_years: 20,
-            wrk_seconds: 10,
-            lease_secs: 5,
-            pickups: 10,
+    /// The full sizes, or with `smoke` the smoke run's tiny ones: each field names its
+    /// full size first.
+    fn new(smoke: bool) -> Self {
+        fn pick<T>(smoke: bool, full: T, tiny: T) -> T {
+            if smoke { tiny } else { full }
         }
-    }
-
-    fn smoke() -> Self {
         Sizes {
-            smoke: true,
-            backfill_days: 200,
-            calls_per_minute: 6000,
-            holes: [1, 2, 3],
-            upsert_rows: 2_000,
-            gap_symbols: 2,
-            gap_years: 1,
-            wrk_seconds: 1,
-            lease_secs: 3,
-            pickups: 2,
+            smoke,
+            backfill_days: pick(smoke, 1461, 200),
+            calls_per_minute: pick(smoke, 600, 6000),
+            holes: pick(smoke, [1, 5, 120], [1, 2, 3]),
+            upsert_rows: pick(smoke, 100_000, 2_000),
+            gap_symbols: pick(smoke, 10, 2),
+            gap_years: pick(smoke, 20, 1),
+            wrk_seconds: pick(smoke, 10, 1),
+            lease_secs: pick(smoke, 5, 3),
+            pickups: pick(smoke, 10, 2),
         }
     }
 }
@@ -143,11 +133,7 @@ fn verdict(met: Option<bool>) -> &'static str {
 }
 
 fn main() -> Result<()> {
-    let sizes = if std::env::var_os("PH_BENCH_SMOKE").is_some() {
-        Sizes::smoke()
-    } else {
-        Sizes::full()
-    };
+    let sizes = Sizes::new(std::env::var_os("PH_BENCH_SMOKE").is_some());
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run(sizes))
 }
@@ -901,19 +887,8 @@ impl Bench {
         listener
             .listen(price_history::store::ingestion_jobs::CHANGES_CHANNEL)
             .await?;
-        let body = serde_json::json!({"start_date": start, "end_date": end});
-        let response = self
-            .http
-            .post(format!("{base}/api/v1/ingestion-jobs"))
-            .json_body(&body)
-            .send()
-            .await?;
+        let id = self.post_job(base, start, end, false).await?.to_string();
         let accepted = Instant::now();
-        if response.status() != 202 {
-            bail!("submission answered {}", response.status());
-        }
-        let job: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-        let id = job["id"].as_str().context("an id")?.to_owned();
         let picked_up = loop {
             let notification =
                 tokio::time::timeout(Duration::from_secs(10), listener.recv()).await??;
@@ -934,6 +909,8 @@ impl Bench {
         Ok(picked_up)
     }
 
+    /// POSTs a BTC job over `start..=end` to the `serve` at `base`: its id, once answered
+    /// 202.
     async fn post_job(
         &self,
         base: &str,
