@@ -63,13 +63,15 @@ struct Sizes {
     pickups: usize,
 }
 
+/// `full`, or in a smoke run `tiny`.
+fn pick<T>(smoke: bool, full: T, tiny: T) -> T {
+    if smoke { tiny } else { full }
+}
+
 impl Sizes {
     /// The full sizes, or with `smoke` the smoke run's tiny ones: each field names its
     /// full size first.
     fn new(smoke: bool) -> Self {
-        fn pick<T>(smoke: bool, full: T, tiny: T) -> T {
-            if smoke { tiny } else { full }
-        }
         Sizes {
             smoke,
             backfill_days: pick(smoke, 1461, 200),
@@ -82,6 +84,11 @@ impl Sizes {
             lease_secs: pick(smoke, 5, 3),
             pickups: pick(smoke, 10, 2),
         }
+    }
+
+    /// `full`, or in this smoke run `tiny`: for a piece's own sizes.
+    fn pick<T>(&self, full: T, tiny: T) -> T {
+        pick(self.smoke, full, tiny)
     }
 }
 

@@ -37,25 +37,15 @@ struct BudgetSizes {
 
 impl BudgetSizes {
     fn of(sizes: &Sizes) -> Self {
-        if sizes.smoke {
-            BudgetSizes {
-                days: 180,
-                chunk_days: 90,
-                calls_per_minute: 1200,
-                delay: Duration::from_millis(20),
-                limiter_samples: 200,
-            }
-        } else {
-            // 1461 days (the most one job takes) in windows of 36 days: 3 x 41 = 123 calls,
-            // just over a minute's budget, so that the busiest 60 s of the run is a full
-            // minute at the budget.
-            BudgetSizes {
-                days: 1461,
-                chunk_days: 36,
-                calls_per_minute: 120,
-                delay: Duration::from_millis(600),
-                limiter_samples: 2000,
-            }
+        // In full: 1461 days (the most one job takes) in windows of 36 days: 3 x 41 = 123
+        // calls, just over a minute's budget, so that the busiest 60 s of the run is a
+        // full minute at the budget.
+        BudgetSizes {
+            days: sizes.pick(1461, 180),
+            chunk_days: sizes.pick(36, 90),
+            calls_per_minute: sizes.pick(120, 1200),
+            delay: Duration::from_millis(sizes.pick(600, 20)),
+            limiter_samples: sizes.pick(2000, 200),
         }
     }
 }
