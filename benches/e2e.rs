@@ -46,6 +46,9 @@ mod schedule;
 #[path = "e2e/year.rs"]
 mod year;
 
+/// How long a job of rows 1 to 3 may take before the run fails.
+const JOB_LIMIT: Duration = Duration::from_secs(600);
+
 /// Sizes of one run.
 struct Sizes {
     smoke: bool,
@@ -60,35 +63,32 @@ struct Sizes {
     pickups: usize,
 }
 
+/// `full`, or in a smoke run `tiny`.
+fn pick<T>(smoke: bool, full: T, tiny: T) -> T {
+    if smoke { tiny } else { full }
+}
+
 impl Sizes {
-    fn full() -> Self {
+    /// The full sizes, or with `smoke` the smoke run's tiny ones: each field names its
+    /// full size first.
+    fn new(smoke: bool) -> Self {
         Sizes {
-            smoke: false,
-            backfill_days: 1461,
-            calls_per_minute: 600,
-            holes: [1, 5, 120],
-            upsert_rows: 100_000,
-            gap_symbols: 10,
-            gap_years: 20,
-            wrk_seconds: 10,
-            lease_secs: 5,
-            pickups: 10,
+            smoke,
+            backfill_days: pick(smoke, 1461, 200),
+            calls_per_minute: pick(smoke, 600, 6000),
+            holes: pick(smoke, [1, 5, 120], [1, 2, 3]),
+            upsert_rows: pick(smoke, 100_000, 2_000),
+            gap_symbols: pick(smoke, 10, 2),
+            gap_years: pick(smoke, 20, 1),
+            wrk_seconds: pick(smoke, 10, 1),
+            lease_secs: pick(smoke, 5, 3),
+            pickups: pick(smoke, 10, 2),
         }
     }
 
-    fn smoke() -> Self {
-        Sizes {
-            smoke: true,
-            backfill_days: 200,
-            calls_per_minute: 6000,
-            holes: [1, 2, 3],
-            upsert_rows: 2_000,
-            gap_symbols: 2,
-            gap_years: 1,
-            wrk_seconds: 1,
-            lease_secs: 3,
-            pickups: 2,
-        }
+    /// `full`, or in this smoke run `tiny`: for a piece's own sizes.
+    fn pick<T>(&self, full: T, tiny: T) -> T {
+        pick(self.smoke, full, tiny)
     }
 }
 
@@ -140,11 +140,7 @@ fn verdict(met: Option<bool>) -> &'static str {
 }
 
 fn main() -> Result<()> {
-    let sizes = if std::env::var_os("PH_BENCH_SMOKE").is_some() {
-        Sizes::smoke()
-    } else {
-        Sizes::full()
-    };
+    let sizes = Sizes::new(std::env::var_os("PH_BENCH_SMOKE").is_some());
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run(sizes))
 }
@@ -312,22 +308,18 @@ impl Bench {
         let warm_up = yesterday
             .checked_sub_days(Days::new(sizes.backfill_days + 10))
             .unwrap();
-        self.submit_and_finish(&base, warm_up, warm_up, false)
+        self.submit_and_finish(&base, &self.pool, warm_up, warm_up, JOB_LIMIT)
             .await?;
         tokio::time::sleep(Duration::from_secs_f64(
             2.0 * 60.0 / f64::from(sizes.calls_per_minute),
         ))
         .await;
-        let end = Utc::now()
-            .date_naive()
-            .checked_sub_days(Days::new(1))
-            .unwrap();
-        let start = end
-            .checked_sub_days(Days::new(sizes.backfill_days - 1))
-            .unwrap();
+        let (start, end) = days_to_yesterday(sizes.backfill_days);
         let calls_before = self.fake.call_count();
         let submitted = Instant::now();
-        let (job, wall) = self.submit_and_finish(&base, start, end, false).await?;
+        let (job, wall) = self
+            .submit_and_finish(&base, &self.pool, start, end, JOB_LIMIT)
+            .await?;
         let finished = submitted + wall;
         let calls = self.fake.call_count() - calls_before;
         let floor = (calls.saturating_sub(1)) as f64 * 60.0 / f64::from(sizes.calls_per_minute);
@@ -367,7 +359,9 @@ impl Bench {
         let calls_before = self.fake.call_count();
         let mut latencies = Vec::new();
         for _ in 0..3 {
-            let (job, latency) = self.submit_and_finish(&base, start, end, false).await?;
+            let (job, latency) = self
+                .submit_and_finish(&base, &self.pool, start, end, JOB_LIMIT)
+                .await?;
             anyhow::ensure!(
                 job.status == JobStatus::Completed,
                 "re-run ended {}",
@@ -404,7 +398,9 @@ impl Bench {
             cursor = cursor.checked_add_days(Days::new(hole + 10)).unwrap();
         }
         let calls_before = self.fake.call_count();
-        let (job, _) = self.submit_and_finish(&base, start, end, false).await?;
+        let (job, _) = self
+            .submit_and_finish(&base, &self.pool, start, end, JOB_LIMIT)
+            .await?;
         let calls = self.fake.call_count() - calls_before;
         let expected = sizes.holes.iter().map(|h| h.div_ceil(90)).sum::<u64>() as usize;
         report.row(
@@ -754,11 +750,7 @@ impl Bench {
             spawn(&self.url, &self.fake.base_url(), &["worker"], &env)?,
             spawn(&self.url, &self.fake.base_url(), &["worker"], &env)?,
         ];
-        let end = Utc::now()
-            .date_naive()
-            .checked_sub_days(Days::new(1))
-            .unwrap();
-        let start = end.checked_sub_days(Days::new(1460)).unwrap();
+        let (start, end) = days_to_yesterday(1461);
         let mut figures = Vec::new();
         for signal in ["KILL", "TERM"] {
             let job = self.submit_direct(start, end, true).await?;
@@ -840,21 +832,53 @@ impl Bench {
         Ok(())
     }
 
-    /// POST a job, wait for its end; returns the job and the time from sending the
+    /// `samples` GETs of `url` after one to warm up, each answered 200 with a body that
+    /// holds every one of `expect`: the median time (reading the body included) and the
+    /// last body.
+    async fn median_get(
+        &self,
+        url: &str,
+        samples: usize,
+        expect: &[&str],
+    ) -> Result<(Duration, Vec<u8>)> {
+        let mut times = Vec::new();
+        let mut body = Vec::new();
+        for i in 0..=samples {
+            let began = Instant::now();
+            let response = self.http.get(url).send().await?;
+            let status = response.status();
+            body = response.bytes().await?.to_vec();
+            let took = began.elapsed();
+            let text = String::from_utf8_lossy(&body);
+            if status != 200 || !expect.iter().all(|part| text.contains(part)) {
+                bail!(
+                    "{url} answered {status}: {}",
+                    text.chars().take(500).collect::<String>()
+                );
+            }
+            if i > 0 {
+                times.push(took);
+            }
+        }
+        Ok((median(times), body))
+    }
+
+    /// POSTs a BTC job over `start..=end` to the `serve` at `base` and follows it in
+    /// `pool` until it ends, for at most `limit`: the job and the time from sending the
     /// request to seeing it finished.
     async fn submit_and_finish(
         &self,
         base: &str,
+        pool: &PgPool,
         start: NaiveDate,
         end: NaiveDate,
-        force: bool,
+        limit: Duration,
     ) -> Result<(JobRecord, Duration)> {
         let began = Instant::now();
-        let id = self.post_job(base, start, end, force).await?;
-        let mut follower = JobFollower::new(&self.pool, id).await?;
-        let job = tokio::time::timeout(Duration::from_secs(600), follower.until_finished())
+        let id = self.post_job(base, start, end, false).await?;
+        let job = tokio::time::timeout(limit, JobFollower::new(pool, id).await?.until_finished())
             .await
-            .context("the job ended within 10 minutes")??
+            .with_context(|| format!("the job ended within {} s", limit.as_secs()))??
             .context("the job exists")?;
         Ok((job, began.elapsed()))
     }
@@ -870,19 +894,8 @@ impl Bench {
         listener
             .listen(price_history::store::ingestion_jobs::CHANGES_CHANNEL)
             .await?;
-        let body = serde_json::json!({"start_date": start, "end_date": end});
-        let response = self
-            .http
-            .post(format!("{base}/api/v1/ingestion-jobs"))
-            .json_body(&body)
-            .send()
-            .await?;
+        let id = self.post_job(base, start, end, false).await?.to_string();
         let accepted = Instant::now();
-        if response.status() != 202 {
-            bail!("submission answered {}", response.status());
-        }
-        let job: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-        let id = job["id"].as_str().context("an id")?.to_owned();
         let picked_up = loop {
             let notification =
                 tokio::time::timeout(Duration::from_secs(10), listener.recv()).await??;
@@ -903,6 +916,8 @@ impl Bench {
         Ok(picked_up)
     }
 
+    /// POSTs a BTC job over `start..=end` to the `serve` at `base`: its id, once answered
+    /// 202.
     async fn post_job(
         &self,
         base: &str,
@@ -1094,6 +1109,61 @@ async fn drop_database(admin: &mut PgConnection, name: &str) {
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
         .execute(admin)
         .await;
+}
+
+/// How the coins a piece registers by SQL are followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Following {
+    /// Registered only: the schedule leaves them alone.
+    Not,
+    /// Tracked from their first day.
+    Days,
+    /// Tracked from their first day, their hours kept too.
+    DaysAndHours,
+}
+
+/// Registers `count` coins in one statement for the piece `piece`: symbols `P000001`,
+/// `P000002`, ... (`P` the piece's initial) with CoinGecko ids `{piece}-coin-1`, ..., each
+/// with `first_day` as its first day and, when followed, as its `track_since`.
+async fn register_coins(
+    pool: &PgPool,
+    piece: &str,
+    count: i32,
+    first_day: NaiveDate,
+    following: Following,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO coins (symbol, coingecko_id, first_day, tracked, track_since, hourly) \
+         SELECT upper(left($3, 1)) || lpad(k::text, 6, '0'), $3 || '-coin-' || k, $2, $4, \
+                CASE WHEN $4 THEN $2 END, $5 \
+         FROM generate_series(1, $1) AS k",
+    )
+    .bind(count)
+    .bind(first_day)
+    .bind(piece)
+    .bind(following != Following::Not)
+    .bind(following == Following::DaysAndHours)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// The `days` days up to yesterday (UTC), as `(first, yesterday)`: a job's range that
+/// ends on the last complete day.
+fn days_to_yesterday(days: u64) -> (NaiveDate, NaiveDate) {
+    let yesterday = Utc::now()
+        .date_naive()
+        .checked_sub_days(Days::new(1))
+        .expect("yesterday is a date");
+    let first = yesterday
+        .checked_sub_days(Days::new(days - 1))
+        .expect("a few thousand days ago is a date");
+    (first, yesterday)
 }
 
 fn with_database(admin_url: &str, database: &str) -> Result<String> {

@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
 use price_history::domain::{Coin, CoinGeckoId, DateRange, JobStatus, Symbol, Trigger};
 use price_history::queue;
@@ -15,7 +15,7 @@ use price_history::upstream::{CallBudget, CallLimiter};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Bench, Report, Sizes, ms, spawn, terminate, with_database};
+use super::{Bench, Report, Sizes, days_to_yesterday, ms, spawn, terminate, with_database};
 
 /// The coins fetched side by side, with their first days on the fake.
 const COINS: [(&str, &str, (i32, u32, u32)); 3] = [
@@ -37,25 +37,15 @@ struct BudgetSizes {
 
 impl BudgetSizes {
     fn of(sizes: &Sizes) -> Self {
-        if sizes.smoke {
-            BudgetSizes {
-                days: 180,
-                chunk_days: 90,
-                calls_per_minute: 1200,
-                delay: Duration::from_millis(20),
-                limiter_samples: 200,
-            }
-        } else {
-            // 1461 days (the most one job takes) in windows of 36 days: 3 x 41 = 123 calls,
-            // just over a minute's budget, so that the busiest 60 s of the run is a full
-            // minute at the budget.
-            BudgetSizes {
-                days: 1461,
-                chunk_days: 36,
-                calls_per_minute: 120,
-                delay: Duration::from_millis(600),
-                limiter_samples: 2000,
-            }
+        // In full: 1461 days (the most one job takes) in windows of 36 days: 3 x 41 = 123
+        // calls, just over a minute's budget, so that the busiest 60 s of the run is a
+        // full minute at the budget.
+        BudgetSizes {
+            days: sizes.pick(1461, 180),
+            chunk_days: sizes.pick(36, 90),
+            calls_per_minute: sizes.pick(120, 1200),
+            delay: Duration::from_millis(sizes.pick(600, 20)),
+            limiter_samples: sizes.pick(2000, 200),
         }
     }
 }
@@ -237,11 +227,7 @@ async fn fetch_all(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let end = Utc::now()
-        .date_naive()
-        .checked_sub_days(Days::new(1))
-        .unwrap();
-    let start = end.checked_sub_days(Days::new(sizes.days - 1)).unwrap();
+    let (start, end) = days_to_yesterday(sizes.days);
     let calls_before = fake.call_count();
     let began = Instant::now();
     let mut ids = Vec::new();
@@ -271,19 +257,11 @@ async fn fetch_all(
     let calls: Vec<_> = fake.calls().into_iter().skip(calls_before).collect();
     let mut at: Vec<Instant> = calls.iter().map(|call| call.at).collect();
     at.sort();
-    let mut most = 0;
-    let mut first = 0;
-    for (last, t) in at.iter().enumerate() {
-        while t.duration_since(at[first]) >= Duration::from_secs(60) {
-            first += 1;
-        }
-        most = most.max(last - first + 1);
-    }
     Ok(Run {
         wall,
         calls: calls.len(),
         refused: calls.iter().filter(|call| call.status == 429).count(),
-        most_in_a_minute: most,
+        most_in_a_minute: fake_upstream::most_within(&at, Duration::from_secs(60)),
         completed,
     })
 }

@@ -5,14 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use chrono::{Days, NaiveDate, Utc};
+use anyhow::{Result, bail};
 use fake_upstream::coinbase::FakeCoinbase;
 use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
-use price_history::store::{self, ingestion_jobs::JobFollower, ingestion_jobs::JobRecord};
-use sqlx::PgPool;
+use price_history::store::{self, ingestion_jobs::JobRecord};
 
-use super::{Bench, JsonBody, Report, Sizes, ms, spawn, terminate, with_database};
+use super::{
+    Bench, JsonBody, Report, Sizes, days_to_yesterday, ms, spawn, terminate, with_database,
+};
 
 impl Bench {
     pub(crate) async fn coins(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
@@ -176,46 +176,13 @@ impl Bench {
     ) -> Result<(JobRecord, Duration)> {
         let (mut serve, base) = serve(url, &fake.base_url(), sizes, env).await?;
         let pool = store::connect(&url.parse()?, 2).await?;
-        let end = Utc::now()
-            .date_naive()
-            .checked_sub_days(Days::new(1))
-            .unwrap();
-        let start = end.checked_sub_days(Days::new(1460)).unwrap();
-
-        let limit = Duration::from_secs(300);
+        let (start, end) = days_to_yesterday(1461);
         let (job, wall) = self
-            .job_until_finished(&base, &pool, start, end, limit)
+            .submit_and_finish(&base, &pool, start, end, Duration::from_secs(300))
             .await?;
         terminate(&mut serve).await?;
         pool.close().await;
         Ok((job, wall))
-    }
-
-    /// Submits a BTC job over `start..=end` to the `serve` at `base` and follows it in
-    /// `pool` until it ends, for at most `limit`: the job and the wall time from
-    /// submission to its end.
-    pub(super) async fn job_until_finished(
-        &self,
-        base: &str,
-        pool: &PgPool,
-        start: NaiveDate,
-        end: NaiveDate,
-        limit: Duration,
-    ) -> Result<(JobRecord, Duration)> {
-        let began = Instant::now();
-        let response = self
-            .http
-            .post(format!("{base}/api/v1/ingestion-jobs"))
-            .json_body(&serde_json::json!({"start_date": start, "end_date": end}))
-            .send()
-            .await?;
-        let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-        let id = body["id"].as_str().context("a job id")?.parse()?;
-        let job = tokio::time::timeout(limit, JobFollower::new(pool, id).await?.until_finished())
-            .await
-            .with_context(|| format!("the job ended within {} s", limit.as_secs()))??
-            .context("the job exists")?;
-        Ok((job, began.elapsed()))
     }
 }
 

@@ -11,7 +11,7 @@ use chrono::{Days, NaiveDate};
 use futures::TryStreamExt;
 use sqlx::PgPool;
 
-use super::{Bench, Report, Sizes, ms, spawn, terminate};
+use super::{Bench, Following, Report, Sizes, ms, register_coins, spawn, terminate};
 
 /// Each download figure is the median of this many.
 const DOWNLOADS: usize = 15;
@@ -25,52 +25,41 @@ impl Bench {
     pub(super) async fn export(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
         let (coins, days) = if sizes.smoke { (20, 60) } else { (1_000, 1461) };
         self.in_own_database("export", async |url| {
-            self.export_run(url, sizes, coins, days, report).await
+            let pool = price_history::startup::connect_and_migrate(&url.parse()?, 2).await?;
+            let last = NaiveDate::from_ymd_opt(2024, 12, 31).context("a date")?;
+            let first = last
+                .checked_sub_days(Days::new(days - 1))
+                .context("a date")?;
+            let rows = load(&pool, coins, first, last).await?;
+            let copy = copy_out(&pool, COPY, 3).await?;
+            let copy_rate = rows as f64 / copy.as_secs_f64();
+            report.notes.push(format!(
+                "Row 13: {coins} coins × {days} days ({rows} rows) loaded by SQL, prices with up to 15 significant \
+                 digits. COPY (SELECT ...) TO STDOUT of the same rows (the casts to float8 included, ordered by \
+                 coin and day) took {:.2} s: {copy_rate:.0} rows/s, the best of 3. Each export is one process \
+                 from start to exit (connecting and checking migrations included), into an empty directory; \
+                 every file is fsynced before its rename, the next coin read meanwhile.",
+                copy.as_secs_f64()
+            ));
+            for format in ["feather", "parquet", "json", "jsongz", "csv"] {
+                let (took, bytes) = self.export_to_directory(url, "1d", format).await?;
+                let rate = rows as f64 / took.as_secs_f64();
+                report.row(
+                    format!("13. export --all --format {format}, {coins} coins × {days} days of 1d ({rows} rows)"),
+                    format!(
+                        "{:.2} s, {rate:.0} rows/s, {:.1} MB; COPY ... TO {copy_rate:.0} rows/s; ratio {:.2}",
+                        took.as_secs_f64(),
+                        bytes as f64 / 1e6,
+                        rate / copy_rate
+                    ),
+                    "-",
+                    None,
+                );
+            }
+            pool.close().await;
+            self.download(url, sizes, first, last, report).await
         })
         .await
-    }
-
-    async fn export_run(
-        &self,
-        url: &str,
-        sizes: &Sizes,
-        coins: i32,
-        days: u64,
-        report: &mut Report,
-    ) -> Result<()> {
-        let pool = price_history::startup::connect_and_migrate(&url.parse()?, 2).await?;
-        let last = NaiveDate::from_ymd_opt(2024, 12, 31).context("a date")?;
-        let first = last
-            .checked_sub_days(Days::new(days - 1))
-            .context("a date")?;
-        let rows = load(&pool, coins, first, last).await?;
-        let copy = copy_out(&pool, COPY, 3).await?;
-        let copy_rate = rows as f64 / copy.as_secs_f64();
-        report.notes.push(format!(
-            "Row 13: {coins} coins × {days} days ({rows} rows) loaded by SQL, prices with up to 15 significant \
-             digits. COPY (SELECT ...) TO STDOUT of the same rows (the casts to float8 included, ordered by \
-             coin and day) took {:.2} s: {copy_rate:.0} rows/s, the best of 3. Each export is one process \
-             from start to exit (connecting and checking migrations included), into an empty directory; \
-             every file is fsynced before its rename, the next coin read meanwhile.",
-            copy.as_secs_f64()
-        ));
-        for format in ["feather", "parquet", "json", "jsongz", "csv"] {
-            let (took, bytes) = self.export_to_directory(url, "1d", format).await?;
-            let rate = rows as f64 / took.as_secs_f64();
-            report.row(
-                format!("13. export --all --format {format}, {coins} coins × {days} days of 1d ({rows} rows)"),
-                format!(
-                    "{:.2} s, {rate:.0} rows/s, {:.1} MB; COPY ... TO {copy_rate:.0} rows/s; ratio {:.2}",
-                    took.as_secs_f64(),
-                    bytes as f64 / 1e6,
-                    rate / copy_rate
-                ),
-                "-",
-                None,
-            );
-        }
-        pool.close().await;
-        self.download(url, sizes, first, last, report).await
     }
 
     /// Runs `export --all --timeframe TIMEFRAME --format FORMAT` into an empty directory;
@@ -124,14 +113,14 @@ impl Bench {
             format!("{base}/api/v1/prices?symbol=E000001&start_date={first}&end_date={last}");
         let result = async {
             let parquet = self
-                .median_download(&format!("{prices}&format=parquet"))
+                .median_get(&format!("{prices}&format=parquet"), DOWNLOADS, &[])
                 .await?;
-            let json = self.median_download(&prices).await?;
+            let json = self.median_get(&prices, DOWNLOADS, &[]).await?;
             Ok::<_, anyhow::Error>((parquet, json))
         }
         .await;
         terminate(&mut serve).await?;
-        let ((parquet, parquet_bytes), (json, json_bytes)) = result?;
+        let ((parquet, parquet_body), (json, json_body)) = result?;
         report.row(
             format!(
                 "13. GET /api/v1/prices?format=parquet, {first}..{last} of one coin (1d), loopback"
@@ -139,34 +128,14 @@ impl Bench {
             format!(
                 "median {:.1} ms of {DOWNLOADS}, {:.1} KiB; the same as JSON: {:.1} ms, {:.1} KiB",
                 ms(parquet),
-                parquet_bytes as f64 / 1024.0,
+                parquet_body.len() as f64 / 1024.0,
                 ms(json),
-                json_bytes as f64 / 1024.0
+                json_body.len() as f64 / 1024.0
             ),
             "-",
             None,
         );
         Ok(())
-    }
-
-    /// The median time of [`DOWNLOADS`] GETs of `url` (after one to warm up), and the
-    /// size of its body.
-    async fn median_download(&self, url: &str) -> Result<(Duration, usize)> {
-        let mut times = Vec::new();
-        let mut size = 0;
-        for i in 0..=DOWNLOADS {
-            let began = Instant::now();
-            let response = self.http.get(url).send().await?;
-            if response.status() != 200 {
-                bail!("{url} answered {}", response.status());
-            }
-            size = response.bytes().await?.len();
-            if i > 0 {
-                times.push(began.elapsed());
-            }
-        }
-        times.sort();
-        Ok((times[times.len() / 2], size))
     }
 }
 
@@ -174,15 +143,7 @@ impl Bench {
 /// each, by SQL; returns the rows stored. Not tracked, so that `serve`'s schedule leaves
 /// them alone while the download is measured.
 async fn load(pool: &PgPool, coins: i32, first: NaiveDate, last: NaiveDate) -> Result<u64> {
-    sqlx::query(
-        "INSERT INTO coins (symbol, coingecko_id, first_day) \
-         SELECT 'E' || lpad(k::text, 6, '0'), 'export-coin-' || k, $2 \
-         FROM generate_series(1, $1) AS k",
-    )
-    .bind(coins)
-    .bind(first)
-    .execute(pool)
-    .await?;
+    register_coins(pool, "export", coins, first, Following::Not).await?;
     let rows = sqlx::query(
         r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", source)
            SELECT c.symbol, d::date, round(p, 10), round(p * 1.031234, 10), round(p * 0.971234, 10),

@@ -8,14 +8,13 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use chrono::{Days, Utc};
+use anyhow::Result;
 use fake_upstream::coinbase::{FakeCoinbase, FakeCoinbaseOptions};
 use fake_upstream::coingecko::{FakeCoinGecko, FakeOptions};
 use price_history::store;
 
 use super::coins::serve;
-use super::{Bench, Report, Sizes, terminate, with_database};
+use super::{Bench, Report, Sizes, days_to_yesterday, terminate, with_database};
 
 /// `COINBASE_CALLS_PER_MINUTE`'s default.
 const COINBASE_CALLS_PER_MINUTE: u32 = 120;
@@ -56,17 +55,9 @@ impl Bench {
         sqlx::query("UPDATE coins SET hourly = true WHERE symbol = 'BTC'")
             .execute(&pool)
             .await?;
-        let end = Utc::now()
-            .date_naive()
-            .checked_sub_days(Days::new(1))
-            .context("a date")?;
-        let start = end
-            .checked_sub_days(Days::new(sizes.backfill_days - 1))
-            .context("a date")?;
-
-        let limit = Duration::from_secs(600);
+        let (start, end) = days_to_yesterday(sizes.backfill_days);
         let (job, wall) = self
-            .job_until_finished(&base, &pool, start, end, limit)
+            .submit_and_finish(&base, &pool, start, end, Duration::from_secs(600))
             .await?;
         terminate(&mut serve).await?;
         pool.close().await;

@@ -19,7 +19,9 @@ use price_history::domain::Hour;
 use sqlx::PgPool;
 
 use super::export::copy_out;
-use super::{Bench, Report, Sizes, bench_scheduler, ms, terminate, timed_tick};
+use super::{
+    Bench, Following, Report, Sizes, bench_scheduler, ms, register_coins, terminate, timed_tick,
+};
 
 /// Each figure is the median of this many (after one to warm up).
 const SAMPLES: usize = 9;
@@ -47,27 +49,16 @@ impl Bench {
     pub(super) async fn hourly(&self, sizes: &Sizes, report: &mut Report) -> Result<()> {
         let (coins, days) = if sizes.smoke { (4, 30) } else { (1_000, 1461) };
         self.in_own_database("hourly", async |url| {
-            self.hourly_run(url, sizes, coins, days, report).await
+            let pool = price_history::startup::connect_and_migrate(&url.parse()?, 4).await?;
+            let loaded = load(&pool, coins, days).await?;
+            weigh(&pool, &loaded, report).await?;
+            self.hourly_reads(url, sizes, &loaded, report).await?;
+            idle_tick(self, &pool, &loaded, report).await?;
+            let copy = copy_out(&pool, COPY, 1).await?;
+            pool.close().await;
+            self.hourly_export(url, &loaded, copy, report).await
         })
         .await
-    }
-
-    async fn hourly_run(
-        &self,
-        url: &str,
-        sizes: &Sizes,
-        coins: i32,
-        days: u64,
-        report: &mut Report,
-    ) -> Result<()> {
-        let pool = price_history::startup::connect_and_migrate(&url.parse()?, 4).await?;
-        let loaded = load(&pool, coins, days).await?;
-        weigh(&pool, &loaded, report).await?;
-        self.hourly_reads(url, sizes, &loaded, report).await?;
-        idle_tick(self, &pool, &loaded, report).await?;
-        let copy = copy_out(&pool, COPY, 1).await?;
-        pool.close().await;
-        self.hourly_export(url, &loaded, copy, report).await
     }
 
     /// The reads of one coin on a warm `serve`, and the pages that must not slow down.
@@ -87,30 +78,28 @@ impl Bench {
             loaded.first, loaded.yesterday
         );
         let hours = loaded.hour_rows_of_one_coin();
+        let paths = [
+            format!("/api/v1/prices?{range}&timeframe=1h"),
+            format!("/api/v1/prices?{range}&timeframe=1h&format=csv"),
+            format!("/api/v1/coverage?{range}&timeframe=1h"),
+            format!("/api/v1/prices?{range}&timeframe=1h&format=parquet"),
+            "/metrics".to_owned(),
+            "/api/v1/coins".to_owned(),
+        ];
         let result = async {
-            let json = self
-                .timed(&format!("{base}/api/v1/prices?{range}&timeframe=1h"))
-                .await?;
-            let csv = self
-                .timed(&format!(
-                    "{base}/api/v1/prices?{range}&timeframe=1h&format=csv"
-                ))
-                .await?;
-            let coverage = self
-                .timed(&format!("{base}/api/v1/coverage?{range}&timeframe=1h"))
-                .await?;
-            let parquet = self
-                .timed(&format!(
-                    "{base}/api/v1/prices?{range}&timeframe=1h&format=parquet"
-                ))
-                .await?;
-            let metrics = self.timed(&format!("{base}/metrics")).await?;
-            let page = self.timed(&format!("{base}/api/v1/coins")).await?;
-            Ok::<_, anyhow::Error>([json, csv, coverage, parquet, metrics, page])
+            let mut timed = Vec::new();
+            for path in &paths {
+                timed.push(
+                    self.median_get(&format!("{base}{path}"), SAMPLES, &[])
+                        .await?,
+                );
+            }
+            Ok::<_, anyhow::Error>(timed)
         }
         .await;
         terminate(&mut serve).await?;
-        let [json, csv, coverage, parquet, metrics, page] = result?;
+        let [json, csv, coverage, parquet, metrics, page]: [_; 6] =
+            result?.try_into().expect("one timing a path");
         let csv_lines = csv.1.iter().filter(|b| **b == b'\n').count() as u64;
         if csv_lines != hours + 1 {
             bail!(
@@ -160,29 +149,6 @@ impl Bench {
             None,
         );
         Ok(())
-    }
-
-    /// The median time of [`SAMPLES`] GETs of `url` (after one to warm up), and its body.
-    async fn timed(&self, url: &str) -> Result<(Duration, Vec<u8>)> {
-        let mut times = Vec::new();
-        let mut body = Vec::new();
-        for i in 0..=SAMPLES {
-            let began = Instant::now();
-            let response = self.http.get(url).send().await?;
-            let status = response.status();
-            body = response.bytes().await?.to_vec();
-            if status != 200 {
-                bail!(
-                    "{url} answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                );
-            }
-            if i > 0 {
-                times.push(began.elapsed());
-            }
-        }
-        times.sort();
-        Ok((times[times.len() / 2], body))
     }
 
     /// `export --all --timeframe 1h` in Feather and Parquet, beside COPY.
@@ -243,15 +209,7 @@ async fn load(pool: &PgPool, coins: i32, days: u64) -> Result<Loaded> {
     let first = today.checked_sub_days(Days::new(days)).context("a date")?;
     let yesterday = today.pred_opt().context("a date")?;
     let began = Instant::now();
-    sqlx::query(
-        "INSERT INTO coins (symbol, coingecko_id, first_day, tracked, track_since, hourly) \
-         SELECT 'H' || lpad(k::text, 6, '0'), 'hourly-coin-' || k, $2, TRUE, $2, TRUE \
-         FROM generate_series(1, $1) AS k",
-    )
-    .bind(coins)
-    .bind(first)
-    .execute(pool)
-    .await?;
+    register_coins(pool, "hourly", coins, first, Following::DaysAndHours).await?;
     let day_rows = sqlx::query(
         r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
            SELECT c.symbol, d::date, 100, 110, 90, 105, 1000, d + interval '23 hours'

@@ -27,22 +27,12 @@ struct PageSizes {
 
 impl PageSizes {
     fn of(sizes: &Sizes) -> Self {
-        if sizes.smoke {
-            PageSizes {
-                chart_days: 60,
-                hour_days: 7,
-                calendar_days: 365,
-                loads: 1,
-                requests: 5,
-            }
-        } else {
-            PageSizes {
-                chart_days: 1461,
-                hour_days: 365,
-                calendar_days: 7305,
-                loads: 7,
-                requests: 100,
-            }
+        PageSizes {
+            chart_days: sizes.pick(1461, 60),
+            hour_days: sizes.pick(365, 7),
+            calendar_days: sizes.pick(7305, 365),
+            loads: sizes.pick(7, 1),
+            requests: sizes.pick(100, 5),
         }
     }
 }

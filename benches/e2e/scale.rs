@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::{Days, TimeDelta, Timelike, Utc};
 
-use super::{Bench, Report, Sizes, bench_scheduler, ms, terminate, timed_tick};
+use super::{
+    Bench, Following, Report, Sizes, bench_scheduler, median, ms, register_coins, terminate,
+    timed_tick,
+};
 
 /// Each figure is the median of this many.
 const SAMPLES: usize = 15;
@@ -43,15 +46,7 @@ impl Bench {
         let today = Utc::now().date_naive();
         let first = today.checked_sub_days(Days::new(days)).context("a date")?;
         let began = Instant::now();
-        sqlx::query(
-            "INSERT INTO coins (symbol, coingecko_id, first_day, tracked, track_since) \
-             SELECT 'S' || lpad(k::text, 6, '0'), 'scale-coin-' || k, $2, TRUE, $2 \
-             FROM generate_series(1, $1) AS k",
-        )
-        .bind(coins)
-        .bind(first)
-        .execute(&pool)
-        .await?;
+        register_coins(&pool, "scale", coins, first, Following::Days).await?;
         // One statement: the triggers see it as one, and build the figures in one pass.
         let rows = sqlx::query(
             r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp")
@@ -69,16 +64,15 @@ impl Bench {
 
         let (mut serve, base) = super::coins::serve(url, &self.fake.base_url(), sizes, &[]).await?;
         let result = async {
-            let coins_page = self
-                .median_get(&format!("{base}/api/v1/coins"), |body| {
-                    body.contains("\"next\"")
-                })
+            let (coins_page, _) = self
+                .median_get(&format!("{base}/api/v1/coins"), SAMPLES, &["\"next\""])
                 .await?;
-            let metrics = self
-                .median_get(&format!("{base}/metrics"), |body| {
-                    body.contains("price_history_database_up 1")
-                        && body.contains("price_history_stored_candles{symbol=\"S000001\"}")
-                })
+            let metrics_holds = [
+                "price_history_database_up 1",
+                "price_history_stored_candles{symbol=\"S000001\"}",
+            ];
+            let (metrics, _) = self
+                .median_get(&format!("{base}/metrics"), SAMPLES, &metrics_holds)
                 .await?;
             Ok::<_, anyhow::Error>((coins_page, metrics))
         }
@@ -124,32 +118,4 @@ impl Bench {
         }
         Ok(())
     }
-
-    /// The median time of [`SAMPLES`] GETs of `url` (after one to warm up), each body
-    /// checked with `valid`.
-    async fn median_get(&self, url: &str, valid: impl Fn(&str) -> bool) -> Result<Duration> {
-        let mut times = Vec::new();
-        for i in 0..=SAMPLES {
-            let began = Instant::now();
-            let response = self.http.get(url).send().await?;
-            let status = response.status();
-            let body = response.text().await?;
-            let took = began.elapsed();
-            if status != 200 || !valid(&body) {
-                bail!(
-                    "{url} answered {status}: {}",
-                    body.chars().take(500).collect::<String>()
-                );
-            }
-            if i > 0 {
-                times.push(took);
-            }
-        }
-        Ok(median(times))
-    }
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }

@@ -15,7 +15,10 @@ use price_history::shutdown::Shutdown;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Bench, Report, Sizes, bench_scheduler, ms, terminate, timed_tick};
+use super::{
+    Bench, Following, Report, Sizes, bench_scheduler, median, ms, register_coins, terminate,
+    timed_tick,
+};
 
 /// Each latency is the median of this many.
 const SAMPLES: usize = 9;
@@ -168,13 +171,14 @@ impl Bench {
         let env = [("JOB_RETENTION_DAYS", "0"), ("SYNC_SCHEDULE", "off")];
         let (mut serve, base) =
             super::coins::serve(url, &self.fake.base_url(), sizes, &env).await?;
+        let (jobs_url, metrics_url) = (
+            format!("{base}/api/v1/ingestion-jobs"),
+            format!("{base}/metrics"),
+        );
         let result = async {
-            let list = self
-                .median_of_gets(&format!("{base}/api/v1/ingestion-jobs"), "\"jobs\"")
-                .await?;
-            let metrics = self
-                .median_of_gets(&format!("{base}/metrics"), "price_history_database_up 1")
-                .await?;
+            let (list, _) = self.median_get(&jobs_url, SAMPLES, &["\"jobs\""]).await?;
+            let up = ["price_history_database_up 1"];
+            let (metrics, _) = self.median_get(&metrics_url, SAMPLES, &up).await?;
             let submit = self.median_submit(&base).await?;
             Ok::<_, anyhow::Error>((list, metrics, submit))
         }
@@ -193,26 +197,6 @@ impl Bench {
             metrics,
             sizes: table_sizes(pool).await?,
         })
-    }
-
-    async fn median_of_gets(&self, url: &str, expect: &str) -> Result<Duration> {
-        let mut times = Vec::new();
-        for i in 0..=SAMPLES {
-            let began = Instant::now();
-            let response = self.http.get(url).send().await?;
-            let status = response.status();
-            let body = response.text().await?;
-            if status != 200 || !body.contains(expect) {
-                bail!(
-                    "{url} answered {status}: {}",
-                    body.chars().take(300).collect::<String>()
-                );
-            }
-            if i > 0 {
-                times.push(began.elapsed());
-            }
-        }
-        Ok(median(times))
     }
 
     /// Submissions of a one-day forced job, each for another coin (one active job a coin).
@@ -316,11 +300,6 @@ fn p99(mut times: Vec<Duration>) -> Duration {
         .get(times.len() * 99 / 100)
         .copied()
         .unwrap_or_default()
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }
 
 fn symbol(k: i32) -> String {
@@ -453,15 +432,7 @@ async fn table_sizes(pool: &PgPool) -> Result<String> {
 async fn load_a_year(pool: &PgPool, coins: i32) -> Result<usize> {
     let today = Utc::now().date_naive();
     let since = today.checked_sub_days(Days::new(2)).context("a date")?;
-    sqlx::query(
-        "INSERT INTO coins (symbol, coingecko_id, first_day, tracked, track_since) \
-         SELECT 'Y' || lpad(k::text, 6, '0'), 'year-coin-' || k, $2, TRUE, $2 \
-         FROM generate_series(1, $1) AS k",
-    )
-    .bind(coins)
-    .bind(since)
-    .execute(pool)
-    .await?;
+    register_coins(pool, "year", coins, since, Following::Days).await?;
     for day in [since, since + TimeDelta::days(1)] {
         restore_day(pool, day).await?;
     }

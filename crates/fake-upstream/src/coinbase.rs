@@ -402,10 +402,6 @@ impl Upstream for Coinbase {
         options.bind
     }
 
-    fn new(_: &FakeCoinbaseOptions) -> Self {
-        Self::default()
-    }
-
     fn routes(shared: &Arc<Shared<Self>>) -> Route {
         let endpoint = |endpoint| {
             get(Products {

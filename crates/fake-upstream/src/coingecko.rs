@@ -18,7 +18,6 @@
 
 pub(crate) mod market;
 
-use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -125,6 +124,7 @@ impl ScriptedResponse {
 }
 
 /// The fake CoinGecko's world: the market it serves.
+#[derive(Default)]
 pub struct CoinGecko {
     market: Market,
 }
@@ -140,16 +140,6 @@ impl Upstream for CoinGecko {
 
     fn delay(options: &FakeOptions) -> Duration {
         options.delay
-    }
-
-    fn new(_: &FakeOptions) -> Self {
-        Self {
-            market: Market {
-                multiplier: 1.0,
-                missing_days: HashSet::new(),
-                coin: BITCOIN,
-            },
-        }
     }
 
     fn routes(shared: &Arc<Shared<Self>>) -> Route {

@@ -14,7 +14,8 @@
 //!   container check.
 //!
 //! - `server`: what every fake shares ([`Fake`], [`ScriptedResponse`]): listening,
-//!   stopping, recording every call, scripted answers, a delay, a rate limit.
+//!   stopping, recording every call, scripted answers, a delay, a rate limit; and
+//!   [`most_within`], the busiest window of a record.
 //!
 //! Each upstream gets its own module and its own subcommand; a module is the upstream's
 //! routes, world and answers, and a [`server::Upstream`] the core runs.
@@ -23,4 +24,4 @@ pub mod coinbase;
 pub mod coingecko;
 pub mod server;
 
-pub use server::{Fake, ScriptedResponse};
+pub use server::{Fake, ScriptedResponse, most_within};

@@ -20,7 +20,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// What a fake upstream is: its options, its record of a call, its world and its routes.
-pub trait Upstream: Sized + Send + Sync + 'static {
+/// Its `Default` is the world it starts with: prices, faults, whatever its answers
+/// depend on.
+pub trait Upstream: Default + Send + Sync + 'static {
     /// How to start it (where to listen, its limits).
     type Options: Default + Send + Sync;
     /// One request as recorded, before it was answered.
@@ -35,9 +37,6 @@ pub trait Upstream: Sized + Send + Sync + 'static {
     fn delay(_options: &Self::Options) -> Duration {
         Duration::ZERO
     }
-
-    /// The world it starts with: prices, faults, whatever its answers depend on.
-    fn new(options: &Self::Options) -> Self;
 
     /// Its endpoints, each answering through [`Shared::respond`].
     fn routes(shared: &Arc<Shared<Self>>) -> Route;
@@ -97,7 +96,7 @@ impl<U: Upstream> Fake<U> {
                 calls: Vec::new(),
                 scripted: VecDeque::new(),
                 delay: U::delay(&options),
-                world: U::new(&options),
+                world: U::default(),
             }),
             call_count: watch::Sender::new(0),
             options,
@@ -331,6 +330,20 @@ pub(crate) fn wait_for_room(
     })
 }
 
+/// The most of the calls that `arrived` (in order) that fall within any one `window`: what
+/// a caller's rate limit is judged by, read from a fake's record.
+pub fn most_within(arrived: &[Instant], window: Duration) -> usize {
+    let mut most = 0;
+    let mut first = 0;
+    for (last, at) in arrived.iter().enumerate() {
+        while at.duration_since(arrived[first]) >= window {
+            first += 1;
+        }
+        most = most.max(last - first + 1);
+    }
+    most
+}
+
 /// The query parameter `name` of `request`, decoded.
 pub(crate) fn query_param(request: &Request, name: &str) -> Option<String> {
     let query = request.uri().query().unwrap_or_default();
@@ -352,6 +365,19 @@ mod tests {
         assert_eq!(wait_for_room([ago(70), ago(30)], limit, minute, now), None);
         let wait = wait_for_room([ago(50), ago(30)], limit, minute, now).unwrap();
         assert_eq!(wait.as_secs(), 10);
+    }
+
+    #[test]
+    fn the_most_within_a_window_counts_the_busiest_window() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let minute = Duration::from_secs(60);
+        assert_eq!(most_within(&[], minute), 0);
+        assert_eq!(
+            most_within(&[at(0), at(30), at(59), at(60), at(61)], minute),
+            4
+        );
+        assert_eq!(most_within(&[at(0), at(60), at(120)], minute), 1);
     }
 
     #[test]

@@ -188,6 +188,17 @@ pub(crate) struct Market {
     pub coin: FakeCoin,
 }
 
+impl Default for Market {
+    /// Bitcoin's reference series, every day served.
+    fn default() -> Self {
+        Market {
+            multiplier: 1.0,
+            missing_days: HashSet::new(),
+            coin: BITCOIN,
+        }
+    }
+}
+
 impl Market {
     /// The same market, for another coin.
     pub(crate) fn of(&self, coin: FakeCoin) -> Market {
@@ -355,14 +366,6 @@ mod tests {
             .timestamp_millis()
     }
 
-    fn market() -> Market {
-        Market {
-            multiplier: 1.0,
-            missing_days: HashSet::new(),
-            coin: BITCOIN,
-        }
-    }
-
     const FAR_FUTURE: i64 = i64::MAX / 2;
 
     #[test]
@@ -373,7 +376,7 @@ mod tests {
 
     #[test]
     fn short_ranges_are_hourly_with_jitter_past_the_hour() {
-        let times = market().times(ms(2024, 1, 1, 0), ms(2024, 1, 2, 0), true);
+        let times = Market::default().times(ms(2024, 1, 1, 0), ms(2024, 1, 2, 0), true);
         assert_eq!(times.len(), 24, "the 2024-01-02 00:xx point lies past `to`");
         for (hour, at) in times.iter().enumerate() {
             let past = at - ms(2024, 1, 1, 0) - hour as i64 * HOUR_MS;
@@ -383,14 +386,14 @@ mod tests {
 
     #[test]
     fn long_ranges_are_daily_at_midnight() {
-        let samples = market().range(ms(2020, 1, 1, 0), ms(2020, 6, 1, 0), FAR_FUTURE);
+        let samples = Market::default().range(ms(2020, 1, 1, 0), ms(2020, 6, 1, 0), FAR_FUTURE);
         assert_eq!(samples.len(), 153);
         assert!(samples.iter().all(|s| s.at_ms % DAY_MS == 0));
     }
 
     #[test]
     fn before_hourly_data_short_ranges_are_daily() {
-        let times = market().times(ms(2018, 1, 28, 0), ms(2018, 1, 31, 0), true);
+        let times = Market::default().times(ms(2018, 1, 28, 0), ms(2018, 1, 31, 0), true);
         let daily: Vec<_> = times.iter().filter(|at| **at < HOURLY_FROM_MS).collect();
         assert_eq!(daily, vec![&ms(2018, 1, 28, 0), &ms(2018, 1, 29, 0)]);
         assert_eq!(times.len(), 2 + 24);
@@ -398,8 +401,12 @@ mod tests {
 
     #[test]
     fn nothing_before_the_genesis() {
-        assert!(market().range(0, GENESIS_MS - 1, FAR_FUTURE).is_empty());
-        let first = market().range(0, GENESIS_MS + 200 * DAY_MS, FAR_FUTURE)[0];
+        assert!(
+            Market::default()
+                .range(0, GENESIS_MS - 1, FAR_FUTURE)
+                .is_empty()
+        );
+        let first = Market::default().range(0, GENESIS_MS + 200 * DAY_MS, FAR_FUTURE)[0];
         assert_eq!(first.at_ms, GENESIS_MS);
         assert!((first.price - 135.3).abs() < 1.0, "{}", first.price);
     }
@@ -407,7 +414,7 @@ mod tests {
     #[test]
     fn a_range_reaching_now_ends_with_a_live_point() {
         let now = ms(2024, 4, 1, 15) + 82_000;
-        let samples = market().range(ms(2024, 3, 31, 0), now + DAY_MS, now);
+        let samples = Market::default().range(ms(2024, 3, 31, 0), now + DAY_MS, now);
         let times: Vec<i64> = samples.iter().map(|s| s.at_ms).collect();
         assert_eq!(*times.last().unwrap(), now);
         assert!(times.windows(2).all(|w| w[0] < w[1]));
@@ -416,7 +423,7 @@ mod tests {
 
     #[test]
     fn missing_days_have_no_points() {
-        let mut market = market();
+        let mut market = Market::default();
         market
             .missing_days
             .insert(NaiveDate::from_ymd_opt(2024, 1, 2).unwrap());
@@ -431,7 +438,7 @@ mod tests {
 
     #[test]
     fn values_are_positive_and_read_back_as_sent() {
-        let market = market();
+        let market = Market::default();
         for at in market
             .times(GENESIS_MS, ms(2026, 1, 1, 0), false)
             .into_iter()
@@ -458,7 +465,7 @@ mod tests {
             ethereum.first_day(),
             NaiveDate::from_ymd_opt(2015, 8, 7).unwrap()
         );
-        let market = market().of(ethereum);
+        let market = Market::default().of(ethereum);
         let first = market.range(0, ethereum.genesis_ms + 200 * DAY_MS, FAR_FUTURE)[0];
         assert_eq!(first.at_ms, ethereum.genesis_ms);
         let at = ms(2024, 1, 1, 0);
@@ -470,13 +477,13 @@ mod tests {
     }
 
     fn market_of_bitcoin_price(at: i64) -> f64 {
-        market().price(at)
+        Market::default().price(at)
     }
 
     #[test]
     fn every_coin_has_prices_above_zero_from_its_first_day() {
         for coin in COINS {
-            let market = market().of(coin);
+            let market = Market::default().of(coin);
             for at in market
                 .times(coin.genesis_ms, ms(2026, 1, 1, 0), false)
                 .into_iter()
@@ -496,9 +503,9 @@ mod tests {
     fn the_multiplier_changes_every_price() {
         let shifted = Market {
             multiplier: 1.1,
-            ..market()
+            ..Market::default()
         };
         let at = ms(2024, 1, 1, 0);
-        assert!(shifted.price(at) > market().price(at) * 1.09);
+        assert!(shifted.price(at) > Market::default().price(at) * 1.09);
     }
 }
