@@ -184,29 +184,23 @@ async fn malformed_bodies_get_a_400_json_error_and_a_body_that_is_not_json_gets_
         answer.assert_refused("invalid_request", &format!("{body:?}"));
     }
 
-    let answer = api
-        .send(
-            api.client
-                .post(&url)
-                .header("content-type", "text/plain")
-                .body(r#"{"start_date": "2024-01-01"}"#),
-        )
-        .await;
-    assert_eq!(
-        answer.status,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "{}",
-        answer.text()
-    );
-    assert_eq!(answer.error_code(), "unsupported_media_type");
-    let answer = api.send(api.client.post(&url)).await;
-    assert_eq!(
-        answer.status,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "{}",
-        answer.text()
-    );
-    assert_eq!(answer.error_code(), "unsupported_media_type");
+    let not_json = [
+        api.client
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body(r#"{"start_date": "2024-01-01"}"#),
+        api.client.post(&url),
+    ];
+    for request in not_json {
+        let answer = api.send(request).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{}",
+            answer.text()
+        );
+        assert_eq!(answer.error_code(), "unsupported_media_type");
+    }
     assert_eq!(job_count(&h).await, 0);
 }
 
@@ -339,9 +333,8 @@ async fn a_job_is_404_when_unknown_and_400_when_the_id_is_not_a_uuid() {
         "0191c4b2-7f3e-7a10-9c1d-5e2f3a4b5c6dX",
         "%00",
     ] {
-        let answer = api.get(&format!("/api/v1/ingestion-jobs/{id}")).await;
-
-        answer.assert_refused("invalid_request", id);
+        api.get_refused(&format!("/api/v1/ingestion-jobs/{id}"), "invalid_request")
+            .await;
     }
 }
 
@@ -406,9 +399,11 @@ async fn jobs_are_listed_newest_first_narrowed_by_status_and_limited() {
         "status=done",
         "status=PENDING",
     ] {
-        let answer = api.get(&format!("/api/v1/ingestion-jobs?{query}")).await;
-
-        answer.assert_refused("invalid_request", query);
+        api.get_refused(
+            &format!("/api/v1/ingestion-jobs?{query}"),
+            "invalid_request",
+        )
+        .await;
     }
 }
 
@@ -592,9 +587,7 @@ async fn reads_refuse_bad_ranges_symbols_and_dates_with_400() {
 
     for endpoint in ["/api/v1/prices", "/api/v1/coverage"] {
         for (query, code) in cases {
-            let answer = api.get(&format!("{endpoint}?{query}")).await;
-
-            answer.assert_refused(code, &format!("{endpoint}?{query}"));
+            api.get_refused(&format!("{endpoint}?{query}"), code).await;
         }
     }
     // Far but well-formed dates are simply not stored.

@@ -16,7 +16,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::support::{
-    Harness, Service, TestApi, admin_url, output_text, price_history_command, start_captured,
+    Harness, Service, TestApi, admin_url, assert_mentions, output_text, price_history_command,
+    start_captured,
 };
 use proxy::DbProxy;
 use python::read_back;
@@ -814,14 +815,13 @@ INSERT INTO coins (symbol, coingecko_id, first_day) VALUES ('EMPTY', 'empty-coin
         peak_kib as f64 / 1024.0
     );
     assert!(peak_kib < 50 * 1024, "peak RSS {peak_kib} KiB");
-    assert!(
-        printed.contains("1000 parquet file(s) of 1d candles written"),
-        "{printed}"
-    );
-    assert!(printed.contains("(1461000 rows)"), "{printed}");
-    assert!(
-        printed.contains("skipped 2 coin(s) with no candle in the range: BTC EMPTY"),
-        "{printed}"
+    assert_mentions(
+        &printed,
+        &[
+            "1000 parquet file(s) of 1d candles written",
+            "(1461000 rows)",
+            "skipped 2 coin(s) with no candle in the range: BTC EMPTY",
+        ],
     );
     assert_eq!(
         std::fs::read(data.join("EMPTY_USD-1d.parquet")).unwrap(),

@@ -49,6 +49,18 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
+/// Waits for the calendar of `start..=end`, and returns how many of its cells have each
+/// status.
+async fn calendar_cells(browser: &Browser, start: NaiveDate, end: NaiveDate) -> Value {
+    browser
+        .wait_for(
+            &format!("#calendar[data-range='{start}/{end}']"),
+            "the calendar",
+        )
+        .await;
+    cell_counts(browser).await
+}
+
 /// How many calendar cells have each status.
 async fn cell_counts(browser: &Browser) -> Value {
     browser
@@ -129,14 +141,8 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
     browser.run("window.notReloaded = true;", vec![]).await;
 
     // The calendar: one cell per day, each with the status the seed gives it.
-    browser
-        .wait_for(
-            &format!("#calendar[data-range='{start}/{today}']"),
-            "the calendar",
-        )
-        .await;
     assert_eq!(
-        cell_counts(&browser).await,
+        calendar_cells(&browser, start, today).await,
         json!({"stored": 374, "missing": 6, "provisional": 1, "out-of-plan": 19}),
         "the calendar's cells"
     );
@@ -360,14 +366,8 @@ async fn the_page_marks_second_source_days_and_shows_each_coins_deviation() {
 
     let (start, end) = (days_before_today(59), days_before_today(1));
     open_btc(&browser, &api, start, end, "").await;
-    browser
-        .wait_for(
-            &format!("#calendar[data-range='{start}/{end}']"),
-            "the calendar",
-        )
-        .await;
     assert_eq!(
-        cell_counts(&browser).await,
+        calendar_cells(&browser, start, end).await,
         json!({"stored": 29, "second-source": 30}),
         "the calendar's cells"
     );

@@ -11,7 +11,7 @@ use price_history::store::ingestion_jobs::JobRecord;
 use price_history::store::{daily_prices, gaps};
 use rust_decimal::Decimal;
 
-use crate::support::{Harness, days_before_today, sql};
+use crate::support::{Harness, assert_mentions, days_before_today, sql};
 
 /// The stored close of a day.
 async fn close_of(h: &Harness, date: NaiveDate) -> Decimal {
@@ -26,9 +26,7 @@ async fn close_of(h: &Harness, date: NaiveDate) -> Decimal {
 fn assert_failed_saying(job: &JobRecord, phrases: &[&str]) -> String {
     assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
     let message = job.error_message.clone().unwrap_or_default();
-    for phrase in phrases {
-        assert!(message.contains(phrase), "{phrase:?} is not in: {message}");
-    }
+    assert_mentions(&message, phrases);
     message
 }
 

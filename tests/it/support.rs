@@ -56,6 +56,14 @@ pub fn assert_days_are_the_fakes(
     }
 }
 
+/// Asserts that `text` says each of `phrases`, showing the whole text when it does not.
+#[track_caller]
+pub fn assert_mentions(text: &str, phrases: &[&str]) {
+    for phrase in phrases {
+        assert!(text.contains(phrase), "{phrase:?} is not in: {text}");
+    }
+}
+
 /// `job` completed; else its error message says why not.
 pub fn assert_completed(job: &JobRecord) {
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
@@ -923,6 +931,13 @@ impl TestApi {
 
     pub async fn get(&self, path: &str) -> Answer {
         self.send(self.client.get(self.url(path))).await
+    }
+
+    /// A GET that must be refused with a 400 and the error `code`; see [`Answer::assert_refused`].
+    pub async fn get_refused(&self, path: &str, code: &str) -> Answer {
+        let answer = self.get(path).await;
+        answer.assert_refused(code, path);
+        answer
     }
 
     /// A POST with a JSON body and, when given, a bearer token.

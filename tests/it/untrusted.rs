@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    Harness, TestApi, day, days_before_today, free_port, output_text, price_history_command,
-    until_ready,
+    Harness, TestApi, assert_mentions, day, days_before_today, free_port, output_text,
+    price_history_command, until_ready,
 };
 
 /// One point per hour of `day` at `price` (a little jitter past the hour, as CoinGecko
@@ -76,11 +76,13 @@ async fn a_price_not_above_zero_fails_the_job_at_once_quoting_it_and_stores_noth
 
     let (job, message) = failed_job_answered(&h, a, b, prices, volumes).await;
 
-    assert!(message.contains("price of -5.5"), "{message}");
-    assert!(message.contains("must be above zero"), "{message}");
-    assert!(
-        message.contains("Nothing of that window was stored"),
-        "{message}"
+    assert_mentions(
+        &message,
+        &[
+            "price of -5.5",
+            "must be above zero",
+            "Nothing of that window was stored",
+        ],
     );
     assert_eq!(h.fake.call_count(), 1, "a bad answer is not fetched again");
     assert_eq!(job.attempts, 1);
@@ -149,9 +151,10 @@ async fn a_gap_fill_refused_by_coingecko_is_reported_as_the_refusal() {
     assert_eq!(job.status, JobStatus::CompletedWithGaps);
     assert_eq!(job.gap_dates, hole.to_vec());
     let message = job.error_message.unwrap();
-    assert!(message.contains("Asking CoinGecko again for"), "{message}");
-    assert!(message.contains("HTTP 401"), "{message}");
-    assert!(message.contains("Invalid API Key"), "{message}");
+    assert_mentions(
+        &message,
+        &["Asking CoinGecko again for", "HTTP 401", "Invalid API Key"],
+    );
     assert!(!message.contains("returned no data"), "{message}");
 }
 
@@ -169,8 +172,7 @@ async fn a_gap_fill_that_met_only_server_errors_says_so() {
 
     assert_eq!(job.status, JobStatus::CompletedWithGaps);
     let message = job.error_message.unwrap();
-    assert!(message.contains("HTTP 503"), "{message}");
-    assert!(message.contains("Gave up after 4 attempts"), "{message}");
+    assert_mentions(&message, &["HTTP 503", "Gave up after 4 attempts"]);
     assert!(!message.contains("returned no data"), "{message}");
 }
 
@@ -203,8 +205,7 @@ async fn one_instant_with_two_prices_is_a_bad_answer_not_a_silent_merge() {
 
     let (_, message) = failed_job_answered(&h, day, day, prices, volumes).await;
 
-    assert!(message.contains("two different prices"), "{message}");
-    assert!(message.contains("and 250"), "{message}");
+    assert_mentions(&message, &["two different prices", "and 250"]);
     assert_eq!(h.stored_days().await, 0);
 }
 
@@ -226,8 +227,7 @@ async fn a_day_of_hourly_data_with_too_few_points_is_not_stored_and_is_named() {
     assert_eq!(job.status, JobStatus::CompletedWithGaps);
     assert_eq!(job.gap_dates, vec![thin]);
     let message = job.error_message.unwrap();
-    assert!(message.contains("too few points"), "{message}");
-    assert!(message.contains("at least 12 points"), "{message}");
+    assert_mentions(&message, &["too few points", "at least 12 points"]);
     let stored = daily_prices::list(h.pool(), Symbol::BTC, full, thin)
         .await
         .unwrap();
@@ -566,8 +566,7 @@ async fn an_api_token_with_surrounding_spaces_is_refused_at_start() {
 
         let printed = output_text(&output);
         assert_eq!(output.status.code(), Some(1), "{command}: {printed}");
-        assert!(printed.contains("API_TOKEN"), "{printed}");
-        assert!(printed.contains("whitespace"), "{printed}");
+        assert_mentions(&printed, &["API_TOKEN", "whitespace"]);
         assert!(!printed.contains("s3cret"), "{printed}");
     }
 }

@@ -133,6 +133,33 @@ async fn store_days(h: &Harness, first: u64, last: u64, source: &str, volume: i6
     .expect("days are stored");
 }
 
+/// Clicks BTC's hourly checkbox and waits until it shows hours `on` (or off), then checks
+/// that the coin's JSON says so and waits until 4h and 1h are offered (or days only).
+async fn click_btc_hours(browser: &Browser, api: &TestApi, on: bool) {
+    let row = "#coins tr[data-symbol='BTC'] td.hours";
+    browser
+        .click(&format!("{row} input.hourly"), "the checkbox")
+        .await;
+    let checked = if on { ":checked" } else { ":not(:checked)" };
+    browser
+        .wait_for(
+            &format!("{row}[data-hourly='{on}'] input.hourly{checked}"),
+            &format!("hours on: {on}"),
+        )
+        .await;
+    assert_eq!(
+        api.get("/api/v1/coins/BTC").await.json()["hourly"],
+        json!(on),
+        "the coin's JSON says hourly: {on}"
+    );
+    browser
+        .wait_for(
+            &format!("#view-timeframe[data-offered='{on}']"),
+            &format!("4h and 1h offered: {on}"),
+        )
+        .await;
+}
+
 async fn chart_state(browser: &Browser) -> Value {
     browser.run("return window.chartState();", vec![]).await
 }
@@ -216,22 +243,8 @@ async fn the_hourly_checkbox_turns_a_coins_hours_on_and_off() {
         .await;
     let checkbox = "#coins tr[data-symbol='BTC'] td.hours[data-hourly='false'] input.hourly";
     browser.wait_for(checkbox, "BTC's hourly checkbox").await;
-    browser.click(checkbox, "the checkbox").await;
-    browser
-        .wait_for(
-            "#coins tr[data-symbol='BTC'] td.hours[data-hourly='true'] input.hourly:checked",
-            "hours on",
-        )
-        .await;
-    assert_eq!(
-        api.get("/api/v1/coins/BTC").await.json()["hourly"],
-        json!(true),
-        "the coin's JSON says hourly"
-    );
     // A coin that keeps hours is offered 4h and 1h, and says where its hours come from.
-    browser
-        .wait_for("#view-timeframe[data-offered='true']", "4h and 1h offered")
-        .await;
+    click_btc_hours(&browser, &api, true).await;
     let offered = browser
         .run(
             "return {options: [...document.querySelectorAll('#view-timeframe option')]
@@ -250,26 +263,7 @@ async fn the_hourly_checkbox_turns_a_coins_hours_on_and_off() {
     );
 
     // And off again: the coin's JSON says so, and days are all it is offered.
-    browser
-        .click(
-            "#coins tr[data-symbol='BTC'] td.hours input.hourly",
-            "the checkbox",
-        )
-        .await;
-    browser
-        .wait_for(
-            "#coins tr[data-symbol='BTC'] td.hours[data-hourly='false'] input.hourly:not(:checked)",
-            "hours off",
-        )
-        .await;
-    assert_eq!(
-        api.get("/api/v1/coins/BTC").await.json()["hourly"],
-        json!(false),
-        "the coin's JSON says not hourly"
-    );
-    browser
-        .wait_for("#view-timeframe[data-offered='false']", "days only again")
-        .await;
+    click_btc_hours(&browser, &api, false).await;
     finish(browser, api).await;
 }
 
