@@ -12,7 +12,7 @@ use price_history::store::{coins, monthly_credits, sync_schedule};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{Harness, TestApi, assert_mentions, days_before_today};
+use crate::support::{Harness, TestApi, assert_exited_saying, assert_mentions, days_before_today};
 
 /// Four years to yesterday: 17 windows of 90 days, so 17 calls.
 fn four_years() -> (NaiveDate, NaiveDate) {
@@ -356,10 +356,9 @@ async fn backfill_exits_2_naming_the_reset_day_when_the_month_cannot_pay() {
         .output()
         .await
         .unwrap();
-    let said = crate::support::output_text(&output);
-    assert_eq!(output.status.code(), Some(2), "{said}");
-    assert_mentions(
-        &said,
+    assert_exited_saying(
+        &output,
+        2,
         &[
             "monthly_credits_exhausted",
             &first_of_next_month().to_string(),

@@ -430,9 +430,7 @@ async fn a_worker_holds_its_job_under_the_name_it_was_given() {
     let h = Harness::new().await;
     // The answer is held back, so that the job is held while the test looks.
     h.fake.set_delay(Duration::from_secs(1));
-    let job = h
-        .submit(days_before_today(3), days_before_today(1), false)
-        .await;
+    let job = h.submit_days_to_yesterday(3).await;
     let name = format!("named-by-the-test-{}", job.id.simple());
     let worker = h.start_worker_named(name.clone());
 

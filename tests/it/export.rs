@@ -16,8 +16,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::support::{
-    Harness, Service, TestApi, admin_url, assert_mentions, output_text, price_history_command,
-    start_captured,
+    Harness, Service, TestApi, admin_url, assert_exited_saying, assert_mentions, output_text,
+    price_history_command, start_captured,
 };
 use proxy::DbProxy;
 use python::read_back;
@@ -324,11 +324,7 @@ async fn the_prices_answer_parquet_and_feather_as_export_writes_them_by_format_o
         ("*/*", "", "application/json"),
     ] {
         let answer = api
-            .send(
-                api.client
-                    .get(api.url(&format!("{prices}{query}")))
-                    .header("accept", accept),
-            )
+            .get_with(&format!("{prices}{query}"), "accept", accept)
             .await;
         answer.assert_status(StatusCode::OK);
         assert!(
@@ -357,13 +353,7 @@ async fn the_prices_answer_parquet_and_feather_as_export_writes_them_by_format_o
     }
 
     // What cannot be served: 406 with the usual body, listing what can; a bad format: 400.
-    let answer = api
-        .send(
-            api.client
-                .get(api.url(&prices))
-                .header("accept", "text/html"),
-        )
-        .await;
+    let answer = api.get_with(&prices, "accept", "text/html").await;
     assert_eq!(
         answer.status,
         StatusCode::NOT_ACCEPTABLE,
@@ -371,14 +361,15 @@ async fn the_prices_answer_parquet_and_feather_as_export_writes_them_by_format_o
         answer.text()
     );
     assert_eq!(answer.error_code(), "not_acceptable");
-    for served in [
-        "application/json",
-        "text/csv",
-        "application/vnd.apache.parquet",
-        "application/vnd.apache.arrow.file",
-    ] {
-        assert!(answer.message().contains(served), "{}", answer.message());
-    }
+    assert_mentions(
+        &answer.message(),
+        &[
+            "application/json",
+            "text/csv",
+            "application/vnd.apache.parquet",
+            "application/vnd.apache.arrow.file",
+        ],
+    );
     api.get(&format!("{prices}&format=xlsx"))
         .await
         .assert_refused("invalid_request", "format=xlsx");
@@ -751,17 +742,7 @@ async fn what_cannot_be_exported_is_refused_with_exit_2_and_a_sentence_leaving_n
         let mut args = vec!["--out", dir, "--timeframe", timeframe, "--format", format];
         args.extend(rest);
         let output = export(&h, &args).await;
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            output_text(&output)
-        );
-        assert!(
-            output_text(&output).contains(sentence),
-            "{args:?}: {}",
-            output_text(&output)
-        );
+        assert_exited_saying(&output, 2, &[sentence]);
         assert!(
             !out.path("fresh").exists(),
             "{args:?} left its --out behind"

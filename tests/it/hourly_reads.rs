@@ -265,35 +265,18 @@ async fn four_hour_rows_equal_the_aggregate_of_the_hour_rows_including_partial_a
 
     // CSV: the same rows, hours and provisional spelled out.
     let csv = api
-        .send(
-            api.client
-                .get(api.url(&format!("/api/v1/prices?{THREE_DAYS}&timeframe=4h")))
-                .header("accept", "text/csv"),
+        .get_with(
+            &format!("/api/v1/prices?{THREE_DAYS}&timeframe=4h"),
+            "accept",
+            "text/csv",
         )
         .await;
     csv.assert_status(StatusCode::OK);
-    let text = csv.text();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        lines[0],
-        "time,open,high,low,close,volume,source,disputed,hours,provisional"
-    );
-    assert_eq!(lines.len(), 18);
-    assert!(
-        lines[1].starts_with("2024-01-01T00:00:00Z,"),
-        "{}",
-        lines[1]
-    );
-    assert!(
-        lines[2].starts_with("2024-01-01T04:00:00Z,"),
-        "{}",
-        lines[2]
-    );
-    assert!(
-        lines[2].ends_with(",coinbase,false,1,false"),
-        "{}",
-        lines[2]
-    );
+    let rows = csv.csv_rows("time,open,high,low,close,volume,source,disputed,hours,provisional");
+    assert_eq!(rows.len(), 17);
+    assert!(rows[0].starts_with("2024-01-01T00:00:00Z,"), "{}", rows[0]);
+    assert!(rows[1].starts_with("2024-01-01T04:00:00Z,"), "{}", rows[1]);
+    assert!(rows[1].ends_with(",coinbase,false,1,false"), "{}", rows[1]);
     let hour_csv = api
         .get(&format!(
             "/api/v1/prices?{THREE_DAYS}&timeframe=1h&format=csv"

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
-use crate::support::{Service, days_before_today, fake_upstream_program, start_captured};
+use crate::support::{
+    Service, assert_mentions, days_before_today, fake_upstream_program, start_captured,
+};
 
 /// Where the fake CoinGecko listens inside the namespace: nothing else is there.
 const FAKE_BIND: &str = "127.0.0.1:8090";
@@ -401,14 +403,15 @@ async fn without_postgresql_programs_it_exits_1_within_2_s_naming_the_three_ways
         elapsed < Duration::from_secs(2),
         "took {elapsed:?}: {stderr}"
     );
-    for way in [
-        "sudo apt install postgresql",
-        "brew install postgresql@17",
-        "docker compose -f docker/compose.yaml up",
-        "set DATABASE_URL",
-    ] {
-        assert!(stderr.contains(way), "{way:?} in {stderr}");
-    }
+    assert_mentions(
+        &stderr,
+        &[
+            "sudo apt install postgresql",
+            "brew install postgresql@17",
+            "docker compose -f docker/compose.yaml up",
+            "set DATABASE_URL",
+        ],
+    );
     assert_eq!(
         stderr
             .lines()

@@ -762,6 +762,14 @@ pub fn output_text(output: &std::process::Output) -> String {
     )
 }
 
+/// Asserts that a finished process exited with `code` and printed each of `phrases`.
+#[track_caller]
+pub fn assert_exited_saying(output: &std::process::Output, code: i32, phrases: &[&str]) {
+    let text = output_text(output);
+    assert_eq!(output.status.code(), Some(code), "{text}");
+    assert_mentions(&text, phrases);
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -848,6 +856,14 @@ impl Answer {
         assert_eq!(self.error_code(), code, "{what}");
     }
 
+    /// The rows of a CSV body, after checking that its first line is `header`.
+    pub fn csv_rows(&self, header: &str) -> Vec<String> {
+        let text = self.text();
+        let mut lines = text.lines().map(str::to_owned);
+        assert_eq!(lines.next().as_deref(), Some(header), "{text}");
+        lines.collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
@@ -931,6 +947,12 @@ impl TestApi {
 
     pub async fn get(&self, path: &str) -> Answer {
         self.send(self.client.get(self.url(path))).await
+    }
+
+    /// A GET with the header `name: value` (an `Accept`, a request id...).
+    pub async fn get_with(&self, path: &str, name: &str, value: &str) -> Answer {
+        self.send(self.client.get(self.url(path)).header(name, value))
+            .await
     }
 
     /// A GET that must be refused with a 400 and the error `code`; see [`Answer::assert_refused`].

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDate, NaiveTime};
 use fake_upstream::coingecko::ScriptedResponse;
 use price_history::api::{self, ConnectionLimits};
-use price_history::domain::{JobStatus, Symbol};
+use price_history::domain::{DailyCandle, JobStatus, Symbol};
 use price_history::store::daily_prices;
 use price_history::store::ingestion_jobs::JobRecord;
 use reqwest::StatusCode;
@@ -276,6 +276,13 @@ async fn prices_rule_is_validated(pool: &sqlx::PgPool) -> bool {
     .unwrap()
 }
 
+/// BTC's stored days of 2024.
+async fn btc_days_of_2024(pool: &sqlx::PgPool) -> Vec<DailyCandle> {
+    daily_prices::list(pool, Symbol::BTC, day("2024-01-01"), day("2024-12-31"))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_database_of_an_earlier_release_upgrades_in_place_even_with_a_bad_price() {
     let clean = crate::support::TestDb::new().await;
@@ -284,14 +291,7 @@ async fn a_database_of_an_earlier_release_upgrades_in_place_even_with_a_bad_pric
         .await
         .expect("a database with valid rows upgrades");
     assert!(prices_rule_is_validated(&clean.pool).await);
-    let kept = daily_prices::list(
-        &clean.pool,
-        Symbol::BTC,
-        day("2024-01-01"),
-        day("2024-12-31"),
-    )
-    .await
-    .unwrap();
+    let kept = btc_days_of_2024(&clean.pool).await;
     assert_eq!(kept.len(), 1);
     assert_eq!((kept[0].points, kept[0].provisional), (None, false));
 
@@ -301,14 +301,7 @@ async fn a_database_of_an_earlier_release_upgrades_in_place_even_with_a_bad_pric
         .await
         .expect("a database with a bad price from the earlier release still starts");
 
-    let rows = daily_prices::list(
-        &dirty.pool,
-        Symbol::BTC,
-        day("2024-01-01"),
-        day("2024-12-31"),
-    )
-    .await
-    .unwrap();
+    let rows = btc_days_of_2024(&dirty.pool).await;
     let flags: Vec<_> = rows
         .iter()
         .map(|r| (r.date.to_string(), r.provisional))
@@ -573,9 +566,11 @@ async fn an_api_token_with_surrounding_spaces_is_refused_at_start() {
 
 // --- Clients -------------------------------------------------------------------------
 
-/// An API on a random port with `limits`.
-async fn limited_api(h: &Harness, limits: ConnectionLimits) -> TestApi {
-    TestApi::start_with_limits(h.api_state(None), limits).await
+/// A test's world and its API on a random port with `limits`.
+async fn limited_api(limits: ConnectionLimits) -> (Harness, TestApi) {
+    let h = Harness::new().await;
+    let api = TestApi::start_with_limits(h.api_state(None), limits).await;
+    (h, api)
 }
 
 /// A connection to the API that has sent `bytes`.
@@ -632,8 +627,7 @@ fn short_limits() -> ConnectionLimits {
 
 #[tokio::test]
 async fn half_open_silent_and_trickling_connections_are_closed_while_healthz_answers() {
-    let h = Harness::new().await;
-    let api = limited_api(&h, short_limits()).await;
+    let (_h, api) = limited_api(short_limits()).await;
     let mut half_open = Vec::new();
     for _ in 0..300 {
         half_open.push(connect_sending(&api, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await);
@@ -691,8 +685,7 @@ async fn half_open_silent_and_trickling_connections_are_closed_while_healthz_ans
 
 #[tokio::test]
 async fn a_kept_alive_connection_left_unused_is_closed_after_the_head_limit() {
-    let h = Harness::new().await;
-    let api = limited_api(&h, short_limits()).await;
+    let (_h, api) = limited_api(short_limits()).await;
     let mut stream = connect_sending(&api, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
 
     let (sent, _) = closed_after_at_least(&mut stream, Duration::from_millis(900)).await;
@@ -702,17 +695,13 @@ async fn a_kept_alive_connection_left_unused_is_closed_after_the_head_limit() {
 
 #[tokio::test]
 async fn a_connection_silent_mid_request_is_closed_after_the_idle_limit() {
-    let h = Harness::new().await;
-    let api = limited_api(
-        &h,
-        ConnectionLimits {
-            head: Duration::from_secs(30),
-            idle: Duration::from_secs(1),
-            body: Duration::from_secs(30),
-            max_connections: 1024,
-            ..ConnectionLimits::default()
-        },
-    )
+    let (_h, api) = limited_api(ConnectionLimits {
+        head: Duration::from_secs(30),
+        idle: Duration::from_secs(1),
+        body: Duration::from_secs(30),
+        max_connections: 1024,
+        ..ConnectionLimits::default()
+    })
     .await;
     let mut stream = connect_sending(&api, STALLED_POST).await;
 
@@ -723,14 +712,10 @@ async fn a_connection_silent_mid_request_is_closed_after_the_idle_limit() {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
-    let h = Harness::new().await;
-    let api = limited_api(
-        &h,
-        ConnectionLimits {
-            max_connections: 8,
-            ..short_limits()
-        },
-    )
+    let (_h, api) = limited_api(ConnectionLimits {
+        max_connections: 8,
+        ..short_limits()
+    })
     .await;
     let mut silent = Vec::new();
     for _ in 0..8 {
@@ -750,8 +735,7 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
 
 #[tokio::test]
 async fn a_body_that_stalls_gets_408_not_a_5xx() {
-    let h = Harness::new().await;
-    let api = limited_api(&h, short_limits()).await;
+    let (h, api) = limited_api(short_limits()).await;
     let mut stream = connect_sending(&api, STALLED_POST).await;
 
     let sent = until_closed(&mut stream, Duration::from_secs(8)).await;
@@ -763,8 +747,7 @@ async fn a_body_that_stalls_gets_408_not_a_5xx() {
 
 #[tokio::test]
 async fn null_symbol_and_force_mean_the_defaults_and_the_document_says_so() {
-    let h = Harness::new().await;
-    let api = limited_api(&h, ConnectionLimits::default()).await;
+    let (_h, api) = TestApi::with_harness().await;
     let day = days_before_today(3);
 
     let answer = reqwest::Client::new()
@@ -794,18 +777,13 @@ async fn csv_marks_todays_partial_candle_provisional_and_json_counts_points() {
     let h = Harness::new().await;
     let (start, today) = (days_before_today(2), days_before_today(0));
     h.run_job(start, today, false).await;
-    let api = limited_api(&h, ConnectionLimits::default()).await;
+    let api = TestApi::start(&h).await;
     let path = format!("/api/v1/prices?start_date={start}&end_date={today}");
 
-    let csv = reqwest::Client::new()
-        .get(api.url(&path))
-        .header("accept", "text/csv")
-        .send()
+    let rows = api
+        .get_with(&path, "accept", "text/csv")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .csv_rows("date,open,high,low,close,volume,provisional,source");
     let json: Value = serde_json::from_str(
         &reqwest::get(api.url(&path))
             .await
@@ -816,17 +794,12 @@ async fn csv_marks_todays_partial_candle_provisional_and_json_counts_points() {
     )
     .unwrap();
 
-    let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(
-        lines[0],
-        "date,open,high,low,close,volume,provisional,source"
-    );
-    assert!(lines[1].ends_with(",false,coingecko"), "{csv}");
-    let last = lines.last().unwrap();
-    assert!(last.starts_with(&today.to_string()), "{csv}");
+    assert!(rows[0].ends_with(",false,coingecko"), "{rows:?}");
+    let last = rows.last().unwrap();
+    assert!(last.starts_with(&today.to_string()), "{rows:?}");
     assert!(
         last.ends_with(",true,coingecko"),
-        "today's row is provisional: {csv}"
+        "today's row is provisional: {rows:?}"
     );
     let prices = json["prices"].as_array().unwrap();
     assert_eq!(prices[0]["points"], 24, "{json}");
