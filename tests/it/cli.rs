@@ -403,11 +403,7 @@ async fn backfill_interrupted_by_sigterm_hands_its_job_back_and_exits_3() {
         &[],
     );
     let queued = backfill
-        .wait_for_output(
-            "the job queued",
-            std::time::Duration::from_secs(30),
-            |out| out.contains(" queued: BTC "),
-        )
+        .wait_for_printed(" queued: BTC ", std::time::Duration::from_secs(30))
         .await;
     let id: uuid::Uuid = queued
         .lines()
@@ -455,9 +451,10 @@ async fn a_sigterm_while_the_process_waits_for_postgresql_at_start_exits_0() {
             ("BIND_ADDR", &bind),
         ],
     );
-    api.wait_for_output("the wait for PostgreSQL", Duration::from_secs(20), |out| {
-        out.contains("waiting for PostgreSQL to accept connections")
-    })
+    api.wait_for_printed(
+        "waiting for PostgreSQL to accept connections",
+        Duration::from_secs(20),
+    )
     .await;
 
     api.signal("TERM");

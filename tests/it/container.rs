@@ -575,11 +575,7 @@ async fn the_api_and_a_worker_start_to_ready_with_composes_environment_at_its_de
     let (mut worker, _) = start_as_compose(&compose, "worker", &h.db.url, &shell);
     let client = until_ready(&api, &base).await;
     worker
-        .wait_for_output(
-            "a log line with \"worker starting\"",
-            Duration::from_secs(30),
-            |o| o.contains("worker starting"),
-        )
+        .wait_for_printed("worker starting", Duration::from_secs(30))
         .await;
 
     // API_TOKEN is empty in compose when the user set none: the POSTs are open.

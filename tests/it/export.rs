@@ -565,12 +565,9 @@ async fn held_half_way(h: &Harness, out: &Scratch) -> (Service, DbProxy, Version
     let mut command = export_command(h, &through(h, &proxy), &tracked_as_json(&data));
     command.env("RUST_LOG", "warn,price_history::export=debug");
     let running = start_captured(command);
+    // The first file is put in place.
     running
-        .wait_for_output(
-            "the first file put in place",
-            Duration::from_secs(60),
-            |out| out.contains("file written"),
-        )
+        .wait_for_printed("file written", Duration::from_secs(60))
         .await;
     proxy.until_held().await;
     (running, proxy, Versions { previous, new })

@@ -225,10 +225,7 @@ async fn fake_in_new_netns() -> Service {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "info");
     let fake = start_captured(command);
-    fake.wait_for_output("the fake CoinGecko", Duration::from_secs(30), |out| {
-        out.contains(ready)
-    })
-    .await;
+    fake.wait_for_printed(ready, Duration::from_secs(30)).await;
     fake
 }
 
@@ -241,9 +238,7 @@ fn postmaster_pid(data: &Path) -> Option<String> {
 async fn serve(user: &TestUser, netns: u32) -> Service {
     let serve = start_captured(user.price_history(netns, &["serve"]));
     serve
-        .wait_for_output("the API to listen", Duration::from_secs(90), |out| {
-            out.contains("REST API listening")
-        })
+        .wait_for_printed("REST API listening", Duration::from_secs(90))
         .await;
     serve
 }

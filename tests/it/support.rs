@@ -747,6 +747,14 @@ impl Service {
         }
     }
 
+    /// Waits until the process has printed `text`, and returns all it printed so far.
+    pub async fn wait_for_printed(&self, text: &str, within: Duration) -> String {
+        self.wait_for_output(&format!("{text:?} in its output"), within, |out| {
+            out.contains(text)
+        })
+        .await
+    }
+
     /// Whether a worker name belongs to this process.
     pub fn owns(&self, worker: &str) -> bool {
         worker.contains(&format!("-{}-", self.pid))
