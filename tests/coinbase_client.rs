@@ -15,7 +15,7 @@ use fake_upstream::coinbase::{
     RATE_LIMIT_BODY, RecordedCall, TOO_MANY_CANDLES_BODY, TruthCandle,
 };
 use price_history::coinbase::{CandleWindow, CoinbaseClient, CoinbaseError, CoinbaseSettings};
-use price_history::domain::{DailyCandle, ProductId};
+use price_history::domain::{DailyCandle, Hour, HourRange, ProductId};
 use price_history::upstream::{CallBudget, Caller};
 
 use client_cases::{Source, Tweaks};
@@ -127,6 +127,12 @@ fn as_truth(candle: &DailyCandle) -> TruthCandle {
 
 fn window(first: NaiveDate, last: NaiveDate) -> CandleWindow {
     CandleWindow::new(first, last).expect("at most 300 days")
+}
+
+/// The first `n` hours of 2024, and the first of them.
+fn hours_of_2024(n: i64) -> (Hour, HourRange) {
+    let first = Hour::first_of(day(2024, 1, 1));
+    (first, HourRange::starting(first, n).unwrap())
 }
 
 #[tokio::test]
@@ -399,8 +405,7 @@ async fn the_fake_rate_limits_like_coinbase_and_names_it() {
 async fn three_hundred_hourly_candles_come_in_one_call_newest_first_and_301_are_refused() {
     let fake = FakeCoinbase::start().await;
     let client = client_for(&fake);
-    let first = price_history::domain::Hour::first_of(day(2024, 1, 1));
-    let hours = price_history::domain::HourRange::starting(first, 300).unwrap();
+    let (first, hours) = hours_of_2024(300);
 
     let candles = client.hourly_candles(&btc(), hours).await.unwrap();
 
@@ -435,8 +440,7 @@ async fn three_hundred_hourly_candles_come_in_one_call_newest_first_and_301_are_
 async fn an_hour_without_trades_has_no_hourly_candle_and_an_answer_that_is_not_candles_is_bad() {
     let fake = FakeCoinbase::start().await;
     let client = client_for(&fake);
-    let first = price_history::domain::Hour::first_of(day(2024, 1, 1));
-    let hours = price_history::domain::HourRange::starting(first, 24).unwrap();
+    let (first, hours) = hours_of_2024(24);
     fake.set_hours_without_trades([first.plus(5).start()]);
 
     let candles = client.hourly_candles(&btc(), hours).await.unwrap();

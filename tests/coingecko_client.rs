@@ -101,6 +101,19 @@ async fn two_days_of_2024(client: &CoinGeckoClient) -> Result<MarketChart, CoinG
         .await
 }
 
+/// A fresh fake whose first answer is `refusal`, a client of it, and the error that
+/// answer is to [`two_days_of_2024`].
+async fn refused_with(
+    refusal: ScriptedResponse,
+) -> (FakeCoinGecko, CoinGeckoClient, CoinGeckoError) {
+    let fake = FakeCoinGecko::start().await;
+    let client = client_for(&fake);
+    fake.push_response(refusal);
+
+    let error = two_days_of_2024(&client).await.unwrap_err();
+    (fake, client, error)
+}
+
 /// Bitcoin's chart of `from..to`, asked by a fresh client of `fake`.
 async fn bitcoin_chart(
     fake: &FakeCoinGecko,
@@ -276,11 +289,7 @@ async fn a_demo_key_goes_in_the_demo_header_and_shows_nowhere() {
 
 #[tokio::test]
 async fn the_365_day_limit_fails_at_once_and_says_what_to_do() {
-    let fake = FakeCoinGecko::start().await;
-    let client = client_for(&fake);
-    fake.push_response(ScriptedResponse::history_limit_exceeded());
-
-    let error = two_days_of_2024(&client).await.unwrap_err();
+    let (fake, client, error) = refused_with(ScriptedResponse::history_limit_exceeded()).await;
 
     assert!(error.is_permanent());
     let (status, code, message) = permanent_parts(&error);
@@ -300,11 +309,7 @@ async fn the_365_day_limit_fails_at_once_and_says_what_to_do() {
 
 #[tokio::test]
 async fn a_refusal_naming_the_monthly_credits_is_not_retried_and_waits_for_the_month() {
-    let fake = FakeCoinGecko::start().await;
-    let client = client_for(&fake);
-    fake.push_response(ScriptedResponse::monthly_credits_spent());
-
-    let error = two_days_of_2024(&client).await.unwrap_err();
+    let (fake, client, error) = refused_with(ScriptedResponse::monthly_credits_spent()).await;
 
     let CoinGeckoError::OutOfCredits { message, resets_on } = &error else {
         panic!("out of credits, not {error:?}");

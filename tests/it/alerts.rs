@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::{Harness, days_before_today};
+use crate::support::Harness;
 
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/alerts.yaml");
 const RULE_TESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/alerts.test.yaml");
@@ -74,8 +74,7 @@ fn each_alert_fires_on_its_series_and_stays_quiet_on_the_others() {
 #[tokio::test]
 async fn every_family_the_alerts_read_is_one_metrics_writes() {
     let h = Harness::new().await;
-    h.run_job(days_before_today(3), days_before_today(1), false)
-        .await;
+    h.run_days_to_yesterday(3).await;
     let api = crate::support::TestApi::start_with(price_history::api::ApiState {
         coingecko: Some(h.ingestor().client),
         ..h.api_state(None)

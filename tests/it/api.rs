@@ -21,6 +21,15 @@ fn range(start: NaiveDate, end: NaiveDate) -> Value {
     json!({"start_date": start.to_string(), "end_date": end.to_string()})
 }
 
+/// Submits BTC from `days_ago` days ago to yesterday, and returns the accepted job's id.
+async fn submit_from(api: &TestApi, days_ago: u64) -> String {
+    let answer = api
+        .submit(range(days_before_today(days_ago), days_before_today(1)))
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    answer.json()["id"].as_str().unwrap().to_owned()
+}
+
 async fn job_count(h: &Harness) -> i64 {
     h.rows("ingestion_jobs").await
 }
@@ -184,39 +193,30 @@ async fn malformed_bodies_get_a_400_json_error_and_a_body_that_is_not_json_gets_
         answer.assert_refused("invalid_request", &format!("{body:?}"));
     }
 
-    let answer = api
-        .send(
-            api.client
-                .post(&url)
-                .header("content-type", "text/plain")
-                .body(r#"{"start_date": "2024-01-01"}"#),
-        )
-        .await;
-    assert_eq!(
-        answer.status,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "{}",
-        answer.text()
-    );
-    assert_eq!(answer.error_code(), "unsupported_media_type");
-    let answer = api.send(api.client.post(&url)).await;
-    assert_eq!(
-        answer.status,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "{}",
-        answer.text()
-    );
-    assert_eq!(answer.error_code(), "unsupported_media_type");
+    let not_json = [
+        api.client
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body(r#"{"start_date": "2024-01-01"}"#),
+        api.client.post(&url),
+    ];
+    for request in not_json {
+        let answer = api.send(request).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{}",
+            answer.text()
+        );
+        assert_eq!(answer.error_code(), "unsupported_media_type");
+    }
     assert_eq!(job_count(&h).await, 0);
 }
 
 #[tokio::test]
 async fn a_submission_while_a_job_is_active_gets_409_naming_the_active_job() {
     let (h, api) = TestApi::with_harness().await;
-    let first = api
-        .submit(range(days_before_today(10), days_before_today(1)))
-        .await
-        .json();
+    let first = submit_from(&api, 10).await;
 
     let second = api
         .submit(range(days_before_today(20), days_before_today(11)))
@@ -224,13 +224,8 @@ async fn a_submission_while_a_job_is_active_gets_409_naming_the_active_job() {
 
     assert_eq!(second.status, StatusCode::CONFLICT, "{}", second.text());
     assert_eq!(second.error_code(), "job_in_progress");
-    assert_eq!(second.json()["active_job_id"], first["id"]);
-    assert!(
-        second.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains(first["id"].as_str().unwrap())
-    );
+    assert_eq!(second.json()["active_job_id"], first.as_str());
+    assert!(second.json()["message"].as_str().unwrap().contains(&first));
     assert_eq!(job_count(&h).await, 1);
 }
 
@@ -339,9 +334,8 @@ async fn a_job_is_404_when_unknown_and_400_when_the_id_is_not_a_uuid() {
         "0191c4b2-7f3e-7a10-9c1d-5e2f3a4b5c6dX",
         "%00",
     ] {
-        let answer = api.get(&format!("/api/v1/ingestion-jobs/{id}")).await;
-
-        answer.assert_refused("invalid_request", id);
+        api.get_refused(&format!("/api/v1/ingestion-jobs/{id}"), "invalid_request")
+            .await;
     }
 }
 
@@ -350,11 +344,7 @@ async fn jobs_are_listed_newest_first_narrowed_by_status_and_limited() {
     let (_h, api) = TestApi::with_harness().await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        let job = api
-            .submit(range(days_before_today(10 + i), days_before_today(1)))
-            .await
-            .json();
-        let id = job["id"].as_str().unwrap().to_owned();
+        let id = submit_from(&api, 10 + i).await;
         if i < 2 {
             assert_eq!(
                 api.post(&format!("/api/v1/ingestion-jobs/{id}/cancel"), None, None)
@@ -406,22 +396,18 @@ async fn jobs_are_listed_newest_first_narrowed_by_status_and_limited() {
         "status=done",
         "status=PENDING",
     ] {
-        let answer = api.get(&format!("/api/v1/ingestion-jobs?{query}")).await;
-
-        answer.assert_refused("invalid_request", query);
+        api.get_refused(
+            &format!("/api/v1/ingestion-jobs?{query}"),
+            "invalid_request",
+        )
+        .await;
     }
 }
 
 #[tokio::test]
 async fn cancelling_returns_the_job_cancelled_and_a_finished_job_is_409() {
     let (h, api) = TestApi::with_harness().await;
-    let id = api
-        .submit(range(days_before_today(10), days_before_today(1)))
-        .await
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit_from(&api, 10).await;
     let cancel = format!("/api/v1/ingestion-jobs/{id}/cancel");
 
     let cancelled = api.post(&cancel, None, None).await;
@@ -496,11 +482,7 @@ async fn prices_are_served_ascending_as_json_with_decimal_strings_or_as_csv() {
     assert_eq!(prices[0]["provisional"], false);
 
     let csv = api
-        .send(
-            api.client
-                .get(format!("{}{path}&symbol=btc", api.base))
-                .header("accept", "text/csv"),
-        )
+        .get_with(&format!("{path}&symbol=btc"), "accept", "text/csv")
         .await;
 
     assert_eq!(csv.status, StatusCode::OK);
@@ -509,14 +491,9 @@ async fn prices_are_served_ascending_as_json_with_decimal_strings_or_as_csv() {
         "{:?}",
         csv.header("content-type")
     );
-    let text = csv.text();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        lines[0],
-        "date,open,high,low,close,volume,provisional,source"
-    );
-    assert_eq!(lines.len(), 11);
-    let first: Vec<&str> = lines[1].split(',').collect();
+    let rows = csv.csv_rows("date,open,high,low,close,volume,provisional,source");
+    assert_eq!(rows.len(), 10);
+    let first: Vec<&str> = rows[0].split(',').collect();
     assert_eq!(first[0], start.to_string());
     assert_eq!(first[6], "false");
     assert_eq!(
@@ -534,8 +511,7 @@ async fn prices_are_served_ascending_as_json_with_decimal_strings_or_as_csv() {
 #[tokio::test]
 async fn coverage_counts_stored_and_missing_days() {
     let h = Harness::new().await;
-    h.run_job(days_before_today(10), days_before_today(1), false)
-        .await;
+    h.run_days_to_yesterday(10).await;
     let api = TestApi::start(&h).await;
 
     let answer = api
@@ -592,9 +568,7 @@ async fn reads_refuse_bad_ranges_symbols_and_dates_with_400() {
 
     for endpoint in ["/api/v1/prices", "/api/v1/coverage"] {
         for (query, code) in cases {
-            let answer = api.get(&format!("{endpoint}?{query}")).await;
-
-            answer.assert_refused(code, &format!("{endpoint}?{query}"));
+            api.get_refused(&format!("{endpoint}?{query}"), code).await;
         }
     }
     // Far but well-formed dates are simply not stored.
@@ -628,9 +602,7 @@ async fn store_from_the_second_source(h: &Harness, first: u64, last: u64) {
 #[tokio::test]
 async fn every_read_says_which_source_each_day_came_from() {
     let h = Harness::new().await;
-    let job = h
-        .run_job(days_before_today(10), days_before_today(1), false)
-        .await;
+    let job = h.run_days_to_yesterday(10).await;
     assert_eq!(job.fallback_days, 0, "{job:?}");
     store_from_the_second_source(&h, 20, 13).await;
     let api = TestApi::start(&h).await;
@@ -652,27 +624,18 @@ async fn every_read_says_which_source_each_day_came_from() {
     assert_eq!(prices[0]["close"], "1000");
     assert_ne!(prices[8]["close"], "1000");
 
-    let csv = api
-        .send(
-            api.client
-                .get(format!("{}/api/v1/prices?{range}", api.base))
-                .header("accept", "text/csv"),
-        )
+    let rows = api
+        .get_with(&format!("/api/v1/prices?{range}"), "accept", "text/csv")
         .await
-        .text();
-    let lines: Vec<&str> = csv.lines().collect();
+        .csv_rows("date,open,high,low,close,volume,provisional,source");
     assert_eq!(
-        lines[0],
-        "date,open,high,low,close,volume,provisional,source"
-    );
-    assert_eq!(
-        lines[1],
+        rows[0],
         format!(
             "{},990,1010,980,1000,5000000,false,coinbase",
             days_before_today(20)
         )
     );
-    assert!(lines[18].ends_with(",false,coingecko"), "{csv}");
+    assert!(rows[17].ends_with(",false,coingecko"), "{rows:?}");
 
     let coverage = api.get(&format!("/api/v1/coverage?{range}")).await.json();
     assert_eq!(coverage["total_expected_days"], 20, "{coverage}");
@@ -711,8 +674,7 @@ async fn every_read_says_which_source_each_day_came_from() {
 #[tokio::test]
 async fn health_readiness_and_metrics_answer() {
     let h = Harness::new().await;
-    h.run_job(days_before_today(3), days_before_today(1), false)
-        .await;
+    h.run_days_to_yesterday(3).await;
     let api = TestApi::start_with(ApiState {
         coingecko: Some(h.ingestor().client),
         ..h.api_state(None)
@@ -859,11 +821,7 @@ async fn every_response_carries_a_request_id_echoing_a_sensible_one() {
     let (_h, api) = TestApi::with_harness().await;
 
     let echoed = api
-        .send(
-            api.client
-                .get(format!("{}/healthz", api.base))
-                .header("x-request-id", "trace-abc-123"),
-        )
+        .get_with("/healthz", "x-request-id", "trace-abc-123")
         .await;
     assert_eq!(echoed.header("x-request-id"), Some("trace-abc-123"));
 
@@ -872,11 +830,7 @@ async fn every_response_carries_a_request_id_echoing_a_sensible_one() {
     assert!(id.parse::<Uuid>().is_ok(), "{id}");
 
     let replaced = api
-        .send(
-            api.client
-                .get(format!("{}/healthz", api.base))
-                .header("x-request-id", "x".repeat(500)),
-        )
+        .get_with("/healthz", "x-request-id", &"x".repeat(500))
         .await;
     assert!(
         replaced

@@ -274,8 +274,7 @@ async fn stop_a_busy_replica(signal: &str) -> (Harness, Service) {
 async fn metrics_pass_promtool_check() {
     use std::io::Write;
     let mut h = Harness::new().await;
-    h.run_job(days_before_today(3), days_before_today(1), false)
-        .await;
+    h.run_days_to_yesterday(3).await;
     // The second source's families too (its client is built; it is not called here).
     h.settings.fallback_source = price_history::config::FallbackSource::Coinbase;
     let client = h.ingestor().client;

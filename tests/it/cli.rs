@@ -9,8 +9,8 @@ use fake_upstream::coingecko::ScriptedResponse;
 use tokio::process::Command;
 
 use crate::support::{
-    Harness, admin_url, days_before_today, free_port, output_text, price_history_command,
-    spawn_service, sql,
+    Harness, admin_url, assert_exited_saying, days_before_today, free_port, output_text,
+    price_history_command, spawn_service, sql,
 };
 
 fn price_history(h: &Harness) -> Command {
@@ -225,20 +225,8 @@ async fn coins_add_takes_a_coinbase_product_or_none_and_refuses_a_malformed_one(
     let listed = run(&h, &["coins", "list"]).await;
     let cleared = coins_add(&h, &["ETH", "ethereum", "--coinbase-product", "none"]).await;
 
-    assert_eq!(
-        malformed.status.code(),
-        Some(2),
-        "{}",
-        output_text(&malformed)
-    );
-    assert!(
-        output_text(&malformed).contains("is not a Coinbase product")
-            && output_text(&malformed).contains("or none"),
-        "{}",
-        output_text(&malformed)
-    );
-    assert_eq!(added.status.code(), Some(0), "{}", output_text(&added));
-    assert_says(&added, "second source Coinbase Exchange ETH-USD");
+    assert_exited_saying(&malformed, 2, &["is not a Coinbase product", "or none"]);
+    assert_exited_saying(&added, 0, &["second source Coinbase Exchange ETH-USD"]);
     let list = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(
         list.lines().next().unwrap().contains("COINBASE_PRODUCT"),
@@ -312,11 +300,8 @@ async fn coins_add_hourly_keeps_hours_and_queues_them_and_no_hourly_turns_them_o
         output_text(&left_out)
     );
     assert_says(&left_out, "hourly candles from CoinGecko");
-    assert_eq!(both.status.code(), Some(2), "{}", output_text(&both));
-    assert_says(&both, "--no-hourly");
-    assert_eq!(off.status.code(), Some(0), "{}", output_text(&off));
-    assert_says(&off, "updated ETH");
-    assert_says(&off, "no hourly candles");
+    assert_exited_saying(&both, 2, &["--no-hourly"]);
+    assert_exited_saying(&off, 0, &["updated ETH", "no hourly candles"]);
     let still_hourly = crate::support::count_rows(h.pool(), "coins WHERE hourly").await;
     assert_eq!(still_hourly, 0);
 }
@@ -418,11 +403,7 @@ async fn backfill_interrupted_by_sigterm_hands_its_job_back_and_exits_3() {
         &[],
     );
     let queued = backfill
-        .wait_for_output(
-            "the job queued",
-            std::time::Duration::from_secs(30),
-            |out| out.contains(" queued: BTC "),
-        )
+        .wait_for_printed(" queued: BTC ", std::time::Duration::from_secs(30))
         .await;
     let id: uuid::Uuid = queued
         .lines()
@@ -470,9 +451,10 @@ async fn a_sigterm_while_the_process_waits_for_postgresql_at_start_exits_0() {
             ("BIND_ADDR", &bind),
         ],
     );
-    api.wait_for_output("the wait for PostgreSQL", Duration::from_secs(20), |out| {
-        out.contains("waiting for PostgreSQL to accept connections")
-    })
+    api.wait_for_printed(
+        "waiting for PostgreSQL to accept connections",
+        Duration::from_secs(20),
+    )
     .await;
 
     api.signal("TERM");

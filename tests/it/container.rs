@@ -494,11 +494,19 @@ fn compose_runs_postgres_one_api_and_two_worker_replicas_built_from_the_dockerfi
     }
 }
 
-/// Asks the API at `base`, as a user would, for BTC's last `days` days up to yesterday.
-async fn submit_days(client: &reqwest::Client, base: &str, days: u64) -> reqwest::Response {
+/// Asks the API at `base` (served by `api`), as a user would, for BTC's last `days` days
+/// up to yesterday, and checks that `worker` (which may be `api` itself) completes the job.
+async fn run_days(
+    h: &Harness,
+    client: &reqwest::Client,
+    base: &str,
+    days: u64,
+    api: &Service,
+    worker: &Service,
+) {
     let end = days_before_today(1);
     let start = end.checked_sub_days(Days::new(days - 1)).unwrap();
-    client
+    let response = client
         .post(format!("{base}/api/v1/ingestion-jobs"))
         .header("content-type", "application/json")
         .body(format!(
@@ -506,7 +514,14 @@ async fn submit_days(client: &reqwest::Client, base: &str, days: u64) -> reqwest
         ))
         .send()
         .await
-        .unwrap()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202, "{}", api.output());
+    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    let id: Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    let job = h
+        .wait_for(id, "the job finishes", |j| j.status.is_terminal())
+        .await;
+    assert_eq!(job.status, JobStatus::Completed, "{}", worker.output());
 }
 
 /// The lines an operator would look into, or that should not be there at all: any ERROR
@@ -560,22 +575,11 @@ async fn the_api_and_a_worker_start_to_ready_with_composes_environment_at_its_de
     let (mut worker, _) = start_as_compose(&compose, "worker", &h.db.url, &shell);
     let client = until_ready(&api, &base).await;
     worker
-        .wait_for_output(
-            "a log line with \"worker starting\"",
-            Duration::from_secs(30),
-            |o| o.contains("worker starting"),
-        )
+        .wait_for_printed("worker starting", Duration::from_secs(30))
         .await;
 
     // API_TOKEN is empty in compose when the user set none: the POSTs are open.
-    let response = submit_days(&client, &base, 10).await;
-    assert_eq!(response.status().as_u16(), 202, "{}", api.output());
-    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-    let id: Uuid = body["id"].as_str().unwrap().parse().unwrap();
-    let job = h
-        .wait_for(id, "the job finishes", |j| j.status.is_terminal())
-        .await;
-    assert_eq!(job.status, JobStatus::Completed, "{}", worker.output());
+    run_days(&h, &client, &base, 10, &api, &worker).await;
 
     api.signal("TERM");
     worker.signal("TERM");
@@ -617,15 +621,8 @@ async fn serve_as_compose_starts_it_runs_a_job_without_sending_an_empty_api_key(
     let mut serve = spawn_with_exact_env(&["serve"], &env);
     let client = until_ready(&serve, &base).await;
 
-    let response = submit_days(&client, &base, 30).await;
-    assert_eq!(response.status().as_u16(), 202, "{}", serve.output());
-    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-    let id: Uuid = body["id"].as_str().unwrap().parse().unwrap();
-    let job = h
-        .wait_for(id, "the job finishes", |j| j.status.is_terminal())
-        .await;
+    run_days(&h, &client, &base, 30, &serve, &serve).await;
 
-    assert_eq!(job.status, JobStatus::Completed, "{}", serve.output());
     let calls = h.fake.calls();
     assert!(!calls.is_empty());
     assert!(

@@ -7,11 +7,12 @@ use fake_upstream::coingecko::ScriptedResponse;
 use price_history::domain::{Clock, CreditMonth, JobStatus, PriceSource, Symbol, Trigger};
 use price_history::schedule::Scheduler;
 use price_history::shutdown::Shutdown;
+use price_history::store::ingestion_jobs::JobRecord;
 use price_history::store::{coins, monthly_credits, sync_schedule};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{Harness, TestApi, days_before_today};
+use crate::support::{Harness, TestApi, assert_exited_saying, assert_mentions, days_before_today};
 
 /// Four years to yesterday: 17 windows of 90 days, so 17 calls.
 fn four_years() -> (NaiveDate, NaiveDate) {
@@ -36,6 +37,13 @@ async fn used(h: &Harness) -> i64 {
 
 fn first_of_next_month() -> NaiveDate {
     CreditMonth::of(Utc::now()).resets_on()
+}
+
+/// The job stopped with gaps, its message saying `why` and the day the credits come back.
+fn assert_stopped_for_the_month(job: &JobRecord, why: &str) {
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    let message = job.error_message.clone().unwrap_or_default();
+    assert_mentions(&message, &[why, &first_of_next_month().to_string()]);
 }
 
 #[tokio::test]
@@ -87,7 +95,7 @@ async fn a_running_job_that_reaches_the_limit_stops_cleanly_with_gaps_saying_why
     // Queued as the schedule would (no check at submission): the month runs out mid-job.
     let finished = h.run_job(start, end, false).await;
 
-    assert_eq!(finished.status, JobStatus::CompletedWithGaps);
+    assert_stopped_for_the_month(&finished, "COINGECKO_CALLS_PER_MONTH");
     assert_eq!(h.fake.call_count(), 10, "ten credits were left");
     assert_eq!(used(&h).await, 20, "never more than the limit");
     assert_eq!(
@@ -95,12 +103,6 @@ async fn a_running_job_that_reaches_the_limit_stops_cleanly_with_gaps_saying_why
         "ten windows of 90 days stored"
     );
     assert_eq!(finished.gaps_detected, 1461 - 900);
-    let message = finished.error_message.unwrap_or_default();
-    assert!(message.contains("COINGECKO_CALLS_PER_MONTH"), "{message}");
-    assert!(
-        message.contains(&first_of_next_month().to_string()),
-        "{message}"
-    );
 }
 
 #[tokio::test]
@@ -117,15 +119,9 @@ async fn a_job_coingecko_refuses_for_spent_monthly_credits_stops_after_that_call
         .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
         .await;
 
-    assert_eq!(finished.status, JobStatus::CompletedWithGaps);
+    assert_stopped_for_the_month(&finished, "monthly credits are spent");
     assert_eq!(h.fake.call_count(), 1, "no retry and no other window");
     assert_eq!(finished.records_fetched, 0);
-    let message = finished.error_message.unwrap_or_default();
-    assert!(message.contains("monthly credits are spent"), "{message}");
-    assert!(
-        message.contains(&first_of_next_month().to_string()),
-        "{message}"
-    );
 }
 
 #[tokio::test]
@@ -344,8 +340,7 @@ async fn bad_monthly_credits_or_retention_stop_the_process_with_a_sentence() {
         let code = process.exit_code(std::time::Duration::from_secs(30)).await;
         assert_eq!(code, Some(1), "{name}={value}: {}", process.output());
         let output = process.output();
-        assert!(output.contains(name), "{output}");
-        assert!(output.contains("whole number"), "{output}");
+        assert_mentions(&output, &[name, "whole number"]);
     }
 }
 
@@ -361,10 +356,14 @@ async fn backfill_exits_2_naming_the_reset_day_when_the_month_cannot_pay() {
         .output()
         .await
         .unwrap();
-    let said = crate::support::output_text(&output);
-    assert_eq!(output.status.code(), Some(2), "{said}");
-    assert!(said.contains("monthly_credits_exhausted"), "{said}");
-    assert!(said.contains(&first_of_next_month().to_string()), "{said}");
+    assert_exited_saying(
+        &output,
+        2,
+        &[
+            "monthly_credits_exhausted",
+            &first_of_next_month().to_string(),
+        ],
+    );
     assert_eq!(h.fake.call_count(), 0);
     assert_eq!(h.rows("ingestion_jobs").await, 0, "nothing queued");
 }

@@ -71,35 +71,37 @@ async fn second_attempt(h: &Harness, id: Uuid) -> JobRecord {
     .await
 }
 
+/// Waits for the second attempt that takes the job over after its worker was killed at
+/// `killed_at`, then for the job to complete; prints the takeover's time as `what`, checks
+/// that it came within the lease (and some slack) and returns that second attempt.
+async fn taken_over(h: &Harness, id: Uuid, killed_at: Instant, what: &str) -> JobRecord {
+    let resumed = second_attempt(h, id).await;
+    let takeover = killed_at.elapsed();
+    h.completes(id).await;
+    println!("{what}: {takeover:.2?} (lease {LEASE:?})");
+    assert!(
+        takeover <= LEASE + Duration::from_secs(10),
+        "took {takeover:?}"
+    );
+    resumed
+}
+
 /// Two worker processes, and a job they are two windows into, its calls slowed so that
-/// it can be interrupted.
+/// it can be interrupted: the job, the holder's name, the worker holding it, the other.
 async fn two_workers_two_windows_into(
     h: &Harness,
     start: NaiveDate,
     end: NaiveDate,
-) -> (JobRecord, Service, Service) {
+) -> (JobRecord, String, Service, Service) {
     h.fake.set_delay(Duration::from_millis(250));
     let a = h.spawn(&["worker"], &[]);
     let b = h.spawn(&["worker"], &[]);
     let job = h.submit(start, end, false).await;
     h.wait_for(job.id, "2 windows stored", |j| j.chunks_done >= 2)
         .await;
-    (job, a, b)
-}
-
-/// Of two workers, the one holding the job and the other, with the holder's name.
-async fn busy_and_other<'w>(
-    h: &Harness,
-    id: Uuid,
-    a: &'w mut Service,
-    b: &'w mut Service,
-) -> (String, &'w mut Service, &'w mut Service) {
-    let holder = h.holder(id).await.expect("a worker holds the job");
-    if a.owns(&holder) {
-        (holder, a, b)
-    } else {
-        (holder, b, a)
-    }
+    let holder = h.holder(job.id).await.expect("a worker holds the job");
+    let (busy, other) = if a.owns(&holder) { (a, b) } else { (b, a) };
+    (job, holder, busy, other)
 }
 
 /// A job of `start..=end` on a slowed fake, and one worker on it once it has stored
@@ -130,15 +132,8 @@ async fn a_job_killed_with_its_worker_resumes_after_restart_without_refetching_s
     let killed_at = Instant::now();
     let stored_at_kill = stored_dates(&h).await;
     let _second = h.spawn(&["worker"], &[]);
-    let resumed = second_attempt(&h, job.id).await;
-    let takeover = killed_at.elapsed();
-    h.completes(job.id).await;
+    let resumed = taken_over(&h, job.id, killed_at, "takeover after kill -9 and restart").await;
 
-    println!("takeover after kill -9 and restart: {takeover:.2?} (lease {LEASE:?})");
-    assert!(
-        takeover <= LEASE + Duration::from_secs(10),
-        "took {takeover:?}"
-    );
     assert!(resumed.chunks_done >= 3, "the checkpoint survived");
     for day in refetched_windows(&h) {
         assert!(
@@ -158,21 +153,19 @@ async fn a_job_killed_with_its_worker_resumes_after_restart_without_refetching_s
 async fn when_the_busy_worker_of_two_is_killed_the_other_finishes_the_job() {
     let h = Harness::new().await;
     let (start, end) = four_years();
-    let (job, mut a, mut b) = two_workers_two_windows_into(&h, start, end).await;
-    let (holder, busy, idle) = busy_and_other(&h, job.id, &mut a, &mut b).await;
+    let (job, holder, mut busy, mut idle) = two_workers_two_windows_into(&h, start, end).await;
     assert!(busy.owns(&holder));
 
     busy.kill().await;
     let killed_at = Instant::now();
-    second_attempt(&h, job.id).await;
-    let takeover = killed_at.elapsed();
-    h.completes(job.id).await;
+    taken_over(
+        &h,
+        job.id,
+        killed_at,
+        "takeover by the other replica after kill -9",
+    )
+    .await;
 
-    println!("takeover by the other replica after kill -9: {takeover:.2?} (lease {LEASE:?})");
-    assert!(
-        takeover <= LEASE + Duration::from_secs(10),
-        "took {takeover:?}"
-    );
     assert!(idle.is_running());
     assert_table_matches_the_truth(&h, start, end).await;
 }
@@ -181,8 +174,7 @@ async fn when_the_busy_worker_of_two_is_killed_the_other_finishes_the_job() {
 async fn sigterm_hands_the_job_to_the_other_worker_at_once_and_exits_0() {
     let h = Harness::new().await;
     let (start, end) = four_years();
-    let (job, mut a, mut b) = two_workers_two_windows_into(&h, start, end).await;
-    let (_, busy, other) = busy_and_other(&h, job.id, &mut a, &mut b).await;
+    let (job, _, mut busy, other) = two_workers_two_windows_into(&h, start, end).await;
 
     busy.signal("TERM");
     let signalled_at = Instant::now();
@@ -438,9 +430,7 @@ async fn a_worker_holds_its_job_under_the_name_it_was_given() {
     let h = Harness::new().await;
     // The answer is held back, so that the job is held while the test looks.
     h.fake.set_delay(Duration::from_secs(1));
-    let job = h
-        .submit(days_before_today(3), days_before_today(1), false)
-        .await;
+    let job = h.submit_days_to_yesterday(3).await;
     let name = format!("named-by-the-test-{}", job.id.simple());
     let worker = h.start_worker_named(name.clone());
 

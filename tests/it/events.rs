@@ -227,9 +227,7 @@ async fn eleven_hundred_streams_leave_the_api_answering_and_the_two_hundred_fift
  {
     use tokio::io::AsyncReadExt;
     let h = Harness::new().await;
-    let job = h
-        .submit(days_before_today(10), days_before_today(1), false)
-        .await;
+    let job = h.submit_days_to_yesterday(10).await;
     let api = TestApi::start(&h).await;
     let address = api.base.trim_start_matches("http://").to_owned();
 

@@ -16,7 +16,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::support::{
-    Harness, Service, TestApi, admin_url, output_text, price_history_command, start_captured,
+    Harness, Service, TestApi, admin_url, assert_exited_saying, assert_mentions, output_text,
+    price_history_command, start_captured,
 };
 use proxy::DbProxy;
 use python::read_back;
@@ -323,11 +324,7 @@ async fn the_prices_answer_parquet_and_feather_as_export_writes_them_by_format_o
         ("*/*", "", "application/json"),
     ] {
         let answer = api
-            .send(
-                api.client
-                    .get(api.url(&format!("{prices}{query}")))
-                    .header("accept", accept),
-            )
+            .get_with(&format!("{prices}{query}"), "accept", accept)
             .await;
         answer.assert_status(StatusCode::OK);
         assert!(
@@ -356,13 +353,7 @@ async fn the_prices_answer_parquet_and_feather_as_export_writes_them_by_format_o
     }
 
     // What cannot be served: 406 with the usual body, listing what can; a bad format: 400.
-    let answer = api
-        .send(
-            api.client
-                .get(api.url(&prices))
-                .header("accept", "text/html"),
-        )
-        .await;
+    let answer = api.get_with(&prices, "accept", "text/html").await;
     assert_eq!(
         answer.status,
         StatusCode::NOT_ACCEPTABLE,
@@ -370,14 +361,15 @@ async fn the_prices_answer_parquet_and_feather_as_export_writes_them_by_format_o
         answer.text()
     );
     assert_eq!(answer.error_code(), "not_acceptable");
-    for served in [
-        "application/json",
-        "text/csv",
-        "application/vnd.apache.parquet",
-        "application/vnd.apache.arrow.file",
-    ] {
-        assert!(answer.message().contains(served), "{}", answer.message());
-    }
+    assert_mentions(
+        &answer.message(),
+        &[
+            "application/json",
+            "text/csv",
+            "application/vnd.apache.parquet",
+            "application/vnd.apache.arrow.file",
+        ],
+    );
     api.get(&format!("{prices}&format=xlsx"))
         .await
         .assert_refused("invalid_request", "format=xlsx");
@@ -573,12 +565,9 @@ async fn held_half_way(h: &Harness, out: &Scratch) -> (Service, DbProxy, Version
     let mut command = export_command(h, &through(h, &proxy), &tracked_as_json(&data));
     command.env("RUST_LOG", "warn,price_history::export=debug");
     let running = start_captured(command);
+    // The first file is put in place.
     running
-        .wait_for_output(
-            "the first file put in place",
-            Duration::from_secs(60),
-            |out| out.contains("file written"),
-        )
+        .wait_for_printed("file written", Duration::from_secs(60))
         .await;
     proxy.until_held().await;
     (running, proxy, Versions { previous, new })
@@ -750,17 +739,7 @@ async fn what_cannot_be_exported_is_refused_with_exit_2_and_a_sentence_leaving_n
         let mut args = vec!["--out", dir, "--timeframe", timeframe, "--format", format];
         args.extend(rest);
         let output = export(&h, &args).await;
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            output_text(&output)
-        );
-        assert!(
-            output_text(&output).contains(sentence),
-            "{args:?}: {}",
-            output_text(&output)
-        );
+        assert_exited_saying(&output, 2, &[sentence]);
         assert!(
             !out.path("fresh").exists(),
             "{args:?} left its --out behind"
@@ -814,14 +793,13 @@ INSERT INTO coins (symbol, coingecko_id, first_day) VALUES ('EMPTY', 'empty-coin
         peak_kib as f64 / 1024.0
     );
     assert!(peak_kib < 50 * 1024, "peak RSS {peak_kib} KiB");
-    assert!(
-        printed.contains("1000 parquet file(s) of 1d candles written"),
-        "{printed}"
-    );
-    assert!(printed.contains("(1461000 rows)"), "{printed}");
-    assert!(
-        printed.contains("skipped 2 coin(s) with no candle in the range: BTC EMPTY"),
-        "{printed}"
+    assert_mentions(
+        &printed,
+        &[
+            "1000 parquet file(s) of 1d candles written",
+            "(1461000 rows)",
+            "skipped 2 coin(s) with no candle in the range: BTC EMPTY",
+        ],
     );
     assert_eq!(
         std::fs::read(data.join("EMPTY_USD-1d.parquet")).unwrap(),

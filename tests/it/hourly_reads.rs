@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::support::TestApi;
+use crate::support::{TestApi, assert_mentions};
 
 /// 2024-01-01T00:00:00Z plus `n` hours.
 pub fn hour(n: i64) -> Hour {
@@ -265,35 +265,18 @@ async fn four_hour_rows_equal_the_aggregate_of_the_hour_rows_including_partial_a
 
     // CSV: the same rows, hours and provisional spelled out.
     let csv = api
-        .send(
-            api.client
-                .get(api.url(&format!("/api/v1/prices?{THREE_DAYS}&timeframe=4h")))
-                .header("accept", "text/csv"),
+        .get_with(
+            &format!("/api/v1/prices?{THREE_DAYS}&timeframe=4h"),
+            "accept",
+            "text/csv",
         )
         .await;
     csv.assert_status(StatusCode::OK);
-    let text = csv.text();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        lines[0],
-        "time,open,high,low,close,volume,source,disputed,hours,provisional"
-    );
-    assert_eq!(lines.len(), 18);
-    assert!(
-        lines[1].starts_with("2024-01-01T00:00:00Z,"),
-        "{}",
-        lines[1]
-    );
-    assert!(
-        lines[2].starts_with("2024-01-01T04:00:00Z,"),
-        "{}",
-        lines[2]
-    );
-    assert!(
-        lines[2].ends_with(",coinbase,false,1,false"),
-        "{}",
-        lines[2]
-    );
+    let rows = csv.csv_rows("time,open,high,low,close,volume,source,disputed,hours,provisional");
+    assert_eq!(rows.len(), 17);
+    assert!(rows[0].starts_with("2024-01-01T00:00:00Z,"), "{}", rows[0]);
+    assert!(rows[1].starts_with("2024-01-01T04:00:00Z,"), "{}", rows[1]);
+    assert!(rows[1].ends_with(",coinbase,false,1,false"), "{}", rows[1]);
     let hour_csv = api
         .get(&format!(
             "/api/v1/prices?{THREE_DAYS}&timeframe=1h&format=csv"
@@ -323,27 +306,23 @@ async fn a_timeframe_other_than_the_three_or_an_hourly_read_over_1461_days_is_a_
     for path in ["prices", "coverage", "days"] {
         for bad in ["2h", "1H", "daily", "5m"] {
             let answer = api
-                .get(&format!("/api/v1/{path}?{THREE_DAYS}&timeframe={bad}"))
+                .get_refused(
+                    &format!("/api/v1/{path}?{THREE_DAYS}&timeframe={bad}"),
+                    "invalid_request",
+                )
                 .await;
-            answer.assert_refused("invalid_request", &format!("{path} {bad}"));
-            assert!(
-                answer.message().contains("use one of 1d, 4h, 1h"),
-                "{path}: {}",
-                answer.message()
-            );
+            assert_mentions(&answer.message(), &["use one of 1d, 4h, 1h"]);
         }
         for timeframe in ["1h", "4h"] {
             let too_long = api
-                .get(&format!(
-                    "/api/v1/{path}?symbol=BTC&start_date=2020-01-01&end_date=2024-01-01&timeframe={timeframe}"
-                ))
+                .get_refused(
+                    &format!(
+                        "/api/v1/{path}?symbol=BTC&start_date=2020-01-01&end_date=2024-01-01&timeframe={timeframe}"
+                    ),
+                    "range_too_long",
+                )
                 .await;
-            too_long.assert_refused("range_too_long", &format!("{path} {timeframe}"));
-            assert!(
-                too_long.message().contains("at most 1461 days"),
-                "{}",
-                too_long.message()
-            );
+            assert_mentions(&too_long.message(), &["at most 1461 days"]);
             let longest = api
                 .get(&format!(
                     "/api/v1/{path}?symbol=BTC&start_date=2020-01-01&end_date=2023-12-31&timeframe={timeframe}"

@@ -10,7 +10,7 @@ use price_history::queue::{self, SubmitError};
 use price_history::store::ingestion_jobs::{self, Cancelled, JobFollower, NewJob};
 use uuid::Uuid;
 
-use crate::support::{Harness, api_job, assert_completed, days_before_today, sql};
+use crate::support::{Harness, api_job, assert_completed, assert_mentions, days_before_today, sql};
 
 /// Sets how often the job has been started, as if its worker had died that often.
 async fn set_attempts(h: &Harness, id: Uuid, attempts: i32) {
@@ -89,10 +89,7 @@ async fn a_job_that_keeps_failing_transiently_is_failed_after_job_max_attempts()
         "3 attempts of 1 call and 3 retries"
     );
     let message = job.error_message.unwrap();
-    assert!(
-        message.contains("failed after 3 attempts") && message.contains("502"),
-        "{message}"
-    );
+    assert_mentions(&message, &["failed after 3 attempts", "502"]);
 }
 
 #[tokio::test]

@@ -49,6 +49,44 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
+/// Days `first..=last` before today of BTC from `source`, closes swinging between about
+/// 10,000 and 70,000 (the issue's series, whose axis ran down to -5,000), volume `volume`.
+async fn store_days(h: &Harness, first: u64, last: u64, source: &str, volume: i64) {
+    sqlx::query(
+        r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional, source)
+           SELECT 'BTC', d::date, o, GREATEST(o, c) * 1.01, LEAST(o, c) * 0.99, c, $4, d + interval '1 day', false, $3
+           FROM (SELECT d, (40000 + 30000 * sin(extract(epoch FROM d) / 86400 / 5))::numeric(20, 2) AS o,
+                           (40000 + 30000 * sin(extract(epoch FROM d) / 86400 / 5 + 0.2))::numeric(20, 2) AS c
+                 FROM generate_series($1::date, $2::date, interval '1 day') AS d) AS days"#,
+    )
+    .bind(days_before_today(first))
+    .bind(days_before_today(last))
+    .bind(source)
+    .bind(volume)
+    .execute(h.pool())
+    .await
+    .expect("days are stored");
+}
+
+/// BTC's 59 days up to yesterday: the older 30 from Coinbase with its one-exchange
+/// volume, the 29 after them from CoinGecko with its whole-market volume (1000x more).
+async fn store_days_of_two_sources(h: &Harness) {
+    store_days(h, 59, 30, "coinbase", 1_000_000).await;
+    store_days(h, 29, 1, "coingecko", 1_000_000_000).await;
+}
+
+/// Waits for the calendar of `start..=end`, and returns how many of its cells have each
+/// status.
+async fn calendar_cells(browser: &Browser, start: NaiveDate, end: NaiveDate) -> Value {
+    browser
+        .wait_for(
+            &format!("#calendar[data-range='{start}/{end}']"),
+            "the calendar",
+        )
+        .await;
+    cell_counts(browser).await
+}
+
 /// How many calendar cells have each status.
 async fn cell_counts(browser: &Browser) -> Value {
     browser
@@ -129,14 +167,8 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
     browser.run("window.notReloaded = true;", vec![]).await;
 
     // The calendar: one cell per day, each with the status the seed gives it.
-    browser
-        .wait_for(
-            &format!("#calendar[data-range='{start}/{today}']"),
-            "the calendar",
-        )
-        .await;
     assert_eq!(
-        cell_counts(&browser).await,
+        calendar_cells(&browser, start, today).await,
         json!({"stored": 374, "missing": 6, "provisional": 1, "out-of-plan": 19}),
         "the calendar's cells"
     );
@@ -323,22 +355,7 @@ async fn the_page_shows_the_calendar_the_chart_and_a_job_followed_live() {
 async fn the_page_marks_second_source_days_and_shows_each_coins_deviation() {
     let browser = Browser::start(1280, 1600).await;
     let h = Harness::new().await;
-    // 30 days from CoinGecko (yesterday back), the 30 before them from Coinbase.
-    for (first, last, source, close) in [(30u64, 59u64, "coinbase", 101), (1, 29, "coingecko", 100)]
-    {
-        sqlx::query(
-            r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional, source)
-               SELECT 'BTC', d::date, 99, 103, 98, $4, 1000, d + interval '1 day', false, $3
-               FROM generate_series($1::date, $2::date, interval '1 day') AS d"#,
-        )
-        .bind(days_before_today(last))
-        .bind(days_before_today(first))
-        .bind(source)
-        .bind(close)
-        .execute(h.pool())
-        .await
-        .expect("rows are stored");
-    }
+    store_days_of_two_sources(&h).await;
     let reason = "XYZ-USD closes 9876.5 % away from CoinGecko's: another asset";
     sqlx::query(
         "UPDATE coins SET fallback_deviation_percent = 0.4213, fallback_usable = true, \
@@ -360,14 +377,8 @@ async fn the_page_marks_second_source_days_and_shows_each_coins_deviation() {
 
     let (start, end) = (days_before_today(59), days_before_today(1));
     open_btc(&browser, &api, start, end, "").await;
-    browser
-        .wait_for(
-            &format!("#calendar[data-range='{start}/{end}']"),
-            "the calendar",
-        )
-        .await;
     assert_eq!(
-        cell_counts(&browser).await,
+        calendar_cells(&browser, start, end).await,
         json!({"stored": 29, "second-source": 30}),
         "the calendar's cells"
     );
@@ -459,18 +470,12 @@ async fn a_file_of_the_page_the_browser_holds_is_not_sent_again() {
         let first = api.get(path).await;
         assert_eq!(first.status, 200, "{path}");
         let etag = first.header("etag").expect("an ETag").to_owned();
-        let held = api
-            .send(api.client.get(api.url(path)).header("If-None-Match", &etag))
-            .await;
+        let held = api.get_with(path, "If-None-Match", &etag).await;
         assert_eq!(held.status, 304, "{path}");
         assert!(held.body.is_empty(), "{path}: no body");
         assert_eq!(held.header("etag"), Some(etag.as_str()), "{path}");
         let stale = api
-            .send(
-                api.client
-                    .get(api.url(path))
-                    .header("If-None-Match", "\"an-older-version\""),
-            )
+            .get_with(path, "If-None-Match", "\"an-older-version\"")
             .await;
         assert_eq!(stale.status, 200, "{path}");
         assert_eq!(stale.body, first.body, "{path}: the file again");

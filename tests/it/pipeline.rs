@@ -11,7 +11,7 @@ use price_history::store::ingestion_jobs::JobRecord;
 use price_history::store::{daily_prices, gaps};
 use rust_decimal::Decimal;
 
-use crate::support::{Harness, days_before_today, sql};
+use crate::support::{Harness, assert_mentions, days_before_today, sql};
 
 /// The stored close of a day.
 async fn close_of(h: &Harness, date: NaiveDate) -> Decimal {
@@ -26,9 +26,7 @@ async fn close_of(h: &Harness, date: NaiveDate) -> Decimal {
 fn assert_failed_saying(job: &JobRecord, phrases: &[&str]) -> String {
     assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
     let message = job.error_message.clone().unwrap_or_default();
-    for phrase in phrases {
-        assert!(message.contains(phrase), "{phrase:?} is not in: {message}");
-    }
+    assert_mentions(&message, phrases);
     message
 }
 
@@ -169,9 +167,7 @@ async fn a_server_error_is_retried_and_the_job_completes() {
         r#"{"error":"upstream unavailable"}"#,
     ));
 
-    let job = h
-        .run_job(days_before_today(10), days_before_today(1), false)
-        .await;
+    let job = h.run_days_to_yesterday(10).await;
 
     assert_eq!(job.status, JobStatus::Completed);
     assert_eq!(h.fake.call_count(), 2);
@@ -190,9 +186,7 @@ async fn a_429_waits_for_retry_after_and_then_succeeds() {
         .with_header("retry-after", "1"),
     );
 
-    let job = h
-        .run_job(days_before_today(10), days_before_today(1), false)
-        .await;
+    let job = h.run_days_to_yesterday(10).await;
 
     assert_eq!(job.status, JobStatus::Completed);
     let calls = h.fake.calls();
@@ -235,9 +229,7 @@ async fn a_body_that_does_not_parse_fails_the_job_with_what_coingecko_sent() {
         "<html>Just a moment...</html>",
     ));
 
-    let job = h
-        .run_job(days_before_today(10), days_before_today(1), false)
-        .await;
+    let job = h.run_days_to_yesterday(10).await;
 
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(h.fake.call_count(), 1);
@@ -250,8 +242,7 @@ async fn calls_are_spaced_by_at_least_60_over_the_rate() {
     let mut h = Harness::new().await;
     h.settings.coingecko_calls_per_minute = std::num::NonZeroU32::new(600).unwrap(); // one call per 100 ms
 
-    h.run_job(days_before_today(450), days_before_today(1), false)
-        .await;
+    h.run_days_to_yesterday(450).await;
 
     // Each call waits for its own slot, 100 ms after the one before: a call is never
     // early, though one woken a little late shortens the gap to the next (which is on
@@ -277,9 +268,7 @@ async fn a_day_coingecko_has_no_data_for_is_asked_once_more_then_reported_as_a_g
     let hole = days_before_today(12);
     h.fake.set_missing_days([hole]);
 
-    let job = h
-        .run_job(days_before_today(30), days_before_today(1), false)
-        .await;
+    let job = h.run_days_to_yesterday(30).await;
 
     assert_eq!(job.status, JobStatus::CompletedWithGaps);
     assert_eq!(job.gap_dates, vec![hole]);

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
-use crate::support::{Service, days_before_today, fake_upstream_program, start_captured};
+use crate::support::{
+    Service, assert_mentions, days_before_today, fake_upstream_program, start_captured,
+};
 
 /// Where the fake CoinGecko listens inside the namespace: nothing else is there.
 const FAKE_BIND: &str = "127.0.0.1:8090";
@@ -223,10 +225,7 @@ async fn fake_in_new_netns() -> Service {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "info");
     let fake = start_captured(command);
-    fake.wait_for_output("the fake CoinGecko", Duration::from_secs(30), |out| {
-        out.contains(ready)
-    })
-    .await;
+    fake.wait_for_printed(ready, Duration::from_secs(30)).await;
     fake
 }
 
@@ -239,9 +238,7 @@ fn postmaster_pid(data: &Path) -> Option<String> {
 async fn serve(user: &TestUser, netns: u32) -> Service {
     let serve = start_captured(user.price_history(netns, &["serve"]));
     serve
-        .wait_for_output("the API to listen", Duration::from_secs(90), |out| {
-            out.contains("REST API listening")
-        })
+        .wait_for_printed("REST API listening", Duration::from_secs(90))
         .await;
     serve
 }
@@ -401,14 +398,15 @@ async fn without_postgresql_programs_it_exits_1_within_2_s_naming_the_three_ways
         elapsed < Duration::from_secs(2),
         "took {elapsed:?}: {stderr}"
     );
-    for way in [
-        "sudo apt install postgresql",
-        "brew install postgresql@17",
-        "docker compose -f docker/compose.yaml up",
-        "set DATABASE_URL",
-    ] {
-        assert!(stderr.contains(way), "{way:?} in {stderr}");
-    }
+    assert_mentions(
+        &stderr,
+        &[
+            "sudo apt install postgresql",
+            "brew install postgresql@17",
+            "docker compose -f docker/compose.yaml up",
+            "set DATABASE_URL",
+        ],
+    );
     assert_eq!(
         stderr
             .lines()

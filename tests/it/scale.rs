@@ -48,13 +48,10 @@ async fn sigterm_stops_a_busy_scheduler_within_30_s_and_the_next_process_finishe
         ("COINGECKO_TIMEOUT_SECS", "900"),
         ("RUST_LOG", "info,sqlx=warn,price_history::schedule=debug"),
     ];
+    // The first process queues jobs in its tick.
     let mut first = h.spawn(&["worker"], &env);
     first
-        .wait_for_output(
-            "the first process queuing jobs in its tick",
-            Duration::from_secs(60),
-            |out| out.contains("coin behind: job queued"),
-        )
+        .wait_for_printed("coin behind: job queued", Duration::from_secs(60))
         .await;
 
     // Act: SIGTERM in the middle of the tick.
@@ -82,10 +79,9 @@ async fn sigterm_stops_a_busy_scheduler_within_30_s_and_the_next_process_finishe
 
     // The next process acts and finishes the tick: one job per coin, never two.
     let mut next = h.spawn(&["worker"], &env);
-    next.wait_for_output(
-        "the next process acting on a tick",
+    next.wait_for_printed(
+        "acted on a tick of the sync schedule",
         Duration::from_secs(120),
-        |out| out.contains("acted on a tick of the sync schedule"),
     )
     .await;
     let (jobs, coins_with_a_job): (i64, i64) =

@@ -56,6 +56,14 @@ pub fn assert_days_are_the_fakes(
     }
 }
 
+/// Asserts that `text` says each of `phrases`, showing the whole text when it does not.
+#[track_caller]
+pub fn assert_mentions(text: &str, phrases: &[&str]) {
+    for phrase in phrases {
+        assert!(text.contains(phrase), "{phrase:?} is not in: {text}");
+    }
+}
+
 /// `job` completed; else its error message says why not.
 pub fn assert_completed(job: &JobRecord) {
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
@@ -739,6 +747,14 @@ impl Service {
         }
     }
 
+    /// Waits until the process has printed `text`, and returns all it printed so far.
+    pub async fn wait_for_printed(&self, text: &str, within: Duration) -> String {
+        self.wait_for_output(&format!("{text:?} in its output"), within, |out| {
+            out.contains(text)
+        })
+        .await
+    }
+
     /// Whether a worker name belongs to this process.
     pub fn owns(&self, worker: &str) -> bool {
         worker.contains(&format!("-{}-", self.pid))
@@ -752,6 +768,14 @@ pub fn output_text(output: &std::process::Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Asserts that a finished process exited with `code` and printed each of `phrases`.
+#[track_caller]
+pub fn assert_exited_saying(output: &std::process::Output, code: i32, phrases: &[&str]) {
+    let text = output_text(output);
+    assert_eq!(output.status.code(), Some(code), "{text}");
+    assert_mentions(&text, phrases);
 }
 
 /// A port nobody listens on right now.
@@ -840,6 +864,14 @@ impl Answer {
         assert_eq!(self.error_code(), code, "{what}");
     }
 
+    /// The rows of a CSV body, after checking that its first line is `header`.
+    pub fn csv_rows(&self, header: &str) -> Vec<String> {
+        let text = self.text();
+        let mut lines = text.lines().map(str::to_owned);
+        assert_eq!(lines.next().as_deref(), Some(header), "{text}");
+        lines.collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
@@ -923,6 +955,19 @@ impl TestApi {
 
     pub async fn get(&self, path: &str) -> Answer {
         self.send(self.client.get(self.url(path))).await
+    }
+
+    /// A GET with the header `name: value` (an `Accept`, a request id...).
+    pub async fn get_with(&self, path: &str, name: &str, value: &str) -> Answer {
+        self.send(self.client.get(self.url(path)).header(name, value))
+            .await
+    }
+
+    /// A GET that must be refused with a 400 and the error `code`; see [`Answer::assert_refused`].
+    pub async fn get_refused(&self, path: &str, code: &str) -> Answer {
+        let answer = self.get(path).await;
+        answer.assert_refused(code, path);
+        answer
     }
 
     /// A POST with a JSON body and, when given, a bearer token.

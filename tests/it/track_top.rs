@@ -13,7 +13,9 @@ use price_history::store::{coin_imports, coins, ingestion_jobs};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, TestApi, count_rows, days_before_today, free_port, until_ready};
+use crate::support::{
+    Harness, TestApi, assert_mentions, count_rows, days_before_today, free_port, until_ready,
+};
 
 /// The budget of these tests, and the fake's own limit: a call over it would be a 429.
 const CALLS_PER_MINUTE: u32 = 1200;
@@ -136,27 +138,33 @@ async fn tracking_the_top_300_registers_the_listed_coins_skips_a_colliding_symbo
     api.stop().await;
 }
 
-#[tokio::test]
-async fn coins_track_top_on_the_command_line_shows_what_it_registered_and_what_it_skipped() {
-    let h = harness().await;
+/// Runs `price-history coins track-top <args>` within the test's call budget, checks that
+/// it exits 0, and returns what it printed.
+async fn track_top_on_the_command_line(h: &Harness, args: &[&str]) -> String {
     let budget = CALLS_PER_MINUTE.to_string();
-    let mut cli = h.spawn(
-        &["coins", "track-top", "10"],
-        &[("COINGECKO_CALLS_PER_MINUTE", &budget)],
-    );
+    let args = [&["coins", "track-top"], args].concat();
+    let mut cli = h.spawn(&args, &[("COINGECKO_CALLS_PER_MINUTE", &budget)]);
 
     let code = cli.exit_code(Duration::from_secs(60)).await;
 
     let out = cli.output();
     assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("registered and tracked: 7 new, 1 already registered"),
-        "{out}"
-    );
-    assert!(out.contains("skipped 2:"), "{out}");
-    assert!(
-        out.contains("btc (top-coin-0007): BTC is registered with coingecko_id bitcoin"),
-        "{out}"
+    out
+}
+
+#[tokio::test]
+async fn coins_track_top_on_the_command_line_shows_what_it_registered_and_what_it_skipped() {
+    let h = harness().await;
+
+    let out = track_top_on_the_command_line(&h, &["10"]).await;
+
+    assert_mentions(
+        &out,
+        &[
+            "registered and tracked: 7 new, 1 already registered",
+            "skipped 2:",
+            "btc (top-coin-0007): BTC is registered with coingecko_id bitcoin",
+        ],
     );
     assert_eq!(
         h.fake.calls().len(),
@@ -239,16 +247,9 @@ async fn tracking_the_top_coins_hourly_keeps_each_ones_hours_and_turns_them_on_f
 #[tokio::test]
 async fn coins_track_top_hourly_on_the_command_line_registers_the_coins_hourly() {
     let h = harness().await;
-    let budget = CALLS_PER_MINUTE.to_string();
-    let mut cli = h.spawn(
-        &["coins", "track-top", "3", "--hourly"],
-        &[("COINGECKO_CALLS_PER_MINUTE", &budget)],
-    );
 
-    let code = cli.exit_code(Duration::from_secs(60)).await;
+    let out = track_top_on_the_command_line(&h, &["3", "--hourly"]).await;
 
-    let out = cli.output();
-    assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains("registered and tracked, with hourly candles: 2 new, 1 already registered"),
         "{out}"

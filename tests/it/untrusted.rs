@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDate, NaiveTime};
 use fake_upstream::coingecko::ScriptedResponse;
 use price_history::api::{self, ConnectionLimits};
-use price_history::domain::{JobStatus, Symbol};
+use price_history::domain::{DailyCandle, JobStatus, Symbol};
 use price_history::store::daily_prices;
 use price_history::store::ingestion_jobs::JobRecord;
 use reqwest::StatusCode;
@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    Harness, TestApi, day, days_before_today, free_port, output_text, price_history_command,
-    until_ready,
+    Harness, TestApi, assert_mentions, day, days_before_today, free_port, output_text,
+    price_history_command, until_ready,
 };
 
 /// One point per hour of `day` at `price` (a little jitter past the hour, as CoinGecko
@@ -76,11 +76,13 @@ async fn a_price_not_above_zero_fails_the_job_at_once_quoting_it_and_stores_noth
 
     let (job, message) = failed_job_answered(&h, a, b, prices, volumes).await;
 
-    assert!(message.contains("price of -5.5"), "{message}");
-    assert!(message.contains("must be above zero"), "{message}");
-    assert!(
-        message.contains("Nothing of that window was stored"),
-        "{message}"
+    assert_mentions(
+        &message,
+        &[
+            "price of -5.5",
+            "must be above zero",
+            "Nothing of that window was stored",
+        ],
     );
     assert_eq!(h.fake.call_count(), 1, "a bad answer is not fetched again");
     assert_eq!(job.attempts, 1);
@@ -149,9 +151,10 @@ async fn a_gap_fill_refused_by_coingecko_is_reported_as_the_refusal() {
     assert_eq!(job.status, JobStatus::CompletedWithGaps);
     assert_eq!(job.gap_dates, hole.to_vec());
     let message = job.error_message.unwrap();
-    assert!(message.contains("Asking CoinGecko again for"), "{message}");
-    assert!(message.contains("HTTP 401"), "{message}");
-    assert!(message.contains("Invalid API Key"), "{message}");
+    assert_mentions(
+        &message,
+        &["Asking CoinGecko again for", "HTTP 401", "Invalid API Key"],
+    );
     assert!(!message.contains("returned no data"), "{message}");
 }
 
@@ -169,8 +172,7 @@ async fn a_gap_fill_that_met_only_server_errors_says_so() {
 
     assert_eq!(job.status, JobStatus::CompletedWithGaps);
     let message = job.error_message.unwrap();
-    assert!(message.contains("HTTP 503"), "{message}");
-    assert!(message.contains("Gave up after 4 attempts"), "{message}");
+    assert_mentions(&message, &["HTTP 503", "Gave up after 4 attempts"]);
     assert!(!message.contains("returned no data"), "{message}");
 }
 
@@ -203,8 +205,7 @@ async fn one_instant_with_two_prices_is_a_bad_answer_not_a_silent_merge() {
 
     let (_, message) = failed_job_answered(&h, day, day, prices, volumes).await;
 
-    assert!(message.contains("two different prices"), "{message}");
-    assert!(message.contains("and 250"), "{message}");
+    assert_mentions(&message, &["two different prices", "and 250"]);
     assert_eq!(h.stored_days().await, 0);
 }
 
@@ -226,8 +227,7 @@ async fn a_day_of_hourly_data_with_too_few_points_is_not_stored_and_is_named() {
     assert_eq!(job.status, JobStatus::CompletedWithGaps);
     assert_eq!(job.gap_dates, vec![thin]);
     let message = job.error_message.unwrap();
-    assert!(message.contains("too few points"), "{message}");
-    assert!(message.contains("at least 12 points"), "{message}");
+    assert_mentions(&message, &["too few points", "at least 12 points"]);
     let stored = daily_prices::list(h.pool(), Symbol::BTC, full, thin)
         .await
         .unwrap();
@@ -276,6 +276,13 @@ async fn prices_rule_is_validated(pool: &sqlx::PgPool) -> bool {
     .unwrap()
 }
 
+/// BTC's stored days of 2024.
+async fn btc_days_of_2024(pool: &sqlx::PgPool) -> Vec<DailyCandle> {
+    daily_prices::list(pool, Symbol::BTC, day("2024-01-01"), day("2024-12-31"))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_database_of_an_earlier_release_upgrades_in_place_even_with_a_bad_price() {
     let clean = crate::support::TestDb::new().await;
@@ -284,14 +291,7 @@ async fn a_database_of_an_earlier_release_upgrades_in_place_even_with_a_bad_pric
         .await
         .expect("a database with valid rows upgrades");
     assert!(prices_rule_is_validated(&clean.pool).await);
-    let kept = daily_prices::list(
-        &clean.pool,
-        Symbol::BTC,
-        day("2024-01-01"),
-        day("2024-12-31"),
-    )
-    .await
-    .unwrap();
+    let kept = btc_days_of_2024(&clean.pool).await;
     assert_eq!(kept.len(), 1);
     assert_eq!((kept[0].points, kept[0].provisional), (None, false));
 
@@ -301,14 +301,7 @@ async fn a_database_of_an_earlier_release_upgrades_in_place_even_with_a_bad_pric
         .await
         .expect("a database with a bad price from the earlier release still starts");
 
-    let rows = daily_prices::list(
-        &dirty.pool,
-        Symbol::BTC,
-        day("2024-01-01"),
-        day("2024-12-31"),
-    )
-    .await
-    .unwrap();
+    let rows = btc_days_of_2024(&dirty.pool).await;
     let flags: Vec<_> = rows
         .iter()
         .map(|r| (r.date.to_string(), r.provisional))
@@ -566,17 +559,18 @@ async fn an_api_token_with_surrounding_spaces_is_refused_at_start() {
 
         let printed = output_text(&output);
         assert_eq!(output.status.code(), Some(1), "{command}: {printed}");
-        assert!(printed.contains("API_TOKEN"), "{printed}");
-        assert!(printed.contains("whitespace"), "{printed}");
+        assert_mentions(&printed, &["API_TOKEN", "whitespace"]);
         assert!(!printed.contains("s3cret"), "{printed}");
     }
 }
 
 // --- Clients -------------------------------------------------------------------------
 
-/// An API on a random port with `limits`.
-async fn limited_api(h: &Harness, limits: ConnectionLimits) -> TestApi {
-    TestApi::start_with_limits(h.api_state(None), limits).await
+/// A test's world and its API on a random port with `limits`.
+async fn limited_api(limits: ConnectionLimits) -> (Harness, TestApi) {
+    let h = Harness::new().await;
+    let api = TestApi::start_with_limits(h.api_state(None), limits).await;
+    (h, api)
 }
 
 /// A connection to the API that has sent `bytes`.
@@ -633,8 +627,7 @@ fn short_limits() -> ConnectionLimits {
 
 #[tokio::test]
 async fn half_open_silent_and_trickling_connections_are_closed_while_healthz_answers() {
-    let h = Harness::new().await;
-    let api = limited_api(&h, short_limits()).await;
+    let (_h, api) = limited_api(short_limits()).await;
     let mut half_open = Vec::new();
     for _ in 0..300 {
         half_open.push(connect_sending(&api, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await);
@@ -692,8 +685,7 @@ async fn half_open_silent_and_trickling_connections_are_closed_while_healthz_ans
 
 #[tokio::test]
 async fn a_kept_alive_connection_left_unused_is_closed_after_the_head_limit() {
-    let h = Harness::new().await;
-    let api = limited_api(&h, short_limits()).await;
+    let (_h, api) = limited_api(short_limits()).await;
     let mut stream = connect_sending(&api, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
 
     let (sent, _) = closed_after_at_least(&mut stream, Duration::from_millis(900)).await;
@@ -703,17 +695,13 @@ async fn a_kept_alive_connection_left_unused_is_closed_after_the_head_limit() {
 
 #[tokio::test]
 async fn a_connection_silent_mid_request_is_closed_after_the_idle_limit() {
-    let h = Harness::new().await;
-    let api = limited_api(
-        &h,
-        ConnectionLimits {
-            head: Duration::from_secs(30),
-            idle: Duration::from_secs(1),
-            body: Duration::from_secs(30),
-            max_connections: 1024,
-            ..ConnectionLimits::default()
-        },
-    )
+    let (_h, api) = limited_api(ConnectionLimits {
+        head: Duration::from_secs(30),
+        idle: Duration::from_secs(1),
+        body: Duration::from_secs(30),
+        max_connections: 1024,
+        ..ConnectionLimits::default()
+    })
     .await;
     let mut stream = connect_sending(&api, STALLED_POST).await;
 
@@ -724,14 +712,10 @@ async fn a_connection_silent_mid_request_is_closed_after_the_idle_limit() {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
-    let h = Harness::new().await;
-    let api = limited_api(
-        &h,
-        ConnectionLimits {
-            max_connections: 8,
-            ..short_limits()
-        },
-    )
+    let (_h, api) = limited_api(ConnectionLimits {
+        max_connections: 8,
+        ..short_limits()
+    })
     .await;
     let mut silent = Vec::new();
     for _ in 0..8 {
@@ -751,8 +735,7 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
 
 #[tokio::test]
 async fn a_body_that_stalls_gets_408_not_a_5xx() {
-    let h = Harness::new().await;
-    let api = limited_api(&h, short_limits()).await;
+    let (h, api) = limited_api(short_limits()).await;
     let mut stream = connect_sending(&api, STALLED_POST).await;
 
     let sent = until_closed(&mut stream, Duration::from_secs(8)).await;
@@ -764,8 +747,7 @@ async fn a_body_that_stalls_gets_408_not_a_5xx() {
 
 #[tokio::test]
 async fn null_symbol_and_force_mean_the_defaults_and_the_document_says_so() {
-    let h = Harness::new().await;
-    let api = limited_api(&h, ConnectionLimits::default()).await;
+    let (_h, api) = TestApi::with_harness().await;
     let day = days_before_today(3);
 
     let answer = reqwest::Client::new()
@@ -795,18 +777,13 @@ async fn csv_marks_todays_partial_candle_provisional_and_json_counts_points() {
     let h = Harness::new().await;
     let (start, today) = (days_before_today(2), days_before_today(0));
     h.run_job(start, today, false).await;
-    let api = limited_api(&h, ConnectionLimits::default()).await;
+    let api = TestApi::start(&h).await;
     let path = format!("/api/v1/prices?start_date={start}&end_date={today}");
 
-    let csv = reqwest::Client::new()
-        .get(api.url(&path))
-        .header("accept", "text/csv")
-        .send()
+    let rows = api
+        .get_with(&path, "accept", "text/csv")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .csv_rows("date,open,high,low,close,volume,provisional,source");
     let json: Value = serde_json::from_str(
         &reqwest::get(api.url(&path))
             .await
@@ -817,17 +794,12 @@ async fn csv_marks_todays_partial_candle_provisional_and_json_counts_points() {
     )
     .unwrap();
 
-    let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(
-        lines[0],
-        "date,open,high,low,close,volume,provisional,source"
-    );
-    assert!(lines[1].ends_with(",false,coingecko"), "{csv}");
-    let last = lines.last().unwrap();
-    assert!(last.starts_with(&today.to_string()), "{csv}");
+    assert!(rows[0].ends_with(",false,coingecko"), "{rows:?}");
+    let last = rows.last().unwrap();
+    assert!(last.starts_with(&today.to_string()), "{rows:?}");
     assert!(
         last.ends_with(",true,coingecko"),
-        "today's row is provisional: {csv}"
+        "today's row is provisional: {rows:?}"
     );
     let prices = json["prices"].as_array().unwrap();
     assert_eq!(prices[0]["points"], 24, "{json}");

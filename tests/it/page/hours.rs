@@ -13,7 +13,7 @@ use price_history::store::hourly_prices;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::{finish, open_btc};
+use super::{finish, open_btc, store_days, store_days_of_two_sources};
 use crate::browser::Browser;
 use crate::support::{Harness, TestApi, days_before_today};
 
@@ -114,37 +114,64 @@ async fn choose(browser: &Browser, css: &str, value: &str) {
         .await;
 }
 
-/// Days `first..=last` before today of BTC from `source`, closes swinging between about
-/// 10,000 and 70,000 (the issue's series, whose axis ran down to -5,000), volume `volume`.
-async fn store_days(h: &Harness, first: u64, last: u64, source: &str, volume: i64) {
-    sqlx::query(
-        r#"INSERT INTO daily_prices (symbol, date, open, high, low, close, volume, "timestamp", provisional, source)
-           SELECT 'BTC', d::date, o, GREATEST(o, c) * 1.01, LEAST(o, c) * 0.99, c, $4, d + interval '1 day', false, $3
-           FROM (SELECT d, (40000 + 30000 * sin(extract(epoch FROM d) / 86400 / 5))::numeric(20, 2) AS o,
-                           (40000 + 30000 * sin(extract(epoch FROM d) / 86400 / 5 + 0.2))::numeric(20, 2) AS c
-                 FROM generate_series($1::date, $2::date, interval '1 day') AS d) AS days"#,
-    )
-    .bind(days_before_today(first))
-    .bind(days_before_today(last))
-    .bind(source)
-    .bind(volume)
-    .execute(h.pool())
-    .await
-    .expect("days are stored");
+/// Clicks BTC's hourly checkbox and waits until it shows hours `on` (or off), then checks
+/// that the coin's JSON says so and waits until 4h and 1h are offered (or days only).
+async fn click_btc_hours(browser: &Browser, api: &TestApi, on: bool) {
+    let row = "#coins tr[data-symbol='BTC'] td.hours";
+    browser
+        .click(&format!("{row} input.hourly"), "the checkbox")
+        .await;
+    let checked = if on { ":checked" } else { ":not(:checked)" };
+    browser
+        .wait_for(
+            &format!("{row}[data-hourly='{on}'] input.hourly{checked}"),
+            &format!("hours on: {on}"),
+        )
+        .await;
+    assert_eq!(
+        api.get("/api/v1/coins/BTC").await.json()["hourly"],
+        json!(on),
+        "the coin's JSON says hourly: {on}"
+    );
+    browser
+        .wait_for(
+            &format!("#view-timeframe[data-offered='{on}']"),
+            &format!("4h and 1h offered: {on}"),
+        )
+        .await;
 }
 
-async fn chart_state(browser: &Browser) -> Value {
+/// Waits until the chart draws `candles` candles of `timeframe`, and returns its state.
+async fn chart_of(browser: &Browser, timeframe: &str, candles: usize) -> Value {
+    browser
+        .wait_for(
+            &format!("body[data-chart-timeframe='{timeframe}'][data-chart-candles='{candles}']"),
+            &format!("{candles} candles of {timeframe}"),
+        )
+        .await;
     browser.run("return window.chartState();", vec![]).await
+}
+
+/// Asserts that the chart draws one volume series per source, in this order, each with
+/// its points, in a pane (and on a scale) of its own.
+fn assert_volumes(state: &Value, series: &[(&str, usize)]) {
+    let expected: Vec<Value> = series
+        .iter()
+        .enumerate()
+        .map(|(i, (source, points))| json!({"source": source, "points": points, "pane": i + 1}))
+        .collect();
+    assert_eq!(
+        state["volumes"],
+        Value::from(expected),
+        "one volume series per source, each in a pane (and on a scale) of its own: {state}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_price_axis_stays_above_zero_and_each_sources_volume_is_a_series_of_its_own() {
     let browser = Browser::start(1280, 1600).await;
     let h = Harness::new().await;
-    // Coinbase's one-exchange volume for the older 30 days, CoinGecko's whole-market
-    // volume (1000x more) for the 29 after them.
-    store_days(&h, 59, 30, "coinbase", 1_000_000).await;
-    store_days(&h, 29, 1, "coingecko", 1_000_000_000).await;
+    store_days_of_two_sources(&h).await;
     let api = TestApi::start_with(h.api_state(None)).await;
     let (lowest, highest): (f64, f64) =
         sqlx::query_as("SELECT min(low)::float8, max(high)::float8 FROM daily_prices")
@@ -154,13 +181,7 @@ async fn the_price_axis_stays_above_zero_and_each_sources_volume_is_a_series_of_
 
     let (start, end) = (days_before_today(59), days_before_today(1));
     open_btc(&browser, &api, start, end, "").await;
-    browser
-        .wait_for(
-            "body[data-chart-timeframe='1d'][data-chart-candles='59']",
-            "the chart",
-        )
-        .await;
-    let state = chart_state(&browser).await;
+    let state = chart_of(&browser, "1d", 59).await;
     let (from, to) = (
         state["axis"]["from"].as_f64().expect("an axis"),
         state["axis"]["to"].as_f64().expect("an axis"),
@@ -173,14 +194,7 @@ async fn the_price_axis_stays_above_zero_and_each_sources_volume_is_a_series_of_
         from >= 0.0 && from <= lowest && to >= highest,
         "the axis shows every candle and no negative price: {state}"
     );
-    assert_eq!(
-        state["volumes"],
-        json!([
-            {"source": "coinbase", "points": 30, "pane": 1},
-            {"source": "coingecko", "points": 29, "pane": 2}
-        ]),
-        "one volume series per source, each in a pane (and on a scale) of its own: {state}"
-    );
+    assert_volumes(&state, &[("coinbase", 30), ("coingecko", 29)]);
     assert_eq!(state["panes"], json!(3), "{state}");
     let legend = browser
         .run(
@@ -216,22 +230,8 @@ async fn the_hourly_checkbox_turns_a_coins_hours_on_and_off() {
         .await;
     let checkbox = "#coins tr[data-symbol='BTC'] td.hours[data-hourly='false'] input.hourly";
     browser.wait_for(checkbox, "BTC's hourly checkbox").await;
-    browser.click(checkbox, "the checkbox").await;
-    browser
-        .wait_for(
-            "#coins tr[data-symbol='BTC'] td.hours[data-hourly='true'] input.hourly:checked",
-            "hours on",
-        )
-        .await;
-    assert_eq!(
-        api.get("/api/v1/coins/BTC").await.json()["hourly"],
-        json!(true),
-        "the coin's JSON says hourly"
-    );
     // A coin that keeps hours is offered 4h and 1h, and says where its hours come from.
-    browser
-        .wait_for("#view-timeframe[data-offered='true']", "4h and 1h offered")
-        .await;
+    click_btc_hours(&browser, &api, true).await;
     let offered = browser
         .run(
             "return {options: [...document.querySelectorAll('#view-timeframe option')]
@@ -250,26 +250,7 @@ async fn the_hourly_checkbox_turns_a_coins_hours_on_and_off() {
     );
 
     // And off again: the coin's JSON says so, and days are all it is offered.
-    browser
-        .click(
-            "#coins tr[data-symbol='BTC'] td.hours input.hourly",
-            "the checkbox",
-        )
-        .await;
-    browser
-        .wait_for(
-            "#coins tr[data-symbol='BTC'] td.hours[data-hourly='false'] input.hourly:not(:checked)",
-            "hours off",
-        )
-        .await;
-    assert_eq!(
-        api.get("/api/v1/coins/BTC").await.json()["hourly"],
-        json!(false),
-        "the coin's JSON says not hourly"
-    );
-    browser
-        .wait_for("#view-timeframe[data-offered='false']", "days only again")
-        .await;
+    click_btc_hours(&browser, &api, false).await;
     finish(browser, api).await;
 }
 
@@ -290,37 +271,19 @@ async fn the_chart_switches_to_hours_and_four_hour_blocks_marks_disputed_ones_an
 
     let (start, end) = (days_before_today(2), days_before_today(1));
     open_btc(&browser, &api, start, end, "").await;
-    browser
-        .wait_for(
-            "body[data-chart-timeframe='1d'][data-chart-candles='2']",
-            "the days",
-        )
-        .await;
+    chart_of(&browser, "1d", 2).await;
     browser
         .wait_for("#view-timeframe[data-offered='true']", "4h and 1h offered")
         .await;
 
     choose(&browser, "#view-timeframe", "1h").await;
-    browser
-        .wait_for(
-            "body[data-chart-timeframe='1h'][data-chart-candles='45']",
-            "the hours",
-        )
-        .await;
-    let state = chart_state(&browser).await;
+    let state = chart_of(&browser, "1h", 45).await;
     assert_eq!(
         state["disputed"],
         json!(2),
         "the disputed hours are marked: {state}"
     );
-    assert_eq!(
-        state["volumes"],
-        json!([
-            {"source": "coingecko", "points": 21, "pane": 1},
-            {"source": "coinbase", "points": 24, "pane": 2}
-        ]),
-        "{state}"
-    );
+    assert_volumes(&state, &[("coingecko", 21), ("coinbase", 24)]);
     assert!(state["axis"]["from"].as_f64() >= Some(0.0), "{state}");
     assert!(disputed_pixels(&browser).await > 0, "the marks are drawn");
     assert!(
@@ -333,23 +296,10 @@ async fn the_chart_switches_to_hours_and_four_hour_blocks_marks_disputed_ones_an
     );
 
     choose(&browser, "#view-timeframe", "4h").await;
-    browser
-        .wait_for(
-            "body[data-chart-timeframe='4h'][data-chart-candles='12']",
-            "the blocks",
-        )
-        .await;
-    let state = chart_state(&browser).await;
+    let state = chart_of(&browser, "4h", 12).await;
     // Hours 28-31 and 40-43 hold the disputed ones.
     assert_eq!(state["disputed"], json!(2), "{state}");
-    assert_eq!(
-        state["volumes"],
-        json!([
-            {"source": "coingecko", "points": 6, "pane": 1},
-            {"source": "coinbase", "points": 6, "pane": 2}
-        ]),
-        "{state}"
-    );
+    assert_volumes(&state, &[("coingecko", 6), ("coinbase", 6)]);
 
     // The missing hours, day by day, as the calendar's data in hours says.
     browser
@@ -388,12 +338,7 @@ async fn the_chart_switches_to_hours_and_four_hour_blocks_marks_disputed_ones_an
 
     // The address alone opens the chart in hours.
     open_btc(&browser, &api, start, end, "&timeframe=1h").await;
-    browser
-        .wait_for(
-            "body[data-chart-timeframe='1h'][data-chart-candles='45']",
-            "the hours",
-        )
-        .await;
+    chart_of(&browser, "1h", 45).await;
     assert_eq!(
         browser
             .run(
