@@ -200,19 +200,6 @@ pub async fn earliest_closes(
     .await
 }
 
-/// Writes a window of the second source's candles in one statement, marked
-/// `source = 'coinbase'`; returns how many rows were inserted or changed. A CoinGecko
-/// row is never replaced; a second-source row is replaced when provisional, or always
-/// when `force`.
-pub async fn upsert_fallback(
-    tx: &mut Transaction<'_, Postgres>,
-    symbol: Symbol,
-    candles: &[DailyCandle],
-    force: bool,
-) -> sqlx::Result<u64> {
-    super::daily_prices::upsert_from(tx, symbol, PriceSource::Coinbase, candles, force).await
-}
-
 /// A stored day and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcedCandle {

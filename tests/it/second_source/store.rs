@@ -172,16 +172,13 @@ async fn a_forced_coingecko_window_replaces_a_second_source_row_and_an_unforced_
 #[tokio::test]
 async fn the_second_source_replaces_its_own_provisional_row_and_keeps_its_final_one() {
     let db = TestDb::new().await;
-    let mut tx = db.pool.begin().await.unwrap();
-    second_source::upsert_fallback(
-        &mut tx,
-        btc(),
+    write(
+        &db.pool,
+        PriceSource::Coinbase,
         &[candle(day(0), 200, true), candle(day(1), 200, false)],
         false,
     )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    .await;
 
     let changed = write(
         &db.pool,
