@@ -10,9 +10,8 @@ use sqlx::PgPool;
 
 use crate::coingecko::CoinGeckoClient;
 use crate::config::FallbackSource;
-use crate::domain::{Coin, CreditMonth, DateRange};
+use crate::domain::{Coin, CreditMonth, DateRange, SyncSchedule};
 use crate::ingest::{Reach, windows_for_days, windows_for_range};
-use crate::schedule::SyncSchedule;
 use crate::store::{gaps, monthly_credits};
 use crate::upstream::MonthFigures;
 
