@@ -5,9 +5,9 @@
 //! whole, and the schedule's ticks that keep the hours current.
 
 use chrono::{DateTime, Days, NaiveDate, TimeDelta, Utc};
-use fake_upstream::coinbase::{BadHour, Outage, ScriptedResponse};
+use fake_upstream::coinbase::{BadHour, COLLIDING, Outage, ScriptedResponse};
 use fake_upstream::coingecko::FakeOptions;
-use price_history::domain::{Hour, HourRange, JobStatus, PriceSource, Symbol, Trigger};
+use price_history::domain::{Hour, HourRange, JobStatus, PriceSource, ProductId, Symbol, Trigger};
 use price_history::schedule::{Clock, Scheduler};
 use price_history::shutdown::Shutdown;
 use price_history::store::ingestion_jobs::JobRecord;
@@ -609,17 +609,16 @@ async fn a_tick_leaves_an_hourly_coin_whose_coingecko_windows_the_months_credits
     assert!(h.jobs_by(Trigger::Schedule).await.is_empty());
 }
 
-/// Runs a job of BTC over `range` (forced or not) whose worker is stopped once `chunks`
-/// windows are checkpointed, Coinbase's answers slowed so that the stop lands among the
-/// windows of hours, then resumed by another worker to its end: Coinbase's hourly calls at
-/// the stop, and the job as it finished (its second attempt, completed).
-async fn stopped_and_resumed(
+/// Submits a job of BTC over `range` (forced or not), Coinbase's answers slowed by `delay`,
+/// and stops its worker once `chunks` windows are checkpointed: the job, handed back.
+async fn stopped_after(
     h: &Harness,
     (start, end): (NaiveDate, NaiveDate),
     force: bool,
     chunks: i32,
-) -> (usize, JobRecord) {
-    h.coinbase.set_delay(std::time::Duration::from_millis(400));
+    delay: std::time::Duration,
+) -> JobRecord {
+    h.coinbase.set_delay(delay);
     let job = h.submit(start, end, force).await;
     let worker = h.start_worker();
     h.wait_for(job.id, "windows checkpointed", |j| j.chunks_done >= chunks)
@@ -631,6 +630,21 @@ async fn stopped_and_resumed(
         JobStatus::Pending,
         "handed back at the stop"
     );
+    handed_back
+}
+
+/// Runs a job of BTC over `range` (forced or not) whose worker is stopped once `chunks`
+/// windows are checkpointed, Coinbase's answers slowed so that the stop lands among the
+/// windows of hours, then resumed by another worker to its end: Coinbase's hourly calls at
+/// the stop, and the job as it finished (its second attempt, completed).
+async fn stopped_and_resumed(
+    h: &Harness,
+    range: (NaiveDate, NaiveDate),
+    force: bool,
+    chunks: i32,
+) -> (usize, JobRecord) {
+    let delay = std::time::Duration::from_millis(400);
+    let job = stopped_after(h, range, force, chunks, delay).await;
     let calls_at_the_stop = h.coinbase.hourly_calls();
     let _next = h.start_worker();
     let finished = h.completes(job.id).await;
@@ -697,4 +711,94 @@ async fn an_attempt_resumed_after_its_coingecko_window_checks_the_hours_it_fetch
         0,
         "the points are forgotten when the job ends"
     );
+}
+
+/// BTC's product set to another asset's, not checked yet: the job's own check finds it
+/// unusable.
+async fn product_of_another_asset(h: &Harness) {
+    let product = ProductId::parse(COLLIDING.id).unwrap();
+    second_source::set_product(h.pool(), Symbol::BTC, Some(&product))
+        .await
+        .unwrap();
+}
+
+/// The hours CoinGecko's points build for BTC over `range`, all of them from CoinGecko.
+async fn assert_hours_built_from_points(h: &Harness, (start, end): (NaiveDate, NaiveDate)) {
+    let hours = HourRange::of_days(start, end).unwrap();
+    let stored = hourly_prices::list(h.pool(), Symbol::BTC, hours)
+        .await
+        .unwrap();
+    assert_eq!(stored.len() as i64, hours.hours());
+    assert!(
+        stored.iter().all(|c| c.source == PriceSource::CoinGecko),
+        "every hour from CoinGecko's points"
+    );
+}
+
+#[tokio::test]
+async fn an_hourly_coin_whose_product_the_job_finds_unusable_gets_its_hours_from_coingeckos_points()
+{
+    let h = hourly_btc_on_a_365_day_plan().await;
+    product_of_another_asset(&h).await;
+    let range = last_days(60);
+
+    let job = run(&h, range).await;
+
+    assert_eq!(
+        h.coinbase.hourly_calls(),
+        0,
+        "no hour asked of another asset"
+    );
+    let mapping = second_source::mapping(h.pool(), Symbol::BTC)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mapping.usable, Some(false));
+    let hours = hours_of(&h, &job).await;
+    assert_eq!((hours.hours_fetched, hours.hours_missing), (60 * 24, 0));
+    assert_hours_built_from_points(&h, range).await;
+}
+
+/// The stop lands while the job's check of the product is in flight (Coinbase slowed): the
+/// check ends and its verdict is kept, so the resumed attempt knows the hours come from
+/// CoinGecko's points and asks again for the window whose points the stopped attempt held.
+#[tokio::test]
+async fn an_attempt_stopped_while_it_finds_the_product_unusable_builds_the_hours_when_resumed() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    product_of_another_asset(&h).await;
+    let range = last_days(60);
+    // Long enough that the stop, sent as soon as the window is seen checkpointed, lands
+    // before the check ends, however loaded the machine.
+    let delay = std::time::Duration::from_millis(1500);
+    let job = stopped_after(&h, range, false, 1, delay).await;
+    let mapping = second_source::mapping(h.pool(), Symbol::BTC)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        mapping.usable,
+        Some(false),
+        "the check ended before the stop"
+    );
+    assert_eq!(
+        stored_hours(&h).await,
+        0,
+        "no hour stored by the stopped attempt"
+    );
+    assert_eq!(h.fake.call_count(), 1);
+
+    let _next = h.start_worker();
+    let finished = h.completes(job.id).await;
+
+    assert_completed(&finished);
+    assert_eq!(finished.attempts, 2);
+    assert_eq!(
+        h.fake.call_count(),
+        2,
+        "the window asked again for its points"
+    );
+    assert_eq!(h.coinbase.hourly_calls(), 0);
+    let hours = hours_of(&h, &finished).await;
+    assert_eq!((hours.hours_fetched, hours.hours_missing), (60 * 24, 0));
+    assert_hours_built_from_points(&h, range).await;
 }
