@@ -802,3 +802,103 @@ async fn an_attempt_stopped_while_it_finds_the_product_unusable_builds_the_hours
     assert_eq!((hours.hours_fetched, hours.hours_missing), (60 * 24, 0));
     assert_hours_built_from_points(&h, range).await;
 }
+
+/// The same, but the worker is killed (`kill -9`) while the check is in flight, so no
+/// verdict is kept and the window's points are lost with the process: the attempt that
+/// takes the job over after the lease checks the product again, finds it unusable, asks
+/// CoinGecko again for the window whose days are stored but whose hours are not, and
+/// builds every hour from its points.
+#[tokio::test]
+async fn a_worker_killed_while_it_checks_the_product_leaves_no_hour_missing_once_taken_over() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    product_of_another_asset(&h).await;
+    let range = last_days(60);
+    // Long enough that the kill, sent as soon as the window is seen checkpointed, lands
+    // before the check ends, however loaded the machine; the next attempt is not slowed.
+    h.coinbase.set_delay(std::time::Duration::from_secs(3));
+    let job = h.submit(range.0, range.1, false).await;
+    let plan_days = PLAN_DAYS.to_string();
+    let coinbase_url = h.coinbase.base_url();
+    let env = [
+        ("COINGECKO_HISTORY_DAYS", plan_days.as_str()),
+        ("FALLBACK_SOURCE", "coinbase"),
+        ("COINBASE_BASE_URL", coinbase_url.as_str()),
+        ("COINBASE_CALLS_PER_MINUTE", "6000"),
+        ("COINBASE_RETRY_BASE_DELAY_MS", "10"),
+    ];
+    let mut first = h.spawn(&["worker"], &env);
+    h.wait_for(job.id, "the CoinGecko window checkpointed", |j| {
+        j.chunks_done >= 1
+    })
+    .await;
+    first.kill().await;
+    let mapping = second_source::mapping(h.pool(), Symbol::BTC)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mapping.usable, None, "killed before the check ended");
+    assert_eq!(stored_hours(&h).await, 0, "no hour stored before the kill");
+    let checks_before = h.coinbase.call_count();
+    h.coinbase.set_delay(std::time::Duration::ZERO);
+
+    let _second = h.spawn(&["worker"], &env);
+    let finished = h
+        .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
+        .await;
+
+    assert_completed(&finished);
+    assert_eq!(finished.attempts, 2, "taken over once");
+    let mapping = second_source::mapping(h.pool(), Symbol::BTC)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        mapping.usable,
+        Some(false),
+        "checked again by the next attempt"
+    );
+    assert!(
+        h.coinbase.call_count() > checks_before,
+        "the next attempt asked Coinbase again"
+    );
+    assert_eq!(
+        h.coinbase.hourly_calls(),
+        0,
+        "no hour asked of another asset"
+    );
+    assert_eq!(
+        h.fake.call_count(),
+        2,
+        "the window asked again for its points, once"
+    );
+    let hours = hours_of(&h, &finished).await;
+    assert_eq!((hours.hours_fetched, hours.hours_missing), (60 * 24, 0));
+    assert_hours_built_from_points(&h, range).await;
+}
+
+/// Days stored while the coin kept no hours, then hours turned on with a product that the
+/// job finds unusable: the job asks CoinGecko again for the stored days' window, for its
+/// points, and builds the hours from them rather than leaving them to a later job.
+#[tokio::test]
+async fn hours_turned_on_over_stored_days_with_an_unusable_product_are_built_by_the_first_job() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    hourly_coins::set_hourly(h.pool(), Symbol::BTC, false)
+        .await
+        .unwrap();
+    let range = last_days(60);
+    assert_completed(&run(&h, range).await);
+    assert_eq!(h.fake.call_count(), 1);
+    hourly_coins::set_hourly(h.pool(), Symbol::BTC, true)
+        .await
+        .unwrap();
+    product_of_another_asset(&h).await;
+
+    let job = run(&h, range).await;
+
+    assert_completed(&job);
+    assert_eq!(h.fake.call_count(), 2, "the stored days' window, once more");
+    assert_eq!(h.coinbase.hourly_calls(), 0);
+    let hours = hours_of(&h, &job).await;
+    assert_eq!((hours.hours_fetched, hours.hours_missing), (60 * 24, 0));
+    assert_hours_built_from_points(&h, range).await;
+}

@@ -99,6 +99,46 @@ impl<S: PriceSource> Run<'_, S> {
         Ok(days)
     }
 
+    /// After step 4, for a coin whose product this attempt found unusable (so that step 1
+    /// did not know to ask for the days of its missing hours): the days whose hours are
+    /// still missing and whose points no window of this attempt brought are asked of
+    /// CoinGecko, their hours built in their checkpoints. Those are days stored by an
+    /// attempt before it (one killed during the check) or before the coin kept hours.
+    pub(super) async fn hours_from_points(&mut self) -> Result<ControlFlow<Outcome>, JobError> {
+        let Some(work) = self.hours.as_ref().filter(|work| work.found_unusable) else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        let asked = work.asked.clone();
+        let range = self.attempt.job.range;
+        let Some((from, to)) = self
+            .reach
+            .served_part(range.start(), range.end(), self.today)
+        else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        let days: Vec<NaiveDate> = self
+            .days_of_missing_hours(from, to)
+            .await?
+            .into_iter()
+            .filter(|day| !asked.iter().any(|window| window.contains(*day)))
+            .collect();
+        if days.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let windows = windows_for_days(&days, self.source.window_days());
+        self.count_planned(windows.len()).await?;
+        tracing::info!(
+            windows = windows.len(),
+            "fetching the points of hours still missing"
+        );
+        Ok(match self.fetch_all(&windows).await? {
+            Batch::Stopped(outcome) => ControlFlow::Break(outcome),
+            // Within the reach in force; a refusal leaves the hours missing, and the
+            // report counts them.
+            Batch::Done | Batch::BeyondReach { .. } => ControlFlow::Continue(()),
+        })
+    }
+
     /// Fetches `windows` in order, until one stops the attempt or is beyond the reach.
     async fn fetch_all(&mut self, windows: &[Window]) -> Result<Batch, JobError> {
         for (i, window) in windows.iter().enumerate() {

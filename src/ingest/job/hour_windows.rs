@@ -158,6 +158,7 @@ impl<S: Sync> Run<'_, S> {
             (None, _) => HourSource::Undecided,
         };
         if let Some(work) = &mut self.hours {
+            work.found_unusable = source == HourSource::Points;
             work.source = source;
         }
         Ok(usable)

@@ -22,7 +22,7 @@ use crate::domain::{
     CheckPoint, ExchangeProduct, Hour, HourRange, JobStatus, PriceSource, ProductId, RefusedHour,
     check_points, expected_hours, hours_from_points,
 };
-use crate::ingest::HourlyPoints;
+use crate::ingest::{HourlyPoints, Window};
 use crate::store::ingestion_jobs::JobRecord;
 use crate::store::{
     hourly_coins, hourly_coverage, hourly_prices, hours_without_trades, job_check_points,
@@ -50,6 +50,11 @@ pub(super) struct HourWork {
     pub(super) source: HourSource,
     /// CoinGecko's hourly points of the windows this attempt stored.
     pub(super) points: HourlyPoints,
+    /// The CoinGecko windows this attempt stored, whose points are in `points`.
+    pub(super) asked: Vec<Window>,
+    /// Whether this attempt found the product unusable itself: `source` became `Points`
+    /// after step 1, which therefore did not ask for the days of missing hours.
+    pub(super) found_unusable: bool,
     /// Exchange candles refused, the first few kept to be named.
     pub(super) refused: Vec<RefusedHour>,
     pub(super) refused_count: usize,
@@ -98,6 +103,8 @@ impl HourWork {
         Ok(Some(HourWork {
             source,
             points: HourlyPoints::default(),
+            asked: Vec::new(),
+            found_unusable: false,
             refused: Vec::new(),
             refused_count: 0,
             failed: None,

@@ -11,7 +11,8 @@
 //! - the steps, in the order [`Ingestor::run`] takes them: `fetch` (what the plan asks
 //!   for), `fill` (what is still missing), `second_source` (the days older than the
 //!   plan serves), `hour_windows` (the hours of an hourly coin from its exchange
-//!   product), then `report` (the final word), whose sentences are in `messages`;
+//!   product), `fetch` again for the points of hours still missing when the product
+//!   proved unusable, then `report` (the final word), whose sentences are in `messages`;
 //! - `hours`: what a job of an hourly coin knows of its hours (where they come from, the
 //!   CoinGecko points its windows brought, what fell short) and says of them at the end.
 //!
@@ -74,10 +75,11 @@ pub struct Attempt<'a> {
 }
 
 impl Ingestor {
-    /// Runs one attempt of a job (already marked running), in five steps: fetch what
+    /// Runs one attempt of a job (already marked running), in six steps: fetch what
     /// the plan asks for, fill what is still missing, fetch the days older than the plan
     /// serves from the second source, fetch an hourly coin's missing hours from its
-    /// exchange product, and say what is left. Resumes from
+    /// exchange product (or, when it proves unusable, the CoinGecko points of those no
+    /// window of the attempt brought), and say what is left. Resumes from
     /// the checkpoint: not forced, the missing days are read again from the table, so
     /// windows already stored are not fetched again; forced, the windows before
     /// `chunks_done` are skipped. Days older than the plan's reach are never asked for;
@@ -96,6 +98,9 @@ impl Ingestor {
             return Ok(outcome);
         }
         if let ControlFlow::Break(outcome) = run.exchange_hours().await? {
+            return Ok(outcome);
+        }
+        if let ControlFlow::Break(outcome) = run.hours_from_points().await? {
             return Ok(outcome);
         }
         run.finish().await

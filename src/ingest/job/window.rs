@@ -42,6 +42,7 @@ impl<S: PriceSource> Run<'_, S> {
                 .extend(built.too_thin.iter().copied());
             if let Some(work) = &mut self.hours {
                 work.points.extend(&built.hourly_points);
+                work.asked.push(*window);
             }
         }
         Ok(end)
