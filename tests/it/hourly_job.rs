@@ -722,9 +722,31 @@ async fn product_of_another_asset(h: &Harness) {
         .unwrap();
 }
 
-/// The hours CoinGecko's points build for BTC over `range`, all of them from CoinGecko.
-async fn assert_hours_built_from_points(h: &Harness, (start, end): (NaiveDate, NaiveDate)) {
+/// The verdict of BTC's product check: `None` until a check ends.
+async fn product_usable(h: &Harness) -> Option<bool> {
+    second_source::mapping(h.pool(), Symbol::BTC)
+        .await
+        .unwrap()
+        .unwrap()
+        .usable
+}
+
+/// Every hour of `job` over `range` fetched, none missing, and all built from CoinGecko's
+/// points.
+async fn assert_hours_built_from_points(
+    h: &Harness,
+    job: &JobRecord,
+    (start, end): (NaiveDate, NaiveDate),
+) {
     let hours = HourRange::of_days(start, end).unwrap();
+    let counts = hours_of(h, job).await;
+    assert_eq!(
+        (
+            i64::from(counts.hours_fetched),
+            i64::from(counts.hours_missing)
+        ),
+        (hours.hours(), 0)
+    );
     let stored = hourly_prices::list(h.pool(), Symbol::BTC, hours)
         .await
         .unwrap();
@@ -749,14 +771,8 @@ async fn an_hourly_coin_whose_product_the_job_finds_unusable_gets_its_hours_from
         0,
         "no hour asked of another asset"
     );
-    let mapping = second_source::mapping(h.pool(), Symbol::BTC)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(mapping.usable, Some(false));
-    let hours = hours_of(&h, &job).await;
-    assert_eq!((hours.hours_fetched, hours.hours_missing), (60 * 24, 0));
-    assert_hours_built_from_points(&h, range).await;
+    assert_eq!(product_usable(&h).await, Some(false));
+    assert_hours_built_from_points(&h, &job, range).await;
 }
 
 /// The stop lands while the job's check of the product is in flight (Coinbase slowed): the
@@ -771,12 +787,8 @@ async fn an_attempt_stopped_while_it_finds_the_product_unusable_builds_the_hours
     // before the check ends, however loaded the machine.
     let delay = std::time::Duration::from_millis(1500);
     let job = stopped_after(&h, range, false, 1, delay).await;
-    let mapping = second_source::mapping(h.pool(), Symbol::BTC)
-        .await
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        mapping.usable,
+        product_usable(&h).await,
         Some(false),
         "the check ended before the stop"
     );
@@ -790,17 +802,30 @@ async fn an_attempt_stopped_while_it_finds_the_product_unusable_builds_the_hours
     let _next = h.start_worker();
     let finished = h.completes(job.id).await;
 
-    assert_completed(&finished);
-    assert_eq!(finished.attempts, 2);
+    assert_resumed_from_the_points(&h, &finished, range).await;
+}
+
+/// `finished` completed by its second attempt, which asked CoinGecko once more for the
+/// window whose points the first held (two calls in all), asked Coinbase for no hour, and
+/// built every hour from the points.
+async fn assert_resumed_from_the_points(
+    h: &Harness,
+    finished: &JobRecord,
+    range: (NaiveDate, NaiveDate),
+) {
+    assert_completed(finished);
+    assert_eq!(finished.attempts, 2, "taken over once");
     assert_eq!(
         h.fake.call_count(),
         2,
-        "the window asked again for its points"
+        "the window asked again for its points, once"
     );
-    assert_eq!(h.coinbase.hourly_calls(), 0);
-    let hours = hours_of(&h, &finished).await;
-    assert_eq!((hours.hours_fetched, hours.hours_missing), (60 * 24, 0));
-    assert_hours_built_from_points(&h, range).await;
+    assert_eq!(
+        h.coinbase.hourly_calls(),
+        0,
+        "no hour asked of another asset"
+    );
+    assert_hours_built_from_points(h, finished, range).await;
 }
 
 /// The same, but the worker is killed (`kill -9`) while the check is in flight, so no
@@ -832,11 +857,11 @@ async fn a_worker_killed_while_it_checks_the_product_leaves_no_hour_missing_once
     })
     .await;
     first.kill().await;
-    let mapping = second_source::mapping(h.pool(), Symbol::BTC)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(mapping.usable, None, "killed before the check ended");
+    assert_eq!(
+        product_usable(&h).await,
+        None,
+        "killed before the check ended"
+    );
     assert_eq!(stored_hours(&h).await, 0, "no hour stored before the kill");
     let checks_before = h.coinbase.call_count();
     h.coinbase.set_delay(std::time::Duration::ZERO);
@@ -846,14 +871,8 @@ async fn a_worker_killed_while_it_checks_the_product_leaves_no_hour_missing_once
         .wait_for(job.id, "the job ends", |j| j.status.is_terminal())
         .await;
 
-    assert_completed(&finished);
-    assert_eq!(finished.attempts, 2, "taken over once");
-    let mapping = second_source::mapping(h.pool(), Symbol::BTC)
-        .await
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        mapping.usable,
+        product_usable(&h).await,
         Some(false),
         "checked again by the next attempt"
     );
@@ -861,19 +880,7 @@ async fn a_worker_killed_while_it_checks_the_product_leaves_no_hour_missing_once
         h.coinbase.call_count() > checks_before,
         "the next attempt asked Coinbase again"
     );
-    assert_eq!(
-        h.coinbase.hourly_calls(),
-        0,
-        "no hour asked of another asset"
-    );
-    assert_eq!(
-        h.fake.call_count(),
-        2,
-        "the window asked again for its points, once"
-    );
-    let hours = hours_of(&h, &finished).await;
-    assert_eq!((hours.hours_fetched, hours.hours_missing), (60 * 24, 0));
-    assert_hours_built_from_points(&h, range).await;
+    assert_resumed_from_the_points(&h, &finished, range).await;
 }
 
 /// Days stored while the coin kept no hours, then hours turned on with a product that the
@@ -898,7 +905,5 @@ async fn hours_turned_on_over_stored_days_with_an_unusable_product_are_built_by_
     assert_completed(&job);
     assert_eq!(h.fake.call_count(), 2, "the stored days' window, once more");
     assert_eq!(h.coinbase.hourly_calls(), 0);
-    let hours = hours_of(&h, &job).await;
-    assert_eq!((hours.hours_fetched, hours.hours_missing), (60 * 24, 0));
-    assert_hours_built_from_points(&h, range).await;
+    assert_hours_built_from_points(&h, &job, range).await;
 }
