@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Days, NaiveDate, TimeDelta, Timelike, Utc};
 use price_history::queue;
+use price_history::schedule::Scheduler;
 use price_history::shutdown::Shutdown;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -22,6 +23,10 @@ use super::{
 
 /// Each latency is the median of this many.
 const SAMPLES: usize = 9;
+
+/// Each tick that queues a job for every coin is the median of this many (each queues a
+/// job per coin: 10,000 at the larger size).
+const QUEUING_SAMPLES: usize = 5;
 
 /// Jobs a load statement inserts at once (with as many queue rows).
 const LOAD_CHUNK: usize = 50_000;
@@ -131,9 +136,9 @@ impl Bench {
                     String::new()
                 };
                 let of = if what.contains("every coin") {
-                    "one tick:"
+                    format!("median of {QUEUING_SAMPLES} ticks:")
                 } else {
-                    "median"
+                    "median".to_owned()
                 };
                 report.row(
                     format!("16. {label}, {when}: {what}"),
@@ -306,21 +311,27 @@ fn symbol(k: i32) -> String {
     format!("Y{k:06}")
 }
 
-/// A tick with nothing to do, then (yesterday deleted for every coin) a tick that queues a
-/// job for every coin, then (every coin made hourly, yesterday back) one that queues an
-/// hourly job for every coin; all in this process, as `serve`'s scheduler would act. The
-/// jobs they queued are then marked finished, the coins daily again, and yesterday stays
-/// missing for the next round.
+/// Ticks with nothing to do, then (yesterday deleted for every coin) ticks that queue a
+/// job for every coin, then (every coin made hourly, yesterday back) ticks that queue an
+/// hourly job for every coin; all in this process, as `serve`'s scheduler would act, and
+/// each figure the median of its ticks. The jobs a queuing tick queued are marked finished
+/// before the next (as their workers would have), the coins made daily again at the end,
+/// and yesterday stays missing for the next round.
 async fn ticks(pool: &PgPool, fake: &str, coins: i32) -> Result<(Duration, Duration, Duration)> {
     let yesterday = Utc::now().date_naive() - TimeDelta::days(1);
     restore_day(pool, yesterday).await?;
     let scheduler = bench_scheduler(pool, fake.to_owned(), "0 40 0 * * *", "bench-year")?;
     let (_stop, running) = Shutdown::new();
-    let base = sync_tick_after(pool).await?;
+    let mut next_tick = {
+        let mut at = sync_tick_after(pool).await?;
+        move || {
+            at += TimeDelta::seconds(1);
+            at
+        }
+    };
     let mut idle = Vec::new();
-    for i in 0..SAMPLES {
-        let tick = base + TimeDelta::seconds(i as i64 + 1);
-        let (acted, took) = timed_tick(&scheduler, tick, &running).await?;
+    for _ in 0..SAMPLES {
+        let (acted, took) = timed_tick(&scheduler, next_tick(), &running).await?;
         idle.push(took);
         if acted.jobs_queued != 0 {
             bail!("an idle tick queued {} jobs", acted.jobs_queued);
@@ -330,23 +341,15 @@ async fn ticks(pool: &PgPool, fake: &str, coins: i32) -> Result<(Duration, Durat
         .bind(yesterday)
         .execute(pool)
         .await?;
-    let tick = base + TimeDelta::seconds(SAMPLES as i64 + 1);
-    let (acted, queuing) = timed_tick(&scheduler, tick, &running).await?;
-    if acted.jobs_queued != coins {
-        bail!(
-            "the tick queued {} jobs for {coins} coins",
-            acted.jobs_queued
-        );
-    }
-    finish_active_jobs(pool).await?;
+    let coins = u64::try_from(coins)?;
+    let queuing = queuing_ticks(&scheduler, pool, &mut next_tick, &running, coins).await?;
 
     restore_day(pool, yesterday).await?;
     let hourly_coins = sqlx::query("UPDATE coins SET hourly = TRUE WHERE tracked")
         .execute(pool)
         .await?
         .rows_affected();
-    let tick = base + TimeDelta::seconds(SAMPLES as i64 + 2);
-    let hourly = timed_tick(&scheduler, tick, &running).await;
+    let hourly = queuing_ticks(&scheduler, pool, &mut next_tick, &running, hourly_coins).await;
     sqlx::query("UPDATE coins SET hourly = FALSE")
         .execute(pool)
         .await?;
@@ -354,15 +357,31 @@ async fn ticks(pool: &PgPool, fake: &str, coins: i32) -> Result<(Duration, Durat
         .bind(yesterday)
         .execute(pool)
         .await?;
-    let (acted, hourly) = hourly?;
-    if u64::try_from(acted.jobs_queued)? != hourly_coins {
-        bail!(
-            "the hourly tick queued {} jobs for {hourly_coins} hourly coins",
-            acted.jobs_queued
-        );
+    Ok((median(idle), queuing, hourly?))
+}
+
+/// The median of [`QUEUING_SAMPLES`] ticks that each queue a job for each of `coins` coins,
+/// the jobs marked finished after each (as their workers would have).
+async fn queuing_ticks(
+    scheduler: &Scheduler,
+    pool: &PgPool,
+    next_tick: &mut impl FnMut() -> DateTime<Utc>,
+    running: &Shutdown,
+    coins: u64,
+) -> Result<Duration> {
+    let mut times = Vec::new();
+    for _ in 0..QUEUING_SAMPLES {
+        let (acted, took) = timed_tick(scheduler, next_tick(), running).await?;
+        if u64::try_from(acted.jobs_queued)? != coins {
+            bail!(
+                "the tick queued {} jobs for {coins} coins",
+                acted.jobs_queued
+            );
+        }
+        times.push(took);
+        finish_active_jobs(pool).await?;
     }
-    finish_active_jobs(pool).await?;
-    Ok((median(idle), queuing, hourly))
+    Ok(median(times))
 }
 
 /// A tick later than any acted on.
