@@ -216,18 +216,22 @@ impl Registry {
         trigger: Trigger,
     ) -> Option<Result<CoinSync, SyncError>> {
         let coin = &registered.coin.coin;
+        if !turned_on.hours && !turned_on.tracking {
+            return None;
+        }
+        let reach = match self.reach().await {
+            Ok(reach) => reach,
+            Err(e) => {
+                let failed = Err(e.into());
+                log_sync(coin, "tracking or hours on", "days", &failed);
+                return Some(failed);
+            }
+        };
+        let (pool, max_attempts, today) = (&self.pool, self.job_max_attempts, today_utc());
         let mut synced = None;
         if turned_on.hours {
-            let figures = &registered.hours.figures;
-            let started = (coin, figures);
-            let hours = hours::hours_started(
-                &self.pool,
-                &self.reach,
-                started,
-                trigger,
-                self.job_max_attempts,
-            )
-            .await;
+            let started = (coin, &registered.hours.figures);
+            let hours = hours::hours_started(pool, reach, started, trigger, max_attempts).await;
             log_sync(coin, "hours on", "hours", &hours);
             if matches!(hours, Ok(CoinSync::Queued(_) | CoinSync::Busy(_))) {
                 return Some(hours);
@@ -235,14 +239,7 @@ impl Registry {
             synced = Some(hours);
         }
         if turned_on.tracking {
-            let days = tracking::tracking_started(
-                &self.pool,
-                &self.reach,
-                coin,
-                trigger,
-                self.job_max_attempts,
-            )
-            .await;
+            let days = bring_up_to_date(pool, coin, reach, today, trigger, max_attempts).await;
             log_sync(coin, "tracking on", "days", &days);
             synced = Some(days);
         }

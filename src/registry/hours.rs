@@ -15,7 +15,6 @@ use sqlx::PgPool;
 
 use super::tracking::{CoinSync, SyncError, first_day_to_keep, queue_job};
 use crate::domain::{Coin, Hour, HourRange, MAX_RANGE_DAYS, PlanReach, Trigger};
-use crate::ingest::Reach;
 use crate::store::hourly_coins::HourlyCoin;
 use crate::store::hourly_figures::HourlyFigures;
 
@@ -53,12 +52,11 @@ fn complete_hours((start, end): (NaiveDate, NaiveDate), now: DateTime<Utc>) -> O
 /// (turned off and on again, say) or a job of the coin is active.
 pub(super) async fn hours_started(
     pool: &PgPool,
-    reach: &Reach,
+    reach: PlanReach,
     (coin, figures): (&Coin, &HourlyFigures),
     trigger: Trigger,
     max_attempts: u32,
 ) -> Result<CoinSync, SyncError> {
-    let reach = reach.current(pool).await?;
     let now = Utc::now();
     let today = now.date_naive();
     let Some(days) = days_of_hours_to_keep(coin, reach, today) else {

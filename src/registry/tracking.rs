@@ -8,10 +8,7 @@ use chrono::{Days, NaiveDate};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::{
-    Coin, DateRange, MAX_RANGE_DAYS, PlanReach, RangeError, Symbol, Trigger, today_utc,
-};
-use crate::ingest::Reach;
+use crate::domain::{Coin, DateRange, MAX_RANGE_DAYS, PlanReach, RangeError, Symbol, Trigger};
 use crate::queue::{self, SubmitError};
 use crate::store::coin_figures::CompleteDays;
 use crate::store::gaps;
@@ -205,19 +202,6 @@ pub(super) async fn queue_job(
         Err(SubmitError::Contended) => Ok(CoinSync::Busy(None)),
         Err(e) => Err(SyncError::Queue(e)),
     }
-}
-
-/// Brings a coin whose tracking was just turned on up to date at once, not at the next
-/// tick.
-pub(super) async fn tracking_started(
-    pool: &PgPool,
-    reach: &Reach,
-    coin: &Coin,
-    trigger: Trigger,
-    max_attempts: u32,
-) -> Result<CoinSync, SyncError> {
-    let reach = reach.current(pool).await?;
-    bring_up_to_date(pool, coin, reach, today_utc(), trigger, max_attempts).await
 }
 
 #[cfg(test)]
