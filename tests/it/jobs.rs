@@ -456,3 +456,40 @@ async fn a_job_started_as_often_as_allowed_still_runs() {
     assert_completed(&finished);
     assert_eq!(finished.attempts, limit as i32);
 }
+
+#[tokio::test]
+async fn a_batchs_active_jobs_are_each_coins_pending_or_running_one_and_no_other() {
+    let h = Harness::new().await;
+    let eth = h.register("ETH", "ethereum").await;
+    let sol = h.register("SOL", "solana").await;
+    let (start, end) = (days_before_today(3), days_before_today(1));
+    let btc = h.submit(start, end, false).await;
+    let cancelled = h.submit_for(eth, start, end, false).await;
+    ingestion_jobs::cancel(h.pool(), cancelled.id)
+        .await
+        .unwrap();
+    let eth_again = h.submit_for(eth, start, end, false).await;
+    sql(
+        h.pool(),
+        &format!(
+            "UPDATE ingestion_jobs SET status = 'running' WHERE id = '{}'",
+            eth_again.id
+        ),
+    )
+    .await;
+
+    let mut active = ingestion_jobs::active_jobs_of(
+        h.pool(),
+        &[Symbol::BTC, eth, sol, Symbol::parse("XRP").unwrap()],
+    )
+    .await
+    .unwrap();
+    active.sort();
+
+    let mut expected = vec![(Symbol::BTC, btc.id), (eth, eth_again.id)];
+    expected.sort();
+    assert_eq!(
+        active, expected,
+        "the pending and the running job, not the cancelled one; nothing for a coin without one"
+    );
+}
