@@ -247,6 +247,7 @@ impl Bench {
         if let Some(only) = only() {
             // One piece alone (`PH_BENCH_ONLY=scale`), to measure a change without the rest.
             return match only.as_str() {
+                "pipeline" => self.pipeline(sizes, report).await,
                 "scale" => self.scale(sizes, report).await,
                 "second-source" => self.second_source(sizes, report).await,
                 "export" => self.export(sizes, report).await,
@@ -256,7 +257,7 @@ impl Bench {
                 "page" => self.page(sizes, report).await,
                 other => {
                     bail!(
-                        "PH_BENCH_ONLY={other}: the pieces run alone are: scale, second-source, export, hourly-job, year, hourly, page"
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: pipeline, scale, second-source, export, hourly-job, year, hourly, page"
                     )
                 }
             };

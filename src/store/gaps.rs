@@ -3,6 +3,8 @@
 //! A day is missing when it has no row or only a provisional one. The calendar comes
 //! from `generate_series`, joined against the table's primary key.
 
+use std::sync::LazyLock;
+
 use chrono::NaiveDate;
 use sqlx::PgPool;
 
@@ -59,6 +61,20 @@ pub struct Coverage {
     pub coverage_percent: f64,
 }
 
+/// What [`coverage`] reads: the missing days (the gap query) and the final days by source,
+/// in one statement, so that both come from one snapshot and the stored days by source
+/// always add up to the days not missing, even while a job writes the range.
+static COVERAGE_DAYS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH stored AS ( \
+           SELECT source, count(*) AS days FROM daily_prices \
+           WHERE symbol = $1 AND date BETWEEN $2 AND $3 AND NOT provisional GROUP BY source) \
+         SELECT ARRAY({MISSING_DAYS}) AS missing, \
+                ARRAY(SELECT source FROM stored ORDER BY source) AS sources, \
+                ARRAY(SELECT days FROM stored ORDER BY source) AS days"
+    )
+});
+
 /// Coverage of `coin` over `start..=end`, judged on `today`; days before the coin's
 /// first day are not expected, since no source has them. Missing days older than the
 /// plan's `reach` are counted apart from the gaps.
@@ -74,11 +90,15 @@ pub async fn coverage(
     let (expected, missing, by_source) = if from > end {
         (0, Vec::new(), Vec::new())
     } else {
-        (
-            (end - from).num_days() + 1,
-            missing_days(pool, coin.symbol, from, end).await?,
-            final_days_by_source(pool, coin.symbol, from, end).await?,
-        )
+        let (missing, sources, days): (Vec<NaiveDate>, Vec<String>, Vec<i64>) =
+            sqlx::query_as(COVERAGE_DAYS.as_str())
+                .bind(coin.symbol.as_str())
+                .bind(from)
+                .bind(end)
+                .fetch_one(pool)
+                .await?;
+        let by_source: Vec<(String, i64)> = sources.into_iter().zip(days).collect();
+        ((end - from).num_days() + 1, missing, by_source)
     };
     let days_by_source = PriceSource::each_counted(&by_source);
     let stored = expected - missing.len() as i64;
@@ -100,25 +120,6 @@ pub async fn coverage(
         days_by_source,
         coverage_percent,
     })
-}
-
-/// The days of `symbol` in `start..=end` stored for good (not provisional), counted by
-/// source: the stored days of [`coverage`], split.
-async fn final_days_by_source(
-    pool: &PgPool,
-    symbol: Symbol,
-    start: NaiveDate,
-    end: NaiveDate,
-) -> sqlx::Result<Vec<(String, i64)>> {
-    sqlx::query_as(
-        "SELECT source, count(*) FROM daily_prices \
-         WHERE symbol = $1 AND date BETWEEN $2 AND $3 AND NOT provisional GROUP BY source",
-    )
-    .bind(symbol.as_str())
-    .bind(start)
-    .bind(end)
-    .fetch_all(pool)
-    .await
 }
 
 /// Joins ascending days into runs of consecutive days, as inclusive `(first, last)` pairs.

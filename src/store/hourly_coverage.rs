@@ -152,7 +152,8 @@ pub struct HourlyCoverage {
 }
 
 /// Coverage of `symbol` over the `expected` hours (see the module's docs for who decides
-/// which hours are expected; `None` when none is). Three index range scans of the coin.
+/// which hours are expected; `None` when none is). Three index range scans of the coin,
+/// in one snapshot.
 pub async fn coverage(
     pool: &PgPool,
     symbol: Symbol,
@@ -172,6 +173,11 @@ pub async fn coverage(
             disputed_hours: 0,
         });
     };
+    // One snapshot for the three reads, so that the hours stored, without trades and
+    // missing always add up to those expected, even while a job writes the range.
+    let mut snapshot = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
     let by_source: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT source, count(*), count(*) FILTER (WHERE disputed) FROM hourly_prices \
          WHERE symbol = $1 AND hour BETWEEN $2 AND $3 AND NOT provisional GROUP BY source",
@@ -179,10 +185,11 @@ pub async fn coverage(
     .bind(symbol.as_str())
     .bind(range.first())
     .bind(range.last())
-    .fetch_all(pool)
+    .fetch_all(&mut *snapshot)
     .await?;
-    let quiet = super::hours_without_trades::count(pool, symbol, range).await?;
-    let missing = missing(pool, symbol, range, MAX_LISTED_RUNS).await?;
+    let quiet = super::hours_without_trades::count(&mut *snapshot, symbol, range).await?;
+    let missing = missing(&mut *snapshot, symbol, range, MAX_LISTED_RUNS).await?;
+    snapshot.commit().await?;
     let expected = range.hours();
     let accounted = expected - missing.hours;
     Ok(HourlyCoverage {

@@ -7,11 +7,13 @@ use chrono::{Days, NaiveDate};
 use fake_upstream::coingecko::{FakeOptions, ScriptedResponse};
 use price_history::domain::{Coin, JobStatus, PlanReach, Symbol, today_utc};
 use price_history::ingest::JobError;
+use price_history::store::daily_prices;
+use price_history::store::gaps::{self, Coverage};
 use price_history::store::ingestion_jobs::JobRecord;
-use price_history::store::{daily_prices, gaps};
 use rust_decimal::Decimal;
+use sqlx::PgPool;
 
-use crate::support::{Harness, assert_mentions, days_before_today, sql};
+use crate::support::{Churn, Harness, assert_mentions, days_before_today, sql};
 
 /// The stored close of a day.
 async fn close_of(h: &Harness, date: NaiveDate) -> Decimal {
@@ -45,6 +47,25 @@ async fn delete_days(h: &Harness, first: NaiveDate, days: u64) {
         .unwrap()
         .rows_affected();
     assert_eq!(deleted, days, "the hole was made");
+}
+
+/// BTC's coverage of `start..=end` with no plan limit, judged on `today`.
+async fn btc_coverage(
+    pool: &PgPool,
+    today: NaiveDate,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> Coverage {
+    gaps::coverage(
+        pool,
+        &Coin::bitcoin(),
+        PlanReach::UNLIMITED,
+        today,
+        start,
+        end,
+    )
+    .await
+    .expect("the coverage reads")
 }
 
 #[tokio::test]
@@ -302,16 +323,7 @@ async fn a_range_ending_today_stores_a_provisional_row_that_still_counts_as_miss
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].provisional);
-    let coverage = gaps::coverage(
-        h.pool(),
-        &Coin::bitcoin(),
-        PlanReach::UNLIMITED,
-        today,
-        days_before_today(2),
-        today,
-    )
-    .await
-    .unwrap();
+    let coverage = btc_coverage(h.pool(), today, days_before_today(2), today).await;
     assert_eq!(
         (coverage.total_expected_days, coverage.total_stored_days),
         (3, 2)
@@ -325,16 +337,7 @@ async fn coverage_counts_stored_days_and_lists_the_gaps() {
     h.run_job(start, end, false).await;
     delete_days(&h, days_before_today(20), 3).await;
 
-    let coverage = gaps::coverage(
-        h.pool(),
-        &Coin::bitcoin(),
-        PlanReach::UNLIMITED,
-        today_utc(),
-        start,
-        end,
-    )
-    .await
-    .unwrap();
+    let coverage = btc_coverage(h.pool(), today_utc(), start, end).await;
 
     assert_eq!(coverage.total_expected_days, 40);
     assert_eq!(coverage.total_stored_days, 37);
@@ -414,6 +417,37 @@ async fn runs_missing_from_the_first_answer_are_filled_with_one_call_per_run() {
     assert_eq!(job.records_fetched, 30);
 }
 
+/// Ten of the coin's days turn provisional and back, each time in a transaction of its own.
+const FLIP_TEN_DAYS: &str = "UPDATE daily_prices SET provisional = NOT provisional \
+     WHERE symbol = 'BTC' AND date BETWEEN (now() AT TIME ZONE 'UTC')::date - 30 \
+     AND (now() AT TIME ZONE 'UTC')::date - 21";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coverage_read_while_a_job_writes_adds_up() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(40), days_before_today(1));
+    h.run_job(start, end, false).await;
+    let churn = Churn::start(h.pool(), FLIP_TEN_DAYS).await;
+
+    let mut stored_seen = HashSet::new();
+    for _ in 0..300 {
+        let coverage = btc_coverage(h.pool(), today_utc(), start, end).await;
+        let by_source: i64 = coverage.days_by_source.iter().map(|(_, n)| n).sum();
+        assert_eq!(
+            (by_source, coverage.gap_dates.len() as i64),
+            (
+                coverage.total_stored_days,
+                coverage.total_expected_days - coverage.total_stored_days
+            ),
+            "the days by source and the gaps add up to the days stored and missing: {coverage:?}"
+        );
+        stored_seen.insert(coverage.total_stored_days);
+    }
+    churn
+        .stop_where_each_read_saw_one_of(&stored_seen, [30, 40])
+        .await;
+}
+
 /// Kills `src/store/gaps.rs`: `from > end` -> `from >= end` in `coverage`: a one-day
 /// range would expect no day at all.
 #[tokio::test]
@@ -421,16 +455,7 @@ async fn coverage_of_one_missing_day_expects_that_day() {
     let db = crate::support::TestDb::new().await;
     let day = days_before_today(5);
 
-    let coverage = price_history::store::gaps::coverage(
-        &db.pool,
-        &price_history::domain::Coin::bitcoin(),
-        price_history::domain::PlanReach::UNLIMITED,
-        price_history::domain::today_utc(),
-        day,
-        day,
-    )
-    .await
-    .unwrap();
+    let coverage = btc_coverage(&db.pool, today_utc(), day, day).await;
 
     assert_eq!(
         (

@@ -1,8 +1,11 @@
 //! Shared arrangements, built on the service's own `startup`: a fresh database per test,
 //! the fake CoinGecko and the fake Coinbase Exchange, a worker, the API on a random port, the binary as a child process.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -67,6 +70,49 @@ pub fn assert_mentions(text: &str, phrases: &[&str]) {
 /// `job` completed; else its error message says why not.
 pub fn assert_completed(job: &JobRecord) {
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+}
+
+/// A writer beside a reader: runs `statement` again and again, each time a transaction
+/// of its own, until [`Churn::stop`]. A read that must come from one snapshot is made
+/// while it runs.
+pub struct Churn {
+    stop: Arc<AtomicBool>,
+    runs: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Churn {
+    /// Starts once `statement` has run once, so that the writer is at work before any read.
+    pub async fn start(pool: &PgPool, statement: &'static str) -> Self {
+        sql(pool, statement).await;
+        let (stop, runs) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(1)),
+        );
+        let task = tokio::spawn({
+            let (pool, stop, runs) = (pool.clone(), stop.clone(), runs.clone());
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    sql(&pool, statement).await;
+                    runs.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Churn { stop, runs, task }
+    }
+
+    /// Stops the writer, and asserts that it wrote while the reads ran and that each read
+    /// `saw` one of the `states` a write leaves, never a mix of two.
+    pub async fn stop_where_each_read_saw_one_of(self, saw: &HashSet<i64>, states: [i64; 2]) {
+        let runs = self.runs.load(Ordering::Relaxed) - 1;
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the writer ran without a failure");
+        assert!(runs > 0, "the writer wrote while the reads ran");
+        assert!(
+            saw.is_subset(&HashSet::from(states)),
+            "{saw:?} against {states:?}"
+        );
+    }
 }
 
 /// Runs `statement` as it is (several statements allowed), panicking with it on failure.

@@ -1,8 +1,12 @@
 //! Missing runs and coverage in hours: exact runs, never an hour without trades, never an
 //! hour outside the range asked about.
 
+use std::collections::HashSet;
+
 use price_history::store::hourly_coverage::{self, MAX_LISTED_RUNS};
 use price_history::store::hours_without_trades;
+
+use crate::support::Churn;
 
 use super::*;
 
@@ -159,6 +163,34 @@ async fn coverage_in_hours_counts_what_is_stored_by_source_without_trades_missin
         (nothing.total_expected_hours, nothing.coverage_percent),
         (0, 100.0)
     );
+}
+
+/// Hours 10..30 turn provisional and back, each time in a transaction of its own.
+const FLIP_TWENTY_HOURS: &str = "UPDATE hourly_prices SET provisional = NOT provisional \
+     WHERE symbol = 'BTC' AND hour >= '2024-01-01T10:00:00Z' AND hour < '2024-01-02T06:00:00Z'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coverage_in_hours_read_while_a_job_writes_adds_up() {
+    let db = database().await;
+    store_run(&db.pool, 0, 40).await;
+    quiet(&db.pool, 40..43).await;
+    let churn = Churn::start(&db.pool, FLIP_TWENTY_HOURS).await;
+
+    let mut stored_seen = HashSet::new();
+    for _ in 0..200 {
+        let coverage = hourly_coverage::coverage(&db.pool, Symbol::BTC, Some(hours(0, 48)))
+            .await
+            .unwrap();
+        assert_eq!(
+            coverage.total_stored_hours + coverage.hours_without_trades + coverage.missing_hours,
+            coverage.total_expected_hours,
+            "stored, without trades and missing add up to the hours expected: {coverage:?}"
+        );
+        stored_seen.insert(coverage.total_stored_hours);
+    }
+    churn
+        .stop_where_each_read_saw_one_of(&stored_seen, [20, 40])
+        .await;
 }
 
 #[tokio::test]
