@@ -151,16 +151,10 @@ pub struct HourlyCoverage {
     pub disputed_hours: i64,
 }
 
-/// Coverage of `symbol` over the `expected` hours (see the module's docs for who decides
-/// which hours are expected; `None` when none is). Three index range scans of the coin,
-/// in one snapshot.
-pub async fn coverage(
-    pool: &PgPool,
-    symbol: Symbol,
-    expected: Option<HourRange>,
-) -> sqlx::Result<HourlyCoverage> {
-    let Some(range) = expected else {
-        return Ok(HourlyCoverage {
+impl HourlyCoverage {
+    /// The coverage of no hour at all: complete.
+    fn nothing_expected() -> Self {
+        HourlyCoverage {
             range: None,
             total_expected_hours: 0,
             total_stored_hours: 0,
@@ -171,7 +165,20 @@ pub async fn coverage(
             coverage_percent: 100.0,
             hours_by_source: PriceSource::ALL.into_iter().map(|s| (s, 0)).collect(),
             disputed_hours: 0,
-        });
+        }
+    }
+}
+
+/// Coverage of `symbol` over the `expected` hours (see the module's docs for who decides
+/// which hours are expected; `None` when none is). Three index range scans of the coin,
+/// in one snapshot.
+pub async fn coverage(
+    pool: &PgPool,
+    symbol: Symbol,
+    expected: Option<HourRange>,
+) -> sqlx::Result<HourlyCoverage> {
+    let Some(range) = expected else {
+        return Ok(HourlyCoverage::nothing_expected());
     };
     // One snapshot for the three reads, so that the hours stored, without trades and
     // missing always add up to those expected, even while a job writes the range.
