@@ -73,8 +73,8 @@ pub fn assert_completed(job: &JobRecord) {
 }
 
 /// A writer beside a reader: runs `statement` again and again, each time a transaction
-/// of its own, until [`Churn::stop`]. A read that must come from one snapshot is made
-/// while it runs.
+/// of its own, until [`Churn::stop_where_each_read_saw_one_of`]. A read that must come from
+/// one snapshot is made while it runs.
 pub struct Churn {
     stop: Arc<AtomicBool>,
     runs: Arc<AtomicU64>,
