@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::upstream::decimal_from_f64;
+use crate::upstream::{decimal_from_f64, printable};
 
 /// One window of CoinGecko data, each series sorted by time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,8 +318,29 @@ pub struct MarketCoin {
 }
 
 impl MarketCoin {
-    /// A page of `/coins/markets`: a JSON array of coins.
+    /// A page of `/coins/markets`: a JSON array of coins. Their words become printable
+    /// (see [`printable`]): a skipped coin's ticker and id are stored and shown as listed.
     pub(crate) fn parse_page(body: &[u8]) -> Result<Vec<MarketCoin>, serde_json::Error> {
-        serde_json::from_slice(body)
+        let mut coins: Vec<MarketCoin> = serde_json::from_slice(body)?;
+        for coin in &mut coins {
+            for text in [&mut coin.id, &mut coin.symbol, &mut coin.name] {
+                *text = printable(text);
+            }
+        }
+        Ok(coins)
+    }
+}
+
+#[cfg(test)]
+mod market_tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_coins_control_characters_become_printable() {
+        let page = br#"[{"id":"bit\u0000coin","symbol":"bt\u001bc","name":"Bit\ncoin"}]"#;
+        let coins = MarketCoin::parse_page(page).unwrap();
+        assert_eq!(coins[0].id, "bit\u{FFFD}coin");
+        assert_eq!(coins[0].symbol, "bt\u{FFFD}c");
+        assert_eq!(coins[0].name, "Bit\u{FFFD}coin");
     }
 }

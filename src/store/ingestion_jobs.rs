@@ -431,8 +431,10 @@ impl JobFollower {
     }
 }
 
-/// Cuts a message to what the column holds, on a character boundary.
+/// Cuts a message to what the column holds, on a character boundary, with any NUL (which
+/// PostgreSQL's text refuses, so that the record could never be written) shown as `�`.
 pub fn truncate_message(message: &str) -> String {
+    let message = &message.replace('\0', "\u{FFFD}");
     match message.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
         None => message.to_owned(),
         Some((cut, _)) => {

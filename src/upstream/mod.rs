@@ -28,4 +28,4 @@ pub use caller::{CallOutcome, CallSettings, Caller};
 pub(crate) use caller::{Failure, GaveUp};
 pub(crate) use redact::Redactor;
 pub use wire::{MAX_BODY_BYTES, decimal_from_f64};
-pub(crate) use wire::{base_url, endpoint, quote, quote_at_most};
+pub(crate) use wire::{base_url, endpoint, printable, quote, quote_at_most};

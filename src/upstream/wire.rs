@@ -84,13 +84,22 @@ pub(crate) fn quote(text: &str) -> String {
 }
 
 /// `"…"` around at most `limit` characters of `text`, on one line (its whitespace
-/// folded), cut on a character boundary: enough of an upstream's sentence, never a page.
+/// folded, any other control character shown as `�`), cut on a character boundary: enough
+/// of an upstream's sentence, never a page. A NUL in particular must not pass: PostgreSQL's
+/// text refuses it, and the job's record could then never be ended.
 pub(crate) fn quote_at_most(text: &str, limit: usize) -> String {
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = printable(&text);
     match text.char_indices().nth(limit) {
         Some((cut, _)) => format!("\"{}…\"", &text[..cut]),
         None => format!("\"{text}\""),
     }
+}
+
+/// `text` with every control character (NUL, escapes, line breaks) shown as `�`: an
+/// upstream's words as they may be stored and printed.
+pub(crate) fn printable(text: &str) -> String {
+    text.replace(char::is_control, "\u{FFFD}")
 }
 
 /// The decimal a JSON number stands for; kept in `domain`, where every candle's numbers
@@ -150,6 +159,7 @@ mod tests {
     #[test]
     fn quotes_are_short_single_lines_cut_on_character_boundaries() {
         assert_eq!(quote(" a\n b "), "\"a b\"");
+        assert_eq!(quote("a\0b\u{1b}[2Jc"), "\"a\u{FFFD}b\u{FFFD}[2Jc\"");
         let long = "é".repeat(300);
         let quoted = quote(&long);
         assert_eq!(quoted.chars().count(), QUOTE_LIMIT + 3);

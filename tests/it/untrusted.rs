@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    Harness, TestApi, assert_mentions, day, days_before_today, free_port, output_text,
-    price_history_command, until_ready,
+    Harness, TestApi, assert_completed, assert_mentions, day, days_before_today, free_port,
+    output_text, price_history_command, until_ready,
 };
 
 /// One point per hour of `day` at `price` (a little jitter past the hour, as CoinGecko
@@ -193,6 +193,21 @@ async fn a_failed_job_counts_its_missing_days_and_its_message_reads_cleanly() {
     let message = job.error_message.unwrap();
     assert!(message.contains("HTTP 500"), "{message}");
     assert!(!message.contains(".."), "{message}");
+}
+
+#[tokio::test]
+async fn a_nul_in_coingeckos_refusal_fails_the_job_with_a_record_and_frees_the_coin() {
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(12), days_before_today(10));
+    h.fail_next_calls(1, 404, r#"{"error":"coin\u0000not found"}"#);
+
+    let refused = h.run_job(start, end, false).await;
+
+    assert_eq!(refused.status, JobStatus::Failed);
+    let message = refused.error_message.unwrap();
+    assert!(message.contains("coin\u{FFFD}not found"), "{message}");
+    let again = h.run_job(start, end, false).await;
+    assert_completed(&again);
 }
 
 #[tokio::test]
