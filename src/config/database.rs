@@ -67,17 +67,25 @@ impl DatabaseUrl {
     }
 
     /// The password as written in the URL and, when it differs, percent-decoded (`%40`
-    /// for `@`): both must stay out of what the process quotes.
+    /// for `@`), whether it stands before the host or in a `password` query parameter
+    /// (which sqlx reads too): every form must stay out of what the process quotes.
     pub fn passwords(&self) -> Vec<String> {
-        let Some(written) = self.url.password() else {
-            return Vec::new();
-        };
-        let decoded = percent_encoding::percent_decode_str(written)
-            .decode_utf8_lossy()
-            .into_owned();
-        let mut passwords = vec![decoded];
-        if passwords[0] != written {
-            passwords.push(written.to_owned());
+        let in_query = self.url.query().into_iter().flat_map(|query| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.strip_prefix("password="))
+        });
+        let mut passwords = Vec::new();
+        for written in self.url.password().into_iter().chain(in_query) {
+            let decoded = percent_encoding::percent_decode_str(written)
+                .decode_utf8_lossy()
+                .into_owned();
+            let form_decoded = decoded.replace('+', " ");
+            for password in [decoded, written.to_owned(), form_decoded] {
+                if !password.is_empty() && !passwords.contains(&password) {
+                    passwords.push(password);
+                }
+            }
         }
         passwords
     }
@@ -92,11 +100,25 @@ impl DatabaseUrl {
     }
 }
 
-/// The URL with any password replaced by `***`.
+/// The URL with any password, before the host or in the query, replaced by `***`.
 fn redacted(url: &Url) -> String {
     let mut url = url.clone();
     if url.password().is_some() {
         let _ = url.set_password(Some("***"));
+    }
+    if url.query_pairs().any(|(name, _)| name == "password") {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if name == "password" {
+                    "***".into()
+                } else {
+                    value
+                };
+                (name.into_owned(), value.into_owned())
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
     }
     url.to_string()
 }
@@ -184,6 +206,22 @@ mod tests {
             DatabaseUrl::parse("postgres://u:hunter2@db:notaport/x").expect_err("refused");
         assert!(!refused.to_string().contains("hunter2"), "{refused}");
         let refused = DatabaseUrl::parse("hunter2").expect_err("refused");
+        assert!(!refused.to_string().contains("hunter2"), "{refused}");
+    }
+
+    #[test]
+    fn a_password_in_the_query_is_hidden_too() {
+        let url =
+            DatabaseUrl::parse("postgres://u@db/x?sslmode=disable&password=hun%40ter+2").unwrap();
+        assert_eq!(url.options().get_database(), Some("x"));
+        assert_eq!(
+            url.to_string(),
+            "postgres://u@db/x?sslmode=disable&password=***"
+        );
+        assert!(url.passwords().contains(&"hun@ter 2".to_owned()));
+        assert!(url.passwords().contains(&"hun%40ter+2".to_owned()));
+        let refused =
+            DatabaseUrl::parse("postgres://u@db:notaport/x?password=hunter2").expect_err("refused");
         assert!(!refused.to_string().contains("hunter2"), "{refused}");
     }
 }
