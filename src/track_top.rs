@@ -7,6 +7,8 @@
 //! with another id, or whose ticker is no symbol here, is skipped with the reason, and the
 //! import goes on. The record in `coin_imports` says how far it got, like a job.
 
+use std::time::Duration;
+
 use uuid::Uuid;
 
 use crate::coingecko::MarketCoin;
@@ -25,6 +27,12 @@ pub const PAGE_SIZE: u32 = 250;
 
 /// The most coins one import takes: forty pages.
 pub const MAX_N: u32 = 10_000;
+
+/// How long the coin being registered when the process is told to stop may still take
+/// (its checks are calls, which a 429 can hold for a minute or more) before it is dropped
+/// where it stands: every process exits within 30 s of SIGTERM. Dropped, the registration
+/// either never committed or did, and a tracked coin's job is then queued by the schedule.
+const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
 
 /// What an import needs besides its record; built by `startup`.
 #[derive(Debug, Clone)]
@@ -61,8 +69,9 @@ impl TrackTop {
 
     /// Runs the import `record` to its end (saving its progress after each step, and
     /// calling `progress` with it), or until `shutdown`: then it ends `failed`, saying so
-    /// (the coin being registered when the signal came is finished first); the coins
-    /// registered so far stay registered and tracked.
+    /// (the coin being registered when the signal came is finished first, unless that
+    /// takes longer than [`REGISTRATION_GRACE`]); the coins registered so far stay
+    /// registered and tracked.
     pub async fn run(
         &self,
         mut record: ImportRecord,
@@ -87,7 +96,24 @@ impl TrackTop {
                 );
                 return self.end(record, Err(why), &mut progress).await;
             }
-            self.one(&mut record, coin).await?;
+            let ticker = coin.symbol.clone();
+            let registering = self.one(&mut record, coin);
+            let stopped = async {
+                shutdown.recv().await;
+                tokio::time::sleep(REGISTRATION_GRACE).await;
+            };
+            let registered = tokio::select! {
+                registered = registering => Some(registered),
+                () = stopped => None,
+            };
+            let Some(registered) = registered else {
+                let why = format!(
+                    "interrupted after {} of {} coins, while registering {ticker:?} (CoinGecko or Coinbase was slow to answer): the coins registered so far are kept and tracked, that one perhaps too; run the import again for the rest",
+                    record.coins_done, record.coins_total
+                );
+                return self.end(record, Err(why), &mut progress).await;
+            };
+            registered?;
             record.coins_done += 1;
             self.save(&record, &mut progress).await?;
         }

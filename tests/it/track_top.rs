@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use fake_upstream::coingecko::{COLLIDING_RANK, FakeOptions, MARKETS, UNSYMBOLIC_RANK};
+use fake_upstream::coingecko::{
+    COLLIDING_RANK, FakeOptions, MARKETS, ScriptedResponse, UNSYMBOLIC_RANK,
+};
 use price_history::domain::{ImportStatus, Symbol, Trigger, today_utc};
 use price_history::store::{coin_imports, coins, ingestion_jobs};
 use reqwest::StatusCode;
@@ -391,6 +393,55 @@ async fn an_import_the_api_started_stops_on_sigterm_and_ends_its_record_saying_s
         tracked as usize >= ended.registered.len() && !ended.registered.is_empty(),
         "the coins registered before the signal stay registered and tracked: {tracked} tracked, {:?}",
         ended.registered
+    );
+}
+
+/// A coin's check held by 429s (a minute's wait each, without `Retry-After`) kept the
+/// import, and so the process, from stopping for minutes after SIGTERM. Now the coin being
+/// registered is dropped a few seconds after the signal, and the record says which it was.
+#[tokio::test]
+async fn an_import_whose_check_is_held_by_429s_still_stops_within_30_s_of_sigterm() {
+    let h = harness().await;
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut api = h.spawn(&["api"], &[("BIND_ADDR", &bind)]);
+    let base = format!("http://{bind}");
+    let client = until_ready(&api, &base).await;
+    // The list is read; every check after it is refused, each refusal a minute's wait.
+    h.fake.push_response(ScriptedResponse::passthrough());
+    for _ in 0..4 {
+        h.fake.push_response(ScriptedResponse::rate_limited(None));
+    }
+    let before = h.fake.call_count();
+    let answer = client
+        .post(format!("{base}/api/v1/coins/track-top"))
+        .header("content-type", "application/json")
+        .body(json!({"n": 3}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let body: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), h.fake.wait_for_calls(before + 2))
+        .await
+        .expect("the list is read and a check refused");
+    assert_eq!(h.calls_answered(429).len(), 1);
+
+    api.signal("TERM");
+
+    assert_eq!(
+        api.exit_code(Duration::from_secs(30)).await,
+        Some(0),
+        "{}",
+        api.output()
+    );
+    let ended = coin_imports::get(h.pool(), id).await.unwrap().unwrap();
+    assert_eq!(ended.status, ImportStatus::Failed);
+    let message = ended.error_message.expect("it says why");
+    assert!(message.starts_with("interrupted after "), "{message}");
+    assert!(
+        message.contains(" of 3 coins, while registering"),
+        "{message}"
     );
 }
 
