@@ -56,20 +56,20 @@ mod credits;
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::credits::Credits;
-use crate::domain::PlanReach;
 use crate::domain::{Hour, Symbol};
+use crate::domain::{MAX_RANGE_DAYS, PlanReach};
 use crate::ingest::Reach;
 use crate::queue;
 use crate::registry::{
     CoinSync, SyncError, days_to_keep, lagging_from, missing_days_known, schedule_job, tick_job,
 };
 use crate::shutdown::Shutdown;
-use crate::store::coin_figures::{self, ToLookAt};
+use crate::store::coin_figures::{self, CompleteDays, ToLookAt};
 use crate::store::coins::{self, CoinRecord};
 use crate::store::hourly_coins::{self, HourlyCoin};
 use crate::store::ingestion_jobs::{self, NewJob};
@@ -197,19 +197,22 @@ impl Scheduler {
             ..TickRecord::default()
         };
         let mut purse = Purse::open(self.credits.as_ref()).await?;
+        let today = now.date_naive();
+        let (tracked, to_look_at) =
+            coin_figures::tracked_needing_a_look(&self.pool, today, reach.first_served_day(today))
+                .await?;
+        acted.coins_tracked = i32::try_from(tracked).unwrap_or(i32::MAX);
         let done = match self
-            .hours_of_tick((reach, now), &mut purse, &mut acted, shutdown)
+            .hours_of_tick((reach, now), &to_look_at, &mut purse, &mut acted, shutdown)
             .await?
         {
             Some(hours_queued) => {
-                self.days_of_tick(
-                    (reach, now.date_naive()),
-                    &hours_queued,
-                    &mut purse,
-                    &mut acted,
-                    shutdown,
-                )
-                .await?
+                let to_look_at = to_look_at
+                    .into_iter()
+                    .filter(|coin| !hours_queued.contains(&coin.symbol))
+                    .collect();
+                self.days_of_tick((reach, today), to_look_at, &mut purse, &mut acted, shutdown)
+                    .await?
             }
             None => None,
         };
@@ -234,10 +237,12 @@ impl Scheduler {
     /// whose last complete hour is not accounted for are looked at, in batches: one query
     /// for their records and one transaction for their jobs. The coins behind (a job
     /// queued, one active, or one the month's credits cannot pay for), whose jobs fill
-    /// their days too; `None` when `shutdown` came first.
+    /// their days too: from the first day a tracked one misses when that is further back
+    /// (`days` holds those whose days need a look); `None` when `shutdown` came first.
     async fn hours_of_tick(
         &self,
         (reach, now): (PlanReach, DateTime<Utc>),
+        days: &[ToLookAt],
         purse: &mut Purse,
         acted: &mut TickRecord,
         shutdown: &Shutdown,
@@ -253,13 +258,17 @@ impl Scheduler {
                     .is_none_or(|accounted| accounted.last() < last_complete)
             })
             .collect();
+        let days: HashMap<Symbol, CompleteDays> = days
+            .iter()
+            .map(|coin| (coin.symbol, coin.complete))
+            .collect();
         let mut hours_behind = HashSet::new();
         for batch in behind.chunks(BATCH) {
             if shutdown.is_shutdown() {
                 return Ok(None);
             }
             let jobs = self
-                .hour_jobs_of(batch, (reach, now), purse, acted, &mut hours_behind)
+                .hour_jobs_of(batch, (reach, now), &days, purse, acted, &mut hours_behind)
                 .await?;
             self.queue_all(&jobs, "hours", acted).await?;
             hours_behind.extend(jobs.iter().map(|job| job.symbol));
@@ -268,12 +277,14 @@ impl Scheduler {
     }
 
     /// The jobs that would bring a batch of hourly coins' hours up to the last complete
-    /// hour, from the first hour each lags by ([`lagging_from`]) through today, counting in
-    /// `acted` (and in `behind`) those the month's credits cannot pay for.
+    /// hour, from the first hour each lags by ([`lagging_from`]) or the first day it misses
+    /// ([`Scheduler::first_day_behind`]) through today, counting in `acted` (and in
+    /// `behind`) those the month's credits cannot pay for.
     async fn hour_jobs_of(
         &self,
         batch: &[HourlyCoin],
         (reach, now): (PlanReach, DateTime<Utc>),
+        days: &HashMap<Symbol, CompleteDays>,
         purse: &mut Purse,
         acted: &mut TickRecord,
         behind: &mut HashSet<Symbol>,
@@ -289,7 +300,11 @@ impl Scheduler {
             let Some(from) = lagging_from(&record.coin, hourly, reach, now) else {
                 continue;
             };
-            let paid = (record, from.date());
+            let complete = days.get(&hourly.symbol).copied();
+            let from = self
+                .first_day_behind(record, complete, (reach, today), from.date())
+                .await?;
+            let paid = (record, from);
             if !purse
                 .pay_for_hours(self.credits.as_ref(), paid, today)
                 .await?
@@ -300,7 +315,7 @@ impl Scheduler {
                 tracing::debug!(symbol = %hourly.symbol, "hourly coin behind but the month's credits cannot pay for it; left to next month");
                 continue;
             }
-            match schedule_job(&record.coin, (from.date(), today), today) {
+            match schedule_job(&record.coin, (from, today), today) {
                 Ok(job) => jobs.push(job),
                 Err(e) => {
                     count(hourly.symbol, "hours", Err(e.into()), acted)?;
@@ -310,25 +325,45 @@ impl Scheduler {
         Ok(jobs)
     }
 
-    /// The days of a tick: one query for every tracked coin; only those not plainly
-    /// complete come back, and are looked at in batches, but for the coins whose hours'
-    /// job was just queued. `None` when `shutdown` came first.
+    /// The first day of a tick's job for an hourly coin whose hours lag from `lagging`:
+    /// that day, or the first day the coin misses when it is tracked, its figures show a
+    /// hole (`complete`) and that day is further back (at most [`MAX_RANGE_DAYS`] before
+    /// today). Without this, the days of a coin whose hours lag at every tick would never
+    /// be looked at again.
+    async fn first_day_behind(
+        &self,
+        record: &CoinRecord,
+        complete: Option<CompleteDays>,
+        (reach, today): (PlanReach, NaiveDate),
+        lagging: NaiveDate,
+    ) -> sqlx::Result<NaiveDate> {
+        let (Some(complete), true) = (complete, record.coin.tracked) else {
+            return Ok(lagging);
+        };
+        let Some(kept) = days_to_keep(&record.coin, reach, today) else {
+            return Ok(lagging);
+        };
+        let (missing, _) =
+            missing_days_known(&self.pool, record.coin.symbol, kept, complete).await?;
+        let earliest = today
+            .checked_sub_days(Days::new(MAX_RANGE_DAYS as u64 - 1))
+            .unwrap_or(today);
+        Ok(missing
+            .first()
+            .map_or(lagging, |first| (*first).max(earliest).min(lagging)))
+    }
+
+    /// The days of a tick: the tracked coins not plainly complete (`to_look_at`, but for
+    /// those whose hours' job was just queued), looked at in batches. `None` when
+    /// `shutdown` came first.
     async fn days_of_tick(
         &self,
         (reach, today): (PlanReach, NaiveDate),
-        hours_queued: &HashSet<Symbol>,
+        to_look_at: Vec<ToLookAt>,
         purse: &mut Purse,
         acted: &mut TickRecord,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Option<Looked>> {
-        let (tracked, to_look_at) =
-            coin_figures::tracked_needing_a_look(&self.pool, today, reach.first_served_day(today))
-                .await?;
-        acted.coins_tracked = i32::try_from(tracked).unwrap_or(i32::MAX);
-        let to_look_at: Vec<ToLookAt> = to_look_at
-            .into_iter()
-            .filter(|coin| !hours_queued.contains(&coin.symbol))
-            .collect();
         let mut looked = Looked {
             looked_at: to_look_at.len(),
             gap_queries: 0,

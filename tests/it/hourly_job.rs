@@ -486,6 +486,42 @@ async fn a_tick_brings_an_hourly_coins_hours_to_the_last_complete_hour_with_no_c
     assert!(stored_hours(&h).await >= stored + 3);
 }
 
+/// An audit's finding: a tick queued an hourly coin's job over the days its hours lagged by
+/// alone and left the coin out of the days it looks at, so a tracked hourly coin's day
+/// missing further back (a window that failed) was never fetched again.
+#[tokio::test]
+async fn a_tick_fetches_a_tracked_hourly_coins_day_missing_further_back_than_its_hours_lag() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    coins::set_tracking(h.pool(), Symbol::BTC, true, Some(days_before_today(20)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_completed(&run(&h, last_days(20)).await);
+    let lost = days_before_today(10);
+    sqlx::query("DELETE FROM daily_prices WHERE symbol = 'BTC' AND date = $1")
+        .bind(lost)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    drop_the_last_three_hours(&h).await;
+
+    let acted = tick(&h, 0, 30).await;
+
+    assert_eq!((acted.coins_behind, acted.jobs_queued), (1, 1));
+    let job = run_the_ticks_job(&h).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    assert_eq!(
+        (job.range.start(), job.range.end()),
+        (lost, days_before_today(0))
+    );
+    assert_eq!(
+        h.stored_days_of(Symbol::BTC).await,
+        20,
+        "the lost day is back"
+    );
+}
+
 #[tokio::test]
 async fn a_tick_gives_an_hourly_coin_without_a_product_its_coingecko_window() {
     let h = hourly_btc_on_a_365_day_plan().await;
