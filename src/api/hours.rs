@@ -93,7 +93,8 @@ pub struct FourHourPrice {
     pub disputed: bool,
     /// How many of its four hours are stored: 1 to 4.
     pub hours: u8,
-    /// One of its hours is provisional, or the block is not over: it may still change.
+    /// One of its hours is provisional, the block is not over, or its later hours are not
+    /// stored yet (it ends after the coin's last hour accounted for): it may still change.
     pub provisional: bool,
 }
 

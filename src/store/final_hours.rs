@@ -1,7 +1,7 @@
 //! The hours and `4h` blocks that are over, as float64, streamed: what the export writes
 //! (INTERFACE "Export"), like [`super::daily_prices::stream_final`] for days. Provisional
-//! hours are left out, and so is every block that holds one or is not over yet: its
-//! close may still change. Keyed by the coin first, one primary-key range scan each.
+//! hours are left out, and so is every block that holds one, is not over yet, or still
+//! waits for hours after the coin's last one accounted for: its close may still change. Keyed by the coin first, one primary-key range scan each.
 
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
@@ -59,7 +59,10 @@ pub fn stream_hours(
 
 /// The `4h` blocks of `symbol` whose first hour lies in `span` (widened to whole blocks),
 /// ascending: the same aggregate as [`super::hourly_prices::FOUR_HOUR_BLOCKS`], without
-/// the blocks that hold a provisional hour or end after `now`.
+/// the blocks that hold a provisional hour, end after `now`, or end after the coin's last
+/// hour accounted for (`hourly_figures.last_hour`): an exchange's hours are stored only
+/// once over, so the newest block can hold its first hours alone until the next job
+/// stores the rest, and its close, high, low and volume would still change.
 pub fn stream_blocks(
     pool: &PgPool,
     symbol: Symbol,
@@ -81,6 +84,8 @@ WHERE symbol = $1
 GROUP BY 1
 HAVING NOT bool_or(provisional)
    AND date_bin('4 hours', max(hour), timestamptz '1970-01-01 00:00:00+00') + interval '4 hours' <= $4
+   AND date_bin('4 hours', max(hour), timestamptz '1970-01-01 00:00:00+00') + interval '3 hours'
+       <= coalesce((SELECT last_hour FROM hourly_figures WHERE symbol = $1), 'infinity')
 ORDER BY 1
 "#,
     )

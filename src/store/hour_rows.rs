@@ -43,7 +43,9 @@ WHERE symbol = $1 AND hour BETWEEN $2 AND $3
 
 /// The `4h` blocks of `$1` whose hours lie in `$2..=$3`, ascending, rendered as [`HOURS`]
 /// renders hours: the blocks of [`super::hourly_prices::FOUR_HOUR_BLOCKS`]; provisional
-/// when a block holds a provisional hour or ends after `$5` (now).
+/// when a block holds a provisional hour, ends after `$5` (now), or ends after the coin's
+/// last hour accounted for (its later hours are still to be stored, as in
+/// [`super::final_hours::stream_blocks`]).
 const BLOCKS: &str = concat!(
     r#"
 SELECT coalesce(string_agg(CASE WHEN $4 THEN
@@ -57,7 +59,10 @@ SELECT coalesce(string_agg(CASE WHEN $4 THEN
        END, CASE WHEN $4 THEN ',' ELSE E'\n' END ORDER BY time), '')
 FROM (
     SELECT time, open, high, low, close, volume, source, disputed, hours,
-           provisional OR time + interval '4 hours' > $5 AS provisional
+           provisional OR time + interval '4 hours' > $5
+               OR time + interval '3 hours'
+                  > coalesce((SELECT last_hour FROM hourly_figures WHERE symbol = $1), 'infinity')
+               AS provisional
     FROM ("#,
     super::hourly_prices::four_hour_blocks_sql!(),
     ") stored) blocks"

@@ -200,3 +200,47 @@ async fn four_hour_files_hold_the_apis_finished_blocks_and_leave_out_the_one_wit
     );
     api.stop().await;
 }
+
+/// An audit's finding: an exchange's hours are stored only once over, so a job that ran at
+/// 02:xx left the newest block with its first two hours alone; once 04:00 had passed it was
+/// exported as final (and answered `provisional: false`) with a close that the next job's
+/// hours would change. A block that ends after the coin's last hour accounted for waits.
+#[tokio::test]
+async fn the_newest_four_hour_block_waits_for_its_later_hours_before_it_is_final() {
+    let (h, api) = TestApi::with_harness().await;
+    let price = |n: i64| format!("{}.5", 40_000 + n);
+    let hours = |range: std::ops::Range<i64>| -> Vec<HourlyCandle> {
+        range
+            .map(|n| candle(n, PriceSource::Coinbase, &price(n)))
+            .collect()
+    };
+    store(h.pool(), &hours(0..10)).await;
+    let exported = async |h: &crate::support::Harness| {
+        let out = Scratch::new();
+        let dir = out.text("csv");
+        let args = [
+            "--out",
+            &dir,
+            "--timeframe",
+            "4h",
+            "--format",
+            "csv",
+            "--all",
+        ];
+        assert_exported(&export(h, &args).await);
+        let file = out.path("csv").join("BTC_USD-4h.csv");
+        file_rows(&read_back("csv", file.to_str().unwrap()).await)
+    };
+
+    let (blocks, _) = api_hours(&api, "4h").await;
+    assert_eq!(blocks.len(), 2, "0..4 and 4..8; 8..12 holds 8 and 9 alone");
+    assert_eq!(exported(&h).await, blocks);
+
+    store(h.pool(), &hours(10..12)).await;
+    let (blocks, _) = api_hours(&api, "4h").await;
+    assert_eq!(blocks.len(), 3, "8..12 is whole");
+    let (hourly, _) = api_hours(&api, "1h").await;
+    assert_eq!(blocks[2].1[3], hourly[11].1[3], "its close is its last hour's");
+    assert_eq!(exported(&h).await, blocks);
+    api.stop().await;
+}
