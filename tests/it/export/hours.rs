@@ -240,7 +240,10 @@ async fn the_newest_four_hour_block_waits_for_its_later_hours_before_it_is_final
     let (blocks, _) = api_hours(&api, "4h").await;
     assert_eq!(blocks.len(), 3, "8..12 is whole");
     let (hourly, _) = api_hours(&api, "1h").await;
-    assert_eq!(blocks[2].1[3], hourly[11].1[3], "its close is its last hour's");
+    assert_eq!(
+        blocks[2].1[3], hourly[11].1[3],
+        "its close is its last hour's"
+    );
     assert_eq!(exported(&h).await, blocks);
     api.stop().await;
 }
