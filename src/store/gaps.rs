@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 
 use crate::domain::{Coin, PlanReach, PriceSource, Symbol};
@@ -37,6 +37,31 @@ pub async fn missing_days(
         .fetch_one(pool)
         .await?;
     Ok(missing_among(start, end, &stored))
+}
+
+/// The days of `start..=end`, ascending, that a forced job created at `since` has still to
+/// ask `source` for: those without a row written since (an earlier attempt of the job wrote
+/// those), and for the second source, without CoinGecko's row, which it never replaces.
+pub async fn days_to_force(
+    pool: &PgPool,
+    symbol: Symbol,
+    (start, end): (NaiveDate, NaiveDate),
+    since: DateTime<Utc>,
+    source: PriceSource,
+) -> sqlx::Result<Vec<NaiveDate>> {
+    let done: Vec<i32> = sqlx::query_scalar(
+        "SELECT COALESCE(array_agg(date - $2::date), '{}') FROM daily_prices \
+         WHERE symbol = $1 AND date BETWEEN $2 AND $3 \
+           AND (updated_at >= $4 OR ($5 AND source = 'coingecko'))",
+    )
+    .bind(symbol.as_str())
+    .bind(start)
+    .bind(end)
+    .bind(since)
+    .bind(source == PriceSource::Coinbase)
+    .fetch_one(pool)
+    .await?;
+    Ok(missing_among(start, end, &done))
 }
 
 /// The days of `start..=end`, ascending, whose offset from `start` is not in `stored`

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use fake_upstream::coingecko::ScriptedResponse;
+use fake_upstream::coingecko::{FakeOptions, ScriptedResponse};
 use price_history::domain::{DateRange, JobStatus, Symbol, today_utc};
 use price_history::queue::{self, SubmitError};
 use price_history::store::ingestion_jobs::{self, Cancelled, JobFollower, NewJob};
@@ -109,6 +109,35 @@ async fn a_resumed_job_does_not_fetch_the_windows_it_already_stored() {
     let distinct: HashSet<_> = successful.iter().map(|c| c.from).collect();
     assert_eq!(distinct.len(), 3);
     assert_eq!(h.stored_days().await, 270);
+}
+
+/// An audit's finding: a forced job resumed by skipping `chunks_done` windows of its whole
+/// range, although it had fetched only those the plan serves (and counts every step's
+/// windows there), so it fetched its stored windows again.
+#[tokio::test]
+async fn a_resumed_forced_job_beyond_the_plans_reach_does_not_fetch_the_windows_it_already_stored()
+{
+    let mut h = Harness::with_fake(FakeOptions {
+        history_limit_days: Some(365),
+        ..FakeOptions::default()
+    })
+    .await;
+    h.settings.coingecko_history_days = Some(365);
+    let (start, end) = (days_before_today(1000), days_before_today(1));
+    h.fake.push_response(ScriptedResponse::passthrough());
+    h.fail_next_calls(4, 500, "oops");
+
+    let job = h.run_job(start, end, true).await;
+
+    assert_eq!(job.attempts, 2, "{:?}", job.error_message);
+    let successful = h.calls_answered(200);
+    let distinct: HashSet<_> = successful.iter().map(|c| c.from).collect();
+    assert_eq!(distinct.len(), successful.len(), "each window fetched once");
+    assert_eq!(
+        h.stored_days().await,
+        364,
+        "every day the plan serves, but today"
+    );
 }
 
 #[tokio::test]

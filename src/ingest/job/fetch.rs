@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 
 use super::window::WindowEnd;
 use super::{JobError, Outcome, Run};
+use crate::domain::PriceSource as Source;
 use crate::ingest::{PriceSource, SourceError, Window, windows_for_days, windows_for_range};
 
 /// How a batch of windows ended.
@@ -47,21 +48,22 @@ impl<S: PriceSource> Run<'_, S> {
     }
 
     /// The windows to fetch within the reach, counted into the job's `chunks_total`:
-    /// forced, the range's windows after the checkpoint; otherwise the missing days'.
+    /// forced, the range's windows that hold a day no attempt of the job has written yet;
+    /// otherwise the missing days'.
     async fn plan(&mut self) -> Result<Vec<Window>, JobError> {
         let job = self.attempt.job;
         let window_days = self.source.window_days();
         let windows = match self.served_part() {
-            Some((from, _)) if job.force => {
-                let all = windows_for_range(job.range, window_days);
-                let done = usize::try_from(job.chunks_done).unwrap_or(0).min(all.len());
-                all[done..]
-                    .iter()
+            Some((from, to)) if job.force => {
+                let left = self.days_to_force((from, to), Source::CoinGecko).await?;
+                windows_for_range(job.range, window_days)
+                    .into_iter()
                     .filter(|w| w.end >= from)
                     .map(|w| Window {
                         start: w.start.max(from),
                         end: w.end,
                     })
+                    .filter(|w| left.iter().any(|day| (w.start..=w.end).contains(day)))
                     .collect()
             }
             None if job.force => Vec::new(),

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 
 use super::hours::HourWork;
 use super::{Attempt, Ingestor, JobError, Shortfalls};
-use crate::domain::{Coin, PlanReach, Trigger};
+use crate::domain::{self, Coin, PlanReach, Trigger};
 use crate::ingest::Window;
 use crate::store::{gaps, ingestion_jobs, patience};
 
@@ -84,6 +84,18 @@ impl<S> Run<'_, S> {
     ) -> Result<Vec<NaiveDate>, JobError> {
         let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
         patiently(|| gaps::missing_days(pool, symbol, from, to)).await
+    }
+
+    /// The days of `from..=to` a forced job has still to ask `source` for: see
+    /// [`gaps::days_to_force`].
+    pub(super) async fn days_to_force(
+        &self,
+        (from, to): (NaiveDate, NaiveDate),
+        source: domain::PriceSource,
+    ) -> Result<Vec<NaiveDate>, JobError> {
+        let (pool, job) = (&self.ingestor.pool, self.attempt.job);
+        let since = job.created_at;
+        patiently(|| gaps::days_to_force(pool, job.symbol, (from, to), since, source)).await
     }
 
     /// The one place an attempt learns the reach: what the source's refusal taught is

@@ -14,7 +14,7 @@ use super::run::patiently;
 use super::window::WindowEnd;
 use super::{JobError, Outcome, Run};
 use crate::coinbase::{CandleWindow, CoinbaseError};
-use crate::domain::{DailyCandle, ProductId};
+use crate::domain::{self, DailyCandle, ProductId};
 use crate::ingest::fallback::{
     CANDLES_BEGIN_MIN_EMPTY_DAYS, CheckError, SecondSource, check_mapping, fallback_windows,
 };
@@ -111,11 +111,13 @@ impl<S: Sync> Run<'_, S> {
     }
 
     /// The job's days older than the plan serves that the second source may fill: those
-    /// missing, or every one when forced (its own rows are then replaced, CoinGecko's never).
+    /// missing, or when forced every one it may replace that no attempt of the job has
+    /// written yet (its own rows are replaced, CoinGecko's never, so those are not asked).
     async fn out_of_plan_days(&self) -> Result<Vec<NaiveDate>, JobError> {
         let (start, end) = (self.attempt.job.range.start(), self.last_day());
         let days = if self.attempt.job.force {
-            start.iter_days().take_while(|day| *day <= end).collect()
+            self.days_to_force((start, end), domain::PriceSource::Coinbase)
+                .await?
         } else {
             self.missing_days(start, end).await?
         };
