@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
-use super::refuse;
+use super::{interrupted, refuse};
 use crate::config::Settings;
 use crate::domain::{DateRange, JobStatus, Symbol, Trigger, today_utc};
 use crate::queue::{self, SubmitError};
@@ -38,7 +38,7 @@ pub(super) async fn run(
         Err(e) => return Ok(refuse(&e.to_string())),
     };
     let Some(app) = super::build(settings, startup::POOL_SIZE, &shutdown).await? else {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(interrupted("the job was queued: nothing was queued"));
     };
     let job = match new_job(&app, symbol, (start, end), force).await? {
         Ok(job) => job,

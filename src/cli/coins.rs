@@ -88,7 +88,9 @@ async fn add(
 ) -> anyhow::Result<ExitCode> {
     let fallback = settings.fallback_source;
     let Some(app) = super::build(settings, startup::SHORT_POOL_SIZE, shutdown).await? else {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(super::interrupted(
+            "the coin was registered: nothing changed",
+        ));
     };
     let registered = match app.registry().put(request, Trigger::Cli).await {
         Ok(registered) => registered,
@@ -149,7 +151,7 @@ fn describe_sync(symbol: Symbol, missing: &str, synced: &CoinSync) -> String {
 async fn list(settings: Settings, shutdown: &Shutdown) -> anyhow::Result<ExitCode> {
     let opening = startup::open_database(&settings, startup::SHORT_POOL_SIZE);
     let Some(pool) = shutdown.unless_raised(opening).await.transpose()? else {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(super::interrupted("the coins were read"));
     };
     let list = coins::list(&pool).await?;
     let symbols: Vec<Symbol> = list.iter().map(|c| c.coin.symbol).collect();

@@ -96,6 +96,20 @@ pub enum Command {
 }
 
 impl Command {
+    /// How the command ends when SIGTERM or SIGINT comes before it could start (while it
+    /// waits for PostgreSQL): a service exits 0, as it would have a moment later; a
+    /// one-off command says so and exits 1, so that no script takes it for done.
+    fn interrupted_at_start(&self) -> ExitCode {
+        match self {
+            Command::Serve
+            | Command::Api
+            | Command::Worker
+            | Command::Migrate
+            | Command::Openapi => ExitCode::SUCCESS,
+            _ => interrupted("it could reach the database: nothing was done"),
+        }
+    }
+
     /// A command a person watches in a terminal logs only warnings unless `RUST_LOG` asks
     /// for more: its progress bar and summary say what happened.
     fn verbosity(&self) -> Verbosity {
@@ -173,7 +187,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
             let Some((database_url, server)) =
                 shutdown.unless_raised(resolving).await.transpose()?
             else {
-                return Ok(ExitCode::SUCCESS);
+                return Ok(cli.command.interrupted_at_start());
             };
             settings.database_url = database_url;
             server
@@ -225,6 +239,12 @@ async fn build(
 ) -> anyhow::Result<Option<Application>> {
     let building = Application::build(settings, max_connections);
     shutdown.unless_raised(building).await.transpose()
+}
+
+/// A one-off command stopped before it did `what` it is for: say so and exit 1.
+fn interrupted(what: &str) -> ExitCode {
+    eprintln!("interrupted before {what}");
+    ExitCode::FAILURE
 }
 
 /// Bad input: say why and exit 2, as command-line tools do.

@@ -23,7 +23,9 @@ pub(super) async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<ExitCode> {
     let Some(app) = super::build(settings, startup::SHORT_POOL_SIZE, &shutdown).await? else {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(super::interrupted(
+            "the import started: nothing was registered",
+        ));
     };
     let import = app.track_top(ImportTrigger::Cli);
     let record = match import.start(ask).await {

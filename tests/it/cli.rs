@@ -461,3 +461,46 @@ async fn a_sigterm_while_the_process_waits_for_postgresql_at_start_exits_0() {
 
     api.exits_0(Duration::from_secs(10)).await;
 }
+
+/// An audit's finding: a one-off command stopped while it waited for PostgreSQL exited 0,
+/// so a script took a backfill that queued nothing for done. It exits 1 and says so; a
+/// service still exits 0 (above).
+#[tokio::test]
+async fn a_backfill_stopped_before_it_could_queue_its_job_exits_1_saying_nothing_was_queued() {
+    let nobody = format!(
+        "postgres://postgres@127.0.0.1:{}/price_history",
+        free_port()
+    );
+    let mut backfill = spawn_service(
+        &nobody,
+        "http://127.0.0.1:1",
+        &[
+            "backfill",
+            "--start-date",
+            "2024-01-01",
+            "--end-date",
+            "2024-01-31",
+        ],
+        &[("DATABASE_CONNECT_TIMEOUT_SECS", "60")],
+    );
+    backfill
+        .wait_for_printed(
+            "waiting for PostgreSQL to accept connections",
+            Duration::from_secs(20),
+        )
+        .await;
+
+    backfill.signal("TERM");
+
+    assert_eq!(
+        backfill.exit_code(Duration::from_secs(10)).await,
+        Some(1),
+        "{}",
+        backfill.output()
+    );
+    assert!(
+        backfill.output().contains("interrupted before"),
+        "{}",
+        backfill.output()
+    );
+}
