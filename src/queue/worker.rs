@@ -1,6 +1,7 @@
 //! The worker: takes one job at a time off the queue and runs it under its lease; what
 //! follows each attempt is `policy`'s to say.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
 use apalis::layers::retry::{HasherRng, RetryPolicy};
 use apalis::layers::tracing::TraceLayer;
 use apalis::prelude::*;
+use futures::FutureExt;
 use sqlx::PgPool;
 
 use super::lease::Lease;
@@ -16,7 +18,7 @@ use super::patient::PatientStorage;
 use super::policy::{fail, policy, retry_later};
 use super::wake_ups::wake_ups;
 use super::{IngestTask, queue_config};
-use crate::ingest::{self, Ingestor};
+use crate::ingest::{self, Ingestor, JobError};
 use crate::shutdown::Shutdown;
 use crate::store::ingestion_jobs;
 
@@ -123,6 +125,28 @@ pub async fn run_worker(
     Ok(())
 }
 
+/// `attempt`'s result, or, when it panics, a permanent failure quoting the panic.
+async fn unless_it_panics<T>(
+    attempt: impl Future<Output = Result<T, JobError>>,
+) -> Result<T, JobError> {
+    AssertUnwindSafe(attempt)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(JobError::Permanent(panicked(panic.as_ref()))))
+}
+
+/// What a job that panicked says: the panic's words, and what to do.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> String {
+    let words = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    format!(
+        "the worker met a bug and gave up on the job ({words}); what it stored is kept. Report it with the worker's log, then submit the job again."
+    )
+}
+
 /// apalis's tracing layer, except for the level of a failed attempt: its default logs every
 /// one at ERROR, the hand-off of every SIGTERM included. Here a hand-off (the only
 /// `RetryAfterError`) is DEBUG, a failure that will be retried WARN, and only the end of a
@@ -178,7 +202,9 @@ async fn handle(
         fence: Some(&lease),
         stop: &state.shutdown,
     };
-    let result = state.ingestor.run(attempt).await;
+    // A panic (a bug) would otherwise end the queue's task with the record left `running`,
+    // then pending with no task to run it, and the coin refused every job for good.
+    let result = unless_it_panics(state.ingestor.run(attempt)).await;
     let step = policy(result, job.attempts as u32, state.max_attempts);
     step.record(&state.ingestor, &job).await?;
     step.log(id);
@@ -206,5 +232,22 @@ mod tests {
             "{name} should start with {prefix}"
         );
         assert_ne!(name, worker_name());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_attempt_becomes_a_permanent_failure_quoting_the_panic() {
+        let attempt = async {
+            let words = String::from("index out of bounds");
+            if !words.is_empty() {
+                panic!("{words}");
+            }
+            Ok::<(), JobError>(())
+        };
+        let result = unless_it_panics(attempt).await;
+        let Err(JobError::Permanent(message)) = result else {
+            panic!("a permanent failure");
+        };
+        assert!(message.contains("(index out of bounds)"), "{message}");
+        assert!(panicked(&42_u8).contains("(no message)"));
     }
 }
