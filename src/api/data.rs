@@ -121,8 +121,8 @@ impl DataApi {
     /// Coverage of a range, in days or in hours
     ///
     /// With `timeframe=1d` (the default, `Coverage`): how many days of the range are
-    /// stored, and which are missing. Days before the coin's first day of data are not
-    /// expected; a provisional day counts as missing. Missing days older than the
+    /// stored, and which are missing. Days before the coin's first day of data, and after
+    /// today (UTC), are not expected; a provisional day counts as missing. Missing days older than the
     /// CoinGecko plan serves are counted in `out_of_plan_days`, apart from the gaps.
     /// `days_by_source` splits the stored days by where they came from.
     ///

@@ -120,7 +120,8 @@ static COVERAGE_DAYS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Coverage of `coin` over `start..=end`, judged on `today`; days before the coin's
-/// first day are not expected, since no source has them. Missing days older than the
+/// first day are not expected, since no source has them, nor days after today (as
+/// `/api/v1/days` marks them `-`: no job could fetch them). Missing days older than the
 /// plan's `reach` are counted apart from the gaps.
 pub async fn coverage(
     pool: &PgPool,
@@ -131,19 +132,20 @@ pub async fn coverage(
     end: NaiveDate,
 ) -> sqlx::Result<Coverage> {
     let from = coin.first_day.map_or(start, |first| start.max(first));
-    let (expected, missing, by_source) = if from > end {
+    let end_expected = end.min(today);
+    let (expected, missing, by_source) = if from > end_expected {
         (0, Vec::new(), Vec::new())
     } else {
         let (stored, sources, days): (Vec<i32>, Vec<String>, Vec<i64>) =
             sqlx::query_as(COVERAGE_DAYS.as_str())
                 .bind(coin.symbol.as_str())
                 .bind(from)
-                .bind(end)
+                .bind(end_expected)
                 .fetch_one(pool)
                 .await?;
         let by_source: Vec<(String, i64)> = sources.into_iter().zip(days).collect();
-        let missing = missing_among(from, end, &stored);
-        ((end - from).num_days() + 1, missing, by_source)
+        let missing = missing_among(from, end_expected, &stored);
+        ((end_expected - from).num_days() + 1, missing, by_source)
     };
     let days_by_source = PriceSource::each_counted(&by_source);
     let stored = expected - missing.len() as i64;

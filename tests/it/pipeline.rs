@@ -352,6 +352,27 @@ async fn coverage_counts_stored_days_and_lists_the_gaps() {
     assert_eq!(coverage.coverage_percent, 92.5);
 }
 
+/// An audit's finding: days after today were expected and listed as gaps, which no job
+/// may fetch (`end_in_future`), while `/api/v1/days` marks them `-` (not expected).
+#[tokio::test]
+async fn coverage_reaching_past_today_expects_no_day_after_it() {
+    let h = Harness::new().await;
+    let today = today_utc();
+    h.run_job(days_before_today(9), days_before_today(1), false)
+        .await;
+    let later = today.checked_add_days(Days::new(10)).unwrap();
+
+    let coverage = btc_coverage(h.pool(), today, days_before_today(9), later).await;
+
+    assert_eq!(
+        (coverage.total_expected_days, coverage.total_stored_days),
+        (10, 9),
+        "up to today, which is not over"
+    );
+    assert_eq!(coverage.gap_dates, vec![today]);
+    assert_eq!(coverage.end, later, "the range as asked");
+}
+
 /// `n` consecutive days from `first`.
 fn run_of(first: NaiveDate, n: u64) -> Vec<NaiveDate> {
     (0..n)
