@@ -62,14 +62,17 @@ pub struct CoinGeckoSettings {
 }
 
 impl CoinGeckoSettings {
-    /// As configured (`COINGECKO_*`); an empty key is no key.
+    /// As configured (`COINGECKO_*`); the key without the spaces around it, and a blank
+    /// key no key (as the month's credits count it).
     pub fn from_config(config: &Settings) -> Self {
         Self {
             base_url: config.coingecko_base_url.clone(),
             api_key: config
                 .coingecko_api_key
-                .clone()
-                .filter(|key| !key.expose_secret().is_empty()),
+                .as_ref()
+                .map(|key| key.expose_secret().trim())
+                .filter(|key| !key.is_empty())
+                .map(|key| SecretString::from(key.to_owned())),
             calls_per_minute: config.coingecko_calls_per_minute,
             max_retries: config.coingecko_max_retries,
             retry_base_delay: Duration::from_millis(config.coingecko_retry_base_delay_ms),

@@ -210,6 +210,21 @@ async fn a_nul_in_coingeckos_refusal_fails_the_job_with_a_record_and_frees_the_c
     assert_completed(&again);
 }
 
+/// An audit's finding: a key of spaces alone counted as no key for the month's credits but
+/// went out as an empty key header, which CoinGecko refuses.
+#[tokio::test]
+async fn a_coingecko_key_of_spaces_is_no_key_and_sends_no_header() {
+    let mut h = Harness::new().await;
+    h.settings.coingecko_api_key = Some(secrecy::SecretString::from("   ".to_owned()));
+
+    let job = h
+        .run_job(days_before_today(3), days_before_today(1), false)
+        .await;
+
+    assert_completed(&job);
+    assert!(h.fake.calls().iter().all(|call| !call.api_key_present));
+}
+
 #[tokio::test]
 async fn one_instant_with_two_prices_is_a_bad_answer_not_a_silent_merge() {
     let h = Harness::new().await;
