@@ -486,6 +486,29 @@ async fn a_tick_brings_an_hourly_coins_hours_to_the_last_complete_hour_with_no_c
     assert!(stored_hours(&h).await >= stored + 3);
 }
 
+/// An audit's finding: `COINGECKO_CHUNK_DAYS` above 90 made windows CoinGecko answers
+/// with daily points, of which no hour can be built, and every later job asked again.
+#[tokio::test]
+async fn hours_built_from_coingeckos_points_are_asked_90_days_at_most_whatever_the_chunk_setting() {
+    let mut h = hourly_btc_on_a_365_day_plan().await;
+    h.settings.coingecko_chunk_days = 365;
+    second_source::set_product(h.pool(), Symbol::BTC, None)
+        .await
+        .unwrap();
+
+    let job = run(&h, last_days(200)).await;
+
+    assert_eq!(
+        hours_of(&h, &job).await.hours_missing,
+        0,
+        "{:?}",
+        job.error_message
+    );
+    let calls = h.fake.calls();
+    assert_eq!(calls.len(), 3, "200 days in windows of 90");
+    assert!(calls.iter().all(|c| c.to - c.from <= TimeDelta::days(90)));
+}
+
 /// An audit's finding: a tick queued an hourly coin's job over the days its hours lagged by
 /// alone and left the coin out of the days it looks at, so a tracked hourly coin's day
 /// missing further back (a window that failed) was never fetched again.

@@ -9,7 +9,11 @@ use chrono::NaiveDate;
 use super::window::WindowEnd;
 use super::{JobError, Outcome, Run};
 use crate::domain::PriceSource as Source;
+use crate::ingest::aggregate::HOURLY_MAX_WINDOW_DAYS;
 use crate::ingest::{PriceSource, SourceError, Window, windows_for_days, windows_for_range};
+
+/// [`HOURLY_MAX_WINDOW_DAYS`] as a window's length.
+const HOURLY_WINDOW_DAYS: u32 = HOURLY_MAX_WINDOW_DAYS as u32;
 
 /// How a batch of windows ended.
 enum Batch {
@@ -47,12 +51,24 @@ impl<S: PriceSource> Run<'_, S> {
         }
     }
 
+    /// How many days a window of the job's own source spans: `COINGECKO_CHUNK_DAYS`, at most
+    /// 90 for a coin whose hours are built from CoinGecko's points, since a longer window
+    /// is answered with daily points, of which no hour can be built.
+    pub(super) fn window_days(&self) -> u32 {
+        let days = self.source.window_days();
+        if self.builds_hours_from_points() {
+            days.min(HOURLY_WINDOW_DAYS)
+        } else {
+            days
+        }
+    }
+
     /// The windows to fetch within the reach, counted into the job's `chunks_total`:
     /// forced, the range's windows that hold a day no attempt of the job has written yet;
     /// otherwise the missing days'.
     async fn plan(&mut self) -> Result<Vec<Window>, JobError> {
         let job = self.attempt.job;
-        let window_days = self.source.window_days();
+        let window_days = self.window_days();
         let windows = match self.served_part() {
             Some((from, to)) if job.force => {
                 let left = self.days_to_force((from, to), Source::CoinGecko).await?;
@@ -127,7 +143,7 @@ impl<S: PriceSource> Run<'_, S> {
         if days.is_empty() {
             return Ok(ControlFlow::Continue(()));
         }
-        let windows = windows_for_days(&days, self.source.window_days());
+        let windows = windows_for_days(&days, self.source.window_days().min(HOURLY_WINDOW_DAYS));
         self.count_planned(windows.len()).await?;
         tracing::info!(
             windows = windows.len(),

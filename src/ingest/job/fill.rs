@@ -26,7 +26,7 @@ impl<S: PriceSource> Run<'_, S> {
                 .filter(|day| *day < self.today)
                 .collect(),
         };
-        let fills = windows_for_days(&fillable, self.source.window_days());
+        let fills = windows_for_days(&fillable, self.window_days());
         if !fills.is_empty() {
             self.count_planned(fills.len()).await?;
             tracing::info!(runs = fills.len(), days = fillable.len(), "filling gaps");
