@@ -23,6 +23,10 @@ use crate::domain::{DailyCandle, Hour};
 /// The longest window CoinGecko answers with hourly points (its auto-granularity).
 pub const HOURLY_MAX_WINDOW_DAYS: i64 = 90;
 
+/// [`HOURLY_MAX_WINDOW_DAYS`] as a window's length in days: the most a window of a coin
+/// whose hours are built from CoinGecko's points may span.
+pub const HOURLY_WINDOW_DAYS: u32 = HOURLY_MAX_WINDOW_DAYS as u32;
+
 /// The first day CoinGecko has hourly points for; earlier days get one point a day.
 pub const HOURLY_DATA_FROM: NaiveDate = crate::domain::COINGECKO_HOURLY_FROM;
 

@@ -11,7 +11,9 @@ mod plan;
 mod reach;
 pub mod source;
 
-pub use aggregate::{DailyCandles, HourlyPoints, MIN_HOURLY_POINTS, daily_candles};
+pub use aggregate::{
+    DailyCandles, HOURLY_WINDOW_DAYS, HourlyPoints, MIN_HOURLY_POINTS, daily_candles,
+};
 pub use job::{Attempt, Fence, Ingestor, JobError, Outcome};
 pub use plan::{Window, windows_for_days, windows_for_range};
 pub use reach::Reach;

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 
 use crate::credits::Credits;
 use crate::domain::{CreditMonth, PriceSource, hourly_source};
-use crate::ingest::windows_for_days;
+use crate::ingest::{HOURLY_WINDOW_DAYS, windows_for_days};
 use crate::store::coins::CoinRecord;
 use crate::store::gaps;
 
@@ -64,20 +64,24 @@ impl Purse {
         let (Some(left), Some(credits)) = (self.left, credits) else {
             return Ok(true);
         };
-        let days: Vec<NaiveDate> =
-            match hourly_source(true, record.mapping.exchange_product(credits.fallback)) {
-                Some(PriceSource::Coinbase) => {
-                    let yesterday = today.pred_opt().unwrap_or(today);
-                    if from > yesterday {
-                        Vec::new()
-                    } else {
-                        gaps::missing_days(&credits.pool, record.coin.symbol, from, yesterday)
-                            .await?
-                    }
+        let source = hourly_source(true, record.mapping.exchange_product(credits.fallback));
+        let days: Vec<NaiveDate> = match source {
+            Some(PriceSource::Coinbase) => {
+                let yesterday = today.pred_opt().unwrap_or(today);
+                if from > yesterday {
+                    Vec::new()
+                } else {
+                    gaps::missing_days(&credits.pool, record.coin.symbol, from, yesterday).await?
                 }
-                _ => from.iter_days().take_while(|day| *day <= today).collect(),
-            };
-        let calls = windows_for_days(&days, credits.chunk_days).len() as i64;
+            }
+            _ => from.iter_days().take_while(|day| *day <= today).collect(),
+        };
+        // Hours built from points come in windows of 90 days at most (the job's rule).
+        let window_days = match source {
+            Some(PriceSource::Coinbase) => credits.chunk_days,
+            _ => credits.chunk_days.min(HOURLY_WINDOW_DAYS),
+        };
+        let calls = windows_for_days(&days, window_days).len() as i64;
         if calls > left {
             return Ok(false);
         }

@@ -9,11 +9,8 @@ use chrono::NaiveDate;
 use super::window::WindowEnd;
 use super::{JobError, Outcome, Run};
 use crate::domain::PriceSource as Source;
-use crate::ingest::aggregate::HOURLY_MAX_WINDOW_DAYS;
+use crate::ingest::HOURLY_WINDOW_DAYS;
 use crate::ingest::{PriceSource, SourceError, Window, windows_for_days, windows_for_range};
-
-/// [`HOURLY_MAX_WINDOW_DAYS`] as a window's length.
-const HOURLY_WINDOW_DAYS: u32 = HOURLY_MAX_WINDOW_DAYS as u32;
 
 /// How a batch of windows ended.
 enum Batch {
