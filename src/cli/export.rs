@@ -6,6 +6,7 @@
 //! was written.
 
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -125,7 +126,10 @@ fn request_of(args: &ExportArgs) -> Result<Request, String> {
     } else if args.tracked {
         Coins::Tracked
     } else {
-        Coins::Listed(args.symbols.clone())
+        // Each coin once: two writers of one file would race for its temporary name.
+        let mut seen = HashSet::new();
+        let symbols = args.symbols.iter().copied().filter(|s| seen.insert(*s));
+        Coins::Listed(symbols.collect())
     };
     let span = Span {
         start: args.start_date,

@@ -297,8 +297,15 @@ async fn the_prices_answer_parquet_and_feather_as_export_writes_them_by_format_o
 
     // Accept, and format over Accept; each answer the file export writes.
     let files = out.text("files");
-    let output = export(&h, &daily(&files, "feather", &["--symbols", "BTC"])).await;
+    // A coin named twice is written once (two writers of one file raced for its name).
+    let output = export(&h, &daily(&files, "feather", &["--symbols", "BTC,btc"])).await;
     assert_exported(&output);
+    assert_eq!(entries(&out.path("files")), ["BTC_USD-1d.feather"]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("1 feather file(s)"),
+        "{}",
+        output_text(&output)
+    );
     let exported = std::fs::read(out.path("files").join("BTC_USD-1d.feather")).unwrap();
     for (accept, query, media_type) in [
         (
