@@ -291,12 +291,22 @@ impl Scheduler {
     ) -> anyhow::Result<Vec<NewJob>> {
         let symbols: Vec<Symbol> = batch.iter().map(|coin| coin.symbol).collect();
         let records = self.records_of(&symbols).await?;
+        let active = self.active_jobs_of(&symbols).await?;
         let today = now.date_naive();
         let mut jobs = Vec::new();
         for hourly in batch {
             let Some(record) = records.get(&hourly.symbol) else {
                 continue;
             };
+            // An active job first: it is paid for already, and the month's credits must
+            // not be counted again for it, at the expense of the coins after it.
+            if let Some(active) = active.get(&hourly.symbol) {
+                let busy = Ok(CoinSync::Busy(Some(*active)));
+                if count(hourly.symbol, "hours", busy, acted)? {
+                    behind.insert(hourly.symbol);
+                }
+                continue;
+            }
             let Some(from) = lagging_from(&record.coin, hourly, reach, now) else {
                 continue;
             };
@@ -395,10 +405,7 @@ impl Scheduler {
     ) -> anyhow::Result<Vec<NewJob>> {
         let symbols: Vec<Symbol> = batch.iter().map(|coin| coin.symbol).collect();
         let records = self.records_of(&symbols).await?;
-        let active: HashMap<Symbol, Uuid> = ingestion_jobs::active_jobs_of(&self.pool, &symbols)
-            .await?
-            .into_iter()
-            .collect();
+        let active = self.active_jobs_of(&symbols).await?;
         let mut jobs = Vec::new();
         for coin in batch {
             let Some(record) = records.get(&coin.symbol).filter(|r| r.coin.tracked) else {
@@ -437,6 +444,14 @@ impl Scheduler {
             }
         }
         Ok(jobs)
+    }
+
+    /// The active job of each of `symbols` that has one, by symbol: one query.
+    async fn active_jobs_of(&self, symbols: &[Symbol]) -> sqlx::Result<HashMap<Symbol, Uuid>> {
+        Ok(ingestion_jobs::active_jobs_of(&self.pool, symbols)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// The records of those of `symbols` that are registered, by symbol: one query.

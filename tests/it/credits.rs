@@ -225,16 +225,15 @@ async fn a_tick_over_budget_queues_only_what_fits_and_takes_up_the_rest_next_mon
     );
 }
 
-#[tokio::test]
-async fn a_tick_over_budget_pays_for_the_hours_of_hourly_coins_too() {
-    let h = harness(10).await;
+/// BTC, ETH and SOL: hourly, untracked coins whose hours (built from CoinGecko's points: no
+/// second source here) stop three hours ago, so that each one's hours job is one CoinGecko
+/// window.
+async fn three_hourly_coins_three_hours_behind(h: &Harness) {
     let symbols = [
         Symbol::BTC,
         h.register("ETH", "ethereum").await,
         h.register("SOL", "solana").await,
     ];
-    // Hourly, untracked coins whose hours (built from CoinGecko's points: no second source
-    // here) stop three hours ago: each one's hours job is one CoinGecko window.
     for symbol in symbols {
         sqlx::query("UPDATE coins SET hourly = true WHERE symbol = $1")
             .bind(symbol.as_str())
@@ -252,6 +251,12 @@ async fn a_tick_over_budget_pays_for_the_hours_of_hourly_coins_too() {
         .await
         .unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_tick_over_budget_pays_for_the_hours_of_hourly_coins_too() {
+    let h = harness(10).await;
+    three_hourly_coins_three_hours_behind(&h).await;
     h.set_credits_used(8).await;
     let (_stop, running) = Shutdown::new();
 
@@ -268,6 +273,37 @@ async fn a_tick_over_budget_pays_for_the_hours_of_hourly_coins_too() {
         "two credits pay for two coins' hours, the third waits: {acted:?}"
     );
     assert_eq!(h.jobs_by(Trigger::Schedule).await.len(), 2);
+}
+
+/// An audit's finding: the hours part of a tick paid for a coin before finding that a job
+/// of it was active, so a busy coin took the credits of the coins after it.
+#[tokio::test]
+async fn a_tick_pays_nothing_for_an_hourly_coin_whose_job_is_active() {
+    let h = harness(10).await;
+    three_hourly_coins_three_hours_behind(&h).await;
+    let busy = h
+        .submit(days_before_today(3), days_before_today(1), false)
+        .await;
+    h.set_credits_used(8).await;
+    let (_stop, running) = Shutdown::new();
+
+    let acted = scheduler(&h, Clock::SYSTEM)
+        .act_on(Utc::now(), false, &running)
+        .await
+        .unwrap()
+        .done()
+        .expect("acted on");
+
+    assert_eq!(
+        (
+            acted.jobs_queued,
+            acted.coins_busy,
+            acted.coins_unaffordable
+        ),
+        (2, 1, 0),
+        "BTC's job is active; two credits pay for ETH's and SOL's hours: {acted:?}"
+    );
+    assert_eq!(busy.symbol, Symbol::BTC);
 }
 
 /// A scheduler on `clock` whose credits are counted on the same clock (as `startup` wires
