@@ -1,11 +1,13 @@
 //! Finished jobs, kept in memory: a job that ended `completed`, `completed_with_gaps` or
 //! `failed` never changes again (the worker's last write ends it, the lease fence stops
 //! any other worker, and cancelling touches only active jobs), so reading it once is
-//! enough. Pending, running and cancelled jobs are always read from the database.
+//! enough, until retention may delete it. Pending, running and cancelled jobs are always
+//! read from the database.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use chrono::{TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::domain::JobStatus;
@@ -18,8 +20,15 @@ const CAPACITY: usize = 10_000;
 pub struct FinishedJobs(Arc<Mutex<HashMap<Uuid, JobRecord>>>);
 
 impl FinishedJobs {
+    /// The job, when it is kept and finished less than a day ago: retention (in whole
+    /// days, whatever `JOB_RETENTION_DAYS` any process runs with) may have deleted an
+    /// older one since, so that one is read from the database again.
     pub fn get(&self, id: Uuid) -> Option<JobRecord> {
-        self.0.lock().ok()?.get(&id).cloned()
+        let job = self.0.lock().ok()?.get(&id).cloned()?;
+        let finished_lately = job
+            .completed_at
+            .is_some_and(|at| Utc::now() - at < TimeDelta::days(1));
+        finished_lately.then_some(job)
     }
 
     /// Keeps `job` if it can no longer change.

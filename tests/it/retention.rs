@@ -215,3 +215,24 @@ async fn one_process_prunes_at_a_time() {
     assert!(job_ids(&h).await.is_empty());
     assert!(queue_ids(&h).await.is_empty());
 }
+
+/// An audit's finding: the API kept finished jobs in memory with no end, so a job
+/// retention had deleted was still answered `200` by a process that had read it once.
+#[tokio::test]
+async fn a_job_retention_deleted_is_404_even_where_it_was_read_before() {
+    let (h, api) = crate::support::TestApi::with_harness().await;
+    let job = h
+        .run_job(days_before_today(3), days_before_today(1), false)
+        .await;
+    finished(&h, job.id, "completed", 40).await;
+    let path = format!("/api/v1/ingestion-jobs/{}", job.id);
+    api.get(&path).await.assert_status(reqwest::StatusCode::OK);
+    let (_stop, live) = Shutdown::new();
+    let pruned = queue::prune(h.pool(), 30, 10, &live).await.unwrap();
+    assert_eq!(pruned.jobs, 1);
+
+    api.get(&path)
+        .await
+        .assert_status(reqwest::StatusCode::NOT_FOUND);
+    api.stop().await;
+}
