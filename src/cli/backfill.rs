@@ -44,7 +44,8 @@ pub(super) async fn run(
         Ok(job) => job,
         Err(refused) => return Ok(refuse(&refused)),
     };
-    let record = match queue::submit(&app.pool, job, app.settings.job_max_attempts).await {
+    let submitted = queue::submit_waited_on(&app.pool, job, app.settings.job_max_attempts);
+    let record = match submitted.await {
         Ok(record) => record,
         Err(SubmitError::JobInProgress(active)) => {
             return Ok(refuse(&format!(

@@ -33,7 +33,7 @@ mod retention;
 mod wake_ups;
 mod worker;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use apalis::prelude::{TaskBuilder, TaskId};
 use apalis_postgres::{Config, PgTask};
@@ -104,7 +104,7 @@ pub async fn submit_all(
     let records = ingestion_jobs::insert_many(&mut tx, jobs).await?;
     let tasks = records
         .iter()
-        .map(|record| task(record.id, max_attempts))
+        .map(|record| task(record.id, Turn::InOrder, max_attempts))
         .collect::<Result<Vec<_>, _>>()?;
     apalis_postgres::queries::push_tasks(&mut *tx, QUEUE, tasks)
         .await
@@ -113,14 +113,34 @@ pub async fn submit_all(
     Ok(records)
 }
 
+/// Where a job's entry stands in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// After every entry before it: the schedule's jobs, and those tracking queues.
+    InOrder,
+    /// Ahead of every `InOrder` entry, in the order asked among its kind: a job someone
+    /// waits on (`POST /api/v1/ingestion-jobs`, `backfill`).
+    Waited,
+}
+
+/// How far back the entry of a [`Turn::Waited`] job is dated. Workers take the entry due
+/// first (apalis-postgres's fetch orders by `run_at`), so a job someone waits on does not
+/// wait behind a tick's or an import's thousand, and `backfill`'s own worker runs its own
+/// job first.
+const WAITED_AHEAD_BY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// The queue's entry for job `job_id`.
-fn task(job_id: Uuid, max_attempts: u32) -> Result<PgTask, SubmitError> {
+fn task(job_id: Uuid, turn: Turn, max_attempts: u32) -> Result<PgTask, SubmitError> {
     let payload = serde_json::to_vec(&IngestTask { job_id })
         .map_err(|e| SubmitError::Queue(e.to_string()))?;
-    Ok(TaskBuilder::new(payload)
+    let entry = TaskBuilder::new(payload)
         .task_id(task_id(job_id))
-        .max_attempts(max_attempts as usize)
-        .build())
+        .max_attempts(max_attempts as usize);
+    let entry = match turn {
+        Turn::InOrder => entry,
+        Turn::Waited => entry.run_at_time(SystemTime::now() - WAITED_AHEAD_BY),
+    };
+    Ok(entry.build())
 }
 
 /// Records the job and puts it on the queue in one transaction: a crash between the two
@@ -131,13 +151,33 @@ pub async fn submit(
     job: NewJob,
     max_attempts: u32,
 ) -> Result<JobRecord, SubmitError> {
+    submit_in(Turn::InOrder, pool, job, max_attempts).await
+}
+
+/// [`submit`] for a job someone waits on (`POST /api/v1/ingestion-jobs`, `backfill`): its
+/// entry goes ahead of every job not waited on ([`WAITED_AHEAD_BY`]).
+pub async fn submit_waited_on(
+    pool: &PgPool,
+    job: NewJob,
+    max_attempts: u32,
+) -> Result<JobRecord, SubmitError> {
+    submit_in(Turn::Waited, pool, job, max_attempts).await
+}
+
+async fn submit_in(
+    turn: Turn,
+    pool: &PgPool,
+    job: NewJob,
+    max_attempts: u32,
+) -> Result<JobRecord, SubmitError> {
     let mut tx = pool.begin().await?;
     let record = match ingestion_jobs::insert(&mut tx, job).await? {
         Insertion::Inserted(record) => record,
         Insertion::Busy { active_job_id } => return Err(SubmitError::JobInProgress(active_job_id)),
         Insertion::LostRace => return Err(SubmitError::Contended),
     };
-    apalis_postgres::queries::push_tasks(&mut *tx, QUEUE, vec![task(job.id, max_attempts)?])
+    let entry = task(job.id, turn, max_attempts)?;
+    apalis_postgres::queries::push_tasks(&mut *tx, QUEUE, vec![entry])
         .await
         .map_err(|e| SubmitError::Queue(e.to_string()))?;
     tx.commit().await?;

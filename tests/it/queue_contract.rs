@@ -161,3 +161,45 @@ async fn apalis_writes_the_statuses_the_service_compares_and_announces_on_its_ch
         "{UPDATE_HINT}"
     );
 }
+
+/// apalis-postgres's fetch takes the entry due first (`run_at`), which puts a job someone
+/// waits on (`queue::submit_waited_on`: `POST /api/v1/ingestion-jobs`, `backfill`) ahead of
+/// the jobs the schedule and tracking queued before it.
+#[tokio::test]
+async fn a_job_someone_waits_on_is_fetched_before_those_queued_before_it() {
+    let db = TestDb::new().await;
+    let pool = &db.pool;
+    crate::support::sql(
+        pool,
+        "INSERT INTO coins (symbol, coingecko_id) VALUES ('ETH', 'ethereum')",
+    )
+    .await;
+    let day = days_before_today(2);
+    let range = DateRange::for_coin(&Coin::bitcoin(), day, day, today_utc()).unwrap();
+    let eth = Symbol::parse("ETH").unwrap();
+    let in_order = queue::submit(pool, api_job(eth, range, false), 3)
+        .await
+        .unwrap();
+    let waited = queue::submit_waited_on(pool, api_job(Symbol::BTC, range, false), 3)
+        .await
+        .unwrap();
+    let worker = WorkerContext::new("order-test-worker");
+    let mut conn = pool.acquire().await.unwrap();
+    let now = chrono::Utc::now().timestamp();
+    queries::register_worker(&mut *conn, QUEUE, &worker, &From::from(now), "PgStorage")
+        .await
+        .unwrap();
+
+    let config = Config::default().queue(QUEUE).batch_size(1);
+    let fetched = queries::fetch_next(&mut *conn, &config, &worker)
+        .await
+        .unwrap();
+
+    assert_eq!(fetched.len(), 1, "{UPDATE_HINT}");
+    let status = async |id| status_of(pool, &queue::task_id(id).to_string()).await;
+    assert_eq!(
+        (status(waited.id).await, status(in_order.id).await),
+        (Status::Queued.to_string(), Status::Pending.to_string()),
+        "the job waited on first; {UPDATE_HINT}"
+    );
+}
