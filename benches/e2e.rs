@@ -966,7 +966,7 @@ impl Bench {
             range,
             force,
         };
-        Ok(queue::submit(&self.pool, job, 3).await?)
+        Ok(queue::submit(&self.pool, job, queue::Turn::InOrder, 3).await?)
     }
 
     async fn wait_ready(&self, base: &str) -> Result<()> {

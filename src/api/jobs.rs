@@ -20,7 +20,7 @@ use super::server::ConnectionPlace;
 use super::wire::mirrored;
 use super::{ApiState, ApiTags, Authorized};
 use crate::domain::{DateRange, JobStatus, Symbol, Trigger, today_utc};
-use crate::queue::{self, SubmitError};
+use crate::queue::{self, SubmitError, Turn};
 use crate::store::coins;
 use crate::store::ingestion_jobs::{self, Cancelled, JobRecord, NewJob};
 
@@ -55,10 +55,11 @@ impl JobsApi {
             Ok(job) => job,
             Err(refused) => return refused,
         };
-        let mut outcome = queue::submit_waited_on(&state.pool, job, state.job_max_attempts).await;
+        let mut outcome =
+            queue::submit(&state.pool, job, Turn::Waited, state.job_max_attempts).await;
         if matches!(outcome, Err(SubmitError::Contended)) {
             // The active job ended between the insert and the look-up: the slot is free now.
-            outcome = queue::submit_waited_on(&state.pool, job, state.job_max_attempts).await;
+            outcome = queue::submit(&state.pool, job, Turn::Waited, state.job_max_attempts).await;
         }
         match outcome {
             Ok(record) => {

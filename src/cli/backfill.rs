@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{interrupted, refuse};
 use crate::config::Settings;
 use crate::domain::{DateRange, JobStatus, Symbol, Trigger, today_utc};
-use crate::queue::{self, SubmitError};
+use crate::queue::{self, SubmitError, Turn};
 use crate::shutdown::Shutdown;
 use crate::startup::{self, Application};
 use crate::store::coins;
@@ -44,7 +44,7 @@ pub(super) async fn run(
         Ok(job) => job,
         Err(refused) => return Ok(refuse(&refused)),
     };
-    let submitted = queue::submit_waited_on(&app.pool, job, app.settings.job_max_attempts);
+    let submitted = queue::submit(&app.pool, job, Turn::Waited, app.settings.job_max_attempts);
     let record = match submitted.await {
         Ok(record) => record,
         Err(SubmitError::JobInProgress(active)) => {

@@ -13,7 +13,7 @@
 //! - The channel [`NEW_JOBS_CHANNEL`], on which apalis-postgres's trigger function
 //!   `apalis.notify_new_jobs()` announces each job inserted, with its `job_type`.
 //! - Its fetch takes the entry due first (`ORDER BY run_at`): a job someone waits on is
-//!   put ahead of the others by dating its entry back (`queue::submit_waited_on`).
+//!   put ahead of the others by dating its entry back (`queue::Turn::Waited`).
 //! - Our trigger on `apalis.jobs`: migration `20261128000003_wake_workers_on_requeue.sql`
 //!   (landed, so never edited) calls that same function when a row's status turns to
 //!   `'Pending'` (`Status::Pending`), so that a job handed back or re-enqueued wakes an

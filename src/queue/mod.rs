@@ -115,7 +115,7 @@ pub async fn submit_all(
 
 /// Where a job's entry stands in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Turn {
+pub enum Turn {
     /// After every entry before it: the schedule's jobs, and those tracking queues.
     InOrder,
     /// Ahead of every `InOrder` entry, in the order asked among its kind: a job someone
@@ -143,31 +143,14 @@ fn task(job_id: Uuid, turn: Turn, max_attempts: u32) -> Result<PgTask, SubmitErr
     Ok(entry.build())
 }
 
-/// Records the job and puts it on the queue in one transaction: a crash between the two
-/// leaves neither. The job's queue id is its own UUIDv7 read as a ULID (both are 128 bits
-/// led by a millisecond timestamp), so the two tables are joined by one id.
+/// Records the job and puts it on the queue, in its `turn`, in one transaction: a crash
+/// between the two leaves neither. The job's queue id is its own UUIDv7 read as a ULID
+/// (both are 128 bits led by a millisecond timestamp), so the two tables are joined by one
+/// id.
 pub async fn submit(
     pool: &PgPool,
     job: NewJob,
-    max_attempts: u32,
-) -> Result<JobRecord, SubmitError> {
-    submit_in(Turn::InOrder, pool, job, max_attempts).await
-}
-
-/// [`submit`] for a job someone waits on (`POST /api/v1/ingestion-jobs`, `backfill`): its
-/// entry goes ahead of every job not waited on ([`WAITED_AHEAD_BY`]).
-pub async fn submit_waited_on(
-    pool: &PgPool,
-    job: NewJob,
-    max_attempts: u32,
-) -> Result<JobRecord, SubmitError> {
-    submit_in(Turn::Waited, pool, job, max_attempts).await
-}
-
-async fn submit_in(
     turn: Turn,
-    pool: &PgPool,
-    job: NewJob,
     max_attempts: u32,
 ) -> Result<JobRecord, SubmitError> {
     let mut tx = pool.begin().await?;

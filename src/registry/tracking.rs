@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::{Coin, DateRange, MAX_RANGE_DAYS, PlanReach, RangeError, Symbol, Trigger};
-use crate::queue::{self, SubmitError};
+use crate::queue::{self, SubmitError, Turn};
 use crate::store::coin_figures::CompleteDays;
 use crate::store::gaps;
 use crate::store::ingestion_jobs::{self, JobRecord, NewJob};
@@ -196,7 +196,7 @@ pub(super) async fn queue_job(
         force: false,
         trigger,
     };
-    match queue::submit(pool, job, max_attempts).await {
+    match queue::submit(pool, job, Turn::InOrder, max_attempts).await {
         Ok(record) => Ok(CoinSync::Queued(record)),
         Err(SubmitError::JobInProgress(active)) => Ok(CoinSync::Busy(Some(active))),
         Err(SubmitError::Contended) => Ok(CoinSync::Busy(None)),

@@ -8,6 +8,7 @@ use price_history::domain::{Clock, CreditMonth, JobStatus, PriceSource, Symbol, 
 use price_history::schedule::Scheduler;
 use price_history::shutdown::Shutdown;
 use price_history::store::ingestion_jobs::JobRecord;
+use price_history::store::sync_schedule::TickRecord;
 use price_history::store::{coins, monthly_credits, sync_schedule};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -171,11 +172,7 @@ async fn a_tick_over_budget_queues_only_what_fits_and_takes_up_the_rest_next_mon
     }
     // Two of ten credits left: each coin's three missing days are one call.
     h.set_credits_used(8).await;
-    let (_stop, running) = Shutdown::new();
-    let tick = Utc::now();
-    let this_month = scheduler(&h, Clock::SYSTEM);
-    let acted = this_month.act_on(tick, false, &running).await.unwrap();
-    let acted = acted.done().expect("acted on");
+    let acted = tick_now(&h, Clock::SYSTEM).await;
     assert_eq!(
         (
             acted.jobs_queued,
@@ -195,12 +192,7 @@ async fn a_tick_over_budget_queues_only_what_fits_and_takes_up_the_rest_next_mon
     let offset = (next_month - Utc::now()).num_milliseconds();
     h.settings.sync_clock_offset_ms = offset;
     let clock = Clock::offset_by_ms(offset);
-    let acted = scheduler(&h, clock)
-        .act_on(clock.now(), false, &running)
-        .await
-        .unwrap()
-        .done()
-        .expect("acted on");
+    let acted = tick_now(&h, clock).await;
     assert_eq!(
         (
             acted.jobs_queued,
@@ -258,14 +250,8 @@ async fn a_tick_over_budget_pays_for_the_hours_of_hourly_coins_too() {
     let h = harness(10).await;
     three_hourly_coins_three_hours_behind(&h).await;
     h.set_credits_used(8).await;
-    let (_stop, running) = Shutdown::new();
 
-    let acted = scheduler(&h, Clock::SYSTEM)
-        .act_on(Utc::now(), false, &running)
-        .await
-        .unwrap()
-        .done()
-        .expect("acted on");
+    let acted = tick_now(&h, Clock::SYSTEM).await;
 
     assert_eq!(
         (acted.jobs_queued, acted.coins_unaffordable),
@@ -285,14 +271,8 @@ async fn a_tick_pays_nothing_for_an_hourly_coin_whose_job_is_active() {
         .submit(days_before_today(3), days_before_today(1), false)
         .await;
     h.set_credits_used(8).await;
-    let (_stop, running) = Shutdown::new();
 
-    let acted = scheduler(&h, Clock::SYSTEM)
-        .act_on(Utc::now(), false, &running)
-        .await
-        .unwrap()
-        .done()
-        .expect("acted on");
+    let acted = tick_now(&h, Clock::SYSTEM).await;
 
     assert_eq!(
         (
@@ -304,6 +284,17 @@ async fn a_tick_pays_nothing_for_an_hourly_coin_whose_job_is_active() {
         "BTC's job is active; two credits pay for ETH's and SOL's hours: {acted:?}"
     );
     assert_eq!(busy.symbol, Symbol::BTC);
+}
+
+/// Acts on a tick due now on `clock`, as [`scheduler`] does.
+async fn tick_now(h: &Harness, clock: Clock) -> TickRecord {
+    let (_stop, running) = Shutdown::new();
+    scheduler(h, clock)
+        .act_on(clock.now(), false, &running)
+        .await
+        .unwrap()
+        .done()
+        .expect("acted on")
 }
 
 /// A scheduler on `clock` whose credits are counted on the same clock (as `startup` wires

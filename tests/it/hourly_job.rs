@@ -419,6 +419,15 @@ async fn run_the_ticks_job(h: &Harness) -> JobRecord {
     finished
 }
 
+/// The job a tick 30 minutes ago queues for BTC, behind, run to completion.
+async fn the_one_job_a_tick_queues(h: &Harness) -> JobRecord {
+    let acted = tick(h, 0, 30).await;
+    assert_eq!((acted.coins_behind, acted.jobs_queued), (1, 1));
+    let job = run_the_ticks_job(h).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
+    job
+}
+
 /// Deletes BTC's last three hours, as if the coin had fallen behind.
 async fn drop_the_last_three_hours(h: &Harness) {
     sqlx::query(
@@ -445,11 +454,8 @@ async fn a_tick_brings_an_hourly_coins_hours_to_the_last_complete_hour_with_no_c
     checked_product(&h).await;
     tracked_from_two_days_ago(&h).await;
 
-    let first = tick(&h, 0, 30).await;
+    let job = the_one_job_a_tick_queues(&h).await;
 
-    assert_eq!((first.coins_behind, first.jobs_queued), (1, 1));
-    let job = run_the_ticks_job(&h).await;
-    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
     assert_eq!(
         (job.range.start(), job.range.end()),
         (days_before_today(2), days_before_today(0))
@@ -529,11 +535,8 @@ async fn a_tick_fetches_a_tracked_hourly_coins_day_missing_further_back_than_its
         .unwrap();
     drop_the_last_three_hours(&h).await;
 
-    let acted = tick(&h, 0, 30).await;
+    let job = the_one_job_a_tick_queues(&h).await;
 
-    assert_eq!((acted.coins_behind, acted.jobs_queued), (1, 1));
-    let job = run_the_ticks_job(&h).await;
-    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error_message);
     assert_eq!(
         (job.range.start(), job.range.end()),
         (lost, days_before_today(0))

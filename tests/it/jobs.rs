@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fake_upstream::coingecko::{FakeOptions, ScriptedResponse};
 use price_history::domain::{DateRange, JobStatus, Symbol, today_utc};
-use price_history::queue::{self, SubmitError};
+use price_history::queue::{self, SubmitError, Turn};
 use price_history::store::ingestion_jobs::{self, Cancelled, JobFollower, NewJob};
 use uuid::Uuid;
 
@@ -251,7 +251,7 @@ async fn only_one_job_can_be_pending_or_running() {
     let h = Harness::new().await;
     let first = h.submit_days_to_yesterday(10).await;
 
-    let second = queue::submit(h.pool(), new_job(20), 3).await;
+    let second = queue::submit(h.pool(), new_job(20), Turn::InOrder, 3).await;
 
     assert!(
         matches!(second, Err(SubmitError::JobInProgress(id)) if id == first.id),
@@ -274,7 +274,9 @@ async fn only_one_job_can_be_pending_or_running() {
     );
     ingestion_jobs::cancel(h.pool(), first.id).await.unwrap();
     assert!(
-        queue::submit(h.pool(), new_job(20), 3).await.is_ok(),
+        queue::submit(h.pool(), new_job(20), Turn::InOrder, 3)
+            .await
+            .is_ok(),
         "once the first ended, a new job is accepted"
     );
 }
@@ -285,7 +287,7 @@ async fn of_many_concurrent_submissions_exactly_one_is_accepted() {
 
     let attempts = (0..8).map(|i| {
         let pool = h.pool().clone();
-        tokio::spawn(async move { queue::submit(&pool, new_job(10 + i), 3).await })
+        tokio::spawn(async move { queue::submit(&pool, new_job(10 + i), Turn::InOrder, 3).await })
     });
     let results = futures::future::join_all(attempts).await;
 

@@ -36,6 +36,7 @@ async fn submit_four_years_and_await_three_windows(pool: &sqlx::PgPool) -> JobRe
             range,
             force: false,
         },
+        queue::Turn::InOrder,
         3,
     )
     .await
@@ -329,6 +330,7 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
             .unwrap(),
             force: false,
         },
+        queue::Turn::InOrder,
         3,
     )
     .await

@@ -9,7 +9,7 @@ use apalis_core::task::status::Status;
 use apalis_core::worker::context::WorkerContext;
 use apalis_postgres::{Config, InsertEvent, queries};
 use price_history::domain::{Coin, DateRange, Symbol, today_utc};
-use price_history::queue::{self, QUEUE, contract};
+use price_history::queue::{self, QUEUE, Turn, contract};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
@@ -88,6 +88,21 @@ async fn apalis_tables_have_every_column_the_service_reads() {
     }
 }
 
+/// A worker named `name`, registered through apalis-postgres's own query, with the
+/// connection its queries go through.
+async fn registered_worker(
+    pool: &PgPool,
+    name: &str,
+) -> (sqlx::pool::PoolConnection<sqlx::Postgres>, WorkerContext) {
+    let worker = WorkerContext::new(name);
+    let mut conn = pool.acquire().await.unwrap();
+    let now = chrono::Utc::now().timestamp();
+    queries::register_worker(&mut *conn, QUEUE, &worker, &From::from(now), "PgStorage")
+        .await
+        .unwrap();
+    (conn, worker)
+}
+
 /// A job through apalis-postgres's own queries: pushed (announced on the channel), fetched
 /// and started (the statuses our lease check takes for "held"), then handed back (our
 /// trigger announces it again, on apalis's `Pending`).
@@ -99,19 +114,14 @@ async fn apalis_writes_the_statuses_the_service_compares_and_announces_on_its_ch
     listener.listen(contract::NEW_JOBS_CHANNEL).await.unwrap();
     let day = days_before_today(2);
     let range = DateRange::for_coin(&Coin::bitcoin(), day, day, today_utc()).unwrap();
-    let job = queue::submit(pool, api_job(Symbol::BTC, range, false), 3)
+    let job = queue::submit(pool, api_job(Symbol::BTC, range, false), Turn::InOrder, 3)
         .await
         .unwrap();
     let task = queue::task_id(job.id).to_string();
-    let worker = WorkerContext::new("contract-test-worker");
-    let mut conn = pool.acquire().await.unwrap();
-    let now = chrono::Utc::now().timestamp();
+    let (mut conn, worker) = registered_worker(pool, "contract-test-worker").await;
 
     let pushed = announced(&mut listener, "a push").await;
     let pending = status_of(pool, &task).await;
-    queries::register_worker(&mut *conn, QUEUE, &worker, &From::from(now), "PgStorage")
-        .await
-        .unwrap();
     let config = Config::default().queue(QUEUE).batch_size(1);
     let fetched = queries::fetch_next(&mut *conn, &config, &worker)
         .await
@@ -163,7 +173,7 @@ async fn apalis_writes_the_statuses_the_service_compares_and_announces_on_its_ch
 }
 
 /// apalis-postgres's fetch takes the entry due first (`run_at`), which puts a job someone
-/// waits on (`queue::submit_waited_on`: `POST /api/v1/ingestion-jobs`, `backfill`) ahead of
+/// waits on (`queue::Turn::Waited`: `POST /api/v1/ingestion-jobs`, `backfill`) ahead of
 /// the jobs the schedule and tracking queued before it.
 #[tokio::test]
 async fn a_job_someone_waits_on_is_fetched_before_those_queued_before_it() {
@@ -177,18 +187,13 @@ async fn a_job_someone_waits_on_is_fetched_before_those_queued_before_it() {
     let day = days_before_today(2);
     let range = DateRange::for_coin(&Coin::bitcoin(), day, day, today_utc()).unwrap();
     let eth = Symbol::parse("ETH").unwrap();
-    let in_order = queue::submit(pool, api_job(eth, range, false), 3)
+    let in_order = queue::submit(pool, api_job(eth, range, false), Turn::InOrder, 3)
         .await
         .unwrap();
-    let waited = queue::submit_waited_on(pool, api_job(Symbol::BTC, range, false), 3)
+    let waited = queue::submit(pool, api_job(Symbol::BTC, range, false), Turn::Waited, 3)
         .await
         .unwrap();
-    let worker = WorkerContext::new("order-test-worker");
-    let mut conn = pool.acquire().await.unwrap();
-    let now = chrono::Utc::now().timestamp();
-    queries::register_worker(&mut *conn, QUEUE, &worker, &From::from(now), "PgStorage")
-        .await
-        .unwrap();
+    let (mut conn, worker) = registered_worker(pool, "order-test-worker").await;
 
     let config = Config::default().queue(QUEUE).batch_size(1);
     let fetched = queries::fetch_next(&mut *conn, &config, &worker)

@@ -353,6 +353,7 @@ impl Harness {
         queue::submit(
             self.pool(),
             api_job(symbol, range, force),
+            queue::Turn::Waited,
             self.settings.job_max_attempts,
         )
         .await

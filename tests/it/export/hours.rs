@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{Row, Scratch, assert_exported, entries, export, file_rows, read_back, without_source};
 use crate::hourly_reads::{candle, dispute, hour, provisional, store};
-use crate::support::TestApi;
+use crate::support::{Harness, TestApi};
 
 const RANGE: &str = "symbol=BTC&start_date=2024-01-01&end_date=2024-01-10";
 
@@ -153,6 +153,25 @@ async fn every_format_of_hours_read_back_by_readers_that_are_not_ours_holds_the_
     api.stop().await;
 }
 
+/// BTC's `4h` blocks as `export --all --format {format}` writes them, read back by
+/// [`read_back`].
+async fn exported_blocks(h: &Harness, format: &str) -> Value {
+    let out = Scratch::new();
+    let dir = out.text(format);
+    let args = [
+        "--out",
+        &dir,
+        "--timeframe",
+        "4h",
+        "--format",
+        format,
+        "--all",
+    ];
+    assert_exported(&export(h, &args).await);
+    let file = out.path(format).join(format!("BTC_USD-4h.{format}"));
+    read_back(format, file.to_str().unwrap()).await
+}
+
 #[tokio::test]
 async fn four_hour_files_hold_the_apis_finished_blocks_and_leave_out_the_one_with_a_provisional_hour()
  {
@@ -170,21 +189,8 @@ async fn four_hour_files_hold_the_apis_finished_blocks_and_leave_out_the_one_wit
             .any(|(_, _, source)| source.as_deref() == Some("mixed")),
         "hours 88..92 are of both sources"
     );
-    let out = Scratch::new();
     for format in ["feather", "csv"] {
-        let dir = out.text(format);
-        let args = [
-            "--out",
-            &dir,
-            "--timeframe",
-            "4h",
-            "--format",
-            format,
-            "--all",
-        ];
-        assert_exported(&export(&h, &args).await);
-        let file = out.path(format).join(format!("BTC_USD-4h.{format}"));
-        let read = read_back(format, file.to_str().unwrap()).await;
+        let read = exported_blocks(&h, format).await;
         assert_eq!(file_rows(&read), blocks, "{format}");
         if format == "feather" {
             assert_eq!(read["disputed"], serde_json::json!(disputed));
@@ -215,22 +221,7 @@ async fn the_newest_four_hour_block_waits_for_its_later_hours_before_it_is_final
             .collect()
     };
     store(h.pool(), &hours(0..10)).await;
-    let exported = async |h: &crate::support::Harness| {
-        let out = Scratch::new();
-        let dir = out.text("csv");
-        let args = [
-            "--out",
-            &dir,
-            "--timeframe",
-            "4h",
-            "--format",
-            "csv",
-            "--all",
-        ];
-        assert_exported(&export(h, &args).await);
-        let file = out.path("csv").join("BTC_USD-4h.csv");
-        file_rows(&read_back("csv", file.to_str().unwrap()).await)
-    };
+    let exported = async |h: &Harness| file_rows(&exported_blocks(h, "csv").await);
 
     let (blocks, _) = api_hours(&api, "4h").await;
     assert_eq!(blocks.len(), 2, "0..4 and 4..8; 8..12 holds 8 and 9 alone");
