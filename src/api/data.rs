@@ -122,8 +122,9 @@ impl DataApi {
     ///
     /// With `timeframe=1d` (the default, `Coverage`): how many days of the range are
     /// stored, and which are missing. Days before the coin's first day of data, and after
-    /// today (UTC), are not expected; a provisional day counts as missing. Missing days older than the
-    /// CoinGecko plan serves are counted in `out_of_plan_days`, apart from the gaps.
+    /// today (UTC), are not expected; a provisional day counts as missing. Missing days
+    /// older than the CoinGecko plan serves are counted in `out_of_plan_days`, apart from
+    /// the gaps.
     /// `days_by_source` splits the stored days by where they came from.
     ///
     /// With `timeframe=1h` or `4h` (`HourlyCoverage`, at most 1461 days): the same in
