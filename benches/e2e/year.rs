@@ -41,6 +41,8 @@ struct Round {
     hourly_tick: Duration,
     submit: Duration,
     list: Duration,
+    /// The list of one coin that has no job: every job was read before it had an index.
+    coin_list: Duration,
     metrics: Duration,
     sizes: String,
 }
@@ -123,6 +125,12 @@ impl Bench {
                     "< 100 ms",
                 ),
                 (
+                    "GET /api/v1/ingestion-jobs?symbol= of a coin without a job",
+                    round.coin_list,
+                    target(round.coin_list),
+                    "< 100 ms",
+                ),
+                (
                     "GET /metrics",
                     round.metrics,
                     target(round.metrics),
@@ -182,14 +190,16 @@ impl Bench {
         );
         let result = async {
             let (list, _) = self.median_get(&jobs_url, SAMPLES, &["\"jobs\""]).await?;
+            let none_of = format!("{jobs_url}?symbol=NOJOBS");
+            let (coin_list, _) = self.median_get(&none_of, SAMPLES, &["\"jobs\""]).await?;
             let up = ["price_history_database_up 1"];
             let (metrics, _) = self.median_get(&metrics_url, SAMPLES, &up).await?;
             let submit = self.median_submit(&base).await?;
-            Ok::<_, anyhow::Error>((list, metrics, submit))
+            Ok::<_, anyhow::Error>((list, coin_list, metrics, submit))
         }
         .await;
         terminate(&mut serve).await?;
-        let (list, metrics, submit) = result?;
+        let (list, coin_list, metrics, submit) = result?;
         finish_active_jobs(pool).await?;
         let (idle_tick, queuing_tick, hourly_tick) =
             ticks(pool, &self.fake.base_url(), coins).await?;
@@ -199,6 +209,7 @@ impl Bench {
             hourly_tick,
             submit,
             list,
+            coin_list,
             metrics,
             sizes: table_sizes(pool).await?,
         })
