@@ -29,6 +29,7 @@ use sqlx::PgPool;
 use crate::coinbase::{CoinbaseClient, CoinbaseError};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoError};
 use crate::config::FallbackSource;
+use crate::credits::Credits;
 use crate::domain::{Coin, CoinGeckoId, PlanReach, ProductId, Symbol, Trigger, today_utc};
 use crate::ingest::Reach;
 use crate::ingest::fallback::guess_product;
@@ -186,6 +187,8 @@ pub struct Registry {
     pub coinbase: Option<CoinbaseClient>,
     /// `JOB_MAX_ATTEMPTS`, for the job that brings a newly tracked coin up to date.
     pub job_max_attempts: u32,
+    /// The month's CoinGecko credits: that job is queued only when they pay for it.
+    pub credits: Credits,
 }
 
 impl Registry {
@@ -227,7 +230,11 @@ impl Registry {
                 return Some(failed);
             }
         };
-        let (pool, max_attempts, today) = (&self.pool, self.job_max_attempts, today_utc());
+        let (pool, max_attempts, today) = (
+            (&self.pool, &self.credits),
+            self.job_max_attempts,
+            today_utc(),
+        );
         let mut synced = None;
         if turned_on.hours {
             let started = (coin, &registered.hours.figures);
@@ -490,6 +497,9 @@ fn log_sync(coin: &Coin, what: &str, missing: &str, synced: &Result<CoinSync, Sy
         }
         Ok(CoinSync::Busy(active)) => {
             tracing::info!(%symbol, active_job = ?active, "{what}: a job of the coin is active already")
+        }
+        Ok(CoinSync::Unaffordable(resets_on)) => {
+            tracing::info!(%symbol, %resets_on, "{what}: the month's credits cannot pay for the missing {missing}; the schedule queues them once they can")
         }
         Err(e) => {
             tracing::warn!(%symbol, error = %e, "{what}, but the missing {missing} could not be queued; the next tick of SYNC_SCHEDULE tries again")

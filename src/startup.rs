@@ -170,6 +170,7 @@ impl Application {
             reach: self.reach(),
             coinbase: self.sources.coinbase.clone(),
             job_max_attempts: self.settings.job_max_attempts,
+            credits: self.credits(),
         }
     }
 

@@ -129,7 +129,8 @@ impl CoinsApi {
     /// which also finds the coin's first day of data; nothing is stored when the check
     /// fails. A symbol keeps its id for good. A tracked coin is kept up to date by the
     /// schedule (`SYNC_SCHEDULE`), from `track_since` when given; turning `tracked` on
-    /// queues a job for its missing days at once.
+    /// queues a job for its missing days at once, when the month's CoinGecko credits pay
+    /// for it (else the schedule queues it once they can).
     ///
     /// `coinbase_product` names the coin's product on the second source (Coinbase
     /// Exchange), which fills the days older than the CoinGecko plan serves. A product
@@ -145,7 +146,8 @@ impl CoinsApi {
     /// days back) through the last complete hour, from Coinbase Exchange (one call per 300
     /// missing hours) or, without a usable product, built from CoinGecko's hourly points.
     /// Turning it off keeps the stored hours and fetches no more. While a job of the coin
-    /// is active, nothing more is queued, as for `tracked`.
+    /// is active, or when the month's credits cannot pay for the job, nothing more is
+    /// queued, as for `tracked`.
     #[oai(
         path = "/api/v1/coins/:symbol",
         method = "put",

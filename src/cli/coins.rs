@@ -144,6 +144,9 @@ fn describe_sync(symbol: Symbol, missing: &str, synced: &CoinSync) -> String {
         CoinSync::Busy(_) => format!(
             "a job of {symbol} is active already; the schedule looks again at its next tick"
         ),
+        CoinSync::Unaffordable(resets_on) => format!(
+            "the month's CoinGecko credits cannot pay for {symbol}'s missing {missing} now: no job was queued; the schedule queues it once they can (the month resets on {resets_on})"
+        ),
     }
 }
 

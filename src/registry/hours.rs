@@ -14,6 +14,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::PgPool;
 
 use super::tracking::{CoinSync, SyncError, first_day_to_keep, queue_job};
+use crate::credits::Credits;
 use crate::domain::{Coin, Hour, HourRange, MAX_RANGE_DAYS, PlanReach, Trigger};
 use crate::store::hourly_coins::HourlyCoin;
 use crate::store::hourly_figures::HourlyFigures;
@@ -51,7 +52,7 @@ fn complete_hours((start, end): (NaiveDate, NaiveDate), now: DateTime<Utc>) -> O
 /// over the days of its hours, unless its figures show every hour accounted for already
 /// (turned off and on again, say) or a job of the coin is active.
 pub(super) async fn hours_started(
-    pool: &PgPool,
+    (pool, credits): (&PgPool, &Credits),
     reach: PlanReach,
     (coin, figures): (&Coin, &HourlyFigures),
     trigger: Trigger,
@@ -65,7 +66,7 @@ pub(super) async fn hours_started(
     match complete_hours(days, now) {
         // Known from one row of figures: no gap query over up to 35,064 hours.
         Some(hours) if !figures.covers(hours) => {
-            queue_job(pool, coin, days, today, trigger, max_attempts).await
+            queue_job((pool, credits), coin, days, today, trigger, max_attempts).await
         }
         _ => Ok(CoinSync::UpToDate),
     }

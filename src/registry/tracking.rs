@@ -8,6 +8,7 @@ use chrono::{Days, NaiveDate};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::credits::Credits;
 use crate::domain::{Coin, DateRange, MAX_RANGE_DAYS, PlanReach, RangeError, Symbol, Trigger};
 use crate::queue::{self, SubmitError, Turn};
 use crate::store::coin_figures::CompleteDays;
@@ -23,6 +24,10 @@ pub enum CoinSync {
     Queued(JobRecord),
     /// Days are missing but a job of the coin is active; the next tick looks again.
     Busy(Option<Uuid>),
+    /// The month's CoinGecko credits cannot pay for the job now: none is started beyond
+    /// them, and the schedule queues it once they can (at the latest when the month resets
+    /// on this day).
+    Unaffordable(NaiveDate),
 }
 
 /// The days a tracked coin should have on `today`: from the latest of `track_since`, its
@@ -156,7 +161,7 @@ impl SyncError {
 /// Queues one job for `coin`'s missing days, unless none is missing or a job of the coin
 /// is active. `trigger` says who asked: the schedule, or a user who turned tracking on.
 pub async fn bring_up_to_date(
-    pool: &PgPool,
+    (pool, credits): (&PgPool, &Credits),
     coin: &Coin,
     reach: PlanReach,
     today: NaiveDate,
@@ -175,13 +180,14 @@ pub async fn bring_up_to_date(
     let Some(days) = job_range(&missing) else {
         return Ok(CoinSync::UpToDate);
     };
-    queue_job(pool, coin, days, today, trigger, max_attempts).await
+    queue_job((pool, credits), coin, days, today, trigger, max_attempts).await
 }
 
 /// Queues one unforced job of `coin` over `days` (which fetches only what is missing in
-/// them); a job of the coin active already makes it [`CoinSync::Busy`].
+/// them), if the month's `credits` pay for it (the rule the API and the CLI apply to a job
+/// they are asked for); a job of the coin active already makes it [`CoinSync::Busy`].
 pub(super) async fn queue_job(
-    pool: &PgPool,
+    (pool, credits): (&PgPool, &Credits),
     coin: &Coin,
     (start, end): (NaiveDate, NaiveDate),
     today: NaiveDate,
@@ -189,6 +195,9 @@ pub(super) async fn queue_job(
     max_attempts: u32,
 ) -> Result<CoinSync, SyncError> {
     let range = DateRange::for_coin(coin, start, end, today)?;
+    if let Err(short) = credits.afford_job(coin, range, false, today).await? {
+        return Ok(CoinSync::Unaffordable(short.resets_on()));
+    }
     let job = NewJob {
         id: Uuid::now_v7(),
         symbol: coin.symbol,

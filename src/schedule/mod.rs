@@ -511,6 +511,12 @@ fn count(
             tracing::debug!(%symbol, what, job_id = %job.id, start = %job.range.start(), end = %job.range.end(), "coin behind: job queued");
             Ok(true)
         }
+        // Not a tick's: a tick pays for its jobs from its own purse.
+        Ok(CoinSync::Unaffordable(_)) => {
+            acted.coins_behind += 1;
+            acted.coins_unaffordable += 1;
+            Ok(true)
+        }
         Ok(CoinSync::Busy(active)) => {
             acted.coins_behind += 1;
             acted.coins_busy += 1;

@@ -13,7 +13,10 @@ use price_history::store::{coins, monthly_credits, sync_schedule};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{Harness, TestApi, assert_exited_saying, assert_mentions, days_before_today};
+use crate::support::{
+    Harness, TestApi, assert_exited_saying, assert_mentions, days_before_today,
+    price_history_command,
+};
 
 /// Four years to yesterday: 17 windows of 90 days, so 17 calls.
 fn four_years() -> (NaiveDate, NaiveDate) {
@@ -284,6 +287,44 @@ async fn a_tick_pays_nothing_for_an_hourly_coin_whose_job_is_active() {
         "BTC's job is active; two credits pay for ETH's and SOL's hours: {acted:?}"
     );
     assert_eq!(busy.symbol, Symbol::BTC);
+}
+
+/// An audit's finding: turning tracking on queued the coin's job whatever the month's
+/// credits, though "a job is never started beyond what is left" (INTERFACE). The job waits
+/// for the schedule now, as a scheduled coin's does, and `coins add` says so.
+#[tokio::test]
+async fn turning_tracking_on_beyond_the_months_credits_queues_no_job_and_says_so() {
+    let h = harness(10).await;
+    h.set_credits_used(9).await;
+    let since = days_before_today(700).to_string();
+
+    // The check of a new coin takes the last credit; its eight windows cannot be paid for.
+    let output = price_history_command(&h.db.url, &h.fake.base_url())
+        .env("COINGECKO_CALLS_PER_MONTH", "10")
+        .args([
+            "coins", "add", "ETH", "ethereum", "--track", "--since", &since,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let api = TestApi::start(&h).await;
+    let tracked = api
+        .put_coin(
+            "BTC",
+            json!({"coingecko_id": "bitcoin", "tracked": true, "track_since": since}),
+        )
+        .await;
+
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("cannot pay for ETH's missing days now"),
+        "{text}"
+    );
+    tracked.assert_status(StatusCode::OK);
+    assert_eq!(h.rows("ingestion_jobs").await, 0, "no job queued");
+    assert_eq!(h.fake.call_count(), 1, "ETH's check alone");
+    api.stop().await;
 }
 
 /// Acts on a tick due now on `clock`, as [`scheduler`] does.
