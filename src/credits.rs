@@ -10,9 +10,11 @@ use sqlx::PgPool;
 
 use crate::coingecko::CoinGeckoClient;
 use crate::config::FallbackSource;
-use crate::domain::{Coin, CreditMonth, DateRange, SyncSchedule};
-use crate::ingest::{Reach, windows_for_days, windows_for_range};
-use crate::store::{gaps, monthly_credits};
+use crate::domain::{
+    Coin, CreditMonth, DateRange, PriceSource, Symbol, SyncSchedule, expected_hours, hourly_source,
+};
+use crate::ingest::{HOURLY_WINDOW_DAYS, Reach, windows_for_days, windows_for_range};
+use crate::store::{gaps, hourly_coins, hourly_coverage, monthly_credits, second_source};
 use crate::upstream::MonthFigures;
 
 /// Over how many days the tracked coins' cost is estimated: a month.
@@ -143,9 +145,12 @@ impl Credits {
             .transpose()
     }
 
-    /// The calls a job of `coin` over `range` is planned to make: its windows over the
-    /// missing days the plan serves (every window of the range when forced). The gap fill
-    /// may add a few; the job stops cleanly should the month run out on them.
+    /// The calls a job of `coin` over `range` is planned to make, as the job plans them
+    /// (`ingest::job`'s first step): its windows over the missing days the plan serves
+    /// (every window of the range when forced), and for a coin whose hours are built from
+    /// CoinGecko's points the days of its missing hours too, in windows of at most
+    /// [`HOURLY_WINDOW_DAYS`]. The gap fill may add a few; the job stops cleanly should the
+    /// month run out on them.
     pub async fn job_calls(
         &self,
         coin: &Coin,
@@ -157,16 +162,44 @@ impl Credits {
         let Some((from, to)) = reach.served_part(range.start(), range.end(), today) else {
             return Ok(0);
         };
+        let points = self.builds_hours_from_points(coin.symbol).await?;
+        let window_days = if points {
+            self.chunk_days.min(HOURLY_WINDOW_DAYS)
+        } else {
+            self.chunk_days
+        };
         let windows = if force {
-            windows_for_range(range, self.chunk_days)
+            windows_for_range(range, window_days)
                 .iter()
                 .filter(|w| w.end >= from)
                 .count()
         } else {
-            let missing = gaps::missing_days(&self.pool, coin.symbol, from, to).await?;
-            windows_for_days(&missing, self.chunk_days).len()
+            let mut days = gaps::missing_days(&self.pool, coin.symbol, from, to).await?;
+            let built = Some(PriceSource::CoinGecko);
+            let hours = expected_hours(coin, built, None, reach, (from, to), self.now());
+            if let Some(hours) = hours.filter(|_| points) {
+                let pool = &self.pool;
+                days.extend(
+                    hourly_coverage::days_of_missing_hours(pool, coin.symbol, hours).await?,
+                );
+                days.sort_unstable();
+                days.dedup();
+            }
+            windows_for_days(&days, window_days).len()
         };
         Ok(u32::try_from(windows).unwrap_or(u32::MAX))
+    }
+
+    /// Whether a job of `symbol` builds its hours from CoinGecko's points: the coin keeps
+    /// hours and has no usable product on the second source (the job's rule).
+    async fn builds_hours_from_points(&self, symbol: Symbol) -> sqlx::Result<bool> {
+        let hourly = hourly_coins::get(&self.pool, symbol).await?;
+        if !hourly.is_some_and(|coin| coin.hourly) {
+            return Ok(false);
+        }
+        let mapping = second_source::mapping(&self.pool, symbol).await?;
+        let product = mapping.unwrap_or_default().exchange_product(self.fallback);
+        Ok(hourly_source(true, product) == Some(PriceSource::CoinGecko))
     }
 
     /// What the tracked coins cost a month, in a sentence (and the warning when it is more

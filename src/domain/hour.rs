@@ -220,6 +220,15 @@ impl HourRange {
         self.first <= hour && hour <= self.last
     }
 
+    /// The UTC days it touches, in order.
+    pub fn days(self) -> impl Iterator<Item = NaiveDate> {
+        let last = self.last.date();
+        self.first
+            .date()
+            .iter_days()
+            .take_while(move |day| *day <= last)
+    }
+
     /// The hours both ranges hold; `None` when they do not meet.
     pub fn intersect(self, other: HourRange) -> Option<HourRange> {
         HourRange::new(self.first.max(other.first), self.last.min(other.last))

@@ -78,6 +78,19 @@ async fn missing(
     })
 }
 
+/// The days holding a missing hour of `range`, in order: what a job building hours from
+/// CoinGecko's points asks for (a window of whole days brings every hour of them).
+pub async fn days_of_missing_hours(
+    executor: impl PgExecutor<'_>,
+    symbol: Symbol,
+    range: HourRange,
+) -> sqlx::Result<Vec<NaiveDate>> {
+    let runs = missing_runs(executor, symbol, range).await?;
+    let mut days: Vec<NaiveDate> = runs.into_iter().flat_map(HourRange::days).collect();
+    days.dedup();
+    Ok(days)
+}
+
 /// Every run of missing hours of `symbol` in `range`, ascending: what a job fetches, one
 /// call per run, each split by the caller into windows of at most 300 hours
 /// ([`HourRange::windows`]). Hours without trades are never missing; hours before the

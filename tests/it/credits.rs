@@ -94,19 +94,52 @@ async fn a_limit_of_20_lets_a_17_call_job_finish_and_refuses_the_next_with_429_n
 #[tokio::test]
 async fn a_running_job_that_reaches_the_limit_stops_cleanly_with_gaps_saying_why() {
     let h = harness(20).await;
-    h.set_credits_used(10).await;
+    // Seventeen credits left: the job's 17 windows, and not the call that fills its hole.
+    h.set_credits_used(3).await;
+    h.fake.set_missing_days([days_before_today(30)]);
     let (start, end) = four_years();
-    // Queued as the schedule would (no check at submission): the month runs out mid-job.
     let finished = h.run_job(start, end, false).await;
 
     assert_stopped_for_the_month(&finished, "COINGECKO_CALLS_PER_MONTH");
-    assert_eq!(h.fake.call_count(), 10, "ten credits were left");
+    assert_eq!(h.fake.call_count(), 17, "seventeen credits were left");
     assert_eq!(used(&h).await, 20, "never more than the limit");
-    assert_eq!(
-        finished.records_fetched, 900,
-        "ten windows of 90 days stored"
+    assert_eq!(finished.records_fetched, 1460, "every window stored");
+    assert_eq!(finished.gaps_detected, 1);
+}
+
+#[tokio::test]
+async fn a_job_the_month_can_no_longer_pay_for_when_it_starts_asks_nothing_and_says_so() {
+    let h = harness(20).await;
+    let (start, end) = four_years();
+    // Queued while the month could pay for its 17 windows, as the API checks...
+    let job = h.submit(start, end, false).await;
+    // ...and then other work spent all but ten credits before a worker took it up.
+    h.set_credits_used(10).await;
+    let _worker = h.start_worker();
+    let finished = h.until_finished(job.id).await;
+
+    assert_stopped_for_the_month(&finished, "COINGECKO_CALLS_PER_MONTH");
+    let message = finished.error_message.clone().unwrap_or_default();
+    assert_mentions(
+        &message,
+        &[
+            "17 CoinGecko windows",
+            "only 10 of the 20",
+            "none was asked",
+        ],
     );
-    assert_eq!(finished.gaps_detected, 1461 - 900);
+    assert_eq!(
+        h.fake.call_count(),
+        0,
+        "a job is never started beyond what is left"
+    );
+    assert_eq!(
+        used(&h).await,
+        10,
+        "the ten credits are still there for work that fits"
+    );
+    assert_eq!(finished.records_fetched, 0);
+    assert_eq!(finished.gaps_detected, 1461);
 }
 
 #[tokio::test]
@@ -128,6 +161,37 @@ async fn a_job_coingecko_refuses_for_spent_monthly_credits_stops_after_that_call
     assert_eq!(finished.records_fetched, 0);
 }
 
+/// An audit's finding: the API priced a job of a coin whose hours are built from CoinGecko's
+/// points by its missing days alone, so a job over stored days with missing hours cost
+/// "nothing" and was queued whatever was left.
+#[tokio::test]
+async fn a_job_of_a_coin_building_hours_from_points_is_priced_with_its_missing_hours_windows() {
+    let h = harness(20).await;
+    let (start, end) = (days_before_today(200), days_before_today(1));
+    let days = h.run_job(start, end, false).await;
+    assert_eq!(days.status, JobStatus::Completed);
+    assert_eq!(h.fake.call_count(), 3, "200 days: three windows");
+    sqlx::query("UPDATE coins SET hourly = true WHERE symbol = 'BTC'")
+        .execute(h.pool())
+        .await
+        .unwrap();
+    // Two credits left; the 200 days' hours, built from points, are three windows of 90 days.
+    h.set_credits_used(18).await;
+    let api = TestApi::start(&h).await;
+
+    let refused = api
+        .submit(json!({"start_date": start, "end_date": end}))
+        .await;
+
+    refused.assert_status(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.error_code(), "monthly_credits_exhausted");
+    assert_mentions(
+        &refused.message(),
+        &["about 3 CoinGecko calls", "only 2 of 20"],
+    );
+    assert_eq!(h.fake.call_count(), 3, "a refused job costs nothing");
+}
+
 #[tokio::test]
 async fn three_processes_never_spend_more_than_the_month_together() {
     let h = Harness::new().await;
@@ -136,8 +200,17 @@ async fn three_processes_never_spend_more_than_the_month_together() {
     }
     // The two checks above count too (this process has no limit, but counts).
     assert_eq!(used(&h).await, 2);
-    let _workers = h.spawn_workers(3, &[("COINGECKO_CALLS_PER_MONTH", "30")]);
     let (start, end) = four_years();
+    // A hole every 30 days: each job wants its 17 windows and 48 calls to fill the holes,
+    // so whichever starts first spends what is left, however the three interleave (a job
+    // that starts after the rest is spent asks nothing).
+    let holes = start
+        .iter_days()
+        .step_by(30)
+        .skip(1)
+        .take_while(|d| *d < end);
+    h.fake.set_missing_days(holes);
+    let _workers = h.spawn_workers(3, &[("COINGECKO_CALLS_PER_MONTH", "30")]);
     let mut jobs = Vec::new();
     for symbol in ["BTC", "ETH", "SOL"] {
         let symbol = Symbol::parse(symbol).unwrap();
@@ -151,7 +224,7 @@ async fn three_processes_never_spend_more_than_the_month_together() {
         ended.push(job.status);
     }
 
-    assert_eq!(h.fake.call_count(), 30, "51 calls wanted, 30 allowed");
+    assert_eq!(h.fake.call_count(), 30, "195 calls wanted, 30 allowed");
     assert_eq!(used(&h).await, 30);
     assert!(
         ended.iter().all(|s| *s == JobStatus::CompletedWithGaps),

@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use chrono::NaiveDate;
 
 use super::window::WindowEnd;
-use super::{JobError, Outcome, Run};
+use super::{JobError, Outcome, Run, patiently};
 use crate::domain::PriceSource as Source;
 use crate::ingest::HOURLY_WINDOW_DAYS;
 use crate::ingest::{PriceSource, SourceError, Window, windows_for_days, windows_for_range};
@@ -32,6 +32,11 @@ impl<S: PriceSource> Run<'_, S> {
     pub(super) async fn fetch(&mut self) -> Result<ControlFlow<Outcome>, JobError> {
         loop {
             let windows = self.plan().await?;
+            if let Some(why) = self.beyond_credits_left(windows.len()).await? {
+                tracing::warn!(windows = windows.len(), "not started: {why}");
+                self.shortfalls.out_of_credits = Some(why);
+                return Ok(ControlFlow::Continue(()));
+            }
             match self.fetch_all(&windows).await? {
                 Batch::Done => return Ok(ControlFlow::Continue(())),
                 Batch::Stopped(outcome) => return Ok(ControlFlow::Break(outcome)),
@@ -46,6 +51,37 @@ impl<S: PriceSource> Run<'_, S> {
                 }
             }
         }
+    }
+
+    /// Why `windows` calls cannot be started, when the month's credits left (over every
+    /// process) are fewer: a job is never started beyond what is left (INTERFACE.md,
+    /// "Budgets and retention"). It was affordable when it was queued, but jobs queued
+    /// beside it, or a tick, may have spent the credits while it waited; asking anyway
+    /// would spend the rest of the month on a job that cannot finish.
+    async fn beyond_credits_left(&self, windows: usize) -> Result<Option<String>, JobError> {
+        let budget = self.ingestor.client.caller().budget();
+        if windows == 0 || budget.monthly().is_none() {
+            return Ok(None);
+        }
+        let figures = patiently(|| async { budget.month_figures().await.transpose() }).await?;
+        let Some(figures) = figures else {
+            return Ok(None);
+        };
+        let (Some(limit), Some(left)) = (figures.limit, figures.left()) else {
+            return Ok(None);
+        };
+        if windows as i64 <= left {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "its {windows} CoinGecko windows need {windows} calls, but only {left} of the {limit} \
+             monthly credits (COINGECKO_CALLS_PER_MONTH) were left for {} (UTC) when it began, \
+             so none was asked: a job is never started beyond what is left. The rest waits for \
+             the new month on {} (a later job or tick fetches it), or raise \
+             COINGECKO_CALLS_PER_MONTH if the plan has more credits.",
+            figures.month.label(),
+            figures.month.resets_on()
+        )))
     }
 
     /// How many days a window of the job's own source spans: `COINGECKO_CHUNK_DAYS`, at most
@@ -123,6 +159,9 @@ impl<S: PriceSource> Run<'_, S> {
         let Some(work) = self.hours.as_ref().filter(|work| work.found_unusable) else {
             return Ok(ControlFlow::Continue(()));
         };
+        if self.shortfalls.out_of_credits.is_some() {
+            return Ok(ControlFlow::Continue(()));
+        }
         let asked = work.asked.clone();
         let range = self.attempt.job.range;
         let Some((from, to)) = self

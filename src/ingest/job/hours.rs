@@ -178,19 +178,7 @@ impl<S> Run<'_, S> {
             return Ok(Vec::new());
         };
         let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
-        let runs = patiently(|| hourly_coverage::missing_runs(pool, symbol, expected)).await?;
-        let mut days: Vec<NaiveDate> = runs
-            .iter()
-            .flat_map(|run| {
-                let last = run.last().date();
-                run.first()
-                    .date()
-                    .iter_days()
-                    .take_while(move |day| *day <= last)
-            })
-            .collect();
-        days.dedup();
-        Ok(days)
+        patiently(|| hourly_coverage::days_of_missing_hours(pool, symbol, expected)).await
     }
 }
 
