@@ -62,16 +62,18 @@ impl Unaffordable {
 pub struct Estimate {
     /// Tracked coins that keep only days.
     pub daily_coins: i64,
-    /// Tracked hourly coins whose hours come from Coinbase (free of CoinGecko credits).
+    /// Hourly coins (tracked or not: the schedule keeps their hours current) whose hours
+    /// come from Coinbase (free of CoinGecko credits).
     pub hourly_coinbase_coins: i64,
-    /// Tracked hourly coins whose hours are built from CoinGecko's points.
+    /// Hourly coins (tracked or not) whose hours are built from CoinGecko's points.
     pub hourly_coingecko_coins: i64,
     /// Ticks of the schedule in 30 days, at most one an hour counted.
     pub ticks: i64,
     /// Days of those 30 with a tick.
     pub days_with_a_tick: i64,
-    /// The calls: a call per coin per day with a tick (a day's candle), and for each
-    /// CoinGecko-hourly coin a call per tick more (its hours).
+    /// The calls: a call per coin per day with a tick (a day's candle), except for a
+    /// CoinGecko-hourly coin, a call per tick (its lagging hours' days, the new day among
+    /// them, come in one window).
     pub calls: i64,
 }
 
@@ -81,14 +83,14 @@ impl Estimate {
         (daily_coins, hourly_coinbase_coins, hourly_coingecko_coins): (i64, i64, i64),
         (ticks, days_with_a_tick): (i64, i64),
     ) -> Self {
-        let coins = daily_coins + hourly_coinbase_coins + hourly_coingecko_coins;
         Estimate {
             daily_coins,
             hourly_coinbase_coins,
             hourly_coingecko_coins,
             ticks,
             days_with_a_tick,
-            calls: coins * days_with_a_tick + hourly_coingecko_coins * ticks,
+            calls: (daily_coins + hourly_coinbase_coins) * days_with_a_tick
+                + hourly_coingecko_coins * ticks,
         }
     }
 
@@ -324,7 +326,17 @@ mod tests {
         assert!(estimate.warning(Some(10_000)).is_none());
         assert!(estimate.warning(None).is_none());
         let more = Estimate::of((300, 20, 20), (30, 30));
-        assert_eq!(more.calls, 340 * 30 + 20 * 30);
+        assert_eq!(
+            more.calls,
+            340 * 30,
+            "a daily tick: one window a coin, hours or not"
+        );
+        let hourly = Estimate::of((300, 20, 20), (720, 30));
+        assert_eq!(
+            hourly.calls,
+            320 * 30 + 20 * 720,
+            "hours from points: a call a tick"
+        );
         let warning = more.warning(Some(10_000)).expect("over the month");
         assert!(warning.contains("10000"), "{warning}");
     }

@@ -118,11 +118,14 @@ pub struct CoinGeckoBudget {
     pub month_resets_at: DateTime<Utc>,
     /// Whole days until then (0 on the last day of the month).
     pub days_to_reset: i64,
-    /// What the tracked coins cost a month under `SYNC_SCHEDULE`, in calls: a call per
-    /// coin per day with a tick, and one per tick more for each hourly coin whose hours
-    /// come from CoinGecko (hours from Coinbase cost no CoinGecko credit).
+    /// What keeping coins current costs a month under `SYNC_SCHEDULE`, in calls, for the
+    /// coins the schedule keeps current (`tracked_coins`): a call per coin per day with a
+    /// tick (its new day), except a coin whose hours are built from CoinGecko's points: a
+    /// call per tick (its new day and hours come in one window). Hours from Coinbase cost
+    /// no CoinGecko credit.
     pub tracked_monthly_estimate: i64,
-    /// Tracked coins.
+    /// The coins the schedule keeps current: the tracked ones, and every coin that keeps
+    /// hours (tracked or not).
     pub tracked_coins: i64,
     /// Said when `tracked_monthly_estimate` is more than `calls_per_month`.
     #[oai(nullable)]
@@ -172,9 +175,9 @@ responses! {
 #[derive(Debug, Clone, Object)]
 #[oai(rename = "TrackingCost")]
 pub struct TrackingCost {
-    /// Tracked coins counted.
+    /// The coins the schedule keeps current: tracked ones, and every coin that keeps hours.
     pub tracked_coins: i64,
-    /// CoinGecko calls a month under `SYNC_SCHEDULE` for them.
+    /// CoinGecko calls a month under `SYNC_SCHEDULE` for them (see `CoinGeckoBudget`).
     pub tracked_monthly_estimate: i64,
     /// `COINGECKO_CALLS_PER_MONTH`; null: no monthly limit.
     #[oai(nullable)]

@@ -74,15 +74,16 @@ pub async fn set_used(
     Ok(())
 }
 
-/// The tracked coins by what keeping them current costs: daily only, hourly with hours
-/// from Coinbase (a product set and not judged unusable, when `coinbase_on`), and hourly
-/// with hours built from CoinGecko's points. One row read over `coins`.
+/// The coins the schedule keeps current (the tracked ones, and every coin that keeps hours,
+/// tracked or not) by what that costs: tracked and daily only, hourly with hours from
+/// Coinbase (a product set and not judged unusable, when `coinbase_on`), and hourly with
+/// hours built from CoinGecko's points. One row read over `coins`.
 pub async fn tracked_coins(pool: &PgPool, coinbase_on: bool) -> sqlx::Result<(i64, i64, i64)> {
     sqlx::query_as(
         "SELECT count(*) FILTER (WHERE NOT hourly), \
                 count(*) FILTER (WHERE hourly AND $1 AND coinbase_product IS NOT NULL AND fallback_usable IS NOT FALSE), \
                 count(*) FILTER (WHERE hourly AND NOT ($1 AND coinbase_product IS NOT NULL AND fallback_usable IS NOT FALSE)) \
-         FROM coins WHERE tracked",
+         FROM coins WHERE tracked OR hourly",
     )
     .bind(coinbase_on)
     .fetch_one(pool)

@@ -561,3 +561,40 @@ async fn turning_tracking_on_and_track_top_answer_with_the_monthly_cost_and_warn
         "{warning}"
     );
 }
+
+/// An audit's finding: the estimate left out hourly coins that are not tracked (the schedule
+/// keeps their hours current all the same) and charged a coin whose hours are built from
+/// CoinGecko's points a call a day on top of its call a tick, where its job makes one.
+#[tokio::test]
+async fn the_monthly_estimate_counts_every_coin_the_schedule_keeps_current_at_what_its_jobs_cost() {
+    let mut h = harness(100_000).await;
+    h.settings.sync_schedule = "0 5 * * * *".parse().unwrap();
+    let api = TestApi::start(&h).await;
+    let estimate = || async {
+        let budget = api.get("/api/v1/budget").await.json();
+        let coingecko = &budget["coingecko"];
+        (
+            coingecko["tracked_coins"].as_i64().unwrap(),
+            coingecko["tracked_monthly_estimate"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(estimate().await, (0, 0));
+
+    // BTC keeps hours, untracked, built from CoinGecko's points (no second source here).
+    let hours = api
+        .put_coin("BTC", json!({"coingecko_id": "bitcoin", "hourly": true}))
+        .await;
+    hours.assert_status(StatusCode::OK);
+    assert_eq!(
+        estimate().await,
+        (1, 720),
+        "a call a tick, 720 ticks in 30 days"
+    );
+
+    let eth = h.register("ETH", "ethereum").await;
+    coins::set_tracking(h.pool(), eth, true, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(estimate().await, (2, 750), "a daily coin: a call a day");
+}
