@@ -193,24 +193,28 @@ impl JobsApi {
                 );
             }
         };
-        // The stream is counted by its own cap from now on, not among the connections of
-        // ordinary requests; its place goes with the stream, given back when the client
-        // leaves.
-        if let Some(connection) = request.extensions().get::<ConnectionPlace>() {
-            connection.release();
-        }
-        let changes =
-            futures::stream::unfold((receiver, place), move |(mut receiver, place)| async move {
+        // Once the stream is served, it is counted by its own cap, not among the connections
+        // of ordinary requests: the connection's place is given back when the body is first
+        // polled, not before (a HEAD answer drops the body unread, and its connection stays
+        // counted); the stream's place goes with the stream, given back when the client leaves.
+        let connection = request.extensions().get::<ConnectionPlace>().cloned();
+        let state = (receiver, place, connection);
+        let changes = futures::stream::unfold(state, move |(mut receiver, place, connection)| {
+            if let Some(connection) = &connection {
+                connection.release();
+            }
+            async move {
                 loop {
                     match receiver.recv().await {
                         Ok(job) if symbol.is_none_or(|symbol| job.symbol == symbol) => {
-                            return Some((Job::from(job), (receiver, place)));
+                            return Some((Job::from(job), (receiver, place, None)));
                         }
                         Ok(_) | Err(RecvError::Lagged(_)) => continue,
                         Err(RecvError::Closed) => return None,
                     }
                 }
-            });
+            }
+        });
         JobEventsResponse::Ok(EventStream::new(changes.boxed()).keep_alive(KEEP_ALIVE))
     }
 

@@ -317,3 +317,55 @@ async fn streams_do_not_count_among_the_connections_of_ordinary_requests() {
     drop(open);
     api.stop().await;
 }
+
+/// An audit's finding: poem answers HEAD by running the GET handler and dropping the body,
+/// and the handler gave the connection's place back before the body was ever served, so a
+/// HEAD of the stream took its keep-alive connection out of the cap for good.
+#[tokio::test]
+async fn a_head_of_the_event_stream_keeps_its_connection_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::new().await;
+    let limits = price_history::api::ConnectionLimits {
+        max_connections: 2,
+        event_streams: 16,
+        ..Default::default()
+    };
+    let api = TestApi::start_with_limits(h.api_state(None), limits).await;
+    let address = api.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        socket
+            .write_all(b"HEAD /api/v1/job-events HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(socket.read(&mut byte).await.unwrap(), 1, "a whole head");
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        held.push(socket);
+    }
+
+    // Both places are taken by the two open connections: a third waits for one.
+    let healthz = reqwest::get(format!("{}/healthz", api.base));
+    let mut healthz = Box::pin(healthz);
+    let early = tokio::time::timeout(Duration::from_secs(1), &mut healthz).await;
+    assert!(
+        early.is_err(),
+        "a third connection was served with both places taken"
+    );
+    drop(held);
+    let answer = tokio::time::timeout(Duration::from_secs(5), healthz)
+        .await
+        .expect("served once a connection closes")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    api.stop().await;
+}
