@@ -338,6 +338,18 @@ impl Settings {
     }
 
     /// `JOB_RETENTION_DAYS`, checked: `None` keeps finished work forever (`0`).
+    /// The settings read as text, checked before anything else starts (a private
+    /// PostgreSQL, the wait for the database, the migrations), so that a bad value stops
+    /// the process at once with its sentence; `API_TOKEN` only where an API is served.
+    pub fn check(&self, serves_api: bool) -> anyhow::Result<()> {
+        self.calls_per_month()?;
+        self.job_retention_days()?;
+        if serves_api {
+            self.api_token()?;
+        }
+        Ok(())
+    }
+
     pub fn job_retention_days(&self) -> anyhow::Result<Option<u32>> {
         let days = whole_number(
             "JOB_RETENTION_DAYS",

@@ -176,6 +176,9 @@ pub enum CoinsCommand {
 pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     telemetry::init(cli.settings.log_format, cli.command.verbosity());
     let mut settings = cli.settings;
+    if !matches!(cli.command, Command::Openapi) {
+        settings.check(matches!(cli.command, Command::Serve | Command::Api))?;
+    }
     // Held until this function returns, after every pool of the command is closed.
     let _private_postgres = match cli.command {
         Command::Openapi => None,

@@ -485,6 +485,35 @@ async fn bad_monthly_credits_or_retention_stop_the_process_with_a_sentence() {
     }
 }
 
+/// An audit's finding: these settings were read only after the wait for the database (and
+/// a private PostgreSQL's start, and the migrations), so a bad value behind a database that
+/// is down was never said: the process waited out the database and blamed it.
+#[tokio::test]
+async fn bad_settings_are_refused_before_the_database_is_waited_for() {
+    let h = Harness::new().await;
+    let nothing_there = "postgres://postgres@127.0.0.1:9/price_history";
+    for (command, name, value) in [
+        ("worker", "JOB_RETENTION_DAYS", "-1"),
+        ("migrate", "COINGECKO_CALLS_PER_MONTH", "lots"),
+        ("api", "API_TOKEN", " s3cret"),
+    ] {
+        let settings = [
+            (name, value),
+            ("DATABASE_URL", nothing_there),
+            ("DATABASE_CONNECT_TIMEOUT_SECS", "600"),
+        ];
+        let mut process = h.spawn(&[command], &settings);
+        let code = process.exit_code(std::time::Duration::from_secs(30)).await;
+        assert_eq!(
+            code,
+            Some(1),
+            "{command} with {name}={value:?}: {}",
+            process.output()
+        );
+        assert_mentions(&process.output(), &[name]);
+    }
+}
+
 #[tokio::test]
 async fn backfill_exits_2_naming_the_reset_day_when_the_month_cannot_pay() {
     let h = Harness::new().await;
