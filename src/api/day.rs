@@ -12,6 +12,7 @@ use poem_openapi::types::{ParseError, ParseFromJSON, ParseFromParameter, ParseRe
 use serde_json::Value;
 
 use super::wire::string_type;
+use crate::domain::parse_day;
 
 /// The only shape a day is written in.
 const FORMAT: &str = "%Y-%m-%d";
@@ -22,20 +23,7 @@ pub struct Day(pub NaiveDate);
 
 impl Day {
     fn parse(value: &str) -> ParseResult<Self> {
-        let well_formed = value.len() == 10
-            && value.bytes().enumerate().all(|(i, b)| {
-                if i == 4 || i == 7 {
-                    b == b'-'
-                } else {
-                    b.is_ascii_digit()
-                }
-            });
-        match NaiveDate::parse_from_str(value, FORMAT) {
-            Ok(date) if well_formed => Ok(Day(date)),
-            _ => Err(ParseError::custom(format!(
-                "{value:?} is not a day written as YYYY-MM-DD"
-            ))),
-        }
+        parse_day(value).map(Day).map_err(ParseError::custom)
     }
 }
 

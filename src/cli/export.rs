@@ -45,10 +45,10 @@ pub struct ExportArgs {
     #[arg(long)]
     all: bool,
     /// First day, YYYY-MM-DD (UTC); left out, from the first stored day.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::domain::parse_day)]
     start_date: Option<NaiveDate>,
     /// Last day, YYYY-MM-DD (UTC); left out, to the last stored day.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::domain::parse_day)]
     end_date: Option<NaiveDate>,
 }
 

@@ -79,10 +79,10 @@ pub enum Command {
     /// Queue a backfill on the durable queue, run it here with a progress bar, print the outcome.
     Backfill {
         /// First day, YYYY-MM-DD (UTC).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::domain::parse_day)]
         start_date: NaiveDate,
         /// Last day, YYYY-MM-DD (UTC), at most today.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::domain::parse_day)]
         end_date: NaiveDate,
         /// Fetch every day again and update stored rows.
         #[arg(long)]
@@ -137,7 +137,7 @@ pub enum CoinsCommand {
         #[arg(long)]
         track: bool,
         /// With --track: the first day to keep, YYYY-MM-DD.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::domain::parse_day)]
         since: Option<NaiveDate>,
         /// The coin's product on Coinbase Exchange, the second source (such as ETH-USD),
         /// checked with one call; `none` for no second source. Left out, a new coin gets
@@ -162,7 +162,7 @@ pub enum CoinsCommand {
         #[arg(value_parser = clap::value_parser!(u32).range(1..=10_000))]
         n: u32,
         /// The first day to keep of each newly tracked coin, YYYY-MM-DD.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::domain::parse_day)]
         since: Option<NaiveDate>,
         /// Every coin of the list keeps hourly candles too (turned on for those registered
         /// already), each one's hours brought up to date at once.

@@ -124,6 +124,24 @@ impl DateRange {
     }
 }
 
+/// A day written exactly `YYYY-MM-DD`, with a four-digit year: the one shape the API and
+/// the command line accept (chrono alone also reads signed and five-digit years, beyond
+/// what PostgreSQL's `date` holds). The error says what was given and what is wanted.
+pub fn parse_day(value: &str) -> Result<NaiveDate, String> {
+    let well_formed = value.len() == 10
+        && value.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        Ok(date) if well_formed => Ok(date),
+        _ => Err(format!("{value:?} is not a day written as YYYY-MM-DD")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

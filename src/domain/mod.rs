@@ -86,7 +86,7 @@ pub use candle::DailyCandle;
 pub use clock::Clock;
 pub use coin::{Coin, CoinGeckoId, InvalidCoinGeckoId, MAX_COINGECKO_ID_LEN};
 pub use credit_month::CreditMonth;
-pub use date_range::{DateRange, MAX_RANGE_DAYS, RangeError, day_runs, today_utc};
+pub use date_range::{DateRange, MAX_RANGE_DAYS, RangeError, day_runs, parse_day, today_utc};
 pub use deviation::{
     DEVIATION_SAMPLE_DAYS, Deviation, MappingVerdict, judge_mapping, median_deviation,
 };

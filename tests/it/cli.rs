@@ -337,6 +337,59 @@ async fn backfill_refuses_a_range_the_rules_forbid_and_says_why() {
     assert_eq!(h.fake.call_count(), 0);
 }
 
+/// An audit's finding: the command line read days as chrono does, signed and five-digit
+/// years included, which the API refuses; a year before PostgreSQL's dates failed inside
+/// the database (exit 1, "run the export again"), after `--out` was created and, for
+/// `coins add`, after a credit was spent on the check.
+#[tokio::test]
+async fn a_day_that_is_not_yyyy_mm_dd_is_refused_by_every_command_before_anything_is_done() {
+    let h = Harness::new().await;
+    let out = std::env::temp_dir().join(format!("price-history-{}", uuid::Uuid::now_v7()));
+    let out = out.to_str().unwrap();
+    let export = [
+        "export",
+        "--all",
+        "--timeframe",
+        "1d",
+        "--format",
+        "csv",
+        "--out",
+        out,
+    ];
+    let commands: [&[&str]; 4] = [
+        &[&export[..], &["--start-date=-5000-01-01"]].concat(),
+        &[
+            "backfill",
+            "--start-date",
+            "+2024-01-01",
+            "--end-date",
+            "2024-01-02",
+        ],
+        &[
+            "coins",
+            "add",
+            "ETH",
+            "ethereum",
+            "--track",
+            "--since=-5000-01-01",
+        ],
+        &["coins", "track-top", "3", "--since", "12024-01-01"],
+    ];
+    for args in commands {
+        let output = run(&h, args).await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            output_text(&output)
+        );
+        assert_says(&output, "is not a day written as YYYY-MM-DD");
+    }
+    assert!(!std::path::Path::new(out).exists(), "--out is left alone");
+    assert_eq!(h.fake.call_count(), 0, "no check, no call");
+    assert_eq!(h.rows("coins").await, 1, "only BTC");
+}
+
 #[tokio::test]
 async fn migrate_creates_the_database_when_it_is_missing() {
     let h = Harness::new().await;
