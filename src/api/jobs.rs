@@ -209,8 +209,10 @@ impl JobsApi {
                         Ok(job) if symbol.is_none_or(|symbol| job.symbol == symbol) => {
                             return Some((Job::from(job), (receiver, place, None)));
                         }
-                        Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                        Err(RecvError::Closed) => return None,
+                        Ok(_) => continue,
+                        // Changes were lost to a slow follower: the stream ends, so that
+                        // the page reconnects and reads the list again.
+                        Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
                     }
                 }
             }

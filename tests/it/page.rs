@@ -2,6 +2,7 @@
 //! chart, a job submitted from the form and followed live, the API's 401 message, both
 //! widths, no page errors. Screenshots go to `target/page-1280.png` and `target/page-390.png`.
 
+mod coins_and_jobs;
 mod hours;
 
 use std::path::PathBuf;

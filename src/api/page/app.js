@@ -238,13 +238,27 @@
     renderCoins();
     if (coin.symbol === view.symbol) {
       viewCoin = coin;
+      renderFallback();
       renderTimeframes();
       loadHours(viewLoads);
     }
   }
 
+  // A coin whose job ended: its row read again, the rest of the list (and the pages of
+  // it already shown) left as they are.
+  function coinRowChanged(symbol) {
+    if (!coins.some(function (c) { return c.symbol === symbol; })) return Promise.resolve();
+    return api('GET', '/api/v1/coins/' + encodeURIComponent(symbol)).then(function (answer) {
+      coins = coins.map(function (c) { return c.symbol === symbol ? answer.data : c; });
+      renderCoins();
+    });
+  }
+
+  // From the view's own coin read where it has come (a coin not on the list's page has
+  // no row), else from the list.
   function renderFallback() {
-    var coin = coins.find(function (c) { return c.symbol === view.symbol; });
+    var coin = viewCoin && viewCoin.symbol === view.symbol ? viewCoin
+      : coins.find(function (c) { return c.symbol === view.symbol; });
     var line = $('#view-fallback');
     line.textContent = coin ? 'Second source: ' + describeFallback(coin) + '.' : '';
     line.classList.toggle('unusable', Boolean(coin && coin.fallback_usable === false));
@@ -308,6 +322,7 @@
       if (load !== viewLoads) return;
       viewCoin = answers[0].data;
       view.missing = false;
+      renderFallback();
       renderTimeframes();
       return loadHours(load);
     }, function (e) {
@@ -327,7 +342,10 @@
   // half the time (a year of hours: 0.8 MB against 1.8 MB).
   function loadChart(load) {
     var timeframe = view.timeframe;
-    var params = { symbol: view.symbol, start_date: view.start, end_date: view.end };
+    // Hours are read over 1461 days at most (the API's longest read in hours): the last
+    // ones of a longer view, as the hours layer does.
+    var start = timeframe !== '1d' ? hoursStart() : view.start;
+    var params = { symbol: view.symbol, start_date: start, end_date: view.end };
     if (timeframe !== '1d') params.timeframe = timeframe;
     params.format = 'csv';
     return api('GET', '/api/v1/prices?' + query(params), undefined, true).then(function (answer) {
@@ -337,8 +355,15 @@
       $('#chart-error').textContent = '';
       return renderChart(prices, timeframe);
     }, function (e) {
-      if (load === viewLoads) $('#chart-error').textContent = 'Could not read the ' + timeframe + ' candles: ' + e;
+      if (load !== viewLoads) return;
+      $('#chart-error').textContent = 'Could not read the ' + timeframe + ' candles: ' + e;
+      // Nothing of another coin, range or timeframe stays on screen under this one's title.
+      return renderChart([], timeframe);
     });
+  }
+
+  function hoursStart() {
+    return view.start < addDays(view.end, -1460) ? addDays(view.end, -1460) : view.start;
   }
 
   function hasHours(coin) {
@@ -442,8 +467,7 @@
       layer.hidden = true;
       return null;
     }
-    var start = view.start < addDays(view.end, -1460) ? addDays(view.end, -1460) : view.start;
-    var params = query({ symbol: view.symbol, start_date: start, end_date: view.end, timeframe: '1h' });
+    var params = query({ symbol: view.symbol, start_date: hoursStart(), end_date: view.end, timeframe: '1h' });
     return api('GET', '/api/v1/days?' + params).then(function (answer) {
       if (load !== viewLoads) return;
       layer.hidden = false;
@@ -526,11 +550,23 @@
 
   function isTerminal(status) { return TERMINAL.indexOf(status) >= 0; }
 
+  // The newest jobs, and every running one however many are queued after it (a tick or
+  // an import queues hundreds, and the one running is the oldest); a job already known
+  // from a newer event keeps it.
   function loadJobs() {
-    return api('GET', '/api/v1/ingestion-jobs?limit=' + MAX_JOBS).then(function (answer) {
-      answer.data.jobs.forEach(function (job) { jobs.set(job.id, job); });
+    return Promise.all([
+      api('GET', '/api/v1/ingestion-jobs?limit=' + MAX_JOBS),
+      api('GET', '/api/v1/ingestion-jobs?status=running&limit=100')
+    ]).then(function (answers) {
+      answers.forEach(function (answer) { answer.data.jobs.forEach(keepNewer); });
       renderJobs();
     });
+  }
+
+  function keepNewer(job) {
+    var before = jobs.get(job.id);
+    if (before && Date.parse(before.updated_at) > Date.parse(job.updated_at)) return;
+    jobs.set(job.id, job);
   }
 
   function jobChanged(job) {
@@ -540,17 +576,21 @@
     renderJobs();
     var ended = isTerminal(job.status) && !(before && isTerminal(before.status));
     if (ended) {
-      loadCoins().catch(report);
+      coinRowChanged(job.symbol).catch(report);
       if (job.symbol === view.symbol) loadView();
     }
   }
 
+  // Running jobs first (never dropped), then the newest others, MAX_JOBS of them.
   function renderJobs() {
-    var list = Array.from(jobs.values()).sort(function (a, b) {
+    var newest = function (a, b) {
       return Date.parse(b.created_at) - Date.parse(a.created_at) || (a.id < b.id ? 1 : -1);
-    });
-    list.slice(MAX_JOBS).forEach(function (job) { jobs.delete(job.id); });
-    list = list.slice(0, MAX_JOBS);
+    };
+    var all = Array.from(jobs.values());
+    var running = all.filter(function (job) { return job.status === 'running'; }).sort(newest);
+    var others = all.filter(function (job) { return job.status !== 'running'; }).sort(newest);
+    others.slice(MAX_JOBS).forEach(function (job) { jobs.delete(job.id); });
+    var list = running.concat(others.slice(0, MAX_JOBS));
     $('#jobs').replaceChildren.apply($('#jobs'), list.map(renderJob));
     $('#jobs-empty').hidden = list.length > 0;
   }
@@ -598,6 +638,7 @@
   function follow() {
     var live = $('#live');
     var source = new EventSource('/api/v1/job-events');
+    var retry = null;
     // Closed as the page goes: left open, each page left behind kept one of the browser's
     // six connections to the service, and the seventh page opened in a tab waited about a
     // minute for one.
@@ -611,6 +652,12 @@
     source.onerror = function () {
       live.textContent = 'reconnecting…';
       live.className = 'live';
+      // A refused stream (503: every stream taken, or no database) is not retried by the
+      // browser: the list is read now, and the stream asked for again in 30 s.
+      if (source.readyState === EventSource.CLOSED && retry === null) {
+        loadJobs().catch(report);
+        retry = setTimeout(follow, 30000);
+      }
     };
   }
 
@@ -661,6 +708,19 @@
       }).then(function () { button.disabled = false; });
     });
 
+    // A symbol typed that is registered already: the form shows its settings.
+    $('#coin-symbol').addEventListener('change', function (event) {
+      var symbol = event.target.value.trim().toUpperCase();
+      if (!/^[A-Z0-9]{1,15}$/.test(symbol)) return;
+      api('GET', '/api/v1/coins/' + encodeURIComponent(symbol)).then(function (answer) {
+        if ($('#coin-symbol').value.trim().toUpperCase() !== symbol) return;
+        fillCoinForm(answer.data);
+        say($('#coin-result'), symbol + ' is registered: the form shows its settings, and saving changes only what you change.', true);
+      }, function (e) {
+        if (e.status !== 404) report(e);
+      });
+    });
+
     $('#coin-form').addEventListener('submit', function (event) {
       event.preventDefault();
       var result = $('#coin-result');
@@ -679,14 +739,25 @@
       if (product) body.coinbase_product = product.toLowerCase() === 'none' ? null : product;
       api('PUT', '/api/v1/coins/' + encodeURIComponent(symbol), body).then(function (answer) {
         var coin = answer.data;
+        var warning = coin.tracking_cost && coin.tracking_cost.warning;
         say(result, (answer.status === 201 ? 'Registered ' : 'Updated ') + coin.symbol +
           ' (first day ' + (coin.first_day || 'unknown') + ', ' + (coin.tracked ? 'tracked' : 'not tracked') +
-          ', second source ' + describeFallback(coin) + ').', true);
+          ', second source ' + describeFallback(coin) + ').' + (warning ? ' Warning: ' + warning : ''), true);
         return loadCoins(false);
       }, function (e) {
         say(result, String(e), false);
       }).then(function () { button.disabled = false; });
     });
+  }
+
+  // A registered coin's settings put into the coin form, so that saving it changes only
+  // what is changed there (a PUT without `tracked` untracks the coin).
+  function fillCoinForm(coin) {
+    if (!coin) return;
+    $('#coin-symbol').value = coin.symbol;
+    $('#coin-id').value = coin.coingecko_id;
+    $('#coin-tracked').checked = Boolean(coin.tracked);
+    $('#coin-since').value = coin.track_since || '';
   }
 
   function report(e) { console.error('price-history: ' + e); }

@@ -12,6 +12,9 @@
   var start = params.get('start_date');
   if (!start) {
     var date = new Date(end + 'T00:00:00Z');
+    // A malformed end (`2026-13-01`) is no date: the year before today, and the API's
+    // own 400 for the end given says what was wrong with it.
+    if (isNaN(date.getTime())) date = new Date(isoDay(new Date()) + 'T00:00:00Z');
     date.setUTCDate(date.getUTCDate() - 364);
     start = isoDay(date);
   }

@@ -1,0 +1,215 @@
+//! What an audit of the page found, each in the real browser: the jobs shown when the
+//! event stream is refused, the running job kept in sight behind many pending ones, the
+//! coin form showing a registered coin's settings (saving it no longer untracks the coin),
+//! the second source's line of a coin not on the list's page, hours read over their
+//! longest range however long the view, and a malformed day in the address.
+
+use chrono::{Days, NaiveDate};
+use price_history::api::ConnectionLimits;
+use price_history::domain::Symbol;
+use price_history::store::coins;
+use serde_json::json;
+
+use super::{finish, open_btc, set_value};
+use crate::browser::Browser;
+use crate::support::{Harness, TestApi, days_before_today};
+
+/// Pending jobs queued after the running one: more than the 20 the list shows.
+const PENDING: usize = 25;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_stream_refused_the_page_lists_the_jobs_and_keeps_the_running_one_in_sight() {
+    let browser = Browser::start(1280, 1600).await;
+    let h = Harness::new().await;
+    let (start, end) = (days_before_today(10), days_before_today(1));
+    let running = h.submit(start, end, false).await;
+    sqlx::query("UPDATE ingestion_jobs SET status = 'running', started_at = now() WHERE id = $1")
+        .bind(running.id)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    for i in 0..PENDING {
+        let symbol = Symbol::parse(&format!("C{i}")).unwrap();
+        sqlx::query(
+            "INSERT INTO coins (symbol, coingecko_id, first_day) VALUES ($1, $2, '2020-01-01')",
+        )
+        .bind(symbol.as_str())
+        .bind(format!("coin-{i}"))
+        .execute(h.pool())
+        .await
+        .unwrap();
+        h.submit_for(symbol, start, end, false).await;
+    }
+    // No event stream at all: every one is refused (503), as on a server whose streams
+    // are all taken.
+    let limits = ConnectionLimits {
+        event_streams: 0,
+        ..ConnectionLimits::default()
+    };
+    let api = TestApi::start_with_limits(h.api_state(None), limits).await;
+
+    open_btc(&browser, &api, start, end, "").await;
+
+    let css = format!(
+        "#jobs li.job[data-id='{}'][data-status='running']",
+        running.id
+    );
+    browser
+        .wait_for(&css, "the running job, listed without a stream")
+        .await;
+    let listed = browser
+        .run(
+            "return document.querySelectorAll('#jobs li.job').length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        listed,
+        json!(21),
+        "the running job and the 20 newest others"
+    );
+    let live = browser
+        .run(
+            "return document.querySelector('#live').textContent;",
+            vec![],
+        )
+        .await;
+    assert_eq!(live, json!("reconnecting…"));
+    finish(browser, api).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coin_form_shows_a_registered_coins_settings_and_saving_it_keeps_them() {
+    let browser = Browser::start(1280, 1600).await;
+    let h = Harness::new().await;
+    let eth = h.register("ETH", "ethereum").await;
+    let since = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+    coins::set_tracking(h.pool(), eth, true, Some(since))
+        .await
+        .unwrap()
+        .unwrap();
+    let api = TestApi::start_with(h.api_state(None)).await;
+    let (start, end) = (days_before_today(30), days_before_today(1));
+    open_btc(&browser, &api, start, end, "").await;
+    browser
+        .wait_for("#coins tbody tr[data-symbol='ETH']", "ETH in the list")
+        .await;
+
+    // The list filtered to ETH: BTC, the coin viewed, is not on it.
+    set_value(&browser, "#coin-search", "eth").await;
+    browser
+        .run(
+            "document.querySelector('#coin-search').dispatchEvent(new Event('input'));",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_for(
+            "#coins tbody tr:only-child[data-symbol='ETH']",
+            "the list filtered",
+        )
+        .await;
+    let line = browser
+        .run(
+            "return document.querySelector('#view-fallback').textContent;",
+            vec![],
+        )
+        .await;
+    assert!(
+        line.as_str().unwrap().starts_with("Second source:"),
+        "the viewed coin's second source, though it is not on the list: {line}"
+    );
+
+    set_value(&browser, "#coin-symbol", "eth").await;
+    browser
+        .run(
+            "document.querySelector('#coin-symbol').dispatchEvent(new Event('change'));",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_for("#coin-tracked:checked", "the form showing ETH tracked")
+        .await;
+    let form = browser
+        .run(
+            "return [document.querySelector('#coin-id').value, document.querySelector('#coin-since').value];",
+            vec![],
+        )
+        .await;
+    assert_eq!(form, json!(["ethereum", "2024-01-01"]));
+    browser
+        .click(
+            "#coin-form button[type='submit'], #coin-form button",
+            "Save",
+        )
+        .await;
+    browser
+        .wait_for("#coin-result.ok:not(:empty)", "the answer")
+        .await;
+    browser
+        .client
+        .wait()
+        .for_element(fantoccini::Locator::XPath(
+            "//p[@id='coin-result'][starts-with(., 'Updated ETH')]",
+        ))
+        .await
+        .expect("the coin is updated");
+    let record = coins::get(h.pool(), eth).await.unwrap().unwrap();
+    assert!(
+        record.coin.tracked,
+        "saving the form as shown keeps ETH tracked"
+    );
+    assert_eq!(record.coin.track_since, Some(since));
+    finish(browser, api).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hours_over_a_view_longer_than_1461_days_draw_its_last_1461_days() {
+    let browser = Browser::start(1280, 1600).await;
+    let h = Harness::new().await;
+    let api = TestApi::start_with(h.api_state(None)).await;
+    let end = days_before_today(1);
+    let start = end.checked_sub_days(Days::new(2000)).unwrap();
+
+    open_btc(&browser, &api, start, end, "&timeframe=1h").await;
+
+    browser
+        .wait_for("body[data-chart-timeframe='1h']", "the hours drawn")
+        .await;
+    let error = browser
+        .run(
+            "return document.querySelector('#chart-error').textContent;",
+            vec![],
+        )
+        .await;
+    assert_eq!(error, json!(""), "no refused read");
+    finish(browser, api).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_day_in_the_address_leaves_the_page_working() {
+    let browser = Browser::start(1280, 1600).await;
+    let h = Harness::new().await;
+    let api = TestApi::start_with(h.api_state(None)).await;
+
+    let url = format!("{}/?end_date=2026-13-01", api.base);
+    browser.client.goto(&url).await.expect("the page loads");
+
+    browser
+        .wait_for("#coins tbody tr[data-symbol='BTC']", "the coin list")
+        .await;
+    browser
+        .wait_for("#calendar-summary:not(:empty)", "the view's word")
+        .await;
+    let said = browser
+        .run(
+            "return document.querySelector('#calendar-summary').textContent;",
+            vec![],
+        )
+        .await;
+    assert!(
+        said.as_str().unwrap().contains("2026-13-01"),
+        "the API's 400 names the day: {said}"
+    );
+    finish(browser, api).await;
+}
