@@ -9,8 +9,8 @@ use sqlx::PgPool;
 
 use crate::coinbase::{CandleWindow, CoinbaseClient, CoinbaseError, MAX_CANDLES_PER_CALL};
 use crate::domain::{
-    DEVIATION_SAMPLE_DAYS, MappingVerdict, PriceSource, ProductId, Symbol, judge_mapping,
-    median_deviation,
+    DEVIATION_SAMPLE_DAYS, Deviation, MappingVerdict, PriceSource, ProductId, Symbol,
+    judge_mapping, median_deviation,
 };
 use crate::store::second_source;
 
@@ -70,9 +70,12 @@ pub enum CheckError {
 
 /// Checks `product` for `symbol`: the median relative difference of Coinbase's closes
 /// from CoinGecko's stored (final) closes on the earliest [`DEVIATION_SAMPLE_DAYS`] days
-/// from `plan_first_day` on, judged against `max_percent` and recorded on the coin. One
-/// Coinbase call at most; none, and `Ok(None)`, when CoinGecko has no final row from
-/// `plan_first_day` on yet (nothing to compare with: the caller checks later).
+/// from `plan_first_day` on, judged against `max_percent` and recorded on the coin. When
+/// Coinbase has no candle on any of those days (a product listed since, or halted then),
+/// CoinGecko's latest final days are compared instead, so that a young product is judged
+/// on days it has rather than found unusable for good. Two Coinbase calls at most; none,
+/// and `Ok(None)`, when CoinGecko has no final row from `plan_first_day` on yet (nothing
+/// to compare with: the caller checks later).
 pub async fn check_mapping(
     pool: &PgPool,
     coinbase: &CoinbaseClient,
@@ -81,7 +84,7 @@ pub async fn check_mapping(
     plan_first_day: NaiveDate,
     max_percent: Decimal,
 ) -> Result<Option<MappingVerdict>, CheckError> {
-    let primary = second_source::earliest_closes(
+    let earliest = second_source::earliest_closes(
         pool,
         symbol,
         PriceSource::CoinGecko,
@@ -89,10 +92,38 @@ pub async fn check_mapping(
         DEVIATION_SAMPLE_DAYS,
     )
     .await?;
+    if earliest.is_empty() {
+        return Ok(None);
+    }
+    let mut deviation = deviation_on(coinbase, product, &earliest).await?;
+    if deviation.is_none() {
+        let latest = second_source::latest_closes(
+            pool,
+            symbol,
+            PriceSource::CoinGecko,
+            DEVIATION_SAMPLE_DAYS,
+        )
+        .await?;
+        if latest.first() != earliest.first() {
+            deviation = deviation_on(coinbase, product, &latest).await?;
+        }
+    }
+    let verdict = judge_mapping(symbol, product, deviation, max_percent);
+    second_source::record_check(pool, symbol, product, &verdict).await?;
+    Ok(Some(verdict))
+}
+
+/// The median difference of Coinbase's closes from `primary` (CoinGecko's final closes,
+/// ascending, at least one), on the days both have: one Coinbase call.
+async fn deviation_on(
+    coinbase: &CoinbaseClient,
+    product: &ProductId,
+    primary: &[(NaiveDate, Decimal)],
+) -> Result<Option<Deviation>, CoinbaseError> {
     let (Some((first, _)), Some((last, _))) = (primary.first(), primary.last()) else {
         return Ok(None);
     };
-    // The days are the earliest stored ones: a window longer than a call allows means
+    // The days are consecutive stored ones: a window longer than a call allows means
     // CoinGecko has holes there; the first 300 days hold enough of them.
     let window = CandleWindow::new(*first, *last)
         .or_else(|| CandleWindow::split(*first, *last).into_iter().next())
@@ -104,14 +135,7 @@ pub async fn check_mapping(
         .filter(|candle| !candle.provisional)
         .map(|candle| (candle.date, candle.close))
         .collect();
-    let verdict = judge_mapping(
-        symbol,
-        product,
-        median_deviation(&primary, &second),
-        max_percent,
-    );
-    second_source::record_check(pool, symbol, product, &verdict).await?;
-    Ok(Some(verdict))
+    Ok(median_deviation(primary, &second))
 }
 
 /// The product a newly registered coin gets when none is given: `{SYMBOL}-USD` when

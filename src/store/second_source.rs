@@ -200,6 +200,29 @@ pub async fn earliest_closes(
     .await
 }
 
+/// The closes of `symbol` stored from `source` on its latest `limit` days (not
+/// provisional), ascending: the mapping check's second sample, for a product that has no
+/// candle on the earliest days the plan serves (listed since, or halted then).
+pub async fn latest_closes(
+    pool: &PgPool,
+    symbol: Symbol,
+    source: PriceSource,
+    limit: usize,
+) -> sqlx::Result<Vec<(NaiveDate, Decimal)>> {
+    let mut closes: Vec<(NaiveDate, Decimal)> = sqlx::query_as(
+        "SELECT date, close FROM daily_prices \
+         WHERE symbol = $1 AND source = $2 AND NOT provisional \
+         ORDER BY date DESC LIMIT $3",
+    )
+    .bind(symbol.as_str())
+    .bind(source.as_str())
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    closes.reverse();
+    Ok(closes)
+}
+
 /// A stored day and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcedCandle {

@@ -193,6 +193,39 @@ async fn four_years_on_a_365_day_plan_are_all_stored_each_from_its_source_with_5
     assert_eq!((h.fake.call_count(), h.coinbase.call_count()), (5, 5));
 }
 
+/// An audit's finding: the check compared CoinGecko's earliest served days only, so a
+/// product with no candle on them (listed since, or halted then) was found unusable for
+/// good, and its coin's hours were built from CoinGecko's points, at a credit a window.
+#[tokio::test]
+async fn a_product_without_candles_on_the_plans_first_days_is_judged_on_its_latest_days() {
+    let h = on_a_365_day_plan(true).await;
+    h.coinbase
+        .set_days_without_trades(plan_first_day().iter_days().take(60));
+    let (start, end) = four_years();
+
+    let job = h.run_job(start, end, false).await;
+
+    let mapping = second_source::mapping(h.pool(), Symbol::BTC)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mapping.usable, Some(true), "{:?}", mapping.unusable_reason);
+    assert!(mapping.deviation_percent.unwrap() < Decimal::from(1));
+    assert_eq!(fallback_days(&h, &job).await, 1097);
+    assert_eq!(
+        h.coinbase.candle_calls(),
+        2 + 4,
+        "two samples, then ceil(1097 / 300) windows"
+    );
+    let second_sample = &h.coinbase.calls()[1];
+    let latest_first = end - Days::new(29);
+    assert_eq!(
+        second_sample.start.as_deref(),
+        Some(format!("{latest_first}T00:00:00Z").as_str()),
+        "the second sample is CoinGecko's latest 30 final days"
+    );
+}
+
 #[tokio::test]
 async fn a_product_that_is_another_asset_stores_nothing_and_the_job_says_why() {
     let h = on_a_365_day_plan(true).await;
