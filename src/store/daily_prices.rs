@@ -66,6 +66,21 @@ WHERE CASE WHEN daily_prices.source = EXCLUDED.source THEN $10 OR daily_prices.p
     Ok(result.rows_affected())
 }
 
+/// Whether any day of `symbol` before `day` is stored, from either source: a second-source
+/// window starting at `day` is then not at the edge of the product's history, so an answer
+/// empty at its start is a halt, not where the product's candles begin.
+pub async fn stored_before(
+    executor: impl sqlx::PgExecutor<'_>,
+    symbol: Symbol,
+    day: NaiveDate,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM daily_prices WHERE symbol = $1 AND date < $2)")
+        .bind(symbol.as_str())
+        .bind(day)
+        .fetch_one(executor)
+        .await
+}
+
 /// The stored days of `symbol` between `start` and `end` (inclusive), ascending.
 pub async fn list(
     pool: &PgPool,

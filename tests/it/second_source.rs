@@ -345,6 +345,40 @@ async fn coinbase_answering_garbage_ends_the_job_with_gaps_after_one_window() {
     assert_eq!(h.fake.call_count(), 5);
 }
 
+/// An audit's finding: a job whose oldest missing day began a halt (weeks without a
+/// candle in the middle of a product's history) took the halt's end for where the
+/// product's candles begin, and every later job left the older days out of plan without
+/// asking Coinbase, which has them.
+#[tokio::test]
+async fn a_halt_in_the_middle_of_a_products_history_never_hides_the_days_before_it() {
+    let h = on_a_365_day_plan(true).await;
+    let eth = h.register("ETH", "ethereum").await;
+    checked_product(&h, eth, "ETH-USD").await;
+    let halt = day("2017-01-01").iter_days().take(90);
+    h.coinbase.set_days_without_trades(halt);
+    let (start, end) = (day("2016-12-01"), day("2017-06-30"));
+    run_job_for(&h, eth, start, end, false).await;
+    // Again: its oldest missing day is the halt's first, and its window starts empty.
+    run_job_for(&h, eth, start, end, false).await;
+    let mapping = second_source::mapping(h.pool(), eth)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        mapping.candles_from, None,
+        "a halt is not where the candles begin"
+    );
+
+    let older = run_job_for(&h, eth, day("2016-06-01"), day("2016-11-30"), false).await;
+
+    assert_completed(&older);
+    assert_eq!(
+        fallback_days(&h, &older).await,
+        183,
+        "every day before the halt"
+    );
+}
+
 #[tokio::test]
 async fn a_day_without_a_candle_stays_out_of_plan_and_days_before_the_first_candle_cost_no_call_again()
  {

@@ -19,7 +19,7 @@ use crate::ingest::fallback::{
     CANDLES_BEGIN_MIN_EMPTY_DAYS, CheckError, SecondSource, check_mapping, fallback_windows,
 };
 use crate::ingest::{Coinbase, DailyCandles, SourceError, Window};
-use crate::store::second_source;
+use crate::store::{daily_prices, second_source};
 
 impl<S: Sync> Run<'_, S> {
     /// Step 3; see the module's docs.
@@ -42,9 +42,14 @@ impl<S: Sync> Run<'_, S> {
         tracing::info!(windows = windows.len(), %product, "fetching out-of-plan days from the second source");
         self.shortfalls.second_source = Some(SecondSourceEnd::Asked);
         let source = Coinbase::new(second.client, product.clone());
-        // The oldest window is at the edge of what the product is known to have; so is the
-        // next one while every window before it had no candle at all.
-        let mut at_the_edge = true;
+        // The oldest window is at the edge of what the product is known to have unless a
+        // day before it is stored (then an empty start is a halt, a hole in the middle of
+        // the product's history); so is the next one while every window before it had no
+        // candle at all.
+        let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
+        let first = windows[0].first();
+        let mut at_the_edge =
+            !patiently(|| daily_prices::stored_before(pool, symbol, first)).await?;
         for candle_window in &windows {
             match self.second_source_window(&source, candle_window).await? {
                 WindowEnd::Stored(built) if at_the_edge => {
