@@ -159,7 +159,9 @@ async fn keep_stored_checks(
 /// hours, judged by `rule`, replacing an earlier point; hours without an exchange candle
 /// are left alone. For points that come after the candles (a later job's CoinGecko
 /// windows); when both are at hand, [`HourlyCandle::with_check`] before [`upsert`] does
-/// it in one write. Returns how many candles changed.
+/// it in one write. Returns how many candles changed. `updated_at` stays as it was: it
+/// says when the candle itself was written, which a forced job that resumes reads to know
+/// the hours it fetched already (`hourly_coverage::runs_not_stored_since`).
 pub async fn attach_checks(
     tx: &mut Transaction<'_, Postgres>,
     symbol: Symbol,
@@ -191,7 +193,7 @@ pub async fn attach_checks(
         .collect();
     let result = sqlx::query(
         "UPDATE hourly_prices p SET check_price = c.price, check_at = c.at, \
-             check_deviation_percent = c.deviation, disputed = c.disputed, updated_at = now() \
+             check_deviation_percent = c.deviation, disputed = c.disputed \
          FROM UNNEST($2::timestamptz[], $3::numeric[], $4::timestamptz[], $5::numeric[], $6::boolean[]) \
               AS c(hour, price, at, deviation, disputed) \
          WHERE p.symbol = $1 AND p.hour = c.hour AND p.source = 'coinbase' \

@@ -751,6 +751,37 @@ async fn a_forced_job_stopped_among_its_hours_asks_its_next_attempt_only_for_the
     );
 }
 
+/// An audit's finding: the check a CoinGecko window attaches to stored hours marked them
+/// written, so a forced job stopped among its hours took every hour its first window had
+/// checked for fetched, and its next attempt asked Coinbase for none of them.
+#[tokio::test]
+async fn a_forced_job_resumed_after_its_window_checked_the_hours_still_asks_for_those_it_did_not_fetch()
+ {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    checked_product(&h).await;
+    let range = last_days(60);
+    run(&h, range).await;
+    // The hours as hours turned on over stored days leave them: not checked yet.
+    sqlx::query("UPDATE hourly_prices SET check_price = NULL, check_at = NULL, check_deviation_percent = NULL")
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let before = h.coinbase.hourly_calls();
+
+    let (at_the_stop, _) = stopped_and_resumed(&h, range, true, 3).await;
+
+    assert!(
+        at_the_stop - before < 5,
+        "stopped among the five windows of hours"
+    );
+    let forced = h.coinbase.hourly_calls() - before;
+    assert!(
+        (5..=6).contains(&forced),
+        "every window of hours asked once over the two attempts (one more at most, in flight \
+         at the stop): {forced} calls"
+    );
+}
+
 #[tokio::test]
 async fn an_attempt_resumed_after_its_coingecko_window_checks_the_hours_it_fetches_against_the_points_read_before()
  {
