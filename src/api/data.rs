@@ -24,16 +24,13 @@ use super::responses::responses;
 use super::timeframe::{TimeframeParam, or_days};
 use super::wire::text_payload;
 use super::{ApiState, ApiTags};
-use crate::domain::{
-    Coin, HourRange, MAX_RANGE_DAYS, PriceSource, Symbol, Timeframe, hourly_source, today_utc,
-};
+use crate::domain::{Coin, HourRange, MAX_RANGE_DAYS, PriceSource, Symbol, Timeframe, today_utc};
 use crate::export::{self, Format, Span};
-use crate::registry::expected_hours;
 use crate::store::coins::{self, CoinRecord};
 use crate::store::gaps::{self, Coverage};
 use crate::store::hour_rows::{self, Rendering};
 use crate::store::second_source::{self, SourcedCandle};
-use crate::store::{days, hourly_coins, hourly_coverage};
+use crate::store::{days, hourly_coverage};
 
 /// The longest range one read may cover: twenty years, which bounds the size of an
 /// answer (and the calendar `coverage` generates) while covering all of BTC's history.
@@ -409,20 +406,10 @@ async fn expected(
     record: &CoinRecord,
     range: ReadRange,
 ) -> sqlx::Result<Option<HourRange>> {
-    let hourly = hourly_coins::get(&state.pool, record.coin.symbol).await?;
     let reach = state.registry.reach().await?;
-    let product = record
-        .mapping
-        .exchange_product(state.registry.fallback_source());
-    let source = hourly_source(hourly.is_some_and(|h| h.hourly), product);
-    Ok(expected_hours(
-        &record.coin,
-        source,
-        hourly.and_then(|h| h.coinbase_hours_from),
-        reach,
-        (range.start, range.end),
-        Utc::now(),
-    ))
+    let fallback = state.registry.fallback_source();
+    let days = (range.start, range.end);
+    hourly_coverage::expected_of(&state.pool, record, fallback, reach, days, Utc::now()).await
 }
 
 /// The hours of each day of `range`, for the calendar.

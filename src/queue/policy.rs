@@ -6,10 +6,13 @@ use std::time::Duration;
 use apalis::prelude::{AbortError, BoxDynError, RetryAfterError};
 use tracing::Level;
 
-use crate::domain::{JobStatus, today_utc};
+use chrono::Utc;
+
+use crate::config::FallbackSource;
+use crate::domain::{HourRange, JobStatus, today_utc};
 use crate::ingest::{Ingestor, JobError, Outcome};
-use crate::store::gaps;
 use crate::store::ingestion_jobs::{self, Ending, JobRecord};
+use crate::store::{coins, gaps, hourly_coverage, hours_without_trades, job_hours};
 
 /// What the worker does after an attempt, decided by [`policy`].
 pub(super) struct Step {
@@ -203,10 +206,40 @@ pub(super) async fn fail(
         out_of_plan_days: out_of_plan.len() as i32,
         message: Some(message),
     };
+    // The hours first (of a job that began counting them, as the record now says):
+    // whoever follows the job reads it whole once it is failed.
+    let hours = job_hours::of(pool, job.id).await.map_err(retry_later)?;
+    if hours.is_some() {
+        count_hours_left(ingestor, job).await.map_err(retry_later)?;
+    }
     ingestion_jobs::finish(pool, job.id, ending)
         .await
         .map_err(retry_later)?;
     Ok(())
+}
+
+/// A failed job of an hourly coin: the hours of its range still missing and those without
+/// trades, counted as a finished job's are (`ingest::job`'s last step), not left at 0.
+async fn count_hours_left(ingestor: &Ingestor, job: &JobRecord) -> sqlx::Result<()> {
+    let pool = &ingestor.pool;
+    let Some(record) = coins::get(pool, job.symbol).await? else {
+        return Ok(());
+    };
+    let fallback = match ingestor.second_source {
+        Some(_) => FallbackSource::Coinbase,
+        None => FallbackSource::Off,
+    };
+    let reach = ingestor.reach.current(pool).await?;
+    let days = (job.range.start(), job.range.end());
+    let expected =
+        hourly_coverage::expected_of(pool, &record, fallback, reach, days, Utc::now()).await?;
+    let missing = match expected {
+        Some(hours) => hourly_coverage::missing_hours(pool, job.symbol, hours).await?,
+        None => 0,
+    };
+    let quiet =
+        hours_without_trades::count(pool, job.symbol, HourRange::of_range(job.range)).await?;
+    job_hours::finish(pool, job.id, missing, quiet).await
 }
 
 /// A database error while recording the outcome: let the queue try the job again.

@@ -11,7 +11,12 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgExecutor, PgPool};
 
-use crate::domain::{Hour, HourRange, PriceSource, Symbol};
+use super::coins::CoinRecord;
+use super::hourly_coins;
+use crate::config::FallbackSource;
+use crate::domain::{
+    Hour, HourRange, PlanReach, PriceSource, Symbol, expected_hours, hourly_source,
+};
 
 /// The most missing runs a coverage lists (INTERFACE: `missing_runs` lists at most 1000).
 pub const MAX_LISTED_RUNS: i64 = 1000;
@@ -76,6 +81,31 @@ async fn missing(
         runs,
         hours,
     })
+}
+
+/// The hours of `days` that `record`'s coin can have at `now`, by its own columns (whether
+/// it keeps hours, its product's verdict, where that product's hours begin): what coverage
+/// in hours expects, and what a job that failed counts as still missing.
+pub async fn expected_of(
+    pool: &PgPool,
+    record: &CoinRecord,
+    fallback: FallbackSource,
+    reach: PlanReach,
+    days: (NaiveDate, NaiveDate),
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<HourRange>> {
+    let hourly = hourly_coins::get(pool, record.coin.symbol).await?;
+    let product = record.mapping.exchange_product(fallback);
+    let source = hourly_source(hourly.as_ref().is_some_and(|h| h.hourly), product);
+    let hours_from = hourly.and_then(|h| h.coinbase_hours_from);
+    Ok(expected_hours(
+        &record.coin,
+        source,
+        hours_from,
+        reach,
+        days,
+        now,
+    ))
 }
 
 /// The days holding a missing hour of `range`, in order: what a job building hours from

@@ -1000,3 +1000,30 @@ async fn hours_turned_on_over_stored_days_with_an_unusable_product_are_built_by_
     assert_eq!(h.coinbase.hourly_calls(), 0);
     assert_hours_built_from_points(&h, &job, range).await;
 }
+
+/// An audit's finding: a job that failed left `hours_missing` at the 0 it started from,
+/// though a failed job says which days it left undone.
+#[tokio::test]
+async fn a_failed_job_of_an_hourly_coin_counts_the_hours_it_left_missing() {
+    let h = crate::support::Harness::new().await;
+    sqlx::query("UPDATE coins SET hourly = true WHERE symbol = 'BTC'")
+        .execute(h.pool())
+        .await
+        .unwrap();
+    h.fake
+        .push_response(fake_upstream::coingecko::ScriptedResponse::status(
+            401,
+            r#"{"status":{"error_code":10002,"error_message":"API Key Missing."}}"#,
+        ));
+
+    let job = h.run_days_to_yesterday(10).await;
+
+    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.error_message);
+    assert_eq!(
+        job.hours_missing,
+        Some(10 * 24),
+        "every hour of its ten days"
+    );
+    assert_eq!(job.hours_without_trades, Some(0));
+    assert_eq!(job.hours_fetched, Some(0));
+}
