@@ -40,13 +40,21 @@ impl<S: PriceSource> Run<'_, S> {
             match self.fetch_all(&windows).await? {
                 Batch::Done => return Ok(ControlFlow::Continue(())),
                 Batch::Stopped(outcome) => return Ok(ControlFlow::Break(outcome)),
-                Batch::BeyondReach { window, .. } if self.learned => {
-                    return Err(self.beyond_learned_reach(&window));
-                }
                 Batch::BeyondReach {
-                    days, unfetched, ..
+                    window,
+                    days,
+                    unfetched,
                 } => {
-                    self.learn_reach(days).await?;
+                    // Past midnight the plan's first day is a day later: the refusal may be
+                    // the clock's, not the reach's, and the windows are planned again from
+                    // the new day before a refusal within a learned reach fails the job.
+                    let day_turned = self.turn_the_day();
+                    if self.learned && !day_turned {
+                        return Err(self.beyond_learned_reach(&window));
+                    }
+                    if !self.learned {
+                        self.learn_reach(days).await?;
+                    }
                     self.planned -= unfetched as i32;
                 }
             }

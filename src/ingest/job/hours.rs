@@ -139,7 +139,7 @@ impl<S> Run<'_, S> {
             hours_from,
             self.reach,
             (range.start(), range.end()),
-            Utc::now(),
+            self.began,
         )
     }
 

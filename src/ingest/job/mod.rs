@@ -34,13 +34,14 @@ mod window;
 
 use std::ops::ControlFlow;
 
+use chrono::Utc;
 use sqlx::PgPool;
 
 use super::Reach;
 use super::fallback::SecondSource;
 use super::source::{CoinGecko, PriceSource};
 use crate::coingecko::CoinGeckoClient;
-use crate::domain::{DisputeRule, today_utc};
+use crate::domain::DisputeRule;
 use crate::shutdown::Shutdown;
 use crate::store::{coins, ingestion_jobs::JobRecord};
 
@@ -129,12 +130,14 @@ impl Ingestor {
             .coin;
         let reach = patiently(|| self.reach.current(&self.pool)).await?;
         let hours = hours::HourWork::begin(self, job).await?;
+        let began = Utc::now();
         Ok(Run {
             ingestor: self,
             attempt,
             source,
             coin,
-            today: today_utc(),
+            began,
+            today: began.date_naive(),
             reach,
             planned: job.chunks_done,
             learned: false,

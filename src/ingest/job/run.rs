@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::hours::HourWork;
 use super::{Attempt, Ingestor, JobError, Shortfalls};
@@ -19,6 +19,9 @@ pub(super) struct Run<'a, S> {
     /// Where the windows are asked for.
     pub(super) source: S,
     pub(super) coin: Coin,
+    /// When the attempt began: the hours it expects end with the last one complete then,
+    /// so that an hour ending while it runs is the next job's, not a gap of this one.
+    pub(super) began: DateTime<Utc>,
     /// Today (UTC) when the attempt began: days from it on are not over.
     pub(super) today: NaiveDate,
     /// The reach in force: days older are never asked for.
@@ -52,6 +55,15 @@ impl<S> Run<'_, S> {
         self.planned += windows as i32;
         let (pool, id, planned) = (&self.ingestor.pool, self.attempt.job.id, self.planned);
         patiently(|| ingestion_jobs::set_chunks_total(pool, id, planned)).await
+    }
+
+    /// Takes the clock again (the attempt's `began` and `today`); true when the UTC day
+    /// has turned since the attempt began or last looked.
+    pub(super) fn turn_the_day(&mut self) -> bool {
+        let was = self.today;
+        self.began = Utc::now();
+        self.today = self.began.date_naive();
+        self.today != was
     }
 
     /// The part of the job's days the reach serves, if any.
