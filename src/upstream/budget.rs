@@ -312,11 +312,12 @@ impl CallLimiter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Takes the next slot and waits for it. While the database is away it waits for it
-    /// to come back; it never returns `Ok` without a slot.
+    /// Takes the next slot, waits for it, then takes a credit of the month: a caller that
+    /// goes away while it waits (a stop, a cancelled job) spends no credit, and a call
+    /// made after midnight on the last day counts in the new month. While the database is
+    /// away it waits for it to come back; it never returns `Ok` without a slot.
     pub async fn acquire(&self) -> Result<(), NoSlot> {
         let began = Instant::now();
-        self.take_credit().await?;
         let slot = self.take().await?;
         {
             let mut recent = self.recent();
@@ -326,6 +327,7 @@ impl CallLimiter {
             recent.push_back(slot.into_std());
         }
         tokio::time::sleep_until(slot).await;
+        self.take_credit().await?;
         self.metrics.granted.inc();
         self.metrics.wait.observe(began.elapsed().as_secs_f64());
         Ok(())

@@ -377,11 +377,12 @@ async fn limiters_sharing_a_database_space_their_slots_and_a_newcomer_cannot_bur
 
 /// A caller that takes a slot and goes away before using it (a process killed while it
 /// waits, a job cancelled) wastes that one slot: the next caller waits one slot more,
-/// not longer.
+/// not longer, and no credit of the month is spent on it (an audit's finding: the credit
+/// was taken before the wait).
 #[tokio::test]
 async fn a_slot_taken_and_never_used_costs_that_slot_only() {
-    use price_history::domain::PriceSource;
-    use price_history::upstream::{CallBudget, CallLimiter};
+    use price_history::domain::{Clock, CreditMonth, PriceSource};
+    use price_history::upstream::{CallBudget, CallLimiter, MonthlyCredits};
     let h = Harness::new().await;
     let limiter = CallLimiter::new(
         PriceSource::CoinGecko,
@@ -389,6 +390,10 @@ async fn a_slot_taken_and_never_used_costs_that_slot_only() {
         120,
         None,
     );
+    limiter.count_month(MonthlyCredits {
+        limit: None,
+        clock: Clock::SYSTEM,
+    });
     let slot = limiter.interval();
     let began = Instant::now();
     limiter.acquire().await.unwrap();
@@ -402,6 +407,16 @@ async fn a_slot_taken_and_never_used_costs_that_slot_only() {
         "the third slot came after {waited:?}; one slot is {slot:?}"
     );
     assert_eq!(limiter.metrics().granted.get(), 2);
+    let month = CreditMonth::of(chrono::Utc::now());
+    let used = price_history::store::monthly_credits::used(
+        h.pool(),
+        PriceSource::CoinGecko,
+        "none",
+        month,
+    )
+    .await
+    .unwrap();
+    assert_eq!(used, 2, "the slot given up spent no credit");
 }
 
 /// Kills `src/upstream/budget.rs`, `CallLimiter::take`: the match guard
