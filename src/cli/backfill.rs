@@ -204,10 +204,16 @@ fn report(job: &JobRecord, hours: Option<JobHours>) {
     if let Some(message) = &job.error_message {
         println!("why: {message}");
     }
-    if !job.status.is_terminal() {
-        println!(
+    match job.status {
+        JobStatus::Pending => println!(
             "the job was handed back to the queue; any worker (price-history worker) resumes it from its checkpoint"
-        );
+        ),
+        // Handed back, and already taken up by a worker sharing the database.
+        JobStatus::Running => println!(
+            "the job was handed back and another worker has taken it up; follow it with GET /api/v1/ingestion-jobs/{}",
+            job.id
+        ),
+        _ => {}
     }
 }
 
