@@ -115,18 +115,29 @@ async fn forward(
             }
         }
         let next = tokio::select! {
-            next = tokio::time::timeout(IDLE_CHECK, listener.recv()) => next,
+            next = tokio::time::timeout(IDLE_CHECK, listener.try_recv()) => next,
             _ = closed.changed() => continue,
         };
         let notification = match next {
             Err(_) => continue,
-            Ok(Ok(notification)) => notification,
-            Ok(Err(e)) => {
-                // PgListener reconnects on the next recv; a change announced meanwhile
-                // is lost, which is why the page reads the list again on reconnecting.
-                tracing::warn!(error = %e, "job events: the listener lost its connection");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+            Ok(Ok(Some(notification))) => notification,
+            Ok(lost) => {
+                // A change announced while the connection was down is lost: every stream
+                // ends (this listener goes with them), so that each follower reconnects
+                // and reads the list again; the next follower starts a new listener.
+                let error = lost.err().map(|e| e.to_string());
+                tracing::warn!(
+                    ?error,
+                    "job events: the listener lost its connection; ending the streams"
+                );
+                let mut slot = slot.lock().expect("not poisoned");
+                if slot
+                    .as_ref()
+                    .is_some_and(|current| current.same_channel(&sender))
+                {
+                    *slot = None;
+                }
+                return;
             }
         };
         let Ok(id) = notification.payload().parse::<Uuid>() else {

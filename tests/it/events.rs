@@ -369,3 +369,45 @@ async fn a_head_of_the_event_stream_keeps_its_connection_counted() {
     assert_eq!(answer.status(), 200);
     api.stop().await;
 }
+
+/// An audit's finding: when the listener lost its database connection, the changes
+/// announced meanwhile were lost while every stream stayed open, so a page never knew to
+/// read the list again. Now every stream ends, and its client reconnects.
+#[tokio::test]
+async fn a_stream_ends_when_the_listener_loses_its_connection_so_the_client_reads_the_list_again() {
+    use tokio::io::AsyncReadExt;
+    let h = Harness::new().await;
+    let api = TestApi::start_with(h.api_state(None)).await;
+    let address = api.base.trim_start_matches("http://").to_owned();
+    let (mut stream, head) = ask_for_a_stream(&address).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+
+    let ended = sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+           AND query ILIKE 'LISTEN%') AS t",
+    )
+    .fetch_one(h.pool())
+    .await
+    .unwrap();
+    assert_eq!(ended, 1, "the listener's connection");
+
+    // The answer is chunked: its end is the last chunk (or the connection closing).
+    let read_to_the_end = async {
+        let mut sent = Vec::new();
+        let mut buf = [0u8; 256];
+        while !sent.ends_with(b"\r\n0\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sent.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read_to_the_end)
+        .await
+        .expect("the stream ends once its listener lost the connection");
+    // A new follower gets a new listener at once.
+    let (_again, head) = ask_for_a_stream(&address).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    api.stop().await;
+}

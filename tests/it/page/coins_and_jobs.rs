@@ -167,6 +167,12 @@ async fn the_coin_form_shows_a_registered_coins_settings_and_saving_it_keeps_the
 async fn hours_over_a_view_longer_than_1461_days_draw_its_last_1461_days() {
     let browser = Browser::start(1280, 1600).await;
     let h = Harness::new().await;
+    // A coin that keeps hours: the page offers 1h for it (for one that keeps none it
+    // switches the view to days).
+    sqlx::query("UPDATE coins SET hourly = true WHERE symbol = 'BTC'")
+        .execute(h.pool())
+        .await
+        .unwrap();
     let api = TestApi::start_with(h.api_state(None)).await;
     let end = days_before_today(1);
     let start = end.checked_sub_days(Days::new(2000)).unwrap();
