@@ -271,7 +271,10 @@ impl From<RegisterError> for PutCoinResponse {
 pub struct PutCoinRequest {
     /// CoinGecko's id of the coin (the "API ID" on its CoinGecko page), such as
     /// `ethereum`. A registered coin keeps its id.
-    #[oai(validator(min_length = 1, max_length = 100))]
+    #[oai(
+        validator(min_length = 1, max_length = 100),
+        deserialize_with = "required_coingecko_id"
+    )]
     pub coingecko_id: String,
     /// Keep the coin up to date every day (`SYNC_SCHEDULE`). Absent or null: `false`.
     #[oai(default, nullable)]
@@ -559,6 +562,16 @@ responses! {
         /// given; `database_unavailable`. Nothing was stored: try again.
         503 ServiceUnavailable,
     }
+}
+
+fn required_coingecko_id(
+    value: Option<serde_json::Value>,
+) -> poem_openapi::types::ParseResult<String> {
+    super::wire::required(
+        value,
+        "coingecko_id",
+        "CoinGecko's id of the coin, such as \"ethereum\"",
+    )
 }
 
 #[cfg(test)]

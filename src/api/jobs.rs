@@ -289,9 +289,11 @@ fn default_symbol() -> String {
 #[oai(rename = "NewIngestionJob", example, deny_unknown_fields)]
 pub struct NewJobRequest {
     /// First day, `YYYY-MM-DD` (UTC); not before the coin's first day (BTC: 2013-04-28).
+    #[oai(deserialize_with = "required_start_date")]
     pub start_date: Day,
     /// Last day, `YYYY-MM-DD` (UTC), on or after `start_date`, at most today and at most
     /// 1461 days after `start_date`.
+    #[oai(deserialize_with = "required_end_date")]
     pub end_date: Day,
     /// Fetch every day again and replace what is stored, instead of only the missing days.
     /// Absent or null: `false`.
@@ -609,4 +611,12 @@ async fn job_of(state: &ApiState, request: NewJobRequest) -> Result<NewJob, Subm
         force: request.force,
         trigger: Trigger::Api,
     })
+}
+
+fn required_start_date(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Day> {
+    super::wire::required(value, "start_date", "YYYY-MM-DD")
+}
+
+fn required_end_date(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Day> {
+    super::wire::required(value, "end_date", "YYYY-MM-DD")
 }

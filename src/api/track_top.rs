@@ -107,7 +107,10 @@ impl TrackTopApi {
 #[oai(rename = "TrackTop", example, deny_unknown_fields)]
 pub struct TrackTopRequest {
     /// How many of the largest coins by market cap: 1 to 10000.
-    #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
+    #[oai(
+        validator(minimum(value = "1"), maximum(value = "10000")),
+        deserialize_with = "required_n"
+    )]
     pub n: u32,
     /// The first day to keep of each newly tracked coin, `YYYY-MM-DD`; absent or null:
     /// each coin's first day (or the oldest day the plan serves, whichever is later).
@@ -274,4 +277,8 @@ responses! {
         /// The database is not answering.
         503 ServiceUnavailable,
     }
+}
+
+fn required_n(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<u32> {
+    super::wire::required(value, "n", "a whole number from 1 to 10000")
 }

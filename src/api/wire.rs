@@ -96,3 +96,22 @@ macro_rules! mirrored {
     };
 }
 pub(super) use mirrored;
+
+/// A required field of a request body, named in the refusal: missing or null, it is
+/// "`field` is missing: give it as `shape`"; malformed, the parser's words after the
+/// field's name. poem-openapi's own words name the type, never the field
+/// (`Expected input type "string_date", found null`). For `#[oai(deserialize_with)]`.
+pub fn required<T: poem_openapi::types::ParseFromJSON>(
+    value: Option<serde_json::Value>,
+    field: &str,
+    shape: &str,
+) -> poem_openapi::types::ParseResult<T> {
+    use poem_openapi::types::ParseError;
+    match value {
+        None | Some(serde_json::Value::Null) => Err(ParseError::custom(format!(
+            "`{field}` is missing: give it as {shape}"
+        ))),
+        value => T::parse_from_json(value)
+            .map_err(|e| ParseError::custom(format!("`{field}`: {}", e.into_message()))),
+    }
+}
