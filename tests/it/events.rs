@@ -285,16 +285,22 @@ async fn eleven_hundred_streams_leave_the_api_answering_and_the_two_hundred_fift
     api.stop().await;
 }
 
-#[tokio::test]
-async fn streams_do_not_count_among_the_connections_of_ordinary_requests() {
-    let h = Harness::new().await;
+/// An API serving `max_connections` connections and 16 streams, and its address.
+async fn api_with_connections(h: &Harness, max_connections: usize) -> (TestApi, String) {
     let limits = price_history::api::ConnectionLimits {
-        max_connections: 4,
+        max_connections,
         event_streams: 16,
         ..Default::default()
     };
     let api = TestApi::start_with_limits(h.api_state(None), limits).await;
     let address = api.base.trim_start_matches("http://").to_owned();
+    (api, address)
+}
+
+#[tokio::test]
+async fn streams_do_not_count_among_the_connections_of_ordinary_requests() {
+    let h = Harness::new().await;
+    let (api, address) = api_with_connections(&h, 4).await;
 
     let open = open_streams(&address, 16).await;
     let (_, head) = ask_for_a_stream(&address).await;
@@ -325,13 +331,7 @@ async fn streams_do_not_count_among_the_connections_of_ordinary_requests() {
 async fn a_head_of_the_event_stream_keeps_its_connection_counted() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let h = Harness::new().await;
-    let limits = price_history::api::ConnectionLimits {
-        max_connections: 2,
-        event_streams: 16,
-        ..Default::default()
-    };
-    let api = TestApi::start_with_limits(h.api_state(None), limits).await;
-    let address = api.base.trim_start_matches("http://").to_owned();
+    let (api, address) = api_with_connections(&h, 2).await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();

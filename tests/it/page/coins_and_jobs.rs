@@ -14,6 +14,19 @@ use super::{finish, open_btc, set_value};
 use crate::browser::Browser;
 use crate::support::{Harness, TestApi, days_before_today};
 
+/// Puts `value` into the field `css` names and fires `event` on it, as typing does.
+async fn type_into(browser: &Browser, css: &str, value: &str, event: &str) {
+    set_value(browser, css, value).await;
+    let script = "document.querySelector(arguments[0]).dispatchEvent(new Event(arguments[1]));";
+    browser.run(script, vec![json!(css), json!(event)]).await;
+}
+
+/// The text of the element `css` names.
+async fn text_of(browser: &Browser, css: &str) -> serde_json::Value {
+    let script = "return document.querySelector(arguments[0]).textContent;";
+    browser.run(script, vec![json!(css)]).await
+}
+
 /// Pending jobs queued after the running one: more than the 20 the list shows.
 const PENDING: usize = 25;
 
@@ -68,12 +81,7 @@ async fn with_the_stream_refused_the_page_lists_the_jobs_and_keeps_the_running_o
         json!(21),
         "the running job and the 20 newest others"
     );
-    let live = browser
-        .run(
-            "return document.querySelector('#live').textContent;",
-            vec![],
-        )
-        .await;
+    let live = text_of(&browser, "#live").await;
     assert_eq!(live, json!("reconnecting…"));
     finish(browser, api).await;
 }
@@ -96,37 +104,20 @@ async fn the_coin_form_shows_a_registered_coins_settings_and_saving_it_keeps_the
         .await;
 
     // The list filtered to ETH: BTC, the coin viewed, is not on it.
-    set_value(&browser, "#coin-search", "eth").await;
-    browser
-        .run(
-            "document.querySelector('#coin-search').dispatchEvent(new Event('input'));",
-            vec![],
-        )
-        .await;
+    type_into(&browser, "#coin-search", "eth", "input").await;
     browser
         .wait_for(
             "#coins tbody tr:only-child[data-symbol='ETH']",
             "the list filtered",
         )
         .await;
-    let line = browser
-        .run(
-            "return document.querySelector('#view-fallback').textContent;",
-            vec![],
-        )
-        .await;
+    let line = text_of(&browser, "#view-fallback").await;
     assert!(
         line.as_str().unwrap().starts_with("Second source:"),
         "the viewed coin's second source, though it is not on the list: {line}"
     );
 
-    set_value(&browser, "#coin-symbol", "eth").await;
-    browser
-        .run(
-            "document.querySelector('#coin-symbol').dispatchEvent(new Event('change'));",
-            vec![],
-        )
-        .await;
+    type_into(&browser, "#coin-symbol", "eth", "change").await;
     browser
         .wait_for("#coin-tracked:checked", "the form showing ETH tracked")
         .await;
@@ -182,12 +173,7 @@ async fn hours_over_a_view_longer_than_1461_days_draw_its_last_1461_days() {
     browser
         .wait_for("body[data-chart-timeframe='1h']", "the hours drawn")
         .await;
-    let error = browser
-        .run(
-            "return document.querySelector('#chart-error').textContent;",
-            vec![],
-        )
-        .await;
+    let error = text_of(&browser, "#chart-error").await;
     assert_eq!(error, json!(""), "no refused read");
     finish(browser, api).await;
 }
@@ -207,12 +193,7 @@ async fn a_malformed_day_in_the_address_leaves_the_page_working() {
     browser
         .wait_for("#calendar-summary:not(:empty)", "the view's word")
         .await;
-    let said = browser
-        .run(
-            "return document.querySelector('#calendar-summary').textContent;",
-            vec![],
-        )
-        .await;
+    let said = text_of(&browser, "#calendar-summary").await;
     assert!(
         said.as_str().unwrap().contains("2026-13-01"),
         "the API's 400 names the day: {said}"
