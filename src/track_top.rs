@@ -7,7 +7,8 @@
 //! with another id, or whose ticker is no symbol here, is skipped with the reason, and the
 //! import goes on. The record in `coin_imports` says how far it got, like a job.
 
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
@@ -33,6 +34,27 @@ pub const MAX_N: u32 = 10_000;
 /// where it stands: every process exits within 30 s of SIGTERM. Dropped, the registration
 /// either never committed or did, and a tracked coin's job is then queued by the schedule.
 const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
+
+/// How often a running import says it is alive (`coin_imports.updated_at`), whatever it
+/// is waiting on: a page behind the call budget, a check held by 429s. Well within
+/// `coin_imports::ABANDONED_AFTER_SECS`, after which another import may take its place.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// The record is written at most this often while coins are registered (and at the end):
+/// it holds every coin's outcome, so writing it after each of 10,000 coins would rewrite
+/// megabytes thousands of times. The progress shown follows every coin.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// What the import has learned on its way down the list, for the coins after.
+#[derive(Debug, Default)]
+struct Along {
+    /// Tickers of coins that could not be checked this time (CoinGecko down or refusing,
+    /// the month spent), by the id that ranks higher: a lower-ranked coin with the same
+    /// ticker must not take the symbol meanwhile, for good.
+    held: HashMap<Symbol, CoinGeckoId>,
+    /// Why no new coin can be checked any more: the month's credits ran out.
+    out_of_credits: Option<String>,
+}
 
 /// What an import needs besides its record; built by `startup`.
 #[derive(Debug, Clone)]
@@ -81,12 +103,15 @@ impl TrackTop {
         let n = u32::try_from(record.n).unwrap_or(0);
         record.pages_total = pages_for(n) as i32;
         self.save(&record, &mut progress).await?;
+        let _heartbeat = Heartbeat::start(self.registry.pool.clone(), record.id);
         let listed = match self.list(&mut record, n, shutdown).await {
             Ok(listed) => listed,
             Err(why) => return self.end(record, Err(why), &mut progress).await,
         };
         record.coins_total = listed.len() as i32;
         self.save(&record, &mut progress).await?;
+        let mut saved = Instant::now();
+        let mut along = Along::default();
 
         for coin in listed {
             if shutdown.is_shutdown() {
@@ -97,7 +122,7 @@ impl TrackTop {
                 return self.end(record, Err(why), &mut progress).await;
             }
             let ticker = coin.symbol.clone();
-            let registering = self.one(&mut record, coin);
+            let registering = self.one(&mut record, coin, &mut along);
             let stopped = async {
                 shutdown.recv().await;
                 tokio::time::sleep(REGISTRATION_GRACE).await;
@@ -115,7 +140,12 @@ impl TrackTop {
             };
             registered?;
             record.coins_done += 1;
-            self.save(&record, &mut progress).await?;
+            if saved.elapsed() >= SAVE_EVERY {
+                self.save(&record, &mut progress).await?;
+                saved = Instant::now();
+            } else {
+                progress(&record);
+            }
         }
         let record = self.end(record, Ok(()), &mut progress).await?;
         tracing::info!(import = %record.id, registered = record.registered.len(), already = record.already.len(),
@@ -159,6 +189,10 @@ impl TrackTop {
                 break;
             }
         }
+        // Pages read seconds apart may overlap where a coin moved down a rank meanwhile:
+        // each coin once, where it was first listed.
+        let mut seen = HashSet::new();
+        listed.retain(|coin| seen.insert(coin.id.clone()));
         listed.truncate(n as usize);
         Ok(listed)
     }
@@ -190,14 +224,22 @@ impl TrackTop {
     }
 
     /// Registers and tracks one coin of the list, or says why it is skipped. Only a
-    /// database failure stops the import.
-    async fn one(&self, record: &mut ImportRecord, coin: MarketCoin) -> sqlx::Result<()> {
+    /// database failure stops the import. A coin registered already under another symbol
+    /// is tracked under that one; a ticker held by a higher-ranked coin that could not be
+    /// checked is not given to this one; once the month's credits are spent, no new coin
+    /// is checked (each would be refused), but coins registered already are still tracked.
+    async fn one(
+        &self,
+        record: &mut ImportRecord,
+        coin: MarketCoin,
+        along: &mut Along,
+    ) -> sqlx::Result<()> {
         let skipped = |reason: String| Skipped {
             symbol: coin.symbol.clone(),
             coingecko_id: coin.id.clone(),
             reason,
         };
-        let (symbol, id) = match ids_of(&coin) {
+        let (listed_as, id) = match ids_of(&coin) {
             Ok(ids) => ids,
             Err(reason) => {
                 record.skipped.0.push(skipped(reason));
@@ -205,9 +247,34 @@ impl TrackTop {
             }
         };
         let pool = &self.registry.pool;
+        let registered = match coins::get(pool, listed_as).await? {
+            Some(registered) => Some(registered),
+            None => coins::by_coingecko_id(pool, &id).await?,
+        };
+        // The symbol the coin has here: its own when it is registered under another.
+        let symbol = registered
+            .as_ref()
+            .filter(|r| r.coin.coingecko_id == id)
+            .map_or(listed_as, |r| r.coin.symbol);
+        if registered.is_none() {
+            if let Some(holder) = along.held.get(&symbol) {
+                record.skipped.0.push(skipped(format!(
+                    "the symbol {symbol} is held for {holder}, which ranks higher and could not \
+                     be checked this time; run the import again"
+                )));
+                return Ok(());
+            }
+            if let Some(why) = &along.out_of_credits {
+                record
+                    .skipped
+                    .0
+                    .push(skipped(format!("not checked: {why}")));
+                return Ok(());
+            }
+        }
         // Tracked already with this id: its own track_since stays.
-        let tracked_since = coins::get(pool, symbol)
-            .await?
+        let tracked_since = registered
+            .as_ref()
             .filter(|c| c.coin.coingecko_id == id && c.coin.tracked)
             .map(|c| c.coin.track_since);
         // And hourly already, or not asked to be: nothing to change.
@@ -222,7 +289,7 @@ impl TrackTop {
         }
         let request = CoinRequest {
             symbol,
-            coingecko_id: id,
+            coingecko_id: id.clone(),
             tracked: true,
             track_since: tracked_since.unwrap_or(record.track_since),
             // As any new coin: `{SYMBOL}-USD` when Coinbase lists it (one call).
@@ -234,9 +301,50 @@ impl TrackTop {
             Ok(registered) if registered.created => record.registered.push(symbol.to_string()),
             Ok(_) => record.already.push(symbol.to_string()),
             Err(RegisterError::Database(e)) => return Err(e),
-            Err(e) => record.skipped.0.push(skipped(e.to_string())),
+            Err(e) => {
+                if let RegisterError::OutOfCredits { resets_on, .. } = &e {
+                    along.out_of_credits = Some(format!(
+                        "the month's CoinGecko credits (COINGECKO_CALLS_PER_MONTH) ran out \
+                         earlier in this import; they reset on {resets_on}"
+                    ));
+                }
+                if matches!(
+                    e,
+                    RegisterError::CoinGeckoUnavailable { .. }
+                        | RegisterError::OutOfCredits { .. }
+                        | RegisterError::CoinGeckoRefused { .. }
+                ) {
+                    along.held.entry(symbol).or_insert(id);
+                }
+                record.skipped.0.push(skipped(e.to_string()));
+            }
         }
         Ok(())
+    }
+}
+
+/// Keeps a running import's record alive (its `updated_at`) every [`HEARTBEAT`] until
+/// dropped, so that a long wait is never taken for a dead process.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    fn start(pool: sqlx::PgPool, id: Uuid) -> Heartbeat {
+        Heartbeat(tokio::spawn(async move {
+            let mut beats = tokio::time::interval(HEARTBEAT);
+            beats.tick().await;
+            loop {
+                beats.tick().await;
+                if let Err(e) = coin_imports::beat(&pool, id).await {
+                    tracing::warn!(error = %e, import = %id, "could not say the import is alive");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

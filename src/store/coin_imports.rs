@@ -105,6 +105,15 @@ pub async fn start(
     Ok(Start::Running(running.unwrap_or(Uuid::nil())))
 }
 
+/// Says that the running import `id` is alive: its `updated_at` is now.
+pub async fn beat(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE coin_imports SET updated_at = now() WHERE id = $1 AND status = 'running'")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Saves the progress and lists of `record` (and its heartbeat).
 pub async fn save(pool: &PgPool, record: &ImportRecord) -> sqlx::Result<()> {
     sqlx::query(

@@ -318,6 +318,9 @@ impl CallLimiter {
     /// away it waits for it to come back; it never returns `Ok` without a slot.
     pub async fn acquire(&self) -> Result<(), NoSlot> {
         let began = Instant::now();
+        // A month spent already is said at once, without taking a slot from every
+        // process's minute for a call that cannot be made.
+        self.month_left().await?;
         let slot = self.take().await?;
         {
             let mut recent = self.recent();
@@ -330,6 +333,37 @@ impl CallLimiter {
         self.take_credit().await?;
         self.metrics.granted.inc();
         self.metrics.wait.observe(began.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Refuses when this month's credits are spent already (one row read); a credit is
+    /// still taken after the wait, where two processes may race for the last one.
+    async fn month_left(&self) -> Result<(), NoSlot> {
+        let Some(credits) = self.monthly.get() else {
+            return Ok(());
+        };
+        let (Some(limit), Some((pool, source, key_fingerprint))) =
+            (credits.limit.map(NonZeroU32::get), self.shared())
+        else {
+            return Ok(());
+        };
+        let month = CreditMonth::of(credits.clock.now());
+        let used = patiently("the monthly budget", || {
+            monthly_credits::used(pool, source, key_fingerprint, month)
+        })
+        .await
+        .map_err(|cause| NoSlot::Database {
+            upstream: source.display_name(),
+            cause,
+        })?;
+        if used >= i64::from(limit) {
+            return Err(NoSlot::MonthSpent {
+                upstream: source.display_name(),
+                month,
+                used,
+                limit,
+            });
+        }
         Ok(())
     }
 

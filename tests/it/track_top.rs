@@ -447,3 +447,122 @@ async fn options_on_the_import_path_answers_that_it_takes_post_alone() {
     assert_eq!(coin.header("allow"), Some("GET, HEAD, PUT"));
     api.stop().await;
 }
+
+/// Runs an import of the top `n` coins through the API to its end: the record.
+async fn imported(api: &TestApi, n: u32) -> Value {
+    let answer = api
+        .post("/api/v1/coins/track-top", Some(json!({"n": n})), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let location = answer.header("location").expect("a Location").to_owned();
+    until_ended(api, &location).await
+}
+
+/// An audit's finding: a top coin registered already under another symbol was skipped
+/// ("already registered as ...") and never tracked.
+#[tokio::test]
+async fn a_top_coin_registered_under_another_symbol_is_tracked_under_it() {
+    let h = harness().await;
+    let ethx = h.register("ETHX", "ethereum").await;
+    let api = TestApi::start(&h).await;
+
+    let import = imported(&api, 5).await;
+
+    assert_eq!(import["status"], "completed", "{import}");
+    let already = import["already_registered"].as_array().unwrap();
+    assert!(already.contains(&json!("ETHX")), "{import}");
+    assert!(import["skipped"].as_array().unwrap().is_empty(), "{import}");
+    let record = price_history::store::coins::get(h.pool(), ethx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.coin.tracked);
+    assert_eq!(
+        count_rows(h.pool(), "coins WHERE coingecko_id = 'ethereum'").await,
+        1
+    );
+}
+
+/// An audit's finding: a coin that could not be checked (CoinGecko down for it) gave its
+/// ticker to a lower-ranked coin with the same one, which then kept the symbol for good.
+#[tokio::test]
+async fn a_ticker_whose_coin_could_not_be_checked_is_not_given_to_a_lower_ranked_coin() {
+    let h = harness().await;
+    sqlx::query("DELETE FROM coins WHERE symbol = 'BTC'")
+        .execute(h.pool())
+        .await
+        .unwrap();
+    h.fake.set_unavailable_coins(["bitcoin"]);
+    let api = TestApi::start(&h).await;
+
+    let import = imported(&api, 10).await;
+
+    assert_eq!(import["status"], "completed", "{import}");
+    let skipped = import["skipped"].as_array().unwrap();
+    let reason_of = |id: &str| {
+        skipped
+            .iter()
+            .find(|s| s["coingecko_id"] == id)
+            .map(|s| s["reason"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("{id} is not skipped: {import}"))
+    };
+    assert!(reason_of("bitcoin").contains("could not check bitcoin"));
+    let bridged = format!("top-coin-{COLLIDING_RANK:04}");
+    assert!(reason_of(&bridged).contains("held for bitcoin"), "{import}");
+    assert_eq!(count_rows(h.pool(), "coins WHERE symbol = 'BTC'").await, 0);
+}
+
+/// An audit's finding: once the month's credits were spent, every remaining new coin still
+/// waited for a slot of the minute's budget to be refused, one by one.
+#[tokio::test]
+async fn once_the_months_credits_run_out_the_import_checks_no_new_coin_but_tracks_those_registered()
+{
+    let mut h = harness().await;
+    h.settings.coingecko_calls_per_month = Some("3".to_owned());
+    let sol = h.register("SOLANA", "solana").await;
+    h.set_credits_used(0).await;
+    let api = TestApi::start(&h).await;
+
+    // One call lists the coins, two check ETH and DOGE; then the month is spent.
+    let import = imported(&api, 20).await;
+
+    assert_eq!(import["status"], "completed", "{import}");
+    assert_eq!(import["registered"], json!(["ETH", "DOGE"]), "{import}");
+    let already = import["already_registered"].as_array().unwrap();
+    assert!(
+        already.contains(&json!("SOLANA")),
+        "tracked without a call: {import}"
+    );
+    let skipped = import["skipped"].as_array().unwrap();
+    let unchecked = skipped
+        .iter()
+        .filter(|s| {
+            s["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("not checked: the month's CoinGecko credits")
+        })
+        .count();
+    // Ranks 6 to 20, but for the colliding ticker and the one that is no symbol.
+    assert_eq!(
+        unchecked,
+        15 - 2,
+        "the new coins after the refusal are not asked: {import}"
+    );
+    let checks = h
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.coin_id != MARKETS)
+        .count();
+    assert_eq!(
+        checks,
+        1 + 2,
+        "SOLANA's registration, then ETH's and DOGE's checks"
+    );
+    let record = price_history::store::coins::get(h.pool(), sol)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.coin.tracked);
+}

@@ -127,6 +127,8 @@ impl ScriptedResponse {
 #[derive(Default)]
 pub struct CoinGecko {
     market: Market,
+    /// Coin ids whose charts answer 503, as CoinGecko does now and then for one coin.
+    unavailable: std::collections::HashSet<String>,
 }
 
 impl Upstream for CoinGecko {
@@ -163,6 +165,11 @@ impl FakeCoinGecko {
     /// Days the fake has no points for: served ranges skip them, as if CoinGecko had a hole.
     pub fn set_missing_days(&self, days: impl IntoIterator<Item = NaiveDate>) {
         self.shared.state().world.market.missing_days = days.into_iter().collect();
+    }
+
+    /// Coins whose charts answer 503 from now on (any other coin is served as before).
+    pub fn set_unavailable_coins(&self, ids: impl IntoIterator<Item = &'static str>) {
+        self.shared.state().world.unavailable = ids.into_iter().map(str::to_owned).collect();
     }
 
     /// Multiplies every price, market cap and volume served from now on (`1.25`: 25 %
@@ -320,6 +327,9 @@ impl MarketChartRange {
         let Some(coin) = coin(&asked.coin_id) else {
             return Answer::json(StatusCode::NOT_FOUND, json!({"error": "coin not found"}));
         };
+        if state.world.unavailable.contains(&asked.coin_id) {
+            return Answer::text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+        }
         let now = Utc::now();
         if let Some(days) = self.shared.options.history_limit_days
             && from < now - chrono::Duration::days(i64::from(days))
