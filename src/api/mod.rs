@@ -73,7 +73,6 @@ pub use track_top::TrackTopApi;
 
 use auth::Authorized;
 use error::ErrorBody;
-use middleware::REQUEST_TIMEOUT;
 
 /// The operations of the document, one `*Api` per tag.
 pub type Apis = (JobsApi, CoinsApi, TrackTopApi, DataApi, OpsApi, BudgetApi);
@@ -115,9 +114,10 @@ pub enum ApiTags {
     Ops,
 }
 
-/// How long shutdown waits for in-flight requests: one full request time-out, plus a
-/// little for the answer to be written.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(REQUEST_TIMEOUT.as_secs() + 5);
+/// How long shutdown waits for in-flight requests (a file still being sent, say) before
+/// it ends them: well within the 30 s a process has to exit after SIGTERM, leaving time
+/// for the worker's hand-back, an import's grace and a private PostgreSQL's stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
 /// The OpenAPI service: the document and the routes of every operation. Its server URL
 /// is relative (`/`), so the document is right wherever the API is reached. The document

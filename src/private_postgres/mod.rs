@@ -77,7 +77,8 @@ pub async fn resolve_database(
     let server = tokio::task::spawn_blocking(PrivateServer::start)
         .await
         .context("the private PostgreSQL's start-up panicked")??;
-    tracing::info!(
+    // A warning, so that one-off commands (whose own level is `warn`) say it too.
+    tracing::warn!(
         data_dir = %server.data_dir().display(),
         psql = %server.psql_command(),
         "{}",

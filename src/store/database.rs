@@ -71,7 +71,8 @@ pub async fn wait_for_server(url: &DatabaseUrl, limit: Duration) -> anyhow::Resu
                 limit.as_secs(),
             );
         }
-        tracing::info!(
+        // A warning, so that a one-off command (whose own level is `warn`) says it waits.
+        tracing::warn!(
             database = %target,
             attempt,
             waited_secs = waited.as_secs(),

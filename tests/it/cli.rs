@@ -518,11 +518,13 @@ async fn a_sigterm_while_the_process_waits_for_postgresql_at_start_exits_0() {
 
 /// An audit's finding: a one-off command stopped while it waited for PostgreSQL exited 0,
 /// so a script took a backfill that queued nothing for done. It exits 1 and says so; a
-/// service still exits 0 (above).
+/// service still exits 0 (above). And another: at a one-off command's own log level
+/// (`warn`), the wait was silent until it gave up; it says that it waits.
 #[tokio::test]
 async fn a_backfill_stopped_before_it_could_queue_its_job_exits_1_saying_nothing_was_queued() {
     let dates = ["--start-date", "2024-01-01", "--end-date", "2024-01-31"];
-    let mut backfill = waiting_for_postgresql(&[&["backfill"][..], &dates].concat(), &[]).await;
+    let args = [&["backfill"][..], &dates].concat();
+    let mut backfill = waiting_for_postgresql(&args, &[("RUST_LOG", "warn")]).await;
 
     backfill.signal("TERM");
 
