@@ -161,7 +161,11 @@ fn prepare(out: &Path) -> Result<(), String> {
             out.display()
         ));
     }
-    let probe = out.join(format!(".price-history-probe.{}", std::process::id()));
+    let probe = out.join(format!(
+        ".price-history-probe.{}.{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    ));
     match std::fs::File::create(&probe) {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);

@@ -137,10 +137,12 @@ impl<'a> FileStream<'a> {
 }
 
 /// The file of one coin's candles as a stream of chunks that owns what it reads, for an
-/// HTTP answer: a task of its own reads and encodes, at most two chunks ahead of the
-/// client, and stops when the stream is dropped (the client left). A failure part-way
-/// ends the stream with an error, so that the client sees a cut answer, never a short
-/// file that looks whole.
+/// HTTP answer: a task of its own reads the candles whole first (a read is bounded: 1461
+/// days of hours, 35,064 candles, a few MB), so that its database connection goes back
+/// to the pool at once however slowly the client takes the file, then encodes at most
+/// two chunks ahead of the client, and stops when the stream is dropped (the client
+/// left). A failure part-way ends the stream with an error, so that the client sees a cut
+/// answer, never a short file that looks whole.
 pub fn spawn_file(
     pool: PgPool,
     read: Reader,
@@ -151,7 +153,9 @@ pub fn spawn_file(
 ) -> impl Stream<Item = io::Result<Vec<u8>>> + Send + 'static {
     let (chunks, received) = tokio::sync::mpsc::channel(2);
     tokio::spawn(async move {
-        let mut file = match FileStream::new(read(&pool, symbol, span), format, timeframe) {
+        let candles: Vec<sqlx::Result<Candle>> = read(&pool, symbol, span).collect().await;
+        let candles = futures::stream::iter(candles).boxed();
+        let mut file = match FileStream::new(candles, format, timeframe) {
             Ok(file) => file,
             Err(e) => return drop(chunks.send(Err(e)).await),
         };

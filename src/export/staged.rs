@@ -17,15 +17,16 @@ pub(super) struct Staged {
 }
 
 impl Staged {
-    /// Starts `name` in `dir`, under a hidden temporary name of this process's own (two
-    /// exports into one directory never write the same temporary file; and freqtrade, which
-    /// lists `*.feather`, never sees it).
+    /// Starts `name` in `dir`, under a hidden temporary name of its own: the process id
+    /// and a fresh UUID, opened only if new, so that two exports into one directory never
+    /// write the same temporary file, even from two containers where both are process 1;
+    /// and freqtrade, which lists `*.feather`, never sees it.
     pub(super) fn create(dir: &Path, name: &str) -> io::Result<Staged> {
-        let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let unique = uuid::Uuid::now_v7().simple();
+        let temporary = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
         let file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&temporary)?;
         Ok(Staged {
             file,
