@@ -936,34 +936,40 @@ async fn the_checked_in_document_is_exactly_what_price_history_openapi_prints() 
 #[tokio::test]
 async fn a_body_without_a_required_field_is_refused_naming_the_field() {
     let (h, api) = TestApi::with_harness().await;
-    let cases = [
-        (
-            "/api/v1/ingestion-jobs",
-            json!({"start_date": "2024-01-01"}),
-            "`end_date` is missing",
-        ),
-        (
-            "/api/v1/ingestion-jobs",
-            json!({"end_date": "2024-01-01"}),
-            "`start_date` is missing",
-        ),
-        (
-            "/api/v1/ingestion-jobs",
-            json!({"start_date": 5, "end_date": "2024-01-01"}),
-            "`start_date`:",
-        ),
-        (
-            "/api/v1/coins/track-top",
-            json!({"hourly": true}),
-            "`n` is missing",
-        ),
-    ];
-    for (path, body, says) in cases {
-        let answer = api.post(path, Some(body.clone()), None).await;
-        answer.assert_status(StatusCode::BAD_REQUEST);
-        let message = answer.message();
-        assert!(message.contains(says), "{body}: {message}");
-    }
+    let jobs = "/api/v1/ingestion-jobs";
+    let refused = |path: &'static str, body: Value, says: &'static str| {
+        let api = &api;
+        async move {
+            let answer = api.post(path, Some(body.clone()), None).await;
+            answer.assert_status(StatusCode::BAD_REQUEST);
+            let message = answer.message();
+            assert!(message.contains(says), "{body}: {message}");
+        }
+    };
+    refused(
+        jobs,
+        json!({"start_date": "2024-01-01"}),
+        "`end_date` is missing",
+    )
+    .await;
+    refused(
+        jobs,
+        json!({"end_date": "2024-01-01"}),
+        "`start_date` is missing",
+    )
+    .await;
+    refused(
+        jobs,
+        json!({"start_date": 5, "end_date": "2024-01-01"}),
+        "`start_date`:",
+    )
+    .await;
+    refused(
+        "/api/v1/coins/track-top",
+        json!({"hourly": true}),
+        "`n` is missing",
+    )
+    .await;
     let answer = api.put_coin("ETH", json!({"tracked": true})).await;
     answer.assert_status(StatusCode::BAD_REQUEST);
     assert!(

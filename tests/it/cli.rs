@@ -377,13 +377,7 @@ async fn a_day_that_is_not_yyyy_mm_dd_is_refused_by_every_command_before_anythin
     ];
     for args in commands {
         let output = run(&h, args).await;
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            output_text(&output)
-        );
-        assert_says(&output, "is not a day written as YYYY-MM-DD");
+        assert_exited_saying(&output, 2, &["is not a day written as YYYY-MM-DD"]);
     }
     assert!(!std::path::Path::new(out).exists(), "--out is left alone");
     assert_eq!(h.fake.call_count(), 0, "no check, no call");

@@ -97,11 +97,16 @@ async fn the_coin_form_shows_a_registered_coins_settings_and_saving_it_keeps_the
         .unwrap()
         .unwrap();
     let api = TestApi::start_with(h.api_state(None)).await;
-    let (start, end) = (days_before_today(30), days_before_today(1));
-    open_btc(&browser, &api, start, end, "").await;
-    browser
-        .wait_for("#coins tbody tr[data-symbol='ETH']", "ETH in the list")
-        .await;
+    open_btc(
+        &browser,
+        &api,
+        days_before_today(30),
+        days_before_today(1),
+        "",
+    )
+    .await;
+    let eth_listed = "#coins tbody tr[data-symbol='ETH']";
+    browser.wait_for(eth_listed, "ETH in the list").await;
 
     // The list filtered to ETH: BTC, the coin viewed, is not on it.
     type_into(&browser, "#coin-search", "eth", "input").await;
