@@ -1027,3 +1027,27 @@ async fn a_failed_job_of_an_hourly_coin_counts_the_hours_it_left_missing() {
     assert_eq!(job.hours_without_trades, Some(0));
     assert_eq!(job.hours_fetched, Some(0));
 }
+
+/// An audit's finding: on a plan with no known history limit (a Pro key, or
+/// `COINGECKO_HISTORY_DAYS=0`) the product's check was never made, so an hourly coin whose
+/// product awaited it got no hours at all, job after job.
+#[tokio::test]
+async fn on_a_plan_without_a_history_limit_an_unchecked_product_is_checked_and_gives_the_hours() {
+    let h = Harness::new().await.with_coinbase();
+    hourly_coins::set_hourly(h.pool(), Symbol::BTC, true)
+        .await
+        .unwrap();
+
+    let job = h.run_days_to_yesterday(10).await;
+
+    assert_completed(&job);
+    let mapping = second_source::mapping(h.pool(), Symbol::BTC)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mapping.usable, Some(true), "{:?}", mapping.unusable_reason);
+    let from_coinbase = h
+        .rows("hourly_prices WHERE symbol = 'BTC' AND source = 'coinbase'")
+        .await;
+    assert_eq!(from_coinbase, 10 * 24);
+}

@@ -142,9 +142,14 @@ impl<S: Sync> Run<'_, S> {
             return Ok(None);
         };
         if let Some(product) = mapping.product.clone().filter(|_| mapping.needs_check()) {
-            let Some(plan_first_day) = self.reach.first_served_day(self.today) else {
-                return Ok(None);
-            };
+            // The earliest days the plan serves; a plan with no known limit serves from the
+            // coin's first day (the check falls back to the latest days when Coinbase has
+            // nothing that old).
+            let plan_first_day = self
+                .reach
+                .first_served_day(self.today)
+                .or(self.coin.first_day)
+                .unwrap_or(self.attempt.job.range.start());
             if let Some(end) = self.check_product(second, &product, plan_first_day).await? {
                 self.shortfalls.second_source = Some(end);
                 return Ok(None);
