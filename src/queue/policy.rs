@@ -12,6 +12,7 @@ use crate::config::FallbackSource;
 use crate::domain::{HourRange, JobStatus, today_utc};
 use crate::ingest::{Ingestor, JobError, Outcome};
 use crate::store::ingestion_jobs::{self, Ending, JobRecord};
+use crate::store::patience::patiently;
 use crate::store::{coins, gaps, hourly_coverage, hours_without_trades, job_hours};
 
 /// What the worker does after an attempt, decided by [`policy`].
@@ -149,14 +150,18 @@ impl Step {
                     out_of_plan_days: *out_of_plan_days,
                     message: message.as_deref(),
                 };
-                ingestion_jobs::finish(pool, job.id, ending)
-                    .await
-                    .map_err(retry_later)?;
+                patiently("the job's final word", || {
+                    ingestion_jobs::finish(pool, job.id, ending)
+                })
+                .await
+                .map_err(retry_later)?;
             }
             Record::Release(message) => {
-                ingestion_jobs::release(pool, job.id, message)
-                    .await
-                    .map_err(retry_later)?;
+                patiently("the job's hand-back", || {
+                    ingestion_jobs::release(pool, job.id, message)
+                })
+                .await
+                .map_err(retry_later)?;
             }
             Record::Fail(message) => fail(ingestor, job, message).await?,
         }
@@ -188,17 +193,22 @@ impl Step {
 }
 
 /// Ends the job as failed, with the days of its range still missing, so that a failed
-/// job says what it left undone as a finished one does.
+/// job says what it left undone as a finished one does. An unavailable database is
+/// waited out: a record left `running` would keep the coin refused every job for good.
 pub(super) async fn fail(
     ingestor: &Ingestor,
     job: &JobRecord,
     message: &str,
 ) -> Result<(), BoxDynError> {
-    let pool = &ingestor.pool;
-    let missing = gaps::missing_days(pool, job.symbol, job.range.start(), job.range.end())
+    patiently("the job's failure", || fail_record(ingestor, job, message))
         .await
-        .map_err(retry_later)?;
-    let reach = ingestor.reach.current(pool).await.map_err(retry_later)?;
+        .map_err(retry_later)
+}
+
+async fn fail_record(ingestor: &Ingestor, job: &JobRecord, message: &str) -> sqlx::Result<()> {
+    let pool = &ingestor.pool;
+    let missing = gaps::missing_days(pool, job.symbol, job.range.start(), job.range.end()).await?;
+    let reach = ingestor.reach.current(pool).await?;
     let (gap_dates, out_of_plan) = reach.split(missing, today_utc());
     let ending = Ending {
         status: JobStatus::Failed,
@@ -208,13 +218,10 @@ pub(super) async fn fail(
     };
     // The hours first (of a job that began counting them, as the record now says):
     // whoever follows the job reads it whole once it is failed.
-    let hours = job_hours::of(pool, job.id).await.map_err(retry_later)?;
-    if hours.is_some() {
-        count_hours_left(ingestor, job).await.map_err(retry_later)?;
+    if job_hours::of(pool, job.id).await?.is_some() {
+        count_hours_left(ingestor, job).await?;
     }
-    ingestion_jobs::finish(pool, job.id, ending)
-        .await
-        .map_err(retry_later)?;
+    ingestion_jobs::finish(pool, job.id, ending).await?;
     Ok(())
 }
 

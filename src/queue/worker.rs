@@ -21,6 +21,7 @@ use super::{IngestTask, queue_config};
 use crate::ingest::{self, Ingestor, JobError};
 use crate::shutdown::Shutdown;
 use crate::store::ingestion_jobs;
+use crate::store::patience::patiently;
 
 /// A job started this many times beyond `JOB_MAX_ATTEMPTS` (every takeover after a crash
 /// and every hand-off at shutdown starts it again) is failed rather than started once
@@ -180,7 +181,10 @@ async fn handle(
     };
     let pool = &state.ingestor.pool;
     let attempt_no = i32::try_from(attempt.current()).unwrap_or(i32::MAX);
-    let Some(job) = ingestion_jobs::begin_attempt(pool, id, attempt_no)
+    // An unavailable database is waited out here as in the attempt: an error would spend
+    // the queue's retries and leave the record active with no task to run it.
+    let begin = || ingestion_jobs::begin_attempt(pool, id, attempt_no);
+    let Some(job) = patiently("the job's start", begin)
         .await
         .map_err(retry_later)?
     else {
