@@ -66,7 +66,7 @@ pub enum BadCandle {
         open: String,
         close: String,
     },
-    #[error("a second candle for the same hour")]
+    #[error("one of two candles for the same hour")]
     Twice,
     #[error(
         "a {origin} hour with {points:?} points: an exchange candle has none, a CoinGecko-built hour at least 1"
@@ -225,7 +225,8 @@ impl Hours {
 /// Trusts what it can of an exchange's answer for `window`: candles outside the window are
 /// dropped (Coinbase may send earlier ones), the rest become exchange candles, volume in
 /// USD (base volume times close), provisional when their hour is not over at `now`. A
-/// candle that does not hold together, or a second one for an hour, is refused.
+/// candle that does not hold together is refused, and so is every candle of an hour the
+/// answer holds twice.
 pub fn hours_from_exchange(
     answer: &[ExchangeCandle],
     window: HourRange,
@@ -241,7 +242,10 @@ pub fn hours_from_exchange(
         .collect();
     sorted.sort_by_key(|c| c.time);
     for (i, raw) in sorted.iter().enumerate() {
-        let made = if i > 0 && sorted[i - 1].time == raw.time {
+        // Two candles for one hour: neither is trusted (which would be the true one?).
+        let twice = (i > 0 && sorted[i - 1].time == raw.time)
+            || sorted.get(i + 1).is_some_and(|next| next.time == raw.time);
+        let made = if twice {
             Err(BadCandle::Twice)
         } else {
             exchange_candle(raw, now)
@@ -453,12 +457,17 @@ mod tests {
             raw(TEN, 98.0, 100.5, 99.0, 100.0, 1.0),     // the first hour again
         ];
         let hours = hours_from_exchange(&answer, window(9), at(LONG_AFTER));
-        assert_eq!(hours.candles.len(), 1);
-        assert_eq!(hours.refused.len(), 8);
+        assert_eq!(
+            hours.candles.len(),
+            0,
+            "neither candle of the hour sent twice"
+        );
+        assert_eq!(hours.refused.len(), 9);
         let said: Vec<String> = hours.refused.iter().map(ToString::to_string).collect();
         // What each refusal says, in the order of the answer's bad candles.
         let reasons = [
-            "a second candle",
+            "one of two candles",
+            "one of two candles",
             "low 101 and high 100 do not hold",
             "low price 0 is not a finite number above zero",
             "high price inf",
@@ -471,7 +480,7 @@ mod tests {
             assert!(refusal.contains(reason), "{said:?}");
         }
         assert!(
-            said[7].starts_with("the candle of 2024-01-01T17:30:00Z"),
+            said[8].starts_with("the candle of 2024-01-01T17:30:00Z"),
             "{said:?}"
         );
         // Hours with a refused candle had trades: they are not "without trades".

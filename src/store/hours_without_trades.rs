@@ -7,9 +7,9 @@ use sqlx::{PgExecutor, Postgres, Transaction};
 use crate::domain::{Hour, HourRange, Symbol};
 
 /// Records `hours` of `symbol` as without trades, in the caller's transaction (the one that
-/// stores the window they were learned from, beside its checkpoint). An hour that has an
-/// exchange candle stored is not recorded (it had trades); one already recorded stays as
-/// it is. Only hours that were over when the window was fetched belong here
+/// stores the window they were learned from, beside its checkpoint). An hour that has a
+/// final candle stored, from either source, is not recorded (it had trades, and counting
+/// it twice would break coverage's sums); one already recorded stays as it is. Only hours that were over when the window was fetched belong here
 /// ([`crate::domain::Hours::without_candles`]). Returns how many were recorded.
 pub async fn record(
     tx: &mut Transaction<'_, Postgres>,
@@ -23,7 +23,7 @@ pub async fn record(
         "INSERT INTO hours_without_trades (symbol, hour) \
          SELECT $1, h FROM UNNEST($2::timestamptz[]) AS h \
          WHERE NOT EXISTS (SELECT 1 FROM hourly_prices p \
-                           WHERE p.symbol = $1 AND p.hour = h AND p.source = 'coinbase') \
+                           WHERE p.symbol = $1 AND p.hour = h AND NOT p.provisional) \
          ORDER BY h \
          ON CONFLICT (symbol, hour) DO NOTHING",
     )

@@ -300,7 +300,13 @@ fn hour_rows(
     at_the_edge: bool,
 ) -> HourRows {
     let hours = hours_from_exchange(answer, window, now);
-    let mut quiet = hours.without_candles(window, now - SETTLE);
+    // An answer with a candle it had to refuse is not trusted for what it leaves out: its
+    // gaps stay missing (asked again later) rather than recorded as hours without trades.
+    let mut quiet = if hours.refused.is_empty() {
+        hours.without_candles(window, now - SETTLE)
+    } else {
+        Vec::new()
+    };
     let first_traded = hours
         .candles
         .iter()
@@ -424,6 +430,21 @@ mod tests {
             vec![first()],
             "the last hour may still be published"
         );
+    }
+
+    /// An audit's finding: of two candles for one hour the first was stored as final, and
+    /// an answer with refused candles still had its gaps recorded as hours without trades.
+    #[test]
+    fn an_answer_holding_an_hour_twice_stores_neither_and_records_no_quiet_hour() {
+        let mut answer: Vec<_> = (100..300).map(|n| candle(first().plus(n), 10.0)).collect();
+        answer.push(candle(first().plus(150), 55.0));
+
+        let rows = rows(&answer, false);
+
+        assert_eq!(rows.refused.len(), 2, "both candles of the hour");
+        assert!(rows.candles.iter().all(|c| c.hour != first().plus(150)));
+        assert_eq!(rows.candles.len(), 199);
+        assert!(rows.quiet.is_empty(), "the answer's gaps are not trusted");
     }
 
     #[test]
