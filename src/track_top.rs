@@ -247,9 +247,13 @@ impl TrackTop {
             }
         };
         let pool = &self.registry.pool;
-        let registered = match coins::get(pool, listed_as).await? {
-            Some(registered) => Some(registered),
-            None => coins::by_coingecko_id(pool, &id).await?,
+        // Registered under its own ticker, or else under another symbol (its id is):
+        // then tracked under that one. A ticker registered for another id is the
+        // collision the registry refuses.
+        let by_symbol = coins::get(pool, listed_as).await?;
+        let registered = match by_symbol {
+            Some(registered) if registered.coin.coingecko_id == id => Some(registered),
+            _ => coins::by_coingecko_id(pool, &id).await?.or(by_symbol),
         };
         // The symbol the coin has here: its own when it is registered under another.
         let symbol = registered

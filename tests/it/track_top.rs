@@ -464,14 +464,23 @@ async fn imported(api: &TestApi, n: u32) -> Value {
 async fn a_top_coin_registered_under_another_symbol_is_tracked_under_it() {
     let h = harness().await;
     let ethx = h.register("ETHX", "ethereum").await;
+    // The bridged bitcoin, whose ticker `btc` is BTC's here, registered as WBTC.
+    let bridged = format!("top-coin-{COLLIDING_RANK:04}");
+    h.register("WBTC", &bridged).await;
     let api = TestApi::start(&h).await;
 
-    let import = imported(&api, 5).await;
+    let import = imported(&api, 10).await;
 
     assert_eq!(import["status"], "completed", "{import}");
     let already = import["already_registered"].as_array().unwrap();
     assert!(already.contains(&json!("ETHX")), "{import}");
-    assert!(import["skipped"].as_array().unwrap().is_empty(), "{import}");
+    assert!(already.contains(&json!("WBTC")), "{import}");
+    let skipped = import["skipped"].as_array().unwrap();
+    assert_eq!(
+        skipped.len(),
+        1,
+        "only the ticker that is no symbol: {import}"
+    );
     let record = price_history::store::coins::get(h.pool(), ethx)
         .await
         .unwrap()
