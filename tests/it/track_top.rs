@@ -448,6 +448,12 @@ async fn options_on_the_import_path_answers_that_it_takes_post_alone() {
     api.stop().await;
 }
 
+/// Whether the registered coin `symbol` is tracked.
+async fn is_tracked(h: &Harness, symbol: Symbol) -> bool {
+    let record = coins::get(h.pool(), symbol).await.unwrap();
+    record.expect("registered").coin.tracked
+}
+
 /// Runs an import of the top `n` coins through the API to its end: the record.
 async fn imported(api: &TestApi, n: u32) -> Value {
     let answer = api
@@ -481,11 +487,7 @@ async fn a_top_coin_registered_under_another_symbol_is_tracked_under_it() {
         1,
         "only the ticker that is no symbol: {import}"
     );
-    let record = price_history::store::coins::get(h.pool(), ethx)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(record.coin.tracked);
+    assert!(is_tracked(&h, ethx).await);
     assert_eq!(
         count_rows(h.pool(), "coins WHERE coingecko_id = 'ethereum'").await,
         1
@@ -569,9 +571,5 @@ async fn once_the_months_credits_run_out_the_import_checks_no_new_coin_but_track
         1 + 2,
         "SOLANA's registration, then ETH's and DOGE's checks"
     );
-    let record = price_history::store::coins::get(h.pool(), sol)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(record.coin.tracked);
+    assert!(is_tracked(&h, sol).await);
 }
