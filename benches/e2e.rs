@@ -966,7 +966,7 @@ impl Bench {
             range,
             force,
         };
-        Ok(queue::submit(&self.pool, job, queue::Turn::InOrder, 3).await?)
+        Ok(queue::submit(&self.pool, job, queue::Turn::InOrder).await?)
     }
 
     async fn wait_ready(&self, base: &str) -> Result<()> {
@@ -1303,7 +1303,6 @@ fn bench_scheduler(
         schedule: schedule.parse()?,
         clock: price_history::schedule::Clock::SYSTEM,
         reach,
-        max_attempts: 3,
         name: name.to_owned(),
         credits: None,
     })

@@ -185,8 +185,6 @@ pub struct Registry {
     pub reach: Reach,
     /// The second source's client; `None` with `FALLBACK_SOURCE=off`.
     pub coinbase: Option<CoinbaseClient>,
-    /// `JOB_MAX_ATTEMPTS`, for the job that brings a newly tracked coin up to date.
-    pub job_max_attempts: u32,
     /// The month's CoinGecko credits: that job is queued only when they pay for it.
     pub credits: Credits,
 }
@@ -230,15 +228,11 @@ impl Registry {
                 return Some(failed);
             }
         };
-        let (pool, max_attempts, today) = (
-            (&self.pool, &self.credits),
-            self.job_max_attempts,
-            today_utc(),
-        );
+        let (pool, today) = ((&self.pool, &self.credits), today_utc());
         let mut synced = None;
         if turned_on.hours {
             let started = (coin, &registered.hours.figures);
-            let hours = hours::hours_started(pool, reach, started, trigger, max_attempts).await;
+            let hours = hours::hours_started(pool, reach, started, trigger).await;
             log_sync(coin, "hours on", "hours", &hours);
             if matches!(hours, Ok(CoinSync::Queued(_) | CoinSync::Busy(_))) {
                 return Some(hours);
@@ -246,7 +240,7 @@ impl Registry {
             synced = Some(hours);
         }
         if turned_on.tracking {
-            let days = bring_up_to_date(pool, coin, reach, today, trigger, max_attempts).await;
+            let days = bring_up_to_date(pool, coin, reach, today, trigger).await;
             log_sync(coin, "tracking on", "days", &days);
             synced = Some(days);
         }

@@ -169,7 +169,6 @@ impl Application {
             client: self.sources.coingecko.clone(),
             reach: self.reach(),
             coinbase: self.sources.coinbase.clone(),
-            job_max_attempts: self.settings.job_max_attempts,
             credits: self.credits(),
         }
     }
@@ -201,7 +200,6 @@ impl Application {
         Ok(ApiState {
             pool: self.pool.clone(),
             api_token: self.settings.api_token()?,
-            job_max_attempts: self.settings.job_max_attempts,
             coingecko: with_worker.then(|| self.sources.coingecko.clone()),
             finished_jobs: Default::default(),
             registry: self.registry(),
@@ -245,7 +243,6 @@ impl Application {
             schedule: self.settings.sync_schedule.clone(),
             clock: self.settings.sync_clock(),
             reach: self.reach(),
-            max_attempts: self.settings.job_max_attempts,
             name: queue::worker_name(),
             credits: Some(self.credits()),
         };

@@ -239,7 +239,7 @@ async fn fetch_all(
             range: DateRange::for_coin(coin, start, end, Utc::now().date_naive())?,
             force: true,
         };
-        ids.push(queue::submit(pool, job, queue::Turn::InOrder, 3).await?.id);
+        ids.push(queue::submit(pool, job, queue::Turn::InOrder).await?.id);
     }
     let mut completed = true;
     for id in ids {

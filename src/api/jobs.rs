@@ -55,11 +55,10 @@ impl JobsApi {
             Ok(job) => job,
             Err(refused) => return refused,
         };
-        let mut outcome =
-            queue::submit(&state.pool, job, Turn::Waited, state.job_max_attempts).await;
+        let mut outcome = queue::submit(&state.pool, job, Turn::Waited).await;
         if matches!(outcome, Err(SubmitError::Contended)) {
             // The active job ended between the insert and the look-up: the slot is free now.
-            outcome = queue::submit(&state.pool, job, Turn::Waited, state.job_max_attempts).await;
+            outcome = queue::submit(&state.pool, job, Turn::Waited).await;
         }
         match outcome {
             Ok(record) => {

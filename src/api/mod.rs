@@ -84,8 +84,6 @@ pub struct ApiState {
     pub pool: PgPool,
     /// When set, every write (POST, PUT) needs `Authorization: Bearer <token>` (`API_TOKEN`).
     pub api_token: Option<SecretString>,
-    /// Queue-level attempts given to each submitted job (`JOB_MAX_ATTEMPTS`).
-    pub job_max_attempts: u32,
     /// The worker's CoinGecko client when a worker runs in this process (`serve`), so
     /// that `/metrics` can report its calls; `None` for `api`.
     pub coingecko: Option<CoinGeckoClient>,

@@ -44,7 +44,7 @@ pub(super) async fn run(
         Ok(job) => job,
         Err(refused) => return Ok(refuse(&refused)),
     };
-    let submitted = queue::submit(&app.pool, job, Turn::Waited, app.settings.job_max_attempts);
+    let submitted = queue::submit(&app.pool, job, Turn::Waited);
     let record = match submitted.await {
         Ok(record) => record,
         Err(SubmitError::JobInProgress(active)) => {

@@ -27,11 +27,22 @@ use sqlx::PgPool;
 /// job is re-queued); the payload is JSON, with the job's `job_type` and `id`.
 pub const NEW_JOBS_CHANNEL: &str = "apalis::job::insert";
 
-/// The columns of apalis's tables (in the `apalis` schema) that our SQL reads: the
-/// queue's lease check and orphan sweep, the trigger of migration 20261128000003, and
-/// retention (which deletes a finished job's row by `id` and `job_type`).
+/// The columns of apalis's tables (in the `apalis` schema) that our SQL reads or writes:
+/// the queue's lease check and orphan sweep, the trigger of migration 20261128000003,
+/// retention (which deletes a finished job's row by `id` and `job_type`), and migration
+/// 20261221000000 (which lifts the `max_attempts` of the entries queued before it).
 pub const READS: &[(&str, &[&str])] = &[
-    ("jobs", &["id", "job_type", "status", "lock_by", "run_at"]),
+    (
+        "jobs",
+        &[
+            "id",
+            "job_type",
+            "status",
+            "lock_by",
+            "run_at",
+            "max_attempts",
+        ],
+    ),
     ("workers", &["id", "last_seen"]),
 ];
 

@@ -24,21 +24,36 @@ pub struct Lease {
     pub worker: String,
 }
 
+impl Lease {
+    /// Whether `self.worker` still holds the job, as last committed, without a lock: the
+    /// fence of an attempt's final word. It never waits: when a worker stops, apalis may
+    /// leave its own transaction on the entry (the lock of the task just fetched) open and
+    /// unpolled until the worker's shutdown timeout, and a `FOR SHARE` would wait for it
+    /// (25 s, then the attempt is dropped with its record still `running`). A takeover
+    /// between this read and the final word's commit needs this worker silent past its
+    /// lease in between.
+    pub async fn still_held(&self, conn: &mut PgConnection) -> sqlx::Result<bool> {
+        self.read(conn, "").await
+    }
+
+    async fn read(&self, conn: &mut PgConnection, lock: &str) -> sqlx::Result<bool> {
+        let held: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM apalis.jobs WHERE id = $1 AND lock_by = $2 AND status = ANY($3) {lock}"
+        )))
+        .bind(&self.task_id)
+        .bind(&self.worker)
+        .bind(holding_statuses())
+        .fetch_optional(conn)
+        .await?;
+        Ok(held.is_some())
+    }
+}
+
 impl Fence for Lease {
     /// True, and the queue entry share-locked until the transaction ends, when
     /// `self.worker` still holds the job.
     fn holds<'c>(&'c self, tx: &'c mut PgConnection) -> BoxFuture<'c, sqlx::Result<bool>> {
-        Box::pin(async move {
-            let held: Option<i32> = sqlx::query_scalar(
-                "SELECT 1 FROM apalis.jobs WHERE id = $1 AND lock_by = $2 AND status = ANY($3) FOR SHARE",
-            )
-            .bind(&self.task_id)
-            .bind(&self.worker)
-            .bind(holding_statuses())
-            .fetch_optional(tx)
-            .await?;
-            Ok(held.is_some())
-        })
+        Box::pin(self.read(tx, "FOR SHARE"))
     }
 }
 

@@ -20,7 +20,9 @@
 //! - a worker name unique to each process incarnation: a restart under the same name
 //!   would leave its old job `Running` forever;
 //! - LISTEN/NOTIFY pick-up, so an idle worker starts a job at once, not on its next beat;
-//! - `max_attempts` from `JOB_MAX_ATTEMPTS` (the backend's default is 25);
+//! - no `max_attempts` of its own (the backend's default is 25): its count takes in every
+//!   hand-off at shutdown, so it would end a job that never failed; `policy` counts a
+//!   job's failures in its record and ends it after `JOB_MAX_ATTEMPTS` of them;
 //! - its queries wait out a database outage (`patient`): the worker would otherwise
 //!   die of the first failed poll and drop the attempt in flight.
 
@@ -92,11 +94,7 @@ pub enum SubmitError {
 /// Records `jobs` and puts them on the queue in one transaction, a statement for each
 /// table, as [`submit`] does one: a tick's jobs cost one commit, not one each. A job whose
 /// coin has an active job is left out; the records of those queued are returned.
-pub async fn submit_all(
-    pool: &PgPool,
-    jobs: &[NewJob],
-    max_attempts: u32,
-) -> Result<Vec<JobRecord>, SubmitError> {
+pub async fn submit_all(pool: &PgPool, jobs: &[NewJob]) -> Result<Vec<JobRecord>, SubmitError> {
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
@@ -104,7 +102,7 @@ pub async fn submit_all(
     let records = ingestion_jobs::insert_many(&mut tx, jobs).await?;
     let tasks = records
         .iter()
-        .map(|record| task(record.id, Turn::InOrder, max_attempts))
+        .map(|record| task(record.id, Turn::InOrder))
         .collect::<Result<Vec<_>, _>>()?;
     apalis_postgres::queries::push_tasks(&mut *tx, QUEUE, tasks)
         .await
@@ -129,13 +127,19 @@ pub enum Turn {
 /// job first.
 const WAITED_AHEAD_BY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
+/// An entry's `max_attempts`: the largest the column holds. apalis-postgres never fetches
+/// a failed entry past it again, and its count of attempts takes in every hand-off at
+/// shutdown; the worker's policy ends a job after `JOB_MAX_ATTEMPTS` failures instead,
+/// counted in its record. Migration `20261221000000` gives it to entries queued earlier.
+pub const ENTRY_MAX_ATTEMPTS: usize = i32::MAX as usize;
+
 /// The queue's entry for job `job_id`.
-fn task(job_id: Uuid, turn: Turn, max_attempts: u32) -> Result<PgTask, SubmitError> {
+fn task(job_id: Uuid, turn: Turn) -> Result<PgTask, SubmitError> {
     let payload = serde_json::to_vec(&IngestTask { job_id })
         .map_err(|e| SubmitError::Queue(e.to_string()))?;
     let entry = TaskBuilder::new(payload)
         .task_id(task_id(job_id))
-        .max_attempts(max_attempts as usize);
+        .max_attempts(ENTRY_MAX_ATTEMPTS);
     let entry = match turn {
         Turn::InOrder => entry,
         Turn::Waited => entry.run_at_time(SystemTime::now() - WAITED_AHEAD_BY),
@@ -147,19 +151,14 @@ fn task(job_id: Uuid, turn: Turn, max_attempts: u32) -> Result<PgTask, SubmitErr
 /// between the two leaves neither. The job's queue id is its own UUIDv7 read as a ULID
 /// (both are 128 bits led by a millisecond timestamp), so the two tables are joined by one
 /// id.
-pub async fn submit(
-    pool: &PgPool,
-    job: NewJob,
-    turn: Turn,
-    max_attempts: u32,
-) -> Result<JobRecord, SubmitError> {
+pub async fn submit(pool: &PgPool, job: NewJob, turn: Turn) -> Result<JobRecord, SubmitError> {
     let mut tx = pool.begin().await?;
     let record = match ingestion_jobs::insert(&mut tx, job).await? {
         Insertion::Inserted(record) => record,
         Insertion::Busy { active_job_id } => return Err(SubmitError::JobInProgress(active_job_id)),
         Insertion::LostRace => return Err(SubmitError::Contended),
     };
-    let entry = task(job.id, turn, max_attempts)?;
+    let entry = task(job.id, turn)?;
     apalis_postgres::queries::push_tasks(&mut *tx, QUEUE, vec![entry])
         .await
         .map_err(|e| SubmitError::Queue(e.to_string()))?;

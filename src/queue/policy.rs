@@ -4,14 +4,15 @@
 use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, RetryAfterError};
+use chrono::Utc;
+use sqlx::PgConnection;
 use tracing::Level;
 
-use chrono::Utc;
-
+use super::lease::Lease;
 use crate::config::FallbackSource;
 use crate::domain::{HourRange, JobStatus, today_utc};
 use crate::ingest::{Ingestor, JobError, Outcome};
-use crate::store::ingestion_jobs::{self, Ending, JobRecord};
+use crate::store::ingestion_jobs::{self, Ending, JobRecord, Requeue};
 use crate::store::patience::patiently;
 use crate::store::{coins, gaps, hourly_coverage, hours_without_trades, job_hours};
 
@@ -38,15 +39,22 @@ pub(super) enum Record {
         out_of_plan_days: i32,
         message: Option<String>,
     },
-    /// Pending again, saying why (a hand-off, or a retry to come).
-    Release(String),
+    /// Pending again, saying why: a retry to come, or a hand-off (counted apart).
+    Release(Requeue, String),
     /// Failed for good, saying why.
     Fail(String),
 }
 
 /// The worker's policy, one arm per result of an attempt: what the record says, what
-/// is logged, and what apalis does next.
-pub(super) fn policy(result: Result<Outcome, JobError>, attempts: u32, max_attempts: u32) -> Step {
+/// is logged, and what apalis does next. `failed_before` is how many of the job's
+/// attempts failed transiently before this one: only failures count against
+/// `max_attempts`, never a hand-off at shutdown or a takeover after a crash.
+pub(super) fn policy(
+    result: Result<Outcome, JobError>,
+    failed_before: u32,
+    max_attempts: u32,
+) -> Step {
+    let attempts = failed_before + 1;
     match result {
         Ok(outcome) => after(outcome),
         Err(JobError::Permanent(message)) => Step::give_up(message),
@@ -55,7 +63,7 @@ pub(super) fn policy(result: Result<Outcome, JobError>, attempts: u32, max_attem
                 "attempt {attempts} of {max_attempts} failed and will be retried: {reason}"
             );
             Step {
-                record: Record::Release(message.clone()),
+                record: Record::Release(Requeue::Retry, message.clone()),
                 log: (Level::WARN, "job will be retried"),
                 next: Err(message.into()),
             }
@@ -97,6 +105,7 @@ fn after(outcome: Outcome) -> Step {
         ),
         Outcome::Interrupted => Step {
             record: Record::Release(
+                Requeue::HandBack,
                 "handed back to the queue at shutdown; another worker resumes it from its checkpoint"
                     .to_owned(),
             ),
@@ -129,13 +138,37 @@ impl Step {
         }
     }
 
-    /// Writes the record as the policy says; a database error lets the queue try again.
+    /// Writes the record as the policy says, behind `lease`: returns false, writing
+    /// nothing, when another worker has taken the job over meanwhile (this one went silent
+    /// past its lease between its last checkpoint and now), since the record is that
+    /// worker's to write. An unavailable database is waited out: a record left `running`
+    /// would keep the coin refused every job for good. Any other database error lets the
+    /// queue try again.
     pub(super) async fn record(
         &self,
         ingestor: &Ingestor,
         job: &JobRecord,
-    ) -> Result<(), BoxDynError> {
-        let pool = &ingestor.pool;
+        lease: &Lease,
+    ) -> Result<bool, BoxDynError> {
+        if matches!(self.record, Record::Untouched) {
+            return Ok(true);
+        }
+        patiently("the job's final word", || self.write(ingestor, job, lease))
+            .await
+            .map_err(retry_later)
+    }
+
+    /// One try of [`Step::record`], in one transaction, when the lease is still held.
+    async fn write(
+        &self,
+        ingestor: &Ingestor,
+        job: &JobRecord,
+        lease: &Lease,
+    ) -> sqlx::Result<bool> {
+        let mut tx = ingestor.pool.begin().await?;
+        if !lease.still_held(&mut tx).await? {
+            return Ok(false);
+        }
         match &self.record {
             Record::Untouched => {}
             Record::Finish {
@@ -150,22 +183,15 @@ impl Step {
                     out_of_plan_days: *out_of_plan_days,
                     message: message.as_deref(),
                 };
-                patiently("the job's final word", || {
-                    ingestion_jobs::finish(pool, job.id, ending)
-                })
-                .await
-                .map_err(retry_later)?;
+                ingestion_jobs::finish(&mut *tx, job.id, ending).await?;
             }
-            Record::Release(message) => {
-                patiently("the job's hand-back", || {
-                    ingestion_jobs::release(pool, job.id, message)
-                })
-                .await
-                .map_err(retry_later)?;
+            Record::Release(why, message) => {
+                ingestion_jobs::release(&mut *tx, job.id, *why, message).await?;
             }
-            Record::Fail(message) => fail(ingestor, job, message).await?,
+            Record::Fail(message) => fail_record(ingestor, &mut tx, job, message).await?,
         }
-        Ok(())
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Logs the policy's line, with the job's id and what the record says.
@@ -182,7 +208,7 @@ impl Step {
                 "{status}; {} gap day(s), {out_of_plan_days} out of plan",
                 gap_dates.len()
             ),
-            Record::Release(message) | Record::Fail(message) => message.clone(),
+            Record::Release(_, message) | Record::Fail(message) => message.clone(),
         };
         match level {
             tracing::Level::ERROR => tracing::error!(%job_id, %detail, "{what}"),
@@ -193,19 +219,24 @@ impl Step {
 }
 
 /// Ends the job as failed, with the days of its range still missing, so that a failed
-/// job says what it left undone as a finished one does. An unavailable database is
-/// waited out: a record left `running` would keep the coin refused every job for good.
+/// job says what it left undone as a finished one does (see [`Step::record`]).
 pub(super) async fn fail(
     ingestor: &Ingestor,
     job: &JobRecord,
+    lease: &Lease,
     message: &str,
-) -> Result<(), BoxDynError> {
-    patiently("the job's failure", || fail_record(ingestor, job, message))
+) -> Result<bool, BoxDynError> {
+    Step::give_up(message.to_owned())
+        .record(ingestor, job, lease)
         .await
-        .map_err(retry_later)
 }
 
-async fn fail_record(ingestor: &Ingestor, job: &JobRecord, message: &str) -> sqlx::Result<()> {
+async fn fail_record(
+    ingestor: &Ingestor,
+    tx: &mut PgConnection,
+    job: &JobRecord,
+    message: &str,
+) -> sqlx::Result<()> {
     let pool = &ingestor.pool;
     let missing = gaps::missing_days(pool, job.symbol, job.range.start(), job.range.end()).await?;
     let reach = ingestor.reach.current(pool).await?;
@@ -219,15 +250,19 @@ async fn fail_record(ingestor: &Ingestor, job: &JobRecord, message: &str) -> sql
     // The hours first (of a job that began counting them, as the record now says):
     // whoever follows the job reads it whole once it is failed.
     if job_hours::of(pool, job.id).await?.is_some() {
-        count_hours_left(ingestor, job).await?;
+        count_hours_left(ingestor, tx, job).await?;
     }
-    ingestion_jobs::finish(pool, job.id, ending).await?;
+    ingestion_jobs::finish(tx, job.id, ending).await?;
     Ok(())
 }
 
 /// A failed job of an hourly coin: the hours of its range still missing and those without
 /// trades, counted as a finished job's are (`ingest::job`'s last step), not left at 0.
-async fn count_hours_left(ingestor: &Ingestor, job: &JobRecord) -> sqlx::Result<()> {
+async fn count_hours_left(
+    ingestor: &Ingestor,
+    tx: &mut PgConnection,
+    job: &JobRecord,
+) -> sqlx::Result<()> {
     let pool = &ingestor.pool;
     let Some(record) = coins::get(pool, job.symbol).await? else {
         return Ok(());
@@ -246,7 +281,7 @@ async fn count_hours_left(ingestor: &Ingestor, job: &JobRecord) -> sqlx::Result<
     };
     let quiet =
         hours_without_trades::count(pool, job.symbol, HourRange::of_range(job.range)).await?;
-    job_hours::finish(pool, job.id, missing, quiet).await
+    job_hours::finish(tx, job.id, missing, quiet).await
 }
 
 /// A database error while recording the outcome: let the queue try the job again.
@@ -266,8 +301,8 @@ mod tests {
 
     #[test]
     fn a_transient_failure_is_retried_until_the_last_attempt_then_fails_the_job() {
-        let early = policy(Err(JobError::Transient("HTTP 503".into())), 1, 3);
-        let Record::Release(message) = &early.record else {
+        let early = policy(Err(JobError::Transient("HTTP 503".into())), 0, 3);
+        let Record::Release(Requeue::Retry, message) = &early.record else {
             panic!("not released");
         };
         assert_eq!(
@@ -277,7 +312,7 @@ mod tests {
         assert!(early.next.is_err());
         assert!(!is::<AbortError>(&early.next) && !is::<RetryAfterError>(&early.next));
 
-        let last = policy(Err(JobError::Transient("HTTP 503.".into())), 3, 3);
+        let last = policy(Err(JobError::Transient("HTTP 503.".into())), 2, 3);
         let Record::Fail(message) = &last.record else {
             panic!("not failed");
         };
@@ -290,20 +325,23 @@ mod tests {
 
     #[test]
     fn a_permanent_failure_fails_the_job_at_once_and_a_shutdown_hands_it_back() {
-        let permanent = policy(Err(JobError::Permanent("refused".into())), 1, 3);
+        let permanent = policy(Err(JobError::Permanent("refused".into())), 0, 3);
         assert!(matches!(&permanent.record, Record::Fail(m) if m == "refused"));
         assert!(is::<AbortError>(&permanent.next));
         assert_eq!(permanent.log.0, tracing::Level::ERROR);
 
-        let interrupted = policy(Ok(Outcome::Interrupted), 1, 3);
-        assert!(matches!(interrupted.record, Record::Release(_)));
+        let interrupted = policy(Ok(Outcome::Interrupted), 0, 3);
+        assert!(matches!(
+            interrupted.record,
+            Record::Release(Requeue::HandBack, _)
+        ));
         assert!(is::<RetryAfterError>(&interrupted.next));
     }
 
     #[test]
     fn a_job_that_ended_elsewhere_is_left_as_it_is() {
         for outcome in [Outcome::Cancelled, Outcome::LeaseLost] {
-            let step = policy(Ok(outcome), 1, 3);
+            let step = policy(Ok(outcome), 0, 3);
             assert!(matches!(step.record, Record::Untouched));
             assert!(step.next.is_ok());
         }
@@ -314,7 +352,7 @@ mod tests {
                 out_of_plan_days: 0,
                 message: None,
             }),
-            1,
+            0,
             3,
         );
         assert!(matches!(

@@ -23,9 +23,9 @@ use crate::shutdown::Shutdown;
 use crate::store::ingestion_jobs;
 use crate::store::patience::patiently;
 
-/// A job started this many times beyond `JOB_MAX_ATTEMPTS` (every takeover after a crash
-/// and every hand-off at shutdown starts it again) is failed rather than started once
-/// more: it is probably what kills the process.
+/// A job started this many times beyond `JOB_MAX_ATTEMPTS`, its hand-offs at shutdown
+/// left out (every takeover after a crash starts it again), is failed rather than
+/// started once more: it is probably what kills the process.
 pub const MAX_TAKEOVERS: u32 = 10;
 
 /// How long a shutting-down worker waits for its job to reach a window boundary.
@@ -106,7 +106,16 @@ pub async fn run_worker(
                 )
                 .data(state.clone())
                 .concurrency(1)
-                .retry(RetryPolicy::retries(options.max_attempts.saturating_sub(1) as usize).with_backoff(backoff))
+                // The policy decides when a job has failed too often (from its record,
+                // where hand-offs are not failures), and ends it with an `AbortError`;
+                // apalis's own count takes in every hand-off and must never stop a retry
+                // the record announced. A hand-off is never retried here: it is for
+                // another worker.
+                .retry(
+                    RetryPolicy::retries(usize::MAX)
+                        .with_backoff(backoff)
+                        .retry_if(|e: &BoxDynError| e.downcast_ref::<RetryAfterError>().is_none()),
+                )
                 .catch_panic()
                 .layer(TraceLayer::new().on_failure(log_failure))
                 .build(handle)
@@ -191,13 +200,13 @@ async fn handle(
         tracing::info!(job_id = %id, "job is no longer active (cancelled or finished); nothing to do");
         return Ok(());
     };
-    if job.attempts as u32 > state.max_attempts + MAX_TAKEOVERS {
+    let starts = job.attempts.saturating_sub(job.handbacks).max(0) as u32;
+    if starts > state.max_attempts + MAX_TAKEOVERS {
         let message = format!(
-            "the job was started {} times: its worker died or was stopped mid-run too often. \
-             Check the worker's logs for a crash, then submit the job again.",
-            job.attempts
+            "the job was started {starts} times (hand-offs at shutdown left out): its worker \
+             died mid-run too often. Check the worker's logs for a crash, then submit the job again."
         );
-        fail(&state.ingestor, &job, &message).await?;
+        fail(&state.ingestor, &job, &lease, &message).await?;
         return Err(Box::new(AbortError::new(message)));
     }
 
@@ -209,8 +218,11 @@ async fn handle(
     // A panic (a bug) would otherwise end the queue's task with the record left `running`,
     // then pending with no task to run it, and the coin refused every job for good.
     let result = unless_it_panics(state.ingestor.run(attempt)).await;
-    let step = policy(result, job.attempts as u32, state.max_attempts);
-    step.record(&state.ingestor, &job).await?;
+    let step = policy(result, job.failures.max(0) as u32, state.max_attempts);
+    if !step.record(&state.ingestor, &job, &lease).await? {
+        tracing::warn!(job_id = %id, "job was taken over by another worker before this attempt's end was written; its record is left to that worker");
+        return Ok(());
+    }
     step.log(id);
     step.next
 }

@@ -56,7 +56,6 @@ pub(super) async fn hours_started(
     reach: PlanReach,
     (coin, figures): (&Coin, &HourlyFigures),
     trigger: Trigger,
-    max_attempts: u32,
 ) -> Result<CoinSync, SyncError> {
     let now = Utc::now();
     let today = now.date_naive();
@@ -66,7 +65,7 @@ pub(super) async fn hours_started(
     match complete_hours(days, now) {
         // Known from one row of figures: no gap query over up to 35,064 hours.
         Some(hours) if !figures.covers(hours) => {
-            queue_job((pool, credits), coin, days, today, trigger, max_attempts).await
+            queue_job((pool, credits), coin, days, today, trigger).await
         }
         _ => Ok(CoinSync::UpToDate),
     }

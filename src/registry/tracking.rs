@@ -166,7 +166,6 @@ pub async fn bring_up_to_date(
     reach: PlanReach,
     today: NaiveDate,
     trigger: Trigger,
-    max_attempts: u32,
 ) -> Result<CoinSync, SyncError> {
     let Some((start, end)) = days_to_keep(coin, reach, today) else {
         return Ok(CoinSync::UpToDate);
@@ -180,7 +179,7 @@ pub async fn bring_up_to_date(
     let Some(days) = job_range(&missing) else {
         return Ok(CoinSync::UpToDate);
     };
-    queue_job((pool, credits), coin, days, today, trigger, max_attempts).await
+    queue_job((pool, credits), coin, days, today, trigger).await
 }
 
 /// Queues one unforced job of `coin` over `days` (which fetches only what is missing in
@@ -192,7 +191,6 @@ pub(super) async fn queue_job(
     (start, end): (NaiveDate, NaiveDate),
     today: NaiveDate,
     trigger: Trigger,
-    max_attempts: u32,
 ) -> Result<CoinSync, SyncError> {
     let range = DateRange::for_coin(coin, start, end, today)?;
     if let Err(short) = credits.afford_job(coin, range, false, today).await? {
@@ -205,7 +203,7 @@ pub(super) async fn queue_job(
         force: false,
         trigger,
     };
-    match queue::submit(pool, job, Turn::InOrder, max_attempts).await {
+    match queue::submit(pool, job, Turn::InOrder).await {
         Ok(record) => Ok(CoinSync::Queued(record)),
         Err(SubmitError::JobInProgress(active)) => Ok(CoinSync::Busy(Some(active))),
         Err(SubmitError::Contended) => Ok(CoinSync::Busy(None)),

@@ -98,8 +98,6 @@ pub struct Scheduler {
     pub clock: Clock,
     /// The plan's reach, configured or learned: days older are never asked for.
     pub reach: Reach,
-    /// `JOB_MAX_ATTEMPTS`, given to each queued job.
-    pub max_attempts: u32,
     /// Recorded in `sync_ticks.acted_by`: this process's worker name.
     pub name: String,
     /// The month's CoinGecko credits: a tick queues only what they pay for. `None`: no
@@ -472,7 +470,7 @@ impl Scheduler {
         what: &str,
         acted: &mut TickRecord,
     ) -> anyhow::Result<()> {
-        let queued = queue::submit_all(&self.pool, jobs, self.max_attempts)
+        let queued = queue::submit_all(&self.pool, jobs)
             .await
             .map_err(|e| anyhow::Error::from(SyncError::Queue(e)))?;
         let queued_symbols: HashSet<Symbol> = queued.iter().map(|job| job.symbol).collect();

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{Executor, FromRow, PgPool, Postgres, Row, Transaction};
+use sqlx::{Executor, FromRow, PgExecutor, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{DateRange, JobStatus, Symbol, Trigger};
@@ -14,7 +14,7 @@ pub const MAX_ERROR_MESSAGE_CHARS: usize = 2000;
 
 const COLUMNS: &str = "id, status, symbol, start_date, end_date, force, trigger, created_at, updated_at, started_at, \
      completed_at, records_fetched, gaps_detected, gap_dates, out_of_plan_days, error_message, attempts, chunks_done, \
-     chunks_total, fallback_days, hours_fetched, hours_missing, hours_without_trades";
+     chunks_total, fallback_days, hours_fetched, hours_missing, hours_without_trades, failures, handbacks";
 
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -55,6 +55,10 @@ pub struct JobRecord {
     pub hours_missing: Option<i32>,
     /// Hours of its range recorded as without trades when it ended (0 while it runs).
     pub hours_without_trades: Option<i32>,
+    /// Attempts that failed transiently and were retried; `JOB_MAX_ATTEMPTS` bounds them.
+    pub failures: i32,
+    /// Times a worker shutting down handed the job back; they cost no attempt.
+    pub handbacks: i32,
 }
 
 /// A job's range as stored: `start_date` and `end_date`, in order (the table enforces it
@@ -295,7 +299,11 @@ pub struct Ending<'a> {
 
 /// Ends a job that is still active. A job cancelled meanwhile keeps its `cancelled`.
 /// Returns whether the row changed.
-pub async fn finish(pool: &PgPool, id: Uuid, ending: Ending<'_>) -> sqlx::Result<bool> {
+pub async fn finish(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    ending: Ending<'_>,
+) -> sqlx::Result<bool> {
     let result = sqlx::query(
         "UPDATE ingestion_jobs SET status = $2, gaps_detected = $3, gap_dates = $4, error_message = $5, \
              out_of_plan_days = $6, completed_at = now(), updated_at = now() \
@@ -307,20 +315,38 @@ pub async fn finish(pool: &PgPool, id: Uuid, ending: Ending<'_>) -> sqlx::Result
     .bind(ending.gap_dates)
     .bind(ending.message.map(truncate_message))
     .bind(ending.out_of_plan_days)
-    .execute(pool)
+    .execute(executor)
     .await?;
     Ok(result.rows_affected() == 1)
 }
 
-/// Hands an active job back to the queue's care: `pending`, with the reason it stopped.
-pub async fn release(pool: &PgPool, id: Uuid, message: &str) -> sqlx::Result<()> {
+/// Why a job goes back to the queue's care, counted apart (`failures`, `handbacks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// The attempt failed transiently and will be retried.
+    Retry,
+    /// A worker shutting down handed it back.
+    HandBack,
+}
+
+/// Hands an active job back to the queue's care: `pending`, with the reason it stopped,
+/// counted as `why`.
+pub async fn release(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    why: Requeue,
+    message: &str,
+) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE ingestion_jobs SET status = 'pending', error_message = $2, updated_at = now() \
+        "UPDATE ingestion_jobs SET status = 'pending', error_message = $2, updated_at = now(), \
+             failures = failures + $3, handbacks = handbacks + $4 \
          WHERE id = $1 AND status IN ('pending', 'running')",
     )
     .bind(id)
     .bind(truncate_message(message))
-    .execute(pool)
+    .bind(i32::from(why == Requeue::Retry))
+    .bind(i32::from(why == Requeue::HandBack))
+    .execute(executor)
     .await?;
     Ok(())
 }

@@ -420,7 +420,6 @@ fn scheduler(h: &Harness, clock: Clock) -> Scheduler {
         schedule: "0 40 0 * * *".parse().unwrap(),
         clock,
         reach: h.ingestor().reach,
-        max_attempts: 3,
         name: "credits-test".to_owned(),
         credits: Some(app.credits()),
     }

@@ -13,7 +13,9 @@ use rust_decimal::Decimal;
 use price_history::store::ingestion_jobs::JobRecord;
 use uuid::Uuid;
 
-use crate::support::{Harness, Service, assert_days_are_the_fakes, days_before_today, until_ready};
+use crate::support::{
+    Harness, Service, assert_days_are_the_fakes, days_before_today, sql, until_ready,
+};
 
 const LEASE: Duration = Duration::from_secs(5);
 
@@ -383,6 +385,48 @@ async fn a_worker_frozen_past_its_lease_cannot_overwrite_what_the_worker_that_to
         "the stale worker left the record alone"
     );
     assert!(other.is_running());
+}
+
+/// An audit's finding: the fence covered an attempt's windows but not its final word. A
+/// worker that lost its job after its last window (silent past its lease while it counted
+/// the job's gaps, another worker taking over) still wrote the job's end over the record
+/// of the worker that now ran it. Here the take-over is made by a trigger, in the
+/// transaction of the job's last checkpoint: the attempt has nothing left to fence but
+/// its final word, which must then be left to the other worker.
+#[tokio::test]
+async fn a_worker_that_lost_its_job_after_its_last_window_leaves_the_jobs_end_to_the_other() {
+    let h = Harness::new().await;
+    sql(
+        h.pool(),
+        "CREATE FUNCTION take_over_at_the_last_window() RETURNS trigger AS $$ BEGIN \
+           IF NEW.chunks_total > 0 AND NEW.chunks_done = NEW.chunks_total THEN \
+             INSERT INTO apalis.workers (id, worker_type, storage_name) \
+               VALUES ('the-worker-that-took-over', 'price-history::ingest', 'test') \
+               ON CONFLICT DO NOTHING; \
+             UPDATE apalis.jobs SET lock_by = 'the-worker-that-took-over' \
+               WHERE lock_by IS NOT NULL AND lock_by <> 'the-worker-that-took-over'; \
+           END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER take_over AFTER UPDATE OF chunks_done ON ingestion_jobs \
+           FOR EACH ROW EXECUTE FUNCTION take_over_at_the_last_window();",
+    )
+    .await;
+    let job = h.submit_days_to_yesterday(100).await;
+    let worker = h.start_worker();
+    h.wait_for(job.id, "the job's last window", |j| {
+        j.chunks_total > 0 && j.chunks_done == j.chunks_total
+    })
+    .await;
+    // The worker ends its attempt (its final word is all that is left) and stops.
+    worker.stop().await;
+
+    let after = h.job(job.id).await;
+    assert_eq!(
+        (after.status, after.completed_at),
+        (JobStatus::Running, None),
+        "the record is the other worker's to end: {:?}",
+        after.error_message
+    );
+    assert_eq!(h.stored_days().await, 100, "the windows were stored");
 }
 
 /// Kills `src/queue/lease.rs`: `held_by_live_workers` -> `Ok(vec![])` (and the

@@ -216,7 +216,6 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
         schedule: "* * * * * *".parse().unwrap(),
         clock: Clock::SYSTEM,
         reach: h.ingestor().reach,
-        max_attempts: 3,
         name: "figures-test".to_owned(),
         credits: None,
     };

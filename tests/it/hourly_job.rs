@@ -389,7 +389,6 @@ fn scheduler(h: &Harness, offset_minutes: i64) -> Scheduler {
         schedule: "0 0 * * * *".parse().unwrap(),
         clock: Clock::offset_by_ms(offset_minutes * 60_000),
         reach: h.ingestor().reach,
-        max_attempts: 3,
         name: "test".to_owned(),
         credits: Some(h.app().credits()),
     }

@@ -92,6 +92,37 @@ async fn a_job_that_keeps_failing_transiently_is_failed_after_job_max_attempts()
     assert_mentions(&message, &["failed after 3 attempts", "502"]);
 }
 
+/// An audit's finding: every hand-off at shutdown (each rolling deploy) counted as one of
+/// the job's `JOB_MAX_ATTEMPTS`, in its record and in the queue's entry, so a job handed
+/// back three times failed for good at its first CoinGecko 503.
+#[tokio::test]
+async fn hand_offs_at_shutdown_cost_a_job_none_of_its_attempts() {
+    let h = Harness::new().await;
+    h.fake.set_delay(Duration::from_millis(50));
+    // Ten windows: each start below stops after at most two.
+    let job = h.submit_days_to_yesterday(900).await;
+    for handed in 1..=3 {
+        let worker = h.start_worker();
+        h.wait_for(job.id, "the job to run", |j| {
+            j.status == JobStatus::Running && j.attempts == handed
+        })
+        .await;
+        worker.stop().await;
+        let back = h.job(job.id).await;
+        assert_eq!((back.status, back.handbacks), (JobStatus::Pending, handed));
+    }
+    // The next attempt fails (the call and its 3 retries); the one after it finishes.
+    h.fail_next_calls(4, 503, "Service Unavailable");
+
+    let worker = h.start_worker();
+    let job = h.until_finished(job.id).await;
+    worker.stop().await;
+
+    assert_completed(&job);
+    assert_eq!((job.attempts, job.failures, job.handbacks), (5, 1, 3));
+    assert_eq!(h.stored_days().await, 900);
+}
+
 #[tokio::test]
 async fn a_resumed_job_does_not_fetch_the_windows_it_already_stored() {
     let h = Harness::new().await;
@@ -251,7 +282,7 @@ async fn only_one_job_can_be_pending_or_running() {
     let h = Harness::new().await;
     let first = h.submit_days_to_yesterday(10).await;
 
-    let second = queue::submit(h.pool(), new_job(20), Turn::InOrder, 3).await;
+    let second = queue::submit(h.pool(), new_job(20), Turn::InOrder).await;
 
     assert!(
         matches!(second, Err(SubmitError::JobInProgress(id)) if id == first.id),
@@ -274,7 +305,7 @@ async fn only_one_job_can_be_pending_or_running() {
     );
     ingestion_jobs::cancel(h.pool(), first.id).await.unwrap();
     assert!(
-        queue::submit(h.pool(), new_job(20), Turn::InOrder, 3)
+        queue::submit(h.pool(), new_job(20), Turn::InOrder)
             .await
             .is_ok(),
         "once the first ended, a new job is accepted"
@@ -287,7 +318,7 @@ async fn of_many_concurrent_submissions_exactly_one_is_accepted() {
 
     let attempts = (0..8).map(|i| {
         let pool = h.pool().clone();
-        tokio::spawn(async move { queue::submit(&pool, new_job(10 + i), Turn::InOrder, 3).await })
+        tokio::spawn(async move { queue::submit(&pool, new_job(10 + i), Turn::InOrder).await })
     });
     let results = futures::future::join_all(attempts).await;
 
@@ -469,7 +500,7 @@ async fn an_idle_worker_is_woken_once_listening_and_then_only_by_jobs_of_its_que
     assert_eq!(by_ours, Ok(Some(())), "a job of our queue wakes the worker");
 }
 
-/// Kills `src/queue/worker.rs`, `handle`: `attempts > max_attempts + MAX_TAKEOVERS` ->
+/// Kills `src/queue/worker.rs`, `handle`: `starts > max_attempts + MAX_TAKEOVERS` ->
 /// `>=`. A job started exactly as often as allowed still runs; only one more is refused
 /// (`jobs::a_job_started_too_many_times_...`).
 #[tokio::test]

@@ -37,7 +37,6 @@ async fn submit_four_years_and_await_three_windows(pool: &sqlx::PgPool) -> JobRe
             force: false,
         },
         queue::Turn::InOrder,
-        3,
     )
     .await
     .unwrap();
@@ -331,7 +330,6 @@ async fn an_attempt_waits_out_a_database_outage_and_stores_the_window_it_fetched
             force: false,
         },
         queue::Turn::InOrder,
-        3,
     )
     .await
     .unwrap();

@@ -114,7 +114,7 @@ async fn apalis_writes_the_statuses_the_service_compares_and_announces_on_its_ch
     listener.listen(contract::NEW_JOBS_CHANNEL).await.unwrap();
     let day = days_before_today(2);
     let range = DateRange::for_coin(&Coin::bitcoin(), day, day, today_utc()).unwrap();
-    let job = queue::submit(pool, api_job(Symbol::BTC, range, false), Turn::InOrder, 3)
+    let job = queue::submit(pool, api_job(Symbol::BTC, range, false), Turn::InOrder)
         .await
         .unwrap();
     let task = queue::task_id(job.id).to_string();
@@ -187,10 +187,10 @@ async fn a_job_someone_waits_on_is_fetched_before_those_queued_before_it() {
     let day = days_before_today(2);
     let range = DateRange::for_coin(&Coin::bitcoin(), day, day, today_utc()).unwrap();
     let eth = Symbol::parse("ETH").unwrap();
-    let in_order = queue::submit(pool, api_job(eth, range, false), Turn::InOrder, 3)
+    let in_order = queue::submit(pool, api_job(eth, range, false), Turn::InOrder)
         .await
         .unwrap();
-    let waited = queue::submit(pool, api_job(Symbol::BTC, range, false), Turn::Waited, 3)
+    let waited = queue::submit(pool, api_job(Symbol::BTC, range, false), Turn::Waited)
         .await
         .unwrap();
     let (mut conn, worker) = registered_worker(pool, "order-test-worker").await;

@@ -80,7 +80,6 @@ fn scheduler(h: &Harness, schedule: &str, name: &str) -> Scheduler {
         schedule: schedule.parse().unwrap(),
         clock: Clock::SYSTEM,
         reach: h.ingestor().reach,
-        max_attempts: 3,
         name: name.to_owned(),
         credits: None,
     }

@@ -354,7 +354,6 @@ impl Harness {
             self.pool(),
             api_job(symbol, range, force),
             queue::Turn::Waited,
-            self.settings.job_max_attempts,
         )
         .await
         .expect("the job is queued")

@@ -2,6 +2,7 @@
 //! place at start: no row lost, every old job still readable, the new rules in force.
 
 use chrono::Days;
+use price_history::domain::JobStatus;
 use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
@@ -146,6 +147,61 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
         }))
         .await;
     assert_eq!(eth.status, StatusCode::ACCEPTED, "{}", eth.text());
+}
+
+/// The last migration of the release whose queue entries ended at `JOB_MAX_ATTEMPTS` of
+/// the queue's own count (hand-offs included).
+const BEFORE_FAILURES_COUNTED: i64 = 20261220000000;
+
+/// A job the previous release left stuck: its attempt failed transiently at shutdown, the
+/// record said "will be retried", and apalis's entry, failed with `attempts` at its
+/// `max_attempts` of 3 (two hand-offs before it), was never fetched again. The upgrade
+/// gives the entries of active jobs the new limit, and a worker finishes the job.
+#[tokio::test]
+async fn a_job_the_previous_release_left_waiting_on_a_spent_queue_entry_runs_after_the_upgrade() {
+    let db = release_up_to(BEFORE_FAILURES_COUNTED).await;
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO ingestion_jobs (id, status, symbol, start_date, end_date, error_message, attempts) \
+         VALUES ($1, 'pending', 'BTC', $2, $3, 'attempt 1 of 3 failed and will be retried: HTTP 503', 3)",
+    )
+    .bind(id)
+    .bind(days_before_today(5))
+    .bind(days_before_today(1))
+    .execute(&db.pool)
+    .await
+    .expect("the old job");
+    sqlx::query(
+        "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, run_at) \
+         VALUES (convert_to('{\"job_id\":\"' || $2 || '\"}', 'UTF8'), $1, $3, 'Failed', 3, 3, now() - interval '1 minute')",
+    )
+    .bind(price_history::queue::task_id(id).to_string())
+    .bind(id)
+    .bind(price_history::queue::QUEUE)
+    .execute(&db.pool)
+    .await
+    .expect("its spent queue entry");
+
+    let pool = upgrade(&db).await;
+
+    let limit: i32 = sqlx::query_scalar("SELECT max_attempts FROM apalis.jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(limit, i32::MAX);
+    let mut h = Harness::new().await;
+    h.settings.database_url = db.url.parse().expect("a valid URL");
+    let h = Harness { db, ..h };
+    let worker = h.start_worker();
+    let finished = h.until_finished(id).await;
+    worker.stop().await;
+    assert_eq!(
+        finished.status,
+        JobStatus::Completed,
+        "{:?}",
+        finished.error_message
+    );
+    assert_eq!((finished.failures, finished.handbacks), (0, 0));
 }
 
 /// The last migration of the release before hourly candles (issue 26).
