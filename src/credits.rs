@@ -13,7 +13,7 @@ use crate::config::FallbackSource;
 use crate::domain::{
     Coin, CreditMonth, DateRange, PriceSource, Symbol, SyncSchedule, expected_hours, hourly_source,
 };
-use crate::ingest::{HOURLY_WINDOW_DAYS, Reach, windows_for_days, windows_for_range};
+use crate::ingest::{HOURLY_WINDOW_DAYS, Reach, windows_for_days};
 use crate::store::{gaps, hourly_coins, hourly_coverage, monthly_credits, second_source};
 use crate::upstream::MonthFigures;
 
@@ -149,7 +149,7 @@ impl Credits {
 
     /// The calls a job of `coin` over `range` is planned to make, as the job plans them
     /// (`ingest::job`'s first step): its windows over the missing days the plan serves
-    /// (every window of the range when forced), and for a coin whose hours are built from
+    /// (over every day it serves when forced), and for a coin whose hours are built from
     /// CoinGecko's points the days of its missing hours too, in windows of at most
     /// [`HOURLY_WINDOW_DAYS`]. The gap fill may add a few; the job stops cleanly should the
     /// month run out on them.
@@ -171,10 +171,8 @@ impl Credits {
             self.chunk_days
         };
         let windows = if force {
-            windows_for_range(range, window_days)
-                .iter()
-                .filter(|w| w.end >= from)
-                .count()
+            let served: Vec<NaiveDate> = from.iter_days().take_while(|day| *day <= to).collect();
+            windows_for_days(&served, window_days).len()
         } else {
             let mut days = gaps::missing_days(&self.pool, coin.symbol, from, to).await?;
             let built = Some(PriceSource::CoinGecko);

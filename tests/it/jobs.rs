@@ -171,6 +171,33 @@ async fn a_resumed_forced_job_beyond_the_plans_reach_does_not_fetch_the_windows_
     );
 }
 
+/// An audit's finding: a forced job cut its windows from the range's first day, so where
+/// the plan's reach cut the range, its first window was a stub of a few days: 6 calls for
+/// the 364 days a 365-day plan serves, where the same range unforced takes 5.
+#[tokio::test]
+async fn a_forced_job_beyond_the_plans_reach_asks_for_the_days_it_serves_in_full_windows() {
+    let mut h = Harness::with_fake(FakeOptions {
+        history_limit_days: Some(365),
+        ..FakeOptions::default()
+    })
+    .await;
+    h.settings.coingecko_history_days = Some(365);
+
+    let job = h
+        .run_job(days_before_today(451), days_before_today(1), true)
+        .await;
+
+    assert_eq!(
+        job.status,
+        JobStatus::CompletedWithGaps,
+        "{:?}",
+        job.error_message
+    );
+    assert_eq!(h.stored_days().await, 364);
+    assert_eq!(h.fake.call_count(), 5, "364 days in windows of 90");
+    assert_eq!((job.chunks_done, job.chunks_total), (5, 5));
+}
+
 #[tokio::test]
 async fn a_cancelled_pending_job_never_runs() {
     let h = Harness::new().await;

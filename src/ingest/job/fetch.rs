@@ -10,7 +10,7 @@ use super::window::WindowEnd;
 use super::{JobError, Outcome, Run, patiently};
 use crate::domain::PriceSource as Source;
 use crate::ingest::HOURLY_WINDOW_DAYS;
-use crate::ingest::{PriceSource, SourceError, Window, windows_for_days, windows_for_range};
+use crate::ingest::{PriceSource, SourceError, Window, windows_for_days};
 
 /// How a batch of windows ended.
 enum Batch {
@@ -105,23 +105,19 @@ impl<S: PriceSource> Run<'_, S> {
     }
 
     /// The windows to fetch within the reach, counted into the job's `chunks_total`:
-    /// forced, the range's windows that hold a day no attempt of the job has written yet;
-    /// otherwise the missing days'.
+    /// forced, those of the days no attempt of the job has written yet; otherwise those of
+    /// the missing days.
     async fn plan(&mut self) -> Result<Vec<Window>, JobError> {
         let job = self.attempt.job;
         let window_days = self.window_days();
         let windows = match self.served_part() {
+            // The runs of those days, as an unforced job plans its missing days: windows
+            // cut from the range's first day would begin with a stub wherever the plan's
+            // reach cuts the range (an extra call), and a resumed attempt would fetch again
+            // the whole window around a day CoinGecko had no data for.
             Some((from, to)) if job.force => {
                 let left = self.days_to_force((from, to), Source::CoinGecko).await?;
-                windows_for_range(job.range, window_days)
-                    .into_iter()
-                    .filter(|w| w.end >= from)
-                    .map(|w| Window {
-                        start: w.start.max(from),
-                        end: w.end,
-                    })
-                    .filter(|w| left.iter().any(|day| (w.start..=w.end).contains(day)))
-                    .collect()
+                windows_for_days(&left, window_days)
             }
             None if job.force => Vec::new(),
             _ => windows_for_days(&self.days_to_fetch().await?, window_days),
@@ -205,7 +201,7 @@ impl<S: PriceSource> Run<'_, S> {
     async fn fetch_all(&mut self, windows: &[Window]) -> Result<Batch, JobError> {
         for (i, window) in windows.iter().enumerate() {
             match self.window(window).await? {
-                WindowEnd::Stored(_) => {}
+                WindowEnd::Stored(_) => self.shortfalls.answered.push(*window),
                 WindowEnd::Failed(SourceError::OutOfCredits(why)) => {
                     self.shortfalls.out_of_credits = Some(why);
                     return Ok(Batch::Done);

@@ -33,7 +33,10 @@ impl<S: PriceSource> Run<'_, S> {
         }
         for window in &fills {
             let failed = match self.window(window).await {
-                Ok(WindowEnd::Stored(_)) => None,
+                Ok(WindowEnd::Stored(_)) => {
+                    self.shortfalls.answered.push(*window);
+                    None
+                }
                 Ok(WindowEnd::Stop(outcome)) => return Ok(ControlFlow::Break(outcome)),
                 Ok(WindowEnd::BeyondReach(days)) => {
                     self.learn_reach(days).await?;

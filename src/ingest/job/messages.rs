@@ -86,14 +86,34 @@ pub(super) fn gap_message(
     if !failed.is_empty() {
         message.push_str(&failed_fills_sentences(shortfalls));
     }
+    let (unasked, past): (Vec<NaiveDate>, Vec<NaiveDate>) = past.into_iter().partition(|day| {
+        shortfalls.out_of_credits.is_some()
+            && !shortfalls
+                .answered
+                .iter()
+                .any(|window| window.contains(*day))
+    });
+    if !unasked.is_empty() {
+        message.push_str(&format!(
+            " {} ({} day(s)) were not asked of CoinGecko once the month's credits ran out; a job \
+             after they reset fetches them.",
+            describe_days(&unasked),
+            unasked.len()
+        ));
+    }
     if !past.is_empty() {
         let others = if past.len() == gap_dates.len() {
             "these"
         } else {
             "the other"
         };
+        // Asked twice only when the gap fill ran, which credits running out prevent.
+        let again = match shortfalls.out_of_credits {
+            Some(_) => "",
+            None => " even after a second try",
+        };
         message.push_str(&format!(
-            " CoinGecko returned no data for {others} {} day(s) even after a second try; run the job again later to retry them.",
+            " CoinGecko returned no data for {others} {} day(s){again}; run the job again later to retry them.",
             past.len()
         ));
     }

@@ -23,6 +23,9 @@ pub(super) struct Shortfalls {
     pub(super) second_source: Option<SecondSourceEnd>,
     /// Why the job stopped asking CoinGecko: the month's credits were spent.
     pub(super) out_of_credits: Option<String>,
+    /// The windows CoinGecko answered in this attempt: a missing day outside all of them
+    /// was not asked for (once the credits ran out).
+    pub(super) answered: Vec<Window>,
 }
 
 /// How the second source's step ended, for the final message.
@@ -186,6 +189,32 @@ mod tests {
         assert!(!message.contains("no data"), "{message}");
         let without_ranges = message.replace("2024-01-01..2024-01-02", "");
         assert!(!without_ranges.contains(".."), "{without_ranges}");
+    }
+
+    /// An audit's finding: the days a job never asked for once the month's credits ran
+    /// out were said to be days CoinGecko "returned no data for ... even after a second
+    /// try".
+    #[test]
+    fn days_not_asked_once_the_credits_ran_out_are_said_so_not_as_no_data() {
+        let shortfalls = Shortfalls {
+            out_of_credits: Some("the month's 10000 credits are spent.".to_owned()),
+            answered: vec![Window {
+                start: day("2024-01-01"),
+                end: day("2024-01-10"),
+            }],
+            ..Shortfalls::default()
+        };
+        let missing = vec![day("2024-01-05"), day("2024-01-20"), day("2024-01-21")];
+        let message = said_in_february(missing, &shortfalls);
+        assert_says(
+            &message,
+            &[
+                "Stopped before the end: the month's 10000 credits are spent.",
+                "2024-01-20..2024-01-21 (2 day(s)) were not asked of CoinGecko once the month's credits ran out",
+                "CoinGecko returned no data for the other 1 day(s); run the job again",
+            ],
+        );
+        assert!(!message.contains("second try"), "{message}");
     }
 
     #[test]
