@@ -20,6 +20,17 @@ pub struct Deviation {
     pub days: usize,
 }
 
+/// How far `second` lies from `primary`, in percent of `primary` (above zero): the
+/// largest there is when too large to compute (absurd prices that passed the wire's
+/// checks), never a panic.
+fn percent_apart(primary: Decimal, second: Decimal) -> Decimal {
+    (second - primary)
+        .abs()
+        .checked_div(primary)
+        .and_then(|ratio| ratio.checked_mul(Decimal::ONE_HUNDRED))
+        .unwrap_or(Decimal::MAX)
+}
+
 /// The median relative difference, in percent, of `second`'s closes from `primary`'s on
 /// the earliest [`DEVIATION_SAMPLE_DAYS`] days both have (each slice `(day, close)`, in
 /// any order); `None` when they share no day. A primary close that is not above zero
@@ -43,7 +54,7 @@ pub fn median_deviation(
     shared.truncate(DEVIATION_SAMPLE_DAYS);
     let mut differences: Vec<Decimal> = shared
         .iter()
-        .map(|(_, primary, second)| (*second - *primary).abs() / *primary * Decimal::ONE_HUNDRED)
+        .map(|(_, primary, second)| percent_apart(*primary, *second))
         .collect();
     if differences.is_empty() {
         return None;
@@ -53,7 +64,8 @@ pub fn median_deviation(
     let median = if differences.len() % 2 == 1 {
         differences[middle]
     } else {
-        (differences[middle - 1] + differences[middle]) / Decimal::TWO
+        // Halfway from the lower to the higher: their sum could overflow.
+        differences[middle - 1] + (differences[middle] - differences[middle - 1]) / Decimal::TWO
     };
     Some(Deviation {
         percent: median.round_dp(4).normalize(),
@@ -109,6 +121,18 @@ mod tests {
 
     fn day(n: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(u64::from(n))
+    }
+
+    /// An audit's finding: closes that pass the wire's checks (finite, above zero) but are
+    /// absurdly far apart overflowed the division and panicked the job that checked the
+    /// mapping; the second source answering garbage must never fail a job.
+    #[test]
+    fn closes_too_far_apart_to_compute_are_the_largest_deviation_not_a_panic() {
+        let primary = [(day(0), dec("0.000001")), (day(1), dec("0.000001"))];
+        let second = [(day(0), dec("1e21")), (day(1), dec("1e21"))];
+        let deviation = median_deviation(&primary, &second).expect("two shared days");
+        assert_eq!(deviation.percent, Decimal::MAX);
+        assert_eq!(deviation.days, 2);
     }
 
     #[test]

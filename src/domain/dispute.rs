@@ -62,7 +62,8 @@ impl DisputeRule {
 /// How far `price` lies outside `low..=high`, in percent of the edge it passed (below the
 /// low: of the low; above the high: of the high), rounded to 4 decimal places; 0 inside.
 /// "More than 5 % outside the band" thus means below 95 % of the low or above 105 % of the
-/// high: the band widened by the limit on both sides.
+/// high: the band widened by the limit on both sides. A distance too large to compute (an
+/// absurd price that passed the wire's checks) is the largest there is, never a panic.
 pub fn distance_outside_band(low: Decimal, high: Decimal, price: Decimal) -> Decimal {
     let (edge, distance) = if price < low {
         (low, low - price)
@@ -74,7 +75,10 @@ pub fn distance_outside_band(low: Decimal, high: Decimal, price: Decimal) -> Dec
     if edge <= Decimal::ZERO {
         return Decimal::ZERO;
     }
-    (distance * Decimal::ONE_HUNDRED / edge)
+    distance
+        .checked_mul(Decimal::ONE_HUNDRED)
+        .and_then(|d| d.checked_div(edge))
+        .unwrap_or(Decimal::MAX)
         .round_dp(4)
         .normalize()
 }
@@ -112,6 +116,17 @@ mod tests {
             at: at("2024-01-01T10:00:41Z"),
             price: dec(price),
         }
+    }
+
+    /// An audit's finding: a CoinGecko point that passed the wire's checks but lay
+    /// absurdly far above a candle overflowed the percentage and panicked the job's
+    /// checkpoint (the window's hours were never stored).
+    #[test]
+    fn a_price_too_far_outside_to_compute_is_the_largest_distance_not_a_panic() {
+        let distance = distance_outside_band(dec("1"), dec("2"), Decimal::MAX);
+        assert_eq!(distance, Decimal::MAX);
+        let judged = DisputeRule::new(dec("5")).judge(dec("1"), dec("2"), point("1e27"));
+        assert!(judged.disputed);
     }
 
     #[test]

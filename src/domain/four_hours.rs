@@ -97,7 +97,8 @@ impl FourHourCandle {
         self.high = self.high.max(hour.high);
         self.low = self.low.min(hour.low);
         self.close = hour.close;
-        self.volume += hour.volume;
+        // Saturating: two absurd volumes that passed the wire's checks must not panic a read.
+        self.volume = self.volume.saturating_add(hour.volume);
         if self.source != BlockSource::One(hour.source) {
             self.source = BlockSource::Mixed;
         }
