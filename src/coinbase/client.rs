@@ -123,8 +123,9 @@ impl CoinbaseClient {
             window.first(),
             window.last()
         );
-        let candles = self.wire_candles(product, window.span(), &what).await?;
+        // Taken before the call: a day still running when it was asked for is provisional.
         let now = Utc::now();
+        let candles = self.wire_candles(product, window.span(), &what).await?;
         let mut days = Vec::with_capacity(candles.len());
         for candle in candles {
             let day = candle.day();

@@ -52,11 +52,15 @@ pub struct DailyCandles {
 pub struct HourlyPoints {
     pub prices: Vec<(DateTime<Utc>, Decimal)>,
     pub volumes: Vec<(DateTime<Utc>, Decimal)>,
+    /// When they were asked for (the earliest, of points of several windows): an hour
+    /// built from them that had not ended then is provisional, however late it is built.
+    pub asked_at: Option<DateTime<Utc>>,
 }
 
 impl HourlyPoints {
-    /// The points of `chart` that are hourly data of `window`'s days.
-    pub fn of(chart: &MarketChart, window: &Window) -> HourlyPoints {
+    /// The points of `chart`, asked for at `asked_at`, that are hourly data of `window`'s
+    /// days.
+    pub fn of(chart: &MarketChart, window: &Window, asked_at: DateTime<Utc>) -> HourlyPoints {
         if window.days() > HOURLY_MAX_WINDOW_DAYS {
             return HourlyPoints::default();
         }
@@ -71,6 +75,7 @@ impl HourlyPoints {
         HourlyPoints {
             prices: keep(&chart.prices),
             volumes: keep(&chart.total_volumes),
+            asked_at: Some(asked_at),
         }
     }
 
@@ -82,6 +87,16 @@ impl HourlyPoints {
     pub fn extend(&mut self, other: &HourlyPoints) {
         self.prices.extend_from_slice(&other.prices);
         self.volumes.extend_from_slice(&other.volumes);
+        self.asked_at = match (self.asked_at, other.asked_at) {
+            (Some(mine), Some(theirs)) => Some(mine.min(theirs)),
+            (mine, theirs) => mine.or(theirs),
+        };
+    }
+
+    /// The time their hours are judged at: when they were asked for, or now for points
+    /// of no call.
+    pub fn judged_at(&self) -> DateTime<Utc> {
+        self.asked_at.unwrap_or_else(Utc::now)
     }
 }
 
@@ -90,7 +105,9 @@ impl HourlyPoints {
 /// price point's time, points = how many prices the day had. Points outside the window's
 /// days are dropped; a day without a price or without a volume point has no candle (it
 /// is a gap, not a guess), and neither has a finished day with too few points. A day not
-/// over at `fetched_at` is marked provisional.
+/// over at `fetched_at`, when the window was asked for (not when its answer came: an answer
+/// to a call made before midnight holds nothing of the day's last moments), is marked
+/// provisional.
 pub fn daily_candles(
     chart: &MarketChart,
     window: &Window,
@@ -99,7 +116,7 @@ pub fn daily_candles(
     let prices = by_day(&chart.prices, window);
     let volumes = by_day(&chart.total_volumes, window);
     let mut out = DailyCandles {
-        hourly_points: HourlyPoints::of(chart, window),
+        hourly_points: HourlyPoints::of(chart, window, fetched_at),
         ..DailyCandles::default()
     };
     for (date, points) in prices {
@@ -374,7 +391,7 @@ mod tests {
         );
         assert_eq!(kept.volumes.len(), 24);
         let long = window("2024-01-01", "2024-12-31");
-        assert!(HourlyPoints::of(&chart, &long).is_empty());
+        assert!(HourlyPoints::of(&chart, &long, Utc::now()).is_empty());
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl WindowHours {
             &points.prices,
             &points.volumes,
             self.hours,
-            chrono::Utc::now(),
+            points.judged_at(),
         );
         let written =
             hourly_prices::upsert(tx, job.symbol, &hours.candles, job.force, self.rule).await?;

@@ -220,11 +220,14 @@ impl<S: Sync> Run<'_, S> {
         let checks = self.check_points_of(window);
         let rule = self.ingestor.hour_check;
         let ask = async {
+            // Taken before the call: an hour still running when it was asked for is
+            // provisional, even when the answer comes after it ended.
+            let asked_at = Utc::now();
             let answer = second.client.hourly_candles(product, window).await?;
             Ok(hour_rows(
                 &answer,
                 window,
-                Utc::now(),
+                asked_at,
                 (&checks, rule),
                 at_the_edge,
             ))

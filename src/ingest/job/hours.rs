@@ -13,7 +13,7 @@
 //! Every CoinGecko window of the job keeps its hourly points here, so that the exchange's
 //! candles fetched after them are stored beside their check.
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 
 use super::run::patiently;
 use super::{Ingestor, JobError, Outcome, Run};
@@ -190,7 +190,7 @@ impl<S: Sync> Run<'_, S> {
             return Ok(None);
         };
         let points = &work.points;
-        let built = hours_from_points(&points.prices, &points.volumes, range, Utc::now());
+        let built = hours_from_points(&points.prices, &points.volumes, range, points.judged_at());
         if built.candles.is_empty() {
             return Ok(None);
         }

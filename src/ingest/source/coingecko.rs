@@ -45,11 +45,14 @@ impl PriceSource for CoinGecko {
         coin: &Coin,
         window: Window,
     ) -> Result<DailyCandles, SourceError> {
+        // Taken before the call: a day still running when it was asked for is provisional,
+        // even when the answer comes after midnight.
+        let asked_at = Utc::now();
         let chart = self
             .client
             .market_chart_range(coin.coingecko_id.as_str(), window.from(), window.to())
             .await?;
-        Ok(daily_candles(&chart, &window, Utc::now()))
+        Ok(daily_candles(&chart, &window, asked_at))
     }
 }
 
