@@ -76,6 +76,9 @@ pub enum CallOutcome {
     RateLimited,
     /// A 5xx or a 408.
     ServerError,
+    /// A 404: what was asked for does not exist (an unknown coin id, a product the
+    /// exchange does not list). An answer, not a sign the key or plan is wrong.
+    NotFound,
     /// Another status: the source refused the request.
     Refused,
     /// No answer: the connection failed or broke, or timed out.
@@ -84,11 +87,12 @@ pub enum CallOutcome {
 
 impl CallOutcome {
     /// Every outcome, in the order `/metrics` lists them.
-    pub const ALL: [CallOutcome; 6] = [
+    pub const ALL: [CallOutcome; 7] = [
         Self::Ok,
         Self::Unreadable,
         Self::RateLimited,
         Self::ServerError,
+        Self::NotFound,
         Self::Refused,
         Self::TransportError,
     ];
@@ -100,6 +104,7 @@ impl CallOutcome {
             Self::Unreadable => "unreadable",
             Self::RateLimited => "rate_limited",
             Self::ServerError => "server_error",
+            Self::NotFound => "not_found",
             Self::Refused => "refused",
             Self::TransportError => "transport_error",
         }
@@ -323,7 +328,8 @@ impl Caller {
     /// `GET url`, retried as configured, its answer read by `read`: a success, a refusal
     /// (a status not worth retrying), or a 404 a source may take as an answer. `what` names
     /// what is asked, for messages that say it. An attempt counts as `ok` when `read`
-    /// returns `Ok`, else as `unreadable` (a 2xx) or `refused`.
+    /// returns `Ok`, else as `unreadable` (a 2xx), `not_found` (a 404: a mistyped coin id
+    /// is no reason to page anyone) or `refused`.
     pub(crate) async fn get<T, E: From<CallError>>(
         &self,
         url: &Url,
@@ -335,6 +341,7 @@ impl Caller {
         self.count(match (&read, answer.status.is_success()) {
             (Ok(_), _) => CallOutcome::Ok,
             (Err(_), true) => CallOutcome::Unreadable,
+            (Err(_), false) if answer.status == StatusCode::NOT_FOUND => CallOutcome::NotFound,
             (Err(_), false) => CallOutcome::Refused,
         });
         read

@@ -254,8 +254,8 @@ pub async fn secrets_echoed_in_an_error_body_are_masked<S: Source>() {
     assert!(error.to_string().contains("***"), "{error}");
 }
 
-/// Kills `src/upstream/caller.rs`: a wrong slot in the counter, or a 429 labelled as a
-/// 5xx: `/metrics` counts every attempt under how it ended.
+/// Kills `src/upstream/caller.rs`: a wrong slot in the counter, a 429 labelled as a 5xx,
+/// or a 404 as a refusal: `/metrics` counts every attempt under how it ended.
 pub async fn every_attempt_is_counted_under_how_it_ended<S: Source>() {
     let (fake, client) = fake_and_client::<S>(Tweaks::default()).await;
     fake.push_response(ScriptedResponse::server_error(503));
@@ -263,9 +263,16 @@ pub async fn every_attempt_is_counted_under_how_it_ended<S: Source>() {
     fake.push_response(rate_limited());
     fake.push_response(ScriptedResponse::passthrough());
     fake.push_response(ScriptedResponse::status(400, r#"{"error":"invalid from"}"#));
+    fake.push_response(ScriptedResponse::status(
+        404,
+        r#"{"error":"coin not found"}"#,
+    ));
 
     S::ask(&client).await.expect("the fourth attempt succeeds");
     S::ask(&client).await.expect_err("a 400 is refused");
+    // A 404 (a mistyped coin id, an unlisted product) is an answer, not a refusal of the
+    // key: the alert on refusals must not page anyone for it.
+    S::ask(&client).await.expect_err("nothing is found");
 
     assert_eq!(
         S::caller(&client).calls_by_outcome(),
@@ -274,6 +281,7 @@ pub async fn every_attempt_is_counted_under_how_it_ended<S: Source>() {
             (CallOutcome::Unreadable, 0),
             (CallOutcome::RateLimited, 1),
             (CallOutcome::ServerError, 2),
+            (CallOutcome::NotFound, 1),
             (CallOutcome::Refused, 1),
             (CallOutcome::TransportError, 0),
         ]
