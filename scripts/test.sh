@@ -14,6 +14,8 @@ missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# The export tests read the files back with pandas and pyarrow in a venv of their own.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]} from Debian's packages for the test suite"
   apt-get update -qq

@@ -492,6 +492,16 @@ fn compose_runs_postgres_one_api_and_two_worker_replicas_built_from_the_dockerfi
         assert!(env.values().all(|v| !v.contains('$')), "{service}: {env:?}");
         assert_eq!(env["DATABASE_CONNECT_TIMEOUT_SECS"], "60");
     }
+    // With API_TOKEN unset (the default) every write is open: only this machine reaches it.
+    let ports = compose["services"]["api"]["ports"].as_sequence().unwrap();
+    assert!(!ports.is_empty());
+    for port in ports {
+        let port = port.as_str().unwrap();
+        assert!(
+            port.starts_with("127.0.0.1:"),
+            "{port} is published beyond this machine"
+        );
+    }
 }
 
 /// Asks the API at `base` (served by `api`), as a user would, for BTC's last `days` days
