@@ -81,15 +81,18 @@ fn most_in_a_minute(at: &[Instant]) -> usize {
 /// No stretch of the run holds more calls than the budget allows for its length: a call
 /// may reach the fake late (a busy machine delays a process's wake-up) but never before
 /// its slot, so calls i and j (i < j) are at least (j - i) slots apart, less the lateness
-/// of call i. The 0.5 % margin of the spacing absorbs 0.3 s of lateness per minute; 250 ms
-/// are allowed here. This is the minute's rule at every scale, so that a short test
-/// checks it too.
+/// of call i. This is the minute's rule at every scale, so that a short test checks it
+/// too. Up to 1 s of lateness is allowed: right after a build, with the suite's other
+/// processes starting, a replica was seen waking 280 ms late (250 ms were allowed then,
+/// and the test failed now and then). The defect this guards against still shows at
+/// once: three replicas with a budget each send a call every 83 ms, and 12 calls then
+/// arrive within about 1 s where the budget spaces them 3 s apart.
 fn assert_evenly_spaced(at: &[Instant]) {
-    assert_spaced_by(at, Duration::from_secs(60) / BUDGET);
+    assert_spaced_by(at, Duration::from_secs(60) / BUDGET, Duration::from_secs(1));
 }
 
-fn assert_spaced_by(at: &[Instant], slot: Duration) {
-    let jitter = Duration::from_millis(250);
+/// Calls i and j (i < j) at least (j - i) `slot`s apart, less `jitter` of lateness.
+fn assert_spaced_by(at: &[Instant], slot: Duration, jitter: Duration) {
     for i in 0..at.len() {
         for j in i + 1..at.len() {
             let apart = at[j].duration_since(at[i]);
@@ -359,7 +362,8 @@ async fn limiters_sharing_a_database_space_their_slots_and_a_newcomer_cannot_bur
     let mut at = taken.into_inner().unwrap();
     at.sort();
     assert_eq!(at.len(), 20);
-    assert_spaced_by(&at, slot);
+    // The limiters' own times, in this process: a wake-up late by 250 ms at most.
+    assert_spaced_by(&at, slot, Duration::from_millis(250));
     assert!(started.elapsed() >= slot * 19, "{:?}", started.elapsed());
 
     // Idle for a while: the next slot is at once, the one after a full slot later.
