@@ -91,9 +91,10 @@ async fn database_figures(state: &ApiState, callers: &[&Caller]) -> DatabaseFigu
         read.map(|figures| (source, figures))
     }));
     let credits = &state.credits;
-    let (up, jobs, stored_candles, budgets, freshness, month, estimate) = tokio::join!(
+    let (up, jobs, jobs_ended, stored_candles, budgets, freshness, month, estimate) = tokio::join!(
         figure("database_up", stats::ping(pool)),
         figure("jobs", stats::jobs_by_status(pool)),
+        figure("jobs_ended", stats::jobs_ended(pool)),
         figure("stored_candles", coin_figures::stored_days(pool)),
         budgets,
         figure(
@@ -106,6 +107,7 @@ async fn database_figures(state: &ApiState, callers: &[&Caller]) -> DatabaseFigu
     DatabaseFigures {
         up: up.is_some(),
         jobs,
+        jobs_ended,
         stored_candles,
         budgets: budgets.into_iter().flatten().collect(),
         freshness,
@@ -141,6 +143,8 @@ struct DatabaseFigures {
     /// Whether the database answered `SELECT 1` in time: the only figure that says so.
     up: bool,
     jobs: Option<Vec<(JobStatus, i64)>>,
+    /// How many jobs ever ended in each status (what retention deleted included).
+    jobs_ended: Option<Vec<(JobStatus, i64)>>,
     stored_candles: Option<Vec<(String, i64)>>,
     /// Each source's shared budget, by key, for the sources whose budget could be read.
     budgets: Vec<(PriceSource, Vec<BudgetFigures>)>,
@@ -177,6 +181,9 @@ fn render(callers: &[&Caller], database: &DatabaseFigures) -> String {
     }
     if let Some(jobs) = &database.jobs {
         render_jobs(&out, jobs);
+    }
+    if let Some(ended) = &database.jobs_ended {
+        render_jobs_ended(&out, ended);
     }
     if let Some(stored_candles) = &database.stored_candles {
         // Every registered coin gets a sample, 0 included.
@@ -295,6 +302,27 @@ fn render_jobs(out: &Exposition, jobs: &[(JobStatus, i64)]) {
         "Jobs waiting on the queue for a worker (status pending).",
         &[],
         [(vec![], count_of(JobStatus::Pending) as f64)],
+    );
+}
+
+/// Jobs that ever ended, by status, over the database: a counter, unlike
+/// `price_history_jobs`, which falls when retention deletes old jobs (an alert on a rise
+/// of failed jobs reads this one). Every end gets a sample, 0 included.
+fn render_jobs_ended(out: &Exposition, ended: &[(JobStatus, i64)]) {
+    let count_of = |wanted: JobStatus| {
+        ended
+            .iter()
+            .find(|(status, _)| *status == wanted)
+            .map_or(0, |(_, count)| u64::try_from(*count).unwrap_or(0))
+    };
+    out.counter(
+        "price_history_jobs_ended_total",
+        "Ingestion jobs that ended, by how, over every process sharing the database; jobs deleted by retention stay counted.",
+        &["status"],
+        JobStatus::ALL
+            .iter()
+            .filter(|status| status.is_terminal())
+            .map(|status| (vec![status.to_string()], count_of(*status))),
     );
 }
 
@@ -514,6 +542,7 @@ mod tests {
         let figures = DatabaseFigures {
             up: true,
             jobs: Some(jobs),
+            jobs_ended: Some(vec![(JobStatus::Failed, 4)]),
             stored_candles: Some(vec![("BTC".to_owned(), 42)]),
             budgets: vec![(
                 PriceSource::CoinGecko,
@@ -554,6 +583,8 @@ mod tests {
             "price_history_coingecko_requests_total{outcome=\"ok\"} 0",
             "price_history_coingecko_requests_total{outcome=\"rate_limited\"} 0",
             "price_history_jobs{status=\"completed_with_gaps\"} 0",
+            "price_history_jobs_ended_total{status=\"failed\"} 4",
+            "price_history_jobs_ended_total{status=\"cancelled\"} 0",
             "price_history_jobs{status=\"completed\"} 3",
             "price_history_jobs_queued 1",
             "price_history_stored_candles{symbol=\"BTC\"} 42",
@@ -579,7 +610,7 @@ mod tests {
                 .filter(|line| line.starts_with("# HELP"))
                 .count()
         );
-        assert_eq!(families, 19);
+        assert_eq!(families, 20);
     }
 
     #[test]
@@ -587,6 +618,7 @@ mod tests {
         let none = DatabaseFigures {
             up: false,
             jobs: None,
+            jobs_ended: None,
             stored_candles: None,
             budgets: vec![],
             freshness: None,
@@ -604,6 +636,7 @@ mod tests {
         let slow_candles = DatabaseFigures {
             up: true,
             jobs: Some(vec![]),
+            jobs_ended: Some(vec![]),
             stored_candles: None,
             budgets: vec![
                 (PriceSource::CoinGecko, vec![]),
@@ -636,6 +669,7 @@ mod tests {
         let figures = DatabaseFigures {
             up: true,
             jobs: None,
+            jobs_ended: None,
             stored_candles: None,
             budgets: vec![(
                 PriceSource::Coinbase,

@@ -11,11 +11,22 @@ pub async fn ping(pool: &PgPool) -> sqlx::Result<()> {
 
 /// How many jobs are in each status (statuses without jobs are left out).
 pub async fn jobs_by_status(pool: &PgPool) -> sqlx::Result<Vec<(JobStatus, i64)>> {
-    // The sums of what every statement changed (see the migration of
-    // `job_status_deltas`): a few rows, however many jobs are kept.
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT status::text, sum(delta)::bigint FROM job_status_deltas GROUP BY status ORDER BY status",
-    )
+    sums_by_status(pool, "job_status_deltas").await
+}
+
+/// How many jobs have ended in each status, ever (retention's deletions do not lower it;
+/// statuses no job ended in are left out): `/metrics`' `price_history_jobs_ended_total`.
+pub async fn jobs_ended(pool: &PgPool) -> sqlx::Result<Vec<(JobStatus, i64)>> {
+    sums_by_status(pool, "job_endings").await
+}
+
+/// The sums per status of `table`, where statements append what they changed (see the
+/// migrations of `job_status_deltas` and `job_endings`): a few rows, however many jobs
+/// are kept.
+async fn sums_by_status(pool: &PgPool, table: &str) -> sqlx::Result<Vec<(JobStatus, i64)>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT status::text, sum(delta)::bigint FROM {table} GROUP BY status ORDER BY status"
+    )))
     .fetch_all(pool)
     .await?;
     Ok(rows
@@ -24,16 +35,18 @@ pub async fn jobs_by_status(pool: &PgPool) -> sqlx::Result<Vec<(JobStatus, i64)>
         .collect())
 }
 
-/// Folds `job_status_deltas` into one row per status, in one statement: the rows a
-/// concurrent statement appends meanwhile are left for the next time. Retention's task
-/// runs it, so `/metrics` sums a handful of rows.
+/// Folds `job_status_deltas` and `job_endings` into one row per status each, a statement
+/// each: the rows a concurrent statement appends meanwhile are left for the next time.
+/// Retention's task runs it, so `/metrics` sums a handful of rows.
 pub async fn compact_job_counts(pool: &PgPool) -> sqlx::Result<()> {
-    sqlx::query(
-        "WITH gone AS (DELETE FROM job_status_deltas RETURNING status, delta) \
-         INSERT INTO job_status_deltas (status, delta) \
-         SELECT status, sum(delta) FROM gone GROUP BY status",
-    )
-    .execute(pool)
-    .await?;
+    for table in ["job_status_deltas", "job_endings"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH gone AS (DELETE FROM {table} RETURNING status, delta) \
+             INSERT INTO {table} (status, delta) \
+             SELECT status, sum(delta) FROM gone GROUP BY status"
+        )))
+        .execute(pool)
+        .await?;
+    }
     Ok(())
 }

@@ -171,6 +171,25 @@ async fn pruning_deletes_exactly_the_old_finished_work_and_nothing_active() {
         .map(|(status, n)| (status.to_string(), n))
         .collect();
     assert_eq!(counted, actual);
+    // The jobs that ever ended, which the alert on failures reads: retention lowers none
+    // (before it counted them, a failure beside a deletion left the failed count flat).
+    let ended = || async {
+        let ended = price_history::store::stats::jobs_ended(h.pool())
+            .await
+            .unwrap();
+        ended
+            .into_iter()
+            .map(|(status, n)| (status.to_string(), n))
+            .collect::<Vec<_>>()
+    };
+    let every_end = [
+        ("cancelled", 1),
+        ("completed", 2),
+        ("completed_with_gaps", 1),
+        ("failed", 2),
+    ]
+    .map(|(status, n)| (status.to_owned(), n));
+    assert_eq!(ended().await, every_end);
     price_history::store::stats::compact_job_counts(h.pool())
         .await
         .unwrap();
@@ -179,6 +198,12 @@ async fn pruning_deletes_exactly_the_old_finished_work_and_nothing_active() {
         .await
         .unwrap();
     assert!(folded <= 6, "one row per status: {folded}");
+    let folded: i64 = sqlx::query_scalar("SELECT count(*) FROM job_endings")
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    assert_eq!(folded, 4, "one row per end");
+    assert_eq!(ended().await, every_end);
 
     // Nothing more to do the second time.
     let again = queue::prune(h.pool(), 30, 2, &live).await.unwrap();

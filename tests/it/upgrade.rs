@@ -96,6 +96,15 @@ async fn a_populated_database_of_the_previous_release_upgrades_with_no_row_lost(
     assert_eq!(prices_before.len(), 121);
     let queue_after = count_rows(&pool, "apalis.jobs").await;
     assert_eq!(queue_after, queue_before);
+    // The jobs it had ended are counted once by the count that only grows.
+    let ended: Vec<(String, i64)> = price_history::store::stats::jobs_ended(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(status, n)| (status.to_string(), n))
+        .collect();
+    let expected = [("completed", 1), ("completed_with_gaps", 1), ("failed", 1)];
+    assert_eq!(ended, expected.map(|(status, n)| (status.to_owned(), n)));
 
     let mut h = Harness::new().await;
     h.settings.database_url = db.url.parse().expect("a valid URL");
