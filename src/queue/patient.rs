@@ -5,8 +5,8 @@
 //! heart, fetch, record locks and results, hand jobs back) inside apalis-core's
 //! [`Persisted`] state machine. When one of those queries fails, the machine turns `Dead`,
 //! the worker stream ends with a backend error, the monitor restarts the worker, and the
-//! attempt in flight is dropped with it: its window is fetched again and the outage costs
-//! one of the job's `JOB_MAX_ATTEMPTS`. Here each step's transaction is tried again while
+//! attempt in flight is dropped with it: its window is fetched again and the job waits
+//! for a takeover (one more start against its crash-loop guard). Here each step's transaction is tried again while
 //! the database is unavailable (`store::patience`), so the machine never sees the outage,
 //! and the attempt, which waits for the database in its own queries, goes on. The lease
 //! still fences: a heartbeat that cannot reach the database does not refresh the worker's
