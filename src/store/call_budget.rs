@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::domain::PriceSource;
@@ -38,25 +39,65 @@ pub async fn take_source_slot(
     interval: Duration,
     calls_per_minute: u32,
 ) -> sqlx::Result<Duration> {
-    let wait_secs: f64 = sqlx::query_scalar(
-        "INSERT INTO coingecko_call_budget AS b (key_fingerprint, tat, granted, calls_per_minute, source, recent_slots) \
-         VALUES ($1, clock_timestamp() + make_interval(secs => $2), 1, $3, $4, ARRAY[clock_timestamp()]) \
-         ON CONFLICT (source, key_fingerprint) DO UPDATE \
-         SET tat = greatest(b.tat, clock_timestamp()) + make_interval(secs => $2), \
-             granted = b.granted + 1, \
-             recent_slots = ARRAY(SELECT s FROM unnest(b.recent_slots) AS s \
-                                  WHERE s > clock_timestamp() - interval '60 seconds') \
-                            || greatest(b.tat, clock_timestamp()), \
-             calls_per_minute = $3 \
-         RETURNING greatest(0, extract(epoch FROM b.tat - make_interval(secs => $2) - clock_timestamp()))::float8",
-    )
-    .bind(key_fingerprint)
-    .bind(interval.as_secs_f64())
-    .bind(i32::try_from(calls_per_minute).unwrap_or(i32::MAX))
-    .bind(source.as_str())
-    .fetch_one(pool)
-    .await?;
-    Ok(Duration::try_from_secs_f64(wait_secs).unwrap_or_default())
+    let budget = Budget {
+        source,
+        key_fingerprint,
+        interval,
+        calls_per_minute,
+    };
+    Ok(budget.slot(pool, None).await?.wait)
+}
+
+/// One source's and key's budget, as a caller takes slots of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget<'a> {
+    pub source: PriceSource,
+    pub key_fingerprint: &'a str,
+    pub interval: Duration,
+    pub calls_per_minute: u32,
+}
+
+/// A slot of a budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// When it begins, by the database's clock.
+    pub begins: DateTime<Utc>,
+    /// How long from now until it begins.
+    pub wait: Duration,
+}
+
+impl Budget<'_> {
+    /// Takes the next slot (see [`take_source_slot`]). With `instead_of`, the slot replaces
+    /// that one, which the caller let pass without a call: the call is counted once in
+    /// `granted`, and the slot it did not use leaves `recent_slots`.
+    pub async fn slot(&self, pool: &PgPool, instead_of: Option<Slot>) -> sqlx::Result<Slot> {
+        let (begins, wait_secs): (DateTime<Utc>, f64) = sqlx::query_as(
+            "WITH clock AS (SELECT clock_timestamp() AS now) \
+             INSERT INTO coingecko_call_budget AS b (key_fingerprint, tat, granted, calls_per_minute, source, recent_slots) \
+             SELECT $1, clock.now + make_interval(secs => $2), 1, $3, $4, ARRAY[clock.now] FROM clock \
+             ON CONFLICT (source, key_fingerprint) DO UPDATE \
+             SET tat = greatest(b.tat, (SELECT now FROM clock)) + make_interval(secs => $2), \
+                 granted = b.granted + CASE WHEN $5::timestamptz IS NULL THEN 1 ELSE 0 END, \
+                 recent_slots = array_remove(ARRAY(SELECT s FROM unnest(b.recent_slots) AS s \
+                                                   WHERE s > (SELECT now FROM clock) - interval '60 seconds'), \
+                                             $5::timestamptz) \
+                                || greatest(b.tat, (SELECT now FROM clock)), \
+                 calls_per_minute = $3 \
+             RETURNING b.tat - make_interval(secs => $2), \
+                       greatest(0, extract(epoch FROM b.tat - make_interval(secs => $2) - clock_timestamp()))::float8",
+        )
+        .bind(self.key_fingerprint)
+        .bind(self.interval.as_secs_f64())
+        .bind(i32::try_from(self.calls_per_minute).unwrap_or(i32::MAX))
+        .bind(self.source.as_str())
+        .bind(instead_of.map(|slot| slot.begins))
+        .fetch_one(pool)
+        .await?;
+        Ok(Slot {
+            begins,
+            wait: Duration::try_from_secs_f64(wait_secs).unwrap_or_default(),
+        })
+    }
 }
 
 /// The slots of `source`'s budget of `key_fingerprint` that began in the last 60 seconds,

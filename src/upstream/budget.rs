@@ -39,6 +39,11 @@ use crate::store::{call_budget, monthly_credits, patiently};
 /// long backfill's wall time.
 const SPACING_MARGIN: f64 = 0.005;
 
+/// How long after its slot a call may still go once the month's credit is taken. Later,
+/// it would land closer to the next slot than the spacing allows (by more than the
+/// [`SPACING_MARGIN`] of a minute), and the caller takes a slot again.
+const LATE_CREDIT: Duration = Duration::from_millis(250);
+
 /// The monthly credits of a source's key, counted per UTC calendar month over every
 /// process on the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,21 +321,23 @@ impl CallLimiter {
     /// goes away while it waits (a stop, a cancelled job) spends no credit, and a call
     /// made after midnight on the last day counts in the new month. While the database is
     /// away it waits for it to come back; it never returns `Ok` without a slot.
+    ///
+    /// A credit that comes more than [`LATE_CREDIT`] after the slot (the database went
+    /// away, or was slow) leaves the slot unused and takes the next free one, once: the
+    /// processes that held slots through an outage would otherwise all call the moment it
+    /// ends, beside the slots handed out since.
     pub async fn acquire(&self) -> Result<(), NoSlot> {
         let began = Instant::now();
         // A month spent already is said at once, without taking a slot from every
         // process's minute for a call that cannot be made.
         self.month_left().await?;
-        let slot = self.take().await?;
-        {
-            let mut recent = self.recent();
-            if recent.len() == RECENT_SLOTS {
-                recent.pop_front();
-            }
-            recent.push_back(slot.into_std());
-        }
-        tokio::time::sleep_until(slot).await;
+        let slot = self.take(None).await?;
+        tokio::time::sleep_until(slot.at).await;
         self.take_credit().await?;
+        if slot.at.elapsed() > LATE_CREDIT {
+            let again = self.take(Some(&slot)).await?;
+            tokio::time::sleep_until(again.at).await;
+        }
         self.metrics.granted.inc();
         self.metrics.wait.observe(began.elapsed().as_secs_f64());
         Ok(())
@@ -397,41 +404,64 @@ impl CallLimiter {
         }
     }
 
-    /// Takes the next slot: when it begins. While the database is away it waits for it,
-    /// for as long as the outage lasts (`store::patiently`, as a job waits for its own
-    /// queries); an API request that checks a coin is bounded by its own time limit.
-    async fn take(&self) -> Result<tokio::time::Instant, NoSlot> {
-        Ok(match &self.source {
+    /// Takes the next slot, or with `instead_of` one in place of a slot let pass unused,
+    /// and remembers it. While the database is away it waits for it, for as long as the
+    /// outage lasts (`store::patiently`, as a job waits for its own queries); an API
+    /// request that checks a coin is bounded by its own time limit.
+    async fn take(&self, instead_of: Option<&Taken>) -> Result<Taken, NoSlot> {
+        let taken = match &self.source {
             Source::Shared {
                 pool,
                 source,
                 key_fingerprint,
             } => {
-                let wait = patiently("a slot of the call budget", || {
-                    call_budget::take_source_slot(
-                        pool,
-                        *source,
-                        key_fingerprint,
-                        self.interval,
-                        self.calls_per_minute,
-                    )
-                })
-                .await
-                .map_err(|cause| NoSlot::Database {
-                    upstream: source.display_name(),
-                    cause,
-                })?;
-                tokio::time::Instant::now() + wait
+                let budget = call_budget::Budget {
+                    source: *source,
+                    key_fingerprint,
+                    interval: self.interval,
+                    calls_per_minute: self.calls_per_minute,
+                };
+                let unused = instead_of.and_then(|taken| taken.shared);
+                let slot = patiently("a slot of the call budget", || budget.slot(pool, unused))
+                    .await
+                    .map_err(|cause| NoSlot::Database {
+                        upstream: source.display_name(),
+                        cause,
+                    })?;
+                Taken {
+                    at: tokio::time::Instant::now() + slot.wait,
+                    shared: Some(slot),
+                }
             }
             Source::ProcessLocal(tat) => {
                 let mut tat = tat.lock().await;
                 let now = tokio::time::Instant::now();
                 let slot = tat.map_or(now, |tat| tat.max(now));
                 *tat = Some(slot + self.interval);
-                slot
+                Taken {
+                    at: slot,
+                    shared: None,
+                }
             }
-        })
+        };
+        let mut recent = self.recent();
+        if let Some(unused) = instead_of {
+            recent.retain(|slot| *slot != unused.at.into_std());
+        }
+        if recent.len() == RECENT_SLOTS {
+            recent.pop_front();
+        }
+        recent.push_back(taken.at.into_std());
+        Ok(taken)
     }
+}
+
+/// A slot this process holds.
+struct Taken {
+    /// When it begins, on this process's clock.
+    at: tokio::time::Instant,
+    /// The slot as the shared budget handed it out.
+    shared: Option<call_budget::Slot>,
 }
 
 /// A SHA-256 prefix of the key, `none` without one: each key has a budget of its own,

@@ -199,6 +199,94 @@ async fn without_the_database_a_call_waits_for_its_slot_and_goes_once_it_is_back
     assert_eq!(granted, 2, "each call took its slot from the database");
 }
 
+/// Calls that held slots through an outage do not all go the moment the database is back:
+/// a call whose month's credit came later than its slot takes the next free slot instead,
+/// so the calls stay a slot apart, and each is counted once.
+#[tokio::test]
+async fn calls_that_held_slots_through_an_outage_go_a_slot_apart_after_it() {
+    use price_history::coingecko::{CoinGeckoClient, CoinGeckoSettings};
+    use price_history::domain::{Clock, PriceSource};
+    use price_history::upstream::{CallBudget, MonthlyCredits};
+    let cluster = PrivateCluster::create();
+    cluster.start();
+    let fake = FakeCoinGecko::start().await;
+    let pool = cluster.migrated_pool(4).await;
+    let client = CoinGeckoClient::new(
+        CoinGeckoSettings {
+            base_url: fake.base_url(),
+            api_key: None,
+            calls_per_minute: std::num::NonZeroU32::new(12).unwrap(),
+            max_retries: 0,
+            retry_base_delay: Duration::from_millis(10),
+            timeout: Duration::from_secs(5),
+        },
+        CallBudget::Shared(pool.clone()),
+    )
+    .unwrap();
+    let budget = client.caller().budget();
+    budget.count_month(MonthlyCredits {
+        limit: None,
+        clock: Clock::SYSTEM,
+    });
+    let slot = budget.interval();
+    let to = chrono::Utc::now() - chrono::Duration::days(1);
+    let from = to - chrono::Duration::days(2);
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.market_chart_range("bitcoin", from, to).await })
+        })
+        .collect();
+    fake.wait_for_calls(1).await;
+    let first = Instant::now();
+    wait_until("three slots taken", Duration::from_secs(10), async || {
+        sqlx::query_scalar::<_, i64>("SELECT granted FROM coingecko_call_budget")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
+            == Some(3)
+    })
+    .await;
+    // Blocks this test's only thread: the two calls waiting for their slots take their
+    // credits only once the server is down.
+    cluster.stop();
+    // Both slots pass while the database is away.
+    tokio::time::sleep_until((first + slot * 2 + Duration::from_secs(1)).into()).await;
+    cluster.start();
+    for call in calls {
+        let chart = tokio::time::timeout(Duration::from_secs(60), call)
+            .await
+            .expect("every call goes within a minute of the database's return")
+            .unwrap();
+        assert!(chart.is_ok(), "{chart:?}");
+    }
+
+    let at: Vec<Instant> = fake.calls().iter().map(|call| call.at).collect();
+    assert_eq!(at.len(), 3);
+    let apart = at[2].duration_since(at[1]);
+    assert!(
+        apart >= slot / 2,
+        "the two calls that waited out the outage went {apart:?} apart; a slot is {slot:?}"
+    );
+    let granted: i64 = sqlx::query_scalar("SELECT granted FROM coingecko_call_budget")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(granted, 3, "a slot taken again is not a second grant");
+    let recent = price_history::store::call_budget::calls_in_the_last_minute(
+        &pool,
+        PriceSource::CoinGecko,
+        "none",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        recent, 3,
+        "the slots let pass are no calls of the last minute"
+    );
+}
+
 #[tokio::test]
 async fn a_process_started_before_its_database_waits_for_it_saying_where_and_then_serves() {
     let cluster = PrivateCluster::create();
