@@ -17,8 +17,8 @@ use crate::credits::Estimate;
 use crate::domain::{JobStatus, PriceSource};
 use crate::schedule::{self, Freshness};
 use crate::store::call_budget::{self, BudgetFigures};
-use crate::store::{coin_figures, stats};
-use crate::upstream::{Caller, MonthFigures};
+use crate::store::{coin_figures, stats, upstream_requests};
+use crate::upstream::{CallOutcome, Caller, MonthFigures};
 
 /// How long `/readyz` and `/metrics` wait for the database. Short, so that a probe gets
 /// its answer well within an orchestrator's own probe time-out.
@@ -60,8 +60,9 @@ impl OpsApi {
     /// Prometheus text format: this process's CoinGecko requests and its share of the call
     /// budget (slots taken, time waited for them, the configured budget), and the same for
     /// Coinbase Exchange, the second source (unless `FALLBACK_SOURCE=off`); over the whole
-    /// database, jobs by status, stored candles, and the shared budgets (slots granted to
-    /// every process, how far ahead they are handed out); and whether the database
+    /// database, every process's requests by outcome, jobs by status, stored candles, and
+    /// the shared budgets (slots granted to every process, how far ahead they are handed
+    /// out); and whether the database
     /// answers. Always `200`: a figure the database does not give within 2 seconds is
     /// left out, and `price_history_database_up` says only whether it answers at all.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
@@ -90,13 +91,20 @@ async fn database_figures(state: &ApiState, callers: &[&Caller]) -> DatabaseFigu
         let read = figure(&name, call_budget::source_figures(pool, source)).await;
         read.map(|figures| (source, figures))
     }));
+    let requests = futures::future::join_all(callers.iter().map(|caller| async move {
+        let source = caller.source();
+        let name = format!("{source}_shared_requests");
+        let read = figure(&name, upstream_requests::by_outcome(pool, source)).await;
+        read.map(|counts| (source, counts))
+    }));
     let credits = &state.credits;
-    let (up, jobs, jobs_ended, stored_candles, budgets, freshness, month, estimate) = tokio::join!(
+    let (up, jobs, jobs_ended, stored_candles, budgets, requests, freshness, month, estimate) = tokio::join!(
         figure("database_up", stats::ping(pool)),
         figure("jobs", stats::jobs_by_status(pool)),
         figure("jobs_ended", stats::jobs_ended(pool)),
         figure("stored_candles", coin_figures::stored_days(pool)),
         budgets,
+        requests,
         figure(
             "freshness",
             schedule::freshness(pool, &state.sync_schedule, Utc::now())
@@ -110,6 +118,7 @@ async fn database_figures(state: &ApiState, callers: &[&Caller]) -> DatabaseFigu
         jobs_ended,
         stored_candles,
         budgets: budgets.into_iter().flatten().collect(),
+        requests: requests.into_iter().flatten().collect(),
         freshness,
         month: month.flatten(),
         estimate,
@@ -148,6 +157,8 @@ struct DatabaseFigures {
     stored_candles: Option<Vec<(String, i64)>>,
     /// Each source's shared budget, by key, for the sources whose budget could be read.
     budgets: Vec<(PriceSource, Vec<BudgetFigures>)>,
+    /// Each source's requests by outcome over every process, for the sources read.
+    requests: Vec<(PriceSource, Vec<(String, i64)>)>,
     /// How current each coin is, and the schedule's ticks.
     freshness: Option<Freshness>,
     /// CoinGecko's monthly credits over every process: one row.
@@ -158,11 +169,20 @@ struct DatabaseFigures {
 
 impl DatabaseFigures {
     fn budgets_of(&self, source: PriceSource) -> Option<&[BudgetFigures]> {
-        self.budgets
-            .iter()
-            .find(|(of, _)| *of == source)
-            .map(|(_, figures)| figures.as_slice())
+        of_source(&self.budgets, source)
     }
+
+    fn requests_of(&self, source: PriceSource) -> Option<&[(String, i64)]> {
+        of_source(&self.requests, source)
+    }
+}
+
+/// The figures of `source` in `figures`, when they could be read.
+fn of_source<T>(figures: &[(PriceSource, Vec<T>)], source: PriceSource) -> Option<&[T]> {
+    figures
+        .iter()
+        .find(|(of, _)| *of == source)
+        .map(|(_, figures)| figures.as_slice())
 }
 
 /// The exposition: a registry of its own per scrape, holding this process's metrics
@@ -177,7 +197,11 @@ fn render(callers: &[&Caller], database: &DatabaseFigures) -> String {
         [(vec![], f64::from(u8::from(database.up)))],
     );
     for caller in callers {
-        render_source(&out, caller, database.budgets_of(caller.source()));
+        let source = caller.source();
+        render_source(&out, caller, database.budgets_of(source));
+        if let Some(requests) = database.requests_of(source) {
+            render_shared_requests(&out, source, requests);
+        }
     }
     if let Some(jobs) = &database.jobs {
         render_jobs(&out, jobs);
@@ -278,6 +302,27 @@ fn render_source(out: &Exposition, caller: &Caller, budgets: Option<&[BudgetFigu
         budgets
             .iter()
             .map(|budget| (key(budget), budget.backlog.as_secs_f64())),
+    );
+}
+
+/// `source`'s requests by outcome over every process (each outcome gets a sample, 0
+/// included): what alerts read, since a `worker` serves no /metrics of its own.
+fn render_shared_requests(out: &Exposition, source: PriceSource, requests: &[(String, i64)]) {
+    let count_of = |outcome: CallOutcome| {
+        requests
+            .iter()
+            .find(|(of, _)| of == outcome.as_str())
+            .map_or(0, |(_, count)| u64::try_from(*count).unwrap_or(0))
+    };
+    out.counter(
+        &format!("price_history_{}_shared_requests_total", source.as_str()),
+        &format!(
+            "HTTP requests every process sharing the database sent to {}, retries included, by how they ended.",
+            source.display_name()
+        ),
+        &["outcome"],
+        CallOutcome::ALL
+            .map(|outcome| (vec![outcome.as_str().to_owned()], count_of(outcome))),
     );
 }
 
@@ -553,6 +598,10 @@ mod tests {
                     backlog: Duration::from_millis(1500),
                 }],
             )],
+            requests: vec![(
+                PriceSource::CoinGecko,
+                vec![("refused".to_owned(), 2), ("ok".to_owned(), 40)],
+            )],
             freshness: Some(Freshness {
                 coins: vec![schedule::CoinFreshness {
                     symbol: crate::domain::Symbol::BTC,
@@ -582,6 +631,9 @@ mod tests {
             "price_history_coingecko_tracked_monthly_estimate_calls 9000",
             "price_history_coingecko_requests_total{outcome=\"ok\"} 0",
             "price_history_coingecko_requests_total{outcome=\"rate_limited\"} 0",
+            "price_history_coingecko_shared_requests_total{outcome=\"ok\"} 40",
+            "price_history_coingecko_shared_requests_total{outcome=\"refused\"} 2",
+            "price_history_coingecko_shared_requests_total{outcome=\"rate_limited\"} 0",
             "price_history_jobs{status=\"completed_with_gaps\"} 0",
             "price_history_jobs_ended_total{status=\"failed\"} 4",
             "price_history_jobs_ended_total{status=\"cancelled\"} 0",
@@ -610,7 +662,7 @@ mod tests {
                 .filter(|line| line.starts_with("# HELP"))
                 .count()
         );
-        assert_eq!(families, 20);
+        assert_eq!(families, 21);
     }
 
     #[test]
@@ -621,6 +673,7 @@ mod tests {
             jobs_ended: None,
             stored_candles: None,
             budgets: vec![],
+            requests: vec![],
             freshness: None,
             month: None,
             estimate: None,
@@ -629,6 +682,7 @@ mod tests {
         assert!(text.contains("price_history_database_up 0\n"), "{text}");
         assert!(!text.contains("price_history_jobs"), "{text}");
         assert!(!text.contains("budget_granted"), "{text}");
+        assert!(!text.contains("shared_requests"), "{text}");
     }
 
     #[test]
@@ -642,6 +696,7 @@ mod tests {
                 (PriceSource::CoinGecko, vec![]),
                 (PriceSource::Coinbase, vec![]),
             ],
+            requests: vec![],
             freshness: None,
             month: None,
             estimate: None,
@@ -680,6 +735,7 @@ mod tests {
                     backlog: Duration::from_millis(500),
                 }],
             )],
+            requests: vec![],
             freshness: None,
             month: None,
             estimate: None,

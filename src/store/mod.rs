@@ -27,6 +27,7 @@ pub mod retention;
 pub mod second_source;
 pub mod stats;
 pub mod sync_schedule;
+pub mod upstream_requests;
 
 pub use database::connect;
 pub use patience::{is_unavailable, patiently};

@@ -290,6 +290,12 @@ impl CallLimiter {
         Ok(u32::try_from(calls).unwrap_or(u32::MAX))
     }
 
+    /// The database of a budget shared by every process; `None` for one of this
+    /// process's own.
+    pub(crate) fn pool(&self) -> Option<&PgPool> {
+        self.shared().map(|(pool, _, _)| pool)
+    }
+
     /// The database, source and key of a budget shared by every process; `None` for one
     /// of this process's own.
     fn shared(&self) -> Option<(&PgPool, PriceSource, &str)> {

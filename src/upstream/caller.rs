@@ -26,6 +26,7 @@ use super::budget::{BudgetMetrics, CallBudget, CallLimiter, NoSlot};
 use super::redact::Redactor;
 use super::wire::{MAX_BODY_BYTES, read_capped, retry_after};
 use crate::domain::PriceSource;
+use crate::store::upstream_requests;
 
 /// How long to wait for a TCP/TLS connection, when the call's time-out is longer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -481,8 +482,20 @@ impl Caller {
         }
     }
 
+    /// Counts an attempt in this process and, on a shared budget, in the database, where
+    /// `/metrics` of any process reads every process's (a `worker` serves none). The
+    /// database's count does not hold up the call: one it cannot take now is lost, not
+    /// waited for.
     fn count(&self, outcome: CallOutcome) {
         self.inner.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        if let Some(pool) = self.inner.limiter.pool() {
+            let (pool, source) = (pool.clone(), self.source());
+            tokio::spawn(async move {
+                if let Err(e) = upstream_requests::count(&pool, source, outcome.as_str()).await {
+                    tracing::debug!(error = %e, %source, "a request not counted in the database");
+                }
+            });
+        }
     }
 }
 

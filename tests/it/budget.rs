@@ -171,6 +171,22 @@ async fn three_replicas_fetch_three_coins_at_once_within_one_budget() {
         at.len(),
         "every call took a slot of the shared budget"
     );
+
+    // The workers serve no /metrics; an API process's shows their calls too.
+    let api = crate::support::TestApi::start_with(h.api_state(None)).await;
+    let every_call = format!(
+        "price_history_coingecko_shared_requests_total{{outcome=\"ok\"}} {}",
+        at.len()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = api.get("/metrics").await.text();
+        if text.lines().any(|line| line == every_call) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{every_call:?} in\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
