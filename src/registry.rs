@@ -23,14 +23,16 @@
 mod hours;
 mod tracking;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use sqlx::PgPool;
 
 use crate::coinbase::{CoinbaseClient, CoinbaseError};
 use crate::coingecko::{CoinGeckoClient, CoinGeckoError};
 use crate::config::FallbackSource;
 use crate::credits::Credits;
-use crate::domain::{Coin, CoinGeckoId, PlanReach, ProductId, Symbol, Trigger, today_utc};
+use crate::domain::{
+    BEFORE_ANY_COIN, Coin, CoinGeckoId, PlanReach, ProductId, Symbol, Trigger, today_utc,
+};
 use crate::ingest::Reach;
 use crate::ingest::fallback::guess_product;
 use crate::store::coins::{self, CoinRecord};
@@ -42,10 +44,6 @@ pub use tracking::{
     CoinSync, SyncError, bring_up_to_date, days_to_keep, job_range, missing_days_known,
     schedule_job, tick_job,
 };
-
-/// Where the check asks from when the plan has no limit: before any coin's first price
-/// (Bitcoin's genesis block), so that the answer starts at the coin's first day.
-const BEFORE_ANY_COIN: &str = "2009-01-03T00:00:00Z";
 
 /// What a caller asks the registry for.
 #[derive(Debug, Clone)]
@@ -394,12 +392,12 @@ impl Registry {
         let mut learned = false;
         loop {
             let served_from = reach.first_served_day(today);
-            let from = match served_from {
-                Some(day) => day.and_time(chrono::NaiveTime::MIN).and_utc(),
-                None => BEFORE_ANY_COIN
-                    .parse::<DateTime<Utc>>()
-                    .expect("a valid timestamp"),
-            };
+            // Without a limit, from before any coin's first price, so that the answer
+            // starts at the coin's first day.
+            let from = served_from
+                .unwrap_or(BEFORE_ANY_COIN)
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc();
             match self
                 .client
                 .market_chart_range(id.as_str(), from, Utc::now())

@@ -41,6 +41,10 @@ impl CoinGeckoId {
 
 text_newtype!(CoinGeckoId, InvalidCoinGeckoId);
 
+/// No coin has a price before this day, Bitcoin's first block (2009-01-03): the floor of a
+/// coin's days when its first day is not known and the plan's reach has no limit.
+pub const BEFORE_ANY_COIN: NaiveDate = NaiveDate::from_ymd_opt(2009, 1, 3).unwrap();
+
 /// A registered coin: what the service fetches for a symbol, and from when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Coin {

@@ -84,7 +84,7 @@ mod trigger;
 
 pub use candle::DailyCandle;
 pub use clock::Clock;
-pub use coin::{Coin, CoinGeckoId, InvalidCoinGeckoId, MAX_COINGECKO_ID_LEN};
+pub use coin::{BEFORE_ANY_COIN, Coin, CoinGeckoId, InvalidCoinGeckoId, MAX_COINGECKO_ID_LEN};
 pub use credit_month::CreditMonth;
 pub use date_range::{DateRange, MAX_RANGE_DAYS, RangeError, day_runs, parse_day, today_utc};
 pub use deviation::{

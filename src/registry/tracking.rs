@@ -9,7 +9,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::credits::Credits;
-use crate::domain::{Coin, DateRange, MAX_RANGE_DAYS, PlanReach, RangeError, Symbol, Trigger};
+use crate::domain::{
+    BEFORE_ANY_COIN, Coin, DateRange, MAX_RANGE_DAYS, PlanReach, RangeError, Symbol, Trigger,
+};
 use crate::queue::{self, SubmitError, Turn};
 use crate::store::coin_figures::CompleteDays;
 use crate::store::gaps;
@@ -45,7 +47,10 @@ pub fn days_to_keep(
 }
 
 /// The first day a coin keeps on `today`: the latest of `track_since`, its first day and
-/// the first day the plan serves. Its days start there, and so do its hours.
+/// the first day the plan serves. Its days start there, and so do its hours. When none is
+/// known (a coin registered under a plan that did not reach its first day, now under one
+/// without a limit), [`BEFORE_ANY_COIN`]: the days before the coin's first are missing then,
+/// but they are a few thousand, not the calendar's millions.
 pub fn first_day_to_keep(coin: &Coin, reach: PlanReach, today: NaiveDate) -> NaiveDate {
     [
         coin.track_since,
@@ -55,7 +60,7 @@ pub fn first_day_to_keep(coin: &Coin, reach: PlanReach, today: NaiveDate) -> Nai
     .into_iter()
     .flatten()
     .max()
-    .unwrap_or(NaiveDate::MIN)
+    .unwrap_or(BEFORE_ANY_COIN)
 }
 
 /// The job's range for ascending `missing` days: from the first to the last, cut to the

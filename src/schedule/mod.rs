@@ -86,8 +86,14 @@ pub use crate::domain::{Clock, DEFAULT_SCHEDULE, InvalidSchedule, SyncSchedule};
 /// waits little).
 const BATCH: usize = 500;
 
-/// How long a process waits before trying a tick again when the database failed it.
+/// How long a process waits before trying a tick again when the database failed it. While
+/// the database is away it tries at this pace; any other failure doubles the wait, up to
+/// [`MAX_RETRY_AFTER`]: one that lasts (a broken row, a statement the database refuses)
+/// would otherwise redo the tick's work every second, logging each time.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The longest wait between two tries of a failed tick.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// One process's part in the schedule.
 #[derive(Debug, Clone)]
@@ -112,6 +118,7 @@ impl Scheduler {
         tracing::info!(schedule = %self.schedule, "sync schedule running (UTC)");
         let mut due = self.schedule.latest_at_or_before(self.clock.now());
         let mut catch_up = true;
+        let mut retry_after = RETRY_AFTER;
         loop {
             if let Some(tick) = due {
                 match self.act_on(tick, catch_up, &shutdown).await {
@@ -122,9 +129,19 @@ impl Scheduler {
                     }
                     Ok(Acted::Stopped) => return,
                     Err(e) => {
-                        tracing::warn!(%tick, error = format!("{e:#}"), "could not act on a tick of the sync schedule; trying again");
-                        if wait_or_stop(&shutdown, RETRY_AFTER).await {
+                        tracing::warn!(%tick, error = format!("{e:#}"),
+                            retry_in_secs = retry_after.as_secs(),
+                            "could not act on a tick of the sync schedule; trying again");
+                        if wait_or_stop(&shutdown, retry_after).await {
                             return;
+                        }
+                        // The database away is waited out at the first pace: its return
+                        // is what the next try waits for.
+                        let away = e
+                            .downcast_ref::<sqlx::Error>()
+                            .is_some_and(crate::store::is_unavailable);
+                        if !away {
+                            retry_after = (retry_after * 2).min(MAX_RETRY_AFTER);
                         }
                         // A tick that passed meanwhile supersedes this one.
                         due = self.schedule.latest_at_or_before(self.clock.now()).max(due);
@@ -133,6 +150,7 @@ impl Scheduler {
                 }
             }
             catch_up = false;
+            retry_after = RETRY_AFTER;
             // The next target follows the last one, not "now".
             let Some(next) = self
                 .schedule

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgPool};
 
-use crate::domain::Symbol;
+use crate::domain::{BEFORE_ANY_COIN, Symbol};
 
 /// One coin's stored days, over every source.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -59,7 +59,7 @@ pub struct ToLookAt {
 /// A tracked coin is left out, at the cost of no query of its own, when its complete
 /// days are one unbroken run (as many as the days from the first to the last) covering
 /// what it should have: from the latest of `track_since`, its first day and the plan's
-/// `first_served` day, to yesterday. Any other coin (a hole anywhere in its run, even
+/// `first_served` day (or `BEFORE_ANY_COIN` when none is known), to yesterday. Any other coin (a hole anywhere in its run, even
 /// outside that range, or behind) is returned with what its figures say of its days.
 pub async fn tracked_needing_a_look(
     pool: &PgPool,
@@ -77,7 +77,7 @@ pub async fn tracked_needing_a_look(
         r#"
 WITH kept AS (
     SELECT c.symbol,
-           greatest(c.track_since, c.first_day, $2::date) AS start,
+           greatest(c.track_since, c.first_day, $2::date, $3::date) AS start,
            f.complete, f.first_complete, f.last_complete
     FROM coins c
     LEFT JOIN (SELECT symbol, sum(complete_days)::bigint AS complete,
@@ -100,6 +100,7 @@ SELECT NULL, symbol, complete, first_complete, last_complete FROM looked
     )
     .bind(today)
     .bind(first_served)
+    .bind(BEFORE_ANY_COIN)
     .fetch_all(pool)
     .await?;
     let tracked = rows.iter().find_map(|(count, ..)| *count).unwrap_or(0);

@@ -318,3 +318,52 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
     );
     api.stop().await;
 }
+
+/// A coin registered under a plan that did not reach its first day keeps none; under a
+/// plan without a limit, the tick keeps its days from before any coin (2009-01-03), not
+/// from the calendar's first day: the gap query asks for a date PostgreSQL can hold,
+/// and the job takes the newest 1461 of the missing days.
+#[tokio::test]
+async fn a_tracked_coin_whose_first_day_is_unknown_is_kept_from_before_any_coin_under_a_plan_without_limit()
+ {
+    let h = Harness::new().await;
+    let pool = h.pool();
+    assert_eq!(
+        h.ingestor().reach.current(pool).await.unwrap().limit_days(),
+        None
+    );
+    sql(
+        pool,
+        "UPDATE coins SET first_day = NULL WHERE symbol = 'BTC'",
+    )
+    .await;
+    coins::set_tracking(pool, Symbol::BTC, true, None)
+        .await
+        .unwrap()
+        .unwrap();
+    // Two runs with a hole between: the tick's gap query runs.
+    sql(pool, &rows("BTC", 40, 21, "coingecko", 0)).await;
+    sql(pool, &rows("BTC", 19, 1, "coingecko", 0)).await;
+    let scheduler = Scheduler {
+        pool: pool.clone(),
+        schedule: "* * * * * *".parse().unwrap(),
+        clock: Clock::SYSTEM,
+        reach: h.ingestor().reach,
+        name: "first-day-test".to_owned(),
+        credits: None,
+    };
+    let (_stop, running) = Shutdown::new();
+    let acted = scheduler
+        .act_on(Utc::now().with_nanosecond(0).unwrap(), false, &running)
+        .await
+        .expect("the tick is acted on")
+        .done()
+        .expect("this process acts on the tick");
+    assert_eq!((acted.coins_behind, acted.jobs_queued), (1, 1));
+    let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
+    assert_eq!(
+        (jobs[0].range.start(), jobs[0].range.end()),
+        (days_before_today(20 + 1460), days_before_today(20)),
+        "the newest 1461 missing days, the hole last"
+    );
+}
