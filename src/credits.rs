@@ -176,7 +176,9 @@ impl Credits {
         } else {
             let mut days = gaps::missing_days(&self.pool, coin.symbol, from, to).await?;
             let built = Some(PriceSource::CoinGecko);
-            let hours = expected_hours(coin, built, None, reach, (from, to), self.now());
+            let (hours_from, _) = range.days_of_hours();
+            let days_of_hours = (from.max(hours_from), to);
+            let hours = expected_hours(coin, built, None, reach, days_of_hours, self.now());
             if let Some(hours) = hours.filter(|_| points) {
                 let pool = &self.pool;
                 days.extend(

@@ -23,16 +23,14 @@
 mod hours;
 mod tracking;
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use sqlx::PgPool;
 
 use crate::coinbase::{CoinbaseClient, CoinbaseError};
-use crate::coingecko::{CoinGeckoClient, CoinGeckoError};
+use crate::coingecko::{CoinGeckoClient, CoinGeckoError, FirstDay};
 use crate::config::FallbackSource;
 use crate::credits::Credits;
-use crate::domain::{
-    BEFORE_ANY_COIN, Coin, CoinGeckoId, PlanReach, ProductId, Symbol, Trigger, today_utc,
-};
+use crate::domain::{Coin, CoinGeckoId, PlanReach, ProductId, Symbol, Trigger, today_utc};
 use crate::ingest::Reach;
 use crate::ingest::fallback::guess_product;
 use crate::store::coins::{self, CoinRecord};
@@ -379,10 +377,10 @@ impl Registry {
         Ok(coin.zip(hours).ok_or(sqlx::Error::RowNotFound)?)
     }
 
-    /// The check of a new id: one call over everything the plan serves. A range longer
-    /// than 90 days is answered with one point per day from the coin's first day, so the
-    /// first point is the first day. When that is the first day the plan serves, the coin
-    /// may be older: its first day is not known (`None`).
+    /// The check of a new id: one call over everything the plan serves
+    /// ([`CoinGeckoClient::first_day`]). When its first price is on the first day the plan
+    /// serves, the coin may be older: its first day is not known (`None`); a job learns it
+    /// once the plan has no limit.
     async fn first_day(
         &self,
         id: &CoinGeckoId,
@@ -392,23 +390,11 @@ impl Registry {
         let mut learned = false;
         loop {
             let served_from = reach.first_served_day(today);
-            // Without a limit, from before any coin's first price, so that the answer
-            // starts at the coin's first day.
-            let from = served_from
-                .unwrap_or(BEFORE_ANY_COIN)
-                .and_time(chrono::NaiveTime::MIN)
-                .and_utc();
-            match self
-                .client
-                .market_chart_range(id.as_str(), from, Utc::now())
-                .await
-            {
-                Ok(chart) => {
-                    let Some(first) = chart.prices.first() else {
-                        return Err(RegisterError::UnknownCoinGeckoId(id.clone()));
-                    };
-                    let first_day = first.at.date_naive();
-                    return Ok((Some(first_day) != served_from).then_some(first_day));
+            match self.client.first_day(id.as_str(), served_from).await {
+                Ok(FirstDay::On(day)) => return Ok(Some(day)),
+                Ok(FirstDay::BeforeThePlan) => return Ok(None),
+                Ok(FirstDay::NoPrice) => {
+                    return Err(RegisterError::UnknownCoinGeckoId(id.clone()));
                 }
                 Err(CoinGeckoError::PlanLimit { days, .. }) if !learned => {
                     learned = true;

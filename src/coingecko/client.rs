@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::error::{CoinGeckoError, ErrorBody};
 use super::wire::{MarketChart, MarketCoin};
 use crate::config::Settings;
-use crate::domain::PriceSource;
+use crate::domain::{BEFORE_ANY_COIN, PriceSource};
 use crate::upstream::{
     Answer, CallBudget, CallSettings, Caller, Profile, Redactor, base_url, endpoint,
 };
@@ -101,6 +101,17 @@ impl fmt::Debug for CoinGeckoSettings {
             .field("timeout", &self.timeout)
             .finish()
     }
+}
+
+/// What CoinGecko's answer says of a coin's first day ([`CoinGeckoClient::first_day`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstDay {
+    /// Its first price is on this day.
+    On(NaiveDate),
+    /// It has prices on the plan's first day: it may be older, and how old is not seen.
+    BeforeThePlan,
+    /// CoinGecko has no price of it at all.
+    NoPrice,
 }
 
 /// The CoinGecko client. Every attempt takes a slot of the [`CallBudget`] it is built
@@ -204,6 +215,32 @@ impl CoinGeckoClient {
             })
         })
         .await
+    }
+
+    /// The first UTC day CoinGecko has a price of `coin_id` for, as far as a plan that
+    /// serves from `served_from` (`None`: no limit) can see: one call over everything it
+    /// serves. A range longer than 90 days is answered with one point a day from the
+    /// coin's first, so the first point is the first day; when that is `served_from`
+    /// itself, the coin may be older.
+    pub async fn first_day(
+        &self,
+        coin_id: &str,
+        served_from: Option<NaiveDate>,
+    ) -> Result<FirstDay, CoinGeckoError> {
+        // Without a limit, from before any coin's first price, so that the answer starts
+        // at the coin's first day.
+        let from = served_from
+            .unwrap_or(BEFORE_ANY_COIN)
+            .and_time(NaiveTime::MIN)
+            .and_utc();
+        let chart = self.market_chart_range(coin_id, from, Utc::now()).await?;
+        Ok(
+            match chart.prices.first().map(|first| first.at.date_naive()) {
+                None => FirstDay::NoPrice,
+                Some(first) if Some(first) == served_from => FirstDay::BeforeThePlan,
+                Some(first) => FirstDay::On(first),
+            },
+        )
     }
 
     /// `GET {base}/coins/markets?vs_currency=usd&order=market_cap_desc&per_page=…&page=…`:

@@ -25,6 +25,6 @@ mod client;
 mod error;
 mod wire;
 
-pub use client::{CoinGeckoClient, CoinGeckoSettings};
+pub use client::{CoinGeckoClient, CoinGeckoSettings, FirstDay};
 pub use error::CoinGeckoError;
 pub use wire::{MarketChart, MarketCoin, Point};

@@ -82,15 +82,30 @@ impl DateRange {
         end: NaiveDate,
         today: NaiveDate,
     ) -> Result<Self, RangeError> {
+        let days = (end - start).num_days() + 1;
+        if end >= start && end <= today && days > MAX_RANGE_DAYS {
+            return Err(RangeError::TooLong { days });
+        }
+        Self::to_keep(coin, start, end, today)
+    }
+
+    /// The range of a job that keeps a tracked coin's days: the rules of [`for_coin`](Self::for_coin)
+    /// but its length, since a coin tracked from years back may miss more than
+    /// [`MAX_RANGE_DAYS`] days, and one job of [`MAX_RANGE_DAYS`] at a time would never
+    /// reach the older ones (the newest, yesterday, is missing at every tick). The job asks
+    /// only for the missing days, and fills hours of its newest [`MAX_RANGE_DAYS`] only
+    /// ([`days_of_hours`](Self::days_of_hours)).
+    pub fn to_keep(
+        coin: &Coin,
+        start: NaiveDate,
+        end: NaiveDate,
+        today: NaiveDate,
+    ) -> Result<Self, RangeError> {
         if end < start {
             return Err(RangeError::EndBeforeStart { start, end });
         }
         if end > today {
             return Err(RangeError::EndInFuture { end, today });
-        }
-        let days = (end - start).num_days() + 1;
-        if days > MAX_RANGE_DAYS {
-            return Err(RangeError::TooLong { days });
         }
         if let Some(first_day) = coin.first_day
             && start < first_day
@@ -121,6 +136,17 @@ impl DateRange {
     /// Number of days, both ends included.
     pub fn days(&self) -> i64 {
         (self.end - self.start).num_days() + 1
+    }
+
+    /// The days whose hours a job of this range fills: its newest [`MAX_RANGE_DAYS`], so
+    /// every day of a range the API accepts. Only a tracked coin's job reaches further back
+    /// ([`to_keep`](Self::to_keep)), and the hours a coin keeps go back no further.
+    pub fn days_of_hours(&self) -> (NaiveDate, NaiveDate) {
+        let earliest = self
+            .end
+            .checked_sub_days(chrono::Days::new(MAX_RANGE_DAYS as u64 - 1))
+            .unwrap_or(self.start);
+        (self.start.max(earliest), self.end)
     }
 }
 

@@ -9,9 +9,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::credits::Credits;
-use crate::domain::{
-    BEFORE_ANY_COIN, Coin, DateRange, MAX_RANGE_DAYS, PlanReach, RangeError, Symbol, Trigger,
-};
+use crate::domain::{BEFORE_ANY_COIN, Coin, DateRange, PlanReach, RangeError, Symbol, Trigger};
 use crate::queue::{self, SubmitError, Turn};
 use crate::store::coin_figures::CompleteDays;
 use crate::store::gaps;
@@ -63,14 +61,10 @@ pub fn first_day_to_keep(coin: &Coin, reach: PlanReach, today: NaiveDate) -> Nai
     .unwrap_or(BEFORE_ANY_COIN)
 }
 
-/// The job's range for ascending `missing` days: from the first to the last, cut to the
-/// most recent [`MAX_RANGE_DAYS`] (a job's limit); the next tick takes the older rest.
+/// The job's range for ascending `missing` days: from the first to the last, however far
+/// apart ([`DateRange::to_keep`]): the job asks only for the missing ones.
 pub fn job_range(missing: &[NaiveDate]) -> Option<(NaiveDate, NaiveDate)> {
-    let (first, last) = (*missing.first()?, *missing.last()?);
-    let earliest = last
-        .checked_sub_days(Days::new(MAX_RANGE_DAYS as u64 - 1))
-        .unwrap_or(NaiveDate::MIN);
-    Some((first.max(earliest), last))
+    Some((*missing.first()?, *missing.last()?))
 }
 
 /// The missing days of `start..=end` of a coin whose complete days are `known`: computed
@@ -134,7 +128,7 @@ pub fn schedule_job(
     Ok(NewJob {
         id: Uuid::now_v7(),
         symbol: coin.symbol,
-        range: DateRange::for_coin(coin, start, end, today)?,
+        range: DateRange::to_keep(coin, start, end, today)?,
         force: false,
         trigger: Trigger::Schedule,
     })
@@ -197,7 +191,7 @@ pub(super) async fn queue_job(
     today: NaiveDate,
     trigger: Trigger,
 ) -> Result<CoinSync, SyncError> {
-    let range = DateRange::for_coin(coin, start, end, today)?;
+    let range = DateRange::to_keep(coin, start, end, today)?;
     if let Err(short) = credits.afford_job(coin, range, false, today).await? {
         return Ok(CoinSync::Unaffordable(short.resets_on()));
     }
@@ -277,16 +271,29 @@ mod tests {
     }
 
     #[test]
-    fn a_job_spans_the_missing_days_and_at_most_the_latest_1461() {
+    fn a_job_spans_the_missing_days_however_far_apart() {
         assert_eq!(job_range(&[]), None);
         let holes = [day("2026-01-05"), day("2026-03-01"), day("2026-11-27")];
         assert_eq!(
             job_range(&holes),
             Some((day("2026-01-05"), day("2026-11-27")))
         );
+        // Yesterday is missing at every tick: a job cut to the latest 1461 days would
+        // never reach 2013.
         let old = [day("2013-04-28"), day("2026-11-27")];
         let (start, end) = job_range(&old).unwrap();
-        assert_eq!((end - start).num_days() + 1, MAX_RANGE_DAYS);
-        assert_eq!(end, day("2026-11-27"));
+        assert_eq!((start, end), (day("2013-04-28"), day("2026-11-27")));
+        let coin = Coin::bitcoin();
+        let range = DateRange::to_keep(&coin, start, end, day("2026-11-28")).unwrap();
+        assert_eq!(range.days(), 4962);
+        assert_eq!(
+            range.days_of_hours(),
+            (day("2022-11-28"), day("2026-11-27")),
+            "its hours: the newest 1461 days"
+        );
+        assert!(
+            DateRange::for_coin(&coin, start, end, day("2026-11-28")).is_err(),
+            "a job asked for stays within 1461 days"
+        );
     }
 }

@@ -56,13 +56,13 @@ mod credits;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::credits::Credits;
+use crate::domain::PlanReach;
 use crate::domain::{Hour, Symbol};
-use crate::domain::{MAX_RANGE_DAYS, PlanReach};
 use crate::ingest::Reach;
 use crate::queue;
 use crate::registry::{
@@ -353,9 +353,9 @@ impl Scheduler {
 
     /// The first day of a tick's job for an hourly coin whose hours lag from `lagging`:
     /// that day, or the first day the coin misses when it is tracked, its figures show a
-    /// hole (`complete`) and that day is further back (at most [`MAX_RANGE_DAYS`] before
-    /// today). Without this, the days of a coin whose hours lag at every tick would never
-    /// be looked at again.
+    /// hole (`complete`) and that day is further back (however far: the job fills hours of
+    /// its newest [`MAX_RANGE_DAYS`](crate::domain::MAX_RANGE_DAYS) only). Without this, the days of a coin whose hours lag
+    /// at every tick would never be looked at again.
     async fn first_day_behind(
         &self,
         record: &CoinRecord,
@@ -371,12 +371,9 @@ impl Scheduler {
         };
         let (missing, _) =
             missing_days_known(&self.pool, record.coin.symbol, kept, complete).await?;
-        let earliest = today
-            .checked_sub_days(Days::new(MAX_RANGE_DAYS as u64 - 1))
-            .unwrap_or(today);
         Ok(missing
             .first()
-            .map_or(lagging, |first| (*first).max(earliest).min(lagging)))
+            .map_or(lagging, |first| (*first).min(lagging)))
     }
 
     /// The days of a tick: the tracked coins not plainly complete (`to_look_at`, but for

@@ -321,8 +321,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
 
 /// A coin registered under a plan that did not reach its first day keeps none; under a
 /// plan without a limit, the tick keeps its days from before any coin (2009-01-03), not
-/// from the calendar's first day: the gap query asks for a date PostgreSQL can hold,
-/// and the job takes the newest 1461 of the missing days.
+/// from the calendar's first day: the gap query asks for a date PostgreSQL can hold.
 #[tokio::test]
 async fn a_tracked_coin_whose_first_day_is_unknown_is_kept_from_before_any_coin_under_a_plan_without_limit()
  {
@@ -363,7 +362,124 @@ async fn a_tracked_coin_whose_first_day_is_unknown_is_kept_from_before_any_coin_
     let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
     assert_eq!(
         (jobs[0].range.start(), jobs[0].range.end()),
-        (days_before_today(20 + 1460), days_before_today(20)),
-        "the newest 1461 missing days, the hole last"
+        (
+            price_history::domain::BEFORE_ANY_COIN,
+            days_before_today(20)
+        ),
+        "every missing day, the hole last"
     );
+}
+
+/// A coin tracked from years back that holds only its last year, yesterday missing (as at
+/// every tick): one scheduled job spans every missing day, more than the 1461 a job asked
+/// for may, and leaves none missing. Cut to the newest 1461 days, the older ones were
+/// never fetched: yesterday is the newest missing day at every tick.
+#[tokio::test]
+async fn a_coin_tracked_from_years_back_gets_every_missing_day_from_one_scheduled_job() {
+    let h = Harness::new().await;
+    let pool = h.pool();
+    coins::set_tracking(pool, Symbol::BTC, true, Some(days_before_today(2000)))
+        .await
+        .unwrap()
+        .unwrap();
+    h.run_job(days_before_today(365), days_before_today(2), false)
+        .await;
+    let scheduler = Scheduler {
+        pool: pool.clone(),
+        schedule: "* * * * * *".parse().unwrap(),
+        clock: Clock::SYSTEM,
+        reach: h.ingestor().reach,
+        name: "backlog-test".to_owned(),
+        credits: None,
+    };
+    let (_stop, running) = Shutdown::new();
+    let mut tick = Utc::now().with_nanosecond(0).unwrap();
+    let mut act_on = async || {
+        tick += TimeDelta::seconds(1);
+        let acted = scheduler.act_on(tick, false, &running).await.unwrap();
+        acted.done().expect("this process acts on the tick")
+    };
+    assert_eq!(act_on().await.jobs_queued, 1);
+    let job = h.jobs_by(Trigger::Schedule).await.remove(0);
+    assert_eq!(
+        (job.range.start(), job.range.end()),
+        (days_before_today(2000), days_before_today(1))
+    );
+    let calls_before = h.fake.call_count();
+    let worker = h.start_worker();
+    let finished = h.until_finished(job.id).await;
+    worker.stop().await;
+    crate::support::assert_completed(&finished);
+    assert_eq!(h.stored_days_of(Symbol::BTC).await, 2000);
+    // The missing days only: 1635 older days in windows of 90 (19), yesterday (1).
+    assert_eq!(h.fake.call_count() - calls_before, 20);
+    let acted = act_on().await;
+    assert_eq!((acted.coins_behind, acted.jobs_queued), (0, 0));
+}
+
+/// A tracked coin whose first day is not known (registered under a plan that did not
+/// reach it), now under a plan without a limit: its job learns the first day with one
+/// call, as registration would, asks for no window before it, and ends with nothing
+/// missing; the next tick queues nothing. Without it, every tick asked again for the
+/// years between 2009 and the coin's first price, and got nothing.
+#[tokio::test]
+async fn a_job_learns_the_first_day_a_coin_registered_under_a_limited_plan_did_not_know() {
+    let h = Harness::new().await;
+    let pool = h.pool();
+    sql(
+        pool,
+        "INSERT INTO coins (symbol, coingecko_id, tracked) VALUES ('ETH', 'ethereum', true)",
+    )
+    .await;
+    let eth = Symbol::parse("ETH").unwrap();
+    let scheduler = Scheduler {
+        pool: pool.clone(),
+        schedule: "* * * * * *".parse().unwrap(),
+        clock: Clock::SYSTEM,
+        reach: h.ingestor().reach,
+        name: "first-day-learner".to_owned(),
+        credits: None,
+    };
+    let (_stop, running) = Shutdown::new();
+    let mut tick = Utc::now().with_nanosecond(0).unwrap();
+    let mut act_on = async || {
+        tick += TimeDelta::seconds(1);
+        let acted = scheduler.act_on(tick, false, &running).await.unwrap();
+        acted.done().expect("this process acts on the tick")
+    };
+    assert_eq!(act_on().await.jobs_queued, 1);
+    let job = h.jobs_by(Trigger::Schedule).await.remove(0);
+    assert_eq!(job.range.start(), price_history::domain::BEFORE_ANY_COIN);
+    let calls_before = h.fake.call_count();
+    let worker = h.start_worker();
+    let finished = h.until_finished(job.id).await;
+    worker.stop().await;
+
+    crate::support::assert_completed(&finished);
+    let first_day = crate::support::day("2015-08-07");
+    let coin = coins::get(pool, eth).await.unwrap().unwrap().coin;
+    assert_eq!(
+        coin.first_day,
+        Some(first_day),
+        "ethereum's first price, in the fake"
+    );
+    let calls = &h.fake.calls()[calls_before..];
+    assert!(
+        calls[1..]
+            .iter()
+            .all(|call| call.to.date_naive() >= first_day),
+        "no window before the first day: {:?}",
+        calls
+            .iter()
+            .map(|call| (call.from, call.to))
+            .collect::<Vec<_>>()
+    );
+    let days = (days_before_today(1) - first_day).num_days() + 1;
+    assert_eq!(h.stored_days_of(eth).await, days);
+    assert_eq!(
+        calls.len() as i64,
+        1 + (days + 89) / 90,
+        "the check, then windows of 90 days"
+    );
+    assert_eq!(act_on().await.jobs_queued, 0);
 }

@@ -128,17 +128,17 @@ impl<S> Run<'_, S> {
             .is_some_and(|work| work.source == HourSource::Points)
     }
 
-    /// The hours of the job's range the coin can have now from `source`: the rule coverage
-    /// in hours follows too ([`expected_hours`]), so that a job's `hours_missing` and its
-    /// coin's coverage count alike.
+    /// The hours of the job's range (its newest 1461 days, `DateRange::days_of_hours`) the
+    /// coin can have now from `source`: the rule coverage in hours follows too
+    /// ([`expected_hours`]), so that a job's `hours_missing` and its coin's coverage count
+    /// alike.
     fn expected(&self, source: Option<PriceSource>, hours_from: Option<Hour>) -> Option<HourRange> {
-        let range = self.attempt.job.range;
         expected_hours(
             &self.coin,
             source,
             hours_from,
             self.reach,
-            (range.start(), range.end()),
+            self.attempt.job.range.days_of_hours(),
             self.began,
         )
     }

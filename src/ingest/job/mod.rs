@@ -40,8 +40,8 @@ use sqlx::PgPool;
 use super::Reach;
 use super::fallback::SecondSource;
 use super::source::{CoinGecko, PriceSource};
-use crate::coingecko::CoinGeckoClient;
-use crate::domain::DisputeRule;
+use crate::coingecko::{CoinGeckoClient, FirstDay};
+use crate::domain::{Coin, DisputeRule, PlanReach};
 use crate::shutdown::Shutdown;
 use crate::store::{coins, ingestion_jobs::JobRecord};
 
@@ -129,6 +129,7 @@ impl Ingestor {
             })?
             .coin;
         let reach = patiently(|| self.reach.current(&self.pool)).await?;
+        let coin = self.with_first_day(coin, reach, attempt.stop).await?;
         let hours = hours::HourWork::begin(self, job).await?;
         let began = Utc::now();
         Ok(Run {
@@ -144,5 +145,33 @@ impl Ingestor {
             shortfalls: Shortfalls::default(),
             hours,
         })
+    }
+
+    /// `coin` with its first day, learned now when it was not known (it was registered
+    /// under a plan that did not reach it) and the plan has no limit: one call, as
+    /// registration makes, so that this job and the schedule stop asking for the days
+    /// before it, every tick. A failed call (or a stop) leaves it unknown for a later job.
+    async fn with_first_day(
+        &self,
+        mut coin: Coin,
+        reach: PlanReach,
+        stop: &Shutdown,
+    ) -> Result<Coin, JobError> {
+        if coin.first_day.is_some() || reach.limit_days().is_some() {
+            return Ok(coin);
+        }
+        let asked = self.client.first_day(coin.coingecko_id.as_str(), None);
+        match stop.unless_raised(asked).await {
+            Some(Ok(FirstDay::On(day))) => {
+                patiently(|| coins::learn_first_day(&self.pool, coin.symbol, day)).await?;
+                tracing::info!(first_day = %day, "learned the coin's first day");
+                coin.first_day = Some(day);
+            }
+            Some(Ok(FirstDay::BeforeThePlan | FirstDay::NoPrice)) | None => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "could not learn the coin's first day; a later job asks again");
+            }
+        }
+        Ok(coin)
     }
 }

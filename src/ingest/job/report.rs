@@ -45,8 +45,7 @@ pub(super) enum SecondSourceEnd {
 impl<S: Sync> Run<'_, S> {
     /// Step 5: the final word, from the days (and hours) of the range still missing.
     pub(super) async fn finish(self) -> Result<Outcome, JobError> {
-        let range = self.attempt.job.range;
-        let missing = self.missing_days(range.start(), self.last_day()).await?;
+        let missing = self.missing_days(self.first_day(), self.last_day()).await?;
         let outcome = finished(missing, self.reach, self.today, &self.shortfalls);
         self.finish_hours(outcome).await
     }

@@ -68,9 +68,16 @@ impl<S> Run<'_, S> {
 
     /// The part of the job's days the reach serves, if any.
     pub(super) fn served_part(&self) -> Option<(NaiveDate, NaiveDate)> {
-        let range = self.attempt.job.range;
         self.reach
-            .served_part(range.start(), self.last_day(), self.today)
+            .served_part(self.first_day(), self.last_day(), self.today)
+    }
+
+    /// The first day of the job's range the coin can have: its range's start, or the
+    /// coin's first day when later (learned when the attempt began, for a range the
+    /// schedule queued before it was known).
+    pub(super) fn first_day(&self) -> NaiveDate {
+        let start = self.attempt.job.range.start();
+        self.coin.first_day.map_or(start, |first| first.max(start))
     }
 
     /// The last day whose daily candle the job fetches: its range's end, except that a job
