@@ -75,34 +75,32 @@ pub async fn start(
     ask: Ask,
     trigger: ImportTrigger,
 ) -> sqlx::Result<Start> {
-    sqlx::query(
-        "UPDATE coin_imports SET status = 'failed', completed_at = now(), updated_at = now(), \
-           error_message = 'abandoned: the process running it stopped answering; the coins it registered are kept' \
-         WHERE status = 'running' AND updated_at < now() - make_interval(secs => $1)",
-    )
-    .bind(ABANDONED_AFTER_SECS as f64)
-    .execute(pool)
-    .await?;
-    let started: Option<ImportRecord> = sqlx::query_as(
-        "INSERT INTO coin_imports (id, status, n, track_since, hourly, trigger) \
-         VALUES ($1, 'running', $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING *",
-    )
-    .bind(id)
-    .bind(i32::try_from(ask.n).unwrap_or(i32::MAX))
-    .bind(ask.track_since)
-    .bind(ask.hourly)
-    .bind(trigger.as_str())
-    .fetch_optional(pool)
-    .await?;
-    if let Some(record) = started {
-        return Ok(Start::Started(Box::new(record)));
+    end_abandoned(pool).await?;
+    loop {
+        let started: Option<ImportRecord> = sqlx::query_as(
+            "INSERT INTO coin_imports (id, status, n, track_since, hourly, trigger) \
+             VALUES ($1, 'running', $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING *",
+        )
+        .bind(id)
+        .bind(i32::try_from(ask.n).unwrap_or(i32::MAX))
+        .bind(ask.track_since)
+        .bind(ask.hourly)
+        .bind(trigger.as_str())
+        .fetch_optional(pool)
+        .await?;
+        if let Some(record) = started {
+            return Ok(Start::Started(Box::new(record)));
+        }
+        let running: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM coin_imports WHERE status = 'running'")
+                .fetch_optional(pool)
+                .await?;
+        // None: the running one ended between the two statements, and the insert is tried
+        // again (a refusal naming no import would send the caller to a URL that is 404).
+        if let Some(running) = running {
+            return Ok(Start::Running(running));
+        }
     }
-    let running: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM coin_imports WHERE status = 'running'")
-            .fetch_optional(pool)
-            .await?;
-    // Ended between the two statements: the caller may simply try again.
-    Ok(Start::Running(running.unwrap_or(Uuid::nil())))
 }
 
 /// Says that the running import `id` is alive: its `updated_at` is now.
@@ -138,8 +136,24 @@ pub async fn save(pool: &PgPool, record: &ImportRecord) -> sqlx::Result<()> {
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<ImportRecord>> {
+    end_abandoned(pool).await?;
     sqlx::query_as("SELECT * FROM coin_imports WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await
+}
+
+/// Ends, as failed, the running import whose process has not saved or beaten for
+/// [`ABANDONED_AFTER_SECS`]: it died, or met an error it could not record. Done before an
+/// import starts and before one is read, so that none reads `running` for ever.
+async fn end_abandoned(pool: &PgPool) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE coin_imports SET status = 'failed', completed_at = now(), updated_at = now(), \
+           error_message = 'abandoned: the process running it stopped answering; the coins it registered are kept' \
+         WHERE status = 'running' AND updated_at < now() - make_interval(secs => $1)",
+    )
+    .bind(ABANDONED_AFTER_SECS as f64)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

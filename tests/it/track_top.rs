@@ -573,3 +573,34 @@ async fn once_the_months_credits_run_out_the_import_checks_no_new_coin_but_track
     );
     assert!(is_tracked(&h, sol).await);
 }
+
+/// An import whose process stopped answering (it died, or met a database error it could
+/// not record) reads `failed` once its heartbeat is two minutes old, not `running` until
+/// another import happens to start.
+#[tokio::test]
+async fn an_import_whose_process_stopped_answering_reads_failed_without_waiting_for_another() {
+    let h = Harness::new().await;
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO coin_imports (id, status, n, hourly, trigger, updated_at) \
+         VALUES ($1, 'running', 5, false, 'api', now() - interval '3 minutes')",
+    )
+    .bind(id)
+    .execute(h.pool())
+    .await
+    .unwrap();
+    let api = TestApi::start(&h).await;
+    let read = api
+        .get(&format!("/api/v1/coins/track-top/{id}"))
+        .await
+        .json();
+    assert_eq!(read["status"], "failed", "{read}");
+    assert!(
+        read["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("abandoned"),
+        "{read}"
+    );
+    api.stop().await;
+}
