@@ -172,7 +172,7 @@ impl TrackTop {
                 Some(Ok(coins)) => coins,
                 Some(Err(e)) => {
                     return Err(format!(
-                        "could not read page {page} of CoinGecko's coins by market cap, so nothing was registered from it: {e}"
+                        "could not read page {page} of CoinGecko's coins by market cap, so no coin was registered (the import registers once every page is read); run the import again: {e}"
                     ));
                 }
                 None => {

@@ -100,7 +100,8 @@ impl Purse {
             credits_left = self.left,
             resets_on = ?resets_on,
             "the month's CoinGecko credits (COINGECKO_CALLS_PER_MONTH) cannot pay for these tracked \
-             coins: they are left for the first tick after the credits reset"
+             coins: each later tick looks again, and queues what the credits left then pay for \
+             (all of them once the credits reset)"
         );
     }
 }

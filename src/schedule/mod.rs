@@ -338,7 +338,7 @@ impl Scheduler {
                 acted.coins_behind += 1;
                 acted.coins_unaffordable += 1;
                 behind.insert(hourly.symbol);
-                tracing::debug!(symbol = %hourly.symbol, "hourly coin behind but the month's credits cannot pay for it; left to next month");
+                tracing::debug!(symbol = %hourly.symbol, "hourly coin behind but the month's credits cannot pay for it; a later tick looks again");
                 continue;
             }
             match schedule_job(&record.coin, (from, today), today) {
@@ -453,7 +453,7 @@ impl Scheduler {
             } else {
                 acted.coins_behind += 1;
                 acted.coins_unaffordable += 1;
-                tracing::debug!(symbol = %coin.symbol, "tracked coin behind but the month's credits cannot pay for it; left to next month");
+                tracing::debug!(symbol = %coin.symbol, "tracked coin behind but the month's credits cannot pay for it; a later tick looks again");
             }
         }
         Ok(jobs)
