@@ -57,6 +57,7 @@ pub(super) async fn run(
     args: ExportArgs,
     shutdown: Shutdown,
 ) -> anyhow::Result<ExitCode> {
+    // Judged once already, before the database was looked for (`cli::run`).
     let request = match request_of(&args) {
         Ok(request) => request,
         Err(message) => return Ok(refuse(&message)),
@@ -107,7 +108,7 @@ pub(super) async fn run(
 }
 
 /// What `args` ask to export, or the sentence that refuses them before anything is read.
-fn request_of(args: &ExportArgs) -> Result<Request, String> {
+pub(super) fn request_of(args: &ExportArgs) -> Result<Request, String> {
     if let (Some(start), Some(end)) = (args.start_date, args.end_date)
         && end < start
     {

@@ -179,6 +179,13 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     if !matches!(cli.command, Command::Openapi) {
         settings.check(matches!(cli.command, Command::Serve | Command::Api))?;
     }
+    // What an export is asked for is judged before any database is looked for: a request
+    // refused with 2 at once, not after a wait for PostgreSQL that may end in 1.
+    if let Command::Export(args) = &cli.command
+        && let Err(message) = export::request_of(args)
+    {
+        return Ok(refuse(&message));
+    }
     // Held until this function returns, after every pool of the command is closed.
     let _private_postgres = match cli.command {
         Command::Openapi => None,
