@@ -142,17 +142,14 @@ pub async fn insert(executor: impl PgExecutor<'_>, coin: &Coin) -> sqlx::Result<
 }
 
 /// Records the first day of a coin whose first day was not known (registered under a plan
-/// that did not reach it); a known one is left as it is.
-pub async fn learn_first_day(pool: &PgPool, symbol: Symbol, day: NaiveDate) -> sqlx::Result<()> {
-    sqlx::query(
+/// that did not reach it); a known one is left as it is. True when it was recorded.
+pub async fn learn_first_day(pool: &PgPool, symbol: Symbol, day: NaiveDate) -> sqlx::Result<bool> {
+    let query = sqlx::query(
         "UPDATE coins SET first_day = $2, updated_at = now() \
          WHERE symbol = $1 AND first_day IS NULL",
-    )
-    .bind(symbol.as_str())
-    .bind(day)
-    .execute(pool)
-    .await?;
-    Ok(())
+    );
+    let done = query.bind(symbol.as_str()).bind(day).execute(pool).await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Changes whether a coin is tracked and from when. Returns the coin as it was before,

@@ -76,6 +76,52 @@ async fn btc_of_both_sources_and_eth(pool: &PgPool) {
     sql(pool, &rows("ETH", 100, 0, "coingecko", 3)).await;
 }
 
+/// Tracks BTC from `since`, as a PUT would, without the PUT's own job.
+async fn track_btc(h: &Harness, since: Option<chrono::NaiveDate>) {
+    coins::set_tracking(h.pool(), Symbol::BTC, true, since)
+        .await
+        .expect("the database answers")
+        .expect("BTC is registered");
+}
+
+/// A scheduler in this process that acts on a tick a second after the last one, each
+/// tick whole (its stop signal is never raised).
+struct Ticker {
+    scheduler: Scheduler,
+    running: Shutdown,
+    _stop: price_history::shutdown::ShutdownTrigger,
+    tick: chrono::DateTime<Utc>,
+}
+
+impl Ticker {
+    fn new(h: &Harness, name: &str) -> Ticker {
+        let (stop, running) = Shutdown::new();
+        Ticker {
+            scheduler: Scheduler {
+                pool: h.pool().clone(),
+                schedule: "* * * * * *".parse().unwrap(),
+                clock: Clock::SYSTEM,
+                reach: h.ingestor().reach,
+                name: name.to_owned(),
+                credits: None,
+            },
+            running,
+            _stop: stop,
+            tick: Utc::now().with_nanosecond(0).unwrap(),
+        }
+    }
+
+    /// Acts on the next tick, whole.
+    async fn act(&mut self) -> price_history::store::sync_schedule::TickRecord {
+        self.tick += TimeDelta::seconds(1);
+        let acted = self.scheduler.act_on(self.tick, false, &self.running).await;
+        acted
+            .expect("the tick is acted on")
+            .done()
+            .expect("this process acts on the tick")
+    }
+}
+
 #[tokio::test]
 async fn the_figures_are_built_at_migration_from_a_populated_database_and_equal_a_scan() {
     // Arrange: the release before the figures, with coins, holes, provisional days and
@@ -206,37 +252,16 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
  {
     let h = Harness::new().await;
     let pool = h.pool();
-    coins::set_tracking(pool, Symbol::BTC, true, Some(days_before_today(30)))
-        .await
-        .unwrap()
-        .unwrap();
+    track_btc(&h, Some(days_before_today(30))).await;
     let api = TestApi::start(&h).await;
-    let scheduler = Scheduler {
-        pool: pool.clone(),
-        schedule: "* * * * * *".parse().unwrap(),
-        clock: Clock::SYSTEM,
-        reach: h.ingestor().reach,
-        name: "figures-test".to_owned(),
-        credits: None,
-    };
-    // Never raised: every tick is acted on whole.
-    let (_stop, running) = Shutdown::new();
-    let mut tick = Utc::now().with_nanosecond(0).unwrap();
-    let mut next_tick = || {
-        tick += TimeDelta::seconds(1);
-        tick
-    };
-    let act_on = async |tick: chrono::DateTime<Utc>| {
-        let acted = scheduler.act_on(tick, false, &running).await.unwrap();
-        acted.done().expect("this process acts on the tick")
-    };
+    let mut ticker = Ticker::new(&h, "figures-test");
 
     // Loaded by SQL, complete from 40 days ago to yesterday, today provisional.
     sql(pool, &rows("BTC", 40, 0, "coingecko", 1)).await;
     assert_kept_equals_scan(pool, "an INSERT ... SELECT").await;
     assert_btc_listed(&api, days_before_today(1), 0).await;
     assert_stored_candles(&api, "BTC", 41).await;
-    let acted = act_on(next_tick()).await;
+    let acted = ticker.act().await;
     assert_eq!(
         (acted.coins_tracked, acted.coins_behind, acted.jobs_queued),
         (1, 0, 0),
@@ -256,7 +281,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
     assert_kept_equals_scan(pool, "a DELETE").await;
     assert_btc_listed(&api, days_before_today(3), 2).await;
     assert_stored_candles(&api, "BTC", 37).await;
-    let acted = act_on(next_tick()).await;
+    let acted = ticker.act().await;
     assert_eq!((acted.coins_behind, acted.jobs_queued), (1, 1));
     let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
@@ -296,7 +321,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
     sql(pool, &format!("UPDATE daily_prices SET symbol = 'ETH', source = 'coinbase' WHERE symbol = 'BTC' AND date < '{}'", days_before_today(35))).await;
     assert_kept_equals_scan(pool, "an UPDATE of symbol and source").await;
     assert_stored_candles(&api, "ETH", 5).await;
-    let acted = act_on(next_tick()).await;
+    let acted = ticker.act().await;
     assert_eq!(
         acted.jobs_queued, 1,
         "yesterday turned provisional is missing again"
@@ -309,7 +334,7 @@ async fn rows_changed_by_plain_sql_show_at_once_in_the_figures_the_coin_list_the
     let btc = api.get("/api/v1/coins/BTC").await.json();
     assert_eq!(btc["last_complete_day"], serde_json::Value::Null);
     assert_stored_candles(&api, "BTC", 0).await;
-    let acted = act_on(next_tick()).await;
+    let acted = ticker.act().await;
     assert_eq!(acted.jobs_queued, 1);
     let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
     assert_eq!(
@@ -336,28 +361,11 @@ async fn a_tracked_coin_whose_first_day_is_unknown_is_kept_from_before_any_coin_
         "UPDATE coins SET first_day = NULL WHERE symbol = 'BTC'",
     )
     .await;
-    coins::set_tracking(pool, Symbol::BTC, true, None)
-        .await
-        .unwrap()
-        .unwrap();
+    track_btc(&h, None).await;
     // Two runs with a hole between: the tick's gap query runs.
     sql(pool, &rows("BTC", 40, 21, "coingecko", 0)).await;
     sql(pool, &rows("BTC", 19, 1, "coingecko", 0)).await;
-    let scheduler = Scheduler {
-        pool: pool.clone(),
-        schedule: "* * * * * *".parse().unwrap(),
-        clock: Clock::SYSTEM,
-        reach: h.ingestor().reach,
-        name: "first-day-test".to_owned(),
-        credits: None,
-    };
-    let (_stop, running) = Shutdown::new();
-    let acted = scheduler
-        .act_on(Utc::now().with_nanosecond(0).unwrap(), false, &running)
-        .await
-        .expect("the tick is acted on")
-        .done()
-        .expect("this process acts on the tick");
+    let acted = Ticker::new(&h, "first-day-test").act().await;
     assert_eq!((acted.coins_behind, acted.jobs_queued), (1, 1));
     let jobs = ingestion_jobs::list(pool, None, None, 10).await.unwrap();
     assert_eq!(
@@ -377,29 +385,11 @@ async fn a_tracked_coin_whose_first_day_is_unknown_is_kept_from_before_any_coin_
 #[tokio::test]
 async fn a_coin_tracked_from_years_back_gets_every_missing_day_from_one_scheduled_job() {
     let h = Harness::new().await;
-    let pool = h.pool();
-    coins::set_tracking(pool, Symbol::BTC, true, Some(days_before_today(2000)))
-        .await
-        .unwrap()
-        .unwrap();
+    track_btc(&h, Some(days_before_today(2000))).await;
     h.run_job(days_before_today(365), days_before_today(2), false)
         .await;
-    let scheduler = Scheduler {
-        pool: pool.clone(),
-        schedule: "* * * * * *".parse().unwrap(),
-        clock: Clock::SYSTEM,
-        reach: h.ingestor().reach,
-        name: "backlog-test".to_owned(),
-        credits: None,
-    };
-    let (_stop, running) = Shutdown::new();
-    let mut tick = Utc::now().with_nanosecond(0).unwrap();
-    let mut act_on = async || {
-        tick += TimeDelta::seconds(1);
-        let acted = scheduler.act_on(tick, false, &running).await.unwrap();
-        acted.done().expect("this process acts on the tick")
-    };
-    assert_eq!(act_on().await.jobs_queued, 1);
+    let mut ticker = Ticker::new(&h, "backlog-test");
+    assert_eq!(ticker.act().await.jobs_queued, 1);
     let job = h.jobs_by(Trigger::Schedule).await.remove(0);
     assert_eq!(
         (job.range.start(), job.range.end()),
@@ -413,7 +403,7 @@ async fn a_coin_tracked_from_years_back_gets_every_missing_day_from_one_schedule
     assert_eq!(h.stored_days_of(Symbol::BTC).await, 2000);
     // The missing days only: 1635 older days in windows of 90 (19), yesterday (1).
     assert_eq!(h.fake.call_count() - calls_before, 20);
-    let acted = act_on().await;
+    let acted = ticker.act().await;
     assert_eq!((acted.coins_behind, acted.jobs_queued), (0, 0));
 }
 
@@ -432,22 +422,8 @@ async fn a_job_learns_the_first_day_a_coin_registered_under_a_limited_plan_did_n
     )
     .await;
     let eth = Symbol::parse("ETH").unwrap();
-    let scheduler = Scheduler {
-        pool: pool.clone(),
-        schedule: "* * * * * *".parse().unwrap(),
-        clock: Clock::SYSTEM,
-        reach: h.ingestor().reach,
-        name: "first-day-learner".to_owned(),
-        credits: None,
-    };
-    let (_stop, running) = Shutdown::new();
-    let mut tick = Utc::now().with_nanosecond(0).unwrap();
-    let mut act_on = async || {
-        tick += TimeDelta::seconds(1);
-        let acted = scheduler.act_on(tick, false, &running).await.unwrap();
-        acted.done().expect("this process acts on the tick")
-    };
-    assert_eq!(act_on().await.jobs_queued, 1);
+    let mut ticker = Ticker::new(&h, "first-day-learner");
+    assert_eq!(ticker.act().await.jobs_queued, 1);
     let job = h.jobs_by(Trigger::Schedule).await.remove(0);
     assert_eq!(job.range.start(), price_history::domain::BEFORE_ANY_COIN);
     let calls_before = h.fake.call_count();
@@ -481,5 +457,5 @@ async fn a_job_learns_the_first_day_a_coin_registered_under_a_limited_plan_did_n
         1 + (days + 89) / 90,
         "the check, then windows of 90 days"
     );
-    assert_eq!(act_on().await.jobs_queued, 0);
+    assert_eq!(ticker.act().await.jobs_queued, 0);
 }

@@ -143,28 +143,42 @@ async fn a_database_outage_stops_no_process_and_the_job_completes_afterwards() {
     assert_eq!(serve.exit_code(Duration::from_secs(30)).await, Some(0));
 }
 
-/// The shared call budget lives in the database: while it is away, a CoinGecko call waits
-/// for its slot instead of going without one, and goes once the database is back.
-#[tokio::test]
-async fn without_the_database_a_call_waits_for_its_slot_and_goes_once_it_is_back() {
-    use price_history::coingecko::{CoinGeckoClient, CoinGeckoSettings};
-    use price_history::upstream::CallBudget;
+/// A private cluster started and migrated (a pool of `connections`), a fake CoinGecko, and
+/// a client of it without retries on the call budget the cluster holds, at
+/// `calls_per_minute`.
+async fn cluster_and_client(
+    connections: u32,
+    calls_per_minute: u32,
+) -> (
+    PrivateCluster,
+    FakeCoinGecko,
+    sqlx::PgPool,
+    price_history::coingecko::CoinGeckoClient,
+) {
     let cluster = PrivateCluster::create();
     cluster.start();
     let fake = FakeCoinGecko::start().await;
-    let pool = cluster.migrated_pool(2).await;
-    let client = CoinGeckoClient::new(
-        CoinGeckoSettings {
+    let pool = cluster.migrated_pool(connections).await;
+    let client = price_history::coingecko::CoinGeckoClient::new(
+        price_history::coingecko::CoinGeckoSettings {
             base_url: fake.base_url(),
             api_key: None,
-            calls_per_minute: std::num::NonZeroU32::new(6000).unwrap(),
+            calls_per_minute: std::num::NonZeroU32::new(calls_per_minute).unwrap(),
             max_retries: 0,
             retry_base_delay: Duration::from_millis(10),
             timeout: Duration::from_secs(5),
         },
-        CallBudget::Shared(pool.clone()),
+        price_history::upstream::CallBudget::Shared(pool.clone()),
     )
     .unwrap();
+    (cluster, fake, pool, client)
+}
+
+/// The shared call budget lives in the database: while it is away, a CoinGecko call waits
+/// for its slot instead of going without one, and goes once the database is back.
+#[tokio::test]
+async fn without_the_database_a_call_waits_for_its_slot_and_goes_once_it_is_back() {
+    let (cluster, fake, pool, client) = cluster_and_client(2, 6000).await;
     let to = chrono::Utc::now() - chrono::Duration::days(1);
     let from = to - chrono::Duration::days(2);
     client
@@ -204,25 +218,9 @@ async fn without_the_database_a_call_waits_for_its_slot_and_goes_once_it_is_back
 /// so the calls stay a slot apart, and each is counted once.
 #[tokio::test]
 async fn calls_that_held_slots_through_an_outage_go_a_slot_apart_after_it() {
-    use price_history::coingecko::{CoinGeckoClient, CoinGeckoSettings};
     use price_history::domain::{Clock, PriceSource};
-    use price_history::upstream::{CallBudget, MonthlyCredits};
-    let cluster = PrivateCluster::create();
-    cluster.start();
-    let fake = FakeCoinGecko::start().await;
-    let pool = cluster.migrated_pool(4).await;
-    let client = CoinGeckoClient::new(
-        CoinGeckoSettings {
-            base_url: fake.base_url(),
-            api_key: None,
-            calls_per_minute: std::num::NonZeroU32::new(12).unwrap(),
-            max_retries: 0,
-            retry_base_delay: Duration::from_millis(10),
-            timeout: Duration::from_secs(5),
-        },
-        CallBudget::Shared(pool.clone()),
-    )
-    .unwrap();
+    use price_history::upstream::MonthlyCredits;
+    let (cluster, fake, pool, client) = cluster_and_client(4, 12).await;
     let budget = client.caller().budget();
     budget.count_month(MonthlyCredits {
         limit: None,

@@ -163,8 +163,10 @@ impl Ingestor {
         let asked = self.client.first_day(coin.coingecko_id.as_str(), None);
         match stop.unless_raised(asked).await {
             Some(Ok(FirstDay::On(day))) => {
-                patiently(|| coins::learn_first_day(&self.pool, coin.symbol, day)).await?;
-                tracing::info!(first_day = %day, "learned the coin's first day");
+                let learn = || coins::learn_first_day(&self.pool, coin.symbol, day);
+                if patiently(learn).await? {
+                    tracing::info!(first_day = %day, "learned the coin's first day");
+                }
                 coin.first_day = Some(day);
             }
             Some(Ok(FirstDay::BeforeThePlan | FirstDay::NoPrice)) | None => {}
