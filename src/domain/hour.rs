@@ -190,6 +190,16 @@ impl HourRange {
         HourRange::new(Hour::first_of(start), Hour::last_of(end))
     }
 
+    /// The hours a job of `days` fills: those of its newest 1461 days
+    /// ([`DateRange::days_of_hours`]), every hour of a range the API accepts.
+    pub fn of_job(days: DateRange) -> HourRange {
+        let (first, last) = days.days_of_hours();
+        HourRange {
+            first: Hour::first_of(first),
+            last: Hour::last_of(last),
+        }
+    }
+
     /// Every hour of a job's or a read's days.
     pub fn of_range(days: DateRange) -> HourRange {
         HourRange {

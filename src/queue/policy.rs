@@ -238,7 +238,12 @@ async fn fail_record(
     message: &str,
 ) -> sqlx::Result<()> {
     let pool = &ingestor.pool;
-    let missing = gaps::missing_days(pool, job.symbol, job.range.start(), job.range.end()).await?;
+    let record = coins::get(pool, job.symbol).await?;
+    // From the coin's first day, as a finished job reports (a job the schedule queued
+    // before the first day was learned starts earlier).
+    let first_day = record.as_ref().and_then(|record| record.coin.first_day);
+    let start = first_day.map_or(job.range.start(), |first| first.max(job.range.start()));
+    let missing = gaps::missing_days(pool, job.symbol, start, job.range.end()).await?;
     let reach = ingestor.reach.current(pool).await?;
     let (gap_dates, out_of_plan) = reach.split(missing, today_utc());
     let ending = Ending {
@@ -249,8 +254,10 @@ async fn fail_record(
     };
     // The hours first (of a job that began counting them, as the record now says):
     // whoever follows the job reads it whole once it is failed.
-    if job_hours::of(pool, job.id).await?.is_some() {
-        count_hours_left(ingestor, tx, job).await?;
+    if let Some(record) = record
+        && job_hours::of(pool, job.id).await?.is_some()
+    {
+        count_hours_left(ingestor, tx, job, &record).await?;
     }
     ingestion_jobs::finish(tx, job.id, ending).await?;
     Ok(())
@@ -262,25 +269,22 @@ async fn count_hours_left(
     ingestor: &Ingestor,
     tx: &mut PgConnection,
     job: &JobRecord,
+    record: &coins::CoinRecord,
 ) -> sqlx::Result<()> {
     let pool = &ingestor.pool;
-    let Some(record) = coins::get(pool, job.symbol).await? else {
-        return Ok(());
-    };
     let fallback = match ingestor.second_source {
         Some(_) => FallbackSource::Coinbase,
         None => FallbackSource::Off,
     };
     let reach = ingestor.reach.current(pool).await?;
-    let days = (job.range.start(), job.range.end());
+    let days = job.range.days_of_hours();
     let expected =
-        hourly_coverage::expected_of(pool, &record, fallback, reach, days, Utc::now()).await?;
+        hourly_coverage::expected_of(pool, record, fallback, reach, days, Utc::now()).await?;
     let missing = match expected {
         Some(hours) => hourly_coverage::missing_hours(pool, job.symbol, hours).await?,
         None => 0,
     };
-    let quiet =
-        hours_without_trades::count(pool, job.symbol, HourRange::of_range(job.range)).await?;
+    let quiet = hours_without_trades::count(pool, job.symbol, HourRange::of_job(job.range)).await?;
     job_hours::finish(tx, job.id, missing, quiet).await
 }
 

@@ -45,12 +45,14 @@ pub fn days_to_keep(
 }
 
 /// The first day a coin keeps on `today`: the latest of `track_since`, its first day and
-/// the first day the plan serves. Its days start there, and so do its hours. When none is
-/// known (a coin registered under a plan that did not reach its first day, now under one
-/// without a limit), [`BEFORE_ANY_COIN`]: the days before the coin's first are missing then,
-/// but they are a few thousand, not the calendar's millions.
+/// the first day the plan serves. Its days start there, and so do its hours. Never before
+/// [`BEFORE_ANY_COIN`], where it starts when none is known (a coin registered under a plan
+/// that did not reach its first day, now under one without a limit): its next job learns
+/// the first day, and meanwhile the days before it are a few thousand, not the calendar's
+/// millions.
 pub fn first_day_to_keep(coin: &Coin, reach: PlanReach, today: NaiveDate) -> NaiveDate {
     [
+        Some(BEFORE_ANY_COIN),
         coin.track_since,
         coin.first_day,
         reach.first_served_day(today),
@@ -267,6 +269,17 @@ mod tests {
             days_to_keep(&coin, PlanReach::days(1), today),
             None,
             "a plan that serves only today leaves nothing to keep"
+        );
+        // Nothing known, no limit: from before any coin, as the tick's query keeps it;
+        // and never earlier, whatever `track_since` says.
+        assert_eq!(
+            days_to_keep(&coin, PlanReach::UNLIMITED, today),
+            Some((BEFORE_ANY_COIN, day("2026-11-27")))
+        );
+        coin.track_since = Some(day("2001-01-01"));
+        assert_eq!(
+            days_to_keep(&coin, PlanReach::UNLIMITED, today),
+            Some((BEFORE_ANY_COIN, day("2026-11-27")))
         );
     }
 

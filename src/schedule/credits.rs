@@ -4,10 +4,10 @@
 //! stay missing, so the first tick of the next month (or after the limit is raised) takes
 //! it up like any coin behind.
 
-use chrono::NaiveDate;
+use chrono::{Days, NaiveDate};
 
 use crate::credits::Credits;
-use crate::domain::{CreditMonth, PriceSource, hourly_source};
+use crate::domain::{CreditMonth, MAX_RANGE_DAYS, PriceSource, hourly_source};
 use crate::ingest::{HOURLY_WINDOW_DAYS, windows_for_days};
 use crate::store::coins::CoinRecord;
 use crate::store::gaps;
@@ -65,17 +65,21 @@ impl Purse {
             return Ok(true);
         };
         let source = hourly_source(true, record.mapping.exchange_product(credits.fallback));
-        let days: Vec<NaiveDate> = match source {
-            Some(PriceSource::Coinbase) => {
-                let yesterday = today.pred_opt().unwrap_or(today);
-                if from > yesterday {
-                    Vec::new()
-                } else {
-                    gaps::missing_days(&credits.pool, record.coin.symbol, from, yesterday).await?
-                }
-            }
-            _ => from.iter_days().take_while(|day| *day <= today).collect(),
+        let yesterday = today.pred_opt().unwrap_or(today);
+        let mut days: Vec<NaiveDate> = if from > yesterday {
+            Vec::new()
+        } else {
+            gaps::missing_days(&credits.pool, record.coin.symbol, from, yesterday).await?
         };
+        if source != Some(PriceSource::Coinbase) {
+            // Hours built from points: every day of the hours the job fills (its newest
+            // 1461 days, `DateRange::days_of_hours`), besides the missing days before them.
+            let hours_from = today
+                .checked_sub_days(Days::new(MAX_RANGE_DAYS as u64 - 1))
+                .map_or(from, |earliest| earliest.max(from));
+            days.retain(|day| *day < hours_from);
+            days.extend(hours_from.iter_days().take_while(|day| *day <= today));
+        }
         // Hours built from points come in windows of 90 days at most (the job's rule).
         let window_days = match source {
             Some(PriceSource::Coinbase) => credits.chunk_days,

@@ -137,9 +137,14 @@ impl Scheduler {
                         }
                         // The database away is waited out at the first pace: its return
                         // is what the next try waits for.
-                        let away = e
-                            .downcast_ref::<sqlx::Error>()
-                            .is_some_and(crate::store::is_unavailable);
+                        let away = e.chain().any(|cause| {
+                            let sync = cause.downcast_ref::<SyncError>();
+                            let database = match sync {
+                                Some(SyncError::Database(e)) => Some(e),
+                                _ => cause.downcast_ref::<sqlx::Error>(),
+                            };
+                            database.is_some_and(crate::store::is_unavailable)
+                        });
                         if !away {
                             retry_after = (retry_after * 2).min(MAX_RETRY_AFTER);
                         }

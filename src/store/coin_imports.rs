@@ -112,13 +112,15 @@ pub async fn beat(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Saves the progress and lists of `record` (and its heartbeat).
+/// Saves the progress and lists of `record` (and its heartbeat), while it is still
+/// running: one ended as abandoned meanwhile (its heartbeat stopped for two minutes, the
+/// database away, say) stays ended as readers were told, the coins it registers kept.
 pub async fn save(pool: &PgPool, record: &ImportRecord) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE coin_imports SET status = $2, pages_done = $3, pages_total = $4, coins_done = $5, \
            coins_total = $6, registered = $7, already = $8, skipped = $9, error_message = $10, \
            updated_at = now(), completed_at = CASE WHEN $2 = 'running' THEN NULL ELSE now() END \
-         WHERE id = $1",
+         WHERE id = $1 AND status = 'running'",
     )
     .bind(record.id)
     .bind(record.status.as_str())

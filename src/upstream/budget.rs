@@ -40,8 +40,10 @@ use crate::store::{call_budget, monthly_credits, patiently};
 const SPACING_MARGIN: f64 = 0.005;
 
 /// How long after its slot a call may still go once the month's credit is taken. Later,
-/// it would land closer to the next slot than the spacing allows (by more than the
-/// [`SPACING_MARGIN`] of a minute), and the caller takes a slot again.
+/// it could land closer to the next slot than the spacing allows (by more than the
+/// [`SPACING_MARGIN`] of a minute), and the caller takes a slot again. A database slower
+/// than this at every credit makes every call take two slots: slower, never over the
+/// budget.
 const LATE_CREDIT: Duration = Duration::from_millis(250);
 
 /// The monthly credits of a source's key, counted per UTC calendar month over every
@@ -329,9 +331,10 @@ impl CallLimiter {
     /// away it waits for it to come back; it never returns `Ok` without a slot.
     ///
     /// A credit that comes more than [`LATE_CREDIT`] after the slot (the database went
-    /// away, or was slow) leaves the slot unused and takes the next free one, once: the
-    /// processes that held slots through an outage would otherwise all call the moment it
-    /// ends, beside the slots handed out since.
+    /// away, or was slow) leaves the slot unused and takes the next free
+    /// one, once: the processes that held slots through an outage would otherwise all call
+    /// the moment it ends, beside the slots handed out since. The credit is taken by then:
+    /// a caller that goes away during that second wait has spent it without a call.
     pub async fn acquire(&self) -> Result<(), NoSlot> {
         let began = Instant::now();
         // A month spent already is said at once, without taking a slot from every

@@ -119,6 +119,9 @@ pub(crate) struct Answer {
     pub body: Vec<u8>,
 }
 
+/// The longest an attempt waits for the database to count it (`upstream_requests`).
+const COUNT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Why a call ended without an answer for the source to read; each source turns it into
 /// its own error (`From<CallError>`), with its own words and advice.
 #[derive(Debug)]
@@ -344,7 +347,8 @@ impl Caller {
             (Err(_), true) => CallOutcome::Unreadable,
             (Err(_), false) if answer.status == StatusCode::NOT_FOUND => CallOutcome::NotFound,
             (Err(_), false) => CallOutcome::Refused,
-        });
+        })
+        .await;
         read
     }
 
@@ -410,7 +414,7 @@ impl Caller {
         let response = match self.inner.http.get(url.clone()).send().await {
             Ok(response) => response,
             Err(error) => {
-                self.count(CallOutcome::TransportError);
+                self.count(CallOutcome::TransportError).await;
                 let error = reqwest_middleware::Error::Reqwest(error);
                 let retryable = matches!(
                     default_on_request_failure(&error),
@@ -426,12 +430,12 @@ impl Caller {
         let body = match read_capped(response, MAX_BODY_BYTES).await {
             Ok(Some(body)) => body,
             Ok(None) => {
-                self.count(CallOutcome::Unreadable);
+                self.count(CallOutcome::Unreadable).await;
                 let what = what.map(str::to_owned);
                 return Err(CallError::TooLarge { status, what });
             }
             Err(error) => {
-                self.count(CallOutcome::TransportError);
+                self.count(CallOutcome::TransportError).await;
                 let to_what = what.map(|what| format!(" to {what}")).unwrap_or_default();
                 let what = format!(
                     "the body of {name}'s HTTP {} answer{to_what} did not arrive: {}",
@@ -441,11 +445,11 @@ impl Caller {
                 return Ok(Err(self.failure(what, Some(status), true)));
             }
         };
-        Ok(self.sort(Answer { status, body }, what, retry_after))
+        Ok(self.sort(Answer { status, body }, what, retry_after).await)
     }
 
     /// An answer to read, or the failure a 5xx, 408 or 429 is.
-    fn sort(
+    async fn sort(
         &self,
         answer: Answer,
         what: Option<&str>,
@@ -462,7 +466,8 @@ impl Caller {
             CallOutcome::RateLimited
         } else {
             CallOutcome::ServerError
-        });
+        })
+        .await;
         Err(Failure {
             what: (self.inner.profile.describe)(&answer, what, &self.redactor),
             status: Some(status.as_u16()),
@@ -484,17 +489,24 @@ impl Caller {
 
     /// Counts an attempt in this process and, on a shared budget, in the database, where
     /// `/metrics` of any process reads every process's (a `worker` serves none). The
-    /// database's count does not hold up the call: one it cannot take now is lost, not
-    /// waited for.
-    fn count(&self, outcome: CallOutcome) {
+    /// database's count is awaited (so that a command that exits right after a refused
+    /// call has counted it), for [`COUNT_TIMEOUT`] at most: one it cannot take by then
+    /// (the database away) is lost, not waited for.
+    async fn count(&self, outcome: CallOutcome) {
         self.inner.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
-        if let Some(pool) = self.inner.limiter.pool() {
-            let (pool, source) = (pool.clone(), self.source());
-            tokio::spawn(async move {
-                if let Err(e) = upstream_requests::count(&pool, source, outcome.as_str()).await {
-                    tracing::debug!(error = %e, %source, "a request not counted in the database");
-                }
-            });
+        let Some(pool) = self.inner.limiter.pool() else {
+            return;
+        };
+        let source = self.source();
+        let counted = upstream_requests::count(pool, source, outcome.as_str());
+        match tokio::time::timeout(COUNT_TIMEOUT, counted).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, %source, "a request not counted in the database");
+            }
+            Err(_) => {
+                tracing::debug!(%source, "a request not counted in the database: it did not answer in time");
+            }
         }
     }
 }

@@ -602,5 +602,15 @@ async fn an_import_whose_process_stopped_answering_reads_failed_without_waiting_
             .starts_with("abandoned"),
         "{read}"
     );
+    // Its process was alive after all (the database away): its late save leaves the
+    // record as readers were told, not running or completed again.
+    let mut late = coin_imports::get(h.pool(), id).await.unwrap().unwrap();
+    late.status = ImportStatus::Completed;
+    coin_imports::save(h.pool(), &late).await.unwrap();
+    let read = api
+        .get(&format!("/api/v1/coins/track-top/{id}"))
+        .await
+        .json();
+    assert_eq!(read["status"], "failed", "{read}");
     api.stop().await;
 }

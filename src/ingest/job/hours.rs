@@ -221,7 +221,7 @@ impl<S: Sync> Run<'_, S> {
             None => 0,
         };
         let quiet = patiently(|| {
-            hours_without_trades::count(pool, job.symbol, HourRange::of_range(job.range))
+            hours_without_trades::count(pool, job.symbol, HourRange::of_job(job.range))
         })
         .await?;
         patiently(|| job_hours::finish(pool, job.id, missing, quiet)).await?;
