@@ -224,10 +224,12 @@ async fn every_format_read_back_by_readers_that_are_not_ours_holds_the_apis_pric
                 );
                 assert_eq!(read["types"][0], "timestamp[ms, tz=UTC]", "{format}");
                 assert_eq!(read["types"][1], "double", "{format}");
+            }
+            if format != "csv" {
                 assert_eq!(
                     read["freqtrade_rows"].as_u64(),
                     Some(expected.len() as u64),
-                    "freqtrade 2026.9's loader reads every row of the {format} file"
+                    "freqtrade 2026.9 itself loads every row of the {format} file"
                 );
             }
             if format == "feather" {

@@ -119,7 +119,13 @@ async fn every_format_of_hours_read_back_by_readers_that_are_not_ours_holds_the_
                 ])
             );
             assert_eq!(read["disputed"], serde_json::json!(disputed), "{format}");
-            assert_eq!(read["freqtrade_rows"].as_u64(), Some(hours.len() as u64));
+        }
+        if format != "csv" {
+            assert_eq!(
+                read["freqtrade_rows"].as_u64(),
+                Some(hours.len() as u64),
+                "freqtrade 2026.9 itself loads every hour of the {format} file"
+            );
         }
     }
     let csv = std::fs::read_to_string(out.path("csv").join("BTC_USD-1h.csv")).unwrap();

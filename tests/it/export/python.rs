@@ -1,6 +1,6 @@
-//! Readers that are not ours: pyarrow and pandas from PyPI, installed on first use into a
-//! venv under target/ (as scripts/schemathesis.sh installs Schemathesis), and Python's own
-//! json, gzip and csv modules, driven by `read_back.py`.
+//! Readers that are not ours: pyarrow, pandas and freqtrade from PyPI, installed on first
+//! use into a venv under target/ (as scripts/schemathesis.sh installs Schemathesis), and
+//! Python's own json, gzip and csv modules, driven by `read_back.py`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,7 +8,11 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// The venv's Python, with pyarrow and pandas importable; made once per test run.
+/// freqtrade as the export tests load files with it: the release its layout was checked
+/// against (its data handlers pick their six columns by name).
+const FREQTRADE: &str = "freqtrade==2026.9";
+
+/// The venv's Python, with pyarrow, pandas and freqtrade importable; made once per test run.
 fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
@@ -16,12 +20,15 @@ fn python() -> &'static Path {
         let python = venv.join("bin/python");
         let ready = |python: &Path| {
             Command::new(python)
-                .args(["-c", "import pyarrow, pandas"])
+                .args(["-c", "import pyarrow, pandas, freqtrade.data.history"])
                 .output()
                 .is_ok_and(|out| out.status.success())
         };
         if !ready(&python) {
-            eprintln!("installing pyarrow and pandas into {}", venv.display());
+            eprintln!(
+                "installing pyarrow, pandas and {FREQTRADE} into {}",
+                venv.display()
+            );
             let made = Command::new("python3")
                 .args(["-m", "venv"])
                 .arg(&venv)
@@ -29,11 +36,14 @@ fn python() -> &'static Path {
                 .expect("python3 runs");
             assert!(made.success(), "python3 -m venv {}", venv.display());
             let installed = Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "pyarrow", "pandas"])
+                .args(["install", "--quiet", "pyarrow", "pandas", FREQTRADE])
                 .status()
                 .expect("pip runs");
-            assert!(installed.success(), "pip installed pyarrow and pandas");
-            assert!(ready(&python), "pyarrow and pandas import");
+            assert!(
+                installed.success(),
+                "pip installed pyarrow, pandas and {FREQTRADE}"
+            );
+            assert!(ready(&python), "pyarrow, pandas and freqtrade import");
         }
         python
     })

@@ -4,8 +4,9 @@ they see as one JSON object, for tests/it/export.rs to compare with the API's pr
     python read_back.py FORMAT PATH_OR_URL
 
 FORMAT is feather, parquet, json, jsongz or csv. Parquet and Feather are read by pyarrow
-(and pandas, as freqtrade and `pandas.read_parquet(url)` read them); JSON, JSON.gz and CSV
-by Python's own json, gzip and csv modules. Prints:
+(and pandas, as `pandas.read_parquet(url)` reads them); JSON, JSON.gz and CSV by Python's own
+json, gzip and csv modules; every format freqtrade reads, by freqtrade itself (its data
+handler, as a backtest loads its `datadir`). Prints:
 
     {"columns": [...], "types": [...], "rows": [[ms, open, high, low, close, volume,
      source or null], ...], "disputed": [bool, ...] or null, "lz4": bool or null,
@@ -70,16 +71,29 @@ def columnar(fmt, source):
 
 
 def freqtrade_load(path, fmt):
-    """The steps of freqtrade 2026.9's loader (ArrowDataHandler._ohlcv_load): a dataset
-    read filtered on `date`, the OHLCV columns picked by name, floats, `date` in ms."""
-    import pyarrow.dataset as ds
+    """How many candles freqtrade itself loads from the file, through its own data handler
+    for `fmt` (feather, parquet, json, jsongz), as a backtest with `datadir` pointing at
+    the file's folder would; freqtrade logs a file it cannot read and loads nothing. None
+    for a file not named as freqtrade names its files."""
+    import pathlib
+    import re
 
-    since = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-    frame = ds.dataset(path, format=fmt).to_table(filter=ds.field("date") >= since).to_pandas()
-    if not set(OHLCV).issubset(frame.columns):
-        raise SystemExit(f"freqtrade would not find its columns in {list(frame.columns)}")
-    frame = frame.loc[:, OHLCV].astype({name: "float" for name in OHLCV[1:]})
-    frame["date"] = frame["date"].dt.as_unit("ms")
+    from freqtrade.data.history import get_datahandler
+    from freqtrade.enums import CandleType
+
+    path = pathlib.Path(path)
+    named = re.fullmatch(r"([A-Z0-9]+)_([A-Z]+)-(\w+?)\.[a-z.]+", path.name)
+    if named is None:
+        # Not under freqtrade's name (an API answer saved as it came): freqtrade finds
+        # no pair in it.
+        return None
+    base, quote, timeframe = named.groups()
+    handler = get_datahandler(path.parent, fmt)
+    frame = handler.ohlcv_load(
+        f"{base}/{quote}", timeframe, candle_type=CandleType.SPOT, fill_missing=False
+    )
+    if list(frame.columns) != OHLCV:
+        raise SystemExit(f"freqtrade loaded the columns {list(frame.columns)}")
     return len(frame)
 
 
@@ -96,7 +110,8 @@ def text(fmt, path):
         with opener(path, "rt") as f:
             candles = json.load(f)
         rows = [[*candle, None] for candle in candles]
-        return {"columns": OHLCV, "types": [], "rows": rows, "disputed": None, "lz4": None, "freqtrade_rows": None}
+        loaded = freqtrade_load(path, fmt)
+        return {"columns": OHLCV, "types": [], "rows": rows, "disputed": None, "lz4": None, "freqtrade_rows": loaded}
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
