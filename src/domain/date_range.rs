@@ -138,6 +138,13 @@ impl DateRange {
         (self.end - self.start).num_days() + 1
     }
 
+    /// The first day of the range a coin whose first day is `first_day` can have: the
+    /// range's start, or that day when later (a job the schedule queued before the coin's
+    /// first day was known starts earlier).
+    pub fn first_day_of(&self, first_day: Option<NaiveDate>) -> NaiveDate {
+        first_day.map_or(self.start, |first| first.max(self.start))
+    }
+
     /// The days whose hours a job of this range fills: its newest [`MAX_RANGE_DAYS`], so
     /// every day of a range the API accepts. Only a tracked coin's job reaches further back
     /// ([`to_keep`](Self::to_keep)), and the hours a coin keeps go back no further.

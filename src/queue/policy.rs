@@ -239,10 +239,9 @@ async fn fail_record(
 ) -> sqlx::Result<()> {
     let pool = &ingestor.pool;
     let record = coins::get(pool, job.symbol).await?;
-    // From the coin's first day, as a finished job reports (a job the schedule queued
-    // before the first day was learned starts earlier).
+    // From the coin's first day, as a finished job reports.
     let first_day = record.as_ref().and_then(|record| record.coin.first_day);
-    let start = first_day.map_or(job.range.start(), |first| first.max(job.range.start()));
+    let start = job.range.first_day_of(first_day);
     let missing = gaps::missing_days(pool, job.symbol, start, job.range.end()).await?;
     let reach = ingestor.reach.current(pool).await?;
     let (gap_dates, out_of_plan) = reach.split(missing, today_utc());

@@ -4,10 +4,10 @@
 //! stay missing, so the first tick of the next month (or after the limit is raised) takes
 //! it up like any coin behind.
 
-use chrono::{Days, NaiveDate};
+use chrono::NaiveDate;
 
 use crate::credits::Credits;
-use crate::domain::{CreditMonth, MAX_RANGE_DAYS, PriceSource, hourly_source};
+use crate::domain::{CreditMonth, DateRange, PriceSource, hourly_source};
 use crate::ingest::{HOURLY_WINDOW_DAYS, windows_for_days};
 use crate::store::coins::CoinRecord;
 use crate::store::gaps;
@@ -74,9 +74,8 @@ impl Purse {
         if source != Some(PriceSource::Coinbase) {
             // Hours built from points: every day of the hours the job fills (its newest
             // 1461 days, `DateRange::days_of_hours`), besides the missing days before them.
-            let hours_from = today
-                .checked_sub_days(Days::new(MAX_RANGE_DAYS as u64 - 1))
-                .map_or(from, |earliest| earliest.max(from));
+            let hours_from =
+                DateRange::stored(from, today).map_or(from, |range| range.days_of_hours().0);
             days.retain(|day| *day < hours_from);
             days.extend(hours_from.iter_days().take_while(|day| *day <= today));
         }

@@ -76,8 +76,7 @@ impl<S> Run<'_, S> {
     /// coin's first day when later (learned when the attempt began, for a range the
     /// schedule queued before it was known).
     pub(super) fn first_day(&self) -> NaiveDate {
-        let start = self.attempt.job.range.start();
-        self.coin.first_day.map_or(start, |first| first.max(start))
+        self.attempt.job.range.first_day_of(self.coin.first_day)
     }
 
     /// The last day whose daily candle the job fetches: its range's end, except that a job
