@@ -12,8 +12,8 @@ use crate::credits::Credits;
 use crate::domain::{BEFORE_ANY_COIN, Coin, DateRange, PlanReach, RangeError, Symbol, Trigger};
 use crate::queue::{self, SubmitError, Turn};
 use crate::store::coin_figures::CompleteDays;
-use crate::store::gaps;
 use crate::store::ingestion_jobs::{self, JobRecord, NewJob};
+use crate::store::{empty_days, gaps};
 
 /// What bringing one coin up to date did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +70,8 @@ pub fn job_range(missing: &[NaiveDate]) -> Option<(NaiveDate, NaiveDate)> {
 }
 
 /// The missing days of `start..=end` of a coin whose complete days are `known`: computed
-/// from its figures when they are none or one unbroken run, by the gap query otherwise.
+/// from its figures when they are none or one unbroken run, by the gap query otherwise;
+/// less those the schedule rests ([`empty_days`]: CoinGecko answered them empty before).
 /// The flag says whether the gap query ran.
 pub async fn missing_days_known(
     pool: &PgPool,
@@ -78,14 +79,13 @@ pub async fn missing_days_known(
     (start, end): (NaiveDate, NaiveDate),
     known: CompleteDays,
 ) -> sqlx::Result<(Vec<NaiveDate>, bool)> {
-    let run = match known {
-        CompleteDays::None => None,
-        CompleteDays::Run(first, last) => Some((first, last)),
-        CompleteDays::Broken => {
-            return Ok((gaps::missing_days(pool, symbol, start, end).await?, true));
-        }
+    let (missing, queried) = match known {
+        CompleteDays::None => (days_outside(start, end, None), false),
+        CompleteDays::Run(first, last) => (days_outside(start, end, Some((first, last))), false),
+        CompleteDays::Broken => (gaps::missing_days(pool, symbol, start, end).await?, true),
     };
-    Ok((days_outside(start, end, run), false))
+    let (to_ask, _rested) = empty_days::without_resting(pool, symbol, missing).await?;
+    Ok((to_ask, queried))
 }
 
 /// The days of `start..=end` outside the unbroken `run` (all of them without one).

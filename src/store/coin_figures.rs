@@ -8,6 +8,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgPool};
 
 use crate::domain::{BEFORE_ANY_COIN, Symbol};
+use crate::store::empty_days;
 
 /// One coin's stored days, over every source.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -40,7 +41,8 @@ FROM coin_figures
 pub enum CompleteDays {
     /// None stored.
     None,
-    /// One unbroken run, first to last.
+    /// One unbroken run, first to last, but for days the schedule rests (CoinGecko
+    /// answered them empty: see [`empty_days`]), which are not asked for.
     Run(NaiveDate, NaiveDate),
     /// A hole somewhere: only the gap query tells where.
     Broken,
@@ -57,7 +59,8 @@ pub struct ToLookAt {
 /// tracked.
 ///
 /// A tracked coin is left out, at the cost of no query of its own, when its complete
-/// days are one unbroken run (as many as the days from the first to the last) covering
+/// days are one unbroken run (as many as the days from the first to the last, counting
+/// the days the schedule rests among them, [`empty_days::resting`]) covering
 /// what it should have: from the latest of `track_since`, its first day and the plan's
 /// `first_served` day (or `BEFORE_ANY_COIN` when none is known), to yesterday. Any other coin (a hole anywhere in its run, even
 /// outside that range, or behind) is returned with what its figures say of its days.
@@ -75,15 +78,30 @@ pub async fn tracked_needing_a_look(
     );
     let rows: Vec<Row> = sqlx::query_as(
         r#"
-WITH kept AS (
+WITH figures AS (
+    SELECT symbol, sum(complete_days)::bigint AS complete,
+           min(first_complete_day) AS first_complete,
+           max(last_complete_day) AS last_complete
+    FROM coin_figures GROUP BY symbol
+),
+rested AS (
+    SELECT e.symbol, count(*) AS days
+    FROM empty_days e JOIN figures f ON f.symbol = e.symbol
+    WHERE e.date BETWEEN f.first_complete AND f.last_complete
+      AND e.answers >= $4 AND e.last_answer_at > now() - make_interval(days => $5)
+      -- Stored since (asked again by a job of the API, or from the second source): counted
+      -- among the complete days already.
+      AND NOT EXISTS (SELECT 1 FROM daily_prices p
+                      WHERE p.symbol = e.symbol AND p.date = e.date AND NOT p.provisional)
+    GROUP BY e.symbol
+),
+kept AS (
     SELECT c.symbol,
            greatest(c.track_since, c.first_day, $2::date, $3::date) AS start,
-           f.complete, f.first_complete, f.last_complete
+           f.complete + coalesce(r.days, 0) AS complete, f.first_complete, f.last_complete
     FROM coins c
-    LEFT JOIN (SELECT symbol, sum(complete_days)::bigint AS complete,
-                      min(first_complete_day) AS first_complete,
-                      max(last_complete_day) AS last_complete
-               FROM coin_figures GROUP BY symbol) f ON f.symbol = c.symbol
+    LEFT JOIN figures f ON f.symbol = c.symbol
+    LEFT JOIN rested r ON r.symbol = c.symbol
     WHERE c.tracked
 ),
 looked AS (
@@ -101,6 +119,8 @@ SELECT NULL, symbol, complete, first_complete, last_complete FROM looked
     .bind(today)
     .bind(first_served)
     .bind(BEFORE_ANY_COIN)
+    .bind(empty_days::ANSWERS_TO_REST)
+    .bind(empty_days::REST_DAYS)
     .fetch_all(pool)
     .await?;
     let tracked = rows.iter().find_map(|(count, ..)| *count).unwrap_or(0);

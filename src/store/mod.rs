@@ -9,6 +9,7 @@ pub mod daily_prices;
 pub mod database;
 pub mod days;
 mod decode;
+pub mod empty_days;
 pub mod final_hours;
 pub mod gaps;
 pub mod hour_rows;

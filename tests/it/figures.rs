@@ -7,6 +7,7 @@ use chrono::{TimeDelta, Timelike, Utc};
 use price_history::domain::{Symbol, Trigger};
 use price_history::schedule::{Clock, Scheduler};
 use price_history::shutdown::Shutdown;
+use price_history::store::ingestion_jobs::JobRecord;
 use price_history::store::{self, coins, ingestion_jobs};
 use sqlx::PgPool;
 
@@ -405,6 +406,89 @@ async fn a_coin_tracked_from_years_back_gets_every_missing_day_from_one_schedule
     assert_eq!(h.fake.call_count() - calls_before, 20);
     let acted = ticker.act().await;
     assert_eq!((acted.coins_behind, acted.jobs_queued), (0, 0));
+}
+
+/// Acts on `ticker`'s next tick, which queues one job, and waits for the job to end: the
+/// job, and the CoinGecko calls made meanwhile.
+async fn tick_and_its_job(h: &Harness, ticker: &mut Ticker) -> (JobRecord, usize) {
+    let calls = h.fake.call_count();
+    assert_eq!(ticker.act().await.jobs_queued, 1);
+    let queued = h.jobs_by(Trigger::Schedule).await.remove(0);
+    let job = h.until_finished(queued.id).await;
+    (job, h.fake.call_count() - calls)
+}
+
+async fn delete_btc_day(pool: &PgPool, day: chrono::NaiveDate) {
+    sql(
+        pool,
+        &format!("DELETE FROM daily_prices WHERE symbol = 'BTC' AND date = '{day}'"),
+    )
+    .await;
+}
+
+/// A day CoinGecko has no data for, a hole in its own history, costs the schedule a
+/// window and a gap fill once; its ticks then leave it alone, and ask once again 30 days
+/// after its last empty answer. Before, every tick queued a job for it, two calls each.
+#[tokio::test]
+async fn a_day_coingecko_has_no_data_for_is_not_asked_again_at_every_tick() {
+    let h = Harness::new().await;
+    let pool = h.pool();
+    let hole = days_before_today(30);
+    h.fake.set_missing_days([hole]);
+    track_btc(&h, Some(days_before_today(60))).await;
+    let mut ticker = Ticker::new(&h, "hole-test");
+    let worker = h.start_worker();
+
+    let (first, calls) = tick_and_its_job(&h, &mut ticker).await;
+    assert_eq!(first.gap_dates, vec![hole], "{first:?}");
+    assert_eq!(calls, 2, "the 60 days' window, then the gap fill");
+
+    let acted = ticker.act().await;
+    assert_eq!(
+        (acted.coins_behind, acted.jobs_queued),
+        (0, 0),
+        "only the hole is missing, and it rests"
+    );
+    let today = Utc::now().date_naive();
+    let (_, to_look_at) = store::coin_figures::tracked_needing_a_look(pool, today, None)
+        .await
+        .expect("the database answers");
+    assert!(
+        to_look_at.is_empty(),
+        "its figures and its rested hole cover its days, so no gap query: {to_look_at:?}"
+    );
+
+    // A day after the hole goes missing (an operator deleted it): its job asks for it alone.
+    delete_btc_day(pool, days_before_today(10)).await;
+    let (second, calls) = tick_and_its_job(&h, &mut ticker).await;
+    crate::support::assert_completed(&second);
+    assert_eq!(calls, 1, "the deleted day's window alone");
+
+    // Thirty days after the last empty answer the schedule asks once more: one call, and
+    // the job says why it did not try the day twice.
+    sql(
+        pool,
+        "UPDATE empty_days SET last_answer_at = now() - interval '31 days'",
+    )
+    .await;
+    let (third, calls) = tick_and_its_job(&h, &mut ticker).await;
+    assert_eq!(third.gap_dates, vec![hole], "{third:?}");
+    assert_eq!(calls, 1, "the hole's window, no gap fill");
+    let message = third.error_message.unwrap_or_default();
+    assert!(message.contains("does not ask for them again"), "{message}");
+    assert_eq!(ticker.act().await.jobs_queued, 0, "it rests again");
+
+    // The hole stored after all (from the second source, once older than a Demo plan
+    // serves), another day deleted: the noted hole is not counted twice, so the tick still
+    // sees the missing day and queues its job.
+    sql(pool, &rows("BTC", 30, 30, "coinbase", 0)).await;
+    delete_btc_day(pool, days_before_today(5)).await;
+    assert_eq!(
+        ticker.act().await.jobs_queued,
+        1,
+        "the deleted day is missing"
+    );
+    worker.stop().await;
 }
 
 /// A tracked coin whose first day is not known (registered under a plan that did not

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use chrono::NaiveDate;
 use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
@@ -11,8 +12,8 @@ use super::Attempt;
 use crate::domain::{self, DisputeRule, HourRange, check_points, hours_from_points};
 use crate::ingest::DailyCandles;
 use crate::store::{
-    daily_prices, hourly_prices, ingestion_jobs, ingestion_jobs::JobRecord, job_check_points,
-    job_hours, second_source,
+    daily_prices, empty_days, hourly_prices, ingestion_jobs, ingestion_jobs::JobRecord,
+    job_check_points, job_hours, second_source,
 };
 
 /// Whether an attempt still owns its job, asked inside each checkpoint's transaction. A
@@ -43,6 +44,9 @@ pub(super) trait Rows: Send + Sync {
 pub(super) struct DailyRows {
     pub(super) origin: domain::PriceSource,
     pub(super) built: DailyCandles,
+    /// The window's days CoinGecko answered without a point, long enough after they ended
+    /// to be holes in its data ([`empty_days`]).
+    pub(super) empty: Vec<NaiveDate>,
     /// For a CoinGecko window of an hourly coin: what its hourly points do to its hours.
     pub(super) hours: Option<WindowHours>,
 }
@@ -113,6 +117,7 @@ impl Rows for DailyRows {
         if self.origin == domain::PriceSource::Coinbase && written > 0 {
             second_source::add_fallback_days(tx, job.id, written as i32).await?;
         }
+        empty_days::note(tx, job.symbol, &self.empty).await?;
         if let Some(hours) = &self.hours {
             hours.write(tx, job, &self.built).await?;
         }

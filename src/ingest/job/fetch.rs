@@ -135,8 +135,9 @@ impl<S: PriceSource> Run<'_, S> {
 
     /// The days the plan serves that the job fetches, not forced: those missing, and for a
     /// coin whose hours are built from CoinGecko's points, those with missing hours (today
-    /// included, for its complete hours).
-    async fn days_to_fetch(&self) -> Result<Vec<NaiveDate>, JobError> {
+    /// included, for its complete hours); for a scheduled job, not those it rests
+    /// ([`Run::without_resting`]).
+    async fn days_to_fetch(&mut self) -> Result<Vec<NaiveDate>, JobError> {
         let mut days = match self.served_part() {
             Some((from, to)) => self.missing_days(from, to).await?,
             None => Vec::new(),
@@ -151,7 +152,7 @@ impl<S: PriceSource> Run<'_, S> {
             days.sort_unstable();
             days.dedup();
         }
-        Ok(days)
+        self.without_resting(days).await
     }
 
     /// After step 4, for a coin whose product this attempt found unusable (so that step 1

@@ -20,7 +20,7 @@ impl<S: PriceSource> Run<'_, S> {
         let fillable: Vec<NaiveDate> = match self.served_part() {
             None => Vec::new(),
             Some((from, to)) => self
-                .missing_days(from, to)
+                .days_to_ask(from, to)
                 .await?
                 .into_iter()
                 .filter(|day| *day < self.today)

@@ -8,7 +8,7 @@ use super::hours::{HourSource, HourWork};
 use super::report::{SecondSourceEnd, Shortfalls};
 use crate::domain::PlanReach;
 use crate::ingest::MIN_HOURLY_POINTS;
-use crate::store::gaps;
+use crate::store::{empty_days, gaps};
 
 /// What to say of `count` days from `first` to `last` older than the plan serves (the
 /// reach, from `served_from` on), and the way to them.
@@ -77,6 +77,12 @@ pub(super) fn gap_message(
     if !thin.is_empty() {
         message.push_str(&too_thin_sentence(&thin, shortfalls));
     }
+    let (rested, past): (Vec<NaiveDate>, Vec<NaiveDate>) = past
+        .into_iter()
+        .partition(|day| shortfalls.rested.binary_search(day).is_ok());
+    if !rested.is_empty() {
+        message.push_str(&rested_sentence(&rested));
+    }
     let (failed, past): (Vec<NaiveDate>, Vec<NaiveDate>) = past.into_iter().partition(|day| {
         shortfalls
             .failed_fills
@@ -118,6 +124,19 @@ pub(super) fn gap_message(
         ));
     }
     message
+}
+
+/// The days a scheduled job did not ask for, CoinGecko having answered them empty before.
+fn rested_sentence(rested: &[NaiveDate]) -> String {
+    format!(
+        " CoinGecko answered {} ({} day(s)) with no data at least {} times, days after they \
+         ended, so the schedule does not ask for them again until {} days after the last \
+         answer; a job asked for with POST /api/v1/ingestion-jobs or `backfill` asks at once.",
+        describe_days(rested),
+        rested.len(),
+        empty_days::ANSWERS_TO_REST,
+        empty_days::REST_DAYS,
+    )
 }
 
 /// The days CoinGecko sent too few points for, with the fewest and the rule.

@@ -26,6 +26,9 @@ pub(super) struct Shortfalls {
     /// The windows CoinGecko answered in this attempt: a missing day outside all of them
     /// was not asked for (once the credits ran out).
     pub(super) answered: Vec<Window>,
+    /// Days a scheduled job left out: CoinGecko answered them empty before (see
+    /// [`crate::store::empty_days`]). Ascending.
+    pub(super) rested: Vec<NaiveDate>,
 }
 
 /// How the second source's step ended, for the final message.

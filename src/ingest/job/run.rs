@@ -10,7 +10,7 @@ use super::hours::HourWork;
 use super::{Attempt, Ingestor, JobError, Shortfalls};
 use crate::domain::{self, Coin, PlanReach, Trigger};
 use crate::ingest::Window;
-use crate::store::{gaps, ingestion_jobs, patience};
+use crate::store::{empty_days, gaps, ingestion_jobs, patience};
 
 /// One attempt under way; each step is a method of it, in a file of its own.
 pub(super) struct Run<'a, S> {
@@ -102,6 +102,37 @@ impl<S> Run<'_, S> {
     ) -> Result<Vec<NaiveDate>, JobError> {
         let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
         patiently(|| gaps::missing_days(pool, symbol, from, to)).await
+    }
+
+    /// The missing days of `from..=to` to ask CoinGecko for: a job the schedule queued
+    /// leaves out the days CoinGecko has answered empty before (see [`empty_days`]), noted
+    /// in its shortfalls; a job asked for with the API or the CLI asks for every one.
+    pub(super) async fn days_to_ask(
+        &mut self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<NaiveDate>, JobError> {
+        let missing = self.missing_days(from, to).await?;
+        self.without_resting(missing).await
+    }
+
+    /// `days` without those the schedule rests, when the schedule queued the job; see
+    /// [`Run::days_to_ask`].
+    pub(super) async fn without_resting(
+        &mut self,
+        days: Vec<NaiveDate>,
+    ) -> Result<Vec<NaiveDate>, JobError> {
+        if self.attempt.job.trigger != Trigger::Schedule {
+            return Ok(days);
+        }
+        let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
+        let (asked, rested) =
+            patiently(|| empty_days::without_resting(pool, symbol, days.clone())).await?;
+        let known = &mut self.shortfalls.rested;
+        known.extend(rested);
+        known.sort_unstable();
+        known.dedup();
+        Ok(asked)
     }
 
     /// The days of `from..=to` a forced job has still to ask `source` for: see

@@ -8,9 +8,11 @@ use super::checkpoint::{DailyRows, Rows, WindowHours, checkpoint};
 use super::hours::HourSource;
 use super::run::patiently;
 use super::{JobError, Outcome, Run};
-use crate::domain::HourRange;
+use chrono::{Days, NaiveDate};
+
+use crate::domain::{self, HourRange};
 use crate::ingest::{DailyCandles, PriceSource, SourceError, Window};
-use crate::store::ingestion_jobs;
+use crate::store::{empty_days, ingestion_jobs};
 
 /// How one window ended.
 pub(super) enum WindowEnd<R> {
@@ -80,9 +82,14 @@ impl<S: Sync> Run<'_, S> {
             if !built.too_thin.is_empty() {
                 tracing::warn!(days = ?built.too_thin, "days with too few points were not stored");
             }
+            let empty = match origin {
+                domain::PriceSource::CoinGecko => empty_days_of(window, &built, self.today),
+                domain::PriceSource::Coinbase => Vec::new(),
+            };
             Ok(DailyRows {
                 origin,
                 built,
+                empty,
                 hours,
             })
         };
@@ -129,5 +136,83 @@ impl<S: Sync> Run<'_, S> {
                 Ok(WindowEnd::Stop(Outcome::LeaseLost))
             }
         }
+    }
+}
+
+/// The days of `window` its answer had not a single point of, among those that ended at
+/// least [`empty_days::OVER_FOR_DAYS`] days before `today`: holes in the source's data.
+fn empty_days_of(window: &Window, built: &DailyCandles, today: NaiveDate) -> Vec<NaiveDate> {
+    let Some(last_over) = today.checked_sub_days(Days::new(empty_days::OVER_FOR_DAYS + 1)) else {
+        return Vec::new();
+    };
+    window
+        .start
+        .iter_days()
+        .take_while(|day| *day <= window.end.min(last_over))
+        .filter(|day| !built.candles.iter().any(|candle| candle.date == *day))
+        .filter(|day| !built.too_thin.iter().any(|(thin, _)| thin == day))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, NaiveDate};
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::domain::DailyCandle;
+
+    fn day(d: &str) -> NaiveDate {
+        d.parse().unwrap()
+    }
+
+    fn candle(date: &str) -> DailyCandle {
+        DailyCandle {
+            date: day(date),
+            open: Decimal::ONE,
+            high: Decimal::ONE,
+            low: Decimal::ONE,
+            close: Decimal::ONE,
+            volume: Decimal::ONE,
+            timestamp: DateTime::UNIX_EPOCH,
+            provisional: false,
+            points: Some(24),
+        }
+    }
+
+    /// Only days answered without a point count, not stored or too thin ones, and only
+    /// those that ended two days before today: CoinGecko may not have caught up with a
+    /// more recent one yet.
+    #[test]
+    fn a_window_notes_the_days_without_a_point_that_ended_two_days_before_today() {
+        let window = Window {
+            start: day("2026-03-01"),
+            end: day("2026-03-10"),
+        };
+        let built = DailyCandles {
+            candles: [
+                "2026-03-01",
+                "2026-03-03",
+                "2026-03-04",
+                "2026-03-05",
+                "2026-03-06",
+            ]
+            .into_iter()
+            .map(candle)
+            .collect(),
+            too_thin: vec![(day("2026-03-02"), 3)],
+            hourly_points: Default::default(),
+        };
+        let noted = |today: &str| empty_days_of(&window, &built, day(today));
+        assert_eq!(
+            noted("2026-03-10"),
+            vec![day("2026-03-07")],
+            "03-07 ended on 03-08, two days before 03-10; 03-08 and 03-09 are too recent"
+        );
+        assert_eq!(
+            noted("2026-03-20"),
+            ["2026-03-07", "2026-03-08", "2026-03-09", "2026-03-10"].map(day)
+        );
+        assert!(noted("2026-03-02").is_empty());
     }
 }

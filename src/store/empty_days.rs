@@ -1,0 +1,96 @@
+//! `empty_days`: the days CoinGecko answered without a single point, asked at least
+//! [`OVER_FOR_DAYS`] days after they ended. Such a day is a hole in CoinGecko's own data:
+//! once answered empty [`ANSWERS_TO_REST`] times, the schedule's jobs leave it alone
+//! until [`REST_DAYS`] days after the last answer, instead of spending a window and a gap
+//! fill on it at every tick. A job asked for with the API or the CLI still asks.
+
+use chrono::{Days, NaiveDate, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::domain::Symbol;
+
+/// A day is taken for a hole only when asked this many days after it ended: a recent day
+/// CoinGecko has not caught up with yet is asked again at the next tick.
+pub const OVER_FOR_DAYS: u64 = 2;
+
+/// Empty answers after which the schedule rests a day: a job's window and its gap fill.
+pub const ANSWERS_TO_REST: i32 = 2;
+
+/// How long the schedule rests a day after its last empty answer: a month costs it one
+/// call instead of two a tick.
+pub const REST_DAYS: i32 = 30;
+
+/// Notes that CoinGecko's answer had no point of `days` (each over for [`OVER_FOR_DAYS`]
+/// days when asked), in the transaction that stores the rest of the window.
+pub async fn note(
+    tx: &mut Transaction<'_, Postgres>,
+    symbol: Symbol,
+    days: &[NaiveDate],
+) -> sqlx::Result<()> {
+    if days.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO empty_days (symbol, date, answers, last_answer_at) \
+         SELECT $1, d, 1, now() FROM UNNEST($2::date[]) AS d ORDER BY d \
+         ON CONFLICT (symbol, date) DO UPDATE \
+         SET answers = empty_days.answers + 1, last_answer_at = now()",
+    )
+    .bind(symbol.as_str())
+    .bind(days)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The days of `start..=end` the schedule rests, ascending: answered empty at least
+/// [`ANSWERS_TO_REST`] times, the last less than [`REST_DAYS`] days ago.
+pub async fn resting(
+    pool: &PgPool,
+    symbol: Symbol,
+    (start, end): (NaiveDate, NaiveDate),
+) -> sqlx::Result<Vec<NaiveDate>> {
+    sqlx::query_scalar(
+        "SELECT date FROM empty_days \
+         WHERE symbol = $1 AND date BETWEEN $2 AND $3 AND answers >= $4 \
+           AND last_answer_at > now() - make_interval(days => $5) \
+         ORDER BY date",
+    )
+    .bind(symbol.as_str())
+    .bind(start)
+    .bind(end)
+    .bind(ANSWERS_TO_REST)
+    .bind(REST_DAYS)
+    .fetch_all(pool)
+    .await
+}
+
+/// `missing` (ascending) without the days of `symbol` the schedule rests, and those days;
+/// no query when no missing day is over for long enough to have been noted.
+pub async fn without_resting(
+    pool: &PgPool,
+    symbol: Symbol,
+    missing: Vec<NaiveDate>,
+) -> sqlx::Result<(Vec<NaiveDate>, Vec<NaiveDate>)> {
+    // Only a day over for long enough can have been noted: yesterday, missing for every
+    // coin at most ticks, costs no query.
+    let noted_until = Utc::now()
+        .date_naive()
+        .checked_sub_days(Days::new(OVER_FOR_DAYS + 1));
+    let (Some(first), Some(last), Some(noted_until)) =
+        (missing.first(), missing.last(), noted_until)
+    else {
+        return Ok((missing, Vec::new()));
+    };
+    if *first > noted_until {
+        return Ok((missing, Vec::new()));
+    }
+    let resting = resting(pool, symbol, (*first, (*last).min(noted_until))).await?;
+    if resting.is_empty() {
+        return Ok((missing, resting));
+    }
+    let (rested, asked) = missing
+        .into_iter()
+        .partition(|day| resting.binary_search(day).is_ok());
+    Ok((asked, rested))
+}
