@@ -1,18 +1,38 @@
 use std::process::ExitCode;
+use std::time::Duration;
 
 use price_history::cli::{self, Cli};
 use price_history::shutdown::Shutdown;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    // First of all: from here on SIGTERM and SIGINT stop the process in order.
-    let shutdown = Shutdown::on_signal();
-    let cli = Cli::parse_args();
-    match cli::run(cli, shutdown).await {
-        Ok(code) => code,
+/// How long the exit waits for blocking work still running once the command has ended.
+/// The only such work is a private PostgreSQL's start that a SIGTERM interrupted (an
+/// `initdb`, a wait for another process's start, `pg_ctl start`), which cannot be
+/// cancelled: waiting for it would break the promise to exit within 30 s of SIGTERM.
+const BLOCKING_WORK_AT_EXIT: Duration = Duration::from_secs(1);
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    let code = runtime.block_on(async {
+        // First of all: from here on SIGTERM and SIGINT stop the process in order.
+        let shutdown = Shutdown::on_signal();
+        let cli = Cli::parse_args();
+        match cli::run(cli, shutdown).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    });
+    runtime.shutdown_timeout(BLOCKING_WORK_AT_EXIT);
+    code
 }

@@ -8,9 +8,21 @@ use std::path::Path;
 
 use anyhow::Context;
 
-/// Opens (creating it when missing) and locks `path` exclusively, waiting for the lock.
+/// Opens (creating it when missing) and locks `path` exclusively, waiting for the lock,
+/// and saying so when another process holds it (it is starting or stopping the server).
 pub(super) fn lock_exclusive(path: &Path) -> anyhow::Result<File> {
     let file = open(path)?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(fs::TryLockError::WouldBlock) => {}
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("could not lock {}", path.display()));
+        }
+    }
+    tracing::info!(
+        lock = %path.display(),
+        "another process of the service is starting or stopping the private PostgreSQL; waiting for it"
+    );
     file.lock()
         .with_context(|| format!("could not lock {}", path.display()))?;
     Ok(file)

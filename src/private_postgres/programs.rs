@@ -165,9 +165,24 @@ fn process_state(stat: &str) -> Option<char> {
 /// Runs a PostgreSQL program to its end, in a process group of its own: a Ctrl-C in the
 /// terminal reaches price-history, which then stops the server in order, and not the
 /// server behind its back.
+///
+/// Should this process exit while the program runs (a SIGTERM during the start: `main`
+/// does not wait for it), the program gets SIGTERM too, so that no `initdb` goes on
+/// writing with nobody to finish its work (it removes what it made on SIGTERM; the next
+/// start would remove it otherwise). A server `pg_ctl` started runs on, and the next
+/// process of the service uses it, as after a `kill -9`.
 fn run(command: &mut Command) -> anyhow::Result<Output> {
     use std::os::unix::process::CommandExt;
     let program = command.get_program().to_string_lossy().into_owned();
+    // SAFETY: `prctl` is async-signal-safe, and the closure touches nothing else.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     command
         .stdin(Stdio::null())
         .process_group(0)

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncBufReadExt as _;
 use tokio::process::Command;
 
 use crate::support::{
@@ -454,6 +455,109 @@ async fn a_server_left_behind_by_kill_9_is_used_by_the_next_process_which_then_s
     assert!(said.contains("stopped the private PostgreSQL"), "{said}");
     assert_eq!(user.processes(), "", "processes left after the last exit");
     assert_eq!(postmaster_pid(&user.data_dir()), None);
+}
+
+/// A SIGTERM while the private server's start waits ends the process at once, exit 0:
+/// here the start waits for the start lock, which another process holds while it starts
+/// or stops the server (a long `initdb`, a crash recovery). The start cannot be cancelled
+/// where it blocks, and the process used to wait for it to end, however long.
+#[tokio::test]
+async fn sigterm_while_the_private_server_start_waits_exits_0_at_once() {
+    let user = TestUser::create();
+    let netns = fake_in_new_netns().await;
+    // A first run makes the data directory and the lock files, and stops its server.
+    let list = user
+        .price_history(netns.pid, &["coins", "list"])
+        .output()
+        .await
+        .unwrap();
+    assert!(list.status.success(), "{}", printed(&list));
+    let lock_path = user.home.join(".local/share/price-history/postgres.lock");
+    let held = std::fs::File::open(&lock_path).expect("the first run made the start lock");
+    held.lock().expect("this test takes the start lock");
+
+    let mut serve = start_captured(user.price_history(netns.pid, &["serve"]));
+    serve
+        .wait_for_printed(
+            "is starting or stopping the private PostgreSQL; waiting for it",
+            Duration::from_secs(30),
+        )
+        .await;
+    serve.signal("TERM");
+    let printed = serve.exits_0(Duration::from_secs(30)).await;
+    assert!(!printed.contains("REST API listening"), "{printed}");
+    drop(held);
+    assert_eq!(user.processes(), "", "processes left after the exit");
+    assert_eq!(postmaster_pid(&user.data_dir()), None);
+}
+
+/// A SIGTERM during `initdb` (here a stand-in that runs until told to stop, first in
+/// `PATH`) ends the process at once, exit 0, and `initdb` is told to stop too: it does not
+/// go on writing with nobody left to finish its work.
+#[tokio::test]
+async fn sigterm_during_initdb_exits_0_at_once_and_stops_initdb() {
+    let user = TestUser::create();
+    let netns = fake_in_new_netns().await;
+    let programs = Scratch::new("programs");
+    let fifo = |name: &str| {
+        let path = programs.0.join(name);
+        let made = StdCommand::new("mkfifo")
+            .arg("-m")
+            .arg("666")
+            .arg(&path)
+            .status();
+        assert!(made.unwrap().success(), "mkfifo {}", path.display());
+        path
+    };
+    let (started, stopped) = (fifo("started"), fifo("stopped"));
+    let initdb = format!(
+        "#!/bin/sh\n\
+         trap 'kill $child; echo stopped > {stopped}; exit 1' TERM\n\
+         echo started > {started}\n\
+         sleep 600 & child=$!\n\
+         wait $child\n",
+        started = started.display(),
+        stopped = stopped.display(),
+    );
+    let version = "#!/bin/sh\necho \"pg_ctl (PostgreSQL) 15.19\"\n";
+    for (name, text) in [
+        ("initdb", initdb.as_str()),
+        ("pg_ctl", version),
+        ("postgres", version),
+    ] {
+        let path = programs.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(&path, mode).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        programs.0.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = user.price_history(netns.pid, &["serve"]);
+    command.env("PATH", path);
+    let mut serve = start_captured(command);
+
+    // Each opened for reading and writing, so that a read waits for a line instead of
+    // ending when no writer has opened it yet.
+    let listen = |fifo: &Path| {
+        let receiver = tokio::net::unix::pipe::OpenOptions::new()
+            .read_write(true)
+            .open_receiver(fifo)
+            .expect("the fifo opens");
+        tokio::io::BufReader::new(receiver)
+    };
+    let (mut started, mut stopped) = (listen(&started), listen(&stopped));
+    let within = Duration::from_secs(30);
+    let mut line = String::new();
+    let said = tokio::time::timeout(within, started.read_line(&mut line)).await;
+    assert!(said.is_ok(), "initdb did not start: {}", serve.output());
+    serve.signal("TERM");
+    serve.exits_0(within).await;
+    let said = tokio::time::timeout(within, stopped.read_line(&mut line)).await;
+    assert!(said.is_ok(), "initdb was not told to stop");
+    assert!(!user.data_dir().exists(), "no data directory was made");
 }
 
 #[tokio::test]
