@@ -105,10 +105,10 @@ async fn database_figures(state: &ApiState, callers: &[&Caller]) -> DatabaseFigu
         figure("stored_candles", coin_figures::stored_days(pool)),
         budgets,
         requests,
-        figure(
-            "freshness",
-            schedule::freshness(pool, &state.sync_schedule, Utc::now())
-        ),
+        figure("freshness", async {
+            let reach = state.registry.reach().await?;
+            schedule::freshness(pool, &state.sync_schedule, reach, Utc::now()).await
+        }),
         figure("monthly_credits", credits.month()),
         figure("tracked_estimate", credits.tracked_estimate(credits.now())),
     );
@@ -372,7 +372,8 @@ fn render_jobs_ended(out: &Exposition, ended: &[(JobStatus, i64)]) {
 }
 
 /// Freshness to alert on (`SYNC_SCHEDULE`): per coin with a complete day, that day and
-/// how stale it is; the last tick acted on and the next one, when there are.
+/// how stale it is, and per tracked coin without one how stale it is all the same; the
+/// last tick acted on and the next one, when there are.
 fn render_freshness(out: &Exposition, freshness: &Freshness) {
     let labels: Vec<[&str; 2]> = freshness
         .coins
@@ -388,14 +389,14 @@ fn render_freshness(out: &Exposition, freshness: &Freshness) {
         "price_history_coin_last_complete_day_timestamp_seconds",
         "The latest stored day that is not provisional, as the unix time of its 00:00 UTC, per coin with one.",
         &["symbol", "tracked"],
-        labels.iter().zip(&freshness.coins).map(|(labels, coin)| {
-            let midnight = coin.last_complete_day.and_time(NaiveTime::MIN).and_utc();
-            (&labels[..], midnight.timestamp() as f64)
+        labels.iter().zip(&freshness.coins).filter_map(|(labels, coin)| {
+            let midnight = coin.last_complete_day?.and_time(NaiveTime::MIN).and_utc();
+            Some((&labels[..], midnight.timestamp() as f64))
         }),
     );
     out.per_coin_gauge(
         "price_history_coin_stale_seconds",
-        "How far the last complete day is behind yesterday (UTC): the coin's stale_days times 86400; 0 when yesterday is stored.",
+        "How far the last complete day is behind yesterday (UTC): the coin's stale_days times 86400; 0 when yesterday is stored. A tracked coin with no complete day counts from the day before the first day it keeps.",
         &["symbol", "tracked"],
         labels
             .iter()
@@ -606,7 +607,7 @@ mod tests {
                 coins: vec![schedule::CoinFreshness {
                     symbol: crate::domain::Symbol::BTC,
                     tracked: true,
-                    last_complete_day: "2026-11-26".parse().unwrap(),
+                    last_complete_day: Some("2026-11-26".parse().unwrap()),
                     stale_days: 1,
                 }],
                 last_tick: Some("2026-11-28T00:40:00Z".parse().unwrap()),

@@ -586,7 +586,8 @@ async fn wait_or_stop(shutdown: &Shutdown, wait: Duration) -> bool {
 /// Freshness to alert on, for `/metrics`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Freshness {
-    /// Every coin with a complete day stored, by symbol.
+    /// Every coin with a complete day stored, and every tracked coin without one, by
+    /// symbol.
     pub coins: Vec<CoinFreshness>,
     /// The last tick acted on, by any process.
     pub last_tick: Option<DateTime<Utc>>,
@@ -598,28 +599,32 @@ pub struct Freshness {
 pub struct CoinFreshness {
     pub symbol: Symbol,
     pub tracked: bool,
-    /// The latest stored day that is not provisional.
-    pub last_complete_day: NaiveDate,
-    /// Days from it to yesterday (UTC).
+    /// The latest stored day that is not provisional; `None` for a tracked coin with none.
+    pub last_complete_day: Option<NaiveDate>,
+    /// Days from it to yesterday (UTC); for a tracked coin with none, from the day before
+    /// the first day it keeps, as if that were its last: every day it keeps is missing.
     pub stale_days: i64,
 }
 
-/// The figures of [`Freshness`], judged at `now`.
+/// The figures of [`Freshness`], judged at `now` under `reach`.
 pub async fn freshness(
     pool: &PgPool,
     schedule: &SyncSchedule,
+    reach: PlanReach,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Freshness> {
-    let yesterday = now.date_naive().pred_opt().unwrap_or(now.date_naive());
-    let coins = coin_figures::last_complete_days(pool)
+    let today = now.date_naive();
+    let yesterday = today.pred_opt().unwrap_or(today);
+    let coins = coin_figures::last_complete_days(pool, reach.first_served_day(today))
         .await?
         .into_iter()
-        .filter_map(|(symbol, tracked, last_complete_day)| {
+        .filter_map(|(symbol, tracked, last_complete_day, before_kept)| {
+            let behind_from = last_complete_day.or(before_kept)?;
             Some(CoinFreshness {
                 symbol: Symbol::parse(&symbol).ok()?,
                 tracked,
                 last_complete_day,
-                stale_days: (yesterday - last_complete_day).num_days().max(0),
+                stale_days: (yesterday - behind_from).num_days().max(0),
             })
         })
         .collect();

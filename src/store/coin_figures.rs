@@ -177,16 +177,26 @@ pub async fn stored_days(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
     .await
 }
 
-/// Every coin with a complete day stored: its symbol, whether it is tracked, and its
-/// last complete day, by symbol. For `/metrics`, one row per coin from the kept figures.
-pub async fn last_complete_days(pool: &PgPool) -> sqlx::Result<Vec<(String, bool, NaiveDate)>> {
+/// What the freshness of `/metrics` needs of every coin with a complete day stored, and of
+/// every tracked coin without one: symbol, tracked, its last complete day, and for a
+/// tracked coin without one the day before the first it keeps (the latest of
+/// `track_since`, its first day and `first_served`, or [`BEFORE_ANY_COIN`]). One row of
+/// figures a coin, whatever its history.
+pub async fn last_complete_days(
+    pool: &PgPool,
+    first_served: Option<NaiveDate>,
+) -> sqlx::Result<Vec<(String, bool, Option<NaiveDate>, Option<NaiveDate>)>> {
     sqlx::query_as(
-        "SELECT c.symbol, c.tracked, f.last_complete_day \
+        "SELECT c.symbol, c.tracked, f.last_complete_day, \
+                CASE WHEN f.last_complete_day IS NULL \
+                     THEN greatest(c.track_since, c.first_day, $1::date, $2::date) - 1 END \
          FROM coins c \
-         JOIN (SELECT symbol, max(last_complete_day) AS last_complete_day FROM coin_figures GROUP BY symbol) f \
+         LEFT JOIN (SELECT symbol, max(last_complete_day) AS last_complete_day FROM coin_figures GROUP BY symbol) f \
            ON f.symbol = c.symbol \
-         WHERE f.last_complete_day IS NOT NULL ORDER BY c.symbol",
+         WHERE f.last_complete_day IS NOT NULL OR c.tracked ORDER BY c.symbol",
     )
+    .bind(first_served)
+    .bind(BEFORE_ANY_COIN)
     .fetch_all(pool)
     .await
 }

@@ -461,6 +461,14 @@ async fn metrics_show_each_coins_freshness_and_the_schedules_ticks() {
     let h = Harness::new().await;
     h.run_job(days_before_today(3), days_before_today(2), false)
         .await;
+    // ETH tracked from ten days ago with nothing stored yet (its job failing, say); SOL
+    // registered, untracked, with nothing stored.
+    let eth = h.register("ETH", "ethereum").await;
+    h.register("SOL", "solana").await;
+    coins::set_tracking(h.pool(), eth, true, Some(days_before_today(10)))
+        .await
+        .expect("the database answers")
+        .expect("ETH is registered");
     let schedule: SyncSchedule = "0 40 0 * * *".parse().unwrap();
     let api = TestApi::start_with(price_history::api::ApiState {
         sync_schedule: schedule.clone(),
@@ -485,6 +493,20 @@ async fn metrics_show_each_coins_freshness_and_the_schedules_ticks() {
         text.contains("price_history_coin_stale_seconds{symbol=\"BTC\",tracked=\"false\"} 86400\n"),
         "{text}"
     );
+    // Every day it keeps is missing: as far behind as if the day before them were its last.
+    assert!(
+        text.contains(&format!(
+            "price_history_coin_stale_seconds{{symbol=\"ETH\",tracked=\"true\"}} {}\n",
+            10 * 86_400
+        )),
+        "{text}"
+    );
+    for no_series in [
+        "price_history_coin_last_complete_day_timestamp_seconds{symbol=\"ETH\"",
+        "price_history_coin_stale_seconds{symbol=\"SOL\"",
+    ] {
+        assert!(!text.contains(no_series), "{no_series}: {text}");
+    }
     let next = schedule.next_after(Utc::now()).unwrap().timestamp();
     assert!(
         text.contains(&format!(
