@@ -1,8 +1,9 @@
-//! `empty_days`: the days CoinGecko answered without a single point, asked at least
-//! [`OVER_FOR_DAYS`] days after they ended. Such a day is a hole in CoinGecko's own data:
-//! once answered empty [`ANSWERS_TO_REST`] times, the schedule's jobs leave it alone
-//! until [`REST_DAYS`] days after the last answer, instead of spending a window and a gap
-//! fill on it at every tick. A job asked for with the API or the CLI still asks.
+//! `empty_days`: the days CoinGecko's answer made no candle of (not a single point, or
+//! too few), asked at least [`OVER_FOR_DAYS`] days after they ended. Such a day is a hole
+//! in CoinGecko's own data: once answered so [`ANSWERS_TO_REST`] times, the schedule's
+//! jobs leave it alone until [`REST_DAYS`] days after the last answer, instead of spending
+//! a window and a gap fill on it at every tick. A job asked for with the API or the CLI
+//! still asks.
 
 use chrono::{Days, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -20,7 +21,7 @@ pub const ANSWERS_TO_REST: i32 = 2;
 /// call instead of two a tick.
 pub const REST_DAYS: i32 = 30;
 
-/// Notes that CoinGecko's answer had no point of `days` (each over for [`OVER_FOR_DAYS`]
+/// Notes that CoinGecko's answer made no candle of `days` (each over for [`OVER_FOR_DAYS`]
 /// days when asked), in the transaction that stores the rest of the window.
 pub async fn note(
     tx: &mut Transaction<'_, Postgres>,

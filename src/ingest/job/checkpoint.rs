@@ -44,8 +44,8 @@ pub(super) trait Rows: Send + Sync {
 pub(super) struct DailyRows {
     pub(super) origin: domain::PriceSource,
     pub(super) built: DailyCandles,
-    /// The window's days CoinGecko answered without a point, long enough after they ended
-    /// to be holes in its data ([`empty_days`]).
+    /// The window's days CoinGecko's answer made no candle of (no point, or too few), long
+    /// enough after they ended to be holes in its data ([`empty_days`]).
     pub(super) empty: Vec<NaiveDate>,
     /// For a CoinGecko window of an hourly coin: what its hourly points do to its hours.
     pub(super) hours: Option<WindowHours>,

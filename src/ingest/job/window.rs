@@ -139,8 +139,9 @@ impl<S: Sync> Run<'_, S> {
     }
 }
 
-/// The days of `window` its answer had not a single point of, among those that ended at
-/// least [`empty_days::OVER_FOR_DAYS`] days before `today`: holes in the source's data.
+/// The days of `window` its answer made no candle of (not a single point, or too few),
+/// among those that ended at least [`empty_days::OVER_FOR_DAYS`] days before `today`:
+/// holes in the source's data.
 fn empty_days_of(window: &Window, built: &DailyCandles, today: NaiveDate) -> Vec<NaiveDate> {
     let Some(last_over) = today.checked_sub_days(Days::new(empty_days::OVER_FOR_DAYS + 1)) else {
         return Vec::new();
@@ -150,7 +151,6 @@ fn empty_days_of(window: &Window, built: &DailyCandles, today: NaiveDate) -> Vec
         .iter_days()
         .take_while(|day| *day <= window.end.min(last_over))
         .filter(|day| !built.candles.iter().any(|candle| candle.date == *day))
-        .filter(|day| !built.too_thin.iter().any(|(thin, _)| thin == day))
         .collect()
 }
 
@@ -180,11 +180,11 @@ mod tests {
         }
     }
 
-    /// Only days answered without a point count, not stored or too thin ones, and only
-    /// those that ended two days before today: CoinGecko may not have caught up with a
-    /// more recent one yet.
+    /// Only days the answer made no candle of count (without a point, or too thin), and
+    /// only those that ended two days before today: CoinGecko may not have caught up with
+    /// a more recent one yet.
     #[test]
-    fn a_window_notes_the_days_without_a_point_that_ended_two_days_before_today() {
+    fn a_window_notes_the_days_without_a_candle_that_ended_two_days_before_today() {
         let window = Window {
             start: day("2026-03-01"),
             end: day("2026-03-10"),
@@ -206,13 +206,24 @@ mod tests {
         let noted = |today: &str| empty_days_of(&window, &built, day(today));
         assert_eq!(
             noted("2026-03-10"),
-            vec![day("2026-03-07")],
+            ["2026-03-02", "2026-03-07"].map(day),
             "03-07 ended on 03-08, two days before 03-10; 03-08 and 03-09 are too recent"
         );
         assert_eq!(
             noted("2026-03-20"),
-            ["2026-03-07", "2026-03-08", "2026-03-09", "2026-03-10"].map(day)
+            [
+                "2026-03-02",
+                "2026-03-07",
+                "2026-03-08",
+                "2026-03-09",
+                "2026-03-10"
+            ]
+            .map(day)
         );
-        assert!(noted("2026-03-02").is_empty());
+        assert!(
+            noted("2026-03-04").is_empty(),
+            "03-02 ended on 03-03, a day before"
+        );
+        assert_eq!(noted("2026-03-05"), vec![day("2026-03-02")]);
     }
 }
