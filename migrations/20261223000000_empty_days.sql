@@ -3,8 +3,8 @@
 -- again at every tick (two calls a tick, the window and its gap fill) and never got
 -- anything. A day answered so twice is left out of the schedule's jobs until 30 days
 -- after its last answer (`store::empty_days`); a job asked for with the API or the CLI
--- still asks. A row of a day stored later (from the second source, say) is not counted:
--- the readers join it with what is missing. Only additions.
+-- still asks. A day stored later (from the second source, say) loses its row (below).
+-- Only additions.
 CREATE TABLE empty_days (
     symbol         TEXT        NOT NULL
         CONSTRAINT empty_days_symbol_is_registered REFERENCES coins (symbol),
@@ -14,3 +14,21 @@ CREATE TABLE empty_days (
     last_answer_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (symbol, date)
 );
+
+-- A day stored for good is no hole: its row goes in the statement that stores it, whoever
+-- writes it (a job of either source, or plain SQL), so that the tick, which counts a
+-- coin's resting days among its complete ones, never counts a day twice.
+CREATE FUNCTION empty_days_forget_stored() RETURNS trigger AS $$
+BEGIN
+    DELETE FROM empty_days e USING came c
+    WHERE e.symbol = c.symbol AND e.date = c.date AND NOT c.provisional;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER empty_days_forget_on_insert AFTER INSERT ON daily_prices
+    REFERENCING NEW TABLE AS came
+    FOR EACH STATEMENT EXECUTE FUNCTION empty_days_forget_stored();
+CREATE TRIGGER empty_days_forget_on_update AFTER UPDATE ON daily_prices
+    REFERENCING NEW TABLE AS came
+    FOR EACH STATEMENT EXECUTE FUNCTION empty_days_forget_stored();

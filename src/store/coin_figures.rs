@@ -89,10 +89,6 @@ rested AS (
     FROM empty_days e JOIN figures f ON f.symbol = e.symbol
     WHERE e.date BETWEEN f.first_complete AND f.last_complete
       AND e.answers >= $4 AND e.last_answer_at > now() - make_interval(days => $5)
-      -- Stored since (asked again by a job of the API, or from the second source): counted
-      -- among the complete days already.
-      AND NOT EXISTS (SELECT 1 FROM daily_prices p
-                      WHERE p.symbol = e.symbol AND p.date = e.date AND NOT p.provisional)
     GROUP BY e.symbol
 ),
 kept AS (
