@@ -120,6 +120,13 @@ impl TestUser {
         }
     }
 
+    /// After the last process of the service exited: none of this user's processes is
+    /// left, and the server is stopped.
+    fn assert_nothing_runs(&self) {
+        assert_eq!(self.processes(), "", "processes left after the last exit");
+        assert_eq!(postmaster_pid(&self.data_dir()), None);
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.home.join(".local/share/price-history/postgres")
     }
@@ -251,8 +258,7 @@ async fn stop(mut service: Service, user: &TestUser) -> String {
         printed.contains("stopped the private PostgreSQL"),
         "{printed}"
     );
-    assert_eq!(user.processes(), "", "processes left after the last exit");
-    assert_eq!(postmaster_pid(&user.data_dir()), None);
+    user.assert_nothing_runs();
     printed
 }
 
@@ -453,8 +459,7 @@ async fn a_server_left_behind_by_kill_9_is_used_by_the_next_process_which_then_s
         "{said}"
     );
     assert!(said.contains("stopped the private PostgreSQL"), "{said}");
-    assert_eq!(user.processes(), "", "processes left after the last exit");
-    assert_eq!(postmaster_pid(&user.data_dir()), None);
+    user.assert_nothing_runs();
 }
 
 /// A SIGTERM while the private server's start waits ends the process at once, exit 0:
@@ -487,8 +492,7 @@ async fn sigterm_while_the_private_server_start_waits_exits_0_at_once() {
     let printed = serve.exits_0(Duration::from_secs(30)).await;
     assert!(!printed.contains("REST API listening"), "{printed}");
     drop(held);
-    assert_eq!(user.processes(), "", "processes left after the exit");
-    assert_eq!(postmaster_pid(&user.data_dir()), None);
+    user.assert_nothing_runs();
 }
 
 /// A SIGTERM during `initdb` (here a stand-in that runs until told to stop, first in
@@ -578,8 +582,7 @@ async fn processes_starting_at_once_make_one_data_directory_and_leave_no_server(
         "{said}"
     );
     assert!(said.matches("BTC ").count() == 2, "{said}");
-    assert_eq!(user.processes(), "", "processes left after the last exit");
-    assert_eq!(postmaster_pid(&user.data_dir()), None);
+    user.assert_nothing_runs();
 }
 
 #[tokio::test]
