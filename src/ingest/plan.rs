@@ -17,6 +17,12 @@ impl Window {
         (self.end - self.start).num_days() + 1
     }
 
+    /// Its days, first to last.
+    pub fn days_iter(&self) -> impl Iterator<Item = NaiveDate> + use<> {
+        let end = self.end;
+        self.start.iter_days().take_while(move |day| *day <= end)
+    }
+
     /// The call's `from`: the first day's midnight.
     pub fn from(&self) -> DateTime<Utc> {
         self.start.and_time(chrono::NaiveTime::MIN).and_utc()

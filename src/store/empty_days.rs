@@ -1,6 +1,6 @@
 //! `empty_days`: the days CoinGecko's answer made no candle of (not a single point, or
 //! too few), asked at least [`OVER_FOR_DAYS`] days after they ended. Such a day is a hole
-//! in CoinGecko's own data: once answered so [`ANSWERS_TO_REST`] times, the schedule's
+//! in CoinGecko's own data: once answered so [`ANSWERS_TO_REST`] times a day apart, the schedule's
 //! jobs leave it alone until [`REST_DAYS`] days after the last answer, instead of spending
 //! a window and a gap fill on it at every tick. A job asked for with the API or the CLI
 //! still asks.
@@ -14,15 +14,24 @@ use crate::domain::Symbol;
 /// CoinGecko has not caught up with yet is asked again at the next tick.
 pub const OVER_FOR_DAYS: u64 = 2;
 
-/// Empty answers after which the schedule rests a day: a job's window and its gap fill.
+/// Answers without a candle after which the schedule rests a day, each at least
+/// [`ANSWERS_APART_HOURS`] after the one it counts after: a day asked at two ticks, a day
+/// apart, not a job's window and its gap fill minutes apart, which a short outage of
+/// CoinGecko's data would both hit.
 pub const ANSWERS_TO_REST: i32 = 2;
+
+/// How far apart two answers must be to count twice.
+pub const ANSWERS_APART_HOURS: i32 = 20;
 
 /// How long the schedule rests a day after its last empty answer: a month costs it one
 /// call instead of two a tick.
 pub const REST_DAYS: i32 = 30;
 
 /// Notes that CoinGecko's answer made no candle of `days` (each over for [`OVER_FOR_DAYS`]
-/// days when asked), in the transaction that stores the rest of the window.
+/// days when asked), in the transaction that stores the rest of the window; a day stored
+/// for good (a window of a forced job, or of hours, may cover one) is not noted. An answer
+/// counts, and moves `last_answer_at`, only [`ANSWERS_APART_HOURS`] after the last one
+/// counted, so that an hourly schedule's ticks count once a day too.
 pub async fn note(
     tx: &mut Transaction<'_, Postgres>,
     symbol: Symbol,
@@ -33,12 +42,17 @@ pub async fn note(
     }
     sqlx::query(
         "INSERT INTO empty_days (symbol, date, answers, last_answer_at) \
-         SELECT $1, d, 1, now() FROM UNNEST($2::date[]) AS d ORDER BY d \
+         SELECT $1, d, 1, now() FROM UNNEST($2::date[]) AS d \
+         WHERE NOT EXISTS (SELECT 1 FROM daily_prices p \
+                           WHERE p.symbol = $1 AND p.date = d AND NOT p.provisional) \
+         ORDER BY d \
          ON CONFLICT (symbol, date) DO UPDATE \
-         SET answers = empty_days.answers + 1, last_answer_at = now()",
+         SET answers = empty_days.answers + 1, last_answer_at = now() \
+         WHERE empty_days.last_answer_at <= now() - make_interval(hours => $3)",
     )
     .bind(symbol.as_str())
     .bind(days)
+    .bind(ANSWERS_APART_HOURS)
     .execute(&mut **tx)
     .await?;
     Ok(())

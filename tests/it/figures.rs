@@ -418,6 +418,20 @@ async fn tick_and_its_job(h: &Harness, ticker: &mut Ticker) -> (JobRecord, usize
     (job, h.fake.call_count() - calls)
 }
 
+/// `ticker`'s next tick queues one job, which makes one CoinGecko call (`why`) and ends
+/// with `hole` its one gap: the job.
+async fn job_leaving_the_hole(
+    h: &Harness,
+    ticker: &mut Ticker,
+    hole: chrono::NaiveDate,
+    why: &str,
+) -> JobRecord {
+    let (job, calls) = tick_and_its_job(h, ticker).await;
+    assert_eq!(job.gap_dates, vec![hole], "{job:?}");
+    assert_eq!(calls, 1, "{why}");
+    job
+}
+
 async fn delete_btc_day(pool: &PgPool, day: chrono::NaiveDate) {
     sql(
         pool,
@@ -426,9 +440,9 @@ async fn delete_btc_day(pool: &PgPool, day: chrono::NaiveDate) {
     .await;
 }
 
-/// A day CoinGecko has no data for, a hole in its own history, costs the schedule a
-/// window and a gap fill once; its ticks then leave it alone, and ask once again 30 days
-/// after its last empty answer. Before, every tick queued a job for it, two calls each.
+/// A day CoinGecko has no data for, a hole in its own history, is asked at two ticks a day
+/// apart; then the schedule leaves it alone, and asks once again 30 days after its last
+/// empty answer. Before, every tick queued a job for it, two calls each.
 #[tokio::test]
 async fn a_day_coingecko_has_no_data_for_is_not_asked_again_at_every_tick() {
     let h = Harness::new().await;
@@ -438,10 +452,23 @@ async fn a_day_coingecko_has_no_data_for_is_not_asked_again_at_every_tick() {
     track_btc(&h, Some(days_before_today(60))).await;
     let mut ticker = Ticker::new(&h, "hole-test");
     let worker = h.start_worker();
+    let days_pass = |interval: &'static str| async move {
+        let moved = format!("UPDATE empty_days SET last_answer_at = now() - interval '{interval}'");
+        sql(pool, &moved).await;
+    };
 
     let (first, calls) = tick_and_its_job(&h, &mut ticker).await;
     assert_eq!(first.gap_dates, vec![hole], "{first:?}");
     assert_eq!(calls, 2, "the 60 days' window, then the gap fill");
+
+    // A day later: the second empty answer, a day after the first, rests the day, so the
+    // job's gap fill leaves it alone and says why. (The gap fill's answer, minutes after
+    // the window's, counted once: a short outage of CoinGecko's data rests nothing.)
+    days_pass("21 hours").await;
+    let second =
+        job_leaving_the_hole(&h, &mut ticker, hole, "the hole's window, no gap fill").await;
+    let message = second.error_message.unwrap_or_default();
+    assert!(message.contains("does not ask for them again"), "{message}");
 
     let acted = ticker.act().await;
     assert_eq!(
@@ -458,24 +485,21 @@ async fn a_day_coingecko_has_no_data_for_is_not_asked_again_at_every_tick() {
         "its figures and its rested hole cover its days, so no gap query: {to_look_at:?}"
     );
 
-    // A day after the hole goes missing (an operator deleted it): its job asks for it alone.
-    delete_btc_day(pool, days_before_today(10)).await;
-    let (second, calls) = tick_and_its_job(&h, &mut ticker).await;
-    crate::support::assert_completed(&second);
-    assert_eq!(calls, 1, "the deleted day's window alone");
-
-    // Thirty days after the last empty answer the schedule asks once more: one call, and
-    // the job says why it did not try the day twice.
+    // The days beside the hole go missing (an operator deleted them): one window asks for
+    // the three, not two windows around the resting day, and no gap fill follows.
+    let (before, after) = (days_before_today(31), days_before_today(29));
     sql(
         pool,
-        "UPDATE empty_days SET last_answer_at = now() - interval '31 days'",
+        &format!(
+            "DELETE FROM daily_prices WHERE symbol = 'BTC' AND date IN ('{before}', '{after}')"
+        ),
     )
     .await;
-    let (third, calls) = tick_and_its_job(&h, &mut ticker).await;
-    assert_eq!(third.gap_dates, vec![hole], "{third:?}");
-    assert_eq!(calls, 1, "the hole's window, no gap fill");
-    let message = third.error_message.unwrap_or_default();
-    assert!(message.contains("does not ask for them again"), "{message}");
+    job_leaving_the_hole(&h, &mut ticker, hole, "one window over the three days").await;
+
+    // Thirty days after the last empty answer the schedule asks once more: one call.
+    days_pass("31 days").await;
+    job_leaving_the_hole(&h, &mut ticker, hole, "the hole's window, no gap fill").await;
     assert_eq!(ticker.act().await.jobs_queued, 0, "it rests again");
 
     // The hole stored after all (from the second source, once older than a Demo plan

@@ -120,7 +120,10 @@ impl<S: PriceSource> Run<'_, S> {
                 windows_for_days(&left, window_days)
             }
             None if job.force => Vec::new(),
-            _ => windows_for_days(&self.days_to_fetch().await?, window_days),
+            _ => {
+                let days = self.days_to_fetch().await?;
+                self.windows_to_ask(&days, window_days).await?
+            }
         };
         self.count_planned(windows.len()).await?;
         tracing::info!(
@@ -135,9 +138,8 @@ impl<S: PriceSource> Run<'_, S> {
 
     /// The days the plan serves that the job fetches, not forced: those missing, and for a
     /// coin whose hours are built from CoinGecko's points, those with missing hours (today
-    /// included, for its complete hours); for a scheduled job, not those it rests
-    /// ([`Run::without_resting`]).
-    async fn days_to_fetch(&mut self) -> Result<Vec<NaiveDate>, JobError> {
+    /// included, for its complete hours).
+    async fn days_to_fetch(&self) -> Result<Vec<NaiveDate>, JobError> {
         let mut days = match self.served_part() {
             Some((from, to)) => self.missing_days(from, to).await?,
             None => Vec::new(),
@@ -152,7 +154,7 @@ impl<S: PriceSource> Run<'_, S> {
             days.sort_unstable();
             days.dedup();
         }
-        self.without_resting(days).await
+        Ok(days)
     }
 
     /// After step 4, for a coin whose product this attempt found unusable (so that step 1

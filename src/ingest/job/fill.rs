@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 
 use super::window::WindowEnd;
 use super::{JobError, Outcome, Run};
-use crate::ingest::{PriceSource, SourceError, windows_for_days};
+use crate::ingest::{PriceSource, SourceError};
 
 impl<S: PriceSource> Run<'_, S> {
     /// Step 2; see the module's docs.
@@ -20,13 +20,13 @@ impl<S: PriceSource> Run<'_, S> {
         let fillable: Vec<NaiveDate> = match self.served_part() {
             None => Vec::new(),
             Some((from, to)) => self
-                .days_to_ask(from, to)
+                .missing_days(from, to)
                 .await?
                 .into_iter()
                 .filter(|day| *day < self.today)
                 .collect(),
         };
-        let fills = windows_for_days(&fillable, self.window_days());
+        let fills = self.windows_to_ask(&fillable, self.window_days()).await?;
         if !fills.is_empty() {
             self.count_planned(fills.len()).await?;
             tracing::info!(runs = fills.len(), days = fillable.len(), "filling gaps");

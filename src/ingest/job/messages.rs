@@ -129,9 +129,10 @@ pub(super) fn gap_message(
 /// The days a scheduled job did not ask for, CoinGecko having answered them empty before.
 fn rested_sentence(rested: &[NaiveDate]) -> String {
     format!(
-        " CoinGecko answered {} ({} day(s)) with no data (or too few points) at least {} times, days after they \
-         ended, so the schedule does not ask for them again until {} days after the last \
-         answer; a job asked for with POST /api/v1/ingestion-jobs or `backfill` asks at once.",
+        " CoinGecko answered {} ({} day(s)) with no data (or too few points) at least {} \
+         times, a day apart and days after they ended, so the schedule does not ask for them \
+         again until {} days after the last answer; a job asked for with POST \
+         /api/v1/ingestion-jobs or `backfill` asks at once.",
         describe_days(rested),
         rested.len(),
         empty_days::ANSWERS_TO_REST,

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::hours::HourWork;
 use super::{Attempt, Ingestor, JobError, Shortfalls};
 use crate::domain::{self, Coin, PlanReach, Trigger};
-use crate::ingest::Window;
+use crate::ingest::{Window, windows_for_days};
 use crate::store::{empty_days, gaps, ingestion_jobs, patience};
 
 /// One attempt under way; each step is a method of it, in a file of its own.
@@ -104,32 +104,29 @@ impl<S> Run<'_, S> {
         patiently(|| gaps::missing_days(pool, symbol, from, to)).await
     }
 
-    /// The missing days of `from..=to` to ask CoinGecko for: a job the schedule queued
-    /// leaves out the days CoinGecko has answered empty before (see [`empty_days`]), noted
-    /// in its shortfalls; a job asked for with the API or the CLI asks for every one.
-    pub(super) async fn days_to_ask(
+    /// The windows of `days` (ascending) to ask CoinGecko for, at most `window_days` days
+    /// each. A job the schedule queued leaves out a window whose every day CoinGecko has
+    /// answered without a candle before (see [`empty_days`]), and notes those days in its
+    /// shortfalls; a resting day inside a window asked anyway costs nothing more. A job
+    /// asked for with the API or the CLI asks for every window.
+    pub(super) async fn windows_to_ask(
         &mut self,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> Result<Vec<NaiveDate>, JobError> {
-        let missing = self.missing_days(from, to).await?;
-        self.without_resting(missing).await
-    }
-
-    /// `days` without those the schedule rests, when the schedule queued the job; see
-    /// [`Run::days_to_ask`].
-    pub(super) async fn without_resting(
-        &mut self,
-        days: Vec<NaiveDate>,
-    ) -> Result<Vec<NaiveDate>, JobError> {
-        if self.attempt.job.trigger != Trigger::Schedule {
-            return Ok(days);
+        days: &[NaiveDate],
+        window_days: u32,
+    ) -> Result<Vec<Window>, JobError> {
+        let windows = windows_for_days(days, window_days);
+        if self.attempt.job.trigger != Trigger::Schedule || windows.is_empty() {
+            return Ok(windows);
         }
         let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
-        let (asked, rested) =
-            patiently(|| empty_days::without_resting(pool, symbol, days.clone())).await?;
+        let (_, resting) =
+            patiently(|| empty_days::without_resting(pool, symbol, days.to_vec())).await?;
+        let rests = |day: &NaiveDate| resting.binary_search(day).is_ok();
+        let (asked, rested): (Vec<Window>, Vec<Window>) = windows
+            .into_iter()
+            .partition(|window| window.days_iter().any(|day| !rests(&day)));
         let known = &mut self.shortfalls.rested;
-        known.extend(rested);
+        known.extend(rested.iter().flat_map(Window::days_iter));
         known.sort_unstable();
         known.dedup();
         Ok(asked)
