@@ -4,11 +4,14 @@ use std::time::Duration;
 use price_history::cli::{self, Cli};
 use price_history::shutdown::Shutdown;
 
-/// How long the exit waits for blocking work still running once the command has ended.
-/// The only such work is a private PostgreSQL's start that a SIGTERM interrupted (an
-/// `initdb`, a wait for another process's start, `pg_ctl start`), which cannot be
-/// cancelled: waiting for it would break the promise to exit within 30 s of SIGTERM.
-const BLOCKING_WORK_AT_EXIT: Duration = Duration::from_secs(1);
+/// How long the exit waits for blocking work still running once the command has ended:
+/// an interrupted export's last file being put in place (its fsync and rename, well
+/// under this), a DNS lookup in flight, or a private PostgreSQL's start that a SIGTERM
+/// interrupted (an `initdb`, a wait for another process's start, `pg_ctl start`), which
+/// cannot be cancelled and may take minutes. Waiting for all of it, as the runtime's drop
+/// does, would break the promise to exit within 30 s of SIGTERM; the longest orderly stop
+/// (a worker's, 25 s) plus this stays within it.
+const BLOCKING_WORK_AT_EXIT: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()

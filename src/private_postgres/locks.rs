@@ -19,7 +19,8 @@ pub(super) fn lock_exclusive(path: &Path) -> anyhow::Result<File> {
             return Err(e).with_context(|| format!("could not lock {}", path.display()));
         }
     }
-    tracing::info!(
+    // A warning, so that one-off commands (whose own level is `warn`) say it too.
+    tracing::warn!(
         lock = %path.display(),
         "another process of the service is starting or stopping the private PostgreSQL; waiting for it"
     );

@@ -1,6 +1,6 @@
 //! `initdb` and `pg_ctl`, each run to its end in a process group of its own.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,14 +18,24 @@ const PG_CTL_WAIT_SECS: &str = "60";
 /// Makes the data directory: `initdb` into a staging directory, settings appended, then
 /// renamed into place. Called under the start lock, so a staging directory found here is
 /// what an interrupted run left, and goes.
-pub(super) fn initdb(binaries: &Binaries, layout: &Layout) -> anyhow::Result<()> {
+///
+/// `initdb` holds `start_lock` too (it inherits the descriptor): should this process exit
+/// first (a SIGTERM), the lock stays held until `initdb` has ended and removed what it
+/// made, so that the next process's `initdb` never shares its staging directory.
+pub(super) fn initdb(
+    binaries: &Binaries,
+    layout: &Layout,
+    start_lock: &File,
+) -> anyhow::Result<()> {
     let staging = layout.base.join("postgres.initdb");
     if staging.exists() {
         fs::remove_dir_all(&staging)
             .with_context(|| format!("could not remove {}", staging.display()))?;
     }
     let made = (|| {
-        let output = run(Command::new(binaries.tool("initdb"))
+        let mut command = Command::new(binaries.tool("initdb"));
+        hand_down(&mut command, start_lock);
+        let output = run(command
             .arg("--pgdata")
             .arg(&staging)
             .args(["--username", SUPERUSER, "--auth=trust", "--encoding=UTF8"])
@@ -167,28 +177,61 @@ fn process_state(stat: &str) -> Option<char> {
 /// server behind its back.
 ///
 /// Should this process exit while the program runs (a SIGTERM during the start: `main`
-/// does not wait for it), the program gets SIGTERM too, so that no `initdb` goes on
-/// writing with nobody to finish its work (it removes what it made on SIGTERM; the next
-/// start would remove it otherwise). A server `pg_ctl` started runs on, and the next
-/// process of the service uses it, as after a `kill -9`.
+/// does not wait for it), the program gets SIGTERM too (on Linux), so that no `initdb`
+/// goes on writing with nobody to finish its work (it removes what it made on SIGTERM).
+/// A server `pg_ctl` started runs on, and the next process of the service uses it, as
+/// after a `kill -9`.
 fn run(command: &mut Command) -> anyhow::Result<Output> {
     use std::os::unix::process::CommandExt;
     let program = command.get_program().to_string_lossy().into_owned();
-    // SAFETY: `prctl` is async-signal-safe, and the closure touches nothing else.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    stop_with_this_process(command);
     command
         .stdin(Stdio::null())
         .process_group(0)
         .env_remove("PGDATA")
         .output()
         .with_context(|| format!("could not run {program}"))
+}
+
+/// Makes the program get SIGTERM when this process exits (Linux's parent-death signal).
+#[cfg(target_os = "linux")]
+fn stop_with_this_process(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: `prctl` and `getppid` are async-signal-safe, and an error is made from the
+    // errno alone, without allocating.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent gone between the fork and the prctl: no signal would come.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere a program outlives a process that exits during it.
+#[cfg(not(target_os = "linux"))]
+fn stop_with_this_process(_command: &mut Command) {}
+
+/// Lets the program inherit `file`'s descriptor, and with it the `flock` held on it.
+fn hand_down(command: &mut Command, file: &File) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fcntl` is async-signal-safe, and an error is made from the errno alone.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// The last lines of the server's log, for an error.

@@ -43,7 +43,7 @@ impl PrivateServer {
         let users = Users::join(&layout.users)?;
         let created = made_by.is_none() && !layout.data.join("PG_VERSION").exists();
         if created {
-            initdb(&binaries, &layout)?;
+            initdb(&binaries, &layout, &start_lock)?;
         }
         if layout.socket_dir != layout.data {
             create_private_dir(&layout.socket_dir)?;

@@ -497,7 +497,8 @@ async fn sigterm_while_the_private_server_start_waits_exits_0_at_once() {
 
 /// A SIGTERM during `initdb` (here a stand-in that runs until told to stop, first in
 /// `PATH`) ends the process at once, exit 0, and `initdb` is told to stop too: it does not
-/// go on writing with nobody left to finish its work.
+/// go on writing with nobody left to finish its work, and it holds the start lock until it
+/// has ended.
 #[tokio::test]
 async fn sigterm_during_initdb_exits_0_at_once_and_stops_initdb() {
     let user = TestUser::create();
@@ -516,7 +517,8 @@ async fn sigterm_during_initdb_exits_0_at_once_and_stops_initdb() {
     let (started, stopped) = (fifo("started"), fifo("stopped"));
     let initdb = format!(
         "#!/bin/sh\n\
-         trap 'kill $child; echo stopped > {stopped}; exit 1' TERM\n\
+         lock=\"$HOME/.local/share/price-history/postgres.lock\"\n\
+         trap 'kill $child; if flock -n \"$lock\" true; then echo free; else echo held; fi > {stopped}; exit 1' TERM\n\
          echo started > {started}\n\
          sleep 600 & child=$!\n\
          wait $child\n",
@@ -559,8 +561,12 @@ async fn sigterm_during_initdb_exits_0_at_once_and_stops_initdb() {
     assert!(said.is_ok(), "initdb did not start: {}", serve.output());
     serve.signal("TERM");
     serve.exits_0(within).await;
+    line.clear();
     let said = tokio::time::timeout(within, stopped.read_line(&mut line)).await;
     assert!(said.is_ok(), "initdb was not told to stop");
+    // It still held the start lock (handed down to it), so that no other process could
+    // begin an `initdb` of its own beside the one stopping.
+    assert_eq!(line, "held\n");
     assert!(!user.data_dir().exists(), "no data directory was made");
 }
 
