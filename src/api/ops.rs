@@ -396,7 +396,7 @@ fn render_freshness(out: &Exposition, freshness: &Freshness) {
     );
     out.per_coin_gauge(
         "price_history_coin_stale_seconds",
-        "How far the last complete day is behind yesterday (UTC): the coin's stale_days times 86400; 0 when yesterday is stored. A tracked coin with no complete day counts from the day before the first day it keeps.",
+        "How far the last complete day is behind yesterday (UTC): the coin's stale_days times 86400; 0 when yesterday is stored. A tracked coin with no complete day, and no job under way, counts from the day before the first day it keeps.",
         &["symbol", "tracked"],
         labels
             .iter()

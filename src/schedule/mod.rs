@@ -586,8 +586,8 @@ async fn wait_or_stop(shutdown: &Shutdown, wait: Duration) -> bool {
 /// Freshness to alert on, for `/metrics`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Freshness {
-    /// Every coin with a complete day stored, and every tracked coin without one, by
-    /// symbol.
+    /// Every coin with a complete day stored, and every tracked coin without one and
+    /// without a job under way, by symbol.
     pub coins: Vec<CoinFreshness>,
     /// The last tick acted on, by any process.
     pub last_tick: Option<DateTime<Utc>>,

@@ -174,10 +174,11 @@ pub async fn stored_days(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
 }
 
 /// What the freshness of `/metrics` needs of every coin with a complete day stored, and of
-/// every tracked coin without one: symbol, tracked, its last complete day, and for a
-/// tracked coin without one the day before the first it keeps (the latest of
-/// `track_since`, its first day and `first_served`, or [`BEFORE_ANY_COIN`]). One row of
-/// figures a coin, whatever its history.
+/// every tracked coin without one whose first job is not under way (a new coin's backfill,
+/// or a `track-top` import's queue, is no staleness to alert on): symbol, tracked, its last
+/// complete day, and for a tracked coin without one the day before the first it keeps (the
+/// latest of `track_since`, its first day and `first_served`, or [`BEFORE_ANY_COIN`]). One
+/// row of figures a coin, whatever its history.
 pub async fn last_complete_days(
     pool: &PgPool,
     first_served: Option<NaiveDate>,
@@ -189,7 +190,11 @@ pub async fn last_complete_days(
          FROM coins c \
          LEFT JOIN (SELECT symbol, max(last_complete_day) AS last_complete_day FROM coin_figures GROUP BY symbol) f \
            ON f.symbol = c.symbol \
-         WHERE f.last_complete_day IS NOT NULL OR c.tracked ORDER BY c.symbol",
+         WHERE f.last_complete_day IS NOT NULL \
+            OR (c.tracked AND NOT EXISTS (SELECT 1 FROM ingestion_jobs j \
+                                          WHERE j.symbol = c.symbol \
+                                            AND j.status IN ('pending', 'running'))) \
+         ORDER BY c.symbol",
     )
     .bind(first_served)
     .bind(BEFORE_ANY_COIN)

@@ -463,12 +463,18 @@ async fn metrics_show_each_coins_freshness_and_the_schedules_ticks() {
         .await;
     // ETH tracked from ten days ago with nothing stored yet (its job failing, say); SOL
     // registered, untracked, with nothing stored.
+    // DOGE tracked too, nothing stored, its first job pending: a backfill under way.
     let eth = h.register("ETH", "ethereum").await;
     h.register("SOL", "solana").await;
-    coins::set_tracking(h.pool(), eth, true, Some(days_before_today(10)))
-        .await
-        .expect("the database answers")
-        .expect("ETH is registered");
+    let doge = h.register("DOGE", "dogecoin").await;
+    for coin in [eth, doge] {
+        coins::set_tracking(h.pool(), coin, true, Some(days_before_today(10)))
+            .await
+            .expect("the database answers")
+            .expect("the coin is registered");
+    }
+    h.submit_for(doge, days_before_today(10), days_before_today(1), false)
+        .await;
     let schedule: SyncSchedule = "0 40 0 * * *".parse().unwrap();
     let api = TestApi::start_with(price_history::api::ApiState {
         sync_schedule: schedule.clone(),
@@ -504,6 +510,7 @@ async fn metrics_show_each_coins_freshness_and_the_schedules_ticks() {
     for no_series in [
         "price_history_coin_last_complete_day_timestamp_seconds{symbol=\"ETH\"",
         "price_history_coin_stale_seconds{symbol=\"SOL\"",
+        "price_history_coin_stale_seconds{symbol=\"DOGE\"",
     ] {
         assert!(!text.contains(no_series), "{no_series}: {text}");
     }
