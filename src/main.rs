@@ -5,12 +5,12 @@ use price_history::cli::{self, Cli};
 use price_history::shutdown::Shutdown;
 
 /// How long the exit waits for blocking work still running once the command has ended:
-/// an interrupted export's last file being put in place (its fsync and rename, well
-/// under this), a DNS lookup in flight, or a private PostgreSQL's start that a SIGTERM
-/// interrupted (an `initdb`, a wait for another process's start, `pg_ctl start`), which
-/// cannot be cancelled and may take minutes. Waiting for all of it, as the runtime's drop
-/// does, would break the promise to exit within 30 s of SIGTERM; the longest orderly stop
-/// (a worker's, 25 s) plus this stays within it.
+/// a DNS lookup in flight, or a private PostgreSQL's start that a SIGTERM interrupted (an
+/// `initdb`, a wait for another process's start, `pg_ctl start`), which cannot be
+/// cancelled and may take minutes. Waiting for all of it, as the runtime's drop does,
+/// would break the promise to exit within 30 s of SIGTERM; the longest orderly stop (a
+/// worker's, 25 s) plus this stays within it. (An interrupted export finishes its last
+/// file itself, before this.)
 const BLOCKING_WORK_AT_EXIT: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {

@@ -78,13 +78,14 @@ pub(super) async fn run(
     }
     let bar = progress_bar();
     let last = Cell::new(Progress::default());
+    let mut in_flight = export::InFlight::default();
     let written = tokio::select! {
         written = export::to_directory(&pool, &request, &args.out, |progress| {
             bar.set_length(progress.coins_total);
             bar.set_position(progress.coins_done);
             bar.set_message(progress.rows.to_string());
             last.set(*progress);
-        }) => Some(written),
+        }, &mut in_flight) => Some(written),
         () = shutdown.recv() => None,
     };
     bar.finish_and_clear();
@@ -96,6 +97,9 @@ pub(super) async fn run(
         // The pool is not closed: its connection may be stuck in the middle of a read
         // that a closing pool would wait for. Exiting closes it.
         None => {
+            // The last coin counted may still be going into place: it is whole, so it is
+            // finished rather than left as a temporary file.
+            in_flight.finish().await;
             let last = last.get();
             eprintln!(
                 "interrupted after {} of {} coins ({} rows): the files written are whole and the file being written \

@@ -86,15 +86,33 @@ pub struct Failure {
     pub cause: ExportError,
 }
 
+/// The file an export is putting in place (its fsync and rename, on a blocking thread)
+/// while it reads the next coin. It lives with the caller, so that an export dropped
+/// part-way (a SIGTERM) can still finish the file, which is whole, rather than leave it
+/// to a thread the process's exit would cut short.
+#[derive(Debug, Default)]
+pub struct InFlight(Option<(Symbol, JoinHandle<io::Result<()>>)>);
+
+impl InFlight {
+    /// Waits until the file is in place, if one was being put there; true when it is.
+    pub async fn finish(&mut self) -> bool {
+        match self.0.take() {
+            Some((_, commit)) => matches!(commit.await, Ok(Ok(()))),
+            None => false,
+        }
+    }
+}
+
 /// Writes a file per coin of `request` into `dir` (which exists and can be written),
 /// calling `progress` as it goes. A coin's file is put in place (its fsync and rename) on
 /// a blocking thread while the next coin is read, since the fsync is most of a file's
-/// time on a disk; the directory is synced once, at the end.
+/// time on a disk, kept in `in_flight`; the directory is synced once, at the end.
 pub async fn to_directory(
     pool: &PgPool,
     request: &Request,
     dir: &Path,
     progress: impl FnMut(&Progress),
+    in_flight: &mut InFlight,
 ) -> Result<Summary, Failure> {
     let mut run = Run {
         pool,
@@ -102,7 +120,7 @@ pub async fn to_directory(
         dir,
         summary: Summary::default(),
         progress,
-        committing: None,
+        committing: &mut in_flight.0,
     };
     let result = run.all().await;
     // Whatever happened, the file being put in place is finished (it was whole), and the
@@ -125,7 +143,7 @@ struct Run<'a, P> {
     summary: Summary,
     progress: P,
     /// The last file written, being put in place.
-    committing: Option<(Symbol, JoinHandle<io::Result<()>>)>,
+    committing: &'a mut Option<(Symbol, JoinHandle<io::Result<()>>)>,
 }
 
 impl<P: FnMut(&Progress)> Run<'_, P> {
@@ -168,7 +186,7 @@ impl<P: FnMut(&Progress)> Run<'_, P> {
             Ok(Some(staged)) => {
                 self.put_in_place().await?;
                 let commit = tokio::task::spawn_blocking(move || staged.commit());
-                self.committing = Some((symbol, commit));
+                *self.committing = Some((symbol, commit));
             }
             Ok(None) => self.summary.skipped.push(symbol),
             Err(cause) => return Err(self.failed(Some(symbol), cause)),

@@ -25,6 +25,6 @@ mod format;
 mod staged;
 
 pub use candles::{Candle, CandleStream, Reader, Span, candles};
-pub use directory::{Coins, Failure, Progress, Request, Summary, to_directory};
+pub use directory::{Coins, Failure, InFlight, Progress, Request, Summary, to_directory};
 pub use encode::{ExportError, FileStream, spawn_file};
 pub use format::{Format, UnknownFormat};
