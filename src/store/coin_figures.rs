@@ -3,6 +3,8 @@
 //! ticks cost the same per coin however much history is stored. Read here summed over the
 //! sources: a day has one row whatever its source.
 
+use std::sync::LazyLock;
+
 use chrono::NaiveDate;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgPool};
@@ -60,7 +62,7 @@ pub struct ToLookAt {
 ///
 /// A tracked coin is left out, at the cost of no query of its own, when its complete
 /// days are one unbroken run (as many as the days from the first to the last, counting
-/// the days the schedule rests among them, [`empty_days::resting`]) covering
+/// the days the schedule rests among them, [`empty_days::RESTS`]) covering
 /// what it should have: from the latest of `track_since`, its first day and the plan's
 /// `first_served` day (or `BEFORE_ANY_COIN` when none is known), to yesterday. Any other coin (a hole anywhere in its run, even
 /// outside that range, or behind) is returned with what its figures say of its days.
@@ -76,8 +78,9 @@ pub async fn tracked_needing_a_look(
         Option<NaiveDate>,
         Option<NaiveDate>,
     );
-    let rows: Vec<Row> = sqlx::query_as(
-        r#"
+    static QUERY: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            r#"
 WITH figures AS (
     SELECT symbol, sum(complete_days)::bigint AS complete,
            min(first_complete_day) AS first_complete,
@@ -88,7 +91,7 @@ rested AS (
     SELECT e.symbol, count(*) AS days
     FROM empty_days e JOIN figures f ON f.symbol = e.symbol
     WHERE e.date BETWEEN f.first_complete AND f.last_complete
-      AND e.answers >= $4 AND e.last_answer_at > now() - make_interval(days => $5)
+      AND {rests}
     GROUP BY e.symbol
 ),
 kept AS (
@@ -111,14 +114,15 @@ SELECT (SELECT count(*) FROM kept), NULL::text, NULL::bigint, NULL::date, NULL::
 UNION ALL
 SELECT NULL, symbol, complete, first_complete, last_complete FROM looked
 "#,
-    )
-    .bind(today)
-    .bind(first_served)
-    .bind(BEFORE_ANY_COIN)
-    .bind(empty_days::ANSWERS_TO_REST)
-    .bind(empty_days::REST_DAYS)
-    .fetch_all(pool)
-    .await?;
+            rests = *empty_days::RESTS
+        )
+    });
+    let rows: Vec<Row> = sqlx::query_as(QUERY.as_str())
+        .bind(today)
+        .bind(first_served)
+        .bind(BEFORE_ANY_COIN)
+        .fetch_all(pool)
+        .await?;
     let tracked = rows.iter().find_map(|(count, ..)| *count).unwrap_or(0);
     let mut coins: Vec<ToLookAt> = rows
         .into_iter()

@@ -5,6 +5,8 @@
 //! a window and a gap fill on it at every tick. A job asked for with the API or the CLI
 //! still asks.
 
+use std::sync::LazyLock;
+
 use chrono::{Days, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -58,29 +60,18 @@ pub async fn note(
     Ok(())
 }
 
-/// The days of `start..=end` the schedule rests, ascending: answered empty at least
-/// [`ANSWERS_TO_REST`] times, the last less than [`REST_DAYS`] days ago.
-pub async fn resting(
-    pool: &PgPool,
-    symbol: Symbol,
-    (start, end): (NaiveDate, NaiveDate),
-) -> sqlx::Result<Vec<NaiveDate>> {
-    sqlx::query_scalar(
-        "SELECT date FROM empty_days \
-         WHERE symbol = $1 AND date BETWEEN $2 AND $3 AND answers >= $4 \
-           AND last_answer_at > now() - make_interval(days => $5) \
-         ORDER BY date",
+/// Whether a row of `empty_days`, named `e`, rests: answered without a candle at least
+/// [`ANSWERS_TO_REST`] times, the last less than [`REST_DAYS`] days ago. The one statement
+/// of the rule in SQL, for [`without_resting`] and the tick's query
+/// ([`crate::store::coin_figures::tracked_needing_a_look`]).
+pub static RESTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "e.answers >= {ANSWERS_TO_REST} AND e.last_answer_at > now() - interval '{REST_DAYS} days'"
     )
-    .bind(symbol.as_str())
-    .bind(start)
-    .bind(end)
-    .bind(ANSWERS_TO_REST)
-    .bind(REST_DAYS)
-    .fetch_all(pool)
-    .await
-}
+});
 
-/// `missing` (ascending) without the days of `symbol` the schedule rests, and those days;
+/// `missing` (ascending) without the days of `symbol` the schedule rests ([`RESTS`]), and
+/// those days;
 /// no query when no missing day is over for long enough to have been noted.
 pub async fn without_resting(
     pool: &PgPool,
@@ -100,7 +91,19 @@ pub async fn without_resting(
     if *first > noted_until {
         return Ok((missing, Vec::new()));
     }
-    let resting = resting(pool, symbol, (*first, (*last).min(noted_until))).await?;
+    static RESTING: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT e.date FROM empty_days e \
+             WHERE e.symbol = $1 AND e.date BETWEEN $2 AND $3 AND {} ORDER BY e.date",
+            *RESTS
+        )
+    });
+    let resting: Vec<NaiveDate> = sqlx::query_scalar(RESTING.as_str())
+        .bind(symbol.as_str())
+        .bind(*first)
+        .bind((*last).min(noted_until))
+        .fetch_all(pool)
+        .await?;
     if resting.is_empty() {
         return Ok((missing, resting));
     }
