@@ -4,12 +4,12 @@
 
 use std::future::Future;
 
+use chrono::{Days, NaiveDate};
+
 use super::checkpoint::{DailyRows, Rows, WindowHours, checkpoint};
 use super::hours::HourSource;
 use super::run::patiently;
 use super::{JobError, Outcome, Run};
-use chrono::{Days, NaiveDate};
-
 use crate::domain::{self, HourRange};
 use crate::ingest::{DailyCandles, PriceSource, SourceError, Window};
 use crate::store::{empty_days, ingestion_jobs};
