@@ -318,6 +318,35 @@ async fn coinbase_down_at_the_check_ends_the_job_with_gaps_and_every_coingecko_d
     );
 }
 
+/// A review's finding: the mapping check was the one call of a job that did not watch the
+/// stop. Held by Coinbase's back-offs, it kept the attempt until the worker's stop timeout
+/// dropped it, leaving the job `running` until its lease ran out, and counted as a crash.
+/// Now the stop breaks the check off and the job is handed back at once.
+#[tokio::test]
+async fn a_stop_while_the_mapping_check_waits_out_coinbase_hands_the_job_back() {
+    let mut h = on_a_365_day_plan(true).await;
+    h.settings.coinbase_retry_base_delay_ms = 60_000;
+    h.coinbase.set_outage(Some(Outage::Status(503)));
+    let (start, end) = four_years();
+    let job = h.submit(start, end, false).await;
+    let worker = h.start_worker();
+    let asked = h.coinbase.wait_for_calls(1);
+    tokio::time::timeout(std::time::Duration::from_secs(60), asked)
+        .await
+        .expect("the job checks the product with Coinbase");
+
+    worker.stop().await;
+
+    let back = h.job(job.id).await;
+    assert_eq!(
+        (back.status, back.handbacks),
+        (JobStatus::Pending, 1),
+        "{:?}",
+        back.error_message
+    );
+    assert_eq!(h.coinbase.call_count(), 1, "no retry after the stop");
+}
+
 #[tokio::test]
 async fn coinbase_answering_garbage_ends_the_job_with_gaps_after_one_window() {
     let h = on_a_365_day_plan(true).await;

@@ -93,14 +93,15 @@ impl<S: Sync> Run<'_, S> {
             HourSource::Exchange(product) => product,
             HourSource::Points => return Ok(ControlFlow::Continue(())),
             HourSource::Undecided => match self.decide_hour_source().await? {
-                Some(product) => product,
-                None if self.builds_hours_from_points() => {
+                ControlFlow::Break(outcome) => return Ok(ControlFlow::Break(outcome)),
+                ControlFlow::Continue(Some(product)) => product,
+                ControlFlow::Continue(None) if self.builds_hours_from_points() => {
                     return Ok(match self.hours_from_kept_points().await? {
                         Some(outcome) => ControlFlow::Break(outcome),
                         None => ControlFlow::Continue(()),
                     });
                 }
-                None => return Ok(ControlFlow::Continue(())),
+                ControlFlow::Continue(None) => return Ok(ControlFlow::Continue(())),
             },
         };
         self.hours_begin_with_the_days(&product).await?;
@@ -139,15 +140,18 @@ impl<S: Sync> Run<'_, S> {
     /// The product of a coin whose mapping was not checked when the attempt began, once the
     /// check (made by the second source's step, or here) finds it usable; `None` when it
     /// is not, and the coin's hours are built from CoinGecko's points instead, or when it
-    /// cannot be checked yet (its hours stay missing, and the message says why).
-    async fn decide_hour_source(&mut self) -> Result<Option<ProductId>, JobError> {
+    /// cannot be checked yet (its hours stay missing, and the message says why). A stop
+    /// during the check breaks off the attempt.
+    async fn decide_hour_source(
+        &mut self,
+    ) -> Result<ControlFlow<Outcome, Option<ProductId>>, JobError> {
         let Some(second) = self.ingestor.second_source.clone() else {
-            return Ok(None);
+            return Ok(ControlFlow::Continue(None));
         };
-        let usable = self
-            .usable_product(&second)
-            .await?
-            .map(|(product, _)| product);
+        let usable = match self.usable_product(&second).await? {
+            ControlFlow::Continue(usable) => usable.map(|(product, _)| product),
+            ControlFlow::Break(outcome) => return Ok(ControlFlow::Break(outcome)),
+        };
         let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
         let mapping = patiently(|| second_source::mapping(pool, symbol))
             .await?
@@ -161,7 +165,7 @@ impl<S: Sync> Run<'_, S> {
             work.found_unusable = source == HourSource::Points;
             work.source = source;
         }
-        Ok(usable)
+        Ok(ControlFlow::Continue(usable))
     }
 
     /// The windows of the missing hours the exchange can have, oldest first: when forced,

@@ -31,7 +31,11 @@ impl<S: Sync> Run<'_, S> {
         if days.is_empty() {
             return Ok(ControlFlow::Continue(()));
         }
-        let Some((product, candles_from)) = self.usable_product(&second).await? else {
+        let usable = match self.usable_product(&second).await? {
+            ControlFlow::Continue(usable) => usable,
+            ControlFlow::Break(outcome) => return Ok(ControlFlow::Break(outcome)),
+        };
+        let Some((product, candles_from)) = usable else {
             return Ok(ControlFlow::Continue(()));
         };
         let windows = fallback_windows(days, candles_from);
@@ -132,14 +136,15 @@ impl<S: Sync> Run<'_, S> {
     /// The coin's product if the second source may be used for it, with the day its
     /// candles begin when known. A product not checked yet is checked now (one call);
     /// when the check cannot be made or finds the product unusable, the shortfall says why.
+    /// A stop during the check breaks off the attempt, which is handed back.
     pub(super) async fn usable_product(
         &mut self,
         second: &SecondSource,
-    ) -> Result<Option<(ProductId, Option<NaiveDate>)>, JobError> {
+    ) -> Result<ControlFlow<Outcome, Option<(ProductId, Option<NaiveDate>)>>, JobError> {
         let (pool, symbol) = (&self.ingestor.pool, self.attempt.job.symbol);
         let read = || second_source::mapping(pool, symbol);
         let Some(mut mapping) = patiently(read).await? else {
-            return Ok(None);
+            return Ok(ControlFlow::Continue(None));
         };
         if let Some(product) = mapping.product.clone().filter(|_| mapping.needs_check()) {
             // The earliest days the plan serves; a plan with no known limit serves from the
@@ -150,13 +155,17 @@ impl<S: Sync> Run<'_, S> {
                 .first_served_day(self.today)
                 .or(self.coin.first_day)
                 .unwrap_or(self.attempt.job.range.start());
-            if let Some(end) = self.check_product(second, &product, plan_first_day).await? {
-                self.shortfalls.second_source = Some(end);
-                return Ok(None);
+            match self.check_product(second, &product, plan_first_day).await? {
+                ControlFlow::Continue(None) => {}
+                ControlFlow::Continue(Some(end)) => {
+                    self.shortfalls.second_source = Some(end);
+                    return Ok(ControlFlow::Continue(None));
+                }
+                ControlFlow::Break(outcome) => return Ok(ControlFlow::Break(outcome)),
             }
             match patiently(read).await? {
                 Some(checked) => mapping = checked,
-                None => return Ok(None),
+                None => return Ok(ControlFlow::Continue(None)),
             }
         }
         if mapping.usable == Some(false) {
@@ -164,38 +173,45 @@ impl<S: Sync> Run<'_, S> {
                 mapping.unusable_reason.clone().unwrap_or_default(),
             ));
         }
-        Ok(mapping
-            .usable_product()
-            .cloned()
-            .map(|product| (product, mapping.candles_from)))
+        Ok(ControlFlow::Continue(
+            mapping
+                .usable_product()
+                .cloned()
+                .map(|product| (product, mapping.candles_from)),
+        ))
     }
 
     /// Checks `product` against CoinGecko's rows from `plan_first_day` on (the check
     /// records its verdict); `Some` says why the second source cannot be used for now when
-    /// the check could not be made.
+    /// the check could not be made. The check's calls (with their back-offs and
+    /// `Retry-After` waits) are dropped at a stop, as a window's are: the attempt breaks
+    /// off, to be handed back, rather than be cut short by the worker's stop timeout.
     async fn check_product(
         &self,
         second: &SecondSource,
         product: &ProductId,
         plan_first_day: NaiveDate,
-    ) -> Result<Option<SecondSourceEnd>, JobError> {
-        let checked = check_mapping(
+    ) -> Result<ControlFlow<Outcome, Option<SecondSourceEnd>>, JobError> {
+        let checking = check_mapping(
             &self.ingestor.pool,
             &second.client,
             self.attempt.job.symbol,
             product,
             plan_first_day,
             second.max_deviation_percent,
-        )
-        .await;
-        match checked {
-            Ok(Some(_)) => Ok(None),
-            Ok(None) => Ok(Some(SecondSourceEnd::Unchecked(plan_first_day))),
-            Err(CheckError::Coinbase(e)) => Ok(Some(SecondSourceEnd::Failed {
+        );
+        let Some(checked) = self.attempt.stop.unless_raised(checking).await else {
+            return Ok(ControlFlow::Break(Outcome::Interrupted));
+        };
+        let end = match checked {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(SecondSourceEnd::Unchecked(plan_first_day)),
+            Err(CheckError::Coinbase(e)) => Some(SecondSourceEnd::Failed {
                 retry: !matches!(e, CoinbaseError::Refused { .. }),
                 why: e.message().to_owned(),
-            })),
-            Err(CheckError::Database(e)) => Err(e.into()),
-        }
+            }),
+            Err(CheckError::Database(e)) => return Err(e.into()),
+        };
+        Ok(ControlFlow::Continue(end))
     }
 }
