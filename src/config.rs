@@ -40,6 +40,8 @@ pub struct Settings {
     #[arg(
         long,
         env = "DATABASE_URL",
+        // `--help` would print the value, password and all.
+        hide_env_values = true,
         default_value = DEFAULT_DATABASE_URL,
         value_parser = DatabaseUrlParser,
         global = true
@@ -390,6 +392,13 @@ impl Settings {
         if text.trim() != text {
             anyhow::bail!(
                 "API_TOKEN begins or ends with whitespace, which no client can send in a bearer token: remove it"
+            );
+        }
+        // A header's value is read as visible ASCII: any other character would make every
+        // write a 401 forever.
+        if !text.bytes().all(|byte| (b' '..=b'~').contains(&byte)) {
+            anyhow::bail!(
+                "API_TOKEN holds a character that is not printable ASCII (a letter with an accent, a tab, an emoji...), which no client can send in a bearer token: use ASCII letters, digits and punctuation"
             );
         }
         Ok(Some(token))

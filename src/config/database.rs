@@ -49,6 +49,13 @@ impl DatabaseUrl {
 
     /// A URL already parsed (the private server's, which the service builds itself).
     pub fn from_url(url: Url) -> Result<DatabaseUrl, InvalidDatabaseUrl> {
+        // sqlx reads any scheme as PostgreSQL's: `mysql://` would be waited for at start.
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(InvalidDatabaseUrl {
+                cause: format!("its scheme is {}:, not postgres:", url.scheme()),
+                url: redacted(&url),
+            });
+        }
         match PgConnectOptions::from_str(url.as_str()) {
             Ok(options) => Ok(DatabaseUrl {
                 options: options.options([("client_min_messages", "warning")]),
@@ -207,6 +214,20 @@ mod tests {
         assert!(!refused.to_string().contains("hunter2"), "{refused}");
         let refused = DatabaseUrl::parse("hunter2").expect_err("refused");
         assert!(!refused.to_string().contains("hunter2"), "{refused}");
+    }
+
+    #[test]
+    fn a_url_of_another_database_is_refused_saying_its_scheme() {
+        let refused = DatabaseUrl::parse("mysql://u:hunter2@db/x").expect_err("refused");
+        let said = refused.to_string();
+        assert!(
+            said.contains("its scheme is mysql:, not postgres:"),
+            "{said}"
+        );
+        assert!(!said.contains("hunter2"), "{said}");
+        for scheme in ["postgres", "postgresql"] {
+            assert!(DatabaseUrl::parse(&format!("{scheme}://u@db/x")).is_ok());
+        }
     }
 
     #[test]

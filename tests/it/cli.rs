@@ -384,6 +384,35 @@ async fn a_day_that_is_not_yyyy_mm_dd_is_refused_by_every_command_before_anythin
     assert_eq!(h.rows("coins").await, 1, "only BTC");
 }
 
+/// A review's finding: `--help` printed `DATABASE_URL`'s value, password and all (the
+/// key and the token were hidden already), into terminals and CI logs.
+#[tokio::test]
+async fn help_shows_no_secret_of_the_environment() {
+    let secrets = ["db-pass-456", "cg-secret-key-123", "api-token-789"];
+    let database_url = format!("postgres://u:{}@db.invalid/x", secrets[0]);
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["coins", "add", "--help"],
+    ] {
+        let output = price_history_command(&database_url, "http://127.0.0.1:9")
+            .env("COINGECKO_API_KEY", secrets[1])
+            .env("API_TOKEN", secrets[2])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let text = output_text(&output);
+        assert!(
+            output.status.success() && text.contains("DATABASE_URL"),
+            "{text}"
+        );
+        for secret in secrets {
+            assert!(!text.contains(secret), "{args:?} shows {secret}: {text}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn migrate_creates_the_database_when_it_is_missing() {
     let h = Harness::new().await;
