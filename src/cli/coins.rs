@@ -92,10 +92,19 @@ async fn add(
             "the coin was registered: nothing changed",
         ));
     };
-    let registered = match app.registry().put(request, Trigger::Cli).await {
-        Ok(registered) => registered,
-        Err(RegisterError::Database(e)) => return Err(e.into()),
-        Err(e) => return Ok(refuse(&e.to_string())),
+    // The check with CoinGecko (and Coinbase) may wait out back-offs and `Retry-After`
+    // for minutes: a stop must not.
+    let registry = app.registry();
+    let putting = registry.put(request, Trigger::Cli);
+    let registered = match shutdown.unless_raised(putting).await {
+        Some(Ok(registered)) => registered,
+        Some(Err(RegisterError::Database(e))) => return Err(e.into()),
+        Some(Err(e)) => return Ok(refuse(&e.to_string())),
+        None => {
+            return Ok(super::interrupted(
+                "the registry answered: `coins list` shows whether the coin was registered,                  and the same command again is safe",
+            ));
+        }
     };
     let done = if registered.created {
         "registered"

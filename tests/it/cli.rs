@@ -508,6 +508,33 @@ async fn backfill_interrupted_by_sigterm_hands_its_job_back_and_exits_3() {
     assert!(job.chunks_done >= 2, "the checkpoint is kept");
 }
 
+/// A review's finding: `coins add` did not watch the stop signal once the database was
+/// reached, so a check held by CoinGecko's 429s (a minute's wait each) kept it for minutes
+/// after SIGTERM. It exits 1 at once, saying what may have happened.
+#[tokio::test]
+async fn coins_add_held_by_429s_exits_1_at_once_on_sigterm() {
+    let h = Harness::new().await;
+    for _ in 0..4 {
+        h.fake.push_response(ScriptedResponse::rate_limited(None));
+    }
+    let mut add = h.spawn(&["coins", "add", "ETH", "ethereum", "--track"], &[]);
+    let asked = h.fake.wait_for_calls(1);
+    tokio::time::timeout(Duration::from_secs(30), asked)
+        .await
+        .expect("the coin is checked with CoinGecko");
+
+    add.signal("TERM");
+    let code = add.exit_code(Duration::from_secs(10)).await;
+
+    let printed = add.output();
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(
+        printed.contains("interrupted before the registry answered"),
+        "{printed}"
+    );
+    assert_eq!(h.fake.call_count(), 1, "no retry after the stop");
+}
+
 /// `args` run against a port where no PostgreSQL listens, once the process says it waits
 /// for one (for up to a minute).
 async fn waiting_for_postgresql(args: &[&str], env: &[(&str, &str)]) -> Service {
