@@ -96,11 +96,22 @@ pub struct InFlight(Option<(Symbol, JoinHandle<io::Result<()>>)>);
 impl InFlight {
     /// Waits until the file is in place, if one was being put there; true when it is.
     pub async fn finish(&mut self) -> bool {
-        match self.0.take() {
-            Some((_, commit)) => matches!(commit.await, Ok(Ok(()))),
-            None => false,
-        }
+        matches!(committed(&mut self.0).await, Some((_, Ok(()))))
     }
+}
+
+/// Waits until the file being put in place, if any, is there, and says how that went. The
+/// handle stays in `committing` until its task has ended: a wait dropped midway (by a stop)
+/// leaves it for [`InFlight::finish`], where taking it out first would detach the task, to
+/// be cut by the runtime's exit with its temporary file left behind.
+async fn committed(
+    committing: &mut Option<(Symbol, JoinHandle<io::Result<()>>)>,
+) -> Option<(Symbol, io::Result<()>)> {
+    let (symbol, commit) = committing.as_mut()?;
+    let symbol = *symbol;
+    let result = commit.await.unwrap_or_else(|e| Err(io::Error::other(e)));
+    *committing = None;
+    Some((symbol, result))
 }
 
 /// Writes a file per coin of `request` into `dir` (which exists and can be written),
@@ -220,14 +231,10 @@ impl<P: FnMut(&Progress)> Run<'_, P> {
 
     /// Waits until the last file written is in place.
     async fn put_in_place(&mut self) -> Result<(), Failure> {
-        let Some((symbol, commit)) = self.committing.take() else {
+        let Some((symbol, result)) = committed(self.committing).await else {
             return Ok(());
         };
-        let committed = commit
-            .await
-            .unwrap_or_else(|e| Err(io::Error::other(e)))
-            .map_err(|e| cannot_write(self.dir, e));
-        match committed {
+        match result.map_err(|e| cannot_write(self.dir, e)) {
             Ok(()) => {
                 self.summary.written += 1;
                 Ok(())
@@ -251,4 +258,31 @@ fn cannot_write(dir: &Path, e: io::Error) -> io::Error {
         e.kind(),
         format!("could not write into {}: {e}", dir.display()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wait_for_a_file_dropped_midway_leaves_it_to_finish() {
+        let (release, released) = mpsc::channel::<()>();
+        let commit = tokio::task::spawn_blocking(move || {
+            released.recv().map_err(io::Error::other)?;
+            Ok(())
+        });
+        let mut in_flight = InFlight(Some((Symbol::BTC, commit)));
+
+        let cut = tokio::time::timeout(Duration::from_millis(20), committed(&mut in_flight.0));
+        assert!(cut.await.is_err(), "the file is still going into place");
+        assert!(in_flight.0.is_some(), "and it is still in flight");
+        release.send(()).unwrap();
+
+        assert!(in_flight.finish().await, "finished after the cut wait");
+        assert!(in_flight.0.is_none());
+        assert!(!in_flight.finish().await, "nothing is left in flight");
+    }
 }
