@@ -1,6 +1,6 @@
 use chrono::{NaiveDate, Utc};
 
-use super::{Coin, Symbol};
+use super::{BEFORE_ANY_COIN, Coin, Symbol};
 
 /// The longest range one job may cover: four years, one of them a leap year.
 pub const MAX_RANGE_DAYS: i64 = 1461;
@@ -60,6 +60,12 @@ pub enum RangeError {
         symbol: Symbol,
         first_day: NaiveDate,
     },
+    /// The coin's first day is not known (it was registered under a plan that did not
+    /// reach it), but no coin has a price before Bitcoin's first block.
+    #[error(
+        "start_date {start} is before any coin had a price (Bitcoin's first block, {BEFORE_ANY_COIN}): start on or after {BEFORE_ANY_COIN}"
+    )]
+    BeforeAnyCoin { start: NaiveDate },
 }
 
 impl RangeError {
@@ -69,7 +75,9 @@ impl RangeError {
             RangeError::EndBeforeStart { .. } => "end_before_start",
             RangeError::EndInFuture { .. } => "end_in_future",
             RangeError::TooLong { .. } => "range_too_long",
-            RangeError::BeforeFirstDay { .. } => "before_first_day",
+            RangeError::BeforeFirstDay { .. } | RangeError::BeforeAnyCoin { .. } => {
+                "before_first_day"
+            }
         }
     }
 }
@@ -107,16 +115,16 @@ impl DateRange {
         if end > today {
             return Err(RangeError::EndInFuture { end, today });
         }
-        if let Some(first_day) = coin.first_day
-            && start < first_day
-        {
-            return Err(RangeError::BeforeFirstDay {
+        match coin.first_day {
+            Some(first_day) if start < first_day => Err(RangeError::BeforeFirstDay {
                 start,
                 symbol: coin.symbol,
                 first_day,
-            });
+            }),
+            // A job would spend calls on centuries no source has.
+            None if start < BEFORE_ANY_COIN => Err(RangeError::BeforeAnyCoin { start }),
+            _ => Ok(DateRange { start, end }),
         }
-        Ok(DateRange { start, end })
     }
 
     /// A range read back from storage, where it was validated when the job was made;
@@ -211,6 +219,25 @@ mod tests {
             "before_first_day"
         );
         assert!(range("2013-04-28", "2013-05-01").is_ok());
+    }
+
+    #[test]
+    fn a_coin_whose_first_day_is_not_known_starts_no_earlier_than_any_coin() {
+        let unknown = Coin {
+            first_day: None,
+            ..Coin::bitcoin()
+        };
+        let of = |start: &str, end: &str| {
+            DateRange::for_coin(&unknown, day(start), day(end), day(TODAY))
+        };
+        let refused = of("0001-01-01", "0004-12-30").unwrap_err();
+        assert_eq!(refused.code(), "before_first_day");
+        assert_eq!(
+            refused.to_string(),
+            "start_date 0001-01-01 is before any coin had a price (Bitcoin's first block, 2009-01-03): start on or after 2009-01-03"
+        );
+        assert!(of("2009-01-02", "2009-01-05").is_err());
+        assert!(of("2009-01-03", "2009-01-05").is_ok());
     }
 
     #[test]
