@@ -55,12 +55,7 @@ impl JobsApi {
             Ok(job) => job,
             Err(refused) => return refused,
         };
-        let mut outcome = queue::submit(&state.pool, job, Turn::Waited).await;
-        if matches!(outcome, Err(SubmitError::Contended)) {
-            // The active job ended between the insert and the look-up: the slot is free now.
-            outcome = queue::submit(&state.pool, job, Turn::Waited).await;
-        }
-        match outcome {
+        match queue::submit(&state.pool, job, Turn::Waited).await {
             Ok(record) => {
                 let location = format!("/api/v1/ingestion-jobs/{}", record.id);
                 SubmitResponse::Accepted(Json(record.into()), location)

@@ -150,8 +150,16 @@ fn task(job_id: Uuid, turn: Turn) -> Result<PgTask, SubmitError> {
 /// Records the job and puts it on the queue, in its `turn`, in one transaction: a crash
 /// between the two leaves neither. The job's queue id is its own UUIDv7 read as a ULID
 /// (both are 128 bits led by a millisecond timestamp), so the two tables are joined by one
-/// id.
+/// id. A lost race with an active job that ended meanwhile is tried again once, the slot
+/// being free then: [`SubmitError::Contended`] only when that is lost too.
 pub async fn submit(pool: &PgPool, job: NewJob, turn: Turn) -> Result<JobRecord, SubmitError> {
+    match submit_once(pool, job, turn).await {
+        Err(SubmitError::Contended) => submit_once(pool, job, turn).await,
+        outcome => outcome,
+    }
+}
+
+async fn submit_once(pool: &PgPool, job: NewJob, turn: Turn) -> Result<JobRecord, SubmitError> {
     let mut tx = pool.begin().await?;
     let record = match ingestion_jobs::insert(&mut tx, job).await? {
         Insertion::Inserted(record) => record,
