@@ -5,6 +5,8 @@
 //! credits themselves are taken, one per attempt, by the source's budget
 //! (`upstream::budget`), which never lets the month be exceeded.
 
+use std::fmt;
+
 use chrono::{DateTime, Duration as TimeDelta, NaiveDate, NaiveTime, Timelike, Utc};
 use sqlx::PgPool;
 
@@ -35,20 +37,40 @@ pub struct Credits {
 }
 
 /// A job the month's credits cannot pay for.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "this job needs about {needed} CoinGecko calls, but only {left} of {limit} monthly credits \
-     (COINGECKO_CALLS_PER_MONTH) are left for {} (UTC). The credits reset on {}: submit it then, \
-     ask for a shorter range, or raise COINGECKO_CALLS_PER_MONTH if the plan has more.",
-    month.label(),
-    month.resets_on()
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unaffordable {
     pub needed: u32,
     pub left: i64,
-    pub limit: u32,
+    /// `COINGECKO_CALLS_PER_MONTH`, when set.
+    pub limit: Option<u32>,
+    /// CoinGecko itself refused a call of the month for spent credits.
+    pub refused: bool,
     pub month: CreditMonth,
 }
+
+impl fmt::Display for Unaffordable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (needed, month, resets_on) = (self.needed, self.month.label(), self.resets_on());
+        match self.limit {
+            Some(limit) if !self.refused => write!(
+                f,
+                "this job needs about {needed} CoinGecko calls, but only {} of {limit} monthly \
+                 credits (COINGECKO_CALLS_PER_MONTH) are left for {month} (UTC). The credits \
+                 reset on {resets_on}: submit it then, ask for a shorter range, or raise \
+                 COINGECKO_CALLS_PER_MONTH if the plan has more.",
+                self.left
+            ),
+            _ => write!(
+                f,
+                "this job needs about {needed} CoinGecko calls, but CoinGecko said this key's \
+                 monthly credits of {month} (UTC) are spent. The credits reset on {resets_on}: \
+                 submit it then."
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Unaffordable {}
 
 impl Unaffordable {
     /// The first day of the next month, when the credits reset.
@@ -241,7 +263,9 @@ impl Credits {
         force: bool,
         today: NaiveDate,
     ) -> sqlx::Result<Result<(), Unaffordable>> {
-        if self.month().await?.and_then(|m| m.limit).is_none() {
+        // Without a limit (and no refusal from CoinGecko) any job is affordable: its
+        // planned calls are not worked out.
+        if self.month().await?.and_then(|m| m.left()).is_none() {
             return Ok(Ok(()));
         }
         let calls = self.job_calls(coin, range, force, today).await?;
@@ -259,11 +283,12 @@ impl Credits {
 
 /// Whether `calls` fit in what `figures` leave.
 pub fn fits(figures: &MonthFigures, calls: u32) -> Result<(), Unaffordable> {
-    match (figures.limit, figures.left()) {
-        (Some(limit), Some(left)) if i64::from(calls) > left => Err(Unaffordable {
+    match figures.left() {
+        Some(left) if i64::from(calls) > left => Err(Unaffordable {
             needed: calls,
             left,
-            limit,
+            limit: figures.limit,
+            refused: figures.refused,
             month: figures.month,
         }),
         _ => Ok(()),
@@ -347,6 +372,7 @@ mod tests {
             month: CreditMonth::containing(day("2026-12-06")),
             used: 17,
             limit: Some(20),
+            refused: false,
         };
         assert!(fits(&figures, 3).is_ok());
         let refused = fits(&figures, 17).unwrap_err();
@@ -358,5 +384,16 @@ mod tests {
             ..figures
         };
         assert!(fits(&unlimited, 1_000_000).is_ok());
+        let refused_by_coingecko = MonthFigures {
+            refused: true,
+            ..unlimited
+        };
+        let refused = fits(&refused_by_coingecko, 1).unwrap_err();
+        assert_eq!(refused.left, 0);
+        assert_eq!(
+            refused.to_string(),
+            "this job needs about 1 CoinGecko calls, but CoinGecko said this key's monthly \
+             credits of 2026-12 (UTC) are spent. The credits reset on 2027-01-01: submit it then."
+        );
     }
 }

@@ -144,6 +144,7 @@ impl CoinGeckoBudget {
             month: crate::domain::CreditMonth::of(now),
             used: 0,
             limit: limiter.monthly().and_then(|m| m.limit).map(|l| l.get()),
+            refused: false,
         });
         let resets_at = month.month.resets_at();
         CoinGeckoBudget {

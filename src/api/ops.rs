@@ -234,15 +234,17 @@ fn render(callers: &[&Caller], database: &DatabaseFigures) -> String {
 fn render_credits(out: &Exposition, month: Option<&MonthFigures>, estimate: Option<&Estimate>) {
     let gauge = |name: &str, help: &str, value: f64| out.gauge(name, help, &[], [(vec![], value)]);
     if let Some(month) = month {
-        if let (Some(limit), Some(left)) = (month.limit, month.left()) {
+        if let Some(limit) = month.limit {
             gauge(
                 "price_history_coingecko_calls_per_month",
                 "COINGECKO_CALLS_PER_MONTH: the monthly credits every process on the database shares.",
                 f64::from(limit),
             );
+        }
+        if let Some(left) = month.left() {
             gauge(
                 "price_history_coingecko_month_left_calls",
-                "CoinGecko calls left this UTC month, over every process.",
+                "CoinGecko calls left this UTC month, over every process (0 once CoinGecko refused a call for spent credits).",
                 left as f64,
             );
         }
@@ -617,6 +619,7 @@ mod tests {
                 month: crate::domain::CreditMonth::containing("2026-11-28".parse().unwrap()),
                 used: 9000,
                 limit: Some(10_000),
+                refused: false,
             }),
             estimate: Some(Estimate::of((300, 0, 0), (30, 30))),
         };

@@ -113,7 +113,8 @@ impl From<CallError> for CoinbaseError {
             // makes it unavailable for now, like a database that cannot say.
             CallError::NoSlot {
                 message,
-                why: NoSlot::Database { .. } | NoSlot::MonthSpent { .. },
+                why:
+                    NoSlot::Database { .. } | NoSlot::MonthSpent { .. } | NoSlot::RefusedBySource { .. },
             } => CoinbaseError::Unavailable { message },
             CallError::GaveUp(gave_up) => {
                 let advice = if gave_up.rate_limited() {

@@ -225,6 +225,15 @@ impl From<CallError> for CoinGeckoError {
                      or raise COINGECKO_CALLS_PER_MONTH if the plan has more credits."
                 ),
             },
+            CallError::NoSlot {
+                message,
+                why: why @ NoSlot::RefusedBySource { .. },
+            } => Self::OutOfCredits {
+                resets_on: why.resets_on().unwrap_or_default(),
+                message: format!(
+                    "{message}. The rest waits for the new month (a later job or tick fetches it)."
+                ),
+            },
             CallError::GaveUp(gave_up) if gave_up.rate_limited() => Self::RateLimited {
                 message: gave_up.message(
                     "",

@@ -64,11 +64,17 @@ pub struct MonthFigures {
     pub used: i64,
     /// The limit; `None` when there is none.
     pub limit: Option<u32>,
+    /// The source refused a call of the month for spent credits: nothing is left, whatever
+    /// the count and the limit say.
+    pub refused: bool,
 }
 
 impl MonthFigures {
-    /// Credits left this month; `None` without a limit.
+    /// Credits left this month; `None` without a limit, none once the source refused.
     pub fn left(&self) -> Option<i64> {
+        if self.refused {
+            return Some(0);
+        }
         self.limit
             .map(|limit| (i64::from(limit) - self.used).max(0))
     }
@@ -176,13 +182,28 @@ pub enum NoSlot {
         used: i64,
         limit: u32,
     },
+    /// The source itself refused a call of `month` for spent credits (a process noted it):
+    /// none is made with the key until the month turns.
+    #[error(
+        "{upstream} said this key's credits of {} (UTC) are spent, so no call was made; \
+         they reset on {} (UTC)",
+        month.label(),
+        month.resets_on()
+    )]
+    RefusedBySource {
+        /// The source's name, as messages say it.
+        upstream: &'static str,
+        month: CreditMonth,
+    },
 }
 
 impl NoSlot {
-    /// With [`NoSlot::MonthSpent`]: the day the credits reset.
+    /// With [`NoSlot::MonthSpent`] or [`NoSlot::RefusedBySource`]: the day the credits reset.
     pub fn resets_on(&self) -> Option<NaiveDate> {
         match self {
-            Self::MonthSpent { month, .. } => Some(month.resets_on()),
+            Self::MonthSpent { month, .. } | Self::RefusedBySource { month, .. } => {
+                Some(month.resets_on())
+            }
             Self::Database { .. } => None,
         }
     }
@@ -247,12 +268,28 @@ impl CallLimiter {
         let credits = self.monthly()?;
         let (pool, source, key_fingerprint) = self.shared()?;
         let month = CreditMonth::of(credits.clock.now());
-        let used = monthly_credits::used(pool, source, key_fingerprint, month).await;
-        Some(used.map(|used| MonthFigures {
+        let of_month = monthly_credits::of_month(pool, source, key_fingerprint, month).await;
+        Some(of_month.map(|of_month| MonthFigures {
             month,
-            used,
+            used: of_month.used,
             limit: credits.limit.map(NonZeroU32::get),
+            refused: of_month.refused,
         }))
+    }
+
+    /// Notes, for every process, that the source refused a call for spent credits: no
+    /// call is made with this key again until the month turns. Only a limiter that counts
+    /// its month keeps the note; one that cannot write it says so in the log.
+    pub(crate) async fn refused_for_spent_credits(&self) {
+        let (Some(credits), Some((pool, source, key_fingerprint))) =
+            (self.monthly.get(), self.shared())
+        else {
+            return;
+        };
+        let month = CreditMonth::of(credits.clock.now());
+        if let Err(e) = monthly_credits::refused(pool, source, key_fingerprint, month).await {
+            tracing::warn!(error = %e, upstream = source.display_name(), "could not note that the month's credits are spent: the next call may be refused too");
+        }
     }
 
     /// This limiter's figures.
@@ -352,35 +389,33 @@ impl CallLimiter {
         Ok(())
     }
 
-    /// Refuses when this month's credits are spent already (one row read); a credit is
-    /// still taken after the wait, where two processes may race for the last one.
+    /// Refuses when this month's credits are spent already, by the count or by the
+    /// source's word (one row read); a credit is still taken after the wait, where two
+    /// processes may race for the last one.
     async fn month_left(&self) -> Result<(), NoSlot> {
-        let Some(credits) = self.monthly.get() else {
-            return Ok(());
-        };
-        let (Some(limit), Some((pool, source, key_fingerprint))) =
-            (credits.limit.map(NonZeroU32::get), self.shared())
+        let (Some(credits), Some((pool, source, key_fingerprint))) =
+            (self.monthly.get(), self.shared())
         else {
             return Ok(());
         };
-        let month = CreditMonth::of(credits.clock.now());
-        let used = patiently("the monthly budget", || {
-            monthly_credits::used(pool, source, key_fingerprint, month)
+        let (month, upstream) = (CreditMonth::of(credits.clock.now()), source.display_name());
+        let of_month = patiently("the monthly budget", || {
+            monthly_credits::of_month(pool, source, key_fingerprint, month)
         })
         .await
-        .map_err(|cause| NoSlot::Database {
-            upstream: source.display_name(),
-            cause,
-        })?;
-        if used >= i64::from(limit) {
-            return Err(NoSlot::MonthSpent {
-                upstream: source.display_name(),
-                month,
-                used,
-                limit,
-            });
+        .map_err(|cause| NoSlot::Database { upstream, cause })?;
+        if of_month.refused {
+            return Err(NoSlot::RefusedBySource { upstream, month });
         }
-        Ok(())
+        match credits.limit.map(NonZeroU32::get) {
+            Some(limit) if of_month.used >= i64::from(limit) => Err(NoSlot::MonthSpent {
+                upstream,
+                month,
+                used: of_month.used,
+                limit,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Takes a credit of this month, when the source counts its month: the month of the
@@ -403,7 +438,12 @@ impl CallLimiter {
             cause,
         })?;
         match (taken, limit) {
-            (Some(_), _) | (None, None) => Ok(()),
+            (Some(_), _) => Ok(()),
+            // Without a limit, only the source's refusal keeps a credit from being taken.
+            (None, None) => Err(NoSlot::RefusedBySource {
+                upstream: source.display_name(),
+                month,
+            }),
             (None, Some(limit)) => Err(NoSlot::MonthSpent {
                 upstream: source.display_name(),
                 month,

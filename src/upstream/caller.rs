@@ -457,8 +457,13 @@ impl Caller {
     ) -> Result<Answer, Failure> {
         let status = answer.status;
         let rate_limited = status == StatusCode::TOO_MANY_REQUESTS;
+        let spent = (self.inner.profile.spent)(&answer);
+        if spent {
+            // Every process stops calling with the key until the month turns.
+            self.inner.limiter.refused_for_spent_credits().await;
+        }
         if !(rate_limited || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT)
-            || (self.inner.profile.spent)(&answer)
+            || spent
         {
             return Ok(answer);
         }

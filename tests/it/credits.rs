@@ -163,6 +163,42 @@ async fn a_job_coingecko_refuses_for_spent_monthly_credits_stops_after_that_call
     assert_eq!(finished.records_fetched, 0);
 }
 
+/// A review's finding: CoinGecko's refusal for spent credits was forgotten at once, so every
+/// later job, tick and coin check made one more refused call for the rest of the month. It
+/// is noted for every process now: nothing more is asked with the key until the month
+/// turns, and the API refuses what it cannot do, naming the reset day.
+#[tokio::test]
+async fn once_coingecko_says_the_credits_are_spent_no_process_calls_it_again_this_month() {
+    // No limit configured: CoinGecko's word is all there is.
+    let h = Harness::new().await;
+    h.fake
+        .push_response(ScriptedResponse::monthly_credits_spent());
+    let (start, end) = four_years();
+    let first = h.run_job(start, end, false).await;
+    assert_stopped_for_the_month(&first, "monthly credits are spent");
+    assert_eq!(h.fake.call_count(), 1);
+
+    let next = h.run_job(start, end, false).await;
+    let api = TestApi::start(&h).await;
+    let job = api
+        .submit(json!({"start_date": start, "end_date": end}))
+        .await;
+    let coin = api
+        .put_coin("ETH", json!({"coingecko_id": "ethereum"}))
+        .await;
+
+    assert_stopped_for_the_month(&next, "said this key's monthly credits");
+    for refused in [job, coin] {
+        refused.assert_status(StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.error_code(), "monthly_credits_exhausted");
+        assert_mentions(
+            &refused.message(),
+            &["spent", &first_of_next_month().to_string()],
+        );
+    }
+    assert_eq!(h.fake.call_count(), 1, "no call after CoinGecko's refusal");
+}
+
 /// An audit's finding: the API priced a job of a coin whose hours are built from CoinGecko's
 /// points by its missing days alone, so a job over stored days with missing hours cost
 /// "nothing" and was queued whatever was left.

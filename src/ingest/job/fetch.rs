@@ -75,12 +75,21 @@ impl<S: PriceSource> Run<'_, S> {
         let Some(figures) = figures else {
             return Ok(None);
         };
-        let (Some(limit), Some(left)) = (figures.limit, figures.left()) else {
+        let Some(left) = figures.left() else {
             return Ok(None);
         };
         if windows as i64 <= left {
             return Ok(None);
         }
+        let (Some(limit), false) = (figures.limit, figures.refused) else {
+            return Ok(Some(format!(
+                "CoinGecko said this key's monthly credits of {} (UTC) are spent, so none of its \
+                 {windows} CoinGecko windows was asked. The rest waits for the new month on {} (a \
+                 later job or tick fetches it).",
+                figures.month.label(),
+                figures.month.resets_on()
+            )));
+        };
         Ok(Some(format!(
             "its {windows} CoinGecko windows need {windows} calls, but only {left} of the {limit} \
              monthly credits (COINGECKO_CALLS_PER_MONTH) were left for {} (UTC) when it began, \
