@@ -12,15 +12,15 @@ use apalis::prelude::*;
 use futures::FutureExt;
 use sqlx::PgPool;
 
-use super::lease::Lease;
+use super::lease::{self, Lease};
 use super::orphans::reconcile_orphans;
 use super::patient::PatientStorage;
 use super::policy::{fail, policy, retry_later};
 use super::wake_ups::wake_ups;
-use super::{IngestTask, queue_config};
-use crate::ingest::{self, Ingestor, JobError};
+use super::{IngestTask, queue_config, task_id};
+use crate::ingest::{self, Ingestor, JobError, Outcome};
 use crate::shutdown::Shutdown;
-use crate::store::ingestion_jobs;
+use crate::store::ingestion_jobs::{self, JobRecord};
 use crate::store::patience::patiently;
 
 /// A job started this many times beyond `JOB_MAX_ATTEMPTS`, its hand-offs at shutdown
@@ -63,6 +63,8 @@ pub fn worker_name() -> String {
 struct WorkerState {
     ingestor: Ingestor,
     max_attempts: u32,
+    /// `JOB_LEASE_SECS`.
+    lease: Duration,
     /// Raised when shutdown begins: the running job stops at its next window boundary.
     shutdown: Shutdown,
 }
@@ -83,6 +85,7 @@ pub async fn run_worker(
     let state = Arc::new(WorkerState {
         ingestor,
         max_attempts: options.max_attempts,
+        lease: options.lease,
         shutdown: shutdown.clone(),
     });
     let base_name = options.name.clone();
@@ -133,6 +136,49 @@ pub async fn run_worker(
         })
         .await?;
     Ok(())
+}
+
+/// Waits while a job of the same coin cancelled lately is still held by a live worker:
+/// one finishing the window it had begun when the cancel came (the cancel frees the coin at
+/// once, as the API answers `cancelled`). Two jobs of one coin never run at the same time
+/// (INTERFACE, "Durability"), and this one plans its windows knowing what that window
+/// stored. Bounded by the lease: a worker silent that long holds nothing. False when the
+/// stop came first.
+async fn after_cancelled_attempts(state: &WorkerState, job: &JobRecord) -> bool {
+    const LOOK_AGAIN: Duration = Duration::from_millis(250);
+    let pool = &state.ingestor.pool;
+    let mut said = false;
+    loop {
+        let held = patiently("the coin's cancelled jobs", || async {
+            let cancelled =
+                ingestion_jobs::cancelled_lately(pool, job.symbol, job.id, state.lease).await?;
+            if cancelled.is_empty() {
+                return Ok(Vec::new());
+            }
+            let tasks: Vec<String> = cancelled
+                .iter()
+                .map(|id| task_id(*id).to_string())
+                .collect();
+            lease::held_by_live_workers(pool, &tasks, state.lease).await
+        });
+        match held.await {
+            Ok(held) if held.is_empty() => return true,
+            Ok(_) => {}
+            // Not an outage (those are waited out): the attempt goes on as before this rule.
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, error = %e, "could not tell whether a cancelled job of the coin still runs");
+                return true;
+            }
+        }
+        if !said {
+            tracing::info!(job_id = %job.id, symbol = %job.symbol, "a cancelled job of the coin is finishing its window; this one starts after it");
+            said = true;
+        }
+        tokio::select! {
+            () = state.shutdown.recv() => return false,
+            () = tokio::time::sleep(LOOK_AGAIN) => {}
+        }
+    }
 }
 
 /// `attempt`'s result, or, when it panics, a permanent failure quoting the panic.
@@ -215,9 +261,14 @@ async fn handle(
         fence: Some(&lease),
         stop: &state.shutdown,
     };
-    // A panic (a bug) would otherwise end the queue's task with the record left `running`,
-    // then pending with no task to run it, and the coin refused every job for good.
-    let result = unless_it_panics(state.ingestor.run(attempt)).await;
+    let result = if after_cancelled_attempts(&state, &job).await {
+        // A panic (a bug) would otherwise end the queue's task with the record left
+        // `running`, then pending with no task to run it, and the coin refused every job
+        // for good.
+        unless_it_panics(state.ingestor.run(attempt)).await
+    } else {
+        Ok(Outcome::Interrupted)
+    };
     let step = policy(result, job.failures.max(0) as u32, state.max_attempts);
     if !step.record(&state.ingestor, &job, &lease).await? {
         tracing::warn!(job_id = %id, "job was taken over by another worker before this attempt's end was written; its record is left to that worker");

@@ -286,6 +286,25 @@ pub async fn is_still_active(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
     Ok(matches!(status.as_deref(), Some("pending" | "running")))
 }
 
+/// The jobs of `symbol`, `except` this one, cancelled within `within`: a worker may still
+/// be fetching the window it had begun when the cancel came. Read by the coin's index.
+pub async fn cancelled_lately(
+    pool: &PgPool,
+    symbol: Symbol,
+    except: Uuid,
+    within: std::time::Duration,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM ingestion_jobs WHERE symbol = $1 AND id <> $2 AND status = 'cancelled' \
+         AND completed_at > now() - make_interval(secs => $3)",
+    )
+    .bind(symbol.as_str())
+    .bind(except)
+    .bind(within.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
 /// How a job ended, as its record keeps it.
 #[derive(Debug, Clone, Copy)]
 pub struct Ending<'a> {

@@ -274,6 +274,44 @@ async fn cancelling_a_running_job_stops_it_after_its_current_window() {
     assert_eq!(h.stored_days().await, 90);
 }
 
+/// Cancelling frees the coin at once (the API answers `cancelled`), while the cancelled
+/// job's worker still fetches the window it had begun. A job of the same coin submitted
+/// then ran beside it for that window, breaking "two jobs of one coin never run at the
+/// same time", and planned without the window being stored: a call asked twice. It starts
+/// after that window now, and asks only for what is still missing.
+#[tokio::test]
+async fn a_job_submitted_while_a_cancelled_one_finishes_its_window_starts_after_it() {
+    let h = Harness::new().await;
+    let delay = Duration::from_millis(1500);
+    h.fake.set_delay(delay);
+    let cancelled = h.submit_days_to_yesterday(270).await;
+    let _busy = h.start_worker();
+    let _idle = h.start_worker();
+    h.fake.wait_for_calls(1).await;
+
+    let Cancelled::Now(_) = ingestion_jobs::cancel(h.pool(), cancelled.id)
+        .await
+        .unwrap()
+    else {
+        panic!("a running job can be cancelled");
+    };
+    let next = h.submit_days_to_yesterday(270).await;
+    let finished = h.until_finished(next.id).await;
+
+    assert_eq!(finished.status, JobStatus::Completed);
+    assert_eq!(h.stored_days().await, 270);
+    let calls = h.fake.calls();
+    assert_eq!(
+        calls.len(),
+        3,
+        "the cancelled job's window, then the two the next one still missed: {calls:#?}"
+    );
+    assert!(
+        calls[1].at.duration_since(calls[0].at) >= delay,
+        "the next job's first call came while the cancelled one's was answered"
+    );
+}
+
 #[tokio::test]
 async fn a_finished_job_cannot_be_cancelled() {
     let h = Harness::new().await;
