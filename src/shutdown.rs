@@ -92,6 +92,22 @@ impl Shutdown {
         }
     }
 
+    /// `work`'s output, or `None` when it has not ended `grace` after the signal (then it
+    /// is dropped where it stands): for work worth finishing when it is nearly done, such
+    /// as an answer on its way, but not when it waits out back-offs.
+    pub async fn unless_raised_for<T>(
+        &self,
+        grace: std::time::Duration,
+        work: impl Future<Output = T>,
+    ) -> Option<T> {
+        let mut work = std::pin::pin!(work);
+        tokio::select! {
+            output = &mut work => return Some(output),
+            () = self.raised() => {}
+        }
+        tokio::time::timeout(grace, work).await.ok()
+    }
+
     /// Resolves once the signal is raised; never when every trigger is gone without
     /// raising it.
     async fn raised(&self) {
@@ -245,6 +261,25 @@ mod tests {
         let (trigger, shutdown) = Shutdown::new();
         drop(trigger);
         assert_eq!(shutdown.unless_raised(async { 7 }).await, Some(7));
+    }
+
+    #[tokio::test]
+    async fn work_nearly_done_at_the_signal_is_finished_and_work_that_lingers_is_not() {
+        let (trigger, shutdown) = Shutdown::new();
+        let (done, finishing) = tokio::sync::oneshot::channel::<u8>();
+        let nearly_done = shutdown.unless_raised_for(std::time::Duration::from_secs(30), async {
+            finishing.await.unwrap_or(0)
+        });
+        let finish = async {
+            trigger.raise();
+            done.send(7).unwrap();
+        };
+        let (finished, ()) = tokio::join!(nearly_done, finish);
+        assert_eq!(finished, Some(7));
+
+        let lingering = std::future::pending::<()>();
+        let grace = std::time::Duration::from_millis(20);
+        assert_eq!(shutdown.unless_raised_for(grace, lingering).await, None);
     }
 
     #[tokio::test]

@@ -1027,6 +1027,26 @@ async fn a_failed_job_of_an_hourly_coin_counts_the_hours_it_left_missing() {
     assert_eq!(job.hours_fetched, Some(0));
 }
 
+/// A review's finding: a product check Coinbase failed (down) in the step of the days
+/// older than the plan was made again by the hours' step of the same attempt, twice the
+/// calls and back-offs for the same answer. It is made once an attempt; the next job
+/// checks again.
+#[tokio::test]
+async fn a_product_check_coinbase_fails_is_made_once_an_attempt() {
+    let h = hourly_btc_on_a_365_day_plan().await;
+    h.coinbase.set_outage(Some(Outage::Status(503)));
+
+    let job = h
+        .run_job(days_before_today(400), days_before_today(1), false)
+        .await;
+
+    assert_eq!(job.status, JobStatus::CompletedWithGaps);
+    let one_call_and_its_retries = h.settings.coinbase_max_retries as usize + 1;
+    assert_eq!(h.coinbase.call_count(), one_call_and_its_retries);
+    let mapping = second_source::mapping(h.pool(), Symbol::BTC).await.unwrap();
+    assert!(mapping.unwrap().needs_check(), "the next job checks again");
+}
+
 /// An audit's finding: on a plan with no known history limit (a Pro key, or
 /// `COINGECKO_HISTORY_DAYS=0`) the product's check was never made, so an hourly coin whose
 /// product awaited it got no hours at all, job after job.

@@ -321,7 +321,8 @@ async fn coinbase_down_at_the_check_ends_the_job_with_gaps_and_every_coingecko_d
 /// A review's finding: the mapping check was the one call of a job that did not watch the
 /// stop. Held by Coinbase's back-offs, it kept the attempt until the worker's stop timeout
 /// dropped it, leaving the job `running` until its lease ran out, and counted as a crash.
-/// Now the stop breaks the check off and the job is handed back at once.
+/// Now the stop breaks the check off (after a few seconds' grace, which an answer on its way
+/// would use) and the job is handed back.
 #[tokio::test]
 async fn a_stop_while_the_mapping_check_waits_out_coinbase_hands_the_job_back() {
     let mut h = on_a_365_day_plan(true).await;

@@ -143,6 +143,7 @@ impl Ingestor {
             planned: job.chunks_done,
             learned: false,
             shortfalls: Shortfalls::default(),
+            product_checked: false,
             hours,
         })
     }

@@ -32,6 +32,10 @@ pub(super) struct Run<'a, S> {
     /// reach fails the attempt instead of planning again.
     pub(super) learned: bool,
     pub(super) shortfalls: Shortfalls,
+    /// True once this attempt checked the coin's product with the second source: a check
+    /// that could not be made is not made again by a later step of the same attempt (the
+    /// shortfall says why), but by the next job.
+    pub(super) product_checked: bool,
     /// The hours of an hourly coin (read when the attempt began); `None` for a coin that
     /// keeps no hours, or has turned them off: its job fetches none.
     pub(super) hours: Option<HourWork>,

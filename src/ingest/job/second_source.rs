@@ -19,7 +19,11 @@ use crate::ingest::fallback::{
     CANDLES_BEGIN_MIN_EMPTY_DAYS, CheckError, SecondSource, check_mapping, fallback_windows,
 };
 use crate::ingest::{Coinbase, DailyCandles, SourceError, Window};
-use crate::store::{daily_prices, second_source};
+use crate::store::{daily_prices, ingestion_jobs, second_source};
+
+/// How long a product check in flight at a stop may go on: an answer on its way is worth
+/// it, well inside the worker's stop timeout.
+const CHECK_GRACE_AT_A_STOP: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl<S: Sync> Run<'_, S> {
     /// Step 3; see the module's docs.
@@ -147,6 +151,10 @@ impl<S: Sync> Run<'_, S> {
             return Ok(ControlFlow::Continue(None));
         };
         if let Some(product) = mapping.product.clone().filter(|_| mapping.needs_check()) {
+            if self.product_checked {
+                return Ok(ControlFlow::Continue(None));
+            }
+            self.product_checked = true;
             // The earliest days the plan serves; a plan with no known limit serves from the
             // coin's first day (the check falls back to the latest days when Coinbase has
             // nothing that old).
@@ -183,9 +191,10 @@ impl<S: Sync> Run<'_, S> {
 
     /// Checks `product` against CoinGecko's rows from `plan_first_day` on (the check
     /// records its verdict); `Some` says why the second source cannot be used for now when
-    /// the check could not be made. The check's calls (with their back-offs and
-    /// `Retry-After` waits) are dropped at a stop, as a window's are: the attempt breaks
-    /// off, to be handed back, rather than be cut short by the worker's stop timeout.
+    /// the check could not be made. A check in flight at a stop is given
+    /// [`CHECK_GRACE_AT_A_STOP`] to end, so that its verdict spares the next attempt the
+    /// calls; one held by back-offs or `Retry-After` waits is then dropped, and the attempt
+    /// breaks off to be handed back, rather than be cut short by the worker's stop timeout.
     async fn check_product(
         &self,
         second: &SecondSource,
@@ -200,7 +209,16 @@ impl<S: Sync> Run<'_, S> {
             plan_first_day,
             second.max_deviation_percent,
         );
-        let Some(checked) = self.attempt.stop.unless_raised(checking).await else {
+        // A job cancelled while it ran stops before a call, as at a window.
+        let (pool, id) = (&self.ingestor.pool, self.attempt.job.id);
+        if !patiently(|| ingestion_jobs::is_still_active(pool, id)).await? {
+            return Ok(ControlFlow::Break(Outcome::Cancelled));
+        }
+        let stop = self.attempt.stop;
+        let Some(checked) = stop
+            .unless_raised_for(CHECK_GRACE_AT_A_STOP, checking)
+            .await
+        else {
             return Ok(ControlFlow::Break(Outcome::Interrupted));
         };
         let end = match checked {
