@@ -100,6 +100,28 @@ impl Budget<'_> {
     }
 }
 
+/// Holds back the next slot of `source`'s budget of `key_fingerprint`, for every process,
+/// until `pause` from now (by the database's clock): the source said to wait (a 429), and
+/// the others' calls meanwhile would be refused too. Slots already handed out are kept.
+pub async fn hold_back(
+    pool: &PgPool,
+    source: PriceSource,
+    key_fingerprint: &str,
+    pause: Duration,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE coingecko_call_budget \
+         SET tat = greatest(tat, clock_timestamp() + make_interval(secs => $3)) \
+         WHERE source = $1 AND key_fingerprint = $2",
+    )
+    .bind(source.as_str())
+    .bind(key_fingerprint)
+    .bind(pause.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// The slots of `source`'s budget of `key_fingerprint` that began in the last 60 seconds,
 /// taken by any process on the database.
 pub async fn calls_in_the_last_minute(

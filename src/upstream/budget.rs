@@ -277,6 +277,33 @@ impl CallLimiter {
         }))
     }
 
+    /// Holds back every caller's next slot of this budget (every process's, when it is
+    /// shared) until `pause` from now: the source answered 429 and said, or is known, to
+    /// want that long; the other callers' calls meanwhile would be refused too. A hold that
+    /// cannot be written is said in the log: the callers then find out one 429 each.
+    pub(crate) async fn hold_back(&self, pause: Duration) {
+        if pause.is_zero() {
+            return;
+        }
+        match &self.source {
+            Source::Shared {
+                pool,
+                source,
+                key_fingerprint,
+            } => {
+                let held = call_budget::hold_back(pool, *source, key_fingerprint, pause).await;
+                if let Err(e) = held {
+                    tracing::warn!(error = %e, upstream = source.display_name(), "could not hold back the shared call budget after a 429");
+                }
+            }
+            Source::ProcessLocal(tat) => {
+                let mut tat = tat.lock().await;
+                let until = tokio::time::Instant::now() + pause;
+                *tat = Some(tat.map_or(until, |tat| tat.max(until)));
+            }
+        }
+    }
+
     /// Notes, for every process, that the source refused a call for spent credits: no
     /// call is made with this key again until the month turns. Only a limiter that counts
     /// its month keeps the note; one that cannot write it says so in the log.

@@ -361,6 +361,12 @@ impl Caller {
                 Ok(answer) => return Ok(answer),
                 Err(failure) => failure,
             };
+            if failure.rate_limited {
+                // Every caller of the budget waits, whether this one retries or gives up:
+                // the source refuses the key (or address), not the call.
+                let hold = self.inner.profile.hold(&failure);
+                self.inner.limiter.hold_back(hold).await;
+            }
             let Some(delay) = self.delay(&failure, started, retries) else {
                 return Err(CallError::GaveUp(GaveUp {
                     attempts: retries + 1,
@@ -530,6 +536,20 @@ impl Profile {
         })
     }
 
+    /// How long every caller of the budget is held back after `failure`, a 429: what
+    /// `Retry-After` asked, past the wait a caller sleeps itself ([`Profile::wait`] caps
+    /// it), so that a retry after the capped sleep waits for the rest in its slot instead
+    /// of meeting a sure 429; an hour at most, whatever a header says. Without the
+    /// header, the source's rate-limit window.
+    pub(crate) fn hold(&self, failure: &Failure) -> Duration {
+        const LONGEST_HOLD: Duration = Duration::from_secs(3600);
+        match (failure.retry_after, failure.rate_limited) {
+            (Some(asked), true) => asked.min(LONGEST_HOLD),
+            (None, true) => self.rate_limit_window,
+            (_, false) => Duration::ZERO,
+        }
+    }
+
     /// How long to wait before the next attempt after `failure`, given the policy's
     /// back-off: what `Retry-After` asked (within reason), else at least the rate-limit
     /// window after a 429, else the back-off.
@@ -600,6 +620,22 @@ mod tests {
         };
         let backoff = Duration::from_secs(8);
         assert_eq!(profile.wait(&server_error, backoff), backoff);
+    }
+
+    #[test]
+    fn a_429_holds_everyone_back_as_long_as_told_up_to_an_hour_and_other_failures_not_at_all() {
+        let profile = profile(Duration::from_secs(60));
+        let told = |secs: Option<u64>| Failure {
+            retry_after: secs.map(Duration::from_secs),
+            ..Failure::rate_limited("")
+        };
+        let holds = [Some(3), Some(3000), Some(86_400), None].map(|secs| profile.hold(&told(secs)));
+        assert_eq!(holds, [3, 3000, 3600, 60].map(Duration::from_secs));
+        let server_error = Failure {
+            rate_limited: false,
+            ..told(Some(30))
+        };
+        assert_eq!(profile.hold(&server_error), Duration::ZERO);
     }
 
     #[test]

@@ -470,3 +470,49 @@ async fn a_budget_error_that_is_no_outage_fails_the_slot_at_once_without_a_call(
     assert!(error.contains("so no call was made"), "{error}");
     assert_eq!(limiter.metrics().granted.get(), 0);
 }
+
+/// A review's finding: a 429 held back only the call that got it, while every other
+/// process went on with its slots and got a 429 of its own (each a credit of the month in
+/// the count). The budget every process shares is held back as long as CoinGecko asked.
+#[tokio::test]
+async fn a_429_holds_back_every_process_sharing_the_budget_as_long_as_asked() {
+    use fake_upstream::coingecko::ScriptedResponse;
+    let h = Harness::new().await;
+    let pause = Duration::from_secs(2);
+    h.fake
+        .push_response(ScriptedResponse::rate_limited(Some(pause.as_secs())));
+    // Two clients on the database's budget, as in two processes.
+    let (one, other) = (h.ingestor().client, h.ingestor().client);
+    let asking = tokio::spawn(async move { one.first_day("bitcoin", None).await });
+    held_back_by_at_least(&h, pause / 2).await;
+
+    other.first_day("bitcoin", None).await.unwrap();
+    asking.await.unwrap().unwrap();
+
+    let calls = h.fake.calls();
+    assert_eq!(
+        calls.iter().map(|call| call.status).collect::<Vec<_>>(),
+        [429, 200, 200]
+    );
+    for later in &calls[1..] {
+        let after = later.at.duration_since(calls[0].at);
+        assert!(after >= pause, "a call {after:?} after the 429");
+    }
+}
+
+/// Waits until CoinGecko's shared budget hands out no slot for `at_least` from now.
+async fn held_back_by_at_least(h: &Harness, at_least: Duration) {
+    use price_history::store::call_budget;
+    let held = async {
+        loop {
+            let figures = call_budget::figures(h.pool()).await.unwrap();
+            if figures.iter().any(|budget| budget.backlog >= at_least) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("the budget shared by every process is held back after the 429");
+}
