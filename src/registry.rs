@@ -487,12 +487,11 @@ fn log_sync(coin: &Coin, what: &str, missing: &str, synced: &Result<CoinSync, Sy
 
 fn check_failed(id: &CoinGeckoId, e: CoinGeckoError) -> RegisterError {
     match e {
+        // Only CoinGecko's own word: any other 404 (a wrong COINGECKO_BASE_URL, a proxy)
+        // is no fault of the id, and says what to check.
         CoinGeckoError::Permanent {
-            status: Some(404), ..
-        }
-        | CoinGeckoError::BadAnswer { status: 404, .. } => {
-            RegisterError::UnknownCoinGeckoId(id.clone())
-        }
+            unknown_coin: true, ..
+        } => RegisterError::UnknownCoinGeckoId(id.clone()),
         CoinGeckoError::Permanent { message, .. }
         | CoinGeckoError::PlanLimit { message, .. }
         | CoinGeckoError::BadAnswer { message, .. } => RegisterError::CoinGeckoRefused {

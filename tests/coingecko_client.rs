@@ -132,6 +132,7 @@ fn permanent_parts(error: &CoinGeckoError) -> (Option<u16>, Option<i64>, &str) {
             status,
             error_code,
             message,
+            ..
         } => (*status, *error_code, message.as_str()),
         CoinGeckoError::PlanLimit {
             status, message, ..
@@ -380,6 +381,13 @@ async fn an_unknown_coin_fails_at_once_and_is_named() {
         message.contains("coin not found") && message.contains("bitcorn"),
         "{message}"
     );
+    assert!(matches!(
+        error,
+        CoinGeckoError::Permanent {
+            unknown_coin: true,
+            ..
+        }
+    ));
     assert_eq!(fake.call_count(), 1);
 }
 

@@ -55,6 +55,9 @@ pub enum CoinGeckoError {
         status: Option<u16>,
         /// CoinGecko's own `error_code` (10002, 10010, …) when the body carried one.
         error_code: Option<i64>,
+        /// CoinGecko said it does not know the coin (`{"error":"coin not found"}`); any
+        /// other 404 is a URL that does not exist (a wrong `COINGECKO_BASE_URL`, a proxy).
+        unknown_coin: bool,
         /// CoinGecko's words, quoted, and what to do about them.
         message: String,
     },
@@ -78,6 +81,9 @@ pub enum CoinGeckoError {
         message: String,
     },
 }
+
+/// What CoinGecko's refusal says of a coin id it does not know (`{"error":"coin not found"}`).
+const UNKNOWN_COIN: &str = "coin not found";
 
 /// CoinGecko's `error_code` for a window older than the plan serves.
 const PLAN_LIMIT_CODE: i64 = 10012;
@@ -151,6 +157,7 @@ impl CoinGeckoError {
         Self::Permanent {
             status: Some(status.as_u16()),
             error_code: said.error_code,
+            unknown_coin: said.names_an_unknown_coin(),
             message,
         }
     }
@@ -318,6 +325,13 @@ impl ErrorBody {
         Self { error_code, text }
     }
 
+    /// Whether the refusal says CoinGecko does not know the coin asked for.
+    pub(crate) fn names_an_unknown_coin(&self) -> bool {
+        self.text
+            .as_deref()
+            .is_some_and(|text| text.to_ascii_lowercase().contains(UNKNOWN_COIN))
+    }
+
     /// Whether CoinGecko's words name its monthly credits or limit (research:
     /// hourly-and-export.md, plans with overage off refuse calls once the month's credits
     /// are spent; what the words are is not documented, so any refusal that names credits
@@ -421,7 +435,7 @@ fn advice(
              if CoinGecko's firewall (Cloudflare error 1020) blocked this address, try \
              another network or a key."
             .to_owned(),
-        _ if text.contains("coin not found") => format!(
+        _ if text.contains(UNKNOWN_COIN) => format!(
             "CoinGecko does not know the coin id \"{coin_id}\": check the CoinGecko id \
              of the symbol."
         ),
@@ -461,6 +475,7 @@ mod tests {
                 status,
                 error_code,
                 message,
+                ..
             } => (*status, *error_code, message),
             CoinGeckoError::PlanLimit {
                 status, message, ..

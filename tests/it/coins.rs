@@ -8,7 +8,7 @@ use price_history::store::{coins, daily_prices};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{Harness, TestApi, days_before_today, field_of_each, sql};
+use crate::support::{Harness, TestApi, assert_mentions, days_before_today, field_of_each, sql};
 
 const TOKEN: &str = "coins-token-for-tests";
 
@@ -62,6 +62,30 @@ async fn an_unknown_coingecko_id_is_refused_after_one_call_and_nothing_is_stored
     assert!(answer.message().contains("bitcorn"));
     assert_eq!(h.fake.call_count(), 1);
     assert_unregistered(&api, "BCN").await;
+}
+
+/// A review's finding: any 404 was read as CoinGecko not knowing the id, so a wrong
+/// `COINGECKO_BASE_URL` (or a proxy's 404 page) blamed every id the user gave. Only
+/// CoinGecko's "coin not found" does; another 404 is a 502 that says what to check.
+#[tokio::test]
+async fn a_404_that_is_not_coingeckos_coin_not_found_blames_the_url_not_the_id() {
+    let (h, api) = TestApi::with_harness().await;
+    h.fake.push_response(ScriptedResponse::status(
+        404,
+        "<html><body>404 Not Found</body></html>",
+    ));
+
+    let answer = put_id(&api, "ETH", "ethereum").await;
+
+    answer.assert_status(StatusCode::BAD_GATEWAY);
+    assert_eq!(answer.error_code(), "coingecko_refused");
+    assert_mentions(&answer.message(), &["COINGECKO_BASE_URL"]);
+    assert!(
+        !answer.message().contains("does not know"),
+        "{}",
+        answer.message()
+    );
+    assert_unregistered(&api, "ETH").await;
 }
 
 #[tokio::test]

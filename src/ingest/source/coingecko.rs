@@ -90,6 +90,7 @@ mod tests {
             CoinGeckoError::Permanent {
                 status: Some(400),
                 error_code: None,
+                unknown_coin: false,
                 message: said(),
             },
             CoinGeckoError::BadAnswer {
