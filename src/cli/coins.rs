@@ -92,6 +92,10 @@ async fn add(
             "the coin was registered: nothing changed",
         ));
     };
+    let symbol = request.symbol;
+    let was_tracked = coins::get(&app.pool, symbol)
+        .await?
+        .is_some_and(|record| record.coin.tracked);
     // The check with CoinGecko (and Coinbase) may wait out back-offs and `Retry-After`
     // for minutes: a stop must not.
     let registry = app.registry();
@@ -119,6 +123,13 @@ async fn add(
     );
     for note in &registered.notes {
         println!("note: {note}");
+    }
+    if was_tracked && !registered.coin.coin.tracked {
+        // As the API's PUT, which replaces: said, since it is seldom what was meant.
+        println!(
+            "note: {symbol} is no longer tracked, since --track was left out; the stored days \
+             are kept (add --track to keep it tracked)"
+        );
     }
     if let Some(synced) = registered.synced {
         let synced =

@@ -302,6 +302,10 @@ async fn coins_add_hourly_keeps_hours_and_queues_them_and_no_hourly_turns_them_o
     assert_says(&left_out, "hourly candles from CoinGecko");
     assert_exited_saying(&both, 2, &["--no-hourly"]);
     assert_exited_saying(&off, 0, &["updated ETH", "no hourly candles"]);
+    // Tracked since `left_out`, and not any more, as the API's PUT: said, since a user who
+    // turns hours off seldom means to stop tracking too (a review's finding).
+    assert_says(&off, "ETH is no longer tracked, since --track was left out");
+    assert!(!output_text(&left_out).contains("no longer tracked"));
     let still_hourly = crate::support::count_rows(h.pool(), "coins WHERE hourly").await;
     assert_eq!(still_hourly, 0);
 }
