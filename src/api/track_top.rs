@@ -50,6 +50,11 @@ impl TrackTopApi {
             track_since: body.0.track_since.map(|day| day.0),
             hourly: body.0.hourly,
         };
+        // Read before the import starts: after it, nothing may be awaited between its
+        // record and its task, since a request dropped there (its client gone, its time
+        // limit) would leave the record running with nothing to run it, and every import
+        // refused until the sweep of abandoned ones.
+        let cost = TrackingCost::read(&state.credits, i64::from(ask.n), ask.hourly).await;
         let record = match import.start(ask).await {
             Ok(Start::Started(record)) => *record,
             Ok(Start::Running(active)) => {
@@ -67,8 +72,7 @@ impl TrackTopApi {
         };
         let location = format!("/api/v1/coins/track-top/{}", record.id);
         let mut view = ImportView::from(&record);
-        let n = i64::from(record.n);
-        view.tracking_cost = TrackingCost::read(&state.credits, n, record.hourly).await;
+        view.tracking_cost = cost;
         // It outlives the request, but not the process: on SIGTERM it ends its record
         // between two coins, and the server waits for it.
         tasks.spawn(|shutdown| async move {
