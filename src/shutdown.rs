@@ -94,12 +94,16 @@ impl Shutdown {
 
     /// `work`'s output, or `None` when it has not ended `grace` after the signal (then it
     /// is dropped where it stands): for work worth finishing when it is nearly done, such
-    /// as an answer on its way, but not when it waits out back-offs.
+    /// as an answer on its way, but not when it waits out back-offs. No work starts once
+    /// the signal is up.
     pub async fn unless_raised_for<T>(
         &self,
         grace: std::time::Duration,
         work: impl Future<Output = T>,
     ) -> Option<T> {
+        if self.is_shutdown() {
+            return None;
+        }
         let mut work = std::pin::pin!(work);
         tokio::select! {
             output = &mut work => return Some(output),
@@ -267,19 +271,25 @@ mod tests {
     async fn work_nearly_done_at_the_signal_is_finished_and_work_that_lingers_is_not() {
         let (trigger, shutdown) = Shutdown::new();
         let (done, finishing) = tokio::sync::oneshot::channel::<u8>();
-        let nearly_done = shutdown.unless_raised_for(std::time::Duration::from_secs(30), async {
-            finishing.await.unwrap_or(0)
-        });
+        let long = std::time::Duration::from_secs(30);
+        let nearly_done = shutdown.unless_raised_for(long, async { finishing.await.unwrap_or(0) });
         let finish = async {
             trigger.raise();
             done.send(7).unwrap();
         };
         let (finished, ()) = tokio::join!(nearly_done, finish);
         assert_eq!(finished, Some(7));
+        assert_eq!(
+            shutdown.unless_raised_for(long, async { 7 }).await,
+            None,
+            "no work starts once the signal is up"
+        );
 
-        let lingering = std::future::pending::<()>();
+        let (trigger, shutdown) = Shutdown::new();
         let grace = std::time::Duration::from_millis(20);
-        assert_eq!(shutdown.unless_raised_for(grace, lingering).await, None);
+        let lingering = shutdown.unless_raised_for(grace, std::future::pending::<()>());
+        let (cut, ()) = tokio::join!(lingering, async { trigger.raise() });
+        assert_eq!(cut, None);
     }
 
     #[tokio::test]

@@ -875,10 +875,15 @@ async fn an_attempt_stopped_while_it_finds_the_product_unusable_builds_the_hours
     let h = hourly_btc_on_a_365_day_plan().await;
     product_of_another_asset(&h).await;
     let range = last_days(60);
-    // Long enough that the stop, sent as soon as the window is seen checkpointed, lands
-    // before the check ends, however loaded the machine.
-    let delay = std::time::Duration::from_millis(1500);
-    let job = stopped_after(&h, range, false, 1, delay).await;
+    // The stop is sent once the check's call has reached Coinbase, which answers it a
+    // second and a half later, within the grace a call in flight is given at a stop.
+    h.coinbase.set_delay(std::time::Duration::from_millis(1500));
+    let job = h.submit(range.0, range.1, false).await;
+    let worker = h.start_worker();
+    h.coinbase.wait_for_calls(1).await;
+    worker.stop().await;
+    let job = h.job(job.id).await;
+    assert_eq!(job.status, JobStatus::Pending, "handed back at the stop");
     assert_eq!(
         product_usable(&h).await,
         Some(false),

@@ -312,6 +312,26 @@ async fn a_job_submitted_while_a_cancelled_one_finishes_its_window_starts_after_
     );
 }
 
+/// INTERFACE: at SIGTERM, "checkpoint the current window". The window whose call was in
+/// flight was dropped, and asked again by the next attempt: a call paid twice per running
+/// job at every rolling deploy. Its answer, on its way, is stored now before the hand-back.
+#[tokio::test]
+async fn a_stop_while_a_windows_answer_is_on_its_way_stores_it_before_handing_the_job_back() {
+    let h = Harness::new().await;
+    h.fake.set_delay(Duration::from_millis(1000));
+    let job = h.submit_days_to_yesterday(270).await;
+    let worker = h.start_worker();
+    h.fake.wait_for_calls(1).await;
+
+    worker.stop().await;
+
+    let back = h.job(job.id).await;
+    assert_eq!((back.status, back.handbacks), (JobStatus::Pending, 1));
+    assert_eq!(back.chunks_done, 1, "the window in flight is stored");
+    assert_eq!(h.stored_days().await, 90);
+    assert_eq!(h.fake.call_count(), 1, "and no other is started");
+}
+
 #[tokio::test]
 async fn a_finished_job_cannot_be_cancelled() {
     let h = Harness::new().await;

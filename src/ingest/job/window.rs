@@ -1,6 +1,8 @@
 //! One window, as every step runs it: not started once the process stops or the job is
-//! cancelled; its call dropped at shutdown (nothing of it was written); its rows stored
-//! with the checkpoint, unless another worker holds the job now.
+//! cancelled; at shutdown, its call given [`WINDOW_GRACE_AT_A_STOP`] to bring its answer,
+//! which is stored (INTERFACE: "checkpoint the current window"; the call is paid for),
+//! then dropped (nothing of it written); its rows stored with the checkpoint, unless
+//! another worker holds the job now.
 
 use std::future::Future;
 
@@ -13,6 +15,11 @@ use super::{JobError, Outcome, Run};
 use crate::domain::{self, HourRange};
 use crate::ingest::{DailyCandles, PriceSource, SourceError, Window};
 use crate::store::{empty_days, ingestion_jobs};
+
+/// How long a window's call in flight at a stop may go on: an answer on its way is stored
+/// rather than asked again by the next attempt; a call held by back-offs or `Retry-After`
+/// waits is dropped, well inside the worker's stop timeout.
+pub(super) const WINDOW_GRACE_AT_A_STOP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How one window ended.
 pub(super) enum WindowEnd<R> {
@@ -114,10 +121,12 @@ impl<S: Sync> Run<'_, S> {
         if !patiently(|| ingestion_jobs::is_still_active(pool, attempt.job.id)).await? {
             return Ok(WindowEnd::Stop(Outcome::Cancelled));
         }
-        let answer = tokio::select! {
-            biased;
-            () = attempt.stop.recv() => return Ok(WindowEnd::Stop(Outcome::Interrupted)),
-            answer = ask => answer,
+        let Some(answer) = attempt
+            .stop
+            .unless_raised_for(WINDOW_GRACE_AT_A_STOP, ask)
+            .await
+        else {
+            return Ok(WindowEnd::Stop(Outcome::Interrupted));
         };
         let rows = match answer {
             Ok(rows) => rows,
