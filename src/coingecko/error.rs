@@ -224,23 +224,23 @@ impl From<CallError> for CoinGeckoError {
             } => Self::Transient { message },
             CallError::NoSlot {
                 message,
-                why: why @ NoSlot::MonthSpent { .. },
-            } => Self::OutOfCredits {
-                resets_on: why.resets_on().unwrap_or_default(),
-                message: format!(
-                    "{message}. The rest waits for the new month (a later job or tick fetches it), \
-                     or raise COINGECKO_CALLS_PER_MONTH if the plan has more credits."
-                ),
-            },
-            CallError::NoSlot {
-                message,
-                why: why @ NoSlot::RefusedBySource { .. },
-            } => Self::OutOfCredits {
-                resets_on: why.resets_on().unwrap_or_default(),
-                message: format!(
-                    "{message}. The rest waits for the new month (a later job or tick fetches it)."
-                ),
-            },
+                why: why @ (NoSlot::MonthSpent { .. } | NoSlot::RefusedBySource { .. }),
+            } => {
+                // A limit of ours may be too low; CoinGecko's own refusal is final.
+                let or_raise = match why {
+                    NoSlot::MonthSpent { .. } => {
+                        ", or raise COINGECKO_CALLS_PER_MONTH if the plan has more credits"
+                    }
+                    _ => "",
+                };
+                Self::OutOfCredits {
+                    resets_on: why.resets_on().unwrap_or_default(),
+                    message: format!(
+                        "{message}. The rest waits for the new month (a later job or tick \
+                         fetches it){or_raise}."
+                    ),
+                }
+            }
             CallError::GaveUp(gave_up) if gave_up.rate_limited() => Self::RateLimited {
                 message: gave_up.message(
                     "",

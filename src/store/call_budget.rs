@@ -103,13 +103,14 @@ impl Budget<'_> {
 /// Holds back the next slot of `source`'s budget of `key_fingerprint`, for every process,
 /// until `pause` from now (by the database's clock): the source said to wait (a 429), and
 /// the others' calls meanwhile would be refused too. Slots already handed out are kept.
+/// False when the budget has no row (no slot was ever taken of it: nobody called).
 pub async fn hold_back(
     pool: &PgPool,
     source: PriceSource,
     key_fingerprint: &str,
     pause: Duration,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> sqlx::Result<bool> {
+    let held = sqlx::query(
         "UPDATE coingecko_call_budget \
          SET tat = greatest(tat, clock_timestamp() + make_interval(secs => $3)) \
          WHERE source = $1 AND key_fingerprint = $2",
@@ -119,7 +120,7 @@ pub async fn hold_back(
     .bind(pause.as_secs_f64())
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(held.rows_affected() > 0)
 }
 
 /// The slots of `source`'s budget of `key_fingerprint` that began in the last 60 seconds,

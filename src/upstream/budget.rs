@@ -291,9 +291,16 @@ impl CallLimiter {
                 source,
                 key_fingerprint,
             } => {
-                let held = call_budget::hold_back(pool, *source, key_fingerprint, pause).await;
-                if let Err(e) = held {
-                    tracing::warn!(error = %e, upstream = source.display_name(), "could not hold back the shared call budget after a 429");
+                match call_budget::hold_back(pool, *source, key_fingerprint, pause).await {
+                    Ok(true) => {}
+                    // A 429 comes after a slot, whose row it is.
+                    Ok(false) => tracing::debug!(
+                        upstream = source.display_name(),
+                        "no call budget to hold back"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, upstream = source.display_name(), "could not hold back the shared call budget after a 429")
+                    }
                 }
             }
             Source::ProcessLocal(tat) => {

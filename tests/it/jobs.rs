@@ -7,10 +7,12 @@ use std::time::Duration;
 use fake_upstream::coingecko::{FakeOptions, ScriptedResponse};
 use price_history::domain::{DateRange, JobStatus, Symbol, today_utc};
 use price_history::queue::{self, SubmitError, Turn};
-use price_history::store::ingestion_jobs::{self, Cancelled, JobFollower, NewJob};
+use price_history::store::ingestion_jobs::{self, Cancelled, JobFollower, JobRecord, NewJob};
 use uuid::Uuid;
 
-use crate::support::{Harness, api_job, assert_completed, assert_mentions, days_before_today, sql};
+use crate::support::{
+    Harness, RunningWorker, api_job, assert_completed, assert_mentions, days_before_today, sql,
+};
 
 /// Sets how often the job has been started, as if its worker had died that often.
 async fn set_attempts(h: &Harness, id: Uuid, attempts: i32) {
@@ -228,18 +230,32 @@ async fn a_cancelled_pending_job_never_runs() {
     );
 }
 
+/// Cancels the job, which must be pending or running.
+async fn cancel_active(h: &Harness, id: Uuid) {
+    let cancelled = ingestion_jobs::cancel(h.pool(), id).await.unwrap();
+    assert!(
+        matches!(cancelled, Cancelled::Now(_)),
+        "an active job can be cancelled: {cancelled:?}"
+    );
+}
+
+/// A job of the 270 days to yesterday (three windows), CoinGecko answering each call
+/// `delay` after it arrives, and a worker on it whose first call has arrived.
+async fn first_window_in_flight(h: &Harness, delay: Duration) -> (JobRecord, RunningWorker) {
+    h.fake.set_delay(delay);
+    let job = h.submit_days_to_yesterday(270).await;
+    let worker = h.start_worker();
+    h.fake.wait_for_calls(1).await;
+    (job, worker)
+}
+
 #[tokio::test]
 async fn cancelling_a_running_job_stops_it_after_its_current_window() {
     let h = Harness::new().await;
-    h.fake.set_delay(Duration::from_millis(300));
-    let job = h.submit_days_to_yesterday(270).await;
+    let (job, worker) = first_window_in_flight(&h, Duration::from_millis(300)).await;
     let mut follower = JobFollower::new(h.pool(), job.id).await.unwrap();
-    let worker = h.start_worker();
-    h.fake.wait_for_calls(1).await;
 
-    let Cancelled::Now(_) = ingestion_jobs::cancel(h.pool(), job.id).await.unwrap() else {
-        panic!("a running job can be cancelled");
-    };
+    cancel_active(&h, job.id).await;
     // The window in flight is still stored and checkpointed; then the attempt stops. Its
     // end is awaited on the queue (the task done), not guessed, so that a worker that
     // goes on fetching after the cancel would be seen doing it (`is_still_active`
@@ -283,18 +299,10 @@ async fn cancelling_a_running_job_stops_it_after_its_current_window() {
 async fn a_job_submitted_while_a_cancelled_one_finishes_its_window_starts_after_it() {
     let h = Harness::new().await;
     let delay = Duration::from_millis(1500);
-    h.fake.set_delay(delay);
-    let cancelled = h.submit_days_to_yesterday(270).await;
-    let _busy = h.start_worker();
+    let (cancelled, _busy) = first_window_in_flight(&h, delay).await;
     let _idle = h.start_worker();
-    h.fake.wait_for_calls(1).await;
 
-    let Cancelled::Now(_) = ingestion_jobs::cancel(h.pool(), cancelled.id)
-        .await
-        .unwrap()
-    else {
-        panic!("a running job can be cancelled");
-    };
+    cancel_active(&h, cancelled.id).await;
     let next = h.submit_days_to_yesterday(270).await;
     let finished = h.until_finished(next.id).await;
 
@@ -318,10 +326,7 @@ async fn a_job_submitted_while_a_cancelled_one_finishes_its_window_starts_after_
 #[tokio::test]
 async fn a_stop_while_a_windows_answer_is_on_its_way_stores_it_before_handing_the_job_back() {
     let h = Harness::new().await;
-    h.fake.set_delay(Duration::from_millis(1000));
-    let job = h.submit_days_to_yesterday(270).await;
-    let worker = h.start_worker();
-    h.fake.wait_for_calls(1).await;
+    let (job, worker) = first_window_in_flight(&h, Duration::from_millis(1000)).await;
 
     worker.stop().await;
 
@@ -473,7 +478,7 @@ async fn an_idle_worker_starts_each_new_job_at_once_not_at_its_next_heartbeat() 
 /// a job says whether it did; a job cancelled meanwhile keeps its `cancelled`.
 #[tokio::test]
 async fn finishing_a_job_cancelled_meanwhile_changes_nothing_and_says_so() {
-    use price_history::store::ingestion_jobs::{self, Cancelled, Ending};
+    use price_history::store::ingestion_jobs::{self, Ending};
     let h = Harness::new().await;
     let ending = Ending {
         status: JobStatus::Completed,
@@ -482,12 +487,7 @@ async fn finishing_a_job_cancelled_meanwhile_changes_nothing_and_says_so() {
         message: None,
     };
     let cancelled = h.submit_days_to_yesterday(3).await;
-    let Cancelled::Now(_) = ingestion_jobs::cancel(h.pool(), cancelled.id)
-        .await
-        .unwrap()
-    else {
-        panic!("a pending job can be cancelled");
-    };
+    cancel_active(&h, cancelled.id).await;
     let active = h.submit_days_to_yesterday(3).await;
 
     let ended_cancelled = ingestion_jobs::finish(h.pool(), cancelled.id, ending)
