@@ -355,15 +355,21 @@
       $('#chart-error').textContent = '';
       return renderChart(prices, timeframe);
     }, function (e) {
-      if (load !== viewLoads) return;
+      // A read of a timeframe left meanwhile blanks nothing of the one on screen.
+      if (load !== viewLoads || timeframe !== view.timeframe) return;
       $('#chart-error').textContent = 'Could not read the ' + timeframe + ' candles: ' + e;
       // Nothing of another coin, range or timeframe stays on screen under this one's title.
       return renderChart([], timeframe);
     });
   }
 
+  // The first day of hours to read: 1460 days before the view's end when the view is
+  // longer. An end that is no date (`2026-13-01`) leaves the start as it is, and the API's
+  // 400 says what is wrong with the end.
   function hoursStart() {
-    return view.start < addDays(view.end, -1460) ? addDays(view.end, -1460) : view.start;
+    if (isNaN(new Date(view.end + 'T00:00:00Z').getTime())) return view.start;
+    var earliest = addDays(view.end, -1460);
+    return view.start < earliest ? earliest : view.start;
   }
 
   function hasHours(coin) {

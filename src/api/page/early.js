@@ -29,7 +29,15 @@
   // The same paths, in the same order of parameters, as app.js asks for them.
   var range = { symbol: view.symbol, start_date: view.start, end_date: view.end };
   var prices = Object.assign({}, range);
-  if (view.timeframe !== '1d') prices.timeframe = view.timeframe;
+  if (view.timeframe !== '1d') {
+    prices.timeframe = view.timeframe;
+    // Hours over 1461 days at most, as app.js reads them (its hoursStart).
+    var last = new Date(view.end + 'T00:00:00Z');
+    if (!isNaN(last.getTime())) {
+      last.setUTCDate(last.getUTCDate() - 1460);
+      if (view.start < isoDay(last)) prices.start_date = isoDay(last);
+    }
+  }
   prices.format = 'csv';
   [
     '/api/v1/prices?' + new URLSearchParams(prices),
