@@ -228,7 +228,11 @@ impl Registry {
         let mut synced = None;
         if turned_on.hours {
             let started = (coin, &registered.hours.figures);
-            let hours = hours::hours_started(pool, reach, started, trigger).await;
+            // Both on at once: one job for the days older than the hours too.
+            let days_from = turned_on
+                .tracking
+                .then(|| tracking::first_day_to_keep(coin, reach, today));
+            let hours = hours::hours_started(pool, reach, started, days_from, trigger).await;
             log_sync(coin, "hours on", "hours", &hours);
             if matches!(hours, Ok(CoinSync::Queued(_) | CoinSync::Busy(_))) {
                 return Some(hours);

@@ -50,22 +50,27 @@ fn complete_hours((start, end): (NaiveDate, NaiveDate), now: DateTime<Utc>) -> O
 
 /// Brings the hours of a coin whose hours were just turned on up to date at once: one job
 /// over the days of its hours, unless its figures show every hour accounted for already
-/// (turned off and on again, say) or a job of the coin is active.
+/// (turned off and on again, say) or a job of the coin is active. With `days_from` (tracking
+/// turned on at the same time: its first day to keep), the job starts there when that is
+/// earlier, so that it brings the days older than its hours up to date too: one job of a
+/// coin at a time, and a job fills its missing days over its whole range.
 pub(super) async fn hours_started(
     (pool, credits): (&PgPool, &Credits),
     reach: PlanReach,
     (coin, figures): (&Coin, &HourlyFigures),
+    days_from: Option<NaiveDate>,
     trigger: Trigger,
 ) -> Result<CoinSync, SyncError> {
     let now = Utc::now();
     let today = now.date_naive();
-    let Some(days) = days_of_hours_to_keep(coin, reach, today) else {
+    let Some((start, end)) = days_of_hours_to_keep(coin, reach, today) else {
         return Ok(CoinSync::UpToDate);
     };
-    match complete_hours(days, now) {
+    match complete_hours((start, end), now) {
         // Known from one row of figures: no gap query over up to 35,064 hours.
         Some(hours) if !figures.covers(hours) => {
-            queue_job((pool, credits), coin, days, today, trigger).await
+            let start = days_from.map_or(start, |from| from.min(start));
+            queue_job((pool, credits), coin, (start, end), today, trigger).await
         }
         _ => Ok(CoinSync::UpToDate),
     }

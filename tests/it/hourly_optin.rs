@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::{Harness, TestApi, count_rows, days_before_today};
+use crate::support::{Harness, TestApi, count_rows, day, days_before_today};
 
 /// The first day whose hours a coin keeps at most: 1461 days up to today.
 fn four_years_back() -> NaiveDate {
@@ -153,6 +153,33 @@ async fn turning_hours_on_queues_one_job_over_the_days_of_its_hours_through_toda
     assert_eq!(on_while_busy.json()["hourly"], true);
     assert_eq!(h.jobs_by(Trigger::Api).await.len(), 1);
     assert_eq!(h.fake.call_count(), 0, "the job runs on a worker");
+    api.stop().await;
+}
+
+/// A review's finding: tracking and hours turned on together queued one job over the days
+/// of the hours alone (1461 days back), and the coin's older days waited for the next tick,
+/// where turning tracking on brings a coin up to date at once. The one job starts at the
+/// first day the coin keeps now.
+#[tokio::test]
+async fn tracking_and_hours_turned_on_together_queue_one_job_from_the_first_day_kept() {
+    let (h, api) = TestApi::with_harness().await;
+
+    let both = api
+        .put_coin(
+            "BTC",
+            json!({"coingecko_id": "bitcoin", "tracked": true, "hourly": true}),
+        )
+        .await;
+
+    assert_eq!(both.status, StatusCode::OK, "{}", both.text());
+    let jobs = h.jobs_by(Trigger::Api).await;
+    assert_eq!(jobs.len(), 1, "one job for both: {jobs:#?}");
+    assert_eq!(
+        (jobs[0].range.start(), jobs[0].range.end()),
+        (day("2013-04-28"), today_utc()),
+        "BTC's first day on this unlimited plan, not the first of its hours ({})",
+        four_years_back()
+    );
     api.stop().await;
 }
 
