@@ -419,9 +419,9 @@ async fn hours_per_day(
     range: ReadRange,
 ) -> sqlx::Result<HoursPerDay> {
     let expected = expected(state, record, range).await?;
+    let days = (range.start, range.end);
     let rows =
-        hourly_coverage::hours_per_day(&state.pool, record.coin.symbol, range.start, range.end)
-            .await?;
+        hourly_coverage::hours_per_day(&state.pool, record.coin.symbol, days, expected).await?;
     Ok(HoursPerDay::of((range.start, range.end), &rows, expected))
 }
 

@@ -242,12 +242,13 @@ impl HoursPerDay {
                 (Some(day), Some(expected)) => day.intersect(expected).map_or(0, HourRange::hours),
                 _ => 0,
             } as u8;
-            let (stored, quiet) = (n(|r| r.stored), n(|r| r.without_trades));
             per_day.expected.push(wanted);
-            per_day.stored.push(stored);
+            per_day.stored.push(n(|r| r.stored));
             per_day.provisional.push(n(|r| r.provisional));
-            per_day.without_trades.push(quiet);
-            per_day.missing.push(wanted.saturating_sub(stored + quiet));
+            per_day.without_trades.push(n(|r| r.without_trades));
+            per_day
+                .missing
+                .push(wanted.saturating_sub(n(|r| r.accounted)));
             per_day.disputed.push(n(|r| r.disputed));
         }
         per_day
@@ -267,6 +268,7 @@ mod tests {
             provisional: 1,
             without_trades: 2,
             disputed: 3,
+            accounted: 22,
         }];
         let expected = HourRange::new(
             Hour::first_of(day("2024-01-01")).plus(12),

@@ -277,16 +277,20 @@ pub struct DayHours {
     pub without_trades: i64,
     /// Stored hours whose candle is disputed.
     pub disputed: i64,
+    /// Of the hours expected, those stored for good or recorded as without trades, each
+    /// once (an hour built from CoinGecko's points may be both): what the day's missing
+    /// hours are counted from.
+    pub accounted: i64,
 }
 
-/// The hours of each UTC day of `start..=end` for `symbol`, ascending; a day absent from
-/// the answer has none of its 24 hours stored or recorded (`24 - stored - without_trades`
-/// are missing on any day). Days are cut in UTC whatever the session's time zone.
+/// The hours of each UTC day of `start..=end` for `symbol`, ascending, with those of
+/// `expected` accounted for; a day absent from the answer has none of its 24 hours stored
+/// or recorded. Days are cut in UTC whatever the session's time zone.
 pub async fn hours_per_day(
     pool: &PgPool,
     symbol: Symbol,
-    start: NaiveDate,
-    end: NaiveDate,
+    (start, end): (NaiveDate, NaiveDate),
+    expected: Option<HourRange>,
 ) -> sqlx::Result<Vec<DayHours>> {
     let Some(range) = HourRange::of_days(start, end) else {
         return Ok(Vec::new());
@@ -294,18 +298,28 @@ pub async fn hours_per_day(
     sqlx::query_as(
         r#"
 SELECT date, sum(stored)::bigint AS stored, sum(provisional)::bigint AS provisional,
-       sum(without_trades)::bigint AS without_trades, sum(disputed)::bigint AS disputed
+       sum(without_trades)::bigint AS without_trades, sum(disputed)::bigint AS disputed,
+       sum(accounted)::bigint AS accounted
 FROM (
     SELECT (hour AT TIME ZONE 'UTC')::date AS date,
            count(*) FILTER (WHERE NOT provisional) AS stored,
            count(*) FILTER (WHERE provisional)     AS provisional,
            0                                       AS without_trades,
-           count(*) FILTER (WHERE disputed)        AS disputed
+           count(*) FILTER (WHERE disputed)        AS disputed,
+           0                                       AS accounted
     FROM hourly_prices WHERE symbol = $1 AND hour BETWEEN $2 AND $3
     GROUP BY 1
     UNION ALL
-    SELECT (hour AT TIME ZONE 'UTC')::date, 0, 0, count(*), 0
+    SELECT (hour AT TIME ZONE 'UTC')::date, 0, 0, count(*), 0, 0
     FROM hours_without_trades WHERE symbol = $1 AND hour BETWEEN $2 AND $3
+    GROUP BY 1
+    UNION ALL
+    SELECT (hour AT TIME ZONE 'UTC')::date, 0, 0, 0, 0, count(*)
+    FROM (SELECT hour FROM hourly_prices
+          WHERE symbol = $1 AND hour BETWEEN $4 AND $5 AND NOT provisional
+          UNION
+          SELECT hour FROM hours_without_trades WHERE symbol = $1 AND hour BETWEEN $4 AND $5
+         ) expected_and_accounted
     GROUP BY 1
 ) per_table
 GROUP BY date
@@ -315,6 +329,8 @@ ORDER BY date
     .bind(symbol.as_str())
     .bind(range.first())
     .bind(range.last())
+    .bind(expected.map(HourRange::first))
+    .bind(expected.map(HourRange::last))
     .fetch_all(pool)
     .await
 }

@@ -103,10 +103,10 @@ async fn hours_per_day_say_what_each_day_holds() {
     three_days(&db.pool).await;
     quiet(&db.pool, [5, 6]).await;
 
-    let days =
-        hourly_coverage::hours_per_day(&db.pool, Symbol::BTC, day("2023-12-31"), day("2024-01-05"))
-            .await
-            .unwrap();
+    let days = (day("2023-12-31"), day("2024-01-05"));
+    let days = hourly_coverage::hours_per_day(&db.pool, Symbol::BTC, days, None)
+        .await
+        .unwrap();
 
     let seen: Vec<(String, i64, i64, i64, i64)> = days
         .iter()
@@ -130,6 +130,33 @@ async fn hours_per_day_say_what_each_day_holds() {
     );
 }
 
+/// A review's finding: a day's missing hours were its expected hours less every hour it
+/// stored or recorded without trades, so hours stored outside those expected (before they
+/// begin), or an hour both built from CoinGecko's points and recorded without trades, hid
+/// missing ones. Each expected hour counts once now.
+#[tokio::test]
+async fn a_days_accounted_hours_are_the_expected_ones_each_counted_once() {
+    let db = database().await;
+    three_days(&db.pool).await;
+    // Hours 5 and 6 without trades; hour 5 then built from CoinGecko's points too. Hours
+    // 7 and 13 of the first day are missing.
+    quiet(&db.pool, [5, 6]).await;
+    write(&db.pool, &[coingecko(5, 100)], false).await;
+    let (first_day, pool) = ((day("2024-01-01"), day("2024-01-01")), &db.pool);
+    let accounted = |expected| async move {
+        let days = hourly_coverage::hours_per_day(pool, Symbol::BTC, first_day, expected);
+        days.await.unwrap()[0].accounted
+    };
+
+    let whole_day = accounted(Some(hours(0, 24))).await;
+    let from_ten = accounted(Some(hours(10, 14))).await;
+    let none = accounted(None).await;
+
+    assert_eq!(whole_day, 22, "24 less hours 7 and 13; hour 5 once");
+    assert_eq!(from_ten, 13, "hours 10 to 23 less hour 13");
+    assert_eq!(none, 0);
+}
+
 #[tokio::test]
 async fn every_read_cuts_hours_days_and_blocks_in_utc_whatever_the_sessions_time_zone() {
     let db = database().await;
@@ -138,6 +165,7 @@ async fn every_read_cuts_hours_days_and_blocks_in_utc_whatever_the_sessions_time
     // Kolkata is 5:30 ahead of UTC, so its hours and days start elsewhere; Lord Howe runs
     // 10:30 or 11 ahead and changes its clocks by half an hour. (sqlx itself asks for UTC
     // at connection: these sessions are what an operator's psql, or a pooler, may use.)
+    let days = (day("2024-01-01"), day("2024-01-03"));
     for zone in ["Asia/Kolkata", "Australia/Lord_Howe", "America/St_Johns"] {
         let zoned = in_zone(&db.url, zone).await;
         let said: String = sqlx::query_scalar("SHOW TimeZone")
@@ -156,22 +184,12 @@ async fn every_read_cuts_hours_days_and_blocks_in_utc_whatever_the_sessions_time
             "{zone}"
         );
         assert_eq!(
-            hourly_coverage::hours_per_day(
-                &zoned,
-                Symbol::BTC,
-                day("2024-01-01"),
-                day("2024-01-03")
-            )
-            .await
-            .unwrap(),
-            hourly_coverage::hours_per_day(
-                &db.pool,
-                Symbol::BTC,
-                day("2024-01-01"),
-                day("2024-01-03")
-            )
-            .await
-            .unwrap(),
+            hourly_coverage::hours_per_day(&zoned, Symbol::BTC, days, Some(range))
+                .await
+                .unwrap(),
+            hourly_coverage::hours_per_day(&db.pool, Symbol::BTC, days, Some(range))
+                .await
+                .unwrap(),
             "{zone}"
         );
         assert_eq!(
