@@ -237,7 +237,19 @@ pub async fn coverage(
     .bind(range.last())
     .fetch_all(&mut *snapshot)
     .await?;
-    let quiet = super::hours_without_trades::count(&mut *snapshot, symbol, range).await?;
+    // An hour built from CoinGecko's points may be recorded without trades too (its
+    // exchange had none): it counts once, as stored.
+    let quiet: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM hours_without_trades n \
+         WHERE n.symbol = $1 AND n.hour BETWEEN $2 AND $3 AND NOT EXISTS ( \
+             SELECT 1 FROM hourly_prices p \
+             WHERE p.symbol = n.symbol AND p.hour = n.hour AND NOT p.provisional)",
+    )
+    .bind(symbol.as_str())
+    .bind(range.first())
+    .bind(range.last())
+    .fetch_one(&mut *snapshot)
+    .await?;
     let missing = missing(&mut *snapshot, symbol, range, MAX_LISTED_RUNS).await?;
     snapshot.commit().await?;
     let expected = range.hours();

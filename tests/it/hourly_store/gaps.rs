@@ -165,6 +165,30 @@ async fn coverage_in_hours_counts_what_is_stored_by_source_without_trades_missin
     );
 }
 
+/// A review's finding: an hour built from CoinGecko's points over one recorded without
+/// trades counted as both, so stored, without trades and missing added up to more than the
+/// hours expected.
+#[tokio::test]
+async fn an_hour_both_stored_and_without_trades_counts_once_as_stored() {
+    let db = database().await;
+    store_run(&db.pool, 0, 40).await;
+    quiet(&db.pool, 40..43).await;
+    write(&db.pool, &[coingecko(41, 100)], false).await;
+
+    let coverage = hourly_coverage::coverage(&db.pool, Symbol::BTC, Some(hours(0, 48)))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        (
+            coverage.total_stored_hours,
+            coverage.hours_without_trades,
+            coverage.missing_hours
+        ),
+        (41, 2, 5)
+    );
+}
+
 /// Hours 10..30 turn provisional and back, each time in a transaction of its own.
 const FLIP_TWENTY_HOURS: &str = "UPDATE hourly_prices SET provisional = NOT provisional \
      WHERE symbol = 'BTC' AND hour >= '2024-01-01T10:00:00Z' AND hour < '2024-01-02T06:00:00Z'";
