@@ -1,5 +1,6 @@
 //! What wraps every request: an access log line with a request id, a time-out, a body
-//! size and time limit, and the `Allow` header of a 405. Each answers with the API's
+//! size and time limit, the `Allow` header of a 405, and `Vary: Accept` where the body
+//! depends on it. Each answers with the API's
 //! JSON error body, never plain text.
 
 use std::collections::BTreeSet;
@@ -58,6 +59,21 @@ pub async fn access_log<E: Endpoint>(next: Arc<E>, request: Request) -> poem::Re
             tracing::info!(%method, %path, status, latency_ms, "request");
         }
     });
+    Ok(response)
+}
+
+/// The path whose answer depends on `Accept`: JSON, CSV, Parquet or Feather.
+const NEGOTIATED_PATH: &str = "/api/v1/prices";
+
+/// Says `Vary: Accept` on every answer of the path whose body depends on `Accept`, so that
+/// a cache in front of the service never hands one client's Parquet to another's JSON.
+pub async fn vary_on_accept<E: Endpoint>(next: Arc<E>, request: Request) -> poem::Result<Response> {
+    let negotiated = request.uri().path() == NEGOTIATED_PATH;
+    let mut response = next.get_response(request).await;
+    if negotiated {
+        let vary = HeaderValue::from_static("accept");
+        response.headers_mut().append(header::VARY, vary);
+    }
     Ok(response)
 }
 

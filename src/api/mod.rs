@@ -178,6 +178,7 @@ fn app(
             )
             .into_response_with(StatusCode::INTERNAL_SERVER_ERROR)
         }))
+        .around(middleware::vary_on_accept)
         .around(middleware::access_log)
         .map_to_response()
         .boxed()

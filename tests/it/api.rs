@@ -486,6 +486,10 @@ async fn prices_are_served_ascending_as_json_with_decimal_strings_or_as_csv() {
         .await;
 
     assert_eq!(csv.status, StatusCode::OK);
+    // One URL, a body per `Accept`: a cache in front must key on it (a review's finding).
+    for answer in [&answer, &csv] {
+        assert_eq!(answer.header("vary"), Some("accept"));
+    }
     assert!(
         csv.header("content-type").unwrap().starts_with("text/csv"),
         "{:?}",
