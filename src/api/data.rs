@@ -450,16 +450,35 @@ impl PriceFormat {
         "application/vnd.apache.arrow.file",
     ];
 
-    /// The format a media range of `Accept` asks for; wildcards get JSON (CSV for
-    /// `text/*`).
-    fn of_media_range(range: &str) -> Option<PriceFormat> {
-        match range {
-            "application/json" | "application/*" | "*/*" => Some(PriceFormat::Json),
-            "text/csv" | "text/*" => Some(PriceFormat::Csv),
-            "application/vnd.apache.parquet" => Some(PriceFormat::Parquet),
-            "application/vnd.apache.arrow.file" => Some(PriceFormat::Feather),
-            _ => None,
+    /// The formats in the order `406` lists them, which breaks a tie.
+    const ALL: [PriceFormat; 4] = [
+        PriceFormat::Json,
+        PriceFormat::Csv,
+        PriceFormat::Parquet,
+        PriceFormat::Feather,
+    ];
+
+    /// Its media type.
+    fn media_type(self) -> &'static str {
+        match self {
+            PriceFormat::Json => Self::MEDIA_TYPES[0],
+            PriceFormat::Csv => Self::MEDIA_TYPES[1],
+            PriceFormat::Parquet => Self::MEDIA_TYPES[2],
+            PriceFormat::Feather => Self::MEDIA_TYPES[3],
         }
+    }
+
+    /// The quality `ranges` (media range, q) give it: that of the most specific range
+    /// matching its type (`text/csv`, then `text/*`, then `*/*`, as RFC 9110 has it), so
+    /// that a type refused by name (`q=0`) is not brought back by a wildcard.
+    fn quality_in(self, ranges: &[(String, f32)]) -> Option<f32> {
+        let media = self.media_type();
+        let kind = media.split('/').next().unwrap_or_default();
+        let of = |wanted: &str| ranges.iter().find(|(range, _)| range == wanted);
+        of(media)
+            .or_else(|| of(&format!("{kind}/*")))
+            .or_else(|| of("*/*"))
+            .map(|(_, quality)| *quality)
     }
 
     /// The export's format of a file answer; `None` for JSON and CSV.
@@ -483,15 +502,24 @@ fn negotiate(request: &Request) -> Option<PriceFormat> {
     else {
         return Some(PriceFormat::Json);
     };
+    let ranges: Vec<(String, f32)> = accept
+        .split(',')
+        .map(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            // `q` in any case; one that is no number from 0 to 1 counts as 1, leniently.
+            let quality = parts
+                .filter_map(|param| param.split_once('='))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+                .and_then(|(_, q)| q.trim().parse::<f32>().ok())
+                .filter(|q| (0.0..=1.0).contains(q))
+                .unwrap_or(1.0);
+            (media, quality)
+        })
+        .collect();
     let mut best: Option<(f32, PriceFormat)> = None;
-    for range in accept.split(',') {
-        let mut parts = range.split(';').map(str::trim);
-        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-        let quality = parts
-            .filter_map(|param| param.strip_prefix("q="))
-            .find_map(|q| q.parse::<f32>().ok())
-            .unwrap_or(1.0);
-        let Some(format) = PriceFormat::of_media_range(&media) else {
+    for format in PriceFormat::ALL {
+        let Some(quality) = format.quality_in(&ranges) else {
             continue;
         };
         if quality > 0.0 && best.is_none_or(|(q, _)| quality > q) {
@@ -985,6 +1013,25 @@ mod tests {
         assert_eq!(accepting(Some("")), Some(Json));
         assert_eq!(accepting(Some("text/html")), None);
         assert_eq!(accepting(Some("application/json;q=0")), None);
+        assert_eq!(accepting(Some("text/*")), Some(Csv));
+        assert_eq!(accepting(Some("application/*")), Some(Json));
+        // A review's finding: a type refused by name came back through the wildcard, and
+        // `Q=0` or `q=inf` were read as 1.
+        assert_eq!(
+            accepting(Some("application/json;q=0, */*")),
+            Some(Csv),
+            "the first served after JSON"
+        );
+        assert_eq!(
+            accepting(Some("application/json;q=0, text/csv;q=0.5, */*;q=0.1")),
+            Some(Csv)
+        );
+        assert_eq!(accepting(Some("text/csv;Q=0, */*;q=0.1")), Some(Json));
+        assert_eq!(
+            accepting(Some("text/csv;q=inf, application/json;q=0.5")),
+            Some(Csv),
+            "an odd q counts as 1"
+        );
     }
 
     #[test]
