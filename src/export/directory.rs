@@ -193,6 +193,7 @@ impl<P: FnMut(&Progress)> Run<'_, P> {
     /// Writes one coin's file and starts putting it in place; a coin with no candle in
     /// the span is skipped (nothing written, its previous file left alone).
     async fn one_coin(&mut self, symbol: Symbol) -> Result<(), Failure> {
+        let rows_before = self.summary.progress.rows;
         match self.write(symbol).await {
             Ok(Some(staged)) => {
                 self.put_in_place().await?;
@@ -200,7 +201,11 @@ impl<P: FnMut(&Progress)> Run<'_, P> {
                 *self.committing = Some((symbol, commit));
             }
             Ok(None) => self.summary.skipped.push(symbol),
-            Err(cause) => return Err(self.failed(Some(symbol), cause)),
+            Err(cause) => {
+                // Its temporary file is thrown away: its rows are none of those written.
+                self.summary.progress.rows = rows_before;
+                return Err(self.failed(Some(symbol), cause));
+            }
         }
         self.summary.progress.coins_done += 1;
         (self.progress)(&self.summary.progress);
