@@ -468,17 +468,21 @@ impl PriceFormat {
         }
     }
 
-    /// The quality `ranges` (media range, q) give it: that of the most specific range
-    /// matching its type (`text/csv`, then `text/*`, then `*/*`, as RFC 9110 has it), so
-    /// that a type refused by name (`q=0`) is not brought back by a wildcard.
-    fn quality_in(self, ranges: &[(String, f32)]) -> Option<f32> {
+    /// What `ranges` (media range and q, in `Accept`'s order) say of it: the quality of
+    /// the most specific range matching its type (`text/csv`, then `text/*`, then `*/*`, as
+    /// RFC 9110 has it), so that a type refused by name (`q=0`) is not brought back by a
+    /// wildcard; then how specific that range is (2, 1, 0) and where it stands, which
+    /// break a tie: a type named beats one a wildcard brings, and the first named wins.
+    fn quality_in(self, ranges: &[(String, f32)]) -> Option<(f32, u8, usize)> {
         let media = self.media_type();
         let kind = media.split('/').next().unwrap_or_default();
-        let of = |wanted: &str| ranges.iter().find(|(range, _)| range == wanted);
-        of(media)
-            .or_else(|| of(&format!("{kind}/*")))
-            .or_else(|| of("*/*"))
-            .map(|(_, quality)| *quality)
+        let wildcard = format!("{kind}/*");
+        [(media, 2), (wildcard.as_str(), 1), ("*/*", 0)]
+            .into_iter()
+            .find_map(|(wanted, specific)| {
+                let at = ranges.iter().position(|(range, _)| range == wanted)?;
+                Some((ranges[at].1, specific, at))
+            })
     }
 
     /// The export's format of a file answer; `None` for JSON and CSV.
@@ -517,13 +521,17 @@ fn negotiate(request: &Request) -> Option<PriceFormat> {
             (media, quality)
         })
         .collect();
-    let mut best: Option<(f32, PriceFormat)> = None;
+    // Highest quality, then the most specific range, then the first in `Accept`, then the
+    // order the formats are listed in.
+    let ranked = |(q, specific, at): (f32, u8, usize)| (q, specific, std::cmp::Reverse(at));
+    let mut best: Option<((f32, u8, std::cmp::Reverse<usize>), PriceFormat)> = None;
     for format in PriceFormat::ALL {
-        let Some(quality) = format.quality_in(&ranges) else {
+        let Some(said) = format.quality_in(&ranges).filter(|(q, _, _)| *q > 0.0) else {
             continue;
         };
-        if quality > 0.0 && best.is_none_or(|(q, _)| quality > q) {
-            best = Some((quality, format));
+        let rank = ranked(said);
+        if best.as_ref().is_none_or(|(best, _)| rank > *best) {
+            best = Some((rank, format));
         }
     }
     best.map(|(_, format)| format)
@@ -1032,6 +1040,13 @@ mod tests {
             Some(Csv),
             "an odd q counts as 1"
         );
+        // Ties: a type named beats one a wildcard brings; the first named wins.
+        assert_eq!(
+            accepting(Some("application/vnd.apache.parquet, */*")),
+            Some(Parquet)
+        );
+        assert_eq!(accepting(Some("text/csv, application/json")), Some(Csv));
+        assert_eq!(accepting(Some("application/json, text/csv")), Some(Json));
     }
 
     #[test]

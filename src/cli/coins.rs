@@ -106,7 +106,7 @@ async fn add(
         Some(Err(e)) => return Ok(refuse(&e.to_string())),
         None => {
             return Ok(super::interrupted(
-                "the registry answered: `coins list` shows whether the coin was registered,                  and the same command again is safe",
+                "the registry answered: `coins list` shows whether the coin was registered, and the same command again is safe",
             ));
         }
     };

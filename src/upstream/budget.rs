@@ -23,7 +23,7 @@ use std::num::NonZeroU32;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveTime};
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 use sha2::{Digest, Sha256};
@@ -320,7 +320,19 @@ impl CallLimiter {
         else {
             return;
         };
-        let month = CreditMonth::of(credits.clock.now());
+        let now = credits.clock.now();
+        let month = CreditMonth::of(now);
+        // In a month's first hour the refusal may be the month before's, answered after
+        // midnight, or the source's own reset running late: it would shut the whole new
+        // month. Those calls are refused one by one instead.
+        let into_the_month = now - month.first_day().and_time(NaiveTime::MIN).and_utc();
+        if into_the_month < chrono::TimeDelta::hours(1) {
+            tracing::warn!(
+                upstream = source.display_name(),
+                "the source says the credits are spent in the month's first hour: not kept for the month"
+            );
+            return;
+        }
         if let Err(e) = monthly_credits::refused(pool, source, key_fingerprint, month).await {
             tracing::warn!(error = %e, upstream = source.display_name(), "could not note that the month's credits are spent: the next call may be refused too");
         }
@@ -471,20 +483,31 @@ impl CallLimiter {
             upstream: source.display_name(),
             cause,
         })?;
-        match (taken, limit) {
-            (Some(_), _) => Ok(()),
-            // Without a limit, only the source's refusal keeps a credit from being taken.
-            (None, None) => Err(NoSlot::RefusedBySource {
+        let (Some(limit), None) = (limit, taken) else {
+            return match taken {
+                Some(_) => Ok(()),
+                // Without a limit, only the source's refusal keeps a credit from being taken.
+                None => Err(NoSlot::RefusedBySource {
+                    upstream: source.display_name(),
+                    month,
+                }),
+            };
+        };
+        // The count is spent, or the source refused meanwhile (noted by another process
+        // while this one waited for its slot): said as what it is.
+        let of_month = monthly_credits::of_month(pool, source, key_fingerprint, month).await;
+        if of_month.is_ok_and(|of_month| of_month.refused) {
+            return Err(NoSlot::RefusedBySource {
                 upstream: source.display_name(),
                 month,
-            }),
-            (None, Some(limit)) => Err(NoSlot::MonthSpent {
-                upstream: source.display_name(),
-                month,
-                used: i64::from(limit),
-                limit,
-            }),
+            });
         }
+        Err(NoSlot::MonthSpent {
+            upstream: source.display_name(),
+            month,
+            used: i64::from(limit),
+            limit,
+        })
     }
 
     /// Takes the next slot, or with `instead_of` one in place of a slot let pass unused,

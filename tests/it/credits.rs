@@ -199,6 +199,44 @@ async fn once_coingecko_says_the_credits_are_spent_no_process_calls_it_again_thi
     assert_eq!(h.fake.call_count(), 1, "no call after CoinGecko's refusal");
 }
 
+/// A review's finding: a refusal for spent credits in a month's first hour was kept for
+/// the whole month, though it may be the month before's (a call answered after midnight)
+/// or CoinGecko's own reset running late. It is not kept then: the next call is made.
+#[tokio::test]
+async fn a_refusal_for_spent_credits_in_a_months_first_hour_is_not_kept_for_the_month() {
+    let mut h = Harness::new().await;
+    let now = Utc::now();
+    // Ten minutes into next month, by this process's clock.
+    let early = first_of_next_month()
+        .and_hms_opt(0, 10, 0)
+        .unwrap()
+        .and_utc();
+    h.settings.sync_clock_offset_ms = (early - now).num_milliseconds();
+    h.fake
+        .push_response(ScriptedResponse::monthly_credits_spent());
+    let (start, end) = four_years();
+
+    let refused = h.run_job(start, end, false).await;
+    let next = h.run_job(start, end, false).await;
+
+    assert_eq!(refused.status, JobStatus::CompletedWithGaps);
+    let kept = monthly_credits::of_month(
+        h.pool(),
+        PriceSource::CoinGecko,
+        "none",
+        CreditMonth::of(early),
+    )
+    .await
+    .unwrap();
+    assert!(!kept.refused, "{kept:?}");
+    assert_eq!(
+        next.status,
+        JobStatus::Completed,
+        "{:?}",
+        next.error_message
+    );
+}
+
 /// An audit's finding: the API priced a job of a coin whose hours are built from CoinGecko's
 /// points by its missing days alone, so a job over stored days with missing hours cost
 /// "nothing" and was queued whatever was left.
