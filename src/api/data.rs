@@ -523,8 +523,10 @@ fn negotiate(request: &Request) -> Option<PriceFormat> {
         .collect();
     // Highest quality, then the most specific range, then the first in `Accept`, then the
     // order the formats are listed in.
-    let ranked = |(q, specific, at): (f32, u8, usize)| (q, specific, std::cmp::Reverse(at));
-    let mut best: Option<((f32, u8, std::cmp::Reverse<usize>), PriceFormat)> = None;
+    type Rank = (f32, u8, std::cmp::Reverse<usize>);
+    let ranked =
+        |(q, specific, at): (f32, u8, usize)| -> Rank { (q, specific, std::cmp::Reverse(at)) };
+    let mut best: Option<(Rank, PriceFormat)> = None;
     for format in PriceFormat::ALL {
         let Some(said) = format.quality_in(&ranges).filter(|(q, _, _)| *q > 0.0) else {
             continue;
