@@ -219,8 +219,14 @@ impl Application {
         }
     }
 
-    /// Starts a worker named `name` until `shutdown`.
+    /// Starts a worker named `name` until `shutdown`. Once it is raised the clients start
+    /// no call: the job's call in flight is given a grace to bring its answer, and nothing
+    /// more.
     pub fn spawn_worker(&self, name: String, shutdown: Shutdown) -> JoinHandle<anyhow::Result<()>> {
+        let coinbase = self.sources.coinbase.iter().map(|client| client.caller());
+        for caller in std::iter::once(self.sources.coingecko.caller()).chain(coinbase) {
+            caller.budget().stop_with(shutdown.clone());
+        }
         tokio::spawn(queue::run_worker(
             self.pool.clone(),
             self.ingestor(),

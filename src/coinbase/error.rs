@@ -114,7 +114,10 @@ impl From<CallError> for CoinbaseError {
             CallError::NoSlot {
                 message,
                 why:
-                    NoSlot::Database { .. } | NoSlot::MonthSpent { .. } | NoSlot::RefusedBySource { .. },
+                    NoSlot::Database { .. }
+                    | NoSlot::MonthSpent { .. }
+                    | NoSlot::RefusedBySource { .. }
+                    | NoSlot::Stopping { .. },
             } => CoinbaseError::Unavailable { message },
             CallError::GaveUp(gave_up) => {
                 let advice = if gave_up.rate_limited() {

@@ -220,7 +220,7 @@ impl From<CallError> for CoinGeckoError {
             // The database could not say: worth trying again later.
             CallError::NoSlot {
                 message,
-                why: NoSlot::Database { .. },
+                why: NoSlot::Database { .. } | NoSlot::Stopping { .. },
             } => Self::Transient { message },
             CallError::NoSlot {
                 message,

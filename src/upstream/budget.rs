@@ -31,6 +31,7 @@ use sqlx::PgPool;
 use tokio::sync::Mutex;
 
 use crate::domain::{Clock, CreditMonth, PriceSource};
+use crate::shutdown::Shutdown;
 use crate::store::{call_budget, monthly_credits, patiently};
 
 /// The spacing is stretched by this fraction so that jitter in when requests reach
@@ -144,6 +145,8 @@ const RECENT_SLOTS: usize = 256;
 
 /// Hands out slots of one source's budget: one per attempt, `interval` apart.
 pub struct CallLimiter {
+    /// Whose budget.
+    upstream: PriceSource,
     source: Source,
     interval: Duration,
     calls_per_minute: u32,
@@ -153,6 +156,9 @@ pub struct CallLimiter {
     recent: std::sync::Mutex<VecDeque<Instant>>,
     /// The monthly credits, for a source that has them (set once, at start).
     monthly: OnceLock<MonthlyCredits>,
+    /// The process's stop signal, once a worker runs: no slot is given after it is raised,
+    /// so that no call starts in the grace an attempt gives the call it has in flight.
+    stop: OnceLock<Shutdown>,
 }
 
 /// Why the budget gave no slot: no request was sent.
@@ -195,6 +201,12 @@ pub enum NoSlot {
         upstream: &'static str,
         month: CreditMonth,
     },
+    /// The process is stopping: no call starts any more.
+    #[error("the process is stopping, so no call was made to {upstream}")]
+    Stopping {
+        /// The source's name, as messages say it.
+        upstream: &'static str,
+    },
 }
 
 impl NoSlot {
@@ -204,7 +216,7 @@ impl NoSlot {
             Self::MonthSpent { month, .. } | Self::RefusedBySource { month, .. } => {
                 Some(month.resets_on())
             }
-            Self::Database { .. } => None,
+            Self::Database { .. } | Self::Stopping { .. } => None,
         }
     }
 }
@@ -242,12 +254,14 @@ impl CallLimiter {
             CallBudget::ProcessLocal => Source::ProcessLocal(Mutex::new(None)),
         };
         Self {
+            upstream,
             source,
             interval,
             calls_per_minute,
             metrics: BudgetMetrics::new(upstream, calls_per_minute),
             recent: Default::default(),
             monthly: OnceLock::new(),
+            stop: OnceLock::new(),
         }
     }
 
@@ -255,6 +269,21 @@ impl CallLimiter {
     /// ignored). Only a limiter on the shared budget counts: one of its own has no month.
     pub fn count_month(&self, credits: MonthlyCredits) {
         let _ = self.monthly.set(credits);
+    }
+
+    /// Gives no slot once `stop` is raised (once; a second call is ignored).
+    pub fn stop_with(&self, stop: Shutdown) {
+        let _ = self.stop.set(stop);
+    }
+
+    /// Refuses a slot once the process stops: the slot waited for passes unused.
+    fn unless_stopped(&self) -> Result<(), NoSlot> {
+        match self.stop.get() {
+            Some(stop) if stop.is_shutdown() => Err(NoSlot::Stopping {
+                upstream: self.upstream.display_name(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The monthly credits counted, if any.
@@ -420,15 +449,18 @@ impl CallLimiter {
     /// a caller that goes away during that second wait has spent it without a call.
     pub async fn acquire(&self) -> Result<(), NoSlot> {
         let began = Instant::now();
+        self.unless_stopped()?;
         // A month spent already is said at once, without taking a slot from every
         // process's minute for a call that cannot be made.
         self.month_left().await?;
         let slot = self.take(None).await?;
         tokio::time::sleep_until(slot.at).await;
+        self.unless_stopped()?;
         self.take_credit().await?;
         if slot.at.elapsed() > LATE_CREDIT {
             let again = self.take(Some(&slot)).await?;
             tokio::time::sleep_until(again.at).await;
+            self.unless_stopped()?;
         }
         self.metrics.granted.inc();
         self.metrics.wait.observe(began.elapsed().as_secs_f64());

@@ -337,6 +337,30 @@ async fn a_stop_while_a_windows_answer_is_on_its_way_stores_it_before_handing_th
     assert_eq!(h.fake.call_count(), 1, "and no other is started");
 }
 
+/// A review's finding: the grace a window's call in flight is given at a stop also let a
+/// call start that only waited for its slot, or for a back-off, when the stop came: a
+/// credit spent on an answer the attempt then dropped. No call starts after the stop.
+#[tokio::test]
+async fn a_stop_while_a_window_waits_for_its_slot_starts_no_call() {
+    let mut h = Harness::new().await;
+    // A slot every 4 s: the second window waits for its slot when the stop comes, inside
+    // the 5 s grace.
+    h.settings.coingecko_calls_per_minute = std::num::NonZeroU32::new(15).unwrap();
+    let job = h.submit_days_to_yesterday(270).await;
+    let worker = h.start_worker();
+    h.wait_for(job.id, "the first window stored", |j| j.chunks_done >= 1)
+        .await;
+
+    worker.stop().await;
+
+    let back = h.job(job.id).await;
+    assert_eq!(
+        (back.status, back.chunks_done, back.failures),
+        (JobStatus::Pending, 1, 0)
+    );
+    assert_eq!(h.fake.call_count(), 1, "no call after the stop");
+}
+
 #[tokio::test]
 async fn a_finished_job_cannot_be_cancelled() {
     let h = Harness::new().await;

@@ -221,6 +221,10 @@ impl<S: Sync> Run<'_, S> {
         else {
             return Ok(ControlFlow::Break(Outcome::Interrupted));
         };
+        if matches!(checked, Err(CheckError::Coinbase(_))) && stop.is_shutdown() {
+            // The stop's doing (no slot given any more): the next attempt checks.
+            return Ok(ControlFlow::Break(Outcome::Interrupted));
+        }
         let end = match checked {
             Ok(Some(_)) => None,
             Ok(None) => Some(SecondSourceEnd::Unchecked(plan_first_day)),

@@ -128,6 +128,11 @@ impl<S: Sync> Run<'_, S> {
         else {
             return Ok(WindowEnd::Stop(Outcome::Interrupted));
         };
+        // A failure after the stop (no slot given any more, a retry not made) is the
+        // stop's, not the job's: handed back, not counted against it.
+        if answer.is_err() && attempt.stop.is_shutdown() {
+            return Ok(WindowEnd::Stop(Outcome::Interrupted));
+        }
         let rows = match answer {
             Ok(rows) => rows,
             Err(SourceError::PlanLimit { reach_days, .. }) => {
