@@ -30,6 +30,11 @@ impl CreditMonth {
             .unwrap_or(NaiveDate::MAX)
     }
 
+    /// When the month begins, 00:00 UTC of its first day.
+    pub fn starts_at(self) -> DateTime<Utc> {
+        self.0.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+    }
+
     /// When the credits reset, as a moment.
     pub fn resets_at(self) -> DateTime<Utc> {
         self.resets_on()

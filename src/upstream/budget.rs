@@ -23,7 +23,7 @@ use std::num::NonZeroU32;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDate, NaiveTime};
+use chrono::NaiveDate;
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 use sha2::{Digest, Sha256};
@@ -222,10 +222,9 @@ impl NoSlot {
 }
 
 enum Source {
+    /// Each upstream (the limiter's) has its own row per key.
     Shared {
         pool: PgPool,
-        /// Whose budget: each upstream has its own row.
-        source: PriceSource,
         key_fingerprint: String,
     },
     /// The theoretical arrival time of the next call.
@@ -248,7 +247,6 @@ impl CallLimiter {
         let source = match budget {
             CallBudget::Shared(pool) => Source::Shared {
                 pool,
-                source: upstream,
                 key_fingerprint: key_fingerprint(api_key),
             },
             CallBudget::ProcessLocal => Source::ProcessLocal(Mutex::new(None)),
@@ -317,10 +315,10 @@ impl CallLimiter {
         match &self.source {
             Source::Shared {
                 pool,
-                source,
                 key_fingerprint,
             } => {
-                match call_budget::hold_back(pool, *source, key_fingerprint, pause).await {
+                let source = self.upstream;
+                match call_budget::hold_back(pool, source, key_fingerprint, pause).await {
                     Ok(true) => {}
                     // A 429 comes after a slot, whose row it is.
                     Ok(false) => tracing::debug!(
@@ -354,7 +352,7 @@ impl CallLimiter {
         // In a month's first hour the refusal may be the month before's, answered after
         // midnight, or the source's own reset running late: it would shut the whole new
         // month. Those calls are refused one by one instead.
-        let into_the_month = now - month.first_day().and_time(NaiveTime::MIN).and_utc();
+        let into_the_month = now - month.starts_at();
         if into_the_month < chrono::TimeDelta::hours(1) {
             tracing::warn!(
                 upstream = source.display_name(),
@@ -416,9 +414,8 @@ impl CallLimiter {
         match &self.source {
             Source::Shared {
                 pool,
-                source,
                 key_fingerprint,
-            } => Some((pool, *source, key_fingerprint)),
+            } => Some((pool, self.upstream, key_fingerprint)),
             Source::ProcessLocal(_) => None,
         }
     }
@@ -550,11 +547,11 @@ impl CallLimiter {
         let taken = match &self.source {
             Source::Shared {
                 pool,
-                source,
                 key_fingerprint,
             } => {
+                let source = self.upstream;
                 let budget = call_budget::Budget {
-                    source: *source,
+                    source,
                     key_fingerprint,
                     interval: self.interval,
                     calls_per_minute: self.calls_per_minute,
